@@ -1,0 +1,77 @@
+/** What the Authorization header holds, as far as RFC 6750 §2.1 is concerned. */
+export type BearerCredentials =
+  | { readonly kind: 'token'; readonly token: string }
+  /** No credentials, or another scheme: answered with a bare challenge. */
+  | { readonly kind: 'missing' }
+  /** A Bearer header whose token is empty or not a b64token. */
+  | { readonly kind: 'malformed' }
+  /** More than one credential: two headers, two tokens, or the header and the query string. */
+  | { readonly kind: 'ambiguous' }
+
+export interface CredentialSource {
+  readonly headers: Readonly<Record<string, string | readonly string[] | undefined>>
+  readonly rawHeaders?: readonly string[] | undefined
+  readonly url?: string | undefined
+}
+
+/** Longest token read at all; anything longer is refused before hashing. */
+export const MAX_TOKEN_LENGTH = 1024
+
+const MISSING: BearerCredentials = Object.freeze({ kind: 'missing' })
+const MALFORMED: BearerCredentials = Object.freeze({ kind: 'malformed' })
+const AMBIGUOUS: BearerCredentials = Object.freeze({ kind: 'ambiguous' })
+
+// b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+const B64TOKEN = new Uint8Array(128)
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/') B64TOKEN[c.charCodeAt(0)] = 1
+
+function isB64Token(token: string): boolean {
+  let i = 0
+  while (i < token.length) {
+    const code = token.charCodeAt(i)
+    if (code >= 128 || B64TOKEN[code] !== 1) break
+    i++
+  }
+  if (i === 0) return false
+  while (i < token.length && token.charCodeAt(i) === 61 /* = */) i++
+  return i === token.length
+}
+
+/** Node keeps only the first of repeated Authorization headers; the raw list shows them all. */
+function authorizationHeaderCount(rawHeaders: readonly string[]): number {
+  let count = 0
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!
+    if (name.length === 13 && name.toLowerCase() === 'authorization') count++
+  }
+  return count
+}
+
+function hasQueryToken(url: string | undefined): boolean {
+  if (url === undefined) return false
+  const query = url.indexOf('?')
+  return query !== -1 && /(?:^|&)access_token=/i.test(url.slice(query + 1))
+}
+
+/**
+ * Reads the bearer token from the Authorization header only: the scheme is
+ * case-insensitive, the token is never taken from the query string or a body.
+ */
+export function extractBearer(source: CredentialSource): BearerCredentials {
+  const header = source.headers.authorization
+  if (header === undefined) return MISSING
+  if (typeof header !== 'string') return AMBIGUOUS
+  if (source.rawHeaders !== undefined && authorizationHeaderCount(source.rawHeaders) > 1) return AMBIGUOUS
+  if (header.length < 6 || header.slice(0, 6).toLowerCase() !== 'bearer') return MISSING
+  if (header.length === 6) return MALFORMED
+  const separator = header.charCodeAt(6)
+  if (separator !== 32 /* SP */) return separator === 9 /* HTAB */ ? MALFORMED : MISSING
+  let start = 7
+  while (start < header.length && header.charCodeAt(start) === 32) start++
+  const token = header.slice(start)
+  if (token.length === 0) return MALFORMED
+  if (token.includes(' ') || token.includes(',')) return AMBIGUOUS
+  if (hasQueryToken(source.url)) return AMBIGUOUS
+  if (token.length > MAX_TOKEN_LENGTH || !isB64Token(token)) return MALFORMED
+  return { kind: 'token', token }
+}

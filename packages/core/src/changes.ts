@@ -1,0 +1,20 @@
+import type { KeyStore } from './store.js'
+
+export type KeyChange = { readonly kind: 'key'; readonly keyId: string } | { readonly kind: 'tenant'; readonly tenantId: string }
+
+// Every authenticator in this process that reads a store hears of changes made
+// through any manager of that store, so a revocation takes effect at once here.
+const listenersByStore = new WeakMap<KeyStore, Set<(change: KeyChange) => void>>()
+
+/** Subscribes to changes made through key managers of `store` in this process. Returns the unsubscribe. */
+export function onKeyStoreChange(store: KeyStore, listener: (change: KeyChange) => void): () => void {
+  let listeners = listenersByStore.get(store)
+  if (listeners === undefined) listenersByStore.set(store, (listeners = new Set()))
+  listeners.add(listener)
+  return () => listeners.delete(listener)
+}
+
+/** Tells this process's authenticators that a key or tenant changed (call after writing to the store yourself). */
+export function announceKeyStoreChange(store: KeyStore, change: KeyChange): void {
+  for (const listener of listenersByStore.get(store) ?? []) listener(change)
+}

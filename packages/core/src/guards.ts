@@ -1,0 +1,67 @@
+import { ERROR_STATUS, SaikuHttpError, type ErrorCode } from './errors.js'
+import { bearerChallenge, errorResponse, type ErrorResponse } from './http.js'
+import type { SaikuPrincipal } from './pipeline.js'
+
+/** Whether the credential grants `permission`: an exact match, `*`, or `area:*` for `area:anything`. */
+export function hasPermission(principal: SaikuPrincipal, permission: string): boolean {
+  const granted = principal.credential.permissions
+  if (granted.includes(permission) || granted.includes('*')) return true
+  const colon = permission.indexOf(':')
+  return colon !== -1 && granted.includes(`${permission.slice(0, colon)}:*`)
+}
+
+/**
+ * The 403 for a principal lacking any of `permissions`, or null when it holds them all.
+ * Without a principal (the auth middleware did not run) the answer is a 401.
+ */
+export function checkPermissions(
+  principal: SaikuPrincipal | undefined,
+  permissions: readonly string[],
+  realm = 'saiku',
+): ErrorResponse | null {
+  if (principal === undefined) {
+    return errorResponse('unauthorized', undefined, { 'www-authenticate': bearerChallenge(realm) })
+  }
+  const missing = permissions.filter((permission) => !hasPermission(principal, permission))
+  if (missing.length === 0) return null
+  return errorResponse('forbidden', `This API key lacks the permission ${missing.join(', ')}.`, {
+    'www-authenticate': bearerChallenge(realm, 'insufficient_scope', permissions.join(' ')),
+  })
+}
+
+/**
+ * Tenant isolation: returns the resource when it belongs to the caller's tenant,
+ * and throws the same 404 as for a missing one otherwise, so nobody can probe
+ * what other tenants own.
+ */
+export function ownedByTenant<T extends { readonly tenantId: string }>(
+  principal: SaikuPrincipal,
+  resource: T | null | undefined,
+): T {
+  if (resource == null || resource.tenantId !== principal.tenant.tenantId) throw new SaikuHttpError('not_found')
+  return resource
+}
+
+const CODE_BY_STATUS: Readonly<Record<number, ErrorCode>> = Object.fromEntries(
+  Object.entries(ERROR_STATUS).map(([code, status]) => [status, code as ErrorCode]),
+)
+
+/**
+ * Turns anything a handler threw into the standard JSON error. A SaikuHttpError
+ * keeps its code and message; a framework's client error (bad JSON, body too
+ * large: `status` 4xx with `expose`) keeps its status; everything else is a 500
+ * whose message reveals nothing.
+ */
+export function errorResponseFor(error: unknown): ErrorResponse {
+  if (error instanceof SaikuHttpError) return errorResponse(error.code, error.message, { ...error.headers })
+  if (typeof error === 'object' && error !== null) {
+    const { status, statusCode, expose, type } = error as Record<string, unknown>
+    const httpStatus = typeof status === 'number' ? status : statusCode
+    if (typeof httpStatus === 'number' && httpStatus >= 400 && httpStatus < 500 && expose !== false) {
+      const code = CODE_BY_STATUS[httpStatus] ?? 'invalid_request'
+      if (type === 'entity.parse.failed') return errorResponse('invalid_request', 'The request body is not valid JSON.')
+      return errorResponse(code)
+    }
+  }
+  return errorResponse('internal_error')
+}

@@ -1,0 +1,89 @@
+import { DEFAULT_MESSAGES, ERROR_STATUS, type ErrorCode } from './errors.js'
+import type { LimitDecision, WindowState } from './limiter.js'
+import type { WindowLimits } from './tiers.js'
+
+/**
+ * Which rate-limit fields go on responses:
+ * - `draft-11`: `RateLimit-Policy` and `RateLimit` of draft-ietf-httpapi-ratelimit-headers-11
+ * - `legacy`: `X-RateLimit-{Limit,Remaining}-{Minute,Hour}` and `X-RateLimit-Reset` (seconds)
+ * - `none`: neither (`Retry-After` still goes on every 429)
+ */
+export type RateLimitHeaderMode = 'draft-11' | 'legacy' | 'none'
+export const RATE_LIMIT_HEADER_MODES: readonly RateLimitHeaderMode[] = Object.freeze(['draft-11', 'legacy', 'none'])
+
+export type HeaderMap = Record<string, string>
+
+/** A response the adapter writes as it is. */
+export interface ErrorResponse {
+  readonly ok: false
+  readonly status: number
+  readonly code: ErrorCode
+  readonly headers: HeaderMap
+  /** Serialized `{"error": code, "message": text}`. */
+  readonly body: string
+}
+
+export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
+
+export function errorBody(code: ErrorCode, message: string = DEFAULT_MESSAGES[code]): string {
+  return JSON.stringify({ error: code, message })
+}
+
+/** The one place an error response is assembled: status from the code table, JSON body, no caching. */
+export function errorResponse(code: ErrorCode, message?: string, extraHeaders?: HeaderMap): ErrorResponse {
+  const headers: HeaderMap = { 'content-type': JSON_CONTENT_TYPE, 'cache-control': 'no-store', ...extraHeaders }
+  return { ok: false, status: ERROR_STATUS[code], code, headers, body: errorBody(code, message) }
+}
+
+/** RFC 6750 §3 challenges. Values are fixed strings or checked tokens, so no escaping is needed. */
+export type ChallengeError = 'invalid_request' | 'invalid_token' | 'insufficient_scope'
+
+const CHALLENGE_DESCRIPTIONS: Readonly<Record<ChallengeError, string>> = {
+  invalid_request: 'The request carries more than one credential or a malformed Authorization header',
+  invalid_token: 'The API key is malformed, unknown, expired or revoked',
+  insufficient_scope: 'The API key lacks the permission this resource requires',
+}
+
+export function bearerChallenge(realm: string, error?: ChallengeError, scope?: string): string {
+  let challenge = `Bearer realm="${realm}"`
+  if (error !== undefined) challenge += `, error="${error}", error_description="${CHALLENGE_DESCRIPTIONS[error]}"`
+  if (scope !== undefined) challenge += `, scope="${scope}"`
+  return challenge
+}
+
+/** `RateLimit-Policy` for a pair of limits: both windows, as a Structured Fields list. */
+export function rateLimitPolicy(limits: WindowLimits): string {
+  return `"minute";q=${limits.perMinute};w=60, "hour";q=${limits.perHour};w=3600`
+}
+
+function seconds(ms: number): number {
+  return Math.ceil(ms / 1000)
+}
+
+/** The window that decides: when refused, the one `Retry-After` points at; else the one with least left. */
+export function bindingWindow(decision: LimitDecision): WindowState {
+  const { minute, hour } = decision
+  if (!decision.admitted) return hour.remaining === 0 && hour.resetMs >= decision.retryAfterMs ? hour : minute
+  // Ties go to the hour: it takes longer to come back.
+  return minute.remaining < hour.remaining ? minute : hour
+}
+
+/** The whole seconds a client must wait: never 0, never earlier than the window's end. */
+export function retryAfterSeconds(decision: LimitDecision): number {
+  return Math.max(1, seconds(decision.retryAfterMs))
+}
+
+/** Adds the rate-limit fields of `mode` to `headers`. `policy` is the precomputed `RateLimit-Policy`. */
+export function addRateLimitHeaders(headers: HeaderMap, mode: RateLimitHeaderMode, policy: string, decision: LimitDecision): void {
+  if (mode === 'draft-11') {
+    const binding = bindingWindow(decision)
+    headers['ratelimit-policy'] = policy
+    headers['ratelimit'] = `"${binding.window}";r=${binding.remaining};t=${seconds(binding.resetMs)}`
+  } else if (mode === 'legacy') {
+    headers['x-ratelimit-limit-minute'] = String(decision.minute.limit)
+    headers['x-ratelimit-remaining-minute'] = String(decision.minute.remaining)
+    headers['x-ratelimit-limit-hour'] = String(decision.hour.limit)
+    headers['x-ratelimit-remaining-hour'] = String(decision.hour.remaining)
+    headers['x-ratelimit-reset'] = String(seconds(bindingWindow(decision).resetMs))
+  }
+}

@@ -1,0 +1,93 @@
+export { createAuthenticator } from './pipeline.js'
+export type {
+  AdmittedDecision,
+  AuthDecision,
+  Authenticator,
+  AuthRequest,
+  DecisionEvent,
+  DecisionReason,
+  SaikuPrincipal,
+  TenantView,
+} from './pipeline.js'
+
+export { resolveOptions } from './options.js'
+export type { KeyStoreFailurePolicy, LimiterFailurePolicy, ResolvedOptions, SaikuOptions } from './options.js'
+
+export {
+  API_KEY_LENGTH,
+  API_KEY_PATTERN,
+  digestApiKey,
+  digestsEqual,
+  isKeyId,
+  KEY_ENVIRONMENTS,
+  keyFingerprint,
+  mintApiKey,
+  parseApiKey,
+} from './keys.js'
+export type { KeyEnvironment, MintedApiKey, ParsedApiKey } from './keys.js'
+
+export { createApiKeyVerifier } from './verifier.js'
+export type {
+  ApiKeyVerifier,
+  ApiKeyVerifierOptions,
+  KeyVerifier,
+  VerificationFailure,
+  VerifiedCredential,
+  VerifyResult,
+} from './verifier.js'
+
+export {
+  labelProblem,
+  MAX_LABEL_LENGTH,
+  MemoryKeyStore,
+  permissionsProblem,
+  SUBSCRIPTION_STATUSES,
+  toKeySummary,
+  validateTenantRecord,
+} from './store.js'
+export type { ApiKeyRecord, ApiKeySummary, KeyStore, Subscription, SubscriptionStatus, TenantRecord } from './store.js'
+
+export { createKeyManager } from './management.js'
+export type { CreatedApiKey, CreateKeyInput, KeyManager, KeyManagerOptions } from './management.js'
+export { announceKeyStoreChange, onKeyStoreChange } from './changes.js'
+export type { KeyChange } from './changes.js'
+
+export { DEFAULT_TIERS, limitsForTenant, resolveTierTable, validateWindowLimits } from './tiers.js'
+export type { TenantLimitSource, TierLimits, TierTable, WindowLimits } from './tiers.js'
+
+export { createRateLimiterBackend } from './limiter.js'
+export type {
+  LimitDecision,
+  LimiterBackend,
+  RateLimiterBackendOptions,
+  RateLimiterFactory,
+  RateLimiterFactoryOptions,
+  WindowName,
+  WindowState,
+} from './limiter.js'
+
+export {
+  bearerChallenge,
+  errorBody,
+  errorResponse,
+  JSON_CONTENT_TYPE,
+  RATE_LIMIT_HEADER_MODES,
+  rateLimitPolicy,
+  retryAfterSeconds,
+} from './http.js'
+export type { ChallengeError, ErrorResponse, HeaderMap, RateLimitHeaderMode } from './http.js'
+
+export { extractBearer, MAX_TOKEN_LENGTH } from './bearer.js'
+export type { BearerCredentials, CredentialSource } from './bearer.js'
+
+export { checkPermissions, errorResponseFor, hasPermission, ownedByTenant } from './guards.js'
+
+export {
+  DEFAULT_MESSAGES,
+  ERROR_STATUS,
+  SaikuConfigError,
+  SaikuError,
+  SaikuHttpError,
+  SaikuStoreError,
+} from './errors.js'
+export type { ErrorCode, StoreSource } from './errors.js'

@@ -1,0 +1,128 @@
+import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
+import { SaikuConfigError } from './errors.js'
+import type { WindowLimits } from './tiers.js'
+import { asStoreError, withTimeout } from './timeout.js'
+
+export type WindowName = 'minute' | 'hour'
+
+export interface WindowState {
+  readonly window: WindowName
+  readonly limit: number
+  readonly remaining: number
+  /** Until this window's count resets; at least 1. */
+  readonly resetMs: number
+}
+
+export interface LimitDecision {
+  readonly admitted: boolean
+  readonly minute: WindowState
+  readonly hour: WindowState
+  /** When refused: until the exhausted window (the later one, if both) admits again. 0 when admitted. */
+  readonly retryAfterMs: number
+}
+
+/**
+ * Counts a tenant's requests in both windows and admits or refuses one,
+ * all or nothing: a refused request leaves both counts as they were.
+ * Implement it to plug in a backend that decides both windows in one call.
+ */
+export interface LimiterBackend {
+  consume(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
+}
+
+export interface RateLimiterFactoryOptions {
+  readonly keyPrefix: string
+  readonly points: number
+  /** Window length in seconds: 60 or 3600. */
+  readonly duration: number
+}
+
+/**
+ * Builds one rate-limiter-flexible limiter per window, e.g.
+ * `(o) => new RateLimiterRedis({ storeClient: redis, ...o })`.
+ */
+export type RateLimiterFactory = (options: RateLimiterFactoryOptions) => RateLimiterAbstract
+
+export interface RateLimiterBackendOptions {
+  readonly factory?: RateLimiterFactory | undefined
+  readonly keyPrefix?: string | undefined
+  /** Bound on each backend call; ignored for the in-process memory backend, which cannot hang. */
+  readonly timeoutMs?: number | undefined
+}
+
+// Limits are compared here, per tenant, so the limiters only count: a tier change
+// then applies on the next request and never resets a count (one limiter per tier would).
+const COUNT_ONLY_POINTS = Number.MAX_SAFE_INTEGER
+
+const memoryFactory: RateLimiterFactory = (options) => new RateLimiterMemory(options)
+
+function windowState(window: WindowName, limit: number, res: RateLimiterRes | null, durationMs: number): WindowState {
+  const consumed = res === null ? 0 : res.consumedPoints
+  // A missing or negative TTL (clock skew, a key without expiry) must never promise an earlier retry.
+  const resetMs = res === null || !(res.msBeforeNext > 0) ? durationMs : res.msBeforeNext
+  return { window, limit, remaining: Math.max(0, limit - consumed), resetMs: Math.max(1, resetMs) }
+}
+
+/** The default backend: two rate-limiter-flexible limiters (memory unless a factory is given). */
+export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}): LimiterBackend {
+  const factory = options.factory ?? memoryFactory
+  const keyPrefix = options.keyPrefix ?? 'saiku'
+  const minute = factory({ keyPrefix: `${keyPrefix}:minute`, points: COUNT_ONLY_POINTS, duration: 60 })
+  const hour = factory({ keyPrefix: `${keyPrefix}:hour`, points: COUNT_ONLY_POINTS, duration: 3600 })
+  for (const [name, limiter] of [['minute', minute], ['hour', hour]] as const) {
+    if (typeof limiter?.consume !== 'function' || typeof limiter.reward !== 'function' || typeof limiter.get !== 'function') {
+      throw new SaikuConfigError(`limiter.factory (${name})`, 'a rate-limiter-flexible limiter', limiter)
+    }
+  }
+  const isMemory = options.factory === undefined
+  const timeoutMs = options.timeoutMs ?? 1_000
+
+  function call<T>(promise: Promise<T>, what: string): Promise<T> {
+    return isMemory ? promise : withTimeout(promise, timeoutMs, 'limiter', what)
+  }
+
+  // A limiter built with its own small `points` rejects with its result; that is still a count.
+  function counted(promise: Promise<RateLimiterRes>): Promise<RateLimiterRes> {
+    return promise.catch((error: unknown) => {
+      if (error instanceof RateLimiterRes) return error
+      throw asStoreError(error, 'limiter', 'rate limiter backend failed')
+    })
+  }
+
+  return {
+    async consume(tenantKey, limits) {
+      const minuteRes = await call(counted(minute.consume(tenantKey, 1)), 'rate limiter (minute)')
+      const minuteState = windowState('minute', limits.perMinute, minuteRes, 60_000)
+      if (minuteRes.consumedPoints > limits.perMinute) {
+        // Refused by the minute: give the point back and leave the hour untouched.
+        const [, hourRes] = await Promise.all([
+          call(counted(minute.reward(tenantKey, 1)), 'rate limiter (minute)'),
+          call(hour.get(tenantKey), 'rate limiter (hour)'),
+        ])
+        const hourState = windowState('hour', limits.perHour, hourRes, 3_600_000)
+        const hourExhausted = hourState.remaining === 0
+        return {
+          admitted: false,
+          minute: { ...minuteState, remaining: 0 },
+          hour: hourState,
+          retryAfterMs: hourExhausted ? Math.max(minuteState.resetMs, hourState.resetMs) : minuteState.resetMs,
+        }
+      }
+      const hourRes = await call(counted(hour.consume(tenantKey, 1)), 'rate limiter (hour)')
+      const hourState = windowState('hour', limits.perHour, hourRes, 3_600_000)
+      if (hourRes.consumedPoints > limits.perHour) {
+        await Promise.all([
+          call(counted(minute.reward(tenantKey, 1)), 'rate limiter (minute)'),
+          call(counted(hour.reward(tenantKey, 1)), 'rate limiter (hour)'),
+        ])
+        return {
+          admitted: false,
+          minute: { ...minuteState, remaining: minuteState.remaining + 1 },
+          hour: { ...hourState, remaining: 0 },
+          retryAfterMs: hourState.resetMs,
+        }
+      }
+      return { admitted: true, minute: minuteState, hour: hourState, retryAfterMs: 0 }
+    },
+  }
+}

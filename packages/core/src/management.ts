@@ -1,0 +1,122 @@
+import { SaikuHttpError } from './errors.js'
+import { digestApiKey, isKeyId, KEY_ENVIRONMENTS, mintApiKey, type KeyEnvironment } from './keys.js'
+import { labelProblem, permissionsProblem, type ApiKeySummary, type KeyStore } from './store.js'
+import { asStoreError } from './timeout.js'
+import { announceKeyStoreChange } from './changes.js'
+
+export interface CreateKeyInput {
+  readonly label: string
+  readonly permissions?: readonly string[]
+  readonly environment?: KeyEnvironment
+  readonly expiresAt?: Date | null
+}
+
+/** A key at the one moment its secret is known. */
+export interface CreatedApiKey extends ApiKeySummary {
+  /** The full key. It is returned here once and never stored. */
+  readonly key: string
+}
+
+export interface KeyManager {
+  /** Mints a key for the tenant; the store receives only its digest. */
+  create(tenantId: string, input: CreateKeyInput): Promise<CreatedApiKey>
+  list(tenantId: string): Promise<ApiKeySummary[]>
+  /** Revokes one of the tenant's keys. False (answer 404) when it is unknown, revoked, or another tenant's. */
+  revoke(tenantId: string, keyId: string): Promise<boolean>
+  /** Mints a successor with the same label, permissions, environment and expiry; the old key stays valid until revoked. */
+  rotate(tenantId: string, keyId: string): Promise<CreatedApiKey | null>
+}
+
+export interface KeyManagerOptions {
+  readonly pepper?: string | Buffer | undefined
+  readonly now?: (() => number) | undefined
+}
+
+function invalid(message: string): SaikuHttpError {
+  return new SaikuHttpError('invalid_request', message)
+}
+
+/** Key management for dashboards and CLIs: create, list, revoke, rotate. */
+export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {}): KeyManager {
+  const now = options.now ?? Date.now
+
+  async function create(tenantId: string, input: CreateKeyInput): Promise<CreatedApiKey> {
+    if (typeof input !== 'object' || input === null) throw invalid('Expected an object with a label.')
+    const labelError = labelProblem(input.label)
+    if (labelError !== null) throw invalid(`${labelError}.`)
+    const permissions = input.permissions ?? []
+    const permissionsError = permissionsProblem(permissions)
+    if (permissionsError !== null) throw invalid(`${permissionsError}.`)
+    const environment = input.environment ?? 'live'
+    if (!KEY_ENVIRONMENTS.includes(environment)) throw invalid('environment must be "live" or "test".')
+    const expiresAt = input.expiresAt ?? null
+    if (expiresAt !== null && !(expiresAt instanceof Date && expiresAt.getTime() > now())) {
+      throw invalid('expiresAt must be a date in the future.')
+    }
+    if ((await store.findTenant(tenantId)) === null) throw new SaikuHttpError('not_found', 'Tenant does not exist.')
+
+    // Key IDs carry 71 random bits; a collision is retried, never overwritten.
+    for (let attempt = 0; ; attempt++) {
+      const minted = mintApiKey(environment)
+      const createdAt = new Date(now())
+      const record = {
+        keyId: minted.keyId,
+        tenantId,
+        label: input.label,
+        environment,
+        secretDigest: digestApiKey(minted.key, options.pepper),
+        permissions: [...permissions],
+        createdAt,
+        expiresAt,
+        revokedAt: null,
+        lastUsedAt: null,
+      }
+      try {
+        await store.createKey(record)
+      } catch (error) {
+        if (attempt < 2 && (await store.findKey(minted.keyId)) !== null) continue
+        throw asStoreError(error, 'key_store', 'key store createKey failed')
+      }
+      return {
+        key: minted.key,
+        keyId: minted.keyId,
+        label: record.label,
+        environment,
+        permissions: [...permissions],
+        createdAt,
+        expiresAt,
+        lastUsedAt: null,
+      }
+    }
+  }
+
+  async function ownedKey(tenantId: string, keyId: string) {
+    if (!isKeyId(keyId)) return null
+    const record = await store.findKey(keyId)
+    // Another tenant's key is reported exactly like a missing one.
+    return record === null || record.tenantId !== tenantId || record.revokedAt !== null ? null : record
+  }
+
+  return {
+    create,
+    list: (tenantId) => store.listKeys(tenantId),
+    async revoke(tenantId, keyId) {
+      if ((await ownedKey(tenantId, keyId)) === null) return false
+      const revoked = await store.revokeKey(keyId, new Date(now()))
+      announceKeyStoreChange(store, { kind: 'key', keyId })
+      return revoked
+    },
+    async rotate(tenantId, keyId) {
+      const old = await ownedKey(tenantId, keyId)
+      if (old === null) return null
+      const expired = old.expiresAt !== null && old.expiresAt.getTime() <= now()
+      if (expired) return null
+      return create(tenantId, {
+        label: old.label,
+        permissions: old.permissions,
+        environment: old.environment,
+        expiresAt: old.expiresAt,
+      })
+    },
+  }
+}

@@ -1,0 +1,245 @@
+import { SaikuConfigError } from './errors.js'
+import { RATE_LIMIT_HEADER_MODES, type RateLimitHeaderMode } from './http.js'
+import { KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
+import type { LimiterBackend, RateLimiterFactory } from './limiter.js'
+import { resolveTierTable, type TierLimits, type TierTable } from './tiers.js'
+import type { KeyVerifier } from './verifier.js'
+import type { AuthRequest, DecisionEvent } from './pipeline.js'
+
+export type KeyStoreFailurePolicy = 'closed' | 'serve-stale'
+export type LimiterFailurePolicy = 'closed' | 'open'
+
+export interface SaikuOptions {
+  /** `realm` of the `WWW-Authenticate` challenge. Default `"saiku"`. */
+  realm?: string
+  /** Overrides of the tier table, merged over the spec's plans. */
+  tiers?: Readonly<Record<string, TierLimits>>
+  /** Default `"draft-11"`. */
+  rateLimitHeaders?: RateLimitHeaderMode
+  limiter?: {
+    /** Builds each window's rate-limiter-flexible limiter (Redis, Postgres, …). Default: memory. */
+    factory?: RateLimiterFactory
+    /** A backend of your own, instead of a factory. */
+    backend?: LimiterBackend
+    /** Prefix of the limiter's keys. Default `"saiku"`. */
+    keyPrefix?: string
+    /** Bound on each limiter call (not applied to the memory backend). Default 1000. */
+    timeoutMs?: number
+  }
+  cache?: {
+    /** How long a key or tenant record is trusted: the staleness bound for changes made in other processes. Default 10000; 0 disables. */
+    ttlMs?: number
+    /** How long an unknown key ID is remembered. Default: `ttlMs`. */
+    negativeTtlMs?: number
+    /** Bound on cached keys and on cached tenants. Default 10000. */
+    maxEntries?: number
+  }
+  /** Bound on each key store call. Default 1000. */
+  keyStoreTimeoutMs?: number
+  failurePolicy?: {
+    /** `closed` (default): 503. `serve-stale`: answer from an expired cache entry when there is one, else 503. */
+    keyStore?: KeyStoreFailurePolicy
+    /** `closed` (default): 503. `open`: admit without counting. */
+    limiter?: LimiterFailurePolicy
+  }
+  subscription?: {
+    /** Whether tenants need an active subscription or trial (else 402). Default true. */
+    required?: boolean
+    /** Paths (and everything below them) that need no subscription, e.g. `["/me/billing"]`. */
+    exemptPaths?: readonly string[]
+    /** A predicate instead of, or beside, `exemptPaths`. */
+    isExempt?: (request: AuthRequest) => boolean
+  }
+  /** Which key environments this server accepts. Default both. */
+  environments?: readonly KeyEnvironment[]
+  /** Secret for HMAC-SHA-256 digests instead of plain SHA-256. Every process must use the same one. */
+  pepper?: string | Buffer
+  /** Minimum time between two `lastUsedAt` writes for one key, per process. Default 60000. */
+  lastUsedResolutionMs?: number
+  /** Replaces the API-key verifier (e.g. to accept other credentials). */
+  verifier?: KeyVerifier
+  /** Called with every decision, for logs and metrics. Never receives a secret. */
+  onDecision?: (event: DecisionEvent) => void
+  /** Called with every store failure and misconfigured tenant, whatever the policy did with it. */
+  onError?: (error: Error) => void
+}
+
+export interface ResolvedOptions {
+  readonly realm: string
+  readonly tiers: TierTable
+  readonly rateLimitHeaders: RateLimitHeaderMode
+  readonly limiter: {
+    readonly factory: RateLimiterFactory | undefined
+    readonly backend: LimiterBackend | undefined
+    readonly keyPrefix: string
+    readonly timeoutMs: number
+  }
+  readonly cache: { readonly ttlMs: number; readonly negativeTtlMs: number; readonly maxEntries: number }
+  readonly keyStoreTimeoutMs: number
+  readonly failurePolicy: { readonly keyStore: KeyStoreFailurePolicy; readonly limiter: LimiterFailurePolicy }
+  readonly subscription: { readonly required: boolean; readonly isExempt: (request: AuthRequest) => boolean }
+  readonly environments: readonly KeyEnvironment[]
+  readonly pepper: string | Buffer | undefined
+  readonly lastUsedResolutionMs: number
+  readonly verifier: KeyVerifier | undefined
+  readonly onDecision: ((event: DecisionEvent) => void) | undefined
+  readonly onError: ((error: Error) => void) | undefined
+}
+
+const KNOWN_OPTIONS: Readonly<Record<string, readonly string[] | null>> = {
+  realm: null,
+  tiers: null,
+  rateLimitHeaders: null,
+  limiter: ['factory', 'backend', 'keyPrefix', 'timeoutMs'],
+  cache: ['ttlMs', 'negativeTtlMs', 'maxEntries'],
+  keyStoreTimeoutMs: null,
+  failurePolicy: ['keyStore', 'limiter'],
+  subscription: ['required', 'exemptPaths', 'isExempt'],
+  environments: null,
+  pepper: null,
+  lastUsedResolutionMs: null,
+  verifier: null,
+  onDecision: null,
+  onError: null,
+}
+
+function checkKnown(path: string, value: object, known: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) {
+      throw new SaikuConfigError(`${path}${path === '' ? '' : '.'}${key}`, `a known option (${known.join(', ')})`, key)
+    }
+  }
+}
+
+function group(options: Record<string, unknown>, name: string): Record<string, unknown> {
+  const value = options[name]
+  if (value === undefined) return {}
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new SaikuConfigError(name, 'an object', value)
+  }
+  checkKnown(name, value, KNOWN_OPTIONS[name]!)
+  return value as Record<string, unknown>
+}
+
+function durationMs(path: string, value: unknown, fallback: number, min = 0): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > 2_147_483_647) {
+    throw new SaikuConfigError(path, `an integer number of milliseconds from ${min} to 2147483647`, value)
+  }
+  return value
+}
+
+function oneOf<T extends string>(path: string, value: unknown, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback
+  if (!allowed.includes(value as T)) throw new SaikuConfigError(path, `one of ${allowed.map((a) => `"${a}"`).join(', ')}`, value)
+  return value as T
+}
+
+function optionalFunction<F>(path: string, value: unknown): F | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'function') throw new SaikuConfigError(path, 'a function', value)
+  return value as F
+}
+
+function exemptPathsPredicate(value: unknown): ((path: string) => boolean) | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value)) throw new SaikuConfigError('subscription.exemptPaths', 'an array of paths', value)
+  const prefixes = value.map((entry: unknown, index) => {
+    if (typeof entry !== 'string' || !entry.startsWith('/')) {
+      throw new SaikuConfigError(`subscription.exemptPaths[${index}]`, 'a path starting with "/"', entry)
+    }
+    return entry.length > 1 && entry.endsWith('/') ? entry.slice(0, -1) : entry
+  })
+  // Whole segments only: "/me/billing" exempts "/me/billing/trial", not "/me/billingx".
+  return (path) => prefixes.some((prefix) => prefix === '/' || path === prefix || path.startsWith(`${prefix}/`))
+}
+
+// A realm goes inside a quoted-string; keep it to characters that need no escaping.
+const REALM_PATTERN = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}$/
+
+/** Checks every option once, at construction, and returns a frozen configuration. Never mutates its input. */
+export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new SaikuConfigError('options', 'an object', input)
+  }
+  const options = input as Record<string, unknown>
+  checkKnown('', options, Object.keys(KNOWN_OPTIONS))
+
+  const realm = options.realm ?? 'saiku'
+  if (typeof realm !== 'string' || !REALM_PATTERN.test(realm)) {
+    throw new SaikuConfigError('realm', '1 to 64 printable ASCII characters without quotes or backslashes', realm)
+  }
+
+  const limiter = group(options, 'limiter')
+  const factory = optionalFunction<RateLimiterFactory>('limiter.factory', limiter.factory)
+  const backend = limiter.backend as LimiterBackend | undefined
+  if (backend !== undefined && typeof backend?.consume !== 'function') {
+    throw new SaikuConfigError('limiter.backend', 'an object with a consume(tenantKey, limits) method', backend)
+  }
+  if (backend !== undefined && factory !== undefined) {
+    throw new SaikuConfigError('limiter', 'either factory or backend, not both', 'both')
+  }
+  const keyPrefix = limiter.keyPrefix ?? 'saiku'
+  if (typeof keyPrefix !== 'string' || !/^[\w:.{}-]{1,64}$/.test(keyPrefix)) {
+    throw new SaikuConfigError('limiter.keyPrefix', '1 to 64 characters of [A-Za-z0-9_:.{}-]', keyPrefix)
+  }
+
+  const cache = group(options, 'cache')
+  const ttlMs = durationMs('cache.ttlMs', cache.ttlMs, 10_000)
+  const maxEntries = cache.maxEntries ?? 10_000
+  if (typeof maxEntries !== 'number' || !Number.isSafeInteger(maxEntries) || maxEntries < 0) {
+    throw new SaikuConfigError('cache.maxEntries', 'a non-negative integer', maxEntries)
+  }
+
+  const failurePolicy = group(options, 'failurePolicy')
+  const subscription = group(options, 'subscription')
+  const required = subscription.required ?? true
+  if (typeof required !== 'boolean') throw new SaikuConfigError('subscription.required', 'a boolean', required)
+  const exemptPath = exemptPathsPredicate(subscription.exemptPaths)
+  const isExemptFn = optionalFunction<(request: AuthRequest) => boolean>('subscription.isExempt', subscription.isExempt)
+  const isExempt = (request: AuthRequest): boolean =>
+    (exemptPath !== undefined && exemptPath(request.path)) || (isExemptFn !== undefined && isExemptFn(request) === true)
+
+  const environments = options.environments ?? KEY_ENVIRONMENTS
+  if (
+    !Array.isArray(environments) ||
+    environments.length === 0 ||
+    !environments.every((env) => KEY_ENVIRONMENTS.includes(env as KeyEnvironment))
+  ) {
+    throw new SaikuConfigError('environments', 'a non-empty array of "live" and/or "test"', environments)
+  }
+
+  const pepper = options.pepper
+  if (pepper !== undefined && !((typeof pepper === 'string' || Buffer.isBuffer(pepper)) && pepper.length >= 16)) {
+    throw new SaikuConfigError('pepper', 'a string or Buffer of at least 16 characters', pepper)
+  }
+
+  const verifier = options.verifier as KeyVerifier | undefined
+  if (verifier !== undefined && typeof verifier?.verify !== 'function') {
+    throw new SaikuConfigError('verifier', 'an object with a verify(token) method', verifier)
+  }
+
+  return Object.freeze({
+    realm,
+    tiers: resolveTierTable(options.tiers),
+    rateLimitHeaders: oneOf('rateLimitHeaders', options.rateLimitHeaders, RATE_LIMIT_HEADER_MODES, 'draft-11'),
+    limiter: Object.freeze({ factory, backend, keyPrefix, timeoutMs: durationMs('limiter.timeoutMs', limiter.timeoutMs, 1_000, 1) }),
+    cache: Object.freeze({
+      ttlMs,
+      negativeTtlMs: durationMs('cache.negativeTtlMs', cache.negativeTtlMs, ttlMs),
+      maxEntries,
+    }),
+    keyStoreTimeoutMs: durationMs('keyStoreTimeoutMs', options.keyStoreTimeoutMs, 1_000, 1),
+    failurePolicy: Object.freeze({
+      keyStore: oneOf<KeyStoreFailurePolicy>('failurePolicy.keyStore', failurePolicy.keyStore, ['closed', 'serve-stale'], 'closed'),
+      limiter: oneOf<LimiterFailurePolicy>('failurePolicy.limiter', failurePolicy.limiter, ['closed', 'open'], 'closed'),
+    }),
+    subscription: Object.freeze({ required, isExempt }),
+    environments: Object.freeze([...(environments as KeyEnvironment[])]),
+    pepper,
+    lastUsedResolutionMs: durationMs('lastUsedResolutionMs', options.lastUsedResolutionMs, 60_000),
+    verifier,
+    onDecision: optionalFunction<(event: DecisionEvent) => void>('onDecision', options.onDecision),
+    onError: optionalFunction<(error: Error) => void>('onError', options.onError),
+  })
+}

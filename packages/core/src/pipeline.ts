@@ -1,0 +1,316 @@
+import { extractBearer } from './bearer.js'
+import { LoadingCache } from './cache.js'
+import { onKeyStoreChange } from './changes.js'
+import { SaikuConfigError, SaikuStoreError, type ErrorCode } from './errors.js'
+import {
+  addRateLimitHeaders,
+  bindingWindow,
+  bearerChallenge,
+  errorResponse,
+  rateLimitPolicy,
+  retryAfterSeconds,
+  type ErrorResponse,
+  type HeaderMap,
+} from './http.js'
+import { createRateLimiterBackend, type LimitDecision, type LimiterBackend } from './limiter.js'
+import { createKeyManager, type KeyManager } from './management.js'
+import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
+import type { KeyStore, Subscription, TenantRecord } from './store.js'
+import { limitsForTenant, type WindowLimits } from './tiers.js'
+import { asStoreError, withTimeout } from './timeout.js'
+import { createApiKeyVerifier, type KeyVerifier, type VerificationFailure, type VerifiedCredential } from './verifier.js'
+
+/** What an adapter hands in: the parts of a request the decision depends on. */
+export interface AuthRequest {
+  readonly headers: Readonly<Record<string, string | readonly string[] | undefined>>
+  /** Node's `rawHeaders`, to catch a repeated Authorization header. */
+  readonly rawHeaders?: readonly string[] | undefined
+  readonly method: string
+  /** The path without the query string, as routed. */
+  readonly path: string
+  /** The original URL with its query string, to catch a token sent there too. */
+  readonly url?: string | undefined
+  /** The client address as the framework's proxy settings resolve it. */
+  readonly ip?: string | undefined
+}
+
+/** The spec's `GET /me/tenant` body. */
+export interface TenantView {
+  readonly tenantId: string
+  readonly tenantSlug: string
+  readonly tier: string
+  readonly connectionName: string
+}
+
+/** Who the request speaks for: `req.saiku` / `ctx.state.saiku`. */
+export interface SaikuPrincipal {
+  readonly tenant: TenantView
+  readonly subscription: Subscription
+  readonly credential: VerifiedCredential
+  readonly limits: WindowLimits
+  /** The counts after this request; null when the limiter failed open. */
+  readonly rateLimit: LimitDecision | null
+}
+
+export interface AdmittedDecision {
+  readonly ok: true
+  readonly principal: SaikuPrincipal
+  /** Rate-limit fields to set on the response. */
+  readonly headers: HeaderMap
+}
+
+export type AuthDecision = AdmittedDecision | ErrorResponse
+
+export type DecisionReason =
+  | 'admitted'
+  | 'admitted_without_limits'
+  | 'missing_credentials'
+  | 'ambiguous_credentials'
+  | 'malformed_credentials'
+  | VerificationFailure
+  | 'unknown_tenant'
+  | 'no_subscription'
+  | 'rate_limited'
+  | 'key_store_unavailable'
+  | 'limiter_unavailable'
+  | 'misconfigured_tenant'
+
+/** Handed to `onDecision`: what happened, and to whom, never a secret. */
+export interface DecisionEvent {
+  readonly status: number
+  readonly code: ErrorCode | null
+  readonly reason: DecisionReason
+  readonly method: string
+  readonly path: string
+  readonly ip: string | undefined
+  readonly keyId: string | null
+  readonly tenantId: string | null
+}
+
+export interface Authenticator {
+  authenticate(request: AuthRequest): Promise<AuthDecision>
+  /** Key management that shares this authenticator's store and pepper. */
+  readonly keys: KeyManager
+  readonly options: ResolvedOptions
+  /** Forgets a cached key (revocations through `keys` or MemoryKeyStore do this already). */
+  invalidateKey(keyId: string): void
+  /** Forgets a cached tenant, so a tier or subscription change applies on the next request. */
+  invalidateTenant(tenantId: string): void
+  /** Stops listening for store changes. */
+  close(): void
+}
+
+interface CachedTenant {
+  readonly view: TenantView
+  readonly subscription: Subscription
+  readonly trialEndsAtMs: number
+  readonly limits: WindowLimits | null
+  readonly limitsError: SaikuConfigError | null
+  readonly policy: string
+}
+
+function toCachedTenant(tenant: TenantRecord, options: ResolvedOptions): CachedTenant {
+  let limits: WindowLimits | null = null
+  let limitsError: SaikuConfigError | null = null
+  try {
+    limits = limitsForTenant(options.tiers, tenant)
+  } catch (error) {
+    if (!(error instanceof SaikuConfigError)) throw error
+    limitsError = error
+  }
+  const trialEndsAt = tenant.subscription.trialEndsAt
+  return {
+    view: Object.freeze({
+      tenantId: tenant.tenantId,
+      tenantSlug: tenant.tenantSlug,
+      tier: tenant.tier,
+      connectionName: tenant.connectionName,
+    }),
+    subscription: Object.freeze({ status: tenant.subscription.status, trialEndsAt: trialEndsAt ?? null }),
+    trialEndsAtMs: trialEndsAt == null ? Infinity : new Date(trialEndsAt).getTime(),
+    limits,
+    limitsError,
+    policy: limits === null ? '' : rateLimitPolicy(limits),
+  }
+}
+
+function hasActiveSubscription(tenant: CachedTenant, nowMs: number): boolean {
+  const { status } = tenant.subscription
+  return status === 'active' || (status === 'trialing' && tenant.trialEndsAtMs > nowMs)
+}
+
+const INVALID_REQUEST_MESSAGE = 'Send exactly one API key, in one Authorization header: "Authorization: Bearer <key>".'
+
+/**
+ * Builds the whole pipeline: bearer → verify (401) → tenant → subscription (402)
+ * → per-tenant limits (429) → principal. Options are checked here and a
+ * misconfiguration throws now; each request outcome is returned as data.
+ */
+export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): Authenticator {
+  if (typeof store?.findKey !== 'function' || typeof store.findTenant !== 'function') {
+    throw new SaikuConfigError('store', 'a KeyStore with findKey and findTenant', store)
+  }
+  const options = resolveOptions(input)
+  const now = Date.now
+  const { realm, rateLimitHeaders: headerMode, onDecision, onError } = options
+
+  const reportError = (error: Error): void => {
+    try {
+      onError?.(error)
+    } catch {
+      // A failing hook must not turn a decision into a crash.
+    }
+  }
+
+  const apiKeyVerifier =
+    options.verifier === undefined
+      ? createApiKeyVerifier(store, {
+          cacheTtlMs: options.cache.ttlMs,
+          negativeCacheTtlMs: options.cache.negativeTtlMs,
+          cacheMaxEntries: options.cache.maxEntries,
+          storeTimeoutMs: options.keyStoreTimeoutMs,
+          serveStaleOnStoreError: options.failurePolicy.keyStore === 'serve-stale',
+          environments: options.environments,
+          pepper: options.pepper,
+          lastUsedResolutionMs: options.lastUsedResolutionMs,
+          now,
+          onStoreError: reportError,
+        })
+      : undefined
+  const verifier: KeyVerifier = options.verifier ?? apiKeyVerifier!
+  const limiter: LimiterBackend =
+    options.limiter.backend ??
+    createRateLimiterBackend({
+      factory: options.limiter.factory,
+      keyPrefix: options.limiter.keyPrefix,
+      timeoutMs: options.limiter.timeoutMs,
+    })
+  const tenants = new LoadingCache<CachedTenant | null>(options.cache.maxEntries, now)
+  const tenantTtl = (): number => options.cache.ttlMs
+
+  const stopListening = onKeyStoreChange(store, (change) => {
+    if (change.kind === 'key') verifier.invalidateKey?.(change.keyId)
+    else tenants.delete(change.tenantId)
+  })
+
+  // Prebuilt: the common refusals cost no serialization.
+  const missingChallenge = { 'www-authenticate': bearerChallenge(realm) }
+  const invalidTokenChallenge = { 'www-authenticate': bearerChallenge(realm, 'invalid_token') }
+  const invalidRequestChallenge = { 'www-authenticate': bearerChallenge(realm, 'invalid_request') }
+
+  function emit(request: AuthRequest, status: number, code: ErrorCode | null, reason: DecisionReason, keyId: string | null, tenantId: string | null): void {
+    if (onDecision === undefined) return
+    try {
+      onDecision({ status, code, reason, method: request.method, path: request.path, ip: request.ip, keyId, tenantId })
+    } catch {
+      // Observers never change an outcome.
+    }
+  }
+
+  function refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { keyId?: string; tenantId?: string }, message?: string, headers?: HeaderMap): ErrorResponse {
+    const response = errorResponse(code, message, headers)
+    emit(request, response.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null)
+    return response
+  }
+
+  function loadTenant(tenantId: string): Promise<CachedTenant | null> {
+    return tenants.load(
+      tenantId,
+      async () => {
+        const record = await withTimeout(store.findTenant(tenantId), options.keyStoreTimeoutMs, 'key_store', 'key store findTenant')
+        return record === null ? null : toCachedTenant(record, options)
+      },
+      tenantTtl,
+    )
+  }
+
+  async function tenantFor(tenantId: string): Promise<CachedTenant | null> {
+    const cached = tenants.getFresh(tenantId)
+    if (cached !== undefined) return cached
+    try {
+      return await loadTenant(tenantId)
+    } catch (error) {
+      const stale = options.failurePolicy.keyStore === 'serve-stale' ? tenants.getStale(tenantId) : undefined
+      if (stale === undefined) throw error
+      reportError(asStoreError(error, 'key_store', 'key store findTenant failed'))
+      return stale
+    }
+  }
+
+  async function authenticate(request: AuthRequest): Promise<AuthDecision> {
+    const credentials = extractBearer(request)
+    if (credentials.kind !== 'token') {
+      if (credentials.kind === 'missing') return refuse(request, 'unauthorized', 'missing_credentials', {}, undefined, missingChallenge)
+      if (credentials.kind === 'ambiguous') {
+        return refuse(request, 'invalid_request', 'ambiguous_credentials', {}, INVALID_REQUEST_MESSAGE, invalidRequestChallenge)
+      }
+      return refuse(request, 'unauthorized', 'malformed_credentials', {}, undefined, invalidTokenChallenge)
+    }
+
+    let credential: VerifiedCredential
+    let tenant: CachedTenant | null
+    try {
+      let verified = verifier.verify(credentials.token)
+      if (verified instanceof Promise) verified = await verified
+      if (!verified.ok) return refuse(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge)
+      credential = verified.credential
+      tenant = await tenantFor(credential.tenantId)
+    } catch (error) {
+      const storeError = asStoreError(error, 'key_store', 'key store failed')
+      reportError(storeError)
+      return refuse(request, 'service_unavailable', 'key_store_unavailable', {})
+    }
+    const ids = { keyId: credential.keyId, tenantId: credential.tenantId }
+    if (tenant === null) return refuse(request, 'unauthorized', 'unknown_tenant', ids, undefined, invalidTokenChallenge)
+
+    if (options.subscription.required && !hasActiveSubscription(tenant, now()) && !options.subscription.isExempt(request)) {
+      return refuse(request, 'payment_required', 'no_subscription', ids)
+    }
+    if (tenant.limits === null) {
+      reportError(tenant.limitsError!)
+      return refuse(request, 'internal_error', 'misconfigured_tenant', ids)
+    }
+
+    let rateLimit: LimitDecision | null
+    try {
+      rateLimit = await limiter.consume(credential.tenantId, tenant.limits)
+    } catch (error) {
+      const storeError = error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter failed')
+      reportError(storeError)
+      if (options.failurePolicy.limiter === 'closed') return refuse(request, 'service_unavailable', 'limiter_unavailable', ids)
+      rateLimit = null
+    }
+
+    const headers: HeaderMap = {}
+    if (rateLimit !== null) {
+      addRateLimitHeaders(headers, headerMode, tenant.policy, rateLimit)
+      if (!rateLimit.admitted) {
+        const retryAfter = retryAfterSeconds(rateLimit)
+        headers['retry-after'] = String(retryAfter)
+        const binding = bindingWindow(rateLimit)
+        const message = `Rate limit exceeded: ${binding.limit} requests per ${binding.window}. Retry in ${retryAfter} s.`
+        return refuse(request, 'rate_limited', 'rate_limited', ids, message, headers)
+      }
+    }
+
+    emit(request, 200, null, rateLimit === null ? 'admitted_without_limits' : 'admitted', credential.keyId, credential.tenantId)
+    return {
+      ok: true,
+      principal: { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits, rateLimit },
+      headers,
+    }
+  }
+
+  return {
+    authenticate,
+    keys: createKeyManager(store, { pepper: options.pepper, now }),
+    options,
+    invalidateKey(keyId) {
+      verifier.invalidateKey?.(keyId)
+    },
+    invalidateTenant(tenantId) {
+      tenants.delete(tenantId)
+    },
+    close: stopListening,
+  }
+}

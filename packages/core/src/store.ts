@@ -1,0 +1,210 @@
+import { announceKeyStoreChange } from './changes.js'
+import { SaikuConfigError } from './errors.js'
+import { isKeyId, KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
+import { limitsForTenant, type TierTable, type WindowLimits, DEFAULT_TIERS } from './tiers.js'
+
+export type SubscriptionStatus = 'active' | 'trialing' | 'past_due' | 'canceled' | 'none'
+
+export const SUBSCRIPTION_STATUSES: readonly SubscriptionStatus[] = Object.freeze([
+  'active',
+  'trialing',
+  'past_due',
+  'canceled',
+  'none',
+])
+
+export interface Subscription {
+  readonly status: SubscriptionStatus
+  /** When a `trialing` subscription stops counting as active. */
+  readonly trialEndsAt?: Date | null | undefined
+}
+
+export interface TenantRecord {
+  readonly tenantId: string
+  readonly tenantSlug: string
+  readonly tier: string
+  readonly connectionName: string
+  readonly subscription: Subscription
+  /** Own limits: required on a custom tier (enterprise), and override the tier otherwise. */
+  readonly limits?: WindowLimits | null | undefined
+}
+
+export interface ApiKeyRecord {
+  readonly keyId: string
+  readonly tenantId: string
+  readonly label: string
+  readonly environment: KeyEnvironment
+  /** Hex digest from `digestApiKey`: the only form of the secret a store ever sees. */
+  readonly secretDigest: string
+  readonly permissions: readonly string[]
+  readonly createdAt: Date
+  readonly expiresAt: Date | null
+  readonly revokedAt: Date | null
+  readonly lastUsedAt: Date | null
+}
+
+/** What a dashboard may show of a key: never its secret or digest. */
+export interface ApiKeySummary {
+  readonly keyId: string
+  readonly label: string
+  readonly environment: KeyEnvironment
+  readonly permissions: readonly string[]
+  readonly createdAt: Date
+  readonly expiresAt: Date | null
+  readonly lastUsedAt: Date | null
+}
+
+/**
+ * Where keys and tenants live; implemented by the user (or MemoryKeyStore).
+ * Every method may reject: the authenticator applies its failure policy.
+ * Run `describeKeyStoreConformance` from `@saiku/core/testing` against yours.
+ */
+export interface KeyStore {
+  /** The key with this ID, revoked or not; null when there is none. */
+  findKey(keyId: string): Promise<ApiKeyRecord | null>
+  findTenant(tenantId: string): Promise<TenantRecord | null>
+  /** Inserts a new key. Must reject if the key ID exists already. */
+  createKey(record: ApiKeyRecord): Promise<void>
+  /** The tenant's keys that are not revoked, oldest first. */
+  listKeys(tenantId: string): Promise<ApiKeySummary[]>
+  /** Marks the key revoked; false when it does not exist or was revoked already. */
+  revokeKey(keyId: string, revokedAt: Date): Promise<boolean>
+  /** Optional: records when a key was last used. Called at most once per key per `lastUsedResolutionMs`. */
+  recordKeyUse?(keyId: string, usedAt: Date): Promise<void>
+}
+
+export function toKeySummary(record: ApiKeyRecord): ApiKeySummary {
+  return {
+    keyId: record.keyId,
+    label: record.label,
+    environment: record.environment,
+    permissions: [...record.permissions],
+    createdAt: new Date(record.createdAt),
+    expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt),
+    lastUsedAt: record.lastUsedAt === null ? null : new Date(record.lastUsedAt),
+  }
+}
+
+/** Label limits: what a dashboard can show and a JSON body can carry safely. */
+export const MAX_LABEL_LENGTH = 100
+const PERMISSION_PATTERN = /^(?:\*|[a-z][a-z0-9_-]*(?::(?:\*|[a-z0-9_-]+))*)$/
+
+/** Checks a label; returns an error message, or null when it is fine. */
+export function labelProblem(label: unknown): string | null {
+  if (typeof label !== 'string' || label.trim().length === 0) return 'label must be a non-empty string'
+  if (label.length > MAX_LABEL_LENGTH) return `label must be at most ${MAX_LABEL_LENGTH} characters`
+  // Control characters would be escaped in JSON but break terminals and log lines.
+  if (/[\u0000-\u001f\u007f]/.test(label)) return 'label must not contain control characters'
+  return null
+}
+
+/** Checks permissions; returns an error message, or null when they are fine. */
+export function permissionsProblem(permissions: unknown): string | null {
+  if (!Array.isArray(permissions)) return 'permissions must be an array of strings'
+  for (const permission of permissions) {
+    if (typeof permission !== 'string' || permission.length > 64 || !PERMISSION_PATTERN.test(permission)) {
+      return `permission ${JSON.stringify(permission)} must look like "keys:write" or "*"`
+    }
+  }
+  return null
+}
+
+/**
+ * Validates a tenant record before a store accepts it, so a tenant the
+ * tier table cannot serve is refused when written, not when it first calls.
+ */
+export function validateTenantRecord(tenant: TenantRecord, tiers: TierTable = DEFAULT_TIERS): TenantRecord {
+  const path = 'tenant'
+  for (const field of ['tenantId', 'tenantSlug', 'tier', 'connectionName'] as const) {
+    if (typeof tenant[field] !== 'string' || tenant[field].length === 0) {
+      throw new SaikuConfigError(`${path}.${field}`, 'a non-empty string', tenant[field])
+    }
+  }
+  const status = tenant.subscription?.status
+  if (!SUBSCRIPTION_STATUSES.includes(status)) {
+    throw new SaikuConfigError(`${path}.subscription.status`, `one of ${SUBSCRIPTION_STATUSES.join(', ')}`, status)
+  }
+  const trialEndsAt = tenant.subscription.trialEndsAt
+  if (trialEndsAt != null && !(trialEndsAt instanceof Date && Number.isFinite(trialEndsAt.getTime()))) {
+    throw new SaikuConfigError(`${path}.subscription.trialEndsAt`, 'a valid Date or null', trialEndsAt)
+  }
+  limitsForTenant(tiers, tenant)
+  return tenant
+}
+
+function copyTenant(tenant: TenantRecord): TenantRecord {
+  return {
+    ...tenant,
+    subscription: {
+      status: tenant.subscription.status,
+      trialEndsAt: tenant.subscription.trialEndsAt == null ? null : new Date(tenant.subscription.trialEndsAt),
+    },
+    limits: tenant.limits == null ? null : { ...tenant.limits },
+  }
+}
+
+function copyKey(record: ApiKeyRecord): ApiKeyRecord {
+  return { ...toKeySummary(record), tenantId: record.tenantId, secretDigest: record.secretDigest, revokedAt: record.revokedAt === null ? null : new Date(record.revokedAt) }
+}
+
+/**
+ * An in-process store for tests, examples and single-process servers.
+ * Returns copies, so callers can never change what it holds by accident.
+ */
+export class MemoryKeyStore implements KeyStore {
+  readonly #tenants = new Map<string, TenantRecord>()
+  readonly #keys = new Map<string, ApiKeyRecord>()
+  readonly #tiers: TierTable
+
+  constructor(options: { tenants?: readonly TenantRecord[]; tiers?: TierTable } = {}) {
+    this.#tiers = options.tiers ?? DEFAULT_TIERS
+    for (const tenant of options.tenants ?? []) this.putTenant(tenant)
+  }
+
+  /** Adds or replaces a tenant (a tier or subscription change is a replace). */
+  putTenant(tenant: TenantRecord): void {
+    validateTenantRecord(tenant, this.#tiers)
+    this.#tenants.set(tenant.tenantId, copyTenant(tenant))
+    announceKeyStoreChange(this, { kind: 'tenant', tenantId: tenant.tenantId })
+  }
+
+  async findTenant(tenantId: string): Promise<TenantRecord | null> {
+    const tenant = this.#tenants.get(tenantId)
+    return tenant === undefined ? null : copyTenant(tenant)
+  }
+
+  async findKey(keyId: string): Promise<ApiKeyRecord | null> {
+    const record = this.#keys.get(keyId)
+    return record === undefined ? null : copyKey(record)
+  }
+
+  async createKey(record: ApiKeyRecord): Promise<void> {
+    if (!isKeyId(record.keyId)) throw new Error('createKey: malformed key ID')
+    if (!KEY_ENVIRONMENTS.includes(record.environment)) throw new Error('createKey: unknown environment')
+    if (!/^[0-9a-f]{64}$/.test(record.secretDigest)) throw new Error('createKey: secretDigest must be a hex SHA-256 digest')
+    if (this.#keys.has(record.keyId)) throw new Error(`createKey: key ID ${record.keyId} exists already`)
+    if (!this.#tenants.has(record.tenantId)) throw new Error('createKey: unknown tenant')
+    this.#keys.set(record.keyId, copyKey(record))
+  }
+
+  async listKeys(tenantId: string): Promise<ApiKeySummary[]> {
+    const keys: ApiKeySummary[] = []
+    for (const record of this.#keys.values()) {
+      if (record.tenantId === tenantId && record.revokedAt === null) keys.push(toKeySummary(record))
+    }
+    return keys.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime())
+  }
+
+  async revokeKey(keyId: string, revokedAt: Date): Promise<boolean> {
+    const record = this.#keys.get(keyId)
+    if (record === undefined || record.revokedAt !== null) return false
+    this.#keys.set(keyId, { ...record, revokedAt: new Date(revokedAt) })
+    announceKeyStoreChange(this, { kind: 'key', keyId })
+    return true
+  }
+
+  async recordKeyUse(keyId: string, usedAt: Date): Promise<void> {
+    const record = this.#keys.get(keyId)
+    if (record !== undefined) this.#keys.set(keyId, { ...record, lastUsedAt: new Date(usedAt) })
+  }
+}

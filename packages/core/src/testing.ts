@@ -1,0 +1,169 @@
+/**
+ * `@saiku/core/testing`: the store conformance suite. Run it against your own
+ * KeyStore in vitest:
+ *
+ *   describeKeyStoreConformance('my store', async () => ({ store, addTenant, close }))
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { digestApiKey } from './keys.js'
+import { createKeyManager, type KeyManager } from './management.js'
+import { createAuthenticator } from './pipeline.js'
+import type { KeyStore, TenantRecord } from './store.js'
+
+export interface KeyStoreHarness {
+  readonly store: KeyStore
+  /** Writes a tenant the way your system does (the KeyStore interface only reads them). */
+  addTenant(tenant: TenantRecord): Promise<void>
+  close?(): Promise<void>
+}
+
+export function conformanceTenant(overrides: Partial<TenantRecord> = {}): TenantRecord {
+  const id = crypto.randomUUID()
+  return {
+    tenantId: id,
+    tenantSlug: `tenant-${id.slice(0, 8)}`,
+    tier: 'team',
+    connectionName: 'production-warehouse',
+    subscription: { status: 'active', trialEndsAt: null },
+    limits: null,
+    ...overrides,
+  }
+}
+
+const bearer = (key: string) => ({ headers: { authorization: `Bearer ${key}` }, method: 'GET', path: '/me/tenant' })
+
+export function describeKeyStoreConformance(name: string, createHarness: () => Promise<KeyStoreHarness>): void {
+  describe(`KeyStore conformance: ${name}`, () => {
+    let harness: KeyStoreHarness
+    let store: KeyStore
+    let keys: KeyManager
+    let tenant: TenantRecord
+
+    beforeEach(async () => {
+      harness = await createHarness()
+      store = harness.store
+      keys = createKeyManager(store)
+      tenant = conformanceTenant()
+      await harness.addTenant(tenant)
+    })
+    afterEach(async () => {
+      await harness.close?.()
+    })
+
+    it('answers null for an unknown key ID and an unknown tenant', async () => {
+      expect(await store.findKey('AAAAAAAAAAAA')).toBeNull()
+      expect(await store.findTenant(crypto.randomUUID())).toBeNull()
+    })
+
+    it('returns the tenant as written, with dates as Dates', async () => {
+      const trialEndsAt = new Date('2031-01-02T03:04:05.000Z')
+      const enterprise = conformanceTenant({
+        tier: 'enterprise',
+        limits: { perMinute: 5_000, perHour: 200_000 },
+        subscription: { status: 'trialing', trialEndsAt },
+      })
+      await harness.addTenant(enterprise)
+      const found = await store.findTenant(enterprise.tenantId)
+      expect(found).toMatchObject({
+        tenantId: enterprise.tenantId,
+        tenantSlug: enterprise.tenantSlug,
+        tier: 'enterprise',
+        connectionName: 'production-warehouse',
+        limits: { perMinute: 5_000, perHour: 200_000 },
+      })
+      expect(found?.subscription.status).toBe('trialing')
+      expect(found?.subscription.trialEndsAt).toBeInstanceOf(Date)
+      expect(found?.subscription.trialEndsAt?.getTime()).toBe(trialEndsAt.getTime())
+    })
+
+    it('stores a digest and never the secret', async () => {
+      const created = await keys.create(tenant.tenantId, { label: 'production-agent', permissions: ['keys:write'] })
+      const record = await store.findKey(created.keyId)
+      expect(record).not.toBeNull()
+      expect(record!.secretDigest).toBe(digestApiKey(created.key))
+      expect(record).toMatchObject({
+        keyId: created.keyId,
+        tenantId: tenant.tenantId,
+        label: 'production-agent',
+        environment: 'live',
+        permissions: ['keys:write'],
+        revokedAt: null,
+        expiresAt: null,
+      })
+      expect(record!.createdAt).toBeInstanceOf(Date)
+      expect(JSON.stringify(record)).not.toContain(created.key.slice(21))
+    })
+
+    it('round-trips expiry and labels with quotes, markup and emoji', async () => {
+      const expiresAt = new Date(Date.now() + 86_400_000)
+      const label = 'agent "alpha" <script>alert(1)</script> 🚀'
+      const created = await keys.create(tenant.tenantId, { label, expiresAt, environment: 'test' })
+      const record = await store.findKey(created.keyId)
+      expect(record?.label).toBe(label)
+      expect(record?.environment).toBe('test')
+      expect(record?.expiresAt?.getTime()).toBe(expiresAt.getTime())
+    })
+
+    it('rejects a second key with an existing key ID', async () => {
+      const created = await keys.create(tenant.tenantId, { label: 'first' })
+      const record = await store.findKey(created.keyId)
+      await expect(store.createKey({ ...record!, secretDigest: digestApiKey('other') })).rejects.toThrow()
+      expect((await store.findKey(created.keyId))?.secretDigest).toBe(record!.secretDigest)
+    })
+
+    it("lists only the tenant's live keys, oldest first, without secrets or digests", async () => {
+      const other = conformanceTenant()
+      await harness.addTenant(other)
+      const first = await keys.create(tenant.tenantId, { label: 'first' })
+      const second = await keys.create(tenant.tenantId, { label: 'second' })
+      const foreign = await keys.create(other.tenantId, { label: 'foreign' })
+      const revoked = await keys.create(tenant.tenantId, { label: 'revoked' })
+      await store.revokeKey(revoked.keyId, new Date())
+
+      const listed = await store.listKeys(tenant.tenantId)
+      expect(listed.map((key) => key.keyId)).toEqual([first.keyId, second.keyId])
+      expect(listed[0]).toMatchObject({ label: 'first', environment: 'live', permissions: [], lastUsedAt: null })
+      const text = JSON.stringify(listed)
+      for (const created of [first, second, foreign]) {
+        expect(text).not.toContain(created.key)
+        expect(text).not.toContain(digestApiKey(created.key))
+      }
+      expect(listed.every((key) => !('secretDigest' in key))).toBe(true)
+      expect(await store.listKeys(crypto.randomUUID())).toEqual([])
+    })
+
+    it('revokes once, and reports unknown or already revoked keys', async () => {
+      const created = await keys.create(tenant.tenantId, { label: 'old' })
+      const at = new Date()
+      expect(await store.revokeKey(created.keyId, at)).toBe(true)
+      expect(await store.revokeKey(created.keyId, new Date())).toBe(false)
+      expect(await store.revokeKey('AAAAAAAAAAAA', new Date())).toBe(false)
+      expect((await store.findKey(created.keyId))?.revokedAt?.getTime()).toBe(at.getTime())
+    })
+
+    it('records last use when it supports it', async () => {
+      const created = await keys.create(tenant.tenantId, { label: 'used' })
+      if (store.recordKeyUse === undefined) return
+      const usedAt = new Date('2030-05-06T07:08:09.000Z')
+      await store.recordKeyUse(created.keyId, usedAt)
+      const [listed] = await store.listKeys(tenant.tenantId)
+      expect(listed?.lastUsedAt?.getTime()).toBe(usedAt.getTime())
+    })
+
+    it('serves the whole pipeline: a key works until it is revoked', async () => {
+      const auth = createAuthenticator(store, { cache: { ttlMs: 0 } })
+      try {
+        const created = await auth.keys.create(tenant.tenantId, { label: 'pipeline' })
+        const admitted = await auth.authenticate(bearer(created.key))
+        expect(admitted.ok).toBe(true)
+        if (admitted.ok) expect(admitted.principal.tenant.tenantId).toBe(tenant.tenantId)
+        expect(await auth.keys.revoke(tenant.tenantId, created.keyId)).toBe(true)
+        const refused = await auth.authenticate(bearer(created.key))
+        expect(refused.ok).toBe(false)
+        if (!refused.ok) expect(refused.status).toBe(401)
+      } finally {
+        auth.close()
+      }
+    })
+  })
+}

@@ -1,0 +1,184 @@
+import { LoadingCache } from './cache.js'
+import type { SaikuStoreError } from './errors.js'
+import { digestApiKeyBytes, digestsEqual, parseApiKey, type KeyEnvironment } from './keys.js'
+import type { ApiKeyRecord, KeyStore } from './store.js'
+import { asStoreError, withTimeout } from './timeout.js'
+
+/** Who a verified credential speaks for. */
+export interface VerifiedCredential {
+  readonly type: 'api_key'
+  readonly keyId: string
+  readonly tenantId: string
+  readonly label: string
+  readonly environment: KeyEnvironment
+  readonly permissions: readonly string[]
+}
+
+/** Why a token was refused. All of them answer the same 401; the reason is for hooks and logs. */
+export type VerificationFailure =
+  | 'malformed'
+  | 'bad_checksum'
+  | 'environment_not_accepted'
+  | 'unknown_key'
+  | 'wrong_secret'
+  | 'revoked'
+  | 'expired'
+
+export type VerifyResult =
+  | { readonly ok: true; readonly credential: VerifiedCredential }
+  | { readonly ok: false; readonly reason: VerificationFailure }
+
+/**
+ * Turns a bearer token into a credential or a typed failure. Store failures
+ * reject with a SaikuStoreError; they are never a failure result.
+ */
+export interface KeyVerifier {
+  verify(token: string): VerifyResult | Promise<VerifyResult>
+  /** Forgets anything cached about this key (after a revocation). */
+  invalidateKey?(keyId: string): void
+}
+
+export interface ApiKeyVerifierOptions {
+  /** How long a key record is trusted before the store is asked again: the staleness bound for revocations made by other processes. */
+  readonly cacheTtlMs: number
+  /** How long "no such key" is remembered. */
+  readonly negativeCacheTtlMs: number
+  readonly cacheMaxEntries: number
+  readonly storeTimeoutMs: number
+  /** On a store failure, answer from an expired cache entry instead of failing. */
+  readonly serveStaleOnStoreError: boolean
+  readonly environments: readonly KeyEnvironment[]
+  readonly pepper?: string | Buffer | undefined
+  /** Minimum time between two `recordKeyUse` calls for one key. */
+  readonly lastUsedResolutionMs: number
+  readonly now: () => number
+  readonly onStoreError?: ((error: SaikuStoreError) => void) | undefined
+}
+
+interface CachedKey {
+  readonly credential: VerifiedCredential
+  readonly digest: Buffer
+  readonly revoked: boolean
+  readonly expiresAtMs: number
+}
+
+// A digest no key hashes to: compared against when the key ID is unknown, so
+// that path costs what a wrong secret for a known ID costs.
+const ABSENT_DIGEST = Buffer.alloc(32, 0)
+
+function toCachedKey(record: ApiKeyRecord): CachedKey {
+  return {
+    credential: Object.freeze({
+      type: 'api_key' as const,
+      keyId: record.keyId,
+      tenantId: record.tenantId,
+      label: record.label,
+      environment: record.environment,
+      permissions: Object.freeze([...record.permissions]),
+    }),
+    digest: Buffer.from(record.secretDigest, 'hex'),
+    revoked: record.revokedAt !== null,
+    expiresAtMs: record.expiresAt === null ? Infinity : new Date(record.expiresAt).getTime(),
+  }
+}
+
+const FAILURES: { readonly [R in VerificationFailure]: VerifyResult } = {
+  malformed: { ok: false, reason: 'malformed' },
+  bad_checksum: { ok: false, reason: 'bad_checksum' },
+  environment_not_accepted: { ok: false, reason: 'environment_not_accepted' },
+  unknown_key: { ok: false, reason: 'unknown_key' },
+  wrong_secret: { ok: false, reason: 'wrong_secret' },
+  revoked: { ok: false, reason: 'revoked' },
+  expired: { ok: false, reason: 'expired' },
+}
+
+export interface ApiKeyVerifier extends KeyVerifier {
+  verify(token: string): VerifyResult | Promise<VerifyResult>
+  invalidateKey(keyId: string): void
+  /** Forgets every cached key. */
+  clear(): void
+  readonly cachedKeys: number
+}
+
+/**
+ * The default verifier: format and checksum first (no I/O), then the record by
+ * key ID through a bounded, TTL'd, single-flight cache, then a constant-time
+ * compare of digests.
+ */
+export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOptions): ApiKeyVerifier {
+  const cache = new LoadingCache<CachedKey | null>(options.cacheMaxEntries, options.now)
+  const lastUseRecordedMs = new Map<string, number>()
+  const acceptsLive = options.environments.includes('live')
+  const acceptsTest = options.environments.includes('test')
+  const ttlFor = (entry: CachedKey | null): number => (entry === null ? options.negativeCacheTtlMs : options.cacheTtlMs)
+
+  function loadKey(keyId: string): Promise<CachedKey | null> {
+    return cache.load(
+      keyId,
+      async () => {
+        const record = await withTimeout(store.findKey(keyId), options.storeTimeoutMs, 'key_store', 'key store findKey')
+        return record === null ? null : toCachedKey(record)
+      },
+      ttlFor,
+    )
+  }
+
+  function recordUse(keyId: string, nowMs: number): void {
+    if (store.recordKeyUse === undefined) return
+    const last = lastUseRecordedMs.get(keyId)
+    if (last !== undefined && nowMs - last < options.lastUsedResolutionMs) return
+    // Bounded: forgetting everything only means one extra write per key.
+    if (lastUseRecordedMs.size >= options.cacheMaxEntries) lastUseRecordedMs.clear()
+    lastUseRecordedMs.set(keyId, nowMs)
+    store.recordKeyUse(keyId, new Date(nowMs)).catch((error: unknown) => {
+      options.onStoreError?.(asStoreError(error, 'key_store', 'key store recordKeyUse failed'))
+    })
+  }
+
+  function check(entry: CachedKey | null, digest: Buffer): VerifyResult {
+    if (entry === null) {
+      digestsEqual(digest, ABSENT_DIGEST)
+      return FAILURES.unknown_key
+    }
+    if (!digestsEqual(digest, entry.digest)) return FAILURES.wrong_secret
+    // Revoked and expired are told apart only after the full secret matched.
+    if (entry.revoked) return FAILURES.revoked
+    const nowMs = options.now()
+    if (entry.expiresAtMs <= nowMs) return FAILURES.expired
+    recordUse(entry.credential.keyId, nowMs)
+    return { ok: true, credential: entry.credential }
+  }
+
+  async function checkAfterLoad(keyId: string, digest: Buffer): Promise<VerifyResult> {
+    let entry: CachedKey | null
+    try {
+      entry = await loadKey(keyId)
+    } catch (error) {
+      const stale = options.serveStaleOnStoreError ? cache.getStale(keyId) : undefined
+      if (stale === undefined) throw error
+      options.onStoreError?.(asStoreError(error, 'key_store', 'key store findKey failed'))
+      entry = stale
+    }
+    return check(entry, digest)
+  }
+
+  return {
+    verify(token) {
+      const parsed = parseApiKey(token)
+      if (!parsed.ok) return FAILURES[parsed.reason]
+      if (parsed.environment === 'live' ? !acceptsLive : !acceptsTest) return FAILURES.environment_not_accepted
+      const digest = digestApiKeyBytes(token, options.pepper)
+      const entry = cache.getFresh(parsed.keyId)
+      return entry === undefined ? checkAfterLoad(parsed.keyId, digest) : check(entry, digest)
+    },
+    invalidateKey(keyId) {
+      cache.delete(keyId)
+    },
+    clear() {
+      cache.clear()
+    },
+    get cachedKeys() {
+      return cache.size
+    },
+  }
+}
