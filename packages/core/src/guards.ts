@@ -1,4 +1,5 @@
-import { ERROR_STATUS, SaikuHttpError, type ErrorCode } from './errors.js'
+import { ERROR_STATUS, SaikuConfigError, SaikuHttpError, type ErrorCode } from './errors.js'
+import { permissionsProblem } from './store.js'
 import { bearerChallenge, errorResponse, type ErrorResponse } from './http.js'
 import type { SaikuPrincipal } from './pipeline.js'
 
@@ -14,19 +15,25 @@ export function hasPermission(principal: SaikuPrincipal, permission: string): bo
  * The 403 for a principal lacking any of `permissions`, or null when it holds them all.
  * Without a principal (the auth middleware did not run) the answer is a 401.
  */
-export function checkPermissions(
-  principal: SaikuPrincipal | undefined,
-  permissions: readonly string[],
-  realm = 'saiku',
-): ErrorResponse | null {
+export function checkPermissions(principal: SaikuPrincipal | undefined, permissions: readonly string[]): ErrorResponse | null {
   if (principal === undefined) {
-    return errorResponse('unauthorized', undefined, { 'www-authenticate': bearerChallenge(realm) })
+    return errorResponse('unauthorized', undefined, { 'www-authenticate': bearerChallenge('saiku') })
   }
+  const { realm } = principal
   const missing = permissions.filter((permission) => !hasPermission(principal, permission))
   if (missing.length === 0) return null
   return errorResponse('forbidden', `This API key lacks the permission ${missing.join(', ')}.`, {
     'www-authenticate': bearerChallenge(realm, 'insufficient_scope', permissions.join(' ')),
   })
+}
+
+/** Checks a guard's permission list once, when the guard is built. */
+export function validatePermissionList(permissions: readonly unknown[]): readonly string[] {
+  if (permissions.length === 0) throw new SaikuConfigError('requirePermission()', 'at least one permission', 'none')
+  if (permissionsProblem(permissions) !== null) {
+    throw new SaikuConfigError('requirePermission()', 'permission names like "keys:write" or "*"', permissions)
+  }
+  return Object.freeze([...(permissions as string[])])
 }
 
 /**

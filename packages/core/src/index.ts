@@ -1,4 +1,4 @@
-export { createAuthenticator } from './pipeline.js'
+export { createAuthenticator, requestPath } from './pipeline.js'
 export type {
   AdmittedDecision,
   AuthDecision,
@@ -80,7 +80,7 @@ export type { ChallengeError, ErrorResponse, HeaderMap, RateLimitHeaderMode } fr
 export { extractBearer, MAX_TOKEN_LENGTH } from './bearer.js'
 export type { BearerCredentials, CredentialSource } from './bearer.js'
 
-export { checkPermissions, errorResponseFor, hasPermission, ownedByTenant } from './guards.js'
+export { checkPermissions, errorResponseFor, hasPermission, ownedByTenant, validatePermissionList } from './guards.js'
 
 export {
   DEFAULT_MESSAGES,

@@ -48,7 +48,7 @@ export interface SaikuOptions {
     /** Paths (and everything below them) that need no subscription, e.g. `["/me/billing"]`. */
     exemptPaths?: readonly string[]
     /** A predicate instead of, or beside, `exemptPaths`. */
-    isExempt?: (request: AuthRequest) => boolean
+    isExempt?: (path: string, request: AuthRequest) => boolean
   }
   /** Which key environments this server accepts. Default both. */
   environments?: readonly KeyEnvironment[]
@@ -77,7 +77,7 @@ export interface ResolvedOptions {
   readonly cache: { readonly ttlMs: number; readonly negativeTtlMs: number; readonly maxEntries: number }
   readonly keyStoreTimeoutMs: number
   readonly failurePolicy: { readonly keyStore: KeyStoreFailurePolicy; readonly limiter: LimiterFailurePolicy }
-  readonly subscription: { readonly required: boolean; readonly isExempt: (request: AuthRequest) => boolean }
+  readonly subscription: { readonly required: boolean; readonly isExempt: (path: string, request: AuthRequest) => boolean }
   readonly environments: readonly KeyEnvironment[]
   readonly pepper: string | Buffer | undefined
   readonly lastUsedResolutionMs: number
@@ -196,9 +196,9 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
   const required = subscription.required ?? true
   if (typeof required !== 'boolean') throw new SaikuConfigError('subscription.required', 'a boolean', required)
   const exemptPath = exemptPathsPredicate(subscription.exemptPaths)
-  const isExemptFn = optionalFunction<(request: AuthRequest) => boolean>('subscription.isExempt', subscription.isExempt)
-  const isExempt = (request: AuthRequest): boolean =>
-    (exemptPath !== undefined && exemptPath(request.path)) || (isExemptFn !== undefined && isExemptFn(request) === true)
+  const isExemptFn = optionalFunction<(path: string, request: AuthRequest) => boolean>('subscription.isExempt', subscription.isExempt)
+  const isExempt = (path: string, request: AuthRequest): boolean =>
+    (exemptPath !== undefined && exemptPath(path)) || (isExemptFn !== undefined && isExemptFn(path, request) === true)
 
   const environments = options.environments ?? KEY_ENVIRONMENTS
   if (

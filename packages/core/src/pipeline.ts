@@ -26,12 +26,16 @@ export interface AuthRequest {
   /** Node's `rawHeaders`, to catch a repeated Authorization header. */
   readonly rawHeaders?: readonly string[] | undefined
   readonly method: string
-  /** The path without the query string, as routed. */
-  readonly path: string
-  /** The original URL with its query string, to catch a token sent there too. */
-  readonly url?: string | undefined
+  /** The original URL (path and query), before any mount point is stripped. */
+  readonly url: string
   /** The client address as the framework's proxy settings resolve it. */
   readonly ip?: string | undefined
+}
+
+/** The path of a request URL, without the query string. */
+export function requestPath(request: AuthRequest): string {
+  const query = request.url.indexOf('?')
+  return query === -1 ? request.url : request.url.slice(0, query)
 }
 
 /** The spec's `GET /me/tenant` body. */
@@ -48,6 +52,8 @@ export interface SaikuPrincipal {
   readonly subscription: Subscription
   readonly credential: VerifiedCredential
   readonly limits: WindowLimits
+  /** The realm of the authenticator that admitted it, for later challenges (403). */
+  readonly realm: string
   /** The counts after this request; null when the limiter failed open. */
   readonly rateLimit: LimitDecision | null
 }
@@ -201,7 +207,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   function emit(request: AuthRequest, status: number, code: ErrorCode | null, reason: DecisionReason, keyId: string | null, tenantId: string | null): void {
     if (onDecision === undefined) return
     try {
-      onDecision({ status, code, reason, method: request.method, path: request.path, ip: request.ip, keyId, tenantId })
+      onDecision({ status, code, reason, method: request.method, path: requestPath(request), ip: request.ip, keyId, tenantId })
     } catch {
       // Observers never change an outcome.
     }
@@ -263,7 +269,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     const ids = { keyId: credential.keyId, tenantId: credential.tenantId }
     if (tenant === null) return refuse(request, 'unauthorized', 'unknown_tenant', ids, undefined, invalidTokenChallenge)
 
-    if (options.subscription.required && !hasActiveSubscription(tenant, now()) && !options.subscription.isExempt(request)) {
+    if (options.subscription.required && !hasActiveSubscription(tenant, now()) && !options.subscription.isExempt(requestPath(request), request)) {
       return refuse(request, 'payment_required', 'no_subscription', ids)
     }
     if (tenant.limits === null) {
@@ -296,7 +302,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     emit(request, 200, null, rateLimit === null ? 'admitted_without_limits' : 'admitted', credential.keyId, credential.tenantId)
     return {
       ok: true,
-      principal: { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits, rateLimit },
+      principal: { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits, realm, rateLimit },
       headers,
     }
   }

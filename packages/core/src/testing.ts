@@ -30,7 +30,7 @@ export function conformanceTenant(overrides: Partial<TenantRecord> = {}): Tenant
   }
 }
 
-const bearer = (key: string) => ({ headers: { authorization: `Bearer ${key}` }, method: 'GET', path: '/me/tenant' })
+const bearer = (key: string) => ({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' })
 
 export function describeKeyStoreConformance(name: string, createHarness: () => Promise<KeyStoreHarness>): void {
   describe(`KeyStore conformance: ${name}`, () => {

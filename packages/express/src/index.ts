@@ -1,0 +1,84 @@
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express'
+import {
+  checkPermissions,
+  createAuthenticator,
+  errorResponse,
+  errorResponseFor,
+  validatePermissionList,
+  type Authenticator,
+  type ErrorResponse,
+  type KeyStore,
+  type SaikuOptions,
+  type SaikuPrincipal,
+} from '@saiku/core'
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /** Set by `saikuAuth` once the request is admitted. */
+      saiku?: SaikuPrincipal
+    }
+  }
+}
+
+export interface SaikuMiddleware extends RequestHandler {
+  /** The core authenticator: key management (`keys`), cache invalidation. */
+  readonly authenticator: Authenticator
+}
+
+function send(res: Response, response: ErrorResponse): void {
+  res.statusCode = response.status
+  for (const name in response.headers) res.setHeader(name, response.headers[name]!)
+  res.end(response.body)
+}
+
+/** Authenticates every request and applies the tenant's limits (Express 4 and 5). */
+export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddleware {
+  const authenticator = createAuthenticator(store, options)
+  const middleware: RequestHandler = (req, res, next) => {
+    authenticator
+      .authenticate({ headers: req.headers, rawHeaders: req.rawHeaders, method: req.method, url: req.originalUrl, ip: req.ip })
+      .then((decision) => {
+        if (!decision.ok) return send(res, decision)
+        for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
+        req.saiku = decision.principal
+        next()
+      }, next)
+  }
+  return Object.assign(middleware, { authenticator })
+}
+
+/** Answers 403 unless the request's key holds every permission named. */
+export function requirePermission(...permissions: string[]): RequestHandler {
+  const required = validatePermissionList(permissions)
+  return (req, res, next) => {
+    const refusal = checkPermissions(req.saiku, required)
+    if (refusal === null) next()
+    else send(res, refusal)
+  }
+}
+
+/** Answers every request that reached it with the JSON 404. Mount it after your routes. */
+export function saikuNotFound(): RequestHandler {
+  return (_req, res) => send(res, errorResponse('not_found'))
+}
+
+export interface ErrorHandlerOptions {
+  /** Receives errors answered with a 500. Default: `console.error`. */
+  onError?: (error: unknown, req: Request) => void
+}
+
+/** Writes a thrown SaikuHttpError (or a body-parser error) as the JSON error body; anything else as a bare 500. */
+export function saikuErrorHandler(options: ErrorHandlerOptions = {}): ErrorRequestHandler {
+  const onError = options.onError ?? ((error: unknown) => console.error(error))
+  return (error, req, res, next) => {
+    if (res.headersSent) return next(error)
+    const response = errorResponseFor(error)
+    if (response.status >= 500) onError(error, req)
+    send(res, response)
+  }
+}
+
+export { MemoryKeyStore, ownedByTenant, hasPermission, SaikuHttpError } from '@saiku/core'
+export type { KeyStore, SaikuOptions, SaikuPrincipal, TenantRecord } from '@saiku/core'

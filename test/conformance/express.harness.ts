@@ -1,0 +1,43 @@
+import express5 from 'express'
+import express4 from 'express4'
+import { ownedByTenant, requirePermission, saikuAuth, saikuErrorHandler, saikuNotFound, SaikuHttpError } from '@saiku/express'
+import type { AdapterHarness } from './harness.js'
+
+function expressHarness(name: string, express: typeof express5): AdapterHarness {
+  return {
+    name,
+    createApp(store, options, fixtures) {
+      const app = express()
+      const auth = saikuAuth(store, options)
+      app.use(auth)
+      app.get('/me/tenant', (req, res) => {
+        fixtures.hits.tenant++
+        res.json(req.saiku!.tenant)
+      })
+      app.get('/me/billing', (req, res) => {
+        res.json({ status: req.saiku!.subscription.status })
+      })
+      app.get('/me/api-keys', requirePermission('keys:read'), async (req, res, next) => {
+        auth.authenticator.keys.list(req.saiku!.tenant.tenantId).then((keys) => res.json({ keys }), next)
+      })
+      app.delete('/me/api-keys/:keyId', requirePermission('keys:write'), (req, res, next) => {
+        auth.authenticator.keys.revoke(req.saiku!.tenant.tenantId, String(req.params.keyId)).then((revoked) => {
+          if (!revoked) throw new SaikuHttpError('not_found')
+          res.status(204).end()
+        }).catch(next)
+      })
+      app.get('/me/projects/:id', (req, res) => {
+        res.json(ownedByTenant(req.saiku!, fixtures.projects.get(String(req.params.id))))
+      })
+      app.get('/me/boom', () => {
+        throw new Error('database password is hunter2')
+      })
+      app.use(saikuNotFound())
+      app.use(saikuErrorHandler({ onError: () => {} }))
+      return { handler: app, authenticator: auth.authenticator }
+    },
+  }
+}
+
+export const express5Harness: AdapterHarness = expressHarness('express 5', express5)
+export const express4Harness: AdapterHarness = expressHarness('express 4', express4 as unknown as typeof express5)

@@ -1,0 +1,36 @@
+import type { RequestListener } from 'node:http'
+import type { Authenticator, KeyStore, SaikuOptions } from '@saiku/core'
+
+export interface Project {
+  readonly id: string
+  readonly tenantId: string
+  readonly name: string
+}
+
+/** What every harness's app serves, identically. */
+export interface AppFixtures {
+  readonly projects: ReadonlyMap<string, Project>
+  /** Incremented by the GET /me/tenant handler: how often it really ran. */
+  readonly hits: { tenant: number }
+}
+
+export interface ConformanceApp {
+  readonly handler: RequestListener
+  readonly authenticator: Authenticator
+}
+
+/**
+ * One framework adapter under test. Its app must mount `saikuAuth(store, options)`
+ * on every route and serve:
+ *   GET    /me/tenant            200 principal.tenant (counts fixtures.hits.tenant)
+ *   GET    /me/billing           200 { status } (tests exempt it from the subscription check)
+ *   GET    /me/api-keys          needs keys:read, 200 { keys }
+ *   DELETE /me/api-keys/:keyId   needs keys:write, 204, or the 404 of a thrown not_found
+ *   GET    /me/projects/:id      200 the project if the caller's tenant owns it, else not_found
+ *   GET    /me/boom              throws a plain Error
+ *   anything else                the JSON 404
+ */
+export interface AdapterHarness {
+  readonly name: string
+  createApp(store: KeyStore, options: SaikuOptions, fixtures: AppFixtures): ConformanceApp
+}

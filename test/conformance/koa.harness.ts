@@ -1,0 +1,45 @@
+import Router from '@koa/router'
+import Koa3 from 'koa'
+import Koa2 from 'koa2'
+import { ownedByTenant, requirePermission, saikuAuth, saikuErrors, SaikuHttpError } from '@saiku/koa'
+import type { AdapterHarness } from './harness.js'
+
+function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
+  return {
+    name,
+    createApp(store, options, fixtures) {
+      const app = new Koa()
+      app.on('error', () => {})
+      const auth = saikuAuth(store, options)
+      const router = new Router()
+      router.get('/me/tenant', (ctx) => {
+        fixtures.hits.tenant++
+        ctx.body = ctx.state.saiku!.tenant
+      })
+      router.get('/me/billing', (ctx) => {
+        ctx.body = { status: ctx.state.saiku!.subscription.status }
+      })
+      router.get('/me/api-keys', requirePermission('keys:read'), async (ctx) => {
+        ctx.body = { keys: await auth.authenticator.keys.list(ctx.state.saiku!.tenant.tenantId) }
+      })
+      router.delete('/me/api-keys/:keyId', requirePermission('keys:write'), async (ctx) => {
+        const revoked = await auth.authenticator.keys.revoke(ctx.state.saiku!.tenant.tenantId, ctx.params.keyId!)
+        if (!revoked) throw new SaikuHttpError('not_found')
+        ctx.status = 204
+      })
+      router.get('/me/projects/:id', (ctx) => {
+        ctx.body = ownedByTenant(ctx.state.saiku!, fixtures.projects.get(ctx.params.id!))
+      })
+      router.get('/me/boom', () => {
+        throw new Error('database password is hunter2')
+      })
+      app.use(saikuErrors())
+      app.use(auth)
+      app.use(router.routes())
+      return { handler: app.callback(), authenticator: auth.authenticator }
+    },
+  }
+}
+
+export const koa3Harness: AdapterHarness = koaHarness('koa 3', Koa3)
+export const koa2Harness: AdapterHarness = koaHarness('koa 2', Koa2 as unknown as typeof Koa3)

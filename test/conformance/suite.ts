@@ -1,0 +1,509 @@
+import request from 'supertest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import {
+  MemoryKeyStore,
+  mintApiKey,
+  type CreatedApiKey,
+  type LimiterBackend,
+  type SaikuOptions,
+  type TenantRecord,
+} from '@saiku/core'
+import type { AdapterHarness, AppFixtures, ConformanceApp, Project } from './harness.js'
+
+const T0 = Date.parse('2030-01-01T00:00:00.000Z')
+const SPEC_402 = 'This feature requires an active subscription or trial. Visit /billing to start your 14-day trial.'
+const UNAUTHORIZED_BODY = { error: 'unauthorized', message: 'API key missing or invalid.' }
+const BARE_CHALLENGE = 'Bearer realm="saiku"'
+const INVALID_TOKEN_CHALLENGE =
+  'Bearer realm="saiku", error="invalid_token", error_description="The API key is malformed, unknown, expired or revoked"'
+const STARTER_POLICY = '"minute";q=60;w=60, "hour";q=1000;w=3600'
+
+function tenant(slug: string, fields: Partial<TenantRecord> = {}): TenantRecord {
+  return {
+    tenantId: `00000000-0000-4000-8000-${slug.padEnd(12, '0').slice(0, 12)}`,
+    tenantSlug: slug,
+    tier: 'starter',
+    connectionName: `${slug}-warehouse`,
+    subscription: { status: 'active', trialEndsAt: null },
+    ...fields,
+  }
+}
+
+const acme = tenant('acme')
+const globex = tenant('globex', { tier: 'team' })
+const unpaid = tenant('unpaid', { subscription: { status: 'none' } })
+const lapsed = tenant('lapsed', { subscription: { status: 'trialing', trialEndsAt: new Date(T0 - 1) } })
+const trial = tenant('trial', { subscription: { status: 'trialing', trialEndsAt: new Date(T0 + 14 * 86_400_000) } })
+const enterprise = tenant('enterprise', { tier: 'enterprise', limits: { perMinute: 5, perHour: 100 } })
+const tiny = tenant('tiny', { tier: 'tiny' })
+
+const projects = new Map<string, Project>([
+  ['p-acme', { id: 'p-acme', tenantId: acme.tenantId, name: 'Acme pipeline' }],
+  ['p-globex', { id: 'p-globex', tenantId: globex.tenantId, name: 'Globex pipeline' }],
+])
+
+function expectJsonError(res: request.Response, status: number, error: string, message?: string): void {
+  expect(res.status).toBe(status)
+  expect(res.headers['content-type']).toBe('application/json; charset=utf-8')
+  expect(Object.keys(res.body).sort()).toEqual(['error', 'message'])
+  expect(res.body.error).toBe(error)
+  expect(typeof res.body.message).toBe('string')
+  if (message !== undefined) expect(res.body.message).toBe(message)
+}
+
+export function describeAdapterConformance(harness: AdapterHarness): void {
+  describe(`adapter conformance: ${harness.name}`, () => {
+    let store: MemoryKeyStore
+    let fixtures: AppFixtures
+    let apps: ConformanceApp[]
+
+    beforeEach(() => {
+      vi.useFakeTimers({ toFake: ['Date'] })
+      vi.setSystemTime(T0)
+      store = new MemoryKeyStore({
+        tenants: [acme, globex, unpaid, lapsed, trial, enterprise],
+        tiers: { starter: { perMinute: 60, perHour: 1000 }, tiny: { perMinute: 3, perHour: 5 }, team: { perMinute: 300, perHour: 10_000 }, enterprise: 'custom' },
+      })
+      store.putTenant(tiny)
+      fixtures = { projects, hits: { tenant: 0 } }
+      apps = []
+    })
+    afterEach(() => {
+      for (const app of apps) app.authenticator.close()
+      vi.useRealTimers()
+    })
+
+    function start(options: SaikuOptions = {}): ConformanceApp {
+      const app = harness.createApp(store, { tiers: { tiny: { perMinute: 3, perHour: 5 } }, ...options }, fixtures)
+      apps.push(app)
+      return app
+    }
+
+    async function mint(app: ConformanceApp, owner: TenantRecord, permissions: string[] = [], label = 'production-agent'): Promise<CreatedApiKey> {
+      return app.authenticator.keys.create(owner.tenantId, { label, permissions })
+    }
+
+    const get = (app: ConformanceApp, path: string, key?: string) => {
+      const req = request(app.handler).get(path)
+      return key === undefined ? req : req.set('Authorization', `Bearer ${key}`)
+    }
+
+    describe('credentials', () => {
+      it('answers a request without a key with 401 and a bare challenge, without a store lookup', async () => {
+        const app = start()
+        const findKey = vi.spyOn(store, 'findKey')
+        const res = await get(app, '/me/tenant')
+        expectJsonError(res, 401, 'unauthorized', UNAUTHORIZED_BODY.message)
+        expect(res.headers['www-authenticate']).toBe(BARE_CHALLENGE)
+        expect(res.headers['cache-control']).toBe('no-store')
+        expect(findKey).not.toHaveBeenCalled()
+      })
+
+      it.each(['Basic dXNlcjpwYXNz', 'Token abc', 'Bearerabc'])('treats scheme %j as no credentials', async (header) => {
+        const app = start()
+        const findKey = vi.spyOn(store, 'findKey')
+        const res = await request(app.handler).get('/me/tenant').set('Authorization', header)
+        expectJsonError(res, 401, 'unauthorized')
+        expect(res.headers['www-authenticate']).toBe(BARE_CHALLENGE)
+        expect(findKey).not.toHaveBeenCalled()
+      })
+
+      it.each(['bearer', 'BEARER', 'BeArEr'])('accepts the scheme spelled %s', async (scheme) => {
+        const app = start()
+        const key = await mint(app, acme)
+        const res = await request(app.handler).get('/me/tenant').set('Authorization', `${scheme} ${key.key}`)
+        expect(res.status).toBe(200)
+      })
+
+      it('accepts several spaces after the scheme', async () => {
+        const app = start()
+        const key = await mint(app, acme)
+        const res = await request(app.handler).get('/me/tenant').set('Authorization', `Bearer   ${key.key}`)
+        expect(res.status).toBe(200)
+      })
+
+      it.each([
+        ['an empty token', 'Bearer'],
+        ['only spaces', 'Bearer    '],
+        ['garbage', 'Bearer hello'],
+        ['a tab separator', 'Bearer\tsk_live_x'],
+        ['characters outside b64token', 'Bearer sk_live_abc;def'],
+        ['a 4 KB token', `Bearer sk_live_${'a'.repeat(4096)}`],
+      ])('answers %s with 401 invalid_token and no store lookup', async (_name, header) => {
+        const app = start()
+        const findKey = vi.spyOn(store, 'findKey')
+        const res = await request(app.handler).get('/me/tenant').set('Authorization', header)
+        expectJsonError(res, 401, 'unauthorized', UNAUTHORIZED_BODY.message)
+        expect(res.headers['www-authenticate']).toBe(INVALID_TOKEN_CHALLENGE)
+        expect(findKey).not.toHaveBeenCalled()
+      })
+
+      it('refuses a key with a bad checksum or a non-ASCII character before any store lookup', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        const findKey = vi.spyOn(store, 'findKey')
+        const last = key.at(-1) === 'a' ? 'b' : 'a'
+        for (const bad of [key.slice(0, -1) + last, key.slice(0, 30) + 'é' + key.slice(31), key.replace('sk_live_', 'sk_prod_')]) {
+          const res = await get(app, '/me/tenant', bad)
+          expectJsonError(res, 401, 'unauthorized', UNAUTHORIZED_BODY.message)
+          expect(res.headers['www-authenticate']).toBe(INVALID_TOKEN_CHALLENGE)
+        }
+        expect(findKey).not.toHaveBeenCalled()
+      })
+
+      it('answers unknown, revoked and expired keys with the same 401', async () => {
+        const app = start()
+        const revoked = await mint(app, acme)
+        await app.authenticator.keys.revoke(acme.tenantId, revoked.keyId)
+        const expiring = await app.authenticator.keys.create(acme.tenantId, { label: 'short', expiresAt: new Date(T0 + 60_000) })
+        expect((await get(app, '/me/tenant', expiring.key)).status).toBe(200)
+        vi.setSystemTime(T0 + 60_000)
+
+        const bodies = []
+        for (const key of [mintApiKey().key, revoked.key, expiring.key]) {
+          const res = await get(app, '/me/tenant', key)
+          expectJsonError(res, 401, 'unauthorized')
+          expect(res.headers['www-authenticate']).toBe(INVALID_TOKEN_CHALLENGE)
+          bodies.push(res.text)
+        }
+        expect(new Set(bodies).size).toBe(1)
+        expect(JSON.parse(bodies[0]!)).toEqual(UNAUTHORIZED_BODY)
+      })
+
+      it('refuses a key one millisecond after it expires, not before', async () => {
+        const app = start({ cache: { ttlMs: 60_000 } })
+        const key = await app.authenticator.keys.create(acme.tenantId, { label: 'exact', expiresAt: new Date(T0 + 5_000) })
+        vi.setSystemTime(T0 + 4_999)
+        expect((await get(app, '/me/tenant', key.key)).status).toBe(200)
+        vi.setSystemTime(T0 + 5_000)
+        expect((await get(app, '/me/tenant', key.key)).status).toBe(401)
+      })
+
+      it('answers two Authorization headers with 400 invalid_request, never with the first key', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        const res = await request(app.handler).get('/me/tenant').set('Authorization', [`Bearer ${key}`, `Bearer ${mintApiKey().key}`])
+        expectJsonError(res, 400, 'invalid_request')
+        expect(res.headers['www-authenticate']).toMatch(/^Bearer realm="saiku", error="invalid_request"/)
+        expect(fixtures.hits.tenant).toBe(0)
+      })
+
+      it.each([
+        ['two tokens', (key: string) => `Bearer ${key} ${key}`],
+        ['a list of credentials', (key: string) => `Bearer ${key},Bearer ${key}`],
+      ])('answers %s in one header with 400', async (_name, header) => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        const res = await request(app.handler).get('/me/tenant').set('Authorization', header(key))
+        expectJsonError(res, 400, 'invalid_request')
+      })
+
+      it('never reads a key from the query string', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        const onlyQuery = await request(app.handler).get(`/me/tenant?access_token=${key}`)
+        expectJsonError(onlyQuery, 401, 'unauthorized')
+        expect(onlyQuery.headers['www-authenticate']).toBe(BARE_CHALLENGE)
+        const both = await get(app, `/me/tenant?access_token=${key}`, key)
+        expectJsonError(both, 400, 'invalid_request')
+      })
+
+      it('refuses test keys where only live keys are accepted', async () => {
+        const app = start({ environments: ['live'] })
+        const testKey = await app.authenticator.keys.create(acme.tenantId, { label: 'ci', environment: 'test' })
+        expect((await get(app, '/me/tenant', testKey.key)).status).toBe(401)
+        const liveKey = await mint(app, acme)
+        expect((await get(app, '/me/tenant', liveKey.key)).status).toBe(200)
+      })
+    })
+
+    describe('the tenant', () => {
+      it('answers GET /me/tenant with exactly the spec fields', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        const res = await get(app, '/me/tenant', key)
+        expect(res.status).toBe(200)
+        expect(res.body).toEqual({
+          tenantId: acme.tenantId,
+          tenantSlug: 'acme',
+          tier: 'starter',
+          connectionName: 'acme-warehouse',
+        })
+      })
+
+      it('answers 402 with the spec body to a tenant without a subscription, except on exempt routes', async () => {
+        const app = start({ subscription: { exemptPaths: ['/me/billing'] } })
+        const { key } = await mint(app, unpaid)
+        const res = await get(app, '/me/tenant', key)
+        expectJsonError(res, 402, 'payment_required', SPEC_402)
+        expect(fixtures.hits.tenant).toBe(0)
+        const billing = await get(app, '/me/billing', key)
+        expect(billing.status).toBe(200)
+        expect(billing.body).toEqual({ status: 'none' })
+        expect(billing.headers['ratelimit']).toBe('"minute";r=59;t=60')
+        expect((await get(app, '/me/billingx', key)).status).toBe(402)
+      })
+
+      it('admits a running trial and refuses a lapsed one', async () => {
+        const app = start()
+        expect((await get(app, '/me/tenant', (await mint(app, trial)).key)).status).toBe(200)
+        const res = await get(app, '/me/tenant', (await mint(app, lapsed)).key)
+        expectJsonError(res, 402, 'payment_required', SPEC_402)
+      })
+
+      it('answers 403 when the key lacks the permission', async () => {
+        const app = start()
+        const reader = await mint(app, acme, ['keys:read'])
+        const plain = await mint(app, acme)
+        const res = await get(app, '/me/api-keys', plain.key)
+        expectJsonError(res, 403, 'forbidden')
+        expect(res.headers['www-authenticate']).toContain('error="insufficient_scope"')
+        expect(res.headers['www-authenticate']).toContain('scope="keys:read"')
+        const ok = await get(app, '/me/api-keys', reader.key)
+        expect(ok.status).toBe(200)
+        expect(ok.body.keys.map((k: { keyId: string }) => k.keyId).sort()).toEqual([reader.keyId, plain.keyId].sort())
+        expect(JSON.stringify(ok.body)).not.toContain(reader.key)
+      })
+
+      it("answers another tenant's resource with a 404 identical to a missing one", async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        expect((await get(app, '/me/projects/p-acme', key)).status).toBe(200)
+        const foreign = await get(app, '/me/projects/p-globex', key)
+        const missing = await get(app, '/me/projects/p-nothing', key)
+        expectJsonError(foreign, 404, 'not_found')
+        expect(foreign.text).toBe(missing.text)
+        expect(foreign.headers['content-type']).toBe(missing.headers['content-type'])
+      })
+
+      it("answers revoking another tenant's key with 404, and leaves that key working", async () => {
+        const app = start()
+        const admin = await mint(app, acme, ['keys:write'])
+        const theirs = await mint(app, globex)
+        const res = await request(app.handler).delete(`/me/api-keys/${theirs.keyId}`).set('Authorization', `Bearer ${admin.key}`)
+        const missing = await request(app.handler).delete('/me/api-keys/AAAAAAAAAAAA').set('Authorization', `Bearer ${admin.key}`)
+        expectJsonError(res, 404, 'not_found')
+        expect(res.text).toBe(missing.text)
+        expect((await get(app, '/me/tenant', theirs.key)).status).toBe(200)
+      })
+
+      it('answers unknown routes and handler crashes with the JSON shape, revealing nothing', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        expectJsonError(await get(app, '/me/nothing-here', key), 404, 'not_found')
+        const boom = await get(app, '/me/boom', key)
+        expectJsonError(boom, 500, 'internal_error', 'An unexpected error occurred.')
+        expect(boom.text).not.toContain('hunter2')
+      })
+    })
+
+    describe('rate limits', () => {
+      it('admits exactly 60 of 100 concurrent starter requests', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        const responses = await Promise.all(Array.from({ length: 100 }, () => get(app, '/me/tenant', key)))
+        const statuses = responses.map((res) => res.status)
+        expect(statuses.filter((status) => status === 200)).toHaveLength(60)
+        expect(statuses.filter((status) => status === 429)).toHaveLength(40)
+        expect(fixtures.hits.tenant).toBe(60)
+      })
+
+      it('counts down, then answers the 61st request with 429 and when to retry', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        for (let i = 1; i <= 60; i++) {
+          const res = await get(app, '/me/tenant', key)
+          expect(res.status).toBe(200)
+          expect(res.headers['ratelimit-policy']).toBe(STARTER_POLICY)
+          expect(res.headers['ratelimit']).toBe(`"minute";r=${60 - i};t=60`)
+        }
+        vi.setSystemTime(T0 + 15_000)
+        const res = await get(app, '/me/tenant', key)
+        expectJsonError(res, 429, 'rate_limited', 'Rate limit exceeded: 60 requests per minute. Retry in 45 s.')
+        expect(res.headers['retry-after']).toBe('45')
+        expect(res.headers['ratelimit']).toBe('"minute";r=0;t=45')
+        expect(res.headers['ratelimit-policy']).toBe(STARTER_POLICY)
+        expect(res.headers['cache-control']).toBe('no-store')
+        expect(fixtures.hits.tenant).toBe(60)
+
+        vi.setSystemTime(T0 + 60_000)
+        const again = await get(app, '/me/tenant', key)
+        expect(again.status).toBe(200)
+        expect(again.headers['ratelimit']).toBe('"minute";r=59;t=60')
+      })
+
+      it('never lets a refused minute consume the hour (minute 3, hour 5)', async () => {
+        const app = start({ rateLimitHeaders: 'legacy' })
+        const { key } = await mint(app, tiny)
+        for (let i = 0; i < 3; i++) expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        const fourth = await get(app, '/me/tenant', key)
+        expect(fourth.status).toBe(429)
+        expect(fourth.headers['x-ratelimit-remaining-minute']).toBe('0')
+        expect(fourth.headers['x-ratelimit-remaining-hour']).toBe('2')
+        expect(fourth.headers['retry-after']).toBe('60')
+        for (let i = 0; i < 50; i++) expect((await get(app, '/me/tenant', key)).status).toBe(429)
+
+        vi.setSystemTime(T0 + 61_000)
+        const after = await get(app, '/me/tenant', key)
+        expect(after.status).toBe(200)
+        expect(after.headers['x-ratelimit-remaining-hour']).toBe('1')
+      })
+
+      it('answers an exhausted hour with the hour’s Retry-After, even when the minute is exhausted too', async () => {
+        const app = start()
+        const { key } = await mint(app, tiny)
+        for (let i = 0; i < 3; i++) expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        vi.setSystemTime(T0 + 61_000)
+        for (let i = 0; i < 2; i++) expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        const byHour = await get(app, '/me/tenant', key)
+        expectJsonError(byHour, 429, 'rate_limited', 'Rate limit exceeded: 5 requests per hour. Retry in 3539 s.')
+        expect(byHour.headers['retry-after']).toBe('3539')
+        expect(byHour.headers['ratelimit']).toBe('"hour";r=0;t=3539')
+
+        // Now both windows: the minute has 1 left of 3 but the hour is spent.
+        vi.setSystemTime(T0 + 200_000)
+        const both = await get(app, '/me/tenant', key)
+        expect(both.headers['retry-after']).toBe('3400')
+        expect(fixtures.hits.tenant).toBe(5)
+      })
+
+      it('shares one budget between two keys of a tenant', async () => {
+        const app = start()
+        const a = await mint(app, acme, [], 'agent-a')
+        const b = await mint(app, acme, [], 'agent-b')
+        for (let i = 0; i < 30; i++) {
+          expect((await get(app, '/me/tenant', a.key)).status).toBe(200)
+          expect((await get(app, '/me/tenant', b.key)).status).toBe(200)
+        }
+        expect((await get(app, '/me/tenant', a.key)).status).toBe(429)
+        expect((await get(app, '/me/tenant', b.key)).status).toBe(429)
+        // Another tenant's budget is untouched.
+        expect((await get(app, '/me/tenant', (await mint(app, globex)).key)).headers['ratelimit']).toBe('"minute";r=299;t=60')
+      })
+
+      it('rotates without downtime: both keys work, the old one is revoked, counts carry on', async () => {
+        const app = start()
+        const old = await mint(app, acme, ['keys:write'], 'production-agent')
+        for (let i = 0; i < 10; i++) expect((await get(app, '/me/tenant', old.key)).status).toBe(200)
+        const fresh = await mint(app, acme, ['keys:write'], 'production-agent')
+        expect((await get(app, '/me/tenant', old.key)).status).toBe(200)
+        expect((await get(app, '/me/tenant', fresh.key)).status).toBe(200)
+
+        const revoke = await request(app.handler).delete(`/me/api-keys/${old.keyId}`).set('Authorization', `Bearer ${fresh.key}`)
+        expect(revoke.status).toBe(204)
+        expectJsonError(await get(app, '/me/tenant', old.key), 401, 'unauthorized')
+        const after = await get(app, '/me/tenant', fresh.key)
+        expect(after.status).toBe(200)
+        // 10 + 2 + the revoke + this one: the count was never reset.
+        expect(after.headers['ratelimit']).toBe('"minute";r=46;t=60')
+      })
+
+      it('applies an enterprise tenant’s own limits', async () => {
+        const app = start()
+        const { key } = await mint(app, enterprise)
+        for (let i = 0; i < 5; i++) {
+          const res = await get(app, '/me/tenant', key)
+          expect(res.status).toBe(200)
+          expect(res.headers['ratelimit-policy']).toBe('"minute";q=5;w=60, "hour";q=100;w=3600')
+        }
+        expect((await get(app, '/me/tenant', key)).status).toBe(429)
+      })
+
+      it('applies a tier change on the next request without resetting the count', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        for (let i = 0; i < 60; i++) await get(app, '/me/tenant', key)
+        expect((await get(app, '/me/tenant', key)).status).toBe(429)
+        store.putTenant({ ...acme, tier: 'team' })
+        const upgraded = await get(app, '/me/tenant', key)
+        expect(upgraded.status).toBe(200)
+        expect(upgraded.body.tier).toBe('team')
+        expect(upgraded.headers['ratelimit']).toBe('"minute";r=239;t=60')
+        store.putTenant({ ...acme, tier: 'starter' })
+        expect((await get(app, '/me/tenant', key)).status).toBe(429)
+      })
+
+      it('switches the fields to legacy or off', async () => {
+        const legacy = start({ rateLimitHeaders: 'legacy' })
+        const res = await get(legacy, '/me/tenant', (await mint(legacy, acme)).key)
+        expect(res.headers).toMatchObject({
+          'x-ratelimit-limit-minute': '60',
+          'x-ratelimit-remaining-minute': '59',
+          'x-ratelimit-limit-hour': '1000',
+          'x-ratelimit-remaining-hour': '999',
+          'x-ratelimit-reset': '60',
+        })
+        expect(res.headers['ratelimit']).toBeUndefined()
+        const none = start({ rateLimitHeaders: 'none' })
+        const quiet = await get(none, '/me/tenant', (await mint(none, globex)).key)
+        expect(quiet.status).toBe(200)
+        expect(Object.keys(quiet.headers).filter((name) => name.includes('ratelimit'))).toEqual([])
+      })
+
+      it('does not count refused credentials or missing subscriptions against anyone', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        for (let i = 0; i < 5; i++) await get(app, '/me/tenant', mintApiKey().key)
+        await get(app, '/me/tenant', (await mint(app, unpaid)).key)
+        expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=59;t=60')
+      })
+    })
+
+    describe('failures', () => {
+      const failingLimiter: LimiterBackend = { consume: () => Promise.reject(new Error('ECONNREFUSED 127.0.0.1:6379')) }
+
+      it('answers 503 when the key store throws and the policy is closed, never 401', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        vi.spyOn(store, 'findKey').mockRejectedValue(new Error('connection refused: password=hunter2'))
+        const res = await get(app, '/me/tenant', key)
+        expectJsonError(res, 503, 'service_unavailable')
+        expect(res.text).not.toContain('hunter2')
+      })
+
+      it('answers 503 within the timeout when the key store hangs', async () => {
+        const app = start({ keyStoreTimeoutMs: 50 })
+        const { key } = await mint(app, acme)
+        vi.spyOn(store, 'findKey').mockReturnValue(new Promise(() => {}))
+        expectJsonError(await get(app, '/me/tenant', key), 503, 'service_unavailable')
+      })
+
+      it('serves a stale record when the key store fails and the policy allows it', async () => {
+        const errors: Error[] = []
+        const app = start({ cache: { ttlMs: 1_000 }, failurePolicy: { keyStore: 'serve-stale' }, onError: (e) => errors.push(e) })
+        const { key } = await mint(app, acme)
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        vi.setSystemTime(T0 + 5_000)
+        vi.spyOn(store, 'findKey').mockRejectedValue(new Error('down'))
+        vi.spyOn(store, 'findTenant').mockRejectedValue(new Error('down'))
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        expect(errors.length).toBeGreaterThan(0)
+        // A key never seen before cannot be served from a cache.
+        expectJsonError(await get(app, '/me/tenant', mintApiKey().key), 503, 'service_unavailable')
+      })
+
+      it('answers 503 when the limiter fails and the policy is closed, never 429', async () => {
+        const errors: Error[] = []
+        const app = start({ limiter: { backend: failingLimiter }, onError: (e) => errors.push(e) })
+        const res = await get(app, '/me/tenant', (await mint(app, acme)).key)
+        expectJsonError(res, 503, 'service_unavailable')
+        expect(errors[0]?.name).toBe('SaikuStoreError')
+        expect(fixtures.hits.tenant).toBe(0)
+      })
+
+      it('admits without rate-limit fields when the limiter fails and the policy is open', async () => {
+        const app = start({ limiter: { backend: failingLimiter }, failurePolicy: { limiter: 'open' } })
+        const res = await get(app, '/me/tenant', (await mint(app, acme)).key)
+        expect(res.status).toBe(200)
+        expect(res.headers['ratelimit']).toBeUndefined()
+        expect(res.headers['retry-after']).toBeUndefined()
+      })
+
+      it('answers 503 within the timeout when a factory-built limiter hangs', async () => {
+        const hanging = () => ({ consume: () => new Promise(() => {}), reward: () => new Promise(() => {}), get: () => new Promise(() => {}) })
+        const app = start({ limiter: { factory: hanging as never, timeoutMs: 50 } })
+        expectJsonError(await get(app, '/me/tenant', (await mint(app, acme)).key), 503, 'service_unavailable')
+      })
+    })
+  })
+}

@@ -1,0 +1,15 @@
+import { defaultServerConditions } from 'vite'
+import { defineConfig } from 'vitest/config'
+
+// Tests import the packages by their public names; the "source" condition
+// points those at src/ so no build is needed to run them.
+const conditions = ['source', ...defaultServerConditions]
+
+export default defineConfig({
+  ssr: { resolve: { conditions } },
+  test: {
+    include: ['packages/*/src/**/*.test.ts', 'test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
+    testTimeout: 20_000,
+    hookTimeout: 30_000,
+  },
+})
