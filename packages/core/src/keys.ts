@@ -71,11 +71,15 @@ export interface MintedApiKey {
   readonly environment: KeyEnvironment
 }
 
+/** Appends the checksum to `sk_<env>_<keyId>_<secret>`. */
+export function withChecksum(body: string): string {
+  return body + encodeChecksum(crc32(body, body.length))
+}
+
 /** Creates a new random key: a fresh key ID and secret each call. */
 export function mintApiKey(environment: KeyEnvironment = 'live'): MintedApiKey {
   const keyId = randomBase62(KEY_ID_LENGTH)
-  const body = `sk_${environment}_${keyId}_${randomBase62(KEY_SECRET_LENGTH)}`
-  return { key: body + encodeChecksum(crc32(body, body.length)), keyId, environment }
+  return { key: withChecksum(`sk_${environment}_${keyId}_${randomBase62(KEY_SECRET_LENGTH)}`), keyId, environment }
 }
 
 export type ParsedApiKey =

@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest'
+import { LoadingCache } from './cache.js'
+
+function clock() {
+  let now = 1_000
+  return { now: () => now, advance: (ms: number) => (now += ms) }
+}
+
+describe('LoadingCache', () => {
+  it('serves fresh entries and stops at the TTL, keeping them for stale reads', () => {
+    const time = clock()
+    const cache = new LoadingCache<string>(10, time.now)
+    cache.set('a', 'A', 100)
+    time.advance(99)
+    expect(cache.getFresh('a')).toBe('A')
+    time.advance(1)
+    expect(cache.getFresh('a')).toBeUndefined()
+    expect(cache.getStale('a')).toBe('A')
+  })
+
+  it('evicts the least recently used entry beyond its bound', () => {
+    const cache = new LoadingCache<number>(3, clock().now)
+    for (const key of ['a', 'b', 'c']) cache.set(key, 1, 1_000)
+    cache.getFresh('a')
+    cache.set('d', 1, 1_000)
+    expect(cache.size).toBe(3)
+    expect(cache.getStale('b')).toBeUndefined()
+    expect(cache.getStale('a')).toBe(1)
+  })
+
+  it('collapses concurrent loads of one key into one call', async () => {
+    const cache = new LoadingCache<string | null>(10, clock().now)
+    let calls = 0
+    let release!: (value: string) => void
+    const loader = () => {
+      calls++
+      return new Promise<string>((resolve) => (release = resolve))
+    }
+    const loads = Array.from({ length: 50 }, () => cache.load('k', loader, () => 1_000))
+    release('value')
+    expect(await Promise.all(loads)).toEqual(Array(50).fill('value'))
+    expect(calls).toBe(1)
+    expect(cache.getFresh('k')).toBe('value')
+  })
+
+  it('caches misses for their own TTL', async () => {
+    const time = clock()
+    const cache = new LoadingCache<string | null>(10, time.now)
+    await cache.load('missing', async () => null, (value) => (value === null ? 50 : 1_000))
+    expect(cache.getFresh('missing')).toBeNull()
+    time.advance(50)
+    expect(cache.getFresh('missing')).toBeUndefined()
+  })
+
+  it('does not cache a failed load, and lets the next caller retry', async () => {
+    const cache = new LoadingCache<string>(10, clock().now)
+    await expect(cache.load('k', () => Promise.reject(new Error('down')), () => 1_000)).rejects.toThrow('down')
+    expect(await cache.load('k', async () => 'up', () => 1_000)).toBe('up')
+  })
+
+  it('never writes back a load that an invalidation overtook', async () => {
+    const cache = new LoadingCache<string>(10, clock().now)
+    let release!: (value: string) => void
+    const load = cache.load('k', () => new Promise<string>((resolve) => (release = resolve)), () => 1_000)
+    cache.delete('k')
+    release('before revocation')
+    await load
+    expect(cache.getFresh('k')).toBeUndefined()
+  })
+
+  it('keeps nothing with a bound of zero', () => {
+    const cache = new LoadingCache<string>(0, clock().now)
+    cache.set('a', 'A', 1_000)
+    expect(cache.size).toBe(0)
+  })
+})

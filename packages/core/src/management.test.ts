@@ -1,0 +1,69 @@
+import { describe, expect, it, vi } from 'vitest'
+import { digestApiKey } from './keys.js'
+import { createKeyManager } from './management.js'
+import { MemoryKeyStore } from './store.js'
+
+const tenant = { tenantId: 't', tenantSlug: 'acme', tier: 'team', connectionName: 'w', subscription: { status: 'active' as const } }
+
+describe('createKeyManager', () => {
+  it('returns the secret once and hands the store only its digest', async () => {
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    const createKey = vi.spyOn(store, 'createKey')
+    const created = await createKeyManager(store).create('t', { label: 'production-agent' })
+    expect(created.key).toMatch(/^sk_live_/)
+    const [record] = createKey.mock.calls[0]!
+    expect(JSON.stringify(record)).not.toContain(created.key.slice(21, 53))
+    expect(record.secretDigest).toBe(digestApiKey(created.key))
+    const listed = await store.listKeys('t')
+    expect(JSON.stringify(listed)).not.toContain(created.key)
+  })
+
+  it('uses the pepper for digests when one is set', async () => {
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    const pepper = 'a-pepper-of-16-chars+'
+    const created = await createKeyManager(store, { pepper }).create('t', { label: 'peppered' })
+    expect((await store.findKey(created.keyId))?.secretDigest).toBe(digestApiKey(created.key, pepper))
+  })
+
+  it.each([
+    [{ label: '' }, 'label must be a non-empty string.'],
+    [{ label: 'x'.repeat(101) }, 'label must be at most 100 characters.'],
+    [{ label: 'a\r\nSet-Cookie: x' }, 'label must not contain control characters.'],
+    [{ label: 'ok', permissions: ['Keys Write'] }, 'permission "Keys Write" must look like "keys:write" or "*".'],
+    [{ label: 'ok', expiresAt: new Date(0) }, 'expiresAt must be a date in the future.'],
+  ])('refuses %j with a 400 saying why', async (input, message) => {
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    await expect(createKeyManager(store).create('t', input)).rejects.toMatchObject({ code: 'invalid_request', status: 400, message })
+  })
+
+  it('rotates into a successor with the same label, permissions and expiry', async () => {
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    const keys = createKeyManager(store)
+    const expiresAt = new Date(Date.now() + 86_400_000)
+    const old = await keys.create('t', { label: 'agent', permissions: ['keys:read'], expiresAt })
+    const successor = await keys.rotate('t', old.keyId)
+    expect(successor).toMatchObject({ label: 'agent', permissions: ['keys:read'], expiresAt })
+    expect(successor!.keyId).not.toBe(old.keyId)
+    expect((await keys.list('t')).map((k) => k.keyId)).toEqual([old.keyId, successor!.keyId])
+    expect(await keys.rotate('other-tenant', old.keyId)).toBeNull()
+  })
+
+  it('retries a key ID collision instead of overwriting', async () => {
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    const keys = createKeyManager(store)
+    const existing = await keys.create('t', { label: 'first' })
+    // The first insert collides: the store refuses it and already holds that ID.
+    const createKey = vi.spyOn(store, 'createKey').mockRejectedValueOnce(new Error('duplicate key'))
+    vi.spyOn(store, 'findKey').mockResolvedValueOnce(await store.findKey(existing.keyId))
+    const second = await keys.create('t', { label: 'second' })
+    expect(createKey).toHaveBeenCalledTimes(2)
+    expect((await store.findKey(second.keyId))?.label).toBe('second')
+    expect((await store.findKey(existing.keyId))?.label).toBe('first')
+  })
+
+  it('reports a store that refuses an insert for another reason as a store failure', async () => {
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    vi.spyOn(store, 'createKey').mockRejectedValue(new Error('disk full'))
+    await expect(createKeyManager(store).create('t', { label: 'x' })).rejects.toMatchObject({ name: 'SaikuStoreError', source: 'key_store' })
+  })
+})

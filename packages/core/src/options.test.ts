@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest'
+import { SaikuConfigError } from './errors.js'
+import { resolveOptions } from './options.js'
+import { DEFAULT_TIERS, limitsForTenant, resolveTierTable } from './tiers.js'
+
+function configError(run: () => unknown): SaikuConfigError {
+  try {
+    run()
+  } catch (error) {
+    expect(error).toBeInstanceOf(SaikuConfigError)
+    return error as SaikuConfigError
+  }
+  throw new Error('expected a SaikuConfigError')
+}
+
+describe('resolveOptions', () => {
+  it('fills every default in one frozen object', () => {
+    const options = resolveOptions()
+    expect(options).toMatchObject({
+      realm: 'saiku',
+      rateLimitHeaders: 'draft-11',
+      cache: { ttlMs: 10_000, negativeTtlMs: 10_000, maxEntries: 10_000 },
+      keyStoreTimeoutMs: 1_000,
+      failurePolicy: { keyStore: 'closed', limiter: 'closed' },
+      subscription: { required: true },
+      environments: ['live', 'test'],
+      lastUsedResolutionMs: 60_000,
+    })
+    expect(options.tiers).toBe(DEFAULT_TIERS)
+    expect(Object.isFrozen(options)).toBe(true)
+    expect(Object.isFrozen(options.cache)).toBe(true)
+  })
+
+  it('never writes into the caller’s object', () => {
+    const input = Object.freeze({ cache: Object.freeze({ ttlMs: 5 }), tiers: Object.freeze({ team: Object.freeze({ perMinute: 1, perHour: 2 }) }) })
+    expect(() => resolveOptions(input)).not.toThrow()
+  })
+
+  it.each([
+    [{ tiers: { team: { perMinute: -1, perHour: 10 } } }, 'tiers.team.perMinute: expected a positive integer, got -1'],
+    [{ tiers: { team: { perMinute: 1.5, perHour: 10 } } }, 'tiers.team.perMinute: expected a positive integer, got 1.5'],
+    [{ tiers: { team: { perMinute: 0, perHour: 10 } } }, 'tiers.team.perMinute: expected a positive integer, got 0'],
+    [{ tiers: { team: { perMinute: 100, perHour: 50 } } }, 'tiers.team.perHour: expected at least perMinute (100), got 50'],
+    [{ tiers: { gold: 'unlimited' } }, 'tiers.gold: expected an object { perMinute, perHour }, got "unlimited"'],
+    [{ rateLimitHeaders: 'draft-6' }, 'rateLimitHeaders: expected one of "draft-11", "legacy", "none", got "draft-6"'],
+    [{ cache: { ttlMs: -1 } }, 'cache.ttlMs: expected an integer number of milliseconds from 0 to 2147483647, got -1'],
+    [{ cache: { ttl: 5 } }, 'cache.ttl: expected a known option (ttlMs, negativeTtlMs, maxEntries), got "ttl"'],
+    [{ failurePolicy: { limiter: 'ignore' } }, 'failurePolicy.limiter: expected one of "closed", "open", got "ignore"'],
+    [{ realm: 'a"b' }, 'realm: expected 1 to 64 printable ASCII characters without quotes or backslashes, got "a\\"b"'],
+    [{ environments: ['prod'] }, 'environments: expected a non-empty array of "live" and/or "test", got an array'],
+    [{ pepper: 'short' }, 'pepper: expected a string or Buffer of at least 16 characters, got "short"'],
+    [{ keyStoreTimeoutMs: 0 }, 'keyStoreTimeoutMs: expected an integer number of milliseconds from 1 to 2147483647, got 0'],
+    [{ subscription: { exemptPaths: ['billing'] } }, 'subscription.exemptPaths[0]: expected a path starting with "/", got "billing"'],
+    [{ onDecision: 'log' }, 'onDecision: expected a function, got "log"'],
+    [{ limiter: { backend: {} } }, 'limiter.backend: expected an object with a consume(tenantKey, limits) method, got an object'],
+    [{ windowMs: 60_000 }, 'windowMs: expected a known option'],
+  ])('rejects %j with a precise message', (input, message) => {
+    expect(configError(() => resolveOptions(input as never)).message).toContain(message)
+  })
+
+  it('exempts whole path segments only', () => {
+    const { subscription } = resolveOptions({ subscription: { exemptPaths: ['/me/billing/'] } })
+    const request = { headers: {}, method: 'GET', url: '/' }
+    expect(subscription.isExempt('/me/billing', request)).toBe(true)
+    expect(subscription.isExempt('/me/billing/trial', request)).toBe(true)
+    expect(subscription.isExempt('/me/billingx', request)).toBe(false)
+    expect(subscription.isExempt('/me/tenant', request)).toBe(false)
+  })
+})
+
+describe('tiers', () => {
+  it('holds the spec’s table', () => {
+    expect(DEFAULT_TIERS).toEqual({
+      starter: { perMinute: 60, perHour: 1_000 },
+      team: { perMinute: 300, perHour: 10_000 },
+      business: { perMinute: 1_000, perHour: 50_000 },
+      enterprise: 'custom',
+    })
+  })
+
+  it('merges overrides over the defaults', () => {
+    const table = resolveTierTable({ team: { perMinute: 500, perHour: 20_000 }, hobby: { perMinute: 10, perHour: 100 } })
+    expect(table.team).toEqual({ perMinute: 500, perHour: 20_000 })
+    expect(table.starter).toEqual({ perMinute: 60, perHour: 1_000 })
+    expect(table.hobby).toEqual({ perMinute: 10, perHour: 100 })
+  })
+
+  const tenant = { tenantSlug: 'acme', tier: 'enterprise' }
+  it('takes an enterprise tenant’s own limits, and names the tenant when they are missing', () => {
+    expect(limitsForTenant(DEFAULT_TIERS, { ...tenant, limits: { perMinute: 5_000, perHour: 100_000 } })).toEqual({ perMinute: 5_000, perHour: 100_000 })
+    expect(configError(() => limitsForTenant(DEFAULT_TIERS, tenant)).message).toBe(
+      'tenants["acme"].limits: expected { perMinute, perHour } for the custom tier "enterprise", got undefined',
+    )
+    expect(configError(() => limitsForTenant(DEFAULT_TIERS, { ...tenant, limits: { perMinute: 10, perHour: 5 } })).path).toBe(
+      'tenants["acme"].limits.perHour',
+    )
+  })
+
+  it('refuses an unknown tier instead of guessing one', () => {
+    expect(configError(() => limitsForTenant(DEFAULT_TIERS, { tenantSlug: 'acme', tier: 'gold' })).message).toBe(
+      'tenants["acme"].tier: expected one of starter, team, business, enterprise, got "gold"',
+    )
+    expect(() => limitsForTenant(DEFAULT_TIERS, { tenantSlug: 'x', tier: 'toString' })).toThrow(SaikuConfigError)
+  })
+})

@@ -1,0 +1,86 @@
+import { describe, expect, it, vi } from 'vitest'
+import { createAuthenticator, type DecisionEvent } from './pipeline.js'
+import { MemoryKeyStore, type KeyStore } from './store.js'
+
+const acme = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }
+const request = (authorization?: string) => ({
+  headers: authorization === undefined ? {} : { authorization },
+  method: 'GET',
+  url: '/me/tenant?x=1',
+  ip: '127.0.0.1',
+})
+
+describe('createAuthenticator', () => {
+  it('throws at construction on a bad store or option, never at the first request', () => {
+    expect(() => createAuthenticator({} as KeyStore)).toThrow('store: expected a KeyStore with findKey and findTenant')
+    expect(() => createAuthenticator(new MemoryKeyStore(), { tiers: { team: { perMinute: 5, perHour: 1 } } })).toThrow(
+      'tiers.team.perHour: expected at least perMinute (5), got 1',
+    )
+  })
+
+  it('reports decisions to onDecision without the key, and with the path but not the query', async () => {
+    const events: DecisionEvent[] = []
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), { onDecision: (event) => events.push(event) })
+    const { key, keyId } = await auth.keys.create('t-acme', { label: 'agent' })
+    await auth.authenticate(request(`Bearer ${key}`))
+    await auth.authenticate(request(`Bearer ${key.slice(0, -1)}x`))
+    await auth.authenticate(request())
+    expect(events).toEqual([
+      { status: 200, code: null, reason: 'admitted', method: 'GET', path: '/me/tenant', ip: '127.0.0.1', keyId, tenantId: 't-acme' },
+      { status: 401, code: 'unauthorized', reason: expect.stringMatching(/bad_checksum|malformed/), method: 'GET', path: '/me/tenant', ip: '127.0.0.1', keyId: null, tenantId: null },
+      { status: 401, code: 'unauthorized', reason: 'missing_credentials', method: 'GET', path: '/me/tenant', ip: '127.0.0.1', keyId: null, tenantId: null },
+    ])
+    expect(JSON.stringify(events)).not.toContain(key.slice(21))
+  })
+
+  it('keeps answering when a hook throws', async () => {
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), {
+      onDecision: () => {
+        throw new Error('logger down')
+      },
+    })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    expect((await auth.authenticate(request(`Bearer ${key}`))).ok).toBe(true)
+  })
+
+  it('answers 401 when the key’s tenant no longer exists', async () => {
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const auth = createAuthenticator(store)
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    vi.spyOn(store, 'findTenant').mockResolvedValue(null)
+    const decision = await auth.authenticate(request(`Bearer ${key}`))
+    expect(decision).toMatchObject({ ok: false, status: 401, code: 'unauthorized' })
+  })
+
+  it('answers 500 and reports a tenant whose tier the table cannot serve, never a silent default', async () => {
+    const errors: Error[] = []
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const auth = createAuthenticator(store, { onError: (error) => errors.push(error) })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    vi.spyOn(store, 'findTenant').mockResolvedValue({ ...acme, tier: 'enterprise', limits: null })
+    const decision = await auth.authenticate(request(`Bearer ${key}`))
+    expect(decision).toMatchObject({ ok: false, status: 500, code: 'internal_error' })
+    expect(errors[0]?.message).toBe('tenants["acme"].limits: expected { perMinute, perHour } for the custom tier "enterprise", got null')
+  })
+
+  it('lets a tenant through without a subscription when subscriptions are not required', async () => {
+    const store = new MemoryKeyStore({ tenants: [{ ...acme, subscription: { status: 'none' as const } }] })
+    const auth = createAuthenticator(store, { subscription: { required: false } })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    expect((await auth.authenticate(request(`Bearer ${key}`))).ok).toBe(true)
+  })
+
+  it('accepts a custom verifier in place of API keys', async () => {
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const auth = createAuthenticator(store, {
+      verifier: {
+        verify: (token) =>
+          token === 'let-me-in'
+            ? { ok: true, credential: { type: 'api_key', keyId: 'custom', tenantId: 't-acme', label: 'custom', environment: 'live', permissions: [] } }
+            : { ok: false, reason: 'unknown_key' },
+      },
+    })
+    expect((await auth.authenticate(request('Bearer let-me-in'))).ok).toBe(true)
+    expect((await auth.authenticate(request('Bearer nope'))).ok).toBe(false)
+  })
+})

@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest'
+import { MemoryKeyStore, validateTenantRecord } from './store.js'
+import { describeKeyStoreConformance } from './testing.js'
+
+describeKeyStoreConformance('MemoryKeyStore', async () => {
+  const store = new MemoryKeyStore()
+  return { store, addTenant: async (tenant) => store.putTenant(tenant) }
+})
+
+describe('MemoryKeyStore', () => {
+  const tenant = { tenantId: 't', tenantSlug: 'acme', tier: 'team', connectionName: 'w', subscription: { status: 'active' as const } }
+
+  it('hands out copies, so callers cannot change what it holds', async () => {
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    const found = await store.findTenant('t')
+    ;(found as { tier: string }).tier = 'business'
+    expect((await store.findTenant('t'))?.tier).toBe('team')
+  })
+
+  it('refuses a tenant the tier table cannot serve when it is written', () => {
+    const store = new MemoryKeyStore()
+    expect(() => store.putTenant({ ...tenant, tier: 'enterprise' })).toThrow('tenants["acme"].limits: expected { perMinute, perHour }')
+    expect(() => store.putTenant({ ...tenant, subscription: { status: 'paid' as never } })).toThrow('tenant.subscription.status')
+  })
+})
+
+describe('validateTenantRecord', () => {
+  it('names the field at fault', () => {
+    const base = { tenantId: 't', tenantSlug: 's', tier: 'team', connectionName: 'c', subscription: { status: 'active' as const } }
+    expect(() => validateTenantRecord({ ...base, tenantSlug: '' })).toThrow('tenant.tenantSlug: expected a non-empty string, got ""')
+    expect(() => validateTenantRecord({ ...base, subscription: { status: 'trialing', trialEndsAt: new Date(NaN) } })).toThrow(
+      'tenant.subscription.trialEndsAt',
+    )
+    expect(validateTenantRecord(base)).toBe(base)
+  })
+})
