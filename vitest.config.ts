@@ -1,9 +1,9 @@
 import { defaultServerConditions } from 'vite'
 import { defineConfig } from 'vitest/config'
 
-// Tests import the packages by their public names; the "source" condition
+// Tests import the packages by their public names; the "@saiku/source" condition
 // points those at src/ so no build is needed to run them.
-const conditions = ['source', ...defaultServerConditions]
+const conditions = ['@saiku/source', ...defaultServerConditions]
 
 export default defineConfig({
   ssr: { resolve: { conditions } },

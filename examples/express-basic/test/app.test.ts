@@ -1,0 +1,4 @@
+import { describeExample } from '../../shared/example-test.js'
+import { createApp } from '../src/app.js'
+
+describeExample('@saiku/example-express-basic', createApp)

@@ -1,0 +1,86 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import type { RequestListener } from 'node:http'
+import request from 'supertest'
+import { afterAll, describe, expect, it } from 'vitest'
+import { MemoryKeyStore } from '@saiku/core'
+import { seedDemoTenant } from './demo.js'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+
+/** Starts `pnpm --filter <name> start` on a free port and reads the key and curl line it prints. */
+async function startExample(name: string): Promise<{ child: ChildProcess; url: string; key: string; output: string }> {
+  const child = spawn('pnpm', ['--silent', '--filter', name, 'start'], {
+    cwd: root,
+    env: { ...process.env, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  })
+  let output = ''
+  const done = new Promise<RegExpMatchArray>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`example did not start:\n${output}`)), 30_000)
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString()
+      const match = output.match(/Try: curl (http:\/\/127\.0\.0\.1:\d+)\/me\/tenant -H "Authorization: Bearer (sk_live_\w+)"/)
+      if (match !== null) {
+        clearTimeout(timer)
+        resolve(match)
+      }
+    }
+    child.stdout!.on('data', onData)
+    child.stderr!.on('data', onData)
+    child.once('exit', (code) => reject(new Error(`example exited with ${code}:\n${output}`)))
+  })
+  const match = await done
+  return { child, url: match[1]!, key: match[2]!, output }
+}
+
+/** The tests every example runs: in process through supertest, and as the real server process. */
+export function describeExample(name: string, createApp: (store: MemoryKeyStore) => RequestListener): void {
+  describe(`example ${name}`, () => {
+    it('serves the tenant, the key list, and JSON errors', async () => {
+      const store = new MemoryKeyStore()
+      const app = createApp(store)
+      const { key, keyId } = await seedDemoTenant(store)
+      const tenant = await request(app).get('/me/tenant').set('Authorization', `Bearer ${key}`)
+      expect(tenant.status).toBe(200)
+      expect(tenant.body).toEqual({
+        tenantId: '81e301f2-5d0c-4c4e-9a57-3f0e7f1d2c10',
+        tenantSlug: 'acme',
+        tier: 'starter',
+        connectionName: 'production-warehouse',
+      })
+      expect(tenant.headers['ratelimit-policy']).toBe('"minute";q=60;w=60, "hour";q=1000;w=3600')
+      const keys = await request(app).get('/me/api-keys').set('Authorization', `Bearer ${key}`)
+      expect(keys.body.keys).toEqual([expect.objectContaining({ keyId, label: 'production-agent' })])
+      expect(keys.text).not.toContain(key)
+      const missing = await request(app).get('/me/tenant')
+      expect(missing.status).toBe(401)
+      expect(missing.body).toEqual({ error: 'unauthorized', message: 'API key missing or invalid.' })
+      const unknown = await request(app).get('/me/nowhere').set('Authorization', `Bearer ${key}`)
+      expect(unknown.status).toBe(404)
+      expect(unknown.body.error).toBe('not_found')
+    })
+
+    const children: ChildProcess[] = []
+    afterAll(async () => {
+      for (const child of children) {
+        if (child.exitCode !== null) continue
+        process.kill(-child.pid!, 'SIGTERM')
+        await once(child, 'exit')
+      }
+    })
+
+    it('starts as a real server that prints a usable key and curl line', async () => {
+      const started = await startExample(name)
+      children.push(started.child)
+      const res = await fetch(`${started.url}/me/tenant`, { headers: { authorization: `Bearer ${started.key}` } })
+      expect(res.status).toBe(200)
+      expect(await res.json()).toMatchObject({ tenantSlug: 'acme', tier: 'starter' })
+      const refused = await fetch(`${started.url}/me/tenant`, { headers: { authorization: 'Bearer nope' } })
+      expect(refused.status).toBe(401)
+      expect(refused.headers.get('www-authenticate')).toContain('error="invalid_token"')
+    })
+  })
+}
