@@ -1,8 +1,7 @@
 import express from 'express'
-import { MemoryKeyStore, requirePermission, saikuAuth, saikuErrorHandler, saikuNotFound } from '@saiku/express'
+import { requirePermission, saikuAuth, saikuErrorHandler, saikuNotFound, type KeyStore } from '@saiku/express'
 
-export function createApp(store: MemoryKeyStore): express.Express {
-  // #region readme
+export function createApp(store: KeyStore): express.Express {
   const app = express()
   const auth = saikuAuth(store, { subscription: { exemptPaths: ['/me/billing'] } })
   app.use(auth)
@@ -17,6 +16,5 @@ export function createApp(store: MemoryKeyStore): express.Express {
 
   app.use(saikuNotFound()) // unknown routes: {"error":"not_found",…}
   app.use(saikuErrorHandler()) // thrown errors: the same JSON shape, never a stack trace
-  // #endregion readme
   return app
 }

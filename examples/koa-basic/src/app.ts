@@ -1,9 +1,8 @@
 import Router from '@koa/router'
 import Koa from 'koa'
-import { MemoryKeyStore, requirePermission, saikuAuth, saikuErrors } from '@saiku/koa'
+import { requirePermission, saikuAuth, saikuErrors, type KeyStore } from '@saiku/koa'
 
-export function createApp(store: MemoryKeyStore): Koa {
-  // #region readme
+export function createApp(store: KeyStore): Koa {
   const app = new Koa()
   const auth = saikuAuth(store, { subscription: { exemptPaths: ['/me/billing'] } })
   const router = new Router()
@@ -19,6 +18,5 @@ export function createApp(store: MemoryKeyStore): Koa {
   app.use(saikuErrors()) // first: thrown errors and unknown routes as JSON
   app.use(auth)
   app.use(router.routes())
-  // #endregion readme
   return app
 }
