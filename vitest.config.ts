@@ -8,7 +8,9 @@ const conditions = ['@saiku/source', ...defaultServerConditions]
 export default defineConfig({
   ssr: { resolve: { conditions } },
   test: {
+    reporters: ['default', './test/summary-reporter.ts'],
     include: ['packages/*/src/**/*.test.ts', 'test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
+    restoreMocks: true,
     testTimeout: 20_000,
     hookTimeout: 30_000,
   },

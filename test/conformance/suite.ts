@@ -11,6 +11,7 @@ import {
   type SaikuOptions,
   type TenantRecord,
 } from '@saiku/core'
+import { installFakeClock, type FakeClock } from '@saiku/core/testing'
 import type { AdapterHarness, AppFixtures, ConformanceApp, Project } from './harness.js'
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z')
@@ -78,9 +79,10 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
     let fixtures: AppFixtures
     let apps: ConformanceApp[]
 
+    let clock: FakeClock
+
     beforeEach(() => {
-      vi.useFakeTimers({ toFake: ['Date'] })
-      vi.setSystemTime(T0)
+      clock = installFakeClock(T0)
       store = new MemoryKeyStore({
         tenants: [acme, globex, unpaid, lapsed, trial, enterprise],
         tiers: { starter: { perMinute: 60, perHour: 1000 }, tiny: { perMinute: 3, perHour: 5 }, team: { perMinute: 300, perHour: 10_000 }, enterprise: 'custom' },
@@ -91,7 +93,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
     })
     afterEach(() => {
       for (const app of apps) app.authenticator.close()
-      vi.useRealTimers()
+      clock.restore()
     })
 
     function start(options: SaikuOptions = {}): ConformanceApp {
@@ -178,7 +180,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         await app.authenticator.keys.revoke(acme.tenantId, revoked.keyId)
         const expiring = await app.authenticator.keys.create(acme.tenantId, { label: 'short', expiresAt: new Date(T0 + 60_000) })
         expect((await get(app, '/me/tenant', expiring.key)).status).toBe(200)
-        vi.setSystemTime(T0 + 60_000)
+        clock.set(T0 + 60_000)
 
         const bodies = []
         for (const key of [mintApiKey().key, revoked.key, expiring.key]) {
@@ -194,9 +196,9 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
       it('refuses a key one millisecond after it expires, not before', async () => {
         const app = start({ cache: { ttlMs: 60_000 } })
         const key = await app.authenticator.keys.create(acme.tenantId, { label: 'exact', expiresAt: new Date(T0 + 5_000) })
-        vi.setSystemTime(T0 + 4_999)
+        clock.set(T0 + 4_999)
         expect((await get(app, '/me/tenant', key.key)).status).toBe(200)
-        vi.setSystemTime(T0 + 5_000)
+        clock.set(T0 + 5_000)
         expect((await get(app, '/me/tenant', key.key)).status).toBe(401)
       })
 
@@ -343,7 +345,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
           expect(res.headers['ratelimit-policy']).toBe(STARTER_POLICY)
           expect(res.headers['ratelimit']).toBe(`"minute";r=${60 - i};t=60`)
         }
-        vi.setSystemTime(T0 + 15_000)
+        clock.set(T0 + 15_000)
         const res = await get(app, '/me/tenant', key)
         expectJsonError(res, 429, 'rate_limited', 'Rate limit exceeded: 60 requests per minute. Retry in 45 s.')
         expect(res.headers['retry-after']).toBe('45')
@@ -352,7 +354,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expect(res.headers['cache-control']).toBe('no-store')
         expect(fixtures.hits.tenant).toBe(60)
 
-        vi.setSystemTime(T0 + 60_000)
+        clock.set(T0 + 60_000)
         const again = await get(app, '/me/tenant', key)
         expect(again.status).toBe(200)
         expect(again.headers['ratelimit']).toBe('"minute";r=59;t=60')
@@ -369,7 +371,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expect(fourth.headers['retry-after']).toBe('60')
         for (let i = 0; i < 50; i++) expect((await get(app, '/me/tenant', key)).status).toBe(429)
 
-        vi.setSystemTime(T0 + 61_000)
+        clock.set(T0 + 61_000)
         const after = await get(app, '/me/tenant', key)
         expect(after.status).toBe(200)
         expect(after.headers['x-ratelimit-remaining-hour']).toBe('1')
@@ -379,7 +381,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         const app = start()
         const { key } = await mint(app, tiny)
         for (let i = 0; i < 3; i++) expect((await get(app, '/me/tenant', key)).status).toBe(200)
-        vi.setSystemTime(T0 + 61_000)
+        clock.set(T0 + 61_000)
         for (let i = 0; i < 2; i++) expect((await get(app, '/me/tenant', key)).status).toBe(200)
         const byHour = await get(app, '/me/tenant', key)
         expectJsonError(byHour, 429, 'rate_limited', 'Rate limit exceeded: 5 requests per hour. Retry in 3539 s.')
@@ -387,7 +389,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expect(byHour.headers['ratelimit']).toBe('"hour";r=0;t=3539')
 
         // Now both windows: the minute has 1 left of 3 but the hour is spent.
-        vi.setSystemTime(T0 + 200_000)
+        clock.set(T0 + 200_000)
         const both = await get(app, '/me/tenant', key)
         expect(both.headers['retry-after']).toBe('3400')
         expect(fixtures.hits.tenant).toBe(5)
@@ -499,7 +501,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         const app = start({ cache: { ttlMs: 1_000 }, failurePolicy: { keyStore: 'serve-stale' }, onError: (e) => errors.push(e) })
         const { key } = await mint(app, acme)
         expect((await get(app, '/me/tenant', key)).status).toBe(200)
-        vi.setSystemTime(T0 + 5_000)
+        clock.set(T0 + 5_000)
         vi.spyOn(store, 'findKey').mockRejectedValue(new Error('down'))
         vi.spyOn(store, 'findTenant').mockRejectedValue(new Error('down'))
         expect((await get(app, '/me/tenant', key)).status).toBe(200)

@@ -4,11 +4,34 @@
  *
  *   describeKeyStoreConformance('my store', async () => ({ store, addTenant, close }))
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { digestApiKey } from './keys.js'
 import { createKeyManager, type KeyManager } from './management.js'
 import { createAuthenticator } from './pipeline.js'
 import type { KeyStore, TenantRecord } from './store.js'
+
+export interface FakeClock {
+  now(): number
+  set(time: number | Date): void
+  advance(ms: number): void
+  restore(): void
+}
+
+/**
+ * Fakes `Date` only: timers and sockets keep running, so servers under test still
+ * answer, while key expiry, trials, caches and the memory limiter's windows all
+ * move with the clock. Drive window edges with it instead of sleeping.
+ */
+export function installFakeClock(start: number | Date = Date.now()): FakeClock {
+  vi.useFakeTimers({ toFake: ['Date'] })
+  vi.setSystemTime(start)
+  return {
+    now: () => Date.now(),
+    set: (time) => vi.setSystemTime(time),
+    advance: (ms) => vi.setSystemTime(Date.now() + ms),
+    restore: () => vi.useRealTimers(),
+  }
+}
 
 export interface KeyStoreHarness {
   readonly store: KeyStore

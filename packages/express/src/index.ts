@@ -43,8 +43,10 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
         if (!decision.ok) return send(res, decision)
         for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
         req.saiku = decision.principal
-        next()
-      }, next)
+        return true
+      })
+      // next() runs outside the chain that catches, so it is called at most once.
+      .then((admitted) => admitted === true && next(), next)
   }
   return Object.assign(middleware, { authenticator })
 }
