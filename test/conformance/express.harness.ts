@@ -29,7 +29,9 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
       app.get('/me/projects/:id', (req, res) => {
         res.json(ownedByTenant(req.saiku!, fixtures.projects.get(String(req.params.id))))
       })
-      app.get('/me/boom', () => {
+      app.get('/me/boom', (_req, res) => {
+        res.setHeader('content-length', '5')
+        res.setHeader('etag', '"x"')
         throw new Error('database password is hunter2')
       })
       app.use(saikuNotFound())

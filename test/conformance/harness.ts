@@ -27,7 +27,7 @@ export interface ConformanceApp {
  *   GET    /me/api-keys          needs keys:read, 200 { keys }
  *   DELETE /me/api-keys/:keyId   needs keys:write, 204, or the 404 of a thrown not_found
  *   GET    /me/projects/:id      200 the project if the caller's tenant owns it, else not_found
- *   GET    /me/boom              throws a plain Error
+ *   GET    /me/boom              sets Content-Length: 5 and ETag: "x", then throws a plain Error
  *   anything else                the JSON 404
  */
 export interface AdapterHarness {

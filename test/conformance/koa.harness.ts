@@ -30,7 +30,9 @@ function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
       router.get('/me/projects/:id', (ctx) => {
         ctx.body = ownedByTenant(ctx.state.saiku!, fixtures.projects.get(ctx.params.id!))
       })
-      router.get('/me/boom', () => {
+      router.get('/me/boom', (ctx) => {
+        ctx.set('content-length', '5')
+        ctx.set('etag', '"x"')
         throw new Error('database password is hunter2')
       })
       app.use(saikuErrors())

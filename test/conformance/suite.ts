@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import request from 'supertest'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import {
+  DEFAULT_TIERS,
   MemoryKeyStore,
   mintApiKey,
   type CreatedApiKey,
@@ -40,6 +41,7 @@ const lapsed = tenant('lapsed', { subscription: { status: 'trialing', trialEndsA
 const trial = tenant('trial', { subscription: { status: 'trialing', trialEndsAt: new Date(T0 + 14 * 86_400_000) } })
 const enterprise = tenant('enterprise', { tier: 'enterprise', limits: { perMinute: 5, perHour: 100 } })
 const tiny = tenant('tiny', { tier: 'tiny' })
+const pair = tenant('pair', { tier: 'pair' })
 
 const projects = new Map<string, Project>([
   ['p-acme', { id: 'p-acme', tenantId: acme.tenantId, name: 'Acme pipeline' }],
@@ -85,9 +87,10 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
       clock = installFakeClock(T0)
       store = new MemoryKeyStore({
         tenants: [acme, globex, unpaid, lapsed, trial, enterprise],
-        tiers: { starter: { perMinute: 60, perHour: 1000 }, tiny: { perMinute: 3, perHour: 5 }, team: { perMinute: 300, perHour: 10_000 }, enterprise: 'custom' },
+        tiers: { ...DEFAULT_TIERS, tiny: { perMinute: 3, perHour: 5 }, pair: { perMinute: 3, perHour: 6 } },
       })
       store.putTenant(tiny)
+      store.putTenant(pair)
       fixtures = { projects, hits: { tenant: 0 } }
       apps = []
     })
@@ -97,7 +100,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
     })
 
     function start(options: SaikuOptions = {}): ConformanceApp {
-      const app = harness.createApp(store, { tiers: { tiny: { perMinute: 3, perHour: 5 } }, ...options }, fixtures)
+      const app = harness.createApp(store, { ...options, tiers: { tiny: { perMinute: 3, perHour: 5 }, ...options.tiers } }, fixtures)
       apps.push(app)
       return app
     }
@@ -268,7 +271,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         const billing = await get(app, '/me/billing', key)
         expect(billing.status).toBe(200)
         expect(billing.body).toEqual({ status: 'none' })
-        expect(billing.headers['ratelimit']).toBe('"minute";r=59;t=60')
+        expect(billing.headers['ratelimit']).toBe('"minute";r=59;t=60, "hour";r=999;t=3600')
         expect((await get(app, '/me/billingx', key)).status).toBe(402)
       })
 
@@ -322,6 +325,8 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         const boom = await get(app, '/me/boom', key)
         expectJsonError(boom, 500, 'internal_error', 'An unexpected error occurred.')
         expect(boom.text).not.toContain('hunter2')
+        expect(boom.headers['etag']).toBeUndefined()
+        expect(Number(boom.headers['content-length'])).toBe(Buffer.byteLength(boom.text))
       })
     })
 
@@ -343,13 +348,13 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
           const res = await get(app, '/me/tenant', key)
           expect(res.status).toBe(200)
           expect(res.headers['ratelimit-policy']).toBe(STARTER_POLICY)
-          expect(res.headers['ratelimit']).toBe(`"minute";r=${60 - i};t=60`)
+          expect(res.headers['ratelimit']).toBe(`"minute";r=${60 - i};t=60, "hour";r=${1000 - i};t=3600`)
         }
         clock.set(T0 + 15_000)
         const res = await get(app, '/me/tenant', key)
         expectJsonError(res, 429, 'rate_limited', 'Rate limit exceeded: 60 requests per minute. Retry in 45 s.')
         expect(res.headers['retry-after']).toBe('45')
-        expect(res.headers['ratelimit']).toBe('"minute";r=0;t=45')
+        expect(res.headers['ratelimit']).toBe('"minute";r=0;t=45, "hour";r=940;t=3585')
         expect(res.headers['ratelimit-policy']).toBe(STARTER_POLICY)
         expect(res.headers['cache-control']).toBe('no-store')
         expect(fixtures.hits.tenant).toBe(60)
@@ -357,7 +362,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         clock.set(T0 + 60_000)
         const again = await get(app, '/me/tenant', key)
         expect(again.status).toBe(200)
-        expect(again.headers['ratelimit']).toBe('"minute";r=59;t=60')
+        expect(again.headers['ratelimit']).toBe('"minute";r=59;t=60, "hour";r=939;t=3540')
       })
 
       it('never lets a refused minute consume the hour (minute 3, hour 5)', async () => {
@@ -377,22 +382,32 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expect(after.headers['x-ratelimit-remaining-hour']).toBe('1')
       })
 
-      it('answers an exhausted hour with the hour’s Retry-After, even when the minute is exhausted too', async () => {
+      it('answers an exhausted hour with the hour’s Retry-After', async () => {
         const app = start()
         const { key } = await mint(app, tiny)
         for (let i = 0; i < 3; i++) expect((await get(app, '/me/tenant', key)).status).toBe(200)
         clock.set(T0 + 61_000)
         for (let i = 0; i < 2; i++) expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        // The minute still has 1 left; the hour is spent.
         const byHour = await get(app, '/me/tenant', key)
         expectJsonError(byHour, 429, 'rate_limited', 'Rate limit exceeded: 5 requests per hour. Retry in 3539 s.')
         expect(byHour.headers['retry-after']).toBe('3539')
-        expect(byHour.headers['ratelimit']).toBe('"hour";r=0;t=3539')
-
-        // Now both windows: the minute has 1 left of 3 but the hour is spent.
-        clock.set(T0 + 200_000)
-        const both = await get(app, '/me/tenant', key)
-        expect(both.headers['retry-after']).toBe('3400')
+        expect(byHour.headers['ratelimit']).toBe('"minute";r=1;t=60, "hour";r=0;t=3539')
         expect(fixtures.hits.tenant).toBe(5)
+      })
+
+      it('answers with the later Retry-After when both windows are spent', async () => {
+        const app = start({ tiers: { pair: { perMinute: 3, perHour: 6 } } })
+        const { key } = await mint(app, pair)
+        for (let i = 0; i < 3; i++) expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        clock.set(T0 + 61_000)
+        for (let i = 0; i < 3; i++) expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        clock.set(T0 + 70_000)
+        const both = await get(app, '/me/tenant', key)
+        expectJsonError(both, 429, 'rate_limited', 'Rate limit exceeded: 6 requests per hour. Retry in 3530 s.')
+        expect(both.headers['retry-after']).toBe('3530')
+        expect(both.headers['ratelimit']).toBe('"minute";r=0;t=51, "hour";r=0;t=3530')
+        expect(fixtures.hits.tenant).toBe(6)
       })
 
       it('shares one budget between two keys of a tenant', async () => {
@@ -406,7 +421,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expect((await get(app, '/me/tenant', a.key)).status).toBe(429)
         expect((await get(app, '/me/tenant', b.key)).status).toBe(429)
         // Another tenant's budget is untouched.
-        expect((await get(app, '/me/tenant', (await mint(app, globex)).key)).headers['ratelimit']).toBe('"minute";r=299;t=60')
+        expect((await get(app, '/me/tenant', (await mint(app, globex)).key)).headers['ratelimit']).toBe('"minute";r=299;t=60, "hour";r=9999;t=3600')
       })
 
       it('rotates without downtime: both keys work, the old one is revoked, counts carry on', async () => {
@@ -423,7 +438,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         const after = await get(app, '/me/tenant', fresh.key)
         expect(after.status).toBe(200)
         // 10 + 2 + the revoke + this one: the count was never reset.
-        expect(after.headers['ratelimit']).toBe('"minute";r=46;t=60')
+        expect(after.headers['ratelimit']).toBe('"minute";r=46;t=60, "hour";r=986;t=3600')
       })
 
       it('applies an enterprise tenant’s own limits', async () => {
@@ -446,7 +461,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         const upgraded = await get(app, '/me/tenant', key)
         expect(upgraded.status).toBe(200)
         expect(upgraded.body.tier).toBe('team')
-        expect(upgraded.headers['ratelimit']).toBe('"minute";r=239;t=60')
+        expect(upgraded.headers['ratelimit']).toBe('"minute";r=239;t=60, "hour";r=9939;t=3600')
         store.putTenant({ ...acme, tier: 'starter' })
         expect((await get(app, '/me/tenant', key)).status).toBe(429)
       })
@@ -473,7 +488,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         const { key } = await mint(app, acme)
         for (let i = 0; i < 5; i++) await get(app, '/me/tenant', mintApiKey().key)
         await get(app, '/me/tenant', (await mint(app, unpaid)).key)
-        expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=59;t=60')
+        expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=59;t=60, "hour";r=999;t=3600')
       })
     })
 
@@ -490,10 +505,43 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
       })
 
       it('answers 503 within the timeout when the key store hangs', async () => {
-        const app = start({ keyStoreTimeoutMs: 50 })
+        const errors: Error[] = []
+        const app = start({ keyStoreTimeoutMs: 50, onError: (e) => errors.push(e) })
         const { key } = await mint(app, acme)
         vi.spyOn(store, 'findKey').mockReturnValue(new Promise(() => {}))
         expectJsonError(await get(app, '/me/tenant', key), 503, 'service_unavailable')
+        expect(errors).toMatchObject([{ name: 'SaikuStoreError', source: 'key_store', timedOut: true }])
+      })
+
+      it('answers 503 within the timeout when a custom limiter backend hangs', async () => {
+        const errors: Error[] = []
+        const app = start({ limiter: { backend: { consume: () => new Promise(() => {}) }, timeoutMs: 50 }, onError: (e) => errors.push(e) })
+        expectJsonError(await get(app, '/me/tenant', (await mint(app, acme)).key), 503, 'service_unavailable')
+        expect(errors).toMatchObject([{ name: 'SaikuStoreError', source: 'limiter', timedOut: true }])
+      })
+
+      it('admits valid keys even when recording their last use fails', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        vi.spyOn(store, 'recordKeyUse').mockImplementation(() => {
+          throw new Error('read-only replica')
+        })
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+      })
+
+      it('answers a throwing exemption predicate with a JSON 500, never a rejection', async () => {
+        const errors: Error[] = []
+        const app = start({
+          subscription: {
+            isExempt: () => {
+              throw new Error('predicate bug')
+            },
+          },
+          onError: (e) => errors.push(e),
+        })
+        const res = await get(app, '/me/tenant', (await mint(app, unpaid)).key)
+        expectJsonError(res, 500, 'internal_error', 'An unexpected error occurred.')
+        expect(errors[0]?.message).toBe('predicate bug')
       })
 
       it('serves a stale record when the key store fails and the policy allows it', async () => {
@@ -528,9 +576,11 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
       })
 
       it('answers 503 within the timeout when a factory-built limiter hangs', async () => {
+        const errors: Error[] = []
         const hanging = () => ({ consume: () => new Promise(() => {}), reward: () => new Promise(() => {}), get: () => new Promise(() => {}) })
-        const app = start({ limiter: { factory: hanging as never, timeoutMs: 50 } })
+        const app = start({ limiter: { factory: hanging as never, timeoutMs: 50 }, onError: (e) => errors.push(e) })
         expectJsonError(await get(app, '/me/tenant', (await mint(app, acme)).key), 503, 'service_unavailable')
+        expect(errors).toMatchObject([{ name: 'SaikuStoreError', source: 'limiter', timedOut: true }])
       })
     })
   })

@@ -60,7 +60,11 @@ const CODE_BY_STATUS: Readonly<Record<number, ErrorCode>> = Object.fromEntries(
  * whose message reveals nothing.
  */
 export function errorResponseFor(error: unknown): ErrorResponse {
-  if (error instanceof SaikuHttpError) return errorResponse(error.code, error.message, { ...error.headers })
+  if (error instanceof SaikuHttpError) {
+    // A 401 must carry a challenge (RFC 9110 §15.5.2), even one a handler threw.
+    const challenge = error.code === 'unauthorized' ? { 'www-authenticate': bearerChallenge('saiku') } : undefined
+    return errorResponse(error.code, error.message, { ...challenge, ...error.headers })
+  }
   if (typeof error === 'object' && error !== null) {
     const { status, statusCode, expose, type } = error as Record<string, unknown>
     const httpStatus = typeof status === 'number' ? status : statusCode

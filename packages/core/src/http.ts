@@ -25,14 +25,34 @@ export interface ErrorResponse {
 
 export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
 
+/**
+ * Headers a handler may have set for the body it meant to send; an error body
+ * replacing it must not inherit them (a stale Content-Length breaks the reply).
+ */
+export const BODY_HEADERS: readonly string[] = Object.freeze([
+  'content-length',
+  'content-encoding',
+  'content-language',
+  'content-range',
+  'content-disposition',
+  'etag',
+  'last-modified',
+])
+
 export function errorBody(code: ErrorCode, message: string = DEFAULT_MESSAGES[code]): string {
   return JSON.stringify({ error: code, message })
 }
 
 /** The one place an error response is assembled: status from the code table, JSON body, no caching. */
 export function errorResponse(code: ErrorCode, message?: string, extraHeaders?: HeaderMap): ErrorResponse {
-  const headers: HeaderMap = { 'content-type': JSON_CONTENT_TYPE, 'cache-control': 'no-store', ...extraHeaders }
-  return { ok: false, status: ERROR_STATUS[code], code, headers, body: errorBody(code, message) }
+  const body = errorBody(code, message)
+  const headers: HeaderMap = {
+    'content-type': JSON_CONTENT_TYPE,
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+    ...extraHeaders,
+  }
+  return { ok: false, status: ERROR_STATUS[code], code, headers, body }
 }
 
 /** RFC 6750 §3 challenges. Values are fixed strings or checked tokens, so no escaping is needed. */
@@ -76,9 +96,9 @@ export function retryAfterSeconds(decision: LimitDecision): number {
 /** Adds the rate-limit fields of `mode` to `headers`. `policy` is the precomputed `RateLimit-Policy`. */
 export function addRateLimitHeaders(headers: HeaderMap, mode: RateLimitHeaderMode, policy: string, decision: LimitDecision): void {
   if (mode === 'draft-11') {
-    const binding = bindingWindow(decision)
+    const { minute, hour } = decision
     headers['ratelimit-policy'] = policy
-    headers['ratelimit'] = `"${binding.window}";r=${binding.remaining};t=${seconds(binding.resetMs)}`
+    headers['ratelimit'] = `"minute";r=${minute.remaining};t=${seconds(minute.resetMs)}, "hour";r=${hour.remaining};t=${seconds(hour.resetMs)}`
   } else if (mode === 'legacy') {
     headers['x-ratelimit-limit-minute'] = String(decision.minute.limit)
     headers['x-ratelimit-remaining-minute'] = String(decision.minute.remaining)

@@ -67,6 +67,7 @@ export type {
 } from './limiter.js'
 
 export {
+  BODY_HEADERS,
   bearerChallenge,
   errorBody,
   errorResponse,

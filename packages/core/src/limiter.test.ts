@@ -1,6 +1,6 @@
 import { RateLimiterMemory } from 'rate-limiter-flexible'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { createRateLimiterBackend, type RateLimiterFactoryOptions } from './limiter.js'
+import { createRateLimiterBackend, type RateLimiterFactory, type RateLimiterFactoryOptions } from './limiter.js'
 
 const T0 = Date.parse('2030-01-01T00:00:00Z')
 
@@ -36,16 +36,42 @@ describe('createRateLimiterBackend', () => {
 
   it('gives the minute back when the hour refuses, and points Retry-After at the hour', async () => {
     const backend = createRateLimiterBackend()
-    const limits = { perMinute: 5, perHour: 5 }
-    for (let i = 0; i < 5; i++) await backend.consume('t', limits)
-    vi.setSystemTime(T0 + 30_000)
+    const limits = { perMinute: 3, perHour: 4 }
+    for (let i = 0; i < 3; i++) await backend.consume('t', limits)
+    vi.setSystemTime(T0 + 60_000)
+    expect((await backend.consume('t', limits)).admitted).toBe(true)
+    vi.setSystemTime(T0 + 90_000)
+    // The minute admits (2 of 3) but the hour is spent: refused by the hour.
     const refused = await backend.consume('t', limits)
     expect(refused.admitted).toBe(false)
-    expect(refused.retryAfterMs).toBe(3_570_000)
-    vi.setSystemTime(T0 + 60_000)
-    // The minute was reset, and the refused request above took nothing from it.
-    const again = await backend.consume('t', { perMinute: 5, perHour: 100 })
-    expect(again.minute.remaining).toBe(4)
+    expect(refused.hour.remaining).toBe(0)
+    expect(refused.minute.remaining).toBe(2)
+    expect(refused.retryAfterMs).toBe(3_510_000)
+    // Both points were given back: the minute still has 2, the hour still 0 used beyond its 4.
+    const probe = await backend.consume('t', { perMinute: 3, perHour: 100 })
+    expect(probe.minute.remaining).toBe(1)
+    expect(probe.hour.remaining).toBe(95)
+  })
+
+  it('never gives a point back into the next window (no window opens at -1)', async () => {
+    // A slow store: the give-back lands after the minute it was meant for has ended.
+    const slow: RateLimiterFactory = (options) => {
+      const limiter = new RateLimiterMemory(options)
+      const reward = limiter.reward.bind(limiter)
+      limiter.reward = (key, points) => {
+        vi.setSystemTime(Date.now() + 1_000)
+        return reward(key, points)
+      }
+      return limiter
+    }
+    const backend = createRateLimiterBackend({ factory: slow, giveBackMarginMs: 1_000 })
+    const limits = { perMinute: 2, perHour: 100 }
+    for (let i = 0; i < 2; i++) await backend.consume('t', limits)
+    vi.setSystemTime(T0 + 59_500)
+    expect((await backend.consume('t', limits)).admitted).toBe(false)
+    vi.setSystemTime(T0 + 61_000)
+    const next = await Promise.all(Array.from({ length: 5 }, () => backend.consume('t', limits)))
+    expect(next.filter((d) => d.admitted)).toHaveLength(2)
   })
 
   it('applies new limits to the same counts (a tier change resets nothing)', async () => {

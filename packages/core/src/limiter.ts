@@ -1,7 +1,7 @@
 import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import { SaikuConfigError } from './errors.js'
 import type { WindowLimits } from './tiers.js'
-import { asStoreError, withTimeout } from './timeout.js'
+import { asStoreError } from './timeout.js'
 
 export type WindowName = 'minute' | 'hour'
 
@@ -28,6 +28,11 @@ export interface LimitDecision {
  */
 export interface LimiterBackend {
   consume(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
+  /**
+   * True when the backend lives in this process and cannot hang (memory):
+   * the authenticator then skips the `limiter.timeoutMs` deadline.
+   */
+  readonly inProcess?: boolean
 }
 
 export interface RateLimiterFactoryOptions {
@@ -46,8 +51,12 @@ export type RateLimiterFactory = (options: RateLimiterFactoryOptions) => RateLim
 export interface RateLimiterBackendOptions {
   readonly factory?: RateLimiterFactory | undefined
   readonly keyPrefix?: string | undefined
-  /** Bound on each backend call; ignored for the in-process memory backend, which cannot hang. */
-  readonly timeoutMs?: number | undefined
+  /**
+   * A refused request gives its point back only while its window has at least
+   * this long to run, so a give-back can never land in the next window and
+   * open it at -1. Default 1000; make it at least the backend's worst latency.
+   */
+  readonly giveBackMarginMs?: number | undefined
 }
 
 // Limits are compared here, per tenant, so the limiters only count: a tier change
@@ -74,12 +83,7 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
       throw new SaikuConfigError(`limiter.factory (${name})`, 'a rate-limiter-flexible limiter', limiter)
     }
   }
-  const isMemory = options.factory === undefined
-  const timeoutMs = options.timeoutMs ?? 1_000
-
-  function call<T>(promise: Promise<T>, what: string): Promise<T> {
-    return isMemory ? promise : withTimeout(promise, timeoutMs, 'limiter', what)
-  }
+  const giveBackMarginMs = options.giveBackMarginMs ?? 1_000
 
   // A limiter built with its own small `points` rejects with its result; that is still a count.
   function counted(promise: Promise<RateLimiterRes>): Promise<RateLimiterRes> {
@@ -89,16 +93,26 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
     })
   }
 
+  function giveBack(limiter: RateLimiterAbstract, tenantKey: string, consumed: RateLimiterRes): Promise<unknown> {
+    // Near the window's end the point is left to expire with it: a late give-back
+    // would start the next window at -1 and admit one request too many.
+    return consumed.msBeforeNext > giveBackMarginMs ? counted(limiter.reward(tenantKey, 1)) : Promise.resolve()
+  }
+
+  function peek(limiter: RateLimiterAbstract, tenantKey: string): Promise<RateLimiterRes | null> {
+    return limiter.get(tenantKey).catch((error: unknown) => {
+      throw asStoreError(error, 'limiter', 'rate limiter backend failed')
+    })
+  }
+
   return {
+    inProcess: options.factory === undefined,
     async consume(tenantKey, limits) {
-      const minuteRes = await call(counted(minute.consume(tenantKey, 1)), 'rate limiter (minute)')
+      const minuteRes = await counted(minute.consume(tenantKey, 1))
       const minuteState = windowState('minute', limits.perMinute, minuteRes, 60_000)
       if (minuteRes.consumedPoints > limits.perMinute) {
         // Refused by the minute: give the point back and leave the hour untouched.
-        const [, hourRes] = await Promise.all([
-          call(counted(minute.reward(tenantKey, 1)), 'rate limiter (minute)'),
-          call(hour.get(tenantKey), 'rate limiter (hour)'),
-        ])
+        const [, hourRes] = await Promise.all([giveBack(minute, tenantKey, minuteRes), peek(hour, tenantKey)])
         const hourState = windowState('hour', limits.perHour, hourRes, 3_600_000)
         const hourExhausted = hourState.remaining === 0
         return {
@@ -108,16 +122,14 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
           retryAfterMs: hourExhausted ? Math.max(minuteState.resetMs, hourState.resetMs) : minuteState.resetMs,
         }
       }
-      const hourRes = await call(counted(hour.consume(tenantKey, 1)), 'rate limiter (hour)')
+      const hourRes = await counted(hour.consume(tenantKey, 1))
       const hourState = windowState('hour', limits.perHour, hourRes, 3_600_000)
       if (hourRes.consumedPoints > limits.perHour) {
-        await Promise.all([
-          call(counted(minute.reward(tenantKey, 1)), 'rate limiter (minute)'),
-          call(counted(hour.reward(tenantKey, 1)), 'rate limiter (hour)'),
-        ])
+        await Promise.all([giveBack(minute, tenantKey, minuteRes), giveBack(hour, tenantKey, hourRes)])
+        const minuteGivenBack = minuteRes.msBeforeNext > giveBackMarginMs ? 1 : 0
         return {
           admitted: false,
-          minute: { ...minuteState, remaining: minuteState.remaining + 1 },
+          minute: { ...minuteState, remaining: Math.min(limits.perMinute, minuteState.remaining + minuteGivenBack) },
           hour: { ...hourState, remaining: 0 },
           retryAfterMs: hourState.resetMs,
         }

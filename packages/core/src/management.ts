@@ -38,7 +38,7 @@ function invalid(message: string): SaikuHttpError {
 
 /** Key management for dashboards and CLIs: create, list, revoke, rotate. */
 export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {}): KeyManager {
-  const now = options.now ?? Date.now
+  const now = options.now ?? ((): number => Date.now())
 
   async function create(tenantId: string, input: CreateKeyInput): Promise<CreatedApiKey> {
     if (typeof input !== 'object' || input === null) throw invalid('Expected an object with a label.')

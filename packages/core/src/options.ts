@@ -23,7 +23,7 @@ export interface SaikuOptions {
     backend?: LimiterBackend
     /** Prefix of the limiter's keys. Default `"saiku"`. */
     keyPrefix?: string
-    /** Bound on each limiter call (not applied to the memory backend). Default 1000. */
+    /** Deadline for the limiter's decision on one request (not applied to the in-process memory backend). Default 1000. */
     timeoutMs?: number
   }
   cache?: {
@@ -34,7 +34,7 @@ export interface SaikuOptions {
     /** Bound on cached keys and on cached tenants. Default 10000. */
     maxEntries?: number
   }
-  /** Bound on each key store call. Default 1000. */
+  /** Deadline for each key store call (a request makes at most two: key, then tenant) and for a custom verifier. Default 1000. */
   keyStoreTimeoutMs?: number
   failurePolicy?: {
     /** `closed` (default): 503. `serve-stale`: answer from an expired cache entry when there is one, else 503. */

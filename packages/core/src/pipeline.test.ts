@@ -1,4 +1,7 @@
 import { describe, expect, it, vi } from 'vitest'
+import { installFakeClock } from './testing.js'
+import { SaikuHttpError } from './errors.js'
+import { errorResponseFor } from './guards.js'
 import { createAuthenticator, type DecisionEvent } from './pipeline.js'
 import { MemoryKeyStore, type KeyStore } from './store.js'
 
@@ -82,5 +85,52 @@ describe('createAuthenticator', () => {
     })
     expect((await auth.authenticate(request('Bearer let-me-in'))).ok).toBe(true)
     expect((await auth.authenticate(request('Bearer nope'))).ok).toBe(false)
+  })
+
+  it('follows a clock faked after it was built: expiry, trials and windows move together', async () => {
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const auth = createAuthenticator(store, { cache: { ttlMs: 0 } })
+    const start = Date.parse('2030-01-01T00:00:00Z')
+    const clock = installFakeClock(start)
+    try {
+      const { key } = await auth.keys.create('t-acme', { label: 'short', expiresAt: new Date(start + 60_000) })
+      expect((await auth.authenticate(request(`Bearer ${key}`))).ok).toBe(true)
+      clock.advance(60_000)
+      expect(await auth.authenticate(request(`Bearer ${key}`))).toMatchObject({ ok: false, status: 401 })
+    } finally {
+      clock.restore()
+    }
+  })
+
+  it('treats a key whose stored expiry is not a valid date as expired', async () => {
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const auth = createAuthenticator(store)
+    const { key, keyId } = await auth.keys.create('t-acme', { label: 'agent' })
+    const record = await store.findKey(keyId)
+    vi.spyOn(store, 'findKey').mockResolvedValue({ ...record!, expiresAt: new Date('not a date') })
+    expect(await auth.authenticate(request(`Bearer ${key}`))).toMatchObject({ ok: false, status: 401 })
+  })
+
+  it('times out a custom verifier like a store', async () => {
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), {
+      keyStoreTimeoutMs: 20,
+      verifier: { verify: () => new Promise(() => {}) },
+    })
+    expect(await auth.authenticate(request('Bearer anything'))).toMatchObject({ ok: false, status: 503, code: 'service_unavailable' })
+  })
+})
+
+describe('errorResponseFor', () => {
+  it('gives a thrown 401 its challenge', () => {
+    expect(errorResponseFor(new SaikuHttpError('unauthorized')).headers['www-authenticate']).toBe('Bearer realm="saiku"')
+  })
+
+  it('keeps framework client errors and hides everything else', () => {
+    expect(errorResponseFor(Object.assign(new Error('x'), { status: 413, expose: true }))).toMatchObject({ status: 413, code: 'payload_too_large' })
+    expect(errorResponseFor(Object.assign(new SyntaxError('x'), { status: 400, type: 'entity.parse.failed' })).body).toBe(
+      '{"error":"invalid_request","message":"The request body is not valid JSON."}',
+    )
+    expect(errorResponseFor(Object.assign(new Error('secret'), { status: 503 }))).toMatchObject({ status: 500, code: 'internal_error' })
+    expect(errorResponseFor('a string')).toMatchObject({ status: 500 })
   })
 })

@@ -80,6 +80,7 @@ export type DecisionReason =
   | 'key_store_unavailable'
   | 'limiter_unavailable'
   | 'misconfigured_tenant'
+  | 'internal_error'
 
 /** Handed to `onDecision`: what happened, and to whom, never a secret. */
 export interface DecisionEvent {
@@ -157,7 +158,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     throw new SaikuConfigError('store', 'a KeyStore with findKey and findTenant', store)
   }
   const options = resolveOptions(input)
-  const now = Date.now
+  // Read Date.now on every call (not a saved reference), so a faked Date moves everything together.
+  const now = (): number => Date.now()
   const { realm, rateLimitHeaders: headerMode, onDecision, onError } = options
 
   const reportError = (error: Error): void => {
@@ -186,11 +188,9 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   const verifier: KeyVerifier = options.verifier ?? apiKeyVerifier!
   const limiter: LimiterBackend =
     options.limiter.backend ??
-    createRateLimiterBackend({
-      factory: options.limiter.factory,
-      keyPrefix: options.limiter.keyPrefix,
-      timeoutMs: options.limiter.timeoutMs,
-    })
+    createRateLimiterBackend({ factory: options.limiter.factory, keyPrefix: options.limiter.keyPrefix })
+  const limiterTimeoutMs = limiter.inProcess === true ? 0 : options.limiter.timeoutMs
+  const customVerifier = options.verifier !== undefined
   const tenants = new LoadingCache<CachedTenant | null>(options.cache.maxEntries, now)
   const tenantTtl = (): number => options.cache.ttlMs
 
@@ -244,6 +244,16 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   }
 
   async function authenticate(request: AuthRequest): Promise<AuthDecision> {
+    try {
+      return await decide(request)
+    } catch (error) {
+      // Only user code can get here (a predicate that throws): still a JSON answer, never a rejection.
+      reportError(error instanceof Error ? error : new Error(String(error)))
+      return refuse(request, 'internal_error', 'internal_error', {})
+    }
+  }
+
+  async function decide(request: AuthRequest): Promise<AuthDecision> {
     const credentials = extractBearer(request)
     if (credentials.kind !== 'token') {
       if (credentials.kind === 'missing') return refuse(request, 'unauthorized', 'missing_credentials', {}, undefined, missingChallenge)
@@ -257,7 +267,9 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     let tenant: CachedTenant | null
     try {
       let verified = verifier.verify(credentials.token)
-      if (verified instanceof Promise) verified = await verified
+      if (verified instanceof Promise) {
+        verified = await (customVerifier ? withTimeout(verified, options.keyStoreTimeoutMs, 'key_store', 'verifier') : verified)
+      }
       if (!verified.ok) return refuse(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge)
       credential = verified.credential
       tenant = await tenantFor(credential.tenantId)
@@ -279,7 +291,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
 
     let rateLimit: LimitDecision | null
     try {
-      rateLimit = await limiter.consume(credential.tenantId, tenant.limits)
+      const consumed = limiter.consume(credential.tenantId, tenant.limits)
+      rateLimit = await (limiterTimeoutMs === 0 ? consumed : withTimeout(consumed, limiterTimeoutMs, 'limiter', 'rate limiter'))
     } catch (error) {
       const storeError = error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter failed')
       reportError(storeError)

@@ -66,6 +66,10 @@ interface CachedKey {
 // that path costs what a wrong secret for a known ID costs.
 const ABSENT_DIGEST = Buffer.alloc(32, 0)
 
+function validTimeOr(time: number, fallback: number): number {
+  return Number.isFinite(time) ? time : fallback
+}
+
 function toCachedKey(record: ApiKeyRecord): CachedKey {
   return {
     credential: Object.freeze({
@@ -78,7 +82,8 @@ function toCachedKey(record: ApiKeyRecord): CachedKey {
     }),
     digest: Buffer.from(record.secretDigest, 'hex'),
     revoked: record.revokedAt !== null,
-    expiresAtMs: record.expiresAt === null ? Infinity : new Date(record.expiresAt).getTime(),
+    // An expiry the store mangled (an invalid date) counts as expired: never fail open.
+    expiresAtMs: record.expiresAt === null ? Infinity : validTimeOr(new Date(record.expiresAt).getTime(), -Infinity),
   }
 }
 
@@ -130,9 +135,12 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     // Bounded: forgetting everything only means one extra write per key.
     if (lastUseRecordedMs.size >= options.cacheMaxEntries) lastUseRecordedMs.clear()
     lastUseRecordedMs.set(keyId, nowMs)
-    store.recordKeyUse(keyId, new Date(nowMs)).catch((error: unknown) => {
-      options.onStoreError?.(asStoreError(error, 'key_store', 'key store recordKeyUse failed'))
-    })
+    // Best effort: a store whose recordKeyUse throws, hangs or is not async never blocks a request.
+    Promise.resolve()
+      .then(() => store.recordKeyUse!(keyId, new Date(nowMs)))
+      .catch((error: unknown) => {
+        options.onStoreError?.(asStoreError(error, 'key_store', 'key store recordKeyUse failed'))
+      })
   }
 
   function check(entry: CachedKey | null, digest: Buffer): VerifyResult {

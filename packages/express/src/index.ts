@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express'
 import {
+  BODY_HEADERS,
   checkPermissions,
   createAuthenticator,
   errorResponse,
@@ -28,6 +29,7 @@ export interface SaikuMiddleware extends RequestHandler {
 }
 
 function send(res: Response, response: ErrorResponse): void {
+  for (const name of BODY_HEADERS) res.removeHeader(name)
   res.statusCode = response.status
   for (const name in response.headers) res.setHeader(name, response.headers[name]!)
   res.end(response.body)

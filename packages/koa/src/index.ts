@@ -1,5 +1,6 @@
 import type { Context, Middleware } from 'koa'
 import {
+  BODY_HEADERS,
   checkPermissions,
   createAuthenticator,
   errorResponse,
@@ -26,6 +27,7 @@ export interface SaikuMiddleware extends Middleware {
 
 // Never ctx.throw: it drops headers already set (Retry-After) and answers in text.
 function send(ctx: Context, response: ErrorResponse): void {
+  for (const name of BODY_HEADERS) ctx.remove(name)
   ctx.status = response.status
   ctx.set(response.headers)
   ctx.body = response.body
