@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
-const packages = ['core', 'express', 'koa']
+const packages = ['core', 'express', 'koa', 'sqlite']
 
 // What a user of the published packages runs: no source condition, only dist/.
 const usage = {
@@ -15,6 +15,7 @@ const usage = {
          if (typeof core.describeKeyStoreConformance !== 'undefined') throw new Error('testing leaked into the main entry');`,
   express: `const mw = express.saikuAuth(new express.MemoryKeyStore()); if (typeof mw !== 'function' || mw.length !== 3) throw new Error('express');`,
   koa: `const mw = koa.saikuAuth(new koa.MemoryKeyStore()); if (typeof mw !== 'function' || mw.length !== 2) throw new Error('koa');`,
+  sqlite: `const store = new sqlite.SqliteKeyStore(':memory:', { watchIntervalMs: 0 }); store.close();`,
 }
 
 function script(kind: 'cjs' | 'esm'): string {

@@ -45,7 +45,7 @@ export {
   toKeySummary,
   validateTenantRecord,
 } from './store.js'
-export type { ApiKeyRecord, ApiKeySummary, KeyStore, Subscription, SubscriptionStatus, TenantRecord } from './store.js'
+export type { ApiKeyRecord, ApiKeySummary, KeyStore, Subscription, SubscriptionStatus, TenantAdminStore, TenantRecord } from './store.js'
 
 export { createKeyManager } from './management.js'
 export type { CreatedApiKey, CreateKeyInput, KeyManager, KeyManagerOptions } from './management.js'

@@ -73,6 +73,17 @@ export interface KeyStore {
   recordKeyUse?(keyId: string, usedAt: Date): Promise<void>
 }
 
+/**
+ * A store that can also write tenants: what an operator CLI or a billing route
+ * needs. MemoryKeyStore and the database stores implement it.
+ */
+export interface TenantAdminStore extends KeyStore {
+  /** Adds or replaces a tenant; a tier, limit or subscription change is a replace. */
+  putTenant(tenant: TenantRecord): Promise<void> | void
+  findTenantBySlug(tenantSlug: string): Promise<TenantRecord | null>
+  listTenants(): Promise<TenantRecord[]>
+}
+
 export function toKeySummary(record: ApiKeyRecord): ApiKeySummary {
   return {
     keyId: record.keyId,
@@ -151,7 +162,7 @@ function copyKey(record: ApiKeyRecord): ApiKeyRecord {
  * An in-process store for tests, examples and single-process servers.
  * Returns copies, so callers can never change what it holds by accident.
  */
-export class MemoryKeyStore implements KeyStore {
+export class MemoryKeyStore implements TenantAdminStore {
   readonly #tenants = new Map<string, TenantRecord>()
   readonly #keys = new Map<string, ApiKeyRecord>()
   readonly #tiers: TierTable
@@ -164,6 +175,11 @@ export class MemoryKeyStore implements KeyStore {
   /** Adds or replaces a tenant (a tier or subscription change is a replace). */
   putTenant(tenant: TenantRecord): void {
     validateTenantRecord(tenant, this.#tiers)
+    for (const other of this.#tenants.values()) {
+      if (other.tenantSlug === tenant.tenantSlug && other.tenantId !== tenant.tenantId) {
+        throw new SaikuConfigError('tenant.tenantSlug', 'a slug no other tenant has', tenant.tenantSlug)
+      }
+    }
     this.#tenants.set(tenant.tenantId, copyTenant(tenant))
     announceKeyStoreChange(this, { kind: 'tenant', tenantId: tenant.tenantId })
   }
@@ -171,6 +187,15 @@ export class MemoryKeyStore implements KeyStore {
   async findTenant(tenantId: string): Promise<TenantRecord | null> {
     const tenant = this.#tenants.get(tenantId)
     return tenant === undefined ? null : copyTenant(tenant)
+  }
+
+  async findTenantBySlug(tenantSlug: string): Promise<TenantRecord | null> {
+    for (const tenant of this.#tenants.values()) if (tenant.tenantSlug === tenantSlug) return copyTenant(tenant)
+    return null
+  }
+
+  async listTenants(): Promise<TenantRecord[]> {
+    return [...this.#tenants.values()].map(copyTenant)
   }
 
   async findKey(keyId: string): Promise<ApiKeyRecord | null> {

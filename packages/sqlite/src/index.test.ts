@@ -1,0 +1,76 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { createAuthenticator, createKeyManager, onKeyStoreChange, type KeyChange } from '@saiku/core'
+import { conformanceTenant, describeKeyStoreConformance } from '@saiku/core/testing'
+import { SqliteKeyStore } from './index.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'saiku-sqlite-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+let files = 0
+const freshFile = () => join(dir, `store-${files++}.db`)
+
+describeKeyStoreConformance('SqliteKeyStore', async () => {
+  const store = new SqliteKeyStore(freshFile(), { watchIntervalMs: 0 })
+  return { store, addTenant: (tenant) => store.putTenant(tenant), close: async () => store.close() }
+})
+
+describe('SqliteKeyStore', () => {
+  it('keeps keys, tenants and revocations across a reopen', async () => {
+    const file = freshFile()
+    const tenant = conformanceTenant({ tier: 'enterprise', limits: { perMinute: 7, perHour: 70 } })
+    const first = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    await first.putTenant(tenant)
+    const keys = createKeyManager(first)
+    const kept = await keys.create(tenant.tenantId, { label: 'kept', permissions: ['keys:read'] })
+    const revoked = await keys.create(tenant.tenantId, { label: 'revoked' })
+    await keys.revoke(tenant.tenantId, revoked.keyId)
+    first.close()
+
+    const second = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    expect(await second.findTenantBySlug(tenant.tenantSlug)).toMatchObject({ tier: 'enterprise', limits: { perMinute: 7, perHour: 70 } })
+    expect((await second.listKeys(tenant.tenantId)).map((k) => k.keyId)).toEqual([kept.keyId])
+    const auth = createAuthenticator(second)
+    const request = (key: string) => ({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' })
+    expect((await auth.authenticate(request(kept.key))).ok).toBe(true)
+    expect((await auth.authenticate(request(revoked.key))).ok).toBe(false)
+    auth.close()
+    second.close()
+  })
+
+  it('hears of a revocation another process made, and drops it from the cache', async () => {
+    const file = freshFile()
+    const tenant = conformanceTenant()
+    const server = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    const cli = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    await cli.putTenant(tenant)
+    const created = await createKeyManager(cli).create(tenant.tenantId, { label: 'agent' })
+    const auth = createAuthenticator(server, { cache: { ttlMs: 3_600_000 } })
+    const request = { headers: { authorization: `Bearer ${created.key}` }, method: 'GET', url: '/me/tenant' }
+    expect((await auth.authenticate(request)).ok).toBe(true)
+
+    await createKeyManager(cli).revoke(tenant.tenantId, created.keyId)
+    // Cached for an hour: only the change log can tell the server.
+    expect((await auth.authenticate(request)).ok).toBe(true)
+    const heard: KeyChange[] = []
+    const stop = onKeyStoreChange(server, (change) => heard.push(change))
+    expect(server.pollChanges()).toContainEqual({ kind: 'key', keyId: created.keyId })
+    expect(heard).toContainEqual({ kind: 'key', keyId: created.keyId })
+    expect(await auth.authenticate(request)).toMatchObject({ ok: false, status: 401 })
+    expect(server.pollChanges()).toEqual([])
+    stop()
+    auth.close()
+    server.close()
+    cli.close()
+  })
+
+  it('refuses a second tenant with the same slug, and an invalid tenant', async () => {
+    const store = new SqliteKeyStore(freshFile(), { watchIntervalMs: 0 })
+    const tenant = conformanceTenant()
+    await store.putTenant(tenant)
+    await expect(store.putTenant(conformanceTenant({ tenantSlug: tenant.tenantSlug }))).rejects.toThrow(/UNIQUE/)
+    await expect(store.putTenant(conformanceTenant({ tier: 'enterprise', limits: null }))).rejects.toThrow('limits')
+    store.close()
+  })
+})

@@ -1,0 +1,291 @@
+import Database from 'better-sqlite3'
+import {
+  announceKeyStoreChange,
+  DEFAULT_TIERS,
+  SaikuConfigError,
+  toKeySummary,
+  validateTenantRecord,
+  type ApiKeyRecord,
+  type ApiKeySummary,
+  type KeyChange,
+  type SubscriptionStatus,
+  type TenantAdminStore,
+  type TenantRecord,
+  type TierTable,
+} from '@saiku/core'
+
+/** The schema, one step per version; applied in order inside a transaction, never edited once released. */
+export const MIGRATIONS: readonly string[] = Object.freeze([
+  `CREATE TABLE saiku_tenants (
+     tenant_id TEXT PRIMARY KEY,
+     tenant_slug TEXT NOT NULL UNIQUE,
+     tier TEXT NOT NULL,
+     connection_name TEXT NOT NULL,
+     subscription_status TEXT NOT NULL,
+     trial_ends_at INTEGER,
+     limit_per_minute INTEGER,
+     limit_per_hour INTEGER
+   );
+   CREATE TABLE saiku_api_keys (
+     key_id TEXT PRIMARY KEY,
+     tenant_id TEXT NOT NULL REFERENCES saiku_tenants (tenant_id),
+     label TEXT NOT NULL,
+     environment TEXT NOT NULL CHECK (environment IN ('live', 'test')),
+     secret_digest TEXT NOT NULL UNIQUE,
+     permissions TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     expires_at INTEGER,
+     revoked_at INTEGER,
+     last_used_at INTEGER
+   );
+   CREATE INDEX saiku_api_keys_by_tenant ON saiku_api_keys (tenant_id, created_at);
+   CREATE TABLE saiku_changes (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     kind TEXT NOT NULL CHECK (kind IN ('key', 'tenant')),
+     ref TEXT NOT NULL,
+     changed_at INTEGER NOT NULL
+   );`,
+])
+
+export interface SqliteKeyStoreOptions {
+  /** Tier table that tenants are validated against when written. Default: the spec's. */
+  readonly tiers?: TierTable
+  /**
+   * How often to look for revocations and tenant changes made by other processes
+   * (a CLI, another server) and drop them from this process's caches. 0 turns it off.
+   * Default 1000: with it, a revocation elsewhere applies here within about a second.
+   */
+  readonly watchIntervalMs?: number
+  /** How long a write waits for another process's lock. Default 5000. */
+  readonly busyTimeoutMs?: number
+}
+
+interface TenantRow {
+  tenant_id: string
+  tenant_slug: string
+  tier: string
+  connection_name: string
+  subscription_status: string
+  trial_ends_at: number | null
+  limit_per_minute: number | null
+  limit_per_hour: number | null
+}
+
+interface KeyRow {
+  key_id: string
+  tenant_id: string
+  label: string
+  environment: 'live' | 'test'
+  secret_digest: string
+  permissions: string
+  created_at: number
+  expires_at: number | null
+  revoked_at: number | null
+  last_used_at: number | null
+}
+
+const dateOrNull = (ms: number | null): Date | null => (ms === null ? null : new Date(ms))
+const msOrNull = (date: Date | null | undefined): number | null => (date == null ? null : date.getTime())
+
+function toTenant(row: TenantRow): TenantRecord {
+  return {
+    tenantId: row.tenant_id,
+    tenantSlug: row.tenant_slug,
+    tier: row.tier,
+    connectionName: row.connection_name,
+    subscription: { status: row.subscription_status as SubscriptionStatus, trialEndsAt: dateOrNull(row.trial_ends_at) },
+    limits:
+      row.limit_per_minute === null || row.limit_per_hour === null
+        ? null
+        : { perMinute: row.limit_per_minute, perHour: row.limit_per_hour },
+  }
+}
+
+function toKey(row: KeyRow): ApiKeyRecord {
+  return {
+    keyId: row.key_id,
+    tenantId: row.tenant_id,
+    label: row.label,
+    environment: row.environment,
+    secretDigest: row.secret_digest,
+    permissions: JSON.parse(row.permissions) as string[],
+    createdAt: new Date(row.created_at),
+    expiresAt: dateOrNull(row.expires_at),
+    revokedAt: dateOrNull(row.revoked_at),
+    lastUsedAt: dateOrNull(row.last_used_at),
+  }
+}
+
+// Change rows older than this are pruned; a process that slept longer re-reads everything from its caches' TTL anyway.
+const CHANGE_RETENTION_MS = 3_600_000
+
+/**
+ * A KeyStore on one SQLite file (better-sqlite3). WAL mode lets a server and an
+ * operator CLI use the file at once; the schema migrates itself on open.
+ */
+export class SqliteKeyStore implements TenantAdminStore {
+  readonly db: Database.Database
+  readonly #tiers: TierTable
+  readonly #statements
+  #lastChangeId: number
+  #dataVersion: number
+  #watcher: NodeJS.Timeout | undefined
+
+  constructor(filename: string, options: SqliteKeyStoreOptions = {}) {
+    const watchIntervalMs = options.watchIntervalMs ?? 1_000
+    if (!Number.isSafeInteger(watchIntervalMs) || watchIntervalMs < 0) {
+      throw new SaikuConfigError('watchIntervalMs', 'a non-negative integer', watchIntervalMs)
+    }
+    this.#tiers = options.tiers ?? DEFAULT_TIERS
+    this.db = new Database(filename)
+    this.db.pragma('journal_mode = WAL')
+    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5_000}`)
+    this.db.pragma('foreign_keys = ON')
+    migrate(this.db)
+    const db = this.db
+    this.#statements = {
+      findKey: db.prepare<[string], KeyRow>('SELECT * FROM saiku_api_keys WHERE key_id = ?'),
+      findTenant: db.prepare<[string], TenantRow>('SELECT * FROM saiku_tenants WHERE tenant_id = ?'),
+      findTenantBySlug: db.prepare<[string], TenantRow>('SELECT * FROM saiku_tenants WHERE tenant_slug = ?'),
+      listTenants: db.prepare<[], TenantRow>('SELECT * FROM saiku_tenants ORDER BY tenant_slug'),
+      insertKey: db.prepare(
+        `INSERT INTO saiku_api_keys (key_id, tenant_id, label, environment, secret_digest, permissions, created_at, expires_at, revoked_at, last_used_at)
+         VALUES (@key_id, @tenant_id, @label, @environment, @secret_digest, @permissions, @created_at, @expires_at, @revoked_at, @last_used_at)`,
+      ),
+      listKeys: db.prepare<[string], KeyRow>(
+        'SELECT * FROM saiku_api_keys WHERE tenant_id = ? AND revoked_at IS NULL ORDER BY created_at, rowid',
+      ),
+      revokeKey: db.prepare<[number, string]>('UPDATE saiku_api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL'),
+      recordKeyUse: db.prepare<[number, string, number]>(
+        'UPDATE saiku_api_keys SET last_used_at = ? WHERE key_id = ? AND (last_used_at IS NULL OR last_used_at < ?)',
+      ),
+      upsertTenant: db.prepare(
+        `INSERT INTO saiku_tenants (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, limit_per_minute, limit_per_hour)
+         VALUES (@tenant_id, @tenant_slug, @tier, @connection_name, @subscription_status, @trial_ends_at, @limit_per_minute, @limit_per_hour)
+         ON CONFLICT (tenant_id) DO UPDATE SET tenant_slug = excluded.tenant_slug, tier = excluded.tier,
+           connection_name = excluded.connection_name, subscription_status = excluded.subscription_status,
+           trial_ends_at = excluded.trial_ends_at, limit_per_minute = excluded.limit_per_minute, limit_per_hour = excluded.limit_per_hour`,
+      ),
+      logChange: db.prepare<[string, string, number]>('INSERT INTO saiku_changes (kind, ref, changed_at) VALUES (?, ?, ?)'),
+      changesSince: db.prepare<[number], { id: number; kind: 'key' | 'tenant'; ref: string }>(
+        'SELECT id, kind, ref FROM saiku_changes WHERE id > ? ORDER BY id',
+      ),
+      lastChangeId: db.prepare<[], { id: number | null }>('SELECT MAX(id) AS id FROM saiku_changes'),
+      pruneChanges: db.prepare<[number]>('DELETE FROM saiku_changes WHERE changed_at < ?'),
+    }
+    this.#lastChangeId = this.#statements.lastChangeId.get()?.id ?? 0
+    this.#dataVersion = this.db.pragma('data_version', { simple: true }) as number
+    if (watchIntervalMs > 0) {
+      this.#watcher = setInterval(() => this.pollChanges(), watchIntervalMs)
+      this.#watcher.unref()
+    }
+  }
+
+  async findKey(keyId: string): Promise<ApiKeyRecord | null> {
+    const row = this.#statements.findKey.get(keyId)
+    return row === undefined ? null : toKey(row)
+  }
+
+  async findTenant(tenantId: string): Promise<TenantRecord | null> {
+    const row = this.#statements.findTenant.get(tenantId)
+    return row === undefined ? null : toTenant(row)
+  }
+
+  async findTenantBySlug(tenantSlug: string): Promise<TenantRecord | null> {
+    const row = this.#statements.findTenantBySlug.get(tenantSlug)
+    return row === undefined ? null : toTenant(row)
+  }
+
+  async listTenants(): Promise<TenantRecord[]> {
+    return this.#statements.listTenants.all().map(toTenant)
+  }
+
+  async createKey(record: ApiKeyRecord): Promise<void> {
+    this.#statements.insertKey.run({
+      key_id: record.keyId,
+      tenant_id: record.tenantId,
+      label: record.label,
+      environment: record.environment,
+      secret_digest: record.secretDigest,
+      permissions: JSON.stringify(record.permissions),
+      created_at: record.createdAt.getTime(),
+      expires_at: msOrNull(record.expiresAt),
+      revoked_at: msOrNull(record.revokedAt),
+      last_used_at: msOrNull(record.lastUsedAt),
+    })
+  }
+
+  async listKeys(tenantId: string): Promise<ApiKeySummary[]> {
+    return this.#statements.listKeys.all(tenantId).map((row) => toKeySummary(toKey(row)))
+  }
+
+  async revokeKey(keyId: string, revokedAt: Date): Promise<boolean> {
+    const revoked = this.db.transaction(() => {
+      const { changes } = this.#statements.revokeKey.run(revokedAt.getTime(), keyId)
+      if (changes > 0) this.#statements.logChange.run('key', keyId, Date.now())
+      return changes > 0
+    })()
+    if (revoked) announceKeyStoreChange(this, { kind: 'key', keyId })
+    return revoked
+  }
+
+  async recordKeyUse(keyId: string, usedAt: Date): Promise<void> {
+    this.#statements.recordKeyUse.run(usedAt.getTime(), keyId, usedAt.getTime())
+  }
+
+  async putTenant(tenant: TenantRecord): Promise<void> {
+    validateTenantRecord(tenant, this.#tiers)
+    this.db.transaction(() => {
+      this.#statements.upsertTenant.run({
+        tenant_id: tenant.tenantId,
+        tenant_slug: tenant.tenantSlug,
+        tier: tenant.tier,
+        connection_name: tenant.connectionName,
+        subscription_status: tenant.subscription.status,
+        trial_ends_at: msOrNull(tenant.subscription.trialEndsAt),
+        limit_per_minute: tenant.limits?.perMinute ?? null,
+        limit_per_hour: tenant.limits?.perHour ?? null,
+      })
+      this.#statements.logChange.run('tenant', tenant.tenantId, Date.now())
+    })()
+    announceKeyStoreChange(this, { kind: 'tenant', tenantId: tenant.tenantId })
+  }
+
+  /**
+   * Announces changes other processes committed since the last poll. SQLite's
+   * data_version moves only when another connection writes, so an idle poll is one pragma.
+   */
+  pollChanges(): KeyChange[] {
+    const dataVersion = this.db.pragma('data_version', { simple: true }) as number
+    if (dataVersion === this.#dataVersion) return []
+    this.#dataVersion = dataVersion
+    const changes: KeyChange[] = []
+    for (const row of this.#statements.changesSince.all(this.#lastChangeId)) {
+      this.#lastChangeId = row.id
+      const change: KeyChange = row.kind === 'key' ? { kind: 'key', keyId: row.ref } : { kind: 'tenant', tenantId: row.ref }
+      changes.push(change)
+      announceKeyStoreChange(this, change)
+    }
+    this.#statements.pruneChanges.run(Date.now() - CHANGE_RETENTION_MS)
+    return changes
+  }
+
+  close(): void {
+    if (this.#watcher !== undefined) clearInterval(this.#watcher)
+    this.#watcher = undefined
+    if (this.db.open) this.db.close()
+  }
+}
+
+/** Brings the schema up to date; safe to run from several processes at once. */
+export function migrate(db: Database.Database): number {
+  db.exec('CREATE TABLE IF NOT EXISTS saiku_schema_version (version INTEGER NOT NULL)')
+  return db.transaction(() => {
+    const row = db.prepare<[], { version: number }>('SELECT version FROM saiku_schema_version').get()
+    const current = row?.version ?? 0
+    for (let version = current; version < MIGRATIONS.length; version++) db.exec(MIGRATIONS[version]!)
+    if (row === undefined) db.prepare('INSERT INTO saiku_schema_version (version) VALUES (?)').run(MIGRATIONS.length)
+    else db.prepare('UPDATE saiku_schema_version SET version = ?').run(MIGRATIONS.length)
+    return MIGRATIONS.length
+  }).immediate()
+}
