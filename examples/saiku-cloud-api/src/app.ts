@@ -1,0 +1,109 @@
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express'
+import type { Logger } from 'pino'
+import {
+  requirePermission,
+  saikuAuth,
+  saikuErrorHandler,
+  saikuNotFound,
+  SaikuHttpError,
+  type SaikuMiddleware,
+  type SaikuOptions,
+} from '@saiku/express'
+import type { TenantAdminStore } from '@saiku/core'
+import { createKey, getBilling, listKeys, revokeKey, startTrial, type ApiResult } from './api.js'
+import { openApiDocument } from './openapi.js'
+
+export interface AppOptions {
+  readonly store: TenantAdminStore
+  readonly logger: Logger
+  readonly limiter?: SaikuOptions['limiter']
+  readonly cacheTtlMs?: number
+}
+
+/** Sends an ApiResult; errors go to the error handler as the JSON body. */
+function route(handler: (req: Request) => Promise<ApiResult>): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    handler(req).then((result) => {
+      if (result.body === undefined) res.status(result.status).end()
+      else res.status(result.status).json(result.body)
+    }, next)
+  }
+}
+
+function methodNotAllowed(allowed: string[]): RequestHandler {
+  const allow = allowed.join(', ')
+  return (_req, res) => {
+    res.setHeader('allow', allow)
+    throw new SaikuHttpError('method_not_allowed', `Use ${allow} on this resource.`)
+  }
+}
+
+// A body must be JSON: anything else is refused rather than silently read as empty.
+const requireJsonBody: RequestHandler = (req, _res, next) => {
+  if (req.is('application/json') === false) throw new SaikuHttpError('unsupported_media_type', 'Send the body as application/json.')
+  next()
+}
+
+/** Logs one line per request when it finishes: method, path without the query, status, tenant, key ID. */
+function requestLog(logger: Logger): RequestHandler {
+  return (req, res, next) => {
+    const started = process.hrtime.bigint()
+    res.on('finish', () => {
+      logger.info({
+        msg: 'request',
+        method: req.method,
+        path: req.path,
+        status: res.statusCode,
+        durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+        tenantId: req.saiku?.tenant.tenantId ?? null,
+        keyId: req.saiku?.credential.keyId ?? null,
+      })
+    })
+    next()
+  }
+}
+
+export function createApp(options: AppOptions): { app: express.Express; auth: SaikuMiddleware } {
+  const { store, logger } = options
+  const app = express()
+  app.disable('x-powered-by')
+  app.use(requestLog(logger))
+  app.get('/openapi.json', (_req, res) => res.json(openApiDocument))
+
+  const auth = saikuAuth(store, {
+    subscription: { exemptPaths: ['/me/billing'] },
+    ...(options.limiter === undefined ? {} : { limiter: options.limiter }),
+    ...(options.cacheTtlMs === undefined ? {} : { cache: { ttlMs: options.cacheTtlMs } }),
+    onDecision: (event) => {
+      if (event.status >= 400) logger.info({ msg: 'refused', reason: event.reason, status: event.status, path: event.path, tenantId: event.tenantId, keyId: event.keyId, ip: event.ip })
+    },
+    onError: (error) => logger.error({ msg: 'store failure', err: { name: error.name, message: error.message } }),
+  })
+  const keys = auth.authenticator.keys
+  app.use(auth)
+  app.use(express.json({ limit: '16kb' }))
+
+  app.route('/me/tenant').get((req, res) => res.json(req.saiku!.tenant)).all(methodNotAllowed(['GET']))
+  app
+    .route('/me/api-keys')
+    .get(requirePermission('keys:read'), route((req) => listKeys(keys, req.saiku!)))
+    .post(requirePermission('keys:write'), requireJsonBody, route((req) => createKey(keys, req.saiku!, req.body)))
+    .all(methodNotAllowed(['GET', 'POST']))
+  app
+    .route('/me/api-keys/:keyId')
+    .delete(requirePermission('keys:write'), route((req) => revokeKey(keys, req.saiku!, String(req.params.keyId))))
+    .all(methodNotAllowed(['DELETE']))
+  app.route('/me/billing').get(route((req) => getBilling(store, req.saiku!))).all(methodNotAllowed(['GET']))
+  app
+    .route('/me/billing/trial')
+    .post(requirePermission('billing:write'), route((req) => startTrial(store, req.saiku!)))
+    .all(methodNotAllowed(['POST']))
+
+  app.use(saikuNotFound())
+  app.use(
+    saikuErrorHandler({
+      onError: (error) => logger.error({ msg: 'unhandled error', err: error instanceof Error ? { name: error.name, message: error.message, stack: error.stack } : String(error) }),
+    }),
+  )
+  return { app, auth }
+}

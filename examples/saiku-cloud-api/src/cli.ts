@@ -1,0 +1,183 @@
+import { parseArgs } from 'node:util'
+import { createKeyManager, isKeyId, SaikuConfigError, SaikuHttpError, type TenantAdminStore } from '@saiku/core'
+import { PERMISSIONS } from './api.js'
+import { ConfigError, readConfig } from './config.js'
+import { openStore } from './store.js'
+import { createTenant, DEMO_PERMISSIONS, type SubscriptionChoice } from './tenants.js'
+
+export const USAGE = `Usage: saiku <command> [options]
+
+  tenants create --slug SLUG --tier starter|team|business|enterprise
+                 [--per-minute N --per-hour N] [--subscription none|trial|active] [--connection NAME]
+  tenants list
+  keys create --tenant SLUG --label LABEL [--permissions keys:read,keys:write,billing:write] [--test] [--expires-at ISO-DATE]
+  keys list --tenant SLUG
+  keys revoke KEY_ID
+
+Every command takes --json for output that scripts can read.
+The store is DATABASE_URL (default: the example's data/saiku.db), as for the server.`
+
+/** A mistake in the command line: usage, exit code 2. */
+class UsageError extends Error {}
+
+const TIERS = ['starter', 'team', 'business', 'enterprise']
+const SUBSCRIPTIONS: SubscriptionChoice[] = ['none', 'trial', 'active']
+
+interface Output {
+  json: boolean
+  print(human: string, data: unknown): void
+}
+
+function integer(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  if (!/^[1-9]\d{0,15}$/.test(value)) throw new UsageError(`--${name}: expected a positive integer, got ${JSON.stringify(value)}`)
+  return Number(value)
+}
+
+function required(name: string, value: string | undefined): string {
+  if (value === undefined || value === '') throw new UsageError(`--${name} is required`)
+  return value
+}
+
+async function tenantBySlug(store: TenantAdminStore, slug: string) {
+  const tenant = await store.findTenantBySlug(slug)
+  if (tenant === null) throw new SaikuHttpError('not_found', `No tenant with slug "${slug}".`)
+  return tenant
+}
+
+async function run(argv: string[], out: Output): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+      slug: { type: 'string' },
+      tier: { type: 'string' },
+      'per-minute': { type: 'string' },
+      'per-hour': { type: 'string' },
+      subscription: { type: 'string' },
+      connection: { type: 'string' },
+      tenant: { type: 'string' },
+      label: { type: 'string' },
+      permissions: { type: 'string' },
+      test: { type: 'boolean', default: false },
+      'expires-at': { type: 'string' },
+    },
+  })
+  out.json = values.json
+  const [group, action, ...rest] = positionals
+  if (values.help || group === undefined || group === 'help') {
+    process.stdout.write(`${USAGE}\n`)
+    return
+  }
+  const command = `${group} ${action ?? ''}`.trim()
+  const known = ['tenants create', 'tenants list', 'keys create', 'keys list', 'keys revoke']
+  if (!known.includes(command)) throw new UsageError(`unknown command "${command}"`)
+  if (rest.length > (command === 'keys revoke' ? 1 : 0)) throw new UsageError(`unexpected argument "${rest.at(-1)}"`)
+
+  const opened = await openStore(readConfig().databaseUrl, { watchChanges: false })
+  try {
+    const { store } = opened
+    const keys = createKeyManager(store)
+    switch (command) {
+      case 'tenants create': {
+        const tier = required('tier', values.tier)
+        if (!TIERS.includes(tier)) throw new UsageError(`--tier: expected one of ${TIERS.join(', ')}, got ${JSON.stringify(tier)}`)
+        const perMinute = integer('per-minute', values['per-minute'])
+        const perHour = integer('per-hour', values['per-hour'])
+        if ((perMinute === undefined) !== (perHour === undefined)) throw new UsageError('--per-minute and --per-hour go together')
+        const subscription = (values.subscription ?? 'trial') as SubscriptionChoice
+        if (!SUBSCRIPTIONS.includes(subscription)) {
+          throw new UsageError(`--subscription: expected one of ${SUBSCRIPTIONS.join(', ')}, got ${JSON.stringify(values.subscription)}`)
+        }
+        const tenant = await createTenant(store, {
+          slug: required('slug', values.slug),
+          tier,
+          subscription,
+          limits: perMinute === undefined ? null : { perMinute, perHour: perHour! },
+          ...(values.connection === undefined ? {} : { connectionName: values.connection }),
+        })
+        const limits = tenant.limits == null ? '' : `, ${tenant.limits.perMinute}/min and ${tenant.limits.perHour}/h`
+        out.print(`Created tenant ${tenant.tenantSlug} (${tenant.tenantId}): ${tenant.tier}${limits}, subscription ${tenant.subscription.status}.`, tenant)
+        return
+      }
+      case 'tenants list': {
+        const tenants = await store.listTenants()
+        out.print(tenants.map((t) => `${t.tenantSlug}\t${t.tier}\t${t.subscription.status}\t${t.tenantId}`).join('\n') || 'No tenants.', tenants)
+        return
+      }
+      case 'keys create': {
+        const tenant = await tenantBySlug(store, required('tenant', values.tenant))
+        const permissions = values.permissions === undefined ? DEMO_PERMISSIONS : values.permissions.split(',').map((p) => p.trim()).filter(Boolean)
+        const unknown = permissions.filter((p) => !(PERMISSIONS as readonly string[]).includes(p) && p !== '*')
+        if (unknown.length > 0) throw new UsageError(`--permissions: unknown ${unknown.join(', ')} (known: ${PERMISSIONS.join(', ')})`)
+        let expiresAt: Date | null = null
+        if (values['expires-at'] !== undefined) {
+          expiresAt = new Date(values['expires-at'])
+          if (Number.isNaN(expiresAt.getTime())) throw new UsageError(`--expires-at: expected an ISO date, got ${JSON.stringify(values['expires-at'])}`)
+        }
+        const created = await keys.create(tenant.tenantId, {
+          label: required('label', values.label),
+          permissions,
+          environment: values.test ? 'test' : 'live',
+          expiresAt,
+        })
+        out.print(
+          `Created key ${created.keyId} "${created.label}" for ${tenant.tenantSlug} (permissions: ${created.permissions.join(', ') || 'none'}).\n` +
+            `Secret, shown this once; copy it now:\n${created.key}`,
+          { ...created, key: undefined, secret: created.key, tenantSlug: tenant.tenantSlug },
+        )
+        return
+      }
+      case 'keys list': {
+        const tenant = await tenantBySlug(store, required('tenant', values.tenant))
+        const listed = await keys.list(tenant.tenantId)
+        out.print(
+          listed
+            .map((k) => `${k.keyId}\t${JSON.stringify(k.label)}\t${k.permissions.join(',') || '-'}\tcreated ${k.createdAt.toISOString()}\tlast used ${k.lastUsedAt?.toISOString() ?? 'never'}`)
+            .join('\n') || `No keys for ${tenant.tenantSlug}.`,
+          listed,
+        )
+        return
+      }
+      case 'keys revoke': {
+        const keyId = rest[0]
+        if (keyId === undefined) throw new UsageError('keys revoke needs a KEY_ID')
+        if (!isKeyId(keyId)) throw new UsageError(`"${keyId}" is not a key ID (12 letters and digits)`)
+        const record = await store.findKey(keyId)
+        if (record === null || !(await keys.revoke(record.tenantId, keyId))) throw new SaikuHttpError('not_found', `No live key ${keyId}.`)
+        out.print(`Revoked key ${keyId}.`, { keyId, revoked: true })
+        return
+      }
+    }
+  } finally {
+    await opened.close()
+  }
+}
+
+/** Runs one command; returns the exit code (0 done, 1 failed, 2 bad usage). */
+export async function main(argv: string[]): Promise<number> {
+  const out: Output = {
+    json: argv.includes('--json'),
+    print(human, data) {
+      process.stdout.write(`${this.json ? JSON.stringify(data, null, 2) : human}\n`)
+    },
+  }
+  try {
+    await run(argv, out)
+    return 0
+  } catch (error) {
+    const usage = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    const message =
+      error instanceof UsageError || error instanceof SaikuHttpError || error instanceof SaikuConfigError || error instanceof ConfigError || usage
+        ? (error as Error).message
+        : `unexpected failure: ${(error as Error).message}`
+    if (out.json) process.stderr.write(`${JSON.stringify({ error: usage ? 'usage' : (error as { code?: string }).code ?? 'failed', message })}\n`)
+    else process.stderr.write(`saiku: ${message}\n${usage ? '\nRun "saiku help" for usage.\n' : ''}`)
+    return usage ? 2 : 1
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2))

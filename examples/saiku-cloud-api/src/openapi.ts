@@ -1,0 +1,191 @@
+// OpenAPI 3.1 description of the server's routes; test/openapi.test.ts checks real responses against it.
+
+const error = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+})
+
+const unauthorized = error('API key missing or invalid')
+const paymentRequired = error('The tenant has no active subscription or trial')
+const forbidden = error('The API key lacks the permission this route needs')
+const rateLimited = {
+  ...error('Per-minute or per-hour limit exceeded'),
+  headers: { 'Retry-After': { description: 'Seconds until the spent window admits again', schema: { type: 'integer', minimum: 1 } } },
+}
+const common = { '401': unauthorized, '429': rateLimited, '503': error('The key store or limiter is unavailable') }
+
+export const openApiDocument = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Saiku Cloud API',
+    version: '1.0.0',
+    description: 'Bearer API keys (`Authorization: Bearer sk_live_…`), per-tenant limits in two windows, and one JSON error shape.',
+  },
+  servers: [{ url: 'http://127.0.0.1:3000' }],
+  security: [{ apiKey: [] }],
+  paths: {
+    '/me/tenant': {
+      get: {
+        summary: 'The tenant the API key belongs to',
+        responses: {
+          '200': { description: 'The tenant', content: { 'application/json': { schema: { $ref: '#/components/schemas/Tenant' } } } },
+          '402': paymentRequired,
+          ...common,
+        },
+      },
+    },
+    '/me/api-keys': {
+      get: {
+        summary: "The tenant's API keys (never their secrets)",
+        responses: {
+          '200': { description: 'Keys that are not revoked', content: { 'application/json': { schema: { $ref: '#/components/schemas/ApiKeyList' } } } },
+          '402': paymentRequired,
+          '403': forbidden,
+          ...common,
+        },
+      },
+      post: {
+        summary: 'Mint a key; its secret is in this response only',
+        requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/CreateApiKey' } } } },
+        responses: {
+          '201': { description: 'The new key, with its secret', content: { 'application/json': { schema: { $ref: '#/components/schemas/CreatedApiKey' } } } },
+          '400': error('The body is not valid JSON or not a valid key request'),
+          '402': paymentRequired,
+          '403': forbidden,
+          '413': error('The body is larger than 16 KiB'),
+          '415': error('The body is not application/json'),
+          ...common,
+        },
+      },
+    },
+    '/me/api-keys/{keyId}': {
+      delete: {
+        summary: 'Revoke a key',
+        parameters: [{ name: 'keyId', in: 'path', required: true, schema: { type: 'string', pattern: '^[0-9A-Za-z]{12}$' } }],
+        responses: {
+          '204': { description: 'Revoked' },
+          '402': paymentRequired,
+          '403': forbidden,
+          '404': error("No such key, or another tenant's"),
+          ...common,
+        },
+      },
+    },
+    '/me/billing': {
+      get: {
+        summary: 'Subscription status; open without a subscription',
+        responses: {
+          '200': { description: 'Billing state', content: { 'application/json': { schema: { $ref: '#/components/schemas/Billing' } } } },
+          ...common,
+        },
+      },
+    },
+    '/me/billing/trial': {
+      post: {
+        summary: 'Start the 14-day trial; open without a subscription',
+        responses: {
+          '201': { description: 'Trial started', content: { 'application/json': { schema: { $ref: '#/components/schemas/Billing' } } } },
+          '403': forbidden,
+          '409': error('Already subscribed, or the trial was used'),
+          ...common,
+        },
+      },
+    },
+  },
+  components: {
+    securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'sk_live_… or sk_test_…' } },
+    schemas: {
+      Error: {
+        type: 'object',
+        required: ['error', 'message'],
+        additionalProperties: false,
+        properties: {
+          error: {
+            type: 'string',
+            enum: [
+              'invalid_request',
+              'unauthorized',
+              'payment_required',
+              'forbidden',
+              'not_found',
+              'method_not_allowed',
+              'conflict',
+              'payload_too_large',
+              'unsupported_media_type',
+              'rate_limited',
+              'internal_error',
+              'service_unavailable',
+            ],
+          },
+          message: { type: 'string' },
+        },
+      },
+      Tenant: {
+        type: 'object',
+        required: ['tenantId', 'tenantSlug', 'tier', 'connectionName'],
+        additionalProperties: false,
+        properties: {
+          tenantId: { type: 'string' },
+          tenantSlug: { type: 'string' },
+          tier: { type: 'string' },
+          connectionName: { type: 'string' },
+        },
+      },
+      ApiKey: {
+        type: 'object',
+        required: ['keyId', 'label', 'environment', 'permissions', 'createdAt', 'expiresAt', 'lastUsedAt'],
+        additionalProperties: false,
+        properties: {
+          keyId: { type: 'string', pattern: '^[0-9A-Za-z]{12}$' },
+          label: { type: 'string' },
+          environment: { type: 'string', enum: ['live', 'test'] },
+          permissions: { type: 'array', items: { type: 'string' } },
+          createdAt: { type: 'string', format: 'date-time' },
+          expiresAt: { type: ['string', 'null'], format: 'date-time' },
+          lastUsedAt: { type: ['string', 'null'], format: 'date-time' },
+        },
+      },
+      ApiKeyList: {
+        type: 'object',
+        required: ['keys'],
+        additionalProperties: false,
+        properties: { keys: { type: 'array', items: { $ref: '#/components/schemas/ApiKey' } } },
+      },
+      CreateApiKey: {
+        type: 'object',
+        required: ['label'],
+        additionalProperties: false,
+        properties: {
+          label: { type: 'string', minLength: 1, maxLength: 100 },
+          permissions: { type: 'array', items: { type: 'string' }, description: "Default: the calling key's own" },
+          expiresAt: { type: ['string', 'null'], format: 'date-time' },
+        },
+      },
+      CreatedApiKey: {
+        type: 'object',
+        required: ['keyId', 'label', 'environment', 'permissions', 'createdAt', 'expiresAt', 'lastUsedAt', 'secret'],
+        additionalProperties: false,
+        properties: {
+          keyId: { type: 'string', pattern: '^[0-9A-Za-z]{12}$' },
+          label: { type: 'string' },
+          environment: { type: 'string', enum: ['live', 'test'] },
+          permissions: { type: 'array', items: { type: 'string' } },
+          createdAt: { type: 'string', format: 'date-time' },
+          expiresAt: { type: ['string', 'null'], format: 'date-time' },
+          lastUsedAt: { type: 'null' },
+          secret: { type: 'string', pattern: '^sk_(live|test)_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}$' },
+        },
+      },
+      Billing: {
+        type: 'object',
+        required: ['status', 'trialEndsAt', 'trialAvailable'],
+        additionalProperties: false,
+        properties: {
+          status: { type: 'string', enum: ['active', 'trialing', 'trial_ended', 'past_due', 'canceled', 'none'] },
+          trialEndsAt: { type: ['string', 'null'], format: 'date-time' },
+          trialAvailable: { type: 'boolean' },
+        },
+      },
+    },
+  },
+} as const

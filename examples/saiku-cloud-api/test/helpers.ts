@@ -1,0 +1,113 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const exampleDir = fileURLToPath(new URL('..', import.meta.url))
+export const repoRoot = fileURLToPath(new URL('../../..', import.meta.url))
+
+export interface TempDir {
+  readonly path: string
+  readonly databaseUrl: string
+  remove(): void
+}
+
+export function tempDatabase(): TempDir {
+  const path = mkdtempSync(join(tmpdir(), 'saiku-e2e-'))
+  return { path, databaseUrl: `sqlite:${join(path, 'saiku.db')}`, remove: () => rmSync(path, { recursive: true, force: true }) }
+}
+
+export interface RunningServer {
+  readonly url: string
+  /** The demo key, when this start seeded a fresh store. */
+  readonly demoKey: string | undefined
+  /** The curl line printed for the person at the terminal, if any. */
+  readonly curlLine: string | undefined
+  /** Every JSON log line so far. */
+  readonly logs: Record<string, unknown>[]
+  readonly stdout: () => string
+  readonly stderr: () => string
+  stop(): Promise<void>
+}
+
+/**
+ * Starts the real server process on a free port and waits for its "listening"
+ * log line. `command` is how a person would start it (`pnpm start`) or the
+ * direct node invocation (faster, same code).
+ */
+export async function startServer(env: Record<string, string>, command: 'pnpm start' | 'node' = 'node'): Promise<RunningServer> {
+  const [file, args, cwd] =
+    command === 'pnpm start'
+      ? ['pnpm', ['--silent', 'start'], repoRoot]
+      : [process.execPath, ['--conditions=@saiku/source', '--import', 'tsx', 'src/server.ts'], exampleDir]
+  const child = spawn(file, args, { cwd, env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  let out = ''
+  let err = ''
+  const logs: Record<string, unknown>[] = []
+  child.stdout!.on('data', (chunk: Buffer) => {
+    out += chunk.toString()
+    const lines = out.split('\n')
+    for (const line of lines.slice(logs.length, -1)) logs.push(JSON.parse(line) as Record<string, unknown>)
+  })
+  child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()))
+
+  const deadline = Date.now() + 30_000
+  while (!logs.some((line) => line.msg === 'listening')) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${out}\n${err}`)
+    if (Date.now() > deadline) throw new Error(`server did not start:\n${out}\n${err}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  const url = logs.find((line) => line.msg === 'listening')!.url as string
+  // The banner follows the log line on another stream: give it a moment.
+  await waitFor(() => err.includes(url), 5_000).catch(() => {})
+  return {
+    url,
+    demoKey: err.match(/^\s+(sk_live_\w+)$/m)?.[1],
+    curlLine: err.match(/^\s+(curl .+)$/m)?.[1],
+    logs,
+    stdout: () => out,
+    stderr: () => err,
+    stop: () => stopProcess(child),
+  }
+}
+
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  process.kill(-child.pid!, 'SIGTERM')
+  await exited
+}
+
+export async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+export interface CliResult {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs the operator CLI as `pnpm saiku …` does. */
+export async function cli(args: string[], env: Record<string, string>): Promise<CliResult> {
+  const child = spawn(process.execPath, [join(exampleDir, 'bin/saiku.mjs'), ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  const [code] = (await once(child, 'exit')) as [number]
+  return { code, stdout, stderr }
+}
+
+/** `cli` with `--json`, failing loudly on a non-zero exit. */
+export async function cliJson<T>(args: string[], env: Record<string, string>): Promise<T> {
+  const result = await cli([...args, '--json'], env)
+  if (result.code !== 0) throw new Error(`saiku ${args.join(' ')} exited ${result.code}: ${result.stderr}`)
+  return JSON.parse(result.stdout) as T
+}
