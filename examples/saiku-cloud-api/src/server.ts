@@ -11,7 +11,7 @@ async function main(): Promise<void> {
   const config = readConfig()
   const logger = createLogger(config.logLevel)
   const opened = await openStore(config.databaseUrl)
-  const limiter = createLimiter(config.redisUrl)
+  const limiter = await createLimiter(config.redisUrl, opened.store)
   const { app, auth } = createApp({ store: opened.store, logger, limiter: limiter.options })
   const demo = await seedDemo(opened.store, createKeyManager(opened.store))
 

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster'
 import { extractBearer } from './bearer.js'
 import { LoadingCache } from './cache.js'
 import { onKeyStoreChange } from './changes.js'
@@ -146,6 +147,21 @@ function hasActiveSubscription(tenant: CachedTenant, nowMs: number): boolean {
   return status === 'active' || (status === 'trialing' && tenant.trialEndsAtMs > nowMs)
 }
 
+/**
+ * Counting in this process's memory while being one of several workers lets each
+ * worker admit the whole limit. Said once per process, at start-up.
+ */
+let warnedAboutCluster = false
+function warnIfMemoryLimiterInCluster(limiter: LimiterBackend): void {
+  const clustered = cluster.isWorker || process.env.NODE_APP_INSTANCE !== undefined
+  if (warnedAboutCluster || limiter.inProcess !== true || !clustered) return
+  warnedAboutCluster = true
+  process.emitWarning(
+    'Saiku auth keeps rate-limit counts in this process, but this process is one of several workers: each admits the full limit. Use a shared backend (e.g. @saiku/redis).',
+    { code: 'SAIKU_MEMORY_LIMITER_IN_CLUSTER' },
+  )
+}
+
 const INVALID_REQUEST_MESSAGE = 'Send exactly one API key, in one Authorization header: "Authorization: Bearer <key>".'
 
 /**
@@ -190,6 +206,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     options.limiter.backend ??
     createRateLimiterBackend({ factory: options.limiter.factory, keyPrefix: options.limiter.keyPrefix })
   const limiterTimeoutMs = limiter.inProcess === true ? 0 : options.limiter.timeoutMs
+  warnIfMemoryLimiterInCluster(limiter)
   const customVerifier = options.verifier !== undefined
   const tenants = new LoadingCache<CachedTenant | null>(options.cache.maxEntries, now)
   const tenantTtl = (): number => options.cache.ttlMs

@@ -1,0 +1,81 @@
+import { randomUUID } from 'node:crypto'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { createAuthenticator, createKeyManager, onKeyStoreChange, type KeyChange } from '@saiku/core'
+import { conformanceTenant, describeKeyStoreConformance } from '@saiku/core/testing'
+import { postgresUrl } from '../../../test/services.js'
+import { PostgresKeyStore } from './index.js'
+
+const schemas: string[] = []
+const freshSchema = () => {
+  const schema = `saiku_test_${randomUUID().replaceAll('-', '').slice(0, 16)}`
+  schemas.push(schema)
+  return schema
+}
+
+describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
+  let pool: pg.Pool
+  beforeAll(() => {
+    pool = new pg.Pool({ connectionString: postgresUrl, max: 10 })
+  })
+  afterAll(async () => {
+    for (const schema of schemas) await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+    await pool.end()
+  })
+
+  describeKeyStoreConformance('PostgresKeyStore', async () => {
+    const store = new PostgresKeyStore({ pool, schema: freshSchema(), listen: false })
+    return { store, addTenant: (tenant) => store.putTenant(tenant), close: () => store.close() }
+  })
+
+  it('migrates once, even when several processes start together', async () => {
+    const schema = freshSchema()
+    const stores = Array.from({ length: 4 }, () => new PostgresKeyStore({ pool, schema, listen: false }))
+    expect(await Promise.all(stores.map((store) => store.migrate()))).toEqual([1, 1, 1, 1])
+    const { rows } = await pool.query(`SELECT version FROM "${schema}".saiku_schema_version`)
+    expect(rows).toEqual([{ version: 1 }])
+    const indexes = await pool.query(`SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'saiku_api_keys'`, [schema])
+    expect(indexes.rows.map((r) => r.indexdef).join('\n')).toMatch(/UNIQUE INDEX .* \(secret_digest\)/)
+  })
+
+  it('tells another process of a revocation at once (LISTEN/NOTIFY), not after the cache TTL', async () => {
+    const schema = freshSchema()
+    const a = new PostgresKeyStore({ pool, schema })
+    const b = new PostgresKeyStore({ pool, schema })
+    await Promise.all([a.ready(), b.ready()])
+    const tenant = conformanceTenant()
+    await a.putTenant(tenant)
+    const created = await createKeyManager(a).create(tenant.tenantId, { label: 'agent' })
+    const authB = createAuthenticator(b, { cache: { ttlMs: 3_600_000 } })
+    const request = { headers: { authorization: `Bearer ${created.key}` }, method: 'GET', url: '/me/tenant' }
+    expect((await authB.authenticate(request)).ok).toBe(true)
+
+    const heard: KeyChange[] = []
+    const stop = onKeyStoreChange(b, (change) => heard.push(change))
+    await createKeyManager(a).revoke(tenant.tenantId, created.keyId)
+    await vi.waitFor(() => expect(heard).toContainEqual({ kind: 'key', keyId: created.keyId }), { timeout: 2_000, interval: 10 })
+    expect(await authB.authenticate(request)).toMatchObject({ ok: false, status: 401 })
+    stop()
+    authB.close()
+    await Promise.all([a.close(), b.close()])
+  })
+
+  it('gathers lastUsedAt writes into one statement', async () => {
+    const store = new PostgresKeyStore({ pool, schema: freshSchema(), listen: false, lastUsedFlushMs: 60_000 })
+    const tenant = conformanceTenant()
+    await store.putTenant(tenant)
+    const keys = await Promise.all(Array.from({ length: 5 }, (_, i) => createKeyManager(store).create(tenant.tenantId, { label: `k${i}` })))
+    const query = vi.spyOn(pool, 'query')
+    for (let round = 0; round < 20; round++) for (const key of keys) await store.recordKeyUse(key.keyId, new Date(Date.now() + round))
+    expect(query).not.toHaveBeenCalled()
+    expect(await store.flushKeyUses()).toBe(5)
+    expect(query).toHaveBeenCalledTimes(1)
+    const listed = await store.listKeys(tenant.tenantId)
+    expect(listed.every((key) => key.lastUsedAt instanceof Date)).toBe(true)
+    await store.close()
+  })
+
+  it('refuses a bad schema name at construction', () => {
+    expect(() => new PostgresKeyStore({ pool, schema: 'public; DROP TABLE x' })).toThrow('schema: expected a lower-case SQL identifier')
+  })
+})

@@ -1,0 +1,338 @@
+import type { Pool, PoolClient } from 'pg'
+import {
+  announceKeyStoreChange,
+  DEFAULT_TIERS,
+  isKeyId,
+  SaikuConfigError,
+  toKeySummary,
+  validateTenantRecord,
+  type ApiKeyRecord,
+  type ApiKeySummary,
+  type KeyChange,
+  type SubscriptionStatus,
+  type TenantAdminStore,
+  type TenantRecord,
+  type TierTable,
+} from '@saiku/core'
+
+/** The schema, one step per version, applied in order under an advisory lock; never edited once released. */
+export const MIGRATIONS: readonly ((schema: string) => string)[] = Object.freeze([
+  (s: string) => `
+    CREATE TABLE ${s}.saiku_tenants (
+      tenant_id text PRIMARY KEY,
+      tenant_slug text NOT NULL UNIQUE,
+      tier text NOT NULL,
+      connection_name text NOT NULL,
+      subscription_status text NOT NULL,
+      trial_ends_at timestamptz,
+      limit_per_minute integer CHECK (limit_per_minute > 0),
+      limit_per_hour integer CHECK (limit_per_hour > 0)
+    );
+    CREATE TABLE ${s}.saiku_api_keys (
+      key_id text PRIMARY KEY,
+      tenant_id text NOT NULL REFERENCES ${s}.saiku_tenants (tenant_id),
+      label text NOT NULL,
+      environment text NOT NULL CHECK (environment IN ('live', 'test')),
+      secret_digest text NOT NULL UNIQUE,
+      permissions text[] NOT NULL,
+      created_at timestamptz NOT NULL,
+      expires_at timestamptz,
+      revoked_at timestamptz,
+      last_used_at timestamptz
+    );
+    CREATE INDEX saiku_api_keys_live_by_tenant ON ${s}.saiku_api_keys (tenant_id, created_at) WHERE revoked_at IS NULL;`,
+])
+
+export interface PostgresKeyStoreOptions {
+  readonly pool: Pool
+  /** Schema that holds the tables (created if missing). Default `"public"`. */
+  readonly schema?: string
+  /** Tier table that tenants are validated against when written. Default: the spec's. */
+  readonly tiers?: TierTable
+  /** `lastUsedAt` writes are gathered and written together this often, never one per request. Default 10000. */
+  readonly lastUsedFlushMs?: number
+  /**
+   * LISTEN for revocations and tenant changes made by other processes and drop
+   * them from this process's caches at once (NOTIFY is sent by every write).
+   * Holds one pool connection. Default true.
+   */
+  readonly listen?: boolean
+}
+
+interface TenantRow {
+  tenant_id: string
+  tenant_slug: string
+  tier: string
+  connection_name: string
+  subscription_status: string
+  trial_ends_at: Date | null
+  limit_per_minute: number | null
+  limit_per_hour: number | null
+}
+
+interface KeyRow {
+  key_id: string
+  tenant_id: string
+  label: string
+  environment: 'live' | 'test'
+  secret_digest: string
+  permissions: string[]
+  created_at: Date
+  expires_at: Date | null
+  revoked_at: Date | null
+  last_used_at: Date | null
+}
+
+function toTenant(row: TenantRow): TenantRecord {
+  return {
+    tenantId: row.tenant_id,
+    tenantSlug: row.tenant_slug,
+    tier: row.tier,
+    connectionName: row.connection_name,
+    subscription: { status: row.subscription_status as SubscriptionStatus, trialEndsAt: row.trial_ends_at },
+    limits:
+      row.limit_per_minute === null || row.limit_per_hour === null
+        ? null
+        : { perMinute: row.limit_per_minute, perHour: row.limit_per_hour },
+  }
+}
+
+function toKey(row: KeyRow): ApiKeyRecord {
+  return {
+    keyId: row.key_id,
+    tenantId: row.tenant_id,
+    label: row.label,
+    environment: row.environment,
+    secretDigest: row.secret_digest,
+    permissions: row.permissions,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    lastUsedAt: row.last_used_at,
+  }
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,40}$/
+
+function parseNotification(payload: string | undefined): KeyChange | null {
+  if (payload === undefined) return null
+  const colon = payload.indexOf(':')
+  const kind = payload.slice(0, colon)
+  const ref = payload.slice(colon + 1)
+  if (kind === 'key' && isKeyId(ref)) return { kind: 'key', keyId: ref }
+  if (kind === 'tenant' && ref.length > 0) return { kind: 'tenant', tenantId: ref }
+  return null
+}
+
+/**
+ * A KeyStore on PostgreSQL through `pg`. The schema migrates on first use (or
+ * call `migrate()` yourself); every revocation and tenant write sends a NOTIFY
+ * that the other processes' stores turn into cache invalidations.
+ */
+export class PostgresKeyStore implements TenantAdminStore {
+  readonly pool: Pool
+  readonly schema: string
+  readonly channel: string
+  readonly #tiers: TierTable
+  readonly #t: { tenants: string; keys: string }
+  readonly #lastUsedFlushMs: number
+  readonly #listen: boolean
+  #ready: Promise<void> | undefined
+  #pendingUses = new Map<string, Date>()
+  #flushTimer: NodeJS.Timeout | undefined
+  #listener: PoolClient | undefined
+  #closed = false
+
+  constructor(options: PostgresKeyStoreOptions) {
+    const schema = options.schema ?? 'public'
+    if (!SCHEMA_NAME.test(schema)) throw new SaikuConfigError('schema', 'a lower-case SQL identifier of at most 41 characters', schema)
+    const flushMs = options.lastUsedFlushMs ?? 10_000
+    if (!Number.isSafeInteger(flushMs) || flushMs < 1) throw new SaikuConfigError('lastUsedFlushMs', 'a positive integer', flushMs)
+    this.pool = options.pool
+    this.schema = schema
+    this.channel = schema === 'public' ? 'saiku_changes' : `saiku_changes_${schema}`
+    this.#tiers = options.tiers ?? DEFAULT_TIERS
+    this.#t = { tenants: `"${schema}".saiku_tenants`, keys: `"${schema}".saiku_api_keys` }
+    this.#lastUsedFlushMs = flushMs
+    this.#listen = options.listen ?? true
+  }
+
+  /** Creates the schema and tables if needed; safe from several processes at once. Runs by itself on first use. */
+  async migrate(): Promise<number> {
+    const client = await this.pool.connect()
+    try {
+      await client.query('BEGIN')
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`saiku_migrate_${this.schema}`])
+      await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`)
+      await client.query(`CREATE TABLE IF NOT EXISTS "${this.schema}".saiku_schema_version (version integer NOT NULL)`)
+      const { rows } = await client.query<{ version: number }>(`SELECT version FROM "${this.schema}".saiku_schema_version`)
+      const current = rows[0]?.version ?? 0
+      for (let version = current; version < MIGRATIONS.length; version++) await client.query(MIGRATIONS[version]!(`"${this.schema}"`))
+      if (rows.length === 0) await client.query(`INSERT INTO "${this.schema}".saiku_schema_version (version) VALUES ($1)`, [MIGRATIONS.length])
+      else await client.query(`UPDATE "${this.schema}".saiku_schema_version SET version = $1`, [MIGRATIONS.length])
+      await client.query('COMMIT')
+      return MIGRATIONS.length
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {})
+      throw error
+    } finally {
+      client.release()
+    }
+  }
+
+  /** Migrates and starts listening, once; every method awaits it. */
+  ready(): Promise<void> {
+    this.#ready ??= (async () => {
+      await this.migrate()
+      if (this.#listen) await this.#startListening()
+    })().catch((error: unknown) => {
+      this.#ready = undefined
+      throw error
+    })
+    return this.#ready
+  }
+
+  async #startListening(): Promise<void> {
+    if (this.#closed) return
+    const client = await this.pool.connect()
+    client.on('notification', (message) => {
+      if (message.channel !== this.channel) return
+      const change = parseNotification(message.payload)
+      if (change !== null) announceKeyStoreChange(this, change)
+    })
+    client.on('error', () => {
+      // The connection is gone: changes elsewhere now reach this process within the cache TTL, until it is back.
+      client.release(true)
+      if (this.#listener === client) this.#listener = undefined
+      setTimeout(() => void this.#startListening().catch(() => {}), 1_000).unref()
+    })
+    await client.query(`LISTEN "${this.channel}"`)
+    this.#listener = client
+  }
+
+  async findKey(keyId: string): Promise<ApiKeyRecord | null> {
+    await this.ready()
+    const { rows } = await this.pool.query<KeyRow>(`SELECT * FROM ${this.#t.keys} WHERE key_id = $1`, [keyId])
+    return rows[0] === undefined ? null : toKey(rows[0])
+  }
+
+  async findTenant(tenantId: string): Promise<TenantRecord | null> {
+    await this.ready()
+    const { rows } = await this.pool.query<TenantRow>(`SELECT * FROM ${this.#t.tenants} WHERE tenant_id = $1`, [tenantId])
+    return rows[0] === undefined ? null : toTenant(rows[0])
+  }
+
+  async findTenantBySlug(tenantSlug: string): Promise<TenantRecord | null> {
+    await this.ready()
+    const { rows } = await this.pool.query<TenantRow>(`SELECT * FROM ${this.#t.tenants} WHERE tenant_slug = $1`, [tenantSlug])
+    return rows[0] === undefined ? null : toTenant(rows[0])
+  }
+
+  async listTenants(): Promise<TenantRecord[]> {
+    await this.ready()
+    const { rows } = await this.pool.query<TenantRow>(`SELECT * FROM ${this.#t.tenants} ORDER BY tenant_slug`)
+    return rows.map(toTenant)
+  }
+
+  async createKey(record: ApiKeyRecord): Promise<void> {
+    await this.ready()
+    await this.pool.query(
+      `INSERT INTO ${this.#t.keys} (key_id, tenant_id, label, environment, secret_digest, permissions, created_at, expires_at, revoked_at, last_used_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [record.keyId, record.tenantId, record.label, record.environment, record.secretDigest, [...record.permissions], record.createdAt, record.expiresAt, record.revokedAt, record.lastUsedAt],
+    )
+  }
+
+  async listKeys(tenantId: string): Promise<ApiKeySummary[]> {
+    await this.ready()
+    // Read our own gathered uses first, so a list right after use shows it.
+    await this.flushKeyUses()
+    const { rows } = await this.pool.query<KeyRow>(
+      `SELECT * FROM ${this.#t.keys} WHERE tenant_id = $1 AND revoked_at IS NULL ORDER BY created_at, key_id`,
+      [tenantId],
+    )
+    return rows.map((row) => toKeySummary(toKey(row)))
+  }
+
+  async revokeKey(keyId: string, revokedAt: Date): Promise<boolean> {
+    await this.ready()
+    // One round trip; the NOTIFY is delivered when the update commits.
+    const { rowCount } = await this.pool.query(
+      `WITH revoked AS (UPDATE ${this.#t.keys} SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL RETURNING key_id)
+       SELECT pg_notify($3, 'key:' || key_id) FROM revoked`,
+      [keyId, revokedAt, this.channel],
+    )
+    const revoked = (rowCount ?? 0) > 0
+    if (revoked) announceKeyStoreChange(this, { kind: 'key', keyId })
+    return revoked
+  }
+
+  /** Gathers the use; it is written with others at the next flush. */
+  async recordKeyUse(keyId: string, usedAt: Date): Promise<void> {
+    const known = this.#pendingUses.get(keyId)
+    if (known === undefined || known < usedAt) this.#pendingUses.set(keyId, usedAt)
+    if (this.#flushTimer === undefined && !this.#closed) {
+      this.#flushTimer = setTimeout(() => {
+        this.#flushTimer = undefined
+        void this.flushKeyUses().catch(() => {})
+      }, this.#lastUsedFlushMs)
+      this.#flushTimer.unref()
+    }
+  }
+
+  /** Writes every gathered use in one statement. */
+  async flushKeyUses(): Promise<number> {
+    if (this.#pendingUses.size === 0) return 0
+    const uses = this.#pendingUses
+    this.#pendingUses = new Map()
+    await this.ready()
+    await this.pool.query(
+      `UPDATE ${this.#t.keys} AS k SET last_used_at = u.used_at
+       FROM (SELECT unnest($1::text[]) AS key_id, unnest($2::timestamptz[]) AS used_at) AS u
+       WHERE k.key_id = u.key_id AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at)`,
+      [[...uses.keys()], [...uses.values()]],
+    )
+    return uses.size
+  }
+
+  async putTenant(tenant: TenantRecord): Promise<void> {
+    validateTenantRecord(tenant, this.#tiers)
+    await this.ready()
+    await this.pool.query(
+      `WITH written AS (
+         INSERT INTO ${this.#t.tenants} (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, limit_per_minute, limit_per_hour)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (tenant_id) DO UPDATE SET tenant_slug = excluded.tenant_slug, tier = excluded.tier,
+           connection_name = excluded.connection_name, subscription_status = excluded.subscription_status,
+           trial_ends_at = excluded.trial_ends_at, limit_per_minute = excluded.limit_per_minute, limit_per_hour = excluded.limit_per_hour
+         RETURNING tenant_id)
+       SELECT pg_notify($9, 'tenant:' || tenant_id) FROM written`,
+      [
+        tenant.tenantId,
+        tenant.tenantSlug,
+        tenant.tier,
+        tenant.connectionName,
+        tenant.subscription.status,
+        tenant.subscription.trialEndsAt ?? null,
+        tenant.limits?.perMinute ?? null,
+        tenant.limits?.perHour ?? null,
+        this.channel,
+      ],
+    )
+    announceKeyStoreChange(this, { kind: 'tenant', tenantId: tenant.tenantId })
+  }
+
+  /** Writes the gathered uses and gives back the listening connection. The pool stays yours to end. */
+  async close(): Promise<void> {
+    this.#closed = true
+    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer)
+    this.#flushTimer = undefined
+    await this.flushKeyUses().catch(() => {})
+    const listener = this.#listener
+    this.#listener = undefined
+    if (listener !== undefined) {
+      await listener.query(`UNLISTEN "${this.channel}"`).catch(() => {})
+      listener.release()
+    }
+  }
+}

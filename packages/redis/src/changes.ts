@@ -1,0 +1,76 @@
+import { randomUUID } from 'node:crypto'
+import type { Cluster, Redis } from 'ioredis'
+import { announceKeyStoreChange, isKeyId, onKeyStoreChange, type KeyChange, type KeyStore } from '@saiku/core'
+
+export interface RedisChangeFeedOptions {
+  /** Publishes this process's changes. */
+  readonly publisher: Redis | Cluster
+  /** A connection of its own: it switches to subscriber mode. */
+  readonly subscriber: Redis | Cluster
+  /** Default `"saiku:changes"`. */
+  readonly channel?: string
+  /** Called when a change could not be published (Redis down): other processes then rely on their cache TTL. */
+  readonly onError?: (error: Error) => void
+}
+
+export interface RedisChangeFeed {
+  close(): Promise<void>
+}
+
+function parseChange(message: string): (KeyChange & { origin: string }) | null {
+  let value: unknown
+  try {
+    value = JSON.parse(message)
+  } catch {
+    return null
+  }
+  if (typeof value !== 'object' || value === null) return null
+  const { origin, kind, keyId, tenantId } = value as Record<string, unknown>
+  if (typeof origin !== 'string') return null
+  if (kind === 'key' && isKeyId(keyId)) return { origin, kind, keyId }
+  if (kind === 'tenant' && typeof tenantId === 'string' && tenantId.length > 0 && tenantId.length <= 200) return { origin, kind, tenantId }
+  return null
+}
+
+/**
+ * Relays key and tenant changes between processes over Redis pub/sub, so a key
+ * revoked in one process is dropped from every other process's cache within
+ * milliseconds instead of the cache TTL. Works with any KeyStore: changes made
+ * through a key manager (or announced) here are published; changes published
+ * elsewhere are announced here. A message lost while Redis is down leaves the
+ * cache TTL as the bound.
+ */
+export async function createRedisChangeFeed(store: KeyStore, options: RedisChangeFeedOptions): Promise<RedisChangeFeed> {
+  const channel = options.channel ?? 'saiku:changes'
+  const origin = randomUUID()
+  // Set while announcing a change that came from Redis, so it is not published back.
+  let relaying = false
+
+  const stopListening = onKeyStoreChange(store, (change) => {
+    if (relaying) return
+    options.publisher.publish(channel, JSON.stringify({ origin, ...change })).catch((error: unknown) => {
+      options.onError?.(error instanceof Error ? error : new Error(String(error)))
+    })
+  })
+  const onMessage = (from: string, message: string): void => {
+    if (from !== channel) return
+    const change = parseChange(message)
+    if (change === null || change.origin === origin) return
+    relaying = true
+    try {
+      announceKeyStoreChange(store, change.kind === 'key' ? { kind: 'key', keyId: change.keyId } : { kind: 'tenant', tenantId: change.tenantId })
+    } finally {
+      relaying = false
+    }
+  }
+  options.subscriber.on('message', onMessage)
+  await options.subscriber.subscribe(channel)
+
+  return {
+    async close() {
+      stopListening()
+      options.subscriber.off('message', onMessage)
+      await options.subscriber.unsubscribe(channel).catch(() => {})
+    },
+  }
+}

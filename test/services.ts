@@ -1,0 +1,73 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:net'
+
+/**
+ * The URL of a service the tests need, from the environment. In CI a missing or
+ * wrong one fails the run; on a developer machine the tests that need it skip
+ * with a message saying how to run them.
+ */
+export function serviceUrl(variable: 'REDIS_URL' | 'DATABASE_URL', schemes: readonly string[]): string | undefined {
+  const value = process.env[variable]
+  if (value !== undefined && schemes.some((scheme) => value.startsWith(scheme))) return value
+  const wanted = `${variable}=${schemes[0]}…`
+  if (process.env.CI === 'true') throw new Error(`CI must provide ${wanted} (see .ci/run); got ${value === undefined ? 'nothing' : JSON.stringify(value.split(':')[0])}`)
+  console.warn(`Skipping tests that need ${variable}: set ${wanted} to run them.`)
+  return undefined
+}
+
+export const redisUrl: string | undefined = serviceUrl('REDIS_URL', ['redis://'])
+export const postgresUrl: string | undefined = serviceUrl('DATABASE_URL', ['postgres://', 'postgresql://'])
+
+/** Whether this machine can start Redis servers of its own (for fault tests); required in CI. */
+export function hasRedisServerBinary(): boolean {
+  const found = spawnSync('redis-server', ['--version']).status === 0
+  if (!found && process.env.CI === 'true') throw new Error('CI must install redis-server (see .ci/run)')
+  return found
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  server.close()
+  await once(server, 'close')
+  return port
+}
+
+export interface OwnRedis {
+  readonly url: string
+  readonly port: number
+  start(): Promise<void>
+  stop(): Promise<void>
+}
+
+/** A Redis server of the test's own on a free loopback port, to stop, pause and restart at will. */
+export async function ownRedis(): Promise<OwnRedis> {
+  const port = await freePort()
+  let child: ChildProcess | undefined
+  const self: OwnRedis = {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    async start() {
+      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'yes'], {
+        stdio: 'ignore',
+      })
+      const deadline = Date.now() + 10_000
+      while (spawnSync('redis-cli', ['-p', String(port), 'ping']).stdout?.toString().trim() !== 'PONG') {
+        if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not start`)
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+    },
+    async stop() {
+      if (child === undefined || child.exitCode !== null) return
+      const exited = once(child, 'exit')
+      child.kill('SIGKILL')
+      await exited
+      child = undefined
+    },
+  }
+  await self.start()
+  return self
+}
