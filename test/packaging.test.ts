@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
-const packages = ['core', 'express', 'koa', 'sqlite']
+const packages = ['core', 'express', 'koa', 'sqlite', 'postgres', 'redis']
 
 // What a user of the published packages runs: no source condition, only dist/.
 const usage = {
@@ -16,6 +16,8 @@ const usage = {
   express: `const mw = express.saikuAuth(new express.MemoryKeyStore()); if (typeof mw !== 'function' || mw.length !== 3) throw new Error('express');`,
   koa: `const mw = koa.saikuAuth(new koa.MemoryKeyStore()); if (typeof mw !== 'function' || mw.length !== 2) throw new Error('koa');`,
   sqlite: `const store = new sqlite.SqliteKeyStore(':memory:', { watchIntervalMs: 0 }); store.close();`,
+  postgres: `if (typeof postgres.PostgresKeyStore !== 'function' || postgres.MIGRATIONS.length < 1) throw new Error('postgres');`,
+  redis: `if (typeof redis.createRedisLimiter !== 'function' || !redis.CONSUME_SCRIPT.includes('HMGET')) throw new Error('redis');`,
 }
 
 function script(kind: 'cjs' | 'esm'): string {

@@ -1,6 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 /**
  * The URL of a service the tests need, from the environment. In CI a missing or
@@ -70,4 +73,51 @@ export async function ownRedis(): Promise<OwnRedis> {
   }
   await self.start()
   return self
+}
+
+export interface OwnRedisCluster {
+  readonly nodes: { host: string; port: number }[]
+  stop(): Promise<void>
+}
+
+/** Three Redis masters on free loopback ports, joined into a cluster (no replicas). */
+export async function ownRedisCluster(): Promise<OwnRedisCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'saiku-cluster-'))
+  const ports = [await freePort(), await freePort(), await freePort()]
+  const children = ports.map((port) =>
+    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`)], {
+      stdio: 'ignore',
+    }),
+  )
+  const stop = async () => {
+    await Promise.all(
+      children.map(async (child) => {
+        if (child.exitCode !== null) return
+        const exited = once(child, 'exit')
+        child.kill('SIGKILL')
+        await exited
+      }),
+    )
+    rmSync(dir, { recursive: true, force: true })
+  }
+  try {
+    for (const port of ports) {
+      const deadline = Date.now() + 10_000
+      while (spawnSync('redis-cli', ['-p', String(port), 'ping']).stdout?.toString().trim() !== 'PONG') {
+        if (Date.now() > deadline) throw new Error(`cluster node ${port} did not start`)
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+    }
+    const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'])
+    if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stderr?.toString()}`)
+    const deadline = Date.now() + 10_000
+    while (!spawnSync('redis-cli', ['-p', String(ports[0]), 'cluster', 'info']).stdout?.toString().includes('cluster_state:ok')) {
+      if (Date.now() > deadline) throw new Error('the cluster did not reach cluster_state:ok')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  return { nodes: ports.map((port) => ({ host: '127.0.0.1', port })), stop }
 }

@@ -28,7 +28,14 @@ export async function createTenant(store: TenantAdminStore, input: NewTenant, no
     subscription: { status, trialEndsAt: choice === 'trial' ? new Date(nowMs + TRIAL_DAYS * 86_400_000) : null },
     limits: input.limits ?? null,
   }
-  await store.putTenant(tenant)
+  try {
+    await store.putTenant(tenant)
+  } catch (error) {
+    // Another process created the same slug between the check and the write: the database's unique index decides.
+    const code = String((error as { code?: unknown }).code ?? '')
+    if (code === '23505' || code.startsWith('SQLITE_CONSTRAINT')) throw new SaikuHttpError('conflict', `A tenant with slug "${input.slug}" exists already.`)
+    throw error
+  }
   return tenant
 }
 
@@ -37,7 +44,14 @@ export const DEMO_PERMISSIONS = ['keys:read', 'keys:write', 'billing:write']
 /** On an empty store: the demo tenant "acme" on a trial of the starter plan, and one key. */
 export async function seedDemo(store: TenantAdminStore, keys: KeyManager): Promise<{ tenant: TenantRecord; key: string } | null> {
   if ((await store.listTenants()).length > 0) return null
-  const tenant = await createTenant(store, { slug: 'acme', tier: 'starter', connectionName: 'production-warehouse', subscription: 'trial' })
+  let tenant: TenantRecord
+  try {
+    tenant = await createTenant(store, { slug: 'acme', tier: 'starter', connectionName: 'production-warehouse', subscription: 'trial' })
+  } catch (error) {
+    // Several servers started on one new database at once: one of them seeds it.
+    if (error instanceof SaikuHttpError && error.code === 'conflict') return null
+    throw error
+  }
   const { key } = await keys.create(tenant.tenantId, { label: 'production-agent', permissions: DEMO_PERMISSIONS })
   return { tenant, key }
 }

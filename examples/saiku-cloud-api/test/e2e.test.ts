@@ -43,7 +43,7 @@ let env: Record<string, string>
 
 beforeAll(async () => {
   db = tempDatabase()
-  env = { DATABASE_URL: db.databaseUrl }
+  env = { DATABASE_URL: db.databaseUrl, REDIS_URL: '' }
   server = await startServer(env, 'pnpm start')
 })
 afterAll(async () => {

@@ -37,12 +37,13 @@ export interface RunningServer {
  * log line. `command` is how a person would start it (`pnpm start`) or the
  * direct node invocation (faster, same code).
  */
-export async function startServer(env: Record<string, string>, command: 'pnpm start' | 'node' = 'node'): Promise<RunningServer> {
+export async function startServer(env: Record<string, string>, command: 'pnpm start' | 'node' | 'koa' = 'node'): Promise<RunningServer> {
+  const direct = (dir: string) => [process.execPath, ['--conditions=@saiku/source', '--import', 'tsx', 'src/server.ts'], dir] as const
   const [file, args, cwd] =
     command === 'pnpm start'
-      ? ['pnpm', ['--silent', 'start'], repoRoot]
-      : [process.execPath, ['--conditions=@saiku/source', '--import', 'tsx', 'src/server.ts'], exampleDir]
-  const child = spawn(file, args, { cwd, env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+      ? (['pnpm', ['--silent', 'start'], repoRoot] as const)
+      : direct(command === 'koa' ? join(repoRoot, 'examples/koa-minimal') : exampleDir)
+  const child = spawn(file, [...args], { cwd, env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   let out = ''
   let err = ''
   const logs: Record<string, unknown>[] = []

@@ -1,7 +1,7 @@
 import { SaikuConfigError } from './errors.js'
 import { RATE_LIMIT_HEADER_MODES, type RateLimitHeaderMode } from './http.js'
 import { KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
-import type { LimiterBackend, RateLimiterFactory } from './limiter.js'
+import { createRateLimiterBackend, type LimiterBackend, type RateLimiterFactory } from './limiter.js'
 import { resolveTierTable, type TierLimits, type TierTable } from './tiers.js'
 import type { KeyVerifier } from './verifier.js'
 import type { AuthRequest, DecisionEvent } from './pipeline.js'
@@ -25,6 +25,12 @@ export interface SaikuOptions {
     keyPrefix?: string
     /** Deadline for the limiter's decision on one request (not applied to the in-process memory backend). Default 1000. */
     timeoutMs?: number
+    /**
+     * With `failurePolicy.limiter: 'open'`: while the backend fails, count in this
+     * process instead of not at all (`true`: in memory, with each tenant's limits),
+     * so N processes admit at most N times the limit. Default false.
+     */
+    insurance?: boolean | LimiterBackend
   }
   cache?: {
     /** How long a key or tenant record is trusted: the staleness bound for changes made in other processes. Default 10000; 0 disables. */
@@ -73,6 +79,7 @@ export interface ResolvedOptions {
     readonly backend: LimiterBackend | undefined
     readonly keyPrefix: string
     readonly timeoutMs: number
+    readonly insurance: LimiterBackend | undefined
   }
   readonly cache: { readonly ttlMs: number; readonly negativeTtlMs: number; readonly maxEntries: number }
   readonly keyStoreTimeoutMs: number
@@ -90,7 +97,7 @@ const KNOWN_OPTIONS: Readonly<Record<string, readonly string[] | null>> = {
   realm: null,
   tiers: null,
   rateLimitHeaders: null,
-  limiter: ['factory', 'backend', 'keyPrefix', 'timeoutMs'],
+  limiter: ['factory', 'backend', 'keyPrefix', 'timeoutMs', 'insurance'],
   cache: ['ttlMs', 'negativeTtlMs', 'maxEntries'],
   keyStoreTimeoutMs: null,
   failurePolicy: ['keyStore', 'limiter'],
@@ -179,6 +186,10 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
   if (backend !== undefined && factory !== undefined) {
     throw new SaikuConfigError('limiter', 'either factory or backend, not both', 'both')
   }
+  const insuranceOption = limiter.insurance ?? false
+  if (typeof insuranceOption !== 'boolean' && typeof (insuranceOption as LimiterBackend)?.consume !== 'function') {
+    throw new SaikuConfigError('limiter.insurance', 'a boolean or a LimiterBackend', insuranceOption)
+  }
   const keyPrefix = limiter.keyPrefix ?? 'saiku'
   if (typeof keyPrefix !== 'string' || !/^[\w:.{}-]{1,64}$/.test(keyPrefix)) {
     throw new SaikuConfigError('limiter.keyPrefix', '1 to 64 characters of [A-Za-z0-9_:.{}-]', keyPrefix)
@@ -223,7 +234,13 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     realm,
     tiers: resolveTierTable(options.tiers),
     rateLimitHeaders: oneOf('rateLimitHeaders', options.rateLimitHeaders, RATE_LIMIT_HEADER_MODES, 'draft-11'),
-    limiter: Object.freeze({ factory, backend, keyPrefix, timeoutMs: durationMs('limiter.timeoutMs', limiter.timeoutMs, 1_000, 1) }),
+    limiter: Object.freeze({
+      factory,
+      backend,
+      keyPrefix,
+      timeoutMs: durationMs('limiter.timeoutMs', limiter.timeoutMs, 1_000, 1),
+      insurance: insuranceOption === true ? createRateLimiterBackend({ keyPrefix: `${keyPrefix}:insurance` }) : insuranceOption === false ? undefined : (insuranceOption as LimiterBackend),
+    }),
     cache: Object.freeze({
       ttlMs,
       negativeTtlMs: durationMs('cache.negativeTtlMs', cache.negativeTtlMs, ttlMs),

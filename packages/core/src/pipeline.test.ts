@@ -120,6 +120,25 @@ describe('createAuthenticator', () => {
   })
 })
 
+describe('limiter insurance', () => {
+  it('counts in this process while the shared backend fails, when the policy is open', async () => {
+    const errors: Error[] = []
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), {
+      tiers: { starter: { perMinute: 3, perHour: 10 } },
+      limiter: { backend: { consume: () => Promise.reject(new Error('ECONNREFUSED')) }, insurance: true },
+      failurePolicy: { limiter: 'open' },
+      onError: (error) => errors.push(error),
+    })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    const decisions = []
+    for (let i = 0; i < 5; i++) decisions.push(await auth.authenticate(request(`Bearer ${key}`)))
+    expect(decisions.map((d) => (d.ok ? 200 : d.status))).toEqual([200, 200, 200, 429, 429])
+    expect(decisions[0]).toMatchObject({ ok: true, headers: { ratelimit: '"minute";r=2;t=60, "hour";r=9;t=3600' } })
+    expect(errors).toHaveLength(5)
+    expect(() => createAuthenticator(new MemoryKeyStore(), { limiter: { insurance: 'yes' as never } })).toThrow('limiter.insurance: expected a boolean or a LimiterBackend')
+  })
+})
+
 describe('errorResponseFor', () => {
   it('gives a thrown 401 its challenge', () => {
     expect(errorResponseFor(new SaikuHttpError('unauthorized')).headers['www-authenticate']).toBe('Bearer realm="saiku"')

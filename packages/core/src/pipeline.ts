@@ -314,7 +314,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       const storeError = error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter failed')
       reportError(storeError)
       if (options.failurePolicy.limiter === 'closed') return refuse(request, 'service_unavailable', 'limiter_unavailable', ids)
-      rateLimit = null
+      const insurance = options.limiter.insurance
+      rateLimit = insurance === undefined ? null : await insurance.consume(credential.tenantId, tenant.limits).catch(() => null)
     }
 
     const headers: HeaderMap = {}

@@ -1,0 +1,112 @@
+import { randomUUID } from 'node:crypto'
+import express from 'express'
+import { Cluster, Redis } from 'ioredis'
+import request from 'supertest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { createAuthenticator, MemoryKeyStore, type KeyStore } from '@saiku/core'
+import { saikuAuth } from '@saiku/express'
+import { hasRedisServerBinary, ownRedis, ownRedisCluster, redisUrl, type OwnRedis, type OwnRedisCluster } from '../../../test/services.js'
+import { createRedisChangeFeed, createRedisLimiter } from './index.js'
+
+const acme = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }
+
+describe.skipIf(!hasRedisServerBinary())('Redis Cluster', () => {
+  let cluster: OwnRedisCluster
+  let client: Cluster
+  beforeAll(async () => {
+    cluster = await ownRedisCluster()
+    client = new Cluster(cluster.nodes, { enableOfflineQueue: true })
+    await new Promise((resolve) => client.once('ready', resolve))
+  }, 30_000)
+  afterAll(async () => {
+    client?.disconnect()
+    await cluster?.stop()
+  })
+
+  it('admits exactly the limit for tenants spread over every slot, with no CROSSSLOT error', async () => {
+    const limiter = createRedisLimiter({ client })
+    const tenants = Array.from({ length: 12 }, () => `t-${randomUUID()}`)
+    const decisions = await Promise.all(tenants.flatMap((tenant) => Array.from({ length: 15 }, () => limiter.consume(tenant, { perMinute: 10, perHour: 100 }))))
+    expect(decisions.filter((d) => d.admitted)).toHaveLength(12 * 10)
+    const slots = new Set(await Promise.all(tenants.map((tenant) => client.cluster('KEYSLOT', limiter.keyFor(tenant)))))
+    expect(slots.size).toBeGreaterThan(1)
+  })
+})
+
+describe.skipIf(!hasRedisServerBinary())('per HTTP request', () => {
+  let redis: OwnRedis
+  beforeAll(async () => {
+    redis = await ownRedis()
+  })
+  afterAll(async () => redis?.stop())
+
+  it('costs one round trip and four Redis commands', async () => {
+    const client = new Redis(redis.url, { enableOfflineQueue: false })
+    await new Promise((resolve) => client.once('ready', resolve))
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const app = express()
+    const auth = saikuAuth(store, { limiter: { backend: createRedisLimiter({ client }) } })
+    app.use(auth)
+    app.get('/me/tenant', (req, res) => res.json(req.saiku!.tenant))
+    const { key } = await auth.authenticator.keys.create('t-acme', { label: 'agent' })
+    await request(app).get('/me/tenant').set('Authorization', `Bearer ${key}`)
+    await client.config('RESETSTAT')
+    const requests = 40
+    for (let i = 0; i < requests; i++) expect((await request(app).get('/me/tenant').set('Authorization', `Bearer ${key}`)).status).toBe(200)
+    const stats = await client.info('commandstats')
+    const calls = Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]))
+    const { config: _reset, info: _info, ...byRequests } = calls
+    const total = (Object.values(byRequests) as number[]).reduce((sum, n) => sum + n, 0)
+    console.log(`Redis per HTTP request: ${(calls.evalsha ?? 0) / requests} round trip(s), ${total / requests} commands (${JSON.stringify(byRequests)})`)
+    expect((calls.evalsha ?? 0) / requests).toBe(1)
+    expect(total / requests).toBe(4)
+    auth.authenticator.close()
+    client.disconnect()
+  })
+})
+
+describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
+  it('carries a revocation from one process’s store to another’s at once, and never echoes it back', async () => {
+    // Two processes, each with its own store object over the same data.
+    const shared = new MemoryKeyStore({ tenants: [acme] })
+    const other: KeyStore = {
+      findKey: (keyId) => shared.findKey(keyId),
+      findTenant: (tenantId) => shared.findTenant(tenantId),
+      createKey: (record) => shared.createKey(record),
+      listKeys: (tenantId) => shared.listKeys(tenantId),
+      revokeKey: (keyId, at) => shared.revokeKey(keyId, at),
+    }
+    const channel = `saiku:test:${randomUUID()}`
+    const clients = Array.from({ length: 4 }, () => new Redis(redisUrl!))
+    const feedA = await createRedisChangeFeed(shared, { publisher: clients[0]!, subscriber: clients[1]!, channel })
+    const feedB = await createRedisChangeFeed(other, { publisher: clients[2]!, subscriber: clients[3]!, channel })
+    const authB = createAuthenticator(other, { cache: { ttlMs: 3_600_000 } })
+    const { key, keyId } = await createAuthenticator(shared).keys.create('t-acme', { label: 'agent' })
+    const requestFor = { headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' }
+    expect((await authB.authenticate(requestFor)).ok).toBe(true)
+
+    const published = vi.spyOn(clients[2]!, 'publish')
+    await shared.revokeKey(keyId, new Date())
+    await vi.waitFor(async () => expect(await authB.authenticate(requestFor)).toMatchObject({ ok: false, status: 401 }), { timeout: 2_000, interval: 10 })
+    expect(published).not.toHaveBeenCalled()
+
+    await Promise.all([feedA.close(), feedB.close()])
+    authB.close()
+    for (const client of clients) client.disconnect()
+  })
+
+  it('ignores messages that are not changes', async () => {
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const channel = `saiku:test:${randomUUID()}`
+    const [publisher, subscriber, intruder] = Array.from({ length: 3 }, () => new Redis(redisUrl!))
+    const feed = await createRedisChangeFeed(store, { publisher: publisher!, subscriber: subscriber!, channel })
+    const auth = createAuthenticator(store)
+    const invalidate = vi.spyOn(auth, 'invalidateKey')
+    for (const message of ['not json', '{"origin":"x","kind":"key","keyId":"../../etc"}', '{"kind":"tenant"}', '[]']) await intruder!.publish(channel, message)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(invalidate).not.toHaveBeenCalled()
+    await feed.close()
+    auth.close()
+    for (const client of [publisher, subscriber, intruder]) client!.disconnect()
+  })
+})
