@@ -42,9 +42,23 @@ function authorizationHeaderCount(rawHeaders: readonly string[]): number {
   let count = 0
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!
-    if (name.length === 13 && name.toLowerCase() === 'authorization') count++
+    // Length and first letter rule out almost every other header before any string work.
+    if (name.length === 13 && (name.charCodeAt(0) | 0x20) === 97 /* a */ && name.toLowerCase() === 'authorization') count++
   }
   return count
+}
+
+/** Whether the header starts with the scheme "bearer", in any case, without building strings. */
+function startsWithBearer(header: string): boolean {
+  return (
+    header.length >= 6 &&
+    (header.charCodeAt(0) | 0x20) === 98 &&
+    (header.charCodeAt(1) | 0x20) === 101 &&
+    (header.charCodeAt(2) | 0x20) === 97 &&
+    (header.charCodeAt(3) | 0x20) === 114 &&
+    (header.charCodeAt(4) | 0x20) === 101 &&
+    (header.charCodeAt(5) | 0x20) === 114
+  )
 }
 
 function hasQueryToken(url: string | undefined): boolean {
@@ -62,7 +76,7 @@ export function extractBearer(source: CredentialSource): BearerCredentials {
   if (header === undefined) return MISSING
   if (typeof header !== 'string') return AMBIGUOUS
   if (source.rawHeaders !== undefined && authorizationHeaderCount(source.rawHeaders) > 1) return AMBIGUOUS
-  if (header.length < 6 || header.slice(0, 6).toLowerCase() !== 'bearer') return MISSING
+  if (!startsWithBearer(header)) return MISSING
   if (header.length === 6) return MALFORMED
   const separator = header.charCodeAt(6)
   if (separator !== 32 /* SP */) return separator === 9 /* HTAB */ ? MALFORMED : MISSING
@@ -70,8 +84,8 @@ export function extractBearer(source: CredentialSource): BearerCredentials {
   while (start < header.length && header.charCodeAt(start) === 32) start++
   const token = header.slice(start)
   if (token.length === 0) return MALFORMED
-  if (token.includes(' ') || token.includes(',')) return AMBIGUOUS
+  if (token.length > MAX_TOKEN_LENGTH) return token.includes(' ') || token.includes(',') ? AMBIGUOUS : MALFORMED
+  if (!isB64Token(token)) return token.includes(' ') || token.includes(',') ? AMBIGUOUS : MALFORMED
   if (hasQueryToken(source.url)) return AMBIGUOUS
-  if (token.length > MAX_TOKEN_LENGTH || !isB64Token(token)) return MALFORMED
   return { kind: 'token', token }
 }

@@ -19,8 +19,10 @@ describe('LoadingCache', () => {
   })
 
   it('evicts the least recently used entry beyond its bound', () => {
-    const cache = new LoadingCache<number>(3, clock().now)
-    for (const key of ['a', 'b', 'c']) cache.set(key, 1, 1_000)
+    const time = clock()
+    const cache = new LoadingCache<number>(3, time.now)
+    for (const key of ['a', 'b', 'c']) cache.set(key, 1, 10_000)
+    time.advance(1_000)
     cache.getFresh('a')
     cache.set('d', 1, 1_000)
     expect(cache.size).toBe(3)
@@ -72,5 +74,19 @@ describe('LoadingCache', () => {
     const cache = new LoadingCache<string>(0, clock().now)
     cache.set('a', 'A', 1_000)
     expect(cache.size).toBe(0)
+  })
+})
+
+describe('LoadingCache onDrop', () => {
+  it('sees every value that leaves: evicted, replaced, deleted, cleared', () => {
+    const dropped: string[] = []
+    const cache = new LoadingCache<string>(2, clock().now, (value) => dropped.push(value))
+    cache.set('a', 'A1', 1_000)
+    cache.set('a', 'A2', 1_000)
+    cache.set('b', 'B', 1_000)
+    cache.set('c', 'C', 1_000)
+    cache.delete('b')
+    cache.clear()
+    expect(dropped).toEqual(['A1', 'A2', 'B', 'C'])
   })
 })

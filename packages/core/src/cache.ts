@@ -1,7 +1,13 @@
 interface Entry<V> {
   value: V
   expiresAtMs: number
+  /** When the entry last moved to the young end of the LRU order. */
+  touchedAtMs: number
 }
+
+// Moving an entry on every hit (delete + set) costs more than the lookup itself;
+// once a second is enough to keep hot entries away from eviction.
+const TOUCH_INTERVAL_MS = 1_000
 
 /**
  * A bounded LRU map with per-entry TTL and single-flight loading.
@@ -16,9 +22,17 @@ export class LoadingCache<V> {
   // Bumped by every invalidation: a load that started before it must not write back.
   #generation = 0
 
-  constructor(maxEntries: number, now: () => number) {
+  readonly #onDrop: ((value: V) => void) | undefined
+
+  /** `onDrop` sees every value that leaves the cache (evicted, replaced, deleted), e.g. to wipe it. */
+  constructor(maxEntries: number, now: () => number, onDrop?: (value: V) => void) {
     this.#maxEntries = maxEntries
     this.#now = now
+    this.#onDrop = onDrop
+  }
+
+  #drop(entry: Entry<V> | undefined): void {
+    if (entry !== undefined) this.#onDrop?.(entry.value)
   }
 
   get size(): number {
@@ -26,11 +40,14 @@ export class LoadingCache<V> {
   }
 
   /** The value when present and fresh; refreshes its LRU position. */
-  getFresh(key: string): V | undefined {
+  getFresh(key: string, nowMs: number = this.#now()): V | undefined {
     const entry = this.#entries.get(key)
-    if (entry === undefined || entry.expiresAtMs <= this.#now()) return undefined
-    this.#entries.delete(key)
-    this.#entries.set(key, entry)
+    if (entry === undefined || entry.expiresAtMs <= nowMs) return undefined
+    if (nowMs - entry.touchedAtMs >= TOUCH_INTERVAL_MS) {
+      entry.touchedAtMs = nowMs
+      this.#entries.delete(key)
+      this.#entries.set(key, entry)
+    }
     return entry.value
   }
 
@@ -40,30 +57,33 @@ export class LoadingCache<V> {
   }
 
   set(key: string, value: V, ttlMs: number): void {
-    if (this.#maxEntries === 0) return
+    if (this.#maxEntries === 0) {
+      this.#onDrop?.(value)
+      return
+    }
+    const previous = this.#entries.get(key)
+    if (previous !== undefined && previous.value !== value) this.#drop(previous)
     this.#entries.delete(key)
-    this.#entries.set(key, { value, expiresAtMs: this.#now() + ttlMs })
+    const nowMs = this.#now()
+    this.#entries.set(key, { value, expiresAtMs: nowMs + ttlMs, touchedAtMs: nowMs })
     if (this.#entries.size > this.#maxEntries) {
       // Map iterates in insertion order: the first key is the least recently used.
-      this.#entries.delete(this.#entries.keys().next().value as string)
+      const oldest = this.#entries.keys().next().value as string
+      this.#drop(this.#entries.get(oldest))
+      this.#entries.delete(oldest)
     }
   }
 
   delete(key: string): void {
     this.#generation++
+    this.#drop(this.#entries.get(key))
     this.#entries.delete(key)
     this.#pending.delete(key)
   }
 
-  /** Drops entries whose value matches, e.g. every key of a tenant. */
-  deleteWhere(matches: (value: V) => boolean): void {
-    this.#generation++
-    for (const [key, entry] of this.#entries) if (matches(entry.value)) this.#entries.delete(key)
-    this.#pending.clear()
-  }
-
   clear(): void {
     this.#generation++
+    for (const entry of this.#entries.values()) this.#drop(entry)
     this.#entries.clear()
     this.#pending.clear()
   }

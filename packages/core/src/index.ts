@@ -56,6 +56,8 @@ export { DEFAULT_TIERS, limitsForTenant, resolveTierTable, validateWindowLimits 
 export type { TenantLimitSource, TierLimits, TierTable, WindowLimits } from './tiers.js'
 
 export { createRateLimiterBackend } from './limiter.js'
+export { createMemoryLimiter } from './memory-limiter.js'
+export type { MemoryLimiterBackend, MemoryLimiterOptions } from './memory-limiter.js'
 export type {
   LimitDecision,
   LimiterBackend,

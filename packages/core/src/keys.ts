@@ -35,12 +35,20 @@ for (let n = 0; n < 256; n++) {
   CRC_TABLE[n] = c
 }
 
+/** The running CRC state after `text` (before the final inversion). */
+function crcState(text: string, length: number, start = -1): number {
+  let crc = start
+  for (let i = 0; i < length; i++) crc = CRC_TABLE[(crc ^ text.charCodeAt(i)) & 0xff]! ^ (crc >>> 8)
+  return crc
+}
+
 /** CRC-32 (IEEE) of the first `length` characters of an ASCII string. */
 function crc32(text: string, length: number): number {
-  let crc = -1
-  for (let i = 0; i < length; i++) crc = CRC_TABLE[(crc ^ text.charCodeAt(i)) & 0xff]! ^ (crc >>> 8)
-  return (crc ^ -1) >>> 0
+  return (crcState(text, length) ^ -1) >>> 0
 }
+
+// The CRC state after each fixed prefix, so parsing starts past it.
+const CRC_PREFIX = [crcState('sk_live_', 8), crcState('sk_test_', 8)]
 
 function encodeChecksum(value: number): string {
   let out = ''
@@ -100,14 +108,20 @@ export function parseApiKey(token: string): ParsedApiKey {
   else if (token.startsWith('sk_test_')) environment = 'test'
   else return MALFORMED
   if (token.charCodeAt(KEY_ID_END) !== 95 /* _ */) return MALFORMED
-  for (let i = PREFIX_LENGTH; i < API_KEY_LENGTH; i++) {
-    if (i === KEY_ID_END) continue
+  // One pass: check the alphabet and run the CRC over everything before the checksum.
+  let crc = CRC_PREFIX[environment === 'live' ? 0 : 1]!
+  for (let i = PREFIX_LENGTH; i < CHECKSUMMED_LENGTH; i++) {
     const code = token.charCodeAt(i)
-    if (code > 0x7f || BASE62_VALUE[code]! < 0) return MALFORMED
+    if (i !== KEY_ID_END && (code > 0x7f || BASE62_VALUE[code]! < 0)) return MALFORMED
+    crc = CRC_TABLE[(crc ^ code) & 0xff]! ^ (crc >>> 8)
   }
   let checksum = 0
-  for (let i = CHECKSUMMED_LENGTH; i < API_KEY_LENGTH; i++) checksum = checksum * 62 + BASE62_VALUE[token.charCodeAt(i)]!
-  if (checksum !== crc32(token, CHECKSUMMED_LENGTH)) return BAD_CHECKSUM
+  for (let i = CHECKSUMMED_LENGTH; i < API_KEY_LENGTH; i++) {
+    const code = token.charCodeAt(i)
+    if (code > 0x7f || BASE62_VALUE[code]! < 0) return MALFORMED
+    checksum = checksum * 62 + BASE62_VALUE[code]!
+  }
+  if (checksum !== (crc ^ -1) >>> 0) return BAD_CHECKSUM
   return { ok: true, keyId: token.slice(PREFIX_LENGTH, KEY_ID_END), environment }
 }
 

@@ -33,6 +33,8 @@ export interface LimiterBackend {
    * the authenticator then skips the `limiter.timeoutMs` deadline.
    */
   readonly inProcess?: boolean
+  /** Optional: the same decision without a promise, for backends that can decide at once. */
+  consumeSync?(tenantKey: string, limits: WindowLimits): LimitDecision
 }
 
 export interface RateLimiterFactoryOptions {

@@ -1,7 +1,8 @@
 import { SaikuConfigError } from './errors.js'
 import { RATE_LIMIT_HEADER_MODES, type RateLimitHeaderMode } from './http.js'
 import { KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
-import { createRateLimiterBackend, type LimiterBackend, type RateLimiterFactory } from './limiter.js'
+import type { LimiterBackend, RateLimiterFactory } from './limiter.js'
+import { createMemoryLimiter } from './memory-limiter.js'
 import { resolveTierTable, type TierLimits, type TierTable } from './tiers.js'
 import type { KeyVerifier } from './verifier.js'
 import type { AuthRequest, DecisionEvent } from './pipeline.js'
@@ -23,6 +24,8 @@ export interface SaikuOptions {
     backend?: LimiterBackend
     /** Prefix of the limiter's keys. Default `"saiku"`. */
     keyPrefix?: string
+    /** The memory backend's bound on tenants counted at once (oldest hour forgotten first). Default 100000. */
+    maxTenants?: number
     /** Deadline for the limiter's decision on one request (not applied to the in-process memory backend). Default 1000. */
     timeoutMs?: number
     /**
@@ -56,6 +59,21 @@ export interface SaikuOptions {
     /** A predicate instead of, or beside, `exemptPaths`. */
     isExempt?: (path: string, request: AuthRequest) => boolean
   }
+  /**
+   * A stricter budget for failed authentication, per client address: beyond it
+   * the client gets 429 for anything this process cannot verify from its cache,
+   * without a store lookup. No tenant's quota is touched. `false` turns it off.
+   */
+  failedAuth?:
+    | false
+    | {
+        /** Failures per minute per client (ten times that per hour). Default 30. */
+        perMinute?: number
+        /** IPv6 clients are counted by this prefix. Default 64. */
+        ipv6PrefixBits?: number
+        /** Most clients counted at once. Default 100000. */
+        maxClients?: number
+      }
   /** Which key environments this server accepts. Default both. */
   environments?: readonly KeyEnvironment[]
   /** Secret for HMAC-SHA-256 digests instead of plain SHA-256. Every process must use the same one. */
@@ -78,6 +96,7 @@ export interface ResolvedOptions {
     readonly factory: RateLimiterFactory | undefined
     readonly backend: LimiterBackend | undefined
     readonly keyPrefix: string
+    readonly maxTenants: number
     readonly timeoutMs: number
     readonly insurance: LimiterBackend | undefined
   }
@@ -85,6 +104,7 @@ export interface ResolvedOptions {
   readonly keyStoreTimeoutMs: number
   readonly failurePolicy: { readonly keyStore: KeyStoreFailurePolicy; readonly limiter: LimiterFailurePolicy }
   readonly subscription: { readonly required: boolean; readonly isExempt: (path: string, request: AuthRequest) => boolean }
+  readonly failedAuth: { readonly perMinute: number; readonly ipv6PrefixBits: number; readonly maxClients: number } | null
   readonly environments: readonly KeyEnvironment[]
   readonly pepper: string | Buffer | undefined
   readonly lastUsedResolutionMs: number
@@ -97,11 +117,12 @@ const KNOWN_OPTIONS: Readonly<Record<string, readonly string[] | null>> = {
   realm: null,
   tiers: null,
   rateLimitHeaders: null,
-  limiter: ['factory', 'backend', 'keyPrefix', 'timeoutMs', 'insurance'],
+  limiter: ['factory', 'backend', 'keyPrefix', 'maxTenants', 'timeoutMs', 'insurance'],
   cache: ['ttlMs', 'negativeTtlMs', 'maxEntries'],
   keyStoreTimeoutMs: null,
   failurePolicy: ['keyStore', 'limiter'],
   subscription: ['required', 'exemptPaths', 'isExempt'],
+  failedAuth: ['perMinute', 'ipv6PrefixBits', 'maxClients'],
   environments: null,
   pepper: null,
   lastUsedResolutionMs: null,
@@ -133,6 +154,12 @@ function durationMs(path: string, value: unknown, fallback: number, min = 0): nu
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > 2_147_483_647) {
     throw new SaikuConfigError(path, `an integer number of milliseconds from ${min} to 2147483647`, value)
   }
+  return value
+}
+
+function positiveInteger(path: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw new SaikuConfigError(path, 'a positive integer', value)
   return value
 }
 
@@ -211,6 +238,20 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
   const isExempt = (path: string, request: AuthRequest): boolean =>
     (exemptPath !== undefined && exemptPath(path)) || (isExemptFn !== undefined && isExemptFn(path, request) === true)
 
+  let failedAuth: ResolvedOptions['failedAuth'] = null
+  if (options.failedAuth !== false) {
+    const group_ = options.failedAuth === undefined ? {} : group(options, 'failedAuth')
+    const ipv6PrefixBits = group_.ipv6PrefixBits ?? 64
+    if (typeof ipv6PrefixBits !== 'number' || !Number.isInteger(ipv6PrefixBits) || ipv6PrefixBits < 16 || ipv6PrefixBits > 128) {
+      throw new SaikuConfigError('failedAuth.ipv6PrefixBits', 'an integer from 16 to 128', ipv6PrefixBits)
+    }
+    failedAuth = Object.freeze({
+      perMinute: positiveInteger('failedAuth.perMinute', group_.perMinute, 30),
+      ipv6PrefixBits,
+      maxClients: positiveInteger('failedAuth.maxClients', group_.maxClients, 100_000),
+    })
+  }
+
   const environments = options.environments ?? KEY_ENVIRONMENTS
   if (
     !Array.isArray(environments) ||
@@ -238,8 +279,9 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
       factory,
       backend,
       keyPrefix,
+      maxTenants: positiveInteger('limiter.maxTenants', limiter.maxTenants, 100_000),
       timeoutMs: durationMs('limiter.timeoutMs', limiter.timeoutMs, 1_000, 1),
-      insurance: insuranceOption === true ? createRateLimiterBackend({ keyPrefix: `${keyPrefix}:insurance` }) : insuranceOption === false ? undefined : (insuranceOption as LimiterBackend),
+      insurance: insuranceOption === true ? createMemoryLimiter() : insuranceOption === false ? undefined : (insuranceOption as LimiterBackend),
     }),
     cache: Object.freeze({
       ttlMs,
@@ -252,6 +294,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
       limiter: oneOf<LimiterFailurePolicy>('failurePolicy.limiter', failurePolicy.limiter, ['closed', 'open'], 'closed'),
     }),
     subscription: Object.freeze({ required, isExempt }),
+    failedAuth,
     environments: Object.freeze([...(environments as KeyEnvironment[])]),
     pepper,
     lastUsedResolutionMs: durationMs('lastUsedResolutionMs', options.lastUsedResolutionMs, 60_000),

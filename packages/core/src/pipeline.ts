@@ -14,12 +14,14 @@ import {
   type HeaderMap,
 } from './http.js'
 import { createRateLimiterBackend, type LimitDecision, type LimiterBackend } from './limiter.js'
+import { createMemoryLimiter } from './memory-limiter.js'
+import { clientKey } from './client-address.js'
 import { createKeyManager, type KeyManager } from './management.js'
 import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
 import type { KeyStore, Subscription, TenantRecord } from './store.js'
 import { limitsForTenant, type WindowLimits } from './tiers.js'
 import { asStoreError, withTimeout } from './timeout.js'
-import { createApiKeyVerifier, type KeyVerifier, type VerificationFailure, type VerifiedCredential } from './verifier.js'
+import { createApiKeyVerifier, type KeyVerifier, type VerificationFailure, type VerifiedCredential, type VerifyResult } from './verifier.js'
 
 /** What an adapter hands in: the parts of a request the decision depends on. */
 export interface AuthRequest {
@@ -29,8 +31,17 @@ export interface AuthRequest {
   readonly method: string
   /** The original URL (path and query), before any mount point is stripped. */
   readonly url: string
-  /** The client address as the framework's proxy settings resolve it. */
-  readonly ip?: string | undefined
+  /**
+   * The client address as the framework's proxy settings resolve it, or a
+   * function that returns it: it is read only when needed (failures, hooks).
+   */
+  readonly ip?: string | (() => string | undefined) | undefined
+  /** What the request already carries (`req.saiku`): a request this authenticator admitted is not counted twice. */
+  readonly principal?: unknown
+}
+
+function requestIp(request: AuthRequest): string | undefined {
+  return typeof request.ip === 'function' ? request.ip() : request.ip
 }
 
 /** The path of a request URL, without the query string. */
@@ -82,6 +93,8 @@ export type DecisionReason =
   | 'limiter_unavailable'
   | 'misconfigured_tenant'
   | 'internal_error'
+  | 'too_many_failures'
+  | 'already_admitted'
 
 /** Handed to `onDecision`: what happened, and to whom, never a secret. */
 export interface DecisionEvent {
@@ -97,6 +110,12 @@ export interface DecisionEvent {
 
 export interface Authenticator {
   authenticate(request: AuthRequest): Promise<AuthDecision>
+  /**
+   * The same decision, returned at once when nothing had to be awaited (key and
+   * tenant cached, in-process limiter), else as a promise. Never throws or rejects.
+   * Adapters use it to spare the common request a promise hop.
+   */
+  check(request: AuthRequest): AuthDecision | Promise<AuthDecision>
   /** Key management that shares this authenticator's store and pepper. */
   readonly keys: KeyManager
   readonly options: ResolvedOptions
@@ -204,12 +223,19 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   const verifier: KeyVerifier = options.verifier ?? apiKeyVerifier!
   const limiter: LimiterBackend =
     options.limiter.backend ??
-    createRateLimiterBackend({ factory: options.limiter.factory, keyPrefix: options.limiter.keyPrefix })
+    (options.limiter.factory === undefined
+      ? createMemoryLimiter({ maxTenants: options.limiter.maxTenants, now })
+      : createRateLimiterBackend({ factory: options.limiter.factory, keyPrefix: options.limiter.keyPrefix }))
   const limiterTimeoutMs = limiter.inProcess === true ? 0 : options.limiter.timeoutMs
   warnIfMemoryLimiterInCluster(limiter)
   const customVerifier = options.verifier !== undefined
   const tenants = new LoadingCache<CachedTenant | null>(options.cache.maxEntries, now)
   const tenantTtl = (): number => options.cache.ttlMs
+
+  // Marks the principals this authenticator made, so a second mount on one request counts nothing.
+  const admittedBy = Symbol('saiku admitted')
+  const failureLimiter = options.failedAuth === null ? null : createMemoryLimiter({ maxTenants: options.failedAuth.maxClients, now })
+  const failureLimits = options.failedAuth === null ? null : { perMinute: options.failedAuth.perMinute, perHour: options.failedAuth.perMinute * 10 }
 
   const stopListening = onKeyStoreChange(store, (change) => {
     if (change.kind === 'key') verifier.invalidateKey?.(change.keyId)
@@ -224,13 +250,13 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   function emit(request: AuthRequest, status: number, code: ErrorCode | null, reason: DecisionReason, keyId: string | null, tenantId: string | null): void {
     if (onDecision === undefined) return
     try {
-      onDecision({ status, code, reason, method: request.method, path: requestPath(request), ip: request.ip, keyId, tenantId })
+      onDecision({ status, code, reason, method: request.method, path: requestPath(request), ip: requestIp(request), keyId, tenantId })
     } catch {
       // Observers never change an outcome.
     }
   }
 
-  function refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { keyId?: string; tenantId?: string }, message?: string, headers?: HeaderMap): ErrorResponse {
+  function refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): ErrorResponse {
     const response = errorResponse(code, message, headers)
     emit(request, response.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null)
     return response
@@ -247,9 +273,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     )
   }
 
-  async function tenantFor(tenantId: string): Promise<CachedTenant | null> {
-    const cached = tenants.getFresh(tenantId)
-    if (cached !== undefined) return cached
+  async function loadTenantOrStale(tenantId: string): Promise<CachedTenant | null> {
     try {
       return await loadTenant(tenantId)
     } catch (error) {
@@ -260,64 +284,158 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     }
   }
 
-  async function authenticate(request: AuthRequest): Promise<AuthDecision> {
+  function keyStoreFailed(request: AuthRequest, error: unknown): ErrorResponse {
+    reportError(asStoreError(error, 'key_store', 'key store failed'))
+    return refuse(request, 'service_unavailable', 'key_store_unavailable', {})
+  }
+
+  function unexpected(request: AuthRequest, error: unknown): ErrorResponse {
+    // Only user code can get here (a predicate that throws): still a JSON answer, never a rejection.
+    reportError(error instanceof Error ? error : new Error(String(error)))
+    return refuse(request, 'internal_error', 'internal_error', {})
+  }
+
+  // The stages below return at once when nothing has to be awaited (key and
+  // tenant cached, in-process limiter): the common request costs no promise hops.
+  type Outcome = AuthDecision | Promise<AuthDecision>
+
+  function check(request: AuthRequest): Outcome {
     try {
-      return await decide(request)
+      const outcome = decide(request)
+      return outcome instanceof Promise ? outcome.catch((error: unknown) => unexpected(request, error)) : outcome
     } catch (error) {
-      // Only user code can get here (a predicate that throws): still a JSON answer, never a rejection.
-      reportError(error instanceof Error ? error : new Error(String(error)))
-      return refuse(request, 'internal_error', 'internal_error', {})
+      return unexpected(request, error)
     }
   }
 
-  async function decide(request: AuthRequest): Promise<AuthDecision> {
+  function authenticate(request: AuthRequest): Promise<AuthDecision> {
+    const outcome = check(request)
+    return outcome instanceof Promise ? outcome : Promise.resolve(outcome)
+  }
+
+  function clientOf(request: AuthRequest): string {
+    return clientKey(requestIp(request), options.failedAuth!.ipv6PrefixBits)
+  }
+
+  function tooManyFailures(request: AuthRequest, counted: LimitDecision): ErrorResponse {
+    const retryAfter = retryAfterSeconds(counted)
+    const message = `Too many failed authentication attempts from this address. Retry in ${retryAfter} s.`
+    return refuse(request, 'rate_limited', 'too_many_failures', {}, message, { 'retry-after': String(retryAfter) })
+  }
+
+  /** A 401, counted against the client; past its budget the answer is 429 instead. */
+  function failed(request: AuthRequest, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string } = {}): ErrorResponse {
+    if (failureLimiter !== null) {
+      const counted = failureLimiter.consumeSync(clientOf(request), failureLimits!)
+      if (!counted.admitted) return tooManyFailures(request, counted)
+    }
+    return refuse(request, 'unauthorized', reason, ids, undefined, invalidTokenChallenge)
+  }
+
+  function decide(request: AuthRequest): Outcome {
+    const already = request.principal as { [admittedBy]?: true } | undefined
+    if (already?.[admittedBy] === true) {
+      emit(request, 200, null, 'already_admitted', null, null)
+      return { ok: true, principal: already as unknown as SaikuPrincipal, headers: {} }
+    }
     const credentials = extractBearer(request)
     if (credentials.kind !== 'token') {
       if (credentials.kind === 'missing') return refuse(request, 'unauthorized', 'missing_credentials', {}, undefined, missingChallenge)
       if (credentials.kind === 'ambiguous') {
         return refuse(request, 'invalid_request', 'ambiguous_credentials', {}, INVALID_REQUEST_MESSAGE, invalidRequestChallenge)
       }
-      return refuse(request, 'unauthorized', 'malformed_credentials', {}, undefined, invalidTokenChallenge)
+      return failed(request, 'malformed_credentials')
     }
+    let verified: VerifyResult | Promise<VerifyResult>
+    try {
+      // The common request is answered from the cache; only what needs the store looks at the client's failures.
+      const known = verifier.verifyWithoutIo?.(credentials.token)
+      if (known !== undefined) return verifiedStage(request, known)
+      if (failureLimiter !== null) {
+        const budget = failureLimiter.peekSync(clientOf(request), failureLimits!)
+        if (!budget.admitted) return tooManyFailures(request, budget)
+      }
+      verified = verifier.verify(credentials.token)
+    } catch (error) {
+      return keyStoreFailed(request, error)
+    }
+    if (verified instanceof Promise) return afterVerifying(request, verified)
+    return verifiedStage(request, verified)
+  }
 
-    let credential: VerifiedCredential
+  async function afterVerifying(request: AuthRequest, pending: Promise<VerifyResult>): Promise<AuthDecision> {
+    let verified: VerifyResult
+    try {
+      verified = await (customVerifier ? withTimeout(pending, options.keyStoreTimeoutMs, 'key_store', 'verifier') : pending)
+    } catch (error) {
+      return keyStoreFailed(request, error)
+    }
+    return verifiedStage(request, verified)
+  }
+
+  function verifiedStage(request: AuthRequest, verified: VerifyResult): Outcome {
+    if (!verified.ok) return failed(request, verified.reason)
+    const { credential } = verified
+    const nowMs = now()
+    const tenant = tenants.getFresh(credential.tenantId, nowMs)
+    if (tenant === undefined) return afterLoadingTenant(request, credential)
+    return tenantStage(request, credential, tenant, nowMs)
+  }
+
+  async function afterLoadingTenant(request: AuthRequest, credential: VerifiedCredential): Promise<AuthDecision> {
     let tenant: CachedTenant | null
     try {
-      let verified = verifier.verify(credentials.token)
-      if (verified instanceof Promise) {
-        verified = await (customVerifier ? withTimeout(verified, options.keyStoreTimeoutMs, 'key_store', 'verifier') : verified)
-      }
-      if (!verified.ok) return refuse(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge)
-      credential = verified.credential
-      tenant = await tenantFor(credential.tenantId)
+      tenant = await loadTenantOrStale(credential.tenantId)
     } catch (error) {
-      const storeError = asStoreError(error, 'key_store', 'key store failed')
-      reportError(storeError)
-      return refuse(request, 'service_unavailable', 'key_store_unavailable', {})
+      return keyStoreFailed(request, error)
     }
-    const ids = { keyId: credential.keyId, tenantId: credential.tenantId }
-    if (tenant === null) return refuse(request, 'unauthorized', 'unknown_tenant', ids, undefined, invalidTokenChallenge)
+    return tenantStage(request, credential, tenant, now())
+  }
 
-    if (options.subscription.required && !hasActiveSubscription(tenant, now()) && !options.subscription.isExempt(requestPath(request), request)) {
-      return refuse(request, 'payment_required', 'no_subscription', ids)
+  function tenantStage(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant | null, nowMs: number): Outcome {
+    if (tenant === null) return failed(request, 'unknown_tenant', credential)
+    if (options.subscription.required && !hasActiveSubscription(tenant, nowMs) && !options.subscription.isExempt(requestPath(request), request)) {
+      return refuse(request, 'payment_required', 'no_subscription', credential)
     }
-    if (tenant.limits === null) {
+    const limits = tenant.limits
+    if (limits === null) {
       reportError(tenant.limitsError!)
-      return refuse(request, 'internal_error', 'misconfigured_tenant', ids)
+      return refuse(request, 'internal_error', 'misconfigured_tenant', credential)
     }
+    if (limiter.consumeSync !== undefined) {
+      let rateLimit: LimitDecision
+      try {
+        rateLimit = limiter.consumeSync(credential.tenantId, limits)
+      } catch (error) {
+        return limiterFailed(request, credential, tenant, limits, error)
+      }
+      return finish(request, credential, tenant, rateLimit)
+    }
+    return afterCounting(request, credential, tenant, limits)
+  }
 
-    let rateLimit: LimitDecision | null
+  async function afterCounting(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, limits: WindowLimits): Promise<AuthDecision> {
+    let rateLimit: LimitDecision
     try {
-      const consumed = limiter.consume(credential.tenantId, tenant.limits)
+      const consumed = limiter.consume(credential.tenantId, limits)
       rateLimit = await (limiterTimeoutMs === 0 ? consumed : withTimeout(consumed, limiterTimeoutMs, 'limiter', 'rate limiter'))
     } catch (error) {
-      const storeError = error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter failed')
-      reportError(storeError)
-      if (options.failurePolicy.limiter === 'closed') return refuse(request, 'service_unavailable', 'limiter_unavailable', ids)
-      const insurance = options.limiter.insurance
-      rateLimit = insurance === undefined ? null : await insurance.consume(credential.tenantId, tenant.limits).catch(() => null)
+      return limiterFailed(request, credential, tenant, limits, error)
     }
+    return finish(request, credential, tenant, rateLimit)
+  }
 
+  async function limiterFailed(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, limits: WindowLimits, error: unknown): Promise<AuthDecision> {
+    reportError(error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter failed'))
+    if (options.failurePolicy.limiter === 'closed') {
+      return refuse(request, 'service_unavailable', 'limiter_unavailable', credential)
+    }
+    const insurance = options.limiter.insurance
+    const rateLimit = insurance === undefined ? null : await insurance.consume(credential.tenantId, limits).catch(() => null)
+    return finish(request, credential, tenant, rateLimit)
+  }
+
+  function finish(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, rateLimit: LimitDecision | null): AuthDecision {
     const headers: HeaderMap = {}
     if (rateLimit !== null) {
       addRateLimitHeaders(headers, headerMode, tenant.policy, rateLimit)
@@ -326,20 +444,17 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
         headers['retry-after'] = String(retryAfter)
         const binding = bindingWindow(rateLimit)
         const message = `Rate limit exceeded: ${binding.limit} requests per ${binding.window}. Retry in ${retryAfter} s.`
-        return refuse(request, 'rate_limited', 'rate_limited', ids, message, headers)
+        return refuse(request, 'rate_limited', 'rate_limited', credential, message, headers)
       }
     }
-
     emit(request, 200, null, rateLimit === null ? 'admitted_without_limits' : 'admitted', credential.keyId, credential.tenantId)
-    return {
-      ok: true,
-      principal: { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits, realm, rateLimit },
-      headers,
-    }
+    const principal = { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits!, realm, rateLimit, [admittedBy]: true }
+    return { ok: true, principal, headers }
   }
 
   return {
     authenticate,
+    check,
     keys: createKeyManager(store, { pepper: options.pepper, now }),
     options,
     invalidateKey(keyId) {

@@ -83,6 +83,16 @@ describe('createApiKeyVerifier', () => {
     expect((await verifier.verify(created.key)).ok).toBe(true)
   })
 
+  it('still refuses a wrong secret after the right one was remembered, and still admits the right one after', async () => {
+    const { verifier, keys } = setup()
+    const created = await keys.create('t-1', { label: 'agent' })
+    const wrong = withChecksum(`sk_live_${created.keyId}_${mintApiKey().key.slice(21, 53)}`)
+    expect((await verifier.verify(created.key)).ok).toBe(true)
+    expect(await verifier.verify(wrong)).toEqual({ ok: false, reason: 'wrong_secret' })
+    expect((await verifier.verify(created.key)).ok).toBe(true)
+    expect(await verifier.verify(wrong)).toEqual({ ok: false, reason: 'wrong_secret' })
+  })
+
   it('applies a revocation made through a manager of the same store at once', async () => {
     const { verifier, keys, store } = setup()
     const unsubscribe = (await import('./changes.js')).onKeyStoreChange(store, (change) => {

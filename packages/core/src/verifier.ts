@@ -1,6 +1,6 @@
 import { LoadingCache } from './cache.js'
 import type { SaikuStoreError } from './errors.js'
-import { digestApiKeyBytes, digestsEqual, parseApiKey, type KeyEnvironment } from './keys.js'
+import { API_KEY_LENGTH, KEY_ID_LENGTH, digestApiKeyBytes, digestsEqual, parseApiKey, type KeyEnvironment } from './keys.js'
 import type { ApiKeyRecord, KeyStore } from './store.js'
 import { asStoreError, withTimeout } from './timeout.js'
 
@@ -34,6 +34,12 @@ export type VerifyResult =
  */
 export interface KeyVerifier {
   verify(token: string): VerifyResult | Promise<VerifyResult>
+  /**
+   * Optional: the answer when it needs no I/O (a malformed token, a cached key),
+   * else undefined. The pipeline uses it to answer a client blocked for too many
+   * failures without asking the store.
+   */
+  verifyWithoutIo?(token: string): VerifyResult | undefined
   /** Forgets anything cached about this key (after a revocation). */
   invalidateKey?(keyId: string): void
 }
@@ -53,6 +59,17 @@ export interface ApiKeyVerifierOptions {
   readonly lastUsedResolutionMs: number
   readonly now: () => number
   readonly onStoreError?: ((error: SaikuStoreError) => void) | undefined
+  /**
+   * The hashing and comparing steps: default `digestApiKey` bytes and a
+   * constant-time compare. Replace them to hash in an HSM, or to observe them.
+   */
+  readonly primitives?: Partial<VerifierPrimitives> | undefined
+}
+
+export interface VerifierPrimitives {
+  digest(token: string): Buffer
+  /** Must take the same time for any two inputs of one length. */
+  equal(a: Uint8Array, b: Uint8Array): boolean
 }
 
 interface CachedKey {
@@ -60,11 +77,19 @@ interface CachedKey {
   readonly digest: Buffer
   readonly revoked: boolean
   readonly expiresAtMs: number
+  /**
+   * The bytes of the key that last matched `digest`. Presenting exactly them again
+   * (compared in constant time) needs no hash: hashing is most of a cached
+   * request's cost. Wiped when the entry leaves the cache.
+   */
+  verifiedKey: Buffer | null
 }
 
 // A digest no key hashes to: compared against when the key ID is unknown, so
 // that path costs what a wrong secret for a known ID costs.
 const ABSENT_DIGEST = Buffer.alloc(32, 0)
+// Likewise a stand-in for the remembered key: zeros match no key's characters.
+const ABSENT_KEY = Buffer.alloc(API_KEY_LENGTH, 0)
 
 function validTimeOr(time: number, fallback: number): number {
   return Number.isFinite(time) ? time : fallback
@@ -84,6 +109,7 @@ function toCachedKey(record: ApiKeyRecord): CachedKey {
     revoked: record.revokedAt !== null,
     // An expiry the store mangled (an invalid date) counts as expired: never fail open.
     expiresAtMs: record.expiresAt === null ? Infinity : validTimeOr(new Date(record.expiresAt).getTime(), -Infinity),
+    verifiedKey: null,
   }
 }
 
@@ -99,6 +125,7 @@ const FAILURES: { readonly [R in VerificationFailure]: VerifyResult } = {
 
 export interface ApiKeyVerifier extends KeyVerifier {
   verify(token: string): VerifyResult | Promise<VerifyResult>
+  verifyWithoutIo(token: string): VerifyResult | undefined
   invalidateKey(keyId: string): void
   /** Forgets every cached key. */
   clear(): void
@@ -111,11 +138,13 @@ export interface ApiKeyVerifier extends KeyVerifier {
  * compare of digests.
  */
 export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOptions): ApiKeyVerifier {
-  const cache = new LoadingCache<CachedKey | null>(options.cacheMaxEntries, options.now)
+  const cache = new LoadingCache<CachedKey | null>(options.cacheMaxEntries, options.now, (entry) => entry?.verifiedKey?.fill(0))
   const lastUseRecordedMs = new Map<string, number>()
   const acceptsLive = options.environments.includes('live')
   const acceptsTest = options.environments.includes('test')
   const ttlFor = (entry: CachedKey | null): number => (entry === null ? options.negativeCacheTtlMs : options.cacheTtlMs)
+  const digest = options.primitives?.digest ?? ((token: string): Buffer => digestApiKeyBytes(token, options.pepper))
+  const equal = options.primitives?.equal ?? digestsEqual
 
   function loadKey(keyId: string): Promise<CachedKey | null> {
     return cache.load(
@@ -143,21 +172,33 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
       })
   }
 
-  function check(entry: CachedKey | null, digest: Buffer): VerifyResult {
-    if (entry === null) {
-      digestsEqual(digest, ABSENT_DIGEST)
-      return FAILURES.unknown_key
+  /**
+   * The same steps whatever is presented, so time tells nothing about a wrong
+   * secret: one constant-time compare with the remembered key (or a stand-in),
+   * then, unless that matched, a hash and a constant-time compare of digests
+   * (against a stand-in when the key ID is unknown).
+   */
+  function check(entry: CachedKey | null, token: string, nowMs: number): VerifyResult {
+    const presented = Buffer.from(token, 'latin1')
+    const remembered = entry?.verifiedKey ?? ABSENT_KEY
+    if (!(equal(presented, remembered) && entry !== null)) {
+      const presentedDigest = digest(token)
+      if (entry === null) {
+        equal(presentedDigest, ABSENT_DIGEST)
+        return FAILURES.unknown_key
+      }
+      if (!equal(presentedDigest, entry.digest)) return FAILURES.wrong_secret
+      entry.verifiedKey?.fill(0)
+      entry.verifiedKey = Buffer.from(presented)
     }
-    if (!digestsEqual(digest, entry.digest)) return FAILURES.wrong_secret
     // Revoked and expired are told apart only after the full secret matched.
     if (entry.revoked) return FAILURES.revoked
-    const nowMs = options.now()
     if (entry.expiresAtMs <= nowMs) return FAILURES.expired
     recordUse(entry.credential.keyId, nowMs)
     return { ok: true, credential: entry.credential }
   }
 
-  async function checkAfterLoad(keyId: string, digest: Buffer): Promise<VerifyResult> {
+  async function checkAfterLoad(keyId: string, token: string): Promise<VerifyResult> {
     let entry: CachedKey | null
     try {
       entry = await loadKey(keyId)
@@ -167,17 +208,23 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
       options.onStoreError?.(asStoreError(error, 'key_store', 'key store findKey failed'))
       entry = stale
     }
-    return check(entry, digest)
+    return check(entry, token, options.now())
+  }
+
+  function verifyWithoutIo(token: string): VerifyResult | undefined {
+    const parsed = parseApiKey(token)
+    if (!parsed.ok) return FAILURES[parsed.reason]
+    if (parsed.environment === 'live' ? !acceptsLive : !acceptsTest) return FAILURES.environment_not_accepted
+    const nowMs = options.now()
+    const entry = cache.getFresh(parsed.keyId, nowMs)
+    return entry === undefined ? undefined : check(entry, token, nowMs)
   }
 
   return {
+    verifyWithoutIo,
     verify(token) {
-      const parsed = parseApiKey(token)
-      if (!parsed.ok) return FAILURES[parsed.reason]
-      if (parsed.environment === 'live' ? !acceptsLive : !acceptsTest) return FAILURES.environment_not_accepted
-      const digest = digestApiKeyBytes(token, options.pepper)
-      const entry = cache.getFresh(parsed.keyId)
-      return entry === undefined ? checkAfterLoad(parsed.keyId, digest) : check(entry, digest)
+      // A token that parsed has the key ID at a fixed place.
+      return verifyWithoutIo(token) ?? checkAfterLoad(token.slice(8, 8 + KEY_ID_LENGTH), token)
     },
     invalidateKey(keyId) {
       cache.delete(keyId)

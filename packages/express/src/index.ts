@@ -6,6 +6,7 @@ import {
   errorResponse,
   errorResponseFor,
   validatePermissionList,
+  type AuthDecision,
   type Authenticator,
   type ErrorResponse,
   type KeyStore,
@@ -38,17 +39,38 @@ function send(res: Response, response: ErrorResponse): void {
 /** Authenticates every request and applies the tenant's limits (Express 4 and 5). */
 export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddleware {
   const authenticator = createAuthenticator(store, options)
+  // Returns true when the request may go on; writes the refusal otherwise.
+  const apply = (req: Request, res: Response, decision: AuthDecision): boolean => {
+    if (!decision.ok) {
+      send(res, decision)
+      return false
+    }
+    for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
+    req.saiku = decision.principal
+    return true
+  }
   const middleware: RequestHandler = (req, res, next) => {
-    authenticator
-      .authenticate({ headers: req.headers, rawHeaders: req.rawHeaders, method: req.method, url: req.originalUrl, ip: req.ip })
-      .then((decision) => {
-        if (!decision.ok) return send(res, decision)
-        for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
-        req.saiku = decision.principal
-        return true
-      })
+    const outcome = authenticator.check({
+      headers: req.headers,
+      rawHeaders: req.rawHeaders,
+      method: req.method,
+      url: req.originalUrl,
+      // Read only when needed: Express resolves it through its proxy settings on every access.
+      ip: () => req.ip,
+      principal: req.saiku,
+    })
+    if (outcome instanceof Promise) {
       // next() runs outside the chain that catches, so it is called at most once.
-      .then((admitted) => admitted === true && next(), next)
+      outcome.then((decision) => apply(req, res, decision)).then((admitted) => admitted && next(), next)
+      return
+    }
+    let admitted: boolean
+    try {
+      admitted = apply(req, res, outcome)
+    } catch (error) {
+      return next(error)
+    }
+    if (admitted) next()
   }
   return Object.assign(middleware, { authenticator })
 }

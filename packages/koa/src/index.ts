@@ -1,4 +1,4 @@
-import type { Context, Middleware } from 'koa'
+import type { Context, Middleware, Next } from 'koa'
 import {
   BODY_HEADERS,
   checkPermissions,
@@ -6,6 +6,7 @@ import {
   errorResponse,
   errorResponseFor,
   validatePermissionList,
+  type AuthDecision,
   type Authenticator,
   type ErrorResponse,
   type KeyStore,
@@ -36,19 +37,25 @@ function send(ctx: Context, response: ErrorResponse): void {
 /** Authenticates every request and applies the tenant's limits (Koa 2 and 3). */
 export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddleware {
   const authenticator = createAuthenticator(store, options)
-  const middleware: Middleware = async (ctx, next) => {
+  const apply = (ctx: Context, decision: AuthDecision, next: Next): Promise<void> | void => {
+    if (!decision.ok) return send(ctx, decision)
+    const { res } = ctx
+    for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
+    ctx.state.saiku = decision.principal
+    return next()
+  }
+  const middleware: Middleware = (ctx, next) => {
     const { req } = ctx
-    const decision = await authenticator.authenticate({
+    const outcome = authenticator.check({
       headers: req.headers,
       rawHeaders: req.rawHeaders,
       method: ctx.method,
       url: ctx.originalUrl,
-      ip: ctx.ip,
+      ip: () => ctx.ip,
+      principal: ctx.state.saiku,
     })
-    if (!decision.ok) return send(ctx, decision)
-    ctx.set(decision.headers)
-    ctx.state.saiku = decision.principal
-    await next()
+    // The common request is decided at once: no promise hop before the next middleware.
+    return outcome instanceof Promise ? outcome.then((decision) => apply(ctx, decision, next)) : apply(ctx, outcome, next)
   }
   return Object.assign(middleware, { authenticator })
 }

@@ -1,0 +1,104 @@
+// In-process costs: one authenticate() decision, no HTTP; and Redis commands per admitted request.
+import { Redis } from 'ioredis'
+import { RateLimiterRedis } from 'rate-limiter-flexible'
+import { Bench } from 'tinybench'
+import { createAuthenticator, createKeyManager, MemoryKeyStore, mintApiKey, type AuthRequest, type SaikuOptions } from '@saiku/core'
+import { createRedisLimiter } from '@saiku/redis'
+import { BENCH_TIERS, TENANT } from './variants.js'
+
+export interface DecisionCost {
+  readonly name: string
+  readonly nsPerDecision: number
+  readonly samples: number
+}
+
+async function setup(options: SaikuOptions = {}) {
+  const store = new MemoryKeyStore({ tiers: { ...BENCH_TIERS, tiny: { perMinute: 1, perHour: 1 } } })
+  store.putTenant({ ...TENANT, subscription: { status: 'active' } })
+  store.putTenant({ ...TENANT, tenantId: 'tiny', tenantSlug: 'tiny', tier: 'tiny', subscription: { status: 'active' } })
+  const auth = createAuthenticator(store, { tiers: { ...BENCH_TIERS, tiny: { perMinute: 1, perHour: 1 } }, ...options })
+  const keys = createKeyManager(store)
+  return { store, auth, key: (await keys.create(TENANT.tenantId, { label: 'bench' })).key, tinyKey: (await keys.create('tiny', { label: 'tiny' })).key }
+}
+
+const request = (key: string): AuthRequest => ({
+  headers: { host: '127.0.0.1', authorization: `Bearer ${key}`, accept: '*/*' },
+  rawHeaders: ['Host', '127.0.0.1', 'Authorization', `Bearer ${key}`, 'Accept', '*/*'],
+  method: 'GET',
+  url: '/me/tenant',
+  ip: '127.0.0.1',
+})
+
+/** ns per decision: median of several tinybench runs for each path. */
+export async function measureDecisions(quick: boolean): Promise<DecisionCost[]> {
+  const hit = await setup()
+  const miss = await setup({ cache: { ttlMs: 0 } })
+  const hitRequest = request(hit.key)
+  const missRequest = request(miss.key)
+  const garbageRequest = request(mintApiKey().key.slice(0, -1) + '!')
+  const refusedRequest = request(hit.tinyKey)
+  await hit.auth.authenticate(refusedRequest)
+  const cases: [string, () => Promise<unknown>][] = [
+    ['cache hit (admitted)', () => hit.auth.authenticate(hitRequest)],
+    ['cache miss (MemoryKeyStore)', () => miss.auth.authenticate(missRequest)],
+    ['garbage token (checksum, no store)', () => hit.auth.authenticate(garbageRequest)],
+    ['refused (429)', () => hit.auth.authenticate(refusedRequest)],
+  ]
+  const runs = quick ? 1 : 5
+  const results: DecisionCost[] = []
+  for (const [name, fn] of cases) {
+    const medians: number[] = []
+    let samples = 0
+    for (let run = 0; run < runs; run++) {
+      const bench = new Bench({ time: quick ? 100 : 500, warmupTime: quick ? 20 : 200 })
+      bench.add(name, fn)
+      await bench.run()
+      const task = bench.tasks[0]!
+      const result = task.result as { latency?: { p50?: number; samples?: number[] } } | undefined
+      medians.push((result?.latency?.p50 ?? NaN) * 1e6)
+      samples += result?.latency?.samples?.length ?? 0
+    }
+    medians.sort((a, b) => a - b)
+    results.push({ name, nsPerDecision: medians[medians.length >> 1]!, samples })
+  }
+  return results
+}
+
+export interface RedisCost {
+  readonly roundTripsPerRequest: number
+  readonly commandsPerRequest: number
+  readonly rateLimiterFlexibleTwoLimiters: { readonly roundTripsPerRequest: number; readonly commandsPerRequest: number }
+}
+
+async function commandStats(client: Redis): Promise<Record<string, number>> {
+  const stats = await client.info('commandstats')
+  return Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1]!, Number(m[2])]))
+}
+
+/** Commands per admitted request, ours and rate-limiter-flexible's two-limiter setup, from INFO commandstats. */
+export async function measureRedisCommands(redisUrl: string, requests: number): Promise<RedisCost> {
+  const client = new Redis(redisUrl, { enableOfflineQueue: false })
+  await new Promise((resolve) => client.once('ready', resolve))
+  async function count(options: SaikuOptions): Promise<{ roundTripsPerRequest: number; commandsPerRequest: number }> {
+    const { auth, key } = await setup(options)
+    const req = request(key)
+    await auth.authenticate(req)
+    await client.config('RESETSTAT')
+    for (let i = 0; i < requests; i++) {
+      const decision = await auth.authenticate(req)
+      if (!decision.ok) throw new Error(`refused while counting Redis commands: ${decision.status}`)
+    }
+    const calls = await commandStats(client)
+    delete calls.config
+    delete calls.info
+    const roundTrips = (calls.evalsha ?? 0) + (calls.eval ?? 0)
+    const total = Object.values(calls).reduce((sum, n) => sum + n, 0)
+    auth.close()
+    return { roundTripsPerRequest: roundTrips / requests, commandsPerRequest: total / requests }
+  }
+  const prefix = `saiku-bench-${process.pid}-${Date.now()}`
+  const ours = await count({ limiter: { backend: createRedisLimiter({ client, keyPrefix: prefix }) } })
+  const flexible = await count({ limiter: { factory: (o) => new RateLimiterRedis({ storeClient: client, ...o, keyPrefix: `${prefix}-rlf:${o.keyPrefix}` }) } })
+  client.disconnect()
+  return { ...ours, rateLimiterFlexibleTwoLimiters: flexible }
+}

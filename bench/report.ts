@@ -1,0 +1,108 @@
+import type { DecisionCost, RedisCost } from './micro.js'
+
+export interface VariantSummary {
+  readonly label: string
+  readonly baseline: string | null
+  readonly rps: number
+  readonly cpuMicrosPerRequest: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  /** Median over rounds of this round's req/s over its bare framework's. */
+  readonly ratioToBaseline: number | null
+  /** Median over rounds of the server CPU per request beyond its bare framework's. */
+  readonly addedCpuMicros: number | null
+}
+
+export interface BenchResults {
+  readonly date: string
+  readonly quick: boolean
+  readonly machine: { readonly cores: number; readonly model: string; readonly node: string }
+  readonly settings: Record<string, number>
+  readonly summaries: Record<string, VariantSummary>
+  readonly expressVersusPopularStack: number
+  readonly rounds: {
+    round: number
+    stealPercent: number
+    noisy: boolean
+    variants: Record<string, { rps: number; cpuMicrosPerRequest: number; p50Ms: number; p99Ms: number }>
+  }[]
+  readonly decisions: DecisionCost[]
+  readonly redis: RedisCost | null
+}
+
+const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '–')
+const thousands = (value: number) => Math.round(value).toLocaleString('en-US')
+
+export function renderMarkdown(results: BenchResults): string {
+  const lines = [
+    `Measured ${results.date.slice(0, 10)} on ${results.machine.cores} cores (${results.machine.model}), Node ${results.machine.node}` +
+      `${results.quick ? ', quick run' : ''}: ${results.rounds.length} interleaved rounds of ${results.settings.durationSeconds} s ` +
+      `at ${results.settings.connections} connections; latency at a fixed ${results.settings.fixedRate} req/s.`,
+    '',
+    '| server | req/s | × bare framework | server CPU µs/req | added µs/req | p50 ms | p99 ms |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ]
+  for (const summary of Object.values(results.summaries)) {
+    lines.push(
+      `| ${summary.label} | ${thousands(summary.rps)} | ${summary.ratioToBaseline === null ? '1 (baseline)' : fixed(summary.ratioToBaseline, 2)} | ` +
+        `${fixed(summary.cpuMicrosPerRequest, 1)} | ${summary.addedCpuMicros === null ? '–' : fixed(summary.addedCpuMicros, 1)} | ` +
+        `${fixed(summary.p50Ms, 2)} | ${fixed(summary.p99Ms, 2)} |`,
+    )
+  }
+  lines.push('', `Express + saikuAuth serves ${fixed(results.expressVersusPopularStack, 2)}× the requests of Express + passport-http-bearer + express-rate-limit (median of per-round ratios).`)
+  lines.push('', '| one `authenticate()` decision, in process | ns |', '| --- | ---: |')
+  for (const decision of results.decisions) lines.push(`| ${decision.name} | ${thousands(decision.nsPerDecision)} |`)
+  if (results.redis !== null) {
+    const { redis } = results
+    lines.push(
+      '',
+      '| Redis per admitted request | round trips | commands |',
+      '| --- | ---: | ---: |',
+      `| @saiku/redis (one script, both windows) | ${fixed(redis.roundTripsPerRequest, 2)} | ${fixed(redis.commandsPerRequest, 2)} |`,
+      `| two rate-limiter-flexible RateLimiterRedis | ${fixed(redis.rateLimiterFlexibleTwoLimiters.roundTripsPerRequest, 2)} | ${fixed(redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest, 2)} |`,
+    )
+  }
+  const noisy = results.rounds.filter((round) => round.noisy)
+  lines.push(
+    '',
+    `Steal time per round: ${results.rounds.map((round) => `${fixed(round.stealPercent, 1)}%${round.noisy ? ' (noisy)' : ''}`).join(', ')}.` +
+      (noisy.length > 0 ? ` Rounds marked noisy had more than 5% of the CPU taken by the host.` : ''),
+    '',
+  )
+  return lines.join('\n')
+}
+
+const escapeXml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+
+/** A horizontal bar chart of each variant's throughput ratio to its bare framework. */
+export function renderSvg(results: BenchResults): string {
+  const bars = Object.values(results.summaries).filter((s) => s.ratioToBaseline !== null)
+  const width = 760
+  const labelWidth = 340
+  const barMax = width - labelWidth - 70
+  const rowHeight = 34
+  const top = 40
+  const height = top + bars.length * rowHeight + 30
+  const scale = Math.max(1.2, ...bars.map((b) => b.ratioToBaseline!))
+  const x = (ratio: number) => labelWidth + (ratio / scale) * barMax
+  const rows = bars
+    .map((bar, i) => {
+      const y = top + i * rowHeight
+      const ratio = bar.ratioToBaseline!
+      const colour = bar.label.includes('saikuAuth') ? '#2f6fdf' : '#9aa3ad'
+      return [
+        `<text x="${labelWidth - 10}" y="${y + 18}" text-anchor="end">${escapeXml(bar.label)}</text>`,
+        `<rect x="${labelWidth}" y="${y + 4}" width="${(x(ratio) - labelWidth).toFixed(1)}" height="20" fill="${colour}"/>`,
+        `<text x="${(x(ratio) + 6).toFixed(1)}" y="${y + 18}">${ratio.toFixed(2)}×</text>`,
+      ].join('')
+    })
+    .join('\n  ')
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="13">
+  <rect width="100%" height="100%" fill="#ffffff"/>
+  <text x="${width / 2}" y="22" text-anchor="middle" font-weight="bold">Throughput relative to the bare framework (median of per-round ratios)</text>
+  <line x1="${x(1).toFixed(1)}" y1="${top - 4}" x2="${x(1).toFixed(1)}" y2="${height - 24}" stroke="#333" stroke-dasharray="4 3"/>
+  <text x="${x(1).toFixed(1)}" y="${height - 8}" text-anchor="middle">1.0× = bare</text>
+  ${rows}
+</svg>
+`
+}

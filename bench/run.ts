@@ -1,0 +1,156 @@
+// `pnpm bench [--quick]`: load every variant in interleaved rounds and report
+// req/s, server CPU per request, latency at a fixed rate, and ratios to the bare
+// framework computed round by round; then in-process decision costs and Redis
+// commands per request. Writes results/*.json|md|svg (and, for a full run, the
+// copies the README shows in docs/benchmarks/).
+import { fork, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+import { measureDecisions, measureRedisCommands } from './micro.js'
+import { renderMarkdown, renderSvg, type BenchResults, type VariantSummary } from './report.js'
+import { VARIANTS, type Variant } from './variants.js'
+
+const quick = process.argv.includes('--quick')
+const here = fileURLToPath(new URL('.', import.meta.url))
+const settings = quick
+  ? { rounds: 2, durationSeconds: 1, warmupSeconds: 0.5, connections: 20, fixedRate: 500, fixedRateSeconds: 1 }
+  : { rounds: 7, durationSeconds: 4, warmupSeconds: 2, connections: 32, fixedRate: 2_000, fixedRateSeconds: 3 }
+
+const redisUrl = process.env.REDIS_URL
+const variants = (Object.keys(VARIANTS) as Variant[]).filter((v) => v !== 'express+saiku+redis' || redisUrl !== undefined)
+
+interface Server {
+  child: ChildProcess
+  port: number
+  key: string
+}
+
+async function start(variant: Variant): Promise<Server> {
+  // The servers run the built packages (dist), as users do, with no loader hooks.
+  const child = fork(`${here}server.js`, [variant], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const [message] = (await once(child, 'message')) as [{ port: number; key: string }]
+  return { child, port: message.port, key: message.key }
+}
+
+async function cpuMicros(server: Server): Promise<number> {
+  server.child.send({ type: 'cpu' })
+  for (;;) {
+    const [message] = (await once(server.child, 'message')) as [{ type: string; micros: number }]
+    if (message.type === 'cpu') return message.micros
+  }
+}
+
+/** Fraction of CPU time the hypervisor stole across the machine, from /proc/stat. */
+function stealSample(): { steal: number; total: number } {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+    return { steal: fields[7] ?? 0, total: fields.slice(0, 8).reduce((a, b) => a + b, 0) }
+  } catch {
+    return { steal: 0, total: 0 }
+  }
+}
+
+function load(server: Server, options: { duration: number; connections: number; overallRate?: number }): Promise<autocannon.Result> {
+  return autocannon({
+    url: `http://127.0.0.1:${server.port}/me/tenant`,
+    headers: { authorization: `Bearer ${server.key}` },
+    duration: options.duration,
+    connections: options.connections,
+    ...(options.overallRate === undefined ? {} : { overallRate: options.overallRate }),
+  })
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}
+
+async function main(): Promise<void> {
+  console.error(`saiku bench${quick ? ' --quick' : ''}: ${variants.length} variants, ${settings.rounds} rounds of ${settings.durationSeconds} s, ${cpus().length} cores`)
+  const servers = new Map<Variant, Server>()
+  for (const variant of variants) servers.set(variant, await start(variant))
+  for (const [variant, server] of servers) {
+    const warm = await load(server, { duration: settings.warmupSeconds, connections: settings.connections })
+    if (warm.non2xx > 0 || warm.errors > 0) throw new Error(`${variant}: ${warm.non2xx} non-2xx and ${warm.errors} errors while warming up`)
+  }
+
+  const perRound: BenchResults['rounds'] = []
+  for (let round = 0; round < settings.rounds; round++) {
+    const stealBefore = stealSample()
+    const measured: Record<string, { rps: number; cpuMicrosPerRequest: number; p50Ms: number; p99Ms: number }> = {}
+    for (const variant of variants) {
+      const server = servers.get(variant)!
+      const cpuBefore = await cpuMicros(server)
+      const result = await load(server, { duration: settings.durationSeconds, connections: settings.connections })
+      const cpuAfter = await cpuMicros(server)
+      if (result.non2xx > 0 || result.errors > 0) throw new Error(`${variant}: ${result.non2xx} non-2xx and ${result.errors} errors`)
+      const fixed = await load(server, { duration: settings.fixedRateSeconds, connections: 10, overallRate: settings.fixedRate })
+      measured[variant] = {
+        rps: result.requests.total / settings.durationSeconds,
+        cpuMicrosPerRequest: (cpuAfter - cpuBefore) / result.requests.total,
+        p50Ms: fixed.latency.p50,
+        p99Ms: fixed.latency.p99,
+      }
+    }
+    const stealAfter = stealSample()
+    const totalTicks = stealAfter.total - stealBefore.total
+    const stealPercent = totalTicks > 0 ? (100 * (stealAfter.steal - stealBefore.steal)) / totalTicks : 0
+    perRound.push({ round: round + 1, stealPercent, noisy: stealPercent > 5, variants: measured })
+    console.error(`round ${round + 1}: steal ${stealPercent.toFixed(1)}%  ` + variants.map((v) => `${v} ${Math.round(measured[v]!.rps)}/s`).join('  '))
+  }
+  for (const server of servers.values()) server.child.send({ type: 'stop' })
+
+  // Ratios are taken inside each round (both sides saw the same machine), then the median over rounds.
+  const summaries: Record<string, VariantSummary> = {}
+  for (const variant of variants) {
+    const baseline = VARIANTS[variant].baseline
+    const rows = perRound.map((round) => round.variants[variant]!)
+    summaries[variant] = {
+      label: VARIANTS[variant].label,
+      baseline,
+      rps: median(rows.map((r) => r.rps)),
+      cpuMicrosPerRequest: median(rows.map((r) => r.cpuMicrosPerRequest)),
+      p50Ms: median(rows.map((r) => r.p50Ms)),
+      p99Ms: median(rows.map((r) => r.p99Ms)),
+      ratioToBaseline: baseline === null ? null : median(perRound.map((round) => round.variants[variant]!.rps / round.variants[baseline]!.rps)),
+      addedCpuMicros:
+        baseline === null ? null : median(perRound.map((round) => round.variants[variant]!.cpuMicrosPerRequest - round.variants[baseline]!.cpuMicrosPerRequest)),
+    }
+  }
+  const versusPopular = perRound.map((round) => round.variants['express+saiku']!.rps / round.variants['express+passport+erl']!.rps)
+
+  const decisions = await measureDecisions(quick)
+  const redis = redisUrl === undefined ? null : await measureRedisCommands(redisUrl, quick ? 50 : 500)
+
+  const results: BenchResults = {
+    date: new Date().toISOString(),
+    quick,
+    machine: { cores: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version },
+    settings,
+    summaries,
+    expressVersusPopularStack: median(versusPopular),
+    rounds: perRound,
+    decisions,
+    redis,
+  }
+  const out = `${here}../results`
+  mkdirSync(out, { recursive: true })
+  writeFileSync(`${out}/latest.json`, `${JSON.stringify(results, null, 2)}\n`)
+  const markdown = renderMarkdown(results)
+  writeFileSync(`${out}/latest.md`, markdown)
+  writeFileSync(`${out}/ratios.svg`, renderSvg(results))
+  if (!quick) {
+    const docs = `${here}../../docs/benchmarks`
+    mkdirSync(docs, { recursive: true })
+    writeFileSync(`${docs}/results.json`, `${JSON.stringify(results, null, 2)}\n`)
+    writeFileSync(`${docs}/results.md`, markdown)
+    writeFileSync(`${docs}/ratios.svg`, renderSvg(results))
+  }
+  process.stdout.write(markdown)
+}
+
+await main()

@@ -1,0 +1,115 @@
+// One benchmark server, in its own process: `node --import tsx server.ts <variant>`.
+// It prints {"port", "key"} once listening and answers {type:"cpu"} IPC messages
+// with its own CPU time, so the runner measures server CPU per request.
+import { createHash } from 'node:crypto'
+import { createServer, type RequestListener } from 'node:http'
+import express from 'express'
+import rateLimit from 'express-rate-limit'
+import Koa from 'koa'
+import passport from 'passport'
+import { Strategy as BearerStrategy } from 'passport-http-bearer'
+import { Redis } from 'ioredis'
+import { createKeyManager, MemoryKeyStore, type SaikuOptions } from '@saiku/core'
+import { saikuAuth as saikuExpress } from '@saiku/express'
+import { saikuAuth as saikuKoa } from '@saiku/koa'
+import { createRedisLimiter } from '@saiku/redis'
+import { BENCH_TIERS, TENANT, type Variant } from './variants.js'
+
+const variant = process.argv[2] as Variant
+const body = () => JSON.stringify(TENANT)
+
+async function saikuStore(): Promise<{ store: MemoryKeyStore; key: string }> {
+  const store = new MemoryKeyStore({ tiers: { ...BENCH_TIERS, starter: { perMinute: 60, perHour: 1000 } } })
+  store.putTenant({ ...TENANT, subscription: { status: 'active' } })
+  const { key } = await createKeyManager(store).create(TENANT.tenantId, { label: 'bench' })
+  return { store, key }
+}
+
+async function build(): Promise<{ listener: RequestListener; key: string; close?: () => void }> {
+  const options: SaikuOptions = { tiers: BENCH_TIERS }
+  switch (variant) {
+    case 'node:http':
+      return {
+        key: 'none',
+        listener: (_req, res) => {
+          res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' })
+          res.end(body())
+        },
+      }
+    case 'express': {
+      const app = express()
+      app.get('/me/tenant', (_req, res) => res.json(TENANT))
+      return { listener: app, key: 'none' }
+    }
+    case 'express+saiku':
+    case 'express+saiku+redis': {
+      const { store, key } = await saikuStore()
+      let close: (() => void) | undefined
+      if (variant === 'express+saiku+redis') {
+        const client = new Redis(process.env.REDIS_URL!, { enableOfflineQueue: false })
+        await new Promise((resolve) => client.once('ready', resolve))
+        options.limiter = { backend: createRedisLimiter({ client, keyPrefix: `saiku-bench-${process.pid}` }) }
+        close = () => client.disconnect()
+      }
+      const app = express()
+      app.use(saikuExpress(store, options))
+      app.get('/me/tenant', (req, res) => res.json(req.saiku!.tenant))
+      return { listener: app, key, ...(close === undefined ? {} : { close }) }
+    }
+    case 'express+passport+erl': {
+      // The popular stack doing the same job: a bearer lookup by SHA-256, then per-tenant minute and hour limits.
+      const key = 'sk_live_popularstackbenchmarkkey000000000000000000000000'
+      const tokens = new Map([[createHash('sha256').update(key).digest('hex'), TENANT]])
+      passport.use(new BearerStrategy((token, done) => done(null, tokens.get(createHash('sha256').update(token).digest('hex')) ?? false)))
+      const byTenant = (windowMs: number) =>
+        rateLimit({
+          windowMs,
+          limit: 1_000_000_000,
+          standardHeaders: 'draft-8',
+          legacyHeaders: false,
+          identifier: windowMs === 60_000 ? 'minute' : 'hour',
+          keyGenerator: (req) => (req.user as typeof TENANT).tenantId,
+        })
+      const app = express()
+      app.use(passport.initialize())
+      app.use(passport.authenticate('bearer', { session: false }))
+      app.use(byTenant(60_000))
+      app.use(byTenant(3_600_000))
+      app.get('/me/tenant', (req, res) => res.json(req.user))
+      return { listener: app, key }
+    }
+    case 'koa':
+    case 'koa+saiku': {
+      const app = new Koa()
+      let key = 'none'
+      if (variant === 'koa+saiku') {
+        const made = await saikuStore()
+        key = made.key
+        app.use(saikuKoa(made.store, options))
+      }
+      app.use((ctx) => {
+        if (ctx.path === '/me/tenant') ctx.body = variant === 'koa' ? TENANT : ctx.state.saiku!.tenant
+      })
+      return { listener: app.callback(), key }
+    }
+  }
+}
+
+const built = await build()
+const server = createServer(built.listener)
+server.keepAliveTimeout = 60_000
+server.listen(0, '127.0.0.1', () => {
+  const { port } = server.address() as { port: number }
+  process.send!({ type: 'ready', port, key: built.key })
+})
+process.on('message', (message: { type: string }) => {
+  if (message.type === 'cpu') {
+    const { user, system } = process.cpuUsage()
+    process.send!({ type: 'cpu', micros: user + system })
+  } else if (message.type === 'stop') {
+    built.close?.()
+    server.close()
+    server.closeAllConnections()
+    process.exit(0)
+  }
+})

@@ -1,0 +1,43 @@
+import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+import type { BenchResults } from '../bench/report.js'
+
+const run = promisify(execFile)
+const bench = fileURLToPath(new URL('../bench/', import.meta.url))
+
+// A smoke test of `pnpm bench --quick`: it runs and its numbers are sane. Speed is never asserted here.
+describe('pnpm bench --quick', () => {
+  it('loads every variant, measures decisions, and writes JSON, Markdown and SVG', async () => {
+    await run(process.execPath, ['build.mjs'], { cwd: bench })
+    const { stdout } = await run(process.execPath, ['.build/run.js', '--quick'], { cwd: bench, maxBuffer: 10_000_000 })
+    const results = JSON.parse(readFileSync(`${bench}results/latest.json`, 'utf8')) as BenchResults
+    const expected = ['node:http', 'express', 'express+saiku', 'express+passport+erl', 'koa', 'koa+saiku']
+    if (process.env.REDIS_URL !== undefined) expected.push('express+saiku+redis')
+    expect(Object.keys(results.summaries).sort()).toEqual(expected.sort())
+    for (const summary of Object.values(results.summaries)) {
+      expect(summary.rps).toBeGreaterThan(0)
+      expect(summary.cpuMicrosPerRequest).toBeGreaterThan(0)
+      expect(summary.p99Ms).toBeGreaterThanOrEqual(summary.p50Ms)
+      if (summary.baseline === null) expect(summary.ratioToBaseline).toBeNull()
+      else expect(summary.ratioToBaseline).toBeGreaterThan(0)
+    }
+    expect(results.rounds).toHaveLength(2)
+    for (const round of results.rounds) expect(round.stealPercent).toBeGreaterThanOrEqual(0)
+    expect(results.decisions.map((d) => d.name)).toEqual([
+      'cache hit (admitted)',
+      'cache miss (MemoryKeyStore)',
+      'garbage token (checksum, no store)',
+      'refused (429)',
+    ])
+    for (const decision of results.decisions) expect(decision.nsPerDecision).toBeGreaterThan(0)
+    if (results.redis !== null) {
+      expect(results.redis.roundTripsPerRequest).toBe(1)
+      expect(results.redis.commandsPerRequest).toBeLessThan(results.redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest)
+    }
+    expect(stdout).toContain('| server | req/s |')
+    expect(readFileSync(`${bench}results/ratios.svg`, 'utf8')).toMatch(/^<svg [^>]+>[\s\S]*Koa \+ saikuAuth[\s\S]*<\/svg>\n$/)
+  }, 180_000)
+})
