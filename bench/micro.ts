@@ -1,4 +1,7 @@
 // In-process costs: one authenticate() decision, no HTTP; and Redis commands per admitted request.
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { RateLimiterRedis } from 'rate-limiter-flexible'
 import { Bench } from 'tinybench'
@@ -101,4 +104,19 @@ export async function measureRedisCommands(redisUrl: string, requests: number): 
   const flexible = await count({ limiter: { factory: (o) => new RateLimiterRedis({ storeClient: client, ...o, keyPrefix: `${prefix}-rlf:${o.keyPrefix}` }) } })
   client.disconnect()
   return { ...ours, rateLimiterFlexibleTwoLimiters: flexible }
+}
+
+export interface FloodResult {
+  readonly count: number
+  readonly cap: number
+  readonly heapGrowthMb: number
+  readonly stats: { readonly cachedKeys: number; readonly countedClients: number | null }
+  readonly limiterTenants: number
+}
+
+/** Distinct random keys from distinct addresses, and distinct tenants, with the default caps (100000 clients and tenants, 10000 keys). */
+export async function measureFlood(count: number): Promise<FloodResult> {
+  const fixture = fileURLToPath(new URL('../../test/fixtures/flood.mjs', import.meta.url))
+  const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', fixture, String(count), '10000', 'default'], { maxBuffer: 1_000_000 })
+  return JSON.parse(stdout) as FloodResult
 }

@@ -1,4 +1,4 @@
-import type { DecisionCost, RedisCost } from './micro.js'
+import type { DecisionCost, FloodResult, RedisCost } from './micro.js'
 
 export interface VariantSummary {
   readonly label: string
@@ -28,6 +28,7 @@ export interface BenchResults {
   }[]
   readonly decisions: DecisionCost[]
   readonly redis: RedisCost | null
+  readonly flood: FloodResult
 }
 
 const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '–')
@@ -62,6 +63,13 @@ export function renderMarkdown(results: BenchResults): string {
       `| two rate-limiter-flexible RateLimiterRedis | ${fixed(redis.rateLimiterFlexibleTwoLimiters.roundTripsPerRequest, 2)} | ${fixed(redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest, 2)} |`,
     )
   }
+  const { flood } = results
+  lines.push(
+    '',
+    `A flood of ${thousands(flood.count)} distinct random keys from as many client addresses (and as many tenants through the memory limiter) ` +
+      `grew the heap by ${fixed(flood.heapGrowthMb, 1)} MB: ${thousands(flood.stats.cachedKeys)} keys cached (cap ${thousands(flood.cap)}), ` +
+      `${thousands(flood.stats.countedClients ?? 0)} clients and ${thousands(flood.limiterTenants)} tenants counted (caps 100,000).`,
+  )
   const noisy = results.rounds.filter((round) => round.noisy)
   lines.push(
     '',

@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { measureDecisions, measureRedisCommands } from './micro.js'
+import { measureDecisions, measureFlood, measureRedisCommands } from './micro.js'
 import { renderMarkdown, renderSvg, type BenchResults, type VariantSummary } from './report.js'
 import { VARIANTS, type Variant } from './variants.js'
 
@@ -125,6 +125,7 @@ async function main(): Promise<void> {
 
   const decisions = await measureDecisions(quick)
   const redis = redisUrl === undefined ? null : await measureRedisCommands(redisUrl, quick ? 50 : 500)
+  const flood = await measureFlood(quick ? 20_000 : 1_000_000)
 
   const results: BenchResults = {
     date: new Date().toISOString(),
@@ -136,6 +137,7 @@ async function main(): Promise<void> {
     rounds: perRound,
     decisions,
     redis,
+    flood,
   }
   const out = `${here}../results`
   mkdirSync(out, { recursive: true })

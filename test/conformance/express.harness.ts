@@ -1,3 +1,4 @@
+import type { NextFunction, Request, Response } from 'express'
 import express5 from 'express'
 import express4 from 'express4'
 import { ownedByTenant, requirePermission, saikuAuth, saikuErrorHandler, saikuNotFound, SaikuHttpError } from '@saiku/express'
@@ -6,10 +7,12 @@ import type { AdapterHarness } from './harness.js'
 function expressHarness(name: string, express: typeof express5): AdapterHarness {
   return {
     name,
-    createApp(store, options, fixtures) {
+    createApp(store, options, fixtures, settings = {}) {
       const app = express()
+      app.set('trust proxy', settings.trustProxy === true)
       const auth = saikuAuth(store, options)
       app.use(auth)
+      if (settings.mountTwice === true) app.use(auth)
       app.get('/me/tenant', (req, res) => {
         fixtures.hits.tenant++
         res.json(req.saiku!.tenant)
@@ -34,7 +37,15 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
         res.setHeader('etag', '"x"')
         throw new Error('database password is hunter2')
       })
+      app.get('/me/fail-after-write', (_req, res) => {
+        res.status(200).write('{"partial":')
+        throw new Error('failed after the response started')
+      })
       app.use(saikuNotFound())
+      app.use((error: unknown, _req: Request, _res: Response, next: NextFunction) => {
+        fixtures.errors.push(error)
+        next(error)
+      })
       app.use(saikuErrorHandler({ onError: () => {} }))
       return { handler: app, authenticator: auth.authenticator }
     },

@@ -12,6 +12,15 @@ export interface AppFixtures {
   readonly projects: ReadonlyMap<string, Project>
   /** Incremented by the GET /me/tenant handler: how often it really ran. */
   readonly hits: { tenant: number }
+  /** Every error that reached the app's own error reporting, in order. */
+  readonly errors: unknown[]
+}
+
+export interface AppSettings {
+  /** Trust X-Forwarded-For (Express `trust proxy`, Koa `app.proxy`). Default false. */
+  readonly trustProxy?: boolean
+  /** Mount `saikuAuth` twice, as an app with nested routers might. */
+  readonly mountTwice?: boolean
 }
 
 export interface ConformanceApp {
@@ -28,9 +37,10 @@ export interface ConformanceApp {
  *   DELETE /me/api-keys/:keyId   needs keys:write, 204, or the 404 of a thrown not_found
  *   GET    /me/projects/:id      200 the project if the caller's tenant owns it, else not_found
  *   GET    /me/boom              sets Content-Length: 5 and ETag: "x", then throws a plain Error
+ *   GET    /me/fail-after-write  starts a 200 with a chunk of body, then throws
  *   anything else                the JSON 404
  */
 export interface AdapterHarness {
   readonly name: string
-  createApp(store: KeyStore, options: SaikuOptions, fixtures: AppFixtures): ConformanceApp
+  createApp(store: KeyStore, options: SaikuOptions, fixtures: AppFixtures, settings?: AppSettings): ConformanceApp
 }

@@ -7,9 +7,10 @@ import type { AdapterHarness } from './harness.js'
 function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
   return {
     name,
-    createApp(store, options, fixtures) {
+    createApp(store, options, fixtures, settings = {}) {
       const app = new Koa()
-      app.on('error', () => {})
+      app.proxy = settings.trustProxy === true
+      app.on('error', (error) => fixtures.errors.push(error))
       const auth = saikuAuth(store, options)
       const router = new Router()
       router.get('/me/tenant', (ctx) => {
@@ -35,8 +36,14 @@ function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
         ctx.set('etag', '"x"')
         throw new Error('database password is hunter2')
       })
+      router.get('/me/fail-after-write', (ctx) => {
+        ctx.status = 200
+        ctx.res.write('{"partial":')
+        throw new Error('failed after the response started')
+      })
       app.use(saikuErrors())
       app.use(auth)
+      if (settings.mountTwice === true) app.use(auth)
       app.use(router.routes())
       return { handler: app.callback(), authenticator: auth.authenticator }
     },

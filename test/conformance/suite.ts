@@ -13,7 +13,7 @@ import {
   type TenantRecord,
 } from '@saiku/core'
 import { installFakeClock, type FakeClock } from '@saiku/core/testing'
-import type { AdapterHarness, AppFixtures, ConformanceApp, Project } from './harness.js'
+import type { AdapterHarness, AppFixtures, AppSettings, ConformanceApp, Project } from './harness.js'
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z')
 const SPEC_402 = 'This feature requires an active subscription or trial. Visit /billing to start your 14-day trial.'
@@ -91,7 +91,7 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
       })
       store.putTenant(tiny)
       store.putTenant(pair)
-      fixtures = { projects, hits: { tenant: 0 } }
+      fixtures = { projects, hits: { tenant: 0 }, errors: [] }
       apps = []
     })
     afterEach(() => {
@@ -99,8 +99,8 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
       clock.restore()
     })
 
-    function start(options: SaikuOptions = {}): ConformanceApp {
-      const app = harness.createApp(store, { ...options, tiers: { tiny: { perMinute: 3, perHour: 5 }, ...options.tiers } }, fixtures)
+    function start(options: SaikuOptions = {}, settings: AppSettings = {}): ConformanceApp {
+      const app = harness.createApp(store, { ...options, tiers: { tiny: { perMinute: 3, perHour: 5 }, ...options.tiers } }, fixtures, settings)
       apps.push(app)
       return app
     }
@@ -489,6 +489,98 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         for (let i = 0; i < 5; i++) await get(app, '/me/tenant', mintApiKey().key)
         await get(app, '/me/tenant', (await mint(app, unpaid)).key)
         expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=59;t=60, "hour";r=999;t=3600')
+      })
+    })
+
+    describe('hostile traffic', () => {
+      const from = (app: ConformanceApp, key: string, forwardedFor?: string) => {
+        const req = get(app, '/me/tenant', key)
+        return forwardedFor === undefined ? req : req.set('X-Forwarded-For', forwardedFor)
+      }
+
+      it('answers repeated failures from one address with 429, without a store lookup and without touching any tenant', async () => {
+        const app = start({ failedAuth: { perMinute: 5 } })
+        const { key } = await mint(app, acme)
+        expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=59;t=60, "hour";r=999;t=3600')
+        for (let i = 0; i < 5; i++) expect((await from(app, mintApiKey().key)).status).toBe(401)
+        const findKey = vi.spyOn(store, 'findKey')
+        const blocked = await from(app, mintApiKey().key)
+        expectJsonError(blocked, 429, 'rate_limited', 'Too many failed authentication attempts from this address. Retry in 60 s.')
+        expect(blocked.headers['retry-after']).toBe('60')
+        expect(blocked.headers['ratelimit']).toBeUndefined()
+        expectJsonError(await get(app, '/me/tenant', 'garbage'), 429, 'rate_limited')
+        expect(findKey).not.toHaveBeenCalled()
+        // The tenant's own key, already verified here, still works, and its count moved by one only.
+        const own = await get(app, '/me/tenant', key)
+        expect(own.status).toBe(200)
+        expect(own.headers['ratelimit']).toBe('"minute";r=58;t=60, "hour";r=998;t=3600')
+        clock.set(T0 + 60_000)
+        expect((await from(app, mintApiKey().key)).status).toBe(401)
+      })
+
+      it('gives a spoofed X-Forwarded-For no fresh budget when proxies are not trusted', async () => {
+        const app = start({ failedAuth: { perMinute: 3 } })
+        for (let i = 0; i < 3; i++) expect((await from(app, mintApiKey().key, `198.51.100.${i}`)).status).toBe(401)
+        expect((await from(app, mintApiKey().key, '198.51.100.99')).status).toBe(429)
+      })
+
+      it('counts clients apart behind a trusted proxy, so one client cannot lock out another', async () => {
+        const app = start({ failedAuth: { perMinute: 3 } }, { trustProxy: true })
+        for (let i = 0; i < 4; i++) await from(app, mintApiKey().key, '198.51.100.7')
+        expect((await from(app, mintApiKey().key, '198.51.100.7')).status).toBe(429)
+        // Another client, with a valid key this process has never seen: verified as usual.
+        const { key } = await mint(app, globex)
+        expect((await from(app, key, '198.51.100.8')).status).toBe(200)
+        expect((await from(app, mintApiKey().key, '198.51.100.8')).status).toBe(401)
+      })
+
+      it('groups IPv6 clients by /64, so rotating addresses gives no fresh budget', async () => {
+        const app = start({ failedAuth: { perMinute: 3 } }, { trustProxy: true })
+        for (let i = 0; i < 3; i++) expect((await from(app, mintApiKey().key, `2001:db8:1:2::${i + 1}`)).status).toBe(401)
+        expect((await from(app, mintApiKey().key, '2001:db8:1:2:ffff:ffff:ffff:ffff')).status).toBe(429)
+        expect((await from(app, mintApiKey().key, '2001:db8:1:3::1')).status).toBe(401)
+      })
+
+      it('counts a request once when the middleware is mounted twice', async () => {
+        const app = start({}, { mountTwice: true })
+        const { key } = await mint(app, acme)
+        expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=59;t=60, "hour";r=999;t=3600')
+        expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=58;t=60, "hour";r=998;t=3600')
+        expect(fixtures.hits.tenant).toBe(2)
+      })
+
+      it("passes a handler's error on unchanged and once", async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        expectJsonError(await get(app, '/me/boom', key), 500, 'internal_error')
+        expect(fixtures.errors).toHaveLength(1)
+        expect((fixtures.errors[0] as Error).message).toBe('database password is hunter2')
+      })
+
+      it('never answers twice, nor with a 401, once a response has started', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        const server = createServer(app.handler)
+        server.listen(0, '127.0.0.1')
+        await once(server, 'listening')
+        try {
+          const { port } = server.address() as AddressInfo
+          const req = httpRequest({ host: '127.0.0.1', port, path: '/me/fail-after-write', headers: { authorization: `Bearer ${key}` } })
+          req.end()
+          const [res] = (await once(req, 'response')) as [IncomingMessage]
+          let body = ''
+          res.on('data', (chunk: Buffer) => (body += chunk.toString()))
+          await new Promise((resolve) => {
+            res.on('close', resolve)
+            res.on('error', resolve)
+          })
+          expect(res.statusCode).toBe(200)
+          expect(body).toBe('{"partial":')
+          expect(fixtures.errors).toHaveLength(1)
+          expect((fixtures.errors[0] as Error).message).toBe('failed after the response started')
+        } finally {
+          server.close()
+        }
       })
     })
 

@@ -1,8 +1,10 @@
 export { createAuthenticator, requestPath } from './pipeline.js'
+export { clientKey } from './client-address.js'
 export type {
   AdmittedDecision,
   AuthDecision,
   Authenticator,
+  AuthenticatorStats,
   AuthRequest,
   DecisionEvent,
   DecisionReason,
@@ -23,6 +25,7 @@ export {
   keyFingerprint,
   mintApiKey,
   parseApiKey,
+  withChecksum,
 } from './keys.js'
 export type { KeyEnvironment, MintedApiKey, ParsedApiKey } from './keys.js'
 
@@ -33,6 +36,7 @@ export type {
   KeyVerifier,
   VerificationFailure,
   VerifiedCredential,
+  VerifierPrimitives,
   VerifyResult,
 } from './verifier.js'
 

@@ -14,7 +14,7 @@ import {
   type HeaderMap,
 } from './http.js'
 import { createRateLimiterBackend, type LimitDecision, type LimiterBackend } from './limiter.js'
-import { createMemoryLimiter } from './memory-limiter.js'
+import { createMemoryLimiter, type MemoryLimiterBackend } from './memory-limiter.js'
 import { clientKey } from './client-address.js'
 import { createKeyManager, type KeyManager } from './management.js'
 import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
@@ -125,6 +125,19 @@ export interface Authenticator {
   invalidateTenant(tenantId: string): void
   /** Stops listening for store changes. */
   close(): void
+  /** How much this process holds: every number is bounded by an option. */
+  stats(): AuthenticatorStats
+}
+
+export interface AuthenticatorStats {
+  /** Keys (and unknown key IDs) cached: at most `cache.maxEntries`. */
+  readonly cachedKeys: number
+  /** Tenants cached: at most `cache.maxEntries`. */
+  readonly cachedTenants: number
+  /** Tenants counted by the in-process limiter: at most `limiter.maxTenants`. */
+  readonly countedTenants: number | null
+  /** Client addresses with failures counted: at most `failedAuth.maxClients`. */
+  readonly countedClients: number | null
 }
 
 interface CachedTenant {
@@ -464,5 +477,11 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       tenants.delete(tenantId)
     },
     close: stopListening,
+    stats: () => ({
+      cachedKeys: apiKeyVerifier?.cachedKeys ?? 0,
+      cachedTenants: tenants.size,
+      countedTenants: 'trackedTenants' in limiter ? (limiter as MemoryLimiterBackend).trackedTenants : null,
+      countedClients: failureLimiter?.trackedTenants ?? null,
+    }),
   }
 }

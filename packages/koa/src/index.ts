@@ -78,6 +78,7 @@ export interface ErrorMiddlewareOptions {
 /**
  * Mount first: writes a thrown SaikuHttpError (or a body-parser error) as the
  * JSON error body, anything else as a bare 500 (emitted on `app` as `error`).
+ * An error after the response started is emitted and the connection closed.
  */
 export function saikuErrors(options: ErrorMiddlewareOptions = {}): Middleware {
   const notFound = options.notFound ?? true
@@ -85,7 +86,15 @@ export function saikuErrors(options: ErrorMiddlewareOptions = {}): Middleware {
     try {
       await next()
     } catch (error) {
-      if (ctx.headerSent || !ctx.writable) throw error
+      if (ctx.headerSent || !ctx.writable) {
+        // Too late for an error body: report it once and cut the connection, so the
+        // client sees a truncated reply instead of waiting on one that never ends.
+        ctx.app.emit('error', error, ctx)
+        // end(), not destroy(): what was written still reaches the client before the close.
+        if (ctx.res.socket !== null) ctx.res.socket.end()
+        else ctx.res.destroy()
+        return
+      }
       const response = errorResponseFor(error)
       if (response.status >= 500) ctx.app.emit('error', error, ctx)
       return send(ctx, response)
