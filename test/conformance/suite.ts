@@ -2,7 +2,8 @@ import { once } from 'node:events'
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type RequestListener } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import request from 'supertest'
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose'
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import {
   DEFAULT_TIERS,
   MemoryKeyStore,
@@ -581,6 +582,45 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         } finally {
           server.close()
         }
+      })
+    })
+
+    describe('signed tokens', () => {
+      let signer: { privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey']; jwk: JWK }
+      beforeAll(async () => {
+        const pair = await generateKeyPair('ES256', { extractable: true })
+        signer = { privateKey: pair.privateKey, jwk: { ...(await exportJWK(pair.publicKey)), kid: 'k1' } }
+      })
+      const jwtOptions = () => ({ jwt: { key: signer.jwk, issuer: 'https://id.test', audience: 'saiku', algorithms: ['ES256' as const] } })
+      const token = (claims: Record<string, unknown>, expiresAt: number) =>
+        new SignJWT({ tenant_id: acme.tenantId, scope: 'keys:read', ...claims })
+          .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+          .setIssuer('https://id.test')
+          .setAudience('saiku')
+          .setIssuedAt(Math.floor(T0 / 1000))
+          .setExpirationTime(Math.floor(expiresAt / 1000))
+          .sign(signer.privateKey)
+
+      it('accepts a JWT beside API keys, for the same tenant and the same budget', async () => {
+        const app = start(jwtOptions())
+        const { key } = await mint(app, acme)
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        const res = await get(app, '/me/tenant', await token({}, T0 + 300_000))
+        expect(res.status).toBe(200)
+        expect(res.body).toEqual({ tenantId: acme.tenantId, tenantSlug: 'acme', tier: 'starter', connectionName: 'acme-warehouse' })
+        expect(res.headers['ratelimit']).toBe('"minute";r=58;t=60, "hour";r=998;t=3600')
+        expect((await get(app, '/me/api-keys', await token({}, T0 + 300_000))).status).toBe(200)
+        expectJsonError(await get(app, '/me/api-keys', await token({ scope: 'billing:read' }, T0 + 300_000)), 403, 'forbidden')
+      })
+
+      it('answers an expired or unsigned JWT like a bad key', async () => {
+        const app = start(jwtOptions())
+        const expired = await get(app, '/me/tenant', await token({}, T0 - 60_000))
+        expectJsonError(expired, 401, 'unauthorized', UNAUTHORIZED_BODY.message)
+        expect(expired.headers['www-authenticate']).toBe(INVALID_TOKEN_CHALLENGE)
+        const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
+        const unsigned = `${encode({ alg: 'none' })}.${encode({ tenant_id: acme.tenantId, iss: 'https://id.test', aud: 'saiku', exp: T0 / 1000 + 300 })}.`
+        expectJsonError(await get(app, '/me/tenant', unsigned), 401, 'unauthorized')
       })
     })
 

@@ -1,5 +1,6 @@
 import {
   hasPermission,
+  type TokenIssuer,
   isKeyId,
   SaikuHttpError,
   type ApiKeySummary,
@@ -118,4 +119,24 @@ export async function startTrial(store: TenantAdminStore, principal: SaikuPrinci
   const subscription = { status: 'trialing' as const, trialEndsAt: new Date(nowMs + TRIAL_DAYS * 86_400_000) }
   await store.putTenant({ ...tenant, subscription })
   return { status: 201, body: billingView(subscription, nowMs) }
+}
+
+/**
+ * POST /me/tokens: trades the calling API key for a short-lived JWT carrying at
+ * most its permissions (`{permissions?, ttlSeconds?}`). A token cannot buy another.
+ */
+export async function exchangeToken(tokens: TokenIssuer, principal: SaikuPrincipal, body: unknown): Promise<ApiResult> {
+  if (principal.credential.type !== 'api_key') throw new SaikuHttpError('forbidden', 'Only an API key can be exchanged for a token.')
+  const input = (body ?? {}) as Record<string, unknown>
+  if (typeof input !== 'object' || Array.isArray(input)) throw invalid('Expected a JSON object.')
+  const { permissions, ttlSeconds } = input
+  if (permissions !== undefined && !(Array.isArray(permissions) && permissions.every((p) => typeof p === 'string'))) {
+    throw invalid('permissions must be an array of strings.')
+  }
+  if (ttlSeconds !== undefined && typeof ttlSeconds !== 'number') throw invalid('ttlSeconds must be a number.')
+  const issued = await tokens.issue(principal.credential, {
+    ...(permissions === undefined ? {} : { permissions: permissions as string[] }),
+    ...(ttlSeconds === undefined ? {} : { ttlSeconds }),
+  })
+  return { status: 201, body: issued }
 }

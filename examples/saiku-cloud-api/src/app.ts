@@ -10,11 +10,14 @@ import {
   type SaikuOptions,
 } from '@saiku/express'
 import type { TenantAdminStore } from '@saiku/core'
-import { createKey, getBilling, listKeys, revokeKey, startTrial, type ApiResult } from './api.js'
+import { createKey, exchangeToken, getBilling, listKeys, revokeKey, startTrial, type ApiResult } from './api.js'
+import type { TokenSetup } from './tokens.js'
 import { openApiDocument } from './openapi.js'
 
 export interface AppOptions {
   readonly store: TenantAdminStore
+  /** Token exchange and the JWKS; without it the server accepts API keys only. */
+  readonly tokens?: TokenSetup
   readonly logger: Logger
   readonly limiter?: SaikuOptions['limiter']
   readonly cacheTtlMs?: number
@@ -36,6 +39,14 @@ function methodNotAllowed(allowed: string[]): RequestHandler {
     res.setHeader('allow', allow)
     throw new SaikuHttpError('method_not_allowed', `Use ${allow} on this resource.`)
   }
+}
+
+// A body, when there is one, must be JSON.
+const requireJsonBodyIfAny: RequestHandler = (req, _res, next) => {
+  if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0' && req.is('application/json') === false) {
+    throw new SaikuHttpError('unsupported_media_type', 'Send the body as application/json.')
+  }
+  next()
 }
 
 // A body must be JSON: anything else is refused rather than silently read as empty.
@@ -69,9 +80,12 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   app.disable('x-powered-by')
   app.use(requestLog(logger))
   app.get('/openapi.json', (_req, res) => res.json(openApiDocument))
+  const { tokens } = options
+  if (tokens !== undefined) app.get('/.well-known/jwks.json', (_req, res) => res.json(tokens.issuer.jwks()))
 
   const auth = saikuAuth(store, {
     subscription: { exemptPaths: ['/me/billing'] },
+    ...(tokens === undefined ? {} : { jwt: tokens.verifier }),
     ...(options.limiter === undefined ? {} : { limiter: options.limiter }),
     ...(options.cacheTtlMs === undefined ? {} : { cache: { ttlMs: options.cacheTtlMs } }),
     onDecision: (event) => {
@@ -98,6 +112,13 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     .route('/me/billing/trial')
     .post(requirePermission('billing:write'), route((req) => startTrial(store, req.saiku!)))
     .all(methodNotAllowed(['POST']))
+
+  if (tokens !== undefined) {
+    app
+      .route('/me/tokens')
+      .post(requireJsonBodyIfAny, route((req) => exchangeToken(tokens.issuer, req.saiku!, req.body)))
+      .all(methodNotAllowed(['POST']))
+  }
 
   app.use(saikuNotFound())
   app.use(

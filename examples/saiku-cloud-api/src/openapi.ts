@@ -24,6 +24,13 @@ export const openApiDocument = {
   servers: [{ url: 'http://127.0.0.1:3000' }],
   security: [{ apiKey: [] }],
   paths: {
+    '/.well-known/jwks.json': {
+      get: {
+        summary: "The public keys of the server's token signing key",
+        security: [],
+        responses: { '200': { description: 'A JSON Web Key Set', content: { 'application/json': { schema: { $ref: '#/components/schemas/Jwks' } } } } },
+      },
+    },
     '/me/tenant': {
       get: {
         summary: 'The tenant the API key belongs to',
@@ -67,6 +74,19 @@ export const openApiDocument = {
           '402': paymentRequired,
           '403': forbidden,
           '404': error("No such key, or another tenant's"),
+          ...common,
+        },
+      },
+    },
+    '/me/tokens': {
+      post: {
+        summary: 'Trade the calling API key for a short-lived JWT with at most its permissions',
+        requestBody: { required: false, content: { 'application/json': { schema: { $ref: '#/components/schemas/TokenRequest' } } } },
+        responses: {
+          '201': { description: 'The token', content: { 'application/json': { schema: { $ref: '#/components/schemas/IssuedToken' } } } },
+          '400': error('Not a valid token request'),
+          '402': paymentRequired,
+          '403': forbidden,
           ...common,
         },
       },
@@ -174,6 +194,30 @@ export const openApiDocument = {
           expiresAt: { type: ['string', 'null'], format: 'date-time' },
           lastUsedAt: { type: 'null' },
           secret: { type: 'string', pattern: '^sk_(live|test)_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}$' },
+        },
+      },
+      Jwks: {
+        type: 'object',
+        required: ['keys'],
+        properties: { keys: { type: 'array', items: { type: 'object', required: ['kty', 'kid'], not: { required: ['d'] } } } },
+      },
+      TokenRequest: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          permissions: { type: 'array', items: { type: 'string' }, description: "Default: the key's own" },
+          ttlSeconds: { type: 'integer', minimum: 1, maximum: 900 },
+        },
+      },
+      IssuedToken: {
+        type: 'object',
+        required: ['accessToken', 'tokenType', 'expiresIn', 'permissions'],
+        additionalProperties: false,
+        properties: {
+          accessToken: { type: 'string' },
+          tokenType: { const: 'Bearer' },
+          expiresIn: { type: 'integer' },
+          permissions: { type: 'array', items: { type: 'string' } },
         },
       },
       Billing: {

@@ -6,13 +6,15 @@ import { createLimiter } from './limits.js'
 import { createLogger } from './logger.js'
 import { openStore } from './store.js'
 import { seedDemo } from './tenants.js'
+import { createTokens } from './tokens.js'
 
 async function main(): Promise<void> {
   const config = readConfig()
   const logger = createLogger(config.logLevel)
   const opened = await openStore(config.databaseUrl)
   const limiter = await createLimiter(config.redisUrl, opened.store)
-  const { app, auth } = createApp({ store: opened.store, logger, limiter: limiter.options })
+  const tokens = await createTokens()
+  const { app, auth } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens })
   const demo = await seedDemo(opened.store, createKeyManager(opened.store))
 
   const server = createServer(app)

@@ -43,7 +43,7 @@ let env: Record<string, string>
 
 beforeAll(async () => {
   db = tempDatabase()
-  env = { DATABASE_URL: db.databaseUrl, REDIS_URL: '' }
+  env = { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path }
   server = await startServer(env, 'pnpm start')
 })
 afterAll(async () => {
@@ -182,6 +182,35 @@ describe('errors, with exact bodies and headers', () => {
       expect(reply.text).not.toMatch(/at .*\.(ts|js):\d+/)
     }
     expect(cases[6]![0].headers.get('allow')).toBe('GET')
+  })
+})
+
+describe('signed tokens', () => {
+  it('trades an API key for a short-lived token with narrowed permissions, verifiable with the published JWKS', async () => {
+    const jwks = await call(server, 'GET', '/.well-known/jwks.json')
+    expect(jwks.status).toBe(200)
+    expect(jwks.body.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256' })
+    expect(jwks.body.keys[0].d).toBeUndefined()
+
+    const issued = await call(server, 'POST', '/me/tokens', { key: rotatedKey, json: { permissions: ['keys:read'], ttlSeconds: 120 } })
+    expect(issued.status).toBe(201)
+    expect(issued.body).toMatchObject({ tokenType: 'Bearer', expiresIn: 120, permissions: ['keys:read'] })
+    const token = issued.body.accessToken as string
+
+    const tenant = await call(server, 'GET', '/me/tenant', { key: token })
+    expect(tenant.status).toBe(200)
+    expect(tenant.body.tenantSlug).toBe('acme')
+    expect((await call(server, 'GET', '/me/api-keys', { key: token })).status).toBe(200)
+    const denied = await call(server, 'POST', '/me/api-keys', { key: token, json: { label: 'x' } })
+    expect(denied.status).toBe(403)
+    const again = await call(server, 'POST', '/me/tokens', { key: token })
+    expect(again.body).toEqual({ error: 'forbidden', message: 'Only an API key can be exchanged for a token.' })
+
+    const widened = await call(server, 'POST', '/me/tokens', { key: rotatedKey, json: { permissions: ['*'] } })
+    expect(widened.status).toBe(403)
+    const tampered = await call(server, 'GET', '/me/tenant', { key: `${token.slice(0, -4)}AAAA` })
+    expect(tampered.status).toBe(401)
+    expect(tampered.headers.get('www-authenticate')).toContain('error="invalid_token"')
   })
 })
 

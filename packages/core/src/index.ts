@@ -59,6 +59,16 @@ export type { KeyChange } from './changes.js'
 export { DEFAULT_TIERS, limitsForTenant, resolveTierTable, validateWindowLimits } from './tiers.js'
 export type { TenantLimitSource, TierLimits, TierTable, WindowLimits } from './tiers.js'
 
+export { createCompositeVerifier, createJwtVerifier, createTokenIssuer } from './jwt.js'
+export type {
+  IssuedToken,
+  JwtAlgorithm,
+  JwtClaims,
+  JwtCredentialMapper,
+  JwtVerifierOptions,
+  TokenIssuer,
+  TokenIssuerOptions,
+} from './jwt.js'
 export { createRateLimiterBackend } from './limiter.js'
 export { createMemoryLimiter } from './memory-limiter.js'
 export type { MemoryLimiterBackend, MemoryLimiterOptions } from './memory-limiter.js'

@@ -5,6 +5,7 @@ import type { LimiterBackend, RateLimiterFactory } from './limiter.js'
 import { createMemoryLimiter } from './memory-limiter.js'
 import { resolveTierTable, type TierLimits, type TierTable } from './tiers.js'
 import type { KeyVerifier } from './verifier.js'
+import { createJwtVerifier, type JwtVerifierOptions } from './jwt.js'
 import type { AuthRequest, DecisionEvent } from './pipeline.js'
 
 export type KeyStoreFailurePolicy = 'closed' | 'serve-stale'
@@ -82,6 +83,11 @@ export interface SaikuOptions {
   lastUsedResolutionMs?: number
   /** Replaces the API-key verifier (e.g. to accept other credentials). */
   verifier?: KeyVerifier
+  /**
+   * Also accept signed bearer tokens (JWT): tokens that do not look like API keys
+   * go to this verifier (options for `createJwtVerifier`, or one of your own).
+   */
+  jwt?: JwtVerifierOptions | KeyVerifier
   /** Called with every decision, for logs and metrics. Never receives a secret. */
   onDecision?: (event: DecisionEvent) => void
   /** Called with every store failure and misconfigured tenant, whatever the policy did with it. */
@@ -109,6 +115,7 @@ export interface ResolvedOptions {
   readonly pepper: string | Buffer | undefined
   readonly lastUsedResolutionMs: number
   readonly verifier: KeyVerifier | undefined
+  readonly jwtVerifier: KeyVerifier | undefined
   readonly onDecision: ((event: DecisionEvent) => void) | undefined
   readonly onError: ((error: Error) => void) | undefined
 }
@@ -127,6 +134,7 @@ const KNOWN_OPTIONS: Readonly<Record<string, readonly string[] | null>> = {
   pepper: null,
   lastUsedResolutionMs: null,
   verifier: null,
+  jwt: null,
   onDecision: null,
   onError: null,
 }
@@ -271,6 +279,13 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     throw new SaikuConfigError('verifier', 'an object with a verify(token) method', verifier)
   }
 
+  const jwt = options.jwt as JwtVerifierOptions | KeyVerifier | undefined
+  let jwtVerifier: KeyVerifier | undefined
+  if (jwt !== undefined) {
+    if (typeof jwt !== 'object' || jwt === null) throw new SaikuConfigError('jwt', 'JWT verifier options or a KeyVerifier', jwt)
+    jwtVerifier = typeof (jwt as KeyVerifier).verify === 'function' ? (jwt as KeyVerifier) : createJwtVerifier(jwt as JwtVerifierOptions)
+  }
+
   return Object.freeze({
     realm,
     tiers: resolveTierTable(options.tiers),
@@ -299,6 +314,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     pepper,
     lastUsedResolutionMs: durationMs('lastUsedResolutionMs', options.lastUsedResolutionMs, 60_000),
     verifier,
+    jwtVerifier,
     onDecision: optionalFunction<(event: DecisionEvent) => void>('onDecision', options.onDecision),
     onError: optionalFunction<(error: Error) => void>('onError', options.onError),
   })

@@ -16,6 +16,7 @@ import {
 import { createRateLimiterBackend, type LimitDecision, type LimiterBackend } from './limiter.js'
 import { createMemoryLimiter, type MemoryLimiterBackend } from './memory-limiter.js'
 import { clientKey } from './client-address.js'
+import { createCompositeVerifier } from './jwt.js'
 import { createKeyManager, type KeyManager } from './management.js'
 import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
 import type { KeyStore, Subscription, TenantRecord } from './store.js'
@@ -233,7 +234,9 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
           onStoreError: reportError,
         })
       : undefined
-  const verifier: KeyVerifier = options.verifier ?? apiKeyVerifier!
+  const keyVerifier: KeyVerifier = options.verifier ?? apiKeyVerifier!
+  const verifier: KeyVerifier =
+    options.jwtVerifier === undefined ? keyVerifier : createCompositeVerifier({ apiKeys: keyVerifier, others: options.jwtVerifier })
   const limiter: LimiterBackend =
     options.limiter.backend ??
     (options.limiter.factory === undefined
@@ -241,7 +244,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       : createRateLimiterBackend({ factory: options.limiter.factory, keyPrefix: options.limiter.keyPrefix }))
   const limiterTimeoutMs = limiter.inProcess === true ? 0 : options.limiter.timeoutMs
   warnIfMemoryLimiterInCluster(limiter)
-  const customVerifier = options.verifier !== undefined
+  const customVerifier = options.verifier !== undefined || options.jwtVerifier !== undefined
   const tenants = new LoadingCache<CachedTenant | null>(options.cache.maxEntries, now)
   const tenantTtl = (): number => options.cache.ttlMs
 
@@ -269,8 +272,14 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     }
   }
 
+  // The two refusals that floods are made of, built once: adapters only read them.
+  const prebuilt = new Map<HeaderMap, ErrorResponse>([
+    [missingChallenge, Object.freeze(errorResponse('unauthorized', undefined, missingChallenge))],
+    [invalidTokenChallenge, Object.freeze(errorResponse('unauthorized', undefined, invalidTokenChallenge))],
+  ])
+
   function refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): ErrorResponse {
-    const response = errorResponse(code, message, headers)
+    const response = (code === 'unauthorized' && message === undefined && headers !== undefined && prebuilt.get(headers)) || errorResponse(code, message, headers)
     emit(request, response.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null)
     return response
   }

@@ -6,7 +6,8 @@ import { asStoreError, withTimeout } from './timeout.js'
 
 /** Who a verified credential speaks for. */
 export interface VerifiedCredential {
-  readonly type: 'api_key'
+  /** `api_key` for Saiku keys, `jwt` for signed tokens. */
+  readonly type: 'api_key' | 'jwt'
   readonly keyId: string
   readonly tenantId: string
   readonly label: string
@@ -23,6 +24,8 @@ export type VerificationFailure =
   | 'wrong_secret'
   | 'revoked'
   | 'expired'
+  /** A signed token whose signature, claims or algorithm did not hold. */
+  | 'invalid_jwt'
 
 export type VerifyResult =
   | { readonly ok: true; readonly credential: VerifiedCredential }
@@ -121,6 +124,7 @@ const FAILURES: { readonly [R in VerificationFailure]: VerifyResult } = {
   wrong_secret: { ok: false, reason: 'wrong_secret' },
   revoked: { ok: false, reason: 'revoked' },
   expired: { ok: false, reason: 'expired' },
+  invalid_jwt: { ok: false, reason: 'invalid_jwt' },
 }
 
 export interface ApiKeyVerifier extends KeyVerifier {

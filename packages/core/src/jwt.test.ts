@@ -1,0 +1,186 @@
+import { once } from 'node:events'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK } from 'jose'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createJwtVerifier, createTokenIssuer } from './jwt.js'
+import { createAuthenticator, type AuthDecision } from './pipeline.js'
+import { MemoryKeyStore } from './store.js'
+
+const ISSUER = 'https://id.example.test'
+const AUDIENCE = 'saiku-api'
+const tenant = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }
+const request = (token: string) => ({ headers: { authorization: `Bearer ${token}` }, method: 'GET', url: '/me/tenant' })
+
+type Pair = Awaited<ReturnType<typeof generateKeyPair>>
+interface SigningKey {
+  readonly alg: 'RS256' | 'ES256' | 'EdDSA'
+  readonly kid: string
+  readonly pair: Pair
+  readonly jwk: JWK
+}
+
+async function signingKey(alg: SigningKey['alg'], kid: string): Promise<SigningKey> {
+  const pair = await generateKeyPair(alg, { extractable: true })
+  return { alg, kid, pair, jwk: { ...(await exportJWK(pair.publicKey)), kid, alg } }
+}
+
+function sign(key: SigningKey, claims: Record<string, unknown> = {}, tweak: (jwt: SignJWT) => SignJWT = (jwt) => jwt): Promise<string> {
+  const jwt = new SignJWT({ tenant_id: 't-acme', scope: 'keys:read reports:read', ...claims })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid })
+    .setIssuer(ISSUER)
+    .setAudience(AUDIENCE)
+    .setSubject('dashboard-user-7')
+    .setIssuedAt()
+    .setExpirationTime('5m')
+  return tweak(jwt).sign(key.pair.privateKey)
+}
+
+const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
+
+describe('createJwtVerifier', () => {
+  let keys: SigningKey[]
+  let served: JWK[]
+  let jwksStatus = 200
+  let server: Server
+  let jwksUrl: string
+
+  beforeAll(async () => {
+    keys = [await signingKey('RS256', 'rsa-1'), await signingKey('ES256', 'ec-1'), await signingKey('EdDSA', 'ed-1')]
+    served = keys.map((key) => key.jwk)
+    server = createServer((_req, res) => {
+      res.writeHead(jwksStatus, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ keys: served }))
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`
+  })
+  afterAll(() => server.close())
+
+  const authenticator = (jwt: Parameters<typeof createJwtVerifier>[0] | undefined = undefined) => {
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    return createAuthenticator(store, {
+      jwt: jwt ?? { jwksUrl, issuer: ISSUER, audience: AUDIENCE, algorithms: ['RS256', 'ES256', 'EdDSA'], jwksCooldownMs: 0 },
+    })
+  }
+
+  it.each(['RS256', 'ES256', 'EdDSA'] as const)('verifies %s tokens against the JWKS and maps claims to the tenant', async (alg) => {
+    const auth = authenticator()
+    const decision = await auth.authenticate(request(await sign(keys.find((k) => k.alg === alg)!)))
+    expect(decision).toMatchObject({
+      ok: true,
+      principal: {
+        tenant: { tenantId: 't-acme' },
+        credential: { type: 'jwt', label: 'dashboard-user-7', permissions: ['keys:read', 'reports:read'] },
+      },
+    })
+  })
+
+  it('shares the tenant budget with API keys', async () => {
+    const auth = authenticator()
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    await auth.authenticate(request(key))
+    const viaJwt = (await auth.authenticate(request(await sign(keys[0]!)))) as AuthDecision & { ok: true }
+    expect(viaJwt.principal.rateLimit?.minute.remaining).toBe(58)
+  })
+
+  it('takes a key added to the JWKS (rotation) without a restart', async () => {
+    const auth = authenticator()
+    expect((await auth.authenticate(request(await sign(keys[1]!)))).ok).toBe(true)
+    const rotated = await signingKey('ES256', 'ec-2')
+    served = [...served, rotated.jwk]
+    expect((await auth.authenticate(request(await sign(rotated)))).ok).toBe(true)
+  })
+
+  it.each([
+    ['an expired token', () => sign(keys[0]!, {}, (jwt) => jwt.setExpirationTime(Math.floor(Date.now() / 1000) - 60)), 'expired'],
+    ['a token not yet valid', () => sign(keys[0]!, {}, (jwt) => jwt.setNotBefore(Math.floor(Date.now() / 1000) + 600)), 'invalid_jwt'],
+    ['a wrong audience', () => sign(keys[0]!, {}, (jwt) => jwt.setAudience('someone-else')), 'invalid_jwt'],
+    ['a wrong issuer', () => sign(keys[0]!, {}, (jwt) => jwt.setIssuer('https://evil.test')), 'invalid_jwt'],
+    ['no tenant claim', () => sign(keys[0]!, { tenant_id: undefined }), 'invalid_jwt'],
+    ['a bad signature', async () => (await sign(keys[0]!)).replace(/.{4}$/, 'AAAA'), 'invalid_jwt'],
+    ['an unknown kid', async () => sign({ ...(await signingKey('ES256', 'nobody-knows')) }), 'unknown_key'],
+    ['alg "none"', async () => `${b64url({ alg: 'none', typ: 'JWT' })}.${b64url({ tenant_id: 't-acme', iss: ISSUER, aud: AUDIENCE, exp: 9_999_999_999 })}.`, 'invalid_jwt'],
+  ])('refuses %s with 401 invalid_token', async (_name, make, reason) => {
+    const reasons: string[] = []
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    const auth = createAuthenticator(store, {
+      jwt: { jwksUrl, issuer: ISSUER, audience: AUDIENCE, algorithms: ['RS256', 'ES256', 'EdDSA'], jwksCooldownMs: 0 },
+      onDecision: (event) => reasons.push(event.reason),
+    })
+    const decision = await auth.authenticate(request(await make()))
+    expect(decision).toMatchObject({ ok: false, status: 401, code: 'unauthorized' })
+    if (!decision.ok) expect(decision.headers['www-authenticate']).toContain('error="invalid_token"')
+    expect(reasons).toEqual([reason])
+  })
+
+  it('refuses an HS256 token signed with the RSA public key (algorithm confusion)', async () => {
+    const pem = await exportSPKI(keys[0]!.pair.publicKey)
+    const forged = await new SignJWT({ tenant_id: 't-acme' })
+      .setProtectedHeader({ alg: 'HS256', kid: 'rsa-1' })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setExpirationTime('5m')
+      .sign(new TextEncoder().encode(pem))
+    expect(await authenticator().authenticate(request(forged))).toMatchObject({ ok: false, status: 401 })
+  })
+
+  it('answers 503, never 401, when the JWKS cannot be read', async () => {
+    const token = await sign(keys[0]!)
+    jwksStatus = 500
+    try {
+      expect(await authenticator().authenticate(request(token))).toMatchObject({ ok: false, status: 503, code: 'service_unavailable' })
+    } finally {
+      jwksStatus = 200
+    }
+    const unreachable = createAuthenticator(new MemoryKeyStore({ tenants: [tenant] }), {
+      jwt: { jwksUrl: 'http://127.0.0.1:1/jwks.json', issuer: ISSUER, audience: AUDIENCE, algorithms: ['RS256'] },
+    })
+    expect(await unreachable.authenticate(request(token))).toMatchObject({ ok: false, status: 503 })
+  })
+
+  it('verifies against one local key as well', async () => {
+    const auth = authenticator({ key: keys[2]!.jwk, issuer: ISSUER, audience: AUDIENCE, algorithms: ['EdDSA'] })
+    expect((await auth.authenticate(request(await sign(keys[2]!)))).ok).toBe(true)
+    expect((await auth.authenticate(request(await sign(keys[1]!)))).ok).toBe(false)
+  })
+
+  it.each([
+    [{ algorithms: ['none'] }, 'jwt.algorithms: expected signing algorithms'],
+    [{ algorithms: ['HS256'] }, 'jwt.algorithms: expected only asymmetric algorithms with a JWKS, got "HS256"'],
+    [{ algorithms: [] }, 'jwt.algorithms: expected a non-empty string or array of strings'],
+    [{ issuer: [] }, 'jwt.issuer: expected a non-empty string or array of strings'],
+    [{ audience: undefined }, 'jwt.audience: expected a non-empty string or array of strings'],
+    [{ key: { kty: 'OKP' } }, 'jwt: expected exactly one of jwksUrl or key, got "both"'],
+    [{ jwksUrl: 'http://id.example.test/jwks' }, 'jwt.jwksUrl: expected an https URL (plain http only on loopback)'],
+  ])('refuses %j at construction', (change, message) => {
+    const base = { jwksUrl: 'https://id.example.test/jwks', issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'] }
+    expect(() => createJwtVerifier({ ...base, ...change } as never)).toThrow(message)
+  })
+})
+
+describe('createTokenIssuer', () => {
+  it('trades a key for a short-lived token that carries no more than the key, verifiable with the published JWKS', async () => {
+    const pair = await generateKeyPair('ES256', { extractable: true })
+    const privateKey = { ...(await exportJWK(pair.privateKey)), kid: 'server-1' }
+    const issuer = createTokenIssuer({ privateKey, issuer: 'https://api.example.test', audience: 'https://api.example.test', ttlSeconds: 300 })
+    const jwks = issuer.jwks()
+    expect(jwks.keys).toHaveLength(1)
+    expect(jwks.keys[0]).not.toHaveProperty('d')
+
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    const auth = createAuthenticator(store, {
+      jwt: { key: jwks.keys[0]!, issuer: 'https://api.example.test', audience: 'https://api.example.test', algorithms: ['ES256'] },
+    })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent', permissions: ['keys:read', 'keys:write'] })
+    const viaKey = (await auth.authenticate(request(key))) as AuthDecision & { ok: true }
+    const issued = await issuer.issue(viaKey.principal.credential, { permissions: ['keys:read'], ttlSeconds: 60 })
+    expect(issued).toMatchObject({ tokenType: 'Bearer', expiresIn: 60, permissions: ['keys:read'] })
+    const viaToken = await auth.authenticate(request(issued.accessToken))
+    expect(viaToken).toMatchObject({ ok: true, principal: { tenant: { tenantId: 't-acme' }, credential: { type: 'jwt', permissions: ['keys:read'] } } })
+
+    await expect(issuer.issue(viaKey.principal.credential, { permissions: ['billing:write'] })).rejects.toMatchObject({ status: 403, code: 'forbidden' })
+    await expect(issuer.issue(viaKey.principal.credential, { ttlSeconds: 3_600 })).rejects.toMatchObject({ status: 400 })
+  })
+})

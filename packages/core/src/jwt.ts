@@ -1,0 +1,230 @@
+import type { JWK, JWTPayload, JWTVerifyGetKey } from 'jose'
+import { SaikuConfigError, SaikuHttpError, SaikuStoreError } from './errors.js'
+import type { KeyEnvironment } from './keys.js'
+import type { VerifiedCredential, VerifyResult, KeyVerifier } from './verifier.js'
+
+// jose is ESM only: loaded on first use, so the CommonJS build of this package works on every Node 20.
+type Jose = typeof import('jose')
+let joseModule: Promise<Jose> | undefined
+const loadJose = (): Promise<Jose> => (joseModule ??= import('jose'))
+
+export type JwtAlgorithm = 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'PS384' | 'PS512' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA' | 'Ed25519' | 'HS256' | 'HS384' | 'HS512'
+const ASYMMETRIC: readonly string[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
+const SYMMETRIC: readonly string[] = ['HS256', 'HS384', 'HS512']
+
+/** The claims of a verified token, as the mapping function sees them. */
+export type JwtClaims = Readonly<Record<string, unknown>>
+
+/** Who a token speaks for; null refuses it (401). */
+export type JwtCredentialMapper = (claims: JwtClaims) => {
+  readonly tenantId: string
+  readonly permissions: readonly string[]
+  readonly label?: string
+  readonly environment?: KeyEnvironment
+} | null
+
+export interface JwtVerifierOptions {
+  /** A JWKS endpoint: fetched on demand, cached, re-fetched when a token names an unknown `kid`. */
+  readonly jwksUrl?: string | URL
+  /** Or one local verification key: a public JWK (or, for HS*, a shared secret). */
+  readonly key?: JWK | Uint8Array
+  /** Accepted `iss` values. Required. */
+  readonly issuer: string | readonly string[]
+  /** Accepted `aud` values. Required. */
+  readonly audience: string | readonly string[]
+  /** The only algorithms accepted. Required; never `none`, and no HS* with a JWKS. */
+  readonly algorithms: readonly JwtAlgorithm[]
+  /** Leeway for `exp` and `nbf`. Default 5. */
+  readonly clockToleranceSeconds?: number
+  /** Claim that holds the tenant ID. Default `tenant_id`. */
+  readonly tenantClaim?: string
+  /** Claim that holds the permissions: a space-separated string (`scope`) or an array. Default `scope`. */
+  readonly permissionsClaim?: string
+  /** Replaces the claim mapping entirely. */
+  readonly toCredential?: JwtCredentialMapper
+  /** Bound on one JWKS fetch. Default 2000. */
+  readonly jwksTimeoutMs?: number
+  /** Least time between two fetches for an unknown `kid`. Default 30000. */
+  readonly jwksCooldownMs?: number
+  /** How long fetched keys are used before a refresh. Default 600000. */
+  readonly jwksCacheMaxAgeMs?: number
+}
+
+const JWKS_UNREACHABLE = new Set(['ERR_JWKS_TIMEOUT', 'ERR_JWKS_INVALID', 'ERR_JOSE_GENERIC'])
+
+function stringList(path: string, value: unknown): string[] {
+  const list = typeof value === 'string' ? [value] : value
+  if (!Array.isArray(list) || list.length === 0 || !list.every((item) => typeof item === 'string' && item.length > 0)) {
+    throw new SaikuConfigError(path, 'a non-empty string or array of strings', value)
+  }
+  return [...(list as string[])]
+}
+
+function permissionsFrom(value: unknown): string[] | null {
+  if (value === undefined) return []
+  if (typeof value === 'string') return value.split(' ').filter((scope) => scope.length > 0)
+  if (Array.isArray(value) && value.every((item) => typeof item === 'string')) return [...(value as string[])]
+  return null
+}
+
+/**
+ * Verifies signed bearer tokens (JWT) with jose: signature against a JWKS or a
+ * local key, `iss`, `aud`, `exp`/`nbf` with a tolerance, an explicit list of
+ * algorithms; then maps the claims to a tenant and permissions. An unreachable
+ * JWKS is a store failure (503 or the policy), never a 401.
+ */
+export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
+  if ((options.jwksUrl === undefined) === (options.key === undefined)) {
+    throw new SaikuConfigError('jwt', 'exactly one of jwksUrl or key', options.jwksUrl === undefined ? 'neither' : 'both')
+  }
+  const algorithms = stringList('jwt.algorithms', options.algorithms)
+  for (const algorithm of algorithms) {
+    if (!ASYMMETRIC.includes(algorithm) && !SYMMETRIC.includes(algorithm)) {
+      throw new SaikuConfigError('jwt.algorithms', `signing algorithms (${[...ASYMMETRIC, ...SYMMETRIC].join(', ')}); never "none"`, algorithm)
+    }
+    // A JWKS publishes public keys: accepting HS* would let a public key serve as an HMAC secret.
+    if (SYMMETRIC.includes(algorithm) && options.jwksUrl !== undefined) {
+      throw new SaikuConfigError('jwt.algorithms', 'only asymmetric algorithms with a JWKS', algorithm)
+    }
+  }
+  const issuer = stringList('jwt.issuer', options.issuer)
+  const audience = stringList('jwt.audience', options.audience)
+  const clockTolerance = options.clockToleranceSeconds ?? 5
+  if (!Number.isFinite(clockTolerance) || clockTolerance < 0) throw new SaikuConfigError('jwt.clockToleranceSeconds', 'a non-negative number', clockTolerance)
+  const tenantClaim = options.tenantClaim ?? 'tenant_id'
+  const permissionsClaim = options.permissionsClaim ?? 'scope'
+  const jwksUrl = options.jwksUrl === undefined ? undefined : new URL(options.jwksUrl)
+  if (jwksUrl !== undefined && jwksUrl.protocol !== 'https:' && jwksUrl.hostname !== '127.0.0.1' && jwksUrl.hostname !== 'localhost' && jwksUrl.hostname !== '[::1]') {
+    throw new SaikuConfigError('jwt.jwksUrl', 'an https URL (plain http only on loopback)', jwksUrl.href)
+  }
+
+  const mapClaims: JwtCredentialMapper =
+    options.toCredential ??
+    ((claims) => {
+      const tenantId = claims[tenantClaim]
+      const permissions = permissionsFrom(claims[permissionsClaim])
+      if (typeof tenantId !== 'string' || tenantId.length === 0 || permissions === null) return null
+      return { tenantId, permissions, label: typeof claims.sub === 'string' ? claims.sub : 'jwt' }
+    })
+
+  type KeySource = JWTVerifyGetKey | Awaited<ReturnType<Jose['importJWK']>>
+  let keySource: Promise<KeySource> | undefined
+  const getKeySource = (): Promise<KeySource> =>
+    (keySource ??= loadJose().then((jose): KeySource | Promise<KeySource> => {
+      if (jwksUrl !== undefined) {
+        return jose.createRemoteJWKSet(jwksUrl, {
+          timeoutDuration: options.jwksTimeoutMs ?? 2_000,
+          cooldownDuration: options.jwksCooldownMs ?? 30_000,
+          cacheMaxAge: options.jwksCacheMaxAgeMs ?? 600_000,
+        })
+      }
+      return options.key instanceof Uint8Array ? options.key : jose.importJWK(options.key!, algorithms[0])
+    }))
+
+  const failure = (reason: 'expired' | 'unknown_key' | 'invalid_jwt'): VerifyResult => ({ ok: false, reason })
+
+  return {
+    async verify(token) {
+      const jose = await loadJose()
+      const key = await getKeySource()
+      let payload: JWTPayload
+      try {
+        const verified = await jose.jwtVerify(token, key as JWTVerifyGetKey, { issuer, audience, algorithms, clockTolerance })
+        payload = verified.payload
+      } catch (error) {
+        const code = (error as { code?: unknown }).code
+        if (code === 'ERR_JWT_EXPIRED') return failure('expired')
+        if (code === 'ERR_JWKS_NO_MATCHING_KEY' || code === 'ERR_JWKS_MULTIPLE_MATCHING_KEYS') return failure('unknown_key')
+        if (jwksUrl !== undefined && (JWKS_UNREACHABLE.has(String(code)) || error instanceof TypeError)) {
+          throw new SaikuStoreError('key_store', 'the JWKS endpoint could not be read', { cause: error })
+        }
+        return failure('invalid_jwt')
+      }
+      const mapped = mapClaims(payload)
+      if (mapped === null) return failure('invalid_jwt')
+      const credential: VerifiedCredential = {
+        type: 'jwt',
+        keyId: typeof payload.jti === 'string' ? payload.jti : `jwt:${typeof payload.sub === 'string' ? payload.sub : 'anonymous'}`,
+        tenantId: mapped.tenantId,
+        label: mapped.label ?? 'jwt',
+        environment: mapped.environment ?? 'live',
+        permissions: Object.freeze([...mapped.permissions]),
+      }
+      return { ok: true, credential }
+    },
+  }
+}
+
+/** Sends API keys (`sk_live_…`, `sk_test_…`) to one verifier and every other token to another. */
+export function createCompositeVerifier(verifiers: { readonly apiKeys: KeyVerifier; readonly others: KeyVerifier }): KeyVerifier {
+  const isApiKey = (token: string): boolean => token.startsWith('sk_live_') || token.startsWith('sk_test_')
+  return {
+    verify: (token) => (isApiKey(token) ? verifiers.apiKeys : verifiers.others).verify(token),
+    verifyWithoutIo: (token) => (isApiKey(token) ? verifiers.apiKeys.verifyWithoutIo?.(token) : undefined),
+    invalidateKey: (keyId) => verifiers.apiKeys.invalidateKey?.(keyId),
+  }
+}
+
+export interface TokenIssuerOptions {
+  /** The private signing key, as a JWK with its `kid`. */
+  readonly privateKey: JWK
+  readonly issuer: string
+  readonly audience: string
+  /** Default: the JWK's `alg`, else ES256. */
+  readonly algorithm?: JwtAlgorithm
+  /** Default 900 (15 minutes); at most 86400. */
+  readonly ttlSeconds?: number
+}
+
+export interface IssuedToken {
+  readonly accessToken: string
+  readonly tokenType: 'Bearer'
+  readonly expiresIn: number
+  readonly permissions: readonly string[]
+}
+
+export interface TokenIssuer {
+  /** Trades a verified credential for a short-lived JWT; `permissions` may only narrow it. */
+  issue(credential: VerifiedCredential, request?: { readonly permissions?: readonly string[]; readonly ttlSeconds?: number }): Promise<IssuedToken>
+  /** The public half of the signing key, for `/.well-known/jwks.json`. */
+  jwks(): { readonly keys: readonly JWK[] }
+}
+
+/** Token exchange: an API key in, a short-lived JWT out, signed by the server's own key. */
+export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
+  const { privateKey } = options
+  if (typeof privateKey !== 'object' || privateKey === null || typeof privateKey.kid !== 'string' || privateKey.d === undefined) {
+    throw new SaikuConfigError('tokens.privateKey', 'a private JWK with a kid', privateKey)
+  }
+  const algorithm = options.algorithm ?? (privateKey.alg as JwtAlgorithm | undefined) ?? 'ES256'
+  if (!ASYMMETRIC.includes(algorithm)) throw new SaikuConfigError('tokens.algorithm', 'an asymmetric algorithm', algorithm)
+  const maxTtl = options.ttlSeconds ?? 900
+  if (!Number.isInteger(maxTtl) || maxTtl < 1 || maxTtl > 86_400) throw new SaikuConfigError('tokens.ttlSeconds', 'an integer from 1 to 86400', maxTtl)
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicKey } = privateKey
+  const publicJwk = Object.freeze({ ...publicKey, alg: algorithm, use: 'sig' })
+  let signingKey: ReturnType<Jose['importJWK']> | undefined
+
+  return {
+    jwks: () => ({ keys: [publicJwk] }),
+    async issue(credential, request = {}) {
+      const granted = credential.permissions
+      const wanted = request.permissions ?? granted
+      const beyond = wanted.filter((permission) => !granted.includes(permission) && !granted.includes('*'))
+      if (beyond.length > 0) throw new SaikuHttpError('forbidden', `A token cannot carry what the key does not hold: ${beyond.join(', ')}.`)
+      const ttl = request.ttlSeconds ?? maxTtl
+      if (!Number.isInteger(ttl) || ttl < 1 || ttl > maxTtl) throw new SaikuHttpError('invalid_request', `ttlSeconds must be an integer from 1 to ${maxTtl}.`)
+      const jose = await loadJose()
+      signingKey ??= jose.importJWK(privateKey, algorithm)
+      const accessToken = await new jose.SignJWT({ tenant_id: credential.tenantId, scope: wanted.join(' '), key_id: credential.keyId })
+        .setProtectedHeader({ alg: algorithm, kid: privateKey.kid!, typ: 'at+jwt' })
+        .setIssuer(options.issuer)
+        .setAudience(options.audience)
+        .setSubject(credential.label)
+        .setJti(crypto.randomUUID())
+        .setIssuedAt()
+        .setExpirationTime(`${ttl}s`)
+        .sign(await signingKey)
+      return { accessToken, tokenType: 'Bearer', expiresIn: ttl, permissions: [...wanted] }
+    },
+  }
+}
