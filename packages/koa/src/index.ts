@@ -49,7 +49,7 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
     const outcome = authenticator.check({
       headers: req.headers,
       rawHeaders: req.rawHeaders,
-      method: ctx.method,
+      method: req.method!,
       url: ctx.originalUrl,
       ip: () => ctx.ip,
       principal: ctx.state.saiku,
