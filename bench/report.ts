@@ -85,8 +85,8 @@ const escapeXml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&
 /** A horizontal bar chart of each variant's throughput ratio to its bare framework. */
 export function renderSvg(results: BenchResults): string {
   const bars = Object.values(results.summaries).filter((s) => s.ratioToBaseline !== null)
-  const width = 760
-  const labelWidth = 340
+  const width = 820
+  const labelWidth = 390
   const barMax = width - labelWidth - 70
   const rowHeight = 34
   const top = 40

@@ -21,6 +21,12 @@ describe('README snippets', () => {
     expect(codeBlocks(read(readme))).toContain(read(example))
   })
 
+  it('shows the benchmark results the last full run wrote', () => {
+    const readme = read('README.md')
+    const table = readme.slice(readme.indexOf('<!-- bench:start -->\n') + 21, readme.indexOf('\n<!-- bench:end -->'))
+    expect(table).toBe(read('docs/benchmarks/results.md').trimEnd())
+  })
+
   it('gives the test command that CI runs', () => {
     expect(read('README.md')).toContain('```sh\npnpm test\n```')
     expect(read('.ci/run')).toMatch(/^pnpm test$/m)

@@ -140,6 +140,22 @@ describe('createJwtVerifier', () => {
     expect(await unreachable.authenticate(request(token))).toMatchObject({ ok: false, status: 503 })
   })
 
+  it('maps claims through a function of the caller’s, which can refuse a token', async () => {
+    const auth = authenticator({
+      key: keys[1]!.jwk,
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      algorithms: ['ES256'],
+      toCredential: (claims) =>
+        claims.org === 'acme-org' ? { tenantId: 't-acme', permissions: ['keys:*'], label: `user ${String(claims.sub)}`, environment: 'test' } : null,
+    })
+    expect(await auth.authenticate(request(await sign(keys[1]!, { org: 'acme-org', tenant_id: undefined })))).toMatchObject({
+      ok: true,
+      principal: { credential: { type: 'jwt', permissions: ['keys:*'], label: 'user dashboard-user-7', environment: 'test' } },
+    })
+    expect(await auth.authenticate(request(await sign(keys[1]!, { org: 'other' })))).toMatchObject({ ok: false, status: 401 })
+  })
+
   it('verifies against one local key as well', async () => {
     const auth = authenticator({ key: keys[2]!.jwk, issuer: ISSUER, audience: AUDIENCE, algorithms: ['EdDSA'] })
     expect((await auth.authenticate(request(await sign(keys[2]!)))).ok).toBe(true)
