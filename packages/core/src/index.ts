@@ -51,6 +51,8 @@ export {
 } from './store.js'
 export type { ApiKeyRecord, ApiKeySummary, KeyStore, Subscription, SubscriptionStatus, TenantAdminStore, TenantRecord } from './store.js'
 
+export { keyFromRow, tenantFromRow } from './sql-rows.js'
+export type { KeyRow, TenantRow } from './sql-rows.js'
 export { createKeyManager } from './management.js'
 export type { CreatedApiKey, CreateKeyInput, KeyManager, KeyManagerOptions } from './management.js'
 export { announceKeyStoreChange, onKeyStoreChange } from './changes.js'

@@ -1,6 +1,10 @@
 import type { Pool, PoolClient } from 'pg'
 import {
   announceKeyStoreChange,
+  keyFromRow,
+  tenantFromRow,
+  type KeyRow,
+  type TenantRow,
   DEFAULT_TIERS,
   isKeyId,
   SaikuConfigError,
@@ -9,7 +13,6 @@ import {
   type ApiKeyRecord,
   type ApiKeySummary,
   type KeyChange,
-  type SubscriptionStatus,
   type TenantAdminStore,
   type TenantRecord,
   type TierTable,
@@ -57,59 +60,6 @@ export interface PostgresKeyStoreOptions {
    * Holds one pool connection. Default true.
    */
   readonly listen?: boolean
-}
-
-interface TenantRow {
-  tenant_id: string
-  tenant_slug: string
-  tier: string
-  connection_name: string
-  subscription_status: string
-  trial_ends_at: Date | null
-  limit_per_minute: number | null
-  limit_per_hour: number | null
-}
-
-interface KeyRow {
-  key_id: string
-  tenant_id: string
-  label: string
-  environment: 'live' | 'test'
-  secret_digest: string
-  permissions: string[]
-  created_at: Date
-  expires_at: Date | null
-  revoked_at: Date | null
-  last_used_at: Date | null
-}
-
-function toTenant(row: TenantRow): TenantRecord {
-  return {
-    tenantId: row.tenant_id,
-    tenantSlug: row.tenant_slug,
-    tier: row.tier,
-    connectionName: row.connection_name,
-    subscription: { status: row.subscription_status as SubscriptionStatus, trialEndsAt: row.trial_ends_at },
-    limits:
-      row.limit_per_minute === null || row.limit_per_hour === null
-        ? null
-        : { perMinute: row.limit_per_minute, perHour: row.limit_per_hour },
-  }
-}
-
-function toKey(row: KeyRow): ApiKeyRecord {
-  return {
-    keyId: row.key_id,
-    tenantId: row.tenant_id,
-    label: row.label,
-    environment: row.environment,
-    secretDigest: row.secret_digest,
-    permissions: row.permissions,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-    revokedAt: row.revoked_at,
-    lastUsedAt: row.last_used_at,
-  }
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,40}$/
@@ -213,25 +163,25 @@ export class PostgresKeyStore implements TenantAdminStore {
   async findKey(keyId: string): Promise<ApiKeyRecord | null> {
     await this.ready()
     const { rows } = await this.pool.query<KeyRow>(`SELECT * FROM ${this.#t.keys} WHERE key_id = $1`, [keyId])
-    return rows[0] === undefined ? null : toKey(rows[0])
+    return rows[0] === undefined ? null : keyFromRow(rows[0])
   }
 
   async findTenant(tenantId: string): Promise<TenantRecord | null> {
     await this.ready()
     const { rows } = await this.pool.query<TenantRow>(`SELECT * FROM ${this.#t.tenants} WHERE tenant_id = $1`, [tenantId])
-    return rows[0] === undefined ? null : toTenant(rows[0])
+    return rows[0] === undefined ? null : tenantFromRow(rows[0])
   }
 
   async findTenantBySlug(tenantSlug: string): Promise<TenantRecord | null> {
     await this.ready()
     const { rows } = await this.pool.query<TenantRow>(`SELECT * FROM ${this.#t.tenants} WHERE tenant_slug = $1`, [tenantSlug])
-    return rows[0] === undefined ? null : toTenant(rows[0])
+    return rows[0] === undefined ? null : tenantFromRow(rows[0])
   }
 
   async listTenants(): Promise<TenantRecord[]> {
     await this.ready()
     const { rows } = await this.pool.query<TenantRow>(`SELECT * FROM ${this.#t.tenants} ORDER BY tenant_slug`)
-    return rows.map(toTenant)
+    return rows.map(tenantFromRow)
   }
 
   async createKey(record: ApiKeyRecord): Promise<void> {
@@ -251,7 +201,7 @@ export class PostgresKeyStore implements TenantAdminStore {
       `SELECT * FROM ${this.#t.keys} WHERE tenant_id = $1 AND revoked_at IS NULL ORDER BY created_at, key_id`,
       [tenantId],
     )
-    return rows.map((row) => toKeySummary(toKey(row)))
+    return rows.map((row) => toKeySummary(keyFromRow(row)))
   }
 
   async revokeKey(keyId: string, revokedAt: Date): Promise<boolean> {

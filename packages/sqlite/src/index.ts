@@ -1,6 +1,10 @@
 import Database from 'better-sqlite3'
 import {
   announceKeyStoreChange,
+  keyFromRow,
+  tenantFromRow,
+  type KeyRow,
+  type TenantRow,
   DEFAULT_TIERS,
   SaikuConfigError,
   toKeySummary,
@@ -8,7 +12,6 @@ import {
   type ApiKeyRecord,
   type ApiKeySummary,
   type KeyChange,
-  type SubscriptionStatus,
   type TenantAdminStore,
   type TenantRecord,
   type TierTable,
@@ -60,61 +63,7 @@ export interface SqliteKeyStoreOptions {
   readonly busyTimeoutMs?: number
 }
 
-interface TenantRow {
-  tenant_id: string
-  tenant_slug: string
-  tier: string
-  connection_name: string
-  subscription_status: string
-  trial_ends_at: number | null
-  limit_per_minute: number | null
-  limit_per_hour: number | null
-}
-
-interface KeyRow {
-  key_id: string
-  tenant_id: string
-  label: string
-  environment: 'live' | 'test'
-  secret_digest: string
-  permissions: string
-  created_at: number
-  expires_at: number | null
-  revoked_at: number | null
-  last_used_at: number | null
-}
-
-const dateOrNull = (ms: number | null): Date | null => (ms === null ? null : new Date(ms))
 const msOrNull = (date: Date | null | undefined): number | null => (date == null ? null : date.getTime())
-
-function toTenant(row: TenantRow): TenantRecord {
-  return {
-    tenantId: row.tenant_id,
-    tenantSlug: row.tenant_slug,
-    tier: row.tier,
-    connectionName: row.connection_name,
-    subscription: { status: row.subscription_status as SubscriptionStatus, trialEndsAt: dateOrNull(row.trial_ends_at) },
-    limits:
-      row.limit_per_minute === null || row.limit_per_hour === null
-        ? null
-        : { perMinute: row.limit_per_minute, perHour: row.limit_per_hour },
-  }
-}
-
-function toKey(row: KeyRow): ApiKeyRecord {
-  return {
-    keyId: row.key_id,
-    tenantId: row.tenant_id,
-    label: row.label,
-    environment: row.environment,
-    secretDigest: row.secret_digest,
-    permissions: JSON.parse(row.permissions) as string[],
-    createdAt: new Date(row.created_at),
-    expiresAt: dateOrNull(row.expires_at),
-    revokedAt: dateOrNull(row.revoked_at),
-    lastUsedAt: dateOrNull(row.last_used_at),
-  }
-}
 
 // Change rows older than this are pruned; a process that slept longer re-reads everything from its caches' TTL anyway.
 const CHANGE_RETENTION_MS = 3_600_000
@@ -183,21 +132,21 @@ export class SqliteKeyStore implements TenantAdminStore {
 
   async findKey(keyId: string): Promise<ApiKeyRecord | null> {
     const row = this.#statements.findKey.get(keyId)
-    return row === undefined ? null : toKey(row)
+    return row === undefined ? null : keyFromRow(row)
   }
 
   async findTenant(tenantId: string): Promise<TenantRecord | null> {
     const row = this.#statements.findTenant.get(tenantId)
-    return row === undefined ? null : toTenant(row)
+    return row === undefined ? null : tenantFromRow(row)
   }
 
   async findTenantBySlug(tenantSlug: string): Promise<TenantRecord | null> {
     const row = this.#statements.findTenantBySlug.get(tenantSlug)
-    return row === undefined ? null : toTenant(row)
+    return row === undefined ? null : tenantFromRow(row)
   }
 
   async listTenants(): Promise<TenantRecord[]> {
-    return this.#statements.listTenants.all().map(toTenant)
+    return this.#statements.listTenants.all().map(tenantFromRow)
   }
 
   async createKey(record: ApiKeyRecord): Promise<void> {
@@ -216,7 +165,7 @@ export class SqliteKeyStore implements TenantAdminStore {
   }
 
   async listKeys(tenantId: string): Promise<ApiKeySummary[]> {
-    return this.#statements.listKeys.all(tenantId).map((row) => toKeySummary(toKey(row)))
+    return this.#statements.listKeys.all(tenantId).map((row) => toKeySummary(keyFromRow(row)))
   }
 
   async revokeKey(keyId: string, revokedAt: Date): Promise<boolean> {

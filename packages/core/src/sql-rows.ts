@@ -1,0 +1,62 @@
+import type { ApiKeyRecord, SubscriptionStatus, TenantRecord } from './store.js'
+
+// The column layout both SQL stores use, read back into records. Times may come
+// back as Dates (PostgreSQL) or epoch milliseconds (SQLite); permissions as an
+// array or as its JSON text.
+
+type Time = Date | number | null
+
+export interface TenantRow {
+  tenant_id: string
+  tenant_slug: string
+  tier: string
+  connection_name: string
+  subscription_status: string
+  trial_ends_at: Time
+  limit_per_minute: number | null
+  limit_per_hour: number | null
+}
+
+export interface KeyRow {
+  key_id: string
+  tenant_id: string
+  label: string
+  environment: 'live' | 'test'
+  secret_digest: string
+  permissions: string[] | string
+  created_at: Date | number
+  expires_at: Time
+  revoked_at: Time
+  last_used_at: Time
+}
+
+const toDate = (value: Time): Date | null => (value === null ? null : new Date(value))
+
+export function tenantFromRow(row: TenantRow): TenantRecord {
+  return {
+    tenantId: row.tenant_id,
+    tenantSlug: row.tenant_slug,
+    tier: row.tier,
+    connectionName: row.connection_name,
+    subscription: { status: row.subscription_status as SubscriptionStatus, trialEndsAt: toDate(row.trial_ends_at) },
+    limits:
+      row.limit_per_minute === null || row.limit_per_hour === null
+        ? null
+        : { perMinute: row.limit_per_minute, perHour: row.limit_per_hour },
+  }
+}
+
+export function keyFromRow(row: KeyRow): ApiKeyRecord {
+  return {
+    keyId: row.key_id,
+    tenantId: row.tenant_id,
+    label: row.label,
+    environment: row.environment,
+    secretDigest: row.secret_digest,
+    permissions: typeof row.permissions === 'string' ? (JSON.parse(row.permissions) as string[]) : row.permissions,
+    createdAt: new Date(row.created_at),
+    expiresAt: toDate(row.expires_at),
+    revokedAt: toDate(row.revoked_at),
+    lastUsedAt: toDate(row.last_used_at),
+  }
+}
