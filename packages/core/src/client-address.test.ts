@@ -15,6 +15,11 @@ describe('clientKey', () => {
     ['', 'unknown'],
     ['not an address', 'unknown'],
     ['1.2.3.4, 5.6.7.8', 'unknown'],
+    ['256.1.1.1', 'unknown'],
+    ['01.2.3.4', 'unknown'],
+    ['1.2.3', 'unknown'],
+    ['0.0.0.0', '0.0.0.0'],
+    ['255.255.255.255', '255.255.255.255'],
   ])('counts %j as %j', (address, key) => {
     expect(clientKey(address)).toBe(key)
   })

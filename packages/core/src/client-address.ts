@@ -30,6 +30,30 @@ function ipv6Groups(address: string): number[] | null {
   return groups.length === 8 && groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? groups : null
 }
 
+/** A canonical IPv4 address (four decimal octets of 0 to 255, no leading zeros), checked by hand. */
+function isDottedQuad(address: string): boolean {
+  if (address.length < 7 || address.length > 15) return false
+  let dots = 0
+  let octet = 0
+  let digits = 0
+  for (let i = 0; i <= address.length; i++) {
+    const code = i === address.length ? 46 : address.charCodeAt(i)
+    if (code === 46) {
+      if (digits === 0 || octet > 255) return false
+      dots++
+      octet = 0
+      digits = 0
+    } else if (code >= 48 && code <= 57) {
+      if (digits === 1 && octet === 0) return false
+      octet = octet * 10 + (code - 48)
+      digits++
+    } else {
+      return false
+    }
+  }
+  return dots === 4
+}
+
 /**
  * The key a client is counted under: an IPv4 address as it is (IPv4-mapped IPv6
  * too), an IPv6 address cut to its first `ipv6PrefixBits` bits, since one
@@ -38,7 +62,8 @@ function ipv6Groups(address: string): number[] | null {
  */
 export function clientKey(address: string | undefined, ipv6PrefixBits = 64): string {
   if (address === undefined || address === '') return 'unknown'
-  if (isIPv4(address)) return address
+  // The common case, checked without a regular expression: dotted digits only.
+  if (isDottedQuad(address) || isIPv4(address)) return address
   if (!isIPv6(address)) return 'unknown'
   const groups = ipv6Groups(address)
   if (groups === null) return 'unknown'

@@ -29,6 +29,8 @@ export interface MemoryLimiterBackend extends LimiterBackend {
   consumeSync(tenantKey: string, limits: WindowLimits): LimitDecision
   /** What a request would be told now, without counting it. */
   peekSync(tenantKey: string, limits: WindowLimits): LimitDecision
+  /** Counts one event if both windows have room; returns 0, or how long until they do. Allocates nothing. */
+  hitSync(key: string, limits: WindowLimits): number
   readonly trackedTenants: number
 }
 
@@ -50,8 +52,8 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   // Insertion order is hour-start order: an entry is re-inserted when its hour starts over.
   const tenants = new Map<string, Windows>()
 
-  function decide(tenantKey: string, limits: WindowLimits, count: boolean): LimitDecision {
-    const nowMs = now()
+  /** The tenant's windows as of now, started over where they ran out; counts one request if `count` and both have room. */
+  function advance(tenantKey: string, limits: WindowLimits, count: boolean, nowMs: number): { windows: Windows; admitted: boolean } {
     let windows = tenants.get(tenantKey)
     if (!count && windows === undefined) windows = { minuteStartMs: nowMs, minuteCount: 0, hourStartMs: nowMs, hourCount: 0 }
     if (windows === undefined || nowMs >= windows.hourStartMs + HOUR_MS || nowMs < windows.hourStartMs) {
@@ -68,12 +70,27 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       windows.minuteCount++
       windows.hourCount++
     }
+    return { windows, admitted }
+  }
+
+  function waitMs(windows: Windows, limits: WindowLimits, nowMs: number): number {
+    const minuteWait = windows.minuteCount >= limits.perMinute ? Math.max(1, windows.minuteStartMs + MINUTE_MS - nowMs) : 0
+    const hourWait = windows.hourCount >= limits.perHour ? Math.max(1, windows.hourStartMs + HOUR_MS - nowMs) : 0
+    return minuteWait > hourWait ? minuteWait : hourWait
+  }
+
+  function decide(tenantKey: string, limits: WindowLimits, count: boolean): LimitDecision {
+    const nowMs = now()
+    const { windows, admitted } = advance(tenantKey, limits, count, nowMs)
     const minute = state('minute', limits.perMinute, windows.minuteCount, windows.minuteStartMs + MINUTE_MS - nowMs)
     const hour = state('hour', limits.perHour, windows.hourCount, windows.hourStartMs + HOUR_MS - nowMs)
-    if (admitted) return { admitted, minute, hour, retryAfterMs: 0 }
-    const minuteWait = minute.remaining === 0 ? minute.resetMs : 0
-    const hourWait = hour.remaining === 0 ? hour.resetMs : 0
-    return { admitted, minute, hour, retryAfterMs: minuteWait > hourWait ? minuteWait : hourWait }
+    return { admitted, minute, hour, retryAfterMs: admitted ? 0 : waitMs(windows, limits, nowMs) }
+  }
+
+  function hitSync(key: string, limits: WindowLimits): number {
+    const nowMs = now()
+    const { windows, admitted } = advance(key, limits, true, nowMs)
+    return admitted ? 0 : waitMs(windows, limits, nowMs)
   }
 
   const consumeSync = (tenantKey: string, limits: WindowLimits): LimitDecision => decide(tenantKey, limits, true)
@@ -81,6 +98,7 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     inProcess: true,
     consumeSync,
     peekSync: (tenantKey, limits) => decide(tenantKey, limits, false),
+    hitSync,
     consume: (tenantKey, limits) => Promise.resolve(consumeSync(tenantKey, limits)),
     get trackedTenants() {
       return tenants.size

@@ -339,8 +339,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     return clientKey(requestIp(request), options.failedAuth!.ipv6PrefixBits)
   }
 
-  function tooManyFailures(request: AuthRequest, counted: LimitDecision): ErrorResponse {
-    const retryAfter = retryAfterSeconds(counted)
+  function tooManyFailures(request: AuthRequest, waitMs: number): ErrorResponse {
+    const retryAfter = Math.max(1, Math.ceil(waitMs / 1000))
     const message = `Too many failed authentication attempts from this address. Retry in ${retryAfter} s.`
     return refuse(request, 'rate_limited', 'too_many_failures', {}, message, { 'retry-after': String(retryAfter) })
   }
@@ -348,8 +348,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   /** A 401, counted against the client; past its budget the answer is 429 instead. */
   function failed(request: AuthRequest, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string } = {}): ErrorResponse {
     if (failureLimiter !== null) {
-      const counted = failureLimiter.consumeSync(clientOf(request), failureLimits!)
-      if (!counted.admitted) return tooManyFailures(request, counted)
+      const waitMs = failureLimiter.hitSync(clientOf(request), failureLimits!)
+      if (waitMs > 0) return tooManyFailures(request, waitMs)
     }
     return refuse(request, 'unauthorized', reason, ids, undefined, invalidTokenChallenge)
   }
@@ -375,7 +375,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       if (known !== undefined) return verifiedStage(request, known)
       if (failureLimiter !== null) {
         const budget = failureLimiter.peekSync(clientOf(request), failureLimits!)
-        if (!budget.admitted) return tooManyFailures(request, budget)
+        if (!budget.admitted) return tooManyFailures(request, budget.retryAfterMs)
       }
       verified = verifier.verify(credentials.token)
     } catch (error) {
