@@ -67,7 +67,7 @@ describe('properties of the parsers', () => {
       expect(['token', 'missing', 'malformed', 'ambiguous']).toContain(result.kind)
       if (result.kind === 'token') {
         expect(result.token).toMatch(/^[A-Za-z0-9\-._~+/]+=*$/)
-        expect(result.token.length).toBeLessThanOrEqual(1024)
+        expect(result.token.length).toBeLessThanOrEqual(8192)
         expect(repeat).toBe(false)
       }
     },

@@ -519,6 +519,15 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expect((await from(app, mintApiKey().key)).status).toBe(401)
       })
 
+      it('lets no more concurrent lookups of unknown keys reach the store than the budget allows', async () => {
+        const app = start({ failedAuth: { perMinute: 5 } })
+        const findKey = vi.spyOn(store, 'findKey')
+        const replies = await Promise.all(Array.from({ length: 100 }, () => from(app, mintApiKey().key)))
+        expect(findKey.mock.calls.length).toBeLessThanOrEqual(5)
+        expect(replies.filter((res) => res.status === 429)).toHaveLength(100 - findKey.mock.calls.length)
+        expect(replies.every((res) => res.status === 401 || res.status === 429)).toBe(true)
+      })
+
       it('gives a spoofed X-Forwarded-For no fresh budget when proxies are not trusted', async () => {
         const app = start({ failedAuth: { perMinute: 3 } })
         for (let i = 0; i < 3; i++) expect((await from(app, mintApiKey().key, `198.51.100.${i}`)).status).toBe(401)

@@ -53,7 +53,13 @@ function invalid(message: string): SaikuHttpError {
  * more than the key that minted it; without `permissions` it gets the same ones,
  * so rotating a key keeps what it could do.
  */
+/** Keys are managed with a key: a short-lived token must not outlive itself as a new key. */
+function requireApiKey(principal: SaikuPrincipal, action: string): void {
+  if (principal.credential.type !== 'api_key') throw new SaikuHttpError('forbidden', `Only an API key can ${action}.`)
+}
+
 export async function createKey(keys: KeyManager, principal: SaikuPrincipal, body: unknown): Promise<ApiResult> {
+  requireApiKey(principal, 'mint API keys')
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid('Expected a JSON object with a label.')
   const { label, permissions, expiresAt, ...rest } = body as Record<string, unknown>
   const unknown = Object.keys(rest)
@@ -70,10 +76,13 @@ export async function createKey(keys: KeyManager, principal: SaikuPrincipal, bod
     }
     wanted = permissions
   }
-  let expiry: Date | null = null
+  // A new key never outlives the key that minted it.
+  const ceiling = principal.credential.expiresAt
+  let expiry: Date | null = ceiling
   if (expiresAt !== undefined && expiresAt !== null) {
     expiry = typeof expiresAt === 'string' ? new Date(expiresAt) : new Date(NaN)
     if (Number.isNaN(expiry.getTime())) throw invalid('expiresAt must be an ISO 8601 date-time.')
+    if (ceiling !== null && expiry > ceiling) throw invalid(`expiresAt must not be later than this key's own expiry, ${ceiling.toISOString()}.`)
   }
   const created = await keys.create(principal.tenant.tenantId, {
     label: label as string,
@@ -86,6 +95,7 @@ export async function createKey(keys: KeyManager, principal: SaikuPrincipal, bod
 
 /** DELETE /me/api-keys/:keyId: another tenant's key answers exactly like a missing one. */
 export async function revokeKey(keys: KeyManager, principal: SaikuPrincipal, keyId: string): Promise<ApiResult> {
+  requireApiKey(principal, 'revoke API keys')
   if (!isKeyId(keyId) || !(await keys.revoke(principal.tenant.tenantId, keyId))) throw new SaikuHttpError('not_found')
   return { status: 204 }
 }
@@ -126,7 +136,7 @@ export async function startTrial(store: TenantAdminStore, principal: SaikuPrinci
  * most its permissions (`{permissions?, ttlSeconds?}`). A token cannot buy another.
  */
 export async function exchangeToken(tokens: TokenIssuer, principal: SaikuPrincipal, body: unknown): Promise<ApiResult> {
-  if (principal.credential.type !== 'api_key') throw new SaikuHttpError('forbidden', 'Only an API key can be exchanged for a token.')
+  requireApiKey(principal, 'be exchanged for a token')
   const input = (body ?? {}) as Record<string, unknown>
   if (typeof input !== 'object' || Array.isArray(input)) throw invalid('Expected a JSON object.')
   const { permissions, ttlSeconds } = input

@@ -205,6 +205,12 @@ describe('signed tokens', () => {
     expect(denied.status).toBe(403)
     const again = await call(server, 'POST', '/me/tokens', { key: token })
     expect(again.body).toEqual({ error: 'forbidden', message: 'Only an API key can be exchanged for a token.' })
+    // Even a token that carries keys:write cannot turn itself into a lasting key, nor revoke one.
+    const writer = (await call(server, 'POST', '/me/tokens', { key: rotatedKey, json: { permissions: ['keys:write'] } })).body.accessToken as string
+    const minted = await call(server, 'POST', '/me/api-keys', { key: writer, json: { label: 'from a token' } })
+    expect(minted.status).toBe(403)
+    expect(minted.body).toEqual({ error: 'forbidden', message: 'Only an API key can mint API keys.' })
+    expect((await call(server, 'DELETE', '/me/api-keys/AAAAAAAAAAAA', { key: writer })).status).toBe(403)
 
     const widened = await call(server, 'POST', '/me/tokens', { key: rotatedKey, json: { permissions: ['*'] } })
     expect(widened.status).toBe(403)
@@ -276,6 +282,8 @@ describe('logs', () => {
     expect(requests.length).toBeGreaterThan(0)
     expect(requests[0]).toMatchObject({ method: expect.any(String), path: expect.any(String), status: expect.any(Number) })
     expect(server.stdout()).not.toMatch(/sk_(live|test)_/)
+    expect(server.stdout()).not.toMatch(/eyJ[\w-]+\.eyJ/)
+    expect(server.stdout()).not.toMatch(/[0-9a-f]{64}/)
     expect(server.stdout().toLowerCase()).not.toContain('bearer')
   })
 })

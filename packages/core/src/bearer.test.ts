@@ -19,7 +19,7 @@ describe('extractBearer', () => {
     expect(from(header)).toEqual({ kind: 'missing' })
   })
 
-  it.each(['Bearer', 'Bearer ', 'Bearer\tabc', 'Bearer a=b', 'Bearer a;b', 'Bearer a"b', 'Bearer a\u0000b', 'Bearer é', `Bearer ${'a'.repeat(1025)}`, 'Bearer ='])(
+  it.each(['Bearer', 'Bearer ', 'Bearer\tabc', 'Bearer a=b', 'Bearer a;b', 'Bearer a"b', 'Bearer a\u0000b', 'Bearer é', `Bearer ${'a'.repeat(8193)}`, 'Bearer ='])(
     'reads %j as malformed',
     (header) => {
       expect(from(header)).toEqual({ kind: 'malformed' })

@@ -14,8 +14,12 @@ export interface CredentialSource {
   readonly url?: string | undefined
 }
 
-/** Longest token read at all; anything longer is refused before hashing. */
-export const MAX_TOKEN_LENGTH = 1024
+/**
+ * Longest token read at all; anything longer is refused before any work. Room
+ * for signed tokens (a 4096-bit RS256 JWT is about 1.1 KB); an API key is
+ * refused by its exact length long before.
+ */
+export const MAX_TOKEN_LENGTH = 8192
 
 const MISSING: BearerCredentials = Object.freeze({ kind: 'missing' })
 const MALFORMED: BearerCredentials = Object.freeze({ kind: 'malformed' })

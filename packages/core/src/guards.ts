@@ -3,12 +3,16 @@ import { permissionsProblem } from './store.js'
 import { bearerChallenge, errorResponse, type ErrorResponse } from './http.js'
 import type { SaikuPrincipal } from './pipeline.js'
 
-/** Whether the credential grants `permission`: an exact match, `*`, or `area:*` for `area:anything`. */
-export function hasPermission(principal: SaikuPrincipal, permission: string): boolean {
-  const granted = principal.credential.permissions
+/** Whether `granted` covers `permission`: an exact match, `*`, or `area:*` for `area:anything`. */
+export function grants(granted: readonly string[], permission: string): boolean {
   if (granted.includes(permission) || granted.includes('*')) return true
   const colon = permission.indexOf(':')
   return colon !== -1 && granted.includes(`${permission.slice(0, colon)}:*`)
+}
+
+/** Whether the credential grants `permission`: an exact match, `*`, or `area:*` for `area:anything`. */
+export function hasPermission(principal: SaikuPrincipal, permission: string): boolean {
+  return grants(principal.credential.permissions, permission)
 }
 
 /**

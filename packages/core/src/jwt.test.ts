@@ -115,6 +115,22 @@ describe('createJwtVerifier', () => {
     expect(reasons).toEqual([reason])
   })
 
+  it('refuses a token without exp, and accepts a long one (4096-bit RSA)', async () => {
+    const forever = await new SignJWT({ tenant_id: 't-acme' })
+      .setProtectedHeader({ alg: 'ES256', kid: 'ec-1' })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .sign(keys[1]!.pair.privateKey)
+    expect(await authenticator().authenticate(request(forever))).toMatchObject({ ok: false, status: 401 })
+
+    const big = await generateKeyPair('RS256', { modulusLength: 4096, extractable: true })
+    const bigKey: SigningKey = { alg: 'RS256', kid: 'rsa-4096', pair: big, jwk: { ...(await exportJWK(big.publicKey)), kid: 'rsa-4096', alg: 'RS256' } }
+    served = [...served, bigKey.jwk]
+    const long = await sign(bigKey, { scope: 'keys:read '.repeat(20).trim() })
+    expect(long.length).toBeGreaterThan(1_024)
+    expect((await authenticator().authenticate(request(long))).ok).toBe(true)
+  })
+
   it('refuses an HS256 token signed with the RSA public key (algorithm confusion)', async () => {
     const pem = await exportSPKI(keys[0]!.pair.publicKey)
     const forged = await new SignJWT({ tenant_id: 't-acme' })
@@ -156,6 +172,18 @@ describe('createJwtVerifier', () => {
     expect(await auth.authenticate(request(await sign(keys[1]!, { org: 'other' })))).toMatchObject({ ok: false, status: 401 })
   })
 
+  it('refuses at construction a local key that cannot verify every listed algorithm', async () => {
+    expect(() => createJwtVerifier({ key: keys[0]!.jwk, issuer: ISSUER, audience: AUDIENCE, algorithms: ['RS256', 'HS256'] })).toThrow(
+      'jwt.algorithms: expected algorithms this RSA key can verify (RS256, RS384, RS512, PS256, PS384, PS512), got "HS256"',
+    )
+    expect(() => createJwtVerifier({ key: keys[1]!.jwk, issuer: ISSUER, audience: AUDIENCE, algorithms: ['RS256'] })).toThrow('jwt.algorithms')
+    // One RSA key listed for two algorithms: a PS256 token verifies though RS256 comes first.
+    const pss = await generateKeyPair('PS256', { extractable: true })
+    const auth = authenticator({ key: await exportJWK(pss.publicKey), issuer: ISSUER, audience: AUDIENCE, algorithms: ['RS256', 'PS256'] })
+    const token = await new SignJWT({ tenant_id: 't-acme' }).setProtectedHeader({ alg: 'PS256' }).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('5m').sign(pss.privateKey)
+    expect((await auth.authenticate(request(token))).ok).toBe(true)
+  })
+
   it('verifies against one local key as well', async () => {
     const auth = authenticator({ key: keys[2]!.jwk, issuer: ISSUER, audience: AUDIENCE, algorithms: ['EdDSA'] })
     expect((await auth.authenticate(request(await sign(keys[2]!)))).ok).toBe(true)
@@ -170,6 +198,10 @@ describe('createJwtVerifier', () => {
     [{ audience: undefined }, 'jwt.audience: expected a non-empty string or array of strings'],
     [{ key: { kty: 'OKP' } }, 'jwt: expected exactly one of jwksUrl or key, got "both"'],
     [{ jwksUrl: 'http://id.example.test/jwks' }, 'jwt.jwksUrl: expected an https URL (plain http only on loopback)'],
+    [{ jwksUrl: undefined, key: { kty: 'EC', crv: 'P-256', x: 'AAAA' } }, 'jwt.key: expected a valid public JWK'],
+    [{ jwksUrl: undefined, key: { kty: 'EC', crv: 'P-256', x: 'a', y: 'b', d: 'c' } }, 'jwt.key: expected the public half of the key'],
+    [{ jwksUrl: undefined, key: new Uint8Array(32), algorithms: ['HS256', 'RS256'] }, 'jwt.algorithms: expected only HS* with a shared secret, got "RS256"'],
+    [{ jwksUrl: undefined, key: new Uint8Array(8), algorithms: ['HS256'] }, 'jwt.key: expected a shared secret of at least 32 bytes'],
   ])('refuses %j at construction', (change, message) => {
     const base = { jwksUrl: 'https://id.example.test/jwks', issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'] }
     expect(() => createJwtVerifier({ ...base, ...change } as never)).toThrow(message)

@@ -1,5 +1,7 @@
+import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import type { JWK, JWTPayload, JWTVerifyGetKey } from 'jose'
 import { SaikuConfigError, SaikuHttpError, SaikuStoreError } from './errors.js'
+import { grants } from './guards.js'
 import type { KeyEnvironment } from './keys.js'
 import type { VerifiedCredential, VerifyResult, KeyVerifier } from './verifier.js'
 
@@ -67,6 +69,42 @@ function permissionsFrom(value: unknown): string[] | null {
   return null
 }
 
+const ALGORITHMS_BY_KEY: Readonly<Record<string, readonly string[]>> = {
+  RSA: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'],
+  'EC:P-256': ['ES256'],
+  'EC:P-384': ['ES384'],
+  'EC:P-521': ['ES512'],
+  'OKP:Ed25519': ['EdDSA', 'Ed25519'],
+}
+
+/**
+ * Checks a local key against the algorithms now, so a key that cannot verify
+ * them is a start-up error, not a 503 on every request: a secret (bytes) only
+ * with HS*, a public JWK only with the algorithms of its type, never a private one.
+ */
+function checkLocalKey(key: JWK | Uint8Array, algorithms: readonly string[]): JWK | Uint8Array {
+  if (key instanceof Uint8Array) {
+    if (key.length < 32) throw new SaikuConfigError('jwt.key', 'a shared secret of at least 32 bytes', `${key.length} bytes`)
+    const asymmetric = algorithms.filter((algorithm) => !SYMMETRIC.includes(algorithm))
+    if (asymmetric.length > 0) throw new SaikuConfigError('jwt.algorithms', 'only HS* with a shared secret', asymmetric[0])
+    return key
+  }
+  if (typeof key !== 'object' || key === null || typeof key.kty !== 'string') throw new SaikuConfigError('jwt.key', 'a public JWK or a shared secret', key)
+  if (key.d !== undefined) throw new SaikuConfigError('jwt.key', 'the public half of the key (no "d")', 'a private JWK')
+  try {
+    createPublicKey({ key: key as JsonWebKey, format: 'jwk' })
+  } catch (error) {
+    throw new SaikuConfigError('jwt.key', 'a valid public JWK', (error as Error).message)
+  }
+  const allowed = ALGORITHMS_BY_KEY[key.kty === 'RSA' ? 'RSA' : `${key.kty}:${String(key.crv)}`] ?? []
+  for (const algorithm of algorithms) {
+    if (!allowed.includes(algorithm)) {
+      throw new SaikuConfigError('jwt.algorithms', `algorithms this ${key.kty} key can verify (${allowed.join(', ') || 'none'})`, algorithm)
+    }
+  }
+  return key
+}
+
 /**
  * Verifies signed bearer tokens (JWT) with jose: signature against a JWKS or a
  * local key, `iss`, `aud`, `exp`/`nbf` with a tolerance, an explicit list of
@@ -107,29 +145,38 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
       return { tenantId, permissions, label: typeof claims.sub === 'string' ? claims.sub : 'jwt' }
     })
 
-  type KeySource = JWTVerifyGetKey | Awaited<ReturnType<Jose['importJWK']>>
-  let keySource: Promise<KeySource> | undefined
-  const getKeySource = (): Promise<KeySource> =>
-    (keySource ??= loadJose().then((jose): KeySource | Promise<KeySource> => {
-      if (jwksUrl !== undefined) {
-        return jose.createRemoteJWKSet(jwksUrl, {
-          timeoutDuration: options.jwksTimeoutMs ?? 2_000,
-          cooldownDuration: options.jwksCooldownMs ?? 30_000,
-          cacheMaxAge: options.jwksCacheMaxAgeMs ?? 600_000,
-        })
-      }
-      return options.key instanceof Uint8Array ? options.key : jose.importJWK(options.key!, algorithms[0])
-    }))
+  const localKey = options.key === undefined ? undefined : checkLocalKey(options.key, algorithms)
+  // One imported key per algorithm: jose binds a key to the algorithm it was imported for.
+  const imported = new Map<string, Promise<Awaited<ReturnType<Jose['importJWK']>>>>()
+  let remote: JWTVerifyGetKey | undefined
+  const keySource = (jose: Jose): JWTVerifyGetKey | Uint8Array => {
+    if (jwksUrl !== undefined) {
+      remote ??= jose.createRemoteJWKSet(jwksUrl, {
+        timeoutDuration: options.jwksTimeoutMs ?? 2_000,
+        cooldownDuration: options.jwksCooldownMs ?? 30_000,
+        cacheMaxAge: options.jwksCacheMaxAgeMs ?? 600_000,
+      })
+      return remote
+    }
+    if (localKey instanceof Uint8Array) return localKey
+    return async (header) => {
+      const alg = header.alg ?? ''
+      let key = imported.get(alg)
+      if (key === undefined) imported.set(alg, (key = jose.importJWK(localKey!, alg)))
+      return key
+    }
+  }
 
   const failure = (reason: 'expired' | 'unknown_key' | 'invalid_jwt'): VerifyResult => ({ ok: false, reason })
 
   return {
     async verify(token) {
       const jose = await loadJose()
-      const key = await getKeySource()
+      const key = keySource(jose)
       let payload: JWTPayload
       try {
-        const verified = await jose.jwtVerify(token, key as JWTVerifyGetKey, { issuer, audience, algorithms, clockTolerance })
+        // Every token must expire: one without `exp` would be good forever.
+        const verified = await jose.jwtVerify(token, key as JWTVerifyGetKey, { issuer, audience, algorithms, clockTolerance, requiredClaims: ['exp'] })
         payload = verified.payload
       } catch (error) {
         const code = (error as { code?: unknown }).code
@@ -149,6 +196,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
         label: mapped.label ?? 'jwt',
         environment: mapped.environment ?? 'live',
         permissions: Object.freeze([...mapped.permissions]),
+        expiresAt: new Date((payload.exp as number) * 1000),
       }
       return { ok: true, credential }
     },
@@ -209,7 +257,7 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
     async issue(credential, request = {}) {
       const granted = credential.permissions
       const wanted = request.permissions ?? granted
-      const beyond = wanted.filter((permission) => !granted.includes(permission) && !granted.includes('*'))
+      const beyond = wanted.filter((permission) => !grants(granted, permission))
       if (beyond.length > 0) throw new SaikuHttpError('forbidden', `A token cannot carry what the key does not hold: ${beyond.join(', ')}.`)
       const ttl = request.ttlSeconds ?? maxTtl
       if (!Number.isInteger(ttl) || ttl < 1 || ttl > maxTtl) throw new SaikuHttpError('invalid_request', `ttlSeconds must be an integer from 1 to ${maxTtl}.`)

@@ -31,6 +31,8 @@ export interface MemoryLimiterBackend extends LimiterBackend {
   peekSync(tenantKey: string, limits: WindowLimits): LimitDecision
   /** Counts one event if both windows have room; returns 0, or how long until they do. Allocates nothing. */
   hitSync(key: string, limits: WindowLimits): number
+  /** Takes back one event counted by `hitSync` (it turned out not to count). */
+  unhitSync(key: string): void
   readonly trackedTenants: number
 }
 
@@ -99,6 +101,12 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     consumeSync,
     peekSync: (tenantKey, limits) => decide(tenantKey, limits, false),
     hitSync,
+    unhitSync(key) {
+      const windows = tenants.get(key)
+      if (windows === undefined) return
+      if (windows.minuteCount > 0) windows.minuteCount--
+      if (windows.hourCount > 0) windows.hourCount--
+    },
     consume: (tenantKey, limits) => Promise.resolve(consumeSync(tenantKey, limits)),
     get trackedTenants() {
       return tenants.size

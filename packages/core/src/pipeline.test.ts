@@ -79,7 +79,7 @@ describe('createAuthenticator', () => {
       verifier: {
         verify: (token) =>
           token === 'let-me-in'
-            ? { ok: true, credential: { type: 'api_key', keyId: 'custom', tenantId: 't-acme', label: 'custom', environment: 'live', permissions: [] } }
+            ? { ok: true, credential: { type: 'api_key', keyId: 'custom', tenantId: 't-acme', label: 'custom', environment: 'live', permissions: [], expiresAt: null } }
             : { ok: false, reason: 'unknown_key' },
       },
     })

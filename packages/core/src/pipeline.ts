@@ -369,34 +369,41 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       return failed(request, 'malformed_credentials')
     }
     let verified: VerifyResult | Promise<VerifyResult>
+    let prespent = false
     try {
       // The common request is answered from the cache; only what needs the store looks at the client's failures.
       const known = verifier.verifyWithoutIo?.(credentials.token)
       if (known !== undefined) return verifiedStage(request, known)
-      if (failureLimiter !== null) {
-        const budget = failureLimiter.peekSync(clientOf(request), failureLimits!)
-        if (!budget.admitted) return tooManyFailures(request, budget.retryAfterMs)
+      // A key lookup the cache cannot answer spends from the client's budget before it
+      // starts, so a burst of concurrent unknown keys cannot all reach the store. Signed
+      // tokens need no store and count only when they fail.
+      prespent = failureLimiter !== null && credentials.token.startsWith('sk_')
+      if (prespent) {
+        const waitMs = failureLimiter!.hitSync(clientOf(request), failureLimits!)
+        if (waitMs > 0) return tooManyFailures(request, waitMs)
       }
       verified = verifier.verify(credentials.token)
     } catch (error) {
       return keyStoreFailed(request, error)
     }
-    if (verified instanceof Promise) return afterVerifying(request, verified)
-    return verifiedStage(request, verified)
+    if (verified instanceof Promise) return afterVerifying(request, verified, prespent)
+    return verifiedStage(request, verified, prespent)
   }
 
-  async function afterVerifying(request: AuthRequest, pending: Promise<VerifyResult>): Promise<AuthDecision> {
+  async function afterVerifying(request: AuthRequest, pending: Promise<VerifyResult>, prespent: boolean): Promise<AuthDecision> {
     let verified: VerifyResult
     try {
       verified = await (customVerifier ? withTimeout(pending, options.keyStoreTimeoutMs, 'key_store', 'verifier') : pending)
     } catch (error) {
       return keyStoreFailed(request, error)
     }
-    return verifiedStage(request, verified)
+    return verifiedStage(request, verified, prespent)
   }
 
-  function verifiedStage(request: AuthRequest, verified: VerifyResult): Outcome {
-    if (!verified.ok) return failed(request, verified.reason)
+  /** `prespent`: the lookup already spent from the client's failure budget; a success gives it back. */
+  function verifiedStage(request: AuthRequest, verified: VerifyResult, prespent = false): Outcome {
+    if (!verified.ok) return prespent ? refuse(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge) : failed(request, verified.reason)
+    if (prespent) failureLimiter!.unhitSync(clientOf(request))
     const { credential } = verified
     const nowMs = now()
     const tenant = tenants.getFresh(credential.tenantId, nowMs)

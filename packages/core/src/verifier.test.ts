@@ -37,7 +37,7 @@ describe('createApiKeyVerifier', () => {
     const created = await keys.create('t-1', { label: 'agent', permissions: ['keys:read'] })
     expect(await verifier.verify(created.key)).toEqual({
       ok: true,
-      credential: { type: 'api_key', keyId: created.keyId, tenantId: 't-1', label: 'agent', environment: 'live', permissions: ['keys:read'] },
+      credential: { type: 'api_key', keyId: created.keyId, tenantId: 't-1', label: 'agent', environment: 'live', permissions: ['keys:read'], expiresAt: null },
     })
   })
 

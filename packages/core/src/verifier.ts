@@ -13,6 +13,8 @@ export interface VerifiedCredential {
   readonly label: string
   readonly environment: KeyEnvironment
   readonly permissions: readonly string[]
+  /** When the credential stops working (a key's expiry, a token's `exp`); null for never. */
+  readonly expiresAt: Date | null
 }
 
 /** Why a token was refused. All of them answer the same 401; the reason is for hooks and logs. */
@@ -107,6 +109,7 @@ function toCachedKey(record: ApiKeyRecord): CachedKey {
       label: record.label,
       environment: record.environment,
       permissions: Object.freeze([...record.permissions]),
+      expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt),
     }),
     digest: Buffer.from(record.secretDigest, 'hex'),
     revoked: record.revokedAt !== null,
