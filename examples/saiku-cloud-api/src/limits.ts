@@ -20,13 +20,17 @@ export async function createLimiter(redisUrl: string | undefined, store: KeyStor
   const subscriber = client.duplicate({ enableOfflineQueue: true, commandTimeout: undefined })
   client.on('error', () => {})
   subscriber.on('error', () => {})
-  await Promise.race([once(client, 'ready'), new Promise((resolve) => setTimeout(resolve, 5_000))])
-  const feed = await createRedisChangeFeed(store, { publisher: client, subscriber })
+  // Start even when Redis is away: requests then get the failure policy until it is back.
+  const within = <T>(promise: Promise<T>): Promise<T | undefined> =>
+    Promise.race([promise.catch(() => undefined), new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 5_000).unref())])
+  await within(once(client, 'ready'))
+  const feedStarting = createRedisChangeFeed(store, { publisher: client, subscriber })
+  const feed = await within(feedStarting)
   return {
     options: { backend: createRedisLimiter({ client }), timeoutMs: 1_000 },
     description: `Redis ${new URL(redisUrl).host}`,
     close: async () => {
-      await feed.close()
+      await (feed ?? (await feedStarting.catch(() => undefined)))?.close()
       client.disconnect()
       subscriber.disconnect()
     },

@@ -1,6 +1,10 @@
 import type { KeyStore } from './store.js'
 
-export type KeyChange = { readonly kind: 'key'; readonly keyId: string } | { readonly kind: 'tenant'; readonly tenantId: string }
+export type KeyChange =
+  | { readonly kind: 'key'; readonly keyId: string }
+  | { readonly kind: 'tenant'; readonly tenantId: string }
+  /** Anything may have changed (e.g. changes were missed while disconnected): forget everything cached. */
+  | { readonly kind: 'all' }
 
 // Every authenticator in this process that reads a store hears of changes made
 // through any manager of that store, so a revocation takes effect at once here.

@@ -255,7 +255,11 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
 
   const stopListening = onKeyStoreChange(store, (change) => {
     if (change.kind === 'key') verifier.invalidateKey?.(change.keyId)
-    else tenants.delete(change.tenantId)
+    else if (change.kind === 'tenant') tenants.delete(change.tenantId)
+    else {
+      apiKeyVerifier?.clear()
+      tenants.clear()
+    }
   })
 
   // Prebuilt: the common refusals cost no serialization.

@@ -60,6 +60,23 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
     await Promise.all([a.close(), b.close()])
   })
 
+  it('listens again after losing its connection, and forgets what it may have missed', async () => {
+    const schema = freshSchema()
+    const a = new PostgresKeyStore({ pool, schema })
+    const b = new PostgresKeyStore({ pool, schema })
+    await Promise.all([a.ready(), b.ready()])
+    const heard: KeyChange[] = []
+    const stop = onKeyStoreChange(b, (change) => heard.push(change))
+    const { rowCount } = await pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`, [`LISTEN "${b.channel}"`])
+    expect(rowCount).toBe(2)
+    await vi.waitFor(() => expect(heard).toContainEqual({ kind: 'all' }), { timeout: 5_000, interval: 20 })
+    const tenant = conformanceTenant()
+    await a.putTenant(tenant)
+    await vi.waitFor(() => expect(heard).toContainEqual({ kind: 'tenant', tenantId: tenant.tenantId }), { timeout: 5_000, interval: 20 })
+    stop()
+    await Promise.all([a.close(), b.close()])
+  })
+
   it('gathers lastUsedAt writes into one statement', async () => {
     const store = new PostgresKeyStore({ pool, schema: freshSchema(), listen: false, lastUsedFlushMs: 60_000 })
     const tenant = conformanceTenant()

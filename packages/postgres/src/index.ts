@@ -90,7 +90,7 @@ export class PostgresKeyStore implements TenantAdminStore {
   #ready: Promise<void> | undefined
   #pendingUses = new Map<string, Date>()
   #flushTimer: NodeJS.Timeout | undefined
-  #listener: PoolClient | undefined
+  #listener: { readonly client: PoolClient; released: boolean } | undefined
   #closed = false
 
   constructor(options: PostgresKeyStoreOptions) {
@@ -144,20 +144,52 @@ export class PostgresKeyStore implements TenantAdminStore {
 
   async #startListening(): Promise<void> {
     if (this.#closed) return
-    const client = await this.pool.connect()
-    client.on('notification', (message) => {
+    const listener = { client: await this.pool.connect(), released: false }
+    const release = (destroy: boolean): void => {
+      if (listener.released) return
+      listener.released = true
+      if (this.#listener === listener) this.#listener = undefined
+      try {
+        listener.client.release(destroy)
+      } catch {
+        // Already gone: nothing to give back.
+      }
+    }
+    listener.client.on('notification', (message) => {
       if (message.channel !== this.channel) return
       const change = parseNotification(message.payload)
       if (change !== null) announceKeyStoreChange(this, change)
     })
-    client.on('error', () => {
-      // The connection is gone: changes elsewhere now reach this process within the cache TTL, until it is back.
-      client.release(true)
-      if (this.#listener === client) this.#listener = undefined
-      setTimeout(() => void this.#startListening().catch(() => {}), 1_000).unref()
+    listener.client.on('error', () => {
+      if (listener.released) return
+      release(true)
+      // Changes made meanwhile were not heard: forget everything once listening again.
+      this.#listenWithRetry(1_000, true)
     })
-    await client.query(`LISTEN "${this.channel}"`)
-    this.#listener = client
+    try {
+      await listener.client.query(`LISTEN "${this.channel}"`)
+    } catch (error) {
+      release(true)
+      throw error
+    }
+    if (this.#closed) return release(false)
+    this.#listener = listener
+    this.#releaseListener = () => release(false)
+  }
+
+  #releaseListener: (() => void) | undefined
+
+  /** Listens again after a lost connection, retrying with a growing pause until it works or the store closes. */
+  #listenWithRetry(delayMs: number, missedChanges: boolean): void {
+    if (this.#closed) return
+    setTimeout(() => {
+      this.#startListening().then(
+        () => {
+          if (missedChanges && !this.#closed) announceKeyStoreChange(this, { kind: 'all' })
+        },
+        () => this.#listenWithRetry(Math.min(delayMs * 2, 30_000), missedChanges),
+      )
+    }, delayMs).unref()
   }
 
   async findKey(keyId: string): Promise<ApiKeyRecord | null> {
@@ -279,10 +311,9 @@ export class PostgresKeyStore implements TenantAdminStore {
     this.#flushTimer = undefined
     await this.flushKeyUses().catch(() => {})
     const listener = this.#listener
-    this.#listener = undefined
-    if (listener !== undefined) {
-      await listener.query(`UNLISTEN "${this.channel}"`).catch(() => {})
-      listener.release()
+    if (listener !== undefined && !listener.released) {
+      await listener.client.query(`UNLISTEN "${this.channel}"`).catch(() => {})
+      this.#releaseListener?.()
     }
   }
 }

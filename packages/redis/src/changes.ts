@@ -17,7 +17,9 @@ export interface RedisChangeFeed {
   close(): Promise<void>
 }
 
-function parseChange(message: string): (KeyChange & { origin: string }) | null {
+type RelayedChange = Extract<KeyChange, { kind: 'key' | 'tenant' }> & { origin: string }
+
+function parseChange(message: string): RelayedChange | null {
   let value: unknown
   try {
     value = JSON.parse(message)
@@ -47,7 +49,8 @@ export async function createRedisChangeFeed(store: KeyStore, options: RedisChang
   let relaying = false
 
   const stopListening = onKeyStoreChange(store, (change) => {
-    if (relaying) return
+    // "all" is a local matter (this process missed something); other processes did not.
+    if (relaying || change.kind === 'all') return
     options.publisher.publish(channel, JSON.stringify({ origin, ...change })).catch((error: unknown) => {
       options.onError?.(error instanceof Error ? error : new Error(String(error)))
     })

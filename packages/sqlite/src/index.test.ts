@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it, vi } from 'vitest'
 import { createAuthenticator, createKeyManager, onKeyStoreChange, type KeyChange } from '@saiku/core'
 import { conformanceTenant, describeKeyStoreConformance } from '@saiku/core/testing'
 import { SqliteKeyStore } from './index.js'
@@ -63,6 +63,29 @@ describe('SqliteKeyStore', () => {
     auth.close()
     server.close()
     cli.close()
+  })
+
+  it('keeps polling through errors instead of crashing the process', async () => {
+    const errors: Error[] = []
+    const store = new SqliteKeyStore(freshFile(), { watchIntervalMs: 5, onError: (error) => errors.push(error) })
+    const poll = vi.spyOn(store, 'pollChanges').mockImplementation(() => {
+      throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' })
+    })
+    await vi.waitFor(() => expect(poll.mock.calls.length).toBeGreaterThan(2))
+    expect(errors[0]?.message).toBe('database is locked')
+    store.close()
+  })
+
+  it('gathers last-use writes and writes them together', async () => {
+    const store = new SqliteKeyStore(freshFile(), { watchIntervalMs: 0, lastUsedFlushMs: 60_000 })
+    const tenant = conformanceTenant()
+    await store.putTenant(tenant)
+    const created = await createKeyManager(store).create(tenant.tenantId, { label: 'agent' })
+    for (let i = 0; i < 50; i++) await store.recordKeyUse(created.keyId, new Date(1_900_000_000_000 + i))
+    expect(store.db.prepare('SELECT last_used_at FROM saiku_api_keys').get()).toEqual({ last_used_at: null })
+    expect(store.flushKeyUses()).toBe(1)
+    expect(store.db.prepare('SELECT last_used_at FROM saiku_api_keys').get()).toEqual({ last_used_at: 1_900_000_000_049 })
+    store.close()
   })
 
   it('refuses a second tenant with the same slug, and an invalid tenant', async () => {

@@ -61,6 +61,10 @@ export interface SqliteKeyStoreOptions {
   readonly watchIntervalMs?: number
   /** How long a write waits for another process's lock. Default 5000. */
   readonly busyTimeoutMs?: number
+  /** `lastUsedAt` writes are gathered and written together this often, never one per request. Default 10000. */
+  readonly lastUsedFlushMs?: number
+  /** Receives failures of the background work (change polling, last-use writes), which never throw. */
+  readonly onError?: (error: Error) => void
 }
 
 const msOrNull = (date: Date | null | undefined): number | null => (date == null ? null : date.getTime())
@@ -79,6 +83,11 @@ export class SqliteKeyStore implements TenantAdminStore {
   #lastChangeId: number
   #dataVersion: number
   #watcher: NodeJS.Timeout | undefined
+  #polls = 0
+  #pendingUses = new Map<string, number>()
+  #flushTimer: NodeJS.Timeout | undefined
+  readonly #lastUsedFlushMs: number
+  readonly #onError: (error: Error) => void
 
   constructor(filename: string, options: SqliteKeyStoreOptions = {}) {
     const watchIntervalMs = options.watchIntervalMs ?? 1_000
@@ -86,6 +95,8 @@ export class SqliteKeyStore implements TenantAdminStore {
       throw new SaikuConfigError('watchIntervalMs', 'a non-negative integer', watchIntervalMs)
     }
     this.#tiers = options.tiers ?? DEFAULT_TIERS
+    this.#lastUsedFlushMs = options.lastUsedFlushMs ?? 10_000
+    this.#onError = options.onError ?? (() => {})
     this.db = new Database(filename)
     this.db.pragma('journal_mode = WAL')
     this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5_000}`)
@@ -125,7 +136,14 @@ export class SqliteKeyStore implements TenantAdminStore {
     this.#lastChangeId = this.#statements.lastChangeId.get()?.id ?? 0
     this.#dataVersion = this.db.pragma('data_version', { simple: true }) as number
     if (watchIntervalMs > 0) {
-      this.#watcher = setInterval(() => this.pollChanges(), watchIntervalMs)
+      this.#watcher = setInterval(() => {
+        try {
+          this.pollChanges()
+        } catch (error) {
+          // A locked or closing file: the next poll tries again; the cache TTL still bounds staleness.
+          this.#onError(error instanceof Error ? error : new Error(String(error)))
+        }
+      }, watchIntervalMs)
       this.#watcher.unref()
     }
   }
@@ -165,6 +183,7 @@ export class SqliteKeyStore implements TenantAdminStore {
   }
 
   async listKeys(tenantId: string): Promise<ApiKeySummary[]> {
+    this.flushKeyUses()
     return this.#statements.listKeys.all(tenantId).map((row) => toKeySummary(keyFromRow(row)))
   }
 
@@ -178,8 +197,32 @@ export class SqliteKeyStore implements TenantAdminStore {
     return revoked
   }
 
+  /** Gathers the use; it is written with others at the next flush, so a request never waits on a lock. */
   async recordKeyUse(keyId: string, usedAt: Date): Promise<void> {
-    this.#statements.recordKeyUse.run(usedAt.getTime(), keyId, usedAt.getTime())
+    const at = usedAt.getTime()
+    if ((this.#pendingUses.get(keyId) ?? -Infinity) < at) this.#pendingUses.set(keyId, at)
+    if (this.#flushTimer === undefined && this.db.open) {
+      this.#flushTimer = setTimeout(() => {
+        this.#flushTimer = undefined
+        try {
+          this.flushKeyUses()
+        } catch (error) {
+          this.#onError(error instanceof Error ? error : new Error(String(error)))
+        }
+      }, this.#lastUsedFlushMs)
+      this.#flushTimer.unref()
+    }
+  }
+
+  /** Writes every gathered use in one transaction. */
+  flushKeyUses(): number {
+    if (this.#pendingUses.size === 0) return 0
+    const uses = this.#pendingUses
+    this.#pendingUses = new Map()
+    this.db.transaction(() => {
+      for (const [keyId, at] of uses) this.#statements.recordKeyUse.run(at, keyId, at)
+    })()
+    return uses.size
   }
 
   async putTenant(tenant: TenantRecord): Promise<void> {
@@ -215,13 +258,23 @@ export class SqliteKeyStore implements TenantAdminStore {
       changes.push(change)
       announceKeyStoreChange(this, change)
     }
-    this.#statements.pruneChanges.run(Date.now() - CHANGE_RETENTION_MS)
+    // Pruning writes: now and then is enough.
+    if (++this.#polls % 100 === 0) this.#statements.pruneChanges.run(Date.now() - CHANGE_RETENTION_MS)
     return changes
   }
 
   close(): void {
     if (this.#watcher !== undefined) clearInterval(this.#watcher)
     this.#watcher = undefined
+    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer)
+    this.#flushTimer = undefined
+    if (this.db.open) {
+      try {
+        this.flushKeyUses()
+      } catch (error) {
+        this.#onError(error instanceof Error ? error : new Error(String(error)))
+      }
+    }
     if (this.db.open) this.db.close()
   }
 }
