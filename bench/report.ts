@@ -70,6 +70,8 @@ export function renderMarkdown(results: BenchResults): string {
       `grew the heap by ${fixed(flood.heapGrowthMb, 1)} MB: ${thousands(flood.stats.cachedKeys)} keys cached (cap ${thousands(flood.cap)}), ` +
       `${thousands(flood.stats.countedClients ?? 0)} clients and ${thousands(flood.limiterTenants)} tenants counted (caps 100,000).`,
   )
+  lines.push('', '| target | measured | met |', '| --- | ---: | :---: |')
+  for (const target of checkTargets(results)) lines.push(`| ${target.name} | ${target.measured} | ${target.met ? 'yes' : 'no'} |`)
   const noisy = results.rounds.filter((round) => round.noisy)
   lines.push(
     '',
@@ -113,4 +115,40 @@ export function renderSvg(results: BenchResults): string {
   ${rows}
 </svg>
 `
+}
+
+export interface TargetCheck {
+  readonly name: string
+  readonly measured: string
+  readonly met: boolean
+}
+
+/** The performance targets, checked against one run's medians. */
+export function checkTargets(results: BenchResults): TargetCheck[] {
+  const s = results.summaries
+  const decision = (name: string) => results.decisions.find((d) => d.name.startsWith(name))?.nsPerDecision ?? NaN
+  const checks: TargetCheck[] = []
+  const ratio = (name: string, variant: string, minimum: number) => {
+    const value = s[variant]?.ratioToBaseline
+    if (value != null) checks.push({ name: `${name} ≥ ${minimum}×`, measured: `${fixed(value, 2)}×`, met: value >= minimum })
+  }
+  for (const variant of ['express+saiku', 'koa+saiku']) {
+    const added = s[variant]?.addedCpuMicros
+    if (added != null) checks.push({ name: `${s[variant]!.label}: added server CPU ≤ 6 µs per request`, measured: `${fixed(added, 1)} µs`, met: added <= 6 })
+  }
+  ratio('Koa + saikuAuth vs bare Koa', 'koa+saiku', 0.8)
+  ratio('Express + saikuAuth vs bare Express', 'express+saiku', 0.95)
+  checks.push({ name: 'Express + saikuAuth vs the popular stack ≥ 1.5×', measured: `${fixed(results.expressVersusPopularStack, 2)}×`, met: results.expressVersusPopularStack >= 1.5 })
+  checks.push({ name: 'one cache-hit decision ≤ 2 µs', measured: `${fixed(decision('cache hit') / 1000, 2)} µs`, met: decision('cache hit') <= 2_000 })
+  checks.push({ name: 'a garbage token refused ≤ 1 µs', measured: `${fixed(decision('garbage') / 1000, 2)} µs`, met: decision('garbage') <= 1_000 })
+  if (results.redis !== null) {
+    checks.push({ name: 'Redis: one round trip per admitted request', measured: fixed(results.redis.roundTripsPerRequest, 2), met: results.redis.roundTripsPerRequest === 1 })
+    checks.push({
+      name: `Redis: fewer commands than two rate-limiter-flexible limiters (${fixed(results.redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest, 0)})`,
+      measured: fixed(results.redis.commandsPerRequest, 2),
+      met: results.redis.commandsPerRequest < results.redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest,
+    })
+    ratio('Express + saikuAuth (Redis) vs bare Express', 'express+saiku+redis', 0.8)
+  }
+  return checks
 }
