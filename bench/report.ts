@@ -51,7 +51,7 @@ export function renderMarkdown(results: BenchResults): string {
     )
   }
   lines.push('', `Express + saikuAuth serves ${fixed(results.expressVersusPopularStack, 2)}× the requests of Express + passport-http-bearer + express-rate-limit (median of per-round ratios).`)
-  lines.push('', '| one `authenticate()` decision, in process | ns |', '| --- | ---: |')
+  lines.push('', '| one decision (`check()`, as the adapters call it), in process | ns |', '| --- | ---: |')
   for (const decision of results.decisions) lines.push(`| ${decision.name} | ${thousands(decision.nsPerDecision)} |`)
   if (results.redis !== null) {
     const { redis } = results
