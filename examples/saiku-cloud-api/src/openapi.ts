@@ -14,6 +14,18 @@ const rateLimited = {
 }
 const common = { '401': unauthorized, '429': rateLimited, '503': error('The key store or limiter is unavailable') }
 
+// What a dashboard may see of a key; a freshly minted key adds its secret.
+const API_KEY_FIELDS = ['keyId', 'label', 'environment', 'permissions', 'createdAt', 'expiresAt', 'lastUsedAt'] as const
+const apiKeyProperties = {
+  keyId: { type: 'string', pattern: '^[0-9A-Za-z]{12}$' },
+  label: { type: 'string' },
+  environment: { type: 'string', enum: ['live', 'test'] },
+  permissions: { type: 'array', items: { type: 'string' } },
+  createdAt: { type: 'string', format: 'date-time' },
+  expiresAt: { type: ['string', 'null'], format: 'date-time' },
+  lastUsedAt: { type: ['string', 'null'], format: 'date-time' },
+}
+
 export const openApiDocument = {
   openapi: '3.1.0',
   info: {
@@ -153,17 +165,9 @@ export const openApiDocument = {
       },
       ApiKey: {
         type: 'object',
-        required: ['keyId', 'label', 'environment', 'permissions', 'createdAt', 'expiresAt', 'lastUsedAt'],
+        required: [...API_KEY_FIELDS],
         additionalProperties: false,
-        properties: {
-          keyId: { type: 'string', pattern: '^[0-9A-Za-z]{12}$' },
-          label: { type: 'string' },
-          environment: { type: 'string', enum: ['live', 'test'] },
-          permissions: { type: 'array', items: { type: 'string' } },
-          createdAt: { type: 'string', format: 'date-time' },
-          expiresAt: { type: ['string', 'null'], format: 'date-time' },
-          lastUsedAt: { type: ['string', 'null'], format: 'date-time' },
-        },
+        properties: apiKeyProperties,
       },
       ApiKeyList: {
         type: 'object',
@@ -183,15 +187,10 @@ export const openApiDocument = {
       },
       CreatedApiKey: {
         type: 'object',
-        required: ['keyId', 'label', 'environment', 'permissions', 'createdAt', 'expiresAt', 'lastUsedAt', 'secret'],
+        required: [...API_KEY_FIELDS, 'secret'],
         additionalProperties: false,
         properties: {
-          keyId: { type: 'string', pattern: '^[0-9A-Za-z]{12}$' },
-          label: { type: 'string' },
-          environment: { type: 'string', enum: ['live', 'test'] },
-          permissions: { type: 'array', items: { type: 'string' } },
-          createdAt: { type: 'string', format: 'date-time' },
-          expiresAt: { type: ['string', 'null'], format: 'date-time' },
+          ...apiKeyProperties,
           lastUsedAt: { type: 'null' },
           secret: { type: 'string', pattern: '^sk_(live|test)_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}$' },
         },
