@@ -9,6 +9,6 @@ await build({
   outdir: `${here}.build`,
   format: 'esm',
   platform: 'node',
-  target: 'node20',
+  target: 'node22',
   logLevel: 'warning',
 })

@@ -91,6 +91,8 @@ export function saikuErrors(options: ErrorMiddlewareOptions = {}): Middleware {
         // client sees a truncated reply instead of waiting on one that never ends.
         ctx.app.emit('error', error, ctx)
         // end(), not destroy(): what was written still reaches the client before the close.
+        // Newer Node holds a response's writes until the next tick: flush them first.
+        ctx.res.uncork()
         if (ctx.res.socket !== null) ctx.res.socket.end()
         else ctx.res.destroy()
         return

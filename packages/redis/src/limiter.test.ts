@@ -104,7 +104,8 @@ describe.skipIf(!hasRedisServerBinary())('createRedisLimiter against a Redis of 
     expect(errors.every((e) => e.name === 'SaikuStoreError')).toBe(true)
 
     await redis.start()
-    await new Promise((resolve) => client.once('ready', resolve))
+    // The client may have reconnected while the server was starting: wait only if it has not.
+    if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve))
     const resumed = await closed.authenticate(request(key))
     expect(resumed).toMatchObject({ ok: true, principal: { rateLimit: { minute: { remaining: 59 } } } })
     const keys = await client.keys('saiku:*')
