@@ -1,4 +1,4 @@
-export { createAuthenticator, requestPath } from './pipeline.js'
+export { createAuthenticator, requestPath, routePath } from './pipeline.js'
 export { clientKey } from './client-address.js'
 export type {
   AdmittedDecision,
