@@ -94,9 +94,12 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   const app = express()
   app.disable('x-powered-by')
   app.use(requestLog(logger))
-  app.get('/openapi.json', (_req, res) => res.json(openApiDocument))
+  // Public documents: another method is a 405 here too, before any key is asked for.
+  app.route('/openapi.json').get((_req, res) => res.json(openApiDocument)).all(methodNotAllowed(['GET']))
   const { tokens } = options
-  if (tokens !== undefined) app.get('/.well-known/jwks.json', (_req, res) => res.json(tokens.issuer.jwks()))
+  if (tokens !== undefined) {
+    app.route('/.well-known/jwks.json').get((_req, res) => res.json(tokens.issuer.jwks())).all(methodNotAllowed(['GET']))
+  }
 
   const auth = saikuAuth(store, {
     subscription: { exemptPaths: ['/me/billing'] },
