@@ -11,36 +11,38 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
       const app = express()
       app.set('trust proxy', settings.trustProxy === true)
       const auth = saikuAuth(store, options)
-      app.use(auth)
-      if (settings.mountTwice === true) app.use(auth)
-      app.get('/me/tenant', (req, res) => {
+      const routes = settings.mountAt === undefined ? app : express.Router()
+      routes.use(auth)
+      if (settings.mountTwice === true) routes.use(auth)
+      routes.get('/me/tenant', (req, res) => {
         fixtures.hits.tenant++
         res.json(req.saiku!.tenant)
       })
-      app.get('/me/billing', (req, res) => {
+      routes.get('/me/billing', (req, res) => {
         res.json({ status: req.saiku!.subscription.status })
       })
-      app.get('/me/api-keys', requirePermission('keys:read'), async (req, res, next) => {
+      routes.get('/me/api-keys', requirePermission('keys:read'), async (req, res, next) => {
         auth.authenticator.keys.list(req.saiku!.tenant.tenantId).then((keys) => res.json({ keys }), next)
       })
-      app.delete('/me/api-keys/:keyId', requirePermission('keys:write'), (req, res, next) => {
+      routes.delete('/me/api-keys/:keyId', requirePermission('keys:write'), (req, res, next) => {
         auth.authenticator.keys.revoke(req.saiku!.tenant.tenantId, String(req.params.keyId)).then((revoked) => {
           if (!revoked) throw new SaikuHttpError('not_found')
           res.status(204).end()
         }).catch(next)
       })
-      app.get('/me/projects/:id', (req, res) => {
+      routes.get('/me/projects/:id', (req, res) => {
         res.json(ownedByTenant(req.saiku!, fixtures.projects.get(String(req.params.id))))
       })
-      app.get('/me/boom', (_req, res) => {
+      routes.get('/me/boom', (_req, res) => {
         res.setHeader('content-length', '5')
         res.setHeader('etag', '"x"')
         throw new Error('database password is hunter2')
       })
-      app.get('/me/fail-after-write', (_req, res) => {
+      routes.get('/me/fail-after-write', (_req, res) => {
         res.status(200).write('{"partial":')
         throw new Error('failed after the response started')
       })
+      if (settings.mountAt !== undefined) app.use(settings.mountAt, routes)
       app.use(saikuNotFound())
       app.use((error: unknown, _req: Request, _res: Response, next: NextFunction) => {
         fixtures.errors.push(error)

@@ -21,6 +21,11 @@ export interface AppSettings {
   readonly trustProxy?: boolean
   /** Mount `saikuAuth` twice, as an app with nested routers might. */
   readonly mountTwice?: boolean
+  /**
+   * Mount `saikuAuth` and the routes in a router mounted at this path (Express
+   * `app.use(path, router)`, a Koa router with this prefix), so every route is below it.
+   */
+  readonly mountAt?: string
 }
 
 export interface ConformanceApp {

@@ -12,7 +12,12 @@ function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
       app.proxy = settings.trustProxy === true
       app.on('error', (error) => fixtures.errors.push(error))
       const auth = saikuAuth(store, options)
-      const router = new Router()
+      const router = new Router(settings.mountAt === undefined ? {} : { prefix: settings.mountAt })
+      // Below a mount point the middleware runs inside the router, registered before its routes.
+      if (settings.mountAt !== undefined) {
+        router.use(auth)
+        if (settings.mountTwice === true) router.use(auth)
+      }
       router.get('/me/tenant', (ctx) => {
         fixtures.hits.tenant++
         ctx.body = ctx.state.saiku!.tenant
@@ -42,8 +47,10 @@ function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
         throw new Error('failed after the response started')
       })
       app.use(saikuErrors())
-      app.use(auth)
-      if (settings.mountTwice === true) app.use(auth)
+      if (settings.mountAt === undefined) {
+        app.use(auth)
+        if (settings.mountTwice === true) app.use(auth)
+      }
       app.use(router.routes())
       return { handler: app.callback(), authenticator: auth.authenticator }
     },

@@ -276,6 +276,37 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expect((await get(app, '/me/billingx', key)).status).toBe(402)
       })
 
+      it('matches exempt paths the way the framework routes them: in any case, from an absolute-form target', async () => {
+        const app = start({ subscription: { exemptPaths: ['/me/billing'] } })
+        const { key } = await mint(app, unpaid)
+        for (const path of ['/ME/billing', '/me/Billing', '/me/billing/', '/me/billing?from=test']) {
+          const res = await get(app, path, key)
+          expect(res.status, path).toBe(200)
+          expect(res.body).toEqual({ status: 'none' })
+        }
+        const absolute = await rawGet(app.handler, 'http://api.example.test/me/billing', ['Authorization', `Bearer ${key}`])
+        expect(absolute.status).toBe(200)
+        expect(JSON.parse(absolute.body)).toEqual({ status: 'none' })
+        const absoluteTenant = await rawGet(app.handler, 'http://api.example.test/me/tenant', ['Authorization', `Bearer ${key}`])
+        expect(absoluteTenant.status).toBe(402)
+        expectJsonError(await get(app, '/ME/TENANT', key), 402, 'payment_required', SPEC_402)
+        expect(fixtures.hits.tenant).toBe(0)
+      })
+
+      it('matches exempt paths below the mount point when the middleware is mounted in a router', async () => {
+        const app = start({ subscription: { exemptPaths: ['/me/billing'] } }, { mountAt: '/api' })
+        const { key } = await mint(app, unpaid)
+        for (const path of ['/api/me/billing', '/api/ME/Billing', '/api/me/billing/']) {
+          const res = await get(app, path, key)
+          expect(res.status, path).toBe(200)
+          expect(res.body).toEqual({ status: 'none' })
+        }
+        expectJsonError(await get(app, '/api/me/tenant', key), 402, 'payment_required', SPEC_402)
+        const paid = await mint(app, acme)
+        expect((await get(app, '/api/me/tenant', paid.key)).body).toMatchObject({ tenantSlug: 'acme' })
+        expect(fixtures.hits.tenant).toBe(1)
+      })
+
       it('admits a running trial and refuses a lapsed one', async () => {
         const app = start()
         expect((await get(app, '/me/tenant', (await mint(app, trial)).key)).status).toBe(200)

@@ -10,7 +10,7 @@ import {
   type SaikuOptions,
 } from '@saiku/express'
 import type { TenantAdminStore } from '@saiku/core'
-import { createKey, exchangeToken, getBilling, listKeys, revokeKey, startTrial, type ApiResult } from './api.js'
+import { bodyFields, createKey, exchangeToken, getBilling, listKeys, revokeKey, startTrial, type ApiResult } from './api.js'
 import type { TokenSetup } from './tokens.js'
 import { openApiDocument } from './openapi.js'
 
@@ -33,6 +33,14 @@ function route(handler: (req: Request) => Promise<ApiResult>): RequestHandler {
   }
 }
 
+/** A route that takes no fields: no body, or `{}`; anything else is a 400 like an unknown field. */
+function routeWithoutBody(handler: (req: Request) => Promise<ApiResult>): RequestHandler {
+  return route(async (req) => {
+    bodyFields(req.body, [], false)
+    return handler(req)
+  })
+}
+
 function methodNotAllowed(allowed: string[]): RequestHandler {
   const allow = allowed.join(', ')
   return (_req, res) => {
@@ -41,19 +49,26 @@ function methodNotAllowed(allowed: string[]): RequestHandler {
   }
 }
 
-// A body, when there is one, must be JSON.
-const requireJsonBodyIfAny: RequestHandler = (req, _res, next) => {
-  if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0' && req.is('application/json') === false) {
-    throw new SaikuHttpError('unsupported_media_type', 'Send the body as application/json.')
-  }
-  next()
+/** Whether the request carries a body, however it is framed: a non-zero Content-Length, or chunked (Transfer-Encoding). */
+function hasBody(req: Request): boolean {
+  const length = req.headers['content-length']
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
 }
 
-// A body must be JSON: anything else is refused rather than silently read as empty.
-const requireJsonBody: RequestHandler = (req, _res, next) => {
-  if (req.is('application/json') === false) throw new SaikuHttpError('unsupported_media_type', 'Send the body as application/json.')
-  next()
-}
+/**
+ * Every route that reads a body reads it the same way: a body, when there is one,
+ * must be application/json (else 415, never silently read as empty), at most
+ * 16 KiB (413), valid JSON (400); the route then refuses unknown fields (400).
+ */
+const jsonBody: RequestHandler[] = [
+  (req, _res, next) => {
+    if (hasBody(req) && req.is('application/json') !== 'application/json') {
+      throw new SaikuHttpError('unsupported_media_type', 'Send the body as application/json.')
+    }
+    next()
+  },
+  express.json({ limit: '16kb' }),
+]
 
 /** Logs one line per request when it finishes: method, path without the query, status, tenant, key ID. */
 function requestLog(logger: Logger): RequestHandler {
@@ -79,9 +94,12 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   const app = express()
   app.disable('x-powered-by')
   app.use(requestLog(logger))
-  app.get('/openapi.json', (_req, res) => res.json(openApiDocument))
+  // Public documents: another method is a 405 here too, before any key is asked for.
+  app.route('/openapi.json').get((_req, res) => res.json(openApiDocument)).all(methodNotAllowed(['GET']))
   const { tokens } = options
-  if (tokens !== undefined) app.get('/.well-known/jwks.json', (_req, res) => res.json(tokens.issuer.jwks()))
+  if (tokens !== undefined) {
+    app.route('/.well-known/jwks.json').get((_req, res) => res.json(tokens.issuer.jwks())).all(methodNotAllowed(['GET']))
+  }
 
   const auth = saikuAuth(store, {
     subscription: { exemptPaths: ['/me/billing'] },
@@ -95,28 +113,27 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   })
   const keys = auth.authenticator.keys
   app.use(auth)
-  app.use(express.json({ limit: '16kb' }))
 
   app.route('/me/tenant').get((req, res) => res.json(req.saiku!.tenant)).all(methodNotAllowed(['GET']))
   app
     .route('/me/api-keys')
     .get(requirePermission('keys:read'), route((req) => listKeys(keys, req.saiku!)))
-    .post(requirePermission('keys:write'), requireJsonBody, route((req) => createKey(keys, req.saiku!, req.body)))
+    .post(requirePermission('keys:write'), jsonBody, route((req) => createKey(keys, req.saiku!, req.body)))
     .all(methodNotAllowed(['GET', 'POST']))
   app
     .route('/me/api-keys/:keyId')
-    .delete(requirePermission('keys:write'), route((req) => revokeKey(keys, req.saiku!, String(req.params.keyId))))
+    .delete(requirePermission('keys:write'), jsonBody, routeWithoutBody((req) => revokeKey(keys, req.saiku!, String(req.params.keyId))))
     .all(methodNotAllowed(['DELETE']))
   app.route('/me/billing').get(route((req) => getBilling(store, req.saiku!))).all(methodNotAllowed(['GET']))
   app
     .route('/me/billing/trial')
-    .post(requirePermission('billing:write'), route((req) => startTrial(store, req.saiku!)))
+    .post(requirePermission('billing:write'), jsonBody, routeWithoutBody((req) => startTrial(store, req.saiku!)))
     .all(methodNotAllowed(['POST']))
 
   if (tokens !== undefined) {
     app
       .route('/me/tokens')
-      .post(requireJsonBodyIfAny, route((req) => exchangeToken(tokens.issuer, req.saiku!, req.body)))
+      .post(jsonBody, route((req) => exchangeToken(tokens.issuer, req.saiku!, req.body)))
       .all(methodNotAllowed(['POST']))
   }
 

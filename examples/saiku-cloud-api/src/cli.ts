@@ -1,16 +1,16 @@
 import { parseArgs } from 'node:util'
-import { createKeyManager, isKeyId, SaikuConfigError, SaikuHttpError, type TenantAdminStore } from '@saiku/core'
-import { PERMISSIONS } from './api.js'
+import { createKeyManager, isKeyId, labelProblem, SaikuConfigError, SaikuHttpError, type TenantAdminStore } from '@saiku/core'
+import { parseRfc3339, PERMISSIONS } from './api.js'
 import { ConfigError, readConfig } from './config.js'
 import { openStore } from './store.js'
-import { createTenant, DEMO_PERMISSIONS, type SubscriptionChoice } from './tenants.js'
+import { createTenant, DEMO_PERMISSIONS, isSlug, SLUG_RULE, type SubscriptionChoice } from './tenants.js'
 
 export const USAGE = `Usage: saiku <command> [options]
 
   tenants create --slug SLUG --tier starter|team|business|enterprise
                  [--per-minute N --per-hour N] [--subscription none|trial|active] [--connection NAME]
   tenants list
-  keys create --tenant SLUG --label LABEL [--permissions keys:read,keys:write,billing:write] [--test] [--expires-at ISO-DATE]
+  keys create --tenant SLUG --label LABEL [--permissions keys:read,keys:write,billing:write] [--test] [--expires-at 2030-01-31T12:00:00Z]
   keys list --tenant SLUG
   keys revoke KEY_ID
 
@@ -37,6 +37,22 @@ function integer(name: string, value: string | undefined): number | undefined {
 function required(name: string, value: string | undefined): string {
   if (value === undefined || value === '') throw new UsageError(`--${name} is required`)
   return value
+}
+
+/**
+ * A label as a JSON string with every control and format character (and any lone
+ * surrogate) escaped, so a stored label can never rewrite or reorder the terminal.
+ */
+function displayLabel(label: string): string {
+  return escapeUnsafe(JSON.stringify(label))
+}
+
+/**
+ * JSON text with the characters JSON.stringify leaves raw (DEL, C1, format
+ * characters) escaped too; C0 it escapes itself, so a raw one is layout.
+ */
+function escapeUnsafe(json: string): string {
+  return json.replace(/[\u007f-\u009f\p{Cf}\uD800-\uDFFF]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
 async function tenantBySlug(store: TenantAdminStore, slug: string) {
@@ -77,6 +93,30 @@ async function run(argv: string[], out: Output): Promise<void> {
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}"`)
   if (rest.length > (command === 'keys revoke' ? 1 : 0)) throw new UsageError(`unexpected argument "${rest.at(-1)}"`)
 
+  // Arguments are checked before the store is opened: a bad one is a usage error (exit 2).
+  if (command === 'tenants create') {
+    const slug = required('slug', values.slug)
+    if (!isSlug(slug)) throw new UsageError(`--slug: expected ${SLUG_RULE}, got ${JSON.stringify(slug)}`)
+  }
+  let expiresAt: Date | null = null
+  let permissions: string[] = DEMO_PERMISSIONS
+  if (command === 'keys create') {
+    const problem = labelProblem(required('label', values.label))
+    if (problem !== null) throw new UsageError(`--label: ${problem}`)
+    if (values.permissions !== undefined) {
+      const listed = values.permissions.split(',').map((p) => p.trim())
+      if (listed.some((p) => p === '')) throw new UsageError(`--permissions: expected a comma-separated list such as keys:read,keys:write, got ${JSON.stringify(values.permissions)}`)
+      permissions = [...new Set(listed)]
+    }
+    const unknown = permissions.filter((p) => !(PERMISSIONS as readonly string[]).includes(p) && p !== '*')
+    if (unknown.length > 0) throw new UsageError(`--permissions: unknown ${unknown.join(', ')} (known: ${PERMISSIONS.join(', ')})`)
+    if (values['expires-at'] !== undefined) {
+      expiresAt = parseRfc3339(values['expires-at'])
+      if (expiresAt === null) throw new UsageError(`--expires-at: expected an RFC 3339 date-time such as 2030-01-31T12:00:00Z, got ${JSON.stringify(values['expires-at'])}`)
+      if (expiresAt.getTime() <= Date.now()) throw new UsageError(`--expires-at: expected a time in the future, got ${JSON.stringify(values['expires-at'])}`)
+    }
+  }
+
   const opened = await openStore(readConfig().databaseUrl, { watchChanges: false })
   try {
     const { store } = opened
@@ -110,14 +150,6 @@ async function run(argv: string[], out: Output): Promise<void> {
       }
       case 'keys create': {
         const tenant = await tenantBySlug(store, required('tenant', values.tenant))
-        const permissions = values.permissions === undefined ? DEMO_PERMISSIONS : values.permissions.split(',').map((p) => p.trim()).filter(Boolean)
-        const unknown = permissions.filter((p) => !(PERMISSIONS as readonly string[]).includes(p) && p !== '*')
-        if (unknown.length > 0) throw new UsageError(`--permissions: unknown ${unknown.join(', ')} (known: ${PERMISSIONS.join(', ')})`)
-        let expiresAt: Date | null = null
-        if (values['expires-at'] !== undefined) {
-          expiresAt = new Date(values['expires-at'])
-          if (Number.isNaN(expiresAt.getTime())) throw new UsageError(`--expires-at: expected an ISO date, got ${JSON.stringify(values['expires-at'])}`)
-        }
         const created = await keys.create(tenant.tenantId, {
           label: required('label', values.label),
           permissions,
@@ -125,7 +157,7 @@ async function run(argv: string[], out: Output): Promise<void> {
           expiresAt,
         })
         out.print(
-          `Created key ${created.keyId} "${created.label}" for ${tenant.tenantSlug} (permissions: ${created.permissions.join(', ') || 'none'}).\n` +
+          `Created key ${created.keyId} ${displayLabel(created.label)} for ${tenant.tenantSlug} (permissions: ${created.permissions.join(', ') || 'none'}).\n` +
             `Secret, shown this once; copy it now:\n${created.key}`,
           { ...created, key: undefined, secret: created.key, tenantSlug: tenant.tenantSlug },
         )
@@ -136,7 +168,7 @@ async function run(argv: string[], out: Output): Promise<void> {
         const listed = await keys.list(tenant.tenantId)
         out.print(
           listed
-            .map((k) => `${k.keyId}\t${JSON.stringify(k.label)}\t${k.permissions.join(',') || '-'}\tcreated ${k.createdAt.toISOString()}\tlast used ${k.lastUsedAt?.toISOString() ?? 'never'}`)
+            .map((k) => `${k.keyId}\t${displayLabel(k.label)}\t${k.permissions.join(',') || '-'}\tcreated ${k.createdAt.toISOString()}\tlast used ${k.lastUsedAt?.toISOString() ?? 'never'}`)
             .join('\n') || `No keys for ${tenant.tenantSlug}.`,
           listed,
         )
@@ -162,14 +194,18 @@ export async function main(argv: string[]): Promise<number> {
   const out: Output = {
     json: argv.includes('--json'),
     print(human, data) {
-      process.stdout.write(`${this.json ? JSON.stringify(data, null, 2) : human}\n`)
+      process.stdout.write(`${this.json ? escapeUnsafe(JSON.stringify(data, null, 2)) : human}\n`)
     },
   }
   try {
     await run(argv, out)
     return 0
   } catch (error) {
-    const usage = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    // A value the store side refuses as invalid (400) is a bad argument as well.
+    const usage =
+      error instanceof UsageError ||
+      (error instanceof SaikuHttpError && error.code === 'invalid_request') ||
+      (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
     const message =
       error instanceof UsageError || error instanceof SaikuHttpError || error instanceof SaikuConfigError || error instanceof ConfigError || usage
         ? (error as Error).message

@@ -12,7 +12,24 @@ const rateLimited = {
   ...error('Per-minute or per-hour limit exceeded'),
   headers: { 'Retry-After': { description: 'Seconds until the spent window admits again', schema: { type: 'integer', minimum: 1 } } },
 }
-const common = { '401': unauthorized, '429': rateLimited, '503': error('The key store or limiter is unavailable') }
+// What every authenticated route can answer, whatever it does.
+const common = {
+  '400': error('More than one credential: two Authorization headers, or a key in the query string too'),
+  '401': unauthorized,
+  '429': rateLimited,
+  '500': error('An unexpected failure; the message reveals nothing'),
+  '503': error('The key store or limiter is unavailable'),
+}
+// What every route that reads a body can answer about it.
+const withBody = {
+  '400': error('Not valid JSON, an unknown field or a bad value, or more than one credential'),
+  '413': error('The body is larger than 16 KiB'),
+  '415': error('The body is not application/json'),
+}
+
+// The one grammar of a permission: "*", "area:*", or lower-case names joined by colons.
+const permission = { type: 'string', maxLength: 64, pattern: '^(?:\\*|[a-z][a-z0-9_-]*(?::\\*|(?::[a-z0-9_-]+)*))$' }
+const permissionList = { type: 'array', items: permission, description: 'At most 32 distinct permissions; repeats count once' }
 
 // What a dashboard may see of a key; a freshly minted key adds its secret.
 const API_KEY_FIELDS = ['keyId', 'label', 'environment', 'permissions', 'createdAt', 'expiresAt', 'lastUsedAt'] as const
@@ -43,6 +60,13 @@ export const openApiDocument = {
         responses: { '200': { description: 'A JSON Web Key Set', content: { 'application/json': { schema: { $ref: '#/components/schemas/Jwks' } } } } },
       },
     },
+    '/openapi.json': {
+      get: {
+        summary: 'This document',
+        security: [],
+        responses: { '200': { description: 'The OpenAPI document', content: { 'application/json': { schema: { $ref: '#/components/schemas/OpenApiDocument' } } } } },
+      },
+    },
     '/me/tenant': {
       get: {
         summary: 'The tenant the API key belongs to',
@@ -68,12 +92,10 @@ export const openApiDocument = {
         requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/CreateApiKey' } } } },
         responses: {
           '201': { description: 'The new key, with its secret', content: { 'application/json': { schema: { $ref: '#/components/schemas/CreatedApiKey' } } } },
-          '400': error('The body is not valid JSON or not a valid key request'),
           '402': paymentRequired,
           '403': forbidden,
-          '413': error('The body is larger than 16 KiB'),
-          '415': error('The body is not application/json'),
           ...common,
+          ...withBody,
         },
       },
     },
@@ -87,6 +109,7 @@ export const openApiDocument = {
           '403': forbidden,
           '404': error("No such key, or another tenant's"),
           ...common,
+          ...withBody,
         },
       },
     },
@@ -96,10 +119,10 @@ export const openApiDocument = {
         requestBody: { required: false, content: { 'application/json': { schema: { $ref: '#/components/schemas/TokenRequest' } } } },
         responses: {
           '201': { description: 'The token', content: { 'application/json': { schema: { $ref: '#/components/schemas/IssuedToken' } } } },
-          '400': error('Not a valid token request'),
           '402': paymentRequired,
-          '403': forbidden,
+          '403': error('A token cannot buy another, nor carry what the key does not hold'),
           ...common,
+          ...withBody,
         },
       },
     },
@@ -120,6 +143,7 @@ export const openApiDocument = {
           '403': forbidden,
           '409': error('Already subscribed, or the trial was used'),
           ...common,
+          ...withBody,
         },
       },
     },
@@ -180,9 +204,9 @@ export const openApiDocument = {
         required: ['label'],
         additionalProperties: false,
         properties: {
-          label: { type: 'string', minLength: 1, maxLength: 100 },
-          permissions: { type: 'array', items: { type: 'string' }, description: "Default: the calling key's own" },
-          expiresAt: { type: ['string', 'null'], format: 'date-time' },
+          label: { type: 'string', minLength: 1, maxLength: 100, pattern: '^[^\\p{Cc}\\p{Cf}]*$', description: 'No control or format characters' },
+          permissions: { ...permissionList, description: "Default: the calling key's own. At most 32 distinct permissions; repeats count once" },
+          expiresAt: { type: ['string', 'null'], format: 'date-time', description: "RFC 3339, from 1970 to 9999, in the future; at most the calling key's own expiry" },
         },
       },
       CreatedApiKey: {
@@ -195,6 +219,7 @@ export const openApiDocument = {
           secret: { type: 'string', pattern: '^sk_(live|test)_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}$' },
         },
       },
+      OpenApiDocument: { type: 'object', required: ['openapi', 'info', 'paths'] },
       Jwks: {
         type: 'object',
         required: ['keys'],
@@ -204,7 +229,7 @@ export const openApiDocument = {
         type: 'object',
         additionalProperties: false,
         properties: {
-          permissions: { type: 'array', items: { type: 'string' }, description: "Default: the key's own" },
+          permissions: { ...permissionList, description: "Default: the key's own. At most 32 distinct permissions; repeats count once" },
           ttlSeconds: { type: 'integer', minimum: 1, maximum: 900 },
         },
       },

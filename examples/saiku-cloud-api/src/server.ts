@@ -11,7 +11,10 @@ import { createTokens } from './tokens.js'
 async function main(): Promise<void> {
   const config = readConfig()
   const logger = createLogger(config.logLevel)
-  const opened = await openStore(config.databaseUrl)
+  // Background store work (last-use writes, change polling) never throws: its failures are logged here.
+  const opened = await openStore(config.databaseUrl, {
+    onError: (error) => logger.error({ msg: 'store background failure', err: { name: error.name, message: error.message } }),
+  })
   const limiter = await createLimiter(config.redisUrl, opened.store)
   const tokens = await createTokens()
   const { app, auth } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens })

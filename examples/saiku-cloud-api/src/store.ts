@@ -15,13 +15,13 @@ export interface OpenedStore {
  * Opens the store `DATABASE_URL` names; the server and the CLI share this.
  * `postgres://…?schema=NAME` puts the tables in that schema (default public).
  */
-export async function openStore(databaseUrl: string, options: { watchChanges?: boolean } = {}): Promise<OpenedStore> {
+export async function openStore(databaseUrl: string, options: { watchChanges?: boolean; onError?: (error: Error) => void } = {}): Promise<OpenedStore> {
   // A long-running server watches for revocations made elsewhere; a one-shot CLI does not.
   const watchChanges = options.watchChanges ?? true
   if (databaseUrl.startsWith('sqlite:')) {
     const path = databaseUrl.slice('sqlite:'.length)
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
-    const store = new SqliteKeyStore(path, { watchIntervalMs: watchChanges ? 1_000 : 0 })
+    const store = new SqliteKeyStore(path, { watchIntervalMs: watchChanges ? 1_000 : 0, ...(options.onError === undefined ? {} : { onError: options.onError }) })
     return { store, description: `SQLite ${path}`, close: async () => store.close() }
   }
   const url = new URL(databaseUrl)
@@ -29,7 +29,7 @@ export async function openStore(databaseUrl: string, options: { watchChanges?: b
   url.searchParams.delete('schema')
   const pool = new pg.Pool({ connectionString: url.toString(), max: 10, connectionTimeoutMillis: 5_000 })
   pool.on('error', () => {}) // an idle connection dropped: the next query reconnects
-  const store = new PostgresKeyStore({ pool, schema, listen: watchChanges })
+  const store = new PostgresKeyStore({ pool, schema, listen: watchChanges, ...(options.onError === undefined ? {} : { onError: options.onError }) })
   try {
     await store.ready()
   } catch (error) {

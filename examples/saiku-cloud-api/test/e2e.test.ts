@@ -1,6 +1,9 @@
 import Ajv2020 from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
+import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { once } from 'node:events'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { SqliteKeyStore } from '@saiku/sqlite'
 import { openApiDocument } from '../src/openapi.js'
 import { cli, cliJson, startServer, tempDatabase, waitFor, type RunningServer, type TempDir } from './helpers.js'
 
@@ -23,9 +26,15 @@ interface Reply {
   body: any
 }
 
-async function call(server: RunningServer, method: string, path: string, options: { key?: string; json?: unknown; raw?: string; contentType?: string } = {}): Promise<Reply> {
+async function call(
+  server: RunningServer,
+  method: string,
+  path: string,
+  options: { key?: string; authorization?: string; json?: unknown; raw?: string; contentType?: string } = {},
+): Promise<Reply> {
   const headers: Record<string, string> = {}
   if (options.key !== undefined) headers.authorization = `Bearer ${options.key}`
+  if (options.authorization !== undefined) headers.authorization = options.authorization
   let body: string | undefined
   if (options.json !== undefined) body = JSON.stringify(options.json)
   if (options.raw !== undefined) body = options.raw
@@ -35,6 +44,23 @@ async function call(server: RunningServer, method: string, path: string, options
   const parsed = text === '' ? undefined : JSON.parse(text)
   recorded.push({ method, path, status: res.status, body: parsed })
   return { status: res.status, headers: res.headers, text, body: parsed }
+}
+
+/** A request whose body goes out chunked (Transfer-Encoding, no Content-Length), as streaming clients send it. */
+async function chunked(server: RunningServer, method: string, path: string, key: string, chunks: string[], contentType?: string): Promise<Reply> {
+  // Set explicitly: Node frames a DELETE body only when told to.
+  const headers: Record<string, string> = { authorization: `Bearer ${key}`, 'transfer-encoding': 'chunked' }
+  if (contentType !== undefined) headers['content-type'] = contentType
+  const req = httpRequest(`${server.url}${path}`, { method, headers })
+  for (const chunk of chunks) req.write(chunk)
+  req.end()
+  const [res] = (await once(req, 'response')) as [IncomingMessage]
+  let text = ''
+  for await (const part of res) text += part
+  expect(req.getHeader('content-length')).toBeUndefined()
+  const parsed = text === '' ? undefined : JSON.parse(text)
+  recorded.push({ method, path, status: res.statusCode!, body: parsed })
+  return { status: res.statusCode!, headers: new Headers(res.headers as Record<string, string>), text, body: parsed }
 }
 
 let db: TempDir
@@ -239,7 +265,7 @@ describe('the operator CLI on the same data file', () => {
     expect((await cli(['keys', 'revoke', keyId], env)).code).toBe(0)
     await waitFor(async () => (await call(server, 'GET', '/me/tenant', { key: secret })).status === 401, 5_000)
     expect((await cli(['keys', 'revoke', keyId], env)).code).toBe(1)
-  })
+  }, 60_000)
 
   it('fails with a clear message and a non-zero exit on bad arguments', async () => {
     const cases: [string[], number, string][] = [
@@ -253,15 +279,256 @@ describe('the operator CLI on the same data file', () => {
       [['keys', 'revoke', 'nope'], 2, '"nope" is not a key ID'],
       [['keys', 'frobnicate'], 2, 'unknown command "keys frobnicate"'],
       [['keys', 'list', '--tenant', 'acme', '--colour'], 2, "Unknown option '--colour'"],
+      // Bad values are usage errors too (issue 13, item 10), and nothing is created.
+      [['tenants', 'create', '--slug', 'Bad_Slug', '--tier', 'team'], 2, '--slug: expected lower-case letters, digits and inner hyphens, 1 to 63 characters, got "Bad_Slug"'],
+      [['keys', 'create', '--tenant', 'acme', '--label', 'x', '--expires-at', '2001-01-01T00:00:00Z'], 2, '--expires-at: expected a time in the future'],
+      [['keys', 'create', '--tenant', 'acme', '--label', 'x', '--expires-at', '2030-02-30T00:00:00Z'], 2, '--expires-at: expected an RFC 3339 date-time'],
+      [['keys', 'create', '--tenant', 'acme', '--label', 'x'.repeat(101)], 2, '--label: label must be at most 100 characters'],
+      [['keys', 'create', '--tenant', 'acme', '--label', 'a\tb'], 2, '--label: label must not contain control or format characters'],
+      [['keys', 'create', '--tenant', 'acme', '--label', 'x', '--permissions', ',,,'], 2, '--permissions: expected a comma-separated list'],
     ]
     for (const [args, code, message] of cases) {
       const result = await cli(args, env)
       expect(result.code, args.join(' ')).toBe(code)
       expect(result.stderr).toContain(message)
     }
+    const keysNow = await cliJson<unknown[]>(['keys', 'list', '--tenant', 'acme'], env)
+    expect(keysNow.some((key) => (key as { label: string }).label === 'x')).toBe(false)
+    expect((await cliJson<{ tenantSlug: string }[]>(['tenants', 'list'], env)).map((t) => t.tenantSlug)).not.toContain('Bad_Slug')
     const json = await cli(['keys', 'revoke', 'nope', '--json'], env)
     expect(JSON.parse(json.stderr)).toEqual({ error: 'usage', message: '"nope" is not a key ID (12 letters and digits)' })
+  }, 90_000)
+})
+
+/** Keys of a business tenant (1000 a minute): the tests below make many requests. */
+let heavyKey = ''
+let heavyRoot = ''
+
+describe('a key with an area wildcard gets a token with every permission (issue 13, item 1)', () => {
+  beforeAll(async () => {
+    await cliJson(['tenants', 'create', '--slug', 'heavy', '--tier', 'business', '--subscription', 'active'], env)
+    heavyKey = (await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'heavy', '--label', 'heavy'], env)).secret
+    heavyRoot = (await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'heavy', '--label', 'root', '--permissions', '*'], env)).secret
+  }, 60_000)
+
+  it('refuses a permission with a space with 400, wherever it enters, so no token carries "*"', async () => {
+    const root = { secret: heavyRoot }
+    const area = await call(server, 'POST', '/me/api-keys', { key: root.secret, json: { label: 'area', permissions: ['keys:*'] } })
+    expect(area.status).toBe(201)
+    const key = area.body.secret as string
+    const smuggled = await call(server, 'POST', '/me/tokens', { key, json: { permissions: ['keys:x *'] } })
+    expect(smuggled.status).toBe(400)
+    expect(smuggled.body.error).toBe('invalid_request')
+    expect(smuggled.body.message).toContain('"keys:x *"')
+    expect((await call(server, 'POST', '/me/billing/trial', { key })).status).toBe(403)
+    for (const permissions of [['keys:read *'], ['keys:read:*'], ['Keys:read'], ['keys:read\t*']]) {
+      const minted = await call(server, 'POST', '/me/api-keys', { key: root.secret, json: { label: 'x', permissions } })
+      expect(minted.status, JSON.stringify(permissions)).toBe(400)
+      expect((await call(server, 'POST', '/me/tokens', { key: root.secret, json: { permissions } })).status, JSON.stringify(permissions)).toBe(400)
+    }
+    const narrowed = await call(server, 'POST', '/me/tokens', { key, json: { permissions: ['keys:read'] } })
+    expect(narrowed.body.permissions).toEqual(['keys:read'])
   })
+})
+
+describe('every body is read the same way, however it is framed (issue 13, item 2)', () => {
+  it('narrows a token as asked in a chunked JSON body', async () => {
+    const res = await chunked(server, 'POST', '/me/tokens', heavyKey, ['{"permissions":', '["keys:read"]}'], 'application/json')
+    expect(res.status).toBe(201)
+    expect(res.body.permissions).toEqual(['keys:read'])
+  })
+
+  it('answers a chunked body that is not JSON, or has no content type, with 415 on every route that reads one', async () => {
+    for (const [method, path] of [['POST', '/me/tokens'], ['POST', '/me/api-keys'], ['DELETE', '/me/api-keys/AAAAAAAAAAAA'], ['POST', '/me/billing/trial']] as const) {
+      const text = await chunked(server, method, path, heavyKey, ['{"permissions":["keys:read"]}'], 'text/plain')
+      expect(text.status, `${method} ${path}`).toBe(415)
+      expect(text.body).toEqual({ error: 'unsupported_media_type', message: 'Send the body as application/json.' })
+      const bare = await chunked(server, method, path, heavyKey, ['garbage'])
+      expect(bare.status, `${method} ${path}`).toBe(415)
+      const sized = await call(server, method, path, { key: heavyKey, raw: 'garbage', contentType: 'text/plain' })
+      expect(sized.status, `${method} ${path}`).toBe(415)
+      const invalid = await chunked(server, method, path, heavyKey, ['garb', 'age'], 'application/json')
+      expect(invalid.status, `${method} ${path}`).toBe(400)
+      const big = await chunked(server, method, path, heavyKey, ['{"label":"', 'x'.repeat(17_000), '"}'], 'application/json')
+      expect(big.status, `${method} ${path}`).toBe(413)
+    }
+  })
+
+  it('answers an unknown field with 400 on every route that reads a body, chunked or not', async () => {
+    const tokens = await call(server, 'POST', '/me/tokens', { key: heavyKey, json: { permission: ['keys:read'], ttl: 60 } })
+    expect(tokens.status).toBe(400)
+    expect(tokens.body).toEqual({ error: 'invalid_request', message: 'Unknown field "permission"; expected permissions, ttlSeconds.' })
+    const chunkedTokens = await chunked(server, 'POST', '/me/tokens', heavyKey, ['{"ttl":60}'], 'application/json')
+    expect(chunkedTokens.status).toBe(400)
+    const keys = await chunked(server, 'POST', '/me/api-keys', heavyKey, ['{"label":"x","scopes":[]}'], 'application/json')
+    expect(keys.body).toEqual({ error: 'invalid_request', message: 'Unknown field "scopes"; expected label, permissions, expiresAt.' })
+    const revoke = await call(server, 'DELETE', '/me/api-keys/AAAAAAAAAAAA', { key: heavyKey, json: { force: true } })
+    expect(revoke.body).toEqual({ error: 'invalid_request', message: 'Unknown field "force"; expected no fields.' })
+    const trial = await call(server, 'POST', '/me/billing/trial', { key: heavyKey, json: { days: 90 } })
+    expect(trial.status).toBe(400)
+    expect((await call(server, 'POST', '/me/tokens', { key: heavyKey, json: { ttlSeconds: 1.5 } })).status).toBe(400)
+    expect((await call(server, 'POST', '/me/tokens', { key: heavyKey, json: ['keys:read'] })).status).toBe(400)
+    // No body, or an empty object, is still fine where nothing is required.
+    expect((await call(server, 'POST', '/me/tokens', { key: heavyKey })).status).toBe(201)
+    expect((await call(server, 'POST', '/me/tokens', { key: heavyKey, json: {} })).status).toBe(201)
+  })
+})
+
+describe('the trial, asked for at once through two servers on one SQLite file (issue 13, item 4)', () => {
+  it('starts once: one 201, every other answer 409', async () => {
+    const second = await startServer(env)
+    try {
+      await cliJson(['tenants', 'create', '--slug', 'racer', '--tier', 'team', '--subscription', 'none'], env)
+      const { secret } = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'racer', '--label', 'racer'], env)
+      const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => call(i % 2 === 0 ? server : second, 'POST', '/me/billing/trial', { key: secret })))
+      const statuses = replies.map((reply) => reply.status).sort()
+      expect(statuses).toEqual([201, ...Array.from({ length: 19 }, () => 409)])
+      expect(replies.filter((reply) => reply.status === 409).every((reply) => reply.body.message === 'This tenant has already used its trial.')).toBe(true)
+    } finally {
+      await second.stop()
+    }
+  }, 60_000)
+})
+
+describe('a SQLite lock held by another process (issue 13, item 5)', () => {
+  it('answers a mint with 503 once the lock outlasts the busy timeout, while cached requests are served meanwhile', async () => {
+    await cliJson(['tenants', 'create', '--slug', 'bystander', '--tier', 'team', '--subscription', 'active'], env)
+    const bystander = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'bystander', '--label', 'reader'], env)
+    expect((await call(server, 'GET', '/me/tenant', { key: bystander.secret })).status).toBe(200)
+    const locker = new SqliteKeyStore(db.databaseUrl.slice('sqlite:'.length), { watchIntervalMs: 0 })
+    locker.db.exec('BEGIN IMMEDIATE')
+    try {
+      const order: string[] = []
+      const mint = call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'while-locked' } }).then((reply) => {
+        order.push('mint')
+        return reply
+      })
+      // The server is not blocked: other requests are answered while the mint waits for the lock.
+      for (let i = 0; i < 5; i++) {
+        expect((await call(server, 'GET', '/me/tenant', { key: bystander.secret })).status).toBe(200)
+        order.push('read')
+      }
+      const refused = await mint
+      expect(order.slice(0, 5)).toEqual(['read', 'read', 'read', 'read', 'read'])
+      expect(refused.status).toBe(503)
+      expect(refused.body).toEqual({ error: 'service_unavailable', message: 'The service is temporarily unavailable. Retry shortly.' })
+    } finally {
+      locker.db.exec('ROLLBACK')
+      locker.close()
+    }
+    expect((await call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'after-lock' } })).status).toBe(201)
+  }, 60_000)
+})
+
+describe('permission lists (issue 13, item 6)', () => {
+  it('keeps one of each permission, bounds the list, and the token of the largest key is accepted', async () => {
+    const repeated = await call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'repeats', permissions: Array.from({ length: 1_000 }, () => 'keys:read') } })
+    expect(repeated.status).toBe(201)
+    expect(repeated.body.permissions).toEqual(['keys:read'])
+    const root = { secret: heavyRoot }
+    const many = (count: number) => Array.from({ length: count }, (_, i) => `${'area'.repeat(12)}${i}:${'read'.repeat(3)}`)
+    const over = await call(server, 'POST', '/me/api-keys', { key: root.secret, json: { label: 'too many', permissions: many(33) } })
+    expect(over.status).toBe(400)
+    expect(over.body.message).toBe('permissions must name at most 32 distinct permissions.')
+    const largest = await call(server, 'POST', '/me/api-keys', { key: root.secret, json: { label: 'largest', permissions: many(32) } })
+    expect(largest.status).toBe(201)
+    const token = await call(server, 'POST', '/me/tokens', { key: largest.body.secret })
+    expect(token.status).toBe(201)
+    expect((await call(server, 'GET', '/me/tenant', { key: token.body.accessToken })).status).toBe(200)
+  })
+})
+
+describe('labels (issue 13, item 7)', () => {
+  it('refuses control and format characters and lone surrogates', async () => {
+    for (const raw of ['{"label":"a\\u009b[31mred"}', '{"label":"gnp.exe\\u202e"}', '{"label":"a\\ud800"}', '{"label":"a\\u200bb"}']) {
+      const res = await call(server, 'POST', '/me/api-keys', { key: heavyKey, raw })
+      expect(res.status, raw).toBe(400)
+      expect(res.body.message).toBe('label must not contain control or format characters.')
+    }
+  })
+
+  it('shows a stored label with such characters escaped in the CLI', async () => {
+    const store = new SqliteKeyStore(db.databaseUrl.slice('sqlite:'.length), { watchIntervalMs: 0 })
+    const tenant = (await store.findTenantBySlug('globex'))!
+    await store.createKey({
+      keyId: 'LegacyLabel1',
+      tenantId: tenant.tenantId,
+      label: 'old\u009b[2J\u202ecod',
+      environment: 'live',
+      secretDigest: '0'.repeat(64),
+      permissions: [],
+      createdAt: new Date(),
+      expiresAt: null,
+      revokedAt: null,
+      lastUsedAt: null,
+    })
+    store.close()
+    const listed = await cli(['keys', 'list', '--tenant', 'globex'], env)
+    expect(listed.code).toBe(0)
+    expect(listed.stdout).toContain('"old\\u009b[2J\\u202ecod"')
+    expect(listed.stdout).not.toMatch(/[\u0080-\u009f\u202e]/)
+    const json = await cli(['keys', 'list', '--tenant', 'globex', '--json'], env)
+    expect(json.stdout).not.toMatch(/[\u0080-\u009f\u202e]/)
+    expect(JSON.parse(json.stdout).find((k: { keyId: string }) => k.keyId === 'LegacyLabel1').label).toBe('old\u009b[2J\u202ecod')
+  }, 60_000)
+})
+
+describe('dates and methods as the OpenAPI document says (issue 13, item 8)', () => {
+  it('accepts only RFC 3339 expiry times that name a real day', async () => {
+    for (const expiresAt of ['+010000-01-01T00:00:00Z', '2030-02-30T00:00:00Z', 'Tue, 01 Jan 2030 00:00:00 GMT', '2030-01-01', '2030-01-01T24:00:00Z', 2_000_000_000_000]) {
+      const res = await call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'dated', expiresAt } })
+      expect(res.status, String(expiresAt)).toBe(400)
+      expect(res.body.message).toBe('expiresAt must be an RFC 3339 date-time from 1970 to 9999, e.g. "2030-01-31T12:00:00Z".')
+    }
+    const res = await call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'dated', expiresAt: '2032-02-29T00:30:00.5+01:00' } })
+    expect(res.status).toBe(201)
+    expect(res.body.expiresAt).toBe('2032-02-28T23:30:00.500Z')
+  })
+
+  it('answers another method on the public documents with 405', async () => {
+    for (const path of ['/openapi.json', '/.well-known/jwks.json']) {
+      const res = await call(server, 'POST', path)
+      expect(res.status).toBe(405)
+      expect(res.headers.get('allow')).toBe('GET')
+      expect(res.body.error).toBe('method_not_allowed')
+    }
+  })
+})
+
+describe('every route, provoked into each answer it documents', () => {
+  it('answers 400, 401, 402, 403 and 429 on every route where they apply', async () => {
+    await cliJson(['tenants', 'create', '--slug', 'unpaid-13', '--tier', 'team', '--subscription', 'none'], env)
+    const unpaid = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'unpaid-13', '--label', 'unpaid'], env)
+    const nothing = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'acme', '--label', 'billing-only', '--permissions', 'billing:write'], env)
+    const reader = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'acme', '--label', 'reader-only', '--permissions', 'keys:read'], env)
+    const token = (await call(server, 'POST', '/me/tokens', { key: heavyKey })).body.accessToken as string
+    await cliJson(['tenants', 'create', '--slug', 'spent', '--tier', 'starter', '--subscription', 'active'], env)
+    const spent = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'spent', '--label', 'spent'], env)
+    for (let i = 0; i < 60; i++) await call(server, 'GET', '/me/tenant', { key: spent.secret })
+
+    const routes: [string, string][] = [
+      ['GET', '/me/tenant'],
+      ['GET', '/me/api-keys'],
+      ['POST', '/me/api-keys'],
+      ['DELETE', '/me/api-keys/AAAAAAAAAAAA'],
+      ['POST', '/me/tokens'],
+      ['GET', '/me/billing'],
+      ['POST', '/me/billing/trial'],
+    ]
+    for (const [method, path] of routes) {
+      const what = `${method} ${path}`
+      expect((await call(server, method, path)).status, what).toBe(401)
+      expect((await call(server, method, path, { authorization: `Bearer ${heavyKey}, Bearer ${reader.secret}` })).status, what).toBe(400)
+      expect((await call(server, method, path, { key: spent.secret })).status, what).toBe(429)
+      const exempt = path.startsWith('/me/billing')
+      if (!exempt) expect((await call(server, method, path, { key: unpaid.secret })).status, what).toBe(402)
+    }
+    expect((await call(server, 'GET', '/me/api-keys', { key: nothing.secret })).status).toBe(403)
+    expect((await call(server, 'POST', '/me/api-keys', { key: reader.secret, json: { label: 'x' } })).status).toBe(403)
+    expect((await call(server, 'DELETE', '/me/api-keys/AAAAAAAAAAAA', { key: reader.secret })).status).toBe(403)
+    expect((await call(server, 'POST', '/me/tokens', { key: token })).status).toBe(403)
+    expect((await call(server, 'POST', '/me/billing/trial', { key: reader.secret })).status).toBe(403)
+  }, 60_000)
 })
 
 describe('restart', () => {
@@ -298,7 +565,6 @@ describe('the OpenAPI document', () => {
     const paths = openApiDocument.paths as Record<string, Record<string, { responses: Record<string, { content?: { 'application/json': { schema: { $ref: string } } } }> }>>
     const covered = new Set<string>()
     for (const reply of recorded) {
-      if (reply.path === '/openapi.json') continue
       const template = reply.path.split('?')[0]!.replace(/^\/me\/api-keys\/[^/]+$/, '/me/api-keys/{keyId}')
       const operation = paths[template]?.[reply.method.toLowerCase()]
       if (operation === undefined) {
@@ -315,5 +581,19 @@ describe('the OpenAPI document', () => {
     }
     const documented = Object.entries(paths).flatMap(([path, ops]) => Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`))
     expect([...covered].sort()).toEqual(documented.sort())
+
+    // And the other way: every status a route documents was seen from it. Only a 500
+    // (an unexpected failure) and, except for a mint under a lock, a 503 cannot be provoked from outside.
+    for (const [template, operations] of Object.entries(paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        const seen = new Set(
+          recorded
+            .filter((reply) => reply.method === method.toUpperCase() && reply.path.split('?')[0]!.replace(/^\/me\/api-keys\/[^/]+$/, '/me/api-keys/{keyId}') === template)
+            .map((reply) => String(reply.status)),
+        )
+        const unseen = Object.keys(operation.responses).filter((status) => !seen.has(status) && status !== '500' && !(status === '503' && `${method} ${template}` !== 'post /me/api-keys'))
+        expect(unseen, `${method.toUpperCase()} ${template} documents statuses never seen`).toEqual([])
+      }
+    }
   })
 })

@@ -1,10 +1,12 @@
-import { ERROR_STATUS, SaikuConfigError, SaikuHttpError, type ErrorCode } from './errors.js'
-import { permissionsProblem } from './store.js'
+import { ERROR_STATUS, SaikuConfigError, SaikuHttpError, SaikuStoreError, type ErrorCode } from './errors.js'
+import { isPermission, permissionsProblem } from './store.js'
 import { bearerChallenge, errorResponse, type ErrorResponse } from './http.js'
 import type { SaikuPrincipal } from './pipeline.js'
 
 /** Whether `granted` covers `permission`: an exact match, `*`, or `area:*` for `area:anything`. */
 export function grants(granted: readonly string[], permission: string): boolean {
+  // Only a permission of the grammar can be granted: "keys:x *" is not below "keys:*".
+  if (!isPermission(permission)) return false
   if (granted.includes(permission) || granted.includes('*')) return true
   const colon = permission.indexOf(':')
   return colon !== -1 && granted.includes(`${permission.slice(0, colon)}:*`)
@@ -60,7 +62,8 @@ const CODE_BY_STATUS: Readonly<Record<number, ErrorCode>> = Object.fromEntries(
 /**
  * Turns anything a handler threw into the standard JSON error. A SaikuHttpError
  * keeps its code and message; a framework's client error (bad JSON, body too
- * large: `status` 4xx with `expose`) keeps its status; everything else is a 500
+ * large: `status` 4xx with `expose`) keeps its status; a SaikuStoreError is a
+ * 503; everything else is a 500
  * whose message reveals nothing.
  */
 export function errorResponseFor(error: unknown): ErrorResponse {
@@ -69,6 +72,8 @@ export function errorResponseFor(error: unknown): ErrorResponse {
     const challenge = error.code === 'unauthorized' ? { 'www-authenticate': bearerChallenge('saiku') } : undefined
     return errorResponse(error.code, error.message, { ...challenge, ...error.headers })
   }
+  // A store that failed or stayed locked (a handler's own call) is unavailable, not broken: 503.
+  if (error instanceof SaikuStoreError) return errorResponse('service_unavailable')
   if (typeof error === 'object' && error !== null) {
     const { status, statusCode, expose, type } = error as Record<string, unknown>
     const httpStatus = typeof status === 'number' ? status : statusCode

@@ -1,4 +1,4 @@
-export { createAuthenticator, requestPath } from './pipeline.js'
+export { createAuthenticator, requestPath, routePath } from './pipeline.js'
 export { clientKey } from './client-address.js'
 export type {
   AdmittedDecision,
@@ -41,12 +41,17 @@ export type {
 } from './verifier.js'
 
 export {
+  isPermission,
   labelProblem,
   MAX_LABEL_LENGTH,
+  MAX_PERMISSION_LENGTH,
+  MAX_PERMISSIONS,
   MemoryKeyStore,
   permissionsProblem,
+  sameSubscription,
   SUBSCRIPTION_STATUSES,
   toKeySummary,
+  uniquePermissions,
   validateTenantRecord,
 } from './store.js'
 export type { ApiKeyRecord, ApiKeySummary, KeyStore, Subscription, SubscriptionStatus, TenantAdminStore, TenantRecord } from './store.js'

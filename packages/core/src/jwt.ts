@@ -2,6 +2,8 @@ import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import type { JWK, JWTPayload, JWTVerifyGetKey } from 'jose'
 import { SaikuConfigError, SaikuHttpError, SaikuStoreError } from './errors.js'
 import { grants } from './guards.js'
+import { MAX_TOKEN_LENGTH } from './bearer.js'
+import { isPermission, MAX_PERMISSIONS, permissionsProblem, uniquePermissions } from './store.js'
 import type { KeyEnvironment } from './keys.js'
 import type { VerifiedCredential, VerifyResult, KeyVerifier } from './verifier.js'
 
@@ -188,14 +190,15 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
         return failure('invalid_jwt')
       }
       const mapped = mapClaims(payload)
-      if (mapped === null) return failure('invalid_jwt')
+      // Permissions follow the one grammar here too: a claim that smuggles "*" or a space is refused.
+      if (mapped === null || !Array.isArray(mapped.permissions) || !mapped.permissions.every(isPermission)) return failure('invalid_jwt')
       const credential: VerifiedCredential = {
         type: 'jwt',
         keyId: typeof payload.jti === 'string' ? payload.jti : `jwt:${typeof payload.sub === 'string' ? payload.sub : 'anonymous'}`,
         tenantId: mapped.tenantId,
         label: mapped.label ?? 'jwt',
         environment: mapped.environment ?? 'live',
-        permissions: Object.freeze([...mapped.permissions]),
+        permissions: Object.freeze(uniquePermissions(mapped.permissions)),
         expiresAt: new Date((payload.exp as number) * 1000),
       }
       return { ok: true, credential }
@@ -256,7 +259,13 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
     jwks: () => ({ keys: [publicJwk] }),
     async issue(credential, request = {}) {
       const granted = credential.permissions
-      const wanted = request.permissions ?? granted
+      // Each permission is one token of the grammar: a space would split into others when the scope is read back.
+      const problem = permissionsProblem(request.permissions ?? [])
+      if (problem !== null) throw new SaikuHttpError('invalid_request', `${problem}.`)
+      const wanted = uniquePermissions(request.permissions ?? granted)
+      if (wanted.length > MAX_PERMISSIONS || !wanted.every(isPermission)) {
+        throw new SaikuHttpError('invalid_request', `A token carries at most ${MAX_PERMISSIONS} permissions of the form "keys:read"; ask for fewer.`)
+      }
       const beyond = wanted.filter((permission) => !grants(granted, permission))
       if (beyond.length > 0) throw new SaikuHttpError('forbidden', `A token cannot carry what the key does not hold: ${beyond.join(', ')}.`)
       const ttl = request.ttlSeconds ?? maxTtl
@@ -272,6 +281,8 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
         .setIssuedAt()
         .setExpirationTime(`${ttl}s`)
         .sign(await signingKey)
+      // Never hand out a token that the bearer parser would refuse.
+      if (accessToken.length > MAX_TOKEN_LENGTH) throw new SaikuHttpError('invalid_request', 'The token would be too large to send; ask for fewer permissions.')
       return { accessToken, tokenType: 'Bearer', expiresIn: ttl, permissions: [...wanted] }
     },
   }

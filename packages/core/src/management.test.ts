@@ -28,8 +28,8 @@ describe('createKeyManager', () => {
   it.each([
     [{ label: '' }, 'label must be a non-empty string.'],
     [{ label: 'x'.repeat(101) }, 'label must be at most 100 characters.'],
-    [{ label: 'a\r\nSet-Cookie: x' }, 'label must not contain control characters.'],
-    [{ label: 'ok', permissions: ['Keys Write'] }, 'permission "Keys Write" must look like "keys:write" or "*".'],
+    [{ label: 'a\r\nSet-Cookie: x' }, 'label must not contain control or format characters.'],
+    [{ label: 'ok', permissions: ['Keys Write'] }, 'permission "Keys Write" must look like "keys:write", "keys:*" or "*" (lower-case names joined by colons, at most 64 characters).'],
     [{ label: 'ok', expiresAt: new Date(0) }, 'expiresAt must be a date in the future.'],
   ])('refuses %j with a 400 saying why', async (input, message) => {
     const store = new MemoryKeyStore({ tenants: [tenant] })

@@ -1,6 +1,6 @@
 import { SaikuHttpError } from './errors.js'
 import { digestApiKey, isKeyId, KEY_ENVIRONMENTS, mintApiKey, type KeyEnvironment } from './keys.js'
-import { labelProblem, permissionsProblem, type ApiKeySummary, type KeyStore } from './store.js'
+import { labelProblem, permissionsProblem, uniquePermissions, type ApiKeySummary, type KeyStore } from './store.js'
 import { asStoreError } from './timeout.js'
 import { announceKeyStoreChange } from './changes.js'
 
@@ -44,9 +44,9 @@ export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {
     if (typeof input !== 'object' || input === null) throw invalid('Expected an object with a label.')
     const labelError = labelProblem(input.label)
     if (labelError !== null) throw invalid(`${labelError}.`)
-    const permissions = input.permissions ?? []
-    const permissionsError = permissionsProblem(permissions)
+    const permissionsError = permissionsProblem(input.permissions ?? [])
     if (permissionsError !== null) throw invalid(`${permissionsError}.`)
+    const permissions = uniquePermissions(input.permissions ?? [])
     const environment = input.environment ?? 'live'
     if (!KEY_ENVIRONMENTS.includes(environment)) throw invalid('environment must be "live" or "test".')
     const expiresAt = input.expiresAt ?? null

@@ -55,9 +55,13 @@ export interface SaikuOptions {
   subscription?: {
     /** Whether tenants need an active subscription or trial (else 402). Default true. */
     required?: boolean
-    /** Paths (and everything below them) that need no subscription, e.g. `["/me/billing"]`. */
+    /**
+     * Paths (and everything below them) that need no subscription, e.g. `["/me/billing"]`:
+     * matched against the path as the app routes it where the middleware is mounted
+     * (below a router's mount point), in any case, from an absolute-form target too.
+     */
     exemptPaths?: readonly string[]
-    /** A predicate instead of, or beside, `exemptPaths`. */
+    /** A predicate instead of, or beside, `exemptPaths`; it receives the same mount-relative path, case kept. */
     isExempt?: (path: string, request: AuthRequest) => boolean
   }
   /**
@@ -190,10 +194,14 @@ function exemptPathsPredicate(value: unknown): ((path: string) => boolean) | und
     if (typeof entry !== 'string' || !entry.startsWith('/')) {
       throw new SaikuConfigError(`subscription.exemptPaths[${index}]`, 'a path starting with "/"', entry)
     }
-    return entry.length > 1 && entry.endsWith('/') ? entry.slice(0, -1) : entry
+    return (entry.length > 1 && entry.endsWith('/') ? entry.slice(0, -1) : entry).toLowerCase()
   })
-  // Whole segments only: "/me/billing" exempts "/me/billing/trial", not "/me/billingx".
-  return (path) => prefixes.some((prefix) => prefix === '/' || path === prefix || path.startsWith(`${prefix}/`))
+  // Whole segments only: "/me/billing" exempts "/me/billing/trial", not "/me/billingx"; and
+  // without regard to case, as Express and @koa/router route by default.
+  return (routed) => {
+    const path = routed.toLowerCase()
+    return prefixes.some((prefix) => prefix === '/' || path === prefix || path.startsWith(`${prefix}/`))
+  }
 }
 
 // A realm goes inside a quoted-string; keep it to characters that need no escaping.

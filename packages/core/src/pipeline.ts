@@ -33,6 +33,17 @@ export interface AuthRequest {
   /** The original URL (path and query), before any mount point is stripped. */
   readonly url: string
   /**
+   * The URL as the app's routes see it where the middleware is mounted (Express
+   * `req.url`, Koa `ctx.url`): subscription exemptions are matched against its
+   * path. Default: `url`.
+   */
+  readonly mountedUrl?: string | undefined
+  /**
+   * A mount prefix that `mountedUrl` still starts with (a Koa router's prefix),
+   * removed before exemptions are matched; `:name` stands for one segment.
+   */
+  readonly mountPrefix?: string | undefined
+  /**
    * The client address as the framework's proxy settings resolve it, or a
    * function that returns it: it is read only when needed (failures, hooks).
    */
@@ -49,6 +60,45 @@ function requestIp(request: AuthRequest): string | undefined {
 export function requestPath(request: AuthRequest): string {
   const query = request.url.indexOf('?')
   return query === -1 ? request.url : request.url.slice(0, query)
+}
+
+const ABSOLUTE_FORM = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i
+
+/**
+ * The path as the app routes it where the middleware is mounted: the mounted URL
+ * without its query, an absolute-form target (`http://host/path`) reduced to its
+ * path, and the mount prefix removed. Case is kept; exemptions compare without it.
+ */
+export function routePath(request: AuthRequest): string {
+  let url = request.mountedUrl ?? request.url
+  const authority = ABSOLUTE_FORM.exec(url)
+  if (authority !== null) url = url.slice(authority[0].length)
+  const end = url.search(/[?#]/)
+  let path = end === -1 ? url : url.slice(0, end)
+  if (!path.startsWith('/')) path = `/${path}`
+  const prefix = request.mountPrefix
+  if (prefix !== undefined && prefix !== '' && prefix !== '/') {
+    const length = mountPrefixLength(path, prefix)
+    if (length !== -1) path = path.slice(length) || '/'
+    if (!path.startsWith('/')) path = `/${path}`
+  }
+  return path
+}
+
+/** How much of `path` the prefix covers, whole segments only, case-insensitively; -1 when it does not. */
+function mountPrefixLength(path: string, prefix: string): number {
+  const wanted = prefix.split('/').filter((segment) => segment !== '')
+  const segments = path.split('/')
+  // segments[0] is the empty string before the leading slash.
+  if (segments.length - 1 < wanted.length) return -1
+  let length = 0
+  for (let i = 0; i < wanted.length; i++) {
+    const segment = segments[i + 1]!
+    const want = wanted[i]!
+    if (segment === '' || (!want.startsWith(':') && segment.toLowerCase() !== want.toLowerCase())) return -1
+    length += 1 + segment.length
+  }
+  return length
 }
 
 /** The spec's `GET /me/tenant` body. */
@@ -427,7 +477,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
 
   function tenantStage(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant | null, nowMs: number): Outcome {
     if (tenant === null) return failed(request, 'unknown_tenant', credential)
-    if (options.subscription.required && !hasActiveSubscription(tenant, nowMs) && !options.subscription.isExempt(requestPath(request), request)) {
+    if (options.subscription.required && !hasActiveSubscription(tenant, nowMs) && !options.subscription.isExempt(routePath(request), request)) {
       return refuse(request, 'payment_required', 'no_subscription', credential)
     }
     const limits = tenant.limits

@@ -82,6 +82,18 @@ export interface TenantAdminStore extends KeyStore {
   putTenant(tenant: TenantRecord): Promise<void> | void
   findTenantBySlug(tenantSlug: string): Promise<TenantRecord | null>
   listTenants(): Promise<TenantRecord[]>
+  /**
+   * Writes `next` as the tenant's subscription only while it is still `expected`
+   * (status and trial end), in one conditional write: of two concurrent changes
+   * made from the same reading, one wins. Other fields are left alone. False when
+   * the subscription changed meanwhile or the tenant does not exist.
+   */
+  replaceSubscription(tenantId: string, expected: Subscription, next: Subscription): Promise<boolean>
+}
+
+/** Whether two subscriptions are the same: status and trial end. */
+export function sameSubscription(a: Subscription, b: Subscription): boolean {
+  return a.status === b.status && (a.trialEndsAt?.getTime() ?? null) === (b.trialEndsAt?.getTime() ?? null)
 }
 
 export function toKeySummary(record: ApiKeyRecord): ApiKeySummary {
@@ -98,26 +110,50 @@ export function toKeySummary(record: ApiKeyRecord): ApiKeySummary {
 
 /** Label limits: what a dashboard can show and a JSON body can carry safely. */
 export const MAX_LABEL_LENGTH = 100
-const PERMISSION_PATTERN = /^(?:\*|[a-z][a-z0-9_-]*(?::(?:\*|[a-z0-9_-]+))*)$/
+/** The most distinct permissions one key or token carries: bounded so every token issued fits in a header that is read. */
+export const MAX_PERMISSIONS = 32
+/** The longest permission name. */
+export const MAX_PERMISSION_LENGTH = 64
+
+/**
+ * The closed grammar of a permission, checked wherever one enters (a key, a token
+ * request, a token's claims): `*`; `area:*`; or lower-case names joined by colons
+ * (`keys:read`). No spaces or other characters, and a wildcard only in those two places.
+ */
+const PERMISSION_PATTERN = /^(?:\*|[a-z][a-z0-9_-]*(?::\*|(?::[a-z0-9_-]+)*))$/
+
+/** Whether `value` is one permission of the grammar. */
+export function isPermission(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= MAX_PERMISSION_LENGTH && PERMISSION_PATTERN.test(value)
+}
+
+// Cc (C0, DEL, C1) and Cf (format characters: bidi overrides, zero-width joiners, BOM, …) and lone surrogates.
+const UNSAFE_LABEL_CHARACTER = /[\p{Cc}\p{Cf}]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/u
 
 /** Checks a label; returns an error message, or null when it is fine. */
 export function labelProblem(label: unknown): string | null {
   if (typeof label !== 'string' || label.trim().length === 0) return 'label must be a non-empty string'
   if (label.length > MAX_LABEL_LENGTH) return `label must be at most ${MAX_LABEL_LENGTH} characters`
-  // Control characters would be escaped in JSON but break terminals and log lines.
-  if (/[\u0000-\u001f\u007f]/.test(label)) return 'label must not contain control characters'
+  // Escaped in JSON, but they rewrite terminals, reorder text (U+202E) and log lines, or are not text at all.
+  if (UNSAFE_LABEL_CHARACTER.test(label)) return 'label must not contain control or format characters'
   return null
 }
 
-/** Checks permissions; returns an error message, or null when they are fine. */
+/** Checks permissions; returns an error message, or null when they are fine. Repeats count once. */
 export function permissionsProblem(permissions: unknown): string | null {
   if (!Array.isArray(permissions)) return 'permissions must be an array of strings'
   for (const permission of permissions) {
-    if (typeof permission !== 'string' || permission.length > 64 || !PERMISSION_PATTERN.test(permission)) {
-      return `permission ${JSON.stringify(permission)} must look like "keys:write" or "*"`
+    if (!isPermission(permission)) {
+      return `permission ${JSON.stringify(permission)} must look like "keys:write", "keys:*" or "*" (lower-case names joined by colons, at most ${MAX_PERMISSION_LENGTH} characters)`
     }
   }
+  if (new Set(permissions).size > MAX_PERMISSIONS) return `permissions must name at most ${MAX_PERMISSIONS} distinct permissions`
   return null
+}
+
+/** The permissions without repeats, in their first order. */
+export function uniquePermissions(permissions: readonly string[]): string[] {
+  return [...new Set(permissions)]
 }
 
 /**
@@ -182,6 +218,13 @@ export class MemoryKeyStore implements TenantAdminStore {
     }
     this.#tenants.set(tenant.tenantId, copyTenant(tenant))
     announceKeyStoreChange(this, { kind: 'tenant', tenantId: tenant.tenantId })
+  }
+
+  async replaceSubscription(tenantId: string, expected: Subscription, next: Subscription): Promise<boolean> {
+    const tenant = this.#tenants.get(tenantId)
+    if (tenant === undefined || !sameSubscription(tenant.subscription, expected)) return false
+    this.putTenant({ ...tenant, subscription: next })
+    return true
   }
 
   async findTenant(tenantId: string): Promise<TenantRecord | null> {

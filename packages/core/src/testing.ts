@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { digestApiKey } from './keys.js'
 import { createKeyManager, type KeyManager } from './management.js'
 import { createAuthenticator } from './pipeline.js'
-import type { KeyStore, TenantRecord } from './store.js'
+import type { KeyStore, TenantAdminStore, TenantRecord } from './store.js'
 
 export interface FakeClock {
   now(): number
@@ -171,6 +171,21 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       await store.recordKeyUse(created.keyId, usedAt)
       const [listed] = await store.listKeys(tenant.tenantId)
       expect(listed?.lastUsedAt?.getTime()).toBe(usedAt.getTime())
+    })
+
+    it('replaces a subscription only while it is still the one read, and nothing else of the tenant', async () => {
+      const admin = store as Partial<TenantAdminStore>
+      if (admin.replaceSubscription === undefined) return
+      const unpaid = conformanceTenant({ subscription: { status: 'none', trialEndsAt: null } })
+      await harness.addTenant(unpaid)
+      const trial = { status: 'trialing' as const, trialEndsAt: new Date('2030-05-20T00:00:00.000Z') }
+      const results = await Promise.all(Array.from({ length: 10 }, () => admin.replaceSubscription!(unpaid.tenantId, unpaid.subscription, trial)))
+      expect(results.filter(Boolean)).toHaveLength(1)
+      expect(await store.findTenant(unpaid.tenantId)).toEqual({ ...unpaid, subscription: trial })
+      expect(await admin.replaceSubscription(unpaid.tenantId, unpaid.subscription, { status: 'active', trialEndsAt: null })).toBe(false)
+      expect(await admin.replaceSubscription(crypto.randomUUID(), unpaid.subscription, trial)).toBe(false)
+      expect(await admin.replaceSubscription(unpaid.tenantId, trial, { status: 'active', trialEndsAt: null })).toBe(true)
+      expect((await store.findTenant(unpaid.tenantId))?.subscription).toEqual({ status: 'active', trialEndsAt: null })
     })
 
     it('serves the whole pipeline: a key works until it is revoked', async () => {

@@ -55,6 +55,8 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
       rawHeaders: req.rawHeaders,
       method: req.method,
       url: req.originalUrl,
+      // Below the mount point, as this router's routes see it: what exemptions match.
+      mountedUrl: req.url,
       // Read only when needed: Express resolves it through its proxy settings on every access.
       ip: () => req.ip,
       principal: req.saiku,

@@ -34,6 +34,13 @@ function send(ctx: Context, response: ErrorResponse): void {
   ctx.body = response.body
 }
 
+// @koa/router gives a `use()` layer the path "<prefix>(?:\/|$)" or "<prefix>{/*rest}"; a route's own path is no mount point.
+const ROUTER_USE_LAYER = /^(\/.*?)(?:\(\?:\\\/\|\$\)|\{\/\*rest\})$/
+
+function routerPrefix(layerPath: unknown): string | undefined {
+  return typeof layerPath === 'string' ? ROUTER_USE_LAYER.exec(layerPath)?.[1] : undefined
+}
+
 /** Authenticates every request and applies the tenant's limits (Koa 2 and 3). */
 export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddleware {
   const authenticator = createAuthenticator(store, options)
@@ -51,6 +58,9 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
       rawHeaders: req.rawHeaders,
       method: req.method!,
       url: ctx.originalUrl,
+      // Below a koa-mount point (ctx.url), and below the prefix of the @koa/router layer running this middleware.
+      mountedUrl: ctx.url,
+      mountPrefix: routerPrefix((ctx as { routerPath?: unknown }).routerPath),
       ip: () => ctx.ip,
       principal: ctx.state.saiku,
     })

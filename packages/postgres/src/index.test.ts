@@ -92,6 +92,43 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
     await store.close()
   })
 
+  it('starts one trial from two pools, however many ask at once', async () => {
+    const schema = freshSchema()
+    const other = new pg.Pool({ connectionString: postgresUrl, max: 5 })
+    const stores = [new PostgresKeyStore({ pool, schema, listen: false }), new PostgresKeyStore({ pool: other, schema, listen: false })]
+    const tenant = conformanceTenant({ subscription: { status: 'none', trialEndsAt: null } })
+    await stores[0]!.putTenant(tenant)
+    const trial = { status: 'trialing' as const, trialEndsAt: new Date(Date.now() + 14 * 86_400_000) }
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => stores[i % 2]!.replaceSubscription(tenant.tenantId, tenant.subscription, trial)))
+    expect(results.filter(Boolean)).toHaveLength(1)
+    expect((await stores[1]!.findTenant(tenant.tenantId))?.subscription).toEqual(trial)
+    await Promise.all(stores.map((store) => store.close()))
+    await other.end()
+  })
+
+  it('keeps the last uses of a failed flush, reports the failure, and writes them on the next flush', async () => {
+    const schema = freshSchema()
+    // Statements give up after 200 ms, so a table lock held elsewhere fails the flush.
+    const impatient = new pg.Pool({ connectionString: postgresUrl, max: 2, options: '-c statement_timeout=200' })
+    const errors: Error[] = []
+    const store = new PostgresKeyStore({ pool: impatient, schema, listen: false, lastUsedFlushMs: 3_600_000, onError: (error) => errors.push(error) })
+    const tenant = conformanceTenant()
+    await store.putTenant(tenant)
+    const created = await createKeyManager(store).create(tenant.tenantId, { label: 'agent' })
+    await store.recordKeyUse(created.keyId, new Date('2030-01-01T00:00:00.000Z'))
+    const locker = await pool.connect()
+    await locker.query('BEGIN')
+    await locker.query(`LOCK TABLE "${schema}".saiku_api_keys IN ACCESS EXCLUSIVE MODE`)
+    await expect(store.flushKeyUses()).rejects.toThrow('statement timeout')
+    expect(errors.map((error) => error.message)).toEqual(['canceling statement due to statement timeout'])
+    await locker.query('COMMIT')
+    locker.release()
+    expect(await store.flushKeyUses()).toBe(1)
+    expect((await store.findKey(created.keyId))?.lastUsedAt?.toISOString()).toBe('2030-01-01T00:00:00.000Z')
+    await store.close()
+    await impatient.end()
+  })
+
   it('refuses a bad schema name at construction', () => {
     expect(() => new PostgresKeyStore({ pool, schema: 'public; DROP TABLE x' })).toThrow('schema: expected a lower-case SQL identifier')
   })

@@ -13,6 +13,7 @@ import {
   type ApiKeyRecord,
   type ApiKeySummary,
   type KeyChange,
+  type Subscription,
   type TenantAdminStore,
   type TenantRecord,
   type TierTable,
@@ -60,6 +61,8 @@ export interface PostgresKeyStoreOptions {
    * Holds one pool connection. Default true.
    */
   readonly listen?: boolean
+  /** Receives failures of the background work (last-use writes), which never throw. A failed write is kept and tried again. */
+  readonly onError?: (error: Error) => void
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,40}$/
@@ -87,6 +90,7 @@ export class PostgresKeyStore implements TenantAdminStore {
   readonly #t: { tenants: string; keys: string }
   readonly #lastUsedFlushMs: number
   readonly #listen: boolean
+  readonly #onError: (error: Error) => void
   #ready: Promise<void> | undefined
   #pendingUses = new Map<string, Date>()
   #flushTimer: NodeJS.Timeout | undefined
@@ -105,6 +109,15 @@ export class PostgresKeyStore implements TenantAdminStore {
     this.#t = { tenants: `"${schema}".saiku_tenants`, keys: `"${schema}".saiku_api_keys` }
     this.#lastUsedFlushMs = flushMs
     this.#listen = options.listen ?? true
+    const onError = options.onError
+    if (onError !== undefined && typeof onError !== 'function') throw new SaikuConfigError('onError', 'a function', onError)
+    this.#onError = (error) => {
+      try {
+        onError?.(error)
+      } catch {
+        // A failing hook must not stop the store.
+      }
+    }
   }
 
   /** Creates the schema and tables if needed; safe from several processes at once. Runs by itself on first use. */
@@ -227,8 +240,8 @@ export class PostgresKeyStore implements TenantAdminStore {
 
   async listKeys(tenantId: string): Promise<ApiKeySummary[]> {
     await this.ready()
-    // Read our own gathered uses first, so a list right after use shows it.
-    await this.flushKeyUses()
+    // Read our own gathered uses first, so a list right after use shows it (a failed write is kept and reported).
+    await this.flushKeyUses().catch(() => {})
     const { rows } = await this.pool.query<KeyRow>(
       `SELECT * FROM ${this.#t.keys} WHERE tenant_id = $1 AND revoked_at IS NULL ORDER BY created_at, key_id`,
       [tenantId],
@@ -253,28 +266,65 @@ export class PostgresKeyStore implements TenantAdminStore {
   async recordKeyUse(keyId: string, usedAt: Date): Promise<void> {
     const known = this.#pendingUses.get(keyId)
     if (known === undefined || known < usedAt) this.#pendingUses.set(keyId, usedAt)
-    if (this.#flushTimer === undefined && !this.#closed) {
-      this.#flushTimer = setTimeout(() => {
-        this.#flushTimer = undefined
-        void this.flushKeyUses().catch(() => {})
-      }, this.#lastUsedFlushMs)
-      this.#flushTimer.unref()
-    }
+    this.#scheduleFlush()
   }
 
-  /** Writes every gathered use in one statement. */
+  #scheduleFlush(): void {
+    if (this.#flushTimer !== undefined || this.#closed || this.#pendingUses.size === 0) return
+    this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = undefined
+      // A failure is reported and its uses kept: the next flush writes them.
+      this.flushKeyUses().catch(() => this.#scheduleFlush())
+    }, this.#lastUsedFlushMs)
+    this.#flushTimer.unref()
+  }
+
+  /**
+   * Writes every gathered use in one statement and resolves with how many. When the
+   * write fails, the uses are kept for the next flush, the failure goes to `onError`,
+   * and this rejects.
+   */
   async flushKeyUses(): Promise<number> {
     if (this.#pendingUses.size === 0) return 0
     const uses = this.#pendingUses
     this.#pendingUses = new Map()
-    await this.ready()
-    await this.pool.query(
-      `UPDATE ${this.#t.keys} AS k SET last_used_at = u.used_at
-       FROM (SELECT unnest($1::text[]) AS key_id, unnest($2::timestamptz[]) AS used_at) AS u
-       WHERE k.key_id = u.key_id AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at)`,
-      [[...uses.keys()], [...uses.values()]],
-    )
+    try {
+      await this.ready()
+      await this.pool.query(
+        `UPDATE ${this.#t.keys} AS k SET last_used_at = u.used_at
+         FROM (SELECT unnest($1::text[]) AS key_id, unnest($2::timestamptz[]) AS used_at) AS u
+         WHERE k.key_id = u.key_id AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at)`,
+        [[...uses.keys()], [...uses.values()]],
+      )
+    } catch (error) {
+      // Put them back, keeping the later time where one came in meanwhile.
+      for (const [keyId, at] of uses) {
+        const known = this.#pendingUses.get(keyId)
+        if (known === undefined || known < at) this.#pendingUses.set(keyId, at)
+      }
+      const failure = error instanceof Error ? error : new Error(String(error))
+      this.#onError(failure)
+      throw failure
+    }
     return uses.size
+  }
+
+  /** One conditional UPDATE: of concurrent changes made from the same reading, one wins. */
+  async replaceSubscription(tenantId: string, expected: Subscription, next: Subscription): Promise<boolean> {
+    const current = await this.findTenant(tenantId)
+    if (current === null) return false
+    validateTenantRecord({ ...current, subscription: next }, this.#tiers)
+    const { rowCount } = await this.pool.query(
+      `WITH written AS (
+         UPDATE ${this.#t.tenants} SET subscription_status = $2, trial_ends_at = $3
+         WHERE tenant_id = $1 AND subscription_status = $4 AND trial_ends_at IS NOT DISTINCT FROM $5::timestamptz
+         RETURNING tenant_id)
+       SELECT pg_notify($6, 'tenant:' || tenant_id) FROM written`,
+      [tenantId, next.status, next.trialEndsAt ?? null, expected.status, expected.trialEndsAt ?? null, this.channel],
+    )
+    const replaced = (rowCount ?? 0) > 0
+    if (replaced) announceKeyStoreChange(this, { kind: 'tenant', tenantId })
+    return replaced
   }
 
   async putTenant(tenant: TenantRecord): Promise<void> {
@@ -309,7 +359,7 @@ export class PostgresKeyStore implements TenantAdminStore {
     this.#closed = true
     if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer)
     this.#flushTimer = undefined
-    await this.flushKeyUses().catch(() => {})
+    await this.flushKeyUses().catch(() => {}) // reported to onError
     const listener = this.#listener
     if (listener !== undefined && !listener.released) {
       await listener.client.query(`UNLISTEN "${this.channel}"`).catch(() => {})

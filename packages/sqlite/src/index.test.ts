@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs'
+import Database from 'better-sqlite3'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it, vi } from 'vitest'
@@ -83,7 +84,7 @@ describe('SqliteKeyStore', () => {
     const created = await createKeyManager(store).create(tenant.tenantId, { label: 'agent' })
     for (let i = 0; i < 50; i++) await store.recordKeyUse(created.keyId, new Date(1_900_000_000_000 + i))
     expect(store.db.prepare('SELECT last_used_at FROM saiku_api_keys').get()).toEqual({ last_used_at: null })
-    expect(store.flushKeyUses()).toBe(1)
+    expect(await store.flushKeyUses()).toBe(1)
     expect(store.db.prepare('SELECT last_used_at FROM saiku_api_keys').get()).toEqual({ last_used_at: 1_900_000_000_049 })
     store.close()
   })
@@ -95,5 +96,76 @@ describe('SqliteKeyStore', () => {
     await expect(store.putTenant(conformanceTenant({ tenantSlug: tenant.tenantSlug }))).rejects.toThrow(/UNIQUE/)
     await expect(store.putTenant(conformanceTenant({ tier: 'enterprise', limits: null }))).rejects.toThrow('limits')
     store.close()
+  })
+
+  describe('with another connection holding the write lock (BEGIN IMMEDIATE)', () => {
+    async function lockedStore(options: { busyTimeoutMs?: number } = {}) {
+      const file = freshFile()
+      const errors: Error[] = []
+      const store = new SqliteKeyStore(file, { watchIntervalMs: 0, lastUsedFlushMs: 3_600_000, onError: (error) => errors.push(error), ...options })
+      const tenant = conformanceTenant()
+      await store.putTenant(tenant)
+      const locker = new Database(file)
+      locker.exec('BEGIN IMMEDIATE')
+      return { store, tenant, locker, errors }
+    }
+
+    it('never waits on the lock on the event loop: reads are answered while a write waits', async () => {
+      const { store, tenant, locker } = await lockedStore({ busyTimeoutMs: 10_000 })
+      let settled = false
+      const write = store.putTenant(conformanceTenant()).finally(() => (settled = true))
+      const ticks = await new Promise<number>((resolve) => {
+        let count = 0
+        const tick = () => (++count === 20 ? resolve(count) : setImmediate(tick))
+        setImmediate(tick)
+      })
+      expect(ticks).toBe(20)
+      expect(await store.findTenant(tenant.tenantId)).toMatchObject({ tenantId: tenant.tenantId })
+      expect(settled).toBe(false)
+      locker.exec('COMMIT')
+      await write
+      expect(await store.listTenants()).toHaveLength(2)
+      locker.close()
+      store.close()
+    })
+
+    it('fails a write with a SaikuStoreError once the lock outlasts busyTimeoutMs', async () => {
+      const { store, tenant, locker } = await lockedStore({ busyTimeoutMs: 100 })
+      await expect(createKeyManager(store).create(tenant.tenantId, { label: 'x' })).rejects.toMatchObject({ name: 'SaikuStoreError', source: 'key_store' })
+      await expect(store.revokeKey('AAAAAAAAAAAA', new Date())).rejects.toThrow('stayed locked by another connection for 100 ms')
+      locker.exec('ROLLBACK')
+      expect((await createKeyManager(store).create(tenant.tenantId, { label: 'x' })).label).toBe('x')
+      locker.close()
+      store.close()
+    })
+
+    it('keeps the last uses of a failed flush, reports the failure, and writes them on the next flush', async () => {
+      const { store, tenant, locker, errors } = await lockedStore({ busyTimeoutMs: 50 })
+      locker.exec('ROLLBACK')
+      const created = await createKeyManager(store).create(tenant.tenantId, { label: 'agent' })
+      await store.recordKeyUse(created.keyId, new Date(1_900_000_000_000))
+      locker.exec('BEGIN IMMEDIATE')
+      await expect(store.flushKeyUses()).rejects.toThrow('stayed locked')
+      expect(errors).toHaveLength(1)
+      expect(errors[0]).toMatchObject({ name: 'SaikuStoreError' })
+      await store.recordKeyUse(created.keyId, new Date(1_800_000_000_000))
+      locker.exec('COMMIT')
+      expect(await store.flushKeyUses()).toBe(1)
+      expect(store.db.prepare('SELECT last_used_at FROM saiku_api_keys').get()).toEqual({ last_used_at: 1_900_000_000_000 })
+      locker.close()
+      store.close()
+    })
+  })
+
+  it('starts one trial from two connections on one file, however many ask at once', async () => {
+    const file = freshFile()
+    const stores = [new SqliteKeyStore(file, { watchIntervalMs: 0 }), new SqliteKeyStore(file, { watchIntervalMs: 0 })]
+    const tenant = conformanceTenant({ subscription: { status: 'none', trialEndsAt: null } })
+    await stores[0]!.putTenant(tenant)
+    const trial = { status: 'trialing' as const, trialEndsAt: new Date(Date.now() + 14 * 86_400_000) }
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => stores[i % 2]!.replaceSubscription(tenant.tenantId, tenant.subscription, trial)))
+    expect(results.filter(Boolean)).toHaveLength(1)
+    expect((await stores[1]!.findTenant(tenant.tenantId))?.subscription).toEqual(trial)
+    for (const store of stores) store.close()
   })
 })

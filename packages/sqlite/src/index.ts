@@ -7,11 +7,13 @@ import {
   type TenantRow,
   DEFAULT_TIERS,
   SaikuConfigError,
+  SaikuStoreError,
   toKeySummary,
   validateTenantRecord,
   type ApiKeyRecord,
   type ApiKeySummary,
   type KeyChange,
+  type Subscription,
   type TenantAdminStore,
   type TenantRecord,
   type TierTable,
@@ -59,15 +61,22 @@ export interface SqliteKeyStoreOptions {
    * Default 1000: with it, a revocation elsewhere applies here within about a second.
    */
   readonly watchIntervalMs?: number
-  /** How long a write waits for another process's lock. Default 5000. */
+  /**
+   * How long a call waits for another process's lock before it fails (a
+   * SaikuStoreError: a 503). The wait never blocks the event loop: each attempt
+   * fails at once and is retried after a short pause. Default 5000.
+   */
   readonly busyTimeoutMs?: number
   /** `lastUsedAt` writes are gathered and written together this often, never one per request. Default 10000. */
   readonly lastUsedFlushMs?: number
-  /** Receives failures of the background work (change polling, last-use writes), which never throw. */
+  /** Receives failures of the background work (change polling, last-use writes), which never throw. A failed last-use write is kept and tried again. */
   readonly onError?: (error: Error) => void
 }
 
 const msOrNull = (date: Date | null | undefined): number | null => (date == null ? null : date.getTime())
+
+const isLockError = (error: unknown): boolean => /^SQLITE_(BUSY|LOCKED)/.test(String((error as { code?: unknown })?.code ?? ''))
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 // Change rows older than this are pruned; a process that slept longer re-reads everything from its caches' TTL anyway.
 const CHANGE_RETENTION_MS = 3_600_000
@@ -87,6 +96,7 @@ export class SqliteKeyStore implements TenantAdminStore {
   #pendingUses = new Map<string, number>()
   #flushTimer: NodeJS.Timeout | undefined
   readonly #lastUsedFlushMs: number
+  readonly #busyTimeoutMs: number
   readonly #onError: (error: Error) => void
 
   constructor(filename: string, options: SqliteKeyStoreOptions = {}) {
@@ -97,11 +107,17 @@ export class SqliteKeyStore implements TenantAdminStore {
     this.#tiers = options.tiers ?? DEFAULT_TIERS
     this.#lastUsedFlushMs = options.lastUsedFlushMs ?? 10_000
     this.#onError = options.onError ?? (() => {})
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5_000
+    if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) throw new SaikuConfigError('busyTimeoutMs', 'a non-negative integer', busyTimeoutMs)
+    this.#busyTimeoutMs = busyTimeoutMs
     this.db = new Database(filename)
+    // Opening and migrating may wait for another process: nothing is served yet.
+    this.db.pragma(`busy_timeout = ${busyTimeoutMs}`)
     this.db.pragma('journal_mode = WAL')
-    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5_000}`)
     this.db.pragma('foreign_keys = ON')
     migrate(this.db)
+    // From here on no call waits inside SQLite (that would block the event loop): #run retries instead.
+    this.db.pragma('busy_timeout = 0')
     const db = this.db
     this.#statements = {
       findKey: db.prepare<[string], KeyRow>('SELECT * FROM saiku_api_keys WHERE key_id = ?'),
@@ -118,6 +134,10 @@ export class SqliteKeyStore implements TenantAdminStore {
       revokeKey: db.prepare<[number, string]>('UPDATE saiku_api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL'),
       recordKeyUse: db.prepare<[number, string, number]>(
         'UPDATE saiku_api_keys SET last_used_at = ? WHERE key_id = ? AND (last_used_at IS NULL OR last_used_at < ?)',
+      ),
+      replaceSubscription: db.prepare(
+        `UPDATE saiku_tenants SET subscription_status = @status, trial_ends_at = @trial_ends_at
+         WHERE tenant_id = @tenant_id AND subscription_status = @expected_status AND trial_ends_at IS @expected_trial_ends_at`,
       ),
       upsertTenant: db.prepare(
         `INSERT INTO saiku_tenants (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, limit_per_minute, limit_per_hour)
@@ -148,27 +168,49 @@ export class SqliteKeyStore implements TenantAdminStore {
     }
   }
 
+  /**
+   * Runs one synchronous statement or transaction. A lock held elsewhere fails it at
+   * once (busy_timeout 0); it is tried again after a growing pause, so the event loop
+   * keeps serving meanwhile, until `busyTimeoutMs` has passed: then a SaikuStoreError.
+   */
+  async #run<T>(what: string, work: () => T): Promise<T> {
+    const deadline = Date.now() + this.#busyTimeoutMs
+    for (let delayMs = 2; ; delayMs = Math.min(delayMs * 2, 100)) {
+      if (!this.db.open) throw new SaikuStoreError('key_store', `SQLite ${what}: the store is closed`)
+      try {
+        return work()
+      } catch (error) {
+        if (!isLockError(error)) throw error
+        const left = deadline - Date.now()
+        if (left <= 0) {
+          throw new SaikuStoreError('key_store', `SQLite ${what}: the database stayed locked by another connection for ${this.#busyTimeoutMs} ms`, { cause: error })
+        }
+        await pause(Math.min(left, delayMs * (0.5 + Math.random())))
+      }
+    }
+  }
+
   async findKey(keyId: string): Promise<ApiKeyRecord | null> {
-    const row = this.#statements.findKey.get(keyId)
+    const row = await this.#run('findKey', () => this.#statements.findKey.get(keyId))
     return row === undefined ? null : keyFromRow(row)
   }
 
   async findTenant(tenantId: string): Promise<TenantRecord | null> {
-    const row = this.#statements.findTenant.get(tenantId)
+    const row = await this.#run('findTenant', () => this.#statements.findTenant.get(tenantId))
     return row === undefined ? null : tenantFromRow(row)
   }
 
   async findTenantBySlug(tenantSlug: string): Promise<TenantRecord | null> {
-    const row = this.#statements.findTenantBySlug.get(tenantSlug)
+    const row = await this.#run('findTenantBySlug', () => this.#statements.findTenantBySlug.get(tenantSlug))
     return row === undefined ? null : tenantFromRow(row)
   }
 
   async listTenants(): Promise<TenantRecord[]> {
-    return this.#statements.listTenants.all().map(tenantFromRow)
+    return (await this.#run('listTenants', () => this.#statements.listTenants.all())).map(tenantFromRow)
   }
 
   async createKey(record: ApiKeyRecord): Promise<void> {
-    this.#statements.insertKey.run({
+    const row = {
       key_id: record.keyId,
       tenant_id: record.tenantId,
       label: record.label,
@@ -179,20 +221,23 @@ export class SqliteKeyStore implements TenantAdminStore {
       expires_at: msOrNull(record.expiresAt),
       revoked_at: msOrNull(record.revokedAt),
       last_used_at: msOrNull(record.lastUsedAt),
-    })
+    }
+    await this.#run('createKey', () => this.#statements.insertKey.run(row))
   }
 
   async listKeys(tenantId: string): Promise<ApiKeySummary[]> {
-    this.flushKeyUses()
-    return this.#statements.listKeys.all(tenantId).map((row) => toKeySummary(keyFromRow(row)))
+    // Our own gathered uses first, so a list right after use shows them; a locked file only delays them.
+    await this.flushKeyUses().catch(() => {})
+    return (await this.#run('listKeys', () => this.#statements.listKeys.all(tenantId))).map((row) => toKeySummary(keyFromRow(row)))
   }
 
   async revokeKey(keyId: string, revokedAt: Date): Promise<boolean> {
-    const revoked = this.db.transaction(() => {
+    const revoke = this.db.transaction(() => {
       const { changes } = this.#statements.revokeKey.run(revokedAt.getTime(), keyId)
       if (changes > 0) this.#statements.logChange.run('key', keyId, Date.now())
       return changes > 0
-    })()
+    })
+    const revoked = await this.#run('revokeKey', () => revoke.immediate())
     if (revoked) announceKeyStoreChange(this, { kind: 'key', keyId })
     return revoked
   }
@@ -201,33 +246,50 @@ export class SqliteKeyStore implements TenantAdminStore {
   async recordKeyUse(keyId: string, usedAt: Date): Promise<void> {
     const at = usedAt.getTime()
     if ((this.#pendingUses.get(keyId) ?? -Infinity) < at) this.#pendingUses.set(keyId, at)
-    if (this.#flushTimer === undefined && this.db.open) {
-      this.#flushTimer = setTimeout(() => {
-        this.#flushTimer = undefined
-        try {
-          this.flushKeyUses()
-        } catch (error) {
-          this.#onError(error instanceof Error ? error : new Error(String(error)))
-        }
-      }, this.#lastUsedFlushMs)
-      this.#flushTimer.unref()
-    }
+    this.#scheduleFlush()
   }
 
-  /** Writes every gathered use in one transaction. */
-  flushKeyUses(): number {
+  #scheduleFlush(): void {
+    if (this.#flushTimer !== undefined || !this.db.open || this.#pendingUses.size === 0) return
+    this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = undefined
+      // A failure is reported and its uses kept: the next flush writes them.
+      this.flushKeyUses().catch(() => this.#scheduleFlush())
+    }, this.#lastUsedFlushMs)
+    this.#flushTimer.unref()
+  }
+
+  /**
+   * Writes every gathered use in one transaction and resolves with how many. When
+   * the write fails (the file stays locked past `busyTimeoutMs`, a full disk) the
+   * uses are kept for the next flush, the failure goes to `onError`, and this rejects.
+   */
+  async flushKeyUses(): Promise<number> {
     if (this.#pendingUses.size === 0) return 0
     const uses = this.#pendingUses
     this.#pendingUses = new Map()
-    this.db.transaction(() => {
+    const write = this.db.transaction(() => {
       for (const [keyId, at] of uses) this.#statements.recordKeyUse.run(at, keyId, at)
-    })()
+    })
+    try {
+      await this.#run('flushKeyUses', () => write.immediate())
+    } catch (error) {
+      this.#keepUses(uses)
+      const failure = error instanceof Error ? error : new Error(String(error))
+      this.#onError(failure)
+      throw failure
+    }
     return uses.size
+  }
+
+  /** Puts uses that could not be written back, keeping the later time where one came in meanwhile. */
+  #keepUses(uses: ReadonlyMap<string, number>): void {
+    for (const [keyId, at] of uses) if ((this.#pendingUses.get(keyId) ?? -Infinity) < at) this.#pendingUses.set(keyId, at)
   }
 
   async putTenant(tenant: TenantRecord): Promise<void> {
     validateTenantRecord(tenant, this.#tiers)
-    this.db.transaction(() => {
+    const write = this.db.transaction(() => {
       this.#statements.upsertTenant.run({
         tenant_id: tenant.tenantId,
         tenant_slug: tenant.tenantSlug,
@@ -239,8 +301,29 @@ export class SqliteKeyStore implements TenantAdminStore {
         limit_per_hour: tenant.limits?.perHour ?? null,
       })
       this.#statements.logChange.run('tenant', tenant.tenantId, Date.now())
-    })()
+    })
+    await this.#run('putTenant', () => write.immediate())
     announceKeyStoreChange(this, { kind: 'tenant', tenantId: tenant.tenantId })
+  }
+
+  async replaceSubscription(tenantId: string, expected: Subscription, next: Subscription): Promise<boolean> {
+    const current = await this.findTenant(tenantId)
+    if (current === null) return false
+    validateTenantRecord({ ...current, subscription: next }, this.#tiers)
+    const write = this.db.transaction(() => {
+      const { changes } = this.#statements.replaceSubscription.run({
+        tenant_id: tenantId,
+        status: next.status,
+        trial_ends_at: msOrNull(next.trialEndsAt),
+        expected_status: expected.status,
+        expected_trial_ends_at: msOrNull(expected.trialEndsAt),
+      })
+      if (changes > 0) this.#statements.logChange.run('tenant', tenantId, Date.now())
+      return changes > 0
+    })
+    const replaced = await this.#run('replaceSubscription', () => write.immediate())
+    if (replaced) announceKeyStoreChange(this, { kind: 'tenant', tenantId })
+    return replaced
   }
 
   /**
@@ -258,8 +341,14 @@ export class SqliteKeyStore implements TenantAdminStore {
       changes.push(change)
       announceKeyStoreChange(this, change)
     }
-    // Pruning writes: now and then is enough.
-    if (++this.#polls % 100 === 0) this.#statements.pruneChanges.run(Date.now() - CHANGE_RETENTION_MS)
+    // Pruning writes: now and then is enough, and a locked file just skips it.
+    if (++this.#polls % 100 === 0) {
+      try {
+        this.#statements.pruneChanges.run(Date.now() - CHANGE_RETENTION_MS)
+      } catch (error) {
+        if (!isLockError(error)) throw error
+      }
+    }
     return changes
   }
 
@@ -268,9 +357,15 @@ export class SqliteKeyStore implements TenantAdminStore {
     this.#watcher = undefined
     if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer)
     this.#flushTimer = undefined
-    if (this.db.open) {
+    if (this.db.open && this.#pendingUses.size > 0) {
+      // Shutting down: the last uses may wait for a lock, up to busyTimeoutMs.
+      const uses = this.#pendingUses
+      this.#pendingUses = new Map()
       try {
-        this.flushKeyUses()
+        this.db.pragma(`busy_timeout = ${this.#busyTimeoutMs}`)
+        this.db.transaction(() => {
+          for (const [keyId, at] of uses) this.#statements.recordKeyUse.run(at, keyId, at)
+        }).immediate()
       } catch (error) {
         this.#onError(error instanceof Error ? error : new Error(String(error)))
       }
