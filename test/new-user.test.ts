@@ -437,7 +437,8 @@ describe('a new user', () => {
         for (const [, specifier] of text.matchAll(/from '(\.[^']*)'/g)) {
           expect(specifier!.split('/').filter((part) => part === '..').length, `${file} imports ${specifier}`).toBeLessThanOrEqual(depth)
         }
-        expect(text, file).not.toContain('@saiku/source')
+        // What the copied app runs knows nothing of the monorepo (the reference server's end-to-end tests drive its `pnpm start`).
+        if (!file.startsWith('test/')) expect(text, file).not.toContain('@saiku/source')
       }
       await run(tsc, ['-p', 'tsconfig.json'], dir)
     }, 300_000)
