@@ -318,7 +318,9 @@ describe('a new user', () => {
       ['koa-minimal', 'pnpm'],
       ['saiku-cloud-api', 'pnpm'],
     ] as const) {
-      start(`example ${example}`, () => copyExample(example, manager))
+      // After the pnpm app: better-sqlite3 then comes built from pnpm's store instead of compiling again.
+      const after = manager === 'pnpm' ? app('pnpm-esm').catch(() => undefined) : Promise.resolve(undefined)
+      start(`example ${example}`, () => after.then(() => copyExample(example, manager)))
     }
   }, 120_000)
 
@@ -350,6 +352,27 @@ describe('a new user', () => {
     await run(manager, ['install', ...(manager === 'npm' ? ['--no-audit', '--no-fund'] : [])], dir)
     return dir
   }
+
+  it('gets published manifests without the workspace source condition, and source maps with their sources', async () => {
+    const dir = await app('pnpm-esm')
+    for (const name of PACKAGES) {
+      const [installed] = installedCopies(dir, `@saiku/${name}`)
+      const manifestText = readFileSync(join(installed!, 'package.json'), 'utf8')
+      expect(manifestText, `@saiku/${name}/package.json`).not.toContain('@saiku/source')
+      expect(manifestText, `@saiku/${name}/package.json`).not.toContain('workspace:')
+      const manifest = JSON.parse(manifestText) as { exports: Record<string, string | Record<string, string>> }
+      for (const target of Object.values(manifest.exports).flatMap((entry) => (typeof entry === 'string' ? [entry] : Object.values(entry)))) {
+        expect(existsSync(join(installed!, target)), `@saiku/${name}: ${target}`).toBe(true)
+      }
+      const built = readdirSync(join(installed!, 'dist')).filter((file) => /\.(mjs|cjs)$/.test(file))
+      expect(built.length).toBeGreaterThan(0)
+      for (const file of built) {
+        const map = JSON.parse(readFileSync(join(installed!, 'dist', `${file}.map`), 'utf8')) as { sources: string[]; sourcesContent?: (string | null)[] }
+        expect(map.sourcesContent?.length, `${name}/dist/${file}.map`).toBe(map.sources.length)
+        expect(map.sourcesContent!.every((content) => typeof content === 'string' && content.length > 0)).toBe(true)
+      }
+    }
+  }, 300_000)
 
   describe.each(['npm', 'pnpm'] as const)('with %s, in an ESM TypeScript (strict) app', (manager) => {
     it('installs by the READMEs, with no unused native addon and one copy of each client library', async () => {
