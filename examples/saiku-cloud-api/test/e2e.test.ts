@@ -261,7 +261,7 @@ describe('the operator CLI on the same data file', () => {
     }
     const json = await cli(['keys', 'revoke', 'nope', '--json'], env)
     expect(JSON.parse(json.stderr)).toEqual({ error: 'usage', message: '"nope" is not a key ID (12 letters and digits)' })
-  })
+  }, 60_000) // eleven CLI processes, each a cold Node and tsx start: slow on a loaded machine
 })
 
 describe('restart', () => {
