@@ -4,7 +4,8 @@
 // the repository, installed from the tarballs, started and called.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -324,10 +325,11 @@ describe('a new user', () => {
     }
   }, 120_000)
 
-  afterAll(() => {
+  afterAll(async () => {
     console.log(`new-user apps and example copies installed and checked in ${((Date.now() - started) / 1000).toFixed(0)} s`)
-    if (base !== undefined) rmSync(base, { recursive: true, force: true })
-  })
+    // Eight installed apps: removing them takes a while on a busy disk.
+    if (base !== undefined) await rm(base, { recursive: true, force: true })
+  }, 180_000)
 
   /** Copies an example out of the repository as its README says, pointing `workspace:^` at the tarballs, and installs it. */
   async function copyExample(example: string, manager: 'npm' | 'pnpm'): Promise<string> {
