@@ -27,6 +27,35 @@ describe('README snippets', () => {
     expect(table).toBe(read('docs/benchmarks/results.md').trimEnd())
   })
 
+  it.each(['core', 'express', 'koa', 'sqlite', 'postgres', 'redis'])(
+    'packages/%s/README.md stands alone: no links to files its tarball does not ship',
+    (name) => {
+      const links = [...read(`packages/${name}/README.md`).matchAll(/\]\(([^)]+)\)/g)].map((match) => match[1]!)
+      expect(links.filter((href) => !/^(https:\/\/|#)/.test(href))).toEqual([])
+    },
+  )
+
+  it('packages/core/README.md carries the options and errors tables of the README', () => {
+    // The first table under a heading: its lines up to the first line that is not a table row.
+    const firstTable = (markdown: string, title: string) => {
+      const lines = markdown.slice(markdown.indexOf(`## ${title}\n`)).split('\n')
+      const start = lines.findIndex((line) => line.startsWith('|'))
+      const end = lines.findIndex((line, index) => index > start && !line.startsWith('|'))
+      return lines.slice(start, end).join('\n')
+    }
+    for (const title of ['Options', 'Errors']) {
+      expect(firstTable(read('README.md'), title).split('\n').length).toBeGreaterThan(5)
+      expect(firstTable(read('packages/core/README.md'), title)).toBe(firstTable(read('README.md'), title))
+    }
+  })
+
+  it.each(['express-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])('examples/%s/README.md says how to copy it', (example) => {
+    const copy = read(`examples/${example}/README.md`).split('## Copy it\n')[1] ?? ''
+    expect(copy).toContain(`npx degit saiku/saiku-auth/examples/${example} my-app`)
+    expect(copy).toContain('"workspace:^"')
+    expect(copy).toContain('npm start')
+  })
+
   it('gives the test command that CI runs', () => {
     expect(read('README.md')).toContain('```sh\npnpm test\n```')
     expect(read('.ci/run')).toMatch(/^pnpm test$/m)

@@ -1,5 +1,5 @@
 import { MemoryKeyStore } from '@saiku/koa'
-import { serveDemo } from '../../shared/demo.js'
+import { serveDemo } from './demo.js'
 import { createApp } from './app.js'
 
 const store = new MemoryKeyStore()

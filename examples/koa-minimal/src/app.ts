@@ -2,7 +2,7 @@ import { bodyParser } from '@koa/bodyparser'
 import Router from '@koa/router'
 import Koa from 'koa'
 import type { TenantAdminStore } from '@saiku/core'
-import { createKey, listKeys, revokeKey, type ApiResult } from '@saiku/example-saiku-cloud-api/api'
+import { createKey, listKeys, revokeKey, type ApiResult } from './api.js'
 import { requirePermission, saikuAuth, saikuErrors, type SaikuMiddleware, type SaikuOptions } from '@saiku/koa'
 
 /** The reference server's tenant and key routes on Koa, with the same route logic and store. */

@@ -1,9 +1,9 @@
 import { createKeyManager } from '@saiku/core'
-import { readConfig } from '@saiku/example-saiku-cloud-api/config'
-import { createLimiter } from '@saiku/example-saiku-cloud-api/limits'
-import { createLogger } from '@saiku/example-saiku-cloud-api/logger'
-import { openStore } from '@saiku/example-saiku-cloud-api/store'
-import { seedDemo } from '@saiku/example-saiku-cloud-api/tenants'
+import { readConfig } from './config.js'
+import { createLimiter } from './limits.js'
+import { createLogger } from './logger.js'
+import { openStore } from './store.js'
+import { seedDemo } from './tenants.js'
 import { createApp } from './app.js'
 
 // Same configuration, store and limiter as the Express reference server.

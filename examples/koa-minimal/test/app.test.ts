@@ -1,8 +1,8 @@
 import request from 'supertest'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createKeyManager } from '@saiku/core'
-import { openStore, type OpenedStore } from '@saiku/example-saiku-cloud-api/store'
-import { createTenant } from '@saiku/example-saiku-cloud-api/tenants'
+import { openStore, type OpenedStore } from '../src/store.js'
+import { createTenant } from '../src/tenants.js'
 import { createApp } from '../src/app.js'
 
 describe('example koa-minimal', () => {

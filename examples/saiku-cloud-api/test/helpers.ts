@@ -97,7 +97,9 @@ export interface CliResult {
 
 /** Runs the operator CLI as `pnpm saiku …` does. */
 export async function cli(args: string[], env: Record<string, string>): Promise<CliResult> {
-  const child = spawn(process.execPath, [join(exampleDir, 'bin/saiku.mjs'), ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  // As `pnpm saiku` runs it: the workspace packages resolve to their sources.
+  const cliEnv = { ...process.env, NODE_OPTIONS: '--conditions=@saiku/source', ...env }
+  const child = spawn(process.execPath, [join(exampleDir, 'bin/saiku.mjs'), ...args], { cwd: repoRoot, env: cliEnv, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))

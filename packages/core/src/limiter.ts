@@ -1,4 +1,5 @@
-import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
+import { createRequire } from 'node:module'
+import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible'
 import { SaikuConfigError } from './errors.js'
 import type { WindowLimits } from './tiers.js'
 import { asStoreError } from './timeout.js'
@@ -65,7 +66,13 @@ export interface RateLimiterBackendOptions {
 // then applies on the next request and never resets a count (one limiter per tier would).
 const COUNT_ONLY_POINTS = Number.MAX_SAFE_INTEGER
 
-const memoryFactory: RateLimiterFactory = (options) => new RateLimiterMemory(options)
+// Loaded on first use, not on import: it brings some forty backend classes that
+// only a `limiter.factory` user (who loads it anyway) or this backend needs.
+let rateLimiterFlexible: typeof import('rate-limiter-flexible') | undefined
+const loadRateLimiterFlexible = (): typeof import('rate-limiter-flexible') =>
+  (rateLimiterFlexible ??= createRequire(import.meta.url)('rate-limiter-flexible') as typeof import('rate-limiter-flexible'))
+
+const memoryFactory: RateLimiterFactory = (options) => new (loadRateLimiterFlexible().RateLimiterMemory)(options)
 
 function windowState(window: WindowName, limit: number, res: RateLimiterRes | null, durationMs: number): WindowState {
   const consumed = res === null ? 0 : res.consumedPoints
@@ -86,6 +93,7 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
     }
   }
   const giveBackMarginMs = options.giveBackMarginMs ?? 1_000
+  const { RateLimiterRes } = loadRateLimiterFlexible()
 
   // A limiter built with its own small `points` rejects with its result; that is still a count.
   function counted(promise: Promise<RateLimiterRes>): Promise<RateLimiterRes> {

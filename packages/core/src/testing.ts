@@ -74,8 +74,8 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
     })
 
     it('answers null for an unknown key ID and an unknown tenant', async () => {
-      expect(await store.findKey('AAAAAAAAAAAA')).toBeNull()
-      expect(await store.findTenant(crypto.randomUUID())).toBeNull()
+      expect(await store.findKey('AAAAAAAAAAAA'), 'findKey(unknown key ID) must return null').toBeNull()
+      expect(await store.findTenant(crypto.randomUUID()), 'findTenant(unknown tenant ID) must return null').toBeNull()
     })
 
     it('returns the tenant as written, with dates as Dates', async () => {
@@ -87,24 +87,25 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       })
       await harness.addTenant(enterprise)
       const found = await store.findTenant(enterprise.tenantId)
-      expect(found).toMatchObject({
+      expect(found, 'findTenant did not find a tenant that addTenant wrote').not.toBeNull()
+      expect(found, 'findTenant returned other fields than addTenant wrote').toMatchObject({
         tenantId: enterprise.tenantId,
         tenantSlug: enterprise.tenantSlug,
         tier: 'enterprise',
         connectionName: 'production-warehouse',
         limits: { perMinute: 5_000, perHour: 200_000 },
       })
-      expect(found?.subscription.status).toBe('trialing')
-      expect(found?.subscription.trialEndsAt).toBeInstanceOf(Date)
-      expect(found?.subscription.trialEndsAt?.getTime()).toBe(trialEndsAt.getTime())
+      expect(found?.subscription.status, 'findTenant returned another subscription.status than was written').toBe('trialing')
+      expect(found?.subscription.trialEndsAt, 'findTenant must return subscription.trialEndsAt as a Date').toBeInstanceOf(Date)
+      expect(found?.subscription.trialEndsAt?.getTime(), 'findTenant returned another subscription.trialEndsAt than was written').toBe(trialEndsAt.getTime())
     })
 
     it('stores a digest and never the secret', async () => {
       const created = await keys.create(tenant.tenantId, { label: 'production-agent', permissions: ['keys:write'] })
       const record = await store.findKey(created.keyId)
-      expect(record).not.toBeNull()
-      expect(record!.secretDigest).toBe(digestApiKey(created.key))
-      expect(record).toMatchObject({
+      expect(record, 'findKey did not find a key that createKey wrote').not.toBeNull()
+      expect(record!.secretDigest, 'findKey returned another secretDigest than createKey was given').toBe(digestApiKey(created.key))
+      expect(record, 'findKey returned other fields than createKey was given').toMatchObject({
         keyId: created.keyId,
         tenantId: tenant.tenantId,
         label: 'production-agent',
@@ -113,8 +114,8 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
         revokedAt: null,
         expiresAt: null,
       })
-      expect(record!.createdAt).toBeInstanceOf(Date)
-      expect(JSON.stringify(record)).not.toContain(created.key.slice(21))
+      expect(record!.createdAt, 'findKey must return createdAt as a Date').toBeInstanceOf(Date)
+      expect(JSON.stringify(record), 'findKey returned the secret itself: stores keep only its digest').not.toContain(created.key.slice(21))
     })
 
     it('round-trips expiry and labels with quotes, markup and emoji', async () => {
@@ -122,16 +123,16 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       const label = 'agent "alpha" <script>alert(1)</script> 🚀'
       const created = await keys.create(tenant.tenantId, { label, expiresAt, environment: 'test' })
       const record = await store.findKey(created.keyId)
-      expect(record?.label).toBe(label)
-      expect(record?.environment).toBe('test')
-      expect(record?.expiresAt?.getTime()).toBe(expiresAt.getTime())
+      expect(record?.label, 'findKey returned another label than was written (quotes, markup or emoji lost)').toBe(label)
+      expect(record?.environment, 'findKey returned another environment than was written').toBe('test')
+      expect(record?.expiresAt?.getTime(), 'findKey returned another expiresAt than was written').toBe(expiresAt.getTime())
     })
 
     it('rejects a second key with an existing key ID', async () => {
       const created = await keys.create(tenant.tenantId, { label: 'first' })
       const record = await store.findKey(created.keyId)
-      await expect(store.createKey({ ...record!, secretDigest: digestApiKey('other') })).rejects.toThrow()
-      expect((await store.findKey(created.keyId))?.secretDigest).toBe(record!.secretDigest)
+      await expect(store.createKey({ ...record!, secretDigest: digestApiKey('other') }), 'createKey accepted a second key with an existing key ID').rejects.toThrow()
+      expect((await store.findKey(created.keyId))?.secretDigest, 'createKey with an existing key ID overwrote the first key').toBe(record!.secretDigest)
     })
 
     it("lists only the tenant's live keys, oldest first, without secrets or digests", async () => {
@@ -144,24 +145,26 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       await store.revokeKey(revoked.keyId, new Date())
 
       const listed = await store.listKeys(tenant.tenantId)
-      expect(listed.map((key) => key.keyId)).toEqual([first.keyId, second.keyId])
-      expect(listed[0]).toMatchObject({ label: 'first', environment: 'live', permissions: [], lastUsedAt: null })
+      expect(listed.map((key) => key.keyId), "listKeys must return exactly the tenant's unrevoked keys, oldest first").toEqual([first.keyId, second.keyId])
+      expect(listed[0], 'listKeys returned other fields than createKey was given').toMatchObject({ label: 'first', environment: 'live', permissions: [], lastUsedAt: null })
       const text = JSON.stringify(listed)
       for (const created of [first, second, foreign]) {
-        expect(text).not.toContain(created.key)
-        expect(text).not.toContain(digestApiKey(created.key))
+        expect(text, 'listKeys returned a secret').not.toContain(created.key)
+        expect(text, 'listKeys returned a digest: summaries carry no secretDigest').not.toContain(digestApiKey(created.key))
       }
-      expect(listed.every((key) => !('secretDigest' in key))).toBe(true)
-      expect(await store.listKeys(crypto.randomUUID())).toEqual([])
+      expect(listed.every((key) => !('secretDigest' in key)), 'listKeys returned records with a secretDigest field').toBe(true)
+      expect(await store.listKeys(crypto.randomUUID()), 'listKeys(unknown tenant) must return []').toEqual([])
     })
 
     it('revokes once, and reports unknown or already revoked keys', async () => {
       const created = await keys.create(tenant.tenantId, { label: 'old' })
       const at = new Date()
-      expect(await store.revokeKey(created.keyId, at)).toBe(true)
-      expect(await store.revokeKey(created.keyId, new Date())).toBe(false)
-      expect(await store.revokeKey('AAAAAAAAAAAA', new Date())).toBe(false)
-      expect((await store.findKey(created.keyId))?.revokedAt?.getTime()).toBe(at.getTime())
+      expect(await store.revokeKey(created.keyId, at), 'revokeKey of a live key must return true').toBe(true)
+      expect(await store.revokeKey(created.keyId, new Date()), 'revokeKey of an already revoked key must return false').toBe(false)
+      expect(await store.revokeKey('AAAAAAAAAAAA', new Date()), 'revokeKey of an unknown key ID must return false').toBe(false)
+      const revoked = await store.findKey(created.keyId)
+      expect(revoked?.revokedAt, 'findKey returned a revoked key without revokedAt').toBeInstanceOf(Date)
+      expect(revoked?.revokedAt?.getTime(), 'findKey returned another revokedAt than revokeKey was given (a second revokeKey must not move it)').toBe(at.getTime())
     })
 
     it('records last use when it supports it', async () => {
@@ -170,7 +173,7 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       const usedAt = new Date('2030-05-06T07:08:09.000Z')
       await store.recordKeyUse(created.keyId, usedAt)
       const [listed] = await store.listKeys(tenant.tenantId)
-      expect(listed?.lastUsedAt?.getTime()).toBe(usedAt.getTime())
+      expect(listed?.lastUsedAt?.getTime(), 'listKeys did not return the lastUsedAt that recordKeyUse wrote').toBe(usedAt.getTime())
     })
 
     it('replaces a subscription only while it is still the one read, and nothing else of the tenant', async () => {
@@ -193,12 +196,11 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       try {
         const created = await auth.keys.create(tenant.tenantId, { label: 'pipeline' })
         const admitted = await auth.authenticate(bearer(created.key))
-        expect(admitted.ok).toBe(true)
-        if (admitted.ok) expect(admitted.principal.tenant.tenantId).toBe(tenant.tenantId)
-        expect(await auth.keys.revoke(tenant.tenantId, created.keyId)).toBe(true)
+        expect(admitted, 'a freshly created key was refused: the store lost or altered the key or its tenant').toMatchObject({ ok: true })
+        if (admitted.ok) expect(admitted.principal.tenant.tenantId, 'a key authenticated as another tenant').toBe(tenant.tenantId)
+        expect(await auth.keys.revoke(tenant.tenantId, created.keyId), 'revoking a live key through the key manager failed').toBe(true)
         const refused = await auth.authenticate(bearer(created.key))
-        expect(refused.ok).toBe(false)
-        if (!refused.ok) expect(refused.status).toBe(401)
+        expect(refused, 'a revoked key was still admitted: findKey must return revokedAt after revokeKey').toMatchObject({ ok: false, status: 401 })
       } finally {
         auth.close()
       }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { createAuthenticator, createKeyManager, onKeyStoreChange, type KeyChange } from '@saiku/core'
+import { createAuthenticator, createKeyManager, onKeyStoreChange, SaikuConfigError, type KeyChange } from '@saiku/core'
 import { conformanceTenant, describeKeyStoreConformance } from '@saiku/core/testing'
 import { postgresUrl } from '../../../test/services.js'
 import { PostgresKeyStore } from './index.js'
@@ -12,6 +12,30 @@ const freshSchema = () => {
   schemas.push(schema)
   return schema
 }
+
+describe('PostgresKeyStore and ?schema=NAME in the connection string (no server needed)', () => {
+  const poolFor = (connectionString: string) => new pg.Pool({ connectionString })
+
+  it('takes the schema from the connection string when the option is not given', () => {
+    expect(new PostgresKeyStore({ pool: poolFor('postgres://u:p@db.invalid/app?schema=tenants_a') }).schema).toBe('tenants_a')
+    expect(new PostgresKeyStore({ pool: poolFor('postgres://u:p@db.invalid/app') }).schema).toBe('public')
+  })
+
+  it('refuses a schema option that contradicts the connection string', () => {
+    const pool = poolFor('postgres://u:p@db.invalid/app?schema=tenants_a')
+    expect(() => new PostgresKeyStore({ pool, schema: 'tenants_b' })).toThrow(
+      'schema: expected the schema of the pool\'s connection string ("tenants_a") or none, got "tenants_b"',
+    )
+    expect(new PostgresKeyStore({ pool, schema: 'tenants_a' }).schema).toBe('tenants_a')
+  })
+
+  it('refuses a ?schema= that is not a plain SQL identifier', () => {
+    expect(() => new PostgresKeyStore({ pool: poolFor('postgres://u:p@db.invalid/app?schema=Bad-Name') })).toThrow(SaikuConfigError)
+    expect(() => new PostgresKeyStore({ pool: poolFor('postgres://u:p@db.invalid/app?schema=Bad-Name') })).toThrow(
+      'pool connection string ?schema: expected a lower-case SQL identifier of at most 41 characters, got "Bad-Name"',
+    )
+  })
+})
 
 describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
   let pool: pg.Pool
@@ -26,6 +50,23 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
   describeKeyStoreConformance('PostgresKeyStore', async () => {
     const store = new PostgresKeyStore({ pool, schema: freshSchema(), listen: false })
     return { store, addTenant: (tenant) => store.putTenant(tenant), close: () => store.close() }
+  })
+
+  it('puts its tables in the schema of DATABASE_URL=…?schema=NAME, as documented', async () => {
+    const schema = freshSchema()
+    const url = new URL(postgresUrl!)
+    url.searchParams.set('schema', schema)
+    const schemaPool = new pg.Pool({ connectionString: url.toString(), max: 2 })
+    try {
+      const store = new PostgresKeyStore({ pool: schemaPool, listen: false })
+      expect(store.schema).toBe(schema)
+      await store.putTenant(conformanceTenant({ tenantSlug: 'in-its-schema' }))
+      const { rows } = await pool.query(`SELECT tenant_slug FROM "${schema}".saiku_tenants`)
+      expect(rows).toEqual([{ tenant_slug: 'in-its-schema' }])
+      await store.close()
+    } finally {
+      await schemaPool.end()
+    }
   })
 
   it('migrates once, even when several processes start together', async () => {

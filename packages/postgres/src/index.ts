@@ -49,7 +49,10 @@ export const MIGRATIONS: readonly ((schema: string) => string)[] = Object.freeze
 
 export interface PostgresKeyStoreOptions {
   readonly pool: Pool
-  /** Schema that holds the tables (created if missing). Default `"public"`. */
+  /**
+   * Schema that holds the tables (created if missing). Default: the pool's
+   * connection string's `?schema=NAME`, else `"public"`; when both are given they must agree.
+   */
   readonly schema?: string
   /** Tier table that tenants are validated against when written. Default: the spec's. */
   readonly tiers?: TierTable
@@ -66,6 +69,19 @@ export interface PostgresKeyStoreOptions {
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,40}$/
+
+/** `?schema=NAME` of the pool's connection string, which pg itself ignores. */
+function schemaOfPool(pool: Pool): string | undefined {
+  const connectionString: unknown = (pool as { options?: { connectionString?: unknown } }).options?.connectionString
+  if (typeof connectionString !== 'string') return undefined
+  let url: URL
+  try {
+    url = new URL(connectionString)
+  } catch {
+    return undefined // not a URL (a libpq key=value string): pg reports what is wrong with it
+  }
+  return url.searchParams.get('schema') ?? undefined
+}
 
 function parseNotification(payload: string | undefined): KeyChange | null {
   if (payload === undefined) return null
@@ -98,7 +114,14 @@ export class PostgresKeyStore implements TenantAdminStore {
   #closed = false
 
   constructor(options: PostgresKeyStoreOptions) {
-    const schema = options.schema ?? 'public'
+    const urlSchema = schemaOfPool(options.pool)
+    if (urlSchema !== undefined && !SCHEMA_NAME.test(urlSchema)) {
+      throw new SaikuConfigError('pool connection string ?schema', 'a lower-case SQL identifier of at most 41 characters', urlSchema)
+    }
+    if (options.schema !== undefined && urlSchema !== undefined && options.schema !== urlSchema) {
+      throw new SaikuConfigError('schema', `the schema of the pool's connection string ("${urlSchema}") or none`, options.schema)
+    }
+    const schema = options.schema ?? urlSchema ?? 'public'
     if (!SCHEMA_NAME.test(schema)) throw new SaikuConfigError('schema', 'a lower-case SQL identifier of at most 41 characters', schema)
     const flushMs = options.lastUsedFlushMs ?? 10_000
     if (!Number.isSafeInteger(flushMs) || flushMs < 1) throw new SaikuConfigError('lastUsedFlushMs', 'a positive integer', flushMs)

@@ -1,12 +1,24 @@
 import { randomUUID } from 'node:crypto'
-import type { Cluster, Redis } from 'ioredis'
 import { announceKeyStoreChange, isKeyId, onKeyStoreChange, type KeyChange, type KeyStore } from '@saiku/core'
+
+/** What the feed needs of the publishing client: an ioredis 5 or 6 `Redis` or `Cluster` fits. */
+export interface RedisPublisher {
+  publish(channel: string, message: string): Promise<unknown>
+}
+
+/** What the feed needs of the subscribing client: an ioredis 5 or 6 `Redis` or `Cluster` fits. */
+export interface RedisSubscriber {
+  on(event: 'message', listener: (channel: string, message: string) => void): unknown
+  off(event: 'message', listener: (channel: string, message: string) => void): unknown
+  subscribe(channel: string): Promise<unknown>
+  unsubscribe(channel: string): Promise<unknown>
+}
 
 export interface RedisChangeFeedOptions {
   /** Publishes this process's changes. */
-  readonly publisher: Redis | Cluster
+  readonly publisher: RedisPublisher
   /** A connection of its own: it switches to subscriber mode. */
-  readonly subscriber: Redis | Cluster
+  readonly subscriber: RedisSubscriber
   /** Default `"saiku:changes"`. */
   readonly channel?: string
   /** Called when a change could not be published (Redis down): other processes then rely on their cache TTL. */

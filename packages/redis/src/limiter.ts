@@ -1,4 +1,3 @@
-import type { Cluster, Redis, Result } from 'ioredis'
 import { SaikuStoreError, type LimitDecision, type LimiterBackend, type WindowLimits, type WindowState } from '@saiku/core'
 
 /**
@@ -32,15 +31,23 @@ return {admitted, mc, ms + minuteMs - now, hc, hs + hourMs - now}
 
 type ConsumeReply = [admitted: number, minuteCount: number, minuteResetMs: number, hourCount: number, hourResetMs: number]
 
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    saikuConsume(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number): Result<ConsumeReply, Context>
-  }
+/**
+ * What the limiter needs of a client: an ioredis 5 or 6 `Redis` or `Cluster`
+ * (any reply mapping) fits, without this package depending on ioredis's types.
+ */
+export interface RedisScriptClient {
+  /** `"ready"` while connected. */
+  readonly status: string
+  defineCommand(name: string, definition: { lua: string; numberOfKeys?: number }): void
+}
+
+interface WithConsume {
+  saikuConsume(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number): Promise<ConsumeReply>
 }
 
 export interface RedisLimiterOptions {
   /** An ioredis client or cluster. Give it `enableOfflineQueue: false` so calls fail at once while it is disconnected. */
-  readonly client: Redis | Cluster
+  readonly client: RedisScriptClient
   /** Default `"saiku"`. */
   readonly keyPrefix?: string
   /**
@@ -69,6 +76,7 @@ export function createRedisLimiter(options: RedisLimiterOptions): RedisLimiterBa
   if (typeof (client as { saikuConsume?: unknown }).saikuConsume !== 'function') {
     client.defineCommand('saikuConsume', { numberOfKeys: 1, lua: CONSUME_SCRIPT })
   }
+  const script = client as RedisScriptClient & WithConsume
   let pending = 0
   // The hash tag keeps every key of a tenant in one Cluster slot.
   const keyFor = (tenantKey: string): string => `${prefix}:{${tenantKey}}`
@@ -84,7 +92,7 @@ export function createRedisLimiter(options: RedisLimiterOptions): RedisLimiterBa
       pending++
       let reply: ConsumeReply
       try {
-        reply = await client.saikuConsume(keyFor(tenantKey), limits.perMinute, limits.perHour, 60_000, 3_600_000)
+        reply = await script.saikuConsume(keyFor(tenantKey), limits.perMinute, limits.perHour, 60_000, 3_600_000)
       } catch (error) {
         throw new SaikuStoreError('limiter', 'Redis rate limit script failed', { cause: error })
       } finally {

@@ -110,7 +110,7 @@ export class SqliteKeyStore implements TenantAdminStore {
     const busyTimeoutMs = options.busyTimeoutMs ?? 5_000
     if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) throw new SaikuConfigError('busyTimeoutMs', 'a non-negative integer', busyTimeoutMs)
     this.#busyTimeoutMs = busyTimeoutMs
-    this.db = new Database(filename)
+    this.db = openDatabase(filename)
     // Opening and migrating may wait for another process: nothing is served yet.
     this.db.pragma(`busy_timeout = ${busyTimeoutMs}`)
     this.db.pragma('journal_mode = WAL')
@@ -371,6 +371,35 @@ export class SqliteKeyStore implements TenantAdminStore {
       }
     }
     if (this.db.open) this.db.close()
+  }
+}
+
+/**
+ * Opens the file, turning a missing or mismatched native binding (an install
+ * whose build step did not run, or ran for another Node) into a message that
+ * says how to fix it.
+ */
+function openDatabase(filename: string): Database.Database {
+  try {
+    return new Database(filename)
+  } catch (error) {
+    const message = error instanceof Error ? error.message : ''
+    if (message.includes('Could not locate the bindings file')) {
+      throw new Error(
+        "@saiku/sqlite: better-sqlite3's native binding is missing: its build step did not run at install. " +
+          'pnpm runs dependency builds only when allowed: `pnpm approve-builds` (or `allowBuilds: { better-sqlite3: true }` ' +
+          'in pnpm-workspace.yaml), then `pnpm rebuild better-sqlite3`. With npm: `npm rebuild better-sqlite3`.',
+        { cause: error },
+      )
+    }
+    if ((error as { code?: unknown }).code === 'ERR_DLOPEN_FAILED' || message.includes('NODE_MODULE_VERSION')) {
+      throw new Error(
+        `@saiku/sqlite: better-sqlite3's native binding was built for another Node.js than this one (${process.version}): ` +
+          'run `pnpm rebuild better-sqlite3` (or `npm rebuild better-sqlite3`) with this Node.',
+        { cause: error },
+      )
+    }
+    throw error
   }
 }
 

@@ -1,0 +1,46 @@
+import { isAbsolute, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export interface ServerConfig {
+  readonly port: number
+  readonly host: string
+  /** `sqlite:<path>` or `postgres://…` */
+  readonly databaseUrl: string
+  readonly redisUrl: string | undefined
+  readonly logLevel: string
+}
+
+/** The example's own data folder: the default home of the SQLite file. */
+export const DEFAULT_DATA_DIR = fileURLToPath(new URL('../data/', import.meta.url))
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+}
+
+/**
+ * Relative `sqlite:` paths are resolved against the directory the command was
+ * typed in (pnpm runs scripts elsewhere but keeps it in INIT_CWD).
+ */
+export function resolveDatabaseUrl(value: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  if (value === undefined || value === '') return `sqlite:${resolve(DEFAULT_DATA_DIR, 'saiku.db')}`
+  if (value.startsWith('postgres://') || value.startsWith('postgresql://')) return value
+  if (!value.startsWith('sqlite:')) {
+    throw new ConfigError(`DATABASE_URL: expected "sqlite:<path>" or "postgres://…", got ${JSON.stringify(value.split(':')[0] + ':…')}`)
+  }
+  const path = value.slice('sqlite:'.length)
+  if (path === '') throw new ConfigError('DATABASE_URL: "sqlite:" needs a file path, e.g. sqlite:data/saiku.db')
+  if (path === ':memory:') return value
+  return `sqlite:${isAbsolute(path) ? path : resolve(env.INIT_CWD ?? process.cwd(), path)}`
+}
+
+export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const port = env.PORT === undefined || env.PORT === '' ? 3000 : Number(env.PORT)
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new ConfigError(`PORT: expected 0 to 65535, got ${JSON.stringify(env.PORT)}`)
+  return {
+    port,
+    host: env.HOST || '127.0.0.1',
+    databaseUrl: resolveDatabaseUrl(env.DATABASE_URL, env),
+    redisUrl: env.REDIS_URL || undefined,
+    logLevel: env.LOG_LEVEL || 'info',
+  }
+}

@@ -1,0 +1,47 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import pg from 'pg'
+import type { TenantAdminStore } from '@saiku/core'
+import { PostgresKeyStore } from '@saiku/postgres'
+import { SqliteKeyStore } from '@saiku/sqlite'
+
+export interface OpenedStore {
+  readonly store: TenantAdminStore
+  readonly description: string
+  close(): Promise<void>
+}
+
+/**
+ * Opens the store `DATABASE_URL` names; the server and the CLI share this.
+ * `postgres://…?schema=NAME` puts the tables in that schema (default public).
+ */
+export async function openStore(databaseUrl: string, options: { watchChanges?: boolean } = {}): Promise<OpenedStore> {
+  // A long-running server watches for revocations made elsewhere; a one-shot CLI does not.
+  const watchChanges = options.watchChanges ?? true
+  if (databaseUrl.startsWith('sqlite:')) {
+    const path = databaseUrl.slice('sqlite:'.length)
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+    const store = new SqliteKeyStore(path, { watchIntervalMs: watchChanges ? 1_000 : 0 })
+    return { store, description: `SQLite ${path}`, close: async () => store.close() }
+  }
+  const url = new URL(databaseUrl)
+  const schema = url.searchParams.get('schema') ?? 'public'
+  url.searchParams.delete('schema')
+  const pool = new pg.Pool({ connectionString: url.toString(), max: 10, connectionTimeoutMillis: 5_000 })
+  pool.on('error', () => {}) // an idle connection dropped: the next query reconnects
+  const store = new PostgresKeyStore({ pool, schema, listen: watchChanges })
+  try {
+    await store.ready()
+  } catch (error) {
+    await pool.end()
+    throw error
+  }
+  return {
+    store,
+    description: `PostgreSQL ${url.host}${url.pathname} (schema ${schema})`,
+    close: async () => {
+      await store.close()
+      await pool.end()
+    },
+  }
+}

@@ -1,0 +1,57 @@
+import { randomUUID } from 'node:crypto'
+import { SaikuHttpError, type KeyManager, type SubscriptionStatus, type TenantAdminStore, type TenantRecord } from '@saiku/core'
+import { TRIAL_DAYS } from './api.js'
+
+export type SubscriptionChoice = 'none' | 'trial' | 'active'
+
+export interface NewTenant {
+  readonly slug: string
+  readonly tier: string
+  readonly connectionName?: string
+  readonly subscription?: SubscriptionChoice
+  readonly limits?: { readonly perMinute: number; readonly perHour: number } | null
+}
+
+const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
+
+/** Creates a tenant with a fresh ID; the store validates tier and limits. */
+export async function createTenant(store: TenantAdminStore, input: NewTenant, nowMs = Date.now()): Promise<TenantRecord> {
+  if (!SLUG.test(input.slug)) throw new SaikuHttpError('invalid_request', 'slug: lower-case letters, digits and inner hyphens, 1 to 63 characters.')
+  if ((await store.findTenantBySlug(input.slug)) !== null) throw new SaikuHttpError('conflict', `A tenant with slug "${input.slug}" exists already.`)
+  const choice = input.subscription ?? 'trial'
+  const status: SubscriptionStatus = choice === 'trial' ? 'trialing' : choice
+  const tenant: TenantRecord = {
+    tenantId: randomUUID(),
+    tenantSlug: input.slug,
+    tier: input.tier,
+    connectionName: input.connectionName ?? 'production-warehouse',
+    subscription: { status, trialEndsAt: choice === 'trial' ? new Date(nowMs + TRIAL_DAYS * 86_400_000) : null },
+    limits: input.limits ?? null,
+  }
+  try {
+    await store.putTenant(tenant)
+  } catch (error) {
+    // Another process created the same slug between the check and the write: the database's unique index decides.
+    const code = String((error as { code?: unknown }).code ?? '')
+    if (code === '23505' || code.startsWith('SQLITE_CONSTRAINT')) throw new SaikuHttpError('conflict', `A tenant with slug "${input.slug}" exists already.`)
+    throw error
+  }
+  return tenant
+}
+
+export const DEMO_PERMISSIONS = ['keys:read', 'keys:write', 'billing:write']
+
+/** On an empty store: the demo tenant "acme" on a trial of the starter plan, and one key. */
+export async function seedDemo(store: TenantAdminStore, keys: KeyManager): Promise<{ tenant: TenantRecord; key: string } | null> {
+  if ((await store.listTenants()).length > 0) return null
+  let tenant: TenantRecord
+  try {
+    tenant = await createTenant(store, { slug: 'acme', tier: 'starter', connectionName: 'production-warehouse', subscription: 'trial' })
+  } catch (error) {
+    // Several servers started on one new database at once: one of them seeds it.
+    if (error instanceof SaikuHttpError && error.code === 'conflict') return null
+    throw error
+  }
+  const { key } = await keys.create(tenant.tenantId, { label: 'production-agent', permissions: DEMO_PERMISSIONS })
+  return { tenant, key }
+}
