@@ -13,6 +13,7 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
       const auth = saikuAuth(store, options)
       app.use(auth)
       if (settings.mountTwice === true) app.use(auth)
+      if (settings.secondInstance === true) app.use(express.Router().use(saikuAuth(store, options)))
       app.get('/me/tenant', (req, res) => {
         fixtures.hits.tenant++
         res.json(req.saiku!.tenant)

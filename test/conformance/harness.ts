@@ -21,6 +21,8 @@ export interface AppSettings {
   readonly trustProxy?: boolean
   /** Mount `saikuAuth` twice, as an app with nested routers might. */
   readonly mountTwice?: boolean
+  /** Mount a second, separate `saikuAuth(store, options)` after the first, as nested routers might. */
+  readonly secondInstance?: boolean
 }
 
 export interface ConformanceApp {

@@ -195,6 +195,22 @@ function warnIfMemoryLimiterInCluster(limiter: LimiterBackend): void {
   )
 }
 
+/**
+ * Marks a principal with the limiter that counted its request, so another
+ * authenticator on the same limiter (nested routers) does not count it again.
+ * Registered, so two copies of this module agree.
+ */
+const countedBy = Symbol.for('saiku.countedBy')
+// The limiters that factories build: the same factory and prefix count in the same place.
+const factoryIdentities = new WeakMap<object, Map<string, object>>()
+function factoryIdentity(factory: object, keyPrefix: string): object {
+  let byPrefix = factoryIdentities.get(factory)
+  if (byPrefix === undefined) factoryIdentities.set(factory, (byPrefix = new Map()))
+  let identity = byPrefix.get(keyPrefix)
+  if (identity === undefined) byPrefix.set(keyPrefix, (identity = {}))
+  return identity
+}
+
 const INVALID_REQUEST_MESSAGE = 'Send exactly one API key, in one Authorization header: "Authorization: Bearer <key>".'
 
 /**
@@ -242,6 +258,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     (options.limiter.factory === undefined
       ? createMemoryLimiter({ maxTenants: options.limiter.maxTenants, now })
       : createRateLimiterBackend({ factory: options.limiter.factory, keyPrefix: options.limiter.keyPrefix }))
+  const limiterIdentity: object =
+    options.limiter.backend ?? (options.limiter.factory === undefined ? limiter : factoryIdentity(options.limiter.factory, options.limiter.keyPrefix))
   const limiterTimeoutMs = limiter.inProcess === true ? 0 : options.limiter.timeoutMs
   warnIfMemoryLimiterInCluster(limiter)
   const customVerifier = options.verifier !== undefined || options.jwtVerifier !== undefined
@@ -435,6 +453,11 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       reportError(tenant.limitsError!)
       return refuse(request, 'internal_error', 'misconfigured_tenant', credential)
     }
+    // Already counted by another authenticator on this limiter: its counts stand.
+    const prior = request.principal as { [countedBy]?: object; tenant?: TenantView; rateLimit?: LimitDecision | null } | undefined
+    if (prior?.[countedBy] === limiterIdentity && prior.tenant?.tenantId === credential.tenantId && prior.rateLimit != null) {
+      return finish(request, credential, tenant, prior.rateLimit)
+    }
     if (limiter.consumeSync !== undefined) {
       let rateLimit: LimitDecision
       try {
@@ -481,7 +504,16 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       }
     }
     emit(request, 200, null, rateLimit === null ? 'admitted_without_limits' : 'admitted', credential.keyId, credential.tenantId)
-    const principal = { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits!, realm, rateLimit, [admittedBy]: true }
+    const principal = {
+      tenant: tenant.view,
+      subscription: tenant.subscription,
+      credential,
+      limits: tenant.limits!,
+      realm,
+      rateLimit,
+      [admittedBy]: true,
+      [countedBy]: rateLimit === null ? undefined : limiterIdentity,
+    }
     return { ok: true, principal, headers }
   }
 
