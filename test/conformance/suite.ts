@@ -416,6 +416,23 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expect(fixtures.hits.tenant).toBe(6)
       })
 
+      it('keeps the minute window running across the hour’s end: at most twice the minute limit within 6 ms', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        let admitted = 0
+        for (const [at, times] of [[0, 1], [3_539_995, 1], [3_599_994, 59], [3_599_995, 60], [3_600_000, 60]] as const) {
+          clock.set(T0 + at)
+          for (let i = 0; i < times; i++) if ((await get(app, '/me/tenant', key)).status === 200) admitted++
+        }
+        // 1 + 1 + 59 + 60 (a new minute at 3,599,995); at 3,600,000 that minute is spent. The old code admitted 179.
+        expect(admitted).toBe(121)
+        expect(fixtures.hits.tenant).toBe(121)
+        const refused = await get(app, '/me/tenant', key)
+        expect(refused.status).toBe(429)
+        expect(refused.headers['ratelimit']).toBe('"minute";r=0;t=60, "hour";r=1000;t=3600')
+        expect(refused.headers['retry-after']).toBe('60')
+      })
+
       it('shares one budget between two keys of a tenant', async () => {
         const app = start()
         const a = await mint(app, acme, [], 'agent-a')
