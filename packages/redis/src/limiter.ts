@@ -48,12 +48,12 @@ local now = tonumber(ARGV[5])
 `
 
 /** Counts a request if both windows have room; replies with the decision and both windows. */
-export const CONSUME_SCRIPT = SERVER_TIME + DECIDE + COUNT + REPLY
+export const CONSUME_SCRIPT: string = SERVER_TIME + DECIDE + COUNT + REPLY
 /** The same reply, writing nothing: what a request would be told now. */
-export const PEEK_SCRIPT = SERVER_TIME + DECIDE + REPLY
+export const PEEK_SCRIPT: string = SERVER_TIME + DECIDE + REPLY
 
 /** @internal The scripts with the time given by the caller instead of read from the server. */
-export const GIVEN_TIME_SCRIPTS = { consume: GIVEN_TIME + DECIDE + COUNT + REPLY, peek: GIVEN_TIME + DECIDE + REPLY } as const
+export const GIVEN_TIME_SCRIPTS: { readonly consume: string; readonly peek: string } = { consume: GIVEN_TIME + DECIDE + COUNT + REPLY, peek: GIVEN_TIME + DECIDE + REPLY }
 
 type ConsumeReply = [admitted: number, minuteCount: number, minuteResetMs: number, hourCount: number, hourResetMs: number]
 
