@@ -584,6 +584,8 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
       it('counts a request once per limiter when two instances share it (memory, Redis)', async () => {
         const backends: [string, NonNullable<SaikuOptions['limiter']>][] = [['memory', { backend: createMemoryLimiter() }]]
         const redis = redisUrl === undefined ? undefined : new Redis(redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: 1 })
+        // The backend fails at once while its client is not ready: connect first.
+        await redis?.ping()
         if (redis !== undefined) backends.push(['redis', { backend: createRedisLimiter({ client: redis, keyPrefix: `conformance-${randomUUID()}` }) }])
         try {
           for (const [name, limiter] of backends) {
