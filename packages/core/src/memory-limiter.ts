@@ -5,12 +5,16 @@ import type { WindowLimits } from './tiers.js'
 const MINUTE_MS = 60_000
 const HOUR_MS = 3_600_000
 
-/** One tenant's two fixed windows: start time and count of each. */
+/** One tenant's two fixed windows (start time and count of each), linked in the order tenants were last seen. */
 interface Windows {
+  readonly key: string
   minuteStartMs: number
   minuteCount: number
   hourStartMs: number
   hourCount: number
+  /** Seen before this one (toward the least recently seen), and after it. */
+  older: Windows | null
+  newer: Windows | null
 }
 
 export interface MemoryLimiterOptions {
@@ -58,81 +62,100 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     throw new SaikuConfigError('limiter.maxTenants', 'a positive integer', maxTenants)
   }
   const now = options.now ?? ((): number => Date.now())
-  // Insertion order is the order tenants were last seen in: the first is the one
-  // idle longest, forgotten first when the map is full. Moving the tenant that
-  // was also the last one seen would change nothing, so it is skipped.
   const tenants = new Map<string, Windows>()
-  let lastSeen: string | undefined
-  // The windows of the last `decide`, for a decision built without allocating twice.
-  let minuteCount = 0
-  let hourCount = 0
-  let minuteEnd = 0
-  let hourEnd = 0
+  // A list through the entries in the order they were last seen: the oldest is the
+  // tenant idle longest, forgotten first when the map is full. Moving an entry is a
+  // few pointer writes, where re-inserting it into the map would rehash.
+  let oldest: Windows | null = null
+  let newest: Windows | null = null
 
-  function seen(tenantKey: string, windows: Windows): void {
-    if (lastSeen === tenantKey) return
-    tenants.delete(tenantKey)
+  function unlink(windows: Windows): void {
+    if (windows.older === null) oldest = windows.newer
+    else windows.older.newer = windows.newer
+    if (windows.newer === null) newest = windows.older
+    else windows.newer.older = windows.older
+  }
+
+  function append(windows: Windows): void {
+    windows.older = newest
+    windows.newer = null
+    if (newest === null) oldest = windows
+    else newest.newer = windows
+    newest = windows
+  }
+
+  /** A tenant's first admitted request since it was last forgotten: both windows start now. */
+  function add(tenantKey: string, nowMs: number): void {
+    if (tenants.size >= maxTenants && oldest !== null) {
+      tenants.delete(oldest.key)
+      unlink(oldest)
+    }
+    const windows: Windows = { key: tenantKey, minuteStartMs: nowMs, minuteCount: 1, hourStartMs: nowMs, hourCount: 1, older: null, newer: null }
     tenants.set(tenantKey, windows)
-    lastSeen = tenantKey
+    append(windows)
   }
 
   /**
-   * Reads the tenant's live windows into minuteCount/hourCount and their ends;
-   * counts one request if `count` and both have room. Returns whether it had room.
+   * Counts one request in both windows if both have room (limits are at least 1,
+   * so a tenant without windows always has room); a window that ended starts over
+   * at this, its first admitted request. Refused, it writes nothing but the order
+   * of last sight. Returns the wait until both have room: 0 when admitted.
    */
-  function advance(tenantKey: string, limits: WindowLimits, count: boolean, nowMs: number): boolean {
-    const windows = tenants.get(tenantKey)
-    const minuteLive = windows !== undefined && nowMs < windows.minuteStartMs + MINUTE_MS
-    const hourLive = windows !== undefined && nowMs < windows.hourStartMs + HOUR_MS
-    minuteCount = minuteLive ? windows.minuteCount : 0
-    hourCount = hourLive ? windows.hourCount : 0
-    minuteEnd = minuteLive ? windows.minuteStartMs + MINUTE_MS : nowMs + MINUTE_MS
-    hourEnd = hourLive ? windows.hourStartMs + HOUR_MS : nowMs + HOUR_MS
-    const admitted = minuteCount < limits.perMinute && hourCount < limits.perHour
-    if (!count) return admitted
+  function count(windows: Windows | undefined, tenantKey: string, limits: WindowLimits, nowMs: number): number {
     if (windows === undefined) {
-      // Never reached when refused: limits are at least 1.
-      if (tenants.size >= maxTenants) {
-        const oldest = tenants.keys().next().value as string
-        tenants.delete(oldest)
-      }
-      minuteCount = 1
-      hourCount = 1
-      tenants.set(tenantKey, { minuteStartMs: nowMs, minuteCount: 1, hourStartMs: nowMs, hourCount: 1 })
-      lastSeen = tenantKey
-      return true
+      add(tenantKey, nowMs)
+      return 0
     }
-    seen(tenantKey, windows)
-    if (!admitted) return false
-    // A window that ended starts over at this, its first admitted request.
-    if (!minuteLive) windows.minuteStartMs = nowMs
-    if (!hourLive) windows.hourStartMs = nowMs
-    windows.minuteCount = ++minuteCount
-    windows.hourCount = ++hourCount
-    return true
-  }
-
-  function waitMs(limits: WindowLimits, nowMs: number): number {
-    const minuteWait = minuteCount >= limits.perMinute ? Math.max(1, minuteEnd - nowMs) : 0
-    const hourWait = hourCount >= limits.perHour ? Math.max(1, hourEnd - nowMs) : 0
+    if (windows !== newest) {
+      unlink(windows)
+      append(windows)
+    }
+    const minuteLive = nowMs < windows.minuteStartMs + MINUTE_MS
+    const hourLive = nowMs < windows.hourStartMs + HOUR_MS
+    const minuteCount = minuteLive ? windows.minuteCount : 0
+    const hourCount = hourLive ? windows.hourCount : 0
+    if (minuteCount < limits.perMinute && hourCount < limits.perHour) {
+      if (!minuteLive) windows.minuteStartMs = nowMs
+      if (!hourLive) windows.hourStartMs = nowMs
+      windows.minuteCount = minuteCount + 1
+      windows.hourCount = hourCount + 1
+      return 0
+    }
+    const minuteWait = minuteCount >= limits.perMinute ? Math.max(1, windows.minuteStartMs + MINUTE_MS - nowMs) : 0
+    const hourWait = hourCount >= limits.perHour ? Math.max(1, windows.hourStartMs + HOUR_MS - nowMs) : 0
     return minuteWait > hourWait ? minuteWait : hourWait
   }
 
-  function decide(tenantKey: string, limits: WindowLimits, count: boolean): LimitDecision {
-    const nowMs = now()
-    const admitted = advance(tenantKey, limits, count, nowMs)
-    const minute = state('minute', limits.perMinute, minuteCount, minuteEnd - nowMs)
-    const hour = state('hour', limits.perHour, hourCount, hourEnd - nowMs)
-    return { admitted, minute, hour, retryAfterMs: admitted ? 0 : waitMs(limits, nowMs) }
+  /** The decision for the windows as they are after `count` (or as they stand, for a peek). */
+  function report(windows: Windows | undefined, limits: WindowLimits, nowMs: number, waitMs: number): LimitDecision {
+    const minuteLive = windows !== undefined && nowMs < windows.minuteStartMs + MINUTE_MS
+    const hourLive = windows !== undefined && nowMs < windows.hourStartMs + HOUR_MS
+    const minuteCount = minuteLive ? windows.minuteCount : 0
+    const hourCount = hourLive ? windows.hourCount : 0
+    const minute = state('minute', limits.perMinute, minuteCount, minuteLive ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS)
+    const hour = state('hour', limits.perHour, hourCount, hourLive ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS)
+    if (waitMs < 0) {
+      // A peek: what a request would be told now.
+      const minuteWait = minuteCount >= limits.perMinute ? minute.resetMs : 0
+      const hourWait = hourCount >= limits.perHour ? hour.resetMs : 0
+      waitMs = minuteWait > hourWait ? minuteWait : hourWait
+    }
+    return { admitted: waitMs === 0, minute, hour, retryAfterMs: waitMs }
   }
 
   function hitSync(key: string, limits: WindowLimits): number {
-    const nowMs = now()
-    return advance(key, limits, true, nowMs) ? 0 : waitMs(limits, nowMs)
+    return count(tenants.get(key), key, limits, now())
   }
 
-  const consumeSync = (tenantKey: string, limits: WindowLimits): LimitDecision => decide(tenantKey, limits, true)
-  const peekSync = (tenantKey: string, limits: WindowLimits): LimitDecision => decide(tenantKey, limits, false)
+  function consumeSync(tenantKey: string, limits: WindowLimits): LimitDecision {
+    const nowMs = now()
+    const windows = tenants.get(tenantKey)
+    const waitMs = count(windows, tenantKey, limits, nowMs)
+    // A tenant seen for the first time was just added: the newest entry.
+    return report(windows ?? newest!, limits, nowMs, waitMs)
+  }
+
+  const peekSync = (tenantKey: string, limits: WindowLimits): LimitDecision => report(tenants.get(tenantKey), limits, now(), -1)
   return {
     inProcess: true,
     consumeSync,

@@ -196,11 +196,16 @@ function warnIfMemoryLimiterInCluster(limiter: LimiterBackend): void {
 }
 
 /**
- * Marks a principal with the limiter that counted its request, so another
- * authenticator on the same limiter (nested routers) does not count it again.
- * Registered, so two copies of this module agree.
+ * Marks the principals an authenticator made: which one admitted the request (a
+ * second mount of it counts nothing) and which limiter counted it (another
+ * authenticator on the same limiter, as in nested routers, verifies the request
+ * but does not count it again). Registered, so two copies of this module agree.
  */
-const countedBy = Symbol.for('saiku.countedBy')
+const admittedMark = Symbol.for('saiku.admitted')
+interface AdmittedMark {
+  /** The limiter that counted the request; null when it was admitted without counting. */
+  readonly countedBy: object | null
+}
 // The limiters that factories build: the same factory and prefix count in the same place.
 const factoryIdentities = new WeakMap<object, Map<string, object>>()
 function factoryIdentity(factory: object, keyPrefix: string): object {
@@ -266,8 +271,9 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   const tenants = new LoadingCache<CachedTenant | null>(options.cache.maxEntries, now)
   const tenantTtl = (): number => options.cache.ttlMs
 
-  // Marks the principals this authenticator made, so a second mount on one request counts nothing.
-  const admittedBy = Symbol('saiku admitted')
+  // Marks the principals this authenticator made: counted, or admitted without counting (failing open).
+  const countedMark: AdmittedMark = Object.freeze({ countedBy: limiterIdentity })
+  const uncountedMark: AdmittedMark = Object.freeze({ countedBy: null })
   const failureLimiter = options.failedAuth === null ? null : createMemoryLimiter({ maxTenants: options.failedAuth.maxClients, now })
   const failureLimits = options.failedAuth === null ? null : { perMinute: options.failedAuth.perMinute, perHour: options.failedAuth.perMinute * 10 }
 
@@ -377,8 +383,9 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   }
 
   function decide(request: AuthRequest): Outcome {
-    const already = request.principal as { [admittedBy]?: true } | undefined
-    if (already?.[admittedBy] === true) {
+    const already = request.principal as { [admittedMark]?: AdmittedMark } | undefined
+    const mark = already?.[admittedMark]
+    if (mark === countedMark || mark === uncountedMark) {
       emit(request, 200, null, 'already_admitted', null, null)
       return { ok: true, principal: already as unknown as SaikuPrincipal, headers: {} }
     }
@@ -454,8 +461,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       return refuse(request, 'internal_error', 'misconfigured_tenant', credential)
     }
     // Already counted by another authenticator on this limiter: its counts stand.
-    const prior = request.principal as { [countedBy]?: object; tenant?: TenantView; rateLimit?: LimitDecision | null } | undefined
-    if (prior?.[countedBy] === limiterIdentity && prior.tenant?.tenantId === credential.tenantId && prior.rateLimit != null) {
+    const prior = request.principal as { [admittedMark]?: AdmittedMark; tenant?: TenantView; rateLimit?: LimitDecision | null } | undefined
+    if (prior?.[admittedMark]?.countedBy === limiterIdentity && prior.tenant?.tenantId === credential.tenantId && prior.rateLimit != null) {
       return finish(request, credential, tenant, prior.rateLimit)
     }
     if (limiter.consumeSync !== undefined) {
@@ -504,16 +511,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       }
     }
     emit(request, 200, null, rateLimit === null ? 'admitted_without_limits' : 'admitted', credential.keyId, credential.tenantId)
-    const principal = {
-      tenant: tenant.view,
-      subscription: tenant.subscription,
-      credential,
-      limits: tenant.limits!,
-      realm,
-      rateLimit,
-      [admittedBy]: true,
-      [countedBy]: rateLimit === null ? undefined : limiterIdentity,
-    }
+    const mark = rateLimit === null ? uncountedMark : countedMark
+    const principal = { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits!, realm, rateLimit, [admittedMark]: mark }
     return { ok: true, principal, headers }
   }
 
