@@ -126,20 +126,17 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     return minuteWait > hourWait ? minuteWait : hourWait
   }
 
-  /** The decision for the windows as they are after `count` (or as they stand, for a peek). */
-  function report(windows: Windows | undefined, limits: WindowLimits, nowMs: number, waitMs: number): LimitDecision {
+  /** What a request would be told now, from the windows as they stand. */
+  function peekAt(windows: Windows | undefined, limits: WindowLimits, nowMs: number): LimitDecision {
     const minuteLive = windows !== undefined && nowMs < windows.minuteStartMs + MINUTE_MS
     const hourLive = windows !== undefined && nowMs < windows.hourStartMs + HOUR_MS
     const minuteCount = minuteLive ? windows.minuteCount : 0
     const hourCount = hourLive ? windows.hourCount : 0
     const minute = state('minute', limits.perMinute, minuteCount, minuteLive ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS)
     const hour = state('hour', limits.perHour, hourCount, hourLive ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS)
-    if (waitMs < 0) {
-      // A peek: what a request would be told now.
-      const minuteWait = minuteCount >= limits.perMinute ? minute.resetMs : 0
-      const hourWait = hourCount >= limits.perHour ? hour.resetMs : 0
-      waitMs = minuteWait > hourWait ? minuteWait : hourWait
-    }
+    const minuteWait = minuteCount >= limits.perMinute ? minute.resetMs : 0
+    const hourWait = hourCount >= limits.perHour ? hour.resetMs : 0
+    const waitMs = minuteWait > hourWait ? minuteWait : hourWait
     return { admitted: waitMs === 0, minute, hour, retryAfterMs: waitMs }
   }
 
@@ -147,15 +144,38 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     return count(tenants.get(key), key, limits, now())
   }
 
+  // `count` and `peekAt` in one pass: the in-process hot path.
   function consumeSync(tenantKey: string, limits: WindowLimits): LimitDecision {
     const nowMs = now()
     const windows = tenants.get(tenantKey)
-    const waitMs = count(windows, tenantKey, limits, nowMs)
-    // A tenant seen for the first time was just added: the newest entry.
-    return report(windows ?? newest!, limits, nowMs, waitMs)
+    if (windows === undefined) {
+      add(tenantKey, nowMs)
+      return { admitted: true, minute: state('minute', limits.perMinute, 1, MINUTE_MS), hour: state('hour', limits.perHour, 1, HOUR_MS), retryAfterMs: 0 }
+    }
+    if (windows !== newest) {
+      unlink(windows)
+      append(windows)
+    }
+    const minuteLive = nowMs < windows.minuteStartMs + MINUTE_MS
+    const hourLive = nowMs < windows.hourStartMs + HOUR_MS
+    let minuteCount = minuteLive ? windows.minuteCount : 0
+    let hourCount = hourLive ? windows.hourCount : 0
+    const admitted = minuteCount < limits.perMinute && hourCount < limits.perHour
+    if (admitted) {
+      if (!minuteLive) windows.minuteStartMs = nowMs
+      if (!hourLive) windows.hourStartMs = nowMs
+      windows.minuteCount = ++minuteCount
+      windows.hourCount = ++hourCount
+    }
+    const minute = state('minute', limits.perMinute, minuteCount, minuteLive ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS)
+    const hour = state('hour', limits.perHour, hourCount, hourLive ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS)
+    if (admitted) return { admitted, minute, hour, retryAfterMs: 0 }
+    const minuteWait = minuteCount >= limits.perMinute ? minute.resetMs : 0
+    const hourWait = hourCount >= limits.perHour ? hour.resetMs : 0
+    return { admitted, minute, hour, retryAfterMs: minuteWait > hourWait ? minuteWait : hourWait }
   }
 
-  const peekSync = (tenantKey: string, limits: WindowLimits): LimitDecision => report(tenants.get(tenantKey), limits, now(), -1)
+  const peekSync = (tenantKey: string, limits: WindowLimits): LimitDecision => peekAt(tenants.get(tenantKey), limits, now())
   return {
     inProcess: true,
     consumeSync,
