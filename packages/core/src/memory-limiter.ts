@@ -22,7 +22,7 @@ export interface MemoryLimiterOptions {
    * Most tenants counted at once. Beyond it the tenant seen least recently is
    * forgotten (its counts start over), so a flood of tenants cannot grow memory
    * without bound. Nothing live is forgotten while at most this many tenants make
-   * requests within any hour. About 100 bytes each. Default 100000.
+   * requests within any hour. About 210 bytes each with a UUID key. Default 100000.
    */
   readonly maxTenants?: number
   /** The clock; default `Date.now`, read at every call. */
