@@ -14,6 +14,7 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
       const routes = settings.mountAt === undefined ? app : express.Router()
       routes.use(auth)
       if (settings.mountTwice === true) routes.use(auth)
+      if (settings.secondInstance === true) routes.use(express.Router().use(saikuAuth(store, options)))
       routes.get('/me/tenant', (req, res) => {
         fixtures.hits.tenant++
         res.json(req.saiku!.tenant)

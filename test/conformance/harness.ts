@@ -26,6 +26,8 @@ export interface AppSettings {
    * `app.use(path, router)`, a Koa router with this prefix), so every route is below it.
    */
   readonly mountAt?: string
+  /** Mount a second, separate `saikuAuth(store, options)` after the first, as nested routers might. */
+  readonly secondInstance?: boolean
 }
 
 export interface ConformanceApp {

@@ -50,6 +50,7 @@ function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
       if (settings.mountAt === undefined) {
         app.use(auth)
         if (settings.mountTwice === true) app.use(auth)
+        if (settings.secondInstance === true) app.use(saikuAuth(store, options))
       }
       app.use(router.routes())
       return { handler: app.callback(), authenticator: auth.authenticator }

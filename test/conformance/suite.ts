@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type RequestListener } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -5,6 +6,7 @@ import request from 'supertest'
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose'
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import {
+  createMemoryLimiter,
   DEFAULT_TIERS,
   MemoryKeyStore,
   mintApiKey,
@@ -14,6 +16,9 @@ import {
   type TenantRecord,
 } from '@saiku/core'
 import { installFakeClock, type FakeClock } from '@saiku/core/testing'
+import { createRedisLimiter } from '@saiku/redis'
+import { Redis } from 'ioredis'
+import { redisUrl } from '../services.js'
 import type { AdapterHarness, AppFixtures, AppSettings, ConformanceApp, Project } from './harness.js'
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z')
@@ -442,6 +447,23 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expect(fixtures.hits.tenant).toBe(6)
       })
 
+      it('keeps the minute window running across the hour’s end: at most twice the minute limit within 6 ms', async () => {
+        const app = start()
+        const { key } = await mint(app, acme)
+        let admitted = 0
+        for (const [at, times] of [[0, 1], [3_539_995, 1], [3_599_994, 59], [3_599_995, 60], [3_600_000, 60]] as const) {
+          clock.set(T0 + at)
+          for (let i = 0; i < times; i++) if ((await get(app, '/me/tenant', key)).status === 200) admitted++
+        }
+        // 1 + 1 + 59 + 60 (a new minute at 3,599,995); at 3,600,000 that minute is spent. The old code admitted 179.
+        expect(admitted).toBe(121)
+        expect(fixtures.hits.tenant).toBe(121)
+        const refused = await get(app, '/me/tenant', key)
+        expect(refused.status).toBe(429)
+        expect(refused.headers['ratelimit']).toBe('"minute";r=0;t=60, "hour";r=1000;t=3600')
+        expect(refused.headers['retry-after']).toBe('60')
+      })
+
       it('shares one budget between two keys of a tenant', async () => {
         const app = start()
         const a = await mint(app, acme, [], 'agent-a')
@@ -588,6 +610,34 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=59;t=60, "hour";r=999;t=3600')
         expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=58;t=60, "hour";r=998;t=3600')
         expect(fixtures.hits.tenant).toBe(2)
+      })
+
+      it('counts a request once per limiter when two instances share it (memory, Redis)', async () => {
+        const backends: [string, NonNullable<SaikuOptions['limiter']>][] = [['memory', { backend: createMemoryLimiter() }]]
+        const redis = redisUrl === undefined ? undefined : new Redis(redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: 1 })
+        // The backend fails at once while its client is not ready: connect first.
+        await redis?.ping()
+        if (redis !== undefined) backends.push(['redis', { backend: createRedisLimiter({ client: redis, keyPrefix: `conformance-${randomUUID()}` }) }])
+        try {
+          for (const [name, limiter] of backends) {
+            const app = start({ limiter }, { secondInstance: true })
+            const { key } = await mint(app, acme, [], name)
+            const hits = fixtures.hits.tenant
+            expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toMatch(/^"minute";r=59;t=60, "hour";r=999;t=\d+$/)
+            expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toMatch(/^"minute";r=58;t=\d+, "hour";r=998;t=\d+$/)
+            expect(fixtures.hits.tenant - hits).toBe(2)
+          }
+        } finally {
+          redis?.disconnect()
+        }
+      })
+
+      it('counts a request once in each of two limiters when two instances count apart', async () => {
+        const app = start({}, { secondInstance: true })
+        const { key } = await mint(app, acme)
+        // The second instance's own limiter answers last: it counted this request once, as did the first.
+        expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=59;t=60, "hour";r=999;t=3600')
+        expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=58;t=60, "hour";r=998;t=3600')
       })
 
       it("passes a handler's error on unchanged and once", async () => {

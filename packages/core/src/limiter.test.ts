@@ -53,24 +53,30 @@ describe('createRateLimiterBackend', () => {
     expect(probe.hour.remaining).toBe(95)
   })
 
-  it('never gives a point back into the next window (no window opens at -1)', async () => {
-    // A slow store: the give-back lands after the minute it was meant for has ended.
+  it('never gives a point back into the next window (no window opens at -1), when two processes race', async () => {
+    // One store shared by two processes; the loser's give-back lands after the minute it was meant for has ended.
+    const shared = new Map<number, RateLimiterMemory>()
     const slow: RateLimiterFactory = (options) => {
-      const limiter = new RateLimiterMemory(options)
-      const reward = limiter.reward.bind(limiter)
-      limiter.reward = (key, points) => {
-        vi.setSystemTime(Date.now() + 1_000)
-        return reward(key, points)
+      let limiter = shared.get(options.duration)
+      if (limiter === undefined) {
+        limiter = new RateLimiterMemory(options)
+        const reward = limiter.reward.bind(limiter)
+        limiter.reward = (key, points) => {
+          vi.setSystemTime(Date.now() + 1_000)
+          return reward(key, points)
+        }
+        shared.set(options.duration, limiter)
       }
       return limiter
     }
-    const backend = createRateLimiterBackend({ factory: slow, giveBackMarginMs: 1_000 })
+    const [a, b] = [createRateLimiterBackend({ factory: slow, giveBackMarginMs: 1_000 }), createRateLimiterBackend({ factory: slow, giveBackMarginMs: 1_000 })]
     const limits = { perMinute: 2, perHour: 100 }
-    for (let i = 0; i < 2; i++) await backend.consume('t', limits)
+    await a.consume('t', limits)
     vi.setSystemTime(T0 + 59_500)
-    expect((await backend.consume('t', limits)).admitted).toBe(false)
+    const raced = await Promise.all([a.consume('t', limits), b.consume('t', limits)])
+    expect(raced.map((d) => d.admitted).sort()).toEqual([false, true])
     vi.setSystemTime(T0 + 61_000)
-    const next = await Promise.all(Array.from({ length: 5 }, () => backend.consume('t', limits)))
+    const next = await Promise.all(Array.from({ length: 5 }, () => a.consume('t', limits)))
     expect(next.filter((d) => d.admitted)).toHaveLength(2)
   })
 
@@ -110,6 +116,15 @@ describe('createRateLimiterBackend', () => {
     expect(() => createRateLimiterBackend({ factory: () => ({}) as never })).toThrow(
       'limiter.factory (minute): expected a rate-limiter-flexible limiter, got an object',
     )
+  })
+
+  it('fails at once beyond maxPendingCalls instead of queueing behind a stalled store', async () => {
+    const stalled = () => ({ consume: () => new Promise(() => {}), reward: vi.fn(), get: () => Promise.resolve(null) })
+    const backend = createRateLimiterBackend({ factory: stalled as never, maxPendingCalls: 2 })
+    const limits = { perMinute: 5, perHour: 10 }
+    void backend.consume('a', limits)
+    void backend.consume('b', limits)
+    await expect(backend.consume('c', limits)).rejects.toMatchObject({ name: 'SaikuStoreError', source: 'limiter', message: '2 rate limiter calls already pending' })
   })
 
   it('reports a failing backend as a SaikuStoreError from the limiter', async () => {

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module'
 import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible'
-import { SaikuConfigError } from './errors.js'
+import { SaikuConfigError, SaikuStoreError } from './errors.js'
 import type { WindowLimits } from './tiers.js'
 import { asStoreError } from './timeout.js'
 
@@ -24,11 +24,19 @@ export interface LimitDecision {
 
 /**
  * Counts a tenant's requests in both windows and admits or refuses one,
- * all or nothing: a refused request leaves both counts as they were.
+ * all or nothing: a refused request leaves both counts and both windows as they
+ * were. Each window starts at the first request admitted after the previous one
+ * ended and lasts its length, independently of the other.
  * Implement it to plug in a backend that decides both windows in one call.
  */
 export interface LimiterBackend {
   consume(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
+  /**
+   * Optional: what a request would be told now, without counting it, and
+   * writing nothing (usage pages, dashboards). `remaining` is what is left
+   * before such a request; `admitted` whether it would be admitted.
+   */
+  peek?(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
   /**
    * True when the backend lives in this process and cannot hang (memory):
    * the authenticator then skips the `limiter.timeoutMs` deadline.
@@ -55,16 +63,24 @@ export interface RateLimiterBackendOptions {
   readonly factory?: RateLimiterFactory | undefined
   readonly keyPrefix?: string | undefined
   /**
-   * A refused request gives its point back only while its window has at least
-   * this long to run, so a give-back can never land in the next window and
-   * open it at -1. Default 1000; make it at least the backend's worst latency.
+   * A request that lost a race with another process gives its point back only
+   * while its window has at least this long to run, so a give-back can never land
+   * in the next window and open it at -1. Default 1000; make it at least the
+   * backend's worst latency.
    */
   readonly giveBackMarginMs?: number | undefined
+  /**
+   * Decisions this process may have waiting at once; beyond it a call fails at
+   * once instead of queueing behind a stalled store. Default 1000.
+   */
+  readonly maxPendingCalls?: number | undefined
 }
 
 // Limits are compared here, per tenant, so the limiters only count: a tier change
 // then applies on the next request and never resets a count (one limiter per tier would).
 const COUNT_ONLY_POINTS = Number.MAX_SAFE_INTEGER
+const MINUTE_MS = 60_000
+const HOUR_MS = 3_600_000
 
 // Loaded on first use, not on import: it brings some forty backend classes that
 // only a `limiter.factory` user (who loads it anyway) or this backend needs.
@@ -74,14 +90,32 @@ const loadRateLimiterFlexible = (): typeof import('rate-limiter-flexible') =>
 
 const memoryFactory: RateLimiterFactory = (options) => new (loadRateLimiterFlexible().RateLimiterMemory)(options)
 
-function windowState(window: WindowName, limit: number, res: RateLimiterRes | null, durationMs: number): WindowState {
-  const consumed = res === null ? 0 : res.consumedPoints
-  // A missing or negative TTL (clock skew, a key without expiry) must never promise an earlier retry.
-  const resetMs = res === null || !(res.msBeforeNext > 0) ? durationMs : res.msBeforeNext
-  return { window, limit, remaining: Math.max(0, limit - consumed), resetMs: Math.max(1, resetMs) }
+/** What a window holds now: a missing, ended or TTL-less result holds nothing. */
+function liveCount(res: RateLimiterRes | null | undefined): number {
+  return res == null || !(res.msBeforeNext > 0) ? 0 : Math.max(0, res.consumedPoints)
 }
 
-/** The default backend: two rate-limiter-flexible limiters (memory unless a factory is given). */
+function windowState(window: WindowName, limit: number, count: number, res: RateLimiterRes | null | undefined, durationMs: number): WindowState {
+  // A missing or negative TTL (an ended window, clock skew, a key without expiry) must never promise an earlier retry.
+  const resetMs = res == null || !(res.msBeforeNext > 0) ? durationMs : res.msBeforeNext
+  return { window, limit, remaining: Math.max(0, limit - count), resetMs: Math.max(1, resetMs) }
+}
+
+function decision(admitted: boolean, minute: WindowState, hour: WindowState): LimitDecision {
+  if (admitted) return { admitted, minute, hour, retryAfterMs: 0 }
+  const retryAfterMs = Math.max(minute.remaining === 0 ? minute.resetMs : 0, hour.remaining === 0 ? hour.resetMs : 0)
+  return { admitted, minute, hour, retryAfterMs }
+}
+
+/**
+ * The default backend: two rate-limiter-flexible limiters (memory unless a factory is given).
+ *
+ * Each decision reads both windows first and counts only when both have room, so
+ * a refused request writes nothing and starts no window. Decisions for one tenant
+ * are made one at a time in this process, so they are exact here; processes
+ * sharing a store can still race between the read and the count, and the loser
+ * gives its points back (refused).
+ */
 export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}): LimiterBackend {
   const factory = options.factory ?? memoryFactory
   const keyPrefix = options.keyPrefix ?? 'saiku'
@@ -94,6 +128,7 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
   }
   const giveBackMarginMs = options.giveBackMarginMs ?? 1_000
   const { RateLimiterRes } = loadRateLimiterFlexible()
+  const maxPendingCalls = options.maxPendingCalls ?? 1_000
 
   // A limiter built with its own small `points` rejects with its result; that is still a count.
   function counted(promise: Promise<RateLimiterRes>): Promise<RateLimiterRes> {
@@ -103,48 +138,97 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
     })
   }
 
+  function count(limiter: RateLimiterAbstract, tenantKey: string): Promise<RateLimiterRes> {
+    try {
+      return counted(limiter.consume(tenantKey, 1))
+    } catch (error) {
+      return Promise.reject(asStoreError(error, 'limiter', 'rate limiter backend failed'))
+    }
+  }
+
   function giveBack(limiter: RateLimiterAbstract, tenantKey: string, consumed: RateLimiterRes): Promise<unknown> {
     // Near the window's end the point is left to expire with it: a late give-back
     // would start the next window at -1 and admit one request too many.
     return consumed.msBeforeNext > giveBackMarginMs ? counted(limiter.reward(tenantKey, 1)) : Promise.resolve()
   }
 
-  function peek(limiter: RateLimiterAbstract, tenantKey: string): Promise<RateLimiterRes | null> {
-    return limiter.get(tenantKey).catch((error: unknown) => {
+  async function read(limiter: RateLimiterAbstract, tenantKey: string): Promise<RateLimiterRes | null | undefined> {
+    try {
+      return await limiter.get(tenantKey)
+    } catch (error) {
       throw asStoreError(error, 'limiter', 'rate limiter backend failed')
+    }
+  }
+
+  async function peek(tenantKey: string, limits: WindowLimits): Promise<LimitDecision> {
+    const [minuteRes, hourRes] = await Promise.all([read(minute, tenantKey), read(hour, tenantKey)])
+    const minuteCount = liveCount(minuteRes)
+    const hourCount = liveCount(hourRes)
+    return decision(
+      minuteCount < limits.perMinute && hourCount < limits.perHour,
+      windowState('minute', limits.perMinute, minuteCount, minuteRes, MINUTE_MS),
+      windowState('hour', limits.perHour, hourCount, hourRes, HOUR_MS),
+    )
+  }
+
+  async function decide(tenantKey: string, limits: WindowLimits): Promise<LimitDecision> {
+    const seen = await peek(tenantKey, limits)
+    if (!seen.admitted) return seen
+    const [minuteCall, hourCall] = await Promise.allSettled([count(minute, tenantKey), count(hour, tenantKey)])
+    if (minuteCall.status === 'rejected' || hourCall.status === 'rejected') {
+      // Nothing was admitted: give back whichever window did count, then report the failure.
+      await Promise.allSettled([
+        minuteCall.status === 'fulfilled' ? giveBack(minute, tenantKey, minuteCall.value) : undefined,
+        hourCall.status === 'fulfilled' ? giveBack(hour, tenantKey, hourCall.value) : undefined,
+      ])
+      throw minuteCall.status === 'rejected' ? minuteCall.reason : (hourCall as PromiseRejectedResult).reason
+    }
+    const minuteRes = minuteCall.value
+    const hourRes = hourCall.value
+    if (minuteRes.consumedPoints <= limits.perMinute && hourRes.consumedPoints <= limits.perHour) {
+      return decision(
+        true,
+        windowState('minute', limits.perMinute, minuteRes.consumedPoints, minuteRes, MINUTE_MS),
+        windowState('hour', limits.perHour, hourRes.consumedPoints, hourRes, HOUR_MS),
+      )
+    }
+    // Another process counted in between: this request lost, gives back both points, and
+    // reports the windows as they are without it.
+    await Promise.all([giveBack(minute, tenantKey, minuteRes), giveBack(hour, tenantKey, hourRes)])
+    return decision(
+      false,
+      windowState('minute', limits.perMinute, minuteRes.consumedPoints - 1, minuteRes, MINUTE_MS),
+      windowState('hour', limits.perHour, hourRes.consumedPoints - 1, hourRes, HOUR_MS),
+    )
+  }
+
+  // One decision per tenant at a time in this process: a read and the count after it
+  // are never interleaved with another request of the same tenant.
+  const queues = new Map<string, Promise<unknown>>()
+  let pending = 0
+
+  function consume(tenantKey: string, limits: WindowLimits): Promise<LimitDecision> {
+    if (pending >= maxPendingCalls) {
+      return Promise.reject(new SaikuStoreError('limiter', `${pending} rate limiter calls already pending`))
+    }
+    pending++
+    const previous = queues.get(tenantKey)
+    const run = previous === undefined ? decide(tenantKey, limits) : previous.then(() => decide(tenantKey, limits))
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    )
+    queues.set(tenantKey, settled)
+    void settled.then(() => {
+      pending--
+      if (queues.get(tenantKey) === settled) queues.delete(tenantKey)
     })
+    return run
   }
 
   return {
     inProcess: options.factory === undefined,
-    async consume(tenantKey, limits) {
-      const minuteRes = await counted(minute.consume(tenantKey, 1))
-      const minuteState = windowState('minute', limits.perMinute, minuteRes, 60_000)
-      if (minuteRes.consumedPoints > limits.perMinute) {
-        // Refused by the minute: give the point back and leave the hour untouched.
-        const [, hourRes] = await Promise.all([giveBack(minute, tenantKey, minuteRes), peek(hour, tenantKey)])
-        const hourState = windowState('hour', limits.perHour, hourRes, 3_600_000)
-        const hourExhausted = hourState.remaining === 0
-        return {
-          admitted: false,
-          minute: { ...minuteState, remaining: 0 },
-          hour: hourState,
-          retryAfterMs: hourExhausted ? Math.max(minuteState.resetMs, hourState.resetMs) : minuteState.resetMs,
-        }
-      }
-      const hourRes = await counted(hour.consume(tenantKey, 1))
-      const hourState = windowState('hour', limits.perHour, hourRes, 3_600_000)
-      if (hourRes.consumedPoints > limits.perHour) {
-        await Promise.all([giveBack(minute, tenantKey, minuteRes), giveBack(hour, tenantKey, hourRes)])
-        const minuteGivenBack = minuteRes.msBeforeNext > giveBackMarginMs ? 1 : 0
-        return {
-          admitted: false,
-          minute: { ...minuteState, remaining: Math.min(limits.perMinute, minuteState.remaining + minuteGivenBack) },
-          hour: { ...hourState, remaining: 0 },
-          retryAfterMs: hourState.resetMs,
-        }
-      }
-      return { admitted: true, minute: minuteState, hour: hourState, retryAfterMs: 0 }
-    },
+    consume,
+    peek,
   }
 }

@@ -36,17 +36,24 @@ describe('createMemoryLimiter', () => {
     expect(refused.retryAfterMs).toBe(3_530_000)
   })
 
-  it('starts a window over when the clock jumps backwards, never waiting for the past', () => {
+  it('keeps the counts when the clock steps back, until the clock reaches the windows’ ends again', () => {
     const time = clock()
     const limiter = createMemoryLimiter({ now: time.now })
-    for (let i = 0; i < 2; i++) limiter.consumeSync('t', { perMinute: 2, perHour: 10 })
+    const limits = { perMinute: 2, perHour: 10 }
+    for (let i = 0; i < 2; i++) limiter.consumeSync('t', limits)
+    // Even a 1 ms step back used to open fresh windows.
+    time.set(-1)
+    expect(limiter.consumeSync('t', limits)).toMatchObject({ admitted: false, minute: { remaining: 0, resetMs: 60_001 }, retryAfterMs: 60_001 })
     time.set(-3_600_000)
-    const after = limiter.consumeSync('t', { perMinute: 2, perHour: 10 })
-    expect(after.admitted).toBe(true)
-    expect(after.minute.resetMs).toBeLessThanOrEqual(60_000)
+    const stepped = limiter.consumeSync('t', limits)
+    expect(stepped).toMatchObject({ admitted: false, hour: { remaining: 8, resetMs: 7_200_000 }, retryAfterMs: 3_660_000 })
+    time.set(59_999)
+    expect(limiter.consumeSync('t', limits).admitted).toBe(false)
+    time.set(60_000)
+    expect(limiter.consumeSync('t', limits)).toMatchObject({ admitted: true, minute: { remaining: 1 }, hour: { remaining: 7 } })
   })
 
-  it('keeps at most maxTenants, forgetting the oldest hour first', () => {
+  it('keeps at most maxTenants, forgetting the tenant seen least recently first', () => {
     const time = clock()
     const limiter = createMemoryLimiter({ maxTenants: 1_000, now: time.now })
     for (let i = 0; i < 50_000; i++) {

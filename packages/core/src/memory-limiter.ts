@@ -5,19 +5,24 @@ import type { WindowLimits } from './tiers.js'
 const MINUTE_MS = 60_000
 const HOUR_MS = 3_600_000
 
-/** One tenant's two fixed windows: start time and count of each. */
+/** One tenant's two fixed windows (start time and count of each), linked in the order tenants were last seen. */
 interface Windows {
+  readonly key: string
   minuteStartMs: number
   minuteCount: number
   hourStartMs: number
   hourCount: number
+  /** Seen before this one (toward the least recently seen), and after it. */
+  older: Windows | null
+  newer: Windows | null
 }
 
 export interface MemoryLimiterOptions {
   /**
-   * Most tenants counted at once. Beyond it the tenant whose hour began longest
-   * ago is forgotten (its counts start over), so a flood of tenants cannot grow
-   * memory without bound. About 100 bytes each. Default 100000.
+   * Most tenants counted at once. Beyond it the tenant seen least recently is
+   * forgotten (its counts start over), so a flood of tenants cannot grow memory
+   * without bound. Nothing live is forgotten while at most this many tenants make
+   * requests within any hour. About 210 bytes each with a UUID key. Default 100000.
    */
   readonly maxTenants?: number
   /** The clock; default `Date.now`, read at every call. */
@@ -27,8 +32,9 @@ export interface MemoryLimiterOptions {
 export interface MemoryLimiterBackend extends LimiterBackend {
   /** The same decision, without a promise: the in-process hot path. */
   consumeSync(tenantKey: string, limits: WindowLimits): LimitDecision
-  /** What a request would be told now, without counting it. */
+  /** What a request would be told now, without counting it; changes nothing. */
   peekSync(tenantKey: string, limits: WindowLimits): LimitDecision
+  peek(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
   /** Counts one event if both windows have room; returns 0, or how long until they do. Allocates nothing. */
   hitSync(key: string, limits: WindowLimits): number
   /** Takes back one event counted by `hitSync` (it turned out not to count). */
@@ -44,6 +50,11 @@ function state(window: 'minute' | 'hour', limit: number, count: number, resetMs:
  * The default backend: both windows of a tenant in one map entry, decided
  * synchronously, all or nothing (a refused request writes nothing), bounded in
  * size. Counts live in this process only; use a shared backend with several.
+ *
+ * Each window starts at the first request admitted after the previous one
+ * ended and ends its length later, independently of the other. A clock that
+ * steps back keeps the counts (the windows end when the clock reaches their
+ * end again); it never opens a fresh window.
  */
 export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryLimiterBackend {
   const maxTenants = options.maxTenants ?? 100_000
@@ -51,55 +62,124 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     throw new SaikuConfigError('limiter.maxTenants', 'a positive integer', maxTenants)
   }
   const now = options.now ?? ((): number => Date.now())
-  // Insertion order is hour-start order: an entry is re-inserted when its hour starts over.
   const tenants = new Map<string, Windows>()
+  // A list through the entries in the order they were last seen: the oldest is the
+  // tenant idle longest, forgotten first when the map is full. Moving an entry is a
+  // few pointer writes, where re-inserting it into the map would rehash.
+  let oldest: Windows | null = null
+  let newest: Windows | null = null
 
-  /** The tenant's windows as of now, started over where they ran out; counts one request if `count` and both have room. */
-  function advance(tenantKey: string, limits: WindowLimits, count: boolean, nowMs: number): { windows: Windows; admitted: boolean } {
-    let windows = tenants.get(tenantKey)
-    if (!count && windows === undefined) windows = { minuteStartMs: nowMs, minuteCount: 0, hourStartMs: nowMs, hourCount: 0 }
-    if (windows === undefined || nowMs >= windows.hourStartMs + HOUR_MS || nowMs < windows.hourStartMs) {
-      if (windows !== undefined) tenants.delete(tenantKey)
-      else if (tenants.size >= maxTenants) tenants.delete(tenants.keys().next().value as string)
-      windows = { minuteStartMs: nowMs, minuteCount: 0, hourStartMs: nowMs, hourCount: 0 }
-      tenants.set(tenantKey, windows)
-    } else if (nowMs >= windows.minuteStartMs + MINUTE_MS || nowMs < windows.minuteStartMs) {
-      windows.minuteStartMs = nowMs
-      windows.minuteCount = 0
-    }
-    const admitted = windows.minuteCount < limits.perMinute && windows.hourCount < limits.perHour
-    if (admitted && count) {
-      windows.minuteCount++
-      windows.hourCount++
-    }
-    return { windows, admitted }
+  function unlink(windows: Windows): void {
+    if (windows.older === null) oldest = windows.newer
+    else windows.older.newer = windows.newer
+    if (windows.newer === null) newest = windows.older
+    else windows.newer.older = windows.older
   }
 
-  function waitMs(windows: Windows, limits: WindowLimits, nowMs: number): number {
-    const minuteWait = windows.minuteCount >= limits.perMinute ? Math.max(1, windows.minuteStartMs + MINUTE_MS - nowMs) : 0
-    const hourWait = windows.hourCount >= limits.perHour ? Math.max(1, windows.hourStartMs + HOUR_MS - nowMs) : 0
+  function append(windows: Windows): void {
+    windows.older = newest
+    windows.newer = null
+    if (newest === null) oldest = windows
+    else newest.newer = windows
+    newest = windows
+  }
+
+  /** A tenant's first admitted request since it was last forgotten: both windows start now. */
+  function add(tenantKey: string, nowMs: number): void {
+    if (tenants.size >= maxTenants && oldest !== null) {
+      tenants.delete(oldest.key)
+      unlink(oldest)
+    }
+    const windows: Windows = { key: tenantKey, minuteStartMs: nowMs, minuteCount: 1, hourStartMs: nowMs, hourCount: 1, older: null, newer: null }
+    tenants.set(tenantKey, windows)
+    append(windows)
+  }
+
+  /**
+   * Counts one request in both windows if both have room (limits are at least 1,
+   * so a tenant without windows always has room); a window that ended starts over
+   * at this, its first admitted request. Refused, it writes nothing but the order
+   * of last sight. Returns the wait until both have room: 0 when admitted.
+   */
+  function count(windows: Windows | undefined, tenantKey: string, limits: WindowLimits, nowMs: number): number {
+    if (windows === undefined) {
+      add(tenantKey, nowMs)
+      return 0
+    }
+    if (windows !== newest) {
+      unlink(windows)
+      append(windows)
+    }
+    const minuteLive = nowMs < windows.minuteStartMs + MINUTE_MS
+    const hourLive = nowMs < windows.hourStartMs + HOUR_MS
+    const minuteCount = minuteLive ? windows.minuteCount : 0
+    const hourCount = hourLive ? windows.hourCount : 0
+    if (minuteCount < limits.perMinute && hourCount < limits.perHour) {
+      if (!minuteLive) windows.minuteStartMs = nowMs
+      if (!hourLive) windows.hourStartMs = nowMs
+      windows.minuteCount = minuteCount + 1
+      windows.hourCount = hourCount + 1
+      return 0
+    }
+    const minuteWait = minuteCount >= limits.perMinute ? Math.max(1, windows.minuteStartMs + MINUTE_MS - nowMs) : 0
+    const hourWait = hourCount >= limits.perHour ? Math.max(1, windows.hourStartMs + HOUR_MS - nowMs) : 0
     return minuteWait > hourWait ? minuteWait : hourWait
   }
 
-  function decide(tenantKey: string, limits: WindowLimits, count: boolean): LimitDecision {
-    const nowMs = now()
-    const { windows, admitted } = advance(tenantKey, limits, count, nowMs)
-    const minute = state('minute', limits.perMinute, windows.minuteCount, windows.minuteStartMs + MINUTE_MS - nowMs)
-    const hour = state('hour', limits.perHour, windows.hourCount, windows.hourStartMs + HOUR_MS - nowMs)
-    return { admitted, minute, hour, retryAfterMs: admitted ? 0 : waitMs(windows, limits, nowMs) }
+  /** What a request would be told now, from the windows as they stand. */
+  function peekAt(windows: Windows | undefined, limits: WindowLimits, nowMs: number): LimitDecision {
+    const minuteLive = windows !== undefined && nowMs < windows.minuteStartMs + MINUTE_MS
+    const hourLive = windows !== undefined && nowMs < windows.hourStartMs + HOUR_MS
+    const minuteCount = minuteLive ? windows.minuteCount : 0
+    const hourCount = hourLive ? windows.hourCount : 0
+    const minute = state('minute', limits.perMinute, minuteCount, minuteLive ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS)
+    const hour = state('hour', limits.perHour, hourCount, hourLive ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS)
+    const minuteWait = minuteCount >= limits.perMinute ? minute.resetMs : 0
+    const hourWait = hourCount >= limits.perHour ? hour.resetMs : 0
+    const waitMs = minuteWait > hourWait ? minuteWait : hourWait
+    return { admitted: waitMs === 0, minute, hour, retryAfterMs: waitMs }
   }
 
   function hitSync(key: string, limits: WindowLimits): number {
-    const nowMs = now()
-    const { windows, admitted } = advance(key, limits, true, nowMs)
-    return admitted ? 0 : waitMs(windows, limits, nowMs)
+    return count(tenants.get(key), key, limits, now())
   }
 
-  const consumeSync = (tenantKey: string, limits: WindowLimits): LimitDecision => decide(tenantKey, limits, true)
+  // `count` and `peekAt` in one pass: the in-process hot path.
+  function consumeSync(tenantKey: string, limits: WindowLimits): LimitDecision {
+    const nowMs = now()
+    const windows = tenants.get(tenantKey)
+    if (windows === undefined) {
+      add(tenantKey, nowMs)
+      return { admitted: true, minute: state('minute', limits.perMinute, 1, MINUTE_MS), hour: state('hour', limits.perHour, 1, HOUR_MS), retryAfterMs: 0 }
+    }
+    if (windows !== newest) {
+      unlink(windows)
+      append(windows)
+    }
+    const minuteLive = nowMs < windows.minuteStartMs + MINUTE_MS
+    const hourLive = nowMs < windows.hourStartMs + HOUR_MS
+    let minuteCount = minuteLive ? windows.minuteCount : 0
+    let hourCount = hourLive ? windows.hourCount : 0
+    const admitted = minuteCount < limits.perMinute && hourCount < limits.perHour
+    if (admitted) {
+      if (!minuteLive) windows.minuteStartMs = nowMs
+      if (!hourLive) windows.hourStartMs = nowMs
+      windows.minuteCount = ++minuteCount
+      windows.hourCount = ++hourCount
+    }
+    const minute = state('minute', limits.perMinute, minuteCount, minuteLive ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS)
+    const hour = state('hour', limits.perHour, hourCount, hourLive ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS)
+    if (admitted) return { admitted, minute, hour, retryAfterMs: 0 }
+    const minuteWait = minuteCount >= limits.perMinute ? minute.resetMs : 0
+    const hourWait = hourCount >= limits.perHour ? hour.resetMs : 0
+    return { admitted, minute, hour, retryAfterMs: minuteWait > hourWait ? minuteWait : hourWait }
+  }
+
+  const peekSync = (tenantKey: string, limits: WindowLimits): LimitDecision => peekAt(tenants.get(tenantKey), limits, now())
   return {
     inProcess: true,
     consumeSync,
-    peekSync: (tenantKey, limits) => decide(tenantKey, limits, false),
+    peekSync,
     hitSync,
     unhitSync(key) {
       const windows = tenants.get(key)
@@ -108,6 +188,7 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       if (windows.hourCount > 0) windows.hourCount--
     },
     consume: (tenantKey, limits) => Promise.resolve(consumeSync(tenantKey, limits)),
+    peek: (tenantKey, limits) => Promise.resolve(peekSync(tenantKey, limits)),
     get trackedTenants() {
       return tenants.size
     },

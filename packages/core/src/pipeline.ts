@@ -245,6 +245,27 @@ function warnIfMemoryLimiterInCluster(limiter: LimiterBackend): void {
   )
 }
 
+/**
+ * Marks the principals an authenticator made: which one admitted the request (a
+ * second mount of it counts nothing) and which limiter counted it (another
+ * authenticator on the same limiter, as in nested routers, verifies the request
+ * but does not count it again). Registered, so two copies of this module agree.
+ */
+const admittedMark = Symbol.for('saiku.admitted')
+interface AdmittedMark {
+  /** The limiter that counted the request; null when it was admitted without counting. */
+  readonly countedBy: object | null
+}
+// The limiters that factories build: the same factory and prefix count in the same place.
+const factoryIdentities = new WeakMap<object, Map<string, object>>()
+function factoryIdentity(factory: object, keyPrefix: string): object {
+  let byPrefix = factoryIdentities.get(factory)
+  if (byPrefix === undefined) factoryIdentities.set(factory, (byPrefix = new Map()))
+  let identity = byPrefix.get(keyPrefix)
+  if (identity === undefined) byPrefix.set(keyPrefix, (identity = {}))
+  return identity
+}
+
 const INVALID_REQUEST_MESSAGE = 'Send exactly one API key, in one Authorization header: "Authorization: Bearer <key>".'
 
 /**
@@ -292,14 +313,17 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     (options.limiter.factory === undefined
       ? createMemoryLimiter({ maxTenants: options.limiter.maxTenants, now })
       : createRateLimiterBackend({ factory: options.limiter.factory, keyPrefix: options.limiter.keyPrefix }))
+  const limiterIdentity: object =
+    options.limiter.backend ?? (options.limiter.factory === undefined ? limiter : factoryIdentity(options.limiter.factory, options.limiter.keyPrefix))
   const limiterTimeoutMs = limiter.inProcess === true ? 0 : options.limiter.timeoutMs
   warnIfMemoryLimiterInCluster(limiter)
   const customVerifier = options.verifier !== undefined || options.jwtVerifier !== undefined
   const tenants = new LoadingCache<CachedTenant | null>(options.cache.maxEntries, now)
   const tenantTtl = (): number => options.cache.ttlMs
 
-  // Marks the principals this authenticator made, so a second mount on one request counts nothing.
-  const admittedBy = Symbol('saiku admitted')
+  // Marks the principals this authenticator made: counted, or admitted without counting (failing open).
+  const countedMark: AdmittedMark = Object.freeze({ countedBy: limiterIdentity })
+  const uncountedMark: AdmittedMark = Object.freeze({ countedBy: null })
   const failureLimiter = options.failedAuth === null ? null : createMemoryLimiter({ maxTenants: options.failedAuth.maxClients, now })
   const failureLimits = options.failedAuth === null ? null : { perMinute: options.failedAuth.perMinute, perHour: options.failedAuth.perMinute * 10 }
 
@@ -409,8 +433,9 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   }
 
   function decide(request: AuthRequest): Outcome {
-    const already = request.principal as { [admittedBy]?: true } | undefined
-    if (already?.[admittedBy] === true) {
+    const already = request.principal as { [admittedMark]?: AdmittedMark } | undefined
+    const mark = already?.[admittedMark]
+    if (mark === countedMark || mark === uncountedMark) {
       emit(request, 200, null, 'already_admitted', null, null)
       return { ok: true, principal: already as unknown as SaikuPrincipal, headers: {} }
     }
@@ -485,6 +510,11 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       reportError(tenant.limitsError!)
       return refuse(request, 'internal_error', 'misconfigured_tenant', credential)
     }
+    // Already counted by another authenticator on this limiter: its counts stand.
+    const prior = request.principal as { [admittedMark]?: AdmittedMark; tenant?: TenantView; rateLimit?: LimitDecision | null } | undefined
+    if (prior?.[admittedMark]?.countedBy === limiterIdentity && prior.tenant?.tenantId === credential.tenantId && prior.rateLimit != null) {
+      return finish(request, credential, tenant, prior.rateLimit)
+    }
     if (limiter.consumeSync !== undefined) {
       let rateLimit: LimitDecision
       try {
@@ -531,7 +561,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       }
     }
     emit(request, 200, null, rateLimit === null ? 'admitted_without_limits' : 'admitted', credential.keyId, credential.tenantId)
-    const principal = { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits!, realm, rateLimit, [admittedBy]: true }
+    const mark = rateLimit === null ? uncountedMark : countedMark
+    const principal = { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits!, realm, rateLimit, [admittedMark]: mark }
     return { ok: true, principal, headers }
   }
 

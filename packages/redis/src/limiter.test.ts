@@ -86,6 +86,26 @@ describe.skipIf(!hasRedisServerBinary())('createRedisLimiter against a Redis of 
     client.disconnect()
   })
 
+  it('peeks in one round trip of 3 commands (EVALSHA, TIME, HMGET) that writes nothing', async () => {
+    const client = new Redis(redis.url, { enableOfflineQueue: false })
+    await new Promise((resolve) => client.once('ready', resolve))
+    const limiter = createRedisLimiter({ client })
+    await limiter.consume('peeked', limits)
+    await limiter.peek('warm-up', limits)
+    const before = await client.hgetall(limiter.keyFor('peeked'))
+    await client.config('RESETSTAT')
+    const peeks = 50
+    for (let i = 0; i < peeks; i++) expect(await limiter.peek('peeked', limits)).toMatchObject({ admitted: true, minute: { remaining: 59 }, hour: { remaining: 999 } })
+    const stats = await client.info('commandstats')
+    const calls = Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]))
+    expect((calls.evalsha ?? 0) + (calls.eval ?? 0)).toBe(peeks)
+    expect((calls.time ?? 0) + (calls.hmget ?? 0)).toBe(2 * peeks)
+    expect(calls.hset ?? 0).toBe(0)
+    expect(calls.pexpire ?? 0).toBe(0)
+    expect(await client.hgetall(limiter.keyFor('peeked'))).toEqual(before)
+    client.disconnect()
+  })
+
   it('fails fast and closed while Redis is down, open when asked, and resumes with TTLs when it returns', async () => {
     const client = new Redis(redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: () => 50 })
     await new Promise((resolve) => client.once('ready', resolve))

@@ -3,31 +3,56 @@ import { SaikuStoreError, type LimitDecision, type LimiterBackend, type WindowLi
 /**
  * Both windows of one tenant live in one hash, `<prefix>:{<tenantKey>}`, and one
  * script decides them: read both, admit only if both have room, then count in
- * both. A refused request writes nothing. Time comes from the Redis server, so
- * every process shares one clock. The hash always carries the hour's TTL.
+ * both. A refused request writes nothing. Each window starts at the first
+ * request admitted after the previous one ended and lasts its length, whatever
+ * the other does; a clock that steps back keeps the counts. Time comes from the
+ * Redis server, so every process shares one clock. The hash's TTL is set whenever
+ * a window starts and covers whichever window ends later.
  *
  * Fields: ms/mc = minute window start (ms) and count, hs/hc = the same for the hour.
  */
-export const CONSUME_SCRIPT = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const DECIDE = `
 local v = redis.call('HMGET', KEYS[1], 'ms', 'mc', 'hs', 'hc')
 local minuteLimit, hourLimit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local minuteMs, hourMs = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ms, mc, hs, hc = tonumber(v[1]), tonumber(v[2]) or 0, tonumber(v[3]), tonumber(v[4]) or 0
-if ms == nil or now >= ms + minuteMs or now < ms then ms = now; mc = 0 end
-local newHour = false
-if hs == nil or now >= hs + hourMs or now < hs then hs = now; hc = 0; newHour = true end
+local newMinute, newHour = false, false
+if ms == nil or now >= ms + minuteMs then ms = now; mc = 0; newMinute = true end
+if hs == nil or now >= hs + hourMs then hs = now; hc = 0; newHour = true end
 local admitted = 0
-if mc < minuteLimit and hc < hourLimit then
-  admitted = 1
+if mc < minuteLimit and hc < hourLimit then admitted = 1 end
+`
+
+const COUNT = `
+if admitted == 1 then
   mc = mc + 1
   hc = hc + 1
   redis.call('HSET', KEYS[1], 'ms', ms, 'mc', mc, 'hs', hs, 'hc', hc)
-  if newHour then redis.call('PEXPIRE', KEYS[1], hourMs) end
+  if newMinute or newHour then redis.call('PEXPIRE', KEYS[1], math.max(ms + minuteMs, hs + hourMs) - now) end
 end
+`
+
+const REPLY = `
 return {admitted, mc, ms + minuteMs - now, hc, hs + hourMs - now}
 `
+
+const SERVER_TIME = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
+// Tests only: the time is the last argument, so windows can be driven across their edges.
+const GIVEN_TIME = `
+local now = tonumber(ARGV[5])
+`
+
+/** Counts a request if both windows have room; replies with the decision and both windows. */
+export const CONSUME_SCRIPT: string = SERVER_TIME + DECIDE + COUNT + REPLY
+/** The same reply, writing nothing: what a request would be told now. */
+export const PEEK_SCRIPT: string = SERVER_TIME + DECIDE + REPLY
+
+/** @internal The scripts with the time given by the caller instead of read from the server. */
+export const GIVEN_TIME_SCRIPTS: { readonly consume: string; readonly peek: string } = { consume: GIVEN_TIME + DECIDE + COUNT + REPLY, peek: GIVEN_TIME + DECIDE + REPLY }
 
 type ConsumeReply = [admitted: number, minuteCount: number, minuteResetMs: number, hourCount: number, hourResetMs: number]
 
@@ -41,8 +66,9 @@ export interface RedisScriptClient {
   defineCommand(name: string, definition: { lua: string; numberOfKeys?: number }): void
 }
 
-interface WithConsume {
+interface WithScripts {
   saikuConsume(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number): Promise<ConsumeReply>
+  saikuPeek(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number): Promise<ConsumeReply>
 }
 
 export interface RedisLimiterOptions {
@@ -60,6 +86,8 @@ export interface RedisLimiterOptions {
 export interface RedisLimiterBackend extends LimiterBackend {
   /** The Redis key that holds a tenant's windows. */
   keyFor(tenantKey: string): string
+  /** What a request would be told now, without counting it: one round trip that writes nothing. */
+  peek(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
   readonly pendingCalls: number
 }
 
@@ -67,45 +95,85 @@ function state(window: 'minute' | 'hour', limit: number, count: number, resetMs:
   return { window, limit, remaining: Math.max(0, limit - count), resetMs: Math.max(1, resetMs) }
 }
 
-/** The Redis backend: one round trip (EVALSHA) per request decides both windows, all or nothing. */
-export function createRedisLimiter(options: RedisLimiterOptions): RedisLimiterBackend {
+function toDecision(reply: ConsumeReply, limits: WindowLimits): LimitDecision {
+  const [admitted, minuteCount, minuteResetMs, hourCount, hourResetMs] = reply
+  const minute = state('minute', limits.perMinute, minuteCount, minuteResetMs)
+  const hour = state('hour', limits.perHour, hourCount, hourResetMs)
+  if (admitted === 1) return { admitted: true, minute, hour, retryAfterMs: 0 }
+  const minuteSpent = minute.remaining === 0
+  const hourSpent = hour.remaining === 0
+  const retryAfterMs = Math.max(minuteSpent ? minute.resetMs : 0, hourSpent ? hour.resetMs : 0)
+  return { admitted: false, minute, hour, retryAfterMs }
+}
+
+type Script = (client: RedisScriptClient & WithScripts, key: string, limits: WindowLimits) => Promise<ConsumeReply>
+
+function build(options: RedisLimiterOptions, consumeScript: Script, peekScript: Script): RedisLimiterBackend {
   const { client } = options
   const prefix = options.keyPrefix ?? 'saiku'
   const maxPendingCalls = options.maxPendingCalls ?? 1_000
-  // defineCommand sends EVALSHA and falls back to EVAL once when the script cache was flushed.
-  if (typeof (client as { saikuConsume?: unknown }).saikuConsume !== 'function') {
-    client.defineCommand('saikuConsume', { numberOfKeys: 1, lua: CONSUME_SCRIPT })
-  }
-  const script = client as RedisScriptClient & WithConsume
   let pending = 0
   // The hash tag keeps every key of a tenant in one Cluster slot.
   const keyFor = (tenantKey: string): string => `${prefix}:{${tenantKey}}`
+
+  async function run(script: Script, tenantKey: string, limits: WindowLimits): Promise<LimitDecision> {
+    if (client.status !== 'ready') throw new SaikuStoreError('limiter', `Redis is not connected (${client.status})`)
+    if (pending >= maxPendingCalls) throw new SaikuStoreError('limiter', `${pending} Redis calls already pending`)
+    pending++
+    let reply: ConsumeReply
+    try {
+      reply = await script(client as RedisScriptClient & WithScripts, keyFor(tenantKey), limits)
+    } catch (error) {
+      throw new SaikuStoreError('limiter', 'Redis rate limit script failed', { cause: error })
+    } finally {
+      pending--
+    }
+    return toDecision(reply, limits)
+  }
 
   return {
     keyFor,
     get pendingCalls() {
       return pending
     },
-    async consume(tenantKey: string, limits: WindowLimits): Promise<LimitDecision> {
-      if (client.status !== 'ready') throw new SaikuStoreError('limiter', `Redis is not connected (${client.status})`)
-      if (pending >= maxPendingCalls) throw new SaikuStoreError('limiter', `${pending} Redis calls already pending`)
-      pending++
-      let reply: ConsumeReply
-      try {
-        reply = await script.saikuConsume(keyFor(tenantKey), limits.perMinute, limits.perHour, 60_000, 3_600_000)
-      } catch (error) {
-        throw new SaikuStoreError('limiter', 'Redis rate limit script failed', { cause: error })
-      } finally {
-        pending--
-      }
-      const [admitted, minuteCount, minuteResetMs, hourCount, hourResetMs] = reply
-      const minute = state('minute', limits.perMinute, minuteCount, minuteResetMs)
-      const hour = state('hour', limits.perHour, hourCount, hourResetMs)
-      if (admitted === 1) return { admitted: true, minute, hour, retryAfterMs: 0 }
-      const minuteSpent = minute.remaining === 0
-      const hourSpent = hour.remaining === 0
-      const retryAfterMs = Math.max(minuteSpent ? minute.resetMs : 0, hourSpent ? hour.resetMs : 0)
-      return { admitted: false, minute, hour, retryAfterMs }
-    },
+    consume: (tenantKey, limits) => run(consumeScript, tenantKey, limits),
+    peek: (tenantKey, limits) => run(peekScript, tenantKey, limits),
   }
+}
+
+/** The Redis backend: one round trip (EVALSHA) per request decides both windows, all or nothing. */
+export function createRedisLimiter(options: RedisLimiterOptions): RedisLimiterBackend {
+  const { client } = options
+  // defineCommand sends EVALSHA and falls back to EVAL once when the script cache was flushed.
+  if (typeof (client as { saikuConsume?: unknown }).saikuConsume !== 'function') {
+    client.defineCommand('saikuConsume', { numberOfKeys: 1, lua: CONSUME_SCRIPT })
+  }
+  if (typeof (client as { saikuPeek?: unknown }).saikuPeek !== 'function') {
+    client.defineCommand('saikuPeek', { numberOfKeys: 1, lua: PEEK_SCRIPT })
+  }
+  return build(
+    options,
+    (redis, key, limits) => redis.saikuConsume(key, limits.perMinute, limits.perHour, 60_000, 3_600_000),
+    (redis, key, limits) => redis.saikuPeek(key, limits.perMinute, limits.perHour, 60_000, 3_600_000),
+  )
+}
+
+/**
+ * @internal For tests: the same backend, with the time passed to the scripts by
+ * `now()` instead of read with `TIME`, and optionally shorter windows.
+ */
+export function createRedisLimiterAt(
+  options: RedisLimiterOptions & { readonly now: () => number; readonly minuteMs?: number; readonly hourMs?: number },
+): RedisLimiterBackend {
+  const { client, now } = options
+  const minuteMs = options.minuteMs ?? 60_000
+  const hourMs = options.hourMs ?? 3_600_000
+  const given = client as unknown as Record<string, (...args: (string | number)[]) => Promise<ConsumeReply>>
+  if (typeof given.saikuConsumeAt !== 'function') client.defineCommand('saikuConsumeAt', { numberOfKeys: 1, lua: GIVEN_TIME_SCRIPTS.consume })
+  if (typeof given.saikuPeekAt !== 'function') client.defineCommand('saikuPeekAt', { numberOfKeys: 1, lua: GIVEN_TIME_SCRIPTS.peek })
+  return build(
+    options,
+    (_redis, key, limits) => given.saikuConsumeAt!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, now()),
+    (_redis, key, limits) => given.saikuPeekAt!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, now()),
+  )
 }

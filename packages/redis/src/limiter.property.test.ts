@@ -1,0 +1,93 @@
+import { randomUUID } from 'node:crypto'
+import { Redis } from 'ioredis'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { LimiterModel } from '../../../test/limiter-model.js'
+import { assertMatchesModel, T0, type LimiterSubject } from '../../../test/limiter-properties.js'
+import { redisUrl } from '../../../test/services.js'
+import { createRedisLimiter, createRedisLimiterAt } from './limiter.js'
+
+describe.skipIf(redisUrl === undefined)('the Redis script against the reference model, time injected', () => {
+  let client: Redis
+  beforeAll(async () => {
+    client = new Redis(redisUrl!, { enableOfflineQueue: true, maxRetriesPerRequest: 1 })
+    await client.ping()
+  })
+  afterAll(() => client.disconnect())
+
+  function redisSubject(): LimiterSubject {
+    let now = T0
+    const keyPrefix = `prop-${randomUUID()}`
+    const limiter = createRedisLimiterAt({ client, keyPrefix, now: () => now })
+    return {
+      setNow: (ms) => (now = ms),
+      consume: (key, limits) => limiter.consume(key, limits),
+      peek: (key, limits) => limiter.peek(key, limits),
+      close: async () => {
+        const keys = await client.keys(`${keyPrefix}:*`)
+        if (keys.length > 0) await client.del(...keys)
+      },
+    }
+  }
+
+  it('decides every random sequence as the model does: edges, tier changes, refusals, steps back, peeks', async () => {
+    await assertMatchesModel(redisSubject, { numRuns: 800, tenants: 2 })
+  })
+
+  it('admits at most twice a window’s limit in any interval of its length', async () => {
+    await assertMatchesModel(redisSubject, { numRuns: 100, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 50 })
+  })
+
+  it('keeps the minute running when the hour starts over, and the hash alive until the later window ends', async () => {
+    let now = 0
+    const keyPrefix = `edge-${randomUUID()}`
+    const limiter = createRedisLimiterAt({ client, keyPrefix, now: () => now })
+    const model = new LimiterModel()
+    const starter = { perMinute: 60, perHour: 1_000 }
+    let admitted = 0
+    for (const [at, times] of [[0, 1], [3_539_995, 1], [3_599_994, 59], [3_599_995, 60], [3_600_000, 60]] as const) {
+      now = at
+      for (let i = 0; i < times; i++) {
+        const decision = await limiter.consume('t', starter)
+        expect(decision).toEqual(model.consume('t', starter, at))
+        if (decision.admitted) admitted++
+      }
+    }
+    expect(admitted).toBe(121)
+    // The minute began at 3,599,995 and outlives the hour that ends at 3,600,000: the TTL covers the minute.
+    expect(await client.pttl(limiter.keyFor('t'))).toBeGreaterThan(59_000)
+    // A new minute and hour start together; 3,599,000 ms later a new minute outlives that hour by 59 s.
+    now = 3_659_995
+    expect(await limiter.consume('t', starter)).toMatchObject({ admitted: true, minute: { resetMs: 60_000 }, hour: { resetMs: 3_600_000 } })
+    now = 3_659_995 + 3_599_000
+    expect(await limiter.consume('t', starter)).toMatchObject({ admitted: true, minute: { resetMs: 60_000 }, hour: { resetMs: 1_000 } })
+    expect(await client.pttl(limiter.keyFor('t'))).toBeGreaterThan(59_000)
+    await client.del(limiter.keyFor('t'))
+  })
+
+  it('sets a TTL that covers whichever window ends later (the production script, windows scaled down)', async () => {
+    const limiter = createRedisLimiter({ client })
+    const key = limiter.keyFor(`scaled-${randomUUID()}`)
+    // Windows of 1 s and 4 s: a new minute starting 3.3 s into the hour outlives it by 0.3 s.
+    const scripted = client as unknown as { saikuConsume(...args: (string | number)[]): Promise<number[]> }
+    const call = () => scripted.saikuConsume(key, 3, 100, 1_000, 4_000)
+    await call()
+    await new Promise((resolve) => setTimeout(resolve, 3_300))
+    const [admitted, , minuteResetMs, , hourResetMs] = await call()
+    const ttl = await client.pttl(key)
+    expect(admitted).toBe(1)
+    expect(minuteResetMs).toBeGreaterThan(hourResetMs)
+    expect(ttl).toBeGreaterThan(minuteResetMs - 100)
+  })
+
+  it('peeks in one round trip that writes nothing', async () => {
+    let now = T0
+    const limiter = createRedisLimiterAt({ client, keyPrefix: `peek-${randomUUID()}`, now: () => now })
+    await limiter.consume('t', { perMinute: 2, perHour: 5 })
+    const before = await client.hgetall(limiter.keyFor('t'))
+    now = T0 + 70_000
+    for (let i = 0; i < 5; i++) expect(await limiter.peek('t', { perMinute: 2, perHour: 5 })).toMatchObject({ admitted: true, minute: { remaining: 2, resetMs: 60_000 }, hour: { remaining: 4 } })
+    expect(await client.hgetall(limiter.keyFor('t'))).toEqual(before)
+    expect(await limiter.peek('nobody', { perMinute: 2, perHour: 5 })).toMatchObject({ admitted: true, minute: { remaining: 2 } })
+    expect(await client.exists(limiter.keyFor('nobody'))).toBe(0)
+  })
+})

@@ -1,0 +1,139 @@
+/**
+ * Random arrival sequences run through a limiter backend and the reference model
+ * side by side: every decision must match field by field (admitted, remaining,
+ * reset, Retry-After), peeks must change nothing, and where the limits and the
+ * clock hold still the documented bound must hold (at most 2× a window's limit
+ * in any interval of that window's length).
+ */
+import fc from 'fast-check'
+import { expect } from 'vitest'
+import type { LimitDecision, WindowLimits } from '@saiku/core'
+import { HOUR_MS, LimiterModel, MINUTE_MS } from './limiter-model.js'
+
+export const T0 = Date.parse('2030-01-01T00:00:00.000Z')
+
+/** One backend instance, fresh for each run, on a clock the run sets. */
+export interface LimiterSubject {
+  setNow(ms: number): void
+  consume(tenantKey: string, limits: WindowLimits): LimitDecision | Promise<LimitDecision>
+  peek(tenantKey: string, limits: WindowLimits): LimitDecision | Promise<LimitDecision>
+  close?(): void | Promise<void>
+}
+
+export type Step =
+  | { readonly kind: 'advance'; readonly ms: number }
+  | { readonly kind: 'edge'; readonly window: 'minute' | 'hour'; readonly offset: number }
+  | { readonly kind: 'back'; readonly ms: number }
+  | { readonly kind: 'request'; readonly tenant: number; readonly tier: number; readonly peek: boolean; readonly repeat: number }
+
+const limitArb = fc.oneof(
+  { weight: 6, arbitrary: fc.integer({ min: 1, max: 4 }) },
+  { weight: 2, arbitrary: fc.integer({ min: 5, max: 70 }) },
+  { weight: 1, arbitrary: fc.constantFrom(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER - 1, 2 ** 31) },
+)
+const tierArb: fc.Arbitrary<WindowLimits> = fc.record({ perMinute: limitArb, perHour: limitArb })
+
+export interface ScenarioOptions {
+  /** Tenants that take turns (default 2). */
+  readonly tenants?: number
+  /** Allow the clock to step back (default true). */
+  readonly stepsBack?: boolean
+  /** Tiers per run: more than one means tier changes mid-window (default 1 to 3). */
+  readonly tiers?: { readonly min: number; readonly max: number }
+  readonly maxSteps?: number
+}
+
+export function scenarioArb(options: ScenarioOptions = {}): fc.Arbitrary<{ tiers: WindowLimits[]; steps: Step[] }> {
+  const tenants = options.tenants ?? 2
+  const stepArb: fc.Arbitrary<Step> = fc.oneof(
+    { weight: 10, arbitrary: fc.record({ kind: fc.constant('request' as const), tenant: fc.nat(tenants - 1), tier: fc.nat(7), peek: fc.constant(false), repeat: fc.integer({ min: 1, max: 6 }) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('request' as const), tenant: fc.nat(tenants - 1), tier: fc.nat(7), peek: fc.constant(true), repeat: fc.constant(1) }) },
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 30_000 }), fc.integer({ min: 0, max: 4_000_000 })) }) },
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant('edge' as const), window: fc.constantFrom('minute' as const, 'hour' as const), offset: fc.integer({ min: -2, max: 2 }) }) },
+    ...(options.stepsBack === false ? [] : [{ weight: 1, arbitrary: fc.record({ kind: fc.constant('back' as const), ms: fc.oneof(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 4_000_000 })) }) }]),
+  )
+  const tiers = options.tiers ?? { min: 1, max: 3 }
+  return fc.record({
+    tiers: fc.array(tierArb, { minLength: tiers.min, maxLength: tiers.max }),
+    steps: fc.array(stepArb, { minLength: 1, maxLength: options.maxSteps ?? 40 }),
+  })
+}
+
+const pick = (d: LimitDecision) => ({
+  admitted: d.admitted,
+  minute: { limit: d.minute.limit, remaining: d.minute.remaining, resetMs: d.minute.resetMs },
+  hour: { limit: d.hour.limit, remaining: d.hour.remaining, resetMs: d.hour.resetMs },
+  retryAfterMs: d.retryAfterMs,
+})
+
+export interface RunOptions extends ScenarioOptions {
+  readonly numRuns: number
+  readonly maxTenants?: number
+  /** Check the 2× bound on runs whose limits and clock hold still. */
+  readonly checkBound?: boolean
+  readonly seed?: number
+}
+
+/** Runs random sequences through fresh subjects and the model; every decision must match. */
+export async function assertMatchesModel(createSubject: () => LimiterSubject | Promise<LimiterSubject>, options: RunOptions): Promise<void> {
+  const tenants = options.tenants ?? 2
+  await fc.assert(
+    fc.asyncProperty(scenarioArb(options), async ({ tiers, steps }) => {
+      const subject = await createSubject()
+      const model = new LimiterModel(options.maxTenants === undefined ? {} : { maxTenants: options.maxTenants })
+      const admittedAt: number[][] = Array.from({ length: tenants }, () => [])
+      let now = T0
+      let lastTenant = 0
+      let monotonic = true
+      try {
+        for (const step of steps) {
+          if (step.kind === 'advance') now += step.ms
+          else if (step.kind === 'back') {
+            now -= step.ms
+            monotonic = false
+          }
+          else if (step.kind === 'edge') {
+            const end = model.windowEnds(`t${lastTenant}`, now)[step.window]
+            if (end !== null) {
+              if (end + step.offset < now) monotonic = false
+              now = end + step.offset
+            }
+          } else {
+            lastTenant = step.tenant
+            const key = `t${step.tenant}`
+            const limits = tiers[step.tier % tiers.length]!
+            subject.setNow(now)
+            for (let i = 0; i < step.repeat; i++) {
+              const expected = step.peek ? model.peek(key, limits, now) : model.consume(key, limits, now)
+              const actual = step.peek ? await subject.peek(key, limits) : await subject.consume(key, limits)
+              expect(pick(actual)).toEqual(pick(expected))
+              if (actual.admitted && !step.peek) admittedAt[step.tenant]!.push(now)
+            }
+          }
+        }
+      } finally {
+        await subject.close?.()
+      }
+      const still = tiers.length === 1 && monotonic
+      if (options.checkBound === true && still && model.evictions === 0) {
+        const limits = tiers[0]!
+        for (const times of admittedAt) {
+          expect(maxInAnyInterval(times, MINUTE_MS)).toBeLessThanOrEqual(2 * limits.perMinute)
+          expect(maxInAnyInterval(times, HOUR_MS)).toBeLessThanOrEqual(2 * limits.perHour)
+        }
+      }
+    }),
+    { numRuns: options.numRuns, ...(options.seed === undefined ? {} : { seed: options.seed }) },
+  )
+}
+
+/** Most timestamps (sorted ascending) within any half-open interval of `length`. */
+export function maxInAnyInterval(times: readonly number[], length: number): number {
+  let best = 0
+  let first = 0
+  for (let last = 0; last < times.length; last++) {
+    while (times[last]! - times[first]! >= length) first++
+    best = Math.max(best, last - first + 1)
+  }
+  return best
+}
