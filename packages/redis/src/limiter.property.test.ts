@@ -68,7 +68,7 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
     const limiter = createRedisLimiter({ client })
     const key = limiter.keyFor(`scaled-${randomUUID()}`)
     // Windows of 1 s and 4 s: a new minute starting 3.3 s into the hour outlives it by 0.3 s.
-    const scripted = client as unknown as { saikuConsume(...args: (string | number)[]): Promise<number[]> }
+    const scripted = client as unknown as { saikuConsume(...args: (string | number)[]): Promise<[number, number, number, number, number]> }
     const call = () => scripted.saikuConsume(key, 3, 100, 1_000, 4_000)
     await call()
     await new Promise((resolve) => setTimeout(resolve, 3_300))
