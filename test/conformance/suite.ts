@@ -594,6 +594,84 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
       })
     })
 
+    describe('shared addresses and store faults', () => {
+      const garbage = () => [`${mintApiKey().key.slice(0, -1)}0`, mintApiKey().key, 'eyJhbGciOiJIUzI1NiJ9.e30.x', 'garbage']
+
+      it('never counts a store outage as failed authentication: no 429 during it, and both keys work on the first request after it', async () => {
+        const app = start({ failedAuth: { perMinute: 3 }, cache: { ttlMs: 1_000 } })
+        const cached = await mint(app, acme)
+        const fresh = await mint(app, globex)
+        expect((await get(app, '/me/tenant', cached.key)).status).toBe(200)
+        const findKey = vi.spyOn(store, 'findKey').mockRejectedValue(new Error('ECONNREFUSED'))
+        const findTenant = vi.spyOn(store, 'findTenant').mockRejectedValue(new Error('ECONNREFUSED'))
+        clock.advance(2_000)
+        const during: number[] = []
+        for (let i = 0; i < 20; i++) {
+          during.push((await get(app, '/me/tenant', fresh.key)).status, (await get(app, '/me/tenant', cached.key)).status)
+          clock.advance(500)
+        }
+        expect(new Set(during)).toEqual(new Set([503]))
+        findKey.mockRestore()
+        findTenant.mockRestore()
+        expect((await get(app, '/me/tenant', fresh.key)).status).toBe(200)
+        expect((await get(app, '/me/tenant', cached.key)).status).toBe(200)
+      })
+
+      it('keeps a key in steady use at 200 while its address sends garbage for longer than the cache TTL, and the garbage reaches the store only within the budget', async () => {
+        const app = start({ failedAuth: { perMinute: 5 }, cache: { ttlMs: 1_000 } })
+        const { key } = await mint(app, globex)
+        const findKey = vi.spyOn(store, 'findKey')
+        const statuses: number[] = []
+        const refused: number[] = []
+        // 20 s of traffic, twenty times the cache TTL: the key every 250 ms, four kinds of garbage between.
+        for (let step = 0; step < 80; step++) {
+          statuses.push((await get(app, '/me/tenant', key)).status)
+          for (const bad of garbage()) refused.push((await get(app, '/me/tenant', bad)).status)
+          clock.advance(250)
+        }
+        expect(statuses.filter((status) => status === 200).length / statuses.length).toBeGreaterThanOrEqual(0.99)
+        expect(new Set(statuses)).toEqual(new Set([200]))
+        expect(new Set(refused)).toEqual(new Set([401, 429]))
+        const garbageLookups = findKey.mock.calls.filter(([keyId]) => keyId !== key.slice(8, 20)).length
+        expect(garbageLookups).toBeLessThanOrEqual(5)
+        // The valid key's own lookups: refreshed ahead of expiry, about one per half TTL.
+        expect(findKey.mock.calls.length - garbageLookups).toBeLessThanOrEqual(2 + (80 * 250) / 500)
+      })
+
+      it('lets a key verified here recently reach the store past its address’s spent budget, though its cache entry expired', async () => {
+        const app = start({ failedAuth: { perMinute: 3 }, cache: { ttlMs: 1_000 } })
+        const { key } = await mint(app, acme)
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        for (let i = 0; i < 3; i++) expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(401)
+        expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(429)
+        clock.advance(5_000)
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        // A key this process never verified still waits for the budget.
+        expectJsonError(await get(app, '/me/tenant', (await mint(app, globex)).key), 429, 'rate_limited')
+      })
+
+      it('admits forty concurrent first requests of one fresh key with one lookup, whatever the failure budget', async () => {
+        const app = start({ failedAuth: { perMinute: 5 } })
+        const { key } = await mint(app, globex)
+        const findKey = store.findKey.bind(store)
+        const spy = vi.spyOn(store, 'findKey').mockImplementation((keyId) => new Promise((resolve) => setTimeout(() => resolve(findKey(keyId)), 50)))
+        const replies = await Promise.all(Array.from({ length: 40 }, () => get(app, '/me/tenant', key)))
+        expect(replies.map((res) => res.status)).toEqual(Array(40).fill(200))
+        expect(spy).toHaveBeenCalledTimes(1)
+        // What the lookup spent in advance came back: the whole budget is left for real failures.
+        for (let i = 0; i < 5; i++) expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(401)
+        expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(429)
+      })
+
+      it('never answers 401 or 429 when the limiter fails, and counts nothing against the address', async () => {
+        const app = start({ failedAuth: { perMinute: 2 }, limiter: { backend: { consume: () => Promise.reject(new Error('ECONNREFUSED')) } } })
+        const { key } = await mint(app, acme)
+        for (let i = 0; i < 6; i++) expectJsonError(await get(app, '/me/tenant', key), 503, 'service_unavailable')
+        for (let i = 0; i < 2; i++) expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(401)
+        expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(429)
+      })
+    })
+
     describe('signed tokens', () => {
       let signer: { privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey']; jwk: JWK }
       beforeAll(async () => {

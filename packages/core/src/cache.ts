@@ -3,6 +3,8 @@ interface Entry<V> {
   expiresAtMs: number
   /** When the entry last moved to the young end of the LRU order. */
   touchedAtMs: number
+  /** From then on, a use of the entry reloads it in the background (refresh-ahead). */
+  refreshAtMs: number
 }
 
 // Moving an entry on every hit (delete + set) costs more than the lookup itself;
@@ -51,9 +53,23 @@ export class LoadingCache<V> {
     return entry.value
   }
 
-  /** The value even when expired, for stale-if-error. */
-  getStale(key: string): V | undefined {
-    return this.#entries.get(key)?.value
+  /** The value even when expired, for stale-if-error, but never more than `maxStaleMs` past its expiry. */
+  getStale(key: string, maxStaleMs: number, nowMs: number = this.#now()): V | undefined {
+    const entry = this.#entries.get(key)
+    return entry === undefined || nowMs >= entry.expiresAtMs + maxStaleMs ? undefined : entry.value
+  }
+
+  /**
+   * Refresh-ahead: once an entry in use has lived half its TTL, reloads it in the
+   * background (single-flight), so an entry that keeps being used never expires
+   * while the store answers. A failed reload is retried at half the time left.
+   * The staleness bound is unchanged: a refreshed entry is younger, never older.
+   */
+  refreshIfDue(key: string, nowMs: number, loader: () => Promise<V>, ttlFor: (value: V) => number, onError: (error: unknown) => void): void {
+    const entry = this.#entries.get(key)
+    if (entry === undefined || nowMs < entry.refreshAtMs || this.#pending.has(key)) return
+    entry.refreshAtMs = nowMs + Math.max(1, Math.floor((entry.expiresAtMs - nowMs) / 2))
+    this.load(key, loader, ttlFor).catch(onError)
   }
 
   set(key: string, value: V, ttlMs: number): void {
@@ -65,7 +81,7 @@ export class LoadingCache<V> {
     if (previous !== undefined && previous.value !== value) this.#drop(previous)
     this.#entries.delete(key)
     const nowMs = this.#now()
-    this.#entries.set(key, { value, expiresAtMs: nowMs + ttlMs, touchedAtMs: nowMs })
+    this.#entries.set(key, { value, expiresAtMs: nowMs + ttlMs, touchedAtMs: nowMs, refreshAtMs: nowMs + Math.floor(ttlMs / 2) })
     if (this.#entries.size > this.#maxEntries) {
       // Map iterates in insertion order: the first key is the least recently used.
       const oldest = this.#entries.keys().next().value as string

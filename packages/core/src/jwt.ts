@@ -2,8 +2,8 @@ import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import type { JWK, JWTPayload, JWTVerifyGetKey } from 'jose'
 import { SaikuConfigError, SaikuHttpError, SaikuStoreError } from './errors.js'
 import { grants } from './guards.js'
-import type { KeyEnvironment } from './keys.js'
-import type { VerifiedCredential, VerifyResult, KeyVerifier } from './verifier.js'
+import { isKeyId, KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
+import type { KeyState, VerifiedCredential, VerifyResult, KeyVerifier } from './verifier.js'
 
 // jose is ESM only: loaded on first use, so the CommonJS build of this package works on every Node 20.
 type Jose = typeof import('jose')
@@ -23,6 +23,8 @@ export type JwtCredentialMapper = (claims: JwtClaims) => {
   readonly permissions: readonly string[]
   readonly label?: string
   readonly environment?: KeyEnvironment
+  /** The API key the token was exchanged from: the token works only while that key does. */
+  readonly sourceKeyId?: string
 } | null
 
 export interface JwtVerifierOptions {
@@ -142,7 +144,18 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
       const tenantId = claims[tenantClaim]
       const permissions = permissionsFrom(claims[permissionsClaim])
       if (typeof tenantId !== 'string' || tenantId.length === 0 || permissions === null) return null
-      return { tenantId, permissions, label: typeof claims.sub === 'string' ? claims.sub : 'jwt' }
+      // The claims createTokenIssuer writes: the source key's ID and its environment.
+      const sourceKeyId = claims.key_id
+      const environment = claims.environment
+      if (sourceKeyId !== undefined && (typeof sourceKeyId !== 'string' || !isKeyId(sourceKeyId))) return null
+      if (environment !== undefined && !KEY_ENVIRONMENTS.includes(environment as KeyEnvironment)) return null
+      return {
+        tenantId,
+        permissions,
+        label: typeof claims.sub === 'string' ? claims.sub : 'jwt',
+        ...(environment === undefined ? {} : { environment: environment as KeyEnvironment }),
+        ...(sourceKeyId === undefined ? {} : { sourceKeyId }),
+      }
     })
 
   const localKey = options.key === undefined ? undefined : checkLocalKey(options.key, algorithms)
@@ -197,17 +210,60 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
         environment: mapped.environment ?? 'live',
         permissions: Object.freeze([...mapped.permissions]),
         expiresAt: new Date((payload.exp as number) * 1000),
+        ...(mapped.sourceKeyId === undefined ? {} : { sourceKeyId: mapped.sourceKeyId }),
       }
       return { ok: true, credential }
     },
   }
 }
 
-/** Sends API keys (`sk_live_…`, `sk_test_…`) to one verifier and every other token to another. */
-export function createCompositeVerifier(verifiers: { readonly apiKeys: KeyVerifier; readonly others: KeyVerifier }): KeyVerifier {
+export interface CompositeVerifierOptions {
+  readonly apiKeys: KeyVerifier
+  readonly others: KeyVerifier
+  /** The environments accepted, for tokens as for keys. Default both. */
+  readonly environments?: readonly KeyEnvironment[]
+  /**
+   * The state of the API key a token was exchanged from (`sourceKeyId`). Without
+   * it, a token that names a source key is refused: it could not be checked.
+   */
+  readonly sourceKeys?: (keyId: string) => KeyState | Promise<KeyState>
+}
+
+const NOT_ACCEPTED: VerifyResult = Object.freeze({ ok: false, reason: 'environment_not_accepted' })
+const INVALID_JWT: VerifyResult = Object.freeze({ ok: false, reason: 'invalid_jwt' })
+
+/**
+ * Sends API keys (`sk_live_…`, `sk_test_…`) to one verifier and every other token
+ * to another. A token exchanged from a key works only while that key does: same
+ * tenant, same environment, not revoked, not expired.
+ */
+export function createCompositeVerifier(verifiers: CompositeVerifierOptions): KeyVerifier {
   const isApiKey = (token: string): boolean => token.startsWith('sk_live_') || token.startsWith('sk_test_')
+  const environments = verifiers.environments ?? KEY_ENVIRONMENTS
+  const { sourceKeys } = verifiers
+
+  function withSource(credential: VerifiedCredential, state: KeyState): VerifyResult {
+    if (!state.ok) return { ok: false, reason: state.reason }
+    if (state.tenantId !== credential.tenantId) return INVALID_JWT
+    if (!environments.includes(state.environment)) return NOT_ACCEPTED
+    return { ok: true, credential: credential.environment === state.environment ? credential : { ...credential, environment: state.environment } }
+  }
+
+  function checked(result: VerifyResult): VerifyResult | Promise<VerifyResult> {
+    if (!result.ok) return result
+    const { credential } = result
+    if (credential.sourceKeyId === undefined) return environments.includes(credential.environment) ? result : NOT_ACCEPTED
+    if (sourceKeys === undefined) return INVALID_JWT
+    const state = sourceKeys(credential.sourceKeyId)
+    return state instanceof Promise ? state.then((settled) => withSource(credential, settled)) : withSource(credential, state)
+  }
+
   return {
-    verify: (token) => (isApiKey(token) ? verifiers.apiKeys : verifiers.others).verify(token),
+    verify(token) {
+      if (isApiKey(token)) return verifiers.apiKeys.verify(token)
+      const result = verifiers.others.verify(token)
+      return result instanceof Promise ? result.then(checked) : checked(result)
+    },
     verifyWithoutIo: (token) => (isApiKey(token) ? verifiers.apiKeys.verifyWithoutIo?.(token) : undefined),
     invalidateKey: (keyId) => verifiers.apiKeys.invalidateKey?.(keyId),
   }
@@ -259,11 +315,19 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
       const wanted = request.permissions ?? granted
       const beyond = wanted.filter((permission) => !grants(granted, permission))
       if (beyond.length > 0) throw new SaikuHttpError('forbidden', `A token cannot carry what the key does not hold: ${beyond.join(', ')}.`)
-      const ttl = request.ttlSeconds ?? maxTtl
-      if (!Number.isInteger(ttl) || ttl < 1 || ttl > maxTtl) throw new SaikuHttpError('invalid_request', `ttlSeconds must be an integer from 1 to ${maxTtl}.`)
+      const asked = request.ttlSeconds ?? maxTtl
+      if (!Number.isInteger(asked) || asked < 1 || asked > maxTtl) throw new SaikuHttpError('invalid_request', `ttlSeconds must be an integer from 1 to ${maxTtl}.`)
+      // Never outlives the credential it was exchanged from.
+      const leftSeconds = credential.expiresAt === null ? Infinity : Math.floor((credential.expiresAt.getTime() - Date.now()) / 1000)
+      if (leftSeconds < 1) throw new SaikuHttpError('unauthorized')
+      const ttl = Math.min(asked, leftSeconds)
+      // The key the token works through: its revocation or expiry ends the token too.
+      const sourceKeyId = credential.type === 'api_key' ? credential.keyId : credential.sourceKeyId
+      if (sourceKeyId === undefined) throw new SaikuHttpError('forbidden', 'Only an API key, or a token exchanged from one, can be exchanged for a token.')
       const jose = await loadJose()
       signingKey ??= jose.importJWK(privateKey, algorithm)
-      const accessToken = await new jose.SignJWT({ tenant_id: credential.tenantId, scope: wanted.join(' '), key_id: credential.keyId })
+      const claims = { tenant_id: credential.tenantId, scope: wanted.join(' '), key_id: sourceKeyId, environment: credential.environment }
+      const accessToken = await new jose.SignJWT(claims)
         .setProtectedHeader({ alg: algorithm, kid: privateKey.kid!, typ: 'at+jwt' })
         .setIssuer(options.issuer)
         .setAudience(options.audience)

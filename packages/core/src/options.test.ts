@@ -44,7 +44,7 @@ describe('resolveOptions', () => {
     [{ tiers: { gold: 'unlimited' } }, 'tiers.gold: expected an object { perMinute, perHour }, got "unlimited"'],
     [{ rateLimitHeaders: 'draft-6' }, 'rateLimitHeaders: expected one of "draft-11", "legacy", "none", got "draft-6"'],
     [{ cache: { ttlMs: -1 } }, 'cache.ttlMs: expected an integer number of milliseconds from 0 to 2147483647, got -1'],
-    [{ cache: { ttl: 5 } }, 'cache.ttl: expected a known option (ttlMs, negativeTtlMs, maxEntries), got "ttl"'],
+    [{ cache: { ttl: 5 } }, 'cache.ttl: expected a known option (ttlMs, negativeTtlMs, maxEntries, maxStaleMs), got "ttl"'],
     [{ failurePolicy: { limiter: 'ignore' } }, 'failurePolicy.limiter: expected one of "closed", "open", got "ignore"'],
     [{ realm: 'a"b' }, 'realm: expected 1 to 64 printable ASCII characters without quotes or backslashes, got "a\\"b"'],
     [{ environments: ['prod'] }, 'environments: expected a non-empty array of "live" and/or "test", got an array'],

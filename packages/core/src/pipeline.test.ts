@@ -152,4 +152,33 @@ describe('errorResponseFor', () => {
     expect(errorResponseFor(Object.assign(new Error('secret'), { status: 503 }))).toMatchObject({ status: 500, code: 'internal_error' })
     expect(errorResponseFor('a string')).toMatchObject({ status: 500 })
   })
+
+  it('never gives a failed-auth point spent before a window boundary back into the next window', async () => {
+    const clock = installFakeClock(Date.parse('2030-01-01T00:00:00Z'))
+    try {
+      const store = new MemoryKeyStore({ tenants: [acme] })
+      const auth = createAuthenticator(store, { failedAuth: { perMinute: 2 } })
+      const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+      expect(await auth.authenticate(request('Bearer garbage'))).toMatchObject({ status: 401 })
+      // A lookup that spends the minute's second point just before the boundary and verifies after it.
+      let release!: () => void
+      const held = new Promise<void>((resolve) => (release = resolve))
+      const findKey = store.findKey.bind(store)
+      vi.spyOn(store, 'findKey').mockImplementationOnce(async (keyId) => {
+        await held
+        return findKey(keyId)
+      })
+      clock.advance(59_000)
+      const pending = auth.authenticate(request(`Bearer ${key}`))
+      clock.advance(2_000)
+      expect(await auth.authenticate(request('Bearer garbage'))).toMatchObject({ status: 401 })
+      expect(await auth.authenticate(request('Bearer garbage'))).toMatchObject({ status: 401 })
+      release()
+      expect(await pending).toMatchObject({ ok: true })
+      // The new minute has spent its two points: the next failure is refused, not given an extra one.
+      expect(await auth.authenticate(request('Bearer garbage'))).toMatchObject({ status: 429 })
+    } finally {
+      clock.restore()
+    }
+  })
 })

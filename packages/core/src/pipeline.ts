@@ -15,6 +15,8 @@ import {
 } from './http.js'
 import { createRateLimiterBackend, type LimitDecision, type LimiterBackend } from './limiter.js'
 import { createMemoryLimiter, type MemoryLimiterBackend } from './memory-limiter.js'
+import { FailureBudget } from './failure-budget.js'
+import { startLookup, type Lookup } from './lookups.js'
 import { clientKey } from './client-address.js'
 import { createCompositeVerifier } from './jwt.js'
 import { createKeyManager, type KeyManager } from './management.js'
@@ -22,7 +24,7 @@ import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './optio
 import type { KeyStore, Subscription, TenantRecord } from './store.js'
 import { limitsForTenant, type WindowLimits } from './tiers.js'
 import { asStoreError, withTimeout } from './timeout.js'
-import { createApiKeyVerifier, type KeyVerifier, type VerificationFailure, type VerifiedCredential, type VerifyResult } from './verifier.js'
+import { createApiKeyVerifier, sourceKeyStateFromStore, type KeyVerifier, type VerificationFailure, type VerifiedCredential, type VerifyResult } from './verifier.js'
 
 /** What an adapter hands in: the parts of a request the decision depends on. */
 export interface AuthRequest {
@@ -227,6 +229,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
           cacheMaxEntries: options.cache.maxEntries,
           storeTimeoutMs: options.keyStoreTimeoutMs,
           serveStaleOnStoreError: options.failurePolicy.keyStore === 'serve-stale',
+          maxStaleMs: options.cache.maxStaleMs,
           environments: options.environments,
           pepper: options.pepper,
           lastUsedResolutionMs: options.lastUsedResolutionMs,
@@ -236,7 +239,14 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       : undefined
   const keyVerifier: KeyVerifier = options.verifier ?? apiKeyVerifier!
   const verifier: KeyVerifier =
-    options.jwtVerifier === undefined ? keyVerifier : createCompositeVerifier({ apiKeys: keyVerifier, others: options.jwtVerifier })
+    options.jwtVerifier === undefined
+      ? keyVerifier
+      : createCompositeVerifier({
+          apiKeys: keyVerifier,
+          others: options.jwtVerifier,
+          environments: options.environments,
+          sourceKeys: apiKeyVerifier?.keyState ?? sourceKeyStateFromStore(store, options.keyStoreTimeoutMs),
+        })
   const limiter: LimiterBackend =
     options.limiter.backend ??
     (options.limiter.factory === undefined
@@ -250,8 +260,17 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
 
   // Marks the principals this authenticator made, so a second mount on one request counts nothing.
   const admittedBy = Symbol('saiku admitted')
-  const failureLimiter = options.failedAuth === null ? null : createMemoryLimiter({ maxTenants: options.failedAuth.maxClients, now })
-  const failureLimits = options.failedAuth === null ? null : { perMinute: options.failedAuth.perMinute, perHour: options.failedAuth.perMinute * 10 }
+  const failureBudget =
+    options.failedAuth === null
+      ? null
+      : new FailureBudget({
+          perMinute: options.failedAuth.perMinute,
+          perHour: options.failedAuth.perMinute * 10,
+          maxClients: options.failedAuth.maxClients,
+          trustVerifiedMs: options.failedAuth.trustVerifiedMs,
+          maxTrustedKeys: Math.max(1, options.cache.maxEntries),
+          now,
+        })
 
   const stopListening = onKeyStoreChange(store, (change) => {
     if (change.kind === 'key') verifier.invalidateKey?.(change.keyId)
@@ -288,22 +307,21 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     return response
   }
 
+  async function loadTenantRecord(tenantId: string): Promise<CachedTenant | null> {
+    const record = await withTimeout(store.findTenant(tenantId), options.keyStoreTimeoutMs, 'key_store', 'key store findTenant')
+    return record === null ? null : toCachedTenant(record, options)
+  }
+  const reportTenantRefreshError = (error: unknown): void => reportError(asStoreError(error, 'key_store', 'key store findTenant failed'))
+
   function loadTenant(tenantId: string): Promise<CachedTenant | null> {
-    return tenants.load(
-      tenantId,
-      async () => {
-        const record = await withTimeout(store.findTenant(tenantId), options.keyStoreTimeoutMs, 'key_store', 'key store findTenant')
-        return record === null ? null : toCachedTenant(record, options)
-      },
-      tenantTtl,
-    )
+    return tenants.load(tenantId, () => loadTenantRecord(tenantId), tenantTtl)
   }
 
   async function loadTenantOrStale(tenantId: string): Promise<CachedTenant | null> {
     try {
       return await loadTenant(tenantId)
     } catch (error) {
-      const stale = options.failurePolicy.keyStore === 'serve-stale' ? tenants.getStale(tenantId) : undefined
+      const stale = options.failurePolicy.keyStore === 'serve-stale' ? tenants.getStale(tenantId, options.cache.maxStaleMs) : undefined
       if (stale === undefined) throw error
       reportError(asStoreError(error, 'key_store', 'key store findTenant failed'))
       return stale
@@ -351,8 +369,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
 
   /** A 401, counted against the client; past its budget the answer is 429 instead. */
   function failed(request: AuthRequest, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string } = {}): ErrorResponse {
-    if (failureLimiter !== null) {
-      const waitMs = failureLimiter.hitSync(clientOf(request), failureLimits!)
+    if (failureBudget !== null) {
+      const waitMs = failureBudget.fail(clientOf(request))
       if (waitMs > 0) return tooManyFailures(request, waitMs)
     }
     return refuse(request, 'unauthorized', reason, ids, undefined, invalidTokenChallenge)
@@ -373,45 +391,49 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       return failed(request, 'malformed_credentials')
     }
     let verified: VerifyResult | Promise<VerifyResult>
-    let prespent = false
+    let lookup: Lookup | null = null
     try {
       // The common request is answered from the cache; only what needs the store looks at the client's failures.
       const known = verifier.verifyWithoutIo?.(credentials.token)
-      if (known !== undefined) return verifiedStage(request, known)
-      // A key lookup the cache cannot answer spends from the client's budget before it
-      // starts, so a burst of concurrent unknown keys cannot all reach the store. Signed
-      // tokens need no store and count only when they fail.
-      prespent = failureLimiter !== null && credentials.token.startsWith('sk_')
-      if (prespent) {
-        const waitMs = failureLimiter!.hitSync(clientOf(request), failureLimits!)
-        if (waitMs > 0) return tooManyFailures(request, waitMs)
+      if (known !== undefined) return verifiedStage(request, known, null)
+      // Signed tokens need no store and count only when they fail; an API key lookup goes through the budget.
+      if (failureBudget !== null && credentials.token.startsWith('sk_')) {
+        const started = startLookup(failureBudget, clientOf(request), credentials.token, customVerifier)
+        if (typeof started === 'number') return tooManyFailures(request, started)
+        lookup = started
       }
       verified = verifier.verify(credentials.token)
     } catch (error) {
+      lookup?.storeFailed()
       return keyStoreFailed(request, error)
     }
-    if (verified instanceof Promise) return afterVerifying(request, verified, prespent)
-    return verifiedStage(request, verified, prespent)
+    if (verified instanceof Promise) return afterVerifying(request, verified, lookup)
+    lookup?.done()
+    return verifiedStage(request, verified, lookup)
   }
 
-  async function afterVerifying(request: AuthRequest, pending: Promise<VerifyResult>, prespent: boolean): Promise<AuthDecision> {
+  async function afterVerifying(request: AuthRequest, pending: Promise<VerifyResult>, lookup: Lookup | null): Promise<AuthDecision> {
     let verified: VerifyResult
     try {
       verified = await (customVerifier ? withTimeout(pending, options.keyStoreTimeoutMs, 'key_store', 'verifier') : pending)
     } catch (error) {
+      lookup?.storeFailed()
       return keyStoreFailed(request, error)
     }
-    return verifiedStage(request, verified, prespent)
+    lookup?.done()
+    return verifiedStage(request, verified, lookup)
   }
 
-  /** `prespent`: the lookup already spent from the client's failure budget; a success gives it back. */
-  function verifiedStage(request: AuthRequest, verified: VerifyResult, prespent = false): Outcome {
-    if (!verified.ok) return prespent ? refuse(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge) : failed(request, verified.reason)
-    if (prespent) failureLimiter!.unhitSync(clientOf(request))
+  /** `lookup`: the store lookup went through the failure budget; it settles what it spent in advance. */
+  function verifiedStage(request: AuthRequest, verified: VerifyResult, lookup: Lookup | null): Outcome {
+    if (!verified.ok) return lookup?.spent === true ? refuse(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge) : failed(request, verified.reason)
+    if (lookup !== null) lookup.verified()
+    if (failureBudget !== null && verified.credential.type === 'api_key') failureBudget.verified(verified.credential.keyId, now())
     const { credential } = verified
     const nowMs = now()
     const tenant = tenants.getFresh(credential.tenantId, nowMs)
     if (tenant === undefined) return afterLoadingTenant(request, credential)
+    tenants.refreshIfDue(credential.tenantId, nowMs, () => loadTenantRecord(credential.tenantId), tenantTtl, reportTenantRefreshError)
     return tenantStage(request, credential, tenant, nowMs)
   }
 
@@ -501,7 +523,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       cachedKeys: apiKeyVerifier?.cachedKeys ?? 0,
       cachedTenants: tenants.size,
       countedTenants: 'trackedTenants' in limiter ? (limiter as MemoryLimiterBackend).trackedTenants : null,
-      countedClients: failureLimiter?.trackedTenants ?? null,
+      countedClients: failureBudget?.trackedClients ?? null,
     }),
   }
 }
