@@ -5,6 +5,7 @@ import request from 'supertest'
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose'
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import {
+  createTokenIssuer,
   DEFAULT_TIERS,
   MemoryKeyStore,
   mintApiKey,
@@ -711,6 +712,63 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
       })
     })
 
+    describe('exchanged tokens', () => {
+      let tokens: ReturnType<typeof createTokenIssuer>
+      beforeAll(async () => {
+        const pair = await generateKeyPair('ES256', { extractable: true })
+        tokens = createTokenIssuer({ privateKey: { ...(await exportJWK(pair.privateKey)), kid: 'server-1' }, issuer: 'https://api.test', audience: 'https://api.test' })
+      })
+      const withTokens = (options: SaikuOptions = {}): SaikuOptions => ({
+        ...options,
+        jwt: { key: tokens.jwks().keys[0]!, issuer: 'https://api.test', audience: 'https://api.test', algorithms: ['ES256'] },
+      })
+      async function exchange(app: ConformanceApp, key: string): Promise<string> {
+        const decision = await app.authenticator.authenticate({ headers: { authorization: `Bearer ${key}` }, method: 'POST', url: '/me/tokens', ip: '127.0.0.1' })
+        if (!decision.ok) throw new Error(`exchange refused: ${decision.status}`)
+        return (await tokens.issue(decision.principal.credential)).accessToken
+      }
+
+      it('refuses a token at once when the key it was exchanged from is revoked', async () => {
+        const app = start(withTokens())
+        const created = await mint(app, acme, ['keys:read'])
+        const token = await exchange(app, created.key)
+        expect((await get(app, '/me/tenant', token)).status).toBe(200)
+        expect(await app.authenticator.keys.revoke(acme.tenantId, created.keyId)).toBe(true)
+        expectJsonError(await get(app, '/me/tenant', token), 401, 'unauthorized')
+        expectJsonError(await get(app, '/me/tenant', created.key), 401, 'unauthorized')
+      })
+
+      it('refuses a token once the key it was exchanged from expires, and never issues one that outlives it', async () => {
+        const app = start(withTokens())
+        const created = await app.authenticator.keys.create(acme.tenantId, { label: 'short', expiresAt: new Date(T0 + 120_000) })
+        const token = await exchange(app, created.key)
+        const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number; key_id: string; environment: string }
+        expect(claims).toMatchObject({ key_id: created.keyId, environment: 'live' })
+        expect(claims.exp).toBeLessThanOrEqual((T0 + 120_000) / 1000)
+        expect((await get(app, '/me/tenant', token)).status).toBe(200)
+        clock.set(T0 + 120_000)
+        expectJsonError(await get(app, '/me/tenant', token), 401, 'unauthorized')
+      })
+
+      it('refuses a token exchanged from a test key where only live keys are accepted', async () => {
+        const both = start(withTokens())
+        const testKey = await both.authenticator.keys.create(acme.tenantId, { label: 'ci', environment: 'test' })
+        const token = await exchange(both, testKey.key)
+        expect((await get(both, '/me/tenant', token)).status).toBe(200)
+        const liveOnly = start(withTokens({ environments: ['live'] }))
+        expectJsonError(await get(liveOnly, '/me/tenant', testKey.key), 401, 'unauthorized')
+        expectJsonError(await get(liveOnly, '/me/tenant', token), 401, 'unauthorized')
+      })
+
+      it('answers 503, never 401, when the source key cannot be looked up', async () => {
+        const app = start(withTokens({ cache: { ttlMs: 1_000 } }))
+        const token = await exchange(app, (await mint(app, acme)).key)
+        clock.advance(2_000)
+        vi.spyOn(store, 'findKey').mockRejectedValue(new Error('ECONNREFUSED'))
+        expectJsonError(await get(app, '/me/tenant', token), 503, 'service_unavailable')
+      })
+    })
+
     describe('failures', () => {
       const failingLimiter: LimiterBackend = { consume: () => Promise.reject(new Error('ECONNREFUSED 127.0.0.1:6379')) }
 
@@ -775,6 +833,18 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expect(errors.length).toBeGreaterThan(0)
         // A key never seen before cannot be served from a cache.
         expectJsonError(await get(app, '/me/tenant', mintApiKey().key), 503, 'service_unavailable')
+      })
+
+      it('serves a stale key and tenant no longer than cache.maxStaleMs past their expiry, then answers 503', async () => {
+        const app = start({ cache: { ttlMs: 1_000, maxStaleMs: 5_000 }, failurePolicy: { keyStore: 'serve-stale' }, onError: () => {} })
+        const { key } = await mint(app, acme)
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        vi.spyOn(store, 'findKey').mockRejectedValue(new Error('down'))
+        vi.spyOn(store, 'findTenant').mockRejectedValue(new Error('down'))
+        clock.set(T0 + 1_000 + 4_999)
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        clock.set(T0 + 1_000 + 5_000)
+        expectJsonError(await get(app, '/me/tenant', key), 503, 'service_unavailable')
       })
 
       it('answers 503 when the limiter fails and the policy is closed, never 429', async () => {
