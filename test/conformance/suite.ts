@@ -701,10 +701,10 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expectJsonError(await get(app, '/me/api-keys', await token({ scope: 'billing:read' }, T0 + 300_000)), 403, 'forbidden')
       })
 
-      it('answers an expired or unsigned JWT like a bad key', async () => {
+      it('answers an expired or unsigned JWT like a bad key, naming the token', async () => {
         const app = start(jwtOptions())
         const expired = await get(app, '/me/tenant', await token({}, T0 - 60_000))
-        expectJsonError(expired, 401, 'unauthorized', UNAUTHORIZED_BODY.message)
+        expectJsonError(expired, 401, 'unauthorized', 'Access token invalid, expired or revoked.')
         expect(expired.headers['www-authenticate']).toBe(INVALID_TOKEN_CHALLENGE)
         const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
         const unsigned = `${encode({ alg: 'none' })}.${encode({ tenant_id: acme.tenantId, iss: 'https://id.test', aud: 'saiku', exp: T0 / 1000 + 300 })}.`

@@ -164,15 +164,24 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
   let remote: JWTVerifyGetKey | undefined
   const keySource = (jose: Jose): JWTVerifyGetKey | Uint8Array => {
     if (jwksUrl !== undefined) {
-      remote ??= jose.createRemoteJWKSet(jwksUrl, {
-        timeoutDuration: options.jwksTimeoutMs ?? 2_000,
-        cooldownDuration: options.jwksCooldownMs ?? 30_000,
-        cacheMaxAge: options.jwksCacheMaxAgeMs ?? 600_000,
-      })
+      if (remote === undefined) {
+        const set = jose.createRemoteJWKSet(jwksUrl, {
+          timeoutDuration: options.jwksTimeoutMs ?? 2_000,
+          cooldownDuration: options.jwksCooldownMs ?? 30_000,
+          cacheMaxAge: options.jwksCacheMaxAgeMs ?? 600_000,
+        })
+        // A JWKS key is chosen by its kid: a token without one names no key.
+        remote = async (header, token) => {
+          if (typeof header.kid !== 'string') throw new jose.errors.JWKSNoMatchingKey()
+          return set(header, token)
+        }
+      }
       return remote
     }
     if (localKey instanceof Uint8Array) return localKey
     return async (header) => {
+      // A local key with a kid verifies only tokens that name it.
+      if (localKey!.kid !== undefined && header.kid !== localKey!.kid) throw new jose.errors.JWKSNoMatchingKey()
       const alg = header.alg ?? ''
       let key = imported.get(alg)
       if (key === undefined) imported.set(alg, (key = jose.importJWK(localKey!, alg)))

@@ -197,6 +197,7 @@ function warnIfMemoryLimiterInCluster(limiter: LimiterBackend): void {
   )
 }
 
+const SIGNED_TOKEN_MESSAGE = 'Access token invalid, expired or revoked.'
 const INVALID_REQUEST_MESSAGE = 'Send exactly one API key, in one Authorization header: "Authorization: Bearer <key>".'
 
 /**
@@ -284,6 +285,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   // Prebuilt: the common refusals cost no serialization.
   const missingChallenge = { 'www-authenticate': bearerChallenge(realm) }
   const invalidTokenChallenge = { 'www-authenticate': bearerChallenge(realm, 'invalid_token') }
+  // The same challenge for a signed token, whose body names the token rather than an API key.
+  const invalidSignedTokenChallenge = { ...invalidTokenChallenge }
   const invalidRequestChallenge = { 'www-authenticate': bearerChallenge(realm, 'invalid_request') }
 
   function emit(request: AuthRequest, status: number, code: ErrorCode | null, reason: DecisionReason, keyId: string | null, tenantId: string | null): void {
@@ -299,6 +302,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   const prebuilt = new Map<HeaderMap, ErrorResponse>([
     [missingChallenge, Object.freeze(errorResponse('unauthorized', undefined, missingChallenge))],
     [invalidTokenChallenge, Object.freeze(errorResponse('unauthorized', undefined, invalidTokenChallenge))],
+    [invalidSignedTokenChallenge, Object.freeze(errorResponse('unauthorized', SIGNED_TOKEN_MESSAGE, invalidSignedTokenChallenge))],
   ])
 
   function refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): ErrorResponse {
@@ -368,12 +372,12 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   }
 
   /** A 401, counted against the client; past its budget the answer is 429 instead. */
-  function failed(request: AuthRequest, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string } = {}): ErrorResponse {
+  function failed(request: AuthRequest, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string } = {}, signed = false): ErrorResponse {
     if (failureBudget !== null) {
       const waitMs = failureBudget.fail(clientOf(request))
       if (waitMs > 0) return tooManyFailures(request, waitMs)
     }
-    return refuse(request, 'unauthorized', reason, ids, undefined, invalidTokenChallenge)
+    return refuse(request, 'unauthorized', reason, ids, undefined, signed ? invalidSignedTokenChallenge : invalidTokenChallenge)
   }
 
   function decide(request: AuthRequest): Outcome {
@@ -407,12 +411,12 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       lookup?.storeFailed()
       return keyStoreFailed(request, error)
     }
-    if (verified instanceof Promise) return afterVerifying(request, verified, lookup)
+    if (verified instanceof Promise) return afterVerifying(request, verified, lookup, !credentials.token.startsWith('sk_'))
     lookup?.done()
-    return verifiedStage(request, verified, lookup)
+    return verifiedStage(request, verified, lookup, !credentials.token.startsWith('sk_'))
   }
 
-  async function afterVerifying(request: AuthRequest, pending: Promise<VerifyResult>, lookup: Lookup | null): Promise<AuthDecision> {
+  async function afterVerifying(request: AuthRequest, pending: Promise<VerifyResult>, lookup: Lookup | null, signed: boolean): Promise<AuthDecision> {
     let verified: VerifyResult
     try {
       verified = await (customVerifier ? withTimeout(pending, options.keyStoreTimeoutMs, 'key_store', 'verifier') : pending)
@@ -421,12 +425,12 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       return keyStoreFailed(request, error)
     }
     lookup?.done()
-    return verifiedStage(request, verified, lookup)
+    return verifiedStage(request, verified, lookup, signed)
   }
 
   /** `lookup`: the store lookup went through the failure budget; it settles what it spent in advance. */
-  function verifiedStage(request: AuthRequest, verified: VerifyResult, lookup: Lookup | null): Outcome {
-    if (!verified.ok) return lookup?.spent === true ? refuse(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge) : failed(request, verified.reason)
+  function verifiedStage(request: AuthRequest, verified: VerifyResult, lookup: Lookup | null, signed = false): Outcome {
+    if (!verified.ok) return lookup?.spent === true ? refuse(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge) : failed(request, verified.reason, {}, signed)
     if (lookup !== null) lookup.verified()
     if (failureBudget !== null && verified.credential.type === 'api_key') failureBudget.verified(verified.credential.keyId, now())
     const { credential } = verified
