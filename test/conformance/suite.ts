@@ -847,6 +847,17 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expectJsonError(await get(app, '/me/tenant', key), 503, 'service_unavailable')
       })
 
+      it('answers 503, never 500, when the store fails under key management', async () => {
+        const app = start()
+        const { key, keyId } = await mint(app, acme, ['keys:write'])
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        vi.spyOn(store, 'revokeKey').mockRejectedValue(new Error('ECONNREFUSED'))
+        const res = await request(app.handler).delete(`/me/api-keys/${keyId}`).set('Authorization', `Bearer ${key}`)
+        expectJsonError(res, 503, 'service_unavailable')
+        vi.spyOn(store, 'createKey').mockRejectedValue(new Error('ECONNREFUSED'))
+        await expect(app.authenticator.keys.create(acme.tenantId, { label: 'during-outage' })).rejects.toMatchObject({ name: 'SaikuStoreError' })
+      })
+
       it('answers 503 when the limiter fails and the policy is closed, never 429', async () => {
         const errors: Error[] = []
         const app = start({ limiter: { backend: failingLimiter }, onError: (e) => errors.push(e) })

@@ -9,7 +9,7 @@ import {
   type SaikuMiddleware,
   type SaikuOptions,
 } from '@saiku/express'
-import type { TenantAdminStore } from '@saiku/core'
+import { SaikuStoreError, type TenantAdminStore } from '@saiku/core'
 import { createKey, exchangeToken, getBilling, listKeys, revokeKey, startTrial, type ApiResult } from './api.js'
 import type { TokenSetup } from './tokens.js'
 import { openApiDocument } from './openapi.js'
@@ -123,7 +123,11 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   app.use(saikuNotFound())
   app.use(
     saikuErrorHandler({
-      onError: (error) => logger.error({ msg: 'unhandled error', err: error instanceof Error ? { name: error.name, message: error.message, stack: error.stack } : String(error) }),
+      onError: (error) => {
+        // A store failure is answered with 503 and reported like the middleware's, without a stack.
+        if (error instanceof SaikuStoreError) logger.error({ msg: 'store failure', err: { name: error.name, message: error.message } })
+        else logger.error({ msg: 'unhandled error', err: error instanceof Error ? { name: error.name, message: error.message, stack: error.stack } : String(error) })
+      },
     }),
   )
   return { app, auth }

@@ -1,4 +1,4 @@
-import { ERROR_STATUS, SaikuConfigError, SaikuHttpError, type ErrorCode } from './errors.js'
+import { ERROR_STATUS, SaikuConfigError, SaikuHttpError, SaikuStoreError, type ErrorCode } from './errors.js'
 import { permissionsProblem } from './store.js'
 import { bearerChallenge, errorResponse, type ErrorResponse } from './http.js'
 import type { SaikuPrincipal } from './pipeline.js'
@@ -69,6 +69,8 @@ export function errorResponseFor(error: unknown): ErrorResponse {
     const challenge = error.code === 'unauthorized' ? { 'www-authenticate': bearerChallenge('saiku') } : undefined
     return errorResponse(error.code, error.message, { ...challenge, ...error.headers })
   }
+  // A store that failed under key management answers as it does under the middleware.
+  if (error instanceof SaikuStoreError) return errorResponse('service_unavailable')
   if (typeof error === 'object' && error !== null) {
     const { status, statusCode, expose, type } = error as Record<string, unknown>
     const httpStatus = typeof status === 'number' ? status : statusCode

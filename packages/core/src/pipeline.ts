@@ -1,7 +1,7 @@
 import cluster from 'node:cluster'
 import { extractBearer } from './bearer.js'
 import { LoadingCache } from './cache.js'
-import { onKeyStoreChange } from './changes.js'
+import { announceKeyStoreChange, onKeyStoreChange } from './changes.js'
 import { SaikuConfigError, SaikuStoreError, type ErrorCode } from './errors.js'
 import {
   addRateLimitHeaders,
@@ -516,11 +516,12 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     check,
     keys: createKeyManager(store, { pepper: options.pepper, now }),
     options,
+    // Announced: every authenticator of this store in this process hears it, and a change feed carries it to the others.
     invalidateKey(keyId) {
-      verifier.invalidateKey?.(keyId)
+      announceKeyStoreChange(store, { kind: 'key', keyId })
     },
     invalidateTenant(tenantId) {
-      tenants.delete(tenantId)
+      announceKeyStoreChange(store, { kind: 'tenant', tenantId })
     },
     close: stopListening,
     stats: () => ({

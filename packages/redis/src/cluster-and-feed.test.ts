@@ -95,6 +95,60 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
     for (const client of clients) client.disconnect()
   })
 
+  it('publishes one revocation made through a key manager once, whether or not the store announces it itself', async () => {
+    const announcing = new MemoryKeyStore({ tenants: [acme] })
+    const silent: KeyStore = {
+      findKey: (keyId) => announcing.findKey(keyId),
+      findTenant: (tenantId) => announcing.findTenant(tenantId),
+      createKey: (record) => announcing.createKey(record),
+      listKeys: (tenantId) => announcing.listKeys(tenantId),
+      revokeKey: (keyId, at) => announcing.revokeKey(keyId, at),
+    }
+    const clients = Array.from({ length: 4 }, () => new Redis(redisUrl!))
+    const feeds = [
+      await createRedisChangeFeed(announcing, { publisher: clients[0]!, subscriber: clients[1]!, channel: `saiku:test:${randomUUID()}` }),
+      await createRedisChangeFeed(silent, { publisher: clients[2]!, subscriber: clients[3]!, channel: `saiku:test:${randomUUID()}` }),
+    ]
+    for (const [index, store] of [announcing, silent].entries()) {
+      const publish = vi.spyOn(clients[index * 2]!, 'publish')
+      const manager = createAuthenticator(store).keys
+      const { keyId } = await manager.create('t-acme', { label: 'agent' })
+      expect(await manager.revoke('t-acme', keyId)).toBe(true)
+      expect(publish.mock.calls.filter(([, message]) => String(message).includes(keyId))).toHaveLength(1)
+    }
+    await Promise.all(feeds.map((feed) => feed.close()))
+    for (const client of clients) client.disconnect()
+  })
+
+  it('carries invalidateTenant from one process to the others', async () => {
+    const shared = new MemoryKeyStore({ tenants: [acme] })
+    const other: KeyStore = {
+      findKey: (keyId) => shared.findKey(keyId),
+      findTenant: (tenantId) => shared.findTenant(tenantId),
+      createKey: (record) => shared.createKey(record),
+      listKeys: (tenantId) => shared.listKeys(tenantId),
+      revokeKey: (keyId, at) => shared.revokeKey(keyId, at),
+    }
+    const channel = `saiku:test:${randomUUID()}`
+    const clients = Array.from({ length: 4 }, () => new Redis(redisUrl!))
+    const feedA = await createRedisChangeFeed(shared, { publisher: clients[0]!, subscriber: clients[1]!, channel })
+    const feedB = await createRedisChangeFeed(other, { publisher: clients[2]!, subscriber: clients[3]!, channel })
+    const authA = createAuthenticator(shared, { cache: { ttlMs: 3_600_000 } })
+    const authB = createAuthenticator(other, { cache: { ttlMs: 3_600_000 } })
+    const { key } = await authA.keys.create('t-acme', { label: 'agent' })
+    const requestFor = { headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' }
+    expect((await authB.authenticate(requestFor)).ok).toBe(true)
+    // A change written behind the stores' backs (direct SQL, say), then announced from process A.
+    const record = (await shared.findTenant('t-acme'))!
+    vi.spyOn(shared, 'findTenant').mockResolvedValue({ ...record, subscription: { status: 'canceled', trialEndsAt: null } })
+    authA.invalidateTenant('t-acme')
+    await vi.waitFor(async () => expect(await authB.authenticate(requestFor)).toMatchObject({ ok: false, status: 402 }), { timeout: 2_000, interval: 10 })
+    await Promise.all([feedA.close(), feedB.close()])
+    authA.close()
+    authB.close()
+    for (const client of clients) client.disconnect()
+  })
+
   it('ignores messages that are not changes', async () => {
     const store = new MemoryKeyStore({ tenants: [acme] })
     const channel = `saiku:test:${randomUUID()}`
