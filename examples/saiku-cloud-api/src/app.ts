@@ -9,7 +9,7 @@ import {
   type SaikuMiddleware,
   type SaikuOptions,
 } from '@saiku/express'
-import { SaikuStoreError, type TenantAdminStore } from '@saiku/core'
+import { reportedPath, SaikuStoreError, type TenantAdminStore } from '@saiku/core'
 import { createKey, exchangeToken, getBilling, listKeys, revokeKey, startTrial, type ApiResult } from './api.js'
 import type { TokenSetup } from './tokens.js'
 import { openApiDocument } from './openapi.js'
@@ -63,7 +63,7 @@ function requestLog(logger: Logger): RequestHandler {
       logger.info({
         msg: 'request',
         method: req.method,
-        path: req.path,
+        path: reportedPath(req.originalUrl),
         status: res.statusCode,
         durationMs: Number(process.hrtime.bigint() - started) / 1e6,
         tenantId: req.saiku?.tenant.tenantId ?? null,

@@ -1,5 +1,6 @@
 export { createAuthenticator, requestPath } from './pipeline.js'
 export { clientKey } from './client-address.js'
+export { reportedPath } from './reported-path.js'
 export type {
   AdmittedDecision,
   AuthDecision,
@@ -108,5 +109,7 @@ export {
   SaikuError,
   SaikuHttpError,
   SaikuStoreError,
+  describeSecret,
+  redactUrl,
 } from './errors.js'
 export type { ErrorCode, StoreSource } from './errors.js'

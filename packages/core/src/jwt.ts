@@ -1,6 +1,6 @@
 import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import type { JWK, JWTPayload, JWTVerifyGetKey } from 'jose'
-import { SaikuConfigError, SaikuHttpError, SaikuStoreError } from './errors.js'
+import { redactUrl, SaikuConfigError, SaikuHttpError, SaikuStoreError } from './errors.js'
 import { grants } from './guards.js'
 import { isKeyId, KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
 import type { KeyState, VerifiedCredential, VerifyResult, KeyVerifier } from './verifier.js'
@@ -91,7 +91,7 @@ function checkLocalKey(key: JWK | Uint8Array, algorithms: readonly string[]): JW
     if (asymmetric.length > 0) throw new SaikuConfigError('jwt.algorithms', 'only HS* with a shared secret', asymmetric[0])
     return key
   }
-  if (typeof key !== 'object' || key === null || typeof key.kty !== 'string') throw new SaikuConfigError('jwt.key', 'a public JWK or a shared secret', key)
+  if (typeof key !== 'object' || key === null || typeof key.kty !== 'string') throw new SaikuConfigError('jwt.key', 'a public JWK or a shared secret (bytes)', key, { secret: true })
   if (key.d !== undefined) throw new SaikuConfigError('jwt.key', 'the public half of the key (no "d")', 'a private JWK')
   try {
     createPublicKey({ key: key as JsonWebKey, format: 'jwk' })
@@ -133,9 +133,19 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
   if (!Number.isFinite(clockTolerance) || clockTolerance < 0) throw new SaikuConfigError('jwt.clockToleranceSeconds', 'a non-negative number', clockTolerance)
   const tenantClaim = options.tenantClaim ?? 'tenant_id'
   const permissionsClaim = options.permissionsClaim ?? 'scope'
-  const jwksUrl = options.jwksUrl === undefined ? undefined : new URL(options.jwksUrl)
+  let jwksUrl: URL | undefined
+  if (options.jwksUrl !== undefined) {
+    try {
+      jwksUrl = new URL(options.jwksUrl)
+    } catch {
+      throw new SaikuConfigError('jwt.jwksUrl', 'an absolute URL', options.jwksUrl, { secret: true })
+    }
+    if (jwksUrl.username !== '' || jwksUrl.password !== '') {
+      throw new SaikuConfigError('jwt.jwksUrl', 'a URL without a user name or password (a JWKS is public)', redactUrl(jwksUrl))
+    }
+  }
   if (jwksUrl !== undefined && jwksUrl.protocol !== 'https:' && jwksUrl.hostname !== '127.0.0.1' && jwksUrl.hostname !== 'localhost' && jwksUrl.hostname !== '[::1]') {
-    throw new SaikuConfigError('jwt.jwksUrl', 'an https URL (plain http only on loopback)', jwksUrl.href)
+    throw new SaikuConfigError('jwt.jwksUrl', 'an https URL (plain http only on loopback)', `${jwksUrl.origin}${jwksUrl.pathname}`)
   }
 
   const mapClaims: JwtCredentialMapper =
@@ -307,7 +317,7 @@ export interface TokenIssuer {
 export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
   const { privateKey } = options
   if (typeof privateKey !== 'object' || privateKey === null || typeof privateKey.kid !== 'string' || privateKey.d === undefined) {
-    throw new SaikuConfigError('tokens.privateKey', 'a private JWK with a kid', privateKey)
+    throw new SaikuConfigError('tokens.privateKey', 'a private JWK with a kid', privateKey, { secret: true })
   }
   const algorithm = options.algorithm ?? (privateKey.alg as JwtAlgorithm | undefined) ?? 'ES256'
   if (!ASYMMETRIC.includes(algorithm)) throw new SaikuConfigError('tokens.algorithm', 'an asymmetric algorithm', algorithm)

@@ -284,7 +284,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
 
   const pepper = options.pepper
   if (pepper !== undefined && !((typeof pepper === 'string' || Buffer.isBuffer(pepper)) && pepper.length >= 16)) {
-    throw new SaikuConfigError('pepper', 'a string or Buffer of at least 16 characters', pepper)
+    throw new SaikuConfigError('pepper', 'a string or Buffer of at least 16 characters', pepper, { secret: true })
   }
 
   const verifier = options.verifier as KeyVerifier | undefined

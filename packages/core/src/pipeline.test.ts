@@ -181,4 +181,33 @@ describe('errorResponseFor', () => {
       clock.restore()
     }
   })
+
+  it('reports no key or token that a client put in the path, a matrix parameter or a raw fragment', async () => {
+    const events: DecisionEvent[] = []
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), { onDecision: (event) => events.push(event) })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    const jwt = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl'
+    const urls = [
+      `/me/tenant;access_token=${key}`,
+      `/me/tenant#${key}`,
+      `/me/${key}/x`,
+      `/me/${key.replaceAll('_', '%5F')}`,
+      `/me/tenant;token=${jwt}`,
+      `/me/${jwt}`,
+      `/me/tenant;api_key=opaque-secret-value`,
+    ]
+    for (const url of urls) await auth.authenticate({ ...request(`Bearer ${key}`), url })
+    const paths = events.map((event) => event.path)
+    expect(paths).toEqual([
+      '/me/tenant;access_token=[redacted]',
+      '/me/tenant',
+      '/me/[redacted]/x',
+      '/me/[redacted]',
+      '/me/tenant;token=[redacted]',
+      '/me/[redacted]',
+      '/me/tenant;api_key=[redacted]',
+    ])
+    expect(JSON.stringify(events)).not.toContain(key.slice(8))
+    expect(JSON.stringify(events)).not.toContain('opaque-secret-value')
+  })
 })

@@ -18,6 +18,7 @@ import { createMemoryLimiter, type MemoryLimiterBackend } from './memory-limiter
 import { FailureBudget } from './failure-budget.js'
 import { startLookup, type Lookup } from './lookups.js'
 import { clientKey } from './client-address.js'
+import { reportedPath } from './reported-path.js'
 import { createCompositeVerifier } from './jwt.js'
 import { createKeyManager, type KeyManager } from './management.js'
 import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
@@ -292,7 +293,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   function emit(request: AuthRequest, status: number, code: ErrorCode | null, reason: DecisionReason, keyId: string | null, tenantId: string | null): void {
     if (onDecision === undefined) return
     try {
-      onDecision({ status, code, reason, method: request.method, path: requestPath(request), ip: requestIp(request), keyId, tenantId })
+      onDecision({ status, code, reason, method: request.method, path: reportedPath(request.url), ip: requestIp(request), keyId, tenantId })
     } catch {
       // Observers never change an outcome.
     }
