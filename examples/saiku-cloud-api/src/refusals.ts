@@ -3,9 +3,9 @@ import type { DecisionEvent } from '@saiku/core'
 
 export interface RefusalLogOptions {
   /** How often repeated refusals are summed up into one line each. Default 10000. */
-  readonly intervalMs?: number
+  readonly intervalMs?: number | undefined
   /** Most (address, reason) pairs counted within one interval; the rest are summed into one line. Default 10000. */
-  readonly maxPairs?: number
+  readonly maxPairs?: number | undefined
 }
 
 interface Tally {
