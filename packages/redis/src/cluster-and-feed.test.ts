@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { once } from 'node:events'
 import express from 'express'
 import { Cluster, Redis } from 'ioredis'
 import request from 'supertest'
@@ -6,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createAuthenticator, MemoryKeyStore, type KeyStore } from '@saiku/core'
 import { saikuAuth } from '@saiku/express'
 import { hasRedisServerBinary, ownRedis, ownRedisCluster, redisUrl, type OwnRedis, type OwnRedisCluster } from '../../../test/services.js'
+import { keySlot } from './breaker.js'
 import { createRedisChangeFeed, createRedisLimiter } from './index.js'
+import { redisClusterLimits, redisLimits } from './readme-usage.js'
 
 const acme = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }
 
@@ -63,6 +66,44 @@ describe.skipIf(!hasRedisServerBinary())('per HTTP request', () => {
     auth.authenticator.close()
     client.disconnect()
   })
+})
+
+describe.skipIf(!hasRedisServerBinary())('Redis Cluster under faults', () => {
+  it('works as the README sets it up, and fails fast for the tenants of a dead master while the others go on', async () => {
+    const cluster = await ownRedisCluster()
+    try {
+      const store = new MemoryKeyStore({ tenants: [acme] })
+      const limiter = await redisClusterLimits(cluster.nodes, store)
+      const auth = createAuthenticator(store, { limiter })
+      const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+      const decision = await auth.authenticate({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' })
+      expect(decision).toMatchObject({ ok: true, principal: { rateLimit: { admitted: true } } })
+
+      const client = new Cluster(cluster.nodes, { enableOfflineQueue: false })
+      client.on('error', () => {})
+      await once(client, 'ready')
+      const backend = createRedisLimiter({ client, nodeDownAfterMs: 200, nodeDownPauseMs: 60_000 })
+      const tenants = Array.from({ length: 30 }, () => `t-${randomUUID()}`)
+      const deadPort = cluster.nodes[0]!.port
+      const onDead = tenants.filter((tenant) => client.slots[keySlot(backend.keyFor(tenant))]?.[0] === `127.0.0.1:${deadPort}`)
+      const onLive = tenants.filter((tenant) => !onDead.includes(tenant))
+      expect(onDead.length).toBeGreaterThan(0)
+      await cluster.killNode(0)
+      const limits = { perMinute: 10, perHour: 100 }
+      // The first call to the dead master waits; it marks the node down.
+      const first = backend.consume(onDead[0]!, limits).catch((error: Error) => error)
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      for (const tenant of onDead) {
+        await expect(backend.consume(tenant, limits)).rejects.toMatchObject({ name: 'SaikuStoreError', message: `Redis node 127.0.0.1:${deadPort} is down; failing fast` })
+      }
+      // Tenants on the live masters are not held back by the dead one.
+      for (const tenant of onLive.slice(0, 5)) expect((await backend.consume(tenant, limits)).admitted).toBe(true)
+      client.disconnect()
+      await first
+    } finally {
+      await cluster.stop()
+    }
+  }, 40_000)
 })
 
 describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
@@ -147,6 +188,16 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
     authA.close()
     authB.close()
     for (const client of clients) client.disconnect()
+  })
+
+  it('works as the README sets it up on one Redis: limits counted there, revocations relayed', async () => {
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const limiter = await redisLimits(redisUrl!, store)
+    const auth = createAuthenticator(store, { limiter })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    const decision = await auth.authenticate({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' })
+    expect(decision).toMatchObject({ ok: true, principal: { rateLimit: { admitted: true } } })
+    auth.close()
   })
 
   it('ignores messages that are not changes', async () => {

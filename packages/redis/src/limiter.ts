@@ -1,4 +1,5 @@
 import type { Cluster, Redis, Result } from 'ioredis'
+import { createNodeBreaker } from './breaker.js'
 import { SaikuStoreError, type LimitDecision, type LimiterBackend, type WindowLimits, type WindowState } from '@saiku/core'
 
 /**
@@ -48,6 +49,15 @@ export interface RedisLimiterOptions {
    * at once instead of queueing (a paused Redis must not pile up work). Default 1000.
    */
   readonly maxPendingCalls?: number
+  /**
+   * A call that has not answered within this time marks its node as down: for
+   * `nodeDownPauseMs`, calls for that node's tenants fail at once (503 or your policy)
+   * instead of each waiting out `limiter.timeoutMs`; tenants on other nodes are not
+   * affected. Then one call goes through to see whether the node is back. Default 500.
+   */
+  readonly nodeDownAfterMs?: number
+  /** How long calls to a node known to be down fail at once before one tries again. Default 1000. */
+  readonly nodeDownPauseMs?: number
 }
 
 export interface RedisLimiterBackend extends LimiterBackend {
@@ -70,6 +80,8 @@ export function createRedisLimiter(options: RedisLimiterOptions): RedisLimiterBa
     client.defineCommand('saikuConsume', { numberOfKeys: 1, lua: CONSUME_SCRIPT })
   }
   let pending = 0
+  const nodeDownAfterMs = options.nodeDownAfterMs ?? 500
+  const breaker = createNodeBreaker(client, options.nodeDownPauseMs ?? 1_000)
   // The hash tag keeps every key of a tenant in one Cluster slot.
   const keyFor = (tenantKey: string): string => `${prefix}:{${tenantKey}}`
 
@@ -81,13 +93,22 @@ export function createRedisLimiter(options: RedisLimiterOptions): RedisLimiterBa
     async consume(tenantKey: string, limits: WindowLimits): Promise<LimitDecision> {
       if (client.status !== 'ready') throw new SaikuStoreError('limiter', `Redis is not connected (${client.status})`)
       if (pending >= maxPendingCalls) throw new SaikuStoreError('limiter', `${pending} Redis calls already pending`)
+      const key = keyFor(tenantKey)
+      const node = breaker.nodeOf(key)
+      if (!breaker.allow(node, Date.now())) throw new SaikuStoreError('limiter', `Redis node ${node} is down; failing fast`)
       pending++
       let reply: ConsumeReply
+      // Slow enough to count as down: later calls for this node fail fast, this one still waits for its answer.
+      const slow = setTimeout(() => breaker.failed(node, Date.now()), nodeDownAfterMs)
+      slow.unref?.()
       try {
-        reply = await client.saikuConsume(keyFor(tenantKey), limits.perMinute, limits.perHour, 60_000, 3_600_000)
+        reply = await client.saikuConsume(key, limits.perMinute, limits.perHour, 60_000, 3_600_000)
+        breaker.succeeded(node)
       } catch (error) {
+        breaker.failed(node, Date.now())
         throw new SaikuStoreError('limiter', 'Redis rate limit script failed', { cause: error })
       } finally {
+        clearTimeout(slow)
         pending--
       }
       const [admitted, minuteCount, minuteResetMs, hourCount, hourResetMs] = reply
