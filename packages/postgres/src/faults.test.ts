@@ -69,6 +69,20 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     await store.close()
   })
 
+  it('admits forty concurrent first requests for one fresh key from one address, whatever the failure budget', async () => {
+    const store = new PostgresKeyStore({ pool: admin, schema, listen: false })
+    await store.ready()
+    const tenant = conformanceTenant()
+    await store.putTenant(tenant)
+    const { key } = await createKeyManager(store).create(tenant.tenantId, { label: 'fresh' })
+    const auth = createAuthenticator(store, { failedAuth: { perMinute: 5 } })
+    const request: AuthRequest = { headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant', ip: '203.0.113.11' }
+    const decisions = await Promise.all(Array.from({ length: 40 }, () => auth.authenticate(request)))
+    expect(decisions.map((decision) => (decision.ok ? 200 : decision.status))).toEqual(Array(40).fill(200))
+    auth.close()
+    await store.close()
+  })
+
   it('notices a LISTEN connection that stalls without an error, reports it, and applies revocations made meanwhile once it listens again', async () => {
     const url = new URL(postgresUrl!)
     const listenProxy = await tcpProxy(url.hostname, Number(url.port || 5432))
