@@ -65,11 +65,11 @@ export class LoadingCache<V> {
    * while the store answers. A failed reload is retried at half the time left.
    * The staleness bound is unchanged: a refreshed entry is younger, never older.
    */
-  refreshIfDue(key: string, nowMs: number, loader: () => Promise<V>, ttlFor: (value: V) => number, onError: (error: unknown) => void): void {
+  refreshIfDue(key: string, nowMs: number, loader: (key: string) => Promise<V>, ttlFor: (value: V) => number, onError: (error: unknown) => void): void {
     const entry = this.#entries.get(key)
     if (entry === undefined || nowMs < entry.refreshAtMs || this.#pending.has(key)) return
     entry.refreshAtMs = nowMs + Math.max(1, Math.floor((entry.expiresAtMs - nowMs) / 2))
-    this.load(key, loader, ttlFor).catch(onError)
+    this.load(key, () => loader(key), ttlFor).catch(onError)
   }
 
   set(key: string, value: V, ttlMs: number): void {

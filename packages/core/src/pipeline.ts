@@ -433,12 +433,12 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   function verifiedStage(request: AuthRequest, verified: VerifyResult, lookup: Lookup | null, signed = false): Outcome {
     if (!verified.ok) return lookup?.spent === true ? refuse(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge) : failed(request, verified.reason, {}, signed)
     if (lookup !== null) lookup.verified()
-    if (failureBudget !== null && verified.credential.type === 'api_key') failureBudget.verified(verified.credential.keyId, now())
     const { credential } = verified
     const nowMs = now()
+    if (failureBudget !== null && credential.type === 'api_key') failureBudget.verified(credential.keyId, nowMs)
     const tenant = tenants.getFresh(credential.tenantId, nowMs)
     if (tenant === undefined) return afterLoadingTenant(request, credential)
-    tenants.refreshIfDue(credential.tenantId, nowMs, () => loadTenantRecord(credential.tenantId), tenantTtl, reportTenantRefreshError)
+    tenants.refreshIfDue(credential.tenantId, nowMs, loadTenantRecord, tenantTtl, reportTenantRefreshError)
     return tenantStage(request, credential, tenant, nowMs)
   }
 

@@ -173,15 +173,13 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
   const digest = options.primitives?.digest ?? ((token: string): Buffer => digestApiKeyBytes(token, options.pepper))
   const equal = options.primitives?.equal ?? digestsEqual
 
+  async function fetchKey(keyId: string): Promise<CachedKey | null> {
+    const record = await withTimeout(store.findKey(keyId), options.storeTimeoutMs, 'key_store', 'key store findKey')
+    return record === null ? null : toCachedKey(record)
+  }
+
   function loadKey(keyId: string): Promise<CachedKey | null> {
-    return cache.load(
-      keyId,
-      async () => {
-        const record = await withTimeout(store.findKey(keyId), options.storeTimeoutMs, 'key_store', 'key store findKey')
-        return record === null ? null : toCachedKey(record)
-      },
-      ttlFor,
-    )
+    return cache.load(keyId, () => fetchKey(keyId), ttlFor)
   }
 
   function recordUse(keyId: string, nowMs: number): void {
@@ -246,16 +244,7 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
 
   /** A key in use is reloaded before it expires, so it never falls out of the cache while the store answers. */
   function refreshAhead(keyId: string, nowMs: number): void {
-    cache.refreshIfDue(
-      keyId,
-      nowMs,
-      async () => {
-        const record = await withTimeout(store.findKey(keyId), options.storeTimeoutMs, 'key_store', 'key store findKey')
-        return record === null ? null : toCachedKey(record)
-      },
-      ttlFor,
-      reportRefreshError,
-    )
+    cache.refreshIfDue(keyId, nowMs, fetchKey, ttlFor, reportRefreshError)
   }
 
   function verifyWithoutIo(token: string): VerifyResult | undefined {

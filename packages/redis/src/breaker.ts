@@ -46,6 +46,9 @@ export interface NodeBreaker {
 export function createNodeBreaker(client: Redis | Cluster, pauseMs: number): NodeBreaker {
   const nodes = new Map<string, NodeState>()
   const isCluster = 'slots' in client && Array.isArray((client as Cluster).slots)
+  // A single Redis that is back is tried at once: no request waits out a pause after recovery. A
+  // Cluster says "ready" again on every slot refresh, dead node or not: its nodes are probed instead.
+  if (!isCluster) client.on('ready', () => nodes.clear())
   return {
     nodeOf(key) {
       if (!isCluster) return '*'
