@@ -23,6 +23,9 @@ export class LoadingCache<V> {
   readonly #now: () => number
   // Bumped by every invalidation: a load that started before it must not write back.
   #generation = 0
+  // The entry getFresh found last, so refreshIfDue right after it needs no lookup.
+  #lastKey: string | undefined
+  #lastEntry: Entry<V> | undefined
 
   readonly #onDrop: ((value: V) => void) | undefined
 
@@ -45,6 +48,8 @@ export class LoadingCache<V> {
   getFresh(key: string, nowMs: number = this.#now()): V | undefined {
     const entry = this.#entries.get(key)
     if (entry === undefined || entry.expiresAtMs <= nowMs) return undefined
+    this.#lastKey = key
+    this.#lastEntry = entry
     if (nowMs - entry.touchedAtMs >= TOUCH_INTERVAL_MS) {
       entry.touchedAtMs = nowMs
       this.#entries.delete(key)
@@ -66,7 +71,8 @@ export class LoadingCache<V> {
    * The staleness bound is unchanged: a refreshed entry is younger, never older.
    */
   refreshIfDue(key: string, nowMs: number, loader: (key: string) => Promise<V>, ttlFor: (value: V) => number, onError: (error: unknown) => void): void {
-    const entry = this.#entries.get(key)
+    // Usually right after getFresh of the same key: no second lookup.
+    const entry = this.#lastKey === key ? this.#lastEntry : this.#entries.get(key)
     if (entry === undefined || nowMs < entry.refreshAtMs || this.#pending.has(key)) return
     entry.refreshAtMs = nowMs + Math.max(1, Math.floor((entry.expiresAtMs - nowMs) / 2))
     this.load(key, () => loader(key), ttlFor).catch(onError)
@@ -77,6 +83,7 @@ export class LoadingCache<V> {
       this.#onDrop?.(value)
       return
     }
+    if (key === this.#lastKey) this.#lastKey = undefined
     const previous = this.#entries.get(key)
     if (previous !== undefined && previous.value !== value) this.#drop(previous)
     this.#entries.delete(key)
@@ -92,6 +99,8 @@ export class LoadingCache<V> {
 
   delete(key: string): void {
     this.#generation++
+    this.#lastKey = undefined
+    this.#lastEntry = undefined
     this.#drop(this.#entries.get(key))
     this.#entries.delete(key)
     this.#pending.delete(key)
@@ -99,6 +108,8 @@ export class LoadingCache<V> {
 
   clear(): void {
     this.#generation++
+    this.#lastKey = undefined
+    this.#lastEntry = undefined
     for (const entry of this.#entries.values()) this.#drop(entry)
     this.#entries.clear()
     this.#pending.clear()
