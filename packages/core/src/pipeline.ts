@@ -106,6 +106,7 @@ export interface DecisionEvent {
   readonly code: ErrorCode | null
   readonly reason: DecisionReason
   readonly method: string
+  /** Without query or fragment; anything shaped like a key or token reads `[redacted]` (see `reportedPath`). */
   readonly path: string
   readonly ip: string | undefined
   readonly keyId: string | null
@@ -123,9 +124,13 @@ export interface Authenticator {
   /** Key management that shares this authenticator's store and pepper. */
   readonly keys: KeyManager
   readonly options: ResolvedOptions
-  /** Forgets a cached key (revocations through `keys` or MemoryKeyStore do this already). */
+  /**
+   * Announces that a key changed (after writing to the store yourself): every authenticator of
+   * this store in this process forgets it, and a change feed carries it to other processes.
+   * Revocations through `keys` and the bundled stores do this already.
+   */
   invalidateKey(keyId: string): void
-  /** Forgets a cached tenant, so a tier or subscription change applies on the next request. */
+  /** Announces that a tenant changed, so a tier or subscription change applies on the next request, here and through a change feed. */
   invalidateTenant(tenantId: string): void
   /** Stops listening for store changes. */
   close(): void
