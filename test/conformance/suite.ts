@@ -760,6 +760,17 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expectJsonError(await get(liveOnly, '/me/tenant', token), 401, 'unauthorized')
       })
 
+      it('keeps API keys clear of their address’s garbage when signed tokens are accepted too', async () => {
+        const app = start(withTokens({ failedAuth: { perMinute: 3 }, cache: { ttlMs: 1_000 } }))
+        const { key } = await mint(app, globex)
+        const findKey = store.findKey.bind(store)
+        vi.spyOn(store, 'findKey').mockImplementation((keyId) => new Promise((resolve) => setTimeout(() => resolve(findKey(keyId)), 50)))
+        expect((await Promise.all(Array.from({ length: 20 }, () => get(app, '/me/tenant', key)))).map((res) => res.status)).toEqual(Array(20).fill(200))
+        for (let i = 0; i < 4; i++) await get(app, '/me/tenant', mintApiKey().key)
+        clock.advance(5_000)
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+      })
+
       it('answers 503, never 401, when the source key cannot be looked up', async () => {
         const app = start(withTokens({ cache: { ttlMs: 1_000 } }))
         const token = await exchange(app, (await mint(app, acme)).key)

@@ -408,7 +408,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       if (known !== undefined) return verifiedStage(request, known, null)
       // Signed tokens need no store and count only when they fail; an API key lookup goes through the budget.
       if (failureBudget !== null && credentials.token.startsWith('sk_')) {
-        const started = startLookup(failureBudget, clientOf(request), credentials.token, customVerifier)
+        const started = startLookup(failureBudget, clientOf(request), credentials.token, options.verifier !== undefined)
         if (typeof started === 'number') return tooManyFailures(request, started)
         lookup = started
       }
