@@ -17,6 +17,7 @@ describe('README snippets', () => {
     ['README.md', 'examples/koa-basic/src/app.ts'],
     ['packages/express/README.md', 'examples/express-basic/src/app.ts'],
     ['packages/koa/README.md', 'examples/koa-basic/src/app.ts'],
+    ['packages/redis/README.md', 'packages/redis/src/readme-usage.ts'],
   ])('%s quotes %s', (readme, example) => {
     expect(codeBlocks(read(readme))).toContain(read(example))
   })

@@ -77,6 +77,8 @@ export async function ownRedis(): Promise<OwnRedis> {
 
 export interface OwnRedisCluster {
   readonly nodes: { host: string; port: number }[]
+  /** Kills one master (SIGKILL), as a crashed node. */
+  killNode(index: number): Promise<void>
   stop(): Promise<void>
 }
 
@@ -92,7 +94,7 @@ export async function ownRedisCluster(): Promise<OwnRedisCluster> {
   const stop = async () => {
     await Promise.all(
       children.map(async (child) => {
-        if (child.exitCode !== null) return
+        if (child.exitCode !== null || child.signalCode !== null) return
         const exited = once(child, 'exit')
         child.kill('SIGKILL')
         await exited
@@ -119,5 +121,12 @@ export async function ownRedisCluster(): Promise<OwnRedisCluster> {
     await stop()
     throw error
   }
-  return { nodes: ports.map((port) => ({ host: '127.0.0.1', port })), stop }
+  const killNode = async (index: number) => {
+    const child = children[index]!
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = once(child, 'exit')
+    child.kill('SIGKILL')
+    await exited
+  }
+  return { nodes: ports.map((port) => ({ host: '127.0.0.1', port })), killNode, stop }
 }

@@ -7,6 +7,7 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose'
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import {
   createMemoryLimiter,
+  createTokenIssuer,
   DEFAULT_TIERS,
   MemoryKeyStore,
   mintApiKey,
@@ -675,6 +676,84 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
       })
     })
 
+    describe('shared addresses and store faults', () => {
+      const garbage = () => [`${mintApiKey().key.slice(0, -1)}0`, mintApiKey().key, 'eyJhbGciOiJIUzI1NiJ9.e30.x', 'garbage']
+
+      it('never counts a store outage as failed authentication: no 429 during it, and both keys work on the first request after it', async () => {
+        const app = start({ failedAuth: { perMinute: 3 }, cache: { ttlMs: 1_000 } })
+        const cached = await mint(app, acme)
+        const fresh = await mint(app, globex)
+        expect((await get(app, '/me/tenant', cached.key)).status).toBe(200)
+        const findKey = vi.spyOn(store, 'findKey').mockRejectedValue(new Error('ECONNREFUSED'))
+        const findTenant = vi.spyOn(store, 'findTenant').mockRejectedValue(new Error('ECONNREFUSED'))
+        clock.advance(2_000)
+        const during: number[] = []
+        for (let i = 0; i < 20; i++) {
+          during.push((await get(app, '/me/tenant', fresh.key)).status, (await get(app, '/me/tenant', cached.key)).status)
+          clock.advance(500)
+        }
+        expect(new Set(during)).toEqual(new Set([503]))
+        findKey.mockRestore()
+        findTenant.mockRestore()
+        expect((await get(app, '/me/tenant', fresh.key)).status).toBe(200)
+        expect((await get(app, '/me/tenant', cached.key)).status).toBe(200)
+      })
+
+      it('keeps a key in steady use at 200 while its address sends garbage for longer than the cache TTL, and the garbage reaches the store only within the budget', async () => {
+        const app = start({ failedAuth: { perMinute: 5 }, cache: { ttlMs: 1_000 } })
+        const { key } = await mint(app, globex)
+        const findKey = vi.spyOn(store, 'findKey')
+        const statuses: number[] = []
+        const refused: number[] = []
+        // 20 s of traffic, twenty times the cache TTL: the key every 250 ms, four kinds of garbage between.
+        for (let step = 0; step < 80; step++) {
+          statuses.push((await get(app, '/me/tenant', key)).status)
+          for (const bad of garbage()) refused.push((await get(app, '/me/tenant', bad)).status)
+          clock.advance(250)
+        }
+        expect(statuses.filter((status) => status === 200).length / statuses.length).toBeGreaterThanOrEqual(0.99)
+        expect(new Set(statuses)).toEqual(new Set([200]))
+        expect(new Set(refused)).toEqual(new Set([401, 429]))
+        const garbageLookups = findKey.mock.calls.filter(([keyId]) => keyId !== key.slice(8, 20)).length
+        expect(garbageLookups).toBeLessThanOrEqual(5)
+        // The valid key's own lookups: refreshed ahead of expiry, about one per half TTL.
+        expect(findKey.mock.calls.length - garbageLookups).toBeLessThanOrEqual(2 + (80 * 250) / 500)
+      })
+
+      it('lets a key verified here recently reach the store past its address’s spent budget, though its cache entry expired', async () => {
+        const app = start({ failedAuth: { perMinute: 3 }, cache: { ttlMs: 1_000 } })
+        const { key } = await mint(app, acme)
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        for (let i = 0; i < 3; i++) expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(401)
+        expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(429)
+        clock.advance(5_000)
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        // A key this process never verified still waits for the budget.
+        expectJsonError(await get(app, '/me/tenant', (await mint(app, globex)).key), 429, 'rate_limited')
+      })
+
+      it('admits forty concurrent first requests of one fresh key with one lookup, whatever the failure budget', async () => {
+        const app = start({ failedAuth: { perMinute: 5 } })
+        const { key } = await mint(app, globex)
+        const findKey = store.findKey.bind(store)
+        const spy = vi.spyOn(store, 'findKey').mockImplementation((keyId) => new Promise((resolve) => setTimeout(() => resolve(findKey(keyId)), 50)))
+        const replies = await Promise.all(Array.from({ length: 40 }, () => get(app, '/me/tenant', key)))
+        expect(replies.map((res) => res.status)).toEqual(Array(40).fill(200))
+        expect(spy).toHaveBeenCalledTimes(1)
+        // What the lookup spent in advance came back: the whole budget is left for real failures.
+        for (let i = 0; i < 5; i++) expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(401)
+        expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(429)
+      })
+
+      it('never answers 401 or 429 when the limiter fails, and counts nothing against the address', async () => {
+        const app = start({ failedAuth: { perMinute: 2 }, limiter: { backend: { consume: () => Promise.reject(new Error('ECONNREFUSED')) } } })
+        const { key } = await mint(app, acme)
+        for (let i = 0; i < 6; i++) expectJsonError(await get(app, '/me/tenant', key), 503, 'service_unavailable')
+        for (let i = 0; i < 2; i++) expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(401)
+        expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(429)
+      })
+    })
+
     describe('signed tokens', () => {
       let signer: { privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey']; jwk: JWK }
       beforeAll(async () => {
@@ -703,14 +782,82 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expectJsonError(await get(app, '/me/api-keys', await token({ scope: 'billing:read' }, T0 + 300_000)), 403, 'forbidden')
       })
 
-      it('answers an expired or unsigned JWT like a bad key', async () => {
+      it('answers an expired or unsigned JWT like a bad key, naming the token', async () => {
         const app = start(jwtOptions())
         const expired = await get(app, '/me/tenant', await token({}, T0 - 60_000))
-        expectJsonError(expired, 401, 'unauthorized', UNAUTHORIZED_BODY.message)
+        expectJsonError(expired, 401, 'unauthorized', 'Access token invalid, expired or revoked.')
         expect(expired.headers['www-authenticate']).toBe(INVALID_TOKEN_CHALLENGE)
         const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
         const unsigned = `${encode({ alg: 'none' })}.${encode({ tenant_id: acme.tenantId, iss: 'https://id.test', aud: 'saiku', exp: T0 / 1000 + 300 })}.`
         expectJsonError(await get(app, '/me/tenant', unsigned), 401, 'unauthorized')
+      })
+    })
+
+    describe('exchanged tokens', () => {
+      let tokens: ReturnType<typeof createTokenIssuer>
+      beforeAll(async () => {
+        const pair = await generateKeyPair('ES256', { extractable: true })
+        tokens = createTokenIssuer({ privateKey: { ...(await exportJWK(pair.privateKey)), kid: 'server-1' }, issuer: 'https://api.test', audience: 'https://api.test' })
+      })
+      const withTokens = (options: SaikuOptions = {}): SaikuOptions => ({
+        ...options,
+        jwt: { key: tokens.jwks().keys[0]!, issuer: 'https://api.test', audience: 'https://api.test', algorithms: ['ES256'] },
+      })
+      async function exchange(app: ConformanceApp, key: string): Promise<string> {
+        const decision = await app.authenticator.authenticate({ headers: { authorization: `Bearer ${key}` }, method: 'POST', url: '/me/tokens', ip: '127.0.0.1' })
+        if (!decision.ok) throw new Error(`exchange refused: ${decision.status}`)
+        return (await tokens.issue(decision.principal.credential)).accessToken
+      }
+
+      it('refuses a token at once when the key it was exchanged from is revoked', async () => {
+        const app = start(withTokens())
+        const created = await mint(app, acme, ['keys:read'])
+        const token = await exchange(app, created.key)
+        expect((await get(app, '/me/tenant', token)).status).toBe(200)
+        expect(await app.authenticator.keys.revoke(acme.tenantId, created.keyId)).toBe(true)
+        expectJsonError(await get(app, '/me/tenant', token), 401, 'unauthorized')
+        expectJsonError(await get(app, '/me/tenant', created.key), 401, 'unauthorized')
+      })
+
+      it('refuses a token once the key it was exchanged from expires, and never issues one that outlives it', async () => {
+        const app = start(withTokens())
+        const created = await app.authenticator.keys.create(acme.tenantId, { label: 'short', expiresAt: new Date(T0 + 120_000) })
+        const token = await exchange(app, created.key)
+        const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number; key_id: string; environment: string }
+        expect(claims).toMatchObject({ key_id: created.keyId, environment: 'live' })
+        expect(claims.exp).toBeLessThanOrEqual((T0 + 120_000) / 1000)
+        expect((await get(app, '/me/tenant', token)).status).toBe(200)
+        clock.set(T0 + 120_000)
+        expectJsonError(await get(app, '/me/tenant', token), 401, 'unauthorized')
+      })
+
+      it('refuses a token exchanged from a test key where only live keys are accepted', async () => {
+        const both = start(withTokens())
+        const testKey = await both.authenticator.keys.create(acme.tenantId, { label: 'ci', environment: 'test' })
+        const token = await exchange(both, testKey.key)
+        expect((await get(both, '/me/tenant', token)).status).toBe(200)
+        const liveOnly = start(withTokens({ environments: ['live'] }))
+        expectJsonError(await get(liveOnly, '/me/tenant', testKey.key), 401, 'unauthorized')
+        expectJsonError(await get(liveOnly, '/me/tenant', token), 401, 'unauthorized')
+      })
+
+      it('keeps API keys clear of their address’s garbage when signed tokens are accepted too', async () => {
+        const app = start(withTokens({ failedAuth: { perMinute: 3 }, cache: { ttlMs: 1_000 } }))
+        const { key } = await mint(app, globex)
+        const findKey = store.findKey.bind(store)
+        vi.spyOn(store, 'findKey').mockImplementation((keyId) => new Promise((resolve) => setTimeout(() => resolve(findKey(keyId)), 50)))
+        expect((await Promise.all(Array.from({ length: 20 }, () => get(app, '/me/tenant', key)))).map((res) => res.status)).toEqual(Array(20).fill(200))
+        for (let i = 0; i < 4; i++) await get(app, '/me/tenant', mintApiKey().key)
+        clock.advance(5_000)
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+      })
+
+      it('answers 503, never 401, when the source key cannot be looked up', async () => {
+        const app = start(withTokens({ cache: { ttlMs: 1_000 } }))
+        const token = await exchange(app, (await mint(app, acme)).key)
+        clock.advance(2_000)
+        vi.spyOn(store, 'findKey').mockRejectedValue(new Error('ECONNREFUSED'))
+        expectJsonError(await get(app, '/me/tenant', token), 503, 'service_unavailable')
       })
     })
 
@@ -778,6 +925,29 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         expect(errors.length).toBeGreaterThan(0)
         // A key never seen before cannot be served from a cache.
         expectJsonError(await get(app, '/me/tenant', mintApiKey().key), 503, 'service_unavailable')
+      })
+
+      it('serves a stale key and tenant no longer than cache.maxStaleMs past their expiry, then answers 503', async () => {
+        const app = start({ cache: { ttlMs: 1_000, maxStaleMs: 5_000 }, failurePolicy: { keyStore: 'serve-stale' }, onError: () => {} })
+        const { key } = await mint(app, acme)
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        vi.spyOn(store, 'findKey').mockRejectedValue(new Error('down'))
+        vi.spyOn(store, 'findTenant').mockRejectedValue(new Error('down'))
+        clock.set(T0 + 1_000 + 4_999)
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        clock.set(T0 + 1_000 + 5_000)
+        expectJsonError(await get(app, '/me/tenant', key), 503, 'service_unavailable')
+      })
+
+      it('answers 503, never 500, when the store fails under key management', async () => {
+        const app = start()
+        const { key, keyId } = await mint(app, acme, ['keys:write'])
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        vi.spyOn(store, 'revokeKey').mockRejectedValue(new Error('ECONNREFUSED'))
+        const res = await request(app.handler).delete(`/me/api-keys/${keyId}`).set('Authorization', `Bearer ${key}`)
+        expectJsonError(res, 503, 'service_unavailable')
+        vi.spyOn(store, 'createKey').mockRejectedValue(new Error('ECONNREFUSED'))
+        await expect(app.authenticator.keys.create(acme.tenantId, { label: 'during-outage' })).rejects.toMatchObject({ name: 'SaikuStoreError' })
       })
 
       it('answers 503 when the limiter fails and the policy is closed, never 429', async () => {

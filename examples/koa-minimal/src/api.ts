@@ -1,5 +1,6 @@
 import {
   hasPermission,
+  permissionsProblem,
   type TokenIssuer,
   isKeyId,
   SaikuHttpError,
@@ -49,6 +50,49 @@ function invalid(message: string): SaikuHttpError {
 }
 
 /**
+ * A request body as a record of the fields a route takes: a JSON object with no
+ * other field, or nothing at all when the route needs none (`required: false`).
+ */
+export function bodyFields<K extends string>(body: unknown, allowed: readonly K[], required = true): Partial<Record<K, unknown>> {
+  const expected = allowed.length === 0 ? 'no fields' : allowed.join(', ')
+  if (body === undefined && !required) return {}
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid(`Expected a JSON object with ${expected}.`)
+  const unknown = Object.keys(body).filter((field) => !(allowed as readonly string[]).includes(field))
+  if (unknown.length > 0) throw invalid(`Unknown field ${JSON.stringify(unknown[0])}; expected ${expected}.`)
+  return body as Partial<Record<K, unknown>>
+}
+
+function permissionList(value: unknown): string[] {
+  const problem = permissionsProblem(value)
+  if (problem !== null) throw invalid(`${problem}.`)
+  return value as string[]
+}
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|([+-])(\d{2}):(\d{2}))$/
+
+/**
+ * An RFC 3339 date-time (`2030-01-31T12:00:00Z`, an offset or fractions allowed)
+ * naming a real calendar day, from year 1970 to 9999; null for anything else:
+ * no rollover of 30 February, no other date formats, no six-digit years.
+ */
+export function parseRfc3339(text: unknown): Date | null {
+  if (typeof text !== 'string') return null
+  const match = RFC3339.exec(text)
+  if (match === null) return null
+  const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number) as [number, number, number, number, number, number]
+  const offsetHours = match[10] === undefined ? 0 : Number(match[10])
+  const offsetMinutes = match[11] === undefined ? 0 : Number(match[11])
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate()
+  if (year < 1970 || month < 1 || month > 12 || day < 1 || day > daysInMonth) return null
+  if (hour > 23 || minute > 59 || second > 59 || offsetHours > 23 || offsetMinutes > 59) return null
+  const sign = match[9] === '-' ? -1 : 1
+  const fraction = match[7] === undefined ? 0 : Math.floor(Number(match[7]) * 1000)
+  const ms = Date.UTC(year, month - 1, day, hour, minute, second, fraction) - sign * (offsetHours * 60 + offsetMinutes) * 60_000
+  const date = new Date(ms)
+  return date.getUTCFullYear() > 9999 || date.getUTCFullYear() < 1970 ? null : date
+}
+
+/**
  * POST /me/api-keys: `{label, permissions?, expiresAt?}`. A new key never holds
  * more than the key that minted it; without `permissions` it gets the same ones,
  * so rotating a key keeps what it could do.
@@ -60,28 +104,24 @@ function requireApiKey(principal: SaikuPrincipal, action: string): void {
 
 export async function createKey(keys: KeyManager, principal: SaikuPrincipal, body: unknown): Promise<ApiResult> {
   requireApiKey(principal, 'mint API keys')
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid('Expected a JSON object with a label.')
-  const { label, permissions, expiresAt, ...rest } = body as Record<string, unknown>
-  const unknown = Object.keys(rest)
-  if (unknown.length > 0) throw invalid(`Unknown field ${JSON.stringify(unknown[0])}; expected label, permissions, expiresAt.`)
+  const { label, permissions, expiresAt } = bodyFields(body, ['label', 'permissions', 'expiresAt'])
   const granted = principal.credential.permissions
   let wanted: readonly string[] = granted
   if (permissions !== undefined) {
-    if (!Array.isArray(permissions) || !permissions.every((p): p is string => typeof p === 'string')) {
-      throw invalid('permissions must be an array of strings.')
-    }
-    const beyond = permissions.filter((permission) => !hasPermission(principal, permission))
+    // The grammar first (400), then what the key holds (403).
+    permissionList(permissions)
+    const beyond = (permissions as string[]).filter((permission) => !hasPermission(principal, permission))
     if (beyond.length > 0) {
       throw new SaikuHttpError('forbidden', `A key cannot grant what it does not hold: ${beyond.join(', ')}.`)
     }
-    wanted = permissions
+    wanted = permissions as string[]
   }
   // A new key never outlives the key that minted it.
   const ceiling = principal.credential.expiresAt
   let expiry: Date | null = ceiling
   if (expiresAt !== undefined && expiresAt !== null) {
-    expiry = typeof expiresAt === 'string' ? new Date(expiresAt) : new Date(NaN)
-    if (Number.isNaN(expiry.getTime())) throw invalid('expiresAt must be an ISO 8601 date-time.')
+    expiry = parseRfc3339(expiresAt)
+    if (expiry === null) throw invalid('expiresAt must be an RFC 3339 date-time from 1970 to 9999, e.g. "2030-01-31T12:00:00Z".')
     if (ceiling !== null && expiry > ceiling) throw invalid(`expiresAt must not be later than this key's own expiry, ${ceiling.toISOString()}.`)
   }
   const created = await keys.create(principal.tenant.tenantId, {
@@ -120,15 +160,22 @@ export async function getBilling(store: TenantAdminStore, principal: SaikuPrinci
   return { status: 200, body: billingView((await currentTenant(store, principal)).subscription, nowMs) }
 }
 
-/** POST /me/billing/trial: one 14-day trial per tenant, never on top of a subscription. */
+/**
+ * POST /me/billing/trial: one 14-day trial per tenant, never on top of a subscription.
+ * The write is conditional on the subscription read: of concurrent requests, one starts it.
+ */
 export async function startTrial(store: TenantAdminStore, principal: SaikuPrincipal, nowMs = Date.now()): Promise<ApiResult> {
-  const tenant = await currentTenant(store, principal)
-  const { status, trialEndsAt } = tenant.subscription
-  if (status === 'active') throw new SaikuHttpError('conflict', 'This tenant already has an active subscription.')
-  if (trialEndsAt != null) throw new SaikuHttpError('conflict', 'This tenant has already used its trial.')
-  const subscription = { status: 'trialing' as const, trialEndsAt: new Date(nowMs + TRIAL_DAYS * 86_400_000) }
-  await store.putTenant({ ...tenant, subscription })
-  return { status: 201, body: billingView(subscription, nowMs) }
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const current = (await currentTenant(store, principal)).subscription
+    if (current.status === 'active') throw new SaikuHttpError('conflict', 'This tenant already has an active subscription.')
+    if (current.trialEndsAt != null) throw new SaikuHttpError('conflict', 'This tenant has already used its trial.')
+    const subscription = { status: 'trialing' as const, trialEndsAt: new Date(nowMs + TRIAL_DAYS * 86_400_000) }
+    // Changed since the read (another request, an operator): read again and decide on what is there now.
+    if (await store.replaceSubscription(principal.tenant.tenantId, current, subscription)) {
+      return { status: 201, body: billingView(subscription, nowMs) }
+    }
+  }
+  throw new SaikuHttpError('service_unavailable', 'The subscription kept changing; retry shortly.')
 }
 
 /**
@@ -137,16 +184,12 @@ export async function startTrial(store: TenantAdminStore, principal: SaikuPrinci
  */
 export async function exchangeToken(tokens: TokenIssuer, principal: SaikuPrincipal, body: unknown): Promise<ApiResult> {
   requireApiKey(principal, 'be exchanged for a token')
-  const input = (body ?? {}) as Record<string, unknown>
-  if (typeof input !== 'object' || Array.isArray(input)) throw invalid('Expected a JSON object.')
-  const { permissions, ttlSeconds } = input
-  if (permissions !== undefined && !(Array.isArray(permissions) && permissions.every((p) => typeof p === 'string'))) {
-    throw invalid('permissions must be an array of strings.')
-  }
-  if (ttlSeconds !== undefined && typeof ttlSeconds !== 'number') throw invalid('ttlSeconds must be a number.')
+  const { permissions, ttlSeconds } = bodyFields(body, ['permissions', 'ttlSeconds'], false)
+  if (permissions !== undefined) permissionList(permissions)
+  if (ttlSeconds !== undefined && !Number.isInteger(ttlSeconds)) throw invalid('ttlSeconds must be an integer.')
   const issued = await tokens.issue(principal.credential, {
     ...(permissions === undefined ? {} : { permissions: permissions as string[] }),
-    ...(ttlSeconds === undefined ? {} : { ttlSeconds }),
+    ...(ttlSeconds === undefined ? {} : { ttlSeconds: ttlSeconds as number }),
   })
   return { status: 201, body: issued }
 }

@@ -13,10 +13,15 @@ export interface NewTenant {
 }
 
 const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
+export const SLUG_RULE = 'lower-case letters, digits and inner hyphens, 1 to 63 characters'
+
+export function isSlug(value: string): boolean {
+  return SLUG.test(value)
+}
 
 /** Creates a tenant with a fresh ID; the store validates tier and limits. */
 export async function createTenant(store: TenantAdminStore, input: NewTenant, nowMs = Date.now()): Promise<TenantRecord> {
-  if (!SLUG.test(input.slug)) throw new SaikuHttpError('invalid_request', 'slug: lower-case letters, digits and inner hyphens, 1 to 63 characters.')
+  if (!isSlug(input.slug)) throw new SaikuHttpError('invalid_request', `slug: ${SLUG_RULE}.`)
   if ((await store.findTenantBySlug(input.slug)) !== null) throw new SaikuHttpError('conflict', `A tenant with slug "${input.slug}" exists already.`)
   const choice = input.subscription ?? 'trial'
   const status: SubscriptionStatus = choice === 'trial' ? 'trialing' : choice

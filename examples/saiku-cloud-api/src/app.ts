@@ -9,10 +9,11 @@ import {
   type SaikuMiddleware,
   type SaikuOptions,
 } from '@saiku/express'
-import type { TenantAdminStore } from '@saiku/core'
+import { reportedPath, SaikuStoreError, type TenantAdminStore } from '@saiku/core'
 import { bodyFields, createKey, exchangeToken, getBilling, listKeys, revokeKey, startTrial, type ApiResult } from './api.js'
 import type { TokenSetup } from './tokens.js'
 import { openApiDocument } from './openapi.js'
+import { createRefusalLog } from './refusals.js'
 
 export interface AppOptions {
   readonly store: TenantAdminStore
@@ -21,6 +22,8 @@ export interface AppOptions {
   readonly logger: Logger
   readonly limiter?: SaikuOptions['limiter']
   readonly cacheTtlMs?: number
+  /** How often repeated refusals are summed up in the log. Default 10000. */
+  readonly refusalLogIntervalMs?: number
 }
 
 /** Sends an ApiResult; errors go to the error handler as the JSON body. */
@@ -75,10 +78,12 @@ function requestLog(logger: Logger): RequestHandler {
   return (req, res, next) => {
     const started = process.hrtime.bigint()
     res.on('finish', () => {
+      // A request the middleware refused is in the refusal log, summed up when repeated.
+      if (req.saiku === undefined && res.statusCode >= 400 && res.statusCode !== 404) return
       logger.info({
         msg: 'request',
         method: req.method,
-        path: req.path,
+        path: reportedPath(req.originalUrl),
         status: res.statusCode,
         durationMs: Number(process.hrtime.bigint() - started) / 1e6,
         tenantId: req.saiku?.tenant.tenantId ?? null,
@@ -89,8 +94,9 @@ function requestLog(logger: Logger): RequestHandler {
   }
 }
 
-export function createApp(options: AppOptions): { app: express.Express; auth: SaikuMiddleware } {
+export function createApp(options: AppOptions): { app: express.Express; auth: SaikuMiddleware; close(): void } {
   const { store, logger } = options
+  const refusals = createRefusalLog(logger, { intervalMs: options.refusalLogIntervalMs })
   const app = express()
   app.disable('x-powered-by')
   app.use(requestLog(logger))
@@ -107,7 +113,7 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     ...(options.limiter === undefined ? {} : { limiter: options.limiter }),
     ...(options.cacheTtlMs === undefined ? {} : { cache: { ttlMs: options.cacheTtlMs } }),
     onDecision: (event) => {
-      if (event.status >= 400) logger.info({ msg: 'refused', reason: event.reason, status: event.status, path: event.path, tenantId: event.tenantId, keyId: event.keyId, ip: event.ip })
+      if (event.status >= 400) refusals.record(event)
     },
     onError: (error) => logger.error({ msg: 'store failure', err: { name: error.name, message: error.message } }),
   })
@@ -140,8 +146,12 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   app.use(saikuNotFound())
   app.use(
     saikuErrorHandler({
-      onError: (error) => logger.error({ msg: 'unhandled error', err: error instanceof Error ? { name: error.name, message: error.message, stack: error.stack } : String(error) }),
+      onError: (error) => {
+        // A store failure is answered with 503 and reported like the middleware's, without a stack.
+        if (error instanceof SaikuStoreError) logger.error({ msg: 'store failure', err: { name: error.name, message: error.message } })
+        else logger.error({ msg: 'unhandled error', err: error instanceof Error ? { name: error.name, message: error.message, stack: error.stack } : String(error) })
+      },
     }),
   )
-  return { app, auth }
+  return { app, auth, close: () => refusals.close() }
 }

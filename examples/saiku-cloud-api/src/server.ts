@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   })
   const limiter = await createLimiter(config.redisUrl, opened.store)
   const tokens = await createTokens()
-  const { app, auth } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens })
+  const { app, auth, close: closeApp } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens })
   const demo = await seedDemo(opened.store, createKeyManager(opened.store))
 
   const server = createServer(app)
@@ -43,6 +43,7 @@ async function main(): Promise<void> {
     logger.info({ msg: 'shutting down', signal })
     server.close(() => {
       auth.authenticator.close()
+      closeApp()
       void Promise.all([opened.close(), limiter.close()]).then(() => process.exit(0))
     })
     server.closeAllConnections()

@@ -4,11 +4,23 @@ import pg from 'pg'
 import type { TenantAdminStore } from '@saiku/core'
 import { PostgresKeyStore } from '@saiku/postgres'
 import { SqliteKeyStore } from '@saiku/sqlite'
+import { ConfigError } from './config.js'
 
 export interface OpenedStore {
   readonly store: TenantAdminStore
   readonly description: string
   close(): Promise<void>
+}
+
+const NOT_WRITABLE = /^(SQLITE_READONLY|SQLITE_CANTOPEN|SQLITE_PERM|SQLITE_AUTH|EACCES|EROFS|EPERM)/
+
+/** A SQLite file (or folder) this process cannot write: one line saying what to do, not a stack trace. */
+function cannotWrite(path: string, error: unknown): unknown {
+  const code = String((error as { code?: unknown })?.code ?? '')
+  if (!NOT_WRITABLE.test(code)) return error
+  return new ConfigError(
+    `DATABASE_URL: cannot write the SQLite file ${path} (${code}). The server writes the file and its folder: make both writable by this user, or point DATABASE_URL at a writable place.`,
+  )
 }
 
 /**
@@ -20,8 +32,13 @@ export async function openStore(databaseUrl: string, options: { watchChanges?: b
   const watchChanges = options.watchChanges ?? true
   if (databaseUrl.startsWith('sqlite:')) {
     const path = databaseUrl.slice('sqlite:'.length)
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
-    const store = new SqliteKeyStore(path, { watchIntervalMs: watchChanges ? 1_000 : 0, ...(options.onError === undefined ? {} : { onError: options.onError }) })
+    let store: SqliteKeyStore
+    try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+      store = new SqliteKeyStore(path, { watchIntervalMs: watchChanges ? 1_000 : 0, ...(options.onError === undefined ? {} : { onError: options.onError }) })
+    } catch (error) {
+      throw cannotWrite(path, error)
+    }
     return { store, description: `SQLite ${path}`, close: async () => store.close() }
   }
   const url = new URL(databaseUrl)

@@ -15,7 +15,60 @@ describe('LoadingCache', () => {
     expect(cache.getFresh('a')).toBe('A')
     time.advance(1)
     expect(cache.getFresh('a')).toBeUndefined()
-    expect(cache.getStale('a')).toBe('A')
+    expect(cache.getStale('a', Infinity)).toBe('A')
+  })
+
+  it('serves a stale entry no longer than maxStaleMs past its expiry', () => {
+    const time = clock()
+    const cache = new LoadingCache<string>(10, time.now)
+    cache.set('a', 'A', 100)
+    time.advance(100 + 499)
+    expect(cache.getStale('a', 500)).toBe('A')
+    time.advance(1)
+    expect(cache.getStale('a', 500)).toBeUndefined()
+  })
+
+  it('refreshes an entry in use once it has lived half its TTL, once, so it never expires while the loader answers', async () => {
+    const time = clock()
+    const cache = new LoadingCache<string>(10, time.now)
+    cache.set('a', 'v0', 100)
+    let loads = 0
+    const loader = () => Promise.resolve(`v${++loads}`)
+    const errors: unknown[] = []
+    cache.refreshIfDue('a', time.now(), loader, () => 100, (e) => errors.push(e))
+    expect(loads).toBe(0)
+    time.advance(50)
+    cache.refreshIfDue('a', time.now(), loader, () => 100, (e) => errors.push(e))
+    cache.refreshIfDue('a', time.now(), loader, () => 100, (e) => errors.push(e))
+    await Promise.resolve()
+    await Promise.resolve()
+    expect(loads).toBe(1)
+    time.advance(60)
+    expect(cache.getFresh('a')).toBe('v1')
+    expect(errors).toEqual([])
+  })
+
+  it('retries a failed refresh at half the time left, and keeps the entry until it expires', async () => {
+    const time = clock()
+    const cache = new LoadingCache<string>(10, time.now)
+    cache.set('a', 'v0', 100)
+    let calls = 0
+    const failing = () => {
+      calls++
+      return Promise.reject(new Error('down'))
+    }
+    const errors: unknown[] = []
+    time.advance(60)
+    cache.refreshIfDue('a', time.now(), failing, () => 100, (e) => errors.push(e))
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(errors).toHaveLength(1)
+    time.advance(10)
+    cache.refreshIfDue('a', time.now(), failing, () => 100, (e) => errors.push(e))
+    expect(calls).toBe(1)
+    time.advance(10)
+    cache.refreshIfDue('a', time.now(), failing, () => 100, (e) => errors.push(e))
+    expect(calls).toBe(2)
+    expect(cache.getFresh('a')).toBe('v0')
   })
 
   it('evicts the least recently used entry beyond its bound', () => {
@@ -26,8 +79,8 @@ describe('LoadingCache', () => {
     cache.getFresh('a')
     cache.set('d', 1, 1_000)
     expect(cache.size).toBe(3)
-    expect(cache.getStale('b')).toBeUndefined()
-    expect(cache.getStale('a')).toBe(1)
+    expect(cache.getStale('b', Infinity)).toBeUndefined()
+    expect(cache.getStale('a', Infinity)).toBe(1)
   })
 
   it('collapses concurrent loads of one key into one call', async () => {

@@ -3,6 +3,8 @@ interface Entry<V> {
   expiresAtMs: number
   /** When the entry last moved to the young end of the LRU order. */
   touchedAtMs: number
+  /** From then on, a use of the entry reloads it in the background (refresh-ahead). */
+  refreshAtMs: number
 }
 
 // Moving an entry on every hit (delete + set) costs more than the lookup itself;
@@ -21,6 +23,9 @@ export class LoadingCache<V> {
   readonly #now: () => number
   // Bumped by every invalidation: a load that started before it must not write back.
   #generation = 0
+  // The entry getFresh found last, so refreshIfDue right after it needs no lookup.
+  #lastKey: string | undefined
+  #lastEntry: Entry<V> | undefined
 
   readonly #onDrop: ((value: V) => void) | undefined
 
@@ -43,6 +48,8 @@ export class LoadingCache<V> {
   getFresh(key: string, nowMs: number = this.#now()): V | undefined {
     const entry = this.#entries.get(key)
     if (entry === undefined || entry.expiresAtMs <= nowMs) return undefined
+    this.#lastKey = key
+    this.#lastEntry = entry
     if (nowMs - entry.touchedAtMs >= TOUCH_INTERVAL_MS) {
       entry.touchedAtMs = nowMs
       this.#entries.delete(key)
@@ -51,9 +58,24 @@ export class LoadingCache<V> {
     return entry.value
   }
 
-  /** The value even when expired, for stale-if-error. */
-  getStale(key: string): V | undefined {
-    return this.#entries.get(key)?.value
+  /** The value even when expired, for stale-if-error, but never more than `maxStaleMs` past its expiry. */
+  getStale(key: string, maxStaleMs: number, nowMs: number = this.#now()): V | undefined {
+    const entry = this.#entries.get(key)
+    return entry === undefined || nowMs >= entry.expiresAtMs + maxStaleMs ? undefined : entry.value
+  }
+
+  /**
+   * Refresh-ahead: once an entry in use has lived half its TTL, reloads it in the
+   * background (single-flight), so an entry that keeps being used never expires
+   * while the store answers. A failed reload is retried at half the time left.
+   * The staleness bound is unchanged: a refreshed entry is younger, never older.
+   */
+  refreshIfDue(key: string, nowMs: number, loader: (key: string) => Promise<V>, ttlFor: (value: V) => number, onError: (error: unknown) => void): void {
+    // Usually right after getFresh of the same key: no second lookup.
+    const entry = this.#lastKey === key ? this.#lastEntry : this.#entries.get(key)
+    if (entry === undefined || nowMs < entry.refreshAtMs || this.#pending.has(key)) return
+    entry.refreshAtMs = nowMs + Math.max(1, Math.floor((entry.expiresAtMs - nowMs) / 2))
+    this.load(key, () => loader(key), ttlFor).catch(onError)
   }
 
   set(key: string, value: V, ttlMs: number): void {
@@ -61,11 +83,12 @@ export class LoadingCache<V> {
       this.#onDrop?.(value)
       return
     }
+    if (key === this.#lastKey) this.#lastKey = undefined
     const previous = this.#entries.get(key)
     if (previous !== undefined && previous.value !== value) this.#drop(previous)
     this.#entries.delete(key)
     const nowMs = this.#now()
-    this.#entries.set(key, { value, expiresAtMs: nowMs + ttlMs, touchedAtMs: nowMs })
+    this.#entries.set(key, { value, expiresAtMs: nowMs + ttlMs, touchedAtMs: nowMs, refreshAtMs: nowMs + Math.floor(ttlMs / 2) })
     if (this.#entries.size > this.#maxEntries) {
       // Map iterates in insertion order: the first key is the least recently used.
       const oldest = this.#entries.keys().next().value as string
@@ -76,6 +99,8 @@ export class LoadingCache<V> {
 
   delete(key: string): void {
     this.#generation++
+    this.#lastKey = undefined
+    this.#lastEntry = undefined
     this.#drop(this.#entries.get(key))
     this.#entries.delete(key)
     this.#pending.delete(key)
@@ -83,6 +108,8 @@ export class LoadingCache<V> {
 
   clear(): void {
     this.#generation++
+    this.#lastKey = undefined
+    this.#lastEntry = undefined
     for (const entry of this.#entries.values()) this.#drop(entry)
     this.#entries.clear()
     this.#pending.clear()

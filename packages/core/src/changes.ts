@@ -22,3 +22,16 @@ export function onKeyStoreChange(store: KeyStore, listener: (change: KeyChange) 
 export function announceKeyStoreChange(store: KeyStore, change: KeyChange): void {
   for (const listener of listenersByStore.get(store) ?? []) listener(change)
 }
+
+/** Runs `action` and tells whether `change` was announced for `store` meanwhile (by the store itself, say). */
+export async function announcedDuring<T>(store: KeyStore, change: KeyChange, action: () => Promise<T>): Promise<{ result: T; heard: boolean }> {
+  let heard = false
+  const stop = onKeyStoreChange(store, (announced) => {
+    if (announced.kind === change.kind && JSON.stringify(announced) === JSON.stringify(change)) heard = true
+  })
+  try {
+    return { result: await action(), heard }
+  } finally {
+    stop()
+  }
+}

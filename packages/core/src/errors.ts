@@ -48,8 +48,9 @@ export class SaikuConfigError extends SaikuError {
   readonly code = 'ERR_SAIKU_CONFIG' as const
   readonly path: string
 
-  constructor(path: string, expected: string, received: unknown) {
-    super(`${path}: expected ${expected}, got ${describeValue(received)}`)
+  /** `secret`: the value holds a secret (a pepper, a signing key): the message tells its shape, never its content. */
+  constructor(path: string, expected: string, received: unknown, options: { readonly secret?: boolean } = {}) {
+    super(`${path}: expected ${expected}, got ${options.secret === true ? describeSecret(received) : describeValue(received)}`)
     this.path = path
   }
 }
@@ -97,4 +98,21 @@ export function describeValue(value: unknown): string {
   if (Array.isArray(value)) return 'an array'
   if (typeof value === 'function') return 'a function'
   return 'an object'
+}
+
+/** What a secret-bearing value is, without any of it: start-up logs keep error messages. */
+export function describeSecret(value: unknown): string {
+  if (typeof value === 'string') return `a string of ${value.length} characters (not shown)`
+  if (value instanceof Uint8Array) return `${value.length} bytes (not shown)`
+  if (value === null || value === undefined || typeof value === 'number' || typeof value === 'boolean') return describeValue(value)
+  return `${describeValue(value)} (not shown)`
+}
+
+/** A URL as it may be printed: any user name and password replaced. */
+export function redactUrl(url: URL): string {
+  if (url.username === '' && url.password === '') return url.href
+  const shown = new URL(url.href)
+  shown.username = 'redacted'
+  shown.password = ''
+  return shown.href
 }

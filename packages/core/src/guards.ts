@@ -72,7 +72,7 @@ export function errorResponseFor(error: unknown): ErrorResponse {
     const challenge = error.code === 'unauthorized' ? { 'www-authenticate': bearerChallenge('saiku') } : undefined
     return errorResponse(error.code, error.message, { ...challenge, ...error.headers })
   }
-  // A store that failed or stayed locked (a handler's own call) is unavailable, not broken: 503.
+  // A store that failed or stayed locked (a handler's own call, or key management) is unavailable, not broken: 503.
   if (error instanceof SaikuStoreError) return errorResponse('service_unavailable')
   if (typeof error === 'object' && error !== null) {
     const { status, statusCode, expose, type } = error as Record<string, unknown>

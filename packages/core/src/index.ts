@@ -1,5 +1,6 @@
 export { createAuthenticator, requestPath, routePath } from './pipeline.js'
 export { clientKey } from './client-address.js'
+export { reportedPath } from './reported-path.js'
 export type {
   AdmittedDecision,
   AuthDecision,
@@ -113,5 +114,7 @@ export {
   SaikuError,
   SaikuHttpError,
   SaikuStoreError,
+  describeSecret,
+  redactUrl,
 } from './errors.js'
 export type { ErrorCode, StoreSource } from './errors.js'

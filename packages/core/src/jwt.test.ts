@@ -208,6 +208,61 @@ describe('createJwtVerifier', () => {
   })
 })
 
+describe('the kid of a token', () => {
+  const local = async (kid: string | undefined) => {
+    const key = await signingKey('ES256', kid ?? 'unused')
+    const jwk = { ...key.jwk }
+    if (kid === undefined) delete jwk.kid
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    const auth = createAuthenticator(store, { jwt: { key: jwk, issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'] } })
+    const signWith = (headerKid: string | undefined) =>
+      new SignJWT({ tenant_id: 't-acme', scope: 'keys:read' })
+        .setProtectedHeader(headerKid === undefined ? { alg: 'ES256' } : { alg: 'ES256', kid: headerKid })
+        .setIssuer(ISSUER)
+        .setAudience(AUDIENCE)
+        .setExpirationTime('5m')
+        .sign(key.pair.privateKey)
+    return { auth, signWith }
+  }
+
+  it('refuses a token with an unknown kid, or none, when the local key has a kid, and names the token in the 401', async () => {
+    const { auth, signWith } = await local('server-1')
+    expect((await auth.authenticate(request(await signWith('server-1')))).ok).toBe(true)
+    for (const kid of ['someone-else', undefined]) {
+      const decision = await auth.authenticate(request(await signWith(kid)))
+      expect(decision).toMatchObject({ ok: false, status: 401, code: 'unauthorized' })
+      if (!decision.ok) expect(JSON.parse(decision.body)).toEqual({ error: 'unauthorized', message: 'Access token invalid, expired or revoked.' })
+    }
+  })
+
+  it('accepts any kid when the local key has none', async () => {
+    const { auth, signWith } = await local(undefined)
+    expect((await auth.authenticate(request(await signWith(undefined)))).ok).toBe(true)
+  })
+
+  it('refuses a token without a kid against a JWKS', async () => {
+    const key = await signingKey('ES256', 'only-1')
+    const server = createServer((_req, res) => res.end(JSON.stringify({ keys: [key.jwk] })))
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`
+      const auth = createAuthenticator(new MemoryKeyStore({ tenants: [tenant] }), { jwt: { jwksUrl: url, issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'] } })
+      const token = (kid?: string) =>
+        new SignJWT({ tenant_id: 't-acme' })
+          .setProtectedHeader(kid === undefined ? { alg: 'ES256' } : { alg: 'ES256', kid })
+          .setIssuer(ISSUER)
+          .setAudience(AUDIENCE)
+          .setExpirationTime('5m')
+          .sign(key.pair.privateKey)
+      expect((await auth.authenticate(request(await token('only-1')))).ok).toBe(true)
+      expect(await auth.authenticate(request(await token()))).toMatchObject({ ok: false, status: 401 })
+    } finally {
+      server.close()
+    }
+  })
+})
+
 describe('createTokenIssuer', () => {
   it('trades a key for a short-lived token that carries no more than the key, verifiable with the published JWKS', async () => {
     const pair = await generateKeyPair('ES256', { extractable: true })

@@ -1,11 +1,11 @@
 import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import type { JWK, JWTPayload, JWTVerifyGetKey } from 'jose'
-import { SaikuConfigError, SaikuHttpError, SaikuStoreError } from './errors.js'
+import { redactUrl, SaikuConfigError, SaikuHttpError, SaikuStoreError } from './errors.js'
 import { grants } from './guards.js'
 import { MAX_TOKEN_LENGTH } from './bearer.js'
 import { isPermission, MAX_PERMISSIONS, permissionsProblem, uniquePermissions } from './store.js'
-import type { KeyEnvironment } from './keys.js'
-import type { VerifiedCredential, VerifyResult, KeyVerifier } from './verifier.js'
+import { isKeyId, KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
+import type { KeyState, VerifiedCredential, VerifyResult, KeyVerifier } from './verifier.js'
 
 // jose is ESM only: loaded on first use, so the CommonJS build of this package works on every Node 20.
 type Jose = typeof import('jose')
@@ -25,6 +25,8 @@ export type JwtCredentialMapper = (claims: JwtClaims) => {
   readonly permissions: readonly string[]
   readonly label?: string
   readonly environment?: KeyEnvironment
+  /** The API key the token was exchanged from: the token works only while that key does. */
+  readonly sourceKeyId?: string
 } | null
 
 export interface JwtVerifierOptions {
@@ -91,7 +93,7 @@ function checkLocalKey(key: JWK | Uint8Array, algorithms: readonly string[]): JW
     if (asymmetric.length > 0) throw new SaikuConfigError('jwt.algorithms', 'only HS* with a shared secret', asymmetric[0])
     return key
   }
-  if (typeof key !== 'object' || key === null || typeof key.kty !== 'string') throw new SaikuConfigError('jwt.key', 'a public JWK or a shared secret', key)
+  if (typeof key !== 'object' || key === null || typeof key.kty !== 'string') throw new SaikuConfigError('jwt.key', 'a public JWK or a shared secret (bytes)', key, { secret: true })
   if (key.d !== undefined) throw new SaikuConfigError('jwt.key', 'the public half of the key (no "d")', 'a private JWK')
   try {
     createPublicKey({ key: key as JsonWebKey, format: 'jwk' })
@@ -133,9 +135,19 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
   if (!Number.isFinite(clockTolerance) || clockTolerance < 0) throw new SaikuConfigError('jwt.clockToleranceSeconds', 'a non-negative number', clockTolerance)
   const tenantClaim = options.tenantClaim ?? 'tenant_id'
   const permissionsClaim = options.permissionsClaim ?? 'scope'
-  const jwksUrl = options.jwksUrl === undefined ? undefined : new URL(options.jwksUrl)
+  let jwksUrl: URL | undefined
+  if (options.jwksUrl !== undefined) {
+    try {
+      jwksUrl = new URL(options.jwksUrl)
+    } catch {
+      throw new SaikuConfigError('jwt.jwksUrl', 'an absolute URL', options.jwksUrl, { secret: true })
+    }
+    if (jwksUrl.username !== '' || jwksUrl.password !== '') {
+      throw new SaikuConfigError('jwt.jwksUrl', 'a URL without a user name or password (a JWKS is public)', redactUrl(jwksUrl))
+    }
+  }
   if (jwksUrl !== undefined && jwksUrl.protocol !== 'https:' && jwksUrl.hostname !== '127.0.0.1' && jwksUrl.hostname !== 'localhost' && jwksUrl.hostname !== '[::1]') {
-    throw new SaikuConfigError('jwt.jwksUrl', 'an https URL (plain http only on loopback)', jwksUrl.href)
+    throw new SaikuConfigError('jwt.jwksUrl', 'an https URL (plain http only on loopback)', `${jwksUrl.origin}${jwksUrl.pathname}`)
   }
 
   const mapClaims: JwtCredentialMapper =
@@ -144,7 +156,18 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
       const tenantId = claims[tenantClaim]
       const permissions = permissionsFrom(claims[permissionsClaim])
       if (typeof tenantId !== 'string' || tenantId.length === 0 || permissions === null) return null
-      return { tenantId, permissions, label: typeof claims.sub === 'string' ? claims.sub : 'jwt' }
+      // The claims createTokenIssuer writes: the source key's ID and its environment.
+      const sourceKeyId = claims.key_id
+      const environment = claims.environment
+      if (sourceKeyId !== undefined && (typeof sourceKeyId !== 'string' || !isKeyId(sourceKeyId))) return null
+      if (environment !== undefined && !KEY_ENVIRONMENTS.includes(environment as KeyEnvironment)) return null
+      return {
+        tenantId,
+        permissions,
+        label: typeof claims.sub === 'string' ? claims.sub : 'jwt',
+        ...(environment === undefined ? {} : { environment: environment as KeyEnvironment }),
+        ...(sourceKeyId === undefined ? {} : { sourceKeyId }),
+      }
     })
 
   const localKey = options.key === undefined ? undefined : checkLocalKey(options.key, algorithms)
@@ -153,15 +176,24 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
   let remote: JWTVerifyGetKey | undefined
   const keySource = (jose: Jose): JWTVerifyGetKey | Uint8Array => {
     if (jwksUrl !== undefined) {
-      remote ??= jose.createRemoteJWKSet(jwksUrl, {
-        timeoutDuration: options.jwksTimeoutMs ?? 2_000,
-        cooldownDuration: options.jwksCooldownMs ?? 30_000,
-        cacheMaxAge: options.jwksCacheMaxAgeMs ?? 600_000,
-      })
+      if (remote === undefined) {
+        const set = jose.createRemoteJWKSet(jwksUrl, {
+          timeoutDuration: options.jwksTimeoutMs ?? 2_000,
+          cooldownDuration: options.jwksCooldownMs ?? 30_000,
+          cacheMaxAge: options.jwksCacheMaxAgeMs ?? 600_000,
+        })
+        // A JWKS key is chosen by its kid: a token without one names no key.
+        remote = async (header, token) => {
+          if (typeof header.kid !== 'string') throw new jose.errors.JWKSNoMatchingKey()
+          return set(header, token)
+        }
+      }
       return remote
     }
     if (localKey instanceof Uint8Array) return localKey
     return async (header) => {
+      // A local key with a kid verifies only tokens that name it.
+      if (localKey!.kid !== undefined && header.kid !== localKey!.kid) throw new jose.errors.JWKSNoMatchingKey()
       const alg = header.alg ?? ''
       let key = imported.get(alg)
       if (key === undefined) imported.set(alg, (key = jose.importJWK(localKey!, alg)))
@@ -200,17 +232,60 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
         environment: mapped.environment ?? 'live',
         permissions: Object.freeze(uniquePermissions(mapped.permissions)),
         expiresAt: new Date((payload.exp as number) * 1000),
+        ...(mapped.sourceKeyId === undefined ? {} : { sourceKeyId: mapped.sourceKeyId }),
       }
       return { ok: true, credential }
     },
   }
 }
 
-/** Sends API keys (`sk_live_…`, `sk_test_…`) to one verifier and every other token to another. */
-export function createCompositeVerifier(verifiers: { readonly apiKeys: KeyVerifier; readonly others: KeyVerifier }): KeyVerifier {
+export interface CompositeVerifierOptions {
+  readonly apiKeys: KeyVerifier
+  readonly others: KeyVerifier
+  /** The environments accepted, for tokens as for keys. Default both. */
+  readonly environments?: readonly KeyEnvironment[]
+  /**
+   * The state of the API key a token was exchanged from (`sourceKeyId`). Without
+   * it, a token that names a source key is refused: it could not be checked.
+   */
+  readonly sourceKeys?: (keyId: string) => KeyState | Promise<KeyState>
+}
+
+const NOT_ACCEPTED: VerifyResult = Object.freeze({ ok: false, reason: 'environment_not_accepted' })
+const INVALID_JWT: VerifyResult = Object.freeze({ ok: false, reason: 'invalid_jwt' })
+
+/**
+ * Sends API keys (`sk_live_…`, `sk_test_…`) to one verifier and every other token
+ * to another. A token exchanged from a key works only while that key does: same
+ * tenant, same environment, not revoked, not expired.
+ */
+export function createCompositeVerifier(verifiers: CompositeVerifierOptions): KeyVerifier {
   const isApiKey = (token: string): boolean => token.startsWith('sk_live_') || token.startsWith('sk_test_')
+  const environments = verifiers.environments ?? KEY_ENVIRONMENTS
+  const { sourceKeys } = verifiers
+
+  function withSource(credential: VerifiedCredential, state: KeyState): VerifyResult {
+    if (!state.ok) return { ok: false, reason: state.reason }
+    if (state.tenantId !== credential.tenantId) return INVALID_JWT
+    if (!environments.includes(state.environment)) return NOT_ACCEPTED
+    return { ok: true, credential: credential.environment === state.environment ? credential : { ...credential, environment: state.environment } }
+  }
+
+  function checked(result: VerifyResult): VerifyResult | Promise<VerifyResult> {
+    if (!result.ok) return result
+    const { credential } = result
+    if (credential.sourceKeyId === undefined) return environments.includes(credential.environment) ? result : NOT_ACCEPTED
+    if (sourceKeys === undefined) return INVALID_JWT
+    const state = sourceKeys(credential.sourceKeyId)
+    return state instanceof Promise ? state.then((settled) => withSource(credential, settled)) : withSource(credential, state)
+  }
+
   return {
-    verify: (token) => (isApiKey(token) ? verifiers.apiKeys : verifiers.others).verify(token),
+    verify(token) {
+      if (isApiKey(token)) return verifiers.apiKeys.verify(token)
+      const result = verifiers.others.verify(token)
+      return result instanceof Promise ? result.then(checked) : checked(result)
+    },
     verifyWithoutIo: (token) => (isApiKey(token) ? verifiers.apiKeys.verifyWithoutIo?.(token) : undefined),
     invalidateKey: (keyId) => verifiers.apiKeys.invalidateKey?.(keyId),
   }
@@ -245,7 +320,7 @@ export interface TokenIssuer {
 export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
   const { privateKey } = options
   if (typeof privateKey !== 'object' || privateKey === null || typeof privateKey.kid !== 'string' || privateKey.d === undefined) {
-    throw new SaikuConfigError('tokens.privateKey', 'a private JWK with a kid', privateKey)
+    throw new SaikuConfigError('tokens.privateKey', 'a private JWK with a kid', privateKey, { secret: true })
   }
   const algorithm = options.algorithm ?? (privateKey.alg as JwtAlgorithm | undefined) ?? 'ES256'
   if (!ASYMMETRIC.includes(algorithm)) throw new SaikuConfigError('tokens.algorithm', 'an asymmetric algorithm', algorithm)
@@ -268,11 +343,19 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
       }
       const beyond = wanted.filter((permission) => !grants(granted, permission))
       if (beyond.length > 0) throw new SaikuHttpError('forbidden', `A token cannot carry what the key does not hold: ${beyond.join(', ')}.`)
-      const ttl = request.ttlSeconds ?? maxTtl
-      if (!Number.isInteger(ttl) || ttl < 1 || ttl > maxTtl) throw new SaikuHttpError('invalid_request', `ttlSeconds must be an integer from 1 to ${maxTtl}.`)
+      const asked = request.ttlSeconds ?? maxTtl
+      if (!Number.isInteger(asked) || asked < 1 || asked > maxTtl) throw new SaikuHttpError('invalid_request', `ttlSeconds must be an integer from 1 to ${maxTtl}.`)
+      // Never outlives the credential it was exchanged from.
+      const leftSeconds = credential.expiresAt === null ? Infinity : Math.floor((credential.expiresAt.getTime() - Date.now()) / 1000)
+      if (leftSeconds < 1) throw new SaikuHttpError('unauthorized')
+      const ttl = Math.min(asked, leftSeconds)
+      // The key the token works through: its revocation or expiry ends the token too.
+      const sourceKeyId = credential.type === 'api_key' ? credential.keyId : credential.sourceKeyId
+      if (sourceKeyId === undefined) throw new SaikuHttpError('forbidden', 'Only an API key, or a token exchanged from one, can be exchanged for a token.')
       const jose = await loadJose()
       signingKey ??= jose.importJWK(privateKey, algorithm)
-      const accessToken = await new jose.SignJWT({ tenant_id: credential.tenantId, scope: wanted.join(' '), key_id: credential.keyId })
+      const claims = { tenant_id: credential.tenantId, scope: wanted.join(' '), key_id: sourceKeyId, environment: credential.environment }
+      const accessToken = await new jose.SignJWT(claims)
         .setProtectedHeader({ alg: algorithm, kid: privateKey.kid!, typ: 'at+jwt' })
         .setIssuer(options.issuer)
         .setAudience(options.audience)

@@ -66,4 +66,19 @@ describe('createKeyManager', () => {
     vi.spyOn(store, 'createKey').mockRejectedValue(new Error('disk full'))
     await expect(createKeyManager(store).create('t', { label: 'x' })).rejects.toMatchObject({ name: 'SaikuStoreError', source: 'key_store' })
   })
+
+  it('turns every store failure or hang into a SaikuStoreError, never a plain error', async () => {
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    const manager = createKeyManager(store, { timeoutMs: 50 })
+    const { keyId } = await manager.create('t', { label: 'agent' })
+    vi.spyOn(store, 'findTenant').mockRejectedValue(new Error('ECONNREFUSED'))
+    vi.spyOn(store, 'listKeys').mockReturnValue(new Promise(() => {}))
+    vi.spyOn(store, 'findKey').mockImplementation(() => {
+      throw new Error('pool destroyed')
+    })
+    await expect(manager.create('t', { label: 'agent' })).rejects.toMatchObject({ name: 'SaikuStoreError', source: 'key_store' })
+    await expect(manager.list('t')).rejects.toMatchObject({ name: 'SaikuStoreError', timedOut: true })
+    await expect(manager.revoke('t', keyId)).rejects.toMatchObject({ name: 'SaikuStoreError' })
+    await expect(manager.rotate('t', keyId)).rejects.toMatchObject({ name: 'SaikuStoreError' })
+  })
 })

@@ -1,8 +1,8 @@
 import { SaikuHttpError } from './errors.js'
 import { digestApiKey, isKeyId, KEY_ENVIRONMENTS, mintApiKey, type KeyEnvironment } from './keys.js'
 import { labelProblem, permissionsProblem, uniquePermissions, type ApiKeySummary, type KeyStore } from './store.js'
-import { asStoreError } from './timeout.js'
-import { announceKeyStoreChange } from './changes.js'
+import { asStoreError, withTimeout } from './timeout.js'
+import { announceKeyStoreChange, announcedDuring } from './changes.js'
 
 export interface CreateKeyInput {
   readonly label: string
@@ -30,6 +30,8 @@ export interface KeyManager {
 export interface KeyManagerOptions {
   readonly pepper?: string | Buffer | undefined
   readonly now?: (() => number) | undefined
+  /** Deadline for each store call. Default 5000. */
+  readonly timeoutMs?: number | undefined
 }
 
 function invalid(message: string): SaikuHttpError {
@@ -39,6 +41,17 @@ function invalid(message: string): SaikuHttpError {
 /** Key management for dashboards and CLIs: create, list, revoke, rotate. */
 export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {}): KeyManager {
   const now = options.now ?? ((): number => Date.now())
+  const timeoutMs = options.timeoutMs ?? 5_000
+  // Every store call: a failure or a hang is a SaikuStoreError (503), never a 500.
+  const call = <T>(what: string, run: () => Promise<T> | T): Promise<T> => {
+    let pending: Promise<T>
+    try {
+      pending = Promise.resolve(run())
+    } catch (error) {
+      return Promise.reject(asStoreError(error, 'key_store', `key store ${what} failed`))
+    }
+    return withTimeout(pending, timeoutMs, 'key_store', `key store ${what}`)
+  }
 
   async function create(tenantId: string, input: CreateKeyInput): Promise<CreatedApiKey> {
     if (typeof input !== 'object' || input === null) throw invalid('Expected an object with a label.')
@@ -53,7 +66,7 @@ export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {
     if (expiresAt !== null && !(expiresAt instanceof Date && expiresAt.getTime() > now())) {
       throw invalid('expiresAt must be a date in the future.')
     }
-    if ((await store.findTenant(tenantId)) === null) throw new SaikuHttpError('not_found', 'Tenant does not exist.')
+    if ((await call('findTenant', () => store.findTenant(tenantId))) === null) throw new SaikuHttpError('not_found', 'Tenant does not exist.')
 
     // Key IDs carry 71 random bits; a collision is retried, never overwritten.
     for (let attempt = 0; ; attempt++) {
@@ -72,10 +85,10 @@ export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {
         lastUsedAt: null,
       }
       try {
-        await store.createKey(record)
+        await call('createKey', () => store.createKey(record))
       } catch (error) {
-        if (attempt < 2 && (await store.findKey(minted.keyId)) !== null) continue
-        throw asStoreError(error, 'key_store', 'key store createKey failed')
+        if (attempt < 2 && (await call('findKey', () => store.findKey(minted.keyId))) !== null) continue
+        throw error
       }
       return {
         key: minted.key,
@@ -92,18 +105,20 @@ export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {
 
   async function ownedKey(tenantId: string, keyId: string) {
     if (!isKeyId(keyId)) return null
-    const record = await store.findKey(keyId)
+    const record = await call('findKey', () => store.findKey(keyId))
     // Another tenant's key is reported exactly like a missing one.
     return record === null || record.tenantId !== tenantId || record.revokedAt !== null ? null : record
   }
 
   return {
     create,
-    list: (tenantId) => store.listKeys(tenantId),
+    list: (tenantId) => call('listKeys', () => store.listKeys(tenantId)),
     async revoke(tenantId, keyId) {
       if ((await ownedKey(tenantId, keyId)) === null) return false
-      const revoked = await store.revokeKey(keyId, new Date(now()))
-      announceKeyStoreChange(store, { kind: 'key', keyId })
+      // Stores that announce their own revocations are not announced twice (one publish per revocation).
+      const change = { kind: 'key', keyId } as const
+      const { result: revoked, heard } = await announcedDuring(store, change, () => call('revokeKey', () => store.revokeKey(keyId, new Date(now()))))
+      if (!heard) announceKeyStoreChange(store, change)
       return revoked
     },
     async rotate(tenantId, keyId) {

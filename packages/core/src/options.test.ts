@@ -1,3 +1,4 @@
+import { createTokenIssuer } from './jwt.js'
 import { describe, expect, it } from 'vitest'
 import { SaikuConfigError } from './errors.js'
 import { resolveOptions } from './options.js'
@@ -44,11 +45,11 @@ describe('resolveOptions', () => {
     [{ tiers: { gold: 'unlimited' } }, 'tiers.gold: expected an object { perMinute, perHour }, got "unlimited"'],
     [{ rateLimitHeaders: 'draft-6' }, 'rateLimitHeaders: expected one of "draft-11", "legacy", "none", got "draft-6"'],
     [{ cache: { ttlMs: -1 } }, 'cache.ttlMs: expected an integer number of milliseconds from 0 to 2147483647, got -1'],
-    [{ cache: { ttl: 5 } }, 'cache.ttl: expected a known option (ttlMs, negativeTtlMs, maxEntries), got "ttl"'],
+    [{ cache: { ttl: 5 } }, 'cache.ttl: expected a known option (ttlMs, negativeTtlMs, maxEntries, maxStaleMs), got "ttl"'],
     [{ failurePolicy: { limiter: 'ignore' } }, 'failurePolicy.limiter: expected one of "closed", "open", got "ignore"'],
     [{ realm: 'a"b' }, 'realm: expected 1 to 64 printable ASCII characters without quotes or backslashes, got "a\\"b"'],
     [{ environments: ['prod'] }, 'environments: expected a non-empty array of "live" and/or "test", got an array'],
-    [{ pepper: 'short' }, 'pepper: expected a string or Buffer of at least 16 characters, got "short"'],
+    [{ pepper: 'short' }, 'pepper: expected a string or Buffer of at least 16 characters, got a string of 5 characters (not shown)'],
     [{ keyStoreTimeoutMs: 0 }, 'keyStoreTimeoutMs: expected an integer number of milliseconds from 1 to 2147483647, got 0'],
     [{ subscription: { exemptPaths: ['billing'] } }, 'subscription.exemptPaths[0]: expected a path starting with "/", got "billing"'],
     [{ onDecision: 'log' }, 'onDecision: expected a function, got "log"'],
@@ -101,5 +102,27 @@ describe('tiers', () => {
       'tenants["acme"].tier: expected one of starter, team, business, enterprise, got "gold"',
     )
     expect(() => limitsForTenant(DEFAULT_TIERS, { tenantSlug: 'x', tier: 'toString' })).toThrow(SaikuConfigError)
+  })
+
+  it('never echoes a secret-bearing option in a configuration error', () => {
+    const cases: [() => unknown, string, string][] = [
+      [() => resolveOptions({ pepper: 'hunter2-short' }), 'hunter2', 'pepper: expected a string or Buffer of at least 16 characters, got a string of 13 characters (not shown)'],
+      [
+        () => resolveOptions({ jwt: { key: 'an-hmac-secret-passed-as-a-string-value' as never, issuer: 'i', audience: 'a', algorithms: ['HS256'] } }),
+        'an-hmac-secret',
+        'jwt.key: expected a public JWK or a shared secret (bytes), got a string of 39 characters (not shown)',
+      ],
+      [
+        () => resolveOptions({ jwt: { jwksUrl: 'https://user:s3cret-pass@id.example.test/jwks', issuer: 'i', audience: 'a', algorithms: ['ES256'] } }),
+        's3cret-pass',
+        'jwt.jwksUrl: expected a URL without a user name or password (a JWKS is public), got "https://redacted@id.example.test/jwks"',
+      ],
+      [() => createTokenIssuer({ privateKey: '-----BEGIN PRIVATE KEY-----MIGHAgEAMBMGByqGSM49' as never, issuer: 'i', audience: 'a' }), 'MIGHAgEAMBMG', 'tokens.privateKey: expected a private JWK with a kid, got a string of'],
+    ]
+    for (const [run, secret, message] of cases) {
+      const error = configError(run as () => void)
+      expect(error.message).toContain(message)
+      expect(error.message).not.toContain(secret)
+    }
   })
 })

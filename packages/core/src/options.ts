@@ -43,6 +43,11 @@ export interface SaikuOptions {
     negativeTtlMs?: number
     /** Bound on cached keys and on cached tenants. Default 10000. */
     maxEntries?: number
+    /**
+     * With `failurePolicy.keyStore: 'serve-stale'`: the longest an entry is served
+     * past its expiry while the store fails. Beyond it the answer is 503. Default 60000.
+     */
+    maxStaleMs?: number
   }
   /** Deadline for each key store call (a request makes at most two: key, then tenant) and for a custom verifier. Default 1000. */
   keyStoreTimeoutMs?: number
@@ -78,6 +83,13 @@ export interface SaikuOptions {
         ipv6PrefixBits?: number
         /** Most clients counted at once. Default 100000. */
         maxClients?: number
+        /**
+         * A key ID this process verified within this time reaches its cache entry or
+         * the store whatever its address has spent, so neighbours' garbage cannot lock
+         * out a key in use. Garbage gains nothing by it: such lookups are single-flight
+         * and cached, at most one per key ID per `cache.ttlMs`. 0 turns it off. Default 3600000.
+         */
+        trustVerifiedMs?: number
       }
   /** Which key environments this server accepts. Default both. */
   environments?: readonly KeyEnvironment[]
@@ -110,11 +122,11 @@ export interface ResolvedOptions {
     readonly timeoutMs: number
     readonly insurance: LimiterBackend | undefined
   }
-  readonly cache: { readonly ttlMs: number; readonly negativeTtlMs: number; readonly maxEntries: number }
+  readonly cache: { readonly ttlMs: number; readonly negativeTtlMs: number; readonly maxEntries: number; readonly maxStaleMs: number }
   readonly keyStoreTimeoutMs: number
   readonly failurePolicy: { readonly keyStore: KeyStoreFailurePolicy; readonly limiter: LimiterFailurePolicy }
   readonly subscription: { readonly required: boolean; readonly isExempt: (path: string, request: AuthRequest) => boolean }
-  readonly failedAuth: { readonly perMinute: number; readonly ipv6PrefixBits: number; readonly maxClients: number } | null
+  readonly failedAuth: { readonly perMinute: number; readonly ipv6PrefixBits: number; readonly maxClients: number; readonly trustVerifiedMs: number } | null
   readonly environments: readonly KeyEnvironment[]
   readonly pepper: string | Buffer | undefined
   readonly lastUsedResolutionMs: number
@@ -129,11 +141,11 @@ const KNOWN_OPTIONS: Readonly<Record<string, readonly string[] | null>> = {
   tiers: null,
   rateLimitHeaders: null,
   limiter: ['factory', 'backend', 'keyPrefix', 'maxTenants', 'timeoutMs', 'insurance'],
-  cache: ['ttlMs', 'negativeTtlMs', 'maxEntries'],
+  cache: ['ttlMs', 'negativeTtlMs', 'maxEntries', 'maxStaleMs'],
   keyStoreTimeoutMs: null,
   failurePolicy: ['keyStore', 'limiter'],
   subscription: ['required', 'exemptPaths', 'isExempt'],
-  failedAuth: ['perMinute', 'ipv6PrefixBits', 'maxClients'],
+  failedAuth: ['perMinute', 'ipv6PrefixBits', 'maxClients', 'trustVerifiedMs'],
   environments: null,
   pepper: null,
   lastUsedResolutionMs: null,
@@ -265,6 +277,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
       perMinute: positiveInteger('failedAuth.perMinute', group_.perMinute, 30),
       ipv6PrefixBits,
       maxClients: positiveInteger('failedAuth.maxClients', group_.maxClients, 100_000),
+      trustVerifiedMs: durationMs('failedAuth.trustVerifiedMs', group_.trustVerifiedMs, 3_600_000),
     })
   }
 
@@ -279,7 +292,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
 
   const pepper = options.pepper
   if (pepper !== undefined && !((typeof pepper === 'string' || Buffer.isBuffer(pepper)) && pepper.length >= 16)) {
-    throw new SaikuConfigError('pepper', 'a string or Buffer of at least 16 characters', pepper)
+    throw new SaikuConfigError('pepper', 'a string or Buffer of at least 16 characters', pepper, { secret: true })
   }
 
   const verifier = options.verifier as KeyVerifier | undefined
@@ -310,6 +323,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
       ttlMs,
       negativeTtlMs: durationMs('cache.negativeTtlMs', cache.negativeTtlMs, ttlMs),
       maxEntries,
+      maxStaleMs: durationMs('cache.maxStaleMs', cache.maxStaleMs, 60_000),
     }),
     keyStoreTimeoutMs: durationMs('keyStoreTimeoutMs', options.keyStoreTimeoutMs, 1_000, 1),
     failurePolicy: Object.freeze({

@@ -152,4 +152,62 @@ describe('errorResponseFor', () => {
     expect(errorResponseFor(Object.assign(new Error('secret'), { status: 503 }))).toMatchObject({ status: 500, code: 'internal_error' })
     expect(errorResponseFor('a string')).toMatchObject({ status: 500 })
   })
+
+  it('never gives a failed-auth point spent before a window boundary back into the next window', async () => {
+    const clock = installFakeClock(Date.parse('2030-01-01T00:00:00Z'))
+    try {
+      const store = new MemoryKeyStore({ tenants: [acme] })
+      const auth = createAuthenticator(store, { failedAuth: { perMinute: 2 } })
+      const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+      expect(await auth.authenticate(request('Bearer garbage'))).toMatchObject({ status: 401 })
+      // A lookup that spends the minute's second point just before the boundary and verifies after it.
+      let release!: () => void
+      const held = new Promise<void>((resolve) => (release = resolve))
+      const findKey = store.findKey.bind(store)
+      vi.spyOn(store, 'findKey').mockImplementationOnce(async (keyId) => {
+        await held
+        return findKey(keyId)
+      })
+      clock.advance(59_000)
+      const pending = auth.authenticate(request(`Bearer ${key}`))
+      clock.advance(2_000)
+      expect(await auth.authenticate(request('Bearer garbage'))).toMatchObject({ status: 401 })
+      expect(await auth.authenticate(request('Bearer garbage'))).toMatchObject({ status: 401 })
+      release()
+      expect(await pending).toMatchObject({ ok: true })
+      // The new minute has spent its two points: the next failure is refused, not given an extra one.
+      expect(await auth.authenticate(request('Bearer garbage'))).toMatchObject({ status: 429 })
+    } finally {
+      clock.restore()
+    }
+  })
+
+  it('reports no key or token that a client put in the path, a matrix parameter or a raw fragment', async () => {
+    const events: DecisionEvent[] = []
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), { onDecision: (event) => events.push(event) })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    const jwt = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl'
+    const urls = [
+      `/me/tenant;access_token=${key}`,
+      `/me/tenant#${key}`,
+      `/me/${key}/x`,
+      `/me/${key.replaceAll('_', '%5F')}`,
+      `/me/tenant;token=${jwt}`,
+      `/me/${jwt}`,
+      `/me/tenant;api_key=opaque-secret-value`,
+    ]
+    for (const url of urls) await auth.authenticate({ ...request(`Bearer ${key}`), url })
+    const paths = events.map((event) => event.path)
+    expect(paths).toEqual([
+      '/me/tenant;access_token=[redacted]',
+      '/me/tenant',
+      '/me/[redacted]/x',
+      '/me/[redacted]',
+      '/me/tenant;token=[redacted]',
+      '/me/[redacted]',
+      '/me/tenant;api_key=[redacted]',
+    ])
+    expect(JSON.stringify(events)).not.toContain(key.slice(8))
+    expect(JSON.stringify(events)).not.toContain('opaque-secret-value')
+  })
 })

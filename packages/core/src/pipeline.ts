@@ -1,7 +1,7 @@
 import cluster from 'node:cluster'
 import { extractBearer } from './bearer.js'
 import { LoadingCache } from './cache.js'
-import { onKeyStoreChange } from './changes.js'
+import { announceKeyStoreChange, onKeyStoreChange } from './changes.js'
 import { SaikuConfigError, SaikuStoreError, type ErrorCode } from './errors.js'
 import {
   addRateLimitHeaders,
@@ -15,14 +15,17 @@ import {
 } from './http.js'
 import { createRateLimiterBackend, type LimitDecision, type LimiterBackend } from './limiter.js'
 import { createMemoryLimiter, type MemoryLimiterBackend } from './memory-limiter.js'
+import { FailureBudget } from './failure-budget.js'
+import { startLookup, type Lookup } from './lookups.js'
 import { clientKey } from './client-address.js'
+import { reportedPath } from './reported-path.js'
 import { createCompositeVerifier } from './jwt.js'
 import { createKeyManager, type KeyManager } from './management.js'
 import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
 import type { KeyStore, Subscription, TenantRecord } from './store.js'
 import { limitsForTenant, type WindowLimits } from './tiers.js'
 import { asStoreError, withTimeout } from './timeout.js'
-import { createApiKeyVerifier, type KeyVerifier, type VerificationFailure, type VerifiedCredential, type VerifyResult } from './verifier.js'
+import { createApiKeyVerifier, sourceKeyStateFromStore, type KeyVerifier, type VerificationFailure, type VerifiedCredential, type VerifyResult } from './verifier.js'
 
 /** What an adapter hands in: the parts of a request the decision depends on. */
 export interface AuthRequest {
@@ -153,6 +156,7 @@ export interface DecisionEvent {
   readonly code: ErrorCode | null
   readonly reason: DecisionReason
   readonly method: string
+  /** Without query or fragment; anything shaped like a key or token reads `[redacted]` (see `reportedPath`). */
   readonly path: string
   readonly ip: string | undefined
   readonly keyId: string | null
@@ -170,9 +174,13 @@ export interface Authenticator {
   /** Key management that shares this authenticator's store and pepper. */
   readonly keys: KeyManager
   readonly options: ResolvedOptions
-  /** Forgets a cached key (revocations through `keys` or MemoryKeyStore do this already). */
+  /**
+   * Announces that a key changed (after writing to the store yourself): every authenticator of
+   * this store in this process forgets it, and a change feed carries it to other processes.
+   * Revocations through `keys` and the bundled stores do this already.
+   */
   invalidateKey(keyId: string): void
-  /** Forgets a cached tenant, so a tier or subscription change applies on the next request. */
+  /** Announces that a tenant changed, so a tier or subscription change applies on the next request, here and through a change feed. */
   invalidateTenant(tenantId: string): void
   /** Stops listening for store changes. */
   close(): void
@@ -266,6 +274,7 @@ function factoryIdentity(factory: object, keyPrefix: string): object {
   return identity
 }
 
+const SIGNED_TOKEN_MESSAGE = 'Access token invalid, expired or revoked.'
 const INVALID_REQUEST_MESSAGE = 'Send exactly one API key, in one Authorization header: "Authorization: Bearer <key>".'
 
 /**
@@ -298,6 +307,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
           cacheMaxEntries: options.cache.maxEntries,
           storeTimeoutMs: options.keyStoreTimeoutMs,
           serveStaleOnStoreError: options.failurePolicy.keyStore === 'serve-stale',
+          maxStaleMs: options.cache.maxStaleMs,
           environments: options.environments,
           pepper: options.pepper,
           lastUsedResolutionMs: options.lastUsedResolutionMs,
@@ -307,7 +317,14 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       : undefined
   const keyVerifier: KeyVerifier = options.verifier ?? apiKeyVerifier!
   const verifier: KeyVerifier =
-    options.jwtVerifier === undefined ? keyVerifier : createCompositeVerifier({ apiKeys: keyVerifier, others: options.jwtVerifier })
+    options.jwtVerifier === undefined
+      ? keyVerifier
+      : createCompositeVerifier({
+          apiKeys: keyVerifier,
+          others: options.jwtVerifier,
+          environments: options.environments,
+          sourceKeys: apiKeyVerifier?.keyState ?? sourceKeyStateFromStore(store, options.keyStoreTimeoutMs),
+        })
   const limiter: LimiterBackend =
     options.limiter.backend ??
     (options.limiter.factory === undefined
@@ -324,8 +341,17 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   // Marks the principals this authenticator made: counted, or admitted without counting (failing open).
   const countedMark: AdmittedMark = Object.freeze({ countedBy: limiterIdentity })
   const uncountedMark: AdmittedMark = Object.freeze({ countedBy: null })
-  const failureLimiter = options.failedAuth === null ? null : createMemoryLimiter({ maxTenants: options.failedAuth.maxClients, now })
-  const failureLimits = options.failedAuth === null ? null : { perMinute: options.failedAuth.perMinute, perHour: options.failedAuth.perMinute * 10 }
+  const failureBudget =
+    options.failedAuth === null
+      ? null
+      : new FailureBudget({
+          perMinute: options.failedAuth.perMinute,
+          perHour: options.failedAuth.perMinute * 10,
+          maxClients: options.failedAuth.maxClients,
+          trustVerifiedMs: options.failedAuth.trustVerifiedMs,
+          maxTrustedKeys: Math.max(1, options.cache.maxEntries),
+          now,
+        })
 
   const stopListening = onKeyStoreChange(store, (change) => {
     if (change.kind === 'key') verifier.invalidateKey?.(change.keyId)
@@ -339,12 +365,14 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   // Prebuilt: the common refusals cost no serialization.
   const missingChallenge = { 'www-authenticate': bearerChallenge(realm) }
   const invalidTokenChallenge = { 'www-authenticate': bearerChallenge(realm, 'invalid_token') }
+  // The same challenge for a signed token, whose body names the token rather than an API key.
+  const invalidSignedTokenChallenge = { ...invalidTokenChallenge }
   const invalidRequestChallenge = { 'www-authenticate': bearerChallenge(realm, 'invalid_request') }
 
   function emit(request: AuthRequest, status: number, code: ErrorCode | null, reason: DecisionReason, keyId: string | null, tenantId: string | null): void {
     if (onDecision === undefined) return
     try {
-      onDecision({ status, code, reason, method: request.method, path: requestPath(request), ip: requestIp(request), keyId, tenantId })
+      onDecision({ status, code, reason, method: request.method, path: reportedPath(request.url), ip: requestIp(request), keyId, tenantId })
     } catch {
       // Observers never change an outcome.
     }
@@ -354,6 +382,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   const prebuilt = new Map<HeaderMap, ErrorResponse>([
     [missingChallenge, Object.freeze(errorResponse('unauthorized', undefined, missingChallenge))],
     [invalidTokenChallenge, Object.freeze(errorResponse('unauthorized', undefined, invalidTokenChallenge))],
+    [invalidSignedTokenChallenge, Object.freeze(errorResponse('unauthorized', SIGNED_TOKEN_MESSAGE, invalidSignedTokenChallenge))],
   ])
 
   function refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): ErrorResponse {
@@ -362,22 +391,21 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     return response
   }
 
+  async function loadTenantRecord(tenantId: string): Promise<CachedTenant | null> {
+    const record = await withTimeout(store.findTenant(tenantId), options.keyStoreTimeoutMs, 'key_store', 'key store findTenant')
+    return record === null ? null : toCachedTenant(record, options)
+  }
+  const reportTenantRefreshError = (error: unknown): void => reportError(asStoreError(error, 'key_store', 'key store findTenant failed'))
+
   function loadTenant(tenantId: string): Promise<CachedTenant | null> {
-    return tenants.load(
-      tenantId,
-      async () => {
-        const record = await withTimeout(store.findTenant(tenantId), options.keyStoreTimeoutMs, 'key_store', 'key store findTenant')
-        return record === null ? null : toCachedTenant(record, options)
-      },
-      tenantTtl,
-    )
+    return tenants.load(tenantId, () => loadTenantRecord(tenantId), tenantTtl)
   }
 
   async function loadTenantOrStale(tenantId: string): Promise<CachedTenant | null> {
     try {
       return await loadTenant(tenantId)
     } catch (error) {
-      const stale = options.failurePolicy.keyStore === 'serve-stale' ? tenants.getStale(tenantId) : undefined
+      const stale = options.failurePolicy.keyStore === 'serve-stale' ? tenants.getStale(tenantId, options.cache.maxStaleMs) : undefined
       if (stale === undefined) throw error
       reportError(asStoreError(error, 'key_store', 'key store findTenant failed'))
       return stale
@@ -424,12 +452,12 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   }
 
   /** A 401, counted against the client; past its budget the answer is 429 instead. */
-  function failed(request: AuthRequest, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string } = {}): ErrorResponse {
-    if (failureLimiter !== null) {
-      const waitMs = failureLimiter.hitSync(clientOf(request), failureLimits!)
+  function failed(request: AuthRequest, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string } = {}, signed = false): ErrorResponse {
+    if (failureBudget !== null) {
+      const waitMs = failureBudget.fail(clientOf(request))
       if (waitMs > 0) return tooManyFailures(request, waitMs)
     }
-    return refuse(request, 'unauthorized', reason, ids, undefined, invalidTokenChallenge)
+    return refuse(request, 'unauthorized', reason, ids, undefined, signed ? invalidSignedTokenChallenge : invalidTokenChallenge)
   }
 
   function decide(request: AuthRequest): Outcome {
@@ -448,45 +476,49 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       return failed(request, 'malformed_credentials')
     }
     let verified: VerifyResult | Promise<VerifyResult>
-    let prespent = false
+    let lookup: Lookup | null = null
     try {
       // The common request is answered from the cache; only what needs the store looks at the client's failures.
       const known = verifier.verifyWithoutIo?.(credentials.token)
-      if (known !== undefined) return verifiedStage(request, known)
-      // A key lookup the cache cannot answer spends from the client's budget before it
-      // starts, so a burst of concurrent unknown keys cannot all reach the store. Signed
-      // tokens need no store and count only when they fail.
-      prespent = failureLimiter !== null && credentials.token.startsWith('sk_')
-      if (prespent) {
-        const waitMs = failureLimiter!.hitSync(clientOf(request), failureLimits!)
-        if (waitMs > 0) return tooManyFailures(request, waitMs)
+      if (known !== undefined) return verifiedStage(request, known, null)
+      // Signed tokens need no store and count only when they fail; an API key lookup goes through the budget.
+      if (failureBudget !== null && credentials.token.startsWith('sk_')) {
+        const started = startLookup(failureBudget, clientOf(request), credentials.token, options.verifier !== undefined)
+        if (typeof started === 'number') return tooManyFailures(request, started)
+        lookup = started
       }
       verified = verifier.verify(credentials.token)
     } catch (error) {
+      lookup?.storeFailed()
       return keyStoreFailed(request, error)
     }
-    if (verified instanceof Promise) return afterVerifying(request, verified, prespent)
-    return verifiedStage(request, verified, prespent)
+    if (verified instanceof Promise) return afterVerifying(request, verified, lookup, !credentials.token.startsWith('sk_'))
+    lookup?.done()
+    return verifiedStage(request, verified, lookup, !credentials.token.startsWith('sk_'))
   }
 
-  async function afterVerifying(request: AuthRequest, pending: Promise<VerifyResult>, prespent: boolean): Promise<AuthDecision> {
+  async function afterVerifying(request: AuthRequest, pending: Promise<VerifyResult>, lookup: Lookup | null, signed: boolean): Promise<AuthDecision> {
     let verified: VerifyResult
     try {
       verified = await (customVerifier ? withTimeout(pending, options.keyStoreTimeoutMs, 'key_store', 'verifier') : pending)
     } catch (error) {
+      lookup?.storeFailed()
       return keyStoreFailed(request, error)
     }
-    return verifiedStage(request, verified, prespent)
+    lookup?.done()
+    return verifiedStage(request, verified, lookup, signed)
   }
 
-  /** `prespent`: the lookup already spent from the client's failure budget; a success gives it back. */
-  function verifiedStage(request: AuthRequest, verified: VerifyResult, prespent = false): Outcome {
-    if (!verified.ok) return prespent ? refuse(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge) : failed(request, verified.reason)
-    if (prespent) failureLimiter!.unhitSync(clientOf(request))
+  /** `lookup`: the store lookup went through the failure budget; it settles what it spent in advance. */
+  function verifiedStage(request: AuthRequest, verified: VerifyResult, lookup: Lookup | null, signed = false): Outcome {
+    if (!verified.ok) return lookup?.spent === true ? refuse(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge) : failed(request, verified.reason, {}, signed)
+    if (lookup !== null) lookup.verified()
     const { credential } = verified
     const nowMs = now()
+    if (failureBudget !== null && credential.type === 'api_key') failureBudget.verified(credential.keyId, nowMs)
     const tenant = tenants.getFresh(credential.tenantId, nowMs)
     if (tenant === undefined) return afterLoadingTenant(request, credential)
+    tenants.refreshIfDue(credential.tenantId, nowMs, loadTenantRecord, tenantTtl, reportTenantRefreshError)
     return tenantStage(request, credential, tenant, nowMs)
   }
 
@@ -571,18 +603,19 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     check,
     keys: createKeyManager(store, { pepper: options.pepper, now }),
     options,
+    // Announced: every authenticator of this store in this process hears it, and a change feed carries it to the others.
     invalidateKey(keyId) {
-      verifier.invalidateKey?.(keyId)
+      announceKeyStoreChange(store, { kind: 'key', keyId })
     },
     invalidateTenant(tenantId) {
-      tenants.delete(tenantId)
+      announceKeyStoreChange(store, { kind: 'tenant', tenantId })
     },
     close: stopListening,
     stats: () => ({
       cachedKeys: apiKeyVerifier?.cachedKeys ?? 0,
       cachedTenants: tenants.size,
       countedTenants: 'trackedTenants' in limiter ? (limiter as MemoryLimiterBackend).trackedTenants : null,
-      countedClients: failureLimiter?.trackedTenants ?? null,
+      countedClients: failureBudget?.trackedClients ?? null,
     }),
   }
 }

@@ -15,7 +15,15 @@ export interface VerifiedCredential {
   readonly permissions: readonly string[]
   /** When the credential stops working (a key's expiry, a token's `exp`); null for never. */
   readonly expiresAt: Date | null
+  /**
+   * For a signed token exchanged from an API key (its `key_id` claim): that key's ID.
+   * The token works only while that key does.
+   */
+  readonly sourceKeyId?: string
 }
+
+/** A key's standing, looked up by ID: null when it works, else why it does not. */
+export type KeyState = { readonly ok: true; readonly tenantId: string; readonly environment: KeyEnvironment } | { readonly ok: false; readonly reason: 'unknown_key' | 'revoked' | 'expired' }
 
 /** Why a token was refused. All of them answer the same 401; the reason is for hooks and logs. */
 export type VerificationFailure =
@@ -58,6 +66,8 @@ export interface ApiKeyVerifierOptions {
   readonly storeTimeoutMs: number
   /** On a store failure, answer from an expired cache entry instead of failing. */
   readonly serveStaleOnStoreError: boolean
+  /** How long past its expiry an entry may still be served that way. Default 60000. */
+  readonly maxStaleMs?: number
   readonly environments: readonly KeyEnvironment[]
   readonly pepper?: string | Buffer | undefined
   /** Minimum time between two `recordKeyUse` calls for one key. */
@@ -130,9 +140,19 @@ const FAILURES: { readonly [R in VerificationFailure]: VerifyResult } = {
   invalid_jwt: { ok: false, reason: 'invalid_jwt' },
 }
 
+const KEY_UNKNOWN: KeyState = Object.freeze({ ok: false, reason: 'unknown_key' })
+const KEY_REVOKED: KeyState = Object.freeze({ ok: false, reason: 'revoked' })
+const KEY_EXPIRED: KeyState = Object.freeze({ ok: false, reason: 'expired' })
+
 export interface ApiKeyVerifier extends KeyVerifier {
   verify(token: string): VerifyResult | Promise<VerifyResult>
   verifyWithoutIo(token: string): VerifyResult | undefined
+  /**
+   * The state of a key by its ID alone, without its secret: the key a signed token
+   * was exchanged from. From the cache when it holds the key, else from the store
+   * (same cache, same bounds); rejects with a SaikuStoreError when the store fails.
+   */
+  keyState(keyId: string): KeyState | Promise<KeyState>
   invalidateKey(keyId: string): void
   /** Forgets every cached key. */
   clear(): void
@@ -153,15 +173,13 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
   const digest = options.primitives?.digest ?? ((token: string): Buffer => digestApiKeyBytes(token, options.pepper))
   const equal = options.primitives?.equal ?? digestsEqual
 
+  async function fetchKey(keyId: string): Promise<CachedKey | null> {
+    const record = await withTimeout(store.findKey(keyId), options.storeTimeoutMs, 'key_store', 'key store findKey')
+    return record === null ? null : toCachedKey(record)
+  }
+
   function loadKey(keyId: string): Promise<CachedKey | null> {
-    return cache.load(
-      keyId,
-      async () => {
-        const record = await withTimeout(store.findKey(keyId), options.storeTimeoutMs, 'key_store', 'key store findKey')
-        return record === null ? null : toCachedKey(record)
-      },
-      ttlFor,
-    )
+    return cache.load(keyId, () => fetchKey(keyId), ttlFor)
   }
 
   function recordUse(keyId: string, nowMs: number): void {
@@ -205,17 +223,28 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     return { ok: true, credential: entry.credential }
   }
 
-  async function checkAfterLoad(keyId: string, token: string): Promise<VerifyResult> {
-    let entry: CachedKey | null
+  const maxStaleMs = options.maxStaleMs ?? 60_000
+  const reportRefreshError = (error: unknown): void => options.onStoreError?.(asStoreError(error, 'key_store', 'key store findKey failed'))
+
+  async function loadOrStale(keyId: string): Promise<CachedKey | null> {
     try {
-      entry = await loadKey(keyId)
+      return await loadKey(keyId)
     } catch (error) {
-      const stale = options.serveStaleOnStoreError ? cache.getStale(keyId) : undefined
+      const stale = options.serveStaleOnStoreError ? cache.getStale(keyId, maxStaleMs) : undefined
       if (stale === undefined) throw error
       options.onStoreError?.(asStoreError(error, 'key_store', 'key store findKey failed'))
-      entry = stale
+      return stale
     }
+  }
+
+  async function checkAfterLoad(keyId: string, token: string): Promise<VerifyResult> {
+    const entry = await loadOrStale(keyId)
     return check(entry, token, options.now())
+  }
+
+  /** A key in use is reloaded before it expires, so it never falls out of the cache while the store answers. */
+  function refreshAhead(keyId: string, nowMs: number): void {
+    cache.refreshIfDue(keyId, nowMs, fetchKey, ttlFor, reportRefreshError)
   }
 
   function verifyWithoutIo(token: string): VerifyResult | undefined {
@@ -224,11 +253,32 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     if (parsed.environment === 'live' ? !acceptsLive : !acceptsTest) return FAILURES.environment_not_accepted
     const nowMs = options.now()
     const entry = cache.getFresh(parsed.keyId, nowMs)
-    return entry === undefined ? undefined : check(entry, token, nowMs)
+    if (entry === undefined) return undefined
+    const result = check(entry, token, nowMs)
+    if (result.ok) refreshAhead(parsed.keyId, nowMs)
+    return result
+  }
+
+  function stateOf(entry: CachedKey | null, nowMs: number): KeyState {
+    if (entry === null) return KEY_UNKNOWN
+    if (entry.revoked) return KEY_REVOKED
+    if (entry.expiresAtMs <= nowMs) return KEY_EXPIRED
+    return { ok: true, tenantId: entry.credential.tenantId, environment: entry.credential.environment }
+  }
+
+  function keyState(keyId: string): KeyState | Promise<KeyState> {
+    const nowMs = options.now()
+    const entry = cache.getFresh(keyId, nowMs)
+    if (entry !== undefined) {
+      if (entry !== null) refreshAhead(keyId, nowMs)
+      return stateOf(entry, nowMs)
+    }
+    return loadOrStale(keyId).then((loaded) => stateOf(loaded, options.now()))
   }
 
   return {
     verifyWithoutIo,
+    keyState,
     verify(token) {
       // A token that parsed has the key ID at a fixed place.
       return verifyWithoutIo(token) ?? checkAfterLoad(token.slice(8, 8 + KEY_ID_LENGTH), token)
@@ -242,5 +292,16 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     get cachedKeys() {
       return cache.size
     },
+  }
+}
+
+/** `keyState` for a custom verifier: straight from the store, with its deadline. */
+export function sourceKeyStateFromStore(store: KeyStore, timeoutMs: number): (keyId: string) => Promise<KeyState> {
+  return async (keyId) => {
+    const record = await withTimeout(store.findKey(keyId), timeoutMs, 'key_store', 'key store findKey')
+    if (record === null) return KEY_UNKNOWN
+    if (record.revokedAt !== null) return KEY_REVOKED
+    if (record.expiresAt !== null && !(record.expiresAt.getTime() > Date.now())) return KEY_EXPIRED
+    return { ok: true, tenantId: record.tenantId, environment: record.environment }
   }
 }

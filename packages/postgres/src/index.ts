@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { Pool, PoolClient } from 'pg'
 import {
   announceKeyStoreChange,
@@ -64,7 +65,20 @@ export interface PostgresKeyStoreOptions {
    * Holds one pool connection. Default true.
    */
   readonly listen?: boolean
-  /** Receives failures of the background work (last-use writes), which never throw. A failed write is kept and tried again. */
+  /**
+   * Where the LISTEN connection comes from. Default: `pool`. Give a direct pool when
+   * `pool` goes through a transaction-pooling proxy (PgBouncer), which cannot LISTEN.
+   */
+  readonly listenPool?: Pool
+  /**
+   * How often the LISTEN connection is proven alive: a NOTIFY sent through `pool`
+   * must come back through it before the next check. One that does not (a stalled
+   * connection that never errors) is reported to `onError`, dropped, and replaced,
+   * and every cache is cleared once listening again. So a dead connection costs at
+   * most twice this long. 0 turns the check off. Default 5000.
+   */
+  readonly listenCheckMs?: number
+  /** Hears background failures: a lost or stalled LISTEN connection, a failed `lastUsedAt` flush. */
   readonly onError?: (error: Error) => void
 }
 
@@ -112,6 +126,11 @@ export class PostgresKeyStore implements TenantAdminStore {
   #flushTimer: NodeJS.Timeout | undefined
   #listener: { readonly client: PoolClient; released: boolean } | undefined
   #closed = false
+  readonly #listenPool: Pool
+  readonly #listenCheckMs: number
+  #listenCheck: NodeJS.Timeout | undefined
+  /** The heartbeat sent through the pool and not yet heard back through the LISTEN connection. */
+  #ping: { readonly payload: string; sent: boolean } | undefined
 
   constructor(options: PostgresKeyStoreOptions) {
     const urlSchema = schemaOfPool(options.pool)
@@ -132,6 +151,10 @@ export class PostgresKeyStore implements TenantAdminStore {
     this.#t = { tenants: `"${schema}".saiku_tenants`, keys: `"${schema}".saiku_api_keys` }
     this.#lastUsedFlushMs = flushMs
     this.#listen = options.listen ?? true
+    this.#listenPool = options.listenPool ?? options.pool
+    const checkMs = options.listenCheckMs ?? 5_000
+    if (!Number.isSafeInteger(checkMs) || checkMs < 0) throw new SaikuConfigError('listenCheckMs', 'a non-negative integer', checkMs)
+    this.#listenCheckMs = checkMs
     const onError = options.onError
     if (onError !== undefined && typeof onError !== 'function') throw new SaikuConfigError('onError', 'a function', onError)
     this.#onError = (error) => {
@@ -180,7 +203,7 @@ export class PostgresKeyStore implements TenantAdminStore {
 
   async #startListening(): Promise<void> {
     if (this.#closed) return
-    const listener = { client: await this.pool.connect(), released: false }
+    const listener = { client: await this.#listenPool.connect(), released: false }
     const release = (destroy: boolean): void => {
       if (listener.released) return
       listener.released = true
@@ -193,11 +216,16 @@ export class PostgresKeyStore implements TenantAdminStore {
     }
     listener.client.on('notification', (message) => {
       if (message.channel !== this.channel) return
+      if (message.payload === this.#ping?.payload) {
+        this.#ping = undefined
+        return
+      }
       const change = parseNotification(message.payload)
       if (change !== null) announceKeyStoreChange(this, change)
     })
-    listener.client.on('error', () => {
+    listener.client.on('error', (error: Error) => {
       if (listener.released) return
+      this.#onError(new Error('PostgreSQL LISTEN connection lost; reconnecting and clearing caches', { cause: error }))
       release(true)
       // Changes made meanwhile were not heard: forget everything once listening again.
       this.#listenWithRetry(1_000, true)
@@ -211,6 +239,41 @@ export class PostgresKeyStore implements TenantAdminStore {
     if (this.#closed) return release(false)
     this.#listener = listener
     this.#releaseListener = () => release(false)
+    this.#dropStalledListener = () => {
+      if (listener.released) return
+      release(true)
+      this.#listenWithRetry(1_000, true)
+    }
+    this.#ping = undefined
+    if (this.#listenCheckMs > 0 && this.#listenCheck === undefined) {
+      this.#listenCheck = setInterval(() => this.#checkListener(), this.#listenCheckMs)
+      this.#listenCheck.unref()
+    }
+  }
+
+  #dropStalledListener: (() => void) | undefined
+
+  /** Proves the LISTEN connection alive: the last heartbeat must have come back, then sends the next. */
+  #checkListener(): void {
+    if (this.#closed || this.#listener === undefined) return
+    const ping = this.#ping
+    if (ping !== undefined && ping.sent) {
+      this.#ping = undefined
+      this.#onError(new Error(`PostgreSQL LISTEN connection heard no notification for ${this.#listenCheckMs} ms; reconnecting and clearing caches`))
+      this.#dropStalledListener?.()
+      return
+    }
+    const next = { payload: `ping:${randomUUID()}`, sent: false }
+    this.#ping = next
+    // A heartbeat the pool cannot send proves nothing about the listener: the next check tries again.
+    this.pool.query('SELECT pg_notify($1, $2)', [this.channel, next.payload]).then(
+      () => {
+        next.sent = true
+      },
+      () => {
+        if (this.#ping === next) this.#ping = undefined
+      },
+    )
   }
 
   #releaseListener: (() => void) | undefined
@@ -380,6 +443,8 @@ export class PostgresKeyStore implements TenantAdminStore {
   /** Writes the gathered uses and gives back the listening connection. The pool stays yours to end. */
   async close(): Promise<void> {
     this.#closed = true
+    if (this.#listenCheck !== undefined) clearInterval(this.#listenCheck)
+    this.#listenCheck = undefined
     if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer)
     this.#flushTimer = undefined
     await this.flushKeyUses().catch(() => {}) // reported to onError

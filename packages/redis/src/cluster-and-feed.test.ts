@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { once } from 'node:events'
 import express from 'express'
 import { Cluster, Redis } from 'ioredis'
 import request from 'supertest'
@@ -6,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createAuthenticator, MemoryKeyStore, type KeyStore } from '@saiku/core'
 import { saikuAuth } from '@saiku/express'
 import { hasRedisServerBinary, ownRedis, ownRedisCluster, redisUrl, type OwnRedis, type OwnRedisCluster } from '../../../test/services.js'
+import { keySlot } from './breaker.js'
 import { createRedisChangeFeed, createRedisLimiter } from './index.js'
+import { redisClusterLimits, redisLimits } from './readme-usage.js'
 
 const acme = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }
 
@@ -31,6 +34,38 @@ describe.skipIf(!hasRedisServerBinary())('Redis Cluster', () => {
     const slots = new Set(await Promise.all(tenants.map((tenant) => client.cluster('KEYSLOT', limiter.keyFor(tenant)))))
     expect(slots.size).toBeGreaterThan(1)
   })
+
+  it('works as the README sets it up, and fails fast for the tenants of a dead master while the others go on', async () => {
+    // The last test of this block: it kills a master of the block's cluster.
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const limiter = await redisClusterLimits(cluster.nodes, store)
+    const auth = createAuthenticator(store, { limiter })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    const decision = await auth.authenticate({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' })
+    expect(decision).toMatchObject({ ok: true, principal: { rateLimit: { admitted: true } } })
+
+    const faulty = new Cluster(cluster.nodes, { enableOfflineQueue: false })
+    faulty.on('error', () => {})
+    await once(faulty, 'ready')
+    const backend = createRedisLimiter({ client: faulty, nodeDownAfterMs: 200, nodeDownPauseMs: 60_000 })
+    const tenants = Array.from({ length: 30 }, () => `t-${randomUUID()}`)
+    const deadPort = cluster.nodes[0]!.port
+    const onDead = tenants.filter((tenant) => faulty.slots[keySlot(backend.keyFor(tenant))]?.[0] === `127.0.0.1:${deadPort}`)
+    const onLive = tenants.filter((tenant) => !onDead.includes(tenant))
+    expect(onDead.length).toBeGreaterThan(0)
+    await cluster.killNode(0)
+    const limits = { perMinute: 10, perHour: 100 }
+    // The first call to the dead master waits; it marks the node down.
+    const first = backend.consume(onDead[0]!, limits).catch((error: Error) => error)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    for (const tenant of onDead) {
+      await expect(backend.consume(tenant, limits)).rejects.toMatchObject({ name: 'SaikuStoreError', message: `Redis node 127.0.0.1:${deadPort} is down; failing fast` })
+    }
+    // Tenants on the live masters are not held back by the dead one.
+    for (const tenant of onLive.slice(0, 5)) expect((await backend.consume(tenant, limits)).admitted).toBe(true)
+    faulty.disconnect()
+    await first
+  }, 40_000)
 })
 
 describe.skipIf(!hasRedisServerBinary())('per HTTP request', () => {
@@ -93,6 +128,70 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
     await Promise.all([feedA.close(), feedB.close()])
     authB.close()
     for (const client of clients) client.disconnect()
+  })
+
+  it('publishes one revocation made through a key manager once, whether or not the store announces it itself', async () => {
+    const announcing = new MemoryKeyStore({ tenants: [acme] })
+    const silent: KeyStore = {
+      findKey: (keyId) => announcing.findKey(keyId),
+      findTenant: (tenantId) => announcing.findTenant(tenantId),
+      createKey: (record) => announcing.createKey(record),
+      listKeys: (tenantId) => announcing.listKeys(tenantId),
+      revokeKey: (keyId, at) => announcing.revokeKey(keyId, at),
+    }
+    const clients = Array.from({ length: 4 }, () => new Redis(redisUrl!))
+    const feeds = [
+      await createRedisChangeFeed(announcing, { publisher: clients[0]!, subscriber: clients[1]!, channel: `saiku:test:${randomUUID()}` }),
+      await createRedisChangeFeed(silent, { publisher: clients[2]!, subscriber: clients[3]!, channel: `saiku:test:${randomUUID()}` }),
+    ]
+    for (const [index, store] of [announcing, silent].entries()) {
+      const publish = vi.spyOn(clients[index * 2]!, 'publish')
+      const manager = createAuthenticator(store).keys
+      const { keyId } = await manager.create('t-acme', { label: 'agent' })
+      expect(await manager.revoke('t-acme', keyId)).toBe(true)
+      expect(publish.mock.calls.filter(([, message]) => String(message).includes(keyId))).toHaveLength(1)
+    }
+    await Promise.all(feeds.map((feed) => feed.close()))
+    for (const client of clients) client.disconnect()
+  })
+
+  it('carries invalidateTenant from one process to the others', async () => {
+    const shared = new MemoryKeyStore({ tenants: [acme] })
+    const other: KeyStore = {
+      findKey: (keyId) => shared.findKey(keyId),
+      findTenant: (tenantId) => shared.findTenant(tenantId),
+      createKey: (record) => shared.createKey(record),
+      listKeys: (tenantId) => shared.listKeys(tenantId),
+      revokeKey: (keyId, at) => shared.revokeKey(keyId, at),
+    }
+    const channel = `saiku:test:${randomUUID()}`
+    const clients = Array.from({ length: 4 }, () => new Redis(redisUrl!))
+    const feedA = await createRedisChangeFeed(shared, { publisher: clients[0]!, subscriber: clients[1]!, channel })
+    const feedB = await createRedisChangeFeed(other, { publisher: clients[2]!, subscriber: clients[3]!, channel })
+    const authA = createAuthenticator(shared, { cache: { ttlMs: 3_600_000 } })
+    const authB = createAuthenticator(other, { cache: { ttlMs: 3_600_000 } })
+    const { key } = await authA.keys.create('t-acme', { label: 'agent' })
+    const requestFor = { headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' }
+    expect((await authB.authenticate(requestFor)).ok).toBe(true)
+    // A change written behind the stores' backs (direct SQL, say), then announced from process A.
+    const record = (await shared.findTenant('t-acme'))!
+    vi.spyOn(shared, 'findTenant').mockResolvedValue({ ...record, subscription: { status: 'canceled', trialEndsAt: null } })
+    authA.invalidateTenant('t-acme')
+    await vi.waitFor(async () => expect(await authB.authenticate(requestFor)).toMatchObject({ ok: false, status: 402 }), { timeout: 2_000, interval: 10 })
+    await Promise.all([feedA.close(), feedB.close()])
+    authA.close()
+    authB.close()
+    for (const client of clients) client.disconnect()
+  })
+
+  it('works as the README sets it up on one Redis: limits counted there, revocations relayed', async () => {
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const limiter = await redisLimits(redisUrl!, store)
+    const auth = createAuthenticator(store, { limiter })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    const decision = await auth.authenticate({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' })
+    expect(decision).toMatchObject({ ok: true, principal: { rateLimit: { admitted: true } } })
+    auth.close()
   })
 
   it('ignores messages that are not changes', async () => {

@@ -1,3 +1,4 @@
+import { createNodeBreaker } from './breaker.js'
 import { SaikuStoreError, type LimitDecision, type LimiterBackend, type WindowLimits, type WindowState } from '@saiku/core'
 
 /**
@@ -63,6 +64,7 @@ type ConsumeReply = [admitted: number, minuteCount: number, minuteResetMs: numbe
 export interface RedisScriptClient {
   /** `"ready"` while connected. */
   readonly status: string
+  on(event: 'ready', listener: () => void): unknown
   defineCommand(name: string, definition: { lua: string; numberOfKeys?: number }): void
 }
 
@@ -81,6 +83,15 @@ export interface RedisLimiterOptions {
    * at once instead of queueing (a paused Redis must not pile up work). Default 1000.
    */
   readonly maxPendingCalls?: number
+  /**
+   * A call that has not answered within this time marks its node as down: for
+   * `nodeDownPauseMs`, calls for that node's tenants fail at once (503 or your policy)
+   * instead of each waiting out `limiter.timeoutMs`; tenants on other nodes are not
+   * affected. Then one call goes through to see whether the node is back. Default 500.
+   */
+  readonly nodeDownAfterMs?: number
+  /** How long calls to a node known to be down fail at once before one tries again. Default 1000. */
+  readonly nodeDownPauseMs?: number
 }
 
 export interface RedisLimiterBackend extends LimiterBackend {
@@ -113,19 +124,30 @@ function build(options: RedisLimiterOptions, consumeScript: Script, peekScript: 
   const prefix = options.keyPrefix ?? 'saiku'
   const maxPendingCalls = options.maxPendingCalls ?? 1_000
   let pending = 0
+  const nodeDownAfterMs = options.nodeDownAfterMs ?? 500
+  const breaker = createNodeBreaker(client, options.nodeDownPauseMs ?? 1_000)
   // The hash tag keeps every key of a tenant in one Cluster slot.
   const keyFor = (tenantKey: string): string => `${prefix}:{${tenantKey}}`
 
   async function run(script: Script, tenantKey: string, limits: WindowLimits): Promise<LimitDecision> {
     if (client.status !== 'ready') throw new SaikuStoreError('limiter', `Redis is not connected (${client.status})`)
     if (pending >= maxPendingCalls) throw new SaikuStoreError('limiter', `${pending} Redis calls already pending`)
+    const key = keyFor(tenantKey)
+    const node = breaker.nodeOf(key)
+    if (!breaker.allow(node, Date.now())) throw new SaikuStoreError('limiter', `Redis node ${node} is down; failing fast`)
     pending++
     let reply: ConsumeReply
+    // Slow enough to count as down: later calls for this node fail fast, this one still waits for its answer.
+    const slow = setTimeout(() => breaker.failed(node, Date.now()), nodeDownAfterMs)
+    slow.unref?.()
     try {
-      reply = await script(client as RedisScriptClient & WithScripts, keyFor(tenantKey), limits)
+      reply = await script(client as RedisScriptClient & WithScripts, key, limits)
+      breaker.succeeded(node)
     } catch (error) {
+      breaker.failed(node, Date.now())
       throw new SaikuStoreError('limiter', 'Redis rate limit script failed', { cause: error })
     } finally {
+      clearTimeout(slow)
       pending--
     }
     return toDecision(reply, limits)

@@ -1,0 +1,76 @@
+// CRC16-XMODEM, as Redis Cluster hashes keys to its 16384 slots.
+const CRC16_TABLE = new Uint16Array(256)
+for (let i = 0; i < 256; i++) {
+  let crc = i << 8
+  for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
+  CRC16_TABLE[i] = crc
+}
+
+/** The Cluster slot of a key: only its `{hash tag}` is hashed when it has one. */
+export function keySlot(key: string): number {
+  const open = key.indexOf('{')
+  if (open !== -1) {
+    const close = key.indexOf('}', open + 1)
+    if (close > open + 1) key = key.slice(open + 1, close)
+  }
+  const bytes = Buffer.from(key)
+  let crc = 0
+  for (const byte of bytes) crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[((crc >> 8) ^ byte) & 0xff]!
+  return crc & 0x3fff
+}
+
+interface NodeState {
+  /** Until when calls to this node fail at once. */
+  openUntilMs: number
+  /** A call let through after the pause, to see whether the node is back. */
+  probing: boolean
+}
+
+export interface NodeBreaker {
+  /** The node a key lives on (its master's "host:port"; one name for a single Redis). */
+  nodeOf(key: string): string
+  /** Whether a call to the node may go out now: false while it is known to be down. */
+  allow(node: string, nowMs: number): boolean
+  /** The call did not answer in time, or failed: calls to the node fail at once for `pauseMs`. */
+  failed(node: string, nowMs: number): void
+  succeeded(node: string): void
+}
+
+/**
+ * Fails fast while a Redis node is known to be down: after a call to a node fails or
+ * outlasts its deadline, every call for that node's slots fails at once for `pauseMs`;
+ * then one call goes through to see whether it is back. Other nodes are not affected.
+ */
+/** What the breaker reads of a client: a Cluster's slot table, or a single Redis's "ready" event. */
+export interface BreakerClient {
+  on(event: 'ready', listener: () => void): unknown
+}
+
+export function createNodeBreaker(client: BreakerClient, pauseMs: number): NodeBreaker {
+  const nodes = new Map<string, NodeState>()
+  // A Cluster's slot table: each slot's master first, as "host:port".
+  const slots = (client as { slots?: unknown }).slots
+  const isCluster = Array.isArray(slots)
+  // A single Redis that is back is tried at once: no request waits out a pause after recovery. A
+  // Cluster says "ready" again on every slot refresh, dead node or not: its nodes are probed instead.
+  if (!isCluster) client.on('ready', () => nodes.clear())
+  return {
+    nodeOf(key) {
+      if (!isCluster) return '*'
+      return (slots as (string[] | undefined)[])[keySlot(key)]?.[0] ?? '?'
+    },
+    allow(node, nowMs) {
+      const state = nodes.get(node)
+      if (state === undefined) return true
+      if (nowMs < state.openUntilMs || state.probing) return false
+      state.probing = true
+      return true
+    },
+    failed(node, nowMs) {
+      nodes.set(node, { openUntilMs: nowMs + pauseMs, probing: false })
+    },
+    succeeded(node) {
+      if (nodes.size > 0) nodes.delete(node)
+    },
+  }
+}

@@ -1,0 +1,66 @@
+import { once } from 'node:events'
+import { createConnection, createServer, type Socket } from 'node:net'
+
+/** A TCP proxy on loopback that a fault test cuts (every connection dropped, new ones refused) and restores. */
+export interface TcpProxy {
+  readonly port: number
+  /** Drops every open connection and resets new ones until restored. */
+  cut(): void
+  restore(): void
+  /** Keeps connections open but stops passing bytes either way (a stalled link); `restore` lets them flow again. */
+  stall(): void
+  close(): Promise<void>
+}
+
+export async function tcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
+  let state: 'open' | 'cut' | 'stalled' = 'open'
+  const pairs = new Set<{ client: Socket; upstream: Socket }>()
+  const server = createServer((client) => {
+    if (state === 'cut') {
+      client.resetAndDestroy()
+      return
+    }
+    const upstream = createConnection({ host: targetHost, port: targetPort })
+    const pair = { client, upstream }
+    pairs.add(pair)
+    const forward = (from: Socket, to: Socket) =>
+      from.on('data', (chunk: Buffer) => {
+        if (state === 'open') to.write(chunk)
+      })
+    forward(client, upstream)
+    forward(upstream, client)
+    const drop = () => {
+      pairs.delete(pair)
+      client.destroy()
+      upstream.destroy()
+    }
+    client.on('error', drop).on('close', drop)
+    upstream.on('error', drop).on('close', drop)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  const cut = (): void => {
+    state = 'cut'
+    for (const { client, upstream } of pairs) {
+      client.resetAndDestroy()
+      upstream.destroy()
+    }
+    pairs.clear()
+  }
+  return {
+    port,
+    cut,
+    stall() {
+      state = 'stalled'
+    },
+    restore() {
+      state = 'open'
+    },
+    async close() {
+      cut()
+      server.close()
+      await once(server, 'close')
+    },
+  }
+}
