@@ -490,7 +490,7 @@ describe('a new user', () => {
       const res = await fetch(`${match[1]}/me/tenant`, { headers: { authorization: `Bearer ${match[2]}` } })
       expect(res.status).toBe(200)
       expect(await res.json()).toMatchObject({ tenantSlug: 'acme', tier: 'starter' })
-      const refused = await fetch(`${match[1]}/me/tenant`, { headers: { authorization: 'Bearer nope' } })
+      const refused = await fetch(`${match[1]}/me/tenant`, { headers: { authorization: 'Bearer sk_live_nope' } })
       expect(refused.status).toBe(401)
       expect(await refused.json()).toEqual({ error: 'unauthorized', message: 'API key missing or invalid.' })
     }, 300_000)
