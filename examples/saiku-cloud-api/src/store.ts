@@ -8,6 +8,8 @@ import { SqliteKeyStore } from '@saiku/sqlite'
 export interface OpenedStore {
   readonly store: TenantAdminStore
   readonly description: string
+  /** Writes the batched last-used times now; resolves with how many. */
+  flushKeyUses(): Promise<number>
   close(): Promise<void>
 }
 
@@ -22,7 +24,7 @@ export async function openStore(databaseUrl: string, options: { watchChanges?: b
     const path = databaseUrl.slice('sqlite:'.length)
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
     const store = new SqliteKeyStore(path, { watchIntervalMs: watchChanges ? 1_000 : 0, ...(options.onError === undefined ? {} : { onError: options.onError }) })
-    return { store, description: `SQLite ${path}`, close: async () => store.close() }
+    return { store, description: `SQLite ${path}`, flushKeyUses: () => store.flushKeyUses(), close: async () => store.close() }
   }
   const url = new URL(databaseUrl)
   const schema = url.searchParams.get('schema') ?? 'public'
@@ -39,6 +41,7 @@ export async function openStore(databaseUrl: string, options: { watchChanges?: b
   return {
     store,
     description: `PostgreSQL ${url.host}${url.pathname} (schema ${schema})`,
+    flushKeyUses: () => store.flushKeyUses(),
     close: async () => {
       await store.close()
       await pool.end()
