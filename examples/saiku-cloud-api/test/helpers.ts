@@ -69,8 +69,9 @@ export async function startServer(env: Record<string, string>, command: 'pnpm st
     await new Promise((resolve) => setTimeout(resolve, 25))
   }
   const url = logs.find((line) => line.msg === 'listening')!.url as string
-  // The banner follows the log line on another stream: give it a moment.
-  await waitFor(() => err.includes(url), 5_000).catch(() => {})
+  // The banner follows the log line on another stream, in several writes that may arrive
+  // apart: wait for its last line, so a key is never read from half of it.
+  await waitFor(() => err.includes(url) && (/curl \S+ -H "Authorization: Bearer \w+"\n/.test(err) || err.includes('--label my-key\n')), 5_000).catch(() => {})
   return {
     url,
     demoKey: err.match(/^\s+(sk_live_\w+)$/m)?.[1],
