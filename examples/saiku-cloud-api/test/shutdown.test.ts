@@ -249,6 +249,26 @@ describe('pnpm start', () => {
   }, 60_000)
 })
 
+describe('SHUTDOWN_TIMEOUT_MS', () => {
+  it('refuses a value that is not a positive whole number of milliseconds, before starting', () => {
+    const db = tempDatabase()
+    try {
+      for (const value of ['0', '-1', '2.5', '5s', '9999999999']) {
+        const run = spawnSync(process.execPath, ['dist/server.mjs'], {
+          cwd: exampleDir,
+          env: { ...process.env, PORT: '0', DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path, SHUTDOWN_TIMEOUT_MS: value },
+          encoding: 'utf8',
+          timeout: 20_000,
+        })
+        expect([run.status, run.stderr.trim()], value).toEqual([1, `saiku: SHUTDOWN_TIMEOUT_MS: expected a positive whole number of milliseconds, got ${JSON.stringify(value)}`])
+        expect(run.stdout).toBe('')
+      }
+    } finally {
+      db.remove()
+    }
+  }, 60_000)
+})
+
 describe('the production start as the README gives it', () => {
   it('runs the command of the start:prod script, on what build:server builds', () => {
     const scripts = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts
