@@ -3,12 +3,15 @@ import { createKeyManager, isKeyId, labelProblem, SaikuConfigError, SaikuHttpErr
 import { parseRfc3339, PERMISSIONS } from './api.js'
 import { ConfigError, readConfig } from './config.js'
 import { openStore } from './store.js'
+import { effectiveLimits, readTenantChange, setTenant, type TenantChange } from './tenant-settings.js'
 import { createTenant, DEMO_PERMISSIONS, isSlug, SLUG_RULE, type SubscriptionChoice } from './tenants.js'
 
 export const USAGE = `Usage: saiku <command> [options]
 
   tenants create --slug SLUG --tier starter|team|business|enterprise
                  [--per-minute N --per-hour N] [--subscription none|trial|active] [--connection NAME]
+  tenants set --slug SLUG [--tier starter|team|business|enterprise] [--per-minute N --per-hour N | --tier-limits]
+              [--subscription none|trial|active]
   tenants list
   keys create --tenant SLUG --label LABEL [--permissions keys:read,keys:write,billing:write] [--test] [--expires-at 2030-01-31T12:00:00Z]
   keys list --tenant SLUG
@@ -73,6 +76,7 @@ async function run(argv: string[], out: Output): Promise<void> {
       tier: { type: 'string' },
       'per-minute': { type: 'string' },
       'per-hour': { type: 'string' },
+      'tier-limits': { type: 'boolean', default: false },
       subscription: { type: 'string' },
       connection: { type: 'string' },
       tenant: { type: 'string' },
@@ -89,14 +93,26 @@ async function run(argv: string[], out: Output): Promise<void> {
     return
   }
   const command = `${group} ${action ?? ''}`.trim()
-  const known = ['tenants create', 'tenants list', 'keys create', 'keys list', 'keys revoke']
+  const known = ['tenants create', 'tenants set', 'tenants list', 'keys create', 'keys list', 'keys revoke']
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}"`)
   if (rest.length > (command === 'keys revoke' ? 1 : 0)) throw new UsageError(`unexpected argument "${rest.at(-1)}"`)
 
   // Arguments are checked before the store is opened: a bad one is a usage error (exit 2).
-  if (command === 'tenants create') {
+  if (command === 'tenants create' || command === 'tenants set') {
     const slug = required('slug', values.slug)
     if (!isSlug(slug)) throw new UsageError(`--slug: expected ${SLUG_RULE}, got ${JSON.stringify(slug)}`)
+  }
+  let change: TenantChange | undefined
+  if (command === 'tenants set') {
+    const other = (['connection', 'tenant', 'label', 'permissions', 'expires-at'] as const).find((name) => values[name] !== undefined)
+    if (other !== undefined || values.test) throw new UsageError(`--${other ?? 'test'}: not an option of tenants set`)
+    change = readTenantChange({
+      tier: values.tier,
+      perMinute: values['per-minute'],
+      perHour: values['per-hour'],
+      tierLimits: values['tier-limits'],
+      subscription: values.subscription,
+    })
   }
   let expiresAt: Date | null = null
   let permissions: string[] = DEMO_PERMISSIONS
@@ -141,6 +157,22 @@ async function run(argv: string[], out: Output): Promise<void> {
         })
         const limits = tenant.limits == null ? '' : `, ${tenant.limits.perMinute}/min and ${tenant.limits.perHour}/h`
         out.print(`Created tenant ${tenant.tenantSlug} (${tenant.tenantId}): ${tenant.tier}${limits}, subscription ${tenant.subscription.status}.`, tenant)
+        return
+      }
+      case 'tenants set': {
+        const slug = required('slug', values.slug)
+        const result = await setTenant(store, slug, change!)
+        if (result === null) throw new SaikuHttpError('not_found', `No tenant with slug "${slug}".`)
+        const { before, after, changed } = result
+        const limits = effectiveLimits(after)
+        const own = after.limits == null ? `the ${after.tier} tier's` : 'its own'
+        const summary = `${after.tier}, ${limits.perMinute}/min and ${limits.perHour}/h (${own}), subscription ${after.subscription.status}`
+        out.print(
+          changed
+            ? `Updated tenant ${after.tenantSlug} (${after.tenantId}): ${summary}; was ${before.tier}, subscription ${before.subscription.status}.`
+            : `Tenant ${after.tenantSlug} (${after.tenantId}) already is ${summary}; nothing written.`,
+          { ...after, effectiveLimits: limits, changed },
+        )
         return
       }
       case 'tenants list': {

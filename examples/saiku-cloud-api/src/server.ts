@@ -5,6 +5,7 @@ import { ConfigError, readConfig } from './config.js'
 import { createLimiter } from './limits.js'
 import { createLogger } from './logger.js'
 import { openStore } from './store.js'
+import { gracefulShutdown } from './shutdown.js'
 import { seedDemo } from './tenants.js'
 import { createTokens } from './tokens.js'
 
@@ -36,20 +37,24 @@ async function main(): Promise<void> {
     }
   })
 
-  let closing = false
-  const shutdown = (signal: string) => {
-    if (closing) return
-    closing = true
-    logger.info({ msg: 'shutting down', signal })
-    server.close(() => {
+  // SIGTERM (process managers, containers) and SIGINT (Ctrl-C): finish what is in flight, flush, close, exit.
+  const shutdown = gracefulShutdown({
+    server,
+    logger,
+    timeoutMs: config.shutdownTimeoutMs,
+    cleanup: async () => {
       auth.authenticator.close()
-      closeApp()
-      void Promise.all([opened.close(), limiter.close()]).then(() => process.exit(0))
-    })
-    server.closeAllConnections()
-  }
-  process.on('SIGINT', () => shutdown('SIGINT'))
-  process.on('SIGTERM', () => shutdown('SIGTERM'))
+      try {
+        return { flushedKeyUses: await opened.flushKeyUses() }
+      } finally {
+        // Redis clients and their change feed, then the store's own feed (polling, LISTEN), the store and its pool.
+        await limiter.close()
+        await opened.close()
+      }
+    },
+  })
+  process.on('SIGINT', () => shutdown.stop('SIGINT'))
+  process.on('SIGTERM', () => shutdown.stop('SIGTERM'))
 }
 
 main().catch((error: unknown) => {

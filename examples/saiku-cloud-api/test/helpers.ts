@@ -29,21 +29,29 @@ export interface RunningServer {
   readonly logs: Record<string, unknown>[]
   readonly stdout: () => string
   readonly stderr: () => string
+  /** The process started: the server itself, or `pnpm` for `pnpm start`. */
+  readonly pid: number
+  /** Resolves when that process has exited. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
   stop(): Promise<void>
 }
 
 /**
  * Starts the real server process on a free port and waits for its "listening"
- * log line. `command` is how a person would start it (`pnpm start`) or the
- * direct node invocation (faster, same code).
+ * log line. `command` is how a person would start it (`pnpm start`), the
+ * direct node invocation (faster, same code), or the production build (`dist`,
+ * built by `pnpm build:server`).
  */
-export async function startServer(env: Record<string, string>, command: 'pnpm start' | 'node' | 'koa' = 'node'): Promise<RunningServer> {
+export async function startServer(env: Record<string, string>, command: 'pnpm start' | 'node' | 'koa' | 'dist' = 'node'): Promise<RunningServer> {
   const direct = (dir: string) => [process.execPath, ['--conditions=@saiku/source', '--import', 'tsx', 'src/server.ts'], dir] as const
   const [file, args, cwd] =
     command === 'pnpm start'
       ? (['pnpm', ['--silent', 'start'], repoRoot] as const)
-      : direct(command === 'koa' ? join(repoRoot, 'examples/koa-minimal') : exampleDir)
+      : command === 'dist'
+        ? ([process.execPath, ['--enable-source-maps', 'dist/server.mjs'], exampleDir] as const)
+        : direct(command === 'koa' ? join(repoRoot, 'examples/koa-minimal') : exampleDir)
   const child = spawn(file, [...args], { cwd, env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
   let out = ''
   let err = ''
   const logs: Record<string, unknown>[] = []
@@ -61,8 +69,9 @@ export async function startServer(env: Record<string, string>, command: 'pnpm st
     await new Promise((resolve) => setTimeout(resolve, 25))
   }
   const url = logs.find((line) => line.msg === 'listening')!.url as string
-  // The banner follows the log line on another stream: give it a moment.
-  await waitFor(() => err.includes(url), 5_000).catch(() => {})
+  // The banner follows the log line on another stream, in several writes that may arrive
+  // apart: wait for its last line, so a key is never read from half of it.
+  await waitFor(() => err.includes(url) && (/curl \S+ -H "Authorization: Bearer \w+"\n/.test(err) || err.includes('--label my-key\n')), 5_000).catch(() => {})
   return {
     url,
     demoKey: err.match(/^\s+(sk_live_\w+)$/m)?.[1],
@@ -70,6 +79,8 @@ export async function startServer(env: Record<string, string>, command: 'pnpm st
     logs,
     stdout: () => out,
     stderr: () => err,
+    pid: child.pid!,
+    exited,
     stop: () => stopProcess(child),
   }
 }

@@ -1,0 +1,117 @@
+import type { Server, ServerResponse } from 'node:http'
+import { constants } from 'node:os'
+import type { Logger } from 'pino'
+
+/**
+ * Signals that reach the server within this long of the first are the same
+ * request to stop: a Ctrl-C goes to the whole process group, and a launcher
+ * (pnpm) forwards it again, so one key press arrives two or three times.
+ */
+export const REPEAT_WINDOW_MS = 1_000
+
+/** How long closing the store and the clients may take once the requests are done. */
+export const CLEANUP_TIMEOUT_MS = 5_000
+
+export interface GracefulShutdownOptions {
+  readonly server: Server
+  readonly logger: Logger
+  /** How long in-flight requests get to finish after the first signal; then they are cut and the exit code is 1. */
+  readonly timeoutMs: number
+  /**
+   * Runs once no request is left (or the bound passed): flush batched writes, close
+   * the change feeds, the store and the clients. Resolves with fields for the log.
+   */
+  readonly cleanup: () => Promise<Record<string, unknown>>
+  readonly cleanupTimeoutMs?: number
+  /** Default `process.exit`. */
+  readonly exit?: (code: number) => void
+}
+
+export interface GracefulShutdown {
+  /** Starts the shutdown (what SIGTERM and SIGINT do); a second call later than REPEAT_WINDOW_MS exits at once. */
+  stop(signal: NodeJS.Signals): void
+  /** Requests being answered now. */
+  readonly inFlight: number
+}
+
+/**
+ * Graceful shutdown on SIGTERM and SIGINT: stop accepting connections, let the
+ * requests in flight finish within `timeoutMs` (each answered with
+ * `Connection: close`, and idle keep-alive connections closed), then run
+ * `cleanup` and exit 0. The bound passing cuts what is left and exits 1 after
+ * the cleanup; a second signal exits at once with 128 + its number.
+ */
+export function gracefulShutdown(options: GracefulShutdownOptions): GracefulShutdown {
+  const { server, logger, timeoutMs } = options
+  const cleanupTimeoutMs = options.cleanupTimeoutMs ?? CLEANUP_TIMEOUT_MS
+  const exit = options.exit ?? ((code: number) => process.exit(code))
+  const inFlight = new Set<ServerResponse>()
+  let firstSignalAt: number | null = null
+
+  // First in line, so the header is set before any route can send its response.
+  server.prependListener('request', (_req, res: ServerResponse) => {
+    inFlight.add(res)
+    if (firstSignalAt !== null) res.setHeader('connection', 'close')
+    res.once('close', () => {
+      inFlight.delete(res)
+      // A keep-alive connection whose last request just ended is idle now: close it.
+      if (firstSignalAt !== null) setImmediate(() => server.closeIdleConnections())
+    })
+  })
+
+  function finish(code: number, startedAt: number, fields: Record<string, unknown>): void {
+    logger[code === 0 ? 'info' : 'error']({ msg: 'stopped', exitCode: code, durationMs: Date.now() - startedAt, ...fields })
+    exit(code)
+  }
+
+  async function drainAndClose(signal: NodeJS.Signals, startedAt: number): Promise<void> {
+    logger.info({ msg: 'shutting down', signal, inFlight: inFlight.size, timeoutMs })
+    for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close')
+    const drained = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs)
+      // Stops listening at once; calls back when the last connection has closed.
+      server.close(() => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+      server.closeIdleConnections()
+    })
+    let code = 0
+    if (!(await drained)) {
+      logger.error({ msg: 'shutdown bound passed: cutting requests still in flight', cut: inFlight.size, timeoutMs })
+      server.closeAllConnections()
+      code = 1
+    }
+    let timer: NodeJS.Timeout | undefined
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`closing the store and clients took longer than ${cleanupTimeoutMs} ms`)), cleanupTimeoutMs)
+    })
+    try {
+      const fields = await Promise.race([options.cleanup(), bound])
+      finish(code, startedAt, fields)
+    } catch (error) {
+      logger.error({ msg: 'shutdown cleanup failed', err: { name: (error as Error).name, message: (error as Error).message } })
+      finish(1, startedAt, {})
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  return {
+    get inFlight() {
+      return inFlight.size
+    },
+    stop(signal) {
+      const now = Date.now()
+      if (firstSignalAt === null) {
+        firstSignalAt = now
+        void drainAndClose(signal, now)
+        return
+      }
+      if (now - firstSignalAt < REPEAT_WINDOW_MS) return
+      const code = 128 + (constants.signals[signal] ?? 0)
+      logger.error({ msg: 'second signal: exiting without waiting', signal, inFlight: inFlight.size, exitCode: code })
+      exit(code)
+    },
+  }
+}

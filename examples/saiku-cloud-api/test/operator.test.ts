@@ -1,0 +1,177 @@
+import { randomUUID } from 'node:crypto'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { postgresUrl, redisUrl } from '../../../test/services.js'
+import { cli, cliJson, startServer, tempDatabase, waitFor, type RunningServer, type TempDir } from './helpers.js'
+
+interface Window {
+  quota: number
+  remaining: number
+}
+interface Observed {
+  status: number
+  minute: Window
+  hour: Window
+}
+
+/** Reads `"minute";q=60;w=60, "hour";q=1000;w=3600` and `"minute";r=59;t=60, …` into quota and remaining per window. */
+function rateLimitFields(headers: Headers): { minute: Window; hour: Window } {
+  const field = (header: string, name: 'minute' | 'hour', param: 'q' | 'r'): number => {
+    const value = headers.get(header)
+    const match = value?.match(new RegExp(`"${name}";(?:[a-z]=\\d+;)*${param}=(\\d+)`))
+    if (match == null) throw new Error(`${header}: no ${name} ${param} in ${JSON.stringify(value)}`)
+    return Number(match[1])
+  }
+  return {
+    minute: { quota: field('ratelimit-policy', 'minute', 'q'), remaining: field('ratelimit', 'minute', 'r') },
+    hour: { quota: field('ratelimit-policy', 'hour', 'q'), remaining: field('ratelimit', 'hour', 'r') },
+  }
+}
+
+const setups = [
+  { name: 'SQLite, limits in memory', postgres: false, redis: false, skip: false },
+  // The CLI writes to PostgreSQL; the server hears it through LISTEN/NOTIFY and counts in Redis.
+  { name: 'PostgreSQL, limits in Redis', postgres: true, redis: true, skip: postgresUrl === undefined || redisUrl === undefined },
+]
+
+describe.each(setups)('saiku tenants set, while a server runs ($name)', (setup) => {
+  const schema = `saiku_ops_${randomUUID().replaceAll('-', '').slice(0, 12)}`
+  let db: TempDir
+  let env: Record<string, string>
+  let server: RunningServer
+
+  beforeAll(async () => {
+    if (setup.skip) return
+    db = tempDatabase()
+    const databaseUrl = setup.postgres
+      ? (() => {
+          const url = new URL(postgresUrl!)
+          url.searchParams.set('schema', schema)
+          return url.toString()
+        })()
+      : db.databaseUrl
+    env = { DATABASE_URL: databaseUrl, REDIS_URL: setup.redis ? redisUrl! : '', SAIKU_DATA_DIR: db.path }
+    server = await startServer(env)
+  }, 60_000)
+  afterAll(async () => {
+    await server?.stop()
+    db?.remove()
+    if (setup.postgres && postgresUrl !== undefined) {
+      const pool = new pg.Pool({ connectionString: postgresUrl })
+      await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+      await pool.end()
+    }
+  })
+
+  it.skipIf(setup.skip)(
+    'applies a tier and limit change on the next request, within the staleness bound, and never resets the counts',
+    async () => {
+      await cliJson(['tenants', 'create', '--slug', 'shifty', '--tier', 'team', '--subscription', 'active'], env)
+      const { secret } = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'shifty', '--label', 'steady'], env)
+      /** Requests this tenant had admitted so far: what both windows must have counted. */
+      let admitted = 0
+      const request = async (): Promise<Observed> => {
+        const res = await fetch(`${server.url}/me/tenant`, { headers: { authorization: `Bearer ${secret}` } })
+        await res.arrayBuffer()
+        if (res.status === 200) admitted++
+        return { status: res.status, ...rateLimitFields(res.headers) }
+      }
+      /** Requests until the server serves the new quota, each checked against the counts so far; returns the first under it. */
+      const untilQuota = async (minuteQuota: number, previous: Observed['minute']['quota']): Promise<Observed> => {
+        // A hang guard well above the bound (SQLite: 1 s; PostgreSQL: at once), for a loaded machine.
+        const deadline = Date.now() + 15_000
+        for (;;) {
+          const seen = await request()
+          if (seen.minute.quota !== previous) {
+            expect(seen.minute.quota).toBe(minuteQuota)
+            return seen
+          }
+          // Still the old quota, counted as before: admitted while it has room, refused (counting nothing) once spent.
+          if (seen.status === 200) expect(seen.minute.remaining).toBe(previous - admitted)
+          else expect([seen.status, seen.minute.remaining, admitted >= previous]).toEqual([429, 0, true])
+          if (Date.now() > deadline) throw new Error(`the server still served the quota ${previous} 15 s after the change`)
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+      }
+
+      for (let i = 0; i < 5; i++) {
+        const seen = await request()
+        expect(seen).toEqual({ status: 200, minute: { quota: 300, remaining: 300 - admitted }, hour: { quota: 10_000, remaining: 10_000 - admitted } })
+      }
+
+      // Team → business: the new quotas, with every request made so far still counted.
+      const business = await cliJson<{ tier: string; effectiveLimits: unknown; changed: boolean }>(['tenants', 'set', '--slug', 'shifty', '--tier', 'business'], env)
+      expect(business).toMatchObject({ tier: 'business', effectiveLimits: { perMinute: 1_000, perHour: 50_000 }, changed: true })
+      const underBusiness = await untilQuota(1_000, 300)
+      expect(underBusiness).toEqual({ status: 200, minute: { quota: 1_000, remaining: 1_000 - admitted }, hour: { quota: 50_000, remaining: 50_000 - admitted } })
+      expect(admitted).toBeGreaterThan(5)
+
+      // Own limits below what was already counted this minute: the next request is refused, so the count was kept.
+      expect((await cli(['tenants', 'set', '--slug', 'shifty', '--per-minute', '5', '--per-hour', '5000'], env)).code).toBe(0)
+      const underOwn = await untilQuota(5, 1_000)
+      expect(underOwn).toEqual({ status: 429, minute: { quota: 5, remaining: 0 }, hour: { quota: 5_000, remaining: 5_000 - admitted } })
+      const refused = await fetch(`${server.url}/me/tenant`, { headers: { authorization: `Bearer ${secret}` } })
+      expect(refused.status).toBe(429)
+      expect(await refused.json()).toMatchObject({ error: 'rate_limited', message: expect.stringMatching(/^Rate limit exceeded: 5 requests per minute\./) })
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
+
+      // Back to the tier's limits: admitted again, the count still the same.
+      const back = await cliJson<{ limits: unknown; effectiveLimits: unknown }>(['tenants', 'set', '--slug', 'shifty', '--tier-limits'], env)
+      expect(back).toMatchObject({ limits: null, effectiveLimits: { perMinute: 1_000, perHour: 50_000 } })
+      const again = await untilQuota(1_000, 5)
+      expect(again).toEqual({ status: 200, minute: { quota: 1_000, remaining: 1_000 - admitted }, hour: { quota: 50_000, remaining: 50_000 - admitted } })
+
+      // A subscription change reaches the server the same way.
+      expect((await cli(['tenants', 'set', '--slug', 'shifty', '--subscription', 'none'], env)).code).toBe(0)
+      await waitFor(async () => (await fetch(`${server.url}/me/tenant`, { headers: { authorization: `Bearer ${secret}` } })).status === 402, 5_000)
+      const listed = await cliJson<{ tenantSlug: string; tier: string; subscription: { status: string } }[]>(['tenants', 'list'], env)
+      expect(listed.find((t) => t.tenantSlug === 'shifty')).toMatchObject({ tier: 'business', subscription: { status: 'none' } })
+    },
+    90_000,
+  )
+
+  it.skipIf(setup.skip)(
+    'refuses bad arguments with exit 2 before opening the store, an unknown slug with 1, and writes nothing',
+    async () => {
+      await cliJson(['tenants', 'create', '--slug', 'steady', '--tier', 'business', '--subscription', 'active'], env)
+      const cases: [string[], number, string][] = [
+        [['--tier', 'enterprise'], 2, '--tier enterprise: the enterprise tier has no limits of its own; give --per-minute and --per-hour'],
+        [['--tier', 'gold'], 2, '--tier: expected one of starter, team, business, enterprise, got "gold"'],
+        [['--per-minute', '0', '--per-hour', '10'], 2, '--per-minute: expected a positive integer, got "0"'],
+        [['--per-minute', '-5', '--per-hour', '10'], 2, "--per-minute"],
+        [['--per-minute', '2.5', '--per-hour', '10'], 2, '--per-minute: expected a positive integer, got "2.5"'],
+        [['--per-minute', '10', '--per-hour', '1e3'], 2, '--per-hour: expected a positive integer, got "1e3"'],
+        [['--per-minute', '100', '--per-hour', '99'], 2, '--per-hour: expected at least --per-minute (100), got 99'],
+        [['--per-minute', '100'], 2, '--per-minute and --per-hour go together'],
+        [['--per-minute', '10', '--per-hour', '100', '--tier-limits'], 2, '--tier-limits drops the limits'],
+        [['--subscription', 'gold'], 2, '--subscription: expected one of none, trial, active, got "gold"'],
+        [['--connection', 'x'], 2, '--connection: not an option of tenants set'],
+        [[], 2, 'nothing to change'],
+      ]
+      // Checked before the store is opened, so one store is enough for these.
+      for (const [args, code, message] of setup.postgres ? [] : cases) {
+        const result = await cli(['tenants', 'set', '--slug', 'steady', ...args], env)
+        expect(result.code, args.join(' ')).toBe(code)
+        expect(result.stderr, args.join(' ')).toContain(message)
+      }
+      const missing = await cli(['tenants', 'set', '--tier', 'team'], env)
+      expect([missing.code, missing.stderr]).toEqual([2, expect.stringContaining('--slug is required')])
+      const badSlug = await cli(['tenants', 'set', '--slug', 'Not_A_Slug', '--tier', 'team', '--json'], env)
+      expect(badSlug.code).toBe(2)
+      expect(JSON.parse(badSlug.stderr)).toEqual({ error: 'usage', message: expect.stringContaining('--slug: expected lower-case letters') })
+      const unknown = await cli(['tenants', 'set', '--slug', 'nobody-here', '--tier', 'team', '--json'], env)
+      expect(unknown.code).toBe(1)
+      expect(JSON.parse(unknown.stderr)).toEqual({ error: 'not_found', message: 'No tenant with slug "nobody-here".' })
+      // An enterprise tenant cannot be sent back to its tier's limits: there are none.
+      await cliJson(['tenants', 'set', '--slug', 'steady', '--tier', 'enterprise', '--per-minute', '2000', '--per-hour', '90000'], env)
+      const noLimits = await cli(['tenants', 'set', '--slug', 'steady', '--tier-limits'], env)
+      expect([noLimits.code, noLimits.stderr]).toEqual([2, expect.stringContaining('tenant "steady" would have no limits on the enterprise tier')])
+      const unchanged = await cliJson<{ changed: boolean }>(['tenants', 'set', '--slug', 'steady', '--per-minute', '2000', '--per-hour', '90000'], env)
+      expect(unchanged.changed).toBe(false)
+
+      const listed = await cliJson<{ tenantSlug: string; tier: string; limits: unknown; subscription: { status: string } }[]>(['tenants', 'list'], env)
+      expect(listed.find((t) => t.tenantSlug === 'steady')).toMatchObject({ tier: 'enterprise', limits: { perMinute: 2000, perHour: 90_000 }, subscription: { status: 'active' } })
+    },
+    120_000,
+  )
+})
