@@ -29,6 +29,8 @@ export interface MemoryLimiterBackend extends LimiterBackend {
   consumeSync(tenantKey: string, limits: WindowLimits): LimitDecision
   /** What a request would be told now, without counting it. */
   peekSync(tenantKey: string, limits: WindowLimits): LimitDecision
+  /** `peekSync` behind the backend interface's promise. */
+  peek(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
   /** Counts one event if both windows have room; returns 0, or how long until they do. Allocates nothing. */
   hitSync(key: string, limits: WindowLimits): number
   /** Takes back one event counted by `hitSync` (it turned out not to count). */
@@ -96,10 +98,11 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   }
 
   const consumeSync = (tenantKey: string, limits: WindowLimits): LimitDecision => decide(tenantKey, limits, true)
+  const peekSync = (tenantKey: string, limits: WindowLimits): LimitDecision => decide(tenantKey, limits, false)
   return {
     inProcess: true,
     consumeSync,
-    peekSync: (tenantKey, limits) => decide(tenantKey, limits, false),
+    peekSync,
     hitSync,
     unhitSync(key) {
       const windows = tenants.get(key)
@@ -108,6 +111,7 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       if (windows.hourCount > 0) windows.hourCount--
     },
     consume: (tenantKey, limits) => Promise.resolve(consumeSync(tenantKey, limits)),
+    peek: (tenantKey, limits) => Promise.resolve(peekSync(tenantKey, limits)),
     get trackedTenants() {
       return tenants.size
     },
