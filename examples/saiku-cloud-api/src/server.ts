@@ -7,6 +7,8 @@ import { createLogger } from './logger.js'
 import { openStore } from './store.js'
 import { seedDemo } from './tenants.js'
 import { createTokens } from './tokens.js'
+import { openDashboardStore, readDashboardSettings } from './dashboard/index.js'
+import { seedDemoMember } from './dashboard/members.js'
 
 async function main(): Promise<void> {
   const config = readConfig()
@@ -14,8 +16,10 @@ async function main(): Promise<void> {
   const opened = await openStore(config.databaseUrl)
   const limiter = await createLimiter(config.redisUrl, opened.store)
   const tokens = await createTokens()
-  const { app, auth } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens })
+  const dashboard = { store: await openDashboardStore(opened.store), settings: readDashboardSettings() }
+  const { app, auth } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens, dashboard })
   const demo = await seedDemo(opened.store, createKeyManager(opened.store))
+  const demoMember = demo === null ? null : await seedDemoMember(dashboard.store, opened.store)
 
   const server = createServer(app)
   server.listen(config.port, config.host, () => {
@@ -28,8 +32,14 @@ async function main(): Promise<void> {
       console.error(`Created demo tenant "acme" (starter, 14-day trial) and its first key. Copy it now; it is not shown again:`)
       console.error(`  ${demo.key}`)
       console.error(`Try:\n  curl ${url}/me/tenant -H "Authorization: Bearer ${demo.key}"\n`)
+      if (demoMember !== null) {
+        console.error(`Dashboard: ${url}/sign-in`)
+        console.error(`  email:    ${demoMember.email}`)
+        console.error(`  password: ${demoMember.password}\n`)
+      }
     } else {
-      console.error(`\nSaiku Cloud API on ${url} (${opened.description}). Mint a key with: pnpm saiku keys create --tenant acme --label my-key\n`)
+      console.error(`\nSaiku Cloud API on ${url} (${opened.description}). Mint a key with: pnpm saiku keys create --tenant acme --label my-key`)
+      console.error(`Dashboard: ${url}/sign-in (add a member with: pnpm saiku members add --tenant acme --email you@example.com --role admin)\n`)
     }
   })
 

@@ -1,0 +1,37 @@
+// The dashboard's only script. Every page works without it; it adds the Copy
+// button (Clipboard API) and a confirmation before a revoke.
+'use strict'
+
+document.addEventListener('DOMContentLoaded', () => {
+  for (const button of document.querySelectorAll('button[data-copy]')) {
+    const field = document.getElementById(button.dataset.copy)
+    const status = document.getElementById('copy-status')
+    if (!field || !navigator.clipboard) continue
+    button.hidden = false
+    button.addEventListener('click', async () => {
+      try {
+        await navigator.clipboard.writeText(field.value)
+        button.textContent = 'Copied'
+        if (status) status.textContent = 'The secret is on your clipboard.'
+      } catch {
+        field.select()
+        if (status) status.textContent = 'Copying was blocked: the secret is selected, press Ctrl+C or ⌘C.'
+      }
+    })
+  }
+
+  for (const form of document.querySelectorAll('form[data-confirm]')) {
+    form.addEventListener('submit', (event) => {
+      if (!window.confirm(form.dataset.confirm)) {
+        event.preventDefault()
+        return
+      }
+      // Confirmed here: skip the confirmation page.
+      const confirmed = document.createElement('input')
+      confirmed.type = 'hidden'
+      confirmed.name = 'confirm'
+      confirmed.value = 'yes'
+      form.appendChild(confirmed)
+    })
+  }
+})
