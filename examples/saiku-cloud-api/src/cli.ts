@@ -4,6 +4,7 @@ import { PERMISSIONS } from './api.js'
 import { ConfigError, readConfig } from './config.js'
 import { openStore } from './store.js'
 import { createTenant, DEMO_PERMISSIONS, type SubscriptionChoice } from './tenants.js'
+import { DASHBOARD_USAGE, DashboardUsageError, isDashboardCommand, recordCliActivity, runDashboardCommand } from './dashboard/cli.js'
 
 export const USAGE = `Usage: saiku <command> [options]
 
@@ -13,6 +14,7 @@ export const USAGE = `Usage: saiku <command> [options]
   keys create --tenant SLUG --label LABEL [--permissions keys:read,keys:write,billing:write] [--test] [--expires-at ISO-DATE]
   keys list --tenant SLUG
   keys revoke KEY_ID
+${DASHBOARD_USAGE}
 
 Every command takes --json for output that scripts can read.
 The store is DATABASE_URL (default: the example's data/saiku.db), as for the server.`
@@ -124,6 +126,7 @@ async function run(argv: string[], out: Output): Promise<void> {
           environment: values.test ? 'test' : 'live',
           expiresAt,
         })
+        await recordCliActivity(store, tenant.tenantId, 'key.created', created.keyId)
         out.print(
           `Created key ${created.keyId} "${created.label}" for ${tenant.tenantSlug} (permissions: ${created.permissions.join(', ') || 'none'}).\n` +
             `Secret, shown this once; copy it now:\n${created.key}`,
@@ -148,6 +151,7 @@ async function run(argv: string[], out: Output): Promise<void> {
         if (!isKeyId(keyId)) throw new UsageError(`"${keyId}" is not a key ID (12 letters and digits)`)
         const record = await store.findKey(keyId)
         if (record === null || !(await keys.revoke(record.tenantId, keyId))) throw new SaikuHttpError('not_found', `No live key ${keyId}.`)
+        await recordCliActivity(store, record.tenantId, 'key.revoked', keyId)
         out.print(`Revoked key ${keyId}.`, { keyId, revoked: true })
         return
       }
@@ -166,12 +170,12 @@ export async function main(argv: string[]): Promise<number> {
     },
   }
   try {
-    await run(argv, out)
+    await (isDashboardCommand(argv) ? runDashboardCommand(argv, out) : run(argv, out))
     return 0
   } catch (error) {
-    const usage = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    const usage = error instanceof UsageError || error instanceof DashboardUsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
     const message =
-      error instanceof UsageError || error instanceof SaikuHttpError || error instanceof SaikuConfigError || error instanceof ConfigError || usage
+      error instanceof UsageError || error instanceof DashboardUsageError || error instanceof SaikuHttpError || error instanceof SaikuConfigError || error instanceof ConfigError || usage
         ? (error as Error).message
         : `unexpected failure: ${(error as Error).message}`
     if (out.json) process.stderr.write(`${JSON.stringify({ error: usage ? 'usage' : (error as { code?: string }).code ?? 'failed', message })}\n`)

@@ -221,12 +221,15 @@ export function createDashboard(options: DashboardOptions): express.Router {
 
   /** CSRF: an Origin check, then the token bound to the session. */
   const verified: RequestHandler = (req, res, next) => {
+    const refuse = () => {
+      logger.info({ msg: 'refused form', reason: 'csrf', path: req.path, tenantId: req.dashboard?.tenant.tenantId ?? null, ip: req.ip })
+      errorPage(res, 403, 'Request refused', 'This form did not come from this dashboard, or it is out of date. Go back, reload the page and try again.')
+    }
+    // A cross-site POST is refused before anything else, signed in or not.
+    if (!sameOrigin(req)) return refuse()
     const signed = req.dashboard
     if (signed === undefined) return res.redirect(303, res.locals.sessionExpired === true ? '/sign-in?expired=1' : '/sign-in')
-    if (!sameOrigin(req) || !equalSecrets(formToken(req), signed.session.csrfToken)) {
-      logger.info({ msg: 'refused form', reason: 'csrf', path: req.path, tenantId: signed.tenant.tenantId, ip: req.ip })
-      return errorPage(res, 403, 'Request refused', 'This form did not come from this dashboard, or it is out of date. Go back, reload the page and try again.')
-    }
+    if (!equalSecrets(formToken(req), signed.session.csrfToken)) return refuse()
     next()
   }
   const adminOnly: RequestHandler = (req, res, next) => {
