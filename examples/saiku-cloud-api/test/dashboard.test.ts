@@ -292,3 +292,293 @@ describeKeyFlow('SQLite', () => startOnSqlite(), true)
 describe.skipIf(postgresUrl === undefined)('on PostgreSQL', () => {
   describeKeyFlow('PostgreSQL', () => startOnPostgres(), false)
 })
+
+/** The session cookie and a form's CSRF token from a signed-in page, for requests made outside the browser. */
+async function sessionOf(context: BrowserContext, page: Page): Promise<{ cookie: string; csrf: string }> {
+  const cookies = await context.cookies()
+  const session = cookies.find((c) => c.name === 'saiku_session')
+  if (session === undefined) throw new Error('not signed in')
+  return { cookie: `saiku_session=${session.value}`, csrf: await page.locator('input[name="_csrf"]').first().inputValue() }
+}
+
+async function postForm(server: RunningServer, path: string, fields: Record<string, string>, headers: Record<string, string>): Promise<Response> {
+  return fetch(`${server.url}${path}`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams(fields).toString(),
+  })
+}
+
+describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP', () => {
+  let started: Started
+  let browser: Browser
+  let admin: Credentials
+  const viewer = { email: 'viewer@acme.example', password: 'viewer-password-123' }
+  const dialogs: string[] = []
+  let adminContext: BrowserContext
+  let adminPage: Page
+
+  beforeAll(async () => {
+    started = await startOnSqlite()
+    admin = demoMember(started.server)
+    const added = await cliWithInput(['members', 'add', '--tenant', 'acme', '--email', viewer.email, '--role', 'viewer', '--password-stdin'], started.env, viewer.password)
+    expect(added.code).toBe(0)
+    browser = await launchBrowser()
+    adminContext = await browser.context({ viewport: { width: 1280, height: 860 } })
+    adminPage = await adminContext.newPage()
+    adminPage.on('dialog', (dialog) => {
+      dialogs.push(dialog.message())
+      void dialog.accept()
+    })
+    await signIn(adminPage, started.server, admin)
+  }, 60_000)
+  afterAll(async () => {
+    await browser?.close()
+    await started?.cleanup()
+  })
+
+  it('shows an XSS label as text on every page, and runs no script from it', async () => {
+    const { server } = started
+    const { keyId } = await createKeyInBrowser(adminPage, XSS_LABEL, { copy: false })
+    await shown(adminPage.getByText(XSS_LABEL, { exact: true }))
+    await nav(adminPage, 'API keys')
+    expect(await rowOf(adminPage, keyId).getByRole('cell', { name: XSS_LABEL, exact: true }).textContent()).toBe(XSS_LABEL)
+    expect(await adminPage.locator('img').count()).toBe(0)
+    await nav(adminPage, 'Usage')
+    expect(await adminPage.locator('img').count()).toBe(0)
+    expect(dialogs).toEqual([])
+    const html = await (await fetch(`${server.url}/api-keys`, { headers: { cookie: (await sessionOf(adminContext, adminPage)).cookie } })).text()
+    expect(html).toContain('&lt;img src=x onerror=alert(1)&gt;')
+    expect(html).not.toContain('<img')
+  })
+
+  it('sets a strict CSP and the usual headers with helmet, and serves no inline script', async () => {
+    const res = await fetch(`${started.server.url}/sign-in`)
+    const csp = res.headers.get('content-security-policy')!
+    expect(csp).toContain("script-src 'self'")
+    expect(csp).toContain("frame-ancestors 'none'")
+    expect(csp).toContain("default-src 'self'")
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff')
+    expect(res.headers.get('x-frame-options')).toBe('DENY')
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    const html = await res.text()
+    expect(html.match(/<script\b[^>]*>/g)).toEqual(['<script src="/assets/app.js" defer>'])
+    expect(html).not.toMatch(/\son[a-z]+=/i)
+    expect(html).not.toMatch(/\sstyle=/i)
+  })
+
+  it('refuses a cross-site form POST with 403 and changes nothing', { timeout: 60_000 }, async () => {
+    const { server } = started
+    await nav(adminPage, 'API keys')
+    const { keyId, secret } = await createKeyInBrowser(adminPage, 'target', { copy: false })
+    // An attacker's page on another origin (localhost is another site than 127.0.0.1).
+    const evil: Server = createServer((_req, res) => {
+      res.setHeader('content-type', 'text/html')
+      res.end(`<form method="post" action="${server.url}/api-keys/${keyId}/revoke"><input type="hidden" name="confirm" value="yes"><button>Win a prize</button></form>`)
+    })
+    evil.listen(0, '127.0.0.1')
+    await once(evil, 'listening')
+    const evilUrl = `http://localhost:${(evil.address() as { port: number }).port}/`
+    try {
+      const page = await adminContext.newPage()
+      await page.goto(evilUrl)
+      const answer = page.waitForResponse((r) => r.url().endsWith(`/api-keys/${keyId}/revoke`))
+      await page.getByRole('button', { name: 'Win a prize' }).click()
+      expect((await answer).status()).toBe(403)
+      await shown(page.getByRole('heading', { name: 'Request refused' }))
+      await page.close()
+    } finally {
+      evil.close()
+    }
+    // Over HTTP with the real session: a foreign Origin is refused even with the right token; no token is refused too.
+    const { cookie, csrf } = await sessionOf(adminContext, adminPage)
+    const foreign = await postForm(server, `/api-keys/${keyId}/revoke`, { _csrf: csrf, confirm: 'yes' }, { cookie, origin: 'http://evil.example' })
+    expect(foreign.status).toBe(403)
+    const tokenless = await postForm(server, `/api-keys/${keyId}/revoke`, { confirm: 'yes' }, { cookie, origin: server.url })
+    expect(tokenless.status).toBe(403)
+    const wrongToken = await postForm(server, `/api-keys/${keyId}/revoke`, { _csrf: 'x'.repeat(43), confirm: 'yes' }, { cookie, origin: server.url })
+    expect(wrongToken.status).toBe(403)
+    expect((await apiGet(server, '/me/tenant', secret)).status).toBe(200)
+    await nav(adminPage, 'API keys')
+    expect(await rowOf(adminPage, keyId).count()).toBe(1)
+    // And a sign-in form posted without the sign-in page's cookie.
+    expect((await postForm(server, '/sign-in', { _csrf: 'abc', email: admin.email, password: admin.password }, { origin: server.url })).status).toBe(403)
+  })
+
+  it('answers another tenant’s key ID in a revoke exactly like a missing one, and leaves that key alone', async () => {
+    const { server, env } = started
+    await cliJson(['tenants', 'create', '--slug', 'globex', '--tier', 'team'], env)
+    const { keyId, secret } = await cliJson<{ keyId: string; secret: string }>(['keys', 'create', '--tenant', 'globex', '--label', 'theirs'], env)
+    await nav(adminPage, 'API keys')
+    const { cookie, csrf } = await sessionOf(adminContext, adminPage)
+    const headers = { cookie, origin: server.url }
+    const theirs = await postForm(server, `/api-keys/${keyId}/revoke`, { _csrf: csrf, confirm: 'yes' }, headers)
+    const missing = await postForm(server, '/api-keys/AAAAAAAAAAAA/revoke', { _csrf: csrf, confirm: 'yes' }, headers)
+    expect(theirs.status).toBe(404)
+    expect(missing.status).toBe(404)
+    expect(await theirs.text()).toBe(await missing.text())
+    expect((await apiGet(server, '/me/tenant', secret)).status).toBe(200)
+    // Nor is it listed.
+    expect(await adminPage.getByText(keyId).count()).toBe(0)
+  })
+
+  it('lets a viewer see keys but neither create nor revoke them (403)', async () => {
+    const { server } = started
+    const context = await browser.context()
+    const page = await context.newPage()
+    await signIn(page, server, viewer)
+    await nav(page, 'API keys')
+    const firstRow = page.getByRole('row').nth(1)
+    const keyId = (await firstRow.getByRole('cell').first().textContent())!.trim()
+    expect(await page.getByRole('button', { name: 'Revoke' }).count()).toBe(0)
+    expect(await page.getByRole('button', { name: 'Create key' }).count()).toBe(0)
+    const { cookie, csrf } = await sessionOf(context, page)
+    const forged = await postForm(server, `/api-keys/${keyId}/revoke`, { _csrf: csrf, confirm: 'yes' }, { cookie, origin: server.url })
+    expect(forged.status).toBe(403)
+    expect(await forged.text()).toContain('only an admin can change them')
+    const create = await postForm(server, '/api-keys', { _csrf: csrf, label: 'sneaky' }, { cookie, origin: server.url })
+    expect(create.status).toBe(403)
+    await page.goto(`${server.url}/api-keys/new`)
+    await shown(page.getByRole('heading', { name: 'Not allowed' }))
+    await nav(page, 'API keys')
+    expect(await rowOf(page, keyId).count()).toBe(1)
+    expect(await page.getByText('sneaky').count()).toBe(0)
+  })
+
+  it('keeps the API for API keys only: a session grants nothing on /me/*, a key nothing on the dashboard', async () => {
+    const { server } = started
+    const { cookie } = await sessionOf(adminContext, adminPage)
+    const withCookie = await fetch(`${server.url}/me/tenant`, { headers: { cookie } })
+    expect(withCookie.status).toBe(401)
+    expect(await withCookie.json()).toEqual({ error: 'unauthorized', message: 'API key missing or invalid.' })
+    const { secret } = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'acme', '--label', 'api-only'], started.env)
+    const withKey = await fetch(`${server.url}/api-keys`, { headers: { authorization: `Bearer ${secret}` }, redirect: 'manual' })
+    expect(withKey.status).toBe(303)
+    expect(withKey.headers.get('location')).toBe('/sign-in')
+  })
+
+  it('refuses too many wrong passwords with 429, the same message for an unknown email', { timeout: 60_000 }, async () => {
+    const { server } = started
+    const context = await browser.context()
+    const page = await context.newPage()
+    const target = 'locked@acme.example'
+    await cliWithInput(['members', 'add', '--tenant', 'acme', '--email', target, '--role', 'viewer', '--password-stdin'], started.env, 'the-right-password-1')
+    const attempt = async (email: string, password: string) => {
+      await page.goto(`${server.url}/sign-in`)
+      await page.getByLabel('Email').fill(email)
+      await page.getByLabel('Password').fill(password)
+      const answer = page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith('/sign-in'))
+      await page.getByRole('button', { name: 'Sign in' }).click()
+      const response = await answer
+      await shown(page.getByRole('heading', { level: 1 }))
+      return { status: response.status(), headers: response.headers(), alert: await page.getByRole('alert').textContent().catch(() => null) }
+    }
+    const unknown = await attempt('nobody@acme.example', 'whatever-password')
+    expect(unknown).toMatchObject({ status: 401, alert: 'Incorrect email or password.' })
+    for (let i = 0; i < 5; i++) {
+      expect(await attempt(target, `wrong-password-${i}`)).toMatchObject({ status: 401, alert: 'Incorrect email or password.' })
+    }
+    const refused = await attempt(target, 'the-right-password-1')
+    expect(refused.status).toBe(429)
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1)
+    expect(refused.alert).toMatch(/^Too many failed sign-in attempts\. Try again in \d+ seconds\.$/)
+    // The activity log shows the refusals, against the account.
+    await nav(adminPage, 'Activity')
+    expect(await adminPage.getByRole('row').filter({ hasText: 'Sign-in refused' }).filter({ hasText: target }).count()).toBe(5)
+  })
+
+  it('ends a member’s sessions when the CLI resets their password or removes them', { timeout: 60_000 }, async () => {
+    const { server, env } = started
+    const email = 'leaver@acme.example'
+    await cliWithInput(['members', 'add', '--tenant', 'acme', '--email', email, '--role', 'admin', '--password-stdin'], env, 'leaver-password-123')
+    const context = await browser.context()
+    const page = await context.newPage()
+    await signIn(page, server, { email, password: 'leaver-password-123' })
+    const reset = await cliWithInput(['members', 'reset-password', '--email', email, '--password-stdin'], env, 'leaver-password-456')
+    expect(reset.code).toBe(0)
+    await page.reload()
+    await shown(page.getByRole('heading', { level: 1, name: 'Sign in' }))
+    await signIn(page, server, { email, password: 'leaver-password-456' })
+    const removed = await cliJson<{ removed: boolean }>(['members', 'remove', '--email', email], env)
+    expect(removed.removed).toBe(true)
+    await page.reload()
+    await shown(page.getByRole('heading', { level: 1, name: 'Sign in' }))
+    const listed = await cliJson<{ email: string }[]>(['members', 'list', '--tenant', 'acme'], env)
+    expect(listed.map((m) => m.email)).not.toContain(email)
+    const activity = await cliJson<{ action: string; target: string | null; actorType: string }[]>(['activity', '--tenant', 'acme'], env)
+    expect(activity.filter((e) => e.target?.startsWith(email)).map((e) => e.action)).toEqual(
+      expect.arrayContaining(['member.added', 'member.password_reset', 'member.removed']),
+    )
+  })
+
+  it('works with JavaScript off: create, read the secret, and revoke through a confirmation page', { timeout: 60_000 }, async () => {
+    const { server } = started
+    const context = await browser.context({ javaScriptEnabled: false })
+    const page = await context.newPage()
+    await signIn(page, server, admin)
+    const { keyId, secret } = await createKeyInBrowser(page, 'no-js', { copy: false })
+    expect(await page.getByRole('button', { name: 'Copy' }).count()).toBe(0)
+    expect((await apiGet(server, '/me/tenant', secret)).status).toBe(200)
+    await nav(page, 'API keys')
+    await rowOf(page, keyId).getByRole('button', { name: 'Revoke' }).click()
+    await shown(page.getByRole('heading', { level: 1, name: `Revoke key ${keyId}?` }))
+    await page.getByRole('button', { name: 'Revoke key' }).click()
+    await shown(page.getByRole('status').filter({ hasText: `Key ${keyId} revoked.` }))
+    expect((await apiGet(server, '/me/tenant', secret)).status).toBe(401)
+  })
+
+  it('fits a phone’s width', async () => {
+    const context = await browser.context({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 })
+    const page = await context.newPage()
+    await signIn(page, started.server, admin)
+    await nav(page, 'API keys')
+    await shown(page.getByRole('button', { name: 'Create key' }))
+    mkdirSync(SCREENSHOTS, { recursive: true })
+    await page.screenshot({ path: join(SCREENSHOTS, 'api-keys-phone.png'), fullPage: true })
+    const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth')
+    expect(overflow).toBeLessThanOrEqual(0)
+  })
+})
+
+describe.skipIf(!browserAvailable)('session timeouts', () => {
+  let started: Started
+  let browser: Browser
+
+  beforeAll(async () => {
+    started = await startOnSqlite({ SESSION_IDLE_TIMEOUT_SECONDS: '2', SESSION_ABSOLUTE_TIMEOUT_SECONDS: '5' })
+    browser = await launchBrowser()
+  }, 60_000)
+  afterAll(async () => {
+    await browser?.close()
+    await started?.cleanup()
+  })
+
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+  it('ends an idle session, and a busy one at the absolute timeout', { timeout: 60_000 }, async () => {
+    const { server } = started
+    const admin = demoMember(server)
+    const context = await browser.context()
+    const page = await context.newPage()
+    await signIn(page, server, admin)
+    await sleep(2_500)
+    await page.goto(`${server.url}/api-keys`)
+    await shown(page.getByRole('status').filter({ hasText: 'Your session expired. Sign in again.' }))
+    expect(new URL(page.url()).pathname).toBe('/sign-in')
+
+    // Used every second, it still ends five seconds after sign-in.
+    await signIn(page, server, admin)
+    const signedInAt = Date.now()
+    let expiredAfterMs = 0
+    while (Date.now() - signedInAt < 10_000) {
+      await sleep(1_000)
+      await page.goto(`${server.url}/usage`)
+      if (new URL(page.url()).pathname === '/sign-in') {
+        expiredAfterMs = Date.now() - signedInAt
+        break
+      }
+    }
+    expect(expiredAfterMs).toBeGreaterThanOrEqual(4_000)
+  })
+})

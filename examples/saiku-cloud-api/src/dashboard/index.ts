@@ -418,7 +418,8 @@ export function createDashboard(options: DashboardOptions): express.Router {
         unavailable = true
         logger.error({ msg: 'usage read failed', err: { message: (error as Error).message } })
       }
-      render(res, 200, 'usage', { title: 'Usage', usage, unavailable, keys: keyRows(await keys.list(tenant.tenantId)) })
+      const byLastUse = (await keys.list(tenant.tenantId)).sort((a, b) => (b.lastUsedAt?.getTime() ?? 0) - (a.lastUsedAt?.getTime() ?? 0))
+      render(res, 200, 'usage', { title: 'Usage', usage, unavailable, keys: keyRows(byLastUse) })
     })().catch(next)
   })
 
