@@ -528,6 +528,31 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
     expect((await apiGet(server, '/me/tenant', secret)).status).toBe(401)
   })
 
+  it('records what API keys do through the API in the activity log, with the key ID and address', async () => {
+    const { server, env } = started
+    const { secret, keyId } = await cliJson<{ secret: string; keyId: string }>(['keys', 'create', '--tenant', 'acme', '--label', 'automation'], env)
+    const minted = await fetch(`${server.url}/me/api-keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ label: 'made-by-api' }),
+    })
+    expect(minted.status).toBe(201)
+    const made = (await minted.json()) as { keyId: string; secret: string }
+    expect((await fetch(`${server.url}/me/api-keys/${made.keyId}`, { method: 'DELETE', headers: { authorization: `Bearer ${secret}` } })).status).toBe(204)
+    const events = await cliJson<{ action: string; actorType: string; actor: string; target: string | null; ip: string | null }[]>(['activity', '--tenant', 'acme'], env)
+    expect(events.slice(0, 3)).toEqual([
+      { at: expect.any(String), action: 'key.revoked', actorType: 'api_key', actor: keyId, target: made.keyId, ip: expect.stringContaining('127.0.0.1') },
+      { at: expect.any(String), action: 'key.created', actorType: 'api_key', actor: keyId, target: made.keyId, ip: expect.stringContaining('127.0.0.1') },
+      { at: expect.any(String), action: 'key.created', actorType: 'cli', actor: 'cli', target: keyId, ip: null },
+    ])
+    await nav(adminPage, 'Activity')
+    expect(await adminPage.getByRole('row').filter({ hasText: `API key ${keyId}` }).count()).toBe(2)
+    expect(await adminPage.content()).not.toContain(made.secret.slice(21))
+    const human = await cliWithInput(['activity', '--tenant', 'acme', '--limit', '2'], env, '')
+    expect(human.stdout.trim().split('\n')).toHaveLength(2)
+    expect(human.stdout).toContain(`key.revoked\tkey ${keyId}\t${made.keyId}`)
+  })
+
   it('fits a phone’s width', async () => {
     const context = await browser.context({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 })
     const page = await context.newPage()
@@ -541,12 +566,12 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
   })
 })
 
-describe.skipIf(!browserAvailable)('session timeouts', () => {
+describe.skipIf(!browserAvailable)('session settings: timeouts and cookies behind a proxy', () => {
   let started: Started
   let browser: Browser
 
   beforeAll(async () => {
-    started = await startOnSqlite({ SESSION_IDLE_TIMEOUT_SECONDS: '2', SESSION_ABSOLUTE_TIMEOUT_SECONDS: '5' })
+    started = await startOnSqlite({ SESSION_IDLE_TIMEOUT_SECONDS: '2', SESSION_ABSOLUTE_TIMEOUT_SECONDS: '5', TRUST_PROXY: 'loopback' })
     browser = await launchBrowser()
   }, 60_000)
   afterAll(async () => {
@@ -555,6 +580,22 @@ describe.skipIf(!browserAvailable)('session timeouts', () => {
   })
 
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+  it('marks cookies Secure with the __Host- prefix behind a trusted proxy that terminates HTTPS, and only then', async () => {
+    const { server } = started
+    const plain = await fetch(`${server.url}/sign-in`)
+    expect(plain.headers.get('set-cookie')).toMatch(/^saiku_signin=[\w-]+; Max-Age=3600; Path=\/; HttpOnly; SameSite=Lax$/)
+    const proxied = await fetch(`${server.url}/sign-in`, { headers: { 'x-forwarded-proto': 'https' } })
+    expect(proxied.headers.get('set-cookie')).toMatch(/^__Host-saiku_signin=[\w-]+; Max-Age=3600; Path=\/; HttpOnly; Secure; SameSite=Lax$/)
+  })
+
+  it('refuses bad session settings at start-up, naming the variable', async () => {
+    const db = tempDatabase()
+    await expect(startServer({ DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path, SESSION_IDLE_TIMEOUT_SECONDS: '-5' })).rejects.toThrow(
+      'SESSION_IDLE_TIMEOUT_SECONDS: expected a positive number of seconds, got "-5"',
+    )
+    db.remove()
+  })
 
   it('ends an idle session, and a busy one at the absolute timeout', { timeout: 60_000 }, async () => {
     const { server } = started

@@ -34,7 +34,12 @@ export async function verifyPassword(password: string, stored: string): Promise<
   if (match === null || password.length > MAX_PASSWORD_LENGTH) return false
   const [, N, r, p, salt, hash] = match
   const expected = Buffer.from(hash!, 'base64url')
-  const key = await derive(password, Buffer.from(salt!, 'base64url'), { N: Number(N), r: Number(r), p: Number(p) }, expected.length)
+  let key: Buffer
+  try {
+    key = await derive(password, Buffer.from(salt!, 'base64url'), { N: Number(N), r: Number(r), p: Number(p) }, expected.length)
+  } catch {
+    return false // parameters scrypt refuses (N not a power of two, too much memory)
+  }
   return timingSafeEqual(key, expected)
 }
 
