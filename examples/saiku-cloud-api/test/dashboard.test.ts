@@ -203,6 +203,12 @@ function describeKeyFlow(name: string, start: () => Promise<Started>, screenshot
       // Rotation: a second key with the same label; both work.
       const second = await createKeyInBrowser(page, 'production-agent')
       expect(second.keyId).not.toBe(first.keyId)
+      // Leaving the page and going Back does not show the secret again.
+      await nav(page, 'Usage')
+      await page.goBack().catch(() => null)
+      await page.waitForLoadState()
+      expect(await page.content()).not.toContain(second.secret)
+      await page.goto(`${started.server.url}/api-keys`)
       const before = await apiGet(server, '/me/tenant', first.secret)
       expect(before.status).toBe(200)
       const countBefore = hourRemaining(before)

@@ -2,6 +2,20 @@
 // button (Clipboard API) and a confirmation before a revoke.
 'use strict'
 
+// The one-time secret never outlives its page: a browser that keeps the page for
+// its Back button (the back/forward cache) gets it without the secret.
+window.addEventListener('pagehide', () => {
+  const secret = document.getElementById('secret')
+  if (!secret) return
+  secret.value = ''
+  const panel = secret.closest('.secret-panel')
+  if (panel) {
+    const gone = document.createElement('p')
+    gone.textContent = 'The secret was shown once and is no longer available here.'
+    panel.replaceChildren(gone)
+  }
+})
+
 document.addEventListener('DOMContentLoaded', () => {
   for (const button of document.querySelectorAll('button[data-copy]')) {
     const field = document.getElementById(button.dataset.copy)
