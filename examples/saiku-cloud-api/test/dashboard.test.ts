@@ -168,10 +168,10 @@ function describeKeyFlow(name: string, start: () => Promise<Started>, screenshot
       await started?.cleanup()
     })
 
-    const shoot = async (file: string) => {
+    const shoot = async (file: string, on: Page = page) => {
       if (!screenshots) return
       mkdirSync(SCREENSHOTS, { recursive: true })
-      await page.screenshot({ path: join(SCREENSHOTS, file), fullPage: true })
+      await on.screenshot({ path: join(SCREENSHOTS, file), fullPage: true })
     }
 
     it('signs in, mints, rotates and revokes a key, starts a trial, and signs out', { timeout: 120_000 }, async () => {
@@ -255,7 +255,7 @@ function describeKeyFlow(name: string, start: () => Promise<Started>, screenshot
       // Billing: a tenant without a subscription starts its trial; its 402 becomes 200.
       await nav(page, 'Billing')
       await shown(page.getByRole('heading', { level: 1, name: 'Billing' }))
-      await shoot('billing.png')
+      await shown(page.getByText('Your trial is running.'))
       await cliJson(['tenants', 'create', '--slug', 'initech', '--tier', 'team', '--subscription', 'none'], env)
       const initechPassword = 'initech-admin-password-1'
       const added = await cliWithInput(['members', 'add', '--tenant', 'initech', '--email', 'ops@initech.example', '--role', 'admin', '--password-stdin'], env, `${initechPassword}\n`)
@@ -266,11 +266,12 @@ function describeKeyFlow(name: string, start: () => Promise<Started>, screenshot
       expect(refused.status).toBe(402)
       expect(((await refused.json()) as { message: string }).message).toContain('Visit /billing to start your 14-day trial.')
 
-      const other = await browser.context()
+      const other = await browser.context({ viewport: { width: 1280, height: 860 } })
       const otherPage = await other.newPage()
       await signIn(otherPage, server, { email: 'ops@initech.example', password: initechPassword })
       await otherPage.goto(`${server.url}/billing`)
       await shown(otherPage.getByText('No subscription'))
+      await shoot('billing.png', otherPage)
       await otherPage.getByRole('button', { name: 'Start trial' }).click()
       await shown(otherPage.getByRole('status').filter({ hasText: 'Your 14-day trial has started.' }))
       expect(await otherPage.getByRole('button', { name: 'Start trial' }).count()).toBe(0)
