@@ -4,7 +4,13 @@ import { PERMISSIONS } from './api.js'
 import { ConfigError, readConfig } from './config.js'
 import { openStore } from './store.js'
 import { createTenant, DEMO_PERMISSIONS, type SubscriptionChoice } from './tenants.js'
-import { DASHBOARD_USAGE, DashboardUsageError, isDashboardCommand, recordCliActivity, runDashboardCommand } from './dashboard/cli.js'
+import { DASHBOARD_USAGE, DashboardUsageError, isDashboardCommand } from './dashboard/cli-usage.js'
+
+/** Records what the CLI did to a tenant's keys in its Activity log. */
+async function recordCliActivity(store: TenantAdminStore, tenantId: string, action: string, target: string): Promise<void> {
+  const { recordCliActivity: record } = await import('./dashboard/cli.js')
+  await record(store, tenantId, action, target)
+}
 
 export const USAGE = `Usage: saiku <command> [options]
 
@@ -170,7 +176,8 @@ export async function main(argv: string[]): Promise<number> {
     },
   }
   try {
-    await (isDashboardCommand(argv) ? runDashboardCommand(argv, out) : run(argv, out))
+    if (isDashboardCommand(argv)) await (await import('./dashboard/cli.js')).runDashboardCommand(argv, out)
+    else await run(argv, out)
     return 0
   } catch (error) {
     const usage = error instanceof UsageError || error instanceof DashboardUsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')

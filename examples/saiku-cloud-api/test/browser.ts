@@ -1,6 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { existsSync } from 'node:fs'
 import { chromium, type BrowserContext, type BrowserContextOptions } from 'playwright-core'
 
 /** Debian's Chromium: `.ci/run` installs the `chromium` package. Never a downloaded browser. */
@@ -29,26 +27,19 @@ export function hasChromium(): boolean {
 }
 
 export interface Browser {
-  /** A new context on a fresh profile: its own cookies, storage and permissions. */
+  /** A new context: its own cookies, storage and permissions, as a separate profile would have. */
   context(options?: BrowserContextOptions): Promise<BrowserContext>
   close(): Promise<void>
 }
 
-/** Headless Chromium with a fresh user-data directory, removed on close. */
+/**
+ * One headless Chromium on a fresh, temporary user-data directory (Playwright
+ * makes one per launch and removes it on close); each test gets its own context.
+ */
 export async function launchBrowser(): Promise<Browser> {
-  const contexts: { context: BrowserContext; dir: string }[] = []
+  const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: FLAGS, headless: true })
   return {
-    async context(options = {}) {
-      const dir = mkdtempSync(join(tmpdir(), 'saiku-chromium-'))
-      const context = await chromium.launchPersistentContext(dir, { executablePath: CHROMIUM_PATH, args: FLAGS, headless: true, ...options })
-      contexts.push({ context, dir })
-      return context
-    },
-    async close() {
-      for (const { context, dir } of contexts.splice(0)) {
-        await context.close().catch(() => {})
-        rmSync(dir, { recursive: true, force: true })
-      }
-    },
+    context: (options = {}) => browser.newContext(options),
+    close: () => browser.close(),
   }
 }

@@ -4,27 +4,9 @@ import { readConfig } from '../config.js'
 import { openStore } from '../store.js'
 import { openDashboardStore, type DashboardStore } from './db.js'
 import { addMember, removeMember, resetPassword } from './members.js'
+import { DashboardUsageError, type CommandOutput } from './cli-usage.js'
 
 // The operator CLI's member and activity commands: `saiku members …`, `saiku activity …`.
-
-export const DASHBOARD_USAGE = `  members add --tenant SLUG --email EMAIL --role admin|viewer [--password-stdin]
-  members list --tenant SLUG
-  members remove --email EMAIL
-  members reset-password --email EMAIL [--password-stdin]
-  activity --tenant SLUG [--limit N]`
-
-/** A mistake in the command line: usage, exit code 2. */
-export class DashboardUsageError extends Error {}
-
-export interface CommandOutput {
-  json: boolean
-  print(human: string, data: unknown): void
-}
-
-export const isDashboardCommand = (argv: readonly string[]): boolean => {
-  const first = argv.find((arg) => !arg.startsWith('-'))
-  return first === 'members' || first === 'activity'
-}
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new DashboardUsageError('--password-stdin: pipe the password in, e.g. printf %s "$PASSWORD" | saiku …')

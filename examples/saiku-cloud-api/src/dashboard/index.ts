@@ -454,7 +454,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
     }, next)
   })
 
-  router.use('/assets', express.static(ASSETS, { index: false, maxAge: '1h', fallthrough: false }))
+  router.use('/assets', securityHeaders, express.static(ASSETS, { index: false, maxAge: '1h', fallthrough: false }))
 
   // Failures on a dashboard page get a page, never a stack trace.
   router.use((error: unknown, req: Request, res: Response, next: NextFunction) => {
