@@ -572,6 +572,29 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
     expect(human.stdout).toContain(`key.revoked\tkey ${keyId}\t${made.keyId}`)
   })
 
+  it('can be used from the keyboard alone, with a visible focus', async () => {
+    const context = await browser.context({ viewport: { width: 1280, height: 860 } })
+    const page = await context.newPage()
+    await signIn(page, started.server, admin)
+    await page.goto(`${started.server.url}/api-keys`)
+    const focused = () => page.evaluate<{ text: string; ring: string }>('({ text: document.activeElement.textContent.trim(), ring: getComputedStyle(document.activeElement).boxShadow })')
+    let current = { text: '', ring: '' }
+    for (let i = 0; i < 30 && current.text !== 'Create key'; i++) {
+      await page.keyboard.press('Tab')
+      current = await focused()
+    }
+    expect(current.text).toBe('Create key')
+    expect(current.ring).not.toBe('none')
+    await page.keyboard.press('Enter')
+    await shown(page.getByRole('heading', { level: 1, name: 'Create key' }))
+    await page.keyboard.press('Tab')
+    while ((await page.evaluate<string>('document.activeElement.id')) !== 'label') await page.keyboard.press('Tab')
+    await page.keyboard.type('typed-by-keyboard')
+    await page.keyboard.press('Enter')
+    await shown(page.getByRole('heading', { name: 'Copy your secret key now' }))
+    expect(await page.getByText('typed-by-keyboard').count()).toBe(1)
+  })
+
   it('fits a phone’s width', async () => {
     const context = await browser.context({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 })
     const page = await context.newPage()
