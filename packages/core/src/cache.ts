@@ -88,6 +88,11 @@ export class LoadingCache<V> {
     this.#pending.clear()
   }
 
+  /** Whether a load of this key is under way: a caller of `load` would join it. */
+  isLoading(key: string): boolean {
+    return this.#pending.has(key)
+  }
+
   /**
    * Loads a missing or expired key once, however many callers ask at the same
    * time; `ttlFor` picks the lifetime of what was loaded (0: do not keep).

@@ -209,6 +209,7 @@ export function createCompositeVerifier(verifiers: { readonly apiKeys: KeyVerifi
   return {
     verify: (token) => (isApiKey(token) ? verifiers.apiKeys : verifiers.others).verify(token),
     verifyWithoutIo: (token) => (isApiKey(token) ? verifiers.apiKeys.verifyWithoutIo?.(token) : undefined),
+    isLoading: (token) => isApiKey(token) && verifiers.apiKeys.isLoading?.(token) === true,
     invalidateKey: (keyId) => verifiers.apiKeys.invalidateKey?.(keyId),
   }
 }

@@ -404,8 +404,10 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       if (known !== undefined) return verifiedStage(request, known)
       // A key lookup the cache cannot answer spends from the client's budget before it
       // starts, so a burst of concurrent unknown keys cannot all reach the store. Signed
-      // tokens need no store and count only when they fail.
-      prespent = failureLimiter !== null && credentials.token.startsWith('sk_')
+      // tokens need no store and count only when they fail. A request that joins a lookup
+      // already under way adds nothing to the store's load, and counts only if it fails:
+      // many first requests with one valid key must not exhaust their client's budget.
+      prespent = failureLimiter !== null && credentials.token.startsWith('sk_') && verifier.isLoading?.(credentials.token) !== true
       if (prespent) {
         const waitMs = failureLimiter!.hitSync(clientOf(request), failureLimits!)
         if (waitMs > 0) return tooManyFailures(request, waitMs)

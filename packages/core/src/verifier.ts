@@ -45,6 +45,11 @@ export interface KeyVerifier {
    * failures without asking the store.
    */
   verifyWithoutIo?(token: string): VerifyResult | undefined
+  /**
+   * Optional: whether a store lookup for this token's key is already under way,
+   * so that verifying it now joins that lookup and asks the store nothing more.
+   */
+  isLoading?(token: string): boolean
   /** Forgets anything cached about this key (after a revocation). */
   invalidateKey?(keyId: string): void
 }
@@ -229,6 +234,7 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
 
   return {
     verifyWithoutIo,
+    isLoading: (token) => cache.isLoading(token.slice(8, 8 + KEY_ID_LENGTH)),
     verify(token) {
       // A token that parsed has the key ID at a fixed place.
       return verifyWithoutIo(token) ?? checkAfterLoad(token.slice(8, 8 + KEY_ID_LENGTH), token)
