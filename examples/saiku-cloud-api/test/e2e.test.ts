@@ -241,7 +241,7 @@ describe('the operator CLI on the same data file', () => {
     expect((await cli(['keys', 'revoke', keyId], env)).code).toBe(1)
   })
 
-  it('fails with a clear message and a non-zero exit on bad arguments', async () => {
+  it('fails with a clear message and a non-zero exit on bad arguments', { timeout: 60_000 }, async () => {
     const cases: [string[], number, string][] = [
       [['tenants', 'create', '--slug', 'x', '--tier', 'gold'], 2, '--tier: expected one of starter, team, business, enterprise, got "gold"'],
       [['tenants', 'create', '--tier', 'team'], 2, '--slug is required'],
