@@ -159,7 +159,8 @@ export function createDashboard(options: DashboardOptions): express.Router {
       ...data,
       path: req.path,
       nav: NAV,
-      signed,
+      // Only what the layout shows: never the session's digest or the member's password hash.
+      signed: signed && { member: { email: signed.member.email, role: signed.member.role }, tenant: { tenantSlug: signed.tenant.tenantSlug, tier: signed.tenant.tier } },
       csrf: signed?.session.csrfToken ?? '',
       formatTime,
       isAdmin: signed?.member.role === 'admin',
