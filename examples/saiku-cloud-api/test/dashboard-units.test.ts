@@ -64,7 +64,7 @@ describe('session settings', () => {
 
 describe('formatTime', () => {
   it('writes one UTC format whatever the server’s locale', () => {
-    expect(formatTime(new Date('2026-03-04T05:06:07Z'))).toBe('4 Mar 2026, 05:06 UTC')
+    expect(formatTime(new Date('2026-03-04T05:06:07Z'))).toBe('4\u00a0Mar\u00a02026, 05:06\u00a0UTC')
     expect(formatTime(null)).toBe('Never')
   })
 })

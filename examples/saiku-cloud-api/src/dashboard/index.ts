@@ -80,7 +80,8 @@ const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', '
 export function formatTime(date: Date | null | undefined, never = 'Never'): string {
   if (date == null) return never
   const pad = (n: number) => String(n).padStart(2, '0')
-  return `${date.getUTCDate()} ${MONTHS[date.getUTCMonth()]} ${date.getUTCFullYear()}, ${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())} UTC`
+  // No-break spaces: a narrow column breaks the line only between the date and the time.
+  return `${date.getUTCDate()}\u00a0${MONTHS[date.getUTCMonth()]}\u00a0${date.getUTCFullYear()}, ${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}\u00a0UTC`
 }
 
 const ACTIONS: Record<string, string> = {
