@@ -13,4 +13,9 @@ export default defineConfig({
   sourcemap: true,
   dts: false,
   clean: true,
+  // The dashboard reads its templates and serves its assets from beside its module: in dist/, beside the bundle.
+  copy: [
+    { from: 'src/dashboard/views', to: 'dist' },
+    { from: 'src/dashboard/assets', to: 'dist' },
+  ],
 })

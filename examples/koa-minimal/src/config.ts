@@ -8,7 +8,12 @@ export interface ServerConfig {
   readonly databaseUrl: string
   readonly redisUrl: string | undefined
   readonly logLevel: string
+  /** How long in-flight requests get to finish after SIGTERM or SIGINT. */
+  readonly shutdownTimeoutMs: number
 }
+
+/** The default of SHUTDOWN_TIMEOUT_MS: with the 5 s cleanup bound, within the 10 s a container runtime waits before killing. */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5_000
 
 /** The example's own data folder: the default home of the SQLite file. */
 export const DEFAULT_DATA_DIR = fileURLToPath(new URL('../data/', import.meta.url))
@@ -36,11 +41,17 @@ export function resolveDatabaseUrl(value: string | undefined, env: NodeJS.Proces
 export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const port = env.PORT === undefined || env.PORT === '' ? 3000 : Number(env.PORT)
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new ConfigError(`PORT: expected 0 to 65535, got ${JSON.stringify(env.PORT)}`)
+  const shutdown = env.SHUTDOWN_TIMEOUT_MS
+  const shutdownTimeoutMs = shutdown === undefined || shutdown === '' ? DEFAULT_SHUTDOWN_TIMEOUT_MS : Number(shutdown)
+  if (!/^\d{1,9}$/.test(shutdown ?? '0') || !Number.isSafeInteger(shutdownTimeoutMs) || shutdownTimeoutMs < 1) {
+    throw new ConfigError(`SHUTDOWN_TIMEOUT_MS: expected a positive whole number of milliseconds, got ${JSON.stringify(shutdown)}`)
+  }
   return {
     port,
     host: env.HOST || '127.0.0.1',
     databaseUrl: resolveDatabaseUrl(env.DATABASE_URL, env),
     redisUrl: env.REDIS_URL || undefined,
     logLevel: env.LOG_LEVEL || 'info',
+    shutdownTimeoutMs,
   }
 }

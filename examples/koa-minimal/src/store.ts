@@ -9,6 +9,8 @@ import { ConfigError } from './config.js'
 export interface OpenedStore {
   readonly store: TenantAdminStore
   readonly description: string
+  /** Writes the batched last-used times now; resolves with how many. */
+  flushKeyUses(): Promise<number>
   close(): Promise<void>
 }
 
@@ -39,7 +41,7 @@ export async function openStore(databaseUrl: string, options: { watchChanges?: b
     } catch (error) {
       throw cannotWrite(path, error)
     }
-    return { store, description: `SQLite ${path}`, close: async () => store.close() }
+    return { store, description: `SQLite ${path}`, flushKeyUses: () => store.flushKeyUses(), close: async () => store.close() }
   }
   const url = new URL(databaseUrl)
   const schema = url.searchParams.get('schema') ?? 'public'
@@ -56,6 +58,7 @@ export async function openStore(databaseUrl: string, options: { watchChanges?: b
   return {
     store,
     description: `PostgreSQL ${url.host}${url.pathname} (schema ${schema})`,
+    flushKeyUses: () => store.flushKeyUses(),
     close: async () => {
       await store.close()
       await pool.end()

@@ -14,6 +14,9 @@ import { bodyFields, createKey, exchangeToken, getBilling, listKeys, revokeKey, 
 import type { TokenSetup } from './tokens.js'
 import { openApiDocument } from './openapi.js'
 import { createRefusalLog } from './refusals.js'
+import { createDashboard, recordApiAction } from './dashboard/index.js'
+import type { DashboardStore } from './dashboard/db.js'
+import type { DashboardSettings } from './dashboard/settings.js'
 
 export interface AppOptions {
   readonly store: TenantAdminStore
@@ -24,6 +27,8 @@ export interface AppOptions {
   readonly cacheTtlMs?: number
   /** How often repeated refusals are summed up in the log. Default 10000. */
   readonly refusalLogIntervalMs?: number
+  /** The dashboard's pages, sessions and activity log; without it the server is the JSON API alone. */
+  readonly dashboard?: { readonly store: DashboardStore; readonly settings: DashboardSettings }
 }
 
 /** Sends an ApiResult; errors go to the error handler as the JSON body. */
@@ -118,22 +123,46 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     onError: (error) => logger.error({ msg: 'store failure', err: { name: error.name, message: error.message } }),
   })
   const keys = auth.authenticator.keys
+  // The dashboard's pages come first: they answer to a session cookie, never to an API key.
+  const dashboard = options.dashboard
+  if (dashboard !== undefined) {
+    app.set('trust proxy', dashboard.settings.trustProxy)
+    app.use(createDashboard({ store, dashboard: dashboard.store, authenticator: auth.authenticator, logger, settings: dashboard.settings }))
+  }
+  const audit = dashboard === undefined ? undefined : recordApiAction(dashboard.store, logger)
+  /** Records a successful API action in the Activity log. */
+  const recorded =
+    (action: string, target: (req: Request, result: ApiResult) => string | null, handler: (req: Request) => Promise<ApiResult>) =>
+    async (req: Request): Promise<ApiResult> => {
+      const result = await handler(req)
+      // Only what happened: a refused or unknown target (4xx) changed nothing.
+      if (result.status < 300) audit?.({ tenantId: req.saiku!.tenant.tenantId, keyId: req.saiku!.credential.keyId, action, target: target(req, result), ip: req.ip })
+      return result
+    }
   app.use(auth)
 
   app.route('/me/tenant').get((req, res) => res.json(req.saiku!.tenant)).all(methodNotAllowed(['GET']))
   app
     .route('/me/api-keys')
     .get(requirePermission('keys:read'), route((req) => listKeys(keys, req.saiku!)))
-    .post(requirePermission('keys:write'), jsonBody, route((req) => createKey(keys, req.saiku!, req.body)))
+    .post(
+      requirePermission('keys:write'),
+      jsonBody,
+      route(recorded('key.created', (_req, result) => (result.body as { keyId: string }).keyId, (req) => createKey(keys, req.saiku!, req.body))),
+    )
     .all(methodNotAllowed(['GET', 'POST']))
   app
     .route('/me/api-keys/:keyId')
-    .delete(requirePermission('keys:write'), jsonBody, routeWithoutBody((req) => revokeKey(keys, req.saiku!, String(req.params.keyId))))
+    .delete(
+      requirePermission('keys:write'),
+      jsonBody,
+      routeWithoutBody(recorded('key.revoked', (req) => String(req.params.keyId), (req) => revokeKey(keys, req.saiku!, String(req.params.keyId)))),
+    )
     .all(methodNotAllowed(['DELETE']))
   app.route('/me/billing').get(route((req) => getBilling(store, req.saiku!))).all(methodNotAllowed(['GET']))
   app
     .route('/me/billing/trial')
-    .post(requirePermission('billing:write'), jsonBody, routeWithoutBody((req) => startTrial(store, req.saiku!)))
+    .post(requirePermission('billing:write'), jsonBody, routeWithoutBody(recorded('trial.started', () => null, (req) => startTrial(store, req.saiku!))))
     .all(methodNotAllowed(['POST']))
 
   if (tokens !== undefined) {

@@ -5,6 +5,13 @@ import { ConfigError, readConfig } from './config.js'
 import { openStore } from './store.js'
 import { effectiveLimits, readTenantChange, setTenant, type TenantChange } from './tenant-settings.js'
 import { createTenant, DEMO_PERMISSIONS, isSlug, SLUG_RULE, type SubscriptionChoice } from './tenants.js'
+import { DASHBOARD_USAGE, DashboardUsageError, isDashboardCommand } from './dashboard/cli-usage.js'
+
+/** Records what the CLI did to a tenant's keys in its Activity log. */
+async function recordCliActivity(store: TenantAdminStore, tenantId: string, action: string, target: string): Promise<void> {
+  const { recordCliActivity: record } = await import('./dashboard/cli.js')
+  await record(store, tenantId, action, target)
+}
 
 export const USAGE = `Usage: saiku <command> [options]
 
@@ -16,6 +23,7 @@ export const USAGE = `Usage: saiku <command> [options]
   keys create --tenant SLUG --label LABEL [--permissions keys:read,keys:write,billing:write] [--test] [--expires-at 2030-01-31T12:00:00Z]
   keys list --tenant SLUG
   keys revoke KEY_ID
+${DASHBOARD_USAGE}
 
 Every command takes --json for output that scripts can read.
 The store is DATABASE_URL (default: the example's data/saiku.db), as for the server.`
@@ -188,6 +196,7 @@ async function run(argv: string[], out: Output): Promise<void> {
           environment: values.test ? 'test' : 'live',
           expiresAt,
         })
+        await recordCliActivity(store, tenant.tenantId, 'key.created', created.keyId)
         out.print(
           `Created key ${created.keyId} ${displayLabel(created.label)} for ${tenant.tenantSlug} (permissions: ${created.permissions.join(', ') || 'none'}).\n` +
             `Secret, shown this once; copy it now:\n${created.key}`,
@@ -212,6 +221,7 @@ async function run(argv: string[], out: Output): Promise<void> {
         if (!isKeyId(keyId)) throw new UsageError(`"${keyId}" is not a key ID (12 letters and digits)`)
         const record = await store.findKey(keyId)
         if (record === null || !(await keys.revoke(record.tenantId, keyId))) throw new SaikuHttpError('not_found', `No live key ${keyId}.`)
+        await recordCliActivity(store, record.tenantId, 'key.revoked', keyId)
         out.print(`Revoked key ${keyId}.`, { keyId, revoked: true })
         return
       }
@@ -230,16 +240,18 @@ export async function main(argv: string[]): Promise<number> {
     },
   }
   try {
-    await run(argv, out)
+    if (isDashboardCommand(argv)) await (await import('./dashboard/cli.js')).runDashboardCommand(argv, out)
+    else await run(argv, out)
     return 0
   } catch (error) {
     // A value the store side refuses as invalid (400) is a bad argument as well.
     const usage =
       error instanceof UsageError ||
+      error instanceof DashboardUsageError ||
       (error instanceof SaikuHttpError && error.code === 'invalid_request') ||
       (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
     const message =
-      error instanceof UsageError || error instanceof SaikuHttpError || error instanceof SaikuConfigError || error instanceof ConfigError || usage
+      error instanceof UsageError || error instanceof DashboardUsageError || error instanceof SaikuHttpError || error instanceof SaikuConfigError || error instanceof ConfigError || usage
         ? (error as Error).message
         : `unexpected failure: ${(error as Error).message}`
     if (out.json) process.stderr.write(`${JSON.stringify({ error: usage ? 'usage' : (error as { code?: string }).code ?? 'failed', message })}\n`)

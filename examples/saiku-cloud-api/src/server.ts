@@ -8,6 +8,8 @@ import { openStore } from './store.js'
 import { gracefulShutdown } from './shutdown.js'
 import { seedDemo } from './tenants.js'
 import { createTokens } from './tokens.js'
+import { openDashboardStore, readDashboardSettings } from './dashboard/index.js'
+import { seedDemoMember } from './dashboard/members.js'
 
 async function main(): Promise<void> {
   const config = readConfig()
@@ -18,8 +20,10 @@ async function main(): Promise<void> {
   })
   const limiter = await createLimiter(config.redisUrl, opened.store)
   const tokens = await createTokens()
-  const { app, auth, close: closeApp } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens })
+  const dashboard = { store: await openDashboardStore(opened.store), settings: readDashboardSettings() }
+  const { app, auth, close: closeApp } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens, dashboard })
   const demo = await seedDemo(opened.store, createKeyManager(opened.store))
+  const demoMember = demo === null ? null : await seedDemoMember(dashboard.store, opened.store)
 
   const server = createServer(app)
   server.listen(config.port, config.host, () => {
@@ -32,8 +36,14 @@ async function main(): Promise<void> {
       console.error(`Created demo tenant "acme" (starter, 14-day trial) and its first key. Copy it now; it is not shown again:`)
       console.error(`  ${demo.key}`)
       console.error(`Try:\n  curl ${url}/me/tenant -H "Authorization: Bearer ${demo.key}"\n`)
+      if (demoMember !== null) {
+        console.error(`Dashboard: ${url}/sign-in`)
+        console.error(`  email:    ${demoMember.email}`)
+        console.error(`  password: ${demoMember.password}\n`)
+      }
     } else {
-      console.error(`\nSaiku Cloud API on ${url} (${opened.description}). Mint a key with: pnpm saiku keys create --tenant acme --label my-key\n`)
+      console.error(`\nSaiku Cloud API on ${url} (${opened.description}). Mint a key with: pnpm saiku keys create --tenant acme --label my-key`)
+      console.error(`Dashboard: ${url}/sign-in (add a member with: pnpm saiku members add --tenant acme --email you@example.com --role admin)\n`)
     }
   })
 

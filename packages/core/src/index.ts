@@ -10,7 +10,9 @@ export type {
   DecisionEvent,
   DecisionReason,
   SaikuPrincipal,
+  TenantUsage,
   TenantView,
+  WindowUsage,
 } from './pipeline.js'
 
 export { resolveOptions } from './options.js'

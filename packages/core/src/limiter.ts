@@ -44,6 +44,11 @@ export interface LimiterBackend {
   readonly inProcess?: boolean
   /** Optional: the same decision without a promise, for backends that can decide at once. */
   consumeSync?(tenantKey: string, limits: WindowLimits): LimitDecision
+  /**
+   * Optional: what a request would be told now, without counting it or moving
+   * any window. Dashboards read usage through it (`authenticator.usage()`).
+   */
+  peek?(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
 }
 
 export interface RateLimiterFactoryOptions {

@@ -211,3 +211,27 @@ describe('errorResponseFor', () => {
     expect(JSON.stringify(events)).not.toContain('opaque-secret-value')
   })
 })
+
+describe('many first requests with one valid key', () => {
+  it('are all verified, however many arrive while its lookup is under way, and spend none of the client’s failure budget', async () => {
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const auth = createAuthenticator(store, { failedAuth: { perMinute: 3 } })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    // The store answers only when told to: every request arrives before the first lookup ends.
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    const findKey = store.findKey.bind(store)
+    const lookups = vi.spyOn(store, 'findKey').mockImplementation(async (keyId) => {
+      await gate
+      return findKey(keyId)
+    })
+    const pending = Array.from({ length: 20 }, () => auth.authenticate(request(`Bearer ${key}`)))
+    release()
+    const decisions = await Promise.all(pending)
+    expect(decisions.map((d) => (d.ok ? 200 : d.status))).toEqual(Array(20).fill(200))
+    expect(lookups).toHaveBeenCalledTimes(1)
+    // The budget is whole: three unknown keys still get 401, the fourth 429.
+    const unknown = await Promise.all(Array.from({ length: 4 }, (_, i) => auth.authenticate(request(`Bearer ${key.slice(0, 8)}Zzzzzzzzzzz${i}${key.slice(20)}`))))
+    expect(unknown.map((d) => (d.ok ? 200 : d.status)).sort()).toEqual([401, 401, 401, 429])
+  })
+})

@@ -182,10 +182,34 @@ export interface Authenticator {
   invalidateKey(keyId: string): void
   /** Announces that a tenant changed, so a tier or subscription change applies on the next request, here and through a change feed. */
   invalidateTenant(tenantId: string): void
+  /**
+   * The tenant's limits and what is used of each window now, read from the
+   * limiter without spending anything. Null for an unknown tenant; the windows
+   * are null when the limiter backend cannot peek. Store and limiter failures
+   * reject with a `SaikuStoreError`.
+   */
+  usage(tenantId: string): Promise<TenantUsage | null>
   /** Stops listening for store changes. */
   close(): void
   /** How much this process holds: every number is bounded by an option. */
   stats(): AuthenticatorStats
+}
+
+/** One window of `authenticator.usage()`. */
+export interface WindowUsage {
+  readonly window: 'minute' | 'hour'
+  readonly quota: number
+  readonly used: number
+  readonly remaining: number
+  /** Seconds until the window starts over; at least 1. */
+  readonly resetSeconds: number
+}
+
+export interface TenantUsage {
+  readonly tenantId: string
+  readonly limits: WindowLimits
+  readonly minute: WindowUsage | null
+  readonly hour: WindowUsage | null
 }
 
 export interface AuthenticatorStats {
@@ -598,9 +622,40 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     return { ok: true, principal, headers }
   }
 
+  function windowUsage(state: LimitDecision['minute']): WindowUsage {
+    return {
+      window: state.window,
+      quota: state.limit,
+      used: state.limit - state.remaining,
+      remaining: state.remaining,
+      resetSeconds: Math.max(1, Math.ceil(state.resetMs / 1000)),
+    }
+  }
+
+  async function usage(tenantId: string): Promise<TenantUsage | null> {
+    let tenant: CachedTenant | null
+    try {
+      tenant = await loadTenant(tenantId)
+    } catch (error) {
+      throw asStoreError(error, 'key_store', 'key store findTenant failed')
+    }
+    if (tenant === null) return null
+    if (tenant.limits === null) throw tenant.limitsError!
+    if (limiter.peek === undefined) return { tenantId, limits: tenant.limits, minute: null, hour: null }
+    let decision: LimitDecision
+    try {
+      const peeked = limiter.peek(tenantId, tenant.limits)
+      decision = await (limiterTimeoutMs === 0 ? peeked : withTimeout(peeked, limiterTimeoutMs, 'limiter', 'rate limiter'))
+    } catch (error) {
+      throw error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter peek failed')
+    }
+    return { tenantId, limits: tenant.limits, minute: windowUsage(decision.minute), hour: windowUsage(decision.hour) }
+  }
+
   return {
     authenticate,
     check,
+    usage,
     keys: createKeyManager(store, { pepper: options.pepper, now }),
     options,
     // Announced: every authenticator of this store in this process hears it, and a change feed carries it to the others.

@@ -1,0 +1,482 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import { parseCookie, stringifySetCookie } from 'cookie'
+import { Eta } from 'eta'
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express'
+import helmet from 'helmet'
+import type { Logger } from 'pino'
+import {
+  clientKey,
+  createMemoryLimiter,
+  isKeyId,
+  limitsForTenant,
+  SaikuHttpError,
+  type ApiKeySummary,
+  type Authenticator,
+  type KeyEnvironment,
+  type SaikuPrincipal,
+  type TenantAdminStore,
+  type TenantRecord,
+  type TenantUsage,
+  type WindowLimits,
+} from '@saiku/core'
+import { getBilling, PERMISSIONS, startTrial } from '../api.js'
+import type { DashboardStore, Member, SessionRecord } from './db.js'
+import { normalizeEmail } from './members.js'
+import { burnPasswordCheck, MAX_PASSWORD_LENGTH, verifyPassword } from './passwords.js'
+import type { DashboardSettings } from './settings.js'
+
+export { openDashboardStore } from './db.js'
+export { readDashboardSettings } from './settings.js'
+
+const VIEWS = fileURLToPath(new URL('./views/', import.meta.url))
+const ASSETS = fileURLToPath(new URL('./assets/', import.meta.url))
+
+export interface DashboardOptions {
+  readonly store: TenantAdminStore
+  readonly dashboard: DashboardStore
+  /** The API's authenticator: its key manager and its limiter, so keys and counts are the same ones. */
+  readonly authenticator: Authenticator
+  readonly logger: Logger
+  readonly settings: DashboardSettings
+}
+
+/** Sign-in failures allowed before 429: per client address, and per account (email). */
+const ADDRESS_FAILURES = { perMinute: 10, perHour: 100 }
+const ACCOUNT_FAILURES = { perMinute: 5, perHour: 20 }
+
+/** Who is signed in, for one request. */
+interface Signed {
+  readonly session: SessionRecord
+  readonly member: Member
+  readonly tenant: TenantRecord
+}
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /** The signed-in member of a dashboard request. */
+      dashboard?: Signed
+    }
+  }
+}
+
+const digest = (value: string): Buffer => createHash('sha256').update(value).digest()
+const sessionDigest = (id: string): string => digest(id).toString('base64url')
+const equalSecrets = (a: string, b: string): boolean => timingSafeEqual(digest(a), digest(b))
+const newToken = (): string => randomBytes(32).toString('base64url')
+
+const NAV = [
+  { href: '/', label: 'Overview' },
+  { href: '/api-keys', label: 'API keys' },
+  { href: '/usage', label: 'Usage' },
+  { href: '/billing', label: 'Billing' },
+  { href: '/activity', label: 'Activity' },
+] as const
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+/** "1 Dec 2026, 14:05 UTC": one format everywhere, independent of the server's locale. */
+export function formatTime(date: Date | null | undefined, never = 'Never'): string {
+  if (date == null) return never
+  const pad = (n: number) => String(n).padStart(2, '0')
+  // No-break spaces: a narrow column breaks the line only between the date and the time.
+  return `${date.getUTCDate()}\u00a0${MONTHS[date.getUTCMonth()]}\u00a0${date.getUTCFullYear()}, ${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}\u00a0UTC`
+}
+
+const ACTIONS: Record<string, string> = {
+  'key.created': 'Key created',
+  'key.revoked': 'Key revoked',
+  'trial.started': 'Trial started',
+  sign_in: 'Signed in',
+  'sign_in.refused': 'Sign-in refused',
+  'member.added': 'Member added',
+  'member.removed': 'Member removed',
+  'member.password_reset': 'Password reset',
+}
+
+/** The pages of the spec's dashboard, mounted in front of the JSON API. */
+export function createDashboard(options: DashboardOptions): express.Router {
+  const { store, dashboard, authenticator, logger, settings } = options
+  const keys = authenticator.keys
+  const eta = new Eta({ views: VIEWS, cache: true, autoEscape: true })
+  const addressFailures = createMemoryLimiter({ maxTenants: 100_000 })
+  const accountFailures = createMemoryLimiter({ maxTenants: 100_000 })
+  const idleMs = settings.idleTimeoutSeconds * 1000
+  const absoluteMs = settings.absoluteTimeoutSeconds * 1000
+  // lastSeenAt is written at most this often per session.
+  const touchEveryMs = Math.min(60_000, Math.floor(idleMs / 10))
+
+  const sweep = setInterval(() => {
+    const now = Date.now()
+    dashboard.deleteExpiredSessions(new Date(now - idleMs), new Date(now - absoluteMs)).catch((error: unknown) => {
+      logger.error({ msg: 'session sweep failed', err: { message: (error as Error).message } })
+    })
+  }, 600_000)
+  sweep.unref()
+
+  const router = express.Router()
+
+  const securityHeaders = helmet({
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        baseUri: ["'none'"],
+        objectSrc: ["'none'"],
+      },
+    },
+    referrerPolicy: { policy: 'same-origin' },
+    frameguard: { action: 'deny' },
+  })
+  const noStore: RequestHandler = (_req, res, next) => {
+    res.setHeader('cache-control', 'no-store')
+    next()
+  }
+  const form = express.urlencoded({ extended: false, limit: '8kb', parameterLimit: 20 })
+
+  const cookieName = (req: Request, base: string) => (req.secure ? `__Host-${base}` : base)
+  function setCookie(req: Request, res: Response, base: string, value: string, maxAgeSeconds: number): void {
+    res.append(
+      'set-cookie',
+      stringifySetCookie({ name: cookieName(req, base), value, path: '/', httpOnly: true, sameSite: 'lax', secure: req.secure, maxAge: maxAgeSeconds }),
+    )
+  }
+  const readCookie = (req: Request, base: string): string | undefined => {
+    const header = req.headers.cookie
+    return header === undefined ? undefined : parseCookie(header)[cookieName(req, base)]
+  }
+
+  function render(res: Response, status: number, view: string, data: Record<string, unknown>): void {
+    const req = res.req
+    const signed = req.dashboard
+    const html = eta.render(view, {
+      ...data,
+      path: req.path,
+      nav: NAV,
+      // Only what the layout shows: never the session's digest or the member's password hash.
+      signed: signed && { member: { email: signed.member.email, role: signed.member.role }, tenant: { tenantSlug: signed.tenant.tenantSlug, tier: signed.tenant.tier } },
+      csrf: signed?.session.csrfToken ?? '',
+      formatTime,
+      isAdmin: signed?.member.role === 'admin',
+    })
+    res.status(status).type('html').send(html)
+  }
+
+  function errorPage(res: Response, status: number, title: string, message: string): void {
+    render(res, status, 'error', { title, message, status })
+  }
+
+  /** Loads the session from its cookie; ends it when it is past a timeout. Sets req.dashboard. */
+  const session: RequestHandler = (req, res, next) => {
+    const id = readCookie(req, 'saiku_session')
+    if (id === undefined || id.length > 100) return next()
+    const key = sessionDigest(id)
+    ;(async () => {
+      const found = await dashboard.findSession(key)
+      const now = Date.now()
+      if (found === null) return clearSession(req, res, false)
+      if (now - found.lastSeenAt.getTime() >= idleMs || now - found.createdAt.getTime() >= absoluteMs) {
+        await dashboard.deleteSession(key)
+        return clearSession(req, res, true)
+      }
+      const member = await dashboard.findMember(found.memberId)
+      const tenant = member === null ? null : await store.findTenant(member.tenantId)
+      if (member === null || tenant === null) {
+        await dashboard.deleteSession(key)
+        return clearSession(req, res, false)
+      }
+      if (now - found.lastSeenAt.getTime() >= touchEveryMs) await dashboard.touchSession(key, new Date(now))
+      req.dashboard = { session: found, member, tenant }
+    })().then(() => next(), next)
+  }
+
+  function clearSession(req: Request, res: Response, expired: boolean): void {
+    setCookie(req, res, 'saiku_session', '', 0)
+    if (expired) res.locals.sessionExpired = true
+  }
+
+  const page: RequestHandler[] = [securityHeaders, noStore, session]
+  const signedIn: RequestHandler = (req, res, next) => {
+    if (req.dashboard !== undefined) return next()
+    res.redirect(303, res.locals.sessionExpired === true ? '/sign-in?expired=1' : '/sign-in')
+  }
+
+  /** The request comes from a page of this site: its Origin, or failing that Sec-Fetch-Site. */
+  function sameOrigin(req: Request): boolean {
+    const origin = req.get('origin')
+    if (origin !== undefined) return origin === `${req.protocol}://${req.get('host')}`
+    const site = req.get('sec-fetch-site')
+    return site === undefined || site === 'same-origin'
+  }
+
+  const formToken = (req: Request): string => {
+    const value = (req.body as Record<string, unknown> | undefined)?._csrf
+    return typeof value === 'string' ? value : ''
+  }
+
+  /** CSRF: an Origin check, then the token bound to the session. */
+  const verified: RequestHandler = (req, res, next) => {
+    const refuse = () => {
+      logger.info({ msg: 'refused form', reason: 'csrf', path: req.path, tenantId: req.dashboard?.tenant.tenantId ?? null, ip: req.ip })
+      errorPage(res, 403, 'Request refused', 'This form did not come from this dashboard, or it is out of date. Go back, reload the page and try again.')
+    }
+    // A cross-site POST is refused before anything else, signed in or not.
+    if (!sameOrigin(req)) return refuse()
+    const signed = req.dashboard
+    if (signed === undefined) return res.redirect(303, res.locals.sessionExpired === true ? '/sign-in?expired=1' : '/sign-in')
+    if (!equalSecrets(formToken(req), signed.session.csrfToken)) return refuse()
+    next()
+  }
+  const adminOnly: RequestHandler = (req, res, next) => {
+    if (req.dashboard?.member.role === 'admin') return next()
+    errorPage(res, 403, 'Not allowed', 'Your role is viewer: you can see keys and billing, but only an admin can change them.')
+  }
+
+  const actor = (req: Request) => ({ actorType: 'member' as const, actor: req.dashboard!.member.email, ip: req.ip ?? null })
+  const asPrincipal = (tenant: TenantRecord) => ({ tenant: { tenantId: tenant.tenantId } }) as SaikuPrincipal
+
+  // -------- Sign in and out
+
+  router.get('/sign-in', ...page, (req, res) => {
+    if (req.dashboard !== undefined) return res.redirect(303, '/')
+    const token = newToken()
+    setCookie(req, res, 'saiku_signin', token, 3_600)
+    const notice = req.query.expired === '1' ? 'Your session expired. Sign in again.' : req.query['signed-out'] === '1' ? 'You are signed out.' : null
+    render(res, 200, 'sign-in', { title: 'Sign in', signinToken: token, notice, error: null, email: '' })
+  })
+
+  router.post('/sign-in', ...page, form, (req, res, next) => {
+    const body = req.body as Record<string, unknown>
+    const cookieToken = readCookie(req, 'saiku_signin')
+    const fieldToken = typeof body._csrf === 'string' ? body._csrf : ''
+    const again = (status: number, error: string, email: string) => {
+      const token = newToken()
+      setCookie(req, res, 'saiku_signin', token, 3_600)
+      render(res, status, 'sign-in', { title: 'Sign in', signinToken: token, notice: null, error, email })
+    }
+    if (!sameOrigin(req) || cookieToken === undefined || !equalSecrets(fieldToken, cookieToken)) {
+      return errorPage(res, 403, 'Request refused', 'This sign-in form did not come from this dashboard, or cookies are off. Reload the sign-in page and try again.')
+    }
+    const rawEmail = typeof body.email === 'string' ? body.email.slice(0, 254) : ''
+    const password = typeof body.password === 'string' ? body.password : ''
+    const address = clientKey(req.ip)
+    const account = rawEmail.trim().toLowerCase()
+    const byAddress = addressFailures.peekSync(address, ADDRESS_FAILURES)
+    const byAccount = accountFailures.peekSync(account, ACCOUNT_FAILURES)
+    if (!byAddress.admitted || !byAccount.admitted) {
+      const retryAfter = Math.max(1, Math.ceil(Math.max(byAddress.retryAfterMs, byAccount.retryAfterMs) / 1000))
+      res.setHeader('retry-after', String(retryAfter))
+      logger.info({ msg: 'sign-in throttled', ip: req.ip })
+      return again(429, `Too many failed sign-in attempts. Try again in ${retryAfter} seconds.`, rawEmail)
+    }
+    ;(async () => {
+      let email: string | null = null
+      try {
+        email = normalizeEmail(rawEmail)
+      } catch {
+        // Not an address: it fails like any unknown one, after the same work.
+      }
+      const member = email === null ? null : await dashboard.findMemberByEmail(email)
+      const ok =
+        password.length > 0 && password.length <= MAX_PASSWORD_LENGTH && member !== null
+          ? await verifyPassword(password, member.passwordHash)
+          : await burnPasswordCheck(password.slice(0, MAX_PASSWORD_LENGTH))
+      if (!ok || member === null) {
+        addressFailures.hitSync(address, ADDRESS_FAILURES)
+        accountFailures.hitSync(account, ACCOUNT_FAILURES)
+        if (member !== null) await dashboard.recordActivity({ tenantId: member.tenantId, actorType: 'member', actor: member.email, action: 'sign_in.refused', target: 'wrong password', ip: req.ip ?? null })
+        logger.info({ msg: 'sign-in refused', ip: req.ip })
+        return again(401, 'Incorrect email or password.', rawEmail)
+      }
+      // A new session ID at every sign-in; any session the browser had is ended.
+      const previous = readCookie(req, 'saiku_session')
+      if (previous !== undefined && previous.length <= 100) await dashboard.deleteSession(sessionDigest(previous))
+      const id = newToken()
+      const now = new Date()
+      await dashboard.createSession({ sessionDigest: sessionDigest(id), memberId: member.memberId, csrfToken: newToken(), createdAt: now, lastSeenAt: now })
+      await dashboard.recordActivity({ tenantId: member.tenantId, actorType: 'member', actor: member.email, action: 'sign_in', ip: req.ip ?? null })
+      setCookie(req, res, 'saiku_signin', '', 0)
+      setCookie(req, res, 'saiku_session', id, settings.absoluteTimeoutSeconds)
+      res.redirect(303, '/')
+    })().catch(next)
+  })
+
+  router.post('/sign-out', ...page, form, verified, (req, res, next) => {
+    dashboard.deleteSession(req.dashboard!.session.sessionDigest).then(() => {
+      setCookie(req, res, 'saiku_session', '', 0)
+      res.redirect(303, '/sign-in?signed-out=1')
+    }, next)
+  })
+
+  // -------- Pages
+
+  router.get('/', ...page, signedIn, (req, res) => {
+    const { tenant } = req.dashboard!
+    let limits: WindowLimits | null = null
+    try {
+      limits = limitsForTenant(authenticator.options.tiers, tenant)
+    } catch {
+      // A tenant the tier table cannot serve: the page says so instead of numbers.
+    }
+    render(res, 200, 'overview', {
+      title: 'Overview',
+      view: { tenantId: tenant.tenantId, tenantSlug: tenant.tenantSlug, tier: tenant.tier, connectionName: tenant.connectionName },
+      limits,
+      origin: `${req.protocol}://${req.get('host')}`,
+    })
+  })
+
+  const keyRows = (list: ApiKeySummary[]) => list.map((k) => ({ ...k, expired: k.expiresAt !== null && k.expiresAt.getTime() <= Date.now() }))
+
+  router.get('/api-keys', ...page, signedIn, (req, res, next) => {
+    keys.list(req.dashboard!.tenant.tenantId).then((list) => {
+      const revoked = typeof req.query.revoked === 'string' && isKeyId(req.query.revoked) ? req.query.revoked : null
+      const notice = revoked !== null ? `Key ${revoked} revoked.` : req.query.used === '1' ? 'That form was already used: the key was created once, and its secret is not shown again.' : null
+      render(res, 200, 'api-keys', { title: 'API keys', keys: keyRows(list), notice })
+    }, next)
+  })
+
+  async function newKeyForm(req: Request, res: Response, status: number, error: string | null, values: { label: string; permissions: string[]; environment: string; expires: string }) {
+    const nonce = newToken()
+    await dashboard.setFormNonce(req.dashboard!.session.sessionDigest, nonce)
+    render(res, status, 'key-new', { title: 'Create key', error, values, nonce, permissions: PERMISSIONS })
+  }
+
+  router.get('/api-keys/new', ...page, signedIn, adminOnly, (req, res, next) => {
+    newKeyForm(req, res, 200, null, { label: '', permissions: [], environment: 'live', expires: '' }).catch(next)
+  })
+
+  router.post('/api-keys', ...page, form, verified, adminOnly, (req, res, next) => {
+    const body = req.body as Record<string, unknown>
+    const { tenant, session: current } = req.dashboard!
+    ;(async () => {
+      // One key per form: a resubmitted form (reload, back, double click) creates nothing.
+      const nonce = typeof body._form === 'string' ? body._form : ''
+      if (nonce === '' || !(await dashboard.takeFormNonce(current.sessionDigest, nonce))) return res.redirect(303, '/api-keys?used=1')
+      const label = typeof body.label === 'string' ? body.label.trim() : ''
+      const picked = body.permissions === undefined ? [] : Array.isArray(body.permissions) ? body.permissions : [body.permissions]
+      const permissions = picked.filter((p): p is string => typeof p === 'string')
+      const environment = body.environment === 'test' ? 'test' : 'live'
+      const expires = typeof body.expires === 'string' ? body.expires : ''
+      const values = { label, permissions, environment, expires }
+      const unknown = permissions.filter((p) => !(PERMISSIONS as readonly string[]).includes(p))
+      if (unknown.length > 0 || (body.environment !== undefined && body.environment !== 'live' && body.environment !== 'test')) {
+        return newKeyForm(req, res, 400, 'Choose permissions and an environment from the lists.', { ...values, permissions: [] })
+      }
+      let expiresAt: Date | null = null
+      if (expires !== '') {
+        expiresAt = /^\d{4}-\d{2}-\d{2}$/.test(expires) ? new Date(`${expires}T00:00:00Z`) : new Date(NaN)
+        if (Number.isNaN(expiresAt.getTime()) || expiresAt.getTime() <= Date.now()) {
+          return newKeyForm(req, res, 400, 'The expiry must be a date after today.', values)
+        }
+      }
+      let created
+      try {
+        created = await keys.create(tenant.tenantId, { label, permissions, environment: environment as KeyEnvironment, expiresAt })
+      } catch (error) {
+        if (error instanceof SaikuHttpError && error.code === 'invalid_request') {
+          const message = error.message.replace(/^label/, 'The label')
+          return newKeyForm(req, res, 400, message, values)
+        }
+        throw error
+      }
+      await dashboard.recordActivity({ tenantId: tenant.tenantId, ...actor(req), action: 'key.created', target: created.keyId })
+      logger.info({ msg: 'key created', tenantId: tenant.tenantId, keyId: created.keyId, by: 'dashboard' })
+      // The secret is in this response only: never in a URL, a log or a later page (no-store).
+      render(res, 201, 'key-created', { title: 'Key created', created })
+    })().catch(next)
+  })
+
+  router.post('/api-keys/:keyId/revoke', ...page, form, verified, adminOnly, (req, res, next) => {
+    const keyId = String(req.params.keyId)
+    const { tenant } = req.dashboard!
+    ;(async () => {
+      const key = isKeyId(keyId) ? (await keys.list(tenant.tenantId)).find((k) => k.keyId === keyId) : undefined
+      // Another tenant's key gets exactly the answer of a key that does not exist.
+      if (key === undefined) return errorPage(res, 404, 'No such key', 'There is no live key with this ID in your tenant.')
+      if ((req.body as Record<string, unknown>).confirm !== 'yes') return render(res, 200, 'key-revoke', { title: 'Revoke key', key })
+      if (!(await keys.revoke(tenant.tenantId, keyId))) return errorPage(res, 404, 'No such key', 'There is no live key with this ID in your tenant.')
+      await dashboard.recordActivity({ tenantId: tenant.tenantId, ...actor(req), action: 'key.revoked', target: keyId })
+      logger.info({ msg: 'key revoked', tenantId: tenant.tenantId, keyId, by: 'dashboard' })
+      res.redirect(303, `/api-keys?revoked=${keyId}`)
+    })().catch(next)
+  })
+
+  router.get('/usage', ...page, signedIn, (req, res, next) => {
+    const { tenant } = req.dashboard!
+    ;(async () => {
+      let usage: TenantUsage | null = null
+      let unavailable = false
+      try {
+        usage = await authenticator.usage(tenant.tenantId)
+      } catch (error) {
+        unavailable = true
+        logger.error({ msg: 'usage read failed', err: { message: (error as Error).message } })
+      }
+      const byLastUse = (await keys.list(tenant.tenantId)).sort((a, b) => (b.lastUsedAt?.getTime() ?? 0) - (a.lastUsedAt?.getTime() ?? 0))
+      render(res, 200, 'usage', { title: 'Usage', usage, unavailable, keys: keyRows(byLastUse) })
+    })().catch(next)
+  })
+
+  router.get('/billing', ...page, signedIn, (req, res, next) => {
+    getBilling(store, asPrincipal(req.dashboard!.tenant)).then((result) => {
+      const billing = result.body as { status: string; trialEndsAt: string | null; trialAvailable: boolean }
+      render(res, 200, 'billing', {
+        title: 'Billing',
+        billing: { ...billing, trialEndsAt: billing.trialEndsAt === null ? null : new Date(billing.trialEndsAt) },
+        notice: req.query.trial === 'started' ? 'Your 14-day trial has started.' : null,
+      })
+    }, next)
+  })
+
+  router.post('/billing/trial', ...page, form, verified, adminOnly, (req, res, next) => {
+    const { tenant } = req.dashboard!
+    startTrial(store, asPrincipal(tenant)).then(
+      async () => {
+        await dashboard.recordActivity({ tenantId: tenant.tenantId, ...actor(req), action: 'trial.started' })
+        res.redirect(303, '/billing?trial=started')
+      },
+      (error: unknown) => {
+        if (error instanceof SaikuHttpError && error.code === 'conflict') return errorPage(res, 409, 'Trial not available', error.message)
+        next(error)
+      },
+    )
+  })
+
+  router.get('/activity', ...page, signedIn, (req, res, next) => {
+    dashboard.listActivity(req.dashboard!.tenant.tenantId, 200).then((events) => {
+      render(res, 200, 'activity', { title: 'Activity', events: events.map((e) => ({ ...e, label: ACTIONS[e.action] ?? e.action })) })
+    }, next)
+  })
+
+  router.use('/assets', securityHeaders, express.static(ASSETS, { index: false, maxAge: '1h', fallthrough: false }))
+
+  // Failures on a dashboard page get a page, never a stack trace.
+  router.use((error: unknown, req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) return next(error)
+    const status = (error as { status?: number }).status
+    if (status === 413 || status === 400 || status === 404) {
+      return errorPage(res, status, status === 404 ? 'Not found' : 'Bad request', status === 413 ? 'That form was too large.' : status === 404 ? 'There is nothing here.' : 'That request could not be read.')
+    }
+    logger.error({ msg: 'dashboard failure', path: req.path, err: error instanceof Error ? { name: error.name, message: error.message } : String(error) })
+    errorPage(res, 503, 'Something went wrong', 'The dashboard could not complete this request. Try again in a moment.')
+  })
+
+  return router
+}
+
+/** Records what API keys do through the JSON API in the Activity log. */
+export function recordApiAction(dashboard: DashboardStore, logger: Logger) {
+  return (event: { tenantId: string; keyId: string; action: string; target?: string | null; ip?: string | undefined }) => {
+    dashboard
+      .recordActivity({ tenantId: event.tenantId, actorType: 'api_key', actor: event.keyId, action: event.action, target: event.target ?? null, ip: event.ip ?? null })
+      .catch((error: unknown) => logger.error({ msg: 'activity write failed', err: { message: (error as Error).message } }))
+  }
+}

@@ -1,0 +1,38 @@
+import { ConfigError } from '../config.js'
+
+export interface DashboardSettings {
+  /** A session unused this long ends. Default 30 minutes. */
+  readonly idleTimeoutSeconds: number
+  /** A session ends this long after sign-in, used or not. Default 12 hours. */
+  readonly absoluteTimeoutSeconds: number
+  /**
+   * Express's `trust proxy`: whose X-Forwarded-For and X-Forwarded-Proto to believe.
+   * Behind a TLS-terminating proxy the app trusts, cookies become `Secure` with the `__Host-` prefix.
+   */
+  readonly trustProxy: boolean | number | string
+}
+
+function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const value = env[name]
+  if (value === undefined || value === '') return fallback
+  if (!/^[1-9]\d{0,8}$/.test(value)) throw new ConfigError(`${name}: expected a positive number of seconds, got ${JSON.stringify(value)}`)
+  return Number(value)
+}
+
+/** TRUST_PROXY: unset or "false" trusts nobody; "true", a hop count, or addresses/subnets ("loopback", "10.0.0.0/8"). */
+function trustProxy(value: string | undefined): boolean | number | string {
+  if (value === undefined || value === '' || value === 'false') return false
+  if (value === 'true') return true
+  if (/^\d{1,2}$/.test(value)) return Number(value)
+  if (!/^[\w.:/, -]+$/.test(value)) throw new ConfigError(`TRUST_PROXY: expected true, a hop count or addresses, got ${JSON.stringify(value)}`)
+  return value
+}
+
+export function readDashboardSettings(env: NodeJS.ProcessEnv = process.env): DashboardSettings {
+  const idleTimeoutSeconds = seconds(env, 'SESSION_IDLE_TIMEOUT_SECONDS', 1_800)
+  const absoluteTimeoutSeconds = seconds(env, 'SESSION_ABSOLUTE_TIMEOUT_SECONDS', 43_200)
+  if (absoluteTimeoutSeconds < idleTimeoutSeconds) {
+    throw new ConfigError(`SESSION_ABSOLUTE_TIMEOUT_SECONDS (${absoluteTimeoutSeconds}) must be at least SESSION_IDLE_TIMEOUT_SECONDS (${idleTimeoutSeconds})`)
+  }
+  return { idleTimeoutSeconds, absoluteTimeoutSeconds, trustProxy: trustProxy(env.TRUST_PROXY) }
+}

@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest'
+import { formatTime } from '../src/dashboard/index.js'
+import { normalizeEmail } from '../src/dashboard/members.js'
+import { generatePassword, hashPassword, passwordProblem, verifyPassword } from '../src/dashboard/passwords.js'
+import { readDashboardSettings } from '../src/dashboard/settings.js'
+
+describe('passwords', () => {
+  it('hashes with scrypt at a current recommended cost, salted, and verifies only the right password', async () => {
+    const hash = await hashPassword('correct horse battery staple')
+    expect(hash).toMatch(/^scrypt\$N=65536,r=8,p=2\$[\w-]{22}\$[\w-]{43}$/)
+    expect(hash).not.toContain('correct horse')
+    expect(await hashPassword('correct horse battery staple')).not.toBe(hash)
+    expect(await verifyPassword('correct horse battery staple', hash)).toBe(true)
+    expect(await verifyPassword('correct horse battery stapl', hash)).toBe(false)
+    expect(await verifyPassword('', hash)).toBe(false)
+  })
+
+  it('treats a malformed stored hash or an over-long password as a mismatch, never a throw', async () => {
+    expect(await verifyPassword('anything', 'plaintext')).toBe(false)
+    expect(await verifyPassword('anything', 'scrypt$N=1,r=1,p=1$short$short')).toBe(false)
+    expect(await verifyPassword('anything', `scrypt$N=1000,r=8,p=1$${'a'.repeat(22)}$${'b'.repeat(43)}`)).toBe(false)
+    expect(await verifyPassword('x'.repeat(2000), await hashPassword('x'.repeat(20)))).toBe(false)
+  })
+
+  it('generates 20-character passwords without look-alike letters, and checks lengths', () => {
+    const passwords = new Set(Array.from({ length: 50 }, generatePassword))
+    expect(passwords.size).toBe(50)
+    for (const password of passwords) expect(password).toMatch(/^[a-km-zA-HJ-NP-Z2-9]{20}$/)
+    expect(passwordProblem('short')).toBe('a password needs at least 12 characters')
+    expect(passwordProblem('x'.repeat(1025))).toBe('a password has at most 1024 characters')
+    expect(passwordProblem('long enough pass')).toBeNull()
+  })
+})
+
+describe('member emails', () => {
+  it('are trimmed and lower-cased, and anything else is refused with what was given', () => {
+    expect(normalizeEmail('  Ada@Example.COM ')).toBe('ada@example.com')
+    for (const bad of ['', 'ada', 'ada@', '@example.com', 'a b@example.com', 'ada@example', '<x>@example.com', `${'a'.repeat(65)}@example.com`]) {
+      expect(() => normalizeEmail(bad), bad).toThrow('is not an email address')
+    }
+  })
+})
+
+describe('session settings', () => {
+  it('default to a 30-minute idle and a 12-hour absolute timeout, trusting no proxy', () => {
+    expect(readDashboardSettings({})).toEqual({ idleTimeoutSeconds: 1800, absoluteTimeoutSeconds: 43200, trustProxy: false })
+  })
+
+  it('read the environment and refuse what they cannot use, naming the variable', () => {
+    expect(readDashboardSettings({ SESSION_IDLE_TIMEOUT_SECONDS: '600', SESSION_ABSOLUTE_TIMEOUT_SECONDS: '3600', TRUST_PROXY: '1' })).toEqual({
+      idleTimeoutSeconds: 600,
+      absoluteTimeoutSeconds: 3600,
+      trustProxy: 1,
+    })
+    expect(readDashboardSettings({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toBe('loopback, 10.0.0.0/8')
+    expect(() => readDashboardSettings({ SESSION_IDLE_TIMEOUT_SECONDS: '0' })).toThrow('SESSION_IDLE_TIMEOUT_SECONDS: expected a positive number of seconds, got "0"')
+    expect(() => readDashboardSettings({ SESSION_ABSOLUTE_TIMEOUT_SECONDS: '1h' })).toThrow('SESSION_ABSOLUTE_TIMEOUT_SECONDS')
+    expect(() => readDashboardSettings({ SESSION_IDLE_TIMEOUT_SECONDS: '7200', SESSION_ABSOLUTE_TIMEOUT_SECONDS: '3600' })).toThrow(
+      'SESSION_ABSOLUTE_TIMEOUT_SECONDS (3600) must be at least SESSION_IDLE_TIMEOUT_SECONDS (7200)',
+    )
+    expect(() => readDashboardSettings({ TRUST_PROXY: '$(rm -rf)' })).toThrow('TRUST_PROXY')
+  })
+})
+
+describe('formatTime', () => {
+  it('writes one UTC format whatever the server’s locale', () => {
+    expect(formatTime(new Date('2026-03-04T05:06:07Z'))).toBe('4\u00a0Mar\u00a02026, 05:06\u00a0UTC')
+    expect(formatTime(null)).toBe('Never')
+  })
+})
