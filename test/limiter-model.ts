@@ -5,8 +5,10 @@
  * - two fixed windows per tenant, a minute and an hour, each starting at the
  *   first request admitted after the previous one of its kind ended, and each
  *   ending at its start plus its length, whatever the other window does;
- * - a request is admitted only if both windows have room, and then counts in
- *   both; a refused request writes nothing (no count, no window start);
+ * - a request of cost n (a whole number, at least 1) is admitted only if both
+ *   windows have room for n, and then counts n in both; a refused request writes
+ *   nothing (no count, no window start), and waits until every window short of
+ *   room for n starts over;
  * - a clock that steps back keeps the counts: a window ends when the clock
  *   reaches its end again;
  * - with `maxTenants`, the tenant seen least recently is forgotten first.
@@ -57,21 +59,23 @@ export class LimiterModel {
     return { window: name, limit, remaining: Math.max(0, limit - count), resetMs: window === null ? length : Math.max(1, window.start + length - now) }
   }
 
-  private decide(tenantKey: string, limits: WindowLimits, now: number, count: boolean): LimitDecision {
+  private decide(tenantKey: string, limits: WindowLimits, now: number, count: boolean, cost: number): LimitDecision {
     const tenant = this.tenants.get(tenantKey)
     let minute = this.live(tenant?.minute ?? null, this.minuteMs, now)
     let hour = this.live(tenant?.hour ?? null, this.hourMs, now)
-    const admitted = (minute?.count ?? 0) < limits.perMinute && (hour?.count ?? 0) < limits.perHour
+    const minuteRoom = (minute?.count ?? 0) + cost <= limits.perMinute
+    const hourRoom = (hour?.count ?? 0) + cost <= limits.perHour
+    const admitted = minuteRoom && hourRoom
     if (admitted && count) {
-      minute = { start: minute?.start ?? now, count: (minute?.count ?? 0) + 1 }
-      hour = { start: hour?.start ?? now, count: (hour?.count ?? 0) + 1 }
+      minute = { start: minute?.start ?? now, count: (minute?.count ?? 0) + cost }
+      hour = { start: hour?.start ?? now, count: (hour?.count ?? 0) + cost }
       this.store(tenantKey, { minute, hour }, now)
     } else if (count && tenant !== undefined) {
       this.touch(tenantKey, tenant)
     }
     const minuteState = this.view('minute', limits.perMinute, minute, this.minuteMs, now)
     const hourState = this.view('hour', limits.perHour, hour, this.hourMs, now)
-    const waits = [minuteState, hourState].filter((w) => w.remaining === 0).map((w) => w.resetMs)
+    const waits = [minuteRoom ? 0 : minuteState.resetMs, hourRoom ? 0 : hourState.resetMs]
     return { admitted, minute: minuteState, hour: hourState, retryAfterMs: admitted ? 0 : Math.max(...waits) }
   }
 
@@ -99,12 +103,12 @@ export class LimiterModel {
     return { minute: minute === null ? null : minute.start + this.minuteMs, hour: hour === null ? null : hour.start + this.hourMs }
   }
 
-  consume(tenantKey: string, limits: WindowLimits, now: number): LimitDecision {
-    return this.decide(tenantKey, limits, now, true)
+  consume(tenantKey: string, limits: WindowLimits, now: number, cost = 1): LimitDecision {
+    return this.decide(tenantKey, limits, now, true, cost)
   }
 
   /** What a request would be told now, without counting it: remaining is what is left before it. */
   peek(tenantKey: string, limits: WindowLimits, now: number): LimitDecision {
-    return this.decide(tenantKey, limits, now, false)
+    return this.decide(tenantKey, limits, now, false, 1)
   }
 }

@@ -15,7 +15,7 @@ export const T0 = Date.parse('2030-01-01T00:00:00.000Z')
 /** One backend instance, fresh for each run, on a clock the run sets. */
 export interface LimiterSubject {
   setNow(ms: number): void
-  consume(tenantKey: string, limits: WindowLimits): LimitDecision | Promise<LimitDecision>
+  consume(tenantKey: string, limits: WindowLimits, cost: number): LimitDecision | Promise<LimitDecision>
   peek(tenantKey: string, limits: WindowLimits): LimitDecision | Promise<LimitDecision>
   close?(): void | Promise<void>
 }
@@ -24,7 +24,7 @@ export type Step =
   | { readonly kind: 'advance'; readonly ms: number }
   | { readonly kind: 'edge'; readonly window: 'minute' | 'hour'; readonly offset: number }
   | { readonly kind: 'back'; readonly ms: number }
-  | { readonly kind: 'request'; readonly tenant: number; readonly tier: number; readonly peek: boolean; readonly repeat: number }
+  | { readonly kind: 'request'; readonly tenant: number; readonly tier: number; readonly peek: boolean; readonly repeat: number; readonly cost: number }
 
 const limitArb = fc.oneof(
   { weight: 6, arbitrary: fc.integer({ min: 1, max: 4 }) },
@@ -38,6 +38,8 @@ export interface ScenarioOptions {
   readonly tenants?: number
   /** Allow the clock to step back (default true). */
   readonly stepsBack?: boolean
+  /** Requests cost more than 1 now and then (default false: every request costs 1). */
+  readonly costs?: boolean
   /** Tiers per run: more than one means tier changes mid-window (default 1 to 3). */
   readonly tiers?: { readonly min: number; readonly max: number }
   readonly maxSteps?: number
@@ -45,9 +47,11 @@ export interface ScenarioOptions {
 
 export function scenarioArb(options: ScenarioOptions = {}): fc.Arbitrary<{ tiers: WindowLimits[]; steps: Step[] }> {
   const tenants = options.tenants ?? 2
+  // Mostly 1; sometimes a few units, sometimes more than a small window holds.
+  const costArb = options.costs === true ? fc.oneof({ weight: 3, arbitrary: fc.constant(1) }, { weight: 3, arbitrary: fc.integer({ min: 2, max: 5 }) }, { weight: 1, arbitrary: fc.integer({ min: 6, max: 80 }) }) : fc.constant(1)
   const stepArb: fc.Arbitrary<Step> = fc.oneof(
-    { weight: 10, arbitrary: fc.record({ kind: fc.constant('request' as const), tenant: fc.nat(tenants - 1), tier: fc.nat(7), peek: fc.constant(false), repeat: fc.integer({ min: 1, max: 6 }) }) },
-    { weight: 2, arbitrary: fc.record({ kind: fc.constant('request' as const), tenant: fc.nat(tenants - 1), tier: fc.nat(7), peek: fc.constant(true), repeat: fc.constant(1) }) },
+    { weight: 10, arbitrary: fc.record({ kind: fc.constant('request' as const), tenant: fc.nat(tenants - 1), tier: fc.nat(7), peek: fc.constant(false), repeat: fc.integer({ min: 1, max: 6 }), cost: costArb }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('request' as const), tenant: fc.nat(tenants - 1), tier: fc.nat(7), peek: fc.constant(true), repeat: fc.constant(1), cost: fc.constant(1) }) },
     { weight: 4, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 30_000 }), fc.integer({ min: 0, max: 4_000_000 })) }) },
     { weight: 4, arbitrary: fc.record({ kind: fc.constant('edge' as const), window: fc.constantFrom('minute' as const, 'hour' as const), offset: fc.integer({ min: -2, max: 2 }) }) },
     ...(options.stepsBack === false ? [] : [{ weight: 1, arbitrary: fc.record({ kind: fc.constant('back' as const), ms: fc.oneof(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 4_000_000 })) }) }]),
@@ -104,10 +108,10 @@ export async function assertMatchesModel(createSubject: () => LimiterSubject | P
             const limits = tiers[step.tier % tiers.length]!
             subject.setNow(now)
             for (let i = 0; i < step.repeat; i++) {
-              const expected = step.peek ? model.peek(key, limits, now) : model.consume(key, limits, now)
-              const actual = step.peek ? await subject.peek(key, limits) : await subject.consume(key, limits)
+              const expected = step.peek ? model.peek(key, limits, now) : model.consume(key, limits, now, step.cost)
+              const actual = step.peek ? await subject.peek(key, limits) : await subject.consume(key, limits, step.cost)
               expect(pick(actual)).toEqual(pick(expected))
-              if (actual.admitted && !step.peek) admittedAt[step.tenant]!.push(now)
+              if (actual.admitted && !step.peek) for (let unit = 0; unit < step.cost; unit++) admittedAt[step.tenant]!.push(now)
             }
           }
         }

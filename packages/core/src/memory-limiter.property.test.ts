@@ -8,7 +8,7 @@ function memorySubject(maxTenants?: number): LimiterSubject {
   const limiter = createMemoryLimiter({ now: () => now, ...(maxTenants === undefined ? {} : { maxTenants }) })
   return {
     setNow: (ms) => (now = ms),
-    consume: (key, limits) => limiter.consumeSync(key, limits),
+    consume: (key, limits, cost) => limiter.consumeSync(key, limits, cost),
     peek: (key, limits) => limiter.peekSync(key, limits),
   }
 }
@@ -16,6 +16,14 @@ function memorySubject(maxTenants?: number): LimiterSubject {
 describe('the memory backend against the reference model', () => {
   it('decides every random sequence as the model does: edges, tier changes, refusals, steps back, peeks', async () => {
     await assertMatchesModel(() => memorySubject(), { numRuns: 3_000, tenants: 2 })
+  })
+
+  it('takes a request’s cost from both windows or nothing, as the model does (random costs, some above a window)', async () => {
+    await assertMatchesModel(() => memorySubject(), { numRuns: 1_500, tenants: 2, costs: true })
+  })
+
+  it('admits at most twice a window’s limit in units in any interval of its length, with random costs', async () => {
+    await assertMatchesModel(() => memorySubject(), { numRuns: 500, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 60, costs: true })
   })
 
   it('forgets the tenant seen least recently when full, as the model does', async () => {

@@ -31,7 +31,7 @@ export interface MemoryLimiterOptions {
 
 export interface MemoryLimiterBackend extends LimiterBackend {
   /** The same decision, without a promise: the in-process hot path. */
-  consumeSync(tenantKey: string, limits: WindowLimits): LimitDecision
+  consumeSync(tenantKey: string, limits: WindowLimits, cost?: number): LimitDecision
   /** What a request would be told now, without counting it; changes nothing. */
   peekSync(tenantKey: string, limits: WindowLimits): LimitDecision
   peek(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
@@ -85,12 +85,12 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   }
 
   /** A tenant's first admitted request since it was last forgotten: both windows start now. */
-  function add(tenantKey: string, nowMs: number): void {
+  function add(tenantKey: string, nowMs: number, cost: number): void {
     if (tenants.size >= maxTenants && oldest !== null) {
       tenants.delete(oldest.key)
       unlink(oldest)
     }
-    const windows: Windows = { key: tenantKey, minuteStartMs: nowMs, minuteCount: 1, hourStartMs: nowMs, hourCount: 1, older: null, newer: null }
+    const windows: Windows = { key: tenantKey, minuteStartMs: nowMs, minuteCount: cost, hourStartMs: nowMs, hourCount: cost, older: null, newer: null }
     tenants.set(tenantKey, windows)
     append(windows)
   }
@@ -103,7 +103,7 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
    */
   function count(windows: Windows | undefined, tenantKey: string, limits: WindowLimits, nowMs: number): number {
     if (windows === undefined) {
-      add(tenantKey, nowMs)
+      add(tenantKey, nowMs, 1)
       return 0
     }
     if (windows !== newest) {
@@ -127,15 +127,15 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   }
 
   /** What a request would be told now, from the windows as they stand. */
-  function peekAt(windows: Windows | undefined, limits: WindowLimits, nowMs: number): LimitDecision {
+  function peekAt(windows: Windows | undefined, limits: WindowLimits, nowMs: number, cost = 1): LimitDecision {
     const minuteLive = windows !== undefined && nowMs < windows.minuteStartMs + MINUTE_MS
     const hourLive = windows !== undefined && nowMs < windows.hourStartMs + HOUR_MS
     const minuteCount = minuteLive ? windows.minuteCount : 0
     const hourCount = hourLive ? windows.hourCount : 0
     const minute = state('minute', limits.perMinute, minuteCount, minuteLive ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS)
     const hour = state('hour', limits.perHour, hourCount, hourLive ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS)
-    const minuteWait = minuteCount >= limits.perMinute ? minute.resetMs : 0
-    const hourWait = hourCount >= limits.perHour ? hour.resetMs : 0
+    const minuteWait = minuteCount + cost > limits.perMinute ? minute.resetMs : 0
+    const hourWait = hourCount + cost > limits.perHour ? hour.resetMs : 0
     const waitMs = minuteWait > hourWait ? minuteWait : hourWait
     return { admitted: waitMs === 0, minute, hour, retryAfterMs: waitMs }
   }
@@ -144,14 +144,16 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     return count(tenants.get(key), key, limits, now())
   }
 
-  // `count` and `peekAt` in one pass: the in-process hot path.
-  function consumeSync(tenantKey: string, limits: WindowLimits): LimitDecision {
+  // `count` and `peekAt` in one pass: the in-process hot path. `cost` units are
+  // taken from both windows or none; a cost above a window's limit is always refused.
+  function consumeSync(tenantKey: string, limits: WindowLimits, cost = 1): LimitDecision {
     const nowMs = now()
     const windows = tenants.get(tenantKey)
-    if (windows === undefined) {
-      add(tenantKey, nowMs)
-      return { admitted: true, minute: state('minute', limits.perMinute, 1, MINUTE_MS), hour: state('hour', limits.perHour, 1, HOUR_MS), retryAfterMs: 0 }
+    if (windows === undefined && cost <= limits.perMinute && cost <= limits.perHour) {
+      add(tenantKey, nowMs, cost)
+      return { admitted: true, minute: state('minute', limits.perMinute, cost, MINUTE_MS), hour: state('hour', limits.perHour, cost, HOUR_MS), retryAfterMs: 0 }
     }
+    if (windows === undefined) return peekAt(undefined, limits, nowMs, cost)
     if (windows !== newest) {
       unlink(windows)
       append(windows)
@@ -160,18 +162,18 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     const hourLive = nowMs < windows.hourStartMs + HOUR_MS
     let minuteCount = minuteLive ? windows.minuteCount : 0
     let hourCount = hourLive ? windows.hourCount : 0
-    const admitted = minuteCount < limits.perMinute && hourCount < limits.perHour
+    const admitted = minuteCount + cost <= limits.perMinute && hourCount + cost <= limits.perHour
     if (admitted) {
       if (!minuteLive) windows.minuteStartMs = nowMs
       if (!hourLive) windows.hourStartMs = nowMs
-      windows.minuteCount = ++minuteCount
-      windows.hourCount = ++hourCount
+      windows.minuteCount = minuteCount += cost
+      windows.hourCount = hourCount += cost
     }
-    const minute = state('minute', limits.perMinute, minuteCount, minuteLive ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS)
-    const hour = state('hour', limits.perHour, hourCount, hourLive ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS)
+    const minute = state('minute', limits.perMinute, minuteCount, minuteLive || admitted ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS)
+    const hour = state('hour', limits.perHour, hourCount, hourLive || admitted ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS)
     if (admitted) return { admitted, minute, hour, retryAfterMs: 0 }
-    const minuteWait = minuteCount >= limits.perMinute ? minute.resetMs : 0
-    const hourWait = hourCount >= limits.perHour ? hour.resetMs : 0
+    const minuteWait = minuteCount + cost > limits.perMinute ? minute.resetMs : 0
+    const hourWait = hourCount + cost > limits.perHour ? hour.resetMs : 0
     return { admitted, minute, hour, retryAfterMs: minuteWait > hourWait ? minuteWait : hourWait }
   }
 
@@ -187,7 +189,7 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       if (windows.minuteCount > 0) windows.minuteCount--
       if (windows.hourCount > 0) windows.hourCount--
     },
-    consume: (tenantKey, limits) => Promise.resolve(consumeSync(tenantKey, limits)),
+    consume: (tenantKey, limits, cost) => Promise.resolve(consumeSync(tenantKey, limits, cost)),
     peek: (tenantKey, limits) => Promise.resolve(peekSync(tenantKey, limits)),
     get trackedTenants() {
       return tenants.size

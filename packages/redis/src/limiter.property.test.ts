@@ -20,7 +20,7 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
     const limiter = createRedisLimiterAt({ client, keyPrefix, now: () => now })
     return {
       setNow: (ms) => (now = ms),
-      consume: (key, limits) => limiter.consume(key, limits),
+      consume: (key, limits, cost) => limiter.consume(key, limits, cost),
       peek: (key, limits) => limiter.peek(key, limits),
       close: async () => {
         const keys = await client.keys(`${keyPrefix}:*`)
@@ -31,6 +31,10 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
 
   it('decides every random sequence as the model does: edges, tier changes, refusals, steps back, peeks', async () => {
     await assertMatchesModel(redisSubject, { numRuns: 800, tenants: 2 })
+  })
+
+  it('takes a request’s cost from both windows or nothing in one script, as the model does (random costs)', async () => {
+    await assertMatchesModel(redisSubject, { numRuns: 250, tenants: 2, costs: true })
   })
 
   it('admits at most twice a window’s limit in any interval of its length', async () => {

@@ -11,30 +11,38 @@ import { SaikuStoreError, type LimitDecision, type LimiterBackend, type WindowLi
  * a window starts and covers whichever window ends later.
  *
  * Fields: ms/mc = minute window start (ms) and count, hs/hc = the same for the hour.
+ * ARGV: minute limit, hour limit, minute length, hour length, cost (units taken from
+ * both windows, or none), and in tests the time. The reply says which windows lack
+ * room for the cost, so Retry-After waits for exactly those.
  */
 const DECIDE = `
 local v = redis.call('HMGET', KEYS[1], 'ms', 'mc', 'hs', 'hc')
 local minuteLimit, hourLimit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local minuteMs, hourMs = tonumber(ARGV[3]), tonumber(ARGV[4])
+local cost = tonumber(ARGV[5]) or 1
 local ms, mc, hs, hc = tonumber(v[1]), tonumber(v[2]) or 0, tonumber(v[3]), tonumber(v[4]) or 0
 local newMinute, newHour = false, false
 if ms == nil or now >= ms + minuteMs then ms = now; mc = 0; newMinute = true end
 if hs == nil or now >= hs + hourMs then hs = now; hc = 0; newHour = true end
 local admitted = 0
-if mc < minuteLimit and hc < hourLimit then admitted = 1 end
+if mc + cost <= minuteLimit and hc + cost <= hourLimit then admitted = 1 end
 `
 
 const COUNT = `
 if admitted == 1 then
-  mc = mc + 1
-  hc = hc + 1
+  mc = mc + cost
+  hc = hc + cost
   redis.call('HSET', KEYS[1], 'ms', ms, 'mc', mc, 'hs', hs, 'hc', hc)
   if newMinute or newHour then redis.call('PEXPIRE', KEYS[1], math.max(ms + minuteMs, hs + hourMs) - now) end
 end
 `
 
 const REPLY = `
-return {admitted, mc, ms + minuteMs - now, hc, hs + hourMs - now}
+local minuteShort, hourShort = 0, 0
+if mc + cost > minuteLimit then minuteShort = 1 end
+if hc + cost > hourLimit then hourShort = 1 end
+if admitted == 1 then minuteShort = 0; hourShort = 0 end
+return {admitted, mc, ms + minuteMs - now, hc, hs + hourMs - now, minuteShort, hourShort}
 `
 
 const SERVER_TIME = `
@@ -44,10 +52,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 // Tests only: the time is the last argument, so windows can be driven across their edges.
 const GIVEN_TIME = `
-local now = tonumber(ARGV[5])
+local now = tonumber(ARGV[6])
 `
 
-/** Counts a request if both windows have room; replies with the decision and both windows. */
+/** Counts a request's cost if both windows have room for it; replies with the decision and both windows. */
 export const CONSUME_SCRIPT: string = SERVER_TIME + DECIDE + COUNT + REPLY
 /** The same reply, writing nothing: what a request would be told now. */
 export const PEEK_SCRIPT: string = SERVER_TIME + DECIDE + REPLY
@@ -55,7 +63,7 @@ export const PEEK_SCRIPT: string = SERVER_TIME + DECIDE + REPLY
 /** @internal The scripts with the time given by the caller instead of read from the server. */
 export const GIVEN_TIME_SCRIPTS: { readonly consume: string; readonly peek: string } = { consume: GIVEN_TIME + DECIDE + COUNT + REPLY, peek: GIVEN_TIME + DECIDE + REPLY }
 
-type ConsumeReply = [admitted: number, minuteCount: number, minuteResetMs: number, hourCount: number, hourResetMs: number]
+type ConsumeReply = [admitted: number, minuteCount: number, minuteResetMs: number, hourCount: number, hourResetMs: number, minuteShort: number, hourShort: number]
 
 /**
  * What the limiter needs of a client: an ioredis 5 or 6 `Redis` or `Cluster`
@@ -69,8 +77,8 @@ export interface RedisScriptClient {
 }
 
 interface WithScripts {
-  saikuConsume(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number): Promise<ConsumeReply>
-  saikuPeek(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number): Promise<ConsumeReply>
+  saikuConsume(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number, cost: number): Promise<ConsumeReply>
+  saikuPeek(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number, cost: number): Promise<ConsumeReply>
 }
 
 export interface RedisLimiterOptions {
@@ -107,17 +115,15 @@ function state(window: 'minute' | 'hour', limit: number, count: number, resetMs:
 }
 
 function toDecision(reply: ConsumeReply, limits: WindowLimits): LimitDecision {
-  const [admitted, minuteCount, minuteResetMs, hourCount, hourResetMs] = reply
+  const [admitted, minuteCount, minuteResetMs, hourCount, hourResetMs, minuteShort, hourShort] = reply
   const minute = state('minute', limits.perMinute, minuteCount, minuteResetMs)
   const hour = state('hour', limits.perHour, hourCount, hourResetMs)
   if (admitted === 1) return { admitted: true, minute, hour, retryAfterMs: 0 }
-  const minuteSpent = minute.remaining === 0
-  const hourSpent = hour.remaining === 0
-  const retryAfterMs = Math.max(minuteSpent ? minute.resetMs : 0, hourSpent ? hour.resetMs : 0)
+  const retryAfterMs = Math.max(minuteShort === 1 ? minute.resetMs : 0, hourShort === 1 ? hour.resetMs : 0)
   return { admitted: false, minute, hour, retryAfterMs }
 }
 
-type Script = (client: RedisScriptClient & WithScripts, key: string, limits: WindowLimits) => Promise<ConsumeReply>
+type Script = (client: RedisScriptClient & WithScripts, key: string, limits: WindowLimits, cost: number) => Promise<ConsumeReply>
 
 function build(options: RedisLimiterOptions, consumeScript: Script, peekScript: Script): RedisLimiterBackend {
   const { client } = options
@@ -129,7 +135,7 @@ function build(options: RedisLimiterOptions, consumeScript: Script, peekScript: 
   // The hash tag keeps every key of a tenant in one Cluster slot.
   const keyFor = (tenantKey: string): string => `${prefix}:{${tenantKey}}`
 
-  async function run(script: Script, tenantKey: string, limits: WindowLimits): Promise<LimitDecision> {
+  async function run(script: Script, tenantKey: string, limits: WindowLimits, cost: number): Promise<LimitDecision> {
     if (client.status !== 'ready') throw new SaikuStoreError('limiter', `Redis is not connected (${client.status})`)
     if (pending >= maxPendingCalls) throw new SaikuStoreError('limiter', `${pending} Redis calls already pending`)
     const key = keyFor(tenantKey)
@@ -141,7 +147,7 @@ function build(options: RedisLimiterOptions, consumeScript: Script, peekScript: 
     const slow = setTimeout(() => breaker.failed(node, Date.now()), nodeDownAfterMs)
     slow.unref?.()
     try {
-      reply = await script(client as RedisScriptClient & WithScripts, key, limits)
+      reply = await script(client as RedisScriptClient & WithScripts, key, limits, cost)
       breaker.succeeded(node)
     } catch (error) {
       breaker.failed(node, Date.now())
@@ -158,8 +164,8 @@ function build(options: RedisLimiterOptions, consumeScript: Script, peekScript: 
     get pendingCalls() {
       return pending
     },
-    consume: (tenantKey, limits) => run(consumeScript, tenantKey, limits),
-    peek: (tenantKey, limits) => run(peekScript, tenantKey, limits),
+    consume: (tenantKey, limits, cost = 1) => run(consumeScript, tenantKey, limits, cost),
+    peek: (tenantKey, limits) => run(peekScript, tenantKey, limits, 1),
   }
 }
 
@@ -175,8 +181,8 @@ export function createRedisLimiter(options: RedisLimiterOptions): RedisLimiterBa
   }
   return build(
     options,
-    (redis, key, limits) => redis.saikuConsume(key, limits.perMinute, limits.perHour, 60_000, 3_600_000),
-    (redis, key, limits) => redis.saikuPeek(key, limits.perMinute, limits.perHour, 60_000, 3_600_000),
+    (redis, key, limits, cost) => redis.saikuConsume(key, limits.perMinute, limits.perHour, 60_000, 3_600_000, cost),
+    (redis, key, limits, cost) => redis.saikuPeek(key, limits.perMinute, limits.perHour, 60_000, 3_600_000, cost),
   )
 }
 
@@ -195,7 +201,7 @@ export function createRedisLimiterAt(
   if (typeof given.saikuPeekAt !== 'function') client.defineCommand('saikuPeekAt', { numberOfKeys: 1, lua: GIVEN_TIME_SCRIPTS.peek })
   return build(
     options,
-    (_redis, key, limits) => given.saikuConsumeAt!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, now()),
-    (_redis, key, limits) => given.saikuPeekAt!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, now()),
+    (_redis, key, limits, cost) => given.saikuConsumeAt!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, cost, now()),
+    (_redis, key, limits, cost) => given.saikuPeekAt!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, cost, now()),
   )
 }
