@@ -7,6 +7,7 @@ export type {
   Authenticator,
   AuthenticatorStats,
   AuthRequest,
+  CostRequest,
   DecisionEvent,
   DecisionReason,
   SaikuPrincipal,

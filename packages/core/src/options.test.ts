@@ -53,6 +53,8 @@ describe('resolveOptions', () => {
     [{ keyStoreTimeoutMs: 0 }, 'keyStoreTimeoutMs: expected an integer number of milliseconds from 1 to 2147483647, got 0'],
     [{ subscription: { exemptPaths: ['billing'] } }, 'subscription.exemptPaths[0]: expected a path starting with "/", got "billing"'],
     [{ onDecision: 'log' }, 'onDecision: expected a function, got "log"'],
+    [{ cost: 2 }, 'cost: expected a function, got 2'],
+    [{ cost: { '/me/usage': 0 } }, 'cost: expected a function, got an object'],
     [{ limiter: { backend: {} } }, 'limiter.backend: expected an object with a consume(tenantKey, limits) method, got an object'],
     [{ windowMs: 60_000 }, 'windowMs: expected a known option'],
   ])('rejects %j with a precise message', (input, message) => {

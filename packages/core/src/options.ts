@@ -6,7 +6,7 @@ import { createMemoryLimiter } from './memory-limiter.js'
 import { resolveTierTable, type TierLimits, type TierTable } from './tiers.js'
 import type { KeyVerifier } from './verifier.js'
 import { createJwtVerifier, type JwtVerifierOptions } from './jwt.js'
-import type { AuthRequest, DecisionEvent } from './pipeline.js'
+import type { AuthRequest, CostRequest, DecisionEvent } from './pipeline.js'
 
 export type KeyStoreFailurePolicy = 'closed' | 'serve-stale'
 export type LimiterFailurePolicy = 'closed' | 'open'
@@ -104,6 +104,15 @@ export interface SaikuOptions {
    * go to this verifier (options for `createJwtVerifier`, or one of your own).
    */
   jwt?: JwtVerifierOptions | KeyVerifier
+  /**
+   * Units a request takes from both of its tenant's windows, asked once the key
+   * and tenant are known: a whole number, default 1 for every request. 0: neither
+   * counted nor refused by the limits (health checks, usage reads). A cost above a
+   * window's limit is refused with a 429 that says it can never be admitted. Any
+   * other value (negative, fractional, NaN, not a number) or a throw is a 500 and
+   * an `onError` call.
+   */
+  cost?: (request: CostRequest) => number
   /** Called with every decision, for logs and metrics. Never receives a secret. */
   onDecision?: (event: DecisionEvent) => void
   /** Called with every store failure and misconfigured tenant, whatever the policy did with it. */
@@ -132,6 +141,7 @@ export interface ResolvedOptions {
   readonly lastUsedResolutionMs: number
   readonly verifier: KeyVerifier | undefined
   readonly jwtVerifier: KeyVerifier | undefined
+  readonly cost: ((request: CostRequest) => number) | undefined
   readonly onDecision: ((event: DecisionEvent) => void) | undefined
   readonly onError: ((error: Error) => void) | undefined
 }
@@ -151,6 +161,7 @@ const KNOWN_OPTIONS: Readonly<Record<string, readonly string[] | null>> = {
   lastUsedResolutionMs: null,
   verifier: null,
   jwt: null,
+  cost: null,
   onDecision: null,
   onError: null,
 }
@@ -337,6 +348,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     lastUsedResolutionMs: durationMs('lastUsedResolutionMs', options.lastUsedResolutionMs, 60_000),
     verifier,
     jwtVerifier,
+    cost: optionalFunction<(request: CostRequest) => number>('cost', options.cost),
     onDecision: optionalFunction<(event: DecisionEvent) => void>('onDecision', options.onDecision),
     onError: optionalFunction<(error: Error) => void>('onError', options.onError),
   })
