@@ -112,3 +112,98 @@ export class LimiterModel {
     return this.decide(tenantKey, limits, now, false, 1)
   }
 }
+
+/** Sub-windows per rolling window, as in the backends. */
+export const SUBWINDOWS = 10
+
+interface Counted {
+  readonly index: number
+  readonly cost: number
+}
+
+/**
+ * The reference model of rolling windows (`windows: 'rolling'`):
+ *
+ * - each window of length W is cut into 10 sub-windows of W/10, aligned on the
+ *   epoch; what a tenant admitted in a sub-window is remembered by its index;
+ * - at time t a window counts what was admitted in the current sub-window (that
+ *   of t, or the newest one counted if the clock stepped back before it) and in
+ *   the 10 before it;
+ * - a request of cost n is admitted only if both windows have room for n, and
+ *   then counted in both, in the current sub-window; a refused one writes nothing;
+ * - a window short of room reports how long until it has room, with nothing else
+ *   admitted meanwhile; one with room, until all it counts has dropped out (its
+ *   length when it counts nothing). `Retry-After` is the longer wait of the two.
+ *
+ * Every admission is kept in a list and summed: the specification, not an implementation.
+ */
+export class RollingLimiterModel {
+  private readonly tenants = new Map<string, { minute: Counted[]; hour: Counted[] }>()
+  private readonly minuteMs: number
+  private readonly hourMs: number
+  readonly evictions = 0
+
+  constructor(options: Omit<ModelOptions, 'maxTenants'> = {}) {
+    this.minuteMs = options.minuteMs ?? MINUTE_MS
+    this.hourMs = options.hourMs ?? HOUR_MS
+  }
+
+  private window(name: 'minute' | 'hour', counted: readonly Counted[], lengthMs: number, limit: number, now: number, cost: number) {
+    const width = lengthMs / SUBWINDOWS
+    const current = Math.max(Math.floor(now / width), ...counted.map((c) => c.index))
+    const from = (oldest: number) => counted.filter((c) => c.index >= oldest).reduce((sum, c) => sum + c.cost, 0)
+    const used = from(current - SUBWINDOWS)
+    let wait = 0
+    if (used + cost > limit) {
+      let step = 1
+      while (step <= SUBWINDOWS && from(current - SUBWINDOWS + step) + cost > limit) step++
+      wait = (current + step) * width - now
+    }
+    const live = counted.filter((c) => c.index >= current - SUBWINDOWS && c.cost > 0)
+    const full = live.length === 0 ? lengthMs : (Math.max(...live.map((c) => c.index)) + SUBWINDOWS + 1) * width - now
+    return { current, used, wait, full }
+  }
+
+  private static state(name: 'minute' | 'hour', limit: number, used: number, resetMs: number): WindowState {
+    return { window: name, limit, remaining: Math.max(0, limit - used), resetMs: Math.max(1, resetMs) }
+  }
+
+  private decide(tenantKey: string, limits: WindowLimits, now: number, count: boolean, cost: number): LimitDecision {
+    const tenant = this.tenants.get(tenantKey) ?? { minute: [], hour: [] }
+    const minute = this.window('minute', tenant.minute, this.minuteMs, limits.perMinute, now, cost)
+    const hour = this.window('hour', tenant.hour, this.hourMs, limits.perHour, now, cost)
+    const admitted = minute.wait === 0 && hour.wait === 0
+    let after = { minute, hour }
+    if (admitted && count) {
+      tenant.minute.push({ index: minute.current, cost })
+      tenant.hour.push({ index: hour.current, cost })
+      this.tenants.set(tenantKey, tenant)
+      after = { minute: this.window('minute', tenant.minute, this.minuteMs, limits.perMinute, now, cost), hour: this.window('hour', tenant.hour, this.hourMs, limits.perHour, now, cost) }
+    }
+    return {
+      admitted,
+      minute: RollingLimiterModel.state('minute', limits.perMinute, after.minute.used, minute.wait > 0 ? minute.wait : after.minute.full),
+      hour: RollingLimiterModel.state('hour', limits.perHour, after.hour.used, hour.wait > 0 ? hour.wait : after.hour.full),
+      retryAfterMs: admitted ? 0 : Math.max(minute.wait, hour.wait),
+    }
+  }
+
+  /** The next sub-window boundary of each window, for steps aimed at the edges. */
+  windowEnds(_tenantKey: string, now: number): { minute: number | null; hour: number | null } {
+    const next = (length: number) => (Math.floor(now / (length / SUBWINDOWS)) + 1) * (length / SUBWINDOWS)
+    return { minute: next(this.minuteMs), hour: next(this.hourMs) }
+  }
+
+  consume(tenantKey: string, limits: WindowLimits, now: number, cost = 1): LimitDecision {
+    return this.decide(tenantKey, limits, now, true, cost)
+  }
+
+  peek(tenantKey: string, limits: WindowLimits, now: number): LimitDecision {
+    return this.decide(tenantKey, limits, now, false, 1)
+  }
+
+  /** Whether a request of this cost would be admitted at `now`; changes nothing. */
+  wouldAdmit(tenantKey: string, limits: WindowLimits, now: number, cost: number): boolean {
+    return this.decide(tenantKey, limits, now, false, cost).admitted
+  }
+}

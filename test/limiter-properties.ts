@@ -8,7 +8,7 @@
 import fc from 'fast-check'
 import { expect } from 'vitest'
 import type { LimitDecision, WindowLimits } from '@saiku/core'
-import { HOUR_MS, LimiterModel, MINUTE_MS } from './limiter-model.js'
+import { HOUR_MS, LimiterModel, MINUTE_MS, RollingLimiterModel } from './limiter-model.js'
 
 export const T0 = Date.parse('2030-01-01T00:00:00.000Z')
 
@@ -73,8 +73,10 @@ const pick = (d: LimitDecision) => ({
 export interface RunOptions extends ScenarioOptions {
   readonly numRuns: number
   readonly maxTenants?: number
-  /** Check the 2× bound on runs whose limits and clock hold still. */
+  /** Check the bound on runs whose limits and clock hold still: 2× a window's limit for fixed windows, 1× for rolling ones. */
   readonly checkBound?: boolean
+  /** Compare with the rolling windows' model (default: fixed windows). */
+  readonly windows?: 'fixed' | 'rolling'
   readonly seed?: number
 }
 
@@ -84,7 +86,9 @@ export async function assertMatchesModel(createSubject: () => LimiterSubject | P
   await fc.assert(
     fc.asyncProperty(scenarioArb(options), async ({ tiers, steps }) => {
       const subject = await createSubject()
-      const model = new LimiterModel(options.maxTenants === undefined ? {} : { maxTenants: options.maxTenants })
+      const rolling = options.windows === 'rolling'
+      const rollingModel = rolling ? new RollingLimiterModel() : null
+      const model = rollingModel ?? new LimiterModel(options.maxTenants === undefined ? {} : { maxTenants: options.maxTenants })
       const admittedAt: number[][] = Array.from({ length: tenants }, () => [])
       let now = T0
       let lastTenant = 0
@@ -111,6 +115,12 @@ export async function assertMatchesModel(createSubject: () => LimiterSubject | P
               const expected = step.peek ? model.peek(key, limits, now) : model.consume(key, limits, now, step.cost)
               const actual = step.peek ? await subject.peek(key, limits) : await subject.consume(key, limits, step.cost)
               expect(pick(actual)).toEqual(pick(expected))
+              if (rollingModel !== null && !expected.admitted && !step.peek) {
+                // Retry-After is the true earliest admission: not a millisecond sooner, and then for sure.
+                const cost = step.cost
+                expect(rollingModel.wouldAdmit(key, limits, now + expected.retryAfterMs, cost) || cost > Math.min(limits.perMinute, limits.perHour)).toBe(true)
+                expect(rollingModel.wouldAdmit(key, limits, now + expected.retryAfterMs - 1, cost)).toBe(false)
+              }
               if (actual.admitted && !step.peek) for (let unit = 0; unit < step.cost; unit++) admittedAt[step.tenant]!.push(now)
             }
           }
@@ -121,9 +131,10 @@ export async function assertMatchesModel(createSubject: () => LimiterSubject | P
       const still = tiers.length === 1 && monotonic
       if (options.checkBound === true && still && model.evictions === 0) {
         const limits = tiers[0]!
+        const factor = rolling ? 1 : 2
         for (const times of admittedAt) {
-          expect(maxInAnyInterval(times, MINUTE_MS)).toBeLessThanOrEqual(2 * limits.perMinute)
-          expect(maxInAnyInterval(times, HOUR_MS)).toBeLessThanOrEqual(2 * limits.perHour)
+          expect(maxInAnyInterval(times, MINUTE_MS)).toBeLessThanOrEqual(factor * limits.perMinute)
+          expect(maxInAnyInterval(times, HOUR_MS)).toBeLessThanOrEqual(factor * limits.perHour)
         }
       }
     }),
@@ -140,4 +151,37 @@ export function maxInAnyInterval(times: readonly number[], length: number): numb
     best = Math.max(best, last - first + 1)
   }
   return best
+}
+
+/**
+ * A client sending evenly at `fraction` of both windows' L/W, from a random phase,
+ * for longer than two hours of its window lengths: every request must be admitted.
+ */
+export async function assertEvenRateAdmitted(
+  createSubject: (lengths: { minuteMs: number; hourMs: number }) => LimiterSubject | Promise<LimiterSubject>,
+  options: { readonly numRuns: number; readonly minuteMs: number; readonly hourMs: number; readonly maxLimit: number },
+): Promise<void> {
+  const { minuteMs, hourMs } = options
+  const arb = fc
+    .record({ perMinute: fc.integer({ min: 1, max: options.maxLimit }), hourFactor: fc.integer({ min: 1, max: 80 }), phase: fc.integer({ min: 0, max: hourMs }), slack: fc.integer({ min: 0, max: 3 }) })
+    .map(({ perMinute, hourFactor, phase, slack }) => ({ limits: { perMinute, perHour: perMinute * hourFactor }, phase, slack }))
+  await fc.assert(
+    fc.asyncProperty(arb, async ({ limits, phase, slack }) => {
+      // The stated rate: 10/11 of L/W for each window, the slower of the two, in whole milliseconds.
+      const interval = Math.max(Math.ceil((minuteMs * 11) / 10 / limits.perMinute), Math.ceil((hourMs * 11) / 10 / limits.perHour)) + slack
+      const subject = await createSubject({ minuteMs, hourMs })
+      try {
+        const requests = Math.ceil((2 * hourMs) / interval) + 1
+        for (let i = 0; i < requests; i++) {
+          const at = T0 + phase + i * interval
+          subject.setNow(at)
+          const decision = await subject.consume('even', limits, 1)
+          expect(decision.admitted, `request ${i} at +${i * interval} ms`).toBe(true)
+        }
+      } finally {
+        await subject.close?.()
+      }
+    }),
+    { numRuns: options.numRuns },
+  )
 }

@@ -47,6 +47,11 @@ export interface LimiterBackend {
    */
   peek?(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
   /**
+   * How the backend's windows count; default `'fixed'`. The authenticator's `windows`
+   * option must match it (a `SaikuConfigError` otherwise).
+   */
+  readonly windows?: 'fixed' | 'rolling'
+  /**
    * True when the backend lives in this process and cannot hang (memory):
    * the authenticator then skips the `limiter.timeoutMs` deadline.
    */

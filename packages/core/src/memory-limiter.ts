@@ -1,9 +1,18 @@
 import { SaikuConfigError } from './errors.js'
 import type { LimitDecision, LimiterBackend, WindowState } from './limiter.js'
 import type { WindowLimits } from './tiers.js'
+import { countIn, currentIndex, fullResetMs, newRollingWindow, ROLLING_SUBWINDOWS, usedAt, waitMs, type RollingWindow } from './rolling.js'
+
+/** How a backend's windows count: fixed windows from a tenant's first request, or rolling ones (see `rolling.ts`). */
+export type WindowKind = 'fixed' | 'rolling'
+export const WINDOW_KINDS: readonly WindowKind[] = Object.freeze(['fixed', 'rolling'])
 
 const MINUTE_MS = 60_000
 const HOUR_MS = 3_600_000
+const MINUTE_WIDTH_MS = MINUTE_MS / ROLLING_SUBWINDOWS
+const HOUR_WIDTH_MS = HOUR_MS / ROLLING_SUBWINDOWS
+/** A tenant not counted yet: read, never written. */
+const EMPTY_WINDOW: RollingWindow = Object.freeze(newRollingWindow())
 
 /** One tenant's two fixed windows (start time and count of each), linked in the order tenants were last seen. */
 interface Windows {
@@ -12,6 +21,8 @@ interface Windows {
   minuteCount: number
   hourStartMs: number
   hourCount: number
+  /** With rolling windows: both of them, in sub-windows. */
+  rolling: { readonly minute: RollingWindow; readonly hour: RollingWindow } | null
   /** Seen before this one (toward the least recently seen), and after it. */
   older: Windows | null
   newer: Windows | null
@@ -27,6 +38,12 @@ export interface MemoryLimiterOptions {
   readonly maxTenants?: number
   /** The clock; default `Date.now`, read at every call. */
   readonly now?: () => number
+  /**
+   * `'fixed'` (default): each window starts at a tenant's first request and ends its
+   * length later. `'rolling'`: no span of a window's length ever admits more than its
+   * limit (see the README's "How the limits count"); about 200 bytes more per tenant.
+   */
+  readonly windows?: WindowKind
 }
 
 export interface MemoryLimiterBackend extends LimiterBackend {
@@ -62,6 +79,8 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     throw new SaikuConfigError('limiter.maxTenants', 'a positive integer', maxTenants)
   }
   const now = options.now ?? ((): number => Date.now())
+  const windowKind = options.windows ?? 'fixed'
+  if (!WINDOW_KINDS.includes(windowKind)) throw new SaikuConfigError('limiter.windows', 'one of "fixed", "rolling"', windowKind)
   const tenants = new Map<string, Windows>()
   // A list through the entries in the order they were last seen: the oldest is the
   // tenant idle longest, forgotten first when the map is full. Moving an entry is a
@@ -85,14 +104,51 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   }
 
   /** A tenant's first admitted request since it was last forgotten: both windows start now. */
-  function add(tenantKey: string, nowMs: number, cost: number): void {
+  function add(tenantKey: string, nowMs: number, cost: number): Windows {
     if (tenants.size >= maxTenants && oldest !== null) {
       tenants.delete(oldest.key)
       unlink(oldest)
     }
-    const windows: Windows = { key: tenantKey, minuteStartMs: nowMs, minuteCount: cost, hourStartMs: nowMs, hourCount: cost, older: null, newer: null }
+    const rolling = windowKind === 'rolling' ? { minute: newRollingWindow(), hour: newRollingWindow() } : null
+    const windows: Windows = { key: tenantKey, minuteStartMs: nowMs, minuteCount: cost, hourStartMs: nowMs, hourCount: cost, rolling, older: null, newer: null }
     tenants.set(tenantKey, windows)
     append(windows)
+    return windows
+  }
+
+  /**
+   * Rolling windows: admitted only if both have room for `cost` now, then counted in
+   * both (when `count`). A window short of room reports the wait until it has room
+   * (the true earliest admission, nothing else admitted meanwhile); one with room,
+   * the wait until all it counts has dropped out.
+   */
+  function decideRolling(tenantKey: string, limits: WindowLimits, cost: number, count: boolean): LimitDecision {
+    const nowMs = now()
+    let windows = tenants.get(tenantKey)
+    const minute = windows?.rolling?.minute ?? EMPTY_WINDOW
+    const hour = windows?.rolling?.hour ?? EMPTY_WINDOW
+    const minuteIndex = currentIndex(minute, nowMs, MINUTE_WIDTH_MS)
+    const hourIndex = currentIndex(hour, nowMs, HOUR_WIDTH_MS)
+    const minuteWait = waitMs(minute, minuteIndex, nowMs, MINUTE_WIDTH_MS, limits.perMinute, cost)
+    const hourWait = waitMs(hour, hourIndex, nowMs, HOUR_WIDTH_MS, limits.perHour, cost)
+    const admitted = minuteWait === 0 && hourWait === 0
+    let counted = { minute, hour }
+    if (count && windows !== undefined && windows !== newest) {
+      unlink(windows)
+      append(windows)
+    }
+    if (count && admitted) {
+      windows ??= add(tenantKey, nowMs, 0)
+      counted = windows.rolling!
+      countIn(counted.minute, minuteIndex, cost)
+      countIn(counted.hour, hourIndex, cost)
+    }
+    return {
+      admitted,
+      minute: state('minute', limits.perMinute, usedAt(counted.minute, minuteIndex), minuteWait || fullResetMs(counted.minute, minuteIndex, nowMs, MINUTE_WIDTH_MS, MINUTE_MS)),
+      hour: state('hour', limits.perHour, usedAt(counted.hour, hourIndex), hourWait || fullResetMs(counted.hour, hourIndex, nowMs, HOUR_WIDTH_MS, HOUR_MS)),
+      retryAfterMs: admitted ? 0 : Math.max(minuteWait, hourWait),
+    }
   }
 
   /**
@@ -147,6 +203,7 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   // `count` and `peekAt` in one pass: the in-process hot path. `cost` units are
   // taken from both windows or none; a cost above a window's limit is always refused.
   function consumeSync(tenantKey: string, limits: WindowLimits, cost = 1): LimitDecision {
+    if (windowKind === 'rolling') return decideRolling(tenantKey, limits, cost, true)
     const nowMs = now()
     const windows = tenants.get(tenantKey)
     if (windows === undefined && cost <= limits.perMinute && cost <= limits.perHour) {
@@ -177,9 +234,11 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     return { admitted, minute, hour, retryAfterMs: minuteWait > hourWait ? minuteWait : hourWait }
   }
 
-  const peekSync = (tenantKey: string, limits: WindowLimits): LimitDecision => peekAt(tenants.get(tenantKey), limits, now())
+  const peekSync = (tenantKey: string, limits: WindowLimits): LimitDecision =>
+    windowKind === 'rolling' ? decideRolling(tenantKey, limits, 1, false) : peekAt(tenants.get(tenantKey), limits, now())
   return {
     inProcess: true,
+    windows: windowKind,
     consumeSync,
     peekSync,
     hitSync,

@@ -1,5 +1,5 @@
 import { createNodeBreaker } from './breaker.js'
-import { SaikuStoreError, type LimitDecision, type LimiterBackend, type WindowLimits, type WindowState } from '@saiku/core'
+import { SaikuConfigError, SaikuStoreError, type LimitDecision, type LimiterBackend, type WindowLimits, type WindowState } from '@saiku/core'
 
 /**
  * Both windows of one tenant live in one hash, `<prefix>:{<tenantKey>}`, and one
@@ -45,6 +45,86 @@ if admitted == 1 then minuteShort = 0; hourShort = 0 end
 return {admitted, mc, ms + minuteMs - now, hc, hs + hourMs - now, minuteShort, hourShort}
 `
 
+/**
+ * Rolling windows (see the core's \`rolling.ts\`): each window is cut into 10
+ * sub-windows aligned on the epoch, and a request counts against its sub-window
+ * and the 10 before it. Fields: mi/hi = the newest sub-window counted of each
+ * window, m0..m10 / h0..h10 = the counts of the 11 sub-windows (index mod 11).
+ * A request is admitted only if both have room for its cost, then counted in
+ * both; a refused request writes nothing. The reply has the fixed windows' shape:
+ * what each window counts, and until when — for a window short of room the wait
+ * until it has room, else until everything it counts has dropped out.
+ */
+const ROLLING_DECIDE = `
+local K = 10
+local minuteLimit, hourLimit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local minuteMs, hourMs = tonumber(ARGV[3]), tonumber(ARGV[4])
+local cost = tonumber(ARGV[5]) or 1
+local names = {'mi', 'hi'}
+for s = 0, K do names[#names + 1] = 'm' .. s; names[#names + 1] = 'h' .. s end
+local v = redis.call('HMGET', KEYS[1], unpack(names))
+local function load(last, offset, width)
+  local w = {last = tonumber(last), width = width, counts = {}}
+  for s = 0, K do w.counts[s] = tonumber(v[offset + 2 * s]) or 0 end
+  w.index = math.floor(now / width)
+  if w.last ~= nil and w.last > w.index then w.index = w.last end
+  return w
+end
+local minute = load(v[1], 3, minuteMs / K)
+local hour = load(v[2], 4, hourMs / K)
+local function sumFrom(w, from)
+  if w.last == nil then return 0 end
+  local total = 0
+  for i = math.max(from, w.last - K), w.last do total = total + w.counts[i % (K + 1)] end
+  return total
+end
+local function wait(w, limit)
+  if sumFrom(w, w.index - K) + cost <= limit then return 0 end
+  for step = 1, K do
+    if sumFrom(w, w.index - K + step) + cost <= limit then return (w.index + step) * w.width - now end
+  end
+  return (w.index + K + 1) * w.width - now
+end
+local function fullReset(w, length)
+  if w.last == nil then return length end
+  for i = w.last, math.max(w.index - K, w.last - K), -1 do
+    if w.counts[i % (K + 1)] > 0 then return (i + K + 1) * w.width - now end
+  end
+  return length
+end
+local minuteWait, hourWait = wait(minute, minuteLimit), wait(hour, hourLimit)
+local admitted = 0
+if minuteWait == 0 and hourWait == 0 then admitted = 1 end
+`
+
+const ROLLING_COUNT = `
+if admitted == 1 then
+  local fields = {}
+  for _, pair in ipairs({{minute, 'm'}, {hour, 'h'}}) do
+    local w, p = pair[1], pair[2]
+    if w.last == nil or w.index - w.last > K then
+      for s = 0, K do w.counts[s] = 0 end
+    else
+      for i = w.last + 1, w.index do w.counts[i % (K + 1)] = 0 end
+    end
+    w.last = w.index
+    w.counts[w.index % (K + 1)] = w.counts[w.index % (K + 1)] + cost
+    fields[#fields + 1] = p .. 'i'; fields[#fields + 1] = w.last
+    for s = 0, K do fields[#fields + 1] = p .. s; fields[#fields + 1] = w.counts[s] end
+  end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('PEXPIRE', KEYS[1], math.max(fullReset(minute, minuteMs), fullReset(hour, hourMs)))
+end
+`
+
+const ROLLING_REPLY = `
+local minuteShort, hourShort = 0, 0
+local minuteReset, hourReset = minuteWait, hourWait
+if minuteWait > 0 then minuteShort = 1 else minuteReset = fullReset(minute, minuteMs) end
+if hourWait > 0 then hourShort = 1 else hourReset = fullReset(hour, hourMs) end
+return {admitted, sumFrom(minute, minute.index - K), minuteReset, sumFrom(hour, hour.index - K), hourReset, minuteShort, hourShort}
+`
+
 const SERVER_TIME = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -60,8 +140,17 @@ export const CONSUME_SCRIPT: string = SERVER_TIME + DECIDE + COUNT + REPLY
 /** The same reply, writing nothing: what a request would be told now. */
 export const PEEK_SCRIPT: string = SERVER_TIME + DECIDE + REPLY
 
+/** The same two, for rolling windows. */
+export const ROLLING_CONSUME_SCRIPT: string = SERVER_TIME + ROLLING_DECIDE + ROLLING_COUNT + ROLLING_REPLY
+export const ROLLING_PEEK_SCRIPT: string = SERVER_TIME + ROLLING_DECIDE + ROLLING_REPLY
+
 /** @internal The scripts with the time given by the caller instead of read from the server. */
-export const GIVEN_TIME_SCRIPTS: { readonly consume: string; readonly peek: string } = { consume: GIVEN_TIME + DECIDE + COUNT + REPLY, peek: GIVEN_TIME + DECIDE + REPLY }
+export const GIVEN_TIME_SCRIPTS: { readonly consume: string; readonly peek: string; readonly rollingConsume: string; readonly rollingPeek: string } = {
+  consume: GIVEN_TIME + DECIDE + COUNT + REPLY,
+  peek: GIVEN_TIME + DECIDE + REPLY,
+  rollingConsume: GIVEN_TIME + ROLLING_DECIDE + ROLLING_COUNT + ROLLING_REPLY,
+  rollingPeek: GIVEN_TIME + ROLLING_DECIDE + ROLLING_REPLY,
+}
 
 type ConsumeReply = [admitted: number, minuteCount: number, minuteResetMs: number, hourCount: number, hourResetMs: number, minuteShort: number, hourShort: number]
 
@@ -77,6 +166,8 @@ export interface RedisScriptClient {
 }
 
 interface WithScripts {
+  saikuRollingConsume(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number, cost: number): Promise<ConsumeReply>
+  saikuRollingPeek(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number, cost: number): Promise<ConsumeReply>
   saikuConsume(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number, cost: number): Promise<ConsumeReply>
   saikuPeek(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number, cost: number): Promise<ConsumeReply>
 }
@@ -100,6 +191,12 @@ export interface RedisLimiterOptions {
   readonly nodeDownAfterMs?: number
   /** How long calls to a node known to be down fail at once before one tries again. Default 1000. */
   readonly nodeDownPauseMs?: number
+  /**
+   * `'fixed'` (default) or `'rolling'`: how the windows count, as the authenticator's
+   * \`windows\` option (which must match). Rolling windows keep 24 numbers per tenant
+   * in its hash; still one round trip per request.
+   */
+  readonly windows?: 'fixed' | 'rolling'
 }
 
 export interface RedisLimiterBackend extends LimiterBackend {
@@ -124,6 +221,12 @@ function toDecision(reply: ConsumeReply, limits: WindowLimits): LimitDecision {
 }
 
 type Script = (client: RedisScriptClient & WithScripts, key: string, limits: WindowLimits, cost: number) => Promise<ConsumeReply>
+
+function windowKind(options: RedisLimiterOptions): 'fixed' | 'rolling' {
+  const windows = options.windows ?? 'fixed'
+  if (windows !== 'fixed' && windows !== 'rolling') throw new SaikuConfigError('windows', 'one of "fixed", "rolling"', windows)
+  return windows
+}
 
 function build(options: RedisLimiterOptions, consumeScript: Script, peekScript: Script): RedisLimiterBackend {
   const { client } = options
@@ -160,6 +263,7 @@ function build(options: RedisLimiterOptions, consumeScript: Script, peekScript: 
   }
 
   return {
+    windows: options.windows ?? 'fixed',
     keyFor,
     get pendingCalls() {
       return pending
@@ -172,6 +276,19 @@ function build(options: RedisLimiterOptions, consumeScript: Script, peekScript: 
 /** The Redis backend: one round trip (EVALSHA) per request decides both windows, all or nothing. */
 export function createRedisLimiter(options: RedisLimiterOptions): RedisLimiterBackend {
   const { client } = options
+  if (windowKind(options) === 'rolling') {
+    if (typeof (client as { saikuRollingConsume?: unknown }).saikuRollingConsume !== 'function') {
+      client.defineCommand('saikuRollingConsume', { numberOfKeys: 1, lua: ROLLING_CONSUME_SCRIPT })
+    }
+    if (typeof (client as { saikuRollingPeek?: unknown }).saikuRollingPeek !== 'function') {
+      client.defineCommand('saikuRollingPeek', { numberOfKeys: 1, lua: ROLLING_PEEK_SCRIPT })
+    }
+    return build(
+      options,
+      (redis, key, limits, cost) => redis.saikuRollingConsume(key, limits.perMinute, limits.perHour, 60_000, 3_600_000, cost),
+      (redis, key, limits, cost) => redis.saikuRollingPeek(key, limits.perMinute, limits.perHour, 60_000, 3_600_000, cost),
+    )
+  }
   // defineCommand sends EVALSHA and falls back to EVAL once when the script cache was flushed.
   if (typeof (client as { saikuConsume?: unknown }).saikuConsume !== 'function') {
     client.defineCommand('saikuConsume', { numberOfKeys: 1, lua: CONSUME_SCRIPT })
@@ -197,11 +314,14 @@ export function createRedisLimiterAt(
   const minuteMs = options.minuteMs ?? 60_000
   const hourMs = options.hourMs ?? 3_600_000
   const given = client as unknown as Record<string, (...args: (string | number)[]) => Promise<ConsumeReply>>
-  if (typeof given.saikuConsumeAt !== 'function') client.defineCommand('saikuConsumeAt', { numberOfKeys: 1, lua: GIVEN_TIME_SCRIPTS.consume })
-  if (typeof given.saikuPeekAt !== 'function') client.defineCommand('saikuPeekAt', { numberOfKeys: 1, lua: GIVEN_TIME_SCRIPTS.peek })
+  const rolling = windowKind(options) === 'rolling'
+  const consumeName = rolling ? 'saikuRollingConsumeAt' : 'saikuConsumeAt'
+  const peekName = rolling ? 'saikuRollingPeekAt' : 'saikuPeekAt'
+  if (typeof given[consumeName] !== 'function') client.defineCommand(consumeName, { numberOfKeys: 1, lua: rolling ? GIVEN_TIME_SCRIPTS.rollingConsume : GIVEN_TIME_SCRIPTS.consume })
+  if (typeof given[peekName] !== 'function') client.defineCommand(peekName, { numberOfKeys: 1, lua: rolling ? GIVEN_TIME_SCRIPTS.rollingPeek : GIVEN_TIME_SCRIPTS.peek })
   return build(
     options,
-    (_redis, key, limits, cost) => given.saikuConsumeAt!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, cost, now()),
-    (_redis, key, limits, cost) => given.saikuPeekAt!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, cost, now()),
+    (_redis, key, limits, cost) => given[consumeName]!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, cost, now()),
+    (_redis, key, limits, cost) => given[peekName]!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, cost, now()),
   )
 }
