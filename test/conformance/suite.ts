@@ -663,6 +663,41 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
       })
     })
 
+    describe('rolling windows', () => {
+      it('never lets twice the limit through at a boundary: the first requests count until their sub-window drops out', async () => {
+        const app = start({ windows: 'rolling' })
+        const { key } = await mint(app, tiny)
+        for (const at of [0, 1_000, 2_000]) {
+          clock.set(T0 + at)
+          expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        }
+        clock.set(T0 + 60_000)
+        const refused = await get(app, '/me/tenant', key)
+        expectJsonError(refused, 429, 'rate_limited', 'Rate limit exceeded: 3 requests per minute. Retry in 6 s.')
+        expect(refused.headers['retry-after']).toBe('6')
+        expect(refused.headers['ratelimit']).toBe('"minute";r=0;t=6, "hour";r=2;t=3900')
+        clock.set(T0 + 65_999)
+        expect((await get(app, '/me/tenant', key)).status).toBe(429)
+        clock.set(T0 + 66_000)
+        const admitted = await get(app, '/me/tenant', key)
+        expect(admitted.status).toBe(200)
+        expect(admitted.headers['ratelimit']).toBe('"minute";r=2;t=66, "hour";r=1;t=3894')
+        expect(fixtures.hits.tenant).toBe(4)
+      })
+
+      it('takes a cost from both rolling windows or nothing, and a free request still shows the counts', async () => {
+        const app = start({ windows: 'rolling', cost: ({ request: req }) => Number(req.headers['x-cost'] ?? 1) })
+        const { key } = await mint(app, tiny)
+        expect((await get(app, '/me/tenant', key).set('X-Cost', '2')).headers['ratelimit']).toBe('"minute";r=1;t=66, "hour";r=3;t=3960')
+        const refused = await get(app, '/me/tenant', key).set('X-Cost', '2')
+        expect(refused.status).toBe(429)
+        expect(refused.headers['retry-after']).toBe('66')
+        const free = await get(app, '/me/tenant', key).set('X-Cost', '0')
+        expect(free.status).toBe(200)
+        expect(free.headers['ratelimit']).toBe('"minute";r=1;t=66, "hour";r=3;t=3960')
+      })
+    })
+
     describe('hostile traffic', () => {
       const from = (app: ConformanceApp, key: string, forwardedFor?: string) => {
         const req = get(app, '/me/tenant', key)

@@ -82,7 +82,7 @@ export type {
 } from './jwt.js'
 export { createRateLimiterBackend } from './limiter.js'
 export { createMemoryLimiter } from './memory-limiter.js'
-export type { MemoryLimiterBackend, MemoryLimiterOptions } from './memory-limiter.js'
+export type { MemoryLimiterBackend, MemoryLimiterOptions, WindowKind } from './memory-limiter.js'
 export type {
   LimitDecision,
   LimiterBackend,

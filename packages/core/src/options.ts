@@ -2,7 +2,7 @@ import { SaikuConfigError } from './errors.js'
 import { RATE_LIMIT_HEADER_MODES, type RateLimitHeaderMode } from './http.js'
 import { KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
 import type { LimiterBackend, RateLimiterFactory } from './limiter.js'
-import { createMemoryLimiter } from './memory-limiter.js'
+import { createMemoryLimiter, WINDOW_KINDS, type WindowKind } from './memory-limiter.js'
 import { resolveTierTable, type TierLimits, type TierTable } from './tiers.js'
 import type { KeyVerifier } from './verifier.js'
 import { createJwtVerifier, type JwtVerifierOptions } from './jwt.js'
@@ -18,6 +18,14 @@ export interface SaikuOptions {
   tiers?: Readonly<Record<string, TierLimits>>
   /** Default `"draft-11"`. */
   rateLimitHeaders?: RateLimitHeaderMode
+  /**
+   * `'fixed'` (default): each window starts at a tenant's first request, so up to twice
+   * a limit can pass across a boundary. `'rolling'`: no span of a window's length ever
+   * admits more than its limit. For the memory backend and `@saiku/redis`
+   * (`createRedisLimiter({ windows: 'rolling' })`); not for `limiter.factory`.
+   * Default: what `limiter.backend` counts, else `'fixed'`.
+   */
+  windows?: WindowKind
   limiter?: {
     /** Builds each window's rate-limiter-flexible limiter (Redis, Postgres, …). Default: memory. */
     factory?: RateLimiterFactory
@@ -123,6 +131,7 @@ export interface ResolvedOptions {
   readonly realm: string
   readonly tiers: TierTable
   readonly rateLimitHeaders: RateLimitHeaderMode
+  readonly windows: WindowKind
   readonly limiter: {
     readonly factory: RateLimiterFactory | undefined
     readonly backend: LimiterBackend | undefined
@@ -150,6 +159,7 @@ const KNOWN_OPTIONS: Readonly<Record<string, readonly string[] | null>> = {
   realm: null,
   tiers: null,
   rateLimitHeaders: null,
+  windows: null,
   limiter: ['factory', 'backend', 'keyPrefix', 'maxTenants', 'timeoutMs', 'insurance'],
   cache: ['ttlMs', 'negativeTtlMs', 'maxEntries', 'maxStaleMs'],
   keyStoreTimeoutMs: null,
@@ -252,6 +262,13 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
   if (backend !== undefined && factory !== undefined) {
     throw new SaikuConfigError('limiter', 'either factory or backend, not both', 'both')
   }
+  const windows = oneOf<WindowKind>('windows', options.windows, WINDOW_KINDS, backend?.windows ?? 'fixed')
+  if (windows === 'rolling' && factory !== undefined) {
+    throw new SaikuConfigError('windows', '"fixed" with limiter.factory (rate-limiter-flexible counts fixed windows only; rolling windows need the memory backend or @saiku/redis)', windows)
+  }
+  if (backend !== undefined && windows !== (backend.windows ?? 'fixed')) {
+    throw new SaikuConfigError('windows', `"${backend.windows ?? 'fixed'}", as limiter.backend counts (build the backend with windows: "${windows}")`, windows)
+  }
   const insuranceOption = limiter.insurance ?? false
   if (typeof insuranceOption !== 'boolean' && typeof (insuranceOption as LimiterBackend)?.consume !== 'function') {
     throw new SaikuConfigError('limiter.insurance', 'a boolean or a LimiterBackend', insuranceOption)
@@ -322,13 +339,14 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     realm,
     tiers: resolveTierTable(options.tiers),
     rateLimitHeaders: oneOf('rateLimitHeaders', options.rateLimitHeaders, RATE_LIMIT_HEADER_MODES, 'draft-11'),
+    windows,
     limiter: Object.freeze({
       factory,
       backend,
       keyPrefix,
       maxTenants: positiveInteger('limiter.maxTenants', limiter.maxTenants, 100_000),
       timeoutMs: durationMs('limiter.timeoutMs', limiter.timeoutMs, 1_000, 1),
-      insurance: insuranceOption === true ? createMemoryLimiter() : insuranceOption === false ? undefined : (insuranceOption as LimiterBackend),
+      insurance: insuranceOption === true ? createMemoryLimiter({ windows }) : insuranceOption === false ? undefined : (insuranceOption as LimiterBackend),
     }),
     cache: Object.freeze({
       ttlMs,

@@ -369,7 +369,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   const limiter: LimiterBackend =
     options.limiter.backend ??
     (options.limiter.factory === undefined
-      ? createMemoryLimiter({ maxTenants: options.limiter.maxTenants, now })
+      ? createMemoryLimiter({ maxTenants: options.limiter.maxTenants, now, windows: options.windows })
       : createRateLimiterBackend({ factory: options.limiter.factory, keyPrefix: options.limiter.keyPrefix }))
   const limiterIdentity: object =
     options.limiter.backend ?? (options.limiter.factory === undefined ? limiter : factoryIdentity(options.limiter.factory, options.limiter.keyPrefix))
