@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LimiterModel } from '../../../test/limiter-model.js'
 import { assertEvenRateAdmitted, assertMatchesModel, T0, type LimiterSubject } from '../../../test/limiter-properties.js'
 import { redisUrl } from '../../../test/services.js'
+import { createAuthenticator, DEFAULT_TIERS, MemoryKeyStore } from '@saiku/core'
 import { createRedisLimiter, createRedisLimiterAt } from './limiter.js'
+import { rollingRedisOptions } from './readme-rolling.js'
 
 describe.skipIf(redisUrl === undefined)('the Redis script against the reference model, time injected', () => {
   let client: Redis
@@ -51,6 +53,23 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
 
   it('never refuses a client sending evenly at 10/11 of L/W through rolling windows (windows scaled to 1 s and 60 s)', async () => {
     await assertEvenRateAdmitted((lengths) => redisSubject('rolling', lengths), { numRuns: 12, minuteMs: 1_000, hourMs: 60_000, maxLimit: 10 })
+  })
+
+  it('runs the README’s rolling setup: an authenticator counting rolling windows in Redis', async () => {
+    const tenantId = `t-${randomUUID()}`
+    const store = new MemoryKeyStore({ tenants: [{ tenantId, tenantSlug: 'acme', tier: 'tiny', connectionName: 'w', subscription: { status: 'active' } }], tiers: { ...DEFAULT_TIERS, tiny: { perMinute: 2, perHour: 10 } } })
+    const options = rollingRedisOptions(client)
+    const auth = createAuthenticator(store, { ...options, tiers: { tiny: { perMinute: 2, perHour: 10 } } })
+    const { key } = await auth.keys.create(tenantId, { label: 'agent' })
+    const request = { headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' }
+    expect((await auth.authenticate(request)).ok).toBe(true)
+    expect((await auth.authenticate(request)).ok).toBe(true)
+    const refused = await auth.authenticate(request)
+    expect(refused).toMatchObject({ ok: false, status: 429 })
+    expect(Number((refused as { headers: Record<string, string> }).headers['retry-after'])).toBeGreaterThanOrEqual(1)
+    const backend = options.limiter!.backend as ReturnType<typeof createRedisLimiter>
+    expect(Object.keys(await client.hgetall(backend.keyFor(tenantId)))).toHaveLength(24)
+    auth.close()
   })
 
   it('decides rolling windows in one round trip, and a peek writes nothing', async () => {
