@@ -1,7 +1,7 @@
 import { SaikuConfigError } from './errors.js'
 import type { LimitDecision, LimiterBackend, WindowState } from './limiter.js'
 import type { WindowLimits } from './tiers.js'
-import { countIn, currentIndex, fullResetMs, newRollingWindow, ROLLING_SUBWINDOWS, usedAt, waitMs, type RollingWindow } from './rolling.js'
+import { countIn, currentIndex, fullResetMs, HOUR_OFFSET, MINUTE_OFFSET, newRollingState, ROLLING_SUBWINDOWS, usedAt, waitMs, type RollingState } from './rolling.js'
 
 /** How a backend's windows count: fixed windows from a tenant's first request, or rolling ones (see `rolling.ts`). */
 export type WindowKind = 'fixed' | 'rolling'
@@ -12,7 +12,7 @@ const HOUR_MS = 3_600_000
 const MINUTE_WIDTH_MS = MINUTE_MS / ROLLING_SUBWINDOWS
 const HOUR_WIDTH_MS = HOUR_MS / ROLLING_SUBWINDOWS
 /** A tenant not counted yet: read, never written. */
-const EMPTY_WINDOW: RollingWindow = Object.freeze(newRollingWindow())
+const EMPTY_STATE: RollingState = Object.freeze(newRollingState()) as RollingState
 
 /** One tenant's two fixed windows (start time and count of each), linked in the order tenants were last seen. */
 interface Windows {
@@ -21,8 +21,8 @@ interface Windows {
   minuteCount: number
   hourStartMs: number
   hourCount: number
-  /** With rolling windows: both of them, in sub-windows. */
-  rolling: { readonly minute: RollingWindow; readonly hour: RollingWindow } | null
+  /** With rolling windows: both of them, in sub-windows (24 numbers). */
+  rolling: RollingState | null
   /** Seen before this one (toward the least recently seen), and after it. */
   older: Windows | null
   newer: Windows | null
@@ -41,7 +41,7 @@ export interface MemoryLimiterOptions {
   /**
    * `'fixed'` (default): each window starts at a tenant's first request and ends its
    * length later. `'rolling'`: no span of a window's length ever admits more than its
-   * limit (see the README's "How the limits count"); about 200 bytes more per tenant.
+   * limit (see the README's "How the limits count"); 24 numbers, about 240 bytes more per tenant.
    */
   readonly windows?: WindowKind
 }
@@ -109,7 +109,7 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       tenants.delete(oldest.key)
       unlink(oldest)
     }
-    const rolling = windowKind === 'rolling' ? { minute: newRollingWindow(), hour: newRollingWindow() } : null
+    const rolling = windowKind === 'rolling' ? newRollingState() : null
     const windows: Windows = { key: tenantKey, minuteStartMs: nowMs, minuteCount: cost, hourStartMs: nowMs, hourCount: cost, rolling, older: null, newer: null }
     tenants.set(tenantKey, windows)
     append(windows)
@@ -125,28 +125,26 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   function decideRolling(tenantKey: string, limits: WindowLimits, cost: number, count: boolean): LimitDecision {
     const nowMs = now()
     let windows = tenants.get(tenantKey)
-    const minute = windows?.rolling?.minute ?? EMPTY_WINDOW
-    const hour = windows?.rolling?.hour ?? EMPTY_WINDOW
-    const minuteIndex = currentIndex(minute, nowMs, MINUTE_WIDTH_MS)
-    const hourIndex = currentIndex(hour, nowMs, HOUR_WIDTH_MS)
-    const minuteWait = waitMs(minute, minuteIndex, nowMs, MINUTE_WIDTH_MS, limits.perMinute, cost)
-    const hourWait = waitMs(hour, hourIndex, nowMs, HOUR_WIDTH_MS, limits.perHour, cost)
+    let rolling = windows?.rolling ?? EMPTY_STATE
+    const minuteIndex = currentIndex(rolling, MINUTE_OFFSET, nowMs, MINUTE_WIDTH_MS)
+    const hourIndex = currentIndex(rolling, HOUR_OFFSET, nowMs, HOUR_WIDTH_MS)
+    const minuteWait = waitMs(rolling, MINUTE_OFFSET, minuteIndex, nowMs, MINUTE_WIDTH_MS, limits.perMinute, cost)
+    const hourWait = waitMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, limits.perHour, cost)
     const admitted = minuteWait === 0 && hourWait === 0
-    let counted = { minute, hour }
     if (count && windows !== undefined && windows !== newest) {
       unlink(windows)
       append(windows)
     }
     if (count && admitted) {
       windows ??= add(tenantKey, nowMs, 0)
-      counted = windows.rolling!
-      countIn(counted.minute, minuteIndex, cost)
-      countIn(counted.hour, hourIndex, cost)
+      rolling = windows.rolling!
+      countIn(rolling, MINUTE_OFFSET, minuteIndex, cost)
+      countIn(rolling, HOUR_OFFSET, hourIndex, cost)
     }
     return {
       admitted,
-      minute: state('minute', limits.perMinute, usedAt(counted.minute, minuteIndex), minuteWait || fullResetMs(counted.minute, minuteIndex, nowMs, MINUTE_WIDTH_MS, MINUTE_MS)),
-      hour: state('hour', limits.perHour, usedAt(counted.hour, hourIndex), hourWait || fullResetMs(counted.hour, hourIndex, nowMs, HOUR_WIDTH_MS, HOUR_MS)),
+      minute: state('minute', limits.perMinute, usedAt(rolling, MINUTE_OFFSET, minuteIndex), minuteWait || fullResetMs(rolling, MINUTE_OFFSET, minuteIndex, nowMs, MINUTE_WIDTH_MS, MINUTE_MS)),
+      hour: state('hour', limits.perHour, usedAt(rolling, HOUR_OFFSET, hourIndex), hourWait || fullResetMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, HOUR_MS)),
       retryAfterMs: admitted ? 0 : Math.max(minuteWait, hourWait),
     }
   }
