@@ -125,11 +125,13 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   function decideRolling(tenantKey: string, limits: WindowLimits, cost: number, count: boolean): LimitDecision {
     const nowMs = now()
     let windows = tenants.get(tenantKey)
-    let rolling = windows?.rolling ?? EMPTY_STATE
+    const rolling = windows?.rolling ?? EMPTY_STATE
     const minuteIndex = currentIndex(rolling, MINUTE_OFFSET, nowMs, MINUTE_WIDTH_MS)
     const hourIndex = currentIndex(rolling, HOUR_OFFSET, nowMs, HOUR_WIDTH_MS)
-    const minuteWait = waitMs(rolling, MINUTE_OFFSET, minuteIndex, nowMs, MINUTE_WIDTH_MS, limits.perMinute, cost)
-    const hourWait = waitMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, limits.perHour, cost)
+    const minuteUsed = usedAt(rolling, MINUTE_OFFSET, minuteIndex)
+    const hourUsed = usedAt(rolling, HOUR_OFFSET, hourIndex)
+    const minuteWait = minuteUsed + cost <= limits.perMinute ? 0 : waitMs(rolling, MINUTE_OFFSET, minuteIndex, nowMs, MINUTE_WIDTH_MS, limits.perMinute, cost)
+    const hourWait = hourUsed + cost <= limits.perHour ? 0 : waitMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, limits.perHour, cost)
     const admitted = minuteWait === 0 && hourWait === 0
     if (count && windows !== undefined && windows !== newest) {
       unlink(windows)
@@ -137,14 +139,20 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     }
     if (count && admitted) {
       windows ??= add(tenantKey, nowMs, 0)
-      rolling = windows.rolling!
-      countIn(rolling, MINUTE_OFFSET, minuteIndex, cost)
-      countIn(rolling, HOUR_OFFSET, hourIndex, cost)
+      countIn(windows.rolling!, MINUTE_OFFSET, minuteIndex, cost)
+      countIn(windows.rolling!, HOUR_OFFSET, hourIndex, cost)
+      // What was just counted, in the current sub-windows, is the last to drop out.
+      return {
+        admitted,
+        minute: state('minute', limits.perMinute, minuteUsed + cost, (minuteIndex + ROLLING_SUBWINDOWS + 1) * MINUTE_WIDTH_MS - nowMs),
+        hour: state('hour', limits.perHour, hourUsed + cost, (hourIndex + ROLLING_SUBWINDOWS + 1) * HOUR_WIDTH_MS - nowMs),
+        retryAfterMs: 0,
+      }
     }
     return {
       admitted,
-      minute: state('minute', limits.perMinute, usedAt(rolling, MINUTE_OFFSET, minuteIndex), minuteWait || fullResetMs(rolling, MINUTE_OFFSET, minuteIndex, nowMs, MINUTE_WIDTH_MS, MINUTE_MS)),
-      hour: state('hour', limits.perHour, usedAt(rolling, HOUR_OFFSET, hourIndex), hourWait || fullResetMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, HOUR_MS)),
+      minute: state('minute', limits.perMinute, minuteUsed, minuteWait || fullResetMs(rolling, MINUTE_OFFSET, minuteIndex, nowMs, MINUTE_WIDTH_MS, MINUTE_MS)),
+      hour: state('hour', limits.perHour, hourUsed, hourWait || fullResetMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, HOUR_MS)),
       retryAfterMs: admitted ? 0 : Math.max(minuteWait, hourWait),
     }
   }
