@@ -72,6 +72,23 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
     auth.close()
   })
 
+  it('takes a cost of n in one round trip, all or nothing, fixed and rolling', async () => {
+    for (const windows of ['fixed', 'rolling'] as const) {
+      const limiter = createRedisLimiter({ client, keyPrefix: `cost-${randomUUID()}`, windows })
+      const limits = { perMinute: 5, perHour: 50 }
+      // Loaded first, so a cold script cache (EVALSHA, then EVAL) does not count here.
+      await limiter.consume('warm-up', limits, 1)
+      await client.config('RESETSTAT')
+      expect(await limiter.consume('t', limits, 3)).toMatchObject({ admitted: true, minute: { remaining: 2 }, hour: { remaining: 47 } })
+      const before = await client.hgetall(limiter.keyFor('t'))
+      expect(await limiter.consume('t', limits, 3)).toMatchObject({ admitted: false, minute: { remaining: 2 }, hour: { remaining: 47 } })
+      expect(await client.hgetall(limiter.keyFor('t'))).toEqual(before)
+      const stats = await client.info('commandstats')
+      const calls = Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]))
+      expect((calls.evalsha ?? 0) + (calls.eval ?? 0), windows).toBe(2)
+    }
+  })
+
   it('decides rolling windows in one round trip, and a peek writes nothing', async () => {
     const limiter = createRedisLimiter({ client, keyPrefix: `rolling-${randomUUID()}`, windows: 'rolling' })
     const limits = { perMinute: 5, perHour: 50 }
