@@ -41,12 +41,18 @@ export async function measureDecisions(quick: boolean): Promise<DecisionCost[]> 
   const garbageRequest = request(mintApiKey().key.slice(0, -1) + '!')
   const refusedRequest = request(hit.tinyKey)
   await hit.auth.authenticate(refusedRequest)
+  const rolling = await setup({ windows: 'rolling' })
+  const rollingRequest = request(rolling.key)
+  const rollingRefused = request(rolling.tinyKey)
+  await rolling.auth.authenticate(rollingRefused)
   // check() is what the adapters call: a decision returned at once when nothing has to be awaited.
   const cases: [string, () => unknown][] = [
     ['cache hit (admitted)', () => hit.auth.check(hitRequest)],
     ['cache miss (MemoryKeyStore)', () => miss.auth.check(missRequest)],
     ['garbage token (checksum, no store)', () => hit.auth.check(garbageRequest)],
     ['refused (429)', () => hit.auth.check(refusedRequest)],
+    ['cache hit (admitted), rolling windows', () => rolling.auth.check(rollingRequest)],
+    ['refused (429), rolling windows', () => rolling.auth.check(rollingRefused)],
   ]
   const runs = quick ? 1 : 5
   const results: DecisionCost[] = []
@@ -71,6 +77,7 @@ export async function measureDecisions(quick: boolean): Promise<DecisionCost[]> 
 export interface RedisCost {
   readonly roundTripsPerRequest: number
   readonly commandsPerRequest: number
+  readonly rolling: { readonly roundTripsPerRequest: number; readonly commandsPerRequest: number }
   readonly rateLimiterFlexibleTwoLimiters: { readonly roundTripsPerRequest: number; readonly commandsPerRequest: number }
 }
 
@@ -102,6 +109,7 @@ export async function measureRedisCommands(redisUrl: string, requests: number): 
   }
   const prefix = `saiku-bench-${process.pid}-${Date.now()}`
   const ours = await count({ limiter: { backend: createRedisLimiter({ client, keyPrefix: prefix }) } })
+  const rolling = await count({ windows: 'rolling', limiter: { backend: createRedisLimiter({ client, keyPrefix: `${prefix}-rolling`, windows: 'rolling' }) } })
   // The baseline: a stack of two rate-limiter-flexible limiters, each consumed once per request.
   const limiters = [60, 3600].map((duration) => new RateLimiterRedis({ storeClient: client, points: 1e9, duration, keyPrefix: `${prefix}-rlf:${duration}` }))
   for (const limiter of limiters) await limiter.consume('warm-up')
@@ -115,7 +123,7 @@ export async function measureRedisCommands(redisUrl: string, requests: number): 
     commandsPerRequest: Object.values(calls).reduce((sum, n) => sum + n, 0) / requests,
   }
   client.disconnect()
-  return { ...ours, rateLimiterFlexibleTwoLimiters: flexible }
+  return { ...ours, rolling, rateLimiterFlexibleTwoLimiters: flexible }
 }
 
 export interface FloodResult {

@@ -60,6 +60,7 @@ export function renderMarkdown(results: BenchResults): string {
       '| Redis per admitted request | round trips | commands |',
       '| --- | ---: | ---: |',
       `| @saiku/redis (one script, both windows) | ${fixed(redis.roundTripsPerRequest, 2)} | ${fixed(redis.commandsPerRequest, 2)} |`,
+      `| @saiku/redis, rolling windows (one script, both windows) | ${fixed(redis.rolling.roundTripsPerRequest, 2)} | ${fixed(redis.rolling.commandsPerRequest, 2)} |`,
       `| two rate-limiter-flexible RateLimiterRedis | ${fixed(redis.rateLimiterFlexibleTwoLimiters.roundTripsPerRequest, 2)} | ${fixed(redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest, 2)} |`,
     )
   }
@@ -143,6 +144,7 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
   checks.push({ name: 'a garbage token refused ≤ 1 µs', measured: `${fixed(decision('garbage') / 1000, 2)} µs`, met: decision('garbage') <= 1_000 })
   if (results.redis !== null) {
     checks.push({ name: 'Redis: one round trip per admitted request', measured: fixed(results.redis.roundTripsPerRequest, 2), met: results.redis.roundTripsPerRequest === 1 })
+    checks.push({ name: 'Redis, rolling windows: one round trip per admitted request', measured: fixed(results.redis.rolling.roundTripsPerRequest, 2), met: results.redis.rolling.roundTripsPerRequest === 1 })
     checks.push({
       name: `Redis: fewer commands than two rate-limiter-flexible limiters (${fixed(results.redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest, 0)})`,
       measured: fixed(results.redis.commandsPerRequest, 2),

@@ -31,10 +31,13 @@ describe('pnpm bench --quick', () => {
       'cache miss (MemoryKeyStore)',
       'garbage token (checksum, no store)',
       'refused (429)',
+      'cache hit (admitted), rolling windows',
+      'refused (429), rolling windows',
     ])
     for (const decision of results.decisions) expect(decision.nsPerDecision).toBeGreaterThan(0)
     if (results.redis !== null) {
       expect(results.redis.roundTripsPerRequest).toBe(1)
+      expect(results.redis.rolling.roundTripsPerRequest).toBe(1)
       expect(results.redis.commandsPerRequest).toBeLessThan(results.redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest)
     }
     expect(stdout).toContain('| server | req/s |')

@@ -5,8 +5,10 @@
  * - two fixed windows per tenant, a minute and an hour, each starting at the
  *   first request admitted after the previous one of its kind ended, and each
  *   ending at its start plus its length, whatever the other window does;
- * - a request is admitted only if both windows have room, and then counts in
- *   both; a refused request writes nothing (no count, no window start);
+ * - a request of cost n (a whole number, at least 1) is admitted only if both
+ *   windows have room for n, and then counts n in both; a refused request writes
+ *   nothing (no count, no window start), and waits until every window short of
+ *   room for n starts over;
  * - a clock that steps back keeps the counts: a window ends when the clock
  *   reaches its end again;
  * - with `maxTenants`, the tenant seen least recently is forgotten first.
@@ -57,21 +59,23 @@ export class LimiterModel {
     return { window: name, limit, remaining: Math.max(0, limit - count), resetMs: window === null ? length : Math.max(1, window.start + length - now) }
   }
 
-  private decide(tenantKey: string, limits: WindowLimits, now: number, count: boolean): LimitDecision {
+  private decide(tenantKey: string, limits: WindowLimits, now: number, count: boolean, cost: number): LimitDecision {
     const tenant = this.tenants.get(tenantKey)
     let minute = this.live(tenant?.minute ?? null, this.minuteMs, now)
     let hour = this.live(tenant?.hour ?? null, this.hourMs, now)
-    const admitted = (minute?.count ?? 0) < limits.perMinute && (hour?.count ?? 0) < limits.perHour
+    const minuteRoom = (minute?.count ?? 0) + cost <= limits.perMinute
+    const hourRoom = (hour?.count ?? 0) + cost <= limits.perHour
+    const admitted = minuteRoom && hourRoom
     if (admitted && count) {
-      minute = { start: minute?.start ?? now, count: (minute?.count ?? 0) + 1 }
-      hour = { start: hour?.start ?? now, count: (hour?.count ?? 0) + 1 }
+      minute = { start: minute?.start ?? now, count: (minute?.count ?? 0) + cost }
+      hour = { start: hour?.start ?? now, count: (hour?.count ?? 0) + cost }
       this.store(tenantKey, { minute, hour }, now)
     } else if (count && tenant !== undefined) {
       this.touch(tenantKey, tenant)
     }
     const minuteState = this.view('minute', limits.perMinute, minute, this.minuteMs, now)
     const hourState = this.view('hour', limits.perHour, hour, this.hourMs, now)
-    const waits = [minuteState, hourState].filter((w) => w.remaining === 0).map((w) => w.resetMs)
+    const waits = [minuteRoom ? 0 : minuteState.resetMs, hourRoom ? 0 : hourState.resetMs]
     return { admitted, minute: minuteState, hour: hourState, retryAfterMs: admitted ? 0 : Math.max(...waits) }
   }
 
@@ -99,12 +103,107 @@ export class LimiterModel {
     return { minute: minute === null ? null : minute.start + this.minuteMs, hour: hour === null ? null : hour.start + this.hourMs }
   }
 
-  consume(tenantKey: string, limits: WindowLimits, now: number): LimitDecision {
-    return this.decide(tenantKey, limits, now, true)
+  consume(tenantKey: string, limits: WindowLimits, now: number, cost = 1): LimitDecision {
+    return this.decide(tenantKey, limits, now, true, cost)
   }
 
   /** What a request would be told now, without counting it: remaining is what is left before it. */
   peek(tenantKey: string, limits: WindowLimits, now: number): LimitDecision {
-    return this.decide(tenantKey, limits, now, false)
+    return this.decide(tenantKey, limits, now, false, 1)
+  }
+}
+
+/** Sub-windows per rolling window, as in the backends. */
+export const SUBWINDOWS = 10
+
+interface Counted {
+  readonly index: number
+  readonly cost: number
+}
+
+/**
+ * The reference model of rolling windows (`windows: 'rolling'`):
+ *
+ * - each window of length W is cut into 10 sub-windows of W/10, aligned on the
+ *   epoch; what a tenant admitted in a sub-window is remembered by its index;
+ * - at time t a window counts what was admitted in the current sub-window (that
+ *   of t, or the newest one counted if the clock stepped back before it) and in
+ *   the 10 before it;
+ * - a request of cost n is admitted only if both windows have room for n, and
+ *   then counted in both, in the current sub-window; a refused one writes nothing;
+ * - a window short of room reports how long until it has room, with nothing else
+ *   admitted meanwhile; one with room, until all it counts has dropped out (its
+ *   length when it counts nothing). `Retry-After` is the longer wait of the two.
+ *
+ * Every admission is kept in a list and summed: the specification, not an implementation.
+ */
+export class RollingLimiterModel {
+  private readonly tenants = new Map<string, { minute: Counted[]; hour: Counted[] }>()
+  private readonly minuteMs: number
+  private readonly hourMs: number
+  readonly evictions = 0
+
+  constructor(options: Omit<ModelOptions, 'maxTenants'> = {}) {
+    this.minuteMs = options.minuteMs ?? MINUTE_MS
+    this.hourMs = options.hourMs ?? HOUR_MS
+  }
+
+  private window(name: 'minute' | 'hour', counted: readonly Counted[], lengthMs: number, limit: number, now: number, cost: number) {
+    const width = lengthMs / SUBWINDOWS
+    const current = Math.max(Math.floor(now / width), ...counted.map((c) => c.index))
+    const from = (oldest: number) => counted.filter((c) => c.index >= oldest).reduce((sum, c) => sum + c.cost, 0)
+    const used = from(current - SUBWINDOWS)
+    let wait = 0
+    if (used + cost > limit) {
+      let step = 1
+      while (step <= SUBWINDOWS && from(current - SUBWINDOWS + step) + cost > limit) step++
+      wait = (current + step) * width - now
+    }
+    const live = counted.filter((c) => c.index >= current - SUBWINDOWS && c.cost > 0)
+    const full = live.length === 0 ? lengthMs : (Math.max(...live.map((c) => c.index)) + SUBWINDOWS + 1) * width - now
+    return { current, used, wait, full }
+  }
+
+  private static state(name: 'minute' | 'hour', limit: number, used: number, resetMs: number): WindowState {
+    return { window: name, limit, remaining: Math.max(0, limit - used), resetMs: Math.max(1, resetMs) }
+  }
+
+  private decide(tenantKey: string, limits: WindowLimits, now: number, count: boolean, cost: number): LimitDecision {
+    const tenant = this.tenants.get(tenantKey) ?? { minute: [], hour: [] }
+    const minute = this.window('minute', tenant.minute, this.minuteMs, limits.perMinute, now, cost)
+    const hour = this.window('hour', tenant.hour, this.hourMs, limits.perHour, now, cost)
+    const admitted = minute.wait === 0 && hour.wait === 0
+    let after = { minute, hour }
+    if (admitted && count) {
+      tenant.minute.push({ index: minute.current, cost })
+      tenant.hour.push({ index: hour.current, cost })
+      this.tenants.set(tenantKey, tenant)
+      after = { minute: this.window('minute', tenant.minute, this.minuteMs, limits.perMinute, now, cost), hour: this.window('hour', tenant.hour, this.hourMs, limits.perHour, now, cost) }
+    }
+    return {
+      admitted,
+      minute: RollingLimiterModel.state('minute', limits.perMinute, after.minute.used, minute.wait > 0 ? minute.wait : after.minute.full),
+      hour: RollingLimiterModel.state('hour', limits.perHour, after.hour.used, hour.wait > 0 ? hour.wait : after.hour.full),
+      retryAfterMs: admitted ? 0 : Math.max(minute.wait, hour.wait),
+    }
+  }
+
+  /** The next sub-window boundary of each window, for steps aimed at the edges. */
+  windowEnds(_tenantKey: string, now: number): { minute: number | null; hour: number | null } {
+    const next = (length: number) => (Math.floor(now / (length / SUBWINDOWS)) + 1) * (length / SUBWINDOWS)
+    return { minute: next(this.minuteMs), hour: next(this.hourMs) }
+  }
+
+  consume(tenantKey: string, limits: WindowLimits, now: number, cost = 1): LimitDecision {
+    return this.decide(tenantKey, limits, now, true, cost)
+  }
+
+  peek(tenantKey: string, limits: WindowLimits, now: number): LimitDecision {
+    return this.decide(tenantKey, limits, now, false, 1)
+  }
+
+  /** Whether a request of this cost would be admitted at `now`; changes nothing. */
+  wouldAdmit(tenantKey: string, limits: WindowLimits, now: number, cost: number): boolean {
+    return this.decide(tenantKey, limits, now, false, cost).admitted
   }
 }

@@ -8,14 +8,14 @@
 import fc from 'fast-check'
 import { expect } from 'vitest'
 import type { LimitDecision, WindowLimits } from '@saiku/core'
-import { HOUR_MS, LimiterModel, MINUTE_MS } from './limiter-model.js'
+import { HOUR_MS, LimiterModel, MINUTE_MS, RollingLimiterModel } from './limiter-model.js'
 
 export const T0 = Date.parse('2030-01-01T00:00:00.000Z')
 
 /** One backend instance, fresh for each run, on a clock the run sets. */
 export interface LimiterSubject {
   setNow(ms: number): void
-  consume(tenantKey: string, limits: WindowLimits): LimitDecision | Promise<LimitDecision>
+  consume(tenantKey: string, limits: WindowLimits, cost: number): LimitDecision | Promise<LimitDecision>
   peek(tenantKey: string, limits: WindowLimits): LimitDecision | Promise<LimitDecision>
   close?(): void | Promise<void>
 }
@@ -24,7 +24,7 @@ export type Step =
   | { readonly kind: 'advance'; readonly ms: number }
   | { readonly kind: 'edge'; readonly window: 'minute' | 'hour'; readonly offset: number }
   | { readonly kind: 'back'; readonly ms: number }
-  | { readonly kind: 'request'; readonly tenant: number; readonly tier: number; readonly peek: boolean; readonly repeat: number }
+  | { readonly kind: 'request'; readonly tenant: number; readonly tier: number; readonly peek: boolean; readonly repeat: number; readonly cost: number }
 
 const limitArb = fc.oneof(
   { weight: 6, arbitrary: fc.integer({ min: 1, max: 4 }) },
@@ -38,6 +38,8 @@ export interface ScenarioOptions {
   readonly tenants?: number
   /** Allow the clock to step back (default true). */
   readonly stepsBack?: boolean
+  /** Requests cost more than 1 now and then (default false: every request costs 1). */
+  readonly costs?: boolean
   /** Tiers per run: more than one means tier changes mid-window (default 1 to 3). */
   readonly tiers?: { readonly min: number; readonly max: number }
   readonly maxSteps?: number
@@ -45,9 +47,11 @@ export interface ScenarioOptions {
 
 export function scenarioArb(options: ScenarioOptions = {}): fc.Arbitrary<{ tiers: WindowLimits[]; steps: Step[] }> {
   const tenants = options.tenants ?? 2
+  // Mostly 1; sometimes a few units, sometimes more than a small window holds.
+  const costArb = options.costs === true ? fc.oneof({ weight: 3, arbitrary: fc.constant(1) }, { weight: 3, arbitrary: fc.integer({ min: 2, max: 5 }) }, { weight: 1, arbitrary: fc.integer({ min: 6, max: 80 }) }) : fc.constant(1)
   const stepArb: fc.Arbitrary<Step> = fc.oneof(
-    { weight: 10, arbitrary: fc.record({ kind: fc.constant('request' as const), tenant: fc.nat(tenants - 1), tier: fc.nat(7), peek: fc.constant(false), repeat: fc.integer({ min: 1, max: 6 }) }) },
-    { weight: 2, arbitrary: fc.record({ kind: fc.constant('request' as const), tenant: fc.nat(tenants - 1), tier: fc.nat(7), peek: fc.constant(true), repeat: fc.constant(1) }) },
+    { weight: 10, arbitrary: fc.record({ kind: fc.constant('request' as const), tenant: fc.nat(tenants - 1), tier: fc.nat(7), peek: fc.constant(false), repeat: fc.integer({ min: 1, max: 6 }), cost: costArb }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('request' as const), tenant: fc.nat(tenants - 1), tier: fc.nat(7), peek: fc.constant(true), repeat: fc.constant(1), cost: fc.constant(1) }) },
     { weight: 4, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 30_000 }), fc.integer({ min: 0, max: 4_000_000 })) }) },
     { weight: 4, arbitrary: fc.record({ kind: fc.constant('edge' as const), window: fc.constantFrom('minute' as const, 'hour' as const), offset: fc.integer({ min: -2, max: 2 }) }) },
     ...(options.stepsBack === false ? [] : [{ weight: 1, arbitrary: fc.record({ kind: fc.constant('back' as const), ms: fc.oneof(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 4_000_000 })) }) }]),
@@ -69,8 +73,10 @@ const pick = (d: LimitDecision) => ({
 export interface RunOptions extends ScenarioOptions {
   readonly numRuns: number
   readonly maxTenants?: number
-  /** Check the 2× bound on runs whose limits and clock hold still. */
+  /** Check the bound on runs whose limits and clock hold still: 2× a window's limit for fixed windows, 1× for rolling ones. */
   readonly checkBound?: boolean
+  /** Compare with the rolling windows' model (default: fixed windows). */
+  readonly windows?: 'fixed' | 'rolling'
   readonly seed?: number
 }
 
@@ -80,7 +86,9 @@ export async function assertMatchesModel(createSubject: () => LimiterSubject | P
   await fc.assert(
     fc.asyncProperty(scenarioArb(options), async ({ tiers, steps }) => {
       const subject = await createSubject()
-      const model = new LimiterModel(options.maxTenants === undefined ? {} : { maxTenants: options.maxTenants })
+      const rolling = options.windows === 'rolling'
+      const rollingModel = rolling ? new RollingLimiterModel() : null
+      const model = rollingModel ?? new LimiterModel(options.maxTenants === undefined ? {} : { maxTenants: options.maxTenants })
       const admittedAt: number[][] = Array.from({ length: tenants }, () => [])
       let now = T0
       let lastTenant = 0
@@ -104,10 +112,16 @@ export async function assertMatchesModel(createSubject: () => LimiterSubject | P
             const limits = tiers[step.tier % tiers.length]!
             subject.setNow(now)
             for (let i = 0; i < step.repeat; i++) {
-              const expected = step.peek ? model.peek(key, limits, now) : model.consume(key, limits, now)
-              const actual = step.peek ? await subject.peek(key, limits) : await subject.consume(key, limits)
+              const expected = step.peek ? model.peek(key, limits, now) : model.consume(key, limits, now, step.cost)
+              const actual = step.peek ? await subject.peek(key, limits) : await subject.consume(key, limits, step.cost)
               expect(pick(actual)).toEqual(pick(expected))
-              if (actual.admitted && !step.peek) admittedAt[step.tenant]!.push(now)
+              if (rollingModel !== null && !expected.admitted && !step.peek) {
+                // Retry-After is the true earliest admission: not a millisecond sooner, and then for sure.
+                const cost = step.cost
+                expect(rollingModel.wouldAdmit(key, limits, now + expected.retryAfterMs, cost) || cost > Math.min(limits.perMinute, limits.perHour)).toBe(true)
+                expect(rollingModel.wouldAdmit(key, limits, now + expected.retryAfterMs - 1, cost)).toBe(false)
+              }
+              if (actual.admitted && !step.peek) for (let unit = 0; unit < step.cost; unit++) admittedAt[step.tenant]!.push(now)
             }
           }
         }
@@ -117,9 +131,10 @@ export async function assertMatchesModel(createSubject: () => LimiterSubject | P
       const still = tiers.length === 1 && monotonic
       if (options.checkBound === true && still && model.evictions === 0) {
         const limits = tiers[0]!
+        const factor = rolling ? 1 : 2
         for (const times of admittedAt) {
-          expect(maxInAnyInterval(times, MINUTE_MS)).toBeLessThanOrEqual(2 * limits.perMinute)
-          expect(maxInAnyInterval(times, HOUR_MS)).toBeLessThanOrEqual(2 * limits.perHour)
+          expect(maxInAnyInterval(times, MINUTE_MS)).toBeLessThanOrEqual(factor * limits.perMinute)
+          expect(maxInAnyInterval(times, HOUR_MS)).toBeLessThanOrEqual(factor * limits.perHour)
         }
       }
     }),
@@ -136,4 +151,37 @@ export function maxInAnyInterval(times: readonly number[], length: number): numb
     best = Math.max(best, last - first + 1)
   }
   return best
+}
+
+/**
+ * A client sending evenly at `fraction` of both windows' L/W, from a random phase,
+ * for longer than two hours of its window lengths: every request must be admitted.
+ */
+export async function assertEvenRateAdmitted(
+  createSubject: (lengths: { minuteMs: number; hourMs: number }) => LimiterSubject | Promise<LimiterSubject>,
+  options: { readonly numRuns: number; readonly minuteMs: number; readonly hourMs: number; readonly maxLimit: number },
+): Promise<void> {
+  const { minuteMs, hourMs } = options
+  const arb = fc
+    .record({ perMinute: fc.integer({ min: 1, max: options.maxLimit }), hourFactor: fc.integer({ min: 1, max: 80 }), phase: fc.integer({ min: 0, max: hourMs }), slack: fc.integer({ min: 0, max: 3 }) })
+    .map(({ perMinute, hourFactor, phase, slack }) => ({ limits: { perMinute, perHour: perMinute * hourFactor }, phase, slack }))
+  await fc.assert(
+    fc.asyncProperty(arb, async ({ limits, phase, slack }) => {
+      // The stated rate: 10/11 of L/W for each window, the slower of the two, in whole milliseconds.
+      const interval = Math.max(Math.ceil((minuteMs * 11) / 10 / limits.perMinute), Math.ceil((hourMs * 11) / 10 / limits.perHour)) + slack
+      const subject = await createSubject({ minuteMs, hourMs })
+      try {
+        const requests = Math.ceil((2 * hourMs) / interval) + 1
+        for (let i = 0; i < requests; i++) {
+          const at = T0 + phase + i * interval
+          subject.setNow(at)
+          const decision = await subject.consume('even', limits, 1)
+          expect(decision.admitted, `request ${i} at +${i * interval} ms`).toBe(true)
+        }
+      } finally {
+        await subject.close?.()
+      }
+    }),
+    { numRuns: options.numRuns },
+  )
 }

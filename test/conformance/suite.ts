@@ -7,6 +7,7 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose'
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import {
   createMemoryLimiter,
+  createRateLimiterBackend,
   createTokenIssuer,
   DEFAULT_TIERS,
   MemoryKeyStore,
@@ -544,6 +545,156 @@ export function describeAdapterConformance(harness: AdapterHarness): void {
         for (let i = 0; i < 5; i++) await get(app, '/me/tenant', mintApiKey().key)
         await get(app, '/me/tenant', (await mint(app, unpaid)).key)
         expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=59;t=60, "hour";r=999;t=3600')
+      })
+    })
+
+    describe('per-route cost', () => {
+      // The test decides each request's cost with a header, so bad values can be sent as they are.
+      const costOption = (): Pick<SaikuOptions, 'cost'> => ({
+        cost: ({ request: req }) => {
+          const sent = req.headers['x-cost']
+          if (sent === 'throw') throw new Error('cost table bug')
+          return sent === undefined ? 1 : sent === 'text' ? (sent as unknown as number) : Number(sent)
+        },
+      })
+      const costing = (app: ConformanceApp, path: string, key: string, cost: number | string) => get(app, path, key).set('X-Cost', String(cost))
+
+      it('asks the cost function once per request with the method, the mounted path and the tenant', async () => {
+        const seen: unknown[] = []
+        const app = start({ cost: ({ method, path, tenant: who }) => (seen.push({ method, path, slug: who.tenantSlug }), 1) }, { mountAt: '/api' })
+        const { key } = await mint(app, acme)
+        expect((await get(app, '/api/me/tenant?verbose=1', key)).status).toBe(200)
+        expect(seen).toEqual([{ method: 'GET', path: '/me/tenant', slug: 'acme' }])
+      })
+
+      it('neither counts nor refuses a request that costs 0, and tells the counts as they stand', async () => {
+        const events: string[] = []
+        const app = start({ ...costOption(), onDecision: (e) => events.push(e.reason) })
+        const { key } = await mint(app, tiny)
+        for (let i = 0; i < 3; i++) expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        expect((await get(app, '/me/tenant', key)).status).toBe(429)
+        for (let i = 0; i < 10; i++) {
+          const free = await costing(app, '/me/tenant', key, 0)
+          expect(free.status).toBe(200)
+          expect(free.headers['ratelimit']).toBe('"minute";r=0;t=60, "hour";r=2;t=3600')
+          expect(free.headers['retry-after']).toBeUndefined()
+        }
+        expect(fixtures.hits.tenant).toBe(13)
+        expect(events.filter((reason) => reason === 'admitted_free')).toHaveLength(10)
+        clock.set(T0 + 61_000)
+        const after = await get(app, '/me/tenant', key)
+        expect(after.headers['ratelimit']).toBe('"minute";r=2;t=60, "hour";r=1;t=3539')
+      })
+
+      it('takes a cost of n from both windows at once, or nothing (memory, rate-limiter-flexible, Redis)', async () => {
+        const backends: [string, NonNullable<SaikuOptions['limiter']>][] = [
+          ['memory', {}],
+          ['rate-limiter-flexible', { backend: createRateLimiterBackend() }],
+        ]
+        const redis = redisUrl === undefined ? undefined : new Redis(redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: 1 })
+        await redis?.ping()
+        if (redis !== undefined) backends.push(['redis', { backend: createRedisLimiter({ client: redis, keyPrefix: `cost-${randomUUID()}` }) }])
+        try {
+          for (const [name, limiter] of backends) {
+            const app = start({ ...costOption(), limiter })
+            const { key } = await mint(app, tiny, [], name)
+            const hits = fixtures.hits.tenant
+            const two = await costing(app, '/me/tenant', key, 2)
+            expect(two.status, name).toBe(200)
+            expect(two.headers['ratelimit']).toMatch(/^"minute";r=1;t=60, "hour";r=3;t=3600$/)
+            const refused = await costing(app, '/me/tenant', key, 2)
+            expectJsonError(refused, 429, 'rate_limited', 'Rate limit exceeded: 3 requests per minute. This request costs 2; 1 left. Retry in 60 s.')
+            expect(refused.headers['retry-after']).toBe('60')
+            // Nothing was taken from either window.
+            expect(refused.headers['ratelimit']).toMatch(/^"minute";r=1;t=60, "hour";r=3;t=3600$/)
+            const one = await costing(app, '/me/tenant', key, 1)
+            expect(one.status).toBe(200)
+            expect(one.headers['ratelimit']).toMatch(/^"minute";r=0;t=60, "hour";r=2;t=3600$/)
+            expect(fixtures.hits.tenant - hits).toBe(2)
+          }
+        } finally {
+          redis?.disconnect()
+        }
+      })
+
+      it('waits for the window short of the cost, then admits it: Retry-After names the hour when the hour lacks room', async () => {
+        const app = start(costOption())
+        const { key } = await mint(app, tiny)
+        expect((await costing(app, '/me/tenant', key, 3)).status).toBe(200)
+        clock.set(T0 + 61_000)
+        const byHour = await costing(app, '/me/tenant', key, 3)
+        expectJsonError(byHour, 429, 'rate_limited', 'Rate limit exceeded: 5 requests per hour. This request costs 3; 2 left. Retry in 3539 s.')
+        expect(byHour.headers['retry-after']).toBe('3539')
+        expect(byHour.headers['ratelimit']).toBe('"minute";r=3;t=60, "hour";r=2;t=3539')
+        expect((await costing(app, '/me/tenant', key, 2)).status).toBe(200)
+        clock.set(T0 + 3_600_000)
+        expect((await costing(app, '/me/tenant', key, 3)).status).toBe(200)
+      })
+
+      it('answers a cost larger than a window with a 429 that says it can never pass, without Retry-After or counting', async () => {
+        const events: string[] = []
+        const app = start({ ...costOption(), onDecision: (e) => events.push(e.reason) })
+        const { key } = await mint(app, tiny)
+        const huge = await costing(app, '/me/tenant', key, 4)
+        expectJsonError(huge, 429, 'rate_limited', 'This request costs 4 units, more than the 3 per minute this plan allows: it can never be admitted.')
+        expect(huge.headers['retry-after']).toBeUndefined()
+        expect(events).toEqual(['cost_exceeds_limit'])
+        expect(fixtures.hits.tenant).toBe(0)
+        expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=2;t=60, "hour";r=4;t=3600')
+      })
+
+      it.each([
+        ['-1', 'cost: expected a whole number of units, 0 or more, got -1'],
+        ['1.5', 'cost: expected a whole number of units, 0 or more, got 1.5'],
+        ['NaN', 'cost: expected a whole number of units, 0 or more, got NaN'],
+        ['Infinity', 'cost: expected a whole number of units, 0 or more, got Infinity'],
+        ['text', 'cost: expected a whole number of units, 0 or more, got "text"'],
+        ['throw', 'cost table bug'],
+      ])('answers a cost of %s with a JSON 500 and an onError call, never a silent pass', async (sent, message) => {
+        const errors: Error[] = []
+        const events: string[] = []
+        const app = start({ ...costOption(), onError: (e) => errors.push(e), onDecision: (e) => events.push(e.reason) })
+        const { key } = await mint(app, tiny)
+        expectJsonError(await costing(app, '/me/tenant', key, sent), 500, 'internal_error', 'An unexpected error occurred.')
+        expect(errors.map((e) => e.message)).toEqual([message])
+        expect(events).toEqual(['invalid_cost'])
+        expect(fixtures.hits.tenant).toBe(0)
+        expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=2;t=60, "hour";r=4;t=3600')
+      })
+    })
+
+    describe('rolling windows', () => {
+      it('never lets twice the limit through at a boundary: the first requests count until their sub-window drops out', async () => {
+        const app = start({ windows: 'rolling' })
+        const { key } = await mint(app, tiny)
+        for (const at of [0, 1_000, 2_000]) {
+          clock.set(T0 + at)
+          expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        }
+        clock.set(T0 + 60_000)
+        const refused = await get(app, '/me/tenant', key)
+        expectJsonError(refused, 429, 'rate_limited', 'Rate limit exceeded: 3 requests per minute. Retry in 6 s.')
+        expect(refused.headers['retry-after']).toBe('6')
+        expect(refused.headers['ratelimit']).toBe('"minute";r=0;t=6, "hour";r=2;t=3900')
+        clock.set(T0 + 65_999)
+        expect((await get(app, '/me/tenant', key)).status).toBe(429)
+        clock.set(T0 + 66_000)
+        const admitted = await get(app, '/me/tenant', key)
+        expect(admitted.status).toBe(200)
+        expect(admitted.headers['ratelimit']).toBe('"minute";r=2;t=66, "hour";r=1;t=3894')
+        expect(fixtures.hits.tenant).toBe(4)
+      })
+
+      it('takes a cost from both rolling windows or nothing, and a free request still shows the counts', async () => {
+        const app = start({ windows: 'rolling', cost: ({ request: req }) => Number(req.headers['x-cost'] ?? 1) })
+        const { key } = await mint(app, tiny)
+        expect((await get(app, '/me/tenant', key).set('X-Cost', '2')).headers['ratelimit']).toBe('"minute";r=1;t=66, "hour";r=3;t=3960')
+        const refused = await get(app, '/me/tenant', key).set('X-Cost', '2')
+        expect(refused.status).toBe(429)
+        expect(refused.headers['retry-after']).toBe('66')
+        const free = await get(app, '/me/tenant', key).set('X-Cost', '0')
+        expect(free.status).toBe(200)
+        expect(free.headers['ratelimit']).toBe('"minute";r=1;t=66, "hour";r=3;t=3960')
       })
     })
 

@@ -14,6 +14,7 @@ import { bodyFields, createKey, exchangeToken, getBilling, listKeys, revokeKey, 
 import type { TokenSetup } from './tokens.js'
 import { openApiDocument } from './openapi.js'
 import { createRefusalLog } from './refusals.js'
+import { routeCost } from './costs.js'
 import { createDashboard, recordApiAction } from './dashboard/index.js'
 import type { DashboardStore } from './dashboard/db.js'
 import type { DashboardSettings } from './dashboard/settings.js'
@@ -107,6 +108,11 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   app.use(requestLog(logger))
   // Public documents: another method is a 405 here too, before any key is asked for.
   app.route('/openapi.json').get((_req, res) => res.json(openApiDocument)).all(methodNotAllowed(['GET']))
+  // For load balancers and orchestrators, which hold no key: answered before authentication, so never counted.
+  app
+    .route('/healthz')
+    .get((_req, res) => res.set('cache-control', 'no-store').json({ status: 'ok' }))
+    .all(methodNotAllowed(['GET']))
   const { tokens } = options
   if (tokens !== undefined) {
     app.route('/.well-known/jwks.json').get((_req, res) => res.json(tokens.issuer.jwks())).all(methodNotAllowed(['GET']))
@@ -114,6 +120,7 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
 
   const auth = saikuAuth(store, {
     subscription: { exemptPaths: ['/me/billing'] },
+    cost: routeCost,
     ...(tokens === undefined ? {} : { jwt: tokens.verifier }),
     ...(options.limiter === undefined ? {} : { limiter: options.limiter }),
     ...(options.cacheTtlMs === undefined ? {} : { cache: { ttlMs: options.cacheTtlMs } }),

@@ -67,6 +67,13 @@ export const openApiDocument = {
         responses: { '200': { description: 'The OpenAPI document', content: { 'application/json': { schema: { $ref: '#/components/schemas/OpenApiDocument' } } } } },
       },
     },
+    '/healthz': {
+      get: {
+        summary: 'Liveness: the process answers. Needs no key and is never counted against a limit',
+        security: [],
+        responses: { '200': { description: 'Alive', content: { 'application/json': { schema: { $ref: '#/components/schemas/Health' } } } } },
+      },
+    },
     '/me/tenant': {
       get: {
         summary: 'The tenant the API key belongs to',
@@ -151,6 +158,7 @@ export const openApiDocument = {
   components: {
     securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'sk_live_… or sk_test_…' } },
     schemas: {
+      Health: { type: 'object', required: ['status'], properties: { status: { const: 'ok' } }, additionalProperties: false },
       Error: {
         type: 'object',
         required: ['error', 'message'],

@@ -557,6 +557,16 @@ describe('logs', () => {
   })
 })
 
+describe('the health check', () => {
+  it('answers GET /healthz without a key, with no rate-limit fields', async () => {
+    const health = await call(server, 'GET', '/healthz')
+    expect(health.status).toBe(200)
+    expect(health.body).toEqual({ status: 'ok' })
+    expect(health.headers.get('ratelimit')).toBeNull()
+    expect((await call(server, 'DELETE', '/healthz')).status).toBe(405)
+  })
+})
+
 describe('the OpenAPI document', () => {
   it('describes every response the server gave', async () => {
     const served = await call(server, 'GET', '/openapi.json')

@@ -80,10 +80,13 @@ function seconds(ms: number): number {
   return Math.ceil(ms / 1000)
 }
 
-/** The window that decides: when refused, the one `Retry-After` points at; else the one with least left. */
-export function bindingWindow(decision: LimitDecision): WindowState {
+/**
+ * The window that decides: when refused, the one `Retry-After` points at (a
+ * window without room for the request's `cost`); else the one with least left.
+ */
+export function bindingWindow(decision: LimitDecision, cost = 1): WindowState {
   const { minute, hour } = decision
-  if (!decision.admitted) return hour.remaining === 0 && hour.resetMs >= decision.retryAfterMs ? hour : minute
+  if (!decision.admitted) return hour.remaining < cost && hour.resetMs >= decision.retryAfterMs ? hour : minute
   // Ties go to the hour: it takes longer to come back.
   return minute.remaining < hour.remaining ? minute : hour
 }
@@ -93,8 +96,8 @@ export function retryAfterSeconds(decision: LimitDecision): number {
   return Math.max(1, seconds(decision.retryAfterMs))
 }
 
-/** Adds the rate-limit fields of `mode` to `headers`. `policy` is the precomputed `RateLimit-Policy`. */
-export function addRateLimitHeaders(headers: HeaderMap, mode: RateLimitHeaderMode, policy: string, decision: LimitDecision): void {
+/** Adds the rate-limit fields of `mode` to `headers`. `policy` is the precomputed `RateLimit-Policy`; `cost` the request's. */
+export function addRateLimitHeaders(headers: HeaderMap, mode: RateLimitHeaderMode, policy: string, decision: LimitDecision, cost = 1): void {
   if (mode === 'draft-11') {
     const { minute, hour } = decision
     headers['ratelimit-policy'] = policy
@@ -104,6 +107,6 @@ export function addRateLimitHeaders(headers: HeaderMap, mode: RateLimitHeaderMod
     headers['x-ratelimit-remaining-minute'] = String(decision.minute.remaining)
     headers['x-ratelimit-limit-hour'] = String(decision.hour.limit)
     headers['x-ratelimit-remaining-hour'] = String(decision.hour.remaining)
-    headers['x-ratelimit-reset'] = String(seconds(bindingWindow(decision).resetMs))
+    headers['x-ratelimit-reset'] = String(seconds(bindingWindow(decision, cost).resetMs))
   }
 }

@@ -7,6 +7,7 @@ export type {
   Authenticator,
   AuthenticatorStats,
   AuthRequest,
+  CostRequest,
   DecisionEvent,
   DecisionReason,
   SaikuPrincipal,
@@ -81,7 +82,7 @@ export type {
 } from './jwt.js'
 export { createRateLimiterBackend } from './limiter.js'
 export { createMemoryLimiter } from './memory-limiter.js'
-export type { MemoryLimiterBackend, MemoryLimiterOptions } from './memory-limiter.js'
+export type { MemoryLimiterBackend, MemoryLimiterOptions, WindowKind } from './memory-limiter.js'
 export type {
   LimitDecision,
   LimiterBackend,

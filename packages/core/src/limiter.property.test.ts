@@ -8,7 +8,7 @@ function adapterSubject(): LimiterSubject {
   const backend = createRateLimiterBackend()
   return {
     setNow: (ms) => vi.setSystemTime(ms),
-    consume: (key, limits) => backend.consume(key, limits),
+    consume: (key, limits, cost) => backend.consume(key, limits, cost),
     peek: (key, limits) => backend.peek!(key, limits),
   }
 }
@@ -22,6 +22,10 @@ describe('the rate-limiter-flexible adapter against the reference model', () => 
 
   it('decides every random sequence as the model does: edges, tier changes, refusals, steps back, peeks', async () => {
     await assertMatchesModel(adapterSubject, { numRuns: 600, tenants: 2 })
+  })
+
+  it('takes a request’s cost from both windows or nothing, as the model does (random costs, some above a window)', async () => {
+    await assertMatchesModel(adapterSubject, { numRuns: 300, tenants: 2, costs: true })
   })
 
   it('admits at most twice a window’s limit in any interval of its length', async () => {

@@ -30,7 +30,16 @@ export interface LimitDecision {
  * Implement it to plug in a backend that decides both windows in one call.
  */
 export interface LimiterBackend {
-  consume(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
+  /**
+   * Takes `cost` units (a whole number, at least 1; default 1) from both windows,
+   * or nothing: admitted only when each window has at least `cost` left. When
+   * refused, `retryAfterMs` is the wait until every window short of `cost` starts
+   * over. The authenticator never passes 0 (a free request is not counted) nor a
+   * cost above either limit (refused before the backend is asked). A backend
+   * written before costs existed ignores the argument and counts 1: use such a
+   * backend only with the default cost.
+   */
+  consume(tenantKey: string, limits: WindowLimits, cost?: number): Promise<LimitDecision>
   /**
    * Optional: what a request would be told now, without counting it, and
    * writing nothing (usage pages, dashboards). `remaining` is what is left
@@ -38,12 +47,17 @@ export interface LimiterBackend {
    */
   peek?(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
   /**
+   * How the backend's windows count; default `'fixed'`. The authenticator's `windows`
+   * option must match it (a `SaikuConfigError` otherwise).
+   */
+  readonly windows?: 'fixed' | 'rolling'
+  /**
    * True when the backend lives in this process and cannot hang (memory):
    * the authenticator then skips the `limiter.timeoutMs` deadline.
    */
   readonly inProcess?: boolean
   /** Optional: the same decision without a promise, for backends that can decide at once. */
-  consumeSync?(tenantKey: string, limits: WindowLimits): LimitDecision
+  consumeSync?(tenantKey: string, limits: WindowLimits, cost?: number): LimitDecision
   /**
    * Optional: what a request would be told now, without counting it or moving
    * any window. Dashboards read usage through it (`authenticator.usage()`).
@@ -106,10 +120,11 @@ function windowState(window: WindowName, limit: number, count: number, res: Rate
   return { window, limit, remaining: Math.max(0, limit - count), resetMs: Math.max(1, resetMs) }
 }
 
-function decision(admitted: boolean, minute: WindowState, hour: WindowState): LimitDecision {
-  if (admitted) return { admitted, minute, hour, retryAfterMs: 0 }
-  const retryAfterMs = Math.max(minute.remaining === 0 ? minute.resetMs : 0, hour.remaining === 0 ? hour.resetMs : 0)
-  return { admitted, minute, hour, retryAfterMs }
+/** `minuteRoom`, `hourRoom`: whether each window has room for the request's cost. */
+function decision(minuteRoom: boolean, hourRoom: boolean, minute: WindowState, hour: WindowState): LimitDecision {
+  if (minuteRoom && hourRoom) return { admitted: true, minute, hour, retryAfterMs: 0 }
+  const retryAfterMs = Math.max(minuteRoom ? 0 : minute.resetMs, hourRoom ? 0 : hour.resetMs)
+  return { admitted: false, minute, hour, retryAfterMs }
 }
 
 /**
@@ -143,18 +158,18 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
     })
   }
 
-  function count(limiter: RateLimiterAbstract, tenantKey: string): Promise<RateLimiterRes> {
+  function count(limiter: RateLimiterAbstract, tenantKey: string, cost: number): Promise<RateLimiterRes> {
     try {
-      return counted(limiter.consume(tenantKey, 1))
+      return counted(limiter.consume(tenantKey, cost))
     } catch (error) {
       return Promise.reject(asStoreError(error, 'limiter', 'rate limiter backend failed'))
     }
   }
 
-  function giveBack(limiter: RateLimiterAbstract, tenantKey: string, consumed: RateLimiterRes): Promise<unknown> {
-    // Near the window's end the point is left to expire with it: a late give-back
-    // would start the next window at -1 and admit one request too many.
-    return consumed.msBeforeNext > giveBackMarginMs ? counted(limiter.reward(tenantKey, 1)) : Promise.resolve()
+  function giveBack(limiter: RateLimiterAbstract, tenantKey: string, consumed: RateLimiterRes, cost: number): Promise<unknown> {
+    // Near the window's end the points are left to expire with it: a late give-back
+    // would start the next window below 0 and admit requests too many.
+    return consumed.msBeforeNext > giveBackMarginMs ? counted(limiter.reward(tenantKey, cost)) : Promise.resolve()
   }
 
   async function read(limiter: RateLimiterAbstract, tenantKey: string): Promise<RateLimiterRes | null | undefined> {
@@ -165,26 +180,27 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
     }
   }
 
-  async function peek(tenantKey: string, limits: WindowLimits): Promise<LimitDecision> {
+  async function peek(tenantKey: string, limits: WindowLimits, cost = 1): Promise<LimitDecision> {
     const [minuteRes, hourRes] = await Promise.all([read(minute, tenantKey), read(hour, tenantKey)])
     const minuteCount = liveCount(minuteRes)
     const hourCount = liveCount(hourRes)
     return decision(
-      minuteCount < limits.perMinute && hourCount < limits.perHour,
+      minuteCount + cost <= limits.perMinute,
+      hourCount + cost <= limits.perHour,
       windowState('minute', limits.perMinute, minuteCount, minuteRes, MINUTE_MS),
       windowState('hour', limits.perHour, hourCount, hourRes, HOUR_MS),
     )
   }
 
-  async function decide(tenantKey: string, limits: WindowLimits): Promise<LimitDecision> {
-    const seen = await peek(tenantKey, limits)
+  async function decide(tenantKey: string, limits: WindowLimits, cost: number): Promise<LimitDecision> {
+    const seen = await peek(tenantKey, limits, cost)
     if (!seen.admitted) return seen
-    const [minuteCall, hourCall] = await Promise.allSettled([count(minute, tenantKey), count(hour, tenantKey)])
+    const [minuteCall, hourCall] = await Promise.allSettled([count(minute, tenantKey, cost), count(hour, tenantKey, cost)])
     if (minuteCall.status === 'rejected' || hourCall.status === 'rejected') {
       // Nothing was admitted: give back whichever window did count, then report the failure.
       await Promise.allSettled([
-        minuteCall.status === 'fulfilled' ? giveBack(minute, tenantKey, minuteCall.value) : undefined,
-        hourCall.status === 'fulfilled' ? giveBack(hour, tenantKey, hourCall.value) : undefined,
+        minuteCall.status === 'fulfilled' ? giveBack(minute, tenantKey, minuteCall.value, cost) : undefined,
+        hourCall.status === 'fulfilled' ? giveBack(hour, tenantKey, hourCall.value, cost) : undefined,
       ])
       throw minuteCall.status === 'rejected' ? minuteCall.reason : (hourCall as PromiseRejectedResult).reason
     }
@@ -193,17 +209,19 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
     if (minuteRes.consumedPoints <= limits.perMinute && hourRes.consumedPoints <= limits.perHour) {
       return decision(
         true,
+        true,
         windowState('minute', limits.perMinute, minuteRes.consumedPoints, minuteRes, MINUTE_MS),
         windowState('hour', limits.perHour, hourRes.consumedPoints, hourRes, HOUR_MS),
       )
     }
-    // Another process counted in between: this request lost, gives back both points, and
-    // reports the windows as they are without it.
-    await Promise.all([giveBack(minute, tenantKey, minuteRes), giveBack(hour, tenantKey, hourRes)])
+    // Another process counted in between: this request lost, gives back its points in both
+    // windows, and reports the windows as they are without it.
+    await Promise.all([giveBack(minute, tenantKey, minuteRes, cost), giveBack(hour, tenantKey, hourRes, cost)])
     return decision(
-      false,
-      windowState('minute', limits.perMinute, minuteRes.consumedPoints - 1, minuteRes, MINUTE_MS),
-      windowState('hour', limits.perHour, hourRes.consumedPoints - 1, hourRes, HOUR_MS),
+      minuteRes.consumedPoints <= limits.perMinute,
+      hourRes.consumedPoints <= limits.perHour,
+      windowState('minute', limits.perMinute, minuteRes.consumedPoints - cost, minuteRes, MINUTE_MS),
+      windowState('hour', limits.perHour, hourRes.consumedPoints - cost, hourRes, HOUR_MS),
     )
   }
 
@@ -212,13 +230,13 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
   const queues = new Map<string, Promise<unknown>>()
   let pending = 0
 
-  function consume(tenantKey: string, limits: WindowLimits): Promise<LimitDecision> {
+  function consume(tenantKey: string, limits: WindowLimits, cost = 1): Promise<LimitDecision> {
     if (pending >= maxPendingCalls) {
       return Promise.reject(new SaikuStoreError('limiter', `${pending} rate limiter calls already pending`))
     }
     pending++
     const previous = queues.get(tenantKey)
-    const run = previous === undefined ? decide(tenantKey, limits) : previous.then(() => decide(tenantKey, limits))
+    const run = previous === undefined ? decide(tenantKey, limits, cost) : previous.then(() => decide(tenantKey, limits, cost))
     const settled = run.then(
       () => undefined,
       () => undefined,
@@ -234,6 +252,6 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
   return {
     inProcess: options.factory === undefined,
     consume,
-    peek,
+    peek: (tenantKey, limits) => peek(tenantKey, limits),
   }
 }

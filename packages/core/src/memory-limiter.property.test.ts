@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest'
 import { LimiterModel } from '../../../test/limiter-model.js'
-import { assertMatchesModel, T0, type LimiterSubject } from '../../../test/limiter-properties.js'
+import { assertEvenRateAdmitted, assertMatchesModel, T0, type LimiterSubject } from '../../../test/limiter-properties.js'
 import { createMemoryLimiter } from './memory-limiter.js'
 
-function memorySubject(maxTenants?: number): LimiterSubject {
+function memorySubject(maxTenants?: number, windows: 'fixed' | 'rolling' = 'fixed'): LimiterSubject {
   let now = T0
-  const limiter = createMemoryLimiter({ now: () => now, ...(maxTenants === undefined ? {} : { maxTenants }) })
+  const limiter = createMemoryLimiter({ now: () => now, windows, ...(maxTenants === undefined ? {} : { maxTenants }) })
   return {
     setNow: (ms) => (now = ms),
-    consume: (key, limits) => limiter.consumeSync(key, limits),
+    consume: (key, limits, cost) => limiter.consumeSync(key, limits, cost),
     peek: (key, limits) => limiter.peekSync(key, limits),
   }
 }
@@ -18,12 +18,51 @@ describe('the memory backend against the reference model', () => {
     await assertMatchesModel(() => memorySubject(), { numRuns: 3_000, tenants: 2 })
   })
 
+  it('takes a request’s cost from both windows or nothing, as the model does (random costs, some above a window)', async () => {
+    await assertMatchesModel(() => memorySubject(), { numRuns: 1_500, tenants: 2, costs: true })
+  })
+
+  it('admits at most twice a window’s limit in units in any interval of its length, with random costs', async () => {
+    await assertMatchesModel(() => memorySubject(), { numRuns: 500, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 60, costs: true })
+  })
+
   it('forgets the tenant seen least recently when full, as the model does', async () => {
     await assertMatchesModel(() => memorySubject(2), { numRuns: 1_500, tenants: 3, maxTenants: 2 })
   })
 
   it('admits at most twice a window’s limit in any interval of its length', async () => {
     await assertMatchesModel(() => memorySubject(), { numRuns: 1_500, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 60 })
+  })
+})
+
+describe('the memory backend’s rolling windows against their model', () => {
+  it('decides every random sequence as the model does, and each Retry-After is the true earliest admission', async () => {
+    await assertMatchesModel(() => memorySubject(undefined, 'rolling'), { numRuns: 1_000, tenants: 2, costs: true, windows: 'rolling' })
+  })
+
+  it('never admits more than a window’s limit in any span of its length, both windows at once', async () => {
+    await assertMatchesModel(() => memorySubject(undefined, 'rolling'), { numRuns: 800, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 80, costs: true, windows: 'rolling' })
+  })
+
+  it('never refuses a client sending evenly at 10/11 of L/W', async () => {
+    await assertEvenRateAdmitted(() => memorySubject(undefined, 'rolling'), { numRuns: 40, minuteMs: 60_000, hourMs: 3_600_000, maxLimit: 60 })
+  })
+
+  it('counts the oldest sub-window whole: a minute of 3 admits again only once the first 6 s have dropped out', () => {
+    let now = T0
+    const limiter = createMemoryLimiter({ now: () => now, windows: 'rolling' })
+    const limits = { perMinute: 3, perHour: 100 }
+    for (const at of [0, 1_000, 2_000]) {
+      now = T0 + at
+      expect(limiter.consumeSync('t', limits).admitted).toBe(true)
+    }
+    now = T0 + 60_000
+    // Fixed windows would start over here; the requests of 0-6 s still count until 66 s.
+    expect(limiter.consumeSync('t', limits)).toMatchObject({ admitted: false, retryAfterMs: 6_000, minute: { remaining: 0, resetMs: 6_000 }, hour: { remaining: 97 } })
+    now = T0 + 65_999
+    expect(limiter.consumeSync('t', limits)).toMatchObject({ admitted: false, retryAfterMs: 1 })
+    now = T0 + 66_000
+    expect(limiter.consumeSync('t', limits)).toMatchObject({ admitted: true, minute: { remaining: 2, resetMs: 66_000 } })
   })
 })
 

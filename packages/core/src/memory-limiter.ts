@@ -1,9 +1,18 @@
 import { SaikuConfigError } from './errors.js'
 import type { LimitDecision, LimiterBackend, WindowState } from './limiter.js'
 import type { WindowLimits } from './tiers.js'
+import { countIn, currentIndex, fullResetMs, HOUR_OFFSET, MINUTE_OFFSET, newRollingState, ROLLING_SUBWINDOWS, usedAt, waitMs, type RollingState } from './rolling.js'
+
+/** How a backend's windows count: fixed windows from a tenant's first request, or rolling ones (see `rolling.ts`). */
+export type WindowKind = 'fixed' | 'rolling'
+export const WINDOW_KINDS: readonly WindowKind[] = Object.freeze(['fixed', 'rolling'])
 
 const MINUTE_MS = 60_000
 const HOUR_MS = 3_600_000
+const MINUTE_WIDTH_MS = MINUTE_MS / ROLLING_SUBWINDOWS
+const HOUR_WIDTH_MS = HOUR_MS / ROLLING_SUBWINDOWS
+/** A tenant not counted yet: read, never written. */
+const EMPTY_STATE: RollingState = Object.freeze(newRollingState()) as RollingState
 
 /** One tenant's two fixed windows (start time and count of each), linked in the order tenants were last seen. */
 interface Windows {
@@ -12,6 +21,8 @@ interface Windows {
   minuteCount: number
   hourStartMs: number
   hourCount: number
+  /** With rolling windows: both of them, in sub-windows (24 numbers). */
+  rolling: RollingState | null
   /** Seen before this one (toward the least recently seen), and after it. */
   older: Windows | null
   newer: Windows | null
@@ -27,11 +38,17 @@ export interface MemoryLimiterOptions {
   readonly maxTenants?: number
   /** The clock; default `Date.now`, read at every call. */
   readonly now?: () => number
+  /**
+   * `'fixed'` (default): each window starts at a tenant's first request and ends its
+   * length later. `'rolling'`: no span of a window's length ever admits more than its
+   * limit (see the README's "How the limits count"); 24 numbers, about 240 bytes more per tenant.
+   */
+  readonly windows?: WindowKind
 }
 
 export interface MemoryLimiterBackend extends LimiterBackend {
   /** The same decision, without a promise: the in-process hot path. */
-  consumeSync(tenantKey: string, limits: WindowLimits): LimitDecision
+  consumeSync(tenantKey: string, limits: WindowLimits, cost?: number): LimitDecision
   /** What a request would be told now, without counting it; changes nothing. */
   peekSync(tenantKey: string, limits: WindowLimits): LimitDecision
   peek(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
@@ -62,6 +79,8 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     throw new SaikuConfigError('limiter.maxTenants', 'a positive integer', maxTenants)
   }
   const now = options.now ?? ((): number => Date.now())
+  const windowKind = options.windows ?? 'fixed'
+  if (!WINDOW_KINDS.includes(windowKind)) throw new SaikuConfigError('limiter.windows', 'one of "fixed", "rolling"', windowKind)
   const tenants = new Map<string, Windows>()
   // A list through the entries in the order they were last seen: the oldest is the
   // tenant idle longest, forgotten first when the map is full. Moving an entry is a
@@ -85,14 +104,57 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   }
 
   /** A tenant's first admitted request since it was last forgotten: both windows start now. */
-  function add(tenantKey: string, nowMs: number): void {
+  function add(tenantKey: string, nowMs: number, cost: number): Windows {
     if (tenants.size >= maxTenants && oldest !== null) {
       tenants.delete(oldest.key)
       unlink(oldest)
     }
-    const windows: Windows = { key: tenantKey, minuteStartMs: nowMs, minuteCount: 1, hourStartMs: nowMs, hourCount: 1, older: null, newer: null }
+    const rolling = windowKind === 'rolling' ? newRollingState() : null
+    const windows: Windows = { key: tenantKey, minuteStartMs: nowMs, minuteCount: cost, hourStartMs: nowMs, hourCount: cost, rolling, older: null, newer: null }
     tenants.set(tenantKey, windows)
     append(windows)
+    return windows
+  }
+
+  /**
+   * Rolling windows: admitted only if both have room for `cost` now, then counted in
+   * both (when `count`). A window short of room reports the wait until it has room
+   * (the true earliest admission, nothing else admitted meanwhile); one with room,
+   * the wait until all it counts has dropped out.
+   */
+  function decideRolling(tenantKey: string, limits: WindowLimits, cost: number, count: boolean): LimitDecision {
+    const nowMs = now()
+    let windows = tenants.get(tenantKey)
+    const rolling = windows?.rolling ?? EMPTY_STATE
+    const minuteIndex = currentIndex(rolling, MINUTE_OFFSET, nowMs, MINUTE_WIDTH_MS)
+    const hourIndex = currentIndex(rolling, HOUR_OFFSET, nowMs, HOUR_WIDTH_MS)
+    const minuteUsed = usedAt(rolling, MINUTE_OFFSET, minuteIndex)
+    const hourUsed = usedAt(rolling, HOUR_OFFSET, hourIndex)
+    const minuteWait = minuteUsed + cost <= limits.perMinute ? 0 : waitMs(rolling, MINUTE_OFFSET, minuteIndex, nowMs, MINUTE_WIDTH_MS, limits.perMinute, cost)
+    const hourWait = hourUsed + cost <= limits.perHour ? 0 : waitMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, limits.perHour, cost)
+    const admitted = minuteWait === 0 && hourWait === 0
+    if (count && windows !== undefined && windows !== newest) {
+      unlink(windows)
+      append(windows)
+    }
+    if (count && admitted) {
+      windows ??= add(tenantKey, nowMs, 0)
+      countIn(windows.rolling!, MINUTE_OFFSET, minuteIndex, cost)
+      countIn(windows.rolling!, HOUR_OFFSET, hourIndex, cost)
+      // What was just counted, in the current sub-windows, is the last to drop out.
+      return {
+        admitted,
+        minute: state('minute', limits.perMinute, minuteUsed + cost, (minuteIndex + ROLLING_SUBWINDOWS + 1) * MINUTE_WIDTH_MS - nowMs),
+        hour: state('hour', limits.perHour, hourUsed + cost, (hourIndex + ROLLING_SUBWINDOWS + 1) * HOUR_WIDTH_MS - nowMs),
+        retryAfterMs: 0,
+      }
+    }
+    return {
+      admitted,
+      minute: state('minute', limits.perMinute, minuteUsed, minuteWait || fullResetMs(rolling, MINUTE_OFFSET, minuteIndex, nowMs, MINUTE_WIDTH_MS, MINUTE_MS)),
+      hour: state('hour', limits.perHour, hourUsed, hourWait || fullResetMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, HOUR_MS)),
+      retryAfterMs: admitted ? 0 : Math.max(minuteWait, hourWait),
+    }
   }
 
   /**
@@ -103,7 +165,7 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
    */
   function count(windows: Windows | undefined, tenantKey: string, limits: WindowLimits, nowMs: number): number {
     if (windows === undefined) {
-      add(tenantKey, nowMs)
+      add(tenantKey, nowMs, 1)
       return 0
     }
     if (windows !== newest) {
@@ -127,15 +189,15 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   }
 
   /** What a request would be told now, from the windows as they stand. */
-  function peekAt(windows: Windows | undefined, limits: WindowLimits, nowMs: number): LimitDecision {
+  function peekAt(windows: Windows | undefined, limits: WindowLimits, nowMs: number, cost = 1): LimitDecision {
     const minuteLive = windows !== undefined && nowMs < windows.minuteStartMs + MINUTE_MS
     const hourLive = windows !== undefined && nowMs < windows.hourStartMs + HOUR_MS
     const minuteCount = minuteLive ? windows.minuteCount : 0
     const hourCount = hourLive ? windows.hourCount : 0
     const minute = state('minute', limits.perMinute, minuteCount, minuteLive ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS)
     const hour = state('hour', limits.perHour, hourCount, hourLive ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS)
-    const minuteWait = minuteCount >= limits.perMinute ? minute.resetMs : 0
-    const hourWait = hourCount >= limits.perHour ? hour.resetMs : 0
+    const minuteWait = minuteCount + cost > limits.perMinute ? minute.resetMs : 0
+    const hourWait = hourCount + cost > limits.perHour ? hour.resetMs : 0
     const waitMs = minuteWait > hourWait ? minuteWait : hourWait
     return { admitted: waitMs === 0, minute, hour, retryAfterMs: waitMs }
   }
@@ -144,14 +206,17 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     return count(tenants.get(key), key, limits, now())
   }
 
-  // `count` and `peekAt` in one pass: the in-process hot path.
-  function consumeSync(tenantKey: string, limits: WindowLimits): LimitDecision {
+  // `count` and `peekAt` in one pass: the in-process hot path. `cost` units are
+  // taken from both windows or none; a cost above a window's limit is always refused.
+  function consumeSync(tenantKey: string, limits: WindowLimits, cost = 1): LimitDecision {
+    if (windowKind === 'rolling') return decideRolling(tenantKey, limits, cost, true)
     const nowMs = now()
     const windows = tenants.get(tenantKey)
-    if (windows === undefined) {
-      add(tenantKey, nowMs)
-      return { admitted: true, minute: state('minute', limits.perMinute, 1, MINUTE_MS), hour: state('hour', limits.perHour, 1, HOUR_MS), retryAfterMs: 0 }
+    if (windows === undefined && cost <= limits.perMinute && cost <= limits.perHour) {
+      add(tenantKey, nowMs, cost)
+      return { admitted: true, minute: state('minute', limits.perMinute, cost, MINUTE_MS), hour: state('hour', limits.perHour, cost, HOUR_MS), retryAfterMs: 0 }
     }
+    if (windows === undefined) return peekAt(undefined, limits, nowMs, cost)
     if (windows !== newest) {
       unlink(windows)
       append(windows)
@@ -160,24 +225,26 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     const hourLive = nowMs < windows.hourStartMs + HOUR_MS
     let minuteCount = minuteLive ? windows.minuteCount : 0
     let hourCount = hourLive ? windows.hourCount : 0
-    const admitted = minuteCount < limits.perMinute && hourCount < limits.perHour
+    const admitted = minuteCount + cost <= limits.perMinute && hourCount + cost <= limits.perHour
     if (admitted) {
       if (!minuteLive) windows.minuteStartMs = nowMs
       if (!hourLive) windows.hourStartMs = nowMs
-      windows.minuteCount = ++minuteCount
-      windows.hourCount = ++hourCount
+      windows.minuteCount = minuteCount += cost
+      windows.hourCount = hourCount += cost
     }
-    const minute = state('minute', limits.perMinute, minuteCount, minuteLive ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS)
-    const hour = state('hour', limits.perHour, hourCount, hourLive ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS)
+    const minute = state('minute', limits.perMinute, minuteCount, minuteLive || admitted ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS)
+    const hour = state('hour', limits.perHour, hourCount, hourLive || admitted ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS)
     if (admitted) return { admitted, minute, hour, retryAfterMs: 0 }
-    const minuteWait = minuteCount >= limits.perMinute ? minute.resetMs : 0
-    const hourWait = hourCount >= limits.perHour ? hour.resetMs : 0
+    const minuteWait = minuteCount + cost > limits.perMinute ? minute.resetMs : 0
+    const hourWait = hourCount + cost > limits.perHour ? hour.resetMs : 0
     return { admitted, minute, hour, retryAfterMs: minuteWait > hourWait ? minuteWait : hourWait }
   }
 
-  const peekSync = (tenantKey: string, limits: WindowLimits): LimitDecision => peekAt(tenants.get(tenantKey), limits, now())
+  const peekSync = (tenantKey: string, limits: WindowLimits): LimitDecision =>
+    windowKind === 'rolling' ? decideRolling(tenantKey, limits, 1, false) : peekAt(tenants.get(tenantKey), limits, now())
   return {
     inProcess: true,
+    windows: windowKind,
     consumeSync,
     peekSync,
     hitSync,
@@ -187,7 +254,7 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       if (windows.minuteCount > 0) windows.minuteCount--
       if (windows.hourCount > 0) windows.hourCount--
     },
-    consume: (tenantKey, limits) => Promise.resolve(consumeSync(tenantKey, limits)),
+    consume: (tenantKey, limits, cost) => Promise.resolve(consumeSync(tenantKey, limits, cost)),
     peek: (tenantKey, limits) => Promise.resolve(peekSync(tenantKey, limits)),
     get trackedTenants() {
       return tenants.size

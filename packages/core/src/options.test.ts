@@ -53,6 +53,12 @@ describe('resolveOptions', () => {
     [{ keyStoreTimeoutMs: 0 }, 'keyStoreTimeoutMs: expected an integer number of milliseconds from 1 to 2147483647, got 0'],
     [{ subscription: { exemptPaths: ['billing'] } }, 'subscription.exemptPaths[0]: expected a path starting with "/", got "billing"'],
     [{ onDecision: 'log' }, 'onDecision: expected a function, got "log"'],
+    [{ cost: 2 }, 'cost: expected a function, got 2'],
+    [{ windows: 'sliding' }, 'windows: expected one of "fixed", "rolling", got "sliding"'],
+    [{ windows: 'rolling', limiter: { factory: () => ({}) } }, 'windows: expected "fixed" with limiter.factory (rate-limiter-flexible counts fixed windows only; rolling windows need the memory backend or @saiku/redis), got "rolling"'],
+    [{ windows: 'rolling', limiter: { backend: { consume: () => Promise.reject(new Error('unused')) } } }, 'windows: expected "fixed", as limiter.backend counts (build the backend with windows: "rolling"), got "rolling"'],
+    [{ windows: 'fixed', limiter: { backend: { windows: 'rolling', consume: () => Promise.reject(new Error('unused')) } } }, 'windows: expected "rolling", as limiter.backend counts (build the backend with windows: "fixed"), got "fixed"'],
+    [{ cost: { '/me/usage': 0 } }, 'cost: expected a function, got an object'],
     [{ limiter: { backend: {} } }, 'limiter.backend: expected an object with a consume(tenantKey, limits) method, got an object'],
     [{ windowMs: 60_000 }, 'windowMs: expected a known option'],
   ])('rejects %j with a precise message', (input, message) => {

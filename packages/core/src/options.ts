@@ -2,11 +2,11 @@ import { SaikuConfigError } from './errors.js'
 import { RATE_LIMIT_HEADER_MODES, type RateLimitHeaderMode } from './http.js'
 import { KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
 import type { LimiterBackend, RateLimiterFactory } from './limiter.js'
-import { createMemoryLimiter } from './memory-limiter.js'
+import { createMemoryLimiter, WINDOW_KINDS, type WindowKind } from './memory-limiter.js'
 import { resolveTierTable, type TierLimits, type TierTable } from './tiers.js'
 import type { KeyVerifier } from './verifier.js'
 import { createJwtVerifier, type JwtVerifierOptions } from './jwt.js'
-import type { AuthRequest, DecisionEvent } from './pipeline.js'
+import type { AuthRequest, CostRequest, DecisionEvent } from './pipeline.js'
 
 export type KeyStoreFailurePolicy = 'closed' | 'serve-stale'
 export type LimiterFailurePolicy = 'closed' | 'open'
@@ -18,6 +18,14 @@ export interface SaikuOptions {
   tiers?: Readonly<Record<string, TierLimits>>
   /** Default `"draft-11"`. */
   rateLimitHeaders?: RateLimitHeaderMode
+  /**
+   * `'fixed'` (default): each window starts at a tenant's first request, so up to twice
+   * a limit can pass across a boundary. `'rolling'`: no span of a window's length ever
+   * admits more than its limit. For the memory backend and `@saiku/redis`
+   * (`createRedisLimiter({ windows: 'rolling' })`); not for `limiter.factory`.
+   * Default: what `limiter.backend` counts, else `'fixed'`.
+   */
+  windows?: WindowKind
   limiter?: {
     /** Builds each window's rate-limiter-flexible limiter (Redis, Postgres, …). Default: memory. */
     factory?: RateLimiterFactory
@@ -104,6 +112,15 @@ export interface SaikuOptions {
    * go to this verifier (options for `createJwtVerifier`, or one of your own).
    */
   jwt?: JwtVerifierOptions | KeyVerifier
+  /**
+   * Units a request takes from both of its tenant's windows, asked once the key
+   * and tenant are known: a whole number, default 1 for every request. 0: neither
+   * counted nor refused by the limits (health checks, usage reads). A cost above a
+   * window's limit is refused with a 429 that says it can never be admitted. Any
+   * other value (negative, fractional, NaN, not a number) or a throw is a 500 and
+   * an `onError` call.
+   */
+  cost?: (request: CostRequest) => number
   /** Called with every decision, for logs and metrics. Never receives a secret. */
   onDecision?: (event: DecisionEvent) => void
   /** Called with every store failure and misconfigured tenant, whatever the policy did with it. */
@@ -114,6 +131,7 @@ export interface ResolvedOptions {
   readonly realm: string
   readonly tiers: TierTable
   readonly rateLimitHeaders: RateLimitHeaderMode
+  readonly windows: WindowKind
   readonly limiter: {
     readonly factory: RateLimiterFactory | undefined
     readonly backend: LimiterBackend | undefined
@@ -132,6 +150,7 @@ export interface ResolvedOptions {
   readonly lastUsedResolutionMs: number
   readonly verifier: KeyVerifier | undefined
   readonly jwtVerifier: KeyVerifier | undefined
+  readonly cost: ((request: CostRequest) => number) | undefined
   readonly onDecision: ((event: DecisionEvent) => void) | undefined
   readonly onError: ((error: Error) => void) | undefined
 }
@@ -140,6 +159,7 @@ const KNOWN_OPTIONS: Readonly<Record<string, readonly string[] | null>> = {
   realm: null,
   tiers: null,
   rateLimitHeaders: null,
+  windows: null,
   limiter: ['factory', 'backend', 'keyPrefix', 'maxTenants', 'timeoutMs', 'insurance'],
   cache: ['ttlMs', 'negativeTtlMs', 'maxEntries', 'maxStaleMs'],
   keyStoreTimeoutMs: null,
@@ -151,6 +171,7 @@ const KNOWN_OPTIONS: Readonly<Record<string, readonly string[] | null>> = {
   lastUsedResolutionMs: null,
   verifier: null,
   jwt: null,
+  cost: null,
   onDecision: null,
   onError: null,
 }
@@ -241,6 +262,13 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
   if (backend !== undefined && factory !== undefined) {
     throw new SaikuConfigError('limiter', 'either factory or backend, not both', 'both')
   }
+  const windows = oneOf<WindowKind>('windows', options.windows, WINDOW_KINDS, backend?.windows ?? 'fixed')
+  if (windows === 'rolling' && factory !== undefined) {
+    throw new SaikuConfigError('windows', '"fixed" with limiter.factory (rate-limiter-flexible counts fixed windows only; rolling windows need the memory backend or @saiku/redis)', windows)
+  }
+  if (backend !== undefined && windows !== (backend.windows ?? 'fixed')) {
+    throw new SaikuConfigError('windows', `"${backend.windows ?? 'fixed'}", as limiter.backend counts (build the backend with windows: "${windows}")`, windows)
+  }
   const insuranceOption = limiter.insurance ?? false
   if (typeof insuranceOption !== 'boolean' && typeof (insuranceOption as LimiterBackend)?.consume !== 'function') {
     throw new SaikuConfigError('limiter.insurance', 'a boolean or a LimiterBackend', insuranceOption)
@@ -311,13 +339,14 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     realm,
     tiers: resolveTierTable(options.tiers),
     rateLimitHeaders: oneOf('rateLimitHeaders', options.rateLimitHeaders, RATE_LIMIT_HEADER_MODES, 'draft-11'),
+    windows,
     limiter: Object.freeze({
       factory,
       backend,
       keyPrefix,
       maxTenants: positiveInteger('limiter.maxTenants', limiter.maxTenants, 100_000),
       timeoutMs: durationMs('limiter.timeoutMs', limiter.timeoutMs, 1_000, 1),
-      insurance: insuranceOption === true ? createMemoryLimiter() : insuranceOption === false ? undefined : (insuranceOption as LimiterBackend),
+      insurance: insuranceOption === true ? createMemoryLimiter({ windows }) : insuranceOption === false ? undefined : (insuranceOption as LimiterBackend),
     }),
     cache: Object.freeze({
       ttlMs,
@@ -337,6 +366,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     lastUsedResolutionMs: durationMs('lastUsedResolutionMs', options.lastUsedResolutionMs, 60_000),
     verifier,
     jwtVerifier,
+    cost: optionalFunction<(request: CostRequest) => number>('cost', options.cost),
     onDecision: optionalFunction<(event: DecisionEvent) => void>('onDecision', options.onDecision),
     onError: optionalFunction<(error: Error) => void>('onError', options.onError),
   })

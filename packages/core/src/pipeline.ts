@@ -104,6 +104,16 @@ function mountPrefixLength(path: string, prefix: string): number {
   return length
 }
 
+/** What the `cost` option is asked about: a verified request of a known tenant. */
+export interface CostRequest {
+  /** Upper case, as sent. */
+  readonly method: string
+  /** The path as the app routes it where the middleware is mounted (see `routePath`), without the query. */
+  readonly path: string
+  readonly tenant: TenantView
+  readonly request: AuthRequest
+}
+
 /** The spec's `GET /me/tenant` body. */
 export interface TenantView {
   readonly tenantId: string
@@ -120,7 +130,11 @@ export interface SaikuPrincipal {
   readonly limits: WindowLimits
   /** The realm of the authenticator that admitted it, for later challenges (403). */
   readonly realm: string
-  /** The counts after this request; null when the limiter failed open. */
+  /**
+   * The counts after this request; null when the limiter failed open. For a
+   * request that cost 0, the counts as they stand (read without counting), or
+   * null when the backend cannot read them or the read failed.
+   */
   readonly rateLimit: LimitDecision | null
 }
 
@@ -136,6 +150,7 @@ export type AuthDecision = AdmittedDecision | ErrorResponse
 export type DecisionReason =
   | 'admitted'
   | 'admitted_without_limits'
+  | 'admitted_free'
   | 'missing_credentials'
   | 'ambiguous_credentials'
   | 'malformed_credentials'
@@ -143,6 +158,8 @@ export type DecisionReason =
   | 'unknown_tenant'
   | 'no_subscription'
   | 'rate_limited'
+  | 'cost_exceeds_limit'
+  | 'invalid_cost'
   | 'key_store_unavailable'
   | 'limiter_unavailable'
   | 'misconfigured_tenant'
@@ -313,7 +330,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   const options = resolveOptions(input)
   // Read Date.now on every call (not a saved reference), so a faked Date moves everything together.
   const now = (): number => Date.now()
-  const { realm, rateLimitHeaders: headerMode, onDecision, onError } = options
+  const { realm, rateLimitHeaders: headerMode, onDecision, onError, cost: costOf } = options
 
   const reportError = (error: Error): void => {
     try {
@@ -352,7 +369,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   const limiter: LimiterBackend =
     options.limiter.backend ??
     (options.limiter.factory === undefined
-      ? createMemoryLimiter({ maxTenants: options.limiter.maxTenants, now })
+      ? createMemoryLimiter({ maxTenants: options.limiter.maxTenants, now, windows: options.windows })
       : createRateLimiterBackend({ factory: options.limiter.factory, keyPrefix: options.limiter.keyPrefix }))
   const limiterIdentity: object =
     options.limiter.backend ?? (options.limiter.factory === undefined ? limiter : factoryIdentity(options.limiter.factory, options.limiter.keyPrefix))
@@ -441,10 +458,11 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     return refuse(request, 'service_unavailable', 'key_store_unavailable', {})
   }
 
-  function unexpected(request: AuthRequest, error: unknown): ErrorResponse {
-    // Only user code can get here (a predicate that throws): still a JSON answer, never a rejection.
+  function unexpected(request: AuthRequest, error: unknown, reason: DecisionReason = 'internal_error', ids: { readonly keyId?: string; readonly tenantId?: string } = {}): ErrorResponse {
+    // Only user code can get here (a predicate or cost function that throws or returns
+    // nonsense): still a JSON answer, never a rejection.
     reportError(error instanceof Error ? error : new Error(String(error)))
-    return refuse(request, 'internal_error', 'internal_error', {})
+    return refuse(request, 'internal_error', reason, ids)
   }
 
   // The stages below return at once when nothing has to be awaited (key and
@@ -569,50 +587,114 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     // Already counted by another authenticator on this limiter: its counts stand.
     const prior = request.principal as { [admittedMark]?: AdmittedMark; tenant?: TenantView; rateLimit?: LimitDecision | null } | undefined
     if (prior?.[admittedMark]?.countedBy === limiterIdentity && prior.tenant?.tenantId === credential.tenantId && prior.rateLimit != null) {
-      return finish(request, credential, tenant, prior.rateLimit)
+      return finish(request, credential, tenant, prior.rateLimit, 1)
+    }
+    let cost = 1
+    if (costOf !== undefined) {
+      let value: unknown
+      try {
+        value = costOf({ method: request.method, path: routePath(request), tenant: tenant.view, request })
+      } catch (error) {
+        return unexpected(request, error, 'invalid_cost', credential)
+      }
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+        return unexpected(request, new SaikuConfigError('cost', 'a whole number of units, 0 or more', value), 'invalid_cost', credential)
+      }
+      cost = value
+      if (cost === 0) return free(request, credential, tenant, limits)
+      if (cost > limits.perMinute || cost > limits.perHour) return tooCostly(request, credential, limits, cost)
     }
     if (limiter.consumeSync !== undefined) {
       let rateLimit: LimitDecision
       try {
-        rateLimit = limiter.consumeSync(credential.tenantId, limits)
+        rateLimit = limiter.consumeSync(credential.tenantId, limits, cost)
       } catch (error) {
-        return limiterFailed(request, credential, tenant, limits, error)
+        return limiterFailed(request, credential, tenant, limits, cost, error)
       }
-      return finish(request, credential, tenant, rateLimit)
+      return finish(request, credential, tenant, rateLimit, cost)
     }
-    return afterCounting(request, credential, tenant, limits)
+    return afterCounting(request, credential, tenant, limits, cost)
   }
 
-  async function afterCounting(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, limits: WindowLimits): Promise<AuthDecision> {
+  /** A cost no window can ever hold: a refusal that says so, with no Retry-After to wait out. */
+  function tooCostly(request: AuthRequest, credential: VerifiedCredential, limits: WindowLimits, cost: number): ErrorResponse {
+    const [limit, window] = cost > limits.perMinute ? [limits.perMinute, 'minute'] : [limits.perHour, 'hour']
+    const message = `This request costs ${cost} units, more than the ${limit} per ${window} this plan allows: it can never be admitted.`
+    return refuse(request, 'rate_limited', 'cost_exceeds_limit', credential, message)
+  }
+
+  /**
+   * Cost 0: neither counted nor refused by the limits. The rate-limit fields tell
+   * the counts as they stand, read without counting where the backend can; when
+   * it cannot, or the read fails (reported to `onError`), they are left out.
+   */
+  function free(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, limits: WindowLimits): Outcome {
+    const peekSync = (limiter as Partial<MemoryLimiterBackend>).peekSync
+    if (peekSync !== undefined) {
+      let seen: LimitDecision | null = null
+      try {
+        seen = peekSync(credential.tenantId, limits)
+      } catch (error) {
+        reportError(asStoreError(error, 'limiter', 'rate limiter peek failed'))
+      }
+      return admitFree(request, credential, tenant, seen)
+    }
+    if (limiter.peek === undefined) return admitFree(request, credential, tenant, null)
+    return afterPeeking(request, credential, tenant, limits)
+  }
+
+  async function afterPeeking(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, limits: WindowLimits): Promise<AuthDecision> {
+    let seen: LimitDecision | null = null
+    try {
+      const peeked = limiter.peek!(credential.tenantId, limits)
+      seen = await (limiterTimeoutMs === 0 ? peeked : withTimeout(peeked, limiterTimeoutMs, 'limiter', 'rate limiter'))
+    } catch (error) {
+      reportError(error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter peek failed'))
+    }
+    return admitFree(request, credential, tenant, seen)
+  }
+
+  function admitFree(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, seen: LimitDecision | null): AdmittedDecision {
+    const headers: HeaderMap = {}
+    // Admitted whatever the counts say: a spent window still admits what costs nothing.
+    const rateLimit = seen === null ? null : { ...seen, admitted: true, retryAfterMs: 0 }
+    if (rateLimit !== null) addRateLimitHeaders(headers, headerMode, tenant.policy, rateLimit)
+    emit(request, 200, null, 'admitted_free', credential.keyId, credential.tenantId)
+    const principal = { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits!, realm, rateLimit, [admittedMark]: uncountedMark }
+    return { ok: true, principal, headers }
+  }
+
+  async function afterCounting(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, limits: WindowLimits, cost: number): Promise<AuthDecision> {
     let rateLimit: LimitDecision
     try {
-      const consumed = limiter.consume(credential.tenantId, limits)
+      const consumed = limiter.consume(credential.tenantId, limits, cost)
       rateLimit = await (limiterTimeoutMs === 0 ? consumed : withTimeout(consumed, limiterTimeoutMs, 'limiter', 'rate limiter'))
     } catch (error) {
-      return limiterFailed(request, credential, tenant, limits, error)
+      return limiterFailed(request, credential, tenant, limits, cost, error)
     }
-    return finish(request, credential, tenant, rateLimit)
+    return finish(request, credential, tenant, rateLimit, cost)
   }
 
-  async function limiterFailed(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, limits: WindowLimits, error: unknown): Promise<AuthDecision> {
+  async function limiterFailed(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, limits: WindowLimits, cost: number, error: unknown): Promise<AuthDecision> {
     reportError(error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter failed'))
     if (options.failurePolicy.limiter === 'closed') {
       return refuse(request, 'service_unavailable', 'limiter_unavailable', credential)
     }
     const insurance = options.limiter.insurance
-    const rateLimit = insurance === undefined ? null : await insurance.consume(credential.tenantId, limits).catch(() => null)
-    return finish(request, credential, tenant, rateLimit)
+    const rateLimit = insurance === undefined ? null : await insurance.consume(credential.tenantId, limits, cost).catch(() => null)
+    return finish(request, credential, tenant, rateLimit, cost)
   }
 
-  function finish(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, rateLimit: LimitDecision | null): AuthDecision {
+  function finish(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, rateLimit: LimitDecision | null, cost: number): AuthDecision {
     const headers: HeaderMap = {}
     if (rateLimit !== null) {
-      addRateLimitHeaders(headers, headerMode, tenant.policy, rateLimit)
+      addRateLimitHeaders(headers, headerMode, tenant.policy, rateLimit, cost)
       if (!rateLimit.admitted) {
         const retryAfter = retryAfterSeconds(rateLimit)
         headers['retry-after'] = String(retryAfter)
-        const binding = bindingWindow(rateLimit)
-        const message = `Rate limit exceeded: ${binding.limit} requests per ${binding.window}. Retry in ${retryAfter} s.`
+        const binding = bindingWindow(rateLimit, cost)
+        const costs = cost === 1 ? '' : ` This request costs ${cost}; ${binding.remaining} left.`
+        const message = `Rate limit exceeded: ${binding.limit} requests per ${binding.window}.${costs} Retry in ${retryAfter} s.`
         return refuse(request, 'rate_limited', 'rate_limited', credential, message, headers)
       }
     }

@@ -2,9 +2,11 @@ import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LimiterModel } from '../../../test/limiter-model.js'
-import { assertMatchesModel, T0, type LimiterSubject } from '../../../test/limiter-properties.js'
+import { assertEvenRateAdmitted, assertMatchesModel, T0, type LimiterSubject } from '../../../test/limiter-properties.js'
 import { redisUrl } from '../../../test/services.js'
+import { createAuthenticator, DEFAULT_TIERS, MemoryKeyStore } from '@saiku/core'
 import { createRedisLimiter, createRedisLimiterAt } from './limiter.js'
+import { rollingRedisOptions } from './readme-rolling.js'
 
 describe.skipIf(redisUrl === undefined)('the Redis script against the reference model, time injected', () => {
   let client: Redis
@@ -14,13 +16,13 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
   })
   afterAll(() => client.disconnect())
 
-  function redisSubject(): LimiterSubject {
+  function redisSubject(windows: 'fixed' | 'rolling' = 'fixed', lengths: { minuteMs?: number; hourMs?: number } = {}): LimiterSubject {
     let now = T0
     const keyPrefix = `prop-${randomUUID()}`
-    const limiter = createRedisLimiterAt({ client, keyPrefix, now: () => now })
+    const limiter = createRedisLimiterAt({ client, keyPrefix, now: () => now, windows, ...lengths })
     return {
       setNow: (ms) => (now = ms),
-      consume: (key, limits) => limiter.consume(key, limits),
+      consume: (key, limits, cost) => limiter.consume(key, limits, cost),
       peek: (key, limits) => limiter.peek(key, limits),
       close: async () => {
         const keys = await client.keys(`${keyPrefix}:*`)
@@ -30,11 +32,76 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
   }
 
   it('decides every random sequence as the model does: edges, tier changes, refusals, steps back, peeks', async () => {
-    await assertMatchesModel(redisSubject, { numRuns: 800, tenants: 2 })
+    await assertMatchesModel(() => redisSubject(), { numRuns: 800, tenants: 2 })
+  })
+
+  it('takes a request’s cost from both windows or nothing in one script, as the model does (random costs)', async () => {
+    await assertMatchesModel(() => redisSubject(), { numRuns: 250, tenants: 2, costs: true })
   })
 
   it('admits at most twice a window’s limit in any interval of its length', async () => {
-    await assertMatchesModel(redisSubject, { numRuns: 100, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 50 })
+    await assertMatchesModel(() => redisSubject(), { numRuns: 100, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 50 })
+  })
+
+  it('decides rolling windows as their model does, each Retry-After the true earliest admission, in one script', async () => {
+    await assertMatchesModel(() => redisSubject('rolling'), { numRuns: 300, tenants: 2, costs: true, windows: 'rolling' })
+  })
+
+  it('never admits more than a rolling window’s limit in any span of its length, both windows at once', async () => {
+    await assertMatchesModel(() => redisSubject('rolling'), { numRuns: 150, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 60, costs: true, windows: 'rolling' })
+  })
+
+  it('never refuses a client sending evenly at 10/11 of L/W through rolling windows (windows scaled to 1 s and 60 s)', async () => {
+    await assertEvenRateAdmitted((lengths) => redisSubject('rolling', lengths), { numRuns: 12, minuteMs: 1_000, hourMs: 60_000, maxLimit: 10 })
+  })
+
+  it('runs the README’s rolling setup: an authenticator counting rolling windows in Redis', async () => {
+    const tenantId = `t-${randomUUID()}`
+    const store = new MemoryKeyStore({ tenants: [{ tenantId, tenantSlug: 'acme', tier: 'tiny', connectionName: 'w', subscription: { status: 'active' } }], tiers: { ...DEFAULT_TIERS, tiny: { perMinute: 2, perHour: 10 } } })
+    const options = rollingRedisOptions(client)
+    const auth = createAuthenticator(store, { ...options, tiers: { tiny: { perMinute: 2, perHour: 10 } } })
+    const { key } = await auth.keys.create(tenantId, { label: 'agent' })
+    const request = { headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' }
+    expect((await auth.authenticate(request)).ok).toBe(true)
+    expect((await auth.authenticate(request)).ok).toBe(true)
+    const refused = await auth.authenticate(request)
+    expect(refused).toMatchObject({ ok: false, status: 429 })
+    expect(Number((refused as { headers: Record<string, string> }).headers['retry-after'])).toBeGreaterThanOrEqual(1)
+    const backend = options.limiter!.backend as ReturnType<typeof createRedisLimiter>
+    expect(Object.keys(await client.hgetall(backend.keyFor(tenantId)))).toHaveLength(24)
+    auth.close()
+  })
+
+  it('takes a cost of n in one round trip, all or nothing, fixed and rolling', async () => {
+    for (const windows of ['fixed', 'rolling'] as const) {
+      const limiter = createRedisLimiter({ client, keyPrefix: `cost-${randomUUID()}`, windows })
+      const limits = { perMinute: 5, perHour: 50 }
+      // Loaded first, so a cold script cache (EVALSHA, then EVAL) does not count here.
+      await limiter.consume('warm-up', limits, 1)
+      await client.config('RESETSTAT')
+      expect(await limiter.consume('t', limits, 3)).toMatchObject({ admitted: true, minute: { remaining: 2 }, hour: { remaining: 47 } })
+      const before = await client.hgetall(limiter.keyFor('t'))
+      expect(await limiter.consume('t', limits, 3)).toMatchObject({ admitted: false, minute: { remaining: 2 }, hour: { remaining: 47 } })
+      expect(await client.hgetall(limiter.keyFor('t'))).toEqual(before)
+      const stats = await client.info('commandstats')
+      const calls = Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]))
+      expect((calls.evalsha ?? 0) + (calls.eval ?? 0), windows).toBe(2)
+    }
+  })
+
+  it('decides rolling windows in one round trip, and a peek writes nothing', async () => {
+    const limiter = createRedisLimiter({ client, keyPrefix: `rolling-${randomUUID()}`, windows: 'rolling' })
+    const limits = { perMinute: 5, perHour: 50 }
+    await client.config('RESETSTAT')
+    for (let i = 0; i < 7; i++) expect((await limiter.consume('t', limits, 1)).admitted).toBe(i < 5)
+    const before = await client.hgetall(limiter.keyFor('t'))
+    expect(Object.keys(before)).toHaveLength(24)
+    expect(await limiter.peek('t', limits)).toMatchObject({ admitted: false, minute: { remaining: 0 }, hour: { remaining: 45 } })
+    expect(await client.hgetall(limiter.keyFor('t'))).toEqual(before)
+    const stats = await client.info('commandstats')
+    const calls = Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]))
+    expect((calls.evalsha ?? 0) + (calls.eval ?? 0)).toBe(8)
+    expect(await client.pttl(limiter.keyFor('t'))).toBeGreaterThan(3_600_000)
   })
 
   it('keeps the minute running when the hour starts over, and the hash alive until the later window ends', async () => {
