@@ -42,8 +42,9 @@ export interface LimiterBackend {
   consume(tenantKey: string, limits: WindowLimits, cost?: number): Promise<LimitDecision>
   /**
    * Optional: what a request would be told now, without counting it, and
-   * writing nothing (usage pages, dashboards). `remaining` is what is left
-   * before such a request; `admitted` whether it would be admitted.
+   * writing nothing or moving any window (`authenticator.usage()`, dashboards).
+   * `remaining` is what is left before such a request; `admitted` whether it
+   * would be admitted.
    */
   peek?(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
   /**
@@ -58,11 +59,6 @@ export interface LimiterBackend {
   readonly inProcess?: boolean
   /** Optional: the same decision without a promise, for backends that can decide at once. */
   consumeSync?(tenantKey: string, limits: WindowLimits, cost?: number): LimitDecision
-  /**
-   * Optional: what a request would be told now, without counting it or moving
-   * any window. Dashboards read usage through it (`authenticator.usage()`).
-   */
-  peek?(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
 }
 
 export interface RateLimiterFactoryOptions {
