@@ -9,7 +9,7 @@ import {
   type SaikuMiddleware,
   type SaikuOptions,
 } from '@saiku/express'
-import { reportedPath, SaikuStoreError, type TenantAdminStore } from '@saiku/core'
+import { createMemoryLimiter, reportedPath, SaikuStoreError, usageFromDecision, type LimiterBackend, type TenantAdminStore } from '@saiku/core'
 import { bodyFields, createKey, exchangeToken, getBilling, listKeys, revokeKey, startTrial, type ApiResult } from './api.js'
 import type { TokenSetup } from './tokens.js'
 import { openApiDocument } from './openapi.js'
@@ -78,6 +78,24 @@ const jsonBody: RequestHandler[] = [
   express.json({ limit: '16kb' }),
 ]
 
+/**
+ * The limiter as `GET /me/usage` sees it: each request reads the tenant's counts
+ * (one peek, one round trip with Redis) and is admitted whatever they say, so
+ * reading usage neither spends nor is refused by the limits.
+ */
+export function uncountedLimiter(backend: LimiterBackend): LimiterBackend {
+  const peek = backend.peek?.bind(backend)
+  if (peek === undefined) throw new TypeError('GET /me/usage needs a limiter backend that can peek')
+  return {
+    ...(backend.inProcess === undefined ? {} : { inProcess: backend.inProcess }),
+    consume: async (tenantKey, limits) => {
+      const seen = await peek(tenantKey, limits)
+      return seen.admitted ? seen : { ...seen, admitted: true, retryAfterMs: 0 }
+    },
+    peek,
+  }
+}
+
 /** Logs one line per request when it finishes: method, path without the query, status, tenant, key ID. */
 function requestLog(logger: Logger): RequestHandler {
   return (req, res, next) => {
@@ -112,16 +130,22 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     app.route('/.well-known/jwks.json').get((_req, res) => res.json(tokens.issuer.jwks())).all(methodNotAllowed(['GET']))
   }
 
-  const auth = saikuAuth(store, {
+  if (options.limiter?.factory !== undefined) throw new TypeError('createApp: pass the limiter as a backend, so that GET /me/usage reads the same counts')
+  // One backend for both mounts below: the usage route reads what the API counts.
+  const backend = options.limiter?.backend ?? createMemoryLimiter()
+  const authOptions: SaikuOptions = {
     subscription: { exemptPaths: ['/me/billing'] },
     ...(tokens === undefined ? {} : { jwt: tokens.verifier }),
-    ...(options.limiter === undefined ? {} : { limiter: options.limiter }),
+    limiter: { ...options.limiter, backend },
     ...(options.cacheTtlMs === undefined ? {} : { cache: { ttlMs: options.cacheTtlMs } }),
     onDecision: (event) => {
       if (event.status >= 400) refusals.record(event)
     },
     onError: (error) => logger.error({ msg: 'store failure', err: { name: error.name, message: error.message } }),
-  })
+  }
+  const auth = saikuAuth(store, authOptions)
+  // GET /me/usage costs nothing: with a per-request cost option this mount becomes `cost: 0` for that route on `auth`.
+  const usageAuth = saikuAuth(store, { ...authOptions, limiter: { ...authOptions.limiter, backend: uncountedLimiter(backend) } })
   const keys = auth.authenticator.keys
   // The dashboard's pages come first: they answer to a session cookie, never to an API key.
   const dashboard = options.dashboard
@@ -139,6 +163,15 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
       if (result.status < 300) audit?.({ tenantId: req.saiku!.tenant.tenantId, keyId: req.saiku!.credential.keyId, action, target: target(req, result), ip: req.ip })
       return result
     }
+  app
+    .route('/me/usage')
+    .get(usageAuth, (req, res) => {
+      const { tenant, limits, rateLimit } = req.saiku!
+      // Null only when the limiter failed and the policy admitted the request anyway: there are no counts to show.
+      if (rateLimit === null) throw new SaikuHttpError('service_unavailable', 'Usage is unavailable while the rate limiter is.')
+      res.json(usageFromDecision(tenant.tenantId, limits, rateLimit))
+    })
+    .all(usageAuth, methodNotAllowed(['GET']))
   app.use(auth)
 
   app.route('/me/tenant').get((req, res) => res.json(req.saiku!.tenant)).all(methodNotAllowed(['GET']))
@@ -182,5 +215,12 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
       },
     }),
   )
-  return { app, auth, close: () => refusals.close() }
+  return {
+    app,
+    auth,
+    close: () => {
+      usageAuth.authenticator.close()
+      refusals.close()
+    },
+  }
 }

@@ -54,6 +54,7 @@ async function main(): Promise<void> {
     timeoutMs: config.shutdownTimeoutMs,
     cleanup: async () => {
       auth.authenticator.close()
+      closeApp()
       try {
         return { flushedKeyUses: await opened.flushKeyUses() }
       } finally {

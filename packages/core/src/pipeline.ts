@@ -212,6 +212,25 @@ export interface TenantUsage {
   readonly hour: WindowUsage | null
 }
 
+function windowUsage(state: LimitDecision['minute']): WindowUsage {
+  return {
+    window: state.window,
+    quota: state.limit,
+    used: state.limit - state.remaining,
+    remaining: state.remaining,
+    resetSeconds: Math.max(1, Math.ceil(state.resetMs / 1000)),
+  }
+}
+
+/**
+ * What `authenticator.usage()` answers, from a limiter decision already at hand
+ * (a principal's `rateLimit`, a peek): the body and the headers of one request
+ * then come from the same read.
+ */
+export function usageFromDecision(tenantId: string, limits: WindowLimits, decision: LimitDecision): TenantUsage {
+  return { tenantId, limits, minute: windowUsage(decision.minute), hour: windowUsage(decision.hour) }
+}
+
 export interface AuthenticatorStats {
   /** Keys (and unknown key IDs) cached: at most `cache.maxEntries`. */
   readonly cachedKeys: number
@@ -622,16 +641,6 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     return { ok: true, principal, headers }
   }
 
-  function windowUsage(state: LimitDecision['minute']): WindowUsage {
-    return {
-      window: state.window,
-      quota: state.limit,
-      used: state.limit - state.remaining,
-      remaining: state.remaining,
-      resetSeconds: Math.max(1, Math.ceil(state.resetMs / 1000)),
-    }
-  }
-
   async function usage(tenantId: string): Promise<TenantUsage | null> {
     let tenant: CachedTenant | null
     try {
@@ -649,7 +658,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     } catch (error) {
       throw error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter peek failed')
     }
-    return { tenantId, limits: tenant.limits, minute: windowUsage(decision.minute), hour: windowUsage(decision.hour) }
+    return usageFromDecision(tenantId, tenant.limits, decision)
   }
 
   return {
