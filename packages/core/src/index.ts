@@ -9,6 +9,8 @@ export type {
   AuthRequest,
   DecisionEvent,
   DecisionReason,
+  UnverifiedDecision,
+  WouldBeRefusal,
   SaikuPrincipal,
   TenantUsage,
   TenantView,

@@ -104,6 +104,26 @@ export interface SaikuOptions {
    * go to this verifier (options for `createJwtVerifier`, or one of your own).
    */
   jwt?: JwtVerifierOptions | KeyVerifier
+  /**
+   * Report-only roll-out: decide and count as usual, tell `onDecision` what would
+   * have happened (`enforced: false`), and admit the request anyway.
+   */
+  reportOnly?: {
+    /**
+     * Limits: `true` for every tenant, or the tiers and tenant IDs chosen. An
+     * over-limit request is admitted with `principal.rateLimit.admitted === false`.
+     * Default false.
+     */
+    limits?: boolean | { readonly tiers?: readonly string[]; readonly tenants?: readonly string[] }
+    /**
+     * Authentication, for every request (a key that fails names no tenant): a request
+     * whose credentials would get 401 (or 400, or the failed-authentication 429) goes
+     * on without a principal, marked as unverified (`req.saikuUnverified`). Default false.
+     */
+    authentication?: boolean
+    /** Whether requests under report-only limits carry the RateLimit fields. Default true. */
+    rateLimitHeaders?: boolean
+  }
   /** Called with every decision, for logs and metrics. Never receives a secret. */
   onDecision?: (event: DecisionEvent) => void
   /** Called with every store failure and misconfigured tenant, whatever the policy did with it. */
@@ -132,6 +152,12 @@ export interface ResolvedOptions {
   readonly lastUsedResolutionMs: number
   readonly verifier: KeyVerifier | undefined
   readonly jwtVerifier: KeyVerifier | undefined
+  readonly reportOnly: {
+    /** Whether a tenant's limits are report-only, by tier and tenant ID. */
+    readonly limits: (tier: string, tenantId: string) => boolean
+    readonly authentication: boolean
+    readonly rateLimitHeaders: boolean
+  }
   readonly onDecision: ((event: DecisionEvent) => void) | undefined
   readonly onError: ((error: Error) => void) | undefined
 }
@@ -151,6 +177,7 @@ const KNOWN_OPTIONS: Readonly<Record<string, readonly string[] | null>> = {
   lastUsedResolutionMs: null,
   verifier: null,
   jwt: null,
+  reportOnly: ['limits', 'authentication', 'rateLimitHeaders'],
   onDecision: null,
   onError: null,
 }
@@ -214,6 +241,39 @@ function exemptPathsPredicate(value: unknown): ((path: string) => boolean) | und
     const path = routed.toLowerCase()
     return prefixes.some((prefix) => prefix === '/' || path === prefix || path.startsWith(`${prefix}/`))
   }
+}
+
+const NEVER = (): boolean => false
+const ALWAYS = (): boolean => true
+
+function stringList(path: string, value: unknown, allowed?: readonly string[]): ReadonlySet<string> {
+  if (value === undefined) return new Set()
+  if (!Array.isArray(value)) throw new SaikuConfigError(path, 'an array of strings', value)
+  for (const [index, entry] of value.entries()) {
+    if (typeof entry !== 'string' || entry === '') throw new SaikuConfigError(`${path}[${index}]`, 'a non-empty string', entry)
+    if (allowed !== undefined && !allowed.includes(entry)) throw new SaikuConfigError(`${path}[${index}]`, `a tier of the tier table (${allowed.join(', ')})`, entry)
+  }
+  return new Set(value as string[])
+}
+
+function reportOnlyOption(options: Record<string, unknown>, tiers: TierTable): ResolvedOptions['reportOnly'] {
+  const group_ = group(options, 'reportOnly')
+  const limits = group_.limits ?? false
+  let limitsFor: (tier: string, tenantId: string) => boolean
+  if (typeof limits === 'boolean') limitsFor = limits ? ALWAYS : NEVER
+  else if (typeof limits === 'object' && limits !== null && !Array.isArray(limits)) {
+    checkKnown('reportOnly.limits', limits, ['tiers', 'tenants'])
+    const chosen = limits as Record<string, unknown>
+    const byTier = stringList('reportOnly.limits.tiers', chosen.tiers, Object.keys(tiers))
+    const byTenant = stringList('reportOnly.limits.tenants', chosen.tenants)
+    if (byTier.size === 0 && byTenant.size === 0) throw new SaikuConfigError('reportOnly.limits', 'true, false, or at least one tier or tenant', limits)
+    limitsFor = (tier, tenantId) => byTier.has(tier) || byTenant.has(tenantId)
+  } else throw new SaikuConfigError('reportOnly.limits', 'a boolean or { tiers, tenants }', limits)
+  const authentication = group_.authentication ?? false
+  if (typeof authentication !== 'boolean') throw new SaikuConfigError('reportOnly.authentication', 'a boolean', authentication)
+  const rateLimitHeaders = group_.rateLimitHeaders ?? true
+  if (typeof rateLimitHeaders !== 'boolean') throw new SaikuConfigError('reportOnly.rateLimitHeaders', 'a boolean', rateLimitHeaders)
+  return Object.freeze({ limits: limitsFor, authentication, rateLimitHeaders })
 }
 
 // A realm goes inside a quoted-string; keep it to characters that need no escaping.
@@ -307,9 +367,10 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     jwtVerifier = typeof (jwt as KeyVerifier).verify === 'function' ? (jwt as KeyVerifier) : createJwtVerifier(jwt as JwtVerifierOptions)
   }
 
+  const tiers = resolveTierTable(options.tiers)
   return Object.freeze({
     realm,
-    tiers: resolveTierTable(options.tiers),
+    tiers,
     rateLimitHeaders: oneOf('rateLimitHeaders', options.rateLimitHeaders, RATE_LIMIT_HEADER_MODES, 'draft-11'),
     limiter: Object.freeze({
       factory,
@@ -337,6 +398,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     lastUsedResolutionMs: durationMs('lastUsedResolutionMs', options.lastUsedResolutionMs, 60_000),
     verifier,
     jwtVerifier,
+    reportOnly: reportOnlyOption(options, tiers),
     onDecision: optionalFunction<(event: DecisionEvent) => void>('onDecision', options.onDecision),
     onError: optionalFunction<(error: Error) => void>('onError', options.onError),
   })

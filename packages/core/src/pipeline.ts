@@ -2,7 +2,7 @@ import cluster from 'node:cluster'
 import { extractBearer } from './bearer.js'
 import { LoadingCache } from './cache.js'
 import { announceKeyStoreChange, onKeyStoreChange } from './changes.js'
-import { SaikuConfigError, SaikuStoreError, type ErrorCode } from './errors.js'
+import { ERROR_STATUS, SaikuConfigError, SaikuStoreError, type ErrorCode } from './errors.js'
 import {
   addRateLimitHeaders,
   bindingWindow,
@@ -131,7 +131,26 @@ export interface AdmittedDecision {
   readonly headers: HeaderMap
 }
 
-export type AuthDecision = AdmittedDecision | ErrorResponse
+/** What would have been answered, had report-only mode not admitted the request. */
+export interface WouldBeRefusal {
+  readonly status: number
+  readonly code: ErrorCode
+  readonly reason: DecisionReason
+}
+
+/**
+ * Report-only authentication: the credentials failed, and the request goes on
+ * without a principal. Adapters set `req.saikuUnverified` / `ctx.state.saikuUnverified`
+ * to `unverified`, and leave `req.saiku` unset.
+ */
+export interface UnverifiedDecision {
+  readonly ok: true
+  readonly principal: null
+  readonly unverified: WouldBeRefusal
+  readonly headers: HeaderMap
+}
+
+export type AuthDecision = AdmittedDecision | UnverifiedDecision | ErrorResponse
 
 export type DecisionReason =
   | 'admitted'
@@ -161,6 +180,11 @@ export interface DecisionEvent {
   readonly ip: string | undefined
   readonly keyId: string | null
   readonly tenantId: string | null
+  /**
+   * False when report-only mode admitted a request it would have refused: `status`,
+   * `code` and `reason` are the refusal it would have had (`reportOnly`).
+   */
+  readonly enforced: boolean
 }
 
 export interface Authenticator {
@@ -249,6 +273,8 @@ interface CachedTenant {
   readonly limits: WindowLimits | null
   readonly limitsError: SaikuConfigError | null
   readonly policy: string
+  /** `reportOnly.limits` chose this tenant, by tier or ID. */
+  readonly reportOnlyLimits: boolean
 }
 
 function toCachedTenant(tenant: TenantRecord, options: ResolvedOptions): CachedTenant {
@@ -273,6 +299,7 @@ function toCachedTenant(tenant: TenantRecord, options: ResolvedOptions): CachedT
     limits,
     limitsError,
     policy: limits === null ? '' : rateLimitPolicy(limits),
+    reportOnlyLimits: options.reportOnly.limits(tenant.tier, tenant.tenantId),
   }
 }
 
@@ -412,10 +439,10 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   const invalidSignedTokenChallenge = { ...invalidTokenChallenge }
   const invalidRequestChallenge = { 'www-authenticate': bearerChallenge(realm, 'invalid_request') }
 
-  function emit(request: AuthRequest, status: number, code: ErrorCode | null, reason: DecisionReason, keyId: string | null, tenantId: string | null): void {
+  function emit(request: AuthRequest, status: number, code: ErrorCode | null, reason: DecisionReason, keyId: string | null, tenantId: string | null, enforced = true): void {
     if (onDecision === undefined) return
     try {
-      onDecision({ status, code, reason, method: request.method, path: reportedPath(request.url), ip: requestIp(request), keyId, tenantId })
+      onDecision({ status, code, reason, method: request.method, path: reportedPath(request.url), ip: requestIp(request), keyId, tenantId, enforced })
     } catch {
       // Observers never change an outcome.
     }
@@ -455,6 +482,20 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     }
   }
 
+  const reportOnlyAuthentication = options.reportOnly.authentication
+  const NO_HEADERS: HeaderMap = Object.freeze({})
+
+  /**
+   * A refusal of the credentials (400, 401, the failed-authentication 429): with
+   * report-only authentication, reported as such and the request admitted without a principal.
+   */
+  function refuseCredentials(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): AuthDecision {
+    if (!reportOnlyAuthentication) return refuse(request, code, reason, ids, message, headers)
+    const status = ERROR_STATUS[code]
+    emit(request, status, code, reason, ids.keyId ?? null, ids.tenantId ?? null, false)
+    return { ok: true, principal: null, unverified: { status, code, reason }, headers: NO_HEADERS }
+  }
+
   function keyStoreFailed(request: AuthRequest, error: unknown): ErrorResponse {
     reportError(asStoreError(error, 'key_store', 'key store failed'))
     return refuse(request, 'service_unavailable', 'key_store_unavailable', {})
@@ -488,19 +529,19 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     return clientKey(requestIp(request), options.failedAuth!.ipv6PrefixBits)
   }
 
-  function tooManyFailures(request: AuthRequest, waitMs: number): ErrorResponse {
+  function tooManyFailures(request: AuthRequest, waitMs: number): AuthDecision {
     const retryAfter = Math.max(1, Math.ceil(waitMs / 1000))
     const message = `Too many failed authentication attempts from this address. Retry in ${retryAfter} s.`
-    return refuse(request, 'rate_limited', 'too_many_failures', {}, message, { 'retry-after': String(retryAfter) })
+    return refuseCredentials(request, 'rate_limited', 'too_many_failures', {}, message, { 'retry-after': String(retryAfter) })
   }
 
   /** A 401, counted against the client; past its budget the answer is 429 instead. */
-  function failed(request: AuthRequest, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string } = {}, signed = false): ErrorResponse {
+  function failed(request: AuthRequest, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string } = {}, signed = false): AuthDecision {
     if (failureBudget !== null) {
       const waitMs = failureBudget.fail(clientOf(request))
       if (waitMs > 0) return tooManyFailures(request, waitMs)
     }
-    return refuse(request, 'unauthorized', reason, ids, undefined, signed ? invalidSignedTokenChallenge : invalidTokenChallenge)
+    return refuseCredentials(request, 'unauthorized', reason, ids, undefined, signed ? invalidSignedTokenChallenge : invalidTokenChallenge)
   }
 
   function decide(request: AuthRequest): Outcome {
@@ -512,9 +553,9 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     }
     const credentials = extractBearer(request)
     if (credentials.kind !== 'token') {
-      if (credentials.kind === 'missing') return refuse(request, 'unauthorized', 'missing_credentials', {}, undefined, missingChallenge)
+      if (credentials.kind === 'missing') return refuseCredentials(request, 'unauthorized', 'missing_credentials', {}, undefined, missingChallenge)
       if (credentials.kind === 'ambiguous') {
-        return refuse(request, 'invalid_request', 'ambiguous_credentials', {}, INVALID_REQUEST_MESSAGE, invalidRequestChallenge)
+        return refuseCredentials(request, 'invalid_request', 'ambiguous_credentials', {}, INVALID_REQUEST_MESSAGE, invalidRequestChallenge)
       }
       return failed(request, 'malformed_credentials')
     }
@@ -554,7 +595,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
 
   /** `lookup`: the store lookup went through the failure budget; it settles what it spent in advance. */
   function verifiedStage(request: AuthRequest, verified: VerifyResult, lookup: Lookup | null, signed = false): Outcome {
-    if (!verified.ok) return lookup?.spent === true ? refuse(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge) : failed(request, verified.reason, {}, signed)
+    if (!verified.ok) return lookup?.spent === true ? refuseCredentials(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge) : failed(request, verified.reason, {}, signed)
     if (lookup !== null) lookup.verified()
     const { credential } = verified
     const nowMs = now()
@@ -626,6 +667,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   function finish(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, rateLimit: LimitDecision | null): AuthDecision {
     const headers: HeaderMap = {}
     if (rateLimit !== null) {
+      if (tenant.reportOnlyLimits) return finishReportOnly(request, credential, tenant, rateLimit)
       addRateLimitHeaders(headers, headerMode, tenant.policy, rateLimit)
       if (!rateLimit.admitted) {
         const retryAfter = retryAfterSeconds(rateLimit)
@@ -636,9 +678,22 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       }
     }
     emit(request, 200, null, rateLimit === null ? 'admitted_without_limits' : 'admitted', credential.keyId, credential.tenantId)
+    return admit(credential, tenant, rateLimit, headers)
+  }
+
+  function admit(credential: VerifiedCredential, tenant: CachedTenant, rateLimit: LimitDecision | null, headers: HeaderMap): AdmittedDecision {
     const mark = rateLimit === null ? uncountedMark : countedMark
     const principal = { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits!, realm, rateLimit, [admittedMark]: mark }
     return { ok: true, principal, headers }
+  }
+
+  /** Report-only limits: counted as usual (a would-be refusal counts nothing), reported, admitted; no Retry-After. */
+  function finishReportOnly(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, rateLimit: LimitDecision): AuthDecision {
+    const headers: HeaderMap = {}
+    if (options.reportOnly.rateLimitHeaders) addRateLimitHeaders(headers, headerMode, tenant.policy, rateLimit)
+    if (rateLimit.admitted) emit(request, 200, null, 'admitted', credential.keyId, credential.tenantId)
+    else emit(request, ERROR_STATUS.rate_limited, 'rate_limited', 'rate_limited', credential.keyId, credential.tenantId, false)
+    return admit(credential, tenant, rateLimit, headers)
   }
 
   async function usage(tenantId: string): Promise<TenantUsage | null> {

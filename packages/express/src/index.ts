@@ -12,6 +12,7 @@ import {
   type KeyStore,
   type SaikuOptions,
   type SaikuPrincipal,
+  type WouldBeRefusal,
 } from '@saiku/core'
 
 declare global {
@@ -20,6 +21,8 @@ declare global {
     interface Request {
       /** Set by `saikuAuth` once the request is admitted. */
       saiku?: SaikuPrincipal
+      /** Set instead of `saiku` when report-only authentication admitted a request whose credentials failed: the refusal it would have had. */
+      saikuUnverified?: WouldBeRefusal
     }
   }
 }
@@ -46,7 +49,8 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
       return false
     }
     for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
-    req.saiku = decision.principal
+    if (decision.principal !== null) req.saiku = decision.principal
+    else req.saikuUnverified = decision.unverified
     return true
   }
   const middleware: RequestHandler = (req, res, next) => {
@@ -109,4 +113,4 @@ export function saikuErrorHandler(options: ErrorHandlerOptions = {}): ErrorReque
 }
 
 export { MemoryKeyStore, ownedByTenant, hasPermission, SaikuHttpError } from '@saiku/core'
-export type { KeyStore, SaikuOptions, SaikuPrincipal, TenantRecord } from '@saiku/core'
+export type { KeyStore, SaikuOptions, SaikuPrincipal, TenantRecord, WouldBeRefusal } from '@saiku/core'

@@ -12,12 +12,15 @@ import {
   type KeyStore,
   type SaikuOptions,
   type SaikuPrincipal,
+  type WouldBeRefusal,
 } from '@saiku/core'
 
 declare module 'koa' {
   interface DefaultState {
     /** Set by `saikuAuth` once the request is admitted. */
     saiku?: SaikuPrincipal
+    /** Set instead of `saiku` when report-only authentication admitted a request whose credentials failed: the refusal it would have had. */
+    saikuUnverified?: WouldBeRefusal
   }
 }
 
@@ -48,7 +51,8 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
     if (!decision.ok) return send(ctx, decision)
     const { res } = ctx
     for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
-    ctx.state.saiku = decision.principal
+    if (decision.principal !== null) ctx.state.saiku = decision.principal
+    else ctx.state.saikuUnverified = decision.unverified
     return next()
   }
   const middleware: Middleware = (ctx, next) => {
@@ -116,4 +120,4 @@ export function saikuErrors(options: ErrorMiddlewareOptions = {}): Middleware {
 }
 
 export { MemoryKeyStore, ownedByTenant, hasPermission, SaikuHttpError } from '@saiku/core'
-export type { KeyStore, SaikuOptions, SaikuPrincipal, TenantRecord } from '@saiku/core'
+export type { KeyStore, SaikuOptions, SaikuPrincipal, TenantRecord, WouldBeRefusal } from '@saiku/core'
