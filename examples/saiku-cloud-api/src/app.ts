@@ -25,6 +25,8 @@ export interface AppOptions {
   readonly logger: Logger
   readonly limiter?: SaikuOptions['limiter']
   readonly cacheTtlMs?: number
+  /** Whose limits are reported (`onDecision`, the refusal log) but not enforced. Default: none. */
+  readonly reportOnlyLimits?: NonNullable<SaikuOptions['reportOnly']>['limits']
   /** How often repeated refusals are summed up in the log. Default 10000. */
   readonly refusalLogIntervalMs?: number
   /** The dashboard's pages, sessions and activity log; without it the server is the JSON API alone. */
@@ -138,6 +140,7 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     ...(tokens === undefined ? {} : { jwt: tokens.verifier }),
     limiter: { ...options.limiter, backend },
     ...(options.cacheTtlMs === undefined ? {} : { cache: { ttlMs: options.cacheTtlMs } }),
+    ...(options.reportOnlyLimits === undefined ? {} : { reportOnly: { limits: options.reportOnlyLimits } }),
     onDecision: (event) => {
       if (event.status >= 400) refusals.record(event)
     },

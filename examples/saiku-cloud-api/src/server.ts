@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   const limiter = await createLimiter(config.redisUrl, opened.store)
   const tokens = await createTokens()
   const dashboard = { store: await openDashboardStore(opened.store), settings: readDashboardSettings() }
-  const { app, auth, close: closeApp } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens, dashboard })
+  const { app, auth, close: closeApp } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens, dashboard, reportOnlyLimits: config.reportOnlyLimits })
   const demo = await seedDemo(opened.store, createKeyManager(opened.store))
   const demoMember = demo === null ? null : await seedDemoMember(dashboard.store, opened.store)
 
@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   server.listen(config.port, config.host, () => {
     const address = server.address()
     const url = `http://${config.host}:${typeof address === 'object' && address !== null ? address.port : config.port}`
-    logger.info({ msg: 'listening', url, store: opened.description, limiter: limiter.description })
+    logger.info({ msg: 'listening', url, store: opened.description, limiter: limiter.description, reportOnlyLimits: config.reportOnlyLimits })
     // For the person at the terminal: the only time this key is ever shown.
     if (demo !== null) {
       console.error(`\nSaiku Cloud API on ${url}`)
