@@ -18,6 +18,8 @@ describe('README snippets', () => {
     ['packages/express/README.md', 'examples/express-basic/src/app.ts'],
     ['packages/koa/README.md', 'examples/koa-basic/src/app.ts'],
     ['packages/redis/README.md', 'packages/redis/src/readme-usage.ts'],
+    ['README.md', 'test/readme/report-only.ts'],
+    ['README.md', 'test/readme/usage.ts'],
   ])('%s quotes %s', (readme, example) => {
     expect(codeBlocks(read(readme))).toContain(read(example))
   })
