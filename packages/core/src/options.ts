@@ -7,6 +7,8 @@ import { resolveTierTable, type TierLimits, type TierTable } from './tiers.js'
 import type { KeyVerifier } from './verifier.js'
 import { createJwtVerifier, type JwtVerifierOptions } from './jwt.js'
 import type { AuthRequest, DecisionEvent } from './pipeline.js'
+import type { MetricsSettings } from './metrics.js'
+import type { MeterProvider } from '@opentelemetry/api'
 
 export type KeyStoreFailurePolicy = 'closed' | 'serve-stale'
 export type LimiterFailurePolicy = 'closed' | 'open'
@@ -124,6 +126,18 @@ export interface SaikuOptions {
     /** Whether requests under report-only limits carry the RateLimit fields. Default true. */
     rateLimitHeaders?: boolean
   }
+  /**
+   * OpenTelemetry metrics (see the README for each instrument). Recorded through the
+   * global MeterProvider registered before the middleware is built, or this one; with
+   * neither, nothing is recorded and nothing is paid. `false` turns them off.
+   */
+  metrics?:
+    | false
+    | {
+        meterProvider?: MeterProvider
+        /** Adds `saiku.tenant.id` to `saiku.decisions`: a series per tenant. Default false. */
+        tenantIds?: boolean
+      }
   /** Called with every decision, for logs and metrics. Never receives a secret. */
   onDecision?: (event: DecisionEvent) => void
   /** Called with every store failure and misconfigured tenant, whatever the policy did with it. */
@@ -158,6 +172,7 @@ export interface ResolvedOptions {
     readonly authentication: boolean
     readonly rateLimitHeaders: boolean
   }
+  readonly metrics: MetricsSettings | null
   readonly onDecision: ((event: DecisionEvent) => void) | undefined
   readonly onError: ((error: Error) => void) | undefined
 }
@@ -178,6 +193,7 @@ const KNOWN_OPTIONS: Readonly<Record<string, readonly string[] | null>> = {
   verifier: null,
   jwt: null,
   reportOnly: ['limits', 'authentication', 'rateLimitHeaders'],
+  metrics: ['meterProvider', 'tenantIds'],
   onDecision: null,
   onError: null,
 }
@@ -274,6 +290,18 @@ function reportOnlyOption(options: Record<string, unknown>, tiers: TierTable): R
   const rateLimitHeaders = group_.rateLimitHeaders ?? true
   if (typeof rateLimitHeaders !== 'boolean') throw new SaikuConfigError('reportOnly.rateLimitHeaders', 'a boolean', rateLimitHeaders)
   return Object.freeze({ limits: limitsFor, authentication, rateLimitHeaders })
+}
+
+function metricsOption(options: Record<string, unknown>): MetricsSettings | null {
+  if (options.metrics === false) return null
+  const group_ = group(options, 'metrics')
+  const meterProvider = group_.meterProvider as MeterProvider | undefined
+  if (meterProvider !== undefined && typeof meterProvider?.getMeter !== 'function') {
+    throw new SaikuConfigError('metrics.meterProvider', 'a MeterProvider (an object with getMeter)', meterProvider)
+  }
+  const tenantIds = group_.tenantIds ?? false
+  if (typeof tenantIds !== 'boolean') throw new SaikuConfigError('metrics.tenantIds', 'a boolean', tenantIds)
+  return Object.freeze({ meterProvider, tenantIds })
 }
 
 // A realm goes inside a quoted-string; keep it to characters that need no escaping.
@@ -399,6 +427,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     verifier,
     jwtVerifier,
     reportOnly: reportOnlyOption(options, tiers),
+    metrics: metricsOption(options),
     onDecision: optionalFunction<(event: DecisionEvent) => void>('onDecision', options.onDecision),
     onError: optionalFunction<(error: Error) => void>('onError', options.onError),
   })

@@ -21,6 +21,7 @@ import { clientKey } from './client-address.js'
 import { reportedPath } from './reported-path.js'
 import { createCompositeVerifier } from './jwt.js'
 import { createKeyManager, type KeyManager } from './management.js'
+import { createCoreMetrics } from './metrics.js'
 import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
 import type { KeyStore, Subscription, TenantRecord } from './store.js'
 import { limitsForTenant, type WindowLimits } from './tiers.js'
@@ -360,6 +361,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   // Read Date.now on every call (not a saved reference), so a faked Date moves everything together.
   const now = (): number => Date.now()
   const { realm, rateLimitHeaders: headerMode, onDecision, onError } = options
+  // Null without a MeterProvider: then no call below is timed or counted.
+  const metrics = options.metrics === null ? null : createCoreMetrics(options.metrics)
 
   const reportError = (error: Error): void => {
     try {
@@ -383,6 +386,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
           lastUsedResolutionMs: options.lastUsedResolutionMs,
           now,
           onStoreError: reportError,
+          metrics,
         })
       : undefined
   const keyVerifier: KeyVerifier = options.verifier ?? apiKeyVerifier!
@@ -395,13 +399,14 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
           environments: options.environments,
           sourceKeys: apiKeyVerifier?.keyState ?? sourceKeyStateFromStore(store, options.keyStoreTimeoutMs),
         })
-  const limiter: LimiterBackend =
+  const uninstrumentedLimiter: LimiterBackend =
     options.limiter.backend ??
     (options.limiter.factory === undefined
       ? createMemoryLimiter({ maxTenants: options.limiter.maxTenants, now })
       : createRateLimiterBackend({ factory: options.limiter.factory, keyPrefix: options.limiter.keyPrefix }))
   const limiterIdentity: object =
-    options.limiter.backend ?? (options.limiter.factory === undefined ? limiter : factoryIdentity(options.limiter.factory, options.limiter.keyPrefix))
+    options.limiter.backend ?? (options.limiter.factory === undefined ? uninstrumentedLimiter : factoryIdentity(options.limiter.factory, options.limiter.keyPrefix))
+  const limiter: LimiterBackend = metrics === null ? uninstrumentedLimiter : metrics.instrumentLimiter(uninstrumentedLimiter)
   const limiterTimeoutMs = limiter.inProcess === true ? 0 : options.limiter.timeoutMs
   warnIfMemoryLimiterInCluster(limiter)
   const customVerifier = options.verifier !== undefined || options.jwtVerifier !== undefined
@@ -440,6 +445,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   const invalidRequestChallenge = { 'www-authenticate': bearerChallenge(realm, 'invalid_request') }
 
   function emit(request: AuthRequest, status: number, code: ErrorCode | null, reason: DecisionReason, keyId: string | null, tenantId: string | null, enforced = true): void {
+    // The tier of a tenant the request got as far as: its record is in the cache by now.
+    if (metrics !== null) metrics.decision(status, reason, tenantId === null ? null : (tenants.peek(tenantId)?.view.tier ?? null), enforced, tenantId)
     if (onDecision === undefined) return
     try {
       onDecision({ status, code, reason, method: request.method, path: reportedPath(request.url), ip: requestIp(request), keyId, tenantId, enforced })
@@ -462,7 +469,15 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   }
 
   async function loadTenantRecord(tenantId: string): Promise<CachedTenant | null> {
-    const record = await withTimeout(store.findTenant(tenantId), options.keyStoreTimeoutMs, 'key_store', 'key store findTenant')
+    const started = metrics === null ? 0 : performance.now()
+    let record: TenantRecord | null
+    try {
+      record = await withTimeout(store.findTenant(tenantId), options.keyStoreTimeoutMs, 'key_store', 'key store findTenant')
+    } catch (error) {
+      metrics?.keyStoreCall('findTenant', started, false)
+      throw error
+    }
+    metrics?.keyStoreCall('findTenant', started, true)
     return record === null ? null : toCachedTenant(record, options)
   }
   const reportTenantRefreshError = (error: unknown): void => reportError(asStoreError(error, 'key_store', 'key store findTenant failed'))
@@ -490,6 +505,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
    * report-only authentication, reported as such and the request admitted without a principal.
    */
   function refuseCredentials(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): AuthDecision {
+    metrics?.failedAuthentication(reason, !reportOnlyAuthentication)
     if (!reportOnlyAuthentication) return refuse(request, code, reason, ids, message, headers)
     const status = ERROR_STATUS[code]
     emit(request, status, code, reason, ids.keyId ?? null, ids.tenantId ?? null, false)
@@ -601,6 +617,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     const nowMs = now()
     if (failureBudget !== null && credential.type === 'api_key') failureBudget.verified(credential.keyId, nowMs)
     const tenant = tenants.getFresh(credential.tenantId, nowMs)
+    metrics?.cache('tenant', tenant !== undefined)
     if (tenant === undefined) return afterLoadingTenant(request, credential)
     tenants.refreshIfDue(credential.tenantId, nowMs, loadTenantRecord, tenantTtl, reportTenantRefreshError)
     return tenantStage(request, credential, tenant, nowMs)
