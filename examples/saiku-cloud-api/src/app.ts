@@ -1,5 +1,6 @@
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express'
 import type { Logger } from 'pino'
+import type { MeterProvider } from '@opentelemetry/api'
 import {
   requirePermission,
   saikuAuth,
@@ -25,6 +26,8 @@ export interface AppOptions {
   readonly logger: Logger
   readonly limiter?: SaikuOptions['limiter']
   readonly cacheTtlMs?: number
+  /** Where the authenticator's metrics go (the Prometheus endpoint's provider). Default: the global one. */
+  readonly meterProvider?: MeterProvider
   /** Whose limits are reported (`onDecision`, the refusal log) but not enforced. Default: none. */
   readonly reportOnlyLimits?: NonNullable<SaikuOptions['reportOnly']>['limits']
   /** How often repeated refusals are summed up in the log. Default 10000. */
@@ -141,6 +144,7 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     limiter: { ...options.limiter, backend },
     ...(options.cacheTtlMs === undefined ? {} : { cache: { ttlMs: options.cacheTtlMs } }),
     ...(options.reportOnlyLimits === undefined ? {} : { reportOnly: { limits: options.reportOnlyLimits } }),
+    ...(options.meterProvider === undefined ? {} : { metrics: { meterProvider: options.meterProvider } }),
     onDecision: (event) => {
       if (event.status >= 400) refusals.record(event)
     },

@@ -12,6 +12,10 @@ export interface ServerConfig {
   readonly shutdownTimeoutMs: number
   /** REPORT_ONLY_LIMITS: whose limits are reported but not enforced; false for none. */
   readonly reportOnlyLimits: boolean | { readonly tiers: readonly string[]; readonly tenants: readonly string[] }
+  /** METRICS_PORT: where Prometheus metrics are served; undefined for none. */
+  readonly metricsPort: number | undefined
+  /** METRICS_HOST: default loopback, so the metrics are not on the API's network unless asked. */
+  readonly metricsHost: string
 }
 
 /** The default of SHUTDOWN_TIMEOUT_MS: with the 5 s cleanup bound, within the 10 s a container runtime waits before killing. */
@@ -65,6 +69,10 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   if (!/^\d{1,9}$/.test(shutdown ?? '0') || !Number.isSafeInteger(shutdownTimeoutMs) || shutdownTimeoutMs < 1) {
     throw new ConfigError(`SHUTDOWN_TIMEOUT_MS: expected a positive whole number of milliseconds, got ${JSON.stringify(shutdown)}`)
   }
+  const metricsPort = env.METRICS_PORT === undefined || env.METRICS_PORT === '' ? undefined : Number(env.METRICS_PORT)
+  if (metricsPort !== undefined && (!/^\d{1,5}$/.test(env.METRICS_PORT!) || metricsPort > 65_535)) {
+    throw new ConfigError(`METRICS_PORT: expected 0 to 65535, got ${JSON.stringify(env.METRICS_PORT)}`)
+  }
   return {
     port,
     host: env.HOST || '127.0.0.1',
@@ -73,5 +81,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     logLevel: env.LOG_LEVEL || 'info',
     shutdownTimeoutMs,
     reportOnlyLimits: readReportOnlyLimits(env.REPORT_ONLY_LIMITS),
+    metricsPort,
+    metricsHost: env.METRICS_HOST || '127.0.0.1',
   }
 }

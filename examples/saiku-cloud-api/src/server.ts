@@ -4,6 +4,7 @@ import { createApp } from './app.js'
 import { ConfigError, readConfig } from './config.js'
 import { createLimiter } from './limits.js'
 import { createLogger } from './logger.js'
+import { startMetricsEndpoint } from './metrics.js'
 import { openStore } from './store.js'
 import { gracefulShutdown } from './shutdown.js'
 import { seedDemo } from './tenants.js'
@@ -21,7 +22,11 @@ async function main(): Promise<void> {
   const limiter = await createLimiter(config.redisUrl, opened.store)
   const tokens = await createTokens()
   const dashboard = { store: await openDashboardStore(opened.store), settings: readDashboardSettings() }
-  const { app, auth, close: closeApp } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens, dashboard, reportOnlyLimits: config.reportOnlyLimits })
+  const metrics = config.metricsPort === undefined ? null : await startMetricsEndpoint(config.metricsPort, config.metricsHost)
+  if (metrics !== null) logger.info({ msg: 'metrics listening', url: metrics.url })
+  const { app, auth, close: closeApp } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens, dashboard, reportOnlyLimits: config.reportOnlyLimits,
+    ...(metrics === null ? {} : { meterProvider: metrics.meterProvider }),
+  })
   const demo = await seedDemo(opened.store, createKeyManager(opened.store))
   const demoMember = demo === null ? null : await seedDemoMember(dashboard.store, opened.store)
 
@@ -61,6 +66,7 @@ async function main(): Promise<void> {
         // Redis clients and their change feed, then the store's own feed (polling, LISTEN), the store and its pool.
         await limiter.close()
         await opened.close()
+        await metrics?.close()
       }
     },
   })
