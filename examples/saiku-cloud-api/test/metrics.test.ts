@@ -59,7 +59,8 @@ describe('the Prometheus endpoint of the reference server', () => {
     expect(sample(text, 'saiku_authentication_failures_total', {})).toBe(3)
     expect(sample(text, 'saiku_cache_lookups_total', { saiku_cache: 'key', saiku_cache_result: 'hit' })).toBe(2)
     expect(sample(text, 'saiku_key_store_duration_count', { saiku_operation: 'findKey', saiku_outcome: 'ok' })).toBe(1)
-    expect(sample(text, 'saiku_limiter_duration_count', { saiku_operation: 'consume', saiku_outcome: 'ok' })).toBe(3)
+    // Limits in this process's memory: nothing to wait on, so not timed (with REDIS_URL they are).
+    expect(text).not.toContain('saiku_limiter_duration')
     expect(text).not.toContain('tenant_id')
     expect((await fetch(metricsUrl.replace('/metrics', '/other'))).status).toBe(404)
   })

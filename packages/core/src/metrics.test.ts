@@ -36,7 +36,10 @@ const sumWhere = (points: Point[] | undefined, match: Record<string, unknown>): 
 describe('metrics, through a real MeterProvider', () => {
   it('count decisions by status, reason and tier, failed authentications, cache lookups, and time store and limiter calls', async () => {
     const { meterProvider, collect, close } = sdk()
-    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [tiny] }), { metrics: { meterProvider } })
+    // A backend outside this process, as Redis is: its calls are timed.
+    const memory = createMemoryLimiter()
+    const backend: LimiterBackend = { consume: (tenantKey, limits) => memory.consume(tenantKey, limits), peek: (tenantKey, limits) => memory.peek(tenantKey, limits) }
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [tiny] }), { limiter: { backend }, metrics: { meterProvider } })
     const { key } = await auth.keys.create('t-tiny', { label: 'agent' })
     for (let i = 0; i < 3; i++) await auth.authenticate(request(`Bearer ${key}`))
     await auth.authenticate(request())
@@ -122,12 +125,20 @@ describe('metrics, through a real MeterProvider', () => {
     await close()
   })
 
-  it('keep the memory limiter’s stats reachable through the instrumented limiter', async () => {
-    const { meterProvider, close } = sdk()
+  it('leave the in-process limiter untimed, with its stats, and add up the decisions of every authenticator on one provider', async () => {
+    const { meterProvider, collect, close } = sdk()
     const auth = createAuthenticator(new MemoryKeyStore({ tenants: [tiny] }), { metrics: { meterProvider } })
     const { key } = await auth.keys.create('t-tiny', { label: 'agent' })
     await auth.authenticate(request(`Bearer ${key}`))
     expect(auth.stats().countedTenants).toBe(1)
+    // A second authenticator on the same provider (a second mount) adds to the same series.
+    const second = createAuthenticator(new MemoryKeyStore({ tenants: [tiny] }), { metrics: { meterProvider } })
+    const { key: secondKey } = await second.keys.create('t-tiny', { label: 'agent' })
+    await second.authenticate(request(`Bearer ${secondKey}`))
+    const seen = await collect()
+    expect(seen.get('saiku.limiter.duration') ?? []).toEqual([])
+    expect(sumWhere(seen.get('saiku.decisions'), { 'saiku.status': 200 })).toBe(2)
+    expect(sumWhere(seen.get('saiku.cache.lookups'), { 'saiku.cache': 'key', 'saiku.cache.result': 'miss' })).toBe(2)
     await close()
   })
 })

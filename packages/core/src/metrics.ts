@@ -1,4 +1,4 @@
-import { createNoopMeter, metrics as metricsApi, ValueType, type Attributes, type Counter, type Histogram, type MeterProvider } from '@opentelemetry/api'
+import { createNoopMeter, metrics as metricsApi, ValueType, type Attributes, type Histogram, type Meter, type MeterProvider, type ObservableResult } from '@opentelemetry/api'
 import type { LimiterBackend } from './limiter.js'
 
 /** The meter's name: instruments are created once, per authenticator, from the provider given or the global one. */
@@ -7,8 +7,30 @@ export const METER_NAME = '@saiku/core'
 /** Bucket bounds, in seconds, for store and limiter calls: 0.1 ms (memory) to 2.5 s (past any deadline). */
 const DURATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
-/** Most distinct attribute sets kept prebuilt: tiers × reasons stay far below it; beyond it sets are built per call. */
-const MAX_PREBUILT = 1_000
+/** One series of a counter: its attributes, built once, and its count so far. */
+interface Cell {
+  readonly attributes: Attributes
+  value: number
+}
+
+/**
+ * Counts kept in plain numbers on the request path and handed to the SDK when it
+ * collects (an observable counter): a request pays a map lookup and an increment,
+ * not the SDK's per-call attribute hashing.
+ */
+class Tally {
+  readonly #cells = new Map<string, Cell>()
+
+  cell(key: string, build: () => Attributes): Cell {
+    let cell = this.#cells.get(key)
+    if (cell === undefined) this.#cells.set(key, (cell = { attributes: Object.freeze(build()), value: 0 }))
+    return cell
+  }
+
+  report(result: ObservableResult): void {
+    for (const cell of this.#cells.values()) result.observe(cell.value, cell.attributes)
+  }
+}
 
 export type KeyStoreOperation = 'findKey' | 'findTenant'
 export type CacheName = 'key' | 'tenant'
@@ -23,7 +45,7 @@ export interface CoreMetrics {
   cache(name: CacheName, hit: boolean): void
   /** `startedMs` from `performance.now()`. */
   keyStoreCall(operation: KeyStoreOperation, startedMs: number, ok: boolean): void
-  /** The limiter with each call timed; the same object's counts, capabilities and identity otherwise. */
+  /** The limiter with each call timed (not an in-process one); the same object's counts and capabilities otherwise. */
   instrumentLimiter<L extends LimiterBackend>(limiter: L): L
 }
 
@@ -33,22 +55,42 @@ export interface MetricsSettings {
   readonly tenantIds: boolean
 }
 
-export function createCoreMetrics(settings: MetricsSettings): CoreMetrics | null {
-  const meter = (settings.meterProvider ?? metricsApi.getMeterProvider()).getMeter(METER_NAME)
-  if (meter === createNoopMeter()) return null
+interface Instruments {
+  readonly decisions: Tally
+  readonly failures: Tally
+  readonly cacheLookups: Tally
+  readonly keyStoreDuration: Histogram
+  readonly limiterDuration: Histogram
+}
 
-  const decisions: Counter = meter.createCounter('saiku.decisions', {
-    description: 'Decisions made, by status, reason, tier and whether they were enforced (report-only: false)',
-    valueType: ValueType.INT,
-  })
-  const failures: Counter = meter.createCounter('saiku.authentication.failures', {
-    description: 'Requests refused (or, report-only, reported) for their credentials: missing, malformed, unknown, revoked, expired, too many failures',
-    valueType: ValueType.INT,
-  })
-  const cacheLookups: Counter = meter.createCounter('saiku.cache.lookups', {
-    description: 'Key and tenant cache lookups on the request path, by cache and result (hit or miss)',
-    valueType: ValueType.INT,
-  })
+/**
+ * One set of instruments per meter, whatever the number of authenticators using it
+ * (an app may mount several): their counts add up in the same series.
+ */
+const sharedInstruments = new WeakMap<Meter, Instruments>()
+
+function createInstruments(meter: Meter): Instruments {
+  const decisions = new Tally()
+  const failures = new Tally()
+  const cacheLookups = new Tally()
+  meter
+    .createObservableCounter('saiku.decisions', {
+      description: 'Decisions made, by status, reason, tier and whether they were enforced (report-only: false)',
+      valueType: ValueType.INT,
+    })
+    .addCallback((result) => decisions.report(result))
+  meter
+    .createObservableCounter('saiku.authentication.failures', {
+      description: 'Requests refused (or, report-only, reported) for their credentials: missing, malformed, unknown, revoked, expired, too many failures',
+      valueType: ValueType.INT,
+    })
+    .addCallback((result) => failures.report(result))
+  meter
+    .createObservableCounter('saiku.cache.lookups', {
+      description: 'Key and tenant cache lookups on the request path, by cache and result (hit or miss)',
+      valueType: ValueType.INT,
+    })
+    .addCallback((result) => cacheLookups.report(result))
   const keyStoreDuration: Histogram = meter.createHistogram('saiku.key_store.duration', {
     description: 'Duration of key store calls, by operation and outcome',
     unit: 's',
@@ -59,29 +101,28 @@ export function createCoreMetrics(settings: MetricsSettings): CoreMetrics | null
     unit: 's',
     advice: { explicitBucketBoundaries: DURATION_BUCKETS },
   })
+  return { decisions, failures, cacheLookups, keyStoreDuration, limiterDuration }
+}
+
+export function createCoreMetrics(settings: MetricsSettings): CoreMetrics | null {
+  const meter = (settings.meterProvider ?? metricsApi.getMeterProvider()).getMeter(METER_NAME)
+  if (meter === createNoopMeter()) return null
+
+  let instruments = sharedInstruments.get(meter)
+  if (instruments === undefined) sharedInstruments.set(meter, (instruments = createInstruments(meter)))
+  const { decisions, failures, cacheLookups, keyStoreDuration, limiterDuration } = instruments
 
   const frozen = (attributes: Attributes): Attributes => Object.freeze(attributes)
-  const cacheAttributes = {
-    key: [frozen({ 'saiku.cache': 'key', 'saiku.cache.result': 'miss' }), frozen({ 'saiku.cache': 'key', 'saiku.cache.result': 'hit' })],
-    tenant: [frozen({ 'saiku.cache': 'tenant', 'saiku.cache.result': 'miss' }), frozen({ 'saiku.cache': 'tenant', 'saiku.cache.result': 'hit' })],
-  } as const
+  const cacheCell = (cache: CacheName, result: 'hit' | 'miss') => cacheLookups.cell(`${cache} ${result}`, () => ({ 'saiku.cache': cache, 'saiku.cache.result': result }))
+  const cacheCells = { key: [cacheCell('key', 'miss'), cacheCell('key', 'hit')], tenant: [cacheCell('tenant', 'miss'), cacheCell('tenant', 'hit')] } as const
+  // The last decision's cell, by what decides it: the common request repeats the one before.
+  let lastDecision: { status: number; reason: string; tier: string | null; enforced: boolean; cell: Cell } | undefined
   const callAttributes = (operation: string) => [frozen({ 'saiku.operation': operation, 'saiku.outcome': 'error' }), frozen({ 'saiku.operation': operation, 'saiku.outcome': 'ok' })] as const
   const findKey = callAttributes('findKey')
   const findTenant = callAttributes('findTenant')
   const consume = callAttributes('consume')
   const peek = callAttributes('peek')
 
-  // Attribute sets are prebuilt on first use, keyed by what varies, and bounded.
-  const decisionSets = new Map<string, Attributes>()
-  const failureSets = new Map<string, Attributes>()
-  function prebuilt(sets: Map<string, Attributes>, key: string, build: () => Attributes): Attributes {
-    let attributes = sets.get(key)
-    if (attributes === undefined) {
-      attributes = frozen(build())
-      if (sets.size < MAX_PREBUILT) sets.set(key, attributes)
-    }
-    return attributes
-  }
 
   const seconds = (startedMs: number): number => (performance.now() - startedMs) / 1000
 
@@ -100,25 +141,35 @@ export function createCoreMetrics(settings: MetricsSettings): CoreMetrics | null
 
   return {
     decision(status, reason, tier, enforced, tenantId) {
-      const key = `${enforced ? 1 : 0}${status}\u0000${reason}\u0000${tier ?? ''}`
-      const attributes = prebuilt(decisionSets, key, () => ({
+      const withTenant = settings.tenantIds && tenantId !== null
+      const last = lastDecision
+      if (!withTenant && last !== undefined && last.status === status && last.reason === reason && last.tier === tier && last.enforced === enforced) {
+        last.cell.value++
+        return
+      }
+      const key = `${enforced ? 1 : 0} ${status} ${reason} ${tier ?? ''}${withTenant ? ` ${tenantId}` : ''}`
+      const cell = decisions.cell(key, () => ({
         'saiku.status': status,
         'saiku.reason': reason,
         ...(tier === null ? {} : { 'saiku.tier': tier }),
         'saiku.enforced': enforced,
+        ...(withTenant ? { 'saiku.tenant.id': tenantId } : {}),
       }))
-      decisions.add(1, settings.tenantIds && tenantId !== null ? { ...attributes, 'saiku.tenant.id': tenantId } : attributes)
+      cell.value++
+      if (!withTenant) lastDecision = { status, reason, tier, enforced, cell }
     },
     failedAuthentication(reason, enforced) {
-      failures.add(1, prebuilt(failureSets, `${enforced ? 1 : 0}${reason}`, () => ({ 'saiku.reason': reason, 'saiku.enforced': enforced })))
+      failures.cell(`${enforced ? 1 : 0} ${reason}`, () => ({ 'saiku.reason': reason, 'saiku.enforced': enforced })).value++
     },
     cache(name, hit) {
-      cacheLookups.add(1, cacheAttributes[name][hit ? 1 : 0])
+      cacheCells[name][hit ? 1 : 0].value++
     },
     keyStoreCall(operation, startedMs, ok) {
       keyStoreDuration.record(seconds(startedMs), (operation === 'findKey' ? findKey : findTenant)[ok ? 1 : 0])
     },
     instrumentLimiter(limiter) {
+      // An in-process backend answers in well under a microsecond and cannot wait on anything: timing it would cost more than the call.
+      if (limiter.inProcess === true) return limiter
       const instrumented = Object.create(limiter) as typeof limiter & Record<string, unknown>
       // Own properties, so `in` checks and getters (trackedTenants) still reach the limiter itself.
       Object.defineProperty(instrumented, 'consume', {
