@@ -10,12 +10,6 @@ export interface ServerConfig {
   readonly logLevel: string
   /** How long in-flight requests get to finish after SIGTERM or SIGINT. */
   readonly shutdownTimeoutMs: number
-  /** REPORT_ONLY_LIMITS: whose limits are reported but not enforced; false for none. */
-  readonly reportOnlyLimits: boolean | { readonly tiers: readonly string[]; readonly tenants: readonly string[] }
-  /** METRICS_PORT: where Prometheus metrics are served; undefined for none. */
-  readonly metricsPort: number | undefined
-  /** METRICS_HOST: default loopback, so the metrics are not on the API's network unless asked. */
-  readonly metricsHost: string
 }
 
 /** The default of SHUTDOWN_TIMEOUT_MS: with the 5 s cleanup bound, within the 10 s a container runtime waits before killing. */
@@ -44,23 +38,6 @@ export function resolveDatabaseUrl(value: string | undefined, env: NodeJS.Proces
   return `sqlite:${isAbsolute(path) ? path : resolve(env.INIT_CWD ?? process.cwd(), path)}`
 }
 
-/**
- * REPORT_ONLY_LIMITS: `all`, or a comma-separated list of `tier:NAME` and
- * `tenant:ID`; empty or unset for none.
- */
-export function readReportOnlyLimits(value: string | undefined): ServerConfig['reportOnlyLimits'] {
-  if (value === undefined || value.trim() === '') return false
-  if (value.trim() === 'all') return true
-  const tiers: string[] = []
-  const tenants: string[] = []
-  for (const entry of value.split(',').map((part) => part.trim())) {
-    const match = /^(tier|tenant):([\w.-]{1,128})$/.exec(entry)
-    if (match === null) throw new ConfigError(`REPORT_ONLY_LIMITS: expected "all" or a list of tier:NAME and tenant:ID, got ${JSON.stringify(entry)}`)
-    ;(match[1] === 'tier' ? tiers : tenants).push(match[2]!)
-  }
-  return { tiers, tenants }
-}
-
 export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const port = env.PORT === undefined || env.PORT === '' ? 3000 : Number(env.PORT)
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new ConfigError(`PORT: expected 0 to 65535, got ${JSON.stringify(env.PORT)}`)
@@ -69,10 +46,6 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   if (!/^\d{1,9}$/.test(shutdown ?? '0') || !Number.isSafeInteger(shutdownTimeoutMs) || shutdownTimeoutMs < 1) {
     throw new ConfigError(`SHUTDOWN_TIMEOUT_MS: expected a positive whole number of milliseconds, got ${JSON.stringify(shutdown)}`)
   }
-  const metricsPort = env.METRICS_PORT === undefined || env.METRICS_PORT === '' ? undefined : Number(env.METRICS_PORT)
-  if (metricsPort !== undefined && (!/^\d{1,5}$/.test(env.METRICS_PORT!) || metricsPort > 65_535)) {
-    throw new ConfigError(`METRICS_PORT: expected 0 to 65535, got ${JSON.stringify(env.METRICS_PORT)}`)
-  }
   return {
     port,
     host: env.HOST || '127.0.0.1',
@@ -80,8 +53,5 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     redisUrl: env.REDIS_URL || undefined,
     logLevel: env.LOG_LEVEL || 'info',
     shutdownTimeoutMs,
-    reportOnlyLimits: readReportOnlyLimits(env.REPORT_ONLY_LIMITS),
-    metricsPort,
-    metricsHost: env.METRICS_HOST || '127.0.0.1',
   }
 }

@@ -5,6 +5,7 @@ import { ConfigError, readConfig } from './config.js'
 import { createLimiter } from './limits.js'
 import { createLogger } from './logger.js'
 import { startMetricsEndpoint } from './metrics.js'
+import { readOperationsConfig } from './operations.js'
 import { openStore } from './store.js'
 import { gracefulShutdown } from './shutdown.js'
 import { seedDemo } from './tenants.js'
@@ -13,7 +14,7 @@ import { openDashboardStore, readDashboardSettings } from './dashboard/index.js'
 import { seedDemoMember } from './dashboard/members.js'
 
 async function main(): Promise<void> {
-  const config = readConfig()
+  const config = { ...readConfig(), ...readOperationsConfig() }
   const logger = createLogger(config.logLevel)
   // Background store work (last-use writes, change polling) never throws: its failures are logged here.
   const opened = await openStore(config.databaseUrl, {

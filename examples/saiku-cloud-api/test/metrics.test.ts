@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ConfigError, readConfig } from '../src/config.js'
+import { ConfigError } from '../src/config.js'
+import { readOperationsConfig } from '../src/operations.js'
 import { startServer, tempDatabase, type RunningServer, type TempDir } from './helpers.js'
 
 /** The value of one Prometheus sample whose labels include all of `labels`; 0 when absent. */
@@ -16,10 +17,10 @@ function sample(text: string, name: string, labels: Record<string, string>): num
 
 describe('METRICS_PORT', () => {
   it('is off by default, on loopback when set, and refused when it is no port', () => {
-    expect(readConfig({}).metricsPort).toBeUndefined()
-    expect(readConfig({ METRICS_PORT: '9464' })).toMatchObject({ metricsPort: 9464, metricsHost: '127.0.0.1' })
-    expect(() => readConfig({ METRICS_PORT: 'http' })).toThrow(ConfigError)
-    expect(() => readConfig({ METRICS_PORT: '70000' })).toThrow('METRICS_PORT: expected 0 to 65535, got "70000"')
+    expect(readOperationsConfig({}).metricsPort).toBeUndefined()
+    expect(readOperationsConfig({ METRICS_PORT: '9464' })).toMatchObject({ metricsPort: 9464, metricsHost: '127.0.0.1' })
+    expect(() => readOperationsConfig({ METRICS_PORT: 'http' })).toThrow(ConfigError)
+    expect(() => readOperationsConfig({ METRICS_PORT: '70000' })).toThrow('METRICS_PORT: expected 0 to 65535, got "70000"')
   })
 })
 

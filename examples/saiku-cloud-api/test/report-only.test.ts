@@ -4,7 +4,8 @@ import request from 'supertest'
 import { describe, expect, it } from 'vitest'
 import { MemoryKeyStore } from '@saiku/core'
 import { createApp } from '../src/app.js'
-import { ConfigError, readReportOnlyLimits } from '../src/config.js'
+import { ConfigError } from '../src/config.js'
+import { readReportOnlyLimits } from '../src/operations.js'
 
 const tiny = { tenantId: 't-tiny', tenantSlug: 'tiny', tier: 'enterprise', connectionName: 'w', subscription: { status: 'active' as const }, limits: { perMinute: 3, perHour: 10 } }
 const other = { ...tiny, tenantId: 't-other', tenantSlug: 'other' }

@@ -24,7 +24,7 @@ async function twice(store: MemoryKeyStore, key: string, outer: SaikuOptions, in
   return [first, second]
 }
 
-const minuteRemaining = (decision: AuthDecision) => (decision.ok ? decision.principal?.rateLimit?.minute.remaining : undefined)
+const minuteRemaining = (decision: AuthDecision) => (decision.ok ? decision.principal.rateLimit?.minute.remaining : undefined)
 
 describe('a request seen by two authenticators', () => {
   it('is counted once by a shared backend', async () => {

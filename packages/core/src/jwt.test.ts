@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createJwtVerifier, createTokenIssuer } from './jwt.js'
-import { createAuthenticator, type AdmittedDecision } from './pipeline.js'
+import { createAuthenticator, type AuthDecision } from './pipeline.js'
 import { MemoryKeyStore } from './store.js'
 
 const ISSUER = 'https://id.example.test'
@@ -81,7 +81,7 @@ describe('createJwtVerifier', () => {
     const auth = authenticator()
     const { key } = await auth.keys.create('t-acme', { label: 'agent' })
     await auth.authenticate(request(key))
-    const viaJwt = (await auth.authenticate(request(await sign(keys[0]!)))) as AdmittedDecision
+    const viaJwt = (await auth.authenticate(request(await sign(keys[0]!)))) as AuthDecision & { ok: true }
     expect(viaJwt.principal.rateLimit?.minute.remaining).toBe(58)
   })
 
@@ -277,7 +277,7 @@ describe('createTokenIssuer', () => {
       jwt: { key: jwks.keys[0]!, issuer: 'https://api.example.test', audience: 'https://api.example.test', algorithms: ['ES256'] },
     })
     const { key } = await auth.keys.create('t-acme', { label: 'agent', permissions: ['keys:read', 'keys:write'] })
-    const viaKey = (await auth.authenticate(request(key))) as AdmittedDecision
+    const viaKey = (await auth.authenticate(request(key))) as AuthDecision & { ok: true }
     const issued = await issuer.issue(viaKey.principal.credential, { permissions: ['keys:read'], ttlSeconds: 60 })
     expect(issued).toMatchObject({ tokenType: 'Bearer', expiresIn: 60, permissions: ['keys:read'] })
     const viaToken = await auth.authenticate(request(issued.accessToken))

@@ -94,7 +94,7 @@ describe('metrics, through a real MeterProvider', () => {
     })
     const { key } = await auth.keys.create('t-tiny', { label: 'agent' })
     for (let i = 0; i < 3; i++) expect((await auth.authenticate(request(`Bearer ${key}`))).ok).toBe(true)
-    expect((await auth.authenticate(request())).ok).toBe(true)
+    expect(await auth.authenticate(request())).toMatchObject({ ok: false, unverified: { status: 401, reason: 'missing_credentials' } })
     down = true
     expect((await auth.authenticate(request(`Bearer ${key}`))).ok).toBe(false)
 

@@ -1,5 +1,11 @@
-import { createNoopMeter, metrics as metricsApi, ValueType, type Attributes, type Histogram, type Meter, type MeterProvider, type ObservableResult } from '@opentelemetry/api'
+import { createRequire } from 'node:module'
+import type { Attributes, Histogram, Meter, MeterProvider, ObservableResult } from '@opentelemetry/api'
 import type { LimiterBackend } from './limiter.js'
+
+type OpenTelemetryApi = typeof import('@opentelemetry/api')
+// Loaded by the first authenticator with metrics on, not on import: `metrics: false` never loads it.
+let api: OpenTelemetryApi | undefined
+const loadApi = (): OpenTelemetryApi => (api ??= createRequire(import.meta.url)('@opentelemetry/api') as OpenTelemetryApi)
 
 /** The meter's name: instruments are created once, per authenticator, from the provider given or the global one. */
 export const METER_NAME = '@saiku/core'
@@ -69,7 +75,7 @@ interface Instruments {
  */
 const sharedInstruments = new WeakMap<Meter, Instruments>()
 
-function createInstruments(meter: Meter): Instruments {
+function createInstruments(meter: Meter, { ValueType }: OpenTelemetryApi): Instruments {
   const decisions = new Tally()
   const failures = new Tally()
   const cacheLookups = new Tally()
@@ -105,11 +111,12 @@ function createInstruments(meter: Meter): Instruments {
 }
 
 export function createCoreMetrics(settings: MetricsSettings): CoreMetrics | null {
-  const meter = (settings.meterProvider ?? metricsApi.getMeterProvider()).getMeter(METER_NAME)
-  if (meter === createNoopMeter()) return null
+  const otel = loadApi()
+  const meter = (settings.meterProvider ?? otel.metrics.getMeterProvider()).getMeter(METER_NAME)
+  if (meter === otel.createNoopMeter()) return null
 
   let instruments = sharedInstruments.get(meter)
-  if (instruments === undefined) sharedInstruments.set(meter, (instruments = createInstruments(meter)))
+  if (instruments === undefined) sharedInstruments.set(meter, (instruments = createInstruments(meter, otel)))
   const { decisions, failures, cacheLookups, keyStoreDuration, limiterDuration } = instruments
 
   const frozen = (attributes: Attributes): Attributes => Object.freeze(attributes)

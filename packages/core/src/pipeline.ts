@@ -140,15 +140,14 @@ export interface WouldBeRefusal {
 }
 
 /**
- * Report-only authentication: the credentials failed, and the request goes on
- * without a principal. Adapters set `req.saikuUnverified` / `ctx.state.saikuUnverified`
- * to `unverified`, and leave `req.saiku` unset.
+ * Report-only authentication: the refusal the credentials would have had, which
+ * is not to be sent. The request goes on without a principal: adapters set
+ * `req.saikuUnverified` / `ctx.state.saikuUnverified` to `unverified`, leave
+ * `req.saiku` unset, and send none of these headers. Code that calls the core
+ * itself checks `unverified` before answering a decision that is not `ok`.
  */
-export interface UnverifiedDecision {
-  readonly ok: true
-  readonly principal: null
+export interface UnverifiedDecision extends ErrorResponse {
   readonly unverified: WouldBeRefusal
-  readonly headers: HeaderMap
 }
 
 export type AuthDecision = AdmittedDecision | UnverifiedDecision | ErrorResponse
@@ -462,8 +461,12 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     [invalidSignedTokenChallenge, Object.freeze(errorResponse('unauthorized', SIGNED_TOKEN_MESSAGE, invalidSignedTokenChallenge))],
   ])
 
+  function prebuiltOrNew(code: ErrorCode, message?: string, headers?: HeaderMap): ErrorResponse {
+    return (code === 'unauthorized' && message === undefined && headers !== undefined && prebuilt.get(headers)) || errorResponse(code, message, headers)
+  }
+
   function refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): ErrorResponse {
-    const response = (code === 'unauthorized' && message === undefined && headers !== undefined && prebuilt.get(headers)) || errorResponse(code, message, headers)
+    const response = prebuiltOrNew(code, message, headers)
     emit(request, response.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null)
     return response
   }
@@ -498,7 +501,6 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   }
 
   const reportOnlyAuthentication = options.reportOnly.authentication
-  const NO_HEADERS: HeaderMap = Object.freeze({})
 
   /**
    * A refusal of the credentials (400, 401, the failed-authentication 429): with
@@ -507,9 +509,10 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   function refuseCredentials(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): AuthDecision {
     metrics?.failedAuthentication(reason, !reportOnlyAuthentication)
     if (!reportOnlyAuthentication) return refuse(request, code, reason, ids, message, headers)
-    const status = ERROR_STATUS[code]
-    emit(request, status, code, reason, ids.keyId ?? null, ids.tenantId ?? null, false)
-    return { ok: true, principal: null, unverified: { status, code, reason }, headers: NO_HEADERS }
+    const response = prebuiltOrNew(code, message, headers)
+    emit(request, response.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null, false)
+    const unverified: UnverifiedDecision = { ...response, unverified: { status: response.status, code, reason } }
+    return unverified
   }
 
   function keyStoreFailed(request: AuthRequest, error: unknown): ErrorResponse {

@@ -197,7 +197,7 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
         const created = await auth.keys.create(tenant.tenantId, { label: 'pipeline' })
         const admitted = await auth.authenticate(bearer(created.key))
         expect(admitted, 'a freshly created key was refused: the store lost or altered the key or its tenant').toMatchObject({ ok: true })
-        if (admitted.ok) expect(admitted.principal?.tenant.tenantId, 'a key authenticated as another tenant').toBe(tenant.tenantId)
+        if (admitted.ok) expect(admitted.principal.tenant.tenantId, 'a key authenticated as another tenant').toBe(tenant.tenantId)
         expect(await auth.keys.revoke(tenant.tenantId, created.keyId), 'revoking a live key through the key manager failed').toBe(true)
         const refused = await auth.authenticate(bearer(created.key))
         expect(refused, 'a revoked key was still admitted: findKey must return revokedAt after revokeKey').toMatchObject({ ok: false, status: 401 })

@@ -45,12 +45,16 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
   // Returns true when the request may go on; writes the refusal otherwise.
   const apply = (req: Request, res: Response, decision: AuthDecision): boolean => {
     if (!decision.ok) {
+      // Report-only authentication: the refusal is not sent, and the request goes on without a principal.
+      if ('unverified' in decision) {
+        req.saikuUnverified = decision.unverified
+        return true
+      }
       send(res, decision)
       return false
     }
     for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
-    if (decision.principal !== null) req.saiku = decision.principal
-    else req.saikuUnverified = decision.unverified
+    req.saiku = decision.principal
     return true
   }
   const middleware: RequestHandler = (req, res, next) => {

@@ -48,11 +48,15 @@ function routerPrefix(layerPath: unknown): string | undefined {
 export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddleware {
   const authenticator = createAuthenticator(store, options)
   const apply = (ctx: Context, decision: AuthDecision, next: Next): Promise<void> | void => {
-    if (!decision.ok) return send(ctx, decision)
+    if (!decision.ok) {
+      // Report-only authentication: the refusal is not sent, and the request goes on without a principal.
+      if (!('unverified' in decision)) return send(ctx, decision)
+      ctx.state.saikuUnverified = decision.unverified
+      return next()
+    }
     const { res } = ctx
     for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
-    if (decision.principal !== null) ctx.state.saiku = decision.principal
-    else ctx.state.saikuUnverified = decision.unverified
+    ctx.state.saiku = decision.principal
     return next()
   }
   const middleware: Middleware = (ctx, next) => {
