@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import pg from 'pg'
 import type { BrowserContext, Locator, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { postgresUrl } from '../../../test/services.js'
+import { postgresUrl } from './services.js'
 import { hasChromium, launchBrowser, type Browser } from './browser.js'
 import { cliJson, exampleDir, repoRoot, startServer, tempDatabase, type RunningServer, type TempDir } from './helpers.js'
 

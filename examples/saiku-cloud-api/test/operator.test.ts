@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { postgresUrl, redisUrl } from '../../../test/services.js'
+import { postgresUrl, redisUrl } from './services.js'
 import { cli, cliJson, startServer, tempDatabase, waitFor, type RunningServer, type TempDir } from './helpers.js'
 
 interface Window {

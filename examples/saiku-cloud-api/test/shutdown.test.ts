@@ -7,7 +7,7 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { postgresUrl, redisUrl } from '../../../test/services.js'
+import { postgresUrl, redisUrl } from './services.js'
 import { REPEAT_WINDOW_MS } from '../src/shutdown.js'
 import { cliJson, exampleDir, repoRoot, startServer, tempDatabase, waitFor, type RunningServer, type TempDir } from './helpers.js'
 

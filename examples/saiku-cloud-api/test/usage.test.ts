@@ -2,7 +2,7 @@ import { pino } from 'pino'
 import request from 'supertest'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MemoryKeyStore } from '@saiku/core'
-import { redisUrl } from '../../../test/services.js'
+import { redisUrl } from './services.js'
 import { createApp } from '../src/app.js'
 import { cli, cliJson, startServer, tempDatabase, type RunningServer, type TempDir } from './helpers.js'
 
