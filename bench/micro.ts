@@ -5,6 +5,7 @@ import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { RateLimiterRedis } from 'rate-limiter-flexible'
 import { Bench } from 'tinybench'
+import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics'
 import { createAuthenticator, createKeyManager, MemoryKeyStore, mintApiKey, type AuthRequest, type SaikuOptions } from '@saiku/core'
 import { createRedisLimiter } from '@saiku/redis'
 import { BENCH_TIERS, TENANT } from './variants.js'
@@ -35,6 +36,12 @@ const request = (key: string): AuthRequest => ({
 /** ns per decision: median of several tinybench runs for each path. */
 export async function measureDecisions(quick: boolean): Promise<DecisionCost[]> {
   const hit = await setup()
+  // Metrics on: a real SDK provider with a reader, as an app exporting to Prometheus has. Off (above): no provider.
+  const meterProvider = new MeterProvider({
+    readers: [new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 3_600_000 })],
+  })
+  const measured = await setup({ metrics: { meterProvider } })
+  const measuredRequest = request(measured.key)
   const miss = await setup({ cache: { ttlMs: 0 } })
   const hitRequest = request(hit.key)
   const missRequest = request(miss.key)
@@ -48,6 +55,7 @@ export async function measureDecisions(quick: boolean): Promise<DecisionCost[]> 
   // check() is what the adapters call: a decision returned at once when nothing has to be awaited.
   const cases: [string, () => unknown][] = [
     ['cache hit (admitted)', () => hit.auth.check(hitRequest)],
+    ['cache hit (admitted), metrics on', () => measured.auth.check(measuredRequest)],
     ['cache miss (MemoryKeyStore)', () => miss.auth.check(missRequest)],
     ['garbage token (checksum, no store)', () => hit.auth.check(garbageRequest)],
     ['refused (429)', () => hit.auth.check(refusedRequest)],
@@ -71,6 +79,7 @@ export async function measureDecisions(quick: boolean): Promise<DecisionCost[]> 
     medians.sort((a, b) => a - b)
     results.push({ name, nsPerDecision: medians[medians.length >> 1]!, samples })
   }
+  await meterProvider.shutdown()
   return results
 }
 

@@ -28,6 +28,7 @@ describe('pnpm bench --quick', () => {
     for (const round of results.rounds) expect(round.stealPercent).toBeGreaterThanOrEqual(0)
     expect(results.decisions.map((d) => d.name)).toEqual([
       'cache hit (admitted)',
+      'cache hit (admitted), metrics on',
       'cache miss (MemoryKeyStore)',
       'garbage token (checksum, no store)',
       'refused (429)',

@@ -236,10 +236,11 @@ async function runProbe(dir: string, kind: 'esm' | 'cjs'): Promise<Record<string
 
 function expectLoadsOnlyWhatWasAskedFor(steps: Record<string, string[]>): void {
   expect(steps.imported, 'importing @saiku/core').toEqual(['@saiku/core'])
-  expect(steps.authenticated, 'an authenticator with the default options').toEqual(['@saiku/core'])
-  expect(steps.jwt, 'an authenticator with jwt configured').toEqual(['@saiku/core', 'jose'])
-  expect(steps.rateLimiterFlexible, 'createRateLimiterBackend()').toEqual(['@saiku/core', 'jose', 'rate-limiter-flexible'])
-  expect(steps.adapters, 'the adapters load no framework of their own').toEqual(['@saiku/core', '@saiku/express', '@saiku/koa', 'jose', 'rate-limiter-flexible'])
+  // Metrics are on by default: the OpenTelemetry API (a no-op without an SDK) is loaded with the first authenticator.
+  expect(steps.authenticated, 'an authenticator with the default options').toEqual(['@opentelemetry/api', '@saiku/core'])
+  expect(steps.jwt, 'an authenticator with jwt configured').toEqual(['@opentelemetry/api', '@saiku/core', 'jose'])
+  expect(steps.rateLimiterFlexible, 'createRateLimiterBackend()').toEqual(['@opentelemetry/api', '@saiku/core', 'jose', 'rate-limiter-flexible'])
+  expect(steps.adapters, 'the adapters load no framework of their own').toEqual(['@opentelemetry/api', '@saiku/core', '@saiku/express', '@saiku/koa', 'jose', 'rate-limiter-flexible'])
 }
 
 /** Writes the README snippets into the app, type-checks them all (strict), and returns a runner. */

@@ -20,6 +20,9 @@ describe('README snippets', () => {
     ['packages/redis/README.md', 'packages/redis/src/readme-usage.ts'],
     ['README.md', 'examples/saiku-cloud-api/src/costs.ts'],
     ['README.md', 'packages/redis/src/readme-rolling.ts'],
+    ['README.md', 'test/readme/report-only.ts'],
+    ['README.md', 'test/readme/usage.ts'],
+    ['README.md', 'examples/saiku-cloud-api/src/metrics.ts'],
   ])('%s quotes %s', (readme, example) => {
     expect(codeBlocks(read(readme))).toContain(read(example))
   })

@@ -19,6 +19,9 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
         fixtures.hits.tenant++
         res.json(req.saiku!.tenant)
       })
+      routes.get('/me/whoami', (req, res) => {
+        res.json({ tenantId: req.saiku?.tenant.tenantId ?? null, overLimit: req.saiku?.rateLimit?.admitted === false, unverified: req.saikuUnverified ?? null })
+      })
       routes.get('/me/billing', (req, res) => {
         res.json({ status: req.saiku!.subscription.status })
       })

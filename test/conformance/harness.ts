@@ -39,6 +39,8 @@ export interface ConformanceApp {
  * One framework adapter under test. Its app must mount `saikuAuth(store, options)`
  * on every route and serve:
  *   GET    /me/tenant            200 principal.tenant (counts fixtures.hits.tenant)
+ *   GET    /me/whoami            200 { tenantId, overLimit, unverified }: the principal's tenant or null, whether
+ *                                 its rateLimit says refused (report-only limits), the saikuUnverified marker or null
  *   GET    /me/billing           200 { status } (tests exempt it from the subscription check)
  *   GET    /me/api-keys          needs keys:read, 200 { keys }
  *   DELETE /me/api-keys/:keyId   needs keys:write, 204, or the 404 of a thrown not_found

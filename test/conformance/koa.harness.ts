@@ -22,6 +22,10 @@ function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
         fixtures.hits.tenant++
         ctx.body = ctx.state.saiku!.tenant
       })
+      router.get('/me/whoami', (ctx) => {
+        const { saiku, saikuUnverified } = ctx.state
+        ctx.body = { tenantId: saiku?.tenant.tenantId ?? null, overLimit: saiku?.rateLimit?.admitted === false, unverified: saikuUnverified ?? null }
+      })
       router.get('/me/billing', (ctx) => {
         ctx.body = { status: ctx.state.saiku!.subscription.status }
       })

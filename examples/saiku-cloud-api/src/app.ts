@@ -1,5 +1,6 @@
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express'
 import type { Logger } from 'pino'
+import type { MeterProvider } from '@opentelemetry/api'
 import {
   requirePermission,
   saikuAuth,
@@ -9,7 +10,7 @@ import {
   type SaikuMiddleware,
   type SaikuOptions,
 } from '@saiku/express'
-import { reportedPath, SaikuStoreError, type TenantAdminStore } from '@saiku/core'
+import { reportedPath, SaikuStoreError, usageFromDecision, type TenantAdminStore } from '@saiku/core'
 import { bodyFields, createKey, exchangeToken, getBilling, listKeys, revokeKey, startTrial, type ApiResult } from './api.js'
 import type { TokenSetup } from './tokens.js'
 import { openApiDocument } from './openapi.js'
@@ -26,6 +27,10 @@ export interface AppOptions {
   readonly logger: Logger
   readonly limiter?: SaikuOptions['limiter']
   readonly cacheTtlMs?: number
+  /** Where the authenticator's metrics go (the Prometheus endpoint's provider). Default: the global one. */
+  readonly meterProvider?: MeterProvider
+  /** Whose limits are reported (`onDecision`, the refusal log) but not enforced. Default: none. */
+  readonly reportOnlyLimits?: NonNullable<SaikuOptions['reportOnly']>['limits']
   /** How often repeated refusals are summed up in the log. Default 10000. */
   readonly refusalLogIntervalMs?: number
   /** The dashboard's pages, sessions and activity log; without it the server is the JSON API alone. */
@@ -118,17 +123,20 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     app.route('/.well-known/jwks.json').get((_req, res) => res.json(tokens.issuer.jwks())).all(methodNotAllowed(['GET']))
   }
 
-  const auth = saikuAuth(store, {
+  const authOptions: SaikuOptions = {
     subscription: { exemptPaths: ['/me/billing'] },
     cost: routeCost,
     ...(tokens === undefined ? {} : { jwt: tokens.verifier }),
     ...(options.limiter === undefined ? {} : { limiter: options.limiter }),
     ...(options.cacheTtlMs === undefined ? {} : { cache: { ttlMs: options.cacheTtlMs } }),
+    ...(options.reportOnlyLimits === undefined ? {} : { reportOnly: { limits: options.reportOnlyLimits } }),
+    ...(options.meterProvider === undefined ? {} : { metrics: { meterProvider: options.meterProvider } }),
     onDecision: (event) => {
       if (event.status >= 400) refusals.record(event)
     },
     onError: (error) => logger.error({ msg: 'store failure', err: { name: error.name, message: error.message } }),
-  })
+  }
+  const auth = saikuAuth(store, authOptions)
   const keys = auth.authenticator.keys
   // The dashboard's pages come first: they answer to a session cookie, never to an API key.
   const dashboard = options.dashboard
@@ -147,6 +155,16 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
       return result
     }
   app.use(auth)
+
+  app
+    .route('/me/usage')
+    .get((req, res) => {
+      const { tenant, limits, rateLimit } = req.saiku!
+      // GET /me/usage costs 0 (routeCost): the counts were read, not spent. Null when that read failed.
+      if (rateLimit === null) throw new SaikuHttpError('service_unavailable', 'Usage is unavailable while the rate limiter is.')
+      res.json(usageFromDecision(tenant.tenantId, limits, rateLimit))
+    })
+    .all(methodNotAllowed(['GET']))
 
   app.route('/me/tenant').get((req, res) => res.json(req.saiku!.tenant)).all(methodNotAllowed(['GET']))
   app
@@ -189,5 +207,11 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
       },
     }),
   )
-  return { app, auth, close: () => refusals.close() }
+  return {
+    app,
+    auth,
+    close: () => {
+      refusals.close()
+    },
+  }
 }

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util'
-import { createKeyManager, isKeyId, labelProblem, SaikuConfigError, SaikuHttpError, type TenantAdminStore } from '@saiku/core'
+import { createAuthenticator, createKeyManager, isKeyId, labelProblem, SaikuConfigError, SaikuHttpError, type TenantAdminStore } from '@saiku/core'
 import { parseRfc3339, PERMISSIONS } from './api.js'
 import { ConfigError, readConfig } from './config.js'
+import { createLimiter } from './limits.js'
 import { openStore } from './store.js'
 import { effectiveLimits, readTenantChange, setTenant, type TenantChange } from './tenant-settings.js'
 import { createTenant, DEMO_PERMISSIONS, isSlug, SLUG_RULE, type SubscriptionChoice } from './tenants.js'
@@ -23,10 +24,12 @@ export const USAGE = `Usage: saiku <command> [options]
   keys create --tenant SLUG --label LABEL [--permissions keys:read,keys:write,billing:write] [--test] [--expires-at 2030-01-31T12:00:00Z]
   keys list --tenant SLUG
   keys revoke KEY_ID
+  usage --tenant SLUG        what the tenant has used of each window, spending nothing
 ${DASHBOARD_USAGE}
 
 Every command takes --json for output that scripts can read.
-The store is DATABASE_URL (default: the example's data/saiku.db), as for the server.`
+The store is DATABASE_URL (default: the example's data/saiku.db), as for the server.
+usage reads the counts in REDIS_URL, as the servers keep them; without it there are none to read.`
 
 /** A mistake in the command line: usage, exit code 2. */
 class UsageError extends Error {}
@@ -101,7 +104,7 @@ async function run(argv: string[], out: Output): Promise<void> {
     return
   }
   const command = `${group} ${action ?? ''}`.trim()
-  const known = ['tenants create', 'tenants set', 'tenants list', 'keys create', 'keys list', 'keys revoke']
+  const known = ['tenants create', 'tenants set', 'tenants list', 'keys create', 'keys list', 'keys revoke', 'usage']
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}"`)
   if (rest.length > (command === 'keys revoke' ? 1 : 0)) throw new UsageError(`unexpected argument "${rest.at(-1)}"`)
 
@@ -213,6 +216,23 @@ async function run(argv: string[], out: Output): Promise<void> {
             .join('\n') || `No keys for ${tenant.tenantSlug}.`,
           listed,
         )
+        return
+      }
+      case 'usage': {
+        const tenant = await tenantBySlug(store, required('tenant', values.tenant))
+        const { redisUrl } = readConfig()
+        const limiter = await createLimiter(redisUrl, store)
+        const auth = createAuthenticator(store, { limiter: limiter.options })
+        try {
+          const usage = await auth.usage(tenant.tenantId)
+          if (usage === null) throw new SaikuHttpError('not_found', `No tenant with slug "${tenant.tenantSlug}".`)
+          if (redisUrl === undefined) process.stderr.write('saiku: without REDIS_URL each server counts in its own memory; these counts are this process\'s, not a server\'s.\n')
+          const line = (w: typeof usage.minute) => (w === null ? 'not counted by this limiter' : `${w.used} of ${w.quota} used, ${w.remaining} remaining, resets in ${w.resetSeconds} s`)
+          out.print(`${tenant.tenantSlug} (${tenant.tenantId}), ${tenant.tier}:\n  minute: ${line(usage.minute)}\n  hour:   ${line(usage.hour)}`, usage)
+        } finally {
+          auth.close()
+          await limiter.close()
+        }
         return
       }
       case 'keys revoke': {

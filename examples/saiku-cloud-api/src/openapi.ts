@@ -84,6 +84,22 @@ export const openApiDocument = {
         },
       },
     },
+    '/me/usage': {
+      get: {
+        summary: "The tenant's quota, use and reset of each window; reading it is neither counted nor refused by the limits",
+        responses: {
+          '200': {
+            description: 'Both windows, as the limiter counts them now, with the same RateLimit fields as every response',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Usage' } } },
+          },
+          '402': paymentRequired,
+          '400': common['400'],
+          '401': common['401'],
+          '500': common['500'],
+          '503': common['503'],
+        },
+      },
+    },
     '/me/api-keys': {
       get: {
         summary: "The tenant's API keys (never their secrets)",
@@ -250,6 +266,34 @@ export const openApiDocument = {
           tokenType: { const: 'Bearer' },
           expiresIn: { type: 'integer' },
           permissions: { type: 'array', items: { type: 'string' } },
+        },
+      },
+      WindowUsage: {
+        type: 'object',
+        required: ['window', 'quota', 'used', 'remaining', 'resetSeconds'],
+        additionalProperties: false,
+        properties: {
+          window: { type: 'string', enum: ['minute', 'hour'] },
+          quota: { type: 'integer', minimum: 1 },
+          used: { type: 'integer', minimum: 0 },
+          remaining: { type: 'integer', minimum: 0 },
+          resetSeconds: { type: 'integer', minimum: 1, description: 'Seconds until the window starts over' },
+        },
+      },
+      Usage: {
+        type: 'object',
+        required: ['tenantId', 'limits', 'minute', 'hour'],
+        additionalProperties: false,
+        properties: {
+          tenantId: { type: 'string' },
+          limits: {
+            type: 'object',
+            required: ['perMinute', 'perHour'],
+            additionalProperties: false,
+            properties: { perMinute: { type: 'integer', minimum: 1 }, perHour: { type: 'integer', minimum: 1 } },
+          },
+          minute: { $ref: '#/components/schemas/WindowUsage' },
+          hour: { $ref: '#/components/schemas/WindowUsage' },
         },
       },
       Billing: {

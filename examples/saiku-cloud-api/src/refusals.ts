@@ -9,6 +9,7 @@ export interface RefusalLogOptions {
 }
 
 interface Tally {
+  readonly enforced: boolean
   readonly ip: string | null
   readonly reason: string
   readonly status: number
@@ -20,7 +21,8 @@ interface Tally {
  * Logs refusals without letting a flood become a disk flood: the first refusal
  * of an (address, reason) pair in an interval is logged at once, in full; the
  * ones after it are only counted, and logged as one line per pair when the
- * interval ends (`refused (repeated)`, with `count`). So a flood costs about
+ * interval ends (`refused (repeated)`, with `count`). A refusal that report-only
+ * mode did not apply is logged the same way as `would refuse (report-only)`. So a flood costs about
  * one line per address and reason per interval, whatever its rate.
  */
 export function createRefusalLog(logger: Logger, options: RefusalLogOptions = {}): { record(event: DecisionEvent): void; flush(): void; close(): void } {
@@ -34,7 +36,7 @@ export function createRefusalLog(logger: Logger, options: RefusalLogOptions = {}
     tallies = new Map()
     for (const tally of ended.values()) {
       if (tally.count === 0) continue
-      logger.info({ msg: 'refused (repeated)', reason: tally.reason, status: tally.status, ip: tally.ip, lastPath: tally.path, count: tally.count, intervalMs })
+      logger.info({ msg: tally.enforced ? 'refused (repeated)' : 'would refuse (repeated, report-only)', reason: tally.reason, status: tally.status, ip: tally.ip, lastPath: tally.path, count: tally.count, intervalMs })
     }
     if (overflow > 0) logger.warn({ msg: 'refused (repeated, more addresses than counted)', count: overflow, intervalMs })
     overflow = 0
@@ -45,7 +47,7 @@ export function createRefusalLog(logger: Logger, options: RefusalLogOptions = {}
   return {
     record(event) {
       const ip = event.ip ?? null
-      const pair = `${ip ?? ''}\u0000${event.reason}`
+      const pair = `${ip ?? ''}\u0000${event.reason}\u0000${event.enforced ? '' : 'report-only'}`
       const tally = tallies.get(pair)
       if (tally !== undefined) {
         tally.count++
@@ -55,8 +57,8 @@ export function createRefusalLog(logger: Logger, options: RefusalLogOptions = {}
         overflow++
         return
       }
-      tallies.set(pair, { ip, reason: event.reason, status: event.status, path: event.path, count: 0 })
-      logger.info({ msg: 'refused', reason: event.reason, status: event.status, path: event.path, tenantId: event.tenantId, keyId: event.keyId, ip })
+      tallies.set(pair, { enforced: event.enforced, ip, reason: event.reason, status: event.status, path: event.path, count: 0 })
+      logger.info({ msg: event.enforced ? 'refused' : 'would refuse (report-only)', reason: event.reason, status: event.status, path: event.path, tenantId: event.tenantId, keyId: event.keyId, ip })
     },
     flush,
     close() {

@@ -4,6 +4,8 @@ import { createApp } from './app.js'
 import { ConfigError, readConfig } from './config.js'
 import { createLimiter } from './limits.js'
 import { createLogger } from './logger.js'
+import { startMetricsEndpoint } from './metrics.js'
+import { readOperationsConfig } from './operations.js'
 import { openStore } from './store.js'
 import { gracefulShutdown } from './shutdown.js'
 import { seedDemo } from './tenants.js'
@@ -12,7 +14,7 @@ import { openDashboardStore, readDashboardSettings } from './dashboard/index.js'
 import { seedDemoMember } from './dashboard/members.js'
 
 async function main(): Promise<void> {
-  const config = readConfig()
+  const config = { ...readConfig(), ...readOperationsConfig() }
   const logger = createLogger(config.logLevel)
   // Background store work (last-use writes, change polling) never throws: its failures are logged here.
   const opened = await openStore(config.databaseUrl, {
@@ -21,7 +23,11 @@ async function main(): Promise<void> {
   const limiter = await createLimiter(config.redisUrl, opened.store)
   const tokens = await createTokens()
   const dashboard = { store: await openDashboardStore(opened.store), settings: readDashboardSettings() }
-  const { app, auth, close: closeApp } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens, dashboard })
+  const metrics = config.metricsPort === undefined ? null : await startMetricsEndpoint(config.metricsPort, config.metricsHost)
+  if (metrics !== null) logger.info({ msg: 'metrics listening', url: metrics.url })
+  const { app, auth, close: closeApp } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens, dashboard, reportOnlyLimits: config.reportOnlyLimits,
+    ...(metrics === null ? {} : { meterProvider: metrics.meterProvider }),
+  })
   const demo = await seedDemo(opened.store, createKeyManager(opened.store))
   const demoMember = demo === null ? null : await seedDemoMember(dashboard.store, opened.store)
 
@@ -29,7 +35,7 @@ async function main(): Promise<void> {
   server.listen(config.port, config.host, () => {
     const address = server.address()
     const url = `http://${config.host}:${typeof address === 'object' && address !== null ? address.port : config.port}`
-    logger.info({ msg: 'listening', url, store: opened.description, limiter: limiter.description })
+    logger.info({ msg: 'listening', url, store: opened.description, limiter: limiter.description, reportOnlyLimits: config.reportOnlyLimits })
     // For the person at the terminal: the only time this key is ever shown.
     if (demo !== null) {
       console.error(`\nSaiku Cloud API on ${url}`)
@@ -54,12 +60,14 @@ async function main(): Promise<void> {
     timeoutMs: config.shutdownTimeoutMs,
     cleanup: async () => {
       auth.authenticator.close()
+      closeApp()
       try {
         return { flushedKeyUses: await opened.flushKeyUses() }
       } finally {
         // Redis clients and their change feed, then the store's own feed (polling, LISTEN), the store and its pool.
         await limiter.close()
         await opened.close()
+        await metrics?.close()
       }
     },
   })

@@ -523,6 +523,13 @@ describe('every route, provoked into each answer it documents', () => {
       const exempt = path.startsWith('/me/billing')
       if (!exempt) expect((await call(server, method, path, { key: unpaid.secret })).status, what).toBe(402)
     }
+    // GET /me/usage is neither counted nor refused by the limits: a spent tenant reads it too.
+    expect((await call(server, 'GET', '/me/usage')).status).toBe(401)
+    expect((await call(server, 'GET', '/me/usage', { authorization: `Bearer ${heavyKey}, Bearer ${reader.secret}` })).status).toBe(400)
+    expect((await call(server, 'GET', '/me/usage', { key: unpaid.secret })).status).toBe(402)
+    const spentUsage = await call(server, 'GET', '/me/usage', { key: spent.secret })
+    expect([spentUsage.status, spentUsage.body.minute]).toEqual([200, { window: 'minute', quota: 60, used: 60, remaining: 0, resetSeconds: expect.any(Number) }])
+    expect(spentUsage.headers.get('ratelimit')).toMatch(/^"minute";r=0;t=\d+, "hour";r=940;t=\d+$/)
     expect((await call(server, 'GET', '/me/api-keys', { key: nothing.secret })).status).toBe(403)
     expect((await call(server, 'POST', '/me/api-keys', { key: reader.secret, json: { label: 'x' } })).status).toBe(403)
     expect((await call(server, 'DELETE', '/me/api-keys/AAAAAAAAAAAA', { key: reader.secret })).status).toBe(403)

@@ -44,6 +44,11 @@ export class LoadingCache<V> {
     return this.#entries.size
   }
 
+  /** The value when present, fresh or not, leaving its LRU position alone. */
+  peek(key: string): V | undefined {
+    return this.#entries.get(key)?.value
+  }
+
   /** The value when present and fresh; refreshes its LRU position. */
   getFresh(key: string, nowMs: number = this.#now()): V | undefined {
     const entry = this.#entries.get(key)

@@ -1,4 +1,4 @@
-export { createAuthenticator, requestPath, routePath } from './pipeline.js'
+export { createAuthenticator, requestPath, routePath, usageFromDecision } from './pipeline.js'
 export { clientKey } from './client-address.js'
 export { reportedPath } from './reported-path.js'
 export type {
@@ -10,6 +10,8 @@ export type {
   CostRequest,
   DecisionEvent,
   DecisionReason,
+  UnverifiedDecision,
+  WouldBeRefusal,
   SaikuPrincipal,
   TenantUsage,
   TenantView,

@@ -132,3 +132,27 @@ describe('tiers', () => {
     }
   })
 })
+
+describe('reportOnly', () => {
+  it('is off by default, and chooses tenants by tier or ID', () => {
+    const off = resolveOptions().reportOnly
+    expect([off.limits('starter', 't-1'), off.authentication, off.rateLimitHeaders]).toEqual([false, false, true])
+    expect(resolveOptions({ reportOnly: { limits: true } }).reportOnly.limits('team', 't-1')).toBe(true)
+    const chosen = resolveOptions({ tiers: { tiny: { perMinute: 1, perHour: 2 } }, reportOnly: { limits: { tiers: ['tiny'], tenants: ['t-9'] } } }).reportOnly
+    expect([chosen.limits('tiny', 't-1'), chosen.limits('starter', 't-9'), chosen.limits('starter', 't-1')]).toEqual([true, true, false])
+  })
+
+  it.each([
+    [{ limits: 'yes' }, 'reportOnly.limits: expected a boolean or { tiers, tenants }, got "yes"'],
+    [{ limits: {} }, 'reportOnly.limits: expected true, false, or at least one tier or tenant'],
+    [{ limits: { tiers: ['gold'] } }, 'reportOnly.limits.tiers[0]: expected a tier of the tier table (starter, team, business, enterprise), got "gold"'],
+    [{ limits: { tenants: [''] } }, 'reportOnly.limits.tenants[0]: expected a non-empty string'],
+    [{ limits: { tenants: 't-1' } }, 'reportOnly.limits.tenants: expected an array of strings'],
+    [{ limits: { tier: ['team'] } }, 'reportOnly.limits.tier: expected a known option (tiers, tenants)'],
+    [{ authentication: 1 }, 'reportOnly.authentication: expected a boolean, got 1'],
+    [{ rateLimitHeaders: 'off' }, 'reportOnly.rateLimitHeaders: expected a boolean'],
+    [{ enforce: false }, 'reportOnly.enforce: expected a known option (limits, authentication, rateLimitHeaders)'],
+  ])('refuses %j at construction', (reportOnly, message) => {
+    expect(configError(() => resolveOptions({ reportOnly } as never)).message).toContain(message)
+  })
+})

@@ -7,6 +7,8 @@ import { resolveTierTable, type TierLimits, type TierTable } from './tiers.js'
 import type { KeyVerifier } from './verifier.js'
 import { createJwtVerifier, type JwtVerifierOptions } from './jwt.js'
 import type { AuthRequest, CostRequest, DecisionEvent } from './pipeline.js'
+import type { MetricsSettings } from './metrics.js'
+import type { MeterProvider } from '@opentelemetry/api'
 
 export type KeyStoreFailurePolicy = 'closed' | 'serve-stale'
 export type LimiterFailurePolicy = 'closed' | 'open'
@@ -121,6 +123,38 @@ export interface SaikuOptions {
    * an `onError` call.
    */
   cost?: (request: CostRequest) => number
+  /**
+   * Report-only roll-out: decide and count as usual, tell `onDecision` what would
+   * have happened (`enforced: false`), and admit the request anyway.
+   */
+  reportOnly?: {
+    /**
+     * Limits: `true` for every tenant, or the tiers and tenant IDs chosen. An
+     * over-limit request is admitted with `principal.rateLimit.admitted === false`.
+     * Default false.
+     */
+    limits?: boolean | { readonly tiers?: readonly string[]; readonly tenants?: readonly string[] }
+    /**
+     * Authentication, for every request (a key that fails names no tenant): a request
+     * whose credentials would get 401 (or 400, or the failed-authentication 429) goes
+     * on without a principal, marked as unverified (`req.saikuUnverified`). Default false.
+     */
+    authentication?: boolean
+    /** Whether requests under report-only limits carry the RateLimit fields. Default true. */
+    rateLimitHeaders?: boolean
+  }
+  /**
+   * OpenTelemetry metrics (see the README for each instrument). Recorded through the
+   * global MeterProvider registered before the middleware is built, or this one; with
+   * neither, nothing is recorded and nothing is paid. `false` turns them off.
+   */
+  metrics?:
+    | false
+    | {
+        meterProvider?: MeterProvider
+        /** Adds `saiku.tenant.id` to `saiku.decisions`: a series per tenant. Default false. */
+        tenantIds?: boolean
+      }
   /** Called with every decision, for logs and metrics. Never receives a secret. */
   onDecision?: (event: DecisionEvent) => void
   /** Called with every store failure and misconfigured tenant, whatever the policy did with it. */
@@ -151,6 +185,13 @@ export interface ResolvedOptions {
   readonly verifier: KeyVerifier | undefined
   readonly jwtVerifier: KeyVerifier | undefined
   readonly cost: ((request: CostRequest) => number) | undefined
+  readonly reportOnly: {
+    /** Whether a tenant's limits are report-only, by tier and tenant ID. */
+    readonly limits: (tier: string, tenantId: string) => boolean
+    readonly authentication: boolean
+    readonly rateLimitHeaders: boolean
+  }
+  readonly metrics: MetricsSettings | null
   readonly onDecision: ((event: DecisionEvent) => void) | undefined
   readonly onError: ((error: Error) => void) | undefined
 }
@@ -172,6 +213,8 @@ const KNOWN_OPTIONS: Readonly<Record<string, readonly string[] | null>> = {
   verifier: null,
   jwt: null,
   cost: null,
+  reportOnly: ['limits', 'authentication', 'rateLimitHeaders'],
+  metrics: ['meterProvider', 'tenantIds'],
   onDecision: null,
   onError: null,
 }
@@ -235,6 +278,51 @@ function exemptPathsPredicate(value: unknown): ((path: string) => boolean) | und
     const path = routed.toLowerCase()
     return prefixes.some((prefix) => prefix === '/' || path === prefix || path.startsWith(`${prefix}/`))
   }
+}
+
+const NEVER = (): boolean => false
+const ALWAYS = (): boolean => true
+
+function stringList(path: string, value: unknown, allowed?: readonly string[]): ReadonlySet<string> {
+  if (value === undefined) return new Set()
+  if (!Array.isArray(value)) throw new SaikuConfigError(path, 'an array of strings', value)
+  for (const [index, entry] of value.entries()) {
+    if (typeof entry !== 'string' || entry === '') throw new SaikuConfigError(`${path}[${index}]`, 'a non-empty string', entry)
+    if (allowed !== undefined && !allowed.includes(entry)) throw new SaikuConfigError(`${path}[${index}]`, `a tier of the tier table (${allowed.join(', ')})`, entry)
+  }
+  return new Set(value as string[])
+}
+
+function reportOnlyOption(options: Record<string, unknown>, tiers: TierTable): ResolvedOptions['reportOnly'] {
+  const group_ = group(options, 'reportOnly')
+  const limits = group_.limits ?? false
+  let limitsFor: (tier: string, tenantId: string) => boolean
+  if (typeof limits === 'boolean') limitsFor = limits ? ALWAYS : NEVER
+  else if (typeof limits === 'object' && limits !== null && !Array.isArray(limits)) {
+    checkKnown('reportOnly.limits', limits, ['tiers', 'tenants'])
+    const chosen = limits as Record<string, unknown>
+    const byTier = stringList('reportOnly.limits.tiers', chosen.tiers, Object.keys(tiers))
+    const byTenant = stringList('reportOnly.limits.tenants', chosen.tenants)
+    if (byTier.size === 0 && byTenant.size === 0) throw new SaikuConfigError('reportOnly.limits', 'true, false, or at least one tier or tenant', limits)
+    limitsFor = (tier, tenantId) => byTier.has(tier) || byTenant.has(tenantId)
+  } else throw new SaikuConfigError('reportOnly.limits', 'a boolean or { tiers, tenants }', limits)
+  const authentication = group_.authentication ?? false
+  if (typeof authentication !== 'boolean') throw new SaikuConfigError('reportOnly.authentication', 'a boolean', authentication)
+  const rateLimitHeaders = group_.rateLimitHeaders ?? true
+  if (typeof rateLimitHeaders !== 'boolean') throw new SaikuConfigError('reportOnly.rateLimitHeaders', 'a boolean', rateLimitHeaders)
+  return Object.freeze({ limits: limitsFor, authentication, rateLimitHeaders })
+}
+
+function metricsOption(options: Record<string, unknown>): MetricsSettings | null {
+  if (options.metrics === false) return null
+  const group_ = group(options, 'metrics')
+  const meterProvider = group_.meterProvider as MeterProvider | undefined
+  if (meterProvider !== undefined && typeof meterProvider?.getMeter !== 'function') {
+    throw new SaikuConfigError('metrics.meterProvider', 'a MeterProvider (an object with getMeter)', meterProvider)
+  }
+  const tenantIds = group_.tenantIds ?? false
+  if (typeof tenantIds !== 'boolean') throw new SaikuConfigError('metrics.tenantIds', 'a boolean', tenantIds)
+  return Object.freeze({ meterProvider, tenantIds })
 }
 
 // A realm goes inside a quoted-string; keep it to characters that need no escaping.
@@ -335,9 +423,10 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     jwtVerifier = typeof (jwt as KeyVerifier).verify === 'function' ? (jwt as KeyVerifier) : createJwtVerifier(jwt as JwtVerifierOptions)
   }
 
+  const tiers = resolveTierTable(options.tiers)
   return Object.freeze({
     realm,
-    tiers: resolveTierTable(options.tiers),
+    tiers,
     rateLimitHeaders: oneOf('rateLimitHeaders', options.rateLimitHeaders, RATE_LIMIT_HEADER_MODES, 'draft-11'),
     windows,
     limiter: Object.freeze({
@@ -367,6 +456,8 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     verifier,
     jwtVerifier,
     cost: optionalFunction<(request: CostRequest) => number>('cost', options.cost),
+    reportOnly: reportOnlyOption(options, tiers),
+    metrics: metricsOption(options),
     onDecision: optionalFunction<(event: DecisionEvent) => void>('onDecision', options.onDecision),
     onError: optionalFunction<(error: Error) => void>('onError', options.onError),
   })

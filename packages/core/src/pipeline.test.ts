@@ -29,9 +29,9 @@ describe('createAuthenticator', () => {
     await auth.authenticate(request(`Bearer ${key.slice(0, -1)}x`))
     await auth.authenticate(request())
     expect(events).toEqual([
-      { status: 200, code: null, reason: 'admitted', method: 'GET', path: '/me/tenant', ip: '127.0.0.1', keyId, tenantId: 't-acme' },
-      { status: 401, code: 'unauthorized', reason: expect.stringMatching(/bad_checksum|malformed/), method: 'GET', path: '/me/tenant', ip: '127.0.0.1', keyId: null, tenantId: null },
-      { status: 401, code: 'unauthorized', reason: 'missing_credentials', method: 'GET', path: '/me/tenant', ip: '127.0.0.1', keyId: null, tenantId: null },
+      { status: 200, code: null, reason: 'admitted', method: 'GET', path: '/me/tenant', ip: '127.0.0.1', keyId, tenantId: 't-acme', enforced: true },
+      { status: 401, code: 'unauthorized', reason: expect.stringMatching(/bad_checksum|malformed/), method: 'GET', path: '/me/tenant', ip: '127.0.0.1', keyId: null, tenantId: null, enforced: true },
+      { status: 401, code: 'unauthorized', reason: 'missing_credentials', method: 'GET', path: '/me/tenant', ip: '127.0.0.1', keyId: null, tenantId: null, enforced: true },
     ])
     expect(JSON.stringify(events)).not.toContain(key.slice(21))
   })

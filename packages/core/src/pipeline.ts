@@ -2,7 +2,7 @@ import cluster from 'node:cluster'
 import { extractBearer } from './bearer.js'
 import { LoadingCache } from './cache.js'
 import { announceKeyStoreChange, onKeyStoreChange } from './changes.js'
-import { SaikuConfigError, SaikuStoreError, type ErrorCode } from './errors.js'
+import { ERROR_STATUS, SaikuConfigError, SaikuStoreError, type ErrorCode } from './errors.js'
 import {
   addRateLimitHeaders,
   bindingWindow,
@@ -21,6 +21,7 @@ import { clientKey } from './client-address.js'
 import { reportedPath } from './reported-path.js'
 import { createCompositeVerifier } from './jwt.js'
 import { createKeyManager, type KeyManager } from './management.js'
+import { createCoreMetrics } from './metrics.js'
 import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
 import type { KeyStore, Subscription, TenantRecord } from './store.js'
 import { limitsForTenant, type WindowLimits } from './tiers.js'
@@ -145,7 +146,25 @@ export interface AdmittedDecision {
   readonly headers: HeaderMap
 }
 
-export type AuthDecision = AdmittedDecision | ErrorResponse
+/** What would have been answered, had report-only mode not admitted the request. */
+export interface WouldBeRefusal {
+  readonly status: number
+  readonly code: ErrorCode
+  readonly reason: DecisionReason
+}
+
+/**
+ * Report-only authentication: the refusal the credentials would have had, which
+ * is not to be sent. The request goes on without a principal: adapters set
+ * `req.saikuUnverified` / `ctx.state.saikuUnverified` to `unverified`, leave
+ * `req.saiku` unset, and send none of these headers. Code that calls the core
+ * itself checks `unverified` before answering a decision that is not `ok`.
+ */
+export interface UnverifiedDecision extends ErrorResponse {
+  readonly unverified: WouldBeRefusal
+}
+
+export type AuthDecision = AdmittedDecision | UnverifiedDecision | ErrorResponse
 
 export type DecisionReason =
   | 'admitted'
@@ -178,6 +197,11 @@ export interface DecisionEvent {
   readonly ip: string | undefined
   readonly keyId: string | null
   readonly tenantId: string | null
+  /**
+   * False when report-only mode admitted a request it would have refused: `status`,
+   * `code` and `reason` are the refusal it would have had (`reportOnly`).
+   */
+  readonly enforced: boolean
 }
 
 export interface Authenticator {
@@ -229,6 +253,25 @@ export interface TenantUsage {
   readonly hour: WindowUsage | null
 }
 
+function windowUsage(state: LimitDecision['minute']): WindowUsage {
+  return {
+    window: state.window,
+    quota: state.limit,
+    used: state.limit - state.remaining,
+    remaining: state.remaining,
+    resetSeconds: Math.max(1, Math.ceil(state.resetMs / 1000)),
+  }
+}
+
+/**
+ * What `authenticator.usage()` answers, from a limiter decision already at hand
+ * (a principal's `rateLimit`, a peek): the body and the headers of one request
+ * then come from the same read.
+ */
+export function usageFromDecision(tenantId: string, limits: WindowLimits, decision: LimitDecision): TenantUsage {
+  return { tenantId, limits, minute: windowUsage(decision.minute), hour: windowUsage(decision.hour) }
+}
+
 export interface AuthenticatorStats {
   /** Keys (and unknown key IDs) cached: at most `cache.maxEntries`. */
   readonly cachedKeys: number
@@ -247,6 +290,8 @@ interface CachedTenant {
   readonly limits: WindowLimits | null
   readonly limitsError: SaikuConfigError | null
   readonly policy: string
+  /** `reportOnly.limits` chose this tenant, by tier or ID. */
+  readonly reportOnlyLimits: boolean
 }
 
 function toCachedTenant(tenant: TenantRecord, options: ResolvedOptions): CachedTenant {
@@ -271,6 +316,7 @@ function toCachedTenant(tenant: TenantRecord, options: ResolvedOptions): CachedT
     limits,
     limitsError,
     policy: limits === null ? '' : rateLimitPolicy(limits),
+    reportOnlyLimits: options.reportOnly.limits(tenant.tier, tenant.tenantId),
   }
 }
 
@@ -331,6 +377,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   // Read Date.now on every call (not a saved reference), so a faked Date moves everything together.
   const now = (): number => Date.now()
   const { realm, rateLimitHeaders: headerMode, onDecision, onError, cost: costOf } = options
+  // Null without a MeterProvider: then no call below is timed or counted.
+  const metrics = options.metrics === null ? null : createCoreMetrics(options.metrics)
 
   const reportError = (error: Error): void => {
     try {
@@ -354,6 +402,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
           lastUsedResolutionMs: options.lastUsedResolutionMs,
           now,
           onStoreError: reportError,
+          metrics,
         })
       : undefined
   const keyVerifier: KeyVerifier = options.verifier ?? apiKeyVerifier!
@@ -366,13 +415,14 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
           environments: options.environments,
           sourceKeys: apiKeyVerifier?.keyState ?? sourceKeyStateFromStore(store, options.keyStoreTimeoutMs),
         })
-  const limiter: LimiterBackend =
+  const uninstrumentedLimiter: LimiterBackend =
     options.limiter.backend ??
     (options.limiter.factory === undefined
       ? createMemoryLimiter({ maxTenants: options.limiter.maxTenants, now, windows: options.windows })
       : createRateLimiterBackend({ factory: options.limiter.factory, keyPrefix: options.limiter.keyPrefix }))
   const limiterIdentity: object =
-    options.limiter.backend ?? (options.limiter.factory === undefined ? limiter : factoryIdentity(options.limiter.factory, options.limiter.keyPrefix))
+    options.limiter.backend ?? (options.limiter.factory === undefined ? uninstrumentedLimiter : factoryIdentity(options.limiter.factory, options.limiter.keyPrefix))
+  const limiter: LimiterBackend = metrics === null ? uninstrumentedLimiter : metrics.instrumentLimiter(uninstrumentedLimiter)
   const limiterTimeoutMs = limiter.inProcess === true ? 0 : options.limiter.timeoutMs
   warnIfMemoryLimiterInCluster(limiter)
   const customVerifier = options.verifier !== undefined || options.jwtVerifier !== undefined
@@ -410,10 +460,12 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   const invalidSignedTokenChallenge = { ...invalidTokenChallenge }
   const invalidRequestChallenge = { 'www-authenticate': bearerChallenge(realm, 'invalid_request') }
 
-  function emit(request: AuthRequest, status: number, code: ErrorCode | null, reason: DecisionReason, keyId: string | null, tenantId: string | null): void {
+  function emit(request: AuthRequest, status: number, code: ErrorCode | null, reason: DecisionReason, keyId: string | null, tenantId: string | null, enforced = true): void {
+    // The tier of a tenant the request got as far as: its record is in the cache by now.
+    if (metrics !== null) metrics.decision(status, reason, tenantId === null ? null : (tenants.peek(tenantId)?.view.tier ?? null), enforced, tenantId)
     if (onDecision === undefined) return
     try {
-      onDecision({ status, code, reason, method: request.method, path: reportedPath(request.url), ip: requestIp(request), keyId, tenantId })
+      onDecision({ status, code, reason, method: request.method, path: reportedPath(request.url), ip: requestIp(request), keyId, tenantId, enforced })
     } catch {
       // Observers never change an outcome.
     }
@@ -426,14 +478,26 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     [invalidSignedTokenChallenge, Object.freeze(errorResponse('unauthorized', SIGNED_TOKEN_MESSAGE, invalidSignedTokenChallenge))],
   ])
 
+  function prebuiltOrNew(code: ErrorCode, message?: string, headers?: HeaderMap): ErrorResponse {
+    return (code === 'unauthorized' && message === undefined && headers !== undefined && prebuilt.get(headers)) || errorResponse(code, message, headers)
+  }
+
   function refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): ErrorResponse {
-    const response = (code === 'unauthorized' && message === undefined && headers !== undefined && prebuilt.get(headers)) || errorResponse(code, message, headers)
+    const response = prebuiltOrNew(code, message, headers)
     emit(request, response.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null)
     return response
   }
 
   async function loadTenantRecord(tenantId: string): Promise<CachedTenant | null> {
-    const record = await withTimeout(store.findTenant(tenantId), options.keyStoreTimeoutMs, 'key_store', 'key store findTenant')
+    const started = metrics === null ? 0 : performance.now()
+    let record: TenantRecord | null
+    try {
+      record = await withTimeout(store.findTenant(tenantId), options.keyStoreTimeoutMs, 'key_store', 'key store findTenant')
+    } catch (error) {
+      metrics?.keyStoreCall('findTenant', started, false)
+      throw error
+    }
+    metrics?.keyStoreCall('findTenant', started, true)
     return record === null ? null : toCachedTenant(record, options)
   }
   const reportTenantRefreshError = (error: unknown): void => reportError(asStoreError(error, 'key_store', 'key store findTenant failed'))
@@ -451,6 +515,21 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       reportError(asStoreError(error, 'key_store', 'key store findTenant failed'))
       return stale
     }
+  }
+
+  const reportOnlyAuthentication = options.reportOnly.authentication
+
+  /**
+   * A refusal of the credentials (400, 401, the failed-authentication 429): with
+   * report-only authentication, reported as such and the request admitted without a principal.
+   */
+  function refuseCredentials(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): AuthDecision {
+    metrics?.failedAuthentication(reason, !reportOnlyAuthentication)
+    if (!reportOnlyAuthentication) return refuse(request, code, reason, ids, message, headers)
+    const response = prebuiltOrNew(code, message, headers)
+    emit(request, response.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null, false)
+    const unverified: UnverifiedDecision = { ...response, unverified: { status: response.status, code, reason } }
+    return unverified
   }
 
   function keyStoreFailed(request: AuthRequest, error: unknown): ErrorResponse {
@@ -487,19 +566,19 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     return clientKey(requestIp(request), options.failedAuth!.ipv6PrefixBits)
   }
 
-  function tooManyFailures(request: AuthRequest, waitMs: number): ErrorResponse {
+  function tooManyFailures(request: AuthRequest, waitMs: number): AuthDecision {
     const retryAfter = Math.max(1, Math.ceil(waitMs / 1000))
     const message = `Too many failed authentication attempts from this address. Retry in ${retryAfter} s.`
-    return refuse(request, 'rate_limited', 'too_many_failures', {}, message, { 'retry-after': String(retryAfter) })
+    return refuseCredentials(request, 'rate_limited', 'too_many_failures', {}, message, { 'retry-after': String(retryAfter) })
   }
 
   /** A 401, counted against the client; past its budget the answer is 429 instead. */
-  function failed(request: AuthRequest, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string } = {}, signed = false): ErrorResponse {
+  function failed(request: AuthRequest, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string } = {}, signed = false): AuthDecision {
     if (failureBudget !== null) {
       const waitMs = failureBudget.fail(clientOf(request))
       if (waitMs > 0) return tooManyFailures(request, waitMs)
     }
-    return refuse(request, 'unauthorized', reason, ids, undefined, signed ? invalidSignedTokenChallenge : invalidTokenChallenge)
+    return refuseCredentials(request, 'unauthorized', reason, ids, undefined, signed ? invalidSignedTokenChallenge : invalidTokenChallenge)
   }
 
   function decide(request: AuthRequest): Outcome {
@@ -511,9 +590,9 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     }
     const credentials = extractBearer(request)
     if (credentials.kind !== 'token') {
-      if (credentials.kind === 'missing') return refuse(request, 'unauthorized', 'missing_credentials', {}, undefined, missingChallenge)
+      if (credentials.kind === 'missing') return refuseCredentials(request, 'unauthorized', 'missing_credentials', {}, undefined, missingChallenge)
       if (credentials.kind === 'ambiguous') {
-        return refuse(request, 'invalid_request', 'ambiguous_credentials', {}, INVALID_REQUEST_MESSAGE, invalidRequestChallenge)
+        return refuseCredentials(request, 'invalid_request', 'ambiguous_credentials', {}, INVALID_REQUEST_MESSAGE, invalidRequestChallenge)
       }
       return failed(request, 'malformed_credentials')
     }
@@ -553,12 +632,13 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
 
   /** `lookup`: the store lookup went through the failure budget; it settles what it spent in advance. */
   function verifiedStage(request: AuthRequest, verified: VerifyResult, lookup: Lookup | null, signed = false): Outcome {
-    if (!verified.ok) return lookup?.spent === true ? refuse(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge) : failed(request, verified.reason, {}, signed)
+    if (!verified.ok) return lookup?.spent === true ? refuseCredentials(request, 'unauthorized', verified.reason, {}, undefined, invalidTokenChallenge) : failed(request, verified.reason, {}, signed)
     if (lookup !== null) lookup.verified()
     const { credential } = verified
     const nowMs = now()
     if (failureBudget !== null && credential.type === 'api_key') failureBudget.verified(credential.keyId, nowMs)
     const tenant = tenants.getFresh(credential.tenantId, nowMs)
+    metrics?.cache('tenant', tenant !== undefined)
     if (tenant === undefined) return afterLoadingTenant(request, credential)
     tenants.refreshIfDue(credential.tenantId, nowMs, loadTenantRecord, tenantTtl, reportTenantRefreshError)
     return tenantStage(request, credential, tenant, nowMs)
@@ -688,6 +768,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   function finish(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, rateLimit: LimitDecision | null, cost: number): AuthDecision {
     const headers: HeaderMap = {}
     if (rateLimit !== null) {
+      if (tenant.reportOnlyLimits) return finishReportOnly(request, credential, tenant, rateLimit)
       addRateLimitHeaders(headers, headerMode, tenant.policy, rateLimit, cost)
       if (!rateLimit.admitted) {
         const retryAfter = retryAfterSeconds(rateLimit)
@@ -699,19 +780,22 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
       }
     }
     emit(request, 200, null, rateLimit === null ? 'admitted_without_limits' : 'admitted', credential.keyId, credential.tenantId)
+    return admit(credential, tenant, rateLimit, headers)
+  }
+
+  function admit(credential: VerifiedCredential, tenant: CachedTenant, rateLimit: LimitDecision | null, headers: HeaderMap): AdmittedDecision {
     const mark = rateLimit === null ? uncountedMark : countedMark
     const principal = { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits!, realm, rateLimit, [admittedMark]: mark }
     return { ok: true, principal, headers }
   }
 
-  function windowUsage(state: LimitDecision['minute']): WindowUsage {
-    return {
-      window: state.window,
-      quota: state.limit,
-      used: state.limit - state.remaining,
-      remaining: state.remaining,
-      resetSeconds: Math.max(1, Math.ceil(state.resetMs / 1000)),
-    }
+  /** Report-only limits: counted as usual (a would-be refusal counts nothing), reported, admitted; no Retry-After. */
+  function finishReportOnly(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, rateLimit: LimitDecision): AuthDecision {
+    const headers: HeaderMap = {}
+    if (options.reportOnly.rateLimitHeaders) addRateLimitHeaders(headers, headerMode, tenant.policy, rateLimit)
+    if (rateLimit.admitted) emit(request, 200, null, 'admitted', credential.keyId, credential.tenantId)
+    else emit(request, ERROR_STATUS.rate_limited, 'rate_limited', 'rate_limited', credential.keyId, credential.tenantId, false)
+    return admit(credential, tenant, rateLimit, headers)
   }
 
   async function usage(tenantId: string): Promise<TenantUsage | null> {
@@ -731,7 +815,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     } catch (error) {
       throw error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter peek failed')
     }
-    return { tenantId, limits: tenant.limits, minute: windowUsage(decision.minute), hour: windowUsage(decision.hour) }
+    return usageFromDecision(tenantId, tenant.limits, decision)
   }
 
   return {

@@ -3,6 +3,7 @@ import type { SaikuStoreError } from './errors.js'
 import { API_KEY_LENGTH, KEY_ID_LENGTH, digestApiKeyBytes, digestsEqual, parseApiKey, type KeyEnvironment } from './keys.js'
 import type { ApiKeyRecord, KeyStore } from './store.js'
 import { asStoreError, withTimeout } from './timeout.js'
+import type { CoreMetrics } from './metrics.js'
 
 /** Who a verified credential speaks for. */
 export interface VerifiedCredential {
@@ -74,6 +75,8 @@ export interface ApiKeyVerifierOptions {
   readonly lastUsedResolutionMs: number
   readonly now: () => number
   readonly onStoreError?: ((error: SaikuStoreError) => void) | undefined
+  /** Times each `findKey` and counts cache hits and misses. */
+  readonly metrics?: CoreMetrics | null | undefined
   /**
    * The hashing and comparing steps: default `digestApiKey` bytes and a
    * constant-time compare. Replace them to hash in an HSM, or to observe them.
@@ -173,8 +176,18 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
   const digest = options.primitives?.digest ?? ((token: string): Buffer => digestApiKeyBytes(token, options.pepper))
   const equal = options.primitives?.equal ?? digestsEqual
 
+  const metrics = options.metrics ?? null
+
   async function fetchKey(keyId: string): Promise<CachedKey | null> {
-    const record = await withTimeout(store.findKey(keyId), options.storeTimeoutMs, 'key_store', 'key store findKey')
+    const started = metrics === null ? 0 : performance.now()
+    let record: ApiKeyRecord | null
+    try {
+      record = await withTimeout(store.findKey(keyId), options.storeTimeoutMs, 'key_store', 'key store findKey')
+    } catch (error) {
+      metrics?.keyStoreCall('findKey', started, false)
+      throw error
+    }
+    metrics?.keyStoreCall('findKey', started, true)
     return record === null ? null : toCachedKey(record)
   }
 
@@ -247,12 +260,14 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     cache.refreshIfDue(keyId, nowMs, fetchKey, ttlFor, reportRefreshError)
   }
 
-  function verifyWithoutIo(token: string): VerifyResult | undefined {
+  /** `counted`: a cache lookup for the metrics (the authenticator tries this first, then `verify` tries it again). */
+  function fromCache(token: string, counted: boolean): VerifyResult | undefined {
     const parsed = parseApiKey(token)
     if (!parsed.ok) return FAILURES[parsed.reason]
     if (parsed.environment === 'live' ? !acceptsLive : !acceptsTest) return FAILURES.environment_not_accepted
     const nowMs = options.now()
     const entry = cache.getFresh(parsed.keyId, nowMs)
+    if (counted) metrics?.cache('key', entry !== undefined)
     if (entry === undefined) return undefined
     const result = check(entry, token, nowMs)
     if (result.ok) refreshAhead(parsed.keyId, nowMs)
@@ -277,11 +292,11 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
   }
 
   return {
-    verifyWithoutIo,
+    verifyWithoutIo: (token) => fromCache(token, true),
     keyState,
     verify(token) {
       // A token that parsed has the key ID at a fixed place.
-      return verifyWithoutIo(token) ?? checkAfterLoad(token.slice(8, 8 + KEY_ID_LENGTH), token)
+      return fromCache(token, false) ?? checkAfterLoad(token.slice(8, 8 + KEY_ID_LENGTH), token)
     },
     invalidateKey(keyId) {
       cache.delete(keyId)

@@ -12,6 +12,7 @@ import {
   type KeyStore,
   type SaikuOptions,
   type SaikuPrincipal,
+  type WouldBeRefusal,
 } from '@saiku/core'
 
 declare global {
@@ -20,6 +21,8 @@ declare global {
     interface Request {
       /** Set by `saikuAuth` once the request is admitted. */
       saiku?: SaikuPrincipal
+      /** Set instead of `saiku` when report-only authentication admitted a request whose credentials failed: the refusal it would have had. */
+      saikuUnverified?: WouldBeRefusal
     }
   }
 }
@@ -42,6 +45,11 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
   // Returns true when the request may go on; writes the refusal otherwise.
   const apply = (req: Request, res: Response, decision: AuthDecision): boolean => {
     if (!decision.ok) {
+      // Report-only authentication: the refusal is not sent, and the request goes on without a principal.
+      if ('unverified' in decision) {
+        req.saikuUnverified = decision.unverified
+        return true
+      }
       send(res, decision)
       return false
     }
@@ -109,4 +117,4 @@ export function saikuErrorHandler(options: ErrorHandlerOptions = {}): ErrorReque
 }
 
 export { MemoryKeyStore, ownedByTenant, hasPermission, SaikuHttpError } from '@saiku/core'
-export type { KeyStore, SaikuOptions, SaikuPrincipal, TenantRecord } from '@saiku/core'
+export type { KeyStore, SaikuOptions, SaikuPrincipal, TenantRecord, WouldBeRefusal } from '@saiku/core'

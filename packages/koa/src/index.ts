@@ -12,12 +12,15 @@ import {
   type KeyStore,
   type SaikuOptions,
   type SaikuPrincipal,
+  type WouldBeRefusal,
 } from '@saiku/core'
 
 declare module 'koa' {
   interface DefaultState {
     /** Set by `saikuAuth` once the request is admitted. */
     saiku?: SaikuPrincipal
+    /** Set instead of `saiku` when report-only authentication admitted a request whose credentials failed: the refusal it would have had. */
+    saikuUnverified?: WouldBeRefusal
   }
 }
 
@@ -45,7 +48,12 @@ function routerPrefix(layerPath: unknown): string | undefined {
 export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddleware {
   const authenticator = createAuthenticator(store, options)
   const apply = (ctx: Context, decision: AuthDecision, next: Next): Promise<void> | void => {
-    if (!decision.ok) return send(ctx, decision)
+    if (!decision.ok) {
+      // Report-only authentication: the refusal is not sent, and the request goes on without a principal.
+      if (!('unverified' in decision)) return send(ctx, decision)
+      ctx.state.saikuUnverified = decision.unverified
+      return next()
+    }
     const { res } = ctx
     for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
     ctx.state.saiku = decision.principal
@@ -116,4 +124,4 @@ export function saikuErrors(options: ErrorMiddlewareOptions = {}): Middleware {
 }
 
 export { MemoryKeyStore, ownedByTenant, hasPermission, SaikuHttpError } from '@saiku/core'
-export type { KeyStore, SaikuOptions, SaikuPrincipal, TenantRecord } from '@saiku/core'
+export type { KeyStore, SaikuOptions, SaikuPrincipal, TenantRecord, WouldBeRefusal } from '@saiku/core'
