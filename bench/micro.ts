@@ -52,6 +52,15 @@ export async function measureDecisions(quick: boolean): Promise<DecisionCost[]> 
   const rollingRequest = request(rolling.key)
   const rollingRefused = request(rolling.tinyKey)
   await rolling.auth.authenticate(rollingRefused)
+  // Per-route cost: n units from both windows, or a free route that reads the counts (peek) instead.
+  const costly = await setup({ cost: () => 2 })
+  const costlyRequest = request(costly.key)
+  const free = await setup({ cost: () => 0 })
+  const freeRequest = request(free.key)
+  // Report-only limits: a tenant over its limits, decided and reported, then admitted.
+  const reporting = await setup({ reportOnly: { limits: true } })
+  const reportedRequest = request(reporting.tinyKey)
+  await reporting.auth.authenticate(reportedRequest)
   // check() is what the adapters call: a decision returned at once when nothing has to be awaited.
   const cases: [string, () => unknown][] = [
     ['cache hit (admitted)', () => hit.auth.check(hitRequest)],
@@ -61,6 +70,9 @@ export async function measureDecisions(quick: boolean): Promise<DecisionCost[]> 
     ['refused (429)', () => hit.auth.check(refusedRequest)],
     ['cache hit (admitted), rolling windows', () => rolling.auth.check(rollingRequest)],
     ['refused (429), rolling windows', () => rolling.auth.check(rollingRefused)],
+    ['cache hit (admitted), cost 2', () => costly.auth.check(costlyRequest)],
+    ['cache hit (admitted), cost 0', () => free.auth.check(freeRequest)],
+    ['over the limit, report-only (admitted)', () => reporting.auth.check(reportedRequest)],
   ]
   const runs = quick ? 1 : 5
   const results: DecisionCost[] = []

@@ -34,6 +34,9 @@ describe('pnpm bench --quick', () => {
       'refused (429)',
       'cache hit (admitted), rolling windows',
       'refused (429), rolling windows',
+      'cache hit (admitted), cost 2',
+      'cache hit (admitted), cost 0',
+      'over the limit, report-only (admitted)',
     ])
     for (const decision of results.decisions) expect(decision.nsPerDecision).toBeGreaterThan(0)
     if (results.redis !== null) {
