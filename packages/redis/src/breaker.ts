@@ -24,6 +24,8 @@ interface NodeState {
   openUntilMs: number
   /** A call let through after the pause, to see whether the node is back. */
   probing: boolean
+  /** A single Redis's connection when the call failed: a new one means it is back. */
+  connection: unknown
 }
 
 export interface NodeBreaker {
@@ -36,16 +38,17 @@ export interface NodeBreaker {
   succeeded(node: string): void
 }
 
+/** What the breaker reads of a client: a Cluster's slot table, or a single Redis's state and socket. */
+export interface BreakerClient {
+  readonly status: string
+  on(event: 'ready', listener: () => void): unknown
+}
+
 /**
  * Fails fast while a Redis node is known to be down: after a call to a node fails or
  * outlasts its deadline, every call for that node's slots fails at once for `pauseMs`;
  * then one call goes through to see whether it is back. Other nodes are not affected.
  */
-/** What the breaker reads of a client: a Cluster's slot table, or a single Redis's "ready" event. */
-export interface BreakerClient {
-  on(event: 'ready', listener: () => void): unknown
-}
-
 export function createNodeBreaker(client: BreakerClient, pauseMs: number): NodeBreaker {
   const nodes = new Map<string, NodeState>()
   // A Cluster's slot table: each slot's master first, as "host:port".
@@ -53,7 +56,9 @@ export function createNodeBreaker(client: BreakerClient, pauseMs: number): NodeB
   const isCluster = Array.isArray(slots)
   // A single Redis that is back is tried at once: no request waits out a pause after recovery. A
   // Cluster says "ready" again on every slot refresh, dead node or not: its nodes are probed instead.
+  // ioredis sets "ready" a tick before it says so: a new socket that is ready is the same news, seen at once.
   if (!isCluster) client.on('ready', () => nodes.clear())
+  const connection = (): unknown => (client as { stream?: unknown }).stream
   return {
     nodeOf(key) {
       if (!isCluster) return '*'
@@ -62,12 +67,16 @@ export function createNodeBreaker(client: BreakerClient, pauseMs: number): NodeB
     allow(node, nowMs) {
       const state = nodes.get(node)
       if (state === undefined) return true
+      if (!isCluster && client.status === 'ready' && state.connection !== connection()) {
+        nodes.delete(node)
+        return true
+      }
       if (nowMs < state.openUntilMs || state.probing) return false
       state.probing = true
       return true
     },
     failed(node, nowMs) {
-      nodes.set(node, { openUntilMs: nowMs + pauseMs, probing: false })
+      nodes.set(node, { openUntilMs: nowMs + pauseMs, probing: false, connection: isCluster ? undefined : connection() })
     },
     succeeded(node) {
       if (nodes.size > 0) nodes.delete(node)

@@ -1,0 +1,49 @@
+import { EventEmitter } from 'node:events'
+import { describe, expect, it } from 'vitest'
+import { createNodeBreaker } from './breaker.js'
+
+class FakeRedis extends EventEmitter {
+  status = 'ready'
+  stream: object = {}
+}
+
+describe('createNodeBreaker on a single Redis', () => {
+  it('fails fast for its pause after a failure, then lets one probe through', () => {
+    const client = new FakeRedis()
+    const breaker = createNodeBreaker(client, 1_000)
+    breaker.failed('*', 0)
+    expect(breaker.allow('*', 999)).toBe(false)
+    expect(breaker.allow('*', 1_000)).toBe(true)
+    expect(breaker.allow('*', 1_001), 'a second call while the probe is out').toBe(false)
+    breaker.succeeded('*')
+    expect(breaker.allow('*', 1_002)).toBe(true)
+  })
+
+  it('lets calls through at once on a new connection that is ready, before its "ready" event', () => {
+    const client = new FakeRedis()
+    const breaker = createNodeBreaker(client, 1_000)
+    breaker.failed('*', 0)
+    client.status = 'reconnecting'
+    expect(breaker.allow('*', 10)).toBe(false)
+    // ioredis sets the status and the new socket, and says "ready" on the next tick.
+    client.stream = {}
+    client.status = 'ready'
+    expect(breaker.allow('*', 20)).toBe(true)
+    expect(breaker.allow('*', 21), 'no probe is pending: the node is closed again').toBe(true)
+  })
+
+  it('keeps failing fast on the same connection that failed', () => {
+    const client = new FakeRedis()
+    const breaker = createNodeBreaker(client, 1_000)
+    breaker.failed('*', 0)
+    expect(breaker.allow('*', 500)).toBe(false)
+  })
+
+  it('forgets every failure on "ready"', () => {
+    const client = new FakeRedis()
+    const breaker = createNodeBreaker(client, 1_000)
+    breaker.failed('*', 0)
+    client.emit('ready')
+    expect(breaker.allow('*', 1)).toBe(true)
+  })
+})
