@@ -1,6 +1,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { digestApiKey, type SaikuOptions } from '@saiku/core'
+import { digestApiKey } from '@saiku/core/store'
+import { type SaikuOptions } from '@saiku/core'
 import { express5Harness } from './conformance/express.harness.js'
 import type { AdapterHarness } from './conformance/harness.js'
 import { koa3Harness } from './conformance/koa.harness.js'

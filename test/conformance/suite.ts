@@ -5,19 +5,9 @@ import type { AddressInfo } from 'node:net'
 import request from 'supertest'
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose'
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
-import {
-  createMemoryLimiter,
-  createRateLimiterBackend,
-  createTokenIssuer,
-  DEFAULT_TIERS,
-  MemoryKeyStore,
-  mintApiKey,
-  type CreatedApiKey,
-  type DecisionEvent,
-  type LimiterBackend,
-  type SaikuOptions,
-  type TenantRecord,
-} from '@saiku/core'
+import { createMemoryLimiter, DEFAULT_TIERS, MemoryKeyStore, mintApiKey, type CreatedApiKey, type DecisionEvent, type LimiterBackend, type SaikuOptions, type TenantRecord } from '@saiku/core'
+import { createRateLimiterBackend } from '@saiku/core/rate-limiter-flexible'
+import { createTokenIssuer } from '@saiku/core/jwt'
 import { installFakeClock, type FakeClock } from '@saiku/core/testing'
 import { createRedisLimiter } from '@saiku/redis'
 import { Redis } from 'ioredis'

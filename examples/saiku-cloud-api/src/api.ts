@@ -1,17 +1,6 @@
-import {
-  hasPermission,
-  permissionsProblem,
-  type TokenIssuer,
-  isKeyId,
-  SaikuHttpError,
-  type ApiKeySummary,
-  type CreatedApiKey,
-  type KeyManager,
-  type SaikuPrincipal,
-  type Subscription,
-  type TenantAdminStore,
-  type TenantRecord,
-} from '@saiku/core'
+import { hasPermission, isKeyId, SaikuHttpError, type ApiKeySummary, type CreatedApiKey, type KeyManager, type SaikuPrincipal, type Subscription, type TenantAdminStore, type TenantRecord } from '@saiku/core'
+import { permissionsProblem } from '@saiku/core/store'
+import { type TokenIssuer } from '@saiku/core/jwt'
 
 // Framework-neutral route logic: the Express server and the Koa example share it.
 

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
-import { createAuthenticator, createKeyManager, isKeyId, labelProblem, SaikuConfigError, SaikuHttpError, type TenantAdminStore } from '@saiku/core'
+import { createAuthenticator, createKeyManager, isKeyId, SaikuConfigError, SaikuHttpError, type TenantAdminStore } from '@saiku/core'
+import { labelProblem } from '@saiku/core/store'
 import { parseRfc3339, PERMISSIONS } from './api.js'
 import { ConfigError, readConfig } from './config.js'
 import { createLimiter } from './limits.js'

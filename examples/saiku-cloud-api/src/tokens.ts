@@ -1,7 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { exportJWK, generateKeyPair, type JWK } from 'jose'
-import { createTokenIssuer, type JwtVerifierOptions, type TokenIssuer } from '@saiku/core'
+import { createTokenIssuer, type JwtVerifierOptions, type TokenIssuer } from '@saiku/core/jwt'
 import { ConfigError, DEFAULT_DATA_DIR } from './config.js'
 
 export interface TokenSetup {

@@ -1,7 +1,7 @@
 import { ERROR_STATUS, SaikuConfigError, SaikuHttpError, SaikuStoreError, type ErrorCode } from './errors.js'
 import { isPermission, permissionsProblem } from './store.js'
 import { bearerChallenge, errorResponse, type ErrorResponse } from './http.js'
-import type { SaikuPrincipal } from './pipeline.js'
+import type { SaikuPrincipal } from './decision.js'
 
 /** Whether `granted` covers `permission`: an exact match, `*`, or `area:*` for `area:anything`. */
 export function grants(granted: readonly string[], permission: string): boolean {

@@ -1,125 +1,41 @@
-export { createAuthenticator, requestPath, routePath, usageFromDecision } from './pipeline.js'
-export { clientKey } from './client-address.js'
-export { reportedPath } from './reported-path.js'
+// @saiku/core: what an app needs. Adapters, store authors, JWT, rate-limiter-flexible and
+// tests have entries of their own: @saiku/core/adapter, /store, /jwt, /rate-limiter-flexible, /testing.
+
+export { createAuthenticator } from './authenticator.js'
+export type { Authenticator, AuthenticatorStats } from './authenticator.js'
 export type {
-  AdmittedDecision,
-  AuthDecision,
-  Authenticator,
-  AuthenticatorStats,
   AuthRequest,
   CostRequest,
   DecisionEvent,
   DecisionReason,
-  UnverifiedDecision,
-  WouldBeRefusal,
   SaikuPrincipal,
-  TenantUsage,
   TenantView,
-  WindowUsage,
-} from './pipeline.js'
+  WouldBeRefusal,
+} from './decision.js'
 
-export { resolveOptions } from './options.js'
-export type { KeyStoreFailurePolicy, LimiterFailurePolicy, ResolvedOptions, SaikuOptions } from './options.js'
+export { DEFAULTS } from './options.js'
+export type { KeyStoreFailurePolicy, LimiterFailurePolicy, SaikuOptions } from './options.js'
 
-export {
-  API_KEY_LENGTH,
-  API_KEY_PATTERN,
-  digestApiKey,
-  digestsEqual,
-  isKeyId,
-  KEY_ENVIRONMENTS,
-  keyFingerprint,
-  mintApiKey,
-  parseApiKey,
-  withChecksum,
-} from './keys.js'
-export type { KeyEnvironment, MintedApiKey, ParsedApiKey } from './keys.js'
-
-export { createApiKeyVerifier } from './verifier.js'
-export type {
-  ApiKeyVerifier,
-  ApiKeyVerifierOptions,
-  KeyVerifier,
-  VerificationFailure,
-  VerifiedCredential,
-  VerifierPrimitives,
-  VerifyResult,
-} from './verifier.js'
-
-export {
-  isPermission,
-  labelProblem,
-  MAX_LABEL_LENGTH,
-  MAX_PERMISSION_LENGTH,
-  MAX_PERMISSIONS,
-  MemoryKeyStore,
-  permissionsProblem,
-  sameSubscription,
-  SUBSCRIPTION_STATUSES,
-  toKeySummary,
-  uniquePermissions,
-  validateTenantRecord,
-} from './store.js'
+export { MemoryKeyStore } from './store.js'
 export type { ApiKeyRecord, ApiKeySummary, KeyStore, Subscription, SubscriptionStatus, TenantAdminStore, TenantRecord } from './store.js'
-
-export { keyFromRow, tenantFromRow } from './sql-rows.js'
-export type { KeyRow, TenantRow } from './sql-rows.js'
 export { createKeyManager } from './management.js'
 export type { CreatedApiKey, CreateKeyInput, KeyManager, KeyManagerOptions } from './management.js'
-export { announceKeyStoreChange, onKeyStoreChange } from './changes.js'
-export type { KeyChange } from './changes.js'
+export { API_KEY_PATTERN, isKeyId, mintApiKey, parseApiKey } from './keys.js'
+export type { KeyEnvironment, MintedApiKey, ParsedApiKey } from './keys.js'
+export type { KeyVerifier, VerificationFailure, VerifiedCredential, VerifyResult } from './verifier.js'
 
-export { DEFAULT_TIERS, limitsForTenant, resolveTierTable, validateWindowLimits } from './tiers.js'
+export { DEFAULT_TIERS, limitsForTenant } from './tiers.js'
 export type { TenantLimitSource, TierLimits, TierTable, WindowLimits } from './tiers.js'
-
-export { createCompositeVerifier, createJwtVerifier, createTokenIssuer } from './jwt.js'
-export type {
-  IssuedToken,
-  JwtAlgorithm,
-  JwtClaims,
-  JwtCredentialMapper,
-  JwtVerifierOptions,
-  TokenIssuer,
-  TokenIssuerOptions,
-} from './jwt.js'
-export { createRateLimiterBackend } from './limiter.js'
 export { createMemoryLimiter } from './memory-limiter.js'
 export type { MemoryLimiterBackend, MemoryLimiterOptions, WindowKind } from './memory-limiter.js'
-export type {
-  LimitDecision,
-  LimiterBackend,
-  RateLimiterBackendOptions,
-  RateLimiterFactory,
-  RateLimiterFactoryOptions,
-  WindowName,
-  WindowState,
-} from './limiter.js'
+export type { LimitDecision, LimiterBackend, WindowName, WindowState } from './limiter.js'
+export type { RateLimitHeaderMode } from './http.js'
+export { usageFromDecision } from './usage.js'
+export type { TenantUsage, WindowUsage } from './usage.js'
 
-export {
-  BODY_HEADERS,
-  bearerChallenge,
-  errorBody,
-  errorResponse,
-  JSON_CONTENT_TYPE,
-  RATE_LIMIT_HEADER_MODES,
-  rateLimitPolicy,
-  retryAfterSeconds,
-} from './http.js'
-export type { ChallengeError, ErrorResponse, HeaderMap, RateLimitHeaderMode } from './http.js'
+export { hasPermission, ownedByTenant } from './guards.js'
+export { clientKey } from './client-address.js'
+export { reportedPath } from './reported-path.js'
 
-export { extractBearer, MAX_TOKEN_LENGTH } from './bearer.js'
-export type { BearerCredentials, CredentialSource } from './bearer.js'
-
-export { checkPermissions, errorResponseFor, hasPermission, ownedByTenant, validatePermissionList } from './guards.js'
-
-export {
-  DEFAULT_MESSAGES,
-  ERROR_STATUS,
-  SaikuConfigError,
-  SaikuError,
-  SaikuHttpError,
-  SaikuStoreError,
-  describeSecret,
-  redactUrl,
-} from './errors.js'
+export { ERROR_STATUS, SaikuConfigError, SaikuError, SaikuHttpError, SaikuStoreError } from './errors.js'
 export type { ErrorCode, StoreSource } from './errors.js'

@@ -2,7 +2,7 @@ import { SaikuHttpError } from './errors.js'
 import { digestApiKey, isKeyId, KEY_ENVIRONMENTS, mintApiKey, type KeyEnvironment } from './keys.js'
 import { labelProblem, permissionsProblem, uniquePermissions, type ApiKeySummary, type KeyStore } from './store.js'
 import { asStoreError, withTimeout } from './timeout.js'
-import { announceKeyStoreChange, announcedDuring } from './changes.js'
+import { announceKeyStoreChange, announcedDuring } from './store-events.js'
 
 export interface CreateKeyInput {
   readonly label: string

@@ -1,4 +1,4 @@
-import { SaikuConfigError } from './errors.js'
+import { oneOf, positiveInteger } from './validate.js'
 import type { LimitDecision, LimiterBackend, WindowState } from './limiter.js'
 import type { WindowLimits } from './tiers.js'
 import { countIn, currentIndex, fullResetMs, HOUR_OFFSET, MINUTE_OFFSET, newRollingState, ROLLING_SUBWINDOWS, usedAt, waitMs, type RollingState } from './rolling.js'
@@ -74,13 +74,9 @@ function state(window: 'minute' | 'hour', limit: number, count: number, resetMs:
  * end again); it never opens a fresh window.
  */
 export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryLimiterBackend {
-  const maxTenants = options.maxTenants ?? 100_000
-  if (!Number.isSafeInteger(maxTenants) || maxTenants < 1) {
-    throw new SaikuConfigError('limiter.maxTenants', 'a positive integer', maxTenants)
-  }
+  const maxTenants = positiveInteger('limiter.maxTenants', options.maxTenants, 100_000)
   const now = options.now ?? ((): number => Date.now())
-  const windowKind = options.windows ?? 'fixed'
-  if (!WINDOW_KINDS.includes(windowKind)) throw new SaikuConfigError('limiter.windows', 'one of "fixed", "rolling"', windowKind)
+  const windowKind = oneOf('limiter.windows', options.windows, WINDOW_KINDS, 'fixed')
   const tenants = new Map<string, Windows>()
   // A list through the entries in the order they were last seen: the oldest is the
   // tenant idle longest, forgotten first when the map is full. Moving an entry is a

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { SaikuConfigError } from './errors.js'
 import { createMemoryLimiter } from './memory-limiter.js'
 import type { LimiterBackend } from './limiter.js'
-import { createAuthenticator } from './pipeline.js'
+import { createAuthenticator } from './authenticator.js'
 import { MemoryKeyStore } from './store.js'
 
 const tiny = { tenantId: 't-tiny', tenantSlug: 'tiny', tier: 'enterprise', connectionName: 'w', subscription: { status: 'active' as const }, limits: { perMinute: 2, perHour: 10 } }

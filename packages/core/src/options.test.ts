@@ -1,4 +1,6 @@
+import { createAuthenticator } from './authenticator.js'
 import { createTokenIssuer } from './jwt.js'
+import { MemoryKeyStore } from './store.js'
 import { describe, expect, it } from 'vitest'
 import { SaikuConfigError } from './errors.js'
 import { resolveOptions } from './options.js'
@@ -114,12 +116,12 @@ describe('tiers', () => {
     const cases: [() => unknown, string, string][] = [
       [() => resolveOptions({ pepper: 'hunter2-short' }), 'hunter2', 'pepper: expected a string or Buffer of at least 16 characters, got a string of 13 characters (not shown)'],
       [
-        () => resolveOptions({ jwt: { key: 'an-hmac-secret-passed-as-a-string-value' as never, issuer: 'i', audience: 'a', algorithms: ['HS256'] } }),
+        () => createAuthenticator(new MemoryKeyStore(), { jwt: { key: 'an-hmac-secret-passed-as-a-string-value' as never, issuer: 'i', audience: 'a', algorithms: ['HS256'] } }),
         'an-hmac-secret',
         'jwt.key: expected a public JWK or a shared secret (bytes), got a string of 39 characters (not shown)',
       ],
       [
-        () => resolveOptions({ jwt: { jwksUrl: 'https://user:s3cret-pass@id.example.test/jwks', issuer: 'i', audience: 'a', algorithms: ['ES256'] } }),
+        () => createAuthenticator(new MemoryKeyStore(), { jwt: { jwksUrl: 'https://user:s3cret-pass@id.example.test/jwks', issuer: 'i', audience: 'a', algorithms: ['ES256'] } }),
         's3cret-pass',
         'jwt.jwksUrl: expected a URL without a user name or password (a JWKS is public), got "https://redacted@id.example.test/jwks"',
       ],

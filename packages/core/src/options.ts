@@ -1,14 +1,29 @@
+import type { MeterProvider } from '@opentelemetry/api'
+import type { AuthRequest, CostRequest, DecisionEvent } from './decision.js'
 import { SaikuConfigError } from './errors.js'
 import { RATE_LIMIT_HEADER_MODES, type RateLimitHeaderMode } from './http.js'
+import type { JwtVerifierOptions } from './jwt.js'
 import { KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
-import type { LimiterBackend, RateLimiterFactory } from './limiter.js'
-import { createMemoryLimiter, WINDOW_KINDS, type WindowKind } from './memory-limiter.js'
-import { resolveTierTable, type TierLimits, type TierTable } from './tiers.js'
-import type { KeyVerifier } from './verifier.js'
-import { createJwtVerifier, type JwtVerifierOptions } from './jwt.js'
-import type { AuthRequest, CostRequest, DecisionEvent } from './pipeline.js'
+import type { LimiterBackend } from './limiter.js'
+import { WINDOW_KINDS, type WindowKind } from './memory-limiter.js'
 import type { MetricsSettings } from './metrics.js'
-import type { MeterProvider } from '@opentelemetry/api'
+import type { RateLimiterFactory } from './rate-limiter-flexible.js'
+import { resolveTierTable, type TierLimits, type TierTable } from './tiers.js'
+import {
+  booleanOption,
+  checkKnown,
+  durationMs,
+  integerInRange,
+  isPlainObject,
+  nonNegativeInteger,
+  oneOf,
+  optionalFunction,
+  optionalObjectWith,
+  optionGroup,
+  positiveInteger,
+  stringSet,
+} from './validate.js'
+import type { KeyVerifier } from './verifier.js'
 
 export type KeyStoreFailurePolicy = 'closed' | 'serve-stale'
 export type LimiterFailurePolicy = 'closed' | 'open'
@@ -172,7 +187,8 @@ export interface ResolvedOptions {
     readonly keyPrefix: string
     readonly maxTenants: number
     readonly timeoutMs: number
-    readonly insurance: LimiterBackend | undefined
+    /** `true`: the authenticator counts in memory while the backend fails open. */
+    readonly insurance: boolean | LimiterBackend
   }
   readonly cache: { readonly ttlMs: number; readonly negativeTtlMs: number; readonly maxEntries: number; readonly maxStaleMs: number }
   readonly keyStoreTimeoutMs: number
@@ -183,7 +199,8 @@ export interface ResolvedOptions {
   readonly pepper: string | Buffer | undefined
   readonly lastUsedResolutionMs: number
   readonly verifier: KeyVerifier | undefined
-  readonly jwtVerifier: KeyVerifier | undefined
+  /** Options for `createJwtVerifier`, or a verifier of your own; the authenticator builds the former. */
+  readonly jwt: JwtVerifierOptions | KeyVerifier | undefined
   readonly cost: ((request: CostRequest) => number) | undefined
   readonly reportOnly: {
     /** Whether a tenant's limits are report-only, by tier and tenant ID. */
@@ -196,75 +213,67 @@ export interface ResolvedOptions {
   readonly onError: ((error: Error) => void) | undefined
 }
 
-const KNOWN_OPTIONS: Readonly<Record<string, readonly string[] | null>> = {
-  realm: null,
-  tiers: null,
-  rateLimitHeaders: null,
-  windows: null,
-  limiter: ['factory', 'backend', 'keyPrefix', 'maxTenants', 'timeoutMs', 'insurance'],
-  cache: ['ttlMs', 'negativeTtlMs', 'maxEntries', 'maxStaleMs'],
-  keyStoreTimeoutMs: null,
-  failurePolicy: ['keyStore', 'limiter'],
-  subscription: ['required', 'exemptPaths', 'isExempt'],
-  failedAuth: ['perMinute', 'ipv6PrefixBits', 'maxClients', 'trustVerifiedMs'],
-  environments: null,
-  pepper: null,
-  lastUsedResolutionMs: null,
-  verifier: null,
-  jwt: null,
-  cost: null,
-  reportOnly: ['limits', 'authentication', 'rateLimitHeaders'],
-  metrics: ['meterProvider', 'tenantIds'],
-  onDecision: null,
-  onError: null,
+/**
+ * Every option's default, in one place. An option left out takes its value here;
+ * the known option names, at the top and in each group, are this literal's keys.
+ * `undefined`: nothing unless given (`tiers`: the spec's plans, `DEFAULT_TIERS`;
+ * `cache.negativeTtlMs`: `cache.ttlMs`; `windows`: what `limiter.backend` counts, else fixed).
+ */
+export const DEFAULTS: OptionDefaults = Object.freeze({
+  realm: 'saiku',
+  tiers: undefined,
+  rateLimitHeaders: 'draft-11',
+  windows: undefined,
+  limiter: Object.freeze({ factory: undefined, backend: undefined, keyPrefix: 'saiku', maxTenants: 100_000, timeoutMs: 1_000, insurance: false }),
+  cache: Object.freeze({ ttlMs: 10_000, negativeTtlMs: undefined, maxEntries: 10_000, maxStaleMs: 60_000 }),
+  keyStoreTimeoutMs: 1_000,
+  failurePolicy: Object.freeze({ keyStore: 'closed', limiter: 'closed' }),
+  subscription: Object.freeze({ required: true, exemptPaths: Object.freeze([]), isExempt: undefined }),
+  failedAuth: Object.freeze({ perMinute: 30, ipv6PrefixBits: 64, maxClients: 100_000, trustVerifiedMs: 3_600_000 }),
+  environments: KEY_ENVIRONMENTS,
+  pepper: undefined,
+  lastUsedResolutionMs: 60_000,
+  verifier: undefined,
+  jwt: undefined,
+  cost: undefined,
+  reportOnly: Object.freeze({ limits: false, authentication: false, rateLimitHeaders: true }),
+  metrics: Object.freeze({ meterProvider: undefined, tenantIds: false }),
+  onDecision: undefined,
+  onError: undefined,
+})
+
+/** The type of `DEFAULTS`: each option's default value, or `undefined` for none. */
+export interface OptionDefaults {
+  readonly realm: string
+  readonly tiers: undefined
+  readonly rateLimitHeaders: RateLimitHeaderMode
+  readonly windows: undefined
+  readonly limiter: Readonly<{ factory: undefined; backend: undefined; keyPrefix: string; maxTenants: number; timeoutMs: number; insurance: boolean }>
+  readonly cache: Readonly<{ ttlMs: number; negativeTtlMs: undefined; maxEntries: number; maxStaleMs: number }>
+  readonly keyStoreTimeoutMs: number
+  readonly failurePolicy: Readonly<{ keyStore: KeyStoreFailurePolicy; limiter: LimiterFailurePolicy }>
+  readonly subscription: Readonly<{ required: boolean; exemptPaths: readonly string[]; isExempt: undefined }>
+  readonly failedAuth: Readonly<{ perMinute: number; ipv6PrefixBits: number; maxClients: number; trustVerifiedMs: number }>
+  readonly environments: readonly KeyEnvironment[]
+  readonly pepper: undefined
+  readonly lastUsedResolutionMs: number
+  readonly verifier: undefined
+  readonly jwt: undefined
+  readonly cost: undefined
+  readonly reportOnly: Readonly<{ limits: boolean; authentication: boolean; rateLimitHeaders: boolean }>
+  readonly metrics: Readonly<{ meterProvider: undefined; tenantIds: boolean }>
+  readonly onDecision: undefined
+  readonly onError: undefined
 }
 
-function checkKnown(path: string, value: object, known: readonly string[]): void {
-  for (const key of Object.keys(value)) {
-    if (!known.includes(key)) {
-      throw new SaikuConfigError(`${path}${path === '' ? '' : '.'}${key}`, `a known option (${known.join(', ')})`, key)
-    }
-  }
-}
+/** The options that are groups of options (`cache: { … }`). */
+type GroupName = 'limiter' | 'cache' | 'failurePolicy' | 'subscription' | 'failedAuth' | 'reportOnly' | 'metrics'
 
-function group(options: Record<string, unknown>, name: string): Record<string, unknown> {
-  const value = options[name]
-  if (value === undefined) return {}
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new SaikuConfigError(name, 'an object', value)
-  }
-  checkKnown(name, value, KNOWN_OPTIONS[name]!)
-  return value as Record<string, unknown>
-}
-
-function durationMs(path: string, value: unknown, fallback: number, min = 0): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > 2_147_483_647) {
-    throw new SaikuConfigError(path, `an integer number of milliseconds from ${min} to 2147483647`, value)
-  }
-  return value
-}
-
-function positiveInteger(path: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw new SaikuConfigError(path, 'a positive integer', value)
-  return value
-}
-
-function oneOf<T extends string>(path: string, value: unknown, allowed: readonly T[], fallback: T): T {
-  if (value === undefined) return fallback
-  if (!allowed.includes(value as T)) throw new SaikuConfigError(path, `one of ${allowed.map((a) => `"${a}"`).join(', ')}`, value)
-  return value as T
-}
-
-function optionalFunction<F>(path: string, value: unknown): F | undefined {
-  if (value === undefined) return undefined
-  if (typeof value !== 'function') throw new SaikuConfigError(path, 'a function', value)
-  return value as F
+function group(options: Record<string, unknown>, name: GroupName): Record<string, unknown> {
+  return optionGroup(name, options[name], Object.keys(DEFAULTS[name]))
 }
 
 function exemptPathsPredicate(value: unknown): ((path: string) => boolean) | undefined {
-  if (value === undefined) return undefined
   if (!Array.isArray(value)) throw new SaikuConfigError('subscription.exemptPaths', 'an array of paths', value)
   const prefixes = value.map((entry: unknown, index) => {
     if (typeof entry !== 'string' || !entry.startsWith('/')) {
@@ -272,6 +281,7 @@ function exemptPathsPredicate(value: unknown): ((path: string) => boolean) | und
     }
     return (entry.length > 1 && entry.endsWith('/') ? entry.slice(0, -1) : entry).toLowerCase()
   })
+  if (prefixes.length === 0) return undefined
   // Whole segments only: "/me/billing" exempts "/me/billing/trial", not "/me/billingx"; and
   // without regard to case, as Express and @koa/router route by default.
   return (routed) => {
@@ -283,126 +293,106 @@ function exemptPathsPredicate(value: unknown): ((path: string) => boolean) | und
 const NEVER = (): boolean => false
 const ALWAYS = (): boolean => true
 
-function stringList(path: string, value: unknown, allowed?: readonly string[]): ReadonlySet<string> {
-  if (value === undefined) return new Set()
-  if (!Array.isArray(value)) throw new SaikuConfigError(path, 'an array of strings', value)
-  for (const [index, entry] of value.entries()) {
-    if (typeof entry !== 'string' || entry === '') throw new SaikuConfigError(`${path}[${index}]`, 'a non-empty string', entry)
-    if (allowed !== undefined && !allowed.includes(entry)) throw new SaikuConfigError(`${path}[${index}]`, `a tier of the tier table (${allowed.join(', ')})`, entry)
-  }
-  return new Set(value as string[])
-}
-
 function reportOnlyOption(options: Record<string, unknown>, tiers: TierTable): ResolvedOptions['reportOnly'] {
-  const group_ = group(options, 'reportOnly')
-  const limits = group_.limits ?? false
+  const given = group(options, 'reportOnly')
+  const defaults = DEFAULTS.reportOnly
+  const limits = given.limits ?? defaults.limits
   let limitsFor: (tier: string, tenantId: string) => boolean
   if (typeof limits === 'boolean') limitsFor = limits ? ALWAYS : NEVER
-  else if (typeof limits === 'object' && limits !== null && !Array.isArray(limits)) {
+  else if (isPlainObject(limits)) {
     checkKnown('reportOnly.limits', limits, ['tiers', 'tenants'])
-    const chosen = limits as Record<string, unknown>
-    const byTier = stringList('reportOnly.limits.tiers', chosen.tiers, Object.keys(tiers))
-    const byTenant = stringList('reportOnly.limits.tenants', chosen.tenants)
+    const byTier = stringSet('reportOnly.limits.tiers', limits.tiers, Object.keys(tiers), 'a tier of the tier table')
+    const byTenant = stringSet('reportOnly.limits.tenants', limits.tenants)
     if (byTier.size === 0 && byTenant.size === 0) throw new SaikuConfigError('reportOnly.limits', 'true, false, or at least one tier or tenant', limits)
     limitsFor = (tier, tenantId) => byTier.has(tier) || byTenant.has(tenantId)
   } else throw new SaikuConfigError('reportOnly.limits', 'a boolean or { tiers, tenants }', limits)
-  const authentication = group_.authentication ?? false
-  if (typeof authentication !== 'boolean') throw new SaikuConfigError('reportOnly.authentication', 'a boolean', authentication)
-  const rateLimitHeaders = group_.rateLimitHeaders ?? true
-  if (typeof rateLimitHeaders !== 'boolean') throw new SaikuConfigError('reportOnly.rateLimitHeaders', 'a boolean', rateLimitHeaders)
-  return Object.freeze({ limits: limitsFor, authentication, rateLimitHeaders })
+  return Object.freeze({
+    limits: limitsFor,
+    authentication: booleanOption('reportOnly.authentication', given.authentication, defaults.authentication),
+    rateLimitHeaders: booleanOption('reportOnly.rateLimitHeaders', given.rateLimitHeaders, defaults.rateLimitHeaders),
+  })
 }
 
 function metricsOption(options: Record<string, unknown>): MetricsSettings | null {
   if (options.metrics === false) return null
-  const group_ = group(options, 'metrics')
-  const meterProvider = group_.meterProvider as MeterProvider | undefined
-  if (meterProvider !== undefined && typeof meterProvider?.getMeter !== 'function') {
-    throw new SaikuConfigError('metrics.meterProvider', 'a MeterProvider (an object with getMeter)', meterProvider)
+  const given = group(options, 'metrics')
+  const meterProvider = optionalObjectWith<MeterProvider>('metrics.meterProvider', given.meterProvider, ['getMeter'], 'a MeterProvider (an object with getMeter)')
+  return Object.freeze({ meterProvider, tenantIds: booleanOption('metrics.tenantIds', given.tenantIds, DEFAULTS.metrics.tenantIds) })
+}
+
+function failedAuthOption(options: Record<string, unknown>): ResolvedOptions['failedAuth'] {
+  if (options.failedAuth === false) return null
+  const given = group(options, 'failedAuth')
+  const defaults = DEFAULTS.failedAuth
+  return Object.freeze({
+    perMinute: positiveInteger('failedAuth.perMinute', given.perMinute, defaults.perMinute),
+    ipv6PrefixBits: integerInRange('failedAuth.ipv6PrefixBits', given.ipv6PrefixBits, defaults.ipv6PrefixBits, 16, 128),
+    maxClients: positiveInteger('failedAuth.maxClients', given.maxClients, defaults.maxClients),
+    trustVerifiedMs: durationMs('failedAuth.trustVerifiedMs', given.trustVerifiedMs, defaults.trustVerifiedMs),
+  })
+}
+
+function limiterOption(options: Record<string, unknown>): { limiter: ResolvedOptions['limiter']; windows: WindowKind } {
+  const given = group(options, 'limiter')
+  const defaults = DEFAULTS.limiter
+  const factory = optionalFunction<RateLimiterFactory>('limiter.factory', given.factory)
+  const backend = optionalObjectWith<LimiterBackend>('limiter.backend', given.backend, ['consume'], 'an object with a consume(tenantKey, limits) method')
+  if (backend !== undefined && factory !== undefined) throw new SaikuConfigError('limiter', 'either factory or backend, not both', 'both')
+  const counted = backend?.windows ?? 'fixed'
+  const windows = oneOf<WindowKind>('windows', options.windows, WINDOW_KINDS, counted)
+  if (windows === 'rolling' && factory !== undefined) {
+    throw new SaikuConfigError('windows', '"fixed" with limiter.factory (rate-limiter-flexible counts fixed windows only; rolling windows need the memory backend or @saiku/redis)', windows)
   }
-  const tenantIds = group_.tenantIds ?? false
-  if (typeof tenantIds !== 'boolean') throw new SaikuConfigError('metrics.tenantIds', 'a boolean', tenantIds)
-  return Object.freeze({ meterProvider, tenantIds })
+  if (backend !== undefined && windows !== counted) {
+    throw new SaikuConfigError('windows', `"${counted}", as limiter.backend counts (build the backend with windows: "${windows}")`, windows)
+  }
+  const insurance = given.insurance ?? defaults.insurance
+  if (typeof insurance !== 'boolean') optionalObjectWith<LimiterBackend>('limiter.insurance', insurance, ['consume'], 'a boolean or a LimiterBackend')
+  const keyPrefix = given.keyPrefix ?? defaults.keyPrefix
+  if (typeof keyPrefix !== 'string' || !/^[\w:.{}-]{1,64}$/.test(keyPrefix)) {
+    throw new SaikuConfigError('limiter.keyPrefix', '1 to 64 characters of [A-Za-z0-9_:.{}-]', keyPrefix)
+  }
+  const limiter = Object.freeze({
+    factory,
+    backend,
+    keyPrefix,
+    maxTenants: positiveInteger('limiter.maxTenants', given.maxTenants, defaults.maxTenants),
+    timeoutMs: durationMs('limiter.timeoutMs', given.timeoutMs, defaults.timeoutMs, 1),
+    insurance: insurance as boolean | LimiterBackend,
+  })
+  return { limiter, windows }
 }
 
 // A realm goes inside a quoted-string; keep it to characters that need no escaping.
 const REALM_PATTERN = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}$/
 
-/** Checks every option once, at construction, and returns a frozen configuration. Never mutates its input. */
+/**
+ * Checks every option once, at construction, and returns a frozen configuration:
+ * values only, nothing built. Never mutates its input.
+ */
 export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-    throw new SaikuConfigError('options', 'an object', input)
-  }
+  if (!isPlainObject(input)) throw new SaikuConfigError('options', 'an object', input)
   const options = input as Record<string, unknown>
-  checkKnown('', options, Object.keys(KNOWN_OPTIONS))
+  checkKnown('', options, Object.keys(DEFAULTS))
 
-  const realm = options.realm ?? 'saiku'
+  const realm = options.realm ?? DEFAULTS.realm
   if (typeof realm !== 'string' || !REALM_PATTERN.test(realm)) {
     throw new SaikuConfigError('realm', '1 to 64 printable ASCII characters without quotes or backslashes', realm)
   }
-
-  const limiter = group(options, 'limiter')
-  const factory = optionalFunction<RateLimiterFactory>('limiter.factory', limiter.factory)
-  const backend = limiter.backend as LimiterBackend | undefined
-  if (backend !== undefined && typeof backend?.consume !== 'function') {
-    throw new SaikuConfigError('limiter.backend', 'an object with a consume(tenantKey, limits) method', backend)
-  }
-  if (backend !== undefined && factory !== undefined) {
-    throw new SaikuConfigError('limiter', 'either factory or backend, not both', 'both')
-  }
-  const windows = oneOf<WindowKind>('windows', options.windows, WINDOW_KINDS, backend?.windows ?? 'fixed')
-  if (windows === 'rolling' && factory !== undefined) {
-    throw new SaikuConfigError('windows', '"fixed" with limiter.factory (rate-limiter-flexible counts fixed windows only; rolling windows need the memory backend or @saiku/redis)', windows)
-  }
-  if (backend !== undefined && windows !== (backend.windows ?? 'fixed')) {
-    throw new SaikuConfigError('windows', `"${backend.windows ?? 'fixed'}", as limiter.backend counts (build the backend with windows: "${windows}")`, windows)
-  }
-  const insuranceOption = limiter.insurance ?? false
-  if (typeof insuranceOption !== 'boolean' && typeof (insuranceOption as LimiterBackend)?.consume !== 'function') {
-    throw new SaikuConfigError('limiter.insurance', 'a boolean or a LimiterBackend', insuranceOption)
-  }
-  const keyPrefix = limiter.keyPrefix ?? 'saiku'
-  if (typeof keyPrefix !== 'string' || !/^[\w:.{}-]{1,64}$/.test(keyPrefix)) {
-    throw new SaikuConfigError('limiter.keyPrefix', '1 to 64 characters of [A-Za-z0-9_:.{}-]', keyPrefix)
-  }
+  const { limiter, windows } = limiterOption(options)
 
   const cache = group(options, 'cache')
-  const ttlMs = durationMs('cache.ttlMs', cache.ttlMs, 10_000)
-  const maxEntries = cache.maxEntries ?? 10_000
-  if (typeof maxEntries !== 'number' || !Number.isSafeInteger(maxEntries) || maxEntries < 0) {
-    throw new SaikuConfigError('cache.maxEntries', 'a non-negative integer', maxEntries)
-  }
+  const ttlMs = durationMs('cache.ttlMs', cache.ttlMs, DEFAULTS.cache.ttlMs)
 
   const failurePolicy = group(options, 'failurePolicy')
   const subscription = group(options, 'subscription')
-  const required = subscription.required ?? true
-  if (typeof required !== 'boolean') throw new SaikuConfigError('subscription.required', 'a boolean', required)
-  const exemptPath = exemptPathsPredicate(subscription.exemptPaths)
+  const exemptPath = exemptPathsPredicate(subscription.exemptPaths ?? DEFAULTS.subscription.exemptPaths)
   const isExemptFn = optionalFunction<(path: string, request: AuthRequest) => boolean>('subscription.isExempt', subscription.isExempt)
   const isExempt = (path: string, request: AuthRequest): boolean =>
     (exemptPath !== undefined && exemptPath(path)) || (isExemptFn !== undefined && isExemptFn(path, request) === true)
 
-  let failedAuth: ResolvedOptions['failedAuth'] = null
-  if (options.failedAuth !== false) {
-    const group_ = options.failedAuth === undefined ? {} : group(options, 'failedAuth')
-    const ipv6PrefixBits = group_.ipv6PrefixBits ?? 64
-    if (typeof ipv6PrefixBits !== 'number' || !Number.isInteger(ipv6PrefixBits) || ipv6PrefixBits < 16 || ipv6PrefixBits > 128) {
-      throw new SaikuConfigError('failedAuth.ipv6PrefixBits', 'an integer from 16 to 128', ipv6PrefixBits)
-    }
-    failedAuth = Object.freeze({
-      perMinute: positiveInteger('failedAuth.perMinute', group_.perMinute, 30),
-      ipv6PrefixBits,
-      maxClients: positiveInteger('failedAuth.maxClients', group_.maxClients, 100_000),
-      trustVerifiedMs: durationMs('failedAuth.trustVerifiedMs', group_.trustVerifiedMs, 3_600_000),
-    })
-  }
-
-  const environments = options.environments ?? KEY_ENVIRONMENTS
-  if (
-    !Array.isArray(environments) ||
-    environments.length === 0 ||
-    !environments.every((env) => KEY_ENVIRONMENTS.includes(env as KeyEnvironment))
-  ) {
+  const environments = options.environments ?? DEFAULTS.environments
+  if (!Array.isArray(environments) || environments.length === 0 || !environments.every((env) => KEY_ENVIRONMENTS.includes(env as KeyEnvironment))) {
     throw new SaikuConfigError('environments', 'a non-empty array of "live" and/or "test"', environments)
   }
 
@@ -411,50 +401,34 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     throw new SaikuConfigError('pepper', 'a string or Buffer of at least 16 characters', pepper, { secret: true })
   }
 
-  const verifier = options.verifier as KeyVerifier | undefined
-  if (verifier !== undefined && typeof verifier?.verify !== 'function') {
-    throw new SaikuConfigError('verifier', 'an object with a verify(token) method', verifier)
-  }
-
-  const jwt = options.jwt as JwtVerifierOptions | KeyVerifier | undefined
-  let jwtVerifier: KeyVerifier | undefined
-  if (jwt !== undefined) {
-    if (typeof jwt !== 'object' || jwt === null) throw new SaikuConfigError('jwt', 'JWT verifier options or a KeyVerifier', jwt)
-    jwtVerifier = typeof (jwt as KeyVerifier).verify === 'function' ? (jwt as KeyVerifier) : createJwtVerifier(jwt as JwtVerifierOptions)
-  }
+  const jwt = options.jwt
+  if (jwt !== undefined && !isPlainObject(jwt)) throw new SaikuConfigError('jwt', 'JWT verifier options or a KeyVerifier', jwt)
 
   const tiers = resolveTierTable(options.tiers)
   return Object.freeze({
     realm,
     tiers,
-    rateLimitHeaders: oneOf('rateLimitHeaders', options.rateLimitHeaders, RATE_LIMIT_HEADER_MODES, 'draft-11'),
+    rateLimitHeaders: oneOf('rateLimitHeaders', options.rateLimitHeaders, RATE_LIMIT_HEADER_MODES, DEFAULTS.rateLimitHeaders),
     windows,
-    limiter: Object.freeze({
-      factory,
-      backend,
-      keyPrefix,
-      maxTenants: positiveInteger('limiter.maxTenants', limiter.maxTenants, 100_000),
-      timeoutMs: durationMs('limiter.timeoutMs', limiter.timeoutMs, 1_000, 1),
-      insurance: insuranceOption === true ? createMemoryLimiter({ windows }) : insuranceOption === false ? undefined : (insuranceOption as LimiterBackend),
-    }),
+    limiter,
     cache: Object.freeze({
       ttlMs,
       negativeTtlMs: durationMs('cache.negativeTtlMs', cache.negativeTtlMs, ttlMs),
-      maxEntries,
-      maxStaleMs: durationMs('cache.maxStaleMs', cache.maxStaleMs, 60_000),
+      maxEntries: nonNegativeInteger('cache.maxEntries', cache.maxEntries, DEFAULTS.cache.maxEntries),
+      maxStaleMs: durationMs('cache.maxStaleMs', cache.maxStaleMs, DEFAULTS.cache.maxStaleMs),
     }),
-    keyStoreTimeoutMs: durationMs('keyStoreTimeoutMs', options.keyStoreTimeoutMs, 1_000, 1),
+    keyStoreTimeoutMs: durationMs('keyStoreTimeoutMs', options.keyStoreTimeoutMs, DEFAULTS.keyStoreTimeoutMs, 1),
     failurePolicy: Object.freeze({
-      keyStore: oneOf<KeyStoreFailurePolicy>('failurePolicy.keyStore', failurePolicy.keyStore, ['closed', 'serve-stale'], 'closed'),
-      limiter: oneOf<LimiterFailurePolicy>('failurePolicy.limiter', failurePolicy.limiter, ['closed', 'open'], 'closed'),
+      keyStore: oneOf<KeyStoreFailurePolicy>('failurePolicy.keyStore', failurePolicy.keyStore, ['closed', 'serve-stale'], DEFAULTS.failurePolicy.keyStore),
+      limiter: oneOf<LimiterFailurePolicy>('failurePolicy.limiter', failurePolicy.limiter, ['closed', 'open'], DEFAULTS.failurePolicy.limiter),
     }),
-    subscription: Object.freeze({ required, isExempt }),
-    failedAuth,
+    subscription: Object.freeze({ required: booleanOption('subscription.required', subscription.required, DEFAULTS.subscription.required), isExempt }),
+    failedAuth: failedAuthOption(options),
     environments: Object.freeze([...(environments as KeyEnvironment[])]),
     pepper,
-    lastUsedResolutionMs: durationMs('lastUsedResolutionMs', options.lastUsedResolutionMs, 60_000),
-    verifier,
-    jwtVerifier,
+    lastUsedResolutionMs: durationMs('lastUsedResolutionMs', options.lastUsedResolutionMs, DEFAULTS.lastUsedResolutionMs),
+    verifier: optionalObjectWith<KeyVerifier>('verifier', options.verifier, ['verify'], 'an object with a verify(token) method'),
+    jwt: jwt as JwtVerifierOptions | KeyVerifier | undefined,
     cost: optionalFunction<(request: CostRequest) => number>('cost', options.cost),
     reportOnly: reportOnlyOption(options, tiers),
     metrics: metricsOption(options),

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest'
 import { grants } from './guards.js'
 import { createJwtVerifier, createTokenIssuer } from './jwt.js'
 import { createKeyManager } from './management.js'
-import { createAuthenticator, type AdmittedDecision } from './pipeline.js'
+import { createAuthenticator } from './authenticator.js'
+import type { AdmittedDecision } from './decision.js'
 import { isPermission, labelProblem, MAX_PERMISSIONS, MemoryKeyStore } from './store.js'
 
 const tenant = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }

@@ -2,7 +2,8 @@ import { describe, expect, it, vi } from 'vitest'
 import { installFakeClock } from './testing.js'
 import { SaikuHttpError } from './errors.js'
 import { errorResponseFor } from './guards.js'
-import { createAuthenticator, type DecisionEvent } from './pipeline.js'
+import { createAuthenticator } from './authenticator.js'
+import type { DecisionEvent } from './decision.js'
 import { MemoryKeyStore, type KeyStore } from './store.js'
 
 const acme = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }
@@ -136,6 +137,25 @@ describe('limiter insurance', () => {
     expect(decisions[0]).toMatchObject({ ok: true, headers: { ratelimit: '"minute";r=2;t=60, "hour";r=9;t=3600' } })
     expect(errors).toHaveLength(5)
     expect(() => createAuthenticator(new MemoryKeyStore(), { limiter: { insurance: 'yes' as never } })).toThrow('limiter.insurance: expected a boolean or a LimiterBackend')
+  })
+  it('keeps its insurance counts within limiter.maxTenants, as the memory backend does', async () => {
+    const beta = { ...acme, tenantId: 't-beta', tenantSlug: 'beta' }
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme, beta] }), {
+      tiers: { starter: { perMinute: 2, perHour: 10 } },
+      limiter: { backend: { consume: () => Promise.reject(new Error('ECONNREFUSED')) }, insurance: true, maxTenants: 1 },
+      failurePolicy: { limiter: 'open' },
+    })
+    const { key: acmeKey } = await auth.keys.create('t-acme', { label: 'a' })
+    const { key: betaKey } = await auth.keys.create('t-beta', { label: 'b' })
+    const status = async (key: string) => {
+      const decision = await auth.authenticate(request(`Bearer ${key}`))
+      return decision.ok ? 200 : decision.status
+    }
+    expect([await status(acmeKey), await status(acmeKey), await status(acmeKey)]).toEqual([200, 200, 429])
+    // One tenant counted at most: beta's first request makes the insurance forget acme's counts.
+    expect(await status(betaKey)).toBe(200)
+    expect(auth.stats().countedTenants).toBeNull()
+    expect(await status(acmeKey)).toBe(200)
   })
 })
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { routePath, type AuthRequest } from './pipeline.js'
+import type { AuthRequest } from './decision.js'
+import { routePath } from './route-path.js'
 
 const at = (fields: Partial<AuthRequest>): AuthRequest => ({ headers: {}, method: 'GET', url: '/', ...fields })
 

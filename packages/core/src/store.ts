@@ -1,4 +1,4 @@
-import { announceKeyStoreChange } from './changes.js'
+import { announceKeyStoreChange } from './store-events.js'
 import { SaikuConfigError } from './errors.js'
 import { isKeyId, KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
 import { limitsForTenant, type TierTable, type WindowLimits, DEFAULT_TIERS } from './tiers.js'

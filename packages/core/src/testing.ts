@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { digestApiKey } from './keys.js'
 import { createKeyManager, type KeyManager } from './management.js'
-import { createAuthenticator } from './pipeline.js'
+import { createAuthenticator } from './authenticator.js'
 import type { KeyStore, TenantAdminStore, TenantRecord } from './store.js'
 
 export interface FakeClock {

@@ -1,4 +1,5 @@
 import { SaikuConfigError } from './errors.js'
+import { isPlainObject, isPositiveInteger } from './validate.js'
 
 export interface WindowLimits {
   readonly perMinute: number
@@ -18,16 +19,10 @@ export const DEFAULT_TIERS: TierTable = Object.freeze({
   enterprise: 'custom',
 })
 
-function isPositiveInteger(value: unknown): value is number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0
-}
-
 /** Checks one pair of limits; throws a {@link SaikuConfigError} naming `path`. */
 export function validateWindowLimits(path: string, value: unknown): WindowLimits {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new SaikuConfigError(path, 'an object { perMinute, perHour }', value)
-  }
-  const { perMinute, perHour } = value as Record<string, unknown>
+  if (!isPlainObject(value)) throw new SaikuConfigError(path, 'an object { perMinute, perHour }', value)
+  const { perMinute, perHour } = value
   if (!isPositiveInteger(perMinute)) throw new SaikuConfigError(`${path}.perMinute`, 'a positive integer', perMinute)
   if (!isPositiveInteger(perHour)) throw new SaikuConfigError(`${path}.perHour`, 'a positive integer', perHour)
   if (perHour < perMinute) {
@@ -39,7 +34,7 @@ export function validateWindowLimits(path: string, value: unknown): WindowLimits
 /** The default table with the user's overrides merged over it, every entry validated. */
 export function resolveTierTable(overrides: unknown, path = 'tiers'): TierTable {
   if (overrides === undefined) return DEFAULT_TIERS
-  if (typeof overrides !== 'object' || overrides === null || Array.isArray(overrides)) {
+  if (!isPlainObject(overrides)) {
     throw new SaikuConfigError(path, 'an object mapping tier names to { perMinute, perHour } or "custom"', overrides)
   }
   const table: Record<string, TierLimits> = { ...DEFAULT_TIERS }

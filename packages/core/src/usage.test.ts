@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { SaikuStoreError } from './errors.js'
 import type { LimitDecision, LimiterBackend } from './limiter.js'
 import { createMemoryLimiter } from './memory-limiter.js'
-import { createAuthenticator } from './pipeline.js'
+import { createAuthenticator } from './authenticator.js'
 import { MemoryKeyStore } from './store.js'
 
 const acme = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }

@@ -95,7 +95,7 @@ describe('createApiKeyVerifier', () => {
 
   it('applies a revocation made through a manager of the same store at once', async () => {
     const { verifier, keys, store } = setup()
-    const unsubscribe = (await import('./changes.js')).onKeyStoreChange(store, (change) => {
+    const unsubscribe = (await import('./store-events.js')).onKeyStoreChange(store, (change) => {
       if (change.kind === 'key') verifier.invalidateKey(change.keyId)
     })
     const created = await keys.create('t-1', { label: 'agent' })

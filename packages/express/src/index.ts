@@ -1,19 +1,6 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express'
-import {
-  BODY_HEADERS,
-  checkPermissions,
-  createAuthenticator,
-  errorResponse,
-  errorResponseFor,
-  validatePermissionList,
-  type AuthDecision,
-  type Authenticator,
-  type ErrorResponse,
-  type KeyStore,
-  type SaikuOptions,
-  type SaikuPrincipal,
-  type WouldBeRefusal,
-} from '@saiku/core'
+import { BODY_HEADERS, checkPermissions, errorResponse, errorResponseFor, validatePermissionList, type AuthDecision, type ErrorResponse } from '@saiku/core/adapter'
+import { createAuthenticator, type Authenticator, type KeyStore, type SaikuOptions, type SaikuPrincipal, type WouldBeRefusal } from '@saiku/core'
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace

@@ -1,24 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Pool, PoolClient } from 'pg'
-import {
-  announceKeyStoreChange,
-  keyFromRow,
-  tenantFromRow,
-  type KeyRow,
-  type TenantRow,
-  DEFAULT_TIERS,
-  isKeyId,
-  SaikuConfigError,
-  toKeySummary,
-  validateTenantRecord,
-  type ApiKeyRecord,
-  type ApiKeySummary,
-  type KeyChange,
-  type Subscription,
-  type TenantAdminStore,
-  type TenantRecord,
-  type TierTable,
-} from '@saiku/core'
+import { announceKeyStoreChange, keyFromRow, tenantFromRow, type KeyRow, type TenantRow, toKeySummary, validateTenantRecord, type KeyChange } from '@saiku/core/store'
+import { DEFAULT_TIERS, isKeyId, SaikuConfigError, type ApiKeyRecord, type ApiKeySummary, type Subscription, type TenantAdminStore, type TenantRecord, type TierTable } from '@saiku/core'
 
 /** The schema, one step per version, applied in order under an advisory lock; never edited once released. */
 export const MIGRATIONS: readonly ((schema: string) => string)[] = Object.freeze([

@@ -1,23 +1,6 @@
 import Database from 'better-sqlite3'
-import {
-  announceKeyStoreChange,
-  keyFromRow,
-  tenantFromRow,
-  type KeyRow,
-  type TenantRow,
-  DEFAULT_TIERS,
-  SaikuConfigError,
-  SaikuStoreError,
-  toKeySummary,
-  validateTenantRecord,
-  type ApiKeyRecord,
-  type ApiKeySummary,
-  type KeyChange,
-  type Subscription,
-  type TenantAdminStore,
-  type TenantRecord,
-  type TierTable,
-} from '@saiku/core'
+import { announceKeyStoreChange, keyFromRow, tenantFromRow, type KeyRow, type TenantRow, toKeySummary, validateTenantRecord, type KeyChange } from '@saiku/core/store'
+import { DEFAULT_TIERS, SaikuConfigError, SaikuStoreError, type ApiKeyRecord, type ApiKeySummary, type Subscription, type TenantAdminStore, type TenantRecord, type TierTable } from '@saiku/core'
 
 /** The schema, one step per version; applied in order inside a transaction, never edited once released. */
 export const MIGRATIONS: readonly string[] = Object.freeze([

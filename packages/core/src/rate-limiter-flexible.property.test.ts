@@ -2,7 +2,7 @@ import { RateLimiterMemory } from 'rate-limiter-flexible'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { LimiterModel } from '../../../test/limiter-model.js'
 import { assertMatchesModel, T0, type LimiterSubject } from '../../../test/limiter-properties.js'
-import { createRateLimiterBackend, type RateLimiterFactory } from './limiter.js'
+import { createRateLimiterBackend, type RateLimiterFactory } from './rate-limiter-flexible.js'
 
 function adapterSubject(): LimiterSubject {
   const backend = createRateLimiterBackend()

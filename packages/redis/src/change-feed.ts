@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { announceKeyStoreChange, isKeyId, onKeyStoreChange, type KeyChange, type KeyStore } from '@saiku/core'
+import { announceKeyStoreChange, onKeyStoreChange, type KeyChange } from '@saiku/core/store'
+import { isKeyId, type KeyStore } from '@saiku/core'
 
 /** What the feed needs of the publishing client: an ioredis 5 or 6 `Redis` or `Cluster` fits. */
 export interface RedisPublisher {

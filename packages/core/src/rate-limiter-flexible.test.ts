@@ -1,6 +1,6 @@
 import { RateLimiterMemory } from 'rate-limiter-flexible'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { createRateLimiterBackend, type RateLimiterFactory, type RateLimiterFactoryOptions } from './limiter.js'
+import { createRateLimiterBackend, type RateLimiterFactory, type RateLimiterFactoryOptions } from './rate-limiter-flexible.js'
 
 const T0 = Date.parse('2030-01-01T00:00:00Z')
 

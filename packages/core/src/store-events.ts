@@ -1,4 +1,5 @@
-import type { KeyStore } from './store.js'
+// An in-process event bus, keyed by store object: no import of the store's types, which
+// announce through it. A change feed (`@saiku/redis`'s) carries the same events between processes.
 
 export type KeyChange =
   | { readonly kind: 'key'; readonly keyId: string }
@@ -8,10 +9,10 @@ export type KeyChange =
 
 // Every authenticator in this process that reads a store hears of changes made
 // through any manager of that store, so a revocation takes effect at once here.
-const listenersByStore = new WeakMap<KeyStore, Set<(change: KeyChange) => void>>()
+const listenersByStore = new WeakMap<object, Set<(change: KeyChange) => void>>()
 
 /** Subscribes to changes made through key managers of `store` in this process. Returns the unsubscribe. */
-export function onKeyStoreChange(store: KeyStore, listener: (change: KeyChange) => void): () => void {
+export function onKeyStoreChange(store: object, listener: (change: KeyChange) => void): () => void {
   let listeners = listenersByStore.get(store)
   if (listeners === undefined) listenersByStore.set(store, (listeners = new Set()))
   listeners.add(listener)
@@ -19,12 +20,12 @@ export function onKeyStoreChange(store: KeyStore, listener: (change: KeyChange) 
 }
 
 /** Tells this process's authenticators that a key or tenant changed (call after writing to the store yourself). */
-export function announceKeyStoreChange(store: KeyStore, change: KeyChange): void {
+export function announceKeyStoreChange(store: object, change: KeyChange): void {
   for (const listener of listenersByStore.get(store) ?? []) listener(change)
 }
 
 /** Runs `action` and tells whether `change` was announced for `store` meanwhile (by the store itself, say). */
-export async function announcedDuring<T>(store: KeyStore, change: KeyChange, action: () => Promise<T>): Promise<{ result: T; heard: boolean }> {
+export async function announcedDuring<T>(store: object, change: KeyChange, action: () => Promise<T>): Promise<{ result: T; heard: boolean }> {
   let heard = false
   const stop = onKeyStoreChange(store, (announced) => {
     if (announced.kind === change.kind && JSON.stringify(announced) === JSON.stringify(change)) heard = true

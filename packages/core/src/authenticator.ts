@@ -1,0 +1,197 @@
+import { announceKeyStoreChange, onKeyStoreChange } from './store-events.js'
+import type { AuthDecision, AuthRequest } from './decision.js'
+import { SaikuConfigError } from './errors.js'
+import { FailureBudget } from './failure-budget.js'
+import { createDecisionReporter, createErrorReporter } from './hooks.js'
+import { createCompositeVerifier, createJwtVerifier } from './jwt.js'
+import type { LimitDecision } from './limiter.js'
+import { chooseLimiter } from './limiter-choice.js'
+import { createKeyManager, type KeyManager } from './management.js'
+import type { MemoryLimiterBackend } from './memory-limiter.js'
+import { createCoreMetrics, type CoreMetrics } from './metrics.js'
+import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
+import { createPipeline } from './pipeline.js'
+import { createRefusals } from './refusals.js'
+import type { KeyStore } from './store.js'
+import { createTenantLoader } from './tenants.js'
+import { asStoreError, withTimeout } from './timeout.js'
+import { usageFromDecision, type TenantUsage } from './usage.js'
+import { createApiKeyVerifier, sourceKeyStateFromStore, type ApiKeyVerifier, type KeyVerifier } from './verifier.js'
+
+export interface Authenticator {
+  authenticate(request: AuthRequest): Promise<AuthDecision>
+  /**
+   * The same decision, returned at once when nothing had to be awaited (key and
+   * tenant cached, in-process limiter), else as a promise. Never throws or rejects.
+   * Adapters use it to spare the common request a promise hop.
+   */
+  check(request: AuthRequest): AuthDecision | Promise<AuthDecision>
+  /** Key management that shares this authenticator's store and pepper. */
+  readonly keys: KeyManager
+  readonly options: ResolvedOptions
+  /**
+   * Announces that a key changed (after writing to the store yourself): every authenticator of
+   * this store in this process forgets it, and a change feed carries it to other processes.
+   * Revocations through `keys` and the bundled stores do this already.
+   */
+  invalidateKey(keyId: string): void
+  /** Announces that a tenant changed, so a tier or subscription change applies on the next request, here and through a change feed. */
+  invalidateTenant(tenantId: string): void
+  /**
+   * The tenant's limits and what is used of each window now, read from the
+   * limiter without spending anything. Null for an unknown tenant; the windows
+   * are null when the limiter backend cannot peek. Store and limiter failures
+   * reject with a `SaikuStoreError`.
+   */
+  usage(tenantId: string): Promise<TenantUsage | null>
+  /** Stops listening for store changes. */
+  close(): void
+  /** How much this process holds: every number is bounded by an option. */
+  stats(): AuthenticatorStats
+}
+
+export interface AuthenticatorStats {
+  /** Keys (and unknown key IDs) cached: at most `cache.maxEntries`. */
+  readonly cachedKeys: number
+  /** Tenants cached: at most `cache.maxEntries`. */
+  readonly cachedTenants: number
+  /** Tenants counted by the in-process limiter: at most `limiter.maxTenants`. */
+  readonly countedTenants: number | null
+  /** Client addresses with failures counted: at most `failedAuth.maxClients`. */
+  readonly countedClients: number | null
+}
+/**
+ * Builds the whole pipeline: bearer → verify (401) → tenant → subscription (402)
+ * → per-tenant limits (429) → principal. Options are checked here and a
+ * misconfiguration throws now; each request outcome is returned as data.
+ */
+export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): Authenticator {
+  if (typeof store?.findKey !== 'function' || typeof store.findTenant !== 'function') {
+    throw new SaikuConfigError('store', 'a KeyStore with findKey and findTenant', store)
+  }
+  const options = resolveOptions(input)
+  // Read Date.now on every call (not a saved reference), so a faked Date moves everything together.
+  const now = (): number => Date.now()
+  // Null without a MeterProvider: then no call below is timed or counted.
+  const metrics = options.metrics === null ? null : createCoreMetrics(options.metrics)
+  const reportError = createErrorReporter(options)
+  const { verifier, apiKeyVerifier } = assembleVerifier(store, options, now, reportError, metrics)
+  const limiter = chooseLimiter(options, now, metrics)
+  const tenants = createTenantLoader(store, options, now, metrics, reportError)
+  const failureBudget =
+    options.failedAuth === null
+      ? null
+      : new FailureBudget({
+          perMinute: options.failedAuth.perMinute,
+          perHour: options.failedAuth.perMinute * 10,
+          maxClients: options.failedAuth.maxClients,
+          trustVerifiedMs: options.failedAuth.trustVerifiedMs,
+          maxTrustedKeys: Math.max(1, options.cache.maxEntries),
+          now,
+        })
+  const check = createPipeline({
+    options,
+    now,
+    verifier,
+    customVerifier: options.verifier !== undefined || options.jwt !== undefined,
+    tenants,
+    limiter,
+    failureBudget,
+    refusals: createRefusals(options.realm),
+    report: createDecisionReporter(options, metrics, (tenantId) => tenants.peek(tenantId)?.view.tier ?? null),
+    reportError,
+    metrics,
+  })
+
+  const stopListening = onKeyStoreChange(store, (change) => {
+    if (change.kind === 'key') verifier.invalidateKey?.(change.keyId)
+    else if (change.kind === 'tenant') tenants.forget(change.tenantId)
+    else {
+      apiKeyVerifier?.clear()
+      tenants.forgetAll()
+    }
+  })
+
+  async function usage(tenantId: string): Promise<TenantUsage | null> {
+    let tenant
+    try {
+      tenant = await tenants.load(tenantId)
+    } catch (error) {
+      throw asStoreError(error, 'key_store', 'key store findTenant failed')
+    }
+    if (tenant === null) return null
+    if (tenant.limits === null) throw tenant.limitsError!
+    const { peek } = limiter.limiter
+    if (peek === undefined) return { tenantId, limits: tenant.limits, minute: null, hour: null }
+    let decision: LimitDecision
+    try {
+      const peeked = peek.call(limiter.limiter, tenantId, tenant.limits)
+      decision = await (limiter.timeoutMs === 0 ? peeked : withTimeout(peeked, limiter.timeoutMs, 'limiter', 'rate limiter'))
+    } catch (error) {
+      throw asStoreError(error, 'limiter', 'rate limiter peek failed')
+    }
+    return usageFromDecision(tenantId, tenant.limits, decision)
+  }
+
+  return {
+    authenticate(request) {
+      const outcome = check(request)
+      return outcome instanceof Promise ? outcome : Promise.resolve(outcome)
+    },
+    check,
+    usage,
+    keys: createKeyManager(store, { pepper: options.pepper, now }),
+    options,
+    // Announced: every authenticator of this store in this process hears it, and a change feed carries it to the others.
+    invalidateKey(keyId) {
+      announceKeyStoreChange(store, { kind: 'key', keyId })
+    },
+    invalidateTenant(tenantId) {
+      announceKeyStoreChange(store, { kind: 'tenant', tenantId })
+    },
+    close: stopListening,
+    stats: () => ({
+      cachedKeys: apiKeyVerifier?.cachedKeys ?? 0,
+      cachedTenants: tenants.size,
+      countedTenants: 'trackedTenants' in limiter.limiter ? (limiter.limiter as MemoryLimiterBackend).trackedTenants : null,
+      countedClients: failureBudget?.trackedClients ?? null,
+    }),
+  }
+}
+
+/** The API-key verifier (unless `verifier` replaces it), behind a JWT verifier when `jwt` is set. */
+function assembleVerifier(
+  store: KeyStore,
+  options: ResolvedOptions,
+  now: () => number,
+  reportError: (error: Error) => void,
+  metrics: CoreMetrics | null,
+): { readonly verifier: KeyVerifier; readonly apiKeyVerifier: ApiKeyVerifier | undefined } {
+  const apiKeyVerifier =
+    options.verifier === undefined
+      ? createApiKeyVerifier(store, {
+          cacheTtlMs: options.cache.ttlMs,
+          negativeCacheTtlMs: options.cache.negativeTtlMs,
+          cacheMaxEntries: options.cache.maxEntries,
+          storeTimeoutMs: options.keyStoreTimeoutMs,
+          serveStaleOnStoreError: options.failurePolicy.keyStore === 'serve-stale',
+          maxStaleMs: options.cache.maxStaleMs,
+          environments: options.environments,
+          pepper: options.pepper,
+          lastUsedResolutionMs: options.lastUsedResolutionMs,
+          now,
+          onStoreError: reportError,
+          metrics,
+        })
+      : undefined
+  const keyVerifier: KeyVerifier = options.verifier ?? apiKeyVerifier!
+  const { jwt } = options
+  if (jwt === undefined) return { verifier: keyVerifier, apiKeyVerifier }
+  const verifier = createCompositeVerifier({
+    apiKeys: keyVerifier,
+    others: 'verify' in jwt && typeof jwt.verify === 'function' ? (jwt as KeyVerifier) : createJwtVerifier(jwt as Parameters<typeof createJwtVerifier>[0]),
+    environments: options.environments,
+    sourceKeys: apiKeyVerifier?.keyState ?? sourceKeyStateFromStore(store, options.keyStoreTimeoutMs),
+  })
+  return { verifier, apiKeyVerifier }
+}

@@ -1,0 +1,8 @@
+// @saiku/core/adapter: what a framework adapter needs to map a request in and write a decision out.
+
+export type { AdmittedDecision, AuthDecision, AuthRequest, SaikuPrincipal, UnverifiedDecision, WouldBeRefusal } from '../decision.js'
+export type { Authenticator } from '../authenticator.js'
+export { BODY_HEADERS, errorResponse, JSON_CONTENT_TYPE } from '../http.js'
+export type { ErrorResponse, HeaderMap } from '../http.js'
+export { checkPermissions, errorResponseFor, validatePermissionList } from '../guards.js'
+export { routePath } from '../route-path.js'

@@ -1,0 +1,21 @@
+// @saiku/core/store: what a key store's author needs: rows, validation, change announcements.
+
+export type { ApiKeyRecord, ApiKeySummary, KeyStore, Subscription, SubscriptionStatus, TenantAdminStore, TenantRecord } from '../store.js'
+export {
+  isPermission,
+  labelProblem,
+  MAX_LABEL_LENGTH,
+  MAX_PERMISSION_LENGTH,
+  MAX_PERMISSIONS,
+  permissionsProblem,
+  SUBSCRIPTION_STATUSES,
+  toKeySummary,
+  validateTenantRecord,
+} from '../store.js'
+export { keyFromRow, tenantFromRow } from '../sql-rows.js'
+export type { KeyRow, TenantRow } from '../sql-rows.js'
+export { digestApiKey } from '../keys.js'
+export { announceKeyStoreChange, onKeyStoreChange } from '../store-events.js'
+export type { KeyChange } from '../store-events.js'
+export { createApiKeyVerifier } from '../verifier.js'
+export type { ApiKeyVerifier, ApiKeyVerifierOptions } from '../verifier.js'
