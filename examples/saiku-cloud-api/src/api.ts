@@ -13,7 +13,7 @@ import {
   type TenantRecord,
 } from '@saiku/core'
 
-// Framework-neutral route logic: the Express server and the Koa example share it.
+// Framework-neutral route logic: the Express app (app.ts) maps its requests onto these functions.
 
 export const TRIAL_DAYS = 14
 /** Permissions a key can carry in this API. */
