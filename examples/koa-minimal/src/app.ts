@@ -1,32 +1,27 @@
-import { bodyParser } from '@koa/bodyparser'
-import Router from '@koa/router'
 import Koa from 'koa'
-import type { TenantAdminStore } from '@saiku/core'
-import { createKey, listKeys, revokeKey, type ApiResult } from './api.js'
-import { requirePermission, saikuAuth, saikuErrors, type SaikuMiddleware, type SaikuOptions } from '@saiku/koa'
+import { createKeyManager, MemoryKeyStore, type KeyStore } from '@saiku/core'
+import { saikuAuth, saikuErrors } from '@saiku/koa'
 
-/** The reference server's tenant and key routes on Koa, with the same route logic and store. */
-export function createApp(store: TenantAdminStore, options: SaikuOptions = {}): { app: Koa; auth: SaikuMiddleware } {
+/** Every request needs an API key; `GET /me/tenant` says which tenant it belongs to. */
+export function createApp(store: KeyStore): Koa {
   const app = new Koa()
-  const auth = saikuAuth(store, options)
-  const keys = auth.authenticator.keys
-  const router = new Router()
-  const send = (ctx: Koa.Context, result: ApiResult) => {
-    ctx.status = result.status
-    if (result.body !== undefined) ctx.body = result.body
-  }
-
-  router.get('/me/tenant', (ctx) => {
-    ctx.body = ctx.state.saiku!.tenant
+  app.use(saikuErrors()) // first: errors and unknown routes answered as JSON
+  app.use(saikuAuth(store)) // 401 without a valid key, 429 over the tier's limits
+  app.use((ctx, next) => {
+    if (ctx.method !== 'GET' || ctx.path !== '/me/tenant') return next()
+    const { tenantId, tenantSlug, tier, connectionName } = ctx.state.saiku!.tenant
+    ctx.body = { tenantId, tenantSlug, tier, connectionName }
   })
-  router.get('/me/api-keys', requirePermission('keys:read'), async (ctx) => send(ctx, await listKeys(keys, ctx.state.saiku!)))
-  router.post('/me/api-keys', requirePermission('keys:write'), async (ctx) => send(ctx, await createKey(keys, ctx.state.saiku!, ctx.request.body)))
-  router.delete('/me/api-keys/:keyId', requirePermission('keys:write'), async (ctx) => send(ctx, await revokeKey(keys, ctx.state.saiku!, ctx.params.keyId!)))
+  return app
+}
 
-  app.use(saikuErrors())
-  app.use(auth)
-  app.use(bodyParser({ enableTypes: ['json'], jsonLimit: '16kb' }))
-  app.use(router.routes())
-  app.use(router.allowedMethods({ throw: true }))
-  return { app, auth }
+export const DEMO_TENANT_ID = '81e301f2-5d0c-4c4e-9a57-3f0e7f1d2c10'
+
+/** An in-process store holding one tenant on the starter tier, and a new key for it: the store keeps only its hash. */
+export async function demoStore(): Promise<{ store: MemoryKeyStore; key: string }> {
+  const store = new MemoryKeyStore({
+    tenants: [{ tenantId: DEMO_TENANT_ID, tenantSlug: 'acme', tier: 'starter', connectionName: 'production-warehouse', subscription: { status: 'active' } }],
+  })
+  const { key } = await createKeyManager(store).create(DEMO_TENANT_ID, { label: 'demo' })
+  return { store, key }
 }

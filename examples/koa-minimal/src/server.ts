@@ -1,30 +1,13 @@
-import { createKeyManager } from '@saiku/core'
-import { readConfig } from './config.js'
-import { createLimiter } from './limits.js'
-import { createLogger } from './logger.js'
-import { openStore } from './store.js'
-import { seedDemo } from './tenants.js'
-import { createApp } from './app.js'
+import { createApp, demoStore } from './app.js'
 
-// Same configuration, store and limiter as the Express reference server.
-const config = readConfig()
-const logger = createLogger(config.logLevel)
-const opened = await openStore(config.databaseUrl)
-const limiter = await createLimiter(config.redisUrl, opened.store)
-const { app, auth } = createApp(opened.store, { limiter: limiter.options })
-const demo = await seedDemo(opened.store, createKeyManager(opened.store))
-const server = app.listen(config.port, config.host, () => {
+const port = Number(process.env.PORT ?? 3000)
+const host = process.env.HOST ?? '127.0.0.1'
+
+const { store, key } = await demoStore()
+const server = createApp(store).listen(port, host, () => {
   const address = server.address()
-  const url = `http://${config.host}:${typeof address === 'object' && address !== null ? address.port : config.port}`
-  logger.info({ msg: 'listening', url, store: opened.description, limiter: limiter.description, framework: 'koa' })
-  if (demo !== null) console.error(`Demo key for "acme", shown once:\n  curl ${url}/me/tenant -H "Authorization: Bearer ${demo.key}"`)
+  const url = `http://${host}:${typeof address === 'object' && address !== null ? address.port : port}`
+  console.log(`Listening on ${url}. The demo key is shown only this once:`)
+  console.log(`  curl ${url}/me/tenant -H "Authorization: Bearer ${key}"`)
 })
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    server.close(() => {
-      auth.authenticator.close()
-      void Promise.all([opened.close(), limiter.close()]).then(() => process.exit(0))
-    })
-    server.closeAllConnections()
-  })
-}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => server.close(() => process.exit(0)))

@@ -2,7 +2,7 @@ import { hasPermission, isKeyId, SaikuHttpError, type ApiKeySummary, type Create
 import { permissionsProblem } from '@saiku/core/store'
 import { type TokenIssuer } from '@saiku/core/jwt'
 
-// Framework-neutral route logic: the Express server and the Koa example share it.
+// Framework-neutral route logic: the Express app (app.ts) maps its requests onto these functions.
 
 export const TRIAL_DAYS = 14
 /** Permissions a key can carry in this API. */

@@ -39,17 +39,20 @@ export interface RunningServer {
 /**
  * Starts the real server process on a free port and waits for its "listening"
  * log line. `command` is how a person would start it (`pnpm start`), the
- * direct node invocation (faster, same code), or the production build (`dist`,
- * built by `pnpm build:server`).
+ * direct node invocation (faster, same code), the production build (`dist`,
+ * built by `pnpm build:server`), or the same store and limiter behind Koa (`koa`,
+ * test/fixtures/koa-reference-server.ts).
  */
 export async function startServer(env: Record<string, string>, command: 'pnpm start' | 'node' | 'koa' | 'dist' = 'node'): Promise<RunningServer> {
-  const direct = (dir: string) => [process.execPath, ['--conditions=@saiku/source', '--import', 'tsx', 'src/server.ts'], dir] as const
+  const direct = (dir: string, entry: string) => [process.execPath, ['--conditions=@saiku/source', '--import', 'tsx', entry], dir] as const
   const [file, args, cwd] =
     command === 'pnpm start'
       ? (['pnpm', ['--silent', 'start'], repoRoot] as const)
       : command === 'dist'
         ? ([process.execPath, ['--enable-source-maps', 'dist/server.mjs'], exampleDir] as const)
-        : direct(command === 'koa' ? join(repoRoot, 'examples/koa-minimal') : exampleDir)
+        : command === 'koa'
+          ? direct(repoRoot, 'test/fixtures/koa-reference-server.ts')
+          : direct(exampleDir, 'src/server.ts')
   const child = spawn(file, [...args], { cwd, env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
   let out = ''
