@@ -90,7 +90,9 @@ async function build(): Promise<{ listener: RequestListener; key: string; close?
       app.use((ctx) => {
         if (ctx.path === '/me/tenant') ctx.body = variant === 'koa' ? TENANT : ctx.state.saiku!.tenant
       })
-      return { listener: app.callback(), key }
+      const handle = app.callback()
+      // Koa answers its own errors: the promise its handler returns never rejects.
+      return { listener: (req, res) => void handle(req, res), key }
     }
   }
 }

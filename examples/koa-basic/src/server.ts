@@ -3,4 +3,6 @@ import { serveDemo } from './demo.js'
 import { createApp } from './app.js'
 
 const store = new MemoryKeyStore()
-await serveDemo('Koa', store, createApp(store).callback())
+const handle = createApp(store).callback()
+// Koa answers its own errors: the promise its handler returns never rejects.
+await serveDemo('Koa', store, (req, res) => void handle(req, res))

@@ -27,8 +27,8 @@ async function startServer(): Promise<{ child: ChildProcess; url: string; key: s
         resolve(match)
       }
     }
-    child.stdout!.on('data', onData)
-    child.stderr!.on('data', onData)
+    child.stdout.on('data', onData)
+    child.stderr.on('data', onData)
     child.once('exit', (code) => reject(new Error(`the example exited with ${code}:\n${output}`)))
   })
   const match = await started

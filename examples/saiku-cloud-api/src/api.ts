@@ -48,7 +48,7 @@ export function bodyFields<K extends string>(body: unknown, allowed: readonly K[
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid(`Expected a JSON object with ${expected}.`)
   const unknown = Object.keys(body).filter((field) => !(allowed as readonly string[]).includes(field))
   if (unknown.length > 0) throw invalid(`Unknown field ${JSON.stringify(unknown[0])}; expected ${expected}.`)
-  return body as Partial<Record<K, unknown>>
+  return body
 }
 
 function permissionList(value: unknown): string[] {

@@ -105,7 +105,7 @@ function requestLog(logger: Logger): RequestHandler {
   }
 }
 
-export function createApp(options: AppOptions): { app: express.Express; auth: SaikuMiddleware; close(): void } {
+export function createApp(options: AppOptions): { app: express.Express; auth: SaikuMiddleware; close: () => void } {
   const { store, logger } = options
   const refusals = createRefusalLog(logger, { intervalMs: options.refusalLogIntervalMs })
   const app = express()

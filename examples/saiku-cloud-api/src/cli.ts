@@ -239,7 +239,7 @@ async function run(argv: string[], out: Output): Promise<void> {
       case 'keys revoke': {
         const keyId = rest[0]
         if (keyId === undefined) throw new UsageError('keys revoke needs a KEY_ID')
-        if (!isKeyId(keyId)) throw new UsageError(`"${keyId}" is not a key ID (12 letters and digits)`)
+        if (!isKeyId(keyId)) throw new UsageError(`${JSON.stringify(keyId)} is not a key ID (12 letters and digits)`)
         const record = await store.findKey(keyId)
         if (record === null || !(await keys.revoke(record.tenantId, keyId))) throw new SaikuHttpError('not_found', `No live key ${keyId}.`)
         await recordCliActivity(store, record.tenantId, 'key.revoked', keyId)

@@ -18,8 +18,8 @@ const NOT_WRITABLE = /^(SQLITE_READONLY|SQLITE_CANTOPEN|SQLITE_PERM|SQLITE_AUTH|
 
 /** A SQLite file (or folder) this process cannot write: one line saying what to do, not a stack trace. */
 function cannotWrite(path: string, error: unknown): unknown {
-  const code = String((error as { code?: unknown })?.code ?? '')
-  if (!NOT_WRITABLE.test(code)) return error
+  const code = (error as { code?: unknown } | null)?.code
+  if (typeof code !== 'string' || !NOT_WRITABLE.test(code)) return error
   return new ConfigError(
     `DATABASE_URL: cannot write the SQLite file ${path} (${code}). The server writes the file and its folder: make both writable by this user, or point DATABASE_URL at a writable place.`,
   )

@@ -37,7 +37,8 @@ export async function createTenant(store: TenantAdminStore, input: NewTenant, no
     await store.putTenant(tenant)
   } catch (error) {
     // Another process created the same slug between the check and the write: the database's unique index decides.
-    const code = String((error as { code?: unknown }).code ?? '')
+    const given = (error as { code?: unknown } | null)?.code
+    const code = typeof given === 'string' ? given : ''
     if (code === '23505' || code.startsWith('SQLITE_CONSTRAINT')) throw new SaikuHttpError('conflict', `A tenant with slug "${input.slug}" exists already.`)
     throw error
   }

@@ -58,12 +58,12 @@ export async function startServer(env: Record<string, string>, command: 'pnpm st
   let out = ''
   let err = ''
   const logs: Record<string, unknown>[] = []
-  child.stdout!.on('data', (chunk: Buffer) => {
+  child.stdout.on('data', (chunk: Buffer) => {
     out += chunk.toString()
     const lines = out.split('\n')
     for (const line of lines.slice(logs.length, -1)) logs.push(JSON.parse(line) as Record<string, unknown>)
   })
-  child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()))
+  child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()))
 
   const deadline = Date.now() + 30_000
   while (!logs.some((line) => line.msg === 'listening')) {

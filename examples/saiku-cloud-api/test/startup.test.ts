@@ -10,7 +10,7 @@ import { exampleDir } from './helpers.js'
 function makeReadOnly(file: string): () => void {
   chmodSync(file, 0o444)
   if (process.getuid?.() !== 0) return () => chmodSync(file, 0o644)
-  const locked = spawnSync('chattr', ['+i', file])
+  const locked = spawnSync('chattr', ['+i', file], { encoding: 'utf8' })
   if (locked.status !== 0) throw new Error(`running as root needs chattr to make ${file} read-only: ${locked.stderr}`)
   return () => {
     spawnSync('chattr', ['-i', file])

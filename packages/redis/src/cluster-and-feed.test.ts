@@ -89,9 +89,9 @@ describe.skipIf(!hasRedisServerBinary())('per HTTP request', () => {
     const requests = 40
     for (let i = 0; i < requests; i++) expect((await request(app).get('/me/tenant').set('Authorization', `Bearer ${key}`)).status).toBe(200)
     const stats = await client.info('commandstats')
-    const calls = Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]))
+    const calls = Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m): [string, number] => [m[1]!, Number(m[2])]))
     const { config: _reset, info: _info, ...byRequests } = calls
-    const total = (Object.values(byRequests) as number[]).reduce((sum, n) => sum + n, 0)
+    const total = Object.values(byRequests).reduce((sum, n) => sum + n, 0)
     console.log(`Redis per HTTP request: ${(calls.evalsha ?? 0) / requests} round trip(s), ${total / requests} commands (${JSON.stringify(byRequests)})`)
     expect((calls.evalsha ?? 0) / requests).toBe(1)
     expect(total / requests).toBe(4)

@@ -58,7 +58,10 @@ export interface SqliteKeyStoreOptions {
 
 const msOrNull = (date: Date | null | undefined): number | null => (date == null ? null : date.getTime())
 
-const isLockError = (error: unknown): boolean => /^SQLITE_(BUSY|LOCKED)/.test(String((error as { code?: unknown })?.code ?? ''))
+const isLockError = (error: unknown): boolean => {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && /^SQLITE_(BUSY|LOCKED)/.test(code)
+}
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 // Change rows older than this are pruned; a process that slept longer re-reads everything from its caches' TTL anyway.

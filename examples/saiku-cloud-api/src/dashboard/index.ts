@@ -13,7 +13,6 @@ import {
   SaikuHttpError,
   type ApiKeySummary,
   type Authenticator,
-  type KeyEnvironment,
   type SaikuPrincipal,
   type TenantAdminStore,
   type TenantRecord,
@@ -379,7 +378,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
       }
       let created
       try {
-        created = await keys.create(tenant.tenantId, { label, permissions, environment: environment as KeyEnvironment, expiresAt })
+        created = await keys.create(tenant.tenantId, { label, permissions, environment, expiresAt })
       } catch (error) {
         if (error instanceof SaikuHttpError && error.code === 'invalid_request') {
           const message = error.message.replace(/^label/, 'The label')

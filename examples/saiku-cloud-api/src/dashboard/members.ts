@@ -51,7 +51,8 @@ export async function addMember(
   try {
     await dashboard.addMember(member)
   } catch (error) {
-    const code = String((error as { code?: unknown }).code ?? '')
+    const given = (error as { code?: unknown } | null)?.code
+    const code = typeof given === 'string' ? given : ''
     if (code === '23505' || code.startsWith('SQLITE_CONSTRAINT')) throw new SaikuHttpError('conflict', `A member with email ${email} exists already.`)
     throw error
   }
