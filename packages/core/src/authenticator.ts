@@ -1,4 +1,4 @@
-import { announceKeyStoreChange, onKeyStoreChange } from './store-events.js'
+import { clientKey } from './client-address.js'
 import type { AuthDecision, AuthRequest } from './decision.js'
 import { SaikuConfigError } from './errors.js'
 import { FailureBudget } from './failure-budget.js'
@@ -12,6 +12,8 @@ import { createCoreMetrics, type CoreMetrics } from './metrics.js'
 import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
 import { createPipeline } from './pipeline.js'
 import { createRefusals } from './refusals.js'
+import { requestIp } from './route-path.js'
+import { announceKeyStoreChange, onKeyStoreChange } from './store-events.js'
 import type { KeyStore } from './store.js'
 import { createTenantLoader } from './tenants.js'
 import { asStoreError, withTimeout } from './timeout.js'
@@ -89,6 +91,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
           maxTrustedKeys: Math.max(1, options.cache.maxEntries),
           now,
         })
+  const report = createDecisionReporter(options, metrics, (tenantId) => tenants.peek(tenantId)?.view.tier ?? null)
+  const clientOf = (request: AuthRequest): string => clientKey(requestIp(request), options.failedAuth!.ipv6PrefixBits)
   const check = createPipeline({
     options,
     now,
@@ -97,10 +101,10 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     tenants,
     limiter,
     failureBudget,
-    refusals: createRefusals(options.realm),
-    report: createDecisionReporter(options, metrics, (tenantId) => tenants.peek(tenantId)?.view.tier ?? null),
+    refusals: createRefusals({ options, report, reportError, metrics, failureBudget, clientOf }),
+    report,
     reportError,
-    metrics,
+    clientOf,
   })
 
   const stopListening = onKeyStoreChange(store, (change) => {

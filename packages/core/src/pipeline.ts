@@ -1,17 +1,15 @@
 import { extractBearer } from './bearer.js'
-import { clientKey } from './client-address.js'
-import type { AdmittedDecision, AuthDecision, AuthRequest, DecisionReason, SaikuPrincipal, TenantView, UnverifiedDecision } from './decision.js'
-import { ERROR_STATUS, SaikuConfigError, SaikuStoreError, type ErrorCode } from './errors.js'
+import type { AdmittedDecision, AuthDecision, AuthRequest, SaikuPrincipal, TenantView } from './decision.js'
+import { ERROR_STATUS, SaikuConfigError, SaikuStoreError } from './errors.js'
 import type { FailureBudget } from './failure-budget.js'
 import type { DecisionReporter } from './hooks.js'
-import { addRateLimitHeaders, retryAfterSeconds, type ErrorResponse, type HeaderMap } from './http.js'
+import { addRateLimitHeaders, retryAfterSeconds, type HeaderMap } from './http.js'
 import type { LimitDecision } from './limiter.js'
 import type { ChosenLimiter } from './limiter-choice.js'
 import { startLookup, type Lookup } from './lookups.js'
-import type { CoreMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
-import { costExceedsLimitMessage, INVALID_REQUEST_MESSAGE, rateLimitedMessage, tooManyFailuresMessage, type Refusals } from './refusals.js'
-import { requestIp, routePath } from './route-path.js'
+import { costExceedsLimitMessage, rateLimitedMessage, type Refusals } from './refusals.js'
+import { routePath } from './route-path.js'
 import { hasActiveSubscription, type CachedTenant, type TenantLoader } from './tenants.js'
 import { asStoreError, withTimeout } from './timeout.js'
 import type { KeyVerifier, VerifiedCredential, VerifyResult } from './verifier.js'
@@ -29,13 +27,12 @@ export interface PipelineParts {
   readonly refusals: Refusals
   readonly report: DecisionReporter
   readonly reportError: (error: Error) => void
-  readonly metrics: CoreMetrics | null
+  /** The client address as the failure budget counts it. */
+  readonly clientOf: (request: AuthRequest) => string
 }
 
 /** A decision, returned at once when nothing had to be awaited: the common request costs no promise hop. */
 export type Outcome = AuthDecision | Promise<AuthDecision>
-
-type Ids = { readonly keyId?: string; readonly tenantId?: string }
 
 /**
  * Marks the principals an authenticator made: which one admitted the request (a
@@ -55,10 +52,9 @@ type MarkedPrincipal = { [admittedMark]?: AdmittedMark; tenant?: TenantView; rat
  * → count (429) → finish. Each stage returns at once when it has nothing to await.
  */
 export function createPipeline(parts: PipelineParts): (request: AuthRequest) => Outcome {
-  const { options, now, verifier, tenants, failureBudget, refusals, report, reportError, metrics } = parts
+  const { options, now, verifier, tenants, failureBudget, refusals, report, reportError } = parts
   const { limiter, identity: limiterIdentity, timeoutMs: limiterTimeoutMs } = parts.limiter
   const { realm, rateLimitHeaders: headerMode, cost: costOf } = options
-  const reportOnlyAuthentication = options.reportOnly.authentication
   const countedMark: AdmittedMark = Object.freeze({ countedBy: limiterIdentity })
   const uncountedMark: AdmittedMark = Object.freeze({ countedBy: null })
 
@@ -70,9 +66,9 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
       return { ok: true, principal: already as unknown as SaikuPrincipal, headers: {} }
     }
     const credentials = extractBearer(request)
-    if (credentials.kind === 'missing') return refuseCredentials(request, 'unauthorized', 'missing_credentials', {}, undefined, refusals.missing)
-    if (credentials.kind === 'ambiguous') return refuseCredentials(request, 'invalid_request', 'ambiguous_credentials', {}, INVALID_REQUEST_MESSAGE, refusals.invalidRequest)
-    if (credentials.kind !== 'token') return failed(request, 'malformed_credentials')
+    if (credentials.kind === 'missing') return refusals.missing(request)
+    if (credentials.kind === 'ambiguous') return refusals.ambiguous(request)
+    if (credentials.kind !== 'token') return refusals.failed(request, 'malformed_credentials')
     return verify(request, credentials.token)
   }
 
@@ -86,14 +82,14 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
       if (known !== undefined) return verifiedStage(request, known, null, false)
       // Signed tokens need no store and count only when they fail; an API key lookup goes through the budget.
       if (failureBudget !== null && !signed) {
-        const started = startLookup(failureBudget, clientOf(request), token, options.verifier !== undefined)
-        if (typeof started === 'number') return tooManyFailures(request, started)
+        const started = startLookup(failureBudget, parts.clientOf(request), token, options.verifier !== undefined)
+        if (typeof started === 'number') return refusals.tooManyFailures(request, started)
         lookup = started
       }
       verified = verifier.verify(token)
     } catch (error) {
       lookup?.storeFailed()
-      return keyStoreFailed(request, error)
+      return refusals.keyStoreFailed(request, error)
     }
     if (!(verified instanceof Promise)) {
       lookup?.done()
@@ -107,17 +103,14 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
       },
       (error: unknown) => {
         lookup?.storeFailed()
-        return keyStoreFailed(request, error)
+        return refusals.keyStoreFailed(request, error)
       },
     )
   }
 
   /** `lookup`: the store lookup went through the failure budget; it settles what it spent in advance. */
   function verifiedStage(request: AuthRequest, verified: VerifyResult, lookup: Lookup | null, signed: boolean): Outcome {
-    if (!verified.ok) {
-      if (lookup?.spent === true) return refuseCredentials(request, 'unauthorized', verified.reason, {}, undefined, refusals.invalidToken)
-      return failed(request, verified.reason, {}, signed)
-    }
+    if (!verified.ok) return lookup?.spent === true ? refusals.alreadyCounted(request, verified.reason) : refusals.failed(request, verified.reason, {}, signed)
     lookup?.verified()
     const { credential } = verified
     const nowMs = now()
@@ -126,18 +119,18 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     if (tenant !== undefined) return tenantStage(request, credential, tenant, nowMs)
     return tenants.loadOrStale(credential.tenantId).then(
       (loaded) => tenantStage(request, credential, loaded, now()),
-      (error: unknown) => keyStoreFailed(request, error),
+      (error: unknown) => refusals.keyStoreFailed(request, error),
     )
   }
 
   function tenantStage(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant | null, nowMs: number): Outcome {
-    if (tenant === null) return failed(request, 'unknown_tenant', credential)
+    if (tenant === null) return refusals.failed(request, 'unknown_tenant', credential)
     if (options.subscription.required && !hasActiveSubscription(tenant, nowMs) && !options.subscription.isExempt(routePath(request), request)) {
-      return refuse(request, 'payment_required', 'no_subscription', credential)
+      return refusals.refuse(request, 'payment_required', 'no_subscription', credential)
     }
     if (tenant.limits === null) {
       reportError(tenant.limitsError!)
-      return refuse(request, 'internal_error', 'misconfigured_tenant', credential)
+      return refusals.refuse(request, 'internal_error', 'misconfigured_tenant', credential)
     }
     // Already counted by another authenticator on this limiter: its counts stand.
     const prior = request.principal as MarkedPrincipal | undefined
@@ -154,15 +147,15 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
       try {
         value = costOf({ method: request.method, path: routePath(request), tenant: tenant.view, request })
       } catch (error) {
-        return unexpected(request, error, 'invalid_cost', credential)
+        return refusals.unexpected(request, error, 'invalid_cost', credential)
       }
       if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-        return unexpected(request, new SaikuConfigError('cost', 'a whole number of units, 0 or more', value), 'invalid_cost', credential)
+        return refusals.unexpected(request, new SaikuConfigError('cost', 'a whole number of units, 0 or more', value), 'invalid_cost', credential)
       }
       cost = value
       if (cost === 0) return free(request, credential, tenant)
       if (cost > limits.perMinute || cost > limits.perHour) {
-        return refuse(request, 'rate_limited', 'cost_exceeds_limit', credential, costExceedsLimitMessage(limits, cost))
+        return refusals.refuse(request, 'rate_limited', 'cost_exceeds_limit', credential, costExceedsLimitMessage(limits, cost))
       }
     }
     if (limiter.consumeSync !== undefined) {
@@ -217,7 +210,7 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
 
   async function limiterFailed(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, cost: number, error: unknown): Promise<AuthDecision> {
     reportError(error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter failed'))
-    if (options.failurePolicy.limiter === 'closed') return refuse(request, 'service_unavailable', 'limiter_unavailable', credential)
+    if (options.failurePolicy.limiter === 'closed') return refusals.refuse(request, 'service_unavailable', 'limiter_unavailable', credential)
     const { insurance } = parts.limiter
     const rateLimit = insurance === null ? null : await insurance.consume(credential.tenantId, tenant.limits!, cost).catch(() => null)
     return finish(request, credential, tenant, rateLimit, cost)
@@ -239,7 +232,7 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     addRateLimitHeaders(headers, headerMode, tenant.policy, rateLimit, cost)
     if (!rateLimit.admitted) {
       headers['retry-after'] = String(retryAfterSeconds(rateLimit))
-      return refuse(request, 'rate_limited', 'rate_limited', credential, rateLimitedMessage(rateLimit, cost), headers)
+      return refusals.refuse(request, 'rate_limited', 'rate_limited', credential, rateLimitedMessage(rateLimit, cost), headers)
     }
     report(request, 200, null, 'admitted', credential.keyId, credential.tenantId)
     return admit(credential, tenant, rateLimit, headers, countedMark)
@@ -248,49 +241,6 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
   function admit(credential: VerifiedCredential, tenant: CachedTenant, rateLimit: LimitDecision | null, headers: HeaderMap, mark: AdmittedMark): AdmittedDecision {
     const principal = { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits!, realm, rateLimit, [admittedMark]: mark }
     return { ok: true, principal, headers }
-  }
-
-  // Refusals and failures.
-
-  function refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): ErrorResponse {
-    const response = refusals.response(code, message, headers)
-    report(request, response.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null)
-    return response
-  }
-
-  /** A refusal of the credentials (400, 401, the failed-authentication 429): report-only authentication admits it unverified. */
-  function refuseCredentials(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): AuthDecision {
-    metrics?.failedAuthentication(reason, !reportOnlyAuthentication)
-    if (!reportOnlyAuthentication) return refuse(request, code, reason, ids, message, headers)
-    const response = refusals.response(code, message, headers)
-    report(request, response.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null, false)
-    const unverified: UnverifiedDecision = { ...response, unverified: { status: response.status, code, reason } }
-    return unverified
-  }
-
-  /** A 401, counted against the client; past its budget the answer is 429 instead. */
-  function failed(request: AuthRequest, reason: DecisionReason, ids: Ids = {}, signed = false): AuthDecision {
-    if (failureBudget !== null) {
-      const waitMs = failureBudget.fail(clientOf(request))
-      if (waitMs > 0) return tooManyFailures(request, waitMs)
-    }
-    return refuseCredentials(request, 'unauthorized', reason, ids, undefined, signed ? refusals.invalidSignedToken : refusals.invalidToken)
-  }
-
-  function tooManyFailures(request: AuthRequest, waitMs: number): AuthDecision {
-    const retryAfter = Math.max(1, Math.ceil(waitMs / 1000))
-    return refuseCredentials(request, 'rate_limited', 'too_many_failures', {}, tooManyFailuresMessage(retryAfter), { 'retry-after': String(retryAfter) })
-  }
-
-  function keyStoreFailed(request: AuthRequest, error: unknown): ErrorResponse {
-    reportError(asStoreError(error, 'key_store', 'key store failed'))
-    return refuse(request, 'service_unavailable', 'key_store_unavailable', {})
-  }
-
-  /** User code that throws or returns nonsense (a predicate, a cost function): still a JSON answer, never a rejection. */
-  function unexpected(request: AuthRequest, error: unknown, reason: DecisionReason = 'internal_error', ids: Ids = {}): ErrorResponse {
-    reportError(error instanceof Error ? error : new Error(String(error)))
-    return refuse(request, 'internal_error', reason, ids)
   }
 
   /** A limiter call under its deadline; a synchronous throw rejects like a failed call. */
@@ -303,16 +253,12 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     }
   }
 
-  function clientOf(request: AuthRequest): string {
-    return clientKey(requestIp(request), options.failedAuth!.ipv6PrefixBits)
-  }
-
   return function check(request) {
     try {
       const outcome = decide(request)
-      return outcome instanceof Promise ? outcome.catch((error: unknown) => unexpected(request, error)) : outcome
+      return outcome instanceof Promise ? outcome.catch((error: unknown) => refusals.unexpected(request, error)) : outcome
     } catch (error) {
-      return unexpected(request, error)
+      return refusals.unexpected(request, error)
     }
   }
 }

@@ -1,40 +1,108 @@
+import type { AuthDecision, AuthRequest, DecisionReason, UnverifiedDecision } from './decision.js'
 import type { ErrorCode } from './errors.js'
+import type { FailureBudget } from './failure-budget.js'
+import type { DecisionReporter } from './hooks.js'
 import { bearerChallenge, bindingWindow, errorResponse, retryAfterSeconds, type ErrorResponse, type HeaderMap } from './http.js'
 import type { LimitDecision } from './limiter.js'
+import type { CoreMetrics } from './metrics.js'
+import type { ResolvedOptions } from './options.js'
 import type { WindowLimits } from './tiers.js'
+import { asStoreError } from './timeout.js'
 
 const SIGNED_TOKEN_MESSAGE = 'Access token invalid, expired or revoked.'
-export const INVALID_REQUEST_MESSAGE = 'Send exactly one API key, in one Authorization header: "Authorization: Bearer <key>".'
+const INVALID_REQUEST_MESSAGE = 'Send exactly one API key, in one Authorization header: "Authorization: Bearer <key>".'
 
-/** The refusals of one realm: the challenges, and the responses that floods are made of built once. */
-export interface Refusals {
-  /** No credentials: a challenge without an error. */
-  readonly missing: HeaderMap
-  readonly invalidToken: HeaderMap
-  /** The same challenge for a signed token, whose body names the token rather than an API key. */
-  readonly invalidSignedToken: HeaderMap
-  readonly invalidRequest: HeaderMap
-  /** The response for `code`: a prebuilt one for the common 401s (adapters only read it), else a new one. */
-  response(code: ErrorCode, message?: string, headers?: HeaderMap): ErrorResponse
+type Ids = { readonly keyId?: string; readonly tenantId?: string }
+
+/** What refusing needs: the options, the hooks, and the failed-authentication budget. */
+export interface RefusalParts {
+  readonly options: ResolvedOptions
+  readonly report: DecisionReporter
+  readonly reportError: (error: Error) => void
+  readonly metrics: CoreMetrics | null
+  readonly failureBudget: FailureBudget | null
+  /** The client address as the failure budget counts it. */
+  readonly clientOf: (request: AuthRequest) => string
 }
 
-export function createRefusals(realm: string): Refusals {
-  const missing = { 'www-authenticate': bearerChallenge(realm) }
+/** Every refusal the pipeline makes, each reported; report-only authentication admits those of the credentials. */
+export interface Refusals {
+  /** 401 without credentials. */
+  missing(request: AuthRequest): AuthDecision
+  /** 400: more than one credential, or a malformed Authorization header. */
+  ambiguous(request: AuthRequest): AuthDecision
+  /** 401, counted against the client; past its budget, 429 instead. */
+  failed(request: AuthRequest, reason: DecisionReason, ids?: Ids, signed?: boolean): AuthDecision
+  /** 401 for a lookup that already spent the client's budget in advance: not counted again. */
+  alreadyCounted(request: AuthRequest, reason: DecisionReason): AuthDecision
+  /** 429: the client spent its failed-authentication budget. */
+  tooManyFailures(request: AuthRequest, waitMs: number): AuthDecision
+  /** Any other refusal: 402, 429, 500, 503. */
+  refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): ErrorResponse
+  /** 503, the failure reported to `onError`. */
+  keyStoreFailed(request: AuthRequest, error: unknown): ErrorResponse
+  /** User code that throws or returns nonsense (a predicate, a cost function): still a JSON answer, never a rejection. */
+  unexpected(request: AuthRequest, error: unknown, reason?: DecisionReason, ids?: Ids): ErrorResponse
+}
+
+export function createRefusals(parts: RefusalParts): Refusals {
+  const { options, report, reportError, metrics, failureBudget, clientOf } = parts
+  const { realm } = options
+  const reportOnly = options.reportOnly.authentication
+  const missingChallenge = { 'www-authenticate': bearerChallenge(realm) }
   const invalidToken = { 'www-authenticate': bearerChallenge(realm, 'invalid_token') }
+  // The same challenge for a signed token, whose body names the token rather than an API key.
   const invalidSignedToken = { ...invalidToken }
   const invalidRequest = { 'www-authenticate': bearerChallenge(realm, 'invalid_request') }
+  // The refusals that floods are made of, built once: adapters only read them.
   const prebuilt = new Map<HeaderMap, ErrorResponse>([
-    [missing, Object.freeze(errorResponse('unauthorized', undefined, missing))],
+    [missingChallenge, Object.freeze(errorResponse('unauthorized', undefined, missingChallenge))],
     [invalidToken, Object.freeze(errorResponse('unauthorized', undefined, invalidToken))],
     [invalidSignedToken, Object.freeze(errorResponse('unauthorized', SIGNED_TOKEN_MESSAGE, invalidSignedToken))],
   ])
+  const response = (code: ErrorCode, message?: string, headers?: HeaderMap): ErrorResponse =>
+    (code === 'unauthorized' && message === undefined && headers !== undefined && prebuilt.get(headers)) || errorResponse(code, message, headers)
+
+  function refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): ErrorResponse {
+    const refusal = response(code, message, headers)
+    report(request, refusal.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null)
+    return refusal
+  }
+
+  function ofCredentials(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): AuthDecision {
+    metrics?.failedAuthentication(reason, !reportOnly)
+    if (!reportOnly) return refuse(request, code, reason, ids, message, headers)
+    const refusal = response(code, message, headers)
+    report(request, refusal.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null, false)
+    const unverified: UnverifiedDecision = { ...refusal, unverified: { status: refusal.status, code, reason } }
+    return unverified
+  }
+
+  function tooManyFailures(request: AuthRequest, waitMs: number): AuthDecision {
+    const retryAfter = Math.max(1, Math.ceil(waitMs / 1000))
+    return ofCredentials(request, 'rate_limited', 'too_many_failures', {}, tooManyFailuresMessage(retryAfter), { 'retry-after': String(retryAfter) })
+  }
+
   return {
-    missing,
-    invalidToken,
-    invalidSignedToken,
-    invalidRequest,
-    response(code, message, headers) {
-      return (code === 'unauthorized' && message === undefined && headers !== undefined && prebuilt.get(headers)) || errorResponse(code, message, headers)
+    missing: (request) => ofCredentials(request, 'unauthorized', 'missing_credentials', {}, undefined, missingChallenge),
+    ambiguous: (request) => ofCredentials(request, 'invalid_request', 'ambiguous_credentials', {}, INVALID_REQUEST_MESSAGE, invalidRequest),
+    failed(request, reason, ids = {}, signed = false) {
+      if (failureBudget !== null) {
+        const waitMs = failureBudget.fail(clientOf(request))
+        if (waitMs > 0) return tooManyFailures(request, waitMs)
+      }
+      return ofCredentials(request, 'unauthorized', reason, ids, undefined, signed ? invalidSignedToken : invalidToken)
+    },
+    alreadyCounted: (request, reason) => ofCredentials(request, 'unauthorized', reason, {}, undefined, invalidToken),
+    tooManyFailures,
+    refuse,
+    keyStoreFailed(request, error) {
+      reportError(asStoreError(error, 'key_store', 'key store failed'))
+      return refuse(request, 'service_unavailable', 'key_store_unavailable', {})
+    },
+    unexpected(request, error, reason = 'internal_error', ids = {}) {
+      reportError(error instanceof Error ? error : new Error(String(error)))
+      return refuse(request, 'internal_error', reason, ids)
     },
   }
 }
