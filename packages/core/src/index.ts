@@ -98,6 +98,8 @@ export type {
 export {
   BODY_HEADERS,
   bearerChallenge,
+  checkRealm,
+  DEFAULT_REALM,
   errorBody,
   errorResponse,
   JSON_CONTENT_TYPE,
@@ -110,16 +112,24 @@ export type { ChallengeError, ErrorResponse, HeaderMap, RateLimitHeaderMode } fr
 export { extractBearer, MAX_TOKEN_LENGTH } from './bearer.js'
 export type { BearerCredentials, CredentialSource } from './bearer.js'
 
-export { checkPermissions, errorResponseFor, hasPermission, ownedByTenant, validatePermissionList } from './guards.js'
+export { checkPermissions, hasPermission, ownedByTenant, permissionGuard, validatePermissionList } from './permissions.js'
+export type { PermissionGuard, PermissionGuardArguments, PermissionGuardOptions } from './permissions.js'
+export { errorResponseFor, resolveSaikuErrorsOptions } from './error-response.js'
+export type { ErrorResponseOptions, ResolvedSaikuErrorsOptions, SaikuErrorsOptions, ThrownErrorResponse } from './error-response.js'
 
 export {
   DEFAULT_MESSAGES,
   ERROR_STATUS,
+  isSaikuError,
   SaikuConfigError,
+  SaikuCredentialExpiredError,
   SaikuError,
   SaikuHttpError,
+  SaikuInputError,
+  SaikuNotFoundError,
+  SaikuPermissionError,
   SaikuStoreError,
   describeSecret,
   redactUrl,
 } from './errors.js'
-export type { ErrorCode, StoreSource } from './errors.js'
+export type { AnySaikuError, SaikuErrorCode, StoreSource, WireCode } from './errors.js'

@@ -1,8 +1,7 @@
 import { createRequire } from 'node:module'
 import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible'
-import { SaikuConfigError, SaikuStoreError } from './errors.js'
+import { asStoreError, SaikuConfigError, SaikuStoreError } from './errors.js'
 import type { WindowLimits } from './tiers.js'
-import { asStoreError } from './timeout.js'
 
 export type WindowName = 'minute' | 'hour'
 

@@ -2,7 +2,7 @@ import cluster from 'node:cluster'
 import { extractBearer } from './bearer.js'
 import { LoadingCache } from './cache.js'
 import { announceKeyStoreChange, onKeyStoreChange } from './changes.js'
-import { ERROR_STATUS, SaikuConfigError, SaikuStoreError, type ErrorCode } from './errors.js'
+import { asStoreError, ERROR_STATUS, SaikuConfigError, SaikuStoreError, type WireCode } from './errors.js'
 import {
   addRateLimitHeaders,
   bindingWindow,
@@ -25,7 +25,7 @@ import { createCoreMetrics } from './metrics.js'
 import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
 import type { KeyStore, Subscription, TenantRecord } from './store.js'
 import { limitsForTenant, type WindowLimits } from './tiers.js'
-import { asStoreError, withTimeout } from './timeout.js'
+import { withTimeout } from './timeout.js'
 import { createApiKeyVerifier, sourceKeyStateFromStore, type KeyVerifier, type VerificationFailure, type VerifiedCredential, type VerifyResult } from './verifier.js'
 
 /** What an adapter hands in: the parts of a request the decision depends on. */
@@ -149,7 +149,7 @@ export interface AdmittedDecision {
 /** What would have been answered, had report-only mode not admitted the request. */
 export interface WouldBeRefusal {
   readonly status: number
-  readonly code: ErrorCode
+  readonly code: WireCode
   readonly reason: DecisionReason
 }
 
@@ -189,7 +189,7 @@ export type DecisionReason =
 /** Handed to `onDecision`: what happened, and to whom, never a secret. */
 export interface DecisionEvent {
   readonly status: number
-  readonly code: ErrorCode | null
+  readonly code: WireCode | null
   readonly reason: DecisionReason
   readonly method: string
   /** Without query or fragment; anything shaped like a key or token reads `[redacted]` (see `reportedPath`). */
@@ -460,7 +460,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   const invalidSignedTokenChallenge = { ...invalidTokenChallenge }
   const invalidRequestChallenge = { 'www-authenticate': bearerChallenge(realm, 'invalid_request') }
 
-  function emit(request: AuthRequest, status: number, code: ErrorCode | null, reason: DecisionReason, keyId: string | null, tenantId: string | null, enforced = true): void {
+  function emit(request: AuthRequest, status: number, code: WireCode | null, reason: DecisionReason, keyId: string | null, tenantId: string | null, enforced = true): void {
     // The tier of a tenant the request got as far as: its record is in the cache by now.
     if (metrics !== null) metrics.decision(status, reason, tenantId === null ? null : (tenants.peek(tenantId)?.view.tier ?? null), enforced, tenantId)
     if (onDecision === undefined) return
@@ -478,11 +478,11 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     [invalidSignedTokenChallenge, Object.freeze(errorResponse('unauthorized', SIGNED_TOKEN_MESSAGE, invalidSignedTokenChallenge))],
   ])
 
-  function prebuiltOrNew(code: ErrorCode, message?: string, headers?: HeaderMap): ErrorResponse {
+  function prebuiltOrNew(code: WireCode, message?: string, headers?: HeaderMap): ErrorResponse {
     return (code === 'unauthorized' && message === undefined && headers !== undefined && prebuilt.get(headers)) || errorResponse(code, message, headers)
   }
 
-  function refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): ErrorResponse {
+  function refuse(request: AuthRequest, code: WireCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): ErrorResponse {
     const response = prebuiltOrNew(code, message, headers)
     emit(request, response.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null)
     return response
@@ -523,7 +523,7 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
    * A refusal of the credentials (400, 401, the failed-authentication 429): with
    * report-only authentication, reported as such and the request admitted without a principal.
    */
-  function refuseCredentials(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): AuthDecision {
+  function refuseCredentials(request: AuthRequest, code: WireCode, reason: DecisionReason, ids: { readonly keyId?: string; readonly tenantId?: string }, message?: string, headers?: HeaderMap): AuthDecision {
     metrics?.failedAuthentication(reason, !reportOnlyAuthentication)
     if (!reportOnlyAuthentication) return refuse(request, code, reason, ids, message, headers)
     const response = prebuiltOrNew(code, message, headers)
