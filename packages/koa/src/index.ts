@@ -82,8 +82,9 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
 }
 
 /**
- * Answers 403 unless the request's key holds every permission named; a request
- * without a principal gets a 401 challenging the principal-less `realm` option (last argument).
+ * Answers 403 unless the request's key holds every permission named. A request
+ * without a principal gets a 401 challenging `realm`, from an options object after
+ * the permissions (`requirePermission('keys:read', { realm })`; default "saiku").
  */
 export function requirePermission(...args: PermissionGuardArguments): Middleware {
   const { permissions, realm } = permissionGuard(args)
