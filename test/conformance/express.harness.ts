@@ -1,7 +1,7 @@
 import type { NextFunction, Request, Response } from 'express'
 import express5 from 'express'
 import express4 from 'express4'
-import { ownedByTenant, requirePermission, saikuAuth, saikuErrorHandler, saikuNotFound, SaikuHttpError } from '@saiku/express'
+import { ownedByTenant, requirePermission, saikuAuth, saikuErrors, SaikuHttpError } from '@saiku/express'
 import type { AdapterHarness } from './harness.js'
 
 function expressHarness(name: string, express: typeof express5): AdapterHarness {
@@ -11,6 +11,8 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
       const app = express()
       app.set('trust proxy', settings.trustProxy === true)
       const auth = saikuAuth(store, options)
+      // What has no principal to ask challenges the authenticator's realm.
+      const { realm } = options
       const routes = settings.mountAt === undefined ? app : express.Router()
       routes.use(auth)
       if (settings.mountTwice === true) routes.use(auth)
@@ -25,10 +27,10 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
       routes.get('/me/billing', (req, res) => {
         res.json({ status: req.saiku!.subscription.status })
       })
-      routes.get('/me/api-keys', requirePermission('keys:read'), async (req, res, next) => {
+      routes.get('/me/api-keys', requirePermission('keys:read', { realm }), async (req, res, next) => {
         auth.authenticator.keys.list(req.saiku!.tenant.tenantId).then((keys) => res.json({ keys }), next)
       })
-      routes.delete('/me/api-keys/:keyId', requirePermission('keys:write'), (req, res, next) => {
+      routes.delete('/me/api-keys/:keyId', requirePermission('keys:write', { realm }), (req, res, next) => {
         auth.authenticator.keys.revoke(req.saiku!.tenant.tenantId, String(req.params.keyId)).then((revoked) => {
           if (!revoked) throw new SaikuHttpError('not_found')
           res.status(204).end()
@@ -36,6 +38,9 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
       })
       routes.get('/me/projects/:id', (req, res) => {
         res.json(ownedByTenant(req.saiku!, fixtures.projects.get(String(req.params.id))))
+      })
+      routes.get('/me/reauthenticate', () => {
+        throw new SaikuHttpError('unauthorized')
       })
       routes.get('/me/boom', (_req, res) => {
         res.setHeader('content-length', '5')
@@ -47,12 +52,11 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
         throw new Error('failed after the response started')
       })
       if (settings.mountAt !== undefined) app.use(settings.mountAt, routes)
-      app.use(saikuNotFound())
       app.use((error: unknown, _req: Request, _res: Response, next: NextFunction) => {
         fixtures.errors.push(error)
         next(error)
       })
-      app.use(saikuErrorHandler({ onError: () => {} }))
+      app.use(saikuErrors({ realm, onError: () => {} }))
       return { handler: app, authenticator: auth.authenticator }
     },
   }

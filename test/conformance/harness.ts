@@ -37,7 +37,7 @@ export interface ConformanceApp {
 
 /**
  * One framework adapter under test. Its app must mount `saikuAuth(store, options)`
- * on every route and serve:
+ * on every route, give `options.realm` to `requirePermission` and the error handlers, and serve:
  *   GET    /me/tenant            200 principal.tenant (counts fixtures.hits.tenant)
  *   GET    /me/whoami            200 { tenantId, overLimit, unverified }: the principal's tenant or null, whether
  *                                 its rateLimit says refused (report-only limits), the saikuUnverified marker or null
@@ -45,6 +45,7 @@ export interface ConformanceApp {
  *   GET    /me/api-keys          needs keys:read, 200 { keys }
  *   DELETE /me/api-keys/:keyId   needs keys:write, 204, or the 404 of a thrown not_found
  *   GET    /me/projects/:id      200 the project if the caller's tenant owns it, else not_found
+ *   GET    /me/reauthenticate    throws the 401 of SaikuHttpError('unauthorized')
  *   GET    /me/boom              sets Content-Length: 5 and ETag: "x", then throws a plain Error
  *   GET    /me/fail-after-write  starts a 200 with a chunk of body, then throws
  *   anything else                the JSON 404

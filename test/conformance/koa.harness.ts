@@ -12,6 +12,8 @@ function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
       app.proxy = settings.trustProxy === true
       app.on('error', (error) => fixtures.errors.push(error))
       const auth = saikuAuth(store, options)
+      // What has no principal to ask challenges the authenticator's realm.
+      const { realm } = options
       const router = new Router(settings.mountAt === undefined ? {} : { prefix: settings.mountAt })
       // Below a mount point the middleware runs inside the router, registered before its routes.
       if (settings.mountAt !== undefined) {
@@ -29,16 +31,19 @@ function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
       router.get('/me/billing', (ctx) => {
         ctx.body = { status: ctx.state.saiku!.subscription.status }
       })
-      router.get('/me/api-keys', requirePermission('keys:read'), async (ctx) => {
+      router.get('/me/api-keys', requirePermission('keys:read', { realm }), async (ctx) => {
         ctx.body = { keys: await auth.authenticator.keys.list(ctx.state.saiku!.tenant.tenantId) }
       })
-      router.delete('/me/api-keys/:keyId', requirePermission('keys:write'), async (ctx) => {
+      router.delete('/me/api-keys/:keyId', requirePermission('keys:write', { realm }), async (ctx) => {
         const revoked = await auth.authenticator.keys.revoke(ctx.state.saiku!.tenant.tenantId, ctx.params.keyId!)
         if (!revoked) throw new SaikuHttpError('not_found')
         ctx.status = 204
       })
       router.get('/me/projects/:id', (ctx) => {
         ctx.body = ownedByTenant(ctx.state.saiku!, fixtures.projects.get(ctx.params.id!))
+      })
+      router.get('/me/reauthenticate', () => {
+        throw new SaikuHttpError('unauthorized')
       })
       router.get('/me/boom', (ctx) => {
         ctx.set('content-length', '5')
@@ -50,7 +55,7 @@ function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
         ctx.res.write('{"partial":')
         throw new Error('failed after the response started')
       })
-      app.use(saikuErrors())
+      app.use(saikuErrors({ realm }))
       if (settings.mountAt === undefined) {
         app.use(auth)
         if (settings.mountTwice === true) app.use(auth)

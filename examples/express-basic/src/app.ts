@@ -1,5 +1,5 @@
 import express from 'express'
-import { requirePermission, saikuAuth, saikuErrorHandler, saikuNotFound, type KeyStore } from '@saiku/express'
+import { requirePermission, saikuAuth, saikuErrors, type KeyStore } from '@saiku/express'
 
 export function createApp(store: KeyStore): express.Express {
   const app = express()
@@ -14,7 +14,6 @@ export function createApp(store: KeyStore): express.Express {
     res.json({ keys: await auth.authenticator.keys.list(req.saiku!.tenant.tenantId) })
   })
 
-  app.use(saikuNotFound()) // unknown routes: {"error":"not_found",…}
-  app.use(saikuErrorHandler()) // thrown errors: the same JSON shape, never a stack trace
+  app.use(saikuErrors()) // last: unknown routes and thrown errors as JSON, never a stack trace
   return app
 }

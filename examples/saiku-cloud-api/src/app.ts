@@ -4,8 +4,7 @@ import type { MeterProvider } from '@opentelemetry/api'
 import {
   requirePermission,
   saikuAuth,
-  saikuErrorHandler,
-  saikuNotFound,
+  saikuErrors,
   SaikuHttpError,
   type SaikuMiddleware,
   type SaikuOptions,
@@ -197,9 +196,8 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
       .all(methodNotAllowed(['POST']))
   }
 
-  app.use(saikuNotFound())
   app.use(
-    saikuErrorHandler({
+    saikuErrors({
       onError: (error) => {
         // A store failure is answered with 503 and reported like the middleware's, without a stack.
         if (error instanceof SaikuStoreError) logger.error({ msg: 'store failure', err: { name: error.name, message: error.message } })

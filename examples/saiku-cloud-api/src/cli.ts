@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { createAuthenticator, createKeyManager, isKeyId, SaikuConfigError, SaikuHttpError, type TenantAdminStore } from '@saiku/core'
+import { createAuthenticator, createKeyManager, isKeyId, SaikuConfigError, SaikuHttpError, SaikuInputError, SaikuNotFoundError, type TenantAdminStore } from '@saiku/core'
 import { labelProblem } from '@saiku/core/store'
 import { parseRfc3339, PERMISSIONS } from './api.js'
 import { ConfigError, readConfig } from './config.js'
@@ -269,13 +269,16 @@ export async function main(argv: string[]): Promise<number> {
     const usage =
       error instanceof UsageError ||
       error instanceof DashboardUsageError ||
-      (error instanceof SaikuHttpError && error.code === 'invalid_request') ||
+      (error instanceof SaikuHttpError && error.wireCode === 'invalid_request') ||
+      error instanceof SaikuInputError ||
       (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    const told =
+      error instanceof SaikuHttpError || error instanceof SaikuNotFoundError || error instanceof SaikuConfigError || error instanceof ConfigError
     const message =
-      error instanceof UsageError || error instanceof DashboardUsageError || error instanceof SaikuHttpError || error instanceof SaikuConfigError || error instanceof ConfigError || usage
-        ? (error as Error).message
-        : `unexpected failure: ${(error as Error).message}`
-    if (out.json) process.stderr.write(`${JSON.stringify({ error: usage ? 'usage' : (error as { code?: string }).code ?? 'failed', message })}\n`)
+      error instanceof UsageError || error instanceof DashboardUsageError || told || usage ? (error as Error).message : `unexpected failure: ${(error as Error).message}`
+    // The wire code where there is one ("not_found"), as the API would answer.
+    const code = error instanceof SaikuHttpError ? error.wireCode : error instanceof SaikuNotFoundError ? 'not_found' : (error as { code?: string }).code
+    if (out.json) process.stderr.write(`${JSON.stringify({ error: usage ? 'usage' : code ?? 'failed', message })}\n`)
     else process.stderr.write(`saiku: ${message}\n${usage ? '\nRun "saiku help" for usage.\n' : ''}`)
     return usage ? 2 : 1
   }

@@ -55,7 +55,7 @@ export async function seedDemo(store: TenantAdminStore, keys: KeyManager): Promi
     tenant = await createTenant(store, { slug: 'acme', tier: 'starter', connectionName: 'production-warehouse', subscription: 'trial' })
   } catch (error) {
     // Several servers started on one new database at once: one of them seeds it.
-    if (error instanceof SaikuHttpError && error.code === 'conflict') return null
+    if (error instanceof SaikuHttpError && error.wireCode === 'conflict') return null
     throw error
   }
   const { key } = await keys.create(tenant.tenantId, { label: 'production-agent', permissions: DEMO_PERMISSIONS })

@@ -1,4 +1,4 @@
-import type { ErrorCode } from './errors.js'
+import type { WireCode } from './errors.js'
 import type { ErrorResponse, HeaderMap } from './http.js'
 import type { LimitDecision } from './limiter.js'
 import type { Subscription } from './store.js'
@@ -78,7 +78,7 @@ export interface AdmittedDecision {
 /** What would have been answered, had report-only mode not admitted the request. */
 export interface WouldBeRefusal {
   readonly status: number
-  readonly code: ErrorCode
+  readonly code: WireCode
   readonly reason: DecisionReason
 }
 
@@ -118,7 +118,7 @@ export type DecisionReason =
 /** Handed to `onDecision`: what happened, and to whom, never a secret. */
 export interface DecisionEvent {
   readonly status: number
-  readonly code: ErrorCode | null
+  readonly code: WireCode | null
   readonly reason: DecisionReason
   readonly method: string
   /** Without query or fragment; anything shaped like a key or token reads `[redacted]` (see `reportedPath`). */

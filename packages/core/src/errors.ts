@@ -1,6 +1,7 @@
 /**
- * The wire codes of every error body, mapped to their HTTP status in one place.
- * The first five are the spec's; the rest are documented extensions that keep the same body shape.
+ * The wire codes of every error body (its `error` field), mapped to their HTTP status in one place.
+ * The spec names five of them: `unauthorized` (401), `payment_required` (402), `forbidden` (403),
+ * `not_found` (404) and `rate_limited` (429). The rest are documented extensions that keep the same body shape.
  */
 export const ERROR_STATUS = {
   invalid_request: 400,
@@ -17,10 +18,11 @@ export const ERROR_STATUS = {
   service_unavailable: 503,
 } as const
 
-export type ErrorCode = keyof typeof ERROR_STATUS
+/** A wire code: the `error` field of an error body (`'not_found'`). Never an error class's `code`. */
+export type WireCode = keyof typeof ERROR_STATUS
 
 /** Default messages; a response may carry a more specific one. */
-export const DEFAULT_MESSAGES: Readonly<Record<ErrorCode, string>> = Object.freeze({
+export const DEFAULT_MESSAGES: Readonly<Record<WireCode, string>> = Object.freeze({
   invalid_request: 'The request is malformed.',
   unauthorized: 'API key missing or invalid.',
   payment_required:
@@ -36,14 +38,17 @@ export const DEFAULT_MESSAGES: Readonly<Record<ErrorCode, string>> = Object.free
   service_unavailable: 'The service is temporarily unavailable. Retry shortly.',
 })
 
-/** Base of every error this package throws. `switch (error.kind)` narrows. */
+/**
+ * Base of every error this package throws. Each subclass has a literal `code`
+ * (`'ERR_SAIKU_…'`): on an {@link AnySaikuError} (see {@link isSaikuError}),
+ * `switch (error.code)` narrows to the class.
+ */
 export abstract class SaikuError extends Error {
-  abstract readonly kind: 'config' | 'http' | 'store'
+  abstract readonly code: SaikuErrorCode
 }
 
 /** Misconfiguration, thrown at construction. `path` names the offending option. */
 export class SaikuConfigError extends SaikuError {
-  readonly kind = 'config' as const
   override readonly name = 'SaikuConfigError'
   readonly code = 'ERR_SAIKU_CONFIG' as const
   readonly path: string
@@ -57,19 +62,20 @@ export class SaikuConfigError extends SaikuError {
 
 /**
  * An error a route handler throws on purpose (`throw new SaikuHttpError('not_found')`);
- * the adapters' error handlers write it as the standard JSON body.
+ * the adapters' error handlers write it as the standard JSON body, whose `error` is `wireCode`.
  */
 export class SaikuHttpError extends SaikuError {
-  readonly kind = 'http' as const
   override readonly name = 'SaikuHttpError'
-  readonly code: ErrorCode
+  readonly code = 'ERR_SAIKU_HTTP' as const
+  /** The `error` field of the body (`'not_found'`). */
+  readonly wireCode: WireCode
   readonly status: number
   readonly headers: Readonly<Record<string, string>>
 
-  constructor(code: ErrorCode, message?: string, headers: Readonly<Record<string, string>> = {}) {
-    super(message ?? DEFAULT_MESSAGES[code])
-    this.code = code
-    this.status = ERROR_STATUS[code]
+  constructor(wireCode: WireCode, message?: string, headers: Readonly<Record<string, string>> = {}) {
+    super(message ?? DEFAULT_MESSAGES[wireCode])
+    this.wireCode = wireCode
+    this.status = ERROR_STATUS[wireCode]
     this.headers = headers
   }
 }
@@ -78,8 +84,8 @@ export type StoreSource = 'key_store' | 'limiter'
 
 /** A key store or limiter backend failed or timed out. Never reported as 401 or 429. */
 export class SaikuStoreError extends SaikuError {
-  readonly kind = 'store' as const
   override readonly name = 'SaikuStoreError'
+  readonly code = 'ERR_SAIKU_STORE' as const
   readonly source: StoreSource
   readonly timedOut: boolean
 
@@ -88,6 +94,85 @@ export class SaikuStoreError extends SaikuError {
     this.source = source
     this.timedOut = options.timedOut ?? false
   }
+}
+
+/**
+ * A bad argument to an API call (key management, token issuing, a store write):
+ * `field` names it (`'label'`, `'ttlSeconds'`), the message says what is wrong.
+ * Through the error handlers: a 400 `invalid_request` with that message.
+ */
+export class SaikuInputError extends SaikuError {
+  override readonly name = 'SaikuInputError'
+  readonly code = 'ERR_SAIKU_INVALID_INPUT' as const
+  readonly field: string
+
+  constructor(field: string, message: string) {
+    super(message)
+    this.field = field
+  }
+}
+
+/** What a call names does not exist (`resource`: `'tenant'`). Through the error handlers: a 404 `not_found`. */
+export class SaikuNotFoundError extends SaikuError {
+  override readonly name = 'SaikuNotFoundError'
+  readonly code = 'ERR_SAIKU_NOT_FOUND' as const
+  readonly resource: string
+
+  constructor(resource: string, message: string) {
+    super(message)
+    this.resource = resource
+  }
+}
+
+/**
+ * The credential a call was given may not do it: it lacks `permissions`, or is
+ * of a kind that cannot (then `permissions` is empty). Through the error handlers: a 403 `forbidden`.
+ */
+export class SaikuPermissionError extends SaikuError {
+  override readonly name = 'SaikuPermissionError'
+  readonly code = 'ERR_SAIKU_PERMISSION_DENIED' as const
+  readonly permissions: readonly string[]
+
+  constructor(message: string, permissions: readonly string[] = []) {
+    super(message)
+    this.permissions = Object.freeze([...permissions])
+  }
+}
+
+/**
+ * The credential a call was given has expired (or has less than a second left).
+ * Through the error handlers: the 401 every failed credential gets, with its challenge.
+ */
+export class SaikuCredentialExpiredError extends SaikuError {
+  override readonly name = 'SaikuCredentialExpiredError'
+  readonly code = 'ERR_SAIKU_CREDENTIAL_EXPIRED' as const
+
+  constructor(message = 'The credential has expired.') {
+    super(message)
+  }
+}
+
+/** Every error class of the family: `switch (error.code)` narrows to one. */
+export type AnySaikuError =
+  | SaikuConfigError
+  | SaikuHttpError
+  | SaikuStoreError
+  | SaikuInputError
+  | SaikuNotFoundError
+  | SaikuPermissionError
+  | SaikuCredentialExpiredError
+
+/** The `code` of every error class (`'ERR_SAIKU_CONFIG'`, …). */
+export type SaikuErrorCode = AnySaikuError['code']
+
+/** Whether `value` is one of this package's errors, typed as the union so `switch (value.code)` narrows. */
+export function isSaikuError(value: unknown): value is AnySaikuError {
+  return value instanceof SaikuError
+}
+
+/** `error` as a SaikuStoreError from `source`: kept if it is one, else wrapped with `message`, carrying it as `cause`. */
+export function asStoreError(error: unknown, source: StoreSource, message: string): SaikuStoreError {
+  return error instanceof SaikuStoreError ? error : new SaikuStoreError(source, message, { cause: error })
 }
 
 export function describeValue(value: unknown): string {

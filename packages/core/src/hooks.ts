@@ -1,5 +1,5 @@
 import type { AuthRequest, DecisionEvent, DecisionReason } from './decision.js'
-import type { ErrorCode } from './errors.js'
+import type { WireCode } from './errors.js'
 import type { CoreMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import { reportedPath } from './reported-path.js'
@@ -9,7 +9,7 @@ import { requestIp } from './route-path.js'
 export type DecisionReporter = (
   request: AuthRequest,
   status: number,
-  code: ErrorCode | null,
+  code: WireCode | null,
   reason: DecisionReason,
   keyId: string | null,
   tenantId: string | null,

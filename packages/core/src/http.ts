@@ -1,4 +1,4 @@
-import { DEFAULT_MESSAGES, ERROR_STATUS, type ErrorCode } from './errors.js'
+import { DEFAULT_MESSAGES, ERROR_STATUS, SaikuConfigError, type WireCode } from './errors.js'
 import type { LimitDecision, WindowState } from './limiter.js'
 import type { WindowLimits } from './tiers.js'
 
@@ -17,7 +17,7 @@ export type HeaderMap = Record<string, string>
 export interface ErrorResponse {
   readonly ok: false
   readonly status: number
-  readonly code: ErrorCode
+  readonly code: WireCode
   readonly headers: HeaderMap
   /** Serialized `{"error": code, "message": text}`. */
   readonly body: string
@@ -39,12 +39,12 @@ export const BODY_HEADERS: readonly string[] = Object.freeze([
   'last-modified',
 ])
 
-export function errorBody(code: ErrorCode, message: string = DEFAULT_MESSAGES[code]): string {
+export function errorBody(code: WireCode, message: string = DEFAULT_MESSAGES[code]): string {
   return JSON.stringify({ error: code, message })
 }
 
 /** The one place an error response is assembled: status from the code table, JSON body, no caching. */
-export function errorResponse(code: ErrorCode, message?: string, extraHeaders?: HeaderMap): ErrorResponse {
+export function errorResponse(code: WireCode, message?: string, extraHeaders?: HeaderMap): ErrorResponse {
   const body = errorBody(code, message)
   const headers: HeaderMap = {
     'content-type': JSON_CONTENT_TYPE,
@@ -62,6 +62,21 @@ const CHALLENGE_DESCRIPTIONS: Readonly<Record<ChallengeError, string>> = {
   invalid_request: 'The request carries more than one credential or a malformed Authorization header',
   invalid_token: 'The API key is malformed, unknown, expired or revoked',
   insufficient_scope: 'The API key lacks the permission this resource requires',
+}
+
+/** The realm of every challenge unless the `realm` option says otherwise. */
+export const DEFAULT_REALM = 'saiku'
+
+// A realm goes inside a quoted-string; keep it to characters that need no escaping.
+const REALM_PATTERN = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}$/
+
+/** A `realm` option, checked once when what takes it is built: the default when undefined, a SaikuConfigError naming `path` when unusable. */
+export function checkRealm(path: string, realm: unknown): string {
+  if (realm === undefined) return DEFAULT_REALM
+  if (typeof realm !== 'string' || !REALM_PATTERN.test(realm)) {
+    throw new SaikuConfigError(path, '1 to 64 printable ASCII characters without quotes or backslashes', realm)
+  }
+  return realm
 }
 
 export function bearerChallenge(realm: string, error?: ChallengeError, scope?: string): string {

@@ -33,9 +33,20 @@ export type { RateLimitHeaderMode } from './http.js'
 export { usageFromDecision } from './usage.js'
 export type { TenantUsage, WindowUsage } from './usage.js'
 
-export { hasPermission, ownedByTenant } from './guards.js'
+export { hasPermission, ownedByTenant } from './permissions.js'
 export { clientKey } from './client-address.js'
 export { reportedPath } from './reported-path.js'
 
-export { ERROR_STATUS, SaikuConfigError, SaikuError, SaikuHttpError, SaikuStoreError } from './errors.js'
-export type { ErrorCode, StoreSource } from './errors.js'
+export {
+  ERROR_STATUS,
+  isSaikuError,
+  SaikuConfigError,
+  SaikuCredentialExpiredError,
+  SaikuError,
+  SaikuHttpError,
+  SaikuInputError,
+  SaikuNotFoundError,
+  SaikuPermissionError,
+  SaikuStoreError,
+} from './errors.js'
+export type { AnySaikuError, SaikuErrorCode, StoreSource, WireCode } from './errors.js'

@@ -284,7 +284,16 @@ describe('createTokenIssuer', () => {
     const viaToken = await auth.authenticate(request(issued.accessToken))
     expect(viaToken).toMatchObject({ ok: true, principal: { tenant: { tenantId: 't-acme' }, credential: { type: 'jwt', permissions: ['keys:read'] } } })
 
-    await expect(issuer.issue(viaKey.principal.credential, { permissions: ['billing:write'] })).rejects.toMatchObject({ status: 403, code: 'forbidden' })
-    await expect(issuer.issue(viaKey.principal.credential, { ttlSeconds: 3_600 })).rejects.toMatchObject({ status: 400 })
+    await expect(issuer.issue(viaKey.principal.credential, { permissions: ['billing:write'] })).rejects.toMatchObject({
+      name: 'SaikuPermissionError',
+      code: 'ERR_SAIKU_PERMISSION_DENIED',
+      permissions: ['billing:write'],
+    })
+    await expect(issuer.issue(viaKey.principal.credential, { ttlSeconds: 3_600 })).rejects.toMatchObject({ code: 'ERR_SAIKU_INVALID_INPUT', field: 'ttlSeconds' })
+    const expired = { ...viaKey.principal.credential, expiresAt: new Date(Date.now() - 1_000) }
+    await expect(issuer.issue(expired)).rejects.toMatchObject({ name: 'SaikuCredentialExpiredError', code: 'ERR_SAIKU_CREDENTIAL_EXPIRED' })
+    const { sourceKeyId: _sourceKeyId, ...rest } = viaKey.principal.credential
+    const unexchangeable = { ...rest, type: 'jwt' as const }
+    await expect(issuer.issue(unexchangeable)).rejects.toMatchObject({ code: 'ERR_SAIKU_PERMISSION_DENIED', permissions: [] })
   })
 })

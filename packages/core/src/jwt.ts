@@ -1,7 +1,7 @@
 import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import type { JWK, JWTPayload, JWTVerifyGetKey } from 'jose'
-import { redactUrl, SaikuConfigError, SaikuHttpError, SaikuStoreError } from './errors.js'
-import { grants } from './guards.js'
+import { redactUrl, SaikuConfigError, SaikuCredentialExpiredError, SaikuInputError, SaikuPermissionError, SaikuStoreError } from './errors.js'
+import { grants } from './permissions.js'
 import { MAX_TOKEN_LENGTH } from './bearer.js'
 import { isPermission, MAX_PERMISSIONS, permissionsProblem, uniquePermissions } from './store.js'
 import { isKeyId, KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
@@ -310,7 +310,12 @@ export interface IssuedToken {
 }
 
 export interface TokenIssuer {
-  /** Trades a verified credential for a short-lived JWT; `permissions` may only narrow it. */
+  /**
+   * Trades a verified credential for a short-lived JWT; `permissions` may only narrow it.
+   * Rejects with a SaikuInputError (bad `permissions` or `ttlSeconds`), a SaikuPermissionError
+   * (more than the credential holds, or a credential that cannot be exchanged) or a
+   * SaikuCredentialExpiredError; the error handlers answer them with a 400, 403 and 401.
+   */
   issue(credential: VerifiedCredential, request?: { readonly permissions?: readonly string[]; readonly ttlSeconds?: number }): Promise<IssuedToken>
   /** The public half of the signing key, for `/.well-known/jwks.json`. */
   jwks(): { readonly keys: readonly JWK[] }
@@ -336,22 +341,22 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
       const granted = credential.permissions
       // Each permission is one token of the grammar: a space would split into others when the scope is read back.
       const problem = permissionsProblem(request.permissions ?? [])
-      if (problem !== null) throw new SaikuHttpError('invalid_request', `${problem}.`)
+      if (problem !== null) throw new SaikuInputError('permissions', `${problem}.`)
       const wanted = uniquePermissions(request.permissions ?? granted)
       if (wanted.length > MAX_PERMISSIONS || !wanted.every(isPermission)) {
-        throw new SaikuHttpError('invalid_request', `A token carries at most ${MAX_PERMISSIONS} permissions of the form "keys:read"; ask for fewer.`)
+        throw new SaikuInputError('permissions', `A token carries at most ${MAX_PERMISSIONS} permissions of the form "keys:read"; ask for fewer.`)
       }
       const beyond = wanted.filter((permission) => !grants(granted, permission))
-      if (beyond.length > 0) throw new SaikuHttpError('forbidden', `A token cannot carry what the key does not hold: ${beyond.join(', ')}.`)
+      if (beyond.length > 0) throw new SaikuPermissionError(`A token cannot carry what the key does not hold: ${beyond.join(', ')}.`, beyond)
       const asked = request.ttlSeconds ?? maxTtl
-      if (!Number.isInteger(asked) || asked < 1 || asked > maxTtl) throw new SaikuHttpError('invalid_request', `ttlSeconds must be an integer from 1 to ${maxTtl}.`)
+      if (!Number.isInteger(asked) || asked < 1 || asked > maxTtl) throw new SaikuInputError('ttlSeconds', `ttlSeconds must be an integer from 1 to ${maxTtl}.`)
       // Never outlives the credential it was exchanged from.
       const leftSeconds = credential.expiresAt === null ? Infinity : Math.floor((credential.expiresAt.getTime() - Date.now()) / 1000)
-      if (leftSeconds < 1) throw new SaikuHttpError('unauthorized')
+      if (leftSeconds < 1) throw new SaikuCredentialExpiredError()
       const ttl = Math.min(asked, leftSeconds)
       // The key the token works through: its revocation or expiry ends the token too.
       const sourceKeyId = credential.type === 'api_key' ? credential.keyId : credential.sourceKeyId
-      if (sourceKeyId === undefined) throw new SaikuHttpError('forbidden', 'Only an API key, or a token exchanged from one, can be exchanged for a token.')
+      if (sourceKeyId === undefined) throw new SaikuPermissionError('Only an API key, or a token exchanged from one, can be exchanged for a token.')
       const jose = await loadJose()
       signingKey ??= jose.importJWK(privateKey, algorithm)
       const claims = { tenant_id: credential.tenantId, scope: wanted.join(' '), key_id: sourceKeyId, environment: credential.environment }
@@ -365,7 +370,7 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
         .setExpirationTime(`${ttl}s`)
         .sign(await signingKey)
       // Never hand out a token that the bearer parser would refuse.
-      if (accessToken.length > MAX_TOKEN_LENGTH) throw new SaikuHttpError('invalid_request', 'The token would be too large to send; ask for fewer permissions.')
+      if (accessToken.length > MAX_TOKEN_LENGTH) throw new SaikuInputError('permissions', 'The token would be too large to send; ask for fewer permissions.')
       return { accessToken, tokenType: 'Bearer', expiresIn: ttl, permissions: [...wanted] }
     },
   }

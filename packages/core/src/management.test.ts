@@ -1,4 +1,6 @@
 import { describe, expect, it, vi } from 'vitest'
+import { errorResponseFor } from './error-response.js'
+import { SaikuHttpError, SaikuInputError, SaikuNotFoundError } from './errors.js'
 import { digestApiKey } from './keys.js'
 import { createKeyManager } from './management.js'
 import { MemoryKeyStore } from './store.js'
@@ -26,14 +28,27 @@ describe('createKeyManager', () => {
   })
 
   it.each([
-    [{ label: '' }, 'label must be a non-empty string.'],
-    [{ label: 'x'.repeat(101) }, 'label must be at most 100 characters.'],
-    [{ label: 'a\r\nSet-Cookie: x' }, 'label must not contain control or format characters.'],
-    [{ label: 'ok', permissions: ['Keys Write'] }, 'permission "Keys Write" must look like "keys:write", "keys:*" or "*" (lower-case names joined by colons, at most 64 characters).'],
-    [{ label: 'ok', expiresAt: new Date(0) }, 'expiresAt must be a date in the future.'],
-  ])('refuses %j with a 400 saying why', async (input, message) => {
+    [{ label: '' }, 'label', 'label must be a non-empty string.'],
+    [{ label: 'x'.repeat(101) }, 'label', 'label must be at most 100 characters.'],
+    [{ label: 'a\r\nSet-Cookie: x' }, 'label', 'label must not contain control or format characters.'],
+    [{ label: 'ok', permissions: ['Keys Write'] }, 'permissions', 'permission "Keys Write" must look like "keys:write", "keys:*" or "*" (lower-case names joined by colons, at most 64 characters).'],
+    [{ label: 'ok', environment: 'staging' as never }, 'environment', 'environment must be "live" or "test".'],
+    [{ label: 'ok', expiresAt: new Date(0) }, 'expiresAt', 'expiresAt must be a date in the future.'],
+  ])('refuses %j with an input error naming the field and saying why', async (input, field, message) => {
     const store = new MemoryKeyStore({ tenants: [tenant] })
-    await expect(createKeyManager(store).create('t', input)).rejects.toMatchObject({ code: 'invalid_request', status: 400, message })
+    const error = await createKeyManager(store).create('t', input).catch((thrown: unknown) => thrown)
+    expect(error).toBeInstanceOf(SaikuInputError)
+    expect(error).toMatchObject({ code: 'ERR_SAIKU_INVALID_INPUT', field, message })
+    // Through the error handlers: the 400 it always was.
+    expect(errorResponseFor(error)).toMatchObject({ status: 400, code: 'invalid_request', body: JSON.stringify({ error: 'invalid_request', message }) })
+  })
+
+  it('throws no HTTP error: an unknown tenant is a not-found error, answered as the 404 it always was', async () => {
+    const error = await createKeyManager(new MemoryKeyStore()).create('nobody', { label: 'x' }).catch((thrown: unknown) => thrown)
+    expect(error).toBeInstanceOf(SaikuNotFoundError)
+    expect(error).not.toBeInstanceOf(SaikuHttpError)
+    expect(error).toMatchObject({ code: 'ERR_SAIKU_NOT_FOUND', resource: 'tenant', message: 'Tenant does not exist.' })
+    expect(errorResponseFor(error)).toMatchObject({ status: 404, body: '{"error":"not_found","message":"Tenant does not exist."}', report: false })
   })
 
   it('rotates into a successor with the same label, permissions and expiry', async () => {

@@ -1,7 +1,7 @@
-import { SaikuHttpError } from './errors.js'
+import { asStoreError, SaikuInputError, SaikuNotFoundError } from './errors.js'
 import { digestApiKey, isKeyId, KEY_ENVIRONMENTS, mintApiKey, type KeyEnvironment } from './keys.js'
 import { labelProblem, permissionsProblem, uniquePermissions, type ApiKeySummary, type KeyStore } from './store.js'
-import { asStoreError, withTimeout } from './timeout.js'
+import { withTimeout } from './timeout.js'
 import { announceKeyStoreChange, announcedDuring } from './store-events.js'
 
 export interface CreateKeyInput {
@@ -17,6 +17,11 @@ export interface CreatedApiKey extends ApiKeySummary {
   readonly key: string
 }
 
+/**
+ * Errors: a bad `input` is a SaikuInputError naming its field, an unknown tenant a
+ * SaikuNotFoundError, a store that fails or hangs a SaikuStoreError. The adapters'
+ * error handlers answer them with a 400, 404 and 503.
+ */
 export interface KeyManager {
   /** Mints a key for the tenant; the store receives only its digest. */
   create(tenantId: string, input: CreateKeyInput): Promise<CreatedApiKey>
@@ -32,10 +37,6 @@ export interface KeyManagerOptions {
   readonly now?: (() => number) | undefined
   /** Deadline for each store call. Default 5000. */
   readonly timeoutMs?: number | undefined
-}
-
-function invalid(message: string): SaikuHttpError {
-  return new SaikuHttpError('invalid_request', message)
 }
 
 /** Key management for dashboards and CLIs: create, list, revoke, rotate. */
@@ -54,19 +55,19 @@ export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {
   }
 
   async function create(tenantId: string, input: CreateKeyInput): Promise<CreatedApiKey> {
-    if (typeof input !== 'object' || input === null) throw invalid('Expected an object with a label.')
+    if (typeof input !== 'object' || input === null) throw new SaikuInputError('input', 'Expected an object with a label.')
     const labelError = labelProblem(input.label)
-    if (labelError !== null) throw invalid(`${labelError}.`)
+    if (labelError !== null) throw new SaikuInputError('label', `${labelError}.`)
     const permissionsError = permissionsProblem(input.permissions ?? [])
-    if (permissionsError !== null) throw invalid(`${permissionsError}.`)
+    if (permissionsError !== null) throw new SaikuInputError('permissions', `${permissionsError}.`)
     const permissions = uniquePermissions(input.permissions ?? [])
     const environment = input.environment ?? 'live'
-    if (!KEY_ENVIRONMENTS.includes(environment)) throw invalid('environment must be "live" or "test".')
+    if (!KEY_ENVIRONMENTS.includes(environment)) throw new SaikuInputError('environment', 'environment must be "live" or "test".')
     const expiresAt = input.expiresAt ?? null
     if (expiresAt !== null && !(expiresAt instanceof Date && expiresAt.getTime() > now())) {
-      throw invalid('expiresAt must be a date in the future.')
+      throw new SaikuInputError('expiresAt', 'expiresAt must be a date in the future.')
     }
-    if ((await call('findTenant', () => store.findTenant(tenantId))) === null) throw new SaikuHttpError('not_found', 'Tenant does not exist.')
+    if ((await call('findTenant', () => store.findTenant(tenantId))) === null) throw new SaikuNotFoundError('tenant', 'Tenant does not exist.')
 
     // Key IDs carry 71 random bits; a collision is retried, never overwritten.
     for (let attempt = 0; ; attempt++) {

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest'
 import { installFakeClock } from './testing.js'
 import { SaikuHttpError } from './errors.js'
-import { errorResponseFor } from './guards.js'
+import { errorResponseFor } from './error-response.js'
 import { createAuthenticator } from './authenticator.js'
 import type { DecisionEvent } from './decision.js'
 import { MemoryKeyStore, type KeyStore } from './store.js'

@@ -1,6 +1,6 @@
 import { extractBearer } from './bearer.js'
 import type { AdmittedDecision, AuthDecision, AuthRequest, SaikuPrincipal, TenantView } from './decision.js'
-import { ERROR_STATUS, SaikuConfigError, SaikuStoreError } from './errors.js'
+import { asStoreError, ERROR_STATUS, SaikuConfigError, SaikuStoreError } from './errors.js'
 import type { FailureBudget } from './failure-budget.js'
 import type { DecisionReporter } from './hooks.js'
 import { addRateLimitHeaders, retryAfterSeconds, type HeaderMap } from './http.js'
@@ -11,7 +11,7 @@ import type { ResolvedOptions } from './options.js'
 import { costExceedsLimitMessage, rateLimitedMessage, type Refusals } from './refusals.js'
 import { routePath } from './route-path.js'
 import { hasActiveSubscription, type CachedTenant, type TenantLoader } from './tenants.js'
-import { asStoreError, withTimeout } from './timeout.js'
+import { withTimeout } from './timeout.js'
 import type { KeyVerifier, VerifiedCredential, VerifyResult } from './verifier.js'
 
 /** What the stages work with; `createAuthenticator` builds each from the options. */

@@ -1,9 +1,8 @@
 import { createRequire } from 'node:module'
 import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible'
-import { SaikuConfigError, SaikuStoreError } from './errors.js'
+import { asStoreError, SaikuConfigError, SaikuStoreError } from './errors.js'
 import type { LimitDecision, LimiterBackend, WindowName, WindowState } from './limiter.js'
 import type { WindowLimits } from './tiers.js'
-import { asStoreError } from './timeout.js'
 
 export interface RateLimiterFactoryOptions {
   readonly keyPrefix: string

@@ -1,5 +1,5 @@
 import type { AuthDecision, AuthRequest, DecisionReason, UnverifiedDecision } from './decision.js'
-import type { ErrorCode } from './errors.js'
+import { asStoreError, type WireCode } from './errors.js'
 import type { FailureBudget } from './failure-budget.js'
 import type { DecisionReporter } from './hooks.js'
 import { bearerChallenge, bindingWindow, errorResponse, retryAfterSeconds, type ErrorResponse, type HeaderMap } from './http.js'
@@ -7,7 +7,6 @@ import type { LimitDecision } from './limiter.js'
 import type { CoreMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import type { WindowLimits } from './tiers.js'
-import { asStoreError } from './timeout.js'
 
 const SIGNED_TOKEN_MESSAGE = 'Access token invalid, expired or revoked.'
 const INVALID_REQUEST_MESSAGE = 'Send exactly one API key, in one Authorization header: "Authorization: Bearer <key>".'
@@ -38,7 +37,7 @@ export interface Refusals {
   /** 429: the client spent its failed-authentication budget. */
   tooManyFailures(request: AuthRequest, waitMs: number): AuthDecision
   /** Any other refusal: 402, 429, 500, 503. */
-  refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): ErrorResponse
+  refuse(request: AuthRequest, code: WireCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): ErrorResponse
   /** 503, the failure reported to `onError`. */
   keyStoreFailed(request: AuthRequest, error: unknown): ErrorResponse
   /** User code that throws or returns nonsense (a predicate, a cost function): still a JSON answer, never a rejection. */
@@ -60,16 +59,16 @@ export function createRefusals(parts: RefusalParts): Refusals {
     [invalidToken, Object.freeze(errorResponse('unauthorized', undefined, invalidToken))],
     [invalidSignedToken, Object.freeze(errorResponse('unauthorized', SIGNED_TOKEN_MESSAGE, invalidSignedToken))],
   ])
-  const response = (code: ErrorCode, message?: string, headers?: HeaderMap): ErrorResponse =>
+  const response = (code: WireCode, message?: string, headers?: HeaderMap): ErrorResponse =>
     (code === 'unauthorized' && message === undefined && headers !== undefined && prebuilt.get(headers)) || errorResponse(code, message, headers)
 
-  function refuse(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): ErrorResponse {
+  function refuse(request: AuthRequest, code: WireCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): ErrorResponse {
     const refusal = response(code, message, headers)
     report(request, refusal.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null)
     return refusal
   }
 
-  function ofCredentials(request: AuthRequest, code: ErrorCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): AuthDecision {
+  function ofCredentials(request: AuthRequest, code: WireCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): AuthDecision {
     metrics?.failedAuthentication(reason, !reportOnly)
     if (!reportOnly) return refuse(request, code, reason, ids, message, headers)
     const refusal = response(code, message, headers)

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { mintApiKey } from './keys.js'
 import { MemoryKeyStore, validateTenantRecord } from './store.js'
 import { describeKeyStoreConformance } from './testing.js'
 
@@ -21,6 +22,28 @@ describe('MemoryKeyStore', () => {
     const store = new MemoryKeyStore()
     expect(() => store.putTenant({ ...tenant, tier: 'enterprise' })).toThrow('tenants["acme"].limits: expected { perMinute, perHour }')
     expect(() => store.putTenant({ ...tenant, subscription: { status: 'paid' as never } })).toThrow('tenant.subscription.status')
+  })
+
+  it('refuses a bad key record with an error of the family naming the field, never a plain Error', async () => {
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    const record = {
+      keyId: mintApiKey('live').keyId,
+      tenantId: 't',
+      label: 'x',
+      environment: 'live' as const,
+      secretDigest: '0'.repeat(64),
+      permissions: [],
+      createdAt: new Date(),
+      expiresAt: null,
+      revokedAt: null,
+      lastUsedAt: null,
+    }
+    await expect(store.createKey({ ...record, keyId: 'nope' })).rejects.toMatchObject({ name: 'SaikuInputError', code: 'ERR_SAIKU_INVALID_INPUT', field: 'keyId' })
+    await expect(store.createKey({ ...record, environment: 'staging' as never })).rejects.toMatchObject({ code: 'ERR_SAIKU_INVALID_INPUT', field: 'environment' })
+    await expect(store.createKey({ ...record, secretDigest: 'x' })).rejects.toMatchObject({ code: 'ERR_SAIKU_INVALID_INPUT', field: 'secretDigest' })
+    await expect(store.createKey({ ...record, tenantId: 'other' })).rejects.toMatchObject({ name: 'SaikuNotFoundError', code: 'ERR_SAIKU_NOT_FOUND', resource: 'tenant' })
+    await store.createKey(record)
+    await expect(store.createKey(record)).rejects.toMatchObject({ code: 'ERR_SAIKU_INVALID_INPUT', field: 'keyId', message: `createKey: key ID ${record.keyId} exists already` })
   })
 })
 

@@ -1,5 +1,5 @@
 import { announceKeyStoreChange } from './store-events.js'
-import { SaikuConfigError } from './errors.js'
+import { SaikuConfigError, SaikuInputError, SaikuNotFoundError } from './errors.js'
 import { isKeyId, KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
 import { limitsForTenant, type TierTable, type WindowLimits, DEFAULT_TIERS } from './tiers.js'
 
@@ -247,11 +247,11 @@ export class MemoryKeyStore implements TenantAdminStore {
   }
 
   async createKey(record: ApiKeyRecord): Promise<void> {
-    if (!isKeyId(record.keyId)) throw new Error('createKey: malformed key ID')
-    if (!KEY_ENVIRONMENTS.includes(record.environment)) throw new Error('createKey: unknown environment')
-    if (!/^[0-9a-f]{64}$/.test(record.secretDigest)) throw new Error('createKey: secretDigest must be a hex SHA-256 digest')
-    if (this.#keys.has(record.keyId)) throw new Error(`createKey: key ID ${record.keyId} exists already`)
-    if (!this.#tenants.has(record.tenantId)) throw new Error('createKey: unknown tenant')
+    if (!isKeyId(record.keyId)) throw new SaikuInputError('keyId', 'createKey: malformed key ID')
+    if (!KEY_ENVIRONMENTS.includes(record.environment)) throw new SaikuInputError('environment', 'createKey: unknown environment')
+    if (!/^[0-9a-f]{64}$/.test(record.secretDigest)) throw new SaikuInputError('secretDigest', 'createKey: secretDigest must be a hex SHA-256 digest')
+    if (this.#keys.has(record.keyId)) throw new SaikuInputError('keyId', `createKey: key ID ${record.keyId} exists already`)
+    if (!this.#tenants.has(record.tenantId)) throw new SaikuNotFoundError('tenant', 'createKey: unknown tenant')
     this.#keys.set(record.keyId, copyKey(record))
   }
 

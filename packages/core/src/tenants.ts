@@ -1,12 +1,12 @@
 import { LoadingCache } from './cache.js'
 import type { TenantView } from './decision.js'
-import { SaikuConfigError } from './errors.js'
+import { asStoreError, SaikuConfigError } from './errors.js'
 import { rateLimitPolicy } from './http.js'
 import type { CoreMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import type { KeyStore, Subscription, TenantRecord } from './store.js'
 import { limitsForTenant, type WindowLimits } from './tiers.js'
-import { asStoreError, withTimeout } from './timeout.js'
+import { withTimeout } from './timeout.js'
 
 /** A tenant as requests need it, worked out once per load: the view, its limits, its policy header. */
 export interface CachedTenant {

@@ -1,4 +1,4 @@
-import { SaikuStoreError, type StoreSource } from './errors.js'
+import { asStoreError, SaikuStoreError, type StoreSource } from './errors.js'
 
 /**
  * Settles with the promise, or rejects with a timed-out SaikuStoreError after
@@ -21,8 +21,4 @@ export function withTimeout<T>(promise: Promise<T>, timeoutMs: number, source: S
       },
     )
   })
-}
-
-export function asStoreError(error: unknown, source: StoreSource, message: string): SaikuStoreError {
-  return error instanceof SaikuStoreError ? error : new SaikuStoreError(source, message, { cause: error })
 }

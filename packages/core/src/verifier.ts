@@ -1,8 +1,8 @@
 import { LoadingCache } from './cache.js'
-import type { SaikuStoreError } from './errors.js'
+import { asStoreError, type SaikuStoreError } from './errors.js'
 import { API_KEY_LENGTH, KEY_ID_LENGTH, digestApiKeyBytes, digestsEqual, parseApiKey, type KeyEnvironment } from './keys.js'
 import type { ApiKeyRecord, KeyStore } from './store.js'
-import { asStoreError, withTimeout } from './timeout.js'
+import { withTimeout } from './timeout.js'
 import type { CoreMetrics } from './metrics.js'
 
 /** Who a verified credential speaks for. */

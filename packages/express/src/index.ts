@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express'
-import { BODY_HEADERS, checkPermissions, errorResponse, errorResponseFor, validatePermissionList, type AuthDecision, type ErrorResponse } from '@saiku/core/adapter'
+import { BODY_HEADERS, checkPermissions, errorResponse, errorResponseFor, permissionGuard, resolveSaikuErrorsOptions, type AuthDecision, type ErrorResponse, type PermissionGuardArguments, type SaikuErrorsOptions as CoreErrorsOptions } from '@saiku/core/adapter'
 import { createAuthenticator, type Authenticator, type KeyStore, type SaikuOptions, type SaikuPrincipal, type WouldBeRefusal } from '@saiku/core'
 
 declare global {
@@ -72,36 +72,40 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
   return Object.assign(middleware, { authenticator })
 }
 
-/** Answers 403 unless the request's key holds every permission named. */
-export function requirePermission(...permissions: string[]): RequestHandler {
-  const required = validatePermissionList(permissions)
+/**
+ * Answers 403 unless the request's key holds every permission named. A request
+ * without a principal gets a 401 challenging `realm`, from an options object after
+ * the permissions (`requirePermission('keys:read', { realm })`; default "saiku").
+ */
+export function requirePermission(...args: PermissionGuardArguments): RequestHandler {
+  const { permissions, realm } = permissionGuard(args)
   return (req, res, next) => {
-    const refusal = checkPermissions(req.saiku, required)
+    const refusal = checkPermissions(req.saiku, permissions, realm)
     if (refusal === null) next()
     else send(res, refusal)
   }
 }
 
-/** Answers every request that reached it with the JSON 404. Mount it after your routes. */
-export function saikuNotFound(): RequestHandler {
-  return (_req, res) => send(res, errorResponse('not_found'))
-}
+export type SaikuErrorsOptions = CoreErrorsOptions<(error: unknown, req: Request) => void>
 
-export interface ErrorHandlerOptions {
-  /** Receives errors answered with a 500. Default: `console.error`. */
-  onError?: (error: unknown, req: Request) => void
-}
-
-/** Writes a thrown SaikuHttpError (or a body-parser error) as the JSON error body; anything else as a bare 500. */
-export function saikuErrorHandler(options: ErrorHandlerOptions = {}): ErrorRequestHandler {
-  const onError = options.onError ?? ((error: unknown) => console.error(error))
-  return (error, req, res, next) => {
+/**
+ * Mount last, after every route: answers requests no route handled with the JSON
+ * 404 (unless `notFound: false`) and writes a thrown error as the JSON error body
+ * (a 500 that reveals nothing for anything unexpected, passed to `onError`,
+ * default `console.error`). Returns the handlers for one `app.use(...)`.
+ */
+export function saikuErrors(options?: SaikuErrorsOptions): Array<RequestHandler | ErrorRequestHandler> {
+  const { notFound, realm, onError = (error: unknown) => console.error(error) } = resolveSaikuErrorsOptions(options)
+  const errorHandler: ErrorRequestHandler = (error, req, res, next) => {
     if (res.headersSent) return next(error)
-    const response = errorResponseFor(error)
-    if (response.status >= 500) onError(error, req)
+    const response = errorResponseFor(error, { realm, principal: req.saiku })
+    if (response.report) onError(error, req)
     send(res, response)
   }
+  const notFoundHandler: RequestHandler = (_req, res) => send(res, errorResponse('not_found'))
+  return notFound ? [notFoundHandler, errorHandler] : [errorHandler]
 }
 
 export { MemoryKeyStore, ownedByTenant, hasPermission, SaikuHttpError } from '@saiku/core'
 export type { KeyStore, SaikuOptions, SaikuPrincipal, TenantRecord, WouldBeRefusal } from '@saiku/core'
+export type { PermissionGuardOptions } from '@saiku/core/adapter'

@@ -1,5 +1,5 @@
 import type { Context, Middleware, Next } from 'koa'
-import { BODY_HEADERS, checkPermissions, errorResponse, errorResponseFor, validatePermissionList, type AuthDecision, type ErrorResponse } from '@saiku/core/adapter'
+import { BODY_HEADERS, checkPermissions, errorResponse, errorResponseFor, permissionGuard, resolveSaikuErrorsOptions, type AuthDecision, type ErrorResponse, type PermissionGuardArguments, type SaikuErrorsOptions as CoreErrorsOptions } from '@saiku/core/adapter'
 import { createAuthenticator, type Authenticator, type KeyStore, type SaikuOptions, type SaikuPrincipal, type WouldBeRefusal } from '@saiku/core'
 
 declare module 'koa' {
@@ -65,28 +65,30 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
   return Object.assign(middleware, { authenticator })
 }
 
-/** Answers 403 unless the request's key holds every permission named. */
-export function requirePermission(...permissions: string[]): Middleware {
-  const required = validatePermissionList(permissions)
+/**
+ * Answers 403 unless the request's key holds every permission named. A request
+ * without a principal gets a 401 challenging `realm`, from an options object after
+ * the permissions (`requirePermission('keys:read', { realm })`; default "saiku").
+ */
+export function requirePermission(...args: PermissionGuardArguments): Middleware {
+  const { permissions, realm } = permissionGuard(args)
   return async (ctx, next) => {
-    const refusal = checkPermissions(ctx.state.saiku, required)
+    const refusal = checkPermissions(ctx.state.saiku, permissions, realm)
     if (refusal !== null) return send(ctx, refusal)
     await next()
   }
 }
 
-export interface ErrorMiddlewareOptions {
-  /** Answer requests no route handled with the JSON 404. Default true. */
-  notFound?: boolean
-}
+export type SaikuErrorsOptions = CoreErrorsOptions<(error: unknown, ctx: Context) => void>
 
 /**
- * Mount first: writes a thrown SaikuHttpError (or a body-parser error) as the
- * JSON error body, anything else as a bare 500 (emitted on `app` as `error`).
- * An error after the response started is emitted and the connection closed.
+ * Mount first: writes a thrown error as the JSON error body (a 500 that reveals
+ * nothing for anything unexpected, passed to `onError`, default: emitted on `app`
+ * as `error`), and answers requests no route handled with the JSON 404 (unless
+ * `notFound: false`). An error after the response started is reported and the connection closed.
  */
-export function saikuErrors(options: ErrorMiddlewareOptions = {}): Middleware {
-  const notFound = options.notFound ?? true
+export function saikuErrors(options?: SaikuErrorsOptions): Middleware {
+  const { notFound, realm, onError = (error: unknown, ctx: Context) => ctx.app.emit('error', error, ctx) } = resolveSaikuErrorsOptions(options)
   return async (ctx, next) => {
     try {
       await next()
@@ -94,7 +96,7 @@ export function saikuErrors(options: ErrorMiddlewareOptions = {}): Middleware {
       if (ctx.headerSent || !ctx.writable) {
         // Too late for an error body: report it once and cut the connection, so the
         // client sees a truncated reply instead of waiting on one that never ends.
-        ctx.app.emit('error', error, ctx)
+        onError(error, ctx)
         // end(), not destroy(): what was written still reaches the client before the close.
         // Newer Node holds a response's writes until the next tick: flush them first.
         ctx.res.uncork()
@@ -102,8 +104,8 @@ export function saikuErrors(options: ErrorMiddlewareOptions = {}): Middleware {
         else ctx.res.destroy()
         return
       }
-      const response = errorResponseFor(error)
-      if (response.status >= 500) ctx.app.emit('error', error, ctx)
+      const response = errorResponseFor(error, { realm, principal: ctx.state.saiku })
+      if (response.report) onError(error, ctx)
       return send(ctx, response)
     }
     if (notFound && ctx.status === 404 && ctx.body == null) send(ctx, errorResponse('not_found'))
@@ -112,3 +114,4 @@ export function saikuErrors(options: ErrorMiddlewareOptions = {}): Middleware {
 
 export { MemoryKeyStore, ownedByTenant, hasPermission, SaikuHttpError } from '@saiku/core'
 export type { KeyStore, SaikuOptions, SaikuPrincipal, TenantRecord, WouldBeRefusal } from '@saiku/core'
+export type { PermissionGuardOptions } from '@saiku/core/adapter'

@@ -74,7 +74,7 @@ export async function runDashboardCommand(argv: string[], out: CommandOutput): P
     await dashboardCommand(command, values, password, limit, opened.store, out)
   } catch (error) {
     // A value the command cannot take (an email, a role, a short password) is a usage mistake.
-    if (error instanceof SaikuHttpError && error.code === 'invalid_request') throw new DashboardUsageError(error.message)
+    if (error instanceof SaikuHttpError && error.wireCode === 'invalid_request') throw new DashboardUsageError(error.message)
     throw error
   } finally {
     await opened.close()

@@ -11,6 +11,7 @@ import {
   isKeyId,
   limitsForTenant,
   SaikuHttpError,
+  SaikuInputError,
   type ApiKeySummary,
   type Authenticator,
   type SaikuPrincipal,
@@ -380,7 +381,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
       try {
         created = await keys.create(tenant.tenantId, { label, permissions, environment, expiresAt })
       } catch (error) {
-        if (error instanceof SaikuHttpError && error.code === 'invalid_request') {
+        if (error instanceof SaikuInputError) {
           const message = error.message.replace(/^label/, 'The label')
           return newKeyForm(req, res, 400, message, values)
         }
@@ -443,7 +444,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
         res.redirect(303, '/billing?trial=started')
       },
       (error: unknown) => {
-        if (error instanceof SaikuHttpError && error.code === 'conflict') return errorPage(res, 409, 'Trial not available', error.message)
+        if (error instanceof SaikuHttpError && error.wireCode === 'conflict') return errorPage(res, 409, 'Trial not available', error.message)
         next(error)
       },
     )

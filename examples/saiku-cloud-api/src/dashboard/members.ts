@@ -95,7 +95,7 @@ export async function seedDemoMember(dashboard: DashboardStore, store: TenantAdm
     const added = await addMember(dashboard, tenant, { email: DEMO_MEMBER_EMAIL, role: 'admin' })
     return { email: added.member.email, password: added.generatedPassword! }
   } catch (error) {
-    if (error instanceof SaikuHttpError && error.code === 'conflict') return null
+    if (error instanceof SaikuHttpError && error.wireCode === 'conflict') return null
     throw error
   }
 }

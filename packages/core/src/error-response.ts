@@ -1,0 +1,94 @@
+import { ERROR_STATUS, isSaikuError, SaikuConfigError, type WireCode } from './errors.js'
+import { bearerChallenge, checkRealm, DEFAULT_REALM, errorResponse, type ErrorResponse } from './http.js'
+import type { SaikuPrincipal } from './decision.js'
+
+const CODE_BY_STATUS: Readonly<Record<number, WireCode>> = Object.fromEntries(
+  Object.entries(ERROR_STATUS).map(([code, status]) => [status, code as WireCode]),
+)
+
+/** What an adapter's error handler writes for a thrown error, and whether it passes the error on to `onError`. */
+export interface ThrownErrorResponse extends ErrorResponse {
+  /** True for a 5xx: something broke (a bug, a store) and someone should hear of it. */
+  readonly report: boolean
+}
+
+export interface ErrorResponseOptions {
+  /** The realm of a 401's challenge. Default `"saiku"`. */
+  readonly realm?: string | undefined
+  /** The request's principal, if any: its realm wins over `realm`. */
+  readonly principal?: SaikuPrincipal | undefined
+}
+
+function reply(response: ErrorResponse): ThrownErrorResponse {
+  return { ...response, report: response.status >= 500 }
+}
+
+/**
+ * Turns anything a handler threw into the standard JSON error. A SaikuHttpError
+ * keeps its wire code and message; the family's other errors get theirs (an input
+ * error is a 400, a missing resource a 404, a permission a 403, an expired
+ * credential a 401, a store failure a 503); a framework's client error (bad JSON,
+ * body too large: `status` 4xx with `expose`) keeps its status; everything else
+ * is a 500 whose message reveals nothing. Every 401 challenges the principal's
+ * realm, else `options.realm`.
+ */
+export function errorResponseFor(error: unknown, options: ErrorResponseOptions = {}): ThrownErrorResponse {
+  // A 401 must carry a challenge (RFC 9110 §15.5.2), even one a handler threw.
+  const challenge = (): Record<string, string> => ({ 'www-authenticate': bearerChallenge(options.principal?.realm ?? options.realm ?? DEFAULT_REALM) })
+  if (isSaikuError(error)) {
+    switch (error.code) {
+      case 'ERR_SAIKU_HTTP':
+        return reply(errorResponse(error.wireCode, error.message, { ...(error.wireCode === 'unauthorized' ? challenge() : undefined), ...error.headers }))
+      case 'ERR_SAIKU_INVALID_INPUT':
+        return reply(errorResponse('invalid_request', error.message))
+      case 'ERR_SAIKU_NOT_FOUND':
+        return reply(errorResponse('not_found', error.message))
+      case 'ERR_SAIKU_PERMISSION_DENIED':
+        return reply(errorResponse('forbidden', error.message))
+      // Every failed credential gets the same body.
+      case 'ERR_SAIKU_CREDENTIAL_EXPIRED':
+        return reply(errorResponse('unauthorized', undefined, challenge()))
+      // A store that failed or stayed locked (a handler's own call, or key management) is unavailable, not broken: 503.
+      case 'ERR_SAIKU_STORE':
+        return reply(errorResponse('service_unavailable'))
+      // A misconfiguration met while answering (a handler built something at request time) is a bug: 500.
+      case 'ERR_SAIKU_CONFIG':
+        return reply(errorResponse('internal_error'))
+    }
+  }
+  if (typeof error === 'object' && error !== null) {
+    const { status, statusCode, expose, type } = error as Record<string, unknown>
+    const httpStatus = typeof status === 'number' ? status : statusCode
+    if (typeof httpStatus === 'number' && httpStatus >= 400 && httpStatus < 500 && expose !== false) {
+      const code = CODE_BY_STATUS[httpStatus] ?? 'invalid_request'
+      if (type === 'entity.parse.failed') return reply(errorResponse('invalid_request', 'The request body is not valid JSON.'))
+      return reply(errorResponse(code))
+    }
+  }
+  return reply(errorResponse('internal_error'))
+}
+
+/** The options both adapters' `saikuErrors()` take; `onError`'s arguments are the framework's. */
+export interface SaikuErrorsOptions<OnError> {
+  /** Answer requests no route handled with the JSON 404. Default true. */
+  readonly notFound?: boolean | undefined
+  /** The realm of a thrown 401's challenge when the request has no principal (the principal's own realm wins). Default `"saiku"`. */
+  readonly realm?: string | undefined
+  /** Receives every error answered with a 5xx. */
+  readonly onError?: OnError | undefined
+}
+
+export interface ResolvedSaikuErrorsOptions<OnError> {
+  readonly notFound: boolean
+  readonly realm: string
+  readonly onError: OnError | undefined
+}
+
+/** Checks the options of an adapter's `saikuErrors()` once, when it is built: a SaikuConfigError names a bad one. */
+export function resolveSaikuErrorsOptions<OnError>(options: SaikuErrorsOptions<OnError> = {}): ResolvedSaikuErrorsOptions<OnError> {
+  if (typeof options !== 'object' || options === null) throw new SaikuConfigError('saikuErrors()', 'an options object', options)
+  const { notFound = true, onError } = options
+  if (typeof notFound !== 'boolean') throw new SaikuConfigError('saikuErrors().notFound', 'a boolean', notFound)
+  if (onError !== undefined && typeof onError !== 'function') throw new SaikuConfigError('saikuErrors().onError', 'a function', onError)
+  return Object.freeze({ notFound, realm: checkRealm('saikuErrors().realm', options.realm), onError })
+}
