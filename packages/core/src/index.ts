@@ -38,7 +38,6 @@ export { clientKey } from './client-address.js'
 export { reportedPath } from './reported-path.js'
 
 export {
-  ERROR_STATUS,
   isSaikuError,
   SaikuConfigError,
   SaikuCredentialExpiredError,

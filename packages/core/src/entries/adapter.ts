@@ -2,10 +2,9 @@
 
 export type { AdmittedDecision, AuthDecision, AuthRequest, SaikuPrincipal, UnverifiedDecision, WouldBeRefusal } from '../decision.js'
 export type { Authenticator } from '../authenticator.js'
-export { BODY_HEADERS, errorResponse, JSON_CONTENT_TYPE } from '../http.js'
+export { BODY_HEADERS, errorResponse } from '../http.js'
 export type { ErrorResponse, HeaderMap } from '../http.js'
-export { checkPermissions, permissionGuard, validatePermissionList } from '../permissions.js'
+export { checkPermissions, permissionGuard } from '../permissions.js'
 export type { PermissionGuard, PermissionGuardArguments, PermissionGuardOptions } from '../permissions.js'
 export { errorResponseFor, resolveSaikuErrorsOptions } from '../error-response.js'
 export type { ErrorResponseOptions, ResolvedSaikuErrorsOptions, SaikuErrorsOptions, ThrownErrorResponse } from '../error-response.js'
-export { routePath } from '../route-path.js'
