@@ -41,7 +41,7 @@ async function run(command: string, args: string[], cwd: string, env: NodeJS.Pro
     return await execFileAsync(command, args, { cwd, env, maxBuffer: 20_000_000 })
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string }
-    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}:\n${stdout ?? ''}\n${stderr ?? ''}`)
+    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}:\n${stdout ?? ''}\n${stderr ?? ''}`, { cause: error })
   }
 }
 

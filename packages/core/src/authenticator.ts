@@ -3,7 +3,7 @@ import type { AuthDecision, AuthRequest } from './decision.js'
 import { SaikuConfigError } from './errors.js'
 import { FailureBudget } from './failure-budget.js'
 import { createDecisionReporter, createErrorReporter } from './hooks.js'
-import { createCompositeVerifier, createJwtVerifier } from './jwt.js'
+import { createCompositeVerifier, createJwtVerifier, type JwtVerifierOptions } from './jwt.js'
 import type { LimitDecision } from './limiter.js'
 import { chooseLimiter } from './limiter-choice.js'
 import { createKeyManager, type KeyManager } from './management.js'
@@ -126,11 +126,11 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     }
     if (tenant === null) return null
     if (tenant.limits === null) throw tenant.limitsError!
-    const { peek } = limiter.limiter
-    if (peek === undefined) return { tenantId, limits: tenant.limits, minute: null, hour: null }
+    const backend = limiter.limiter
+    if (backend.peek === undefined) return { tenantId, limits: tenant.limits, minute: null, hour: null }
     let decision: LimitDecision
     try {
-      const peeked = peek.call(limiter.limiter, tenantId, tenant.limits)
+      const peeked = backend.peek(tenantId, tenant.limits)
       decision = await (limiter.timeoutMs === 0 ? peeked : withTimeout(peeked, limiter.timeoutMs, 'limiter', 'rate limiter'))
     } catch (error) {
       throw asStoreError(error, 'limiter', 'rate limiter peek failed')
@@ -194,9 +194,9 @@ function assembleVerifier(
   if (jwt === undefined) return { verifier: keyVerifier, apiKeyVerifier }
   const verifier = createCompositeVerifier({
     apiKeys: keyVerifier,
-    others: 'verify' in jwt && typeof jwt.verify === 'function' ? (jwt as KeyVerifier) : createJwtVerifier(jwt as Parameters<typeof createJwtVerifier>[0]),
+    others: 'verify' in jwt && typeof jwt.verify === 'function' ? jwt : createJwtVerifier(jwt as JwtVerifierOptions),
     environments: options.environments,
-    sourceKeys: apiKeyVerifier?.keyState ?? sourceKeyStateFromStore(store, options.keyStoreTimeoutMs),
+    sourceKeys: apiKeyVerifier === undefined ? sourceKeyStateFromStore(store, options.keyStoreTimeoutMs) : (keyId) => apiKeyVerifier.keyState(keyId),
   })
   return { verifier, apiKeyVerifier }
 }

@@ -69,7 +69,7 @@ function stringList(path: string, value: unknown): string[] {
 function permissionsFrom(value: unknown): string[] | null {
   if (value === undefined) return []
   if (typeof value === 'string') return value.split(' ').filter((scope) => scope.length > 0)
-  if (Array.isArray(value) && value.every((item) => typeof item === 'string')) return [...(value as string[])]
+  if (Array.isArray(value) && value.every((item) => typeof item === 'string')) return [...value]
   return null
 }
 

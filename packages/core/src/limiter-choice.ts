@@ -43,7 +43,7 @@ export function chooseLimiter(options: ResolvedOptions, now: () => number, metri
 const factoryIdentities = new WeakMap<object, Map<string, object>>()
 function factoryIdentity(factory: object, keyPrefix: string): object {
   let byPrefix = factoryIdentities.get(factory)
-  if (byPrefix === undefined) factoryIdentities.set(factory, (byPrefix = new Map()))
+  if (byPrefix === undefined) factoryIdentities.set(factory, (byPrefix = new Map<string, object>()))
   let identity = byPrefix.get(keyPrefix)
   if (identity === undefined) byPrefix.set(keyPrefix, (identity = {}))
   return identity

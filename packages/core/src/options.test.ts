@@ -128,7 +128,7 @@ describe('tiers', () => {
       [() => createTokenIssuer({ privateKey: '-----BEGIN PRIVATE KEY-----MIGHAgEAMBMGByqGSM49' as never, issuer: 'i', audience: 'a' }), 'MIGHAgEAMBMG', 'tokens.privateKey: expected a private JWK with a kid, got a string of'],
     ]
     for (const [run, secret, message] of cases) {
-      const error = configError(run as () => void)
+      const error = configError(run)
       expect(error.message).toContain(message)
       expect(error.message).not.toContain(secret)
     }

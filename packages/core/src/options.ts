@@ -372,7 +372,7 @@ const REALM_PATTERN = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}$/
  */
 export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
   if (!isPlainObject(input)) throw new SaikuConfigError('options', 'an object', input)
-  const options = input as Record<string, unknown>
+  const options: Record<string, unknown> = input
   checkKnown('', options, Object.keys(DEFAULTS))
 
   const realm = options.realm ?? DEFAULTS.realm

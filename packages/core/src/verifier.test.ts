@@ -55,7 +55,7 @@ describe('createApiKeyVerifier', () => {
     const { verifier, keys, store } = setup()
     const { key } = await keys.create('t-1', { label: 'agent' })
     const findKey = vi.spyOn(store, 'findKey')
-    const results = await Promise.all(Array.from({ length: 100 }, () => verifier.verify(key)))
+    const results = await Promise.all(Array.from({ length: 100 }, () => Promise.resolve(verifier.verify(key))))
     expect(results.every((r) => r.ok)).toBe(true)
     expect(findKey).toHaveBeenCalledTimes(1)
   })
