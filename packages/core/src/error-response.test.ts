@@ -73,3 +73,18 @@ describe('resolveSaikuErrorsOptions', () => {
     expect(() => resolveSaikuErrorsOptions({ onError: 1 as never })).toThrow('saikuErrors().onError: expected a function, got 1')
   })
 })
+
+describe('errorResponseFor on what handlers and frameworks throw', () => {
+  it('gives a thrown 401 its challenge', () => {
+    expect(errorResponseFor(new SaikuHttpError('unauthorized')).headers['www-authenticate']).toBe('Bearer realm="saiku"')
+  })
+
+  it('keeps framework client errors and hides everything else', () => {
+    expect(errorResponseFor(Object.assign(new Error('x'), { status: 413, expose: true }))).toMatchObject({ status: 413, code: 'payload_too_large' })
+    expect(errorResponseFor(Object.assign(new SyntaxError('x'), { status: 400, type: 'entity.parse.failed' })).body).toBe(
+      '{"error":"invalid_request","message":"The request body is not valid JSON."}',
+    )
+    expect(errorResponseFor(Object.assign(new Error('secret'), { status: 503 }))).toMatchObject({ status: 500, code: 'internal_error' })
+    expect(errorResponseFor('a string')).toMatchObject({ status: 500 })
+  })
+})

@@ -1,7 +1,5 @@
 import { describe, expect, it, vi } from 'vitest'
 import { installFakeClock } from './testing.js'
-import { SaikuHttpError } from './errors.js'
-import { errorResponseFor } from './error-response.js'
 import { createAuthenticator } from './authenticator.js'
 import type { DecisionEvent } from './decision.js'
 import { MemoryKeyStore, type KeyStore } from './store.js'
@@ -159,20 +157,7 @@ describe('limiter insurance', () => {
   })
 })
 
-describe('errorResponseFor', () => {
-  it('gives a thrown 401 its challenge', () => {
-    expect(errorResponseFor(new SaikuHttpError('unauthorized')).headers['www-authenticate']).toBe('Bearer realm="saiku"')
-  })
-
-  it('keeps framework client errors and hides everything else', () => {
-    expect(errorResponseFor(Object.assign(new Error('x'), { status: 413, expose: true }))).toMatchObject({ status: 413, code: 'payload_too_large' })
-    expect(errorResponseFor(Object.assign(new SyntaxError('x'), { status: 400, type: 'entity.parse.failed' })).body).toBe(
-      '{"error":"invalid_request","message":"The request body is not valid JSON."}',
-    )
-    expect(errorResponseFor(Object.assign(new Error('secret'), { status: 503 }))).toMatchObject({ status: 500, code: 'internal_error' })
-    expect(errorResponseFor('a string')).toMatchObject({ status: 500 })
-  })
-
+describe('the failed-authentication budget across a window boundary', () => {
   it('never gives a failed-auth point spent before a window boundary back into the next window', async () => {
     const clock = installFakeClock(Date.parse('2030-01-01T00:00:00Z'))
     try {
