@@ -21,7 +21,7 @@ import {
 import { installFakeClock, type FakeClock } from '@saiku/core/testing'
 import { createRedisLimiter } from '@saiku/redis'
 import { Redis } from 'ioredis'
-import { redisUrl } from '../services.js'
+import { redisUrl } from '@saiku/test-support/services'
 import type { AdapterHarness, AppFixtures, AppSettings, ConformanceApp, Project } from './harness.js'
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z')

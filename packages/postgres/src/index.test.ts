@@ -3,7 +3,7 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createAuthenticator, createKeyManager, onKeyStoreChange, SaikuConfigError, type KeyChange } from '@saiku/core'
 import { conformanceTenant, describeKeyStoreConformance } from '@saiku/core/testing'
-import { postgresUrl } from '../../../test/services.js'
+import { postgresUrl } from '@saiku/test-support/services'
 import { PostgresKeyStore } from './index.js'
 
 const schemas: string[] = []
