@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { postgresUrl } from './services.js'
+import { postgresUrl } from '@saiku/test-support/services'
 
 const execFileAsync = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cliJson, startServer, waitFor, type RunningServer } from '../examples/saiku-cloud-api/test/helpers.js'
-import { postgresUrl, redisUrl } from './services.js'
+import { postgresUrl, redisUrl } from '@saiku/test-support/services'
 
 const LIMIT = 60 // starter, per minute
 

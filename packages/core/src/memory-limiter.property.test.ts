@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { LimiterModel } from '../../../test/limiter-model.js'
-import { assertEvenRateAdmitted, assertMatchesModel, T0, type LimiterSubject } from '../../../test/limiter-properties.js'
+import { LimiterModel } from '@saiku/test-support/limiter-model'
+import { assertEvenRateAdmitted, assertMatchesModel, T0, type LimiterSubject } from '@saiku/test-support/limiter-properties'
 import { createMemoryLimiter } from './memory-limiter.js'
 
 function memorySubject(maxTenants?: number, windows: 'fixed' | 'rolling' = 'fixed'): LimiterSubject {

@@ -1,7 +1,7 @@
 import { RateLimiterMemory } from 'rate-limiter-flexible'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { LimiterModel } from '../../../test/limiter-model.js'
-import { assertMatchesModel, T0, type LimiterSubject } from '../../../test/limiter-properties.js'
+import { LimiterModel } from '@saiku/test-support/limiter-model'
+import { assertMatchesModel, T0, type LimiterSubject } from '@saiku/test-support/limiter-properties'
 import { createRateLimiterBackend, type RateLimiterFactory } from './rate-limiter-flexible.js'
 
 function adapterSubject(): LimiterSubject {

@@ -3,8 +3,8 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createAuthenticator, createKeyManager, type AuthRequest } from '@saiku/core'
 import { conformanceTenant } from '@saiku/core/testing'
-import { postgresUrl } from '../../../test/services.js'
-import { tcpProxy, type TcpProxy } from '../../../test/tcp-proxy.js'
+import { postgresUrl } from '@saiku/test-support/services'
+import { tcpProxy, type TcpProxy } from '@saiku/test-support/tcp-proxy'
 import { PostgresKeyStore } from './index.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

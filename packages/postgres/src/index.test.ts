@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createAuthenticator, createKeyManager, SaikuConfigError } from '@saiku/core'
 import { onKeyStoreChange, type KeyChange } from '@saiku/core/store'
 import { conformanceTenant, describeKeyStoreConformance } from '@saiku/core/testing'
-import { postgresUrl } from '../../../test/services.js'
+import { postgresUrl } from '@saiku/test-support/services'
 import { PostgresKeyStore } from './index.js'
 
 const schemas: string[] = []

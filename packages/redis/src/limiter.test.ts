@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createAuthenticator, MemoryKeyStore, type AuthRequest } from '@saiku/core'
-import { hasRedisServerBinary, ownRedis, redisUrl, type OwnRedis } from '../../../test/services.js'
+import { hasRedisServerBinary, ownRedis, redisUrl, type OwnRedis } from '@saiku/test-support/services'
 import { createRedisLimiter } from './index.js'
 
 const limits = { perMinute: 60, perHour: 1_000 }

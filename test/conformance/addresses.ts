@@ -1,0 +1,54 @@
+// The client address the adapter hands in (the socket, or X-Forwarded-For behind a trusted proxy only),
+// as the failed-authentication budget sees it.
+import { describe, expect, it, vi } from 'vitest'
+import { mintApiKey } from '@saiku/core'
+import { acme, expectJsonError, globex, T0, useConformance } from './context.js'
+import type { AdapterHarness, ConformanceApp } from './harness.js'
+
+export function describeClientAddresses(harness: AdapterHarness): void {
+  describe(`adapter conformance: ${harness.name}: client addresses`, () => {
+    const c = useConformance(harness)
+    const { start, mint, get } = c
+
+    const from = (app: ConformanceApp, key: string, forwardedFor?: string) => {
+      const req = get(app, '/me/tenant', key)
+      return forwardedFor === undefined ? req : req.set('X-Forwarded-For', forwardedFor)
+    }
+
+    it('answers repeated failures from one address with 429, without a store lookup and without touching any tenant', async () => {
+      const app = start({ failedAuth: { perMinute: 5 } })
+      const { key } = await mint(app, acme)
+      expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=59;t=60, "hour";r=999;t=3600')
+      for (let i = 0; i < 5; i++) expect((await from(app, mintApiKey().key)).status).toBe(401)
+      const findKey = vi.spyOn(c.store, 'findKey')
+      const blocked = await from(app, mintApiKey().key)
+      expectJsonError(blocked, 429, 'rate_limited', 'Too many failed authentication attempts from this address. Retry in 60 s.')
+      expect(blocked.headers['retry-after']).toBe('60')
+      expect(blocked.headers['ratelimit']).toBeUndefined()
+      expectJsonError(await get(app, '/me/tenant', 'garbage'), 429, 'rate_limited')
+      expect(findKey).not.toHaveBeenCalled()
+      // The tenant's own key, already verified here, still works, and its count moved by one only.
+      const own = await get(app, '/me/tenant', key)
+      expect(own.status).toBe(200)
+      expect(own.headers['ratelimit']).toBe('"minute";r=58;t=60, "hour";r=998;t=3600')
+      c.clock.set(T0 + 60_000)
+      expect((await from(app, mintApiKey().key)).status).toBe(401)
+    })
+
+    it('gives a spoofed X-Forwarded-For no fresh budget when proxies are not trusted', async () => {
+      const app = start({ failedAuth: { perMinute: 3 } })
+      for (let i = 0; i < 3; i++) expect((await from(app, mintApiKey().key, `198.51.100.${i}`)).status).toBe(401)
+      expect((await from(app, mintApiKey().key, '198.51.100.99')).status).toBe(429)
+    })
+
+    it('counts clients apart behind a trusted proxy, so one client cannot lock out another', async () => {
+      const app = start({ failedAuth: { perMinute: 3 } }, { trustProxy: true })
+      for (let i = 0; i < 4; i++) await from(app, mintApiKey().key, '198.51.100.7')
+      expect((await from(app, mintApiKey().key, '198.51.100.7')).status).toBe(429)
+      // Another client, with a valid key this process has never seen: verified as usual.
+      const { key } = await mint(app, globex)
+      expect((await from(app, key, '198.51.100.8')).status).toBe(200)
+      expect((await from(app, mintApiKey().key, '198.51.100.8')).status).toBe(401)
+    })
+  })
+}
