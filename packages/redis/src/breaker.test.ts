@@ -11,7 +11,7 @@ describe('createNodeBreaker on a single Redis', () => {
   it('fails fast for its pause after a failure, then lets one probe through', () => {
     const client = new FakeRedis()
     const breaker = createNodeBreaker(client, 1_000)
-    breaker.failed('*', 0)
+    breaker.failed('*', 0, client.stream)
     expect(breaker.allow('*', 999)).toBe(false)
     expect(breaker.allow('*', 1_000)).toBe(true)
     expect(breaker.allow('*', 1_001), 'a second call while the probe is out').toBe(false)
@@ -22,7 +22,7 @@ describe('createNodeBreaker on a single Redis', () => {
   it('lets calls through at once on a new connection that is ready, before its "ready" event', () => {
     const client = new FakeRedis()
     const breaker = createNodeBreaker(client, 1_000)
-    breaker.failed('*', 0)
+    breaker.failed('*', 0, client.stream)
     client.status = 'reconnecting'
     expect(breaker.allow('*', 10)).toBe(false)
     // ioredis sets the status and the new socket, and says "ready" on the next tick.
@@ -35,15 +35,24 @@ describe('createNodeBreaker on a single Redis', () => {
   it('keeps failing fast on the same connection that failed', () => {
     const client = new FakeRedis()
     const breaker = createNodeBreaker(client, 1_000)
-    breaker.failed('*', 0)
+    breaker.failed('*', 0, client.stream)
     expect(breaker.allow('*', 500)).toBe(false)
   })
 
   it('forgets every failure on "ready"', () => {
     const client = new FakeRedis()
     const breaker = createNodeBreaker(client, 1_000)
-    breaker.failed('*', 0)
+    breaker.failed('*', 0, client.stream)
     client.emit('ready')
     expect(breaker.allow('*', 1)).toBe(true)
+  })
+  it('ignores the failure of a call that outlived its connection', () => {
+    const client = new FakeRedis()
+    const breaker = createNodeBreaker(client, 1_000)
+    const startedOn = breaker.connection()
+    // The socket closed and a new one is ready before the old call's rejection arrives.
+    client.stream = {}
+    breaker.failed('*', 10, startedOn)
+    expect(breaker.allow('*', 11)).toBe(true)
   })
 })

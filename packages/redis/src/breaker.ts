@@ -33,8 +33,14 @@ export interface NodeBreaker {
   nodeOf(key: string): string
   /** Whether a call to the node may go out now: false while it is known to be down. */
   allow(node: string, nowMs: number): boolean
-  /** The call did not answer in time, or failed: calls to the node fail at once for `pauseMs`. */
-  failed(node: string, nowMs: number): void
+  /** The client's connection now, to hand back to `failed` for a call that starts now. */
+  connection(): unknown
+  /**
+   * The call did not answer in time, or failed: calls to the node fail at once for `pauseMs`.
+   * `startedOn`: the connection the call went out on; a failure of one already replaced
+   * (a call that outlived its socket) says nothing of the node now.
+   */
+  failed(node: string, nowMs: number, startedOn: unknown): void
   succeeded(node: string): void
 }
 
@@ -75,8 +81,10 @@ export function createNodeBreaker(client: BreakerClient, pauseMs: number): NodeB
       state.probing = true
       return true
     },
-    failed(node, nowMs) {
-      nodes.set(node, { openUntilMs: nowMs + pauseMs, probing: false, connection: isCluster ? undefined : connection() })
+    connection,
+    failed(node, nowMs, startedOn) {
+      if (!isCluster && startedOn !== connection()) return
+      nodes.set(node, { openUntilMs: nowMs + pauseMs, probing: false, connection: isCluster ? undefined : startedOn })
     },
     succeeded(node) {
       if (nodes.size > 0) nodes.delete(node)

@@ -246,14 +246,15 @@ function build(options: RedisLimiterOptions, consumeScript: Script, peekScript: 
     if (!breaker.allow(node, Date.now())) throw new SaikuStoreError('limiter', `Redis node ${node} is down; failing fast`)
     pending++
     let reply: ConsumeReply
+    const startedOn = breaker.connection()
     // Slow enough to count as down: later calls for this node fail fast, this one still waits for its answer.
-    const slow = setTimeout(() => breaker.failed(node, Date.now()), nodeDownAfterMs)
+    const slow = setTimeout(() => breaker.failed(node, Date.now(), startedOn), nodeDownAfterMs)
     slow.unref?.()
     try {
       reply = await script(client as RedisScriptClient & WithScripts, key, limits, cost)
       breaker.succeeded(node)
     } catch (error) {
-      breaker.failed(node, Date.now())
+      breaker.failed(node, Date.now(), startedOn)
       throw new SaikuStoreError('limiter', 'Redis rate limit script failed', { cause: error })
     } finally {
       clearTimeout(slow)
