@@ -1,6 +1,6 @@
 import { LoadingCache } from './cache.js'
 import type { SaikuStoreError } from './errors.js'
-import { API_KEY_LENGTH, KEY_ID_LENGTH, digestApiKeyBytes, digestsEqual, parseApiKey, type KeyEnvironment } from './keys.js'
+import { KEY_ID_LENGTH, digestApiKeyBytes, digestsEqual, parseApiKey, type KeyEnvironment } from './keys.js'
 import type { ApiKeyRecord, KeyStore } from './store.js'
 import { asStoreError, withTimeout } from './timeout.js'
 import type { CoreMetrics } from './metrics.js'
@@ -90,24 +90,22 @@ export interface VerifierPrimitives {
   equal(a: Uint8Array, b: Uint8Array): boolean
 }
 
+/**
+ * What the cache keeps of a key, under its key ID: the credential it yields, the
+ * stored digest (SHA-256 of the key, or HMAC-SHA-256 under the pepper), its
+ * revocation and expiry. Never the key: a presented key is hashed on every
+ * request and its digest compared with this one in constant time.
+ */
 interface CachedKey {
   readonly credential: VerifiedCredential
   readonly digest: Buffer
   readonly revoked: boolean
   readonly expiresAtMs: number
-  /**
-   * The bytes of the key that last matched `digest`. Presenting exactly them again
-   * (compared in constant time) needs no hash: hashing is most of a cached
-   * request's cost. Wiped when the entry leaves the cache.
-   */
-  verifiedKey: Buffer | null
 }
 
 // A digest no key hashes to: compared against when the key ID is unknown, so
 // that path costs what a wrong secret for a known ID costs.
 const ABSENT_DIGEST = Buffer.alloc(32, 0)
-// Likewise a stand-in for the remembered key: zeros match no key's characters.
-const ABSENT_KEY = Buffer.alloc(API_KEY_LENGTH, 0)
 
 function validTimeOr(time: number, fallback: number): number {
   return Number.isFinite(time) ? time : fallback
@@ -128,7 +126,6 @@ function toCachedKey(record: ApiKeyRecord): CachedKey {
     revoked: record.revokedAt !== null,
     // An expiry the store mangled (an invalid date) counts as expired: never fail open.
     expiresAtMs: record.expiresAt === null ? Infinity : validTimeOr(new Date(record.expiresAt).getTime(), -Infinity),
-    verifiedKey: null,
   }
 }
 
@@ -168,7 +165,7 @@ export interface ApiKeyVerifier extends KeyVerifier {
  * compare of digests.
  */
 export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOptions): ApiKeyVerifier {
-  const cache = new LoadingCache<CachedKey | null>(options.cacheMaxEntries, options.now, (entry) => entry?.verifiedKey?.fill(0))
+  const cache = new LoadingCache<CachedKey | null>(options.cacheMaxEntries, options.now)
   const lastUseRecordedMs = new Map<string, number>()
   const acceptsLive = options.environments.includes('live')
   const acceptsTest = options.environments.includes('test')
@@ -212,23 +209,16 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
 
   /**
    * The same steps whatever is presented, so time tells nothing about a wrong
-   * secret: one constant-time compare with the remembered key (or a stand-in),
-   * then, unless that matched, a hash and a constant-time compare of digests
-   * (against a stand-in when the key ID is unknown).
+   * secret: a hash, then a constant-time compare of digests (against a stand-in
+   * when the key ID is unknown).
    */
   function check(entry: CachedKey | null, token: string, nowMs: number): VerifyResult {
-    const presented = Buffer.from(token, 'latin1')
-    const remembered = entry?.verifiedKey ?? ABSENT_KEY
-    if (!(equal(presented, remembered) && entry !== null)) {
-      const presentedDigest = digest(token)
-      if (entry === null) {
-        equal(presentedDigest, ABSENT_DIGEST)
-        return FAILURES.unknown_key
-      }
-      if (!equal(presentedDigest, entry.digest)) return FAILURES.wrong_secret
-      entry.verifiedKey?.fill(0)
-      entry.verifiedKey = Buffer.from(presented)
+    const presentedDigest = digest(token)
+    if (entry === null) {
+      equal(presentedDigest, ABSENT_DIGEST)
+      return FAILURES.unknown_key
     }
+    if (!equal(presentedDigest, entry.digest)) return FAILURES.wrong_secret
     // Revoked and expired are told apart only after the full secret matched.
     if (entry.revoked) return FAILURES.revoked
     if (entry.expiresAtMs <= nowMs) return FAILURES.expired
