@@ -40,7 +40,14 @@ export const BODY_HEADERS: readonly string[] = Object.freeze([
 ])
 
 export function errorBody(code: ErrorCode, message: string = DEFAULT_MESSAGES[code]): string {
-  return JSON.stringify({ error: code, message })
+  // What JSON.stringify({ error, message }) writes: codes are plain identifiers, so only the message needs escaping.
+  return `{"error":"${code}","message":${JSON.stringify(message)}}`
+}
+
+/** UTF-8 length of a string: its length when it is all ASCII, as error bodies almost always are. */
+function utf8Length(text: string): number {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return Buffer.byteLength(text)
+  return text.length
 }
 
 /** The one place an error response is assembled: status from the code table, JSON body, no caching. */
@@ -48,7 +55,7 @@ export function errorResponse(code: ErrorCode, message?: string, extraHeaders?: 
   const body = errorBody(code, message)
   const headers: HeaderMap = {
     'content-type': JSON_CONTENT_TYPE,
-    'content-length': String(Buffer.byteLength(body)),
+    'content-length': String(utf8Length(body)),
     'cache-control': 'no-store',
     ...extraHeaders,
   }

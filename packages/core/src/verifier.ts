@@ -1,6 +1,7 @@
 import { LoadingCache } from './cache.js'
 import type { SaikuStoreError } from './errors.js'
-import { KEY_ID_LENGTH, digestApiKeyBytes, digestsEqual, parseApiKey, type KeyEnvironment } from './keys.js'
+import { timingSafeEqual } from 'node:crypto'
+import { KEY_ID_LENGTH, apiKeyFailure, digestApiKeyBytes, digestsEqual, sha256Latin1, type KeyEnvironment } from './keys.js'
 import type { ApiKeyRecord, KeyStore } from './store.js'
 import { asStoreError, withTimeout } from './timeout.js'
 import type { CoreMetrics } from './metrics.js'
@@ -101,7 +102,12 @@ interface CachedKey {
   readonly digest: Buffer
   readonly revoked: boolean
   readonly expiresAtMs: number
+  /** The answer when the key verifies, built once: results are only read. */
+  readonly verified: VerifyResult
 }
+
+// Where a key ID starts in a key: after `sk_live_` or `sk_test_`.
+const KEY_ID_START = 8
 
 // A digest no key hashes to: compared against when the key ID is unknown, so
 // that path costs what a wrong secret for a known ID costs.
@@ -112,16 +118,18 @@ function validTimeOr(time: number, fallback: number): number {
 }
 
 function toCachedKey(record: ApiKeyRecord): CachedKey {
+  const credential: VerifiedCredential = Object.freeze({
+    type: 'api_key' as const,
+    keyId: record.keyId,
+    tenantId: record.tenantId,
+    label: record.label,
+    environment: record.environment,
+    permissions: Object.freeze([...record.permissions]),
+    expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt),
+  })
   return {
-    credential: Object.freeze({
-      type: 'api_key' as const,
-      keyId: record.keyId,
-      tenantId: record.tenantId,
-      label: record.label,
-      environment: record.environment,
-      permissions: Object.freeze([...record.permissions]),
-      expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt),
-    }),
+    credential,
+    verified: Object.freeze({ ok: true, credential }),
     digest: Buffer.from(record.secretDigest, 'hex'),
     revoked: record.revokedAt !== null,
     // An expiry the store mangled (an invalid date) counts as expired: never fail open.
@@ -172,6 +180,15 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
   const ttlFor = (entry: CachedKey | null): number => (entry === null ? options.negativeCacheTtlMs : options.cacheTtlMs)
   const digest = options.primitives?.digest ?? ((token: string): Buffer => digestApiKeyBytes(token, options.pepper))
   const equal = options.primitives?.equal ?? digestsEqual
+  // The default steps without a pepper: SHA-256 returned as a 32-character latin1 string (a Buffer made by
+  // the hash costs as much as the hash), copied into this scratch buffer, compared in constant time. It holds
+  // a digest, never a key: the last one presented, as the cache holds the digests of the keys that match.
+  const presentedDigest = options.primitives === undefined && options.pepper === undefined ? Buffer.alloc(32) : null
+  function digestMatches(token: string, expected: Buffer): boolean {
+    if (presentedDigest === null) return equal(digest(token), expected)
+    presentedDigest.write(sha256Latin1(token), 0, 32, 'latin1')
+    return timingSafeEqual(presentedDigest, expected)
+  }
 
   const metrics = options.metrics ?? null
 
@@ -213,17 +230,16 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
    * when the key ID is unknown).
    */
   function check(entry: CachedKey | null, token: string, nowMs: number): VerifyResult {
-    const presentedDigest = digest(token)
     if (entry === null) {
-      equal(presentedDigest, ABSENT_DIGEST)
+      digestMatches(token, ABSENT_DIGEST)
       return FAILURES.unknown_key
     }
-    if (!equal(presentedDigest, entry.digest)) return FAILURES.wrong_secret
+    if (!digestMatches(token, entry.digest)) return FAILURES.wrong_secret
     // Revoked and expired are told apart only after the full secret matched.
     if (entry.revoked) return FAILURES.revoked
     if (entry.expiresAtMs <= nowMs) return FAILURES.expired
     recordUse(entry.credential.keyId, nowMs)
-    return { ok: true, credential: entry.credential }
+    return entry.verified
   }
 
   const maxStaleMs = options.maxStaleMs ?? 60_000
@@ -252,15 +268,17 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
 
   /** `counted`: a cache lookup for the metrics (the authenticator tries this first, then `verify` tries it again). */
   function fromCache(token: string, counted: boolean): VerifyResult | undefined {
-    const parsed = parseApiKey(token)
-    if (!parsed.ok) return FAILURES[parsed.reason]
-    if (parsed.environment === 'live' ? !acceptsLive : !acceptsTest) return FAILURES.environment_not_accepted
+    // parseApiKey's checks, without building its answer: this runs on every request.
+    const failure = apiKeyFailure(token)
+    if (failure !== null) return FAILURES[failure]
+    if (token.charCodeAt(3) === 108 /* sk_live_ */ ? !acceptsLive : !acceptsTest) return FAILURES.environment_not_accepted
+    const keyId = token.slice(KEY_ID_START, KEY_ID_START + KEY_ID_LENGTH)
     const nowMs = options.now()
-    const entry = cache.getFresh(parsed.keyId, nowMs)
+    const entry = cache.getFresh(keyId, nowMs)
     if (counted) metrics?.cache('key', entry !== undefined)
     if (entry === undefined) return undefined
     const result = check(entry, token, nowMs)
-    if (result.ok) refreshAhead(parsed.keyId, nowMs)
+    if (result.ok) refreshAhead(keyId, nowMs)
     return result
   }
 
@@ -286,7 +304,7 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     keyState,
     verify(token) {
       // A token that parsed has the key ID at a fixed place.
-      return fromCache(token, false) ?? checkAfterLoad(token.slice(8, 8 + KEY_ID_LENGTH), token)
+      return fromCache(token, false) ?? checkAfterLoad(token.slice(KEY_ID_START, KEY_ID_START + KEY_ID_LENGTH), token)
     },
     invalidateKey(keyId) {
       cache.delete(keyId)
