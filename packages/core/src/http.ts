@@ -44,18 +44,12 @@ export function errorBody(code: ErrorCode, message: string = DEFAULT_MESSAGES[co
   return `{"error":"${code}","message":${JSON.stringify(message)}}`
 }
 
-/** UTF-8 length of a string: its length when it is all ASCII, as error bodies almost always are. */
-function utf8Length(text: string): number {
-  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return Buffer.byteLength(text)
-  return text.length
-}
-
 /** The one place an error response is assembled: status from the code table, JSON body, no caching. */
 export function errorResponse(code: ErrorCode, message?: string, extraHeaders?: HeaderMap): ErrorResponse {
   const body = errorBody(code, message)
   const headers: HeaderMap = {
     'content-type': JSON_CONTENT_TYPE,
-    'content-length': String(utf8Length(body)),
+    'content-length': String(Buffer.byteLength(body)),
     'cache-control': 'no-store',
     ...extraHeaders,
   }
