@@ -46,6 +46,9 @@ export async function measureDecisions(quick: boolean): Promise<DecisionCost[]> 
   const hitRequest = request(hit.key)
   const missRequest = request(miss.key)
   const garbageRequest = request(mintApiKey().key.slice(0, -1) + '!')
+  // Well formed, right checksum, no such key: answered from the negative cache after the first time.
+  const unknownRequest = request(mintApiKey().key)
+  await hit.auth.authenticate(unknownRequest)
   const refusedRequest = request(hit.tinyKey)
   await hit.auth.authenticate(refusedRequest)
   const rolling = await setup({ windows: 'rolling' })
@@ -67,6 +70,7 @@ export async function measureDecisions(quick: boolean): Promise<DecisionCost[]> 
     ['cache hit (admitted), metrics on', () => measured.auth.check(measuredRequest)],
     ['cache miss (MemoryKeyStore)', () => miss.auth.check(missRequest)],
     ['garbage token (checksum, no store)', () => hit.auth.check(garbageRequest)],
+    ['unknown key (checksum ok, cached as unknown)', () => hit.auth.check(unknownRequest)],
     ['refused (429)', () => hit.auth.check(refusedRequest)],
     ['cache hit (admitted), rolling windows', () => rolling.auth.check(rollingRequest)],
     ['refused (429), rolling windows', () => rolling.auth.check(rollingRefused)],

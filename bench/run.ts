@@ -1,4 +1,4 @@
-// `pnpm bench [--quick]`: load every variant in interleaved rounds and report
+// `pnpm bench [--quick] [--rounds=N] [--seconds=N] [--variants=a,b]`: load every variant in interleaved rounds and report
 // req/s, server CPU per request, latency at a fixed rate, and ratios to the bare
 // framework computed round by round; then in-process decision costs and Redis
 // commands per request. Writes results/*.json|md|svg (and, for a full run, the
@@ -11,16 +11,32 @@ import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { measureDecisions, measureFlood, measureRedisCommands } from './micro.js'
 import { renderMarkdown, renderSvg, type BenchResults, type VariantSummary } from './report.js'
-import { VARIANTS, type Variant } from './variants.js'
+import { FLOORS, VARIANTS, type Variant } from './variants.js'
 
 const quick = process.argv.includes('--quick')
 const here = fileURLToPath(new URL('.', import.meta.url))
-const settings = quick
+/** `--name=value` from the command line, or undefined. */
+const flag = (name: string): string | undefined => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
+const defaults = quick
   ? { rounds: 2, durationSeconds: 1, warmupSeconds: 0.5, connections: 20, fixedRate: 500, fixedRateSeconds: 1 }
   : { rounds: 7, durationSeconds: 4, warmupSeconds: 2, connections: 32, fixedRate: 2_000, fixedRateSeconds: 3 }
+// `--rounds=N` and `--seconds=N` shorten or lengthen a run; `--variants=a,b` loads only those (and their bare frameworks).
+const settings = {
+  ...defaults,
+  rounds: Number(flag('rounds') ?? defaults.rounds),
+  durationSeconds: Number(flag('seconds') ?? defaults.durationSeconds),
+}
+// A partial run is a measurement for the console: it does not replace the published results.
+const partial = flag('rounds') !== undefined || flag('seconds') !== undefined || flag('variants') !== undefined
 
 const redisUrl = process.env.REDIS_URL
-const variants = (Object.keys(VARIANTS) as Variant[]).filter((v) => v !== 'express+saiku+redis' || redisUrl !== undefined)
+const chosen = flag('variants')?.split(',') as Variant[] | undefined
+for (const name of chosen ?? []) if (!(name in VARIANTS)) throw new Error(`--variants: unknown variant ${name}; known: ${Object.keys(VARIANTS).join(', ')}`)
+const variants = (Object.keys(VARIANTS) as Variant[]).filter(
+  (v) =>
+    (v !== 'express+saiku+redis' || redisUrl !== undefined) &&
+    (chosen === undefined || chosen.includes(v) || chosen.some((c) => VARIANTS[c].baseline === v)),
+)
 
 interface Server {
   child: ChildProcess
@@ -121,11 +137,19 @@ async function main(): Promise<void> {
         baseline === null ? null : median(perRound.map((round) => round.variants[variant]!.cpuMicrosPerRequest - round.variants[baseline]!.cpuMicrosPerRequest)),
     }
   }
-  const versusPopular = perRound.map((round) => round.variants['express+saiku']!.rps / round.variants['express+passport+erl']!.rps)
+  const versusPopular = perRound.map((round) => (round.variants['express+saiku']?.rps ?? NaN) / (round.variants['express+passport+erl']?.rps ?? NaN))
+  // saikuAuth's distance to the floor: both run against the same bare framework in each round, so the
+  // difference of their added CPU is the difference of their CPU, taken round by round.
+  const floors: BenchResults['floors'] = FLOORS.filter(({ saiku, floor }) => variants.includes(saiku) && variants.includes(floor)).map(({ framework, saiku, floor }) => ({
+    framework,
+    saikuAddedCpuMicros: summaries[saiku]!.addedCpuMicros!,
+    floorAddedCpuMicros: summaries[floor]!.addedCpuMicros!,
+    distanceCpuMicros: median(perRound.map((round) => round.variants[saiku]!.cpuMicrosPerRequest - round.variants[floor]!.cpuMicrosPerRequest)),
+  }))
 
   const decisions = await measureDecisions(quick)
-  const redis = redisUrl === undefined ? null : await measureRedisCommands(redisUrl, quick ? 50 : 500)
-  const flood = await measureFlood(quick ? 20_000 : 1_000_000)
+  const redis = redisUrl === undefined ? null : await measureRedisCommands(redisUrl, quick || partial ? 50 : 500)
+  const flood = await measureFlood(quick || partial ? 20_000 : 1_000_000)
 
   const results: BenchResults = {
     date: new Date().toISOString(),
@@ -134,6 +158,7 @@ async function main(): Promise<void> {
     settings,
     summaries,
     expressVersusPopularStack: median(versusPopular),
+    floors,
     rounds: perRound,
     decisions,
     redis,
@@ -145,7 +170,7 @@ async function main(): Promise<void> {
   const markdown = renderMarkdown(results)
   writeFileSync(`${out}/latest.md`, markdown)
   writeFileSync(`${out}/ratios.svg`, renderSvg(results))
-  if (!quick) {
+  if (!quick && !partial) {
     const docs = `${here}../../docs/benchmarks`
     mkdirSync(docs, { recursive: true })
     writeFileSync(`${docs}/results.json`, `${JSON.stringify(results, null, 2)}\n`)

@@ -9,10 +9,11 @@ import Koa from 'koa'
 import passport from 'passport'
 import { Strategy as BearerStrategy } from 'passport-http-bearer'
 import { Redis } from 'ioredis'
-import { createKeyManager, MemoryKeyStore, type SaikuOptions } from '@saiku/core'
+import { createKeyManager, MemoryKeyStore, mintApiKey, type SaikuOptions } from '@saiku/core'
 import { saikuAuth as saikuExpress } from '@saiku/express'
 import { saikuAuth as saikuKoa } from '@saiku/koa'
 import { createRedisLimiter } from '@saiku/redis'
+import { createFloor, FLOOR_REFUSALS } from './floor.js'
 import { BENCH_TIERS, TENANT, type Variant } from './variants.js'
 
 const variant = process.argv[2] as Variant
@@ -56,6 +57,24 @@ async function build(): Promise<{ listener: RequestListener; key: string; close?
       app.get('/me/tenant', (req, res) => res.json(req.saiku!.tenant))
       return { listener: app, key, ...(close === undefined ? {} : { close }) }
     }
+    case 'express+floor': {
+      const key = mintApiKey().key
+      const floor = createFloor(key)
+      const app = express()
+      app.use((req, res, next) => {
+        const admitted = floor(req.headers.authorization)
+        if (typeof admitted === 'number') {
+          res.status(admitted).type('json').send(FLOOR_REFUSALS[admitted])
+          return
+        }
+        res.setHeader('ratelimit-policy', admitted.policy)
+        res.setHeader('ratelimit', admitted.rateLimit)
+        ;(req as { tenant?: typeof TENANT }).tenant = admitted.tenant
+        next()
+      })
+      app.get('/me/tenant', (req, res) => res.json((req as { tenant?: typeof TENANT }).tenant))
+      return { listener: app, key }
+    }
     case 'express+passport+erl': {
       // The popular stack doing the same job: a bearer lookup by SHA-256, then per-tenant minute and hour limits.
       const key = 'sk_live_popularstackbenchmarkkey000000000000000000000000'
@@ -79,16 +98,33 @@ async function build(): Promise<{ listener: RequestListener; key: string; close?
       return { listener: app, key }
     }
     case 'koa':
-    case 'koa+saiku': {
+    case 'koa+saiku':
+    case 'koa+floor': {
       const app = new Koa()
       let key = 'none'
       if (variant === 'koa+saiku') {
         const made = await saikuStore()
         key = made.key
         app.use(saikuKoa(made.store, options))
+      } else if (variant === 'koa+floor') {
+        key = mintApiKey().key
+        const floor = createFloor(key)
+        app.use((ctx, next) => {
+          const admitted = floor(ctx.req.headers.authorization)
+          if (typeof admitted === 'number') {
+            ctx.status = admitted
+            ctx.type = 'json'
+            ctx.body = FLOOR_REFUSALS[admitted]
+            return
+          }
+          ctx.res.setHeader('ratelimit-policy', admitted.policy)
+          ctx.res.setHeader('ratelimit', admitted.rateLimit)
+          ctx.state.tenant = admitted.tenant
+          return next()
+        })
       }
       app.use((ctx) => {
-        if (ctx.path === '/me/tenant') ctx.body = variant === 'koa' ? TENANT : ctx.state.saiku!.tenant
+        if (ctx.path === '/me/tenant') ctx.body = variant === 'koa' ? TENANT : variant === 'koa+floor' ? (ctx.state.tenant as typeof TENANT) : ctx.state.saiku!.tenant
       })
       const handle = app.callback()
       // Koa answers its own errors: the promise its handler returns never rejects.

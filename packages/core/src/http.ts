@@ -40,7 +40,8 @@ export const BODY_HEADERS: readonly string[] = Object.freeze([
 ])
 
 export function errorBody(code: WireCode, message: string = DEFAULT_MESSAGES[code]): string {
-  return JSON.stringify({ error: code, message })
+  // What JSON.stringify({ error, message }) writes: codes are plain identifiers, so only the message needs escaping.
+  return `{"error":"${code}","message":${JSON.stringify(message)}}`
 }
 
 /** The one place an error response is assembled: status from the code table, JSON body, no caching. */

@@ -8,6 +8,7 @@ import {
   keyFingerprint,
   mintApiKey,
   parseApiKey,
+  sha256Latin1,
 } from './keys.js'
 
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/
@@ -95,6 +96,12 @@ describe('digests', () => {
     expect(digestApiKey('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')
     expect(digestApiKey('abc', 'pepper-pepper-pepper')).toMatch(/^[0-9a-f]{64}$/)
     expect(digestApiKey('abc', 'pepper-pepper-pepper')).not.toBe(digestApiKey('abc'))
+  })
+
+  it('gives the same SHA-256 as a latin1 string, one character per byte', () => {
+    const { key } = mintApiKey()
+    expect(sha256Latin1(key)).toHaveLength(32)
+    expect(Buffer.from(sha256Latin1(key), 'latin1').toString('hex')).toBe(digestApiKey(key))
   })
 
   it('compares in constant time and never throws on a length mismatch', () => {

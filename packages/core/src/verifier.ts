@@ -1,6 +1,7 @@
 import { LoadingCache } from './cache.js'
 import { asStoreError, type SaikuStoreError } from './errors.js'
-import { API_KEY_LENGTH, KEY_ID_LENGTH, digestApiKeyBytes, digestsEqual, parseApiKey, type KeyEnvironment } from './keys.js'
+import { timingSafeEqual } from 'node:crypto'
+import { KEY_ID_LENGTH, apiKeyFailure, digestApiKeyBytes, digestsEqual, sha256Latin1, type KeyEnvironment } from './keys.js'
 import type { ApiKeyRecord, KeyStore } from './store.js'
 import { withTimeout } from './timeout.js'
 import type { CoreMetrics } from './metrics.js'
@@ -90,45 +91,49 @@ export interface VerifierPrimitives {
   equal(a: Uint8Array, b: Uint8Array): boolean
 }
 
+/**
+ * What the cache keeps of a key, under its key ID: the credential it yields, the
+ * stored digest (SHA-256 of the key, or HMAC-SHA-256 under the pepper), its
+ * revocation and expiry. Never the key: a presented key is hashed on every
+ * request and its digest compared with this one in constant time.
+ */
 interface CachedKey {
   readonly credential: VerifiedCredential
   readonly digest: Buffer
   readonly revoked: boolean
   readonly expiresAtMs: number
-  /**
-   * The bytes of the key that last matched `digest`. Presenting exactly them again
-   * (compared in constant time) needs no hash: hashing is most of a cached
-   * request's cost. Wiped when the entry leaves the cache.
-   */
-  verifiedKey: Buffer | null
+  /** The answer when the key verifies, built once: results are only read. */
+  readonly verified: VerifyResult
 }
+
+// Where a key ID starts in a key: after `sk_live_` or `sk_test_`.
+const KEY_ID_START = 8
 
 // A digest no key hashes to: compared against when the key ID is unknown, so
 // that path costs what a wrong secret for a known ID costs.
 const ABSENT_DIGEST = Buffer.alloc(32, 0)
-// Likewise a stand-in for the remembered key: zeros match no key's characters.
-const ABSENT_KEY = Buffer.alloc(API_KEY_LENGTH, 0)
 
 function validTimeOr(time: number, fallback: number): number {
   return Number.isFinite(time) ? time : fallback
 }
 
 function toCachedKey(record: ApiKeyRecord): CachedKey {
+  const credential: VerifiedCredential = Object.freeze({
+    type: 'api_key' as const,
+    keyId: record.keyId,
+    tenantId: record.tenantId,
+    label: record.label,
+    environment: record.environment,
+    permissions: Object.freeze([...record.permissions]),
+    expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt),
+  })
   return {
-    credential: Object.freeze({
-      type: 'api_key' as const,
-      keyId: record.keyId,
-      tenantId: record.tenantId,
-      label: record.label,
-      environment: record.environment,
-      permissions: Object.freeze([...record.permissions]),
-      expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt),
-    }),
+    credential,
+    verified: Object.freeze({ ok: true, credential }),
     digest: Buffer.from(record.secretDigest, 'hex'),
     revoked: record.revokedAt !== null,
     // An expiry the store mangled (an invalid date) counts as expired: never fail open.
     expiresAtMs: record.expiresAt === null ? Infinity : validTimeOr(new Date(record.expiresAt).getTime(), -Infinity),
-    verifiedKey: null,
   }
 }
 
@@ -168,13 +173,22 @@ export interface ApiKeyVerifier extends KeyVerifier {
  * compare of digests.
  */
 export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOptions): ApiKeyVerifier {
-  const cache = new LoadingCache<CachedKey | null>(options.cacheMaxEntries, options.now, (entry) => entry?.verifiedKey?.fill(0))
+  const cache = new LoadingCache<CachedKey | null>(options.cacheMaxEntries, options.now)
   const lastUseRecordedMs = new Map<string, number>()
   const acceptsLive = options.environments.includes('live')
   const acceptsTest = options.environments.includes('test')
   const ttlFor = (entry: CachedKey | null): number => (entry === null ? options.negativeCacheTtlMs : options.cacheTtlMs)
   const digest = options.primitives?.digest ?? ((token: string): Buffer => digestApiKeyBytes(token, options.pepper))
   const equal = options.primitives?.equal ?? digestsEqual
+  // The default steps without a pepper: SHA-256 returned as a 32-character latin1 string (a Buffer made by
+  // the hash costs as much as the hash), copied into this scratch buffer, compared in constant time. It holds
+  // a digest, never a key: the last one presented, as the cache holds the digests of the keys that match.
+  const presentedDigest = options.primitives === undefined && options.pepper === undefined ? Buffer.alloc(32) : null
+  function digestMatches(token: string, expected: Buffer): boolean {
+    if (presentedDigest === null) return equal(digest(token), expected)
+    presentedDigest.write(sha256Latin1(token), 0, 32, 'latin1')
+    return timingSafeEqual(presentedDigest, expected)
+  }
 
   const metrics = options.metrics ?? null
 
@@ -212,28 +226,20 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
 
   /**
    * The same steps whatever is presented, so time tells nothing about a wrong
-   * secret: one constant-time compare with the remembered key (or a stand-in),
-   * then, unless that matched, a hash and a constant-time compare of digests
-   * (against a stand-in when the key ID is unknown).
+   * secret: a hash, then a constant-time compare of digests (against a stand-in
+   * when the key ID is unknown).
    */
   function check(entry: CachedKey | null, token: string, nowMs: number): VerifyResult {
-    const presented = Buffer.from(token, 'latin1')
-    const remembered = entry?.verifiedKey ?? ABSENT_KEY
-    if (!(equal(presented, remembered) && entry !== null)) {
-      const presentedDigest = digest(token)
-      if (entry === null) {
-        equal(presentedDigest, ABSENT_DIGEST)
-        return FAILURES.unknown_key
-      }
-      if (!equal(presentedDigest, entry.digest)) return FAILURES.wrong_secret
-      entry.verifiedKey?.fill(0)
-      entry.verifiedKey = Buffer.from(presented)
+    if (entry === null) {
+      digestMatches(token, ABSENT_DIGEST)
+      return FAILURES.unknown_key
     }
+    if (!digestMatches(token, entry.digest)) return FAILURES.wrong_secret
     // Revoked and expired are told apart only after the full secret matched.
     if (entry.revoked) return FAILURES.revoked
     if (entry.expiresAtMs <= nowMs) return FAILURES.expired
     recordUse(entry.credential.keyId, nowMs)
-    return { ok: true, credential: entry.credential }
+    return entry.verified
   }
 
   const maxStaleMs = options.maxStaleMs ?? 60_000
@@ -262,15 +268,17 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
 
   /** `counted`: a cache lookup for the metrics (the authenticator tries this first, then `verify` tries it again). */
   function fromCache(token: string, counted: boolean): VerifyResult | undefined {
-    const parsed = parseApiKey(token)
-    if (!parsed.ok) return FAILURES[parsed.reason]
-    if (parsed.environment === 'live' ? !acceptsLive : !acceptsTest) return FAILURES.environment_not_accepted
+    // parseApiKey's checks, without building its answer: this runs on every request.
+    const failure = apiKeyFailure(token)
+    if (failure !== null) return FAILURES[failure]
+    if (token.charCodeAt(3) === 108 /* sk_live_ */ ? !acceptsLive : !acceptsTest) return FAILURES.environment_not_accepted
+    const keyId = token.slice(KEY_ID_START, KEY_ID_START + KEY_ID_LENGTH)
     const nowMs = options.now()
-    const entry = cache.getFresh(parsed.keyId, nowMs)
+    const entry = cache.getFresh(keyId, nowMs)
     if (counted) metrics?.cache('key', entry !== undefined)
     if (entry === undefined) return undefined
     const result = check(entry, token, nowMs)
-    if (result.ok) refreshAhead(parsed.keyId, nowMs)
+    if (result.ok) refreshAhead(keyId, nowMs)
     return result
   }
 
@@ -296,7 +304,7 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     keyState,
     verify(token) {
       // A token that parsed has the key ID at a fixed place.
-      return fromCache(token, false) ?? checkAfterLoad(token.slice(8, 8 + KEY_ID_LENGTH), token)
+      return fromCache(token, false) ?? checkAfterLoad(token.slice(KEY_ID_START, KEY_ID_START + KEY_ID_LENGTH), token)
     },
     invalidateKey(keyId) {
       cache.delete(keyId)

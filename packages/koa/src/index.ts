@@ -17,10 +17,12 @@ export interface SaikuMiddleware extends Middleware {
 }
 
 // Never ctx.throw: it drops headers already set (Retry-After) and answers in text.
+// Headers go straight to the response, here as in saikuAuth: ctx.set and ctx.remove only add checks on the way.
 function send(ctx: Context, response: ErrorResponse): void {
-  for (const name of BODY_HEADERS) ctx.remove(name)
+  const { res } = ctx
+  for (const name of BODY_HEADERS) res.removeHeader(name)
   ctx.status = response.status
-  ctx.set(response.headers)
+  for (const name in response.headers) res.setHeader(name, response.headers[name]!)
   ctx.body = response.body
 }
 
