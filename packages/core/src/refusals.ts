@@ -48,51 +48,51 @@ export function createRefusals(parts: RefusalParts): Refusals {
   const { options, report, reportError, metrics, failureBudget, clientOf } = parts
   const { realm } = options
   const reportOnly = options.reportOnly.authentication
-  const missingChallenge = { 'www-authenticate': bearerChallenge(realm) }
-  const invalidToken = { 'www-authenticate': bearerChallenge(realm, 'invalid_token') }
-  // The same challenge for a signed token, whose body names the token rather than an API key.
-  const invalidSignedToken = { ...invalidToken }
-  const invalidRequest = { 'www-authenticate': bearerChallenge(realm, 'invalid_request') }
   // The refusals that floods are made of, built once: adapters only read them.
-  const prebuilt = new Map<HeaderMap, ErrorResponse>([
-    [missingChallenge, Object.freeze(errorResponse('unauthorized', undefined, missingChallenge))],
-    [invalidToken, Object.freeze(errorResponse('unauthorized', undefined, invalidToken))],
-    [invalidSignedToken, Object.freeze(errorResponse('unauthorized', SIGNED_TOKEN_MESSAGE, invalidSignedToken))],
-  ])
-  const response = (code: WireCode, message?: string, headers?: HeaderMap): ErrorResponse =>
-    (code === 'unauthorized' && message === undefined && headers !== undefined && prebuilt.get(headers)) || errorResponse(code, message, headers)
+  const missing = Object.freeze(errorResponse('unauthorized', undefined, { 'www-authenticate': bearerChallenge(realm) }))
+  const invalid = Object.freeze(errorResponse('unauthorized', undefined, { 'www-authenticate': bearerChallenge(realm, 'invalid_token') }))
+  // The same challenge for a signed token, whose body names the token rather than an API key.
+  const invalidSigned = Object.freeze(errorResponse('unauthorized', SIGNED_TOKEN_MESSAGE, invalid.headers))
+  const ambiguous = Object.freeze(errorResponse('invalid_request', INVALID_REQUEST_MESSAGE, { 'www-authenticate': bearerChallenge(realm, 'invalid_request') }))
 
   function refuse(request: AuthRequest, code: WireCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): ErrorResponse {
-    const refusal = response(code, message, headers)
+    const refusal = errorResponse(code, message, headers)
     report(request, refusal.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null)
     return refusal
   }
 
-  function ofCredentials(request: AuthRequest, code: WireCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): AuthDecision {
+  function ofCredentials(request: AuthRequest, reason: DecisionReason, ids: Ids, refusal: ErrorResponse): AuthDecision {
     metrics?.failedAuthentication(reason, !reportOnly)
-    if (!reportOnly) return refuse(request, code, reason, ids, message, headers)
-    const refusal = response(code, message, headers)
-    report(request, refusal.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null, false)
-    const unverified: UnverifiedDecision = { ...refusal, unverified: { status: refusal.status, code, reason } }
+    report(request, refusal.status, refusal.code, reason, ids.keyId ?? null, ids.tenantId ?? null, !reportOnly)
+    if (!reportOnly) return refusal
+    const unverified: UnverifiedDecision = { ...refusal, unverified: { status: refusal.status, code: refusal.code, reason } }
     return unverified
   }
 
+  // A flood from one address is answered with a handful of bodies: one per Retry-After value, built once.
+  const tooManyByWait = new Map<number, ErrorResponse>()
   function tooManyFailures(request: AuthRequest, waitMs: number): AuthDecision {
     const retryAfter = Math.max(1, Math.ceil(waitMs / 1000))
-    return ofCredentials(request, 'rate_limited', 'too_many_failures', {}, tooManyFailuresMessage(retryAfter), { 'retry-after': String(retryAfter) })
+    let refusal = tooManyByWait.get(retryAfter)
+    if (refusal === undefined) {
+      if (tooManyByWait.size >= 64) tooManyByWait.clear()
+      refusal = Object.freeze(errorResponse('rate_limited', tooManyFailuresMessage(retryAfter), { 'retry-after': String(retryAfter) }))
+      tooManyByWait.set(retryAfter, refusal)
+    }
+    return ofCredentials(request, 'too_many_failures', {}, refusal)
   }
 
   return {
-    missing: (request) => ofCredentials(request, 'unauthorized', 'missing_credentials', {}, undefined, missingChallenge),
-    ambiguous: (request) => ofCredentials(request, 'invalid_request', 'ambiguous_credentials', {}, INVALID_REQUEST_MESSAGE, invalidRequest),
+    missing: (request) => ofCredentials(request, 'missing_credentials', {}, missing),
+    ambiguous: (request) => ofCredentials(request, 'ambiguous_credentials', {}, ambiguous),
     failed(request, reason, ids = {}, signed = false) {
       if (failureBudget !== null) {
         const waitMs = failureBudget.fail(clientOf(request))
         if (waitMs > 0) return tooManyFailures(request, waitMs)
       }
-      return ofCredentials(request, 'unauthorized', reason, ids, undefined, signed ? invalidSignedToken : invalidToken)
+      return ofCredentials(request, reason, ids, signed ? invalidSigned : invalid)
     },
-    alreadyCounted: (request, reason) => ofCredentials(request, 'unauthorized', reason, {}, undefined, invalidToken),
+    alreadyCounted: (request, reason) => ofCredentials(request, reason, {}, invalid),
     tooManyFailures,
     refuse,
     keyStoreFailed(request, error) {
