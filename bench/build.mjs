@@ -5,7 +5,9 @@ import { build } from 'esbuild'
 
 const here = new URL('.', import.meta.url).pathname
 await build({
-  entryPoints: readdirSync(here).filter((name) => name.endsWith('.ts')).map((name) => `${here}${name}`),
+  entryPoints: readdirSync(here)
+    .filter((name) => name.endsWith('.ts'))
+    .map((name) => `${here}${name}`),
   outdir: `${here}.build`,
   format: 'esm',
   platform: 'node',

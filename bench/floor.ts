@@ -25,10 +25,17 @@ interface Counts {
 export function createFloor(key: string): (authorization: string | undefined) => FloorAdmitted | 401 | 429 {
   const { perMinute, perHour } = BENCH_TIERS.bench
   const policy = `"minute";q=${perMinute};w=60, "hour";q=${perHour};w=3600`
-  const byToken = new Map<string, Counts>([[key, { tenant: TENANT, minuteStartMs: 0, minuteCount: 0, hourStartMs: 0, hourCount: 0 }]])
+  const byToken = new Map<string, Counts>([
+    [key, { tenant: TENANT, minuteStartMs: 0, minuteCount: 0, hourStartMs: 0, hourCount: 0 }],
+  ])
   return (authorization) => {
     // "Bearer <token>", the scheme in any case.
-    if (authorization === undefined || authorization.length < 8 || authorization.slice(0, 7).toLowerCase() !== 'bearer ') return 401
+    if (
+      authorization === undefined ||
+      authorization.length < 8 ||
+      authorization.slice(0, 7).toLowerCase() !== 'bearer '
+    )
+      return 401
     const counts = byToken.get(authorization.slice(7))
     if (counts === undefined) return 401
     const nowMs = Date.now()
@@ -45,7 +52,11 @@ export function createFloor(key: string): (authorization: string | undefined) =>
     const hourLeft = perHour - ++counts.hourCount
     const minuteReset = Math.ceil((counts.minuteStartMs + 60_000 - nowMs) / 1000)
     const hourReset = Math.ceil((counts.hourStartMs + 3_600_000 - nowMs) / 1000)
-    return { tenant: counts.tenant, policy, rateLimit: `"minute";r=${minuteLeft};t=${minuteReset}, "hour";r=${hourLeft};t=${hourReset}` }
+    return {
+      tenant: counts.tenant,
+      policy,
+      rateLimit: `"minute";r=${minuteLeft};t=${minuteReset}, "hour";r=${hourLeft};t=${hourReset}`,
+    }
   }
 }
 

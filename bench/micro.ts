@@ -5,8 +5,20 @@ import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { RateLimiterRedis } from 'rate-limiter-flexible'
 import { Bench } from 'tinybench'
-import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics'
-import { createAuthenticator, createKeyManager, MemoryKeyStore, mintApiKey, type AuthRequest, type SaikuOptions } from '@saiku/core'
+import {
+  AggregationTemporality,
+  InMemoryMetricExporter,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+} from '@opentelemetry/sdk-metrics'
+import {
+  createAuthenticator,
+  createKeyManager,
+  MemoryKeyStore,
+  mintApiKey,
+  type AuthRequest,
+  type SaikuOptions,
+} from '@saiku/core'
 import { createRedisLimiter } from '@saiku/redis'
 import { BENCH_TIERS, TENANT } from './variants.js'
 
@@ -22,7 +34,12 @@ async function setup(options: SaikuOptions = {}) {
   store.putTenant({ ...TENANT, tenantId: 'tiny', tenantSlug: 'tiny', tier: 'tiny', subscription: { status: 'active' } })
   const auth = createAuthenticator(store, { tiers: { ...BENCH_TIERS, tiny: { perMinute: 1, perHour: 1 } }, ...options })
   const keys = createKeyManager(store)
-  return { store, auth, key: (await keys.create(TENANT.tenantId, { label: 'bench' })).key, tinyKey: (await keys.create('tiny', { label: 'tiny' })).key }
+  return {
+    store,
+    auth,
+    key: (await keys.create(TENANT.tenantId, { label: 'bench' })).key,
+    tinyKey: (await keys.create('tiny', { label: 'tiny' })).key,
+  }
 }
 
 const request = (key: string): AuthRequest => ({
@@ -38,7 +55,12 @@ export async function measureDecisions(quick: boolean): Promise<DecisionCost[]> 
   const hit = await setup()
   // Metrics on: a real SDK provider with a reader, as an app exporting to Prometheus has. Off (above): no provider.
   const meterProvider = new MeterProvider({
-    readers: [new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 3_600_000 })],
+    readers: [
+      new PeriodicExportingMetricReader({
+        exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE),
+        exportIntervalMillis: 3_600_000,
+      }),
+    ],
   })
   const measured = await setup({ metrics: { meterProvider } })
   const measuredRequest = request(measured.key)
@@ -103,7 +125,10 @@ export interface RedisCost {
   readonly roundTripsPerRequest: number
   readonly commandsPerRequest: number
   readonly rolling: { readonly roundTripsPerRequest: number; readonly commandsPerRequest: number }
-  readonly rateLimiterFlexibleTwoLimiters: { readonly roundTripsPerRequest: number; readonly commandsPerRequest: number }
+  readonly rateLimiterFlexibleTwoLimiters: {
+    readonly roundTripsPerRequest: number
+    readonly commandsPerRequest: number
+  }
 }
 
 async function commandStats(client: Redis): Promise<Record<string, number>> {
@@ -134,9 +159,15 @@ export async function measureRedisCommands(redisUrl: string, requests: number): 
   }
   const prefix = `saiku-bench-${process.pid}-${Date.now()}`
   const ours = await count({ limiter: { backend: createRedisLimiter({ client, keyPrefix: prefix }) } })
-  const rolling = await count({ windows: 'rolling', limiter: { backend: createRedisLimiter({ client, keyPrefix: `${prefix}-rolling`, windows: 'rolling' }) } })
+  const rolling = await count({
+    windows: 'rolling',
+    limiter: { backend: createRedisLimiter({ client, keyPrefix: `${prefix}-rolling`, windows: 'rolling' }) },
+  })
   // The baseline: a stack of two rate-limiter-flexible limiters, each consumed once per request.
-  const limiters = [60, 3600].map((duration) => new RateLimiterRedis({ storeClient: client, points: 1e9, duration, keyPrefix: `${prefix}-rlf:${duration}` }))
+  const limiters = [60, 3600].map(
+    (duration) =>
+      new RateLimiterRedis({ storeClient: client, points: 1e9, duration, keyPrefix: `${prefix}-rlf:${duration}` }),
+  )
   for (const limiter of limiters) await limiter.consume('warm-up')
   await client.config('RESETSTAT')
   for (let i = 0; i < requests; i++) for (const limiter of limiters) await limiter.consume(TENANT.tenantId)
@@ -162,6 +193,10 @@ export interface FloodResult {
 /** Distinct random keys from distinct addresses, and distinct tenants, with the default caps (100000 clients and tenants, 10000 keys). */
 export async function measureFlood(count: number): Promise<FloodResult> {
   const fixture = fileURLToPath(new URL('../../test/fixtures/flood.mjs', import.meta.url))
-  const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', fixture, String(count), '10000', 'default'], { maxBuffer: 1_000_000 })
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--expose-gc', fixture, String(count), '10000', 'default'],
+    { maxBuffer: 1_000_000 },
+  )
   return JSON.parse(stdout) as FloodResult
 }

@@ -70,11 +70,16 @@ export function renderMarkdown(results: BenchResults): string {
       '| --- | ---: | ---: | ---: |',
     )
     for (const floor of results.floors) {
-      lines.push(`| ${floor.framework} | ${fixed(floor.saikuAddedCpuMicros, 1)} | ${fixed(floor.floorAddedCpuMicros, 1)} | ${fixed(floor.distanceCpuMicros, 1)} |`)
+      lines.push(
+        `| ${floor.framework} | ${fixed(floor.saikuAddedCpuMicros, 1)} | ${fixed(floor.floorAddedCpuMicros, 1)} | ${fixed(floor.distanceCpuMicros, 1)} |`,
+      )
     }
   }
   if (Number.isFinite(results.expressVersusPopularStack)) {
-    lines.push('', `Express + saikuAuth serves ${fixed(results.expressVersusPopularStack, 2)}× the requests of Express + passport-http-bearer + express-rate-limit (median of per-round ratios).`)
+    lines.push(
+      '',
+      `Express + saikuAuth serves ${fixed(results.expressVersusPopularStack, 2)}× the requests of Express + passport-http-bearer + express-rate-limit (median of per-round ratios).`,
+    )
   }
   lines.push('', '| one decision (`check()`, as the adapters call it), in process | ns |', '| --- | ---: |')
   for (const decision of results.decisions) lines.push(`| ${decision.name} | ${thousands(decision.nsPerDecision)} |`)
@@ -97,7 +102,8 @@ export function renderMarkdown(results: BenchResults): string {
       `${thousands(flood.stats.countedClients ?? 0)} clients and ${thousands(flood.limiterTenants)} tenants counted (caps 100,000).`,
   )
   lines.push('', '| target | measured | met |', '| --- | ---: | :---: |')
-  for (const target of checkTargets(results)) lines.push(`| ${target.name} | ${target.measured} | ${target.met ? 'yes' : 'no'} |`)
+  for (const target of checkTargets(results))
+    lines.push(`| ${target.name} | ${target.measured} | ${target.met ? 'yes' : 'no'} |`)
   const noisy = results.rounds.filter((round) => round.noisy)
   lines.push(
     '',
@@ -156,27 +162,57 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
   const checks: TargetCheck[] = []
   const ratio = (name: string, variant: string, minimum: number) => {
     const value = s[variant]?.ratioToBaseline
-    if (value != null) checks.push({ name: `${name} ≥ ${minimum}×`, measured: `${fixed(value, 2)}×`, met: value >= minimum })
+    if (value != null)
+      checks.push({ name: `${name} ≥ ${minimum}×`, measured: `${fixed(value, 2)}×`, met: value >= minimum })
   }
   for (const variant of ['express+saiku', 'koa+saiku']) {
     const added = s[variant]?.addedCpuMicros
-    if (added != null) checks.push({ name: `${s[variant]!.label}: added server CPU ≤ 6 µs per request`, measured: `${fixed(added, 1)} µs`, met: added <= 6 })
+    if (added != null)
+      checks.push({
+        name: `${s[variant]!.label}: added server CPU ≤ 6 µs per request`,
+        measured: `${fixed(added, 1)} µs`,
+        met: added <= 6,
+      })
   }
   for (const floor of results.floors ?? []) {
     const distance = floor.distanceCpuMicros
-    checks.push({ name: `${floor.framework} + saikuAuth: server CPU above the floor ≤ 3 µs per request`, measured: `${fixed(distance, 1)} µs`, met: distance <= 3 })
+    checks.push({
+      name: `${floor.framework} + saikuAuth: server CPU above the floor ≤ 3 µs per request`,
+      measured: `${fixed(distance, 1)} µs`,
+      met: distance <= 3,
+    })
   }
   ratio('Koa + saikuAuth vs bare Koa', 'koa+saiku', 0.8)
   ratio('Express + saikuAuth vs bare Express', 'express+saiku', 0.95)
   // Absent from a run that left out either variant.
   if (Number.isFinite(results.expressVersusPopularStack)) {
-    checks.push({ name: 'Express + saikuAuth vs the popular stack ≥ 1.5×', measured: `${fixed(results.expressVersusPopularStack, 2)}×`, met: results.expressVersusPopularStack >= 1.5 })
+    checks.push({
+      name: 'Express + saikuAuth vs the popular stack ≥ 1.5×',
+      measured: `${fixed(results.expressVersusPopularStack, 2)}×`,
+      met: results.expressVersusPopularStack >= 1.5,
+    })
   }
-  checks.push({ name: 'one cache-hit decision ≤ 2 µs', measured: `${fixed(decision('cache hit') / 1000, 2)} µs`, met: decision('cache hit') <= 2_000 })
-  checks.push({ name: 'a garbage token refused ≤ 1 µs', measured: `${fixed(decision('garbage') / 1000, 2)} µs`, met: decision('garbage') <= 1_000 })
+  checks.push({
+    name: 'one cache-hit decision ≤ 2 µs',
+    measured: `${fixed(decision('cache hit') / 1000, 2)} µs`,
+    met: decision('cache hit') <= 2_000,
+  })
+  checks.push({
+    name: 'a garbage token refused ≤ 1 µs',
+    measured: `${fixed(decision('garbage') / 1000, 2)} µs`,
+    met: decision('garbage') <= 1_000,
+  })
   if (results.redis !== null) {
-    checks.push({ name: 'Redis: one round trip per admitted request', measured: fixed(results.redis.roundTripsPerRequest, 2), met: results.redis.roundTripsPerRequest === 1 })
-    checks.push({ name: 'Redis, rolling windows: one round trip per admitted request', measured: fixed(results.redis.rolling.roundTripsPerRequest, 2), met: results.redis.rolling.roundTripsPerRequest === 1 })
+    checks.push({
+      name: 'Redis: one round trip per admitted request',
+      measured: fixed(results.redis.roundTripsPerRequest, 2),
+      met: results.redis.roundTripsPerRequest === 1,
+    })
+    checks.push({
+      name: 'Redis, rolling windows: one round trip per admitted request',
+      measured: fixed(results.redis.rolling.roundTripsPerRequest, 2),
+      met: results.redis.rolling.roundTripsPerRequest === 1,
+    })
     checks.push({
       name: `Redis: fewer commands than two rate-limiter-flexible limiters (${fixed(results.redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest, 0)})`,
       measured: fixed(results.redis.commandsPerRequest, 2),

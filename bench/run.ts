@@ -16,7 +16,8 @@ import { FLOORS, VARIANTS, type Variant } from './variants.js'
 const quick = process.argv.includes('--quick')
 const here = fileURLToPath(new URL('.', import.meta.url))
 /** `--name=value` from the command line, or undefined. */
-const flag = (name: string): string | undefined => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
+const flag = (name: string): string | undefined =>
+  process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
 const defaults = quick
   ? { rounds: 2, durationSeconds: 1, warmupSeconds: 0.5, connections: 20, fixedRate: 500, fixedRateSeconds: 1 }
   : { rounds: 7, durationSeconds: 4, warmupSeconds: 2, connections: 32, fixedRate: 2_000, fixedRateSeconds: 3 }
@@ -31,7 +32,9 @@ const partial = flag('rounds') !== undefined || flag('seconds') !== undefined ||
 
 const redisUrl = process.env.REDIS_URL
 const chosen = flag('variants')?.split(',') as Variant[] | undefined
-for (const name of chosen ?? []) if (!(name in VARIANTS)) throw new Error(`--variants: unknown variant ${name}; known: ${Object.keys(VARIANTS).join(', ')}`)
+for (const name of chosen ?? [])
+  if (!(name in VARIANTS))
+    throw new Error(`--variants: unknown variant ${name}; known: ${Object.keys(VARIANTS).join(', ')}`)
 const variants = (Object.keys(VARIANTS) as Variant[]).filter(
   (v) =>
     (v !== 'express+saiku+redis' || redisUrl !== undefined) &&
@@ -69,7 +72,10 @@ function stealSample(): { steal: number; total: number } {
   }
 }
 
-function load(server: Server, options: { duration: number; connections: number; overallRate?: number }): Promise<autocannon.Result> {
+function load(
+  server: Server,
+  options: { duration: number; connections: number; overallRate?: number },
+): Promise<autocannon.Result> {
   return autocannon({
     url: `http://127.0.0.1:${server.port}/me/tenant`,
     headers: { authorization: `Bearer ${server.key}` },
@@ -86,12 +92,15 @@ const median = (values: number[]): number => {
 }
 
 async function main(): Promise<void> {
-  console.error(`saiku bench${quick ? ' --quick' : ''}: ${variants.length} variants, ${settings.rounds} rounds of ${settings.durationSeconds} s, ${cpus().length} cores`)
+  console.error(
+    `saiku bench${quick ? ' --quick' : ''}: ${variants.length} variants, ${settings.rounds} rounds of ${settings.durationSeconds} s, ${cpus().length} cores`,
+  )
   const servers = new Map<Variant, Server>()
   for (const variant of variants) servers.set(variant, await start(variant))
   for (const [variant, server] of servers) {
     const warm = await load(server, { duration: settings.warmupSeconds, connections: settings.connections })
-    if (warm.non2xx > 0 || warm.errors > 0) throw new Error(`${variant}: ${warm.non2xx} non-2xx and ${warm.errors} errors while warming up`)
+    if (warm.non2xx > 0 || warm.errors > 0)
+      throw new Error(`${variant}: ${warm.non2xx} non-2xx and ${warm.errors} errors while warming up`)
   }
 
   const perRound: BenchResults['rounds'] = []
@@ -103,8 +112,13 @@ async function main(): Promise<void> {
       const cpuBefore = await cpuMicros(server)
       const result = await load(server, { duration: settings.durationSeconds, connections: settings.connections })
       const cpuAfter = await cpuMicros(server)
-      if (result.non2xx > 0 || result.errors > 0) throw new Error(`${variant}: ${result.non2xx} non-2xx and ${result.errors} errors`)
-      const fixed = await load(server, { duration: settings.fixedRateSeconds, connections: 10, overallRate: settings.fixedRate })
+      if (result.non2xx > 0 || result.errors > 0)
+        throw new Error(`${variant}: ${result.non2xx} non-2xx and ${result.errors} errors`)
+      const fixed = await load(server, {
+        duration: settings.fixedRateSeconds,
+        connections: 10,
+        overallRate: settings.fixedRate,
+      })
       measured[variant] = {
         rps: result.requests.total / settings.durationSeconds,
         cpuMicrosPerRequest: (cpuAfter - cpuBefore) / result.requests.total,
@@ -116,7 +130,10 @@ async function main(): Promise<void> {
     const totalTicks = stealAfter.total - stealBefore.total
     const stealPercent = totalTicks > 0 ? (100 * (stealAfter.steal - stealBefore.steal)) / totalTicks : 0
     perRound.push({ round: round + 1, stealPercent, noisy: stealPercent > 5, variants: measured })
-    console.error(`round ${round + 1}: steal ${stealPercent.toFixed(1)}%  ` + variants.map((v) => `${v} ${Math.round(measured[v]!.rps)}/s`).join('  '))
+    console.error(
+      `round ${round + 1}: steal ${stealPercent.toFixed(1)}%  ` +
+        variants.map((v) => `${v} ${Math.round(measured[v]!.rps)}/s`).join('  '),
+    )
   }
   for (const server of servers.values()) server.child.send({ type: 'stop' })
 
@@ -132,19 +149,34 @@ async function main(): Promise<void> {
       cpuMicrosPerRequest: median(rows.map((r) => r.cpuMicrosPerRequest)),
       p50Ms: median(rows.map((r) => r.p50Ms)),
       p99Ms: median(rows.map((r) => r.p99Ms)),
-      ratioToBaseline: baseline === null ? null : median(perRound.map((round) => round.variants[variant]!.rps / round.variants[baseline]!.rps)),
+      ratioToBaseline:
+        baseline === null
+          ? null
+          : median(perRound.map((round) => round.variants[variant]!.rps / round.variants[baseline]!.rps)),
       addedCpuMicros:
-        baseline === null ? null : median(perRound.map((round) => round.variants[variant]!.cpuMicrosPerRequest - round.variants[baseline]!.cpuMicrosPerRequest)),
+        baseline === null
+          ? null
+          : median(
+              perRound.map(
+                (round) => round.variants[variant]!.cpuMicrosPerRequest - round.variants[baseline]!.cpuMicrosPerRequest,
+              ),
+            ),
     }
   }
-  const versusPopular = perRound.map((round) => (round.variants['express+saiku']?.rps ?? NaN) / (round.variants['express+passport+erl']?.rps ?? NaN))
+  const versusPopular = perRound.map(
+    (round) => (round.variants['express+saiku']?.rps ?? NaN) / (round.variants['express+passport+erl']?.rps ?? NaN),
+  )
   // saikuAuth's distance to the floor: both run against the same bare framework in each round, so the
   // difference of their added CPU is the difference of their CPU, taken round by round.
-  const floors: BenchResults['floors'] = FLOORS.filter(({ saiku, floor }) => variants.includes(saiku) && variants.includes(floor)).map(({ framework, saiku, floor }) => ({
+  const floors: BenchResults['floors'] = FLOORS.filter(
+    ({ saiku, floor }) => variants.includes(saiku) && variants.includes(floor),
+  ).map(({ framework, saiku, floor }) => ({
     framework,
     saikuAddedCpuMicros: summaries[saiku]!.addedCpuMicros!,
     floorAddedCpuMicros: summaries[floor]!.addedCpuMicros!,
-    distanceCpuMicros: median(perRound.map((round) => round.variants[saiku]!.cpuMicrosPerRequest - round.variants[floor]!.cpuMicrosPerRequest)),
+    distanceCpuMicros: median(
+      perRound.map((round) => round.variants[saiku]!.cpuMicrosPerRequest - round.variants[floor]!.cpuMicrosPerRequest),
+    ),
   }))
 
   const decisions = await measureDecisions(quick)

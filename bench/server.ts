@@ -79,7 +79,11 @@ async function build(): Promise<{ listener: RequestListener; key: string; close?
       // The popular stack doing the same job: a bearer lookup by SHA-256, then per-tenant minute and hour limits.
       const key = 'sk_live_popularstackbenchmarkkey000000000000000000000000'
       const tokens = new Map([[createHash('sha256').update(key).digest('hex'), TENANT]])
-      passport.use(new BearerStrategy((token, done) => done(null, tokens.get(createHash('sha256').update(token).digest('hex')) ?? false)))
+      passport.use(
+        new BearerStrategy((token, done) =>
+          done(null, tokens.get(createHash('sha256').update(token).digest('hex')) ?? false),
+        ),
+      )
       const byTenant = (windowMs: number) =>
         rateLimit({
           windowMs,
@@ -124,7 +128,13 @@ async function build(): Promise<{ listener: RequestListener; key: string; close?
         })
       }
       app.use((ctx) => {
-        if (ctx.path === '/me/tenant') ctx.body = variant === 'koa' ? TENANT : variant === 'koa+floor' ? (ctx.state.tenant as typeof TENANT) : ctx.state.saiku!.tenant
+        if (ctx.path === '/me/tenant')
+          ctx.body =
+            variant === 'koa'
+              ? TENANT
+              : variant === 'koa+floor'
+                ? (ctx.state.tenant as typeof TENANT)
+                : ctx.state.saiku!.tenant
       })
       const handle = app.callback()
       // Koa answers its own errors: the promise its handler returns never rejects.

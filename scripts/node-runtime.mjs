@@ -13,13 +13,16 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 
 /** The directory of an unpacked Node.js `major` (with bin/node and include/node), fetched once. */
 export function nodeRuntime(major) {
-  if (!/^\d+$/.test(String(major))) throw new Error(`expected a Node.js major version such as 24, got ${JSON.stringify(major)}`)
+  if (!/^\d+$/.test(String(major)))
+    throw new Error(`expected a Node.js major version such as 24, got ${JSON.stringify(major)}`)
   const home = join(root, '.cache', 'node', String(major))
   if (existsSync(join(home, 'bin', 'node')) && existsSync(join(home, 'include', 'node', 'node.h'))) return home
   const work = mkdtempSync(join(tmpdir(), 'saiku-node-'))
   try {
     const spec = `node-${process.platform}-${process.arch}@${major}`
-    execFileSync('npm', ['pack', spec, '--silent', '--pack-destination', work], { stdio: ['ignore', 'ignore', 'inherit'] })
+    execFileSync('npm', ['pack', spec, '--silent', '--pack-destination', work], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    })
     const tarball = readdirSync(work).find((name) => name.endsWith('.tgz'))
     if (tarball === undefined) throw new Error(`npm pack ${spec} produced no tarball`)
     execFileSync('tar', ['-xzf', join(work, tarball), '-C', work])

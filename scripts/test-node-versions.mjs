@@ -26,13 +26,18 @@ function addonFor(home) {
   try {
     cpSync(addonPackage, work, { recursive: true, filter: (source) => !source.startsWith(join(addonPackage, 'build')) })
     const nodeGyp = createRequire(join(root, 'package.json')).resolve('node-gyp/bin/node-gyp.js')
-    const build = spawnSync(join(home, 'bin', 'node'), [nodeGyp, 'rebuild', '--release', `--nodedir=${home}`, '--jobs=max'], {
-      cwd: work,
-      encoding: 'utf8',
-      env: { ...process.env, npm_config_nodedir: home },
-    })
+    const build = spawnSync(
+      join(home, 'bin', 'node'),
+      [nodeGyp, 'rebuild', '--release', `--nodedir=${home}`, '--jobs=max'],
+      {
+        cwd: work,
+        encoding: 'utf8',
+        env: { ...process.env, npm_config_nodedir: home },
+      },
+    )
     // The compiler's warnings are noise unless the build fails.
-    if (build.status !== 0) throw new Error(`better-sqlite3 did not build for ${home}:\n${build.stdout}\n${build.stderr}`)
+    if (build.status !== 0)
+      throw new Error(`better-sqlite3 did not build for ${home}:\n${build.stdout}\n${build.stderr}`)
     copyFileSync(join(work, 'build', 'Release', 'better_sqlite3.node'), built)
   } finally {
     rmSync(work, { recursive: true, force: true })
@@ -87,6 +92,8 @@ for (const major of majors) {
 
 console.log('\nNode.js majors:')
 for (const { version, ok, builtSeconds, totalSeconds } of results) {
-  console.log(`  ${version}: ${ok ? 'passed' : 'FAILED'} in ${totalSeconds.toFixed(0)} s (addon ready after ${builtSeconds.toFixed(0)} s)`)
+  console.log(
+    `  ${version}: ${ok ? 'passed' : 'FAILED'} in ${totalSeconds.toFixed(0)} s (addon ready after ${builtSeconds.toFixed(0)} s)`,
+  )
 }
 process.exit(results.every((result) => result.ok) ? 0 : 1)

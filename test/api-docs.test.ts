@@ -24,7 +24,9 @@ function documented(entry: string): string[] {
   expect(start, `a section for ${entry}`).toBeGreaterThan(-1)
   const end = readme.indexOf('\n#', start + 1)
   const section = readme.slice(start, end === -1 ? undefined : end)
-  const firstCells = [...section.matchAll(/^\| (.+?) \| .* \|$/gm)].map((m) => m[1]!).filter((cell) => cell !== 'export' && !/^-+$/.test(cell))
+  const firstCells = [...section.matchAll(/^\| (.+?) \| .* \|$/gm)]
+    .map((m) => m[1]!)
+    .filter((cell) => cell !== 'export' && !/^-+$/.test(cell))
   return firstCells.flatMap((cell) => [...cell.matchAll(/`([A-Za-z_][\w]*)[^`]*`/g)].map((m) => m[1]!))
 }
 

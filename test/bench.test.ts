@@ -42,9 +42,13 @@ describe('pnpm bench --quick', () => {
     if (results.redis !== null) {
       expect(results.redis.roundTripsPerRequest).toBe(1)
       expect(results.redis.rolling.roundTripsPerRequest).toBe(1)
-      expect(results.redis.commandsPerRequest).toBeLessThan(results.redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest)
+      expect(results.redis.commandsPerRequest).toBeLessThan(
+        results.redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest,
+      )
     }
     expect(stdout).toContain('| server | req/s |')
-    expect(readFileSync(`${bench}results/ratios.svg`, 'utf8')).toMatch(/^<svg [^>]+>[\s\S]*Koa \+ saikuAuth[\s\S]*<\/svg>\n$/)
+    expect(readFileSync(`${bench}results/ratios.svg`, 'utf8')).toMatch(
+      /^<svg [^>]+>[\s\S]*Koa \+ saikuAuth[\s\S]*<\/svg>\n$/,
+    )
   }, 180_000)
 })

@@ -7,10 +7,14 @@ const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
 
 async function stderrOf(sharedBackend: boolean): Promise<string> {
-  const { stderr } = await run(process.execPath, ['--conditions=@saiku/source', '--import', 'tsx', 'test/fixtures/cluster-worker.mjs'], {
-    cwd: root,
-    env: { ...process.env, SAIKU_SHARED_BACKEND: sharedBackend ? '1' : '0' },
-  })
+  const { stderr } = await run(
+    process.execPath,
+    ['--conditions=@saiku/source', '--import', 'tsx', 'test/fixtures/cluster-worker.mjs'],
+    {
+      cwd: root,
+      env: { ...process.env, SAIKU_SHARED_BACKEND: sharedBackend ? '1' : '0' },
+    },
+  )
   return stderr
 }
 

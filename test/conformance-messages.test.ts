@@ -21,16 +21,26 @@ describe('the published conformance suite (@saiku/core/testing, built)', () => {
     const outputDir = mkdtempSync(join(tmpdir(), 'saiku-conformance-report-'))
     const outputFile = join(outputDir, 'report.json')
     // The run fails (the store is broken); the report is what matters.
-    await run(`${root}/node_modules/.bin/vitest`, ['run', '--config', config, '--reporter=json', `--outputFile=${outputFile}`], { cwd: root }).catch(() => {})
+    await run(
+      `${root}/node_modules/.bin/vitest`,
+      ['run', '--config', config, '--reporter=json', `--outputFile=${outputFile}`],
+      { cwd: root },
+    ).catch(() => {})
     const report = JSON.parse(readFileSync(outputFile, 'utf8')) as JsonReport
     rmSync(outputDir, { recursive: true, force: true })
-    const failed = report.testResults.flatMap((file) => file.assertionResults).filter((test) => test.status === 'failed')
+    const failed = report.testResults
+      .flatMap((file) => file.assertionResults)
+      .filter((test) => test.status === 'failed')
     expect(failed.map((test) => test.title)).toEqual([
       'revokes once, and reports unknown or already revoked keys',
       'serves the whole pipeline: a key works until it is revoked',
     ])
-    expect(failed[0]!.failureMessages[0]).toMatch(/^AssertionError: findKey returned a revoked key without revokedAt: expected null to be an instance of Date/)
+    expect(failed[0]!.failureMessages[0]).toMatch(
+      /^AssertionError: findKey returned a revoked key without revokedAt: expected null to be an instance of Date/,
+    )
     expect(failed[0]!.failureMessages[0]).toContain('core/src/testing.ts:')
-    expect(failed[1]!.failureMessages[0]).toMatch(/^AssertionError: a revoked key was still admitted: findKey must return revokedAt after revokeKey/)
+    expect(failed[1]!.failureMessages[0]).toMatch(
+      /^AssertionError: a revoked key was still admitted: findKey must return revokedAt after revokeKey/,
+    )
   }, 60_000)
 })

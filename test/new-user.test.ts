@@ -4,7 +4,17 @@
 // the repository, installed from the tarballs, started and called.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
+import {
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  writeFileSync,
+} from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -29,19 +39,31 @@ const nodedir = existsSync(join(nodePrefix, 'include/node/node.h')) ? nodePrefix
 function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {}
   for (const [name, value] of Object.entries(process.env)) {
-    if (/^(npm_(package|lifecycle|command|execpath|node_execpath|config_user_agent)|VITEST|NODE_OPTIONS$|NODE_ENV$|CI$|INIT_CWD$|DATABASE_URL$|REDIS_URL$|PORT$)/.test(name)) continue
+    if (
+      /^(npm_(package|lifecycle|command|execpath|node_execpath|config_user_agent)|VITEST|NODE_OPTIONS$|NODE_ENV$|CI$|INIT_CWD$|DATABASE_URL$|REDIS_URL$|PORT$)/.test(
+        name,
+      )
+    )
+      continue
     env[name] = value
   }
   if (nodedir !== undefined) env.npm_config_nodedir = nodedir
   return { ...env, ...extra }
 }
 
-async function run(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = userEnv()): Promise<{ stdout: string; stderr: string }> {
+async function run(
+  command: string,
+  args: string[],
+  cwd: string,
+  env: NodeJS.ProcessEnv = userEnv(),
+): Promise<{ stdout: string; stderr: string }> {
   try {
     return await execFileAsync(command, args, { cwd, env, maxBuffer: 20_000_000 })
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string }
-    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}:\n${stdout ?? ''}\n${stderr ?? ''}`, { cause: error })
+    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}:\n${stdout ?? ''}\n${stderr ?? ''}`, {
+      cause: error,
+    })
   }
 }
 
@@ -80,10 +102,14 @@ function installedCopies(appDir: string, name: string): string[] {
       if (entry === '.bin') continue
       const path = join(modules, entry)
       if (entry === '.pnpm') {
-        for (const store of readdirSync(path)) if (store !== 'node_modules' && lstatSync(join(path, store)).isDirectory()) walk(join(path, store, 'node_modules'))
+        for (const store of readdirSync(path))
+          if (store !== 'node_modules' && lstatSync(join(path, store)).isDirectory())
+            walk(join(path, store, 'node_modules'))
         continue
       }
-      const dirs = entry.startsWith('@') ? readdirSync(path).map((child) => [`${entry}/${child}`, join(path, child)] as const) : [[entry, path] as const]
+      const dirs = entry.startsWith('@')
+        ? readdirSync(path).map((child) => [`${entry}/${child}`, join(path, child)] as const)
+        : [[entry, path] as const]
       for (const [pkg, dir] of dirs) {
         if (!existsSync(join(dir, 'package.json'))) continue
         if (pkg === name) found.add(realpathSync(dir))
@@ -112,23 +138,41 @@ function nativeAddons(appDir: string): string[] {
 const tarball = (packs: string, name: string) => join(packs, `saiku-${name}-0.1.0.tgz`)
 
 /** A README line with `@saiku/<name>` pointed at its tarball, as the registry would serve it. */
-const withTarballs = (packs: string, args: string[]) => args.map((arg) => (/^@saiku\/\w+$/.test(arg) ? tarball(packs, arg.slice('@saiku/'.length)) : arg))
+const withTarballs = (packs: string, args: string[]) =>
+  args.map((arg) => (/^@saiku\/\w+$/.test(arg) ? tarball(packs, arg.slice('@saiku/'.length)) : arg))
 
 /**
  * A fresh app. Its one concession to installing from tarballs instead of the registry:
  * `@saiku/core` (a dependency of the other packages) is pinned to its tarball.
  */
-function freshApp(base: string, name: string, manager: 'npm' | 'pnpm', type: 'module' | 'commonjs', packs: string): string {
+function freshApp(
+  base: string,
+  name: string,
+  manager: 'npm' | 'pnpm',
+  type: 'module' | 'commonjs',
+  packs: string,
+): string {
   const dir = join(base, name)
   mkdirSync(dir, { recursive: true })
-  const manifest: Record<string, unknown> = { name, private: true, type, dependencies: { '@saiku/core': `file:${tarball(packs, 'core')}` } }
+  const manifest: Record<string, unknown> = {
+    name,
+    private: true,
+    type,
+    dependencies: { '@saiku/core': `file:${tarball(packs, 'core')}` },
+  }
   if (manager === 'npm') manifest.overrides = { '@saiku/core': '$@saiku/core' }
-  else writeFileSync(join(dir, 'pnpm-workspace.yaml'), `overrides:\n  '@saiku/core': 'file:${tarball(packs, 'core')}'\n`)
+  else
+    writeFileSync(join(dir, 'pnpm-workspace.yaml'), `overrides:\n  '@saiku/core': 'file:${tarball(packs, 'core')}'\n`)
   writeFileSync(join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`)
   return dir
 }
 
-async function installFromReadmes(dir: string, manager: 'npm' | 'pnpm', names: PackageName[], packs: string): Promise<void> {
+async function installFromReadmes(
+  dir: string,
+  manager: 'npm' | 'pnpm',
+  names: PackageName[],
+  packs: string,
+): Promise<void> {
   for (const name of names) {
     for (const args of installLines(readme(name), manager)) {
       if (manager === 'npm') await run('npm', ['install', '--no-audit', '--no-fund', ...withTarballs(packs, args)], dir)
@@ -238,14 +282,32 @@ async function runProbe(dir: string, kind: 'esm' | 'cjs'): Promise<Record<string
 function expectLoadsOnlyWhatWasAskedFor(steps: Record<string, string[]>): void {
   expect(steps.imported, 'importing @saiku/core').toEqual(['@saiku/core'])
   // Metrics are on by default: the OpenTelemetry API (a no-op without an SDK) is loaded with the first authenticator.
-  expect(steps.authenticated, 'an authenticator with the default options').toEqual(['@opentelemetry/api', '@saiku/core'])
+  expect(steps.authenticated, 'an authenticator with the default options').toEqual([
+    '@opentelemetry/api',
+    '@saiku/core',
+  ])
   expect(steps.jwt, 'an authenticator with jwt configured').toEqual(['@opentelemetry/api', '@saiku/core', 'jose'])
-  expect(steps.rateLimiterFlexible, 'createRateLimiterBackend()').toEqual(['@opentelemetry/api', '@saiku/core', 'jose', 'rate-limiter-flexible'])
-  expect(steps.adapters, 'the adapters load no framework of their own').toEqual(['@opentelemetry/api', '@saiku/core', '@saiku/express', '@saiku/koa', 'jose', 'rate-limiter-flexible'])
+  expect(steps.rateLimiterFlexible, 'createRateLimiterBackend()').toEqual([
+    '@opentelemetry/api',
+    '@saiku/core',
+    'jose',
+    'rate-limiter-flexible',
+  ])
+  expect(steps.adapters, 'the adapters load no framework of their own').toEqual([
+    '@opentelemetry/api',
+    '@saiku/core',
+    '@saiku/express',
+    '@saiku/koa',
+    'jose',
+    'rate-limiter-flexible',
+  ])
 }
 
 /** Writes the README snippets into the app, type-checks them all (strict), and returns a runner. */
-async function typecheckSnippets(dir: string, names: PackageName[]): Promise<(file: string, env?: Record<string, string>) => Promise<string>> {
+async function typecheckSnippets(
+  dir: string,
+  names: PackageName[],
+): Promise<(file: string, env?: Record<string, string>) => Promise<string>> {
   mkdirSync(join(dir, 'src'), { recursive: true })
   writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify(TSCONFIG, null, 2))
   for (const name of names) {
@@ -258,7 +320,9 @@ async function typecheckSnippets(dir: string, names: PackageName[]): Promise<(fi
 }
 
 /** Runs the PostgreSQL snippet against a schema of its own, named by `?schema=` only, and checks it was used. */
-async function runPostgresSnippet(runSnippet: (file: string, env?: Record<string, string>) => Promise<string>): Promise<void> {
+async function runPostgresSnippet(
+  runSnippet: (file: string, env?: Record<string, string>) => Promise<string>,
+): Promise<void> {
   const schema = `saiku_new_user_${randomUUID().replaceAll('-', '').slice(0, 12)}`
   const url = new URL(postgresUrl!)
   url.searchParams.set('schema', schema)
@@ -286,7 +350,9 @@ describe('a new user', () => {
     packs = join(base, 'packs')
     mkdirSync(packs)
     // `pnpm pack` as `pnpm publish` would: workspace ranges and publishConfig applied.
-    await Promise.all(PACKAGES.map((name) => run('pnpm', ['pack', '--pack-destination', packs], join(root, 'packages', name))))
+    await Promise.all(
+      PACKAGES.map((name) => run('pnpm', ['pack', '--pack-destination', packs], join(root, 'packages', name))),
+    )
 
     const start = (name: string, setup: () => Promise<string>) => {
       const promise = setup()
@@ -328,7 +394,9 @@ describe('a new user', () => {
   }, 120_000)
 
   afterAll(async () => {
-    console.log(`new-user apps and example copies installed and checked in ${((Date.now() - started) / 1000).toFixed(0)} s`)
+    console.log(
+      `new-user apps and example copies installed and checked in ${((Date.now() - started) / 1000).toFixed(0)} s`,
+    )
     // Eight installed apps: removing them takes a while on a busy disk.
     if (base !== undefined) await rm(base, { recursive: true, force: true })
   }, 180_000)
@@ -337,11 +405,18 @@ describe('a new user', () => {
   async function copyExample(example: string, manager: 'npm' | 'pnpm'): Promise<string> {
     const from = join(root, 'examples', example)
     const dir = join(base, `copy-${example}`)
-    cpSync(from, dir, { recursive: true, filter: (path) => !path.includes('node_modules') && !/\/data\/[^/]+\.(db|db-wal|db-shm|json)$/.test(path) })
-    const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as Record<string, Record<string, string>>
+    cpSync(from, dir, {
+      recursive: true,
+      filter: (path) => !path.includes('node_modules') && !/\/data\/[^/]+\.(db|db-wal|db-shm|json)$/.test(path),
+    })
+    const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as Record<
+      string,
+      Record<string, string>
+    >
     for (const field of ['dependencies', 'devDependencies']) {
       for (const [name, range] of Object.entries(manifest[field] ?? {})) {
-        if (range.startsWith('workspace:')) manifest[field]![name] = `file:${tarball(packs, name.slice('@saiku/'.length))}`
+        if (range.startsWith('workspace:'))
+          manifest[field]![name] = `file:${tarball(packs, name.slice('@saiku/'.length))}`
       }
     }
     if (manager === 'npm') {
@@ -350,7 +425,10 @@ describe('a new user', () => {
       // The pnpm-workspace.yaml that the example's README gives pnpm users (allowBuilds), plus the tarball pin.
       const allowBuilds = /## Copy it[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readFileSync(join(from, 'README.md'), 'utf8'))
       if (allowBuilds === null) throw new Error(`examples/${example}/README.md gives pnpm users no pnpm-workspace.yaml`)
-      writeFileSync(join(dir, 'pnpm-workspace.yaml'), `${allowBuilds[1]}overrides:\n  '@saiku/core': 'file:${tarball(packs, 'core')}'\n`)
+      writeFileSync(
+        join(dir, 'pnpm-workspace.yaml'),
+        `${allowBuilds[1]}overrides:\n  '@saiku/core': 'file:${tarball(packs, 'core')}'\n`,
+      )
     }
     writeFileSync(join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`)
     await run(manager, ['install', ...(manager === 'npm' ? ['--no-audit', '--no-fund'] : [])], dir)
@@ -365,20 +443,32 @@ describe('a new user', () => {
       expect(manifestText, `@saiku/${name}/package.json`).not.toContain('@saiku/source')
       expect(manifestText, `@saiku/${name}/package.json`).not.toContain('workspace:')
       const manifest = JSON.parse(manifestText) as { exports: Record<string, string | Record<string, string>> }
-      for (const target of Object.values(manifest.exports).flatMap((entry) => (typeof entry === 'string' ? [entry] : Object.values(entry)))) {
+      for (const target of Object.values(manifest.exports).flatMap((entry) =>
+        typeof entry === 'string' ? [entry] : Object.values(entry),
+      )) {
         expect(existsSync(join(installed!, target)), `@saiku/${name}: ${target}`).toBe(true)
       }
       const built = readdirSync(join(installed!, 'dist')).filter((file) => /\.(mjs|cjs)$/.test(file))
       // An entry that only hands on names from shared chunks has no code, and no map, of its own.
-      const withCode = built.filter((file) => readFileSync(join(installed!, 'dist', file), 'utf8').includes('//# sourceMappingURL='))
+      const withCode = built.filter((file) =>
+        readFileSync(join(installed!, 'dist', file), 'utf8').includes('//# sourceMappingURL='),
+      )
       expect(withCode.length).toBeGreaterThan(0)
       for (const file of built.filter((name) => !withCode.includes(name))) {
-        const lines = readFileSync(join(installed!, 'dist', file), 'utf8').split('\n').filter((line) => line.trim() !== '')
+        const lines = readFileSync(join(installed!, 'dist', file), 'utf8')
+          .split('\n')
+          .filter((line) => line.trim() !== '')
         const handsOn = /^(import|export|exports\.|const require_|Object\.defineProperty\(exports)/
-        expect(lines.filter((line) => !handsOn.test(line)), `${name}/dist/${file}: code without a source map`).toEqual([])
+        expect(
+          lines.filter((line) => !handsOn.test(line)),
+          `${name}/dist/${file}: code without a source map`,
+        ).toEqual([])
       }
       for (const file of withCode) {
-        const map = JSON.parse(readFileSync(join(installed!, 'dist', `${file}.map`), 'utf8')) as { sources: string[]; sourcesContent?: (string | null)[] }
+        const map = JSON.parse(readFileSync(join(installed!, 'dist', `${file}.map`), 'utf8')) as {
+          sources: string[]
+          sourcesContent?: (string | null)[]
+        }
         expect(map.sourcesContent?.length, `${name}/dist/${file}.map`).toBe(map.sources.length)
         expect(map.sourcesContent!.every((content) => typeof content === 'string' && content.length > 0)).toBe(true)
       }
@@ -388,17 +478,27 @@ describe('a new user', () => {
   describe.each(['npm', 'pnpm'] as const)('with %s, in an ESM TypeScript (strict) app', (manager) => {
     it('installs by the READMEs, with no unused native addon and one copy of each client library', async () => {
       const dir = await app(`${manager}-esm`)
-      for (const name of ['@saiku/core', 'ioredis', 'pg', 'express', 'koa']) expect(installedCopies(dir, name), name).toHaveLength(1)
+      for (const name of ['@saiku/core', 'ioredis', 'pg', 'express', 'koa'])
+        expect(installedCopies(dir, name), name).toHaveLength(1)
       const addons = nativeAddons(dir).map((path) => path.slice(dir.length))
       if (manager === 'npm') expect(addons, 'no @saiku/sqlite here, so no native addon').toEqual([])
-      else expect(addons.every((path) => path.includes('better-sqlite3')), addons.join('\n')).toBe(true)
-      const ioredis = JSON.parse(readFileSync(join(installedCopies(dir, 'ioredis')[0]!, 'package.json'), 'utf8')) as { version: string }
+      else
+        expect(
+          addons.every((path) => path.includes('better-sqlite3')),
+          addons.join('\n'),
+        ).toBe(true)
+      const ioredis = JSON.parse(readFileSync(join(installedCopies(dir, 'ioredis')[0]!, 'package.json'), 'utf8')) as {
+        version: string
+      }
       expect(ioredis.version, 'the README line brings the current ioredis').toMatch(/^6\./)
     }, 300_000)
 
     it('type-checks and runs the README snippets', async () => {
       const dir = await app(`${manager}-esm`)
-      const names: PackageName[] = manager === 'pnpm' ? ['core', 'express', 'koa', 'sqlite', 'postgres', 'redis'] : ['core', 'express', 'koa', 'postgres', 'redis']
+      const names: PackageName[] =
+        manager === 'pnpm'
+          ? ['core', 'express', 'koa', 'sqlite', 'postgres', 'redis']
+          : ['core', 'express', 'koa', 'postgres', 'redis']
       const runSnippet = await typecheckSnippets(dir, names)
       expect(await runSnippet('core.js')).toContain("tenantSlug: 'acme'")
       expect(JSON.parse(await runSnippet('adapters.js'))).toEqual({ express: [200, 200, 401], koa: [200, 200, 401] })
@@ -406,10 +506,15 @@ describe('a new user', () => {
         expect(await runSnippet('sqlite.js')).toContain("tenantSlug: 'acme'")
         expect(existsSync(join(dir, 'saiku.db'))).toBe(true)
       }
-      if (postgresUrl === undefined) console.warn('DATABASE_URL is not set: the PostgreSQL snippet was type-checked, not run')
+      if (postgresUrl === undefined)
+        console.warn('DATABASE_URL is not set: the PostgreSQL snippet was type-checked, not run')
       else await runPostgresSnippet(runSnippet)
-      if (redisUrl === undefined) console.warn('REDIS_URL is not set: the Redis snippet (ioredis 6) was type-checked, not run')
-      else expect(await runSnippet('redis.js', { REDIS_URL: redisUrl })).toMatch(/ratelimit: '"minute";r=\d+;t=\d+, "hour";r=\d+;t=\d+'/)
+      if (redisUrl === undefined)
+        console.warn('REDIS_URL is not set: the Redis snippet (ioredis 6) was type-checked, not run')
+      else
+        expect(await runSnippet('redis.js', { REDIS_URL: redisUrl })).toMatch(
+          /ratelimit: '"minute";r=\d+;t=\d+, "hour";r=\d+;t=\d+'/,
+        )
     }, 300_000)
 
     it('loads nothing on import that the user did not ask for', async () => {
@@ -426,7 +531,11 @@ describe('a new user', () => {
       else {
         // `pnpm add @saiku/redis ioredis` once failed here with ERR_PNPM_IGNORED_BUILDS (an unused better-sqlite3).
         expect(installedCopies(dir, 'ioredis')).toHaveLength(1)
-        const { stdout } = await run(process.execPath, ['-e', "console.log(typeof require('@saiku/redis').createRedisLimiter)"], dir)
+        const { stdout } = await run(
+          process.execPath,
+          ['-e', "console.log(typeof require('@saiku/redis').createRedisLimiter)"],
+          dir,
+        )
         expect(stdout.trim()).toBe('function')
       }
     }, 300_000)
@@ -439,69 +548,83 @@ describe('a new user', () => {
       (error: Error) => error.message,
     )
     expect(added).toContain('ERR_PNPM_IGNORED_BUILDS')
-    const probe = "try { new (require('@saiku/sqlite').SqliteKeyStore)(':memory:') } catch (error) { console.log(error.message) }"
+    const probe =
+      "try { new (require('@saiku/sqlite').SqliteKeyStore)(':memory:') } catch (error) { console.log(error.message) }"
     const { stdout } = await run(process.execPath, ['-e', probe], dir)
     expect(stdout).toContain("better-sqlite3's native binding is missing")
     expect(stdout).toContain('pnpm approve-builds')
   }, 300_000)
 
-  describe.each(['express-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])('the example %s, copied out of the repository', (example) => {
-    let child: ChildProcess | undefined
-    afterAll(async () => {
-      if (child?.exitCode === null) {
-        process.kill(-child.pid!, 'SIGTERM')
-        await new Promise((resolve) => child!.once('exit', resolve))
-      }
-    })
-
-    it('imports nothing from outside its folder and type-checks with its own tsconfig', async () => {
-      const dir = await app(`example ${example}`)
-      const sources: string[] = []
-      const walk = (relative: string): void => {
-        for (const entry of readdirSync(join(root, 'examples', example, relative), { withFileTypes: true })) {
-          const path = relative === '' ? entry.name : `${relative}/${entry.name}`
-          if (entry.isDirectory() && entry.name !== 'node_modules') walk(path)
-          else if (entry.isFile() && /\.(ts|mjs)$/.test(entry.name)) sources.push(path)
+  describe.each(['express-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])(
+    'the example %s, copied out of the repository',
+    (example) => {
+      let child: ChildProcess | undefined
+      afterAll(async () => {
+        if (child?.exitCode === null) {
+          process.kill(-child.pid!, 'SIGTERM')
+          await new Promise((resolve) => child!.once('exit', resolve))
         }
-      }
-      walk('')
-      for (const file of sources) {
-        const text = readFileSync(join(root, 'examples', example, file), 'utf8')
-        const depth = file.split('/').length - 1
-        for (const [, specifier] of text.matchAll(/from '(\.[^']*)'/g)) {
-          expect(specifier!.split('/').filter((part) => part === '..').length, `${file} imports ${specifier}`).toBeLessThanOrEqual(depth)
-        }
-        // What the copied app runs knows nothing of the monorepo (the reference server's end-to-end tests drive its `pnpm start`).
-        if (!file.startsWith('test/')) expect(text, file).not.toContain('@saiku/source')
-      }
-      await run(tsc, ['-p', 'tsconfig.json'], dir)
-    }, 300_000)
+      })
 
-    it('starts with its start script and answers', async () => {
-      const dir = await app(`example ${example}`)
-      const manager = existsSync(join(dir, 'pnpm-workspace.yaml')) ? 'pnpm' : 'npm'
-      child = spawn(manager, ['start'], { cwd: dir, env: userEnv({ PORT: '0' }), stdio: ['ignore', 'pipe', 'pipe'], detached: true })
-      let output = ''
-      const match = await new Promise<RegExpMatchArray>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${example} did not start:\n${output}`)), 60_000)
-        const onData = (chunk: Buffer) => {
-          output += chunk.toString()
-          const found = /curl (http:\/\/127\.0\.0\.1:\d+)\/me\/tenant -H "Authorization: Bearer (sk_live_\w+)"/.exec(output)
-          if (found !== null) {
-            clearTimeout(timer)
-            resolve(found)
+      it('imports nothing from outside its folder and type-checks with its own tsconfig', async () => {
+        const dir = await app(`example ${example}`)
+        const sources: string[] = []
+        const walk = (relative: string): void => {
+          for (const entry of readdirSync(join(root, 'examples', example, relative), { withFileTypes: true })) {
+            const path = relative === '' ? entry.name : `${relative}/${entry.name}`
+            if (entry.isDirectory() && entry.name !== 'node_modules') walk(path)
+            else if (entry.isFile() && /\.(ts|mjs)$/.test(entry.name)) sources.push(path)
           }
         }
-        child!.stdout!.on('data', onData)
-        child!.stderr!.on('data', onData)
-        child!.once('exit', (code) => reject(new Error(`${example} exited with ${code}:\n${output}`)))
-      })
-      const res = await fetch(`${match[1]}/me/tenant`, { headers: { authorization: `Bearer ${match[2]}` } })
-      expect(res.status).toBe(200)
-      expect(await res.json()).toMatchObject({ tenantSlug: 'acme', tier: 'starter' })
-      const refused = await fetch(`${match[1]}/me/tenant`, { headers: { authorization: 'Bearer sk_live_nope' } })
-      expect(refused.status).toBe(401)
-      expect(await refused.json()).toEqual({ error: 'unauthorized', message: 'API key missing or invalid.' })
-    }, 300_000)
-  })
+        walk('')
+        for (const file of sources) {
+          const text = readFileSync(join(root, 'examples', example, file), 'utf8')
+          const depth = file.split('/').length - 1
+          for (const [, specifier] of text.matchAll(/from '(\.[^']*)'/g)) {
+            expect(
+              specifier!.split('/').filter((part) => part === '..').length,
+              `${file} imports ${specifier}`,
+            ).toBeLessThanOrEqual(depth)
+          }
+          // What the copied app runs knows nothing of the monorepo (the reference server's end-to-end tests drive its `pnpm start`).
+          if (!file.startsWith('test/')) expect(text, file).not.toContain('@saiku/source')
+        }
+        await run(tsc, ['-p', 'tsconfig.json'], dir)
+      }, 300_000)
+
+      it('starts with its start script and answers', async () => {
+        const dir = await app(`example ${example}`)
+        const manager = existsSync(join(dir, 'pnpm-workspace.yaml')) ? 'pnpm' : 'npm'
+        child = spawn(manager, ['start'], {
+          cwd: dir,
+          env: userEnv({ PORT: '0' }),
+          stdio: ['ignore', 'pipe', 'pipe'],
+          detached: true,
+        })
+        let output = ''
+        const match = await new Promise<RegExpMatchArray>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`${example} did not start:\n${output}`)), 60_000)
+          const onData = (chunk: Buffer) => {
+            output += chunk.toString()
+            const found = /curl (http:\/\/127\.0\.0\.1:\d+)\/me\/tenant -H "Authorization: Bearer (sk_live_\w+)"/.exec(
+              output,
+            )
+            if (found !== null) {
+              clearTimeout(timer)
+              resolve(found)
+            }
+          }
+          child!.stdout!.on('data', onData)
+          child!.stderr!.on('data', onData)
+          child!.once('exit', (code) => reject(new Error(`${example} exited with ${code}:\n${output}`)))
+        })
+        const res = await fetch(`${match[1]}/me/tenant`, { headers: { authorization: `Bearer ${match[2]}` } })
+        expect(res.status).toBe(200)
+        expect(await res.json()).toMatchObject({ tenantSlug: 'acme', tier: 'starter' })
+        const refused = await fetch(`${match[1]}/me/tenant`, { headers: { authorization: 'Bearer sk_live_nope' } })
+        expect(refused.status).toBe(401)
+        expect(await refused.json()).toEqual({ error: 'unauthorized', message: 'API key missing or invalid.' })
+      }, 300_000)
+    },
+  )
 })

@@ -25,12 +25,14 @@ function recording(handler: RequestListener): RequestListener {
     }
     const write = res.write.bind(res) as (...args: unknown[]) => boolean
     res.write = ((chunk: unknown, ...rest: unknown[]) => {
-      if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') bodies.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8'))
+      if (chunk !== undefined && chunk !== null && typeof chunk !== 'function')
+        bodies.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8'))
       return write(chunk, ...rest)
     }) as typeof res.write
     const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse
     res.end = ((chunk?: unknown, ...rest: unknown[]) => {
-      if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') bodies.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8'))
+      if (chunk !== undefined && chunk !== null && typeof chunk !== 'function')
+        bodies.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8'))
       return end(chunk, ...rest)
     }) as typeof res.end
     handler(req, res)

@@ -5,10 +5,15 @@ import { describe, expect, it } from 'vitest'
 // The README's Options table and the DEFAULTS literal must say the same thing.
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 const section = readme.slice(readme.indexOf('## Options'), readme.indexOf('## Errors'))
-const rows = [...section.matchAll(/^\| `([\w.]+)` \| ([^|]+) \|/gm)].map((m) => ({ option: m[1]!, shown: m[2]!.trim() }))
+const rows = [...section.matchAll(/^\| `([\w.]+)` \| ([^|]+) \|/gm)].map((m) => ({
+  option: m[1]!,
+  shown: m[2]!.trim(),
+}))
 
 function defaultAt(path: string): unknown {
-  return path.split('.').reduce<unknown>((value, key) => (value as Record<string, unknown> | undefined)?.[key], DEFAULTS)
+  return path
+    .split('.')
+    .reduce<unknown>((value, key) => (value as Record<string, unknown> | undefined)?.[key], DEFAULTS)
 }
 
 /** A default cell's value when it is a literal (`'draft-11'`, `1000`, `false`, `['live', 'test']`); undefined for prose. */
@@ -24,7 +29,9 @@ function literal(shown: string): unknown {
 
 function leafPaths(value: object, prefix = ''): string[] {
   return Object.entries(value).flatMap(([key, inner]) =>
-    typeof inner === 'object' && inner !== null && !Array.isArray(inner) ? leafPaths(inner as object, `${prefix}${key}.`) : [`${prefix}${key}`],
+    typeof inner === 'object' && inner !== null && !Array.isArray(inner)
+      ? leafPaths(inner as object, `${prefix}${key}.`)
+      : [`${prefix}${key}`],
   )
 }
 

@@ -22,9 +22,13 @@ const usage = {
 
 function script(kind: 'cjs' | 'esm'): string {
   const load = packages
-    .map((name) => (kind === 'cjs' ? `const ${name} = require('@saiku/${name}');` : `import * as ${name} from '@saiku/${name}';`))
+    .map((name) =>
+      kind === 'cjs' ? `const ${name} = require('@saiku/${name}');` : `import * as ${name} from '@saiku/${name}';`,
+    )
     .join('\n')
-  return `${load}\n${Object.values(usage).map((code) => `{ ${code} }`).join('\n')}\nconsole.log('ok')`
+  return `${load}\n${Object.values(usage)
+    .map((code) => `{ ${code} }`)
+    .join('\n')}\nconsole.log('ok')`
 }
 
 describe('published packages', () => {
@@ -37,17 +41,29 @@ describe('published packages', () => {
   })
 
   it.each(['cjs', 'esm'] as const)('load with plain %s, without any build tool', async (kind) => {
-    const { stdout } = await run(process.execPath, [`--input-type=${kind === 'cjs' ? 'commonjs' : 'module'}`, '-e', script(kind)], { cwd: root })
+    const { stdout } = await run(
+      process.execPath,
+      [`--input-type=${kind === 'cjs' ? 'commonjs' : 'module'}`, '-e', script(kind)],
+      { cwd: root },
+    )
     expect(stdout.trim()).toBe('ok')
   })
 
-  it.each(packages)('@saiku/%s has types that resolve for require and import (attw, publint)', async (name) => {
-    const cwd = `${root}/packages/${name}`
-    const attw = await run(`${root}/node_modules/.bin/attw`, ['--pack', '.', '--profile', 'node16', '--format', 'json'], { cwd })
-    const report = JSON.parse(attw.stdout) as { analysis: { problems: { resolutionKind?: string }[] } }
-    // node10 resolution cannot see subpath exports; every Node ≥ 20 resolver can.
-    expect(report.analysis.problems.filter((problem) => problem.resolutionKind !== 'node10')).toEqual([])
-    const publint = await run(`${root}/node_modules/.bin/publint`, ['--strict'], { cwd })
-    expect(publint.stdout).not.toMatch(/error|warning|suggestion/i)
-  }, 60_000)
+  it.each(packages)(
+    '@saiku/%s has types that resolve for require and import (attw, publint)',
+    async (name) => {
+      const cwd = `${root}/packages/${name}`
+      const attw = await run(
+        `${root}/node_modules/.bin/attw`,
+        ['--pack', '.', '--profile', 'node16', '--format', 'json'],
+        { cwd },
+      )
+      const report = JSON.parse(attw.stdout) as { analysis: { problems: { resolutionKind?: string }[] } }
+      // node10 resolution cannot see subpath exports; every Node ≥ 20 resolver can.
+      expect(report.analysis.problems.filter((problem) => problem.resolutionKind !== 'node10')).toEqual([])
+      const publint = await run(`${root}/node_modules/.bin/publint`, ['--strict'], { cwd })
+      expect(publint.stdout).not.toMatch(/error|warning|suggestion/i)
+    },
+    60_000,
+  )
 })

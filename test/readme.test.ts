@@ -55,12 +55,15 @@ describe('README snippets', () => {
     }
   })
 
-  it.each(['express-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])('examples/%s/README.md says how to copy it', (example) => {
-    const copy = read(`examples/${example}/README.md`).split('## Copy it\n')[1] ?? ''
-    expect(copy).toContain(`npx degit saiku/saiku-auth/examples/${example} my-app`)
-    expect(copy).toContain('"workspace:^"')
-    expect(copy).toContain('npm start')
-  })
+  it.each(['express-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])(
+    'examples/%s/README.md says how to copy it',
+    (example) => {
+      const copy = read(`examples/${example}/README.md`).split('## Copy it\n')[1] ?? ''
+      expect(copy).toContain(`npx degit saiku/saiku-auth/examples/${example} my-app`)
+      expect(copy).toContain('"workspace:^"')
+      expect(copy).toContain('npm start')
+    },
+  )
 
   it('gives the test command that CI runs', () => {
     expect(read('README.md')).toContain('```sh\npnpm test\n```')

@@ -22,7 +22,12 @@ export function describeClientAddresses(harness: AdapterHarness): void {
       for (let i = 0; i < 5; i++) expect((await from(app, mintApiKey().key)).status).toBe(401)
       const findKey = vi.spyOn(c.store, 'findKey')
       const blocked = await from(app, mintApiKey().key)
-      expectJsonError(blocked, 429, 'rate_limited', 'Too many failed authentication attempts from this address. Retry in 60 s.')
+      expectJsonError(
+        blocked,
+        429,
+        'rate_limited',
+        'Too many failed authentication attempts from this address. Retry in 60 s.',
+      )
       expect(blocked.headers['retry-after']).toBe('60')
       expect(blocked.headers['ratelimit']).toBeUndefined()
       expectJsonError(await get(app, '/me/tenant', 'garbage'), 429, 'rate_limited')

@@ -5,7 +5,8 @@ import { installFakeClock, type FakeClock } from '@saiku/core/testing'
 import type { AdapterHarness, AppFixtures, AppSettings, ConformanceApp, Project } from './harness.js'
 
 export const T0 = Date.parse('2030-01-01T00:00:00.000Z')
-export const SPEC_402 = 'This feature requires an active subscription or trial. Visit /billing to start your 14-day trial.'
+export const SPEC_402 =
+  'This feature requires an active subscription or trial. Visit /billing to start your 14-day trial.'
 export const UNAUTHORIZED_BODY = { error: 'unauthorized', message: 'API key missing or invalid.' }
 export const BARE_CHALLENGE = 'Bearer realm="saiku"'
 export const INVALID_TOKEN_CHALLENGE =
@@ -89,7 +90,12 @@ export function useConformance(harness: AdapterHarness): Conformance {
       return clock
     },
     start(options = {}, settings = {}) {
-      const app = harness.createApp(store, { ...options, tiers: { tiny: { perMinute: 3, perHour: 5 }, ...options.tiers } }, fixtures, settings)
+      const app = harness.createApp(
+        store,
+        { ...options, tiers: { tiny: { perMinute: 3, perHour: 5 }, ...options.tiers } },
+        fixtures,
+        settings,
+      )
       apps.push(app)
       return app
     },

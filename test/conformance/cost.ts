@@ -10,7 +10,10 @@ export function describeCost(harness: AdapterHarness): void {
 
     it('asks the cost function once per request with the method, the mounted path and the tenant', async () => {
       const seen: unknown[] = []
-      const app = start({ cost: ({ method, path, tenant: who }) => (seen.push({ method, path, slug: who.tenantSlug }), 1) }, { mountAt: '/api' })
+      const app = start(
+        { cost: ({ method, path, tenant: who }) => (seen.push({ method, path, slug: who.tenantSlug }), 1) },
+        { mountAt: '/api' },
+      )
       const { key } = await mint(app, acme)
       expect((await get(app, '/api/me/tenant?verbose=1', key)).status).toBe(200)
       expect(seen).toEqual([{ method: 'GET', path: '/me/tenant', slug: 'acme' }])

@@ -6,7 +6,15 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose'
 import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { mintApiKey } from '@saiku/core'
 import { rawGet } from '@saiku/test-support/http'
-import { acme, BARE_CHALLENGE, expectJsonError, INVALID_TOKEN_CHALLENGE, T0, UNAUTHORIZED_BODY, useConformance } from './context.js'
+import {
+  acme,
+  BARE_CHALLENGE,
+  expectJsonError,
+  INVALID_TOKEN_CHALLENGE,
+  T0,
+  UNAUTHORIZED_BODY,
+  useConformance,
+} from './context.js'
 import type { AdapterHarness } from './harness.js'
 
 export function describeCredentials(harness: AdapterHarness): void {
@@ -28,7 +36,10 @@ export function describeCredentials(harness: AdapterHarness): void {
       const app = start()
       const revoked = await mint(app, acme)
       await app.authenticator.keys.revoke(acme.tenantId, revoked.keyId)
-      const expiring = await app.authenticator.keys.create(acme.tenantId, { label: 'short', expiresAt: new Date(T0 + 60_000) })
+      const expiring = await app.authenticator.keys.create(acme.tenantId, {
+        label: 'short',
+        expiresAt: new Date(T0 + 60_000),
+      })
       expect((await get(app, '/me/tenant', expiring.key)).status).toBe(200)
       c.clock.set(T0 + 60_000)
 
@@ -47,7 +58,12 @@ export function describeCredentials(harness: AdapterHarness): void {
       const app = start()
       const { key } = await mint(app, acme)
       // Two header lines, exactly as sent: Node would keep only the first in req.headers.
-      const res = await rawGet(app.handler, '/me/tenant', ['Authorization', `Bearer ${key}`, 'Authorization', `Bearer ${mintApiKey().key}`])
+      const res = await rawGet(app.handler, '/me/tenant', [
+        'Authorization',
+        `Bearer ${key}`,
+        'Authorization',
+        `Bearer ${mintApiKey().key}`,
+      ])
       expect(res.status).toBe(400)
       expect(JSON.parse(res.body)).toEqual({
         error: 'invalid_request',
@@ -73,7 +89,9 @@ export function describeCredentials(harness: AdapterHarness): void {
         const pair = await generateKeyPair('ES256', { extractable: true })
         signer = { privateKey: pair.privateKey, jwk: { ...(await exportJWK(pair.publicKey)), kid: 'k1' } }
       })
-      const jwtOptions = () => ({ jwt: { key: signer.jwk, issuer: 'https://id.test', audience: 'saiku', algorithms: ['ES256' as const] } })
+      const jwtOptions = () => ({
+        jwt: { key: signer.jwk, issuer: 'https://id.test', audience: 'saiku', algorithms: ['ES256' as const] },
+      })
       const token = (claims: Record<string, unknown>, expiresAt: number) =>
         new SignJWT({ tenant_id: acme.tenantId, scope: 'keys:read', ...claims })
           .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
@@ -89,10 +107,19 @@ export function describeCredentials(harness: AdapterHarness): void {
         expect((await get(app, '/me/tenant', key)).status).toBe(200)
         const res = await get(app, '/me/tenant', await token({}, T0 + 300_000))
         expect(res.status).toBe(200)
-        expect(res.body).toEqual({ tenantId: acme.tenantId, tenantSlug: 'acme', tier: 'starter', connectionName: 'acme-warehouse' })
+        expect(res.body).toEqual({
+          tenantId: acme.tenantId,
+          tenantSlug: 'acme',
+          tier: 'starter',
+          connectionName: 'acme-warehouse',
+        })
         expect(res.headers['ratelimit']).toBe('"minute";r=58;t=60, "hour";r=998;t=3600')
         expect((await get(app, '/me/api-keys', await token({}, T0 + 300_000))).status).toBe(200)
-        expectJsonError(await get(app, '/me/api-keys', await token({ scope: 'billing:read' }, T0 + 300_000)), 403, 'forbidden')
+        expectJsonError(
+          await get(app, '/me/api-keys', await token({ scope: 'billing:read' }, T0 + 300_000)),
+          403,
+          'forbidden',
+        )
       })
     })
   })

@@ -71,7 +71,9 @@ export function describeErrors(harness: AdapterHarness): void {
       const res = await request(app.handler).delete(`/me/api-keys/${keyId}`).set('Authorization', `Bearer ${key}`)
       expectJsonError(res, 503, 'service_unavailable')
       vi.spyOn(c.store, 'createKey').mockRejectedValue(new Error('ECONNREFUSED'))
-      await expect(app.authenticator.keys.create(acme.tenantId, { label: 'during-outage' })).rejects.toMatchObject({ name: 'SaikuStoreError' })
+      await expect(app.authenticator.keys.create(acme.tenantId, { label: 'during-outage' })).rejects.toMatchObject({
+        name: 'SaikuStoreError',
+      })
     })
   })
 }

@@ -22,7 +22,11 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
         res.json(req.saiku!.tenant)
       })
       routes.get('/me/whoami', (req, res) => {
-        res.json({ tenantId: req.saiku?.tenant.tenantId ?? null, overLimit: req.saiku?.rateLimit?.admitted === false, unverified: req.saikuUnverified ?? null })
+        res.json({
+          tenantId: req.saiku?.tenant.tenantId ?? null,
+          overLimit: req.saiku?.rateLimit?.admitted === false,
+          unverified: req.saikuUnverified ?? null,
+        })
       })
       routes.get('/me/billing', (req, res) => {
         res.json({ status: req.saiku!.subscription.status })
@@ -31,10 +35,13 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
         auth.authenticator.keys.list(req.saiku!.tenant.tenantId).then((keys) => res.json({ keys }), next)
       })
       routes.delete('/me/api-keys/:keyId', requirePermission('keys:write', { realm }), (req, res, next) => {
-        auth.authenticator.keys.revoke(req.saiku!.tenant.tenantId, String(req.params.keyId)).then((revoked) => {
-          if (!revoked) throw new SaikuHttpError('not_found')
-          res.status(204).end()
-        }).catch(next)
+        auth.authenticator.keys
+          .revoke(req.saiku!.tenant.tenantId, String(req.params.keyId))
+          .then((revoked) => {
+            if (!revoked) throw new SaikuHttpError('not_found')
+            res.status(204).end()
+          })
+          .catch(next)
       })
       routes.get('/me/projects/:id', (req, res) => {
         res.json(ownedByTenant(req.saiku!, fixtures.projects.get(String(req.params.id))))

@@ -26,7 +26,11 @@ function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
       })
       router.get('/me/whoami', (ctx) => {
         const { saiku, saikuUnverified } = ctx.state
-        ctx.body = { tenantId: saiku?.tenant.tenantId ?? null, overLimit: saiku?.rateLimit?.admitted === false, unverified: saikuUnverified ?? null }
+        ctx.body = {
+          tenantId: saiku?.tenant.tenantId ?? null,
+          overLimit: saiku?.rateLimit?.admitted === false,
+          unverified: saikuUnverified ?? null,
+        }
       })
       router.get('/me/billing', (ctx) => {
         ctx.body = { status: ctx.state.saiku!.subscription.status }

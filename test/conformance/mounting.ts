@@ -22,18 +22,29 @@ export function describeMounting(harness: AdapterHarness): void {
     })
 
     it('counts a request once per limiter when two instances share it (memory, Redis)', async () => {
-      const backends: [string, NonNullable<SaikuOptions['limiter']>][] = [['memory', { backend: createMemoryLimiter() }]]
-      const redis = redisUrl === undefined ? undefined : new Redis(redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: 1 })
+      const backends: [string, NonNullable<SaikuOptions['limiter']>][] = [
+        ['memory', { backend: createMemoryLimiter() }],
+      ]
+      const redis =
+        redisUrl === undefined ? undefined : new Redis(redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: 1 })
       // The backend fails at once while its client is not ready: connect first.
       await redis?.ping()
-      if (redis !== undefined) backends.push(['redis', { backend: createRedisLimiter({ client: redis, keyPrefix: `conformance-${randomUUID()}` }) }])
+      if (redis !== undefined)
+        backends.push([
+          'redis',
+          { backend: createRedisLimiter({ client: redis, keyPrefix: `conformance-${randomUUID()}` }) },
+        ])
       try {
         for (const [name, limiter] of backends) {
           const app = start({ limiter }, { secondInstance: true })
           const { key } = await mint(app, acme, [], name)
           const hits = c.fixtures.hits.tenant
-          expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toMatch(/^"minute";r=59;t=60, "hour";r=999;t=\d+$/)
-          expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toMatch(/^"minute";r=58;t=\d+, "hour";r=998;t=\d+$/)
+          expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toMatch(
+            /^"minute";r=59;t=60, "hour";r=999;t=\d+$/,
+          )
+          expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toMatch(
+            /^"minute";r=58;t=\d+, "hour";r=998;t=\d+$/,
+          )
           expect(c.fixtures.hits.tenant - hits).toBe(2)
         }
       } finally {

@@ -52,7 +52,9 @@ export function describeRateLimits(harness: AdapterHarness): void {
       expect((await get(app, '/me/tenant', old.key)).status).toBe(200)
       expect((await get(app, '/me/tenant', fresh.key)).status).toBe(200)
 
-      const revoke = await request(app.handler).delete(`/me/api-keys/${old.keyId}`).set('Authorization', `Bearer ${fresh.key}`)
+      const revoke = await request(app.handler)
+        .delete(`/me/api-keys/${old.keyId}`)
+        .set('Authorization', `Bearer ${fresh.key}`)
       expect(revoke.status).toBe(204)
       expectJsonError(await get(app, '/me/tenant', old.key), 401, 'unauthorized')
       const after = await get(app, '/me/tenant', fresh.key)

@@ -48,27 +48,44 @@ export function describeRealmConformance(harness: AdapterHarness): void {
       const app = start({ realm: REALM })
       const { key } = await app.authenticator.keys.create(acme.tenantId, { label: 'agent' })
       const res = await get(app, '/me/reauthenticate', key)
-      expect([res.status, res.body, res.headers['www-authenticate']]).toEqual([401, UNAUTHORIZED, `Bearer realm="${REALM}"`])
+      expect([res.status, res.body, res.headers['www-authenticate']]).toEqual([
+        401,
+        UNAUTHORIZED,
+        `Bearer realm="${REALM}"`,
+      ])
     })
 
     it('challenges the configured realm on the 401 of requirePermission for a request report-only authentication admitted without a principal', async () => {
       const app = start({ realm: REALM, reportOnly: { authentication: true } })
       const res = await get(app, '/me/api-keys')
-      expect([res.status, res.body, res.headers['www-authenticate']]).toEqual([401, UNAUTHORIZED, `Bearer realm="${REALM}"`])
+      expect([res.status, res.body, res.headers['www-authenticate']]).toEqual([
+        401,
+        UNAUTHORIZED,
+        `Bearer realm="${REALM}"`,
+      ])
     })
 
     it('challenges the configured realm on a 401 a handler threw for a request without a principal', async () => {
       const app = start({ realm: REALM, reportOnly: { authentication: true } })
       const res = await get(app, '/me/reauthenticate', 'sk_live_not-a-key')
-      expect([res.status, res.body, res.headers['www-authenticate']]).toEqual([401, UNAUTHORIZED, `Bearer realm="${REALM}"`])
+      expect([res.status, res.body, res.headers['www-authenticate']]).toEqual([
+        401,
+        UNAUTHORIZED,
+        `Bearer realm="${REALM}"`,
+      ])
     })
 
     it("challenges the principal's realm on the 403 of requirePermission", async () => {
       const app = start({ realm: REALM })
-      const { key } = await app.authenticator.keys.create(acme.tenantId, { label: 'agent', permissions: ['billing:write'] })
+      const { key } = await app.authenticator.keys.create(acme.tenantId, {
+        label: 'agent',
+        permissions: ['billing:write'],
+      })
       const res = await get(app, '/me/api-keys', key)
       expect(res.status).toBe(403)
-      expect(res.headers['www-authenticate']).toMatch(new RegExp(`^Bearer realm="${REALM}", error="insufficient_scope".*, scope="keys:read"$`))
+      expect(res.headers['www-authenticate']).toMatch(
+        new RegExp(`^Bearer realm="${REALM}", error="insufficient_scope".*, scope="keys:read"$`),
+      )
     })
 
     it('still challenges realm="saiku" when no realm is configured', async () => {

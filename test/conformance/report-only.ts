@@ -25,7 +25,12 @@ export function describeReportOnly(harness: AdapterHarness): void {
       const send = async (authorization?: string) => {
         const req = request(app.handler).get('/me/whoami')
         const res = await (authorization === undefined ? req : req.set('Authorization', authorization))
-        seen.push({ status: res.status, body: res.body, rateLimit: res.headers['ratelimit'], retryAfter: res.headers['retry-after'] })
+        seen.push({
+          status: res.status,
+          body: res.body,
+          rateLimit: res.headers['ratelimit'],
+          retryAfter: res.headers['retry-after'],
+        })
       }
       for (let i = 0; i < 5; i++) await send(`Bearer ${keys.tiny}`)
       c.clock.set(T0 + 61_000)
@@ -42,19 +47,26 @@ export function describeReportOnly(harness: AdapterHarness): void {
       const enforcingEvents: DecisionEvent[] = []
       const reportedEvents: DecisionEvent[] = []
       const enforcing = start({ onDecision: (event) => enforcingEvents.push(event) })
-      const reporting = start({ reportOnly: { limits: true, authentication: true }, onDecision: (event) => reportedEvents.push(event) })
+      const reporting = start({
+        reportOnly: { limits: true, authentication: true },
+        onDecision: (event) => reportedEvents.push(event),
+      })
       const keys = { tiny: (await mint(enforcing, tiny)).key, enterprise: (await mint(enforcing, enterprise)).key }
 
       const enforced = await replay(enforcing, keys)
       const reported = await replay(reporting, keys)
 
-      expect(enforced.map((seen) => seen.status)).toEqual([200, 200, 200, 429, 429, 200, 200, 429, 200, 200, 401, 401, 401, 400])
+      expect(enforced.map((seen) => seen.status)).toEqual([
+        200, 200, 200, 429, 429, 200, 200, 429, 200, 200, 401, 401, 401, 400,
+      ])
       expect(reported.map((seen) => seen.status)).toEqual(reported.map(() => 200))
       // The same decisions, told as what would have happened; only refusals that were not applied say so.
       const strip = ({ enforced: _, ...event }: DecisionEvent) => event
       expect(reportedEvents.map(strip)).toEqual(enforcingEvents.map(strip))
       expect(enforcingEvents.every((event) => event.enforced)).toBe(true)
-      expect(reportedEvents.map((event) => event.enforced)).toEqual(enforcingEvents.map((event) => event.status === 200))
+      expect(reportedEvents.map((event) => event.enforced)).toEqual(
+        enforcingEvents.map((event) => event.status === 200),
+      )
       expect(reportedEvents.filter((event) => !event.enforced).map((event) => [event.status, event.reason])).toEqual([
         [429, 'rate_limited'],
         [429, 'rate_limited'],
@@ -68,14 +80,24 @@ export function describeReportOnly(harness: AdapterHarness): void {
       expect(reported.map((seen) => seen.rateLimit)).toEqual(enforced.map((seen) => seen.rateLimit))
       expect(reported.filter((seen) => seen.rateLimit !== undefined)).toHaveLength(10)
       expect(reported.every((seen) => seen.retryAfter === undefined)).toBe(true)
-      expect(await reporting.authenticator.usage(tiny.tenantId)).toEqual(await enforcing.authenticator.usage(tiny.tenantId))
+      expect(await reporting.authenticator.usage(tiny.tenantId)).toEqual(
+        await enforcing.authenticator.usage(tiny.tenantId),
+      )
       expect((await reporting.authenticator.usage(tiny.tenantId))?.hour).toMatchObject({ used: 5, remaining: 0 })
 
       // The app tells each kind apart: a principal over its limit, and a request without one.
       expect(reported[3]!.body).toEqual({ tenantId: tiny.tenantId, overLimit: true, unverified: null })
       expect(reported[0]!.body).toEqual({ tenantId: tiny.tenantId, overLimit: false, unverified: null })
-      expect(reported[10]!.body).toEqual({ tenantId: null, overLimit: false, unverified: { status: 401, code: 'unauthorized', reason: 'missing_credentials' } })
-      expect(reported[13]!.body).toEqual({ tenantId: null, overLimit: false, unverified: { status: 400, code: 'invalid_request', reason: 'ambiguous_credentials' } })
+      expect(reported[10]!.body).toEqual({
+        tenantId: null,
+        overLimit: false,
+        unverified: { status: 401, code: 'unauthorized', reason: 'missing_credentials' },
+      })
+      expect(reported[13]!.body).toEqual({
+        tenantId: null,
+        overLimit: false,
+        unverified: { status: 400, code: 'invalid_request', reason: 'ambiguous_credentials' },
+      })
     })
 
     it('applies to the tiers and tenants chosen only, and a route that needs a principal still refuses an unverified request', async () => {
@@ -100,9 +122,15 @@ export function describeReportOnly(harness: AdapterHarness): void {
       const enterpriseKey = (await mint(app, enterprise)).key
       for (let i = 0; i < 4; i++) {
         const res = await get(app, '/me/whoami', tinyKey)
-        expect([res.status, res.headers['ratelimit'], res.headers['ratelimit-policy']]).toEqual([200, undefined, undefined])
+        expect([res.status, res.headers['ratelimit'], res.headers['ratelimit-policy']]).toEqual([
+          200,
+          undefined,
+          undefined,
+        ])
       }
-      expect((await get(app, '/me/whoami', enterpriseKey)).headers['ratelimit']).toBe('"minute";r=4;t=60, "hour";r=99;t=3600')
+      expect((await get(app, '/me/whoami', enterpriseKey)).headers['ratelimit']).toBe(
+        '"minute";r=4;t=60, "hour";r=99;t=3600',
+      )
     })
   })
 }

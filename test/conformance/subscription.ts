@@ -31,10 +31,16 @@ export function describeSubscription(harness: AdapterHarness): void {
         expect(res.status, path).toBe(200)
         expect(res.body).toEqual({ status: 'none' })
       }
-      const absolute = await rawGet(app.handler, 'http://api.example.test/me/billing', ['Authorization', `Bearer ${key}`])
+      const absolute = await rawGet(app.handler, 'http://api.example.test/me/billing', [
+        'Authorization',
+        `Bearer ${key}`,
+      ])
       expect(absolute.status).toBe(200)
       expect(JSON.parse(absolute.body)).toEqual({ status: 'none' })
-      const absoluteTenant = await rawGet(app.handler, 'http://api.example.test/me/tenant', ['Authorization', `Bearer ${key}`])
+      const absoluteTenant = await rawGet(app.handler, 'http://api.example.test/me/tenant', [
+        'Authorization',
+        `Bearer ${key}`,
+      ])
       expect(absoluteTenant.status).toBe(402)
       expectJsonError(await get(app, '/ME/TENANT', key), 402, 'payment_required', SPEC_402)
       expect(c.fixtures.hits.tenant).toBe(0)

@@ -4,7 +4,14 @@ import { createAuthenticator, MemoryKeyStore } from '@saiku/core'
 import { dryRun, rollOut } from './report-only.js'
 import { usageLine } from './usage.js'
 
-const acme = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'enterprise', connectionName: 'w', subscription: { status: 'active' as const }, limits: { perMinute: 2, perHour: 10 } }
+const acme = {
+  tenantId: 't-acme',
+  tenantSlug: 'acme',
+  tier: 'enterprise',
+  connectionName: 'w',
+  subscription: { status: 'active' as const },
+  limits: { perMinute: 2, perHour: 10 },
+}
 const starter = { ...acme, tenantId: 't-starter', tenantSlug: 'starter', tier: 'starter', limits: null }
 
 describe('the README snippets, run', () => {
@@ -20,7 +27,8 @@ describe('the README snippets, run', () => {
     expect(lines).toEqual([{ msg: 'would refuse', status: 429, reason: 'rate_limited', tenantId: 't-starter' }])
     const { key: acmeKey } = await keys.create('t-acme', { label: 'a' })
     const statuses = []
-    for (let i = 0; i < 3; i++) statuses.push((await request(app).get('/me/tenant').set('Authorization', `Bearer ${acmeKey}`)).status)
+    for (let i = 0; i < 3; i++)
+      statuses.push((await request(app).get('/me/tenant').set('Authorization', `Bearer ${acmeKey}`)).status)
     expect(statuses).toEqual([200, 200, 429])
     expect((await request(app).get('/me/tenant')).status).toBe(401)
   })

@@ -21,7 +21,9 @@ async function startServer(): Promise<{ child: ChildProcess; url: string; key: s
     const timer = setTimeout(() => reject(new Error(`the example did not start:\n${output}`)), 30_000)
     const onData = (chunk: Buffer) => {
       output += chunk.toString()
-      const match = output.match(/Try: curl (http:\/\/127\.0\.0\.1:\d+)\/me\/tenant -H "Authorization: Bearer (sk_live_\w+)"/)
+      const match = output.match(
+        /Try: curl (http:\/\/127\.0\.0\.1:\d+)\/me\/tenant -H "Authorization: Bearer (sk_live_\w+)"/,
+      )
       if (match !== null) {
         clearTimeout(timer)
         resolve(match)

@@ -20,7 +20,15 @@ export const DEMO_TENANT_ID = '81e301f2-5d0c-4c4e-9a57-3f0e7f1d2c10'
 /** An in-process store holding one tenant on the starter tier, and a new key for it: the store keeps only its hash. */
 export async function demoStore(): Promise<{ store: MemoryKeyStore; key: string }> {
   const store = new MemoryKeyStore({
-    tenants: [{ tenantId: DEMO_TENANT_ID, tenantSlug: 'acme', tier: 'starter', connectionName: 'production-warehouse', subscription: { status: 'active' } }],
+    tenants: [
+      {
+        tenantId: DEMO_TENANT_ID,
+        tenantSlug: 'acme',
+        tier: 'starter',
+        connectionName: 'production-warehouse',
+        subscription: { status: 'active' },
+      },
+    ],
   })
   const { key } = await createKeyManager(store).create(DEMO_TENANT_ID, { label: 'demo' })
   return { store, key }

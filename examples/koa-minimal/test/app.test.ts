@@ -19,13 +19,21 @@ describe('example koa-minimal', () => {
     const res = await withKey('/me/tenant')
     expect(res.status).toBe(200)
     expect(res.headers['content-type']).toBe('application/json; charset=utf-8')
-    expect(res.body).toEqual({ tenantId: DEMO_TENANT_ID, tenantSlug: 'acme', tier: 'starter', connectionName: 'production-warehouse' })
+    expect(res.body).toEqual({
+      tenantId: DEMO_TENANT_ID,
+      tenantSlug: 'acme',
+      tier: 'starter',
+      connectionName: 'production-warehouse',
+    })
     expect(res.headers['ratelimit-policy']).toBe('"minute";q=60;w=60, "hour";q=1000;w=3600')
     expect(res.headers.ratelimit).toMatch(/^"minute";r=59;t=\d+, "hour";r=999;t=\d+$/)
   })
 
   it('answers 401 in JSON with a challenge, without a key or with a wrong one', async () => {
-    for (const res of [await request(app).get('/me/tenant'), await request(app).get('/me/tenant').set('Authorization', 'Bearer sk_live_nope')]) {
+    for (const res of [
+      await request(app).get('/me/tenant'),
+      await request(app).get('/me/tenant').set('Authorization', 'Bearer sk_live_nope'),
+    ]) {
       expect(res.status).toBe(401)
       expect(res.body).toEqual({ error: 'unauthorized', message: 'API key missing or invalid.' })
       expect(res.headers['www-authenticate']).toMatch(/^Bearer realm="saiku"/)
@@ -37,7 +45,10 @@ describe('example koa-minimal', () => {
     for (let i = 0; i < 60; i++) expect((await withKey('/me/tenant')).status).toBe(200)
     const res = await withKey('/me/tenant')
     expect(res.status).toBe(429)
-    expect(res.body).toEqual({ error: 'rate_limited', message: expect.stringMatching(/^Rate limit exceeded: 60 requests per minute\. Retry in \d+ s\.$/) })
+    expect(res.body).toEqual({
+      error: 'rate_limited',
+      message: expect.stringMatching(/^Rate limit exceeded: 60 requests per minute\. Retry in \d+ s\.$/),
+    })
     const retryAfter = Number(res.headers['retry-after'])
     expect(retryAfter).toBeGreaterThan(0)
     expect(retryAfter).toBeLessThanOrEqual(60)
@@ -45,7 +56,10 @@ describe('example koa-minimal', () => {
   })
 
   it('answers 404 in JSON for a route it does not have, and for another method on /me/tenant', async () => {
-    for (const res of [await withKey('/me/nowhere'), await request(app).post('/me/tenant').set('Authorization', `Bearer ${key}`)]) {
+    for (const res of [
+      await withKey('/me/nowhere'),
+      await request(app).post('/me/tenant').set('Authorization', `Bearer ${key}`),
+    ]) {
       expect(res.status).toBe(404)
       expect(res.body).toEqual({ error: 'not_found', message: expect.any(String) })
     }
@@ -72,7 +86,9 @@ describe('example koa-minimal', () => {
         const timer = setTimeout(() => reject(new Error(`the example did not start:\n${output}`)), 30_000)
         const onData = (chunk: Buffer) => {
           output += chunk.toString()
-          const found = /curl (http:\/\/127\.0\.0\.1:\d+)\/me\/tenant -H "Authorization: Bearer (sk_live_\w+)"\n/.exec(output)
+          const found = /curl (http:\/\/127\.0\.0\.1:\d+)\/me\/tenant -H "Authorization: Bearer (sk_live_\w+)"\n/.exec(
+            output,
+          )
           if (found !== null) {
             clearTimeout(timer)
             resolve(found)
@@ -85,7 +101,12 @@ describe('example koa-minimal', () => {
       expect(output.split(match[2]!).length - 1, 'the key is printed once').toBe(1)
       const res = await fetch(`${match[1]}/me/tenant`, { headers: { authorization: `Bearer ${match[2]}` } })
       expect(res.status).toBe(200)
-      expect(await res.json()).toEqual({ tenantId: DEMO_TENANT_ID, tenantSlug: 'acme', tier: 'starter', connectionName: 'production-warehouse' })
+      expect(await res.json()).toEqual({
+        tenantId: DEMO_TENANT_ID,
+        tenantSlug: 'acme',
+        tier: 'starter',
+        connectionName: 'production-warehouse',
+      })
     })
   })
 })

@@ -1,4 +1,15 @@
-import { hasPermission, isKeyId, SaikuHttpError, type ApiKeySummary, type CreatedApiKey, type KeyManager, type SaikuPrincipal, type Subscription, type TenantAdminStore, type TenantRecord } from '@saiku/core'
+import {
+  hasPermission,
+  isKeyId,
+  SaikuHttpError,
+  type ApiKeySummary,
+  type CreatedApiKey,
+  type KeyManager,
+  type SaikuPrincipal,
+  type Subscription,
+  type TenantAdminStore,
+  type TenantRecord,
+} from '@saiku/core'
 import { permissionsProblem } from '@saiku/core/store'
 import { type TokenIssuer } from '@saiku/core/jwt'
 
@@ -42,10 +53,15 @@ function invalid(message: string): SaikuHttpError {
  * A request body as a record of the fields a route takes: a JSON object with no
  * other field, or nothing at all when the route needs none (`required: false`).
  */
-export function bodyFields<K extends string>(body: unknown, allowed: readonly K[], required = true): Partial<Record<K, unknown>> {
+export function bodyFields<K extends string>(
+  body: unknown,
+  allowed: readonly K[],
+  required = true,
+): Partial<Record<K, unknown>> {
   const expected = allowed.length === 0 ? 'no fields' : allowed.join(', ')
   if (body === undefined && !required) return {}
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid(`Expected a JSON object with ${expected}.`)
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw invalid(`Expected a JSON object with ${expected}.`)
   const unknown = Object.keys(body).filter((field) => !(allowed as readonly string[]).includes(field))
   if (unknown.length > 0) throw invalid(`Unknown field ${JSON.stringify(unknown[0])}; expected ${expected}.`)
   return body
@@ -68,7 +84,14 @@ export function parseRfc3339(text: unknown): Date | null {
   if (typeof text !== 'string') return null
   const match = RFC3339.exec(text)
   if (match === null) return null
-  const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number) as [number, number, number, number, number, number]
+  const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ]
   const offsetHours = match[10] === undefined ? 0 : Number(match[10])
   const offsetMinutes = match[11] === undefined ? 0 : Number(match[11])
   const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate()
@@ -76,7 +99,8 @@ export function parseRfc3339(text: unknown): Date | null {
   if (hour > 23 || minute > 59 || second > 59 || offsetHours > 23 || offsetMinutes > 59) return null
   const sign = match[9] === '-' ? -1 : 1
   const fraction = match[7] === undefined ? 0 : Math.floor(Number(match[7]) * 1000)
-  const ms = Date.UTC(year, month - 1, day, hour, minute, second, fraction) - sign * (offsetHours * 60 + offsetMinutes) * 60_000
+  const ms =
+    Date.UTC(year, month - 1, day, hour, minute, second, fraction) - sign * (offsetHours * 60 + offsetMinutes) * 60_000
   const date = new Date(ms)
   return date.getUTCFullYear() > 9999 || date.getUTCFullYear() < 1970 ? null : date
 }
@@ -110,8 +134,10 @@ export async function createKey(keys: KeyManager, principal: SaikuPrincipal, bod
   let expiry: Date | null = ceiling
   if (expiresAt !== undefined && expiresAt !== null) {
     expiry = parseRfc3339(expiresAt)
-    if (expiry === null) throw invalid('expiresAt must be an RFC 3339 date-time from 1970 to 9999, e.g. "2030-01-31T12:00:00Z".')
-    if (ceiling !== null && expiry > ceiling) throw invalid(`expiresAt must not be later than this key's own expiry, ${ceiling.toISOString()}.`)
+    if (expiry === null)
+      throw invalid('expiresAt must be an RFC 3339 date-time from 1970 to 9999, e.g. "2030-01-31T12:00:00Z".')
+    if (ceiling !== null && expiry > ceiling)
+      throw invalid(`expiresAt must not be later than this key's own expiry, ${ceiling.toISOString()}.`)
   }
   const created = await keys.create(principal.tenant.tenantId, {
     label: label as string,
@@ -132,7 +158,10 @@ export async function revokeKey(keys: KeyManager, principal: SaikuPrincipal, key
 function billingView(subscription: Subscription, nowMs: number) {
   const trialEndsAt = subscription.trialEndsAt ?? null
   return {
-    status: subscription.status === 'trialing' && trialEndsAt !== null && trialEndsAt.getTime() <= nowMs ? 'trial_ended' : subscription.status,
+    status:
+      subscription.status === 'trialing' && trialEndsAt !== null && trialEndsAt.getTime() <= nowMs
+        ? 'trial_ended'
+        : subscription.status,
     trialEndsAt: trialEndsAt?.toISOString() ?? null,
     trialAvailable: subscription.status !== 'active' && trialEndsAt === null,
   }
@@ -145,7 +174,11 @@ async function currentTenant(store: TenantAdminStore, principal: SaikuPrincipal)
   return tenant
 }
 
-export async function getBilling(store: TenantAdminStore, principal: SaikuPrincipal, nowMs = Date.now()): Promise<ApiResult> {
+export async function getBilling(
+  store: TenantAdminStore,
+  principal: SaikuPrincipal,
+  nowMs = Date.now(),
+): Promise<ApiResult> {
   return { status: 200, body: billingView((await currentTenant(store, principal)).subscription, nowMs) }
 }
 
@@ -153,10 +186,15 @@ export async function getBilling(store: TenantAdminStore, principal: SaikuPrinci
  * POST /me/billing/trial: one 14-day trial per tenant, never on top of a subscription.
  * The write is conditional on the subscription read: of concurrent requests, one starts it.
  */
-export async function startTrial(store: TenantAdminStore, principal: SaikuPrincipal, nowMs = Date.now()): Promise<ApiResult> {
+export async function startTrial(
+  store: TenantAdminStore,
+  principal: SaikuPrincipal,
+  nowMs = Date.now(),
+): Promise<ApiResult> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = (await currentTenant(store, principal)).subscription
-    if (current.status === 'active') throw new SaikuHttpError('conflict', 'This tenant already has an active subscription.')
+    if (current.status === 'active')
+      throw new SaikuHttpError('conflict', 'This tenant already has an active subscription.')
     if (current.trialEndsAt != null) throw new SaikuHttpError('conflict', 'This tenant has already used its trial.')
     const subscription = { status: 'trialing' as const, trialEndsAt: new Date(nowMs + TRIAL_DAYS * 86_400_000) }
     // Changed since the read (another request, an operator): read again and decide on what is there now.

@@ -10,7 +10,16 @@ import {
   type SaikuOptions,
 } from '@saiku/express'
 import { reportedPath, SaikuStoreError, usageFromDecision, type TenantAdminStore } from '@saiku/core'
-import { bodyFields, createKey, exchangeToken, getBilling, listKeys, revokeKey, startTrial, type ApiResult } from './api.js'
+import {
+  bodyFields,
+  createKey,
+  exchangeToken,
+  getBilling,
+  listKeys,
+  revokeKey,
+  startTrial,
+  type ApiResult,
+} from './api.js'
 import type { TokenSetup } from './tokens.js'
 import { openApiDocument } from './openapi.js'
 import { createRefusalLog } from './refusals.js'
@@ -111,7 +120,10 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   app.disable('x-powered-by')
   app.use(requestLog(logger))
   // Public documents: another method is a 405 here too, before any key is asked for.
-  app.route('/openapi.json').get((_req, res) => res.json(openApiDocument)).all(methodNotAllowed(['GET']))
+  app
+    .route('/openapi.json')
+    .get((_req, res) => res.json(openApiDocument))
+    .all(methodNotAllowed(['GET']))
   // For load balancers and orchestrators, which hold no key: answered before authentication, so never counted.
   app
     .route('/healthz')
@@ -119,7 +131,10 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     .all(methodNotAllowed(['GET']))
   const { tokens } = options
   if (tokens !== undefined) {
-    app.route('/.well-known/jwks.json').get((_req, res) => res.json(tokens.issuer.jwks())).all(methodNotAllowed(['GET']))
+    app
+      .route('/.well-known/jwks.json')
+      .get((_req, res) => res.json(tokens.issuer.jwks()))
+      .all(methodNotAllowed(['GET']))
   }
 
   const authOptions: SaikuOptions = {
@@ -141,16 +156,35 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   const dashboard = options.dashboard
   if (dashboard !== undefined) {
     app.set('trust proxy', dashboard.settings.trustProxy)
-    app.use(createDashboard({ store, dashboard: dashboard.store, authenticator: auth.authenticator, logger, settings: dashboard.settings }))
+    app.use(
+      createDashboard({
+        store,
+        dashboard: dashboard.store,
+        authenticator: auth.authenticator,
+        logger,
+        settings: dashboard.settings,
+      }),
+    )
   }
   const audit = dashboard === undefined ? undefined : recordApiAction(dashboard.store, logger)
   /** Records a successful API action in the Activity log. */
   const recorded =
-    (action: string, target: (req: Request, result: ApiResult) => string | null, handler: (req: Request) => Promise<ApiResult>) =>
+    (
+      action: string,
+      target: (req: Request, result: ApiResult) => string | null,
+      handler: (req: Request) => Promise<ApiResult>,
+    ) =>
     async (req: Request): Promise<ApiResult> => {
       const result = await handler(req)
       // Only what happened: a refused or unknown target (4xx) changed nothing.
-      if (result.status < 300) audit?.({ tenantId: req.saiku!.tenant.tenantId, keyId: req.saiku!.credential.keyId, action, target: target(req, result), ip: req.ip })
+      if (result.status < 300)
+        audit?.({
+          tenantId: req.saiku!.tenant.tenantId,
+          keyId: req.saiku!.credential.keyId,
+          action,
+          target: target(req, result),
+          ip: req.ip,
+        })
       return result
     }
   app.use(auth)
@@ -160,19 +194,32 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     .get((req, res) => {
       const { tenant, limits, rateLimit } = req.saiku!
       // GET /me/usage costs 0 (routeCost): the counts were read, not spent. Null when that read failed.
-      if (rateLimit === null) throw new SaikuHttpError('service_unavailable', 'Usage is unavailable while the rate limiter is.')
+      if (rateLimit === null)
+        throw new SaikuHttpError('service_unavailable', 'Usage is unavailable while the rate limiter is.')
       res.json(usageFromDecision(tenant.tenantId, limits, rateLimit))
     })
     .all(methodNotAllowed(['GET']))
 
-  app.route('/me/tenant').get((req, res) => res.json(req.saiku!.tenant)).all(methodNotAllowed(['GET']))
+  app
+    .route('/me/tenant')
+    .get((req, res) => res.json(req.saiku!.tenant))
+    .all(methodNotAllowed(['GET']))
   app
     .route('/me/api-keys')
-    .get(requirePermission('keys:read'), route((req) => listKeys(keys, req.saiku!)))
+    .get(
+      requirePermission('keys:read'),
+      route((req) => listKeys(keys, req.saiku!)),
+    )
     .post(
       requirePermission('keys:write'),
       jsonBody,
-      route(recorded('key.created', (_req, result) => (result.body as { keyId: string }).keyId, (req) => createKey(keys, req.saiku!, req.body))),
+      route(
+        recorded(
+          'key.created',
+          (_req, result) => (result.body as { keyId: string }).keyId,
+          (req) => createKey(keys, req.saiku!, req.body),
+        ),
+      ),
     )
     .all(methodNotAllowed(['GET', 'POST']))
   app
@@ -180,19 +227,41 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     .delete(
       requirePermission('keys:write'),
       jsonBody,
-      routeWithoutBody(recorded('key.revoked', (req) => String(req.params.keyId), (req) => revokeKey(keys, req.saiku!, String(req.params.keyId)))),
+      routeWithoutBody(
+        recorded(
+          'key.revoked',
+          (req) => String(req.params.keyId),
+          (req) => revokeKey(keys, req.saiku!, String(req.params.keyId)),
+        ),
+      ),
     )
     .all(methodNotAllowed(['DELETE']))
-  app.route('/me/billing').get(route((req) => getBilling(store, req.saiku!))).all(methodNotAllowed(['GET']))
+  app
+    .route('/me/billing')
+    .get(route((req) => getBilling(store, req.saiku!)))
+    .all(methodNotAllowed(['GET']))
   app
     .route('/me/billing/trial')
-    .post(requirePermission('billing:write'), jsonBody, routeWithoutBody(recorded('trial.started', () => null, (req) => startTrial(store, req.saiku!))))
+    .post(
+      requirePermission('billing:write'),
+      jsonBody,
+      routeWithoutBody(
+        recorded(
+          'trial.started',
+          () => null,
+          (req) => startTrial(store, req.saiku!),
+        ),
+      ),
+    )
     .all(methodNotAllowed(['POST']))
 
   if (tokens !== undefined) {
     app
       .route('/me/tokens')
-      .post(jsonBody, route((req) => exchangeToken(tokens.issuer, req.saiku!, req.body)))
+      .post(
+        jsonBody,
+        route((req) => exchangeToken(tokens.issuer, req.saiku!, req.body)),
+      )
       .all(methodNotAllowed(['POST']))
   }
 
@@ -200,8 +269,14 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     saikuErrors({
       onError: (error) => {
         // A store failure is answered with 503 and reported like the middleware's, without a stack.
-        if (error instanceof SaikuStoreError) logger.error({ msg: 'store failure', err: { name: error.name, message: error.message } })
-        else logger.error({ msg: 'unhandled error', err: error instanceof Error ? { name: error.name, message: error.message, stack: error.stack } : String(error) })
+        if (error instanceof SaikuStoreError)
+          logger.error({ msg: 'store failure', err: { name: error.name, message: error.message } })
+        else
+          logger.error({
+            msg: 'unhandled error',
+            err:
+              error instanceof Error ? { name: error.name, message: error.message, stack: error.stack } : String(error),
+          })
       },
     }),
   )

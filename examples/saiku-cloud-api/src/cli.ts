@@ -1,5 +1,14 @@
 import { parseArgs } from 'node:util'
-import { createAuthenticator, createKeyManager, isKeyId, SaikuConfigError, SaikuHttpError, SaikuInputError, SaikuNotFoundError, type TenantAdminStore } from '@saiku/core'
+import {
+  createAuthenticator,
+  createKeyManager,
+  isKeyId,
+  SaikuConfigError,
+  SaikuHttpError,
+  SaikuInputError,
+  SaikuNotFoundError,
+  type TenantAdminStore,
+} from '@saiku/core'
 import { labelProblem } from '@saiku/core/store'
 import { parseRfc3339, PERMISSIONS } from './api.js'
 import { ConfigError, readConfig } from './config.js'
@@ -10,7 +19,12 @@ import { createTenant, DEMO_PERMISSIONS, isSlug, SLUG_RULE, type SubscriptionCho
 import { DASHBOARD_USAGE, DashboardUsageError, isDashboardCommand } from './dashboard/cli-usage.js'
 
 /** Records what the CLI did to a tenant's keys in its Activity log. */
-async function recordCliActivity(store: TenantAdminStore, tenantId: string, action: string, target: string): Promise<void> {
+async function recordCliActivity(
+  store: TenantAdminStore,
+  tenantId: string,
+  action: string,
+  target: string,
+): Promise<void> {
   const { recordCliActivity: record } = await import('./dashboard/cli.js')
   await record(store, tenantId, action, target)
 }
@@ -45,7 +59,8 @@ interface Output {
 
 function integer(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
-  if (!/^[1-9]\d{0,15}$/.test(value)) throw new UsageError(`--${name}: expected a positive integer, got ${JSON.stringify(value)}`)
+  if (!/^[1-9]\d{0,15}$/.test(value))
+    throw new UsageError(`--${name}: expected a positive integer, got ${JSON.stringify(value)}`)
   return Number(value)
 }
 
@@ -67,7 +82,10 @@ function displayLabel(label: string): string {
  * characters) escaped too; C0 it escapes itself, so a raw one is layout.
  */
 function escapeUnsafe(json: string): string {
-  return json.replace(/[\u007f-\u009f\p{Cf}\uD800-\uDFFF]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return json.replace(
+    /[\u007f-\u009f\p{Cf}\uD800-\uDFFF]/gu,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  )
 }
 
 async function tenantBySlug(store: TenantAdminStore, slug: string) {
@@ -116,7 +134,9 @@ async function run(argv: string[], out: Output): Promise<void> {
   }
   let change: TenantChange | undefined
   if (command === 'tenants set') {
-    const other = (['connection', 'tenant', 'label', 'permissions', 'expires-at'] as const).find((name) => values[name] !== undefined)
+    const other = (['connection', 'tenant', 'label', 'permissions', 'expires-at'] as const).find(
+      (name) => values[name] !== undefined,
+    )
     if (other !== undefined || values.test) throw new UsageError(`--${other ?? 'test'}: not an option of tenants set`)
     change = readTenantChange({
       tier: values.tier,
@@ -133,15 +153,23 @@ async function run(argv: string[], out: Output): Promise<void> {
     if (problem !== null) throw new UsageError(`--label: ${problem}`)
     if (values.permissions !== undefined) {
       const listed = values.permissions.split(',').map((p) => p.trim())
-      if (listed.some((p) => p === '')) throw new UsageError(`--permissions: expected a comma-separated list such as keys:read,keys:write, got ${JSON.stringify(values.permissions)}`)
+      if (listed.some((p) => p === ''))
+        throw new UsageError(
+          `--permissions: expected a comma-separated list such as keys:read,keys:write, got ${JSON.stringify(values.permissions)}`,
+        )
       permissions = [...new Set(listed)]
     }
     const unknown = permissions.filter((p) => !(PERMISSIONS as readonly string[]).includes(p) && p !== '*')
-    if (unknown.length > 0) throw new UsageError(`--permissions: unknown ${unknown.join(', ')} (known: ${PERMISSIONS.join(', ')})`)
+    if (unknown.length > 0)
+      throw new UsageError(`--permissions: unknown ${unknown.join(', ')} (known: ${PERMISSIONS.join(', ')})`)
     if (values['expires-at'] !== undefined) {
       expiresAt = parseRfc3339(values['expires-at'])
-      if (expiresAt === null) throw new UsageError(`--expires-at: expected an RFC 3339 date-time such as 2030-01-31T12:00:00Z, got ${JSON.stringify(values['expires-at'])}`)
-      if (expiresAt.getTime() <= Date.now()) throw new UsageError(`--expires-at: expected a time in the future, got ${JSON.stringify(values['expires-at'])}`)
+      if (expiresAt === null)
+        throw new UsageError(
+          `--expires-at: expected an RFC 3339 date-time such as 2030-01-31T12:00:00Z, got ${JSON.stringify(values['expires-at'])}`,
+        )
+      if (expiresAt.getTime() <= Date.now())
+        throw new UsageError(`--expires-at: expected a time in the future, got ${JSON.stringify(values['expires-at'])}`)
     }
   }
 
@@ -152,13 +180,17 @@ async function run(argv: string[], out: Output): Promise<void> {
     switch (command) {
       case 'tenants create': {
         const tier = required('tier', values.tier)
-        if (!TIERS.includes(tier)) throw new UsageError(`--tier: expected one of ${TIERS.join(', ')}, got ${JSON.stringify(tier)}`)
+        if (!TIERS.includes(tier))
+          throw new UsageError(`--tier: expected one of ${TIERS.join(', ')}, got ${JSON.stringify(tier)}`)
         const perMinute = integer('per-minute', values['per-minute'])
         const perHour = integer('per-hour', values['per-hour'])
-        if ((perMinute === undefined) !== (perHour === undefined)) throw new UsageError('--per-minute and --per-hour go together')
+        if ((perMinute === undefined) !== (perHour === undefined))
+          throw new UsageError('--per-minute and --per-hour go together')
         const subscription = (values.subscription ?? 'trial') as SubscriptionChoice
         if (!SUBSCRIPTIONS.includes(subscription)) {
-          throw new UsageError(`--subscription: expected one of ${SUBSCRIPTIONS.join(', ')}, got ${JSON.stringify(values.subscription)}`)
+          throw new UsageError(
+            `--subscription: expected one of ${SUBSCRIPTIONS.join(', ')}, got ${JSON.stringify(values.subscription)}`,
+          )
         }
         const tenant = await createTenant(store, {
           slug: required('slug', values.slug),
@@ -168,7 +200,10 @@ async function run(argv: string[], out: Output): Promise<void> {
           ...(values.connection === undefined ? {} : { connectionName: values.connection }),
         })
         const limits = tenant.limits == null ? '' : `, ${tenant.limits.perMinute}/min and ${tenant.limits.perHour}/h`
-        out.print(`Created tenant ${tenant.tenantSlug} (${tenant.tenantId}): ${tenant.tier}${limits}, subscription ${tenant.subscription.status}.`, tenant)
+        out.print(
+          `Created tenant ${tenant.tenantSlug} (${tenant.tenantId}): ${tenant.tier}${limits}, subscription ${tenant.subscription.status}.`,
+          tenant,
+        )
         return
       }
       case 'tenants set': {
@@ -189,7 +224,11 @@ async function run(argv: string[], out: Output): Promise<void> {
       }
       case 'tenants list': {
         const tenants = await store.listTenants()
-        out.print(tenants.map((t) => `${t.tenantSlug}\t${t.tier}\t${t.subscription.status}\t${t.tenantId}`).join('\n') || 'No tenants.', tenants)
+        out.print(
+          tenants.map((t) => `${t.tenantSlug}\t${t.tier}\t${t.subscription.status}\t${t.tenantId}`).join('\n') ||
+            'No tenants.',
+          tenants,
+        )
         return
       }
       case 'keys create': {
@@ -213,7 +252,10 @@ async function run(argv: string[], out: Output): Promise<void> {
         const listed = await keys.list(tenant.tenantId)
         out.print(
           listed
-            .map((k) => `${k.keyId}\t${displayLabel(k.label)}\t${k.permissions.join(',') || '-'}\tcreated ${k.createdAt.toISOString()}\tlast used ${k.lastUsedAt?.toISOString() ?? 'never'}`)
+            .map(
+              (k) =>
+                `${k.keyId}\t${displayLabel(k.label)}\t${k.permissions.join(',') || '-'}\tcreated ${k.createdAt.toISOString()}\tlast used ${k.lastUsedAt?.toISOString() ?? 'never'}`,
+            )
             .join('\n') || `No keys for ${tenant.tenantSlug}.`,
           listed,
         )
@@ -227,9 +269,18 @@ async function run(argv: string[], out: Output): Promise<void> {
         try {
           const usage = await auth.usage(tenant.tenantId)
           if (usage === null) throw new SaikuHttpError('not_found', `No tenant with slug "${tenant.tenantSlug}".`)
-          if (redisUrl === undefined) process.stderr.write('saiku: without REDIS_URL each server counts in its own memory; these counts are this process\'s, not a server\'s.\n')
-          const line = (w: typeof usage.minute) => (w === null ? 'not counted by this limiter' : `${w.used} of ${w.quota} used, ${w.remaining} remaining, resets in ${w.resetSeconds} s`)
-          out.print(`${tenant.tenantSlug} (${tenant.tenantId}), ${tenant.tier}:\n  minute: ${line(usage.minute)}\n  hour:   ${line(usage.hour)}`, usage)
+          if (redisUrl === undefined)
+            process.stderr.write(
+              "saiku: without REDIS_URL each server counts in its own memory; these counts are this process's, not a server's.\n",
+            )
+          const line = (w: typeof usage.minute) =>
+            w === null
+              ? 'not counted by this limiter'
+              : `${w.used} of ${w.quota} used, ${w.remaining} remaining, resets in ${w.resetSeconds} s`
+          out.print(
+            `${tenant.tenantSlug} (${tenant.tenantId}), ${tenant.tier}:\n  minute: ${line(usage.minute)}\n  hour:   ${line(usage.hour)}`,
+            usage,
+          )
         } finally {
           auth.close()
           await limiter.close()
@@ -241,7 +292,8 @@ async function run(argv: string[], out: Output): Promise<void> {
         if (keyId === undefined) throw new UsageError('keys revoke needs a KEY_ID')
         if (!isKeyId(keyId)) throw new UsageError(`${JSON.stringify(keyId)} is not a key ID (12 letters and digits)`)
         const record = await store.findKey(keyId)
-        if (record === null || !(await keys.revoke(record.tenantId, keyId))) throw new SaikuHttpError('not_found', `No live key ${keyId}.`)
+        if (record === null || !(await keys.revoke(record.tenantId, keyId)))
+          throw new SaikuHttpError('not_found', `No live key ${keyId}.`)
         await recordCliActivity(store, record.tenantId, 'key.revoked', keyId)
         out.print(`Revoked key ${keyId}.`, { keyId, revoked: true })
         return
@@ -273,12 +325,22 @@ export async function main(argv: string[]): Promise<number> {
       error instanceof SaikuInputError ||
       (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
     const told =
-      error instanceof SaikuHttpError || error instanceof SaikuNotFoundError || error instanceof SaikuConfigError || error instanceof ConfigError
+      error instanceof SaikuHttpError ||
+      error instanceof SaikuNotFoundError ||
+      error instanceof SaikuConfigError ||
+      error instanceof ConfigError
     const message =
-      error instanceof UsageError || error instanceof DashboardUsageError || told || usage ? (error as Error).message : `unexpected failure: ${(error as Error).message}`
+      error instanceof UsageError || error instanceof DashboardUsageError || told || usage
+        ? (error as Error).message
+        : `unexpected failure: ${(error as Error).message}`
     // The wire code where there is one ("not_found"), as the API would answer.
-    const code = error instanceof SaikuHttpError ? error.wireCode : error instanceof SaikuNotFoundError ? 'not_found' : (error as { code?: string }).code
-    if (out.json) process.stderr.write(`${JSON.stringify({ error: usage ? 'usage' : code ?? 'failed', message })}\n`)
+    const code =
+      error instanceof SaikuHttpError
+        ? error.wireCode
+        : error instanceof SaikuNotFoundError
+          ? 'not_found'
+          : (error as { code?: string }).code
+    if (out.json) process.stderr.write(`${JSON.stringify({ error: usage ? 'usage' : (code ?? 'failed'), message })}\n`)
     else process.stderr.write(`saiku: ${message}\n${usage ? '\nRun "saiku help" for usage.\n' : ''}`)
     return usage ? 2 : 1
   }

@@ -30,7 +30,9 @@ export function resolveDatabaseUrl(value: string | undefined, env: NodeJS.Proces
   if (value === undefined || value === '') return `sqlite:${resolve(DEFAULT_DATA_DIR, 'saiku.db')}`
   if (value.startsWith('postgres://') || value.startsWith('postgresql://')) return value
   if (!value.startsWith('sqlite:')) {
-    throw new ConfigError(`DATABASE_URL: expected "sqlite:<path>" or "postgres://…", got ${JSON.stringify(value.split(':')[0] + ':…')}`)
+    throw new ConfigError(
+      `DATABASE_URL: expected "sqlite:<path>" or "postgres://…", got ${JSON.stringify(value.split(':')[0] + ':…')}`,
+    )
   }
   const path = value.slice('sqlite:'.length)
   if (path === '') throw new ConfigError('DATABASE_URL: "sqlite:" needs a file path, e.g. sqlite:data/saiku.db')
@@ -40,11 +42,14 @@ export function resolveDatabaseUrl(value: string | undefined, env: NodeJS.Proces
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const port = env.PORT === undefined || env.PORT === '' ? 3000 : Number(env.PORT)
-  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new ConfigError(`PORT: expected 0 to 65535, got ${JSON.stringify(env.PORT)}`)
+  if (!Number.isInteger(port) || port < 0 || port > 65_535)
+    throw new ConfigError(`PORT: expected 0 to 65535, got ${JSON.stringify(env.PORT)}`)
   const shutdown = env.SHUTDOWN_TIMEOUT_MS
   const shutdownTimeoutMs = shutdown === undefined || shutdown === '' ? DEFAULT_SHUTDOWN_TIMEOUT_MS : Number(shutdown)
   if (!/^\d{1,9}$/.test(shutdown ?? '0') || !Number.isSafeInteger(shutdownTimeoutMs) || shutdownTimeoutMs < 1) {
-    throw new ConfigError(`SHUTDOWN_TIMEOUT_MS: expected a positive whole number of milliseconds, got ${JSON.stringify(shutdown)}`)
+    throw new ConfigError(
+      `SHUTDOWN_TIMEOUT_MS: expected a positive whole number of milliseconds, got ${JSON.stringify(shutdown)}`,
+    )
   }
   return {
     port,

@@ -22,7 +22,10 @@ export async function createLimiter(redisUrl: string | undefined, store: KeyStor
   subscriber.on('error', () => {})
   // Start even when Redis is away: requests then get the failure policy until it is back.
   const within = <T>(promise: Promise<T>): Promise<T | undefined> =>
-    Promise.race([promise.catch(() => undefined), new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 5_000).unref())])
+    Promise.race([
+      promise.catch(() => undefined),
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 5_000).unref()),
+    ])
   await within(once(client, 'ready'))
   const feedStarting = createRedisChangeFeed(store, { publisher: client, subscriber })
   const feed = await within(feedStarting)

@@ -10,7 +10,12 @@ const paymentRequired = error('The tenant has no active subscription or trial')
 const forbidden = error('The API key lacks the permission this route needs')
 const rateLimited = {
   ...error('Per-minute or per-hour limit exceeded'),
-  headers: { 'Retry-After': { description: 'Seconds until the spent window admits again', schema: { type: 'integer', minimum: 1 } } },
+  headers: {
+    'Retry-After': {
+      description: 'Seconds until the spent window admits again',
+      schema: { type: 'integer', minimum: 1 },
+    },
+  },
 }
 // What every authenticated route can answer, whatever it does.
 const common = {
@@ -29,7 +34,11 @@ const withBody = {
 
 // The one grammar of a permission: "*", "area:*", or lower-case names joined by colons.
 const permission = { type: 'string', maxLength: 64, pattern: '^(?:\\*|[a-z][a-z0-9_-]*(?::\\*|(?::[a-z0-9_-]+)*))$' }
-const permissionList = { type: 'array', items: permission, description: 'At most 32 distinct permissions; repeats count once' }
+const permissionList = {
+  type: 'array',
+  items: permission,
+  description: 'At most 32 distinct permissions; repeats count once',
+}
 
 // What a dashboard may see of a key; a freshly minted key adds its secret.
 const API_KEY_FIELDS = ['keyId', 'label', 'environment', 'permissions', 'createdAt', 'expiresAt', 'lastUsedAt'] as const
@@ -48,7 +57,8 @@ export const openApiDocument = {
   info: {
     title: 'Saiku Cloud API',
     version: '1.0.0',
-    description: 'Bearer API keys (`Authorization: Bearer sk_live_…`), per-tenant limits in two windows, and one JSON error shape.',
+    description:
+      'Bearer API keys (`Authorization: Bearer sk_live_…`), per-tenant limits in two windows, and one JSON error shape.',
   },
   servers: [{ url: 'http://127.0.0.1:3000' }],
   security: [{ apiKey: [] }],
@@ -57,28 +67,46 @@ export const openApiDocument = {
       get: {
         summary: "The public keys of the server's token signing key",
         security: [],
-        responses: { '200': { description: 'A JSON Web Key Set', content: { 'application/json': { schema: { $ref: '#/components/schemas/Jwks' } } } } },
+        responses: {
+          '200': {
+            description: 'A JSON Web Key Set',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Jwks' } } },
+          },
+        },
       },
     },
     '/openapi.json': {
       get: {
         summary: 'This document',
         security: [],
-        responses: { '200': { description: 'The OpenAPI document', content: { 'application/json': { schema: { $ref: '#/components/schemas/OpenApiDocument' } } } } },
+        responses: {
+          '200': {
+            description: 'The OpenAPI document',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/OpenApiDocument' } } },
+          },
+        },
       },
     },
     '/healthz': {
       get: {
         summary: 'Liveness: the process answers. Needs no key and is never counted against a limit',
         security: [],
-        responses: { '200': { description: 'Alive', content: { 'application/json': { schema: { $ref: '#/components/schemas/Health' } } } } },
+        responses: {
+          '200': {
+            description: 'Alive',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Health' } } },
+          },
+        },
       },
     },
     '/me/tenant': {
       get: {
         summary: 'The tenant the API key belongs to',
         responses: {
-          '200': { description: 'The tenant', content: { 'application/json': { schema: { $ref: '#/components/schemas/Tenant' } } } },
+          '200': {
+            description: 'The tenant',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Tenant' } } },
+          },
           '402': paymentRequired,
           ...common,
         },
@@ -86,10 +114,12 @@ export const openApiDocument = {
     },
     '/me/usage': {
       get: {
-        summary: "The tenant's quota, use and reset of each window; reading it is neither counted nor refused by the limits",
+        summary:
+          "The tenant's quota, use and reset of each window; reading it is neither counted nor refused by the limits",
         responses: {
           '200': {
-            description: 'Both windows, as the limiter counts them now, with the same RateLimit fields as every response',
+            description:
+              'Both windows, as the limiter counts them now, with the same RateLimit fields as every response',
             content: { 'application/json': { schema: { $ref: '#/components/schemas/Usage' } } },
           },
           '402': paymentRequired,
@@ -104,7 +134,10 @@ export const openApiDocument = {
       get: {
         summary: "The tenant's API keys (never their secrets)",
         responses: {
-          '200': { description: 'Keys that are not revoked', content: { 'application/json': { schema: { $ref: '#/components/schemas/ApiKeyList' } } } },
+          '200': {
+            description: 'Keys that are not revoked',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/ApiKeyList' } } },
+          },
           '402': paymentRequired,
           '403': forbidden,
           ...common,
@@ -112,9 +145,15 @@ export const openApiDocument = {
       },
       post: {
         summary: 'Mint a key; its secret is in this response only',
-        requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/CreateApiKey' } } } },
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: { $ref: '#/components/schemas/CreateApiKey' } } },
+        },
         responses: {
-          '201': { description: 'The new key, with its secret', content: { 'application/json': { schema: { $ref: '#/components/schemas/CreatedApiKey' } } } },
+          '201': {
+            description: 'The new key, with its secret',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/CreatedApiKey' } } },
+          },
           '402': paymentRequired,
           '403': forbidden,
           ...common,
@@ -125,7 +164,9 @@ export const openApiDocument = {
     '/me/api-keys/{keyId}': {
       delete: {
         summary: 'Revoke a key',
-        parameters: [{ name: 'keyId', in: 'path', required: true, schema: { type: 'string', pattern: '^[0-9A-Za-z]{12}$' } }],
+        parameters: [
+          { name: 'keyId', in: 'path', required: true, schema: { type: 'string', pattern: '^[0-9A-Za-z]{12}$' } },
+        ],
         responses: {
           '204': { description: 'Revoked' },
           '402': paymentRequired,
@@ -139,9 +180,15 @@ export const openApiDocument = {
     '/me/tokens': {
       post: {
         summary: 'Trade the calling API key for a short-lived JWT with at most its permissions',
-        requestBody: { required: false, content: { 'application/json': { schema: { $ref: '#/components/schemas/TokenRequest' } } } },
+        requestBody: {
+          required: false,
+          content: { 'application/json': { schema: { $ref: '#/components/schemas/TokenRequest' } } },
+        },
         responses: {
-          '201': { description: 'The token', content: { 'application/json': { schema: { $ref: '#/components/schemas/IssuedToken' } } } },
+          '201': {
+            description: 'The token',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/IssuedToken' } } },
+          },
           '402': paymentRequired,
           '403': error('A token cannot buy another, nor carry what the key does not hold'),
           ...common,
@@ -153,7 +200,10 @@ export const openApiDocument = {
       get: {
         summary: 'Subscription status; open without a subscription',
         responses: {
-          '200': { description: 'Billing state', content: { 'application/json': { schema: { $ref: '#/components/schemas/Billing' } } } },
+          '200': {
+            description: 'Billing state',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Billing' } } },
+          },
           ...common,
         },
       },
@@ -162,7 +212,10 @@ export const openApiDocument = {
       post: {
         summary: 'Start the 14-day trial; open without a subscription',
         responses: {
-          '201': { description: 'Trial started', content: { 'application/json': { schema: { $ref: '#/components/schemas/Billing' } } } },
+          '201': {
+            description: 'Trial started',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Billing' } } },
+          },
           '403': forbidden,
           '409': error('Already subscribed, or the trial was used'),
           ...common,
@@ -174,7 +227,12 @@ export const openApiDocument = {
   components: {
     securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'sk_live_… or sk_test_…' } },
     schemas: {
-      Health: { type: 'object', required: ['status'], properties: { status: { const: 'ok' } }, additionalProperties: false },
+      Health: {
+        type: 'object',
+        required: ['status'],
+        properties: { status: { const: 'ok' } },
+        additionalProperties: false,
+      },
       Error: {
         type: 'object',
         required: ['error', 'message'],
@@ -228,9 +286,22 @@ export const openApiDocument = {
         required: ['label'],
         additionalProperties: false,
         properties: {
-          label: { type: 'string', minLength: 1, maxLength: 100, pattern: '^[^\\p{Cc}\\p{Cf}]*$', description: 'No control or format characters' },
-          permissions: { ...permissionList, description: "Default: the calling key's own. At most 32 distinct permissions; repeats count once" },
-          expiresAt: { type: ['string', 'null'], format: 'date-time', description: "RFC 3339, from 1970 to 9999, in the future; at most the calling key's own expiry" },
+          label: {
+            type: 'string',
+            minLength: 1,
+            maxLength: 100,
+            pattern: '^[^\\p{Cc}\\p{Cf}]*$',
+            description: 'No control or format characters',
+          },
+          permissions: {
+            ...permissionList,
+            description: "Default: the calling key's own. At most 32 distinct permissions; repeats count once",
+          },
+          expiresAt: {
+            type: ['string', 'null'],
+            format: 'date-time',
+            description: "RFC 3339, from 1970 to 9999, in the future; at most the calling key's own expiry",
+          },
         },
       },
       CreatedApiKey: {
@@ -247,13 +318,18 @@ export const openApiDocument = {
       Jwks: {
         type: 'object',
         required: ['keys'],
-        properties: { keys: { type: 'array', items: { type: 'object', required: ['kty', 'kid'], not: { required: ['d'] } } } },
+        properties: {
+          keys: { type: 'array', items: { type: 'object', required: ['kty', 'kid'], not: { required: ['d'] } } },
+        },
       },
       TokenRequest: {
         type: 'object',
         additionalProperties: false,
         properties: {
-          permissions: { ...permissionList, description: "Default: the key's own. At most 32 distinct permissions; repeats count once" },
+          permissions: {
+            ...permissionList,
+            description: "Default: the key's own. At most 32 distinct permissions; repeats count once",
+          },
           ttlSeconds: { type: 'integer', minimum: 1, maximum: 900 },
         },
       },

@@ -21,7 +21,10 @@ export function readReportOnlyLimits(value: string | undefined): OperationsConfi
   const tenants: string[] = []
   for (const entry of value.split(',').map((part) => part.trim())) {
     const match = /^(tier|tenant):([\w.-]{1,128})$/.exec(entry)
-    if (match === null) throw new ConfigError(`REPORT_ONLY_LIMITS: expected "all" or a list of tier:NAME and tenant:ID, got ${JSON.stringify(entry)}`)
+    if (match === null)
+      throw new ConfigError(
+        `REPORT_ONLY_LIMITS: expected "all" or a list of tier:NAME and tenant:ID, got ${JSON.stringify(entry)}`,
+      )
     ;(match[1] === 'tier' ? tiers : tenants).push(match[2]!)
   }
   return { tiers, tenants }

@@ -25,7 +25,10 @@ interface Tally {
  * mode did not apply is logged the same way as `would refuse (report-only)`. So a flood costs about
  * one line per address and reason per interval, whatever its rate.
  */
-export function createRefusalLog(logger: Logger, options: RefusalLogOptions = {}): { record(event: DecisionEvent): void; flush(): void; close(): void } {
+export function createRefusalLog(
+  logger: Logger,
+  options: RefusalLogOptions = {},
+): { record(event: DecisionEvent): void; flush(): void; close(): void } {
   const intervalMs = options.intervalMs ?? 10_000
   const maxPairs = options.maxPairs ?? 10_000
   let tallies = new Map<string, Tally>()
@@ -36,9 +39,18 @@ export function createRefusalLog(logger: Logger, options: RefusalLogOptions = {}
     tallies = new Map()
     for (const tally of ended.values()) {
       if (tally.count === 0) continue
-      logger.info({ msg: tally.enforced ? 'refused (repeated)' : 'would refuse (repeated, report-only)', reason: tally.reason, status: tally.status, ip: tally.ip, lastPath: tally.path, count: tally.count, intervalMs })
+      logger.info({
+        msg: tally.enforced ? 'refused (repeated)' : 'would refuse (repeated, report-only)',
+        reason: tally.reason,
+        status: tally.status,
+        ip: tally.ip,
+        lastPath: tally.path,
+        count: tally.count,
+        intervalMs,
+      })
     }
-    if (overflow > 0) logger.warn({ msg: 'refused (repeated, more addresses than counted)', count: overflow, intervalMs })
+    if (overflow > 0)
+      logger.warn({ msg: 'refused (repeated, more addresses than counted)', count: overflow, intervalMs })
     overflow = 0
   }
   const timer = setInterval(flush, intervalMs)
@@ -57,8 +69,23 @@ export function createRefusalLog(logger: Logger, options: RefusalLogOptions = {}
         overflow++
         return
       }
-      tallies.set(pair, { enforced: event.enforced, ip, reason: event.reason, status: event.status, path: event.path, count: 0 })
-      logger.info({ msg: event.enforced ? 'refused' : 'would refuse (report-only)', reason: event.reason, status: event.status, path: event.path, tenantId: event.tenantId, keyId: event.keyId, ip })
+      tallies.set(pair, {
+        enforced: event.enforced,
+        ip,
+        reason: event.reason,
+        status: event.status,
+        path: event.path,
+        count: 0,
+      })
+      logger.info({
+        msg: event.enforced ? 'refused' : 'would refuse (report-only)',
+        reason: event.reason,
+        status: event.status,
+        path: event.path,
+        tenantId: event.tenantId,
+        keyId: event.keyId,
+        ip,
+      })
     },
     flush,
     close() {

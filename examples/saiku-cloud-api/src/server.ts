@@ -18,14 +18,26 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel)
   // Background store work (last-use writes, change polling) never throws: its failures are logged here.
   const opened = await openStore(config.databaseUrl, {
-    onError: (error) => logger.error({ msg: 'store background failure', err: { name: error.name, message: error.message } }),
+    onError: (error) =>
+      logger.error({ msg: 'store background failure', err: { name: error.name, message: error.message } }),
   })
   const limiter = await createLimiter(config.redisUrl, opened.store)
   const tokens = await createTokens()
   const dashboard = { store: await openDashboardStore(opened.store), settings: readDashboardSettings() }
-  const metrics = config.metricsPort === undefined ? null : await startMetricsEndpoint(config.metricsPort, config.metricsHost)
+  const metrics =
+    config.metricsPort === undefined ? null : await startMetricsEndpoint(config.metricsPort, config.metricsHost)
   if (metrics !== null) logger.info({ msg: 'metrics listening', url: metrics.url })
-  const { app, auth, close: closeApp } = createApp({ store: opened.store, logger, limiter: limiter.options, tokens, dashboard, reportOnlyLimits: config.reportOnlyLimits,
+  const {
+    app,
+    auth,
+    close: closeApp,
+  } = createApp({
+    store: opened.store,
+    logger,
+    limiter: limiter.options,
+    tokens,
+    dashboard,
+    reportOnlyLimits: config.reportOnlyLimits,
     ...(metrics === null ? {} : { meterProvider: metrics.meterProvider }),
   })
   const demo = await seedDemo(opened.store, createKeyManager(opened.store))
@@ -35,11 +47,19 @@ async function main(): Promise<void> {
   server.listen(config.port, config.host, () => {
     const address = server.address()
     const url = `http://${config.host}:${typeof address === 'object' && address !== null ? address.port : config.port}`
-    logger.info({ msg: 'listening', url, store: opened.description, limiter: limiter.description, reportOnlyLimits: config.reportOnlyLimits })
+    logger.info({
+      msg: 'listening',
+      url,
+      store: opened.description,
+      limiter: limiter.description,
+      reportOnlyLimits: config.reportOnlyLimits,
+    })
     // For the person at the terminal: the only time this key is ever shown.
     if (demo !== null) {
       console.error(`\nSaiku Cloud API on ${url}`)
-      console.error(`Created demo tenant "acme" (starter, 14-day trial) and its first key. Copy it now; it is not shown again:`)
+      console.error(
+        `Created demo tenant "acme" (starter, 14-day trial) and its first key. Copy it now; it is not shown again:`,
+      )
       console.error(`  ${demo.key}`)
       console.error(`Try:\n  curl ${url}/me/tenant -H "Authorization: Bearer ${demo.key}"\n`)
       if (demoMember !== null) {
@@ -48,8 +68,12 @@ async function main(): Promise<void> {
         console.error(`  password: ${demoMember.password}\n`)
       }
     } else {
-      console.error(`\nSaiku Cloud API on ${url} (${opened.description}). Mint a key with: pnpm saiku keys create --tenant acme --label my-key`)
-      console.error(`Dashboard: ${url}/sign-in (add a member with: pnpm saiku members add --tenant acme --email you@example.com --role admin)\n`)
+      console.error(
+        `\nSaiku Cloud API on ${url} (${opened.description}). Mint a key with: pnpm saiku keys create --tenant acme --label my-key`,
+      )
+      console.error(
+        `Dashboard: ${url}/sign-in (add a member with: pnpm saiku members add --tenant acme --email you@example.com --role admin)\n`,
+      )
     }
   })
 

@@ -60,7 +60,12 @@ export function gracefulShutdown(options: GracefulShutdownOptions): GracefulShut
   })
 
   function finish(code: number, startedAt: number, fields: Record<string, unknown>): void {
-    logger[code === 0 ? 'info' : 'error']({ msg: 'stopped', exitCode: code, durationMs: Date.now() - startedAt, ...fields })
+    logger[code === 0 ? 'info' : 'error']({
+      msg: 'stopped',
+      exitCode: code,
+      durationMs: Date.now() - startedAt,
+      ...fields,
+    })
     exit(code)
   }
 
@@ -84,13 +89,19 @@ export function gracefulShutdown(options: GracefulShutdownOptions): GracefulShut
     }
     let timer: NodeJS.Timeout | undefined
     const bound = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`closing the store and clients took longer than ${cleanupTimeoutMs} ms`)), cleanupTimeoutMs)
+      timer = setTimeout(
+        () => reject(new Error(`closing the store and clients took longer than ${cleanupTimeoutMs} ms`)),
+        cleanupTimeoutMs,
+      )
     })
     try {
       const fields = await Promise.race([options.cleanup(), bound])
       finish(code, startedAt, fields)
     } catch (error) {
-      logger.error({ msg: 'shutdown cleanup failed', err: { name: (error as Error).name, message: (error as Error).message } })
+      logger.error({
+        msg: 'shutdown cleanup failed',
+        err: { name: (error as Error).name, message: (error as Error).message },
+      })
       finish(1, startedAt, {})
     } finally {
       clearTimeout(timer)

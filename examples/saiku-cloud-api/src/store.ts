@@ -29,7 +29,10 @@ function cannotWrite(path: string, error: unknown): unknown {
  * Opens the store `DATABASE_URL` names; the server and the CLI share this.
  * `postgres://…?schema=NAME` puts the tables in that schema (default public).
  */
-export async function openStore(databaseUrl: string, options: { watchChanges?: boolean; onError?: (error: Error) => void } = {}): Promise<OpenedStore> {
+export async function openStore(
+  databaseUrl: string,
+  options: { watchChanges?: boolean; onError?: (error: Error) => void } = {},
+): Promise<OpenedStore> {
   // A long-running server watches for revocations made elsewhere; a one-shot CLI does not.
   const watchChanges = options.watchChanges ?? true
   if (databaseUrl.startsWith('sqlite:')) {
@@ -37,18 +40,31 @@ export async function openStore(databaseUrl: string, options: { watchChanges?: b
     let store: SqliteKeyStore
     try {
       if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
-      store = new SqliteKeyStore(path, { watchIntervalMs: watchChanges ? 1_000 : 0, ...(options.onError === undefined ? {} : { onError: options.onError }) })
+      store = new SqliteKeyStore(path, {
+        watchIntervalMs: watchChanges ? 1_000 : 0,
+        ...(options.onError === undefined ? {} : { onError: options.onError }),
+      })
     } catch (error) {
       throw cannotWrite(path, error)
     }
-    return { store, description: `SQLite ${path}`, flushKeyUses: () => store.flushKeyUses(), close: async () => store.close() }
+    return {
+      store,
+      description: `SQLite ${path}`,
+      flushKeyUses: () => store.flushKeyUses(),
+      close: async () => store.close(),
+    }
   }
   const url = new URL(databaseUrl)
   const schema = url.searchParams.get('schema') ?? 'public'
   url.searchParams.delete('schema')
   const pool = new pg.Pool({ connectionString: url.toString(), max: 10, connectionTimeoutMillis: 5_000 })
   pool.on('error', () => {}) // an idle connection dropped: the next query reconnects
-  const store = new PostgresKeyStore({ pool, schema, listen: watchChanges, ...(options.onError === undefined ? {} : { onError: options.onError }) })
+  const store = new PostgresKeyStore({
+    pool,
+    schema,
+    listen: watchChanges,
+    ...(options.onError === undefined ? {} : { onError: options.onError }),
+  })
   try {
     await store.ready()
   } catch (error) {

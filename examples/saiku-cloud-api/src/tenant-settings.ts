@@ -49,14 +49,19 @@ function positiveInteger(name: string, value: string): number {
  */
 export function readTenantChange(options: TenantChangeOptions): TenantChange {
   const { tier, subscription } = options
-  if (tier !== undefined && !TIER_NAMES.includes(tier)) throw invalid(`--tier: expected one of ${TIER_NAMES.join(', ')}, got ${JSON.stringify(tier)}`)
+  if (tier !== undefined && !TIER_NAMES.includes(tier))
+    throw invalid(`--tier: expected one of ${TIER_NAMES.join(', ')}, got ${JSON.stringify(tier)}`)
   if (subscription !== undefined && !(SUBSCRIPTION_CHOICES as readonly string[]).includes(subscription)) {
-    throw invalid(`--subscription: expected one of ${SUBSCRIPTION_CHOICES.join(', ')}, got ${JSON.stringify(subscription)}`)
+    throw invalid(
+      `--subscription: expected one of ${SUBSCRIPTION_CHOICES.join(', ')}, got ${JSON.stringify(subscription)}`,
+    )
   }
-  if ((options.perMinute === undefined) !== (options.perHour === undefined)) throw invalid('--per-minute and --per-hour go together')
+  if ((options.perMinute === undefined) !== (options.perHour === undefined))
+    throw invalid('--per-minute and --per-hour go together')
   let limits: WindowLimits | null | undefined
   if (options.perMinute !== undefined && options.perHour !== undefined) {
-    if (options.tierLimits === true) throw invalid('--tier-limits drops the limits that --per-minute and --per-hour set: give one or the other')
+    if (options.tierLimits === true)
+      throw invalid('--tier-limits drops the limits that --per-minute and --per-hour set: give one or the other')
     const perMinute = positiveInteger('per-minute', options.perMinute)
     const perHour = positiveInteger('per-hour', options.perHour)
     if (perHour < perMinute) throw invalid(`--per-hour: expected at least --per-minute (${perMinute}), got ${perHour}`)
@@ -72,7 +77,8 @@ export function readTenantChange(options: TenantChangeOptions): TenantChange {
     ...(limits === undefined ? {} : { limits }),
     ...(subscription === undefined ? {} : { subscription: subscription as SubscriptionChoice }),
   }
-  if (Object.keys(change).length === 0) throw invalid('nothing to change: give --tier, --per-minute and --per-hour, --tier-limits or --subscription')
+  if (Object.keys(change).length === 0)
+    throw invalid('nothing to change: give --tier, --per-minute and --per-hour, --tier-limits or --subscription')
   return change
 }
 
@@ -90,13 +96,16 @@ export function applyTenantChange(current: TenantRecord, change: TenantChange, n
     ...current,
     tier: change.tier ?? current.tier,
     limits: change.limits === undefined ? (current.limits ?? null) : change.limits,
-    subscription: change.subscription === undefined ? current.subscription : subscriptionFor(change.subscription, nowMs),
+    subscription:
+      change.subscription === undefined ? current.subscription : subscriptionFor(change.subscription, nowMs),
   }
   try {
     limitsForTenant(DEFAULT_TIERS, next)
   } catch (error) {
     if (!(error instanceof SaikuConfigError)) throw error
-    throw invalid(`tenant "${current.tenantSlug}" would have no limits on the ${next.tier} tier: give --per-minute and --per-hour`)
+    throw invalid(
+      `tenant "${current.tenantSlug}" would have no limits on the ${next.tier} tier: give --per-minute and --per-hour`,
+    )
   }
   return next
 }
@@ -115,7 +124,13 @@ export interface TenantChangeResult {
 
 function sameTenant(a: TenantRecord, b: TenantRecord): boolean {
   const view = (t: TenantRecord) =>
-    JSON.stringify([t.tier, t.limits?.perMinute ?? null, t.limits?.perHour ?? null, t.subscription.status, t.subscription.trialEndsAt?.getTime() ?? null])
+    JSON.stringify([
+      t.tier,
+      t.limits?.perMinute ?? null,
+      t.limits?.perHour ?? null,
+      t.subscription.status,
+      t.subscription.trialEndsAt?.getTime() ?? null,
+    ])
   return view(a) === view(b)
 }
 
@@ -125,7 +140,12 @@ function sameTenant(a: TenantRecord, b: TenantRecord): boolean {
  * copy and apply the new tier or limits on the next request. Rate-limit counts are
  * kept per tenant, not per tier, so they carry on. Null when no tenant has the slug.
  */
-export async function setTenant(store: TenantAdminStore, slug: string, change: TenantChange, nowMs = Date.now()): Promise<TenantChangeResult | null> {
+export async function setTenant(
+  store: TenantAdminStore,
+  slug: string,
+  change: TenantChange,
+  nowMs = Date.now(),
+): Promise<TenantChangeResult | null> {
   const before = await store.findTenantBySlug(slug)
   if (before === null) return null
   const after = applyTenantChange(before, change, nowMs)

@@ -1,5 +1,11 @@
 import { randomUUID } from 'node:crypto'
-import { SaikuHttpError, type KeyManager, type SubscriptionStatus, type TenantAdminStore, type TenantRecord } from '@saiku/core'
+import {
+  SaikuHttpError,
+  type KeyManager,
+  type SubscriptionStatus,
+  type TenantAdminStore,
+  type TenantRecord,
+} from '@saiku/core'
 import { TRIAL_DAYS } from './api.js'
 
 export type SubscriptionChoice = 'none' | 'trial' | 'active'
@@ -20,9 +26,14 @@ export function isSlug(value: string): boolean {
 }
 
 /** Creates a tenant with a fresh ID; the store validates tier and limits. */
-export async function createTenant(store: TenantAdminStore, input: NewTenant, nowMs = Date.now()): Promise<TenantRecord> {
+export async function createTenant(
+  store: TenantAdminStore,
+  input: NewTenant,
+  nowMs = Date.now(),
+): Promise<TenantRecord> {
   if (!isSlug(input.slug)) throw new SaikuHttpError('invalid_request', `slug: ${SLUG_RULE}.`)
-  if ((await store.findTenantBySlug(input.slug)) !== null) throw new SaikuHttpError('conflict', `A tenant with slug "${input.slug}" exists already.`)
+  if ((await store.findTenantBySlug(input.slug)) !== null)
+    throw new SaikuHttpError('conflict', `A tenant with slug "${input.slug}" exists already.`)
   const choice = input.subscription ?? 'trial'
   const status: SubscriptionStatus = choice === 'trial' ? 'trialing' : choice
   const tenant: TenantRecord = {
@@ -39,7 +50,8 @@ export async function createTenant(store: TenantAdminStore, input: NewTenant, no
     // Another process created the same slug between the check and the write: the database's unique index decides.
     const given = (error as { code?: unknown } | null)?.code
     const code = typeof given === 'string' ? given : ''
-    if (code === '23505' || code.startsWith('SQLITE_CONSTRAINT')) throw new SaikuHttpError('conflict', `A tenant with slug "${input.slug}" exists already.`)
+    if (code === '23505' || code.startsWith('SQLITE_CONSTRAINT'))
+      throw new SaikuHttpError('conflict', `A tenant with slug "${input.slug}" exists already.`)
     throw error
   }
   return tenant
@@ -48,11 +60,19 @@ export async function createTenant(store: TenantAdminStore, input: NewTenant, no
 export const DEMO_PERMISSIONS = ['keys:read', 'keys:write', 'billing:write']
 
 /** On an empty store: the demo tenant "acme" on a trial of the starter plan, and one key. */
-export async function seedDemo(store: TenantAdminStore, keys: KeyManager): Promise<{ tenant: TenantRecord; key: string } | null> {
+export async function seedDemo(
+  store: TenantAdminStore,
+  keys: KeyManager,
+): Promise<{ tenant: TenantRecord; key: string } | null> {
   if ((await store.listTenants()).length > 0) return null
   let tenant: TenantRecord
   try {
-    tenant = await createTenant(store, { slug: 'acme', tier: 'starter', connectionName: 'production-warehouse', subscription: 'trial' })
+    tenant = await createTenant(store, {
+      slug: 'acme',
+      tier: 'starter',
+      connectionName: 'production-warehouse',
+      subscription: 'trial',
+    })
   } catch (error) {
     // Several servers started on one new database at once: one of them seeds it.
     if (error instanceof SaikuHttpError && error.wireCode === 'conflict') return null

@@ -21,8 +21,11 @@ const FLAGS = [
  */
 export function hasChromium(): boolean {
   if (existsSync(CHROMIUM_PATH)) return true
-  if (process.env.CI === 'true') throw new Error(`CI must install Debian's chromium package (see .ci/run): ${CHROMIUM_PATH} is missing`)
-  console.warn(`Skipping the browser tests: install Chromium at ${CHROMIUM_PATH} (Debian: apt-get install chromium) or set CHROMIUM_PATH.`)
+  if (process.env.CI === 'true')
+    throw new Error(`CI must install Debian's chromium package (see .ci/run): ${CHROMIUM_PATH} is missing`)
+  console.warn(
+    `Skipping the browser tests: install Chromium at ${CHROMIUM_PATH} (Debian: apt-get install chromium) or set CHROMIUM_PATH.`,
+  )
   return false
 }
 

@@ -5,7 +5,13 @@ import { MemoryKeyStore } from '@saiku/core'
 import { createApp } from '../src/app.js'
 import { routeCost } from '../src/costs.js'
 
-const acme = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }
+const acme = {
+  tenantId: 't-acme',
+  tenantSlug: 'acme',
+  tier: 'starter',
+  connectionName: 'w',
+  subscription: { status: 'active' as const },
+}
 const tenant = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w' }
 
 describe('route costs of the reference server', () => {
@@ -26,7 +32,8 @@ describe('route costs of the reference server', () => {
   })
 
   it('makes reading usage free and every other route cost 1', () => {
-    const at = (method: string, path: string) => routeCost({ method, path, tenant, request: { headers: {}, method, url: path } })
+    const at = (method: string, path: string) =>
+      routeCost({ method, path, tenant, request: { headers: {}, method, url: path } })
     expect(at('GET', '/me/usage')).toBe(0)
     expect(at('GET', '/me/usage/')).toBe(0)
     expect(at('HEAD', '/ME/Usage')).toBe(0)

@@ -35,7 +35,16 @@ describe('passwords', () => {
 describe('member emails', () => {
   it('are trimmed and lower-cased, and anything else is refused with what was given', () => {
     expect(normalizeEmail('  Ada@Example.COM ')).toBe('ada@example.com')
-    for (const bad of ['', 'ada', 'ada@', '@example.com', 'a b@example.com', 'ada@example', '<x>@example.com', `${'a'.repeat(65)}@example.com`]) {
+    for (const bad of [
+      '',
+      'ada',
+      'ada@',
+      '@example.com',
+      'a b@example.com',
+      'ada@example',
+      '<x>@example.com',
+      `${'a'.repeat(65)}@example.com`,
+    ]) {
       expect(() => normalizeEmail(bad), bad).toThrow('is not an email address')
     }
   })
@@ -43,21 +52,35 @@ describe('member emails', () => {
 
 describe('session settings', () => {
   it('default to a 30-minute idle and a 12-hour absolute timeout, trusting no proxy', () => {
-    expect(readDashboardSettings({})).toEqual({ idleTimeoutSeconds: 1800, absoluteTimeoutSeconds: 43200, trustProxy: false })
+    expect(readDashboardSettings({})).toEqual({
+      idleTimeoutSeconds: 1800,
+      absoluteTimeoutSeconds: 43200,
+      trustProxy: false,
+    })
   })
 
   it('read the environment and refuse what they cannot use, naming the variable', () => {
-    expect(readDashboardSettings({ SESSION_IDLE_TIMEOUT_SECONDS: '600', SESSION_ABSOLUTE_TIMEOUT_SECONDS: '3600', TRUST_PROXY: '1' })).toEqual({
+    expect(
+      readDashboardSettings({
+        SESSION_IDLE_TIMEOUT_SECONDS: '600',
+        SESSION_ABSOLUTE_TIMEOUT_SECONDS: '3600',
+        TRUST_PROXY: '1',
+      }),
+    ).toEqual({
       idleTimeoutSeconds: 600,
       absoluteTimeoutSeconds: 3600,
       trustProxy: 1,
     })
     expect(readDashboardSettings({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toBe('loopback, 10.0.0.0/8')
-    expect(() => readDashboardSettings({ SESSION_IDLE_TIMEOUT_SECONDS: '0' })).toThrow('SESSION_IDLE_TIMEOUT_SECONDS: expected a positive number of seconds, got "0"')
-    expect(() => readDashboardSettings({ SESSION_ABSOLUTE_TIMEOUT_SECONDS: '1h' })).toThrow('SESSION_ABSOLUTE_TIMEOUT_SECONDS')
-    expect(() => readDashboardSettings({ SESSION_IDLE_TIMEOUT_SECONDS: '7200', SESSION_ABSOLUTE_TIMEOUT_SECONDS: '3600' })).toThrow(
-      'SESSION_ABSOLUTE_TIMEOUT_SECONDS (3600) must be at least SESSION_IDLE_TIMEOUT_SECONDS (7200)',
+    expect(() => readDashboardSettings({ SESSION_IDLE_TIMEOUT_SECONDS: '0' })).toThrow(
+      'SESSION_IDLE_TIMEOUT_SECONDS: expected a positive number of seconds, got "0"',
     )
+    expect(() => readDashboardSettings({ SESSION_ABSOLUTE_TIMEOUT_SECONDS: '1h' })).toThrow(
+      'SESSION_ABSOLUTE_TIMEOUT_SECONDS',
+    )
+    expect(() =>
+      readDashboardSettings({ SESSION_IDLE_TIMEOUT_SECONDS: '7200', SESSION_ABSOLUTE_TIMEOUT_SECONDS: '3600' }),
+    ).toThrow('SESSION_ABSOLUTE_TIMEOUT_SECONDS (3600) must be at least SESSION_IDLE_TIMEOUT_SECONDS (7200)')
     expect(() => readDashboardSettings({ TRUST_PROXY: '$(rm -rf)' })).toThrow('TRUST_PROXY')
   })
 })

@@ -9,7 +9,15 @@ import type { BrowserContext, Locator, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { postgresUrl } from './services.js'
 import { hasChromium, launchBrowser, type Browser } from './browser.js'
-import { cliJson, exampleDir, repoRoot, startServer, tempDatabase, type RunningServer, type TempDir } from './helpers.js'
+import {
+  cliJson,
+  exampleDir,
+  repoRoot,
+  startServer,
+  tempDatabase,
+  type RunningServer,
+  type TempDir,
+} from './helpers.js'
 
 // The dashboard, driven the way people use it: Debian's Chromium through
 // playwright-core, against the real server process, by role and accessible name.
@@ -55,8 +63,16 @@ function demoMember(server: RunningServer): Credentials {
 }
 
 /** `saiku …` with standard input (for --password-stdin). */
-async function cliWithInput(args: string[], env: Record<string, string>, input: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [join(exampleDir, 'bin/saiku.mjs'), ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
+async function cliWithInput(
+  args: string[],
+  env: Record<string, string>,
+  input: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [join(exampleDir, 'bin/saiku.mjs'), ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
@@ -79,7 +95,11 @@ async function signIn(page: Page, server: RunningServer, who: Credentials): Prom
 }
 
 /** Opens the API keys page from the sidebar, creates a key, and returns its ID and the secret read back from the clipboard. */
-async function createKeyInBrowser(page: Page, label: string, options: { copy: boolean } = { copy: true }): Promise<{ keyId: string; secret: string }> {
+async function createKeyInBrowser(
+  page: Page,
+  label: string,
+  options: { copy: boolean } = { copy: true },
+): Promise<{ keyId: string; secret: string }> {
   await nav(page, 'API keys')
   await page.getByRole('button', { name: 'Create key' }).click()
   await shown(page.getByRole('heading', { level: 1, name: 'Create key' }))
@@ -195,7 +215,12 @@ function describeKeyFlow(name: string, start: () => Promise<Started>, screenshot
       await page.goto(`${server.url}/sign-in`)
       await shoot('sign-in.png')
       await signIn(page, server, admin)
-      expect(await page.getByRole('navigation', { name: 'Dashboard' }).getByRole('link', { name: 'Overview' }).getAttribute('aria-current')).toBe('page')
+      expect(
+        await page
+          .getByRole('navigation', { name: 'Dashboard' })
+          .getByRole('link', { name: 'Overview' })
+          .getAttribute('aria-current'),
+      ).toBe('page')
       await shown(page.getByText('acme', { exact: true }).first())
       await shown(page.getByText(`curl ${server.url}/me/tenant`))
       await shoot('overview.png')
@@ -205,7 +230,11 @@ function describeKeyFlow(name: string, start: () => Promise<Started>, screenshot
       await shoot('key-created.png')
       const tenant = await apiGet(server, '/me/tenant', first.secret)
       expect(tenant.status).toBe(200)
-      expect(await tenant.json()).toMatchObject({ tenantSlug: 'acme', tier: 'starter', connectionName: 'production-warehouse' })
+      expect(await tenant.json()).toMatchObject({
+        tenantSlug: 'acme',
+        tier: 'starter',
+        connectionName: 'production-warehouse',
+      })
 
       // Reload: the secret is gone; the ID and label are listed.
       await page.reload()
@@ -256,8 +285,12 @@ function describeKeyFlow(name: string, start: () => Promise<Started>, screenshot
       // Activity: the key events, by whom, never a secret.
       await nav(page, 'Activity')
       await shown(page.getByRole('heading', { level: 1, name: 'Activity' }))
-      expect(await page.getByRole('row').filter({ hasText: 'Key revoked' }).filter({ hasText: first.keyId }).count()).toBe(1)
-      expect(await page.getByRole('row').filter({ hasText: 'Key created' }).filter({ hasText: admin.email }).count()).toBe(2)
+      expect(
+        await page.getByRole('row').filter({ hasText: 'Key revoked' }).filter({ hasText: first.keyId }).count(),
+      ).toBe(1)
+      expect(
+        await page.getByRole('row').filter({ hasText: 'Key created' }).filter({ hasText: admin.email }).count(),
+      ).toBe(2)
       expect(await page.getByRole('row').filter({ hasText: 'Signed in' }).count()).toBeGreaterThan(0)
       const activityHtml = await page.content()
       expect(activityHtml).not.toContain(first.secret.slice(21))
@@ -270,13 +303,32 @@ function describeKeyFlow(name: string, start: () => Promise<Started>, screenshot
       await shown(page.getByText('Your trial is running.'))
       await cliJson(['tenants', 'create', '--slug', 'initech', '--tier', 'team', '--subscription', 'none'], env)
       const initechPassword = 'initech-admin-password-1'
-      const added = await cliWithInput(['members', 'add', '--tenant', 'initech', '--email', 'ops@initech.example', '--role', 'admin', '--password-stdin'], env, `${initechPassword}\n`)
+      const added = await cliWithInput(
+        [
+          'members',
+          'add',
+          '--tenant',
+          'initech',
+          '--email',
+          'ops@initech.example',
+          '--role',
+          'admin',
+          '--password-stdin',
+        ],
+        env,
+        `${initechPassword}\n`,
+      )
       expect(added).toMatchObject({ code: 0 })
       expect(added.stdout).not.toContain(initechPassword)
-      const { secret: initechKey } = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'initech', '--label', 'ops'], env)
+      const { secret: initechKey } = await cliJson<{ secret: string }>(
+        ['keys', 'create', '--tenant', 'initech', '--label', 'ops'],
+        env,
+      )
       const refused = await apiGet(server, '/me/tenant', initechKey)
       expect(refused.status).toBe(402)
-      expect(((await refused.json()) as { message: string }).message).toContain('Visit /billing to start your 14-day trial.')
+      expect(((await refused.json()) as { message: string }).message).toContain(
+        'Visit /billing to start your 14-day trial.',
+      )
 
       const other = await browser.context({ viewport: { width: 1280, height: 860 } })
       const otherPage = await other.newPage()
@@ -317,10 +369,18 @@ async function sessionOf(context: BrowserContext, page: Page): Promise<{ cookie:
   const cookies = await context.cookies()
   const session = cookies.find((c) => c.name === 'saiku_session')
   if (session === undefined) throw new Error('not signed in')
-  return { cookie: `saiku_session=${session.value}`, csrf: await page.locator('input[name="_csrf"]').first().inputValue() }
+  return {
+    cookie: `saiku_session=${session.value}`,
+    csrf: await page.locator('input[name="_csrf"]').first().inputValue(),
+  }
 }
 
-async function postForm(server: RunningServer, path: string, fields: Record<string, string>, headers: Record<string, string>): Promise<Response> {
+async function postForm(
+  server: RunningServer,
+  path: string,
+  fields: Record<string, string>,
+  headers: Record<string, string>,
+): Promise<Response> {
   return fetch(`${server.url}${path}`, {
     method: 'POST',
     redirect: 'manual',
@@ -341,7 +401,11 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
   beforeAll(async () => {
     started = await startOnSqlite()
     admin = demoMember(started.server)
-    const added = await cliWithInput(['members', 'add', '--tenant', 'acme', '--email', viewer.email, '--role', 'viewer', '--password-stdin'], started.env, viewer.password)
+    const added = await cliWithInput(
+      ['members', 'add', '--tenant', 'acme', '--email', viewer.email, '--role', 'viewer', '--password-stdin'],
+      started.env,
+      viewer.password,
+    )
     expect(added.code).toBe(0)
     browser = await launchBrowser()
     adminContext = await browser.context({ viewport: { width: 1280, height: 860 } })
@@ -362,12 +426,16 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
     const { keyId } = await createKeyInBrowser(adminPage, XSS_LABEL, { copy: false })
     await shown(adminPage.getByText(XSS_LABEL, { exact: true }))
     await nav(adminPage, 'API keys')
-    expect(await rowOf(adminPage, keyId).getByRole('cell', { name: XSS_LABEL, exact: true }).textContent()).toBe(XSS_LABEL)
+    expect(await rowOf(adminPage, keyId).getByRole('cell', { name: XSS_LABEL, exact: true }).textContent()).toBe(
+      XSS_LABEL,
+    )
     expect(await adminPage.locator('img').count()).toBe(0)
     await nav(adminPage, 'Usage')
     expect(await adminPage.locator('img').count()).toBe(0)
     expect(dialogs).toEqual([])
-    const html = await (await fetch(`${server.url}/api-keys`, { headers: { cookie: (await sessionOf(adminContext, adminPage)).cookie } })).text()
+    const html = await (
+      await fetch(`${server.url}/api-keys`, { headers: { cookie: (await sessionOf(adminContext, adminPage)).cookie } })
+    ).text()
     expect(html).toContain('&lt;img src=x onerror=alert(1)&gt;')
     expect(html).not.toContain('<img')
   })
@@ -394,7 +462,9 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
     // An attacker's page on another origin (localhost is another site than 127.0.0.1).
     const evil: Server = createServer((_req, res) => {
       res.setHeader('content-type', 'text/html')
-      res.end(`<form method="post" action="${server.url}/api-keys/${keyId}/revoke"><input type="hidden" name="confirm" value="yes"><button>Win a prize</button></form>`)
+      res.end(
+        `<form method="post" action="${server.url}/api-keys/${keyId}/revoke"><input type="hidden" name="confirm" value="yes"><button>Win a prize</button></form>`,
+      )
     })
     evil.listen(0, '127.0.0.1')
     await once(evil, 'listening')
@@ -412,23 +482,50 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
     }
     // Over HTTP with the real session: a foreign Origin is refused even with the right token; no token is refused too.
     const { cookie, csrf } = await sessionOf(adminContext, adminPage)
-    const foreign = await postForm(server, `/api-keys/${keyId}/revoke`, { _csrf: csrf, confirm: 'yes' }, { cookie, origin: 'http://evil.example' })
+    const foreign = await postForm(
+      server,
+      `/api-keys/${keyId}/revoke`,
+      { _csrf: csrf, confirm: 'yes' },
+      { cookie, origin: 'http://evil.example' },
+    )
     expect(foreign.status).toBe(403)
-    const tokenless = await postForm(server, `/api-keys/${keyId}/revoke`, { confirm: 'yes' }, { cookie, origin: server.url })
+    const tokenless = await postForm(
+      server,
+      `/api-keys/${keyId}/revoke`,
+      { confirm: 'yes' },
+      { cookie, origin: server.url },
+    )
     expect(tokenless.status).toBe(403)
-    const wrongToken = await postForm(server, `/api-keys/${keyId}/revoke`, { _csrf: 'x'.repeat(43), confirm: 'yes' }, { cookie, origin: server.url })
+    const wrongToken = await postForm(
+      server,
+      `/api-keys/${keyId}/revoke`,
+      { _csrf: 'x'.repeat(43), confirm: 'yes' },
+      { cookie, origin: server.url },
+    )
     expect(wrongToken.status).toBe(403)
     expect((await apiGet(server, '/me/tenant', secret)).status).toBe(200)
     await nav(adminPage, 'API keys')
     expect(await rowOf(adminPage, keyId).count()).toBe(1)
     // And a sign-in form posted without the sign-in page's cookie.
-    expect((await postForm(server, '/sign-in', { _csrf: 'abc', email: admin.email, password: admin.password }, { origin: server.url })).status).toBe(403)
+    expect(
+      (
+        await postForm(
+          server,
+          '/sign-in',
+          { _csrf: 'abc', email: admin.email, password: admin.password },
+          { origin: server.url },
+        )
+      ).status,
+    ).toBe(403)
   })
 
   it('answers another tenant’s key ID in a revoke exactly like a missing one, and leaves that key alone', async () => {
     const { server, env } = started
     await cliJson(['tenants', 'create', '--slug', 'globex', '--tier', 'team'], env)
-    const { keyId, secret } = await cliJson<{ keyId: string; secret: string }>(['keys', 'create', '--tenant', 'globex', '--label', 'theirs'], env)
+    const { keyId, secret } = await cliJson<{ keyId: string; secret: string }>(
+      ['keys', 'create', '--tenant', 'globex', '--label', 'theirs'],
+      env,
+    )
     await nav(adminPage, 'API keys')
     const { cookie, csrf } = await sessionOf(adminContext, adminPage)
     const headers = { cookie, origin: server.url }
@@ -453,7 +550,12 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
     expect(await page.getByRole('button', { name: 'Revoke' }).count()).toBe(0)
     expect(await page.getByRole('button', { name: 'Create key' }).count()).toBe(0)
     const { cookie, csrf } = await sessionOf(context, page)
-    const forged = await postForm(server, `/api-keys/${keyId}/revoke`, { _csrf: csrf, confirm: 'yes' }, { cookie, origin: server.url })
+    const forged = await postForm(
+      server,
+      `/api-keys/${keyId}/revoke`,
+      { _csrf: csrf, confirm: 'yes' },
+      { cookie, origin: server.url },
+    )
     expect(forged.status).toBe(403)
     expect(await forged.text()).toContain('only an admin can change them')
     const create = await postForm(server, '/api-keys', { _csrf: csrf, label: 'sneaky' }, { cookie, origin: server.url })
@@ -471,8 +573,14 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
     const withCookie = await fetch(`${server.url}/me/tenant`, { headers: { cookie } })
     expect(withCookie.status).toBe(401)
     expect(await withCookie.json()).toEqual({ error: 'unauthorized', message: 'API key missing or invalid.' })
-    const { secret } = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'acme', '--label', 'api-only'], started.env)
-    const withKey = await fetch(`${server.url}/api-keys`, { headers: { authorization: `Bearer ${secret}` }, redirect: 'manual' })
+    const { secret } = await cliJson<{ secret: string }>(
+      ['keys', 'create', '--tenant', 'acme', '--label', 'api-only'],
+      started.env,
+    )
+    const withKey = await fetch(`${server.url}/api-keys`, {
+      headers: { authorization: `Bearer ${secret}` },
+      redirect: 'manual',
+    })
     expect(withKey.status).toBe(303)
     expect(withKey.headers.get('location')).toBe('/sign-in')
   })
@@ -482,7 +590,11 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
     const context = await browser.context()
     const page = await context.newPage()
     const target = 'locked@acme.example'
-    await cliWithInput(['members', 'add', '--tenant', 'acme', '--email', target, '--role', 'viewer', '--password-stdin'], started.env, 'the-right-password-1')
+    await cliWithInput(
+      ['members', 'add', '--tenant', 'acme', '--email', target, '--role', 'viewer', '--password-stdin'],
+      started.env,
+      'the-right-password-1',
+    )
     const attempt = async (email: string, password: string) => {
       await page.goto(`${server.url}/sign-in`)
       await page.getByLabel('Email').fill(email)
@@ -491,12 +603,22 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
       await page.getByRole('button', { name: 'Sign in' }).click()
       const response = await answer
       await shown(page.getByRole('heading', { level: 1 }))
-      return { status: response.status(), headers: response.headers(), alert: await page.getByRole('alert').textContent().catch(() => null) }
+      return {
+        status: response.status(),
+        headers: response.headers(),
+        alert: await page
+          .getByRole('alert')
+          .textContent()
+          .catch(() => null),
+      }
     }
     const unknown = await attempt('nobody@acme.example', 'whatever-password')
     expect(unknown).toMatchObject({ status: 401, alert: 'Incorrect email or password.' })
     for (let i = 0; i < 5; i++) {
-      expect(await attempt(target, `wrong-password-${i}`)).toMatchObject({ status: 401, alert: 'Incorrect email or password.' })
+      expect(await attempt(target, `wrong-password-${i}`)).toMatchObject({
+        status: 401,
+        alert: 'Incorrect email or password.',
+      })
     }
     const refused = await attempt(target, 'the-right-password-1')
     expect(refused.status).toBe(429)
@@ -504,17 +626,27 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
     expect(refused.alert).toMatch(/^Too many failed sign-in attempts\. Try again in \d+ seconds\.$/)
     // The activity log shows the refusals, against the account.
     await nav(adminPage, 'Activity')
-    expect(await adminPage.getByRole('row').filter({ hasText: 'Sign-in refused' }).filter({ hasText: target }).count()).toBe(5)
+    expect(
+      await adminPage.getByRole('row').filter({ hasText: 'Sign-in refused' }).filter({ hasText: target }).count(),
+    ).toBe(5)
   })
 
   it('ends a member’s sessions when the CLI resets their password or removes them', async () => {
     const { server, env } = started
     const email = 'leaver@acme.example'
-    await cliWithInput(['members', 'add', '--tenant', 'acme', '--email', email, '--role', 'admin', '--password-stdin'], env, 'leaver-password-123')
+    await cliWithInput(
+      ['members', 'add', '--tenant', 'acme', '--email', email, '--role', 'admin', '--password-stdin'],
+      env,
+      'leaver-password-123',
+    )
     const context = await browser.context()
     const page = await context.newPage()
     await signIn(page, server, { email, password: 'leaver-password-123' })
-    const reset = await cliWithInput(['members', 'reset-password', '--email', email, '--password-stdin'], env, 'leaver-password-456')
+    const reset = await cliWithInput(
+      ['members', 'reset-password', '--email', email, '--password-stdin'],
+      env,
+      'leaver-password-456',
+    )
     expect(reset.code).toBe(0)
     await page.reload()
     await shown(page.getByRole('heading', { level: 1, name: 'Sign in' }))
@@ -525,7 +657,10 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
     await shown(page.getByRole('heading', { level: 1, name: 'Sign in' }))
     const listed = await cliJson<{ email: string }[]>(['members', 'list', '--tenant', 'acme'], env)
     expect(listed.map((m) => m.email)).not.toContain(email)
-    const activity = await cliJson<{ action: string; target: string | null; actorType: string }[]>(['activity', '--tenant', 'acme'], env)
+    const activity = await cliJson<{ action: string; target: string | null; actorType: string }[]>(
+      ['activity', '--tenant', 'acme'],
+      env,
+    )
     expect(activity.filter((e) => e.target?.startsWith(email)).map((e) => e.action)).toEqual(
       expect.arrayContaining(['member.added', 'member.password_reset', 'member.removed']),
     )
@@ -549,7 +684,10 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
 
   it('records what API keys do through the API in the activity log, with the key ID and address', async () => {
     const { server, env } = started
-    const { secret, keyId } = await cliJson<{ secret: string; keyId: string }>(['keys', 'create', '--tenant', 'acme', '--label', 'automation'], env)
+    const { secret, keyId } = await cliJson<{ secret: string; keyId: string }>(
+      ['keys', 'create', '--tenant', 'acme', '--label', 'automation'],
+      env,
+    )
     const minted = await fetch(`${server.url}/me/api-keys`, {
       method: 'POST',
       headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
@@ -557,15 +695,43 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
     })
     expect(minted.status).toBe(201)
     const made = (await minted.json()) as { keyId: string; secret: string }
-    expect((await fetch(`${server.url}/me/api-keys/${made.keyId}`, { method: 'DELETE', headers: { authorization: `Bearer ${secret}` } })).status).toBe(204)
-    const events = await cliJson<{ action: string; actorType: string; actor: string; target: string | null; ip: string | null }[]>(['activity', '--tenant', 'acme'], env)
+    expect(
+      (
+        await fetch(`${server.url}/me/api-keys/${made.keyId}`, {
+          method: 'DELETE',
+          headers: { authorization: `Bearer ${secret}` },
+        })
+      ).status,
+    ).toBe(204)
+    const events = await cliJson<
+      { action: string; actorType: string; actor: string; target: string | null; ip: string | null }[]
+    >(['activity', '--tenant', 'acme'], env)
     expect(events.slice(0, 3)).toEqual([
-      { at: expect.any(String), action: 'key.revoked', actorType: 'api_key', actor: keyId, target: made.keyId, ip: expect.stringContaining('127.0.0.1') },
-      { at: expect.any(String), action: 'key.created', actorType: 'api_key', actor: keyId, target: made.keyId, ip: expect.stringContaining('127.0.0.1') },
+      {
+        at: expect.any(String),
+        action: 'key.revoked',
+        actorType: 'api_key',
+        actor: keyId,
+        target: made.keyId,
+        ip: expect.stringContaining('127.0.0.1'),
+      },
+      {
+        at: expect.any(String),
+        action: 'key.created',
+        actorType: 'api_key',
+        actor: keyId,
+        target: made.keyId,
+        ip: expect.stringContaining('127.0.0.1'),
+      },
       { at: expect.any(String), action: 'key.created', actorType: 'cli', actor: 'cli', target: keyId, ip: null },
     ])
     await nav(adminPage, 'Activity')
-    expect(await adminPage.getByRole('row').filter({ hasText: `API key ${keyId}` }).count()).toBe(2)
+    expect(
+      await adminPage
+        .getByRole('row')
+        .filter({ hasText: `API key ${keyId}` })
+        .count(),
+    ).toBe(2)
     expect(await adminPage.content()).not.toContain(made.secret.slice(21))
     const human = await cliWithInput(['activity', '--tenant', 'acme', '--limit', '2'], env, '')
     expect(human.stdout.trim().split('\n')).toHaveLength(2)
@@ -577,7 +743,10 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
     const page = await context.newPage()
     await signIn(page, started.server, admin)
     await page.goto(`${started.server.url}/api-keys`)
-    const focused = () => page.evaluate<{ text: string; ring: string }>('({ text: document.activeElement.textContent.trim(), ring: getComputedStyle(document.activeElement).boxShadow })')
+    const focused = () =>
+      page.evaluate<{ text: string; ring: string }>(
+        '({ text: document.activeElement.textContent.trim(), ring: getComputedStyle(document.activeElement).boxShadow })',
+      )
     let current = { text: '', ring: '' }
     for (let i = 0; i < 30 && current.text !== 'Create key'; i++) {
       await page.keyboard.press('Tab')
@@ -596,72 +765,96 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
   })
 
   it('fits a phone’s width', async () => {
-    const context = await browser.context({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 })
+    const context = await browser.context({
+      viewport: { width: 390, height: 844 },
+      isMobile: true,
+      hasTouch: true,
+      deviceScaleFactor: 2,
+    })
     const page = await context.newPage()
     await signIn(page, started.server, admin)
     await nav(page, 'API keys')
     await shown(page.getByRole('button', { name: 'Create key' }))
     mkdirSync(SCREENSHOTS, { recursive: true })
     await page.screenshot({ path: join(SCREENSHOTS, 'api-keys-phone.png'), fullPage: true })
-    const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth')
+    const overflow = await page.evaluate<number>(
+      'document.documentElement.scrollWidth - document.documentElement.clientWidth',
+    )
     expect(overflow).toBeLessThanOrEqual(0)
   })
 })
 
-describe.skipIf(!browserAvailable)('session settings: timeouts and cookies behind a proxy', { timeout: 120_000 }, () => {
-  let started: Started
-  let browser: Browser
+describe.skipIf(!browserAvailable)(
+  'session settings: timeouts and cookies behind a proxy',
+  { timeout: 120_000 },
+  () => {
+    let started: Started
+    let browser: Browser
 
-  beforeAll(async () => {
-    started = await startOnSqlite({ SESSION_IDLE_TIMEOUT_SECONDS: '4', SESSION_ABSOLUTE_TIMEOUT_SECONDS: '8', TRUST_PROXY: 'loopback' })
-    browser = await launchBrowser()
-  }, 120_000)
-  afterAll(async () => {
-    await browser?.close()
-    await started?.cleanup()
-  })
+    beforeAll(async () => {
+      started = await startOnSqlite({
+        SESSION_IDLE_TIMEOUT_SECONDS: '4',
+        SESSION_ABSOLUTE_TIMEOUT_SECONDS: '8',
+        TRUST_PROXY: 'loopback',
+      })
+      browser = await launchBrowser()
+    }, 120_000)
+    afterAll(async () => {
+      await browser?.close()
+      await started?.cleanup()
+    })
 
-  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-  it('marks cookies Secure with the __Host- prefix behind a trusted proxy that terminates HTTPS, and only then', async () => {
-    const { server } = started
-    const plain = await fetch(`${server.url}/sign-in`)
-    expect(plain.headers.get('set-cookie')).toMatch(/^saiku_signin=[\w-]+; Max-Age=3600; Path=\/; HttpOnly; SameSite=Lax$/)
-    const proxied = await fetch(`${server.url}/sign-in`, { headers: { 'x-forwarded-proto': 'https' } })
-    expect(proxied.headers.get('set-cookie')).toMatch(/^__Host-saiku_signin=[\w-]+; Max-Age=3600; Path=\/; HttpOnly; Secure; SameSite=Lax$/)
-  })
+    it('marks cookies Secure with the __Host- prefix behind a trusted proxy that terminates HTTPS, and only then', async () => {
+      const { server } = started
+      const plain = await fetch(`${server.url}/sign-in`)
+      expect(plain.headers.get('set-cookie')).toMatch(
+        /^saiku_signin=[\w-]+; Max-Age=3600; Path=\/; HttpOnly; SameSite=Lax$/,
+      )
+      const proxied = await fetch(`${server.url}/sign-in`, { headers: { 'x-forwarded-proto': 'https' } })
+      expect(proxied.headers.get('set-cookie')).toMatch(
+        /^__Host-saiku_signin=[\w-]+; Max-Age=3600; Path=\/; HttpOnly; Secure; SameSite=Lax$/,
+      )
+    })
 
-  it('refuses bad session settings at start-up, naming the variable', async () => {
-    const db = tempDatabase()
-    await expect(startServer({ DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path, SESSION_IDLE_TIMEOUT_SECONDS: '-5' })).rejects.toThrow(
-      'SESSION_IDLE_TIMEOUT_SECONDS: expected a positive number of seconds, got "-5"',
-    )
-    db.remove()
-  })
+    it('refuses bad session settings at start-up, naming the variable', async () => {
+      const db = tempDatabase()
+      await expect(
+        startServer({
+          DATABASE_URL: db.databaseUrl,
+          REDIS_URL: '',
+          SAIKU_DATA_DIR: db.path,
+          SESSION_IDLE_TIMEOUT_SECONDS: '-5',
+        }),
+      ).rejects.toThrow('SESSION_IDLE_TIMEOUT_SECONDS: expected a positive number of seconds, got "-5"')
+      db.remove()
+    })
 
-  it('ends an idle session, and a busy one at the absolute timeout', async () => {
-    const { server } = started
-    const admin = demoMember(server)
-    const context = await browser.context()
-    const page = await context.newPage()
-    await signIn(page, server, admin)
-    await sleep(4_500)
-    await page.goto(`${server.url}/api-keys`)
-    await shown(page.getByRole('status').filter({ hasText: 'Your session expired. Sign in again.' }))
-    expect(new URL(page.url()).pathname).toBe('/sign-in')
+    it('ends an idle session, and a busy one at the absolute timeout', async () => {
+      const { server } = started
+      const admin = demoMember(server)
+      const context = await browser.context()
+      const page = await context.newPage()
+      await signIn(page, server, admin)
+      await sleep(4_500)
+      await page.goto(`${server.url}/api-keys`)
+      await shown(page.getByRole('status').filter({ hasText: 'Your session expired. Sign in again.' }))
+      expect(new URL(page.url()).pathname).toBe('/sign-in')
 
-    // Used every second, it still ends eight seconds after sign-in.
-    const signedInAt = Date.now() // before the sign-in: the session cannot be older than this
-    await signIn(page, server, admin)
-    let expiredAfterMs = 0
-    while (Date.now() - signedInAt < 30_000) {
-      await sleep(1_000)
-      await page.goto(`${server.url}/usage`)
-      if (new URL(page.url()).pathname === '/sign-in') {
-        expiredAfterMs = Date.now() - signedInAt
-        break
+      // Used every second, it still ends eight seconds after sign-in.
+      const signedInAt = Date.now() // before the sign-in: the session cannot be older than this
+      await signIn(page, server, admin)
+      let expiredAfterMs = 0
+      while (Date.now() - signedInAt < 30_000) {
+        await sleep(1_000)
+        await page.goto(`${server.url}/usage`)
+        if (new URL(page.url()).pathname === '/sign-in') {
+          expiredAfterMs = Date.now() - signedInAt
+          break
+        }
       }
-    }
-    expect(expiredAfterMs).toBeGreaterThanOrEqual(8_000)
-  })
-})
+      expect(expiredAfterMs).toBeGreaterThanOrEqual(8_000)
+    })
+  },
+)

@@ -7,7 +7,10 @@ import { SqliteKeyStore } from '@saiku/sqlite'
 import { openApiDocument } from '../src/openapi.js'
 import { cli, cliJson, startServer, tempDatabase, waitFor, type RunningServer, type TempDir } from './helpers.js'
 
-const SPEC_402 = { error: 'payment_required', message: 'This feature requires an active subscription or trial. Visit /billing to start your 14-day trial.' }
+const SPEC_402 = {
+  error: 'payment_required',
+  message: 'This feature requires an active subscription or trial. Visit /billing to start your 14-day trial.',
+}
 const UNAUTHORIZED = { error: 'unauthorized', message: 'API key missing or invalid.' }
 
 interface Recorded {
@@ -47,7 +50,14 @@ async function call(
 }
 
 /** A request whose body goes out chunked (Transfer-Encoding, no Content-Length), as streaming clients send it. */
-async function chunked(server: RunningServer, method: string, path: string, key: string, chunks: string[], contentType?: string): Promise<Reply> {
+async function chunked(
+  server: RunningServer,
+  method: string,
+  path: string,
+  key: string,
+  chunks: string[],
+  contentType?: string,
+): Promise<Reply> {
   // Set explicitly: Node frames a DELETE body only when told to.
   const headers: Record<string, string> = { authorization: `Bearer ${key}`, 'transfer-encoding': 'chunked' }
   if (contentType !== undefined) headers['content-type'] = contentType
@@ -95,7 +105,11 @@ describe('the reference server, as a person starts it', () => {
     const oldId = listed.body.keys[0].keyId as string
     const minted = await call(server, 'POST', '/me/api-keys', { key: old, json: { label: 'production-agent' } })
     expect(minted.status).toBe(201)
-    expect(minted.body).toMatchObject({ label: 'production-agent', permissions: ['keys:read', 'keys:write', 'billing:write'], lastUsedAt: null })
+    expect(minted.body).toMatchObject({
+      label: 'production-agent',
+      permissions: ['keys:read', 'keys:write', 'billing:write'],
+      lastUsedAt: null,
+    })
     const fresh = minted.body.secret as string
 
     expect((await call(server, 'GET', '/me/tenant', { key: old })).status).toBe(200)
@@ -132,7 +146,10 @@ describe('errors, with exact bodies and headers', () => {
 
   it('402 without a subscription, billing still open, and a trial lifts it', async () => {
     await cliJson(['tenants', 'create', '--slug', 'initech', '--tier', 'team', '--subscription', 'none'], env)
-    const { secret } = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'initech', '--label', 'ops'], env)
+    const { secret } = await cliJson<{ secret: string }>(
+      ['keys', 'create', '--tenant', 'initech', '--label', 'ops'],
+      env,
+    )
     const refused = await call(server, 'GET', '/me/tenant', { key: secret })
     expect(refused.status).toBe(402)
     expect(refused.body).toEqual(SPEC_402)
@@ -149,19 +166,30 @@ describe('errors, with exact bodies and headers', () => {
   })
 
   it('403 for a key without the permission, and for granting more than it holds', async () => {
-    const { secret } = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'acme', '--label', 'reader', '--permissions', 'keys:read'], env)
+    const { secret } = await cliJson<{ secret: string }>(
+      ['keys', 'create', '--tenant', 'acme', '--label', 'reader', '--permissions', 'keys:read'],
+      env,
+    )
     const res = await call(server, 'POST', '/me/api-keys', { key: secret, json: { label: 'x' } })
     expect(res.status).toBe(403)
     expect(res.body).toEqual({ error: 'forbidden', message: 'This API key lacks the permission keys:write.' })
-    expect(res.headers.get('www-authenticate')).toMatch(/^Bearer realm="saiku", error="insufficient_scope", error_description="[^"]+", scope="keys:write"$/)
-    const escalate = await call(server, 'POST', '/me/api-keys', { key: rotatedKey, json: { label: 'root', permissions: ['*'] } })
+    expect(res.headers.get('www-authenticate')).toMatch(
+      /^Bearer realm="saiku", error="insufficient_scope", error_description="[^"]+", scope="keys:write"$/,
+    )
+    const escalate = await call(server, 'POST', '/me/api-keys', {
+      key: rotatedKey,
+      json: { label: 'root', permissions: ['*'] },
+    })
     expect(escalate.status).toBe(403)
     expect(escalate.body.message).toBe('A key cannot grant what it does not hold: *.')
   })
 
   it("404 for another tenant's key, byte for byte the same as an unknown one", async () => {
     await cliJson(['tenants', 'create', '--slug', 'globex', '--tier', 'business', '--subscription', 'active'], env)
-    const theirs = await cliJson<{ keyId: string; secret: string }>(['keys', 'create', '--tenant', 'globex', '--label', 'theirs'], env)
+    const theirs = await cliJson<{ keyId: string; secret: string }>(
+      ['keys', 'create', '--tenant', 'globex', '--label', 'theirs'],
+      env,
+    )
     const foreign = await call(server, 'DELETE', `/me/api-keys/${theirs.keyId}`, { key: rotatedKey })
     const unknown = await call(server, 'DELETE', '/me/api-keys/AAAAAAAAAAAA', { key: rotatedKey })
     const malformed = await call(server, 'DELETE', '/me/api-keys/not-a-key-id', { key: rotatedKey })
@@ -174,7 +202,10 @@ describe('errors, with exact bodies and headers', () => {
 
   it('429 with Retry-After once the starter minute is spent', async () => {
     await cliJson(['tenants', 'create', '--slug', 'hooli', '--tier', 'starter', '--subscription', 'active'], env)
-    const { secret } = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'hooli', '--label', 'burst'], env)
+    const { secret } = await cliJson<{ secret: string }>(
+      ['keys', 'create', '--tenant', 'hooli', '--label', 'burst'],
+      env,
+    )
     for (let i = 0; i < 60; i++) expect((await call(server, 'GET', '/me/tenant', { key: secret })).status).toBe(200)
     const res = await call(server, 'GET', '/me/tenant', { key: secret })
     expect(res.status).toBe(429)
@@ -193,8 +224,16 @@ describe('errors, with exact bodies and headers', () => {
     const cases: [Reply, number, string][] = [
       [await call(server, 'GET', '/me/nowhere', { key }), 404, 'not_found'],
       [await call(server, 'POST', '/me/api-keys', { key, raw: '{"label":' }), 400, 'invalid_request'],
-      [await call(server, 'POST', '/me/api-keys', { key, json: { label: 'x'.repeat(20_000) } }), 413, 'payload_too_large'],
-      [await call(server, 'POST', '/me/api-keys', { key, raw: 'label=x', contentType: 'text/plain' }), 415, 'unsupported_media_type'],
+      [
+        await call(server, 'POST', '/me/api-keys', { key, json: { label: 'x'.repeat(20_000) } }),
+        413,
+        'payload_too_large',
+      ],
+      [
+        await call(server, 'POST', '/me/api-keys', { key, raw: 'label=x', contentType: 'text/plain' }),
+        415,
+        'unsupported_media_type',
+      ],
       [await call(server, 'POST', '/me/api-keys', { key, json: { label: '' } }), 400, 'invalid_request'],
       [await call(server, 'POST', '/me/api-keys', { key, json: ['label'] }), 400, 'invalid_request'],
       [await call(server, 'PUT', '/me/tenant', { key }), 405, 'method_not_allowed'],
@@ -218,7 +257,10 @@ describe('signed tokens', () => {
     expect(jwks.body.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256' })
     expect(jwks.body.keys[0].d).toBeUndefined()
 
-    const issued = await call(server, 'POST', '/me/tokens', { key: rotatedKey, json: { permissions: ['keys:read'], ttlSeconds: 120 } })
+    const issued = await call(server, 'POST', '/me/tokens', {
+      key: rotatedKey,
+      json: { permissions: ['keys:read'], ttlSeconds: 120 },
+    })
     expect(issued.status).toBe(201)
     expect(issued.body).toMatchObject({ tokenType: 'Bearer', expiresIn: 120, permissions: ['keys:read'] })
     const token = issued.body.accessToken as string
@@ -232,7 +274,9 @@ describe('signed tokens', () => {
     const again = await call(server, 'POST', '/me/tokens', { key: token })
     expect(again.body).toEqual({ error: 'forbidden', message: 'Only an API key can be exchanged for a token.' })
     // Even a token that carries keys:write cannot turn itself into a lasting key, nor revoke one.
-    const writer = (await call(server, 'POST', '/me/tokens', { key: rotatedKey, json: { permissions: ['keys:write'] } })).body.accessToken as string
+    const writer = (
+      await call(server, 'POST', '/me/tokens', { key: rotatedKey, json: { permissions: ['keys:write'] } })
+    ).body.accessToken as string
     const minted = await call(server, 'POST', '/me/api-keys', { key: writer, json: { label: 'from a token' } })
     expect(minted.status).toBe(403)
     expect(minted.body).toEqual({ error: 'forbidden', message: 'Only an API key can mint API keys.' })
@@ -248,7 +292,25 @@ describe('signed tokens', () => {
 
 describe('the operator CLI on the same data file', () => {
   it('creates, lists and revokes; the running server refuses the revoked key within a second or two', async () => {
-    await cliJson(['tenants', 'create', '--slug', 'umbrella', '--tier', 'enterprise', '--per-minute', '5000', '--per-hour', '200000', '--subscription', 'active', '--connection', 'umbrella-dwh'], env)
+    await cliJson(
+      [
+        'tenants',
+        'create',
+        '--slug',
+        'umbrella',
+        '--tier',
+        'enterprise',
+        '--per-minute',
+        '5000',
+        '--per-hour',
+        '200000',
+        '--subscription',
+        'active',
+        '--connection',
+        'umbrella-dwh',
+      ],
+      env,
+    )
     const created = await cli(['keys', 'create', '--tenant', 'umbrella', '--label', 'etl'], env)
     expect(created.code).toBe(0)
     const secret = created.stdout.match(/^(sk_live_\w+)$/m)![1]!
@@ -269,23 +331,59 @@ describe('the operator CLI on the same data file', () => {
 
   it('fails with a clear message and a non-zero exit on bad arguments', async () => {
     const cases: [string[], number, string][] = [
-      [['tenants', 'create', '--slug', 'x', '--tier', 'gold'], 2, '--tier: expected one of starter, team, business, enterprise, got "gold"'],
+      [
+        ['tenants', 'create', '--slug', 'x', '--tier', 'gold'],
+        2,
+        '--tier: expected one of starter, team, business, enterprise, got "gold"',
+      ],
       [['tenants', 'create', '--tier', 'team'], 2, '--slug is required'],
       [['tenants', 'create', '--slug', 'acme', '--tier', 'team'], 1, 'A tenant with slug "acme" exists already.'],
       [['tenants', 'create', '--slug', 'big', '--tier', 'enterprise'], 1, 'limits: expected { perMinute, perHour }'],
-      [['tenants', 'create', '--slug', 'odd', '--tier', 'team', '--per-minute', '10'], 2, '--per-minute and --per-hour go together'],
+      [
+        ['tenants', 'create', '--slug', 'odd', '--tier', 'team', '--per-minute', '10'],
+        2,
+        '--per-minute and --per-hour go together',
+      ],
       [['keys', 'create', '--tenant', 'nobody', '--label', 'x'], 1, 'No tenant with slug "nobody".'],
-      [['keys', 'create', '--tenant', 'acme', '--label', 'x', '--permissions', 'root'], 2, '--permissions: unknown root'],
+      [
+        ['keys', 'create', '--tenant', 'acme', '--label', 'x', '--permissions', 'root'],
+        2,
+        '--permissions: unknown root',
+      ],
       [['keys', 'revoke', 'nope'], 2, '"nope" is not a key ID'],
       [['keys', 'frobnicate'], 2, 'unknown command "keys frobnicate"'],
       [['keys', 'list', '--tenant', 'acme', '--colour'], 2, "Unknown option '--colour'"],
       // Bad values are usage errors too (issue 13, item 10), and nothing is created.
-      [['tenants', 'create', '--slug', 'Bad_Slug', '--tier', 'team'], 2, '--slug: expected lower-case letters, digits and inner hyphens, 1 to 63 characters, got "Bad_Slug"'],
-      [['keys', 'create', '--tenant', 'acme', '--label', 'x', '--expires-at', '2001-01-01T00:00:00Z'], 2, '--expires-at: expected a time in the future'],
-      [['keys', 'create', '--tenant', 'acme', '--label', 'x', '--expires-at', '2030-02-30T00:00:00Z'], 2, '--expires-at: expected an RFC 3339 date-time'],
-      [['keys', 'create', '--tenant', 'acme', '--label', 'x'.repeat(101)], 2, '--label: label must be at most 100 characters'],
-      [['keys', 'create', '--tenant', 'acme', '--label', 'a\tb'], 2, '--label: label must not contain control or format characters'],
-      [['keys', 'create', '--tenant', 'acme', '--label', 'x', '--permissions', ',,,'], 2, '--permissions: expected a comma-separated list'],
+      [
+        ['tenants', 'create', '--slug', 'Bad_Slug', '--tier', 'team'],
+        2,
+        '--slug: expected lower-case letters, digits and inner hyphens, 1 to 63 characters, got "Bad_Slug"',
+      ],
+      [
+        ['keys', 'create', '--tenant', 'acme', '--label', 'x', '--expires-at', '2001-01-01T00:00:00Z'],
+        2,
+        '--expires-at: expected a time in the future',
+      ],
+      [
+        ['keys', 'create', '--tenant', 'acme', '--label', 'x', '--expires-at', '2030-02-30T00:00:00Z'],
+        2,
+        '--expires-at: expected an RFC 3339 date-time',
+      ],
+      [
+        ['keys', 'create', '--tenant', 'acme', '--label', 'x'.repeat(101)],
+        2,
+        '--label: label must be at most 100 characters',
+      ],
+      [
+        ['keys', 'create', '--tenant', 'acme', '--label', 'a\tb'],
+        2,
+        '--label: label must not contain control or format characters',
+      ],
+      [
+        ['keys', 'create', '--tenant', 'acme', '--label', 'x', '--permissions', ',,,'],
+        2,
+        '--permissions: expected a comma-separated list',
+      ],
     ]
     for (const [args, code, message] of cases) {
       const result = await cli(args, env)
@@ -294,9 +392,14 @@ describe('the operator CLI on the same data file', () => {
     }
     const keysNow = await cliJson<unknown[]>(['keys', 'list', '--tenant', 'acme'], env)
     expect(keysNow.some((key) => (key as { label: string }).label === 'x')).toBe(false)
-    expect((await cliJson<{ tenantSlug: string }[]>(['tenants', 'list'], env)).map((t) => t.tenantSlug)).not.toContain('Bad_Slug')
+    expect((await cliJson<{ tenantSlug: string }[]>(['tenants', 'list'], env)).map((t) => t.tenantSlug)).not.toContain(
+      'Bad_Slug',
+    )
     const json = await cli(['keys', 'revoke', 'nope', '--json'], env)
-    expect(JSON.parse(json.stderr)).toEqual({ error: 'usage', message: '"nope" is not a key ID (12 letters and digits)' })
+    expect(JSON.parse(json.stderr)).toEqual({
+      error: 'usage',
+      message: '"nope" is not a key ID (12 letters and digits)',
+    })
   }, 90_000)
 })
 
@@ -307,13 +410,22 @@ let heavyRoot = ''
 describe('a key with an area wildcard gets a token with every permission (issue 13, item 1)', () => {
   beforeAll(async () => {
     await cliJson(['tenants', 'create', '--slug', 'heavy', '--tier', 'business', '--subscription', 'active'], env)
-    heavyKey = (await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'heavy', '--label', 'heavy'], env)).secret
-    heavyRoot = (await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'heavy', '--label', 'root', '--permissions', '*'], env)).secret
+    heavyKey = (await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'heavy', '--label', 'heavy'], env))
+      .secret
+    heavyRoot = (
+      await cliJson<{ secret: string }>(
+        ['keys', 'create', '--tenant', 'heavy', '--label', 'root', '--permissions', '*'],
+        env,
+      )
+    ).secret
   }, 60_000)
 
   it('refuses a permission with a space with 400, wherever it enters, so no token carries "*"', async () => {
     const root = { secret: heavyRoot }
-    const area = await call(server, 'POST', '/me/api-keys', { key: root.secret, json: { label: 'area', permissions: ['keys:*'] } })
+    const area = await call(server, 'POST', '/me/api-keys', {
+      key: root.secret,
+      json: { label: 'area', permissions: ['keys:*'] },
+    })
     expect(area.status).toBe(201)
     const key = area.body.secret as string
     const smuggled = await call(server, 'POST', '/me/tokens', { key, json: { permissions: ['keys:x *'] } })
@@ -324,7 +436,10 @@ describe('a key with an area wildcard gets a token with every permission (issue 
     for (const permissions of [['keys:read *'], ['keys:read:*'], ['Keys:read'], ['keys:read\t*']]) {
       const minted = await call(server, 'POST', '/me/api-keys', { key: root.secret, json: { label: 'x', permissions } })
       expect(minted.status, JSON.stringify(permissions)).toBe(400)
-      expect((await call(server, 'POST', '/me/tokens', { key: root.secret, json: { permissions } })).status, JSON.stringify(permissions)).toBe(400)
+      expect(
+        (await call(server, 'POST', '/me/tokens', { key: root.secret, json: { permissions } })).status,
+        JSON.stringify(permissions),
+      ).toBe(400)
     }
     const narrowed = await call(server, 'POST', '/me/tokens', { key, json: { permissions: ['keys:read'] } })
     expect(narrowed.body.permissions).toEqual(['keys:read'])
@@ -333,13 +448,25 @@ describe('a key with an area wildcard gets a token with every permission (issue 
 
 describe('every body is read the same way, however it is framed (issue 13, item 2)', () => {
   it('narrows a token as asked in a chunked JSON body', async () => {
-    const res = await chunked(server, 'POST', '/me/tokens', heavyKey, ['{"permissions":', '["keys:read"]}'], 'application/json')
+    const res = await chunked(
+      server,
+      'POST',
+      '/me/tokens',
+      heavyKey,
+      ['{"permissions":', '["keys:read"]}'],
+      'application/json',
+    )
     expect(res.status).toBe(201)
     expect(res.body.permissions).toEqual(['keys:read'])
   })
 
   it('answers a chunked body that is not JSON, or has no content type, with 415 on every route that reads one', async () => {
-    for (const [method, path] of [['POST', '/me/tokens'], ['POST', '/me/api-keys'], ['DELETE', '/me/api-keys/AAAAAAAAAAAA'], ['POST', '/me/billing/trial']] as const) {
+    for (const [method, path] of [
+      ['POST', '/me/tokens'],
+      ['POST', '/me/api-keys'],
+      ['DELETE', '/me/api-keys/AAAAAAAAAAAA'],
+      ['POST', '/me/billing/trial'],
+    ] as const) {
       const text = await chunked(server, method, path, heavyKey, ['{"permissions":["keys:read"]}'], 'text/plain')
       expect(text.status, `${method} ${path}`).toBe(415)
       expect(text.body).toEqual({ error: 'unsupported_media_type', message: 'Send the body as application/json.' })
@@ -349,19 +476,42 @@ describe('every body is read the same way, however it is framed (issue 13, item 
       expect(sized.status, `${method} ${path}`).toBe(415)
       const invalid = await chunked(server, method, path, heavyKey, ['garb', 'age'], 'application/json')
       expect(invalid.status, `${method} ${path}`).toBe(400)
-      const big = await chunked(server, method, path, heavyKey, ['{"label":"', 'x'.repeat(17_000), '"}'], 'application/json')
+      const big = await chunked(
+        server,
+        method,
+        path,
+        heavyKey,
+        ['{"label":"', 'x'.repeat(17_000), '"}'],
+        'application/json',
+      )
       expect(big.status, `${method} ${path}`).toBe(413)
     }
   })
 
   it('answers an unknown field with 400 on every route that reads a body, chunked or not', async () => {
-    const tokens = await call(server, 'POST', '/me/tokens', { key: heavyKey, json: { permission: ['keys:read'], ttl: 60 } })
+    const tokens = await call(server, 'POST', '/me/tokens', {
+      key: heavyKey,
+      json: { permission: ['keys:read'], ttl: 60 },
+    })
     expect(tokens.status).toBe(400)
-    expect(tokens.body).toEqual({ error: 'invalid_request', message: 'Unknown field "permission"; expected permissions, ttlSeconds.' })
+    expect(tokens.body).toEqual({
+      error: 'invalid_request',
+      message: 'Unknown field "permission"; expected permissions, ttlSeconds.',
+    })
     const chunkedTokens = await chunked(server, 'POST', '/me/tokens', heavyKey, ['{"ttl":60}'], 'application/json')
     expect(chunkedTokens.status).toBe(400)
-    const keys = await chunked(server, 'POST', '/me/api-keys', heavyKey, ['{"label":"x","scopes":[]}'], 'application/json')
-    expect(keys.body).toEqual({ error: 'invalid_request', message: 'Unknown field "scopes"; expected label, permissions, expiresAt.' })
+    const keys = await chunked(
+      server,
+      'POST',
+      '/me/api-keys',
+      heavyKey,
+      ['{"label":"x","scopes":[]}'],
+      'application/json',
+    )
+    expect(keys.body).toEqual({
+      error: 'invalid_request',
+      message: 'Unknown field "scopes"; expected label, permissions, expiresAt.',
+    })
     const revoke = await call(server, 'DELETE', '/me/api-keys/AAAAAAAAAAAA', { key: heavyKey, json: { force: true } })
     expect(revoke.body).toEqual({ error: 'invalid_request', message: 'Unknown field "force"; expected no fields.' })
     const trial = await call(server, 'POST', '/me/billing/trial', { key: heavyKey, json: { days: 90 } })
@@ -379,11 +529,22 @@ describe('the trial, asked for at once through two servers on one SQLite file (i
     const second = await startServer(env)
     try {
       await cliJson(['tenants', 'create', '--slug', 'racer', '--tier', 'team', '--subscription', 'none'], env)
-      const { secret } = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'racer', '--label', 'racer'], env)
-      const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => call(i % 2 === 0 ? server : second, 'POST', '/me/billing/trial', { key: secret })))
+      const { secret } = await cliJson<{ secret: string }>(
+        ['keys', 'create', '--tenant', 'racer', '--label', 'racer'],
+        env,
+      )
+      const replies = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          call(i % 2 === 0 ? server : second, 'POST', '/me/billing/trial', { key: secret }),
+        ),
+      )
       const statuses = replies.map((reply) => reply.status).sort()
       expect(statuses).toEqual([201, ...Array.from({ length: 19 }, () => 409)])
-      expect(replies.filter((reply) => reply.status === 409).every((reply) => reply.body.message === 'This tenant has already used its trial.')).toBe(true)
+      expect(
+        replies
+          .filter((reply) => reply.status === 409)
+          .every((reply) => reply.body.message === 'This tenant has already used its trial.'),
+      ).toBe(true)
     } finally {
       await second.stop()
     }
@@ -393,16 +554,21 @@ describe('the trial, asked for at once through two servers on one SQLite file (i
 describe('a SQLite lock held by another process (issue 13, item 5)', () => {
   it('answers a mint with 503 once the lock outlasts the busy timeout, while cached requests are served meanwhile', async () => {
     await cliJson(['tenants', 'create', '--slug', 'bystander', '--tier', 'team', '--subscription', 'active'], env)
-    const bystander = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'bystander', '--label', 'reader'], env)
+    const bystander = await cliJson<{ secret: string }>(
+      ['keys', 'create', '--tenant', 'bystander', '--label', 'reader'],
+      env,
+    )
     expect((await call(server, 'GET', '/me/tenant', { key: bystander.secret })).status).toBe(200)
     const locker = new SqliteKeyStore(db.databaseUrl.slice('sqlite:'.length), { watchIntervalMs: 0 })
     locker.db.exec('BEGIN IMMEDIATE')
     try {
       const order: string[] = []
-      const mint = call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'while-locked' } }).then((reply) => {
-        order.push('mint')
-        return reply
-      })
+      const mint = call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'while-locked' } }).then(
+        (reply) => {
+          order.push('mint')
+          return reply
+        },
+      )
       // The server is not blocked: other requests are answered while the mint waits for the lock.
       for (let i = 0; i < 5; i++) {
         expect((await call(server, 'GET', '/me/tenant', { key: bystander.secret })).status).toBe(200)
@@ -411,26 +577,41 @@ describe('a SQLite lock held by another process (issue 13, item 5)', () => {
       const refused = await mint
       expect(order.slice(0, 5)).toEqual(['read', 'read', 'read', 'read', 'read'])
       expect(refused.status).toBe(503)
-      expect(refused.body).toEqual({ error: 'service_unavailable', message: 'The service is temporarily unavailable. Retry shortly.' })
+      expect(refused.body).toEqual({
+        error: 'service_unavailable',
+        message: 'The service is temporarily unavailable. Retry shortly.',
+      })
     } finally {
       locker.db.exec('ROLLBACK')
       locker.close()
     }
-    expect((await call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'after-lock' } })).status).toBe(201)
+    expect((await call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'after-lock' } })).status).toBe(
+      201,
+    )
   }, 60_000)
 })
 
 describe('permission lists (issue 13, item 6)', () => {
   it('keeps one of each permission, bounds the list, and the token of the largest key is accepted', async () => {
-    const repeated = await call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'repeats', permissions: Array.from({ length: 1_000 }, () => 'keys:read') } })
+    const repeated = await call(server, 'POST', '/me/api-keys', {
+      key: heavyKey,
+      json: { label: 'repeats', permissions: Array.from({ length: 1_000 }, () => 'keys:read') },
+    })
     expect(repeated.status).toBe(201)
     expect(repeated.body.permissions).toEqual(['keys:read'])
     const root = { secret: heavyRoot }
-    const many = (count: number) => Array.from({ length: count }, (_, i) => `${'area'.repeat(12)}${i}:${'read'.repeat(3)}`)
-    const over = await call(server, 'POST', '/me/api-keys', { key: root.secret, json: { label: 'too many', permissions: many(33) } })
+    const many = (count: number) =>
+      Array.from({ length: count }, (_, i) => `${'area'.repeat(12)}${i}:${'read'.repeat(3)}`)
+    const over = await call(server, 'POST', '/me/api-keys', {
+      key: root.secret,
+      json: { label: 'too many', permissions: many(33) },
+    })
     expect(over.status).toBe(400)
     expect(over.body.message).toBe('permissions must name at most 32 distinct permissions.')
-    const largest = await call(server, 'POST', '/me/api-keys', { key: root.secret, json: { label: 'largest', permissions: many(32) } })
+    const largest = await call(server, 'POST', '/me/api-keys', {
+      key: root.secret,
+      json: { label: 'largest', permissions: many(32) },
+    })
     expect(largest.status).toBe(201)
     const token = await call(server, 'POST', '/me/tokens', { key: largest.body.secret })
     expect(token.status).toBe(201)
@@ -440,7 +621,12 @@ describe('permission lists (issue 13, item 6)', () => {
 
 describe('labels (issue 13, item 7)', () => {
   it('refuses control and format characters and lone surrogates', async () => {
-    for (const raw of ['{"label":"a\\u009b[31mred"}', '{"label":"gnp.exe\\u202e"}', '{"label":"a\\ud800"}', '{"label":"a\\u200bb"}']) {
+    for (const raw of [
+      '{"label":"a\\u009b[31mred"}',
+      '{"label":"gnp.exe\\u202e"}',
+      '{"label":"a\\ud800"}',
+      '{"label":"a\\u200bb"}',
+    ]) {
       const res = await call(server, 'POST', '/me/api-keys', { key: heavyKey, raw })
       expect(res.status, raw).toBe(400)
       expect(res.body.message).toBe('label must not contain control or format characters.')
@@ -469,18 +655,32 @@ describe('labels (issue 13, item 7)', () => {
     expect(listed.stdout).not.toMatch(/[\u0080-\u009f\u202e]/)
     const json = await cli(['keys', 'list', '--tenant', 'globex', '--json'], env)
     expect(json.stdout).not.toMatch(/[\u0080-\u009f\u202e]/)
-    expect(JSON.parse(json.stdout).find((k: { keyId: string }) => k.keyId === 'LegacyLabel1').label).toBe('old\u009b[2J\u202ecod')
+    expect(JSON.parse(json.stdout).find((k: { keyId: string }) => k.keyId === 'LegacyLabel1').label).toBe(
+      'old\u009b[2J\u202ecod',
+    )
   }, 60_000)
 })
 
 describe('dates and methods as the OpenAPI document says (issue 13, item 8)', () => {
   it('accepts only RFC 3339 expiry times that name a real day', async () => {
-    for (const expiresAt of ['+010000-01-01T00:00:00Z', '2030-02-30T00:00:00Z', 'Tue, 01 Jan 2030 00:00:00 GMT', '2030-01-01', '2030-01-01T24:00:00Z', 2_000_000_000_000]) {
+    for (const expiresAt of [
+      '+010000-01-01T00:00:00Z',
+      '2030-02-30T00:00:00Z',
+      'Tue, 01 Jan 2030 00:00:00 GMT',
+      '2030-01-01',
+      '2030-01-01T24:00:00Z',
+      2_000_000_000_000,
+    ]) {
       const res = await call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'dated', expiresAt } })
       expect(res.status, String(expiresAt)).toBe(400)
-      expect(res.body.message).toBe('expiresAt must be an RFC 3339 date-time from 1970 to 9999, e.g. "2030-01-31T12:00:00Z".')
+      expect(res.body.message).toBe(
+        'expiresAt must be an RFC 3339 date-time from 1970 to 9999, e.g. "2030-01-31T12:00:00Z".',
+      )
     }
-    const res = await call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'dated', expiresAt: '2032-02-29T00:30:00.5+01:00' } })
+    const res = await call(server, 'POST', '/me/api-keys', {
+      key: heavyKey,
+      json: { label: 'dated', expiresAt: '2032-02-29T00:30:00.5+01:00' },
+    })
     expect(res.status).toBe(201)
     expect(res.body.expiresAt).toBe('2032-02-28T23:30:00.500Z')
   })
@@ -498,9 +698,18 @@ describe('dates and methods as the OpenAPI document says (issue 13, item 8)', ()
 describe('every route, provoked into each answer it documents', () => {
   it('answers 400, 401, 402, 403 and 429 on every route where they apply', async () => {
     await cliJson(['tenants', 'create', '--slug', 'unpaid-13', '--tier', 'team', '--subscription', 'none'], env)
-    const unpaid = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'unpaid-13', '--label', 'unpaid'], env)
-    const nothing = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'acme', '--label', 'billing-only', '--permissions', 'billing:write'], env)
-    const reader = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'acme', '--label', 'reader-only', '--permissions', 'keys:read'], env)
+    const unpaid = await cliJson<{ secret: string }>(
+      ['keys', 'create', '--tenant', 'unpaid-13', '--label', 'unpaid'],
+      env,
+    )
+    const nothing = await cliJson<{ secret: string }>(
+      ['keys', 'create', '--tenant', 'acme', '--label', 'billing-only', '--permissions', 'billing:write'],
+      env,
+    )
+    const reader = await cliJson<{ secret: string }>(
+      ['keys', 'create', '--tenant', 'acme', '--label', 'reader-only', '--permissions', 'keys:read'],
+      env,
+    )
     const token = (await call(server, 'POST', '/me/tokens', { key: heavyKey })).body.accessToken as string
     await cliJson(['tenants', 'create', '--slug', 'spent', '--tier', 'starter', '--subscription', 'active'], env)
     const spent = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'spent', '--label', 'spent'], env)
@@ -518,17 +727,25 @@ describe('every route, provoked into each answer it documents', () => {
     for (const [method, path] of routes) {
       const what = `${method} ${path}`
       expect((await call(server, method, path)).status, what).toBe(401)
-      expect((await call(server, method, path, { authorization: `Bearer ${heavyKey}, Bearer ${reader.secret}` })).status, what).toBe(400)
+      expect(
+        (await call(server, method, path, { authorization: `Bearer ${heavyKey}, Bearer ${reader.secret}` })).status,
+        what,
+      ).toBe(400)
       expect((await call(server, method, path, { key: spent.secret })).status, what).toBe(429)
       const exempt = path.startsWith('/me/billing')
       if (!exempt) expect((await call(server, method, path, { key: unpaid.secret })).status, what).toBe(402)
     }
     // GET /me/usage is neither counted nor refused by the limits: a spent tenant reads it too.
     expect((await call(server, 'GET', '/me/usage')).status).toBe(401)
-    expect((await call(server, 'GET', '/me/usage', { authorization: `Bearer ${heavyKey}, Bearer ${reader.secret}` })).status).toBe(400)
+    expect(
+      (await call(server, 'GET', '/me/usage', { authorization: `Bearer ${heavyKey}, Bearer ${reader.secret}` })).status,
+    ).toBe(400)
     expect((await call(server, 'GET', '/me/usage', { key: unpaid.secret })).status).toBe(402)
     const spentUsage = await call(server, 'GET', '/me/usage', { key: spent.secret })
-    expect([spentUsage.status, spentUsage.body.minute]).toEqual([200, { window: 'minute', quota: 60, used: 60, remaining: 0, resetSeconds: expect.any(Number) }])
+    expect([spentUsage.status, spentUsage.body.minute]).toEqual([
+      200,
+      { window: 'minute', quota: 60, used: 60, remaining: 0, resetSeconds: expect.any(Number) },
+    ])
     expect(spentUsage.headers.get('ratelimit')).toMatch(/^"minute";r=0;t=\d+, "hour";r=940;t=\d+$/)
     expect((await call(server, 'GET', '/me/api-keys', { key: nothing.secret })).status).toBe(403)
     expect((await call(server, 'POST', '/me/api-keys', { key: reader.secret, json: { label: 'x' } })).status).toBe(403)
@@ -556,7 +773,11 @@ describe('logs', () => {
     await call(server, 'GET', '/openapi.json')
     await waitFor(() => server.logs.some((line) => line.msg === 'request'), 10_000)
     const requests = server.logs.filter((line) => line.msg === 'request')
-    expect(requests[0]).toMatchObject({ method: expect.any(String), path: expect.any(String), status: expect.any(Number) })
+    expect(requests[0]).toMatchObject({
+      method: expect.any(String),
+      path: expect.any(String),
+      status: expect.any(Number),
+    })
     expect(server.stdout()).not.toMatch(/sk_(live|test)_/)
     expect(server.stdout()).not.toMatch(/eyJ[\w-]+\.eyJ/)
     expect(server.stdout()).not.toMatch(/[0-9a-f]{64}/)
@@ -581,24 +802,36 @@ describe('the OpenAPI document', () => {
     const ajv = new Ajv2020.default({ strict: false, allErrors: true })
     addFormats.default(ajv)
     ajv.addSchema({ $id: 'openapi', components: openApiDocument.components })
-    const paths = openApiDocument.paths as Record<string, Record<string, { responses: Record<string, { content?: { 'application/json': { schema: { $ref: string } } } }> }>>
+    const paths = openApiDocument.paths as Record<
+      string,
+      Record<string, { responses: Record<string, { content?: { 'application/json': { schema: { $ref: string } } } }> }>
+    >
     const covered = new Set<string>()
     for (const reply of recorded) {
       const template = reply.path.split('?')[0]!.replace(/^\/me\/api-keys\/[^/]+$/, '/me/api-keys/{keyId}')
       const operation = paths[template]?.[reply.method.toLowerCase()]
       if (operation === undefined) {
         // Undocumented routes and methods must still answer with the Error schema.
-        expect(ajv.validate({ $ref: 'openapi#/components/schemas/Error' }, reply.body), `${reply.method} ${reply.path}`).toBe(true)
+        expect(
+          ajv.validate({ $ref: 'openapi#/components/schemas/Error' }, reply.body),
+          `${reply.method} ${reply.path}`,
+        ).toBe(true)
         continue
       }
       const response = operation.responses[String(reply.status)]
       expect(response, `${reply.method} ${template} ${reply.status} is documented`).toBeDefined()
       const schema = response!.content?.['application/json'].schema
       if (schema === undefined) expect(reply.body).toBeUndefined()
-      else expect(ajv.validate({ $ref: `openapi${schema.$ref}` }, reply.body), `${reply.method} ${template} ${reply.status}: ${ajv.errorsText()}`).toBe(true)
+      else
+        expect(
+          ajv.validate({ $ref: `openapi${schema.$ref}` }, reply.body),
+          `${reply.method} ${template} ${reply.status}: ${ajv.errorsText()}`,
+        ).toBe(true)
       if (reply.status < 300) covered.add(`${reply.method} ${template}`)
     }
-    const documented = Object.entries(paths).flatMap(([path, ops]) => Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`))
+    const documented = Object.entries(paths).flatMap(([path, ops]) =>
+      Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`),
+    )
     expect([...covered].sort()).toEqual(documented.sort())
 
     // And the other way: every status a route documents was seen from it. Only a 500
@@ -607,10 +840,19 @@ describe('the OpenAPI document', () => {
       for (const [method, operation] of Object.entries(operations)) {
         const seen = new Set(
           recorded
-            .filter((reply) => reply.method === method.toUpperCase() && reply.path.split('?')[0]!.replace(/^\/me\/api-keys\/[^/]+$/, '/me/api-keys/{keyId}') === template)
+            .filter(
+              (reply) =>
+                reply.method === method.toUpperCase() &&
+                reply.path.split('?')[0]!.replace(/^\/me\/api-keys\/[^/]+$/, '/me/api-keys/{keyId}') === template,
+            )
             .map((reply) => String(reply.status)),
         )
-        const unseen = Object.keys(operation.responses).filter((status) => !seen.has(status) && status !== '500' && !(status === '503' && `${method} ${template}` !== 'post /me/api-keys'))
+        const unseen = Object.keys(operation.responses).filter(
+          (status) =>
+            !seen.has(status) &&
+            status !== '500' &&
+            !(status === '503' && `${method} ${template}` !== 'post /me/api-keys'),
+        )
         expect(unseen, `${method.toUpperCase()} ${template} documents statuses never seen`).toEqual([])
       }
     }

@@ -16,7 +16,11 @@ export interface TempDir {
 
 export function tempDatabase(): TempDir {
   const path = mkdtempSync(join(tmpdir(), 'saiku-e2e-'))
-  return { path, databaseUrl: `sqlite:${join(path, 'saiku.db')}`, remove: () => rmSync(path, { recursive: true, force: true }) }
+  return {
+    path,
+    databaseUrl: `sqlite:${join(path, 'saiku.db')}`,
+    remove: () => rmSync(path, { recursive: true, force: true }),
+  }
 }
 
 export interface RunningServer {
@@ -43,8 +47,12 @@ export interface RunningServer {
  * built by `pnpm build:server`), or the same store and limiter behind Koa (`koa`,
  * test/fixtures/koa-reference-server.ts).
  */
-export async function startServer(env: Record<string, string>, command: 'pnpm start' | 'node' | 'koa' | 'dist' = 'node'): Promise<RunningServer> {
-  const direct = (dir: string, entry: string) => [process.execPath, ['--conditions=@saiku/source', '--import', 'tsx', entry], dir] as const
+export async function startServer(
+  env: Record<string, string>,
+  command: 'pnpm start' | 'node' | 'koa' | 'dist' = 'node',
+): Promise<RunningServer> {
+  const direct = (dir: string, entry: string) =>
+    [process.execPath, ['--conditions=@saiku/source', '--import', 'tsx', entry], dir] as const
   const [file, args, cwd] =
     command === 'pnpm start'
       ? (['pnpm', ['--silent', 'start'], repoRoot] as const)
@@ -53,8 +61,16 @@ export async function startServer(env: Record<string, string>, command: 'pnpm st
         : command === 'koa'
           ? direct(repoRoot, 'test/fixtures/koa-reference-server.ts')
           : direct(exampleDir, 'src/server.ts')
-  const child = spawn(file, [...args], { cwd, env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
-  const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
+  const child = spawn(file, [...args], {
+    cwd,
+    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  })
+  const exited = once(child, 'exit').then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+  }))
   let out = ''
   let err = ''
   const logs: Record<string, unknown>[] = []
@@ -74,7 +90,11 @@ export async function startServer(env: Record<string, string>, command: 'pnpm st
   const url = logs.find((line) => line.msg === 'listening')!.url as string
   // The banner follows the log line on another stream, in several writes that may arrive
   // apart: wait for its last line, so a key is never read from half of it.
-  await waitFor(() => err.includes(url) && (/curl \S+ -H "Authorization: Bearer \w+"\n/.test(err) || err.includes('--label my-key\n')), 5_000).catch(() => {})
+  await waitFor(
+    () =>
+      err.includes(url) && (/curl \S+ -H "Authorization: Bearer \w+"\n/.test(err) || err.includes('--label my-key\n')),
+    5_000,
+  ).catch(() => {})
   return {
     url,
     demoKey: err.match(/^\s+(sk_live_\w+)$/m)?.[1],
@@ -113,7 +133,11 @@ export interface CliResult {
 export async function cli(args: string[], env: Record<string, string>): Promise<CliResult> {
   // As `pnpm saiku` runs it: the workspace packages resolve to their sources.
   const cliEnv = { ...process.env, NODE_OPTIONS: '--conditions=@saiku/source', ...env }
-  const child = spawn(process.execPath, [join(exampleDir, 'bin/saiku.mjs'), ...args], { cwd: repoRoot, env: cliEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [join(exampleDir, 'bin/saiku.mjs'), ...args], {
+    cwd: repoRoot,
+    env: cliEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))

@@ -31,7 +31,12 @@ function rateLimitFields(headers: Headers): { minute: Window; hour: Window } {
 const setups = [
   { name: 'SQLite, limits in memory', postgres: false, redis: false, skip: false },
   // The CLI writes to PostgreSQL; the server hears it through LISTEN/NOTIFY and counts in Redis.
-  { name: 'PostgreSQL, limits in Redis', postgres: true, redis: true, skip: postgresUrl === undefined || redisUrl === undefined },
+  {
+    name: 'PostgreSQL, limits in Redis',
+    postgres: true,
+    redis: true,
+    skip: postgresUrl === undefined || redisUrl === undefined,
+  },
 ]
 
 describe.each(setups)('saiku tenants set, while a server runs ($name)', (setup) => {
@@ -67,7 +72,10 @@ describe.each(setups)('saiku tenants set, while a server runs ($name)', (setup) 
     'applies a tier and limit change on the next request, within the staleness bound, and never resets the counts',
     async () => {
       await cliJson(['tenants', 'create', '--slug', 'shifty', '--tier', 'team', '--subscription', 'active'], env)
-      const { secret } = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'shifty', '--label', 'steady'], env)
+      const { secret } = await cliJson<{ secret: string }>(
+        ['keys', 'create', '--tenant', 'shifty', '--label', 'steady'],
+        env,
+      )
       /** Requests this tenant had admitted so far: what both windows must have counted. */
       let admitted = 0
       const request = async (): Promise<Observed> => {
@@ -89,43 +97,85 @@ describe.each(setups)('saiku tenants set, while a server runs ($name)', (setup) 
           // Still the old quota, counted as before: admitted while it has room, refused (counting nothing) once spent.
           if (seen.status === 200) expect(seen.minute.remaining).toBe(previous - admitted)
           else expect([seen.status, seen.minute.remaining, admitted >= previous]).toEqual([429, 0, true])
-          if (Date.now() > deadline) throw new Error(`the server still served the quota ${previous} 15 s after the change`)
+          if (Date.now() > deadline)
+            throw new Error(`the server still served the quota ${previous} 15 s after the change`)
           await new Promise((resolve) => setTimeout(resolve, 100))
         }
       }
 
       for (let i = 0; i < 5; i++) {
         const seen = await request()
-        expect(seen).toEqual({ status: 200, minute: { quota: 300, remaining: 300 - admitted }, hour: { quota: 10_000, remaining: 10_000 - admitted } })
+        expect(seen).toEqual({
+          status: 200,
+          minute: { quota: 300, remaining: 300 - admitted },
+          hour: { quota: 10_000, remaining: 10_000 - admitted },
+        })
       }
 
       // Team → business: the new quotas, with every request made so far still counted.
-      const business = await cliJson<{ tier: string; effectiveLimits: unknown; changed: boolean }>(['tenants', 'set', '--slug', 'shifty', '--tier', 'business'], env)
-      expect(business).toMatchObject({ tier: 'business', effectiveLimits: { perMinute: 1_000, perHour: 50_000 }, changed: true })
+      const business = await cliJson<{ tier: string; effectiveLimits: unknown; changed: boolean }>(
+        ['tenants', 'set', '--slug', 'shifty', '--tier', 'business'],
+        env,
+      )
+      expect(business).toMatchObject({
+        tier: 'business',
+        effectiveLimits: { perMinute: 1_000, perHour: 50_000 },
+        changed: true,
+      })
       const underBusiness = await untilQuota(1_000, 300)
-      expect(underBusiness).toEqual({ status: 200, minute: { quota: 1_000, remaining: 1_000 - admitted }, hour: { quota: 50_000, remaining: 50_000 - admitted } })
+      expect(underBusiness).toEqual({
+        status: 200,
+        minute: { quota: 1_000, remaining: 1_000 - admitted },
+        hour: { quota: 50_000, remaining: 50_000 - admitted },
+      })
       expect(admitted).toBeGreaterThan(5)
 
       // Own limits below what was already counted this minute: the next request is refused, so the count was kept.
-      expect((await cli(['tenants', 'set', '--slug', 'shifty', '--per-minute', '5', '--per-hour', '5000'], env)).code).toBe(0)
+      expect(
+        (await cli(['tenants', 'set', '--slug', 'shifty', '--per-minute', '5', '--per-hour', '5000'], env)).code,
+      ).toBe(0)
       const underOwn = await untilQuota(5, 1_000)
-      expect(underOwn).toEqual({ status: 429, minute: { quota: 5, remaining: 0 }, hour: { quota: 5_000, remaining: 5_000 - admitted } })
+      expect(underOwn).toEqual({
+        status: 429,
+        minute: { quota: 5, remaining: 0 },
+        hour: { quota: 5_000, remaining: 5_000 - admitted },
+      })
       const refused = await fetch(`${server.url}/me/tenant`, { headers: { authorization: `Bearer ${secret}` } })
       expect(refused.status).toBe(429)
-      expect(await refused.json()).toMatchObject({ error: 'rate_limited', message: expect.stringMatching(/^Rate limit exceeded: 5 requests per minute\./) })
+      expect(await refused.json()).toMatchObject({
+        error: 'rate_limited',
+        message: expect.stringMatching(/^Rate limit exceeded: 5 requests per minute\./),
+      })
       expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
 
       // Back to the tier's limits: admitted again, the count still the same.
-      const back = await cliJson<{ limits: unknown; effectiveLimits: unknown }>(['tenants', 'set', '--slug', 'shifty', '--tier-limits'], env)
+      const back = await cliJson<{ limits: unknown; effectiveLimits: unknown }>(
+        ['tenants', 'set', '--slug', 'shifty', '--tier-limits'],
+        env,
+      )
       expect(back).toMatchObject({ limits: null, effectiveLimits: { perMinute: 1_000, perHour: 50_000 } })
       const again = await untilQuota(1_000, 5)
-      expect(again).toEqual({ status: 200, minute: { quota: 1_000, remaining: 1_000 - admitted }, hour: { quota: 50_000, remaining: 50_000 - admitted } })
+      expect(again).toEqual({
+        status: 200,
+        minute: { quota: 1_000, remaining: 1_000 - admitted },
+        hour: { quota: 50_000, remaining: 50_000 - admitted },
+      })
 
       // A subscription change reaches the server the same way.
       expect((await cli(['tenants', 'set', '--slug', 'shifty', '--subscription', 'none'], env)).code).toBe(0)
-      await waitFor(async () => (await fetch(`${server.url}/me/tenant`, { headers: { authorization: `Bearer ${secret}` } })).status === 402, 5_000)
-      const listed = await cliJson<{ tenantSlug: string; tier: string; subscription: { status: string } }[]>(['tenants', 'list'], env)
-      expect(listed.find((t) => t.tenantSlug === 'shifty')).toMatchObject({ tier: 'business', subscription: { status: 'none' } })
+      await waitFor(
+        async () =>
+          (await fetch(`${server.url}/me/tenant`, { headers: { authorization: `Bearer ${secret}` } })).status === 402,
+        5_000,
+      )
+      const listed = await cliJson<{ tenantSlug: string; tier: string; subscription: { status: string } }[]>(
+        ['tenants', 'list'],
+        env,
+      )
+      expect(listed.find((t) => t.tenantSlug === 'shifty')).toMatchObject({
+        tier: 'business',
+        subscription: { status: 'none' },
+      })
     },
     90_000,
   )
@@ -135,10 +185,14 @@ describe.each(setups)('saiku tenants set, while a server runs ($name)', (setup) 
     async () => {
       await cliJson(['tenants', 'create', '--slug', 'steady', '--tier', 'business', '--subscription', 'active'], env)
       const cases: [string[], number, string][] = [
-        [['--tier', 'enterprise'], 2, '--tier enterprise: the enterprise tier has no limits of its own; give --per-minute and --per-hour'],
+        [
+          ['--tier', 'enterprise'],
+          2,
+          '--tier enterprise: the enterprise tier has no limits of its own; give --per-minute and --per-hour',
+        ],
         [['--tier', 'gold'], 2, '--tier: expected one of starter, team, business, enterprise, got "gold"'],
         [['--per-minute', '0', '--per-hour', '10'], 2, '--per-minute: expected a positive integer, got "0"'],
-        [['--per-minute', '-5', '--per-hour', '10'], 2, "--per-minute"],
+        [['--per-minute', '-5', '--per-hour', '10'], 2, '--per-minute'],
         [['--per-minute', '2.5', '--per-hour', '10'], 2, '--per-minute: expected a positive integer, got "2.5"'],
         [['--per-minute', '10', '--per-hour', '1e3'], 2, '--per-hour: expected a positive integer, got "1e3"'],
         [['--per-minute', '100', '--per-hour', '99'], 2, '--per-hour: expected at least --per-minute (100), got 99'],
@@ -158,19 +212,37 @@ describe.each(setups)('saiku tenants set, while a server runs ($name)', (setup) 
       expect([missing.code, missing.stderr]).toEqual([2, expect.stringContaining('--slug is required')])
       const badSlug = await cli(['tenants', 'set', '--slug', 'Not_A_Slug', '--tier', 'team', '--json'], env)
       expect(badSlug.code).toBe(2)
-      expect(JSON.parse(badSlug.stderr)).toEqual({ error: 'usage', message: expect.stringContaining('--slug: expected lower-case letters') })
+      expect(JSON.parse(badSlug.stderr)).toEqual({
+        error: 'usage',
+        message: expect.stringContaining('--slug: expected lower-case letters'),
+      })
       const unknown = await cli(['tenants', 'set', '--slug', 'nobody-here', '--tier', 'team', '--json'], env)
       expect(unknown.code).toBe(1)
       expect(JSON.parse(unknown.stderr)).toEqual({ error: 'not_found', message: 'No tenant with slug "nobody-here".' })
       // An enterprise tenant cannot be sent back to its tier's limits: there are none.
-      await cliJson(['tenants', 'set', '--slug', 'steady', '--tier', 'enterprise', '--per-minute', '2000', '--per-hour', '90000'], env)
+      await cliJson(
+        ['tenants', 'set', '--slug', 'steady', '--tier', 'enterprise', '--per-minute', '2000', '--per-hour', '90000'],
+        env,
+      )
       const noLimits = await cli(['tenants', 'set', '--slug', 'steady', '--tier-limits'], env)
-      expect([noLimits.code, noLimits.stderr]).toEqual([2, expect.stringContaining('tenant "steady" would have no limits on the enterprise tier')])
-      const unchanged = await cliJson<{ changed: boolean }>(['tenants', 'set', '--slug', 'steady', '--per-minute', '2000', '--per-hour', '90000'], env)
+      expect([noLimits.code, noLimits.stderr]).toEqual([
+        2,
+        expect.stringContaining('tenant "steady" would have no limits on the enterprise tier'),
+      ])
+      const unchanged = await cliJson<{ changed: boolean }>(
+        ['tenants', 'set', '--slug', 'steady', '--per-minute', '2000', '--per-hour', '90000'],
+        env,
+      )
       expect(unchanged.changed).toBe(false)
 
-      const listed = await cliJson<{ tenantSlug: string; tier: string; limits: unknown; subscription: { status: string } }[]>(['tenants', 'list'], env)
-      expect(listed.find((t) => t.tenantSlug === 'steady')).toMatchObject({ tier: 'enterprise', limits: { perMinute: 2000, perHour: 90_000 }, subscription: { status: 'active' } })
+      const listed = await cliJson<
+        { tenantSlug: string; tier: string; limits: unknown; subscription: { status: string } }[]
+      >(['tenants', 'list'], env)
+      expect(listed.find((t) => t.tenantSlug === 'steady')).toMatchObject({
+        tier: 'enterprise',
+        limits: { perMinute: 2000, perHour: 90_000 },
+        subscription: { status: 'active' },
+      })
     },
     120_000,
   )

@@ -5,7 +5,13 @@ import { describe, expect, it } from 'vitest'
 import { MemoryKeyStore, mintApiKey } from '@saiku/core'
 import { createApp } from '../src/app.js'
 
-const acme = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }
+const acme = {
+  tenantId: 't-acme',
+  tenantSlug: 'acme',
+  tier: 'starter',
+  connectionName: 'w',
+  subscription: { status: 'active' as const },
+}
 
 function memoryLogger() {
   const lines: Record<string, unknown>[] = []
@@ -13,7 +19,8 @@ function memoryLogger() {
   const stream = new Writable({
     write(chunk: Buffer, _encoding, done) {
       bytes += chunk.length
-      for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
+      for (const line of chunk.toString().split('\n'))
+        if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
       done()
     },
   })
@@ -23,10 +30,16 @@ function memoryLogger() {
 describe('the refusal log', () => {
   it('sums a flood of refusals up into a line per address and reason per interval, keeping the first of each in full', async () => {
     const { logger, lines, bytes } = memoryLogger()
-    const { app, close } = createApp({ store: new MemoryKeyStore({ tenants: [acme] }), logger, refusalLogIntervalMs: 3_600_000 })
+    const { app, close } = createApp({
+      store: new MemoryKeyStore({ tenants: [acme] }),
+      logger,
+      refusalLogIntervalMs: 3_600_000,
+    })
     const flood = 400
     for (let i = 0; i < flood; i++) {
-      await request(app).get('/me/tenant').set('Authorization', i % 2 === 0 ? `Bearer ${mintApiKey().key}` : 'Bearer garbage')
+      await request(app)
+        .get('/me/tenant')
+        .set('Authorization', i % 2 === 0 ? `Bearer ${mintApiKey().key}` : 'Bearer garbage')
     }
     await request(app).get('/me/tenant')
     close()
@@ -34,7 +47,12 @@ describe('the refusal log', () => {
     const first = lines.filter((line) => line.msg === 'refused')
     const repeated = lines.filter((line) => line.msg === 'refused (repeated)')
     // unknown_key, malformed, too_many_failures, missing_credentials: one line each, then one sum each.
-    expect(first.map((line) => line.reason).sort()).toEqual(['malformed', 'missing_credentials', 'too_many_failures', 'unknown_key'])
+    expect(first.map((line) => line.reason).sort()).toEqual([
+      'malformed',
+      'missing_credentials',
+      'too_many_failures',
+      'unknown_key',
+    ])
     expect(repeated.reduce((sum, line) => sum + (line.count as number), 0) + first.length).toBe(flood + 1)
     expect(lines.filter((line) => line.msg === 'request')).toHaveLength(0)
     expect(lines.length).toBeLessThanOrEqual(8)
@@ -46,7 +64,8 @@ describe('the refusal log', () => {
     const store = new MemoryKeyStore({ tenants: [acme] })
     const { app, auth, close } = createApp({ store, logger })
     const { key } = await auth.authenticator.keys.create('t-acme', { label: 'agent' })
-    for (let i = 0; i < 3; i++) expect((await request(app).get('/me/tenant').set('Authorization', `Bearer ${key}`)).status).toBe(200)
+    for (let i = 0; i < 3; i++)
+      expect((await request(app).get('/me/tenant').set('Authorization', `Bearer ${key}`)).status).toBe(200)
     close()
     expect(lines.filter((line) => line.msg === 'request' && line.status === 200)).toHaveLength(3)
   })

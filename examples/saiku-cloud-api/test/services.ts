@@ -10,7 +10,10 @@ export function serviceUrl(variable: 'REDIS_URL' | 'DATABASE_URL', schemes: read
   const value = process.env[variable]
   if (value !== undefined && schemes.some((scheme) => value.startsWith(scheme))) return value
   const wanted = `${variable}=${schemes[0]}…`
-  if (process.env.CI === 'true') throw new Error(`CI must provide ${wanted} (see .ci/run); got ${value === undefined ? 'nothing' : JSON.stringify(value.split(':')[0])}`)
+  if (process.env.CI === 'true')
+    throw new Error(
+      `CI must provide ${wanted} (see .ci/run); got ${value === undefined ? 'nothing' : JSON.stringify(value.split(':')[0])}`,
+    )
   console.warn(`Skipping tests that need ${variable}: set ${wanted} to run them.`)
   return undefined
 }

@@ -9,7 +9,16 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { postgresUrl, redisUrl } from './services.js'
 import { REPEAT_WINDOW_MS } from '../src/shutdown.js'
-import { cliJson, exampleDir, repoRoot, startServer, tempDatabase, waitFor, type RunningServer, type TempDir } from './helpers.js'
+import {
+  cliJson,
+  exampleDir,
+  repoRoot,
+  startServer,
+  tempDatabase,
+  waitFor,
+  type RunningServer,
+  type TempDir,
+} from './helpers.js'
 
 /** A POST /me/api-keys whose body is still coming: admitted on its headers, answered once `finish` sends the rest. */
 interface SlowRequest {
@@ -24,15 +33,23 @@ function slowMint(server: RunningServer, key: string, label: string): SlowReques
     agent: false,
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
   })
-  const response = new Promise<{ status: number; connection: string | undefined; body: any } | { error: string }>((resolve) => {
-    request.on('error', (error: NodeJS.ErrnoException) => resolve({ error: error.code ?? error.message }))
-    request.on('response', (res: IncomingMessage) => {
-      let text = ''
-      res.on('data', (chunk: Buffer) => (text += chunk.toString()))
-      res.on('error', (error: NodeJS.ErrnoException) => resolve({ error: error.code ?? error.message }))
-      res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection, body: text === '' ? undefined : JSON.parse(text) }))
-    })
-  })
+  const response = new Promise<{ status: number; connection: string | undefined; body: any } | { error: string }>(
+    (resolve) => {
+      request.on('error', (error: NodeJS.ErrnoException) => resolve({ error: error.code ?? error.message }))
+      request.on('response', (res: IncomingMessage) => {
+        let text = ''
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()))
+        res.on('error', (error: NodeJS.ErrnoException) => resolve({ error: error.code ?? error.message }))
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode!,
+            connection: res.headers.connection,
+            body: text === '' ? undefined : JSON.parse(text),
+          }),
+        )
+      })
+    },
+  )
   request.write(`{"label":${JSON.stringify(label)}`)
   return { request, response, finish: () => request.end(',"permissions":["keys:read"]}') }
 }
@@ -69,7 +86,10 @@ async function refusesConnections(server: RunningServer): Promise<boolean> {
 }
 
 /** The process's exit, or a failure if it is still running after `ms` (a guard against a hang, not a timing check). */
-async function exitWithin(server: RunningServer, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+async function exitWithin(
+  server: RunningServer,
+  ms: number,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   let timer: NodeJS.Timeout | undefined
   const hang = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`the server was still running ${ms} ms after the signal`)), ms)
@@ -85,10 +105,14 @@ const log = (server: RunningServer, msg: string) => server.logs.find((line) => l
 
 beforeAll(() => {
   for (const name of ['core', 'express', 'sqlite', 'postgres', 'redis']) {
-    if (!existsSync(join(repoRoot, `packages/${name}/dist/index.mjs`))) throw new Error(`packages/${name}/dist is missing: run "pnpm build" first`)
+    if (!existsSync(join(repoRoot, `packages/${name}/dist/index.mjs`)))
+      throw new Error(`packages/${name}/dist is missing: run "pnpm build" first`)
   }
   // The production build, as `pnpm build:server` makes it after the packages.
-  const built = spawnSync('pnpm', ['--filter', '@saiku/example-saiku-cloud-api', 'build'], { cwd: repoRoot, encoding: 'utf8' })
+  const built = spawnSync('pnpm', ['--filter', '@saiku/example-saiku-cloud-api', 'build'], {
+    cwd: repoRoot,
+    encoding: 'utf8',
+  })
   if (built.status !== 0) throw new Error(`the example's build failed:\n${built.stdout}\n${built.stderr}`)
   expect(existsSync(join(exampleDir, 'dist/server.mjs'))).toBe(true)
 }, 60_000)
@@ -107,7 +131,11 @@ describe.each(setups)('the production server (node dist/server.mjs) on SIGTERM, 
     db = tempDatabase()
     const url = new URL(postgresUrl ?? 'postgres://unused')
     url.searchParams.set('schema', schema)
-    env = { DATABASE_URL: setup.postgres ? url.toString() : db.databaseUrl, REDIS_URL: setup.postgres ? redisUrl ?? '' : '', SAIKU_DATA_DIR: db.path }
+    env = {
+      DATABASE_URL: setup.postgres ? url.toString() : db.databaseUrl,
+      REDIS_URL: setup.postgres ? (redisUrl ?? '') : '',
+      SAIKU_DATA_DIR: db.path,
+    }
   })
   afterAll(async () => {
     db?.remove()
@@ -131,14 +159,22 @@ describe.each(setups)('the production server (node dist/server.mjs) on SIGTERM, 
 
         process.kill(server.pid, 'SIGTERM')
         await waitFor(() => log(server, 'shutting down') !== undefined, 10_000)
-        expect(log(server, 'shutting down')).toMatchObject({ signal: 'SIGTERM', inFlight: inFlight.length, timeoutMs: 20_000 })
+        expect(log(server, 'shutting down')).toMatchObject({
+          signal: 'SIGTERM',
+          inFlight: inFlight.length,
+          timeoutMs: 20_000,
+        })
         expect(await refusesConnections(server)).toBe(true)
 
         // The rest of each body arrives after the signal: every request is still answered in full.
         for (const slow of inFlight) slow.finish()
         const replies = await Promise.all(inFlight.map((slow) => slow.response))
         for (const [i, reply] of replies.entries()) {
-          expect(reply).toMatchObject({ status: 201, connection: 'close', body: { label: `in-flight-${i}`, permissions: ['keys:read'], secret: expect.stringMatching(/^sk_live_/) } })
+          expect(reply).toMatchObject({
+            status: 201,
+            connection: 'close',
+            body: { label: `in-flight-${i}`, permissions: ['keys:read'], secret: expect.stringMatching(/^sk_live_/) },
+          })
         }
 
         expect(await exitWithin(server, 30_000)).toEqual({ code: 0, signal: null })
@@ -148,9 +184,18 @@ describe.each(setups)('the production server (node dist/server.mjs) on SIGTERM, 
       }
 
       // Written before the exit: the key's last use (batched, due only 10 s later) and the four new keys.
-      const keys = await cliJson<{ keyId: string; label: string; lastUsedAt: string | null }[]>(['keys', 'list', '--tenant', 'acme'], env)
+      const keys = await cliJson<{ keyId: string; label: string; lastUsedAt: string | null }[]>(
+        ['keys', 'list', '--tenant', 'acme'],
+        env,
+      )
       expect(keys.find((k) => k.label === 'production-agent')!.lastUsedAt).not.toBeNull()
-      expect(keys.map((k) => k.label).sort()).toEqual(['in-flight-0', 'in-flight-1', 'in-flight-2', 'in-flight-3', 'production-agent'])
+      expect(keys.map((k) => k.label).sort()).toEqual([
+        'in-flight-0',
+        'in-flight-1',
+        'in-flight-2',
+        'in-flight-3',
+        'production-agent',
+      ])
     },
     90_000,
   )
@@ -172,13 +217,19 @@ describe('the production server when shutting down takes too long', () => {
       await untilAdmitted(server, server.demoKey!, 1)
       process.kill(server.pid, 'SIGTERM')
       expect(await exitWithin(server, 20_000)).toEqual({ code: 1, signal: null })
-      expect(log(server, 'shutdown bound passed: cutting requests still in flight')).toMatchObject({ cut: 1, timeoutMs: 1500 })
+      expect(log(server, 'shutdown bound passed: cutting requests still in flight')).toMatchObject({
+        cut: 1,
+        timeoutMs: 1500,
+      })
       expect(log(server, 'stopped')).toMatchObject({ exitCode: 1, flushedKeyUses: 1 })
       expect(await stalled.response).toEqual({ error: expect.any(String) })
     } finally {
       await server.stop()
     }
-    const keys = await cliJson<{ label: string; lastUsedAt: string | null }[]>(['keys', 'list', '--tenant', 'acme'], env)
+    const keys = await cliJson<{ label: string; lastUsedAt: string | null }[]>(
+      ['keys', 'list', '--tenant', 'acme'],
+      env,
+    )
     expect(keys.map((k) => [k.label, k.lastUsedAt === null])).toEqual([['production-agent', false]])
   }, 60_000)
 
@@ -224,7 +275,10 @@ describe('the production server when shutting down takes too long', () => {
 /** A key of the demo tenant, minted through the running server with the demo key when the store was seeded by this start. */
 async function mintKey(server: RunningServer, env: Record<string, string>): Promise<string> {
   if (server.demoKey !== undefined) return server.demoKey
-  const created = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'acme', '--label', `k-${randomUUID().slice(0, 8)}`], env)
+  const created = await cliJson<{ secret: string }>(
+    ['keys', 'create', '--tenant', 'acme', '--label', `k-${randomUUID().slice(0, 8)}`],
+    env,
+  )
   return created.secret
 }
 
@@ -236,7 +290,10 @@ describe('pnpm start', () => {
   afterAll(() => db?.remove())
 
   it('stops the server when only the pnpm process gets SIGTERM, leaving nothing running', async () => {
-    const server = await startServer({ DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path }, 'pnpm start')
+    const server = await startServer(
+      { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path },
+      'pnpm start',
+    )
     try {
       expect(await refusesConnections(server)).toBe(false)
       process.kill(server.pid, 'SIGTERM')
@@ -256,11 +313,21 @@ describe('SHUTDOWN_TIMEOUT_MS', () => {
       for (const value of ['0', '-1', '2.5', '5s', '9999999999']) {
         const run = spawnSync(process.execPath, ['dist/server.mjs'], {
           cwd: exampleDir,
-          env: { ...process.env, PORT: '0', DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path, SHUTDOWN_TIMEOUT_MS: value },
+          env: {
+            ...process.env,
+            PORT: '0',
+            DATABASE_URL: db.databaseUrl,
+            REDIS_URL: '',
+            SAIKU_DATA_DIR: db.path,
+            SHUTDOWN_TIMEOUT_MS: value,
+          },
           encoding: 'utf8',
           timeout: 20_000,
         })
-        expect([run.status, run.stderr.trim()], value).toEqual([1, `saiku: SHUTDOWN_TIMEOUT_MS: expected a positive whole number of milliseconds, got ${JSON.stringify(value)}`])
+        expect([run.status, run.stderr.trim()], value).toEqual([
+          1,
+          `saiku: SHUTDOWN_TIMEOUT_MS: expected a positive whole number of milliseconds, got ${JSON.stringify(value)}`,
+        ])
         expect(run.stdout).toBe('')
       }
     } finally {
@@ -271,8 +338,12 @@ describe('SHUTDOWN_TIMEOUT_MS', () => {
 
 describe('the production start as the README gives it', () => {
   it('runs the command of the start:prod script, on what build:server builds', () => {
-    const scripts = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts
-    const example = (JSON.parse(readFileSync(join(exampleDir, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts
+    const scripts = (
+      JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+    ).scripts
+    const example = (
+      JSON.parse(readFileSync(join(exampleDir, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+    ).scripts
     expect(scripts['build:server']).toBe('pnpm build && pnpm --filter @saiku/example-saiku-cloud-api build')
     expect(example.build).toBe('tsdown')
     const command = scripts['start:prod']!.replace(/^exec /, '')

@@ -47,7 +47,9 @@ describe('start-up on a read-only SQLite file', () => {
       expect(code).toBe(1)
       const lines = second.stderr().trim().split('\n')
       expect(lines).toHaveLength(1)
-      expect(lines[0]).toMatch(/^saiku: DATABASE_URL: cannot write the SQLite file .*saiku\.db \(SQLITE_READONLY\)\. .*writable/)
+      expect(lines[0]).toMatch(
+        /^saiku: DATABASE_URL: cannot write the SQLite file .*saiku\.db \(SQLITE_READONLY\)\. .*writable/,
+      )
       expect(second.stderr()).not.toMatch(/\n\s+at /)
     } finally {
       unlock()

@@ -6,7 +6,14 @@ import { redisUrl } from './services.js'
 import { createApp } from '../src/app.js'
 import { cli, cliJson, startServer, tempDatabase, type RunningServer, type TempDir } from './helpers.js'
 
-const tiny = { tenantId: 't-tiny', tenantSlug: 'tiny', tier: 'enterprise', connectionName: 'w', subscription: { status: 'active' as const }, limits: { perMinute: 3, perHour: 10 } }
+const tiny = {
+  tenantId: 't-tiny',
+  tenantSlug: 'tiny',
+  tier: 'enterprise',
+  connectionName: 'w',
+  subscription: { status: 'active' as const },
+  limits: { perMinute: 3, perHour: 10 },
+}
 const silent = pino({ level: 'silent' })
 
 describe('GET /me/usage, limits in memory', () => {
@@ -15,7 +22,8 @@ describe('GET /me/usage, limits in memory', () => {
     const { key } = await auth.authenticator.keys.create('t-tiny', { label: 'agent' })
     const bearer = `Bearer ${key}`
     try {
-      for (let i = 0; i < 2; i++) expect((await request(app).get('/me/tenant').set('Authorization', bearer)).status).toBe(200)
+      for (let i = 0; i < 2; i++)
+        expect((await request(app).get('/me/tenant').set('Authorization', bearer)).status).toBe(200)
       for (let i = 0; i < 5; i++) {
         const read = await request(app).get('/me/usage').set('Authorization', bearer)
         expect(read.status).toBe(200)
@@ -37,7 +45,11 @@ describe('GET /me/usage, limits in memory', () => {
       expect(spent.status).toBe(200)
       expect(spent.headers['retry-after']).toBeUndefined()
       expect(spent.body.minute).toMatchObject({ used: 3, remaining: 0 })
-      expect(spent.body).toEqual({ ...(await auth.authenticator.usage('t-tiny')), minute: { ...spent.body.minute }, hour: { ...spent.body.hour } })
+      expect(spent.body).toEqual({
+        ...(await auth.authenticator.usage('t-tiny')),
+        minute: { ...spent.body.minute },
+        hour: { ...spent.body.hour },
+      })
       expect((await auth.authenticator.usage('t-tiny'))?.hour).toMatchObject({ used: 3, remaining: 7 })
     } finally {
       close()
@@ -76,12 +88,21 @@ describe.skipIf(redisUrl === undefined)('usage with limits in Redis, across proc
   })
 
   it('pnpm saiku usage prints what the server counted, and the server answers the same', async () => {
-    const tenant = await cliJson<{ tenantId: string }>(['tenants', 'create', '--slug', 'counted', '--tier', 'starter', '--subscription', 'active'], env)
-    const { secret } = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'counted', '--label', 'usage'], env)
+    const tenant = await cliJson<{ tenantId: string }>(
+      ['tenants', 'create', '--slug', 'counted', '--tier', 'starter', '--subscription', 'active'],
+      env,
+    )
+    const { secret } = await cliJson<{ secret: string }>(
+      ['keys', 'create', '--tenant', 'counted', '--label', 'usage'],
+      env,
+    )
     const headers = { authorization: `Bearer ${secret}` }
     for (let i = 0; i < 4; i++) expect((await fetch(`${server.url}/me/tenant`, { headers })).status).toBe(200)
 
-    const printed = await cliJson<{ tenantId: string; minute: { used: number }; hour: { used: number } }>(['usage', '--tenant', 'counted'], env)
+    const printed = await cliJson<{ tenantId: string; minute: { used: number }; hour: { used: number } }>(
+      ['usage', '--tenant', 'counted'],
+      env,
+    )
     expect(printed).toMatchObject({
       tenantId: tenant.tenantId,
       limits: { perMinute: 60, perHour: 1000 },
@@ -91,7 +112,11 @@ describe.skipIf(redisUrl === undefined)('usage with limits in Redis, across proc
     const served = await fetch(`${server.url}/me/usage`, { headers })
     expect(served.status).toBe(200)
     const body = await served.json()
-    expect(body).toMatchObject({ tenantId: tenant.tenantId, minute: { used: 4, remaining: 56 }, hour: { used: 4, remaining: 996 } })
+    expect(body).toMatchObject({
+      tenantId: tenant.tenantId,
+      minute: { used: 4, remaining: 56 },
+      hour: { used: 4, remaining: 996 },
+    })
     expect(served.headers.get('ratelimit')).toMatch(/^"minute";r=56;t=\d+, "hour";r=996;t=\d+$/)
     // Neither the CLI nor the route counted: the next request is the fifth.
     const fifth = await fetch(`${server.url}/me/tenant`, { headers })
@@ -102,7 +127,10 @@ describe.skipIf(redisUrl === undefined)('usage with limits in Redis, across proc
     expect(human.stdout).toContain('minute: 5 of 60 used, 55 remaining, resets in ')
     expect(human.stdout).toContain('hour:   5 of 1000 used, 995 remaining, resets in ')
     const unknown = await cli(['usage', '--tenant', 'nobody-here', '--json'], env)
-    expect([unknown.code, JSON.parse(unknown.stderr)]).toEqual([1, { error: 'not_found', message: 'No tenant with slug "nobody-here".' }])
+    expect([unknown.code, JSON.parse(unknown.stderr)]).toEqual([
+      1,
+      { error: 'not_found', message: 'No tenant with slug "nobody-here".' },
+    ])
     const missing = await cli(['usage'], env)
     expect([missing.code, missing.stderr]).toEqual([2, expect.stringContaining('--tenant is required')])
   }, 60_000)

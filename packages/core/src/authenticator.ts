@@ -131,7 +131,9 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     let decision: LimitDecision
     try {
       const peeked = backend.peek(tenantId, tenant.limits)
-      decision = await (limiter.timeoutMs === 0 ? peeked : withTimeout(peeked, limiter.timeoutMs, 'limiter', 'rate limiter'))
+      decision = await (limiter.timeoutMs === 0
+        ? peeked
+        : withTimeout(peeked, limiter.timeoutMs, 'limiter', 'rate limiter'))
     } catch (error) {
       throw asStoreError(error, 'limiter', 'rate limiter peek failed')
     }
@@ -158,7 +160,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     stats: () => ({
       cachedKeys: apiKeyVerifier?.cachedKeys ?? 0,
       cachedTenants: tenants.size,
-      countedTenants: 'trackedTenants' in limiter.limiter ? (limiter.limiter as MemoryLimiterBackend).trackedTenants : null,
+      countedTenants:
+        'trackedTenants' in limiter.limiter ? (limiter.limiter as MemoryLimiterBackend).trackedTenants : null,
       countedClients: failureBudget?.trackedClients ?? null,
     }),
   }
@@ -196,7 +199,10 @@ function assembleVerifier(
     apiKeys: keyVerifier,
     others: 'verify' in jwt && typeof jwt.verify === 'function' ? jwt : createJwtVerifier(jwt as JwtVerifierOptions),
     environments: options.environments,
-    sourceKeys: apiKeyVerifier === undefined ? sourceKeyStateFromStore(store, options.keyStoreTimeoutMs) : (keyId) => apiKeyVerifier.keyState(keyId),
+    sourceKeys:
+      apiKeyVerifier === undefined
+        ? sourceKeyStateFromStore(store, options.keyStoreTimeoutMs)
+        : (keyId) => apiKeyVerifier.keyState(keyId),
   })
   return { verifier, apiKeyVerifier }
 }

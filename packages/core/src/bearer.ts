@@ -47,7 +47,8 @@ function authorizationHeaderCount(rawHeaders: readonly string[]): number {
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!
     // Length and first letter rule out almost every other header before any string work.
-    if (name.length === 13 && (name.charCodeAt(0) | 0x20) === 97 /* a */ && name.toLowerCase() === 'authorization') count++
+    if (name.length === 13 && (name.charCodeAt(0) | 0x20) === 97 /* a */ && name.toLowerCase() === 'authorization')
+      count++
   }
   return count
 }

@@ -35,11 +35,29 @@ describe('LoadingCache', () => {
     let loads = 0
     const loader = () => Promise.resolve(`v${++loads}`)
     const errors: unknown[] = []
-    cache.refreshIfDue('a', time.now(), loader, () => 100, (e) => errors.push(e))
+    cache.refreshIfDue(
+      'a',
+      time.now(),
+      loader,
+      () => 100,
+      (e) => errors.push(e),
+    )
     expect(loads).toBe(0)
     time.advance(50)
-    cache.refreshIfDue('a', time.now(), loader, () => 100, (e) => errors.push(e))
-    cache.refreshIfDue('a', time.now(), loader, () => 100, (e) => errors.push(e))
+    cache.refreshIfDue(
+      'a',
+      time.now(),
+      loader,
+      () => 100,
+      (e) => errors.push(e),
+    )
+    cache.refreshIfDue(
+      'a',
+      time.now(),
+      loader,
+      () => 100,
+      (e) => errors.push(e),
+    )
     await Promise.resolve()
     await Promise.resolve()
     expect(loads).toBe(1)
@@ -59,14 +77,32 @@ describe('LoadingCache', () => {
     }
     const errors: unknown[] = []
     time.advance(60)
-    cache.refreshIfDue('a', time.now(), failing, () => 100, (e) => errors.push(e))
+    cache.refreshIfDue(
+      'a',
+      time.now(),
+      failing,
+      () => 100,
+      (e) => errors.push(e),
+    )
     await new Promise((resolve) => setImmediate(resolve))
     expect(errors).toHaveLength(1)
     time.advance(10)
-    cache.refreshIfDue('a', time.now(), failing, () => 100, (e) => errors.push(e))
+    cache.refreshIfDue(
+      'a',
+      time.now(),
+      failing,
+      () => 100,
+      (e) => errors.push(e),
+    )
     expect(calls).toBe(1)
     time.advance(10)
-    cache.refreshIfDue('a', time.now(), failing, () => 100, (e) => errors.push(e))
+    cache.refreshIfDue(
+      'a',
+      time.now(),
+      failing,
+      () => 100,
+      (e) => errors.push(e),
+    )
     expect(calls).toBe(2)
     expect(cache.getFresh('a')).toBe('v0')
   })
@@ -101,7 +137,11 @@ describe('LoadingCache', () => {
   it('caches misses for their own TTL', async () => {
     const time = clock()
     const cache = new LoadingCache<string | null>(10, time.now)
-    await cache.load('missing', async () => null, (value) => (value === null ? 50 : 1_000))
+    await cache.load(
+      'missing',
+      async () => null,
+      (value) => (value === null ? 50 : 1_000),
+    )
     expect(cache.getFresh('missing')).toBeNull()
     time.advance(50)
     expect(cache.getFresh('missing')).toBeUndefined()
@@ -109,14 +149,30 @@ describe('LoadingCache', () => {
 
   it('does not cache a failed load, and lets the next caller retry', async () => {
     const cache = new LoadingCache<string>(10, clock().now)
-    await expect(cache.load('k', () => Promise.reject(new Error('down')), () => 1_000)).rejects.toThrow('down')
-    expect(await cache.load('k', async () => 'up', () => 1_000)).toBe('up')
+    await expect(
+      cache.load(
+        'k',
+        () => Promise.reject(new Error('down')),
+        () => 1_000,
+      ),
+    ).rejects.toThrow('down')
+    expect(
+      await cache.load(
+        'k',
+        async () => 'up',
+        () => 1_000,
+      ),
+    ).toBe('up')
   })
 
   it('never writes back a load that an invalidation overtook', async () => {
     const cache = new LoadingCache<string>(10, clock().now)
     let release!: (value: string) => void
-    const load = cache.load('k', () => new Promise<string>((resolve) => (release = resolve)), () => 1_000)
+    const load = cache.load(
+      'k',
+      () => new Promise<string>((resolve) => (release = resolve)),
+      () => 1_000,
+    )
     cache.delete('k')
     release('before revocation')
     await load

@@ -75,7 +75,13 @@ export class LoadingCache<V> {
    * while the store answers. A failed reload is retried at half the time left.
    * The staleness bound is unchanged: a refreshed entry is younger, never older.
    */
-  refreshIfDue(key: string, nowMs: number, loader: (key: string) => Promise<V>, ttlFor: (value: V) => number, onError: (error: unknown) => void): void {
+  refreshIfDue(
+    key: string,
+    nowMs: number,
+    loader: (key: string) => Promise<V>,
+    ttlFor: (value: V) => number,
+    onError: (error: unknown) => void,
+  ): void {
     // Usually right after getFresh of the same key: no second lookup.
     const entry = this.#lastKey === key ? this.#lastEntry : this.#entries.get(key)
     if (entry === undefined || nowMs < entry.refreshAtMs || this.#pending.has(key)) return
@@ -93,7 +99,12 @@ export class LoadingCache<V> {
     if (previous !== undefined && previous.value !== value) this.#drop(previous)
     this.#entries.delete(key)
     const nowMs = this.#now()
-    this.#entries.set(key, { value, expiresAtMs: nowMs + ttlMs, touchedAtMs: nowMs, refreshAtMs: nowMs + Math.floor(ttlMs / 2) })
+    this.#entries.set(key, {
+      value,
+      expiresAtMs: nowMs + ttlMs,
+      touchedAtMs: nowMs,
+      refreshAtMs: nowMs + Math.floor(ttlMs / 2),
+    })
     if (this.#entries.size > this.#maxEntries) {
       // Map iterates in insertion order: the first key is the least recently used.
       const oldest = this.#entries.keys().next().value as string

@@ -34,11 +34,18 @@ function reply(response: ErrorResponse): ThrownErrorResponse {
  */
 export function errorResponseFor(error: unknown, options: ErrorResponseOptions = {}): ThrownErrorResponse {
   // A 401 must carry a challenge (RFC 9110 §15.5.2), even one a handler threw.
-  const challenge = (): Record<string, string> => ({ 'www-authenticate': bearerChallenge(options.principal?.realm ?? options.realm ?? DEFAULT_REALM) })
+  const challenge = (): Record<string, string> => ({
+    'www-authenticate': bearerChallenge(options.principal?.realm ?? options.realm ?? DEFAULT_REALM),
+  })
   if (isSaikuError(error)) {
     switch (error.code) {
       case 'ERR_SAIKU_HTTP':
-        return reply(errorResponse(error.wireCode, error.message, { ...(error.wireCode === 'unauthorized' ? challenge() : undefined), ...error.headers }))
+        return reply(
+          errorResponse(error.wireCode, error.message, {
+            ...(error.wireCode === 'unauthorized' ? challenge() : undefined),
+            ...error.headers,
+          }),
+        )
       case 'ERR_SAIKU_INVALID_INPUT':
         return reply(errorResponse('invalid_request', error.message))
       case 'ERR_SAIKU_NOT_FOUND':
@@ -61,7 +68,8 @@ export function errorResponseFor(error: unknown, options: ErrorResponseOptions =
     const httpStatus = typeof status === 'number' ? status : statusCode
     if (typeof httpStatus === 'number' && httpStatus >= 400 && httpStatus < 500 && expose !== false) {
       const code = CODE_BY_STATUS[httpStatus] ?? 'invalid_request'
-      if (type === 'entity.parse.failed') return reply(errorResponse('invalid_request', 'The request body is not valid JSON.'))
+      if (type === 'entity.parse.failed')
+        return reply(errorResponse('invalid_request', 'The request body is not valid JSON.'))
       return reply(errorResponse(code))
     }
   }
@@ -85,10 +93,14 @@ export interface ResolvedSaikuErrorsOptions<OnError> {
 }
 
 /** Checks the options of an adapter's `saikuErrors()` once, when it is built: a SaikuConfigError names a bad one. */
-export function resolveSaikuErrorsOptions<OnError>(options: SaikuErrorsOptions<OnError> = {}): ResolvedSaikuErrorsOptions<OnError> {
-  if (typeof options !== 'object' || options === null) throw new SaikuConfigError('saikuErrors()', 'an options object', options)
+export function resolveSaikuErrorsOptions<OnError>(
+  options: SaikuErrorsOptions<OnError> = {},
+): ResolvedSaikuErrorsOptions<OnError> {
+  if (typeof options !== 'object' || options === null)
+    throw new SaikuConfigError('saikuErrors()', 'an options object', options)
   const { notFound = true, onError } = options
   if (typeof notFound !== 'boolean') throw new SaikuConfigError('saikuErrors().notFound', 'a boolean', notFound)
-  if (onError !== undefined && typeof onError !== 'function') throw new SaikuConfigError('saikuErrors().onError', 'a function', onError)
+  if (onError !== undefined && typeof onError !== 'function')
+    throw new SaikuConfigError('saikuErrors().onError', 'a function', onError)
   return Object.freeze({ notFound, realm: checkRealm('saikuErrors().realm', options.realm), onError })
 }

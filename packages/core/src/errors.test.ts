@@ -69,7 +69,13 @@ describe('the SaikuError family', () => {
 
   it('keeps the wire code of an HTTP error apart from its class code', () => {
     const error = new SaikuHttpError('not_found')
-    expect(error).toMatchObject({ name: 'SaikuHttpError', code: 'ERR_SAIKU_HTTP', wireCode: 'not_found', status: 404, message: 'Resource does not exist.' })
+    expect(error).toMatchObject({
+      name: 'SaikuHttpError',
+      code: 'ERR_SAIKU_HTTP',
+      wireCode: 'not_found',
+      status: 404,
+      message: 'Resource does not exist.',
+    })
     expectTypeOf(error.code).toEqualTypeOf<'ERR_SAIKU_HTTP'>()
   })
 

@@ -25,8 +25,7 @@ export type WireCode = keyof typeof ERROR_STATUS
 export const DEFAULT_MESSAGES: Readonly<Record<WireCode, string>> = Object.freeze({
   invalid_request: 'The request is malformed.',
   unauthorized: 'API key missing or invalid.',
-  payment_required:
-    'This feature requires an active subscription or trial. Visit /billing to start your 14-day trial.',
+  payment_required: 'This feature requires an active subscription or trial. Visit /billing to start your 14-day trial.',
   forbidden: 'API key valid but lacks permission for this resource.',
   not_found: 'Resource does not exist.',
   method_not_allowed: 'This method is not allowed on this resource.',
@@ -55,7 +54,9 @@ export class SaikuConfigError extends SaikuError {
 
   /** `secret`: the value holds a secret (a pepper, a signing key): the message tells its shape, never its content. */
   constructor(path: string, expected: string, received: unknown, options: { readonly secret?: boolean } = {}) {
-    super(`${path}: expected ${expected}, got ${options.secret === true ? describeSecret(received) : describeValue(received)}`)
+    super(
+      `${path}: expected ${expected}, got ${options.secret === true ? describeSecret(received) : describeValue(received)}`,
+    )
     this.path = path
   }
 }
@@ -189,7 +190,8 @@ export function describeValue(value: unknown): string {
 export function describeSecret(value: unknown): string {
   if (typeof value === 'string') return `a string of ${value.length} characters (not shown)`
   if (value instanceof Uint8Array) return `${value.length} bytes (not shown)`
-  if (value === null || value === undefined || typeof value === 'number' || typeof value === 'boolean') return describeValue(value)
+  if (value === null || value === undefined || typeof value === 'number' || typeof value === 'boolean')
+    return describeValue(value)
   return `${describeValue(value)} (not shown)`
 }
 

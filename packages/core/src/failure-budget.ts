@@ -76,7 +76,8 @@ export class FailureBudget {
     const wait = this.#wait(windows, nowMs)
     if (wait > 0) return wait
     if (windows === undefined) {
-      if (this.#clients.size >= this.#options.maxClients) this.#clients.delete(this.#clients.keys().next().value as string)
+      if (this.#clients.size >= this.#options.maxClients)
+        this.#clients.delete(this.#clients.keys().next().value as string)
       windows = { minuteStartMs: nowMs, minuteCount: 0, hourStartMs: nowMs, hourCount: 0 }
       this.#clients.set(client, windows)
     }
@@ -156,7 +157,8 @@ export class FailureBudget {
     const last = this.#trusted.get(keyId)
     if (last !== undefined && nowMs - last < 1_000 && nowMs >= last) return
     if (last !== undefined) this.#trusted.delete(keyId)
-    else if (this.#trusted.size >= this.#options.maxTrustedKeys) this.#trusted.delete(this.#trusted.keys().next().value as string)
+    else if (this.#trusted.size >= this.#options.maxTrustedKeys)
+      this.#trusted.delete(this.#trusted.keys().next().value as string)
     this.#trusted.set(keyId, nowMs)
   }
 

@@ -29,17 +29,29 @@ const minted = Array.from({ length: 20 }, () => mintApiKey().key)
 /** Strings a hostile client might send: any code units, unicode look-alikes, controls, CR/LF, long runs. */
 const hostileText = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 300 }),
-  fc.string({ unit: fc.constantFrom(...'Bearer sk_live_test_,;="\\\r\n\t\u0000\u200b\u00a0\uff21\u0410\u0391\u00e9e\u0301 '.split('')), maxLength: 120 }),
+  fc.string({
+    unit: fc.constantFrom(
+      ...'Bearer sk_live_test_,;="\\\r\n\t\u0000\u200b\u00a0\uff21\u0410\u0391\u00e9e\u0301 '.split(''),
+    ),
+    maxLength: 120,
+  }),
   fc.string({ unit: 'grapheme', maxLength: 80 }),
   fc.constantFrom(...minted).chain((key) => mutations(key)),
   fc.nat({ max: 20_000 }).map((n) => `Bearer ${'a'.repeat(n)}`),
   // Repeated schemes, lists and quotes around real keys.
-  fc.array(fc.constantFrom('Bearer', 'bearer', 'BEARER', 'Basic', ',', ' ', '"', '=', ...minted.slice(0, 3)), { maxLength: 6 }).map((parts) => parts.join(' ')),
+  fc
+    .array(fc.constantFrom('Bearer', 'bearer', 'BEARER', 'Basic', ',', ' ', '"', '=', ...minted.slice(0, 3)), {
+      maxLength: 6,
+    })
+    .map((parts) => parts.join(' ')),
 )
 
 /** A minted key with one edit: replace, insert or delete a character (ASCII or not), or normalize it. */
 function mutations(key: string): fc.Arbitrary<string> {
-  const char = fc.oneof(fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 1 }), fc.constantFrom('\u200b', 'é', 'e\u0301', '\uff21', '\u0430', '\u0000', '\r', '\n'))
+  const char = fc.oneof(
+    fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 1 }),
+    fc.constantFrom('\u200b', 'é', 'e\u0301', '\uff21', '\u0430', '\u0000', '\r', '\n'),
+  )
   return fc.oneof(
     fc.tuple(fc.nat({ max: key.length - 1 }), char).map(([i, c]) => key.slice(0, i) + c + key.slice(i + 1)),
     fc.tuple(fc.nat({ max: key.length }), char).map(([i, c]) => key.slice(0, i) + c + key.slice(i)),
@@ -58,16 +70,33 @@ describe('properties of the parsers', () => {
     }
   })
 
-  property('a one-character edit of a minted key is never accepted', fc.constantFrom(...minted).chain((key) => fc.tuple(fc.constant(key), mutations(key))), ([key, edited]) => {
-    if (edited !== key) expect(parseApiKey(edited).ok).toBe(false)
-  })
+  property(
+    'a one-character edit of a minted key is never accepted',
+    fc.constantFrom(...minted).chain((key) => fc.tuple(fc.constant(key), mutations(key))),
+    ([key, edited]) => {
+      if (edited !== key) expect(parseApiKey(edited).ok).toBe(false)
+    },
+  )
 
   property(
     'extractBearer never throws and returns a token only in b64token form',
-    fc.record({ header: fc.option(hostileText, { nil: undefined }), repeat: fc.boolean(), url: fc.string({ maxLength: 40 }) }),
+    fc.record({
+      header: fc.option(hostileText, { nil: undefined }),
+      repeat: fc.boolean(),
+      url: fc.string({ maxLength: 40 }),
+    }),
     ({ header, repeat, url }) => {
-      const rawHeaders = header === undefined ? [] : repeat ? ['Authorization', header, 'authorization', header] : ['Authorization', header]
-      const result = extractBearer({ headers: header === undefined ? {} : { authorization: header }, rawHeaders, url: `/me?${url}` })
+      const rawHeaders =
+        header === undefined
+          ? []
+          : repeat
+            ? ['Authorization', header, 'authorization', header]
+            : ['Authorization', header]
+      const result = extractBearer({
+        headers: header === undefined ? {} : { authorization: header },
+        rawHeaders,
+        url: `/me?${url}`,
+      })
       expect(['token', 'missing', 'malformed', 'ambiguous']).toContain(result.kind)
       if (result.kind === 'token') {
         expect(result.token).toMatch(/^[A-Za-z0-9\-._~+/]+=*$/)
@@ -79,7 +108,13 @@ describe('properties of the parsers', () => {
 })
 
 describe('properties of the whole pipeline', () => {
-  const tenant = { tenantId: 't', tenantSlug: 'acme', tier: 'team', connectionName: 'w', subscription: { status: 'active' as const } }
+  const tenant = {
+    tenantId: 't',
+    tenantSlug: 'acme',
+    tier: 'team',
+    connectionName: 'w',
+    subscription: { status: 'active' as const },
+  }
   const store = new MemoryKeyStore({ tenants: [tenant] })
   const auth = createAuthenticator(store, { failedAuth: false })
   let valid = ''
@@ -92,7 +127,12 @@ describe('properties of the whole pipeline', () => {
       if (valid === '') valid = (await auth.keys.create('t', { label: 'fuzz' })).key
       const value = header === 'VALID' ? `Bearer ${valid}` : header
       findKey.mockClear()
-      const request: AuthRequest = { headers: { authorization: value }, rawHeaders: ['Authorization', value], method: 'GET', url: '/me/tenant' }
+      const request: AuthRequest = {
+        headers: { authorization: value },
+        rawHeaders: ['Authorization', value],
+        method: 'GET',
+        url: '/me/tenant',
+      }
       const decision = await auth.authenticate(request)
       const token = value.replace(/^bearer +/i, '')
       if (decision.ok) {

@@ -30,13 +30,28 @@ export function createErrorReporter(options: ResolvedOptions): (error: Error) =>
 }
 
 /** `tierOf`: the tier of a tenant the request got as far as (its record is cached by then). */
-export function createDecisionReporter(options: ResolvedOptions, metrics: CoreMetrics | null, tierOf: (tenantId: string) => string | null): DecisionReporter {
+export function createDecisionReporter(
+  options: ResolvedOptions,
+  metrics: CoreMetrics | null,
+  tierOf: (tenantId: string) => string | null,
+): DecisionReporter {
   const { onDecision } = options
   return (request, status, code, reason, keyId, tenantId, enforced = true) => {
-    if (metrics !== null) metrics.decision(status, reason, tenantId === null ? null : tierOf(tenantId), enforced, tenantId)
+    if (metrics !== null)
+      metrics.decision(status, reason, tenantId === null ? null : tierOf(tenantId), enforced, tenantId)
     if (onDecision === undefined) return
     try {
-      const event: DecisionEvent = { status, code, reason, method: request.method, path: reportedPath(request.url), ip: requestIp(request), keyId, tenantId, enforced }
+      const event: DecisionEvent = {
+        status,
+        code,
+        reason,
+        method: request.method,
+        path: reportedPath(request.url),
+        ip: requestIp(request),
+        keyId,
+        tenantId,
+        enforced,
+      }
       onDecision(event)
     } catch {
       // Observers never change an outcome.

@@ -113,11 +113,18 @@ export function retryAfterSeconds(decision: LimitDecision): number {
 }
 
 /** Adds the rate-limit fields of `mode` to `headers`. `policy` is the precomputed `RateLimit-Policy`; `cost` the request's. */
-export function addRateLimitHeaders(headers: HeaderMap, mode: RateLimitHeaderMode, policy: string, decision: LimitDecision, cost = 1): void {
+export function addRateLimitHeaders(
+  headers: HeaderMap,
+  mode: RateLimitHeaderMode,
+  policy: string,
+  decision: LimitDecision,
+  cost = 1,
+): void {
   if (mode === 'draft-11') {
     const { minute, hour } = decision
     headers['ratelimit-policy'] = policy
-    headers['ratelimit'] = `"minute";r=${minute.remaining};t=${seconds(minute.resetMs)}, "hour";r=${hour.remaining};t=${seconds(hour.resetMs)}`
+    headers['ratelimit'] =
+      `"minute";r=${minute.remaining};t=${seconds(minute.resetMs)}, "hour";r=${hour.remaining};t=${seconds(hour.resetMs)}`
   } else if (mode === 'legacy') {
     headers['x-ratelimit-limit-minute'] = String(decision.minute.limit)
     headers['x-ratelimit-remaining-minute'] = String(decision.minute.remaining)

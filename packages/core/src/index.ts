@@ -17,7 +17,15 @@ export { DEFAULTS } from './options.js'
 export type { KeyStoreFailurePolicy, LimiterFailurePolicy, SaikuOptions } from './options.js'
 
 export { MemoryKeyStore } from './store.js'
-export type { ApiKeyRecord, ApiKeySummary, KeyStore, Subscription, SubscriptionStatus, TenantAdminStore, TenantRecord } from './store.js'
+export type {
+  ApiKeyRecord,
+  ApiKeySummary,
+  KeyStore,
+  Subscription,
+  SubscriptionStatus,
+  TenantAdminStore,
+  TenantRecord,
+} from './store.js'
 export { createKeyManager } from './management.js'
 export type { CreatedApiKey, CreateKeyInput, KeyManager, KeyManagerOptions } from './management.js'
 export { API_KEY_PATTERN, isKeyId, mintApiKey, parseApiKey } from './keys.js'

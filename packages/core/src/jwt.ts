@@ -1,6 +1,13 @@
 import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import type { JWK, JWTPayload, JWTVerifyGetKey } from 'jose'
-import { redactUrl, SaikuConfigError, SaikuCredentialExpiredError, SaikuInputError, SaikuPermissionError, SaikuStoreError } from './errors.js'
+import {
+  redactUrl,
+  SaikuConfigError,
+  SaikuCredentialExpiredError,
+  SaikuInputError,
+  SaikuPermissionError,
+  SaikuStoreError,
+} from './errors.js'
 import { grants } from './permissions.js'
 import { MAX_TOKEN_LENGTH } from './bearer.js'
 import { isPermission, MAX_PERMISSIONS, permissionsProblem, uniquePermissions } from './store.js'
@@ -12,8 +19,34 @@ type Jose = typeof import('jose')
 let joseModule: Promise<Jose> | undefined
 const loadJose = (): Promise<Jose> => (joseModule ??= import('jose'))
 
-export type JwtAlgorithm = 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'PS384' | 'PS512' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA' | 'Ed25519' | 'HS256' | 'HS384' | 'HS512'
-const ASYMMETRIC: readonly string[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
+export type JwtAlgorithm =
+  | 'RS256'
+  | 'RS384'
+  | 'RS512'
+  | 'PS256'
+  | 'PS384'
+  | 'PS512'
+  | 'ES256'
+  | 'ES384'
+  | 'ES512'
+  | 'EdDSA'
+  | 'Ed25519'
+  | 'HS256'
+  | 'HS384'
+  | 'HS512'
+const ASYMMETRIC: readonly string[] = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+]
 const SYMMETRIC: readonly string[] = ['HS256', 'HS384', 'HS512']
 
 /** The claims of a verified token, as the mapping function sees them. */
@@ -88,12 +121,15 @@ const ALGORITHMS_BY_KEY: Readonly<Record<string, readonly string[]>> = {
  */
 function checkLocalKey(key: JWK | Uint8Array, algorithms: readonly string[]): JWK | Uint8Array {
   if (key instanceof Uint8Array) {
-    if (key.length < 32) throw new SaikuConfigError('jwt.key', 'a shared secret of at least 32 bytes', `${key.length} bytes`)
+    if (key.length < 32)
+      throw new SaikuConfigError('jwt.key', 'a shared secret of at least 32 bytes', `${key.length} bytes`)
     const asymmetric = algorithms.filter((algorithm) => !SYMMETRIC.includes(algorithm))
-    if (asymmetric.length > 0) throw new SaikuConfigError('jwt.algorithms', 'only HS* with a shared secret', asymmetric[0])
+    if (asymmetric.length > 0)
+      throw new SaikuConfigError('jwt.algorithms', 'only HS* with a shared secret', asymmetric[0])
     return key
   }
-  if (typeof key !== 'object' || key === null || typeof key.kty !== 'string') throw new SaikuConfigError('jwt.key', 'a public JWK or a shared secret (bytes)', key, { secret: true })
+  if (typeof key !== 'object' || key === null || typeof key.kty !== 'string')
+    throw new SaikuConfigError('jwt.key', 'a public JWK or a shared secret (bytes)', key, { secret: true })
   if (key.d !== undefined) throw new SaikuConfigError('jwt.key', 'the public half of the key (no "d")', 'a private JWK')
   try {
     createPublicKey({ key: key as JsonWebKey, format: 'jwk' })
@@ -103,7 +139,11 @@ function checkLocalKey(key: JWK | Uint8Array, algorithms: readonly string[]): JW
   const allowed = ALGORITHMS_BY_KEY[key.kty === 'RSA' ? 'RSA' : `${key.kty}:${String(key.crv)}`] ?? []
   for (const algorithm of algorithms) {
     if (!allowed.includes(algorithm)) {
-      throw new SaikuConfigError('jwt.algorithms', `algorithms this ${key.kty} key can verify (${allowed.join(', ') || 'none'})`, algorithm)
+      throw new SaikuConfigError(
+        'jwt.algorithms',
+        `algorithms this ${key.kty} key can verify (${allowed.join(', ') || 'none'})`,
+        algorithm,
+      )
     }
   }
   return key
@@ -117,12 +157,20 @@ function checkLocalKey(key: JWK | Uint8Array, algorithms: readonly string[]): JW
  */
 export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
   if ((options.jwksUrl === undefined) === (options.key === undefined)) {
-    throw new SaikuConfigError('jwt', 'exactly one of jwksUrl or key', options.jwksUrl === undefined ? 'neither' : 'both')
+    throw new SaikuConfigError(
+      'jwt',
+      'exactly one of jwksUrl or key',
+      options.jwksUrl === undefined ? 'neither' : 'both',
+    )
   }
   const algorithms = stringList('jwt.algorithms', options.algorithms)
   for (const algorithm of algorithms) {
     if (!ASYMMETRIC.includes(algorithm) && !SYMMETRIC.includes(algorithm)) {
-      throw new SaikuConfigError('jwt.algorithms', `signing algorithms (${[...ASYMMETRIC, ...SYMMETRIC].join(', ')}); never "none"`, algorithm)
+      throw new SaikuConfigError(
+        'jwt.algorithms',
+        `signing algorithms (${[...ASYMMETRIC, ...SYMMETRIC].join(', ')}); never "none"`,
+        algorithm,
+      )
     }
     // A JWKS publishes public keys: accepting HS* would let a public key serve as an HMAC secret.
     if (SYMMETRIC.includes(algorithm) && options.jwksUrl !== undefined) {
@@ -132,7 +180,8 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
   const issuer = stringList('jwt.issuer', options.issuer)
   const audience = stringList('jwt.audience', options.audience)
   const clockTolerance = options.clockToleranceSeconds ?? 5
-  if (!Number.isFinite(clockTolerance) || clockTolerance < 0) throw new SaikuConfigError('jwt.clockToleranceSeconds', 'a non-negative number', clockTolerance)
+  if (!Number.isFinite(clockTolerance) || clockTolerance < 0)
+    throw new SaikuConfigError('jwt.clockToleranceSeconds', 'a non-negative number', clockTolerance)
   const tenantClaim = options.tenantClaim ?? 'tenant_id'
   const permissionsClaim = options.permissionsClaim ?? 'scope'
   let jwksUrl: URL | undefined
@@ -143,11 +192,25 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
       throw new SaikuConfigError('jwt.jwksUrl', 'an absolute URL', options.jwksUrl, { secret: true })
     }
     if (jwksUrl.username !== '' || jwksUrl.password !== '') {
-      throw new SaikuConfigError('jwt.jwksUrl', 'a URL without a user name or password (a JWKS is public)', redactUrl(jwksUrl))
+      throw new SaikuConfigError(
+        'jwt.jwksUrl',
+        'a URL without a user name or password (a JWKS is public)',
+        redactUrl(jwksUrl),
+      )
     }
   }
-  if (jwksUrl !== undefined && jwksUrl.protocol !== 'https:' && jwksUrl.hostname !== '127.0.0.1' && jwksUrl.hostname !== 'localhost' && jwksUrl.hostname !== '[::1]') {
-    throw new SaikuConfigError('jwt.jwksUrl', 'an https URL (plain http only on loopback)', `${jwksUrl.origin}${jwksUrl.pathname}`)
+  if (
+    jwksUrl !== undefined &&
+    jwksUrl.protocol !== 'https:' &&
+    jwksUrl.hostname !== '127.0.0.1' &&
+    jwksUrl.hostname !== 'localhost' &&
+    jwksUrl.hostname !== '[::1]'
+  ) {
+    throw new SaikuConfigError(
+      'jwt.jwksUrl',
+      'an https URL (plain http only on loopback)',
+      `${jwksUrl.origin}${jwksUrl.pathname}`,
+    )
   }
 
   const mapClaims: JwtCredentialMapper =
@@ -210,12 +273,19 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
       let payload: JWTPayload
       try {
         // Every token must expire: one without `exp` would be good forever.
-        const verified = await jose.jwtVerify(token, key as JWTVerifyGetKey, { issuer, audience, algorithms, clockTolerance, requiredClaims: ['exp'] })
+        const verified = await jose.jwtVerify(token, key as JWTVerifyGetKey, {
+          issuer,
+          audience,
+          algorithms,
+          clockTolerance,
+          requiredClaims: ['exp'],
+        })
         payload = verified.payload
       } catch (error) {
         const code = (error as { code?: unknown }).code
         if (code === 'ERR_JWT_EXPIRED') return failure('expired')
-        if (code === 'ERR_JWKS_NO_MATCHING_KEY' || code === 'ERR_JWKS_MULTIPLE_MATCHING_KEYS') return failure('unknown_key')
+        if (code === 'ERR_JWKS_NO_MATCHING_KEY' || code === 'ERR_JWKS_MULTIPLE_MATCHING_KEYS')
+          return failure('unknown_key')
         if (jwksUrl !== undefined && (JWKS_UNREACHABLE.has(String(code)) || error instanceof TypeError)) {
           throw new SaikuStoreError('key_store', 'the JWKS endpoint could not be read', { cause: error })
         }
@@ -223,10 +293,14 @@ export function createJwtVerifier(options: JwtVerifierOptions): KeyVerifier {
       }
       const mapped = mapClaims(payload)
       // Permissions follow the one grammar here too: a claim that smuggles "*" or a space is refused.
-      if (mapped === null || !Array.isArray(mapped.permissions) || !mapped.permissions.every(isPermission)) return failure('invalid_jwt')
+      if (mapped === null || !Array.isArray(mapped.permissions) || !mapped.permissions.every(isPermission))
+        return failure('invalid_jwt')
       const credential: VerifiedCredential = {
         type: 'jwt',
-        keyId: typeof payload.jti === 'string' ? payload.jti : `jwt:${typeof payload.sub === 'string' ? payload.sub : 'anonymous'}`,
+        keyId:
+          typeof payload.jti === 'string'
+            ? payload.jti
+            : `jwt:${typeof payload.sub === 'string' ? payload.sub : 'anonymous'}`,
         tenantId: mapped.tenantId,
         label: mapped.label ?? 'jwt',
         environment: mapped.environment ?? 'live',
@@ -268,16 +342,23 @@ export function createCompositeVerifier(verifiers: CompositeVerifierOptions): Ke
     if (!state.ok) return { ok: false, reason: state.reason }
     if (state.tenantId !== credential.tenantId) return INVALID_JWT
     if (!environments.includes(state.environment)) return NOT_ACCEPTED
-    return { ok: true, credential: credential.environment === state.environment ? credential : { ...credential, environment: state.environment } }
+    return {
+      ok: true,
+      credential:
+        credential.environment === state.environment ? credential : { ...credential, environment: state.environment },
+    }
   }
 
   function checked(result: VerifyResult): VerifyResult | Promise<VerifyResult> {
     if (!result.ok) return result
     const { credential } = result
-    if (credential.sourceKeyId === undefined) return environments.includes(credential.environment) ? result : NOT_ACCEPTED
+    if (credential.sourceKeyId === undefined)
+      return environments.includes(credential.environment) ? result : NOT_ACCEPTED
     if (sourceKeys === undefined) return INVALID_JWT
     const state = sourceKeys(credential.sourceKeyId)
-    return state instanceof Promise ? state.then((settled) => withSource(credential, settled)) : withSource(credential, state)
+    return state instanceof Promise
+      ? state.then((settled) => withSource(credential, settled))
+      : withSource(credential, state)
   }
 
   return {
@@ -316,7 +397,10 @@ export interface TokenIssuer {
    * (more than the credential holds, or a credential that cannot be exchanged) or a
    * SaikuCredentialExpiredError; the error handlers answer them with a 400, 403 and 401.
    */
-  issue(credential: VerifiedCredential, request?: { readonly permissions?: readonly string[]; readonly ttlSeconds?: number }): Promise<IssuedToken>
+  issue(
+    credential: VerifiedCredential,
+    request?: { readonly permissions?: readonly string[]; readonly ttlSeconds?: number },
+  ): Promise<IssuedToken>
   /** The public half of the signing key, for `/.well-known/jwks.json`. */
   jwks(): { readonly keys: readonly JWK[] }
 }
@@ -324,13 +408,20 @@ export interface TokenIssuer {
 /** Token exchange: an API key in, a short-lived JWT out, signed by the server's own key. */
 export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
   const { privateKey } = options
-  if (typeof privateKey !== 'object' || privateKey === null || typeof privateKey.kid !== 'string' || privateKey.d === undefined) {
+  if (
+    typeof privateKey !== 'object' ||
+    privateKey === null ||
+    typeof privateKey.kid !== 'string' ||
+    privateKey.d === undefined
+  ) {
     throw new SaikuConfigError('tokens.privateKey', 'a private JWK with a kid', privateKey, { secret: true })
   }
   const algorithm = options.algorithm ?? (privateKey.alg as JwtAlgorithm | undefined) ?? 'ES256'
-  if (!ASYMMETRIC.includes(algorithm)) throw new SaikuConfigError('tokens.algorithm', 'an asymmetric algorithm', algorithm)
+  if (!ASYMMETRIC.includes(algorithm))
+    throw new SaikuConfigError('tokens.algorithm', 'an asymmetric algorithm', algorithm)
   const maxTtl = options.ttlSeconds ?? 900
-  if (!Number.isInteger(maxTtl) || maxTtl < 1 || maxTtl > 86_400) throw new SaikuConfigError('tokens.ttlSeconds', 'an integer from 1 to 86400', maxTtl)
+  if (!Number.isInteger(maxTtl) || maxTtl < 1 || maxTtl > 86_400)
+    throw new SaikuConfigError('tokens.ttlSeconds', 'an integer from 1 to 86400', maxTtl)
   const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicKey } = privateKey
   const publicJwk = Object.freeze({ ...publicKey, alg: algorithm, use: 'sig' })
   let signingKey: ReturnType<Jose['importJWK']> | undefined
@@ -344,22 +435,34 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
       if (problem !== null) throw new SaikuInputError('permissions', `${problem}.`)
       const wanted = uniquePermissions(request.permissions ?? granted)
       if (wanted.length > MAX_PERMISSIONS || !wanted.every(isPermission)) {
-        throw new SaikuInputError('permissions', `A token carries at most ${MAX_PERMISSIONS} permissions of the form "keys:read"; ask for fewer.`)
+        throw new SaikuInputError(
+          'permissions',
+          `A token carries at most ${MAX_PERMISSIONS} permissions of the form "keys:read"; ask for fewer.`,
+        )
       }
       const beyond = wanted.filter((permission) => !grants(granted, permission))
-      if (beyond.length > 0) throw new SaikuPermissionError(`A token cannot carry what the key does not hold: ${beyond.join(', ')}.`, beyond)
+      if (beyond.length > 0)
+        throw new SaikuPermissionError(`A token cannot carry what the key does not hold: ${beyond.join(', ')}.`, beyond)
       const asked = request.ttlSeconds ?? maxTtl
-      if (!Number.isInteger(asked) || asked < 1 || asked > maxTtl) throw new SaikuInputError('ttlSeconds', `ttlSeconds must be an integer from 1 to ${maxTtl}.`)
+      if (!Number.isInteger(asked) || asked < 1 || asked > maxTtl)
+        throw new SaikuInputError('ttlSeconds', `ttlSeconds must be an integer from 1 to ${maxTtl}.`)
       // Never outlives the credential it was exchanged from.
-      const leftSeconds = credential.expiresAt === null ? Infinity : Math.floor((credential.expiresAt.getTime() - Date.now()) / 1000)
+      const leftSeconds =
+        credential.expiresAt === null ? Infinity : Math.floor((credential.expiresAt.getTime() - Date.now()) / 1000)
       if (leftSeconds < 1) throw new SaikuCredentialExpiredError()
       const ttl = Math.min(asked, leftSeconds)
       // The key the token works through: its revocation or expiry ends the token too.
       const sourceKeyId = credential.type === 'api_key' ? credential.keyId : credential.sourceKeyId
-      if (sourceKeyId === undefined) throw new SaikuPermissionError('Only an API key, or a token exchanged from one, can be exchanged for a token.')
+      if (sourceKeyId === undefined)
+        throw new SaikuPermissionError('Only an API key, or a token exchanged from one, can be exchanged for a token.')
       const jose = await loadJose()
       signingKey ??= jose.importJWK(privateKey, algorithm)
-      const claims = { tenant_id: credential.tenantId, scope: wanted.join(' '), key_id: sourceKeyId, environment: credential.environment }
+      const claims = {
+        tenant_id: credential.tenantId,
+        scope: wanted.join(' '),
+        key_id: sourceKeyId,
+        environment: credential.environment,
+      }
       const accessToken = await new jose.SignJWT(claims)
         .setProtectedHeader({ alg: algorithm, kid: privateKey.kid!, typ: 'at+jwt' })
         .setIssuer(options.issuer)
@@ -370,7 +473,8 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
         .setExpirationTime(`${ttl}s`)
         .sign(await signingKey)
       // Never hand out a token that the bearer parser would refuse.
-      if (accessToken.length > MAX_TOKEN_LENGTH) throw new SaikuInputError('permissions', 'The token would be too large to send; ask for fewer permissions.')
+      if (accessToken.length > MAX_TOKEN_LENGTH)
+        throw new SaikuInputError('permissions', 'The token would be too large to send; ask for fewer permissions.')
       return { accessToken, tokenType: 'Bearer', expiresIn: ttl, permissions: [...wanted] }
     },
   }

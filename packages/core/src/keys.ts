@@ -104,7 +104,11 @@ const BAD_CHECKSUM: ParsedApiKey = Object.freeze({ ok: false, reason: 'bad_check
 export function parseApiKey(token: string): ParsedApiKey {
   const failure = apiKeyFailure(token)
   if (failure !== null) return failure === 'malformed' ? MALFORMED : BAD_CHECKSUM
-  return { ok: true, keyId: token.slice(PREFIX_LENGTH, KEY_ID_END), environment: token.charCodeAt(3) === 108 /* l */ ? 'live' : 'test' }
+  return {
+    ok: true,
+    keyId: token.slice(PREFIX_LENGTH, KEY_ID_END),
+    environment: token.charCodeAt(3) === 108 /* l */ ? 'live' : 'test',
+  }
 }
 
 /**

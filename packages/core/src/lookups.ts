@@ -22,7 +22,12 @@ const FREE: Lookup = Object.freeze({ spent: false, verified() {}, storeFailed() 
  * is already in flight or verified here recently spends nothing; a custom
  * verifier promises neither, so each of its lookups spends in advance.
  */
-export function startLookup(budget: FailureBudget, client: string, token: string, customVerifier: boolean): Lookup | number {
+export function startLookup(
+  budget: FailureBudget,
+  client: string,
+  token: string,
+  customVerifier: boolean,
+): Lookup | number {
   // An API key that parsed has its key ID at a fixed place; for anything else it is only a name to join on.
   const keyId = token.slice(8, 8 + KEY_ID_LENGTH)
   if (customVerifier) {

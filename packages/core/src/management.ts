@@ -55,19 +55,22 @@ export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {
   }
 
   async function create(tenantId: string, input: CreateKeyInput): Promise<CreatedApiKey> {
-    if (typeof input !== 'object' || input === null) throw new SaikuInputError('input', 'Expected an object with a label.')
+    if (typeof input !== 'object' || input === null)
+      throw new SaikuInputError('input', 'Expected an object with a label.')
     const labelError = labelProblem(input.label)
     if (labelError !== null) throw new SaikuInputError('label', `${labelError}.`)
     const permissionsError = permissionsProblem(input.permissions ?? [])
     if (permissionsError !== null) throw new SaikuInputError('permissions', `${permissionsError}.`)
     const permissions = uniquePermissions(input.permissions ?? [])
     const environment = input.environment ?? 'live'
-    if (!KEY_ENVIRONMENTS.includes(environment)) throw new SaikuInputError('environment', 'environment must be "live" or "test".')
+    if (!KEY_ENVIRONMENTS.includes(environment))
+      throw new SaikuInputError('environment', 'environment must be "live" or "test".')
     const expiresAt = input.expiresAt ?? null
     if (expiresAt !== null && !(expiresAt instanceof Date && expiresAt.getTime() > now())) {
       throw new SaikuInputError('expiresAt', 'expiresAt must be a date in the future.')
     }
-    if ((await call('findTenant', () => store.findTenant(tenantId))) === null) throw new SaikuNotFoundError('tenant', 'Tenant does not exist.')
+    if ((await call('findTenant', () => store.findTenant(tenantId))) === null)
+      throw new SaikuNotFoundError('tenant', 'Tenant does not exist.')
 
     // Key IDs carry 71 random bits; a collision is retried, never overwritten.
     for (let attempt = 0; ; attempt++) {
@@ -118,7 +121,9 @@ export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {
       if ((await ownedKey(tenantId, keyId)) === null) return false
       // Stores that announce their own revocations are not announced twice (one publish per revocation).
       const change = { kind: 'key', keyId } as const
-      const { result: revoked, heard } = await announcedDuring(store, change, () => call('revokeKey', () => store.revokeKey(keyId, new Date(now()))))
+      const { result: revoked, heard } = await announcedDuring(store, change, () =>
+        call('revokeKey', () => store.revokeKey(keyId, new Date(now()))),
+      )
       if (!heard) announceKeyStoreChange(store, change)
       return revoked
     },

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest'
 import { LimiterModel } from '@saiku/test-support/limiter-model'
-import { assertEvenRateAdmitted, assertMatchesModel, T0, type LimiterSubject } from '@saiku/test-support/limiter-properties'
+import {
+  assertEvenRateAdmitted,
+  assertMatchesModel,
+  T0,
+  type LimiterSubject,
+} from '@saiku/test-support/limiter-properties'
 import { createMemoryLimiter } from './memory-limiter.js'
 
 function memorySubject(maxTenants?: number, windows: 'fixed' | 'rolling' = 'fixed'): LimiterSubject {
@@ -23,7 +28,15 @@ describe('the memory backend against the reference model', () => {
   })
 
   it('admits at most twice a window’s limit in units in any interval of its length, with random costs', async () => {
-    await assertMatchesModel(() => memorySubject(), { numRuns: 500, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 60, costs: true })
+    await assertMatchesModel(() => memorySubject(), {
+      numRuns: 500,
+      tenants: 1,
+      tiers: { min: 1, max: 1 },
+      stepsBack: false,
+      checkBound: true,
+      maxSteps: 60,
+      costs: true,
+    })
   })
 
   it('forgets the tenant seen least recently when full, as the model does', async () => {
@@ -31,21 +44,47 @@ describe('the memory backend against the reference model', () => {
   })
 
   it('admits at most twice a window’s limit in any interval of its length', async () => {
-    await assertMatchesModel(() => memorySubject(), { numRuns: 1_500, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 60 })
+    await assertMatchesModel(() => memorySubject(), {
+      numRuns: 1_500,
+      tenants: 1,
+      tiers: { min: 1, max: 1 },
+      stepsBack: false,
+      checkBound: true,
+      maxSteps: 60,
+    })
   })
 })
 
 describe('the memory backend’s rolling windows against their model', () => {
   it('decides every random sequence as the model does, and each Retry-After is the true earliest admission', async () => {
-    await assertMatchesModel(() => memorySubject(undefined, 'rolling'), { numRuns: 1_000, tenants: 2, costs: true, windows: 'rolling' })
+    await assertMatchesModel(() => memorySubject(undefined, 'rolling'), {
+      numRuns: 1_000,
+      tenants: 2,
+      costs: true,
+      windows: 'rolling',
+    })
   })
 
   it('never admits more than a window’s limit in any span of its length, both windows at once', async () => {
-    await assertMatchesModel(() => memorySubject(undefined, 'rolling'), { numRuns: 800, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 80, costs: true, windows: 'rolling' })
+    await assertMatchesModel(() => memorySubject(undefined, 'rolling'), {
+      numRuns: 800,
+      tenants: 1,
+      tiers: { min: 1, max: 1 },
+      stepsBack: false,
+      checkBound: true,
+      maxSteps: 80,
+      costs: true,
+      windows: 'rolling',
+    })
   })
 
   it('never refuses a client sending evenly at 10/11 of L/W', async () => {
-    await assertEvenRateAdmitted(() => memorySubject(undefined, 'rolling'), { numRuns: 40, minuteMs: 60_000, hourMs: 3_600_000, maxLimit: 60 })
+    await assertEvenRateAdmitted(() => memorySubject(undefined, 'rolling'), {
+      numRuns: 40,
+      minuteMs: 60_000,
+      hourMs: 3_600_000,
+      maxLimit: 60,
+    })
   })
 
   it('counts the oldest sub-window whole: a minute of 3 admits again only once the first 6 s have dropped out', () => {
@@ -58,11 +97,19 @@ describe('the memory backend’s rolling windows against their model', () => {
     }
     now = T0 + 60_000
     // Fixed windows would start over here; the requests of 0-6 s still count until 66 s.
-    expect(limiter.consumeSync('t', limits)).toMatchObject({ admitted: false, retryAfterMs: 6_000, minute: { remaining: 0, resetMs: 6_000 }, hour: { remaining: 97 } })
+    expect(limiter.consumeSync('t', limits)).toMatchObject({
+      admitted: false,
+      retryAfterMs: 6_000,
+      minute: { remaining: 0, resetMs: 6_000 },
+      hour: { remaining: 97 },
+    })
     now = T0 + 65_999
     expect(limiter.consumeSync('t', limits)).toMatchObject({ admitted: false, retryAfterMs: 1 })
     now = T0 + 66_000
-    expect(limiter.consumeSync('t', limits)).toMatchObject({ admitted: true, minute: { remaining: 2, resetMs: 66_000 } })
+    expect(limiter.consumeSync('t', limits)).toMatchObject({
+      admitted: true,
+      minute: { remaining: 2, resetMs: 66_000 },
+    })
   })
 })
 
@@ -102,7 +149,10 @@ describe('memory backend regressions', () => {
     const raised = limiter.consumeSync('t', { perMinute: 1, perHour: 100 })
     expect(raised).toMatchObject({ admitted: true, minute: { resetMs: 60_000 } })
     time.set(120_000)
-    expect(limiter.consumeSync('t', { perMinute: 1, perHour: 100 })).toMatchObject({ admitted: false, retryAfterMs: 40_000 })
+    expect(limiter.consumeSync('t', { perMinute: 1, perHour: 100 })).toMatchObject({
+      admitted: false,
+      retryAfterMs: 40_000,
+    })
   })
 
   it('peeks without restarting an ended window or changing any later decision', () => {
@@ -111,7 +161,11 @@ describe('memory backend regressions', () => {
     const limits = { perMinute: 2, perHour: 10 }
     limiter.consumeSync('t', limits)
     time.set(70_000)
-    expect(limiter.peekSync('t', limits)).toMatchObject({ admitted: true, minute: { remaining: 2, resetMs: 60_000 }, hour: { remaining: 9 } })
+    expect(limiter.peekSync('t', limits)).toMatchObject({
+      admitted: true,
+      minute: { remaining: 2, resetMs: 60_000 },
+      hour: { remaining: 9 },
+    })
     time.set(80_000)
     // The minute starts at this request, not at the peek.
     expect(limiter.consumeSync('t', limits).minute.resetMs).toBe(60_000)
@@ -142,8 +196,10 @@ describe('memory backend regressions', () => {
     for (let round = 0; round < 50; round++) {
       // Three tenants take turns within the hour, a fourth arrives after the first three's hours ended.
       time.set(round * 3_700_000)
-      for (const tenant of ['a', 'b', 'c']) expect(limiter.consumeSync(`${tenant}${round % 2}`, one).admitted).toBe(true)
-      for (const tenant of ['a', 'b', 'c']) expect(limiter.consumeSync(`${tenant}${round % 2}`, one).admitted).toBe(false)
+      for (const tenant of ['a', 'b', 'c'])
+        expect(limiter.consumeSync(`${tenant}${round % 2}`, one).admitted).toBe(true)
+      for (const tenant of ['a', 'b', 'c'])
+        expect(limiter.consumeSync(`${tenant}${round % 2}`, one).admitted).toBe(false)
     }
     expect(limiter.trackedTenants).toBe(3)
   })

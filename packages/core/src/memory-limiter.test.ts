@@ -9,7 +9,9 @@ function clock(start = Date.parse('2030-01-01T00:00:00Z')) {
 describe('createMemoryLimiter', () => {
   it('admits exactly the limit, however the calls interleave', async () => {
     const limiter = createMemoryLimiter()
-    const decisions = await Promise.all(Array.from({ length: 250 }, () => limiter.consume('t', { perMinute: 100, perHour: 1_000 })))
+    const decisions = await Promise.all(
+      Array.from({ length: 250 }, () => limiter.consume('t', { perMinute: 100, perHour: 1_000 })),
+    )
     expect(decisions.filter((d) => d.admitted)).toHaveLength(100)
   })
 
@@ -18,9 +20,18 @@ describe('createMemoryLimiter', () => {
     const limiter = createMemoryLimiter({ now: time.now })
     const limits = { perMinute: 2, perHour: 5 }
     for (let i = 0; i < 2; i++) limiter.consumeSync('t', limits)
-    for (let i = 0; i < 50; i++) expect(limiter.consumeSync('t', limits)).toMatchObject({ admitted: false, hour: { remaining: 3 }, retryAfterMs: 60_000 })
+    for (let i = 0; i < 50; i++)
+      expect(limiter.consumeSync('t', limits)).toMatchObject({
+        admitted: false,
+        hour: { remaining: 3 },
+        retryAfterMs: 60_000,
+      })
     time.set(60_000)
-    expect(limiter.consumeSync('t', limits)).toMatchObject({ admitted: true, minute: { remaining: 1 }, hour: { remaining: 2 } })
+    expect(limiter.consumeSync('t', limits)).toMatchObject({
+      admitted: true,
+      minute: { remaining: 1 },
+      hour: { remaining: 2 },
+    })
   })
 
   it('points Retry-After at the later of two spent windows', () => {
@@ -32,7 +43,11 @@ describe('createMemoryLimiter', () => {
     for (let i = 0; i < 3; i++) limiter.consumeSync('t', limits)
     time.set(70_000)
     const refused = limiter.consumeSync('t', limits)
-    expect(refused).toMatchObject({ admitted: false, minute: { remaining: 0, resetMs: 51_000 }, hour: { remaining: 0, resetMs: 3_530_000 } })
+    expect(refused).toMatchObject({
+      admitted: false,
+      minute: { remaining: 0, resetMs: 51_000 },
+      hour: { remaining: 0, resetMs: 3_530_000 },
+    })
     expect(refused.retryAfterMs).toBe(3_530_000)
   })
 
@@ -43,14 +58,26 @@ describe('createMemoryLimiter', () => {
     for (let i = 0; i < 2; i++) limiter.consumeSync('t', limits)
     // Even a 1 ms step back used to open fresh windows.
     time.set(-1)
-    expect(limiter.consumeSync('t', limits)).toMatchObject({ admitted: false, minute: { remaining: 0, resetMs: 60_001 }, retryAfterMs: 60_001 })
+    expect(limiter.consumeSync('t', limits)).toMatchObject({
+      admitted: false,
+      minute: { remaining: 0, resetMs: 60_001 },
+      retryAfterMs: 60_001,
+    })
     time.set(-3_600_000)
     const stepped = limiter.consumeSync('t', limits)
-    expect(stepped).toMatchObject({ admitted: false, hour: { remaining: 8, resetMs: 7_200_000 }, retryAfterMs: 3_660_000 })
+    expect(stepped).toMatchObject({
+      admitted: false,
+      hour: { remaining: 8, resetMs: 7_200_000 },
+      retryAfterMs: 3_660_000,
+    })
     time.set(59_999)
     expect(limiter.consumeSync('t', limits).admitted).toBe(false)
     time.set(60_000)
-    expect(limiter.consumeSync('t', limits)).toMatchObject({ admitted: true, minute: { remaining: 1 }, hour: { remaining: 7 } })
+    expect(limiter.consumeSync('t', limits)).toMatchObject({
+      admitted: true,
+      minute: { remaining: 1 },
+      hour: { remaining: 7 },
+    })
   })
 
   it('keeps at most maxTenants, forgetting the tenant seen least recently first', () => {
@@ -67,6 +94,8 @@ describe('createMemoryLimiter', () => {
   })
 
   it('refuses a bad bound at construction', () => {
-    expect(() => createMemoryLimiter({ maxTenants: 0 })).toThrow('limiter.maxTenants: expected a positive integer, got 0')
+    expect(() => createMemoryLimiter({ maxTenants: 0 })).toThrow(
+      'limiter.maxTenants: expected a positive integer, got 0',
+    )
   })
 })

@@ -1,7 +1,18 @@
 import { oneOf, positiveInteger } from './validate.js'
 import type { LimitDecision, LimiterBackend, WindowState } from './limiter.js'
 import type { WindowLimits } from './tiers.js'
-import { countIn, currentIndex, fullResetMs, HOUR_OFFSET, MINUTE_OFFSET, newRollingState, ROLLING_SUBWINDOWS, usedAt, waitMs, type RollingState } from './rolling.js'
+import {
+  countIn,
+  currentIndex,
+  fullResetMs,
+  HOUR_OFFSET,
+  MINUTE_OFFSET,
+  newRollingState,
+  ROLLING_SUBWINDOWS,
+  usedAt,
+  waitMs,
+  type RollingState,
+} from './rolling.js'
 
 /** How a backend's windows count: fixed windows from a tenant's first request, or rolling ones (see `rolling.ts`). */
 export type WindowKind = 'fixed' | 'rolling'
@@ -106,7 +117,16 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       unlink(oldest)
     }
     const rolling = windowKind === 'rolling' ? newRollingState() : null
-    const windows: Windows = { key: tenantKey, minuteStartMs: nowMs, minuteCount: cost, hourStartMs: nowMs, hourCount: cost, rolling, older: null, newer: null }
+    const windows: Windows = {
+      key: tenantKey,
+      minuteStartMs: nowMs,
+      minuteCount: cost,
+      hourStartMs: nowMs,
+      hourCount: cost,
+      rolling,
+      older: null,
+      newer: null,
+    }
     tenants.set(tenantKey, windows)
     append(windows)
     return windows
@@ -126,8 +146,14 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     const hourIndex = currentIndex(rolling, HOUR_OFFSET, nowMs, HOUR_WIDTH_MS)
     const minuteUsed = usedAt(rolling, MINUTE_OFFSET, minuteIndex)
     const hourUsed = usedAt(rolling, HOUR_OFFSET, hourIndex)
-    const minuteWait = minuteUsed + cost <= limits.perMinute ? 0 : waitMs(rolling, MINUTE_OFFSET, minuteIndex, nowMs, MINUTE_WIDTH_MS, limits.perMinute, cost)
-    const hourWait = hourUsed + cost <= limits.perHour ? 0 : waitMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, limits.perHour, cost)
+    const minuteWait =
+      minuteUsed + cost <= limits.perMinute
+        ? 0
+        : waitMs(rolling, MINUTE_OFFSET, minuteIndex, nowMs, MINUTE_WIDTH_MS, limits.perMinute, cost)
+    const hourWait =
+      hourUsed + cost <= limits.perHour
+        ? 0
+        : waitMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, limits.perHour, cost)
     const admitted = minuteWait === 0 && hourWait === 0
     if (count && windows !== undefined && windows !== newest) {
       unlink(windows)
@@ -140,15 +166,35 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       // What was just counted, in the current sub-windows, is the last to drop out.
       return {
         admitted,
-        minute: state('minute', limits.perMinute, minuteUsed + cost, (minuteIndex + ROLLING_SUBWINDOWS + 1) * MINUTE_WIDTH_MS - nowMs),
-        hour: state('hour', limits.perHour, hourUsed + cost, (hourIndex + ROLLING_SUBWINDOWS + 1) * HOUR_WIDTH_MS - nowMs),
+        minute: state(
+          'minute',
+          limits.perMinute,
+          minuteUsed + cost,
+          (minuteIndex + ROLLING_SUBWINDOWS + 1) * MINUTE_WIDTH_MS - nowMs,
+        ),
+        hour: state(
+          'hour',
+          limits.perHour,
+          hourUsed + cost,
+          (hourIndex + ROLLING_SUBWINDOWS + 1) * HOUR_WIDTH_MS - nowMs,
+        ),
         retryAfterMs: 0,
       }
     }
     return {
       admitted,
-      minute: state('minute', limits.perMinute, minuteUsed, minuteWait || fullResetMs(rolling, MINUTE_OFFSET, minuteIndex, nowMs, MINUTE_WIDTH_MS, MINUTE_MS)),
-      hour: state('hour', limits.perHour, hourUsed, hourWait || fullResetMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, HOUR_MS)),
+      minute: state(
+        'minute',
+        limits.perMinute,
+        minuteUsed,
+        minuteWait || fullResetMs(rolling, MINUTE_OFFSET, minuteIndex, nowMs, MINUTE_WIDTH_MS, MINUTE_MS),
+      ),
+      hour: state(
+        'hour',
+        limits.perHour,
+        hourUsed,
+        hourWait || fullResetMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, HOUR_MS),
+      ),
       retryAfterMs: admitted ? 0 : Math.max(minuteWait, hourWait),
     }
   }
@@ -190,7 +236,12 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     const hourLive = windows !== undefined && nowMs < windows.hourStartMs + HOUR_MS
     const minuteCount = minuteLive ? windows.minuteCount : 0
     const hourCount = hourLive ? windows.hourCount : 0
-    const minute = state('minute', limits.perMinute, minuteCount, minuteLive ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS)
+    const minute = state(
+      'minute',
+      limits.perMinute,
+      minuteCount,
+      minuteLive ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS,
+    )
     const hour = state('hour', limits.perHour, hourCount, hourLive ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS)
     const minuteWait = minuteCount + cost > limits.perMinute ? minute.resetMs : 0
     const hourWait = hourCount + cost > limits.perHour ? hour.resetMs : 0
@@ -210,7 +261,12 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     const windows = tenants.get(tenantKey)
     if (windows === undefined && cost <= limits.perMinute && cost <= limits.perHour) {
       add(tenantKey, nowMs, cost)
-      return { admitted: true, minute: state('minute', limits.perMinute, cost, MINUTE_MS), hour: state('hour', limits.perHour, cost, HOUR_MS), retryAfterMs: 0 }
+      return {
+        admitted: true,
+        minute: state('minute', limits.perMinute, cost, MINUTE_MS),
+        hour: state('hour', limits.perHour, cost, HOUR_MS),
+        retryAfterMs: 0,
+      }
     }
     if (windows === undefined) return peekAt(undefined, limits, nowMs, cost)
     if (windows !== newest) {
@@ -228,8 +284,18 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       windows.minuteCount = minuteCount += cost
       windows.hourCount = hourCount += cost
     }
-    const minute = state('minute', limits.perMinute, minuteCount, minuteLive || admitted ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS)
-    const hour = state('hour', limits.perHour, hourCount, hourLive || admitted ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS)
+    const minute = state(
+      'minute',
+      limits.perMinute,
+      minuteCount,
+      minuteLive || admitted ? windows.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS,
+    )
+    const hour = state(
+      'hour',
+      limits.perHour,
+      hourCount,
+      hourLive || admitted ? windows.hourStartMs + HOUR_MS - nowMs : HOUR_MS,
+    )
     if (admitted) return { admitted, minute, hour, retryAfterMs: 0 }
     const minuteWait = minuteCount + cost > limits.perMinute ? minute.resetMs : 0
     const hourWait = hourCount + cost > limits.perHour ? hour.resetMs : 0
@@ -237,7 +303,9 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   }
 
   const peekSync = (tenantKey: string, limits: WindowLimits): LimitDecision =>
-    windowKind === 'rolling' ? decideRolling(tenantKey, limits, 1, false) : peekAt(tenants.get(tenantKey), limits, now())
+    windowKind === 'rolling'
+      ? decideRolling(tenantKey, limits, 1, false)
+      : peekAt(tenants.get(tenantKey), limits, now())
   return {
     inProcess: true,
     windows: windowKind,

@@ -5,7 +5,8 @@ import type { LimiterBackend } from './limiter.js'
 type OpenTelemetryApi = typeof import('@opentelemetry/api')
 // Loaded by the first authenticator with metrics on, not on import: `metrics: false` never loads it.
 let api: OpenTelemetryApi | undefined
-const loadApi = (): OpenTelemetryApi => (api ??= createRequire(import.meta.url)('@opentelemetry/api') as OpenTelemetryApi)
+const loadApi = (): OpenTelemetryApi =>
+  (api ??= createRequire(import.meta.url)('@opentelemetry/api') as OpenTelemetryApi)
 
 /** The meter's name: instruments are created once, per authenticator, from the provider given or the global one. */
 export const METER_NAME = '@saiku/core'
@@ -87,7 +88,8 @@ function createInstruments(meter: Meter, { ValueType }: OpenTelemetryApi): Instr
     .addCallback((result) => decisions.report(result))
   meter
     .createObservableCounter('saiku.authentication.failures', {
-      description: 'Requests refused (or, report-only, reported) for their credentials: missing, malformed, unknown, revoked, expired, too many failures',
+      description:
+        'Requests refused (or, report-only, reported) for their credentials: missing, malformed, unknown, revoked, expired, too many failures',
       valueType: ValueType.INT,
     })
     .addCallback((result) => failures.report(result))
@@ -120,16 +122,23 @@ export function createCoreMetrics(settings: MetricsSettings): CoreMetrics | null
   const { decisions, failures, cacheLookups, keyStoreDuration, limiterDuration } = instruments
 
   const frozen = (attributes: Attributes): Attributes => Object.freeze(attributes)
-  const cacheCell = (cache: CacheName, result: 'hit' | 'miss') => cacheLookups.cell(`${cache} ${result}`, () => ({ 'saiku.cache': cache, 'saiku.cache.result': result }))
-  const cacheCells = { key: [cacheCell('key', 'miss'), cacheCell('key', 'hit')], tenant: [cacheCell('tenant', 'miss'), cacheCell('tenant', 'hit')] } as const
+  const cacheCell = (cache: CacheName, result: 'hit' | 'miss') =>
+    cacheLookups.cell(`${cache} ${result}`, () => ({ 'saiku.cache': cache, 'saiku.cache.result': result }))
+  const cacheCells = {
+    key: [cacheCell('key', 'miss'), cacheCell('key', 'hit')],
+    tenant: [cacheCell('tenant', 'miss'), cacheCell('tenant', 'hit')],
+  } as const
   // The last decision's cell, by what decides it: the common request repeats the one before.
   let lastDecision: { status: number; reason: string; tier: string | null; enforced: boolean; cell: Cell } | undefined
-  const callAttributes = (operation: string) => [frozen({ 'saiku.operation': operation, 'saiku.outcome': 'error' }), frozen({ 'saiku.operation': operation, 'saiku.outcome': 'ok' })] as const
+  const callAttributes = (operation: string) =>
+    [
+      frozen({ 'saiku.operation': operation, 'saiku.outcome': 'error' }),
+      frozen({ 'saiku.operation': operation, 'saiku.outcome': 'ok' }),
+    ] as const
   const findKey = callAttributes('findKey')
   const findTenant = callAttributes('findTenant')
   const consume = callAttributes('consume')
   const peek = callAttributes('peek')
-
 
   const seconds = (startedMs: number): number => (performance.now() - startedMs) / 1000
 
@@ -150,7 +159,14 @@ export function createCoreMetrics(settings: MetricsSettings): CoreMetrics | null
     decision(status, reason, tier, enforced, tenantId) {
       const withTenant = settings.tenantIds && tenantId !== null
       const last = lastDecision
-      if (!withTenant && last !== undefined && last.status === status && last.reason === reason && last.tier === tier && last.enforced === enforced) {
+      if (
+        !withTenant &&
+        last !== undefined &&
+        last.status === status &&
+        last.reason === reason &&
+        last.tier === tier &&
+        last.enforced === enforced
+      ) {
         last.cell.value++
         return
       }
@@ -166,7 +182,8 @@ export function createCoreMetrics(settings: MetricsSettings): CoreMetrics | null
       if (!withTenant) lastDecision = { status, reason, tier, enforced, cell }
     },
     failedAuthentication(reason, enforced) {
-      failures.cell(`${enforced ? 1 : 0} ${reason}`, () => ({ 'saiku.reason': reason, 'saiku.enforced': enforced })).value++
+      failures.cell(`${enforced ? 1 : 0} ${reason}`, () => ({ 'saiku.reason': reason, 'saiku.enforced': enforced }))
+        .value++
     },
     cache(name, hit) {
       cacheCells[name][hit ? 1 : 0].value++

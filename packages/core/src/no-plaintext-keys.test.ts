@@ -4,7 +4,13 @@ import { createKeyManager, type KeyManager } from './management.js'
 import { createAuthenticator, type Authenticator } from './authenticator.js'
 import { MemoryKeyStore } from './store.js'
 
-const tenant = { tenantId: 't-1', tenantSlug: 'acme', tier: 'team', connectionName: 'warehouse', subscription: { status: 'active' as const } }
+const tenant = {
+  tenantId: 't-1',
+  tenantSlug: 'acme',
+  tier: 'team',
+  connectionName: 'warehouse',
+  subscription: { status: 'active' as const },
+}
 
 interface Presented {
   readonly keyId: string
@@ -19,10 +25,24 @@ interface Presented {
  */
 async function mintAndPresent(auth: Authenticator, keys: KeyManager, index: number): Promise<Presented> {
   const { key, keyId } = await keys.create('t-1', { label: `key ${index}` })
-  const admitted = await auth.authenticate({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant', ip: '10.0.0.1' })
+  const admitted = await auth.authenticate({
+    headers: { authorization: `Bearer ${key}` },
+    method: 'GET',
+    url: '/me/tenant',
+    ip: '10.0.0.1',
+  })
   expect(admitted.ok).toBe(true)
   // Admitted again from the cache: the path every later request takes.
-  expect((await auth.authenticate({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant', ip: '10.0.0.1' })).ok).toBe(true)
+  expect(
+    (
+      await auth.authenticate({
+        headers: { authorization: `Bearer ${key}` },
+        method: 'GET',
+        url: '/me/tenant',
+        ip: '10.0.0.1',
+      })
+    ).ok,
+  ).toBe(true)
   return { keyId, secret: Buffer.from(key.slice(21, 53), 'latin1') }
 }
 
@@ -51,7 +71,10 @@ describe('what the process keeps of the keys it verified', () => {
     for (let i = 0; i < 20; i++) presented.push(await mintAndPresent(auth, keys, i))
     expect(auth.stats().cachedKeys).toBe(20)
 
-    const found = await inHeap(() => [...presented.map((p) => p.keyId), ...presented.map((p) => p.secret.toString('latin1'))])
+    const found = await inHeap(() => [
+      ...presented.map((p) => p.keyId),
+      ...presented.map((p) => p.secret.toString('latin1')),
+    ])
     const keyIdsFound = found.slice(0, presented.length)
     const secretsFound = found.slice(presented.length)
     // The search works: the cache holds every key ID.

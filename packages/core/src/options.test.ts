@@ -35,33 +35,69 @@ describe('resolveOptions', () => {
   })
 
   it('never writes into the caller’s object', () => {
-    const input = Object.freeze({ cache: Object.freeze({ ttlMs: 5 }), tiers: Object.freeze({ team: Object.freeze({ perMinute: 1, perHour: 2 }) }) })
+    const input = Object.freeze({
+      cache: Object.freeze({ ttlMs: 5 }),
+      tiers: Object.freeze({ team: Object.freeze({ perMinute: 1, perHour: 2 }) }),
+    })
     expect(() => resolveOptions(input)).not.toThrow()
   })
 
   it.each([
     [{ tiers: { team: { perMinute: -1, perHour: 10 } } }, 'tiers.team.perMinute: expected a positive integer, got -1'],
-    [{ tiers: { team: { perMinute: 1.5, perHour: 10 } } }, 'tiers.team.perMinute: expected a positive integer, got 1.5'],
+    [
+      { tiers: { team: { perMinute: 1.5, perHour: 10 } } },
+      'tiers.team.perMinute: expected a positive integer, got 1.5',
+    ],
     [{ tiers: { team: { perMinute: 0, perHour: 10 } } }, 'tiers.team.perMinute: expected a positive integer, got 0'],
-    [{ tiers: { team: { perMinute: 100, perHour: 50 } } }, 'tiers.team.perHour: expected at least perMinute (100), got 50'],
+    [
+      { tiers: { team: { perMinute: 100, perHour: 50 } } },
+      'tiers.team.perHour: expected at least perMinute (100), got 50',
+    ],
     [{ tiers: { gold: 'unlimited' } }, 'tiers.gold: expected an object { perMinute, perHour }, got "unlimited"'],
     [{ rateLimitHeaders: 'draft-6' }, 'rateLimitHeaders: expected one of "draft-11", "legacy", "none", got "draft-6"'],
     [{ cache: { ttlMs: -1 } }, 'cache.ttlMs: expected an integer number of milliseconds from 0 to 2147483647, got -1'],
-    [{ cache: { ttl: 5 } }, 'cache.ttl: expected a known option (ttlMs, negativeTtlMs, maxEntries, maxStaleMs), got "ttl"'],
+    [
+      { cache: { ttl: 5 } },
+      'cache.ttl: expected a known option (ttlMs, negativeTtlMs, maxEntries, maxStaleMs), got "ttl"',
+    ],
     [{ failurePolicy: { limiter: 'ignore' } }, 'failurePolicy.limiter: expected one of "closed", "open", got "ignore"'],
     [{ realm: 'a"b' }, 'realm: expected 1 to 64 printable ASCII characters without quotes or backslashes, got "a\\"b"'],
     [{ environments: ['prod'] }, 'environments: expected a non-empty array of "live" and/or "test", got an array'],
-    [{ pepper: 'short' }, 'pepper: expected a string or Buffer of at least 16 characters, got a string of 5 characters (not shown)'],
-    [{ keyStoreTimeoutMs: 0 }, 'keyStoreTimeoutMs: expected an integer number of milliseconds from 1 to 2147483647, got 0'],
-    [{ subscription: { exemptPaths: ['billing'] } }, 'subscription.exemptPaths[0]: expected a path starting with "/", got "billing"'],
+    [
+      { pepper: 'short' },
+      'pepper: expected a string or Buffer of at least 16 characters, got a string of 5 characters (not shown)',
+    ],
+    [
+      { keyStoreTimeoutMs: 0 },
+      'keyStoreTimeoutMs: expected an integer number of milliseconds from 1 to 2147483647, got 0',
+    ],
+    [
+      { subscription: { exemptPaths: ['billing'] } },
+      'subscription.exemptPaths[0]: expected a path starting with "/", got "billing"',
+    ],
     [{ onDecision: 'log' }, 'onDecision: expected a function, got "log"'],
     [{ cost: 2 }, 'cost: expected a function, got 2'],
     [{ windows: 'sliding' }, 'windows: expected one of "fixed", "rolling", got "sliding"'],
-    [{ windows: 'rolling', limiter: { factory: () => ({}) } }, 'windows: expected "fixed" with limiter.factory (rate-limiter-flexible counts fixed windows only; rolling windows need the memory backend or @saiku/redis), got "rolling"'],
-    [{ windows: 'rolling', limiter: { backend: { consume: () => Promise.reject(new Error('unused')) } } }, 'windows: expected "fixed", as limiter.backend counts (build the backend with windows: "rolling"), got "rolling"'],
-    [{ windows: 'fixed', limiter: { backend: { windows: 'rolling', consume: () => Promise.reject(new Error('unused')) } } }, 'windows: expected "rolling", as limiter.backend counts (build the backend with windows: "fixed"), got "fixed"'],
+    [
+      { windows: 'rolling', limiter: { factory: () => ({}) } },
+      'windows: expected "fixed" with limiter.factory (rate-limiter-flexible counts fixed windows only; rolling windows need the memory backend or @saiku/redis), got "rolling"',
+    ],
+    [
+      { windows: 'rolling', limiter: { backend: { consume: () => Promise.reject(new Error('unused')) } } },
+      'windows: expected "fixed", as limiter.backend counts (build the backend with windows: "rolling"), got "rolling"',
+    ],
+    [
+      {
+        windows: 'fixed',
+        limiter: { backend: { windows: 'rolling', consume: () => Promise.reject(new Error('unused')) } },
+      },
+      'windows: expected "rolling", as limiter.backend counts (build the backend with windows: "fixed"), got "fixed"',
+    ],
     [{ cost: { '/me/usage': 0 } }, 'cost: expected a function, got an object'],
-    [{ limiter: { backend: {} } }, 'limiter.backend: expected an object with a consume(tenantKey, limits) method, got an object'],
+    [
+      { limiter: { backend: {} } },
+      'limiter.backend: expected an object with a consume(tenantKey, limits) method, got an object',
+    ],
     [{ windowMs: 60_000 }, 'windowMs: expected a known option'],
   ])('rejects %j with a precise message', (input, message) => {
     expect(configError(() => resolveOptions(input as never)).message).toContain(message)
@@ -88,7 +124,10 @@ describe('tiers', () => {
   })
 
   it('merges overrides over the defaults', () => {
-    const table = resolveTierTable({ team: { perMinute: 500, perHour: 20_000 }, hobby: { perMinute: 10, perHour: 100 } })
+    const table = resolveTierTable({
+      team: { perMinute: 500, perHour: 20_000 },
+      hobby: { perMinute: 10, perHour: 100 },
+    })
     expect(table.team).toEqual({ perMinute: 500, perHour: 20_000 })
     expect(table.starter).toEqual({ perMinute: 60, perHour: 1_000 })
     expect(table.hobby).toEqual({ perMinute: 10, perHour: 100 })
@@ -96,13 +135,16 @@ describe('tiers', () => {
 
   const tenant = { tenantSlug: 'acme', tier: 'enterprise' }
   it('takes an enterprise tenant’s own limits, and names the tenant when they are missing', () => {
-    expect(limitsForTenant(DEFAULT_TIERS, { ...tenant, limits: { perMinute: 5_000, perHour: 100_000 } })).toEqual({ perMinute: 5_000, perHour: 100_000 })
+    expect(limitsForTenant(DEFAULT_TIERS, { ...tenant, limits: { perMinute: 5_000, perHour: 100_000 } })).toEqual({
+      perMinute: 5_000,
+      perHour: 100_000,
+    })
     expect(configError(() => limitsForTenant(DEFAULT_TIERS, tenant)).message).toBe(
       'tenants["acme"].limits: expected { perMinute, perHour } for the custom tier "enterprise", got undefined',
     )
-    expect(configError(() => limitsForTenant(DEFAULT_TIERS, { ...tenant, limits: { perMinute: 10, perHour: 5 } })).path).toBe(
-      'tenants["acme"].limits.perHour',
-    )
+    expect(
+      configError(() => limitsForTenant(DEFAULT_TIERS, { ...tenant, limits: { perMinute: 10, perHour: 5 } })).path,
+    ).toBe('tenants["acme"].limits.perHour')
   })
 
   it('refuses an unknown tier instead of guessing one', () => {
@@ -114,18 +156,47 @@ describe('tiers', () => {
 
   it('never echoes a secret-bearing option in a configuration error', () => {
     const cases: [() => unknown, string, string][] = [
-      [() => resolveOptions({ pepper: 'hunter2-short' }), 'hunter2', 'pepper: expected a string or Buffer of at least 16 characters, got a string of 13 characters (not shown)'],
       [
-        () => createAuthenticator(new MemoryKeyStore(), { jwt: { key: 'an-hmac-secret-passed-as-a-string-value' as never, issuer: 'i', audience: 'a', algorithms: ['HS256'] } }),
+        () => resolveOptions({ pepper: 'hunter2-short' }),
+        'hunter2',
+        'pepper: expected a string or Buffer of at least 16 characters, got a string of 13 characters (not shown)',
+      ],
+      [
+        () =>
+          createAuthenticator(new MemoryKeyStore(), {
+            jwt: {
+              key: 'an-hmac-secret-passed-as-a-string-value' as never,
+              issuer: 'i',
+              audience: 'a',
+              algorithms: ['HS256'],
+            },
+          }),
         'an-hmac-secret',
         'jwt.key: expected a public JWK or a shared secret (bytes), got a string of 39 characters (not shown)',
       ],
       [
-        () => createAuthenticator(new MemoryKeyStore(), { jwt: { jwksUrl: 'https://user:s3cret-pass@id.example.test/jwks', issuer: 'i', audience: 'a', algorithms: ['ES256'] } }),
+        () =>
+          createAuthenticator(new MemoryKeyStore(), {
+            jwt: {
+              jwksUrl: 'https://user:s3cret-pass@id.example.test/jwks',
+              issuer: 'i',
+              audience: 'a',
+              algorithms: ['ES256'],
+            },
+          }),
         's3cret-pass',
         'jwt.jwksUrl: expected a URL without a user name or password (a JWKS is public), got "https://redacted@id.example.test/jwks"',
       ],
-      [() => createTokenIssuer({ privateKey: '-----BEGIN PRIVATE KEY-----MIGHAgEAMBMGByqGSM49' as never, issuer: 'i', audience: 'a' }), 'MIGHAgEAMBMG', 'tokens.privateKey: expected a private JWK with a kid, got a string of'],
+      [
+        () =>
+          createTokenIssuer({
+            privateKey: '-----BEGIN PRIVATE KEY-----MIGHAgEAMBMGByqGSM49' as never,
+            issuer: 'i',
+            audience: 'a',
+          }),
+        'MIGHAgEAMBMG',
+        'tokens.privateKey: expected a private JWK with a kid, got a string of',
+      ],
     ]
     for (const [run, secret, message] of cases) {
       const error = configError(run)
@@ -140,14 +211,24 @@ describe('reportOnly', () => {
     const off = resolveOptions().reportOnly
     expect([off.limits('starter', 't-1'), off.authentication, off.rateLimitHeaders]).toEqual([false, false, true])
     expect(resolveOptions({ reportOnly: { limits: true } }).reportOnly.limits('team', 't-1')).toBe(true)
-    const chosen = resolveOptions({ tiers: { tiny: { perMinute: 1, perHour: 2 } }, reportOnly: { limits: { tiers: ['tiny'], tenants: ['t-9'] } } }).reportOnly
-    expect([chosen.limits('tiny', 't-1'), chosen.limits('starter', 't-9'), chosen.limits('starter', 't-1')]).toEqual([true, true, false])
+    const chosen = resolveOptions({
+      tiers: { tiny: { perMinute: 1, perHour: 2 } },
+      reportOnly: { limits: { tiers: ['tiny'], tenants: ['t-9'] } },
+    }).reportOnly
+    expect([chosen.limits('tiny', 't-1'), chosen.limits('starter', 't-9'), chosen.limits('starter', 't-1')]).toEqual([
+      true,
+      true,
+      false,
+    ])
   })
 
   it.each([
     [{ limits: 'yes' }, 'reportOnly.limits: expected a boolean or { tiers, tenants }, got "yes"'],
     [{ limits: {} }, 'reportOnly.limits: expected true, false, or at least one tier or tenant'],
-    [{ limits: { tiers: ['gold'] } }, 'reportOnly.limits.tiers[0]: expected a tier of the tier table (starter, team, business, enterprise), got "gold"'],
+    [
+      { limits: { tiers: ['gold'] } },
+      'reportOnly.limits.tiers[0]: expected a tier of the tier table (starter, team, business, enterprise), got "gold"',
+    ],
     [{ limits: { tenants: [''] } }, 'reportOnly.limits.tenants[0]: expected a non-empty string'],
     [{ limits: { tenants: 't-1' } }, 'reportOnly.limits.tenants: expected an array of strings'],
     [{ limits: { tier: ['team'] } }, 'reportOnly.limits.tier: expected a known option (tiers, tenants)'],

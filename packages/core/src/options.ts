@@ -190,11 +190,24 @@ export interface ResolvedOptions {
     /** `true`: the authenticator counts in memory while the backend fails open. */
     readonly insurance: boolean | LimiterBackend
   }
-  readonly cache: { readonly ttlMs: number; readonly negativeTtlMs: number; readonly maxEntries: number; readonly maxStaleMs: number }
+  readonly cache: {
+    readonly ttlMs: number
+    readonly negativeTtlMs: number
+    readonly maxEntries: number
+    readonly maxStaleMs: number
+  }
   readonly keyStoreTimeoutMs: number
   readonly failurePolicy: { readonly keyStore: KeyStoreFailurePolicy; readonly limiter: LimiterFailurePolicy }
-  readonly subscription: { readonly required: boolean; readonly isExempt: (path: string, request: AuthRequest) => boolean }
-  readonly failedAuth: { readonly perMinute: number; readonly ipv6PrefixBits: number; readonly maxClients: number; readonly trustVerifiedMs: number } | null
+  readonly subscription: {
+    readonly required: boolean
+    readonly isExempt: (path: string, request: AuthRequest) => boolean
+  }
+  readonly failedAuth: {
+    readonly perMinute: number
+    readonly ipv6PrefixBits: number
+    readonly maxClients: number
+    readonly trustVerifiedMs: number
+  } | null
   readonly environments: readonly KeyEnvironment[]
   readonly pepper: string | Buffer | undefined
   readonly lastUsedResolutionMs: number
@@ -224,7 +237,14 @@ export const DEFAULTS: OptionDefaults = Object.freeze({
   tiers: undefined,
   rateLimitHeaders: 'draft-11',
   windows: undefined,
-  limiter: Object.freeze({ factory: undefined, backend: undefined, keyPrefix: 'saiku', maxTenants: 100_000, timeoutMs: 1_000, insurance: false }),
+  limiter: Object.freeze({
+    factory: undefined,
+    backend: undefined,
+    keyPrefix: 'saiku',
+    maxTenants: 100_000,
+    timeoutMs: 1_000,
+    insurance: false,
+  }),
   cache: Object.freeze({ ttlMs: 10_000, negativeTtlMs: undefined, maxEntries: 10_000, maxStaleMs: 60_000 }),
   keyStoreTimeoutMs: 1_000,
   failurePolicy: Object.freeze({ keyStore: 'closed', limiter: 'closed' }),
@@ -248,12 +268,24 @@ export interface OptionDefaults {
   readonly tiers: undefined
   readonly rateLimitHeaders: RateLimitHeaderMode
   readonly windows: undefined
-  readonly limiter: Readonly<{ factory: undefined; backend: undefined; keyPrefix: string; maxTenants: number; timeoutMs: number; insurance: boolean }>
+  readonly limiter: Readonly<{
+    factory: undefined
+    backend: undefined
+    keyPrefix: string
+    maxTenants: number
+    timeoutMs: number
+    insurance: boolean
+  }>
   readonly cache: Readonly<{ ttlMs: number; negativeTtlMs: undefined; maxEntries: number; maxStaleMs: number }>
   readonly keyStoreTimeoutMs: number
   readonly failurePolicy: Readonly<{ keyStore: KeyStoreFailurePolicy; limiter: LimiterFailurePolicy }>
   readonly subscription: Readonly<{ required: boolean; exemptPaths: readonly string[]; isExempt: undefined }>
-  readonly failedAuth: Readonly<{ perMinute: number; ipv6PrefixBits: number; maxClients: number; trustVerifiedMs: number }>
+  readonly failedAuth: Readonly<{
+    perMinute: number
+    ipv6PrefixBits: number
+    maxClients: number
+    trustVerifiedMs: number
+  }>
   readonly environments: readonly KeyEnvironment[]
   readonly pepper: undefined
   readonly lastUsedResolutionMs: number
@@ -303,7 +335,8 @@ function reportOnlyOption(options: Record<string, unknown>, tiers: TierTable): R
     checkKnown('reportOnly.limits', limits, ['tiers', 'tenants'])
     const byTier = stringSet('reportOnly.limits.tiers', limits.tiers, Object.keys(tiers), 'a tier of the tier table')
     const byTenant = stringSet('reportOnly.limits.tenants', limits.tenants)
-    if (byTier.size === 0 && byTenant.size === 0) throw new SaikuConfigError('reportOnly.limits', 'true, false, or at least one tier or tenant', limits)
+    if (byTier.size === 0 && byTenant.size === 0)
+      throw new SaikuConfigError('reportOnly.limits', 'true, false, or at least one tier or tenant', limits)
     limitsFor = (tier, tenantId) => byTier.has(tier) || byTenant.has(tenantId)
   } else throw new SaikuConfigError('reportOnly.limits', 'a boolean or { tiers, tenants }', limits)
   return Object.freeze({
@@ -316,8 +349,16 @@ function reportOnlyOption(options: Record<string, unknown>, tiers: TierTable): R
 function metricsOption(options: Record<string, unknown>): MetricsSettings | null {
   if (options.metrics === false) return null
   const given = group(options, 'metrics')
-  const meterProvider = optionalObjectWith<MeterProvider>('metrics.meterProvider', given.meterProvider, ['getMeter'], 'a MeterProvider (an object with getMeter)')
-  return Object.freeze({ meterProvider, tenantIds: booleanOption('metrics.tenantIds', given.tenantIds, DEFAULTS.metrics.tenantIds) })
+  const meterProvider = optionalObjectWith<MeterProvider>(
+    'metrics.meterProvider',
+    given.meterProvider,
+    ['getMeter'],
+    'a MeterProvider (an object with getMeter)',
+  )
+  return Object.freeze({
+    meterProvider,
+    tenantIds: booleanOption('metrics.tenantIds', given.tenantIds, DEFAULTS.metrics.tenantIds),
+  })
 }
 
 function failedAuthOption(options: Record<string, unknown>): ResolvedOptions['failedAuth'] {
@@ -336,18 +377,33 @@ function limiterOption(options: Record<string, unknown>): { limiter: ResolvedOpt
   const given = group(options, 'limiter')
   const defaults = DEFAULTS.limiter
   const factory = optionalFunction<RateLimiterFactory>('limiter.factory', given.factory)
-  const backend = optionalObjectWith<LimiterBackend>('limiter.backend', given.backend, ['consume'], 'an object with a consume(tenantKey, limits) method')
-  if (backend !== undefined && factory !== undefined) throw new SaikuConfigError('limiter', 'either factory or backend, not both', 'both')
+  const backend = optionalObjectWith<LimiterBackend>(
+    'limiter.backend',
+    given.backend,
+    ['consume'],
+    'an object with a consume(tenantKey, limits) method',
+  )
+  if (backend !== undefined && factory !== undefined)
+    throw new SaikuConfigError('limiter', 'either factory or backend, not both', 'both')
   const counted = backend?.windows ?? 'fixed'
   const windows = oneOf<WindowKind>('windows', options.windows, WINDOW_KINDS, counted)
   if (windows === 'rolling' && factory !== undefined) {
-    throw new SaikuConfigError('windows', '"fixed" with limiter.factory (rate-limiter-flexible counts fixed windows only; rolling windows need the memory backend or @saiku/redis)', windows)
+    throw new SaikuConfigError(
+      'windows',
+      '"fixed" with limiter.factory (rate-limiter-flexible counts fixed windows only; rolling windows need the memory backend or @saiku/redis)',
+      windows,
+    )
   }
   if (backend !== undefined && windows !== counted) {
-    throw new SaikuConfigError('windows', `"${counted}", as limiter.backend counts (build the backend with windows: "${windows}")`, windows)
+    throw new SaikuConfigError(
+      'windows',
+      `"${counted}", as limiter.backend counts (build the backend with windows: "${windows}")`,
+      windows,
+    )
   }
   const insurance = given.insurance ?? defaults.insurance
-  if (typeof insurance !== 'boolean') optionalObjectWith<LimiterBackend>('limiter.insurance', insurance, ['consume'], 'a boolean or a LimiterBackend')
+  if (typeof insurance !== 'boolean')
+    optionalObjectWith<LimiterBackend>('limiter.insurance', insurance, ['consume'], 'a boolean or a LimiterBackend')
   const keyPrefix = given.keyPrefix ?? defaults.keyPrefix
   if (typeof keyPrefix !== 'string' || !/^[\w:.{}-]{1,64}$/.test(keyPrefix)) {
     throw new SaikuConfigError('limiter.keyPrefix', '1 to 64 characters of [A-Za-z0-9_:.{}-]', keyPrefix)
@@ -387,12 +443,19 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
   const failurePolicy = group(options, 'failurePolicy')
   const subscription = group(options, 'subscription')
   const exemptPath = exemptPathsPredicate(subscription.exemptPaths ?? DEFAULTS.subscription.exemptPaths)
-  const isExemptFn = optionalFunction<(path: string, request: AuthRequest) => boolean>('subscription.isExempt', subscription.isExempt)
+  const isExemptFn = optionalFunction<(path: string, request: AuthRequest) => boolean>(
+    'subscription.isExempt',
+    subscription.isExempt,
+  )
   const isExempt = (path: string, request: AuthRequest): boolean =>
     (exemptPath !== undefined && exemptPath(path)) || (isExemptFn !== undefined && isExemptFn(path, request) === true)
 
   const environments = options.environments ?? DEFAULTS.environments
-  if (!Array.isArray(environments) || environments.length === 0 || !environments.every((env) => KEY_ENVIRONMENTS.includes(env as KeyEnvironment))) {
+  if (
+    !Array.isArray(environments) ||
+    environments.length === 0 ||
+    !environments.every((env) => KEY_ENVIRONMENTS.includes(env as KeyEnvironment))
+  ) {
     throw new SaikuConfigError('environments', 'a non-empty array of "live" and/or "test"', environments)
   }
 
@@ -402,13 +465,19 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
   }
 
   const jwt = options.jwt
-  if (jwt !== undefined && !isPlainObject(jwt)) throw new SaikuConfigError('jwt', 'JWT verifier options or a KeyVerifier', jwt)
+  if (jwt !== undefined && !isPlainObject(jwt))
+    throw new SaikuConfigError('jwt', 'JWT verifier options or a KeyVerifier', jwt)
 
   const tiers = resolveTierTable(options.tiers)
   return Object.freeze({
     realm,
     tiers,
-    rateLimitHeaders: oneOf('rateLimitHeaders', options.rateLimitHeaders, RATE_LIMIT_HEADER_MODES, DEFAULTS.rateLimitHeaders),
+    rateLimitHeaders: oneOf(
+      'rateLimitHeaders',
+      options.rateLimitHeaders,
+      RATE_LIMIT_HEADER_MODES,
+      DEFAULTS.rateLimitHeaders,
+    ),
     windows,
     limiter,
     cache: Object.freeze({
@@ -419,15 +488,37 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     }),
     keyStoreTimeoutMs: durationMs('keyStoreTimeoutMs', options.keyStoreTimeoutMs, DEFAULTS.keyStoreTimeoutMs, 1),
     failurePolicy: Object.freeze({
-      keyStore: oneOf<KeyStoreFailurePolicy>('failurePolicy.keyStore', failurePolicy.keyStore, ['closed', 'serve-stale'], DEFAULTS.failurePolicy.keyStore),
-      limiter: oneOf<LimiterFailurePolicy>('failurePolicy.limiter', failurePolicy.limiter, ['closed', 'open'], DEFAULTS.failurePolicy.limiter),
+      keyStore: oneOf<KeyStoreFailurePolicy>(
+        'failurePolicy.keyStore',
+        failurePolicy.keyStore,
+        ['closed', 'serve-stale'],
+        DEFAULTS.failurePolicy.keyStore,
+      ),
+      limiter: oneOf<LimiterFailurePolicy>(
+        'failurePolicy.limiter',
+        failurePolicy.limiter,
+        ['closed', 'open'],
+        DEFAULTS.failurePolicy.limiter,
+      ),
     }),
-    subscription: Object.freeze({ required: booleanOption('subscription.required', subscription.required, DEFAULTS.subscription.required), isExempt }),
+    subscription: Object.freeze({
+      required: booleanOption('subscription.required', subscription.required, DEFAULTS.subscription.required),
+      isExempt,
+    }),
     failedAuth: failedAuthOption(options),
     environments: Object.freeze([...(environments as KeyEnvironment[])]),
     pepper,
-    lastUsedResolutionMs: durationMs('lastUsedResolutionMs', options.lastUsedResolutionMs, DEFAULTS.lastUsedResolutionMs),
-    verifier: optionalObjectWith<KeyVerifier>('verifier', options.verifier, ['verify'], 'an object with a verify(token) method'),
+    lastUsedResolutionMs: durationMs(
+      'lastUsedResolutionMs',
+      options.lastUsedResolutionMs,
+      DEFAULTS.lastUsedResolutionMs,
+    ),
+    verifier: optionalObjectWith<KeyVerifier>(
+      'verifier',
+      options.verifier,
+      ['verify'],
+      'an object with a verify(token) method',
+    ),
     jwt: jwt as JwtVerifierOptions | KeyVerifier | undefined,
     cost: optionalFunction<(request: CostRequest) => number>('cost', options.cost),
     reportOnly: reportOnlyOption(options, tiers),

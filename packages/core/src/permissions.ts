@@ -23,7 +23,11 @@ export function hasPermission(principal: SaikuPrincipal, permission: string): bo
  * admitted the request without one) the answer is a 401 challenging `realm`; a
  * principal's own realm wins over it.
  */
-export function checkPermissions(principal: SaikuPrincipal | undefined, permissions: readonly string[], realm: string = DEFAULT_REALM): ErrorResponse | null {
+export function checkPermissions(
+  principal: SaikuPrincipal | undefined,
+  permissions: readonly string[],
+  realm: string = DEFAULT_REALM,
+): ErrorResponse | null {
   if (principal === undefined) {
     return errorResponse('unauthorized', undefined, { 'www-authenticate': bearerChallenge(realm) })
   }

@@ -111,7 +111,12 @@ describe('decisions made in the core, whatever the adapter', () => {
     return app
   }
 
-  async function mint(app: CoreApp, owner: TenantRecord, permissions: string[] = [], label = 'production-agent'): Promise<CreatedApiKey> {
+  async function mint(
+    app: CoreApp,
+    owner: TenantRecord,
+    permissions: string[] = [],
+    label = 'production-agent',
+  ): Promise<CreatedApiKey> {
     const created = await app.authenticator.keys.create(owner.tenantId, { label, permissions })
     secrets.add(created.key)
     return created
@@ -121,7 +126,13 @@ describe('decisions made in the core, whatever the adapter', () => {
   async function answer(app: CoreApp, path: string, headers: Record<string, string>, ip = '127.0.0.1'): Promise<Reply> {
     const decision = await app.authenticator.authenticate({ headers, method: 'GET', url: path, ip })
     told.push(JSON.stringify(decision.headers), decision.ok ? '' : decision.body)
-    if (!decision.ok) return { status: decision.status, headers: decision.headers, body: JSON.parse(decision.body) as Record<string, unknown>, text: decision.body }
+    if (!decision.ok)
+      return {
+        status: decision.status,
+        headers: decision.headers,
+        body: JSON.parse(decision.body) as Record<string, unknown>,
+        text: decision.body,
+      }
     app.hits++
     const text = JSON.stringify(decision.principal.tenant)
     return { status: 200, headers: decision.headers, body: JSON.parse(text) as Record<string, unknown>, text }
@@ -179,7 +190,11 @@ describe('decisions made in the core, whatever the adapter', () => {
       const { key } = await mint(app, acme)
       const findKey = vi.spyOn(store, 'findKey')
       const last = key.at(-1) === 'a' ? 'b' : 'a'
-      for (const bad of [key.slice(0, -1) + last, key.slice(0, 30) + 'é' + key.slice(31), key.replace('sk_live_', 'sk_prod_')]) {
+      for (const bad of [
+        key.slice(0, -1) + last,
+        key.slice(0, 30) + 'é' + key.slice(31),
+        key.replace('sk_live_', 'sk_prod_'),
+      ]) {
         const res = await get(app, '/me/tenant', bad)
         expectJsonError(res, 401, 'unauthorized', UNAUTHORIZED_BODY.message)
         expect(res.headers['www-authenticate']).toBe(INVALID_TOKEN_CHALLENGE)
@@ -189,7 +204,10 @@ describe('decisions made in the core, whatever the adapter', () => {
 
     it('refuses a key one millisecond after it expires, not before', async () => {
       const app = start({ cache: { ttlMs: 60_000 } })
-      const key = await app.authenticator.keys.create(acme.tenantId, { label: 'exact', expiresAt: new Date(T0 + 5_000) })
+      const key = await app.authenticator.keys.create(acme.tenantId, {
+        label: 'exact',
+        expiresAt: new Date(T0 + 5_000),
+      })
       clock.set(T0 + 4_999)
       expect((await get(app, '/me/tenant', key.key)).status).toBe(200)
       clock.set(T0 + 5_000)
@@ -274,7 +292,13 @@ describe('decisions made in the core, whatever the adapter', () => {
       const app = start()
       const { key } = await mint(app, acme)
       let admitted = 0
-      for (const [at, times] of [[0, 1], [3_539_995, 1], [3_599_994, 59], [3_599_995, 60], [3_600_000, 60]] as const) {
+      for (const [at, times] of [
+        [0, 1],
+        [3_539_995, 1],
+        [3_599_994, 59],
+        [3_599_995, 60],
+        [3_600_000, 60],
+      ] as const) {
         clock.set(T0 + at)
         for (let i = 0; i < times; i++) if ((await get(app, '/me/tenant', key)).status === 200) admitted++
       }
@@ -298,7 +322,9 @@ describe('decisions made in the core, whatever the adapter', () => {
       expect((await get(app, '/me/tenant', a.key)).status).toBe(429)
       expect((await get(app, '/me/tenant', b.key)).status).toBe(429)
       // Another tenant's budget is untouched.
-      expect((await get(app, '/me/tenant', (await mint(app, globex)).key)).headers['ratelimit']).toBe('"minute";r=299;t=60, "hour";r=9999;t=3600')
+      expect((await get(app, '/me/tenant', (await mint(app, globex)).key)).headers['ratelimit']).toBe(
+        '"minute";r=299;t=60, "hour";r=9999;t=3600',
+      )
     })
 
     it('applies an enterprise tenant’s own limits', async () => {
@@ -344,8 +370,8 @@ describe('decisions made in the core, whatever the adapter', () => {
         return sent === undefined ? 1 : sent === 'text' ? (sent as unknown as number) : Number(sent)
       },
     })
-    const costing = (app: CoreApp, path: string, key: string, cost: number | string) => get(app, path, key, { 'x-cost': String(cost) })
-
+    const costing = (app: CoreApp, path: string, key: string, cost: number | string) =>
+      get(app, path, key, { 'x-cost': String(cost) })
 
     it('neither counts nor refuses a request that costs 0, and tells the counts as they stand', async () => {
       const events: string[] = []
@@ -380,7 +406,12 @@ describe('decisions made in the core, whatever the adapter', () => {
         expect(two.status, name).toBe(200)
         expect(two.headers['ratelimit']).toMatch(/^"minute";r=1;t=60, "hour";r=3;t=3600$/)
         const refused = await costing(app, '/me/tenant', key, 2)
-        expectJsonError(refused, 429, 'rate_limited', 'Rate limit exceeded: 3 requests per minute. This request costs 2; 1 left. Retry in 60 s.')
+        expectJsonError(
+          refused,
+          429,
+          'rate_limited',
+          'Rate limit exceeded: 3 requests per minute. This request costs 2; 1 left. Retry in 60 s.',
+        )
         expect(refused.headers['retry-after']).toBe('60')
         // Nothing was taken from either window.
         expect(refused.headers['ratelimit']).toMatch(/^"minute";r=1;t=60, "hour";r=3;t=3600$/)
@@ -397,7 +428,12 @@ describe('decisions made in the core, whatever the adapter', () => {
       expect((await costing(app, '/me/tenant', key, 3)).status).toBe(200)
       clock.set(T0 + 61_000)
       const byHour = await costing(app, '/me/tenant', key, 3)
-      expectJsonError(byHour, 429, 'rate_limited', 'Rate limit exceeded: 5 requests per hour. This request costs 3; 2 left. Retry in 3539 s.')
+      expectJsonError(
+        byHour,
+        429,
+        'rate_limited',
+        'Rate limit exceeded: 5 requests per hour. This request costs 3; 2 left. Retry in 3539 s.',
+      )
       expect(byHour.headers['retry-after']).toBe('3539')
       expect(byHour.headers['ratelimit']).toBe('"minute";r=3;t=60, "hour";r=2;t=3539')
       expect((await costing(app, '/me/tenant', key, 2)).status).toBe(200)
@@ -410,7 +446,12 @@ describe('decisions made in the core, whatever the adapter', () => {
       const app = start({ ...costOption(), onDecision: (e) => events.push(e.reason) })
       const { key } = await mint(app, tiny)
       const huge = await costing(app, '/me/tenant', key, 4)
-      expectJsonError(huge, 429, 'rate_limited', 'This request costs 4 units, more than the 3 per minute this plan allows: it can never be admitted.')
+      expectJsonError(
+        huge,
+        429,
+        'rate_limited',
+        'This request costs 4 units, more than the 3 per minute this plan allows: it can never be admitted.',
+      )
       expect(huge.headers['retry-after']).toBeUndefined()
       expect(events).toEqual(['cost_exceeds_limit'])
       expect(app.hits).toBe(0)
@@ -429,7 +470,12 @@ describe('decisions made in the core, whatever the adapter', () => {
       const events: string[] = []
       const app = start({ ...costOption(), onError: (e) => errors.push(e), onDecision: (e) => events.push(e.reason) })
       const { key } = await mint(app, tiny)
-      expectJsonError(await costing(app, '/me/tenant', key, sent), 500, 'internal_error', 'An unexpected error occurred.')
+      expectJsonError(
+        await costing(app, '/me/tenant', key, sent),
+        500,
+        'internal_error',
+        'An unexpected error occurred.',
+      )
       expect(errors.map((e) => e.message)).toEqual([message])
       expect(events).toEqual(['invalid_cost'])
       expect(app.hits).toBe(0)
@@ -462,7 +508,9 @@ describe('decisions made in the core, whatever the adapter', () => {
     it('takes a cost from both rolling windows or nothing, and a free request still shows the counts', async () => {
       const app = start({ windows: 'rolling', cost: ({ request: req }) => Number(req.headers['x-cost'] ?? 1) })
       const { key } = await mint(app, tiny)
-      expect((await get(app, '/me/tenant', key, { 'x-cost': '2' })).headers['ratelimit']).toBe('"minute";r=1;t=66, "hour";r=3;t=3960')
+      expect((await get(app, '/me/tenant', key, { 'x-cost': '2' })).headers['ratelimit']).toBe(
+        '"minute";r=1;t=66, "hour";r=3;t=3960',
+      )
       const refused = await get(app, '/me/tenant', key, { 'x-cost': '2' })
       expect(refused.status).toBe(429)
       expect(refused.headers['retry-after']).toBe('66')
@@ -491,7 +539,12 @@ describe('decisions made in the core, whatever the adapter', () => {
   })
 
   describe('shared addresses and store faults', () => {
-    const garbage = () => [`${mintApiKey().key.slice(0, -1)}0`, mintApiKey().key, 'eyJhbGciOiJIUzI1NiJ9.e30.x', 'garbage']
+    const garbage = () => [
+      `${mintApiKey().key.slice(0, -1)}0`,
+      mintApiKey().key,
+      'eyJhbGciOiJIUzI1NiJ9.e30.x',
+      'garbage',
+    ]
 
     it('never counts a store outage as failed authentication: no 429 during it, and both keys work on the first request after it', async () => {
       const app = start({ failedAuth: { perMinute: 3 }, cache: { ttlMs: 1_000 } })
@@ -550,7 +603,9 @@ describe('decisions made in the core, whatever the adapter', () => {
       const app = start({ failedAuth: { perMinute: 5 } })
       const { key } = await mint(app, globex)
       const findKey = store.findKey.bind(store)
-      const spy = vi.spyOn(store, 'findKey').mockImplementation((keyId) => new Promise((resolve) => setTimeout(() => resolve(findKey(keyId)), 50)))
+      const spy = vi
+        .spyOn(store, 'findKey')
+        .mockImplementation((keyId) => new Promise((resolve) => setTimeout(() => resolve(findKey(keyId)), 50)))
       const replies = await Promise.all(Array.from({ length: 40 }, () => get(app, '/me/tenant', key)))
       expect(replies.map((res) => res.status)).toEqual(Array(40).fill(200))
       expect(spy).toHaveBeenCalledTimes(1)
@@ -560,7 +615,10 @@ describe('decisions made in the core, whatever the adapter', () => {
     })
 
     it('never answers 401 or 429 when the limiter fails, and counts nothing against the address', async () => {
-      const app = start({ failedAuth: { perMinute: 2 }, limiter: { backend: { consume: () => Promise.reject(new Error('ECONNREFUSED')) } } })
+      const app = start({
+        failedAuth: { perMinute: 2 },
+        limiter: { backend: { consume: () => Promise.reject(new Error('ECONNREFUSED')) } },
+      })
       const { key } = await mint(app, acme)
       for (let i = 0; i < 6; i++) expectJsonError(await get(app, '/me/tenant', key), 503, 'service_unavailable')
       for (let i = 0; i < 2; i++) expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(401)
@@ -574,7 +632,9 @@ describe('decisions made in the core, whatever the adapter', () => {
       const pair = await generateKeyPair('ES256', { extractable: true })
       signer = { privateKey: pair.privateKey, jwk: { ...(await exportJWK(pair.publicKey)), kid: 'k1' } }
     })
-    const jwtOptions = () => ({ jwt: { key: signer.jwk, issuer: 'https://id.test', audience: 'saiku', algorithms: ['ES256' as const] } })
+    const jwtOptions = () => ({
+      jwt: { key: signer.jwk, issuer: 'https://id.test', audience: 'saiku', algorithms: ['ES256' as const] },
+    })
     const token = (claims: Record<string, unknown>, expiresAt: number) =>
       new SignJWT({ tenant_id: acme.tenantId, scope: 'keys:read', ...claims })
         .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
@@ -583,7 +643,6 @@ describe('decisions made in the core, whatever the adapter', () => {
         .setIssuedAt(Math.floor(T0 / 1000))
         .setExpirationTime(Math.floor(expiresAt / 1000))
         .sign(signer.privateKey)
-
 
     it('answers an expired or unsigned JWT like a bad key, naming the token', async () => {
       const app = start(jwtOptions())
@@ -600,14 +659,28 @@ describe('decisions made in the core, whatever the adapter', () => {
     let tokens: ReturnType<typeof createTokenIssuer>
     beforeAll(async () => {
       const pair = await generateKeyPair('ES256', { extractable: true })
-      tokens = createTokenIssuer({ privateKey: { ...(await exportJWK(pair.privateKey)), kid: 'server-1' }, issuer: 'https://api.test', audience: 'https://api.test' })
+      tokens = createTokenIssuer({
+        privateKey: { ...(await exportJWK(pair.privateKey)), kid: 'server-1' },
+        issuer: 'https://api.test',
+        audience: 'https://api.test',
+      })
     })
     const withTokens = (options: SaikuOptions = {}): SaikuOptions => ({
       ...options,
-      jwt: { key: tokens.jwks().keys[0]!, issuer: 'https://api.test', audience: 'https://api.test', algorithms: ['ES256'] },
+      jwt: {
+        key: tokens.jwks().keys[0]!,
+        issuer: 'https://api.test',
+        audience: 'https://api.test',
+        algorithms: ['ES256'],
+      },
     })
     async function exchange(app: CoreApp, key: string): Promise<string> {
-      const decision = await app.authenticator.authenticate({ headers: { authorization: `Bearer ${key}` }, method: 'POST', url: '/me/tokens', ip: '127.0.0.1' })
+      const decision = await app.authenticator.authenticate({
+        headers: { authorization: `Bearer ${key}` },
+        method: 'POST',
+        url: '/me/tokens',
+        ip: '127.0.0.1',
+      })
       if (!decision.ok) throw new Error(`exchange refused: ${decision.status}`)
       return (await tokens.issue(decision.principal.credential)).accessToken
     }
@@ -624,9 +697,16 @@ describe('decisions made in the core, whatever the adapter', () => {
 
     it('refuses a token once the key it was exchanged from expires, and never issues one that outlives it', async () => {
       const app = start(withTokens())
-      const created = await app.authenticator.keys.create(acme.tenantId, { label: 'short', expiresAt: new Date(T0 + 120_000) })
+      const created = await app.authenticator.keys.create(acme.tenantId, {
+        label: 'short',
+        expiresAt: new Date(T0 + 120_000),
+      })
       const token = await exchange(app, created.key)
-      const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number; key_id: string; environment: string }
+      const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as {
+        exp: number
+        key_id: string
+        environment: string
+      }
       expect(claims).toMatchObject({ key_id: created.keyId, environment: 'live' })
       expect(claims.exp).toBeLessThanOrEqual((T0 + 120_000) / 1000)
       expect((await get(app, '/me/tenant', token)).status).toBe(200)
@@ -648,8 +728,12 @@ describe('decisions made in the core, whatever the adapter', () => {
       const app = start(withTokens({ failedAuth: { perMinute: 3 }, cache: { ttlMs: 1_000 } }))
       const { key } = await mint(app, globex)
       const findKey = store.findKey.bind(store)
-      vi.spyOn(store, 'findKey').mockImplementation((keyId) => new Promise((resolve) => setTimeout(() => resolve(findKey(keyId)), 50)))
-      expect((await Promise.all(Array.from({ length: 20 }, () => get(app, '/me/tenant', key)))).map((res) => res.status)).toEqual(Array(20).fill(200))
+      vi.spyOn(store, 'findKey').mockImplementation(
+        (keyId) => new Promise((resolve) => setTimeout(() => resolve(findKey(keyId)), 50)),
+      )
+      expect(
+        (await Promise.all(Array.from({ length: 20 }, () => get(app, '/me/tenant', key)))).map((res) => res.status),
+      ).toEqual(Array(20).fill(200))
       for (let i = 0; i < 4; i++) await get(app, '/me/tenant', mintApiKey().key)
       clock.advance(5_000)
       expect((await get(app, '/me/tenant', key)).status).toBe(200)
@@ -678,7 +762,10 @@ describe('decisions made in the core, whatever the adapter', () => {
 
     it('answers 503 within the timeout when a custom limiter backend hangs', async () => {
       const errors: Error[] = []
-      const app = start({ limiter: { backend: { consume: () => new Promise(() => {}) }, timeoutMs: 50 }, onError: (e) => errors.push(e) })
+      const app = start({
+        limiter: { backend: { consume: () => new Promise(() => {}) }, timeoutMs: 50 },
+        onError: (e) => errors.push(e),
+      })
       expectJsonError(await get(app, '/me/tenant', (await mint(app, acme)).key), 503, 'service_unavailable')
       expect(errors).toMatchObject([{ name: 'SaikuStoreError', source: 'limiter', timedOut: true }])
     })
@@ -694,7 +781,11 @@ describe('decisions made in the core, whatever the adapter', () => {
 
     it('serves a stale record when the key store fails and the policy allows it', async () => {
       const errors: Error[] = []
-      const app = start({ cache: { ttlMs: 1_000 }, failurePolicy: { keyStore: 'serve-stale' }, onError: (e) => errors.push(e) })
+      const app = start({
+        cache: { ttlMs: 1_000 },
+        failurePolicy: { keyStore: 'serve-stale' },
+        onError: (e) => errors.push(e),
+      })
       const { key } = await mint(app, acme)
       expect((await get(app, '/me/tenant', key)).status).toBe(200)
       clock.set(T0 + 5_000)
@@ -707,7 +798,11 @@ describe('decisions made in the core, whatever the adapter', () => {
     })
 
     it('serves a stale key and tenant no longer than cache.maxStaleMs past their expiry, then answers 503', async () => {
-      const app = start({ cache: { ttlMs: 1_000, maxStaleMs: 5_000 }, failurePolicy: { keyStore: 'serve-stale' }, onError: () => {} })
+      const app = start({
+        cache: { ttlMs: 1_000, maxStaleMs: 5_000 },
+        failurePolicy: { keyStore: 'serve-stale' },
+        onError: () => {},
+      })
       const { key } = await mint(app, acme)
       expect((await get(app, '/me/tenant', key)).status).toBe(200)
       vi.spyOn(store, 'findKey').mockRejectedValue(new Error('down'))
@@ -737,7 +832,11 @@ describe('decisions made in the core, whatever the adapter', () => {
 
     it('answers 503 within the timeout when a factory-built limiter hangs', async () => {
       const errors: Error[] = []
-      const hanging = () => ({ consume: () => new Promise(() => {}), reward: () => new Promise(() => {}), get: () => new Promise(() => {}) })
+      const hanging = () => ({
+        consume: () => new Promise(() => {}),
+        reward: () => new Promise(() => {}),
+        get: () => new Promise(() => {}),
+      })
       const app = start({ limiter: { factory: hanging as never, timeoutMs: 50 }, onError: (e) => errors.push(e) })
       expectJsonError(await get(app, '/me/tenant', (await mint(app, acme)).key), 503, 'service_unavailable')
       expect(errors).toMatchObject([{ name: 'SaikuStoreError', source: 'limiter', timedOut: true }])

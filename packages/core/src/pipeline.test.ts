@@ -4,7 +4,13 @@ import { createAuthenticator } from './authenticator.js'
 import type { DecisionEvent } from './decision.js'
 import { MemoryKeyStore, type KeyStore } from './store.js'
 
-const acme = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }
+const acme = {
+  tenantId: 't-acme',
+  tenantSlug: 'acme',
+  tier: 'starter',
+  connectionName: 'w',
+  subscription: { status: 'active' as const },
+}
 const request = (authorization?: string) => ({
   headers: authorization === undefined ? {} : { authorization },
   method: 'GET',
@@ -22,15 +28,47 @@ describe('createAuthenticator', () => {
 
   it('reports decisions to onDecision without the key, and with the path but not the query', async () => {
     const events: DecisionEvent[] = []
-    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), { onDecision: (event) => events.push(event) })
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), {
+      onDecision: (event) => events.push(event),
+    })
     const { key, keyId } = await auth.keys.create('t-acme', { label: 'agent' })
     await auth.authenticate(request(`Bearer ${key}`))
     await auth.authenticate(request(`Bearer ${key.slice(0, -1)}x`))
     await auth.authenticate(request())
     expect(events).toEqual([
-      { status: 200, code: null, reason: 'admitted', method: 'GET', path: '/me/tenant', ip: '127.0.0.1', keyId, tenantId: 't-acme', enforced: true },
-      { status: 401, code: 'unauthorized', reason: expect.stringMatching(/bad_checksum|malformed/), method: 'GET', path: '/me/tenant', ip: '127.0.0.1', keyId: null, tenantId: null, enforced: true },
-      { status: 401, code: 'unauthorized', reason: 'missing_credentials', method: 'GET', path: '/me/tenant', ip: '127.0.0.1', keyId: null, tenantId: null, enforced: true },
+      {
+        status: 200,
+        code: null,
+        reason: 'admitted',
+        method: 'GET',
+        path: '/me/tenant',
+        ip: '127.0.0.1',
+        keyId,
+        tenantId: 't-acme',
+        enforced: true,
+      },
+      {
+        status: 401,
+        code: 'unauthorized',
+        reason: expect.stringMatching(/bad_checksum|malformed/),
+        method: 'GET',
+        path: '/me/tenant',
+        ip: '127.0.0.1',
+        keyId: null,
+        tenantId: null,
+        enforced: true,
+      },
+      {
+        status: 401,
+        code: 'unauthorized',
+        reason: 'missing_credentials',
+        method: 'GET',
+        path: '/me/tenant',
+        ip: '127.0.0.1',
+        keyId: null,
+        tenantId: null,
+        enforced: true,
+      },
     ])
     expect(JSON.stringify(events)).not.toContain(key.slice(21))
   })
@@ -62,7 +100,9 @@ describe('createAuthenticator', () => {
     vi.spyOn(store, 'findTenant').mockResolvedValue({ ...acme, tier: 'enterprise', limits: null })
     const decision = await auth.authenticate(request(`Bearer ${key}`))
     expect(decision).toMatchObject({ ok: false, status: 500, code: 'internal_error' })
-    expect(errors[0]?.message).toBe('tenants["acme"].limits: expected { perMinute, perHour } for the custom tier "enterprise", got null')
+    expect(errors[0]?.message).toBe(
+      'tenants["acme"].limits: expected { perMinute, perHour } for the custom tier "enterprise", got null',
+    )
   })
 
   it('lets a tenant through without a subscription when subscriptions are not required', async () => {
@@ -78,7 +118,18 @@ describe('createAuthenticator', () => {
       verifier: {
         verify: (token) =>
           token === 'let-me-in'
-            ? { ok: true, credential: { type: 'api_key', keyId: 'custom', tenantId: 't-acme', label: 'custom', environment: 'live', permissions: [], expiresAt: null } }
+            ? {
+                ok: true,
+                credential: {
+                  type: 'api_key',
+                  keyId: 'custom',
+                  tenantId: 't-acme',
+                  label: 'custom',
+                  environment: 'live',
+                  permissions: [],
+                  expiresAt: null,
+                },
+              }
             : { ok: false, reason: 'unknown_key' },
       },
     })
@@ -115,7 +166,11 @@ describe('createAuthenticator', () => {
       keyStoreTimeoutMs: 20,
       verifier: { verify: () => new Promise(() => {}) },
     })
-    expect(await auth.authenticate(request('Bearer anything'))).toMatchObject({ ok: false, status: 503, code: 'service_unavailable' })
+    expect(await auth.authenticate(request('Bearer anything'))).toMatchObject({
+      ok: false,
+      status: 503,
+      code: 'service_unavailable',
+    })
   })
 })
 
@@ -134,13 +189,19 @@ describe('limiter insurance', () => {
     expect(decisions.map((d) => (d.ok ? 200 : d.status))).toEqual([200, 200, 200, 429, 429])
     expect(decisions[0]).toMatchObject({ ok: true, headers: { ratelimit: '"minute";r=2;t=60, "hour";r=9;t=3600' } })
     expect(errors).toHaveLength(5)
-    expect(() => createAuthenticator(new MemoryKeyStore(), { limiter: { insurance: 'yes' as never } })).toThrow('limiter.insurance: expected a boolean or a LimiterBackend')
+    expect(() => createAuthenticator(new MemoryKeyStore(), { limiter: { insurance: 'yes' as never } })).toThrow(
+      'limiter.insurance: expected a boolean or a LimiterBackend',
+    )
   })
   it('keeps its insurance counts within limiter.maxTenants, as the memory backend does', async () => {
     const beta = { ...acme, tenantId: 't-beta', tenantSlug: 'beta' }
     const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme, beta] }), {
       tiers: { starter: { perMinute: 2, perHour: 10 } },
-      limiter: { backend: { consume: () => Promise.reject(new Error('ECONNREFUSED')) }, insurance: true, maxTenants: 1 },
+      limiter: {
+        backend: { consume: () => Promise.reject(new Error('ECONNREFUSED')) },
+        insurance: true,
+        maxTenants: 1,
+      },
       failurePolicy: { limiter: 'open' },
     })
     const { key: acmeKey } = await auth.keys.create('t-acme', { label: 'a' })
@@ -189,7 +250,9 @@ describe('the failed-authentication budget across a window boundary', () => {
 
   it('reports no key or token that a client put in the path, a matrix parameter or a raw fragment', async () => {
     const events: DecisionEvent[] = []
-    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), { onDecision: (event) => events.push(event) })
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), {
+      onDecision: (event) => events.push(event),
+    })
     const { key } = await auth.keys.create('t-acme', { label: 'agent' })
     const jwt = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl'
     const urls = [
@@ -236,7 +299,11 @@ describe('many first requests with one valid key', () => {
     expect(decisions.map((d) => (d.ok ? 200 : d.status))).toEqual(Array(20).fill(200))
     expect(lookups).toHaveBeenCalledTimes(1)
     // The budget is whole: three unknown keys still get 401, the fourth 429.
-    const unknown = await Promise.all(Array.from({ length: 4 }, (_, i) => auth.authenticate(request(`Bearer ${key.slice(0, 8)}Zzzzzzzzzzz${i}${key.slice(20)}`))))
+    const unknown = await Promise.all(
+      Array.from({ length: 4 }, (_, i) =>
+        auth.authenticate(request(`Bearer ${key.slice(0, 8)}Zzzzzzzzzzz${i}${key.slice(20)}`)),
+      ),
+    )
     expect(unknown.map((d) => (d.ok ? 200 : d.status)).sort()).toEqual([401, 401, 401, 429])
   })
 })

@@ -1,9 +1,16 @@
 import { extractBearer } from './bearer.js'
-import type { AdmittedDecision, AuthDecision, AuthRequest, SaikuPrincipal, TenantView } from './decision.js'
+import type {
+  AdmittedDecision,
+  AuthDecision,
+  AuthRequest,
+  DecisionReason,
+  SaikuPrincipal,
+  TenantView,
+} from './decision.js'
 import { asStoreError, ERROR_STATUS, SaikuConfigError, SaikuStoreError } from './errors.js'
 import type { FailureBudget } from './failure-budget.js'
 import type { DecisionReporter } from './hooks.js'
-import { addRateLimitHeaders, retryAfterSeconds, type HeaderMap } from './http.js'
+import { addRateLimitHeaders, retryAfterSeconds, type ErrorResponse, type HeaderMap } from './http.js'
 import type { LimitDecision } from './limiter.js'
 import type { ChosenLimiter } from './limiter-choice.js'
 import { startLookup, type Lookup } from './lookups.js'
@@ -12,6 +19,7 @@ import { costExceedsLimitMessage, rateLimitedMessage, type Refusals } from './re
 import { routePath } from './route-path.js'
 import { hasActiveSubscription, type CachedTenant, type TenantLoader } from './tenants.js'
 import { withTimeout } from './timeout.js'
+import type { WindowLimits } from './tiers.js'
 import type { KeyVerifier, VerifiedCredential, VerifyResult } from './verifier.js'
 
 /** What the stages work with; `createAuthenticator` builds each from the options. */
@@ -45,6 +53,14 @@ interface AdmittedMark {
   /** The limiter that counted the request; null when it was admitted without counting. */
   readonly countedBy: object | null
 }
+/** A verified request of a tenant with limits: what the counting stages share. */
+interface Admission {
+  readonly request: AuthRequest
+  readonly credential: VerifiedCredential
+  readonly tenant: CachedTenant
+  readonly limits: WindowLimits
+}
+
 type MarkedPrincipal = { [admittedMark]?: AdmittedMark; tenant?: TenantView; rateLimit?: LimitDecision | null }
 
 /**
@@ -95,7 +111,9 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
       lookup?.done()
       return verifiedStage(request, verified, lookup, signed)
     }
-    const pending = parts.customVerifier ? withTimeout(verified, options.keyStoreTimeoutMs, 'key_store', 'verifier') : verified
+    const pending = parts.customVerifier
+      ? withTimeout(verified, options.keyStoreTimeoutMs, 'key_store', 'verifier')
+      : verified
     return pending.then(
       (result) => {
         lookup?.done()
@@ -109,8 +127,16 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
   }
 
   /** `lookup`: the store lookup went through the failure budget; it settles what it spent in advance. */
-  function verifiedStage(request: AuthRequest, verified: VerifyResult, lookup: Lookup | null, signed: boolean): Outcome {
-    if (!verified.ok) return lookup?.spent === true ? refusals.alreadyCounted(request, verified.reason) : refusals.failed(request, verified.reason, {}, signed)
+  function verifiedStage(
+    request: AuthRequest,
+    verified: VerifyResult,
+    lookup: Lookup | null,
+    signed: boolean,
+  ): Outcome {
+    if (!verified.ok)
+      return lookup?.spent === true
+        ? refusals.alreadyCounted(request, verified.reason)
+        : refusals.failed(request, verified.reason, {}, signed)
     lookup?.verified()
     const { credential } = verified
     const nowMs = now()
@@ -123,54 +149,75 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     )
   }
 
-  function tenantStage(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant | null, nowMs: number): Outcome {
+  function tenantStage(
+    request: AuthRequest,
+    credential: VerifiedCredential,
+    tenant: CachedTenant | null,
+    nowMs: number,
+  ): Outcome {
     if (tenant === null) return refusals.failed(request, 'unknown_tenant', credential)
-    if (options.subscription.required && !hasActiveSubscription(tenant, nowMs) && !options.subscription.isExempt(routePath(request), request)) {
+    const { subscription } = options
+    if (
+      subscription.required &&
+      !hasActiveSubscription(tenant, nowMs) &&
+      !subscription.isExempt(routePath(request), request)
+    ) {
       return refusals.refuse(request, 'payment_required', 'no_subscription', credential)
     }
     if (tenant.limits === null) {
       reportError(tenant.limitsError!)
       return refusals.refuse(request, 'internal_error', 'misconfigured_tenant', credential)
     }
+    const at: Admission = { request, credential, tenant, limits: tenant.limits }
     // Already counted by another authenticator on this limiter: its counts stand.
     const prior = request.principal as MarkedPrincipal | undefined
-    if (prior?.[admittedMark]?.countedBy === limiterIdentity && prior.tenant?.tenantId === credential.tenantId && prior.rateLimit != null) {
-      return finish(request, credential, tenant, prior.rateLimit, 1)
-    }
-    return countStage(request, credential, tenant, tenant.limits)
+    const counted =
+      prior?.[admittedMark]?.countedBy === limiterIdentity && prior.tenant?.tenantId === credential.tenantId
+    if (counted && prior.rateLimit != null) return finish(at, prior.rateLimit, 1)
+    return countStage(at)
   }
 
-  function countStage(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, limits: NonNullable<CachedTenant['limits']>): Outcome {
-    let cost = 1
-    if (costOf !== undefined) {
-      let value: unknown
-      try {
-        value = costOf({ method: request.method, path: routePath(request), tenant: tenant.view, request })
-      } catch (error) {
-        return refusals.unexpected(request, error, 'invalid_cost', credential)
-      }
-      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-        return refusals.unexpected(request, new SaikuConfigError('cost', 'a whole number of units, 0 or more', value), 'invalid_cost', credential)
-      }
-      cost = value
-      if (cost === 0) return free(request, credential, tenant)
-      if (cost > limits.perMinute || cost > limits.perHour) {
-        return refusals.refuse(request, 'rate_limited', 'cost_exceeds_limit', credential, costExceedsLimitMessage(limits, cost))
-      }
+  function countStage(at: Admission): Outcome {
+    const cost = costOf === undefined ? 1 : requestCost(at)
+    if (typeof cost !== 'number') return cost
+    if (cost === 0) return free(at)
+    if (cost > at.limits.perMinute || cost > at.limits.perHour) {
+      return refusals.refuse(
+        at.request,
+        'rate_limited',
+        'cost_exceeds_limit',
+        at.credential,
+        costExceedsLimitMessage(at.limits, cost),
+      )
     }
+    const { tenantId } = at.credential
     if (limiter.consumeSync !== undefined) {
       let rateLimit: LimitDecision
       try {
-        rateLimit = limiter.consumeSync(credential.tenantId, limits, cost)
+        rateLimit = limiter.consumeSync(tenantId, at.limits, cost)
       } catch (error) {
-        return limiterFailed(request, credential, tenant, cost, error)
+        return limiterFailed(at, cost, error)
       }
-      return finish(request, credential, tenant, rateLimit, cost)
+      return finish(at, rateLimit, cost)
     }
-    return call(() => limiter.consume(credential.tenantId, limits, cost)).then(
-      (rateLimit) => finish(request, credential, tenant, rateLimit, cost),
-      (error: unknown) => limiterFailed(request, credential, tenant, cost, error),
+    return call(() => limiter.consume(tenantId, at.limits, cost)).then(
+      (rateLimit) => finish(at, rateLimit, cost),
+      (error: unknown) => limiterFailed(at, cost, error),
     )
+  }
+
+  /** The `cost` option's answer, or the 500 for one that throws or is no whole number of units. */
+  function requestCost(at: Admission): number | ErrorResponse {
+    const { request, credential } = at
+    let value: unknown
+    try {
+      value = costOf!({ method: request.method, path: routePath(request), tenant: at.tenant.view, request })
+    } catch (error) {
+      return refusals.unexpected(request, error, 'invalid_cost', credential)
+    }
+    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value
+    const error = new SaikuConfigError('cost', 'a whole number of units, 0 or more', value)
+    return refusals.unexpected(request, error, 'invalid_cost', credential)
   }
 
   /**
@@ -178,8 +225,8 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
    * the counts as they stand, read without counting where the backend can; when
    * it cannot, or the read fails (reported to `onError`), they are left out.
    */
-  function free(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant): Outcome {
-    const limits = tenant.limits!
+  function free(at: Admission): Outcome {
+    const { tenantId } = at.credential
     const peekFailed = (error: unknown): null => {
       reportError(asStoreError(error, 'limiter', 'rate limiter peek failed'))
       return null
@@ -187,59 +234,75 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     if (limiter.peekSync !== undefined) {
       let seen: LimitDecision | null
       try {
-        seen = limiter.peekSync(credential.tenantId, limits)
+        seen = limiter.peekSync(tenantId, at.limits)
       } catch (error) {
         seen = peekFailed(error)
       }
-      return admitFree(request, credential, tenant, seen)
+      return admitFree(at, seen)
     }
-    if (limiter.peek === undefined) return admitFree(request, credential, tenant, null)
-    return call(() => limiter.peek!(credential.tenantId, limits))
+    if (limiter.peek === undefined) return admitFree(at, null)
+    return call(() => limiter.peek!(tenantId, at.limits))
       .catch(peekFailed)
-      .then((seen) => admitFree(request, credential, tenant, seen))
+      .then((seen) => admitFree(at, seen))
   }
 
-  function admitFree(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, seen: LimitDecision | null): AdmittedDecision {
+  function admitFree(at: Admission, seen: LimitDecision | null): AdmittedDecision {
     const headers: HeaderMap = {}
     // Admitted whatever the counts say: a spent window still admits what costs nothing.
     const rateLimit = seen === null ? null : { ...seen, admitted: true, retryAfterMs: 0 }
-    if (rateLimit !== null) addRateLimitHeaders(headers, headerMode, tenant.policy, rateLimit)
-    report(request, 200, null, 'admitted_free', credential.keyId, credential.tenantId)
-    return admit(credential, tenant, rateLimit, headers, uncountedMark)
+    if (rateLimit !== null) addRateLimitHeaders(headers, headerMode, at.tenant.policy, rateLimit)
+    return admit(at, 'admitted_free', rateLimit, headers, uncountedMark)
   }
 
-  async function limiterFailed(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, cost: number, error: unknown): Promise<AuthDecision> {
+  async function limiterFailed(at: Admission, cost: number, error: unknown): Promise<AuthDecision> {
     reportError(error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter failed'))
-    if (options.failurePolicy.limiter === 'closed') return refusals.refuse(request, 'service_unavailable', 'limiter_unavailable', credential)
+    if (options.failurePolicy.limiter === 'closed') {
+      return refusals.refuse(at.request, 'service_unavailable', 'limiter_unavailable', at.credential)
+    }
     const { insurance } = parts.limiter
-    const rateLimit = insurance === null ? null : await insurance.consume(credential.tenantId, tenant.limits!, cost).catch(() => null)
-    return finish(request, credential, tenant, rateLimit, cost)
+    const counted = insurance?.consume(at.credential.tenantId, at.limits, cost).catch(() => null)
+    return finish(at, (await counted) ?? null, cost)
   }
 
-  function finish(request: AuthRequest, credential: VerifiedCredential, tenant: CachedTenant, rateLimit: LimitDecision | null, cost: number): AuthDecision {
-    if (rateLimit === null) {
-      report(request, 200, null, 'admitted_without_limits', credential.keyId, credential.tenantId)
-      return admit(credential, tenant, null, {}, uncountedMark)
-    }
+  function finish(at: Admission, rateLimit: LimitDecision | null, cost: number): AuthDecision {
+    if (rateLimit === null) return admit(at, 'admitted_without_limits', null, {}, uncountedMark)
     const headers: HeaderMap = {}
-    if (tenant.reportOnlyLimits) {
+    const { policy } = at.tenant
+    if (at.tenant.reportOnlyLimits) {
       // Counted as usual (a would-be refusal counts nothing), reported, admitted; no Retry-After.
-      if (options.reportOnly.rateLimitHeaders) addRateLimitHeaders(headers, headerMode, tenant.policy, rateLimit)
-      if (rateLimit.admitted) report(request, 200, null, 'admitted', credential.keyId, credential.tenantId)
-      else report(request, ERROR_STATUS.rate_limited, 'rate_limited', 'rate_limited', credential.keyId, credential.tenantId, false)
-      return admit(credential, tenant, rateLimit, headers, countedMark)
+      if (options.reportOnly.rateLimitHeaders) addRateLimitHeaders(headers, headerMode, policy, rateLimit)
+      if (rateLimit.admitted) return admit(at, 'admitted', rateLimit, headers, countedMark)
+      const { keyId, tenantId } = at.credential
+      report(at.request, ERROR_STATUS.rate_limited, 'rate_limited', 'rate_limited', keyId, tenantId, false)
+      return admit(at, null, rateLimit, headers, countedMark)
     }
-    addRateLimitHeaders(headers, headerMode, tenant.policy, rateLimit, cost)
-    if (!rateLimit.admitted) {
-      headers['retry-after'] = String(retryAfterSeconds(rateLimit))
-      return refusals.refuse(request, 'rate_limited', 'rate_limited', credential, rateLimitedMessage(rateLimit, cost), headers)
-    }
-    report(request, 200, null, 'admitted', credential.keyId, credential.tenantId)
-    return admit(credential, tenant, rateLimit, headers, countedMark)
+    addRateLimitHeaders(headers, headerMode, policy, rateLimit, cost)
+    if (rateLimit.admitted) return admit(at, 'admitted', rateLimit, headers, countedMark)
+    headers['retry-after'] = String(retryAfterSeconds(rateLimit))
+    const message = rateLimitedMessage(rateLimit, cost)
+    return refusals.refuse(at.request, 'rate_limited', 'rate_limited', at.credential, message, headers)
   }
 
-  function admit(credential: VerifiedCredential, tenant: CachedTenant, rateLimit: LimitDecision | null, headers: HeaderMap, mark: AdmittedMark): AdmittedDecision {
-    const principal = { tenant: tenant.view, subscription: tenant.subscription, credential, limits: tenant.limits!, realm, rateLimit, [admittedMark]: mark }
+  /** The principal, reported as `reason` (null: reported already). */
+  function admit(
+    at: Admission,
+    reason: DecisionReason | null,
+    rateLimit: LimitDecision | null,
+    headers: HeaderMap,
+    mark: AdmittedMark,
+  ): AdmittedDecision {
+    const { credential, tenant } = at
+    if (reason !== null) report(at.request, 200, null, reason, credential.keyId, credential.tenantId)
+    const { view, subscription } = tenant
+    const principal = {
+      tenant: view,
+      subscription,
+      credential,
+      limits: at.limits,
+      realm,
+      rateLimit,
+      [admittedMark]: mark,
+    }
     return { ok: true, principal, headers }
   }
 
@@ -256,7 +319,9 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
   return function check(request) {
     try {
       const outcome = decide(request)
-      return outcome instanceof Promise ? outcome.catch((error: unknown) => refusals.unexpected(request, error)) : outcome
+      return outcome instanceof Promise
+        ? outcome.catch((error: unknown) => refusals.unexpected(request, error))
+        : outcome
     } catch (error) {
       return refusals.unexpected(request, error)
     }

@@ -29,7 +29,14 @@ describe('the rate-limiter-flexible adapter against the reference model', () => 
   })
 
   it('admits at most twice a window’s limit in any interval of its length', async () => {
-    await assertMatchesModel(adapterSubject, { numRuns: 300, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 60 })
+    await assertMatchesModel(adapterSubject, {
+      numRuns: 300,
+      tenants: 1,
+      tiers: { min: 1, max: 1 },
+      stepsBack: false,
+      checkBound: true,
+      maxSteps: 60,
+    })
   })
 
   it('starts no minute window for a request the hour refuses', async () => {
@@ -38,9 +45,15 @@ describe('the rate-limiter-flexible adapter against the reference model', () => 
     vi.setSystemTime(T0 + 60_000)
     expect((await backend.consume('t', { perMinute: 1, perHour: 1 })).admitted).toBe(false)
     vi.setSystemTime(T0 + 100_000)
-    expect(await backend.consume('t', { perMinute: 1, perHour: 100 })).toMatchObject({ admitted: true, minute: { resetMs: 60_000 } })
+    expect(await backend.consume('t', { perMinute: 1, perHour: 100 })).toMatchObject({
+      admitted: true,
+      minute: { resetMs: 60_000 },
+    })
     vi.setSystemTime(T0 + 120_000)
-    expect(await backend.consume('t', { perMinute: 1, perHour: 100 })).toMatchObject({ admitted: false, retryAfterMs: 40_000 })
+    expect(await backend.consume('t', { perMinute: 1, perHour: 100 })).toMatchObject({
+      admitted: false,
+      retryAfterMs: 40_000,
+    })
   })
 
   it('gives the minute point back when the hour call fails', async () => {
@@ -56,9 +69,14 @@ describe('the rate-limiter-flexible adapter against the reference model', () => 
     const backend = createRateLimiterBackend({ factory: flaky })
     const limits = { perMinute: 3, perHour: 100 }
     hourFails = true
-    for (let i = 0; i < 3; i++) await expect(backend.consume('t', limits)).rejects.toMatchObject({ name: 'SaikuStoreError', source: 'limiter' })
+    for (let i = 0; i < 3; i++)
+      await expect(backend.consume('t', limits)).rejects.toMatchObject({ name: 'SaikuStoreError', source: 'limiter' })
     hourFails = false
-    expect(await backend.consume('t', limits)).toMatchObject({ admitted: true, minute: { remaining: 2 }, hour: { remaining: 99 } })
+    expect(await backend.consume('t', limits)).toMatchObject({
+      admitted: true,
+      minute: { remaining: 2 },
+      hour: { remaining: 99 },
+    })
   })
 
   it('reports under concurrency exactly what the model reports for the same calls in order', async () => {
@@ -68,7 +86,8 @@ describe('the rate-limiter-flexible adapter against the reference model', () => 
       const model = new LimiterModel()
       vi.setSystemTime(T0)
       const before = trial % 4
-      for (let i = 0; i < before; i++) expect((await backend.consume('t', limits)).admitted).toBe(model.consume('t', limits, T0).admitted)
+      for (let i = 0; i < before; i++)
+        expect((await backend.consume('t', limits)).admitted).toBe(model.consume('t', limits, T0).admitted)
       const at = T0 + 60_000 + (trial % 7)
       vi.setSystemTime(at)
       const decisions = await Promise.all(Array.from({ length: 6 }, () => backend.consume('t', limits)))
@@ -81,8 +100,16 @@ describe('the rate-limiter-flexible adapter against the reference model', () => 
     vi.setSystemTime(T0)
     await backend.consume('t', { perMinute: 2, perHour: 5 })
     vi.setSystemTime(T0 + 70_000)
-    for (let i = 0; i < 5; i++) expect(await backend.peek!('t', { perMinute: 2, perHour: 5 })).toMatchObject({ admitted: true, minute: { remaining: 2, resetMs: 60_000 }, hour: { remaining: 4 } })
+    for (let i = 0; i < 5; i++)
+      expect(await backend.peek!('t', { perMinute: 2, perHour: 5 })).toMatchObject({
+        admitted: true,
+        minute: { remaining: 2, resetMs: 60_000 },
+        hour: { remaining: 4 },
+      })
     vi.setSystemTime(T0 + 80_000)
-    expect((await backend.consume('t', { perMinute: 2, perHour: 5 })).minute).toMatchObject({ remaining: 1, resetMs: 60_000 })
+    expect((await backend.consume('t', { perMinute: 2, perHour: 5 })).minute).toMatchObject({
+      remaining: 1,
+      resetMs: 60_000,
+    })
   })
 })

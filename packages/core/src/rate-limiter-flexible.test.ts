@@ -1,6 +1,10 @@
 import { RateLimiterMemory } from 'rate-limiter-flexible'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { createRateLimiterBackend, type RateLimiterFactory, type RateLimiterFactoryOptions } from './rate-limiter-flexible.js'
+import {
+  createRateLimiterBackend,
+  type RateLimiterFactory,
+  type RateLimiterFactoryOptions,
+} from './rate-limiter-flexible.js'
 
 const T0 = Date.parse('2030-01-01T00:00:00Z')
 
@@ -13,11 +17,16 @@ describe('createRateLimiterBackend', () => {
 
   it('admits exactly the limit under concurrency, and reports what is left', async () => {
     const backend = createRateLimiterBackend()
-    const decisions = await Promise.all(Array.from({ length: 250 }, () => backend.consume('t', { perMinute: 100, perHour: 1_000 })))
-    expect(decisions.filter((d) => d.admitted)).toHaveLength(100)
-    expect(decisions.filter((d) => d.admitted).map((d) => d.minute.remaining).sort((a, b) => a - b)).toEqual(
-      Array.from({ length: 100 }, (_, i) => i),
+    const decisions = await Promise.all(
+      Array.from({ length: 250 }, () => backend.consume('t', { perMinute: 100, perHour: 1_000 })),
     )
+    expect(decisions.filter((d) => d.admitted)).toHaveLength(100)
+    expect(
+      decisions
+        .filter((d) => d.admitted)
+        .map((d) => d.minute.remaining)
+        .sort((a, b) => a - b),
+    ).toEqual(Array.from({ length: 100 }, (_, i) => i))
   })
 
   it('leaves the hour untouched when the minute refuses', async () => {
@@ -69,7 +78,10 @@ describe('createRateLimiterBackend', () => {
       }
       return limiter
     }
-    const [a, b] = [createRateLimiterBackend({ factory: slow, giveBackMarginMs: 1_000 }), createRateLimiterBackend({ factory: slow, giveBackMarginMs: 1_000 })]
+    const [a, b] = [
+      createRateLimiterBackend({ factory: slow, giveBackMarginMs: 1_000 }),
+      createRateLimiterBackend({ factory: slow, giveBackMarginMs: 1_000 }),
+    ]
     const limits = { perMinute: 2, perHour: 100 }
     await a.consume('t', limits)
     vi.setSystemTime(T0 + 59_500)
@@ -124,12 +136,19 @@ describe('createRateLimiterBackend', () => {
     const limits = { perMinute: 5, perHour: 10 }
     void backend.consume('a', limits)
     void backend.consume('b', limits)
-    await expect(backend.consume('c', limits)).rejects.toMatchObject({ name: 'SaikuStoreError', source: 'limiter', message: '2 rate limiter calls already pending' })
+    await expect(backend.consume('c', limits)).rejects.toMatchObject({
+      name: 'SaikuStoreError',
+      source: 'limiter',
+      message: '2 rate limiter calls already pending',
+    })
   })
 
   it('reports a failing backend as a SaikuStoreError from the limiter', async () => {
     const broken = () => ({ consume: () => Promise.reject(new Error('READONLY')), reward: vi.fn(), get: vi.fn() })
     const backend = createRateLimiterBackend({ factory: broken as never })
-    await expect(backend.consume('t', { perMinute: 1, perHour: 1 })).rejects.toMatchObject({ name: 'SaikuStoreError', source: 'limiter' })
+    await expect(backend.consume('t', { perMinute: 1, perHour: 1 })).rejects.toMatchObject({
+      name: 'SaikuStoreError',
+      source: 'limiter',
+    })
   })
 })

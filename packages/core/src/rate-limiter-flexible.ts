@@ -44,7 +44,9 @@ const HOUR_MS = 3_600_000
 // only a `limiter.factory` user (who loads it anyway) or this backend needs.
 let rateLimiterFlexible: typeof import('rate-limiter-flexible') | undefined
 const loadRateLimiterFlexible = (): typeof import('rate-limiter-flexible') =>
-  (rateLimiterFlexible ??= createRequire(import.meta.url)('rate-limiter-flexible') as typeof import('rate-limiter-flexible'))
+  (rateLimiterFlexible ??= createRequire(import.meta.url)(
+    'rate-limiter-flexible',
+  ) as typeof import('rate-limiter-flexible'))
 
 const memoryFactory: RateLimiterFactory = (options) => new (loadRateLimiterFlexible().RateLimiterMemory)(options)
 
@@ -53,7 +55,13 @@ function liveCount(res: RateLimiterRes | null | undefined): number {
   return res == null || !(res.msBeforeNext > 0) ? 0 : Math.max(0, res.consumedPoints)
 }
 
-function windowState(window: WindowName, limit: number, count: number, res: RateLimiterRes | null | undefined, durationMs: number): WindowState {
+function windowState(
+  window: WindowName,
+  limit: number,
+  count: number,
+  res: RateLimiterRes | null | undefined,
+  durationMs: number,
+): WindowState {
   // A missing or negative TTL (an ended window, clock skew, a key without expiry) must never promise an earlier retry.
   const resetMs = res == null || !(res.msBeforeNext > 0) ? durationMs : res.msBeforeNext
   return { window, limit, remaining: Math.max(0, limit - count), resetMs: Math.max(1, resetMs) }
@@ -82,8 +90,15 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
   const keyPrefix = options.keyPrefix ?? 'saiku'
   const minute = factory({ keyPrefix: `${keyPrefix}:minute`, points: COUNT_ONLY_POINTS, duration: 60 })
   const hour = factory({ keyPrefix: `${keyPrefix}:hour`, points: COUNT_ONLY_POINTS, duration: 3600 })
-  for (const [name, limiter] of [['minute', minute], ['hour', hour]] as const) {
-    if (typeof limiter?.consume !== 'function' || typeof limiter.reward !== 'function' || typeof limiter.get !== 'function') {
+  for (const [name, limiter] of [
+    ['minute', minute],
+    ['hour', hour],
+  ] as const) {
+    if (
+      typeof limiter?.consume !== 'function' ||
+      typeof limiter.reward !== 'function' ||
+      typeof limiter.get !== 'function'
+    ) {
       throw new SaikuConfigError(`limiter.factory (${name})`, 'a rate-limiter-flexible limiter', limiter)
     }
   }
@@ -107,7 +122,12 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
     }
   }
 
-  function giveBack(limiter: RateLimiterAbstract, tenantKey: string, consumed: RateLimiterRes, cost: number): Promise<unknown> {
+  function giveBack(
+    limiter: RateLimiterAbstract,
+    tenantKey: string,
+    consumed: RateLimiterRes,
+    cost: number,
+  ): Promise<unknown> {
     // Near the window's end the points are left to expire with it: a late give-back
     // would start the next window below 0 and admit requests too many.
     return consumed.msBeforeNext > giveBackMarginMs ? counted(limiter.reward(tenantKey, cost)) : Promise.resolve()
@@ -136,7 +156,10 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
   async function decide(tenantKey: string, limits: WindowLimits, cost: number): Promise<LimitDecision> {
     const seen = await peek(tenantKey, limits, cost)
     if (!seen.admitted) return seen
-    const [minuteCall, hourCall] = await Promise.allSettled([count(minute, tenantKey, cost), count(hour, tenantKey, cost)])
+    const [minuteCall, hourCall] = await Promise.allSettled([
+      count(minute, tenantKey, cost),
+      count(hour, tenantKey, cost),
+    ])
     if (minuteCall.status === 'rejected' || hourCall.status === 'rejected') {
       // Nothing was admitted: give back whichever window did count, then report the failure.
       await Promise.allSettled([
@@ -177,7 +200,8 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
     }
     pending++
     const previous = queues.get(tenantKey)
-    const run = previous === undefined ? decide(tenantKey, limits, cost) : previous.then(() => decide(tenantKey, limits, cost))
+    const run =
+      previous === undefined ? decide(tenantKey, limits, cost) : previous.then(() => decide(tenantKey, limits, cost))
     const settled = run.then(
       () => undefined,
       () => undefined,

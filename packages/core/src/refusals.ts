@@ -2,7 +2,14 @@ import type { AuthDecision, AuthRequest, DecisionReason, UnverifiedDecision } fr
 import { asStoreError, type WireCode } from './errors.js'
 import type { FailureBudget } from './failure-budget.js'
 import type { DecisionReporter } from './hooks.js'
-import { bearerChallenge, bindingWindow, errorResponse, retryAfterSeconds, type ErrorResponse, type HeaderMap } from './http.js'
+import {
+  bearerChallenge,
+  bindingWindow,
+  errorResponse,
+  retryAfterSeconds,
+  type ErrorResponse,
+  type HeaderMap,
+} from './http.js'
 import type { LimitDecision } from './limiter.js'
 import type { CoreMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
@@ -37,7 +44,14 @@ export interface Refusals {
   /** 429: the client spent its failed-authentication budget. */
   tooManyFailures(request: AuthRequest, waitMs: number): AuthDecision
   /** Any other refusal: 402, 429, 500, 503. */
-  refuse(request: AuthRequest, code: WireCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): ErrorResponse
+  refuse(
+    request: AuthRequest,
+    code: WireCode,
+    reason: DecisionReason,
+    ids: Ids,
+    message?: string,
+    headers?: HeaderMap,
+  ): ErrorResponse
   /** 503, the failure reported to `onError`. */
   keyStoreFailed(request: AuthRequest, error: unknown): ErrorResponse
   /** User code that throws or returns nonsense (a predicate, a cost function): still a JSON answer, never a rejection. */
@@ -49,13 +63,28 @@ export function createRefusals(parts: RefusalParts): Refusals {
   const { realm } = options
   const reportOnly = options.reportOnly.authentication
   // The refusals that floods are made of, built once: adapters only read them.
-  const missing = Object.freeze(errorResponse('unauthorized', undefined, { 'www-authenticate': bearerChallenge(realm) }))
-  const invalid = Object.freeze(errorResponse('unauthorized', undefined, { 'www-authenticate': bearerChallenge(realm, 'invalid_token') }))
+  const missing = Object.freeze(
+    errorResponse('unauthorized', undefined, { 'www-authenticate': bearerChallenge(realm) }),
+  )
+  const invalid = Object.freeze(
+    errorResponse('unauthorized', undefined, { 'www-authenticate': bearerChallenge(realm, 'invalid_token') }),
+  )
   // The same challenge for a signed token, whose body names the token rather than an API key.
   const invalidSigned = Object.freeze(errorResponse('unauthorized', SIGNED_TOKEN_MESSAGE, invalid.headers))
-  const ambiguous = Object.freeze(errorResponse('invalid_request', INVALID_REQUEST_MESSAGE, { 'www-authenticate': bearerChallenge(realm, 'invalid_request') }))
+  const ambiguous = Object.freeze(
+    errorResponse('invalid_request', INVALID_REQUEST_MESSAGE, {
+      'www-authenticate': bearerChallenge(realm, 'invalid_request'),
+    }),
+  )
 
-  function refuse(request: AuthRequest, code: WireCode, reason: DecisionReason, ids: Ids, message?: string, headers?: HeaderMap): ErrorResponse {
+  function refuse(
+    request: AuthRequest,
+    code: WireCode,
+    reason: DecisionReason,
+    ids: Ids,
+    message?: string,
+    headers?: HeaderMap,
+  ): ErrorResponse {
     const refusal = errorResponse(code, message, headers)
     report(request, refusal.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null)
     return refusal
@@ -65,7 +94,10 @@ export function createRefusals(parts: RefusalParts): Refusals {
     metrics?.failedAuthentication(reason, !reportOnly)
     report(request, refusal.status, refusal.code, reason, ids.keyId ?? null, ids.tenantId ?? null, !reportOnly)
     if (!reportOnly) return refusal
-    const unverified: UnverifiedDecision = { ...refusal, unverified: { status: refusal.status, code: refusal.code, reason } }
+    const unverified: UnverifiedDecision = {
+      ...refusal,
+      unverified: { status: refusal.status, code: refusal.code, reason },
+    }
     return unverified
   }
 
@@ -76,7 +108,9 @@ export function createRefusals(parts: RefusalParts): Refusals {
     let refusal = tooManyByWait.get(retryAfter)
     if (refusal === undefined) {
       if (tooManyByWait.size >= 64) tooManyByWait.clear()
-      refusal = Object.freeze(errorResponse('rate_limited', tooManyFailuresMessage(retryAfter), { 'retry-after': String(retryAfter) }))
+      refusal = Object.freeze(
+        errorResponse('rate_limited', tooManyFailuresMessage(retryAfter), { 'retry-after': String(retryAfter) }),
+      )
       tooManyByWait.set(retryAfter, refusal)
     }
     return ofCredentials(request, 'too_many_failures', {}, refusal)

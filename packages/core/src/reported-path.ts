@@ -24,6 +24,7 @@ export function reportedPath(url: string): string {
   let path = end === url.length ? url : url.slice(0, end)
   // Most paths hold none of these characters: nothing to scan.
   if (!/[_%.=]/.test(path)) return path
-  for (const shape of SECRET_SHAPES) path = path.replace(shape, (match, name?: string) => (typeof name === 'string' ? `${name}${REDACTED}` : REDACTED))
+  for (const shape of SECRET_SHAPES)
+    path = path.replace(shape, (match, name?: string) => (typeof name === 'string' ? `${name}${REDACTED}` : REDACTED))
   return path
 }

@@ -64,16 +64,32 @@ export function usedAt(state: RollingState, offset: number, current: number): nu
  * no more requests admitted meanwhile: the true earliest admission time. A cost
  * above the limit waits until everything counted has dropped out.
  */
-export function waitMs(state: RollingState, offset: number, current: number, nowMs: number, widthMs: number, limit: number, cost: number): number {
+export function waitMs(
+  state: RollingState,
+  offset: number,
+  current: number,
+  nowMs: number,
+  widthMs: number,
+  limit: number,
+  cost: number,
+): number {
   if (usedAt(state, offset, current) + cost <= limit) return 0
   for (let step = 1; step <= ROLLING_SUBWINDOWS; step++) {
-    if (sumFrom(state, offset, current - ROLLING_SUBWINDOWS + step) + cost <= limit) return (current + step) * widthMs - nowMs
+    if (sumFrom(state, offset, current - ROLLING_SUBWINDOWS + step) + cost <= limit)
+      return (current + step) * widthMs - nowMs
   }
   return (current + SLOTS) * widthMs - nowMs
 }
 
 /** Until everything the window counts has dropped out (its whole limit is back); `lengthMs` when it counts nothing. */
-export function fullResetMs(state: RollingState, offset: number, current: number, nowMs: number, widthMs: number, lengthMs: number): number {
+export function fullResetMs(
+  state: RollingState,
+  offset: number,
+  current: number,
+  nowMs: number,
+  widthMs: number,
+  lengthMs: number,
+): number {
   const newest = state[offset]!
   if (newest < 0) return lengthMs
   const oldest = Math.max(current - ROLLING_SUBWINDOWS, newest - ROLLING_SUBWINDOWS)

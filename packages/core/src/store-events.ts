@@ -25,7 +25,11 @@ export function announceKeyStoreChange(store: object, change: KeyChange): void {
 }
 
 /** Runs `action` and tells whether `change` was announced for `store` meanwhile (by the store itself, say). */
-export async function announcedDuring<T>(store: object, change: KeyChange, action: () => Promise<T>): Promise<{ result: T; heard: boolean }> {
+export async function announcedDuring<T>(
+  store: object,
+  change: KeyChange,
+  action: () => Promise<T>,
+): Promise<{ result: T; heard: boolean }> {
   let heard = false
   const stop = onKeyStoreChange(store, (announced) => {
     if (announced.kind === change.kind && JSON.stringify(announced) === JSON.stringify(change)) heard = true

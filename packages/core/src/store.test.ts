@@ -9,7 +9,13 @@ describeKeyStoreConformance('MemoryKeyStore', async () => {
 })
 
 describe('MemoryKeyStore', () => {
-  const tenant = { tenantId: 't', tenantSlug: 'acme', tier: 'team', connectionName: 'w', subscription: { status: 'active' as const } }
+  const tenant = {
+    tenantId: 't',
+    tenantSlug: 'acme',
+    tier: 'team',
+    connectionName: 'w',
+    subscription: { status: 'active' as const },
+  }
 
   it('hands out copies, so callers cannot change what it holds', async () => {
     const store = new MemoryKeyStore({ tenants: [tenant] })
@@ -20,8 +26,12 @@ describe('MemoryKeyStore', () => {
 
   it('refuses a tenant the tier table cannot serve when it is written', () => {
     const store = new MemoryKeyStore()
-    expect(() => store.putTenant({ ...tenant, tier: 'enterprise' })).toThrow('tenants["acme"].limits: expected { perMinute, perHour }')
-    expect(() => store.putTenant({ ...tenant, subscription: { status: 'paid' as never } })).toThrow('tenant.subscription.status')
+    expect(() => store.putTenant({ ...tenant, tier: 'enterprise' })).toThrow(
+      'tenants["acme"].limits: expected { perMinute, perHour }',
+    )
+    expect(() => store.putTenant({ ...tenant, subscription: { status: 'paid' as never } })).toThrow(
+      'tenant.subscription.status',
+    )
   })
 
   it('refuses a bad key record with an error of the family naming the field, never a plain Error', async () => {
@@ -38,22 +48,48 @@ describe('MemoryKeyStore', () => {
       revokedAt: null,
       lastUsedAt: null,
     }
-    await expect(store.createKey({ ...record, keyId: 'nope' })).rejects.toMatchObject({ name: 'SaikuInputError', code: 'ERR_SAIKU_INVALID_INPUT', field: 'keyId' })
-    await expect(store.createKey({ ...record, environment: 'staging' as never })).rejects.toMatchObject({ code: 'ERR_SAIKU_INVALID_INPUT', field: 'environment' })
-    await expect(store.createKey({ ...record, secretDigest: 'x' })).rejects.toMatchObject({ code: 'ERR_SAIKU_INVALID_INPUT', field: 'secretDigest' })
-    await expect(store.createKey({ ...record, tenantId: 'other' })).rejects.toMatchObject({ name: 'SaikuNotFoundError', code: 'ERR_SAIKU_NOT_FOUND', resource: 'tenant' })
+    await expect(store.createKey({ ...record, keyId: 'nope' })).rejects.toMatchObject({
+      name: 'SaikuInputError',
+      code: 'ERR_SAIKU_INVALID_INPUT',
+      field: 'keyId',
+    })
+    await expect(store.createKey({ ...record, environment: 'staging' as never })).rejects.toMatchObject({
+      code: 'ERR_SAIKU_INVALID_INPUT',
+      field: 'environment',
+    })
+    await expect(store.createKey({ ...record, secretDigest: 'x' })).rejects.toMatchObject({
+      code: 'ERR_SAIKU_INVALID_INPUT',
+      field: 'secretDigest',
+    })
+    await expect(store.createKey({ ...record, tenantId: 'other' })).rejects.toMatchObject({
+      name: 'SaikuNotFoundError',
+      code: 'ERR_SAIKU_NOT_FOUND',
+      resource: 'tenant',
+    })
     await store.createKey(record)
-    await expect(store.createKey(record)).rejects.toMatchObject({ code: 'ERR_SAIKU_INVALID_INPUT', field: 'keyId', message: `createKey: key ID ${record.keyId} exists already` })
+    await expect(store.createKey(record)).rejects.toMatchObject({
+      code: 'ERR_SAIKU_INVALID_INPUT',
+      field: 'keyId',
+      message: `createKey: key ID ${record.keyId} exists already`,
+    })
   })
 })
 
 describe('validateTenantRecord', () => {
   it('names the field at fault', () => {
-    const base = { tenantId: 't', tenantSlug: 's', tier: 'team', connectionName: 'c', subscription: { status: 'active' as const } }
-    expect(() => validateTenantRecord({ ...base, tenantSlug: '' })).toThrow('tenant.tenantSlug: expected a non-empty string, got ""')
-    expect(() => validateTenantRecord({ ...base, subscription: { status: 'trialing', trialEndsAt: new Date(NaN) } })).toThrow(
-      'tenant.subscription.trialEndsAt',
+    const base = {
+      tenantId: 't',
+      tenantSlug: 's',
+      tier: 'team',
+      connectionName: 'c',
+      subscription: { status: 'active' as const },
+    }
+    expect(() => validateTenantRecord({ ...base, tenantSlug: '' })).toThrow(
+      'tenant.tenantSlug: expected a non-empty string, got ""',
     )
+    expect(() =>
+      validateTenantRecord({ ...base, subscription: { status: 'trialing', trialEndsAt: new Date(NaN) } }),
+    ).toThrow('tenant.subscription.trialEndsAt')
     expect(validateTenantRecord(base)).toBe(base)
   })
 })

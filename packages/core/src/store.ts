@@ -147,7 +147,8 @@ export function permissionsProblem(permissions: unknown): string | null {
       return `permission ${JSON.stringify(permission)} must look like "keys:write", "keys:*" or "*" (lower-case names joined by colons, at most ${MAX_PERMISSION_LENGTH} characters)`
     }
   }
-  if (new Set(permissions).size > MAX_PERMISSIONS) return `permissions must name at most ${MAX_PERMISSIONS} distinct permissions`
+  if (new Set(permissions).size > MAX_PERMISSIONS)
+    return `permissions must name at most ${MAX_PERMISSIONS} distinct permissions`
   return null
 }
 
@@ -191,7 +192,12 @@ function copyTenant(tenant: TenantRecord): TenantRecord {
 }
 
 function copyKey(record: ApiKeyRecord): ApiKeyRecord {
-  return { ...toKeySummary(record), tenantId: record.tenantId, secretDigest: record.secretDigest, revokedAt: record.revokedAt === null ? null : new Date(record.revokedAt) }
+  return {
+    ...toKeySummary(record),
+    tenantId: record.tenantId,
+    secretDigest: record.secretDigest,
+    revokedAt: record.revokedAt === null ? null : new Date(record.revokedAt),
+  }
 }
 
 /**
@@ -248,9 +254,12 @@ export class MemoryKeyStore implements TenantAdminStore {
 
   async createKey(record: ApiKeyRecord): Promise<void> {
     if (!isKeyId(record.keyId)) throw new SaikuInputError('keyId', 'createKey: malformed key ID')
-    if (!KEY_ENVIRONMENTS.includes(record.environment)) throw new SaikuInputError('environment', 'createKey: unknown environment')
-    if (!/^[0-9a-f]{64}$/.test(record.secretDigest)) throw new SaikuInputError('secretDigest', 'createKey: secretDigest must be a hex SHA-256 digest')
-    if (this.#keys.has(record.keyId)) throw new SaikuInputError('keyId', `createKey: key ID ${record.keyId} exists already`)
+    if (!KEY_ENVIRONMENTS.includes(record.environment))
+      throw new SaikuInputError('environment', 'createKey: unknown environment')
+    if (!/^[0-9a-f]{64}$/.test(record.secretDigest))
+      throw new SaikuInputError('secretDigest', 'createKey: secretDigest must be a hex SHA-256 digest')
+    if (this.#keys.has(record.keyId))
+      throw new SaikuInputError('keyId', `createKey: key ID ${record.keyId} exists already`)
     if (!this.#tenants.has(record.tenantId)) throw new SaikuNotFoundError('tenant', 'createKey: unknown tenant')
     this.#keys.set(record.keyId, copyKey(record))
   }

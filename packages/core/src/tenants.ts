@@ -80,13 +80,19 @@ export function createTenantLoader(
 ): TenantLoader {
   const tenants = new LoadingCache<CachedTenant | null>(options.cache.maxEntries, now)
   const ttlMs = (): number => options.cache.ttlMs
-  const reportRefreshError = (error: unknown): void => reportError(asStoreError(error, 'key_store', 'key store findTenant failed'))
+  const reportRefreshError = (error: unknown): void =>
+    reportError(asStoreError(error, 'key_store', 'key store findTenant failed'))
 
   async function fromStore(tenantId: string): Promise<CachedTenant | null> {
     const started = metrics === null ? 0 : performance.now()
     let record: TenantRecord | null
     try {
-      record = await withTimeout(store.findTenant(tenantId), options.keyStoreTimeoutMs, 'key_store', 'key store findTenant')
+      record = await withTimeout(
+        store.findTenant(tenantId),
+        options.keyStoreTimeoutMs,
+        'key_store',
+        'key store findTenant',
+      )
     } catch (error) {
       metrics?.keyStoreCall('findTenant', started, false)
       throw error
@@ -111,7 +117,10 @@ export function createTenantLoader(
       try {
         return await load(tenantId)
       } catch (error) {
-        const stale = options.failurePolicy.keyStore === 'serve-stale' ? tenants.getStale(tenantId, options.cache.maxStaleMs) : undefined
+        const stale =
+          options.failurePolicy.keyStore === 'serve-stale'
+            ? tenants.getStale(tenantId, options.cache.maxStaleMs)
+            : undefined
         if (stale === undefined) throw error
         reportError(asStoreError(error, 'key_store', 'key store findTenant failed'))
         return stale

@@ -95,16 +95,26 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
         connectionName: 'production-warehouse',
         limits: { perMinute: 5_000, perHour: 200_000 },
       })
-      expect(found?.subscription.status, 'findTenant returned another subscription.status than was written').toBe('trialing')
-      expect(found?.subscription.trialEndsAt, 'findTenant must return subscription.trialEndsAt as a Date').toBeInstanceOf(Date)
-      expect(found?.subscription.trialEndsAt?.getTime(), 'findTenant returned another subscription.trialEndsAt than was written').toBe(trialEndsAt.getTime())
+      expect(found?.subscription.status, 'findTenant returned another subscription.status than was written').toBe(
+        'trialing',
+      )
+      expect(
+        found?.subscription.trialEndsAt,
+        'findTenant must return subscription.trialEndsAt as a Date',
+      ).toBeInstanceOf(Date)
+      expect(
+        found?.subscription.trialEndsAt?.getTime(),
+        'findTenant returned another subscription.trialEndsAt than was written',
+      ).toBe(trialEndsAt.getTime())
     })
 
     it('stores a digest and never the secret', async () => {
       const created = await keys.create(tenant.tenantId, { label: 'production-agent', permissions: ['keys:write'] })
       const record = await store.findKey(created.keyId)
       expect(record, 'findKey did not find a key that createKey wrote').not.toBeNull()
-      expect(record!.secretDigest, 'findKey returned another secretDigest than createKey was given').toBe(digestApiKey(created.key))
+      expect(record!.secretDigest, 'findKey returned another secretDigest than createKey was given').toBe(
+        digestApiKey(created.key),
+      )
       expect(record, 'findKey returned other fields than createKey was given').toMatchObject({
         keyId: created.keyId,
         tenantId: tenant.tenantId,
@@ -115,7 +125,9 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
         expiresAt: null,
       })
       expect(record!.createdAt, 'findKey must return createdAt as a Date').toBeInstanceOf(Date)
-      expect(JSON.stringify(record), 'findKey returned the secret itself: stores keep only its digest').not.toContain(created.key.slice(21))
+      expect(JSON.stringify(record), 'findKey returned the secret itself: stores keep only its digest').not.toContain(
+        created.key.slice(21),
+      )
     })
 
     it('round-trips expiry and labels with quotes, markup and emoji', async () => {
@@ -123,16 +135,26 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       const label = 'agent "alpha" <script>alert(1)</script> 🚀'
       const created = await keys.create(tenant.tenantId, { label, expiresAt, environment: 'test' })
       const record = await store.findKey(created.keyId)
-      expect(record?.label, 'findKey returned another label than was written (quotes, markup or emoji lost)').toBe(label)
+      expect(record?.label, 'findKey returned another label than was written (quotes, markup or emoji lost)').toBe(
+        label,
+      )
       expect(record?.environment, 'findKey returned another environment than was written').toBe('test')
-      expect(record?.expiresAt?.getTime(), 'findKey returned another expiresAt than was written').toBe(expiresAt.getTime())
+      expect(record?.expiresAt?.getTime(), 'findKey returned another expiresAt than was written').toBe(
+        expiresAt.getTime(),
+      )
     })
 
     it('rejects a second key with an existing key ID', async () => {
       const created = await keys.create(tenant.tenantId, { label: 'first' })
       const record = await store.findKey(created.keyId)
-      await expect(store.createKey({ ...record!, secretDigest: digestApiKey('other') }), 'createKey accepted a second key with an existing key ID').rejects.toThrow()
-      expect((await store.findKey(created.keyId))?.secretDigest, 'createKey with an existing key ID overwrote the first key').toBe(record!.secretDigest)
+      await expect(
+        store.createKey({ ...record!, secretDigest: digestApiKey('other') }),
+        'createKey accepted a second key with an existing key ID',
+      ).rejects.toThrow()
+      expect(
+        (await store.findKey(created.keyId))?.secretDigest,
+        'createKey with an existing key ID overwrote the first key',
+      ).toBe(record!.secretDigest)
     })
 
     it("lists only the tenant's live keys, oldest first, without secrets or digests", async () => {
@@ -145,14 +167,27 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       await store.revokeKey(revoked.keyId, new Date())
 
       const listed = await store.listKeys(tenant.tenantId)
-      expect(listed.map((key) => key.keyId), "listKeys must return exactly the tenant's unrevoked keys, oldest first").toEqual([first.keyId, second.keyId])
-      expect(listed[0], 'listKeys returned other fields than createKey was given').toMatchObject({ label: 'first', environment: 'live', permissions: [], lastUsedAt: null })
+      expect(
+        listed.map((key) => key.keyId),
+        "listKeys must return exactly the tenant's unrevoked keys, oldest first",
+      ).toEqual([first.keyId, second.keyId])
+      expect(listed[0], 'listKeys returned other fields than createKey was given').toMatchObject({
+        label: 'first',
+        environment: 'live',
+        permissions: [],
+        lastUsedAt: null,
+      })
       const text = JSON.stringify(listed)
       for (const created of [first, second, foreign]) {
         expect(text, 'listKeys returned a secret').not.toContain(created.key)
-        expect(text, 'listKeys returned a digest: summaries carry no secretDigest').not.toContain(digestApiKey(created.key))
+        expect(text, 'listKeys returned a digest: summaries carry no secretDigest').not.toContain(
+          digestApiKey(created.key),
+        )
       }
-      expect(listed.every((key) => !('secretDigest' in key)), 'listKeys returned records with a secretDigest field').toBe(true)
+      expect(
+        listed.every((key) => !('secretDigest' in key)),
+        'listKeys returned records with a secretDigest field',
+      ).toBe(true)
       expect(await store.listKeys(crypto.randomUUID()), 'listKeys(unknown tenant) must return []').toEqual([])
     })
 
@@ -160,11 +195,20 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       const created = await keys.create(tenant.tenantId, { label: 'old' })
       const at = new Date()
       expect(await store.revokeKey(created.keyId, at), 'revokeKey of a live key must return true').toBe(true)
-      expect(await store.revokeKey(created.keyId, new Date()), 'revokeKey of an already revoked key must return false').toBe(false)
-      expect(await store.revokeKey('AAAAAAAAAAAA', new Date()), 'revokeKey of an unknown key ID must return false').toBe(false)
+      expect(
+        await store.revokeKey(created.keyId, new Date()),
+        'revokeKey of an already revoked key must return false',
+      ).toBe(false)
+      expect(
+        await store.revokeKey('AAAAAAAAAAAA', new Date()),
+        'revokeKey of an unknown key ID must return false',
+      ).toBe(false)
       const revoked = await store.findKey(created.keyId)
       expect(revoked?.revokedAt, 'findKey returned a revoked key without revokedAt').toBeInstanceOf(Date)
-      expect(revoked?.revokedAt?.getTime(), 'findKey returned another revokedAt than revokeKey was given (a second revokeKey must not move it)').toBe(at.getTime())
+      expect(
+        revoked?.revokedAt?.getTime(),
+        'findKey returned another revokedAt than revokeKey was given (a second revokeKey must not move it)',
+      ).toBe(at.getTime())
     })
 
     it('records last use when it supports it', async () => {
@@ -173,7 +217,9 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       const usedAt = new Date('2030-05-06T07:08:09.000Z')
       await store.recordKeyUse(created.keyId, usedAt)
       const [listed] = await store.listKeys(tenant.tenantId)
-      expect(listed?.lastUsedAt?.getTime(), 'listKeys did not return the lastUsedAt that recordKeyUse wrote').toBe(usedAt.getTime())
+      expect(listed?.lastUsedAt?.getTime(), 'listKeys did not return the lastUsedAt that recordKeyUse wrote').toBe(
+        usedAt.getTime(),
+      )
     })
 
     it('replaces a subscription only while it is still the one read, and nothing else of the tenant', async () => {
@@ -182,12 +228,18 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       const unpaid = conformanceTenant({ subscription: { status: 'none', trialEndsAt: null } })
       await harness.addTenant(unpaid)
       const trial = { status: 'trialing' as const, trialEndsAt: new Date('2030-05-20T00:00:00.000Z') }
-      const results = await Promise.all(Array.from({ length: 10 }, () => admin.replaceSubscription!(unpaid.tenantId, unpaid.subscription, trial)))
+      const results = await Promise.all(
+        Array.from({ length: 10 }, () => admin.replaceSubscription!(unpaid.tenantId, unpaid.subscription, trial)),
+      )
       expect(results.filter(Boolean)).toHaveLength(1)
       expect(await store.findTenant(unpaid.tenantId)).toEqual({ ...unpaid, subscription: trial })
-      expect(await admin.replaceSubscription(unpaid.tenantId, unpaid.subscription, { status: 'active', trialEndsAt: null })).toBe(false)
+      expect(
+        await admin.replaceSubscription(unpaid.tenantId, unpaid.subscription, { status: 'active', trialEndsAt: null }),
+      ).toBe(false)
       expect(await admin.replaceSubscription(crypto.randomUUID(), unpaid.subscription, trial)).toBe(false)
-      expect(await admin.replaceSubscription(unpaid.tenantId, trial, { status: 'active', trialEndsAt: null })).toBe(true)
+      expect(await admin.replaceSubscription(unpaid.tenantId, trial, { status: 'active', trialEndsAt: null })).toBe(
+        true,
+      )
       expect((await store.findTenant(unpaid.tenantId))?.subscription).toEqual({ status: 'active', trialEndsAt: null })
     })
 
@@ -196,11 +248,21 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       try {
         const created = await auth.keys.create(tenant.tenantId, { label: 'pipeline' })
         const admitted = await auth.authenticate(bearer(created.key))
-        expect(admitted, 'a freshly created key was refused: the store lost or altered the key or its tenant').toMatchObject({ ok: true })
-        if (admitted.ok) expect(admitted.principal.tenant.tenantId, 'a key authenticated as another tenant').toBe(tenant.tenantId)
-        expect(await auth.keys.revoke(tenant.tenantId, created.keyId), 'revoking a live key through the key manager failed').toBe(true)
+        expect(
+          admitted,
+          'a freshly created key was refused: the store lost or altered the key or its tenant',
+        ).toMatchObject({ ok: true })
+        if (admitted.ok)
+          expect(admitted.principal.tenant.tenantId, 'a key authenticated as another tenant').toBe(tenant.tenantId)
+        expect(
+          await auth.keys.revoke(tenant.tenantId, created.keyId),
+          'revoking a live key through the key manager failed',
+        ).toBe(true)
         const refused = await auth.authenticate(bearer(created.key))
-        expect(refused, 'a revoked key was still admitted: findKey must return revokedAt after revokeKey').toMatchObject({ ok: false, status: 401 })
+        expect(
+          refused,
+          'a revoked key was still admitted: findKey must return revokedAt after revokeKey',
+        ).toMatchObject({ ok: false, status: 401 })
       } finally {
         auth.close()
       }

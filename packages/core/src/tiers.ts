@@ -64,7 +64,11 @@ export function limitsForTenant(table: TierTable, tenant: TenantLimitSource): Wi
     throw new SaikuConfigError(`${path}.tier`, `one of ${Object.keys(table).join(', ')}`, tenant.tier)
   }
   if (tierLimits === 'custom') {
-    throw new SaikuConfigError(`${path}.limits`, `{ perMinute, perHour } for the custom tier "${tenant.tier}"`, tenant.limits)
+    throw new SaikuConfigError(
+      `${path}.limits`,
+      `{ perMinute, perHour } for the custom tier "${tenant.tier}"`,
+      tenant.limits,
+    )
   }
   return tierLimits
 }

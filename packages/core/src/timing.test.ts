@@ -33,7 +33,11 @@ function recordingVerifier(store: MemoryKeyStore) {
 
 describe('checking a wrong secret', () => {
   it('takes the same steps whether the key ID exists or not, and whatever prefix of the secret matches', async () => {
-    const store = new MemoryKeyStore({ tenants: [{ tenantId: 't', tenantSlug: 'acme', tier: 'team', connectionName: 'w', subscription: { status: 'active' } }] })
+    const store = new MemoryKeyStore({
+      tenants: [
+        { tenantId: 't', tenantSlug: 'acme', tier: 'team', connectionName: 'w', subscription: { status: 'active' } },
+      ],
+    })
     const created = await createKeyManager(store).create('t', { label: 'agent' })
     const { verifier, steps } = recordingVerifier(store)
     expect((await verifier.verify(created.key)).ok).toBe(true)
@@ -44,7 +48,9 @@ describe('checking a wrong secret', () => {
       'unknown key ID': mintApiKey().key,
       'known ID, nothing matches': withChecksum(`sk_live_${created.keyId}_${other}`),
       'known ID, first half matches': withChecksum(`sk_live_${created.keyId}_${secret.slice(0, 16)}${other.slice(16)}`),
-      'known ID, all but the last character match': withChecksum(`sk_live_${created.keyId}_${secret.slice(0, 31)}${secret.endsWith('A') ? 'B' : 'A'}`),
+      'known ID, all but the last character match': withChecksum(
+        `sk_live_${created.keyId}_${secret.slice(0, 31)}${secret.endsWith('A') ? 'B' : 'A'}`,
+      ),
     }
     const traces: Record<string, string[]> = {}
     for (const [name, guess] of Object.entries(guesses)) {

@@ -5,8 +5,19 @@ import { createMemoryLimiter } from './memory-limiter.js'
 import { createAuthenticator } from './authenticator.js'
 import { MemoryKeyStore } from './store.js'
 
-const acme = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }
-const request = (key: string) => ({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant', ip: '127.0.0.1' })
+const acme = {
+  tenantId: 't-acme',
+  tenantSlug: 'acme',
+  tier: 'starter',
+  connectionName: 'w',
+  subscription: { status: 'active' as const },
+}
+const request = (key: string) => ({
+  headers: { authorization: `Bearer ${key}` },
+  method: 'GET',
+  url: '/me/tenant',
+  ip: '127.0.0.1',
+})
 
 describe('authenticator.usage', () => {
   it('reports both windows of the tenant’s tier and spends nothing, however often it is read', async () => {
@@ -38,7 +49,12 @@ describe('authenticator.usage', () => {
     const memory = createMemoryLimiter()
     const backend: LimiterBackend = { consume: (tenantKey, limits) => memory.consume(tenantKey, limits) }
     const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), { limiter: { backend } })
-    expect(await auth.usage('t-acme')).toEqual({ tenantId: 't-acme', limits: { perMinute: 60, perHour: 1000 }, minute: null, hour: null })
+    expect(await auth.usage('t-acme')).toEqual({
+      tenantId: 't-acme',
+      limits: { perMinute: 60, perHour: 1000 },
+      minute: null,
+      hour: null,
+    })
   })
 
   it('rejects with a store error when the backend fails, never a made-up count', async () => {
@@ -60,6 +76,10 @@ describe('the memory backend’s peek', () => {
     limiter.consumeSync('t', limits)
     limiter.consumeSync('t', limits)
     expect(await limiter.peek('t', limits)).toEqual(limiter.peekSync('t', limits))
-    expect(await limiter.peek('t', limits)).toMatchObject({ admitted: false, minute: { remaining: 0 }, hour: { remaining: 8 } })
+    expect(await limiter.peek('t', limits)).toMatchObject({
+      admitted: false,
+      minute: { remaining: 0 },
+      hour: { remaining: 8 },
+    })
   })
 })

@@ -47,7 +47,8 @@ export function positiveInteger(path: string, value: unknown, fallback: number):
 
 export function nonNegativeInteger(path: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new SaikuConfigError(path, 'a non-negative integer', value)
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+    throw new SaikuConfigError(path, 'a non-negative integer', value)
   return value
 }
 
@@ -61,7 +62,8 @@ export function integerInRange(path: string, value: unknown, fallback: number, m
 
 export function oneOf<T extends string>(path: string, value: unknown, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback
-  if (!allowed.includes(value as T)) throw new SaikuConfigError(path, `one of ${allowed.map((a) => `"${a}"`).join(', ')}`, value)
+  if (!allowed.includes(value as T))
+    throw new SaikuConfigError(path, `one of ${allowed.map((a) => `"${a}"`).join(', ')}`, value)
   return value as T
 }
 
@@ -78,21 +80,37 @@ export function optionalFunction<F>(path: string, value: unknown): F | undefined
 }
 
 /** An object with the methods named, or undefined when left out. */
-export function optionalObjectWith<T>(path: string, value: unknown, methods: readonly string[], expected: string): T | undefined {
+export function optionalObjectWith<T>(
+  path: string,
+  value: unknown,
+  methods: readonly string[],
+  expected: string,
+): T | undefined {
   if (value === undefined) return undefined
-  if (typeof value !== 'object' || value === null || methods.some((name) => typeof (value as Record<string, unknown>)[name] !== 'function')) {
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    methods.some((name) => typeof (value as Record<string, unknown>)[name] !== 'function')
+  ) {
     throw new SaikuConfigError(path, expected, value)
   }
   return value as T
 }
 
 /** A list of non-empty strings, each one of `allowed` when given. */
-export function stringSet(path: string, value: unknown, allowed?: readonly string[], allowedName = 'a known value'): ReadonlySet<string> {
+export function stringSet(
+  path: string,
+  value: unknown,
+  allowed?: readonly string[],
+  allowedName = 'a known value',
+): ReadonlySet<string> {
   if (value === undefined) return new Set()
   if (!Array.isArray(value)) throw new SaikuConfigError(path, 'an array of strings', value)
   for (const [index, entry] of value.entries()) {
-    if (typeof entry !== 'string' || entry === '') throw new SaikuConfigError(`${path}[${index}]`, 'a non-empty string', entry)
-    if (allowed !== undefined && !allowed.includes(entry)) throw new SaikuConfigError(`${path}[${index}]`, `${allowedName} (${allowed.join(', ')})`, entry)
+    if (typeof entry !== 'string' || entry === '')
+      throw new SaikuConfigError(`${path}[${index}]`, 'a non-empty string', entry)
+    if (allowed !== undefined && !allowed.includes(entry))
+      throw new SaikuConfigError(`${path}[${index}]`, `${allowedName} (${allowed.join(', ')})`, entry)
   }
   return new Set(value as string[])
 }

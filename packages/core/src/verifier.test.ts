@@ -37,7 +37,15 @@ describe('createApiKeyVerifier', () => {
     const created = await keys.create('t-1', { label: 'agent', permissions: ['keys:read'] })
     expect(await verifier.verify(created.key)).toEqual({
       ok: true,
-      credential: { type: 'api_key', keyId: created.keyId, tenantId: 't-1', label: 'agent', environment: 'live', permissions: ['keys:read'], expiresAt: null },
+      credential: {
+        type: 'api_key',
+        keyId: created.keyId,
+        tenantId: 't-1',
+        label: 'agent',
+        environment: 'live',
+        permissions: ['keys:read'],
+        expiresAt: null,
+      },
     })
   })
 
@@ -120,7 +128,10 @@ describe('createApiKeyVerifier', () => {
 
   it('refuses an expired key, and a test key where only live keys are accepted', async () => {
     const { verifier, keys, advance } = setup({ environments: ['live'] })
-    const expiring = await keys.create('t-1', { label: 'short', expiresAt: new Date(Date.parse('2030-01-01T00:01:00Z')) })
+    const expiring = await keys.create('t-1', {
+      label: 'short',
+      expiresAt: new Date(Date.parse('2030-01-01T00:01:00Z')),
+    })
     expect((await verifier.verify(expiring.key)).ok).toBe(true)
     advance(60_000)
     expect(await verifier.verify(expiring.key)).toEqual({ ok: false, reason: 'expired' })
@@ -164,13 +175,20 @@ describe('withTimeout', () => {
 
   it('turns a hang into a timed-out SaikuStoreError', async () => {
     const pending = withTimeout(new Promise(() => {}), 250, 'key_store', 'findKey')
-    const assertion = expect(pending).rejects.toMatchObject({ name: 'SaikuStoreError', source: 'key_store', timedOut: true })
+    const assertion = expect(pending).rejects.toMatchObject({
+      name: 'SaikuStoreError',
+      source: 'key_store',
+      timedOut: true,
+    })
     await vi.advanceTimersByTimeAsync(250)
     await assertion
   })
 
   it('keeps the cause of a failure', async () => {
     const cause = new Error('ECONNRESET')
-    await expect(withTimeout(Promise.reject(cause), 250, 'limiter', 'consume')).rejects.toMatchObject({ source: 'limiter', cause })
+    await expect(withTimeout(Promise.reject(cause), 250, 'limiter', 'consume')).rejects.toMatchObject({
+      source: 'limiter',
+      cause,
+    })
   })
 })

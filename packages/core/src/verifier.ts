@@ -1,7 +1,14 @@
 import { LoadingCache } from './cache.js'
 import { asStoreError, type SaikuStoreError } from './errors.js'
 import { timingSafeEqual } from 'node:crypto'
-import { KEY_ID_LENGTH, apiKeyFailure, digestApiKeyBytes, digestsEqual, sha256Latin1, type KeyEnvironment } from './keys.js'
+import {
+  KEY_ID_LENGTH,
+  apiKeyFailure,
+  digestApiKeyBytes,
+  digestsEqual,
+  sha256Latin1,
+  type KeyEnvironment,
+} from './keys.js'
 import type { ApiKeyRecord, KeyStore } from './store.js'
 import { withTimeout } from './timeout.js'
 import type { CoreMetrics } from './metrics.js'
@@ -25,7 +32,9 @@ export interface VerifiedCredential {
 }
 
 /** A key's standing, looked up by ID: null when it works, else why it does not. */
-export type KeyState = { readonly ok: true; readonly tenantId: string; readonly environment: KeyEnvironment } | { readonly ok: false; readonly reason: 'unknown_key' | 'revoked' | 'expired' }
+export type KeyState =
+  | { readonly ok: true; readonly tenantId: string; readonly environment: KeyEnvironment }
+  | { readonly ok: false; readonly reason: 'unknown_key' | 'revoked' | 'expired' }
 
 /** Why a token was refused. All of them answer the same 401; the reason is for hooks and logs. */
 export type VerificationFailure =
@@ -243,7 +252,8 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
   }
 
   const maxStaleMs = options.maxStaleMs ?? 60_000
-  const reportRefreshError = (error: unknown): void => options.onStoreError?.(asStoreError(error, 'key_store', 'key store findKey failed'))
+  const reportRefreshError = (error: unknown): void =>
+    options.onStoreError?.(asStoreError(error, 'key_store', 'key store findKey failed'))
 
   async function loadOrStale(keyId: string): Promise<CachedKey | null> {
     try {
@@ -271,7 +281,8 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     // parseApiKey's checks, without building its answer: this runs on every request.
     const failure = apiKeyFailure(token)
     if (failure !== null) return FAILURES[failure]
-    if (token.charCodeAt(3) === 108 /* sk_live_ */ ? !acceptsLive : !acceptsTest) return FAILURES.environment_not_accepted
+    if (token.charCodeAt(3) === 108 /* sk_live_ */ ? !acceptsLive : !acceptsTest)
+      return FAILURES.environment_not_accepted
     const keyId = token.slice(KEY_ID_START, KEY_ID_START + KEY_ID_LENGTH)
     const nowMs = options.now()
     const entry = cache.getFresh(keyId, nowMs)

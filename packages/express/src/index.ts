@@ -1,6 +1,24 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express'
-import { BODY_HEADERS, checkPermissions, errorResponse, errorResponseFor, permissionGuard, resolveSaikuErrorsOptions, type AuthDecision, type ErrorResponse, type PermissionGuardArguments, type SaikuErrorsOptions as CoreErrorsOptions } from '@saiku/core/adapter'
-import { createAuthenticator, type Authenticator, type KeyStore, type SaikuOptions, type SaikuPrincipal, type WouldBeRefusal } from '@saiku/core'
+import {
+  BODY_HEADERS,
+  checkPermissions,
+  errorResponse,
+  errorResponseFor,
+  permissionGuard,
+  resolveSaikuErrorsOptions,
+  type AuthDecision,
+  type ErrorResponse,
+  type PermissionGuardArguments,
+  type SaikuErrorsOptions as CoreErrorsOptions,
+} from '@saiku/core/adapter'
+import {
+  createAuthenticator,
+  type Authenticator,
+  type KeyStore,
+  type SaikuOptions,
+  type SaikuPrincipal,
+  type WouldBeRefusal,
+} from '@saiku/core'
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace

@@ -1,6 +1,24 @@
 import type { Context, Middleware, Next } from 'koa'
-import { BODY_HEADERS, checkPermissions, errorResponse, errorResponseFor, permissionGuard, resolveSaikuErrorsOptions, type AuthDecision, type ErrorResponse, type PermissionGuardArguments, type SaikuErrorsOptions as CoreErrorsOptions } from '@saiku/core/adapter'
-import { createAuthenticator, type Authenticator, type KeyStore, type SaikuOptions, type SaikuPrincipal, type WouldBeRefusal } from '@saiku/core'
+import {
+  BODY_HEADERS,
+  checkPermissions,
+  errorResponse,
+  errorResponseFor,
+  permissionGuard,
+  resolveSaikuErrorsOptions,
+  type AuthDecision,
+  type ErrorResponse,
+  type PermissionGuardArguments,
+  type SaikuErrorsOptions as CoreErrorsOptions,
+} from '@saiku/core/adapter'
+import {
+  createAuthenticator,
+  type Authenticator,
+  type KeyStore,
+  type SaikuOptions,
+  type SaikuPrincipal,
+  type WouldBeRefusal,
+} from '@saiku/core'
 
 declare module 'koa' {
   interface DefaultState {
@@ -62,7 +80,9 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
       principal: ctx.state.saiku,
     })
     // The common request is decided at once: no promise hop before the next middleware.
-    return outcome instanceof Promise ? outcome.then((decision) => apply(ctx, decision, next)) : apply(ctx, outcome, next)
+    return outcome instanceof Promise
+      ? outcome.then((decision) => apply(ctx, decision, next))
+      : apply(ctx, outcome, next)
   }
   return Object.assign(middleware, { authenticator })
 }
@@ -90,7 +110,11 @@ export type SaikuErrorsOptions = CoreErrorsOptions<(error: unknown, ctx: Context
  * `notFound: false`). An error after the response started is reported and the connection closed.
  */
 export function saikuErrors(options?: SaikuErrorsOptions): Middleware {
-  const { notFound, realm, onError = (error: unknown, ctx: Context) => ctx.app.emit('error', error, ctx) } = resolveSaikuErrorsOptions(options)
+  const {
+    notFound,
+    realm,
+    onError = (error: unknown, ctx: Context) => ctx.app.emit('error', error, ctx),
+  } = resolveSaikuErrorsOptions(options)
   return async (ctx, next) => {
     try {
       await next()

@@ -40,8 +40,18 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     const cached = await manager.create(tenant.tenantId, { label: 'cached' })
     const unseen = await manager.create(tenant.tenantId, { label: 'unseen' })
     const errors: Error[] = []
-    const auth = createAuthenticator(store, { cache: { ttlMs: 500 }, keyStoreTimeoutMs: 400, failedAuth: { perMinute: 3 }, onError: (error) => errors.push(error) })
-    const from = (key: string): AuthRequest => ({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant', ip: '203.0.113.9' })
+    const auth = createAuthenticator(store, {
+      cache: { ttlMs: 500 },
+      keyStoreTimeoutMs: 400,
+      failedAuth: { perMinute: 3 },
+      onError: (error) => errors.push(error),
+    })
+    const from = (key: string): AuthRequest => ({
+      headers: { authorization: `Bearer ${key}` },
+      method: 'GET',
+      url: '/me/tenant',
+      ip: '203.0.113.9',
+    })
     const status = async (key: string) => {
       const decision = await auth.authenticate(from(key))
       return decision.ok ? 200 : decision.status
@@ -76,7 +86,12 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     await store.putTenant(tenant)
     const { key } = await createKeyManager(store).create(tenant.tenantId, { label: 'fresh' })
     const auth = createAuthenticator(store, { failedAuth: { perMinute: 5 } })
-    const request: AuthRequest = { headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant', ip: '203.0.113.11' }
+    const request: AuthRequest = {
+      headers: { authorization: `Bearer ${key}` },
+      method: 'GET',
+      url: '/me/tenant',
+      ip: '203.0.113.11',
+    }
     const decisions = await Promise.all(Array.from({ length: 40 }, () => auth.authenticate(request)))
     expect(decisions.map((decision) => (decision.ok ? 200 : decision.status))).toEqual(Array(40).fill(200))
     auth.close()
@@ -92,13 +107,24 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     listenPool.on('error', () => {})
     const a = new PostgresKeyStore({ pool: admin, schema })
     const errors: Error[] = []
-    const b = new PostgresKeyStore({ pool: admin, schema, listenPool, listenCheckMs: 200, onError: (error) => errors.push(error) })
+    const b = new PostgresKeyStore({
+      pool: admin,
+      schema,
+      listenPool,
+      listenCheckMs: 200,
+      onError: (error) => errors.push(error),
+    })
     await Promise.all([a.ready(), b.ready()])
     const tenant = conformanceTenant()
     await a.putTenant(tenant)
     const created = await createKeyManager(a).create(tenant.tenantId, { label: 'agent' })
     const authB = createAuthenticator(b, { cache: { ttlMs: 3_600_000 } })
-    const request: AuthRequest = { headers: { authorization: `Bearer ${created.key}` }, method: 'GET', url: '/me/tenant', ip: '203.0.113.10' }
+    const request: AuthRequest = {
+      headers: { authorization: `Bearer ${created.key}` },
+      method: 'GET',
+      url: '/me/tenant',
+      ip: '203.0.113.10',
+    }
     expect((await authB.authenticate(request)).ok).toBe(true)
 
     listenProxy.stall()

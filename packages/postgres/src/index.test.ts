@@ -18,7 +18,9 @@ describe('PostgresKeyStore and ?schema=NAME in the connection string (no server 
   const poolFor = (connectionString: string) => new pg.Pool({ connectionString })
 
   it('takes the schema from the connection string when the option is not given', () => {
-    expect(new PostgresKeyStore({ pool: poolFor('postgres://u:p@db.invalid/app?schema=tenants_a') }).schema).toBe('tenants_a')
+    expect(new PostgresKeyStore({ pool: poolFor('postgres://u:p@db.invalid/app?schema=tenants_a') }).schema).toBe(
+      'tenants_a',
+    )
     expect(new PostgresKeyStore({ pool: poolFor('postgres://u:p@db.invalid/app') }).schema).toBe('public')
   })
 
@@ -31,7 +33,9 @@ describe('PostgresKeyStore and ?schema=NAME in the connection string (no server 
   })
 
   it('refuses a ?schema= that is not a plain SQL identifier', () => {
-    expect(() => new PostgresKeyStore({ pool: poolFor('postgres://u:p@db.invalid/app?schema=Bad-Name') })).toThrow(SaikuConfigError)
+    expect(() => new PostgresKeyStore({ pool: poolFor('postgres://u:p@db.invalid/app?schema=Bad-Name') })).toThrow(
+      SaikuConfigError,
+    )
     expect(() => new PostgresKeyStore({ pool: poolFor('postgres://u:p@db.invalid/app?schema=Bad-Name') })).toThrow(
       'pool connection string ?schema: expected a lower-case SQL identifier of at most 41 characters, got "Bad-Name"',
     )
@@ -76,7 +80,10 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
     expect(await Promise.all(stores.map((store) => store.migrate()))).toEqual([1, 1, 1, 1])
     const { rows } = await pool.query(`SELECT version FROM "${schema}".saiku_schema_version`)
     expect(rows).toEqual([{ version: 1 }])
-    const indexes = await pool.query(`SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'saiku_api_keys'`, [schema])
+    const indexes = await pool.query(
+      `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'saiku_api_keys'`,
+      [schema],
+    )
     expect(indexes.rows.map((r) => r.indexdef).join('\n')).toMatch(/UNIQUE INDEX .* \(secret_digest\)/)
   })
 
@@ -95,7 +102,10 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
     const heard: KeyChange[] = []
     const stop = onKeyStoreChange(b, (change) => heard.push(change))
     await createKeyManager(a).revoke(tenant.tenantId, created.keyId)
-    await vi.waitFor(() => expect(heard).toContainEqual({ kind: 'key', keyId: created.keyId }), { timeout: 2_000, interval: 10 })
+    await vi.waitFor(() => expect(heard).toContainEqual({ kind: 'key', keyId: created.keyId }), {
+      timeout: 2_000,
+      interval: 10,
+    })
     expect(await authB.authenticate(request)).toMatchObject({ ok: false, status: 401 })
     stop()
     authB.close()
@@ -109,12 +119,17 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
     await Promise.all([a.ready(), b.ready()])
     const heard: KeyChange[] = []
     const stop = onKeyStoreChange(b, (change) => heard.push(change))
-    const { rowCount } = await pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`, [`LISTEN "${b.channel}"`])
+    const { rowCount } = await pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`, [
+      `LISTEN "${b.channel}"`,
+    ])
     expect(rowCount).toBe(2)
     await vi.waitFor(() => expect(heard).toContainEqual({ kind: 'all' }), { timeout: 5_000, interval: 20 })
     const tenant = conformanceTenant()
     await a.putTenant(tenant)
-    await vi.waitFor(() => expect(heard).toContainEqual({ kind: 'tenant', tenantId: tenant.tenantId }), { timeout: 5_000, interval: 20 })
+    await vi.waitFor(() => expect(heard).toContainEqual({ kind: 'tenant', tenantId: tenant.tenantId }), {
+      timeout: 5_000,
+      interval: 20,
+    })
     stop()
     await Promise.all([a.close(), b.close()])
   })
@@ -123,9 +138,12 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
     const store = new PostgresKeyStore({ pool, schema: freshSchema(), listen: false, lastUsedFlushMs: 60_000 })
     const tenant = conformanceTenant()
     await store.putTenant(tenant)
-    const keys = await Promise.all(Array.from({ length: 5 }, (_, i) => createKeyManager(store).create(tenant.tenantId, { label: `k${i}` })))
+    const keys = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => createKeyManager(store).create(tenant.tenantId, { label: `k${i}` })),
+    )
     const query = vi.spyOn(pool, 'query')
-    for (let round = 0; round < 20; round++) for (const key of keys) await store.recordKeyUse(key.keyId, new Date(Date.now() + round))
+    for (let round = 0; round < 20; round++)
+      for (const key of keys) await store.recordKeyUse(key.keyId, new Date(Date.now() + round))
     expect(query).not.toHaveBeenCalled()
     expect(await store.flushKeyUses()).toBe(5)
     expect(query).toHaveBeenCalledTimes(1)
@@ -137,11 +155,18 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
   it('starts one trial from two pools, however many ask at once', async () => {
     const schema = freshSchema()
     const other = new pg.Pool({ connectionString: postgresUrl, max: 5 })
-    const stores = [new PostgresKeyStore({ pool, schema, listen: false }), new PostgresKeyStore({ pool: other, schema, listen: false })]
+    const stores = [
+      new PostgresKeyStore({ pool, schema, listen: false }),
+      new PostgresKeyStore({ pool: other, schema, listen: false }),
+    ]
     const tenant = conformanceTenant({ subscription: { status: 'none', trialEndsAt: null } })
     await stores[0]!.putTenant(tenant)
     const trial = { status: 'trialing' as const, trialEndsAt: new Date(Date.now() + 14 * 86_400_000) }
-    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => stores[i % 2]!.replaceSubscription(tenant.tenantId, tenant.subscription, trial)))
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        stores[i % 2]!.replaceSubscription(tenant.tenantId, tenant.subscription, trial),
+      ),
+    )
     expect(results.filter(Boolean)).toHaveLength(1)
     expect((await stores[1]!.findTenant(tenant.tenantId))?.subscription).toEqual(trial)
     await Promise.all(stores.map((store) => store.close()))
@@ -153,7 +178,13 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
     // Statements give up after 200 ms, so a table lock held elsewhere fails the flush.
     const impatient = new pg.Pool({ connectionString: postgresUrl, max: 2, options: '-c statement_timeout=200' })
     const errors: Error[] = []
-    const store = new PostgresKeyStore({ pool: impatient, schema, listen: false, lastUsedFlushMs: 3_600_000, onError: (error) => errors.push(error) })
+    const store = new PostgresKeyStore({
+      pool: impatient,
+      schema,
+      listen: false,
+      lastUsedFlushMs: 3_600_000,
+      onError: (error) => errors.push(error),
+    })
     const tenant = conformanceTenant()
     await store.putTenant(tenant)
     const created = await createKeyManager(store).create(tenant.tenantId, { label: 'agent' })
@@ -172,6 +203,8 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
   })
 
   it('refuses a bad schema name at construction', () => {
-    expect(() => new PostgresKeyStore({ pool, schema: 'public; DROP TABLE x' })).toThrow('schema: expected a lower-case SQL identifier')
+    expect(() => new PostgresKeyStore({ pool, schema: 'public; DROP TABLE x' })).toThrow(
+      'schema: expected a lower-case SQL identifier',
+    )
   })
 })

@@ -1,7 +1,26 @@
 import { randomUUID } from 'node:crypto'
 import type { Pool, PoolClient } from 'pg'
-import { announceKeyStoreChange, keyFromRow, tenantFromRow, type KeyRow, type TenantRow, toKeySummary, validateTenantRecord, type KeyChange } from '@saiku/core/store'
-import { DEFAULT_TIERS, isKeyId, SaikuConfigError, type ApiKeyRecord, type ApiKeySummary, type Subscription, type TenantAdminStore, type TenantRecord, type TierTable } from '@saiku/core'
+import {
+  announceKeyStoreChange,
+  keyFromRow,
+  tenantFromRow,
+  type KeyRow,
+  type TenantRow,
+  toKeySummary,
+  validateTenantRecord,
+  type KeyChange,
+} from '@saiku/core/store'
+import {
+  DEFAULT_TIERS,
+  isKeyId,
+  SaikuConfigError,
+  type ApiKeyRecord,
+  type ApiKeySummary,
+  type Subscription,
+  type TenantAdminStore,
+  type TenantRecord,
+  type TierTable,
+} from '@saiku/core'
 
 /** The schema, one step per version, applied in order under an advisory lock; never edited once released. */
 export const MIGRATIONS: readonly ((schema: string) => string)[] = Object.freeze([
@@ -118,15 +137,25 @@ export class PostgresKeyStore implements TenantAdminStore {
   constructor(options: PostgresKeyStoreOptions) {
     const urlSchema = schemaOfPool(options.pool)
     if (urlSchema !== undefined && !SCHEMA_NAME.test(urlSchema)) {
-      throw new SaikuConfigError('pool connection string ?schema', 'a lower-case SQL identifier of at most 41 characters', urlSchema)
+      throw new SaikuConfigError(
+        'pool connection string ?schema',
+        'a lower-case SQL identifier of at most 41 characters',
+        urlSchema,
+      )
     }
     if (options.schema !== undefined && urlSchema !== undefined && options.schema !== urlSchema) {
-      throw new SaikuConfigError('schema', `the schema of the pool's connection string ("${urlSchema}") or none`, options.schema)
+      throw new SaikuConfigError(
+        'schema',
+        `the schema of the pool's connection string ("${urlSchema}") or none`,
+        options.schema,
+      )
     }
     const schema = options.schema ?? urlSchema ?? 'public'
-    if (!SCHEMA_NAME.test(schema)) throw new SaikuConfigError('schema', 'a lower-case SQL identifier of at most 41 characters', schema)
+    if (!SCHEMA_NAME.test(schema))
+      throw new SaikuConfigError('schema', 'a lower-case SQL identifier of at most 41 characters', schema)
     const flushMs = options.lastUsedFlushMs ?? 10_000
-    if (!Number.isSafeInteger(flushMs) || flushMs < 1) throw new SaikuConfigError('lastUsedFlushMs', 'a positive integer', flushMs)
+    if (!Number.isSafeInteger(flushMs) || flushMs < 1)
+      throw new SaikuConfigError('lastUsedFlushMs', 'a positive integer', flushMs)
     this.pool = options.pool
     this.schema = schema
     this.channel = schema === 'public' ? 'saiku_changes' : `saiku_changes_${schema}`
@@ -136,10 +165,12 @@ export class PostgresKeyStore implements TenantAdminStore {
     this.#listen = options.listen ?? true
     this.#listenPool = options.listenPool ?? options.pool
     const checkMs = options.listenCheckMs ?? 5_000
-    if (!Number.isSafeInteger(checkMs) || checkMs < 0) throw new SaikuConfigError('listenCheckMs', 'a non-negative integer', checkMs)
+    if (!Number.isSafeInteger(checkMs) || checkMs < 0)
+      throw new SaikuConfigError('listenCheckMs', 'a non-negative integer', checkMs)
     this.#listenCheckMs = checkMs
     const onError = options.onError
-    if (onError !== undefined && typeof onError !== 'function') throw new SaikuConfigError('onError', 'a function', onError)
+    if (onError !== undefined && typeof onError !== 'function')
+      throw new SaikuConfigError('onError', 'a function', onError)
     this.#onError = (error) => {
       try {
         onError?.(error)
@@ -157,10 +188,16 @@ export class PostgresKeyStore implements TenantAdminStore {
       await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`saiku_migrate_${this.schema}`])
       await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`)
       await client.query(`CREATE TABLE IF NOT EXISTS "${this.schema}".saiku_schema_version (version integer NOT NULL)`)
-      const { rows } = await client.query<{ version: number }>(`SELECT version FROM "${this.schema}".saiku_schema_version`)
+      const { rows } = await client.query<{ version: number }>(
+        `SELECT version FROM "${this.schema}".saiku_schema_version`,
+      )
       const current = rows[0]?.version ?? 0
-      for (let version = current; version < MIGRATIONS.length; version++) await client.query(MIGRATIONS[version]!(`"${this.schema}"`))
-      if (rows.length === 0) await client.query(`INSERT INTO "${this.schema}".saiku_schema_version (version) VALUES ($1)`, [MIGRATIONS.length])
+      for (let version = current; version < MIGRATIONS.length; version++)
+        await client.query(MIGRATIONS[version]!(`"${this.schema}"`))
+      if (rows.length === 0)
+        await client.query(`INSERT INTO "${this.schema}".saiku_schema_version (version) VALUES ($1)`, [
+          MIGRATIONS.length,
+        ])
       else await client.query(`UPDATE "${this.schema}".saiku_schema_version SET version = $1`, [MIGRATIONS.length])
       await client.query('COMMIT')
       return MIGRATIONS.length
@@ -242,7 +279,11 @@ export class PostgresKeyStore implements TenantAdminStore {
     const ping = this.#ping
     if (ping !== undefined && ping.sent) {
       this.#ping = undefined
-      this.#onError(new Error(`PostgreSQL LISTEN connection heard no notification for ${this.#listenCheckMs} ms; reconnecting and clearing caches`))
+      this.#onError(
+        new Error(
+          `PostgreSQL LISTEN connection heard no notification for ${this.#listenCheckMs} ms; reconnecting and clearing caches`,
+        ),
+      )
       this.#dropStalledListener?.()
       return
     }
@@ -282,13 +323,17 @@ export class PostgresKeyStore implements TenantAdminStore {
 
   async findTenant(tenantId: string): Promise<TenantRecord | null> {
     await this.ready()
-    const { rows } = await this.pool.query<TenantRow>(`SELECT * FROM ${this.#t.tenants} WHERE tenant_id = $1`, [tenantId])
+    const { rows } = await this.pool.query<TenantRow>(`SELECT * FROM ${this.#t.tenants} WHERE tenant_id = $1`, [
+      tenantId,
+    ])
     return rows[0] === undefined ? null : tenantFromRow(rows[0])
   }
 
   async findTenantBySlug(tenantSlug: string): Promise<TenantRecord | null> {
     await this.ready()
-    const { rows } = await this.pool.query<TenantRow>(`SELECT * FROM ${this.#t.tenants} WHERE tenant_slug = $1`, [tenantSlug])
+    const { rows } = await this.pool.query<TenantRow>(`SELECT * FROM ${this.#t.tenants} WHERE tenant_slug = $1`, [
+      tenantSlug,
+    ])
     return rows[0] === undefined ? null : tenantFromRow(rows[0])
   }
 
@@ -303,7 +348,18 @@ export class PostgresKeyStore implements TenantAdminStore {
     await this.pool.query(
       `INSERT INTO ${this.#t.keys} (key_id, tenant_id, label, environment, secret_digest, permissions, created_at, expires_at, revoked_at, last_used_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-      [record.keyId, record.tenantId, record.label, record.environment, record.secretDigest, [...record.permissions], record.createdAt, record.expiresAt, record.revokedAt, record.lastUsedAt],
+      [
+        record.keyId,
+        record.tenantId,
+        record.label,
+        record.environment,
+        record.secretDigest,
+        [...record.permissions],
+        record.createdAt,
+        record.expiresAt,
+        record.revokedAt,
+        record.lastUsedAt,
+      ],
     )
   }
 

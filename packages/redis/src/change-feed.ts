@@ -43,7 +43,8 @@ function parseChange(message: string): RelayedChange | null {
   const { origin, kind, keyId, tenantId } = value as Record<string, unknown>
   if (typeof origin !== 'string') return null
   if (kind === 'key' && isKeyId(keyId)) return { origin, kind, keyId }
-  if (kind === 'tenant' && typeof tenantId === 'string' && tenantId.length > 0 && tenantId.length <= 200) return { origin, kind, tenantId }
+  if (kind === 'tenant' && typeof tenantId === 'string' && tenantId.length > 0 && tenantId.length <= 200)
+    return { origin, kind, tenantId }
   return null
 }
 
@@ -55,7 +56,10 @@ function parseChange(message: string): RelayedChange | null {
  * elsewhere are announced here. A message lost while Redis is down leaves the
  * cache TTL as the bound.
  */
-export async function createRedisChangeFeed(store: KeyStore, options: RedisChangeFeedOptions): Promise<RedisChangeFeed> {
+export async function createRedisChangeFeed(
+  store: KeyStore,
+  options: RedisChangeFeedOptions,
+): Promise<RedisChangeFeed> {
   const channel = options.channel ?? 'saiku:changes'
   const origin = randomUUID()
   // Set while announcing a change that came from Redis, so it is not published back.
@@ -74,7 +78,10 @@ export async function createRedisChangeFeed(store: KeyStore, options: RedisChang
     if (change === null || change.origin === origin) return
     relaying = true
     try {
-      announceKeyStoreChange(store, change.kind === 'key' ? { kind: 'key', keyId: change.keyId } : { kind: 'tenant', tenantId: change.tenantId })
+      announceKeyStoreChange(
+        store,
+        change.kind === 'key' ? { kind: 'key', keyId: change.keyId } : { kind: 'tenant', tenantId: change.tenantId },
+      )
     } finally {
       relaying = false
     }

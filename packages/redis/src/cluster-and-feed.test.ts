@@ -6,12 +6,25 @@ import request from 'supertest'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createAuthenticator, MemoryKeyStore, type KeyStore } from '@saiku/core'
 import { saikuAuth } from '@saiku/express'
-import { hasRedisServerBinary, ownRedis, ownRedisCluster, redisUrl, type OwnRedis, type OwnRedisCluster } from '@saiku/test-support/services'
+import {
+  hasRedisServerBinary,
+  ownRedis,
+  ownRedisCluster,
+  redisUrl,
+  type OwnRedis,
+  type OwnRedisCluster,
+} from '@saiku/test-support/services'
 import { keySlot } from './breaker.js'
 import { createRedisChangeFeed, createRedisLimiter } from './index.js'
 import { redisClusterLimits, redisLimits } from './readme-usage.js'
 
-const acme = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }
+const acme = {
+  tenantId: 't-acme',
+  tenantSlug: 'acme',
+  tier: 'starter',
+  connectionName: 'w',
+  subscription: { status: 'active' as const },
+}
 
 describe.skipIf(!hasRedisServerBinary())('Redis Cluster', () => {
   let cluster: OwnRedisCluster
@@ -29,7 +42,11 @@ describe.skipIf(!hasRedisServerBinary())('Redis Cluster', () => {
   it('admits exactly the limit for tenants spread over every slot, with no CROSSSLOT error', async () => {
     const limiter = createRedisLimiter({ client })
     const tenants = Array.from({ length: 12 }, () => `t-${randomUUID()}`)
-    const decisions = await Promise.all(tenants.flatMap((tenant) => Array.from({ length: 15 }, () => limiter.consume(tenant, { perMinute: 10, perHour: 100 }))))
+    const decisions = await Promise.all(
+      tenants.flatMap((tenant) =>
+        Array.from({ length: 15 }, () => limiter.consume(tenant, { perMinute: 10, perHour: 100 })),
+      ),
+    )
     expect(decisions.filter((d) => d.admitted)).toHaveLength(12 * 10)
     const slots = new Set(await Promise.all(tenants.map((tenant) => client.cluster('KEYSLOT', limiter.keyFor(tenant)))))
     expect(slots.size).toBeGreaterThan(1)
@@ -41,7 +58,11 @@ describe.skipIf(!hasRedisServerBinary())('Redis Cluster', () => {
     const limiter = await redisClusterLimits(cluster.nodes, store)
     const auth = createAuthenticator(store, { limiter })
     const { key } = await auth.keys.create('t-acme', { label: 'agent' })
-    const decision = await auth.authenticate({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' })
+    const decision = await auth.authenticate({
+      headers: { authorization: `Bearer ${key}` },
+      method: 'GET',
+      url: '/me/tenant',
+    })
     expect(decision).toMatchObject({ ok: true, principal: { rateLimit: { admitted: true } } })
 
     const faulty = new Cluster(cluster.nodes, { enableOfflineQueue: false })
@@ -50,7 +71,9 @@ describe.skipIf(!hasRedisServerBinary())('Redis Cluster', () => {
     const backend = createRedisLimiter({ client: faulty, nodeDownAfterMs: 200, nodeDownPauseMs: 60_000 })
     const tenants = Array.from({ length: 30 }, () => `t-${randomUUID()}`)
     const deadPort = cluster.nodes[0]!.port
-    const onDead = tenants.filter((tenant) => faulty.slots[keySlot(backend.keyFor(tenant))]?.[0] === `127.0.0.1:${deadPort}`)
+    const onDead = tenants.filter(
+      (tenant) => faulty.slots[keySlot(backend.keyFor(tenant))]?.[0] === `127.0.0.1:${deadPort}`,
+    )
     const onLive = tenants.filter((tenant) => !onDead.includes(tenant))
     expect(onDead.length).toBeGreaterThan(0)
     await cluster.killNode(0)
@@ -59,7 +82,10 @@ describe.skipIf(!hasRedisServerBinary())('Redis Cluster', () => {
     const first = backend.consume(onDead[0]!, limits).catch((error: Error) => error)
     await new Promise((resolve) => setTimeout(resolve, 300))
     for (const tenant of onDead) {
-      await expect(backend.consume(tenant, limits)).rejects.toMatchObject({ name: 'SaikuStoreError', message: `Redis node 127.0.0.1:${deadPort} is down; failing fast` })
+      await expect(backend.consume(tenant, limits)).rejects.toMatchObject({
+        name: 'SaikuStoreError',
+        message: `Redis node 127.0.0.1:${deadPort} is down; failing fast`,
+      })
     }
     // Tenants on the live masters are not held back by the dead one.
     for (const tenant of onLive.slice(0, 5)) expect((await backend.consume(tenant, limits)).admitted).toBe(true)
@@ -87,12 +113,17 @@ describe.skipIf(!hasRedisServerBinary())('per HTTP request', () => {
     await request(app).get('/me/tenant').set('Authorization', `Bearer ${key}`)
     await client.config('RESETSTAT')
     const requests = 40
-    for (let i = 0; i < requests; i++) expect((await request(app).get('/me/tenant').set('Authorization', `Bearer ${key}`)).status).toBe(200)
+    for (let i = 0; i < requests; i++)
+      expect((await request(app).get('/me/tenant').set('Authorization', `Bearer ${key}`)).status).toBe(200)
     const stats = await client.info('commandstats')
-    const calls = Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m): [string, number] => [m[1]!, Number(m[2])]))
+    const calls = Object.fromEntries(
+      [...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m): [string, number] => [m[1]!, Number(m[2])]),
+    )
     const { config: _reset, info: _info, ...byRequests } = calls
     const total = Object.values(byRequests).reduce((sum, n) => sum + n, 0)
-    console.log(`Redis per HTTP request: ${(calls.evalsha ?? 0) / requests} round trip(s), ${total / requests} commands (${JSON.stringify(byRequests)})`)
+    console.log(
+      `Redis per HTTP request: ${(calls.evalsha ?? 0) / requests} round trip(s), ${total / requests} commands (${JSON.stringify(byRequests)})`,
+    )
     expect((calls.evalsha ?? 0) / requests).toBe(1)
     expect(total / requests).toBe(4)
     auth.authenticator.close()
@@ -122,7 +153,10 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
 
     const published = vi.spyOn(clients[2]!, 'publish')
     await shared.revokeKey(keyId, new Date())
-    await vi.waitFor(async () => expect(await authB.authenticate(requestFor)).toMatchObject({ ok: false, status: 401 }), { timeout: 2_000, interval: 10 })
+    await vi.waitFor(
+      async () => expect(await authB.authenticate(requestFor)).toMatchObject({ ok: false, status: 401 }),
+      { timeout: 2_000, interval: 10 },
+    )
     expect(published).not.toHaveBeenCalled()
 
     await Promise.all([feedA.close(), feedB.close()])
@@ -141,8 +175,16 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
     }
     const clients = Array.from({ length: 4 }, () => new Redis(redisUrl!))
     const feeds = [
-      await createRedisChangeFeed(announcing, { publisher: clients[0]!, subscriber: clients[1]!, channel: `saiku:test:${randomUUID()}` }),
-      await createRedisChangeFeed(silent, { publisher: clients[2]!, subscriber: clients[3]!, channel: `saiku:test:${randomUUID()}` }),
+      await createRedisChangeFeed(announcing, {
+        publisher: clients[0]!,
+        subscriber: clients[1]!,
+        channel: `saiku:test:${randomUUID()}`,
+      }),
+      await createRedisChangeFeed(silent, {
+        publisher: clients[2]!,
+        subscriber: clients[3]!,
+        channel: `saiku:test:${randomUUID()}`,
+      }),
     ]
     for (const [index, store] of [announcing, silent].entries()) {
       const publish = vi.spyOn(clients[index * 2]!, 'publish')
@@ -175,9 +217,15 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
     expect((await authB.authenticate(requestFor)).ok).toBe(true)
     // A change written behind the stores' backs (direct SQL, say), then announced from process A.
     const record = (await shared.findTenant('t-acme'))!
-    vi.spyOn(shared, 'findTenant').mockResolvedValue({ ...record, subscription: { status: 'canceled', trialEndsAt: null } })
+    vi.spyOn(shared, 'findTenant').mockResolvedValue({
+      ...record,
+      subscription: { status: 'canceled', trialEndsAt: null },
+    })
     authA.invalidateTenant('t-acme')
-    await vi.waitFor(async () => expect(await authB.authenticate(requestFor)).toMatchObject({ ok: false, status: 402 }), { timeout: 2_000, interval: 10 })
+    await vi.waitFor(
+      async () => expect(await authB.authenticate(requestFor)).toMatchObject({ ok: false, status: 402 }),
+      { timeout: 2_000, interval: 10 },
+    )
     await Promise.all([feedA.close(), feedB.close()])
     authA.close()
     authB.close()
@@ -189,7 +237,11 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
     const limiter = await redisLimits(redisUrl!, store)
     const auth = createAuthenticator(store, { limiter })
     const { key } = await auth.keys.create('t-acme', { label: 'agent' })
-    const decision = await auth.authenticate({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' })
+    const decision = await auth.authenticate({
+      headers: { authorization: `Bearer ${key}` },
+      method: 'GET',
+      url: '/me/tenant',
+    })
     expect(decision).toMatchObject({ ok: true, principal: { rateLimit: { admitted: true } } })
     auth.close()
   })
@@ -201,7 +253,8 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
     const feed = await createRedisChangeFeed(store, { publisher: publisher!, subscriber: subscriber!, channel })
     const auth = createAuthenticator(store)
     const invalidate = vi.spyOn(auth, 'invalidateKey')
-    for (const message of ['not json', '{"origin":"x","kind":"key","keyId":"../../etc"}', '{"kind":"tenant"}', '[]']) await intruder!.publish(channel, message)
+    for (const message of ['not json', '{"origin":"x","kind":"key","keyId":"../../etc"}', '{"kind":"tenant"}', '[]'])
+      await intruder!.publish(channel, message)
     await new Promise((resolve) => setTimeout(resolve, 100))
     expect(invalidate).not.toHaveBeenCalled()
     await feed.close()

@@ -2,7 +2,12 @@ import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LimiterModel } from '@saiku/test-support/limiter-model'
-import { assertEvenRateAdmitted, assertMatchesModel, T0, type LimiterSubject } from '@saiku/test-support/limiter-properties'
+import {
+  assertEvenRateAdmitted,
+  assertMatchesModel,
+  T0,
+  type LimiterSubject,
+} from '@saiku/test-support/limiter-properties'
 import { redisUrl } from '@saiku/test-support/services'
 import { createAuthenticator, DEFAULT_TIERS, MemoryKeyStore } from '@saiku/core'
 import { createRedisLimiter, createRedisLimiterAt } from './limiter.js'
@@ -16,7 +21,10 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
   })
   afterAll(() => client.disconnect())
 
-  function redisSubject(windows: 'fixed' | 'rolling' = 'fixed', lengths: { minuteMs?: number; hourMs?: number } = {}): LimiterSubject {
+  function redisSubject(
+    windows: 'fixed' | 'rolling' = 'fixed',
+    lengths: { minuteMs?: number; hourMs?: number } = {},
+  ): LimiterSubject {
     let now = T0
     const keyPrefix = `prop-${randomUUID()}`
     const limiter = createRedisLimiterAt({ client, keyPrefix, now: () => now, windows, ...lengths })
@@ -40,24 +48,55 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
   })
 
   it('admits at most twice a window’s limit in any interval of its length', async () => {
-    await assertMatchesModel(() => redisSubject(), { numRuns: 100, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 50 })
+    await assertMatchesModel(() => redisSubject(), {
+      numRuns: 100,
+      tenants: 1,
+      tiers: { min: 1, max: 1 },
+      stepsBack: false,
+      checkBound: true,
+      maxSteps: 50,
+    })
   })
 
   it('decides rolling windows as their model does, each Retry-After the true earliest admission, in one script', async () => {
-    await assertMatchesModel(() => redisSubject('rolling'), { numRuns: 300, tenants: 2, costs: true, windows: 'rolling' })
+    await assertMatchesModel(() => redisSubject('rolling'), {
+      numRuns: 300,
+      tenants: 2,
+      costs: true,
+      windows: 'rolling',
+    })
   })
 
   it('never admits more than a rolling window’s limit in any span of its length, both windows at once', async () => {
-    await assertMatchesModel(() => redisSubject('rolling'), { numRuns: 150, tenants: 1, tiers: { min: 1, max: 1 }, stepsBack: false, checkBound: true, maxSteps: 60, costs: true, windows: 'rolling' })
+    await assertMatchesModel(() => redisSubject('rolling'), {
+      numRuns: 150,
+      tenants: 1,
+      tiers: { min: 1, max: 1 },
+      stepsBack: false,
+      checkBound: true,
+      maxSteps: 60,
+      costs: true,
+      windows: 'rolling',
+    })
   })
 
   it('never refuses a client sending evenly at 10/11 of L/W through rolling windows (windows scaled to 1 s and 60 s)', async () => {
-    await assertEvenRateAdmitted((lengths) => redisSubject('rolling', lengths), { numRuns: 12, minuteMs: 1_000, hourMs: 60_000, maxLimit: 10 })
+    await assertEvenRateAdmitted((lengths) => redisSubject('rolling', lengths), {
+      numRuns: 12,
+      minuteMs: 1_000,
+      hourMs: 60_000,
+      maxLimit: 10,
+    })
   })
 
   it('runs the README’s rolling setup: an authenticator counting rolling windows in Redis', async () => {
     const tenantId = `t-${randomUUID()}`
-    const store = new MemoryKeyStore({ tenants: [{ tenantId, tenantSlug: 'acme', tier: 'tiny', connectionName: 'w', subscription: { status: 'active' } }], tiers: { ...DEFAULT_TIERS, tiny: { perMinute: 2, perHour: 10 } } })
+    const store = new MemoryKeyStore({
+      tenants: [
+        { tenantId, tenantSlug: 'acme', tier: 'tiny', connectionName: 'w', subscription: { status: 'active' } },
+      ],
+      tiers: { ...DEFAULT_TIERS, tiny: { perMinute: 2, perHour: 10 } },
+    })
     const options = rollingRedisOptions(client)
     const auth = createAuthenticator(store, { ...options, tiers: { tiny: { perMinute: 2, perHour: 10 } } })
     const { key } = await auth.keys.create(tenantId, { label: 'agent' })
@@ -79,12 +118,22 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
       // Loaded first, so a cold script cache (EVALSHA, then EVAL) does not count here.
       await limiter.consume('warm-up', limits, 1)
       await client.config('RESETSTAT')
-      expect(await limiter.consume('t', limits, 3)).toMatchObject({ admitted: true, minute: { remaining: 2 }, hour: { remaining: 47 } })
+      expect(await limiter.consume('t', limits, 3)).toMatchObject({
+        admitted: true,
+        minute: { remaining: 2 },
+        hour: { remaining: 47 },
+      })
       const before = await client.hgetall(limiter.keyFor('t'))
-      expect(await limiter.consume('t', limits, 3)).toMatchObject({ admitted: false, minute: { remaining: 2 }, hour: { remaining: 47 } })
+      expect(await limiter.consume('t', limits, 3)).toMatchObject({
+        admitted: false,
+        minute: { remaining: 2 },
+        hour: { remaining: 47 },
+      })
       expect(await client.hgetall(limiter.keyFor('t'))).toEqual(before)
       const stats = await client.info('commandstats')
-      const calls = Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]))
+      const calls = Object.fromEntries(
+        [...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]),
+      )
       expect((calls.evalsha ?? 0) + (calls.eval ?? 0), windows).toBe(2)
     }
   })
@@ -96,10 +145,16 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
     for (let i = 0; i < 7; i++) expect((await limiter.consume('t', limits, 1)).admitted).toBe(i < 5)
     const before = await client.hgetall(limiter.keyFor('t'))
     expect(Object.keys(before)).toHaveLength(24)
-    expect(await limiter.peek('t', limits)).toMatchObject({ admitted: false, minute: { remaining: 0 }, hour: { remaining: 45 } })
+    expect(await limiter.peek('t', limits)).toMatchObject({
+      admitted: false,
+      minute: { remaining: 0 },
+      hour: { remaining: 45 },
+    })
     expect(await client.hgetall(limiter.keyFor('t'))).toEqual(before)
     const stats = await client.info('commandstats')
-    const calls = Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]))
+    const calls = Object.fromEntries(
+      [...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]),
+    )
     expect((calls.evalsha ?? 0) + (calls.eval ?? 0)).toBe(8)
     expect(await client.pttl(limiter.keyFor('t'))).toBeGreaterThan(3_600_000)
   })
@@ -111,7 +166,13 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
     const model = new LimiterModel()
     const starter = { perMinute: 60, perHour: 1_000 }
     let admitted = 0
-    for (const [at, times] of [[0, 1], [3_539_995, 1], [3_599_994, 59], [3_599_995, 60], [3_600_000, 60]] as const) {
+    for (const [at, times] of [
+      [0, 1],
+      [3_539_995, 1],
+      [3_599_994, 59],
+      [3_599_995, 60],
+      [3_600_000, 60],
+    ] as const) {
       now = at
       for (let i = 0; i < times; i++) {
         const decision = await limiter.consume('t', starter)
@@ -124,9 +185,17 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
     expect(await client.pttl(limiter.keyFor('t'))).toBeGreaterThan(59_000)
     // A new minute and hour start together; 3,599,000 ms later a new minute outlives that hour by 59 s.
     now = 3_659_995
-    expect(await limiter.consume('t', starter)).toMatchObject({ admitted: true, minute: { resetMs: 60_000 }, hour: { resetMs: 3_600_000 } })
+    expect(await limiter.consume('t', starter)).toMatchObject({
+      admitted: true,
+      minute: { resetMs: 60_000 },
+      hour: { resetMs: 3_600_000 },
+    })
     now = 3_659_995 + 3_599_000
-    expect(await limiter.consume('t', starter)).toMatchObject({ admitted: true, minute: { resetMs: 60_000 }, hour: { resetMs: 1_000 } })
+    expect(await limiter.consume('t', starter)).toMatchObject({
+      admitted: true,
+      minute: { resetMs: 60_000 },
+      hour: { resetMs: 1_000 },
+    })
     expect(await client.pttl(limiter.keyFor('t'))).toBeGreaterThan(59_000)
     await client.del(limiter.keyFor('t'))
   })
@@ -135,7 +204,9 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
     const limiter = createRedisLimiter({ client })
     const key = limiter.keyFor(`scaled-${randomUUID()}`)
     // Windows of 1 s and 4 s: a new minute starting 3.3 s into the hour outlives it by 0.3 s.
-    const scripted = client as unknown as { saikuConsume(...args: (string | number)[]): Promise<[number, number, number, number, number]> }
+    const scripted = client as unknown as {
+      saikuConsume(...args: (string | number)[]): Promise<[number, number, number, number, number]>
+    }
     const call = () => scripted.saikuConsume(key, 3, 100, 1_000, 4_000)
     await call()
     await new Promise((resolve) => setTimeout(resolve, 3_300))
@@ -152,9 +223,17 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
     await limiter.consume('t', { perMinute: 2, perHour: 5 })
     const before = await client.hgetall(limiter.keyFor('t'))
     now = T0 + 70_000
-    for (let i = 0; i < 5; i++) expect(await limiter.peek('t', { perMinute: 2, perHour: 5 })).toMatchObject({ admitted: true, minute: { remaining: 2, resetMs: 60_000 }, hour: { remaining: 4 } })
+    for (let i = 0; i < 5; i++)
+      expect(await limiter.peek('t', { perMinute: 2, perHour: 5 })).toMatchObject({
+        admitted: true,
+        minute: { remaining: 2, resetMs: 60_000 },
+        hour: { remaining: 4 },
+      })
     expect(await client.hgetall(limiter.keyFor('t'))).toEqual(before)
-    expect(await limiter.peek('nobody', { perMinute: 2, perHour: 5 })).toMatchObject({ admitted: true, minute: { remaining: 2 } })
+    expect(await limiter.peek('nobody', { perMinute: 2, perHour: 5 })).toMatchObject({
+      admitted: true,
+      minute: { remaining: 2 },
+    })
     expect(await client.exists(limiter.keyFor('nobody'))).toBe(0)
   })
 })

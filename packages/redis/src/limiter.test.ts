@@ -21,7 +21,12 @@ describe.skipIf(redisUrl === undefined)('createRedisLimiter on REDIS_URL', () =>
     const key = tenant()
     const decisions = await Promise.all(Array.from({ length: 300 }, () => limiter.consume(key, limits)))
     expect(decisions.filter((d) => d.admitted)).toHaveLength(60)
-    expect(decisions.filter((d) => d.admitted).map((d) => d.minute.remaining).sort((a, b) => a - b)).toEqual(Array.from({ length: 60 }, (_, i) => i))
+    expect(
+      decisions
+        .filter((d) => d.admitted)
+        .map((d) => d.minute.remaining)
+        .sort((a, b) => a - b),
+    ).toEqual(Array.from({ length: 60 }, (_, i) => i))
     const ttl = await client.pttl(limiter.keyFor(key))
     expect(ttl).toBeGreaterThan(3_590_000)
     expect(ttl).toBeLessThanOrEqual(3_600_000)
@@ -64,8 +69,18 @@ describe.skipIf(!hasRedisServerBinary())('createRedisLimiter against a Redis of 
   })
   afterAll(async () => redis?.stop())
 
-  const acme = { tenantId: 't-acme', tenantSlug: 'acme', tier: 'starter', connectionName: 'w', subscription: { status: 'active' as const } }
-  const request = (key: string): AuthRequest => ({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' })
+  const acme = {
+    tenantId: 't-acme',
+    tenantSlug: 'acme',
+    tier: 'starter',
+    connectionName: 'w',
+    subscription: { status: 'active' as const },
+  }
+  const request = (key: string): AuthRequest => ({
+    headers: { authorization: `Bearer ${key}` },
+    method: 'GET',
+    url: '/me/tenant',
+  })
 
   it('decides both windows in one round trip of 4 commands (EVALSHA, TIME, HMGET, HSET)', async () => {
     const client = new Redis(redis.url, { enableOfflineQueue: false })
@@ -76,7 +91,9 @@ describe.skipIf(!hasRedisServerBinary())('createRedisLimiter against a Redis of 
     const requests = 50
     for (let i = 0; i < requests; i++) await limiter.consume('counted', limits)
     const stats = await client.info('commandstats')
-    const calls = Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]))
+    const calls = Object.fromEntries(
+      [...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]),
+    )
     const roundTrips = (calls.evalsha ?? 0) + (calls.eval ?? 0)
     // The first request of a window also sets the TTL (PEXPIRE); RESETSTAT and INFO are this test's own.
     const scriptCommands = (calls.time ?? 0) + (calls.hmget ?? 0) + (calls.hset ?? 0) + (calls.pexpire ?? 0)
@@ -95,9 +112,16 @@ describe.skipIf(!hasRedisServerBinary())('createRedisLimiter against a Redis of 
     const before = await client.hgetall(limiter.keyFor('peeked'))
     await client.config('RESETSTAT')
     const peeks = 50
-    for (let i = 0; i < peeks; i++) expect(await limiter.peek('peeked', limits)).toMatchObject({ admitted: true, minute: { remaining: 59 }, hour: { remaining: 999 } })
+    for (let i = 0; i < peeks; i++)
+      expect(await limiter.peek('peeked', limits)).toMatchObject({
+        admitted: true,
+        minute: { remaining: 59 },
+        hour: { remaining: 999 },
+      })
     const stats = await client.info('commandstats')
-    const calls = Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]))
+    const calls = Object.fromEntries(
+      [...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]),
+    )
     expect((calls.evalsha ?? 0) + (calls.eval ?? 0)).toBe(peeks)
     expect((calls.time ?? 0) + (calls.hmget ?? 0)).toBe(2 * peeks)
     expect(calls.hset ?? 0).toBe(0)
@@ -113,8 +137,14 @@ describe.skipIf(!hasRedisServerBinary())('createRedisLimiter against a Redis of 
     const errors: Error[] = []
     // Failing fast comes from the client's state, not from a deadline: the deadline only has to
     // cover the first call after the restart, which loads the script again (NOSCRIPT, then EVAL).
-    const closed = createAuthenticator(store, { limiter: { backend: createRedisLimiter({ client }), timeoutMs: 2_000 }, onError: (e) => errors.push(e) })
-    const open = createAuthenticator(store, { limiter: { backend: createRedisLimiter({ client }), timeoutMs: 2_000 }, failurePolicy: { limiter: 'open' } })
+    const closed = createAuthenticator(store, {
+      limiter: { backend: createRedisLimiter({ client }), timeoutMs: 2_000 },
+      onError: (e) => errors.push(e),
+    })
+    const open = createAuthenticator(store, {
+      limiter: { backend: createRedisLimiter({ client }), timeoutMs: 2_000 },
+      failurePolicy: { limiter: 'open' },
+    })
     const { key } = await closed.keys.create('t-acme', { label: 'agent' })
     expect((await closed.authenticate(request(key))).ok).toBe(true)
 
@@ -123,7 +153,11 @@ describe.skipIf(!hasRedisServerBinary())('createRedisLimiter against a Redis of 
     // and then fast through the breaker. Wait for the close so that the loop below sees the outage.
     if (client.status === 'ready') await new Promise((resolve) => client.once('close', resolve))
     for (let i = 0; i < 20; i++) {
-      expect(await closed.authenticate(request(key))).toMatchObject({ ok: false, status: 503, code: 'service_unavailable' })
+      expect(await closed.authenticate(request(key))).toMatchObject({
+        ok: false,
+        status: 503,
+        code: 'service_unavailable',
+      })
       expect(await open.authenticate(request(key))).toMatchObject({ ok: true, principal: { rateLimit: null } })
     }
     expect(errors.every((e) => e.name === 'SaikuStoreError')).toBe(true)

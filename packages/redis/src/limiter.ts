@@ -1,5 +1,12 @@
 import { createNodeBreaker } from './breaker.js'
-import { SaikuConfigError, SaikuStoreError, type LimitDecision, type LimiterBackend, type WindowLimits, type WindowState } from '@saiku/core'
+import {
+  SaikuConfigError,
+  SaikuStoreError,
+  type LimitDecision,
+  type LimiterBackend,
+  type WindowLimits,
+  type WindowState,
+} from '@saiku/core'
 
 /**
  * Both windows of one tenant live in one hash, `<prefix>:{<tenantKey>}`, and one
@@ -145,14 +152,27 @@ export const ROLLING_CONSUME_SCRIPT: string = SERVER_TIME + ROLLING_DECIDE + ROL
 export const ROLLING_PEEK_SCRIPT: string = SERVER_TIME + ROLLING_DECIDE + ROLLING_REPLY
 
 /** @internal The scripts with the time given by the caller instead of read from the server. */
-export const GIVEN_TIME_SCRIPTS: { readonly consume: string; readonly peek: string; readonly rollingConsume: string; readonly rollingPeek: string } = {
+export const GIVEN_TIME_SCRIPTS: {
+  readonly consume: string
+  readonly peek: string
+  readonly rollingConsume: string
+  readonly rollingPeek: string
+} = {
   consume: GIVEN_TIME + DECIDE + COUNT + REPLY,
   peek: GIVEN_TIME + DECIDE + REPLY,
   rollingConsume: GIVEN_TIME + ROLLING_DECIDE + ROLLING_COUNT + ROLLING_REPLY,
   rollingPeek: GIVEN_TIME + ROLLING_DECIDE + ROLLING_REPLY,
 }
 
-type ConsumeReply = [admitted: number, minuteCount: number, minuteResetMs: number, hourCount: number, hourResetMs: number, minuteShort: number, hourShort: number]
+type ConsumeReply = [
+  admitted: number,
+  minuteCount: number,
+  minuteResetMs: number,
+  hourCount: number,
+  hourResetMs: number,
+  minuteShort: number,
+  hourShort: number,
+]
 
 /**
  * What the limiter needs of a client: an ioredis 5 or 6 `Redis` or `Cluster`
@@ -166,10 +186,38 @@ export interface RedisScriptClient {
 }
 
 interface WithScripts {
-  saikuRollingConsume(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number, cost: number): Promise<ConsumeReply>
-  saikuRollingPeek(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number, cost: number): Promise<ConsumeReply>
-  saikuConsume(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number, cost: number): Promise<ConsumeReply>
-  saikuPeek(key: string, minuteLimit: number, hourLimit: number, minuteMs: number, hourMs: number, cost: number): Promise<ConsumeReply>
+  saikuRollingConsume(
+    key: string,
+    minuteLimit: number,
+    hourLimit: number,
+    minuteMs: number,
+    hourMs: number,
+    cost: number,
+  ): Promise<ConsumeReply>
+  saikuRollingPeek(
+    key: string,
+    minuteLimit: number,
+    hourLimit: number,
+    minuteMs: number,
+    hourMs: number,
+    cost: number,
+  ): Promise<ConsumeReply>
+  saikuConsume(
+    key: string,
+    minuteLimit: number,
+    hourLimit: number,
+    minuteMs: number,
+    hourMs: number,
+    cost: number,
+  ): Promise<ConsumeReply>
+  saikuPeek(
+    key: string,
+    minuteLimit: number,
+    hourLimit: number,
+    minuteMs: number,
+    hourMs: number,
+    cost: number,
+  ): Promise<ConsumeReply>
 }
 
 export interface RedisLimiterOptions {
@@ -220,11 +268,17 @@ function toDecision(reply: ConsumeReply, limits: WindowLimits): LimitDecision {
   return { admitted: false, minute, hour, retryAfterMs }
 }
 
-type Script = (client: RedisScriptClient & WithScripts, key: string, limits: WindowLimits, cost: number) => Promise<ConsumeReply>
+type Script = (
+  client: RedisScriptClient & WithScripts,
+  key: string,
+  limits: WindowLimits,
+  cost: number,
+) => Promise<ConsumeReply>
 
 function windowKind(options: RedisLimiterOptions): 'fixed' | 'rolling' {
   const windows = options.windows ?? 'fixed'
-  if (windows !== 'fixed' && windows !== 'rolling') throw new SaikuConfigError('windows', 'one of "fixed", "rolling"', windows)
+  if (windows !== 'fixed' && windows !== 'rolling')
+    throw new SaikuConfigError('windows', 'one of "fixed", "rolling"', windows)
   return windows
 }
 
@@ -243,7 +297,8 @@ function build(options: RedisLimiterOptions, consumeScript: Script, peekScript: 
     if (pending >= maxPendingCalls) throw new SaikuStoreError('limiter', `${pending} Redis calls already pending`)
     const key = keyFor(tenantKey)
     const node = breaker.nodeOf(key)
-    if (!breaker.allow(node, Date.now())) throw new SaikuStoreError('limiter', `Redis node ${node} is down; failing fast`)
+    if (!breaker.allow(node, Date.now()))
+      throw new SaikuStoreError('limiter', `Redis node ${node} is down; failing fast`)
     pending++
     let reply: ConsumeReply
     const startedOn = breaker.connection()
@@ -286,8 +341,10 @@ export function createRedisLimiter(options: RedisLimiterOptions): RedisLimiterBa
     }
     return build(
       options,
-      (redis, key, limits, cost) => redis.saikuRollingConsume(key, limits.perMinute, limits.perHour, 60_000, 3_600_000, cost),
-      (redis, key, limits, cost) => redis.saikuRollingPeek(key, limits.perMinute, limits.perHour, 60_000, 3_600_000, cost),
+      (redis, key, limits, cost) =>
+        redis.saikuRollingConsume(key, limits.perMinute, limits.perHour, 60_000, 3_600_000, cost),
+      (redis, key, limits, cost) =>
+        redis.saikuRollingPeek(key, limits.perMinute, limits.perHour, 60_000, 3_600_000, cost),
     )
   }
   // defineCommand sends EVALSHA and falls back to EVAL once when the script cache was flushed.
@@ -318,11 +375,21 @@ export function createRedisLimiterAt(
   const rolling = windowKind(options) === 'rolling'
   const consumeName = rolling ? 'saikuRollingConsumeAt' : 'saikuConsumeAt'
   const peekName = rolling ? 'saikuRollingPeekAt' : 'saikuPeekAt'
-  if (typeof given[consumeName] !== 'function') client.defineCommand(consumeName, { numberOfKeys: 1, lua: rolling ? GIVEN_TIME_SCRIPTS.rollingConsume : GIVEN_TIME_SCRIPTS.consume })
-  if (typeof given[peekName] !== 'function') client.defineCommand(peekName, { numberOfKeys: 1, lua: rolling ? GIVEN_TIME_SCRIPTS.rollingPeek : GIVEN_TIME_SCRIPTS.peek })
+  if (typeof given[consumeName] !== 'function')
+    client.defineCommand(consumeName, {
+      numberOfKeys: 1,
+      lua: rolling ? GIVEN_TIME_SCRIPTS.rollingConsume : GIVEN_TIME_SCRIPTS.consume,
+    })
+  if (typeof given[peekName] !== 'function')
+    client.defineCommand(peekName, {
+      numberOfKeys: 1,
+      lua: rolling ? GIVEN_TIME_SCRIPTS.rollingPeek : GIVEN_TIME_SCRIPTS.peek,
+    })
   return build(
     options,
-    (_redis, key, limits, cost) => given[consumeName]!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, cost, now()),
-    (_redis, key, limits, cost) => given[peekName]!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, cost, now()),
+    (_redis, key, limits, cost) =>
+      given[consumeName]!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, cost, now()),
+    (_redis, key, limits, cost) =>
+      given[peekName]!(key, limits.perMinute, limits.perHour, minuteMs, hourMs, cost, now()),
   )
 }

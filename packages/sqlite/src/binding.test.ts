@@ -31,9 +31,12 @@ describe('SqliteKeyStore without a usable native binding', () => {
   })
 
   it('says to rebuild when the binding was built for another Node', () => {
-    failure.error = Object.assign(new Error('was compiled against a different Node.js version using NODE_MODULE_VERSION 115'), {
-      code: 'ERR_DLOPEN_FAILED',
-    })
+    failure.error = Object.assign(
+      new Error('was compiled against a different Node.js version using NODE_MODULE_VERSION 115'),
+      {
+        code: 'ERR_DLOPEN_FAILED',
+      },
+    )
     expect(() => new SqliteKeyStore(':memory:')).toThrow(`built for another Node.js than this one (${process.version})`)
   })
 

@@ -31,7 +31,10 @@ describe('SqliteKeyStore', () => {
     first.close()
 
     const second = new SqliteKeyStore(file, { watchIntervalMs: 0 })
-    expect(await second.findTenantBySlug(tenant.tenantSlug)).toMatchObject({ tier: 'enterprise', limits: { perMinute: 7, perHour: 70 } })
+    expect(await second.findTenantBySlug(tenant.tenantSlug)).toMatchObject({
+      tier: 'enterprise',
+      limits: { perMinute: 7, perHour: 70 },
+    })
     expect((await second.listKeys(tenant.tenantId)).map((k) => k.keyId)).toEqual([kept.keyId])
     const auth = createAuthenticator(second)
     const request = (key: string) => ({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' })
@@ -86,7 +89,9 @@ describe('SqliteKeyStore', () => {
     for (let i = 0; i < 50; i++) await store.recordKeyUse(created.keyId, new Date(1_900_000_000_000 + i))
     expect(store.db.prepare('SELECT last_used_at FROM saiku_api_keys').get()).toEqual({ last_used_at: null })
     expect(await store.flushKeyUses()).toBe(1)
-    expect(store.db.prepare('SELECT last_used_at FROM saiku_api_keys').get()).toEqual({ last_used_at: 1_900_000_000_049 })
+    expect(store.db.prepare('SELECT last_used_at FROM saiku_api_keys').get()).toEqual({
+      last_used_at: 1_900_000_000_049,
+    })
     store.close()
   })
 
@@ -103,7 +108,12 @@ describe('SqliteKeyStore', () => {
     async function lockedStore(options: { busyTimeoutMs?: number } = {}) {
       const file = freshFile()
       const errors: Error[] = []
-      const store = new SqliteKeyStore(file, { watchIntervalMs: 0, lastUsedFlushMs: 3_600_000, onError: (error) => errors.push(error), ...options })
+      const store = new SqliteKeyStore(file, {
+        watchIntervalMs: 0,
+        lastUsedFlushMs: 3_600_000,
+        onError: (error) => errors.push(error),
+        ...options,
+      })
       const tenant = conformanceTenant()
       await store.putTenant(tenant)
       const locker = new Database(file)
@@ -132,8 +142,13 @@ describe('SqliteKeyStore', () => {
 
     it('fails a write with a SaikuStoreError once the lock outlasts busyTimeoutMs', async () => {
       const { store, tenant, locker } = await lockedStore({ busyTimeoutMs: 100 })
-      await expect(createKeyManager(store).create(tenant.tenantId, { label: 'x' })).rejects.toMatchObject({ name: 'SaikuStoreError', source: 'key_store' })
-      await expect(store.revokeKey('AAAAAAAAAAAA', new Date())).rejects.toThrow('stayed locked by another connection for 100 ms')
+      await expect(createKeyManager(store).create(tenant.tenantId, { label: 'x' })).rejects.toMatchObject({
+        name: 'SaikuStoreError',
+        source: 'key_store',
+      })
+      await expect(store.revokeKey('AAAAAAAAAAAA', new Date())).rejects.toThrow(
+        'stayed locked by another connection for 100 ms',
+      )
       locker.exec('ROLLBACK')
       expect((await createKeyManager(store).create(tenant.tenantId, { label: 'x' })).label).toBe('x')
       locker.close()
@@ -152,7 +167,9 @@ describe('SqliteKeyStore', () => {
       await store.recordKeyUse(created.keyId, new Date(1_800_000_000_000))
       locker.exec('COMMIT')
       expect(await store.flushKeyUses()).toBe(1)
-      expect(store.db.prepare('SELECT last_used_at FROM saiku_api_keys').get()).toEqual({ last_used_at: 1_900_000_000_000 })
+      expect(store.db.prepare('SELECT last_used_at FROM saiku_api_keys').get()).toEqual({
+        last_used_at: 1_900_000_000_000,
+      })
       locker.close()
       store.close()
     })
@@ -164,7 +181,11 @@ describe('SqliteKeyStore', () => {
     const tenant = conformanceTenant({ subscription: { status: 'none', trialEndsAt: null } })
     await stores[0]!.putTenant(tenant)
     const trial = { status: 'trialing' as const, trialEndsAt: new Date(Date.now() + 14 * 86_400_000) }
-    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => stores[i % 2]!.replaceSubscription(tenant.tenantId, tenant.subscription, trial)))
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        stores[i % 2]!.replaceSubscription(tenant.tenantId, tenant.subscription, trial),
+      ),
+    )
     expect(results.filter(Boolean)).toHaveLength(1)
     expect((await stores[1]!.findTenant(tenant.tenantId))?.subscription).toEqual(trial)
     for (const store of stores) store.close()

@@ -1,6 +1,25 @@
 import Database from 'better-sqlite3'
-import { announceKeyStoreChange, keyFromRow, tenantFromRow, type KeyRow, type TenantRow, toKeySummary, validateTenantRecord, type KeyChange } from '@saiku/core/store'
-import { DEFAULT_TIERS, SaikuConfigError, SaikuStoreError, type ApiKeyRecord, type ApiKeySummary, type Subscription, type TenantAdminStore, type TenantRecord, type TierTable } from '@saiku/core'
+import {
+  announceKeyStoreChange,
+  keyFromRow,
+  tenantFromRow,
+  type KeyRow,
+  type TenantRow,
+  toKeySummary,
+  validateTenantRecord,
+  type KeyChange,
+} from '@saiku/core/store'
+import {
+  DEFAULT_TIERS,
+  SaikuConfigError,
+  SaikuStoreError,
+  type ApiKeyRecord,
+  type ApiKeySummary,
+  type Subscription,
+  type TenantAdminStore,
+  type TenantRecord,
+  type TierTable,
+} from '@saiku/core'
 
 /** The schema, one step per version; applied in order inside a transaction, never edited once released. */
 export const MIGRATIONS: readonly string[] = Object.freeze([
@@ -94,7 +113,8 @@ export class SqliteKeyStore implements TenantAdminStore {
     this.#lastUsedFlushMs = options.lastUsedFlushMs ?? 10_000
     this.#onError = options.onError ?? (() => {})
     const busyTimeoutMs = options.busyTimeoutMs ?? 5_000
-    if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) throw new SaikuConfigError('busyTimeoutMs', 'a non-negative integer', busyTimeoutMs)
+    if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0)
+      throw new SaikuConfigError('busyTimeoutMs', 'a non-negative integer', busyTimeoutMs)
     this.#busyTimeoutMs = busyTimeoutMs
     this.db = openDatabase(filename)
     // Opening and migrating may wait for another process: nothing is served yet.
@@ -117,7 +137,9 @@ export class SqliteKeyStore implements TenantAdminStore {
       listKeys: db.prepare<[string], KeyRow>(
         'SELECT * FROM saiku_api_keys WHERE tenant_id = ? AND revoked_at IS NULL ORDER BY created_at, rowid',
       ),
-      revokeKey: db.prepare<[number, string]>('UPDATE saiku_api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL'),
+      revokeKey: db.prepare<[number, string]>(
+        'UPDATE saiku_api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL',
+      ),
       recordKeyUse: db.prepare<[number, string, number]>(
         'UPDATE saiku_api_keys SET last_used_at = ? WHERE key_id = ? AND (last_used_at IS NULL OR last_used_at < ?)',
       ),
@@ -132,7 +154,9 @@ export class SqliteKeyStore implements TenantAdminStore {
            connection_name = excluded.connection_name, subscription_status = excluded.subscription_status,
            trial_ends_at = excluded.trial_ends_at, limit_per_minute = excluded.limit_per_minute, limit_per_hour = excluded.limit_per_hour`,
       ),
-      logChange: db.prepare<[string, string, number]>('INSERT INTO saiku_changes (kind, ref, changed_at) VALUES (?, ?, ?)'),
+      logChange: db.prepare<[string, string, number]>(
+        'INSERT INTO saiku_changes (kind, ref, changed_at) VALUES (?, ?, ?)',
+      ),
       changesSince: db.prepare<[number], { id: number; kind: 'key' | 'tenant'; ref: string }>(
         'SELECT id, kind, ref FROM saiku_changes WHERE id > ? ORDER BY id',
       ),
@@ -169,7 +193,11 @@ export class SqliteKeyStore implements TenantAdminStore {
         if (!isLockError(error)) throw error
         const left = deadline - Date.now()
         if (left <= 0) {
-          throw new SaikuStoreError('key_store', `SQLite ${what}: the database stayed locked by another connection for ${this.#busyTimeoutMs} ms`, { cause: error })
+          throw new SaikuStoreError(
+            'key_store',
+            `SQLite ${what}: the database stayed locked by another connection for ${this.#busyTimeoutMs} ms`,
+            { cause: error },
+          )
         }
         await pause(Math.min(left, delayMs * (0.5 + Math.random())))
       }
@@ -214,7 +242,9 @@ export class SqliteKeyStore implements TenantAdminStore {
   async listKeys(tenantId: string): Promise<ApiKeySummary[]> {
     // Our own gathered uses first, so a list right after use shows them; a locked file only delays them.
     await this.flushKeyUses().catch(() => {})
-    return (await this.#run('listKeys', () => this.#statements.listKeys.all(tenantId))).map((row) => toKeySummary(keyFromRow(row)))
+    return (await this.#run('listKeys', () => this.#statements.listKeys.all(tenantId))).map((row) =>
+      toKeySummary(keyFromRow(row)),
+    )
   }
 
   async revokeKey(keyId: string, revokedAt: Date): Promise<boolean> {
@@ -270,7 +300,8 @@ export class SqliteKeyStore implements TenantAdminStore {
 
   /** Puts uses that could not be written back, keeping the later time where one came in meanwhile. */
   #keepUses(uses: ReadonlyMap<string, number>): void {
-    for (const [keyId, at] of uses) if ((this.#pendingUses.get(keyId) ?? -Infinity) < at) this.#pendingUses.set(keyId, at)
+    for (const [keyId, at] of uses)
+      if ((this.#pendingUses.get(keyId) ?? -Infinity) < at) this.#pendingUses.set(keyId, at)
   }
 
   async putTenant(tenant: TenantRecord): Promise<void> {
@@ -323,7 +354,8 @@ export class SqliteKeyStore implements TenantAdminStore {
     const changes: KeyChange[] = []
     for (const row of this.#statements.changesSince.all(this.#lastChangeId)) {
       this.#lastChangeId = row.id
-      const change: KeyChange = row.kind === 'key' ? { kind: 'key', keyId: row.ref } : { kind: 'tenant', tenantId: row.ref }
+      const change: KeyChange =
+        row.kind === 'key' ? { kind: 'key', keyId: row.ref } : { kind: 'tenant', tenantId: row.ref }
       changes.push(change)
       announceKeyStoreChange(this, change)
     }
@@ -349,9 +381,11 @@ export class SqliteKeyStore implements TenantAdminStore {
       this.#pendingUses = new Map()
       try {
         this.db.pragma(`busy_timeout = ${this.#busyTimeoutMs}`)
-        this.db.transaction(() => {
-          for (const [keyId, at] of uses) this.#statements.recordKeyUse.run(at, keyId, at)
-        }).immediate()
+        this.db
+          .transaction(() => {
+            for (const [keyId, at] of uses) this.#statements.recordKeyUse.run(at, keyId, at)
+          })
+          .immediate()
       } catch (error) {
         this.#onError(error instanceof Error ? error : new Error(String(error)))
       }
@@ -392,12 +426,14 @@ function openDatabase(filename: string): Database.Database {
 /** Brings the schema up to date; safe to run from several processes at once. */
 export function migrate(db: Database.Database): number {
   db.exec('CREATE TABLE IF NOT EXISTS saiku_schema_version (version INTEGER NOT NULL)')
-  return db.transaction(() => {
-    const row = db.prepare<[], { version: number }>('SELECT version FROM saiku_schema_version').get()
-    const current = row?.version ?? 0
-    for (let version = current; version < MIGRATIONS.length; version++) db.exec(MIGRATIONS[version]!)
-    if (row === undefined) db.prepare('INSERT INTO saiku_schema_version (version) VALUES (?)').run(MIGRATIONS.length)
-    else db.prepare('UPDATE saiku_schema_version SET version = ?').run(MIGRATIONS.length)
-    return MIGRATIONS.length
-  }).immediate()
+  return db
+    .transaction(() => {
+      const row = db.prepare<[], { version: number }>('SELECT version FROM saiku_schema_version').get()
+      const current = row?.version ?? 0
+      for (let version = current; version < MIGRATIONS.length; version++) db.exec(MIGRATIONS[version]!)
+      if (row === undefined) db.prepare('INSERT INTO saiku_schema_version (version) VALUES (?)').run(MIGRATIONS.length)
+      else db.prepare('UPDATE saiku_schema_version SET version = ?').run(MIGRATIONS.length)
+      return MIGRATIONS.length
+    })
+    .immediate()
 }

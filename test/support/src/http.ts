@@ -1,5 +1,11 @@
 import { once } from 'node:events'
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type RequestListener } from 'node:http'
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type RequestListener,
+} from 'node:http'
 import type { AddressInfo } from 'node:net'
 
 export interface RawResponse {
@@ -15,13 +21,24 @@ export interface RawResponse {
  * response cut off after it started). Serves `handler` on a loopback port for the
  * one request.
  */
-export async function rawRequest(handler: RequestListener, path: string, rawHeaders: string[], method = 'GET'): Promise<RawResponse> {
+export async function rawRequest(
+  handler: RequestListener,
+  path: string,
+  rawHeaders: string[],
+  method = 'GET',
+): Promise<RawResponse> {
   const server = createServer(handler)
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   try {
     const { port } = server.address() as AddressInfo
-    const req = httpRequest({ host: '127.0.0.1', port, path, method, headers: ['Host', `127.0.0.1:${port}`, ...rawHeaders] })
+    const req = httpRequest({
+      host: '127.0.0.1',
+      port,
+      path,
+      method,
+      headers: ['Host', `127.0.0.1:${port}`, ...rawHeaders],
+    })
     req.end()
     const [res] = (await once(req, 'response')) as [IncomingMessage]
     let body = ''

@@ -54,9 +54,20 @@ export class LimiterModel {
     return window !== null && now < window.start + length ? window : null
   }
 
-  private view(name: 'minute' | 'hour', limit: number, window: ModelWindow | null, length: number, now: number): WindowState {
+  private view(
+    name: 'minute' | 'hour',
+    limit: number,
+    window: ModelWindow | null,
+    length: number,
+    now: number,
+  ): WindowState {
     const count = window?.count ?? 0
-    return { window: name, limit, remaining: Math.max(0, limit - count), resetMs: window === null ? length : Math.max(1, window.start + length - now) }
+    return {
+      window: name,
+      limit,
+      remaining: Math.max(0, limit - count),
+      resetMs: window === null ? length : Math.max(1, window.start + length - now),
+    }
   }
 
   private decide(tenantKey: string, limits: WindowLimits, now: number, count: boolean, cost: number): LimitDecision {
@@ -88,7 +99,8 @@ export class LimiterModel {
   private store(tenantKey: string, tenant: ModelTenant, now: number): void {
     if (!this.tenants.has(tenantKey) && this.tenants.size >= this.maxTenants) {
       const [oldestKey, oldest] = this.tenants.entries().next().value as [string, ModelTenant]
-      if (this.live(oldest.minute, this.minuteMs, now) !== null || this.live(oldest.hour, this.hourMs, now) !== null) this.evictions++
+      if (this.live(oldest.minute, this.minuteMs, now) !== null || this.live(oldest.hour, this.hourMs, now) !== null)
+        this.evictions++
       this.tenants.delete(oldestKey)
     }
     this.tenants.delete(tenantKey)
@@ -100,7 +112,10 @@ export class LimiterModel {
     const tenant = this.tenants.get(tenantKey)
     const minute = this.live(tenant?.minute ?? null, this.minuteMs, now)
     const hour = this.live(tenant?.hour ?? null, this.hourMs, now)
-    return { minute: minute === null ? null : minute.start + this.minuteMs, hour: hour === null ? null : hour.start + this.hourMs }
+    return {
+      minute: minute === null ? null : minute.start + this.minuteMs,
+      hour: hour === null ? null : hour.start + this.hourMs,
+    }
   }
 
   consume(tenantKey: string, limits: WindowLimits, now: number, cost = 1): LimitDecision {
@@ -148,7 +163,14 @@ export class RollingLimiterModel {
     this.hourMs = options.hourMs ?? HOUR_MS
   }
 
-  private window(name: 'minute' | 'hour', counted: readonly Counted[], lengthMs: number, limit: number, now: number, cost: number) {
+  private window(
+    name: 'minute' | 'hour',
+    counted: readonly Counted[],
+    lengthMs: number,
+    limit: number,
+    now: number,
+    cost: number,
+  ) {
     const width = lengthMs / SUBWINDOWS
     const current = Math.max(Math.floor(now / width), ...counted.map((c) => c.index))
     const from = (oldest: number) => counted.filter((c) => c.index >= oldest).reduce((sum, c) => sum + c.cost, 0)
@@ -178,12 +200,25 @@ export class RollingLimiterModel {
       tenant.minute.push({ index: minute.current, cost })
       tenant.hour.push({ index: hour.current, cost })
       this.tenants.set(tenantKey, tenant)
-      after = { minute: this.window('minute', tenant.minute, this.minuteMs, limits.perMinute, now, cost), hour: this.window('hour', tenant.hour, this.hourMs, limits.perHour, now, cost) }
+      after = {
+        minute: this.window('minute', tenant.minute, this.minuteMs, limits.perMinute, now, cost),
+        hour: this.window('hour', tenant.hour, this.hourMs, limits.perHour, now, cost),
+      }
     }
     return {
       admitted,
-      minute: RollingLimiterModel.state('minute', limits.perMinute, after.minute.used, minute.wait > 0 ? minute.wait : after.minute.full),
-      hour: RollingLimiterModel.state('hour', limits.perHour, after.hour.used, hour.wait > 0 ? hour.wait : after.hour.full),
+      minute: RollingLimiterModel.state(
+        'minute',
+        limits.perMinute,
+        after.minute.used,
+        minute.wait > 0 ? minute.wait : after.minute.full,
+      ),
+      hour: RollingLimiterModel.state(
+        'hour',
+        limits.perHour,
+        after.hour.used,
+        hour.wait > 0 ? hour.wait : after.hour.full,
+      ),
       retryAfterMs: admitted ? 0 : Math.max(minute.wait, hour.wait),
     }
   }

@@ -24,7 +24,14 @@ export type Step =
   | { readonly kind: 'advance'; readonly ms: number }
   | { readonly kind: 'edge'; readonly window: 'minute' | 'hour'; readonly offset: number }
   | { readonly kind: 'back'; readonly ms: number }
-  | { readonly kind: 'request'; readonly tenant: number; readonly tier: number; readonly peek: boolean; readonly repeat: number; readonly cost: number }
+  | {
+      readonly kind: 'request'
+      readonly tenant: number
+      readonly tier: number
+      readonly peek: boolean
+      readonly repeat: number
+      readonly cost: number
+    }
 
 const limitArb = fc.oneof(
   { weight: 6, arbitrary: fc.integer({ min: 1, max: 4 }) },
@@ -48,13 +55,67 @@ export interface ScenarioOptions {
 export function scenarioArb(options: ScenarioOptions = {}): fc.Arbitrary<{ tiers: WindowLimits[]; steps: Step[] }> {
   const tenants = options.tenants ?? 2
   // Mostly 1; sometimes a few units, sometimes more than a small window holds.
-  const costArb = options.costs === true ? fc.oneof({ weight: 3, arbitrary: fc.constant(1) }, { weight: 3, arbitrary: fc.integer({ min: 2, max: 5 }) }, { weight: 1, arbitrary: fc.integer({ min: 6, max: 80 }) }) : fc.constant(1)
+  const costArb =
+    options.costs === true
+      ? fc.oneof(
+          { weight: 3, arbitrary: fc.constant(1) },
+          { weight: 3, arbitrary: fc.integer({ min: 2, max: 5 }) },
+          { weight: 1, arbitrary: fc.integer({ min: 6, max: 80 }) },
+        )
+      : fc.constant(1)
   const stepArb: fc.Arbitrary<Step> = fc.oneof(
-    { weight: 10, arbitrary: fc.record({ kind: fc.constant('request' as const), tenant: fc.nat(tenants - 1), tier: fc.nat(7), peek: fc.constant(false), repeat: fc.integer({ min: 1, max: 6 }), cost: costArb }) },
-    { weight: 2, arbitrary: fc.record({ kind: fc.constant('request' as const), tenant: fc.nat(tenants - 1), tier: fc.nat(7), peek: fc.constant(true), repeat: fc.constant(1), cost: fc.constant(1) }) },
-    { weight: 4, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 30_000 }), fc.integer({ min: 0, max: 4_000_000 })) }) },
-    { weight: 4, arbitrary: fc.record({ kind: fc.constant('edge' as const), window: fc.constantFrom('minute' as const, 'hour' as const), offset: fc.integer({ min: -2, max: 2 }) }) },
-    ...(options.stepsBack === false ? [] : [{ weight: 1, arbitrary: fc.record({ kind: fc.constant('back' as const), ms: fc.oneof(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 4_000_000 })) }) }]),
+    {
+      weight: 10,
+      arbitrary: fc.record({
+        kind: fc.constant('request' as const),
+        tenant: fc.nat(tenants - 1),
+        tier: fc.nat(7),
+        peek: fc.constant(false),
+        repeat: fc.integer({ min: 1, max: 6 }),
+        cost: costArb,
+      }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        kind: fc.constant('request' as const),
+        tenant: fc.nat(tenants - 1),
+        tier: fc.nat(7),
+        peek: fc.constant(true),
+        repeat: fc.constant(1),
+        cost: fc.constant(1),
+      }),
+    },
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        kind: fc.constant('advance' as const),
+        ms: fc.oneof(
+          fc.integer({ min: 0, max: 3 }),
+          fc.integer({ min: 0, max: 30_000 }),
+          fc.integer({ min: 0, max: 4_000_000 }),
+        ),
+      }),
+    },
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        kind: fc.constant('edge' as const),
+        window: fc.constantFrom('minute' as const, 'hour' as const),
+        offset: fc.integer({ min: -2, max: 2 }),
+      }),
+    },
+    ...(options.stepsBack === false
+      ? []
+      : [
+          {
+            weight: 1,
+            arbitrary: fc.record({
+              kind: fc.constant('back' as const),
+              ms: fc.oneof(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 4_000_000 })),
+            }),
+          },
+        ]),
   )
   const tiers = options.tiers ?? { min: 1, max: 3 }
   return fc.record({
@@ -81,14 +142,18 @@ export interface RunOptions extends ScenarioOptions {
 }
 
 /** Runs random sequences through fresh subjects and the model; every decision must match. */
-export async function assertMatchesModel(createSubject: () => LimiterSubject | Promise<LimiterSubject>, options: RunOptions): Promise<void> {
+export async function assertMatchesModel(
+  createSubject: () => LimiterSubject | Promise<LimiterSubject>,
+  options: RunOptions,
+): Promise<void> {
   const tenants = options.tenants ?? 2
   await fc.assert(
     fc.asyncProperty(scenarioArb(options), async ({ tiers, steps }) => {
       const subject = await createSubject()
       const rolling = options.windows === 'rolling'
       const rollingModel = rolling ? new RollingLimiterModel() : null
-      const model = rollingModel ?? new LimiterModel(options.maxTenants === undefined ? {} : { maxTenants: options.maxTenants })
+      const model =
+        rollingModel ?? new LimiterModel(options.maxTenants === undefined ? {} : { maxTenants: options.maxTenants })
       const admittedAt: number[][] = Array.from({ length: tenants }, () => [])
       let now = T0
       let lastTenant = 0
@@ -99,8 +164,7 @@ export async function assertMatchesModel(createSubject: () => LimiterSubject | P
           else if (step.kind === 'back') {
             now -= step.ms
             monotonic = false
-          }
-          else if (step.kind === 'edge') {
+          } else if (step.kind === 'edge') {
             const end = model.windowEnds(`t${lastTenant}`, now)[step.window]
             if (end !== null) {
               if (end + step.offset < now) monotonic = false
@@ -118,10 +182,14 @@ export async function assertMatchesModel(createSubject: () => LimiterSubject | P
               if (rollingModel !== null && !expected.admitted && !step.peek) {
                 // Retry-After is the true earliest admission: not a millisecond sooner, and then for sure.
                 const cost = step.cost
-                expect(rollingModel.wouldAdmit(key, limits, now + expected.retryAfterMs, cost) || cost > Math.min(limits.perMinute, limits.perHour)).toBe(true)
+                expect(
+                  rollingModel.wouldAdmit(key, limits, now + expected.retryAfterMs, cost) ||
+                    cost > Math.min(limits.perMinute, limits.perHour),
+                ).toBe(true)
                 expect(rollingModel.wouldAdmit(key, limits, now + expected.retryAfterMs - 1, cost)).toBe(false)
               }
-              if (actual.admitted && !step.peek) for (let unit = 0; unit < step.cost; unit++) admittedAt[step.tenant]!.push(now)
+              if (actual.admitted && !step.peek)
+                for (let unit = 0; unit < step.cost; unit++) admittedAt[step.tenant]!.push(now)
             }
           }
         }
@@ -163,12 +231,23 @@ export async function assertEvenRateAdmitted(
 ): Promise<void> {
   const { minuteMs, hourMs } = options
   const arb = fc
-    .record({ perMinute: fc.integer({ min: 1, max: options.maxLimit }), hourFactor: fc.integer({ min: 1, max: 80 }), phase: fc.integer({ min: 0, max: hourMs }), slack: fc.integer({ min: 0, max: 3 }) })
-    .map(({ perMinute, hourFactor, phase, slack }) => ({ limits: { perMinute, perHour: perMinute * hourFactor }, phase, slack }))
+    .record({
+      perMinute: fc.integer({ min: 1, max: options.maxLimit }),
+      hourFactor: fc.integer({ min: 1, max: 80 }),
+      phase: fc.integer({ min: 0, max: hourMs }),
+      slack: fc.integer({ min: 0, max: 3 }),
+    })
+    .map(({ perMinute, hourFactor, phase, slack }) => ({
+      limits: { perMinute, perHour: perMinute * hourFactor },
+      phase,
+      slack,
+    }))
   await fc.assert(
     fc.asyncProperty(arb, async ({ limits, phase, slack }) => {
       // The stated rate: 10/11 of L/W for each window, the slower of the two, in whole milliseconds.
-      const interval = Math.max(Math.ceil((minuteMs * 11) / 10 / limits.perMinute), Math.ceil((hourMs * 11) / 10 / limits.perHour)) + slack
+      const interval =
+        Math.max(Math.ceil((minuteMs * 11) / 10 / limits.perMinute), Math.ceil((hourMs * 11) / 10 / limits.perHour)) +
+        slack
       const subject = await createSubject({ minuteMs, hourMs })
       try {
         const requests = Math.ceil((2 * hourMs) / interval) + 1

@@ -15,7 +15,10 @@ export function serviceUrl(variable: 'REDIS_URL' | 'DATABASE_URL', schemes: read
   const value = process.env[variable]
   if (value !== undefined && schemes.some((scheme) => value.startsWith(scheme))) return value
   const wanted = `${variable}=${schemes[0]}…`
-  if (process.env.CI === 'true') throw new Error(`CI must provide ${wanted} (see .ci/run); got ${value === undefined ? 'nothing' : JSON.stringify(value.split(':')[0])}`)
+  if (process.env.CI === 'true')
+    throw new Error(
+      `CI must provide ${wanted} (see .ci/run); got ${value === undefined ? 'nothing' : JSON.stringify(value.split(':')[0])}`,
+    )
   console.warn(`Skipping tests that need ${variable}: set ${wanted} to run them.`)
   return undefined
 }
@@ -55,11 +58,30 @@ export async function ownRedis(): Promise<OwnRedis> {
     url: `redis://127.0.0.1:${port}`,
     port,
     async start() {
-      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'yes'], {
-        stdio: 'ignore',
-      })
+      child = spawn(
+        'redis-server',
+        [
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--enable-debug-command',
+          'yes',
+        ],
+        {
+          stdio: 'ignore',
+        },
+      )
       const deadline = Date.now() + 10_000
-      while (spawnSync('redis-cli', ['-p', String(port), 'ping']).stdout?.toString().trim() !== 'PONG') {
+      while (
+        spawnSync('redis-cli', ['-p', String(port), 'ping'])
+          .stdout?.toString()
+          .trim() !== 'PONG'
+      ) {
         if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not start`)
         await new Promise((resolve) => setTimeout(resolve, 20))
       }
@@ -88,9 +110,26 @@ export async function ownRedisCluster(): Promise<OwnRedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'saiku-cluster-'))
   const ports = [await freePort(), await freePort(), await freePort()]
   const children = ports.map((port) =>
-    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`)], {
-      stdio: 'ignore',
-    }),
+    spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(dir, `nodes-${port}.conf`),
+      ],
+      {
+        stdio: 'ignore',
+      },
+    ),
   )
   const stop = async () => {
     await Promise.all(
@@ -106,15 +145,30 @@ export async function ownRedisCluster(): Promise<OwnRedisCluster> {
   try {
     for (const port of ports) {
       const deadline = Date.now() + 10_000
-      while (spawnSync('redis-cli', ['-p', String(port), 'ping']).stdout?.toString().trim() !== 'PONG') {
+      while (
+        spawnSync('redis-cli', ['-p', String(port), 'ping'])
+          .stdout?.toString()
+          .trim() !== 'PONG'
+      ) {
         if (Date.now() > deadline) throw new Error(`cluster node ${port} did not start`)
         await new Promise((resolve) => setTimeout(resolve, 20))
       }
     }
-    const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'])
+    const created = spawnSync('redis-cli', [
+      '--cluster',
+      'create',
+      ...ports.map((p) => `127.0.0.1:${p}`),
+      '--cluster-replicas',
+      '0',
+      '--cluster-yes',
+    ])
     if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stderr?.toString()}`)
     const deadline = Date.now() + 10_000
-    while (!spawnSync('redis-cli', ['-p', String(ports[0]), 'cluster', 'info']).stdout?.toString().includes('cluster_state:ok')) {
+    while (
+      !spawnSync('redis-cli', ['-p', String(ports[0]), 'cluster', 'info'])
+        .stdout?.toString()
+        .includes('cluster_state:ok')
+    ) {
       if (Date.now() > deadline) throw new Error('the cluster did not reach cluster_state:ok')
       await new Promise((resolve) => setTimeout(resolve, 50))
     }

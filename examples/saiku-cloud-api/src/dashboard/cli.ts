@@ -9,7 +9,8 @@ import { DashboardUsageError, type CommandOutput } from './cli-usage.js'
 // The operator CLI's member and activity commands: `saiku members …`, `saiku activity …`.
 
 async function readStdin(): Promise<string> {
-  if (process.stdin.isTTY) throw new DashboardUsageError('--password-stdin: pipe the password in, e.g. printf %s "$PASSWORD" | saiku …')
+  if (process.stdin.isTTY)
+    throw new DashboardUsageError('--password-stdin: pipe the password in, e.g. printf %s "$PASSWORD" | saiku …')
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
@@ -17,7 +18,9 @@ async function readStdin(): Promise<string> {
     if (size > 4096) throw new DashboardUsageError('--password-stdin: at most 1024 characters')
     chunks.push(chunk)
   }
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '')
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '')
 }
 
 async function tenantBySlug(store: TenantAdminStore, slug: string | undefined) {
@@ -33,7 +36,12 @@ function required(name: string, value: string | undefined): string {
 }
 
 /** Records what the CLI did to a tenant's keys in its Activity log. */
-export async function recordCliActivity(store: TenantAdminStore, tenantId: string, action: string, target: string | null): Promise<void> {
+export async function recordCliActivity(
+  store: TenantAdminStore,
+  tenantId: string,
+  action: string,
+  target: string | null,
+): Promise<void> {
   const dashboard = await openDashboardStore(store)
   await dashboard.recordActivity({ tenantId, actorType: 'cli', actor: 'cli', action, target })
 }
@@ -64,7 +72,8 @@ export async function runDashboardCommand(argv: string[], out: CommandOutput): P
   }
   let limit = 50
   if (values.limit !== undefined) {
-    if (!/^[1-9]\d{0,3}$/.test(values.limit)) throw new DashboardUsageError(`--limit: expected 1 to 9999, got ${JSON.stringify(values.limit)}`)
+    if (!/^[1-9]\d{0,3}$/.test(values.limit))
+      throw new DashboardUsageError(`--limit: expected 1 to 9999, got ${JSON.stringify(values.limit)}`)
     limit = Number(values.limit)
   }
   const password = values['password-stdin'] ? await readStdin() : undefined
@@ -74,7 +83,8 @@ export async function runDashboardCommand(argv: string[], out: CommandOutput): P
     await dashboardCommand(command, values, password, limit, opened.store, out)
   } catch (error) {
     // A value the command cannot take (an email, a role, a short password) is a usage mistake.
-    if (error instanceof SaikuHttpError && error.wireCode === 'invalid_request') throw new DashboardUsageError(error.message)
+    if (error instanceof SaikuHttpError && error.wireCode === 'invalid_request')
+      throw new DashboardUsageError(error.message)
     throw error
   } finally {
     await opened.close()
@@ -95,21 +105,40 @@ async function dashboardCommand(
       case 'members add': {
         const tenant = await tenantBySlug(store, values.tenant)
         const role = required('role', values.role)
-        if (role !== 'admin' && role !== 'viewer') throw new DashboardUsageError(`--role: expected admin or viewer, got ${JSON.stringify(role)}`)
-        const added = await addMember(dashboard, tenant, { email: required('email', values.email), role, ...(password === undefined ? {} : { password }) })
+        if (role !== 'admin' && role !== 'viewer')
+          throw new DashboardUsageError(`--role: expected admin or viewer, got ${JSON.stringify(role)}`)
+        const added = await addMember(dashboard, tenant, {
+          email: required('email', values.email),
+          role,
+          ...(password === undefined ? {} : { password }),
+        })
         const { member } = added
         const human =
           `Added ${member.role} ${member.email} to ${tenant.tenantSlug}.` +
-          (added.generatedPassword === null ? '' : `\nPassword, shown this once; hand it over safely:\n${added.generatedPassword}`)
-        out.print(human, { memberId: member.memberId, email: member.email, role: member.role, tenantSlug: tenant.tenantSlug, password: added.generatedPassword })
+          (added.generatedPassword === null
+            ? ''
+            : `\nPassword, shown this once; hand it over safely:\n${added.generatedPassword}`)
+        out.print(human, {
+          memberId: member.memberId,
+          email: member.email,
+          role: member.role,
+          tenantSlug: tenant.tenantSlug,
+          password: added.generatedPassword,
+        })
         return
       }
       case 'members list': {
         const tenant = await tenantBySlug(store, values.tenant)
         const members = await dashboard.listMembers(tenant.tenantId)
         out.print(
-          members.map((m) => `${m.email}\t${m.role}\tadded ${m.createdAt.toISOString()}`).join('\n') || `No members in ${tenant.tenantSlug}.`,
-          members.map((m) => ({ memberId: m.memberId, email: m.email, role: m.role, createdAt: m.createdAt.toISOString() })),
+          members.map((m) => `${m.email}\t${m.role}\tadded ${m.createdAt.toISOString()}`).join('\n') ||
+            `No members in ${tenant.tenantSlug}.`,
+          members.map((m) => ({
+            memberId: m.memberId,
+            email: m.email,
+            role: m.role,
+            createdAt: m.createdAt.toISOString(),
+          })),
         )
         return
       }
@@ -129,10 +158,20 @@ async function dashboardCommand(
       case 'activity': {
         const tenant = await tenantBySlug(store, values.tenant)
         const events = await dashboard.listActivity(tenant.tenantId, limit)
-        const who = (e: (typeof events)[number]) => (e.actorType === 'api_key' ? `key ${e.actor}` : e.actorType === 'cli' ? 'cli' : e.actor)
+        const who = (e: (typeof events)[number]) =>
+          e.actorType === 'api_key' ? `key ${e.actor}` : e.actorType === 'cli' ? 'cli' : e.actor
         out.print(
-          events.map((e) => `${e.at.toISOString()}\t${e.action}\t${who(e)}\t${e.target ?? '-'}\t${e.ip ?? '-'}`).join('\n') || `No activity for ${tenant.tenantSlug}.`,
-          events.map((e) => ({ at: e.at.toISOString(), action: e.action, actorType: e.actorType, actor: e.actor, target: e.target, ip: e.ip })),
+          events
+            .map((e) => `${e.at.toISOString()}\t${e.action}\t${who(e)}\t${e.target ?? '-'}\t${e.ip ?? '-'}`)
+            .join('\n') || `No activity for ${tenant.tenantSlug}.`,
+          events.map((e) => ({
+            at: e.at.toISOString(),
+            action: e.action,
+            actorType: e.actorType,
+            actor: e.actor,
+            target: e.target,
+            ip: e.ip,
+          })),
         )
         return
       }

@@ -78,7 +78,8 @@ export interface DashboardStore {
 
 type Time = Date | number | string
 
-const toDate = (value: Time): Date => (value instanceof Date ? value : new Date(typeof value === 'string' ? Number(value) : value))
+const toDate = (value: Time): Date =>
+  value instanceof Date ? value : new Date(typeof value === 'string' ? Number(value) : value)
 
 interface MemberRow {
   member_id: string
@@ -206,7 +207,8 @@ function sqliteDashboardStore(keyStore: SqliteKeyStore): DashboardStore {
     const row = db.prepare<[], { version: number }>('SELECT version FROM saiku_dashboard_schema_version').get()
     const current = row?.version ?? 0
     for (let version = current; version < SQLITE_MIGRATIONS.length; version++) db.exec(SQLITE_MIGRATIONS[version]!)
-    if (row === undefined) db.prepare('INSERT INTO saiku_dashboard_schema_version (version) VALUES (?)').run(SQLITE_MIGRATIONS.length)
+    if (row === undefined)
+      db.prepare('INSERT INTO saiku_dashboard_schema_version (version) VALUES (?)').run(SQLITE_MIGRATIONS.length)
     else db.prepare('UPDATE saiku_dashboard_schema_version SET version = ?').run(SQLITE_MIGRATIONS.length)
   }).immediate()
 
@@ -227,17 +229,30 @@ function sqliteDashboardStore(keyStore: SqliteKeyStore): DashboardStore {
     touchSession: db.prepare<[number, string]>('UPDATE saiku_sessions SET last_seen_at = ? WHERE session_digest = ?'),
     deleteSession: db.prepare<[string]>('DELETE FROM saiku_sessions WHERE session_digest = ?'),
     deleteExpired: db.prepare<[number, number]>('DELETE FROM saiku_sessions WHERE last_seen_at < ? OR created_at < ?'),
-    setFormNonce: db.prepare<[string | null, string]>('UPDATE saiku_sessions SET form_nonce = ? WHERE session_digest = ?'),
-    takeFormNonce: db.prepare<[string, string]>('UPDATE saiku_sessions SET form_nonce = NULL WHERE session_digest = ? AND form_nonce = ?'),
+    setFormNonce: db.prepare<[string | null, string]>(
+      'UPDATE saiku_sessions SET form_nonce = ? WHERE session_digest = ?',
+    ),
+    takeFormNonce: db.prepare<[string, string]>(
+      'UPDATE saiku_sessions SET form_nonce = NULL WHERE session_digest = ? AND form_nonce = ?',
+    ),
     recordActivity: db.prepare(
       'INSERT INTO saiku_activity (tenant_id, at, actor_type, actor, action, target, ip) VALUES (@tenant_id, @at, @actor_type, @actor, @action, @target, @ip)',
     ),
-    listActivity: db.prepare<[string, number], ActivityRow>('SELECT * FROM saiku_activity WHERE tenant_id = ? ORDER BY id DESC LIMIT ?'),
+    listActivity: db.prepare<[string, number], ActivityRow>(
+      'SELECT * FROM saiku_activity WHERE tenant_id = ? ORDER BY id DESC LIMIT ?',
+    ),
   }
 
   return {
     async addMember(m) {
-      q.addMember.run({ member_id: m.memberId, tenant_id: m.tenantId, email: m.email, role: m.role, password_hash: m.passwordHash, created_at: m.createdAt.getTime() })
+      q.addMember.run({
+        member_id: m.memberId,
+        tenant_id: m.tenantId,
+        email: m.email,
+        role: m.role,
+        password_hash: m.passwordHash,
+        created_at: m.createdAt.getTime(),
+      })
     },
     async findMember(memberId) {
       const row = q.findMember.get(memberId)
@@ -320,11 +335,20 @@ function postgresDashboardStore(keyStore: PostgresKeyStore): DashboardStore {
         await client.query('BEGIN')
         await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`saiku_dashboard_migrate_${keyStore.schema}`])
         await client.query(`CREATE TABLE IF NOT EXISTS ${s}.saiku_dashboard_schema_version (version integer NOT NULL)`)
-        const { rows } = await client.query<{ version: number }>(`SELECT version FROM ${s}.saiku_dashboard_schema_version`)
+        const { rows } = await client.query<{ version: number }>(
+          `SELECT version FROM ${s}.saiku_dashboard_schema_version`,
+        )
         const current = rows[0]?.version ?? 0
-        for (let version = current; version < POSTGRES_MIGRATIONS.length; version++) await client.query(POSTGRES_MIGRATIONS[version]!(s))
-        if (rows.length === 0) await client.query(`INSERT INTO ${s}.saiku_dashboard_schema_version (version) VALUES ($1)`, [POSTGRES_MIGRATIONS.length])
-        else await client.query(`UPDATE ${s}.saiku_dashboard_schema_version SET version = $1`, [POSTGRES_MIGRATIONS.length])
+        for (let version = current; version < POSTGRES_MIGRATIONS.length; version++)
+          await client.query(POSTGRES_MIGRATIONS[version]!(s))
+        if (rows.length === 0)
+          await client.query(`INSERT INTO ${s}.saiku_dashboard_schema_version (version) VALUES ($1)`, [
+            POSTGRES_MIGRATIONS.length,
+          ])
+        else
+          await client.query(`UPDATE ${s}.saiku_dashboard_schema_version SET version = $1`, [
+            POSTGRES_MIGRATIONS.length,
+          ])
         await client.query('COMMIT')
       } catch (error) {
         await client.query('ROLLBACK').catch(() => {})
@@ -341,7 +365,9 @@ function postgresDashboardStore(keyStore: PostgresKeyStore): DashboardStore {
     return pool.query<R>(text, values)
   }
   /** Runs statements in one transaction on one connection. */
-  const inTransaction = async <T>(work: (run: (text: string, values: unknown[]) => Promise<{ rowCount: number | null }>) => Promise<T>): Promise<T> => {
+  const inTransaction = async <T>(
+    work: (run: (text: string, values: unknown[]) => Promise<{ rowCount: number | null }>) => Promise<T>,
+  ): Promise<T> => {
     await ready()
     const client = await pool.connect()
     try {
@@ -359,14 +385,10 @@ function postgresDashboardStore(keyStore: PostgresKeyStore): DashboardStore {
 
   return {
     async addMember(m) {
-      await query(`INSERT INTO ${t.members} (member_id, tenant_id, email, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)`, [
-        m.memberId,
-        m.tenantId,
-        m.email,
-        m.role,
-        m.passwordHash,
-        m.createdAt,
-      ])
+      await query(
+        `INSERT INTO ${t.members} (member_id, tenant_id, email, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+        [m.memberId, m.tenantId, m.email, m.role, m.passwordHash, m.createdAt],
+      )
     },
     async findMember(memberId) {
       const { rows } = await query<MemberRow>(`SELECT * FROM ${t.members} WHERE member_id = $1`, [memberId])
@@ -377,7 +399,9 @@ function postgresDashboardStore(keyStore: PostgresKeyStore): DashboardStore {
       return rows[0] === undefined ? null : memberFromRow(rows[0])
     },
     async listMembers(tenantId) {
-      const { rows } = await query<MemberRow>(`SELECT * FROM ${t.members} WHERE tenant_id = $1 ORDER BY email`, [tenantId])
+      const { rows } = await query<MemberRow>(`SELECT * FROM ${t.members} WHERE tenant_id = $1 ORDER BY email`, [
+        tenantId,
+      ])
       return rows.map(memberFromRow)
     },
     removeMember: (memberId) =>
@@ -388,16 +412,16 @@ function postgresDashboardStore(keyStore: PostgresKeyStore): DashboardStore {
     setPasswordHash: (memberId, passwordHash) =>
       inTransaction(async (run) => {
         await run(`DELETE FROM ${t.sessions} WHERE member_id = $1`, [memberId])
-        return ((await run(`UPDATE ${t.members} SET password_hash = $2 WHERE member_id = $1`, [memberId, passwordHash])).rowCount ?? 0) > 0
+        return (
+          ((await run(`UPDATE ${t.members} SET password_hash = $2 WHERE member_id = $1`, [memberId, passwordHash]))
+            .rowCount ?? 0) > 0
+        )
       }),
     async createSession(x) {
-      await query(`INSERT INTO ${t.sessions} (session_digest, member_id, csrf_token, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5)`, [
-        x.sessionDigest,
-        x.memberId,
-        x.csrfToken,
-        x.createdAt,
-        x.lastSeenAt,
-      ])
+      await query(
+        `INSERT INTO ${t.sessions} (session_digest, member_id, csrf_token, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5)`,
+        [x.sessionDigest, x.memberId, x.csrfToken, x.createdAt, x.lastSeenAt],
+      )
     },
     async findSession(sessionDigest) {
       const { rows } = await query<SessionRow>(`SELECT * FROM ${t.sessions} WHERE session_digest = $1`, [sessionDigest])
@@ -410,28 +434,36 @@ function postgresDashboardStore(keyStore: PostgresKeyStore): DashboardStore {
       await query(`DELETE FROM ${t.sessions} WHERE session_digest = $1`, [sessionDigest])
     },
     async deleteExpiredSessions(idleBefore, createdBefore) {
-      return (await query(`DELETE FROM ${t.sessions} WHERE last_seen_at < $1 OR created_at < $2`, [idleBefore, createdBefore])).rowCount ?? 0
+      return (
+        (
+          await query(`DELETE FROM ${t.sessions} WHERE last_seen_at < $1 OR created_at < $2`, [
+            idleBefore,
+            createdBefore,
+          ])
+        ).rowCount ?? 0
+      )
     },
     async setFormNonce(sessionDigest, nonce) {
       await query(`UPDATE ${t.sessions} SET form_nonce = $2 WHERE session_digest = $1`, [sessionDigest, nonce])
     },
     async takeFormNonce(sessionDigest, nonce) {
-      const result = await query(`UPDATE ${t.sessions} SET form_nonce = NULL WHERE session_digest = $1 AND form_nonce = $2`, [sessionDigest, nonce])
+      const result = await query(
+        `UPDATE ${t.sessions} SET form_nonce = NULL WHERE session_digest = $1 AND form_nonce = $2`,
+        [sessionDigest, nonce],
+      )
       return (result.rowCount ?? 0) > 0
     },
     async recordActivity(e) {
-      await query(`INSERT INTO ${t.activity} (tenant_id, at, actor_type, actor, action, target, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
-        e.tenantId,
-        e.at ?? new Date(),
-        e.actorType,
-        e.actor,
-        e.action,
-        e.target ?? null,
-        e.ip ?? null,
-      ])
+      await query(
+        `INSERT INTO ${t.activity} (tenant_id, at, actor_type, actor, action, target, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [e.tenantId, e.at ?? new Date(), e.actorType, e.actor, e.action, e.target ?? null, e.ip ?? null],
+      )
     },
     async listActivity(tenantId, limit) {
-      const { rows } = await query<ActivityRow>(`SELECT * FROM ${t.activity} WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2`, [tenantId, limit])
+      const { rows } = await query<ActivityRow>(
+        `SELECT * FROM ${t.activity} WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2`,
+        [tenantId, limit],
+      )
       return rows.map(activityFromRow)
     },
   }

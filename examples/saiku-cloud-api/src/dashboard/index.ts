@@ -145,7 +145,15 @@ export function createDashboard(options: DashboardOptions): express.Router {
   function setCookie(req: Request, res: Response, base: string, value: string, maxAgeSeconds: number): void {
     res.append(
       'set-cookie',
-      stringifySetCookie({ name: cookieName(req, base), value, path: '/', httpOnly: true, sameSite: 'lax', secure: req.secure, maxAge: maxAgeSeconds }),
+      stringifySetCookie({
+        name: cookieName(req, base),
+        value,
+        path: '/',
+        httpOnly: true,
+        sameSite: 'lax',
+        secure: req.secure,
+        maxAge: maxAgeSeconds,
+      }),
     )
   }
   const readCookie = (req: Request, base: string): string | undefined => {
@@ -161,7 +169,10 @@ export function createDashboard(options: DashboardOptions): express.Router {
       path: req.path,
       nav: NAV,
       // Only what the layout shows: never the session's digest or the member's password hash.
-      signed: signed && { member: { email: signed.member.email, role: signed.member.role }, tenant: { tenantSlug: signed.tenant.tenantSlug, tier: signed.tenant.tier } },
+      signed: signed && {
+        member: { email: signed.member.email, role: signed.member.role },
+        tenant: { tenantSlug: signed.tenant.tenantSlug, tier: signed.tenant.tier },
+      },
       csrf: signed?.session.csrfToken ?? '',
       formatTime,
       isAdmin: signed?.member.role === 'admin',
@@ -224,22 +235,43 @@ export function createDashboard(options: DashboardOptions): express.Router {
   /** CSRF: an Origin check, then the token bound to the session. */
   const verified: RequestHandler = (req, res, next) => {
     const refuse = () => {
-      logger.info({ msg: 'refused form', reason: 'csrf', path: req.path, tenantId: req.dashboard?.tenant.tenantId ?? null, ip: req.ip })
-      errorPage(res, 403, 'Request refused', 'This form did not come from this dashboard, or it is out of date. Go back, reload the page and try again.')
+      logger.info({
+        msg: 'refused form',
+        reason: 'csrf',
+        path: req.path,
+        tenantId: req.dashboard?.tenant.tenantId ?? null,
+        ip: req.ip,
+      })
+      errorPage(
+        res,
+        403,
+        'Request refused',
+        'This form did not come from this dashboard, or it is out of date. Go back, reload the page and try again.',
+      )
     }
     // A cross-site POST is refused before anything else, signed in or not.
     if (!sameOrigin(req)) return refuse()
     const signed = req.dashboard
-    if (signed === undefined) return res.redirect(303, res.locals.sessionExpired === true ? '/sign-in?expired=1' : '/sign-in')
+    if (signed === undefined)
+      return res.redirect(303, res.locals.sessionExpired === true ? '/sign-in?expired=1' : '/sign-in')
     if (!equalSecrets(formToken(req), signed.session.csrfToken)) return refuse()
     next()
   }
   const adminOnly: RequestHandler = (req, res, next) => {
     if (req.dashboard?.member.role === 'admin') return next()
-    errorPage(res, 403, 'Not allowed', 'Your role is viewer: you can see keys and billing, but only an admin can change them.')
+    errorPage(
+      res,
+      403,
+      'Not allowed',
+      'Your role is viewer: you can see keys and billing, but only an admin can change them.',
+    )
   }
 
-  const actor = (req: Request) => ({ actorType: 'member' as const, actor: req.dashboard!.member.email, ip: req.ip ?? null })
+  const actor = (req: Request) => ({
+    actorType: 'member' as const,
+    actor: req.dashboard!.member.email,
+    ip: req.ip ?? null,
+  })
   const asPrincipal = (tenant: TenantRecord) => ({ tenant: { tenantId: tenant.tenantId } }) as SaikuPrincipal
 
   // -------- Sign in and out
@@ -248,7 +280,12 @@ export function createDashboard(options: DashboardOptions): express.Router {
     if (req.dashboard !== undefined) return res.redirect(303, '/')
     const token = newToken()
     setCookie(req, res, 'saiku_signin', token, 3_600)
-    const notice = req.query.expired === '1' ? 'Your session expired. Sign in again.' : req.query['signed-out'] === '1' ? 'You are signed out.' : null
+    const notice =
+      req.query.expired === '1'
+        ? 'Your session expired. Sign in again.'
+        : req.query['signed-out'] === '1'
+          ? 'You are signed out.'
+          : null
     render(res, 200, 'sign-in', { title: 'Sign in', signinToken: token, notice, error: null, email: '' })
   })
 
@@ -262,7 +299,12 @@ export function createDashboard(options: DashboardOptions): express.Router {
       render(res, status, 'sign-in', { title: 'Sign in', signinToken: token, notice: null, error, email })
     }
     if (!sameOrigin(req) || cookieToken === undefined || !equalSecrets(fieldToken, cookieToken)) {
-      return errorPage(res, 403, 'Request refused', 'This sign-in form did not come from this dashboard, or cookies are off. Reload the sign-in page and try again.')
+      return errorPage(
+        res,
+        403,
+        'Request refused',
+        'This sign-in form did not come from this dashboard, or cookies are off. Reload the sign-in page and try again.',
+      )
     }
     const rawEmail = typeof body.email === 'string' ? body.email.slice(0, 254) : ''
     const password = typeof body.password === 'string' ? body.password : ''
@@ -291,7 +333,15 @@ export function createDashboard(options: DashboardOptions): express.Router {
       if (!ok || member === null) {
         addressFailures.hitSync(address, ADDRESS_FAILURES)
         accountFailures.hitSync(account, ACCOUNT_FAILURES)
-        if (member !== null) await dashboard.recordActivity({ tenantId: member.tenantId, actorType: 'member', actor: member.email, action: 'sign_in.refused', target: 'wrong password', ip: req.ip ?? null })
+        if (member !== null)
+          await dashboard.recordActivity({
+            tenantId: member.tenantId,
+            actorType: 'member',
+            actor: member.email,
+            action: 'sign_in.refused',
+            target: 'wrong password',
+            ip: req.ip ?? null,
+          })
         logger.info({ msg: 'sign-in refused', ip: req.ip })
         return again(401, 'Incorrect email or password.', rawEmail)
       }
@@ -300,8 +350,20 @@ export function createDashboard(options: DashboardOptions): express.Router {
       if (previous !== undefined && previous.length <= 100) await dashboard.deleteSession(sessionDigest(previous))
       const id = newToken()
       const now = new Date()
-      await dashboard.createSession({ sessionDigest: sessionDigest(id), memberId: member.memberId, csrfToken: newToken(), createdAt: now, lastSeenAt: now })
-      await dashboard.recordActivity({ tenantId: member.tenantId, actorType: 'member', actor: member.email, action: 'sign_in', ip: req.ip ?? null })
+      await dashboard.createSession({
+        sessionDigest: sessionDigest(id),
+        memberId: member.memberId,
+        csrfToken: newToken(),
+        createdAt: now,
+        lastSeenAt: now,
+      })
+      await dashboard.recordActivity({
+        tenantId: member.tenantId,
+        actorType: 'member',
+        actor: member.email,
+        action: 'sign_in',
+        ip: req.ip ?? null,
+      })
       setCookie(req, res, 'saiku_signin', '', 0)
       setCookie(req, res, 'saiku_session', id, settings.absoluteTimeoutSeconds)
       res.redirect(303, '/')
@@ -327,23 +389,40 @@ export function createDashboard(options: DashboardOptions): express.Router {
     }
     render(res, 200, 'overview', {
       title: 'Overview',
-      view: { tenantId: tenant.tenantId, tenantSlug: tenant.tenantSlug, tier: tenant.tier, connectionName: tenant.connectionName },
+      view: {
+        tenantId: tenant.tenantId,
+        tenantSlug: tenant.tenantSlug,
+        tier: tenant.tier,
+        connectionName: tenant.connectionName,
+      },
       limits,
       origin: `${req.protocol}://${req.get('host')}`,
     })
   })
 
-  const keyRows = (list: ApiKeySummary[]) => list.map((k) => ({ ...k, expired: k.expiresAt !== null && k.expiresAt.getTime() <= Date.now() }))
+  const keyRows = (list: ApiKeySummary[]) =>
+    list.map((k) => ({ ...k, expired: k.expiresAt !== null && k.expiresAt.getTime() <= Date.now() }))
 
   router.get('/api-keys', ...page, signedIn, (req, res, next) => {
     keys.list(req.dashboard!.tenant.tenantId).then((list) => {
       const revoked = typeof req.query.revoked === 'string' && isKeyId(req.query.revoked) ? req.query.revoked : null
-      const notice = revoked !== null ? `Key ${revoked} revoked.` : req.query.used === '1' ? 'That form was already used: the key was created once, and its secret is not shown again.' : null
+      const notice =
+        revoked !== null
+          ? `Key ${revoked} revoked.`
+          : req.query.used === '1'
+            ? 'That form was already used: the key was created once, and its secret is not shown again.'
+            : null
       render(res, 200, 'api-keys', { title: 'API keys', keys: keyRows(list), notice })
     }, next)
   })
 
-  async function newKeyForm(req: Request, res: Response, status: number, error: string | null, values: { label: string; permissions: string[]; environment: string; expires: string }) {
+  async function newKeyForm(
+    req: Request,
+    res: Response,
+    status: number,
+    error: string | null,
+    values: { label: string; permissions: string[]; environment: string; expires: string },
+  ) {
     const nonce = newToken()
     await dashboard.setFormNonce(req.dashboard!.session.sessionDigest, nonce)
     render(res, status, 'key-new', { title: 'Create key', error, values, nonce, permissions: PERMISSIONS })
@@ -359,16 +438,24 @@ export function createDashboard(options: DashboardOptions): express.Router {
     ;(async () => {
       // One key per form: a resubmitted form (reload, back, double click) creates nothing.
       const nonce = typeof body._form === 'string' ? body._form : ''
-      if (nonce === '' || !(await dashboard.takeFormNonce(current.sessionDigest, nonce))) return res.redirect(303, '/api-keys?used=1')
+      if (nonce === '' || !(await dashboard.takeFormNonce(current.sessionDigest, nonce)))
+        return res.redirect(303, '/api-keys?used=1')
       const label = typeof body.label === 'string' ? body.label.trim() : ''
-      const picked = body.permissions === undefined ? [] : Array.isArray(body.permissions) ? body.permissions : [body.permissions]
+      const picked =
+        body.permissions === undefined ? [] : Array.isArray(body.permissions) ? body.permissions : [body.permissions]
       const permissions = picked.filter((p): p is string => typeof p === 'string')
       const environment = body.environment === 'test' ? 'test' : 'live'
       const expires = typeof body.expires === 'string' ? body.expires : ''
       const values = { label, permissions, environment, expires }
       const unknown = permissions.filter((p) => !(PERMISSIONS as readonly string[]).includes(p))
-      if (unknown.length > 0 || (body.environment !== undefined && body.environment !== 'live' && body.environment !== 'test')) {
-        return newKeyForm(req, res, 400, 'Choose permissions and an environment from the lists.', { ...values, permissions: [] })
+      if (
+        unknown.length > 0 ||
+        (body.environment !== undefined && body.environment !== 'live' && body.environment !== 'test')
+      ) {
+        return newKeyForm(req, res, 400, 'Choose permissions and an environment from the lists.', {
+          ...values,
+          permissions: [],
+        })
       }
       let expiresAt: Date | null = null
       if (expires !== '') {
@@ -387,7 +474,12 @@ export function createDashboard(options: DashboardOptions): express.Router {
         }
         throw error
       }
-      await dashboard.recordActivity({ tenantId: tenant.tenantId, ...actor(req), action: 'key.created', target: created.keyId })
+      await dashboard.recordActivity({
+        tenantId: tenant.tenantId,
+        ...actor(req),
+        action: 'key.created',
+        target: created.keyId,
+      })
       logger.info({ msg: 'key created', tenantId: tenant.tenantId, keyId: created.keyId, by: 'dashboard' })
       // The secret is in this response only: never in a URL, a log or a later page (no-store).
       render(res, 201, 'key-created', { title: 'Key created', created })
@@ -400,9 +492,12 @@ export function createDashboard(options: DashboardOptions): express.Router {
     ;(async () => {
       const key = isKeyId(keyId) ? (await keys.list(tenant.tenantId)).find((k) => k.keyId === keyId) : undefined
       // Another tenant's key gets exactly the answer of a key that does not exist.
-      if (key === undefined) return errorPage(res, 404, 'No such key', 'There is no live key with this ID in your tenant.')
-      if ((req.body as Record<string, unknown>).confirm !== 'yes') return render(res, 200, 'key-revoke', { title: 'Revoke key', key })
-      if (!(await keys.revoke(tenant.tenantId, keyId))) return errorPage(res, 404, 'No such key', 'There is no live key with this ID in your tenant.')
+      if (key === undefined)
+        return errorPage(res, 404, 'No such key', 'There is no live key with this ID in your tenant.')
+      if ((req.body as Record<string, unknown>).confirm !== 'yes')
+        return render(res, 200, 'key-revoke', { title: 'Revoke key', key })
+      if (!(await keys.revoke(tenant.tenantId, keyId)))
+        return errorPage(res, 404, 'No such key', 'There is no live key with this ID in your tenant.')
       await dashboard.recordActivity({ tenantId: tenant.tenantId, ...actor(req), action: 'key.revoked', target: keyId })
       logger.info({ msg: 'key revoked', tenantId: tenant.tenantId, keyId, by: 'dashboard' })
       res.redirect(303, `/api-keys?revoked=${keyId}`)
@@ -420,7 +515,9 @@ export function createDashboard(options: DashboardOptions): express.Router {
         unavailable = true
         logger.error({ msg: 'usage read failed', err: { message: (error as Error).message } })
       }
-      const byLastUse = (await keys.list(tenant.tenantId)).sort((a, b) => (b.lastUsedAt?.getTime() ?? 0) - (a.lastUsedAt?.getTime() ?? 0))
+      const byLastUse = (await keys.list(tenant.tenantId)).sort(
+        (a, b) => (b.lastUsedAt?.getTime() ?? 0) - (a.lastUsedAt?.getTime() ?? 0),
+      )
       render(res, 200, 'usage', { title: 'Usage', usage, unavailable, keys: keyRows(byLastUse) })
     })().catch(next)
   })
@@ -444,7 +541,8 @@ export function createDashboard(options: DashboardOptions): express.Router {
         res.redirect(303, '/billing?trial=started')
       },
       (error: unknown) => {
-        if (error instanceof SaikuHttpError && error.wireCode === 'conflict') return errorPage(res, 409, 'Trial not available', error.message)
+        if (error instanceof SaikuHttpError && error.wireCode === 'conflict')
+          return errorPage(res, 409, 'Trial not available', error.message)
         next(error)
       },
     )
@@ -452,7 +550,10 @@ export function createDashboard(options: DashboardOptions): express.Router {
 
   router.get('/activity', ...page, signedIn, (req, res, next) => {
     dashboard.listActivity(req.dashboard!.tenant.tenantId, 200).then((events) => {
-      render(res, 200, 'activity', { title: 'Activity', events: events.map((e) => ({ ...e, label: ACTIONS[e.action] ?? e.action })) })
+      render(res, 200, 'activity', {
+        title: 'Activity',
+        events: events.map((e) => ({ ...e, label: ACTIONS[e.action] ?? e.action })),
+      })
     }, next)
   })
 
@@ -463,9 +564,22 @@ export function createDashboard(options: DashboardOptions): express.Router {
     if (res.headersSent) return next(error)
     const status = (error as { status?: number }).status
     if (status === 413 || status === 400 || status === 404) {
-      return errorPage(res, status, status === 404 ? 'Not found' : 'Bad request', status === 413 ? 'That form was too large.' : status === 404 ? 'There is nothing here.' : 'That request could not be read.')
+      return errorPage(
+        res,
+        status,
+        status === 404 ? 'Not found' : 'Bad request',
+        status === 413
+          ? 'That form was too large.'
+          : status === 404
+            ? 'There is nothing here.'
+            : 'That request could not be read.',
+      )
     }
-    logger.error({ msg: 'dashboard failure', path: req.path, err: error instanceof Error ? { name: error.name, message: error.message } : String(error) })
+    logger.error({
+      msg: 'dashboard failure',
+      path: req.path,
+      err: error instanceof Error ? { name: error.name, message: error.message } : String(error),
+    })
     errorPage(res, 503, 'Something went wrong', 'The dashboard could not complete this request. Try again in a moment.')
   })
 
@@ -474,9 +588,24 @@ export function createDashboard(options: DashboardOptions): express.Router {
 
 /** Records what API keys do through the JSON API in the Activity log. */
 export function recordApiAction(dashboard: DashboardStore, logger: Logger) {
-  return (event: { tenantId: string; keyId: string; action: string; target?: string | null; ip?: string | undefined }) => {
+  return (event: {
+    tenantId: string
+    keyId: string
+    action: string
+    target?: string | null
+    ip?: string | undefined
+  }) => {
     dashboard
-      .recordActivity({ tenantId: event.tenantId, actorType: 'api_key', actor: event.keyId, action: event.action, target: event.target ?? null, ip: event.ip ?? null })
-      .catch((error: unknown) => logger.error({ msg: 'activity write failed', err: { message: (error as Error).message } }))
+      .recordActivity({
+        tenantId: event.tenantId,
+        actorType: 'api_key',
+        actor: event.keyId,
+        action: event.action,
+        target: event.target ?? null,
+        ip: event.ip ?? null,
+      })
+      .catch((error: unknown) =>
+        logger.error({ msg: 'activity write failed', err: { message: (error as Error).message } }),
+      )
   }
 }

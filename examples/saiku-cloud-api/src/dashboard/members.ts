@@ -5,12 +5,14 @@ import { generatePassword, hashPassword, passwordProblem } from './passwords.js'
 
 // Member management, shared by the operator CLI and the server's first start.
 
-const EMAIL = /^[^\s@<>()[\]\\,;:"]{1,64}@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/
+const EMAIL =
+  /^[^\s@<>()[\]\\,;:"]{1,64}@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/
 
 /** Lower-cased and trimmed; throws invalid_request when it is not an address. */
 export function normalizeEmail(input: string): string {
   const email = input.trim().toLowerCase()
-  if (email.length > 254 || !EMAIL.test(email)) throw new SaikuHttpError('invalid_request', `"${input.slice(0, 80)}" is not an email address.`)
+  if (email.length > 254 || !EMAIL.test(email))
+    throw new SaikuHttpError('invalid_request', `"${input.slice(0, 80)}" is not an email address.`)
   return email
 }
 
@@ -35,11 +37,13 @@ export async function addMember(
   actor: Actor = CLI_ACTOR,
 ): Promise<AddedMember> {
   const email = normalizeEmail(input.email)
-  if (!(ROLES as readonly string[]).includes(input.role)) throw new SaikuHttpError('invalid_request', `role: expected admin or viewer, got "${input.role}".`)
+  if (!(ROLES as readonly string[]).includes(input.role))
+    throw new SaikuHttpError('invalid_request', `role: expected admin or viewer, got "${input.role}".`)
   const password = input.password ?? generatePassword()
   const problem = passwordProblem(password)
   if (problem !== null) throw new SaikuHttpError('invalid_request', `${problem}.`)
-  if ((await dashboard.findMemberByEmail(email)) !== null) throw new SaikuHttpError('conflict', `A member with email ${email} exists already.`)
+  if ((await dashboard.findMemberByEmail(email)) !== null)
+    throw new SaikuHttpError('conflict', `A member with email ${email} exists already.`)
   const member: Member = {
     memberId: randomUUID(),
     tenantId: tenant.tenantId,
@@ -53,10 +57,16 @@ export async function addMember(
   } catch (error) {
     const given = (error as { code?: unknown } | null)?.code
     const code = typeof given === 'string' ? given : ''
-    if (code === '23505' || code.startsWith('SQLITE_CONSTRAINT')) throw new SaikuHttpError('conflict', `A member with email ${email} exists already.`)
+    if (code === '23505' || code.startsWith('SQLITE_CONSTRAINT'))
+      throw new SaikuHttpError('conflict', `A member with email ${email} exists already.`)
     throw error
   }
-  await dashboard.recordActivity({ tenantId: tenant.tenantId, ...actor, action: 'member.added', target: `${email} (${member.role})` })
+  await dashboard.recordActivity({
+    tenantId: tenant.tenantId,
+    ...actor,
+    action: 'member.added',
+    target: `${email} (${member.role})`,
+  })
   return { member, generatedPassword: input.password === undefined ? password : null }
 }
 
@@ -67,28 +77,52 @@ async function memberByEmail(dashboard: DashboardStore, email: string): Promise<
 }
 
 /** Removes the member; every session of theirs ends with it. */
-export async function removeMember(dashboard: DashboardStore, email: string, actor: Actor = CLI_ACTOR): Promise<Member> {
+export async function removeMember(
+  dashboard: DashboardStore,
+  email: string,
+  actor: Actor = CLI_ACTOR,
+): Promise<Member> {
   const member = await memberByEmail(dashboard, email)
-  if (!(await dashboard.removeMember(member.memberId))) throw new SaikuHttpError('not_found', `No member with email ${member.email}.`)
-  await dashboard.recordActivity({ tenantId: member.tenantId, ...actor, action: 'member.removed', target: member.email })
+  if (!(await dashboard.removeMember(member.memberId)))
+    throw new SaikuHttpError('not_found', `No member with email ${member.email}.`)
+  await dashboard.recordActivity({
+    tenantId: member.tenantId,
+    ...actor,
+    action: 'member.removed',
+    target: member.email,
+  })
   return member
 }
 
 /** Sets a new password (generated unless given); every session of the member ends. */
-export async function resetPassword(dashboard: DashboardStore, email: string, password?: string, actor: Actor = CLI_ACTOR): Promise<AddedMember> {
+export async function resetPassword(
+  dashboard: DashboardStore,
+  email: string,
+  password?: string,
+  actor: Actor = CLI_ACTOR,
+): Promise<AddedMember> {
   const member = await memberByEmail(dashboard, email)
   const chosen = password ?? generatePassword()
   const problem = passwordProblem(chosen)
   if (problem !== null) throw new SaikuHttpError('invalid_request', `${problem}.`)
-  if (!(await dashboard.setPasswordHash(member.memberId, await hashPassword(chosen)))) throw new SaikuHttpError('not_found', `No member with email ${member.email}.`)
-  await dashboard.recordActivity({ tenantId: member.tenantId, ...actor, action: 'member.password_reset', target: member.email })
+  if (!(await dashboard.setPasswordHash(member.memberId, await hashPassword(chosen))))
+    throw new SaikuHttpError('not_found', `No member with email ${member.email}.`)
+  await dashboard.recordActivity({
+    tenantId: member.tenantId,
+    ...actor,
+    action: 'member.password_reset',
+    target: member.email,
+  })
   return { member, generatedPassword: password === undefined ? chosen : null }
 }
 
 export const DEMO_MEMBER_EMAIL = 'admin@acme.example'
 
 /** On a freshly seeded demo tenant: its first admin, with a generated password. */
-export async function seedDemoMember(dashboard: DashboardStore, store: TenantAdminStore): Promise<{ email: string; password: string } | null> {
+export async function seedDemoMember(
+  dashboard: DashboardStore,
+  store: TenantAdminStore,
+): Promise<{ email: string; password: string } | null> {
   const tenant = await store.findTenantBySlug('acme')
   if (tenant === null || (await dashboard.listMembers(tenant.tenantId)).length > 0) return null
   try {

@@ -14,9 +14,16 @@ const maxmem = (N: number, r: number) => 2 * 128 * N * r + 1024 * 1024
 export const MIN_PASSWORD_LENGTH = 12
 export const MAX_PASSWORD_LENGTH = 1024
 
-function derive(password: string, salt: Buffer, params: { N: number; r: number; p: number }, length: number): Promise<Buffer> {
+function derive(
+  password: string,
+  salt: Buffer,
+  params: { N: number; r: number; p: number },
+  length: number,
+): Promise<Buffer> {
   const options: ScryptOptions = { ...params, maxmem: maxmem(params.N, params.r) }
-  return new Promise((resolve, reject) => scrypt(password.normalize('NFKC'), salt, length, options, (error, key) => (error ? reject(error) : resolve(key))))
+  return new Promise((resolve, reject) =>
+    scrypt(password.normalize('NFKC'), salt, length, options, (error, key) => (error ? reject(error) : resolve(key))),
+  )
 }
 
 /** `scrypt$N=65536,r=8,p=2$<salt>$<hash>`, base64url. */
@@ -36,7 +43,12 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const expected = Buffer.from(hash!, 'base64url')
   let key: Buffer
   try {
-    key = await derive(password, Buffer.from(salt!, 'base64url'), { N: Number(N), r: Number(r), p: Number(p) }, expected.length)
+    key = await derive(
+      password,
+      Buffer.from(salt!, 'base64url'),
+      { N: Number(N), r: Number(r), p: Number(p) },
+      expected.length,
+    )
   } catch {
     return false // parameters scrypt refuses (N not a power of two, too much memory)
   }

@@ -15,7 +15,8 @@ export interface DashboardSettings {
 function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const value = env[name]
   if (value === undefined || value === '') return fallback
-  if (!/^[1-9]\d{0,8}$/.test(value)) throw new ConfigError(`${name}: expected a positive number of seconds, got ${JSON.stringify(value)}`)
+  if (!/^[1-9]\d{0,8}$/.test(value))
+    throw new ConfigError(`${name}: expected a positive number of seconds, got ${JSON.stringify(value)}`)
   return Number(value)
 }
 
@@ -24,7 +25,8 @@ function trustProxy(value: string | undefined): boolean | number | string {
   if (value === undefined || value === '' || value === 'false') return false
   if (value === 'true') return true
   if (/^\d{1,2}$/.test(value)) return Number(value)
-  if (!/^[\w.:/, -]+$/.test(value)) throw new ConfigError(`TRUST_PROXY: expected true, a hop count or addresses, got ${JSON.stringify(value)}`)
+  if (!/^[\w.:/, -]+$/.test(value))
+    throw new ConfigError(`TRUST_PROXY: expected true, a hop count or addresses, got ${JSON.stringify(value)}`)
   return value
 }
 
@@ -32,7 +34,9 @@ export function readDashboardSettings(env: NodeJS.ProcessEnv = process.env): Das
   const idleTimeoutSeconds = seconds(env, 'SESSION_IDLE_TIMEOUT_SECONDS', 1_800)
   const absoluteTimeoutSeconds = seconds(env, 'SESSION_ABSOLUTE_TIMEOUT_SECONDS', 43_200)
   if (absoluteTimeoutSeconds < idleTimeoutSeconds) {
-    throw new ConfigError(`SESSION_ABSOLUTE_TIMEOUT_SECONDS (${absoluteTimeoutSeconds}) must be at least SESSION_IDLE_TIMEOUT_SECONDS (${idleTimeoutSeconds})`)
+    throw new ConfigError(
+      `SESSION_ABSOLUTE_TIMEOUT_SECONDS (${absoluteTimeoutSeconds}) must be at least SESSION_IDLE_TIMEOUT_SECONDS (${idleTimeoutSeconds})`,
+    )
   }
   return { idleTimeoutSeconds, absoluteTimeoutSeconds, trustProxy: trustProxy(env.TRUST_PROXY) }
 }

@@ -1,10 +1,22 @@
 // @saiku/core/adapter: what a framework adapter needs to map a request in and write a decision out.
 
-export type { AdmittedDecision, AuthDecision, AuthRequest, SaikuPrincipal, UnverifiedDecision, WouldBeRefusal } from '../decision.js'
+export type {
+  AdmittedDecision,
+  AuthDecision,
+  AuthRequest,
+  SaikuPrincipal,
+  UnverifiedDecision,
+  WouldBeRefusal,
+} from '../decision.js'
 export type { Authenticator } from '../authenticator.js'
 export { BODY_HEADERS, errorResponse } from '../http.js'
 export type { ErrorResponse, HeaderMap } from '../http.js'
 export { checkPermissions, permissionGuard } from '../permissions.js'
 export type { PermissionGuard, PermissionGuardArguments, PermissionGuardOptions } from '../permissions.js'
 export { errorResponseFor, resolveSaikuErrorsOptions } from '../error-response.js'
-export type { ErrorResponseOptions, ResolvedSaikuErrorsOptions, SaikuErrorsOptions, ThrownErrorResponse } from '../error-response.js'
+export type {
+  ErrorResponseOptions,
+  ResolvedSaikuErrorsOptions,
+  SaikuErrorsOptions,
+  ThrownErrorResponse,
+} from '../error-response.js'

@@ -1,6 +1,14 @@
 // @saiku/core/store: what a key store's author needs: rows, validation, change announcements.
 
-export type { ApiKeyRecord, ApiKeySummary, KeyStore, Subscription, SubscriptionStatus, TenantAdminStore, TenantRecord } from '../store.js'
+export type {
+  ApiKeyRecord,
+  ApiKeySummary,
+  KeyStore,
+  Subscription,
+  SubscriptionStatus,
+  TenantAdminStore,
+  TenantRecord,
+} from '../store.js'
 export {
   isPermission,
   labelProblem,
