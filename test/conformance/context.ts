@@ -52,9 +52,14 @@ export interface Conformance {
   readonly fixtures: AppFixtures
   readonly clock: FakeClock
   /** An app of the harness over the store, with the `tiny` tier added to `options.tiers`. */
-  start(options?: SaikuOptions, settings?: AppSettings): ConformanceApp
-  mint(app: ConformanceApp, owner: TenantRecord, permissions?: string[], label?: string): Promise<CreatedApiKey>
-  get(app: ConformanceApp, path: string, key?: string): request.Test
+  readonly start: (options?: SaikuOptions, settings?: AppSettings) => ConformanceApp
+  readonly mint: (
+    app: ConformanceApp,
+    owner: TenantRecord,
+    permissions?: string[],
+    label?: string,
+  ) => Promise<CreatedApiKey>
+  readonly get: (app: ConformanceApp, path: string, key?: string) => request.Test
 }
 
 /** Registers the hooks of one concern's `describe` block; call it inside that block. */

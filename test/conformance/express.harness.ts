@@ -70,4 +70,4 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
 }
 
 export const express5Harness: AdapterHarness = expressHarness('express 5', express5)
-export const express4Harness: AdapterHarness = expressHarness('express 4', express4 as unknown as typeof express5)
+export const express4Harness: AdapterHarness = expressHarness('express 4', express4)
