@@ -14,7 +14,16 @@ describe('pnpm bench --quick', () => {
     await run(process.execPath, ['build.mjs'], { cwd: bench })
     const { stdout } = await run(process.execPath, ['.build/run.js', '--quick'], { cwd: bench, maxBuffer: 10_000_000 })
     const results = JSON.parse(readFileSync(`${bench}results/latest.json`, 'utf8')) as BenchResults
-    const expected = ['node:http', 'express', 'express+saiku', 'express+passport+erl', 'koa', 'koa+saiku']
+    const expected = [
+      'node:http',
+      'express',
+      'express+saiku',
+      'express+floor',
+      'express+passport+erl',
+      'koa',
+      'koa+saiku',
+      'koa+floor',
+    ]
     if (process.env.REDIS_URL !== undefined) expected.push('express+saiku+redis')
     expect(Object.keys(results.summaries).sort()).toEqual(expected.sort())
     for (const summary of Object.values(results.summaries)) {
@@ -31,6 +40,7 @@ describe('pnpm bench --quick', () => {
       'cache hit (admitted), metrics on',
       'cache miss (MemoryKeyStore)',
       'garbage token (checksum, no store)',
+      'unknown key (checksum ok, cached as unknown)',
       'refused (429)',
       'cache hit (admitted), rolling windows',
       'refused (429), rolling windows',
@@ -46,7 +56,11 @@ describe('pnpm bench --quick', () => {
         results.redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest,
       )
     }
+    // saikuAuth's distance to the floor, per framework, from the same rounds.
+    expect(results.floors?.map((floor) => floor.framework)).toEqual(['Express', 'Koa'])
+    for (const floor of results.floors ?? []) expect(Number.isFinite(floor.distanceCpuMicros)).toBe(true)
     expect(stdout).toContain('| server | req/s |')
+    expect(stdout).toContain('saikuAuth above the floor, µs/req')
     expect(readFileSync(`${bench}results/ratios.svg`, 'utf8')).toMatch(
       /^<svg [^>]+>[\s\S]*Koa \+ saikuAuth[\s\S]*<\/svg>\n$/,
     )

@@ -66,11 +66,10 @@ export function createRefusals(parts: RefusalParts): Refusals {
   const missing = Object.freeze(
     errorResponse('unauthorized', undefined, { 'www-authenticate': bearerChallenge(realm) }),
   )
-  const invalid = Object.freeze(
-    errorResponse('unauthorized', undefined, { 'www-authenticate': bearerChallenge(realm, 'invalid_token') }),
-  )
+  const invalidTokenChallenge = { 'www-authenticate': bearerChallenge(realm, 'invalid_token') }
+  const invalid = Object.freeze(errorResponse('unauthorized', undefined, invalidTokenChallenge))
   // The same challenge for a signed token, whose body names the token rather than an API key.
-  const invalidSigned = Object.freeze(errorResponse('unauthorized', SIGNED_TOKEN_MESSAGE, invalid.headers))
+  const invalidSigned = Object.freeze(errorResponse('unauthorized', SIGNED_TOKEN_MESSAGE, invalidTokenChallenge))
   const ambiguous = Object.freeze(
     errorResponse('invalid_request', INVALID_REQUEST_MESSAGE, {
       'www-authenticate': bearerChallenge(realm, 'invalid_request'),
