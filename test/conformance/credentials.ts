@@ -2,10 +2,10 @@
 // string are handed to the core as sent, and its 401 and 400 go out with their challenge and body.
 // How a header is parsed, and which keys pass, is decided in @saiku/core (pipeline-decisions.test.ts).
 import request from 'supertest'
-import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose'
 import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { mintApiKey } from '@saiku/core'
 import { rawGet } from '@saiku/test-support/http'
+import { createTestSigner, type TestSigner } from '@saiku/test-support/signed-tokens'
 import {
   acme,
   BARE_CHALLENGE,
@@ -84,22 +84,12 @@ export function describeCredentials(harness: AdapterHarness): void {
     })
 
     describe('a signed token', () => {
-      let signer: { privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey']; jwk: JWK }
+      let signer: TestSigner
       beforeAll(async () => {
-        const pair = await generateKeyPair('ES256', { extractable: true })
-        signer = { privateKey: pair.privateKey, jwk: { ...(await exportJWK(pair.publicKey)), kid: 'k1' } }
+        signer = await createTestSigner(acme.tenantId, T0)
       })
-      const jwtOptions = () => ({
-        jwt: { key: signer.jwk, issuer: 'https://id.test', audience: 'saiku', algorithms: ['ES256' as const] },
-      })
-      const token = (claims: Record<string, unknown>, expiresAt: number) =>
-        new SignJWT({ tenant_id: acme.tenantId, scope: 'keys:read', ...claims })
-          .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-          .setIssuer('https://id.test')
-          .setAudience('saiku')
-          .setIssuedAt(Math.floor(T0 / 1000))
-          .setExpirationTime(Math.floor(expiresAt / 1000))
-          .sign(signer.privateKey)
+      const jwtOptions = () => signer.jwtOptions
+      const token = (claims: Record<string, unknown>, expiresAtMs: number) => signer.token(claims, expiresAtMs)
 
       it('accepts a JWT beside API keys, for the same tenant and the same budget', async () => {
         const app = start(jwtOptions())

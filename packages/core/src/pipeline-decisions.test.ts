@@ -4,7 +4,8 @@
 // failure policies of the key store and the limiter (closed, serve-stale, open, timeouts). The adapter
 // conformance suite (test/conformance) keeps what an adapter can get wrong: the mapping of the request
 // in, and of the decision onto the wire.
-import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose'
+import { createTestSigner, type TestSigner } from '@saiku/test-support/signed-tokens'
+import { exportJWK, generateKeyPair } from 'jose'
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { JSON_CONTENT_TYPE, type HeaderMap } from './http.js'
 import { createTokenIssuer } from './jwt.js'
@@ -627,22 +628,12 @@ describe('decisions made in the core, whatever the adapter', () => {
   })
 
   describe('signed tokens', () => {
-    let signer: { privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey']; jwk: JWK }
+    let signer: TestSigner
     beforeAll(async () => {
-      const pair = await generateKeyPair('ES256', { extractable: true })
-      signer = { privateKey: pair.privateKey, jwk: { ...(await exportJWK(pair.publicKey)), kid: 'k1' } }
+      signer = await createTestSigner(acme.tenantId, T0)
     })
-    const jwtOptions = () => ({
-      jwt: { key: signer.jwk, issuer: 'https://id.test', audience: 'saiku', algorithms: ['ES256' as const] },
-    })
-    const token = (claims: Record<string, unknown>, expiresAt: number) =>
-      new SignJWT({ tenant_id: acme.tenantId, scope: 'keys:read', ...claims })
-        .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-        .setIssuer('https://id.test')
-        .setAudience('saiku')
-        .setIssuedAt(Math.floor(T0 / 1000))
-        .setExpirationTime(Math.floor(expiresAt / 1000))
-        .sign(signer.privateKey)
+    const jwtOptions = () => signer.jwtOptions
+    const token = (claims: Record<string, unknown>, expiresAtMs: number) => signer.token(claims, expiresAtMs)
 
     it('answers an expired or unsigned JWT like a bad key, naming the token', async () => {
       const app = start(jwtOptions())
