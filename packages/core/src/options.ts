@@ -1,7 +1,7 @@
 import type { MeterProvider } from '@opentelemetry/api'
 import type { AuthRequest, CostRequest, DecisionEvent } from './decision.js'
 import { SaikuConfigError } from './errors.js'
-import { RATE_LIMIT_HEADER_MODES, type RateLimitHeaderMode } from './http.js'
+import { checkRealm, DEFAULT_REALM, RATE_LIMIT_HEADER_MODES, type RateLimitHeaderMode } from './http.js'
 import type { JwtVerifierOptions } from './jwt.js'
 import { KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
 import type { LimiterBackend } from './limiter.js'
@@ -233,7 +233,7 @@ export interface ResolvedOptions {
  * `cache.negativeTtlMs`: `cache.ttlMs`; `windows`: what `limiter.backend` counts, else fixed).
  */
 export const DEFAULTS: OptionDefaults = Object.freeze({
-  realm: 'saiku',
+  realm: DEFAULT_REALM,
   tiers: undefined,
   rateLimitHeaders: 'draft-11',
   windows: undefined,
@@ -419,9 +419,6 @@ function limiterOption(options: Record<string, unknown>): { limiter: ResolvedOpt
   return { limiter, windows }
 }
 
-// A realm goes inside a quoted-string; keep it to characters that need no escaping.
-const REALM_PATTERN = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}$/
-
 /**
  * Checks every option once, at construction, and returns a frozen configuration:
  * values only, nothing built. Never mutates its input.
@@ -431,10 +428,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
   const options: Record<string, unknown> = input
   checkKnown('', options, Object.keys(DEFAULTS))
 
-  const realm = options.realm ?? DEFAULTS.realm
-  if (typeof realm !== 'string' || !REALM_PATTERN.test(realm)) {
-    throw new SaikuConfigError('realm', '1 to 64 printable ASCII characters without quotes or backslashes', realm)
-  }
+  const realm = checkRealm('realm', options.realm)
   const { limiter, windows } = limiterOption(options)
 
   const cache = group(options, 'cache')
