@@ -9,6 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
+import { measureInProcess } from './inprocess.js'
 import { measureDecisions, measureFlood, measureRedisCommands } from './micro.js'
 import { renderMarkdown, renderSvg, type BenchResults, type VariantSummary } from './report.js'
 import { FLOORS, VARIANTS, type Variant } from './variants.js'
@@ -179,6 +180,10 @@ async function main(): Promise<void> {
     ),
   }))
 
+  // Without sockets, only for a run that loads both floors' pairs.
+  const inProcessFloors = FLOORS.every(({ saiku, floor }) => variants.includes(saiku) && variants.includes(floor))
+    ? await measureInProcess(quick ? 40 : 400, 10)
+    : undefined
   const decisions = await measureDecisions(quick)
   const redis = redisUrl === undefined ? null : await measureRedisCommands(redisUrl, quick || partial ? 50 : 500)
   const flood = await measureFlood(quick || partial ? 20_000 : 1_000_000)
@@ -191,6 +196,7 @@ async function main(): Promise<void> {
     summaries,
     expressVersusPopularStack: median(versusPopular),
     floors,
+    ...(inProcessFloors === undefined ? {} : { inProcessFloors }),
     rounds: perRound,
     decisions,
     redis,

@@ -59,7 +59,18 @@ describe('pnpm bench --quick', () => {
     // saikuAuth's distance to the floor, per framework, from the same rounds.
     expect(results.floors?.map((floor) => floor.framework)).toEqual(['Express', 'Koa'])
     for (const floor of results.floors ?? []) expect(Number.isFinite(floor.distanceCpuMicros)).toBe(true)
+    // The same distance without sockets: both CPU kinds, from batches that each app answered with 200.
+    expect(results.inProcessFloors?.map((floor) => floor.framework)).toEqual(['Express', 'Koa'])
+    for (const floor of results.inProcessFloors ?? []) {
+      expect(floor.pairs).toBe(40)
+      for (const cpu of [floor.process, floor.mainThread]) {
+        expect(cpu.saikuCpuMicros).toBeGreaterThan(0)
+        expect(cpu.floorCpuMicros).toBeGreaterThan(0)
+        expect(cpu.interquartile[0]).toBeLessThanOrEqual(cpu.interquartile[1])
+      }
+    }
     expect(stdout).toContain('| server | req/s |')
+    expect(stdout).toContain('Without sockets')
     expect(stdout).toContain('saikuAuth above the floor, µs/req')
     expect(readFileSync(`${bench}results/ratios.svg`, 'utf8')).toMatch(
       /^<svg [^>]+>[\s\S]*Koa \+ saikuAuth[\s\S]*<\/svg>\n$/,

@@ -11,6 +11,8 @@ import type { MemoryLimiterBackend } from './memory-limiter.js'
 import { createCoreMetrics, type CoreMetrics } from './metrics.js'
 import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
 import { createPipeline } from './pipeline.js'
+import { createCounter } from './counter.js'
+import { createAdmissionMarks } from './admission-marks.js'
 import { createRefusals } from './refusals.js'
 import { requestIp } from './route-path.js'
 import { announceKeyStoreChange, onKeyStoreChange } from './store-events.js'
@@ -100,7 +102,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     verifier,
     customVerifier: options.verifier !== undefined || options.jwt !== undefined,
     tenants,
-    limiter,
+    counter: createCounter(limiter, reportError),
+    marks: createAdmissionMarks(limiter.identity),
     failureBudget,
     refusals: createRefusals({ options, report, reportError, metrics, failureBudget, clientOf }),
     report,

@@ -1,3 +1,5 @@
+import { API_KEY_LENGTH } from './keys.js'
+
 /** What the Authorization header holds, as far as RFC 6750 §2.1 is concerned. */
 export type BearerCredentials =
   | { readonly kind: 'token'; readonly token: string }
@@ -7,6 +9,9 @@ export type BearerCredentials =
   | { readonly kind: 'malformed' }
   /** More than one credential: two headers, two tokens, or the header and the query string. */
   | { readonly kind: 'ambiguous' }
+
+/** A header without a usable token. */
+export type BearerProblem = Exclude<BearerCredentials, { readonly kind: 'token' }>
 
 export interface CredentialSource {
   readonly headers: Readonly<Record<string, string | readonly string[] | undefined>>
@@ -21,9 +26,9 @@ export interface CredentialSource {
  */
 export const MAX_TOKEN_LENGTH = 8192
 
-const MISSING: BearerCredentials = Object.freeze({ kind: 'missing' })
-const MALFORMED: BearerCredentials = Object.freeze({ kind: 'malformed' })
-const AMBIGUOUS: BearerCredentials = Object.freeze({ kind: 'ambiguous' })
+const MISSING: BearerProblem = Object.freeze({ kind: 'missing' })
+const MALFORMED: BearerProblem = Object.freeze({ kind: 'malformed' })
+const AMBIGUOUS: BearerProblem = Object.freeze({ kind: 'ambiguous' })
 
 // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 const B64TOKEN = new Uint8Array(128)
@@ -46,9 +51,10 @@ function authorizationHeaderCount(rawHeaders: readonly string[]): number {
   let count = 0
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!
-    // Length and first letter rule out almost every other header before any string work.
-    if (name.length === 13 && (name.charCodeAt(0) | 0x20) === 97 /* a */ && name.toLowerCase() === 'authorization')
-      count++
+    // Length and first letter rule out almost every other header before any string work; the usual
+    // spellings are compared as they are, anything else in lower case.
+    if (name.length !== 13 || (name.charCodeAt(0) | 0x20) !== 97 /* a */) continue
+    if (name === 'Authorization' || name === 'authorization' || name.toLowerCase() === 'authorization') count++
   }
   return count
 }
@@ -72,11 +78,31 @@ function hasQueryToken(url: string | undefined): boolean {
   return query !== -1 && /(?:^|&)access_token=/i.test(url.slice(query + 1))
 }
 
+/** Malformed, or ambiguous when it holds a space or a comma (two credentials); null for a b64token. */
+export function bearerTokenProblem(token: string): BearerProblem | null {
+  if (token.length <= MAX_TOKEN_LENGTH && isB64Token(token)) return null
+  return token.includes(' ') || token.includes(',') ? AMBIGUOUS : MALFORMED
+}
+
+/** Whether the token has an API key's length and prefix (what it holds is not looked at). */
+function hasApiKeyShape(token: string): boolean {
+  return (
+    token.length === API_KEY_LENGTH &&
+    token.charCodeAt(0) === 115 /* s */ &&
+    token.charCodeAt(1) === 107 /* k */ &&
+    token.charCodeAt(2) === 95 /* _ */
+  )
+}
+
 /**
  * Reads the bearer token from the Authorization header only: the scheme is
  * case-insensitive, the token is never taken from the query string or a body.
+ *
+ * `apiKeysChecked`: the caller parses API keys itself (a stricter alphabet than a
+ * b64token's), so a token of an API key's shape is returned without this scan; when
+ * that parse finds it malformed, {@link bearerTokenProblem} tells what this would have said.
  */
-export function extractBearer(source: CredentialSource): BearerCredentials {
+export function extractBearer(source: CredentialSource, apiKeysChecked = false): BearerCredentials {
   const header = source.headers.authorization
   if (header === undefined) return MISSING
   if (typeof header !== 'string') return AMBIGUOUS
@@ -89,8 +115,11 @@ export function extractBearer(source: CredentialSource): BearerCredentials {
   while (start < header.length && header.charCodeAt(start) === 32) start++
   const token = header.slice(start)
   if (token.length === 0) return MALFORMED
-  if (token.length > MAX_TOKEN_LENGTH) return token.includes(' ') || token.includes(',') ? AMBIGUOUS : MALFORMED
-  if (!isB64Token(token)) return token.includes(' ') || token.includes(',') ? AMBIGUOUS : MALFORMED
+  // A token in the query string as well is two credentials, whatever either holds (RFC 6750 §2).
   if (hasQueryToken(source.url)) return AMBIGUOUS
+  if (!(apiKeysChecked && hasApiKeyShape(token))) {
+    const problem = bearerTokenProblem(token)
+    if (problem !== null) return problem
+  }
   return { kind: 'token', token }
 }

@@ -367,7 +367,8 @@ export function createCompositeVerifier(verifiers: CompositeVerifierOptions): Ke
       const result = verifiers.others.verify(token)
       return result instanceof Promise ? result.then(checked) : checked(result)
     },
-    verifyWithoutIo: (token) => (isApiKey(token) ? verifiers.apiKeys.verifyWithoutIo?.(token) : undefined),
+    verifyWithoutIo: (token, nowMs) =>
+      isApiKey(token) ? verifiers.apiKeys.verifyWithoutIo?.(token, nowMs) : undefined,
     invalidateKey: (keyId) => verifiers.apiKeys.invalidateKey?.(keyId),
   }
 }

@@ -111,18 +111,23 @@ export function parseApiKey(token: string): ParsedApiKey {
   }
 }
 
+/** A key's length, prefix and separator: the checks of {@link apiKeyFailure} that read no more than a few characters. */
+export function hasApiKeyFrame(token: string): boolean {
+  return (
+    token.length === API_KEY_LENGTH &&
+    (token.startsWith('sk_live_') || token.startsWith('sk_test_')) &&
+    token.charCodeAt(KEY_ID_END) === 95 /* _ */
+  )
+}
+
 /**
  * {@link parseApiKey} without building its answer: null for a well-formed key
  * (its key ID is at `sk_live_`.length, its environment `live` when the fourth
  * character is `l`), else why it is not one.
  */
 export function apiKeyFailure(token: string): 'malformed' | 'bad_checksum' | null {
-  if (token.length !== API_KEY_LENGTH) return 'malformed'
-  let environment: 0 | 1
-  if (token.startsWith('sk_live_')) environment = 0
-  else if (token.startsWith('sk_test_')) environment = 1
-  else return 'malformed'
-  if (token.charCodeAt(KEY_ID_END) !== 95 /* _ */) return 'malformed'
+  if (!hasApiKeyFrame(token)) return 'malformed'
+  const environment = token.charCodeAt(3) === 108 /* l */ ? 0 : 1
   // One pass: check the alphabet and run the CRC over everything before the checksum.
   let crc = CRC_PREFIX[environment]!
   for (let i = PREFIX_LENGTH; i < CHECKSUMMED_LENGTH; i++) {

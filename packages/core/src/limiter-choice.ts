@@ -18,6 +18,8 @@ export interface ChosenLimiter {
   readonly timeoutMs: number
   /** Counts in this process while the backend fails open (`limiter.insurance`), or null. */
   readonly insurance: LimiterBackend | null
+  /** The memory backend the options built, on the authenticator's clock: `consumeSync` may be given the time read. */
+  readonly sharesClock: boolean
 }
 
 /**
@@ -36,6 +38,7 @@ export function chooseLimiter(options: ResolvedOptions, now: () => number, metri
     identity,
     timeoutMs: limiter.inProcess === true ? 0 : options.limiter.timeoutMs,
     insurance: insurance === true ? memory() : insurance === false ? null : insurance,
+    sharesClock: backend === undefined && factory === undefined,
   }
 }
 

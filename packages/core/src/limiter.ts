@@ -55,8 +55,11 @@ export interface LimiterBackend {
    * the authenticator then skips the `limiter.timeoutMs` deadline.
    */
   readonly inProcess?: boolean
-  /** Optional: the same decision without a promise, for backends that can decide at once. */
-  consumeSync?(tenantKey: string, limits: WindowLimits, cost?: number): LimitDecision
+  /**
+   * Optional: the same decision without a promise, for backends that can decide at once.
+   * `nowMs` is passed only to the memory backend the authenticator built on its own clock.
+   */
+  consumeSync?(tenantKey: string, limits: WindowLimits, cost?: number, nowMs?: number): LimitDecision
   /** Optional: `peek` without a promise. */
   peekSync?(tenantKey: string, limits: WindowLimits): LimitDecision
 }

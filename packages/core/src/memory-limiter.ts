@@ -59,7 +59,8 @@ export interface MemoryLimiterOptions {
 
 export interface MemoryLimiterBackend extends LimiterBackend {
   /** The same decision, without a promise: the in-process hot path. */
-  consumeSync(tenantKey: string, limits: WindowLimits, cost?: number): LimitDecision
+  /** `nowMs`: the time, when the caller read this limiter's clock already. */
+  consumeSync(tenantKey: string, limits: WindowLimits, cost?: number, nowMs?: number): LimitDecision
   /** What a request would be told now, without counting it; changes nothing. */
   peekSync(tenantKey: string, limits: WindowLimits): LimitDecision
   peek(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
@@ -138,8 +139,13 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
    * (the true earliest admission, nothing else admitted meanwhile); one with room,
    * the wait until all it counts has dropped out.
    */
-  function decideRolling(tenantKey: string, limits: WindowLimits, cost: number, count: boolean): LimitDecision {
-    const nowMs = now()
+  function decideRolling(
+    tenantKey: string,
+    limits: WindowLimits,
+    cost: number,
+    count: boolean,
+    nowMs = now(),
+  ): LimitDecision {
     let windows = tenants.get(tenantKey)
     const rolling = windows?.rolling ?? EMPTY_STATE
     const minuteIndex = currentIndex(rolling, MINUTE_OFFSET, nowMs, MINUTE_WIDTH_MS)
@@ -255,9 +261,8 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
 
   // `count` and `peekAt` in one pass: the in-process hot path. `cost` units are
   // taken from both windows or none; a cost above a window's limit is always refused.
-  function consumeSync(tenantKey: string, limits: WindowLimits, cost = 1): LimitDecision {
-    if (windowKind === 'rolling') return decideRolling(tenantKey, limits, cost, true)
-    const nowMs = now()
+  function consumeSync(tenantKey: string, limits: WindowLimits, cost = 1, nowMs = now()): LimitDecision {
+    if (windowKind === 'rolling') return decideRolling(tenantKey, limits, cost, true, nowMs)
     const windows = tenants.get(tenantKey)
     if (windows === undefined && cost <= limits.perMinute && cost <= limits.perHour) {
       add(tenantKey, nowMs, cost)

@@ -26,6 +26,55 @@ describe('createAuthenticator', () => {
     )
   })
 
+  /** An authenticator whose decisions are told as "status reason", with a key of acme's; no failure budget. */
+  async function toldAuthenticator() {
+    const told: string[] = []
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), {
+      failedAuth: false,
+      onDecision: (event) => told.push(`${event.status} ${event.reason}`),
+    })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    return { told, auth, key }
+  }
+
+  it("refuses a token of a key's length and prefix that is no b64token as the bearer scan does, cached key or not", async () => {
+    const { told, auth, key } = await toldAuthenticator()
+    const replaced = (at: number, character: string): string => key.slice(0, at) + character + key.slice(at + 1)
+    for (const cached of [false, true]) {
+      if (cached) expect((await auth.authenticate(request(`Bearer ${key}`))).ok).toBe(true)
+      told.length = 0
+      // In the key ID, the secret and the checksum.
+      for (const at of [10, 40, 68]) {
+        for (const character of ['!', 'é', ' ', ','])
+          await auth.authenticate(request(`Bearer ${replaced(at, character)}`))
+      }
+      const each = [
+        '401 malformed_credentials',
+        '401 malformed_credentials',
+        '400 ambiguous_credentials',
+        '400 ambiguous_credentials',
+      ]
+      expect(told).toEqual([...each, ...each, ...each])
+    }
+  })
+
+  it('tells a tampered key of a cached key ID by the same reason as one never seen', async () => {
+    const { told, auth, key } = await toldAuthenticator()
+    const last = key.at(-1) === 'A' ? 'B' : 'A'
+    const tampered = [
+      key.slice(0, -1) + last, // the checksum no longer matches
+      key.slice(0, 40) + '-' + key.slice(41), // a b64token character outside base62
+      key.slice(0, 20) + '-' + key.slice(21), // the separator after the key ID
+    ]
+    for (const token of tampered) await auth.authenticate(request(`Bearer ${token}`))
+    const uncached = told.splice(0)
+    expect(uncached).toEqual(['401 bad_checksum', '401 malformed', '401 malformed'])
+    expect((await auth.authenticate(request(`Bearer ${key}`))).ok).toBe(true)
+    told.length = 0
+    for (const token of tampered) await auth.authenticate(request(`Bearer ${token}`))
+    expect(told).toEqual(uncached)
+  })
+
   it('reports decisions to onDecision without the key, and with the path but not the query', async () => {
     const events: DecisionEvent[] = []
     const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), {

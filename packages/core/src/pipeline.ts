@@ -1,21 +1,16 @@
-import { extractBearer } from './bearer.js'
-import type {
-  AdmittedDecision,
-  AuthDecision,
-  AuthRequest,
-  DecisionReason,
-  SaikuPrincipal,
-  TenantView,
-} from './decision.js'
-import { asStoreError, ERROR_STATUS, SaikuConfigError, SaikuStoreError } from './errors.js'
+import { markedPrincipal, type AdmissionMark, type AdmissionMarks } from './admission-marks.js'
+import { bearerTokenProblem, extractBearer } from './bearer.js'
+import type { Counter } from './counter.js'
+import type { AdmittedDecision, AuthDecision, AuthRequest, DecisionReason } from './decision.js'
+import { asStoreError, ERROR_STATUS, SaikuStoreError } from './errors.js'
 import type { FailureBudget } from './failure-budget.js'
 import type { DecisionReporter } from './hooks.js'
-import { addRateLimitHeaders, retryAfterSeconds, type ErrorResponse, type HeaderMap } from './http.js'
+import { addRateLimitHeaders, retryAfterSeconds, type HeaderMap } from './http.js'
 import type { LimitDecision } from './limiter.js'
-import type { ChosenLimiter } from './limiter-choice.js'
 import { startLookup, type Lookup } from './lookups.js'
 import type { ResolvedOptions } from './options.js'
 import { costExceedsLimitMessage, rateLimitedMessage, type Refusals } from './refusals.js'
+import { requestCost } from './request-cost.js'
 import { routePath } from './route-path.js'
 import { hasActiveSubscription, type CachedTenant, type TenantLoader } from './tenants.js'
 import { withTimeout } from './timeout.js'
@@ -30,7 +25,8 @@ export interface PipelineParts {
   /** A verifier of the user's (or JWT): its answer is awaited under `keyStoreTimeoutMs`. */
   readonly customVerifier: boolean
   readonly tenants: TenantLoader
-  readonly limiter: ChosenLimiter
+  readonly counter: Counter
+  readonly marks: AdmissionMarks
   readonly failureBudget: FailureBudget | null
   readonly refusals: Refusals
   readonly report: DecisionReporter
@@ -42,49 +38,34 @@ export interface PipelineParts {
 /** A decision, returned at once when nothing had to be awaited: the common request costs no promise hop. */
 export type Outcome = AuthDecision | Promise<AuthDecision>
 
-/**
- * Marks the principals an authenticator made: which one admitted the request (a
- * second mount of it counts nothing) and which limiter counted it (another
- * authenticator on the same limiter, as in nested routers, verifies the request
- * but does not count it again). Registered, so two copies of this module agree.
- */
-const admittedMark = Symbol.for('saiku.admitted')
-interface AdmittedMark {
-  /** The limiter that counted the request; null when it was admitted without counting. */
-  readonly countedBy: object | null
-}
 /** A verified request of a tenant with limits: what the counting stages share. */
 interface Admission {
   readonly request: AuthRequest
   readonly credential: VerifiedCredential
   readonly tenant: CachedTenant
   readonly limits: WindowLimits
+  /** The clock as the tenant stage read it. */
+  readonly nowMs: number
 }
-
-type MarkedPrincipal = { [admittedMark]?: AdmittedMark; tenant?: TenantView; rateLimit?: LimitDecision | null }
 
 /**
  * The decision, in stages: credentials → verify (401) → tenant → subscription (402)
  * → count (429) → finish. Each stage returns at once when it has nothing to await.
  */
 export function createPipeline(parts: PipelineParts): (request: AuthRequest) => Outcome {
-  const { options, now, verifier, tenants, failureBudget, refusals, report, reportError } = parts
-  const { limiter, identity: limiterIdentity, timeoutMs: limiterTimeoutMs } = parts.limiter
-  const { realm, rateLimitHeaders: headerMode, cost: costOf } = options
-  const countedMark: AdmittedMark = Object.freeze({ countedBy: limiterIdentity })
-  const uncountedMark: AdmittedMark = Object.freeze({ countedBy: null })
+  const { options, now, verifier, tenants, counter, marks, failureBudget, refusals, report, reportError } = parts
+  const { realm, rateLimitHeaders: headerMode, cost: costOf, subscription } = options
+  // The API key verifier checks a key's characters itself: the bearer scan can skip them.
+  const apiKeysChecked = options.verifier === undefined
 
   function decide(request: AuthRequest): Outcome {
-    const already = request.principal as MarkedPrincipal | undefined
-    const mark = already?.[admittedMark]
-    if (mark === countedMark || mark === uncountedMark) {
+    const admitted = marks.admittedBefore(request.principal)
+    if (admitted !== null) {
       report(request, 200, null, 'already_admitted', null, null)
-      return { ok: true, principal: already as unknown as SaikuPrincipal, headers: {} }
+      return { ok: true, principal: admitted, headers: {} }
     }
-    const credentials = extractBearer(request)
-    if (credentials.kind === 'missing') return refusals.missing(request)
-    if (credentials.kind === 'ambiguous') return refusals.ambiguous(request)
-    if (credentials.kind !== 'token') return refusals.failed(request, 'malformed_credentials')
+    const credentials = extractBearer(request, apiKeysChecked)
+    if (credentials.kind !== 'token') return refusals.ofCredentials(request, credentials)
     return verify(request, credentials.token)
   }
 
@@ -94,8 +75,14 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     let lookup: Lookup | null = null
     try {
       // The common request is answered from the cache; only what needs the store looks at the client's failures.
-      const known = verifier.verifyWithoutIo?.(token)
-      if (known !== undefined) return verifiedStage(request, known, null, false)
+      const nowMs = now()
+      const known = verifier.verifyWithoutIo?.(token, nowMs)
+      if (known !== undefined) {
+        // A key-shaped token skipped the bearer scan: refused as that scan would have refused it.
+        const problem = known.ok || known.reason !== 'malformed' ? null : bearerTokenProblem(token)
+        if (problem !== null) return refusals.ofCredentials(request, problem)
+        return verifiedStage(request, known, null, false, nowMs)
+      }
       // Signed tokens need no store and count only when they fail; an API key lookup goes through the budget.
       if (failureBudget !== null && !signed) {
         const started = startLookup(failureBudget, parts.clientOf(request), token, options.verifier !== undefined)
@@ -126,12 +113,16 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     )
   }
 
-  /** `lookup`: the store lookup went through the failure budget; it settles what it spent in advance. */
+  /**
+   * `lookup`: the store lookup went through the failure budget; it settles what it spent in advance.
+   * `readMs`: the clock as read before verifying, when nothing was awaited since.
+   */
   function verifiedStage(
     request: AuthRequest,
     verified: VerifyResult,
     lookup: Lookup | null,
     signed: boolean,
+    readMs?: number,
   ): Outcome {
     if (!verified.ok)
       return lookup?.spent === true
@@ -139,7 +130,7 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
         : refusals.failed(request, verified.reason, {}, signed)
     lookup?.verified()
     const { credential } = verified
-    const nowMs = now()
+    const nowMs = readMs ?? now()
     if (failureBudget !== null && credential.type === 'api_key') failureBudget.verified(credential.keyId, nowMs)
     const tenant = tenants.cached(credential.tenantId, nowMs)
     if (tenant !== undefined) return tenantStage(request, credential, tenant, nowMs)
@@ -156,7 +147,6 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     nowMs: number,
   ): Outcome {
     if (tenant === null) return refusals.failed(request, 'unknown_tenant', credential)
-    const { subscription } = options
     if (
       subscription.required &&
       !hasActiveSubscription(tenant, nowMs) &&
@@ -168,90 +158,47 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
       reportError(tenant.limitsError!)
       return refusals.refuse(request, 'internal_error', 'misconfigured_tenant', credential)
     }
-    const at: Admission = { request, credential, tenant, limits: tenant.limits }
+    const at: Admission = { request, credential, tenant, limits: tenant.limits, nowMs }
     // Already counted by another authenticator on this limiter: its counts stand.
-    const prior = request.principal as MarkedPrincipal | undefined
-    const counted =
-      prior?.[admittedMark]?.countedBy === limiterIdentity && prior.tenant?.tenantId === credential.tenantId
-    if (counted && prior.rateLimit != null) return finish(at, prior.rateLimit, 1)
-    return countStage(at)
+    const counted = marks.countedBefore(request.principal, credential.tenantId)
+    return counted === null ? countStage(at) : finish(at, counted, 1)
   }
 
   function countStage(at: Admission): Outcome {
-    const cost = costOf === undefined ? 1 : requestCost(at)
-    if (typeof cost !== 'number') return cost
-    if (cost === 0) return free(at)
-    if (cost > at.limits.perMinute || cost > at.limits.perHour) {
-      return refusals.refuse(
-        at.request,
-        'rate_limited',
-        'cost_exceeds_limit',
-        at.credential,
-        costExceedsLimitMessage(at.limits, cost),
-      )
+    const { request, credential, limits } = at
+    const cost = costOf === undefined ? 1 : requestCost(costOf, request, at.tenant.view)
+    if (typeof cost !== 'number') return refusals.unexpected(request, cost.error, 'invalid_cost', credential)
+    if (cost === 0) {
+      const seen = counter.peek(credential.tenantId, limits)
+      return seen instanceof Promise ? seen.then((read) => admitFree(at, read)) : admitFree(at, seen)
     }
-    const { tenantId } = at.credential
-    if (limiter.consumeSync !== undefined) {
-      let rateLimit: LimitDecision
-      try {
-        rateLimit = limiter.consumeSync(tenantId, at.limits, cost)
-      } catch (error) {
-        return limiterFailed(at, cost, error)
-      }
-      return finish(at, rateLimit, cost)
+    if (cost > limits.perMinute || cost > limits.perHour) {
+      const message = costExceedsLimitMessage(limits, cost)
+      return refusals.refuse(request, 'rate_limited', 'cost_exceeds_limit', credential, message)
     }
-    return call(() => limiter.consume(tenantId, at.limits, cost)).then(
+    let counted: LimitDecision | Promise<LimitDecision>
+    try {
+      counted = counter.consume(credential.tenantId, limits, cost, at.nowMs)
+    } catch (error) {
+      return limiterFailed(at, cost, error)
+    }
+    if (!(counted instanceof Promise)) return finish(at, counted, cost)
+    return counted.then(
       (rateLimit) => finish(at, rateLimit, cost),
       (error: unknown) => limiterFailed(at, cost, error),
     )
   }
 
-  /** The `cost` option's answer, or the 500 for one that throws or is no whole number of units. */
-  function requestCost(at: Admission): number | ErrorResponse {
-    const { request, credential } = at
-    let value: unknown
-    try {
-      value = costOf!({ method: request.method, path: routePath(request), tenant: at.tenant.view, request })
-    } catch (error) {
-      return refusals.unexpected(request, error, 'invalid_cost', credential)
-    }
-    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value
-    const error = new SaikuConfigError('cost', 'a whole number of units, 0 or more', value)
-    return refusals.unexpected(request, error, 'invalid_cost', credential)
-  }
-
   /**
-   * Cost 0: neither counted nor refused by the limits. The rate-limit fields tell
-   * the counts as they stand, read without counting where the backend can; when
-   * it cannot, or the read fails (reported to `onError`), they are left out.
+   * Cost 0: neither counted nor refused by the limits. The rate-limit fields tell the
+   * counts as they stand, where the backend could read them without counting.
    */
-  function free(at: Admission): Outcome {
-    const { tenantId } = at.credential
-    const peekFailed = (error: unknown): null => {
-      reportError(asStoreError(error, 'limiter', 'rate limiter peek failed'))
-      return null
-    }
-    if (limiter.peekSync !== undefined) {
-      let seen: LimitDecision | null
-      try {
-        seen = limiter.peekSync(tenantId, at.limits)
-      } catch (error) {
-        seen = peekFailed(error)
-      }
-      return admitFree(at, seen)
-    }
-    if (limiter.peek === undefined) return admitFree(at, null)
-    return call(() => limiter.peek!(tenantId, at.limits))
-      .catch(peekFailed)
-      .then((seen) => admitFree(at, seen))
-  }
-
   function admitFree(at: Admission, seen: LimitDecision | null): AdmittedDecision {
     const headers: HeaderMap = {}
     // Admitted whatever the counts say: a spent window still admits what costs nothing.
     const rateLimit = seen === null ? null : { ...seen, admitted: true, retryAfterMs: 0 }
     if (rateLimit !== null) addRateLimitHeaders(headers, headerMode, at.tenant.policy, rateLimit)
-    return admit(at, 'admitted_free', rateLimit, headers, uncountedMark)
+    return admit(at, 'admitted_free', rateLimit, headers, marks.uncounted)
   }
 
   async function limiterFailed(at: Admission, cost: number, error: unknown): Promise<AuthDecision> {
@@ -259,25 +206,23 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     if (options.failurePolicy.limiter === 'closed') {
       return refusals.refuse(at.request, 'service_unavailable', 'limiter_unavailable', at.credential)
     }
-    const { insurance } = parts.limiter
-    const counted = insurance?.consume(at.credential.tenantId, at.limits, cost).catch(() => null)
-    return finish(at, (await counted) ?? null, cost)
+    return finish(at, await counter.insure(at.credential.tenantId, at.limits, cost), cost)
   }
 
   function finish(at: Admission, rateLimit: LimitDecision | null, cost: number): AuthDecision {
-    if (rateLimit === null) return admit(at, 'admitted_without_limits', null, {}, uncountedMark)
+    if (rateLimit === null) return admit(at, 'admitted_without_limits', null, {}, marks.uncounted)
     const headers: HeaderMap = {}
     const { policy } = at.tenant
     if (at.tenant.reportOnlyLimits) {
       // Counted as usual (a would-be refusal counts nothing), reported, admitted; no Retry-After.
       if (options.reportOnly.rateLimitHeaders) addRateLimitHeaders(headers, headerMode, policy, rateLimit)
-      if (rateLimit.admitted) return admit(at, 'admitted', rateLimit, headers, countedMark)
+      if (rateLimit.admitted) return admit(at, 'admitted', rateLimit, headers, marks.counted)
       const { keyId, tenantId } = at.credential
       report(at.request, ERROR_STATUS.rate_limited, 'rate_limited', 'rate_limited', keyId, tenantId, false)
-      return admit(at, null, rateLimit, headers, countedMark)
+      return admit(at, null, rateLimit, headers, marks.counted)
     }
     addRateLimitHeaders(headers, headerMode, policy, rateLimit, cost)
-    if (rateLimit.admitted) return admit(at, 'admitted', rateLimit, headers, countedMark)
+    if (rateLimit.admitted) return admit(at, 'admitted', rateLimit, headers, marks.counted)
     headers['retry-after'] = String(retryAfterSeconds(rateLimit))
     const message = rateLimitedMessage(rateLimit, cost)
     return refusals.refuse(at.request, 'rate_limited', 'rate_limited', at.credential, message, headers)
@@ -289,31 +234,12 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     reason: DecisionReason | null,
     rateLimit: LimitDecision | null,
     headers: HeaderMap,
-    mark: AdmittedMark,
+    mark: AdmissionMark,
   ): AdmittedDecision {
     const { credential, tenant } = at
     if (reason !== null) report(at.request, 200, null, reason, credential.keyId, credential.tenantId)
-    const { view, subscription } = tenant
-    const principal = {
-      tenant: view,
-      subscription,
-      credential,
-      limits: at.limits,
-      realm,
-      rateLimit,
-      [admittedMark]: mark,
-    }
+    const principal = markedPrincipal(tenant.view, tenant.subscription, credential, at.limits, realm, rateLimit, mark)
     return { ok: true, principal, headers }
-  }
-
-  /** A limiter call under its deadline; a synchronous throw rejects like a failed call. */
-  function call<T>(start: () => Promise<T>): Promise<T> {
-    try {
-      const promise = start()
-      return limiterTimeoutMs === 0 ? promise : withTimeout(promise, limiterTimeoutMs, 'limiter', 'rate limiter')
-    } catch (error) {
-      return Promise.reject(error instanceof Error ? error : new Error(String(error)))
-    }
   }
 
   return function check(request) {

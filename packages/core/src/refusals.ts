@@ -1,3 +1,4 @@
+import type { BearerProblem } from './bearer.js'
 import type { AuthDecision, AuthRequest, DecisionReason, UnverifiedDecision } from './decision.js'
 import { asStoreError, type WireCode } from './errors.js'
 import type { FailureBudget } from './failure-budget.js'
@@ -33,10 +34,11 @@ export interface RefusalParts {
 
 /** Every refusal the pipeline makes, each reported; report-only authentication admits those of the credentials. */
 export interface Refusals {
-  /** 401 without credentials. */
-  missing(request: AuthRequest): AuthDecision
-  /** 400: more than one credential, or a malformed Authorization header. */
-  ambiguous(request: AuthRequest): AuthDecision
+  /**
+   * What an Authorization header without a usable token gets: 401 without credentials or with a
+   * malformed one (counted against the client), 400 for more than one credential.
+   */
+  ofCredentials(request: AuthRequest, credentials: BearerProblem): AuthDecision
   /** 401, counted against the client; past its budget, 429 instead. */
   failed(request: AuthRequest, reason: DecisionReason, ids?: Ids, signed?: boolean): AuthDecision
   /** 401 for a lookup that already spent the client's budget in advance: not counted again. */
@@ -115,16 +117,21 @@ export function createRefusals(parts: RefusalParts): Refusals {
     return ofCredentials(request, 'too_many_failures', {}, refusal)
   }
 
+  function failed(request: AuthRequest, reason: DecisionReason, ids: Ids = {}, signed = false): AuthDecision {
+    if (failureBudget !== null) {
+      const waitMs = failureBudget.fail(clientOf(request))
+      if (waitMs > 0) return tooManyFailures(request, waitMs)
+    }
+    return ofCredentials(request, reason, ids, signed ? invalidSigned : invalid)
+  }
+
   return {
-    missing: (request) => ofCredentials(request, 'missing_credentials', {}, missing),
-    ambiguous: (request) => ofCredentials(request, 'ambiguous_credentials', {}, ambiguous),
-    failed(request, reason, ids = {}, signed = false) {
-      if (failureBudget !== null) {
-        const waitMs = failureBudget.fail(clientOf(request))
-        if (waitMs > 0) return tooManyFailures(request, waitMs)
-      }
-      return ofCredentials(request, reason, ids, signed ? invalidSigned : invalid)
+    ofCredentials(request, credentials) {
+      if (credentials.kind === 'missing') return ofCredentials(request, 'missing_credentials', {}, missing)
+      if (credentials.kind === 'ambiguous') return ofCredentials(request, 'ambiguous_credentials', {}, ambiguous)
+      return failed(request, 'malformed_credentials')
     },
+    failed,
     alreadyCounted: (request, reason) => ofCredentials(request, reason, {}, invalid),
     tooManyFailures,
     refuse,

@@ -4,6 +4,7 @@ import { timingSafeEqual } from 'node:crypto'
 import {
   KEY_ID_LENGTH,
   apiKeyFailure,
+  hasApiKeyFrame,
   digestApiKeyBytes,
   digestsEqual,
   sha256Latin1,
@@ -61,9 +62,9 @@ export interface KeyVerifier {
   /**
    * Optional: the answer when it needs no I/O (a malformed token, a cached key),
    * else undefined. The pipeline uses it to answer a client blocked for too many
-   * failures without asking the store.
+   * failures without asking the store. `nowMs`: the time, when the caller read the clock already.
    */
-  verifyWithoutIo?(token: string): VerifyResult | undefined
+  verifyWithoutIo?(token: string, nowMs?: number): VerifyResult | undefined
   /** Forgets anything cached about this key (after a revocation). */
   invalidateKey?(keyId: string): void
 }
@@ -163,7 +164,7 @@ const KEY_EXPIRED: KeyState = Object.freeze({ ok: false, reason: 'expired' })
 
 export interface ApiKeyVerifier extends KeyVerifier {
   verify(token: string): VerifyResult | Promise<VerifyResult>
-  verifyWithoutIo(token: string): VerifyResult | undefined
+  verifyWithoutIo(token: string, nowMs?: number): VerifyResult | undefined
   /**
    * The state of a key by its ID alone, without its secret: the key a signed token
    * was exchanged from. From the cache when it holds the key, else from the store
@@ -243,8 +244,11 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
       digestMatches(token, ABSENT_DIGEST)
       return FAILURES.unknown_key
     }
-    if (!digestMatches(token, entry.digest)) return FAILURES.wrong_secret
-    // Revoked and expired are told apart only after the full secret matched.
+    return digestMatches(token, entry.digest) ? standing(entry, nowMs) : FAILURES.wrong_secret
+  }
+
+  /** A key whose secret matched: revoked and expired are told apart only now. */
+  function standing(entry: CachedKey, nowMs: number): VerifyResult {
     if (entry.revoked) return FAILURES.revoked
     if (entry.expiresAtMs <= nowMs) return FAILURES.expired
     recordUse(entry.credential.keyId, nowMs)
@@ -277,18 +281,30 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
   }
 
   /** `counted`: a cache lookup for the metrics (the authenticator tries this first, then `verify` tries it again). */
-  function fromCache(token: string, counted: boolean): VerifyResult | undefined {
-    // parseApiKey's checks, without building its answer: this runs on every request.
-    const failure = apiKeyFailure(token)
-    if (failure !== null) return FAILURES[failure]
+  function fromCache(token: string, counted: boolean, nowMs = options.now()): VerifyResult | undefined {
+    // Length, prefix and separator: a few characters. The full parse (alphabet, checksum) comes below.
+    if (!hasApiKeyFrame(token)) return FAILURES.malformed
     if (token.charCodeAt(3) === 108 /* sk_live_ */ ? !acceptsLive : !acceptsTest)
-      return FAILURES.environment_not_accepted
+      return FAILURES[apiKeyFailure(token) ?? 'environment_not_accepted']
     const keyId = token.slice(KEY_ID_START, KEY_ID_START + KEY_ID_LENGTH)
-    const nowMs = options.now()
     const entry = cache.getFresh(keyId, nowMs)
-    if (counted) metrics?.cache('key', entry !== undefined)
-    if (entry === undefined) return undefined
-    const result = check(entry, token, nowMs)
+    if (entry === undefined || entry === null) {
+      // Nothing known of this key ID: the checksum turns garbage away before any hash or store lookup.
+      const failure = apiKeyFailure(token)
+      if (failure !== null) return FAILURES[failure]
+      if (counted) metrics?.cache('key', entry !== undefined)
+      return entry === undefined ? undefined : check(null, token, nowMs)
+    }
+    // A cached key: the digest decides. A key that hashes to the stored digest is the minted key, whose
+    // characters and checksum hold; a mismatch is parsed in full to say why it failed, as a miss would be.
+    if (!digestMatches(token, entry.digest)) {
+      const failure = apiKeyFailure(token)
+      if (failure !== null) return FAILURES[failure]
+      if (counted) metrics?.cache('key', true)
+      return FAILURES.wrong_secret
+    }
+    if (counted) metrics?.cache('key', true)
+    const result = standing(entry, nowMs)
     if (result.ok) refreshAhead(keyId, nowMs)
     return result
   }
@@ -311,7 +327,7 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
   }
 
   return {
-    verifyWithoutIo: (token) => fromCache(token, true),
+    verifyWithoutIo: (token, nowMs) => fromCache(token, true, nowMs),
     keyState,
     verify(token) {
       // A token that parsed has the key ID at a fixed place.
