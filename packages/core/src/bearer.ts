@@ -1,5 +1,3 @@
-import { API_KEY_LENGTH } from './keys.js'
-
 /** What the Authorization header holds, as far as RFC 6750 §2.1 is concerned. */
 export type BearerCredentials =
   | { readonly kind: 'token'; readonly token: string }
@@ -78,31 +76,11 @@ function hasQueryToken(url: string | undefined): boolean {
   return query !== -1 && /(?:^|&)access_token=/i.test(url.slice(query + 1))
 }
 
-/** Malformed, or ambiguous when it holds a space or a comma (two credentials); null for a b64token. */
-export function bearerTokenProblem(token: string): BearerProblem | null {
-  if (token.length <= MAX_TOKEN_LENGTH && isB64Token(token)) return null
-  return token.includes(' ') || token.includes(',') ? AMBIGUOUS : MALFORMED
-}
-
-/** Whether the token has an API key's length and prefix (what it holds is not looked at). */
-function hasApiKeyShape(token: string): boolean {
-  return (
-    token.length === API_KEY_LENGTH &&
-    token.charCodeAt(0) === 115 /* s */ &&
-    token.charCodeAt(1) === 107 /* k */ &&
-    token.charCodeAt(2) === 95 /* _ */
-  )
-}
-
 /**
  * Reads the bearer token from the Authorization header only: the scheme is
  * case-insensitive, the token is never taken from the query string or a body.
- *
- * `apiKeysChecked`: the caller parses API keys itself (a stricter alphabet than a
- * b64token's), so a token of an API key's shape is returned without this scan; when
- * that parse finds it malformed, {@link bearerTokenProblem} tells what this would have said.
  */
-export function extractBearer(source: CredentialSource, apiKeysChecked = false): BearerCredentials {
+export function extractBearer(source: CredentialSource): BearerCredentials {
   const header = source.headers.authorization
   if (header === undefined) return MISSING
   if (typeof header !== 'string') return AMBIGUOUS
@@ -115,11 +93,8 @@ export function extractBearer(source: CredentialSource, apiKeysChecked = false):
   while (start < header.length && header.charCodeAt(start) === 32) start++
   const token = header.slice(start)
   if (token.length === 0) return MALFORMED
-  // A token in the query string as well is two credentials, whatever either holds (RFC 6750 §2).
+  if (token.length > MAX_TOKEN_LENGTH || !isB64Token(token))
+    return token.includes(' ') || token.includes(',') ? AMBIGUOUS : MALFORMED
   if (hasQueryToken(source.url)) return AMBIGUOUS
-  if (!(apiKeysChecked && hasApiKeyShape(token))) {
-    const problem = bearerTokenProblem(token)
-    if (problem !== null) return problem
-  }
   return { kind: 'token', token }
 }

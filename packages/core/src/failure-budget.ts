@@ -97,9 +97,12 @@ export class FailureBudget {
     return 0
   }
 
-  /** Counts a failure that happened; returns 0, or how long the client must wait (answer 429 instead of 401). */
-  fail(client: string): number {
-    return this.#hit(client, this.#options.now())
+  /**
+   * Counts a failure that happened; returns 0, or how long the client must wait (answer 429 instead of 401).
+   * `nowMs`: the time, when the caller read this budget's clock already.
+   */
+  fail(client: string, nowMs: number = this.#options.now()): number {
+    return this.#hit(client, nowMs)
   }
 
   /** Whether a client is over budget now, without counting anything. */

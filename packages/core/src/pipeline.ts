@@ -1,5 +1,5 @@
 import { markedPrincipal, type AdmissionMark, type AdmissionMarks } from './admission-marks.js'
-import { bearerTokenProblem, extractBearer } from './bearer.js'
+import { extractBearer } from './bearer.js'
 import type { Counter } from './counter.js'
 import type { AdmittedDecision, AuthDecision, AuthRequest, DecisionReason } from './decision.js'
 import { asStoreError, ERROR_STATUS, SaikuStoreError } from './errors.js'
@@ -55,8 +55,6 @@ interface Admission {
 export function createPipeline(parts: PipelineParts): (request: AuthRequest) => Outcome {
   const { options, now, verifier, tenants, counter, marks, failureBudget, refusals, report, reportError } = parts
   const { realm, rateLimitHeaders: headerMode, cost: costOf, subscription } = options
-  // The API key verifier checks a key's characters itself: the bearer scan can skip them.
-  const apiKeysChecked = options.verifier === undefined
 
   function decide(request: AuthRequest): Outcome {
     const admitted = marks.admittedBefore(request.principal)
@@ -64,8 +62,8 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
       report(request, 200, null, 'already_admitted', null, null)
       return { ok: true, principal: admitted, headers: {} }
     }
-    const credentials = extractBearer(request, apiKeysChecked)
-    if (credentials.kind !== 'token') return refusals.ofCredentials(request, credentials)
+    const credentials = extractBearer(request)
+    if (credentials.kind !== 'token') return refusals.ofBearer(request, credentials)
     return verify(request, credentials.token)
   }
 
@@ -77,12 +75,7 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
       // The common request is answered from the cache; only what needs the store looks at the client's failures.
       const nowMs = now()
       const known = verifier.verifyWithoutIo?.(token, nowMs)
-      if (known !== undefined) {
-        // A key-shaped token skipped the bearer scan: refused as that scan would have refused it.
-        const problem = known.ok || known.reason !== 'malformed' ? null : bearerTokenProblem(token)
-        if (problem !== null) return refusals.ofCredentials(request, problem)
-        return verifiedStage(request, known, null, false, nowMs)
-      }
+      if (known !== undefined) return verifiedStage(request, known, null, false, nowMs)
       // Signed tokens need no store and count only when they fail; an API key lookup goes through the budget.
       if (failureBudget !== null && !signed) {
         const started = startLookup(failureBudget, parts.clientOf(request), token, options.verifier !== undefined)
@@ -127,7 +120,7 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     if (!verified.ok)
       return lookup?.spent === true
         ? refusals.alreadyCounted(request, verified.reason)
-        : refusals.failed(request, verified.reason, {}, signed)
+        : refusals.failed(request, verified.reason, {}, signed, readMs)
     lookup?.verified()
     const { credential } = verified
     const nowMs = readMs ?? now()

@@ -29,8 +29,8 @@ describe('createRefusals', () => {
   it('sends every prebuilt refusal whole, its Content-Length its own body’s', () => {
     const { made } = refusals()
     const all = [
-      made.ofCredentials(request, { kind: 'missing' }),
-      made.ofCredentials(request, { kind: 'ambiguous' }),
+      made.ofBearer(request, { kind: 'missing' }),
+      made.ofBearer(request, { kind: 'ambiguous' }),
       made.failed(request, 'malformed_credentials'),
       made.failed(request, 'unknown_key', {}, true),
       made.alreadyCounted(request, 'unknown_key'),
@@ -48,8 +48,8 @@ describe('createRefusals', () => {
   it('names the configured realm in every challenge', () => {
     const { made } = refusals('acme-api')
     for (const response of [
-      made.ofCredentials(request, { kind: 'missing' }),
-      made.ofCredentials(request, { kind: 'ambiguous' }),
+      made.ofBearer(request, { kind: 'missing' }),
+      made.ofBearer(request, { kind: 'ambiguous' }),
       made.failed(request, 'unknown_key'),
     ] as ErrorResponse[]) {
       expect(response.headers['www-authenticate']).toMatch(/^Bearer realm="acme-api"/)

@@ -36,11 +36,12 @@ export interface RefusalParts {
 export interface Refusals {
   /**
    * What an Authorization header without a usable token gets: 401 without credentials or with a
-   * malformed one (counted against the client), 400 for more than one credential.
+   * malformed one (counted against the client), 400 for more than one credential. `nowMs`: the clock as the
+   * pipeline read it, so the budget need not read it again.
    */
-  ofCredentials(request: AuthRequest, credentials: BearerProblem): AuthDecision
-  /** 401, counted against the client; past its budget, 429 instead. */
-  failed(request: AuthRequest, reason: DecisionReason, ids?: Ids, signed?: boolean): AuthDecision
+  ofBearer(request: AuthRequest, problem: BearerProblem, nowMs?: number): AuthDecision
+  /** 401, counted against the client; past its budget, 429 instead. `nowMs` as for `ofBearer`. */
+  failed(request: AuthRequest, reason: DecisionReason, ids?: Ids, signed?: boolean, nowMs?: number): AuthDecision
   /** 401 for a lookup that already spent the client's budget in advance: not counted again. */
   alreadyCounted(request: AuthRequest, reason: DecisionReason): AuthDecision
   /** 429: the client spent its failed-authentication budget. */
@@ -117,19 +118,25 @@ export function createRefusals(parts: RefusalParts): Refusals {
     return ofCredentials(request, 'too_many_failures', {}, refusal)
   }
 
-  function failed(request: AuthRequest, reason: DecisionReason, ids: Ids = {}, signed = false): AuthDecision {
+  function failed(
+    request: AuthRequest,
+    reason: DecisionReason,
+    ids: Ids = {},
+    signed = false,
+    nowMs?: number,
+  ): AuthDecision {
     if (failureBudget !== null) {
-      const waitMs = failureBudget.fail(clientOf(request))
+      const waitMs = failureBudget.fail(clientOf(request), nowMs)
       if (waitMs > 0) return tooManyFailures(request, waitMs)
     }
     return ofCredentials(request, reason, ids, signed ? invalidSigned : invalid)
   }
 
   return {
-    ofCredentials(request, credentials) {
-      if (credentials.kind === 'missing') return ofCredentials(request, 'missing_credentials', {}, missing)
-      if (credentials.kind === 'ambiguous') return ofCredentials(request, 'ambiguous_credentials', {}, ambiguous)
-      return failed(request, 'malformed_credentials')
+    ofBearer(request, problem, nowMs) {
+      if (problem.kind === 'missing') return ofCredentials(request, 'missing_credentials', {}, missing)
+      if (problem.kind === 'ambiguous') return ofCredentials(request, 'ambiguous_credentials', {}, ambiguous)
+      return failed(request, 'malformed_credentials', {}, false, nowMs)
     },
     failed,
     alreadyCounted: (request, reason) => ofCredentials(request, reason, {}, invalid),
