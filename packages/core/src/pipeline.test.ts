@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest'
 import { installFakeClock } from './testing.js'
 import { createAuthenticator } from './authenticator.js'
+import { createMemoryLimiter } from './memory-limiter.js'
 import type { DecisionEvent } from './decision.js'
 import { MemoryKeyStore, type KeyStore } from './store.js'
 
@@ -56,6 +57,19 @@ describe('createAuthenticator', () => {
       ]
       expect(told).toEqual([...each, ...each, ...each])
     }
+  })
+
+  it('counts a memory backend given with a clock of its own on that clock, not on the time the pipeline read', async () => {
+    let backendNowMs = Date.parse('2030-01-01T00:00:00Z')
+    const backend = createMemoryLimiter({ now: () => backendNowMs })
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), { limiter: { backend } })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    const first = await auth.authenticate(request(`Bearer ${key}`))
+    expect(first.ok && first.headers.ratelimit).toBe('"minute";r=59;t=60, "hour";r=999;t=3600')
+    // Only the backend's clock moves: its windows are 30 s older, whatever Date.now says.
+    backendNowMs += 30_000
+    const second = await auth.authenticate(request(`Bearer ${key}`))
+    expect(second.ok && second.headers.ratelimit).toBe('"minute";r=58;t=30, "hour";r=998;t=3570')
   })
 
   it('tells a tampered key of a cached key ID by the same reason as one never seen', async () => {
