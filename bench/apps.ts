@@ -1,6 +1,6 @@
 // The servers the benchmark compares, as request listeners: the HTTP runner serves
 // them from their own processes, the in-process measure calls them directly.
-import { createHash } from 'node:crypto'
+import { createHash, hash } from 'node:crypto'
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http'
 import express from 'express'
 import rateLimit from 'express-rate-limit'
@@ -9,10 +9,11 @@ import passport from 'passport'
 import { Strategy as BearerStrategy } from 'passport-http-bearer'
 import { Redis } from 'ioredis'
 import { createKeyManager, MemoryKeyStore, mintApiKey, type SaikuOptions } from '@saiku/core'
+import type { AuthDecision } from '@saiku/core/adapter'
 import { saikuAuth as saikuExpress } from '@saiku/express'
 import { saikuAuth as saikuKoa } from '@saiku/koa'
 import { createRedisLimiter } from '@saiku/redis'
-import { createFloor, FLOOR_REFUSALS } from './floor.js'
+import { createFloor, FLOOR_REFUSALS, type FloorAdmitted } from './floor.js'
 import { BENCH_TIERS, TENANT, type Variant } from './variants.js'
 
 export interface BuiltApp {
@@ -31,6 +32,59 @@ async function saikuStore(): Promise<{ store: MemoryKeyStore; key: string }> {
   store.putTenant({ ...TENANT, subscription: { status: 'active' } })
   const { key } = await createKeyManager(store).create(TENANT.tenantId, { label: 'bench' })
   return { store, key }
+}
+
+// As the verifier takes it: a 32-character latin1 string (the typings leave latin1 out).
+const sha256Latin1 = (data: string): string =>
+  (hash as (algorithm: string, data: string, encoding: string) => string)('sha256', data, 'latin1')
+
+type FloorCheck = (authorization: string | undefined) => FloorAdmitted | 401 | 429
+
+/** An Express app with the floor as its middleware, then the handler. */
+function expressFloor(admit: FloorCheck): express.Express {
+  const app = express()
+  app.use((req, res, next) => {
+    const admitted = admit(req.headers.authorization)
+    if (typeof admitted === 'number') {
+      res.status(admitted).type('json').send(FLOOR_REFUSALS[admitted])
+      return
+    }
+    res.setHeader('ratelimit-policy', admitted.policy)
+    res.setHeader('ratelimit', admitted.rateLimit)
+    ;(req as { tenant?: typeof TENANT }).tenant = admitted.tenant
+    next()
+  })
+  app.get('/me/tenant', (req, res) => res.json((req as { tenant?: typeof TENANT }).tenant))
+  return app
+}
+
+/** The floor as a Koa middleware. */
+function koaFloor(admit: FloorCheck): Koa.Middleware {
+  return (ctx, next) => {
+    const admitted = admit(ctx.req.headers.authorization)
+    if (typeof admitted === 'number') {
+      ctx.status = admitted
+      ctx.type = 'json'
+      ctx.body = FLOOR_REFUSALS[admitted]
+      return
+    }
+    ctx.res.setHeader('ratelimit-policy', admitted.policy)
+    ctx.res.setHeader('ratelimit', admitted.rateLimit)
+    ctx.state.tenant = admitted.tenant
+    return next()
+  }
+}
+
+/** A Koa app: `first` (none for bare Koa), then the handler answering `/me/tenant` with `tenant`. */
+function koaApp(first: Koa.Middleware | null, tenant: (ctx: Koa.Context) => unknown, key: string): BuiltApp {
+  const app = new Koa()
+  if (first !== null) app.use(first)
+  app.use((ctx) => {
+    if (ctx.path === '/me/tenant') ctx.body = tenant(ctx)
+  })
+  const handle = app.callback()
+  // Koa answers its own errors: the promise its handler returns never rejects.
+  return { listener: (req, res) => void handle(req, res), key, handle }
 }
 
 export async function build(variant: Variant): Promise<BuiltApp> {
@@ -66,21 +120,7 @@ export async function build(variant: Variant): Promise<BuiltApp> {
     }
     case 'express+floor': {
       const key = mintApiKey().key
-      const floor = createFloor(key)
-      const app = express()
-      app.use((req, res, next) => {
-        const admitted = floor(req.headers.authorization)
-        if (typeof admitted === 'number') {
-          res.status(admitted).type('json').send(FLOOR_REFUSALS[admitted])
-          return
-        }
-        res.setHeader('ratelimit-policy', admitted.policy)
-        res.setHeader('ratelimit', admitted.rateLimit)
-        ;(req as { tenant?: typeof TENANT }).tenant = admitted.tenant
-        next()
-      })
-      app.get('/me/tenant', (req, res) => res.json((req as { tenant?: typeof TENANT }).tenant))
-      return { listener: app, key }
+      return { listener: expressFloor(createFloor(key)), key }
     }
     case 'express+passport+erl': {
       // The popular stack doing the same job: a bearer lookup by SHA-256, then per-tenant minute and hour limits.
@@ -109,43 +149,60 @@ export async function build(variant: Variant): Promise<BuiltApp> {
       return { listener: app, key }
     }
     case 'koa':
-    case 'koa+saiku':
+      return koaApp(null, () => TENANT, 'none')
+    case 'koa+saiku': {
+      const made = await saikuStore()
+      return koaApp(saikuKoa(made.store, options), (ctx) => ctx.state.saiku!.tenant, made.key)
+    }
     case 'koa+floor': {
-      const app = new Koa()
-      let key = 'none'
-      if (variant === 'koa+saiku') {
-        const made = await saikuStore()
-        key = made.key
-        app.use(saikuKoa(made.store, options))
-      } else if (variant === 'koa+floor') {
-        key = mintApiKey().key
-        const floor = createFloor(key)
-        app.use((ctx, next) => {
-          const admitted = floor(ctx.req.headers.authorization)
-          if (typeof admitted === 'number') {
-            ctx.status = admitted
-            ctx.type = 'json'
-            ctx.body = FLOOR_REFUSALS[admitted]
-            return
-          }
-          ctx.res.setHeader('ratelimit-policy', admitted.policy)
-          ctx.res.setHeader('ratelimit', admitted.rateLimit)
-          ctx.state.tenant = admitted.tenant
-          return next()
-        })
-      }
-      app.use((ctx) => {
-        if (ctx.path === '/me/tenant')
-          ctx.body =
-            variant === 'koa'
-              ? TENANT
-              : variant === 'koa+floor'
-                ? (ctx.state.tenant as typeof TENANT)
-                : ctx.state.saiku!.tenant
-      })
-      const handle = app.callback()
-      // Koa answers its own errors: the promise its handler returns never rejects.
-      return { listener: (req, res) => void handle(req, res), key, handle }
+      const key = mintApiKey().key
+      return koaApp(koaFloor(createFloor(key)), (ctx) => ctx.state.tenant as typeof TENANT, key)
     }
   }
+}
+
+/**
+ * The parts of saikuAuth's distance to the floor, measured in process beside it:
+ * - `sha256`: the floor plus one SHA-256 of the presented token, the hash that keeping
+ *   only digests of keys costs every request;
+ * - `adapter`: saikuAuth's adapter around the floor's decision: the request mapped in,
+ *   the decision's fields and principal written out.
+ */
+export type FloorPart = 'sha256' | 'adapter'
+
+/** The floor's answer as the decision saikuAuth's core would give (the floor admits every bench request). */
+function floorDecision(admitted: FloorAdmitted | number): AuthDecision {
+  if (typeof admitted === 'number') throw new Error(`in-process bench: the floor answered ${admitted}`)
+  return {
+    ok: true,
+    principal: { tenant: admitted.tenant } as never,
+    headers: { 'ratelimit-policy': admitted.policy, ratelimit: admitted.rateLimit },
+  }
+}
+
+export async function buildPart(framework: 'Express' | 'Koa', part: FloorPart): Promise<BuiltApp> {
+  const key = mintApiKey().key
+  const floor = createFloor(key)
+  // The floor, plus the hash when asked: the token's SHA-256, as the verifier takes it.
+  const admit: FloorCheck = (authorization) => {
+    if (part === 'sha256' && authorization !== undefined) sha256Latin1(authorization.slice(7))
+    return floor(authorization)
+  }
+  if (part === 'adapter') {
+    // The adapter as users mount it; only the core's decision is the floor's.
+    const middleware = framework === 'Express' ? saikuExpress(new MemoryKeyStore()) : saikuKoa(new MemoryKeyStore())
+    Object.assign(middleware.authenticator, {
+      check: (request: { headers: Record<string, string | string[] | undefined> }) =>
+        floorDecision(floor(request.headers.authorization as string | undefined)),
+    })
+    if (framework === 'Express') {
+      const app = express()
+      app.use(middleware as ReturnType<typeof saikuExpress>)
+      app.get('/me/tenant', (req, res) => res.json(req.saiku!.tenant))
+      return { listener: app, key }
+    }
+    return koaApp(middleware as ReturnType<typeof saikuKoa>, (ctx) => ctx.state.saiku!.tenant, key)
+  }
+  if (framework === 'Express') return { listener: expressFloor(admit), key }
+  return koaApp(koaFloor(admit), (ctx) => ctx.state.tenant as typeof TENANT, key)
 }

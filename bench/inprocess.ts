@@ -1,40 +1,51 @@
-// Server CPU per request without sockets: each variant's request listener, in a
-// process of its own, is called with a fresh request and response, in short batches
-// that alternate between saikuAuth and the floor. The kernel, the load generator
-// and the framework's socket handling, which the HTTP runs share on 2 cores, are
-// out of the picture, so what differs is the two middlewares.
-import { fork, type ChildProcess } from 'node:child_process'
+// Server CPU per request without sockets. One process serves five apps of a
+// framework: saikuAuth's, the floor's, the floor's again (the control), and two
+// that split saikuAuth's distance into parts (`buildPart`): the floor plus one
+// SHA-256, and saikuAuth's adapter around the floor's decision. Each is called with
+// a fresh request and response, in short batches whose order rotates round by
+// round. The kernel, the load generator and the framework's socket handling, which
+// the HTTP runs share on 2 cores, are out of the picture; and the apps share one
+// heap, one compiler and the host's moods, so what differs between them is the
+// middleware. The control's distance to the floor is zero but for the measure's own
+// error: it says how finely the other distances can be read.
+//
+// Process CPU (`getrusage`) is read to the microsecond here. A thread's CPU alone is
+// not: on this kernel it moves in 4 ms ticks, coarser than a batch.
+import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import { IncomingMessage, ServerResponse } from 'node:http'
 import { Socket } from 'node:net'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { build, type BuiltApp } from './apps.js'
+import { build, buildPart, type BuiltApp } from './apps.js'
+import { distanceOf, mean, type Distance } from './stats.js'
 import { FLOORS, type Variant } from './variants.js'
-
-/** One kind of CPU time, µs per request. */
-export interface CpuDistance {
-  /** Mean over every batch: saikuAuth's, the floor's. */
-  readonly saikuCpuMicros: number
-  readonly floorCpuMicros: number
-  /** Mean over pairs of (saikuAuth − the floor): collections included. */
-  readonly aboveFloorMicros: number
-  /** Median over pairs of the same difference: what a pair without a collection shows. */
-  readonly medianAboveFloorMicros: number
-  /** The middle half of the pairs' differences. */
-  readonly interquartile: readonly [number, number]
-}
 
 export interface FloorDistance {
   readonly framework: string
-  readonly pairs: number
+  /** Processes, each serving the five apps, one after another. */
+  readonly processes: number
+  /** Rounds in all: one batch of each app per round. */
+  readonly rounds: number
   /** Requests per batch (about `batchMs` of the floor's time). */
   readonly batch: number
-  /** The whole process: its main thread and the collector's and compiler's threads. */
-  readonly process: CpuDistance
-  /** The thread that serves the requests, alone: no work of another thread lands in a batch by chance. */
-  readonly mainThread: CpuDistance
+  /** Mean CPU per request of each app, collections included. */
+  readonly saikuCpuMicros: number
+  readonly floorCpuMicros: number
+  /** saikuAuth minus the floor, round by round. */
+  readonly aboveFloor: Distance
+  /** The control minus the floor, round by round: zero but for the measure's error. */
+  readonly control: Distance
+  /** The floor with one SHA-256 of the token, minus the floor: the hash's share. */
+  readonly sha256: Distance
+  /** saikuAuth's adapter around the floor's decision, minus the floor: the adapter's share. */
+  readonly adapter: Distance
 }
+
+type Framework = (typeof FLOORS)[number]['framework']
+
+type Role = 'saiku' | 'floor' | 'control' | 'sha256' | 'adapter'
+const ROLES: readonly Role[] = ['saiku', 'floor', 'control', 'sha256', 'adapter']
 
 const socket = new Socket()
 
@@ -55,112 +66,122 @@ async function serve(app: BuiltApp): Promise<number> {
   return res.statusCode
 }
 
-/** CPU µs per request of one batch: the process's, and its main thread's alone. */
-interface BatchCpu {
-  readonly process: number
-  readonly thread: number
-}
-
-/** In the worker: `requests` requests, and the CPU they took. */
-async function batch(app: BuiltApp, requests: number): Promise<BatchCpu> {
+/** CPU µs per request of `requests` requests through the app. */
+async function batch(app: BuiltApp, requests: number): Promise<number> {
   const before = process.cpuUsage()
-  const threadBefore = process.threadCpuUsage()
   for (let i = 0; i < requests; i++) {
     const status = await serve(app)
     if (status !== 200) throw new Error(`in-process bench: answered ${status}, not 200`)
   }
-  // One turn of the loop inside the batch: what the request left for later is counted here.
-  await nextTurn()
   const used = process.cpuUsage(before)
-  const threadUsed = process.threadCpuUsage(threadBefore)
-  return { process: (used.user + used.system) / requests, thread: (threadUsed.user + threadUsed.system) / requests }
+  return (used.user + used.system) / requests
 }
 
-interface Worker {
-  readonly child: ChildProcess
-  run(requests: number): Promise<BatchCpu>
+interface WorkerOrder {
+  readonly framework: Framework
+  readonly saiku: Variant
+  readonly floor: Variant
+  readonly rounds: number
+  readonly batchMs: number
+  /** Requests through each app before the rounds: the compiler settles first. */
+  readonly warmup: number
 }
 
-async function startWorker(variant: Variant): Promise<Worker> {
-  const child = fork(fileURLToPath(import.meta.url), ['worker', variant], { execArgv: [], stdio: 'inherit' })
-  await once(child, 'message')
-  return {
-    child,
-    async run(requests) {
-      child.send({ requests })
-      const [message] = (await once(child, 'message')) as [BatchCpu]
-      return message
-    },
+/** What one process measured: per role, CPU µs per request of each round's batch. */
+interface WorkerResult {
+  readonly batch: number
+  readonly samples: Record<Role, number[]>
+}
+
+/** In the worker: builds the five apps, warms them up, then runs the rounds. */
+async function runWorker(order: WorkerOrder): Promise<WorkerResult> {
+  const apps: Record<Role, BuiltApp> = {
+    saiku: await build(order.saiku),
+    floor: await build(order.floor),
+    control: await build(order.floor),
+    sha256: await buildPart(order.framework, 'sha256'),
+    adapter: await buildPart(order.framework, 'adapter'),
   }
+  for (const role of ROLES) await batch(apps[role], order.warmup)
+  const requests = Math.max(10, Math.round((order.batchMs * 1000) / (await batch(apps.floor, order.warmup >> 2))))
+  const samples: Record<Role, number[]> = { saiku: [], floor: [], control: [], sha256: [], adapter: [] }
+  for (let round = 0; round < order.rounds; round++) {
+    // Each app takes each place in the order equally often, and comes after each of the others equally often.
+    const rotated = ROLES.map((_, i) => ROLES[(i + round) % ROLES.length]!)
+    for (const role of Math.floor(round / ROLES.length) % 2 === 0 ? rotated : rotated.reverse())
+      samples[role].push(await batch(apps[role], requests))
+    // A turn of the loop between rounds: what the requests left for later runs outside every batch alike.
+    await nextTurn()
+  }
+  return { batch: requests, samples }
 }
 
-const median = (values: readonly number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+async function inWorker(order: WorkerOrder): Promise<WorkerResult> {
+  const child = fork(fileURLToPath(import.meta.url), ['worker'], { execArgv: [], stdio: 'inherit' })
+  child.send(order)
+  const [result] = (await once(child, 'message')) as [WorkerResult]
+  child.kill()
+  return result
 }
-
-const quantile = (values: readonly number[], q: number): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
-}
-
-const mean = (values: readonly number[]): number => values.reduce((sum, v) => sum + v, 0) / values.length
 
 /**
- * Each framework's saikuAuth and its floor, each in its own process (neither's
- * garbage or compiled code lands on the other), in `pairs` pairs of batches of about
- * `batchMs`; the order flips every pair, so drift falls on both alike.
+ * Each framework's saikuAuth against its floor: `rounds` rounds of batches of about
+ * `batchMs`, spread over `processes` fresh processes one after another, so that no
+ * one process's luck (where its heap and code landed) decides the figure.
  */
-export async function measureInProcess(pairs: number, batchMs: number): Promise<FloorDistance[]> {
+export async function measureInProcess(
+  rounds: number,
+  batchMs: number,
+  processes = 3,
+  warmup = 20_000,
+): Promise<FloorDistance[]> {
   const distances: FloorDistance[] = []
+  const roundsPerProcess = Math.max(3, Math.round(rounds / processes))
   for (const { framework, saiku, floor } of FLOORS) {
-    const workers = { saiku: await startWorker(saiku), floor: await startWorker(floor) }
-    // Warm both up, then size the batches from the floor's speed.
-    await workers.saiku.run(20_000)
-    const { process: floorMicros } = await workers.floor.run(20_000)
-    const requests = Math.max(20, Math.round((batchMs * 1000) / floorMicros))
-    const samples = { saiku: [] as BatchCpu[], floor: [] as BatchCpu[] }
-    for (let pair = 0; pair < pairs; pair++) {
-      const order = pair % 2 === 0 ? (['saiku', 'floor'] as const) : (['floor', 'saiku'] as const)
-      for (const name of order) samples[name].push(await workers[name].run(requests))
-    }
-    for (const worker of Object.values(workers)) worker.child.kill()
-    const of = (kind: keyof BatchCpu) => {
-      const differences = samples.saiku.map((value, pair) => value[kind] - samples.floor[pair]![kind])
-      return {
-        saikuCpuMicros: mean(samples.saiku.map((value) => value[kind])),
-        floorCpuMicros: mean(samples.floor.map((value) => value[kind])),
-        aboveFloorMicros: mean(differences),
-        medianAboveFloorMicros: median(differences),
-        interquartile: [quantile(differences, 0.25), quantile(differences, 0.75)] as const,
-      }
-    }
-    distances.push({ framework, pairs, batch: requests, process: of('process'), mainThread: of('thread') })
+    const results: WorkerResult[] = []
+    for (let i = 0; i < processes; i++)
+      results.push(await inWorker({ framework, saiku, floor, rounds: roundsPerProcess, batchMs, warmup }))
+    const all = (role: Role) => results.flatMap((result) => result.samples[role])
+    const [saikuCpu, floorCpu] = [all('saiku'), all('floor')]
+    const aboveFloor = (role: Role) => distanceOf(all(role).map((value, round) => value - floorCpu[round]!))
+    distances.push({
+      framework,
+      processes,
+      rounds: floorCpu.length,
+      batch: results[0]!.batch,
+      saikuCpuMicros: mean(saikuCpu),
+      floorCpuMicros: mean(floorCpu),
+      aboveFloor: aboveFloor('saiku'),
+      control: aboveFloor('control'),
+      sha256: aboveFloor('sha256'),
+      adapter: aboveFloor('adapter'),
+    })
   }
   return distances
 }
 
+const fixed = (value: number): string => value.toFixed(2)
+
 if (process.argv[2] === 'worker') {
-  // `inprocess.js worker <variant>`: builds the app, then runs the batches it is sent.
-  const app = await build(process.argv[3] as Variant)
-  process.on('message', (message: { requests: number }) => {
-    void batch(app, message.requests).then((cpu) => process.send!(cpu))
+  process.once('message', (order: WorkerOrder) => {
+    void runWorker(order).then((result) => process.send!(result))
   })
-  process.send!({ ready: true })
 } else if (import.meta.url === `file://${process.argv[1]}`) {
-  // `node .build/inprocess.js [pairs] [batchMs]`: this measure alone.
-  const distances = await measureInProcess(Number(process.argv[2] ?? 400), Number(process.argv[3] ?? 10))
+  // `node .build/inprocess.js [rounds] [batchMs] [processes]`: this measure alone.
+  const distances = await measureInProcess(
+    Number(process.argv[2] ?? 3000),
+    Number(process.argv[3] ?? 3),
+    Number(process.argv[4] ?? 3),
+  )
   for (const d of distances) {
-    for (const [kind, cpu] of [
-      ['process', d.process],
-      ['main thread', d.mainThread],
-    ] as const) {
-      console.log(
-        `${d.framework}, ${kind} CPU: saikuAuth ${cpu.saikuCpuMicros.toFixed(2)}, the floor ${cpu.floorCpuMicros.toFixed(2)} µs/req; ` +
-          `above the floor ${cpu.aboveFloorMicros.toFixed(2)} (median ${cpu.medianAboveFloorMicros.toFixed(2)}, ` +
-          `middle half ${cpu.interquartile[0].toFixed(2)}…${cpu.interquartile[1].toFixed(2)}; ${d.pairs} pairs of ${d.batch})`,
-      )
-    }
+    console.log(
+      `${d.framework}: saikuAuth ${fixed(d.saikuCpuMicros)}, the floor ${fixed(d.floorCpuMicros)} µs/req; ` +
+        `above the floor ${fixed(d.aboveFloor.meanMicros)} ± ${fixed(d.aboveFloor.plusMinusMicros)} ` +
+        `(median ${fixed(d.aboveFloor.medianMicros)}); control ${fixed(d.control.meanMicros)} ± ` +
+        `${fixed(d.control.plusMinusMicros)} (median ${fixed(d.control.medianMicros)}); of which SHA-256 ` +
+        `${fixed(d.sha256.meanMicros)} ± ${fixed(d.sha256.plusMinusMicros)}, the adapter ` +
+        `${fixed(d.adapter.meanMicros)} ± ${fixed(d.adapter.plusMinusMicros)}; ` +
+        `${d.processes} processes, ${d.rounds} rounds of ${d.batch}`,
+    )
   }
 }

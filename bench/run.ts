@@ -10,6 +10,7 @@ import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { measureInProcess } from './inprocess.js'
+import { median } from './stats.js'
 import { measureDecisions, measureFlood, measureRedisCommands } from './micro.js'
 import { renderMarkdown, renderSvg, type BenchResults, type VariantSummary } from './report.js'
 import { FLOORS, VARIANTS, type Variant } from './variants.js'
@@ -84,12 +85,6 @@ function load(
     connections: options.connections,
     ...(options.overallRate === undefined ? {} : { overallRate: options.overallRate }),
   })
-}
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
 async function main(): Promise<void> {
@@ -182,7 +177,7 @@ async function main(): Promise<void> {
 
   // Without sockets, only for a run that loads both floors' pairs.
   const inProcessFloors = FLOORS.every(({ saiku, floor }) => variants.includes(saiku) && variants.includes(floor))
-    ? await measureInProcess(quick ? 40 : 400, 10)
+    ? await measureInProcess(quick ? 30 : 3000, 3, quick ? 2 : 3, quick ? 2_000 : 20_000)
     : undefined
   const decisions = await measureDecisions(quick)
   const redis = redisUrl === undefined ? null : await measureRedisCommands(redisUrl, quick || partial ? 50 : 500)

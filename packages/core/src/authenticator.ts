@@ -10,6 +10,7 @@ import { createKeyManager, type KeyManager } from './management.js'
 import type { MemoryLimiterBackend } from './memory-limiter.js'
 import { createCoreMetrics, type CoreMetrics } from './metrics.js'
 import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
+import { createKeyLookup } from './lookups.js'
 import { createPipeline } from './pipeline.js'
 import { createCounter } from './counter.js'
 import { createAdmissionMarks } from './admission-marks.js'
@@ -96,19 +97,27 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
         })
   const report = createDecisionReporter(options, metrics, (tenantId) => tenants.peek(tenantId)?.view.tier ?? null)
   const clientOf = (request: AuthRequest): string => clientKey(requestIp(request), options.failedAuth!.ipv6PrefixBits)
+  const refusals = createRefusals({ options, report, reportError, metrics, failureBudget, clientOf })
   const check = createPipeline({
     options,
     now,
     verifier,
-    customVerifier: options.verifier !== undefined || options.jwt !== undefined,
+    lookUp: createKeyLookup({
+      verifier,
+      failureBudget,
+      clientOf,
+      userVerifier: options.verifier !== undefined,
+      customVerifier: options.verifier !== undefined || options.jwt !== undefined,
+      timeoutMs: options.keyStoreTimeoutMs,
+      refusals,
+    }),
     tenants,
-    counter: createCounter(limiter, reportError),
+    counter: createCounter(limiter, options.failurePolicy.limiter === 'open', reportError),
     marks: createAdmissionMarks(limiter.identity),
     failureBudget,
-    refusals: createRefusals({ options, report, reportError, metrics, failureBudget, clientOf }),
+    refusals,
     report,
     reportError,
-    clientOf,
   })
 
   const stopListening = onKeyStoreChange(store, (change) => {

@@ -1,4 +1,4 @@
-import { asStoreError } from './errors.js'
+import { asStoreError, SaikuStoreError } from './errors.js'
 import type { LimitDecision } from './limiter.js'
 import type { ChosenLimiter } from './limiter-choice.js'
 import { withTimeout } from './timeout.js'
@@ -9,15 +9,18 @@ import type { WindowLimits } from './tiers.js'
  * synchronously, else under its deadline (`limiter.timeoutMs`).
  */
 export interface Counter {
-  /** Takes `cost` from both windows; throws or rejects when the backend fails. `nowMs`: the request's clock. */
+  /** Takes `cost` from both windows; rejects when the backend fails, never throws. `nowMs`: the request's clock. */
   consume(tenantId: string, limits: WindowLimits, cost: number, nowMs: number): LimitDecision | Promise<LimitDecision>
   /** The counts as they stand, counting nothing; null when the backend cannot read them or failed (reported). */
   peek(tenantId: string, limits: WindowLimits): LimitDecision | null | Promise<LimitDecision | null>
-  /** Counts in this process while the backend fails open (`limiter.insurance`); null without insurance, or when it fails too. */
-  insure(tenantId: string, limits: WindowLimits, cost: number): Promise<LimitDecision | null>
+  /**
+   * After `consume` failed: reports the error; null when the limiter fails closed, else the
+   * count of the insurance limiter in this process (`limiter.insurance`), null without one or when it fails too.
+   */
+  failed(error: unknown, tenantId: string, limits: WindowLimits, cost: number): Promise<LimitDecision | null> | null
 }
 
-export function createCounter(chosen: ChosenLimiter, reportError: (error: Error) => void): Counter {
+export function createCounter(chosen: ChosenLimiter, failsOpen: boolean, reportError: (error: Error) => void): Counter {
   const { limiter, timeoutMs, insurance, sharesClock } = chosen
   const peekFailed = (error: unknown): null => {
     reportError(asStoreError(error, 'limiter', 'rate limiter peek failed'))
@@ -34,14 +37,25 @@ export function createCounter(chosen: ChosenLimiter, reportError: (error: Error)
     }
   }
 
+  async function insure(tenantId: string, limits: WindowLimits, cost: number): Promise<LimitDecision | null> {
+    try {
+      return insurance === null ? null : await insurance.consume(tenantId, limits, cost)
+    } catch {
+      return null
+    }
+  }
+
   return {
     consume(tenantId, limits, cost, nowMs) {
-      // The memory backend the options built reads the same clock: the request's reading saves it a read.
-      if (limiter.consumeSync !== undefined)
+      if (limiter.consumeSync === undefined) return call(() => limiter.consume(tenantId, limits, cost))
+      try {
+        // The memory backend the options built reads the same clock: the request's reading saves it a read.
         return sharesClock
           ? limiter.consumeSync(tenantId, limits, cost, nowMs)
           : limiter.consumeSync(tenantId, limits, cost)
-      return call(() => limiter.consume(tenantId, limits, cost))
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)))
+      }
     },
     peek(tenantId, limits) {
       if (limiter.peekSync !== undefined) {
@@ -54,12 +68,10 @@ export function createCounter(chosen: ChosenLimiter, reportError: (error: Error)
       if (limiter.peek === undefined) return null
       return call(() => limiter.peek!(tenantId, limits)).catch(peekFailed)
     },
-    async insure(tenantId, limits, cost) {
-      try {
-        return insurance === null ? null : await insurance.consume(tenantId, limits, cost)
-      } catch {
-        return null
-      }
+    failed(error, tenantId, limits, cost) {
+      reportError(error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter failed'))
+      if (!failsOpen) return null
+      return insure(tenantId, limits, cost)
     },
   }
 }

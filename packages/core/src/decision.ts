@@ -95,6 +95,9 @@ export interface UnverifiedDecision extends ErrorResponse {
 
 export type AuthDecision = AdmittedDecision | UnverifiedDecision | ErrorResponse
 
+/** A decision, returned at once when nothing had to be awaited: the common request costs no promise hop. */
+export type Outcome = AuthDecision | Promise<AuthDecision>
+
 export type DecisionReason =
   | 'admitted'
   | 'admitted_without_limits'

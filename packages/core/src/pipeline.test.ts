@@ -371,3 +371,39 @@ describe('many first requests with one valid key', () => {
     expect(unknown.map((d) => (d.ok ? 200 : d.status)).sort()).toEqual([401, 401, 401, 429])
   })
 })
+
+describe('a backend that answers synchronously and throws', () => {
+  const throwing = () => {
+    const backend = createMemoryLimiter()
+    return Object.assign(backend, {
+      consumeSync: (): never => {
+        throw new Error('counts lost')
+      },
+    })
+  }
+
+  it('fails closed with a 503 and the error reported as the limiter’s, never a 500', async () => {
+    const errors: Error[] = []
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), {
+      limiter: { backend: throwing() },
+      onError: (error) => errors.push(error),
+    })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    const decision = await auth.authenticate(request(`Bearer ${key}`))
+    expect(decision).toMatchObject({ ok: false, status: 503 })
+    expect(errors).toMatchObject([{ name: 'SaikuStoreError', source: 'limiter' }])
+  })
+
+  it('fails open onto the insurance limiter, which counts the request', async () => {
+    const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), {
+      limiter: { backend: throwing(), insurance: true },
+      failurePolicy: { limiter: 'open' },
+      onError: () => {},
+    })
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    const first = await auth.authenticate(request(`Bearer ${key}`))
+    const second = await auth.authenticate(request(`Bearer ${key}`))
+    expect(first.ok && second.ok).toBe(true)
+    expect(second.headers['ratelimit']).toBe('"minute";r=58;t=60, "hour";r=998;t=3600')
+  })
+})

@@ -1,29 +1,30 @@
 import { markedPrincipal, type AdmissionMark, type AdmissionMarks } from './admission-marks.js'
 import { extractBearer } from './bearer.js'
 import type { Counter } from './counter.js'
-import type { AdmittedDecision, AuthDecision, AuthRequest, DecisionReason } from './decision.js'
-import { asStoreError, ERROR_STATUS, SaikuStoreError } from './errors.js'
+import type { AdmittedDecision, AuthDecision, AuthRequest, DecisionReason, Outcome } from './decision.js'
+import { ERROR_STATUS } from './errors.js'
 import type { FailureBudget } from './failure-budget.js'
 import type { DecisionReporter } from './hooks.js'
 import { addRateLimitHeaders, retryAfterSeconds, type HeaderMap } from './http.js'
 import type { LimitDecision } from './limiter.js'
-import { startLookup, type Lookup } from './lookups.js'
+import type { Lookup, LookupAnswered } from './lookups.js'
 import type { ResolvedOptions } from './options.js'
 import { costExceedsLimitMessage, rateLimitedMessage, type Refusals } from './refusals.js'
 import { requestCost } from './request-cost.js'
 import { routePath } from './route-path.js'
 import { hasActiveSubscription, type CachedTenant, type TenantLoader } from './tenants.js'
-import { withTimeout } from './timeout.js'
 import type { WindowLimits } from './tiers.js'
 import type { KeyVerifier, VerifiedCredential, VerifyResult } from './verifier.js'
+
+export type { Outcome } from './decision.js'
 
 /** What the stages work with; `createAuthenticator` builds each from the options. */
 export interface PipelineParts {
   readonly options: ResolvedOptions
   readonly now: () => number
   readonly verifier: KeyVerifier
-  /** A verifier of the user's (or JWT): its answer is awaited under `keyStoreTimeoutMs`. */
-  readonly customVerifier: boolean
+  /** What the cache could not answer, asked of the verifier through the failure budget (`lookups.ts`). */
+  readonly lookUp: (request: AuthRequest, token: string, answered: LookupAnswered) => Outcome
   readonly tenants: TenantLoader
   readonly counter: Counter
   readonly marks: AdmissionMarks
@@ -31,12 +32,7 @@ export interface PipelineParts {
   readonly refusals: Refusals
   readonly report: DecisionReporter
   readonly reportError: (error: Error) => void
-  /** The client address as the failure budget counts it. */
-  readonly clientOf: (request: AuthRequest) => string
 }
-
-/** A decision, returned at once when nothing had to be awaited: the common request costs no promise hop. */
-export type Outcome = AuthDecision | Promise<AuthDecision>
 
 /** A verified request of a tenant with limits: what the counting stages share. */
 interface Admission {
@@ -68,42 +64,16 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
   }
 
   function verify(request: AuthRequest, token: string): Outcome {
-    const signed = !token.startsWith('sk_')
-    let verified: VerifyResult | Promise<VerifyResult>
-    let lookup: Lookup | null = null
+    // The common request is answered from the cache; only what needs the store looks at the client's failures.
+    const nowMs = now()
+    let known: VerifyResult | undefined
     try {
-      // The common request is answered from the cache; only what needs the store looks at the client's failures.
-      const nowMs = now()
-      const known = verifier.verifyWithoutIo?.(token, nowMs)
-      if (known !== undefined) return verifiedStage(request, known, null, false, nowMs)
-      // Signed tokens need no store and count only when they fail; an API key lookup goes through the budget.
-      if (failureBudget !== null && !signed) {
-        const started = startLookup(failureBudget, parts.clientOf(request), token, options.verifier !== undefined)
-        if (typeof started === 'number') return refusals.tooManyFailures(request, started)
-        lookup = started
-      }
-      verified = verifier.verify(token)
+      known = verifier.verifyWithoutIo?.(token, nowMs)
     } catch (error) {
-      lookup?.storeFailed()
       return refusals.keyStoreFailed(request, error)
     }
-    if (!(verified instanceof Promise)) {
-      lookup?.done()
-      return verifiedStage(request, verified, lookup, signed)
-    }
-    const pending = parts.customVerifier
-      ? withTimeout(verified, options.keyStoreTimeoutMs, 'key_store', 'verifier')
-      : verified
-    return pending.then(
-      (result) => {
-        lookup?.done()
-        return verifiedStage(request, result, lookup, signed)
-      },
-      (error: unknown) => {
-        lookup?.storeFailed()
-        return refusals.keyStoreFailed(request, error)
-      },
-    )
+    if (known !== undefined) return verifiedStage(request, known, null, false, nowMs)
+    return parts.lookUp(request, token, (result, lookup, signed) => verifiedStage(request, result, lookup, signed))
   }
 
   /**
@@ -169,12 +139,7 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
       const message = costExceedsLimitMessage(limits, cost)
       return refusals.refuse(request, 'rate_limited', 'cost_exceeds_limit', credential, message)
     }
-    let counted: LimitDecision | Promise<LimitDecision>
-    try {
-      counted = counter.consume(credential.tenantId, limits, cost, at.nowMs)
-    } catch (error) {
-      return limiterFailed(at, cost, error)
-    }
+    const counted = counter.consume(credential.tenantId, limits, cost, at.nowMs)
     if (!(counted instanceof Promise)) return finish(at, counted, cost)
     return counted.then(
       (rateLimit) => finish(at, rateLimit, cost),
@@ -194,12 +159,11 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     return admit(at, 'admitted_free', rateLimit, headers, marks.uncounted)
   }
 
-  async function limiterFailed(at: Admission, cost: number, error: unknown): Promise<AuthDecision> {
-    reportError(error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter failed'))
-    if (options.failurePolicy.limiter === 'closed') {
+  function limiterFailed(at: Admission, cost: number, error: unknown): Outcome {
+    const insured = counter.failed(error, at.credential.tenantId, at.limits, cost)
+    if (insured === null)
       return refusals.refuse(at.request, 'service_unavailable', 'limiter_unavailable', at.credential)
-    }
-    return finish(at, await counter.insure(at.credential.tenantId, at.limits, cost), cost)
+    return insured.then((rateLimit) => finish(at, rateLimit, cost))
   }
 
   function finish(at: Admission, rateLimit: LimitDecision | null, cost: number): AuthDecision {
