@@ -16,8 +16,6 @@ import { hasActiveSubscription, type CachedTenant, type TenantLoader } from './t
 import type { WindowLimits } from './tiers.js'
 import type { KeyVerifier, VerifiedCredential, VerifyResult } from './verifier.js'
 
-export type { Outcome } from './decision.js'
-
 /** What the stages work with; `createAuthenticator` builds each from the options. */
 export interface PipelineParts {
   readonly options: ResolvedOptions
