@@ -1,4 +1,5 @@
 // The cost function is asked about the request as the adapter maps it: method, the path below the mount point, query left off.
+import request from 'supertest'
 import { describe, expect, it } from 'vitest'
 import { acme, useConformance } from './context.js'
 import type { AdapterHarness } from './harness.js'
@@ -16,7 +17,13 @@ export function describeCost(harness: AdapterHarness): void {
       )
       const { key } = await mint(app, acme)
       expect((await get(app, '/api/me/tenant?verbose=1', key)).status).toBe(200)
-      expect(seen).toEqual([{ method: 'GET', path: '/me/tenant', slug: 'acme' }])
+      // Another method, as sent: the key lacks keys:write, so the route refuses after the cost was asked.
+      const deleted = await request(app.handler).delete('/api/me/api-keys/k-1').set('Authorization', `Bearer ${key}`)
+      expect(deleted.status).toBe(403)
+      expect(seen).toEqual([
+        { method: 'GET', path: '/me/tenant', slug: 'acme' },
+        { method: 'DELETE', path: '/me/api-keys/k-1', slug: 'acme' },
+      ])
     })
   })
 }

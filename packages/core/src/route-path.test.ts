@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { AuthRequest } from './decision.js'
-import { routePath } from './route-path.js'
+import { requestIp, routePath } from './route-path.js'
 
 const at = (fields: Partial<AuthRequest>): AuthRequest => ({ headers: {}, method: 'GET', url: '/', ...fields })
 
@@ -18,5 +18,35 @@ describe('routePath: the path exemptions are matched against', () => {
     [{ url: '/other/me/billing', mountPrefix: '/api' }, '/other/me/billing'],
   ])('%j → %s', (fields, expected) => {
     expect(routePath(at(fields))).toBe(expected)
+  })
+})
+
+describe('requestIp: the client address, read only when needed', () => {
+  it('takes a string as it is, and calls a function once, with the request as this', () => {
+    expect(requestIp(at({ ip: '192.0.2.1' }))).toBe('192.0.2.1')
+    expect(requestIp(at({}))).toBeUndefined()
+    let calls = 0
+    const request = {
+      ...at({}),
+      address: '192.0.2.7',
+      ip(this: { address: string }) {
+        calls++
+        return this.address
+      },
+    }
+    expect(requestIp(request)).toBe('192.0.2.7')
+    expect(calls).toBe(1)
+  })
+
+  it('reads an address behind a getter once per use', () => {
+    let reads = 0
+    const request = Object.defineProperty(at({}), 'ip', {
+      get: () => {
+        reads++
+        return '2001:db8::1'
+      },
+    })
+    expect(requestIp(request)).toBe('2001:db8::1')
+    expect(reads).toBe(1)
   })
 })

@@ -2,7 +2,9 @@ import type { AuthRequest } from './decision.js'
 
 /** The client address, read only when needed. */
 export function requestIp(request: AuthRequest): string | undefined {
-  return typeof request.ip === 'function' ? request.ip() : request.ip
+  // Read once: an adapter may resolve it on every access.
+  const ip = request.ip
+  return typeof ip === 'function' ? ip.call(request) : ip
 }
 
 const ABSOLUTE_FORM = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i

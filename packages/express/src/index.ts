@@ -7,6 +7,7 @@ import {
   permissionGuard,
   resolveSaikuErrorsOptions,
   type AuthDecision,
+  type AuthRequest,
   type ErrorResponse,
   type PermissionGuardArguments,
   type SaikuErrorsOptions as CoreErrorsOptions,
@@ -37,6 +38,42 @@ export interface SaikuMiddleware extends RequestHandler {
   readonly authenticator: Authenticator
 }
 
+/**
+ * The request as the core reads it. Express 5 sets the prototype of every request, which
+ * leaves each property read on `req` a slow lookup: what every decision needs is read
+ * once here, the rest (method, mounted URL, address) only if the core asks.
+ */
+class ExpressAuthRequest implements AuthRequest {
+  readonly headers: AuthRequest['headers']
+  readonly rawHeaders: readonly string[]
+  readonly url: string
+  /** An own `req.saiku`: set by a saikuAuth that admitted this request already. */
+  readonly principal: SaikuPrincipal | undefined
+  readonly #req: Request
+
+  constructor(req: Request) {
+    this.headers = req.headers
+    this.rawHeaders = req.rawHeaders
+    this.url = req.originalUrl
+    this.principal = Object.hasOwn(req, 'saiku') ? req.saiku : undefined
+    this.#req = req
+  }
+
+  get method(): string {
+    return this.#req.method
+  }
+
+  /** Below the mount point, as this router's routes see it: what exemptions match. */
+  get mountedUrl(): string {
+    return this.#req.url
+  }
+
+  /** Express resolves it through its proxy settings on every access. */
+  get ip(): string | undefined {
+    return this.#req.ip
+  }
+}
+
 function send(res: Response, response: ErrorResponse): void {
   for (const name of BODY_HEADERS) res.removeHeader(name)
   res.statusCode = response.status
@@ -63,17 +100,7 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
     return true
   }
   const middleware: RequestHandler = (req, res, next) => {
-    const outcome = authenticator.check({
-      headers: req.headers,
-      rawHeaders: req.rawHeaders,
-      method: req.method,
-      url: req.originalUrl,
-      // Below the mount point, as this router's routes see it: what exemptions match.
-      mountedUrl: req.url,
-      // Read only when needed: Express resolves it through its proxy settings on every access.
-      ip: () => req.ip,
-      principal: req.saiku,
-    })
+    const outcome = authenticator.check(new ExpressAuthRequest(req))
     if (outcome instanceof Promise) {
       // next() runs outside the chain that catches, so it is called at most once.
       outcome.then((decision) => apply(req, res, decision)).then((admitted) => admitted && next(), next)
