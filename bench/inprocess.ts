@@ -106,7 +106,8 @@ async function runWorker(order: WorkerOrder): Promise<WorkerResult> {
   const requests = Math.max(10, Math.round((order.batchMs * 1000) / (await batch(apps.floor, order.warmup >> 2))))
   const samples: Record<Role, number[]> = { saiku: [], floor: [], control: [], sha256: [], adapter: [] }
   for (let round = 0; round < order.rounds; round++) {
-    // Each app takes each place in the order equally often, and comes after each of the others equally often.
+    // Each app takes each place in the order equally often, and every other cycle the order runs backwards,
+    // so each follows both of its neighbours in the cycle.
     const rotated = ROLES.map((_, i) => ROLES[(i + round) % ROLES.length]!)
     for (const role of Math.floor(round / ROLES.length) % 2 === 0 ? rotated : rotated.reverse())
       samples[role].push(await batch(apps[role], requests))
@@ -118,8 +119,13 @@ async function runWorker(order: WorkerOrder): Promise<WorkerResult> {
 
 async function inWorker(order: WorkerOrder): Promise<WorkerResult> {
   const child = fork(fileURLToPath(import.meta.url), ['worker'], { execArgv: [], stdio: 'inherit' })
+  // A worker that fails (an app answered other than 200) exits without answering: fail the run, never wait.
+  const exited = once(child, 'exit').then(([code]) => {
+    throw new Error(`in-process bench: a worker exited (${String(code)}) before it answered`)
+  })
+  exited.catch(() => {})
   child.send(order)
-  const [result] = (await once(child, 'message')) as [WorkerResult]
+  const [result] = (await Promise.race([once(child, 'message'), exited])) as [WorkerResult]
   child.kill()
   return result
 }
