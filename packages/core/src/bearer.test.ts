@@ -53,4 +53,18 @@ describe('extractBearer', () => {
     expect(from('Bearer a', { url: '/me?my_access_token=a' })).toEqual({ kind: 'token', token: 'a' })
     expect(from(undefined, { url: '/me?access_token=a' })).toEqual({ kind: 'missing' })
   })
+
+  it('leaves no token in the legacy RegExp statics, which any code can read', () => {
+    const key = 'sk_live_abcdefghijkl_0123456789abcdefghijklmnopqrstuvwxyzABCD'
+    // Read right after the parse: any later successful match (an assertion's, say) would replace them.
+    const statics = () => [RegExp.input, RegExp.lastMatch, RegExp.leftContext, RegExp.rightContext].join('\n')
+    const token = from(`Bearer ${key}`)
+    const afterToken = statics()
+    const inQuery = from(`Bearer ${key}`, { url: `/me?access_token=${key}` })
+    const afterQuery = statics()
+    expect(token).toEqual({ kind: 'token', token: key })
+    expect(inQuery).toEqual({ kind: 'ambiguous' })
+    expect(afterToken).not.toContain(key)
+    expect(afterQuery).not.toContain(key)
+  })
 })

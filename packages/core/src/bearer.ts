@@ -28,20 +28,21 @@ const MISSING: BearerProblem = Object.freeze({ kind: 'missing' })
 const MALFORMED: BearerProblem = Object.freeze({ kind: 'malformed' })
 const AMBIGUOUS: BearerProblem = Object.freeze({ kind: 'ambiguous' })
 
-// b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-const B64TOKEN = new Uint8Array(128)
-for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/') B64TOKEN[c.charCodeAt(0)] = 1
+// b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=". Compiled to native code and run over
+// the string at once, it takes about half the time of a loop of charCodeAt over a sliced string.
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/
+const QUERY_TOKEN = /(?:^|&)access_token=/i
+const NOTHING = /(?:)/
 
-function isB64Token(token: string): boolean {
-  let i = 0
-  while (i < token.length) {
-    const code = token.charCodeAt(i)
-    if (code >= 128 || B64TOKEN[code] !== 1) break
-    i++
-  }
-  if (i === 0) return false
-  while (i < token.length && token.charCodeAt(i) === 61 /* = */) i++
-  return i === token.length
+/**
+ * `pattern.test(text)`, without keeping `text`: a successful match leaves its subject in
+ * `RegExp.input` (a legacy static any code can read, and a heap snapshot shows) until the
+ * next one, so a match of nothing follows it.
+ */
+function matchesAndForgets(pattern: RegExp, text: string): boolean {
+  if (!pattern.test(text)) return false
+  NOTHING.test('')
+  return true
 }
 
 /** Node keeps only the first of repeated Authorization headers; the raw list shows them all. */
@@ -73,7 +74,7 @@ function startsWithBearer(header: string): boolean {
 function hasQueryToken(url: string | undefined): boolean {
   if (url === undefined) return false
   const query = url.indexOf('?')
-  return query !== -1 && /(?:^|&)access_token=/i.test(url.slice(query + 1))
+  return query !== -1 && matchesAndForgets(QUERY_TOKEN, url.slice(query + 1))
 }
 
 /**
@@ -93,7 +94,7 @@ export function extractBearer(source: CredentialSource): BearerCredentials {
   while (start < header.length && header.charCodeAt(start) === 32) start++
   const token = header.slice(start)
   if (token.length === 0) return MALFORMED
-  if (token.length > MAX_TOKEN_LENGTH || !isB64Token(token))
+  if (token.length > MAX_TOKEN_LENGTH || !matchesAndForgets(B64TOKEN, token))
     return token.includes(' ') || token.includes(',') ? AMBIGUOUS : MALFORMED
   if (hasQueryToken(source.url)) return AMBIGUOUS
   return { kind: 'token', token }

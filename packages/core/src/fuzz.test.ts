@@ -23,6 +23,13 @@ const property = <T>(name: string, arbitrary: fc.Arbitrary<T>, check: (value: T)
   })
 }
 
+// RFC 6750's b64token, told character by character: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+const B64_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/'
+function isB64Token(token: string): boolean {
+  const body = token.replace(/=+$/, '')
+  return body.length > 0 && [...body].every((character) => B64_ALPHABET.includes(character))
+}
+
 const KEY_SHAPE = /^sk_(live|test)_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}$/
 const minted = Array.from({ length: 20 }, () => mintApiKey().key)
 
@@ -99,10 +106,30 @@ describe('properties of the parsers', () => {
       })
       expect(['token', 'missing', 'malformed', 'ambiguous']).toContain(result.kind)
       if (result.kind === 'token') {
-        expect(result.token).toMatch(/^[A-Za-z0-9\-._~+/]+=*$/)
+        expect(isB64Token(result.token)).toBe(true)
         expect(result.token.length).toBeLessThanOrEqual(8192)
         expect(repeat).toBe(false)
       }
+    },
+  )
+
+  property(
+    'extractBearer reads every b64token as a token, whatever the scheme’s case and the spaces before it',
+    fc.record({
+      body: fc.string({ unit: fc.constantFrom(...B64_ALPHABET.split('')), minLength: 1, maxLength: 200 }),
+      padding: fc.nat({ max: 3 }),
+      scheme: fc.constantFrom('Bearer', 'bearer', 'BEARER', 'bEaReR'),
+      spaces: fc.integer({ min: 1, max: 4 }),
+    }),
+    ({ body, padding, scheme, spaces }) => {
+      const token = body + '='.repeat(padding)
+      const authorization = `${scheme}${' '.repeat(spaces)}${token}`
+      const result = extractBearer({
+        headers: { authorization },
+        rawHeaders: ['Authorization', authorization],
+        url: '/me',
+      })
+      expect(result).toEqual({ kind: 'token', token })
     },
   )
 })
@@ -151,6 +178,6 @@ describe('properties of the whole pipeline', () => {
 
   it('ran every property', () => {
     console.log(`fuzz runs: ${JSON.stringify(runs)}`)
-    expect(Object.keys(runs)).toHaveLength(4)
+    expect(Object.keys(runs)).toHaveLength(5)
   })
 })
