@@ -13,11 +13,9 @@
 // not: on this kernel it moves in 4 ms ticks, coarser than a batch.
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
-import { IncomingMessage, ServerResponse } from 'node:http'
-import { Socket } from 'node:net'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { build, buildPart, type BuiltApp } from './apps.js'
+import { build, buildPart, serveInProcess, type BuiltApp } from './apps.js'
 import { distanceOf, mean, type Distance } from './stats.js'
 import { FLOORS, type Variant } from './variants.js'
 
@@ -47,30 +45,11 @@ type Framework = (typeof FLOORS)[number]['framework']
 type Role = 'saiku' | 'floor' | 'control' | 'sha256' | 'adapter'
 const ROLES: readonly Role[] = ['saiku', 'floor', 'control', 'sha256', 'adapter']
 
-const socket = new Socket()
-
-/** One request through the app; the status it answered. */
-async function serve(app: BuiltApp): Promise<number> {
-  const req = new IncomingMessage(socket)
-  req.method = 'GET'
-  req.url = '/me/tenant'
-  req.httpVersion = '1.1'
-  req.headers = { host: '127.0.0.1', authorization: `Bearer ${app.key}`, accept: '*/*' }
-  req.rawHeaders = ['Host', '127.0.0.1', 'Authorization', `Bearer ${app.key}`, 'Accept', '*/*']
-  req.complete = true
-  const res = new ServerResponse(req)
-  if (app.handle !== undefined) await app.handle(req, res)
-  else app.listener(req, res)
-  // Express answers in the same turn unless something awaited; then wait for the end.
-  while (!res.writableEnded) await nextTurn()
-  return res.statusCode
-}
-
 /** CPU µs per request of `requests` requests through the app. */
 async function batch(app: BuiltApp, requests: number): Promise<number> {
   const before = process.cpuUsage()
   for (let i = 0; i < requests; i++) {
-    const status = await serve(app)
+    const status = await serveInProcess(app)
     if (status !== 200) throw new Error(`in-process bench: answered ${status}, not 200`)
   }
   const used = process.cpuUsage(before)

@@ -1,4 +1,5 @@
 import type { FloorDistance as InProcessFloorDistance } from './inprocess.js'
+import { renderShares, type ProfileShares } from './shares.js'
 import type { Distance } from './stats.js'
 import type { DecisionCost, FloodResult, RedisCost } from './micro.js'
 
@@ -40,6 +41,8 @@ export interface BenchResults {
    * in one process, in rotating batches. Absent from runs made before it was measured.
    */
   readonly inProcessFloors?: readonly InProcessFloorDistance[]
+  /** saikuAuth's CPU per request by owner, from CPU profiles. Absent from runs made before it was profiled. */
+  readonly profiles?: readonly ProfileShares[]
   readonly rounds: {
     round: number
     stealPercent: number
@@ -102,6 +105,7 @@ export function renderMarkdown(results: BenchResults): string {
       )
     }
   }
+  if (results.profiles !== undefined && results.profiles.length > 0) lines.push('', ...renderShares(results.profiles))
   if (Number.isFinite(results.expressVersusPopularStack)) {
     lines.push(
       '',

@@ -71,6 +71,14 @@ describe('pnpm bench --quick', () => {
         expect(distance.plusMinusMicros).toBeGreaterThan(0)
       }
     }
+    // Where saikuAuth's µs go, by profile: the core, its hash and the adapter each took samples.
+    expect(results.profiles?.map((profile) => profile.variant)).toEqual(['express+saiku', 'koa+saiku'])
+    for (const profile of results.profiles ?? []) {
+      expect(profile.processes).toBe(1)
+      for (const owner of ['core', 'core: SHA-256', 'adapter', 'framework'] as const)
+        expect(profile.shares[owner]).toBeGreaterThan(0)
+    }
+    expect(stdout).toContain('From CPU profiles')
     expect(stdout).toContain('| server | req/s |')
     expect(stdout).toContain('Without sockets')
     expect(stdout).toContain('saikuAuth above the floor, µs/req')
