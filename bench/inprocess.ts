@@ -11,10 +11,8 @@
 //
 // Process CPU (`getrusage`) is read to the microsecond here. A thread's CPU alone is
 // not: on this kernel it moves in 4 ms ticks, coarser than a batch.
-import { fork } from 'node:child_process'
-import { once } from 'node:events'
 import { setImmediate as nextTurn } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
+import { inWorker } from './worker.js'
 import { build, buildPart, serveInProcess, type BuiltApp } from './apps.js'
 import { distanceOf, mean, type Distance } from './stats.js'
 import { FLOORS, type Variant } from './variants.js'
@@ -96,19 +94,6 @@ async function runWorker(order: WorkerOrder): Promise<WorkerResult> {
   return { batch: requests, samples }
 }
 
-async function inWorker(order: WorkerOrder): Promise<WorkerResult> {
-  const child = fork(fileURLToPath(import.meta.url), ['worker'], { execArgv: [], stdio: 'inherit' })
-  // A worker that fails (an app answered other than 200) exits without answering: fail the run, never wait.
-  const exited = once(child, 'exit').then(([code]) => {
-    throw new Error(`in-process bench: a worker exited (${String(code)}) before it answered`)
-  })
-  exited.catch(() => {})
-  child.send(order)
-  const [result] = (await Promise.race([once(child, 'message'), exited])) as [WorkerResult]
-  child.kill()
-  return result
-}
-
 /**
  * Each framework's saikuAuth against its floor: `rounds` rounds of batches of about
  * `batchMs`, spread over `processes` fresh processes one after another, so that no
@@ -125,7 +110,13 @@ export async function measureInProcess(
   for (const { framework, saiku, floor } of FLOORS) {
     const results: WorkerResult[] = []
     for (let i = 0; i < processes; i++)
-      results.push(await inWorker({ framework, saiku, floor, rounds: roundsPerProcess, batchMs, warmup }))
+      results.push(
+        await inWorker<WorkerResult>(
+          import.meta.url,
+          { framework, saiku, floor, rounds: roundsPerProcess, batchMs, warmup } satisfies WorkerOrder,
+          'in-process bench',
+        ),
+      )
     const all = (role: Role) => results.flatMap((result) => result.samples[role])
     const [saikuCpu, floorCpu] = [all('saiku'), all('floor')]
     const aboveFloor = (role: Role) => distanceOf(all(role).map((value, round) => value - floorCpu[round]!))

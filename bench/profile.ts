@@ -6,10 +6,8 @@
 //
 // `node .build/profile.js [requests] [variant ...]`: by default saikuAuth on each
 // framework, each in processes of its own.
-import { fork } from 'node:child_process'
-import { once } from 'node:events'
 import { Session } from 'node:inspector/promises'
-import { fileURLToPath } from 'node:url'
+import { inWorker } from './worker.js'
 import { build, serveInProcess } from './apps.js'
 import { OWNERS, renderShares, sharesOf, type Owner, type ProfileShares } from './shares.js'
 import { FLOORS, VARIANTS, type Variant } from './variants.js'
@@ -39,18 +37,6 @@ async function profileVariant({ variant, requests, warmup }: ProfileOrder): Prom
   return sharesOf(profile, requests)
 }
 
-async function inWorker(order: ProfileOrder): Promise<Record<Owner, number>> {
-  const child = fork(fileURLToPath(import.meta.url), ['worker'], { execArgv: [], stdio: 'inherit' })
-  const exited = once(child, 'exit').then(([code]) => {
-    throw new Error(`profile: the worker for ${order.variant} exited (${String(code)}) before it answered`)
-  })
-  exited.catch(() => {})
-  child.send(order)
-  const [shares] = (await Promise.race([once(child, 'message'), exited])) as [Record<Owner, number>]
-  child.kill()
-  return shares
-}
-
 /**
  * Each variant profiled in `processes` fresh processes, one variant after another in
  * an order that turns pass by pass, so that no one process's luck decides a share.
@@ -64,7 +50,16 @@ export async function measureShares(
   const runs = new Map<Variant, Record<Owner, number>[]>(variants.map((variant) => [variant, []]))
   for (let pass = 0; pass < processes; pass++) {
     const order = variants.map((_, i) => variants[(i + pass) % variants.length]!)
-    for (const variant of order) runs.get(variant)!.push(await inWorker({ variant, requests, warmup }))
+    for (const variant of order)
+      runs
+        .get(variant)!
+        .push(
+          await inWorker<Record<Owner, number>>(
+            import.meta.url,
+            { variant, requests, warmup } satisfies ProfileOrder,
+            `profile of ${variant}`,
+          ),
+        )
   }
   return variants.map((variant) => {
     const measured = runs.get(variant)!
