@@ -11,10 +11,17 @@
 //
 // Process CPU (`getrusage`) is read to the microsecond here. A thread's CPU alone is
 // not: on this kernel it moves in 4 ms ticks, coarser than a batch.
+//
+// Most collections run on the turn of the loop between rounds, outside every batch:
+// that turn's CPU is shared out to the round's apps by the bytes each allocated (from
+// the heap's growth over batches that no collection ran in), so an app that allocates
+// more pays for the collections it brings on.
 import { setImmediate as nextTurn } from 'node:timers/promises'
+import { getHeapStatistics } from 'node:v8'
 import { inWorker } from './worker.js'
 import { build, buildPart, serveInProcess, type BuiltApp } from './apps.js'
-import { distanceOf, mean, type Distance } from './stats.js'
+import { collectionsOwed } from './shares.js'
+import { distanceOf, mean, median, type Distance } from './stats.js'
 import { FLOORS, type Variant } from './variants.js'
 
 export interface FloorDistance {
@@ -28,6 +35,11 @@ export interface FloorDistance {
   /** Mean CPU per request of each app, collections included. */
   readonly saikuCpuMicros: number
   readonly floorCpuMicros: number
+  /** Bytes each app allocates per request. */
+  readonly saikuBytes: number
+  readonly floorBytes: number
+  /** CPU between rounds (mostly collections), µs per request of any app, before it was shared out. */
+  readonly betweenRoundsCpuMicros: number
   /** saikuAuth minus the floor, round by round. */
   readonly aboveFloor: Distance
   /** The control minus the floor, round by round: zero but for the measure's error. */
@@ -43,15 +55,18 @@ type Framework = (typeof FLOORS)[number]['framework']
 type Role = 'saiku' | 'floor' | 'control' | 'sha256' | 'adapter'
 const ROLES: readonly Role[] = ['saiku', 'floor', 'control', 'sha256', 'adapter']
 
-/** CPU µs per request of `requests` requests through the app. */
-async function batch(app: BuiltApp, requests: number): Promise<number> {
+const cpuMicros = (used: NodeJS.CpuUsage): number => used.user + used.system
+
+/** `requests` requests through the app: CPU µs per request, and the heap's growth meanwhile per request. */
+async function batch(app: BuiltApp, requests: number): Promise<{ cpu: number; bytes: number }> {
+  const heapBefore = getHeapStatistics().used_heap_size
   const before = process.cpuUsage()
   for (let i = 0; i < requests; i++) {
     const status = await serveInProcess(app)
     if (status !== 200) throw new Error(`in-process bench: answered ${status}, not 200`)
   }
-  const used = process.cpuUsage(before)
-  return (used.user + used.system) / requests
+  const cpu = cpuMicros(process.cpuUsage(before)) / requests
+  return { cpu, bytes: (getHeapStatistics().used_heap_size - heapBefore) / requests }
 }
 
 interface WorkerOrder {
@@ -64,10 +79,14 @@ interface WorkerOrder {
   readonly warmup: number
 }
 
-/** What one process measured: per role, CPU µs per request of each round's batch. */
+/** What one process measured: per role, CPU µs per request of each round's batch, its share of the turn after included. */
 interface WorkerResult {
   readonly batch: number
   readonly samples: Record<Role, number[]>
+  /** Per role, bytes allocated per request. */
+  readonly bytes: Record<Role, number>
+  /** CPU of the turns between rounds, µs per request of any app. */
+  readonly betweenRoundsCpuMicros: number
 }
 
 /** In the worker: builds the five apps, warms them up, then runs the rounds. */
@@ -80,18 +99,36 @@ async function runWorker(order: WorkerOrder): Promise<WorkerResult> {
     adapter: await buildPart(order.framework, 'adapter'),
   }
   for (const role of ROLES) await batch(apps[role], order.warmup)
-  const requests = Math.max(10, Math.round((order.batchMs * 1000) / (await batch(apps.floor, order.warmup >> 2))))
-  const samples: Record<Role, number[]> = { saiku: [], floor: [], control: [], sha256: [], adapter: [] }
+  const requests = Math.max(10, Math.round((order.batchMs * 1000) / (await batch(apps.floor, order.warmup >> 2)).cpu))
+  const batches: Record<Role, number[]> = { saiku: [], floor: [], control: [], sha256: [], adapter: [] }
+  // A batch that a collection ran in shrinks the heap; the others tell what a request allocates.
+  const grown: Record<Role, number[]> = { saiku: [], floor: [], control: [], sha256: [], adapter: [] }
+  const between: number[] = []
   for (let round = 0; round < order.rounds; round++) {
     // Each app takes each place in the order equally often, and every other cycle the order runs backwards,
     // so each follows both of its neighbours in the cycle.
     const rotated = ROLES.map((_, i) => ROLES[(i + round) % ROLES.length]!)
-    for (const role of Math.floor(round / ROLES.length) % 2 === 0 ? rotated : rotated.reverse())
-      samples[role].push(await batch(apps[role], requests))
-    // A turn of the loop between rounds: what the requests left for later runs outside every batch alike.
+    for (const role of Math.floor(round / ROLES.length) % 2 === 0 ? rotated : rotated.reverse()) {
+      const { cpu, bytes } = await batch(apps[role], requests)
+      batches[role].push(cpu)
+      if (bytes > 0) grown[role].push(bytes)
+    }
+    // A turn of the loop between rounds: what the requests left for later (collections, mostly) runs here.
+    const before = process.cpuUsage()
     await nextTurn()
+    between.push(cpuMicros(process.cpuUsage(before)))
   }
-  return { batch: requests, samples }
+  const bytes = Object.fromEntries(
+    ROLES.map((role) => [role, grown[role].length === 0 ? 0 : median(grown[role])]),
+  ) as Record<Role, number>
+  const owed = collectionsOwed(
+    1,
+    ROLES.map((role) => ({ requests, bytesPerRequest: bytes[role] })),
+  )
+  const samples = Object.fromEntries(
+    ROLES.map((role, i) => [role, batches[role].map((cpu, round) => cpu + between[round]! * owed[i]!)]),
+  ) as Record<Role, number[]>
+  return { batch: requests, samples, bytes, betweenRoundsCpuMicros: mean(between) / (ROLES.length * requests) }
 }
 
 /**
@@ -127,6 +164,9 @@ export async function measureInProcess(
       batch: results[0]!.batch,
       saikuCpuMicros: mean(saikuCpu),
       floorCpuMicros: mean(floorCpu),
+      saikuBytes: mean(results.map((result) => result.bytes.saiku)),
+      floorBytes: mean(results.map((result) => result.bytes.floor)),
+      betweenRoundsCpuMicros: mean(results.map((result) => result.betweenRoundsCpuMicros)),
       aboveFloor: aboveFloor('saiku'),
       control: aboveFloor('control'),
       sha256: aboveFloor('sha256'),

@@ -1,90 +1,182 @@
-// Where a request's CPU goes, from a CPU profile: one app served without sockets (as
-// the in-process measure serves it), sampled every 100 µs, each sample's time given
-// to the code that owns it. The in-process measure reads saikuAuth's distance to the
-// floor as a difference of two noisy totals; this reads the parts directly, by owner,
-// at the price of the profiler's own overhead (every figure is inflated alike).
+// Where saikuAuth's distance to the floor goes, from CPU profiles: both apps of a
+// framework served in one process without sockets (as the in-process measure serves
+// them), in alternating batches under one profiler, so that both see the same host,
+// heap and compiler. Each sample goes to the app whose batch was running and to the
+// code that owns it. The in-process measure reads the distance as a difference of two
+// noisy totals; this reads its parts, at the price of the profiler's own overhead
+// (every figure is inflated alike).
 //
-// `node .build/profile.js [requests] [variant ...]`: by default saikuAuth on each
-// framework, each in processes of its own.
+// Most collections run between batches, on the turn of the loop, where neither
+// app's CPU is read: here they are shared out by the bytes each app allocated,
+// measured from the heap's growth over batches that no collection ran in.
+//
+// `node .build/profile.js [requests] [framework ...]`: by default both frameworks,
+// each in processes of its own.
 import { Session } from 'node:inspector/promises'
+import { setImmediate as nextTurn } from 'node:timers/promises'
+import { getHeapStatistics } from 'node:v8'
 import { inWorker } from './worker.js'
-import { build, serveInProcess } from './apps.js'
-import { OWNERS, renderShares, sharesOf, type Owner, type ProfileShares } from './shares.js'
-import { FLOORS, VARIANTS, type Variant } from './variants.js'
+import { build, serveInProcess, type BuiltApp } from './apps.js'
+import { collectionsOwed, OWNERS, renderFloorProfiles, sharesOf, splitByBatch, type Batch } from './shares.js'
+import type { FloorProfile, Owner } from './shares.js'
+import { median } from './stats.js'
+import { FLOORS } from './variants.js'
+
+type Pair = (typeof FLOORS)[number]
 
 interface ProfileOrder {
-  readonly variant: Variant
+  readonly pair: Pair
+  /** Requests of each app under the profiler. */
   readonly requests: number
   readonly warmup: number
+  /** About how long a batch of the floor runs. */
+  readonly batchMs: number
 }
 
-/** In a process of its own: the variant's app, warmed up, then `requests` requests under the profiler. */
-async function profileVariant({ variant, requests, warmup }: ProfileOrder): Promise<Record<Owner, number>> {
-  const app = await build(variant)
-  for (let i = 0; i < warmup; i++) await serveInProcess(app)
+/** What one process measured. */
+interface PairRun {
+  readonly batch: number
+  readonly requests: number
+  readonly saiku: Record<Owner, number>
+  readonly floor: Record<Owner, number>
+  readonly saikuBytes: number
+  readonly floorBytes: number
+  readonly collectionsBetweenMicros: number
+}
+
+const SAIKU = 0
+const FLOOR = 1
+
+const nowMicros = (): number => Number(process.hrtime.bigint() / 1000n)
+
+/** `requests` requests through the app; the heap's growth meanwhile, per request. */
+async function serveBatch(app: BuiltApp, requests: number): Promise<number> {
+  const before = getHeapStatistics().used_heap_size
+  for (let i = 0; i < requests; i++) {
+    const status = await serveInProcess(app)
+    if (status !== 200) throw new Error(`profile: answered ${status}, not 200`)
+  }
+  return (getHeapStatistics().used_heap_size - before) / requests
+}
+
+/** In a process of its own: both apps, warmed up, then alternating batches under the profiler. */
+async function profilePair({ pair, requests, warmup, batchMs }: ProfileOrder): Promise<PairRun> {
+  const apps = [await build(pair.saiku), await build(pair.floor)]
+  for (const app of apps) await serveBatch(app, warmup)
+  const timed = Math.max(100, warmup >> 2)
+  const started = process.cpuUsage()
+  await serveBatch(apps[FLOOR]!, timed)
+  const used = process.cpuUsage(started)
+  const batch = Math.max(10, Math.round((batchMs * 1000 * timed) / (used.user + used.system)))
+  const rounds = Math.max(1, Math.round(requests / batch))
+
+  const batches: Batch[] = []
+  // A batch that a collection ran in shrinks the heap; the others tell what a request allocates.
+  const grown: [number[], number[]] = [[], []]
   const session = new Session()
   session.connect()
   await session.post('Profiler.enable')
   await session.post('Profiler.setSamplingInterval', { interval: 100 })
   await session.post('Profiler.start')
-  for (let i = 0; i < requests; i++) {
-    const status = await serveInProcess(app)
-    if (status !== 200) throw new Error(`profile: ${variant} answered ${status}, not 200`)
+  for (let round = 0; round < rounds; round++) {
+    for (const app of round % 2 === 0 ? [SAIKU, FLOOR] : [FLOOR, SAIKU]) {
+      const startMicros = nowMicros()
+      const bytes = await serveBatch(apps[app]!, batch)
+      batches.push({ startMicros, endMicros: nowMicros(), app })
+      if (bytes > 0) grown[app]!.push(bytes)
+    }
+    await nextTurn()
   }
   const { profile } = await session.post('Profiler.stop')
   session.disconnect()
-  app.close?.()
-  return sharesOf(profile, requests)
+  for (const app of apps) app.close?.()
+
+  const served = rounds * batch
+  const split = splitByBatch(profile, batches, 2)
+  const [saiku, floor] = split.apps.map((part) => sharesOf(part, served)) as [
+    Record<Owner, number>,
+    Record<Owner, number>,
+  ]
+  const betweenMicros = sharesOf(split.between, 1).collections
+  const [saikuBytes, floorBytes] = grown.map((bytes) => (bytes.length === 0 ? 0 : median(bytes))) as [number, number]
+  const [saikuOwes, floorOwes] = collectionsOwed(betweenMicros, [
+    { requests: served, bytesPerRequest: saikuBytes },
+    { requests: served, bytesPerRequest: floorBytes },
+  ]) as [number, number]
+  return {
+    batch,
+    requests: served,
+    saiku: { ...saiku, collections: saiku.collections + saikuOwes },
+    floor: { ...floor, collections: floor.collections + floorOwes },
+    saikuBytes,
+    floorBytes,
+    collectionsBetweenMicros: betweenMicros / (2 * served),
+  }
 }
 
+const meanOf = (runs: readonly PairRun[], value: (run: PairRun) => number): number =>
+  runs.reduce((sum, run) => sum + value(run), 0) / runs.length
+
+const meanShares = (runs: readonly PairRun[], app: 'saiku' | 'floor'): Record<Owner, number> =>
+  Object.fromEntries(OWNERS.map((owner) => [owner, meanOf(runs, (run) => run[app][owner])])) as Record<Owner, number>
+
 /**
- * Each variant profiled in `processes` fresh processes, one variant after another in
- * an order that turns pass by pass, so that no one process's luck decides a share.
+ * Each framework's saikuAuth and floor, profiled together in `processes` fresh
+ * processes, so that no one process's luck (where its heap and code landed) decides a share.
  */
-export async function measureShares(
-  variants: readonly Variant[],
+export async function measureFloorProfiles(
   requests: number,
   processes = 3,
   warmup = 20_000,
-): Promise<ProfileShares[]> {
-  const runs = new Map<Variant, Record<Owner, number>[]>(variants.map((variant) => [variant, []]))
-  for (let pass = 0; pass < processes; pass++) {
-    const order = variants.map((_, i) => variants[(i + pass) % variants.length]!)
-    for (const variant of order)
-      runs
-        .get(variant)!
-        .push(
-          await inWorker<Record<Owner, number>>(
-            import.meta.url,
-            { variant, requests, warmup } satisfies ProfileOrder,
-            `profile of ${variant}`,
-          ),
-        )
+  batchMs = 5,
+  pairs: readonly Pair[] = FLOORS,
+): Promise<FloorProfile[]> {
+  const profiles: FloorProfile[] = []
+  for (const pair of pairs) {
+    const runs: PairRun[] = []
+    for (let i = 0; i < processes; i++)
+      runs.push(
+        await inWorker<PairRun>(
+          import.meta.url,
+          { pair, requests, warmup, batchMs } satisfies ProfileOrder,
+          `profile of ${pair.framework}`,
+        ),
+      )
+    profiles.push({
+      framework: pair.framework,
+      processes,
+      requests: runs[0]!.requests,
+      batch: runs[0]!.batch,
+      saiku: meanShares(runs, 'saiku'),
+      floor: meanShares(runs, 'floor'),
+      saikuBytes: meanOf(runs, (run) => run.saikuBytes),
+      floorBytes: meanOf(runs, (run) => run.floorBytes),
+      collectionsBetweenMicros: meanOf(runs, (run) => run.collectionsBetweenMicros),
+    })
   }
-  return variants.map((variant) => {
-    const measured = runs.get(variant)!
-    const shares = Object.fromEntries(
-      OWNERS.map((owner) => [owner, measured.reduce((sum, run) => sum + run[owner], 0) / measured.length]),
-    ) as Record<Owner, number>
-    return { variant, processes, requests, shares }
-  })
+  return profiles
 }
-
-/** saikuAuth on each framework: the variants the bench profiles. */
-export const PROFILED: readonly Variant[] = FLOORS.map(({ saiku }) => saiku)
 
 if (process.argv[2] === 'worker') {
   process.once('message', (order: ProfileOrder) => {
-    void profileVariant(order).then((shares) => process.send!(shares))
+    void profilePair(order).then((run) => process.send!(run))
   })
 } else if (import.meta.url === `file://${process.argv[1]}`) {
   const [first, ...rest] = process.argv.slice(2)
   const counted = first !== undefined && /^\d+$/.test(first)
   const named = counted ? rest : process.argv.slice(2)
-  for (const variant of named) if (!(variant in VARIANTS)) throw new Error(`profile: no variant "${variant}"`)
-  const profiles = await measureShares(
-    named.length > 0 ? (named as Variant[]) : PROFILED,
+  const pairs = named.map((name) => {
+    const pair = FLOORS.find(({ framework }) => framework.toLowerCase() === name.toLowerCase())
+    if (pair === undefined)
+      throw new Error(`profile: no framework "${name}" (${FLOORS.map((p) => p.framework).join(', ')})`)
+    return pair
+  })
+  const profiles = await measureFloorProfiles(
     counted ? Number(first) : 50_000,
+    3,
+    20_000,
+    5,
+    pairs.length > 0 ? pairs : FLOORS,
   )
-  process.stdout.write(`${renderShares(profiles).join('\n')}\n`)
+  process.stdout.write(`${renderFloorProfiles(profiles).join('\n')}\n`)
 }

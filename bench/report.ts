@@ -1,5 +1,5 @@
 import type { FloorDistance as InProcessFloorDistance } from './inprocess.js'
-import { renderShares, type ProfileShares } from './shares.js'
+import { renderFloorProfiles, type FloorProfile } from './shares.js'
 import type { Distance } from './stats.js'
 import type { DecisionCost, FloodResult, RedisCost } from './micro.js'
 
@@ -41,8 +41,11 @@ export interface BenchResults {
    * in one process, in rotating batches. Absent from runs made before it was measured.
    */
   readonly inProcessFloors?: readonly InProcessFloorDistance[]
-  /** saikuAuth's CPU per request by owner, from CPU profiles. Absent from runs made before it was profiled. */
-  readonly profiles?: readonly ProfileShares[]
+  /**
+   * saikuAuth's and the floor's CPU per request by owner, from CPU profiles of both in one
+   * process. Absent from runs made before they were profiled together.
+   */
+  readonly floorProfiles?: readonly FloorProfile[]
   readonly rounds: {
     round: number
     stealPercent: number
@@ -92,7 +95,16 @@ export function renderMarkdown(results: BenchResults): string {
       'Without sockets: one process serves five apps of a framework (saikuAuth, the floor, the floor again as a control, ' +
         'the floor plus one SHA-256 of the token, and saikuAuth’s adapter around the floor’s decision), each called with a ' +
         'fresh request and response in batches of about 3 ms, in an order that rotates round by round; CPU of the whole ' +
-        'process, µs per request above the floor, mean ± 95 %.',
+        'process, µs per request above the floor, mean ± 95 %. The CPU of the turn between rounds, where most ' +
+        'collections run, is shared out by the bytes each app allocated (' +
+        results.inProcessFloors
+          .map(
+            (floor) =>
+              `${floor.framework}: saikuAuth ${thousands(floor.saikuBytes)} B, the floor ${thousands(floor.floorBytes)} B ` +
+              `per request; ${fixed(floor.betweenRoundsCpuMicros, 2)} µs per request between rounds`,
+          )
+          .join('; ') +
+        ').',
       '',
       '| framework | saikuAuth µs/req | the floor µs/req | saikuAuth above the floor | median of rounds | of it, one SHA-256 | of it, the adapter | control: the floor again |',
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -105,7 +117,8 @@ export function renderMarkdown(results: BenchResults): string {
       )
     }
   }
-  if (results.profiles !== undefined && results.profiles.length > 0) lines.push('', ...renderShares(results.profiles))
+  if (results.floorProfiles !== undefined && results.floorProfiles.length > 0)
+    lines.push('', ...renderFloorProfiles(results.floorProfiles))
   if (Number.isFinite(results.expressVersusPopularStack)) {
     lines.push(
       '',

@@ -10,7 +10,7 @@ import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { measureInProcess } from './inprocess.js'
-import { measureShares, PROFILED } from './profile.js'
+import { measureFloorProfiles } from './profile.js'
 import { median } from './stats.js'
 import { measureDecisions, measureFlood, measureRedisCommands } from './micro.js'
 import { renderMarkdown, renderSvg, type BenchResults, type VariantSummary } from './report.js'
@@ -180,11 +180,11 @@ async function main(): Promise<void> {
   const inProcessFloors = FLOORS.every(({ saiku, floor }) => variants.includes(saiku) && variants.includes(floor))
     ? await measureInProcess(quick ? 30 : 3000, 3, quick ? 2 : 3, quick ? 2_000 : 20_000)
     : undefined
-  // Where saikuAuth's µs go, by CPU profile: with the measure without sockets, whose apps it serves the same way.
-  const profiles =
+  // Where the distance goes, by CPU profile: with the measure without sockets, whose apps it serves the same way.
+  const floorProfiles =
     inProcessFloors === undefined
       ? undefined
-      : await measureShares(PROFILED, quick ? 2_000 : 50_000, quick ? 1 : 3, quick ? 2_000 : 20_000)
+      : await measureFloorProfiles(quick ? 2_000 : 50_000, quick ? 1 : 3, quick ? 2_000 : 20_000)
   const decisions = await measureDecisions(quick)
   const redis = redisUrl === undefined ? null : await measureRedisCommands(redisUrl, quick || partial ? 50 : 500)
   const flood = await measureFlood(quick || partial ? 20_000 : 1_000_000)
@@ -198,7 +198,7 @@ async function main(): Promise<void> {
     expressVersusPopularStack: median(versusPopular),
     floors,
     ...(inProcessFloors === undefined ? {} : { inProcessFloors }),
-    ...(profiles === undefined ? {} : { profiles }),
+    ...(floorProfiles === undefined ? {} : { floorProfiles }),
     rounds: perRound,
     decisions,
     redis,

@@ -71,12 +71,16 @@ describe('pnpm bench --quick', () => {
         expect(distance.plusMinusMicros).toBeGreaterThan(0)
       }
     }
-    // Where saikuAuth's µs go, by profile: the core, its hash and the adapter each took samples.
-    expect(results.profiles?.map((profile) => profile.variant)).toEqual(['express+saiku', 'koa+saiku'])
-    for (const profile of results.profiles ?? []) {
+    // Where the distance goes, by profile: samples went to each app's batches, by the clock the batches were timed on.
+    expect(results.floorProfiles?.map((profile) => profile.framework)).toEqual(['Express', 'Koa'])
+    for (const profile of results.floorProfiles ?? []) {
       expect(profile.processes).toBe(1)
       for (const owner of ['core', 'core: SHA-256', 'adapter', 'framework'] as const)
-        expect(profile.shares[owner]).toBeGreaterThan(0)
+        expect(profile.saiku[owner]).toBeGreaterThan(0)
+      for (const owner of ['bench app', 'framework'] as const) expect(profile.floor[owner]).toBeGreaterThan(0)
+      for (const owner of ['core', 'core: SHA-256', 'adapter'] as const) expect(profile.floor[owner]).toBe(0)
+      expect(profile.saikuBytes).toBeGreaterThan(0)
+      expect(profile.floorBytes).toBeGreaterThan(0)
     }
     expect(stdout).toContain('From CPU profiles')
     expect(stdout).toContain('| server | req/s |')
