@@ -17,9 +17,8 @@
 // the heap's growth over batches that no collection ran in), so an app that allocates
 // more pays for the collections it brings on.
 import { setImmediate as nextTurn } from 'node:timers/promises'
-import { getHeapStatistics } from 'node:v8'
 import { inWorker } from './worker.js'
-import { build, buildPart, serveInProcess, type BuiltApp } from './apps.js'
+import { build, buildPart, serveBatch, type BuiltApp } from './apps.js'
 import { collectionsOwed } from './shares.js'
 import { distanceOf, mean, median, type Distance } from './stats.js'
 import { FLOORS, type Variant } from './variants.js'
@@ -55,20 +54,6 @@ type Framework = (typeof FLOORS)[number]['framework']
 type Role = 'saiku' | 'floor' | 'control' | 'sha256' | 'adapter'
 const ROLES: readonly Role[] = ['saiku', 'floor', 'control', 'sha256', 'adapter']
 
-const cpuMicros = (used: NodeJS.CpuUsage): number => used.user + used.system
-
-/** `requests` requests through the app: CPU µs per request, and the heap's growth meanwhile per request. */
-async function batch(app: BuiltApp, requests: number): Promise<{ cpu: number; bytes: number }> {
-  const heapBefore = getHeapStatistics().used_heap_size
-  const before = process.cpuUsage()
-  for (let i = 0; i < requests; i++) {
-    const status = await serveInProcess(app)
-    if (status !== 200) throw new Error(`in-process bench: answered ${status}, not 200`)
-  }
-  const cpu = cpuMicros(process.cpuUsage(before)) / requests
-  return { cpu, bytes: (getHeapStatistics().used_heap_size - heapBefore) / requests }
-}
-
 interface WorkerOrder {
   readonly framework: Framework
   readonly saiku: Variant
@@ -98,8 +83,12 @@ async function runWorker(order: WorkerOrder): Promise<WorkerResult> {
     sha256: await buildPart(order.framework, 'sha256'),
     adapter: await buildPart(order.framework, 'adapter'),
   }
-  for (const role of ROLES) await batch(apps[role], order.warmup)
-  const requests = Math.max(10, Math.round((order.batchMs * 1000) / (await batch(apps.floor, order.warmup >> 2)).cpu))
+  const batch = (role: Role, requests: number) => serveBatch(apps[role], requests, 'in-process bench')
+  for (const role of ROLES) await batch(role, order.warmup)
+  const requests = Math.max(
+    10,
+    Math.round((order.batchMs * 1000) / (await batch('floor', order.warmup >> 2)).cpuMicros),
+  )
   const batches: Record<Role, number[]> = { saiku: [], floor: [], control: [], sha256: [], adapter: [] }
   // A batch that a collection ran in shrinks the heap; the others tell what a request allocates.
   const grown: Record<Role, number[]> = { saiku: [], floor: [], control: [], sha256: [], adapter: [] }
@@ -109,14 +98,15 @@ async function runWorker(order: WorkerOrder): Promise<WorkerResult> {
     // so each follows both of its neighbours in the cycle.
     const rotated = ROLES.map((_, i) => ROLES[(i + round) % ROLES.length]!)
     for (const role of Math.floor(round / ROLES.length) % 2 === 0 ? rotated : rotated.reverse()) {
-      const { cpu, bytes } = await batch(apps[role], requests)
-      batches[role].push(cpu)
+      const { cpuMicros, bytes } = await batch(role, requests)
+      batches[role].push(cpuMicros)
       if (bytes > 0) grown[role].push(bytes)
     }
     // A turn of the loop between rounds: what the requests left for later (collections, mostly) runs here.
     const before = process.cpuUsage()
     await nextTurn()
-    between.push(cpuMicros(process.cpuUsage(before)))
+    const used = process.cpuUsage(before)
+    between.push(used.user + used.system)
   }
   const bytes = Object.fromEntries(
     ROLES.map((role) => [role, grown[role].length === 0 ? 0 : median(grown[role])]),

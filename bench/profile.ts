@@ -14,9 +14,8 @@
 // each in processes of its own.
 import { Session } from 'node:inspector/promises'
 import { setImmediate as nextTurn } from 'node:timers/promises'
-import { getHeapStatistics } from 'node:v8'
 import { inWorker } from './worker.js'
-import { build, serveInProcess, type BuiltApp } from './apps.js'
+import { build, serveBatch } from './apps.js'
 import { collectionsOwed, OWNERS, renderFloorProfiles, sharesOf, splitByBatch, type Batch } from './shares.js'
 import type { FloorProfile, Owner } from './shares.js'
 import { median } from './stats.js'
@@ -49,25 +48,12 @@ const FLOOR = 1
 
 const nowMicros = (): number => Number(process.hrtime.bigint() / 1000n)
 
-/** `requests` requests through the app; the heap's growth meanwhile, per request. */
-async function serveBatch(app: BuiltApp, requests: number): Promise<number> {
-  const before = getHeapStatistics().used_heap_size
-  for (let i = 0; i < requests; i++) {
-    const status = await serveInProcess(app)
-    if (status !== 200) throw new Error(`profile: answered ${status}, not 200`)
-  }
-  return (getHeapStatistics().used_heap_size - before) / requests
-}
-
 /** In a process of its own: both apps, warmed up, then alternating batches under the profiler. */
 async function profilePair({ pair, requests, warmup, batchMs }: ProfileOrder): Promise<PairRun> {
   const apps = [await build(pair.saiku), await build(pair.floor)]
-  for (const app of apps) await serveBatch(app, warmup)
-  const timed = Math.max(100, warmup >> 2)
-  const started = process.cpuUsage()
-  await serveBatch(apps[FLOOR]!, timed)
-  const used = process.cpuUsage(started)
-  const batch = Math.max(10, Math.round((batchMs * 1000 * timed) / (used.user + used.system)))
+  const serve = (app: number, requests: number) => serveBatch(apps[app]!, requests, `profile of ${pair.framework}`)
+  for (let app = 0; app < apps.length; app++) await serve(app, warmup)
+  const batch = Math.max(10, Math.round((batchMs * 1000) / (await serve(FLOOR, Math.max(100, warmup >> 2))).cpuMicros))
   const rounds = Math.max(1, Math.round(requests / batch))
 
   const batches: Batch[] = []
@@ -81,7 +67,7 @@ async function profilePair({ pair, requests, warmup, batchMs }: ProfileOrder): P
   for (let round = 0; round < rounds; round++) {
     for (const app of round % 2 === 0 ? [SAIKU, FLOOR] : [FLOOR, SAIKU]) {
       const startMicros = nowMicros()
-      const bytes = await serveBatch(apps[app]!, batch)
+      const { bytes } = await serve(app, batch)
       batches.push({ startMicros, endMicros: nowMicros(), app })
       if (bytes > 0) grown[app]!.push(bytes)
     }
