@@ -12,10 +12,11 @@
 // Process CPU (`getrusage`) is read to the microsecond here. A thread's CPU alone is
 // not: on this kernel it moves in 4 ms ticks, coarser than a batch.
 //
-// Most collections run on the turn of the loop between rounds, outside every batch:
-// that turn's CPU is shared out to the round's apps by the bytes each allocated (from
-// the heap's growth over batches that no collection ran in), so an app that allocates
-// more pays for the collections it brings on.
+// The loop turns after each batch, as a server's does between requests, and the
+// scavenges the heap asks for run there, outside every batch: the CPU of a round's
+// turns is shared out to its apps by the bytes each allocated (from the heap's growth
+// over batches that no collection ran in), so an app that allocates more pays for the
+// collections it brings on.
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { inWorker } from './worker.js'
 import { build, buildPart, serveBatch, type BuiltApp } from './apps.js'
@@ -37,8 +38,8 @@ export interface FloorDistance {
   /** Bytes each app allocates per request. */
   readonly saikuBytes: number
   readonly floorBytes: number
-  /** CPU between rounds (mostly collections), µs per request of any app, before it was shared out. */
-  readonly betweenRoundsCpuMicros: number
+  /** CPU between batches (mostly collections), µs per request of any app, before it was shared out. */
+  readonly betweenBatchesCpuMicros: number
   /** saikuAuth minus the floor, round by round. */
   readonly aboveFloor: Distance
   /** The control minus the floor, round by round: zero but for the measure's error. */
@@ -70,8 +71,8 @@ interface WorkerResult {
   readonly samples: Record<Role, number[]>
   /** Per role, bytes allocated per request. */
   readonly bytes: Record<Role, number>
-  /** CPU of the turns between rounds, µs per request of any app. */
-  readonly betweenRoundsCpuMicros: number
+  /** CPU of the turns between batches, µs per request of any app. */
+  readonly betweenBatchesCpuMicros: number
 }
 
 /** In the worker: builds the five apps, warms them up, then runs the rounds. */
@@ -97,16 +98,19 @@ async function runWorker(order: WorkerOrder): Promise<WorkerResult> {
     // Each app takes each place in the order equally often, and every other cycle the order runs backwards,
     // so each follows both of its neighbours in the cycle.
     const rotated = ROLES.map((_, i) => ROLES[(i + round) % ROLES.length]!)
+    let turnsMicros = 0
     for (const role of Math.floor(round / ROLES.length) % 2 === 0 ? rotated : rotated.reverse()) {
       const { cpuMicros, bytes } = await batch(role, requests)
       batches[role].push(cpuMicros)
       if (bytes > 0) grown[role].push(bytes)
+      // A turn of the loop after each batch, as a server has between requests: the scavenges the heap asks for
+      // run here rather than in the middle of the next batch.
+      const before = process.cpuUsage()
+      await nextTurn()
+      const used = process.cpuUsage(before)
+      turnsMicros += used.user + used.system
     }
-    // A turn of the loop between rounds: what the requests left for later (collections, mostly) runs here.
-    const before = process.cpuUsage()
-    await nextTurn()
-    const used = process.cpuUsage(before)
-    between.push(used.user + used.system)
+    between.push(turnsMicros)
   }
   const bytes = Object.fromEntries(
     ROLES.map((role) => [role, grown[role].length === 0 ? 0 : median(grown[role])]),
@@ -118,7 +122,7 @@ async function runWorker(order: WorkerOrder): Promise<WorkerResult> {
   const samples = Object.fromEntries(
     ROLES.map((role, i) => [role, batches[role].map((cpu, round) => cpu + between[round]! * owed[i]!)]),
   ) as Record<Role, number[]>
-  return { batch: requests, samples, bytes, betweenRoundsCpuMicros: mean(between) / (ROLES.length * requests) }
+  return { batch: requests, samples, bytes, betweenBatchesCpuMicros: mean(between) / (ROLES.length * requests) }
 }
 
 /**
@@ -156,7 +160,7 @@ export async function measureInProcess(
       floorCpuMicros: mean(floorCpu),
       saikuBytes: mean(results.map((result) => result.bytes.saiku)),
       floorBytes: mean(results.map((result) => result.bytes.floor)),
-      betweenRoundsCpuMicros: mean(results.map((result) => result.betweenRoundsCpuMicros)),
+      betweenBatchesCpuMicros: mean(results.map((result) => result.betweenBatchesCpuMicros)),
       aboveFloor: aboveFloor('saiku'),
       control: aboveFloor('control'),
       sha256: aboveFloor('sha256'),

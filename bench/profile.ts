@@ -6,8 +6,8 @@
 // noisy totals; this reads its parts, at the price of the profiler's own overhead
 // (every figure is inflated alike).
 //
-// Most collections run between batches, on the turn of the loop, where neither
-// app's CPU is read: here they are shared out by the bytes each app allocated,
+// The loop turns after each batch, and most collections run there, where neither
+// app's requests are served: they are shared out by the bytes each app allocated,
 // measured from the heap's growth over batches that no collection ran in.
 //
 // `node .build/profile.js [requests] [framework ...]`: by default both frameworks,
@@ -70,8 +70,9 @@ async function profilePair({ pair, requests, warmup, batchMs }: ProfileOrder): P
       const { bytes } = await serve(app, batch)
       batches.push({ startMicros, endMicros: nowMicros(), app })
       if (bytes > 0) grown[app]!.push(bytes)
+      // A turn of the loop, as a server has between requests: the scavenges the heap asks for run here.
+      await nextTurn()
     }
-    await nextTurn()
   }
   const { profile } = await session.post('Profiler.stop')
   session.disconnect()

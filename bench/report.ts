@@ -95,13 +95,14 @@ export function renderMarkdown(results: BenchResults): string {
       'Without sockets: one process serves five apps of a framework (saikuAuth, the floor, the floor again as a control, ' +
         'the floor plus one SHA-256 of the token, and saikuAuth’s adapter around the floor’s decision), each called with a ' +
         'fresh request and response in batches of about 3 ms, in an order that rotates round by round; CPU of the whole ' +
-        'process, µs per request above the floor, mean ± 95 %. The CPU of the turn between rounds, where most ' +
-        'collections run, is shared out by the bytes each app allocated (' +
+        'process, µs per request above the floor, mean ± 95 %. The loop turns after each batch, as a server’s does ' +
+        'between requests, and the CPU of those turns, where most collections run, is shared out by the bytes each app ' +
+        'allocated (' +
         results.inProcessFloors
           .map(
             (floor) =>
               `${floor.framework}: saikuAuth ${thousands(floor.saikuBytes)} B, the floor ${thousands(floor.floorBytes)} B ` +
-              `per request; ${fixed(floor.betweenRoundsCpuMicros, 2)} µs per request between rounds`,
+              `per request; ${fixed(floor.betweenBatchesCpuMicros, 2)} µs per request between batches`,
           )
           .join('; ') +
         ').',
