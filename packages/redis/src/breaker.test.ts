@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { describe, expect, it } from 'vitest'
-import { createNodeBreaker } from './breaker.js'
+import { createNodeBreaker, nodeBreakerFor } from './breaker.js'
 
 class FakeRedis extends EventEmitter {
   status = 'ready'
@@ -54,5 +54,25 @@ describe('createNodeBreaker on a single Redis', () => {
     client.stream = {}
     breaker.failed('*', 10, startedOn)
     expect(breaker.allow('*', 11)).toBe(true)
+  })
+})
+
+describe('nodeBreakerFor', () => {
+  it('gives every limiter on one client the same breaker, with one "ready" listener however many ask', () => {
+    const client = new FakeRedis()
+    const breakers = Array.from({ length: 20 }, () => nodeBreakerFor(client, 1_000))
+    expect(client.listenerCount('ready')).toBe(1)
+    expect(new Set(breakers).size).toBe(1)
+    // A node one limiter found down is down for the others.
+    breakers[0]!.failed('*', 0, client.stream)
+    expect(breakers[19]!.allow('*', 500)).toBe(false)
+  })
+
+  it('keeps clients, and pauses, apart', () => {
+    const [one, other] = [new FakeRedis(), new FakeRedis()]
+    nodeBreakerFor(one, 1_000).failed('*', 0, one.stream)
+    expect(nodeBreakerFor(other, 1_000).allow('*', 500)).toBe(true)
+    expect(nodeBreakerFor(one, 2_000).allow('*', 500)).toBe(true)
+    expect(nodeBreakerFor(one, 1_000).allow('*', 500)).toBe(false)
   })
 })

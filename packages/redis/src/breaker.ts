@@ -91,3 +91,18 @@ export function createNodeBreaker(client: BreakerClient, pauseMs: number): NodeB
     },
   }
 }
+
+const sharedBreakers = new WeakMap<BreakerClient, Map<number, NodeBreaker>>()
+
+/**
+ * The breaker of `client` for `pauseMs`, shared by every limiter built on that client:
+ * what one learns of a node's health holds for all, and the client carries one
+ * "ready" listener however many limiters use it.
+ */
+export function nodeBreakerFor(client: BreakerClient, pauseMs: number): NodeBreaker {
+  let byPause = sharedBreakers.get(client)
+  if (byPause === undefined) sharedBreakers.set(client, (byPause = new Map<number, NodeBreaker>()))
+  let breaker = byPause.get(pauseMs)
+  if (breaker === undefined) byPause.set(pauseMs, (breaker = createNodeBreaker(client, pauseMs)))
+  return breaker
+}

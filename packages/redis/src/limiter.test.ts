@@ -57,6 +57,14 @@ describe.skipIf(redisUrl === undefined)('createRedisLimiter on REDIS_URL', () =>
     expect(upgraded).toMatchObject({ admitted: true, minute: { remaining: 4 }, hour: { remaining: 94 } })
   })
 
+  it('adds one "ready" listener to the client however many limiters share it', () => {
+    const shared = new Redis(redisUrl!, { lazyConnect: true })
+    const before = shared.listenerCount('ready')
+    for (let i = 0; i < 12; i++) createRedisLimiter({ client: shared, keyPrefix: `shared-${i}` })
+    expect(shared.listenerCount('ready') - before).toBe(1)
+    shared.disconnect()
+  })
+
   it('hash-tags every key by tenant, for Redis Cluster', () => {
     expect(createRedisLimiter({ client, keyPrefix: 'app' }).keyFor('t-1')).toBe('app:{t-1}')
   })

@@ -1,4 +1,4 @@
-import { createNodeBreaker } from './breaker.js'
+import { nodeBreakerFor } from './breaker.js'
 import {
   SaikuConfigError,
   SaikuStoreError,
@@ -234,7 +234,8 @@ export interface RedisLimiterOptions {
    * A call that has not answered within this time marks its node as down: for
    * `nodeDownPauseMs`, calls for that node's tenants fail at once (503 or your policy)
    * instead of each waiting out `limiter.timeoutMs`; tenants on other nodes are not
-   * affected. Then one call goes through to see whether the node is back. Default 500.
+   * affected. Then one call goes through to see whether the node is back. Limiters on
+   * the same client (and the same `nodeDownPauseMs`) share what they learn. Default 500.
    */
   readonly nodeDownAfterMs?: number
   /** How long calls to a node known to be down fail at once before one tries again. Default 1000. */
@@ -288,7 +289,7 @@ function build(options: RedisLimiterOptions, consumeScript: Script, peekScript: 
   const maxPendingCalls = options.maxPendingCalls ?? 1_000
   let pending = 0
   const nodeDownAfterMs = options.nodeDownAfterMs ?? 500
-  const breaker = createNodeBreaker(client, options.nodeDownPauseMs ?? 1_000)
+  const breaker = nodeBreakerFor(client, options.nodeDownPauseMs ?? 1_000)
   // The hash tag keeps every key of a tenant in one Cluster slot.
   const keyFor = (tenantKey: string): string => `${prefix}:{${tenantKey}}`
 
