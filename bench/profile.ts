@@ -32,16 +32,8 @@ interface ProfileOrder {
   readonly batchMs: number
 }
 
-/** What one process measured. */
-interface PairRun {
-  readonly batch: number
-  readonly requests: number
-  readonly saiku: Record<Owner, number>
-  readonly floor: Record<Owner, number>
-  readonly saikuBytes: number
-  readonly floorBytes: number
-  readonly collectionsBetweenMicros: number
-}
+/** What one process measured: a profile but for the framework's name and the count of processes. */
+type PairRun = Omit<FloorProfile, 'framework' | 'processes'>
 
 const SAIKU = 0
 const FLOOR = 1
