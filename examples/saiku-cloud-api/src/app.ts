@@ -42,7 +42,12 @@ export interface AppOptions {
   /** How often repeated refusals are summed up in the log. Default 10000. */
   readonly refusalLogIntervalMs?: number
   /** The dashboard's pages, sessions and activity log; without it the server is the JSON API alone. */
-  readonly dashboard?: { readonly store: DashboardStore; readonly settings: DashboardSettings }
+  readonly dashboard?: {
+    readonly store: DashboardStore
+    readonly settings: DashboardSettings
+    /** Signs the sign-in form's tokens and the device cookies; default a random key per process. */
+    readonly key?: Buffer
+  }
 }
 
 /** Sends an ApiResult; errors go to the error handler as the JSON body. */
@@ -163,6 +168,7 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
         authenticator: auth.authenticator,
         logger,
         settings: dashboard.settings,
+        ...(dashboard.key === undefined ? {} : { key: dashboard.key }),
       }),
     )
   }

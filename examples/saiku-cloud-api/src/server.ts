@@ -1,7 +1,7 @@
 import { createServer } from 'node:http'
 import { createKeyManager } from '@saiku/core'
 import { createApp } from './app.js'
-import { ConfigError, readConfig } from './config.js'
+import { ConfigError, DEFAULT_DATA_DIR, readConfig } from './config.js'
 import { createLimiter } from './limits.js'
 import { createLogger } from './logger.js'
 import { startMetricsEndpoint } from './metrics.js'
@@ -10,7 +10,7 @@ import { openStore } from './store.js'
 import { gracefulShutdown } from './shutdown.js'
 import { seedDemo } from './tenants.js'
 import { createTokens } from './tokens.js'
-import { openDashboardStore, readDashboardSettings } from './dashboard/index.js'
+import { loadDashboardKey, openDashboardStore, readDashboardSettings } from './dashboard/index.js'
 import { seedDemoMember } from './dashboard/members.js'
 
 async function main(): Promise<void> {
@@ -23,7 +23,12 @@ async function main(): Promise<void> {
   })
   const limiter = await createLimiter(config.redisUrl, opened.store)
   const tokens = await createTokens()
-  const dashboard = { store: await openDashboardStore(opened.store), settings: readDashboardSettings() }
+  const dashboard = {
+    store: await openDashboardStore(opened.store),
+    settings: readDashboardSettings(),
+    // Beside the token signing key: every process sharing the data folder signs the sign-in cookies alike.
+    key: loadDashboardKey(process.env.SAIKU_DATA_DIR || DEFAULT_DATA_DIR),
+  }
   const metrics =
     config.metricsPort === undefined ? null : await startMetricsEndpoint(config.metricsPort, config.metricsHost)
   if (metrics !== null) logger.info({ msg: 'metrics listening', url: metrics.url })

@@ -7,7 +7,6 @@ import helmet from 'helmet'
 import type { Logger } from 'pino'
 import {
   clientKey,
-  createMemoryLimiter,
   isKeyId,
   limitsForTenant,
   SaikuHttpError,
@@ -23,11 +22,15 @@ import {
 import { getBilling, PERMISSIONS, startTrial } from '../api.js'
 import type { DashboardStore, Member, SessionRecord } from './db.js'
 import { normalizeEmail } from './members.js'
+import { PasswordGate, passwordCheckConcurrency } from './password-gate.js'
 import { burnPasswordCheck, MAX_PASSWORD_LENGTH, verifyPassword } from './passwords.js'
+import { createSignInCookies, DEVICE_COOKIE_MAX_AGE_SECONDS, SIGN_IN_FORM_TTL_SECONDS } from './sign-in-cookies.js'
+import { minutesText, SignInThrottle, type SignInScope } from './sign-in-throttle.js'
 import type { DashboardSettings } from './settings.js'
 
 export { openDashboardStore } from './db.js'
 export { readDashboardSettings } from './settings.js'
+export { loadDashboardKey } from './sign-in-cookies.js'
 
 const VIEWS = fileURLToPath(new URL('./views/', import.meta.url))
 const ASSETS = fileURLToPath(new URL('./assets/', import.meta.url))
@@ -39,11 +42,23 @@ export interface DashboardOptions {
   readonly authenticator: Authenticator
   readonly logger: Logger
   readonly settings: DashboardSettings
+  /**
+   * Signs the sign-in form's tokens and the device cookies (see sign-in-cookies.ts); every
+   * process behind one address needs the same. Default: a random key, forgotten at exit.
+   */
+  readonly key?: Buffer
+  /** The clock of the sign-in budgets and forms. Default `Date.now`. */
+  readonly now?: () => number
 }
 
-/** Sign-in failures allowed before 429: per client address, and per account (email). */
-const ADDRESS_FAILURES = { perMinute: 10, perHour: 100 }
-const ACCOUNT_FAILURES = { perMinute: 5, perHour: 20 }
+/** A throttled account's Activity gets at most one "Sign-in throttled" line this often. */
+const THROTTLE_RECORD_INTERVAL_MS = 60_000
+/** Retry-After when the password checks are all busy: a few hashes' time. */
+const BUSY_RETRY_AFTER_SECONDS = 2
+/** At most one "sign-in busy" log line this often; it carries the count refused since start. */
+const BUSY_LOG_INTERVAL_MS = 10_000
+/** Password checks waiting for a place, per place: a short queue, then 503. */
+const PASSWORD_QUEUE_PER_PLACE = 2
 
 /** Who is signed in, for one request. */
 interface Signed {
@@ -90,6 +105,7 @@ const ACTIONS: Record<string, string> = {
   'trial.started': 'Trial started',
   sign_in: 'Signed in',
   'sign_in.refused': 'Sign-in refused',
+  'sign_in.throttled': 'Sign-in throttled',
   'member.added': 'Member added',
   'member.removed': 'Member removed',
   'member.password_reset': 'Password reset',
@@ -100,8 +116,13 @@ export function createDashboard(options: DashboardOptions): express.Router {
   const { store, dashboard, authenticator, logger, settings } = options
   const keys = authenticator.keys
   const eta = new Eta({ views: VIEWS, cache: true, autoEscape: true })
-  const addressFailures = createMemoryLimiter({ maxTenants: 100_000 })
-  const accountFailures = createMemoryLimiter({ maxTenants: 100_000 })
+  const clock = options.now ?? Date.now
+  const throttle = new SignInThrottle({ now: clock })
+  const throttleRecorded = new Map<string, number>()
+  const signInCookies = createSignInCookies(options.key ?? randomBytes(32))
+  const concurrency = passwordCheckConcurrency()
+  const passwordGate = new PasswordGate({ concurrency, queueLength: concurrency * PASSWORD_QUEUE_PER_PLACE })
+  let busyLoggedMs = -Infinity
   const idleMs = settings.idleTimeoutSeconds * 1000
   const absoluteMs = settings.absoluteTimeoutSeconds * 1000
   // lastSeenAt is written at most this often per session.
@@ -276,99 +297,229 @@ export function createDashboard(options: DashboardOptions): express.Router {
 
   // -------- Sign in and out
 
+  /** The sign-in cookie's browser ID, a new one when it has none; refreshed, so its forms live their hour. */
+  function signInBrowser(req: Request, res: Response): string {
+    const current = readCookie(req, 'saiku_signin')
+    const id = signInCookies.isBrowserId(current) ? current : signInCookies.newBrowserId()
+    setCookie(req, res, 'saiku_signin', id, SIGN_IN_FORM_TTL_SECONDS)
+    return id
+  }
+
+  function signInPage(
+    req: Request,
+    res: Response,
+    status: number,
+    content: { notice?: string | null; error?: string | null; email?: string },
+  ): void {
+    const signinToken = signInCookies.formToken(signInBrowser(req, res), clock())
+    render(res, status, 'sign-in', {
+      title: 'Sign in',
+      signinToken,
+      notice: content.notice ?? null,
+      error: content.error ?? null,
+      email: content.email ?? '',
+    })
+  }
+
   router.get('/sign-in', ...page, (req, res) => {
     if (req.dashboard !== undefined) return res.redirect(303, '/')
-    const token = newToken()
-    setCookie(req, res, 'saiku_signin', token, 3_600)
     const notice =
       req.query.expired === '1'
         ? 'Your session expired. Sign in again.'
         : req.query['signed-out'] === '1'
           ? 'You are signed out.'
           : null
-    render(res, 200, 'sign-in', { title: 'Sign in', signinToken: token, notice, error: null, email: '' })
+    signInPage(req, res, 200, { notice })
   })
 
-  router.post('/sign-in', ...page, form, (req, res, next) => {
-    const body = req.body as Record<string, unknown>
-    const cookieToken = readCookie(req, 'saiku_signin')
-    const fieldToken = typeof body._csrf === 'string' ? body._csrf : ''
-    const again = (status: number, error: string, email: string) => {
-      const token = newToken()
-      setCookie(req, res, 'saiku_signin', token, 3_600)
-      render(res, status, 'sign-in', { title: 'Sign in', signinToken: token, notice: null, error, email })
+  /** Records a throttled sign-in in the account's Activity, at most once a minute per account. */
+  async function recordThrottled(req: Request, account: string, scopes: readonly SignInScope[]): Promise<void> {
+    const nowMs = clock()
+    const last = throttleRecorded.get(account)
+    if (last !== undefined && nowMs - last < THROTTLE_RECORD_INTERVAL_MS) return
+    throttleRecorded.delete(account)
+    if (throttleRecorded.size >= 10_000) throttleRecorded.delete(throttleRecorded.keys().next().value as string)
+    throttleRecorded.set(account, nowMs)
+    let email: string
+    try {
+      email = normalizeEmail(account)
+    } catch {
+      return
     }
-    if (!sameOrigin(req) || cookieToken === undefined || !equalSecrets(fieldToken, cookieToken)) {
-      return errorPage(
-        res,
-        403,
-        'Request refused',
-        'This sign-in form did not come from this dashboard, or cookies are off. Reload the sign-in page and try again.',
+    const member = await dashboard.findMemberByEmail(email)
+    if (member === null) return
+    await dashboard.recordActivity({
+      tenantId: member.tenantId,
+      actorType: 'member',
+      actor: member.email,
+      action: 'sign_in.throttled',
+      target: scopes.includes('accountAddress') ? 'too many failures from this address' : 'too many failures',
+      ip: req.ip ?? null,
+    })
+  }
+
+  /**
+   * Every sign-in attempt, whatever its body, is charged to the budgets before
+   * anything is checked, and given back only when it was not a failure.
+   */
+  const signInPost: RequestHandler = (req, res, next) => {
+    const address = clientKey(req.ip)
+    /** Refused before any password check: charged to the address as a failure. */
+    const refuseUnread = (status: number, title: string, message: string, reason: string) => {
+      const verdict = throttle.reserve({ address, account: null, device: null })
+      if (!verdict.admitted) return throttled(verdict.retryAfterMs, '', null, verdict.scopes)
+      throttle.settle(verdict.reservation, 'failure')
+      logger.info({ msg: 'sign-in refused', reason, ip: req.ip })
+      errorPage(res, status, title, message)
+    }
+    const throttled = (retryAfterMs: number, email: string, account: string | null, scopes: readonly SignInScope[]) => {
+      res.setHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))))
+      logger.info({ msg: 'sign-in throttled', ip: req.ip, scopes })
+      const answer = () =>
+        signInPage(req, res, 429, {
+          error: `Too many failed sign-in attempts. Try again in ${minutesText(retryAfterMs)}.`,
+          email,
+        })
+      if (account === null || !scopes.some((scope) => scope !== 'address')) return answer()
+      recordThrottled(req, account, scopes).then(answer, (error: unknown) => {
+        logger.error({ msg: 'activity write failed', err: { message: (error as Error).message } })
+        answer()
+      })
+    }
+
+    const isForm = req.is('application/x-www-form-urlencoded') === 'application/x-www-form-urlencoded'
+    if (!isForm) {
+      // No body at all, or one of another type (JSON, text/plain, multipart): the sign-in form sends neither.
+      const unsupported = typeof req.is('*/*') === 'string'
+      return refuseUnread(
+        unsupported ? 415 : 400,
+        unsupported ? 'Unsupported form' : 'Bad request',
+        'Sign in with the form on the sign-in page.',
+        unsupported ? 'not a form' : 'no body',
       )
     }
-    const rawEmail = typeof body.email === 'string' ? body.email.slice(0, 254) : ''
-    const password = typeof body.password === 'string' ? body.password : ''
-    const address = clientKey(req.ip)
-    const account = rawEmail.trim().toLowerCase()
-    const byAddress = addressFailures.peekSync(address, ADDRESS_FAILURES)
-    const byAccount = accountFailures.peekSync(account, ACCOUNT_FAILURES)
-    if (!byAddress.admitted || !byAccount.admitted) {
-      const retryAfter = Math.max(1, Math.ceil(Math.max(byAddress.retryAfterMs, byAccount.retryAfterMs) / 1000))
-      res.setHeader('retry-after', String(retryAfter))
-      logger.info({ msg: 'sign-in throttled', ip: req.ip })
-      return again(429, `Too many failed sign-in attempts. Try again in ${retryAfter} seconds.`, rawEmail)
-    }
-    ;(async () => {
-      let email: string | null = null
-      try {
-        email = normalizeEmail(rawEmail)
-      } catch {
-        // Not an address: it fails like any unknown one, after the same work.
+    form(req, res, (error?: unknown) => {
+      if (error !== undefined) {
+        const status = (error as { status?: number }).status
+        const tooLarge = status === 413
+        return refuseUnread(
+          tooLarge ? 413 : status === 415 ? 415 : 400,
+          'Bad request',
+          tooLarge ? 'That form was too large.' : 'That sign-in form could not be read. Reload the page and try again.',
+          'unreadable form',
+        )
       }
-      const member = email === null ? null : await dashboard.findMemberByEmail(email)
-      const ok =
-        password.length > 0 && password.length <= MAX_PASSWORD_LENGTH && member !== null
-          ? await verifyPassword(password, member.passwordHash)
-          : await burnPasswordCheck(password.slice(0, MAX_PASSWORD_LENGTH))
-      if (!ok || member === null) {
-        addressFailures.hitSync(address, ADDRESS_FAILURES)
-        accountFailures.hitSync(account, ACCOUNT_FAILURES)
-        if (member !== null)
-          await dashboard.recordActivity({
-            tenantId: member.tenantId,
-            actorType: 'member',
-            actor: member.email,
-            action: 'sign_in.refused',
-            target: 'wrong password',
-            ip: req.ip ?? null,
-          })
-        logger.info({ msg: 'sign-in refused', ip: req.ip })
-        return again(401, 'Incorrect email or password.', rawEmail)
+      const body = req.body as Record<string, unknown>
+      const browserId = readCookie(req, 'saiku_signin')
+      const fieldToken = typeof body._csrf === 'string' ? body._csrf : ''
+      if (
+        !sameOrigin(req) ||
+        !signInCookies.isBrowserId(browserId) ||
+        !signInCookies.checkFormToken(browserId, fieldToken, clock())
+      ) {
+        return refuseUnread(
+          403,
+          'Request refused',
+          'This sign-in form did not come from this dashboard, or cookies are off. Reload the sign-in page and try again.',
+          'csrf',
+        )
       }
-      // A new session ID at every sign-in; any session the browser had is ended.
-      const previous = readCookie(req, 'saiku_session')
-      if (previous !== undefined && previous.length <= 100) await dashboard.deleteSession(sessionDigest(previous))
-      const id = newToken()
-      const now = new Date()
-      await dashboard.createSession({
-        sessionDigest: sessionDigest(id),
-        memberId: member.memberId,
-        csrfToken: newToken(),
-        createdAt: now,
-        lastSeenAt: now,
+      const rawEmail = typeof body.email === 'string' ? body.email.slice(0, 254) : ''
+      const password = typeof body.password === 'string' ? body.password : ''
+      const typed = rawEmail.trim().toLowerCase()
+      const account = typed === '' ? null : typed
+      const deviceCookie = readCookie(req, 'saiku_device')
+      const device = account === null ? null : signInCookies.deviceFor(deviceCookie, account)
+      const verdict = throttle.reserve({ address, account, device })
+      if (!verdict.admitted) return throttled(verdict.retryAfterMs, rawEmail, account, verdict.scopes)
+      const { reservation } = verdict
+
+      const checked = passwordGate.run(async () => {
+        let email: string | null = null
+        try {
+          email = normalizeEmail(rawEmail)
+        } catch {
+          // Not an address: it fails like any unknown one, after the same work.
+        }
+        const member = email === null ? null : await dashboard.findMemberByEmail(email)
+        const ok =
+          password.length > 0 && password.length <= MAX_PASSWORD_LENGTH && member !== null
+            ? await verifyPassword(password, member.passwordHash)
+            : await burnPasswordCheck(password.slice(0, MAX_PASSWORD_LENGTH))
+        return { member, ok }
       })
-      await dashboard.recordActivity({
-        tenantId: member.tenantId,
-        actorType: 'member',
-        actor: member.email,
-        action: 'sign_in',
-        ip: req.ip ?? null,
-      })
-      setCookie(req, res, 'saiku_signin', '', 0)
-      setCookie(req, res, 'saiku_session', id, settings.absoluteTimeoutSeconds)
-      res.redirect(303, '/')
-    })().catch(next)
-  })
+      if (checked === null) {
+        // The server is busy checking other passwords: not this client's failure, so nothing is spent.
+        throttle.settle(reservation, 'unchecked')
+        res.setHeader('retry-after', String(BUSY_RETRY_AFTER_SECONDS))
+        const nowMs = clock()
+        // One line per interval, however many are refused: a flood must not flood the log too.
+        if (nowMs - busyLoggedMs >= BUSY_LOG_INTERVAL_MS) {
+          busyLoggedMs = nowMs
+          logger.warn({ msg: 'sign-in busy', ip: req.ip, ...passwordGate.stats })
+        }
+        return signInPage(req, res, 503, {
+          error: 'Sign-in is busy right now. Try again in a few seconds.',
+          email: rawEmail,
+        })
+      }
+      ;(async () => {
+        let member: Member | null
+        let ok: boolean
+        try {
+          ;({ member, ok } = (await checked).value)
+        } catch (error) {
+          throttle.settle(reservation, 'unchecked')
+          throw error
+        }
+        if (!ok || member === null) {
+          throttle.settle(reservation, 'failure')
+          if (member !== null)
+            await dashboard.recordActivity({
+              tenantId: member.tenantId,
+              actorType: 'member',
+              actor: member.email,
+              action: 'sign_in.refused',
+              target: 'wrong password',
+              ip: req.ip ?? null,
+            })
+          logger.info({ msg: 'sign-in refused', ip: req.ip })
+          return signInPage(req, res, 401, { error: 'Incorrect email or password.', email: rawEmail })
+        }
+        throttle.settle(reservation, 'success')
+        // A new session ID at every sign-in; any session the browser had is ended.
+        const previous = readCookie(req, 'saiku_session')
+        if (previous !== undefined && previous.length <= 100) await dashboard.deleteSession(sessionDigest(previous))
+        const id = newToken()
+        const now = new Date()
+        await dashboard.createSession({
+          sessionDigest: sessionDigest(id),
+          memberId: member.memberId,
+          csrfToken: newToken(),
+          createdAt: now,
+          lastSeenAt: now,
+        })
+        await dashboard.recordActivity({
+          tenantId: member.tenantId,
+          actorType: 'member',
+          actor: member.email,
+          action: 'sign_in',
+          ip: req.ip ?? null,
+        })
+        // This browser now passes the account-wide budget for this account.
+        setCookie(
+          req,
+          res,
+          'saiku_device',
+          signInCookies.rememberDevice(deviceCookie, member.email),
+          DEVICE_COOKIE_MAX_AGE_SECONDS,
+        )
+        setCookie(req, res, 'saiku_session', id, settings.absoluteTimeoutSeconds)
+        res.redirect(303, '/')
+      })().catch(next)
+    })
+  }
+  router.post('/sign-in', ...page, signInPost)
 
   router.post('/sign-out', ...page, form, verified, (req, res, next) => {
     dashboard.deleteSession(req.dashboard!.session.sessionDigest).then(() => {
