@@ -3,7 +3,7 @@ import { createKeyManager } from '@saiku/core'
 import { createApp } from './app.js'
 import { ConfigError, readConfig } from './config.js'
 import { createLimiter } from './limits.js'
-import { createLogger } from './logger.js'
+import { createLogger, createLogOutput } from './logger.js'
 import { startMetricsEndpoint } from './metrics.js'
 import { readOperationsConfig } from './operations.js'
 import { openStore } from './store.js'
@@ -15,7 +15,8 @@ import { seedDemoMember } from './dashboard/members.js'
 
 async function main(): Promise<void> {
   const config = { ...readConfig(), ...readOperationsConfig() }
-  const logger = createLogger(config.logLevel)
+  const logs = createLogOutput(process.stdout)
+  const logger = createLogger(config.logLevel, logs)
   // Background store work (last-use writes, change polling) never throws: its failures are logged here.
   const opened = await openStore(config.databaseUrl, {
     onError: (error) =>
@@ -81,6 +82,7 @@ async function main(): Promise<void> {
   const shutdown = gracefulShutdown({
     server,
     logger,
+    logs,
     timeoutMs: config.shutdownTimeoutMs,
     cleanup: async () => {
       auth.authenticator.close()

@@ -1,6 +1,7 @@
 import type { Server, ServerResponse } from 'node:http'
 import { constants } from 'node:os'
 import type { Logger } from 'pino'
+import type { LogOutput } from './logger.js'
 
 /**
  * Signals that reach the server within this long of the first are the same
@@ -9,8 +10,11 @@ import type { Logger } from 'pino'
  */
 export const REPEAT_WINDOW_MS = 1_000
 
-/** How long closing the store and the clients may take once the requests are done. */
+/** How long closing the store and the clients, then writing out the last log lines, may take once the requests are done. */
 export const CLEANUP_TIMEOUT_MS = 5_000
+
+/** Of the cleanup bound, the last part kept for the last log lines: stdout may be a pipe nobody reads any more. */
+export const LOG_FLUSH_TIMEOUT_MS = 500
 
 export interface GracefulShutdownOptions {
   readonly server: Server
@@ -23,6 +27,8 @@ export interface GracefulShutdownOptions {
    */
   readonly cleanup: () => Promise<Record<string, unknown>>
   readonly cleanupTimeoutMs?: number
+  /** The logger's output: its lines are written out (within the bound) before the exit, and its drops reported. */
+  readonly logs?: LogOutput
   /** Default `process.exit`. */
   readonly exit?: (code: number) => void
 }
@@ -45,6 +51,7 @@ export function gracefulShutdown(options: GracefulShutdownOptions): GracefulShut
   const { server, logger, timeoutMs } = options
   const cleanupTimeoutMs = options.cleanupTimeoutMs ?? CLEANUP_TIMEOUT_MS
   const exit = options.exit ?? ((code: number) => process.exit(code))
+  const logFlushMs = Math.min(LOG_FLUSH_TIMEOUT_MS, Math.floor(cleanupTimeoutMs / 2))
   const inFlight = new Set<ServerResponse>()
   let firstSignalAt: number | null = null
 
@@ -65,8 +72,10 @@ export function gracefulShutdown(options: GracefulShutdownOptions): GracefulShut
       exitCode: code,
       durationMs: Date.now() - startedAt,
       ...fields,
+      ...(options.logs === undefined ? {} : { droppedLogLines: options.logs.droppedLines }),
     })
-    exit(code)
+    // Bounded: a stdout nobody reads must not hold the exit.
+    void (options.logs?.flush(logFlushMs) ?? Promise.resolve()).then(() => exit(code))
   }
 
   async function drainAndClose(signal: NodeJS.Signals, startedAt: number): Promise<void> {
@@ -90,8 +99,8 @@ export function gracefulShutdown(options: GracefulShutdownOptions): GracefulShut
     let timer: NodeJS.Timeout | undefined
     const bound = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new Error(`closing the store and clients took longer than ${cleanupTimeoutMs} ms`)),
-        cleanupTimeoutMs,
+        () => reject(new Error(`closing the store and clients took longer than ${cleanupTimeoutMs - logFlushMs} ms`)),
+        cleanupTimeoutMs - logFlushMs,
       )
     })
     try {

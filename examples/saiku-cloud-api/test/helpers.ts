@@ -37,6 +37,9 @@ export interface RunningServer {
   readonly pid: number
   /** Resolves when that process has exited. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  /** Stops reading the server's stdout, as a log reader that stalled: the pipe fills up and stays full. */
+  stopReadingStdout(): void
+  /** SIGTERM to the process group; SIGKILL if it is still running 10 s later. */
   stop(): Promise<void>
 }
 
@@ -104,6 +107,7 @@ export async function startServer(
     stderr: () => err,
     pid: child.pid!,
     exited,
+    stopReadingStdout: () => child.stdout.pause(),
     stop: () => stopProcess(child),
   }
 }
@@ -112,7 +116,10 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return
   const exited = once(child, 'exit')
   process.kill(-child.pid!, 'SIGTERM')
+  // A server that hangs on SIGTERM is the failure a test reports, not a reason for the run to hang too.
+  const kill = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 10_000)
   await exited
+  clearTimeout(kill)
 }
 
 export async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {

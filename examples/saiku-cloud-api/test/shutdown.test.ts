@@ -272,6 +272,62 @@ describe('the production server when shutting down takes too long', () => {
   }, 60_000)
 })
 
+/**
+ * Makes the server write more log lines than a pipe holds while the test reads none of them:
+ * 100 requests for a missing asset, each logged with its 8,000-character path (800 KB of
+ * lines, several times what a pipe or socket buffers).
+ */
+async function fillStdout(server: RunningServer): Promise<void> {
+  server.stopReadingStdout()
+  const path = `/assets/${'x'.repeat(8_000)}`
+  for (let i = 0; i < 100; i++) {
+    const res = await fetch(`${server.url}${path}`)
+    await res.arrayBuffer()
+    expect(res.status).toBe(404)
+  }
+}
+
+describe('the production server when nobody reads its stdout any more', () => {
+  let db: TempDir
+  let env: Record<string, string>
+  beforeAll(() => {
+    db = tempDatabase()
+    env = { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path }
+  })
+  afterAll(() => db?.remove())
+
+  it('still shuts down on SIGTERM and exits 0, its log lines waiting in memory instead of blocking it', async () => {
+    const server = await startServer({ ...env, SHUTDOWN_TIMEOUT_MS: '2000' }, 'dist')
+    try {
+      await fillStdout(server)
+      process.kill(server.pid, 'SIGTERM')
+      // The bound: 2 s for requests, 5 s for the cleanup and the last log lines, and room for a loaded machine.
+      expect(await exitWithin(server, 30_000)).toEqual({ code: 0, signal: null })
+    } finally {
+      await server.stop()
+    }
+  }, 90_000)
+
+  it('exits at once with 143 on a second SIGTERM, while a request would hold it for a minute', async () => {
+    const server = await startServer({ ...env, SHUTDOWN_TIMEOUT_MS: '60000' }, 'dist')
+    try {
+      const key = await mintKey(server, env)
+      await fillStdout(server)
+      const stalled = slowMint(server, key, 'held')
+      await untilAdmitted(server, key, 1)
+      process.kill(server.pid, 'SIGTERM')
+      // Its log is not read: that it stopped listening says the shutdown began.
+      await waitFor(() => refusesConnections(server), 10_000)
+      await new Promise((resolve) => setTimeout(resolve, REPEAT_WINDOW_MS + 250))
+      process.kill(server.pid, 'SIGTERM')
+      expect(await exitWithin(server, 10_000)).toEqual({ code: 143, signal: null })
+      expect(await stalled.response).toEqual({ error: expect.any(String) })
+    } finally {
+      await server.stop()
+    }
+  }, 90_000)
+})
+
 /** A key of the demo tenant, minted through the running server with the demo key when the store was seeded by this start. */
 async function mintKey(server: RunningServer, env: Record<string, string>): Promise<string> {
   if (server.demoKey !== undefined) return server.demoKey
