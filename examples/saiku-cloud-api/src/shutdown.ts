@@ -1,4 +1,5 @@
 import type { Server, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import { constants } from 'node:os'
 import type { Logger } from 'pino'
 import type { LogOutput } from './logger.js'
@@ -43,9 +44,11 @@ export interface GracefulShutdown {
 /**
  * Graceful shutdown on SIGTERM and SIGINT: stop accepting connections, let the
  * requests in flight finish within `timeoutMs` (each answered with
- * `Connection: close`, and idle keep-alive connections closed), then run
- * `cleanup` and exit 0. The bound passing cuts what is left and exits 1 after
- * the cleanup; a second signal exits at once with 128 + its number.
+ * `Connection: close`), then run `cleanup` and exit 0. Every connection with no
+ * request being answered is closed at once: idle keep-alive ones, and those
+ * still uploading the body of a request already answered. The bound passing
+ * cuts what is left and exits 1 after the cleanup; a second signal exits at
+ * once with 128 + its number.
  */
 export function gracefulShutdown(options: GracefulShutdownOptions): GracefulShutdown {
   const { server, logger, timeoutMs } = options
@@ -53,18 +56,43 @@ export function gracefulShutdown(options: GracefulShutdownOptions): GracefulShut
   const exit = options.exit ?? ((code: number) => process.exit(code))
   const logFlushMs = Math.min(LOG_FLUSH_TIMEOUT_MS, Math.floor(cleanupTimeoutMs / 2))
   const inFlight = new Set<ServerResponse>()
+  const connections = new Set<Socket>()
+  /** Per connection, the responses not sent yet (more than one when requests are pipelined). */
+  const answering = new Map<Socket, number>()
   let firstSignalAt: number | null = null
 
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket)
+    socket.once('close', () => {
+      connections.delete(socket)
+      answering.delete(socket)
+    })
+  })
   // First in line, so the header is set before any route can send its response.
-  server.prependListener('request', (_req, res: ServerResponse) => {
+  server.prependListener('request', (req, res: ServerResponse) => {
+    const socket = req.socket
     inFlight.add(res)
+    answering.set(socket, (answering.get(socket) ?? 0) + 1)
     if (firstSignalAt !== null) res.setHeader('connection', 'close')
     res.once('close', () => {
       inFlight.delete(res)
-      // A keep-alive connection whose last request just ended is idle now: close it.
-      if (firstSignalAt !== null) setImmediate(() => server.closeIdleConnections())
+      const left = (answering.get(socket) ?? 1) - 1
+      if (left > 0) answering.set(socket, left)
+      else answering.delete(socket)
+      if (firstSignalAt !== null) setImmediate(closeUnanswered)
     })
   })
+
+  /**
+   * Closes every connection that has no response left to send: idle keep-alive
+   * connections, and a client still uploading the body of a request answered
+   * before the signal (Node would read that body to the end, holding the
+   * shutdown for as long as the client likes). The FIN goes first, after the
+   * response already written.
+   */
+  function closeUnanswered(): void {
+    for (const socket of connections) if (!answering.has(socket)) socket.destroySoon()
+  }
 
   function finish(code: number, startedAt: number, fields: Record<string, unknown>): void {
     logger[code === 0 ? 'info' : 'error']({
@@ -88,7 +116,7 @@ export function gracefulShutdown(options: GracefulShutdownOptions): GracefulShut
         clearTimeout(timer)
         resolve(true)
       })
-      server.closeIdleConnections()
+      closeUnanswered()
     })
     let code = 0
     if (!(await drained)) {

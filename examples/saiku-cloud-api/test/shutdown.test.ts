@@ -328,6 +328,62 @@ describe('the production server when nobody reads its stdout any more', () => {
   }, 90_000)
 })
 
+/** A raw connection to the server, with what it has received so far and whether the server closed it. */
+function rawConnection(server: RunningServer) {
+  const { hostname, port } = new URL(server.url)
+  const socket = connect(Number(port), hostname)
+  let received = ''
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString()))
+  socket.on('error', () => {})
+  const closed = once(socket, 'close').then(() => true)
+  return { socket, received: () => received, closed }
+}
+
+describe('the production server on SIGTERM with connections that have nothing left to answer', () => {
+  let db: TempDir
+  beforeAll(() => {
+    db = tempDatabase()
+  })
+  afterAll(() => db?.remove())
+
+  it('closes an idle keep-alive connection and one still uploading a body already refused, and exits 0 without waiting out the bound', async () => {
+    const server = await startServer(
+      { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path, SHUTDOWN_TIMEOUT_MS: '60000' },
+      'dist',
+    )
+    try {
+      const idle = rawConnection(server)
+      idle.socket.write('GET /healthz HTTP/1.1\r\nHost: saiku.test\r\n\r\n')
+      await waitFor(() => idle.received().includes('{"status":"ok"}'), 10_000)
+      expect(idle.received()).toMatch(/^HTTP\/1\.1 200 /)
+
+      // Refused on its headers (no valid key) while most of its body is still to come.
+      const uploading = rawConnection(server)
+      uploading.socket.write(
+        'POST /me/api-keys HTTP/1.1\r\nHost: saiku.test\r\nAuthorization: Bearer sk_live_not_a_key\r\n' +
+          'Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"label":"',
+      )
+      await waitFor(() => uploading.received().includes('\r\n\r\n{'), 10_000)
+      expect(uploading.received()).toMatch(/^HTTP\/1\.1 401 /)
+      const keepUploading = setInterval(() => uploading.socket.write('x'.repeat(1_000)), 100)
+      try {
+        process.kill(server.pid, 'SIGTERM')
+        // Far less than SHUTDOWN_TIMEOUT_MS: nothing was left to answer.
+        expect(await exitWithin(server, 20_000)).toEqual({ code: 0, signal: null })
+        expect(await idle.closed).toBe(true)
+        expect(await uploading.closed).toBe(true)
+        expect(log(server, 'stopped')).toMatchObject({ exitCode: 0, droppedLogLines: 0 })
+      } finally {
+        clearInterval(keepUploading)
+        idle.socket.destroy()
+        uploading.socket.destroy()
+      }
+    } finally {
+      await server.stop()
+    }
+  }, 90_000)
+})
+
 /** A key of the demo tenant, minted through the running server with the demo key when the store was seeded by this start. */
 async function mintKey(server: RunningServer, env: Record<string, string>): Promise<string> {
   if (server.demoKey !== undefined) return server.demoKey
