@@ -1,12 +1,33 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const exampleDir = fileURLToPath(new URL('..', import.meta.url))
 export const repoRoot = fileURLToPath(new URL('../../..', import.meta.url))
+
+/**
+ * How much slower than an idle machine this one runs now: TEST_TIMEOUT_SCALE
+ * when set, else the load average per core when the file is loaded, between 1
+ * and 4. A suite that shares two cores with others starts a process in seconds
+ * rather than a fraction of one.
+ */
+export const timeoutScale = ((): number => {
+  const given = Number(process.env.TEST_TIMEOUT_SCALE)
+  if (Number.isFinite(given) && given > 0) return given
+  return Math.min(4, Math.max(1, loadavg()[0]! / availableParallelism()))
+})()
+
+/**
+ * The timeout of a test (or hook) that starts `processes` processes (servers,
+ * CLI runs, builds): 20 s for each, plus `workMs` for the rest of its work, all
+ * times {@link timeoutScale}. A bound against a hang, never a timing check.
+ */
+export function processTimeout(processes: number, workMs = 20_000): number {
+  return Math.ceil((processes * 20_000 + workMs) * timeoutScale)
+}
 
 export interface TempDir {
   readonly path: string
@@ -84,7 +105,7 @@ export async function startServer(
   })
   child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()))
 
-  const deadline = Date.now() + 30_000
+  const deadline = Date.now() + 30_000 * timeoutScale
   while (!logs.some((line) => line.msg === 'listening')) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${out}\n${err}`)
     if (Date.now() > deadline) throw new Error(`server did not start:\n${out}\n${err}`)
