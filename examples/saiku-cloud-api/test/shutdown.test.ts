@@ -6,12 +6,13 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage } from
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import pg from 'pg'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { postgresUrl, redisUrl } from './services.js'
 import { REPEAT_WINDOW_MS } from '../src/shutdown.js'
 import {
   cliJson,
   exampleDir,
+  processTimeout,
   repoRoot,
   startServer,
   tempDatabase,
@@ -101,6 +102,9 @@ async function exitWithin(
   }
 }
 
+// Its tests start the server, the build and CLI runs: bounds against a hang, scaled for a loaded machine.
+vi.setConfig({ testTimeout: processTimeout(5), hookTimeout: processTimeout(3) })
+
 const log = (server: RunningServer, msg: string) => server.logs.find((line) => line.msg === msg)
 
 beforeAll(() => {
@@ -115,7 +119,7 @@ beforeAll(() => {
   })
   if (built.status !== 0) throw new Error(`the example's build failed:\n${built.stdout}\n${built.stderr}`)
   expect(existsSync(join(exampleDir, 'dist/server.mjs'))).toBe(true)
-}, 60_000)
+})
 
 const setups = [
   { name: 'SQLite, limits in memory', postgres: false, skip: false },
@@ -197,7 +201,7 @@ describe.each(setups)('the production server (node dist/server.mjs) on SIGTERM, 
         'production-agent',
       ])
     },
-    90_000,
+    processTimeout(5),
   )
 })
 
@@ -231,7 +235,7 @@ describe('the production server when shutting down takes too long', () => {
       env,
     )
     expect(keys.map((k) => [k.label, k.lastUsedAt === null])).toEqual([['production-agent', false]])
-  }, 60_000)
+  })
 
   it('exits at once with 143 on a second SIGTERM, while a request would hold it for a minute', async () => {
     const server = await startServer({ ...env, SHUTDOWN_TIMEOUT_MS: '60000' }, 'dist')
@@ -250,7 +254,7 @@ describe('the production server when shutting down takes too long', () => {
     } finally {
       await server.stop()
     }
-  }, 60_000)
+  })
 
   it('takes a Ctrl-C that arrives several times at once (process group and launcher) as one request to stop', async () => {
     const server = await startServer(env, 'dist')
@@ -269,7 +273,7 @@ describe('the production server when shutting down takes too long', () => {
     } finally {
       await server.stop()
     }
-  }, 60_000)
+  })
 })
 
 /**
@@ -306,7 +310,7 @@ describe('the production server when nobody reads its stdout any more', () => {
     } finally {
       await server.stop()
     }
-  }, 90_000)
+  })
 
   it('exits at once with 143 on a second SIGTERM, while a request would hold it for a minute', async () => {
     const server = await startServer({ ...env, SHUTDOWN_TIMEOUT_MS: '60000' }, 'dist')
@@ -325,7 +329,7 @@ describe('the production server when nobody reads its stdout any more', () => {
     } finally {
       await server.stop()
     }
-  }, 90_000)
+  })
 })
 
 /** A raw connection to the server, with what it has received so far and whether the server closed it. */
@@ -381,7 +385,7 @@ describe('the production server on SIGTERM with connections that have nothing le
     } finally {
       await server.stop()
     }
-  }, 90_000)
+  })
 })
 
 /** A key of the demo tenant, minted through the running server with the demo key when the store was seeded by this start. */
@@ -415,7 +419,7 @@ describe('pnpm start', () => {
     } finally {
       await server.stop()
     }
-  }, 60_000)
+  })
 })
 
 describe('SHUTDOWN_TIMEOUT_MS', () => {
@@ -434,7 +438,7 @@ describe('SHUTDOWN_TIMEOUT_MS', () => {
             SHUTDOWN_TIMEOUT_MS: value,
           },
           encoding: 'utf8',
-          timeout: 20_000,
+          timeout: processTimeout(1),
         })
         expect([run.status, run.stderr.trim()], value).toEqual([
           1,
@@ -445,7 +449,7 @@ describe('SHUTDOWN_TIMEOUT_MS', () => {
     } finally {
       db.remove()
     }
-  }, 60_000)
+  })
 })
 
 describe('the production start as the README gives it', () => {
