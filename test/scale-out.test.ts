@@ -1,10 +1,19 @@
 import { randomUUID } from 'node:crypto'
 import pg from 'pg'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { cliJson, startServer, waitFor, type RunningServer } from '../examples/saiku-cloud-api/test/helpers.js'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import {
+  cliJson,
+  processTimeout,
+  startServer,
+  waitFor,
+  type RunningServer,
+} from '../examples/saiku-cloud-api/test/helpers.js'
 import { postgresUrl, redisUrl } from '@saiku/test-support/services'
 
 const LIMIT = 60 // starter, per minute
+
+// Three server processes in the hook, three more and a few CLI runs in a test: bounds scaled for a loaded machine.
+vi.setConfig({ testTimeout: processTimeout(6), hookTimeout: processTimeout(3) })
 
 async function status(
   server: RunningServer,
@@ -51,7 +60,7 @@ describe.skipIf(redisUrl === undefined || postgresUrl === undefined)(
         startServer({ ...env, REDIS_URL: redisUrl! }),
         startServer({ ...env, REDIS_URL: redisUrl! }, 'koa'),
       ])
-    }, 60_000)
+    })
     afterAll(async () => {
       await Promise.all(servers.map((server) => server.stop()))
       const pool = new pg.Pool({ connectionString: postgresUrl })

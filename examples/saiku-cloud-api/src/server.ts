@@ -1,11 +1,11 @@
 import { createServer } from 'node:http'
-import { createKeyManager } from '@saiku/core'
+import { createKeyManager, DEFAULT_TIERS, SaikuConfigError } from '@saiku/core'
 import { createApp } from './app.js'
 import { ConfigError, DEFAULT_DATA_DIR, readConfig } from './config.js'
 import { createLimiter } from './limits.js'
-import { createLogger } from './logger.js'
+import { createLogger, createLogOutput } from './logger.js'
 import { startMetricsEndpoint } from './metrics.js'
-import { readOperationsConfig } from './operations.js'
+import { checkMetricsPort, readOperationsConfig, resolveReportOnlyLimits } from './operations.js'
 import { openStore } from './store.js'
 import { gracefulShutdown } from './shutdown.js'
 import { seedDemo } from './tenants.js'
@@ -15,7 +15,9 @@ import { seedDemoMember } from './dashboard/members.js'
 
 async function main(): Promise<void> {
   const config = { ...readConfig(), ...readOperationsConfig() }
-  const logger = createLogger(config.logLevel)
+  checkMetricsPort(config.port, config.metricsPort)
+  const logs = createLogOutput(process.stdout)
+  const logger = createLogger(config.logLevel, logs)
   // Background store work (last-use writes, change polling) never throws: its failures are logged here.
   const opened = await openStore(config.databaseUrl, {
     onError: (error) =>
@@ -30,8 +32,20 @@ async function main(): Promise<void> {
     key: loadDashboardKey(process.env.SAIKU_DATA_DIR || DEFAULT_DATA_DIR),
   }
   const metrics =
-    config.metricsPort === undefined ? null : await startMetricsEndpoint(config.metricsPort, config.metricsHost)
+    config.metricsPort === undefined
+      ? null
+      : await startMetricsEndpoint(config.metricsPort, config.metricsHost).catch((error: unknown) => {
+          throw listenError('METRICS_PORT', config.metricsHost, config.metricsPort!, error)
+        })
   if (metrics !== null) logger.info({ msg: 'metrics listening', url: metrics.url })
+  // Before the report-only tenants are resolved: `tenant:acme` may name the demo tenant of a fresh store.
+  const demo = await seedDemo(opened.store, createKeyManager(opened.store))
+  const demoMember = demo === null ? null : await seedDemoMember(dashboard.store, opened.store)
+  const reportOnlyLimits = await resolveReportOnlyLimits(
+    config.reportOnlyLimits,
+    Object.keys(DEFAULT_TIERS),
+    opened.store,
+  )
   const {
     app,
     auth,
@@ -42,14 +56,16 @@ async function main(): Promise<void> {
     limiter: limiter.options,
     tokens,
     dashboard,
-    reportOnlyLimits: config.reportOnlyLimits,
+    reportOnlyLimits,
     ...(metrics === null ? {} : { meterProvider: metrics.meterProvider }),
   })
-  const demo = await seedDemo(opened.store, createKeyManager(opened.store))
-  const demoMember = demo === null ? null : await seedDemoMember(dashboard.store, opened.store)
 
   const server = createServer(app)
+  // A port in use is a setting to change, said in one line like the others.
+  const onListenError = (error: Error) => stopStarting(listenError('PORT', config.host, config.port, error))
+  server.once('error', onListenError)
   server.listen(config.port, config.host, () => {
+    server.off('error', onListenError)
     const address = server.address()
     const url = `http://${config.host}:${typeof address === 'object' && address !== null ? address.port : config.port}`
     logger.info({
@@ -57,7 +73,7 @@ async function main(): Promise<void> {
       url,
       store: opened.description,
       limiter: limiter.description,
-      reportOnlyLimits: config.reportOnlyLimits,
+      reportOnlyLimits,
     })
     // For the person at the terminal: the only time this key is ever shown.
     if (demo !== null) {
@@ -86,6 +102,7 @@ async function main(): Promise<void> {
   const shutdown = gracefulShutdown({
     server,
     logger,
+    logs,
     timeoutMs: config.shutdownTimeoutMs,
     cleanup: async () => {
       auth.authenticator.close()
@@ -104,7 +121,18 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => shutdown.stop('SIGTERM'))
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof ConfigError ? `saiku: ${error.message}` : error)
+/** A listen that failed (EADDRINUSE, EACCES, EADDRNOTAVAIL), as a one-line start-up error naming the setting. */
+function listenError(setting: string, host: string, port: number, error: unknown): ConfigError {
+  const code = (error as NodeJS.ErrnoException).code ?? String(error)
+  const reason = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : code
+  return new ConfigError(`${setting}: cannot listen on ${host}:${port} (${reason})`)
+}
+
+/** A setting that stops the start-up is one line on stderr, never a stack trace; anything else is shown whole. */
+function stopStarting(error: unknown): never {
+  const oneLine = error instanceof ConfigError || error instanceof SaikuConfigError
+  console.error(oneLine ? `saiku: ${error.message}` : error)
   process.exit(1)
-})
+}
+
+main().catch(stopStarting)

@@ -1,6 +1,8 @@
 import type { Server, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import { constants } from 'node:os'
 import type { Logger } from 'pino'
+import type { LogOutput } from './logger.js'
 
 /**
  * Signals that reach the server within this long of the first are the same
@@ -9,8 +11,11 @@ import type { Logger } from 'pino'
  */
 export const REPEAT_WINDOW_MS = 1_000
 
-/** How long closing the store and the clients may take once the requests are done. */
+/** How long closing the store and the clients, then writing out the last log lines, may take once the requests are done. */
 export const CLEANUP_TIMEOUT_MS = 5_000
+
+/** Of the cleanup bound, the last part kept for the last log lines: stdout may be a pipe nobody reads any more. */
+export const LOG_FLUSH_TIMEOUT_MS = 500
 
 export interface GracefulShutdownOptions {
   readonly server: Server
@@ -23,6 +28,8 @@ export interface GracefulShutdownOptions {
    */
   readonly cleanup: () => Promise<Record<string, unknown>>
   readonly cleanupTimeoutMs?: number
+  /** The logger's output: its lines are written out (within the bound) before the exit, and its drops reported. */
+  readonly logs?: LogOutput
   /** Default `process.exit`. */
   readonly exit?: (code: number) => void
 }
@@ -37,27 +44,55 @@ export interface GracefulShutdown {
 /**
  * Graceful shutdown on SIGTERM and SIGINT: stop accepting connections, let the
  * requests in flight finish within `timeoutMs` (each answered with
- * `Connection: close`, and idle keep-alive connections closed), then run
- * `cleanup` and exit 0. The bound passing cuts what is left and exits 1 after
- * the cleanup; a second signal exits at once with 128 + its number.
+ * `Connection: close`), then run `cleanup` and exit 0. Every connection with no
+ * request being answered is closed at once: idle keep-alive ones, and those
+ * still uploading the body of a request already answered. The bound passing
+ * cuts what is left and exits 1 after the cleanup; a second signal exits at
+ * once with 128 + its number.
  */
 export function gracefulShutdown(options: GracefulShutdownOptions): GracefulShutdown {
   const { server, logger, timeoutMs } = options
   const cleanupTimeoutMs = options.cleanupTimeoutMs ?? CLEANUP_TIMEOUT_MS
   const exit = options.exit ?? ((code: number) => process.exit(code))
+  const logFlushMs = Math.min(LOG_FLUSH_TIMEOUT_MS, Math.floor(cleanupTimeoutMs / 2))
   const inFlight = new Set<ServerResponse>()
+  const connections = new Set<Socket>()
+  /** Per connection, the responses not sent yet (more than one when requests are pipelined). */
+  const answering = new Map<Socket, number>()
   let firstSignalAt: number | null = null
 
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket)
+    socket.once('close', () => {
+      connections.delete(socket)
+      answering.delete(socket)
+    })
+  })
   // First in line, so the header is set before any route can send its response.
-  server.prependListener('request', (_req, res: ServerResponse) => {
+  server.prependListener('request', (req, res: ServerResponse) => {
+    const socket = req.socket
     inFlight.add(res)
+    answering.set(socket, (answering.get(socket) ?? 0) + 1)
     if (firstSignalAt !== null) res.setHeader('connection', 'close')
     res.once('close', () => {
       inFlight.delete(res)
-      // A keep-alive connection whose last request just ended is idle now: close it.
-      if (firstSignalAt !== null) setImmediate(() => server.closeIdleConnections())
+      const left = (answering.get(socket) ?? 1) - 1
+      if (left > 0) answering.set(socket, left)
+      else answering.delete(socket)
+      if (firstSignalAt !== null) setImmediate(closeUnanswered)
     })
   })
+
+  /**
+   * Closes every connection that has no response left to send: idle keep-alive
+   * connections, and a client still uploading the body of a request answered
+   * before the signal (Node would read that body to the end, holding the
+   * shutdown for as long as the client likes). The FIN goes first, after the
+   * response already written.
+   */
+  function closeUnanswered(): void {
+    for (const socket of connections) if (!answering.has(socket)) socket.destroySoon()
+  }
 
   function finish(code: number, startedAt: number, fields: Record<string, unknown>): void {
     logger[code === 0 ? 'info' : 'error']({
@@ -65,8 +100,10 @@ export function gracefulShutdown(options: GracefulShutdownOptions): GracefulShut
       exitCode: code,
       durationMs: Date.now() - startedAt,
       ...fields,
+      ...(options.logs === undefined ? {} : { droppedLogLines: options.logs.droppedLines }),
     })
-    exit(code)
+    // Bounded: a stdout nobody reads must not hold the exit.
+    void (options.logs?.flush(logFlushMs) ?? Promise.resolve()).then(() => exit(code))
   }
 
   async function drainAndClose(signal: NodeJS.Signals, startedAt: number): Promise<void> {
@@ -79,7 +116,7 @@ export function gracefulShutdown(options: GracefulShutdownOptions): GracefulShut
         clearTimeout(timer)
         resolve(true)
       })
-      server.closeIdleConnections()
+      closeUnanswered()
     })
     let code = 0
     if (!(await drained)) {
@@ -90,8 +127,8 @@ export function gracefulShutdown(options: GracefulShutdownOptions): GracefulShut
     let timer: NodeJS.Timeout | undefined
     const bound = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new Error(`closing the store and clients took longer than ${cleanupTimeoutMs} ms`)),
-        cleanupTimeoutMs,
+        () => reject(new Error(`closing the store and clients took longer than ${cleanupTimeoutMs - logFlushMs} ms`)),
+        cleanupTimeoutMs - logFlushMs,
       )
     })
     try {

@@ -6,18 +6,22 @@ import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
 import pg from 'pg'
 import type { BrowserContext, Locator, Page } from 'playwright-core'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { postgresUrl } from './services.js'
 import { hasChromium, launchBrowser, type Browser } from './browser.js'
 import {
   cliJson,
   exampleDir,
+  processTimeout,
   repoRoot,
   startServer,
   tempDatabase,
   type RunningServer,
   type TempDir,
 } from './helpers.js'
+
+// Its tests start server and CLI processes: bounds against a hang, scaled for a loaded machine.
+vi.setConfig({ testTimeout: processTimeout(3), hookTimeout: processTimeout(3) })
 
 // The dashboard, driven the way people use it: Debian's Chromium through
 // playwright-core, against the real server process, by role and accessible name.

@@ -1,12 +1,33 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const exampleDir = fileURLToPath(new URL('..', import.meta.url))
 export const repoRoot = fileURLToPath(new URL('../../..', import.meta.url))
+
+/**
+ * How much slower than an idle machine this one runs now: TEST_TIMEOUT_SCALE
+ * when set, else the load average per core when the file is loaded, between 1
+ * and 4. A suite that shares two cores with others starts a process in seconds
+ * rather than a fraction of one.
+ */
+export const timeoutScale = ((): number => {
+  const given = Number(process.env.TEST_TIMEOUT_SCALE)
+  if (Number.isFinite(given) && given > 0) return given
+  return Math.min(4, Math.max(1, loadavg()[0]! / availableParallelism()))
+})()
+
+/**
+ * The timeout of a test (or hook) that starts `processes` processes (servers,
+ * CLI runs, builds): 20 s for each, plus `workMs` for the rest of its work, all
+ * times {@link timeoutScale}. A bound against a hang, never a timing check.
+ */
+export function processTimeout(processes: number, workMs = 20_000): number {
+  return Math.ceil((processes * 20_000 + workMs) * timeoutScale)
+}
 
 export interface TempDir {
   readonly path: string
@@ -37,6 +58,9 @@ export interface RunningServer {
   readonly pid: number
   /** Resolves when that process has exited. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  /** Stops reading the server's stdout, as a log reader that stalled: the pipe fills up and stays full. */
+  stopReadingStdout(): void
+  /** SIGTERM to the process group; SIGKILL if it is still running 10 s later. */
   stop(): Promise<void>
 }
 
@@ -81,7 +105,7 @@ export async function startServer(
   })
   child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()))
 
-  const deadline = Date.now() + 30_000
+  const deadline = Date.now() + 30_000 * timeoutScale
   while (!logs.some((line) => line.msg === 'listening')) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${out}\n${err}`)
     if (Date.now() > deadline) throw new Error(`server did not start:\n${out}\n${err}`)
@@ -104,6 +128,7 @@ export async function startServer(
     stderr: () => err,
     pid: child.pid!,
     exited,
+    stopReadingStdout: () => child.stdout.pause(),
     stop: () => stopProcess(child),
   }
 }
@@ -112,7 +137,10 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return
   const exited = once(child, 'exit')
   process.kill(-child.pid!, 'SIGTERM')
+  // A server that hangs on SIGTERM is the failure a test reports, not a reason for the run to hang too.
+  const kill = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 10_000)
   await exited
+  clearTimeout(kill)
 }
 
 export async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {

@@ -1,7 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { ConfigError } from '../src/config.js'
 import { readOperationsConfig } from '../src/operations.js'
-import { startServer, tempDatabase, type RunningServer, type TempDir } from './helpers.js'
+import { processTimeout, startServer, tempDatabase, type RunningServer, type TempDir } from './helpers.js'
+
+// Its tests start a server process: bounds against a hang, scaled for a loaded machine.
+vi.setConfig({ testTimeout: processTimeout(1), hookTimeout: processTimeout(2) })
 
 /** The value of one Prometheus sample whose labels include all of `labels`; 0 when absent. */
 function sample(text: string, name: string, labels: Record<string, string>): number {
@@ -42,7 +45,7 @@ describe('the Prometheus endpoint of the reference server', () => {
       SAIKU_DATA_DIR: db.path,
       METRICS_PORT: '0',
     })
-  }, 60_000)
+  })
   afterAll(async () => {
     await server?.stop()
     db?.remove()

@@ -1,8 +1,20 @@
 import { randomUUID } from 'node:crypto'
 import pg from 'pg'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { postgresUrl, redisUrl } from './services.js'
-import { cli, cliJson, startServer, tempDatabase, waitFor, type RunningServer, type TempDir } from './helpers.js'
+import {
+  cli,
+  cliJson,
+  processTimeout,
+  startServer,
+  tempDatabase,
+  waitFor,
+  type RunningServer,
+  type TempDir,
+} from './helpers.js'
+
+// Its tests start server and CLI processes: bounds against a hang, scaled for a loaded machine.
+vi.setConfig({ testTimeout: processTimeout(4), hookTimeout: processTimeout(3) })
 
 interface Window {
   quota: number
@@ -57,7 +69,7 @@ describe.each(setups)('saiku tenants set, while a server runs ($name)', (setup) 
       : db.databaseUrl
     env = { DATABASE_URL: databaseUrl, REDIS_URL: setup.redis ? redisUrl! : '', SAIKU_DATA_DIR: db.path }
     server = await startServer(env)
-  }, 60_000)
+  })
   afterAll(async () => {
     await server?.stop()
     db?.remove()
@@ -177,7 +189,7 @@ describe.each(setups)('saiku tenants set, while a server runs ($name)', (setup) 
         subscription: { status: 'none' },
       })
     },
-    90_000,
+    processTimeout(8),
   )
 
   it.skipIf(setup.skip)(
@@ -244,6 +256,6 @@ describe.each(setups)('saiku tenants set, while a server runs ($name)', (setup) 
         subscription: { status: 'active' },
       })
     },
-    120_000,
+    processTimeout(12),
   )
 })

@@ -6,12 +6,13 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage } from
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import pg from 'pg'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { postgresUrl, redisUrl } from './services.js'
 import { REPEAT_WINDOW_MS } from '../src/shutdown.js'
 import {
   cliJson,
   exampleDir,
+  processTimeout,
   repoRoot,
   startServer,
   tempDatabase,
@@ -101,6 +102,9 @@ async function exitWithin(
   }
 }
 
+// Its tests start the server, the build and CLI runs: bounds against a hang, scaled for a loaded machine.
+vi.setConfig({ testTimeout: processTimeout(5), hookTimeout: processTimeout(3) })
+
 const log = (server: RunningServer, msg: string) => server.logs.find((line) => line.msg === msg)
 
 beforeAll(() => {
@@ -115,7 +119,7 @@ beforeAll(() => {
   })
   if (built.status !== 0) throw new Error(`the example's build failed:\n${built.stdout}\n${built.stderr}`)
   expect(existsSync(join(exampleDir, 'dist/server.mjs'))).toBe(true)
-}, 60_000)
+})
 
 const setups = [
   { name: 'SQLite, limits in memory', postgres: false, skip: false },
@@ -197,7 +201,7 @@ describe.each(setups)('the production server (node dist/server.mjs) on SIGTERM, 
         'production-agent',
       ])
     },
-    90_000,
+    processTimeout(5),
   )
 })
 
@@ -231,7 +235,7 @@ describe('the production server when shutting down takes too long', () => {
       env,
     )
     expect(keys.map((k) => [k.label, k.lastUsedAt === null])).toEqual([['production-agent', false]])
-  }, 60_000)
+  })
 
   it('exits at once with 143 on a second SIGTERM, while a request would hold it for a minute', async () => {
     const server = await startServer({ ...env, SHUTDOWN_TIMEOUT_MS: '60000' }, 'dist')
@@ -250,7 +254,7 @@ describe('the production server when shutting down takes too long', () => {
     } finally {
       await server.stop()
     }
-  }, 60_000)
+  })
 
   it('takes a Ctrl-C that arrives several times at once (process group and launcher) as one request to stop', async () => {
     const server = await startServer(env, 'dist')
@@ -269,7 +273,119 @@ describe('the production server when shutting down takes too long', () => {
     } finally {
       await server.stop()
     }
-  }, 60_000)
+  })
+})
+
+/**
+ * Makes the server write more log lines than a pipe holds while the test reads none of them:
+ * 100 requests for a missing asset, each logged with its 8,000-character path (800 KB of
+ * lines, several times what a pipe or socket buffers).
+ */
+async function fillStdout(server: RunningServer): Promise<void> {
+  server.stopReadingStdout()
+  const path = `/assets/${'x'.repeat(8_000)}`
+  for (let i = 0; i < 100; i++) {
+    const res = await fetch(`${server.url}${path}`)
+    await res.arrayBuffer()
+    expect(res.status).toBe(404)
+  }
+}
+
+describe('the production server when nobody reads its stdout any more', () => {
+  let db: TempDir
+  let env: Record<string, string>
+  beforeAll(() => {
+    db = tempDatabase()
+    env = { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path }
+  })
+  afterAll(() => db?.remove())
+
+  it('still shuts down on SIGTERM and exits 0, its log lines waiting in memory instead of blocking it', async () => {
+    const server = await startServer({ ...env, SHUTDOWN_TIMEOUT_MS: '2000' }, 'dist')
+    try {
+      await fillStdout(server)
+      process.kill(server.pid, 'SIGTERM')
+      // The bound: 2 s for requests, 5 s for the cleanup and the last log lines, and room for a loaded machine.
+      expect(await exitWithin(server, 30_000)).toEqual({ code: 0, signal: null })
+    } finally {
+      await server.stop()
+    }
+  })
+
+  it('exits at once with 143 on a second SIGTERM, while a request would hold it for a minute', async () => {
+    const server = await startServer({ ...env, SHUTDOWN_TIMEOUT_MS: '60000' }, 'dist')
+    try {
+      const key = await mintKey(server, env)
+      await fillStdout(server)
+      const stalled = slowMint(server, key, 'held')
+      await untilAdmitted(server, key, 1)
+      process.kill(server.pid, 'SIGTERM')
+      // Its log is not read: that it stopped listening says the shutdown began.
+      await waitFor(() => refusesConnections(server), 10_000)
+      await new Promise((resolve) => setTimeout(resolve, REPEAT_WINDOW_MS + 250))
+      process.kill(server.pid, 'SIGTERM')
+      expect(await exitWithin(server, 10_000)).toEqual({ code: 143, signal: null })
+      expect(await stalled.response).toEqual({ error: expect.any(String) })
+    } finally {
+      await server.stop()
+    }
+  })
+})
+
+/** A raw connection to the server, with what it has received so far and whether the server closed it. */
+function rawConnection(server: RunningServer) {
+  const { hostname, port } = new URL(server.url)
+  const socket = connect(Number(port), hostname)
+  let received = ''
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString()))
+  socket.on('error', () => {})
+  const closed = once(socket, 'close').then(() => true)
+  return { socket, received: () => received, closed }
+}
+
+describe('the production server on SIGTERM with connections that have nothing left to answer', () => {
+  let db: TempDir
+  beforeAll(() => {
+    db = tempDatabase()
+  })
+  afterAll(() => db?.remove())
+
+  it('closes an idle keep-alive connection and one still uploading a body already refused, and exits 0 without waiting out the bound', async () => {
+    const server = await startServer(
+      { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path, SHUTDOWN_TIMEOUT_MS: '60000' },
+      'dist',
+    )
+    try {
+      const idle = rawConnection(server)
+      idle.socket.write('GET /healthz HTTP/1.1\r\nHost: saiku.test\r\n\r\n')
+      await waitFor(() => idle.received().includes('{"status":"ok"}'), 10_000)
+      expect(idle.received()).toMatch(/^HTTP\/1\.1 200 /)
+
+      // Refused on its headers (no valid key) while most of its body is still to come.
+      const uploading = rawConnection(server)
+      uploading.socket.write(
+        'POST /me/api-keys HTTP/1.1\r\nHost: saiku.test\r\nAuthorization: Bearer sk_live_not_a_key\r\n' +
+          'Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"label":"',
+      )
+      await waitFor(() => uploading.received().includes('\r\n\r\n{'), 10_000)
+      expect(uploading.received()).toMatch(/^HTTP\/1\.1 401 /)
+      const keepUploading = setInterval(() => uploading.socket.write('x'.repeat(1_000)), 100)
+      try {
+        process.kill(server.pid, 'SIGTERM')
+        // Far less than SHUTDOWN_TIMEOUT_MS: nothing was left to answer.
+        expect(await exitWithin(server, 20_000)).toEqual({ code: 0, signal: null })
+        expect(await idle.closed).toBe(true)
+        expect(await uploading.closed).toBe(true)
+        expect(log(server, 'stopped')).toMatchObject({ exitCode: 0, droppedLogLines: 0 })
+      } finally {
+        clearInterval(keepUploading)
+        idle.socket.destroy()
+        uploading.socket.destroy()
+      }
+    } finally {
+      await server.stop()
+    }
+  })
 })
 
 /** A key of the demo tenant, minted through the running server with the demo key when the store was seeded by this start. */
@@ -303,7 +419,7 @@ describe('pnpm start', () => {
     } finally {
       await server.stop()
     }
-  }, 60_000)
+  })
 })
 
 describe('SHUTDOWN_TIMEOUT_MS', () => {
@@ -322,7 +438,7 @@ describe('SHUTDOWN_TIMEOUT_MS', () => {
             SHUTDOWN_TIMEOUT_MS: value,
           },
           encoding: 'utf8',
-          timeout: 20_000,
+          timeout: processTimeout(1),
         })
         expect([run.status, run.stderr.trim()], value).toEqual([
           1,
@@ -333,7 +449,7 @@ describe('SHUTDOWN_TIMEOUT_MS', () => {
     } finally {
       db.remove()
     }
-  }, 60_000)
+  })
 })
 
 describe('the production start as the README gives it', () => {

@@ -1,10 +1,13 @@
 import { pino } from 'pino'
 import request from 'supertest'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { MemoryKeyStore } from '@saiku/core'
 import { redisUrl } from './services.js'
 import { createApp } from '../src/app.js'
-import { cli, cliJson, startServer, tempDatabase, type RunningServer, type TempDir } from './helpers.js'
+import { cli, cliJson, processTimeout, startServer, tempDatabase, type RunningServer, type TempDir } from './helpers.js'
+
+// Its tests start server and CLI processes: bounds against a hang, scaled for a loaded machine.
+vi.setConfig({ testTimeout: processTimeout(6), hookTimeout: processTimeout(2) })
 
 const tiny = {
   tenantId: 't-tiny',
@@ -81,7 +84,7 @@ describe.skipIf(redisUrl === undefined)('usage with limits in Redis, across proc
     db = tempDatabase()
     env = { DATABASE_URL: db.databaseUrl, REDIS_URL: redisUrl!, SAIKU_DATA_DIR: db.path }
     server = await startServer(env)
-  }, 60_000)
+  })
   afterAll(async () => {
     await server?.stop()
     db?.remove()
@@ -133,5 +136,5 @@ describe.skipIf(redisUrl === undefined)('usage with limits in Redis, across proc
     ])
     const missing = await cli(['usage'], env)
     expect([missing.code, missing.stderr]).toEqual([2, expect.stringContaining('--tenant is required')])
-  }, 60_000)
+  })
 })

@@ -20,13 +20,20 @@ function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number): number
   return Number(value)
 }
 
-/** TRUST_PROXY: unset or "false" trusts nobody; "true", a hop count, or addresses/subnets ("loopback", "10.0.0.0/8"). */
+/**
+ * TRUST_PROXY: unset or "false" trusts nobody; a hop count, or addresses/subnets ("loopback", "10.0.0.0/8").
+ * "true" (or a subnet holding every address) is refused: it believes any client's X-Forwarded-For, so every
+ * client picks its own address, and with it its failed-authentication and sign-in budgets.
+ */
 function trustProxy(value: string | undefined): boolean | number | string {
   if (value === undefined || value === '' || value === 'false') return false
-  if (value === 'true') return true
+  if (value === 'true' || /(^|[\s,])(0\.0\.0\.0\/0|::\/0)($|[\s,])/.test(value))
+    throw new ConfigError(
+      `TRUST_PROXY: ${JSON.stringify(value)} lets any client choose its own address (X-Forwarded-For); give the number of proxies in front (e.g. 1) or their addresses (e.g. loopback, 10.0.0.0/8)`,
+    )
   if (/^\d{1,2}$/.test(value)) return Number(value)
   if (!/^[\w.:/, -]+$/.test(value))
-    throw new ConfigError(`TRUST_PROXY: expected true, a hop count or addresses, got ${JSON.stringify(value)}`)
+    throw new ConfigError(`TRUST_PROXY: expected a hop count or addresses, got ${JSON.stringify(value)}`)
   return value
 }
 
