@@ -295,7 +295,10 @@ export class PostgresKeyStore implements TenantAdminStore {
     return this.#ready
   }
 
-  /** Whether a LISTEN connection is open and heard its last heartbeat: false while reconnecting. */
+  /**
+   * Whether a LISTEN connection is open and not found stalled: false from a loss or stall until
+   * listening again (meanwhile records are trusted for at most `listenCheckMs`). For a health check.
+   */
   get listening(): boolean {
     return this.#listener !== undefined
   }
