@@ -266,6 +266,8 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
     const clients = Array.from({ length: 3 }, () => new Redis(redisUrl!))
     const frozenSubscriber = new Redis(url.href)
     frozenSubscriber.on('error', () => {})
+    // Connected and past ioredis's ready check, as in a running server, before the feed subscribes on it.
+    await once(frozenSubscriber, 'ready')
     const errors: Error[] = []
     const feedA = await createRedisChangeFeed(shared, { publisher: clients[0]!, subscriber: clients[1]!, channel })
     const feedB = await createRedisChangeFeed(other, {
