@@ -75,8 +75,10 @@ function parseChange(message: string): RelayedChange | null {
  * revoked in one process is dropped from every other process's cache within
  * milliseconds instead of the cache TTL. Works with any KeyStore: changes made
  * through a key manager (or announced) here are published; changes published
- * elsewhere are announced here. A message lost while Redis is down leaves the
- * cache TTL as the bound.
+ * elsewhere are announced here. While the subscription is lost or stalled (found
+ * by a heartbeat within 2 × `checkMs`), messages are lost: every cache of the store
+ * is cleared and trusted for at most `checkMs` until the feed hears again, then
+ * cleared once more.
  */
 export async function createRedisChangeFeed(
   store: KeyStore,
