@@ -207,6 +207,45 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     await end()
   })
 
+  it('when only the LISTEN connection freezes (new connections flow), listens again on a new one at once', async () => {
+    const listenCheckMs = 1_000
+    const { a, b, tenant, errors, listenProxy, listenersOfB, end } = await listeningThroughProxy(listenCheckMs, 5_000)
+    const manager = createKeyManager(a)
+    const created = await manager.create(tenant.tenantId, { label: 'agent' })
+    const authB = createAuthenticator(b, { cache: { ttlMs: 120_000 }, failedAuth: false })
+    const status = async (key: string) => {
+      const decision = await authB.authenticate({
+        headers: { authorization: `Bearer ${key}` },
+        method: 'GET',
+        url: '/me/tenant',
+      })
+      return decision.ok ? 200 : decision.status
+    }
+    expect(await status(created.key)).toBe(200)
+    const acceptedBefore = listenProxy.acceptedConnections
+
+    listenProxy.freezeOpen()
+    await expect.poll(() => errors.length, { timeout: 8_000, interval: 20 }).toBeGreaterThan(0)
+    // The first attempt follows the loss at once, and works: no backoff, no reconnection failure.
+    await expect.poll(() => b.listening, { timeout: 8_000, interval: 20 }).toBe(true)
+    expect(listenProxy.acceptedConnections).toBe(acceptedBefore + 1)
+    expect(errors.map((error) => error.message.split(';')[0])).toEqual([
+      'PostgreSQL LISTEN connection heard no notification for 1000 ms',
+    ])
+    const heard: KeyChange[] = []
+    const stop = onKeyStoreChange(b, (change) => heard.push(change))
+    await manager.revoke(tenant.tenantId, created.keyId)
+    await expect
+      .poll(() => heard, { timeout: 5_000, interval: 20 })
+      .toContainEqual({ kind: 'key', keyId: created.keyId })
+    expect(await status(created.key)).toBe(401)
+    listenProxy.restore()
+    await expect.poll(listenersOfB, { timeout: 5_000, interval: 50 }).toBe(1)
+    stop()
+    authB.close()
+    await end()
+  })
+
   it('close() while reconnecting to a frozen LISTEN path ends at once, leaving no connection or timer behind', async () => {
     const listenCheckMs = 500
     const { b, errors, listenProxy, end } = await listeningThroughProxy(listenCheckMs, 60_000)

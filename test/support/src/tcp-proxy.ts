@@ -14,6 +14,8 @@ export interface TcpProxy {
    * wait, as TCP keeps retransmitting them, and flow on at `restore`.
    */
   freeze(): void
+  /** Freezes the connections open now only (a NAT that forgot them): new ones flow. */
+  freezeOpen(): void
   /** Connections open now (each a client and its upstream). */
   readonly openConnections: number
   /** Connections accepted since the proxy started, including refused ones. */
@@ -71,6 +73,12 @@ export async function tcpProxy(targetHost: string, targetPort: number): Promise<
     },
     freeze() {
       state = 'frozen'
+      for (const { client, upstream } of pairs) {
+        client.pause()
+        upstream.pause()
+      }
+    },
+    freezeOpen() {
       for (const { client, upstream } of pairs) {
         client.pause()
         upstream.pause()
