@@ -24,6 +24,50 @@ export function announceKeyStoreChange(store: object, change: KeyChange): void {
   for (const listener of listenersByStore.get(store) ?? []) listener(change)
 }
 
+/**
+ * Whether one change feed of a store hears every change now. `live: false` when it stopped hearing
+ * (a lost or stalled connection): `maxAgeMs` is how long a record read meanwhile may be trusted.
+ */
+export type KeyStoreFeedState = { readonly live: true } | { readonly live: false; readonly maxAgeMs: number }
+
+// The feeds of each store that are down now, with the trust each allows.
+const downFeedsByStore = new WeakMap<object, Map<object, number>>()
+
+/**
+ * Tells this process's authenticators whether a change feed of `store` (`feed`: the object that
+ * feeds it, one store may have several) hears every change. When one stops hearing, every cache of
+ * the store is cleared and, until it hears again, what is read from the store is trusted for at most
+ * its `maxAgeMs` instead of `cache.ttlMs`. When it hears again, every cache is cleared once more:
+ * changes made meanwhile were not heard. Only changes of state count; repeating one does nothing.
+ */
+export function announceKeyStoreFeed(store: object, feed: object, state: KeyStoreFeedState): void {
+  let down = downFeedsByStore.get(store)
+  if (state.live) {
+    if (down?.delete(feed) !== true) return
+  } else {
+    if (!(Number.isFinite(state.maxAgeMs) && state.maxAgeMs >= 0))
+      throw new RangeError('maxAgeMs: expected a finite number ≥ 0')
+    if (down === undefined) downFeedsByStore.set(store, (down = new Map<object, number>()))
+    const known = down.get(feed)
+    down.set(feed, state.maxAgeMs)
+    // Already down: what was read since is trusted no longer than before, unless the trust shrinks.
+    if (known !== undefined && known <= state.maxAgeMs) return
+  }
+  announceKeyStoreChange(store, { kind: 'all' })
+}
+
+/**
+ * How long a record of `store` read now may be trusted while one of its change feeds is down
+ * (the shortest such feed's `maxAgeMs`); undefined while every feed hears.
+ */
+export function keyStoreTrustCapMs(store: object): number | undefined {
+  const down = downFeedsByStore.get(store)
+  if (down === undefined || down.size === 0) return undefined
+  let cap = Infinity
+  for (const maxAgeMs of down.values()) cap = Math.min(cap, maxAgeMs)
+  return cap
+}
+
 /** Runs `action` and tells whether `change` was announced for `store` meanwhile (by the store itself, say). */
 export async function announcedDuring<T>(
   store: object,

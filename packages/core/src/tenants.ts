@@ -5,6 +5,7 @@ import { rateLimitPolicy } from './http.js'
 import type { CoreMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import type { KeyStore, Subscription, TenantRecord } from './store.js'
+import { keyStoreTrustCapMs } from './store-events.js'
 import { limitsForTenant, type WindowLimits } from './tiers.js'
 import { withTimeout } from './timeout.js'
 
@@ -79,7 +80,8 @@ export function createTenantLoader(
   reportError: (error: Error) => void,
 ): TenantLoader {
   const tenants = new LoadingCache<CachedTenant | null>(options.cache.maxEntries, now)
-  const ttlMs = (): number => options.cache.ttlMs
+  // While a change feed of the store is down, nothing read is trusted longer than the feed allows.
+  const ttlMs = (): number => Math.min(options.cache.ttlMs, keyStoreTrustCapMs(store) ?? Infinity)
   const reportRefreshError = (error: unknown): void =>
     reportError(asStoreError(error, 'key_store', 'key store findTenant failed'))
 

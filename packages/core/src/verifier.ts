@@ -11,6 +11,7 @@ import {
   type KeyEnvironment,
 } from './keys.js'
 import type { ApiKeyRecord, KeyStore } from './store.js'
+import { keyStoreTrustCapMs } from './store-events.js'
 import { withTimeout } from './timeout.js'
 import type { CoreMetrics } from './metrics.js'
 
@@ -187,7 +188,9 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
   const lastUseRecordedMs = new Map<string, number>()
   const acceptsLive = options.environments.includes('live')
   const acceptsTest = options.environments.includes('test')
-  const ttlFor = (entry: CachedKey | null): number => (entry === null ? options.negativeCacheTtlMs : options.cacheTtlMs)
+  // While a change feed of the store is down, nothing read is trusted longer than the feed allows.
+  const ttlFor = (entry: CachedKey | null): number =>
+    Math.min(entry === null ? options.negativeCacheTtlMs : options.cacheTtlMs, keyStoreTrustCapMs(store) ?? Infinity)
   const digest = options.primitives?.digest ?? ((token: string): Buffer => digestApiKeyBytes(token, options.pepper))
   const equal = options.primitives?.equal ?? digestsEqual
   // The default steps without a pepper: SHA-256 returned as a 32-character latin1 string (a Buffer made by

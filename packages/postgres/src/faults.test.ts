@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createAuthenticator, createKeyManager, type AuthRequest } from '@saiku/core'
+import { onKeyStoreChange, type KeyChange } from '@saiku/core/store'
 import { conformanceTenant } from '@saiku/core/testing'
 import { postgresUrl } from '@saiku/test-support/services'
 import { tcpProxy, type TcpProxy } from '@saiku/test-support/tcp-proxy'
@@ -98,47 +99,173 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     await store.close()
   })
 
-  it('notices a LISTEN connection that stalls without an error, reports it, and applies revocations made meanwhile once it listens again', async () => {
+  /** A store B that listens through a proxy of its own (so only its LISTEN path can be frozen), and a store A that writes. */
+  async function listeningThroughProxy(listenCheckMs: number, listenTimeoutMs: number) {
     const url = new URL(postgresUrl!)
     const listenProxy = await tcpProxy(url.hostname, Number(url.port || 5432))
     url.hostname = '127.0.0.1'
     url.port = String(listenProxy.port)
-    const listenPool = new pg.Pool({ connectionString: url.href, max: 2, connectionTimeoutMillis: 300 })
+    // No connectionTimeoutMillis: the store's own deadline must bound every attempt.
+    const listenPool = new pg.Pool({ connectionString: url.href, max: 2 })
     listenPool.on('error', () => {})
-    const a = new PostgresKeyStore({ pool: admin, schema })
+    const a = new PostgresKeyStore({ pool: admin, schema, listen: false })
     const errors: Error[] = []
     const b = new PostgresKeyStore({
       pool: admin,
       schema,
       listenPool,
-      listenCheckMs: 200,
-      onError: (error) => errors.push(error),
+      listenCheckMs,
+      listenTimeoutMs,
+      // An audit sink that is down: the hook rejects, and the store goes on.
+      onError: async (error) => {
+        errors.push(error)
+        throw new Error('error sink unavailable')
+      },
     })
     await Promise.all([a.ready(), b.ready()])
-    const tenant = conformanceTenant()
+    // Limits well above the requests the tests make: every refusal in them is a 401.
+    const tenant = conformanceTenant({ limits: { perMinute: 100_000, perHour: 1_000_000 } })
     await a.putTenant(tenant)
-    const created = await createKeyManager(a).create(tenant.tenantId, { label: 'agent' })
-    const authB = createAuthenticator(b, { cache: { ttlMs: 3_600_000 } })
-    const request: AuthRequest = {
-      headers: { authorization: `Bearer ${created.key}` },
-      method: 'GET',
-      url: '/me/tenant',
-      ip: '203.0.113.10',
+    const listenersOfB = async () =>
+      Number(
+        (
+          await admin.query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE query = $1`, [
+            `LISTEN "${b.channel}"`,
+          ])
+        ).rows[0]!.n,
+      )
+    const end = async () => {
+      await Promise.all([a.close(), b.close()])
+      await listenPool.end().catch(() => {})
+      await listenProxy.close()
     }
-    expect((await authB.authenticate(request)).ok).toBe(true)
+    return { a, b, tenant, errors, listenProxy, listenersOfB, end }
+  }
 
-    listenProxy.stall()
-    await createKeyManager(a).revoke(tenant.tenantId, created.keyId)
-    await expect.poll(() => errors.length, { timeout: 3_000, interval: 20 }).toBeGreaterThan(0)
-    expect(errors[0]!.message).toMatch(/LISTEN connection heard no notification/)
-    // While B cannot listen, its cache still holds the key (the cache TTL is the bound)...
-    expect((await authB.authenticate(request)).ok).toBe(true)
+  it('on a frozen LISTEN connection: revocations apply within 2 × listenCheckMs, not cache.ttlMs, and it listens again once the network heals', async () => {
+    // Long enough that a heartbeat on a loaded machine is not taken for a stall.
+    const listenCheckMs = 1_000
+    const { a, b, tenant, errors, listenProxy, listenersOfB, end } = await listeningThroughProxy(listenCheckMs, 1_000)
+    const manager = createKeyManager(a)
+    const first = await manager.create(tenant.tenantId, { label: 'first' })
+    const second = await manager.create(tenant.tenantId, { label: 'second' })
+    const authB = createAuthenticator(b, { cache: { ttlMs: 120_000 }, failedAuth: false })
+    const status = async (key: string) => {
+      const decision = await authB.authenticate({
+        headers: { authorization: `Bearer ${key}` },
+        method: 'GET',
+        url: '/me/tenant',
+      })
+      return decision.ok ? 200 : decision.status
+    }
+    expect(await status(first.key)).toBe(200)
+    expect(await status(second.key)).toBe(200)
+    expect(b.listening).toBe(true)
+
+    listenProxy.freeze()
+    await manager.revoke(tenant.tenantId, first.keyId)
+    // The NOTIFY is not heard: the stall is found within 2 × listenCheckMs and every cache cleared.
+    const revokedAt = Date.now()
+    await expect.poll(() => status(first.key), { timeout: 8_000, interval: 50 }).toBe(401)
+    console.info(
+      `LISTEN frozen: revoked key refused after ${Date.now() - revokedAt} ms (bound ${2 * listenCheckMs} ms)`,
+    )
+    expect(errors[0]!.message).toMatch(
+      /^PostgreSQL LISTEN connection heard no notification for 1000 ms; caches cleared/,
+    )
+    expect(b.listening).toBe(false)
+
+    // Still frozen: what is read is trusted for listenCheckMs only, so a revocation made now applies too.
+    expect(await status(second.key)).toBe(200)
+    await manager.revoke(tenant.tenantId, second.keyId)
+    await expect.poll(() => status(second.key), { timeout: 8_000, interval: 50 }).toBe(401)
+
+    // Every attempt meets its deadline and the next follows; the same failure is reported once.
+    const acceptedBefore = listenProxy.acceptedConnections
+    await expect
+      .poll(() => listenProxy.acceptedConnections, { timeout: 20_000, interval: 50 })
+      .toBeGreaterThan(acceptedBefore + 2)
+    const reconnections = errors.filter((error) => error.message.startsWith('PostgreSQL LISTEN reconnection failed'))
+    expect(reconnections).toHaveLength(1)
+    expect((reconnections[0]!.cause as Error).message).toBe('opening the LISTEN connection took longer than 1000 ms')
+
     listenProxy.restore()
-    // ...and once it listens again, everything it may have missed is forgotten.
-    await expect.poll(async () => (await authB.authenticate(request)).ok, { timeout: 8_000, interval: 50 }).toBe(false)
+    await expect.poll(() => b.listening, { timeout: 20_000, interval: 50 }).toBe(true)
+    // One LISTEN connection: the frozen one and the abandoned attempts are gone.
+    await expect.poll(listenersOfB, { timeout: 5_000, interval: 50 }).toBe(1)
+
+    // Listening again, with the full cache TTL: a revocation is heard through NOTIFY.
+    const third = await manager.create(tenant.tenantId, { label: 'third' })
+    expect(await status(third.key)).toBe(200)
+    const heard: KeyChange[] = []
+    const stop = onKeyStoreChange(b, (change) => heard.push(change))
+    await manager.revoke(tenant.tenantId, third.keyId)
+    await expect.poll(() => heard, { timeout: 5_000, interval: 20 }).toContainEqual({ kind: 'key', keyId: third.keyId })
+    expect(await status(third.key)).toBe(401)
+    stop()
     authB.close()
-    await Promise.all([a.close(), b.close()])
-    await listenPool.end().catch(() => {})
-    await listenProxy.close()
+    await end()
+  })
+
+  it('when only the LISTEN connection freezes (new connections flow), listens again on a new one at once', async () => {
+    const listenCheckMs = 1_000
+    const { a, b, tenant, errors, listenProxy, listenersOfB, end } = await listeningThroughProxy(listenCheckMs, 5_000)
+    const manager = createKeyManager(a)
+    const created = await manager.create(tenant.tenantId, { label: 'agent' })
+    const authB = createAuthenticator(b, { cache: { ttlMs: 120_000 }, failedAuth: false })
+    const status = async (key: string) => {
+      const decision = await authB.authenticate({
+        headers: { authorization: `Bearer ${key}` },
+        method: 'GET',
+        url: '/me/tenant',
+      })
+      return decision.ok ? 200 : decision.status
+    }
+    expect(await status(created.key)).toBe(200)
+    const acceptedBefore = listenProxy.acceptedConnections
+
+    listenProxy.freezeOpen()
+    await expect.poll(() => errors.length, { timeout: 8_000, interval: 20 }).toBeGreaterThan(0)
+    // The first attempt follows the loss at once, and works: no backoff, no reconnection failure.
+    await expect.poll(() => b.listening, { timeout: 8_000, interval: 20 }).toBe(true)
+    expect(listenProxy.acceptedConnections).toBe(acceptedBefore + 1)
+    expect(errors.map((error) => error.message.split(';')[0])).toEqual([
+      'PostgreSQL LISTEN connection heard no notification for 1000 ms',
+    ])
+    const heard: KeyChange[] = []
+    const stop = onKeyStoreChange(b, (change) => heard.push(change))
+    await manager.revoke(tenant.tenantId, created.keyId)
+    await expect
+      .poll(() => heard, { timeout: 5_000, interval: 20 })
+      .toContainEqual({ kind: 'key', keyId: created.keyId })
+    expect(await status(created.key)).toBe(401)
+    listenProxy.restore()
+    await expect.poll(listenersOfB, { timeout: 5_000, interval: 50 }).toBe(1)
+    stop()
+    authB.close()
+    await end()
+  })
+
+  it('close() while reconnecting to a frozen LISTEN path ends at once, leaving no connection or timer behind', async () => {
+    const listenCheckMs = 500
+    const { b, errors, listenProxy, end } = await listeningThroughProxy(listenCheckMs, 60_000)
+    const acceptedBefore = listenProxy.acceptedConnections
+    listenProxy.freeze()
+    await expect.poll(() => b.listening, { timeout: 8_000, interval: 20 }).toBe(false)
+    // An attempt is under way, frozen, with a deadline a minute away.
+    await expect
+      .poll(() => listenProxy.acceptedConnections, { timeout: 8_000, interval: 20 })
+      .toBeGreaterThan(acceptedBefore)
+    await b.close()
+    const reported = errors.length
+    const accepted = listenProxy.acceptedConnections
+    listenProxy.restore()
+    // Both sockets were destroyed: once bytes flow again, the proxy sees them closed.
+    await expect.poll(() => listenProxy.openConnections, { timeout: 5_000, interval: 20 }).toBe(0)
+    await sleep(5 * listenCheckMs)
+    expect(listenProxy.acceptedConnections).toBe(accepted)
+    expect(errors.length).toBe(reported)
+    expect(b.listening).toBe(false)
+    await end()
   })
 })

@@ -42,6 +42,25 @@ describe('PostgresKeyStore and ?schema=NAME in the connection string (no server 
   })
 })
 
+describe('PostgresKeyStore LISTEN options (no server needed)', () => {
+  const pool = new pg.Pool({ connectionString: 'postgres://u:p@db.invalid/app' })
+
+  it('refuses a listenTimeoutMs that is not a positive integer', () => {
+    expect(() => new PostgresKeyStore({ pool, listenTimeoutMs: 0 })).toThrow(
+      'listenTimeoutMs: expected a positive integer, got 0',
+    )
+  })
+
+  it('refuses, when listening, a pool that cannot open a connection of its own', () => {
+    const { Client: _, ...notPg } = pool as unknown as Record<string, unknown>
+    const fake = notPg as unknown as pg.Pool
+    expect(() => new PostgresKeyStore({ pool, listenPool: fake })).toThrow(
+      /^listenPool: expected a pg Pool \(its Client opens the LISTEN connection\)/,
+    )
+    expect(new PostgresKeyStore({ pool: fake, listen: false }).listening).toBe(false)
+  })
+})
+
 describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
   let pool: pg.Pool
   beforeAll(() => {
@@ -123,7 +142,9 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
       `LISTEN "${b.channel}"`,
     ])
     expect(rowCount).toBe(2)
-    await vi.waitFor(() => expect(heard).toContainEqual({ kind: 'all' }), { timeout: 5_000, interval: 20 })
+    // Forgotten once when the connection is lost, and once more when listening again.
+    await vi.waitFor(() => expect(heard).toEqual([{ kind: 'all' }, { kind: 'all' }]), { timeout: 5_000, interval: 20 })
+    expect(b.listening).toBe(true)
     const tenant = conformanceTenant()
     await a.putTenant(tenant)
     await vi.waitFor(() => expect(heard).toContainEqual({ kind: 'tenant', tenantId: tenant.tenantId }), {
@@ -183,7 +204,9 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
       schema,
       listen: false,
       lastUsedFlushMs: 3_600_000,
-      onError: (error) => errors.push(error),
+      onError: (error) => {
+        errors.push(error)
+      },
     })
     const tenant = conformanceTenant()
     await store.putTenant(tenant)

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
-import type { Pool, PoolClient } from 'pg'
+import type { Client, Pool, PoolConfig } from 'pg'
 import {
   announceKeyStoreChange,
+  announceKeyStoreFeed,
   keyFromRow,
   tenantFromRow,
   type KeyRow,
@@ -68,20 +69,67 @@ export interface PostgresKeyStoreOptions {
    */
   readonly listen?: boolean
   /**
-   * Where the LISTEN connection comes from. Default: `pool`. Give a direct pool when
-   * `pool` goes through a transaction-pooling proxy (PgBouncer), which cannot LISTEN.
+   * Whose settings the LISTEN connection is opened with (it is a connection of its own,
+   * outside the pool's `max`). Default: `pool`. Give a direct pool when `pool` goes
+   * through a transaction-pooling proxy (PgBouncer), which cannot LISTEN.
    */
   readonly listenPool?: Pool
   /**
    * How often the LISTEN connection is proven alive: a NOTIFY sent through `pool`
    * must come back through it before the next check. One that does not (a stalled
-   * connection that never errors) is reported to `onError`, dropped, and replaced,
-   * and every cache is cleared once listening again. So a dead connection costs at
-   * most twice this long. 0 turns the check off. Default 5000.
+   * connection that never errors) is found within twice this long. A stalled or lost
+   * connection is destroyed and reported to `onError`, every cache is cleared, and
+   * until listening again what is read is trusted for at most this long (5000 when
+   * the check is off): a revocation made meanwhile applies within twice this long.
+   * 0 turns the check off. Default 5000.
    */
   readonly listenCheckMs?: number
-  /** Hears background failures: a lost or stalled LISTEN connection, a failed `lastUsedAt` flush. */
-  readonly onError?: (error: Error) => void
+  /**
+   * How long opening the LISTEN connection and sending LISTEN may take before the
+   * attempt is dropped and another is made, after a growing pause (at most 10 s).
+   * Default 5000.
+   */
+  readonly listenTimeoutMs?: number
+  /** Hears background failures: a lost or stalled LISTEN connection, a failed reconnection, a failed `lastUsedAt` flush. */
+  readonly onError?: (error: Error) => void | Promise<void>
+}
+
+/** The LISTEN connection: a client of its own, so that a stalled one can be destroyed at once. */
+interface Listener {
+  readonly client: Client
+  destroyed: boolean
+}
+
+type ClientClass = new (config: PoolConfig) => Client
+
+// A pause after the n-th failed reconnection in a row: doubling from this, up to the cap, with jitter.
+const RECONNECT_BASE_MS = 250
+const RECONNECT_MAX_MS = 10_000
+// The same reconnection failure is reported again only after this long.
+const REPORT_AGAIN_MS = 30_000
+
+function reconnectDelayMs(failures: number): number {
+  const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** Math.min(failures - 1, 16))
+  // Half fixed, half random: processes that lost the server together do not return together.
+  return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2)
+}
+
+/** Closes the socket now: ending politely waits on a peer that may never answer. */
+function destroyClient(client: Client): void {
+  const stream = (client as { connection?: { stream?: { destroy?: () => void } } }).connection?.stream
+  if (typeof stream?.destroy === 'function') stream.destroy()
+  else client.end().catch(() => {})
+}
+
+/** `promise`, or a rejection once `ms` have passed (the caller then destroys what it waited on). */
+function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms)
+    timer.unref()
+  })
+  promise.catch(() => {}) // it may still reject after the deadline
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer))
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,40}$/
@@ -126,13 +174,26 @@ export class PostgresKeyStore implements TenantAdminStore {
   #ready: Promise<void> | undefined
   #pendingUses = new Map<string, Date>()
   #flushTimer: NodeJS.Timeout | undefined
-  #listener: { readonly client: PoolClient; released: boolean } | undefined
   #closed = false
   readonly #listenPool: Pool
+  readonly #listenClient: ClientClass | undefined
   readonly #listenCheckMs: number
-  #listenCheck: NodeJS.Timeout | undefined
+  readonly #listenTimeoutMs: number
+  /** While not listening, how long a record read is trusted. */
+  readonly #unheardTrustMs: number
+  /** The connection that listens now; undefined while reconnecting. */
+  #listener: Listener | undefined
+  /** A connection being opened; close() destroys it. */
+  #attempt: Listener | undefined
+  #retryTimer: NodeJS.Timeout | undefined
+  /** Failed reconnections in a row: the pause before the next grows with them. */
+  #failures = 0
+  /** Caches were told that changes may go unheard; they are told again once listening. */
+  #unheard = false
+  #lastReport: { readonly cause: string; readonly atMs: number } | undefined
+  #heartbeat: NodeJS.Timeout | undefined
   /** The heartbeat sent through the pool and not yet heard back through the LISTEN connection. */
-  #ping: { readonly payload: string; sent: boolean } | undefined
+  #ping: { readonly payload: string; sentAtMs: number | undefined } | undefined
 
   constructor(options: PostgresKeyStoreOptions) {
     const urlSchema = schemaOfPool(options.pool)
@@ -168,15 +229,28 @@ export class PostgresKeyStore implements TenantAdminStore {
     if (!Number.isSafeInteger(checkMs) || checkMs < 0)
       throw new SaikuConfigError('listenCheckMs', 'a non-negative integer', checkMs)
     this.#listenCheckMs = checkMs
+    this.#unheardTrustMs = checkMs > 0 ? checkMs : 5_000
+    const timeoutMs = options.listenTimeoutMs ?? 5_000
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1)
+      throw new SaikuConfigError('listenTimeoutMs', 'a positive integer', timeoutMs)
+    this.#listenTimeoutMs = timeoutMs
+    const listenClient: unknown = (this.#listenPool as { Client?: unknown }).Client
+    if (this.#listen && typeof listenClient !== 'function')
+      throw new SaikuConfigError(
+        options.listenPool === undefined ? 'pool' : 'listenPool',
+        'a pg Pool (its Client opens the LISTEN connection)',
+        this.#listenPool,
+      )
+    this.#listenClient = listenClient as ClientClass | undefined
     const onError = options.onError
     if (onError !== undefined && typeof onError !== 'function')
       throw new SaikuConfigError('onError', 'a function', onError)
     this.#onError = (error) => {
-      try {
-        onError?.(error)
-      } catch {
-        // A failing hook must not stop the store.
-      }
+      // A failing hook, sync or async, must not stop the store.
+      if (onError !== undefined)
+        Promise.resolve(error)
+          .then(onError)
+          .catch(() => {})
     }
   }
 
@@ -221,98 +295,162 @@ export class PostgresKeyStore implements TenantAdminStore {
     return this.#ready
   }
 
+  /**
+   * Whether a LISTEN connection is open and not found stalled: false from a loss or stall until
+   * listening again (meanwhile records are trusted for at most `listenCheckMs`). For a health check.
+   */
+  get listening(): boolean {
+    return this.#listener !== undefined
+  }
+
+  /** The first LISTEN: ready() waits for it, and rejects (to be tried again) when it fails. */
   async #startListening(): Promise<void> {
     if (this.#closed) return
-    const listener = { client: await this.#listenPool.connect(), released: false }
-    const release = (destroy: boolean): void => {
-      if (listener.released) return
-      listener.released = true
-      if (this.#listener === listener) this.#listener = undefined
-      try {
-        listener.client.release(destroy)
-      } catch {
-        // Already gone: nothing to give back.
-      }
-    }
-    listener.client.on('notification', (message) => {
-      if (message.channel !== this.channel) return
-      if (message.payload === this.#ping?.payload) {
+    this.#listening(await this.#openListener())
+  }
+
+  /** Opens a connection and LISTENs on it, within `listenTimeoutMs`, else destroys it and rejects. */
+  async #openListener(): Promise<Listener> {
+    const client = new this.#listenClient!(this.#listenPool.options)
+    const listener: Listener = { client, destroyed: false }
+    // Kept for the client's life: an error after the deadline must not go unhandled.
+    client.on('error', (error: Error) => this.#lost(listener, 'PostgreSQL LISTEN connection lost', error))
+    client.on('end', () => this.#lost(listener, 'PostgreSQL LISTEN connection ended'))
+    client.on('notification', (message) => {
+      if (listener.destroyed || message.channel !== this.channel) return
+      if (message.payload !== undefined && message.payload === this.#ping?.payload) {
         this.#ping = undefined
         return
       }
       const change = parseNotification(message.payload)
       if (change !== null) announceKeyStoreChange(this, change)
     })
-    listener.client.on('error', (error: Error) => {
-      if (listener.released) return
-      this.#onError(new Error('PostgreSQL LISTEN connection lost; reconnecting and clearing caches', { cause: error }))
-      release(true)
-      // Changes made meanwhile were not heard: forget everything once listening again.
-      this.#listenWithRetry(1_000, true)
-    })
+    this.#attempt = listener
     try {
-      await listener.client.query(`LISTEN "${this.channel}"`)
+      await withDeadline(
+        client.connect().then(() => client.query(`LISTEN "${this.channel}"`)),
+        this.#listenTimeoutMs,
+        'opening the LISTEN connection',
+      )
     } catch (error) {
-      release(true)
+      this.#destroy(listener)
       throw error
+    } finally {
+      if (this.#attempt === listener) this.#attempt = undefined
     }
-    if (this.#closed) return release(false)
+    if (this.#closed || listener.destroyed) {
+      this.#destroy(listener)
+      throw new Error('PostgreSQL LISTEN connection closed while opening')
+    }
+    return listener
+  }
+
+  #destroy(listener: Listener): void {
+    if (listener.destroyed) return
+    listener.destroyed = true
+    destroyClient(listener.client)
+  }
+
+  /** Listens through `listener` from now on; after an outage, every cache forgets what it may have missed. */
+  #listening(listener: Listener): void {
     this.#listener = listener
-    this.#releaseListener = () => release(false)
-    this.#dropStalledListener = () => {
-      if (listener.released) return
-      release(true)
-      this.#listenWithRetry(1_000, true)
-    }
     this.#ping = undefined
-    if (this.#listenCheckMs > 0 && this.#listenCheck === undefined) {
-      this.#listenCheck = setInterval(() => this.#checkListener(), this.#listenCheckMs)
-      this.#listenCheck.unref()
+    this.#failures = 0
+    this.#lastReport = undefined
+    if (this.#unheard) {
+      this.#unheard = false
+      announceKeyStoreFeed(this, this, { live: true })
+    }
+    if (this.#listenCheckMs > 0 && this.#heartbeat === undefined) {
+      this.#heartbeat = setInterval(() => this.#beat(), this.#listenCheckMs)
+      this.#heartbeat.unref()
     }
   }
 
-  #dropStalledListener: (() => void) | undefined
+  /**
+   * The listening connection failed or stalled: destroyed at once, every cache cleared and
+   * its trust capped while nothing is heard, and a new connection opened.
+   */
+  #lost(listener: Listener, what: string, cause?: Error): void {
+    if (listener !== this.#listener || this.#closed) return
+    this.#listener = undefined
+    this.#ping = undefined
+    this.#destroy(listener)
+    this.#unheard = true
+    announceKeyStoreFeed(this, this, { live: false, maxAgeMs: this.#unheardTrustMs })
+    this.#onError(
+      new Error(
+        `${what}; caches cleared, records trusted for at most ${this.#unheardTrustMs} ms until listening again; reconnecting`,
+        cause === undefined ? undefined : { cause },
+      ),
+    )
+    this.#reconnect()
+  }
 
-  /** Proves the LISTEN connection alive: the last heartbeat must have come back, then sends the next. */
-  #checkListener(): void {
-    if (this.#closed || this.#listener === undefined) return
-    const ping = this.#ping
-    if (ping !== undefined && ping.sent) {
-      this.#ping = undefined
-      this.#onError(
-        new Error(
-          `PostgreSQL LISTEN connection heard no notification for ${this.#listenCheckMs} ms; reconnecting and clearing caches`,
-        ),
-      )
-      this.#dropStalledListener?.()
+  /** One attempt to listen again; a failed one is reported (not every time) and the next follows a growing pause. */
+  #reconnect(): void {
+    if (this.#closed || this.#listener !== undefined || this.#attempt !== undefined || this.#retryTimer !== undefined)
       return
+    if (this.#listenPool.ending) return // the app is shutting down its pool
+    this.#openListener().then(
+      (listener) => this.#listening(listener),
+      (error: unknown) => {
+        if (this.#closed) return
+        this.#failures++
+        const delayMs = reconnectDelayMs(this.#failures)
+        const cause = error instanceof Error ? error : new Error(String(error))
+        this.#reportAttempt(cause, delayMs)
+        this.#retryTimer = setTimeout(() => {
+          this.#retryTimer = undefined
+          this.#reconnect()
+        }, delayMs)
+        this.#retryTimer.unref()
+      },
+    )
+  }
+
+  /** A failed reconnection, unless the same failure was reported less than 30 s ago: an outage does not flood onError. */
+  #reportAttempt(cause: Error, delayMs: number): void {
+    const nowMs = Date.now()
+    const last = this.#lastReport
+    if (last !== undefined && last.cause === cause.message && nowMs - last.atMs < REPORT_AGAIN_MS) return
+    this.#lastReport = { cause: cause.message, atMs: nowMs }
+    this.#onError(
+      new Error(
+        `PostgreSQL LISTEN reconnection failed (attempt ${this.#failures}); trying again in ${delayMs} ms, records trusted for at most ${this.#unheardTrustMs} ms meanwhile`,
+        { cause },
+      ),
+    )
+  }
+
+  /**
+   * Every `listenCheckMs`, for the store's life: proves the listening connection alive (the last
+   * heartbeat came back) and sends the next; while not listening, makes sure a reconnection is under way.
+   */
+  #beat(): void {
+    if (this.#closed) return
+    const listener = this.#listener
+    if (listener === undefined) return this.#reconnect()
+    const ping = this.#ping
+    if (ping !== undefined) {
+      // Still being sent (the pool bounds that), or sent too recently to have come back for sure.
+      if (ping.sentAtMs === undefined || Date.now() - ping.sentAtMs < this.#listenCheckMs / 2) return
+      return this.#lost(listener, `PostgreSQL LISTEN connection heard no notification for ${this.#listenCheckMs} ms`)
     }
-    const next = { payload: `ping:${randomUUID()}`, sent: false }
+    const next: { readonly payload: string; sentAtMs: number | undefined } = {
+      payload: `ping:${randomUUID()}`,
+      sentAtMs: undefined,
+    }
     this.#ping = next
     // A heartbeat the pool cannot send proves nothing about the listener: the next check tries again.
     this.pool.query('SELECT pg_notify($1, $2)', [this.channel, next.payload]).then(
       () => {
-        next.sent = true
+        next.sentAtMs = Date.now()
       },
       () => {
         if (this.#ping === next) this.#ping = undefined
       },
     )
-  }
-
-  #releaseListener: (() => void) | undefined
-
-  /** Listens again after a lost connection, retrying with a growing pause until it works or the store closes. */
-  #listenWithRetry(delayMs: number, missedChanges: boolean): void {
-    if (this.#closed) return
-    setTimeout(() => {
-      this.#startListening().then(
-        () => {
-          if (missedChanges && !this.#closed) announceKeyStoreChange(this, { kind: 'all' })
-        },
-        () => this.#listenWithRetry(Math.min(delayMs * 2, 30_000), missedChanges),
-      )
-    }, delayMs).unref()
   }
 
   async findKey(keyId: string): Promise<ApiKeyRecord | null> {
@@ -479,18 +617,26 @@ export class PostgresKeyStore implements TenantAdminStore {
     announceKeyStoreChange(this, { kind: 'tenant', tenantId: tenant.tenantId })
   }
 
-  /** Writes the gathered uses and gives back the listening connection. The pool stays yours to end. */
+  /**
+   * Writes the gathered uses and closes the LISTEN connection (or stops reconnecting), each
+   * within `listenTimeoutMs`. The pool stays yours to end.
+   */
   async close(): Promise<void> {
     this.#closed = true
-    if (this.#listenCheck !== undefined) clearInterval(this.#listenCheck)
-    this.#listenCheck = undefined
+    if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat)
+    this.#heartbeat = undefined
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
     if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer)
     this.#flushTimer = undefined
-    await this.flushKeyUses().catch(() => {}) // reported to onError
+    if (this.#attempt !== undefined) this.#destroy(this.#attempt)
     const listener = this.#listener
-    if (listener !== undefined && !listener.released) {
-      await listener.client.query(`UNLISTEN "${this.channel}"`).catch(() => {})
-      this.#releaseListener?.()
+    this.#listener = undefined
+    await this.flushKeyUses().catch(() => {}) // reported to onError
+    if (listener !== undefined && !listener.destroyed) {
+      // Ending the session ends its LISTEN; a peer that does not answer is not waited on.
+      await withDeadline(listener.client.end(), this.#listenTimeoutMs, 'closing the LISTEN connection').catch(() => {})
+      this.#destroy(listener)
     }
   }
 }

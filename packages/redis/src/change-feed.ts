@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { announceKeyStoreChange, onKeyStoreChange, type KeyChange } from '@saiku/core/store'
-import { isKeyId, type KeyStore } from '@saiku/core'
+import { announceKeyStoreChange, announceKeyStoreFeed, onKeyStoreChange, type KeyChange } from '@saiku/core/store'
+import { isKeyId, SaikuConfigError, type KeyStore } from '@saiku/core'
 
 /** What the feed needs of the publishing client: an ioredis 5 or 6 `Redis` or `Cluster` fits. */
 export interface RedisPublisher {
@@ -10,9 +10,14 @@ export interface RedisPublisher {
 /** What the feed needs of the subscribing client: an ioredis 5 or 6 `Redis` or `Cluster` fits. */
 export interface RedisSubscriber {
   on(event: 'message', listener: (channel: string, message: string) => void): unknown
+  /** `close`: the connection is lost; `ready`: connected again (ioredis emits both). */
+  on(event: 'close' | 'ready', listener: () => void): unknown
   off(event: 'message', listener: (channel: string, message: string) => void): unknown
+  off(event: 'close' | 'ready', listener: () => void): unknown
   subscribe(channel: string): Promise<unknown>
   unsubscribe(channel: string): Promise<unknown>
+  /** Optional (ioredis has it): with `true`, drops the connection and opens another; called when it stalls. */
+  disconnect?(reconnect?: boolean): void
 }
 
 export interface RedisChangeFeedOptions {
@@ -22,15 +27,31 @@ export interface RedisChangeFeedOptions {
   readonly subscriber: RedisSubscriber
   /** Default `"saiku:changes"`. */
   readonly channel?: string
-  /** Called when a change could not be published (Redis down): other processes then rely on their cache TTL. */
-  readonly onError?: (error: Error) => void
+  /**
+   * Called when a change could not be published (Redis down: other processes then rely on their
+   * cache TTL), and when the subscription is lost or stalls. May be async; a rejection is ignored.
+   */
+  readonly onError?: (error: Error) => void | Promise<void>
+  /**
+   * How often the subscription is proven alive: a message published through `publisher` must come
+   * back through `subscriber`, so a connection that stays silent (stalled, no error) is found within
+   * twice this long. While the subscription is lost or stalled, every cache of the store is cleared
+   * and what is read is trusted for at most this long (5000 when the check is off); once it hears
+   * again, every cache is cleared once more. 0 turns the check off. Default 5000.
+   */
+  readonly checkMs?: number
 }
 
 export interface RedisChangeFeed {
+  /** Whether the subscription hears changes now: false from a loss or stall until it hears again. */
+  readonly live: boolean
   close(): Promise<void>
 }
 
-type RelayedChange = Extract<KeyChange, { kind: 'key' | 'tenant' }> & { origin: string }
+type RelayedChange =
+  | (Extract<KeyChange, { kind: 'key' | 'tenant' }> & { origin: string })
+  /** A heartbeat: a feed's own comes back to it through the subscription; others ignore it. */
+  | { origin: string; kind: 'ping' }
 
 function parseChange(message: string): RelayedChange | null {
   let value: unknown
@@ -42,6 +63,7 @@ function parseChange(message: string): RelayedChange | null {
   if (typeof value !== 'object' || value === null) return null
   const { origin, kind, keyId, tenantId } = value as Record<string, unknown>
   if (typeof origin !== 'string') return null
+  if (kind === 'ping') return { origin, kind }
   if (kind === 'key' && isKeyId(keyId)) return { origin, kind, keyId }
   if (kind === 'tenant' && typeof tenantId === 'string' && tenantId.length > 0 && tenantId.length <= 200)
     return { origin, kind, tenantId }
@@ -53,29 +75,68 @@ function parseChange(message: string): RelayedChange | null {
  * revoked in one process is dropped from every other process's cache within
  * milliseconds instead of the cache TTL. Works with any KeyStore: changes made
  * through a key manager (or announced) here are published; changes published
- * elsewhere are announced here. A message lost while Redis is down leaves the
- * cache TTL as the bound.
+ * elsewhere are announced here. While the subscription is lost or stalled (found
+ * by a heartbeat within 2 × `checkMs`), messages are lost: every cache of the store
+ * is cleared and trusted for at most `checkMs` until the feed hears again, then
+ * cleared once more.
  */
 export async function createRedisChangeFeed(
   store: KeyStore,
   options: RedisChangeFeedOptions,
 ): Promise<RedisChangeFeed> {
   const channel = options.channel ?? 'saiku:changes'
+  const checkMs = options.checkMs ?? 5_000
+  if (!Number.isSafeInteger(checkMs) || checkMs < 0)
+    throw new SaikuConfigError('checkMs', 'a non-negative integer', checkMs)
+  const trustMs = checkMs > 0 ? checkMs : 5_000
+  const { publisher, subscriber, onError } = options
   const origin = randomUUID()
   // Set while announcing a change that came from Redis, so it is not published back.
   let relaying = false
+  let closed = false
+  // The subscription may have missed changes: the store's caches were told, and are told again when it hears.
+  let down = false
+  // The heartbeat published and not yet heard back; `sentAtMs` once Redis took it.
+  let ping: { sentAtMs: number | undefined } | undefined
+  const feed = {}
+
+  const report = (error: unknown): void => {
+    const failure = error instanceof Error ? error : new Error(String(error))
+    // A failing hook, sync or async, must not stop the feed.
+    if (onError !== undefined)
+      Promise.resolve(failure)
+        .then(onError)
+        .catch(() => {})
+  }
+  const lost = (what: string): void => {
+    ping = undefined
+    if (down || closed) return
+    down = true
+    announceKeyStoreFeed(store, feed, { live: false, maxAgeMs: trustMs })
+    report(new Error(`${what}; caches cleared, records trusted for at most ${trustMs} ms until it hears again`))
+  }
+  const heard = (): void => {
+    if (!down || closed) return
+    down = false
+    announceKeyStoreFeed(store, feed, { live: true })
+  }
 
   const stopListening = onKeyStoreChange(store, (change) => {
     // "all" is a local matter (this process missed something); other processes did not.
     if (relaying || change.kind === 'all') return
-    options.publisher.publish(channel, JSON.stringify({ origin, ...change })).catch((error: unknown) => {
-      options.onError?.(error instanceof Error ? error : new Error(String(error)))
-    })
+    publisher.publish(channel, JSON.stringify({ origin, ...change })).catch(report)
   })
   const onMessage = (from: string, message: string): void => {
     if (from !== channel) return
     const change = parseChange(message)
-    if (change === null || change.origin === origin) return
+    if (change === null) return
+    if (change.origin === origin) {
+      // Our own heartbeat (or change) came back: the subscription hears.
+      if (change.kind === 'ping') ping = undefined
+      heard()
+      return
+    }
+    if (change.kind === 'ping') return
     relaying = true
     try {
       announceKeyStoreChange(
@@ -86,14 +147,64 @@ export async function createRedisChangeFeed(
       relaying = false
     }
   }
-  options.subscriber.on('message', onMessage)
-  await options.subscriber.subscribe(channel)
+  const onClose = (): void => lost('Redis change feed lost its subscriber connection')
+  // Connected again: subscribed once this resolves (ioredis also resubscribes by itself).
+  const onReady = (): void => {
+    if (closed) return
+    subscriber.subscribe(channel).then(heard, report)
+  }
+  subscriber.on('message', onMessage)
+  subscriber.on('close', onClose)
+  subscriber.on('ready', onReady)
+  await subscriber.subscribe(channel)
+
+  /** Proves the subscription alive (the last heartbeat came back) and publishes the next. */
+  const beat = (): void => {
+    const last = ping
+    if (last !== undefined) {
+      // Still being published, or published too recently to have come back for sure.
+      if (last.sentAtMs === undefined || Date.now() - last.sentAtMs < checkMs / 2) return
+      const wasDown = down
+      lost(`Redis change feed heard no message for ${checkMs} ms`)
+      // A stalled connection never errors: open another (ioredis resubscribes on it).
+      if (!wasDown) subscriber.disconnect?.(true)
+    }
+    const next: { sentAtMs: number | undefined } = { sentAtMs: undefined }
+    ping = next
+    publisher.publish(channel, JSON.stringify({ origin, kind: 'ping' })).then(
+      () => {
+        next.sentAtMs = Date.now()
+      },
+      () => {
+        // Redis cannot take it: that proves nothing about the subscription; the next beat tries again.
+        if (ping === next) ping = undefined
+      },
+    )
+  }
+  const heartbeat = checkMs > 0 ? setInterval(beat, checkMs) : undefined
+  heartbeat?.unref()
 
   return {
+    get live() {
+      return !down && !closed
+    },
     async close() {
+      closed = true
+      if (heartbeat !== undefined) clearInterval(heartbeat)
       stopListening()
-      options.subscriber.off('message', onMessage)
-      await options.subscriber.unsubscribe(channel).catch(() => {})
+      subscriber.off('message', onMessage)
+      subscriber.off('close', onClose)
+      subscriber.off('ready', onReady)
+      // A stalled connection would never answer: not waited on past the trust bound.
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        subscriber.unsubscribe(channel).catch(() => {}),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, trustMs)
+          timer.unref()
+        }),
+      ])
+      clearTimeout(timer)
     },
   }
 }

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto'
-import { once } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import express from 'express'
 import { Cluster, Redis } from 'ioredis'
 import request from 'supertest'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createAuthenticator, MemoryKeyStore, type KeyStore } from '@saiku/core'
+import { keyStoreTrustCapMs, onKeyStoreChange, type KeyChange } from '@saiku/core/store'
 import { saikuAuth } from '@saiku/express'
 import {
   hasRedisServerBinary,
@@ -14,6 +15,7 @@ import {
   type OwnRedis,
   type OwnRedisCluster,
 } from '@saiku/test-support/services'
+import { tcpProxy } from '@saiku/test-support/tcp-proxy'
 import { keySlot } from './breaker.js'
 import { createRedisChangeFeed, createRedisLimiter } from './index.js'
 import { redisClusterLimits, redisLimits } from './readme-usage.js'
@@ -246,6 +248,77 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
     auth.close()
   })
 
+  it('on a frozen subscriber connection: revocations apply within 2 × checkMs, not cache.ttlMs, and it hears again once the network heals', async () => {
+    // Limits well above the requests the test makes: every refusal below is a 401.
+    const shared = new MemoryKeyStore({ tenants: [{ ...acme, limits: { perMinute: 100_000, perHour: 1_000_000 } }] })
+    const other: KeyStore = {
+      findKey: (keyId) => shared.findKey(keyId),
+      findTenant: (tenantId) => shared.findTenant(tenantId),
+      createKey: (record) => shared.createKey(record),
+      listKeys: (tenantId) => shared.listKeys(tenantId),
+      revokeKey: (keyId, at) => shared.revokeKey(keyId, at),
+    }
+    const url = new URL(redisUrl!)
+    const proxy = await tcpProxy(url.hostname, Number(url.port || 6379))
+    url.hostname = '127.0.0.1'
+    url.port = String(proxy.port)
+    const channel = `saiku:test:${randomUUID()}`
+    const clients = Array.from({ length: 3 }, () => new Redis(redisUrl!))
+    const frozenSubscriber = new Redis(url.href)
+    frozenSubscriber.on('error', () => {})
+    // Connected and past ioredis's ready check, as in a running server, before the feed subscribes on it.
+    await once(frozenSubscriber, 'ready')
+    const errors: Error[] = []
+    const feedA = await createRedisChangeFeed(shared, { publisher: clients[0]!, subscriber: clients[1]!, channel })
+    const feedB = await createRedisChangeFeed(other, {
+      publisher: clients[2]!,
+      subscriber: frozenSubscriber,
+      channel,
+      checkMs: 300,
+      // An audit sink that is down: the hook rejects, and the feed goes on.
+      onError: async (error) => {
+        errors.push(error)
+        throw new Error('error sink unavailable')
+      },
+    })
+    const manager = createAuthenticator(shared).keys
+    const authB = createAuthenticator(other, { cache: { ttlMs: 120_000 }, failedAuth: false })
+    const status = async (key: string) => {
+      const decision = await authB.authenticate({
+        headers: { authorization: `Bearer ${key}` },
+        method: 'GET',
+        url: '/me/tenant',
+      })
+      return decision.ok ? 200 : decision.status
+    }
+    const first = await manager.create('t-acme', { label: 'first' })
+    expect(await status(first.key)).toBe(200)
+    expect(feedB.live).toBe(true)
+
+    proxy.freeze()
+    await manager.revoke('t-acme', first.keyId)
+    await expect.poll(() => status(first.key), { timeout: 8_000, interval: 50 }).toBe(401)
+    expect(errors[0]!.message).toMatch(/^Redis change feed heard no message for 300 ms; caches cleared/)
+    expect(feedB.live).toBe(false)
+
+    proxy.restore()
+    await expect.poll(() => feedB.live, { timeout: 20_000, interval: 50 }).toBe(true)
+    const second = await manager.create('t-acme', { label: 'second' })
+    expect(await status(second.key)).toBe(200)
+    const heard: KeyChange[] = []
+    const stop = onKeyStoreChange(other, (change) => heard.push(change))
+    await manager.revoke('t-acme', second.keyId)
+    await expect
+      .poll(() => heard, { timeout: 5_000, interval: 20 })
+      .toContainEqual({ kind: 'key', keyId: second.keyId })
+    expect(await status(second.key)).toBe(401)
+    stop()
+    await Promise.all([feedA.close(), feedB.close()])
+    authB.close()
+    for (const client of [...clients, frozenSubscriber]) client.disconnect()
+    await proxy.close()
+  })
+
   it('ignores messages that are not changes', async () => {
     const store = new MemoryKeyStore({ tenants: [acme] })
     const channel = `saiku:test:${randomUUID()}`
@@ -260,5 +333,65 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
     await feed.close()
     auth.close()
     for (const client of [publisher, subscriber, intruder]) client!.disconnect()
+  })
+})
+
+describe('createRedisChangeFeed on a subscriber that drops and hangs (no Redis needed)', () => {
+  /** A subscriber as ioredis is one: an event emitter; with `hangs`, `unsubscribe` never answers, as on a stalled connection. */
+  function fakeClients(hangs = false) {
+    const events = new EventEmitter()
+    const subscriber = {
+      on: (event: string, listener: (...args: string[]) => void) => events.on(event, listener),
+      off: (event: string, listener: (...args: string[]) => void) => events.off(event, listener),
+      subscribe: vi.fn(() => Promise.resolve(1)),
+      unsubscribe: () => (hangs ? new Promise<never>(() => {}) : Promise.resolve(1)),
+    }
+    const publisher = { publish: vi.fn(() => Promise.resolve(0)) }
+    return { events, subscriber, publisher }
+  }
+
+  it('goes down when the connection closes (caches cleared, trust capped), and hears again once subscribed on the next', async () => {
+    const { events, subscriber, publisher } = fakeClients()
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const heard: KeyChange[] = []
+    onKeyStoreChange(store, (change) => heard.push(change))
+    const errors: Error[] = []
+    const feed = await createRedisChangeFeed(store, {
+      publisher,
+      subscriber,
+      checkMs: 0,
+      onError: (error) => {
+        errors.push(error)
+        return Promise.reject(new Error('error sink unavailable'))
+      },
+    })
+    expect(feed.live).toBe(true)
+    events.emit('close')
+    events.emit('close')
+    expect(feed.live).toBe(false)
+    expect(heard).toEqual([{ kind: 'all' }])
+    expect(keyStoreTrustCapMs(store)).toBe(5_000)
+    events.emit('ready')
+    await vi.waitFor(() => expect(feed.live).toBe(true))
+    expect(subscriber.subscribe).toHaveBeenCalledTimes(2)
+    expect(heard).toEqual([{ kind: 'all' }, { kind: 'all' }])
+    expect(keyStoreTrustCapMs(store)).toBeUndefined()
+    await vi.waitFor(() => expect(errors).toHaveLength(1))
+    expect(errors[0]!.message).toMatch(/^Redis change feed lost its subscriber connection; caches cleared/)
+    await feed.close()
+  })
+
+  it('close() does not wait on an unsubscribe that never answers past the trust bound', async () => {
+    const { subscriber, publisher } = fakeClients(true)
+    const feed = await createRedisChangeFeed(new MemoryKeyStore(), { publisher, subscriber, checkMs: 50 })
+    await expect(feed.close()).resolves.toBeUndefined()
+    expect(feed.live).toBe(false)
+  })
+
+  it('refuses a checkMs that is not a non-negative integer', async () => {
+    const { subscriber, publisher } = fakeClients()
+    await expect(createRedisChangeFeed(new MemoryKeyStore(), { publisher, subscriber, checkMs: -1 })).rejects.toThrow(
+      'checkMs: expected a non-negative integer, got -1',
+    )
   })
 })

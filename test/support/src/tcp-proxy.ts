@@ -9,13 +9,26 @@ export interface TcpProxy {
   restore(): void
   /** Keeps connections open but stops passing bytes either way (a stalled link); `restore` lets them flow again. */
   stall(): void
+  /**
+   * A black hole: open connections and new ones stay open but pass no byte either way; the bytes
+   * wait, as TCP keeps retransmitting them, and flow on at `restore`.
+   */
+  freeze(): void
+  /** Freezes the connections open now only (a NAT that forgot them): new ones flow. */
+  freezeOpen(): void
+  /** Connections open now (each a client and its upstream). */
+  readonly openConnections: number
+  /** Connections accepted since the proxy started, including refused ones. */
+  readonly acceptedConnections: number
   close(): Promise<void>
 }
 
 export async function tcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
-  let state: 'open' | 'cut' | 'stalled' = 'open'
+  let state: 'open' | 'cut' | 'stalled' | 'frozen' = 'open'
+  let accepted = 0
   const pairs = new Set<{ client: Socket; upstream: Socket }>()
   const server = createServer((client) => {
+    accepted++
     if (state === 'cut') {
       client.resetAndDestroy()
       return
@@ -29,6 +42,10 @@ export async function tcpProxy(targetHost: string, targetPort: number): Promise<
       })
     forward(client, upstream)
     forward(upstream, client)
+    if (state === 'frozen') {
+      client.pause()
+      upstream.pause()
+    }
     const drop = () => {
       pairs.delete(pair)
       client.destroy()
@@ -54,8 +71,31 @@ export async function tcpProxy(targetHost: string, targetPort: number): Promise<
     stall() {
       state = 'stalled'
     },
+    freeze() {
+      state = 'frozen'
+      for (const { client, upstream } of pairs) {
+        client.pause()
+        upstream.pause()
+      }
+    },
+    freezeOpen() {
+      for (const { client, upstream } of pairs) {
+        client.pause()
+        upstream.pause()
+      }
+    },
     restore() {
       state = 'open'
+      for (const { client, upstream } of pairs) {
+        client.resume()
+        upstream.resume()
+      }
+    },
+    get openConnections() {
+      return pairs.size
+    },
+    get acceptedConnections() {
+      return accepted
     },
     async close() {
       cut()
