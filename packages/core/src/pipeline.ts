@@ -107,7 +107,8 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     tenant: CachedTenant | null,
     nowMs: number,
   ): Outcome {
-    if (tenant === null) return refusals.failed(request, 'unknown_tenant', credential)
+    // A signed token naming no tenant is told what every other failing token is told, not the API-key wording.
+    if (tenant === null) return refusals.failed(request, 'unknown_tenant', credential, credential.type === 'jwt')
     if (
       subscription.required &&
       !hasActiveSubscription(tenant, nowMs) &&
