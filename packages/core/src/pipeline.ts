@@ -85,10 +85,13 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     signed: boolean,
     readMs?: number,
   ): Outcome {
-    if (!verified.ok)
-      return lookup?.spent === true
+    if (!verified.ok) {
+      const counted = lookup?.spent === true
+      if (verified.reason === 'invalid_key_record') return refusals.invalidKeyRecord(request, counted, readMs)
+      return counted
         ? refusals.alreadyCounted(request, verified.reason)
         : refusals.failed(request, verified.reason, {}, signed, readMs)
+    }
     lookup?.verified()
     const { credential } = verified
     const nowMs = readMs ?? now()
