@@ -55,5 +55,18 @@ export function describeClientAddresses(harness: AdapterHarness): void {
       expect((await from(app, key, '198.51.100.8')).status).toBe(200)
       expect((await from(app, mintApiKey().key, '198.51.100.8')).status).toBe(401)
     })
+
+    it('counts IPv4 hosts seen through NAT64 or an IPv4-compatible address each as its IPv4 address, not as one /64', async () => {
+      const app = start({ failedAuth: { perMinute: 3 } }, { trustProxy: true })
+      // 198.51.100.7 through NAT64's well-known prefix spends its budget...
+      for (let i = 0; i < 3; i++) expect((await from(app, mintApiKey().key, '64:ff9b::c633:6407')).status).toBe(401)
+      expect((await from(app, mintApiKey().key, '64:ff9b::198.51.100.7')).status).toBe(429)
+      // ...and is the same client over IPv4 and in the other forms that embed its address.
+      for (const same of ['198.51.100.7', '::ffff:198.51.100.7', '::198.51.100.7'])
+        expect((await from(app, mintApiKey().key, same)).status, same).toBe(429)
+      // Its neighbours, in the same /64 of IPv6, are other hosts with their own budgets.
+      for (const neighbour of ['64:ff9b::198.51.100.8', '::198.51.100.9'])
+        expect((await from(app, mintApiKey().key, neighbour)).status, neighbour).toBe(401)
+    })
   })
 }

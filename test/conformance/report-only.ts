@@ -2,7 +2,7 @@
 // set for the app, a route that needs a principal still refusing.
 import request from 'supertest'
 import { describe, expect, it } from 'vitest'
-import { mintApiKey, type DecisionEvent } from '@saiku/core'
+import { mintApiKey, type DecisionEvent, type SaikuOptions } from '@saiku/core'
 import { enterprise, expectJsonError, T0, tiny, useConformance } from './context.js'
 import type { AdapterHarness, ConformanceApp } from './harness.js'
 
@@ -98,6 +98,91 @@ export function describeReportOnly(harness: AdapterHarness): void {
         overLimit: false,
         unverified: { status: 400, code: 'invalid_request', reason: 'ambiguous_credentials' },
       })
+    })
+
+    it('refuses no cost either, a cost above a window included, and sends the rate-limit fields an enforcing run sends', async () => {
+      const costOf: SaikuOptions['cost'] = ({ request: req }) => Number(req.headers['x-cost'] ?? 1)
+      const fields = (headers: Record<string, string>) =>
+        Object.fromEntries(Object.entries(headers).filter(([name]) => /ratelimit/.test(name)))
+      /** On tiny (3 a minute, 5 an hour): one cost per request, the clock moved a minute on before the fourth. */
+      const costs = [3, 4, 1, 3, 2, 0, 6]
+      async function run(app: ConformanceApp, key: string) {
+        c.clock.set(T0)
+        const seen: {
+          status: number
+          body: unknown
+          fields: Record<string, string>
+          retryAfter: string | undefined
+        }[] = []
+        for (const [i, cost] of costs.entries()) {
+          if (i === 3) c.clock.set(T0 + 61_000)
+          const res = await request(app.handler)
+            .get('/me/whoami')
+            .set('Authorization', `Bearer ${key}`)
+            .set('x-cost', String(cost))
+          seen.push({
+            status: res.status,
+            body: res.body,
+            fields: fields(res.headers),
+            retryAfter: res.headers['retry-after'],
+          })
+        }
+        return seen
+      }
+      for (const rateLimitHeaders of ['draft-11', 'legacy'] as const) {
+        const enforcingEvents: DecisionEvent[] = []
+        const reportedEvents: DecisionEvent[] = []
+        const enforcing = start({ cost: costOf, rateLimitHeaders, onDecision: (e) => enforcingEvents.push(e) })
+        const reporting = start({
+          cost: costOf,
+          rateLimitHeaders,
+          reportOnly: { limits: true },
+          onDecision: (e) => reportedEvents.push(e),
+        })
+        const { key } = await mint(enforcing, tiny)
+
+        const enforced = await run(enforcing, key)
+        const reported = await run(reporting, key)
+
+        expect(
+          enforced.map((seen) => seen.status),
+          rateLimitHeaders,
+        ).toEqual([200, 429, 429, 429, 200, 200, 429])
+        expect(
+          reported.map((seen) => seen.status),
+          rateLimitHeaders,
+        ).toEqual(costs.map(() => 200))
+        expect(reported.every((seen) => seen.retryAfter === undefined)).toBe(true)
+        // Field for field what enforcing said; the hour binds the cost-3 request after the minute (Retry-After 3539).
+        expect(reported.map((seen) => seen.fields)).toEqual(enforced.map((seen) => seen.fields))
+        expect(enforced[3]!.retryAfter).toBe('3539')
+        if (rateLimitHeaders === 'legacy') expect(reported[3]!.fields['x-ratelimit-reset']).toBe('3539')
+        else expect(reported[3]!.fields['ratelimit']).toBe('"minute";r=3;t=60, "hour";r=2;t=3539')
+        // A cost no window holds: no rate-limit fields, as on the enforcing 429, and nothing counted.
+        expect(reported[1]!.fields).toEqual({})
+        expect(reported[6]!.fields).toEqual({})
+        expect(reported.map((seen) => (seen.body as { overLimit: boolean }).overLimit)).toEqual([
+          false,
+          true,
+          true,
+          true,
+          false,
+          false,
+          true,
+        ])
+
+        const strip = ({ enforced: _, ...event }: DecisionEvent) => event
+        expect(reportedEvents.map(strip)).toEqual(enforcingEvents.map(strip))
+        expect(reportedEvents.filter((e) => !e.enforced).map((e) => [e.status, e.code, e.reason])).toEqual([
+          [429, 'rate_limited', 'cost_exceeds_limit'],
+          [429, 'rate_limited', 'rate_limited'],
+          [429, 'rate_limited', 'rate_limited'],
+          [429, 'rate_limited', 'cost_exceeds_limit'],
+        ])
+        expect(await reporting.authenticator.usage(tiny.tenantId)).toEqual(
+          await enforcing.authenticator.usage(tiny.tenantId),
+        )
+      }
     })
 
     it('applies to the tiers and tenants chosen only, and a route that needs a principal still refuses an unverified request', async () => {

@@ -59,6 +59,35 @@ describe('GET /me/usage, limits in memory', () => {
     }
   })
 
+  it('after a downgrade, tells the true count in both windows, above the new minute quota, with nothing remaining', async () => {
+    const store = new MemoryKeyStore({ tenants: [{ ...tiny, limits: { perMinute: 10, perHour: 20 } }] })
+    const { app, auth, close } = createApp({ store, logger: silent })
+    const { key } = await auth.authenticator.keys.create('t-tiny', { label: 'agent' })
+    const bearer = `Bearer ${key}`
+    try {
+      for (let i = 0; i < 5; i++)
+        expect((await request(app).get('/me/tenant').set('Authorization', bearer)).status).toBe(200)
+      store.putTenant(tiny)
+      auth.authenticator.invalidateTenant('t-tiny')
+      const read = await request(app).get('/me/usage').set('Authorization', bearer)
+      expect(read.status).toBe(200)
+      expect(read.body).toEqual({
+        tenantId: 't-tiny',
+        limits: { perMinute: 3, perHour: 10 },
+        minute: { window: 'minute', quota: 3, used: 5, remaining: 0, resetSeconds: expect.any(Number) },
+        hour: { window: 'hour', quota: 10, used: 5, remaining: 5, resetSeconds: expect.any(Number) },
+      })
+      expect(read.body).toEqual({
+        ...(await auth.authenticator.usage('t-tiny')),
+        minute: { ...read.body.minute },
+        hour: { ...read.body.hour },
+      })
+      expect((await auth.authenticator.usage('t-tiny'))?.minute).toMatchObject({ used: 5, remaining: 0 })
+    } finally {
+      close()
+    }
+  })
+
   it('refuses what every route refuses: no key 401, another method 405', async () => {
     const { app, auth, close } = createApp({ store: new MemoryKeyStore({ tenants: [tiny] }), logger: silent })
     const { key } = await auth.authenticator.keys.create('t-tiny', { label: 'agent' })

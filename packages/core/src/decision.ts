@@ -63,7 +63,9 @@ export interface SaikuPrincipal {
   /**
    * The counts after this request; null when the limiter failed open. For a
    * request that cost 0, the counts as they stand (read without counting), or
-   * null when the backend cannot read them or the read failed.
+   * null when the backend cannot read them or the read failed. Under report-only
+   * limits, a request whose cost no window can hold has the counts as they stand
+   * (or null, likewise), with `admitted` false and `retryAfterMs` 0: waiting never admits it.
    */
   readonly rateLimit: LimitDecision | null
 }

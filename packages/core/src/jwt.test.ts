@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK } from 'jose'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createJwtVerifier, createTokenIssuer } from './jwt.js'
 import { createAuthenticator } from './authenticator.js'
 import type { AuthDecision } from './decision.js'
@@ -103,6 +103,32 @@ describe('createJwtVerifier', () => {
     await auth.authenticate(request(key))
     const viaJwt = (await auth.authenticate(request(await sign(keys[0]!)))) as AuthDecision & { ok: true }
     expect(viaJwt.principal.rateLimit?.minute.remaining).toBe(58)
+  })
+
+  it('answers a token for a tenant that does not exist with the 401 of every failing token, not the API-key one', async () => {
+    const events: string[] = []
+    const store = new MemoryKeyStore({ tenants: [tenant] })
+    const auth = createAuthenticator(store, {
+      jwt: { jwksUrl, issuer: ISSUER, audience: AUDIENCE, algorithms: ['RS256'], jwksCooldownMs: 0 },
+      onDecision: (event) => events.push(`${event.status} ${event.reason}`),
+    })
+    const decision = await auth.authenticate(request(await sign(keys[0]!, { tenant_id: 't-nobody' })))
+    expect(decision).toMatchObject({ ok: false, status: 401, code: 'unauthorized' })
+    if (!decision.ok) {
+      expect(JSON.parse(decision.body)).toEqual({
+        error: 'unauthorized',
+        message: 'Access token invalid, expired or revoked.',
+      })
+      expect(decision.headers['www-authenticate']).toContain('error="invalid_token"')
+    }
+    // An API key whose tenant is gone keeps the API-key wording.
+    const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+    vi.spyOn(store, 'findTenant').mockResolvedValue(null)
+    auth.invalidateTenant('t-acme')
+    const orphan = await auth.authenticate(request(key))
+    if (!orphan.ok) expect(JSON.parse(orphan.body).message).toBe('API key missing or invalid.')
+    expect(orphan.ok).toBe(false)
+    expect(events).toEqual(['401 unknown_tenant', '401 unknown_tenant'])
   })
 
   it('takes a key added to the JWKS (rotation) without a restart', async () => {

@@ -8,6 +8,12 @@ export interface WindowState {
   readonly window: WindowName
   readonly limit: number
   readonly remaining: number
+  /**
+   * What the window has counted: more than `limit` once the limits were lowered under a
+   * tenant's count (a downgrade), where `remaining` stays 0. Optional for backends of your
+   * own; without it, `authenticator.usage()` takes `limit - remaining`, which caps it at the limit.
+   */
+  readonly used?: number
   /** Until this window's count resets; at least 1. */
   readonly resetMs: number
 }

@@ -72,7 +72,13 @@ export interface MemoryLimiterBackend extends LimiterBackend {
 }
 
 function state(window: 'minute' | 'hour', limit: number, count: number, resetMs: number): WindowState {
-  return { window, limit, remaining: limit > count ? limit - count : 0, resetMs: resetMs > 1 ? resetMs : 1 }
+  return {
+    window,
+    limit,
+    remaining: limit > count ? limit - count : 0,
+    used: count,
+    resetMs: resetMs > 1 ? resetMs : 1,
+  }
 }
 
 /**

@@ -2,7 +2,9 @@ import { describe, expect, it, vi } from 'vitest'
 import { installFakeClock } from './testing.js'
 import { createAuthenticator } from './authenticator.js'
 import { createMemoryLimiter } from './memory-limiter.js'
-import type { DecisionEvent } from './decision.js'
+import type { AuthDecision, DecisionEvent } from './decision.js'
+import { SaikuStoreError } from './errors.js'
+import type { ErrorResponse } from './http.js'
 import { MemoryKeyStore, type KeyStore } from './store.js'
 
 const acme = {
@@ -224,6 +226,47 @@ describe('createAuthenticator', () => {
     vi.spyOn(store, 'findKey').mockResolvedValue({ ...record!, expiresAt: new Date('not a date') })
     expect(await auth.authenticate(request(`Bearer ${key}`))).toMatchObject({ ok: false, status: 401 })
   })
+
+  it.each([
+    ['a digest cut short', (digest: string): unknown => digest.slice(0, 62)],
+    ['a digest too long', (digest: string): unknown => `${digest}00`],
+    ['a digest that is no hex', (): unknown => 'z'.repeat(64)],
+    ['no digest', (): unknown => null],
+  ])(
+    'answers a key whose stored record holds %s with a 503, tells onError its key ID once per load, and counts it as a failure',
+    async (_name, corrupt) => {
+      const errors: Error[] = []
+      const told: string[] = []
+      const store = new MemoryKeyStore({ tenants: [acme] })
+      const auth = createAuthenticator(store, {
+        failedAuth: { perMinute: 5 },
+        onError: (error) => errors.push(error),
+        onDecision: (event) => told.push(`${event.status} ${event.reason}`),
+      })
+      const { key, keyId } = await auth.keys.create('t-acme', { label: 'agent' })
+      const record = (await store.findKey(keyId))!
+      const stored = corrupt(record.secretDigest)
+      const findKey = vi.spyOn(store, 'findKey').mockResolvedValue({ ...record, secretDigest: stored as string })
+      const answers: AuthDecision[] = []
+      for (let i = 0; i < 7; i++) answers.push(await auth.authenticate(request(`Bearer ${key}`)))
+      expect(answers[0]).toMatchObject({ ok: false, status: 503, code: 'service_unavailable' })
+      expect(JSON.parse((answers[0] as ErrorResponse).body)).toEqual({
+        error: 'service_unavailable',
+        message: 'The service is temporarily unavailable. Retry shortly.',
+      })
+      // Metered as any key that does not verify: past the budget, the failed-authentication 429.
+      expect(told).toEqual([
+        ...Array<string>(5).fill('503 invalid_key_record'),
+        ...Array<string>(2).fill('429 too_many_failures'),
+      ])
+      // The fault is cached like the record: the store was asked once, and onError told once.
+      expect(findKey).toHaveBeenCalledTimes(1)
+      expect(errors).toHaveLength(1)
+      expect(errors[0]).toBeInstanceOf(SaikuStoreError)
+      expect(errors[0]!.message).toContain(`key store record of key ID ${keyId} is unusable`)
+      if (typeof stored === 'string') expect(errors[0]!.message).not.toContain(stored.slice(0, 8))
+    },
+  )
 
   it('times out a custom verifier like a store', async () => {
     const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }), {

@@ -85,10 +85,13 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     signed: boolean,
     readMs?: number,
   ): Outcome {
-    if (!verified.ok)
-      return lookup?.spent === true
+    if (!verified.ok) {
+      const counted = lookup?.spent === true
+      if (verified.reason === 'invalid_key_record') return refusals.invalidKeyRecord(request, counted, readMs)
+      return counted
         ? refusals.alreadyCounted(request, verified.reason)
         : refusals.failed(request, verified.reason, {}, signed, readMs)
+    }
     lookup?.verified()
     const { credential } = verified
     const nowMs = readMs ?? now()
@@ -107,7 +110,8 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     tenant: CachedTenant | null,
     nowMs: number,
   ): Outcome {
-    if (tenant === null) return refusals.failed(request, 'unknown_tenant', credential)
+    // A signed token naming no tenant is told what every other failing token is told, not the API-key wording.
+    if (tenant === null) return refusals.failed(request, 'unknown_tenant', credential, credential.type === 'jwt')
     if (
       subscription.required &&
       !hasActiveSubscription(tenant, nowMs) &&
@@ -134,6 +138,7 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
       return seen instanceof Promise ? seen.then((read) => admitFree(at, read)) : admitFree(at, seen)
     }
     if (cost > limits.perMinute || cost > limits.perHour) {
+      if (at.tenant.reportOnlyLimits) return admitCostExceeding(at)
       const message = costExceedsLimitMessage(limits, cost)
       return refusals.refuse(request, 'rate_limited', 'cost_exceeds_limit', credential, message)
     }
@@ -157,6 +162,23 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     return admit(at, 'admitted_free', rateLimit, headers, marks.uncounted)
   }
 
+  /**
+   * Report-only limits, a cost no window can hold: reported as the 429 it would have been and admitted,
+   * counting nothing. The enforcing 429 carries no rate-limit fields, so neither does this; the principal
+   * has the counts as they stand, refused, where the backend can read them.
+   */
+  function admitCostExceeding(at: Admission): Outcome {
+    const { keyId, tenantId } = at.credential
+    report(at.request, ERROR_STATUS.rate_limited, 'rate_limited', 'cost_exceeds_limit', keyId, tenantId, false)
+    const refused = (seen: LimitDecision | null): AdmittedDecision => {
+      // Waiting never admits it: nothing to wait for.
+      const rateLimit = seen === null ? null : { ...seen, admitted: false, retryAfterMs: 0 }
+      return admit(at, null, rateLimit, {}, marks.uncounted)
+    }
+    const seen = counter.peek(tenantId, at.limits)
+    return seen instanceof Promise ? seen.then(refused) : refused(seen)
+  }
+
   function limiterFailed(at: Admission, cost: number, error: unknown): Outcome {
     const insured = counter.failed(error, at.credential.tenantId, at.limits, cost)
     if (insured === null)
@@ -170,7 +192,8 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     const { policy } = at.tenant
     if (at.tenant.reportOnlyLimits) {
       // Counted as usual (a would-be refusal counts nothing), reported, admitted; no Retry-After.
-      if (options.reportOnly.rateLimitHeaders) addRateLimitHeaders(headers, headerMode, policy, rateLimit)
+      // The fields an enforcing run would send, `X-RateLimit-Reset` naming the window short of this cost.
+      if (options.reportOnly.rateLimitHeaders) addRateLimitHeaders(headers, headerMode, policy, rateLimit, cost)
       if (rateLimit.admitted) return admit(at, 'admitted', rateLimit, headers, marks.counted)
       const { keyId, tenantId } = at.credential
       report(at.request, ERROR_STATUS.rate_limited, 'rate_limited', 'rate_limited', keyId, tenantId, false)

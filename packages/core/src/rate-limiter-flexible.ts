@@ -64,7 +64,7 @@ function windowState(
 ): WindowState {
   // A missing or negative TTL (an ended window, clock skew, a key without expiry) must never promise an earlier retry.
   const resetMs = res == null || !(res.msBeforeNext > 0) ? durationMs : res.msBeforeNext
-  return { window, limit, remaining: Math.max(0, limit - count), resetMs: Math.max(1, resetMs) }
+  return { window, limit, remaining: Math.max(0, limit - count), used: count, resetMs: Math.max(1, resetMs) }
 }
 
 /** `minuteRoom`, `hourRoom`: whether each window has room for the request's cost. */

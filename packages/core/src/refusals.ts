@@ -44,6 +44,12 @@ export interface Refusals {
   failed(request: AuthRequest, reason: DecisionReason, ids?: Ids, signed?: boolean, nowMs?: number): AuthDecision
   /** 401 for a lookup that already spent the client's budget in advance: not counted again. */
   alreadyCounted(request: AuthRequest, reason: DecisionReason): AuthDecision
+  /**
+   * 503 for a key whose stored record holds no usable digest: the store's fault (reported when the record
+   * was loaded), never report-only. It is still a key that did not verify, so it counts against the client
+   * (unless its lookup spent in advance: `alreadyCounted`), and past its budget the answer is the 429.
+   */
+  invalidKeyRecord(request: AuthRequest, alreadyCounted: boolean, nowMs?: number): AuthDecision
   /** 429: the client spent its failed-authentication budget. */
   tooManyFailures(request: AuthRequest, waitMs: number): AuthDecision
   /** Any other refusal: 402, 429, 500, 503. */
@@ -132,6 +138,15 @@ export function createRefusals(parts: RefusalParts): Refusals {
     return ofCredentials(request, reason, ids, signed ? invalidSigned : invalid)
   }
 
+  function invalidKeyRecord(request: AuthRequest, alreadyCounted: boolean, nowMs?: number): AuthDecision {
+    if (failureBudget !== null && !alreadyCounted) {
+      const waitMs = failureBudget.fail(clientOf(request), nowMs)
+      if (waitMs > 0) return tooManyFailures(request, waitMs)
+    }
+    metrics?.failedAuthentication('invalid_key_record', true)
+    return refuse(request, 'service_unavailable', 'invalid_key_record', {})
+  }
+
   return {
     ofBearer(request, problem, nowMs) {
       if (problem.kind === 'missing') return ofCredentials(request, 'missing_credentials', {}, missing)
@@ -140,6 +155,7 @@ export function createRefusals(parts: RefusalParts): Refusals {
     },
     failed,
     alreadyCounted: (request, reason) => ofCredentials(request, reason, {}, invalid),
+    invalidKeyRecord,
     tooManyFailures,
     refuse,
     keyStoreFailed(request, error) {

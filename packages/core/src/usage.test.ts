@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { SaikuStoreError } from './errors.js'
 import type { LimitDecision, LimiterBackend } from './limiter.js'
 import { createMemoryLimiter } from './memory-limiter.js'
+import { createRateLimiterBackend } from './rate-limiter-flexible.js'
 import { createAuthenticator } from './authenticator.js'
 import { MemoryKeyStore } from './store.js'
 
@@ -39,6 +40,30 @@ describe('authenticator.usage', () => {
     const decision = await auth.authenticate(request(key))
     expect(decision.ok && decision.principal.rateLimit?.minute.remaining).toBe(56)
   })
+
+  it.each([
+    ['memory, fixed windows', {}],
+    ['memory, rolling windows', { windows: 'rolling' as const }],
+    ['rate-limiter-flexible', { limiter: { backend: createRateLimiterBackend() } }],
+  ])(
+    'after a downgrade, tells both windows’ true counts, above the new quotas, with nothing remaining (%s)',
+    async (_name, options) => {
+      const store = new MemoryKeyStore({ tenants: [{ ...acme, limits: { perMinute: 20, perHour: 30 } }] })
+      const auth = createAuthenticator(store, options)
+      const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+      for (let i = 0; i < 8; i++) expect((await auth.authenticate(request(key))).ok).toBe(true)
+      store.putTenant({ ...acme, limits: { perMinute: 3, perHour: 5 } })
+      auth.invalidateTenant('t-acme')
+      const usage = await auth.usage('t-acme')
+      expect(usage?.limits).toEqual({ perMinute: 3, perHour: 5 })
+      expect(usage?.minute).toMatchObject({ quota: 3, used: 8, remaining: 0 })
+      expect(usage?.hour).toMatchObject({ quota: 5, used: 8, remaining: 0 })
+      // A request after the downgrade is refused and counts nothing: the counts still read 8.
+      expect((await auth.authenticate(request(key))).ok).toBe(false)
+      expect((await auth.usage('t-acme'))?.minute).toMatchObject({ used: 8, remaining: 0 })
+      auth.close()
+    },
+  )
 
   it('is null for an unknown tenant', async () => {
     const auth = createAuthenticator(new MemoryKeyStore({ tenants: [acme] }))

@@ -22,7 +22,8 @@ function windowUsage(state: LimitDecision['minute']): WindowUsage {
   return {
     window: state.window,
     quota: state.limit,
-    used: state.limit - state.remaining,
+    // The true count, above the quota after a downgrade; a backend that does not tell it is capped at the quota.
+    used: state.used ?? state.limit - state.remaining,
     remaining: state.remaining,
     resetSeconds: Math.max(1, Math.ceil(state.resetMs / 1000)),
   }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createKeyManager } from './management.js'
 import { mintApiKey, withChecksum } from './keys.js'
@@ -124,6 +125,35 @@ describe('createApiKeyVerifier', () => {
     expect((await verifier.verify(created.key)).ok).toBe(true)
     advance(1)
     expect(await verifier.verify(created.key)).toEqual({ ok: false, reason: 'revoked' })
+  })
+
+  it('tells a stored digest that is no digest apart from a wrong secret, with a pepper too, and reports it at each load', async () => {
+    const errors: SaikuStoreError[] = []
+    const { verifier, keys, store, advance } = setup({
+      pepper: 'pepper',
+      cacheTtlMs: 5_000,
+      onStoreError: (e) => errors.push(e),
+    })
+    const created = await keys.create('t-1', { label: 'agent' })
+    const record = (await store.findKey(created.keyId))!
+    vi.spyOn(store, 'findKey').mockResolvedValue({ ...record, secretDigest: record.secretDigest.slice(0, 63) })
+    for (let i = 0; i < 3; i++)
+      expect(await verifier.verify(created.key)).toEqual({ ok: false, reason: 'invalid_key_record' })
+    expect(errors.map((e) => e.message)).toEqual([
+      `key store record of key ID ${created.keyId} is unusable: secretDigest is not a hex digest as digestApiKey writes it (got 63 characters); requests with this key answer 503 until the record is fixed`,
+    ])
+    advance(5_000)
+    expect(await verifier.verify(created.key)).toEqual({ ok: false, reason: 'invalid_key_record' })
+    expect(errors).toHaveLength(2)
+  })
+
+  it('takes a stored digest of another length when the digest step is the caller’s', async () => {
+    const digest = (token: string) => createHash('sha384').update(token).digest()
+    const { verifier, keys, store } = setup({ primitives: { digest } })
+    const created = await keys.create('t-1', { label: 'agent' })
+    const record = (await store.findKey(created.keyId))!
+    vi.spyOn(store, 'findKey').mockResolvedValue({ ...record, secretDigest: digest(created.key).toString('hex') })
+    expect((await verifier.verify(created.key)).ok).toBe(true)
   })
 
   it('refuses an expired key, and a test key where only live keys are accepted', async () => {

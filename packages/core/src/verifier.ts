@@ -1,5 +1,5 @@
 import { LoadingCache } from './cache.js'
-import { asStoreError, type SaikuStoreError } from './errors.js'
+import { asStoreError, SaikuStoreError } from './errors.js'
 import { timingSafeEqual } from 'node:crypto'
 import {
   KEY_ID_LENGTH,
@@ -49,6 +49,11 @@ export type VerificationFailure =
   | 'expired'
   /** A signed token whose signature, claims or algorithm did not hold. */
   | 'invalid_jwt'
+  /**
+   * The key's stored record holds no usable digest (the store's fault, reported to `onError`):
+   * no key can verify against it. Answered 503, and counted against the client as a failure.
+   */
+  | 'invalid_key_record'
 
 export type VerifyResult =
   | { readonly ok: true; readonly credential: VerifiedCredential }
@@ -110,7 +115,10 @@ export interface VerifierPrimitives {
  */
 interface CachedKey {
   readonly credential: VerifiedCredential
+  /** The stand-in that nothing matches when the stored digest is unusable (`invalidRecord`). */
   readonly digest: Buffer
+  /** The stored digest is not one: no key verifies against it. */
+  readonly invalidRecord: boolean
   readonly revoked: boolean
   readonly expiresAtMs: number
   /** The answer when the key verifies, built once: results are only read. */
@@ -128,7 +136,17 @@ function validTimeOr(time: number, fallback: number): number {
   return Number.isFinite(time) ? time : fallback
 }
 
-function toCachedKey(record: ApiKeyRecord): CachedKey {
+/**
+ * Whether a stored digest can be compared with: whole hex, and with the default
+ * digest exactly SHA-256's 64 characters (a store's `secretDigest` as `digestApiKey`
+ * writes it). `Buffer.from(…, 'hex')` would silently cut anything else short.
+ */
+function usableDigest(secretDigest: unknown, anyLength: boolean): secretDigest is string {
+  if (typeof secretDigest !== 'string') return false
+  return anyLength ? /^(?:[0-9a-fA-F]{2})+$/.test(secretDigest) : /^[0-9a-fA-F]{64}$/.test(secretDigest)
+}
+
+function toCachedKey(record: ApiKeyRecord, invalidRecord: boolean): CachedKey {
   const credential: VerifiedCredential = Object.freeze({
     type: 'api_key' as const,
     keyId: record.keyId,
@@ -141,7 +159,8 @@ function toCachedKey(record: ApiKeyRecord): CachedKey {
   return {
     credential,
     verified: Object.freeze({ ok: true, credential }),
-    digest: Buffer.from(record.secretDigest, 'hex'),
+    digest: invalidRecord ? ABSENT_DIGEST : Buffer.from(record.secretDigest, 'hex'),
+    invalidRecord,
     revoked: record.revokedAt !== null,
     // An expiry the store mangled (an invalid date) counts as expired: never fail open.
     expiresAtMs: record.expiresAt === null ? Infinity : validTimeOr(new Date(record.expiresAt).getTime(), -Infinity),
@@ -157,6 +176,7 @@ const FAILURES: { readonly [R in VerificationFailure]: VerifyResult } = {
   revoked: { ok: false, reason: 'revoked' },
   expired: { ok: false, reason: 'expired' },
   invalid_jwt: { ok: false, reason: 'invalid_jwt' },
+  invalid_key_record: { ok: false, reason: 'invalid_key_record' },
 }
 
 const KEY_UNKNOWN: KeyState = Object.freeze({ ok: false, reason: 'unknown_key' })
@@ -193,6 +213,7 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     Math.min(entry === null ? options.negativeCacheTtlMs : options.cacheTtlMs, keyStoreTrustCapMs(store) ?? Infinity)
   const digest = options.primitives?.digest ?? ((token: string): Buffer => digestApiKeyBytes(token, options.pepper))
   const equal = options.primitives?.equal ?? digestsEqual
+  const customDigest = options.primitives?.digest !== undefined
   // The default steps without a pepper: SHA-256 returned as a 32-character latin1 string (a Buffer made by
   // the hash costs as much as the hash), copied into this scratch buffer, compared in constant time. It holds
   // a digest, never a key: the last one presented, as the cache holds the digests of the keys that match.
@@ -215,7 +236,11 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
       throw error
     }
     metrics?.keyStoreCall('findKey', started, true)
-    return record === null ? null : toCachedKey(record)
+    if (record === null) return null
+    // Cached like any record, so the store is asked again only when it would be; told once per load, never the digest.
+    const invalidRecord = !usableDigest(record.secretDigest, customDigest)
+    if (invalidRecord) options.onStoreError?.(invalidRecordError(record))
+    return toCachedKey(record, invalidRecord)
   }
 
   function loadKey(keyId: string): Promise<CachedKey | null> {
@@ -247,7 +272,8 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
       digestMatches(token, ABSENT_DIGEST)
       return FAILURES.unknown_key
     }
-    return digestMatches(token, entry.digest) ? standing(entry, nowMs) : FAILURES.wrong_secret
+    if (digestMatches(token, entry.digest)) return standing(entry, nowMs)
+    return entry.invalidRecord ? FAILURES.invalid_key_record : FAILURES.wrong_secret
   }
 
   /** A key whose secret matched: revoked and expired are told apart only now. */
@@ -304,7 +330,7 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
       const failure = apiKeyFailure(token)
       if (failure !== null) return FAILURES[failure]
       if (counted) metrics?.cache('key', true)
-      return FAILURES.wrong_secret
+      return entry.invalidRecord ? FAILURES.invalid_key_record : FAILURES.wrong_secret
     }
     if (counted) metrics?.cache('key', true)
     const result = standing(entry, nowMs)
@@ -346,6 +372,17 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
       return cache.size
     },
   }
+}
+
+/** What `onError` is told of a record that holds no usable digest: the key ID and the digest's form, never its value. */
+function invalidRecordError(record: ApiKeyRecord): SaikuStoreError {
+  const digest: unknown = record.secretDigest
+  const got =
+    typeof digest === 'string' ? `${digest.length} characters` : `a ${digest === null ? 'null' : typeof digest}`
+  return new SaikuStoreError(
+    'key_store',
+    `key store record of key ID ${record.keyId} is unusable: secretDigest is not a hex digest as digestApiKey writes it (got ${got}); requests with this key answer 503 until the record is fixed`,
+  )
 }
 
 /** `keyState` for a custom verifier: straight from the store, with its deadline. */

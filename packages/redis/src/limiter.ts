@@ -257,7 +257,7 @@ export interface RedisLimiterBackend extends LimiterBackend {
 }
 
 function state(window: 'minute' | 'hour', limit: number, count: number, resetMs: number): WindowState {
-  return { window, limit, remaining: Math.max(0, limit - count), resetMs: Math.max(1, resetMs) }
+  return { window, limit, remaining: Math.max(0, limit - count), used: count, resetMs: Math.max(1, resetMs) }
 }
 
 function toDecision(reply: ConsumeReply, limits: WindowLimits): LimitDecision {

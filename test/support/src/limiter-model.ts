@@ -66,6 +66,7 @@ export class LimiterModel {
       window: name,
       limit,
       remaining: Math.max(0, limit - count),
+      used: count,
       resetMs: window === null ? length : Math.max(1, window.start + length - now),
     }
   }
@@ -187,7 +188,7 @@ export class RollingLimiterModel {
   }
 
   private static state(name: 'minute' | 'hour', limit: number, used: number, resetMs: number): WindowState {
-    return { window: name, limit, remaining: Math.max(0, limit - used), resetMs: Math.max(1, resetMs) }
+    return { window: name, limit, remaining: Math.max(0, limit - used), used, resetMs: Math.max(1, resetMs) }
   }
 
   private decide(tenantKey: string, limits: WindowLimits, now: number, count: boolean, cost: number): LimitDecision {

@@ -126,8 +126,8 @@ export function scenarioArb(options: ScenarioOptions = {}): fc.Arbitrary<{ tiers
 
 const pick = (d: LimitDecision) => ({
   admitted: d.admitted,
-  minute: { limit: d.minute.limit, remaining: d.minute.remaining, resetMs: d.minute.resetMs },
-  hour: { limit: d.hour.limit, remaining: d.hour.remaining, resetMs: d.hour.resetMs },
+  minute: { limit: d.minute.limit, remaining: d.minute.remaining, used: d.minute.used, resetMs: d.minute.resetMs },
+  hour: { limit: d.hour.limit, remaining: d.hour.remaining, used: d.hour.used, resetMs: d.hour.resetMs },
   retryAfterMs: d.retryAfterMs,
 })
 
