@@ -13,6 +13,7 @@ import {
 import type { ApiKeyRecord, KeyStore } from './store.js'
 import { withTimeout } from './timeout.js'
 import type { CoreMetrics } from './metrics.js'
+import type { StoreCallEnd } from './failure-budget.js'
 
 /** Who a verified credential speaks for. */
 export interface VerifiedCredential {
@@ -67,6 +68,12 @@ export interface KeyVerifier {
   verifyWithoutIo?(token: string, nowMs?: number): VerifyResult | undefined
   /** Forgets anything cached about this key (after a revocation). */
   invalidateKey?(keyId: string): void
+  /**
+   * Optional: the store call in flight for this key ID, settling when the store answers,
+   * however long after a request's deadline. The failure budget holds the caller's place
+   * among its address's lookups until then.
+   */
+  storeCallOf?(keyId: string): Promise<StoreCallEnd> | undefined
 }
 
 export interface ApiKeyVerifierOptions {
@@ -86,6 +93,8 @@ export interface ApiKeyVerifierOptions {
   readonly lastUsedResolutionMs: number
   readonly now: () => number
   readonly onStoreError?: ((error: SaikuStoreError) => void) | undefined
+  /** Told of a key ID the store says no longer works (revoked, expired, gone), e.g. to withdraw its trust. */
+  readonly onKeyWithdrawn?: ((keyId: string) => void) | undefined
   /** Times each `findKey` and counts cache hits and misses. */
   readonly metrics?: CoreMetrics | null | undefined
   /**
@@ -202,21 +211,41 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
 
   const metrics = options.metrics ?? null
 
-  async function fetchKey(keyId: string): Promise<CachedKey | null> {
+  // The store calls in flight by key ID, each until the store answers: a call that outlived a request's
+  // deadline is still the one later requests of its key ID join, so a slow store sees one call per key ID.
+  const storeCalls = new Map<string, Promise<StoreCallEnd>>()
+
+  function fetchKey(keyId: string): Promise<CachedKey | null> {
     const started = metrics === null ? 0 : performance.now()
-    let record: ApiKeyRecord | null
-    try {
-      record = await withTimeout(store.findKey(keyId), options.storeTimeoutMs, 'key_store', 'key store findKey')
-    } catch (error) {
-      metrics?.keyStoreCall('findKey', started, false)
-      throw error
-    }
-    metrics?.keyStoreCall('findKey', started, true)
-    return record === null ? null : toCachedKey(record)
+    // A findKey that throws instead of rejecting is a failed call all the same.
+    const call = Promise.resolve().then(() => store.findKey(keyId))
+    const fetched = call.then(
+      (record) => {
+        metrics?.keyStoreCall('findKey', started, true)
+        const entry = record === null ? null : toCachedKey(record)
+        if (entry === null || entry.revoked || entry.expiresAtMs <= options.now()) options.onKeyWithdrawn?.(keyId)
+        return entry
+      },
+      (error: unknown) => {
+        metrics?.keyStoreCall('findKey', started, false)
+        throw asStoreError(error, 'key_store', 'key store findKey failed')
+      },
+    )
+    const ended = fetched.then(
+      (entry): StoreCallEnd => (entry === null ? 'absent' : 'found'),
+      (): StoreCallEnd => 'failed',
+    )
+    storeCalls.set(keyId, ended)
+    void ended.then(() => {
+      if (storeCalls.get(keyId) === ended) storeCalls.delete(keyId)
+    })
+    return fetched
   }
 
+  /** The key's record, single-flight over the store call itself; each caller waits at most `storeTimeoutMs` for it. */
   function loadKey(keyId: string): Promise<CachedKey | null> {
-    return cache.load(keyId, () => fetchKey(keyId), ttlFor)
+    const loading = cache.load(keyId, () => fetchKey(keyId), ttlFor)
+    return withTimeout(loading, options.storeTimeoutMs, 'key_store', 'key store findKey')
   }
 
   function recordUse(keyId: string, nowMs: number): void {
@@ -336,6 +365,7 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     invalidateKey(keyId) {
       cache.delete(keyId)
     },
+    storeCallOf: (keyId) => storeCalls.get(keyId),
     clear() {
       cache.clear()
     },
