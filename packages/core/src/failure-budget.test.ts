@@ -129,9 +129,13 @@ describe('FailureBudget', () => {
 
   it('joins a lookup of a key ID in flight for free with a single-flight verifier, never with a verifier of the user’s', () => {
     const { b } = budget(30, { maxLookupsInFlight: 1 })
-    slotOf(b.gate('a', 'key1', true)).holdUntil(deferred().promise)
+    const slot = slotOf(b.gate('a', 'key1', true))
+    slot.holdUntil(deferred().promise)
     expect(b.gate('a', 'key1', true)).toEqual({ kind: 'free' })
     expect(b.gate('a', 'key1', false)).toMatchObject({ kind: 'busy' })
+    // Its request gave up: the next one asks the store afresh, so it needs a place, held by the call still hanging.
+    slot.abandon()
+    expect(b.gate('a', 'key1', true)).toMatchObject({ kind: 'busy' })
   })
 
   it('over budget, lets lookupsOverBudgetPerMinute lookups through a minute across all key IDs, and gives a point back to a key that verifies', async () => {
@@ -197,7 +201,8 @@ describe('FailureBudget', () => {
  * its lookups in flight. Rules: only failures charge; a lookup holds a place until its store call
  * settles; at most CAP in flight, and under budget no more than the failures it has room for;
  * over budget ALLOWANCE lookups a minute across all key IDs, a point given back when the key verifies;
- * a trusted key ID (admitted, not revoked, not older than TRUST_MS) or one in flight costs nothing.
+ * a trusted key ID (admitted, not revoked, not older than TRUST_MS), or one whose lookup's request still waits,
+ * needs no place.
  */
 const PER_MINUTE = 3
 const PER_HOUR = 10
@@ -310,11 +315,16 @@ class BudgetModel {
     return { kind: 'slot', allowanceMinuteMs }
   }
 
-  release(client: string, keyId: string): void {
-    this.addresses.get(client)!.inFlight--
+  /** The request was answered or gave up: later lookups of the key ID no longer join it. */
+  answered(keyId: string): void {
     const left = this.keysInFlight.get(keyId)! - 1
     if (left === 0) this.keysInFlight.delete(keyId)
     else this.keysInFlight.set(keyId, left)
+  }
+
+  /** The store call settled too: the place goes. */
+  release(client: string): void {
+    this.addresses.get(client)!.inFlight--
   }
 
   refund(client: string, minuteStartMs: number): void {
@@ -417,6 +427,7 @@ describe('the failure budget against its reference model', () => {
                 // The request stops waiting; the store call goes on holding its place.
                 lookup.slot.abandon()
                 lookup.abandoned = true
+                model.answered(lookup.keyId)
                 break
               }
               if (command.how === 'storeError') lookup.slot.abandon()
@@ -432,7 +443,8 @@ describe('the failure budget against its reference model', () => {
                 command.how === 'storeError' ? 'failed' : command.how === 'verified' ? 'found' : 'absent',
               )
               await flush()
-              model.release(lookup.client, lookup.keyId)
+              model.answered(lookup.keyId)
+              model.release(lookup.client)
               break
             }
             case 'timeoutEnds': {
@@ -443,7 +455,7 @@ describe('the failure budget against its reference model', () => {
               await flush()
               // What a store call that outlived its request finds out still counts: no record is a failed lookup.
               if (command.end === 'absent') model.fail(lookup.client, true)
-              model.release(lookup.client, lookup.keyId)
+              model.release(lookup.client)
               break
             }
             case 'admit':

@@ -33,7 +33,7 @@ export type StoreCallEnd = 'found' | 'absent' | 'failed'
 
 /**
  * What the budget says of a store lookup:
- * - `free`: it costs the store nothing new (a key ID trusted here, or one whose store call is in flight, joined);
+ * - `free`: it needs no place (a key ID trusted here, or one another request is waiting on, joined);
  * - `slot`: it may start a store call, holding one of its address's places until that call settles;
  * - `over`: the address is past its budget and its allowance: 429 `too_many_failures`, `waitMs` until the allowance refills;
  * - `busy`: the address has its most lookups in flight and queued: 503, `waitMs` a hint for Retry-After.
@@ -83,6 +83,7 @@ export class LookupSlot {
   /** The request's answer was counted (or it gave up waiting): the place may go once the store call settles too. */
   #answered = false
   #callEnded = false
+  #keyDone = false
 
   constructor(budget: FailureBudget, client: string, keyId: string, allowanceMinuteMs: number | null) {
     this.#budget = budget
@@ -121,7 +122,15 @@ export class LookupSlot {
    */
   answered(): void {
     this.#answered = true
+    this.#keyAnswered()
     if (this.#callEnded) this.release()
+  }
+
+  /** Later lookups of the key ID join this one only while its request waits: after that the verifier asks afresh. */
+  #keyAnswered(): void {
+    if (this.#keyDone) return
+    this.#keyDone = true
+    this.#budget.keyAnswered(this.#keyId)
   }
 
   /** The key verified: an allowance point it spent comes back (only failures charge). */
@@ -135,7 +144,8 @@ export class LookupSlot {
   release(): void {
     if (this.#released) return
     this.#released = true
-    this.#budget.released(this.#client, this.#keyId)
+    this.#keyAnswered()
+    this.#budget.released(this.#client)
   }
 
   #settled(end: StoreCallEnd): void {
@@ -327,11 +337,8 @@ export class FailureBudget {
     return Math.min(this.#options.perMinute - minute, this.#options.perHour - hour)
   }
 
-  /** @internal A slot's store call settled: its place goes to the next queued lookup that may go. */
-  released(client: string, keyId: string): void {
-    const left = (this.#keysInFlight.get(keyId) ?? 1) - 1
-    if (left === 0) this.#keysInFlight.delete(keyId)
-    else this.#keysInFlight.set(keyId, left)
+  /** @internal A slot's store call settled and its answer was counted: its place goes to the next queued lookup that may go. */
+  released(client: string): void {
     const lookups = this.#lookups.get(client)
     if (lookups === undefined) return
     lookups.inFlight--
@@ -349,6 +356,13 @@ export class FailureBudget {
   #forgetIfIdle(client: string, lookups: Lookups): void {
     if (lookups.inFlight === 0 && lookups.queue.length === 0 && this.#lookups.get(client) === lookups)
       this.#lookups.delete(client)
+  }
+
+  /** @internal A lookup of `keyId` stopped being one to join (its request was answered or gave up). */
+  keyAnswered(keyId: string): void {
+    const left = (this.#keysInFlight.get(keyId) ?? 1) - 1
+    if (left === 0) this.#keysInFlight.delete(keyId)
+    else this.#keysInFlight.set(keyId, left)
   }
 
   /** @internal An allowance point spent by a lookup whose key verified comes back. */

@@ -211,8 +211,8 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
 
   const metrics = options.metrics ?? null
 
-  // The store calls in flight by key ID, each until the store answers: a call that outlived a request's
-  // deadline is still the one later requests of its key ID join, so a slow store sees one call per key ID.
+  // The latest store call of each key ID, until the store answers, however long after its deadline: the
+  // failure budget holds the caller's place among its address's lookups until then.
   const storeCalls = new Map<string, Promise<StoreCallEnd>>()
 
   function fetchKey(keyId: string): Promise<CachedKey | null> {
@@ -239,13 +239,13 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     void ended.then(() => {
       if (storeCalls.get(keyId) === ended) storeCalls.delete(keyId)
     })
-    return fetched
+    // Awaited for `storeTimeoutMs` at most: past it the next request asks the store afresh, so a call lost
+    // to a dead connection never keeps a key out once the store is back.
+    return withTimeout(fetched, options.storeTimeoutMs, 'key_store', 'key store findKey')
   }
 
-  /** The key's record, single-flight over the store call itself; each caller waits at most `storeTimeoutMs` for it. */
   function loadKey(keyId: string): Promise<CachedKey | null> {
-    const loading = cache.load(keyId, () => fetchKey(keyId), ttlFor)
-    return withTimeout(loading, options.storeTimeoutMs, 'key_store', 'key store findKey')
+    return cache.load(keyId, () => fetchKey(keyId), ttlFor)
   }
 
   function recordUse(keyId: string, nowMs: number): void {
