@@ -270,6 +270,11 @@ export class FailureBudget {
     return this.#wait(this.#clients.get(client), this.#options.now(), false)
   }
 
+  /** Whether the store is closed to a client now, but for its allowance (its failed lookups), without counting anything. */
+  lookupWaitMs(client: string): number {
+    return this.#wait(this.#clients.get(client), this.#options.now(), true)
+  }
+
   /**
    * Before a store lookup of `keyId` for `client`, what the budget allows (see `Gate`).
    * `singleFlight`: the verifier joins concurrent lookups of one key ID (the default one
