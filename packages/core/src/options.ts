@@ -109,10 +109,12 @@ export interface SaikuOptions {
         /** Most clients counted at once. Default 100000. */
         maxClients?: number
         /**
-         * A key ID this process verified within this time reaches its cache entry or
-         * the store whatever its address has spent, so neighbours' garbage cannot lock
-         * out a key in use. Garbage gains nothing by it: such lookups are single-flight
-         * and cached, at most one per key ID per `cache.ttlMs`. 0 turns it off. Default 3600000.
+         * A key ID whose whole decision this process admitted within this time (and
+         * before the key expires) reaches its cache entry or the store whatever its
+         * address has spent, so neighbours' garbage cannot lock out a key in use; a
+         * revocation or expiry takes it back. Garbage gains nothing by it: such lookups
+         * are single-flight and cached, at most one per key ID per `cache.ttlMs`. 0 turns
+         * it off. Default 3600000.
          */
         trustVerifiedMs?: number
         /**
