@@ -219,15 +219,22 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     const started = metrics === null ? 0 : performance.now()
     // A findKey that throws instead of rejecting is a failed call all the same.
     const call = Promise.resolve().then(() => store.findKey(keyId))
+    // Timed once: when the store answers, or as a failure when the caller stops waiting first.
+    let timed = false
+    const time = (ok: boolean): void => {
+      if (timed) return
+      timed = true
+      metrics?.keyStoreCall('findKey', started, ok)
+    }
     const fetched = call.then(
       (record) => {
-        metrics?.keyStoreCall('findKey', started, true)
+        time(true)
         const entry = record === null ? null : toCachedKey(record)
         if (entry === null || entry.revoked || entry.expiresAtMs <= options.now()) options.onKeyWithdrawn?.(keyId)
         return entry
       },
       (error: unknown) => {
-        metrics?.keyStoreCall('findKey', started, false)
+        time(false)
         throw asStoreError(error, 'key_store', 'key store findKey failed')
       },
     )
@@ -241,7 +248,9 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     })
     // Awaited for `storeTimeoutMs` at most: past it the next request asks the store afresh, so a call lost
     // to a dead connection never keeps a key out once the store is back.
-    return withTimeout(fetched, options.storeTimeoutMs, 'key_store', 'key store findKey')
+    const answered = withTimeout(fetched, options.storeTimeoutMs, 'key_store', 'key store findKey')
+    answered.catch(() => time(false))
+    return answered
   }
 
   function loadKey(keyId: string): Promise<CachedKey | null> {
