@@ -700,6 +700,35 @@ describe('decisions made in the core, whatever the adapter', () => {
       expect(statuses.slice(-10)).toEqual(Array(10).fill(429))
     })
 
+    it('caps the calls in flight of a verifier of the user’s, and of API keys behind a JWT verifier, until they settle', async () => {
+      const counts = { calls: 0, inFlight: 0, maxInFlight: 0 }
+      const slowVerify = (): Promise<{ ok: false; reason: 'unknown_key' }> => {
+        counts.calls++
+        counts.maxInFlight = Math.max(counts.maxInFlight, ++counts.inFlight)
+        return new Promise((resolve) =>
+          setTimeout(() => {
+            counts.inFlight--
+            resolve({ ok: false, reason: 'unknown_key' })
+          }, 200),
+        )
+      }
+      const own = start({ keyStoreTimeoutMs: 50, verifier: { verify: slowVerify } })
+      const behindJwt = start({
+        keyStoreTimeoutMs: 50,
+        jwt: { verify: () => ({ ok: false, reason: 'invalid_jwt' }) },
+      })
+      const storeCounts = slowStore(200)
+      for (const app of [own, behindJwt]) {
+        for (let round = 0; round < 10; round++)
+          await Promise.all(Array.from({ length: 10 }, () => from(app, mintApiKey().key)))
+      }
+      await vi.waitFor(() => expect(counts.inFlight + storeCounts.inFlight).toBe(0), { timeout: 10_000, interval: 50 })
+      expect(counts.maxInFlight).toBeLessThanOrEqual(8)
+      expect(storeCounts.maxInFlight).toBeLessThanOrEqual(8)
+      expect(counts.calls).toBeLessThanOrEqual(30 + 5)
+      expect(storeCounts.calls).toBeLessThanOrEqual(30 + 5)
+    })
+
     it('lets an address over budget from garbage whose checksum fails still verify a valid key it never failed with', async () => {
       const app = start({ failedAuth: { perMinute: 3, lookupsOverBudgetPerMinute: 0 } })
       const findKey = vi.spyOn(store, 'findKey')
