@@ -15,11 +15,13 @@ export function describeClientAddresses(harness: AdapterHarness): void {
       return forwardedFor === undefined ? req : req.set('X-Forwarded-For', forwardedFor)
     }
 
-    it('answers repeated failures from one address with 429, without a store lookup and without touching any tenant', async () => {
-      const app = start({ failedAuth: { perMinute: 5 } })
+    it('answers repeated failures from one address with 429, past its allowance without a store lookup, and without touching any tenant', async () => {
+      const app = start({ failedAuth: { perMinute: 5, lookupsOverBudgetPerMinute: 1 } })
       const { key } = await mint(app, acme)
       expect((await get(app, '/me/tenant', key)).headers['ratelimit']).toBe('"minute";r=59;t=60, "hour";r=999;t=3600')
       for (let i = 0; i < 5; i++) expect((await from(app, mintApiKey().key)).status).toBe(401)
+      // Over budget, the allowance's one lookup a minute: it fails too.
+      expect((await from(app, mintApiKey().key)).status).toBe(429)
       const findKey = vi.spyOn(c.store, 'findKey')
       const blocked = await from(app, mintApiKey().key)
       expectJsonError(

@@ -81,7 +81,11 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   // Null without a MeterProvider: then no call below is timed or counted.
   const metrics = options.metrics === null ? null : createCoreMetrics(options.metrics)
   const reportError = createErrorReporter(options)
-  const { verifier, apiKeyVerifier } = assembleVerifier(store, options, now, reportError, metrics)
+  // The budget is built below; a key the store says no longer works loses its trust there.
+  let withdraw: (keyId: string) => void = () => {}
+  const { verifier, apiKeyVerifier } = assembleVerifier(store, options, now, reportError, metrics, (keyId) =>
+    withdraw(keyId),
+  )
   const limiter = chooseLimiter(options, now, metrics)
   const tenants = createTenantLoader(store, options, now, metrics, reportError)
   const failureBudget =
@@ -93,8 +97,13 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
           maxClients: options.failedAuth.maxClients,
           trustVerifiedMs: options.failedAuth.trustVerifiedMs,
           maxTrustedKeys: Math.max(1, options.cache.maxEntries),
+          maxLookupsInFlight: options.failedAuth.maxLookupsInFlight,
+          lookupsOverBudgetPerMinute: options.failedAuth.lookupsOverBudgetPerMinute,
+          maxQueuedLookups: 16 * options.failedAuth.maxLookupsInFlight,
+          queueWaitMs: options.keyStoreTimeoutMs,
           now,
         })
+  if (failureBudget !== null) withdraw = (keyId) => failureBudget.distrust(keyId)
   const report = createDecisionReporter(options, metrics, (tenantId) => tenants.peek(tenantId)?.view.tier ?? null)
   const clientOf = (request: AuthRequest): string => clientKey(requestIp(request), options.failedAuth!.ipv6PrefixBits)
   const refusals = createRefusals({ options, report, reportError, metrics, failureBudget, clientOf })
@@ -121,8 +130,11 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
   })
 
   const stopListening = onKeyStoreChange(store, (change) => {
-    if (change.kind === 'key') verifier.invalidateKey?.(change.keyId)
-    else if (change.kind === 'tenant') tenants.forget(change.tenantId)
+    if (change.kind === 'key') {
+      // A key changes when it is revoked (here or, through a change feed, elsewhere): its trust goes with its cache entry.
+      failureBudget?.distrust(change.keyId)
+      verifier.invalidateKey?.(change.keyId)
+    } else if (change.kind === 'tenant') tenants.forget(change.tenantId)
     else {
       apiKeyVerifier?.clear()
       tenants.forgetAll()
@@ -186,6 +198,7 @@ function assembleVerifier(
   now: () => number,
   reportError: (error: Error) => void,
   metrics: CoreMetrics | null,
+  onKeyWithdrawn: (keyId: string) => void,
 ): { readonly verifier: KeyVerifier; readonly apiKeyVerifier: ApiKeyVerifier | undefined } {
   const apiKeyVerifier =
     options.verifier === undefined
@@ -201,6 +214,7 @@ function assembleVerifier(
           lastUsedResolutionMs: options.lastUsedResolutionMs,
           now,
           onStoreError: reportError,
+          onKeyWithdrawn,
           metrics,
         })
       : undefined

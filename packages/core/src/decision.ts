@@ -118,6 +118,8 @@ export type DecisionReason =
   | 'misconfigured_tenant'
   | 'internal_error'
   | 'too_many_failures'
+  /** 503: the client address had its most store lookups in flight and queued (`failedAuth.maxLookupsInFlight`). */
+  | 'lookups_in_flight'
   | 'already_admitted'
 
 /** Handed to `onDecision`: what happened, and to whom, never a secret. */

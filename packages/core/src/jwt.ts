@@ -370,6 +370,7 @@ export function createCompositeVerifier(verifiers: CompositeVerifierOptions): Ke
     verifyWithoutIo: (token, nowMs) =>
       isApiKey(token) ? verifiers.apiKeys.verifyWithoutIo?.(token, nowMs) : undefined,
     invalidateKey: (keyId) => verifiers.apiKeys.invalidateKey?.(keyId),
+    storeCallOf: (keyId) => verifiers.apiKeys.storeCallOf?.(keyId),
   }
 }
 

@@ -1,5 +1,5 @@
 import type { AuthRequest, Outcome } from './decision.js'
-import type { FailureBudget, Reservation } from './failure-budget.js'
+import type { FailureBudget, Gate, LookupSlot, StoreCallEnd } from './failure-budget.js'
 import { KEY_ID_LENGTH } from './keys.js'
 import type { Refusals } from './refusals.js'
 import { withTimeout } from './timeout.js'
@@ -7,62 +7,13 @@ import type { KeyVerifier, VerifyResult } from './verifier.js'
 
 /** A store lookup of an API key that went through its client's failure budget. */
 export interface Lookup {
-  /** Whether it spent a point in advance: it stays spent if the key turns out not to verify. */
-  readonly spent: boolean
-  /** The key verified: what was spent is given back. */
+  /** The key verified: an allowance point it spent comes back. */
   verified(): void
-  /** The store failed, which is no failed authentication: what was spent is given back. */
-  storeFailed(): void
-  /** The lookup settled (either way). */
-  done(): void
 }
 
-const FREE: Lookup = Object.freeze({ spent: false, verified() {}, storeFailed() {}, done() {} })
+const FREE: Lookup = Object.freeze({ verified() {} })
 
-/**
- * Before asking the store about an API key that the cache could not answer:
- * the wait (ms) when the client is over its budget, else the lookup to settle.
- * With the default verifier (single-flight, cached), a lookup of a key ID that
- * is already in flight or verified here recently spends nothing; a custom
- * verifier promises neither, so each of its lookups spends in advance.
- */
-export function startLookup(
-  budget: FailureBudget,
-  client: string,
-  token: string,
-  customVerifier: boolean,
-): Lookup | number {
-  // An API key that parsed has its key ID at a fixed place; for anything else it is only a name to join on.
-  const keyId = token.slice(8, 8 + KEY_ID_LENGTH)
-  if (customVerifier) {
-    const spent = budget.spend(client)
-    return typeof spent === 'number' ? spent : settle(budget, spent, () => {})
-  }
-  const reserved = budget.reserve(client, keyId)
-  if (typeof reserved === 'number') return reserved
-  const release = budget.lookupStarted(keyId)
-  return reserved === null ? { ...FREE, done: release, storeFailed: release } : settle(budget, reserved, release)
-}
-
-function settle(budget: FailureBudget, reservation: Reservation, release: () => void): Lookup {
-  let refunded = false
-  const refund = (): void => {
-    if (refunded) return
-    refunded = true
-    budget.refund(reservation)
-  }
-  return {
-    spent: true,
-    verified: refund,
-    storeFailed() {
-      refund()
-      release()
-    },
-    done: release,
-  }
-}
-
-/** What the verifier said of a token, with the budget lookup it went through (null: none). */
+/** What the verifier said of a token, with the budget lookup it went through (null: none, a signed token). */
 export type LookupAnswered = (result: VerifyResult, lookup: Lookup | null, signed: boolean) => Outcome
 
 export interface KeyLookupParts {
@@ -70,12 +21,17 @@ export interface KeyLookupParts {
   readonly failureBudget: FailureBudget | null
   /** The client address as the failure budget counts it. */
   readonly clientOf: (request: AuthRequest) => string
-  /** A verifier of the user's: it promises no single flight, so each API key lookup spends in advance. */
+  /** A verifier of the user's: it promises no single flight, so each API key lookup takes its own place. */
   readonly userVerifier: boolean
   /** A verifier of the user's or JWT: its answer is awaited under `timeoutMs`. */
   readonly customVerifier: boolean
   readonly timeoutMs: number
   readonly refusals: Refusals
+}
+
+/** How a verifier's own answer ends, for one that tells nothing of its store calls. */
+function endOf(result: VerifyResult): StoreCallEnd {
+  return result.ok ? 'found' : 'absent'
 }
 
 /**
@@ -88,35 +44,54 @@ export function createKeyLookup(
   parts: KeyLookupParts,
 ): (request: AuthRequest, token: string, answered: LookupAnswered) => Outcome {
   const { verifier, failureBudget, refusals } = parts
-  return (request, token, answered) => {
+
+  function ask(request: AuthRequest, token: string, answered: LookupAnswered, slot: LookupSlot | null): Outcome {
     const signed = !token.startsWith('sk_')
+    const lookup = signed ? null : (slot ?? FREE)
     let verified: VerifyResult | Promise<VerifyResult>
-    let lookup: Lookup | null = null
     try {
-      if (failureBudget !== null && !signed) {
-        const started = startLookup(failureBudget, parts.clientOf(request), token, parts.userVerifier)
-        if (typeof started === 'number') return refusals.tooManyFailures(request, started)
-        lookup = started
-      }
       verified = verifier.verify(token)
     } catch (error) {
-      lookup?.storeFailed()
+      slot?.release()
       return refusals.keyStoreFailed(request, error)
     }
     if (!(verified instanceof Promise)) {
-      lookup?.done()
-      return answered(verified, lookup, signed)
+      const outcome = answered(verified, lookup, signed)
+      slot?.release()
+      return outcome
+    }
+    if (slot !== null) {
+      // The place is held until the store call itself settles, which may be long after this request's deadline.
+      const call = parts.userVerifier ? undefined : verifier.storeCallOf?.(slot.keyId)
+      slot.holdUntil(call ?? verified.then(endOf))
     }
     const pending = parts.customVerifier ? withTimeout(verified, parts.timeoutMs, 'key_store', 'verifier') : verified
     return pending.then(
       (result) => {
-        lookup?.done()
-        return answered(result, lookup, signed)
+        const outcome = answered(result, lookup, signed)
+        slot?.answered()
+        return outcome
       },
       (error: unknown) => {
-        lookup?.storeFailed()
+        slot?.abandon()
         return refusals.keyStoreFailed(request, error)
       },
     )
+  }
+
+  function passed(request: AuthRequest, token: string, answered: LookupAnswered, gate: Gate): Outcome {
+    if (gate.kind === 'over') return refusals.tooManyFailures(request, gate.waitMs)
+    if (gate.kind === 'busy') return refusals.lookupsBusy(request, gate.waitMs)
+    return ask(request, token, answered, gate.kind === 'slot' ? gate.slot : null)
+  }
+
+  return (request, token, answered) => {
+    if (failureBudget === null || !token.startsWith('sk_')) return ask(request, token, answered, null)
+    // An API key that parsed has its key ID at a fixed place.
+    const keyId = token.slice(8, 8 + KEY_ID_LENGTH)
+    const gate = failureBudget.gate(parts.clientOf(request), keyId, !parts.userVerifier)
+    return gate instanceof Promise
+      ? gate.then((settled) => passed(request, token, answered, settled))
+      : passed(request, token, answered, gate)
   }
 }

@@ -75,6 +75,18 @@ describe('resolveOptions', () => {
       { subscription: { exemptPaths: ['billing'] } },
       'subscription.exemptPaths[0]: expected a path starting with "/", got "billing"',
     ],
+    [
+      { failedAuth: { maxLookupsInFlight: 0 } },
+      'failedAuth.maxLookupsInFlight: expected an integer from 1 to 1000, got 0',
+    ],
+    [
+      { failedAuth: { lookupsOverBudgetPerMinute: -1 } },
+      'failedAuth.lookupsOverBudgetPerMinute: expected an integer from 0 to 1000, got -1',
+    ],
+    [
+      { failedAuth: { lookupsOverBudgetPerMinute: 2.5 } },
+      'failedAuth.lookupsOverBudgetPerMinute: expected an integer from 0 to 1000, got 2.5',
+    ],
     [{ onDecision: 'log' }, 'onDecision: expected a function, got "log"'],
     [{ cost: 2 }, 'cost: expected a function, got 2'],
     [{ windows: 'sliding' }, 'windows: expected one of "fixed", "rolling", got "sliding"'],

@@ -109,12 +109,27 @@ export interface SaikuOptions {
         /** Most clients counted at once. Default 100000. */
         maxClients?: number
         /**
-         * A key ID this process verified within this time reaches its cache entry or
-         * the store whatever its address has spent, so neighbours' garbage cannot lock
-         * out a key in use. Garbage gains nothing by it: such lookups are single-flight
-         * and cached, at most one per key ID per `cache.ttlMs`. 0 turns it off. Default 3600000.
+         * A key ID whose whole decision this process admitted within this time (and
+         * before the key expires) reaches its cache entry or the store whatever its
+         * address has spent, so neighbours' garbage cannot lock out a key in use; a
+         * revocation or expiry takes it back. Garbage gains nothing by it: such lookups
+         * are single-flight and cached, at most one per key ID per `cache.ttlMs`. 0 turns
+         * it off. Default 3600000.
          */
         trustVerifiedMs?: number
+        /**
+         * Most store lookups one client address has in flight at once. A lookup that outlived
+         * `keyStoreTimeoutMs` keeps its place until the store answers, so a slow store never
+         * piles up abandoned calls. Past it, lookups wait in a queue (16 times this, for at most
+         * `keyStoreTimeoutMs`), then get 503 with Retry-After: never 429. Default 8.
+         */
+        maxLookupsInFlight?: number
+        /**
+         * Store lookups a client address past its budget may still make each minute, across all
+         * key IDs, so a valid key it has not failed with still verifies. 0 closes the store to the
+         * address until its window ends. Default 5.
+         */
+        lookupsOverBudgetPerMinute?: number
       }
   /** Which key environments this server accepts. Default both. */
   environments?: readonly KeyEnvironment[]
@@ -207,6 +222,8 @@ export interface ResolvedOptions {
     readonly ipv6PrefixBits: number
     readonly maxClients: number
     readonly trustVerifiedMs: number
+    readonly maxLookupsInFlight: number
+    readonly lookupsOverBudgetPerMinute: number
   } | null
   readonly environments: readonly KeyEnvironment[]
   readonly pepper: string | Buffer | undefined
@@ -249,7 +266,14 @@ export const DEFAULTS: OptionDefaults = Object.freeze({
   keyStoreTimeoutMs: 1_000,
   failurePolicy: Object.freeze({ keyStore: 'closed', limiter: 'closed' }),
   subscription: Object.freeze({ required: true, exemptPaths: Object.freeze([]), isExempt: undefined }),
-  failedAuth: Object.freeze({ perMinute: 30, ipv6PrefixBits: 64, maxClients: 100_000, trustVerifiedMs: 3_600_000 }),
+  failedAuth: Object.freeze({
+    perMinute: 30,
+    ipv6PrefixBits: 64,
+    maxClients: 100_000,
+    trustVerifiedMs: 3_600_000,
+    maxLookupsInFlight: 8,
+    lookupsOverBudgetPerMinute: 5,
+  }),
   environments: KEY_ENVIRONMENTS,
   pepper: undefined,
   lastUsedResolutionMs: 60_000,
@@ -285,6 +309,8 @@ export interface OptionDefaults {
     ipv6PrefixBits: number
     maxClients: number
     trustVerifiedMs: number
+    maxLookupsInFlight: number
+    lookupsOverBudgetPerMinute: number
   }>
   readonly environments: readonly KeyEnvironment[]
   readonly pepper: undefined
@@ -370,6 +396,20 @@ function failedAuthOption(options: Record<string, unknown>): ResolvedOptions['fa
     ipv6PrefixBits: integerInRange('failedAuth.ipv6PrefixBits', given.ipv6PrefixBits, defaults.ipv6PrefixBits, 16, 128),
     maxClients: positiveInteger('failedAuth.maxClients', given.maxClients, defaults.maxClients),
     trustVerifiedMs: durationMs('failedAuth.trustVerifiedMs', given.trustVerifiedMs, defaults.trustVerifiedMs),
+    maxLookupsInFlight: integerInRange(
+      'failedAuth.maxLookupsInFlight',
+      given.maxLookupsInFlight,
+      defaults.maxLookupsInFlight,
+      1,
+      1_000,
+    ),
+    lookupsOverBudgetPerMinute: integerInRange(
+      'failedAuth.lookupsOverBudgetPerMinute',
+      given.lookupsOverBudgetPerMinute,
+      defaults.lookupsOverBudgetPerMinute,
+      0,
+      1_000,
+    ),
   })
 }
 

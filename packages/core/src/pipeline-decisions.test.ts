@@ -522,13 +522,13 @@ describe('decisions made in the core, whatever the adapter', () => {
   })
 
   describe('client addresses', () => {
-    it('lets no more concurrent lookups of unknown keys reach the store than the budget allows', async () => {
-      const app = start({ failedAuth: { perMinute: 5 } })
+    it('lets no more concurrent lookups of unknown keys reach the store than the budget and its allowance allow', async () => {
+      const app = start({ failedAuth: { perMinute: 5, lookupsOverBudgetPerMinute: 2 } })
       const findKey = vi.spyOn(store, 'findKey')
       const replies = await Promise.all(Array.from({ length: 100 }, () => from(app, mintApiKey().key)))
-      expect(findKey.mock.calls.length).toBeLessThanOrEqual(5)
-      expect(replies.filter((res) => res.status === 429)).toHaveLength(100 - findKey.mock.calls.length)
-      expect(replies.every((res) => res.status === 401 || res.status === 429)).toBe(true)
+      expect(findKey.mock.calls.length).toBe(5 + 2)
+      expect(replies.filter((res) => res.status === 401)).toHaveLength(5)
+      expect(replies.filter((res) => res.status === 429)).toHaveLength(95)
     })
 
     it('groups IPv6 clients by /64, so rotating addresses gives no fresh budget', async () => {
@@ -568,7 +568,7 @@ describe('decisions made in the core, whatever the adapter', () => {
     })
 
     it('keeps a key in steady use at 200 while its address sends garbage for longer than the cache TTL, and the garbage reaches the store only within the budget', async () => {
-      const app = start({ failedAuth: { perMinute: 5 }, cache: { ttlMs: 1_000 } })
+      const app = start({ failedAuth: { perMinute: 5, lookupsOverBudgetPerMinute: 2 }, cache: { ttlMs: 1_000 } })
       const { key } = await mint(app, globex)
       const findKey = vi.spyOn(store, 'findKey')
       const statuses: number[] = []
@@ -583,20 +583,25 @@ describe('decisions made in the core, whatever the adapter', () => {
       expect(new Set(statuses)).toEqual(new Set([200]))
       expect(new Set(refused)).toEqual(new Set([401, 429]))
       const garbageLookups = findKey.mock.calls.filter(([keyId]) => keyId !== key.slice(8, 20)).length
-      expect(garbageLookups).toBeLessThanOrEqual(5)
+      // Within the minute: the budget, then the allowance over budget.
+      expect(garbageLookups).toBeLessThanOrEqual(5 + 2)
       // The valid key's own lookups: refreshed ahead of expiry, about one per half TTL.
       expect(findKey.mock.calls.length - garbageLookups).toBeLessThanOrEqual(2 + (80 * 250) / 500)
     })
 
-    it('lets a key verified here recently reach the store past its address’s spent budget, though its cache entry expired', async () => {
-      const app = start({ failedAuth: { perMinute: 3 }, cache: { ttlMs: 1_000 } })
+    it('lets a key verified here recently reach the store past its address’s spent budget and allowance, though its cache entry expired', async () => {
+      const app = start({ failedAuth: { perMinute: 3, lookupsOverBudgetPerMinute: 1 }, cache: { ttlMs: 1_000 } })
       const { key } = await mint(app, acme)
       expect((await get(app, '/me/tenant', key)).status).toBe(200)
       for (let i = 0; i < 3; i++) expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(401)
+      // Over budget: the allowance lets one more lookup through, which fails.
       expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(429)
+      const findKey = vi.spyOn(store, 'findKey')
+      expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(429)
+      expect(findKey).not.toHaveBeenCalled()
       clock.advance(5_000)
       expect((await get(app, '/me/tenant', key)).status).toBe(200)
-      // A key this process never verified still waits for the budget.
+      // A key this process never admitted waits for the allowance, spent by the garbage.
       expectJsonError(await get(app, '/me/tenant', (await mint(app, globex)).key), 429, 'rate_limited')
     })
 
@@ -624,6 +629,169 @@ describe('decisions made in the core, whatever the adapter', () => {
       for (let i = 0; i < 6; i++) expectJsonError(await get(app, '/me/tenant', key), 503, 'service_unavailable')
       for (let i = 0; i < 2; i++) expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(401)
       expect((await get(app, '/me/tenant', mintApiKey().key)).status).toBe(429)
+    })
+  })
+
+  describe('the failed-authentication budget: only failures charge it, lookups in flight are capped', () => {
+    /** The key with its last checksum character changed: the checksum fails. */
+    const badChecksum = (key: string) => `${key.slice(0, -1)}${key.endsWith('0') ? '1' : '0'}`
+    /** Store calls of findKey, each answered after `delayMs` of real time, with the most in flight at once. */
+    function slowStore(delayMs: number) {
+      const findKey = store.findKey.bind(store)
+      const counts = { calls: 0, inFlight: 0, maxInFlight: 0 }
+      vi.spyOn(store, 'findKey').mockImplementation((keyId) => {
+        counts.calls++
+        counts.maxInFlight = Math.max(counts.maxInFlight, ++counts.inFlight)
+        return new Promise((resolve) =>
+          setTimeout(() => {
+            counts.inFlight--
+            resolve(findKey(keyId))
+          }, delayMs),
+        )
+      })
+      return counts
+    }
+
+    it('admits 100 distinct valid keys not yet cached, sent at once from one address: no too_many_failures, lookups capped in flight', async () => {
+      const app = start({ tiers: { team: { perMinute: 1_000, perHour: 10_000 } }, keyStoreTimeoutMs: 10_000 })
+      const keys = await Promise.all(Array.from({ length: 100 }, (_, i) => mint(app, globex, [], `agent-${i}`)))
+      const counts = slowStore(10)
+      const replies = await Promise.all(keys.map(({ key }) => from(app, key)))
+      expect(replies.filter((res) => res.status === 200)).toHaveLength(100)
+      expect(counts.calls).toBe(100)
+      expect(counts.maxInFlight).toBeLessThanOrEqual(8)
+      // Nothing was charged: the whole budget is left for real failures.
+      for (let i = 0; i < 30; i++) expect((await from(app, mintApiKey().key)).status).toBe(401)
+      expect((await from(app, badChecksum(mintApiKey().key))).status).toBe(429)
+    })
+
+    it('answers 503 with Retry-After, never 429, past the lookups in flight and their queue', async () => {
+      const app = start({ tiers: { team: { perMinute: 1_000, perHour: 10_000 } }, keyStoreTimeoutMs: 10_000 })
+      const keys = await Promise.all(Array.from({ length: 200 }, (_, i) => mint(app, globex, [], `agent-${i}`)))
+      const counts = slowStore(20)
+      const replies = await Promise.all(keys.map(({ key }) => from(app, key)))
+      const statuses = replies.map((res) => res.status)
+      // 8 in flight and 128 queued are admitted; the rest are told to come back, as a store that is busy.
+      expect(statuses.filter((status) => status === 200)).toHaveLength(8 + 128)
+      const refused = replies.filter((res) => res.status !== 200)
+      expect(refused).toHaveLength(200 - 8 - 128)
+      for (const res of refused) {
+        expectJsonError(res, 503, 'service_unavailable')
+        expect(res.headers['retry-after']).toBe('10')
+      }
+      expect(counts.maxInFlight).toBeLessThanOrEqual(8)
+    })
+
+    it('keeps a store slower than keyStoreTimeoutMs from switching the budget off: store calls of one address stay capped in flight and bounded per minute', async () => {
+      const app = start({ keyStoreTimeoutMs: 50 })
+      const counts = slowStore(200)
+      const statuses: number[] = []
+      // Three hundred unknown keys from one address, ten at a time, within one minute of the budget's clock.
+      for (let round = 0; round < 30; round++) {
+        const replies = await Promise.all(Array.from({ length: 10 }, () => from(app, mintApiKey().key)))
+        statuses.push(...replies.map((res) => res.status))
+      }
+      // Every store call that outlived its request settles, then counts as the failure it was.
+      await vi.waitFor(() => expect(counts.inFlight).toBe(0), { timeout: 10_000, interval: 50 })
+      expect(counts.maxInFlight).toBeLessThanOrEqual(8)
+      // The budget (30 failed lookups a minute), then the allowance over budget (5).
+      expect(counts.calls).toBeLessThanOrEqual(30 + 5)
+      expect(new Set(statuses)).toEqual(new Set([503, 429]))
+      expect(statuses.slice(-10)).toEqual(Array(10).fill(429))
+    })
+
+    it('caps the calls in flight of a verifier of the user’s, and of API keys behind a JWT verifier, until they settle', async () => {
+      const counts = { calls: 0, inFlight: 0, maxInFlight: 0 }
+      const slowVerify = (): Promise<{ ok: false; reason: 'unknown_key' }> => {
+        counts.calls++
+        counts.maxInFlight = Math.max(counts.maxInFlight, ++counts.inFlight)
+        return new Promise((resolve) =>
+          setTimeout(() => {
+            counts.inFlight--
+            resolve({ ok: false, reason: 'unknown_key' })
+          }, 200),
+        )
+      }
+      const own = start({ keyStoreTimeoutMs: 50, verifier: { verify: slowVerify } })
+      const behindJwt = start({
+        keyStoreTimeoutMs: 50,
+        jwt: { verify: () => ({ ok: false, reason: 'invalid_jwt' }) },
+      })
+      const storeCounts = slowStore(200)
+      for (const app of [own, behindJwt]) {
+        for (let round = 0; round < 10; round++)
+          await Promise.all(Array.from({ length: 10 }, () => from(app, mintApiKey().key)))
+      }
+      await vi.waitFor(() => expect(counts.inFlight + storeCounts.inFlight).toBe(0), { timeout: 10_000, interval: 50 })
+      expect(counts.maxInFlight).toBeLessThanOrEqual(8)
+      expect(storeCounts.maxInFlight).toBeLessThanOrEqual(8)
+      expect(counts.calls).toBeLessThanOrEqual(30 + 5)
+      expect(storeCounts.calls).toBeLessThanOrEqual(30 + 5)
+    })
+
+    it('lets an address over budget from garbage whose checksum fails still verify a valid key it never failed with', async () => {
+      const app = start({ failedAuth: { perMinute: 3, lookupsOverBudgetPerMinute: 0 } })
+      const findKey = vi.spyOn(store, 'findKey')
+      for (let i = 0; i < 50; i++) await from(app, badChecksum(mintApiKey().key))
+      expect((await from(app, 'garbage')).status).toBe(429)
+      // Garbage the checksum turns away costs the store nothing and never closes it.
+      expect(findKey).not.toHaveBeenCalled()
+      const { key } = await mint(app, acme)
+      expect((await from(app, key)).status).toBe(200)
+      expect(findKey).toHaveBeenCalledTimes(1)
+    })
+
+    it('over budget, lets a valid key the address never failed with through the per-address allowance', async () => {
+      const app = start({ failedAuth: { perMinute: 3, lookupsOverBudgetPerMinute: 2 } })
+      for (let i = 0; i < 3; i++) expect((await from(app, mintApiKey().key)).status).toBe(401)
+      expect((await from(app, mintApiKey().key)).status).toBe(429)
+      const { key } = await mint(app, acme)
+      // One allowance point left: the valid key takes it, verifies, and gives it back.
+      expect((await from(app, key)).status).toBe(200)
+      expect((await from(app, (await mint(app, globex)).key)).status).toBe(200)
+      expect((await from(app, mintApiKey().key)).status).toBe(429)
+      const findKey = vi.spyOn(store, 'findKey')
+      expect((await from(app, mintApiKey().key)).status).toBe(429)
+      expect(findKey).not.toHaveBeenCalled()
+    })
+
+    it('trusts a key only once a whole decision admits it: a 402 key gets no way past its address’s budget', async () => {
+      const app = start({ failedAuth: { perMinute: 3, lookupsOverBudgetPerMinute: 0 }, cache: { ttlMs: 1_000 } })
+      const { key } = await mint(app, unpaid)
+      expect((await from(app, key)).status).toBe(402)
+      for (let i = 0; i < 3; i++) expect((await from(app, mintApiKey().key)).status).toBe(401)
+      clock.advance(5_000)
+      const findKey = vi.spyOn(store, 'findKey')
+      expectJsonError(await from(app, key), 429, 'rate_limited')
+      expect(findKey).not.toHaveBeenCalled()
+    })
+
+    it('takes the trust of a key revoked through the key manager: its key ID no longer reaches the store past the budget', async () => {
+      const app = start({ failedAuth: { perMinute: 3, lookupsOverBudgetPerMinute: 0 }, cache: { ttlMs: 1_000 } })
+      const { key, keyId } = await mint(app, acme)
+      expect((await from(app, key)).status).toBe(200)
+      expect(await app.authenticator.keys.revoke(acme.tenantId, keyId)).toBe(true)
+      for (let i = 0; i < 3; i++) expect((await from(app, mintApiKey().key)).status).toBe(401)
+      clock.advance(5_000)
+      const findKey = vi.spyOn(store, 'findKey')
+      for (const presented of [key, `${key.slice(0, 20)}${mintApiKey().key.slice(20, -6)}${key.slice(-6)}`])
+        expectJsonError(await from(app, presented), 429, 'rate_limited')
+      expect(findKey).not.toHaveBeenCalled()
+    })
+
+    it('takes the trust of a key the store says is revoked, as a cache reload learns it', async () => {
+      const app = start({ failedAuth: { perMinute: 3, lookupsOverBudgetPerMinute: 0 }, cache: { ttlMs: 1_000 } })
+      const { key, keyId } = await mint(app, acme)
+      expect((await from(app, key)).status).toBe(200)
+      // Revoked in the store by another process, without a change feed: this one learns it on its next reload.
+      await store.revokeKey(keyId, new Date(T0))
+      clock.advance(2_000)
+      expect((await from(app, key)).status).toBe(401)
+      for (let i = 0; i < 3; i++) await from(app, mintApiKey().key)
+      clock.advance(5_000)
+      const findKey = vi.spyOn(store, 'findKey')
+      expectJsonError(await from(app, key), 429, 'rate_limited')
+      expect(findKey).not.toHaveBeenCalled()
     })
   })
 

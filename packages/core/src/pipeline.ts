@@ -3,6 +3,7 @@ import { extractBearer } from './bearer.js'
 import type { Counter } from './counter.js'
 import type { AdmittedDecision, AuthDecision, AuthRequest, DecisionReason, Outcome } from './decision.js'
 import { ERROR_STATUS } from './errors.js'
+import { KEY_ID_LENGTH } from './keys.js'
 import type { FailureBudget } from './failure-budget.js'
 import type { DecisionReporter } from './hooks.js'
 import { addRateLimitHeaders, retryAfterSeconds, type HeaderMap } from './http.js'
@@ -14,7 +15,12 @@ import { requestCost } from './request-cost.js'
 import { routePath } from './route-path.js'
 import { hasActiveSubscription, type CachedTenant, type TenantLoader } from './tenants.js'
 import type { WindowLimits } from './tiers.js'
-import type { KeyVerifier, VerifiedCredential, VerifyResult } from './verifier.js'
+import type { KeyVerifier, VerificationFailure, VerifiedCredential, VerifyResult } from './verifier.js'
+
+/** Failures that say the key itself no longer works (as opposed to a wrong secret anyone can send for its key ID). */
+function withdrawn(reason: VerificationFailure): boolean {
+  return reason === 'revoked' || reason === 'expired' || reason === 'unknown_key'
+}
 
 /** What the stages work with; `createAuthenticator` builds each from the options. */
 export interface PipelineParts {
@@ -70,12 +76,14 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     } catch (error) {
       return refusals.keyStoreFailed(request, error)
     }
-    if (known !== undefined) return verifiedStage(request, known, null, false, nowMs)
-    return parts.lookUp(request, token, (result, lookup, signed) => verifiedStage(request, result, lookup, signed))
+    if (known !== undefined) return verifiedStage(request, known, null, false, nowMs, token)
+    return parts.lookUp(request, token, (result, lookup, signed) =>
+      verifiedStage(request, result, lookup, signed, undefined, token),
+    )
   }
 
   /**
-   * `lookup`: the store lookup went through the failure budget; it settles what it spent in advance.
+   * `lookup`: the answer took a store lookup through the failure budget (null: from the cache, or a signed token).
    * `readMs`: the clock as read before verifying, when nothing was awaited since.
    */
   function verifiedStage(
@@ -84,18 +92,18 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     lookup: Lookup | null,
     signed: boolean,
     readMs?: number,
+    token?: string,
   ): Outcome {
     if (!verified.ok) {
-      const counted = lookup?.spent === true
-      if (verified.reason === 'invalid_key_record') return refusals.invalidKeyRecord(request, counted, readMs)
-      return counted
-        ? refusals.alreadyCounted(request, verified.reason)
-        : refusals.failed(request, verified.reason, {}, signed, readMs)
+      // A key that no longer works loses its way past the budget, whoever presented it with its secret.
+      if (failureBudget !== null && token !== undefined && withdrawn(verified.reason) && !signed)
+        failureBudget.distrust(token.slice(8, 8 + KEY_ID_LENGTH))
+      if (verified.reason === 'invalid_key_record') return refusals.invalidKeyRecord(request, readMs, lookup !== null)
+      return refusals.failed(request, verified.reason, {}, signed, readMs, lookup !== null)
     }
     lookup?.verified()
     const { credential } = verified
     const nowMs = readMs ?? now()
-    if (failureBudget !== null && credential.type === 'api_key') failureBudget.verified(credential.keyId, nowMs)
     const tenant = tenants.cached(credential.tenantId, nowMs)
     if (tenant !== undefined) return tenantStage(request, credential, tenant, nowMs)
     return tenants.loadOrStale(credential.tenantId).then(
@@ -215,6 +223,9 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     mark: AdmissionMark,
   ): AdmittedDecision {
     const { credential, tenant } = at
+    // Trusted by the budget only now that the whole decision admits the key (never for a 402 or a 429).
+    if (failureBudget !== null && credential.type === 'api_key')
+      failureBudget.admitted(credential.keyId, credential.tenantId, at.nowMs, credential.expiresAt?.getTime())
     if (reason !== null) report(at.request, 200, null, reason, credential.keyId, credential.tenantId)
     const principal = markedPrincipal(tenant.view, tenant.subscription, credential, at.limits, realm, rateLimit, mark)
     return { ok: true, principal, headers }

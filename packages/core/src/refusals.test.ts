@@ -33,8 +33,8 @@ describe('createRefusals', () => {
       made.ofBearer(request, { kind: 'ambiguous' }),
       made.failed(request, 'malformed_credentials'),
       made.failed(request, 'unknown_key', {}, true),
-      made.alreadyCounted(request, 'unknown_key'),
       made.tooManyFailures(request, 12_300),
+      made.lookupsBusy(request, 1_000),
     ] as ErrorResponse[]
     for (const response of all) expectWhole(response)
     // The signed token's body names the token, under the same challenge as an API key's.

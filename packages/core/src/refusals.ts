@@ -17,6 +17,7 @@ import type { ResolvedOptions } from './options.js'
 import type { WindowLimits } from './tiers.js'
 
 const SIGNED_TOKEN_MESSAGE = 'Access token invalid, expired or revoked.'
+const LOOKUPS_BUSY_MESSAGE = 'Too many API keys from this address are being looked up at once. Retry shortly.'
 const INVALID_REQUEST_MESSAGE = 'Send exactly one API key, in one Authorization header: "Authorization: Bearer <key>".'
 
 type Ids = { readonly keyId?: string; readonly tenantId?: string }
@@ -40,18 +41,28 @@ export interface Refusals {
    * pipeline read it, so the budget need not read it again.
    */
   ofBearer(request: AuthRequest, problem: BearerProblem, nowMs?: number): AuthDecision
-  /** 401, counted against the client; past its budget, 429 instead. `nowMs` as for `ofBearer`. */
-  failed(request: AuthRequest, reason: DecisionReason, ids?: Ids, signed?: boolean, nowMs?: number): AuthDecision
-  /** 401 for a lookup that already spent the client's budget in advance: not counted again. */
-  alreadyCounted(request: AuthRequest, reason: DecisionReason): AuthDecision
+  /**
+   * 401, counted against the client; past its budget, 429 instead. `nowMs` as for `ofBearer`.
+   * `viaLookup`: the answer took a store lookup, so it counts towards closing the store to the client too.
+   */
+  failed(
+    request: AuthRequest,
+    reason: DecisionReason,
+    ids?: Ids,
+    signed?: boolean,
+    nowMs?: number,
+    viaLookup?: boolean,
+  ): AuthDecision
   /**
    * 503 for a key whose stored record holds no usable digest: the store's fault (reported when the record
    * was loaded), never report-only. It is still a key that did not verify, so it counts against the client
-   * (unless its lookup spent in advance: `alreadyCounted`), and past its budget the answer is the 429.
+   * like `failed` (`viaLookup` alike), and past its budget the answer is the 429.
    */
-  invalidKeyRecord(request: AuthRequest, alreadyCounted: boolean, nowMs?: number): AuthDecision
+  invalidKeyRecord(request: AuthRequest, nowMs?: number, viaLookup?: boolean): AuthDecision
   /** 429: the client spent its failed-authentication budget. */
   tooManyFailures(request: AuthRequest, waitMs: number): AuthDecision
+  /** 503: the client has its most store lookups in flight and queued; no failure of its own. */
+  lookupsBusy(request: AuthRequest, waitMs: number): ErrorResponse
   /** Any other refusal: 402, 429, 500, 503. */
   refuse(
     request: AuthRequest,
@@ -130,17 +141,18 @@ export function createRefusals(parts: RefusalParts): Refusals {
     ids: Ids = {},
     signed = false,
     nowMs?: number,
+    viaLookup = false,
   ): AuthDecision {
     if (failureBudget !== null) {
-      const waitMs = failureBudget.fail(clientOf(request), nowMs)
+      const waitMs = failureBudget.fail(clientOf(request), nowMs, viaLookup)
       if (waitMs > 0) return tooManyFailures(request, waitMs)
     }
     return ofCredentials(request, reason, ids, signed ? invalidSigned : invalid)
   }
 
-  function invalidKeyRecord(request: AuthRequest, alreadyCounted: boolean, nowMs?: number): AuthDecision {
-    if (failureBudget !== null && !alreadyCounted) {
-      const waitMs = failureBudget.fail(clientOf(request), nowMs)
+  function invalidKeyRecord(request: AuthRequest, nowMs?: number, viaLookup = false): AuthDecision {
+    if (failureBudget !== null) {
+      const waitMs = failureBudget.fail(clientOf(request), nowMs, viaLookup)
       if (waitMs > 0) return tooManyFailures(request, waitMs)
     }
     metrics?.failedAuthentication('invalid_key_record', true)
@@ -154,9 +166,14 @@ export function createRefusals(parts: RefusalParts): Refusals {
       return failed(request, 'malformed_credentials', {}, false, nowMs)
     },
     failed,
-    alreadyCounted: (request, reason) => ofCredentials(request, reason, {}, invalid),
     invalidKeyRecord,
     tooManyFailures,
+    lookupsBusy(request, waitMs) {
+      const retryAfter = Math.max(1, Math.ceil(waitMs / 1000))
+      return refuse(request, 'service_unavailable', 'lookups_in_flight', {}, LOOKUPS_BUSY_MESSAGE, {
+        'retry-after': String(retryAfter),
+      })
+    },
     refuse,
     keyStoreFailed(request, error) {
       reportError(asStoreError(error, 'key_store', 'key store failed'))

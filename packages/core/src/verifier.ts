@@ -14,6 +14,7 @@ import type { ApiKeyRecord, KeyStore } from './store.js'
 import { keyStoreTrustCapMs } from './store-events.js'
 import { withTimeout } from './timeout.js'
 import type { CoreMetrics } from './metrics.js'
+import type { StoreCallEnd } from './failure-budget.js'
 
 /** Who a verified credential speaks for. */
 export interface VerifiedCredential {
@@ -73,6 +74,12 @@ export interface KeyVerifier {
   verifyWithoutIo?(token: string, nowMs?: number): VerifyResult | undefined
   /** Forgets anything cached about this key (after a revocation). */
   invalidateKey?(keyId: string): void
+  /**
+   * Optional: the store call in flight for this key ID, settling when the store answers,
+   * however long after a request's deadline. The failure budget holds the caller's place
+   * among its address's lookups until then.
+   */
+  storeCallOf?(keyId: string): Promise<StoreCallEnd> | undefined
 }
 
 export interface ApiKeyVerifierOptions {
@@ -92,6 +99,8 @@ export interface ApiKeyVerifierOptions {
   readonly lastUsedResolutionMs: number
   readonly now: () => number
   readonly onStoreError?: ((error: SaikuStoreError) => void) | undefined
+  /** Told of a key ID the store says no longer works (revoked, expired, gone), e.g. to withdraw its trust. */
+  readonly onKeyWithdrawn?: ((keyId: string) => void) | undefined
   /** Times each `findKey` and counts cache hits and misses. */
   readonly metrics?: CoreMetrics | null | undefined
   /**
@@ -226,21 +235,49 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
 
   const metrics = options.metrics ?? null
 
-  async function fetchKey(keyId: string): Promise<CachedKey | null> {
+  // The latest store call of each key ID, until the store answers, however long after its deadline: the
+  // failure budget holds the caller's place among its address's lookups until then.
+  const storeCalls = new Map<string, Promise<StoreCallEnd>>()
+
+  function fetchKey(keyId: string): Promise<CachedKey | null> {
     const started = metrics === null ? 0 : performance.now()
-    let record: ApiKeyRecord | null
-    try {
-      record = await withTimeout(store.findKey(keyId), options.storeTimeoutMs, 'key_store', 'key store findKey')
-    } catch (error) {
-      metrics?.keyStoreCall('findKey', started, false)
-      throw error
+    // A findKey that throws instead of rejecting is a failed call all the same.
+    const call = Promise.resolve().then(() => store.findKey(keyId))
+    // Timed once: when the store answers, or as a failure when the caller stops waiting first.
+    let timed = false
+    const time = (ok: boolean): void => {
+      if (timed) return
+      timed = true
+      metrics?.keyStoreCall('findKey', started, ok)
     }
-    metrics?.keyStoreCall('findKey', started, true)
-    if (record === null) return null
-    // Cached like any record, so the store is asked again only when it would be; told once per load, never the digest.
-    const invalidRecord = !usableDigest(record.secretDigest, customDigest)
-    if (invalidRecord) options.onStoreError?.(invalidRecordError(record))
-    return toCachedKey(record, invalidRecord)
+    const fetched = call.then(
+      (record) => {
+        time(true)
+        // Cached like any record, so the store is asked again only when it would be; told once per load, never the digest.
+        const invalidRecord = record !== null && !usableDigest(record.secretDigest, customDigest)
+        if (invalidRecord) options.onStoreError?.(invalidRecordError(record))
+        const entry = record === null ? null : toCachedKey(record, invalidRecord)
+        if (entry === null || entry.revoked || entry.expiresAtMs <= options.now()) options.onKeyWithdrawn?.(keyId)
+        return entry
+      },
+      (error: unknown) => {
+        time(false)
+        throw asStoreError(error, 'key_store', 'key store findKey failed')
+      },
+    )
+    const ended = fetched.then(
+      (entry): StoreCallEnd => (entry === null ? 'absent' : 'found'),
+      (): StoreCallEnd => 'failed',
+    )
+    storeCalls.set(keyId, ended)
+    void ended.then(() => {
+      if (storeCalls.get(keyId) === ended) storeCalls.delete(keyId)
+    })
+    // Awaited for `storeTimeoutMs` at most: past it the next request asks the store afresh, so a call lost
+    // to a dead connection never keeps a key out once the store is back.
+    const answered = withTimeout(fetched, options.storeTimeoutMs, 'key_store', 'key store findKey')
+    answered.catch(() => time(false))
+    return answered
   }
 
   function loadKey(keyId: string): Promise<CachedKey | null> {
@@ -365,6 +402,7 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     invalidateKey(keyId) {
       cache.delete(keyId)
     },
+    storeCallOf: (keyId) => storeCalls.get(keyId),
     clear() {
       cache.clear()
     },
