@@ -137,6 +137,27 @@ describe('LoadingCache', () => {
     expect(cache.peek('a')).toBe(1)
   })
 
+  it('keeps what it counted of the keys it holds when its sketch grows with it', async () => {
+    const time = clock()
+    // The sketch starts at 256 entries and grows twice while this cache fills.
+    const cache = new LoadingCache<string>(1_000, time.now)
+    const load = (key: string) =>
+      cache.load(
+        key,
+        async () => key,
+        () => 600_000,
+      )
+    await load('used')
+    for (let i = 0; i < 5; i++) {
+      time.advance(1_000)
+      cache.getFresh('used')
+    }
+    // Out of the window into probation, not used since: only its count protects it.
+    for (let i = 0; i < 3_000; i++) await load(`once-${i}`)
+    expect(cache.size).toBe(1_000)
+    expect(cache.peek('used')).toBe('used')
+  })
+
   it('collapses concurrent loads of one key into one call', async () => {
     const cache = new LoadingCache<string | null>(10, clock().now)
     let calls = 0

@@ -23,6 +23,10 @@ class Entry<V> {
 // is enough to keep a key in steady use, and caps how fast hammering one key raises its count.
 const USE_INTERVAL_MS = 1_000
 
+// The sketch starts this small and doubles as the cache fills (past half of what it is sized for), up to the
+// bound: admission weighs counts only once the main part is full, by when the sketch has its full size.
+const SKETCH_START_ENTRIES = 256
+
 /** A recency-ordered list: `head.next` is the least recently used, `head.prev` the most. */
 class Segment<V> {
   readonly head: Entry<V>
@@ -85,8 +89,8 @@ export interface LoadingCacheOptions<V> {
  * more often lately than the entry it would evict there, as a frequency sketch
  * estimates. The main part is a segmented LRU: an entry used again moves from
  * probation to a protected segment (80 % of the main part). So keys presented
- * once, however many, only ever evict each other and entries no more used than
- * they are; a key in steady use stays.
+ * once, however many, evict only entries used less than they were, and never a
+ * key in steady use.
  *
  * Expired entries stay (until evicted) so a failing store can fall back to
  * them when the user chose to serve stale records.
@@ -100,6 +104,7 @@ export class LoadingCache<V> {
   readonly #protected: Segment<V>
   readonly #mainMax: number
   readonly #sketch: FrequencySketch
+  #sketchEntries: number
   readonly #now: () => number
   // Bumped by every invalidation: a load that started before it must not write back.
   #generation = 0
@@ -119,7 +124,8 @@ export class LoadingCache<V> {
     this.#window = new Segment(maxEntries - this.#mainMax)
     this.#probation = new Segment(this.#mainMax)
     this.#protected = new Segment(Math.floor(this.#mainMax * 0.8))
-    this.#sketch = new FrequencySketch(maxEntries)
+    this.#sketchEntries = Math.min(maxEntries, SKETCH_START_ENTRIES)
+    this.#sketch = new FrequencySketch(this.#sketchEntries)
   }
 
   #evict(entry: Entry<V>): void {
@@ -222,6 +228,10 @@ export class LoadingCache<V> {
     }
     const entry = new Entry(key, value, expiresAtMs, refreshAtMs, hash ?? this.#sketch.hash(key), countsHits, nowMs)
     this.#entries.set(key, entry)
+    if (this.#entries.size > this.#sketchEntries / 2 && this.#sketchEntries < this.#maxEntries) {
+      this.#sketchEntries = Math.min(this.#maxEntries, this.#sketchEntries * 2)
+      this.#sketch.ensureCapacity(this.#sketchEntries, this.#cachedHashes())
+    }
     this.#window.push(entry)
     if (this.#window.size > this.#window.max) this.#leaveWindow()
   }
@@ -230,8 +240,8 @@ export class LoadingCache<V> {
    * The window's least recently used moves to probation while the main part has
    * room; after that, it is kept only if used more often lately than the entry it
    * would replace (probation's least recently used), else it is the one evicted.
-   * A tie keeps the entry already there, so one-off keys never displace each other's
-   * elders, let alone keys in use.
+   * A tie keeps the entry already there: a stream of keys used once cannot flush
+   * the cache, however long it runs.
    */
   #leaveWindow(): void {
     const candidate = this.#window.oldest!
@@ -247,6 +257,10 @@ export class LoadingCache<V> {
     }
     this.#evict(victim)
     this.#probation.push(candidate)
+  }
+
+  *#cachedHashes(): Iterable<KeyHash> {
+    for (const entry of this.#entries.values()) yield entry.hash
   }
 
   delete(key: string): void {

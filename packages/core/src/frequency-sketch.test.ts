@@ -43,12 +43,24 @@ describe('FrequencySketch', () => {
     expect(sketch.frequency(hot)).toBe(6)
   })
 
-  it('takes the same memory whatever it counts', () => {
-    const sketch = new FrequencySketch(10_000)
-    const bytes = sketch.byteLength
-    expect(bytes).toBe(4 * 65_536)
-    for (let i = 0; i < 200_000; i++) sketch.increment(sketch.hash(`k${i}`))
-    expect(sketch.byteLength).toBe(bytes)
+  it('takes the memory of the entries it is sized for, whatever it counts, and grows keeping the counts of the keys kept', () => {
+    const sketch = new FrequencySketch(256)
+    expect(sketch.byteLength).toBe(4 * 1_024)
+    const kept = sketch.hash('kept')
+    const dropped = sketch.hash('dropped')
+    for (let i = 0; i < 9; i++) sketch.increment(kept)
+    for (let i = 0; i < 5; i++) sketch.increment(dropped)
+    for (let i = 0; i < 2_000; i++) sketch.increment(sketch.hash(`k${i}`))
+    expect(sketch.byteLength).toBe(4 * 1_024)
+    const before = sketch.frequency(kept)
+    expect(before).toBeGreaterThanOrEqual(4)
+    sketch.ensureCapacity(10_000, [kept])
+    expect(sketch.byteLength).toBe(4 * 65_536)
+    expect(sketch.frequency(kept)).toBe(before)
+    expect(sketch.frequency(dropped)).toBe(0)
+    // Never shrinks.
+    sketch.ensureCapacity(100)
+    expect(sketch.byteLength).toBe(4 * 65_536)
   })
 
   it('hashes under a secret of its own, so the counters a key ID lands on cannot be known in advance', () => {

@@ -15,43 +15,76 @@ export interface KeyHash {
 }
 
 /**
- * How often each key was used lately, in fixed memory: a count-min sketch of
- * four rows of byte counters (at least 4 × `expectedEntries` a row, capped at 15),
- * updated conservatively (only the smallest of a key's counters grow), halved
- * every `10 × expectedEntries` additions so that old use fades. An estimate is never below the true count
- * since the last halving (capped), and rarely above it.
+ * How often each key was used lately, in bounded memory: a count-min sketch of
+ * four rows of byte counters (at least 4 × the entries it is sized for, a row;
+ * capped at 15), updated conservatively (only the smallest of a key's counters
+ * grow), halved every 10 × entries additions so that old use fades. An estimate
+ * is never below the true count since the last halving (capped), and rarely above it.
  *
  * Keys are hashed with SHA-256 under a secret drawn per process, so nobody
  * can choose key IDs that share counters with a key they want to outbid.
  * Hashing happens only when a key is looked up in the store or first kept;
- * a cached key carries its hash.
+ * a cached key carries its hash, which stays valid when the sketch grows.
  */
 export class FrequencySketch {
-  readonly #counters: Uint8Array
+  #counters: Uint8Array
   // The same bytes, four at a time, for the halving.
-  readonly #words: Uint32Array
-  readonly #mask: number
-  readonly #width: number
-  readonly #sampleSize: number
-  readonly #secret: string
+  #words: Uint32Array
+  #mask: number
+  #width: number
+  #sampleSize: number
   #additions = 0
+  readonly #secret: string
 
-  constructor(expectedEntries: number, secret: string = randomBytes(16).toString('hex')) {
-    const entries = Math.max(16, expectedEntries)
+  /** `entries`: how many keys it is sized for now (see `ensureCapacity`). */
+  constructor(entries: number, secret: string = randomBytes(16).toString('hex')) {
+    this.#secret = secret
+    this.#width = 0
+    this.#mask = 0
+    this.#sampleSize = 0
+    this.#counters = new Uint8Array(0)
+    this.#words = new Uint32Array(0)
+    this.ensureCapacity(entries)
+  }
+
+  /** Bytes the counters take: set by the entries it is sized for, however many keys are counted. */
+  get byteLength(): number {
+    return this.#counters.byteLength
+  }
+
+  /**
+   * Sized for at least `entries` keys (never shrinks). A cache grows it while it
+   * fills, so a small cache with a large bound pays for what it holds; the counts
+   * of `kept` (the keys cached) carry over, the rest start afresh.
+   */
+  ensureCapacity(entries: number, kept: Iterable<KeyHash> = []): void {
+    const sized = Math.max(16, entries)
     // Four counters a row per entry (as Caffeine's sketch has), so that a key seen once rarely reads as more.
     let width = 64
-    while (width < 4 * entries) width *= 2
+    while (width < 4 * sized) width *= 2
+    if (width <= this.#width) return
+    const carried: [KeyHash, number][] = []
+    for (const hash of kept) {
+      const count = this.frequency(hash)
+      if (count > 0) carried.push([hash, count])
+    }
     this.#width = width
     this.#mask = width - 1
     this.#counters = new Uint8Array(ROWS * width)
     this.#words = new Uint32Array(this.#counters.buffer)
-    this.#sampleSize = 10 * entries
-    this.#secret = secret
+    this.#sampleSize = 10 * sized
+    this.#additions = 0
+    for (const [hash, count] of carried) {
+      for (let row = 0; row < ROWS; row++) {
+        const i = this.#index(hash, row)
+        this.#counters[i] = Math.max(this.#counters[i]!, count)
+      }
+      this.#additions += count
+    }
   }
 
-  /** Bytes the counters take: fixed at construction, however many keys are counted. */
-  get byteLength(): number {
-    return this.#counters.byteLength
+  #index({ h1, h2 }: KeyHash, row: number): number {
+    return row * this.#width + ((h1 + row * h2) & this.#mask)
   }
 
   hash(key: string): KeyHash {
