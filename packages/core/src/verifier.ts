@@ -213,7 +213,10 @@ export interface ApiKeyVerifier extends KeyVerifier {
  * compare of digests.
  */
 export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOptions): ApiKeyVerifier {
-  const cache = new LoadingCache<CachedKey | null>(options.cacheMaxEntries, options.now)
+  // A cached "no such key" counts only when the store is asked again: repeating garbage never makes it a keeper.
+  const cache = new LoadingCache<CachedKey | null>(options.cacheMaxEntries, options.now, {
+    hitCounts: (entry) => entry !== null,
+  })
   const lastUseRecordedMs = new Map<string, number>()
   const acceptsLive = options.environments.includes('live')
   const acceptsTest = options.environments.includes('test')
