@@ -858,3 +858,179 @@ describe.skipIf(!browserAvailable)(
     })
   },
 )
+
+/** Cookies as a browser keeps them, for requests made outside one: name=value from each Set-Cookie. */
+function cookieJar() {
+  const cookies = new Map<string, string>()
+  return {
+    take(response: Response): void {
+      for (const line of response.headers.getSetCookie()) {
+        const [pair] = line.split(';')
+        const at = pair!.indexOf('=')
+        const [name, value] = [pair!.slice(0, at), pair!.slice(at + 1)]
+        if (value === '' || /Max-Age=0/i.test(line)) cookies.delete(name)
+        else cookies.set(name, value)
+      }
+    },
+    header: () => [...cookies].map(([name, value]) => `${name}=${value}`).join('; '),
+    has: (name: string) => cookies.has(name),
+  }
+}
+
+type Jar = ReturnType<typeof cookieJar>
+
+/** Signs in over HTTP the way the form does; the jar then holds the session. */
+async function signInOverHttp(
+  server: RunningServer,
+  who: Credentials,
+  options: { headers?: Record<string, string>; origin?: string; next?: string } = {},
+): Promise<{ jar: Jar; response: Response }> {
+  const jar = cookieJar()
+  const form = await fetch(`${server.url}/sign-in`, { headers: options.headers ?? {} })
+  jar.take(form)
+  const token = (await form.text()).match(/name="_csrf" value="([\w-]+)"/)![1]!
+  const query = options.next === undefined ? '' : `?next=${encodeURIComponent(options.next)}`
+  const response = await postForm(
+    server,
+    `/sign-in${query}`,
+    { _csrf: token, email: who.email, password: who.password },
+    { ...options.headers, cookie: jar.header(), origin: options.origin ?? server.url },
+  )
+  jar.take(response)
+  return { jar, response }
+}
+
+async function pageOf(server: RunningServer, jar: Jar, path: string): Promise<{ status: number; html: string }> {
+  const response = await fetch(`${server.url}${path}`, { headers: { cookie: jar.header() }, redirect: 'manual' })
+  return { status: response.status, html: await response.text() }
+}
+
+/** The notice a page shows, if any. */
+const noticeOf = (html: string): string | null =>
+  html.match(/<p class="notice" role="status">([^<]*)<\/p>/)?.[1]?.replaceAll('&#39;', "'") ?? null
+
+/** A Create key form's hidden fields, from GET /api-keys/new. */
+async function createKeyForm(server: RunningServer, jar: Jar): Promise<{ _csrf: string; _form: string }> {
+  const { html } = await pageOf(server, jar, '/api-keys/new')
+  return {
+    _csrf: html.match(/name="_csrf" value="([\w-]+)"/)![1]!,
+    _form: html.match(/name="_form" value="([\w-]+)"/)![1]!,
+  }
+}
+
+const SPENT_FORM =
+  'That Create key form was already submitted or is out of date, so this submission created no key. ' +
+  'A key created from it earlier is in the list below; its secret is shown only once.'
+
+describe.skipIf(!browserAvailable)('forms, notices and links (issue 23)', { timeout: 120_000 }, () => {
+  let started: Started
+  let browser: Browser
+  let admin: Credentials
+
+  beforeAll(async () => {
+    started = await startOnSqlite()
+    admin = demoMember(started.server)
+    browser = await launchBrowser()
+  }, 120_000)
+  afterAll(async () => {
+    await browser?.close()
+    await started?.cleanup()
+  })
+
+  it('creates one key from each of two Create key forms open at once; a spent form creates nothing and claims nothing', async () => {
+    const { server } = started
+    const context = await browser.context()
+    const first = await context.newPage()
+    await signIn(first, server, admin)
+    const second = await context.newPage()
+    await first.goto(`${server.url}/api-keys/new`)
+    await second.goto(`${server.url}/api-keys/new`)
+    const firstNonce = await first.locator('input[name="_form"]').inputValue()
+    // The form rendered first is submitted first, then the other.
+    for (const [page, label] of [
+      [first, 'first-tab'],
+      [second, 'second-tab'],
+    ] as const) {
+      await page.getByLabel('Label').fill(label)
+      await page.getByRole('button', { name: 'Create key' }).click()
+      await shown(page.getByRole('heading', { name: 'Copy your secret key now' }))
+      expect(await page.getByRole('textbox', { name: 'Secret key' }).inputValue()).toMatch(/^sk_live_/)
+    }
+    await first.goto(`${server.url}/api-keys`)
+    expect(await first.getByRole('cell', { name: 'first-tab', exact: true }).count()).toBe(1)
+    expect(await first.getByRole('cell', { name: 'second-tab', exact: true }).count()).toBe(1)
+
+    // The first form again (a resubmission): nothing is created, and the notice says only that.
+    const { cookie, csrf } = await sessionOf(context, first)
+    const again = await postForm(
+      server,
+      '/api-keys',
+      { _csrf: csrf, _form: firstNonce, label: 'resubmitted' },
+      { cookie, origin: server.url },
+    )
+    expect(again.status).toBe(303)
+    expect(again.headers.get('location')).toBe('/api-keys')
+    await first.goto(`${server.url}/api-keys`)
+    await shown(first.getByRole('status').filter({ hasText: SPENT_FORM }))
+    expect(await first.getByText('resubmitted').count()).toBe(0)
+    // Shown once.
+    await first.reload()
+    await shown(first.getByRole('heading', { level: 1, name: 'API keys' }))
+    expect(await first.getByRole('status').count()).toBe(0)
+    await context.close()
+  })
+
+  it('keeps the ten newest Create key forms of a session good for one key each, and forgets older ones', async () => {
+    const { server } = started
+    const { jar } = await signInOverHttp(server, admin)
+    const forms = []
+    for (let i = 0; i < 11; i++) forms.push(await createKeyForm(server, jar))
+    const submit = (form: { _csrf: string; _form: string }, label: string) =>
+      postForm(server, '/api-keys', { ...form, label }, { cookie: jar.header(), origin: server.url })
+    const oldest = await submit(forms[0]!, 'bounded-0')
+    expect(oldest.status).toBe(303)
+    expect(noticeOf((await pageOf(server, jar, '/api-keys')).html)).toBe(SPENT_FORM)
+    for (let i = 1; i < 11; i++) expect((await submit(forms[i]!, `bounded-${i}`)).status, `form ${i}`).toBe(201)
+    for (let i = 1; i < 11; i++) expect((await submit(forms[i]!, `twice-${i}`)).status, `form ${i} again`).toBe(303)
+    const { html } = await pageOf(server, jar, '/api-keys')
+    expect(html.match(/>bounded-\d+</g)).toHaveLength(10)
+    expect(html).not.toContain('bounded-0<')
+    expect(html).not.toContain('twice-')
+  })
+
+  it('shows a success notice once, from the session: a query string announces nothing', async () => {
+    const { server, env } = started
+    const { jar } = await signInOverHttp(server, admin)
+    expect(noticeOf((await pageOf(server, jar, '/api-keys?revoked=AAAAAAAAAAAA')).html)).toBeNull()
+    expect(noticeOf((await pageOf(server, jar, '/api-keys?used=1')).html)).toBeNull()
+    expect(noticeOf((await pageOf(server, jar, '/billing?trial=started')).html)).toBeNull()
+
+    const { keyId } = await cliJson<{ keyId: string }>(['keys', 'create', '--tenant', 'acme', '--label', 'gone'], env)
+    const { _csrf } = await createKeyForm(server, jar)
+    const revoked = await postForm(
+      server,
+      `/api-keys/${keyId}/revoke`,
+      { _csrf, confirm: 'yes' },
+      { cookie: jar.header(), origin: server.url },
+    )
+    expect(revoked.status).toBe(303)
+    expect(revoked.headers.get('location')).toBe('/api-keys')
+    expect(noticeOf((await pageOf(server, jar, '/api-keys')).html)).toBe(`Key ${keyId} revoked.`)
+    expect(noticeOf((await pageOf(server, jar, '/api-keys')).html)).toBeNull()
+    // Another session of the same member is told nothing.
+    const { jar: other } = await signInOverHttp(server, admin)
+    const { _csrf: otherCsrf } = await createKeyForm(server, other)
+    const { keyId: second } = await cliJson<{ keyId: string }>(
+      ['keys', 'create', '--tenant', 'acme', '--label', 'gone-too'],
+      env,
+    )
+    await postForm(
+      server,
+      `/api-keys/${second}/revoke`,
+      { _csrf: otherCsrf, confirm: 'yes' },
+      { cookie: other.header(), origin: server.url },
+    )
+    expect(noticeOf((await pageOf(server, jar, '/api-keys')).html)).toBeNull()
+    expect(noticeOf((await pageOf(server, other, '/api-keys')).html)).toBe(`Key ${second} revoked.`)
+  })
+})

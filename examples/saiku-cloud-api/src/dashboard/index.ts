@@ -66,6 +66,12 @@ const digest = (value: string): Buffer => createHash('sha256').update(value).dig
 const sessionDigest = (id: string): string => digest(id).toString('base64url')
 const equalSecrets = (a: string, b: string): boolean => timingSafeEqual(digest(a), digest(b))
 const newToken = (): string => randomBytes(32).toString('base64url')
+/** What newToken makes: checked before a submitted nonce reaches the store. */
+const NONCE = /^[\w-]{43}$/
+
+const SPENT_FORM =
+  'That Create key form was already submitted or is out of date, so this submission created no key. ' +
+  'A key created from it earlier is in the list below; its secret is shown only once.'
 
 const NAV = [
   { href: '/', label: 'Overview' },
@@ -400,20 +406,22 @@ export function createDashboard(options: DashboardOptions): express.Router {
     })
   })
 
+  /** The session's notice, shown by one page only: a reload, or a link with any query, shows none. */
+  async function takeFlash(req: Request): Promise<string | null> {
+    const { session: current } = req.dashboard!
+    const message = current.flash ?? null
+    if (message === null) return null
+    return (await dashboard.takeFlash(current.sessionDigest, message)) ? message : null
+  }
+
   const keyRows = (list: ApiKeySummary[]) =>
     list.map((k) => ({ ...k, expired: k.expiresAt !== null && k.expiresAt.getTime() <= Date.now() }))
 
   router.get('/api-keys', ...page, signedIn, (req, res, next) => {
-    keys.list(req.dashboard!.tenant.tenantId).then((list) => {
-      const revoked = typeof req.query.revoked === 'string' && isKeyId(req.query.revoked) ? req.query.revoked : null
-      const notice =
-        revoked !== null
-          ? `Key ${revoked} revoked.`
-          : req.query.used === '1'
-            ? 'That form was already used: the key was created once, and its secret is not shown again.'
-            : null
-      render(res, 200, 'api-keys', { title: 'API keys', keys: keyRows(list), notice })
-    }, next)
+    ;(async () => {
+      const list = await keys.list(req.dashboard!.tenant.tenantId)
+      render(res, 200, 'api-keys', { title: 'API keys', keys: keyRows(list), notice: await takeFlash(req) })
+    })().catch(next)
   })
 
   async function newKeyForm(
@@ -424,7 +432,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
     values: { label: string; permissions: string[]; environment: string; expires: string },
   ) {
     const nonce = newToken()
-    await dashboard.setFormNonce(req.dashboard!.session.sessionDigest, nonce)
+    await dashboard.addFormNonce(req.dashboard!.session.sessionDigest, nonce)
     render(res, status, 'key-new', { title: 'Create key', error, values, nonce, permissions: PERMISSIONS })
   }
 
@@ -436,10 +444,13 @@ export function createDashboard(options: DashboardOptions): express.Router {
     const body = req.body as Record<string, unknown>
     const { tenant, session: current } = req.dashboard!
     ;(async () => {
-      // One key per form: a resubmitted form (reload, back, double click) creates nothing.
+      // One key per rendered form: a resubmitted one (reload, back, double click) creates nothing. The
+      // server cannot tell a used form from a forgotten one, so the notice claims neither.
       const nonce = typeof body._form === 'string' ? body._form : ''
-      if (nonce === '' || !(await dashboard.takeFormNonce(current.sessionDigest, nonce)))
-        return res.redirect(303, '/api-keys?used=1')
+      if (!NONCE.test(nonce) || !(await dashboard.takeFormNonce(current.sessionDigest, nonce))) {
+        await dashboard.setFlash(current.sessionDigest, SPENT_FORM)
+        return res.redirect(303, '/api-keys')
+      }
       const label = typeof body.label === 'string' ? body.label.trim() : ''
       const picked =
         body.permissions === undefined ? [] : Array.isArray(body.permissions) ? body.permissions : [body.permissions]
@@ -500,7 +511,8 @@ export function createDashboard(options: DashboardOptions): express.Router {
         return errorPage(res, 404, 'No such key', 'There is no live key with this ID in your tenant.')
       await dashboard.recordActivity({ tenantId: tenant.tenantId, ...actor(req), action: 'key.revoked', target: keyId })
       logger.info({ msg: 'key revoked', tenantId: tenant.tenantId, keyId, by: 'dashboard' })
-      res.redirect(303, `/api-keys?revoked=${keyId}`)
+      await dashboard.setFlash(req.dashboard!.session.sessionDigest, `Key ${keyId} revoked.`)
+      res.redirect(303, '/api-keys')
     })().catch(next)
   })
 
@@ -523,14 +535,15 @@ export function createDashboard(options: DashboardOptions): express.Router {
   })
 
   router.get('/billing', ...page, signedIn, (req, res, next) => {
-    getBilling(store, asPrincipal(req.dashboard!.tenant)).then((result) => {
+    ;(async () => {
+      const result = await getBilling(store, asPrincipal(req.dashboard!.tenant))
       const billing = result.body as { status: string; trialEndsAt: string | null; trialAvailable: boolean }
       render(res, 200, 'billing', {
         title: 'Billing',
         billing: { ...billing, trialEndsAt: billing.trialEndsAt === null ? null : new Date(billing.trialEndsAt) },
-        notice: req.query.trial === 'started' ? 'Your 14-day trial has started.' : null,
+        notice: await takeFlash(req),
       })
-    }, next)
+    })().catch(next)
   })
 
   router.post('/billing/trial', ...page, form, verified, adminOnly, (req, res, next) => {
@@ -538,7 +551,8 @@ export function createDashboard(options: DashboardOptions): express.Router {
     startTrial(store, asPrincipal(tenant)).then(
       async () => {
         await dashboard.recordActivity({ tenantId: tenant.tenantId, ...actor(req), action: 'trial.started' })
-        res.redirect(303, '/billing?trial=started')
+        await dashboard.setFlash(req.dashboard!.session.sessionDigest, 'Your 14-day trial has started.')
+        res.redirect(303, '/billing')
       },
       (error: unknown) => {
         if (error instanceof SaikuHttpError && error.wireCode === 'conflict')
