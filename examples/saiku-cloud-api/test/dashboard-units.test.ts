@@ -56,6 +56,7 @@ describe('session settings', () => {
       idleTimeoutSeconds: 1800,
       absoluteTimeoutSeconds: 43200,
       trustProxy: false,
+      publicOrigin: null,
     })
   })
 
@@ -70,6 +71,7 @@ describe('session settings', () => {
       idleTimeoutSeconds: 600,
       absoluteTimeoutSeconds: 3600,
       trustProxy: 1,
+      publicOrigin: null,
     })
     expect(readDashboardSettings({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toBe('loopback, 10.0.0.0/8')
     expect(() => readDashboardSettings({ SESSION_IDLE_TIMEOUT_SECONDS: '0' })).toThrow(
@@ -82,6 +84,33 @@ describe('session settings', () => {
       readDashboardSettings({ SESSION_IDLE_TIMEOUT_SECONDS: '7200', SESSION_ABSOLUTE_TIMEOUT_SECONDS: '3600' }),
     ).toThrow('SESSION_ABSOLUTE_TIMEOUT_SECONDS (3600) must be at least SESSION_IDLE_TIMEOUT_SECONDS (7200)')
     expect(() => readDashboardSettings({ TRUST_PROXY: '$(rm -rf)' })).toThrow('TRUST_PROXY')
+  })
+})
+
+describe('PUBLIC_ORIGIN', () => {
+  it('is read as the origin a browser sends: scheme and host, lower-case, without a default port', () => {
+    const origin = (value: string) => readDashboardSettings({ PUBLIC_ORIGIN: value }).publicOrigin
+    expect(origin('https://saiku.example.com')).toBe('https://saiku.example.com')
+    expect(origin('https://Saiku.Example.com/')).toBe('https://saiku.example.com')
+    expect(origin('https://saiku.example.com:443')).toBe('https://saiku.example.com')
+    expect(origin('http://10.0.0.5:8080')).toBe('http://10.0.0.5:8080')
+  })
+
+  it('refuses anything else with one line naming the variable and what was given', () => {
+    for (const bad of [
+      'saiku.example.com',
+      'https://saiku.example.com/dashboard',
+      'https://saiku.example.com?x=1',
+      'https://saiku.example.com#top',
+      'https://user:pass@saiku.example.com',
+      'ftp://saiku.example.com',
+      'https://',
+      'https://saiku.example.com, https://other.example',
+    ]) {
+      expect(() => readDashboardSettings({ PUBLIC_ORIGIN: bad }), bad).toThrow(
+        `PUBLIC_ORIGIN: expected a scheme and host such as https://saiku.example.com (no path), got ${JSON.stringify(bad)}`,
+      )
+    }
   })
 })
 

@@ -12,6 +12,7 @@ import { hasChromium, launchBrowser, type Browser } from './browser.js'
 import {
   cliJson,
   exampleDir,
+  waitFor,
   repoRoot,
   startServer,
   tempDatabase,
@@ -818,6 +819,67 @@ describe.skipIf(!browserAvailable)(
       )
     })
 
+    it('takes the host a trusted proxy forwards (X-Forwarded-Host) as the dashboard’s, for forms and cookies', async () => {
+      const { server } = started
+      const admin = demoMember(server)
+      // The proxy rewrote Host to the app's internal address, and says what the browser asked for.
+      const headers = {
+        host: 'saiku-app.internal:3000',
+        'x-forwarded-host': 'dash.example.com',
+        'x-forwarded-proto': 'https',
+      }
+      const { jar, response } = await signInOverHttp(server, admin, { headers, origin: 'https://dash.example.com' })
+      expect(response.status).toBe(303)
+      expect(response.headers.get('location')).toBe('/')
+      expect(jar.has('__Host-saiku_session')).toBe(true)
+      // The forwarded host is the one compared: a form from the internal address is another origin.
+      const { response: mismatch } = await signInOverHttp(server, admin, {
+        headers,
+        origin: 'https://saiku-app.internal:3000',
+      })
+      expect(mismatch.status).toBe(403)
+    })
+
+    it('refuses a malformed PUBLIC_ORIGIN at start-up with one line', async () => {
+      const db = tempDatabase()
+      await expect(
+        startServer({
+          DATABASE_URL: db.databaseUrl,
+          REDIS_URL: '',
+          SAIKU_DATA_DIR: db.path,
+          PUBLIC_ORIGIN: 'https://dash.example.com/app',
+        }),
+      ).rejects.toThrow(
+        'saiku: PUBLIC_ORIGIN: expected a scheme and host such as https://saiku.example.com (no path), got "https://dash.example.com/app"\n',
+      )
+      db.remove()
+    })
+
+    it('takes PUBLIC_ORIGIN as the only origin forms may come from, and makes cookies Secure when it is https', async () => {
+      const public_ = await startOnSqlite({ PUBLIC_ORIGIN: 'https://dash.example.com' })
+      try {
+        const { server } = public_
+        const admin = demoMember(server)
+        // No TRUST_PROXY: the proxy's headers are not believed, the setting says what the browser sees.
+        const { jar, response } = await signInOverHttp(server, admin, { origin: 'https://dash.example.com' })
+        expect(response.status).toBe(303)
+        expect(jar.has('__Host-saiku_session')).toBe(true)
+        expect(response.headers.getSetCookie().join('\n')).toMatch(/^__Host-saiku_session=[\w-]+;.* Secure;/m)
+        const overview = await pageOf(server, jar, '/')
+        expect(overview.html).toContain('curl https://dash.example.com/me/tenant')
+        const { response: direct } = await signInOverHttp(server, admin, { origin: server.url })
+        expect(direct.status).toBe(403)
+        await waitFor(() => server.logs.some((line) => line.msg === 'refused form: origin'), 5_000)
+        expect(server.logs.find((line) => line.msg === 'refused form: origin')).toMatchObject({
+          origin: server.url,
+          expected: 'https://dash.example.com',
+          publicOrigin: 'https://dash.example.com',
+        })
+      } finally {
+        await public_.cleanup()
+      }
+    })
+
     it('refuses bad session settings at start-up, naming the variable', async () => {
       const db = tempDatabase()
       await expect(
@@ -1032,5 +1094,53 @@ describe.skipIf(!browserAvailable)('forms, notices and links (issue 23)', { time
     )
     expect(noticeOf((await pageOf(server, jar, '/api-keys')).html)).toBeNull()
     expect(noticeOf((await pageOf(server, other, '/api-keys')).html)).toBe(`Key ${second} revoked.`)
+  })
+
+  it('logs every refused origin with both origins and TRUST_PROXY, and names the setting when only the scheme differs', async () => {
+    const { server } = started
+    const host = new URL(server.url).host
+    // A proxy terminates TLS, but the app was not told to trust it: the browser says https, the app sees http.
+    const lines = () => server.logs.filter((line) => line.msg === 'refused form: origin')
+    const { response } = await signInOverHttp(server, admin, { origin: `https://${host}` })
+    expect(response.status).toBe(403)
+    await waitFor(() => lines().length > 0, 5_000)
+    const page = await response.text()
+    expect(page).toContain(
+      `This form was sent from https://${host}, but the dashboard sees its own address as http://${host}.`,
+    )
+    expect(page).toContain('TRUST_PROXY')
+    expect(page).not.toContain('cookies')
+    expect(lines().at(-1)).toMatchObject({
+      level: 40,
+      path: '/sign-in',
+      origin: `https://${host}`,
+      expected: `http://${host}`,
+      trustProxy: false,
+      publicOrigin: null,
+    })
+    // Without TRUST_PROXY, a client's own X-Forwarded-Host is not believed.
+    const { response: claimed } = await signInOverHttp(server, admin, {
+      headers: { 'x-forwarded-host': 'evil.example' },
+      origin: 'http://evil.example',
+    })
+    expect(claimed.status).toBe(403)
+    // A cross-site form on a signed-in page: refused, logged, and the page does not talk of proxies.
+    const { jar } = await signInOverHttp(server, admin)
+    const { _csrf } = await createKeyForm(server, jar)
+    const before = lines().length
+    const foreign = await postForm(
+      server,
+      '/api-keys',
+      { _csrf, label: 'x' },
+      { cookie: jar.header(), origin: 'http://evil.example' },
+    )
+    expect(foreign.status).toBe(403)
+    expect(await foreign.text()).not.toContain('TRUST_PROXY')
+    await waitFor(() => lines().length > before, 5_000)
+    expect(lines().at(-1)).toMatchObject({
+      path: '/api-keys',
+      origin: 'http://evil.example',
+      expected: `http://${host}`,
+    })
   })
 })

@@ -147,7 +147,11 @@ export function createDashboard(options: DashboardOptions): express.Router {
   }
   const form = express.urlencoded({ extended: false, limit: '8kb', parameterLimit: 20 })
 
-  const cookieName = (req: Request, base: string) => (req.secure ? `__Host-${base}` : base)
+  const publicOrigin = settings.publicOrigin
+  /** The origin browsers see: PUBLIC_ORIGIN, or the scheme and host as a trusted proxy forwards them. */
+  const originOf = (req: Request): string => publicOrigin ?? `${req.protocol}://${req.host}`
+  const secure = (req: Request): boolean => (publicOrigin === null ? req.secure : publicOrigin.startsWith('https:'))
+  const cookieName = (req: Request, base: string) => (secure(req) ? `__Host-${base}` : base)
   function setCookie(req: Request, res: Response, base: string, value: string, maxAgeSeconds: number): void {
     res.append(
       'set-cookie',
@@ -157,7 +161,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
         path: '/',
         httpOnly: true,
         sameSite: 'lax',
-        secure: req.secure,
+        secure: secure(req),
         maxAge: maxAgeSeconds,
       }),
     )
@@ -225,12 +229,41 @@ export function createDashboard(options: DashboardOptions): express.Router {
     res.redirect(303, res.locals.sessionExpired === true ? '/sign-in?expired=1' : '/sign-in')
   }
 
-  /** The request comes from a page of this site: its Origin, or failing that Sec-Fetch-Site. */
-  function sameOrigin(req: Request): boolean {
+  /**
+   * Null when the request comes from a page of this site (its Origin, or failing that Sec-Fetch-Site);
+   * otherwise what was received and what was expected.
+   */
+  function foreignOrigin(req: Request): { received: string; expected: string } | null {
+    const expected = originOf(req)
     const origin = req.get('origin')
-    if (origin !== undefined) return origin === `${req.protocol}://${req.get('host')}`
+    if (origin !== undefined) return origin === expected ? null : { received: origin, expected }
     const site = req.get('sec-fetch-site')
-    return site === undefined || site === 'same-origin'
+    return site === undefined || site === 'same-origin' ? null : { received: `Sec-Fetch-Site: ${site}`, expected }
+  }
+
+  /** 403 for a form from another origin; the log line has what an operator needs to fix a proxy setup. */
+  function refuseOrigin(req: Request, res: Response, refused: { received: string; expected: string }): void {
+    logger.warn({
+      msg: 'refused form: origin',
+      path: req.path,
+      origin: refused.received,
+      expected: refused.expected,
+      trustProxy: settings.trustProxy,
+      publicOrigin,
+      ip: req.ip,
+    })
+    const scheme = (origin: string) => /^(https?):\/\//.exec(origin)?.[1]
+    const host = (origin: string) => origin.replace(/^https?:\/\//, '')
+    const received = scheme(refused.received)
+    // Same host, another scheme: TLS ends at a proxy the app does not trust, the usual slip in production.
+    const message =
+      received !== undefined &&
+      received !== scheme(refused.expected) &&
+      host(refused.received) === host(refused.expected)
+        ? `This form was sent from ${refused.received}, but the dashboard sees its own address as ${refused.expected}. ` +
+          'If TLS ends at a proxy, the operator must trust it with TRUST_PROXY (for example TRUST_PROXY=1) or set PUBLIC_ORIGIN.'
+        : 'This form did not come from this dashboard. Go back, reload the page and try again.'
+    errorPage(res, 403, 'Request refused', message)
   }
 
   const formToken = (req: Request): string => {
@@ -256,7 +289,8 @@ export function createDashboard(options: DashboardOptions): express.Router {
       )
     }
     // A cross-site POST is refused before anything else, signed in or not.
-    if (!sameOrigin(req)) return refuse()
+    const foreign = foreignOrigin(req)
+    if (foreign !== null) return refuseOrigin(req, res, foreign)
     const signed = req.dashboard
     if (signed === undefined)
       return res.redirect(303, res.locals.sessionExpired === true ? '/sign-in?expired=1' : '/sign-in')
@@ -304,7 +338,9 @@ export function createDashboard(options: DashboardOptions): express.Router {
       setCookie(req, res, 'saiku_signin', token, 3_600)
       render(res, status, 'sign-in', { title: 'Sign in', signinToken: token, notice: null, error, email })
     }
-    if (!sameOrigin(req) || cookieToken === undefined || !equalSecrets(fieldToken, cookieToken)) {
+    const foreign = foreignOrigin(req)
+    if (foreign !== null) return refuseOrigin(req, res, foreign)
+    if (cookieToken === undefined || !equalSecrets(fieldToken, cookieToken)) {
       return errorPage(
         res,
         403,
@@ -402,7 +438,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
         connectionName: tenant.connectionName,
       },
       limits,
-      origin: `${req.protocol}://${req.get('host')}`,
+      origin: originOf(req),
     })
   })
 
