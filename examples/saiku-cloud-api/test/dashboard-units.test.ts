@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { formatTime } from '../src/dashboard/index.js'
+import { calendarDate, formatTime } from '../src/dashboard/index.js'
 import { normalizeEmail } from '../src/dashboard/members.js'
 import { generatePassword, hashPassword, passwordProblem, verifyPassword } from '../src/dashboard/passwords.js'
 import { readDashboardSettings } from '../src/dashboard/settings.js'
@@ -111,6 +111,25 @@ describe('PUBLIC_ORIGIN', () => {
         `PUBLIC_ORIGIN: expected a scheme and host such as https://saiku.example.com (no path), got ${JSON.stringify(bad)}`,
       )
     }
+  })
+})
+
+describe('expiry dates', () => {
+  it('name a day of the calendar, or nothing', () => {
+    expect(calendarDate('2027-02-28')?.toISOString()).toBe('2027-02-28T00:00:00.000Z')
+    expect(calendarDate('2028-02-29')?.toISOString()).toBe('2028-02-29T00:00:00.000Z')
+    for (const bad of [
+      '2027-02-31',
+      '2027-02-29',
+      '2027-04-31',
+      '2027-13-01',
+      '2027-00-10',
+      '2027-01-00',
+      '2027-1-5',
+      '27-01-05',
+      '',
+    ])
+      expect(calendarDate(bad), bad).toBeNull()
   })
 })
 

@@ -1096,6 +1096,34 @@ describe.skipIf(!browserAvailable)('forms, notices and links (issue 23)', { time
     expect(noticeOf((await pageOf(server, other, '/api-keys')).html)).toBe(`Key ${second} revoked.`)
   })
 
+  it('refuses an impossible expiry date and a label with nothing visible, saying why', async () => {
+    const { server } = started
+    const { jar } = await signInOverHttp(server, admin)
+    const create = async (fields: Record<string, string>) => {
+      const response = await postForm(
+        server,
+        '/api-keys',
+        { ...(await createKeyForm(server, jar)), ...fields },
+        { cookie: jar.header(), origin: server.url },
+      )
+      return { status: response.status, alert: (await response.text()).match(/role="alert">([^<]*)</)?.[1] ?? null }
+    }
+    expect(await create({ label: 'feb', expires: '2027-02-31' })).toEqual({
+      status: 400,
+      alert: 'The expiry must be a real date, written like 2030-01-31.',
+    })
+    expect(await create({ label: 'apr', expires: '2031-04-31' })).toMatchObject({ status: 400 })
+    for (const label of ['\u3164', '\u2800\u2800', '\u3164 \uffa0'])
+      expect(await create({ label }), JSON.stringify(label)).toEqual({
+        status: 400,
+        alert: 'The label must contain a visible character.',
+      })
+    expect(await create({ label: 'real-day', expires: '2031-02-28' })).toMatchObject({ status: 201 })
+    const { html } = await pageOf(server, jar, '/api-keys')
+    expect(html).not.toContain('>feb<')
+    expect(html).toContain('28\u00a0Feb\u00a02031')
+  })
+
   it('logs every refused origin with both origins and TRUST_PROXY, and names the setting when only the scheme differs', async () => {
     const { server } = started
     const host = new URL(server.url).host

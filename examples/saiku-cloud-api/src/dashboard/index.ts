@@ -101,6 +101,25 @@ const ACTIONS: Record<string, string> = {
   'member.password_reset': 'Password reset',
 }
 
+/** A day as YYYY-MM-DD, at 00:00 UTC; null unless it names a day of the calendar (never 2027-02-31). */
+export function calendarDate(value: string): Date | null {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value)) return null
+  const date = new Date(`${value}T00:00:00Z`)
+  // Date rolls an impossible day over into the next month; only a day that reads back the same is real.
+  return !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) === value ? date : null
+}
+
+/**
+ * A path of this site to go to after sign-in, or null: it starts with one `/`, never `//host` or `/\host`,
+ * holds no scheme before it, and no space or control character (which URL parsers drop).
+ */
+export function safeNext(value: unknown): string | null {
+  if (typeof value !== 'string' || value.length > 2_000) return null
+  if (!/^\/(?![/\\])[\x21-\x7e]*$/.test(value) || value.includes('\\')) return null
+  const base = 'http://dashboard.invalid'
+  return new URL(value, base).origin === base ? value : null
+}
+
 /** The pages of the spec's dashboard, mounted in front of the JSON API. */
 export function createDashboard(options: DashboardOptions): express.Router {
   const { store, dashboard, authenticator, logger, settings } = options
@@ -506,10 +525,11 @@ export function createDashboard(options: DashboardOptions): express.Router {
       }
       let expiresAt: Date | null = null
       if (expires !== '') {
-        expiresAt = /^\d{4}-\d{2}-\d{2}$/.test(expires) ? new Date(`${expires}T00:00:00Z`) : new Date(NaN)
-        if (Number.isNaN(expiresAt.getTime()) || expiresAt.getTime() <= Date.now()) {
+        expiresAt = calendarDate(expires)
+        if (expiresAt === null)
+          return newKeyForm(req, res, 400, 'The expiry must be a real date, written like 2030-01-31.', values)
+        if (expiresAt.getTime() <= Date.now())
           return newKeyForm(req, res, 400, 'The expiry must be a date after today.', values)
-        }
       }
       let created
       try {
