@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { calendarDate, formatTime } from '../src/dashboard/index.js'
+import { calendarDate, formatTime, safeNext } from '../src/dashboard/index.js'
 import { normalizeEmail } from '../src/dashboard/members.js'
 import { generatePassword, hashPassword, passwordProblem, verifyPassword } from '../src/dashboard/passwords.js'
 import { readDashboardSettings } from '../src/dashboard/settings.js'
@@ -111,6 +111,40 @@ describe('PUBLIC_ORIGIN', () => {
         `PUBLIC_ORIGIN: expected a scheme and host such as https://saiku.example.com (no path), got ${JSON.stringify(bad)}`,
       )
     }
+  })
+})
+
+describe('the path to go back to after sign-in', () => {
+  it('is a path of this site', () => {
+    for (const path of ['/', '/billing', '/api-keys/new', '/usage?x=1#y', '/a/b%2F%2Fc', '/.//evil.example'])
+      expect(safeNext(path), path).toBe(path)
+  })
+
+  it('is never another site, a scheme, or what a URL parser would make one of', () => {
+    for (const hostile of [
+      '//evil.example',
+      '//evil.example/billing',
+      '/\\evil.example',
+      '/\\/evil.example',
+      '\\\\evil.example',
+      'https://evil.example',
+      'javascript:alert(1)',
+      'data:text/html,x',
+      'billing',
+      '',
+      ' /billing',
+      '/\t/evil.example',
+      '/\n/evil.example',
+      '/\r\n/evil.example',
+      '/ /evil.example',
+      '/\u3000/evil.example',
+      '/x\\y',
+      `/${'a'.repeat(2_000)}`,
+    ]) {
+      expect(safeNext(hostile), JSON.stringify(hostile)).toBeNull()
+    }
+    expect(safeNext(['/billing'])).toBeNull()
+    expect(safeNext(undefined)).toBeNull()
   })
 })
 

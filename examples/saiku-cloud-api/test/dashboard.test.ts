@@ -583,7 +583,7 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
       redirect: 'manual',
     })
     expect(withKey.status).toBe(303)
-    expect(withKey.headers.get('location')).toBe('/sign-in')
+    expect(withKey.headers.get('location')).toBe('/sign-in?next=%2Fapi-keys')
   })
 
   it('refuses too many wrong passwords with 429, the same message for an unknown email', async () => {
@@ -1094,6 +1094,61 @@ describe.skipIf(!browserAvailable)('forms, notices and links (issue 23)', { time
     )
     expect(noticeOf((await pageOf(server, jar, '/api-keys')).html)).toBeNull()
     expect(noticeOf((await pageOf(server, other, '/api-keys')).html)).toBe(`Key ${second} revoked.`)
+  })
+
+  it('answers a GET of a form’s URL (a reload, Enter in the address bar) with the page the form is on', async () => {
+    const { server } = started
+    const { jar } = await signInOverHttp(server, admin)
+    for (const [path, page] of [
+      ['/sign-out', '/'],
+      ['/api-keys/AAAAAAAAAAAA/revoke', '/api-keys'],
+      ['/billing/trial', '/billing'],
+    ]) {
+      const answer = await fetch(`${server.url}${path}`, { headers: { cookie: jar.header() }, redirect: 'manual' })
+      expect(answer.status, path).toBe(303)
+      expect(answer.headers.get('location'), path).toBe(page)
+    }
+    // Nothing happened: the GET of /sign-out left the session signed in.
+    expect((await pageOf(server, jar, '/')).status).toBe(200)
+    // Signed out, the way back is kept through the sign-in.
+    const anonymous = await fetch(`${server.url}/billing/trial`, { redirect: 'manual' })
+    expect(anonymous.status).toBe(303)
+    expect(anonymous.headers.get('location')).toBe('/sign-in?next=%2Fbilling%2Ftrial')
+    expect((await fetch(`${server.url}/sign-out`, { redirect: 'manual' })).headers.get('location')).toBe('/sign-in')
+  })
+
+  it('brings a deep link back after sign-in, and never sends anyone to another site', async () => {
+    const { server } = started
+    const context = await browser.context()
+    const page = await context.newPage()
+    await page.goto(`${server.url}/billing`)
+    await shown(page.getByRole('heading', { level: 1, name: 'Sign in' }))
+    expect(new URL(page.url()).searchParams.get('next')).toBe('/billing')
+    await page.getByLabel('Email').fill(admin.email)
+    await page.getByLabel('Password').fill(admin.password)
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await shown(page.getByRole('heading', { level: 1, name: 'Billing' }))
+    expect(new URL(page.url()).pathname).toBe('/billing')
+    // Signed in already, a sign-in link goes to its next page, when that is one of this site's.
+    await page.goto(`${server.url}/sign-in?next=${encodeURIComponent('/usage')}`)
+    await shown(page.getByRole('heading', { level: 1, name: 'Usage' }))
+    await context.close()
+
+    const hostile = ['//evil.example/', '/\\evil.example', 'https://evil.example/', '/\t/evil.example', 'javascript:x']
+    const { jar } = await signInOverHttp(server, admin)
+    for (const next of hostile) {
+      const answer = await fetch(`${server.url}/sign-in?next=${encodeURIComponent(next)}`, {
+        headers: { cookie: jar.header() },
+        redirect: 'manual',
+      })
+      expect(answer.headers.get('location'), next).toBe('/')
+    }
+    // And through a real sign-in, with the hostile next on the form's URL.
+    const { response } = await signInOverHttp(server, admin, { next: '//evil.example/' })
+    expect(response.status).toBe(303)
+    expect(response.headers.get('location')).toBe('/')
+    const form = await (await fetch(`${server.url}/sign-in?next=${encodeURIComponent('//evil.example/')}`)).text()
+    expect(form).toContain('action="/sign-in"')
   })
 
   it('refuses an impossible expiry date and a label with nothing visible, saying why', async () => {

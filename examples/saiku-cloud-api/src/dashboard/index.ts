@@ -203,6 +203,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
         tenant: { tenantSlug: signed.tenant.tenantSlug, tier: signed.tenant.tier },
       },
       csrf: signed?.session.csrfToken ?? '',
+      next: safeNext(req.query.next),
       formatTime,
       isAdmin: signed?.member.role === 'admin',
     })
@@ -243,9 +244,17 @@ export function createDashboard(options: DashboardOptions): express.Router {
   }
 
   const page: RequestHandler[] = [securityHeaders, noStore, session]
+  /** The sign-in page, saying why, and for a page asked for by GET the way back to it after sign-in. */
+  const signInUrl = (req: Request, res: Response): string => {
+    const query = new URLSearchParams()
+    if (res.locals.sessionExpired === true) query.set('expired', '1')
+    const back = req.method === 'GET' || req.method === 'HEAD' ? safeNext(req.originalUrl) : null
+    if (back !== null && back !== '/') query.set('next', back)
+    return query.size === 0 ? '/sign-in' : `/sign-in?${query.toString()}`
+  }
   const signedIn: RequestHandler = (req, res, next) => {
     if (req.dashboard !== undefined) return next()
-    res.redirect(303, res.locals.sessionExpired === true ? '/sign-in?expired=1' : '/sign-in')
+    res.redirect(303, signInUrl(req, res))
   }
 
   /**
@@ -311,8 +320,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
     const foreign = foreignOrigin(req)
     if (foreign !== null) return refuseOrigin(req, res, foreign)
     const signed = req.dashboard
-    if (signed === undefined)
-      return res.redirect(303, res.locals.sessionExpired === true ? '/sign-in?expired=1' : '/sign-in')
+    if (signed === undefined) return res.redirect(303, signInUrl(req, res))
     if (!equalSecrets(formToken(req), signed.session.csrfToken)) return refuse()
     next()
   }
@@ -336,7 +344,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
   // -------- Sign in and out
 
   router.get('/sign-in', ...page, (req, res) => {
-    if (req.dashboard !== undefined) return res.redirect(303, '/')
+    if (req.dashboard !== undefined) return res.redirect(303, safeNext(req.query.next) ?? '/')
     const token = newToken()
     setCookie(req, res, 'saiku_signin', token, 3_600)
     const notice =
@@ -427,7 +435,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
       })
       setCookie(req, res, 'saiku_signin', '', 0)
       setCookie(req, res, 'saiku_session', id, settings.absoluteTimeoutSeconds)
-      res.redirect(303, '/')
+      res.redirect(303, safeNext(req.query.next) ?? '/')
     })().catch(next)
   })
 
@@ -437,6 +445,11 @@ export function createDashboard(options: DashboardOptions): express.Router {
       res.redirect(303, '/sign-in?signed-out=1')
     }, next)
   })
+
+  // A reload or Enter in the address bar on a form's URL asks for it by GET: back to the page the form is on.
+  router.get('/sign-out', ...page, (req, res) => res.redirect(303, req.dashboard === undefined ? '/sign-in' : '/'))
+  router.get('/api-keys/:keyId/revoke', ...page, signedIn, (_req, res) => res.redirect(303, '/api-keys'))
+  router.get('/billing/trial', ...page, signedIn, (_req, res) => res.redirect(303, '/billing'))
 
   // -------- Pages
 
