@@ -48,6 +48,29 @@ describe('member emails', () => {
       expect(() => normalizeEmail(bad), bad).toThrow('is not an email address')
     }
   })
+
+  it('are what the sign-in form can submit: ASCII, so nothing a terminal obeys, and refused input is quoted escaped', () => {
+    expect(normalizeEmail(" O'Brien+ops@Example.COM ")).toBe("o'brien+ops@example.com")
+    expect(normalizeEmail('ada@xn--exmple-cua.com')).toBe('ada@xn--exmple-cua.com')
+    for (const bad of [
+      'josé@example.com',
+      'ada@exämple.com',
+      'ada\u009b@example.com',
+      'a\u001b[31m@example.com',
+      'ada\u202e@example.com',
+      'ada\u200b@example.com',
+      'ada@example.com\u2066',
+    ]) {
+      let message = ''
+      try {
+        normalizeEmail(bad)
+      } catch (error) {
+        message = (error as Error).message
+      }
+      expect(message, JSON.stringify(bad)).toContain('is not an email address the sign-in form accepts')
+      expect(message, JSON.stringify(bad)).not.toMatch(/[\p{Cc}\p{Cf}]/u)
+    }
+  })
 })
 
 describe('session settings', () => {
