@@ -982,7 +982,7 @@ async function createKeyForm(server: RunningServer, jar: Jar): Promise<{ _csrf: 
 
 const SPENT_FORM =
   'That Create key form was already submitted or is out of date, so this submission created no key. ' +
-  'A key created from it earlier is in the list below; its secret is shown only once.'
+  'If a key was created from it before, it is in the list below; its secret is shown only once.'
 
 describe.skipIf(!browserAvailable)('forms, notices and links (issue 23)', { timeout: 120_000 }, () => {
   let started: Started
@@ -1225,5 +1225,11 @@ describe.skipIf(!browserAvailable)('forms, notices and links (issue 23)', { time
       origin: 'http://evil.example',
       expected: `http://${host}`,
     })
+    // A forged, very long Origin is logged cut short.
+    const long = `http://${'a'.repeat(5_000)}.example`
+    const logged = lines().length
+    expect((await postForm(server, '/api-keys', { _csrf }, { cookie: jar.header(), origin: long })).status).toBe(403)
+    await waitFor(() => lines().length > logged, 5_000)
+    expect(lines().at(-1)!.origin).toBe(long.slice(0, 300))
   })
 })

@@ -69,9 +69,12 @@ const newToken = (): string => randomBytes(32).toString('base64url')
 /** What newToken makes: checked before a submitted nonce reaches the store. */
 const NONCE = /^[\w-]{43}$/
 
+/** An origin is a scheme, a host of at most 253 characters and a port: a longer one is forged, and logged cut short. */
+const MAX_LOGGED_ORIGIN_LENGTH = 300
+
 const SPENT_FORM =
   'That Create key form was already submitted or is out of date, so this submission created no key. ' +
-  'A key created from it earlier is in the list below; its secret is shown only once.'
+  'If a key was created from it before, it is in the list below; its secret is shown only once.'
 
 const NAV = [
   { href: '/', label: 'Overview' },
@@ -274,7 +277,8 @@ export function createDashboard(options: DashboardOptions): express.Router {
     logger.warn({
       msg: 'refused form: origin',
       path: req.path,
-      origin: refused.received,
+      // Sent by anyone: bounded, so a flood of forged forms cannot write long lines.
+      origin: refused.received.slice(0, MAX_LOGGED_ORIGIN_LENGTH),
       expected: refused.expected,
       trustProxy: settings.trustProxy,
       publicOrigin,
