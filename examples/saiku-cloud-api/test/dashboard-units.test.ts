@@ -1,8 +1,14 @@
+import { randomUUID } from 'node:crypto'
+import { PostgresKeyStore } from '@saiku/postgres'
+import { SqliteKeyStore } from '@saiku/sqlite'
+import pg from 'pg'
 import { describe, expect, it } from 'vitest'
+import { MAX_FORM_NONCES, openDashboardStore } from '../src/dashboard/db.js'
 import { calendarDate, formatTime, safeNext } from '../src/dashboard/index.js'
 import { normalizeEmail } from '../src/dashboard/members.js'
 import { generatePassword, hashPassword, passwordProblem, verifyPassword } from '../src/dashboard/passwords.js'
 import { readDashboardSettings } from '../src/dashboard/settings.js'
+import { postgresUrl } from './services.js'
 
 describe('passwords', () => {
   it('hashes with scrypt at a current recommended cost, salted, and verifies only the right password', async () => {
@@ -194,5 +200,72 @@ describe('formatTime', () => {
   it('writes one UTC format whatever the server’s locale', () => {
     expect(formatTime(new Date('2026-03-04T05:06:07Z'))).toBe('4\u00a0Mar\u00a02026, 05:06\u00a0UTC')
     expect(formatTime(null)).toBe('Never')
+  })
+})
+
+describe.each([
+  { name: 'SQLite', skip: false },
+  { name: 'PostgreSQL', skip: postgresUrl === undefined },
+])('a session’s form nonces and notice, stored ($name)', ({ name, skip }) => {
+  it.skipIf(skip)('keep the newest ten nonces, each taken once even when raced, and a notice taken once', async () => {
+    const schema = `saiku_nonce_${randomUUID().replaceAll('-', '').slice(0, 12)}`
+    const pool = name === 'PostgreSQL' ? new pg.Pool({ connectionString: postgresUrl }) : undefined
+    const store =
+      pool === undefined
+        ? new SqliteKeyStore(':memory:', { watchIntervalMs: 0 })
+        : new PostgresKeyStore({ pool, schema, listen: false })
+    try {
+      await store.putTenant({
+        tenantId: 't',
+        tenantSlug: 't',
+        tier: 'team',
+        connectionName: 'x',
+        subscription: { status: 'active', trialEndsAt: null },
+        limits: null,
+      })
+      const dashboard = await openDashboardStore(store)
+      const now = new Date()
+      await dashboard.addMember({
+        memberId: 'm',
+        tenantId: 't',
+        email: 'a@example.com',
+        role: 'admin',
+        passwordHash: 'x',
+        createdAt: now,
+      })
+      await dashboard.createSession({
+        sessionDigest: 's',
+        memberId: 'm',
+        csrfToken: 'c',
+        createdAt: now,
+        lastSeenAt: now,
+      })
+      const nonces = Array.from({ length: MAX_FORM_NONCES + 1 }, (_, i) => `nonce-${i}`)
+      for (const nonce of nonces) await dashboard.addFormNonce('s', nonce)
+      expect(await dashboard.takeFormNonce('s', nonces[0]!)).toBe(false)
+      // Ten submissions of one form at once: one of them takes it.
+      const raced = await Promise.all(Array.from({ length: 10 }, () => dashboard.takeFormNonce('s', nonces[5]!)))
+      expect(raced.filter(Boolean)).toHaveLength(1)
+      for (const nonce of nonces.slice(1)) expect(await dashboard.takeFormNonce('s', nonce)).toBe(nonce !== nonces[5])
+      for (const nonce of nonces) expect(await dashboard.takeFormNonce('s', nonce)).toBe(false)
+      expect(await dashboard.takeFormNonce('other-session', nonces[1]!)).toBe(false)
+
+      expect((await dashboard.findSession('s'))?.flash).toBeNull()
+      await dashboard.setFlash('s', 'Key abc revoked.')
+      expect((await dashboard.findSession('s'))?.flash).toBe('Key abc revoked.')
+      const taken = await Promise.all([
+        dashboard.takeFlash('s', 'Key abc revoked.'),
+        dashboard.takeFlash('s', 'Key abc revoked.'),
+      ])
+      expect(taken.filter(Boolean)).toHaveLength(1)
+      expect((await dashboard.findSession('s'))?.flash).toBeNull()
+    } finally {
+      if (pool === undefined) (store as SqliteKeyStore).close()
+      else {
+        await (store as PostgresKeyStore).close()
+        await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+        await pool.end()
+      }
+    }
   })
 })
