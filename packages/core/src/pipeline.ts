@@ -10,10 +10,11 @@ import type { LimitDecision } from './limiter.js'
 import type { Lookup, LookupAnswered } from './lookups.js'
 import type { ResolvedOptions } from './options.js'
 import { costExceedsLimitMessage, rateLimitedMessage, type Refusals } from './refusals.js'
-import { requestCost } from './request-cost.js'
+import { requestCost, type CostProblem } from './request-cost.js'
 import { routePath } from './route-path.js'
 import { hasActiveSubscription, type CachedTenant, type TenantLoader } from './tenants.js'
 import type { WindowLimits } from './tiers.js'
+import { callHook, type HookAnswer } from './user-hooks.js'
 import type { KeyVerifier, VerifiedCredential, VerifyResult } from './verifier.js'
 
 /** What the stages work with; `createAuthenticator` builds each from the options. */
@@ -108,13 +109,34 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     nowMs: number,
   ): Outcome {
     if (tenant === null) return refusals.failed(request, 'unknown_tenant', credential)
-    if (
-      subscription.required &&
-      !hasActiveSubscription(tenant, nowMs) &&
-      !subscription.isExempt(routePath(request), request)
-    ) {
-      return refusals.refuse(request, 'payment_required', 'no_subscription', credential)
-    }
+    if (!subscription.required || hasActiveSubscription(tenant, nowMs))
+      return limitsStage(request, credential, tenant, nowMs)
+    // No subscription: only an exempt path goes on. The predicate is user code, perhaps async.
+    const exempt = callHook(() => subscription.isExempt(routePath(request), request))
+    return exempt instanceof Promise
+      ? exempt.then((answer) => exemptionStage(request, credential, tenant, answer, now()))
+      : exemptionStage(request, credential, tenant, exempt, nowMs)
+  }
+
+  /** A predicate that throws or rejects is a 500, as anything unexpected. */
+  function exemptionStage(
+    request: AuthRequest,
+    credential: VerifiedCredential,
+    tenant: CachedTenant,
+    exempt: HookAnswer<boolean>,
+    nowMs: number,
+  ): Outcome {
+    if (!exempt.ok) return refusals.unexpected(request, exempt.error)
+    if (exempt.value !== true) return refusals.refuse(request, 'payment_required', 'no_subscription', credential)
+    return limitsStage(request, credential, tenant, nowMs)
+  }
+
+  function limitsStage(
+    request: AuthRequest,
+    credential: VerifiedCredential,
+    tenant: CachedTenant,
+    nowMs: number,
+  ): Outcome {
     if (tenant.limits === null) {
       reportError(tenant.limitsError!)
       return refusals.refuse(request, 'internal_error', 'misconfigured_tenant', credential)
@@ -126,8 +148,17 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
   }
 
   function countStage(at: Admission): Outcome {
+    if (costOf === undefined) return countCost(at, 1)
+    const cost = requestCost(costOf, at.request, at.tenant.view)
+    // An async cost: the clock moved while it was awaited.
+    return cost instanceof Promise
+      ? cost.then((settled) => countCost({ ...at, nowMs: now() }, settled))
+      : countCost(at, cost)
+  }
+
+  /** A cost that could not be had (thrown, rejected, not a whole number) is a 500, and nothing is counted. */
+  function countCost(at: Admission, cost: number | CostProblem): Outcome {
     const { request, credential, limits } = at
-    const cost = costOf === undefined ? 1 : requestCost(costOf, request, at.tenant.view)
     if (typeof cost !== 'number') return refusals.unexpected(request, cost.error, 'invalid_cost', credential)
     if (cost === 0) {
       const seen = counter.peek(credential.tenantId, limits)
