@@ -1,6 +1,7 @@
 // Every user hook may be synchronous or async, and may throw or reject: the answer is the one it would have been
 // (or, for a hook the decision needs, the JSON 500 of a throw), `onError` hears of it, and nothing ends the process.
 import { randomUUID } from 'node:crypto'
+import { rawGet } from '@saiku/test-support/http'
 import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest'
 import type { DecisionEvent } from '@saiku/core'
 import { acme, expectJsonError, UNAUTHORIZED_BODY, unpaid, useConformance } from './context.js'
@@ -123,6 +124,29 @@ export function describeHooks(harness: AdapterHarness): void {
         expect(errors).toEqual([bug])
         expect(events).toMatchObject([{ status: 500, code: 'internal_error', reason: 'internal_error' }])
         expect((await get(app, '/me/tenant', key)).status).toBe(402)
+      })
+
+      it(`saikuErrors({ onError }) as ${kind}: still the JSON 500, one warning per distinct message`, async () => {
+        const id = randomUUID()
+        const app = start({}, { errorsOnError: () => raise(new Error(`error reporter down ${id}`)) })
+        const { key } = await mint(app, acme)
+        for (let i = 0; i < 3; i++) {
+          const res = await get(app, '/me/boom', key)
+          expectJsonError(res, 500, 'internal_error', INTERNAL_ERROR_MESSAGE)
+          expect(res.text).not.toContain('hunter2')
+          expect(res.text).not.toContain('error reporter down')
+          expect(res.text).not.toMatch(/<html|<pre|\n\s+at /i)
+        }
+        await vi.waitFor(() => expect(hookWarnings(id)).toHaveLength(1))
+        expect(hookWarnings(id)[0]).toBe(
+          `Saiku auth: the saikuErrors().onError hook threw or rejected, and was ignored: Error: error reporter down ${id}`,
+        )
+        // An error after the response started: the reply is cut short as always, and the server answers on.
+        const cut = await rawGet(app.handler, '/me/fail-after-write', ['Authorization', `Bearer ${key}`])
+        expect(cut.status).toBe(200)
+        expect(cut.body).toBe('{"partial":')
+        expect((await get(app, '/me/tenant', key)).status).toBe(200)
+        expect(hookWarnings(id)).toHaveLength(1)
       })
     }
 
