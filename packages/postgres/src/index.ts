@@ -9,6 +9,8 @@ import {
   toKeySummary,
   validateTenantRecord,
   type KeyChange,
+  notifyHook,
+  warnHookFailed,
 } from '@saiku/core/store'
 import {
   DEFAULT_TIERS,
@@ -80,8 +82,11 @@ export interface PostgresKeyStoreOptions {
    * most twice this long. 0 turns the check off. Default 5000.
    */
   readonly listenCheckMs?: number
-  /** Hears background failures: a lost or stalled LISTEN connection, a failed `lastUsedAt` flush. */
-  readonly onError?: (error: Error) => void
+  /**
+   * Hears background failures: a lost or stalled LISTEN connection, a failed `lastUsedAt` flush. It may be
+   * async; what it throws or rejects with becomes a process warning (`SAIKU_HOOK_FAILED`), once per distinct message.
+   */
+  readonly onError?: (error: Error) => unknown
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,40}$/
@@ -171,13 +176,14 @@ export class PostgresKeyStore implements TenantAdminStore {
     const onError = options.onError
     if (onError !== undefined && typeof onError !== 'function')
       throw new SaikuConfigError('onError', 'a function', onError)
-    this.#onError = (error) => {
-      try {
-        onError?.(error)
-      } catch {
-        // A failing hook must not stop the store.
-      }
-    }
+    // The hook may be async; what it throws or rejects with is a process warning, never a stopped store.
+    this.#onError = (error) =>
+      onError === undefined
+        ? undefined
+        : notifyHook(
+            () => onError(error),
+            (failure) => warnHookFailed('onError', failure),
+          )
   }
 
   /** Creates the schema and tables if needed; safe from several processes at once. Runs by itself on first use. */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { announceKeyStoreChange, onKeyStoreChange, type KeyChange } from '@saiku/core/store'
-import { isKeyId, type KeyStore } from '@saiku/core'
+import { announceKeyStoreChange, notifyHook, onKeyStoreChange, warnHookFailed, type KeyChange } from '@saiku/core/store'
+import { isKeyId, SaikuConfigError, type KeyStore } from '@saiku/core'
 
 /** What the feed needs of the publishing client: an ioredis 5 or 6 `Redis` or `Cluster` fits. */
 export interface RedisPublisher {
@@ -22,8 +22,12 @@ export interface RedisChangeFeedOptions {
   readonly subscriber: RedisSubscriber
   /** Default `"saiku:changes"`. */
   readonly channel?: string
-  /** Called when a change could not be published (Redis down): other processes then rely on their cache TTL. */
-  readonly onError?: (error: Error) => void
+  /**
+   * Called when a change could not be published (Redis down): other processes then rely on their cache TTL.
+   * It may be async; what it throws or rejects with becomes a process warning (`SAIKU_HOOK_FAILED`), once per
+   * distinct message.
+   */
+  readonly onError?: (error: Error) => unknown
 }
 
 export interface RedisChangeFeed {
@@ -60,17 +64,27 @@ export async function createRedisChangeFeed(
   store: KeyStore,
   options: RedisChangeFeedOptions,
 ): Promise<RedisChangeFeed> {
+  const { onError } = options
+  if (onError !== undefined && typeof onError !== 'function')
+    throw new SaikuConfigError('onError', 'a function', onError)
   const channel = options.channel ?? 'saiku:changes'
   const origin = randomUUID()
   // Set while announcing a change that came from Redis, so it is not published back.
   let relaying = false
+  const reportError = (error: unknown): void => {
+    if (onError === undefined) return
+    const failure = error instanceof Error ? error : new Error(String(error))
+    notifyHook(
+      () => onError(failure),
+      (hookFailure) => warnHookFailed('change feed onError', hookFailure),
+    )
+  }
 
   const stopListening = onKeyStoreChange(store, (change) => {
     // "all" is a local matter (this process missed something); other processes did not.
     if (relaying || change.kind === 'all') return
-    options.publisher.publish(channel, JSON.stringify({ origin, ...change })).catch((error: unknown) => {
-      options.onError?.(error instanceof Error ? error : new Error(String(error)))
-    })
+    // A publish that throws at once is a failure to publish like one that rejects.
+    notifyHook(() => options.publisher.publish(channel, JSON.stringify({ origin, ...change })), reportError)
   })
   const onMessage = (from: string, message: string): void => {
     if (from !== channel) return
