@@ -25,6 +25,8 @@ const FAILURES = [
 ] as const
 
 const INTERNAL_ERROR_MESSAGE = 'An unexpected error occurred.'
+/** How long a rejected hook may take to be heard on a loaded machine: a bound, never a measure. */
+const SETTLED = { timeout: 10_000 }
 
 export function describeHooks(harness: AdapterHarness): void {
   describe(`adapter conformance: ${harness.name}: hooks that throw or reject`, () => {
@@ -57,7 +59,7 @@ export function describeHooks(harness: AdapterHarness): void {
         expect(admitted.status).toBe(200)
         expect(admitted.body.tenantSlug).toBe('acme')
         expect(admitted.headers['ratelimit']).toBe('"minute";r=59;t=60, "hour";r=999;t=3600')
-        await vi.waitFor(() => expect(errors).toEqual([audit, audit]))
+        await vi.waitFor(() => expect(errors).toEqual([audit, audit]), SETTLED)
         expect(c.fixtures.hits.tenant).toBe(1)
       })
 
@@ -70,7 +72,7 @@ export function describeHooks(harness: AdapterHarness): void {
         const { key } = await mint(app, acme)
         for (let i = 0; i < 3; i++) expectJsonError(await get(app, '/me/tenant', 'garbage'), 401, 'unauthorized')
         for (let i = 0; i < 2; i++) expect((await get(app, '/me/tenant', key)).status).toBe(200)
-        await vi.waitFor(() => expect(hookWarnings(id)).toHaveLength(2))
+        await vi.waitFor(() => expect(hookWarnings(id)).toHaveLength(2), SETTLED)
         expect(hookWarnings(id).sort()).toEqual([
           `Saiku auth: the onError hook threw or rejected, and was ignored: Error: log sink down ${id}: audit down for a 200`,
           `Saiku auth: the onError hook threw or rejected, and was ignored: Error: log sink down ${id}: audit down for a 401`,
@@ -79,7 +81,7 @@ export function describeHooks(harness: AdapterHarness): void {
         const uncached = [(await mint(app, acme)).key, (await mint(app, acme)).key]
         vi.spyOn(c.store, 'findKey').mockRejectedValue(new Error('connection refused'))
         for (const fresh of uncached) expectJsonError(await get(app, '/me/tenant', fresh), 503, 'service_unavailable')
-        await vi.waitFor(() => expect(hookWarnings(id)).toHaveLength(4))
+        await vi.waitFor(() => expect(hookWarnings(id)).toHaveLength(4), SETTLED)
         expect(hookWarnings(id).slice(2).sort()).toEqual([
           `Saiku auth: the onError hook threw or rejected, and was ignored: Error: log sink down ${id}: audit down for a 503`,
           `Saiku auth: the onError hook threw or rejected, and was ignored: Error: log sink down ${id}: key store findKey failed`,
@@ -137,7 +139,7 @@ export function describeHooks(harness: AdapterHarness): void {
           expect(res.text).not.toContain('error reporter down')
           expect(res.text).not.toMatch(/<html|<pre|\n\s+at /i)
         }
-        await vi.waitFor(() => expect(hookWarnings(id)).toHaveLength(1))
+        await vi.waitFor(() => expect(hookWarnings(id)).toHaveLength(1), SETTLED)
         expect(hookWarnings(id)[0]).toBe(
           `Saiku auth: the saikuErrors().onError hook threw or rejected, and was ignored: Error: error reporter down ${id}`,
         )

@@ -24,11 +24,13 @@ describe('onKeyStoreChange', () => {
     expect((await auth.authenticate(request)).ok).toBe(true)
     await expect(auth.keys.revoke(tenant.tenantId, keyId)).resolves.toBe(true)
     expect(await auth.authenticate(request)).toMatchObject({ ok: false, status: 401 })
-    await vi.waitFor(() =>
-      expect(warnings.mock.calls.filter(([message]) => String(message).includes(id)).map(([m]) => m)).toEqual([
-        `Saiku auth: the onKeyStoreChange listener hook threw or rejected, and was ignored: Error: audit listener down ${id}`,
-        `Saiku auth: the onKeyStoreChange listener hook threw or rejected, and was ignored: Error: async listener down ${id}`,
-      ]),
+    await vi.waitFor(
+      () =>
+        expect(warnings.mock.calls.filter(([message]) => String(message).includes(id)).map(([m]) => m)).toEqual([
+          `Saiku auth: the onKeyStoreChange listener hook threw or rejected, and was ignored: Error: audit listener down ${id}`,
+          `Saiku auth: the onKeyStoreChange listener hook threw or rejected, and was ignored: Error: async listener down ${id}`,
+        ]),
+      { timeout: 10_000 },
     )
     stopThrowing()
     stopRejecting()

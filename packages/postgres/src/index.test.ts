@@ -228,8 +228,9 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
       const query = vi.spyOn(pool, 'query').mockRejectedValue(new Error('connection lost'))
       for (let i = 0; i < 3; i++) await expect(store.flushKeyUses()).rejects.toThrow('connection lost')
       query.mockRestore()
-      await vi.waitFor(() =>
-        expect(warnings.mock.calls.filter(([message]) => String(message).includes(id))).toHaveLength(1),
+      await vi.waitFor(
+        () => expect(warnings.mock.calls.filter(([message]) => String(message).includes(id))).toHaveLength(1),
+        { timeout: 10_000 },
       )
       expect(warnings.mock.calls.find(([message]) => String(message).includes(id))).toEqual([
         `Saiku auth: the onError hook threw or rejected, and was ignored: Error: log sink down ${id}: connection lost`,

@@ -37,7 +37,9 @@ describe('createRedisChangeFeed', () => {
       const keys = createKeyManager(store)
       const { keyId } = await keys.create(tenant.tenantId, { label: 'agent' })
       expect(await keys.revoke(tenant.tenantId, keyId)).toBe(true)
-      await vi.waitFor(() => expect(errors.map((error) => error.message)).toEqual(['Redis is down']))
+      await vi.waitFor(() => expect(errors.map((error) => error.message)).toEqual(['Redis is down']), {
+        timeout: 10_000,
+      })
       await feed.close()
     })
 
@@ -58,7 +60,9 @@ describe('createRedisChangeFeed', () => {
         expect(await keys.revoke(tenant.tenantId, keyId)).toBe(true)
       }
       // Three failed publishes (a revocation each), said once; the grace lets any second one show.
-      await vi.waitFor(() => expect(warnings.mock.calls.some(([message]) => String(message).includes(id))).toBe(true))
+      await vi.waitFor(() => expect(warnings.mock.calls.some(([message]) => String(message).includes(id))).toBe(true), {
+        timeout: 10_000,
+      })
       await new Promise((resolve) => setTimeout(resolve, 50))
       expect(warnings.mock.calls.filter(([message]) => String(message).includes(id))).toEqual([
         [
