@@ -34,8 +34,12 @@ export function createDecisionReporter(
   tierOf: (tenantId: string) => string | null,
   reportError: (error: Error) => void,
 ): DecisionReporter {
-  const { onDecision } = options
-  const failed = (failure: unknown): void => reportError(asError(failure))
+  const { onDecision, onError } = options
+  // Without an onError to hear it, a failing onDecision is still heard once, as a warning.
+  const failed =
+    onError === undefined
+      ? (failure: unknown): void => warnHookFailed('onDecision', failure)
+      : (failure: unknown): void => reportError(asError(failure))
   return (request, status, code, reason, keyId, tenantId, enforced = true) => {
     if (metrics !== null)
       metrics.decision(status, reason, tenantId === null ? null : tierOf(tenantId), enforced, tenantId)

@@ -177,7 +177,7 @@ export interface SaikuOptions {
   /**
    * Called with every decision, for logs and metrics. Never receives a secret. It may be
    * async; it is not awaited, and the decision stands whatever it does: what it throws or
-   * rejects with goes to `onError`.
+   * rejects with goes to `onError` (without one, it becomes a process warning, once per distinct message).
    */
   onDecision?: (event: DecisionEvent) => unknown
   /**
