@@ -3,6 +3,7 @@ import { describeCost } from './cost.js'
 import { describeCredentials } from './credentials.js'
 import { describeErrors } from './errors.js'
 import type { AdapterHarness } from './harness.js'
+import { describeHooks } from './hooks.js'
 import { describeMounting } from './mounting.js'
 import { describePermissionsAndTenants } from './permissions.js'
 import { describeRealmConformance } from './realm.js'
@@ -28,6 +29,7 @@ export const conformanceConcerns: readonly ((harness: AdapterHarness) => void)[]
   describeCost,
   describeReportOnly,
   describeRealmConformance,
+  describeHooks,
 ]
 
 /** Every concern against one harness. */

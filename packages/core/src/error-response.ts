@@ -82,7 +82,10 @@ export interface SaikuErrorsOptions<OnError> {
   readonly notFound?: boolean | undefined
   /** The realm of a thrown 401's challenge when the request has no principal (the principal's own realm wins). Default `"saiku"`. */
   readonly realm?: string | undefined
-  /** Receives every error answered with a 5xx. */
+  /**
+   * Receives every error answered with a 5xx. It may be async and is not awaited: what it throws or rejects
+   * with leaves the JSON 500 as it was and becomes a process warning (`SAIKU_HOOK_FAILED`), once per distinct message.
+   */
   readonly onError?: OnError | undefined
 }
 

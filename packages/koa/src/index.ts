@@ -4,8 +4,10 @@ import {
   checkPermissions,
   errorResponse,
   errorResponseFor,
+  notifyHook,
   permissionGuard,
   resolveSaikuErrorsOptions,
+  warnHookFailed,
   type AuthDecision,
   type ErrorResponse,
   type PermissionGuardArguments,
@@ -101,7 +103,8 @@ export function requirePermission(...args: PermissionGuardArguments): Middleware
   }
 }
 
-export type SaikuErrorsOptions = CoreErrorsOptions<(error: unknown, ctx: Context) => void>
+/** `onError` may be async; what it throws or rejects with is a process warning, once per distinct message, and the JSON 500 still goes out. */
+export type SaikuErrorsOptions = CoreErrorsOptions<(error: unknown, ctx: Context) => unknown>
 
 /**
  * Mount first: writes a thrown error as the JSON error body (a 500 that reveals
@@ -115,6 +118,11 @@ export function saikuErrors(options?: SaikuErrorsOptions): Middleware {
     realm,
     onError = (error: unknown, ctx: Context) => ctx.app.emit('error', error, ctx),
   } = resolveSaikuErrorsOptions(options)
+  const report = (error: unknown, ctx: Context): void =>
+    notifyHook(
+      () => onError(error, ctx),
+      (failure) => warnHookFailed('saikuErrors().onError', failure),
+    )
   return async (ctx, next) => {
     try {
       await next()
@@ -122,7 +130,7 @@ export function saikuErrors(options?: SaikuErrorsOptions): Middleware {
       if (ctx.headerSent || !ctx.writable) {
         // Too late for an error body: report it once and cut the connection, so the
         // client sees a truncated reply instead of waiting on one that never ends.
-        onError(error, ctx)
+        report(error, ctx)
         // end(), not destroy(): what was written still reaches the client before the close.
         // Newer Node holds a response's writes until the next tick: flush them first.
         ctx.res.uncork()
@@ -131,7 +139,7 @@ export function saikuErrors(options?: SaikuErrorsOptions): Middleware {
         return
       }
       const response = errorResponseFor(error, { realm, principal: ctx.state.saiku })
-      if (response.report) onError(error, ctx)
+      if (response.report) report(error, ctx)
       return send(ctx, response)
     }
     if (notFound && ctx.status === 404 && ctx.body == null) send(ctx, errorResponse('not_found'))
