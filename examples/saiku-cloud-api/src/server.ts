@@ -40,42 +40,48 @@ async function main(): Promise<void> {
     reportOnlyLimits: config.reportOnlyLimits,
     ...(metrics === null ? {} : { meterProvider: metrics.meterProvider }),
   })
+  const server = createServer(app)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  // The demo is seeded only once the port is ours: a start that cannot listen creates
+  // no key or password it never gets to show (the store keeps only their digests).
   const demo = await seedDemo(opened.store, createKeyManager(opened.store))
   const demoMember = demo === null ? null : await seedDemoMember(dashboard.store, opened.store)
-
-  const server = createServer(app)
-  server.listen(config.port, config.host, () => {
-    const address = server.address()
-    const url = `http://${config.host}:${typeof address === 'object' && address !== null ? address.port : config.port}`
-    logger.info({
-      msg: 'listening',
-      url,
-      store: opened.description,
-      limiter: limiter.description,
-      reportOnlyLimits: config.reportOnlyLimits,
-    })
-    // For the person at the terminal: the only time this key is ever shown.
-    if (demo !== null) {
-      console.error(`\nSaiku Cloud API on ${url}`)
-      console.error(
-        `Created demo tenant "acme" (starter, 14-day trial) and its first key. Copy it now; it is not shown again:`,
-      )
-      console.error(`  ${demo.key}`)
-      console.error(`Try:\n  curl ${url}/me/tenant -H "Authorization: Bearer ${demo.key}"\n`)
-      if (demoMember !== null) {
-        console.error(`Dashboard: ${url}/sign-in`)
-        console.error(`  email:    ${demoMember.email}`)
-        console.error(`  password: ${demoMember.password}\n`)
-      }
-    } else {
-      console.error(
-        `\nSaiku Cloud API on ${url} (${opened.description}). Mint a key with: pnpm saiku keys create --tenant acme --label my-key`,
-      )
-      console.error(
-        `Dashboard: ${url}/sign-in (add a member with: pnpm saiku members add --tenant acme --email you@example.com --role admin)\n`,
-      )
-    }
+  const address = server.address()
+  const url = `http://${config.host}:${typeof address === 'object' && address !== null ? address.port : config.port}`
+  logger.info({
+    msg: 'listening',
+    url,
+    store: opened.description,
+    limiter: limiter.description,
+    reportOnlyLimits: config.reportOnlyLimits,
   })
+  // For the person at the terminal: the only time this key is ever shown.
+  if (demo !== null) {
+    console.error(`\nSaiku Cloud API on ${url}`)
+    console.error(
+      `Created demo tenant "acme" (starter, 14-day trial) and its first key. Copy it now; it is not shown again:`,
+    )
+    console.error(`  ${demo.key}`)
+    console.error(`Try:\n  curl ${url}/me/tenant -H "Authorization: Bearer ${demo.key}"\n`)
+    if (demoMember !== null) {
+      console.error(`Dashboard: ${url}/sign-in`)
+      console.error(`  email:    ${demoMember.email}`)
+      console.error(`  password: ${demoMember.password}\n`)
+    }
+  } else {
+    console.error(
+      `\nSaiku Cloud API on ${url} (${opened.description}). Mint a key with: pnpm saiku keys create --tenant acme --label my-key`,
+    )
+    console.error(
+      `Dashboard: ${url}/sign-in (add a member with: pnpm saiku members add --tenant acme --email you@example.com --role admin)\n`,
+    )
+  }
 
   // SIGTERM (process managers, containers) and SIGINT (Ctrl-C): finish what is in flight, flush, close, exit.
   const shutdown = gracefulShutdown({
