@@ -26,8 +26,11 @@ export default defineConfig(
       '**/coverage/**',
       '**/.cache/**',
       'bench/results/**',
+      'bench/.build/**',
       // vitest's JSON report, written by a test run.
       '**/.vitest/**',
+      // The reference server's data folder: its SQLite file and JWT signing key.
+      'examples/*/data/**',
     ],
   },
   {

@@ -9,6 +9,8 @@ export default defineConfig({
   ssr: { resolve: { conditions } },
   test: {
     reporters: ['default', './test/summary-reporter.ts'],
+    // Fails the run when a test changed a tracked file or left one for git to pick up.
+    globalSetup: ['./test/tracked-files.setup.ts'],
     include: ['packages/*/src/**/*.test.ts', 'test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
     restoreMocks: true,
     testTimeout: 20_000,

@@ -4,5 +4,9 @@ import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
 const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
-const result = spawnSync(process.execPath, ['--import', 'tsx', cli, ...process.argv.slice(2)], { stdio: 'inherit' })
+const result = spawnSync(
+  process.execPath,
+  ['--conditions=@saiku/source', '--import', 'tsx', cli, ...process.argv.slice(2)],
+  { stdio: 'inherit' },
+)
 process.exit(result.status ?? 1)

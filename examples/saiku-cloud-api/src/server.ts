@@ -1,4 +1,4 @@
-import { createServer } from 'node:http'
+import { createServer, type RequestListener } from 'node:http'
 import { createKeyManager, DEFAULT_TIERS, SaikuConfigError } from '@saiku/core'
 import { createApp } from './app.js'
 import { ConfigError, DEFAULT_DATA_DIR, readConfig } from './config.js'
@@ -38,44 +38,29 @@ async function main(): Promise<void> {
           throw listenError('METRICS_PORT', config.metricsHost, config.metricsPort!, error)
         })
   if (metrics !== null) logger.info({ msg: 'metrics listening', url: metrics.url })
+  // Listening before anything is seeded: a start that cannot have its port creates no demo key or password it
+  // would never get to show (the store keeps only their digests). Until the app is ready, requests get a 503.
+  let handle: RequestListener = (_req, res) => {
+    res.writeHead(503, { 'content-type': 'application/json; charset=utf-8', 'retry-after': '1' })
+    res.end(JSON.stringify({ error: 'service_unavailable', message: 'The server is starting. Try again in a moment.' }))
+  }
+  const server = createServer((req, res) => handle(req, res))
+  await new Promise<void>((resolve, reject) => {
+    // A port in use is a setting to change, said in one line like the others.
+    const onListenError = (error: Error) => reject(listenError('PORT', config.host, config.port, error))
+    server.once('error', onListenError)
+    server.listen(config.port, config.host, () => {
+      server.off('error', onListenError)
+      resolve()
+    })
+  })
+  const address = server.address()
+  const url = `http://${config.host}:${typeof address === 'object' && address !== null ? address.port : config.port}`
   // Before the report-only tenants are resolved: `tenant:acme` may name the demo tenant of a fresh store.
   const demo = await seedDemo(opened.store, createKeyManager(opened.store))
   const demoMember = demo === null ? null : await seedDemoMember(dashboard.store, opened.store)
-  const reportOnlyLimits = await resolveReportOnlyLimits(
-    config.reportOnlyLimits,
-    Object.keys(DEFAULT_TIERS),
-    opened.store,
-  )
-  const {
-    app,
-    auth,
-    close: closeApp,
-  } = createApp({
-    store: opened.store,
-    logger,
-    limiter: limiter.options,
-    tokens,
-    dashboard,
-    reportOnlyLimits,
-    ...(metrics === null ? {} : { meterProvider: metrics.meterProvider }),
-  })
-
-  const server = createServer(app)
-  // A port in use is a setting to change, said in one line like the others.
-  const onListenError = (error: Error) => stopStarting(listenError('PORT', config.host, config.port, error))
-  server.once('error', onListenError)
-  server.listen(config.port, config.host, () => {
-    server.off('error', onListenError)
-    const address = server.address()
-    const url = `http://${config.host}:${typeof address === 'object' && address !== null ? address.port : config.port}`
-    logger.info({
-      msg: 'listening',
-      url,
-      store: opened.description,
-      limiter: limiter.description,
-      reportOnlyLimits,
-    })
-    // For the person at the terminal: the only time this key is ever shown.
+  // The demo key's printed once, by the start that made it.
+  const showDemo = (): void => {
     if (demo !== null) {
       console.error(`\nSaiku Cloud API on ${url}`)
       console.error(
@@ -96,7 +81,34 @@ async function main(): Promise<void> {
         `Dashboard: ${url}/sign-in (add a member with: pnpm saiku members add --tenant acme --email you@example.com --role admin)\n`,
       )
     }
+  }
+  const reportOnlyLimits = await resolveReportOnlyLimits(
+    config.reportOnlyLimits,
+    Object.keys(DEFAULT_TIERS),
+    opened.store,
+  )
+  const {
+    app,
+    auth,
+    close: closeApp,
+  } = createApp({
+    store: opened.store,
+    logger,
+    limiter: limiter.options,
+    tokens,
+    dashboard,
+    reportOnlyLimits,
+    ...(metrics === null ? {} : { meterProvider: metrics.meterProvider }),
   })
+  handle = app
+  logger.info({
+    msg: 'listening',
+    url,
+    store: opened.description,
+    limiter: limiter.description,
+    reportOnlyLimits,
+  })
+  showDemo()
 
   // SIGTERM (process managers, containers) and SIGINT (Ctrl-C): finish what is in flight, flush, close, exit.
   const shutdown = gracefulShutdown({

@@ -28,7 +28,9 @@ vi.setConfig({ testTimeout: processTimeout(3), hookTimeout: processTimeout(3) })
 // playwright-core, against the real server process, by role and accessible name.
 
 const browserAvailable = hasChromium()
-const SCREENSHOTS = join(repoRoot, 'docs/dashboard')
+// Outside what git tracks, so a test run changes no tracked file; `pnpm docs:screenshots`
+// copies them to docs/dashboard/, which the README shows.
+const SCREENSHOTS = join(repoRoot, '.cache/screenshots/dashboard')
 const XSS_LABEL = '<img src=x onerror=alert(1)>'
 
 /** Waits until the element is shown (playwright-core has no web-first assertions). */
