@@ -2,6 +2,7 @@
 // that throws, a store that answers late, or hostile input can do to the places an address holds.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createAuthenticator, type Authenticator } from './authenticator.js'
+import { FailureBudget } from './failure-budget.js'
 import { mintApiKey } from './keys.js'
 import type { SaikuOptions } from './options.js'
 import { MemoryKeyStore, type TenantRecord } from './store.js'
@@ -95,5 +96,57 @@ describe('the failure budget under attack', () => {
     for (let i = 0; i < 6; i++) expect(await statusOf(authenticator, mintApiKey().key)).toBe(500)
     throwing.value = false
     expect(await statusOf(authenticator, mintApiKey().key)).toBe(402)
+  })
+})
+
+describe('the failure budget when the clock steps back', () => {
+  function budget(now: { ms: number }) {
+    return new FailureBudget({
+      perMinute: 3,
+      perHour: 10,
+      maxClients: 100,
+      trustVerifiedMs: 3_600_000,
+      maxTrustedKeys: 100,
+      maxLookupsInFlight: 8,
+      lookupsOverBudgetPerMinute: 1,
+      maxQueuedLookups: 0,
+      queueWaitMs: 1_000,
+      now: () => now.ms,
+    })
+  }
+
+  it('keeps an address over budget when the clock steps back (NTP): its windows keep their counts, and no wait is over a window long', () => {
+    const now = { ms: 1_000_000 }
+    const b = budget(now)
+    for (let i = 0; i < 3; i++) expect(b.fail('a', now.ms, true)).toBe(0)
+    expect(b.fail('a')).toBeGreaterThan(0)
+    for (const stepMs of [1, 1_000, 59_000, 3_600_000]) {
+      now.ms -= stepMs
+      const wait = b.fail('a')
+      expect(wait).toBeGreaterThan(0)
+      expect(wait).toBeLessThanOrEqual(60_000)
+      expect(b.waitMs('a')).toBeGreaterThan(0)
+      expect(b.lookupWaitMs('a')).toBeGreaterThan(0)
+      expect(b.lookupWaitMs('a')).toBeLessThanOrEqual(60_000)
+    }
+    // A minute after the last step, the minute's counts are gone as usual.
+    now.ms += 60_000
+    expect(b.fail('a')).toBe(0)
+  })
+
+  it('keeps the hour’s counts when the clock steps back', () => {
+    const now = { ms: 1_000_000 }
+    const b = budget(now)
+    for (let minute = 0; minute < 4; minute++) {
+      for (let i = 0; i < 3; i++) b.fail('a', now.ms, true)
+      now.ms += 60_000
+    }
+    // Ten failures this hour: the hour is spent whatever the minute says.
+    expect(b.fail('a')).toBeGreaterThan(0)
+    // Back to before the hour began.
+    now.ms -= 300_000
+    expect(b.fail('a')).toBeGreaterThan(0)
+    expect(b.lookupWaitMs('a')).toBeGreaterThan(0)
+    expect(b.lookupWaitMs('a')).toBeLessThanOrEqual(3_600_000)
   })
 })

@@ -199,9 +199,10 @@ export class FailureBudget {
     return this.#trusted.size
   }
 
-  /** Wait (ms) before `minute`/`hour` counts have room, or 0 when they have. Writes nothing. */
+  /** Wait (ms) before `minute`/`hour` counts have room, or 0 when they have. Counts nothing. */
   #wait(windows: Windows | undefined, nowMs: number, lookupSide: boolean): number {
     if (windows === undefined) return 0
+    stepBack(windows, nowMs)
     const { perMinute, perHour } = this.#options
     const minute = lookupSide ? windows.lookupFailuresMinute : windows.failuresMinute
     const hour = lookupSide ? windows.lookupFailuresHour : windows.failuresHour
@@ -228,6 +229,7 @@ export class FailureBudget {
       this.#clients.set(client, windows)
       return windows
     }
+    stepBack(windows, nowMs)
     if (!hourLive(windows, nowMs)) {
       windows.hourStartMs = nowMs
       windows.failuresHour = 0
@@ -394,6 +396,15 @@ export class FailureBudget {
   isTrusted(keyId: string, nowMs: number = this.#options.now()): boolean {
     return this.#trusted.has(keyId, nowMs)
   }
+}
+
+/**
+ * A clock stepped back (NTP) before a window's start moves the window back with it, its counts
+ * kept: a step back never forgives failures, and never makes a wait longer than a window.
+ */
+function stepBack(windows: Windows, nowMs: number): void {
+  if (nowMs < windows.hourStartMs) windows.hourStartMs = nowMs
+  if (nowMs < windows.minuteStartMs) windows.minuteStartMs = nowMs
 }
 
 function minuteLive(windows: Windows, nowMs: number): boolean {
