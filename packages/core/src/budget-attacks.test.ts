@@ -150,3 +150,34 @@ describe('the failure budget when the clock steps back', () => {
     expect(b.lookupWaitMs('a')).toBeLessThanOrEqual(3_600_000)
   })
 })
+
+describe('the failure budget when its addresses are at their bound', () => {
+  it('spends no allowance point on a lookup refused because too many addresses have lookups in flight', () => {
+    const now = { ms: 1_000_000 }
+    const b = new FailureBudget({
+      perMinute: 2,
+      perHour: 20,
+      maxClients: 2,
+      trustVerifiedMs: 3_600_000,
+      maxTrustedKeys: 100,
+      maxLookupsInFlight: 8,
+      lookupsOverBudgetPerMinute: 2,
+      maxQueuedLookups: 0,
+      queueWaitMs: 1_000,
+      now: () => now.ms,
+    })
+    const held = ['key-a', 'key-c'].map((keyId, i) => b.gate(`198.51.100.${i + 1}`, keyId, true))
+    // Over budget: the store is closed to this address but for its allowance.
+    for (let i = 0; i < 2; i++) b.fail('203.0.113.9', now.ms, true)
+    // Two other addresses hold every place in the map of lookups: busy, however often it is tried.
+    for (let i = 0; i < 5; i++) expect(b.gate('203.0.113.9', `key-${i}`, true)).toMatchObject({ kind: 'busy' })
+    for (const gate of held) {
+      if (gate instanceof Promise || gate.kind !== 'slot') throw new Error('expected a slot')
+      gate.slot.release()
+    }
+    // Those places free again, the allowance is whole: two lookups, then 429.
+    expect(b.gate('203.0.113.9', 'key-x', true)).toMatchObject({ kind: 'slot' })
+    expect(b.gate('203.0.113.9', 'key-y', true)).toMatchObject({ kind: 'slot' })
+    expect(b.gate('203.0.113.9', 'key-z', true)).toMatchObject({ kind: 'over' })
+  })
+})

@@ -312,6 +312,8 @@ export class FailureBudget {
     let lookups = this.#lookups.get(client)
     const inFlight = lookups?.inFlight ?? 0
     if (inFlight >= this.#options.maxLookupsInFlight) return null
+    // Bounded like the windows: an address beyond maxClients waits for another's lookups to settle (its allowance unspent).
+    if (lookups === undefined && this.#lookups.size >= this.#options.maxClients) return this.#busy()
     const existing = this.#clients.get(client)
     const overWaitMs = this.#wait(existing, nowMs, true)
     let allowanceMinuteMs: number | null = null
@@ -327,11 +329,7 @@ export class FailureBudget {
       windows.allowanceSpent++
       allowanceMinuteMs = windows.minuteStartMs
     }
-    if (lookups === undefined) {
-      // Bounded like the windows: an address beyond maxClients waits for another's lookups to settle.
-      if (this.#lookups.size >= this.#options.maxClients) return this.#busy()
-      this.#lookups.set(client, (lookups = { inFlight: 0, queue: [] }))
-    }
+    if (lookups === undefined) this.#lookups.set(client, (lookups = { inFlight: 0, queue: [] }))
     lookups.inFlight++
     this.#keysInFlight.set(keyId, (this.#keysInFlight.get(keyId) ?? 0) + 1)
     return { kind: 'slot', slot: new LookupSlot(this, client, keyId, allowanceMinuteMs) }
