@@ -2,24 +2,31 @@
 // that throws, a store that answers late, or hostile input can do to the places an address holds.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createAuthenticator, type Authenticator } from './authenticator.js'
-import { FailureBudget } from './failure-budget.js'
+import { FailureBudget, type FailureBudgetOptions } from './failure-budget.js'
 import { mintApiKey } from './keys.js'
 import type { SaikuOptions } from './options.js'
-import { MemoryKeyStore, type TenantRecord } from './store.js'
+import { MemoryKeyStore } from './store.js'
+import { conformanceTenant } from './testing.js'
 
-function tenant(slug: string, fields: Partial<TenantRecord> = {}): TenantRecord {
-  return {
-    tenantId: `00000000-0000-4000-8000-${slug.padEnd(12, '0').slice(0, 12)}`,
-    tenantSlug: slug,
-    tier: 'team',
-    connectionName: `${slug}-warehouse`,
-    subscription: { status: 'active', trialEndsAt: null },
-    ...fields,
-  }
+const acme = conformanceTenant()
+const unpaid = conformanceTenant({ subscription: { status: 'none', trialEndsAt: null } })
+
+/** A failure budget on the clock `now`, as the authenticator builds one but for `options`. */
+function budgetAt(now: { ms: number }, options: Partial<FailureBudgetOptions>): FailureBudget {
+  return new FailureBudget({
+    perMinute: 30,
+    perHour: 300,
+    maxClients: 100,
+    trustVerifiedMs: 3_600_000,
+    maxTrustedKeys: 100,
+    maxLookupsInFlight: 8,
+    lookupsOverBudgetPerMinute: 5,
+    maxQueuedLookups: 0,
+    queueWaitMs: 1_000,
+    now: () => now.ms,
+    ...options,
+  })
 }
-
-const acme = tenant('acme')
-const unpaid = tenant('unpaid', { subscription: { status: 'none' } })
 
 describe('the failure budget under attack', () => {
   let store: MemoryKeyStore
@@ -100,24 +107,9 @@ describe('the failure budget under attack', () => {
 })
 
 describe('the failure budget when the clock steps back', () => {
-  function budget(now: { ms: number }) {
-    return new FailureBudget({
-      perMinute: 3,
-      perHour: 10,
-      maxClients: 100,
-      trustVerifiedMs: 3_600_000,
-      maxTrustedKeys: 100,
-      maxLookupsInFlight: 8,
-      lookupsOverBudgetPerMinute: 1,
-      maxQueuedLookups: 0,
-      queueWaitMs: 1_000,
-      now: () => now.ms,
-    })
-  }
-
   it('keeps an address over budget when the clock steps back (NTP): its windows keep their counts, and no wait is over a window long', () => {
     const now = { ms: 1_000_000 }
-    const b = budget(now)
+    const b = budgetAt(now, { perMinute: 3, perHour: 10, lookupsOverBudgetPerMinute: 1 })
     for (let i = 0; i < 3; i++) expect(b.fail('a', now.ms, true)).toBe(0)
     expect(b.fail('a')).toBeGreaterThan(0)
     for (const stepMs of [1, 1_000, 59_000, 3_600_000]) {
@@ -136,7 +128,7 @@ describe('the failure budget when the clock steps back', () => {
 
   it('keeps the hour’s counts when the clock steps back', () => {
     const now = { ms: 1_000_000 }
-    const b = budget(now)
+    const b = budgetAt(now, { perMinute: 3, perHour: 10, lookupsOverBudgetPerMinute: 1 })
     for (let minute = 0; minute < 4; minute++) {
       for (let i = 0; i < 3; i++) b.fail('a', now.ms, true)
       now.ms += 60_000
@@ -154,18 +146,7 @@ describe('the failure budget when the clock steps back', () => {
 describe('the failure budget when its addresses are at their bound', () => {
   it('spends no allowance point on a lookup refused because too many addresses have lookups in flight', () => {
     const now = { ms: 1_000_000 }
-    const b = new FailureBudget({
-      perMinute: 2,
-      perHour: 20,
-      maxClients: 2,
-      trustVerifiedMs: 3_600_000,
-      maxTrustedKeys: 100,
-      maxLookupsInFlight: 8,
-      lookupsOverBudgetPerMinute: 2,
-      maxQueuedLookups: 0,
-      queueWaitMs: 1_000,
-      now: () => now.ms,
-    })
+    const b = budgetAt(now, { perMinute: 2, perHour: 20, maxClients: 2, lookupsOverBudgetPerMinute: 2 })
     const held = ['key-a', 'key-c'].map((keyId, i) => b.gate(`198.51.100.${i + 1}`, keyId, true))
     // Over budget: the store is closed to this address but for its allowance.
     for (let i = 0; i < 2; i++) b.fail('203.0.113.9', now.ms, true)
