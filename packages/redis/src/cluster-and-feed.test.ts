@@ -381,6 +381,44 @@ describe('createRedisChangeFeed on a subscriber that drops and hangs (no Redis n
     await feed.close()
   })
 
+  it('goes down when its heartbeat cannot even be published (the whole path to Redis frozen), piles up no other, and hears again once it comes back', async () => {
+    const { events, subscriber } = fakeClients()
+    const sent: { channel: string; message: string; taken: () => void }[] = []
+    // A publisher whose connection is frozen too: Redis never takes the heartbeat.
+    const publisher = {
+      publish: vi.fn(
+        (channel: string, message: string) =>
+          new Promise<number>((resolve) => sent.push({ channel, message, taken: () => resolve(1) })),
+      ),
+    }
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const heard: KeyChange[] = []
+    onKeyStoreChange(store, (change) => heard.push(change))
+    const errors: Error[] = []
+    const feed = await createRedisChangeFeed(store, {
+      publisher,
+      subscriber,
+      checkMs: 50,
+      onError: (error) => void errors.push(error),
+    })
+    await vi.waitFor(() => expect(feed.live).toBe(false), { timeout: 5_000, interval: 10 })
+    expect(heard).toEqual([{ kind: 'all' }])
+    expect(keyStoreTrustCapMs(store)).toBe(50)
+    expect(errors[0]!.message).toMatch(
+      /^Redis change feed unproven: its heartbeat could not be published in 50 ms; caches cleared/,
+    )
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect(publisher.publish).toHaveBeenCalledTimes(1)
+    // The path heals: the heartbeat is taken and comes back through the subscription.
+    const [ping] = sent
+    ping!.taken()
+    events.emit('message', ping!.channel, ping!.message)
+    expect(feed.live).toBe(true)
+    expect(keyStoreTrustCapMs(store)).toBeUndefined()
+    expect(heard).toEqual([{ kind: 'all' }, { kind: 'all' }])
+    await feed.close()
+  })
+
   it('close() does not wait on an unsubscribe that never answers past the trust bound', async () => {
     const { subscriber, publisher } = fakeClients(true)
     const feed = await createRedisChangeFeed(new MemoryKeyStore(), { publisher, subscriber, checkMs: 50 })
