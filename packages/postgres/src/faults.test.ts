@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createAuthenticator, createKeyManager, type AuthRequest } from '@saiku/core'
+import { createAuthenticator, createKeyManager, type AuthRequest, type Authenticator } from '@saiku/core'
 import { onKeyStoreChange, type KeyChange } from '@saiku/core/store'
 import { conformanceTenant } from '@saiku/core/testing'
 import { postgresUrl } from '@saiku/test-support/services'
@@ -9,6 +9,16 @@ import { tcpProxy, type TcpProxy } from '@saiku/test-support/tcp-proxy'
 import { PostgresKeyStore } from './index.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The status `authenticator` answers a GET of /me/tenant with `key`. */
+async function statusOf(authenticator: Authenticator, key: string): Promise<number> {
+  const decision = await authenticator.authenticate({
+    headers: { authorization: `Bearer ${key}` },
+    method: 'GET',
+    url: '/me/tenant',
+  })
+  return decision.ok ? 200 : decision.status
+}
 
 describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () => {
   const schema = `saiku_fault_${randomUUID().replaceAll('-', '').slice(0, 16)}`
@@ -150,14 +160,7 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     const first = await manager.create(tenant.tenantId, { label: 'first' })
     const second = await manager.create(tenant.tenantId, { label: 'second' })
     const authB = createAuthenticator(b, { cache: { ttlMs: 120_000 }, failedAuth: false })
-    const status = async (key: string) => {
-      const decision = await authB.authenticate({
-        headers: { authorization: `Bearer ${key}` },
-        method: 'GET',
-        url: '/me/tenant',
-      })
-      return decision.ok ? 200 : decision.status
-    }
+    const status = (key: string) => statusOf(authB, key)
     expect(await status(first.key)).toBe(200)
     expect(await status(second.key)).toBe(200)
     expect(b.listening).toBe(true)
@@ -213,14 +216,7 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     const manager = createKeyManager(a)
     const created = await manager.create(tenant.tenantId, { label: 'agent' })
     const authB = createAuthenticator(b, { cache: { ttlMs: 120_000 }, failedAuth: false })
-    const status = async (key: string) => {
-      const decision = await authB.authenticate({
-        headers: { authorization: `Bearer ${key}` },
-        method: 'GET',
-        url: '/me/tenant',
-      })
-      return decision.ok ? 200 : decision.status
-    }
+    const status = (key: string) => statusOf(authB, key)
     expect(await status(created.key)).toBe(200)
     const acceptedBefore = listenProxy.acceptedConnections
 
@@ -270,14 +266,7 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     const manager = createKeyManager(a)
     const created = await manager.create(tenant.tenantId, { label: 'agent' })
     const authB = createAuthenticator(b, { cache: { ttlMs: 120_000 }, failedAuth: false, keyStoreTimeoutMs: 300 })
-    const status = async (key: string) => {
-      const decision = await authB.authenticate({
-        headers: { authorization: `Bearer ${key}` },
-        method: 'GET',
-        url: '/me/tenant',
-      })
-      return decision.ok ? 200 : decision.status
-    }
+    const status = (key: string) => statusOf(authB, key)
     expect(await status(created.key)).toBe(200)
     // A heartbeat has come back: B is proven to listen.
     await sleep(3 * listenCheckMs)
