@@ -17,7 +17,7 @@ import {
 } from '@saiku/test-support/services'
 import { tcpProxy } from '@saiku/test-support/tcp-proxy'
 import { keySlot } from './breaker.js'
-import { createRedisChangeFeed, createRedisLimiter } from './index.js'
+import { createRedisChangeFeed, createRedisLimiter, type RedisPublisher, type RedisSubscriber } from './index.js'
 import { redisClusterLimits, redisLimits } from './readme-usage.js'
 
 const acme = {
@@ -350,8 +350,8 @@ describe('createRedisChangeFeed on a subscriber that drops and hangs (no Redis n
     return { events, subscriber, publisher }
   }
 
-  it('goes down when the connection closes (caches cleared, trust capped), and hears again once subscribed on the next', async () => {
-    const { events, subscriber, publisher } = fakeClients()
+  /** A feed of a fresh store: what the store's caches were told, and what an `onError` that rejects (a sink that is down) heard. */
+  async function watchedFeed(publisher: RedisPublisher, subscriber: RedisSubscriber, checkMs: number) {
     const store = new MemoryKeyStore({ tenants: [acme] })
     const heard: KeyChange[] = []
     onKeyStoreChange(store, (change) => heard.push(change))
@@ -359,12 +359,18 @@ describe('createRedisChangeFeed on a subscriber that drops and hangs (no Redis n
     const feed = await createRedisChangeFeed(store, {
       publisher,
       subscriber,
-      checkMs: 0,
+      checkMs,
       onError: (error) => {
         errors.push(error)
         return Promise.reject(new Error('error sink unavailable'))
       },
     })
+    return { store, heard, errors, feed }
+  }
+
+  it('goes down when the connection closes (caches cleared, trust capped), and hears again once subscribed on the next', async () => {
+    const { events, subscriber, publisher } = fakeClients()
+    const { store, heard, errors, feed } = await watchedFeed(publisher, subscriber, 0)
     expect(feed.live).toBe(true)
     events.emit('close')
     events.emit('close')
@@ -391,16 +397,7 @@ describe('createRedisChangeFeed on a subscriber that drops and hangs (no Redis n
           new Promise<number>((resolve) => sent.push({ channel, message, taken: () => resolve(1) })),
       ),
     }
-    const store = new MemoryKeyStore({ tenants: [acme] })
-    const heard: KeyChange[] = []
-    onKeyStoreChange(store, (change) => heard.push(change))
-    const errors: Error[] = []
-    const feed = await createRedisChangeFeed(store, {
-      publisher,
-      subscriber,
-      checkMs: 50,
-      onError: (error) => void errors.push(error),
-    })
+    const { store, heard, errors, feed } = await watchedFeed(publisher, subscriber, 50)
     await vi.waitFor(() => expect(feed.live).toBe(false), { timeout: 5_000, interval: 10 })
     expect(heard).toEqual([{ kind: 'all' }])
     expect(keyStoreTrustCapMs(store)).toBe(50)
