@@ -162,3 +162,31 @@ describe('the failure budget when its addresses are at their bound', () => {
     expect(b.gate('203.0.113.9', 'key-z', true)).toMatchObject({ kind: 'over' })
   })
 })
+
+describe('the trust list when one tenant fills it', () => {
+  it('keeps a neighbour’s trusted keys while one tenant has many more of its keys admitted, within the bound', () => {
+    const now = { ms: 1_000_000 }
+    const b = budgetAt(now, { maxTrustedKeys: 10 })
+    for (let i = 0; i < 4; i++) b.admitted(`victim-${i}`, 'victim-tenant', now.ms)
+    for (let i = 0; i < 1_000; i++) {
+      now.ms += 1
+      b.admitted(`flood-${i}`, 'flooding-tenant', now.ms)
+    }
+    expect(b.trustedKeys).toBe(10)
+    for (let i = 0; i < 4; i++) expect(b.isTrusted(`victim-${i}`)).toBe(true)
+    // The flooding tenant keeps its newest keys in what is left.
+    expect(b.isTrusted('flood-999')).toBe(true)
+    expect(b.isTrusted('flood-993')).toBe(false)
+  })
+
+  it('gives a tenant holding more than its share back down to it, never below', () => {
+    const now = { ms: 1_000_000 }
+    const b = budgetAt(now, { maxTrustedKeys: 10 })
+    for (let i = 0; i < 8; i++) b.admitted(`big-${i}`, 'big-tenant', now.ms)
+    for (let i = 0; i < 100; i++) b.admitted(`small-${i}`, 'small-tenant', ++now.ms)
+    const held = (prefix: string, count: number) =>
+      Array.from({ length: count }, (_, i) => b.isTrusted(`${prefix}-${i}`)).filter(Boolean).length
+    expect(held('big', 8)).toBe(5)
+    expect(b.trustedKeys).toBe(10)
+  })
+})

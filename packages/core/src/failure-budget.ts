@@ -421,8 +421,9 @@ interface Trust {
 
 /**
  * Trusted key IDs, at most `max`, shared fairly among tenants: when full, the key
- * trusted longest ago of the tenant holding the most goes. One tenant's one-shot
- * keys therefore evict its own, never a neighbour's, while it holds more than them.
+ * trusted longest ago of the tenant holding the most goes (on a tie, the adding
+ * tenant's own). One tenant's one-shot keys therefore evict its own, never a
+ * neighbour's, once it holds as many as they do.
  */
 class TrustList {
   readonly #byKey = new Map<string, Trust>()
@@ -459,7 +460,7 @@ class TrustList {
     }
     if (known !== undefined) this.delete(keyId)
     if (this.#max <= 0) return
-    if (this.#byKey.size >= this.#max) this.#evict()
+    if (this.#byKey.size >= this.#max) this.#evict(tenantId)
     this.#byKey.set(keyId, { tenantId, atMs: nowMs, untilMs })
     let keys = this.#byTenant.get(tenantId)
     if (keys === undefined) this.#byTenant.set(tenantId, (keys = new Set()))
@@ -477,8 +478,11 @@ class TrustList {
     this.#resized(trust.tenantId, keys.size + 1, keys.size)
   }
 
-  #evict(): void {
-    const tenantId = this.#bySize.get(this.#largest)?.values().next().value
+  /** Room for a key of `adding`: its own oldest goes when it holds the most (a tie included), else the largest's. */
+  #evict(adding: string): void {
+    const own = this.#byTenant.get(adding)
+    const tenantId =
+      own !== undefined && own.size >= this.#largest ? adding : this.#bySize.get(this.#largest)?.values().next().value
     if (tenantId === undefined) return
     this.delete(this.#byTenant.get(tenantId)!.values().next().value as string)
   }
