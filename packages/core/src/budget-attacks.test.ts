@@ -74,6 +74,34 @@ describe('the failure budget under attack', () => {
     expect(await statusOf(authenticator, valid.key)).toBe(200)
   })
 
+  it('gives back the places of lookups whose store or verifier throws at once, and counts no failure for them', async () => {
+    const broken = { value: true }
+    const findKey = store.findKey.bind(store)
+    store.findKey = (keyId) => {
+      if (broken.value) throw new Error('connection refused')
+      return findKey(keyId)
+    }
+    const viaStore = start({ failedAuth: { maxLookupsInFlight: 2, perMinute: 3 } })
+    const viaVerifier = start({
+      failedAuth: { maxLookupsInFlight: 2, perMinute: 3 },
+      verifier: {
+        verify: () => {
+          throw new Error('verifier down')
+        },
+      },
+    })
+    const keys = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => viaStore.keys.create(acme.tenantId, { label: `agent-${i}` })),
+    )
+    for (const app of [viaStore, viaVerifier]) {
+      const statuses = await Promise.all(keys.map(({ key }) => statusOf(app, key)))
+      expect(statuses).toEqual(Array(20).fill(503))
+    }
+    broken.value = false
+    // Every place is back and nothing was charged: each valid key verifies from that address.
+    for (const { key } of keys.slice(0, 10)) expect(await statusOf(viaStore, key)).toBe(200)
+  })
+
   it('gives back the place of a lookup answered at once by a verifier of the user’s, when the decision throws', async () => {
     const throwing = { value: true }
     const authenticator = start({
