@@ -268,9 +268,9 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     const authB = createAuthenticator(b, { cache: { ttlMs: 120_000 }, failedAuth: false, keyStoreTimeoutMs: 300 })
     const status = (key: string) => statusOf(authB, key)
     expect(await status(created.key)).toBe(200)
-    // A heartbeat has come back: B is proven to listen.
+    // Heartbeats have come back: B is proven to listen.
     await sleep(3 * listenCheckMs)
-    expect(b.listening).toBe(true)
+    await expect.poll(() => b.listening, { timeout: 10_000, interval: 50 }).toBe(true)
 
     bProxy.freeze()
     await manager.revoke(tenant.tenantId, created.keyId)
