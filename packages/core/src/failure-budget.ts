@@ -199,9 +199,10 @@ export class FailureBudget {
     return this.#trusted.size
   }
 
-  /** Wait (ms) before `minute`/`hour` counts have room, or 0 when they have. Writes nothing. */
+  /** Wait (ms) before `minute`/`hour` counts have room, or 0 when they have. Counts nothing. */
   #wait(windows: Windows | undefined, nowMs: number, lookupSide: boolean): number {
     if (windows === undefined) return 0
+    stepBack(windows, nowMs)
     const { perMinute, perHour } = this.#options
     const minute = lookupSide ? windows.lookupFailuresMinute : windows.failuresMinute
     const hour = lookupSide ? windows.lookupFailuresHour : windows.failuresHour
@@ -228,6 +229,7 @@ export class FailureBudget {
       this.#clients.set(client, windows)
       return windows
     }
+    stepBack(windows, nowMs)
     if (!hourLive(windows, nowMs)) {
       windows.hourStartMs = nowMs
       windows.failuresHour = 0
@@ -310,6 +312,8 @@ export class FailureBudget {
     let lookups = this.#lookups.get(client)
     const inFlight = lookups?.inFlight ?? 0
     if (inFlight >= this.#options.maxLookupsInFlight) return null
+    // Bounded like the windows: an address beyond maxClients waits for another's lookups to settle (its allowance unspent).
+    if (lookups === undefined && this.#lookups.size >= this.#options.maxClients) return this.#busy()
     const existing = this.#clients.get(client)
     const overWaitMs = this.#wait(existing, nowMs, true)
     let allowanceMinuteMs: number | null = null
@@ -325,11 +329,7 @@ export class FailureBudget {
       windows.allowanceSpent++
       allowanceMinuteMs = windows.minuteStartMs
     }
-    if (lookups === undefined) {
-      // Bounded like the windows: an address beyond maxClients waits for another's lookups to settle.
-      if (this.#lookups.size >= this.#options.maxClients) return this.#busy()
-      this.#lookups.set(client, (lookups = { inFlight: 0, queue: [] }))
-    }
+    if (lookups === undefined) this.#lookups.set(client, (lookups = { inFlight: 0, queue: [] }))
     lookups.inFlight++
     this.#keysInFlight.set(keyId, (this.#keysInFlight.get(keyId) ?? 0) + 1)
     return { kind: 'slot', slot: new LookupSlot(this, client, keyId, allowanceMinuteMs) }
@@ -396,6 +396,15 @@ export class FailureBudget {
   }
 }
 
+/**
+ * A clock stepped back (NTP) before a window's start moves the window back with it, its counts
+ * kept: a step back never forgives failures, and never makes a wait longer than a window.
+ */
+function stepBack(windows: Windows, nowMs: number): void {
+  if (nowMs < windows.hourStartMs) windows.hourStartMs = nowMs
+  if (nowMs < windows.minuteStartMs) windows.minuteStartMs = nowMs
+}
+
 function minuteLive(windows: Windows, nowMs: number): boolean {
   return nowMs >= windows.minuteStartMs && nowMs < windows.minuteStartMs + MINUTE_MS
 }
@@ -412,8 +421,9 @@ interface Trust {
 
 /**
  * Trusted key IDs, at most `max`, shared fairly among tenants: when full, the key
- * trusted longest ago of the tenant holding the most goes. One tenant's one-shot
- * keys therefore evict its own, never a neighbour's, while it holds more than them.
+ * trusted longest ago of the tenant holding the most goes (on a tie, the adding
+ * tenant's own). One tenant's one-shot keys therefore evict its own, never a
+ * neighbour's, once it holds as many as they do.
  */
 class TrustList {
   readonly #byKey = new Map<string, Trust>()
@@ -450,7 +460,7 @@ class TrustList {
     }
     if (known !== undefined) this.delete(keyId)
     if (this.#max <= 0) return
-    if (this.#byKey.size >= this.#max) this.#evict()
+    if (this.#byKey.size >= this.#max) this.#evict(tenantId)
     this.#byKey.set(keyId, { tenantId, atMs: nowMs, untilMs })
     let keys = this.#byTenant.get(tenantId)
     if (keys === undefined) this.#byTenant.set(tenantId, (keys = new Set()))
@@ -468,8 +478,11 @@ class TrustList {
     this.#resized(trust.tenantId, keys.size + 1, keys.size)
   }
 
-  #evict(): void {
-    const tenantId = this.#bySize.get(this.#largest)?.values().next().value
+  /** Room for a key of `adding`: its own oldest goes when it holds the most (a tie included), else the largest's. */
+  #evict(adding: string): void {
+    const own = this.#byTenant.get(adding)
+    const tenantId =
+      own !== undefined && own.size >= this.#largest ? adding : this.#bySize.get(this.#largest)?.values().next().value
     if (tenantId === undefined) return
     this.delete(this.#byTenant.get(tenantId)!.values().next().value as string)
   }

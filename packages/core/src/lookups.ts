@@ -56,9 +56,12 @@ export function createKeyLookup(
       return refusals.keyStoreFailed(request, error)
     }
     if (!(verified instanceof Promise)) {
-      const outcome = answered(verified, lookup, signed)
-      slot?.release()
-      return outcome
+      // Given back even when the decision throws (a user's hook): a place lost would never come back.
+      try {
+        return answered(verified, lookup, signed)
+      } finally {
+        slot?.release()
+      }
     }
     if (slot !== null) {
       // The place is held until the store call itself settles, which may be long after this request's deadline.
@@ -68,9 +71,11 @@ export function createKeyLookup(
     const pending = parts.customVerifier ? withTimeout(verified, parts.timeoutMs, 'key_store', 'verifier') : verified
     return pending.then(
       (result) => {
-        const outcome = answered(result, lookup, signed)
-        slot?.answered()
-        return outcome
+        try {
+          return answered(result, lookup, signed)
+        } finally {
+          slot?.answered()
+        }
       },
       (error: unknown) => {
         slot?.abandon()

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createAuthenticator, createKeyManager, type AuthRequest } from '@saiku/core'
+import { createAuthenticator, createKeyManager, type AuthRequest, type Authenticator } from '@saiku/core'
 import { onKeyStoreChange, type KeyChange } from '@saiku/core/store'
 import { conformanceTenant } from '@saiku/core/testing'
 import { postgresUrl } from '@saiku/test-support/services'
@@ -9,6 +9,16 @@ import { tcpProxy, type TcpProxy } from '@saiku/test-support/tcp-proxy'
 import { PostgresKeyStore } from './index.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The status `authenticator` answers a GET of /me/tenant with `key`. */
+async function statusOf(authenticator: Authenticator, key: string): Promise<number> {
+  const decision = await authenticator.authenticate({
+    headers: { authorization: `Bearer ${key}` },
+    method: 'GET',
+    url: '/me/tenant',
+  })
+  return decision.ok ? 200 : decision.status
+}
 
 describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () => {
   const schema = `saiku_fault_${randomUUID().replaceAll('-', '').slice(0, 16)}`
@@ -150,14 +160,7 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     const first = await manager.create(tenant.tenantId, { label: 'first' })
     const second = await manager.create(tenant.tenantId, { label: 'second' })
     const authB = createAuthenticator(b, { cache: { ttlMs: 120_000 }, failedAuth: false })
-    const status = async (key: string) => {
-      const decision = await authB.authenticate({
-        headers: { authorization: `Bearer ${key}` },
-        method: 'GET',
-        url: '/me/tenant',
-      })
-      return decision.ok ? 200 : decision.status
-    }
+    const status = (key: string) => statusOf(authB, key)
     expect(await status(first.key)).toBe(200)
     expect(await status(second.key)).toBe(200)
     expect(b.listening).toBe(true)
@@ -213,14 +216,7 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     const manager = createKeyManager(a)
     const created = await manager.create(tenant.tenantId, { label: 'agent' })
     const authB = createAuthenticator(b, { cache: { ttlMs: 120_000 }, failedAuth: false })
-    const status = async (key: string) => {
-      const decision = await authB.authenticate({
-        headers: { authorization: `Bearer ${key}` },
-        method: 'GET',
-        url: '/me/tenant',
-      })
-      return decision.ok ? 200 : decision.status
-    }
+    const status = (key: string) => statusOf(authB, key)
     expect(await status(created.key)).toBe(200)
     const acceptedBefore = listenProxy.acceptedConnections
 
@@ -244,6 +240,54 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     stop()
     authB.close()
     await end()
+  })
+
+  it('when the whole path to PostgreSQL freezes (the heartbeat cannot be sent either), revocations still apply within 2 × listenCheckMs', async () => {
+    const listenCheckMs = 1_000
+    const url = new URL(postgresUrl!)
+    const bProxy = await tcpProxy(url.hostname, Number(url.port || 5432))
+    url.hostname = '127.0.0.1'
+    url.port = String(bProxy.port)
+    // B's queries and its LISTEN both go through the proxy, with no deadline of the pool's own.
+    const bPool = new pg.Pool({ connectionString: url.href, max: 2 })
+    bPool.on('error', () => {})
+    const a = new PostgresKeyStore({ pool: admin, schema, listen: false })
+    const errors: Error[] = []
+    const b = new PostgresKeyStore({
+      pool: bPool,
+      schema,
+      listenCheckMs,
+      listenTimeoutMs: 1_000,
+      onError: (error) => void errors.push(error),
+    })
+    await Promise.all([a.ready(), b.ready()])
+    const tenant = conformanceTenant({ limits: { perMinute: 100_000, perHour: 1_000_000 } })
+    await a.putTenant(tenant)
+    const manager = createKeyManager(a)
+    const created = await manager.create(tenant.tenantId, { label: 'agent' })
+    const authB = createAuthenticator(b, { cache: { ttlMs: 120_000 }, failedAuth: false, keyStoreTimeoutMs: 300 })
+    const status = (key: string) => statusOf(authB, key)
+    expect(await status(created.key)).toBe(200)
+    // Heartbeats have come back: B is proven to listen.
+    await sleep(3 * listenCheckMs)
+    await expect.poll(() => b.listening, { timeout: 10_000, interval: 50 }).toBe(true)
+
+    bProxy.freeze()
+    await manager.revoke(tenant.tenantId, created.keyId)
+    // Nothing from B's side is heard or sent: the cached key must not be trusted past the stall bound.
+    await expect.poll(() => status(created.key), { timeout: 8_000, interval: 100 }).not.toBe(200)
+    expect(b.listening).toBe(false)
+    expect(errors[0]!.message).toMatch(
+      /^PostgreSQL LISTEN connection unproven: its heartbeat could not be sent through the pool in 1000 ms; caches cleared/,
+    )
+
+    bProxy.restore()
+    await expect.poll(() => b.listening, { timeout: 20_000, interval: 50 }).toBe(true)
+    expect(await status(created.key)).toBe(401)
+    authB.close()
+    await Promise.all([a.close(), b.close()])
+    await bPool.end().catch(() => {})
+    await bProxy.close()
   })
 
   it('close() while reconnecting to a frozen LISTEN path ends at once, leaving no connection or timer behind', async () => {

@@ -128,6 +128,13 @@ function destroyClient(client: Client): void {
 }
 
 /** `promise`, or a rejection once `ms` have passed (the caller then destroys what it waited on). */
+/** A heartbeat: started when handed to the pool, sent when PostgreSQL took it. */
+interface Ping {
+  readonly payload: string
+  readonly startedAtMs: number
+  sentAtMs: number | undefined
+}
+
 function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<never>((_, reject) => {
@@ -199,7 +206,7 @@ export class PostgresKeyStore implements TenantAdminStore {
   #lastReport: { readonly cause: string; readonly atMs: number } | undefined
   #heartbeat: NodeJS.Timeout | undefined
   /** The heartbeat sent through the pool and not yet heard back through the LISTEN connection. */
-  #ping: { readonly payload: string; sentAtMs: number | undefined } | undefined
+  #ping: Ping | undefined
 
   constructor(options: PostgresKeyStoreOptions) {
     const urlSchema = schemaOfPool(options.pool)
@@ -307,7 +314,7 @@ export class PostgresKeyStore implements TenantAdminStore {
    * listening again (meanwhile records are trusted for at most `listenCheckMs`). For a health check.
    */
   get listening(): boolean {
-    return this.#listener !== undefined
+    return this.#listener !== undefined && !this.#unheard
   }
 
   /** The first LISTEN: ready() waits for it, and rejects (to be tried again) when it fails. */
@@ -327,6 +334,7 @@ export class PostgresKeyStore implements TenantAdminStore {
       if (listener.destroyed || message.channel !== this.channel) return
       if (message.payload !== undefined && message.payload === this.#ping?.payload) {
         this.#ping = undefined
+        this.#proven(listener)
         return
       }
       const change = parseNotification(message.payload)
@@ -372,6 +380,28 @@ export class PostgresKeyStore implements TenantAdminStore {
       this.#heartbeat = setInterval(() => this.#beat(), this.#listenCheckMs)
       this.#heartbeat.unref()
     }
+  }
+
+  /**
+   * The heartbeat could not be sent through the pool within a check: whether the listener hears is
+   * unknown, so every cache is cleared and its trust capped, as for a loss, until a heartbeat comes back.
+   */
+  #unproven(): void {
+    if (this.#unheard) return
+    this.#unheard = true
+    announceKeyStoreFeed(this, this, { live: false, maxAgeMs: this.#unheardTrustMs })
+    this.#onError(
+      new Error(
+        `PostgreSQL LISTEN connection unproven: its heartbeat could not be sent through the pool in ${this.#listenCheckMs} ms; caches cleared, records trusted for at most ${this.#unheardTrustMs} ms until a heartbeat comes back`,
+      ),
+    )
+  }
+
+  /** A heartbeat came back through `listener`: it hears, whatever the pool went through. */
+  #proven(listener: Listener): void {
+    if (!this.#unheard || listener !== this.#listener) return
+    this.#unheard = false
+    announceKeyStoreFeed(this, this, { live: true })
   }
 
   /**
@@ -440,16 +470,20 @@ export class PostgresKeyStore implements TenantAdminStore {
     if (listener === undefined) return this.#reconnect()
     const ping = this.#ping
     if (ping !== undefined) {
-      // Still being sent (the pool bounds that), or sent too recently to have come back for sure.
-      if (ping.sentAtMs === undefined || Date.now() - ping.sentAtMs < this.#listenCheckMs / 2) return
+      const nowMs = Date.now()
+      if (ping.sentAtMs === undefined) {
+        // Not sent yet: the pool is slow or cut off too. Nothing proves the listener alive meanwhile, so
+        // records are trusted as if it were lost; it is kept (the pool is what waits), and no other heartbeat piles up.
+        if (nowMs - ping.startedAtMs >= this.#listenCheckMs / 2) this.#unproven()
+        return
+      }
+      // Sent too recently to have come back for sure.
+      if (nowMs - ping.sentAtMs < this.#listenCheckMs / 2) return
       return this.#lost(listener, `PostgreSQL LISTEN connection heard no notification for ${this.#listenCheckMs} ms`)
     }
-    const next: { readonly payload: string; sentAtMs: number | undefined } = {
-      payload: `ping:${randomUUID()}`,
-      sentAtMs: undefined,
-    }
+    const next: Ping = { payload: `ping:${randomUUID()}`, startedAtMs: Date.now(), sentAtMs: undefined }
     this.#ping = next
-    // A heartbeat the pool cannot send proves nothing about the listener: the next check tries again.
+    // A heartbeat the pool fails to send proves nothing about the listener: the next check tries again.
     this.pool.query('SELECT pg_notify($1, $2)', [this.channel, next.payload]).then(
       () => {
         next.sentAtMs = Date.now()

@@ -107,8 +107,8 @@ export async function createRedisChangeFeed(
   let closed = false
   // The subscription may have missed changes: the store's caches were told, and are told again when it hears.
   let down = false
-  // The heartbeat published and not yet heard back; `sentAtMs` once Redis took it.
-  let ping: { sentAtMs: number | undefined } | undefined
+  // The heartbeat published and not yet heard back: `startedAtMs` when handed to the publisher, `sentAtMs` once Redis took it.
+  let ping: { readonly startedAtMs: number; sentAtMs: number | undefined } | undefined
   const feed = {}
 
   const report = (error: unknown): void => {
@@ -125,6 +125,18 @@ export async function createRedisChangeFeed(
     down = true
     announceKeyStoreFeed(store, feed, { live: false, maxAgeMs: trustMs })
     report(new Error(`${what}; caches cleared, records trusted for at most ${trustMs} ms until it hears again`))
+  }
+  // The heartbeat could not be published within a check: whether the subscription hears is unknown, so trust is
+  // capped as for a loss; the connection is kept (the publisher is what waits) until the heartbeat comes back.
+  const unproven = (): void => {
+    if (down || closed) return
+    down = true
+    announceKeyStoreFeed(store, feed, { live: false, maxAgeMs: trustMs })
+    report(
+      new Error(
+        `Redis change feed unproven: its heartbeat could not be published in ${checkMs} ms; caches cleared, records trusted for at most ${trustMs} ms until it hears again`,
+      ),
+    )
   }
   const heard = (): void => {
     if (!down || closed) return
@@ -174,14 +186,22 @@ export async function createRedisChangeFeed(
   const beat = (): void => {
     const last = ping
     if (last !== undefined) {
-      // Still being published, or published too recently to have come back for sure.
-      if (last.sentAtMs === undefined || Date.now() - last.sentAtMs < checkMs / 2) return
+      if (last.sentAtMs === undefined) {
+        // Not published yet (the path to Redis is frozen too): nothing proves the subscription; no other heartbeat piles up.
+        if (Date.now() - last.startedAtMs >= checkMs / 2) unproven()
+        return
+      }
+      // Published too recently to have come back for sure.
+      if (Date.now() - last.sentAtMs < checkMs / 2) return
       const wasDown = down
       lost(`Redis change feed heard no message for ${checkMs} ms`)
       // A stalled connection never errors: open another (ioredis resubscribes on it).
       if (!wasDown) subscriber.disconnect?.(true)
     }
-    const next: { sentAtMs: number | undefined } = { sentAtMs: undefined }
+    const next: { readonly startedAtMs: number; sentAtMs: number | undefined } = {
+      startedAtMs: Date.now(),
+      sentAtMs: undefined,
+    }
     ping = next
     publisher.publish(channel, JSON.stringify({ origin, kind: 'ping' })).then(
       () => {

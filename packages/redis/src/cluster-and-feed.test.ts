@@ -17,7 +17,7 @@ import {
 } from '@saiku/test-support/services'
 import { tcpProxy } from '@saiku/test-support/tcp-proxy'
 import { keySlot } from './breaker.js'
-import { createRedisChangeFeed, createRedisLimiter } from './index.js'
+import { createRedisChangeFeed, createRedisLimiter, type RedisPublisher, type RedisSubscriber } from './index.js'
 import { redisClusterLimits, redisLimits } from './readme-usage.js'
 
 const acme = {
@@ -350,8 +350,8 @@ describe('createRedisChangeFeed on a subscriber that drops and hangs (no Redis n
     return { events, subscriber, publisher }
   }
 
-  it('goes down when the connection closes (caches cleared, trust capped), and hears again once subscribed on the next', async () => {
-    const { events, subscriber, publisher } = fakeClients()
+  /** A feed of a fresh store: what the store's caches were told, and what an `onError` that rejects (a sink that is down) heard. */
+  async function watchedFeed(publisher: RedisPublisher, subscriber: RedisSubscriber, checkMs: number) {
     const store = new MemoryKeyStore({ tenants: [acme] })
     const heard: KeyChange[] = []
     onKeyStoreChange(store, (change) => heard.push(change))
@@ -359,12 +359,18 @@ describe('createRedisChangeFeed on a subscriber that drops and hangs (no Redis n
     const feed = await createRedisChangeFeed(store, {
       publisher,
       subscriber,
-      checkMs: 0,
+      checkMs,
       onError: (error) => {
         errors.push(error)
         return Promise.reject(new Error('error sink unavailable'))
       },
     })
+    return { store, heard, errors, feed }
+  }
+
+  it('goes down when the connection closes (caches cleared, trust capped), and hears again once subscribed on the next', async () => {
+    const { events, subscriber, publisher } = fakeClients()
+    const { store, heard, errors, feed } = await watchedFeed(publisher, subscriber, 0)
     expect(feed.live).toBe(true)
     events.emit('close')
     events.emit('close')
@@ -378,6 +384,35 @@ describe('createRedisChangeFeed on a subscriber that drops and hangs (no Redis n
     expect(keyStoreTrustCapMs(store)).toBeUndefined()
     await vi.waitFor(() => expect(errors).toHaveLength(1))
     expect(errors[0]!.message).toMatch(/^Redis change feed lost its subscriber connection; caches cleared/)
+    await feed.close()
+  })
+
+  it('goes down when its heartbeat cannot even be published (the whole path to Redis frozen), piles up no other, and hears again once it comes back', async () => {
+    const { events, subscriber } = fakeClients()
+    const sent: { channel: string; message: string; taken: () => void }[] = []
+    // A publisher whose connection is frozen too: Redis never takes the heartbeat.
+    const publisher = {
+      publish: vi.fn(
+        (channel: string, message: string) =>
+          new Promise<number>((resolve) => sent.push({ channel, message, taken: () => resolve(1) })),
+      ),
+    }
+    const { store, heard, errors, feed } = await watchedFeed(publisher, subscriber, 50)
+    await vi.waitFor(() => expect(feed.live).toBe(false), { timeout: 5_000, interval: 10 })
+    expect(heard).toEqual([{ kind: 'all' }])
+    expect(keyStoreTrustCapMs(store)).toBe(50)
+    expect(errors[0]!.message).toMatch(
+      /^Redis change feed unproven: its heartbeat could not be published in 50 ms; caches cleared/,
+    )
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect(publisher.publish).toHaveBeenCalledTimes(1)
+    // The path heals: the heartbeat is taken and comes back through the subscription.
+    const [ping] = sent
+    ping!.taken()
+    events.emit('message', ping!.channel, ping!.message)
+    expect(feed.live).toBe(true)
+    expect(keyStoreTrustCapMs(store)).toBeUndefined()
+    expect(heard).toEqual([{ kind: 'all' }, { kind: 'all' }])
     await feed.close()
   })
 
