@@ -276,9 +276,13 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore under faults', () =
     await manager.revoke(tenant.tenantId, created.keyId)
     // Nothing from B's side is heard or sent: the cached key must not be trusted past the stall bound.
     await expect.poll(() => status(created.key), { timeout: 8_000, interval: 100 }).not.toBe(200)
-    expect(b.listening).toBe(false)
-    expect(errors[0]!.message).toMatch(
-      /^PostgreSQL LISTEN connection unproven: its heartbeat could not be sent through the pool in 1000 ms; caches cleared/,
+    // The key may be refused first by a store read that timed out (its trust was capped by a slow heartbeat
+    // before the freeze, on a loaded machine): the store says it is unproven within the next checks all the same.
+    await expect.poll(() => b.listening, { timeout: 8_000, interval: 50 }).toBe(false)
+    expect(errors.map((error) => error.message)).toContainEqual(
+      expect.stringMatching(
+        /^PostgreSQL LISTEN connection unproven: its heartbeat could not be sent through the pool in 1000 ms; caches cleared/,
+      ),
     )
 
     bProxy.restore()

@@ -127,7 +127,6 @@ function destroyClient(client: Client): void {
   else client.end().catch(() => {})
 }
 
-/** `promise`, or a rejection once `ms` have passed (the caller then destroys what it waited on). */
 /** A heartbeat: started when handed to the pool, sent when PostgreSQL took it. */
 interface Ping {
   readonly payload: string
@@ -135,6 +134,7 @@ interface Ping {
   sentAtMs: number | undefined
 }
 
+/** `promise`, or a rejection once `ms` have passed (the caller then destroys what it waited on). */
 function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<never>((_, reject) => {
