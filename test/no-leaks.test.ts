@@ -53,7 +53,7 @@ function instrumented(harness: AdapterHarness): AdapterHarness {
           },
           onError: (error) => {
             hookPayloads.push(`${error.name}: ${error.message} ${JSON.stringify(error)}`)
-            options.onError?.(error)
+            if (options.onError) options.onError(error)
           },
         },
         fixtures,

@@ -1,5 +1,6 @@
 import type { MeterProvider } from '@opentelemetry/api'
 import type { AuthRequest, CostRequest, DecisionEvent } from './decision.js'
+import { createErrorLog } from './error-log.js'
 import { SaikuConfigError } from './errors.js'
 import { checkRealm, DEFAULT_REALM, RATE_LIMIT_HEADER_MODES, type RateLimitHeaderMode } from './http.js'
 import type { JwtVerifierOptions } from './jwt.js'
@@ -172,8 +173,11 @@ export interface SaikuOptions {
       }
   /** Called with every decision, for logs and metrics. Never receives a secret. */
   onDecision?: (event: DecisionEvent) => void
-  /** Called with every store failure and misconfigured tenant, whatever the policy did with it. */
-  onError?: (error: Error) => void
+  /**
+   * Called with every store failure and misconfigured tenant, whatever the policy did with it.
+   * Default: a line on stderr, each distinct error at most once a minute. `false` (or `null`): nothing.
+   */
+  onError?: ((error: Error) => void) | false | null
 }
 
 export interface ResolvedOptions {
@@ -223,6 +227,7 @@ export interface ResolvedOptions {
   }
   readonly metrics: MetricsSettings | null
   readonly onDecision: ((event: DecisionEvent) => void) | undefined
+  /** The hook given, the default log (one per authenticator), or undefined when turned off. */
   readonly onError: ((error: Error) => void) | undefined
 }
 
@@ -230,7 +235,8 @@ export interface ResolvedOptions {
  * Every option's default, in one place. An option left out takes its value here;
  * the known option names, at the top and in each group, are this literal's keys.
  * `undefined`: nothing unless given (`tiers`: the spec's plans, `DEFAULT_TIERS`;
- * `cache.negativeTtlMs`: `cache.ttlMs`; `windows`: what `limiter.backend` counts, else fixed).
+ * `cache.negativeTtlMs`: `cache.ttlMs`; `windows`: what `limiter.backend` counts, else fixed;
+ * `onError`: a line on stderr, each distinct error at most once a minute).
  */
 export const DEFAULTS: OptionDefaults = Object.freeze({
   realm: DEFAULT_REALM,
@@ -296,6 +302,14 @@ export interface OptionDefaults {
   readonly metrics: Readonly<{ meterProvider: undefined; tenantIds: boolean }>
   readonly onDecision: undefined
   readonly onError: undefined
+}
+
+function onErrorOption(value: unknown): ((error: Error) => void) | undefined {
+  if (value === undefined) return createErrorLog()
+  if (value === false || value === null) return undefined
+  if (typeof value !== 'function')
+    throw new SaikuConfigError('onError', 'a function, or false (or null) for no log', value)
+  return value as (error: Error) => void
 }
 
 /** The options that are groups of options (`cache: { … }`). */
@@ -518,6 +532,6 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     reportOnly: reportOnlyOption(options, tiers),
     metrics: metricsOption(options),
     onDecision: optionalFunction<(event: DecisionEvent) => void>('onDecision', options.onDecision),
-    onError: optionalFunction<(error: Error) => void>('onError', options.onError),
+    onError: onErrorOption(options.onError),
   })
 }
