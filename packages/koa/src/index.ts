@@ -4,6 +4,7 @@ import {
   checkPermissions,
   errorResponse,
   errorResponseFor,
+  errorResponseForStatus,
   permissionGuard,
   resolveSaikuErrorsOptions,
   type AuthDecision,
@@ -49,6 +50,16 @@ const ROUTER_USE_LAYER = /^(\/.*?)(?:\(\?:\\\/\|\$\)|\{\/\*rest\})$/
 
 function routerPrefix(layerPath: unknown): string | undefined {
   return typeof layerPath === 'string' ? ROUTER_USE_LAYER.exec(layerPath)?.[1] : undefined
+}
+
+// The methods of the @koa/router routes that matched the path: what allowedMethods() puts in Allow,
+// and what its thrown 405 (`{ throw: true }`) leaves out.
+function routerMethods(ctx: Context): string[] | undefined {
+  const { matched } = ctx as { matched?: unknown }
+  if (!Array.isArray(matched)) return undefined
+  return matched.flatMap((layer: { methods?: unknown }) =>
+    Array.isArray(layer?.methods) ? layer.methods.filter((method) => typeof method === 'string') : [],
+  )
 }
 
 /** Authenticates every request and applies the tenant's limits (Koa 2 and 3). */
@@ -130,11 +141,19 @@ export function saikuErrors(options?: SaikuErrorsOptions): Middleware {
         else ctx.res.destroy()
         return
       }
-      const response = errorResponseFor(error, { realm, principal: ctx.state.saiku })
+      const response = errorResponseFor(error, {
+        realm,
+        principal: ctx.state.saiku,
+        allowedMethods: routerMethods(ctx),
+      })
       if (response.report) onError(error, ctx)
       return send(ctx, response)
     }
-    if (notFound && ctx.status === 404 && ctx.body == null) send(ctx, errorResponse('not_found'))
+    if (ctx.body != null || ctx.status < 400) return
+    // A status set without a body (the router's 405, with its Allow) is answered in JSON too.
+    const response =
+      ctx.status === 404 ? (notFound ? errorResponse('not_found') : null) : errorResponseForStatus(ctx.status)
+    if (response !== null) send(ctx, response)
   }
 }
 
