@@ -151,6 +151,7 @@ function freshApp(
   manager: 'npm' | 'pnpm',
   type: 'module' | 'commonjs',
   packs: string,
+  coreDependency = true,
 ): string {
   const dir = join(base, name)
   mkdirSync(dir, { recursive: true })
@@ -158,7 +159,8 @@ function freshApp(
     name,
     private: true,
     type,
-    dependencies: { '@saiku/core': `file:${tarball(packs, 'core')}` },
+    // Without it (pnpm only: the override pins the adapters' own dependency), the app cannot import @saiku/core.
+    ...(coreDependency ? { dependencies: { '@saiku/core': `file:${tarball(packs, 'core')}` } } : {}),
   }
   if (manager === 'npm') manifest.overrides = { '@saiku/core': '$@saiku/core' }
   else
@@ -371,6 +373,11 @@ describe('a new user', () => {
       await run('pnpm', ['add', '-D', '@types/node@^20.19.43'], dir)
       return dir
     })
+    start('pnpm-store-author', async () => {
+      const dir = freshApp(base, 'pnpm-store-author', 'pnpm', 'module', packs, false)
+      await installFromReadmes(dir, 'pnpm', ['express'], packs)
+      return dir
+    })
     start('npm-cjs', async () => {
       const dir = freshApp(base, 'npm-cjs', 'npm', 'commonjs', packs)
       await installFromReadmes(dir, 'npm', ['core', 'express', 'koa'], packs)
@@ -540,6 +547,26 @@ describe('a new user', () => {
       }
     }, 300_000)
   })
+
+  it('with pnpm and only @saiku/express installed, types a key store of its own and key management from it alone', async () => {
+    const dir = await app('pnpm-store-author')
+    // Strict pnpm: @saiku/core is the adapter's dependency, out of the app's reach.
+    const resolved = await run(
+      process.execPath,
+      ['-e', "import('@saiku/core').then(() => console.log('found'), (error) => console.log(error.code))"],
+      dir,
+    )
+    expect(resolved.stdout.trim()).toBe('ERR_MODULE_NOT_FOUND')
+    mkdirSync(join(dir, 'src'), { recursive: true })
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({ ...TSCONFIG, compilerOptions: { ...TSCONFIG.compilerOptions, types: [] } }, null, 2),
+    )
+    cpSync(join(root, 'test/fixtures/store-author/my-store.ts'), join(dir, 'src/my-store.ts'))
+    await run(tsc, ['-p', 'tsconfig.json'], dir)
+    const { stdout } = await run(process.execPath, ['dist/my-store.js'], dir)
+    expect(JSON.parse(stdout)).toEqual({ created: true, listed: 1 })
+  }, 300_000)
 
   it('with pnpm and better-sqlite3 not allowed to build: the first use of @saiku/sqlite says what to run', async () => {
     const dir = await app('pnpm-cjs')
