@@ -26,6 +26,8 @@ export default defineConfig(
       '**/coverage/**',
       '**/.cache/**',
       'bench/results/**',
+      // A CommonJS app's source under its own tsconfigs, type-checked by test/packaging.test.ts.
+      'test/fixtures/types-cjs/**',
       // vitest's JSON report, written by a test run.
       '**/.vitest/**',
     ],
