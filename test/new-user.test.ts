@@ -15,6 +15,7 @@ import {
   realpathSync,
   writeFileSync,
 } from 'node:fs'
+import { once } from 'node:events'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -151,6 +152,7 @@ function freshApp(
   manager: 'npm' | 'pnpm',
   type: 'module' | 'commonjs',
   packs: string,
+  coreDependency = true,
 ): string {
   const dir = join(base, name)
   mkdirSync(dir, { recursive: true })
@@ -158,7 +160,8 @@ function freshApp(
     name,
     private: true,
     type,
-    dependencies: { '@saiku/core': `file:${tarball(packs, 'core')}` },
+    // Without it (pnpm only: the override pins the adapters' own dependency), the app cannot import @saiku/core.
+    ...(coreDependency ? { dependencies: { '@saiku/core': `file:${tarball(packs, 'core')}` } } : {}),
   }
   if (manager === 'npm') manifest.overrides = { '@saiku/core': '$@saiku/core' }
   else
@@ -224,6 +227,32 @@ async function call(listener: (store: MemoryKeyStore) => RequestListener): Promi
 }
 
 console.log(JSON.stringify({ express: await call((store) => createExpressApp(store)), koa: await call((store) => createKoaApp(store).callback()) }))
+`
+
+// An Express server on the Redis README's helper, shut down as the README shows: the process must end by itself.
+const REDIS_SERVER = `import express from 'express'
+import { MemoryKeyStore } from '@saiku/core'
+import { saikuAuth } from '@saiku/express'
+import { redisLimits } from './redis-limits.js'
+
+const store = new MemoryKeyStore()
+store.putTenant({ tenantId: 't-1', tenantSlug: 'acme', tier: 'team', connectionName: 'warehouse', subscription: { status: 'active' } })
+const redis = await redisLimits(process.env.REDIS_URL!, store)
+const auth = saikuAuth(store, { limiter: redis.limiter })
+const { key } = await auth.authenticator.keys.create('t-1', { label: 'agent' })
+const app = express()
+app.use(auth)
+app.get('/me/tenant', (req, res) => void res.json(req.saiku!.tenant))
+const server = app.listen(0, '127.0.0.1', () => {
+  const address = server.address()
+  console.log(\`listening on \${typeof address === 'object' && address !== null ? address.port : 0} with \${key}\`)
+})
+process.once('SIGTERM', () =>
+  server.close(() => {
+    auth.authenticator.close()
+    void redis.close().then(() => console.log('closed'))
+  }),
+)
 `
 
 // What importing the packages loads, by package name: require.cache for CommonJS,
@@ -369,6 +398,11 @@ describe('a new user', () => {
       const dir = freshApp(base, 'pnpm-esm', 'pnpm', 'module', packs)
       await installFromReadmes(dir, 'pnpm', ['core', 'express', 'koa', 'sqlite', 'postgres', 'redis'], packs)
       await run('pnpm', ['add', '-D', '@types/node@^20.19.43'], dir)
+      return dir
+    })
+    start('pnpm-store-author', async () => {
+      const dir = freshApp(base, 'pnpm-store-author', 'pnpm', 'module', packs, false)
+      await installFromReadmes(dir, 'pnpm', ['express'], packs)
       return dir
     })
     start('npm-cjs', async () => {
@@ -517,6 +551,55 @@ describe('a new user', () => {
         )
     }, 300_000)
 
+    it('stops a server on the Redis README helper with SIGTERM: both clients closed, the process exits', async () => {
+      if (redisUrl === undefined) {
+        console.warn('REDIS_URL is not set: the Redis helper was not started')
+        return
+      }
+      const dir = await app(`${manager}-esm`)
+      mkdirSync(join(dir, 'src'), { recursive: true })
+      writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify(TSCONFIG, null, 2))
+      const helper = /```ts\n([\s\S]*?)```/.exec(readme('redis').slice(readme('redis').indexOf('### In a server')))
+      writeFileSync(join(dir, 'src/redis-limits.ts'), helper![1]!)
+      writeFileSync(join(dir, 'src/redis-server.ts'), REDIS_SERVER)
+      await run(tsc, ['-p', 'tsconfig.json'], dir)
+      const child = spawn(process.execPath, ['dist/redis-server.js'], {
+        cwd: dir,
+        env: userEnv({ REDIS_URL: redisUrl }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let output = ''
+      const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+      const listening = new Promise<RegExpExecArray>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`the server did not start:\n${output}`)), 30_000)
+        const onData = (chunk: Buffer) => {
+          output += chunk.toString()
+          const found = /listening on (\d+) with (sk_live_\w+)/.exec(output)
+          if (found !== null) {
+            clearTimeout(timer)
+            resolve(found)
+          }
+        }
+        child.stdout.on('data', onData)
+        child.stderr.on('data', onData)
+        void exited.then(() => reject(new Error(`the server exited:\n${output}`)))
+      })
+      try {
+        const [, port, key] = await listening
+        const res = await fetch(`http://127.0.0.1:${port}/me/tenant`, { headers: { authorization: `Bearer ${key}` } })
+        expect(res.status).toBe(200)
+        expect(res.headers.get('ratelimit')).toMatch(/"minute";r=\d+/)
+        child.kill('SIGTERM')
+        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+        const [code, signal] = await exited
+        clearTimeout(timer)
+        expect({ code, signal }, `a graceful shutdown ends the process:\n${output}`).toEqual({ code: 0, signal: null })
+        expect(output).toContain('closed')
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      }
+    }, 300_000)
+
     it('loads nothing on import that the user did not ask for', async () => {
       expectLoadsOnlyWhatWasAskedFor(await runProbe(await app(`${manager}-esm`), 'esm'))
     }, 300_000)
@@ -540,6 +623,26 @@ describe('a new user', () => {
       }
     }, 300_000)
   })
+
+  it('with pnpm and only @saiku/express installed, types a key store of its own and key management from it alone', async () => {
+    const dir = await app('pnpm-store-author')
+    // Strict pnpm: @saiku/core is the adapter's dependency, out of the app's reach.
+    const resolved = await run(
+      process.execPath,
+      ['-e', "import('@saiku/core').then(() => console.log('found'), (error) => console.log(error.code))"],
+      dir,
+    )
+    expect(resolved.stdout.trim()).toBe('ERR_MODULE_NOT_FOUND')
+    mkdirSync(join(dir, 'src'), { recursive: true })
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({ ...TSCONFIG, compilerOptions: { ...TSCONFIG.compilerOptions, types: [] } }, null, 2),
+    )
+    cpSync(join(root, 'test/fixtures/store-author/my-store.ts'), join(dir, 'src/my-store.ts'))
+    await run(tsc, ['-p', 'tsconfig.json'], dir)
+    const { stdout } = await run(process.execPath, ['dist/my-store.js'], dir)
+    expect(JSON.parse(stdout)).toEqual({ created: true, listed: 1 })
+  }, 300_000)
 
   it('with pnpm and better-sqlite3 not allowed to build: the first use of @saiku/sqlite says what to run', async () => {
     const dir = await app('pnpm-cjs')

@@ -54,7 +54,7 @@ function instrumented(harness: AdapterHarness): AdapterHarness {
           },
           onError: (error) => {
             hookPayloads.push(`${error.name}: ${error.message} ${JSON.stringify(error)}`)
-            return options.onError?.(error)
+            if (options.onError) return options.onError(error)
           },
         },
         fixtures,

@@ -1,8 +1,11 @@
 import { execFile } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -53,17 +56,50 @@ describe('published packages', () => {
     '@saiku/%s has types that resolve for require and import (attw, publint)',
     async (name) => {
       const cwd = `${root}/packages/${name}`
-      const attw = await run(
-        `${root}/node_modules/.bin/attw`,
-        ['--pack', '.', '--profile', 'node16', '--format', 'json'],
-        { cwd },
-      )
+      // Every resolution, node10 too: typesVersions shows it the subpath entries.
+      const attw = await run(`${root}/node_modules/.bin/attw`, ['--pack', '.', '--format', 'json'], { cwd })
       const report = JSON.parse(attw.stdout) as { analysis: { problems: { resolutionKind?: string }[] } }
-      // node10 resolution cannot see subpath exports; every Node ≥ 20 resolver can.
-      expect(report.analysis.problems.filter((problem) => problem.resolutionKind !== 'node10')).toEqual([])
+      expect(report.analysis.problems).toEqual([])
       const publint = await run(`${root}/node_modules/.bin/publint`, ['--strict'], { cwd })
       expect(publint.stdout).not.toMatch(/error|warning|suggestion/i)
     },
     60_000,
   )
+
+  // attw reads how each entry resolves, not whether its declarations compile: a CommonJS app with
+  // skipLibCheck: false compiles them, and an ESM-only import in a .d.cts is TS1479 there.
+  describe('in a CommonJS TypeScript app, with skipLibCheck: false', () => {
+    const tsc7 = `${root}/node_modules/.bin/tsc`
+    // TypeScript 7 dropped moduleResolution node10; TypeScript 6 (the linter's) still has it.
+    const tsc6 = createRequire(createRequire(import.meta.url).resolve('typescript-eslint')).resolve(
+      'typescript/bin/tsc',
+    )
+    let app: string
+    beforeAll(() => {
+      app = mkdtempSync(join(tmpdir(), 'saiku-types-cjs-'))
+      cpSync(`${root}/test/fixtures/types-cjs`, app, { recursive: true })
+      // The packages as dist/ gives them (their source condition is no TypeScript condition), and @types/node.
+      mkdirSync(join(app, 'node_modules/@saiku'), { recursive: true })
+      for (const name of packages) symlinkSync(`${root}/packages/${name}`, join(app, 'node_modules/@saiku', name))
+      symlinkSync(`${root}/node_modules/@types`, join(app, 'node_modules/@types'))
+    })
+    afterAll(() => rmSync(app, { recursive: true, force: true }))
+
+    it.each([
+      ['module: node16 (TypeScript 7)', tsc7, 'tsconfig.node16.json'],
+      ['module: node16 (TypeScript 6)', process.execPath, 'tsconfig.node16.json'],
+      ['moduleResolution: node10 (TypeScript 6)', process.execPath, 'tsconfig.node10.json'],
+    ])(
+      'type-checks every entry under %s',
+      async (_name, command, config) => {
+        const args = command === process.execPath ? [tsc6, '-p', config] : ['-p', config]
+        const result = await run(command, args, { cwd: app }).then(
+          () => '',
+          (error: Error & { stdout?: string }) => error.stdout ?? error.message,
+        )
+        expect(result).toBe('')
+      },
+      60_000,
+    )
+  })
 })

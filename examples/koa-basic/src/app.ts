@@ -18,5 +18,6 @@ export function createApp(store: KeyStore): Koa {
   app.use(saikuErrors()) // first: thrown errors and unknown routes as JSON
   app.use(auth)
   app.use(router.routes())
+  app.use(router.allowedMethods()) // a 405 with its Allow header, in JSON through saikuErrors()
   return app
 }

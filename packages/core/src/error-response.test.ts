@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { errorResponseFor, resolveSaikuErrorsOptions } from './error-response.js'
+import { errorResponseFor, errorResponseForStatus, resolveSaikuErrorsOptions } from './error-response.js'
 import {
   SaikuConfigError,
   SaikuCredentialExpiredError,
@@ -164,5 +164,40 @@ describe('errorResponseFor on what handlers and frameworks throw', () => {
       code: 'internal_error',
     })
     expect(errorResponseFor('a string')).toMatchObject({ status: 500 })
+  })
+})
+
+describe('errorResponseFor, a framework error’s headers', () => {
+  it('keeps what err.headers carries, as Koa and Express write it, less the body’s own and unwritable ones', () => {
+    const error = Object.assign(new Error('Method Not Allowed'), {
+      status: 405,
+      expose: true,
+      headers: { Allow: 'GET, HEAD', 'Content-Type': 'text/plain', 'x-n': 3, 'x-bad': 'a\nb', 'bad name': 'x' },
+    })
+    const response = errorResponseFor(error)
+    expect(response.status).toBe(405)
+    expect(response.headers).toMatchObject({
+      allow: 'GET, HEAD',
+      'x-n': '3',
+      'content-type': 'application/json; charset=utf-8',
+    })
+    expect(response.headers).not.toHaveProperty('x-bad')
+    expect(response.headers).not.toHaveProperty('bad name')
+  })
+
+  it('gives a 405 without Allow one from the methods the path answers', () => {
+    const error = Object.assign(new Error('Method Not Allowed'), { status: 405, expose: true })
+    expect(errorResponseFor(error, { allowedMethods: ['HEAD', 'GET', 'get'] }).headers.allow).toBe('HEAD, GET')
+    expect(errorResponseFor(error).headers).not.toHaveProperty('allow')
+  })
+})
+
+describe('errorResponseForStatus', () => {
+  it('answers a 4xx set without a body in JSON, and leaves a 401 and unknown statuses', () => {
+    expect(errorResponseForStatus(405)).toMatchObject({ status: 405, code: 'method_not_allowed' })
+    expect(errorResponseForStatus(401)).toBeNull()
+    expect(errorResponseForStatus(418)).toBeNull()
+    expect(errorResponseForStatus(500)).toBeNull()
+    expect(errorResponseForStatus(200)).toBeNull()
   })
 })

@@ -1,5 +1,13 @@
 import { ERROR_STATUS, isSaikuError, SaikuConfigError, type WireCode } from './errors.js'
-import { bearerChallenge, checkRealm, DEFAULT_REALM, errorResponse, type ErrorResponse } from './http.js'
+import {
+  BODY_HEADERS,
+  bearerChallenge,
+  checkRealm,
+  DEFAULT_REALM,
+  errorResponse,
+  type ErrorResponse,
+  type HeaderMap,
+} from './http.js'
 import type { SaikuPrincipal } from './decision.js'
 
 const CODE_BY_STATUS: Readonly<Record<number, WireCode>> = Object.fromEntries(
@@ -17,6 +25,42 @@ export interface ErrorResponseOptions {
   readonly realm?: string | undefined
   /** The request's principal, if any: its realm wins over `realm`. */
   readonly principal?: SaikuPrincipal | undefined
+  /**
+   * The methods the request's path answers (a router's matched routes): a thrown 405 whose
+   * `headers` carry no `Allow` gets one from them (RFC 9110 §15.5.6 requires it).
+   */
+  readonly allowedMethods?: readonly string[] | undefined
+}
+
+// What the error body itself sets; a thrown error's headers never replace these.
+const OWN_HEADERS = new Set([...BODY_HEADERS, 'content-type', 'cache-control', 'transfer-encoding'])
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+// A value Node writes without throwing: no control characters but tab.
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+
+/**
+ * The headers a thrown framework error carries (`err.headers`, as http-errors and Koa's
+ * `ctx.throw` set them, and as Koa and Express write them), less the body's own and any
+ * Node would refuse to write: a bad header never turns an error reply into a crash.
+ */
+function thrownHeaders(error: object): HeaderMap {
+  const { headers } = error as { headers?: unknown }
+  const kept: Record<string, string> = {}
+  if (typeof headers !== 'object' || headers === null) return kept
+  for (const [name, value] of Object.entries(headers as Record<string, unknown>)) {
+    const lower = name.toLowerCase()
+    if (!TOKEN.test(name) || OWN_HEADERS.has(lower) || lower === 'set-cookie') continue
+    const text: unknown = Array.isArray(value) ? value.join(', ') : typeof value === 'number' ? String(value) : value
+    if (typeof text === 'string' && FIELD_VALUE.test(text)) kept[lower] = text
+  }
+  return kept
+}
+
+/** `Allow` for a 405 that lacks one, from the methods the path answers; empty when they are unknown. */
+function allowHeader(headers: HeaderMap, allowedMethods: readonly string[] | undefined): HeaderMap {
+  if ('allow' in headers || allowedMethods === undefined || allowedMethods.length === 0) return {}
+  const methods = [...new Set(allowedMethods.map((method) => method.toUpperCase()))].filter((m) => TOKEN.test(m))
+  return methods.length === 0 ? {} : { allow: methods.join(', ') }
 }
 
 function reply(response: ErrorResponse): ThrownErrorResponse {
@@ -68,12 +112,25 @@ export function errorResponseFor(error: unknown, options: ErrorResponseOptions =
     const httpStatus = typeof status === 'number' ? status : statusCode
     if (typeof httpStatus === 'number' && httpStatus >= 400 && httpStatus < 500 && expose !== false) {
       const code = CODE_BY_STATUS[httpStatus] ?? 'invalid_request'
+      const headers = thrownHeaders(error)
       if (type === 'entity.parse.failed')
-        return reply(errorResponse('invalid_request', 'The request body is not valid JSON.'))
-      return reply(errorResponse(code))
+        return reply(errorResponse('invalid_request', 'The request body is not valid JSON.', headers))
+      if (code === 'method_not_allowed') Object.assign(headers, allowHeader(headers, options.allowedMethods))
+      return reply(errorResponse(code, undefined, headers))
     }
   }
   return reply(errorResponse('internal_error'))
+}
+
+/**
+ * The JSON error for a 4xx that a framework or router set without a body (@koa/router's
+ * `allowedMethods()` 405, whose `Allow` stays on the response), or null to leave the response
+ * as it is: a status without a wire code, and a 401, whose challenge only its setter knows.
+ */
+export function errorResponseForStatus(status: number): ErrorResponse | null {
+  const code = CODE_BY_STATUS[status]
+  if (code === undefined || status < 400 || status >= 500 || code === 'unauthorized') return null
+  return errorResponse(code)
 }
 
 /** The options both adapters' `saikuErrors()` take; `onError`'s arguments are the framework's. */

@@ -1,5 +1,5 @@
 import { createPublicKey, type JsonWebKey } from 'node:crypto'
-import type { JWK, JWTPayload, JWTVerifyGetKey } from 'jose'
+import type { JWTPayload, JWTVerifyGetKey } from 'jose'
 import {
   redactUrl,
   SaikuConfigError,
@@ -13,6 +13,12 @@ import { MAX_TOKEN_LENGTH } from './bearer.js'
 import { isPermission, MAX_PERMISSIONS, permissionsProblem, uniquePermissions } from './store.js'
 import { isKeyId, KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
 import type { KeyState, VerifiedCredential, VerifyResult, KeyVerifier } from './verifier.js'
+
+// jose is ESM only: the one jose type in the public declarations is an import type that names its
+// resolution mode, which a CommonJS consumer compiled with `module: node16` accepts (an import declaration
+// there is TS1479, and import attributes are TS2823).
+// eslint-disable-next-line @typescript-eslint/no-unsafe-assignment -- the linter reads the attributes as an object literal
+type JWK = import('jose', { with: { 'resolution-mode': 'import' } }).JWK
 
 // jose is ESM only: loaded on first use, so the CommonJS build of this package works on every Node 20.
 type Jose = typeof import('jose')

@@ -1,5 +1,6 @@
 import type { MeterProvider } from '@opentelemetry/api'
 import type { AuthRequest, CostRequest, DecisionEvent } from './decision.js'
+import { createErrorLog } from './error-log.js'
 import { SaikuConfigError } from './errors.js'
 import { checkRealm, DEFAULT_REALM, RATE_LIMIT_HEADER_MODES, type RateLimitHeaderMode } from './http.js'
 import type { JwtVerifierOptions } from './jwt.js'
@@ -200,8 +201,9 @@ export interface SaikuOptions {
    * and with what a `cost`, `subscription.isExempt` or `onDecision` hook threw or rejected with.
    * It may be async; it is not awaited. What it throws or rejects with becomes a process warning
    * (`SAIKU_HOOK_FAILED`), once per distinct message.
+   * Default: a line on stderr, each distinct error at most once a minute. `false` (or `null`): nothing.
    */
-  onError?: (error: Error) => unknown
+  onError?: ((error: Error) => unknown) | false | null
 }
 
 export interface ResolvedOptions {
@@ -254,6 +256,7 @@ export interface ResolvedOptions {
   }
   readonly metrics: MetricsSettings | null
   readonly onDecision: ((event: DecisionEvent) => unknown) | undefined
+  /** The hook given, the default log (one per authenticator), or undefined when turned off. */
   readonly onError: ((error: Error) => unknown) | undefined
 }
 
@@ -261,7 +264,8 @@ export interface ResolvedOptions {
  * Every option's default, in one place. An option left out takes its value here;
  * the known option names, at the top and in each group, are this literal's keys.
  * `undefined`: nothing unless given (`tiers`: the spec's plans, `DEFAULT_TIERS`;
- * `cache.negativeTtlMs`: `cache.ttlMs`; `windows`: what `limiter.backend` counts, else fixed).
+ * `cache.negativeTtlMs`: `cache.ttlMs`; `windows`: what `limiter.backend` counts, else fixed;
+ * `onError`: a line on stderr, each distinct error at most once a minute).
  */
 export const DEFAULTS: OptionDefaults = Object.freeze({
   realm: DEFAULT_REALM,
@@ -336,6 +340,14 @@ export interface OptionDefaults {
   readonly metrics: Readonly<{ meterProvider: undefined; tenantIds: boolean }>
   readonly onDecision: undefined
   readonly onError: undefined
+}
+
+function onErrorOption(value: unknown): ((error: Error) => unknown) | undefined {
+  if (value === undefined) return createErrorLog()
+  if (value === false || value === null) return undefined
+  if (typeof value !== 'function')
+    throw new SaikuConfigError('onError', 'a function, or false (or null) for no log', value)
+  return value as (error: Error) => unknown
 }
 
 /** The options that are groups of options (`cache: { … }`). */
@@ -575,6 +587,6 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     reportOnly: reportOnlyOption(options, tiers),
     metrics: metricsOption(options),
     onDecision: optionalFunction<(event: DecisionEvent) => unknown>('onDecision', options.onDecision),
-    onError: optionalFunction<(error: Error) => unknown>('onError', options.onError),
+    onError: onErrorOption(options.onError),
   })
 }

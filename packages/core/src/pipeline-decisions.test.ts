@@ -104,7 +104,7 @@ describe('decisions made in the core, whatever the adapter', () => {
       },
       onError: (error) => {
         told.push(`${error.name}: ${error.message} ${JSON.stringify(error)}`)
-        options.onError?.(error)
+        if (options.onError) options.onError(error)
       },
     })
     const app = { authenticator, hits: 0 }

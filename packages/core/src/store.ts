@@ -60,16 +60,19 @@ export interface ApiKeySummary {
  * Run `describeKeyStoreConformance` from `@saiku/core/testing` against yours.
  */
 export interface KeyStore {
-  /** The key with this ID, revoked or not; null when there is none. */
+  /** The key with this ID (matched case-sensitively), revoked or not; null when there is none. */
   findKey(keyId: string): Promise<ApiKeyRecord | null>
   findTenant(tenantId: string): Promise<TenantRecord | null>
   /** Inserts a new key. Must reject if the key ID exists already. */
   createKey(record: ApiKeyRecord): Promise<void>
   /** The tenant's keys that are not revoked, oldest first. */
   listKeys(tenantId: string): Promise<ApiKeySummary[]>
-  /** Marks the key revoked; false when it does not exist or was revoked already. */
+  /** Marks the key revoked at `revokedAt` (not the store's own time); false when it does not exist or was revoked already. */
   revokeKey(keyId: string, revokedAt: Date): Promise<boolean>
-  /** Optional: records when a key was last used. Called at most once per key per `lastUsedResolutionMs`. */
+  /**
+   * Optional: records when a key was last used. Called at most once per key per `lastUsedResolutionMs`,
+   * by several processes out of order: an older `usedAt` never moves `lastUsedAt` back.
+   */
   recordKeyUse?(keyId: string, usedAt: Date): Promise<void>
 }
 
@@ -288,6 +291,8 @@ export class MemoryKeyStore implements TenantAdminStore {
 
   async recordKeyUse(keyId: string, usedAt: Date): Promise<void> {
     const record = this.#keys.get(keyId)
-    if (record !== undefined) this.#keys.set(keyId, { ...record, lastUsedAt: new Date(usedAt) })
+    // Uses may arrive out of order: an older one never moves lastUsedAt back.
+    if (record !== undefined && (record.lastUsedAt === null || record.lastUsedAt.getTime() < usedAt.getTime()))
+      this.#keys.set(keyId, { ...record, lastUsedAt: new Date(usedAt) })
   }
 }

@@ -53,6 +53,9 @@ export function conformanceTenant(overrides: Partial<TenantRecord> = {}): Tenant
   }
 }
 
+const swapCase = (text: string): string =>
+  [...text].map((char) => (char === char.toUpperCase() ? char.toLowerCase() : char.toUpperCase())).join('')
+
 const bearer = (key: string) => ({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/me/tenant' })
 
 export function describeKeyStoreConformance(name: string, createHarness: () => Promise<KeyStoreHarness>): void {
@@ -160,16 +163,22 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
     it("lists only the tenant's live keys, oldest first, without secrets or digests", async () => {
       const other = conformanceTenant()
       await harness.addTenant(other)
-      const first = await keys.create(tenant.tenantId, { label: 'first' })
-      const second = await keys.create(tenant.tenantId, { label: 'second' })
-      const foreign = await keys.create(other.tenantId, { label: 'foreign' })
-      const revoked = await keys.create(tenant.tenantId, { label: 'revoked' })
+      // Each key a second after the one before: keys made in one millisecond have no order to check.
+      let createdMs = Date.now() - 60_000
+      const ordered = createKeyManager(store, { now: () => (createdMs += 1_000) })
+      // The second key is older than the first one written: an insertion-ordered list fails.
+      const second = await ordered.create(tenant.tenantId, { label: 'second' })
+      createdMs -= 3_000
+      const first = await ordered.create(tenant.tenantId, { label: 'first' })
+      createdMs += 3_000
+      const foreign = await ordered.create(other.tenantId, { label: 'foreign' })
+      const revoked = await ordered.create(tenant.tenantId, { label: 'revoked' })
       await store.revokeKey(revoked.keyId, new Date())
 
       const listed = await store.listKeys(tenant.tenantId)
       expect(
         listed.map((key) => key.keyId),
-        "listKeys must return exactly the tenant's unrevoked keys, oldest first",
+        "listKeys must return exactly the tenant's unrevoked keys, ordered by createdAt, oldest first",
       ).toEqual([first.keyId, second.keyId])
       expect(listed[0], 'listKeys returned other fields than createKey was given').toMatchObject({
         label: 'first',
@@ -193,7 +202,8 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
 
     it('revokes once, and reports unknown or already revoked keys', async () => {
       const created = await keys.create(tenant.tenantId, { label: 'old' })
-      const at = new Date()
+      // A time of its own, an hour back and not on a whole second: a store that writes its own clock fails.
+      const at = new Date(Date.now() - 3_600_000 - 123 - (Date.now() % 1_000))
       expect(await store.revokeKey(created.keyId, at), 'revokeKey of a live key must return true').toBe(true)
       expect(
         await store.revokeKey(created.keyId, new Date()),
@@ -207,7 +217,7 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       expect(revoked?.revokedAt, 'findKey returned a revoked key without revokedAt').toBeInstanceOf(Date)
       expect(
         revoked?.revokedAt?.getTime(),
-        'findKey returned another revokedAt than revokeKey was given (a second revokeKey must not move it)',
+        'findKey returned another revokedAt than revokeKey was given: store the revokedAt argument, not your own clock, and a second revokeKey must not move it',
       ).toBe(at.getTime())
     })
 
@@ -220,6 +230,40 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       expect(listed?.lastUsedAt?.getTime(), 'listKeys did not return the lastUsedAt that recordKeyUse wrote').toBe(
         usedAt.getTime(),
       )
+      // Processes flush their uses late and out of order: an older use never moves lastUsedAt back.
+      await store.recordKeyUse(created.keyId, new Date(usedAt.getTime() - 60_000))
+      const [after] = await store.listKeys(tenant.tenantId)
+      expect(
+        after?.lastUsedAt?.getTime(),
+        'recordKeyUse with an older usedAt moved lastUsedAt backwards: keep the latest',
+      ).toBe(usedAt.getTime())
+    })
+
+    it('finds key IDs case-sensitively (not by a case-insensitive collation)', async () => {
+      const created = await keys.create(tenant.tenantId, { label: 'cased' })
+      const swapped = swapCase(created.keyId)
+      // Base62 IDs without a letter are all but impossible (10^12 of 62^12); such an ID has no other case to test.
+      if (swapped === created.keyId) return
+      expect(
+        await store.findKey(swapped),
+        `findKey('${swapped}') found the key '${created.keyId}': keyId must match case-sensitively`,
+      ).toBeNull()
+      const record = await store.findKey(created.keyId)
+      await store.createKey({
+        ...record!,
+        keyId: swapped,
+        label: 'swapped case',
+        secretDigest: digestApiKey('swapped'),
+      })
+      expect(
+        (await store.findKey(swapped))?.label,
+        'createKey rejected or merged a keyId that differs from another only in case: keyId must be unique case-sensitively',
+      ).toBe('swapped case')
+      expect(await store.revokeKey(created.keyId, new Date()), 'revokeKey of a live key must return true').toBe(true)
+      expect(
+        (await store.findKey(swapped))?.revokedAt,
+        'revokeKey revoked another key whose keyId differs only in case: keyId must match case-sensitively',
+      ).toBeNull()
     })
 
     it('replaces a subscription only while it is still the one read, and nothing else of the tenant', async () => {
@@ -231,16 +275,30 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       const results = await Promise.all(
         Array.from({ length: 10 }, () => admin.replaceSubscription!(unpaid.tenantId, unpaid.subscription, trial)),
       )
-      expect(results.filter(Boolean)).toHaveLength(1)
-      expect(await store.findTenant(unpaid.tenantId)).toEqual({ ...unpaid, subscription: trial })
+      expect(
+        results.filter(Boolean),
+        'replaceSubscription: of ten concurrent calls from the same subscription, exactly one must return true',
+      ).toHaveLength(1)
+      expect(
+        await store.findTenant(unpaid.tenantId),
+        'replaceSubscription changed other fields than subscription, or wrote another subscription than given',
+      ).toEqual({ ...unpaid, subscription: trial })
       expect(
         await admin.replaceSubscription(unpaid.tenantId, unpaid.subscription, { status: 'active', trialEndsAt: null }),
+        'replaceSubscription must return false when the expected subscription is no longer the stored one',
       ).toBe(false)
-      expect(await admin.replaceSubscription(crypto.randomUUID(), unpaid.subscription, trial)).toBe(false)
-      expect(await admin.replaceSubscription(unpaid.tenantId, trial, { status: 'active', trialEndsAt: null })).toBe(
-        true,
-      )
-      expect((await store.findTenant(unpaid.tenantId))?.subscription).toEqual({ status: 'active', trialEndsAt: null })
+      expect(
+        await admin.replaceSubscription(crypto.randomUUID(), unpaid.subscription, trial),
+        'replaceSubscription of an unknown tenantId must return false',
+      ).toBe(false)
+      expect(
+        await admin.replaceSubscription(unpaid.tenantId, trial, { status: 'active', trialEndsAt: null }),
+        'replaceSubscription must return true when the expected subscription (with its trialEndsAt) is the stored one',
+      ).toBe(true)
+      expect(
+        (await store.findTenant(unpaid.tenantId))?.subscription,
+        'findTenant returned another subscription than replaceSubscription wrote',
+      ).toEqual({ status: 'active', trialEndsAt: null })
     })
 
     it('serves the whole pipeline: a key works until it is revoked', async () => {

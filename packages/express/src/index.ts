@@ -156,5 +156,26 @@ export function saikuErrors(options?: SaikuErrorsOptions): Array<RequestHandler 
 }
 
 export { MemoryKeyStore, ownedByTenant, hasPermission, SaikuHttpError } from '@saiku/core'
-export type { KeyStore, SaikuOptions, SaikuPrincipal, TenantRecord, WouldBeRefusal } from '@saiku/core'
+// Every type a store author and a key-management caller names, so that an app with only this
+// package installed (strict pnpm puts @saiku/core out of its reach) needs no other import.
+export type {
+  ApiKeyRecord,
+  ApiKeySummary,
+  Authenticator,
+  CreatedApiKey,
+  CreateKeyInput,
+  DecisionEvent,
+  KeyEnvironment,
+  KeyManager,
+  KeyStore,
+  SaikuOptions,
+  SaikuPrincipal,
+  Subscription,
+  SubscriptionStatus,
+  TenantAdminStore,
+  TenantRecord,
+  TenantView,
+  WindowLimits,
+  WouldBeRefusal,
+} from '@saiku/core'
 export type { PermissionGuardOptions } from '@saiku/core/adapter'

@@ -5,6 +5,7 @@ import {
   errorResponse,
   errorResponseFor,
   notifyHook,
+  errorResponseForStatus,
   permissionGuard,
   resolveSaikuErrorsOptions,
   warnHookFailed,
@@ -51,6 +52,16 @@ const ROUTER_USE_LAYER = /^(\/.*?)(?:\(\?:\\\/\|\$\)|\{\/\*rest\})$/
 
 function routerPrefix(layerPath: unknown): string | undefined {
   return typeof layerPath === 'string' ? ROUTER_USE_LAYER.exec(layerPath)?.[1] : undefined
+}
+
+// The methods of the @koa/router routes that matched the path: what allowedMethods() puts in Allow,
+// and what its thrown 405 (`{ throw: true }`) leaves out.
+function routerMethods(ctx: Context): string[] | undefined {
+  const { matched } = ctx as { matched?: unknown }
+  if (!Array.isArray(matched)) return undefined
+  return matched.flatMap((layer: { methods?: unknown }) =>
+    Array.isArray(layer?.methods) ? layer.methods.filter((method) => typeof method === 'string') : [],
+  )
 }
 
 /** Authenticates every request and applies the tenant's limits (Koa 2 and 3). */
@@ -138,14 +149,43 @@ export function saikuErrors(options?: SaikuErrorsOptions): Middleware {
         else ctx.res.destroy()
         return
       }
-      const response = errorResponseFor(error, { realm, principal: ctx.state.saiku })
+      const response = errorResponseFor(error, {
+        realm,
+        principal: ctx.state.saiku,
+        allowedMethods: routerMethods(ctx),
+      })
       if (response.report) report(error, ctx)
       return send(ctx, response)
     }
-    if (notFound && ctx.status === 404 && ctx.body == null) send(ctx, errorResponse('not_found'))
+    if (ctx.body != null || ctx.status < 400) return
+    // A status set without a body (the router's 405, with its Allow) is answered in JSON too.
+    const response =
+      ctx.status === 404 ? (notFound ? errorResponse('not_found') : null) : errorResponseForStatus(ctx.status)
+    if (response !== null) send(ctx, response)
   }
 }
 
 export { MemoryKeyStore, ownedByTenant, hasPermission, SaikuHttpError } from '@saiku/core'
-export type { KeyStore, SaikuOptions, SaikuPrincipal, TenantRecord, WouldBeRefusal } from '@saiku/core'
+// Every type a store author and a key-management caller names, so that an app with only this
+// package installed (strict pnpm puts @saiku/core out of its reach) needs no other import.
+export type {
+  ApiKeyRecord,
+  ApiKeySummary,
+  Authenticator,
+  CreatedApiKey,
+  CreateKeyInput,
+  DecisionEvent,
+  KeyEnvironment,
+  KeyManager,
+  KeyStore,
+  SaikuOptions,
+  SaikuPrincipal,
+  Subscription,
+  SubscriptionStatus,
+  TenantAdminStore,
+  TenantRecord,
+  TenantView,
+  WindowLimits,
+  WouldBeRefusal,
+} from '@saiku/core'
 export type { PermissionGuardOptions } from '@saiku/core/adapter'

@@ -1,9 +1,11 @@
+import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { EventEmitter, once } from 'node:events'
+import { fileURLToPath } from 'node:url'
 import express from 'express'
 import { Cluster, Redis } from 'ioredis'
 import request from 'supertest'
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest'
 import { createAuthenticator, MemoryKeyStore, type KeyStore } from '@saiku/core'
 import { keyStoreTrustCapMs, onKeyStoreChange, type KeyChange } from '@saiku/core/store'
 import { saikuAuth } from '@saiku/express'
@@ -57,8 +59,9 @@ describe.skipIf(!hasRedisServerBinary())('Redis Cluster', () => {
   it('works as the README sets it up, and fails fast for the tenants of a dead master while the others go on', async () => {
     // The last test of this block: it kills a master of the block's cluster.
     const store = new MemoryKeyStore({ tenants: [acme] })
-    const limiter = await redisClusterLimits(cluster.nodes, store)
-    const auth = createAuthenticator(store, { limiter })
+    const redisLimits = await redisClusterLimits(cluster.nodes, store)
+    onTestFinished(() => redisLimits.close())
+    const auth = createAuthenticator(store, { limiter: redisLimits.limiter })
     const { key } = await auth.keys.create('t-acme', { label: 'agent' })
     const decision = await auth.authenticate({
       headers: { authorization: `Bearer ${key}` },
@@ -236,8 +239,8 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
 
   it('works as the README sets it up on one Redis: limits counted there, revocations relayed', async () => {
     const store = new MemoryKeyStore({ tenants: [acme] })
-    const limiter = await redisLimits(redisUrl!, store)
-    const auth = createAuthenticator(store, { limiter })
+    const limits = await redisLimits(redisUrl!, store)
+    const auth = createAuthenticator(store, { limiter: limits.limiter })
     const { key } = await auth.keys.create('t-acme', { label: 'agent' })
     const decision = await auth.authenticate({
       headers: { authorization: `Bearer ${key}` },
@@ -246,6 +249,7 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
     })
     expect(decision).toMatchObject({ ok: true, principal: { rateLimit: { admitted: true } } })
     auth.close()
+    await limits.close()
   })
 
   it('on a frozen subscriber connection: revocations apply within 2 × checkMs, not cache.ttlMs, and it hears again once the network heals', async () => {
@@ -318,6 +322,50 @@ describe.skipIf(redisUrl === undefined)('createRedisChangeFeed', () => {
     for (const client of [...clients, frozenSubscriber]) client.disconnect()
     await proxy.close()
   })
+  // In a process of its own: the process ends only if the helper's close() left nothing open.
+  it.each([
+    ['closes both clients, so a process that calls close() ends', 'REDIS_URL', 0],
+    ['rejects when Redis cannot be reached, and leaves no client reconnecting', 'redis://127.0.0.1:1', 1],
+  ])(
+    'the README helper %s',
+    async (_name, url, exitCode) => {
+      const script = `
+      import { MemoryKeyStore, createAuthenticator } from '@saiku/core'
+      import { redisLimits } from ${JSON.stringify(fileURLToPath(new URL('./readme-usage.ts', import.meta.url)))}
+      const store = new MemoryKeyStore()
+      const limits = await redisLimits(process.env.URL, store).catch((error) => {
+        console.log('rejected: ' + error.message)
+        process.exitCode = 1
+      })
+      if (limits !== undefined) {
+        const auth = createAuthenticator(store, { limiter: limits.limiter })
+        await auth.authenticate({ headers: {}, method: 'GET', url: '/' })
+        auth.close()
+        await limits.close()
+        console.log('closed')
+      }
+    `
+      const child = spawn(
+        process.execPath,
+        ['--conditions=@saiku/source', '--import', 'tsx', '--input-type=module', '-e', script],
+        {
+          cwd: fileURLToPath(new URL('..', import.meta.url)),
+          env: { ...process.env, URL: url === 'REDIS_URL' ? redisUrl! : url },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      )
+      let output = ''
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+      const [code] = (await once(child, 'exit')) as [number | null]
+      clearTimeout(timer)
+      expect(code, output).toBe(exitCode)
+      expect(output).toContain(exitCode === 0 ? 'closed' : 'rejected: connect ECONNREFUSED')
+      expect(output, 'one error line per outage, not one per reconnect').not.toMatch(/Unhandled error event/)
+    },
+    30_000,
+  )
 
   it('ignores messages that are not changes', async () => {
     const store = new MemoryKeyStore({ tenants: [acme] })

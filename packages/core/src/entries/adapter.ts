@@ -13,7 +13,7 @@ export { BODY_HEADERS, errorResponse } from '../http.js'
 export type { ErrorResponse, HeaderMap } from '../http.js'
 export { checkPermissions, permissionGuard } from '../permissions.js'
 export type { PermissionGuard, PermissionGuardArguments, PermissionGuardOptions } from '../permissions.js'
-export { errorResponseFor, resolveSaikuErrorsOptions } from '../error-response.js'
+export { errorResponseFor, errorResponseForStatus, resolveSaikuErrorsOptions } from '../error-response.js'
 export { callHook, notifyHook, warnHookFailed } from '../user-hooks.js'
 export type { HookAnswer } from '../user-hooks.js'
 export type {
