@@ -11,7 +11,7 @@ const request = (token: string): AuthRequest => ({
   url: '/me/tenant',
 })
 
-describe('onDecision without an onError', () => {
+describe('onDecision with the error log turned off (onError: false)', () => {
   for (const [kind, raise] of [
     ['rejects', async (error: Error): Promise<never> => Promise.reject(error)],
     [
@@ -29,6 +29,7 @@ describe('onDecision without an onError', () => {
       store.putTenant(tenant)
       const auth = createAuthenticator(store, {
         onDecision: (event) => raise(new Error(`audit sink down ${id}: a ${event.status}`)),
+        onError: false,
       })
       const { key } = await auth.keys.create(tenant.tenantId, { label: 'agent' })
       for (let i = 0; i < 3; i++) expect(await auth.authenticate(request('garbage'))).toMatchObject({ status: 401 })
