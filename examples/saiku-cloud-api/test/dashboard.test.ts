@@ -972,7 +972,7 @@ async function signInOverHttp(
   const jar = cookieJar()
   const form = await fetch(`${server.url}/sign-in`, { headers: options.headers ?? {} })
   jar.take(form)
-  const token = (await form.text()).match(/name="_csrf" value="([\w-]+)"/)![1]!
+  const token = (await form.text()).match(/name="_csrf" value="([^"]+)"/)![1]!
   const query = options.next === undefined ? '' : `?next=${encodeURIComponent(options.next)}`
   const response = await postForm(
     server,
@@ -997,7 +997,7 @@ const noticeOf = (html: string): string | null =>
 async function createKeyForm(server: RunningServer, jar: Jar): Promise<{ _csrf: string; _form: string }> {
   const { html } = await pageOf(server, jar, '/api-keys/new')
   return {
-    _csrf: html.match(/name="_csrf" value="([\w-]+)"/)![1]!,
+    _csrf: html.match(/name="_csrf" value="([^"]+)"/)![1]!,
     _form: html.match(/name="_form" value="([\w-]+)"/)![1]!,
   }
 }
