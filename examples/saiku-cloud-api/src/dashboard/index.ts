@@ -505,6 +505,11 @@ export function createDashboard(options: DashboardOptions): express.Router {
       if (!verdict.admitted) return throttled(verdict.retryAfterMs, rawEmail, account, verdict.scopes)
       const { reservation } = verdict
 
+      // A client that hangs up while its check waits (a closed tab, a flood that does not wait) frees its place.
+      const abandoned = new AbortController()
+      res.once('close', () => {
+        if (!res.writableFinished) abandoned.abort()
+      })
       const checked = passwordGate.run(async () => {
         let email: string | null = null
         try {
@@ -518,7 +523,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
             ? await verifyPassword(password, member.passwordHash)
             : await burnPasswordCheck(password.slice(0, MAX_PASSWORD_LENGTH))
         return { member, ok }
-      })
+      }, abandoned.signal)
       if (checked === null) {
         // The server is busy checking other passwords: not this client's failure, so nothing is spent.
         throttle.settle(reservation, 'unchecked')
@@ -541,6 +546,8 @@ export function createDashboard(options: DashboardOptions): express.Router {
           ;({ member, ok } = (await checked).value)
         } catch (error) {
           throttle.settle(reservation, 'unchecked')
+          // Left before its turn: nothing was checked, and nobody is there to answer.
+          if (abandoned.signal.aborted && error === abandoned.signal.reason) return
           throw error
         }
         if (!ok || member === null) {
