@@ -14,7 +14,7 @@ import { exampleDir, processTimeout, startServer, tempDatabase } from './helpers
 // Bounds against a hang for tests that start processes, scaled for a loaded machine.
 const ONE_START_MS = processTimeout(1)
 const TWO_STARTS_MS = processTimeout(2)
-const FOUR_STARTS_MS = processTimeout(4)
+const FIVE_STARTS_MS = processTimeout(5)
 
 /** Makes a file unwritable for this process: a mode for most users, the immutable flag for root (who ignores modes). */
 function makeReadOnly(file: string): () => void {
@@ -142,7 +142,7 @@ describe('settings refused at start-up, each in one line', () => {
 
   it(
     'the server exits 1 with one line on stderr, never a stack trace, for each of them and for a port in use',
-    { timeout: FOUR_STARTS_MS },
+    { timeout: FIVE_STARTS_MS },
     async () => {
       const taken = createServer()
       taken.listen(0, '127.0.0.1')
@@ -162,6 +162,11 @@ describe('settings refused at start-up, each in one line', () => {
             { METRICS_PORT: String(takenPort) },
             `saiku: METRICS_PORT: cannot listen on 127.0.0.1:${takenPort} (the port is in use)`,
           ],
+          // A URL the parser refuses: its error quoted the whole URL, password included.
+          [
+            { DATABASE_URL: 'postgres://saiku:hunter2secret@[bad/saiku' },
+            'saiku: DATABASE_URL: expected a URL such as postgres://user:password@localhost:5432/saiku, got "postgres://…@[bad/saiku"',
+          ],
         ]
         for (const [env, line] of cases) {
           const run = await startExpectingRefusal(
@@ -173,6 +178,7 @@ describe('settings refused at start-up, each in one line', () => {
           expect(run.stderr.trim().split('\n'), what).toHaveLength(1)
           expect(run.stderr.trim(), what).toContain(line)
           expect(run.stderr, what).not.toMatch(/\n\s+at /)
+          expect(run.stderr, what).not.toContain('hunter2secret')
         }
       } finally {
         taken.close()
