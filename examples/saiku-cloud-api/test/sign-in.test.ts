@@ -307,6 +307,26 @@ describe('sign-in forms and bodies', { timeout: 60_000 }, () => {
   afterAll(() => d?.close())
   afterEach(() => d.advance(2 * 3_600_000))
 
+  it('logs a refused origin in a line of bounded length, however long the forged Host and path', async () => {
+    const client = new Client(d.url, '198.51.100.70')
+    const _csrf = await client.openSignIn()
+    const forgedHost = `${'h'.repeat(8_000)}.example`
+    const refusedLines = () => d.lines.filter((line) => line.msg === 'refused form: origin')
+    const form = new URLSearchParams({ _csrf, email: MEMBER, password: 'whatever' }).toString()
+    const headers = {
+      'content-type': 'application/x-www-form-urlencoded',
+      origin: 'http://evil.example',
+      'x-forwarded-host': forgedHost,
+    }
+    expect((await client.post('/sign-in', form, headers)).status).toBe(403)
+    expect((await client.post(`/api-keys/${'k'.repeat(8_000)}/revoke`, form, headers)).status).toBe(403)
+    const lines = refusedLines()
+    expect(lines).toHaveLength(2)
+    for (const line of lines) expect(JSON.stringify(line).length).toBeLessThan(2_000)
+    expect(lines[0]).toMatchObject({ path: '/sign-in', expected: `http://${forgedHost}`.slice(0, 300) })
+    expect(lines[1]).toMatchObject({ path: `/api-keys/${'k'.repeat(8_000)}/revoke`.slice(0, 300) })
+  })
+
   it('accepts the form of every open sign-in tab, not only the last one rendered', async () => {
     const browser = new Client(d.url, '198.51.100.50')
     const tabs = [await browser.openSignIn(), await browser.openSignIn(), await browser.openSignIn()]

@@ -84,7 +84,10 @@ const newToken = (): string => randomBytes(32).toString('base64url')
 /** What newToken makes: checked before a submitted nonce reaches the store. */
 const NONCE = /^[\w-]{43}$/
 
-/** An origin is a scheme, a host of at most 253 characters and a port: a longer one is forged, and logged cut short. */
+/**
+ * An origin is a scheme, a host of at most 253 characters and a port: a longer one is forged. The origin
+ * received, the one expected (from a Host header anyone can send) and the path are logged cut to this.
+ */
 const MAX_LOGGED_ORIGIN_LENGTH = 300
 
 const SPENT_FORM =
@@ -297,10 +300,10 @@ export function createDashboard(options: DashboardOptions): express.Router {
   function refuseOrigin(req: Request, res: Response, refused: { received: string; expected: string }): void {
     logger.warn({
       msg: 'refused form: origin',
-      path: req.path,
       // Sent by anyone: bounded, so a flood of forged forms cannot write long lines.
+      path: req.path.slice(0, MAX_LOGGED_ORIGIN_LENGTH),
       origin: refused.received.slice(0, MAX_LOGGED_ORIGIN_LENGTH),
-      expected: refused.expected,
+      expected: refused.expected.slice(0, MAX_LOGGED_ORIGIN_LENGTH),
       trustProxy: settings.trustProxy,
       publicOrigin,
       ip: req.ip,
