@@ -307,11 +307,34 @@ describe('sign-in forms and bodies', { timeout: 60_000 }, () => {
   afterAll(() => d?.close())
   afterEach(() => d.advance(2 * 3_600_000))
 
+  it('refuses forms other sites make a visitor’s browser send, charging nobody: the visitor still signs in', async () => {
+    // A page on another site posts hidden forms to the sign-in from its visitor's browser, at the visitor's address.
+    const before = d.lines.length
+    const visitor = new Client(d.url, '198.51.100.80')
+    const _csrf = await visitor.openSignIn()
+    const crossSite = { origin: 'https://evil.example' }
+    const answers: number[] = []
+    for (let i = 0; i < 15; i++) {
+      const form = new URLSearchParams({ _csrf, email: MEMBER, password: `guess-${i}` }).toString()
+      answers.push(
+        (await visitor.post('/sign-in', form, { ...crossSite, 'content-type': 'application/x-www-form-urlencoded' }))
+          .status,
+      )
+      answers.push((await visitor.post('/sign-in', 'x', { ...crossSite, 'content-type': 'text/plain' })).status)
+      answers.push((await visitor.post('/sign-in', undefined, { 'sec-fetch-site': 'cross-site', origin: '' })).status)
+    }
+    expect(answers).toEqual(Array.from({ length: 45 }, () => 403))
+    expect(d.lines.slice(before).filter((line) => line.msg === 'refused form: origin')).toHaveLength(45)
+    // Nothing was spent at that address or on that account.
+    expect((await visitor.signIn(MEMBER, PASSWORD)).status).toBe(303)
+  })
+
   it('logs a refused origin in a line of bounded length, however long the forged Host and path', async () => {
     const client = new Client(d.url, '198.51.100.70')
     const _csrf = await client.openSignIn()
     const forgedHost = `${'h'.repeat(8_000)}.example`
-    const refusedLines = () => d.lines.filter((line) => line.msg === 'refused form: origin')
+    const before = d.lines.length
+    const refusedLines = () => d.lines.slice(before).filter((line) => line.msg === 'refused form: origin')
     const form = new URLSearchParams({ _csrf, email: MEMBER, password: 'whatever' }).toString()
     const headers = {
       'content-type': 'application/x-www-form-urlencoded',

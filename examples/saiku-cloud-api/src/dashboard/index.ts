@@ -439,15 +439,13 @@ export function createDashboard(options: DashboardOptions): express.Router {
   const signInPost: RequestHandler = (req, res, next) => {
     const address = clientKey(req.ip)
     /** Refused before any password check: charged to the address as a failure. */
-    const chargeUnread = (reason: string, respond: () => void) => {
+    const refuseUnread = (status: number, title: string, message: string, reason: string) => {
       const verdict = throttle.reserve({ address, account: null, device: null })
       if (!verdict.admitted) return throttled(verdict.retryAfterMs, '', null, verdict.scopes)
       throttle.settle(verdict.reservation, 'failure')
       logger.info({ msg: 'sign-in refused', reason, ip: req.ip })
-      respond()
+      errorPage(res, status, title, message)
     }
-    const refuseUnread = (status: number, title: string, message: string, reason: string) =>
-      chargeUnread(reason, () => errorPage(res, status, title, message))
     const throttled = (retryAfterMs: number, email: string, account: string | null, scopes: readonly SignInScope[]) => {
       res.setHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))))
       logger.info({ msg: 'sign-in throttled', ip: req.ip, scopes })
@@ -463,6 +461,10 @@ export function createDashboard(options: DashboardOptions): express.Router {
       })
     }
 
+    // A form from another site is refused first, on its headers, and charged to nobody: it is sent by the browser
+    // of whoever opened that site, from their address, so a charge would let any page spend its visitors' budget.
+    const foreign = foreignOrigin(req)
+    if (foreign !== null) return refuseOrigin(req, res, foreign)
     const isForm = req.is('application/x-www-form-urlencoded') === 'application/x-www-form-urlencoded'
     if (!isForm) {
       // No body at all, or one of another type (JSON, text/plain, multipart): the sign-in form sends neither.
@@ -488,8 +490,6 @@ export function createDashboard(options: DashboardOptions): express.Router {
       const body = req.body as Record<string, unknown>
       const browserId = readCookie(req, 'saiku_signin')
       const fieldToken = typeof body._csrf === 'string' ? body._csrf : ''
-      const foreign = foreignOrigin(req)
-      if (foreign !== null) return chargeUnread('origin', () => refuseOrigin(req, res, foreign))
       if (!signInCookies.isBrowserId(browserId) || !signInCookies.checkFormToken(browserId, fieldToken, clock())) {
         return refuseUnread(
           403,
