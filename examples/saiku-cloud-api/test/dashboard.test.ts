@@ -970,7 +970,7 @@ async function signInOverHttp(
   const jar = cookieJar()
   const form = await fetch(`${server.url}/sign-in`, { headers: options.headers ?? {} })
   jar.take(form)
-  const token = (await form.text()).match(/name="_csrf" value="([\w-]+)"/)![1]!
+  const token = (await form.text()).match(/name="_csrf" value="([\w.-]+)"/)![1]!
   const query = options.next === undefined ? '' : `?next=${encodeURIComponent(options.next)}`
   const response = await postForm(
     server,
