@@ -28,7 +28,7 @@ export class ConfigError extends Error {
  */
 export function resolveDatabaseUrl(value: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   if (value === undefined || value === '') return `sqlite:${resolve(DEFAULT_DATA_DIR, 'saiku.db')}`
-  if (value.startsWith('postgres://') || value.startsWith('postgresql://')) return value
+  if (value.startsWith('postgres://') || value.startsWith('postgresql://')) return serviceUrl('DATABASE_URL', value)
   if (!value.startsWith('sqlite:')) {
     throw new ConfigError(
       `DATABASE_URL: expected "sqlite:<path>" or "postgres://…", got ${JSON.stringify(value.split(':')[0] + ':…')}`,
@@ -38,6 +38,29 @@ export function resolveDatabaseUrl(value: string | undefined, env: NodeJS.Proces
   if (path === '') throw new ConfigError('DATABASE_URL: "sqlite:" needs a file path, e.g. sqlite:data/saiku.db')
   if (path === ':memory:') return value
   return `sqlite:${isAbsolute(path) ? path : resolve(env.INIT_CWD ?? process.cwd(), path)}`
+}
+
+/**
+ * A service's URL, which may carry its password: one that does not parse stops the start-up with
+ * a line that shows it with everything between the scheme and the host hidden, never the URL
+ * parser's error, which quotes it whole.
+ */
+function serviceUrl(name: string, value: string, schemes?: readonly string[]): string {
+  let url: URL | null = null
+  try {
+    url = new URL(value)
+  } catch {
+    // Reported below.
+  }
+  if (url !== null && (schemes === undefined || schemes.includes(url.protocol))) return value
+  const shown = JSON.stringify(value.replace(/^([^:]*:\/\/).*@/s, '$1…@').slice(0, 200))
+  const expected = schemes === undefined ? 'a URL' : `a ${schemes.map((scheme) => `${scheme}//`).join(' or ')} URL`
+  throw new ConfigError(`${name}: expected ${expected} such as ${EXAMPLE_URLS[name]}, got ${shown}`)
+}
+
+const EXAMPLE_URLS: Readonly<Record<string, string>> = {
+  DATABASE_URL: 'postgres://user:password@localhost:5432/saiku',
+  REDIS_URL: 'redis://localhost:6379',
 }
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
@@ -55,7 +78,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     port,
     host: env.HOST || '127.0.0.1',
     databaseUrl: resolveDatabaseUrl(env.DATABASE_URL, env),
-    redisUrl: env.REDIS_URL || undefined,
+    redisUrl: env.REDIS_URL ? serviceUrl('REDIS_URL', env.REDIS_URL, ['redis:', 'rediss:']) : undefined,
     logLevel: env.LOG_LEVEL || 'info',
     shutdownTimeoutMs,
   }

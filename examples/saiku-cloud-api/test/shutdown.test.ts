@@ -126,6 +126,21 @@ const setups = [
   { name: 'PostgreSQL, limits in Redis', postgres: true, skip: postgresUrl === undefined || redisUrl === undefined },
 ]
 
+/**
+ * The environment of a production server on a SQLite database of its own, made before the
+ * tests of the describe block that calls this and removed after them.
+ */
+function sqliteServerEnv(): Record<string, string> {
+  const env: Record<string, string> = {}
+  let db: TempDir | undefined
+  beforeAll(() => {
+    db = tempDatabase()
+    Object.assign(env, { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path })
+  })
+  afterAll(() => db?.remove())
+  return env
+}
+
 describe.each(setups)('the production server (node dist/server.mjs) on SIGTERM, $name', (setup) => {
   const schema = `saiku_stop_${randomUUID().replaceAll('-', '').slice(0, 12)}`
   let db: TempDir
@@ -206,13 +221,7 @@ describe.each(setups)('the production server (node dist/server.mjs) on SIGTERM, 
 })
 
 describe('the production server when shutting down takes too long', () => {
-  let db: TempDir
-  let env: Record<string, string>
-  beforeAll(() => {
-    db = tempDatabase()
-    env = { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path }
-  })
-  afterAll(() => db?.remove())
+  const env = sqliteServerEnv()
 
   it('cuts a request still open when SHUTDOWN_TIMEOUT_MS passes, still writes the last-used times, and exits 1', async () => {
     const server = await startServer({ ...env, SHUTDOWN_TIMEOUT_MS: '1500' }, 'dist')
@@ -292,13 +301,7 @@ async function fillStdout(server: RunningServer): Promise<void> {
 }
 
 describe('the production server when nobody reads its stdout any more', () => {
-  let db: TempDir
-  let env: Record<string, string>
-  beforeAll(() => {
-    db = tempDatabase()
-    env = { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path }
-  })
-  afterAll(() => db?.remove())
+  const env = sqliteServerEnv()
 
   it('still shuts down on SIGTERM and exits 0, its log lines waiting in memory instead of blocking it', async () => {
     const server = await startServer({ ...env, SHUTDOWN_TIMEOUT_MS: '2000' }, 'dist')
@@ -344,17 +347,10 @@ function rawConnection(server: RunningServer) {
 }
 
 describe('the production server on SIGTERM with connections that have nothing left to answer', () => {
-  let db: TempDir
-  beforeAll(() => {
-    db = tempDatabase()
-  })
-  afterAll(() => db?.remove())
+  const env = sqliteServerEnv()
 
   it('closes an idle keep-alive connection and one still uploading a body already refused, and exits 0 without waiting out the bound', async () => {
-    const server = await startServer(
-      { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path, SHUTDOWN_TIMEOUT_MS: '60000' },
-      'dist',
-    )
+    const server = await startServer({ ...env, SHUTDOWN_TIMEOUT_MS: '60000' }, 'dist')
     try {
       const idle = rawConnection(server)
       idle.socket.write('GET /healthz HTTP/1.1\r\nHost: saiku.test\r\n\r\n')
@@ -399,17 +395,10 @@ async function mintKey(server: RunningServer, env: Record<string, string>): Prom
 }
 
 describe('pnpm start', () => {
-  let db: TempDir
-  beforeAll(() => {
-    db = tempDatabase()
-  })
-  afterAll(() => db?.remove())
+  const env = sqliteServerEnv()
 
   it('stops the server when only the pnpm process gets SIGTERM, leaving nothing running', async () => {
-    const server = await startServer(
-      { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path },
-      'pnpm start',
-    )
+    const server = await startServer(env, 'pnpm start')
     try {
       expect(await refusesConnections(server)).toBe(false)
       process.kill(server.pid, 'SIGTERM')

@@ -17,7 +17,9 @@ import {
 //   the browser holds a device cookie whose own budget has room;
 // - it is admitted only when every budget it needs has room, and then charged
 //   to all of them; refused, it changes nothing, and waits for the last;
-// - a window starts at the first charge after the previous one ended.
+// - a window starts at the first charge after the previous one ended;
+// - a key whose current windows hold no charge any more once one is given
+//   back is forgotten: its next charge starts new windows.
 
 const MINUTE_MS = 60_000
 const HOUR_MS = 3_600_000
@@ -44,6 +46,19 @@ class Model {
       nowMs < start.minuteStartMs + MINUTE_MS && minute >= perMinute ? start.minuteStartMs + MINUTE_MS - nowMs : 0
     const hourWait = nowMs < start.hourStartMs + HOUR_MS && hour >= perHour ? start.hourStartMs + HOUR_MS - nowMs : 0
     return Math.max(minuteWait, hourWait)
+  }
+
+  forgetIfEmpty(scope: SignInScope, key: string): void {
+    const id = `${scope}|${key}`
+    const start = this.starts.get(id)
+    if (start === undefined) return
+    const counted = [...this.held].some(
+      (c) =>
+        c.scope === scope &&
+        c.key === key &&
+        (c.minuteStartMs === start.minuteStartMs || c.hourStartMs === start.hourStartMs),
+    )
+    if (!counted) this.starts.delete(id)
   }
 
   reserve(address: string, account: string | null, device: string | null, nowMs: number) {
@@ -134,7 +149,10 @@ describe('the sign-in budgets against a reference model', () => {
             const { real, model: charges } = open[step.index % open.length]!
             const first = !real.settled
             throttle.settle(real, step.outcome)
-            if (first && step.outcome !== 'failure') for (const charge of charges) model.held.delete(charge)
+            if (first && step.outcome !== 'failure') {
+              for (const charge of charges) model.held.delete(charge)
+              for (const charge of charges) model.forgetIfEmpty(charge.scope, charge.key)
+            }
           }
         }
       }),
@@ -162,6 +180,28 @@ describe('the sign-in budgets against a reference model', () => {
     // The attempt of the hour before succeeds now: it frees nothing in this one.
     if (held.admitted) throttle.settle(held.reservation, 'success')
     expect(throttle.reserve(attempt)).toMatchObject({ admitted: false, scopes: ['accountAddress'] })
+  })
+
+  it('forgets what was given back, so attempts a busy server refused cannot push out the budgets still counting', () => {
+    let nowMs = 0
+    const throttle = new SignInThrottle({ now: () => nowMs, maxKeys: 50 })
+    // The account-wide budget spent from twenty addresses.
+    for (let i = 0; i < 20; i++) {
+      const verdict = throttle.reserve({ address: `spent-${i}`, account: 'victim@example.com', device: null })
+      if (!verdict.admitted) throw new Error(`refused at ${i}`)
+      throttle.settle(verdict.reservation, 'failure')
+    }
+    const probe = () => throttle.reserve({ address: 'fresh', account: 'victim@example.com', device: null })
+    expect(probe()).toMatchObject({ admitted: false, scopes: ['account'] })
+    // A thousand attempts naming other accounts from five addresses, each given back (503: the checks were all busy).
+    for (let i = 0; i < 1_000; i++) {
+      const verdict = throttle.reserve({ address: `flood-${i % 5}`, account: `junk-${i}@example.com`, device: null })
+      if (!verdict.admitted) throw new Error(`junk refused at ${i}`)
+      throttle.settle(verdict.reservation, 'unchecked')
+    }
+    expect(probe()).toMatchObject({ admitted: false, scopes: ['account'] })
+    nowMs += 10
+    expect(probe()).toMatchObject({ admitted: false, scopes: ['account'] })
   })
 
   it('words a wait in whole minutes, rounded up', () => {

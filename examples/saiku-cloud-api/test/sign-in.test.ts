@@ -16,7 +16,7 @@ import { addMember } from '../src/dashboard/members.js'
 import { PasswordGate, passwordCheckConcurrency } from '../src/dashboard/password-gate.js'
 import { createSignInCookies } from '../src/dashboard/sign-in-cookies.js'
 import { createTenant } from '../src/tenants.js'
-import { tempDatabase, type TempDir } from './helpers.js'
+import { tempDatabase, waitFor, type TempDir } from './helpers.js'
 import { postgresUrl } from './services.js'
 
 // The dashboard's sign-in over plain HTTP, in this process: its budgets under
@@ -134,8 +134,11 @@ interface Dashboard {
   close(): Promise<void>
 }
 
-/** The dashboard alone, on SQLite, with its own clock, behind a trusted proxy on loopback. */
-async function startDashboard(): Promise<Dashboard> {
+/**
+ * The dashboard alone, on SQLite, with its own clock, behind a trusted proxy on loopback;
+ * `wrap` stands between it and its store.
+ */
+async function startDashboard(wrap: (store: DashboardStore) => DashboardStore = (store) => store): Promise<Dashboard> {
   const db: TempDir = tempDatabase()
   const store = new SqliteKeyStore(db.databaseUrl.slice('sqlite:'.length), { watchIntervalMs: 0 })
   const dashboard = await openDashboardStore(store)
@@ -153,7 +156,7 @@ async function startDashboard(): Promise<Dashboard> {
   const authenticator = createAuthenticator(store, {})
   const app = express()
   app.set('trust proxy', 'loopback')
-  app.use(createDashboard({ store, dashboard, authenticator, logger, settings, now: () => nowMs }))
+  app.use(createDashboard({ store, dashboard: wrap(dashboard), authenticator, logger, settings, now: () => nowMs }))
   const { server, url } = await listen(app)
   return {
     url,
@@ -304,6 +307,49 @@ describe('sign-in forms and bodies', { timeout: 60_000 }, () => {
   afterAll(() => d?.close())
   afterEach(() => d.advance(2 * 3_600_000))
 
+  it('refuses forms other sites make a visitor’s browser send, charging nobody: the visitor still signs in', async () => {
+    // A page on another site posts hidden forms to the sign-in from its visitor's browser, at the visitor's address.
+    const before = d.lines.length
+    const visitor = new Client(d.url, '198.51.100.80')
+    const _csrf = await visitor.openSignIn()
+    const crossSite = { origin: 'https://evil.example' }
+    const answers: number[] = []
+    for (let i = 0; i < 15; i++) {
+      const form = new URLSearchParams({ _csrf, email: MEMBER, password: `guess-${i}` }).toString()
+      answers.push(
+        (await visitor.post('/sign-in', form, { ...crossSite, 'content-type': 'application/x-www-form-urlencoded' }))
+          .status,
+      )
+      answers.push((await visitor.post('/sign-in', 'x', { ...crossSite, 'content-type': 'text/plain' })).status)
+      answers.push((await visitor.post('/sign-in', undefined, { 'sec-fetch-site': 'cross-site', origin: '' })).status)
+    }
+    expect(answers).toEqual(Array.from({ length: 45 }, () => 403))
+    expect(d.lines.slice(before).filter((line) => line.msg === 'refused form: origin')).toHaveLength(45)
+    // Nothing was spent at that address or on that account.
+    expect((await visitor.signIn(MEMBER, PASSWORD)).status).toBe(303)
+  })
+
+  it('logs a refused origin in a line of bounded length, however long the forged Host and path', async () => {
+    const client = new Client(d.url, '198.51.100.70')
+    const _csrf = await client.openSignIn()
+    const forgedHost = `${'h'.repeat(8_000)}.example`
+    const before = d.lines.length
+    const refusedLines = () => d.lines.slice(before).filter((line) => line.msg === 'refused form: origin')
+    const form = new URLSearchParams({ _csrf, email: MEMBER, password: 'whatever' }).toString()
+    const headers = {
+      'content-type': 'application/x-www-form-urlencoded',
+      origin: 'http://evil.example',
+      'x-forwarded-host': forgedHost,
+    }
+    expect((await client.post('/sign-in', form, headers)).status).toBe(403)
+    expect((await client.post(`/api-keys/${'k'.repeat(8_000)}/revoke`, form, headers)).status).toBe(403)
+    const lines = refusedLines()
+    expect(lines).toHaveLength(2)
+    for (const line of lines) expect(JSON.stringify(line).length).toBeLessThan(2_000)
+    expect(lines[0]).toMatchObject({ path: '/sign-in', expected: `http://${forgedHost}`.slice(0, 300) })
+    expect(lines[1]).toMatchObject({ path: `/api-keys/${'k'.repeat(8_000)}/revoke`.slice(0, 300) })
+  })
+
   it('accepts the form of every open sign-in tab, not only the last one rendered', async () => {
     const browser = new Client(d.url, '198.51.100.50')
     const tabs = [await browser.openSignIn(), await browser.openSignIn(), await browser.openSignIn()]
@@ -408,6 +454,110 @@ describe('the bound on password checks', () => {
     const failing = gate.run(() => Promise.reject(new Error('store down')))
     await expect(failing).rejects.toThrow('store down')
     expect(gate.stats.running).toBe(0)
+  })
+
+  it('drops a waiting check whose client left: out of the queue at once, its work never run, its place in line given on', async () => {
+    const gate = new PasswordGate({ concurrency: 1, queueLength: 2 })
+    let releaseFirst = () => {}
+    const started: string[] = []
+    const work = (name: string) => () => {
+      started.push(name)
+      return name === 'first'
+        ? new Promise<string>((resolve) => (releaseFirst = () => resolve(name)))
+        : Promise.resolve(name)
+    }
+    const first = gate.run(work('first'))
+    const gone = new AbortController()
+    const leaving = gate.run(work('leaving'), gone.signal)
+    const staying = gate.run(work('staying'))
+    expect(gate.stats).toEqual({ running: 1, waiting: 2, refused: 0 })
+    gone.abort()
+    expect(gate.stats).toEqual({ running: 1, waiting: 1, refused: 0 })
+    await expect(leaving).rejects.toThrow(/abort/i)
+    // Its place in the queue is free for someone else at once.
+    const late = gate.run(work('late'))
+    expect(late).not.toBeNull()
+    releaseFirst()
+    expect([(await first!).value, (await staying!).value, (await late!).value]).toEqual(['first', 'staying', 'late'])
+    expect(started).toEqual(['first', 'staying', 'late'])
+    expect(gate.stats).toEqual({ running: 0, waiting: 0, refused: 0 })
+    // Already gone when it asks: never queued.
+    await expect(gate.run(work('never'), AbortSignal.abort())!).rejects.toThrow(/abort/i)
+    expect(started).not.toContain('never')
+  })
+
+  it('never checks the password of a sign-in whose client hung up while it waited, and gives its queue place to the next', async () => {
+    // One check at a time and a queue of two, whatever this machine has.
+    const poolSize = process.env.UV_THREADPOOL_SIZE
+    process.env.UV_THREADPOOL_SIZE = '3'
+    let lookups = 0
+    let unblock = () => {}
+    const blocked = new Promise<void>((resolve) => (unblock = resolve))
+    let d: Dashboard
+    try {
+      d = await startDashboard((store) => ({
+        ...store,
+        // The first lookup holds the only place until the test lets it go.
+        async findMemberByEmail(email) {
+          if (++lookups === 1) await blocked
+          return store.findMemberByEmail(email)
+        },
+      }))
+    } finally {
+      if (poolSize === undefined) delete process.env.UV_THREADPOOL_SIZE
+      else process.env.UV_THREADPOOL_SIZE = poolSize
+    }
+    try {
+      /** A sign-in page opened from `address`, and a function that posts its form with a wrong password. */
+      const prepare = async (address: string) => {
+        const client = new Client(d.url, address)
+        const _csrf = await client.openSignIn()
+        return (signal?: AbortSignal) =>
+          fetch(`${d.url}/sign-in`, {
+            method: 'POST',
+            headers: {
+              'x-forwarded-for': address,
+              origin: d.url,
+              cookie: [...client.cookies].map(([name, value]) => `${name}=${value}`).join('; '),
+              'content-type': 'application/x-www-form-urlencoded',
+            },
+            body: new URLSearchParams({ _csrf, email: MEMBER, password: 'wrong-password' }).toString(),
+            redirect: 'manual',
+            ...(signal === undefined ? {} : { signal }),
+          })
+      }
+      /** The answer, or null when none came within `ms` (the check is waiting in the queue). */
+      const within = (answer: Promise<Response>, ms: number) =>
+        Promise.race([answer, new Promise<null>((resolve) => setTimeout(() => resolve(null), ms))])
+      const [first, second, third, fourth, fifth, sixth] = await Promise.all(
+        ['60', '61', '62', '63', '64', '65'].map((last) => prepare(`198.51.100.${last}`)),
+      )
+      const running = first!()
+      await waitFor(() => lookups === 1, 10_000)
+      const hangUp = new AbortController()
+      for (const post of [second!, third!]) post(hangUp.signal).catch(() => {})
+      // The queue is full: a fourth is refused at once.
+      await waitFor(async () => (await within(fourth!(), 10_000))?.status === 503, 15_000)
+      hangUp.abort()
+      // The two that hung up leave the queue: two newcomers wait there instead of being refused.
+      const newcomers: Promise<Response>[] = []
+      for (const post of [fifth!, sixth!]) {
+        await waitFor(async () => {
+          const answer = post()
+          if ((await within(answer, 1_000)) !== null) return false
+          newcomers.push(answer)
+          return true
+        }, 10_000)
+      }
+      unblock()
+      expect((await running).status).toBe(401)
+      expect((await Promise.all(newcomers)).map((answer) => answer.status)).toEqual([401, 401])
+      // The running one and the two newcomers: the two that left were never looked up.
+      expect(lookups).toBe(3)
+    } finally {
+      unblock()
+      await d.close()
+    }
   })
 
   it('signs sign-in tokens and device cookies with the server key only', () => {

@@ -14,7 +14,7 @@ import { exampleDir, processTimeout, startServer, tempDatabase } from './helpers
 // Bounds against a hang for tests that start processes, scaled for a loaded machine.
 const ONE_START_MS = processTimeout(1)
 const TWO_STARTS_MS = processTimeout(2)
-const FOUR_STARTS_MS = processTimeout(4)
+const SIX_STARTS_MS = processTimeout(6)
 
 /** Makes a file unwritable for this process: a mode for most users, the immutable flag for root (who ignores modes). */
 function makeReadOnly(file: string): () => void {
@@ -112,6 +112,38 @@ describe('settings refused at start-up, each in one line', () => {
     expect(readDashboardSettings({ TRUST_PROXY: 'false' }).trustProxy).toBe(false)
   })
 
+  it('TRUST_PROXY: refuses, in one line naming what it could not read, an address list the server cannot use', () => {
+    for (const [value, problem] of [
+      ['loopbak', 'invalid IP address: loopbak'],
+      ['10.0.0.0/33', 'invalid range on address: 10.0.0.0/33'],
+      ['loopback, 10.0.0.0/255.0.0.0, 0.0.0.0/0.0.0.0', 'invalid range on address: 0.0.0.0/0.0.0.0'],
+    ] as const) {
+      expect(() => readDashboardSettings({ TRUST_PROXY: value }), value).toThrow(
+        new ConfigError(
+          `TRUST_PROXY: cannot read ${JSON.stringify(value)} (${problem}); give the number of proxies in front (e.g. 1) or their addresses (e.g. loopback, 10.0.0.0/8)`,
+        ),
+      )
+    }
+  })
+
+  it('TRUST_PROXY: refuses subnets that together hold every IPv4 or IPv6 address, however they are written', () => {
+    for (const value of [
+      '0.0.0.0/1, 128.0.0.0/1',
+      '::ffff:0:0/96',
+      '::/1,8000::/1',
+      'loopback,0.0.0.0/1,128.0.0.0/2,192.0.0.0/2',
+    ]) {
+      expect(() => readDashboardSettings({ TRUST_PROXY: value }), value).toThrow(
+        new ConfigError(
+          `TRUST_PROXY: ${JSON.stringify(value)} lets any client choose its own address (X-Forwarded-For); give the number of proxies in front (e.g. 1) or their addresses (e.g. loopback, 10.0.0.0/8)`,
+        ),
+      )
+    }
+    // A proxy's own public range is fine.
+    for (const value of ['173.245.48.0/20, 2400:cb00::/32', 'loopback, uniquelocal, 10.0.0.0/255.0.0.0'])
+      expect(readDashboardSettings({ TRUST_PROXY: value }).trustProxy, value).toBe(value)
+  })
+
   it('REPORT_ONLY_LIMITS: resolves a tenant slug to its ID and a tier in any case, and refuses names that match nothing', async () => {
     const store = new MemoryKeyStore({ tenants: [tenant] })
     const tiers = Object.keys(DEFAULT_TIERS)
@@ -142,7 +174,7 @@ describe('settings refused at start-up, each in one line', () => {
 
   it(
     'the server exits 1 with one line on stderr, never a stack trace, for each of them and for a port in use',
-    { timeout: FOUR_STARTS_MS },
+    { timeout: SIX_STARTS_MS },
     async () => {
       const taken = createServer()
       taken.listen(0, '127.0.0.1')
@@ -162,6 +194,15 @@ describe('settings refused at start-up, each in one line', () => {
             { METRICS_PORT: String(takenPort) },
             `saiku: METRICS_PORT: cannot listen on 127.0.0.1:${takenPort} (the port is in use)`,
           ],
+          [
+            { TRUST_PROXY: 'loopbak' },
+            'saiku: TRUST_PROXY: cannot read "loopbak" (invalid IP address: loopbak); give the number of proxies',
+          ],
+          // A URL the parser refuses: its error quoted the whole URL, password included.
+          [
+            { DATABASE_URL: 'postgres://saiku:hunter2secret@[bad/saiku' },
+            'saiku: DATABASE_URL: expected a URL such as postgres://user:password@localhost:5432/saiku, got "postgres://…@[bad/saiku"',
+          ],
         ]
         for (const [env, line] of cases) {
           const run = await startExpectingRefusal(
@@ -173,6 +214,7 @@ describe('settings refused at start-up, each in one line', () => {
           expect(run.stderr.trim().split('\n'), what).toHaveLength(1)
           expect(run.stderr.trim(), what).toContain(line)
           expect(run.stderr, what).not.toMatch(/\n\s+at /)
+          expect(run.stderr, what).not.toContain('hunter2secret')
         }
       } finally {
         taken.close()

@@ -84,7 +84,10 @@ const newToken = (): string => randomBytes(32).toString('base64url')
 /** What newToken makes: checked before a submitted nonce reaches the store. */
 const NONCE = /^[\w-]{43}$/
 
-/** An origin is a scheme, a host of at most 253 characters and a port: a longer one is forged, and logged cut short. */
+/**
+ * An origin is a scheme, a host of at most 253 characters and a port: a longer one is forged. The origin
+ * received, the one expected (from a Host header anyone can send) and the path are logged cut to this.
+ */
 const MAX_LOGGED_ORIGIN_LENGTH = 300
 
 const SPENT_FORM =
@@ -297,10 +300,10 @@ export function createDashboard(options: DashboardOptions): express.Router {
   function refuseOrigin(req: Request, res: Response, refused: { received: string; expected: string }): void {
     logger.warn({
       msg: 'refused form: origin',
-      path: req.path,
       // Sent by anyone: bounded, so a flood of forged forms cannot write long lines.
+      path: req.path.slice(0, MAX_LOGGED_ORIGIN_LENGTH),
       origin: refused.received.slice(0, MAX_LOGGED_ORIGIN_LENGTH),
-      expected: refused.expected,
+      expected: refused.expected.slice(0, MAX_LOGGED_ORIGIN_LENGTH),
       trustProxy: settings.trustProxy,
       publicOrigin,
       ip: req.ip,
@@ -436,15 +439,13 @@ export function createDashboard(options: DashboardOptions): express.Router {
   const signInPost: RequestHandler = (req, res, next) => {
     const address = clientKey(req.ip)
     /** Refused before any password check: charged to the address as a failure. */
-    const chargeUnread = (reason: string, respond: () => void) => {
+    const refuseUnread = (status: number, title: string, message: string, reason: string) => {
       const verdict = throttle.reserve({ address, account: null, device: null })
       if (!verdict.admitted) return throttled(verdict.retryAfterMs, '', null, verdict.scopes)
       throttle.settle(verdict.reservation, 'failure')
       logger.info({ msg: 'sign-in refused', reason, ip: req.ip })
-      respond()
+      errorPage(res, status, title, message)
     }
-    const refuseUnread = (status: number, title: string, message: string, reason: string) =>
-      chargeUnread(reason, () => errorPage(res, status, title, message))
     const throttled = (retryAfterMs: number, email: string, account: string | null, scopes: readonly SignInScope[]) => {
       res.setHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))))
       logger.info({ msg: 'sign-in throttled', ip: req.ip, scopes })
@@ -460,6 +461,10 @@ export function createDashboard(options: DashboardOptions): express.Router {
       })
     }
 
+    // A form from another site is refused first, on its headers, and charged to nobody: it is sent by the browser
+    // of whoever opened that site, from their address, so a charge would let any page spend its visitors' budget.
+    const foreign = foreignOrigin(req)
+    if (foreign !== null) return refuseOrigin(req, res, foreign)
     const isForm = req.is('application/x-www-form-urlencoded') === 'application/x-www-form-urlencoded'
     if (!isForm) {
       // No body at all, or one of another type (JSON, text/plain, multipart): the sign-in form sends neither.
@@ -485,8 +490,6 @@ export function createDashboard(options: DashboardOptions): express.Router {
       const body = req.body as Record<string, unknown>
       const browserId = readCookie(req, 'saiku_signin')
       const fieldToken = typeof body._csrf === 'string' ? body._csrf : ''
-      const foreign = foreignOrigin(req)
-      if (foreign !== null) return chargeUnread('origin', () => refuseOrigin(req, res, foreign))
       if (!signInCookies.isBrowserId(browserId) || !signInCookies.checkFormToken(browserId, fieldToken, clock())) {
         return refuseUnread(
           403,
@@ -505,6 +508,11 @@ export function createDashboard(options: DashboardOptions): express.Router {
       if (!verdict.admitted) return throttled(verdict.retryAfterMs, rawEmail, account, verdict.scopes)
       const { reservation } = verdict
 
+      // A client that hangs up while its check waits (a closed tab, a flood that does not wait) frees its place.
+      const abandoned = new AbortController()
+      res.once('close', () => {
+        if (!res.writableFinished) abandoned.abort()
+      })
       const checked = passwordGate.run(async () => {
         let email: string | null = null
         try {
@@ -518,7 +526,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
             ? await verifyPassword(password, member.passwordHash)
             : await burnPasswordCheck(password.slice(0, MAX_PASSWORD_LENGTH))
         return { member, ok }
-      })
+      }, abandoned.signal)
       if (checked === null) {
         // The server is busy checking other passwords: not this client's failure, so nothing is spent.
         throttle.settle(reservation, 'unchecked')
@@ -541,6 +549,8 @@ export function createDashboard(options: DashboardOptions): express.Router {
           ;({ member, ok } = (await checked).value)
         } catch (error) {
           throttle.settle(reservation, 'unchecked')
+          // Left before its turn: nothing was checked, and nobody is there to answer.
+          if (abandoned.signal.aborted && error === abandoned.signal.reason) return
           throw error
         }
         if (!ok || member === null) {

@@ -63,19 +63,25 @@ export class PasswordGate {
     return { running: this.#running, waiting: this.#waiting.length, refused: this.#refused }
   }
 
-  /** Runs `work` when a place is free; `null` (and `work` never called) when the queue is full too. */
-  run<T>(work: () => Promise<T>): Promise<{ readonly value: T }> | null {
+  /**
+   * Runs `work` when a place is free; `null` (and `work` never called) when the queue is full too.
+   * Once `signal` aborts (the client went away) a check still waiting leaves the queue at once and
+   * rejects with the signal's reason, `work` never called: nobody is left to answer.
+   */
+  run<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<{ readonly value: T }> | null {
     if (this.#running >= this.#concurrency && this.#waiting.length >= this.#queueLength) {
       this.#refused++
       return null
     }
-    return this.#run(work)
+    return this.#run(work, signal)
   }
 
-  async #run<T>(work: () => Promise<T>): Promise<{ readonly value: T }> {
-    if (this.#running >= this.#concurrency) await new Promise<void>((resolve) => this.#waiting.push(resolve))
+  async #run<T>(work: () => Promise<T>, signal: AbortSignal | undefined): Promise<{ readonly value: T }> {
+    if (this.#running >= this.#concurrency) await this.#wait(signal)
     else this.#running++
     try {
+      // Handed a place just as the client left: pass it on without the work.
+      signal?.throwIfAborted()
       return { value: await work() }
     } finally {
       // The place passes straight to the next in line, so `running` never dips and a newcomer cannot jump the queue.
@@ -84,4 +90,27 @@ export class PasswordGate {
       else next()
     }
   }
+
+  /** Resolves when a place is handed over; rejects, out of the queue, when `signal` aborts first. */
+  #wait(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(abortReason(signal))
+      const onAbort = () => {
+        const index = this.#waiting.indexOf(handOver)
+        if (index === -1) return
+        this.#waiting.splice(index, 1)
+        reject(abortReason(signal!))
+      }
+      const handOver = () => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      }
+      this.#waiting.push(handOver)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
 }
+
+/** The signal's reason (what `abort()` gave, a DOMException by default) as an Error. */
+const abortReason = (signal: AbortSignal): Error =>
+  signal.reason instanceof Error ? signal.reason : new Error('aborted', { cause: signal.reason })

@@ -1,3 +1,4 @@
+import express from 'express'
 import { ConfigError } from '../config.js'
 
 export interface DashboardSettings {
@@ -32,15 +33,32 @@ function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number): number
  */
 function trustProxy(value: string | undefined): boolean | number | string {
   if (value === undefined || value === '' || value === 'false') return false
-  if (value === 'true' || /(^|[\s,])(0\.0\.0\.0\/0|::\/0)($|[\s,])/.test(value))
-    throw new ConfigError(
-      `TRUST_PROXY: ${JSON.stringify(value)} lets any client choose its own address (X-Forwarded-For); give the number of proxies in front (e.g. 1) or their addresses (e.g. loopback, 10.0.0.0/8)`,
+  const steer = 'give the number of proxies in front (e.g. 1) or their addresses (e.g. loopback, 10.0.0.0/8)'
+  const anyClient = () =>
+    new ConfigError(
+      `TRUST_PROXY: ${JSON.stringify(value)} lets any client choose its own address (X-Forwarded-For); ${steer}`,
     )
+  if (value === 'true' || /(^|[\s,])(0\.0\.0\.0\/0|::\/0)($|[\s,])/.test(value)) throw anyClient()
   if (/^\d{1,2}$/.test(value)) return Number(value)
   if (!/^[\w.:/, -]+$/.test(value))
     throw new ConfigError(`TRUST_PROXY: expected a hop count or addresses, got ${JSON.stringify(value)}`)
+  // Read as Express will read it, so a typo stops the start-up here in one line, not in app.set with a stack trace.
+  let trusts: (address: string, hop: number) => boolean
+  try {
+    trusts = express().set('trust proxy', value).get('trust proxy fn') as typeof trusts
+  } catch (error) {
+    throw new ConfigError(`TRUST_PROXY: cannot read ${JSON.stringify(value)} (${(error as Error).message}); ${steer}`)
+  }
+  // Subnets that together hold a whole address family (0.0.0.0/1 and 128.0.0.0/1, ::ffff:0:0/96) are "true" too.
+  if (EVERY_ADDRESS_PROBES.some((family) => family.every((address) => trusts(address, 0)))) throw anyClient()
   return value
 }
+
+/** Addresses spread over each family's whole space: a list that trusts all of one family's trusts everyone. */
+const EVERY_ADDRESS_PROBES: readonly (readonly string[])[] = [
+  ['1.2.3.4', '63.0.0.1', '100.0.0.1', '130.0.0.1', '172.64.0.1', '200.0.0.1', '223.0.0.1', '250.0.0.1'],
+  ['1::1', '2001:db8::1', '2a00::1', '3fff::1', '9000::1', 'c000::1', 'fd00::1', 'fe00::1'],
+]
 
 /** PUBLIC_ORIGIN: a scheme, a host and an optional port, as an `Origin` header carries them. */
 function publicOrigin(value: string | undefined): string | null {

@@ -72,7 +72,10 @@ export interface SignInAttempt {
 }
 
 export interface SignInThrottleOptions {
-  /** Most keys counted per scope; the one seen least recently is forgotten first. Default 100000. */
+  /**
+   * Most keys counted per scope; the one seen least recently is forgotten first. Default 100000.
+   * A key whose charges were all given back is forgotten at once.
+   */
   readonly maxKeys?: number
   readonly now?: () => number
 }
@@ -162,10 +165,14 @@ export class SignInThrottle {
     reservation.settled = true
     if (outcome === 'failure') return
     for (const charge of reservation.charges) {
-      const windows = this.#scopes.get(charge.scope)!.get(charge.key)
+      const keys = this.#scopes.get(charge.scope)!
+      const windows = keys.get(charge.key)
       if (windows === undefined) continue
       if (windows.minuteStartMs === charge.minuteStartMs && windows.minuteCount > 0) windows.minuteCount--
       if (windows.hourStartMs === charge.hourStartMs && windows.hourCount > 0) windows.hourCount--
+      // Nothing left counting: forgotten, so attempts given back (a busy server's 503s, which cost no hash)
+      // cannot fill the map and push out the keys of budgets still spent.
+      if (windows.minuteCount === 0 && windows.hourCount === 0) keys.delete(charge.key)
     }
   }
 }
