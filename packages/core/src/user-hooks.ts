@@ -1,3 +1,5 @@
+import { SaikuConfigError } from './errors.js'
+
 // User code called by the library: every hook may be synchronous or async and may throw or reject.
 // Nothing a hook does reaches the caller as a throw or as an unhandled rejection, which would end the process.
 
@@ -82,5 +84,22 @@ export function asError(value: unknown): Error {
     return new Error(String(value))
   } catch {
     return new Error('a value that cannot be shown')
+  }
+}
+
+/**
+ * A background-failure hook (a store's or a change feed's `onError`), checked at construction: a
+ * function to call with each failure, a no-op without one. What the hook throws or rejects with
+ * becomes a process warning naming `hookName`, never a stopped store.
+ */
+export function backgroundErrorHook(value: unknown, hookName = 'onError'): (error: Error) => void {
+  if (value !== undefined && typeof value !== 'function') throw new SaikuConfigError('onError', 'a function', value)
+  const hook = value as ((error: Error) => unknown) | undefined
+  return (error) => {
+    if (hook !== undefined)
+      notifyHook(
+        () => hook(error),
+        (failure) => warnHookFailed(hookName, failure),
+      )
   }
 }

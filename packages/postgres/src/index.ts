@@ -10,8 +10,7 @@ import {
   toKeySummary,
   validateTenantRecord,
   type KeyChange,
-  notifyHook,
-  warnHookFailed,
+  backgroundErrorHook,
 } from '@saiku/core/store'
 import {
   DEFAULT_TIERS,
@@ -255,17 +254,8 @@ export class PostgresKeyStore implements TenantAdminStore {
         this.#listenPool,
       )
     this.#listenClient = listenClient as ClientClass | undefined
-    const onError = options.onError
-    if (onError !== undefined && typeof onError !== 'function')
-      throw new SaikuConfigError('onError', 'a function', onError)
     // The hook may be async; what it throws or rejects with is a process warning, never a stopped store.
-    this.#onError = (error) =>
-      onError === undefined
-        ? undefined
-        : notifyHook(
-            () => onError(error),
-            (failure) => warnHookFailed('onError', failure),
-          )
+    this.#onError = backgroundErrorHook(options.onError)
   }
 
   /** Creates the schema and tables if needed; safe from several processes at once. Runs by itself on first use. */

@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto'
 import {
   announceKeyStoreChange,
   announceKeyStoreFeed,
+  backgroundErrorHook,
   notifyHook,
   onKeyStoreChange,
-  warnHookFailed,
   type KeyChange,
 } from '@saiku/core/store'
 import { isKeyId, SaikuConfigError, type KeyStore } from '@saiku/core'
@@ -92,9 +92,7 @@ export async function createRedisChangeFeed(
   store: KeyStore,
   options: RedisChangeFeedOptions,
 ): Promise<RedisChangeFeed> {
-  const { onError } = options
-  if (onError !== undefined && typeof onError !== 'function')
-    throw new SaikuConfigError('onError', 'a function', onError)
+  const onError = backgroundErrorHook(options.onError, 'change feed onError')
   const channel = options.channel ?? 'saiku:changes'
   const checkMs = options.checkMs ?? 5_000
   if (!Number.isSafeInteger(checkMs) || checkMs < 0)
@@ -111,14 +109,7 @@ export async function createRedisChangeFeed(
   let ping: { readonly startedAtMs: number; sentAtMs: number | undefined } | undefined
   const feed = {}
 
-  const report = (error: unknown): void => {
-    if (onError === undefined) return
-    const failure = error instanceof Error ? error : new Error(String(error))
-    notifyHook(
-      () => onError(failure),
-      (hookFailure) => warnHookFailed('change feed onError', hookFailure),
-    )
-  }
+  const report = (error: unknown): void => onError(error instanceof Error ? error : new Error(String(error)))
   const lost = (what: string): void => {
     ping = undefined
     if (down || closed) return

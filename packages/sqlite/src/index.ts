@@ -8,8 +8,7 @@ import {
   toKeySummary,
   validateTenantRecord,
   type KeyChange,
-  notifyHook,
-  warnHookFailed,
+  backgroundErrorHook,
 } from '@saiku/core/store'
 import {
   DEFAULT_TIERS,
@@ -117,17 +116,8 @@ export class SqliteKeyStore implements TenantAdminStore {
     }
     this.#tiers = options.tiers ?? DEFAULT_TIERS
     this.#lastUsedFlushMs = options.lastUsedFlushMs ?? 10_000
-    const onError = options.onError
-    if (onError !== undefined && typeof onError !== 'function')
-      throw new SaikuConfigError('onError', 'a function', onError)
     // The hook may be async; what it throws or rejects with is a process warning, never a stopped store.
-    this.#onError = (error) =>
-      onError === undefined
-        ? undefined
-        : notifyHook(
-            () => onError(error),
-            (failure) => warnHookFailed('onError', failure),
-          )
+    this.#onError = backgroundErrorHook(options.onError)
     const busyTimeoutMs = options.busyTimeoutMs ?? 5_000
     if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0)
       throw new SaikuConfigError('busyTimeoutMs', 'a non-negative integer', busyTimeoutMs)
