@@ -2,7 +2,7 @@
 // Fastify's own routing and errors. Everything the adapters share is in test/conformance.
 import { Writable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { MemoryKeyStore, requirePermission, saikuAuth, saikuErrors, type TenantRecord } from './index.js'
 
 const acme: TenantRecord = {
@@ -223,6 +223,39 @@ describe('@saiku/fastify', () => {
     ])
     expect(res.body).not.toContain('hunter2')
     expect(lines.filter((line) => line.includes('database password is hunter2'))).toHaveLength(1)
+  })
+
+  it('answers the JSON 500 when an async onError rejects or a sync one throws', async () => {
+    const consoleError = vi.spyOn(console, 'error').mockImplementation(() => {})
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const auth = saikuAuth(store)
+    const key = await keyFor(auth)
+    for (const onError of [
+      async () => {
+        throw new Error('reporter down')
+      },
+      () => {
+        throw new Error('reporter bug')
+      },
+    ]) {
+      const app = track(Fastify())
+      app.register(auth)
+      app.register(saikuErrors({ onError }))
+      app.get('/me/boom', async () => {
+        throw new Error('database password is hunter2')
+      })
+      const res = await app.inject({ url: '/me/boom', headers: { authorization: `Bearer ${key}` } })
+      expect([res.statusCode, res.headers['content-type'], res.json()]).toEqual([
+        500,
+        JSON_TYPE,
+        { error: 'internal_error', message: 'An unexpected error occurred.' },
+      ])
+    }
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(consoleError.mock.calls.map(([, failure]) => (failure as Error).message)).toEqual([
+      'reporter down',
+      'reporter bug',
+    ])
   })
 
   it('refuses bad saikuErrors options when it is called, naming the option', () => {
