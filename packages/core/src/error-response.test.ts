@@ -169,7 +169,7 @@ describe('saikuErrors().onError, guarded', () => {
     const onUnhandled = (reason: unknown) => unhandled.push(reason)
     process.on('unhandledRejection', onUnhandled)
     try {
-      rejecting('boom')
+      void rejecting('boom')
       // Unhandled rejections are reported once the microtasks run out: a macrotask later.
       await new Promise((resolve) => setImmediate(resolve))
     } finally {

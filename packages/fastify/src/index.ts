@@ -107,7 +107,8 @@ export function requirePermission(...args: PermissionGuardArguments): preHandler
   }
 }
 
-export type SaikuErrorsOptions = CoreErrorsOptions<(error: unknown, request: FastifyRequest) => void>
+/** `onError` may be async: its throw or rejection never changes the answer. */
+export type SaikuErrorsOptions = CoreErrorsOptions<(error: unknown, request: FastifyRequest) => unknown>
 
 /**
  * Sets the error and not-found handlers of the context it is registered in: answers
@@ -126,11 +127,11 @@ export function saikuErrors(options?: SaikuErrorsOptions): FastifyPluginCallback
     decorate(fastify)
     fastify.setErrorHandler((error, request, reply) => {
       if (reply.raw.headersSent) {
-        onError(error, request)
+        void onError(error, request)
         return endStartedResponse(reply.raw)
       }
       const response = errorResponseFor(error, { realm, principal: request.saiku ?? undefined })
-      if (response.report) onError(error, request)
+      if (response.report) void onError(error, request)
       send(reply, response)
     })
     if (notFound) fastify.setNotFoundHandler((_request, reply) => send(reply, errorResponse('not_found')))
