@@ -20,7 +20,7 @@ describe('examples/fastify-basic', () => {
     expect(Object.keys(manifest.dependencies).sort()).toEqual(['@saiku/core', '@saiku/fastify', 'fastify', 'tsx'])
   })
 
-  it('starts from the repository with `pnpm example:fastify`, on the packages’ source', () => {
+  it('starts from the repository with `pnpm example:fastify`, on the source of the packages', () => {
     const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts
     expect(scripts['example:fastify']).toBe(
       'NODE_OPTIONS=--conditions=@saiku/source pnpm --filter @saiku/example-fastify-basic start',
