@@ -92,6 +92,8 @@ describe('@saiku/fastify', () => {
     app.register(
       async (api) => {
         api.register(auth)
+        // Its own not-found handler: unknown routes below the prefix are authenticated first, as its routes are.
+        api.register(saikuErrors())
         api.get('/me/tenant', async (request) => request.saiku!.tenant)
         api.register(async (child) => {
           child.get('/me/nested', async (request) => ({ tenantSlug: request.saiku!.tenant.tenantSlug }))
@@ -119,6 +121,8 @@ describe('@saiku/fastify', () => {
       { tenantSlug: 'acme' },
       '"minute";r=58;t=60, "hour";r=998;t=3600',
     ])
+    expect((await app.inject('/api/nothing')).statusCode).toBe(401)
+    expect((await app.inject({ url: '/api/nothing', headers: { authorization } })).json().error).toBe('not_found')
     // Unknown routes outside the protected context are the JSON 404 without authentication.
     expect([(await app.inject('/nothing')).statusCode, (await app.inject('/nothing')).json().error]).toEqual([
       404,
