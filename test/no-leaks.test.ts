@@ -49,11 +49,12 @@ function instrumented(harness: AdapterHarness): AdapterHarness {
           ...options,
           onDecision: (event) => {
             hookPayloads.push(JSON.stringify(event))
-            options.onDecision?.(event)
+            // The hook's own answer, a promise for an async one: whatever it rejects with must still be heard.
+            return options.onDecision?.(event)
           },
           onError: (error) => {
             hookPayloads.push(`${error.name}: ${error.message} ${JSON.stringify(error)}`)
-            options.onError?.(error)
+            return options.onError?.(error)
           },
         },
         fixtures,

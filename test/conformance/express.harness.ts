@@ -63,7 +63,7 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
         fixtures.errors.push(error)
         next(error)
       })
-      app.use(saikuErrors({ realm, onError: () => {} }))
+      app.use(saikuErrors({ realm, onError: settings.errorsOnError ?? (() => {}) }))
       return { handler: app, authenticator: auth.authenticator }
     },
   }

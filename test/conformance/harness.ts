@@ -28,6 +28,8 @@ export interface AppSettings {
   readonly mountAt?: string
   /** Mount a second, separate `saikuAuth(store, options)` after the first, as nested routers might. */
   readonly secondInstance?: boolean
+  /** `saikuErrors({ onError })`'s hook instead of the harness's own reporting. */
+  readonly errorsOnError?: (error: unknown) => unknown
 }
 
 export interface ConformanceApp {

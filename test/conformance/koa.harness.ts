@@ -59,7 +59,8 @@ function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
         ctx.res.write('{"partial":')
         throw new Error('failed after the response started')
       })
-      app.use(saikuErrors({ realm }))
+      const { errorsOnError } = settings
+      app.use(saikuErrors(errorsOnError === undefined ? { realm } : { realm, onError: errorsOnError }))
       if (settings.mountAt === undefined) {
         app.use(auth)
         if (settings.mountTwice === true) app.use(auth)

@@ -4,6 +4,7 @@ import { describeCost } from './cost.js'
 import { describeCredentials } from './credentials.js'
 import { describeErrors } from './errors.js'
 import type { AdapterHarness } from './harness.js'
+import { describeHooks } from './hooks.js'
 import { describeMounting } from './mounting.js'
 import { describePermissionsAndTenants } from './permissions.js'
 import { describeRealmConformance } from './realm.js'
@@ -29,6 +30,7 @@ export const conformanceConcerns: readonly ((harness: AdapterHarness) => void)[]
   describeCost,
   describeReportOnly,
   describeRealmConformance,
+  describeHooks,
 ]
 
 /** The full names of the cases below a suite: each `describe` and the case, joined by " > ". */

@@ -13,9 +13,17 @@ import { labelProblem } from '@saiku/core/store'
 import { parseRfc3339, PERMISSIONS } from './api.js'
 import { ConfigError, readConfig } from './config.js'
 import { createLimiter } from './limits.js'
+import { printable } from './printable.js'
 import { openStore } from './store.js'
 import { effectiveLimits, readTenantChange, setTenant, type TenantChange } from './tenant-settings.js'
-import { createTenant, DEMO_PERMISSIONS, isSlug, SLUG_RULE, type SubscriptionChoice } from './tenants.js'
+import {
+  connectionNameProblem,
+  createTenant,
+  DEMO_PERMISSIONS,
+  isSlug,
+  SLUG_RULE,
+  type SubscriptionChoice,
+} from './tenants.js'
 import { DASHBOARD_USAGE, DashboardUsageError, isDashboardCommand } from './dashboard/cli-usage.js'
 
 /** Records what the CLI did to a tenant's keys in its Activity log. */
@@ -131,6 +139,10 @@ async function run(argv: string[], out: Output): Promise<void> {
   if (command === 'tenants create' || command === 'tenants set') {
     const slug = required('slug', values.slug)
     if (!isSlug(slug)) throw new UsageError(`--slug: expected ${SLUG_RULE}, got ${JSON.stringify(slug)}`)
+  }
+  if (command === 'tenants create' && values.connection !== undefined) {
+    const problem = connectionNameProblem(values.connection)
+    if (problem !== null) throw new UsageError(`--connection: ${problem}`)
   }
   let change: TenantChange | undefined
   if (command === 'tenants set') {
@@ -329,10 +341,12 @@ export async function main(argv: string[]): Promise<number> {
       error instanceof SaikuNotFoundError ||
       error instanceof SaikuConfigError ||
       error instanceof ConfigError
-    const message =
+    const said =
       error instanceof UsageError || error instanceof DashboardUsageError || told || usage
         ? (error as Error).message
         : `unexpected failure: ${(error as Error).message}`
+    // A message may quote what was given or stored: it reaches the terminal escaped, line by line.
+    const message = said.split('\n').map(printable).join('\n')
     // The wire code where there is one ("not_found"), as the API would answer.
     const code =
       error instanceof SaikuHttpError

@@ -6,6 +6,7 @@ import {
   type TenantAdminStore,
   type TenantRecord,
 } from '@saiku/core'
+import { labelProblem } from '@saiku/core/store'
 import { TRIAL_DAYS } from './api.js'
 
 export type SubscriptionChoice = 'none' | 'trial' | 'active'
@@ -25,6 +26,11 @@ export function isSlug(value: string): boolean {
   return SLUG.test(value)
 }
 
+/** A connection name is checked as a key's label is: no control, format or bidi character, something visible. */
+export function connectionNameProblem(name: string): string | null {
+  return labelProblem(name)?.replace(/^label/, 'connection name') ?? null
+}
+
 /** Creates a tenant with a fresh ID; the store validates tier and limits. */
 export async function createTenant(
   store: TenantAdminStore,
@@ -32,6 +38,8 @@ export async function createTenant(
   nowMs = Date.now(),
 ): Promise<TenantRecord> {
   if (!isSlug(input.slug)) throw new SaikuHttpError('invalid_request', `slug: ${SLUG_RULE}.`)
+  const connectionProblem = input.connectionName === undefined ? null : connectionNameProblem(input.connectionName)
+  if (connectionProblem !== null) throw new SaikuHttpError('invalid_request', `${connectionProblem}.`)
   if ((await store.findTenantBySlug(input.slug)) !== null)
     throw new SaikuHttpError('conflict', `A tenant with slug "${input.slug}" exists already.`)
   const choice = input.subscription ?? 'trial'

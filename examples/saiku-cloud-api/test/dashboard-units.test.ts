@@ -1,8 +1,14 @@
+import { randomUUID } from 'node:crypto'
+import { PostgresKeyStore } from '@saiku/postgres'
+import { SqliteKeyStore } from '@saiku/sqlite'
+import pg from 'pg'
 import { describe, expect, it } from 'vitest'
-import { formatTime } from '../src/dashboard/index.js'
+import { MAX_FORM_NONCES, openDashboardStore } from '../src/dashboard/db.js'
+import { calendarDate, formatTime, safeNext } from '../src/dashboard/index.js'
 import { normalizeEmail } from '../src/dashboard/members.js'
 import { generatePassword, hashPassword, passwordProblem, verifyPassword } from '../src/dashboard/passwords.js'
 import { readDashboardSettings } from '../src/dashboard/settings.js'
+import { postgresUrl } from './services.js'
 
 describe('passwords', () => {
   it('hashes with scrypt at a current recommended cost, salted, and verifies only the right password', async () => {
@@ -48,6 +54,29 @@ describe('member emails', () => {
       expect(() => normalizeEmail(bad), bad).toThrow('is not an email address')
     }
   })
+
+  it('are what the sign-in form can submit: ASCII, so nothing a terminal obeys, and refused input is quoted escaped', () => {
+    expect(normalizeEmail(" O'Brien+ops@Example.COM ")).toBe("o'brien+ops@example.com")
+    expect(normalizeEmail('ada@xn--exmple-cua.com')).toBe('ada@xn--exmple-cua.com')
+    for (const bad of [
+      'josé@example.com',
+      'ada@exämple.com',
+      'ada\u009b@example.com',
+      'a\u001b[31m@example.com',
+      'ada\u202e@example.com',
+      'ada\u200b@example.com',
+      'ada@example.com\u2066',
+    ]) {
+      let message = ''
+      try {
+        normalizeEmail(bad)
+      } catch (error) {
+        message = (error as Error).message
+      }
+      expect(message, JSON.stringify(bad)).toContain('is not an email address the sign-in form accepts')
+      expect(message, JSON.stringify(bad)).not.toMatch(/[\p{Cc}\p{Cf}]/u)
+    }
+  })
 })
 
 describe('session settings', () => {
@@ -56,6 +85,7 @@ describe('session settings', () => {
       idleTimeoutSeconds: 1800,
       absoluteTimeoutSeconds: 43200,
       trustProxy: false,
+      publicOrigin: null,
     })
   })
 
@@ -70,6 +100,7 @@ describe('session settings', () => {
       idleTimeoutSeconds: 600,
       absoluteTimeoutSeconds: 3600,
       trustProxy: 1,
+      publicOrigin: null,
     })
     expect(readDashboardSettings({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toBe('loopback, 10.0.0.0/8')
     expect(() => readDashboardSettings({ SESSION_IDLE_TIMEOUT_SECONDS: '0' })).toThrow(
@@ -85,9 +116,156 @@ describe('session settings', () => {
   })
 })
 
+describe('PUBLIC_ORIGIN', () => {
+  it('is read as the origin a browser sends: scheme and host, lower-case, without a default port', () => {
+    const origin = (value: string) => readDashboardSettings({ PUBLIC_ORIGIN: value }).publicOrigin
+    expect(origin('https://saiku.example.com')).toBe('https://saiku.example.com')
+    expect(origin('https://Saiku.Example.com/')).toBe('https://saiku.example.com')
+    expect(origin('https://saiku.example.com:443')).toBe('https://saiku.example.com')
+    expect(origin('http://10.0.0.5:8080')).toBe('http://10.0.0.5:8080')
+  })
+
+  it('refuses anything else with one line naming the variable and what was given', () => {
+    for (const bad of [
+      'saiku.example.com',
+      'https://saiku.example.com/dashboard',
+      'https://saiku.example.com?x=1',
+      'https://saiku.example.com#top',
+      'https://user:pass@saiku.example.com',
+      'ftp://saiku.example.com',
+      'https://',
+      'https://saiku.example.com, https://other.example',
+    ]) {
+      expect(() => readDashboardSettings({ PUBLIC_ORIGIN: bad }), bad).toThrow(
+        `PUBLIC_ORIGIN: expected a scheme and host such as https://saiku.example.com (no path), got ${JSON.stringify(bad)}`,
+      )
+    }
+  })
+})
+
+describe('the path to go back to after sign-in', () => {
+  it('is a path of this site', () => {
+    for (const path of ['/', '/billing', '/api-keys/new', '/usage?x=1#y', '/a/b%2F%2Fc', '/.//evil.example'])
+      expect(safeNext(path), path).toBe(path)
+  })
+
+  it('is never another site, a scheme, or what a URL parser would make one of', () => {
+    for (const hostile of [
+      '//evil.example',
+      '//evil.example/billing',
+      '/\\evil.example',
+      '/\\/evil.example',
+      '\\\\evil.example',
+      'https://evil.example',
+      'javascript:alert(1)',
+      'data:text/html,x',
+      'billing',
+      '',
+      ' /billing',
+      '/\t/evil.example',
+      '/\n/evil.example',
+      '/\r\n/evil.example',
+      '/ /evil.example',
+      '/\u3000/evil.example',
+      '/x\\y',
+      `/${'a'.repeat(2_000)}`,
+    ]) {
+      expect(safeNext(hostile), JSON.stringify(hostile)).toBeNull()
+    }
+    expect(safeNext(['/billing'])).toBeNull()
+    expect(safeNext(undefined)).toBeNull()
+  })
+})
+
+describe('expiry dates', () => {
+  it('name a day of the calendar, or nothing', () => {
+    expect(calendarDate('2027-02-28')?.toISOString()).toBe('2027-02-28T00:00:00.000Z')
+    expect(calendarDate('2028-02-29')?.toISOString()).toBe('2028-02-29T00:00:00.000Z')
+    for (const bad of [
+      '2027-02-31',
+      '2027-02-29',
+      '2027-04-31',
+      '2027-13-01',
+      '2027-00-10',
+      '2027-01-00',
+      '2027-1-5',
+      '27-01-05',
+      '',
+    ])
+      expect(calendarDate(bad), bad).toBeNull()
+  })
+})
+
 describe('formatTime', () => {
   it('writes one UTC format whatever the server’s locale', () => {
     expect(formatTime(new Date('2026-03-04T05:06:07Z'))).toBe('4\u00a0Mar\u00a02026, 05:06\u00a0UTC')
     expect(formatTime(null)).toBe('Never')
+  })
+})
+
+describe.each([
+  { name: 'SQLite', skip: false },
+  { name: 'PostgreSQL', skip: postgresUrl === undefined },
+])('a session’s form nonces and notice, stored ($name)', ({ name, skip }) => {
+  it.skipIf(skip)('keep the newest ten nonces, each taken once even when raced, and a notice taken once', async () => {
+    const schema = `saiku_nonce_${randomUUID().replaceAll('-', '').slice(0, 12)}`
+    const pool = name === 'PostgreSQL' ? new pg.Pool({ connectionString: postgresUrl }) : undefined
+    const store =
+      pool === undefined
+        ? new SqliteKeyStore(':memory:', { watchIntervalMs: 0 })
+        : new PostgresKeyStore({ pool, schema, listen: false })
+    try {
+      await store.putTenant({
+        tenantId: 't',
+        tenantSlug: 't',
+        tier: 'team',
+        connectionName: 'x',
+        subscription: { status: 'active', trialEndsAt: null },
+        limits: null,
+      })
+      const dashboard = await openDashboardStore(store)
+      const now = new Date()
+      await dashboard.addMember({
+        memberId: 'm',
+        tenantId: 't',
+        email: 'a@example.com',
+        role: 'admin',
+        passwordHash: 'x',
+        createdAt: now,
+      })
+      await dashboard.createSession({
+        sessionDigest: 's',
+        memberId: 'm',
+        csrfToken: 'c',
+        createdAt: now,
+        lastSeenAt: now,
+      })
+      const nonces = Array.from({ length: MAX_FORM_NONCES + 1 }, (_, i) => `nonce-${i}`)
+      for (const nonce of nonces) await dashboard.addFormNonce('s', nonce)
+      expect(await dashboard.takeFormNonce('s', nonces[0]!)).toBe(false)
+      // Ten submissions of one form at once: one of them takes it.
+      const raced = await Promise.all(Array.from({ length: 10 }, () => dashboard.takeFormNonce('s', nonces[5]!)))
+      expect(raced.filter(Boolean)).toHaveLength(1)
+      for (const nonce of nonces.slice(1)) expect(await dashboard.takeFormNonce('s', nonce)).toBe(nonce !== nonces[5])
+      for (const nonce of nonces) expect(await dashboard.takeFormNonce('s', nonce)).toBe(false)
+      expect(await dashboard.takeFormNonce('other-session', nonces[1]!)).toBe(false)
+
+      expect((await dashboard.findSession('s'))?.flash).toBeNull()
+      await dashboard.setFlash('s', 'Key abc revoked.')
+      expect((await dashboard.findSession('s'))?.flash).toBe('Key abc revoked.')
+      const taken = await Promise.all([
+        dashboard.takeFlash('s', 'Key abc revoked.'),
+        dashboard.takeFlash('s', 'Key abc revoked.'),
+      ])
+      expect(taken.filter(Boolean)).toHaveLength(1)
+      expect((await dashboard.findSession('s'))?.flash).toBeNull()
+    } finally {
+      if (pool === undefined) (store as SqliteKeyStore).close()
+      else {
+        await (store as PostgresKeyStore).close()
+        await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+        await pool.end()
+      }
+    }
   })
 })

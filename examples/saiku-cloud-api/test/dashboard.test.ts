@@ -13,6 +13,7 @@ import {
   cliJson,
   exampleDir,
   processTimeout,
+  waitFor,
   repoRoot,
   startServer,
   tempDatabase,
@@ -586,7 +587,7 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
       redirect: 'manual',
     })
     expect(withKey.status).toBe(303)
-    expect(withKey.headers.get('location')).toBe('/sign-in')
+    expect(withKey.headers.get('location')).toBe('/sign-in?next=%2Fapi-keys')
   })
 
   it('refuses too many wrong passwords with 429, the same message for an unknown email', async () => {
@@ -838,6 +839,67 @@ describe.skipIf(!browserAvailable)(
       )
     })
 
+    it('takes the host a trusted proxy forwards (X-Forwarded-Host) as the dashboard’s, for forms and cookies', async () => {
+      const { server } = started
+      const admin = demoMember(server)
+      // The proxy rewrote Host to the app's internal address, and says what the browser asked for.
+      const headers = {
+        host: 'saiku-app.internal:3000',
+        'x-forwarded-host': 'dash.example.com',
+        'x-forwarded-proto': 'https',
+      }
+      const { jar, response } = await signInOverHttp(server, admin, { headers, origin: 'https://dash.example.com' })
+      expect(response.status).toBe(303)
+      expect(response.headers.get('location')).toBe('/')
+      expect(jar.has('__Host-saiku_session')).toBe(true)
+      // The forwarded host is the one compared: a form from the internal address is another origin.
+      const { response: mismatch } = await signInOverHttp(server, admin, {
+        headers,
+        origin: 'https://saiku-app.internal:3000',
+      })
+      expect(mismatch.status).toBe(403)
+    })
+
+    it('refuses a malformed PUBLIC_ORIGIN at start-up with one line', async () => {
+      const db = tempDatabase()
+      await expect(
+        startServer({
+          DATABASE_URL: db.databaseUrl,
+          REDIS_URL: '',
+          SAIKU_DATA_DIR: db.path,
+          PUBLIC_ORIGIN: 'https://dash.example.com/app',
+        }),
+      ).rejects.toThrow(
+        'saiku: PUBLIC_ORIGIN: expected a scheme and host such as https://saiku.example.com (no path), got "https://dash.example.com/app"\n',
+      )
+      db.remove()
+    })
+
+    it('takes PUBLIC_ORIGIN as the only origin forms may come from, and makes cookies Secure when it is https', async () => {
+      const public_ = await startOnSqlite({ PUBLIC_ORIGIN: 'https://dash.example.com' })
+      try {
+        const { server } = public_
+        const admin = demoMember(server)
+        // No TRUST_PROXY: the proxy's headers are not believed, the setting says what the browser sees.
+        const { jar, response } = await signInOverHttp(server, admin, { origin: 'https://dash.example.com' })
+        expect(response.status).toBe(303)
+        expect(jar.has('__Host-saiku_session')).toBe(true)
+        expect(response.headers.getSetCookie().join('\n')).toMatch(/^__Host-saiku_session=[\w-]+;.* Secure;/m)
+        const overview = await pageOf(server, jar, '/')
+        expect(overview.html).toContain('curl https://dash.example.com/me/tenant')
+        const { response: direct } = await signInOverHttp(server, admin, { origin: server.url })
+        expect(direct.status).toBe(403)
+        await waitFor(() => server.logs.some((line) => line.msg === 'refused form: origin'), 5_000)
+        expect(server.logs.find((line) => line.msg === 'refused form: origin')).toMatchObject({
+          origin: server.url,
+          expected: 'https://dash.example.com',
+          publicOrigin: 'https://dash.example.com',
+        })
+      } finally {
+        await public_.cleanup()
+      }
+    })
+
     it('refuses bad session settings at start-up, naming the variable', async () => {
       const db = tempDatabase()
       await expect(
@@ -878,3 +940,316 @@ describe.skipIf(!browserAvailable)(
     })
   },
 )
+
+/** Cookies as a browser keeps them, for requests made outside one: name=value from each Set-Cookie. */
+function cookieJar() {
+  const cookies = new Map<string, string>()
+  return {
+    take(response: Response): void {
+      for (const line of response.headers.getSetCookie()) {
+        const [pair] = line.split(';')
+        const at = pair!.indexOf('=')
+        const [name, value] = [pair!.slice(0, at), pair!.slice(at + 1)]
+        if (value === '' || /Max-Age=0/i.test(line)) cookies.delete(name)
+        else cookies.set(name, value)
+      }
+    },
+    header: () => [...cookies].map(([name, value]) => `${name}=${value}`).join('; '),
+    has: (name: string) => cookies.has(name),
+  }
+}
+
+type Jar = ReturnType<typeof cookieJar>
+
+/** Signs in over HTTP the way the form does; the jar then holds the session. */
+async function signInOverHttp(
+  server: RunningServer,
+  who: Credentials,
+  options: { headers?: Record<string, string>; origin?: string; next?: string } = {},
+): Promise<{ jar: Jar; response: Response }> {
+  const jar = cookieJar()
+  const form = await fetch(`${server.url}/sign-in`, { headers: options.headers ?? {} })
+  jar.take(form)
+  const token = (await form.text()).match(/name="_csrf" value="([\w-]+)"/)![1]!
+  const query = options.next === undefined ? '' : `?next=${encodeURIComponent(options.next)}`
+  const response = await postForm(
+    server,
+    `/sign-in${query}`,
+    { _csrf: token, email: who.email, password: who.password },
+    { ...options.headers, cookie: jar.header(), origin: options.origin ?? server.url },
+  )
+  jar.take(response)
+  return { jar, response }
+}
+
+async function pageOf(server: RunningServer, jar: Jar, path: string): Promise<{ status: number; html: string }> {
+  const response = await fetch(`${server.url}${path}`, { headers: { cookie: jar.header() }, redirect: 'manual' })
+  return { status: response.status, html: await response.text() }
+}
+
+/** The notice a page shows, if any. */
+const noticeOf = (html: string): string | null =>
+  html.match(/<p class="notice" role="status">([^<]*)<\/p>/)?.[1]?.replaceAll('&#39;', "'") ?? null
+
+/** A Create key form's hidden fields, from GET /api-keys/new. */
+async function createKeyForm(server: RunningServer, jar: Jar): Promise<{ _csrf: string; _form: string }> {
+  const { html } = await pageOf(server, jar, '/api-keys/new')
+  return {
+    _csrf: html.match(/name="_csrf" value="([\w-]+)"/)![1]!,
+    _form: html.match(/name="_form" value="([\w-]+)"/)![1]!,
+  }
+}
+
+const SPENT_FORM =
+  'That Create key form was already submitted or is out of date, so this submission created no key. ' +
+  'If a key was created from it before, it is in the list below; its secret is shown only once.'
+
+describe.skipIf(!browserAvailable)('forms, notices and links (issue 23)', { timeout: 120_000 }, () => {
+  let started: Started
+  let browser: Browser
+  let admin: Credentials
+
+  beforeAll(async () => {
+    started = await startOnSqlite()
+    admin = demoMember(started.server)
+    browser = await launchBrowser()
+  }, 120_000)
+  afterAll(async () => {
+    await browser?.close()
+    await started?.cleanup()
+  })
+
+  it('creates one key from each of two Create key forms open at once; a spent form creates nothing and claims nothing', async () => {
+    const { server } = started
+    const context = await browser.context()
+    const first = await context.newPage()
+    await signIn(first, server, admin)
+    const second = await context.newPage()
+    await first.goto(`${server.url}/api-keys/new`)
+    await second.goto(`${server.url}/api-keys/new`)
+    const firstNonce = await first.locator('input[name="_form"]').inputValue()
+    // The form rendered first is submitted first, then the other.
+    for (const [page, label] of [
+      [first, 'first-tab'],
+      [second, 'second-tab'],
+    ] as const) {
+      await page.getByLabel('Label').fill(label)
+      await page.getByRole('button', { name: 'Create key' }).click()
+      await shown(page.getByRole('heading', { name: 'Copy your secret key now' }))
+      expect(await page.getByRole('textbox', { name: 'Secret key' }).inputValue()).toMatch(/^sk_live_/)
+    }
+    await first.goto(`${server.url}/api-keys`)
+    expect(await first.getByRole('cell', { name: 'first-tab', exact: true }).count()).toBe(1)
+    expect(await first.getByRole('cell', { name: 'second-tab', exact: true }).count()).toBe(1)
+
+    // The first form again (a resubmission): nothing is created, and the notice says only that.
+    const { cookie, csrf } = await sessionOf(context, first)
+    const again = await postForm(
+      server,
+      '/api-keys',
+      { _csrf: csrf, _form: firstNonce, label: 'resubmitted' },
+      { cookie, origin: server.url },
+    )
+    expect(again.status).toBe(303)
+    expect(again.headers.get('location')).toBe('/api-keys')
+    await first.goto(`${server.url}/api-keys`)
+    await shown(first.getByRole('status').filter({ hasText: SPENT_FORM }))
+    expect(await first.getByText('resubmitted').count()).toBe(0)
+    // Shown once.
+    await first.reload()
+    await shown(first.getByRole('heading', { level: 1, name: 'API keys' }))
+    expect(await first.getByRole('status').count()).toBe(0)
+    await context.close()
+  })
+
+  it('keeps the ten newest Create key forms of a session good for one key each, and forgets older ones', async () => {
+    const { server } = started
+    const { jar } = await signInOverHttp(server, admin)
+    const forms = []
+    for (let i = 0; i < 11; i++) forms.push(await createKeyForm(server, jar))
+    const submit = (form: { _csrf: string; _form: string }, label: string) =>
+      postForm(server, '/api-keys', { ...form, label }, { cookie: jar.header(), origin: server.url })
+    const oldest = await submit(forms[0]!, 'bounded-0')
+    expect(oldest.status).toBe(303)
+    expect(noticeOf((await pageOf(server, jar, '/api-keys')).html)).toBe(SPENT_FORM)
+    for (let i = 1; i < 11; i++) expect((await submit(forms[i]!, `bounded-${i}`)).status, `form ${i}`).toBe(201)
+    for (let i = 1; i < 11; i++) expect((await submit(forms[i]!, `twice-${i}`)).status, `form ${i} again`).toBe(303)
+    const { html } = await pageOf(server, jar, '/api-keys')
+    expect(html.match(/>bounded-\d+</g)).toHaveLength(10)
+    expect(html).not.toContain('bounded-0<')
+    expect(html).not.toContain('twice-')
+  })
+
+  it('shows a success notice once, from the session: a query string announces nothing', async () => {
+    const { server, env } = started
+    const { jar } = await signInOverHttp(server, admin)
+    expect(noticeOf((await pageOf(server, jar, '/api-keys?revoked=AAAAAAAAAAAA')).html)).toBeNull()
+    expect(noticeOf((await pageOf(server, jar, '/api-keys?used=1')).html)).toBeNull()
+    expect(noticeOf((await pageOf(server, jar, '/billing?trial=started')).html)).toBeNull()
+
+    const { keyId } = await cliJson<{ keyId: string }>(['keys', 'create', '--tenant', 'acme', '--label', 'gone'], env)
+    const { _csrf } = await createKeyForm(server, jar)
+    const revoked = await postForm(
+      server,
+      `/api-keys/${keyId}/revoke`,
+      { _csrf, confirm: 'yes' },
+      { cookie: jar.header(), origin: server.url },
+    )
+    expect(revoked.status).toBe(303)
+    expect(revoked.headers.get('location')).toBe('/api-keys')
+    expect(noticeOf((await pageOf(server, jar, '/api-keys')).html)).toBe(`Key ${keyId} revoked.`)
+    expect(noticeOf((await pageOf(server, jar, '/api-keys')).html)).toBeNull()
+    // Another session of the same member is told nothing.
+    const { jar: other } = await signInOverHttp(server, admin)
+    const { _csrf: otherCsrf } = await createKeyForm(server, other)
+    const { keyId: second } = await cliJson<{ keyId: string }>(
+      ['keys', 'create', '--tenant', 'acme', '--label', 'gone-too'],
+      env,
+    )
+    await postForm(
+      server,
+      `/api-keys/${second}/revoke`,
+      { _csrf: otherCsrf, confirm: 'yes' },
+      { cookie: other.header(), origin: server.url },
+    )
+    expect(noticeOf((await pageOf(server, jar, '/api-keys')).html)).toBeNull()
+    expect(noticeOf((await pageOf(server, other, '/api-keys')).html)).toBe(`Key ${second} revoked.`)
+  })
+
+  it('answers a GET of a form’s URL (a reload, Enter in the address bar) with the page the form is on', async () => {
+    const { server } = started
+    const { jar } = await signInOverHttp(server, admin)
+    for (const [path, page] of [
+      ['/sign-out', '/'],
+      ['/api-keys/AAAAAAAAAAAA/revoke', '/api-keys'],
+      ['/billing/trial', '/billing'],
+    ]) {
+      const answer = await fetch(`${server.url}${path}`, { headers: { cookie: jar.header() }, redirect: 'manual' })
+      expect(answer.status, path).toBe(303)
+      expect(answer.headers.get('location'), path).toBe(page)
+    }
+    // Nothing happened: the GET of /sign-out left the session signed in.
+    expect((await pageOf(server, jar, '/')).status).toBe(200)
+    // Signed out, the way back is kept through the sign-in.
+    const anonymous = await fetch(`${server.url}/billing/trial`, { redirect: 'manual' })
+    expect(anonymous.status).toBe(303)
+    expect(anonymous.headers.get('location')).toBe('/sign-in?next=%2Fbilling%2Ftrial')
+    expect((await fetch(`${server.url}/sign-out`, { redirect: 'manual' })).headers.get('location')).toBe('/sign-in')
+  })
+
+  it('brings a deep link back after sign-in, and never sends anyone to another site', async () => {
+    const { server } = started
+    const context = await browser.context()
+    const page = await context.newPage()
+    await page.goto(`${server.url}/billing`)
+    await shown(page.getByRole('heading', { level: 1, name: 'Sign in' }))
+    expect(new URL(page.url()).searchParams.get('next')).toBe('/billing')
+    await page.getByLabel('Email').fill(admin.email)
+    await page.getByLabel('Password').fill(admin.password)
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await shown(page.getByRole('heading', { level: 1, name: 'Billing' }))
+    expect(new URL(page.url()).pathname).toBe('/billing')
+    // Signed in already, a sign-in link goes to its next page, when that is one of this site's.
+    await page.goto(`${server.url}/sign-in?next=${encodeURIComponent('/usage')}`)
+    await shown(page.getByRole('heading', { level: 1, name: 'Usage' }))
+    await context.close()
+
+    const hostile = ['//evil.example/', '/\\evil.example', 'https://evil.example/', '/\t/evil.example', 'javascript:x']
+    const { jar } = await signInOverHttp(server, admin)
+    for (const next of hostile) {
+      const answer = await fetch(`${server.url}/sign-in?next=${encodeURIComponent(next)}`, {
+        headers: { cookie: jar.header() },
+        redirect: 'manual',
+      })
+      expect(answer.headers.get('location'), next).toBe('/')
+    }
+    // And through a real sign-in, with the hostile next on the form's URL.
+    const { response } = await signInOverHttp(server, admin, { next: '//evil.example/' })
+    expect(response.status).toBe(303)
+    expect(response.headers.get('location')).toBe('/')
+    const form = await (await fetch(`${server.url}/sign-in?next=${encodeURIComponent('//evil.example/')}`)).text()
+    expect(form).toContain('action="/sign-in"')
+  })
+
+  it('refuses an impossible expiry date and a label with nothing visible, saying why', async () => {
+    const { server } = started
+    const { jar } = await signInOverHttp(server, admin)
+    const create = async (fields: Record<string, string>) => {
+      const response = await postForm(
+        server,
+        '/api-keys',
+        { ...(await createKeyForm(server, jar)), ...fields },
+        { cookie: jar.header(), origin: server.url },
+      )
+      return { status: response.status, alert: (await response.text()).match(/role="alert">([^<]*)</)?.[1] ?? null }
+    }
+    expect(await create({ label: 'feb', expires: '2027-02-31' })).toEqual({
+      status: 400,
+      alert: 'The expiry must be a real date, written like 2030-01-31.',
+    })
+    expect(await create({ label: 'apr', expires: '2031-04-31' })).toMatchObject({ status: 400 })
+    for (const label of ['\u3164', '\u2800\u2800', '\u3164 \uffa0'])
+      expect(await create({ label }), JSON.stringify(label)).toEqual({
+        status: 400,
+        alert: 'The label must contain a visible character.',
+      })
+    expect(await create({ label: 'real-day', expires: '2031-02-28' })).toMatchObject({ status: 201 })
+    const { html } = await pageOf(server, jar, '/api-keys')
+    expect(html).not.toContain('>feb<')
+    expect(html).toContain('28\u00a0Feb\u00a02031')
+  })
+
+  it('logs every refused origin with both origins and TRUST_PROXY, and names the setting when only the scheme differs', async () => {
+    const { server } = started
+    const host = new URL(server.url).host
+    // A proxy terminates TLS, but the app was not told to trust it: the browser says https, the app sees http.
+    const lines = () => server.logs.filter((line) => line.msg === 'refused form: origin')
+    const { response } = await signInOverHttp(server, admin, { origin: `https://${host}` })
+    expect(response.status).toBe(403)
+    await waitFor(() => lines().length > 0, 5_000)
+    const page = await response.text()
+    expect(page).toContain(
+      `This form was sent from https://${host}, but the dashboard sees its own address as http://${host}.`,
+    )
+    expect(page).toContain('TRUST_PROXY')
+    expect(page).not.toContain('cookies')
+    expect(lines().at(-1)).toMatchObject({
+      level: 40,
+      path: '/sign-in',
+      origin: `https://${host}`,
+      expected: `http://${host}`,
+      trustProxy: false,
+      publicOrigin: null,
+    })
+    // Without TRUST_PROXY, a client's own X-Forwarded-Host is not believed.
+    const { response: claimed } = await signInOverHttp(server, admin, {
+      headers: { 'x-forwarded-host': 'evil.example' },
+      origin: 'http://evil.example',
+    })
+    expect(claimed.status).toBe(403)
+    // A cross-site form on a signed-in page: refused, logged, and the page does not talk of proxies.
+    const { jar } = await signInOverHttp(server, admin)
+    const { _csrf } = await createKeyForm(server, jar)
+    const before = lines().length
+    const foreign = await postForm(
+      server,
+      '/api-keys',
+      { _csrf, label: 'x' },
+      { cookie: jar.header(), origin: 'http://evil.example' },
+    )
+    expect(foreign.status).toBe(403)
+    expect(await foreign.text()).not.toContain('TRUST_PROXY')
+    await waitFor(() => lines().length > before, 5_000)
+    expect(lines().at(-1)).toMatchObject({
+      path: '/api-keys',
+      origin: 'http://evil.example',
+      expected: `http://${host}`,
+    })
+    // A forged, very long Origin is logged cut short.
+    const long = `http://${'a'.repeat(5_000)}.example`
+    const logged = lines().length
+    expect((await postForm(server, '/api-keys', { _csrf }, { cookie: jar.header(), origin: long })).status).toBe(403)
+    await waitFor(() => lines().length > logged, 5_000)
+    expect(lines().at(-1)!.origin).toBe(long.slice(0, 300))
+  })
+})

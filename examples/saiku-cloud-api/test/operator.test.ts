@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto'
+import { SqliteKeyStore } from '@saiku/sqlite'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { postgresUrl, redisUrl } from './services.js'
+import { openDashboardStore } from '../src/dashboard/db.js'
 import {
   cli,
   cliJson,
@@ -257,5 +259,121 @@ describe.each(setups)('saiku tenants set, while a server runs ($name)', (setup) 
       })
     },
     processTimeout(12),
+  )
+})
+
+describe('member emails and connection names in the CLI (issue 23)', () => {
+  let db: TempDir
+  let env: Record<string, string>
+
+  beforeAll(async () => {
+    db = tempDatabase()
+    env = { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path }
+    await cliJson(['tenants', 'create', '--slug', 'plain', '--tier', 'team'], env)
+  }, processTimeout(3))
+  afterAll(() => db?.remove())
+
+  /** Raw controls (C0 but tab and line feed, DEL, C1) and format characters (bidi among them): what a terminal obeys. */
+  const UNSAFE = /(?![\t\n])[\p{Cc}\p{Cf}]/u
+
+  it(
+    'refuses an email the sign-in form cannot submit, and shows what it refused escaped',
+    async () => {
+      for (const email of ['josé@example.com', 'ada@exämple.com', 'a\u001b[31m@example.com', 'ada\u202e@example.com']) {
+        const result = await cli(['members', 'add', '--tenant', 'plain', '--email', email, '--role', 'viewer'], env)
+        expect(result.code, JSON.stringify(email)).toBe(2)
+        expect(result.stderr, JSON.stringify(email)).toContain('is not an email address the sign-in form accepts')
+        expect(result.stderr, JSON.stringify(email)).not.toMatch(UNSAFE)
+      }
+      const members = await cliJson<unknown[]>(['members', 'list', '--tenant', 'plain'], env)
+      expect(members).toEqual([])
+      // What the form can submit is accepted, trimmed and lower-cased.
+      const added = await cliJson<{ email: string }>(
+        ['members', 'add', '--tenant', 'plain', '--email', " O'Brien+ops@Example.COM ", '--role', 'viewer'],
+        env,
+      )
+      expect(added.email).toBe("o'brien+ops@example.com")
+    },
+    processTimeout(3),
+  )
+
+  it(
+    'refuses a connection name with control, format or only invisible characters, as labels are',
+    async () => {
+      for (const [name, problem] of [
+        ['warehouse\u009b[2J', 'must not contain control or format characters'],
+        ['gnp.exe\u202e', 'must not contain control or format characters'],
+        ['a\u001b]8;;http://evil.example\u0007', 'must not contain control or format characters'],
+        ['\u3164', 'must contain a visible character'],
+      ] as const) {
+        const result = await cli(['tenants', 'create', '--slug', 'conn', '--tier', 'team', '--connection', name], env)
+        expect(result.code, JSON.stringify(name)).toBe(2)
+        expect(result.stderr, JSON.stringify(name)).toContain(`--connection: connection name ${problem}`)
+      }
+      const tenants = await cliJson<{ tenantSlug: string }[]>(['tenants', 'list'], env)
+      expect(tenants.map((t) => t.tenantSlug)).not.toContain('conn')
+      const made = await cliJson<{ connectionName: string }>(
+        ['tenants', 'create', '--slug', 'conn', '--tier', 'team', '--connection', 'east-warehouse 東京'],
+        env,
+      )
+      expect(made.connectionName).toBe('east-warehouse 東京')
+    },
+    processTimeout(3),
+  )
+
+  it(
+    'prints stored emails and activity with such characters escaped, in text and in JSON',
+    async () => {
+      // Rows written before these checks existed.
+      const store = new SqliteKeyStore(db.databaseUrl.slice('sqlite:'.length), { watchIntervalMs: 0 })
+      const dashboard = await openDashboardStore(store)
+      const tenant = (await store.findTenantBySlug('plain'))!
+      await dashboard.addMember({
+        memberId: randomUUID(),
+        tenantId: tenant.tenantId,
+        email: 'old\u009b[2J\u202e@example.com',
+        role: 'viewer',
+        passwordHash: 'scrypt$legacy',
+        createdAt: new Date(),
+      })
+      await dashboard.recordActivity({
+        tenantId: tenant.tenantId,
+        actorType: 'member',
+        actor: 'mallory\u001b[8m@example.com',
+        action: 'member.added',
+        target: 'x\u202eod.exe\tviewer\r\nforged',
+        ip: '10.0.0.1',
+      })
+      store.close()
+      const listed = await cli(['members', 'list', '--tenant', 'plain'], env)
+      expect(listed.code).toBe(0)
+      expect(listed.stdout).not.toMatch(UNSAFE)
+      expect(listed.stdout).toContain('old\\u009b[2J\\u202e@example.com\tviewer')
+      const activity = await cli(['activity', '--tenant', 'plain'], env)
+      expect(activity.code).toBe(0)
+      expect(activity.stdout).not.toMatch(UNSAFE)
+      expect(activity.stdout).toContain(
+        'member.added\tmallory\\u001b[8m@example.com\tx\\u202eod.exe\\u0009viewer\\u000d\\u000aforged\t10.0.0.1',
+      )
+      // One line per event: the stored line break did not make another.
+      expect(activity.stdout).not.toMatch(/^forged/m)
+      for (const command of [
+        ['members', 'list', '--tenant', 'plain', '--json'],
+        ['activity', '--tenant', 'plain', '--json'],
+      ]) {
+        const json = await cli(command, env)
+        expect(json.stdout).not.toMatch(UNSAFE)
+        // Escaped in the text, and read back as stored.
+        expect(json.stdout).toMatch(/\\u009b|\\u001b/)
+        expect(JSON.stringify(JSON.parse(json.stdout))).toMatch(/\u009b|\\u001b/)
+      }
+      // A legacy member can still be removed by the address stored.
+      const removed = await cliJson<{ removed: boolean }>(
+        ['members', 'remove', '--email', 'old\u009b[2J\u202e@example.com'],
+        env,
+      )
+      expect(removed.removed).toBe(true)
+    },
+    processTimeout(3),
   )
 })

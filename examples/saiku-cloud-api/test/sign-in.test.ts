@@ -25,7 +25,12 @@ import { postgresUrl } from './services.js'
 
 const PASSWORD = 'the-right-password-1'
 const MEMBER = 'ada@acme.example'
-const settings = { idleTimeoutSeconds: 1_800, absoluteTimeoutSeconds: 43_200, trustProxy: 'loopback' }
+const settings = {
+  idleTimeoutSeconds: 1_800,
+  absoluteTimeoutSeconds: 43_200,
+  trustProxy: 'loopback',
+  publicOrigin: null,
+}
 
 /** JSON log lines, as pino writes them. */
 function capturedLogger() {

@@ -104,7 +104,12 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
           now,
         })
   if (failureBudget !== null) withdraw = (keyId) => failureBudget.distrust(keyId)
-  const report = createDecisionReporter(options, metrics, (tenantId) => tenants.peek(tenantId)?.view.tier ?? null)
+  const report = createDecisionReporter(
+    options,
+    metrics,
+    (tenantId) => tenants.peek(tenantId)?.view.tier ?? null,
+    reportError,
+  )
   const clientOf = (request: AuthRequest): string => clientKey(requestIp(request), options.failedAuth!.ipv6PrefixBits)
   const refusals = createRefusals({ options, report, reportError, metrics, failureBudget, clientOf })
   const check = createPipeline({

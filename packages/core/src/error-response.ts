@@ -83,7 +83,10 @@ export interface SaikuErrorsOptions<OnError> {
   readonly notFound?: boolean | undefined
   /** The realm of a thrown 401's challenge when the request has no principal (the principal's own realm wins). Default `"saiku"`. */
   readonly realm?: string | undefined
-  /** Receives every error answered with a 5xx. It may be async; its own throw or rejection never changes the answer. */
+  /**
+   * Receives every error answered with a 5xx. It may be async and is not awaited: what it throws or rejects
+   * with leaves the JSON 500 as it was and becomes a process warning (`SAIKU_HOOK_FAILED`), once per distinct message.
+   */
   readonly onError?: OnError | undefined
 }
 
@@ -103,29 +106,5 @@ export function resolveSaikuErrorsOptions<OnError>(
   if (typeof notFound !== 'boolean') throw new SaikuConfigError('saikuErrors().notFound', 'a boolean', notFound)
   if (onError !== undefined && typeof onError !== 'function')
     throw new SaikuConfigError('saikuErrors().onError', 'a function', onError)
-  return Object.freeze({
-    notFound,
-    realm: checkRealm('saikuErrors().realm', options.realm),
-    onError: onError === undefined ? undefined : guardOnError(onError),
-  })
-}
-
-/**
- * The user's `onError`, called so that neither a throw nor a rejected promise of it can
- * change the answer (a framework would turn either into its own page or an unhandled
- * rejection): its failure is written to the console, the one place left to tell.
- */
-function guardOnError<OnError>(onError: OnError): OnError {
-  const hook = onError as (...args: unknown[]) => unknown
-  const failed = (failure: unknown): void => console.error('saikuErrors().onError failed:', failure)
-  const guarded = (...args: unknown[]): void => {
-    try {
-      const result = hook(...args)
-      if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function')
-        (result as PromiseLike<unknown>).then(undefined, failed)
-    } catch (failure) {
-      failed(failure)
-    }
-  }
-  return guarded as OnError
+  return Object.freeze({ notFound, realm: checkRealm('saikuErrors().realm', options.realm), onError })
 }

@@ -4,6 +4,7 @@ import type { CoreMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import { reportedPath } from './reported-path.js'
 import { requestIp } from './route-path.js'
+import { asError, notifyHook, warnHookFailed } from './user-hooks.js'
 
 /** Tells `onDecision` and the metrics what was decided. */
 export type DecisionReporter = (
@@ -16,17 +17,14 @@ export type DecisionReporter = (
   enforced?: boolean,
 ) => void
 
-// Observers never change an outcome: a hook that throws is ignored.
+// Observers never change an outcome: what `onDecision` throws or rejects with goes to `onError`,
+// and what `onError` throws or rejects with becomes a process warning.
 
 export function createErrorReporter(options: ResolvedOptions): (error: Error) => void {
   const { onError } = options
-  return (error) => {
-    try {
-      onError?.(error)
-    } catch {
-      // A failing hook must not turn a decision into a crash.
-    }
-  }
+  if (onError === undefined) return () => {}
+  const failed = (failure: unknown): void => warnHookFailed('onError', failure)
+  return (error) => notifyHook(() => onError(error), failed)
 }
 
 /** `tierOf`: the tier of a tenant the request got as far as (its record is cached by then). */
@@ -34,13 +32,19 @@ export function createDecisionReporter(
   options: ResolvedOptions,
   metrics: CoreMetrics | null,
   tierOf: (tenantId: string) => string | null,
+  reportError: (error: Error) => void,
 ): DecisionReporter {
-  const { onDecision } = options
+  const { onDecision, onError } = options
+  // Without an onError to hear it, a failing onDecision is still heard once, as a warning.
+  const failed =
+    onError === undefined
+      ? (failure: unknown): void => warnHookFailed('onDecision', failure)
+      : (failure: unknown): void => reportError(asError(failure))
   return (request, status, code, reason, keyId, tenantId, enforced = true) => {
     if (metrics !== null)
       metrics.decision(status, reason, tenantId === null ? null : tierOf(tenantId), enforced, tenantId)
     if (onDecision === undefined) return
-    try {
+    notifyHook(() => {
       const event: DecisionEvent = {
         status,
         code,
@@ -52,9 +56,7 @@ export function createDecisionReporter(
         tenantId,
         enforced,
       }
-      onDecision(event)
-    } catch {
-      // Observers never change an outcome.
-    }
+      return onDecision(event)
+    }, failed)
   }
 }

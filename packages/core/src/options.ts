@@ -91,8 +91,12 @@ export interface SaikuOptions {
      * (below a router's mount point), in any case, from an absolute-form target too.
      */
     exemptPaths?: readonly string[]
-    /** A predicate instead of, or beside, `exemptPaths`; it receives the same mount-relative path, case kept. */
-    isExempt?: (path: string, request: AuthRequest) => boolean
+    /**
+     * A predicate instead of, or beside, `exemptPaths`; it receives the same mount-relative path, case kept,
+     * and exempts only when it answers `true`. Asked only of tenants without a subscription. It may be async;
+     * one that throws or rejects is a JSON 500 `internal_error` and an `onError` call.
+     */
+    isExempt?: (path: string, request: AuthRequest) => boolean | PromiseLike<boolean>
   }
   /**
    * A stricter budget for failed authentication, per client address: beyond it
@@ -148,11 +152,11 @@ export interface SaikuOptions {
    * Units a request takes from both of its tenant's windows, asked once the key
    * and tenant are known: a whole number, default 1 for every request. 0: neither
    * counted nor refused by the limits (health checks, usage reads). A cost above a
-   * window's limit is refused with a 429 that says it can never be admitted. Any
-   * other value (negative, fractional, NaN, not a number) or a throw is a 500 and
-   * an `onError` call.
+   * window's limit is refused with a 429 that says it can never be admitted. It may
+   * be async (the request waits for it). Any other value (negative, fractional, NaN,
+   * not a number), a throw or a rejection is a 500 and an `onError` call.
    */
-  cost?: (request: CostRequest) => number
+  cost?: (request: CostRequest) => number | PromiseLike<number>
   /**
    * Report-only roll-out: decide and count as usual, tell `onDecision` what would
    * have happened (`enforced: false`), and admit the request anyway.
@@ -185,10 +189,19 @@ export interface SaikuOptions {
         /** Adds `saiku.tenant.id` to `saiku.decisions`: a series per tenant. Default false. */
         tenantIds?: boolean
       }
-  /** Called with every decision, for logs and metrics. Never receives a secret. */
-  onDecision?: (event: DecisionEvent) => void
-  /** Called with every store failure and misconfigured tenant, whatever the policy did with it. */
-  onError?: (error: Error) => void
+  /**
+   * Called with every decision, for logs and metrics. Never receives a secret. It may be
+   * async; it is not awaited, and the decision stands whatever it does: what it throws or
+   * rejects with goes to `onError` (without one, it becomes a process warning, once per distinct message).
+   */
+  onDecision?: (event: DecisionEvent) => unknown
+  /**
+   * Called with every store failure and misconfigured tenant, whatever the policy did with it,
+   * and with what a `cost`, `subscription.isExempt` or `onDecision` hook threw or rejected with.
+   * It may be async; it is not awaited. What it throws or rejects with becomes a process warning
+   * (`SAIKU_HOOK_FAILED`), once per distinct message.
+   */
+  onError?: (error: Error) => unknown
 }
 
 export interface ResolvedOptions {
@@ -215,7 +228,8 @@ export interface ResolvedOptions {
   readonly failurePolicy: { readonly keyStore: KeyStoreFailurePolicy; readonly limiter: LimiterFailurePolicy }
   readonly subscription: {
     readonly required: boolean
-    readonly isExempt: (path: string, request: AuthRequest) => boolean
+    /** Whether a path needs no subscription: `exemptPaths`, then the user's predicate, its answer as given (perhaps a promise). */
+    readonly isExempt: (path: string, request: AuthRequest) => boolean | PromiseLike<boolean>
   }
   readonly failedAuth: {
     readonly perMinute: number
@@ -231,7 +245,7 @@ export interface ResolvedOptions {
   readonly verifier: KeyVerifier | undefined
   /** Options for `createJwtVerifier`, or a verifier of your own; the authenticator builds the former. */
   readonly jwt: JwtVerifierOptions | KeyVerifier | undefined
-  readonly cost: ((request: CostRequest) => number) | undefined
+  readonly cost: ((request: CostRequest) => number | PromiseLike<number>) | undefined
   readonly reportOnly: {
     /** Whether a tenant's limits are report-only, by tier and tenant ID. */
     readonly limits: (tier: string, tenantId: string) => boolean
@@ -239,8 +253,8 @@ export interface ResolvedOptions {
     readonly rateLimitHeaders: boolean
   }
   readonly metrics: MetricsSettings | null
-  readonly onDecision: ((event: DecisionEvent) => void) | undefined
-  readonly onError: ((error: Error) => void) | undefined
+  readonly onDecision: ((event: DecisionEvent) => unknown) | undefined
+  readonly onError: ((error: Error) => unknown) | undefined
 }
 
 /**
@@ -477,12 +491,15 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
   const failurePolicy = group(options, 'failurePolicy')
   const subscription = group(options, 'subscription')
   const exemptPath = exemptPathsPredicate(subscription.exemptPaths ?? DEFAULTS.subscription.exemptPaths)
-  const isExemptFn = optionalFunction<(path: string, request: AuthRequest) => boolean>(
+  const isExemptFn = optionalFunction<(path: string, request: AuthRequest) => boolean | PromiseLike<boolean>>(
     'subscription.isExempt',
     subscription.isExempt,
   )
-  const isExempt = (path: string, request: AuthRequest): boolean =>
-    (exemptPath !== undefined && exemptPath(path)) || (isExemptFn !== undefined && isExemptFn(path, request) === true)
+  // The predicate's answer as it gave it, perhaps a promise: the pipeline calls this as the user hook it is.
+  const isExempt = (path: string, request: AuthRequest): boolean | PromiseLike<boolean> => {
+    if (exemptPath !== undefined && exemptPath(path)) return true
+    return isExemptFn === undefined ? false : isExemptFn(path, request)
+  }
 
   const environments = options.environments ?? DEFAULTS.environments
   if (
@@ -554,10 +571,10 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
       'an object with a verify(token) method',
     ),
     jwt: jwt as JwtVerifierOptions | KeyVerifier | undefined,
-    cost: optionalFunction<(request: CostRequest) => number>('cost', options.cost),
+    cost: optionalFunction<(request: CostRequest) => number | PromiseLike<number>>('cost', options.cost),
     reportOnly: reportOnlyOption(options, tiers),
     metrics: metricsOption(options),
-    onDecision: optionalFunction<(event: DecisionEvent) => void>('onDecision', options.onDecision),
-    onError: optionalFunction<(error: Error) => void>('onError', options.onError),
+    onDecision: optionalFunction<(event: DecisionEvent) => unknown>('onDecision', options.onDecision),
+    onError: optionalFunction<(error: Error) => unknown>('onError', options.onError),
   })
 }

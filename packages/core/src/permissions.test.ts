@@ -170,6 +170,17 @@ describe('labels', () => {
   ])('refuses %j (%s)', (label) => {
     expect(labelProblem(label)).toBe('label must not contain control or format characters')
   })
+  it.each([
+    ['\u3164', 'a Hangul filler'],
+    ['\u3164\u3164 \uffa0', 'Hangul fillers and a space'],
+    ['\u2800\u2800', 'blank Braille patterns'],
+    ['\ufe0f', 'a variation selector'],
+    ['\u034f', 'a combining grapheme joiner'],
+    ['\u0301\u0301', 'marks with nothing to sit on'],
+    ['\u115f\u1160', 'Hangul choseong and jungseong fillers'],
+  ])('refuses %j, which shows nothing (%s)', (label) => {
+    expect(labelProblem(label)).toBe('label must contain a visible character')
+  })
   it('accepts text in any script, and emoji', () => {
     expect(labelProblem('production-agent 東京 ☃ 👍🏽 מפתח')).toBeNull()
     // Every format character is refused, the zero-width joiner of emoji sequences too.

@@ -11,10 +11,11 @@ import type { LimitDecision } from './limiter.js'
 import type { Lookup, LookupAnswered } from './lookups.js'
 import type { ResolvedOptions } from './options.js'
 import { costExceedsLimitMessage, rateLimitedMessage, type Refusals } from './refusals.js'
-import { requestCost } from './request-cost.js'
+import { requestCost, type CostProblem } from './request-cost.js'
 import { routePath } from './route-path.js'
 import { hasActiveSubscription, type CachedTenant, type TenantLoader } from './tenants.js'
 import type { WindowLimits } from './tiers.js'
+import { callHook, type HookAnswer } from './user-hooks.js'
 import type { KeyVerifier, VerificationFailure, VerifiedCredential, VerifyResult } from './verifier.js'
 
 /** Failures that say the key itself no longer works (as opposed to a wrong secret anyone can send for its key ID). */
@@ -120,13 +121,34 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
   ): Outcome {
     // A signed token naming no tenant is told what every other failing token is told, not the API-key wording.
     if (tenant === null) return refusals.failed(request, 'unknown_tenant', credential, credential.type === 'jwt')
-    if (
-      subscription.required &&
-      !hasActiveSubscription(tenant, nowMs) &&
-      !subscription.isExempt(routePath(request), request)
-    ) {
-      return refusals.refuse(request, 'payment_required', 'no_subscription', credential)
-    }
+    if (!subscription.required || hasActiveSubscription(tenant, nowMs))
+      return limitsStage(request, credential, tenant, nowMs)
+    // No subscription: only an exempt path goes on. The predicate is user code, perhaps async.
+    const exempt = callHook(() => subscription.isExempt(routePath(request), request))
+    return exempt instanceof Promise
+      ? exempt.then((answer) => exemptionStage(request, credential, tenant, answer, now()))
+      : exemptionStage(request, credential, tenant, exempt, nowMs)
+  }
+
+  /** A predicate that throws or rejects is a 500, as anything unexpected. */
+  function exemptionStage(
+    request: AuthRequest,
+    credential: VerifiedCredential,
+    tenant: CachedTenant,
+    exempt: HookAnswer<boolean>,
+    nowMs: number,
+  ): Outcome {
+    if (!exempt.ok) return refusals.unexpected(request, exempt.error)
+    if (exempt.value !== true) return refusals.refuse(request, 'payment_required', 'no_subscription', credential)
+    return limitsStage(request, credential, tenant, nowMs)
+  }
+
+  function limitsStage(
+    request: AuthRequest,
+    credential: VerifiedCredential,
+    tenant: CachedTenant,
+    nowMs: number,
+  ): Outcome {
     if (tenant.limits === null) {
       reportError(tenant.limitsError!)
       return refusals.refuse(request, 'internal_error', 'misconfigured_tenant', credential)
@@ -138,8 +160,17 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
   }
 
   function countStage(at: Admission): Outcome {
+    if (costOf === undefined) return countCost(at, 1)
+    const cost = requestCost(costOf, at.request, at.tenant.view)
+    // An async cost: the clock moved while it was awaited.
+    return cost instanceof Promise
+      ? cost.then((settled) => countCost({ ...at, nowMs: now() }, settled))
+      : countCost(at, cost)
+  }
+
+  /** A cost that could not be had (thrown, rejected, not a whole number) is a 500, and nothing is counted. */
+  function countCost(at: Admission, cost: number | CostProblem): Outcome {
     const { request, credential, limits } = at
-    const cost = costOf === undefined ? 1 : requestCost(costOf, request, at.tenant.view)
     if (typeof cost !== 'number') return refusals.unexpected(request, cost.error, 'invalid_cost', credential)
     if (cost === 0) {
       const seen = counter.peek(credential.tenantId, limits)

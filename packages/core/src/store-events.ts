@@ -1,3 +1,5 @@
+import { notifyHook, warnHookFailed } from './user-hooks.js'
+
 // An in-process event bus, keyed by store object: no import of the store's types, which
 // announce through it. A change feed (`@saiku/redis`'s) carries the same events between processes.
 
@@ -9,20 +11,28 @@ export type KeyChange =
 
 // Every authenticator in this process that reads a store hears of changes made
 // through any manager of that store, so a revocation takes effect at once here.
-const listenersByStore = new WeakMap<object, Set<(change: KeyChange) => void>>()
+const listenersByStore = new WeakMap<object, Set<(change: KeyChange) => unknown>>()
 
-/** Subscribes to changes made through key managers of `store` in this process. Returns the unsubscribe. */
-export function onKeyStoreChange(store: object, listener: (change: KeyChange) => void): () => void {
+/**
+ * Subscribes to changes made through key managers of `store` in this process. Returns the unsubscribe.
+ * The listener may be async; what it throws or rejects with becomes a process warning, once per distinct message.
+ */
+export function onKeyStoreChange(store: object, listener: (change: KeyChange) => unknown): () => void {
   let listeners = listenersByStore.get(store)
   if (listeners === undefined) listenersByStore.set(store, (listeners = new Set()))
   listeners.add(listener)
   return () => listeners.delete(listener)
 }
 
-/** Tells this process's authenticators that a key or tenant changed (call after writing to the store yourself). */
+/**
+ * Tells this process's authenticators that a key or tenant changed (call after writing to the store yourself).
+ * A listener that throws or rejects is a process warning: every other listener still hears, and the write stands.
+ */
 export function announceKeyStoreChange(store: object, change: KeyChange): void {
-  for (const listener of listenersByStore.get(store) ?? []) listener(change)
+  for (const listener of listenersByStore.get(store) ?? []) notifyHook(() => listener(change), listenerFailed)
 }
+
+const listenerFailed = (error: unknown): void => warnHookFailed('onKeyStoreChange listener', error)
 
 /**
  * Whether one change feed of a store hears every change now. `live: false` when it stopped hearing

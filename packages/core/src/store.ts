@@ -130,12 +130,18 @@ export function isPermission(value: unknown): value is string {
 // Cc (C0, DEL, C1) and Cf (format characters: bidi overrides, zero-width joiners, BOM, …) and lone surrogates.
 const UNSAFE_LABEL_CHARACTER = /[\p{Cc}\p{Cf}]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/u
 
+// A character that shows: not a space, not ignorable (Hangul fillers, variation selectors, …), not a
+// mark with nothing to sit on, and not the blank Braille pattern.
+const VISIBLE_CHARACTER = /[^\p{White_Space}\p{Default_Ignorable_Code_Point}\p{M}\u2800]/u
+
 /** Checks a label; returns an error message, or null when it is fine. */
 export function labelProblem(label: unknown): string | null {
   if (typeof label !== 'string' || label.trim().length === 0) return 'label must be a non-empty string'
   if (label.length > MAX_LABEL_LENGTH) return `label must be at most ${MAX_LABEL_LENGTH} characters`
   // Escaped in JSON, but they rewrite terminals, reorder text (U+202E) and log lines, or are not text at all.
   if (UNSAFE_LABEL_CHARACTER.test(label)) return 'label must not contain control or format characters'
+  // A label nobody can see cannot tell keys apart in a list.
+  if (!VISIBLE_CHARACTER.test(label)) return 'label must contain a visible character'
   return null
 }
 

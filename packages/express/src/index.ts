@@ -4,8 +4,10 @@ import {
   checkPermissions,
   errorResponse,
   errorResponseFor,
+  notifyHook,
   permissionGuard,
   resolveSaikuErrorsOptions,
+  warnHookFailed,
   type AuthDecision,
   type AuthRequest,
   type ErrorResponse,
@@ -131,7 +133,8 @@ export function requirePermission(...args: PermissionGuardArguments): RequestHan
   }
 }
 
-export type SaikuErrorsOptions = CoreErrorsOptions<(error: unknown, req: Request) => void>
+/** `onError` may be async; what it throws or rejects with is a process warning, once per distinct message, and the JSON 500 still goes out. */
+export type SaikuErrorsOptions = CoreErrorsOptions<(error: unknown, req: Request) => unknown>
 
 /**
  * Mount last, after every route: answers requests no route handled with the JSON
@@ -141,10 +144,11 @@ export type SaikuErrorsOptions = CoreErrorsOptions<(error: unknown, req: Request
  */
 export function saikuErrors(options?: SaikuErrorsOptions): Array<RequestHandler | ErrorRequestHandler> {
   const { notFound, realm, onError = (error: unknown) => console.error(error) } = resolveSaikuErrorsOptions(options)
+  const onErrorFailed = (failure: unknown): void => warnHookFailed('saikuErrors().onError', failure)
   const errorHandler: ErrorRequestHandler = (error, req, res, next) => {
     if (res.headersSent) return next(error)
     const response = errorResponseFor(error, { realm, principal: req.saiku })
-    if (response.report) onError(error, req)
+    if (response.report) notifyHook(() => onError(error, req), onErrorFailed)
     send(res, response)
   }
   const notFoundHandler: RequestHandler = (_req, res) => send(res, errorResponse('not_found'))

@@ -5,8 +5,10 @@ import {
   endStartedResponse,
   errorResponse,
   errorResponseFor,
+  notifyHook,
   permissionGuard,
   resolveSaikuErrorsOptions,
+  warnHookFailed,
   type AuthDecision,
   type ErrorResponse,
   type PermissionGuardArguments,
@@ -102,7 +104,8 @@ export function requirePermission(...args: PermissionGuardArguments): Middleware
   }
 }
 
-export type SaikuErrorsOptions = CoreErrorsOptions<(error: unknown, ctx: Context) => void>
+/** `onError` may be async; what it throws or rejects with is a process warning, once per distinct message, and the JSON 500 still goes out. */
+export type SaikuErrorsOptions = CoreErrorsOptions<(error: unknown, ctx: Context) => unknown>
 
 /**
  * Mount first: writes a thrown error as the JSON error body (a 500 that reveals
@@ -116,17 +119,22 @@ export function saikuErrors(options?: SaikuErrorsOptions): Middleware {
     realm,
     onError = (error: unknown, ctx: Context) => ctx.app.emit('error', error, ctx),
   } = resolveSaikuErrorsOptions(options)
+  const report = (error: unknown, ctx: Context): void =>
+    notifyHook(
+      () => onError(error, ctx),
+      (failure) => warnHookFailed('saikuErrors().onError', failure),
+    )
   return async (ctx, next) => {
     try {
       await next()
     } catch (error) {
       if (ctx.headerSent || !ctx.writable) {
         // Too late for an error body: report it once and cut the connection.
-        onError(error, ctx)
+        report(error, ctx)
         return endStartedResponse(ctx.res)
       }
       const response = errorResponseFor(error, { realm, principal: ctx.state.saiku })
-      if (response.report) onError(error, ctx)
+      if (response.report) report(error, ctx)
       return send(ctx, response)
     }
     if (notFound && ctx.status === 404 && ctx.body == null) send(ctx, errorResponse('not_found'))

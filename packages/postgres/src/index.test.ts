@@ -225,6 +225,45 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
     await impatient.end()
   })
 
+  for (const [kind, raise] of [
+    ['rejects', async (error: Error): Promise<never> => Promise.reject(error)],
+    [
+      'throws',
+      (error: Error): never => {
+        throw error
+      },
+    ],
+  ] as const) {
+    it(`reports a failed flush to an onError that ${kind}: one warning per distinct message, the store working on`, async () => {
+      const warnings = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
+      const id = randomUUID()
+      const store = new PostgresKeyStore({
+        pool,
+        schema: freshSchema(),
+        listen: false,
+        lastUsedFlushMs: 3_600_000,
+        onError: (error) => raise(new Error(`log sink down ${id}: ${error.message}`)),
+      })
+      const tenant = conformanceTenant()
+      await store.putTenant(tenant)
+      const created = await createKeyManager(store).create(tenant.tenantId, { label: 'agent' })
+      await store.recordKeyUse(created.keyId, new Date('2030-01-01T00:00:00.000Z'))
+      const query = vi.spyOn(pool, 'query').mockRejectedValue(new Error('connection lost'))
+      for (let i = 0; i < 3; i++) await expect(store.flushKeyUses()).rejects.toThrow('connection lost')
+      query.mockRestore()
+      await vi.waitFor(
+        () => expect(warnings.mock.calls.filter(([message]) => String(message).includes(id))).toHaveLength(1),
+        { timeout: 10_000 },
+      )
+      expect(warnings.mock.calls.find(([message]) => String(message).includes(id))).toEqual([
+        `Saiku auth: the onError hook threw or rejected, and was ignored: Error: log sink down ${id}: connection lost`,
+        { code: 'SAIKU_HOOK_FAILED' },
+      ])
+      expect(await store.flushKeyUses()).toBe(1)
+      await store.close()
+    })
+  }
+
   it('refuses a bad schema name at construction', () => {
     expect(() => new PostgresKeyStore({ pool, schema: 'public; DROP TABLE x' })).toThrow(
       'schema: expected a lower-case SQL identifier',

@@ -10,6 +10,8 @@ import {
   toKeySummary,
   validateTenantRecord,
   type KeyChange,
+  notifyHook,
+  warnHookFailed,
 } from '@saiku/core/store'
 import {
   DEFAULT_TIERS,
@@ -90,8 +92,12 @@ export interface PostgresKeyStoreOptions {
    * Default 5000.
    */
   readonly listenTimeoutMs?: number
-  /** Hears background failures: a lost or stalled LISTEN connection, a failed reconnection, a failed `lastUsedAt` flush. */
-  readonly onError?: (error: Error) => void | Promise<void>
+  /**
+   * Hears background failures: a lost or stalled LISTEN connection, a failed reconnection, a failed `lastUsedAt`
+   * flush. It may be async; what it throws or rejects with becomes a process warning (`SAIKU_HOOK_FAILED`), once
+   * per distinct message.
+   */
+  readonly onError?: (error: Error) => unknown
 }
 
 /** The LISTEN connection: a client of its own, so that a stalled one can be destroyed at once. */
@@ -245,13 +251,14 @@ export class PostgresKeyStore implements TenantAdminStore {
     const onError = options.onError
     if (onError !== undefined && typeof onError !== 'function')
       throw new SaikuConfigError('onError', 'a function', onError)
-    this.#onError = (error) => {
-      // A failing hook, sync or async, must not stop the store.
-      if (onError !== undefined)
-        Promise.resolve(error)
-          .then(onError)
-          .catch(() => {})
-    }
+    // The hook may be async; what it throws or rejects with is a process warning, never a stopped store.
+    this.#onError = (error) =>
+      onError === undefined
+        ? undefined
+        : notifyHook(
+            () => onError(error),
+            (failure) => warnHookFailed('onError', failure),
+          )
   }
 
   /** Creates the schema and tables if needed; safe from several processes at once. Runs by itself on first use. */

@@ -1,5 +1,12 @@
 import { randomUUID } from 'node:crypto'
-import { announceKeyStoreChange, announceKeyStoreFeed, onKeyStoreChange, type KeyChange } from '@saiku/core/store'
+import {
+  announceKeyStoreChange,
+  announceKeyStoreFeed,
+  notifyHook,
+  onKeyStoreChange,
+  warnHookFailed,
+  type KeyChange,
+} from '@saiku/core/store'
 import { isKeyId, SaikuConfigError, type KeyStore } from '@saiku/core'
 
 /** What the feed needs of the publishing client: an ioredis 5 or 6 `Redis` or `Cluster` fits. */
@@ -29,9 +36,10 @@ export interface RedisChangeFeedOptions {
   readonly channel?: string
   /**
    * Called when a change could not be published (Redis down: other processes then rely on their
-   * cache TTL), and when the subscription is lost or stalls. May be async; a rejection is ignored.
+   * cache TTL), and when the subscription is lost or stalls. It may be async; what it throws or rejects with
+   * becomes a process warning (`SAIKU_HOOK_FAILED`), once per distinct message.
    */
-  readonly onError?: (error: Error) => void | Promise<void>
+  readonly onError?: (error: Error) => unknown
   /**
    * How often the subscription is proven alive: a message published through `publisher` must come
    * back through `subscriber`, so a connection that stays silent (stalled, no error) is found within
@@ -84,12 +92,15 @@ export async function createRedisChangeFeed(
   store: KeyStore,
   options: RedisChangeFeedOptions,
 ): Promise<RedisChangeFeed> {
+  const { onError } = options
+  if (onError !== undefined && typeof onError !== 'function')
+    throw new SaikuConfigError('onError', 'a function', onError)
   const channel = options.channel ?? 'saiku:changes'
   const checkMs = options.checkMs ?? 5_000
   if (!Number.isSafeInteger(checkMs) || checkMs < 0)
     throw new SaikuConfigError('checkMs', 'a non-negative integer', checkMs)
   const trustMs = checkMs > 0 ? checkMs : 5_000
-  const { publisher, subscriber, onError } = options
+  const { publisher, subscriber } = options
   const origin = randomUUID()
   // Set while announcing a change that came from Redis, so it is not published back.
   let relaying = false
@@ -101,12 +112,12 @@ export async function createRedisChangeFeed(
   const feed = {}
 
   const report = (error: unknown): void => {
+    if (onError === undefined) return
     const failure = error instanceof Error ? error : new Error(String(error))
-    // A failing hook, sync or async, must not stop the feed.
-    if (onError !== undefined)
-      Promise.resolve(failure)
-        .then(onError)
-        .catch(() => {})
+    notifyHook(
+      () => onError(failure),
+      (hookFailure) => warnHookFailed('change feed onError', hookFailure),
+    )
   }
   const lost = (what: string): void => {
     ping = undefined
@@ -124,7 +135,8 @@ export async function createRedisChangeFeed(
   const stopListening = onKeyStoreChange(store, (change) => {
     // "all" is a local matter (this process missed something); other processes did not.
     if (relaying || change.kind === 'all') return
-    publisher.publish(channel, JSON.stringify({ origin, ...change })).catch(report)
+    // A publish that throws at once is a failure to publish like one that rejects.
+    notifyHook(() => publisher.publish(channel, JSON.stringify({ origin, ...change })), report)
   })
   const onMessage = (from: string, message: string): void => {
     if (from !== channel) return

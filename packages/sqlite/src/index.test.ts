@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import { tmpdir } from 'node:os'
@@ -79,6 +80,41 @@ describe('SqliteKeyStore', () => {
     await vi.waitFor(() => expect(poll.mock.calls.length).toBeGreaterThan(2))
     expect(errors[0]?.message).toBe('database is locked')
     store.close()
+  })
+
+  for (const [kind, raise] of [
+    ['rejects', async (error: Error): Promise<never> => Promise.reject(error)],
+    [
+      'throws',
+      (error: Error): never => {
+        throw error
+      },
+    ],
+  ] as const) {
+    it(`keeps polling when its onError ${kind}: one warning per distinct message`, async () => {
+      const warnings = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
+      const id = randomUUID()
+      const store = new SqliteKeyStore(freshFile(), {
+        watchIntervalMs: 5,
+        onError: (error) => raise(new Error(`log sink down ${id}: ${error.message}`)),
+      })
+      const poll = vi.spyOn(store, 'pollChanges').mockImplementation(() => {
+        throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' })
+      })
+      await vi.waitFor(() => expect(poll.mock.calls.length).toBeGreaterThan(5), { timeout: 10_000 })
+      const ours = warnings.mock.calls.filter(([message]) => String(message).includes(id))
+      expect(ours).toEqual([
+        [
+          `Saiku auth: the onError hook threw or rejected, and was ignored: Error: log sink down ${id}: database is locked`,
+          { code: 'SAIKU_HOOK_FAILED' },
+        ],
+      ])
+      store.close()
+    })
+  }
+
+  it('refuses an onError that is not a function', () => {
+    expect(() => new SqliteKeyStore(freshFile(), { onError: 'log' as never })).toThrow('onError: expected a function')
   })
 
   it('gathers last-use writes and writes them together', async () => {

@@ -8,6 +8,8 @@ import {
   toKeySummary,
   validateTenantRecord,
   type KeyChange,
+  notifyHook,
+  warnHookFailed,
 } from '@saiku/core/store'
 import {
   DEFAULT_TIERS,
@@ -71,8 +73,12 @@ export interface SqliteKeyStoreOptions {
   readonly busyTimeoutMs?: number
   /** `lastUsedAt` writes are gathered and written together this often, never one per request. Default 10000. */
   readonly lastUsedFlushMs?: number
-  /** Receives failures of the background work (change polling, last-use writes), which never throw. A failed last-use write is kept and tried again. */
-  readonly onError?: (error: Error) => void
+  /**
+   * Receives failures of the background work (change polling, last-use writes), which never throw. A failed
+   * last-use write is kept and tried again. It may be async; what it throws or rejects with becomes a process
+   * warning (`SAIKU_HOOK_FAILED`), once per distinct message.
+   */
+  readonly onError?: (error: Error) => unknown
 }
 
 const msOrNull = (date: Date | null | undefined): number | null => (date == null ? null : date.getTime())
@@ -111,7 +117,17 @@ export class SqliteKeyStore implements TenantAdminStore {
     }
     this.#tiers = options.tiers ?? DEFAULT_TIERS
     this.#lastUsedFlushMs = options.lastUsedFlushMs ?? 10_000
-    this.#onError = options.onError ?? (() => {})
+    const onError = options.onError
+    if (onError !== undefined && typeof onError !== 'function')
+      throw new SaikuConfigError('onError', 'a function', onError)
+    // The hook may be async; what it throws or rejects with is a process warning, never a stopped store.
+    this.#onError = (error) =>
+      onError === undefined
+        ? undefined
+        : notifyHook(
+            () => onError(error),
+            (failure) => warnHookFailed('onError', failure),
+          )
     const busyTimeoutMs = options.busyTimeoutMs ?? 5_000
     if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0)
       throw new SaikuConfigError('busyTimeoutMs', 'a non-negative integer', busyTimeoutMs)

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import { SaikuHttpError, type TenantAdminStore } from '@saiku/core'
 import { readConfig } from '../config.js'
+import { printable } from '../printable.js'
 import { openStore } from '../store.js'
 import { openDashboardStore, type DashboardStore } from './db.js'
 import { addMember, removeMember, resetPassword } from './members.js'
@@ -114,7 +115,7 @@ async function dashboardCommand(
         })
         const { member } = added
         const human =
-          `Added ${member.role} ${member.email} to ${tenant.tenantSlug}.` +
+          `Added ${member.role} ${printable(member.email)} to ${tenant.tenantSlug}.` +
           (added.generatedPassword === null
             ? ''
             : `\nPassword, shown this once; hand it over safely:\n${added.generatedPassword}`)
@@ -131,7 +132,8 @@ async function dashboardCommand(
         const tenant = await tenantBySlug(store, values.tenant)
         const members = await dashboard.listMembers(tenant.tenantId)
         out.print(
-          members.map((m) => `${m.email}\t${m.role}\tadded ${m.createdAt.toISOString()}`).join('\n') ||
+          // Rows written before the email rule was this strict may hold anything: escaped, one line each.
+          members.map((m) => `${printable(m.email)}\t${m.role}\tadded ${m.createdAt.toISOString()}`).join('\n') ||
             `No members in ${tenant.tenantSlug}.`,
           members.map((m) => ({
             memberId: m.memberId,
@@ -144,13 +146,16 @@ async function dashboardCommand(
       }
       case 'members remove': {
         const member = await removeMember(dashboard, required('email', values.email))
-        out.print(`Removed ${member.email}; their sessions have ended.`, { email: member.email, removed: true })
+        out.print(`Removed ${printable(member.email)}; their sessions have ended.`, {
+          email: member.email,
+          removed: true,
+        })
         return
       }
       case 'members reset-password': {
         const reset = await resetPassword(dashboard, required('email', values.email), password)
         const human =
-          `New password set for ${reset.member.email}; their sessions have ended.` +
+          `New password set for ${printable(reset.member.email)}; their sessions have ended.` +
           (reset.generatedPassword === null ? '' : `\nPassword, shown this once:\n${reset.generatedPassword}`)
         out.print(human, { email: reset.member.email, password: reset.generatedPassword })
         return
@@ -162,7 +167,7 @@ async function dashboardCommand(
           e.actorType === 'api_key' ? `key ${e.actor}` : e.actorType === 'cli' ? 'cli' : e.actor
         out.print(
           events
-            .map((e) => `${e.at.toISOString()}\t${e.action}\t${who(e)}\t${e.target ?? '-'}\t${e.ip ?? '-'}`)
+            .map((e) => [e.at.toISOString(), e.action, who(e), e.target ?? '-', e.ip ?? '-'].map(printable).join('\t'))
             .join('\n') || `No activity for ${tenant.tenantSlug}.`,
           events.map((e) => ({
             at: e.at.toISOString(),

@@ -26,7 +26,12 @@ export interface SessionRecord {
   readonly csrfToken: string
   readonly createdAt: Date
   readonly lastSeenAt: Date
+  /** A notice for the next page this session opens ("Key abc revoked."), shown once. */
+  readonly flash?: string | null
 }
+
+/** Create-key forms a session may have open at once, each good for one key; the oldest is forgotten first. */
+export const MAX_FORM_NONCES = 10
 
 export type ActorType = 'member' | 'api_key' | 'cli'
 
@@ -68,10 +73,14 @@ export interface DashboardStore {
   deleteSession(sessionDigest: string): Promise<void>
   /** Deletes sessions idle since `idleBefore` or created before `createdBefore`. */
   deleteExpiredSessions(idleBefore: Date, createdBefore: Date): Promise<number>
-  /** Sets the session's one-time form nonce (null clears it). */
-  setFormNonce(sessionDigest: string, nonce: string | null): Promise<void>
-  /** Clears the nonce if it is `nonce`; true only for the one caller that did. */
+  /** Adds a one-time form nonce to the session's, keeping the newest `MAX_FORM_NONCES`. */
+  addFormNonce(sessionDigest: string, nonce: string): Promise<void>
+  /** Removes `nonce` from the session's; true only for the one caller that did. */
   takeFormNonce(sessionDigest: string, nonce: string): Promise<boolean>
+  /** Sets the notice the session's next page shows. */
+  setFlash(sessionDigest: string, message: string): Promise<void>
+  /** Clears the notice if it is still `message`; true only for the one caller that did. */
+  takeFlash(sessionDigest: string, message: string): Promise<boolean>
   recordActivity(event: ActivityInput): Promise<void>
   listActivity(tenantId: string, limit: number): Promise<ActivityEvent[]>
 }
@@ -95,6 +104,7 @@ interface SessionRow {
   csrf_token: string
   created_at: Time
   last_seen_at: Time
+  flash?: string | null
 }
 interface ActivityRow {
   id: number | string
@@ -121,6 +131,7 @@ const sessionFromRow = (row: SessionRow): SessionRecord => ({
   csrfToken: row.csrf_token,
   createdAt: toDate(row.created_at),
   lastSeenAt: toDate(row.last_seen_at),
+  flash: row.flash ?? null,
 })
 const activityFromRow = (row: ActivityRow): ActivityEvent => ({
   id: Number(row.id),
@@ -164,6 +175,8 @@ export const SQLITE_MIGRATIONS: readonly string[] = Object.freeze([
      ip TEXT
    );
    CREATE INDEX saiku_activity_by_tenant ON saiku_activity (tenant_id, id);`,
+  // form_nonce now holds up to MAX_FORM_NONCES nonces, space-separated.
+  `ALTER TABLE saiku_sessions ADD COLUMN flash TEXT;`,
 ])
 
 /** PostgreSQL migrations, in the key store's schema. */
@@ -198,7 +211,12 @@ export const POSTGRES_MIGRATIONS: readonly ((schema: string) => string)[] = Obje
       ip text
     );
     CREATE INDEX saiku_activity_by_tenant ON ${s}.saiku_activity (tenant_id, id);`,
+  // form_nonce now holds up to MAX_FORM_NONCES nonces, space-separated.
+  (s: string) => `ALTER TABLE ${s}.saiku_sessions ADD COLUMN flash text;`,
 ])
+
+const nonceList = (stored: string | null | undefined): string[] =>
+  stored == null || stored === '' ? [] : stored.split(' ')
 
 function sqliteDashboardStore(keyStore: SqliteKeyStore): DashboardStore {
   const db = keyStore.db
@@ -229,11 +247,15 @@ function sqliteDashboardStore(keyStore: SqliteKeyStore): DashboardStore {
     touchSession: db.prepare<[number, string]>('UPDATE saiku_sessions SET last_seen_at = ? WHERE session_digest = ?'),
     deleteSession: db.prepare<[string]>('DELETE FROM saiku_sessions WHERE session_digest = ?'),
     deleteExpired: db.prepare<[number, number]>('DELETE FROM saiku_sessions WHERE last_seen_at < ? OR created_at < ?'),
-    setFormNonce: db.prepare<[string | null, string]>(
+    readFormNonces: db.prepare<[string], { form_nonce: string | null }>(
+      'SELECT form_nonce FROM saiku_sessions WHERE session_digest = ?',
+    ),
+    writeFormNonces: db.prepare<[string | null, string]>(
       'UPDATE saiku_sessions SET form_nonce = ? WHERE session_digest = ?',
     ),
-    takeFormNonce: db.prepare<[string, string]>(
-      'UPDATE saiku_sessions SET form_nonce = NULL WHERE session_digest = ? AND form_nonce = ?',
+    setFlash: db.prepare<[string, string]>('UPDATE saiku_sessions SET flash = ? WHERE session_digest = ?'),
+    takeFlash: db.prepare<[string, string]>(
+      'UPDATE saiku_sessions SET flash = NULL WHERE session_digest = ? AND flash = ?',
     ),
     recordActivity: db.prepare(
       'INSERT INTO saiku_activity (tenant_id, at, actor_type, actor, action, target, ip) VALUES (@tenant_id, @at, @actor_type, @actor, @action, @target, @ip)',
@@ -299,11 +321,28 @@ function sqliteDashboardStore(keyStore: SqliteKeyStore): DashboardStore {
     async deleteExpiredSessions(idleBefore, createdBefore) {
       return q.deleteExpired.run(idleBefore.getTime(), createdBefore.getTime()).changes
     },
-    async setFormNonce(sessionDigest, nonce) {
-      q.setFormNonce.run(nonce, sessionDigest)
+    async addFormNonce(sessionDigest, nonce) {
+      db.transaction(() => {
+        const kept = nonceList(q.readFormNonces.get(sessionDigest)?.form_nonce)
+        q.writeFormNonces.run([nonce, ...kept].slice(0, MAX_FORM_NONCES).join(' '), sessionDigest)
+      }).immediate()
     },
     async takeFormNonce(sessionDigest, nonce) {
-      return q.takeFormNonce.run(sessionDigest, nonce).changes > 0
+      return db
+        .transaction(() => {
+          const kept = nonceList(q.readFormNonces.get(sessionDigest)?.form_nonce)
+          if (!kept.includes(nonce)) return false
+          const rest = kept.filter((n) => n !== nonce)
+          q.writeFormNonces.run(rest.length === 0 ? null : rest.join(' '), sessionDigest)
+          return true
+        })
+        .immediate()
+    },
+    async setFlash(sessionDigest, message) {
+      q.setFlash.run(message, sessionDigest)
+    },
+    async takeFlash(sessionDigest, message) {
+      return q.takeFlash.run(sessionDigest, message).changes > 0
     },
     async recordActivity(e) {
       q.recordActivity.run({
@@ -443,14 +482,32 @@ function postgresDashboardStore(keyStore: PostgresKeyStore): DashboardStore {
         ).rowCount ?? 0
       )
     },
-    async setFormNonce(sessionDigest, nonce) {
-      await query(`UPDATE ${t.sessions} SET form_nonce = $2 WHERE session_digest = $1`, [sessionDigest, nonce])
+    async addFormNonce(sessionDigest, nonce) {
+      await query(
+        `UPDATE ${t.sessions}
+            SET form_nonce = array_to_string((ARRAY[$2::text] || coalesce(string_to_array(form_nonce, ' '), '{}'))[1:$3], ' ')
+          WHERE session_digest = $1`,
+        [sessionDigest, nonce, MAX_FORM_NONCES],
+      )
     },
     async takeFormNonce(sessionDigest, nonce) {
+      // The row lock serialises two takes of one nonce; the second sees it gone and changes nothing.
       const result = await query(
-        `UPDATE ${t.sessions} SET form_nonce = NULL WHERE session_digest = $1 AND form_nonce = $2`,
+        `UPDATE ${t.sessions}
+            SET form_nonce = nullif(array_to_string(array_remove(string_to_array(form_nonce, ' '), $2::text), ' '), '')
+          WHERE session_digest = $1 AND $2::text = ANY (string_to_array(form_nonce, ' '))`,
         [sessionDigest, nonce],
       )
+      return (result.rowCount ?? 0) > 0
+    },
+    async setFlash(sessionDigest, message) {
+      await query(`UPDATE ${t.sessions} SET flash = $2 WHERE session_digest = $1`, [sessionDigest, message])
+    },
+    async takeFlash(sessionDigest, message) {
+      const result = await query(`UPDATE ${t.sessions} SET flash = NULL WHERE session_digest = $1 AND flash = $2`, [
+        sessionDigest,
+        message,
+      ])
       return (result.rowCount ?? 0) > 0
     },
     async recordActivity(e) {

@@ -81,6 +81,15 @@ const digest = (value: string): Buffer => createHash('sha256').update(value).dig
 const sessionDigest = (id: string): string => digest(id).toString('base64url')
 const equalSecrets = (a: string, b: string): boolean => timingSafeEqual(digest(a), digest(b))
 const newToken = (): string => randomBytes(32).toString('base64url')
+/** What newToken makes: checked before a submitted nonce reaches the store. */
+const NONCE = /^[\w-]{43}$/
+
+/** An origin is a scheme, a host of at most 253 characters and a port: a longer one is forged, and logged cut short. */
+const MAX_LOGGED_ORIGIN_LENGTH = 300
+
+const SPENT_FORM =
+  'That Create key form was already submitted or is out of date, so this submission created no key. ' +
+  'If a key was created from it before, it is in the list below; its secret is shown only once.'
 
 const NAV = [
   { href: '/', label: 'Overview' },
@@ -109,6 +118,25 @@ const ACTIONS: Record<string, string> = {
   'member.added': 'Member added',
   'member.removed': 'Member removed',
   'member.password_reset': 'Password reset',
+}
+
+/** A day as YYYY-MM-DD, at 00:00 UTC; null unless it names a day of the calendar (never 2027-02-31). */
+export function calendarDate(value: string): Date | null {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value)) return null
+  const date = new Date(`${value}T00:00:00Z`)
+  // Date rolls an impossible day over into the next month; only a day that reads back the same is real.
+  return !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) === value ? date : null
+}
+
+/**
+ * A path of this site to go to after sign-in, or null: it starts with one `/`, never `//host` or `/\host`,
+ * holds no scheme before it, and no space or control character (which URL parsers drop).
+ */
+export function safeNext(value: unknown): string | null {
+  if (typeof value !== 'string' || value.length > 2_000) return null
+  if (!/^\/(?![/\\])[\x21-\x7e]*$/.test(value) || value.includes('\\')) return null
+  const base = 'http://dashboard.invalid'
+  return new URL(value, base).origin === base ? value : null
 }
 
 /** The pages of the spec's dashboard, mounted in front of the JSON API. */
@@ -162,7 +190,11 @@ export function createDashboard(options: DashboardOptions): express.Router {
   }
   const form = express.urlencoded({ extended: false, limit: '8kb', parameterLimit: 20 })
 
-  const cookieName = (req: Request, base: string) => (req.secure ? `__Host-${base}` : base)
+  const publicOrigin = settings.publicOrigin
+  /** The origin browsers see: PUBLIC_ORIGIN, or the scheme and host as a trusted proxy forwards them. */
+  const originOf = (req: Request): string => publicOrigin ?? `${req.protocol}://${req.host}`
+  const secure = (req: Request): boolean => (publicOrigin === null ? req.secure : publicOrigin.startsWith('https:'))
+  const cookieName = (req: Request, base: string) => (secure(req) ? `__Host-${base}` : base)
   function setCookie(req: Request, res: Response, base: string, value: string, maxAgeSeconds: number): void {
     res.append(
       'set-cookie',
@@ -172,7 +204,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
         path: '/',
         httpOnly: true,
         sameSite: 'lax',
-        secure: req.secure,
+        secure: secure(req),
         maxAge: maxAgeSeconds,
       }),
     )
@@ -195,6 +227,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
         tenant: { tenantSlug: signed.tenant.tenantSlug, tier: signed.tenant.tier },
       },
       csrf: signed?.session.csrfToken ?? '',
+      next: safeNext(req.query.next),
       formatTime,
       isAdmin: signed?.member.role === 'admin',
     })
@@ -235,17 +268,55 @@ export function createDashboard(options: DashboardOptions): express.Router {
   }
 
   const page: RequestHandler[] = [securityHeaders, noStore, session]
+  /** The sign-in page, saying why, and for a page asked for by GET the way back to it after sign-in. */
+  const signInUrl = (req: Request, res: Response): string => {
+    const query = new URLSearchParams()
+    if (res.locals.sessionExpired === true) query.set('expired', '1')
+    const back = req.method === 'GET' || req.method === 'HEAD' ? safeNext(req.originalUrl) : null
+    if (back !== null && back !== '/') query.set('next', back)
+    return query.size === 0 ? '/sign-in' : `/sign-in?${query.toString()}`
+  }
   const signedIn: RequestHandler = (req, res, next) => {
     if (req.dashboard !== undefined) return next()
-    res.redirect(303, res.locals.sessionExpired === true ? '/sign-in?expired=1' : '/sign-in')
+    res.redirect(303, signInUrl(req, res))
   }
 
-  /** The request comes from a page of this site: its Origin, or failing that Sec-Fetch-Site. */
-  function sameOrigin(req: Request): boolean {
+  /**
+   * Null when the request comes from a page of this site (its Origin, or failing that Sec-Fetch-Site);
+   * otherwise what was received and what was expected.
+   */
+  function foreignOrigin(req: Request): { received: string; expected: string } | null {
+    const expected = originOf(req)
     const origin = req.get('origin')
-    if (origin !== undefined) return origin === `${req.protocol}://${req.get('host')}`
+    if (origin !== undefined) return origin === expected ? null : { received: origin, expected }
     const site = req.get('sec-fetch-site')
-    return site === undefined || site === 'same-origin'
+    return site === undefined || site === 'same-origin' ? null : { received: `Sec-Fetch-Site: ${site}`, expected }
+  }
+
+  /** 403 for a form from another origin; the log line has what an operator needs to fix a proxy setup. */
+  function refuseOrigin(req: Request, res: Response, refused: { received: string; expected: string }): void {
+    logger.warn({
+      msg: 'refused form: origin',
+      path: req.path,
+      // Sent by anyone: bounded, so a flood of forged forms cannot write long lines.
+      origin: refused.received.slice(0, MAX_LOGGED_ORIGIN_LENGTH),
+      expected: refused.expected,
+      trustProxy: settings.trustProxy,
+      publicOrigin,
+      ip: req.ip,
+    })
+    const scheme = (origin: string) => /^(https?):\/\//.exec(origin)?.[1]
+    const host = (origin: string) => origin.replace(/^https?:\/\//, '')
+    const received = scheme(refused.received)
+    // Same host, another scheme: TLS ends at a proxy the app does not trust, the usual slip in production.
+    const message =
+      received !== undefined &&
+      received !== scheme(refused.expected) &&
+      host(refused.received) === host(refused.expected)
+        ? `This form was sent from ${refused.received}, but the dashboard sees its own address as ${refused.expected}. ` +
+          'If TLS ends at a proxy, the operator must trust it with TRUST_PROXY (for example TRUST_PROXY=1) or set PUBLIC_ORIGIN.'
+        : 'This form did not come from this dashboard. Go back, reload the page and try again.'
+    errorPage(res, 403, 'Request refused', message)
   }
 
   const formToken = (req: Request): string => {
@@ -271,10 +342,10 @@ export function createDashboard(options: DashboardOptions): express.Router {
       )
     }
     // A cross-site POST is refused before anything else, signed in or not.
-    if (!sameOrigin(req)) return refuse()
+    const foreign = foreignOrigin(req)
+    if (foreign !== null) return refuseOrigin(req, res, foreign)
     const signed = req.dashboard
-    if (signed === undefined)
-      return res.redirect(303, res.locals.sessionExpired === true ? '/sign-in?expired=1' : '/sign-in')
+    if (signed === undefined) return res.redirect(303, signInUrl(req, res))
     if (!equalSecrets(formToken(req), signed.session.csrfToken)) return refuse()
     next()
   }
@@ -322,7 +393,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
   }
 
   router.get('/sign-in', ...page, (req, res) => {
-    if (req.dashboard !== undefined) return res.redirect(303, '/')
+    if (req.dashboard !== undefined) return res.redirect(303, safeNext(req.query.next) ?? '/')
     const notice =
       req.query.expired === '1'
         ? 'Your session expired. Sign in again.'
@@ -365,13 +436,15 @@ export function createDashboard(options: DashboardOptions): express.Router {
   const signInPost: RequestHandler = (req, res, next) => {
     const address = clientKey(req.ip)
     /** Refused before any password check: charged to the address as a failure. */
-    const refuseUnread = (status: number, title: string, message: string, reason: string) => {
+    const chargeUnread = (reason: string, respond: () => void) => {
       const verdict = throttle.reserve({ address, account: null, device: null })
       if (!verdict.admitted) return throttled(verdict.retryAfterMs, '', null, verdict.scopes)
       throttle.settle(verdict.reservation, 'failure')
       logger.info({ msg: 'sign-in refused', reason, ip: req.ip })
-      errorPage(res, status, title, message)
+      respond()
     }
+    const refuseUnread = (status: number, title: string, message: string, reason: string) =>
+      chargeUnread(reason, () => errorPage(res, status, title, message))
     const throttled = (retryAfterMs: number, email: string, account: string | null, scopes: readonly SignInScope[]) => {
       res.setHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))))
       logger.info({ msg: 'sign-in throttled', ip: req.ip, scopes })
@@ -412,11 +485,9 @@ export function createDashboard(options: DashboardOptions): express.Router {
       const body = req.body as Record<string, unknown>
       const browserId = readCookie(req, 'saiku_signin')
       const fieldToken = typeof body._csrf === 'string' ? body._csrf : ''
-      if (
-        !sameOrigin(req) ||
-        !signInCookies.isBrowserId(browserId) ||
-        !signInCookies.checkFormToken(browserId, fieldToken, clock())
-      ) {
+      const foreign = foreignOrigin(req)
+      if (foreign !== null) return chargeUnread('origin', () => refuseOrigin(req, res, foreign))
+      if (!signInCookies.isBrowserId(browserId) || !signInCookies.checkFormToken(browserId, fieldToken, clock())) {
         return refuseUnread(
           403,
           'Request refused',
@@ -515,7 +586,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
           DEVICE_COOKIE_MAX_AGE_SECONDS,
         )
         setCookie(req, res, 'saiku_session', id, settings.absoluteTimeoutSeconds)
-        res.redirect(303, '/')
+        res.redirect(303, safeNext(req.query.next) ?? '/')
       })().catch(next)
     })
   }
@@ -527,6 +598,11 @@ export function createDashboard(options: DashboardOptions): express.Router {
       res.redirect(303, '/sign-in?signed-out=1')
     }, next)
   })
+
+  // A reload or Enter in the address bar on a form's URL asks for it by GET: back to the page the form is on.
+  router.get('/sign-out', ...page, (req, res) => res.redirect(303, req.dashboard === undefined ? '/sign-in' : '/'))
+  router.get('/api-keys/:keyId/revoke', ...page, signedIn, (_req, res) => res.redirect(303, '/api-keys'))
+  router.get('/billing/trial', ...page, signedIn, (_req, res) => res.redirect(303, '/billing'))
 
   // -------- Pages
 
@@ -547,24 +623,26 @@ export function createDashboard(options: DashboardOptions): express.Router {
         connectionName: tenant.connectionName,
       },
       limits,
-      origin: `${req.protocol}://${req.get('host')}`,
+      origin: originOf(req),
     })
   })
+
+  /** The session's notice, shown by one page only: a reload, or a link with any query, shows none. */
+  async function takeFlash(req: Request): Promise<string | null> {
+    const { session: current } = req.dashboard!
+    const message = current.flash ?? null
+    if (message === null) return null
+    return (await dashboard.takeFlash(current.sessionDigest, message)) ? message : null
+  }
 
   const keyRows = (list: ApiKeySummary[]) =>
     list.map((k) => ({ ...k, expired: k.expiresAt !== null && k.expiresAt.getTime() <= Date.now() }))
 
   router.get('/api-keys', ...page, signedIn, (req, res, next) => {
-    keys.list(req.dashboard!.tenant.tenantId).then((list) => {
-      const revoked = typeof req.query.revoked === 'string' && isKeyId(req.query.revoked) ? req.query.revoked : null
-      const notice =
-        revoked !== null
-          ? `Key ${revoked} revoked.`
-          : req.query.used === '1'
-            ? 'That form was already used: the key was created once, and its secret is not shown again.'
-            : null
-      render(res, 200, 'api-keys', { title: 'API keys', keys: keyRows(list), notice })
-    }, next)
+    ;(async () => {
+      const list = await keys.list(req.dashboard!.tenant.tenantId)
+      render(res, 200, 'api-keys', { title: 'API keys', keys: keyRows(list), notice: await takeFlash(req) })
+    })().catch(next)
   })
 
   async function newKeyForm(
@@ -575,7 +653,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
     values: { label: string; permissions: string[]; environment: string; expires: string },
   ) {
     const nonce = newToken()
-    await dashboard.setFormNonce(req.dashboard!.session.sessionDigest, nonce)
+    await dashboard.addFormNonce(req.dashboard!.session.sessionDigest, nonce)
     render(res, status, 'key-new', { title: 'Create key', error, values, nonce, permissions: PERMISSIONS })
   }
 
@@ -587,10 +665,13 @@ export function createDashboard(options: DashboardOptions): express.Router {
     const body = req.body as Record<string, unknown>
     const { tenant, session: current } = req.dashboard!
     ;(async () => {
-      // One key per form: a resubmitted form (reload, back, double click) creates nothing.
+      // One key per rendered form: a resubmitted one (reload, back, double click) creates nothing. The
+      // server cannot tell a used form from a forgotten one, so the notice claims neither.
       const nonce = typeof body._form === 'string' ? body._form : ''
-      if (nonce === '' || !(await dashboard.takeFormNonce(current.sessionDigest, nonce)))
-        return res.redirect(303, '/api-keys?used=1')
+      if (!NONCE.test(nonce) || !(await dashboard.takeFormNonce(current.sessionDigest, nonce))) {
+        await dashboard.setFlash(current.sessionDigest, SPENT_FORM)
+        return res.redirect(303, '/api-keys')
+      }
       const label = typeof body.label === 'string' ? body.label.trim() : ''
       const picked =
         body.permissions === undefined ? [] : Array.isArray(body.permissions) ? body.permissions : [body.permissions]
@@ -610,10 +691,11 @@ export function createDashboard(options: DashboardOptions): express.Router {
       }
       let expiresAt: Date | null = null
       if (expires !== '') {
-        expiresAt = /^\d{4}-\d{2}-\d{2}$/.test(expires) ? new Date(`${expires}T00:00:00Z`) : new Date(NaN)
-        if (Number.isNaN(expiresAt.getTime()) || expiresAt.getTime() <= Date.now()) {
+        expiresAt = calendarDate(expires)
+        if (expiresAt === null)
+          return newKeyForm(req, res, 400, 'The expiry must be a real date, written like 2030-01-31.', values)
+        if (expiresAt.getTime() <= Date.now())
           return newKeyForm(req, res, 400, 'The expiry must be a date after today.', values)
-        }
       }
       let created
       try {
@@ -651,7 +733,8 @@ export function createDashboard(options: DashboardOptions): express.Router {
         return errorPage(res, 404, 'No such key', 'There is no live key with this ID in your tenant.')
       await dashboard.recordActivity({ tenantId: tenant.tenantId, ...actor(req), action: 'key.revoked', target: keyId })
       logger.info({ msg: 'key revoked', tenantId: tenant.tenantId, keyId, by: 'dashboard' })
-      res.redirect(303, `/api-keys?revoked=${keyId}`)
+      await dashboard.setFlash(req.dashboard!.session.sessionDigest, `Key ${keyId} revoked.`)
+      res.redirect(303, '/api-keys')
     })().catch(next)
   })
 
@@ -674,14 +757,15 @@ export function createDashboard(options: DashboardOptions): express.Router {
   })
 
   router.get('/billing', ...page, signedIn, (req, res, next) => {
-    getBilling(store, asPrincipal(req.dashboard!.tenant)).then((result) => {
+    ;(async () => {
+      const result = await getBilling(store, asPrincipal(req.dashboard!.tenant))
       const billing = result.body as { status: string; trialEndsAt: string | null; trialAvailable: boolean }
       render(res, 200, 'billing', {
         title: 'Billing',
         billing: { ...billing, trialEndsAt: billing.trialEndsAt === null ? null : new Date(billing.trialEndsAt) },
-        notice: req.query.trial === 'started' ? 'Your 14-day trial has started.' : null,
+        notice: await takeFlash(req),
       })
-    }, next)
+    })().catch(next)
   })
 
   router.post('/billing/trial', ...page, form, verified, adminOnly, (req, res, next) => {
@@ -689,7 +773,8 @@ export function createDashboard(options: DashboardOptions): express.Router {
     startTrial(store, asPrincipal(tenant)).then(
       async () => {
         await dashboard.recordActivity({ tenantId: tenant.tenantId, ...actor(req), action: 'trial.started' })
-        res.redirect(303, '/billing?trial=started')
+        await dashboard.setFlash(req.dashboard!.session.sessionDigest, 'Your 14-day trial has started.')
+        res.redirect(303, '/billing')
       },
       (error: unknown) => {
         if (error instanceof SaikuHttpError && error.wireCode === 'conflict')

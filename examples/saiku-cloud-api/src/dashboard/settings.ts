@@ -10,6 +10,11 @@ export interface DashboardSettings {
    * Behind a TLS-terminating proxy the app trusts, cookies become `Secure` with the `__Host-` prefix.
    */
   readonly trustProxy: boolean | number | string
+  /**
+   * The dashboard's origin as browsers see it (`https://saiku.example.com`), when the proxy's headers cannot
+   * say it; forms must come from it, and its scheme decides `Secure` cookies. Null: taken from each request.
+   */
+  readonly publicOrigin: string | null
 }
 
 function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -37,6 +42,31 @@ function trustProxy(value: string | undefined): boolean | number | string {
   return value
 }
 
+/** PUBLIC_ORIGIN: a scheme, a host and an optional port, as an `Origin` header carries them. */
+function publicOrigin(value: string | undefined): string | null {
+  if (value === undefined || value === '') return null
+  let url: URL | null = null
+  try {
+    url = new URL(value)
+  } catch {
+    // Reported below, with what was given.
+  }
+  if (
+    url === null ||
+    (url.protocol !== 'https:' && url.protocol !== 'http:') ||
+    url.username !== '' ||
+    url.password !== '' ||
+    url.pathname !== '/' ||
+    /[?#]/.test(value) ||
+    !/^https?:\/\/[^/]+\/?$/i.test(value)
+  ) {
+    throw new ConfigError(
+      `PUBLIC_ORIGIN: expected a scheme and host such as https://saiku.example.com (no path), got ${JSON.stringify(value)}`,
+    )
+  }
+  return url.origin
+}
+
 export function readDashboardSettings(env: NodeJS.ProcessEnv = process.env): DashboardSettings {
   const idleTimeoutSeconds = seconds(env, 'SESSION_IDLE_TIMEOUT_SECONDS', 1_800)
   const absoluteTimeoutSeconds = seconds(env, 'SESSION_ABSOLUTE_TIMEOUT_SECONDS', 43_200)
@@ -45,5 +75,10 @@ export function readDashboardSettings(env: NodeJS.ProcessEnv = process.env): Das
       `SESSION_ABSOLUTE_TIMEOUT_SECONDS (${absoluteTimeoutSeconds}) must be at least SESSION_IDLE_TIMEOUT_SECONDS (${idleTimeoutSeconds})`,
     )
   }
-  return { idleTimeoutSeconds, absoluteTimeoutSeconds, trustProxy: trustProxy(env.TRUST_PROXY) }
+  return {
+    idleTimeoutSeconds,
+    absoluteTimeoutSeconds,
+    trustProxy: trustProxy(env.TRUST_PROXY),
+    publicOrigin: publicOrigin(env.PUBLIC_ORIGIN),
+  }
 }

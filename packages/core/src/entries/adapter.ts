@@ -14,6 +14,8 @@ export type { ErrorResponse, HeaderMap, StartedResponse } from '../http.js'
 export { checkPermissions, permissionGuard } from '../permissions.js'
 export type { PermissionGuard, PermissionGuardArguments, PermissionGuardOptions } from '../permissions.js'
 export { errorResponseFor, resolveSaikuErrorsOptions } from '../error-response.js'
+export { callHook, notifyHook, warnHookFailed } from '../user-hooks.js'
+export type { HookAnswer } from '../user-hooks.js'
 export type {
   ErrorResponseOptions,
   ResolvedSaikuErrorsOptions,
