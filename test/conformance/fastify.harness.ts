@@ -15,7 +15,7 @@ export const fastifyHarness: AdapterHarness = {
     const auth = saikuAuth(store, options)
     // What has no principal to ask challenges the authenticator's realm.
     const { realm } = options
-    app.register(saikuErrors({ realm, onError: (error) => fixtures.errors.push(error) }))
+    app.register(saikuErrors({ realm, onError: settings.errorsOnError ?? ((error) => fixtures.errors.push(error)) }))
     const routes = (scope: FastifyInstance): void => {
       scope.register(auth)
       if (settings.mountTwice === true) scope.register(auth)

@@ -230,7 +230,7 @@ describe('@saiku/fastify', () => {
   })
 
   it('answers the JSON 500 when an async onError rejects or a sync one throws', async () => {
-    const consoleError = vi.spyOn(console, 'error').mockImplementation(() => {})
+    const emitWarning = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
     const store = new MemoryKeyStore({ tenants: [acme] })
     const auth = saikuAuth(store)
     const key = await keyFor(auth)
@@ -256,9 +256,9 @@ describe('@saiku/fastify', () => {
       ])
     }
     await new Promise((resolve) => setImmediate(resolve))
-    expect(consoleError.mock.calls.map(([, failure]) => (failure as Error).message)).toEqual([
-      'reporter down',
-      'reporter bug',
+    expect(emitWarning.mock.calls.map(([message]) => String(message))).toEqual([
+      'Saiku auth: the saikuErrors().onError hook threw or rejected, and was ignored: Error: reporter down',
+      'Saiku auth: the saikuErrors().onError hook threw or rejected, and was ignored: Error: reporter bug',
     ])
   })
 

@@ -6,8 +6,10 @@ import {
   endStartedResponse,
   errorResponse,
   errorResponseFor,
+  notifyHook,
   permissionGuard,
   resolveSaikuErrorsOptions,
+  warnHookFailed,
   type AuthDecision,
   type ErrorResponse,
   type PermissionGuardArguments,
@@ -107,7 +109,7 @@ export function requirePermission(...args: PermissionGuardArguments): preHandler
   }
 }
 
-/** `onError` may be async: its throw or rejection never changes the answer. */
+/** `onError` may be async; what it throws or rejects with is a process warning, once per distinct message, and the JSON 500 still goes out. */
 export type SaikuErrorsOptions = CoreErrorsOptions<(error: unknown, request: FastifyRequest) => unknown>
 
 /**
@@ -123,15 +125,20 @@ export function saikuErrors(options?: SaikuErrorsOptions): FastifyPluginCallback
     realm,
     onError = (error: unknown, request: FastifyRequest) => request.log.error({ err: error }, 'request failed'),
   } = resolveSaikuErrorsOptions(options)
+  const report = (error: unknown, request: FastifyRequest): void =>
+    notifyHook(
+      () => onError(error, request),
+      (failure) => warnHookFailed('saikuErrors().onError', failure),
+    )
   const plugin: FastifyPluginCallback = (fastify, _options, done) => {
     decorate(fastify)
     fastify.setErrorHandler((error, request, reply) => {
       if (reply.raw.headersSent) {
-        void onError(error, request)
+        report(error, request)
         return endStartedResponse(reply.raw)
       }
       const response = errorResponseFor(error, { realm, principal: request.saiku ?? undefined })
-      if (response.report) void onError(error, request)
+      if (response.report) report(error, request)
       send(reply, response)
     })
     if (notFound) fastify.setNotFoundHandler((_request, reply) => send(reply, errorResponse('not_found')))
