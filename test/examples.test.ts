@@ -23,6 +23,7 @@ const startable = [
   { folder: 'koa-minimal', rootScript: 'example:koa-minimal' },
   { folder: 'express-basic', rootScript: 'example:express' },
   { folder: 'koa-basic', rootScript: 'example:koa' },
+  { folder: 'fastify-basic', rootScript: 'example:fastify' },
   { folder: 'saiku-cloud-api', rootScript: 'start' },
 ] as const
 
@@ -99,4 +100,12 @@ describe('examples/saiku-cloud-api CLI', () => {
       rmSync(data, { recursive: true, force: true })
     }
   }, 60_000)
+})
+
+// fastify-basic is the Fastify user's first app: Fastify, the plugin and core, and tsx to start it.
+describe('examples/fastify-basic', () => {
+  it('depends on fastify, @saiku/core and @saiku/fastify, and tsx to start it, nothing else', () => {
+    const manifest = JSON.parse(read('examples/fastify-basic/package.json')) as { dependencies: Record<string, string> }
+    expect(Object.keys(manifest.dependencies).sort()).toEqual(['@saiku/core', '@saiku/fastify', 'fastify', 'tsx'])
+  })
 })

@@ -28,7 +28,7 @@ import { postgresUrl } from '@saiku/test-support/services'
 const execFileAsync = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
 const tsc = join(root, 'node_modules/.bin/tsc')
-const PACKAGES = ['core', 'express', 'koa', 'sqlite', 'postgres', 'redis'] as const
+const PACKAGES = ['core', 'express', 'koa', 'fastify', 'sqlite', 'postgres', 'redis'] as const
 type PackageName = (typeof PACKAGES)[number]
 const redisUrl = process.env.REDIS_URL || undefined
 
@@ -136,7 +136,13 @@ function nativeAddons(appDir: string): string[] {
   return found
 }
 
-const tarball = (packs: string, name: string) => join(packs, `saiku-${name}-0.1.0.tgz`)
+/** The tarball `pnpm pack` writes for a package, named after its version (a new package starts below the others). */
+const tarball = (packs: string, name: string) => {
+  const { version } = JSON.parse(readFileSync(join(root, 'packages', name, 'package.json'), 'utf8')) as {
+    version: string
+  }
+  return join(packs, `saiku-${name}-${version}.tgz`)
+}
 
 /** A README line with `@saiku/<name>` pointed at its tarball, as the registry would serve it. */
 const withTarballs = (packs: string, args: string[]) =>
@@ -203,18 +209,19 @@ const TSCONFIG = {
   include: ['src'],
 }
 
-// Runs the README's Express and Koa apps (createApp) with a seeded MemoryKeyStore.
+// Runs the README's Express, Koa and Fastify apps (createApp) with a seeded MemoryKeyStore.
 const ADAPTERS = `import { createServer, type RequestListener } from 'node:http'
 import { once } from 'node:events'
 import { createKeyManager, MemoryKeyStore } from '@saiku/core'
 import { createApp as createExpressApp } from './express-app.js'
 import { createApp as createKoaApp } from './koa-app.js'
+import { createApp as createFastifyApp } from './fastify-app.js'
 
-async function call(listener: (store: MemoryKeyStore) => RequestListener): Promise<number[]> {
+async function call(listener: (store: MemoryKeyStore) => RequestListener | Promise<RequestListener>): Promise<number[]> {
   const store = new MemoryKeyStore()
   store.putTenant({ tenantId: 't-1', tenantSlug: 'acme', tier: 'team', connectionName: 'warehouse', subscription: { status: 'active' } })
   const { key } = await createKeyManager(store).create('t-1', { label: 'agent', permissions: ['keys:read'] })
-  const server = createServer(listener(store)).listen(0, '127.0.0.1')
+  const server = createServer(await listener(store)).listen(0, '127.0.0.1')
   await once(server, 'listening')
   const address = server.address()
   const url = \`http://127.0.0.1:\${typeof address === 'object' && address !== null ? address.port : 0}\`
@@ -226,7 +233,12 @@ async function call(listener: (store: MemoryKeyStore) => RequestListener): Promi
   return statuses
 }
 
-console.log(JSON.stringify({ express: await call((store) => createExpressApp(store)), koa: await call((store) => createKoaApp(store).callback()) }))
+const fastify = async (store: MemoryKeyStore): Promise<RequestListener> => {
+  const app = createFastifyApp(store)
+  await app.ready()
+  return (req, res) => app.routing(req, res)
+}
+console.log(JSON.stringify({ express: await call((store) => createExpressApp(store)), koa: await call((store) => createKoaApp(store).callback()), fastify: await call(fastify) }))
 `
 
 // An Express server on the Redis README's helper, shut down as the README shows: the process must end by itself.
@@ -294,7 +306,7 @@ const loaded = () => [...new Set([...Object.keys(require.cache), ...readFileSync
   const rateLimiterFlexible = await load('@saiku/core/rate-limiter-flexible')
   rateLimiterFlexible.createRateLimiterBackend()
   steps.rateLimiterFlexible = loaded()
-  for (const name of ['@saiku/express', '@saiku/koa']) await load(name)
+  for (const name of ['@saiku/express', '@saiku/koa', '@saiku/fastify']) await load(name)
   steps.adapters = loaded()
   console.log(JSON.stringify(steps))
 })().catch((error) => { console.error(error); process.exit(1) })
@@ -326,7 +338,9 @@ function expectLoadsOnlyWhatWasAskedFor(steps: Record<string, string[]>): void {
     '@opentelemetry/api',
     '@saiku/core',
     '@saiku/express',
+    '@saiku/fastify',
     '@saiku/koa',
+    'fastify-plugin',
     'jose',
     'rate-limiter-flexible',
   ])
@@ -340,7 +354,7 @@ async function typecheckSnippets(
   mkdirSync(join(dir, 'src'), { recursive: true })
   writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify(TSCONFIG, null, 2))
   for (const name of names) {
-    const file = name === 'express' || name === 'koa' ? `${name}-app.ts` : `${name}.ts`
+    const file = name === 'express' || name === 'koa' || name === 'fastify' ? `${name}-app.ts` : `${name}.ts`
     writeFileSync(join(dir, 'src', file), usageSnippet(readme(name)))
   }
   writeFileSync(join(dir, 'src/adapters.ts'), ADAPTERS)
@@ -390,13 +404,13 @@ describe('a new user', () => {
     }
     start('npm-esm', async () => {
       const dir = freshApp(base, 'npm-esm', 'npm', 'module', packs)
-      await installFromReadmes(dir, 'npm', ['core', 'express', 'koa', 'postgres', 'redis'], packs)
+      await installFromReadmes(dir, 'npm', ['core', 'express', 'koa', 'fastify', 'postgres', 'redis'], packs)
       await run('npm', ['install', '--no-audit', '--no-fund', '-D', '@types/node@^20.19.43'], dir)
       return dir
     })
     start('pnpm-esm', async () => {
       const dir = freshApp(base, 'pnpm-esm', 'pnpm', 'module', packs)
-      await installFromReadmes(dir, 'pnpm', ['core', 'express', 'koa', 'sqlite', 'postgres', 'redis'], packs)
+      await installFromReadmes(dir, 'pnpm', ['core', 'express', 'koa', 'fastify', 'sqlite', 'postgres', 'redis'], packs)
       await run('pnpm', ['add', '-D', '@types/node@^20.19.43'], dir)
       return dir
     })
@@ -407,7 +421,7 @@ describe('a new user', () => {
     })
     start('npm-cjs', async () => {
       const dir = freshApp(base, 'npm-cjs', 'npm', 'commonjs', packs)
-      await installFromReadmes(dir, 'npm', ['core', 'express', 'koa'], packs)
+      await installFromReadmes(dir, 'npm', ['core', 'express', 'koa', 'fastify'], packs)
       return dir
     })
     start('pnpm-cjs', async () => {
@@ -417,6 +431,7 @@ describe('a new user', () => {
     })
     for (const [example, manager] of [
       ['express-basic', 'npm'],
+      ['fastify-basic', 'pnpm'],
       ['koa-basic', 'npm'],
       ['koa-minimal', 'pnpm'],
       ['saiku-cloud-api', 'pnpm'],
@@ -431,7 +446,7 @@ describe('a new user', () => {
     console.log(
       `new-user apps and example copies installed and checked in ${((Date.now() - started) / 1000).toFixed(0)} s`,
     )
-    // Eight installed apps: removing them takes a while on a busy disk.
+    // Nine installed apps: removing them takes a while on a busy disk.
     if (base !== undefined) await rm(base, { recursive: true, force: true })
   }, 180_000)
 
@@ -512,7 +527,7 @@ describe('a new user', () => {
   describe.each(['npm', 'pnpm'] as const)('with %s, in an ESM TypeScript (strict) app', (manager) => {
     it('installs by the READMEs, with no unused native addon and one copy of each client library', async () => {
       const dir = await app(`${manager}-esm`)
-      for (const name of ['@saiku/core', 'ioredis', 'pg', 'express', 'koa'])
+      for (const name of ['@saiku/core', 'ioredis', 'pg', 'express', 'koa', 'fastify'])
         expect(installedCopies(dir, name), name).toHaveLength(1)
       const addons = nativeAddons(dir).map((path) => path.slice(dir.length))
       if (manager === 'npm') expect(addons, 'no @saiku/sqlite here, so no native addon').toEqual([])
@@ -531,11 +546,15 @@ describe('a new user', () => {
       const dir = await app(`${manager}-esm`)
       const names: PackageName[] =
         manager === 'pnpm'
-          ? ['core', 'express', 'koa', 'sqlite', 'postgres', 'redis']
-          : ['core', 'express', 'koa', 'postgres', 'redis']
+          ? ['core', 'express', 'koa', 'fastify', 'sqlite', 'postgres', 'redis']
+          : ['core', 'express', 'koa', 'fastify', 'postgres', 'redis']
       const runSnippet = await typecheckSnippets(dir, names)
       expect(await runSnippet('core.js')).toContain("tenantSlug: 'acme'")
-      expect(JSON.parse(await runSnippet('adapters.js'))).toEqual({ express: [200, 200, 401], koa: [200, 200, 401] })
+      expect(JSON.parse(await runSnippet('adapters.js'))).toEqual({
+        express: [200, 200, 401],
+        koa: [200, 200, 401],
+        fastify: [200, 200, 401],
+      })
       if (names.includes('sqlite')) {
         expect(await runSnippet('sqlite.js')).toContain("tenantSlug: 'acme'")
         expect(existsSync(join(dir, 'saiku.db'))).toBe(true)
@@ -658,7 +677,7 @@ describe('a new user', () => {
     expect(stdout).toContain('pnpm approve-builds')
   }, 300_000)
 
-  describe.each(['express-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])(
+  describe.each(['express-basic', 'fastify-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])(
     'the example %s, copied out of the repository',
     (example) => {
       let child: ChildProcess | undefined

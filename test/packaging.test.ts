@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
-const packages = ['core', 'express', 'koa', 'sqlite', 'postgres', 'redis']
+const packages = ['core', 'express', 'koa', 'fastify', 'sqlite', 'postgres', 'redis']
 
 // What a user of the published packages runs: no source condition, only dist/.
 const usage = {
@@ -18,6 +18,8 @@ const usage = {
          if (typeof core.describeKeyStoreConformance !== 'undefined') throw new Error('testing leaked into the main entry');`,
   express: `const mw = express.saikuAuth(new express.MemoryKeyStore()); if (typeof mw !== 'function' || mw.length !== 3) throw new Error('express');`,
   koa: `const mw = koa.saikuAuth(new koa.MemoryKeyStore()); if (typeof mw !== 'function' || mw.length !== 2) throw new Error('koa');`,
+  // A fastify-plugin plugin: its metadata names the Fastify major it needs, so a wrong Fastify refuses it at registration.
+  fastify: `const plugin = fastify.saikuAuth(new fastify.MemoryKeyStore()); if (typeof plugin !== 'function' || plugin[Symbol.for('plugin-meta')].fastify !== '5.x' || typeof plugin.authenticator.keys.create !== 'function') throw new Error('fastify'); plugin.authenticator.close();`,
   sqlite: `const store = new sqlite.SqliteKeyStore(':memory:', { watchIntervalMs: 0 }); store.close();`,
   postgres: `if (typeof postgres.PostgresKeyStore !== 'function' || postgres.MIGRATIONS.length < 1) throw new Error('postgres');`,
   redis: `if (typeof redis.createRedisLimiter !== 'function' || !redis.CONSUME_SCRIPT.includes('HMGET')) throw new Error('redis');`,

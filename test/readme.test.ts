@@ -17,6 +17,7 @@ describe('README snippets', () => {
     ['README.md', 'examples/koa-basic/src/app.ts'],
     ['packages/express/README.md', 'examples/express-basic/src/app.ts'],
     ['packages/koa/README.md', 'examples/koa-basic/src/app.ts'],
+    ['packages/fastify/README.md', 'examples/fastify-basic/src/app.ts'],
     ['packages/redis/README.md', 'packages/redis/src/readme-usage.ts'],
     ['README.md', 'examples/saiku-cloud-api/src/costs.ts'],
     ['README.md', 'packages/redis/src/readme-rolling.ts'],
@@ -33,7 +34,7 @@ describe('README snippets', () => {
     expect(table).toBe(read('docs/benchmarks/results.md').trimEnd())
   })
 
-  it.each(['core', 'express', 'koa', 'sqlite', 'postgres', 'redis'])(
+  it.each(['core', 'express', 'koa', 'fastify', 'sqlite', 'postgres', 'redis'])(
     'packages/%s/README.md stands alone: no links to files its tarball does not ship',
     (name) => {
       const links = [...read(`packages/${name}/README.md`).matchAll(/\]\(([^)]+)\)/g)].map((match) => match[1]!)
@@ -55,7 +56,7 @@ describe('README snippets', () => {
     }
   })
 
-  it.each(['express-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])(
+  it.each(['express-basic', 'fastify-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])(
     'examples/%s/README.md says how to copy it',
     (example) => {
       const copy = read(`examples/${example}/README.md`).split('## Copy it\n')[1] ?? ''

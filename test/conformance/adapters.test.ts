@@ -1,9 +1,22 @@
+import { describe, expect, it } from 'vitest'
 import { express4Harness, express5Harness } from './express.harness.js'
+import { fastifyHarness } from './fastify.harness.js'
 import { koa2Harness, koa3Harness } from './koa.harness.js'
 import { describeAdapterConformance } from './suite.js'
 
 // Every adapter, and each supported major of its framework, answers the same cases identically:
 // a new adapter is one harness file added here, a new concern one file added to suite.ts.
-for (const harness of [express5Harness, express4Harness, koa3Harness, koa2Harness]) {
-  describeAdapterConformance(harness)
-}
+const harnesses = [express5Harness, express4Harness, koa3Harness, koa2Harness, fastifyHarness]
+for (const harness of harnesses) describeAdapterConformance(harness)
+
+describe('adapter conformance: cases not applicable', () => {
+  it('are exactly these, per adapter: every other case runs on every adapter', () => {
+    expect(Object.fromEntries(harnesses.map((harness) => [harness.name, harness.notApplicable ?? {}]))).toEqual({
+      'express 5': {},
+      'express 4': {},
+      'koa 3': {},
+      'koa 2': {},
+      'fastify 5': {},
+    })
+  })
+})

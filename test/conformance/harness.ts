@@ -54,5 +54,11 @@ export interface ConformanceApp {
  */
 export interface AdapterHarness {
   readonly name: string
+  /**
+   * Cases that cannot apply to this adapter, by their full name (the concern's `describe`
+   * and the case, joined by " > "), each with the reason. They are reported as skipped with
+   * it; a name that matches no case fails the suite, and adapters.test.ts pins every list.
+   */
+  readonly notApplicable?: Readonly<Record<string, string>>
   createApp(store: KeyStore, options: SaikuOptions, fixtures: AppFixtures, settings?: AppSettings): ConformanceApp
 }

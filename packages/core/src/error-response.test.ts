@@ -159,6 +159,9 @@ describe('errorResponseFor on what handlers and frameworks throw', () => {
     expect(
       errorResponseFor(Object.assign(new SyntaxError('x'), { status: 400, type: 'entity.parse.failed' })).body,
     ).toBe('{"error":"invalid_request","message":"The request body is not valid JSON."}')
+    expect(
+      errorResponseFor(Object.assign(new Error('x'), { statusCode: 400, code: 'FST_ERR_CTP_INVALID_JSON_BODY' })).body,
+    ).toBe('{"error":"invalid_request","message":"The request body is not valid JSON."}')
     expect(errorResponseFor(Object.assign(new Error('secret'), { status: 503 }))).toMatchObject({
       status: 500,
       code: 'internal_error',

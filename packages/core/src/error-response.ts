@@ -72,7 +72,7 @@ function reply(response: ErrorResponse): ThrownErrorResponse {
  * keeps its wire code and message; the family's other errors get theirs (an input
  * error is a 400, a missing resource a 404, a permission a 403, an expired
  * credential a 401, a store failure a 503); a framework's client error (bad JSON,
- * body too large: `status` 4xx with `expose`) keeps its status; everything else
+ * body too large: `status` or `statusCode` 4xx, unless `expose` is false) keeps its status; everything else
  * is a 500 whose message reveals nothing. Every 401 challenges the principal's
  * realm, else `options.realm`.
  */
@@ -108,12 +108,13 @@ export function errorResponseFor(error: unknown, options: ErrorResponseOptions =
     }
   }
   if (typeof error === 'object' && error !== null) {
-    const { status, statusCode, expose, type } = error as Record<string, unknown>
+    const { status, statusCode, expose, type, code: frameworkCode } = error as Record<string, unknown>
     const httpStatus = typeof status === 'number' ? status : statusCode
     if (typeof httpStatus === 'number' && httpStatus >= 400 && httpStatus < 500 && expose !== false) {
       const code = CODE_BY_STATUS[httpStatus] ?? 'invalid_request'
       const headers = thrownHeaders(error)
-      if (type === 'entity.parse.failed')
+      // body-parser's (Express, Koa) and Fastify's names for a JSON body that does not parse.
+      if (type === 'entity.parse.failed' || frameworkCode === 'FST_ERR_CTP_INVALID_JSON_BODY')
         return reply(errorResponse('invalid_request', 'The request body is not valid JSON.', headers))
       if (code === 'method_not_allowed') Object.assign(headers, allowHeader(headers, options.allowedMethods))
       return reply(errorResponse(code, undefined, headers))

@@ -39,6 +39,25 @@ export const BODY_HEADERS: readonly string[] = Object.freeze([
   'last-modified',
 ])
 
+/** The parts of Node's `ServerResponse` that `endStartedResponse` uses. */
+export interface StartedResponse {
+  uncork(): void
+  destroy(): void
+  readonly socket: { end(): void } | null
+}
+
+/**
+ * Ends a response that failed after its headers were sent: too late for an error body,
+ * so the connection is closed and the client sees a truncated reply instead of waiting
+ * on one that never ends. end(), not destroy(): what was written still reaches the client first.
+ */
+export function endStartedResponse(res: StartedResponse): void {
+  // Newer Node holds a response's writes until the next tick: flush them first.
+  res.uncork()
+  if (res.socket !== null) res.socket.end()
+  else res.destroy()
+}
+
 export function errorBody(code: WireCode, message: string = DEFAULT_MESSAGES[code]): string {
   // What JSON.stringify({ error, message }) writes: codes are plain identifiers, so only the message needs escaping.
   return `{"error":"${code}","message":${JSON.stringify(message)}}`

@@ -2,6 +2,7 @@ import type { Context, Middleware, Next } from 'koa'
 import {
   BODY_HEADERS,
   checkPermissions,
+  endStartedResponse,
   errorResponse,
   errorResponseFor,
   notifyHook,
@@ -139,15 +140,9 @@ export function saikuErrors(options?: SaikuErrorsOptions): Middleware {
       await next()
     } catch (error) {
       if (ctx.headerSent || !ctx.writable) {
-        // Too late for an error body: report it once and cut the connection, so the
-        // client sees a truncated reply instead of waiting on one that never ends.
+        // Too late for an error body: report it once and cut the connection.
         report(error, ctx)
-        // end(), not destroy(): what was written still reaches the client before the close.
-        // Newer Node holds a response's writes until the next tick: flush them first.
-        ctx.res.uncork()
-        if (ctx.res.socket !== null) ctx.res.socket.end()
-        else ctx.res.destroy()
-        return
+        return endStartedResponse(ctx.res)
       }
       const response = errorResponseFor(error, {
         realm,
