@@ -4,9 +4,8 @@ import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
 const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
-const result = spawnSync(
-  process.execPath,
-  ['--conditions=@saiku/source', '--import', 'tsx', cli, ...process.argv.slice(2)],
-  { stdio: 'inherit' },
-)
+// The flags this process was started with (a package script's `--conditions`) go to the CLI too.
+const result = spawnSync(process.execPath, [...process.execArgv, '--import', 'tsx', cli, ...process.argv.slice(2)], {
+  stdio: 'inherit',
+})
 process.exit(result.status ?? 1)
