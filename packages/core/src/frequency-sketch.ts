@@ -59,8 +59,10 @@ export class FrequencySketch {
    */
   ensureCapacity(entries: number, kept: Iterable<KeyHash> = []): void {
     const sized = Math.max(16, entries)
-    // Four counters a row per entry (as Caffeine's sketch has), so that a key seen once rarely reads as more.
-    let width = 64
+    // Four counters a row per entry (as Caffeine's sketch has), so that a key seen once rarely reads as more;
+    // and never fewer than 1,024: two keys share all four counters with odds 1 in width², which in a narrow
+    // sketch is enough for a key presented once to outbid a small cache's key in steady use now and then.
+    let width = 1024
     while (width < 4 * sized) width *= 2
     if (width <= this.#width) return
     const carried: [KeyHash, number][] = []
