@@ -44,7 +44,7 @@ async function twice(
 }
 
 const minuteRemaining = (decision: AuthDecision) =>
-  decision.ok ? decision.principal.rateLimit?.minute.remaining : undefined
+  decision.ok ? decision.principal?.rateLimit?.minute.remaining : undefined
 
 describe('a request seen by two authenticators', () => {
   it('is counted once by a shared backend', async () => {

@@ -95,7 +95,19 @@ export interface UnverifiedDecision extends ErrorResponse {
   readonly unverified: WouldBeRefusal
 }
 
-export type AuthDecision = AdmittedDecision | UnverifiedDecision | ErrorResponse
+/**
+ * A CORS preflight let through unauthenticated by `preflight: 'pass'`: no principal, nothing
+ * counted, no header to set, and no `onDecision` call. Adapters hand the request to the next
+ * layer (the CORS layer that answers it) without setting `req.saiku`.
+ */
+export interface PassedDecision {
+  readonly ok: true
+  readonly passed: 'preflight'
+  readonly principal: null
+  readonly headers: HeaderMap
+}
+
+export type AuthDecision = AdmittedDecision | PassedDecision | UnverifiedDecision | ErrorResponse
 
 /** A decision, returned at once when nothing had to be awaited: the common request costs no promise hop. */
 export type Outcome = AuthDecision | Promise<AuthDecision>

@@ -15,6 +15,7 @@ export type {
 
 export { DEFAULTS } from './options.js'
 export type { KeyStoreFailurePolicy, LimiterFailurePolicy, SaikuOptions } from './options.js'
+export type { PreflightMode } from './preflight.js'
 
 export { MemoryKeyStore } from './store.js'
 export type {

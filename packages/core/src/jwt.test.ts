@@ -5,7 +5,7 @@ import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK } from 'jose'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createJwtVerifier, createTokenIssuer } from './jwt.js'
 import { createAuthenticator } from './authenticator.js'
-import type { AuthDecision } from './decision.js'
+import type { AdmittedDecision } from './decision.js'
 import { MemoryKeyStore } from './store.js'
 
 const ISSUER = 'https://id.example.test'
@@ -101,7 +101,7 @@ describe('createJwtVerifier', () => {
     const auth = authenticator()
     const { key } = await auth.keys.create('t-acme', { label: 'agent' })
     await auth.authenticate(request(key))
-    const viaJwt = (await auth.authenticate(request(await sign(keys[0]!)))) as AuthDecision & { ok: true }
+    const viaJwt = (await auth.authenticate(request(await sign(keys[0]!)))) as AdmittedDecision
     expect(viaJwt.principal.rateLimit?.minute.remaining).toBe(58)
   })
 
@@ -395,7 +395,7 @@ describe('createTokenIssuer', () => {
       },
     })
     const { key } = await auth.keys.create('t-acme', { label: 'agent', permissions: ['keys:read', 'keys:write'] })
-    const viaKey = (await auth.authenticate(request(key))) as AuthDecision & { ok: true }
+    const viaKey = (await auth.authenticate(request(key))) as AdmittedDecision
     const issued = await issuer.issue(viaKey.principal.credential, { permissions: ['keys:read'], ttlSeconds: 60 })
     expect(issued).toMatchObject({ tokenType: 'Bearer', expiresIn: 60, permissions: ['keys:read'] })
     const viaToken = await auth.authenticate(request(issued.accessToken))

@@ -8,6 +8,7 @@ import { KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
 import type { LimiterBackend } from './limiter.js'
 import { WINDOW_KINDS, type WindowKind } from './memory-limiter.js'
 import type { MetricsSettings } from './metrics.js'
+import { PREFLIGHT_MODES, type PreflightMode } from './preflight.js'
 import type { RateLimiterFactory } from './rate-limiter-flexible.js'
 import { resolveTierTable, type TierLimits, type TierTable } from './tiers.js'
 import {
@@ -159,6 +160,15 @@ export interface SaikuOptions {
    */
   cost?: (request: CostRequest) => number | PromiseLike<number>
   /**
+   * CORS preflights. `'authenticate'` (default): an `OPTIONS` is authenticated as any request,
+   * for apps that mount their CORS layer first (it ends the preflight before this runs).
+   * `'pass'`: a true preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, and
+   * no Authorization header, as browsers send it) goes on to the next layer unauthenticated and
+   * uncounted: no limiter call, no failed-authentication budget, no `onDecision` call, no metric.
+   * An `OPTIONS` without those headers, or with an Authorization header, is authenticated as usual.
+   */
+  preflight?: PreflightMode
+  /**
    * Report-only roll-out: decide and count as usual, tell `onDecision` what would
    * have happened (`enforced: false`), and admit the request anyway.
    */
@@ -248,6 +258,7 @@ export interface ResolvedOptions {
   /** Options for `createJwtVerifier`, or a verifier of your own; the authenticator builds the former. */
   readonly jwt: JwtVerifierOptions | KeyVerifier | undefined
   readonly cost: ((request: CostRequest) => number | PromiseLike<number>) | undefined
+  readonly preflight: PreflightMode
   readonly reportOnly: {
     /** Whether a tenant's limits are report-only, by tier and tenant ID. */
     readonly limits: (tier: string, tenantId: string) => boolean
@@ -298,6 +309,7 @@ export const DEFAULTS: OptionDefaults = Object.freeze({
   verifier: undefined,
   jwt: undefined,
   cost: undefined,
+  preflight: 'authenticate',
   reportOnly: Object.freeze({ limits: false, authentication: false, rateLimitHeaders: true }),
   metrics: Object.freeze({ meterProvider: undefined, tenantIds: false }),
   onDecision: undefined,
@@ -336,6 +348,7 @@ export interface OptionDefaults {
   readonly verifier: undefined
   readonly jwt: undefined
   readonly cost: undefined
+  readonly preflight: PreflightMode
   readonly reportOnly: Readonly<{ limits: boolean; authentication: boolean; rateLimitHeaders: boolean }>
   readonly metrics: Readonly<{ meterProvider: undefined; tenantIds: boolean }>
   readonly onDecision: undefined
@@ -584,6 +597,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     ),
     jwt: jwt as JwtVerifierOptions | KeyVerifier | undefined,
     cost: optionalFunction<(request: CostRequest) => number | PromiseLike<number>>('cost', options.cost),
+    preflight: oneOf('preflight', options.preflight, PREFLIGHT_MODES, DEFAULTS.preflight),
     reportOnly: reportOnlyOption(options, tiers),
     metrics: metricsOption(options),
     onDecision: optionalFunction<(event: DecisionEvent) => unknown>('onDecision', options.onDecision),

@@ -10,6 +10,7 @@ import { addRateLimitHeaders, retryAfterSeconds, type HeaderMap } from './http.j
 import type { LimitDecision } from './limiter.js'
 import type { Lookup, LookupAnswered } from './lookups.js'
 import type { ResolvedOptions } from './options.js'
+import { isPreflight, PASSED_PREFLIGHT } from './preflight.js'
 import { costExceedsLimitMessage, rateLimitedMessage, type Refusals } from './refusals.js'
 import { requestCost, type CostProblem } from './request-cost.js'
 import { routePath } from './route-path.js'
@@ -56,8 +57,11 @@ interface Admission {
 export function createPipeline(parts: PipelineParts): (request: AuthRequest) => Outcome {
   const { options, now, verifier, tenants, counter, marks, failureBudget, refusals, report, reportError } = parts
   const { realm, rateLimitHeaders: headerMode, cost: costOf, subscription } = options
+  const passPreflights = options.preflight === 'pass'
 
   function decide(request: AuthRequest): Outcome {
+    // Before anything that counts or reports: a passed preflight is no decision about anyone.
+    if (passPreflights && isPreflight(request)) return PASSED_PREFLIGHT
     const admitted = marks.admittedBefore(request.principal)
     if (admitted !== null) {
       report(request, 200, null, 'already_admitted', null, null)

@@ -311,7 +311,7 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
           'a freshly created key was refused: the store lost or altered the key or its tenant',
         ).toMatchObject({ ok: true })
         if (admitted.ok)
-          expect(admitted.principal.tenant.tenantId, 'a key authenticated as another tenant').toBe(tenant.tenantId)
+          expect(admitted.principal?.tenant.tenantId, 'a key authenticated as another tenant').toBe(tenant.tenantId)
         expect(
           await auth.keys.revoke(tenant.tenantId, created.keyId),
           'revoking a live key through the key manager failed',

@@ -38,7 +38,7 @@ describe('authenticator.usage', () => {
     expect(after?.hour).toMatchObject({ used: 3, remaining: 997 })
     // The next request is the fourth: the reads counted nothing.
     const decision = await auth.authenticate(request(key))
-    expect(decision.ok && decision.principal.rateLimit?.minute.remaining).toBe(56)
+    expect(decision.ok && decision.principal?.rateLimit?.minute.remaining).toBe(56)
   })
 
   it.each([

@@ -97,6 +97,8 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
       send(res, decision)
       return false
     }
+    // A preflight passed on to the CORS layer: no principal, nothing to set.
+    if (decision.principal === null) return true
     for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
     req.saiku = decision.principal
     return true

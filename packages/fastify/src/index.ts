@@ -70,6 +70,8 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuPlugin 
         send(reply, decision)
         return false
       }
+      // A preflight passed on to the CORS layer: no principal, nothing to set.
+      if (decision.principal === null) return true
       reply.headers(decision.headers)
       request.saiku = decision.principal
       return true

@@ -75,6 +75,8 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
       ctx.state.saikuUnverified = decision.unverified
       return next()
     }
+    // A preflight passed on to the CORS layer: no principal, nothing to set.
+    if (decision.principal === null) return next()
     const { res } = ctx
     for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
     ctx.state.saiku = decision.principal

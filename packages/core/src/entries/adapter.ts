@@ -4,6 +4,7 @@ export type {
   AdmittedDecision,
   AuthDecision,
   AuthRequest,
+  PassedDecision,
   SaikuPrincipal,
   UnverifiedDecision,
   WouldBeRefusal,
