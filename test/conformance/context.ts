@@ -76,7 +76,7 @@ export function useConformance(harness: AdapterHarness): Conformance {
       tiers: { ...DEFAULT_TIERS, tiny: { perMinute: 3, perHour: 5 } },
     })
     store.putTenant(tiny)
-    fixtures = { projects, hits: { tenant: 0 }, errors: [] }
+    fixtures = { projects, hits: { tenant: 0, preflight: 0 }, errors: [] }
     apps = []
   })
   afterEach(() => {

@@ -21,6 +21,10 @@ function expressHarness(name: string, express: typeof express5): AdapterHarness 
         fixtures.hits.tenant++
         res.json(req.saiku!.tenant)
       })
+      routes.options('/me/tenant', (_req, res) => {
+        fixtures.hits.preflight++
+        res.status(204).end()
+      })
       routes.get('/me/whoami', (req, res) => {
         res.json({
           tenantId: req.saiku?.tenant.tenantId ?? null,

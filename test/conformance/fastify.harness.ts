@@ -24,6 +24,10 @@ export const fastifyHarness: AdapterHarness = {
         fixtures.hits.tenant++
         return request.saiku!.tenant
       })
+      scope.options('/me/tenant', async (_request, reply) => {
+        fixtures.hits.preflight++
+        return reply.code(204).send()
+      })
       scope.get('/me/whoami', async (request) => ({
         tenantId: request.saiku?.tenant.tenantId ?? null,
         overLimit: request.saiku?.rateLimit?.admitted === false,

@@ -10,8 +10,11 @@ export interface Project {
 /** What every harness's app serves, identically. */
 export interface AppFixtures {
   readonly projects: ReadonlyMap<string, Project>
-  /** Incremented by the GET /me/tenant handler: how often it really ran. */
-  readonly hits: { tenant: number }
+  /**
+   * How often a handler really ran: `tenant` by GET /me/tenant, `preflight` by OPTIONS /me/tenant
+   * (the stand-in for a CORS layer mounted after the middleware).
+   */
+  readonly hits: { tenant: number; preflight: number }
   /** Every error that reached the app's own error reporting, in order. */
   readonly errors: unknown[]
 }
@@ -41,6 +44,7 @@ export interface ConformanceApp {
  * One framework adapter under test. Its app must mount `saikuAuth(store, options)`
  * on every route, give `options.realm` to `requirePermission` and the error handlers, and serve:
  *   GET    /me/tenant            200 principal.tenant (counts fixtures.hits.tenant)
+ *   OPTIONS /me/tenant           204 without a body (counts fixtures.hits.preflight): a CORS layer after the middleware
  *   GET    /me/whoami            200 { tenantId, overLimit, unverified }: the principal's tenant or null, whether
  *                                 its rateLimit says refused (report-only limits), the saikuUnverified marker or null
  *   GET    /me/billing           200 { status } (tests exempt it from the subscription check)

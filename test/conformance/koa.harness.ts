@@ -24,6 +24,10 @@ function koaHarness(name: string, Koa: typeof Koa3): AdapterHarness {
         fixtures.hits.tenant++
         ctx.body = ctx.state.saiku!.tenant
       })
+      router.options('/me/tenant', (ctx) => {
+        fixtures.hits.preflight++
+        ctx.status = 204
+      })
       router.get('/me/whoami', (ctx) => {
         const { saiku, saikuUnverified } = ctx.state
         ctx.body = {

@@ -26,7 +26,7 @@ export function describeRealmConformance(harness: AdapterHarness): void {
 
     beforeEach(() => {
       store = new MemoryKeyStore({ tenants: [acme] })
-      fixtures = { projects: new Map(), hits: { tenant: 0 }, errors: [] }
+      fixtures = { projects: new Map(), hits: { tenant: 0, preflight: 0 }, errors: [] }
       apps = []
     })
     afterEach(() => {

@@ -7,6 +7,7 @@ import type { AdapterHarness } from './harness.js'
 import { describeHooks } from './hooks.js'
 import { describeMounting } from './mounting.js'
 import { describePermissionsAndTenants } from './permissions.js'
+import { describePreflight } from './preflight.js'
 import { describeRealmConformance } from './realm.js'
 import { describeRateLimits } from './rate-limits.js'
 import { describeReportOnly } from './report-only.js'
@@ -31,6 +32,7 @@ export const conformanceConcerns: readonly ((harness: AdapterHarness) => void)[]
   describeReportOnly,
   describeRealmConformance,
   describeHooks,
+  describePreflight,
 ]
 
 /** The full names of the cases below a suite: each `describe` and the case, joined by " > ". */
