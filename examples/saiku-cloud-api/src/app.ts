@@ -1,3 +1,4 @@
+import cors from 'cors'
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express'
 import type { Logger } from 'pino'
 import type { MeterProvider } from '@opentelemetry/api'
@@ -41,6 +42,11 @@ export interface AppOptions {
   readonly reportOnlyLimits?: NonNullable<SaikuOptions['reportOnly']>['limits']
   /** How often repeated refusals are summed up in the log. Default 10000. */
   readonly refusalLogIntervalMs?: number
+  /**
+   * Origins whose scripts may call the bearer routes under /me with their users' tokens
+   * (CORS_ORIGINS), exactly as browsers send them. Default: none.
+   */
+  readonly corsOrigins?: readonly string[]
   /** The dashboard's pages, sessions and activity log; without it the server is the JSON API alone. */
   readonly dashboard?: {
     readonly store: DashboardStore
@@ -96,6 +102,27 @@ const jsonBody: RequestHandler[] = [
   },
   express.json({ limit: '16kb' }),
 ]
+
+/** The token exchange takes an API key, which never belongs in a browser: no origin's script may call it. */
+const TOKEN_EXCHANGE = /^\/tokens(?:\/|$)/i
+
+/**
+ * CORS for the bearer routes below /me, mounted there before authentication so a preflight is
+ * answered (204) before a key is asked for: exact origins only, never credentials (the routes
+ * read a bearer token, never a cookie), the rate-limit fields readable from scripts.
+ */
+function bearerRoutesCors(origins: readonly string[]): RequestHandler {
+  const allow = cors({
+    origin: [...origins],
+    methods: ['GET', 'POST', 'DELETE'],
+    allowedHeaders: ['Authorization', 'Content-Type'],
+    exposedHeaders: ['RateLimit', 'RateLimit-Policy', 'Retry-After'],
+    credentials: false,
+    maxAge: 600,
+  })
+  // req.path is below the /me mount point; Express routes in any case and with a trailing slash, so the test does too.
+  return (req, res, next) => (TOKEN_EXCHANGE.test(req.path) ? next() : allow(req, res, next))
+}
 
 /** Logs one line per request when it finishes: method, path without the query, status, tenant, key ID. */
 function requestLog(logger: Logger): RequestHandler {
@@ -193,6 +220,8 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
         })
       return result
     }
+  if (options.corsOrigins !== undefined && options.corsOrigins.length > 0)
+    app.use('/me', bearerRoutesCors(options.corsOrigins))
   app.use(auth)
 
   app

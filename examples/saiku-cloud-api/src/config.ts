@@ -10,6 +10,8 @@ export interface ServerConfig {
   readonly logLevel: string
   /** How long in-flight requests get to finish after SIGTERM or SIGINT. */
   readonly shutdownTimeoutMs: number
+  /** CORS_ORIGINS: the origins whose scripts may call the bearer routes under /me (not /me/tokens); empty for none. */
+  readonly corsOrigins: readonly string[]
 }
 
 /** The default of SHUTDOWN_TIMEOUT_MS: with the 5 s cleanup bound, within the 10 s a container runtime waits before killing. */
@@ -63,6 +65,44 @@ const EXAMPLE_URLS: Readonly<Record<string, string>> = {
   REDIS_URL: 'redis://localhost:6379',
 }
 
+/**
+ * CORS_ORIGINS: a comma-separated list of exact origins (`https://app.example.com`,
+ * `http://localhost:5173`), each as a browser sends it in `Origin`: scheme, host and a
+ * port only where it is not the scheme's default, in lower case, nothing after it. An
+ * entry in any other form would never match, so it stops the start-up. No `*`: each
+ * front end that may call the API with its users' tokens is named.
+ */
+export function readCorsOrigins(value: string | undefined): readonly string[] {
+  if (value === undefined || value.trim() === '') return []
+  const origins = new Set<string>()
+  for (const entry of value.split(',').map((part) => part.trim())) {
+    const shown = JSON.stringify(entry.length > 200 ? `${entry.slice(0, 200)}…` : entry)
+    if (entry === '*')
+      throw new ConfigError('CORS_ORIGINS: "*" is not accepted: list each origin, e.g. https://app.example.com')
+    let url: URL | null = null
+    try {
+      url = new URL(entry)
+    } catch {
+      // Reported below.
+    }
+    if (url === null || (url.protocol !== 'https:' && url.protocol !== 'http:'))
+      throw new ConfigError(
+        `CORS_ORIGINS: expected a comma-separated list of origins such as https://app.example.com, got ${shown}`,
+      )
+    if (url.origin !== entry) {
+      // Said the way a browser would send it, when the entry only has a path of "/" or another spelling.
+      const canonical =
+        url.pathname === '/' && url.search === '' && url.hash === '' && url.username === '' && url.password === ''
+      throw new ConfigError(
+        `CORS_ORIGINS: expected an origin (scheme://host[:port], nothing after it), got ${shown}` +
+          (canonical ? `; a browser sends ${JSON.stringify(url.origin)}` : ''),
+      )
+    }
+    origins.add(entry)
+  }
+  return [...origins]
+}
+
 export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const port = env.PORT === undefined || env.PORT === '' ? 3000 : Number(env.PORT)
   if (!Number.isInteger(port) || port < 0 || port > 65_535)
@@ -81,5 +121,6 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     redisUrl: env.REDIS_URL ? serviceUrl('REDIS_URL', env.REDIS_URL, ['redis:', 'rediss:']) : undefined,
     logLevel: env.LOG_LEVEL || 'info',
     shutdownTimeoutMs,
+    corsOrigins: readCorsOrigins(env.CORS_ORIGINS),
   }
 }

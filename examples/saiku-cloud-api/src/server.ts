@@ -98,6 +98,7 @@ async function main(): Promise<void> {
     tokens,
     dashboard,
     reportOnlyLimits,
+    corsOrigins: config.corsOrigins,
     ...(metrics === null ? {} : { meterProvider: metrics.meterProvider }),
   })
   handle = app
@@ -107,6 +108,7 @@ async function main(): Promise<void> {
     store: opened.description,
     limiter: limiter.description,
     reportOnlyLimits,
+    corsOrigins: config.corsOrigins,
   })
   showDemo()
 
