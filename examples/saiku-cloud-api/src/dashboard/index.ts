@@ -20,7 +20,7 @@ import {
   type WindowLimits,
 } from '@saiku/core'
 import { getBilling, PERMISSIONS, startTrial } from '../api.js'
-import type { DashboardStore, Member, SessionRecord } from './db.js'
+import type { DashboardStore, Member, SessionRecord } from './store/index.js'
 import { normalizeEmail } from './members.js'
 import { PasswordGate, passwordCheckConcurrency } from './password-gate.js'
 import { burnPasswordCheck, MAX_PASSWORD_LENGTH, verifyPassword } from './passwords.js'
@@ -28,7 +28,7 @@ import { createSignInCookies, DEVICE_COOKIE_MAX_AGE_SECONDS, SIGN_IN_FORM_TTL_SE
 import { minutesText, SignInThrottle, type SignInScope } from './sign-in-throttle.js'
 import type { DashboardSettings } from './settings.js'
 
-export { openDashboardStore } from './db.js'
+export { openDashboardStore } from './store/index.js'
 export { readDashboardSettings } from './settings.js'
 export { loadDashboardKey } from './sign-in-cookies.js'
 
