@@ -10,8 +10,8 @@ import { registerUsage } from './pages/usage.js'
 import { createContext, type DashboardOptions } from './shared/context.js'
 import { sweepExpiredSessions } from './shared/session.js'
 
-// The dashboard: one module a page or flow in pages/, what they share in shared/, its tables in store/.
-// Imports go one way only: pages → shared → store.
+// The dashboard: one module a page or flow in pages/, what every page shares in shared/, its tables in
+// store/. Imports go one way: pages/ → members.ts (the member rules the CLI uses too) → shared/ → store/.
 
 export type { DashboardOptions } from './shared/context.js'
 export { recordApiAction } from './pages/activity.js'

@@ -41,6 +41,7 @@ export interface DashboardContext
   readonly clock: () => number
   /** What every page runs first: the security headers, no-store, and the session lookup. */
   readonly page: readonly RequestHandler[]
+  /** Lets an admin through; a viewer gets a page saying what their role allows. */
   readonly adminOnly: RequestHandler
 }
 

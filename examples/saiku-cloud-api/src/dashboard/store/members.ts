@@ -9,7 +9,7 @@ export interface Member {
   /** Lower-case; unique across tenants, so an email names one member. */
   readonly email: string
   readonly role: Role
-  /** `scrypt$…` (see passwords.ts); never the password. */
+  /** `scrypt$…` (see shared/passwords.ts); never the password. */
   readonly passwordHash: string
   readonly createdAt: Date
 }
