@@ -26,7 +26,7 @@ import { openApiDocument } from './openapi.js'
 import { createRefusalLog } from './refusals.js'
 import { routeCost } from './costs.js'
 import { createDashboard, recordApiAction } from './dashboard/index.js'
-import type { DashboardStore } from './dashboard/db.js'
+import type { DashboardStore } from './dashboard/store/index.js'
 import type { DashboardSettings } from './dashboard/settings.js'
 
 export interface AppOptions {

@@ -3,7 +3,7 @@ import { SqliteKeyStore } from '@saiku/sqlite'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { postgresUrl, redisUrl } from './services.js'
-import { openDashboardStore } from '../src/dashboard/db.js'
+import { openDashboardStore } from '../src/dashboard/store/index.js'
 import {
   cli,
   cliJson,

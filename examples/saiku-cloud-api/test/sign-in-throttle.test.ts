@@ -6,7 +6,7 @@ import {
   SignInThrottle,
   type SignInReservation,
   type SignInScope,
-} from '../src/dashboard/sign-in-throttle.js'
+} from '../src/dashboard/shared/sign-in-throttle.js'
 
 // The sign-in budgets against a small reference model. The model keeps every
 // charge as a record with the windows it was made in, and counts a window by

@@ -3,7 +3,7 @@ import { SaikuHttpError, type TenantAdminStore } from '@saiku/core'
 import { readConfig } from '../config.js'
 import { printable } from '../printable.js'
 import { openStore } from '../store.js'
-import { openDashboardStore, type DashboardStore } from './db.js'
+import { openDashboardStore, type DashboardStore } from './store/index.js'
 import { addMember, removeMember, resetPassword } from './members.js'
 import { DashboardUsageError, type CommandOutput } from './cli-usage.js'
 

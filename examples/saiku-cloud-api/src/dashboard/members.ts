@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { SaikuHttpError, type TenantAdminStore, type TenantRecord } from '@saiku/core'
-import { ROLES, type ActorType, type DashboardStore, type Member, type Role } from './db.js'
+import { ROLES, type ActorType, type DashboardStore, type Member, type Role } from './store/index.js'
 import { printable, quoted } from '../printable.js'
-import { generatePassword, hashPassword, passwordProblem } from './passwords.js'
+import { generatePassword, hashPassword, passwordProblem } from './shared/passwords.js'
 
 // Member management, shared by the operator CLI and the server's first start.
 

@@ -1,0 +1,54 @@
+import type { Router } from 'express'
+import type { Logger } from 'pino'
+import type { DashboardContext } from '../shared/context.js'
+import type { DashboardStore } from '../store/index.js'
+
+const ACTIONS: Record<string, string> = {
+  'key.created': 'Key created',
+  'key.revoked': 'Key revoked',
+  'trial.started': 'Trial started',
+  sign_in: 'Signed in',
+  'sign_in.refused': 'Sign-in refused',
+  'sign_in.throttled': 'Sign-in throttled',
+  'member.added': 'Member added',
+  'member.removed': 'Member removed',
+  'member.password_reset': 'Password reset',
+}
+
+/** The tenant's Activity log, newest first. */
+export function registerActivity(router: Router, ctx: DashboardContext): void {
+  const { dashboard, page, signedIn, render } = ctx
+
+  router.get('/activity', ...page, signedIn, (req, res, next) => {
+    dashboard.listActivity(req.dashboard!.tenant.tenantId, 200).then((events) => {
+      render(res, 200, 'activity', {
+        title: 'Activity',
+        events: events.map((e) => ({ ...e, label: ACTIONS[e.action] ?? e.action })),
+      })
+    }, next)
+  })
+}
+
+/** Records what API keys do through the JSON API in the Activity log. */
+export function recordApiAction(dashboard: DashboardStore, logger: Logger) {
+  return (event: {
+    tenantId: string
+    keyId: string
+    action: string
+    target?: string | null
+    ip?: string | undefined
+  }) => {
+    dashboard
+      .recordActivity({
+        tenantId: event.tenantId,
+        actorType: 'api_key',
+        actor: event.keyId,
+        action: event.action,
+        target: event.target ?? null,
+        ip: event.ip ?? null,
+      })
+      .catch((error: unknown) =>
+        logger.error({ msg: 'activity write failed', err: { message: (error as Error).message } }),
+      )
+  }
+}

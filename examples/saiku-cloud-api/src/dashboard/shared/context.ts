@@ -1,0 +1,75 @@
+import { randomBytes } from 'node:crypto'
+import type { RequestHandler } from 'express'
+import type { Logger } from 'pino'
+import type { Authenticator, TenantAdminStore } from '@saiku/core'
+import type { DashboardSettings } from '../settings.js'
+import type { DashboardStore } from '../store/index.js'
+import { createCsrf, type Csrf } from './csrf.js'
+import { createRenderer, type Renderer } from './render.js'
+import { createAdminOnly } from './roles.js'
+import { noStore, securityHeaders } from './security.js'
+import { createSessions, type Sessions } from './session.js'
+import { createSite, type Site } from './site.js'
+
+export interface DashboardOptions {
+  readonly store: TenantAdminStore
+  readonly dashboard: DashboardStore
+  /** The API's authenticator: its key manager and its limiter, so keys and counts are the same ones. */
+  readonly authenticator: Authenticator
+  readonly logger: Logger
+  readonly settings: DashboardSettings
+  /**
+   * Signs the sign-in form's tokens and the device cookies (see sign-in-cookies.ts); every
+   * process behind one address needs the same. Default: a random key, forgotten at exit.
+   */
+  readonly key?: Buffer
+  /** The clock of the sign-in budgets and forms. Default `Date.now`. */
+  readonly now?: () => number
+}
+
+/** What every page is given: the stores, the settings, and the pieces each page's routes are made of. */
+export interface DashboardContext
+  extends
+    Pick<DashboardOptions, 'store' | 'dashboard' | 'authenticator' | 'logger' | 'settings'>,
+    Site,
+    Renderer,
+    Sessions,
+    Csrf {
+  /** Signs the sign-in form's tokens and the device cookies. */
+  readonly key: Buffer
+  /** The clock of the sign-in budgets and forms. */
+  readonly clock: () => number
+  /** What every page runs first: the security headers, no-store, and the session lookup. */
+  readonly page: readonly RequestHandler[]
+  /** Lets an admin through; a viewer gets a page saying what their role allows. */
+  readonly adminOnly: RequestHandler
+}
+
+export function createContext(options: DashboardOptions, views: string): DashboardContext {
+  const { store, dashboard, authenticator, logger, settings } = options
+  const site = createSite(settings.publicOrigin)
+  const renderer = createRenderer(views)
+  const sessions = createSessions({ store, dashboard, settings, site })
+  const csrf = createCsrf({
+    settings,
+    logger,
+    site,
+    errorPage: renderer.errorPage,
+    signInUrl: sessions.signInUrl,
+  })
+  return {
+    store,
+    dashboard,
+    authenticator,
+    logger,
+    settings,
+    ...site,
+    ...renderer,
+    ...sessions,
+    ...csrf,
+    key: options.key ?? randomBytes(32),
+    clock: options.now ?? Date.now,
+    page: [securityHeaders, noStore, sessions.session],
+    adminOnly: createAdminOnly(renderer.errorPage),
+  }
+}

@@ -1,0 +1,99 @@
+import { toDate, type PostgresTables, type SqliteDatabase, type Time } from './database.js'
+
+export type ActorType = 'member' | 'api_key' | 'cli'
+
+export interface ActivityInput {
+  readonly tenantId: string
+  readonly actorType: ActorType
+  /** A member's email, an API key ID, or "cli". */
+  readonly actor: string
+  /** key.created, key.revoked, trial.started, sign_in, sign_in.refused, sign_in.throttled, member.added, member.removed, member.password_reset */
+  readonly action: string
+  readonly target?: string | null
+  readonly ip?: string | null
+  readonly at?: Date
+}
+
+export interface ActivityEvent {
+  readonly id: number
+  readonly tenantId: string
+  readonly at: Date
+  readonly actorType: ActorType
+  readonly actor: string
+  readonly action: string
+  readonly target: string | null
+  readonly ip: string | null
+}
+
+export interface ActivityStore {
+  recordActivity(event: ActivityInput): Promise<void>
+  listActivity(tenantId: string, limit: number): Promise<ActivityEvent[]>
+}
+
+interface ActivityRow {
+  id: number | string
+  tenant_id: string
+  at: Time
+  actor_type: ActorType
+  actor: string
+  action: string
+  target: string | null
+  ip: string | null
+}
+
+const activityFromRow = (row: ActivityRow): ActivityEvent => ({
+  id: Number(row.id),
+  tenantId: row.tenant_id,
+  at: toDate(row.at),
+  actorType: row.actor_type,
+  actor: row.actor,
+  action: row.action,
+  target: row.target,
+  ip: row.ip,
+})
+
+export function sqliteActivity(db: SqliteDatabase): ActivityStore {
+  const q = {
+    recordActivity: db.prepare(
+      'INSERT INTO saiku_activity (tenant_id, at, actor_type, actor, action, target, ip) VALUES (@tenant_id, @at, @actor_type, @actor, @action, @target, @ip)',
+    ),
+    listActivity: db.prepare<[string, number], ActivityRow>(
+      'SELECT * FROM saiku_activity WHERE tenant_id = ? ORDER BY id DESC LIMIT ?',
+    ),
+  }
+
+  return {
+    async recordActivity(e) {
+      q.recordActivity.run({
+        tenant_id: e.tenantId,
+        at: (e.at ?? new Date()).getTime(),
+        actor_type: e.actorType,
+        actor: e.actor,
+        action: e.action,
+        target: e.target ?? null,
+        ip: e.ip ?? null,
+      })
+    },
+    async listActivity(tenantId, limit) {
+      return q.listActivity.all(tenantId, limit).map(activityFromRow)
+    },
+  }
+}
+
+export function postgresActivity({ tables: t, query }: PostgresTables): ActivityStore {
+  return {
+    async recordActivity(e) {
+      await query(
+        `INSERT INTO ${t.activity} (tenant_id, at, actor_type, actor, action, target, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [e.tenantId, e.at ?? new Date(), e.actorType, e.actor, e.action, e.target ?? null, e.ip ?? null],
+      )
+    },
+    async listActivity(tenantId, limit) {
+      const { rows } = await query<ActivityRow>(
+        `SELECT * FROM ${t.activity} WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2`,
+        [tenantId, limit],
+      )
+      return rows.map(activityFromRow)
+    },
+  }
+}

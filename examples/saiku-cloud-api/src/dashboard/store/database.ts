@@ -1,0 +1,179 @@
+import type { PostgresKeyStore } from '@saiku/postgres'
+import type { SqliteKeyStore } from '@saiku/sqlite'
+
+// The dashboard's tables (members, sessions, the activity log) live in the same database as the keys,
+// beside them, with their own schema version. This file holds the schema of both databases and what
+// every aggregate's queries stand on; the queries themselves are in members.ts, sessions.ts, activity.ts.
+
+/** The key store's SQLite connection, which the dashboard's tables share. */
+export type SqliteDatabase = SqliteKeyStore['db']
+
+/** A time as a driver returns it: a Date (pg), or milliseconds as a number or a string (SQLite). */
+export type Time = Date | number | string
+
+export const toDate = (value: Time): Date =>
+  value instanceof Date ? value : new Date(typeof value === 'string' ? Number(value) : value)
+
+/** SQLite migrations, one step per version, never edited once released. */
+export const SQLITE_MIGRATIONS: readonly string[] = Object.freeze([
+  `CREATE TABLE saiku_members (
+     member_id TEXT PRIMARY KEY,
+     tenant_id TEXT NOT NULL REFERENCES saiku_tenants (tenant_id),
+     email TEXT NOT NULL UNIQUE,
+     role TEXT NOT NULL CHECK (role IN ('admin', 'viewer')),
+     password_hash TEXT NOT NULL,
+     created_at INTEGER NOT NULL
+   );
+   CREATE INDEX saiku_members_by_tenant ON saiku_members (tenant_id, email);
+   CREATE TABLE saiku_sessions (
+     session_digest TEXT PRIMARY KEY,
+     member_id TEXT NOT NULL REFERENCES saiku_members (member_id) ON DELETE CASCADE,
+     csrf_token TEXT NOT NULL,
+     form_nonce TEXT,
+     created_at INTEGER NOT NULL,
+     last_seen_at INTEGER NOT NULL
+   );
+   CREATE INDEX saiku_sessions_by_member ON saiku_sessions (member_id);
+   CREATE TABLE saiku_activity (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     tenant_id TEXT NOT NULL,
+     at INTEGER NOT NULL,
+     actor_type TEXT NOT NULL CHECK (actor_type IN ('member', 'api_key', 'cli')),
+     actor TEXT NOT NULL,
+     action TEXT NOT NULL,
+     target TEXT,
+     ip TEXT
+   );
+   CREATE INDEX saiku_activity_by_tenant ON saiku_activity (tenant_id, id);`,
+  // form_nonce now holds up to MAX_FORM_NONCES nonces, space-separated.
+  `ALTER TABLE saiku_sessions ADD COLUMN flash TEXT;`,
+])
+
+/** PostgreSQL migrations, in the key store's schema. */
+export const POSTGRES_MIGRATIONS: readonly ((schema: string) => string)[] = Object.freeze([
+  (s: string) => `
+    CREATE TABLE ${s}.saiku_members (
+      member_id text PRIMARY KEY,
+      tenant_id text NOT NULL REFERENCES ${s}.saiku_tenants (tenant_id),
+      email text NOT NULL UNIQUE,
+      role text NOT NULL CHECK (role IN ('admin', 'viewer')),
+      password_hash text NOT NULL,
+      created_at timestamptz NOT NULL
+    );
+    CREATE INDEX saiku_members_by_tenant ON ${s}.saiku_members (tenant_id, email);
+    CREATE TABLE ${s}.saiku_sessions (
+      session_digest text PRIMARY KEY,
+      member_id text NOT NULL REFERENCES ${s}.saiku_members (member_id) ON DELETE CASCADE,
+      csrf_token text NOT NULL,
+      form_nonce text,
+      created_at timestamptz NOT NULL,
+      last_seen_at timestamptz NOT NULL
+    );
+    CREATE INDEX saiku_sessions_by_member ON ${s}.saiku_sessions (member_id);
+    CREATE TABLE ${s}.saiku_activity (
+      id bigserial PRIMARY KEY,
+      tenant_id text NOT NULL,
+      at timestamptz NOT NULL,
+      actor_type text NOT NULL CHECK (actor_type IN ('member', 'api_key', 'cli')),
+      actor text NOT NULL,
+      action text NOT NULL,
+      target text,
+      ip text
+    );
+    CREATE INDEX saiku_activity_by_tenant ON ${s}.saiku_activity (tenant_id, id);`,
+  // form_nonce now holds up to MAX_FORM_NONCES nonces, space-separated.
+  (s: string) => `ALTER TABLE ${s}.saiku_sessions ADD COLUMN flash text;`,
+])
+
+/** Brings the SQLite file's dashboard tables to the newest version, in one transaction. */
+export function migrateSqlite(db: SqliteDatabase): void {
+  db.exec('CREATE TABLE IF NOT EXISTS saiku_dashboard_schema_version (version INTEGER NOT NULL)')
+  db.transaction(() => {
+    const row = db.prepare<[], { version: number }>('SELECT version FROM saiku_dashboard_schema_version').get()
+    const current = row?.version ?? 0
+    for (let version = current; version < SQLITE_MIGRATIONS.length; version++) db.exec(SQLITE_MIGRATIONS[version]!)
+    if (row === undefined)
+      db.prepare('INSERT INTO saiku_dashboard_schema_version (version) VALUES (?)').run(SQLITE_MIGRATIONS.length)
+    else db.prepare('UPDATE saiku_dashboard_schema_version SET version = ?').run(SQLITE_MIGRATIONS.length)
+  }).immediate()
+}
+
+/** Runs one statement; resolves to what pg's `query` does, rowCount included. */
+type Run = (text: string, values: unknown[]) => Promise<{ rowCount: number | null }>
+
+/** What each aggregate's PostgreSQL half is given: its tables' names, and queries that wait for the migration. */
+export interface PostgresTables {
+  readonly tables: { readonly members: string; readonly sessions: string; readonly activity: string }
+  readonly query: <R extends object = Record<string, unknown>>(
+    text: string,
+    values: unknown[],
+  ) => Promise<{ rows: R[]; rowCount: number | null }>
+  /** Runs statements in one transaction on one connection. */
+  readonly inTransaction: <T>(work: (run: Run) => Promise<T>) => Promise<T>
+}
+
+/**
+ * The dashboard's tables in the key store's PostgreSQL schema. They are migrated on the first query, once, under
+ * an advisory lock so that two processes starting together do not both migrate; a failed migration is tried again.
+ */
+export function postgresTables(keyStore: PostgresKeyStore): PostgresTables {
+  const { pool } = keyStore
+  const s = `"${keyStore.schema}"`
+  let migrated: Promise<void> | undefined
+  const ready = (): Promise<void> =>
+    (migrated ??= (async () => {
+      await keyStore.ready() // the tenants table first
+      const client = await pool.connect()
+      try {
+        await client.query('BEGIN')
+        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`saiku_dashboard_migrate_${keyStore.schema}`])
+        await client.query(`CREATE TABLE IF NOT EXISTS ${s}.saiku_dashboard_schema_version (version integer NOT NULL)`)
+        const { rows } = await client.query<{ version: number }>(
+          `SELECT version FROM ${s}.saiku_dashboard_schema_version`,
+        )
+        const current = rows[0]?.version ?? 0
+        for (let version = current; version < POSTGRES_MIGRATIONS.length; version++)
+          await client.query(POSTGRES_MIGRATIONS[version]!(s))
+        if (rows.length === 0)
+          await client.query(`INSERT INTO ${s}.saiku_dashboard_schema_version (version) VALUES ($1)`, [
+            POSTGRES_MIGRATIONS.length,
+          ])
+        else
+          await client.query(`UPDATE ${s}.saiku_dashboard_schema_version SET version = $1`, [
+            POSTGRES_MIGRATIONS.length,
+          ])
+        await client.query('COMMIT')
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {})
+        throw error
+      } finally {
+        client.release()
+      }
+    })().catch((error: unknown) => {
+      migrated = undefined
+      throw error
+    }))
+
+  return {
+    tables: { members: `${s}.saiku_members`, sessions: `${s}.saiku_sessions`, activity: `${s}.saiku_activity` },
+    query: async <R extends object = Record<string, unknown>>(text: string, values: unknown[]) => {
+      await ready()
+      return pool.query<R>(text, values)
+    },
+    inTransaction: async <T>(work: (run: Run) => Promise<T>): Promise<T> => {
+      await ready()
+      const client = await pool.connect()
+      try {
+        await client.query('BEGIN')
+        const result = await work((text, values) => client.query(text, values))
+        await client.query('COMMIT')
+        return result
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {})
+        throw error
+      } finally {
+        client.release()
+      }
+    },
+  }
+}
