@@ -25,6 +25,7 @@ describe('README snippets', () => {
   it.each([
     ['README.md', 'examples/express-basic/src/quick-start.ts'],
     ['README.md', 'examples/koa-basic/src/quick-start.ts'],
+    ['README.md', 'test/readme/key-store-conformance.ts'],
     ['docs/usage.md', 'examples/express-basic/src/app.ts'],
     ['docs/usage.md', 'examples/koa-basic/src/app.ts'],
     ['packages/express/README.md', 'examples/express-basic/src/app.ts'],
