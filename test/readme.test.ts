@@ -28,6 +28,7 @@ describe('README snippets', () => {
     ['README.md', 'test/readme/key-store-conformance.ts'],
     ['docs/usage.md', 'examples/express-basic/src/app.ts'],
     ['docs/usage.md', 'examples/koa-basic/src/app.ts'],
+    ['docs/usage.md', 'test/readme/keys.ts'],
     ['packages/express/README.md', 'examples/express-basic/src/app.ts'],
     ['packages/koa/README.md', 'examples/koa-basic/src/app.ts'],
     ['packages/fastify/README.md', 'examples/fastify-basic/src/app.ts'],
