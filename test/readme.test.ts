@@ -35,6 +35,7 @@ describe('README snippets', () => {
     ['packages/redis/README.md', 'packages/redis/src/readme-usage.ts'],
     ['docs/limits.md', 'examples/saiku-cloud-api/src/costs.ts'],
     ['docs/limits.md', 'packages/redis/src/readme-rolling.ts'],
+    ['docs/scaling.md', 'test/readme/scale-out.ts'],
     ['docs/report-only.md', 'test/readme/report-only.ts'],
     ['docs/limits.md', 'test/readme/usage.ts'],
     ['docs/metrics.md', 'examples/saiku-cloud-api/src/metrics.ts'],
