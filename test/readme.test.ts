@@ -39,6 +39,7 @@ describe('README snippets', () => {
     ['docs/report-only.md', 'test/readme/report-only.ts'],
     ['docs/limits.md', 'test/readme/usage.ts'],
     ['docs/metrics.md', 'examples/saiku-cloud-api/src/metrics.ts'],
+    ['docs/jwt.md', 'test/readme/jwt.ts'],
   ])('%s quotes %s', (readme, example) => {
     expect(codeBlocks(read(readme))).toContain(read(example))
   })
