@@ -8,12 +8,18 @@ import { freePort } from '@saiku/test-support/services'
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const readme = readFileSync(`${root}/README.md`, 'utf8')
 
-/** Starts a quick-start file as `npx tsx` would, until it prints its curl line; then calls it as that line does. */
+/** Starts an example's quick-start file until it prints its curl line; then calls it as that line does. */
 async function runQuickStart(example: string) {
   const port = await freePort()
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port) }
   delete env.NODE_OPTIONS
-  const child = spawn(process.execPath, ['--conditions=@saiku/source', '--import', 'tsx', 'src/quick-start.ts'], {
+  // As the example's `pnpm quick-start` runs it.
+  const manifest = JSON.parse(readFileSync(`${root}/examples/${example}/package.json`, 'utf8')) as {
+    scripts: Record<string, string>
+  }
+  const [node, ...args] = manifest.scripts['quick-start']!.split(' ')
+  expect([node, args.at(-1)]).toEqual(['node', 'src/quick-start.ts'])
+  const child = spawn(process.execPath, args, {
     cwd: `${root}/examples/${example}`,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
