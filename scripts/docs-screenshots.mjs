@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // `pnpm docs:screenshots`: takes the dashboard's screenshots in Chromium (the browser
 // tests write them to .cache/screenshots/dashboard/, which git ignores) and copies them
-// to docs/dashboard/, where the README shows them. The test run itself never changes
-// a tracked file; this is the one command that updates the committed pictures.
+// to docs/dashboard/, where the reference server's README shows them. The test run itself
+// never changes a tracked file; this is the one command that updates the committed pictures.
 import { spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'

@@ -9,11 +9,11 @@ import { describe, expect, it } from 'vitest'
 const root = fileURLToPath(new URL('..', import.meta.url))
 const quickStart = () => {
   const readme = readFileSync(join(root, 'README.md'), 'utf8')
-  const section = readme.slice(readme.indexOf('## Quick start'))
+  const section = readme.slice(readme.indexOf('## Try the reference server'))
   return section.slice(section.indexOf('```sh\n') + 6, section.indexOf('\n```', section.indexOf('```sh\n')))
 }
 
-describe("the README's Quick start", () => {
+describe("the README's set-up of the reference server", () => {
   it('checks Node first, with the command that unpacks a supported one, and names corepack beside npm', () => {
     const lines = quickStart().split('\n')
     expect(lines[0]).toMatch(/^node --version\b.*node scripts\/node-runtime\.mjs 22/)

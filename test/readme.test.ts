@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
@@ -5,33 +6,57 @@ import { describe, expect, it } from 'vitest'
 const root = fileURLToPath(new URL('..', import.meta.url))
 const read = (path: string) => readFileSync(`${root}/${path}`, 'utf8')
 
+/** Every Markdown file of the tree, tracked or about to be (git's ignore rules applied). */
+const markdownFiles = () =>
+  execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '*.md'], {
+    cwd: root,
+    encoding: 'utf8',
+  })
+    .split('\n')
+    .filter((file) => file !== '' && !file.startsWith('.changeset/') && !file.endsWith('CHANGELOG.md'))
+
 /** The fenced code blocks of a Markdown file. */
 function codeBlocks(markdown: string): string[] {
   return [...markdown.matchAll(/```\w*\n([\s\S]*?)```/g)].map((match) => match[1]!)
 }
 
-// README snippets are the tested examples, verbatim: an edit to one without the other fails here.
+// README and guide snippets are the tested examples, verbatim: an edit to one without the other fails here.
 describe('README snippets', () => {
   it.each([
-    ['README.md', 'examples/express-basic/src/app.ts'],
-    ['README.md', 'examples/koa-basic/src/app.ts'],
+    ['README.md', 'examples/express-basic/src/quick-start.ts'],
+    ['README.md', 'examples/koa-basic/src/quick-start.ts'],
+    ['README.md', 'test/readme/key-store-conformance.ts'],
+    ['docs/usage.md', 'examples/express-basic/src/app.ts'],
+    ['docs/usage.md', 'examples/koa-basic/src/app.ts'],
+    ['docs/usage.md', 'test/readme/keys.ts'],
     ['packages/express/README.md', 'examples/express-basic/src/app.ts'],
     ['packages/koa/README.md', 'examples/koa-basic/src/app.ts'],
     ['packages/fastify/README.md', 'examples/fastify-basic/src/app.ts'],
     ['packages/redis/README.md', 'packages/redis/src/readme-usage.ts'],
-    ['README.md', 'examples/saiku-cloud-api/src/costs.ts'],
-    ['README.md', 'packages/redis/src/readme-rolling.ts'],
-    ['README.md', 'test/readme/report-only.ts'],
-    ['README.md', 'test/readme/usage.ts'],
-    ['README.md', 'examples/saiku-cloud-api/src/metrics.ts'],
+    ['docs/limits.md', 'examples/saiku-cloud-api/src/costs.ts'],
+    ['docs/limits.md', 'packages/redis/src/readme-rolling.ts'],
+    ['docs/scaling.md', 'test/readme/scale-out.ts'],
+    ['docs/report-only.md', 'test/readme/report-only.ts'],
+    ['docs/limits.md', 'test/readme/usage.ts'],
+    ['docs/metrics.md', 'examples/saiku-cloud-api/src/metrics.ts'],
+    ['docs/jwt.md', 'test/readme/jwt.ts'],
   ])('%s quotes %s', (readme, example) => {
     expect(codeBlocks(read(readme))).toContain(read(example))
   })
 
   it('shows the benchmark results the last full run wrote', () => {
-    const readme = read('README.md')
-    const table = readme.slice(readme.indexOf('<!-- bench:start -->\n') + 21, readme.indexOf('\n<!-- bench:end -->'))
+    const guide = read('docs/benchmarks.md')
+    const table = guide.slice(guide.indexOf('<!-- bench:start -->\n') + 21, guide.indexOf('\n<!-- bench:end -->'))
     expect(table).toBe(read('docs/benchmarks/results.md').trimEnd())
+  })
+
+  // The front page: what a newcomer needs is on the first screen, and the rest is one click away.
+  it('puts the install line and the quick-start app within the first 60 lines, and stays under 250 lines', () => {
+    const lines = read('README.md').split('\n')
+    expect(lines.length).toBeLessThan(250)
+    const firstScreen = lines.slice(0, 60).join('\n')
+    expect(firstScreen).toMatch(/^npm install @saiku\/express express\b.*pnpm add @saiku\/express express/m)
+    expect(codeBlocks(firstScreen)).toContain(read('examples/express-basic/src/quick-start.ts'))
   })
 
   it.each(['core', 'express', 'koa', 'fastify', 'sqlite', 'postgres', 'redis'])(
@@ -42,17 +67,42 @@ describe('README snippets', () => {
     },
   )
 
-  it('packages/core/README.md carries the options and errors tables of the README', () => {
-    // The first table under a heading: its lines up to the first line that is not a table row.
-    const firstTable = (markdown: string, title: string) => {
-      const lines = markdown.slice(markdown.indexOf(`## ${title}\n`)).split('\n')
-      const start = lines.findIndex((line) => line.startsWith('|'))
-      const end = lines.findIndex((line, index) => index > start && !line.startsWith('|'))
-      return lines.slice(start, end).join('\n')
+  // The Options and Errors tables live once, in @saiku/core's README (it stands alone on the registry page).
+  it('no other Markdown file copies the Options or Errors tables; the README and the guides link to them', () => {
+    const core = read('packages/core/README.md')
+    /** The rows of the tables under a heading, up to the next heading of its level. */
+    const rows = (title: string) => {
+      const start = core.indexOf(`## ${title}\n`)
+      const end = core.indexOf('\n## ', start + 1)
+      return core
+        .slice(start, end === -1 ? undefined : end)
+        .split('\n')
+        .filter((line) => line.startsWith('| ') && !line.startsWith('| --- '))
+        .filter((line) => line.length > 40) // not the header rows: `| option | default | meaning |`
     }
-    for (const title of ['Options', 'Errors']) {
-      expect(firstTable(read('README.md'), title).split('\n').length).toBeGreaterThan(5)
-      expect(firstTable(read('packages/core/README.md'), title)).toBe(firstTable(read('README.md'), title))
+    const tableRows = [...rows('Options'), ...rows('Errors')]
+    expect(tableRows.length).toBeGreaterThan(45)
+    const others = markdownFiles().filter((file) => file !== 'packages/core/README.md')
+    expect(others).toEqual(expect.arrayContaining(['README.md', 'docs/limits.md', 'docs/usage.md']))
+    for (const file of others) {
+      const text = read(file)
+      expect(
+        tableRows.filter((row) => text.includes(row)),
+        `${file} copies rows of packages/core/README.md's tables`,
+      ).toEqual([])
+    }
+    const links: Array<[string, string[]]> = [
+      ['README.md', ['packages/core/README.md#options', 'packages/core/README.md#errors']],
+      ['docs/limits.md', ['../packages/core/README.md#options', '../packages/core/README.md#errors']],
+      ['docs/usage.md', ['../packages/core/README.md#options', '../packages/core/README.md#errors']],
+      ['docs/report-only.md', ['../packages/core/README.md#options']],
+      ['docs/metrics.md', ['../packages/core/README.md#options']],
+      ['docs/jwt.md', ['../packages/core/README.md#options']],
+      ['docs/scaling.md', ['../packages/core/README.md#options']],
+      ['docs/security.md', ['../packages/core/README.md#errors']],
+    ]
+    for (const [file, targets] of links) {
+      for (const target of targets) expect(read(file), `${file} links ${target}`).toContain(`](${target})`)
     }
   })
 

@@ -29,7 +29,7 @@ vi.setConfig({ testTimeout: processTimeout(3), hookTimeout: processTimeout(3) })
 
 const browserAvailable = hasChromium()
 // Outside what git tracks, so a test run changes no tracked file; `pnpm docs:screenshots`
-// copies them to docs/dashboard/, which the README shows.
+// copies them to docs/dashboard/, which the reference server's README shows.
 const SCREENSHOTS = join(repoRoot, '.cache/screenshots/dashboard')
 const XSS_LABEL = '<img src=x onerror=alert(1)>'
 

@@ -441,7 +441,7 @@ describe('SHUTDOWN_TIMEOUT_MS', () => {
   })
 })
 
-describe('the production start as the README gives it', () => {
+describe('the production start as docs/production.md gives it', () => {
   it('runs the command of the start:prod script, on what build:server builds', () => {
     const scripts = (
       JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
@@ -453,7 +453,7 @@ describe('the production start as the README gives it', () => {
     expect(example.build).toBe('tsdown')
     const command = scripts['start:prod']!.replace(/^exec /, '')
     expect(command).toBe('node --enable-source-maps examples/saiku-cloud-api/dist/server.mjs')
-    const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8')
+    const readme = readFileSync(join(repoRoot, 'docs/production.md'), 'utf8')
     const dockerfile = readme.match(/```dockerfile\n([\s\S]*?)```/)![1]!
     expect(dockerfile).toContain('RUN pnpm bootstrap && pnpm build:server\n')
     expect(dockerfile).toContain(`CMD ${JSON.stringify(command.split(' '))}\n`.replaceAll(',', ', '))
