@@ -120,7 +120,9 @@ export function deadLinks(tree: Tree, file: string, repository: string): DeadLin
     return set
   }
   const isDirectory = (path: string) => [...tree.files].some((known) => known.startsWith(`${path}/`))
-  const own = new RegExp(`^${repository.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/(?:blob|tree|raw)/main/([^?#]*)(?:\\?[^#]*)?(#.*)?$`)
+  const own = new RegExp(
+    `^${repository.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/(?:blob|tree|raw)/main/([^?#]*)(?:\\?[^#]*)?(#.*)?$`,
+  )
 
   for (const { line, target } of linksOf(tree.read(file))) {
     let path: string
@@ -177,8 +179,12 @@ const REPO = 'https://github.com/saiku/saiku-auth'
 
 describe('the Markdown link check', () => {
   it('finds a heading in the same file by its GitHub slug, and reports one that is not there', () => {
-    const tree = fakeTree({ 'a.md': '# Title\n\n## The Options\n\nSee [options](#the-options) and [gone](#options).\n' })
-    expect(deadLinks(tree, 'a.md', REPO)).toEqual([{ line: 5, target: '#options', reason: 'no heading #options in a.md' }])
+    const tree = fakeTree({
+      'a.md': '# Title\n\n## The Options\n\nSee [options](#the-options) and [gone](#options).\n',
+    })
+    expect(deadLinks(tree, 'a.md', REPO)).toEqual([
+      { line: 5, target: '#options', reason: 'no heading #options in a.md' },
+    ])
   })
 
   it('slugs repeated headings -1, -2; drops inline code marks and punctuation; lowercases', () => {
@@ -215,7 +221,10 @@ describe('the Markdown link check', () => {
       { line: 2, target: 'docs/guide.md#scaling', reason: 'no heading #scaling in docs/guide.md' },
       { line: 3, target: '../elsewhere.md', reason: 'points outside the repository' },
     ])
-    const fromGuide = fakeTree({ 'docs/guide.md': '[up](../packages/core/README.md#api)', 'packages/core/README.md': '## API' })
+    const fromGuide = fakeTree({
+      'docs/guide.md': '[up](../packages/core/README.md#api)',
+      'packages/core/README.md': '## API',
+    })
     expect(deadLinks(fromGuide, 'docs/guide.md', REPO)).toEqual([])
   })
 
@@ -264,7 +273,9 @@ describe('Markdown links in the repository', () => {
   })
 
   it.each(markdown)('%s has no dead relative link or #anchor', (file) => {
-    const dead = deadLinks(tree, file, repository).map(({ line, target, reason }) => `${file}:${line} ${target}: ${reason}`)
+    const dead = deadLinks(tree, file, repository).map(
+      ({ line, target, reason }) => `${file}:${line} ${target}: ${reason}`,
+    )
     expect(dead).toEqual([])
   })
 })
