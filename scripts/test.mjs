@@ -9,6 +9,7 @@ import { join } from 'node:path'
 const STAGES = [
   { stage: 'build', script: 'build' },
   { stage: 'types', script: 'typecheck' },
+  { stage: 'docs', script: 'docs:api' },
   { stage: 'lint', script: 'lint' },
   { stage: 'format', script: 'format:check' },
   { stage: 'tests', script: 'test:vitest' },

@@ -23,6 +23,7 @@ async function runStages(scripts: Record<string, string>, args: readonly string[
       scripts: {
         build: stage('build'),
         typecheck: stage('typecheck'),
+        'docs:api': stage('docs'),
         lint: stage('lint'),
         'format:check': stage('format'),
         'test:vitest': stage('tests'),
@@ -45,6 +46,7 @@ describe('pnpm test (scripts/test.mjs)', () => {
     expect(result.code).toBe(3)
     expect(result.lastLine).toBe('pnpm test: failed at lint (echo ran-lint && exit 3)')
     expect(result.output).toContain('ran-typecheck')
+    expect(result.output).toContain('ran-docs')
     expect(result.output).not.toContain('ran-format')
     expect(result.output).not.toContain('ran-tests')
   }, 60_000)
@@ -52,6 +54,7 @@ describe('pnpm test (scripts/test.mjs)', () => {
   it.each([
     ['build', 'build'],
     ['types', 'typecheck'],
+    ['docs', 'docs:api'],
     ['format', 'format:check'],
     ['tests', 'test:vitest'],
   ])(
@@ -68,7 +71,7 @@ describe('pnpm test (scripts/test.mjs)', () => {
     const result = await runStages({}, ['--', 'test/readme.test.ts'])
     expect(result.code).toBe(0)
     expect(result.output).toContain('ran-tests test/readme.test.ts')
-    expect(result.lastLine).toMatch(/^pnpm test: passed \(build, types, lint, format, tests\) in \d+ s$/)
+    expect(result.lastLine).toMatch(/^pnpm test: passed \(build, types, docs, lint, format, tests\) in \d+ s$/)
   }, 60_000)
 })
 

@@ -1,9 +1,24 @@
 /**
- * The wire codes of every error body (its `error` field), mapped to their HTTP status in one place.
+ * A wire code: the `error` field of an error body (`'not_found'`). Never an error class's `code`.
  * The spec names five of them: `unauthorized` (401), `payment_required` (402), `forbidden` (403),
  * `not_found` (404) and `rate_limited` (429). The rest are documented extensions that keep the same body shape.
  */
-export const ERROR_STATUS = {
+export type WireCode =
+  | 'invalid_request'
+  | 'unauthorized'
+  | 'payment_required'
+  | 'forbidden'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'conflict'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'rate_limited'
+  | 'internal_error'
+  | 'service_unavailable'
+
+/** Every wire code mapped to its HTTP status, in one place: its type makes it name each {@link WireCode}, and no other. */
+export const ERROR_STATUS: { readonly [Code in WireCode]: number } = {
   invalid_request: 400,
   unauthorized: 401,
   payment_required: 402,
@@ -16,10 +31,7 @@ export const ERROR_STATUS = {
   rate_limited: 429,
   internal_error: 500,
   service_unavailable: 503,
-} as const
-
-/** A wire code: the `error` field of an error body (`'not_found'`). Never an error class's `code`. */
-export type WireCode = keyof typeof ERROR_STATUS
+}
 
 /** Default messages; a response may carry a more specific one. */
 export const DEFAULT_MESSAGES: Readonly<Record<WireCode, string>> = Object.freeze({

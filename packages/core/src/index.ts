@@ -14,7 +14,13 @@ export type {
 } from './decision.js'
 
 export { DEFAULTS } from './options.js'
-export type { KeyStoreFailurePolicy, LimiterFailurePolicy, SaikuOptions } from './options.js'
+export type {
+  KeyStoreFailurePolicy,
+  LimiterFailurePolicy,
+  OptionDefaults,
+  ResolvedOptions,
+  SaikuOptions,
+} from './options.js'
 export type { PreflightMode } from './preflight.js'
 
 export { MemoryKeyStore } from './store.js'
@@ -32,6 +38,8 @@ export type { CreatedApiKey, CreateKeyInput, KeyManager, KeyManagerOptions } fro
 export { API_KEY_PATTERN, isKeyId, mintApiKey, parseApiKey } from './keys.js'
 export type { KeyEnvironment, MintedApiKey, ParsedApiKey } from './keys.js'
 export type { KeyVerifier, VerificationFailure, VerifiedCredential, VerifyResult } from './verifier.js'
+export type { StoreCallEnd } from './failure-budget.js'
+export type { MetricsSettings } from './metrics.js'
 
 export { DEFAULT_TIERS, limitsForTenant } from './tiers.js'
 export type { TenantLimitSource, TierLimits, TierTable, WindowLimits } from './tiers.js'

@@ -56,6 +56,7 @@ export interface CoreMetrics {
   instrumentLimiter<L extends LimiterBackend>(limiter: L): L
 }
 
+/** The `metrics` option resolved (`null` in {@link ResolvedOptions.metrics} when it is `false`). */
 export interface MetricsSettings {
   readonly meterProvider: MeterProvider | undefined
   /** Adds `saiku.tenant.id` to decisions: one series per tenant, so off by default. */

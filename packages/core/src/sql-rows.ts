@@ -4,7 +4,8 @@ import type { ApiKeyRecord, SubscriptionStatus, TenantRecord } from './store.js'
 // back as Dates (PostgreSQL) or epoch milliseconds (SQLite); permissions as an
 // array or as its JSON text.
 
-type Time = Date | number | null
+/** A time column as a driver reads it back: a Date (PostgreSQL), epoch milliseconds (SQLite), or null. */
+export type RowTime = Date | number | null
 
 export interface TenantRow {
   tenant_id: string
@@ -12,7 +13,7 @@ export interface TenantRow {
   tier: string
   connection_name: string
   subscription_status: string
-  trial_ends_at: Time
+  trial_ends_at: RowTime
   limit_per_minute: number | null
   limit_per_hour: number | null
 }
@@ -25,12 +26,12 @@ export interface KeyRow {
   secret_digest: string
   permissions: string[] | string
   created_at: Date | number
-  expires_at: Time
-  revoked_at: Time
-  last_used_at: Time
+  expires_at: RowTime
+  revoked_at: RowTime
+  last_used_at: RowTime
 }
 
-const toDate = (value: Time): Date | null => (value === null ? null : new Date(value))
+const toDate = (value: RowTime): Date | null => (value === null ? null : new Date(value))
 
 export function tenantFromRow(row: TenantRow): TenantRecord {
   return {

@@ -101,7 +101,12 @@ export interface ApiKeyVerifierOptions {
   readonly onStoreError?: ((error: SaikuStoreError) => void) | undefined
   /** Told of a key ID the store says no longer works (revoked, expired, gone), e.g. to withdraw its trust. */
   readonly onKeyWithdrawn?: ((keyId: string) => void) | undefined
-  /** Times each `findKey` and counts cache hits and misses. */
+  /**
+   * Times each `findKey` and counts cache hits and misses: the authenticator's own
+   * instruments, handed in when it builds its verifier (`metrics` option).
+   *
+   * @internal
+   */
   readonly metrics?: CoreMetrics | null | undefined
   /**
    * The hashing and comparing steps: default `digestApiKey` bytes and a
@@ -110,6 +115,7 @@ export interface ApiKeyVerifierOptions {
   readonly primitives?: Partial<VerifierPrimitives> | undefined
 }
 
+/** The two steps of checking a secret, replaceable through {@link ApiKeyVerifierOptions.primitives}. */
 export interface VerifierPrimitives {
   digest(token: string): Buffer
   /** Must take the same time for any two inputs of one length. */

@@ -21,11 +21,11 @@ export {
   validateTenantRecord,
 } from '../store.js'
 export { keyFromRow, tenantFromRow } from '../sql-rows.js'
-export type { KeyRow, TenantRow } from '../sql-rows.js'
+export type { KeyRow, RowTime, TenantRow } from '../sql-rows.js'
 export { digestApiKey } from '../keys.js'
 export { announceKeyStoreChange, announceKeyStoreFeed, keyStoreTrustCapMs, onKeyStoreChange } from '../store-events.js'
 export type { KeyChange, KeyStoreFeedState } from '../store-events.js'
 export { createApiKeyVerifier } from '../verifier.js'
 export { backgroundErrorHook, callHook, notifyHook, warnHookFailed } from '../user-hooks.js'
 export type { HookAnswer } from '../user-hooks.js'
-export type { ApiKeyVerifier, ApiKeyVerifierOptions } from '../verifier.js'
+export type { ApiKeyVerifier, ApiKeyVerifierOptions, KeyState, VerifierPrimitives } from '../verifier.js'
