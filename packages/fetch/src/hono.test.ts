@@ -188,6 +188,21 @@ describe('@saiku/fetch/hono', () => {
     })
   }
 
+  it('answers a getConnInfo that throws (no Node socket under app.request) with the JSON 500, reported', async () => {
+    const errors: Error[] = []
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const auth = saikuAuth(store, { getConnInfo, onError: (error) => void errors.push(error) })
+    closers.push(() => auth.authenticator.close())
+    const app = new Hono<SaikuEnv>()
+    app.use(auth)
+    app.get('/me/tenant', (c) => c.json(c.get('saiku')!.tenant))
+    // A failure needs the address, and app.request gives getConnInfo no socket to read.
+    const res = await app.request('/me/tenant', { headers: bearer(mintApiKey().key) })
+    expect(res.status).toBe(500)
+    expect(await res.json()).toEqual({ error: 'internal_error', message: 'An unexpected error occurred.' })
+    expect(errors).toHaveLength(1)
+  })
+
   it('refuses a bad option at construction, naming it', () => {
     const store = new MemoryKeyStore({ tenants: [acme] })
     expect(() => saikuAuth(store, { getConnInfo: 'socket' as never })).toThrow(/^getConnInfo: expected a function/)
