@@ -1,3 +1,4 @@
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { addressFromHeader, resolveClientAddressHeader } from './forwarded-address.js'
 
@@ -7,6 +8,23 @@ describe('addressFromHeader', () => {
     expect(addressFromHeader('6.6.6.6, 203.0.113.5, 10.0.0.2', 2)).toBe('203.0.113.5')
     // Fewer entries than proxies: each was written by one of them, the leftmost is the client.
     expect(addressFromHeader('203.0.113.5', 3)).toBe('203.0.113.5')
+  })
+
+  it('gives the client no say: whatever it writes left of your proxies, the address is the one they wrote', () => {
+    const ipv4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((parts) => parts.join('.'))
+    const clientWritten = fc.array(
+      fc.string({ unit: 'grapheme-ascii' }).map((text) => text.replaceAll(',', '')),
+      {
+        maxLength: 6,
+      },
+    )
+    fc.assert(
+      fc.property(clientWritten, fc.array(ipv4, { minLength: 1, maxLength: 5 }), (forged, proxied) => {
+        const value = [...forged, ...proxied].join(', ')
+        // Each proxy of yours appended one entry: with proxyHops = their number, the first of theirs is the client.
+        expect(addressFromHeader(value, proxied.length)).toBe(proxied[0])
+      }),
+    )
   })
 
   it('reads an address with a port by its address, and nothing else as one', () => {
