@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { serve, type ServerType } from '@hono/node-server'
 import { getConnInfo } from '@hono/node-server/conninfo'
 import { Hono } from 'hono'
+import { HTTPException } from 'hono/http-exception'
 import { afterEach, beforeEach, describe, expect, expectTypeOf, it, vi, type MockInstance } from 'vitest'
 import { createKeyManager, mintApiKey } from '@saiku/core'
 import { MemoryKeyStore, SaikuHttpError, type SaikuPrincipal, type TenantRecord } from './index.js'
@@ -201,6 +202,27 @@ describe('@saiku/fetch/hono', () => {
     expect(res.status).toBe(500)
     expect(await res.json()).toEqual({ error: 'internal_error', message: 'An unexpected error occurred.' })
     expect(errors).toHaveLength(1)
+  })
+
+  it("answers Hono's HTTPException with the JSON shape of its status, reporting nothing", async () => {
+    const errors: unknown[] = []
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const auth = saikuAuth(store, { getConnInfo })
+    closers.push(() => auth.authenticator.close())
+    const app = new Hono<SaikuEnv>()
+    app.use(auth)
+    app.onError(saikuErrors({ onError: (error) => void errors.push(error) }))
+    app.post('/me/items', () => {
+      throw new HTTPException(400, { message: 'Malformed JSON in request body' })
+    })
+    const url = await listen(app)
+    const key = (await auth.authenticator.keys.create(acme.tenantId, { label: 'agent' })).key
+    const res = await fetch(`${url}/me/items`, { method: 'POST', headers: bearer(key), body: '{' })
+    expect(res.status).toBe(400)
+    expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8')
+    expect(((await res.json()) as { error: string }).error).toBe('invalid_request')
+    expect(res.headers.get('ratelimit')).toBe(FIRST_WINDOW)
+    expect(errors).toEqual([])
   })
 
   it('refuses a bad option at construction, naming it', () => {
