@@ -145,6 +145,19 @@ describe('@saiku/fetch: saikuAuth', () => {
     expect(!other.ok && other.response.status).toBe(401)
   })
 
+  it("hands hooks the request's headers as a record, read as sent and listed in full", async () => {
+    const seen: unknown[] = []
+    const { auth, key } = setUp({
+      cost: ({ request }) => {
+        seen.push(request.headers['x-units'], 'x-units' in request.headers, Object.keys(request.headers).sort())
+        return Number(request.headers['x-units'] ?? 1)
+      },
+    })
+    const result = await auth(get(await key(), { 'X-Units': '3' }), { clientAddress: '192.0.2.1' })
+    expect(result.ok && result.headers.ratelimit).toBe('"minute";r=57;t=60, "hour";r=997;t=3600')
+    expect(seen).toEqual(['3', true, ['authorization', 'x-units']])
+  })
+
   it('refuses a bad option at construction, naming it', () => {
     const store = new MemoryKeyStore({ tenants: [acme] })
     expect(() => saikuAuth(store, { clientAddressHeader: 'x forwarded' })).toThrow(

@@ -110,7 +110,29 @@ export function unverifiedOf(request: Request): WouldBeRefusal | null {
   return unverifiedRequests.get(request) ?? null
 }
 
-/** A Fetch request as the core reads it; the headers are copied only when read. */
+/**
+ * `Headers` as the record the core and its hooks read (`headers.authorization`). Each name is read from `Headers`
+ * when asked: the core asks for one, and copying them all would cost every request more than its decision.
+ * Listing the names (`Object.keys`, spreading) copies them once.
+ */
+function headerRecord(headers: Headers): Record<string, string> {
+  let copy: Record<string, string> | undefined
+  const all = (): Record<string, string> => (copy ??= Object.fromEntries(headers))
+  return new Proxy<Record<string, string>>(
+    {},
+    {
+      get: (_target, name) => (typeof name === 'string' ? (headers.get(name) ?? undefined) : undefined),
+      has: (_target, name) => typeof name === 'string' && headers.has(name),
+      ownKeys: () => Reflect.ownKeys(all()),
+      getOwnPropertyDescriptor: (_target, name) => Reflect.getOwnPropertyDescriptor(all(), name),
+      set: () => false,
+      deleteProperty: () => false,
+      defineProperty: () => false,
+    },
+  )
+}
+
+/** A Fetch request as the core reads it; each header is read only when asked for. */
 class FetchAuthRequest implements AuthRequest {
   readonly url: string
   readonly mountPrefix: string | undefined
@@ -133,7 +155,7 @@ class FetchAuthRequest implements AuthRequest {
 
   /** Repeated lines of one header arrive joined with ", ", so two Authorization headers are one value the core refuses. */
   get headers(): Record<string, string> {
-    return (this.#headers ??= Object.fromEntries(this.#request.headers))
+    return (this.#headers ??= headerRecord(this.#request.headers))
   }
 
   get method(): string {
