@@ -24,6 +24,7 @@ const startable = [
   { folder: 'express-basic', rootScript: 'example:express' },
   { folder: 'koa-basic', rootScript: 'example:koa' },
   { folder: 'fastify-basic', rootScript: 'example:fastify' },
+  { folder: 'hono-basic', rootScript: 'example:hono' },
   { folder: 'saiku-cloud-api', rootScript: 'start' },
 ] as const
 
@@ -107,5 +108,19 @@ describe('examples/fastify-basic', () => {
   it('depends on fastify, @saiku/core and @saiku/fastify, and tsx to start it, nothing else', () => {
     const manifest = JSON.parse(read('examples/fastify-basic/package.json')) as { dependencies: Record<string, string> }
     expect(Object.keys(manifest.dependencies).sort()).toEqual(['@saiku/core', '@saiku/fastify', 'fastify', 'tsx'])
+  })
+})
+
+// hono-basic is the Hono user's first app: Hono and its Node server, the middleware and core, and tsx to start it.
+describe('examples/hono-basic', () => {
+  it('depends on hono, @hono/node-server, @saiku/core and @saiku/fetch, and tsx to start it, nothing else', () => {
+    const manifest = JSON.parse(read('examples/hono-basic/package.json')) as { dependencies: Record<string, string> }
+    expect(Object.keys(manifest.dependencies).sort()).toEqual([
+      '@hono/node-server',
+      '@saiku/core',
+      '@saiku/fetch',
+      'hono',
+      'tsx',
+    ])
   })
 })

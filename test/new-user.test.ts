@@ -28,7 +28,7 @@ import { postgresUrl } from '@saiku/test-support/services'
 const execFileAsync = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
 const tsc = join(root, 'node_modules/.bin/tsc')
-const PACKAGES = ['core', 'express', 'koa', 'fastify', 'sqlite', 'postgres', 'redis'] as const
+const PACKAGES = ['core', 'express', 'koa', 'fastify', 'fetch', 'sqlite', 'postgres', 'redis'] as const
 type PackageName = (typeof PACKAGES)[number]
 const redisUrl = process.env.REDIS_URL || undefined
 
@@ -411,6 +411,7 @@ describe('a new user', () => {
     start('pnpm-esm', async () => {
       const dir = freshApp(base, 'pnpm-esm', 'pnpm', 'module', packs)
       await installFromReadmes(dir, 'pnpm', ['core', 'express', 'koa', 'fastify', 'sqlite', 'postgres', 'redis'], packs)
+      await installFromReadmes(dir, 'pnpm', ['fetch'], packs)
       await run('pnpm', ['add', '-D', '@types/node@^20.19.43'], dir)
       return dir
     })
@@ -432,6 +433,7 @@ describe('a new user', () => {
     for (const [example, manager] of [
       ['express-basic', 'npm'],
       ['fastify-basic', 'pnpm'],
+      ['hono-basic', 'npm'],
       ['koa-basic', 'npm'],
       ['koa-minimal', 'pnpm'],
       ['saiku-cloud-api', 'pnpm'],
@@ -677,7 +679,7 @@ describe('a new user', () => {
     expect(stdout).toContain('pnpm approve-builds')
   }, 300_000)
 
-  describe.each(['express-basic', 'fastify-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])(
+  describe.each(['express-basic', 'fastify-basic', 'hono-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])(
     'the example %s, copied out of the repository',
     (example) => {
       let child: ChildProcess | undefined

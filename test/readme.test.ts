@@ -32,6 +32,12 @@ describe('README snippets', () => {
     ['packages/express/README.md', 'examples/express-basic/src/app.ts'],
     ['packages/koa/README.md', 'examples/koa-basic/src/app.ts'],
     ['packages/fastify/README.md', 'examples/fastify-basic/src/app.ts'],
+    ['packages/fetch/README.md', 'examples/hono-basic/src/app.ts'],
+    ['packages/fetch/README.md', 'packages/fetch/src/readme/bun.ts'],
+    ['packages/fetch/README.md', 'packages/fetch/src/readme/deno.ts'],
+    ['packages/fetch/README.md', 'packages/fetch/src/readme/next-route.ts'],
+    ['packages/fetch/README.md', 'packages/fetch/src/readme/hono-cors.ts'],
+    ['packages/fetch/README.md', 'packages/fetch/src/readme/any-host.ts'],
     ['packages/redis/README.md', 'packages/redis/src/readme-usage.ts'],
     ['docs/limits.md', 'examples/saiku-cloud-api/src/costs.ts'],
     ['docs/limits.md', 'packages/redis/src/readme-rolling.ts'],
@@ -59,7 +65,7 @@ describe('README snippets', () => {
     expect(codeBlocks(firstScreen)).toContain(read('examples/express-basic/src/quick-start.ts'))
   })
 
-  it.each(['core', 'express', 'koa', 'fastify', 'sqlite', 'postgres', 'redis'])(
+  it.each(['core', 'express', 'koa', 'fastify', 'fetch', 'sqlite', 'postgres', 'redis'])(
     'packages/%s/README.md stands alone: no links to files its tarball does not ship',
     (name) => {
       const links = [...read(`packages/${name}/README.md`).matchAll(/\]\(([^)]+)\)/g)].map((match) => match[1]!)
@@ -106,7 +112,7 @@ describe('README snippets', () => {
     }
   })
 
-  it.each(['express-basic', 'fastify-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])(
+  it.each(['express-basic', 'fastify-basic', 'hono-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])(
     'examples/%s/README.md says how to copy it',
     (example) => {
       const copy = read(`examples/${example}/README.md`).split('## Copy it\n')[1] ?? ''
