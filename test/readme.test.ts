@@ -37,6 +37,7 @@ describe('README snippets', () => {
     ['packages/fetch/README.md', 'packages/fetch/src/readme/deno.ts'],
     ['packages/fetch/README.md', 'packages/fetch/src/readme/next-route.ts'],
     ['packages/fetch/README.md', 'packages/fetch/src/readme/hono-cors.ts'],
+    ['docs/cors.md', 'packages/fetch/src/readme/hono-cors.ts'],
     ['packages/fetch/README.md', 'packages/fetch/src/readme/any-host.ts'],
     ['packages/redis/README.md', 'packages/redis/src/readme-usage.ts'],
     ['docs/limits.md', 'examples/saiku-cloud-api/src/costs.ts'],

@@ -34,6 +34,8 @@ describe('adapter conformance: cases not applicable', () => {
           'a Fetch handler has no mount point: it and its exemptions see the full path',
         'adapter conformance: fetch: per-route cost > asks the cost function once per request with the method, the mounted path and the tenant':
           'a Fetch handler has no mount point: the cost function sees the full path',
+        'adapter conformance: fetch: CORS preflights > below a mount point too':
+          'a Fetch handler has no mount point: a preflight is matched on the full path',
         'adapter conformance: fetch: hooks that throw or reject > saikuErrors({ onError }) as an async hook that rejects: still the JSON 500, one warning per distinct message':
           'its last step needs an error after the response started, which a Fetch handler cannot make (see that case); withSaiku’s onError that rejects is pinned in packages/fetch/src/index.test.ts',
         'adapter conformance: fetch: hooks that throw or reject > saikuErrors({ onError }) as a hook that throws: still the JSON 500, one warning per distinct message':

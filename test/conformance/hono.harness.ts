@@ -43,6 +43,10 @@ export const honoHarness: AdapterHarness = {
       fixtures.hits.tenant++
       return c.json(c.get('saiku')!.tenant)
     })
+    routes.options('/me/tenant', (c) => {
+      fixtures.hits.preflight++
+      return c.body(null, 204)
+    })
     routes.get('/me/whoami', (c) =>
       c.json({
         tenantId: c.get('saiku')?.tenant.tenantId ?? null,

@@ -32,7 +32,7 @@ export function saikuAuth(store: KeyStore, options?: SaikuFetchOptions): SaikuFe
   return Object.assign(auth, { authenticator: core.authenticator })
 }
 
-/** What `withSaiku` calls for an admitted request; `principal` is null only when report-only authentication let it through. */
+/** What `withSaiku` calls for an admitted request; `principal` is null only when report-only authentication or `preflight: 'pass'` let it through. */
 export type SaikuHandler<Info> = (
   request: Request,
   principal: SaikuPrincipal | null,
@@ -118,6 +118,7 @@ export type {
   SaikuFetchAuth,
   SaikuFetchOptions,
   SaikuFetchResult,
+  SaikuPassed,
   SaikuRefused,
   SaikuRequestInfo,
   SaikuUnverified,

@@ -53,13 +53,22 @@ export interface SaikuUnverified {
   readonly unverified: WouldBeRefusal
 }
 
+/** A browser's CORS preflight that `preflight: 'pass'` let through unauthenticated and uncounted: answer it (or let your CORS layer). */
+export interface SaikuPassed {
+  readonly ok: true
+  readonly passed: 'preflight'
+  readonly principal: null
+  readonly headers: Readonly<HeaderMap>
+  readonly unverified: null
+}
+
 /** Refused: return `response` as it is (401, 402, 429, 503…, with its JSON body and headers). */
 export interface SaikuRefused {
   readonly ok: false
   readonly response: Response
 }
 
-export type SaikuFetchResult = SaikuAdmitted | SaikuUnverified | SaikuRefused
+export type SaikuFetchResult = SaikuAdmitted | SaikuPassed | SaikuUnverified | SaikuRefused
 
 export interface SaikuFetchAuth {
   (request: Request, info?: SaikuRequestInfo): Promise<SaikuFetchResult>
@@ -177,6 +186,14 @@ export interface FetchAuthenticator {
   ): SaikuFetchResult | Promise<SaikuFetchResult>
 }
 
+const PASSED: SaikuPassed = Object.freeze({
+  ok: true,
+  passed: 'preflight',
+  principal: null,
+  headers: Object.freeze({}),
+  unverified: null,
+})
+
 /** Checks the options now (a misconfiguration throws a `SaikuConfigError`) and builds the authenticator. */
 export function createFetchAuthenticator(store: KeyStore, options: SaikuFetchOptions = {}): FetchAuthenticator {
   if (typeof options !== 'object' || options === null) throw new SaikuConfigError('options', 'an object', options)
@@ -198,6 +215,7 @@ export function createFetchAuthenticator(store: KeyStore, options: SaikuFetchOpt
     return undefined
   }
   const decide = (request: Request, decision: Awaited<ReturnType<Authenticator['check']>>): SaikuFetchResult => {
+    if (decision.ok && decision.principal === null) return PASSED
     if (decision.ok) {
       admitted.set(request, decision.principal)
       return { ok: true, principal: decision.principal, headers: decision.headers, unverified: null }
