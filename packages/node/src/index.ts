@@ -1,0 +1,230 @@
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http'
+import {
+  checkPermissions,
+  endStartedResponse,
+  errorResponseFor,
+  notifyHook,
+  permissionGuard,
+  resolveSaikuErrorsOptions,
+  warnHookFailed,
+  writeErrorResponse,
+  type AuthDecision,
+  type PermissionGuardArguments,
+  type SaikuErrorsOptions as CoreErrorsOptions,
+} from '@saiku/core/adapter'
+import {
+  createAuthenticator,
+  SaikuConfigError,
+  type Authenticator,
+  type KeyStore,
+  type SaikuOptions,
+  type SaikuPrincipal,
+  type WouldBeRefusal,
+} from '@saiku/core'
+
+/** `saikuAuth`'s options: those of `@saiku/core`, and where the client address comes from. */
+export interface SaikuNodeOptions extends SaikuOptions {
+  /**
+   * The client address, for a server behind a proxy you trust (read the hop your proxy appends).
+   * Called only when the core needs the address. Default: `req.socket.remoteAddress`, never a header.
+   */
+  readonly clientAddress?: ((req: IncomingMessage) => string | undefined) | undefined
+}
+
+/**
+ * Resolves to the principal of an admitted request (its `RateLimit` headers already set on `res`);
+ * to `undefined` when the refusal has been written and the caller must stop; to `null` only when
+ * report-only authentication let failing credentials through (`saikuUnverified(req)` tells the refusal).
+ */
+export interface SaikuNodeAuth {
+  (req: IncomingMessage, res: ServerResponse): Promise<SaikuPrincipal | null | undefined>
+  /** The core authenticator: key management (`keys`), cache invalidation. */
+  readonly authenticator: Authenticator
+}
+
+// What a request was given, for a second call on it (nested helpers) and for saikuErrors: Express's req.saiku.
+const principals = new WeakMap<IncomingMessage, SaikuPrincipal>()
+const unverifiedRefusals = new WeakMap<IncomingMessage, WouldBeRefusal>()
+const answered = new WeakSet<IncomingMessage>()
+
+// The clientAddress option is this adapter's own: the core gets the rest, and checks it.
+function splitOptions(
+  options: SaikuNodeOptions | undefined,
+): [SaikuOptions | undefined, SaikuNodeOptions['clientAddress']] {
+  if (typeof options !== 'object' || options === null || !('clientAddress' in options)) return [options, undefined]
+  const { clientAddress, ...core } = options
+  if (clientAddress !== undefined && typeof clientAddress !== 'function')
+    throw new SaikuConfigError('clientAddress', 'a function (req) => string | undefined', clientAddress)
+  return [core, clientAddress]
+}
+
+// The core reads the address synchronously: a promise (an async clientAddress) is a misconfiguration, answered 500.
+function readAddress(
+  clientAddress: NonNullable<SaikuNodeOptions['clientAddress']>,
+  req: IncomingMessage,
+): string | undefined {
+  const address: unknown = clientAddress(req)
+  if (address === undefined || typeof address === 'string') return address
+  // Its rejection is the same mistake, already reported: not an unhandled rejection.
+  if (address instanceof Promise) address.catch(() => {})
+  throw new SaikuConfigError(
+    'clientAddress(req)',
+    'a string or undefined, returned synchronously (not a promise)',
+    address,
+  )
+}
+
+/** Authenticates a request of a plain `node:http` server and applies the tenant's limits. */
+export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNodeAuth {
+  const [coreOptions, clientAddress] = splitOptions(options)
+  const authenticator = createAuthenticator(store, coreOptions)
+  const apply = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    decision: AuthDecision,
+  ): SaikuPrincipal | null | undefined => {
+    if (!decision.ok) {
+      // Report-only authentication: the refusal is not sent, and the request goes on without a principal.
+      if ('unverified' in decision) {
+        unverifiedRefusals.set(req, decision.unverified)
+        return null
+      }
+      answered.add(req)
+      writeErrorResponse(res, decision)
+      return undefined
+    }
+    for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
+    principals.set(req, decision.principal)
+    return decision.principal
+  }
+  const auth = async (req: IncomingMessage, res: ServerResponse): Promise<SaikuPrincipal | null | undefined> => {
+    // A request already refused was answered: a second call neither counts it again nor writes twice.
+    if (answered.has(req)) return undefined
+    const outcome = authenticator.check({
+      headers: req.headers,
+      rawHeaders: req.rawHeaders,
+      method: req.method!,
+      url: req.url!,
+      ip: clientAddress === undefined ? () => req.socket.remoteAddress : () => readAddress(clientAddress, req),
+      principal: principals.get(req),
+    })
+    return apply(req, res, outcome instanceof Promise ? await outcome : outcome)
+  }
+  return Object.assign(auth, { authenticator })
+}
+
+/** The refusal report-only authentication would have sent for this request, when it let it through without one. */
+export function saikuUnverified(req: IncomingMessage): WouldBeRefusal | undefined {
+  return unverifiedRefusals.get(req)
+}
+
+/** Returns true when the principal may go on; writes the 401 or 403 on `res` and returns false otherwise. */
+export type PermissionCheck = (principal: SaikuPrincipal | null | undefined, res: ServerResponse) => boolean
+
+/**
+ * A check, built once, that answers 403 unless the request's key holds every permission named.
+ * A request without a principal gets a 401 challenging `realm`, from an options object after
+ * the permissions (`requirePermission('keys:read', { realm })`; default "saiku").
+ */
+export function requirePermission(...args: PermissionGuardArguments): PermissionCheck {
+  const { permissions, realm } = permissionGuard(args)
+  return (principal, res) => {
+    const refusal = checkPermissions(principal ?? undefined, permissions, realm)
+    if (refusal === null) return true
+    writeErrorResponse(res, refusal)
+    return false
+  }
+}
+
+/**
+ * `saikuErrors`' options, without `notFound`: a server without a router has no unhandled route to
+ * answer (throw `new SaikuHttpError('not_found')` for a path you do not serve). `onError` may be
+ * async; what it throws or rejects with is a process warning, once per distinct message.
+ */
+export type SaikuErrorsOptions = Omit<CoreErrorsOptions<(error: unknown, req: IncomingMessage) => unknown>, 'notFound'>
+
+/** Answers a thrown error on `res`: what `saikuErrors()` returns. */
+export type SaikuErrorWriter = (error: unknown, req: IncomingMessage, res: ServerResponse) => void
+
+/**
+ * Writes a thrown error as the JSON error body: a `SaikuError` or a client error with its status,
+ * anything else a 500 that reveals nothing, passed to `onError` (default `console.error`). An error
+ * after the response started is reported and the connection closed.
+ */
+export function saikuErrors(options?: SaikuErrorsOptions): SaikuErrorWriter {
+  if (typeof options === 'object' && options !== null && 'notFound' in options)
+    throw new SaikuConfigError(
+      'saikuErrors().notFound',
+      'no such option: a node:http server has no router, so throw SaikuHttpError("not_found") instead',
+      options.notFound,
+    )
+  const { realm, onError = (error: unknown) => console.error(error) } = resolveSaikuErrorsOptions(options)
+  const report = (error: unknown, req: IncomingMessage): void =>
+    notifyHook(
+      () => onError(error, req),
+      (failure) => warnHookFailed('saikuErrors().onError', failure),
+    )
+  return (error, req, res) => {
+    if (res.headersSent) {
+      // Too late for an error body: report it once and cut the connection.
+      report(error, req)
+      return endStartedResponse(res)
+    }
+    const response = errorResponseFor(error, { realm, principal: principals.get(req) })
+    if (response.report) report(error, req)
+    writeErrorResponse(res, response)
+  }
+}
+
+/** Your handler behind `withSaiku`: `principal` is null only when report-only authentication let a request through. */
+export type SaikuRequestHandler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  principal: SaikuPrincipal | null,
+) => unknown
+
+/**
+ * A `node:http` request listener: authenticates each request with `auth`, calls `handler` with
+ * the principal of an admitted one, and answers what the handler throws or rejects with through
+ * `saikuErrors(options)`.
+ */
+export function withSaiku(
+  auth: SaikuNodeAuth,
+  handler: SaikuRequestHandler,
+  options?: SaikuErrorsOptions,
+): RequestListener {
+  if (typeof auth !== 'function' || typeof auth.authenticator !== 'object')
+    throw new SaikuConfigError('withSaiku(auth)', 'what saikuAuth(store, options) returns', auth)
+  if (typeof handler !== 'function') throw new SaikuConfigError('withSaiku(handler)', 'a function', handler)
+  const answerError = saikuErrors(options)
+  return (req, res) => {
+    auth(req, res)
+      .then((principal) => (principal === undefined ? undefined : handler(req, res, principal)))
+      .catch((error: unknown) => answerError(error, req, res))
+  }
+}
+
+export { MemoryKeyStore, ownedByTenant, hasPermission, SaikuHttpError } from '@saiku/core'
+// Every type a store author and a key-management caller names, so that an app with only this
+// package installed (strict pnpm puts @saiku/core out of its reach) needs no other import.
+export type {
+  ApiKeyRecord,
+  ApiKeySummary,
+  Authenticator,
+  CreatedApiKey,
+  CreateKeyInput,
+  DecisionEvent,
+  KeyEnvironment,
+  KeyManager,
+  KeyStore,
+  SaikuOptions,
+  SaikuPrincipal,
+  Subscription,
+  SubscriptionStatus,
+  TenantAdminStore,
+  TenantRecord,
+  TenantView,
+  WindowLimits,
+  WouldBeRefusal,
+} from '@saiku/core'
+export type { PermissionGuardOptions } from '@saiku/core/adapter'
