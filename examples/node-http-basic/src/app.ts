@@ -13,11 +13,11 @@ export function createApp(store: KeyStore): RequestListener {
   // Every request is authenticated first: a refusal is answered before the handler runs, and what
   // the handler throws is answered as JSON, never a stack trace.
   return withSaiku(auth, async (req, res, principal) => {
-    const { pathname } = new URL(req.url!, 'http://localhost')
-    if (req.method === 'GET' && pathname === '/me/tenant') {
+    const path = req.url!.split('?', 1)[0] // as sent, without the query, matched exactly
+    if (req.method === 'GET' && path === '/me/tenant') {
       return sendJson(res, principal!.tenant) // { tenantId, tenantSlug, tier, connectionName }
     }
-    if (req.method === 'GET' && pathname === '/me/api-keys') {
+    if (req.method === 'GET' && path === '/me/api-keys') {
       if (!canListKeys(principal, res)) return // the 403 is written
       return sendJson(res, { keys: await auth.authenticator.keys.list(principal!.tenant.tenantId) })
     }

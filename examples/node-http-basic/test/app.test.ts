@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { createServer } from 'node:http'
+import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import request from 'supertest'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -68,6 +70,36 @@ describe('example node-http-basic', () => {
     expect(forbidden.status).toBe(403)
     expect(forbidden.body.error).toBe('forbidden')
     expect(forbidden.headers['www-authenticate']).toContain('error="insufficient_scope"')
+  })
+
+  it('answers a query string, and a request target no URL parser reads, as JSON, never a 500', async () => {
+    const store = new MemoryKeyStore()
+    const { key } = await seedDemoTenant(store)
+    const app = createApp(store)
+    const withQuery = await request(app).get('/me/tenant?verbose=1').set('Authorization', `Bearer ${key}`)
+    expect(withQuery.status).toBe(200)
+    expect(withQuery.body.tenantSlug).toBe('acme')
+    // An absolute-form target that node:http takes as it is: a raw request, as a client or a proxy may send it.
+    const server = createServer(app).listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    try {
+      const { port } = server.address() as { port: number }
+      const socket = connect(port, '127.0.0.1')
+      await once(socket, 'connect')
+      socket.end(
+        `GET http://[bad/me/tenant HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nConnection: close\r\n\r\n`,
+      )
+      let raw = ''
+      socket.on('data', (chunk: Buffer) => (raw += chunk.toString()))
+      await once(socket, 'close')
+      expect(raw.split('\r\n')[0]).toBe('HTTP/1.1 404 Not Found')
+      expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toEqual({
+        error: 'not_found',
+        message: 'Resource does not exist.',
+      })
+    } finally {
+      server.close()
+    }
   })
 
   const children: ChildProcess[] = []
