@@ -33,8 +33,9 @@ export interface SaikuNodeOptions extends SaikuOptions {
 
 /**
  * Resolves to the principal of an admitted request (its `RateLimit` headers already set on `res`);
- * to `undefined` when the refusal has been written and the caller must stop; to `null` only when
- * report-only authentication let failing credentials through (`saikuUnverified(req)` tells the refusal).
+ * to `undefined` when the refusal has been written and the caller must stop; to `null` when the request
+ * goes on without a principal: report-only authentication let failing credentials through
+ * (`saikuUnverified(req)` tells the refusal), or the core's `preflight: 'pass'` let a CORS preflight through.
  */
 export interface SaikuNodeAuth {
   (req: IncomingMessage, res: ServerResponse): Promise<SaikuPrincipal | null | undefined>
@@ -93,6 +94,8 @@ export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNod
       writeErrorResponse(res, decision)
       return undefined
     }
+    // Admitted without a principal (a CORS preflight the core passes on): go on, nothing to set.
+    if (decision.principal === null) return null
     for (const name in decision.headers) res.setHeader(name, decision.headers[name]!)
     principals.set(req, decision.principal)
     return decision.principal
@@ -176,7 +179,7 @@ export function saikuErrors(options?: SaikuErrorsOptions): SaikuErrorWriter {
   }
 }
 
-/** Your handler behind `withSaiku`: `principal` is null only when report-only authentication let a request through. */
+/** Your handler behind `withSaiku`: `principal` is null when a request goes on without one (report-only, a passed preflight). */
 export type SaikuRequestHandler = (
   req: IncomingMessage,
   res: ServerResponse,
