@@ -84,6 +84,32 @@ describe('@saiku/node saikuAuth', () => {
     expect(events).toHaveLength(1)
   })
 
+  it('under report-only authentication, counts a request let through once however often it is called', async () => {
+    const events: DecisionEvent[] = []
+    const auth = track(
+      saikuAuth(new MemoryKeyStore({ tenants: [acme] }), {
+        reportOnly: { authentication: true },
+        failedAuth: { perMinute: 2 },
+        onDecision: (e) => void events.push(e),
+      }),
+    )
+    const results: unknown[] = []
+    const app = listen(async (req, res) => {
+      results.push(await auth(req, res), await auth(req, res))
+      res.end()
+    })
+    for (let i = 0; i < 2; i++) {
+      const res = await request(app).get('/me/tenant').set('Authorization', `Bearer ${mintApiKey().key}`)
+      expect(res.status).toBe(200)
+    }
+    expect(results).toEqual([null, null, null, null])
+    // Two requests, two failures: within the budget of two, so neither would have been a 429.
+    expect(events.map((e) => [e.status, e.enforced])).toEqual([
+      [401, false],
+      [401, false],
+    ])
+  })
+
   it('takes the client address from the socket, never a header, unless clientAddress names it', async () => {
     const store = new MemoryKeyStore({ tenants: [acme] })
     const seen: (string | undefined)[] = []

@@ -79,6 +79,8 @@ function readAddress(
 export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNodeAuth {
   const [coreOptions, clientAddress] = splitOptions(options)
   const authenticator = createAuthenticator(store, coreOptions)
+  // Requests this instance let through without a principal: a second call does not count them again.
+  const letThrough = new WeakSet<IncomingMessage>()
   const apply = (
     req: IncomingMessage,
     res: ServerResponse,
@@ -88,6 +90,7 @@ export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNod
       // Report-only authentication: the refusal is not sent, and the request goes on without a principal.
       if ('unverified' in decision) {
         unverifiedRefusals.set(req, decision.unverified)
+        letThrough.add(req)
         return null
       }
       answered.add(req)
@@ -103,6 +106,7 @@ export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNod
   const auth = async (req: IncomingMessage, res: ServerResponse): Promise<SaikuPrincipal | null | undefined> => {
     // A request already refused was answered: a second call neither counts it again nor writes twice.
     if (answered.has(req)) return undefined
+    if (letThrough.has(req)) return null
     const outcome = authenticator.check({
       headers: req.headers,
       rawHeaders: req.rawHeaders,
