@@ -8,7 +8,6 @@ import {
   withSaiku,
   type SaikuPrincipal,
 } from '@saiku/node'
-import { lastForwardedHop } from '../readme/node-behind-a-proxy.js'
 import type { AdapterHarness } from './harness.js'
 
 const NO_MOUNT_POINT =
@@ -30,7 +29,7 @@ export const nodeHarness: AdapterHarness = {
   createApp(store, options, fixtures, settings = {}) {
     const auth = saikuAuth(
       store,
-      settings.trustProxy === true ? { ...options, clientAddress: lastForwardedHop } : options,
+      settings.trustProxy === true ? { ...options, clientAddressHeader: 'x-forwarded-for' } : options,
     )
     const second = settings.secondInstance === true ? saikuAuth(store, options) : undefined
     // What has no principal to ask challenges the authenticator's realm.

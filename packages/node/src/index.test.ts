@@ -132,6 +132,33 @@ describe('@saiku/node saikuAuth', () => {
     expect(seen[1]).toBe('198.51.100.7')
   })
 
+  it('reads clientAddressHeader proxyHops from the right, and the socket when that entry is no address', async () => {
+    const seen: (string | undefined)[] = []
+    const auth = track(
+      saikuAuth(new MemoryKeyStore(), {
+        clientAddressHeader: 'X-Client-Chain',
+        proxyHops: 2,
+        onDecision: (e) => void seen.push(e.ip),
+      }),
+    )
+    const app = listen(async (req, res) => void (await auth(req, res)))
+    for (const chain of ['6.6.6.6, 203.0.113.5, 10.0.0.2', '203.0.113.9', 'unknown, 10.0.0.2'])
+      await request(app).get('/me/tenant').set('X-Client-Chain', chain)
+    await request(app).get('/me/tenant')
+    expect(seen.slice(0, 2)).toEqual(['203.0.113.5', '203.0.113.9'])
+    for (const fallback of seen.slice(2)) expect(fallback).toMatch(/^(::ffff:)?127\.0\.0\.1$|^::1$/)
+    expect(seen).toHaveLength(4)
+  })
+
+  it('takes the address one way: a header, or a function, never both', () => {
+    const store = new MemoryKeyStore()
+    expect(() =>
+      saikuAuth(store, { clientAddressHeader: 'x-forwarded-for', clientAddress: (req) => req.socket.remoteAddress }),
+    ).toThrow(/^clientAddress: expected no function beside clientAddressHeader, got /)
+    expect(() => saikuAuth(store, { proxyHops: 2 })).toThrow('proxyHops: expected no value without clientAddressHeader')
+    expect(() => saikuAuth(store, { clientAddressHeader: 'x forwarded' })).toThrow(/^clientAddressHeader: /)
+  })
+
   it('answers a clientAddress that throws or returns a promise with the JSON 500, reported to onError', async () => {
     const errors: Error[] = []
     const faulty = [

@@ -1,10 +1,12 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http'
 import {
+  addressFromHeader,
   checkPermissions,
   endStartedResponse,
   errorResponseFor,
   notifyHook,
   permissionGuard,
+  resolveClientAddressHeader,
   resolveSaikuErrorsOptions,
   warnHookFailed,
   writeErrorResponse,
@@ -22,14 +24,24 @@ import {
   type WouldBeRefusal,
 } from '@saiku/core'
 
-/** `saikuAuth`'s options: those of `@saiku/core`, and where the client address comes from. */
+/**
+ * `saikuAuth`'s options: those of `@saiku/core`, and where the client address comes from behind proxies
+ * of yours. Default: `req.socket.remoteAddress`, never a header.
+ */
 export interface SaikuNodeOptions extends SaikuOptions {
   /**
-   * The client address, for a server behind a proxy you trust (read the hop your proxy appends).
-   * Called only when the core needs the address. Default: `req.socket.remoteAddress`, never a header.
+   * A header your proxies append the client's address to (`"x-forwarded-for"`): the address is the
+   * entry `proxyHops` from the right, never one the client wrote further left. Without that entry (no
+   * header, not an address), the socket's address.
    */
+  readonly clientAddressHeader?: string | undefined
+  /** How many proxies of yours append to `clientAddressHeader`. Default 1. */
+  readonly proxyHops?: number | undefined
+  /** Or a function that names the client address, read synchronously and only when the core needs it. */
   readonly clientAddress?: ((req: IncomingMessage) => string | undefined) | undefined
 }
+
+type AddressOf = (req: IncomingMessage) => string | undefined
 
 /**
  * Resolves to the principal of an admitted request (its `RateLimit` headers already set on `res`);
@@ -48,22 +60,31 @@ const principals = new WeakMap<IncomingMessage, SaikuPrincipal>()
 const unverifiedRefusals = new WeakMap<IncomingMessage, WouldBeRefusal>()
 const answered = new WeakSet<IncomingMessage>()
 
-// The clientAddress option is this adapter's own: the core gets the rest, and checks it.
-function splitOptions(
-  options: SaikuNodeOptions | undefined,
-): [SaikuOptions | undefined, SaikuNodeOptions['clientAddress']] {
-  if (typeof options !== 'object' || options === null || !('clientAddress' in options)) return [options, undefined]
-  const { clientAddress, ...core } = options
+// The address options are this adapter's own: the core gets the rest, and checks it.
+function splitOptions(options: SaikuNodeOptions | undefined): [SaikuOptions | undefined, AddressOf | undefined] {
+  if (typeof options !== 'object' || options === null) return [options, undefined]
+  if (!('clientAddress' in options || 'clientAddressHeader' in options || 'proxyHops' in options))
+    return [options, undefined]
+  const { clientAddress, clientAddressHeader, proxyHops, ...core } = options
+  const header = resolveClientAddressHeader(clientAddressHeader, proxyHops)
   if (clientAddress !== undefined && typeof clientAddress !== 'function')
     throw new SaikuConfigError('clientAddress', 'a function (req) => string | undefined', clientAddress)
-  return [core, clientAddress]
+  if (clientAddress !== undefined && header !== null)
+    throw new SaikuConfigError('clientAddress', 'no function beside clientAddressHeader', clientAddress)
+  if (header !== null) {
+    const { name, hops } = header
+    return [core, (req) => addressFromHeader(headerValue(req.headers[name]), hops) ?? req.socket.remoteAddress]
+  }
+  return [core, clientAddress === undefined ? undefined : (req) => readAddress(clientAddress, req)]
+}
+
+// Node joins repeated lines of most headers with commas; a few it keeps as a list.
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(',') : value
 }
 
 // The core reads the address synchronously: a promise (an async clientAddress) is a misconfiguration, answered 500.
-function readAddress(
-  clientAddress: NonNullable<SaikuNodeOptions['clientAddress']>,
-  req: IncomingMessage,
-): string | undefined {
+function readAddress(clientAddress: AddressOf, req: IncomingMessage): string | undefined {
   const address: unknown = clientAddress(req)
   if (address === undefined || typeof address === 'string') return address
   // Its rejection is the same mistake, already reported: not an unhandled rejection.
@@ -77,7 +98,7 @@ function readAddress(
 
 /** Authenticates a request of a plain `node:http` server and applies the tenant's limits. */
 export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNodeAuth {
-  const [coreOptions, clientAddress] = splitOptions(options)
+  const [coreOptions, addressOf] = splitOptions(options)
   const authenticator = createAuthenticator(store, coreOptions)
   // Requests this instance let through without a principal: a second call does not count them again.
   const letThrough = new WeakSet<IncomingMessage>()
@@ -112,7 +133,7 @@ export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNod
       rawHeaders: req.rawHeaders,
       method: req.method!,
       url: req.url!,
-      ip: clientAddress === undefined ? () => req.socket.remoteAddress : () => readAddress(clientAddress, req),
+      ip: addressOf === undefined ? () => req.socket.remoteAddress : () => addressOf(req),
       principal: principals.get(req),
     })
     return apply(req, res, outcome instanceof Promise ? await outcome : outcome)
