@@ -25,6 +25,7 @@ const startable = [
   { folder: 'koa-basic', rootScript: 'example:koa' },
   { folder: 'fastify-basic', rootScript: 'example:fastify' },
   { folder: 'hono-basic', rootScript: 'example:hono' },
+  { folder: 'node-http-basic', rootScript: 'example:node' },
   { folder: 'saiku-cloud-api', rootScript: 'start' },
 ] as const
 
@@ -122,5 +123,15 @@ describe('examples/hono-basic', () => {
       'hono',
       'tsx',
     ])
+  })
+})
+
+// node-http-basic is the framework-less user's first app: node:http, the adapter and core, and tsx to start it.
+describe('examples/node-http-basic', () => {
+  it('depends on @saiku/core and @saiku/node, and tsx to start it, nothing else', () => {
+    const manifest = JSON.parse(read('examples/node-http-basic/package.json')) as {
+      dependencies: Record<string, string>
+    }
+    expect(Object.keys(manifest.dependencies).sort()).toEqual(['@saiku/core', '@saiku/node', 'tsx'])
   })
 })

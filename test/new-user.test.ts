@@ -28,7 +28,7 @@ import { postgresUrl } from '@saiku/test-support/services'
 const execFileAsync = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
 const tsc = join(root, 'node_modules/.bin/tsc')
-const PACKAGES = ['core', 'express', 'koa', 'fastify', 'fetch', 'sqlite', 'postgres', 'redis'] as const
+const PACKAGES = ['core', 'express', 'koa', 'fastify', 'fetch', 'node', 'sqlite', 'postgres', 'redis'] as const
 type PackageName = (typeof PACKAGES)[number]
 const redisUrl = process.env.REDIS_URL || undefined
 
@@ -209,13 +209,14 @@ const TSCONFIG = {
   include: ['src'],
 }
 
-// Runs the README's Express, Koa and Fastify apps (createApp) with a seeded MemoryKeyStore.
+// Runs the README's Express, Koa and Fastify apps (createApp) and node:http listener with a seeded MemoryKeyStore.
 const ADAPTERS = `import { createServer, type RequestListener } from 'node:http'
 import { once } from 'node:events'
 import { createKeyManager, MemoryKeyStore } from '@saiku/core'
 import { createApp as createExpressApp } from './express-app.js'
 import { createApp as createKoaApp } from './koa-app.js'
 import { createApp as createFastifyApp } from './fastify-app.js'
+import { createListener as createNodeListener } from './node.js'
 
 async function call(listener: (store: MemoryKeyStore) => RequestListener | Promise<RequestListener>): Promise<number[]> {
   const store = new MemoryKeyStore()
@@ -238,7 +239,7 @@ const fastify = async (store: MemoryKeyStore): Promise<RequestListener> => {
   await app.ready()
   return (req, res) => app.routing(req, res)
 }
-console.log(JSON.stringify({ express: await call((store) => createExpressApp(store)), koa: await call((store) => createKoaApp(store).callback()), fastify: await call(fastify) }))
+console.log(JSON.stringify({ express: await call((store) => createExpressApp(store)), koa: await call((store) => createKoaApp(store).callback()), fastify: await call(fastify), node: await call(createNodeListener) }))
 `
 
 // An Express server on the Redis README's helper, shut down as the README shows: the process must end by itself.
@@ -306,7 +307,7 @@ const loaded = () => [...new Set([...Object.keys(require.cache), ...readFileSync
   const rateLimiterFlexible = await load('@saiku/core/rate-limiter-flexible')
   rateLimiterFlexible.createRateLimiterBackend()
   steps.rateLimiterFlexible = loaded()
-  for (const name of ['@saiku/express', '@saiku/koa', '@saiku/fastify']) await load(name)
+  for (const name of ['@saiku/express', '@saiku/koa', '@saiku/fastify', '@saiku/node']) await load(name)
   steps.adapters = loaded()
   console.log(JSON.stringify(steps))
 })().catch((error) => { console.error(error); process.exit(1) })
@@ -340,6 +341,7 @@ function expectLoadsOnlyWhatWasAskedFor(steps: Record<string, string[]>): void {
     '@saiku/express',
     '@saiku/fastify',
     '@saiku/koa',
+    '@saiku/node',
     'fastify-plugin',
     'jose',
     'rate-limiter-flexible',
@@ -404,13 +406,18 @@ describe('a new user', () => {
     }
     start('npm-esm', async () => {
       const dir = freshApp(base, 'npm-esm', 'npm', 'module', packs)
-      await installFromReadmes(dir, 'npm', ['core', 'express', 'koa', 'fastify', 'postgres', 'redis'], packs)
+      await installFromReadmes(dir, 'npm', ['core', 'express', 'koa', 'fastify', 'node', 'postgres', 'redis'], packs)
       await run('npm', ['install', '--no-audit', '--no-fund', '-D', '@types/node@^20.19.43'], dir)
       return dir
     })
     start('pnpm-esm', async () => {
       const dir = freshApp(base, 'pnpm-esm', 'pnpm', 'module', packs)
-      await installFromReadmes(dir, 'pnpm', ['core', 'express', 'koa', 'fastify', 'sqlite', 'postgres', 'redis'], packs)
+      await installFromReadmes(
+        dir,
+        'pnpm',
+        ['core', 'express', 'koa', 'fastify', 'node', 'sqlite', 'postgres', 'redis'],
+        packs,
+      )
       await installFromReadmes(dir, 'pnpm', ['fetch'], packs)
       await run('pnpm', ['add', '-D', '@types/node@^20.19.43'], dir)
       return dir
@@ -422,7 +429,7 @@ describe('a new user', () => {
     })
     start('npm-cjs', async () => {
       const dir = freshApp(base, 'npm-cjs', 'npm', 'commonjs', packs)
-      await installFromReadmes(dir, 'npm', ['core', 'express', 'koa', 'fastify'], packs)
+      await installFromReadmes(dir, 'npm', ['core', 'express', 'koa', 'fastify', 'node'], packs)
       return dir
     })
     start('pnpm-cjs', async () => {
@@ -436,6 +443,7 @@ describe('a new user', () => {
       ['hono-basic', 'npm'],
       ['koa-basic', 'npm'],
       ['koa-minimal', 'pnpm'],
+      ['node-http-basic', 'npm'],
       ['saiku-cloud-api', 'pnpm'],
     ] as const) {
       // After the pnpm app: better-sqlite3 then comes built from pnpm's store instead of compiling again.
@@ -548,14 +556,15 @@ describe('a new user', () => {
       const dir = await app(`${manager}-esm`)
       const names: PackageName[] =
         manager === 'pnpm'
-          ? ['core', 'express', 'koa', 'fastify', 'sqlite', 'postgres', 'redis']
-          : ['core', 'express', 'koa', 'fastify', 'postgres', 'redis']
+          ? ['core', 'express', 'koa', 'fastify', 'node', 'sqlite', 'postgres', 'redis']
+          : ['core', 'express', 'koa', 'fastify', 'node', 'postgres', 'redis']
       const runSnippet = await typecheckSnippets(dir, names)
       expect(await runSnippet('core.js')).toContain("tenantSlug: 'acme'")
       expect(JSON.parse(await runSnippet('adapters.js'))).toEqual({
         express: [200, 200, 401],
         koa: [200, 200, 401],
         fastify: [200, 200, 401],
+        node: [200, 200, 401],
       })
       if (names.includes('sqlite')) {
         expect(await runSnippet('sqlite.js')).toContain("tenantSlug: 'acme'")
@@ -679,76 +688,81 @@ describe('a new user', () => {
     expect(stdout).toContain('pnpm approve-builds')
   }, 300_000)
 
-  describe.each(['express-basic', 'fastify-basic', 'hono-basic', 'koa-basic', 'koa-minimal', 'saiku-cloud-api'])(
-    'the example %s, copied out of the repository',
-    (example) => {
-      let child: ChildProcess | undefined
-      afterAll(async () => {
-        if (child?.exitCode === null) {
-          process.kill(-child.pid!, 'SIGTERM')
-          await new Promise((resolve) => child!.once('exit', resolve))
+  describe.each([
+    'express-basic',
+    'fastify-basic',
+    'hono-basic',
+    'koa-basic',
+    'koa-minimal',
+    'node-http-basic',
+    'saiku-cloud-api',
+  ])('the example %s, copied out of the repository', (example) => {
+    let child: ChildProcess | undefined
+    afterAll(async () => {
+      if (child?.exitCode === null) {
+        process.kill(-child.pid!, 'SIGTERM')
+        await new Promise((resolve) => child!.once('exit', resolve))
+      }
+    })
+
+    it('imports nothing from outside its folder and type-checks with its own tsconfig', async () => {
+      const dir = await app(`example ${example}`)
+      const sources: string[] = []
+      const walk = (relative: string): void => {
+        for (const entry of readdirSync(join(root, 'examples', example, relative), { withFileTypes: true })) {
+          const path = relative === '' ? entry.name : `${relative}/${entry.name}`
+          if (entry.isDirectory() && entry.name !== 'node_modules') walk(path)
+          else if (entry.isFile() && /\.(ts|mjs)$/.test(entry.name)) sources.push(path)
         }
+      }
+      walk('')
+      for (const file of sources) {
+        const text = readFileSync(join(root, 'examples', example, file), 'utf8')
+        const depth = file.split('/').length - 1
+        for (const [, specifier] of text.matchAll(/from '(\.[^']*)'/g)) {
+          expect(
+            specifier!.split('/').filter((part) => part === '..').length,
+            `${file} imports ${specifier}`,
+          ).toBeLessThanOrEqual(depth)
+        }
+        // What the copied app runs knows nothing of the monorepo (the reference server's end-to-end tests drive its `pnpm start`).
+        if (!file.startsWith('test/')) expect(text, file).not.toContain('@saiku/source')
+      }
+      await run(tsc, ['-p', 'tsconfig.json'], dir)
+    }, 300_000)
+
+    it('starts with its start script and answers', async () => {
+      const dir = await app(`example ${example}`)
+      const manager = existsSync(join(dir, 'pnpm-workspace.yaml')) ? 'pnpm' : 'npm'
+      child = spawn(manager, ['start'], {
+        cwd: dir,
+        env: userEnv({ PORT: '0' }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
       })
-
-      it('imports nothing from outside its folder and type-checks with its own tsconfig', async () => {
-        const dir = await app(`example ${example}`)
-        const sources: string[] = []
-        const walk = (relative: string): void => {
-          for (const entry of readdirSync(join(root, 'examples', example, relative), { withFileTypes: true })) {
-            const path = relative === '' ? entry.name : `${relative}/${entry.name}`
-            if (entry.isDirectory() && entry.name !== 'node_modules') walk(path)
-            else if (entry.isFile() && /\.(ts|mjs)$/.test(entry.name)) sources.push(path)
+      let output = ''
+      const match = await new Promise<RegExpMatchArray>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${example} did not start:\n${output}`)), 60_000)
+        const onData = (chunk: Buffer) => {
+          output += chunk.toString()
+          const found = /curl (http:\/\/127\.0\.0\.1:\d+)\/me\/tenant -H "Authorization: Bearer (sk_live_\w+)"/.exec(
+            output,
+          )
+          if (found !== null) {
+            clearTimeout(timer)
+            resolve(found)
           }
         }
-        walk('')
-        for (const file of sources) {
-          const text = readFileSync(join(root, 'examples', example, file), 'utf8')
-          const depth = file.split('/').length - 1
-          for (const [, specifier] of text.matchAll(/from '(\.[^']*)'/g)) {
-            expect(
-              specifier!.split('/').filter((part) => part === '..').length,
-              `${file} imports ${specifier}`,
-            ).toBeLessThanOrEqual(depth)
-          }
-          // What the copied app runs knows nothing of the monorepo (the reference server's end-to-end tests drive its `pnpm start`).
-          if (!file.startsWith('test/')) expect(text, file).not.toContain('@saiku/source')
-        }
-        await run(tsc, ['-p', 'tsconfig.json'], dir)
-      }, 300_000)
-
-      it('starts with its start script and answers', async () => {
-        const dir = await app(`example ${example}`)
-        const manager = existsSync(join(dir, 'pnpm-workspace.yaml')) ? 'pnpm' : 'npm'
-        child = spawn(manager, ['start'], {
-          cwd: dir,
-          env: userEnv({ PORT: '0' }),
-          stdio: ['ignore', 'pipe', 'pipe'],
-          detached: true,
-        })
-        let output = ''
-        const match = await new Promise<RegExpMatchArray>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`${example} did not start:\n${output}`)), 60_000)
-          const onData = (chunk: Buffer) => {
-            output += chunk.toString()
-            const found = /curl (http:\/\/127\.0\.0\.1:\d+)\/me\/tenant -H "Authorization: Bearer (sk_live_\w+)"/.exec(
-              output,
-            )
-            if (found !== null) {
-              clearTimeout(timer)
-              resolve(found)
-            }
-          }
-          child!.stdout!.on('data', onData)
-          child!.stderr!.on('data', onData)
-          child!.once('exit', (code) => reject(new Error(`${example} exited with ${code}:\n${output}`)))
-        })
-        const res = await fetch(`${match[1]}/me/tenant`, { headers: { authorization: `Bearer ${match[2]}` } })
-        expect(res.status).toBe(200)
-        expect(await res.json()).toMatchObject({ tenantSlug: 'acme', tier: 'starter' })
-        const refused = await fetch(`${match[1]}/me/tenant`, { headers: { authorization: 'Bearer sk_live_nope' } })
-        expect(refused.status).toBe(401)
-        expect(await refused.json()).toEqual({ error: 'unauthorized', message: 'API key missing or invalid.' })
-      }, 300_000)
-    },
-  )
+        child!.stdout!.on('data', onData)
+        child!.stderr!.on('data', onData)
+        child!.once('exit', (code) => reject(new Error(`${example} exited with ${code}:\n${output}`)))
+      })
+      const res = await fetch(`${match[1]}/me/tenant`, { headers: { authorization: `Bearer ${match[2]}` } })
+      expect(res.status).toBe(200)
+      expect(await res.json()).toMatchObject({ tenantSlug: 'acme', tier: 'starter' })
+      const refused = await fetch(`${match[1]}/me/tenant`, { headers: { authorization: 'Bearer sk_live_nope' } })
+      expect(refused.status).toBe(401)
+      expect(await refused.json()).toEqual({ error: 'unauthorized', message: 'API key missing or invalid.' })
+    }, 300_000)
+  })
 })

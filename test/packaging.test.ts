@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
-const packages = ['core', 'express', 'koa', 'fastify', 'fetch', 'sqlite', 'postgres', 'redis']
+const packages = ['core', 'express', 'koa', 'fastify', 'fetch', 'node', 'sqlite', 'postgres', 'redis']
 
 // What a user of the published packages runs: no source condition, only dist/.
 const usage = {
@@ -22,6 +22,8 @@ const usage = {
   fastify: `const plugin = fastify.saikuAuth(new fastify.MemoryKeyStore()); if (typeof plugin !== 'function' || plugin[Symbol.for('plugin-meta')].fastify !== '5.x' || typeof plugin.authenticator.keys.create !== 'function') throw new Error('fastify'); plugin.authenticator.close();`,
   // A Fetch handler wrapper; its Hono entry (checked by attw and the CommonJS app below) is a subpath of its own.
   fetch: `const auth = fetch.saikuAuth(new fetch.MemoryKeyStore()); if (typeof auth !== 'function' || typeof fetch.withSaiku(auth, () => new Response()) !== 'function') throw new Error('fetch'); auth.authenticator.close();`,
+  // A function of (req, res) that resolves, with the authenticator beside it.
+  node: `const auth = node.saikuAuth(new node.MemoryKeyStore()); if (typeof auth !== 'function' || auth.length !== 2 || typeof node.withSaiku !== 'function') throw new Error('node'); auth.authenticator.close();`,
   sqlite: `const store = new sqlite.SqliteKeyStore(':memory:', { watchIntervalMs: 0 }); store.close();`,
   postgres: `if (typeof postgres.PostgresKeyStore !== 'function' || postgres.MIGRATIONS.length < 1) throw new Error('postgres');`,
   redis: `if (typeof redis.createRedisLimiter !== 'function' || !redis.CONSUME_SCRIPT.includes('HMGET')) throw new Error('redis');`,

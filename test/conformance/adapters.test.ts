@@ -4,6 +4,7 @@ import { fastifyHarness } from './fastify.harness.js'
 import { fetchHarness } from './fetch.harness.js'
 import { honoHarness } from './hono.harness.js'
 import { koa2Harness, koa3Harness } from './koa.harness.js'
+import { nodeHarness } from './node.harness.js'
 import { describeAdapterConformance } from './suite.js'
 
 // Every adapter, and each supported major of its framework, answers the same cases identically:
@@ -16,6 +17,7 @@ const harnesses = [
   fastifyHarness,
   fetchHarness,
   honoHarness,
+  nodeHarness,
 ]
 for (const harness of harnesses) describeAdapterConformance(harness)
 
@@ -48,6 +50,14 @@ describe('adapter conformance: cases not applicable', () => {
           'its last step needs an error after the response started, which a Hono handler cannot make (see that case); saikuErrors’ onError that rejects is pinned in packages/fetch/src/hono.test.ts',
         'adapter conformance: hono 4: hooks that throw or reject > saikuErrors({ onError }) as a hook that throws: still the JSON 500, one warning per distinct message':
           'its last step needs an error after the response started, which a Hono handler cannot make (see that case); saikuErrors’ onError that throws is pinned in packages/fetch/src/hono.test.ts',
+      },
+      'node:http': {
+        'adapter conformance: node:http: CORS preflights > below a mount point too':
+          'a node:http server has no router to mount in: a preflight is matched on the whole path',
+        'adapter conformance: node:http: per-route cost > asks the cost function once per request with the method, the mounted path and the tenant':
+          'a node:http server has no router to mount in: saikuAuth sees the whole path, so exemptions and the cost function name it',
+        'adapter conformance: node:http: subscription > matches exempt paths below the mount point when the middleware is mounted in a router':
+          'a node:http server has no router to mount in: saikuAuth sees the whole path, so exemptions and the cost function name it',
       },
     })
   })

@@ -58,6 +58,25 @@ export function endStartedResponse(res: StartedResponse): void {
   else res.destroy()
 }
 
+/** The parts of Node's `ServerResponse` that `writeErrorResponse` uses. */
+export interface WritableResponse {
+  statusCode: number
+  removeHeader(name: string): void
+  setHeader(name: string, value: string): unknown
+  end(body: string): unknown
+}
+
+/**
+ * Writes an error response on a Node `ServerResponse` that has not started: the headers a handler
+ * set for the body it meant to send go first (a stale Content-Length would break the reply).
+ */
+export function writeErrorResponse(res: WritableResponse, response: ErrorResponse): void {
+  for (const name of BODY_HEADERS) res.removeHeader(name)
+  res.statusCode = response.status
+  for (const name in response.headers) res.setHeader(name, response.headers[name]!)
+  res.end(response.body)
+}
+
 export function errorBody(code: WireCode, message: string = DEFAULT_MESSAGES[code]): string {
   // What JSON.stringify({ error, message }) writes: codes are plain identifiers, so only the message needs escaping.
   return `{"error":"${code}","message":${JSON.stringify(message)}}`

@@ -1,6 +1,5 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express'
 import {
-  BODY_HEADERS,
   checkPermissions,
   errorResponse,
   errorResponseFor,
@@ -8,9 +7,9 @@ import {
   permissionGuard,
   resolveSaikuErrorsOptions,
   warnHookFailed,
+  writeErrorResponse,
   type AuthDecision,
   type AuthRequest,
-  type ErrorResponse,
   type PermissionGuardArguments,
   type SaikuErrorsOptions as CoreErrorsOptions,
 } from '@saiku/core/adapter'
@@ -76,13 +75,6 @@ class ExpressAuthRequest implements AuthRequest {
   }
 }
 
-function send(res: Response, response: ErrorResponse): void {
-  for (const name of BODY_HEADERS) res.removeHeader(name)
-  res.statusCode = response.status
-  for (const name in response.headers) res.setHeader(name, response.headers[name]!)
-  res.end(response.body)
-}
-
 /** Authenticates every request and applies the tenant's limits (Express 4 and 5). */
 export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddleware {
   const authenticator = createAuthenticator(store, options)
@@ -94,7 +86,7 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
         req.saikuUnverified = decision.unverified
         return true
       }
-      send(res, decision)
+      writeErrorResponse(res, decision)
       return false
     }
     // A preflight passed on to the CORS layer: no principal, nothing to set.
@@ -131,7 +123,7 @@ export function requirePermission(...args: PermissionGuardArguments): RequestHan
   return (req, res, next) => {
     const refusal = checkPermissions(req.saiku, permissions, realm)
     if (refusal === null) next()
-    else send(res, refusal)
+    else writeErrorResponse(res, refusal)
   }
 }
 
@@ -151,9 +143,9 @@ export function saikuErrors(options?: SaikuErrorsOptions): Array<RequestHandler 
     if (res.headersSent) return next(error)
     const response = errorResponseFor(error, { realm, principal: req.saiku })
     if (response.report) notifyHook(() => onError(error, req), onErrorFailed)
-    send(res, response)
+    writeErrorResponse(res, response)
   }
-  const notFoundHandler: RequestHandler = (_req, res) => send(res, errorResponse('not_found'))
+  const notFoundHandler: RequestHandler = (_req, res) => writeErrorResponse(res, errorResponse('not_found'))
   return notFound ? [notFoundHandler, errorHandler] : [errorHandler]
 }
 

@@ -10,8 +10,8 @@ export type {
   WouldBeRefusal,
 } from '../decision.js'
 export type { Authenticator } from '../authenticator.js'
-export { BODY_HEADERS, endStartedResponse, errorResponse } from '../http.js'
-export type { ErrorResponse, HeaderMap, StartedResponse } from '../http.js'
+export { BODY_HEADERS, endStartedResponse, errorResponse, writeErrorResponse } from '../http.js'
+export type { ErrorResponse, HeaderMap, StartedResponse, WritableResponse } from '../http.js'
 export { checkPermissions, permissionGuard } from '../permissions.js'
 export type { PermissionGuard, PermissionGuardArguments, PermissionGuardOptions } from '../permissions.js'
 export { errorResponseFor, errorResponseForStatus, resolveSaikuErrorsOptions } from '../error-response.js'
