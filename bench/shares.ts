@@ -30,7 +30,7 @@ export interface CpuProfile {
 }
 
 const CORE = /[/\\](?:packages[/\\]core|@saiku[/\\]core)[/\\]/
-const ADAPTER = /[/\\](?:packages[/\\](?:express|koa)|@saiku[/\\](?:express|koa))[/\\]/
+const ADAPTER = /[/\\](?:packages[/\\](?:express|koa|fastify)|@saiku[/\\](?:express|koa|fastify))[/\\]/
 const BENCH = /[/\\]bench[/\\]\.build[/\\]/
 const CRYPTO = /^node:internal\/crypto\//
 
