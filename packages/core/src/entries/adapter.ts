@@ -22,3 +22,5 @@ export type {
   SaikuErrorsOptions,
   ThrownErrorResponse,
 } from '../error-response.js'
+export { addressFromHeader, resolveClientAddressHeader } from '../forwarded-address.js'
+export type { ClientAddressHeader } from '../forwarded-address.js'

@@ -1,0 +1,202 @@
+import {
+  addressFromHeader,
+  resolveClientAddressHeader,
+  type AuthRequest,
+  type ErrorResponse,
+  type HeaderMap,
+} from '@saiku/core/adapter'
+import {
+  createAuthenticator,
+  SaikuConfigError,
+  type Authenticator,
+  type KeyStore,
+  type SaikuOptions,
+  type SaikuPrincipal,
+  type WouldBeRefusal,
+} from '@saiku/core'
+
+// What the root entry and the Hono entry share: the request mapped in, the decision mapped out.
+
+/** The options of `@saiku/core`, and where the client address comes from behind proxies of yours. */
+export interface SaikuFetchOptions extends SaikuOptions {
+  /**
+   * A header your proxy sets to the client's address (`"x-forwarded-for"`), read instead of the address the
+   * host gives. Never set by default: anyone can send any header to an app that no proxy of yours fronts.
+   */
+  readonly clientAddressHeader?: string | undefined
+  /**
+   * How many proxies of yours append to `clientAddressHeader`: the address is the entry that many from the
+   * right (entries further left were written by the client). Default 1.
+   */
+  readonly proxyHops?: number | undefined
+}
+
+/** What the host knows of the connection. */
+export interface SaikuRequestInfo {
+  /** The peer's address: Bun's `server.requestIP(request)?.address`, Deno's `info.remoteAddr.hostname`. */
+  readonly clientAddress?: string | undefined
+}
+
+/** Admitted: call the handler, then put `headers` (the rate-limit fields) on its response. */
+export interface SaikuAdmitted {
+  readonly ok: true
+  readonly principal: SaikuPrincipal
+  readonly headers: Readonly<HeaderMap>
+  readonly unverified: null
+}
+
+/** Report-only authentication let a request through whose credentials failed: no principal, the refusal it would have had. */
+export interface SaikuUnverified {
+  readonly ok: true
+  readonly principal: null
+  readonly headers: Readonly<HeaderMap>
+  readonly unverified: WouldBeRefusal
+}
+
+/** Refused: return `response` as it is (401, 402, 429, 503…, with its JSON body and headers). */
+export interface SaikuRefused {
+  readonly ok: false
+  readonly response: Response
+}
+
+export type SaikuFetchResult = SaikuAdmitted | SaikuUnverified | SaikuRefused
+
+export interface SaikuFetchAuth {
+  (request: Request, info?: SaikuRequestInfo): Promise<SaikuFetchResult>
+  /** The core authenticator: key management (`keys`), cache invalidation. */
+  readonly authenticator: Authenticator
+}
+
+/** The refusal as the runtime's own `Response`: whatever class the host brings, it is the global one. */
+export function toResponse(refusal: ErrorResponse): Response {
+  return new Response(refusal.body, { status: refusal.status, headers: refusal.headers })
+}
+
+/**
+ * Sets `headers` on a handler's response. A response whose headers are immutable (`Response.redirect`,
+ * one returned by `fetch`) is copied into a new one that carries them: same status, headers and body stream.
+ */
+export function withHeaders(response: Response, headers: Readonly<HeaderMap>): Response {
+  let target = response
+  for (const name in headers) {
+    try {
+      target.headers.set(name, headers[name]!)
+    } catch (error) {
+      if (target !== response) throw error
+      target = new Response(response.body, response)
+      target.headers.set(name, headers[name]!)
+    }
+  }
+  return target
+}
+
+/** True for anything shaped like a `Response`, whichever class made it. */
+export function isResponse(value: unknown): value is Response {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Response).status === 'number' &&
+    typeof (value as Response).headers?.set === 'function'
+  )
+}
+
+// The requests each authenticator admitted: a second pass over the same Request (a handler wrapped twice,
+// a proxy middleware and a route) is recognised by the core and not counted again.
+const admitted = new WeakMap<Request, SaikuPrincipal>()
+const unverifiedRequests = new WeakMap<Request, WouldBeRefusal>()
+
+/** The refusal report-only authentication did not send for this request, or null. */
+export function unverifiedOf(request: Request): WouldBeRefusal | null {
+  return unverifiedRequests.get(request) ?? null
+}
+
+/** A Fetch request as the core reads it; the headers are copied only when read. */
+class FetchAuthRequest implements AuthRequest {
+  readonly url: string
+  readonly mountPrefix: string | undefined
+  readonly principal: SaikuPrincipal | undefined
+  readonly #request: Request
+  readonly #ip: () => string | undefined
+  #headers: Record<string, string> | undefined
+
+  constructor(request: Request, ip: () => string | undefined, mountPrefix: string | undefined) {
+    const { url } = request
+    // Path and query: the origin is the host's to know, not the client's target.
+    const scheme = url.indexOf('://')
+    const path = scheme === -1 ? -1 : url.indexOf('/', scheme + 3)
+    this.url = scheme === -1 ? url : path === -1 ? '/' : url.slice(path)
+    this.mountPrefix = mountPrefix
+    this.principal = admitted.get(request)
+    this.#request = request
+    this.#ip = ip
+  }
+
+  /** Repeated lines of one header arrive joined with ", ", so two Authorization headers are one value the core refuses. */
+  get headers(): Record<string, string> {
+    return (this.#headers ??= Object.fromEntries(this.#request.headers))
+  }
+
+  get method(): string {
+    return this.#request.method
+  }
+
+  ip(): string | undefined {
+    return this.#ip()
+  }
+}
+
+/** What the Fetch adapters share: the request mapped in, the decision mapped out. */
+export interface FetchAuthenticator {
+  readonly authenticator: Authenticator
+  authenticate(
+    request: Request,
+    hostAddress: () => string | undefined,
+    mountPrefix?: string,
+  ): SaikuFetchResult | Promise<SaikuFetchResult>
+}
+
+/** Checks the options now (a misconfiguration throws a `SaikuConfigError`) and builds the authenticator. */
+export function createFetchAuthenticator(store: KeyStore, options: SaikuFetchOptions = {}): FetchAuthenticator {
+  if (typeof options !== 'object' || options === null) throw new SaikuConfigError('options', 'an object', options)
+  const { clientAddressHeader, proxyHops, ...coreOptions } = options
+  const header = resolveClientAddressHeader(clientAddressHeader, proxyHops)
+  const authenticator = createAuthenticator(store, coreOptions)
+  const budgeted = authenticator.options.failedAuth !== null
+  let warned = false
+  const unknownAddress = (): undefined => {
+    if (budgeted && !warned) {
+      warned = true
+      process.emitWarning(
+        'Saiku auth: a request came with no client address, so every such request shares one failed-authentication ' +
+          'budget. Pass the address the host gives (getConnInfo, Bun server.requestIP, Deno info.remoteAddr), or ' +
+          'clientAddressHeader behind a proxy of yours.',
+        { code: 'SAIKU_NO_CLIENT_ADDRESS' },
+      )
+    }
+    return undefined
+  }
+  const decide = (request: Request, decision: Awaited<ReturnType<Authenticator['check']>>): SaikuFetchResult => {
+    if (decision.ok) {
+      admitted.set(request, decision.principal)
+      return { ok: true, principal: decision.principal, headers: decision.headers, unverified: null }
+    }
+    if ('unverified' in decision) {
+      unverifiedRequests.set(request, decision.unverified)
+      return { ok: true, principal: null, headers: {}, unverified: decision.unverified }
+    }
+    return { ok: false, response: toResponse(decision) }
+  }
+  return {
+    authenticator,
+    authenticate(request, hostAddress, mountPrefix) {
+      const ip =
+        header === null
+          ? () => hostAddress() || unknownAddress()
+          : () => addressFromHeader(request.headers.get(header.name), header.hops) ?? unknownAddress()
+      const outcome = authenticator.check(new FetchAuthRequest(request, ip, mountPrefix))
+      return outcome instanceof Promise
+        ? outcome.then((decision) => decide(request, decision))
+        : decide(request, outcome)
+    },
+  }
+}
