@@ -7,6 +7,9 @@ import { setImmediate as nextTurn } from 'node:timers/promises'
 import { getHeapStatistics } from 'node:v8'
 import express from 'express'
 import Fastify, { type FastifyInstance } from 'fastify'
+import { getRequestListener } from '@hono/node-server'
+import { getConnInfo } from '@hono/node-server/conninfo'
+import { Hono, type MiddlewareHandler } from 'hono'
 import rateLimit from 'express-rate-limit'
 import Koa from 'koa'
 import passport from 'passport'
@@ -16,6 +19,7 @@ import { createKeyManager, MemoryKeyStore, mintApiKey, type SaikuOptions } from 
 import type { AuthDecision } from '@saiku/core/adapter'
 import { saikuAuth as saikuExpress } from '@saiku/express'
 import { saikuAuth as saikuFastify } from '@saiku/fastify'
+import { saikuAuth as saikuHono, type SaikuEnv } from '@saiku/fetch/hono'
 import { saikuAuth as saikuKoa } from '@saiku/koa'
 import { createRedisLimiter } from '@saiku/redis'
 import { createFloor, createHashingFloor, FLOOR_REFUSALS, type FloorAdmitted, type FloorCheck } from './floor.js'
@@ -177,6 +181,45 @@ function fastifyFloor(admit: FloorCheck): (app: FastifyInstance) => void {
   }
 }
 
+/** A Hono app on Node, through @hono/node-server's listener, as `serve()` runs it. */
+function honoApp(
+  app: { fetch: (request: Request, env: unknown) => Response | Promise<Response> },
+  key: string,
+): BuiltApp {
+  const handle = getRequestListener(app.fetch)
+  // The listener's promise settles once the response is written; it never rejects (Hono answers its own errors).
+  return { listener: (req, res) => void handle(req, res), key, handle }
+}
+
+interface FloorEnv {
+  Variables: { tenant: typeof TENANT }
+}
+
+/** The floor as a Hono middleware: refusals answered there, the fields set on the response to come. */
+function honoFloor(admit: FloorCheck): Hono<FloorEnv> {
+  const app = new Hono<FloorEnv>()
+  const floor: MiddlewareHandler<FloorEnv> = async (c, next) => {
+    const admitted = admit(c.req.header('authorization'))
+    if (typeof admitted === 'number')
+      return c.body(FLOOR_REFUSALS[admitted], admitted, { 'content-type': 'application/json; charset=utf-8' })
+    c.header('ratelimit-policy', admitted.policy)
+    c.header('ratelimit', admitted.rateLimit)
+    c.set('tenant', admitted.tenant)
+    await next()
+  }
+  app.use(floor)
+  app.get('/me/tenant', (c) => c.json(c.get('tenant')))
+  return app
+}
+
+/** saikuAuth's Hono middleware as users mount it (the client address from Node's socket), then the route. */
+function honoSaiku(middleware: ReturnType<typeof saikuHono>): Hono<SaikuEnv> {
+  const app = new Hono<SaikuEnv>()
+  app.use(middleware)
+  app.get('/me/tenant', (c) => c.json(c.get('saiku')!.tenant))
+  return app
+}
+
 export async function build(variant: Variant): Promise<BuiltApp> {
   const options: SaikuOptions = { tiers: BENCH_TIERS }
   switch (variant) {
@@ -265,6 +308,20 @@ export async function build(variant: Variant): Promise<BuiltApp> {
       const key = mintApiKey().key
       return fastifyApp(fastifyFloor((variant === 'fastify+floor' ? createFloor : createHashingFloor)(key)), key)
     }
+    case 'hono':
+      return honoApp(
+        new Hono().get('/me/tenant', (c) => c.json(TENANT)),
+        'none',
+      )
+    case 'hono+saiku': {
+      const { store, key } = await saikuStore()
+      return honoApp(honoSaiku(saikuHono(store, { ...options, getConnInfo })), key)
+    }
+    case 'hono+floor':
+    case 'hono+hashfloor': {
+      const key = mintApiKey().key
+      return honoApp(honoFloor((variant === 'hono+floor' ? createFloor : createHashingFloor)(key)), key)
+    }
   }
 }
 
@@ -293,6 +350,7 @@ export async function buildPart(framework: (typeof FLOORS)[number]['framework'],
     const admit = createHashingFloor(key)
     if (framework === 'Express') return { listener: expressFloor(admit), key }
     if (framework === 'Koa') return koaApp(koaFloor(admit), (ctx) => ctx.state.tenant as typeof TENANT, key)
+    if (framework === 'Hono') return honoApp(honoFloor(admit), key)
     return fastifyApp(fastifyFloor(admit), key)
   }
   // The adapter as users mount it; only the core's decision is the floor's.
@@ -311,6 +369,11 @@ export async function buildPart(framework: (typeof FLOORS)[number]['framework'],
     const middleware = saikuKoa(new MemoryKeyStore())
     Object.assign(middleware.authenticator, { check })
     return koaApp(middleware, (ctx) => ctx.state.saiku!.tenant, key)
+  }
+  if (framework === 'Hono') {
+    const middleware = saikuHono(new MemoryKeyStore(), { getConnInfo })
+    Object.assign(middleware.authenticator, { check })
+    return honoApp(honoSaiku(middleware), key)
   }
   const plugin = saikuFastify(new MemoryKeyStore())
   Object.assign(plugin.authenticator, { check })

@@ -17,6 +17,10 @@ export const VARIANTS = {
   'fastify+saiku': { label: 'Fastify + saikuAuth', baseline: 'fastify' },
   'fastify+floor': { label: 'Fastify + the floor (token map, IETF RateLimit fields)', baseline: 'fastify' },
   'fastify+hashfloor': { label: HASHING_FLOOR('Fastify'), baseline: 'fastify' },
+  hono: { label: 'bare Hono (on Node, @hono/node-server)', baseline: null },
+  'hono+saiku': { label: 'Hono + saikuAuth', baseline: 'hono' },
+  'hono+floor': { label: 'Hono + the floor (token map, IETF RateLimit fields)', baseline: 'hono' },
+  'hono+hashfloor': { label: HASHING_FLOOR('Hono'), baseline: 'hono' },
   'express+saiku+redis': { label: 'Express + saikuAuth (Redis backend)', baseline: 'express' },
 } as const
 
@@ -43,6 +47,7 @@ export const FLOORS = [
     hashingFloor: 'fastify+hashfloor',
     gated: true,
   },
+  { framework: 'Hono', saiku: 'hono+saiku', floor: 'hono+floor', hashingFloor: 'hono+hashfloor', gated: true },
 ] as const satisfies readonly {
   framework: string
   saiku: Variant
