@@ -24,6 +24,7 @@ const startable = [
   { folder: 'express-basic', rootScript: 'example:express' },
   { folder: 'koa-basic', rootScript: 'example:koa' },
   { folder: 'fastify-basic', rootScript: 'example:fastify' },
+  { folder: 'fetch-basic', rootScript: 'example:fetch' },
   { folder: 'saiku-cloud-api', rootScript: 'start' },
 ] as const
 
