@@ -110,3 +110,16 @@ describe('examples/fastify-basic', () => {
     expect(Object.keys(manifest.dependencies).sort()).toEqual(['@saiku/core', '@saiku/fastify', 'fastify', 'tsx'])
   })
 })
+
+// fetch-basic is the Fetch handler user's first app: the package and core, a Node bridge, and tsx to start it on Node.
+describe('examples/fetch-basic', () => {
+  it('depends on @saiku/fetch, @saiku/core, @hono/node-server for Node, and tsx, nothing else', () => {
+    const manifest = JSON.parse(read('examples/fetch-basic/package.json')) as { dependencies: Record<string, string> }
+    expect(Object.keys(manifest.dependencies).sort()).toEqual([
+      '@hono/node-server',
+      '@saiku/core',
+      '@saiku/fetch',
+      'tsx',
+    ])
+  })
+})
