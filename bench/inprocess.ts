@@ -46,12 +46,13 @@ export interface FloorDistance {
   readonly aboveFloor: Distance
   /** The control minus the floor, round by round: zero but for the measure's error. */
   readonly control: Distance
+  // The three below are absent from runs made before the hashing floor was measured.
   /** Whether saikuAuth above the hashing floor is a target of the run, or reported only. */
-  readonly gated: boolean
+  readonly gated?: boolean
   /** The hashing floor (the floor, one SHA-256 of the token, a digest compare) minus the floor: the hash's share. */
-  readonly hashingFloor: Distance
+  readonly hashingFloor?: Distance
   /** saikuAuth minus the hashing floor, round by round: what saikuAuth costs beyond keeping only digests of keys. */
-  readonly aboveHashingFloor: Distance
+  readonly aboveHashingFloor?: Distance
   /** saikuAuth's adapter around the floor's decision, minus the floor: the adapter's share. */
   readonly adapter: Distance
 }
@@ -199,9 +200,9 @@ if (process.argv[2] === 'worker') {
         `above the floor ${fixed(d.aboveFloor.meanMicros)} ± ${fixed(d.aboveFloor.plusMinusMicros)} ` +
         `(median ${fixed(d.aboveFloor.medianMicros)}); control ${fixed(d.control.meanMicros)} ± ` +
         `${fixed(d.control.plusMinusMicros)} (median ${fixed(d.control.medianMicros)}); of which the hashing floor ` +
-        `${fixed(d.hashingFloor.meanMicros)} ± ${fixed(d.hashingFloor.plusMinusMicros)}, the adapter ` +
+        `${fixed(d.hashingFloor!.meanMicros)} ± ${fixed(d.hashingFloor!.plusMinusMicros)}, the adapter ` +
         `${fixed(d.adapter.meanMicros)} ± ${fixed(d.adapter.plusMinusMicros)}; above the hashing floor ` +
-        `${fixed(d.aboveHashingFloor.meanMicros)} ± ${fixed(d.aboveHashingFloor.plusMinusMicros)}; ` +
+        `${fixed(d.aboveHashingFloor!.meanMicros)} ± ${fixed(d.aboveHashingFloor!.plusMinusMicros)}; ` +
         `${d.processes} processes, ${d.rounds} rounds of ${d.batch}`,
     )
   }

@@ -95,7 +95,8 @@ export function renderMarkdown(results: BenchResults): string {
     }
   }
   if (results.inProcessFloors !== undefined && results.inProcessFloors.length > 0) {
-    const plusMinus = (distance: Distance) => `${fixed(distance.meanMicros, 2)} ± ${fixed(distance.plusMinusMicros, 2)}`
+    const plusMinus = (distance: Distance | undefined) =>
+      distance === undefined ? '–' : `${fixed(distance.meanMicros, 2)} ± ${fixed(distance.plusMinusMicros, 2)}`
     lines.push(
       '',
       'Without sockets: one process serves five apps of a framework (saikuAuth, the floor, the floor again as a control, ' +
@@ -257,13 +258,14 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
   }
   // The paired, interleaved difference without sockets: its 95 % interval's upper end must be under the target.
   for (const floor of results.inProcessFloors ?? []) {
+    if (floor.aboveHashingFloor === undefined) continue
     const { meanMicros, plusMinusMicros } = floor.aboveHashingFloor
     const upper = meanMicros + plusMinusMicros
     checks.push({
       name: `${floor.framework} + saikuAuth: CPU above the hashing floor < ${ABOVE_HASHING_FLOOR_TARGET_MICROS} µs per request (upper end of the 95 % interval), without sockets`,
       measured: `${fixed(meanMicros, 2)} ± ${fixed(plusMinusMicros, 2)} µs (upper ${fixed(upper, 2)})`,
       met: upper < ABOVE_HASHING_FLOOR_TARGET_MICROS,
-      gated: floor.gated,
+      gated: floor.gated ?? false,
     })
   }
   ratio('Koa + saikuAuth vs bare Koa', 'koa+saiku', 0.8)

@@ -90,8 +90,8 @@ describe('pnpm bench --quick', () => {
       for (const distance of [
         floor.aboveFloor,
         floor.control,
-        floor.hashingFloor,
-        floor.aboveHashingFloor,
+        floor.hashingFloor!,
+        floor.aboveHashingFloor!,
         floor.adapter,
       ]) {
         expect(Number.isFinite(distance.meanMicros)).toBe(true)
