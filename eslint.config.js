@@ -27,6 +27,8 @@ export default defineConfig(
       '**/.cache/**',
       'bench/results/**',
       'bench/.build/**',
+      // Next.js's build output (examples/nextjs-route).
+      '**/.next/**',
       // A CommonJS app's source under its own tsconfigs, type-checked by test/packaging.test.ts.
       'test/fixtures/types-cjs/**',
       // vitest's JSON report, written by a test run.

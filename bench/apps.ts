@@ -1,11 +1,15 @@
 // The servers the benchmark compares, as request listeners: the HTTP runner serves
 // them from their own processes, the in-process measure calls them directly.
-import { createHash, hash } from 'node:crypto'
-import { IncomingMessage, ServerResponse, type RequestListener } from 'node:http'
+import { createHash } from 'node:crypto'
+import { createServer, IncomingMessage, ServerResponse, type RequestListener } from 'node:http'
 import { Socket } from 'node:net'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { getHeapStatistics } from 'node:v8'
 import express from 'express'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { getRequestListener } from '@hono/node-server'
+import { getConnInfo } from '@hono/node-server/conninfo'
+import { Hono, type MiddlewareHandler } from 'hono'
 import rateLimit from 'express-rate-limit'
 import Koa from 'koa'
 import passport from 'passport'
@@ -14,10 +18,12 @@ import { Redis } from 'ioredis'
 import { createKeyManager, MemoryKeyStore, mintApiKey, type SaikuOptions } from '@saiku/core'
 import type { AuthDecision } from '@saiku/core/adapter'
 import { saikuAuth as saikuExpress } from '@saiku/express'
+import { saikuAuth as saikuFastify } from '@saiku/fastify'
+import { saikuAuth as saikuHono, type SaikuEnv } from '@saiku/fetch/hono'
 import { saikuAuth as saikuKoa } from '@saiku/koa'
 import { createRedisLimiter } from '@saiku/redis'
-import { createFloor, FLOOR_REFUSALS, type FloorAdmitted } from './floor.js'
-import { BENCH_TIERS, TENANT, type Variant } from './variants.js'
+import { createFloor, createHashingFloor, FLOOR_REFUSALS, type FloorAdmitted, type FloorCheck } from './floor.js'
+import { BENCH_TIERS, TENANT, type FLOORS, type Variant } from './variants.js'
 
 export interface BuiltApp {
   readonly listener: RequestListener
@@ -85,12 +91,6 @@ async function saikuStore(): Promise<{ store: MemoryKeyStore; key: string }> {
   return { store, key }
 }
 
-// As the verifier takes it: a 32-character latin1 string (the typings leave latin1 out).
-const sha256Latin1 = (data: string): string =>
-  (hash as (algorithm: string, data: string, encoding: string) => string)('sha256', data, 'latin1')
-
-type FloorCheck = (authorization: string | undefined) => FloorAdmitted | 401 | 429
-
 /** An Express app with the floor as its middleware, then the handler. */
 function expressFloor(admit: FloorCheck): express.Express {
   const app = express()
@@ -138,6 +138,88 @@ function koaApp(first: Koa.Middleware | null, tenant: (ctx: Koa.Context) => unkn
   return { listener: (req, res) => void handle(req, res), key, handle }
 }
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The floor's tenant, set by its hook. */
+    tenant: typeof TENANT | null
+  }
+}
+
+/**
+ * A Fastify app with `register` applied, ready, as a request listener: Fastify's own
+ * handler, taken from the server it would listen on (the HTTP runner gives it another).
+ */
+async function fastifyApp(register: (app: FastifyInstance) => void, key: string): Promise<BuiltApp> {
+  let handler: RequestListener | undefined
+  const app = Fastify({
+    serverFactory: (fastifyHandler) => {
+      handler = fastifyHandler
+      return createServer(fastifyHandler)
+    },
+  })
+  register(app)
+  await app.ready()
+  return { listener: handler!, key, close: () => void app.close() }
+}
+
+/** The floor as a Fastify `onRequest` hook, as saikuAuth authenticates: refusals answered there, the tenant decorated. */
+function fastifyFloor(admit: FloorCheck): (app: FastifyInstance) => void {
+  return (app) => {
+    app.decorateRequest('tenant', null)
+    app.addHook('onRequest', (request, reply, done) => {
+      const admitted = admit(request.headers.authorization)
+      if (typeof admitted === 'number') {
+        reply.code(admitted).type('application/json; charset=utf-8').send(FLOOR_REFUSALS[admitted])
+        return
+      }
+      reply.header('ratelimit-policy', admitted.policy)
+      reply.header('ratelimit', admitted.rateLimit)
+      request.tenant = admitted.tenant
+      done()
+    })
+    app.get('/me/tenant', (request) => request.tenant)
+  }
+}
+
+/** A Hono app on Node, through @hono/node-server's listener, as `serve()` runs it. */
+function honoApp(
+  app: { fetch: (request: Request, env: unknown) => Response | Promise<Response> },
+  key: string,
+): BuiltApp {
+  const handle = getRequestListener(app.fetch)
+  // The listener's promise settles once the response is written; it never rejects (Hono answers its own errors).
+  return { listener: (req, res) => void handle(req, res), key, handle }
+}
+
+interface FloorEnv {
+  Variables: { tenant: typeof TENANT }
+}
+
+/** The floor as a Hono middleware: refusals answered there, the fields set on the response to come. */
+function honoFloor(admit: FloorCheck): Hono<FloorEnv> {
+  const app = new Hono<FloorEnv>()
+  const floor: MiddlewareHandler<FloorEnv> = async (c, next) => {
+    const admitted = admit(c.req.header('authorization'))
+    if (typeof admitted === 'number')
+      return c.body(FLOOR_REFUSALS[admitted], admitted, { 'content-type': 'application/json; charset=utf-8' })
+    c.header('ratelimit-policy', admitted.policy)
+    c.header('ratelimit', admitted.rateLimit)
+    c.set('tenant', admitted.tenant)
+    await next()
+  }
+  app.use(floor)
+  app.get('/me/tenant', (c) => c.json(c.get('tenant')))
+  return app
+}
+
+/** saikuAuth's Hono middleware as users mount it (the client address from Node's socket), then the route. */
+function honoSaiku(middleware: ReturnType<typeof saikuHono>): Hono<SaikuEnv> {
+  const app = new Hono<SaikuEnv>()
+  app.use(middleware)
+  app.get('/me/tenant', (c) => c.json(c.get('saiku')!.tenant))
+  return app
+}
+
 export async function build(variant: Variant): Promise<BuiltApp> {
   const options: SaikuOptions = { tiers: BENCH_TIERS }
   switch (variant) {
@@ -169,9 +251,10 @@ export async function build(variant: Variant): Promise<BuiltApp> {
       app.get('/me/tenant', (req, res) => res.json(req.saiku!.tenant))
       return { listener: app, key, ...(close === undefined ? {} : { close }) }
     }
-    case 'express+floor': {
+    case 'express+floor':
+    case 'express+hashfloor': {
       const key = mintApiKey().key
-      return { listener: expressFloor(createFloor(key)), key }
+      return { listener: expressFloor((variant === 'express+floor' ? createFloor : createHashingFloor)(key)), key }
     }
     case 'express+passport+erl': {
       // The popular stack doing the same job: a bearer lookup by SHA-256, then per-tenant minute and hour limits.
@@ -205,21 +288,51 @@ export async function build(variant: Variant): Promise<BuiltApp> {
       const made = await saikuStore()
       return koaApp(saikuKoa(made.store, options), (ctx) => ctx.state.saiku!.tenant, made.key)
     }
-    case 'koa+floor': {
+    case 'koa+floor':
+    case 'koa+hashfloor': {
       const key = mintApiKey().key
-      return koaApp(koaFloor(createFloor(key)), (ctx) => ctx.state.tenant as typeof TENANT, key)
+      const admit = (variant === 'koa+floor' ? createFloor : createHashingFloor)(key)
+      return koaApp(koaFloor(admit), (ctx) => ctx.state.tenant as typeof TENANT, key)
+    }
+    case 'fastify':
+      return fastifyApp((app) => app.get('/me/tenant', () => TENANT), 'none')
+    case 'fastify+saiku': {
+      const { store, key } = await saikuStore()
+      return fastifyApp((app) => {
+        void app.register(saikuFastify(store, options))
+        app.get('/me/tenant', (request) => request.saiku!.tenant)
+      }, key)
+    }
+    case 'fastify+floor':
+    case 'fastify+hashfloor': {
+      const key = mintApiKey().key
+      return fastifyApp(fastifyFloor((variant === 'fastify+floor' ? createFloor : createHashingFloor)(key)), key)
+    }
+    case 'hono':
+      return honoApp(
+        new Hono().get('/me/tenant', (c) => c.json(TENANT)),
+        'none',
+      )
+    case 'hono+saiku': {
+      const { store, key } = await saikuStore()
+      return honoApp(honoSaiku(saikuHono(store, { ...options, getConnInfo })), key)
+    }
+    case 'hono+floor':
+    case 'hono+hashfloor': {
+      const key = mintApiKey().key
+      return honoApp(honoFloor((variant === 'hono+floor' ? createFloor : createHashingFloor)(key)), key)
     }
   }
 }
 
 /**
  * The parts of saikuAuth's distance to the floor, measured in process beside it:
- * - `sha256`: the floor plus one SHA-256 of the presented token, the hash that keeping
- *   only digests of keys costs every request;
+ * - `hashing`: the hashing floor, the floor plus one SHA-256 of the presented token and a
+ *   constant-time digest compare: what keeping only digests of keys costs every request;
  * - `adapter`: saikuAuth's adapter around the floor's decision: the request mapped in,
  *   the decision's fields and principal written out.
  */
-export type FloorPart = 'sha256' | 'adapter'
+export type FloorPart = 'hashing' | 'adapter'
 
 /** The floor's answer as the decision saikuAuth's core would give (the floor admits every bench request). */
 function floorDecision(admitted: FloorAdmitted | number): AuthDecision {
@@ -231,29 +344,41 @@ function floorDecision(admitted: FloorAdmitted | number): AuthDecision {
   }
 }
 
-export async function buildPart(framework: 'Express' | 'Koa', part: FloorPart): Promise<BuiltApp> {
+export async function buildPart(framework: (typeof FLOORS)[number]['framework'], part: FloorPart): Promise<BuiltApp> {
   const key = mintApiKey().key
+  if (part === 'hashing') {
+    const admit = createHashingFloor(key)
+    if (framework === 'Express') return { listener: expressFloor(admit), key }
+    if (framework === 'Koa') return koaApp(koaFloor(admit), (ctx) => ctx.state.tenant as typeof TENANT, key)
+    if (framework === 'Hono') return honoApp(honoFloor(admit), key)
+    return fastifyApp(fastifyFloor(admit), key)
+  }
+  // The adapter as users mount it; only the core's decision is the floor's.
   const floor = createFloor(key)
-  // The floor, plus the hash when asked: the token's SHA-256, as the verifier takes it.
-  const admit: FloorCheck = (authorization) => {
-    if (part === 'sha256' && authorization !== undefined) sha256Latin1(authorization.slice(7))
-    return floor(authorization)
+  const check = (request: { headers: Record<string, string | string[] | undefined> }) =>
+    floorDecision(floor(request.headers.authorization as string | undefined))
+  if (framework === 'Express') {
+    const middleware = saikuExpress(new MemoryKeyStore())
+    Object.assign(middleware.authenticator, { check })
+    const app = express()
+    app.use(middleware)
+    app.get('/me/tenant', (req, res) => res.json(req.saiku!.tenant))
+    return { listener: app, key }
   }
-  if (part === 'adapter') {
-    // The adapter as users mount it; only the core's decision is the floor's.
-    const middleware = framework === 'Express' ? saikuExpress(new MemoryKeyStore()) : saikuKoa(new MemoryKeyStore())
-    Object.assign(middleware.authenticator, {
-      check: (request: { headers: Record<string, string | string[] | undefined> }) =>
-        floorDecision(floor(request.headers.authorization as string | undefined)),
-    })
-    if (framework === 'Express') {
-      const app = express()
-      app.use(middleware as ReturnType<typeof saikuExpress>)
-      app.get('/me/tenant', (req, res) => res.json(req.saiku!.tenant))
-      return { listener: app, key }
-    }
-    return koaApp(middleware as ReturnType<typeof saikuKoa>, (ctx) => ctx.state.saiku!.tenant, key)
+  if (framework === 'Koa') {
+    const middleware = saikuKoa(new MemoryKeyStore())
+    Object.assign(middleware.authenticator, { check })
+    return koaApp(middleware, (ctx) => ctx.state.saiku!.tenant, key)
   }
-  if (framework === 'Express') return { listener: expressFloor(admit), key }
-  return koaApp(koaFloor(admit), (ctx) => ctx.state.tenant as typeof TENANT, key)
+  if (framework === 'Hono') {
+    const middleware = saikuHono(new MemoryKeyStore(), { getConnInfo })
+    Object.assign(middleware.authenticator, { check })
+    return honoApp(honoSaiku(middleware), key)
+  }
+  const plugin = saikuFastify(new MemoryKeyStore())
+  Object.assign(plugin.authenticator, { check })
+  return fastifyApp((app) => {
+    void app.register(plugin)
+    app.get('/me/tenant', (request) => request.saiku!.tenant)
+  }, key)
 }

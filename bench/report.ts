@@ -1,6 +1,7 @@
 import type { FloorDistance as InProcessFloorDistance } from './inprocess.js'
 import { renderFloorProfiles, type FloorProfile } from './shares.js'
 import type { Distance } from './stats.js'
+import { ABOVE_HASHING_FLOOR_TARGET_MICROS } from './variants.js'
 import type { DecisionCost, FloodResult, RedisCost } from './micro.js'
 
 export interface VariantSummary {
@@ -21,6 +22,9 @@ export interface FloorDistance {
   readonly saikuAddedCpuMicros: number
   readonly floorAddedCpuMicros: number
   readonly distanceCpuMicros: number
+  /** The hashing floor's added CPU, and saikuAuth above it: absent from runs made before the HTTP rounds had it. */
+  readonly hashingFloorAddedCpuMicros?: number
+  readonly aboveHashingFloorCpuMicros?: number
 }
 
 export interface BenchResults {
@@ -79,21 +83,25 @@ export function renderMarkdown(results: BenchResults): string {
   if (results.floors !== undefined && results.floors.length > 0) {
     lines.push(
       '',
-      '| framework | saikuAuth added CPU µs/req | the floor added CPU µs/req | saikuAuth above the floor, µs/req |',
-      '| --- | ---: | ---: | ---: |',
+      '| framework | saikuAuth added CPU µs/req | the floor added CPU µs/req | the hashing floor added CPU µs/req | saikuAuth above the floor, µs/req | saikuAuth above the hashing floor, µs/req |',
+      '| --- | ---: | ---: | ---: | ---: | ---: |',
     )
     for (const floor of results.floors) {
       lines.push(
-        `| ${floor.framework} | ${fixed(floor.saikuAddedCpuMicros, 1)} | ${fixed(floor.floorAddedCpuMicros, 1)} | ${fixed(floor.distanceCpuMicros, 1)} |`,
+        `| ${floor.framework} | ${fixed(floor.saikuAddedCpuMicros, 1)} | ${fixed(floor.floorAddedCpuMicros, 1)} | ` +
+          `${fixed(floor.hashingFloorAddedCpuMicros ?? NaN, 1)} | ${fixed(floor.distanceCpuMicros, 1)} | ` +
+          `${fixed(floor.aboveHashingFloorCpuMicros ?? NaN, 1)} |`,
       )
     }
   }
   if (results.inProcessFloors !== undefined && results.inProcessFloors.length > 0) {
-    const plusMinus = (distance: Distance) => `${fixed(distance.meanMicros, 2)} ± ${fixed(distance.plusMinusMicros, 2)}`
+    const plusMinus = (distance: Distance | undefined) =>
+      distance === undefined ? '–' : `${fixed(distance.meanMicros, 2)} ± ${fixed(distance.plusMinusMicros, 2)}`
     lines.push(
       '',
       'Without sockets: one process serves five apps of a framework (saikuAuth, the floor, the floor again as a control, ' +
-        'the floor plus one SHA-256 of the token, and saikuAuth’s adapter around the floor’s decision), each called with a ' +
+        'the hashing floor: the floor plus one SHA-256 of the token and a constant-time digest compare, and saikuAuth’s ' +
+        'adapter around the floor’s decision), each called with a ' +
         'fresh request and response in batches of about 3 ms, in an order that rotates round by round; CPU of the whole ' +
         'process, µs per request above the floor, mean ± 95 %. The loop turns after each batch, as a server’s does ' +
         'between requests, and the CPU of those turns, where most collections run, is shared out by the bytes each app ' +
@@ -107,13 +115,14 @@ export function renderMarkdown(results: BenchResults): string {
           .join('; ') +
         ').',
       '',
-      '| framework | saikuAuth µs/req | the floor µs/req | saikuAuth above the floor | median of rounds | of it, one SHA-256 | of it, the adapter | control: the floor again |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| framework | saikuAuth µs/req | the floor µs/req | saikuAuth above the floor | median of rounds | of it, the hashing floor | saikuAuth above the hashing floor | of it, the adapter | control: the floor again |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     )
     for (const floor of results.inProcessFloors) {
       lines.push(
         `| ${floor.framework} | ${fixed(floor.saikuCpuMicros, 1)} | ${fixed(floor.floorCpuMicros, 1)} | ` +
-          `${plusMinus(floor.aboveFloor)} | ${fixed(floor.aboveFloor.medianMicros, 2)} | ${plusMinus(floor.sha256)} | ` +
+          `${plusMinus(floor.aboveFloor)} | ${fixed(floor.aboveFloor.medianMicros, 2)} | ${plusMinus(floor.hashingFloor)} | ` +
+          `${plusMinus(floor.aboveHashingFloor)} | ` +
           `${plusMinus(floor.adapter)} | ${plusMinus(floor.control)} (${floor.rounds} rounds of ${floor.batch}, ${floor.processes} processes) |`,
       )
     }
@@ -148,7 +157,9 @@ export function renderMarkdown(results: BenchResults): string {
   )
   lines.push('', '| target | measured | met |', '| --- | ---: | :---: |')
   for (const target of checkTargets(results))
-    lines.push(`| ${target.name} | ${target.measured} | ${target.met ? 'yes' : 'no'} |`)
+    lines.push(
+      `| ${target.name} | ${target.measured} | ${target.met ? 'yes' : 'no'}${target.gated ? '' : ' (reported, not gated)'} |`,
+    )
   const noisy = results.rounds.filter((round) => round.noisy)
   lines.push(
     '',
@@ -198,6 +209,8 @@ export interface TargetCheck {
   readonly name: string
   readonly measured: string
   readonly met: boolean
+  /** False for a measure reported beside a target it is not held to. */
+  readonly gated: boolean
 }
 
 /** The performance targets, checked against one run's medians. */
@@ -208,7 +221,12 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
   const ratio = (name: string, variant: string, minimum: number) => {
     const value = s[variant]?.ratioToBaseline
     if (value != null)
-      checks.push({ name: `${name} ≥ ${minimum}×`, measured: `${fixed(value, 2)}×`, met: value >= minimum })
+      checks.push({
+        name: `${name} ≥ ${minimum}×`,
+        measured: `${fixed(value, 2)}×`,
+        met: value >= minimum,
+        gated: true,
+      })
   }
   for (const variant of ['express+saiku', 'koa+saiku']) {
     const added = s[variant]?.addedCpuMicros
@@ -217,6 +235,7 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
         name: `${s[variant]!.label}: added server CPU ≤ 6 µs per request`,
         measured: `${fixed(added, 1)} µs`,
         met: added <= 6,
+        gated: true,
       })
   }
   for (const floor of results.floors ?? []) {
@@ -225,6 +244,7 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
       name: `${floor.framework} + saikuAuth: server CPU above the floor ≤ 3 µs per request`,
       measured: `${fixed(distance, 1)} µs`,
       met: distance <= 3,
+      gated: true,
     })
   }
   for (const floor of results.inProcessFloors ?? []) {
@@ -233,6 +253,19 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
       name: `${floor.framework} + saikuAuth: CPU above the floor ≤ 3 µs per request, without sockets`,
       measured: `${fixed(meanMicros, 2)} ± ${fixed(plusMinusMicros, 2)} µs`,
       met: meanMicros <= 3,
+      gated: true,
+    })
+  }
+  // The paired, interleaved difference without sockets: its 95 % interval's upper end must be under the target.
+  for (const floor of results.inProcessFloors ?? []) {
+    if (floor.aboveHashingFloor === undefined) continue
+    const { meanMicros, plusMinusMicros } = floor.aboveHashingFloor
+    const upper = meanMicros + plusMinusMicros
+    checks.push({
+      name: `${floor.framework} + saikuAuth: CPU above the hashing floor < ${ABOVE_HASHING_FLOOR_TARGET_MICROS} µs per request (upper end of the 95 % interval), without sockets`,
+      measured: `${fixed(meanMicros, 2)} ± ${fixed(plusMinusMicros, 2)} µs (upper ${fixed(upper, 2)})`,
+      met: upper < ABOVE_HASHING_FLOOR_TARGET_MICROS,
+      gated: floor.gated ?? false,
     })
   }
   ratio('Koa + saikuAuth vs bare Koa', 'koa+saiku', 0.8)
@@ -243,33 +276,39 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
       name: 'Express + saikuAuth vs the popular stack ≥ 1.5×',
       measured: `${fixed(results.expressVersusPopularStack, 2)}×`,
       met: results.expressVersusPopularStack >= 1.5,
+      gated: true,
     })
   }
   checks.push({
     name: 'one cache-hit decision ≤ 2 µs',
     measured: `${fixed(decision('cache hit') / 1000, 2)} µs`,
     met: decision('cache hit') <= 2_000,
+    gated: true,
   })
   checks.push({
     name: 'a garbage token refused ≤ 1 µs',
     measured: `${fixed(decision('garbage') / 1000, 2)} µs`,
     met: decision('garbage') <= 1_000,
+    gated: true,
   })
   if (results.redis !== null) {
     checks.push({
       name: 'Redis: one round trip per admitted request',
       measured: fixed(results.redis.roundTripsPerRequest, 2),
       met: results.redis.roundTripsPerRequest === 1,
+      gated: true,
     })
     checks.push({
       name: 'Redis, rolling windows: one round trip per admitted request',
       measured: fixed(results.redis.rolling.roundTripsPerRequest, 2),
       met: results.redis.rolling.roundTripsPerRequest === 1,
+      gated: true,
     })
     checks.push({
       name: `Redis: fewer commands than two rate-limiter-flexible limiters (${fixed(results.redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest, 0)})`,
       measured: fixed(results.redis.commandsPerRequest, 2),
       met: results.redis.commandsPerRequest < results.redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest,
+      gated: true,
     })
     ratio('Express + saikuAuth (Redis) vs bare Express', 'express+saiku+redis', 0.8)
   }

@@ -165,19 +165,27 @@ async function main(): Promise<void> {
   )
   // saikuAuth's distance to the floor: both run against the same bare framework in each round, so the
   // difference of their added CPU is the difference of their CPU, taken round by round.
+  const cpuAbove = (variant: Variant, base: Variant) =>
+    median(
+      perRound.map((round) => round.variants[variant]!.cpuMicrosPerRequest - round.variants[base]!.cpuMicrosPerRequest),
+    )
   const floors: BenchResults['floors'] = FLOORS.filter(
-    ({ saiku, floor }) => variants.includes(saiku) && variants.includes(floor),
-  ).map(({ framework, saiku, floor }) => ({
+    ({ saiku, floor, hashingFloor }) =>
+      variants.includes(saiku) && variants.includes(floor) && variants.includes(hashingFloor),
+  ).map(({ framework, saiku, floor, hashingFloor }) => ({
     framework,
     saikuAddedCpuMicros: summaries[saiku]!.addedCpuMicros!,
     floorAddedCpuMicros: summaries[floor]!.addedCpuMicros!,
-    distanceCpuMicros: median(
-      perRound.map((round) => round.variants[saiku]!.cpuMicrosPerRequest - round.variants[floor]!.cpuMicrosPerRequest),
-    ),
+    hashingFloorAddedCpuMicros: summaries[hashingFloor]!.addedCpuMicros!,
+    distanceCpuMicros: cpuAbove(saiku, floor),
+    aboveHashingFloorCpuMicros: cpuAbove(saiku, hashingFloor),
   }))
 
-  // Without sockets, only for a run that loads both floors' pairs.
-  const inProcessFloors = FLOORS.every(({ saiku, floor }) => variants.includes(saiku) && variants.includes(floor))
+  // Without sockets, only for a run that loads every framework's saikuAuth and both its floors.
+  const inProcessFloors = FLOORS.every(
+    ({ saiku, floor, hashingFloor }) =>
+      variants.includes(saiku) && variants.includes(floor) && variants.includes(hashingFloor),
+  )
     ? await measureInProcess(quick ? 30 : 3000, 3, quick ? 2 : 3, quick ? 2_000 : 20_000)
     : undefined
   // Where the distance goes, by CPU profile: with the measure without sockets, whose apps it serves the same way.

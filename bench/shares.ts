@@ -30,7 +30,7 @@ export interface CpuProfile {
 }
 
 const CORE = /[/\\](?:packages[/\\]core|@saiku[/\\]core)[/\\]/
-const ADAPTER = /[/\\](?:packages[/\\](?:express|koa)|@saiku[/\\](?:express|koa))[/\\]/
+const ADAPTER = /[/\\](?:packages[/\\](?:express|koa|fastify|fetch)|@saiku[/\\](?:express|koa|fastify|fetch))[/\\]/
 const BENCH = /[/\\]bench[/\\]\.build[/\\]/
 const CRYPTO = /^node:internal\/crypto\//
 

@@ -52,6 +52,20 @@ describe('the profile’s shares', () => {
     })
   })
 
+  it('counts each adapter’s code as the adapter’s, from the workspace or installed', () => {
+    const adapters: CpuProfile = {
+      nodes: [
+        frame(1, '(root)', '', [2, 3, 4]),
+        frame(2, 'hook', '/repo/packages/fastify/dist/index.mjs'),
+        frame(3, 'hook', '/app/node_modules/@saiku/fastify/dist/index.mjs'),
+        frame(4, 'middleware', '/repo/packages/koa/dist/index.mjs'),
+      ],
+      samples: [2, 3, 4],
+      timeDeltas: [10, 10, 10],
+    }
+    expect(sharesOf(adapters, 1)).toMatchObject({ adapter: 30, framework: 0, other: 0 })
+  })
+
   it('counts hashing under anything but the core as its caller’s', () => {
     const underExpress: CpuProfile = {
       nodes: [

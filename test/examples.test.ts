@@ -24,6 +24,7 @@ const startable = [
   { folder: 'express-basic', rootScript: 'example:express' },
   { folder: 'koa-basic', rootScript: 'example:koa' },
   { folder: 'fastify-basic', rootScript: 'example:fastify' },
+  { folder: 'fetch-basic', rootScript: 'example:fetch' },
   { folder: 'hono-basic', rootScript: 'example:hono' },
   { folder: 'node-http-basic', rootScript: 'example:node' },
   { folder: 'saiku-cloud-api', rootScript: 'start' },
@@ -133,5 +134,18 @@ describe('examples/node-http-basic', () => {
       dependencies: Record<string, string>
     }
     expect(Object.keys(manifest.dependencies).sort()).toEqual(['@saiku/core', '@saiku/node', 'tsx'])
+  })
+})
+
+// fetch-basic is the Fetch handler user's first app: the package and core, a Node bridge, and tsx to start it on Node.
+describe('examples/fetch-basic', () => {
+  it('depends on @saiku/fetch, @saiku/core, @hono/node-server for Node, and tsx, nothing else', () => {
+    const manifest = JSON.parse(read('examples/fetch-basic/package.json')) as { dependencies: Record<string, string> }
+    expect(Object.keys(manifest.dependencies).sort()).toEqual([
+      '@hono/node-server',
+      '@saiku/core',
+      '@saiku/fetch',
+      'tsx',
+    ])
   })
 })
