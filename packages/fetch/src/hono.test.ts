@@ -204,6 +204,34 @@ describe('@saiku/fetch/hono', () => {
     expect(errors).toHaveLength(1)
   })
 
+  it('answers a getConnInfo that returns a promise with the JSON 500, reported, never an unhandled rejection', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const errors: Error[] = []
+      const store = new MemoryKeyStore({ tenants: [acme] })
+      const asyncConnInfo = (async () => {
+        throw new Error('no socket yet')
+      }) as unknown as typeof getConnInfo
+      const auth = saikuAuth(store, { getConnInfo: asyncConnInfo, onError: (error) => void errors.push(error) })
+      closers.push(() => auth.authenticator.close())
+      const app = new Hono<SaikuEnv>()
+      app.use(auth)
+      app.get('/me/tenant', (c) => c.json(c.get('saiku')!.tenant))
+      const res = await app.request('/me/tenant', { headers: bearer(mintApiKey().key) })
+      expect(res.status).toBe(500)
+      expect(await res.json()).toEqual({ error: 'internal_error', message: 'An unexpected error occurred.' })
+      expect(errors.map((error) => error.message)).toEqual([
+        'getConnInfo(c): expected the connection info, returned synchronously (not a promise), got an object',
+      ])
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
+
   it("answers Hono's HTTPException with the JSON shape of its status, reporting nothing", async () => {
     const errors: unknown[] = []
     const store = new MemoryKeyStore({ tenants: [acme] })

@@ -317,4 +317,48 @@ describe('@saiku/fetch: withSaiku', () => {
     expect(res.status).toBe(500)
     expect(errors).toHaveLength(1)
   })
+
+  it('answers a clientAddress that returns a promise with the JSON 500, never an unhandled rejection', async () => {
+    const { auth, key } = setUp({ failedAuth: { perMinute: 2 } })
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const errors: Error[] = []
+      const faulty = [
+        (async () => '198.51.100.7') as unknown as () => string,
+        (async () => {
+          throw new Error('rejected address')
+        }) as unknown as () => string,
+      ]
+      const valid = await key()
+      for (const clientAddress of faulty)
+        for (const credential of [valid, mintApiKey().key]) {
+          const res = await withSaiku(auth, () => new Response('never'), {
+            clientAddress,
+            onError: (error) => void errors.push(error as Error),
+          })(get(credential), undefined)
+          expect(res.status).toBe(500)
+          expect(await res.json()).toEqual({ error: 'internal_error', message: 'An unexpected error occurred.' })
+        }
+      // Passed beside the request to saikuAuth itself: the same mistake, the same answer.
+      const direct = await auth(get(valid), { clientAddress: Promise.reject(new Error('late')) as never }).then(
+        () => 'admitted',
+        (error: Error) => error.message,
+      )
+      expect(direct).toBe(
+        'clientAddress: expected a string or undefined, returned synchronously (not a promise), got an object',
+      )
+      expect(errors.map((error) => error.message)).toEqual(
+        Array(4).fill(
+          'clientAddress: expected a string or undefined, returned synchronously (not a promise), got an object',
+        ),
+      )
+      // A rejection is reported on the next turn of the event loop: wait one.
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
 })

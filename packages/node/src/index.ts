@@ -2,6 +2,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import {
   addressFromHeader,
   checkPermissions,
+  clientAddressValue,
   endStartedResponse,
   errorResponseFor,
   notifyHook,
@@ -85,15 +86,7 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 
 // The core reads the address synchronously: a promise (an async clientAddress) is a misconfiguration, answered 500.
 function readAddress(clientAddress: AddressOf, req: IncomingMessage): string | undefined {
-  const address: unknown = clientAddress(req)
-  if (address === undefined || typeof address === 'string') return address
-  // Its rejection is the same mistake, already reported: not an unhandled rejection.
-  if (address instanceof Promise) address.catch(() => {})
-  throw new SaikuConfigError(
-    'clientAddress(req)',
-    'a string or undefined, returned synchronously (not a promise)',
-    address,
-  )
+  return clientAddressValue(clientAddress(req), 'clientAddress(req)')
 }
 
 /** Authenticates a request of a plain `node:http` server and applies the tenant's limits. */
