@@ -9,7 +9,7 @@ import { Hono } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import { afterEach, beforeEach, describe, expect, expectTypeOf, it, vi, type MockInstance } from 'vitest'
 import { createKeyManager, mintApiKey } from '@saiku/core'
-import { MemoryKeyStore, SaikuHttpError, type SaikuPrincipal, type TenantRecord } from './index.js'
+import { MemoryKeyStore, SaikuHttpError, type DecisionEvent, type SaikuPrincipal, type TenantRecord } from './index.js'
 import {
   requirePermission,
   saikuAuth,
@@ -105,6 +105,32 @@ describe('@saiku/fetch/hono', () => {
     expect(res.status).toBe(308)
     expect(res.headers.get('location')).toBe('http://127.0.0.1/new')
     expect(res.headers.get('ratelimit')).toBe(FIRST_WINDOW)
+  })
+
+  it('under report-only authentication, counts a request let through once when mounted twice', async () => {
+    const events: DecisionEvent[] = []
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const auth = saikuAuth(store, {
+      getConnInfo: () => ({ remote: { address: '192.0.2.1' } }),
+      reportOnly: { authentication: true },
+      failedAuth: { perMinute: 2 },
+      onDecision: (e) => void events.push(e),
+    })
+    closers.push(() => auth.authenticator.close())
+    const app = new Hono<SaikuEnv>()
+    app.use(auth)
+    app.use(auth)
+    app.get('/me/tenant', (c) => c.json({ unverified: c.get('saikuUnverified') }))
+    for (let i = 0; i < 2; i++) {
+      const res = await app.request('/me/tenant', { headers: bearer(mintApiKey().key) })
+      expect(res.status).toBe(200)
+      expect(await res.json()).toEqual({ unverified: { status: 401, code: 'unauthorized', reason: 'unknown_key' } })
+    }
+    // Two requests, two failures: within the budget of two, so neither would have been a 429.
+    expect(events.map((e) => [e.status, e.enforced])).toEqual([
+      [401, false],
+      [401, false],
+    ])
   })
 
   it('counts failures by the address getConnInfo gives', async () => {

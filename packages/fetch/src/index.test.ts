@@ -12,6 +12,7 @@ import {
   SaikuHttpError,
   saikuAuth,
   withSaiku,
+  type DecisionEvent,
   type SaikuFetchAuth,
   type SaikuFetchOptions,
   type TenantRecord,
@@ -120,6 +121,29 @@ describe('@saiku/fetch: saikuAuth', () => {
       ([, options]) => (options as { code?: string })?.code === 'SAIKU_NO_CLIENT_ADDRESS',
     )
     expect(told).toHaveLength(1)
+  })
+
+  it('under report-only authentication, counts a request let through once however often it is asked', async () => {
+    const events: DecisionEvent[] = []
+    const { auth } = setUp({
+      reportOnly: { authentication: true },
+      failedAuth: { perMinute: 2 },
+      onDecision: (e) => void events.push(e),
+    })
+    for (let i = 0; i < 2; i++) {
+      const request = get(mintApiKey().key)
+      for (let call = 0; call < 2; call++)
+        expect(await auth(request, { clientAddress: '192.0.2.1' })).toEqual({
+          ok: true,
+          principal: null,
+          headers: {},
+          unverified: { status: 401, code: 'unauthorized', reason: 'unknown_key' },
+        })
+    }
+    expect(events.map((e) => [e.status, e.enforced])).toEqual([
+      [401, false],
+      [401, false],
+    ])
   })
 
   it('never reads X-Forwarded-For unless it is named', async () => {

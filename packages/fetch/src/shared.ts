@@ -214,6 +214,8 @@ export function createFetchAuthenticator(store: KeyStore, options: SaikuFetchOpt
     }
     return undefined
   }
+  // Requests this instance let through without a principal (report-only): a second pass does not count them again.
+  const letThrough = new WeakMap<Request, SaikuUnverified>()
   const decide = (request: Request, decision: Awaited<ReturnType<Authenticator['check']>>): SaikuFetchResult => {
     if (decision.ok && decision.principal === null) return PASSED
     if (decision.ok) {
@@ -222,13 +224,17 @@ export function createFetchAuthenticator(store: KeyStore, options: SaikuFetchOpt
     }
     if ('unverified' in decision) {
       unverifiedRequests.set(request, decision.unverified)
-      return { ok: true, principal: null, headers: {}, unverified: decision.unverified }
+      const result: SaikuUnverified = { ok: true, principal: null, headers: {}, unverified: decision.unverified }
+      letThrough.set(request, result)
+      return result
     }
     return { ok: false, response: toResponse(decision) }
   }
   return {
     authenticator,
     authenticate(request, hostAddress, mountPrefix) {
+      const unverified = letThrough.get(request)
+      if (unverified !== undefined) return unverified
       const ip =
         header === null
           ? () => hostAddress() || unknownAddress()
