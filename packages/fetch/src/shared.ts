@@ -171,6 +171,11 @@ class FetchAuthRequest implements AuthRequest {
     return this.#request.method
   }
 
+  /** Read only under report-only authentication: a request let through is not counted again. */
+  get unverified(): WouldBeRefusal | undefined {
+    return unverifiedRequests.get(this.#request)
+  }
+
   ip(): string | undefined {
     return this.#ip()
   }
@@ -214,8 +219,6 @@ export function createFetchAuthenticator(store: KeyStore, options: SaikuFetchOpt
     }
     return undefined
   }
-  // Requests this instance let through without a principal (report-only): a second pass does not count them again.
-  const letThrough = new WeakMap<Request, SaikuUnverified>()
   const decide = (request: Request, decision: Awaited<ReturnType<Authenticator['check']>>): SaikuFetchResult => {
     if (decision.ok && decision.principal === null) return PASSED
     if (decision.ok) {
@@ -224,17 +227,13 @@ export function createFetchAuthenticator(store: KeyStore, options: SaikuFetchOpt
     }
     if ('unverified' in decision) {
       unverifiedRequests.set(request, decision.unverified)
-      const result: SaikuUnverified = { ok: true, principal: null, headers: {}, unverified: decision.unverified }
-      letThrough.set(request, result)
-      return result
+      return { ok: true, principal: null, headers: {}, unverified: decision.unverified }
     }
     return { ok: false, response: toResponse(decision) }
   }
   return {
     authenticator,
     authenticate(request, hostAddress, mountPrefix) {
-      const unverified = letThrough.get(request)
-      if (unverified !== undefined) return unverified
       const ip =
         header === null
           ? () => hostAddress() || unknownAddress()

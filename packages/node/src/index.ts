@@ -93,8 +93,6 @@ function readAddress(clientAddress: AddressOf, req: IncomingMessage): string | u
 export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNodeAuth {
   const [coreOptions, addressOf] = splitOptions(options)
   const authenticator = createAuthenticator(store, coreOptions)
-  // Requests this instance let through without a principal: a second call does not count them again.
-  const letThrough = new WeakSet<IncomingMessage>()
   const apply = (
     req: IncomingMessage,
     res: ServerResponse,
@@ -104,7 +102,6 @@ export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNod
       // Report-only authentication: the refusal is not sent, and the request goes on without a principal.
       if ('unverified' in decision) {
         unverifiedRefusals.set(req, decision.unverified)
-        letThrough.add(req)
         return null
       }
       answered.add(req)
@@ -120,7 +117,6 @@ export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNod
   const auth = async (req: IncomingMessage, res: ServerResponse): Promise<SaikuPrincipal | null | undefined> => {
     // A request already refused was answered: a second call neither counts it again nor writes twice.
     if (answered.has(req)) return undefined
-    if (letThrough.has(req)) return null
     const outcome = authenticator.check({
       headers: req.headers,
       rawHeaders: req.rawHeaders,
@@ -128,6 +124,10 @@ export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNod
       url: req.url!,
       ip: addressOf === undefined ? () => req.socket.remoteAddress : () => addressOf(req),
       principal: principals.get(req),
+      // Read only under report-only authentication: a request let through is not counted again.
+      get unverified() {
+        return unverifiedRefusals.get(req)
+      },
     })
     return apply(req, res, outcome instanceof Promise ? await outcome : outcome)
   }
