@@ -182,6 +182,32 @@ describe('@saiku/fetch: saikuAuth', () => {
     expect(seen).toEqual(['3', true, ['authorization', 'x-units']])
   })
 
+  it("hands hooks a header record that behaves as Node's req.headers for any name a hook reads", async () => {
+    const seen: unknown[] = []
+    const { auth, key } = setUp({
+      cost: ({ request }) => {
+        const headers = request.headers as Record<string, unknown> & { hasOwnProperty(name: string): boolean }
+        seen.push(
+          'x y' in headers,
+          headers['x y'],
+          headers['X-Units'],
+          // eslint-disable-next-line no-prototype-builtins -- what a hook written for Node's req.headers may call
+          headers.hasOwnProperty('x-units'),
+          // eslint-disable-next-line @typescript-eslint/no-base-to-string -- the plain object's own string
+          String(headers),
+          `${headers['x-units'] as string}`,
+        )
+        return 1
+      },
+    })
+    // A header named like an Object method shadows nothing a hook calls: Node keeps names in lower case too.
+    const result = await auth(get(await key(), { 'X-Units': '3', ToString: 'x', HasOwnProperty: 'y' }), {
+      clientAddress: '192.0.2.1',
+    })
+    expect(result.ok).toBe(true)
+    expect(seen).toEqual([false, undefined, undefined, true, '[object Object]', '3'])
+  })
+
   it('refuses a bad option at construction, naming it', () => {
     const store = new MemoryKeyStore({ tenants: [acme] })
     expect(() => saikuAuth(store, { clientAddressHeader: 'x forwarded' })).toThrow(
