@@ -201,6 +201,24 @@ export function describeReportOnly(harness: AdapterHarness): void {
       expectJsonError(await get(app, '/me/api-keys', 'sk_live_nonsense'), 401, 'unauthorized')
     })
 
+    it('counts a failing request it lets through once when the middleware is mounted twice', async () => {
+      const events: DecisionEvent[] = []
+      const app = start(
+        {
+          reportOnly: { authentication: true },
+          failedAuth: { perMinute: 2 },
+          onDecision: (event) => events.push(event),
+        },
+        { mountTwice: true },
+      )
+      for (let i = 0; i < 2; i++) expect((await get(app, '/me/whoami', mintApiKey().key)).status).toBe(200)
+      // Two requests, two failures: within the budget of two, so neither would have been a 429.
+      expect(events.map((event) => [event.status, event.enforced])).toEqual([
+        [401, false],
+        [401, false],
+      ])
+    })
+
     it('leaves the RateLimit fields off under report-only limits when told to', async () => {
       const app = start({ reportOnly: { limits: { tiers: ['tiny'] }, rateLimitHeaders: false } })
       const tinyKey = (await mint(app, tiny)).key

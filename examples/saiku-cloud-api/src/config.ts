@@ -76,7 +76,9 @@ export function readCorsOrigins(value: string | undefined): readonly string[] {
   if (value === undefined || value.trim() === '') return []
   const origins = new Set<string>()
   for (const entry of value.split(',').map((part) => part.trim())) {
-    const shown = JSON.stringify(entry.length > 200 ? `${entry.slice(0, 200)}…` : entry)
+    // An entry with a user and password in it is shown without them, as serviceUrl shows a URL.
+    const hidden = entry.replace(/^([^:]*:\/\/).*@/s, '$1…@')
+    const shown = JSON.stringify(hidden.length > 200 ? `${hidden.slice(0, 200)}…` : hidden)
     if (entry === '*')
       throw new ConfigError('CORS_ORIGINS: "*" is not accepted: list each origin, e.g. https://app.example.com')
     let url: URL | null = null

@@ -50,7 +50,7 @@ describe('CORS_ORIGINS, read at start', () => {
     ],
     [
       'https://user:hunter2@app.example.com',
-      'CORS_ORIGINS: expected an origin (scheme://host[:port], nothing after it), got "https://user:hunter2@app.example.com"',
+      'CORS_ORIGINS: expected an origin (scheme://host[:port], nothing after it), got "https://…@app.example.com"',
     ],
     [
       'app.example.com',
@@ -68,6 +68,23 @@ describe('CORS_ORIGINS, read at start', () => {
   ])('refuses %j in one line', (value, message) => {
     expect(() => readCorsOrigins(value)).toThrow(ConfigError)
     expect(() => readCorsOrigins(value)).toThrow(message)
+  })
+
+  it('never shows a password written into an entry', () => {
+    for (const value of [
+      'https://user:hunter2@app.example.com',
+      'https://user:hunter2@app.example.com/',
+      'ftp://u:hunter2@x',
+    ]) {
+      let message = ''
+      try {
+        readCorsOrigins(value)
+      } catch (error) {
+        message = (error as Error).message
+      }
+      expect(message).toMatch(/^CORS_ORIGINS: /)
+      expect(message).not.toContain('hunter2')
+    }
   })
 
   it('stops the server at start, saying which setting and why', async () => {

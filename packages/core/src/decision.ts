@@ -33,6 +33,11 @@ export interface AuthRequest {
   readonly ip?: string | (() => string | undefined) | undefined
   /** What the request already carries (`req.saiku`): a request this authenticator admitted is not counted twice. */
   readonly principal?: unknown
+  /**
+   * What the request already carries (`req.saikuUnverified`): a request this authenticator let through under
+   * report-only authentication is not counted twice. Read only under report-only authentication.
+   */
+  readonly unverified?: unknown
 }
 /** What the `cost` option is asked about: a verified request of a known tenant. */
 export interface CostRequest {

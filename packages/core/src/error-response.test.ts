@@ -151,6 +151,29 @@ describe('errorResponseFor on what handlers and frameworks throw', () => {
     )
   })
 
+  it("gives a framework's thrown 401 (http-errors, @fastify/error) the challenge of the realm, keeping its own", () => {
+    expect(errorResponseFor(Object.assign(new Error('x'), { status: 401 }), { realm: 'api' }).headers).toEqual(
+      expect.objectContaining({ 'www-authenticate': 'Bearer realm="api"' }),
+    )
+    // One the framework cannot send (a line break in it) is dropped, and the challenge takes its place.
+    const broken = Object.assign(new Error('x'), { statusCode: 401, headers: { 'WWW-Authenticate': 'x\r\nSet: y' } })
+    expect(errorResponseFor(broken).headers['www-authenticate']).toBe('Bearer realm="saiku"')
+    const own = Object.assign(new Error('x'), { status: 401, headers: { 'WWW-Authenticate': 'Basic realm="admin"' } })
+    expect(errorResponseFor(own).headers['www-authenticate']).toBe('Basic realm="admin"')
+  })
+
+  it('answers a thrown value that throws when it is read with the JSON 500, never a throw of its own', () => {
+    const trap = () => {
+      throw new Error('trap')
+    }
+    const hostile = new Proxy({}, { get: trap, has: trap, ownKeys: trap, getPrototypeOf: trap })
+    expect(errorResponseFor(hostile)).toMatchObject({ status: 500, code: 'internal_error', report: true })
+    const headersGetter = Object.defineProperty(Object.assign(new Error('x'), { status: 400 }), 'headers', {
+      get: trap,
+    })
+    expect(errorResponseFor(headersGetter)).toMatchObject({ status: 500, code: 'internal_error', report: true })
+  })
+
   it('keeps framework client errors and hides everything else', () => {
     expect(errorResponseFor(Object.assign(new Error('x'), { status: 413, expose: true }))).toMatchObject({
       status: 413,

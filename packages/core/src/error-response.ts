@@ -67,16 +67,8 @@ function reply(response: ErrorResponse): ThrownErrorResponse {
   return { ...response, report: response.status >= 500 }
 }
 
-/**
- * Turns anything a handler threw into the standard JSON error. A SaikuHttpError
- * keeps its wire code and message; the family's other errors get theirs (an input
- * error is a 400, a missing resource a 404, a permission a 403, an expired
- * credential a 401, a store failure a 503); a framework's client error (bad JSON,
- * body too large: `status` or `statusCode` 4xx, unless `expose` is false) keeps its status; everything else
- * is a 500 whose message reveals nothing. Every 401 challenges the principal's
- * realm, else `options.realm`.
- */
-export function errorResponseFor(error: unknown, options: ErrorResponseOptions = {}): ThrownErrorResponse {
+// What errorResponseFor answers, unguarded.
+function respondTo(error: unknown, options: ErrorResponseOptions): ThrownErrorResponse {
   // A 401 must carry a challenge (RFC 9110 §15.5.2), even one a handler threw.
   const challenge = (): Record<string, string> => ({
     'www-authenticate': bearerChallenge(options.principal?.realm ?? options.realm ?? DEFAULT_REALM),
@@ -107,20 +99,46 @@ export function errorResponseFor(error: unknown, options: ErrorResponseOptions =
         return reply(errorResponse('internal_error'))
     }
   }
-  if (typeof error === 'object' && error !== null) {
-    const { status, statusCode, expose, type, code: frameworkCode } = error as Record<string, unknown>
-    const httpStatus = typeof status === 'number' ? status : statusCode
-    if (typeof httpStatus === 'number' && httpStatus >= 400 && httpStatus < 500 && expose !== false) {
-      const code = CODE_BY_STATUS[httpStatus] ?? 'invalid_request'
-      const headers = thrownHeaders(error)
-      // body-parser's (Express, Koa) and Fastify's names for a JSON body that does not parse.
-      if (type === 'entity.parse.failed' || frameworkCode === 'FST_ERR_CTP_INVALID_JSON_BODY')
-        return reply(errorResponse('invalid_request', 'The request body is not valid JSON.', headers))
-      if (code === 'method_not_allowed') Object.assign(headers, allowHeader(headers, options.allowedMethods))
-      return reply(errorResponse(code, undefined, headers))
-    }
+  const client = typeof error === 'object' && error !== null ? clientError(error, options, challenge) : null
+  return reply(client ?? errorResponse('internal_error'))
+}
+
+/**
+ * Turns anything a handler threw into the standard JSON error. A SaikuHttpError
+ * keeps its wire code and message; the family's other errors get theirs (an input
+ * error is a 400, a missing resource a 404, a permission a 403, an expired
+ * credential a 401, a store failure a 503); a framework's client error (bad JSON,
+ * body too large: `status` or `statusCode` 4xx, unless `expose` is false) keeps its status; everything else
+ * is a 500 whose message reveals nothing. Every 401 challenges the principal's
+ * realm, else `options.realm`.
+ */
+export function errorResponseFor(error: unknown, options: ErrorResponseOptions = {}): ThrownErrorResponse {
+  try {
+    return respondTo(error, options)
+  } catch {
+    // A thrown value whose properties throw when read: nothing in it can be trusted, so it is the plain 500.
+    return reply(errorResponse('internal_error'))
   }
-  return reply(errorResponse('internal_error'))
+}
+
+/** A framework's client error (4xx) as its JSON error, or null for anything else. */
+function clientError(
+  error: object,
+  options: ErrorResponseOptions,
+  challenge: () => Record<string, string>,
+): ErrorResponse | null {
+  const { status, statusCode, expose, type, code: frameworkCode } = error as Record<string, unknown>
+  const httpStatus = typeof status === 'number' ? status : statusCode
+  if (typeof httpStatus !== 'number' || httpStatus < 400 || httpStatus >= 500 || expose === false) return null
+  const code = CODE_BY_STATUS[httpStatus] ?? 'invalid_request'
+  const headers = thrownHeaders(error)
+  // body-parser's (Express, Koa) and Fastify's names for a JSON body that does not parse.
+  if (type === 'entity.parse.failed' || frameworkCode === 'FST_ERR_CTP_INVALID_JSON_BODY')
+    return errorResponse('invalid_request', 'The request body is not valid JSON.', headers)
+  if (code === 'method_not_allowed') Object.assign(headers, allowHeader(headers, options.allowedMethods))
+  // A 401 must carry a challenge: the framework's own if it sent one that can go out, else the realm's.
+  if (code === 'unauthorized' && !('www-authenticate' in headers)) Object.assign(headers, challenge())
+  return errorResponse(code, undefined, headers)
 }
 
 /**

@@ -58,6 +58,7 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
   const { options, now, verifier, tenants, counter, marks, failureBudget, refusals, report, reportError } = parts
   const { realm, rateLimitHeaders: headerMode, cost: costOf, subscription } = options
   const passPreflights = options.preflight === 'pass'
+  const reportOnlyAuth = options.reportOnly.authentication
 
   function decide(request: AuthRequest): Outcome {
     // Before anything that counts or reports: a passed preflight is no decision about anyone.
@@ -66,6 +67,11 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     if (admitted !== null) {
       report(request, 200, null, 'already_admitted', null, null)
       return { ok: true, principal: admitted, headers: {} }
+    }
+    if (reportOnlyAuth) {
+      // Let through already by this authenticator (mounted twice): its failure was counted and reported once.
+      const before = refusals.letThroughBefore(request.unverified)
+      if (before !== null) return before
     }
     const credentials = extractBearer(request)
     if (credentials.kind !== 'token') return refusals.ofBearer(request, credentials)

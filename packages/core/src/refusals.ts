@@ -61,6 +61,11 @@ export interface Refusals {
   invalidKeyRecord(request: AuthRequest, nowMs?: number, viaLookup?: boolean): AuthDecision
   /** 429: the client spent its failed-authentication budget. */
   tooManyFailures(request: AuthRequest, waitMs: number): AuthDecision
+  /**
+   * The decision this authenticator gave a request it let through under report-only authentication, when the
+   * request carries its `unverified` (mounted twice): null otherwise.
+   */
+  letThroughBefore(unverified: unknown): UnverifiedDecision | null
   /** 503: the client has its most store lookups in flight and queued; no failure of its own. */
   lookupsBusy(request: AuthRequest, waitMs: number): ErrorResponse
   /** Any other refusal: 402, 429, 500, 503. */
@@ -109,6 +114,9 @@ export function createRefusals(parts: RefusalParts): Refusals {
     return refusal
   }
 
+  // What each request let through under report-only authentication was told, by the refusal it carries on.
+  const letThrough = new WeakMap<object, UnverifiedDecision>()
+
   function ofCredentials(request: AuthRequest, reason: DecisionReason, ids: Ids, refusal: ErrorResponse): AuthDecision {
     metrics?.failedAuthentication(reason, !reportOnly)
     report(request, refusal.status, refusal.code, reason, ids.keyId ?? null, ids.tenantId ?? null, !reportOnly)
@@ -117,6 +125,7 @@ export function createRefusals(parts: RefusalParts): Refusals {
       ...refusal,
       unverified: { status: refusal.status, code: refusal.code, reason },
     }
+    letThrough.set(unverified.unverified, unverified)
     return unverified
   }
 
@@ -168,6 +177,9 @@ export function createRefusals(parts: RefusalParts): Refusals {
     failed,
     invalidKeyRecord,
     tooManyFailures,
+    letThroughBefore(unverified) {
+      return typeof unverified === 'object' && unverified !== null ? (letThrough.get(unverified) ?? null) : null
+    },
     lookupsBusy(request, waitMs) {
       const retryAfter = Math.max(1, Math.ceil(waitMs / 1000))
       return refuse(request, 'service_unavailable', 'lookups_in_flight', {}, LOOKUPS_BUSY_MESSAGE, {

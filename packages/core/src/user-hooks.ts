@@ -103,3 +103,21 @@ export function backgroundErrorHook(value: unknown, hookName = 'onError'): (erro
       )
   }
 }
+
+/**
+ * What a hook the core reads synchronously returned (an adapter's client address, a host's connection info).
+ * A promise, from an async hook, is a misconfiguration thrown as a `SaikuConfigError` (answered with the 500);
+ * its rejection is that same mistake, already reported, and never an unhandled rejection.
+ */
+export function syncHookValue<T>(value: T | PromiseLike<unknown>, source: string, expected: string): T {
+  if (!isThenable(value)) return value
+  Promise.resolve(value).then(undefined, () => {})
+  throw new SaikuConfigError(source, `${expected}, returned synchronously (not a promise)`, value)
+}
+
+/** A client address a hook returned: a string or undefined, else a `SaikuConfigError` (see `syncHookValue`). */
+export function clientAddressValue(value: unknown, source: string): string | undefined {
+  const address = syncHookValue(value, source, 'a string or undefined')
+  if (address === undefined || typeof address === 'string') return address
+  throw new SaikuConfigError(source, 'a string or undefined, returned synchronously (not a promise)', address)
+}

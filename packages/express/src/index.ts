@@ -69,6 +69,11 @@ class ExpressAuthRequest implements AuthRequest {
     return this.#req.url
   }
 
+  /** Set by a saikuAuth that let this request through under report-only authentication: read only then. */
+  get unverified(): WouldBeRefusal | undefined {
+    return this.#req.saikuUnverified
+  }
+
   /** Express resolves it through its proxy settings on every access. */
   get ip(): string | undefined {
     return this.#req.ip

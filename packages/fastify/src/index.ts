@@ -87,6 +87,7 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuPlugin 
         mountPrefix,
         ip: () => request.ip,
         principal: request.saiku ?? undefined,
+        unverified: request.saikuUnverified,
       })
       if (!(outcome instanceof Promise)) return void (apply(request, reply, outcome) && next())
       // next() runs outside the chain that catches, so it is called at most once.

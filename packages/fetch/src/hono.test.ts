@@ -9,7 +9,7 @@ import { Hono } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import { afterEach, beforeEach, describe, expect, expectTypeOf, it, vi, type MockInstance } from 'vitest'
 import { createKeyManager, mintApiKey } from '@saiku/core'
-import { MemoryKeyStore, SaikuHttpError, type SaikuPrincipal, type TenantRecord } from './index.js'
+import { MemoryKeyStore, SaikuHttpError, type DecisionEvent, type SaikuPrincipal, type TenantRecord } from './index.js'
 import {
   requirePermission,
   saikuAuth,
@@ -107,6 +107,32 @@ describe('@saiku/fetch/hono', () => {
     expect(res.headers.get('ratelimit')).toBe(FIRST_WINDOW)
   })
 
+  it('under report-only authentication, counts a request let through once when mounted twice', async () => {
+    const events: DecisionEvent[] = []
+    const store = new MemoryKeyStore({ tenants: [acme] })
+    const auth = saikuAuth(store, {
+      getConnInfo: () => ({ remote: { address: '192.0.2.1' } }),
+      reportOnly: { authentication: true },
+      failedAuth: { perMinute: 2 },
+      onDecision: (e) => void events.push(e),
+    })
+    closers.push(() => auth.authenticator.close())
+    const app = new Hono<SaikuEnv>()
+    app.use(auth)
+    app.use(auth)
+    app.get('/me/tenant', (c) => c.json({ unverified: c.get('saikuUnverified') }))
+    for (let i = 0; i < 2; i++) {
+      const res = await app.request('/me/tenant', { headers: bearer(mintApiKey().key) })
+      expect(res.status).toBe(200)
+      expect(await res.json()).toEqual({ unverified: { status: 401, code: 'unauthorized', reason: 'unknown_key' } })
+    }
+    // Two requests, two failures: within the budget of two, so neither would have been a 429.
+    expect(events.map((e) => [e.status, e.enforced])).toEqual([
+      [401, false],
+      [401, false],
+    ])
+  })
+
   it('counts failures by the address getConnInfo gives', async () => {
     const { app } = setUp({ failedAuth: { perMinute: 2 } })
     app.get('/me/tenant', (c) => c.json(c.get('saiku')!.tenant))
@@ -202,6 +228,34 @@ describe('@saiku/fetch/hono', () => {
     expect(res.status).toBe(500)
     expect(await res.json()).toEqual({ error: 'internal_error', message: 'An unexpected error occurred.' })
     expect(errors).toHaveLength(1)
+  })
+
+  it('answers a getConnInfo that returns a promise with the JSON 500, reported, never an unhandled rejection', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const errors: Error[] = []
+      const store = new MemoryKeyStore({ tenants: [acme] })
+      const asyncConnInfo = (async () => {
+        throw new Error('no socket yet')
+      }) as unknown as typeof getConnInfo
+      const auth = saikuAuth(store, { getConnInfo: asyncConnInfo, onError: (error) => void errors.push(error) })
+      closers.push(() => auth.authenticator.close())
+      const app = new Hono<SaikuEnv>()
+      app.use(auth)
+      app.get('/me/tenant', (c) => c.json(c.get('saiku')!.tenant))
+      const res = await app.request('/me/tenant', { headers: bearer(mintApiKey().key) })
+      expect(res.status).toBe(500)
+      expect(await res.json()).toEqual({ error: 'internal_error', message: 'An unexpected error occurred.' })
+      expect(errors.map((error) => error.message)).toEqual([
+        'getConnInfo(c): expected the connection info, returned synchronously (not a promise), got an object',
+      ])
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
   })
 
   it("answers Hono's HTTPException with the JSON shape of its status, reporting nothing", async () => {

@@ -2,11 +2,13 @@ import type { Context, ErrorHandler, MiddlewareHandler, NotFoundHandler } from '
 import { baseRoutePath } from 'hono/route'
 import {
   checkPermissions,
+  clientAddressValue,
   errorResponse,
   errorResponseFor,
   notifyHook,
   permissionGuard,
   resolveSaikuErrorsOptions,
+  syncHookValue,
   warnHookFailed,
   type PermissionGuardArguments,
   type SaikuErrorsOptions as CoreErrorsOptions,
@@ -64,7 +66,13 @@ export function saikuAuth(store: KeyStore, options: SaikuHonoOptions = {}): Saik
     )
   const core = createFetchAuthenticator(store, fetchOptions)
   const middleware: MiddlewareHandler<SaikuEnv> = async (c, next) => {
-    const address = getConnInfo === undefined ? () => undefined : () => getConnInfo(c).remote.address
+    const address =
+      getConnInfo === undefined
+        ? () => undefined
+        : () => {
+            const info = syncHookValue(getConnInfo(c), 'getConnInfo(c)', 'the connection info')
+            return clientAddressValue(info.remote.address, 'getConnInfo(c).remote.address')
+          }
     const outcome = core.authenticate(c.req.raw, address, mountPrefix(c))
     const result = outcome instanceof Promise ? await outcome : outcome
     if (!result.ok) return result.response

@@ -12,6 +12,7 @@ import {
   SaikuHttpError,
   saikuAuth,
   withSaiku,
+  type DecisionEvent,
   type SaikuFetchAuth,
   type SaikuFetchOptions,
   type TenantRecord,
@@ -122,6 +123,29 @@ describe('@saiku/fetch: saikuAuth', () => {
     expect(told).toHaveLength(1)
   })
 
+  it('under report-only authentication, counts a request let through once however often it is asked', async () => {
+    const events: DecisionEvent[] = []
+    const { auth } = setUp({
+      reportOnly: { authentication: true },
+      failedAuth: { perMinute: 2 },
+      onDecision: (e) => void events.push(e),
+    })
+    for (let i = 0; i < 2; i++) {
+      const request = get(mintApiKey().key)
+      for (let call = 0; call < 2; call++)
+        expect(await auth(request, { clientAddress: '192.0.2.1' })).toEqual({
+          ok: true,
+          principal: null,
+          headers: {},
+          unverified: { status: 401, code: 'unauthorized', reason: 'unknown_key' },
+        })
+    }
+    expect(events.map((e) => [e.status, e.enforced])).toEqual([
+      [401, false],
+      [401, false],
+    ])
+  })
+
   it('never reads X-Forwarded-For unless it is named', async () => {
     const { auth } = setUp({ failedAuth: { perMinute: 2 } })
     for (let i = 0; i < 2; i++)
@@ -156,6 +180,32 @@ describe('@saiku/fetch: saikuAuth', () => {
     const result = await auth(get(await key(), { 'X-Units': '3' }), { clientAddress: '192.0.2.1' })
     expect(result.ok && result.headers.ratelimit).toBe('"minute";r=57;t=60, "hour";r=997;t=3600')
     expect(seen).toEqual(['3', true, ['authorization', 'x-units']])
+  })
+
+  it("hands hooks a header record that behaves as Node's req.headers for any name a hook reads", async () => {
+    const seen: unknown[] = []
+    const { auth, key } = setUp({
+      cost: ({ request }) => {
+        const headers = request.headers as Record<string, unknown> & { hasOwnProperty(name: string): boolean }
+        seen.push(
+          'x y' in headers,
+          headers['x y'],
+          headers['X-Units'],
+          // eslint-disable-next-line no-prototype-builtins -- what a hook written for Node's req.headers may call
+          headers.hasOwnProperty('x-units'),
+          // eslint-disable-next-line @typescript-eslint/no-base-to-string -- the plain object's own string
+          String(headers),
+          `${headers['x-units'] as string}`,
+        )
+        return 1
+      },
+    })
+    // A header named like an Object method shadows nothing a hook calls: Node keeps names in lower case too.
+    const result = await auth(get(await key(), { 'X-Units': '3', ToString: 'x', HasOwnProperty: 'y' }), {
+      clientAddress: '192.0.2.1',
+    })
+    expect(result.ok).toBe(true)
+    expect(seen).toEqual([false, undefined, undefined, true, '[object Object]', '3'])
   })
 
   it('refuses a bad option at construction, naming it', () => {
@@ -316,5 +366,49 @@ describe('@saiku/fetch: withSaiku', () => {
     })(get(await key()), undefined)
     expect(res.status).toBe(500)
     expect(errors).toHaveLength(1)
+  })
+
+  it('answers a clientAddress that returns a promise with the JSON 500, never an unhandled rejection', async () => {
+    const { auth, key } = setUp({ failedAuth: { perMinute: 2 } })
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const errors: Error[] = []
+      const faulty = [
+        (async () => '198.51.100.7') as unknown as () => string,
+        (async () => {
+          throw new Error('rejected address')
+        }) as unknown as () => string,
+      ]
+      const valid = await key()
+      for (const clientAddress of faulty)
+        for (const credential of [valid, mintApiKey().key]) {
+          const res = await withSaiku(auth, () => new Response('never'), {
+            clientAddress,
+            onError: (error) => void errors.push(error as Error),
+          })(get(credential), undefined)
+          expect(res.status).toBe(500)
+          expect(await res.json()).toEqual({ error: 'internal_error', message: 'An unexpected error occurred.' })
+        }
+      // Passed beside the request to saikuAuth itself: the same mistake, the same answer.
+      const direct = await auth(get(valid), { clientAddress: Promise.reject(new Error('late')) as never }).then(
+        () => 'admitted',
+        (error: Error) => error.message,
+      )
+      expect(direct).toBe(
+        'clientAddress: expected a string or undefined, returned synchronously (not a promise), got an object',
+      )
+      expect(errors.map((error) => error.message)).toEqual(
+        Array(4).fill(
+          'clientAddress: expected a string or undefined, returned synchronously (not a promise), got an object',
+        ),
+      )
+      // A rejection is reported on the next turn of the event loop: wait one.
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
   })
 })

@@ -1,5 +1,6 @@
 import {
   checkPermissions,
+  clientAddressValue,
   errorResponseFor,
   notifyHook,
   permissionGuard,
@@ -27,8 +28,11 @@ import {
  */
 export function saikuAuth(store: KeyStore, options?: SaikuFetchOptions): SaikuFetchAuth {
   const core = createFetchAuthenticator(store, options)
-  const auth = async (request: Request, info?: SaikuRequestInfo): Promise<SaikuFetchResult> =>
-    core.authenticate(request, () => info?.clientAddress)
+  const auth = async (request: Request, info?: SaikuRequestInfo): Promise<SaikuFetchResult> => {
+    // Checked now, needed or not: a promise here (an async clientAddress) would otherwise reject unobserved.
+    const address = clientAddressValue(info?.clientAddress, 'clientAddress')
+    return core.authenticate(request, () => address)
+  }
   return Object.assign(auth, { authenticator: core.authenticator })
 }
 

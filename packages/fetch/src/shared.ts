@@ -119,6 +119,9 @@ export function unverifiedOf(request: Request): WouldBeRefusal | null {
   return unverifiedRequests.get(request) ?? null
 }
 
+// RFC 9110 token characters, in lower case: the names Node's req.headers has.
+const LOWER_CASE_HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
+
 /**
  * `Headers` as the record the core and its hooks read (`headers.authorization`). Each name is read from `Headers`
  * when asked: the core asks for one, and copying them all would cost every request more than its decision.
@@ -127,11 +130,16 @@ export function unverifiedOf(request: Request): WouldBeRefusal | null {
 function headerRecord(headers: Headers): Record<string, string> {
   let copy: Record<string, string> | undefined
   const all = (): Record<string, string> => (copy ??= Object.fromEntries(headers))
+  // As in Node's req.headers: names in lower case are the headers, anything else (an invalid name, `hasOwnProperty`,
+  // `toString`) is what a plain object has, never a TypeError from Headers nor a header that shadows a method.
+  const isName = (name: string | symbol): name is string =>
+    typeof name === 'string' && LOWER_CASE_HEADER_NAME.test(name)
   return new Proxy<Record<string, string>>(
     {},
     {
-      get: (_target, name) => (typeof name === 'string' ? (headers.get(name) ?? undefined) : undefined),
-      has: (_target, name) => typeof name === 'string' && headers.has(name),
+      get: (target, name, receiver): unknown =>
+        (isName(name) ? headers.get(name) : null) ?? (Reflect.get(target, name, receiver) as unknown),
+      has: (target, name) => (isName(name) && headers.has(name)) || Reflect.has(target, name),
       ownKeys: () => Reflect.ownKeys(all()),
       getOwnPropertyDescriptor: (_target, name) => Reflect.getOwnPropertyDescriptor(all(), name),
       set: () => false,
@@ -169,6 +177,11 @@ class FetchAuthRequest implements AuthRequest {
 
   get method(): string {
     return this.#request.method
+  }
+
+  /** Read only under report-only authentication: a request let through is not counted again. */
+  get unverified(): WouldBeRefusal | undefined {
+    return unverifiedRequests.get(this.#request)
   }
 
   ip(): string | undefined {

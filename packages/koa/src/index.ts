@@ -94,6 +94,10 @@ export function saikuAuth(store: KeyStore, options?: SaikuOptions): SaikuMiddlew
       mountPrefix: routerPrefix((ctx as { routerPath?: unknown }).routerPath),
       ip: () => ctx.ip,
       principal: ctx.state.saiku,
+      // Read only under report-only authentication.
+      get unverified() {
+        return ctx.state.saikuUnverified
+      },
     })
     // The common request is decided at once: no promise hop before the next middleware.
     return outcome instanceof Promise

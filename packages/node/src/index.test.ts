@@ -185,6 +185,28 @@ describe('@saiku/node saikuAuth', () => {
     ])
   })
 
+  it('answers a thrown value that throws when read with the JSON 500, never a hang or an unhandled rejection', async () => {
+    const errors: unknown[] = []
+    const trap = () => {
+      throw new Error('trap')
+    }
+    const hostile = new Proxy(new Error('hostile'), { get: trap, has: trap, ownKeys: trap, getPrototypeOf: trap })
+    const auth = track(saikuAuth(new MemoryKeyStore({ tenants: [acme] })))
+    const { key } = await auth.authenticator.keys.create(acme.tenantId, { label: 'agent' })
+    const listener = withSaiku(
+      auth,
+      () => {
+        throw hostile
+      },
+      { onError: (error) => void errors.push(error) },
+    )
+    const res = await request(listener).get('/me/tenant').set('Authorization', `Bearer ${key}`).timeout(10_000)
+    expect(res.status).toBe(500)
+    expect(res.body).toEqual(INTERNAL)
+    expect(errors.length).toBe(1)
+    expect(errors[0] === hostile).toBe(true)
+  })
+
   it('checks its options when it is built, clientAddress included, and leaves the caller’s object as it was', () => {
     const store = new MemoryKeyStore()
     expect(() => saikuAuth(store, { clientAddress: 'x-forwarded-for' as never })).toThrow(

@@ -2,6 +2,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import {
   addressFromHeader,
   checkPermissions,
+  clientAddressValue,
   endStartedResponse,
   errorResponseFor,
   notifyHook,
@@ -85,23 +86,13 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 
 // The core reads the address synchronously: a promise (an async clientAddress) is a misconfiguration, answered 500.
 function readAddress(clientAddress: AddressOf, req: IncomingMessage): string | undefined {
-  const address: unknown = clientAddress(req)
-  if (address === undefined || typeof address === 'string') return address
-  // Its rejection is the same mistake, already reported: not an unhandled rejection.
-  if (address instanceof Promise) address.catch(() => {})
-  throw new SaikuConfigError(
-    'clientAddress(req)',
-    'a string or undefined, returned synchronously (not a promise)',
-    address,
-  )
+  return clientAddressValue(clientAddress(req), 'clientAddress(req)')
 }
 
 /** Authenticates a request of a plain `node:http` server and applies the tenant's limits. */
 export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNodeAuth {
   const [coreOptions, addressOf] = splitOptions(options)
   const authenticator = createAuthenticator(store, coreOptions)
-  // Requests this instance let through without a principal: a second call does not count them again.
-  const letThrough = new WeakSet<IncomingMessage>()
   const apply = (
     req: IncomingMessage,
     res: ServerResponse,
@@ -111,7 +102,6 @@ export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNod
       // Report-only authentication: the refusal is not sent, and the request goes on without a principal.
       if ('unverified' in decision) {
         unverifiedRefusals.set(req, decision.unverified)
-        letThrough.add(req)
         return null
       }
       answered.add(req)
@@ -127,7 +117,6 @@ export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNod
   const auth = async (req: IncomingMessage, res: ServerResponse): Promise<SaikuPrincipal | null | undefined> => {
     // A request already refused was answered: a second call neither counts it again nor writes twice.
     if (answered.has(req)) return undefined
-    if (letThrough.has(req)) return null
     const outcome = authenticator.check({
       headers: req.headers,
       rawHeaders: req.rawHeaders,
@@ -135,6 +124,10 @@ export function saikuAuth(store: KeyStore, options?: SaikuNodeOptions): SaikuNod
       url: req.url!,
       ip: addressOf === undefined ? () => req.socket.remoteAddress : () => addressOf(req),
       principal: principals.get(req),
+      // Read only under report-only authentication: a request let through is not counted again.
+      get unverified() {
+        return unverifiedRefusals.get(req)
+      },
     })
     return apply(req, res, outcome instanceof Promise ? await outcome : outcome)
   }

@@ -15,7 +15,7 @@ export type { ErrorResponse, HeaderMap, StartedResponse, WritableResponse } from
 export { checkPermissions, permissionGuard } from '../permissions.js'
 export type { PermissionGuard, PermissionGuardArguments, PermissionGuardOptions } from '../permissions.js'
 export { errorResponseFor, errorResponseForStatus, resolveSaikuErrorsOptions } from '../error-response.js'
-export { callHook, notifyHook, warnHookFailed } from '../user-hooks.js'
+export { callHook, clientAddressValue, notifyHook, syncHookValue, warnHookFailed } from '../user-hooks.js'
 export type { HookAnswer } from '../user-hooks.js'
 export type {
   ErrorResponseOptions,
