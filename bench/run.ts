@@ -2,7 +2,7 @@
 // req/s, server CPU per request, latency at a fixed rate, and ratios to the bare
 // framework computed round by round; then in-process decision costs and Redis
 // commands per request. Writes results/*.json|md|svg (and, for a full run, the
-// copies the README shows in docs/benchmarks/).
+// copies docs/benchmarks.md shows in docs/benchmarks/).
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'

@@ -52,7 +52,7 @@ export interface MemoryLimiterOptions {
   /**
    * `'fixed'` (default): each window starts at a tenant's first request and ends its
    * length later. `'rolling'`: no span of a window's length ever admits more than its
-   * limit (see the README's "How the limits count"); 24 numbers, about 240 bytes more per tenant.
+   * limit (see "How the limits count" in docs/limits.md); 24 numbers, about 240 bytes more per tenant.
    */
   readonly windows?: WindowKind
 }

@@ -189,7 +189,7 @@ export interface SaikuOptions {
     rateLimitHeaders?: boolean
   }
   /**
-   * OpenTelemetry metrics (see the README for each instrument). Recorded through the
+   * OpenTelemetry metrics (see docs/metrics.md for each instrument). Recorded through the
    * global MeterProvider registered before the middleware is built, or this one; with
    * neither, nothing is recorded and nothing is paid. `false` turns them off.
    */
