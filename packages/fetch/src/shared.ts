@@ -110,8 +110,21 @@ export function isResponse(value: unknown): value is Response {
 }
 
 // The requests each authenticator admitted: a second pass over the same Request (a handler wrapped twice,
-// a proxy middleware and a route) is recognised by the core and not counted again.
-const admitted = new WeakMap<Request, SaikuPrincipal>()
+// a proxy middleware and a route) is recognised by the core and not counted again. The principal rides on the
+// Request under a symbol of this module: a WeakMap entry per request cost more than the rest of the adapter
+// (its insertion and the collector's work on it). A Request that takes no property is kept in the WeakMap.
+const ADMITTED = Symbol('saiku.admittedPrincipal')
+type MarkedRequest = Request & { [ADMITTED]?: SaikuPrincipal }
+const admittedUnextensible = new WeakMap<Request, SaikuPrincipal>()
+
+function admittedPrincipal(request: Request): SaikuPrincipal | undefined {
+  return (request as MarkedRequest)[ADMITTED] ?? admittedUnextensible.get(request)
+}
+
+function markAdmitted(request: Request, principal: SaikuPrincipal): void {
+  if (Object.isExtensible(request)) (request as MarkedRequest)[ADMITTED] = principal
+  else admittedUnextensible.set(request, principal)
+}
 const unverifiedRequests = new WeakMap<Request, WouldBeRefusal>()
 
 /** The refusal report-only authentication did not send for this request, or null. */
@@ -152,22 +165,29 @@ function headerRecord(headers: Headers): Record<string, string> {
 /** A Fetch request as the core reads it; each header is read only when asked for. */
 class FetchAuthRequest implements AuthRequest {
   readonly url: string
-  readonly mountPrefix: string | undefined
   readonly principal: SaikuPrincipal | undefined
   readonly #request: Request
   readonly #ip: () => string | undefined
+  readonly #mountPrefix: (() => string | undefined) | undefined
+  #prefix: string | undefined | null = null
   #headers: Record<string, string> | undefined
 
-  constructor(request: Request, ip: () => string | undefined, mountPrefix: string | undefined) {
+  constructor(request: Request, ip: () => string | undefined, mountPrefix: (() => string | undefined) | undefined) {
     const { url } = request
     // Path and query: the origin is the host's to know, not the client's target.
     const scheme = url.indexOf('://')
     const path = scheme === -1 ? -1 : url.indexOf('/', scheme + 3)
     this.url = scheme === -1 ? url : path === -1 ? '/' : url.slice(path)
-    this.mountPrefix = mountPrefix
-    this.principal = admitted.get(request)
+    this.principal = admittedPrincipal(request)
     this.#request = request
     this.#ip = ip
+    this.#mountPrefix = mountPrefix
+  }
+
+  /** Found when the core asks (exemptions, cost): most requests never need it. */
+  get mountPrefix(): string | undefined {
+    if (this.#prefix === null) this.#prefix = this.#mountPrefix?.()
+    return this.#prefix
   }
 
   /** Repeated lines of one header arrive joined with ", ", so two Authorization headers are one value the core refuses. */
@@ -195,7 +215,8 @@ export interface FetchAuthenticator {
   authenticate(
     request: Request,
     hostAddress: () => string | undefined,
-    mountPrefix?: string,
+    /** Where the middleware is mounted ("/api"), asked only when the core needs it. */
+    mountPrefix?: () => string | undefined,
   ): SaikuFetchResult | Promise<SaikuFetchResult>
 }
 
@@ -230,7 +251,7 @@ export function createFetchAuthenticator(store: KeyStore, options: SaikuFetchOpt
   const decide = (request: Request, decision: Awaited<ReturnType<Authenticator['check']>>): SaikuFetchResult => {
     if (decision.ok && decision.principal === null) return PASSED
     if (decision.ok) {
-      admitted.set(request, decision.principal)
+      markAdmitted(request, decision.principal)
       return { ok: true, principal: decision.principal, headers: decision.headers, unverified: null }
     }
     if ('unverified' in decision) {
