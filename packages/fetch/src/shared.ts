@@ -125,6 +125,7 @@ function markAdmitted(request: Request, principal: SaikuPrincipal): void {
   if (Object.isExtensible(request)) (request as MarkedRequest)[ADMITTED] = principal
   else admittedUnextensible.set(request, principal)
 }
+
 const unverifiedRequests = new WeakMap<Request, WouldBeRefusal>()
 
 /** The refusal report-only authentication did not send for this request, or null. */
@@ -141,25 +142,53 @@ const LOWER_CASE_HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
  * Listing the names (`Object.keys`, spreading) copies them once.
  */
 function headerRecord(headers: Headers): Record<string, string> {
-  let copy: Record<string, string> | undefined
-  const all = (): Record<string, string> => (copy ??= Object.fromEntries(headers))
-  // As in Node's req.headers: names in lower case are the headers, anything else (an invalid name, `hasOwnProperty`,
-  // `toString`) is what a plain object has, never a TypeError from Headers nor a header that shadows a method.
-  const isName = (name: string | symbol): name is string =>
-    typeof name === 'string' && LOWER_CASE_HEADER_NAME.test(name)
-  return new Proxy<Record<string, string>>(
-    {},
-    {
-      get: (target, name, receiver): unknown =>
-        (isName(name) ? headers.get(name) : null) ?? (Reflect.get(target, name, receiver) as unknown),
-      has: (target, name) => (isName(name) && headers.has(name)) || Reflect.has(target, name),
-      ownKeys: () => Reflect.ownKeys(all()),
-      getOwnPropertyDescriptor: (_target, name) => Reflect.getOwnPropertyDescriptor(all(), name),
-      set: () => false,
-      deleteProperty: () => false,
-      defineProperty: () => false,
-    },
-  )
+  return new Proxy<Record<string, string>>({}, new HeaderRecordTraps(headers))
+}
+
+// As in Node's req.headers: names in lower case are the headers, anything else (an invalid name, `hasOwnProperty`,
+// `toString`) is what a plain object has, never a TypeError from Headers nor a header that shadows a method.
+const isName = (name: string | symbol): name is string => typeof name === 'string' && LOWER_CASE_HEADER_NAME.test(name)
+
+// The traps as methods (a proxy calls them with its handler as `this`): one object per request, not a closure per trap.
+class HeaderRecordTraps implements ProxyHandler<Record<string, string>> {
+  readonly #headers: Headers
+  #copy: Record<string, string> | undefined
+
+  constructor(headers: Headers) {
+    this.#headers = headers
+  }
+
+  #all(): Record<string, string> {
+    return (this.#copy ??= Object.fromEntries(this.#headers))
+  }
+
+  get(target: Record<string, string>, name: string | symbol, receiver: unknown): unknown {
+    return (isName(name) ? this.#headers.get(name) : null) ?? (Reflect.get(target, name, receiver) as unknown)
+  }
+
+  has(target: Record<string, string>, name: string | symbol): boolean {
+    return (isName(name) && this.#headers.has(name)) || Reflect.has(target, name)
+  }
+
+  ownKeys(): ArrayLike<string | symbol> {
+    return Reflect.ownKeys(this.#all())
+  }
+
+  getOwnPropertyDescriptor(_target: Record<string, string>, name: string | symbol): PropertyDescriptor | undefined {
+    return Reflect.getOwnPropertyDescriptor(this.#all(), name)
+  }
+
+  set(): boolean {
+    return false
+  }
+
+  deleteProperty(): boolean {
+    return false
+  }
+
+  defineProperty(): boolean {
+    return false
+  }
 }
 
 /** A Fetch request as the core reads it; each header is read only when asked for. */
