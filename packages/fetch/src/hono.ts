@@ -73,7 +73,7 @@ export function saikuAuth(store: KeyStore, options: SaikuHonoOptions = {}): Saik
             const info = syncHookValue(getConnInfo(c), 'getConnInfo(c)', 'the connection info')
             return clientAddressValue(info.remote.address, 'getConnInfo(c).remote.address')
           }
-    const outcome = core.authenticate(c.req.raw, address, mountPrefix(c))
+    const outcome = core.authenticate(c.req.raw, address, () => mountPrefix(c))
     const result = outcome instanceof Promise ? await outcome : outcome
     if (!result.ok) return result.response
     c.set('saiku', result.principal)

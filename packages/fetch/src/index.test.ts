@@ -146,6 +146,32 @@ describe('@saiku/fetch: saikuAuth', () => {
     ])
   })
 
+  it('counts an admitted request once however often it is asked, a frozen Request too', async () => {
+    const events: DecisionEvent[] = []
+    const { auth, key } = setUp({ onDecision: (e) => void events.push(e) })
+    const token = await key()
+    const requests = [get(token), Object.freeze(get(token))]
+    const seen: unknown[] = []
+    for (const request of requests)
+      for (let call = 0; call < 3; call++) {
+        const result = await auth(request, { clientAddress: '192.0.2.1' })
+        expect(result.ok).toBe(true)
+        if (result.ok) seen.push(result.principal?.rateLimit?.minute.remaining)
+      }
+    // Counted on the first call of each request; later calls hand back the same principal and count nothing.
+    expect(events.map((e) => e.reason)).toEqual([
+      'admitted',
+      'already_admitted',
+      'already_admitted',
+      'admitted',
+      'already_admitted',
+      'already_admitted',
+    ])
+    expect(seen).toEqual([59, 59, 59, 58, 58, 58])
+    // Nothing the adapter keeps shows on the Request as a name a caller lists or spreads.
+    expect(Object.keys(requests[0]!)).toEqual([])
+  })
+
   it('never reads X-Forwarded-For unless it is named', async () => {
     const { auth } = setUp({ failedAuth: { perMinute: 2 } })
     for (let i = 0; i < 2; i++)

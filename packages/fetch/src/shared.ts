@@ -110,8 +110,22 @@ export function isResponse(value: unknown): value is Response {
 }
 
 // The requests each authenticator admitted: a second pass over the same Request (a handler wrapped twice,
-// a proxy middleware and a route) is recognised by the core and not counted again.
-const admitted = new WeakMap<Request, SaikuPrincipal>()
+// a proxy middleware and a route) is recognised by the core and not counted again. The principal rides on the
+// Request under a symbol of this module: a WeakMap entry per request cost more than the rest of the adapter
+// (its insertion and the collector's work on it). A Request that takes no property is kept in the WeakMap.
+const ADMITTED = Symbol('saiku.admittedPrincipal')
+type MarkedRequest = Request & { [ADMITTED]?: SaikuPrincipal }
+const admittedUnextensible = new WeakMap<Request, SaikuPrincipal>()
+
+function admittedPrincipal(request: Request): SaikuPrincipal | undefined {
+  return (request as MarkedRequest)[ADMITTED] ?? admittedUnextensible.get(request)
+}
+
+function markAdmitted(request: Request, principal: SaikuPrincipal): void {
+  if (Object.isExtensible(request)) (request as MarkedRequest)[ADMITTED] = principal
+  else admittedUnextensible.set(request, principal)
+}
+
 const unverifiedRequests = new WeakMap<Request, WouldBeRefusal>()
 
 /** The refusal report-only authentication did not send for this request, or null. */
@@ -128,46 +142,81 @@ const LOWER_CASE_HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
  * Listing the names (`Object.keys`, spreading) copies them once.
  */
 function headerRecord(headers: Headers): Record<string, string> {
-  let copy: Record<string, string> | undefined
-  const all = (): Record<string, string> => (copy ??= Object.fromEntries(headers))
-  // As in Node's req.headers: names in lower case are the headers, anything else (an invalid name, `hasOwnProperty`,
-  // `toString`) is what a plain object has, never a TypeError from Headers nor a header that shadows a method.
-  const isName = (name: string | symbol): name is string =>
-    typeof name === 'string' && LOWER_CASE_HEADER_NAME.test(name)
-  return new Proxy<Record<string, string>>(
-    {},
-    {
-      get: (target, name, receiver): unknown =>
-        (isName(name) ? headers.get(name) : null) ?? (Reflect.get(target, name, receiver) as unknown),
-      has: (target, name) => (isName(name) && headers.has(name)) || Reflect.has(target, name),
-      ownKeys: () => Reflect.ownKeys(all()),
-      getOwnPropertyDescriptor: (_target, name) => Reflect.getOwnPropertyDescriptor(all(), name),
-      set: () => false,
-      deleteProperty: () => false,
-      defineProperty: () => false,
-    },
-  )
+  return new Proxy<Record<string, string>>({}, new HeaderRecordTraps(headers))
+}
+
+// As in Node's req.headers: names in lower case are the headers, anything else (an invalid name, `hasOwnProperty`,
+// `toString`) is what a plain object has, never a TypeError from Headers nor a header that shadows a method.
+const isName = (name: string | symbol): name is string => typeof name === 'string' && LOWER_CASE_HEADER_NAME.test(name)
+
+// The traps as methods (a proxy calls them with its handler as `this`): one object per request, not a closure per trap.
+class HeaderRecordTraps implements ProxyHandler<Record<string, string>> {
+  readonly #headers: Headers
+  #copy: Record<string, string> | undefined
+
+  constructor(headers: Headers) {
+    this.#headers = headers
+  }
+
+  #all(): Record<string, string> {
+    return (this.#copy ??= Object.fromEntries(this.#headers))
+  }
+
+  get(target: Record<string, string>, name: string | symbol, receiver: unknown): unknown {
+    return (isName(name) ? this.#headers.get(name) : null) ?? (Reflect.get(target, name, receiver) as unknown)
+  }
+
+  has(target: Record<string, string>, name: string | symbol): boolean {
+    return (isName(name) && this.#headers.has(name)) || Reflect.has(target, name)
+  }
+
+  ownKeys(): ArrayLike<string | symbol> {
+    return Reflect.ownKeys(this.#all())
+  }
+
+  getOwnPropertyDescriptor(_target: Record<string, string>, name: string | symbol): PropertyDescriptor | undefined {
+    return Reflect.getOwnPropertyDescriptor(this.#all(), name)
+  }
+
+  set(): boolean {
+    return false
+  }
+
+  deleteProperty(): boolean {
+    return false
+  }
+
+  defineProperty(): boolean {
+    return false
+  }
 }
 
 /** A Fetch request as the core reads it; each header is read only when asked for. */
 class FetchAuthRequest implements AuthRequest {
   readonly url: string
-  readonly mountPrefix: string | undefined
   readonly principal: SaikuPrincipal | undefined
   readonly #request: Request
   readonly #ip: () => string | undefined
+  readonly #mountPrefix: (() => string | undefined) | undefined
+  #prefix: string | undefined | null = null
   #headers: Record<string, string> | undefined
 
-  constructor(request: Request, ip: () => string | undefined, mountPrefix: string | undefined) {
+  constructor(request: Request, ip: () => string | undefined, mountPrefix: (() => string | undefined) | undefined) {
     const { url } = request
     // Path and query: the origin is the host's to know, not the client's target.
     const scheme = url.indexOf('://')
     const path = scheme === -1 ? -1 : url.indexOf('/', scheme + 3)
     this.url = scheme === -1 ? url : path === -1 ? '/' : url.slice(path)
-    this.mountPrefix = mountPrefix
-    this.principal = admitted.get(request)
+    this.principal = admittedPrincipal(request)
     this.#request = request
     this.#ip = ip
+    this.#mountPrefix = mountPrefix
+  }
+
+  /** Found when the core asks (exemptions, cost): most requests never need it. */
+  get mountPrefix(): string | undefined {
+    if (this.#prefix === null) this.#prefix = this.#mountPrefix?.()
+    return this.#prefix
   }
 
   /** Repeated lines of one header arrive joined with ", ", so two Authorization headers are one value the core refuses. */
@@ -195,7 +244,8 @@ export interface FetchAuthenticator {
   authenticate(
     request: Request,
     hostAddress: () => string | undefined,
-    mountPrefix?: string,
+    /** Where the middleware is mounted ("/api"), asked only when the core needs it. */
+    mountPrefix?: () => string | undefined,
   ): SaikuFetchResult | Promise<SaikuFetchResult>
 }
 
@@ -230,7 +280,7 @@ export function createFetchAuthenticator(store: KeyStore, options: SaikuFetchOpt
   const decide = (request: Request, decision: Awaited<ReturnType<Authenticator['check']>>): SaikuFetchResult => {
     if (decision.ok && decision.principal === null) return PASSED
     if (decision.ok) {
-      admitted.set(request, decision.principal)
+      markAdmitted(request, decision.principal)
       return { ok: true, principal: decision.principal, headers: decision.headers, unverified: null }
     }
     if ('unverified' in decision) {
