@@ -440,6 +440,7 @@ describe('a new user', () => {
     for (const [example, manager] of [
       ['express-basic', 'npm'],
       ['fastify-basic', 'pnpm'],
+      ['fetch-basic', 'pnpm'],
       ['hono-basic', 'npm'],
       ['koa-basic', 'npm'],
       ['koa-minimal', 'pnpm'],
@@ -691,6 +692,7 @@ describe('a new user', () => {
   describe.each([
     'express-basic',
     'fastify-basic',
+    'fetch-basic',
     'hono-basic',
     'koa-basic',
     'koa-minimal',
