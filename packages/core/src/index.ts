@@ -42,6 +42,8 @@ export type { StoreCallEnd } from './failure-budget.js'
 export type { MetricsSettings } from './metrics.js'
 
 export { DEFAULT_TIERS, limitsForTenant } from './tiers.js'
+export { billingPeriodAt, dayWindowAt, monthStartDayOf, monthWindowAt } from './calendar.js'
+export type { CalendarWindow } from './calendar.js'
 export type { TenantLimitSource, TierLimits, TierTable, WindowLimits } from './tiers.js'
 export { createMemoryLimiter } from './memory-limiter.js'
 export type { MemoryLimiterBackend, MemoryLimiterOptions, WindowKind } from './memory-limiter.js'

@@ -2,7 +2,8 @@ import type { WindowLimits } from './tiers.js'
 
 // What every limiter backend answers and implements: memory, rate-limiter-flexible, Redis, your own.
 
-export type WindowName = 'minute' | 'hour'
+/** Minute and hour always; day and month when the limits set `perDay` / `perMonth`. */
+export type WindowName = 'minute' | 'hour' | 'day' | 'month'
 
 export interface WindowState {
   readonly window: WindowName
@@ -22,7 +23,14 @@ export interface LimitDecision {
   readonly admitted: boolean
   readonly minute: WindowState
   readonly hour: WindowState
-  /** When refused: until the exhausted window (the later one, if both) admits again. 0 when admitted. */
+  /**
+   * The UTC day's quota: present exactly when the limits set `perDay`. A backend of your own that
+   * cannot count it must reject such a call rather than leave it out.
+   */
+  readonly day?: WindowState | undefined
+  /** The month's quota (see `WindowLimits.monthStartDay`): present exactly when the limits set `perMonth`. */
+  readonly month?: WindowState | undefined
+  /** When refused: until every exhausted window (the latest one) admits again. 0 when admitted. */
   readonly retryAfterMs: number
 }
 

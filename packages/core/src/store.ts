@@ -17,6 +17,12 @@ export interface Subscription {
   readonly status: SubscriptionStatus
   /** When a `trialing` subscription stops counting as active. */
   readonly trialEndsAt?: Date | null | undefined
+  /**
+   * The day billing periods start from (the day the trial or plan started): each period, and the
+   * month window of a `perMonth` quota, starts on its UTC day of the month (see `billingPeriodAt`).
+   * Absent: calendar months in UTC.
+   */
+  readonly billingAnchor?: Date | null | undefined
 }
 
 export interface TenantRecord {
@@ -94,9 +100,13 @@ export interface TenantAdminStore extends KeyStore {
   replaceSubscription(tenantId: string, expected: Subscription, next: Subscription): Promise<boolean>
 }
 
-/** Whether two subscriptions are the same: status and trial end. */
+/** Whether two subscriptions are the same: status, trial end and billing anchor. */
 export function sameSubscription(a: Subscription, b: Subscription): boolean {
-  return a.status === b.status && (a.trialEndsAt?.getTime() ?? null) === (b.trialEndsAt?.getTime() ?? null)
+  return (
+    a.status === b.status &&
+    (a.trialEndsAt?.getTime() ?? null) === (b.trialEndsAt?.getTime() ?? null) &&
+    (a.billingAnchor?.getTime() ?? null) === (b.billingAnchor?.getTime() ?? null)
+  )
 }
 
 export function toKeySummary(record: ApiKeyRecord): ApiKeySummary {
@@ -185,6 +195,10 @@ export function validateTenantRecord(tenant: TenantRecord, tiers: TierTable = DE
   if (trialEndsAt != null && !(trialEndsAt instanceof Date && Number.isFinite(trialEndsAt.getTime()))) {
     throw new SaikuConfigError(`${path}.subscription.trialEndsAt`, 'a valid Date or null', trialEndsAt)
   }
+  const billingAnchor = tenant.subscription.billingAnchor
+  if (billingAnchor != null && !(billingAnchor instanceof Date && Number.isFinite(billingAnchor.getTime()))) {
+    throw new SaikuConfigError(`${path}.subscription.billingAnchor`, 'a valid Date or null', billingAnchor)
+  }
   limitsForTenant(tiers, tenant)
   return tenant
 }
@@ -195,6 +209,9 @@ function copyTenant(tenant: TenantRecord): TenantRecord {
     subscription: {
       status: tenant.subscription.status,
       trialEndsAt: tenant.subscription.trialEndsAt == null ? null : new Date(tenant.subscription.trialEndsAt),
+      ...(tenant.subscription.billingAnchor == null
+        ? {}
+        : { billingAnchor: new Date(tenant.subscription.billingAnchor) }),
     },
     limits: tenant.limits == null ? null : { ...tenant.limits },
   }

@@ -1,9 +1,9 @@
-import type { LimitDecision } from './limiter.js'
+import type { LimitDecision, WindowName } from './limiter.js'
 import type { WindowLimits } from './tiers.js'
 
 /** One window of `authenticator.usage()`. */
 export interface WindowUsage {
-  readonly window: 'minute' | 'hour'
+  readonly window: WindowName
   readonly quota: number
   readonly used: number
   readonly remaining: number
