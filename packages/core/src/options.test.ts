@@ -53,7 +53,10 @@ describe('resolveOptions', () => {
       { tiers: { team: { perMinute: 100, perHour: 50 } } },
       'tiers.team.perHour: expected at least perMinute (100), got 50',
     ],
-    [{ tiers: { gold: 'unlimited' } }, 'tiers.gold: expected an object { perMinute, perHour, perDay?, perMonth? }, got "unlimited"'],
+    [
+      { tiers: { gold: 'unlimited' } },
+      'tiers.gold: expected an object { perMinute, perHour, perDay?, perMonth? }, got "unlimited"',
+    ],
     [{ rateLimitHeaders: 'draft-6' }, 'rateLimitHeaders: expected one of "draft-11", "legacy", "none", got "draft-6"'],
     [{ cache: { ttlMs: -1 } }, 'cache.ttlMs: expected an integer number of milliseconds from 0 to 2147483647, got -1'],
     [
