@@ -16,6 +16,10 @@ export interface TenantUsage {
   readonly limits: WindowLimits
   readonly minute: WindowUsage | null
   readonly hour: WindowUsage | null
+  /** The UTC day's quota: absent when the limits set no `perDay`, null when the counts cannot be read. */
+  readonly day?: WindowUsage | null | undefined
+  /** The month's quota (billing month, else calendar month): absent when the limits set no `perMonth`, null when the counts cannot be read. */
+  readonly month?: WindowUsage | null | undefined
 }
 
 function windowUsage(state: LimitDecision['minute']): WindowUsage {
@@ -35,5 +39,12 @@ function windowUsage(state: LimitDecision['minute']): WindowUsage {
  * then come from the same read.
  */
 export function usageFromDecision(tenantId: string, limits: WindowLimits, decision: LimitDecision): TenantUsage {
-  return { tenantId, limits, minute: windowUsage(decision.minute), hour: windowUsage(decision.hour) }
+  return {
+    tenantId,
+    limits,
+    minute: windowUsage(decision.minute),
+    hour: windowUsage(decision.hour),
+    ...(decision.day === undefined ? {} : { day: windowUsage(decision.day) }),
+    ...(decision.month === undefined ? {} : { month: windowUsage(decision.month) }),
+  }
 }
