@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { postgresUrl } from '@saiku/test-support/services'
+import { freePort, postgresUrl } from '@saiku/test-support/services'
 
 const execFileAsync = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -444,6 +444,7 @@ describe('a new user', () => {
       ['hono-basic', 'npm'],
       ['koa-basic', 'npm'],
       ['koa-minimal', 'pnpm'],
+      ['nextjs-route', 'npm'],
       ['node-http-basic', 'npm'],
       ['saiku-cloud-api', 'pnpm'],
     ] as const) {
@@ -492,6 +493,8 @@ describe('a new user', () => {
     }
     writeFileSync(join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`)
     await run(manager, ['install', ...(manager === 'npm' ? ['--no-audit', '--no-fund'] : [])], dir)
+    // A Next.js app is built before it starts (its README's steps); the build also writes the route types tsc reads.
+    if (manifest.scripts?.build?.includes('next build')) await run(manager, ['run', 'build'], dir)
     return dir
   }
 
@@ -696,6 +699,7 @@ describe('a new user', () => {
     'hono-basic',
     'koa-basic',
     'koa-minimal',
+    'nextjs-route',
     'node-http-basic',
     'saiku-cloud-api',
   ])('the example %s, copied out of the repository', (example) => {
@@ -736,9 +740,11 @@ describe('a new user', () => {
     it('starts with its start script and answers', async () => {
       const dir = await app(`example ${example}`)
       const manager = existsSync(join(dir, 'pnpm-workspace.yaml')) ? 'pnpm' : 'npm'
+      // `next start` cannot choose a port and tell it: it gets a free one.
+      const port = example === 'nextjs-route' ? String(await freePort()) : '0'
       child = spawn(manager, ['start'], {
         cwd: dir,
-        env: userEnv({ PORT: '0' }),
+        env: userEnv({ PORT: port }),
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true,
       })

@@ -4,9 +4,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
+import { freePort } from '@saiku/test-support/services'
 
 const root = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '')
 const example = `${root}/examples/nextjs-route`
@@ -16,16 +16,6 @@ function env(port: number): NodeJS.ProcessEnv {
   // The workspace's source condition: Next.js bundles the built packages, as an installed app's.
   delete vars.NODE_OPTIONS
   return vars
-}
-
-/** A port nothing listens on now (`next start` prints the port it was given, not one it chose). */
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  await once(server, 'close')
-  return port
 }
 
 /** Runs `pnpm --silent <script>` in the example; resolves with its output once `done` accepts it (or it exits 0). */
