@@ -22,7 +22,8 @@ export function registerUsage(router: Router, ctx: DashboardContext): void {
       const byLastUse = (await keys.list(tenant.tenantId)).sort(
         (a, b) => (b.lastUsedAt?.getTime() ?? 0) - (a.lastUsedAt?.getTime() ?? 0),
       )
-      render(res, 200, 'usage', { title: 'Usage', usage, unavailable, keys: keyRows(byLastUse) })
+      // The quotas' resets are shown as a time: when the counts were read plus their wait.
+      render(res, 200, 'usage', { title: 'Usage', usage, unavailable, readAtMs: Date.now(), keys: keyRows(byLastUse) })
     })().catch(next)
   })
 }
