@@ -208,14 +208,24 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     }
   }
 
-  /** `decision` with the `day` and `month` the limits set, from `seen`. */
-  function withQuotas(decision: LimitDecision, limits: WindowLimits, nowMs: number): LimitDecision {
+  /** The decision with the `day` and `month` the limits set (at least one), from `seen`: one object, no spread. */
+  function withQuotas(
+    admitted: boolean,
+    minute: WindowState,
+    hour: WindowState,
+    retryAfterMs: number,
+    limits: WindowLimits,
+    nowMs: number,
+  ): LimitDecision {
     const { perDay, perMonth } = limits
-    return {
-      ...decision,
-      ...(perDay === undefined ? {} : { day: state('day', perDay, seen.dayCount, seen.dayEndMs - nowMs) }),
-      ...(perMonth === undefined ? {} : { month: state('month', perMonth, seen.monthCount, seen.monthEndMs - nowMs) }),
+    if (perMonth === undefined) {
+      const day = state('day', perDay!, seen.dayCount, seen.dayEndMs - nowMs)
+      return { admitted, minute, hour, day, retryAfterMs }
     }
+    const month = state('month', perMonth, seen.monthCount, seen.monthEndMs - nowMs)
+    if (perDay === undefined) return { admitted, minute, hour, month, retryAfterMs }
+    const day = state('day', perDay, seen.dayCount, seen.dayEndMs - nowMs)
+    return { admitted, minute, hour, day, month, retryAfterMs }
   }
 
   /**
@@ -267,7 +277,7 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       const hourWait = hourCount + cost > limits.perHour ? hour.resetMs : 0
       retryAfterMs = Math.max(minuteWait, hourWait, quotaMs)
     }
-    return withQuotas({ admitted, minute, hour, retryAfterMs }, limits, nowMs)
+    return withQuotas(admitted, minute, hour, retryAfterMs, limits, nowMs)
   }
 
   /**
@@ -326,7 +336,7 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
         ),
         retryAfterMs: 0,
       }
-      return quotas ? withQuotas(decision, limits, nowMs) : decision
+      return quotas ? withQuotas(admitted, decision.minute, decision.hour, 0, limits, nowMs) : decision
     }
     const decision: LimitDecision = {
       admitted,
@@ -344,7 +354,9 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       ),
       retryAfterMs: admitted ? 0 : Math.max(minuteWait, hourWait, quotaMs),
     }
-    return quotas ? withQuotas(decision, limits, nowMs) : decision
+    return quotas
+      ? withQuotas(admitted, decision.minute, decision.hour, decision.retryAfterMs, limits, nowMs)
+      : decision
   }
 
   /**
