@@ -289,8 +289,15 @@ async function run(argv: string[], out: Output): Promise<void> {
             w === null
               ? 'not counted by this limiter'
               : `${w.used} of ${w.quota} used, ${w.remaining} remaining, resets in ${w.resetSeconds} s`
+          // The quotas reset on a date: say which, in UTC.
+          const quota = (w: typeof usage.minute) =>
+            w === null
+              ? 'not counted by this limiter'
+              : `${w.used} of ${w.quota} used, ${w.remaining} remaining, resets ${new Date(Math.round((Date.now() + w.resetSeconds * 1000) / 60_000) * 60_000).toISOString().slice(0, 16).replace('T', ' ')} UTC`
           out.print(
-            `${tenant.tenantSlug} (${tenant.tenantId}), ${tenant.tier}:\n  minute: ${line(usage.minute)}\n  hour:   ${line(usage.hour)}`,
+            `${tenant.tenantSlug} (${tenant.tenantId}), ${tenant.tier}:\n  minute: ${line(usage.minute)}\n  hour:   ${line(usage.hour)}` +
+              (usage.day === undefined ? '' : `\n  day:    ${quota(usage.day)}`) +
+              (usage.month === undefined ? '' : `\n  month:  ${quota(usage.month)}`),
             usage,
           )
         } finally {
