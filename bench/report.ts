@@ -3,6 +3,7 @@ import { renderFloorProfiles, type FloorProfile } from './shares.js'
 import type { Distance } from './stats.js'
 import { ABOVE_HASHING_FLOOR_TARGET_MICROS } from './variants.js'
 import type { DecisionCost, FloodResult, RedisCost } from './micro.js'
+import { QUOTA_TARGET_MICROS, renderQuotaCost, type QuotaCost } from './quotas.js'
 
 export interface VariantSummary {
   readonly label: string
@@ -57,6 +58,8 @@ export interface BenchResults {
     variants: Record<string, { rps: number; cpuMicrosPerRequest: number; p50Ms: number; p99Ms: number }>
   }[]
   readonly decisions: DecisionCost[]
+  /** What day and month quotas add to a decision in memory. Absent from runs made before quotas. */
+  readonly quotas?: QuotaCost
   readonly redis: RedisCost | null
   readonly flood: FloodResult
 }
@@ -137,6 +140,7 @@ export function renderMarkdown(results: BenchResults): string {
   }
   lines.push('', '| one decision (`check()`, as the adapters call it), in process | ns |', '| --- | ---: |')
   for (const decision of results.decisions) lines.push(`| ${decision.name} | ${thousands(decision.nsPerDecision)} |`)
+  if (results.quotas !== undefined) lines.push('', ...renderQuotaCost(results.quotas).split('\n'))
   if (results.redis !== null) {
     const { redis } = results
     lines.push(
@@ -291,6 +295,15 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
     met: decision('garbage') <= 1_000,
     gated: true,
   })
+  if (results.quotas !== undefined) {
+    const { meanMicros, plusMinusMicros } = results.quotas.limiterDifference
+    checks.push({
+      name: `day and month quotas on the memory limiter: upper end of the 95 % interval ≤ ${QUOTA_TARGET_MICROS} µs a decision`,
+      measured: `${fixed(meanMicros + plusMinusMicros, 3)} µs`,
+      met: meanMicros + plusMinusMicros <= QUOTA_TARGET_MICROS,
+      gated: true,
+    })
+  }
   if (results.redis !== null) {
     checks.push({
       name: 'Redis: one round trip per admitted request',

@@ -13,6 +13,7 @@ import { measureInProcess } from './inprocess.js'
 import { measureFloorProfiles } from './profile.js'
 import { median } from './stats.js'
 import { measureDecisions, measureFlood, measureRedisCommands } from './micro.js'
+import { measureQuotaCost } from './quotas.js'
 import { renderMarkdown, renderSvg, type BenchResults, type VariantSummary } from './report.js'
 import { FLOORS, VARIANTS, type Variant } from './variants.js'
 
@@ -195,6 +196,7 @@ async function main(): Promise<void> {
       ? undefined
       : await measureFloorProfiles(quick ? 20_000 : 50_000, quick ? 1 : 3, quick ? 2_000 : 20_000)
   const decisions = await measureDecisions(quick)
+  const quotas = await measureQuotaCost(quick)
   const redis = redisUrl === undefined ? null : await measureRedisCommands(redisUrl, quick || partial ? 50 : 500)
   const flood = await measureFlood(quick || partial ? 20_000 : 1_000_000)
 
@@ -210,6 +212,7 @@ async function main(): Promise<void> {
     ...(floorProfiles === undefined ? {} : { floorProfiles }),
     rounds: perRound,
     decisions,
+    quotas,
     redis,
     flood,
   }

@@ -37,7 +37,8 @@ describe("@saiku/core's README API section", () => {
     })
   }
 
-  it('keeps the main entry to the user API: at most 25 values', () => {
-    expect(Object.keys(core).length).toBeLessThanOrEqual(25)
+  // 25, and the four calendar functions of day and month quotas (billing pages and backends read the same windows).
+  it('keeps the main entry to the user API: at most 29 values', () => {
+    expect(Object.keys(core).length).toBeLessThanOrEqual(29)
   })
 })

@@ -125,3 +125,30 @@ describe('the target above the hashing floor', () => {
     expect(checkTargets(older).some((check) => check.name.includes('hashing floor'))).toBe(false)
   })
 })
+
+describe('the target of day and month quotas', () => {
+  const withQuotas = (mean: number, plusMinus: number): BenchResults => ({
+    ...results([]),
+    quotas: {
+      rounds: 1_000,
+      callsPerBatch: 2_000,
+      limiterMicros: 0.06,
+      limiterDifference: distance(mean, plusMinus),
+      authenticatorMicros: 1.1,
+      authenticatorDifference: distance(0.2, 0.1),
+    },
+  })
+  const quotaVerdict = (run: BenchResults) => checkTargets(run).find((check) => check.name.startsWith('day and month'))
+
+  it('is met only when the upper end of the memory limiter’s 95 % interval is at most 0.5 µs', () => {
+    expect(quotaVerdict(withQuotas(0.03, 0.02))).toMatchObject({ met: true, gated: true, measured: '0.050 µs' })
+    expect(quotaVerdict(withQuotas(0.4, 0.2))).toMatchObject({ met: false, measured: '0.600 µs' })
+    expect(renderMarkdown(withQuotas(0.03, 0.02))).toContain(
+      'memory limiter, consumeSync: 0.060 µs without; +0.030 ± 0.020 µs with day and month (95 % interval up to 0.050 µs',
+    )
+  })
+
+  it('has no verdict in a run made before quotas', () => {
+    expect(quotaVerdict(results([]))).toBeUndefined()
+  })
+})

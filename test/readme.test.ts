@@ -45,6 +45,7 @@ describe('README snippets', () => {
     ['docs/scaling.md', 'test/readme/scale-out.ts'],
     ['docs/report-only.md', 'test/readme/report-only.ts'],
     ['docs/limits.md', 'test/readme/usage.ts'],
+    ['docs/limits.md', 'test/readme/quotas.ts'],
     ['docs/metrics.md', 'examples/saiku-cloud-api/src/metrics.ts'],
     ['docs/jwt.md', 'test/readme/jwt.ts'],
   ])('%s quotes %s', (readme, example) => {

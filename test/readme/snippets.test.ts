@@ -1,7 +1,8 @@
 import request from 'supertest'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { createAuthenticator, MemoryKeyStore } from '@saiku/core'
 import { dryRun, rollOut } from './report-only.js'
+import { acme as meteredTenant, meteredAuthenticator, tiers as meteredTiers } from './quotas.js'
 import { usageLine } from './usage.js'
 
 const acme = {
@@ -48,5 +49,42 @@ describe('the README snippets, run', () => {
     expect(await usageLine(auth, 't-acme')).toBe('1 of 2 this minute (resets in 60 s), 1 of 10 this hour')
     expect(await usageLine(auth, 't-acme')).toBe('1 of 2 this minute (resets in 60 s), 1 of 10 this hour')
     expect(await usageLine(auth, 't-nobody')).toBe('no such tenant')
+  })
+
+  it('quotas: the month runs from the billing anchor and its 429 names the quota and the reset', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] })
+    try {
+      vi.setSystemTime(Date.parse('2027-02-27T12:00:00Z'))
+      const store = new MemoryKeyStore({ tenants: [meteredTenant], tiers: meteredTiers })
+      const auth = meteredAuthenticator(store)
+      const { key } = await auth.keys.create('t-acme', { label: 'agent' })
+      const send = () =>
+        auth.authenticate({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/', ip: '127.0.0.1' })
+      // 1,000 a month at 10 a minute and 600 an hour: spent in the 100th minute.
+      let admitted = 0
+      for (let minute = 0; minute < 101; minute++) {
+        vi.setSystemTime(Date.parse('2027-02-27T12:00:00Z') + minute * 60_000)
+        for (let i = 0; i < 10; i++) if ((await send()).ok) admitted++
+      }
+      expect(admitted).toBe(1_000)
+      const refused = await send()
+      expect(refused).toMatchObject({
+        ok: false,
+        status: 429,
+        headers: { 'retry-after': String(10 * 3_600 + 20 * 60) },
+      })
+      expect(JSON.parse((refused as { body: string }).body)).toEqual({
+        error: 'rate_limited',
+        message: 'Monthly quota of 1000 requests used; it resets at 2027-02-28T00:00:00Z.',
+      })
+      expect(await auth.usage('t-acme')).toMatchObject({ month: { used: 1_000, remaining: 0 } })
+      vi.setSystemTime(Date.parse('2027-02-28T00:00:00Z'))
+      expect(await send()).toMatchObject({
+        ok: true,
+        headers: { 'ratelimit-policy': '"minute";q=10;w=60, "hour";q=600;w=3600, "month";q=1000;w=2678400' },
+      })
+    } finally {
+      vi.useRealTimers()
+    }
   })
 })

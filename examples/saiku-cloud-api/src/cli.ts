@@ -8,7 +8,6 @@ import {
   SaikuInputError,
   SaikuNotFoundError,
   type TenantAdminStore,
-  type WindowUsage,
 } from '@saiku/core'
 import { labelProblem } from '@saiku/core/store'
 import { parseRfc3339, PERMISSIONS } from './api.js'
@@ -286,22 +285,19 @@ async function run(argv: string[], out: Output): Promise<void> {
             process.stderr.write(
               "saiku: without REDIS_URL each server counts in its own memory; these counts are this process's, not a server's.\n",
             )
-          const readAtMs = Date.now()
-          const line = (w: WindowUsage | null | undefined) =>
-            w == null
+          const line = (w: typeof usage.minute) =>
+            w === null
               ? 'not counted by this limiter'
-              : `${w.used} of ${w.quota} used, ${w.remaining} remaining, resets ${
-                  w.resetSeconds >= 3_600
-                    ? `at ${new Date(readAtMs + w.resetSeconds * 1000).toISOString().slice(0, 16)}Z`
-                    : `in ${w.resetSeconds} s`
-                }`
-          // The day and month quotas show only when the tenant's limits set them.
-          const quotas = (['day', 'month'] as const)
-            .filter((name) => usage[name] !== undefined)
-            .map((name) => `\n  ${`${name}:`.padEnd(7)} ${line(usage[name])}`)
-            .join('')
+              : `${w.used} of ${w.quota} used, ${w.remaining} remaining, resets in ${w.resetSeconds} s`
+          // The quotas reset on a date: say which, in UTC.
+          const quota = (w: typeof usage.minute) =>
+            w === null
+              ? 'not counted by this limiter'
+              : `${w.used} of ${w.quota} used, ${w.remaining} remaining, resets ${new Date(Math.round((Date.now() + w.resetSeconds * 1000) / 60_000) * 60_000).toISOString().slice(0, 16).replace('T', ' ')} UTC`
           out.print(
-            `${tenant.tenantSlug} (${tenant.tenantId}), ${tenant.tier}:\n  minute: ${line(usage.minute)}\n  hour:   ${line(usage.hour)}${quotas}`,
+            `${tenant.tenantSlug} (${tenant.tenantId}), ${tenant.tier}:\n  minute: ${line(usage.minute)}\n  hour:   ${line(usage.hour)}` +
+              (usage.day === undefined ? '' : `\n  day:    ${quota(usage.day)}`) +
+              (usage.month === undefined ? '' : `\n  month:  ${quota(usage.month)}`),
             usage,
           )
         } finally {

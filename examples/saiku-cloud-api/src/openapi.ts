@@ -119,7 +119,7 @@ export const openApiDocument = {
         responses: {
           '200': {
             description:
-              'Both windows, as the limiter counts them now, with the same RateLimit fields as every response',
+              'Every window (minute, hour, and the day and month quotas when the plan has them), as the limiter counts them now, with the same RateLimit fields as every response',
             content: { 'application/json': { schema: { $ref: '#/components/schemas/Usage' } } },
           },
           '402': paymentRequired,
@@ -349,7 +349,7 @@ export const openApiDocument = {
         required: ['window', 'quota', 'used', 'remaining', 'resetSeconds'],
         additionalProperties: false,
         properties: {
-          window: { type: 'string', enum: ['minute', 'hour'] },
+          window: { type: 'string', enum: ['minute', 'hour', 'day', 'month'] },
           quota: { type: 'integer', minimum: 1 },
           used: { type: 'integer', minimum: 0 },
           remaining: { type: 'integer', minimum: 0 },
@@ -366,10 +366,27 @@ export const openApiDocument = {
             type: 'object',
             required: ['perMinute', 'perHour'],
             additionalProperties: false,
-            properties: { perMinute: { type: 'integer', minimum: 1 }, perHour: { type: 'integer', minimum: 1 } },
+            properties: {
+              perMinute: { type: 'integer', minimum: 1 },
+              perHour: { type: 'integer', minimum: 1 },
+              perDay: { type: 'integer', minimum: 1, description: 'Quota per UTC day, when the plan has one' },
+              perMonth: { type: 'integer', minimum: 1, description: 'Quota per billing month, when the plan has one' },
+              monthStartDay: {
+                type: 'integer',
+                minimum: 1,
+                maximum: 31,
+                description:
+                  "With perMonth: the UTC day of the month each period starts (the billing anchor's; a shorter month's last day)",
+              },
+            },
           },
           minute: { $ref: '#/components/schemas/WindowUsage' },
           hour: { $ref: '#/components/schemas/WindowUsage' },
+          day: { $ref: '#/components/schemas/WindowUsage', description: 'The UTC day, when the plan has perDay' },
+          month: {
+            $ref: '#/components/schemas/WindowUsage',
+            description: 'The billing month, when the plan has perMonth',
+          },
         },
       },
       Billing: {

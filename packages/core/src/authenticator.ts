@@ -12,7 +12,7 @@ import { createCoreMetrics, type CoreMetrics } from './metrics.js'
 import { resolveOptions, type ResolvedOptions, type SaikuOptions } from './options.js'
 import { createKeyLookup } from './lookups.js'
 import { createPipeline } from './pipeline.js'
-import { createCounter } from './counter.js'
+import { createCounter, missingQuota } from './counter.js'
 import { createAdmissionMarks } from './admission-marks.js'
 import { createRefusals } from './refusals.js'
 import { requestIp } from './route-path.js'
@@ -156,7 +156,17 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     if (tenant === null) return null
     if (tenant.limits === null) throw tenant.limitsError!
     const backend = limiter.limiter
-    if (backend.peek === undefined) return { tenantId, limits: tenant.limits, minute: null, hour: null }
+    const { limits } = tenant
+    if (backend.peek === undefined) {
+      return {
+        tenantId,
+        limits,
+        minute: null,
+        hour: null,
+        ...(limits.perDay === undefined ? {} : { day: null }),
+        ...(limits.perMonth === undefined ? {} : { month: null }),
+      }
+    }
     let decision: LimitDecision
     try {
       const peeked = backend.peek(tenantId, tenant.limits)
@@ -166,7 +176,9 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     } catch (error) {
       throw asStoreError(error, 'limiter', 'rate limiter peek failed')
     }
-    return usageFromDecision(tenantId, tenant.limits, decision)
+    const missing = missingQuota(limits, decision)
+    if (missing !== null) throw missing
+    return usageFromDecision(tenantId, limits, decision)
   }
 
   return {

@@ -20,6 +20,31 @@ export interface Counter {
   failed(error: unknown, tenantId: string, limits: WindowLimits, cost: number): Promise<LimitDecision | null> | null
 }
 
+/**
+ * The quota a decision leaves out though the limits set it, or null. A backend written before
+ * quotas answers minute and hour only: taking that as admitted would skip the quota silently.
+ */
+export function missingQuota(limits: WindowLimits, decision: LimitDecision): SaikuStoreError | null {
+  const quota =
+    limits.perDay !== undefined && decision.day === undefined
+      ? 'day'
+      : limits.perMonth !== undefined && decision.month === undefined
+        ? 'month'
+        : null
+  if (quota === null) return null
+  const field = quota === 'day' ? 'perDay' : 'perMonth'
+  return new SaikuStoreError(
+    'limiter',
+    `the limiter backend cannot count quotas: the limits set ${field} but its decision has no ${quota} window`,
+  )
+}
+
+/** `decision`, or a rejection when it leaves out a quota the limits set. */
+function withQuotas(limits: WindowLimits, decision: LimitDecision): LimitDecision | Promise<never> {
+  const missing = missingQuota(limits, decision)
+  return missing === null ? decision : Promise.reject(missing)
+}
+
 export function createCounter(chosen: ChosenLimiter, failsOpen: boolean, reportError: (error: Error) => void): Counter {
   const { limiter, timeoutMs, insurance, sharesClock } = chosen
   const peekFailed = (error: unknown): null => {
@@ -39,7 +64,10 @@ export function createCounter(chosen: ChosenLimiter, failsOpen: boolean, reportE
 
   async function insure(tenantId: string, limits: WindowLimits, cost: number): Promise<LimitDecision | null> {
     try {
-      return insurance === null ? null : await insurance.consume(tenantId, limits, cost)
+      if (insurance === null) return null
+      const decision = await insurance.consume(tenantId, limits, cost)
+      // An insurance that cannot count the quotas insures nothing: closed, as when it fails.
+      return missingQuota(limits, decision) === null ? decision : null
     } catch {
       return null
     }
@@ -47,26 +75,35 @@ export function createCounter(chosen: ChosenLimiter, failsOpen: boolean, reportE
 
   return {
     consume(tenantId, limits, cost, nowMs) {
-      if (limiter.consumeSync === undefined) return call(() => limiter.consume(tenantId, limits, cost))
+      const quotas = limits.perDay !== undefined || limits.perMonth !== undefined
+      if (limiter.consumeSync === undefined) {
+        const decided = call(() => limiter.consume(tenantId, limits, cost))
+        return quotas ? decided.then((decision) => withQuotas(limits, decision)) : decided
+      }
       try {
         // The memory backend the options built reads the same clock: the request's reading saves it a read.
-        return sharesClock
+        const decision = sharesClock
           ? limiter.consumeSync(tenantId, limits, cost, nowMs)
           : limiter.consumeSync(tenantId, limits, cost)
+        return quotas && !sharesClock ? withQuotas(limits, decision) : decision
       } catch (error) {
         return Promise.reject(error instanceof Error ? error : new Error(String(error)))
       }
     },
     peek(tenantId, limits) {
+      const checked = (decision: LimitDecision): LimitDecision | null => {
+        const missing = missingQuota(limits, decision)
+        return missing === null ? decision : peekFailed(missing)
+      }
       if (limiter.peekSync !== undefined) {
         try {
-          return limiter.peekSync(tenantId, limits)
+          return checked(limiter.peekSync(tenantId, limits))
         } catch (error) {
           return peekFailed(error)
         }
       }
       if (limiter.peek === undefined) return null
-      return call(() => limiter.peek!(tenantId, limits)).catch(peekFailed)
+      return call(() => limiter.peek!(tenantId, limits)).then(checked, peekFailed)
     },
     failed(error, tenantId, limits, cost) {
       reportError(error instanceof SaikuStoreError ? error : asStoreError(error, 'limiter', 'rate limiter failed'))

@@ -125,9 +125,15 @@ export function bearerChallenge(realm: string, error?: ChallengeError, scope?: s
   return challenge
 }
 
-/** `RateLimit-Policy` for a pair of limits: both windows, as a Structured Fields list. */
-export function rateLimitPolicy(limits: WindowLimits): string {
-  return `"minute";q=${limits.perMinute};w=60, "hour";q=${limits.perHour};w=3600`
+/**
+ * `RateLimit-Policy`: every window the limits set, as a Structured Fields list. `monthMs`: the
+ * length of the current month window, needed when they set `perMonth` (months run 28 to 31 days).
+ */
+export function rateLimitPolicy(limits: WindowLimits, monthMs?: number): string {
+  let policy = `"minute";q=${limits.perMinute};w=60, "hour";q=${limits.perHour};w=3600`
+  if (limits.perDay !== undefined) policy += `, "day";q=${limits.perDay};w=86400`
+  if (limits.perMonth !== undefined) policy += `, "month";q=${limits.perMonth};w=${Math.round((monthMs ?? 0) / 1000)}`
+  return policy
 }
 
 function seconds(ms: number): number {
@@ -139,10 +145,18 @@ function seconds(ms: number): number {
  * window without room for the request's `cost`); else the one with least left.
  */
 export function bindingWindow(decision: LimitDecision, cost = 1): WindowState {
-  const { minute, hour } = decision
-  if (!decision.admitted) return hour.remaining < cost && hour.resetMs >= decision.retryAfterMs ? hour : minute
-  // Ties go to the hour: it takes longer to come back.
-  return minute.remaining < hour.remaining ? minute : hour
+  const { minute, hour, day, month } = decision
+  if (!decision.admitted) {
+    // The longest window short of room that the wait runs to.
+    if (month !== undefined && month.remaining < cost && month.resetMs >= decision.retryAfterMs) return month
+    if (day !== undefined && day.remaining < cost && day.resetMs >= decision.retryAfterMs) return day
+    return hour.remaining < cost && hour.resetMs >= decision.retryAfterMs ? hour : minute
+  }
+  // Ties go to the longer window: it takes longer to come back.
+  let binding = month ?? day ?? hour
+  if (day !== undefined && day.remaining < binding.remaining) binding = day
+  if (hour.remaining < binding.remaining) binding = hour
+  return minute.remaining < binding.remaining ? minute : binding
 }
 
 /** The whole seconds a client must wait: never 0, never earlier than the window's end. */
@@ -159,15 +173,25 @@ export function addRateLimitHeaders(
   cost = 1,
 ): void {
   if (mode === 'draft-11') {
-    const { minute, hour } = decision
+    const { minute, hour, day, month } = decision
     headers['ratelimit-policy'] = policy
-    headers['ratelimit'] =
-      `"minute";r=${minute.remaining};t=${seconds(minute.resetMs)}, "hour";r=${hour.remaining};t=${seconds(hour.resetMs)}`
+    let fields = `"minute";r=${minute.remaining};t=${seconds(minute.resetMs)}, "hour";r=${hour.remaining};t=${seconds(hour.resetMs)}`
+    if (day !== undefined) fields += `, "day";r=${day.remaining};t=${seconds(day.resetMs)}`
+    if (month !== undefined) fields += `, "month";r=${month.remaining};t=${seconds(month.resetMs)}`
+    headers['ratelimit'] = fields
   } else if (mode === 'legacy') {
     headers['x-ratelimit-limit-minute'] = String(decision.minute.limit)
     headers['x-ratelimit-remaining-minute'] = String(decision.minute.remaining)
     headers['x-ratelimit-limit-hour'] = String(decision.hour.limit)
     headers['x-ratelimit-remaining-hour'] = String(decision.hour.remaining)
+    if (decision.day !== undefined) {
+      headers['x-ratelimit-limit-day'] = String(decision.day.limit)
+      headers['x-ratelimit-remaining-day'] = String(decision.day.remaining)
+    }
+    if (decision.month !== undefined) {
+      headers['x-ratelimit-limit-month'] = String(decision.month.limit)
+      headers['x-ratelimit-remaining-month'] = String(decision.month.remaining)
+    }
     headers['x-ratelimit-reset'] = String(seconds(bindingWindow(decision, cost).resetMs))
   }
 }

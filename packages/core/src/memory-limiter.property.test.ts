@@ -55,6 +55,53 @@ describe('the memory backend against the reference model', () => {
   })
 })
 
+describe('the memory backend’s day and month quotas against the model', () => {
+  it('decides as the model does across day and month ends, 29th–31st anchors, leap Februaries, steps back and costs', async () => {
+    await assertMatchesModel(() => memorySubject(), { numRuns: 1_500, tenants: 2, costs: true, quotas: true })
+  })
+
+  it('forgets a tenant’s quotas with its windows when full, as the model does', async () => {
+    await assertMatchesModel(() => memorySubject(2), { numRuns: 500, tenants: 3, maxTenants: 2, quotas: true })
+  })
+
+  it('never admits more than a quota in one calendar day or month', async () => {
+    await assertMatchesModel(() => memorySubject(), {
+      numRuns: 500,
+      tenants: 1,
+      tiers: { min: 1, max: 1 },
+      stepsBack: false,
+      checkBound: true,
+      maxSteps: 60,
+      costs: true,
+      quotas: true,
+    })
+  })
+
+  it('counts the quotas on calendar windows under rolling minute and hour, as the model does', async () => {
+    await assertMatchesModel(() => memorySubject(undefined, 'rolling'), {
+      numRuns: 1_000,
+      tenants: 2,
+      costs: true,
+      quotas: true,
+      windows: 'rolling',
+    })
+  })
+
+  it('never admits more than a quota in one calendar window under rolling minute and hour', async () => {
+    await assertMatchesModel(() => memorySubject(undefined, 'rolling'), {
+      numRuns: 400,
+      tenants: 1,
+      tiers: { min: 1, max: 1 },
+      stepsBack: false,
+      checkBound: true,
+      maxSteps: 60,
+      costs: true,
+      quotas: true,
+      windows: 'rolling',
+    })
+  })
+})
+
 describe('the memory backend’s rolling windows against their model', () => {
   it('decides every random sequence as the model does, and each Retry-After is the true earliest admission', async () => {
     await assertMatchesModel(() => memorySubject(undefined, 'rolling'), {

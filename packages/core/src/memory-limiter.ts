@@ -1,5 +1,6 @@
 import { oneOf, positiveInteger } from './validate.js'
-import type { LimitDecision, LimiterBackend, WindowState } from './limiter.js'
+import { DAY_MS, monthWindowAt } from './calendar.js'
+import type { LimitDecision, LimiterBackend, WindowName, WindowState } from './limiter.js'
 import type { WindowLimits } from './tiers.js'
 import {
   countIn,
@@ -25,6 +26,17 @@ const HOUR_WIDTH_MS = HOUR_MS / ROLLING_SUBWINDOWS
 /** A tenant not counted yet: read, never written. */
 const EMPTY_STATE: RollingState = Object.freeze(newRollingState()) as RollingState
 
+/**
+ * A tenant's quota windows: the end and count of the UTC day and of the month last counted in
+ * (end 0: none yet). A window counted in lives until its end, even when the clock steps back.
+ */
+interface QuotaCounts {
+  dayEndMs: number
+  dayCount: number
+  monthEndMs: number
+  monthCount: number
+}
+
 /** One tenant's two fixed windows (start time and count of each), linked in the order tenants were last seen. */
 interface Windows {
   readonly key: string
@@ -34,6 +46,8 @@ interface Windows {
   hourCount: number
   /** With rolling windows: both of them, in sub-windows (24 numbers). */
   rolling: RollingState | null
+  /** Day and month: null until the tenant's limits set `perDay` or `perMonth`. */
+  quotas: QuotaCounts | null
   /** Seen before this one (toward the least recently seen), and after it. */
   older: Windows | null
   newer: Windows | null
@@ -53,6 +67,10 @@ export interface MemoryLimiterOptions {
    * `'fixed'` (default): each window starts at a tenant's first request and ends its
    * length later. `'rolling'`: no span of a window's length ever admits more than its
    * limit (see "How the limits count" in docs/limits.md); 24 numbers, about 240 bytes more per tenant.
+   *
+   * Day and month quotas (`perDay`, `perMonth`) count on calendar windows in UTC either way, in about
+   * 90 bytes more per tenant whose limits set one (none for the others). Like every count here they
+   * live in this process only: a restart forgets them, and each process counts its own.
    */
   readonly windows?: WindowKind
 }
@@ -64,14 +82,17 @@ export interface MemoryLimiterBackend extends LimiterBackend {
   /** What a request would be told now, without counting it; changes nothing. */
   peekSync(tenantKey: string, limits: WindowLimits): LimitDecision
   peek(tenantKey: string, limits: WindowLimits): Promise<LimitDecision>
-  /** Counts one event if both windows have room; returns 0, or how long until they do. Allocates nothing. */
+  /**
+   * Counts one event if every window (and quota the limits set) has room; returns 0, or how long
+   * until they all do. Allocates nothing but a tenant's first entry and quota counts.
+   */
   hitSync(key: string, limits: WindowLimits): number
   /** Takes back one event counted by `hitSync` (it turned out not to count). */
   unhitSync(key: string): void
   readonly trackedTenants: number
 }
 
-function state(window: 'minute' | 'hour', limit: number, count: number, resetMs: number): WindowState {
+function state(window: WindowName, limit: number, count: number, resetMs: number): WindowState {
   return {
     window,
     limit,
@@ -131,12 +152,132 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       hourStartMs: nowMs,
       hourCount: cost,
       rolling,
+      quotas: null,
       older: null,
       newer: null,
     }
     tenants.set(tenantKey, windows)
     append(windows)
     return windows
+  }
+
+  // The quota windows as the decision at hand sees them (`quotaWait` fills it): one object, reused.
+  const seen: QuotaCounts = { dayEndMs: 0, dayCount: 0, monthEndMs: 0, monthCount: 0 }
+
+  /**
+   * Reads the quota windows the limits set into `seen` (one past its end is the calendar window
+   * that holds the clock, counting 0) and returns the wait until each has room for `cost`: 0 when all have.
+   */
+  function quotaWait(quotas: QuotaCounts | null, limits: WindowLimits, nowMs: number, cost: number): number {
+    const { perDay, perMonth } = limits
+    let wait = 0
+    if (perDay !== undefined) {
+      if (quotas !== null && nowMs < quotas.dayEndMs) {
+        seen.dayEndMs = quotas.dayEndMs
+        seen.dayCount = quotas.dayCount
+      } else {
+        seen.dayEndMs = (Math.floor(nowMs / DAY_MS) + 1) * DAY_MS
+        seen.dayCount = 0
+      }
+      if (seen.dayCount + cost > perDay) wait = seen.dayEndMs - nowMs
+    }
+    if (perMonth !== undefined) {
+      if (quotas !== null && nowMs < quotas.monthEndMs) {
+        seen.monthEndMs = quotas.monthEndMs
+        seen.monthCount = quotas.monthCount
+      } else {
+        // Only when the month counted in has ended: the calendar is read once a month per tenant.
+        seen.monthEndMs = monthWindowAt(limits.monthStartDay ?? 1, nowMs).endMs
+        seen.monthCount = 0
+      }
+      if (seen.monthCount + cost > perMonth && seen.monthEndMs - nowMs > wait) wait = seen.monthEndMs - nowMs
+    }
+    return wait
+  }
+
+  /** Counts `cost` in the quotas the limits set, as `quotaWait` read them (admitted requests only). */
+  function countQuotas(windows: Windows, limits: WindowLimits, cost: number): void {
+    const quotas = (windows.quotas ??= { dayEndMs: 0, dayCount: 0, monthEndMs: 0, monthCount: 0 })
+    if (limits.perDay !== undefined) {
+      quotas.dayEndMs = seen.dayEndMs
+      quotas.dayCount = seen.dayCount += cost
+    }
+    if (limits.perMonth !== undefined) {
+      quotas.monthEndMs = seen.monthEndMs
+      quotas.monthCount = seen.monthCount += cost
+    }
+  }
+
+  /** The decision with the `day` and `month` the limits set (at least one), from `seen`: one object, no spread. */
+  function withQuotas(
+    admitted: boolean,
+    minute: WindowState,
+    hour: WindowState,
+    retryAfterMs: number,
+    limits: WindowLimits,
+    nowMs: number,
+  ): LimitDecision {
+    const { perDay, perMonth } = limits
+    if (perMonth === undefined) {
+      const day = state('day', perDay!, seen.dayCount, seen.dayEndMs - nowMs)
+      return { admitted, minute, hour, day, retryAfterMs }
+    }
+    const month = state('month', perMonth, seen.monthCount, seen.monthEndMs - nowMs)
+    if (perDay === undefined) return { admitted, minute, hour, month, retryAfterMs }
+    const day = state('day', perDay, seen.dayCount, seen.dayEndMs - nowMs)
+    return { admitted, minute, hour, day, month, retryAfterMs }
+  }
+
+  /**
+   * Fixed minute and hour with quotas: `consumeSync` (`count`) or `peekSync`, kept apart from the
+   * path of tenants without quotas so that one stays as it was.
+   */
+  function decideFixedQuotas(
+    tenantKey: string,
+    limits: WindowLimits,
+    cost: number,
+    count: boolean,
+    nowMs: number,
+  ): LimitDecision {
+    let windows = tenants.get(tenantKey)
+    const minuteLive = windows !== undefined && nowMs < windows.minuteStartMs + MINUTE_MS
+    const hourLive = windows !== undefined && nowMs < windows.hourStartMs + HOUR_MS
+    let minuteCount = minuteLive ? windows!.minuteCount : 0
+    let hourCount = hourLive ? windows!.hourCount : 0
+    const quotaMs = quotaWait(windows?.quotas ?? null, limits, nowMs, cost)
+    const admitted = minuteCount + cost <= limits.perMinute && hourCount + cost <= limits.perHour && quotaMs === 0
+    if (count && windows !== undefined && windows !== newest) {
+      unlink(windows)
+      append(windows)
+    }
+    const counted = count && admitted
+    if (counted) {
+      if (windows === undefined) windows = add(tenantKey, nowMs, 0)
+      if (!minuteLive) windows.minuteStartMs = nowMs
+      if (!hourLive) windows.hourStartMs = nowMs
+      windows.minuteCount = minuteCount += cost
+      windows.hourCount = hourCount += cost
+      countQuotas(windows, limits, cost)
+    }
+    const minute = state(
+      'minute',
+      limits.perMinute,
+      minuteCount,
+      minuteLive || counted ? windows!.minuteStartMs + MINUTE_MS - nowMs : MINUTE_MS,
+    )
+    const hour = state(
+      'hour',
+      limits.perHour,
+      hourCount,
+      hourLive || counted ? windows!.hourStartMs + HOUR_MS - nowMs : HOUR_MS,
+    )
+    let retryAfterMs = 0
+    if (!admitted) {
+      const minuteWait = minuteCount + cost > limits.perMinute ? minute.resetMs : 0
+      const hourWait = hourCount + cost > limits.perHour ? hour.resetMs : 0
+      retryAfterMs = Math.max(minuteWait, hourWait, quotaMs)
+    }
+    return withQuotas(admitted, minute, hour, retryAfterMs, limits, nowMs)
   }
 
   /**
@@ -166,7 +307,9 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       hourUsed + cost <= limits.perHour
         ? 0
         : waitMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, limits.perHour, cost)
-    const admitted = minuteWait === 0 && hourWait === 0
+    const quotas = limits.perDay !== undefined || limits.perMonth !== undefined
+    const quotaMs = quotas ? quotaWait(windows?.quotas ?? null, limits, nowMs, cost) : 0
+    const admitted = minuteWait === 0 && hourWait === 0 && quotaMs === 0
     if (count && windows !== undefined && windows !== newest) {
       unlink(windows)
       append(windows)
@@ -175,8 +318,9 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       windows ??= add(tenantKey, nowMs, 0)
       countIn(windows.rolling!, MINUTE_OFFSET, minuteIndex, cost)
       countIn(windows.rolling!, HOUR_OFFSET, hourIndex, cost)
+      if (quotas) countQuotas(windows, limits, cost)
       // What was just counted, in the current sub-windows, is the last to drop out.
-      return {
+      const decision: LimitDecision = {
         admitted,
         minute: state(
           'minute',
@@ -192,8 +336,9 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
         ),
         retryAfterMs: 0,
       }
+      return quotas ? withQuotas(admitted, decision.minute, decision.hour, 0, limits, nowMs) : decision
     }
-    return {
+    const decision: LimitDecision = {
       admitted,
       minute: state(
         'minute',
@@ -207,8 +352,11 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
         hourUsed,
         hourWait || fullResetMs(rolling, HOUR_OFFSET, hourIndex, nowMs, HOUR_WIDTH_MS, HOUR_MS),
       ),
-      retryAfterMs: admitted ? 0 : Math.max(minuteWait, hourWait),
+      retryAfterMs: admitted ? 0 : Math.max(minuteWait, hourWait, quotaMs),
     }
+    return quotas
+      ? withQuotas(admitted, decision.minute, decision.hour, decision.retryAfterMs, limits, nowMs)
+      : decision
   }
 
   /**
@@ -218,8 +366,12 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
    * of last sight. Returns the wait until both have room: 0 when admitted.
    */
   function count(windows: Windows | undefined, tenantKey: string, limits: WindowLimits, nowMs: number): number {
+    const quotas = limits.perDay !== undefined || limits.perMonth !== undefined
+    const quotaMs = quotas ? quotaWait(windows?.quotas ?? null, limits, nowMs, 1) : 0
     if (windows === undefined) {
-      add(tenantKey, nowMs, 1)
+      if (quotaMs > 0) return quotaMs
+      const added = add(tenantKey, nowMs, 1)
+      if (quotas) countQuotas(added, limits, 1)
       return 0
     }
     if (windows !== newest) {
@@ -230,16 +382,17 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     const hourLive = nowMs < windows.hourStartMs + HOUR_MS
     const minuteCount = minuteLive ? windows.minuteCount : 0
     const hourCount = hourLive ? windows.hourCount : 0
-    if (minuteCount < limits.perMinute && hourCount < limits.perHour) {
+    if (minuteCount < limits.perMinute && hourCount < limits.perHour && quotaMs === 0) {
       if (!minuteLive) windows.minuteStartMs = nowMs
       if (!hourLive) windows.hourStartMs = nowMs
       windows.minuteCount = minuteCount + 1
       windows.hourCount = hourCount + 1
+      if (quotas) countQuotas(windows, limits, 1)
       return 0
     }
     const minuteWait = minuteCount >= limits.perMinute ? Math.max(1, windows.minuteStartMs + MINUTE_MS - nowMs) : 0
     const hourWait = hourCount >= limits.perHour ? Math.max(1, windows.hourStartMs + HOUR_MS - nowMs) : 0
-    return minuteWait > hourWait ? minuteWait : hourWait
+    return Math.max(minuteWait, hourWait, quotaMs)
   }
 
   /** What a request would be told now, from the windows as they stand. */
@@ -269,6 +422,8 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   // taken from both windows or none; a cost above a window's limit is always refused.
   function consumeSync(tenantKey: string, limits: WindowLimits, cost = 1, nowMs = now()): LimitDecision {
     if (windowKind === 'rolling') return decideRolling(tenantKey, limits, cost, true, nowMs)
+    if (limits.perDay !== undefined || limits.perMonth !== undefined)
+      return decideFixedQuotas(tenantKey, limits, cost, true, nowMs)
     const windows = tenants.get(tenantKey)
     if (windows === undefined && cost <= limits.perMinute && cost <= limits.perHour) {
       add(tenantKey, nowMs, cost)
@@ -316,7 +471,9 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   const peekSync = (tenantKey: string, limits: WindowLimits): LimitDecision =>
     windowKind === 'rolling'
       ? decideRolling(tenantKey, limits, 1, false)
-      : peekAt(tenants.get(tenantKey), limits, now())
+      : limits.perDay !== undefined || limits.perMonth !== undefined
+        ? decideFixedQuotas(tenantKey, limits, 1, false, now())
+        : peekAt(tenants.get(tenantKey), limits, now())
   return {
     inProcess: true,
     windows: windowKind,
@@ -328,6 +485,9 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       if (windows === undefined) return
       if (windows.minuteCount > 0) windows.minuteCount--
       if (windows.hourCount > 0) windows.hourCount--
+      const { quotas } = windows
+      if (quotas !== null && quotas.dayCount > 0) quotas.dayCount--
+      if (quotas !== null && quotas.monthCount > 0) quotas.monthCount--
     },
     consume: (tenantKey, limits, cost) => Promise.resolve(consumeSync(tenantKey, limits, cost)),
     peek: (tenantKey, limits) => Promise.resolve(peekSync(tenantKey, limits)),

@@ -9,7 +9,7 @@ import type { LimiterBackend } from './limiter.js'
 import { WINDOW_KINDS, type WindowKind } from './memory-limiter.js'
 import type { MetricsSettings } from './metrics.js'
 import { PREFLIGHT_MODES, type PreflightMode } from './preflight.js'
-import type { RateLimiterFactory } from './rate-limiter-flexible.js'
+import { QUOTAS_NEED_ANOTHER_BACKEND, type RateLimiterFactory } from './rate-limiter-flexible.js'
 import { resolveTierTable, type TierLimits, type TierTable } from './tiers.js'
 import {
   booleanOption,
@@ -452,6 +452,17 @@ function failedAuthOption(options: Record<string, unknown>): ResolvedOptions['fa
   })
 }
 
+/** rate-limiter-flexible counts windows of a fixed length from a first request: no calendar day or month. */
+function refuseQuotasForFactory(tiers: TierTable): void {
+  for (const [tier, limits] of Object.entries(tiers)) {
+    if (limits === 'custom') continue
+    for (const quota of ['perDay', 'perMonth'] as const) {
+      if (limits[quota] !== undefined)
+        throw new SaikuConfigError(`tiers.${tier}.${quota}`, QUOTAS_NEED_ANOTHER_BACKEND, limits[quota])
+    }
+  }
+}
+
 function limiterOption(options: Record<string, unknown>): { limiter: ResolvedOptions['limiter']; windows: WindowKind } {
   const given = group(options, 'limiter')
   const defaults = DEFAULTS.limiter
@@ -545,6 +556,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     throw new SaikuConfigError('jwt', 'JWT verifier options or a KeyVerifier', jwt)
 
   const tiers = resolveTierTable(options.tiers)
+  if (limiter.factory !== undefined) refuseQuotasForFactory(tiers)
   return Object.freeze({
     realm,
     tiers,

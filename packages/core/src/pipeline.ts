@@ -14,7 +14,7 @@ import { isPreflight, PASSED_PREFLIGHT } from './preflight.js'
 import { costExceedsLimitMessage, rateLimitedMessage, type Refusals } from './refusals.js'
 import { requestCost, type CostProblem } from './request-cost.js'
 import { routePath } from './route-path.js'
-import { hasActiveSubscription, type CachedTenant, type TenantLoader } from './tenants.js'
+import { hasActiveSubscription, policyAt, type CachedTenant, type TenantLoader } from './tenants.js'
 import type { WindowLimits } from './tiers.js'
 import { callHook, type HookAnswer } from './user-hooks.js'
 import type { KeyVerifier, VerificationFailure, VerifiedCredential, VerifyResult } from './verifier.js'
@@ -207,7 +207,7 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     const headers: HeaderMap = {}
     // Admitted whatever the counts say: a spent window still admits what costs nothing.
     const rateLimit = seen === null ? null : { ...seen, admitted: true, retryAfterMs: 0 }
-    if (rateLimit !== null) addRateLimitHeaders(headers, headerMode, at.tenant.policy, rateLimit)
+    if (rateLimit !== null) addRateLimitHeaders(headers, headerMode, policyAt(at.tenant, at.nowMs), rateLimit)
     return admit(at, 'admitted_free', rateLimit, headers, marks.uncounted)
   }
 
@@ -238,7 +238,7 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
   function finish(at: Admission, rateLimit: LimitDecision | null, cost: number): AuthDecision {
     if (rateLimit === null) return admit(at, 'admitted_without_limits', null, {}, marks.uncounted)
     const headers: HeaderMap = {}
-    const { policy } = at.tenant
+    const policy = policyAt(at.tenant, at.nowMs)
     if (at.tenant.reportOnlyLimits) {
       // Counted as usual (a would-be refusal counts nothing), reported, admitted; no Retry-After.
       // The fields an enforcing run would send, `X-RateLimit-Reset` naming the window short of this cost.
@@ -251,7 +251,7 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     addRateLimitHeaders(headers, headerMode, policy, rateLimit, cost)
     if (rateLimit.admitted) return admit(at, 'admitted', rateLimit, headers, marks.counted)
     headers['retry-after'] = String(retryAfterSeconds(rateLimit))
-    const message = rateLimitedMessage(rateLimit, cost)
+    const message = rateLimitedMessage(rateLimit, cost, at.nowMs)
     return refusals.refuse(at.request, 'rate_limited', 'rate_limited', at.credential, message, headers)
   }
 

@@ -40,6 +40,21 @@ const COUNT_ONLY_POINTS = Number.MAX_SAFE_INTEGER
 const MINUTE_MS = 60_000
 const HOUR_MS = 3_600_000
 
+/** What the options and this backend answer limits with a quota: rate-limiter-flexible has no calendar windows. */
+export const QUOTAS_NEED_ANOTHER_BACKEND =
+  'no perDay or perMonth with limiter.factory (rate-limiter-flexible counts windows from a first request, not calendar days and months; quotas need the memory backend or @saiku/redis)'
+
+/** A tenant's own limits with a quota reach this backend only at request time: a limiter failure, never a skipped quota. */
+function quotasRefused(limits: WindowLimits): Promise<never> | null {
+  if (limits.perDay === undefined && limits.perMonth === undefined) return null
+  return Promise.reject(
+    new SaikuStoreError(
+      'limiter',
+      `the rate-limiter-flexible backend cannot count quotas: limits set ${limits.perDay === undefined ? 'perMonth' : 'perDay'}; use the memory backend or @saiku/redis`,
+    ),
+  )
+}
+
 // Loaded on first use, not on import: it brings some forty backend classes that
 // only a `limiter.factory` user (who loads it anyway) or this backend needs.
 let rateLimiterFlexible: typeof import('rate-limiter-flexible') | undefined
@@ -195,6 +210,8 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
   let pending = 0
 
   function consume(tenantKey: string, limits: WindowLimits, cost = 1): Promise<LimitDecision> {
+    const refused = quotasRefused(limits)
+    if (refused !== null) return refused
     if (pending >= maxPendingCalls) {
       return Promise.reject(new SaikuStoreError('limiter', `${pending} rate limiter calls already pending`))
     }
@@ -217,6 +234,6 @@ export function createRateLimiterBackend(options: RateLimiterBackendOptions = {}
   return {
     inProcess: options.factory === undefined,
     consume,
-    peek: (tenantKey, limits) => peek(tenantKey, limits),
+    peek: (tenantKey, limits) => quotasRefused(limits) ?? peek(tenantKey, limits),
   }
 }

@@ -203,8 +203,18 @@ export function tooManyFailuresMessage(retryAfter: number): string {
 }
 
 /** The 429 of a spent window: what it allows, what this request costs, when to come back. */
-export function rateLimitedMessage(rateLimit: LimitDecision, cost: number): string {
+export function rateLimitedMessage(rateLimit: LimitDecision, cost: number, nowMs = Date.now()): string {
   const binding = bindingWindow(rateLimit, cost)
+  if (binding.window === 'day' || binding.window === 'month') {
+    // A quota resets at a calendar instant, a whole second: say which, in UTC (rounded, as a
+    // backend on another clock tells the wait from its own reading).
+    const resetsAt = new Date(Math.round((nowMs + binding.resetMs) / 1000) * 1000)
+      .toISOString()
+      .replace(/\.\d{3}Z$/, 'Z')
+    const quota = `${binding.window === 'day' ? 'Daily' : 'Monthly'} quota of ${binding.limit} requests`
+    const spent = cost === 1 ? `${quota} used` : `${quota}: this request costs ${cost}; ${binding.remaining} left`
+    return `${spent}; it resets at ${resetsAt}.`
+  }
   const costs = cost === 1 ? '' : ` This request costs ${cost}; ${binding.remaining} left.`
   return `Rate limit exceeded: ${binding.limit} requests per ${binding.window}.${costs} Retry in ${retryAfterSeconds(rateLimit)} s.`
 }

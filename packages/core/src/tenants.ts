@@ -1,4 +1,5 @@
 import { LoadingCache } from './cache.js'
+import { monthStartDayOf, monthWindowAt } from './calendar.js'
 import type { TenantView } from './decision.js'
 import { asStoreError, SaikuConfigError } from './errors.js'
 import { rateLimitPolicy } from './http.js'
@@ -17,7 +18,13 @@ export interface CachedTenant {
   /** Null when the tier table cannot serve this tenant: `limitsError` says why. */
   readonly limits: WindowLimits | null
   readonly limitsError: SaikuConfigError | null
-  readonly policy: string
+  /**
+   * `RateLimit-Policy`: with a `perMonth` quota it holds the month window's length, so it is
+   * rebuilt by {@link policyAt} for the window from `policyFromMs` to `policyUntilMs`.
+   */
+  policy: string
+  policyFromMs: number
+  policyUntilMs: number
   /** `reportOnly.limits` chose this tenant, by tier or ID. */
   readonly reportOnlyLimits: boolean
 }
@@ -26,7 +33,7 @@ function toCachedTenant(tenant: TenantRecord, options: ResolvedOptions): CachedT
   let limits: WindowLimits | null = null
   let limitsError: SaikuConfigError | null = null
   try {
-    limits = limitsForTenant(options.tiers, tenant)
+    limits = withMonthStart(limitsForTenant(options.tiers, tenant), tenant)
   } catch (error) {
     if (!(error instanceof SaikuConfigError)) throw error
     limitsError = error
@@ -43,9 +50,42 @@ function toCachedTenant(tenant: TenantRecord, options: ResolvedOptions): CachedT
     trialEndsAtMs: trialEndsAt == null ? Infinity : new Date(trialEndsAt).getTime(),
     limits,
     limitsError,
-    policy: limits === null ? '' : rateLimitPolicy(limits),
+    policy: limits === null || limits.perMonth !== undefined ? '' : rateLimitPolicy(limits),
+    // A month's policy is built at the first request that needs it (its window is not known before).
+    policyFromMs: limits?.perMonth === undefined ? -Infinity : 0,
+    policyUntilMs: limits?.perMonth === undefined ? Infinity : 0,
     reportOnlyLimits: options.reportOnly.limits(tenant.tier, tenant.tenantId),
   }
+}
+
+/**
+ * The limits with the day their month starts, from the subscription's billing anchor, when
+ * they set `perMonth`: so a new anchor, like a new tier, applies when the tenant is next loaded.
+ */
+function withMonthStart(limits: WindowLimits, tenant: TenantRecord): WindowLimits {
+  if (limits.perMonth === undefined) return limits
+  const anchor = tenant.subscription.billingAnchor
+  // A store may hand back a date as a string or a number, as it may trialEndsAt.
+  const anchorDate = anchor == null ? null : new Date(anchor)
+  if (anchorDate !== null && !Number.isFinite(anchorDate.getTime())) {
+    throw new SaikuConfigError(
+      `tenants[${JSON.stringify(tenant.tenantSlug)}].subscription.billingAnchor`,
+      'a valid Date or null',
+      anchor,
+    )
+  }
+  return Object.freeze({ ...limits, monthStartDay: monthStartDayOf(anchorDate) })
+}
+
+/** The tenant's `RateLimit-Policy` at `nowMs`: with a month quota, for the month window that holds it. */
+export function policyAt(tenant: CachedTenant, nowMs: number): string {
+  if (nowMs >= tenant.policyFromMs && nowMs < tenant.policyUntilMs) return tenant.policy
+  const limits = tenant.limits!
+  const month = monthWindowAt(limits.monthStartDay ?? 1, nowMs)
+  tenant.policy = rateLimitPolicy(limits, month.endMs - month.startMs)
+  tenant.policyFromMs = month.startMs
+  tenant.policyUntilMs = month.endMs
+  return tenant.policy
 }
 
 export function hasActiveSubscription(tenant: CachedTenant, nowMs: number): boolean {

@@ -1,5 +1,5 @@
 import type { Router } from 'express'
-import type { TenantUsage } from '@saiku/core'
+import type { TenantUsage, WindowUsage } from '@saiku/core'
 import type { DashboardContext } from '../shared/context.js'
 import { keyRows } from '../shared/render.js'
 
@@ -22,8 +22,11 @@ export function registerUsage(router: Router, ctx: DashboardContext): void {
       const byLastUse = (await keys.list(tenant.tenantId)).sort(
         (a, b) => (b.lastUsedAt?.getTime() ?? 0) - (a.lastUsedAt?.getTime() ?? 0),
       )
-      // The quotas' resets are shown as a time: when the counts were read plus their wait.
-      render(res, 200, 'usage', { title: 'Usage', usage, unavailable, readAtMs: Date.now(), keys: keyRows(byLastUse) })
+      // A quota resets at a calendar instant (a whole minute in UTC): its date, not a countdown.
+      const readAt = Date.now()
+      const resetsAt = (w: WindowUsage): string =>
+        new Date(Math.round((readAt + w.resetSeconds * 1000) / 60_000) * 60_000).toISOString()
+      render(res, 200, 'usage', { title: 'Usage', usage, unavailable, resetsAt, keys: keyRows(byLastUse) })
     })().catch(next)
   })
 }
