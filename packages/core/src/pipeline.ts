@@ -13,11 +13,13 @@ import type { ResolvedOptions } from './options.js'
 import { isPreflight, PASSED_PREFLIGHT } from './preflight.js'
 import { costExceedsLimitMessage, rateLimitedMessage, type Refusals } from './refusals.js'
 import { requestCost, type CostProblem } from './request-cost.js'
-import { routePath } from './route-path.js'
+import { requestIp, routePath } from './route-path.js'
 import { hasActiveSubscription, type CachedTenant, type TenantLoader } from './tenants.js'
 import type { WindowLimits } from './tiers.js'
 import { callHook, type HookAnswer } from './user-hooks.js'
 import type { KeyVerifier, VerificationFailure, VerifiedCredential, VerifyResult } from './verifier.js'
+
+const ADDRESS_NOT_ALLOWED_MESSAGE = 'This API key cannot be used from this address.'
 
 /** Failures that say the key itself no longer works (as opposed to a wrong secret anyone can send for its key ID). */
 function withdrawn(reason: VerificationFailure): boolean {
@@ -51,7 +53,7 @@ interface Admission {
 }
 
 /**
- * The decision, in stages: credentials → verify (401) → tenant → subscription (402)
+ * The decision, in stages: credentials → verify (401) → address (403) → tenant → subscription (402)
  * → count (429) → finish. Each stage returns at once when it has nothing to await.
  */
 export function createPipeline(parts: PipelineParts): (request: AuthRequest) => Outcome {
@@ -114,6 +116,9 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     }
     lookup?.verified()
     const { credential } = verified
+    // The secret was right: a refused address spends neither the client's failure budget nor the tenant's limits.
+    if (credential.allowlist !== undefined && !credential.allowlist.allows(requestIp(request)))
+      return refusals.refuse(request, 'forbidden', 'address_not_allowed', credential, ADDRESS_NOT_ALLOWED_MESSAGE)
     const nowMs = readMs ?? now()
     const tenant = tenants.cached(credential.tenantId, nowMs)
     if (tenant !== undefined) return tenantStage(request, credential, tenant, nowMs)
