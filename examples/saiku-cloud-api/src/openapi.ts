@@ -164,6 +164,7 @@ export const openApiDocument = {
           '402': paymentRequired,
           '400': common['400'],
           '401': common['401'],
+          '403': common['403'],
           '500': common['500'],
           '503': common['503'],
         },
