@@ -135,6 +135,20 @@ describe('a key with allowed addresses', () => {
     auth.close()
   })
 
+  it('is reported and let through under report-only authentication, like the 401s', async () => {
+    const { auth, events } = setup({ reportOnly: { authentication: true } })
+    const { key, keyId } = await auth.keys.create('t-acme', { label: 'office', allowedAddresses: ['203.0.113.0/24'] })
+    const decision = await auth.authenticate(request(key, '198.51.100.4'))
+    expect(decision).toMatchObject({
+      ok: false,
+      status: 403,
+      unverified: { status: 403, code: 'forbidden', reason: 'address_not_allowed' },
+    })
+    expect(events.at(-1)).toMatchObject({ status: 403, reason: 'address_not_allowed', keyId, enforced: false })
+    expect((await auth.usage('t-acme'))?.minute?.used).toBe(0)
+    auth.close()
+  })
+
   it('admits an IPv4-mapped IPv6 client of an allowed IPv4 range, and refuses an unknown address', async () => {
     const { auth } = setup()
     const { key } = await auth.keys.create('t-acme', { label: 'office', allowedAddresses: ['10.1.0.0/16'] })

@@ -19,8 +19,6 @@ import type { WindowLimits } from './tiers.js'
 import { callHook, type HookAnswer } from './user-hooks.js'
 import type { KeyVerifier, VerificationFailure, VerifiedCredential, VerifyResult } from './verifier.js'
 
-const ADDRESS_NOT_ALLOWED_MESSAGE = 'This API key cannot be used from this address.'
-
 /** Failures that say the key itself no longer works (as opposed to a wrong secret anyone can send for its key ID). */
 function withdrawn(reason: VerificationFailure): boolean {
   return reason === 'revoked' || reason === 'expired' || reason === 'unknown_key'
@@ -118,7 +116,7 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     const { credential } = verified
     // The secret was right: a refused address spends neither the client's failure budget nor the tenant's limits.
     if (credential.allowlist !== undefined && !credential.allowlist.allows(requestIp(request)))
-      return refusals.refuse(request, 'forbidden', 'address_not_allowed', credential, ADDRESS_NOT_ALLOWED_MESSAGE)
+      return refusals.addressNotAllowed(request, credential)
     const nowMs = readMs ?? now()
     const tenant = tenants.cached(credential.tenantId, nowMs)
     if (tenant !== undefined) return tenantStage(request, credential, tenant, nowMs)
