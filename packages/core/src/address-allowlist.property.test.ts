@@ -21,38 +21,52 @@ const fromValue6 = (value: bigint): number[] =>
 describe('compileAllowlist against a reference model', () => {
   it('admits an IPv4 client exactly when its first prefix bits are the range’s, also when written IPv4-mapped', () => {
     fc.assert(
-      fc.property(ipv4, fc.integer({ min: 0, max: 32 }), ipv4, fc.boolean(), (base, prefix, client, near) => {
-        const range = network(v4Value(base), prefix, 32)
-        // Half the clients inside or at the edge of the range, so both answers are common.
-        const clientValue = near ? range | (v4Value(client) & ((1n << BigInt(32 - prefix)) - 1n)) : v4Value(client)
-        const entry = `${v4Text(fromValue4(range))}/${prefix}`
-        expect(allowedAddressesProblem([entry])).toBeNull()
-        const expected = network(clientValue, prefix, 32) === range
-        const list = compileAllowlist([entry])!
-        const text = v4Text(fromValue4(clientValue))
-        expect(list.allows(text)).toBe(expected)
-        expect(list.allows(`::ffff:${text}`)).toBe(expected)
-        // An IPv4 range never admits an IPv6 client that is not IPv4-mapped.
-        expect(list.allows(`2001:db8::${text}`)).toBe(false)
-      }),
+      fc.property(
+        ipv4,
+        fc.integer({ min: 0, max: 32 }),
+        ipv4,
+        fc.integer({ min: -1, max: 31 }),
+        (base, prefix, client, flip) => {
+          const range = network(v4Value(base), prefix, 32)
+          // A client inside the range, with one bit flipped (-1: none): near misses at every bit, inside and past the prefix.
+          const inside = range | (v4Value(client) & ((1n << BigInt(32 - prefix)) - 1n))
+          const clientValue = flip === -1 ? inside : inside ^ (1n << BigInt(flip))
+          const entry = `${v4Text(fromValue4(range))}/${prefix}`
+          expect(allowedAddressesProblem([entry])).toBeNull()
+          const expected = network(clientValue, prefix, 32) === range
+          const list = compileAllowlist([entry])!
+          const text = v4Text(fromValue4(clientValue))
+          expect(list.allows(text)).toBe(expected)
+          expect(list.allows(`::ffff:${text}`)).toBe(expected)
+          // An IPv4 range never admits an IPv6 client that is not IPv4-mapped.
+          expect(list.allows(`2001:db8::${text}`)).toBe(false)
+        },
+      ),
     )
   })
 
   it('admits an IPv6 client exactly when its first prefix bits are the range’s', () => {
     fc.assert(
-      fc.property(ipv6, fc.integer({ min: 0, max: 128 }), ipv6, fc.boolean(), (base, prefix, client, near) => {
-        const range = network(v6Value(base), prefix, 128)
-        const clientValue = near ? range | (v6Value(client) & ((1n << BigInt(128 - prefix)) - 1n)) : v6Value(client)
-        const groups = fromValue6(range)
-        // IPv4-mapped ranges are written as IPv4: not drawn here.
-        fc.pre(!(groups.slice(0, 5).every((group) => group === 0) && groups[5] === 0xffff))
-        const entry = `${v6Text(groups)}/${prefix}`
-        expect(allowedAddressesProblem([entry])).toBeNull()
-        const clientGroups = fromValue6(clientValue)
-        const mapped = clientGroups.slice(0, 5).every((group) => group === 0) && clientGroups[5] === 0xffff
-        const expected = !mapped && network(clientValue, prefix, 128) === range
-        expect(compileAllowlist([entry])!.allows(v6Text(clientGroups))).toBe(expected)
-      }),
+      fc.property(
+        ipv6,
+        fc.integer({ min: 0, max: 128 }),
+        ipv6,
+        fc.integer({ min: -1, max: 127 }),
+        (base, prefix, client, flip) => {
+          const range = network(v6Value(base), prefix, 128)
+          const inside = range | (v6Value(client) & ((1n << BigInt(128 - prefix)) - 1n))
+          const clientValue = flip === -1 ? inside : inside ^ (1n << BigInt(flip))
+          const groups = fromValue6(range)
+          // IPv4-mapped ranges are written as IPv4: not drawn here.
+          fc.pre(!(groups.slice(0, 5).every((group) => group === 0) && groups[5] === 0xffff))
+          const entry = `${v6Text(groups)}/${prefix}`
+          expect(allowedAddressesProblem([entry])).toBeNull()
+          const clientGroups = fromValue6(clientValue)
+          const mapped = clientGroups.slice(0, 5).every((group) => group === 0) && clientGroups[5] === 0xffff
+          const expected = !mapped && network(clientValue, prefix, 128) === range
+          expect(compileAllowlist([entry])!.allows(v6Text(clientGroups))).toBe(expected)
+        },
+      ),
     )
   })
 
