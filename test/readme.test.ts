@@ -29,6 +29,7 @@ describe('README snippets', () => {
     ['docs/usage.md', 'examples/express-basic/src/app.ts'],
     ['docs/usage.md', 'examples/koa-basic/src/app.ts'],
     ['docs/usage.md', 'test/readme/keys.ts'],
+    ['docs/usage.md', 'test/readme/key-policy.ts'],
     ['packages/express/README.md', 'examples/express-basic/src/app.ts'],
     ['packages/koa/README.md', 'examples/koa-basic/src/app.ts'],
     ['packages/fastify/README.md', 'examples/fastify-basic/src/app.ts'],

@@ -58,6 +58,45 @@ export function describeClientAddresses(harness: AdapterHarness): void {
       expect((await from(app, mintApiKey().key, '198.51.100.8')).status).toBe(401)
     })
 
+    it('refuses a key from an address its allowlist leaves out with a 403 that spends no rate-limit or failure budget', async () => {
+      const app = start({ failedAuth: { perMinute: 2 } })
+      // An address this harness never connects from.
+      const elsewhere = await app.authenticator.keys.create(acme.tenantId, {
+        label: 'office',
+        allowedAddresses: ['198.51.100.0/24'],
+      })
+      for (let i = 0; i < 4; i++) {
+        const refused = await get(app, '/me/tenant', elsewhere.key)
+        expectJsonError(refused, 403, 'forbidden', 'This API key cannot be used from this address.')
+        expect(refused.headers['ratelimit']).toBeUndefined()
+        expect(refused.headers['retry-after']).toBeUndefined()
+      }
+      expect(c.fixtures.hits.tenant).toBe(0)
+      // The loopback the harness connects from (IPv4, or IPv4-mapped IPv6): admitted, the first request counted.
+      const local = await app.authenticator.keys.create(acme.tenantId, {
+        label: 'local',
+        allowedAddresses: ['127.0.0.1'],
+      })
+      const admitted = await get(app, '/me/tenant', local.key)
+      expect(admitted.status).toBe(200)
+      expect(admitted.headers['ratelimit']).toBe('"minute";r=59;t=60, "hour";r=999;t=3600')
+    })
+
+    it('matches an allowlist against the client address behind a trusted proxy', async () => {
+      const app = start({}, { trustProxy: true })
+      const { key } = await app.authenticator.keys.create(acme.tenantId, {
+        label: 'office',
+        allowedAddresses: ['198.51.100.0/24', '2001:db8::1'],
+      })
+      expect((await from(app, key, '198.51.100.7')).status).toBe(200)
+      expectJsonError(await from(app, key, '203.0.113.7'), 403, 'forbidden')
+      // The full IPv6 address, never the /64 the failure budget groups it in.
+      expect((await from(app, key, '2001:db8::1')).status).toBe(200)
+      expectJsonError(await from(app, key, '2001:db8::2'), 403, 'forbidden')
+      const counted = await from(app, key, '198.51.100.8')
+      expect(counted.headers['ratelimit']).toBe('"minute";r=57;t=60, "hour";r=997;t=3600')
+    })
+
     it('counts IPv4 hosts seen through NAT64 or an IPv4-compatible address each as its IPv4 address, not as one /64', async () => {
       const app = start({ failedAuth: { perMinute: 3 } }, { trustProxy: true })
       // 198.51.100.7 through NAT64's well-known prefix spends its budget...

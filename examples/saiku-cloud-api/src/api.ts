@@ -11,6 +11,7 @@ import {
   type TenantRecord,
 } from '@saiku/core'
 import { permissionsProblem } from '@saiku/core/store'
+import type { RotatedApiKey } from '@saiku/core'
 import { type TokenIssuer } from '@saiku/core/jwt'
 
 // Framework-neutral route logic: the Express app (app.ts) maps its requests onto these functions.
@@ -33,11 +34,19 @@ function keyView(key: ApiKeySummary) {
     createdAt: key.createdAt.toISOString(),
     expiresAt: key.expiresAt?.toISOString() ?? null,
     lastUsedAt: key.lastUsedAt?.toISOString() ?? null,
+    allowedAddresses: key.allowedAddresses ?? [],
   }
 }
 
 function createdKeyView(key: CreatedApiKey) {
   return { ...keyView(key), secret: key.key }
+}
+
+function rotatedKeyView(key: RotatedApiKey) {
+  return {
+    ...createdKeyView(key),
+    previousKey: { keyId: key.previousKey.keyId, expiresAt: key.previousKey.expiresAt?.toISOString() ?? null },
+  }
 }
 
 export async function listKeys(keys: KeyManager, principal: SaikuPrincipal): Promise<ApiResult> {
@@ -117,7 +126,12 @@ function requireApiKey(principal: SaikuPrincipal, action: string): void {
 
 export async function createKey(keys: KeyManager, principal: SaikuPrincipal, body: unknown): Promise<ApiResult> {
   requireApiKey(principal, 'mint API keys')
-  const { label, permissions, expiresAt } = bodyFields(body, ['label', 'permissions', 'expiresAt'])
+  const { label, permissions, expiresAt, allowedAddresses } = bodyFields(body, [
+    'label',
+    'permissions',
+    'expiresAt',
+    'allowedAddresses',
+  ])
   const granted = principal.credential.permissions
   let wanted: readonly string[] = granted
   if (permissions !== undefined) {
@@ -144,8 +158,69 @@ export async function createKey(keys: KeyManager, principal: SaikuPrincipal, bod
     permissions: wanted,
     environment: principal.credential.environment,
     expiresAt: expiry,
+    // Checked by the key manager: a 400 naming the entry.
+    allowedAddresses: (allowedAddresses ?? null) as readonly string[] | null,
   })
   return { status: 201, body: createdKeyView(created) }
+}
+
+/** PATCH /me/api-keys/:keyId: `{label?, allowedAddresses?}`, at least one; another tenant's key is a 404. */
+export async function updateKey(
+  keys: KeyManager,
+  principal: SaikuPrincipal,
+  keyId: string,
+  body: unknown,
+): Promise<ApiResult> {
+  requireApiKey(principal, 'change API keys')
+  const fields = bodyFields(body, ['label', 'allowedAddresses'])
+  if (fields.label === undefined && fields.allowedAddresses === undefined)
+    throw invalid('Expected a JSON object with label, allowedAddresses (at least one).')
+  if (!isKeyId(keyId)) throw new SaikuHttpError('not_found')
+  const updated = await keys.update(principal.tenant.tenantId, keyId, {
+    ...(fields.label === undefined ? {} : { label: fields.label as string }),
+    ...(fields.allowedAddresses === undefined
+      ? {}
+      : { allowedAddresses: fields.allowedAddresses as readonly string[] | null }),
+  })
+  if (updated === null) throw new SaikuHttpError('not_found')
+  return { status: 200, body: keyView(updated) }
+}
+
+/**
+ * POST /me/api-keys/:keyId/rotate: `{graceSeconds}` (0 to 2592000), required, so that no old key is left
+ * working by omission. The successor is minted only for a key the caller could have minted itself:
+ * no more permissions, no later expiry, the same environment.
+ */
+export async function rotateKey(
+  keys: KeyManager,
+  principal: SaikuPrincipal,
+  keyId: string,
+  body: unknown,
+): Promise<ApiResult> {
+  requireApiKey(principal, 'rotate API keys')
+  const { graceSeconds } = bodyFields(body, ['graceSeconds'])
+  if (graceSeconds === undefined)
+    throw invalid('graceSeconds is required: how long the old key keeps working, from 0 to 2592000 seconds.')
+  if (!isKeyId(keyId)) throw new SaikuHttpError('not_found')
+  const old = (await keys.list(principal.tenant.tenantId)).find((key) => key.keyId === keyId)
+  if (old === undefined) throw new SaikuHttpError('not_found')
+  const beyond = old.permissions.filter((permission) => !hasPermission(principal, permission))
+  if (beyond.length > 0)
+    throw new SaikuHttpError(
+      'forbidden',
+      `A key cannot rotate a key that holds more than it does: ${beyond.join(', ')}.`,
+    )
+  const ceiling = principal.credential.expiresAt
+  if (ceiling !== null && (old.expiresAt === null || old.expiresAt > ceiling))
+    throw new SaikuHttpError('forbidden', 'A key cannot rotate a key that outlives it.')
+  if (old.environment !== principal.credential.environment)
+    throw new SaikuHttpError(
+      'forbidden',
+      `A ${principal.credential.environment} key cannot rotate a ${old.environment} key.`,
+    )
+  const rotated = await keys.rotate(principal.tenant.tenantId, keyId, { graceSeconds: graceSeconds as number })
+  if (rotated === null) throw new SaikuHttpError('not_found')
+  return { status: 201, body: rotatedKeyView(rotated) }
 }
 
 /** DELETE /me/api-keys/:keyId: another tenant's key answers exactly like a missing one. */

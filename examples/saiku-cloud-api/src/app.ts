@@ -18,7 +18,9 @@ import {
   getBilling,
   listKeys,
   revokeKey,
+  rotateKey,
   startTrial,
+  updateKey,
   type ApiResult,
 } from './api.js'
 import type { TokenSetup } from './tokens.js'
@@ -57,6 +59,27 @@ export interface AppOptions {
 }
 
 /** Sends an ApiResult; errors go to the error handler as the JSON body. */
+/**
+ * Whether an event of this key is the first in `intervalMs`: at most one Activity line per key per
+ * interval, in at most `maxKeys` entries (the oldest go first), so a flood of keys cannot grow it.
+ */
+export function createOncePerKey(
+  intervalMs: number,
+  maxKeys: number,
+): { first(keyId: string, nowMs: number): boolean } {
+  const last = new Map<string, number>()
+  return {
+    first(keyId, nowMs) {
+      const seen = last.get(keyId)
+      if (seen !== undefined && nowMs - seen < intervalMs && nowMs >= seen) return false
+      last.delete(keyId)
+      if (last.size >= maxKeys) last.delete(last.keys().next().value!)
+      last.set(keyId, nowMs)
+      return true
+    },
+  }
+}
+
 function route(handler: (req: Request) => Promise<ApiResult>): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
     handler(req).then((result) => {
@@ -169,6 +192,9 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
       .all(methodNotAllowed(['GET']))
   }
 
+  // The Activity log of what API keys do, when there is a dashboard; a refused address is recorded through it too.
+  const audit = options.dashboard === undefined ? undefined : recordApiAction(options.dashboard.store, logger)
+  const addressRefusals = createOncePerKey(60_000, 10_000)
   const authOptions: SaikuOptions = {
     subscription: { exemptPaths: ['/me/billing'] },
     cost: routeCost,
@@ -179,6 +205,16 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     ...(options.meterProvider === undefined ? {} : { metrics: { meterProvider: options.meterProvider } }),
     onDecision: (event) => {
       if (event.status >= 400) refusals.record(event)
+      if (event.reason === 'address_not_allowed' && event.keyId !== null && event.tenantId !== null) {
+        if (addressRefusals.first(event.keyId, Date.now()))
+          audit?.({
+            tenantId: event.tenantId,
+            keyId: event.keyId,
+            action: 'key.address_refused',
+            target: event.keyId,
+            ip: event.ip,
+          })
+      }
     },
     onError: (error) => logger.error({ msg: 'store failure', err: { name: error.name, message: error.message } }),
   }
@@ -199,7 +235,6 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
       }),
     )
   }
-  const audit = dashboard === undefined ? undefined : recordApiAction(dashboard.store, logger)
   /** Records a successful API action in the Activity log. */
   const recorded =
     (
@@ -270,7 +305,33 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
         ),
       ),
     )
-    .all(methodNotAllowed(['DELETE']))
+    .patch(
+      requirePermission('keys:write'),
+      jsonBody,
+      route(
+        recorded(
+          'key.updated',
+          (req) => String(req.params.keyId),
+          (req) => updateKey(keys, req.saiku!, String(req.params.keyId), req.body),
+        ),
+      ),
+    )
+    .all(methodNotAllowed(['PATCH', 'DELETE']))
+  app
+    .route('/me/api-keys/:keyId/rotate')
+    .post(
+      requirePermission('keys:write'),
+      jsonBody,
+      route(
+        recorded(
+          'key.rotated',
+          // Both keys: the one replaced, then its successor.
+          (req, result) => `${String(req.params.keyId)} → ${(result.body as { keyId: string }).keyId}`,
+          (req) => rotateKey(keys, req.saiku!, String(req.params.keyId), req.body),
+        ),
+      ),
+    )
+    .all(methodNotAllowed(['POST']))
   app
     .route('/me/billing')
     .get(route((req) => getBilling(store, req.saiku!)))

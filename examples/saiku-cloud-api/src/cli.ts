@@ -9,7 +9,7 @@ import {
   SaikuNotFoundError,
   type TenantAdminStore,
 } from '@saiku/core'
-import { labelProblem } from '@saiku/core/store'
+import { allowedAddressesProblem, labelProblem } from '@saiku/core/store'
 import { parseRfc3339, PERMISSIONS } from './api.js'
 import { ConfigError, readConfig } from './config.js'
 import { createLimiter } from './limits.js'
@@ -45,6 +45,12 @@ export const USAGE = `Usage: saiku <command> [options]
               [--subscription none|trial|active]
   tenants list
   keys create --tenant SLUG --label LABEL [--permissions keys:read,keys:write,billing:write] [--test] [--expires-at 2030-01-31T12:00:00Z]
+              [--allow 203.0.113.0/24,2001:db8::/32]
+  keys update KEY_ID [--label LABEL] [--allow ADDRESS,... | --allow-any]
+                             --allow: the IPv4/IPv6 addresses and CIDR ranges the key works from (at most 32)
+  keys rotate KEY_ID --grace 0|SECONDS|1h|24h|7d
+                             a new key with the same label, permissions, environment, addresses and expiry;
+                             the old one keeps working for the grace (at most 30 days), then expires
   keys list --tenant SLUG
   keys revoke KEY_ID
   usage --tenant SLUG        what the tenant has used of each window, spending nothing
@@ -70,6 +76,35 @@ function integer(name: string, value: string | undefined): number | undefined {
   if (!/^[1-9]\d{0,15}$/.test(value))
     throw new UsageError(`--${name}: expected a positive integer, got ${JSON.stringify(value)}`)
   return Number(value)
+}
+
+/** `--allow`: comma-separated addresses and CIDR ranges, checked as the key manager checks them. */
+function allowList(value: string): string[] {
+  const listed = value.split(',').map((entry) => entry.trim())
+  if (listed.some((entry) => entry === ''))
+    throw new UsageError(
+      `--allow: expected a comma-separated list such as 203.0.113.0/24,2001:db8::/32, got ${JSON.stringify(value)}`,
+    )
+  const problem = allowedAddressesProblem(listed)
+  if (problem !== null) throw new UsageError(`--allow: ${problem}`)
+  return listed
+}
+
+const GRACE_UNITS: Record<string, number> = { s: 1, m: 60, h: 3_600, d: 86_400 }
+/** The longest grace a rotation gives the old key: 30 days. */
+const MAX_GRACE_SECONDS = 2_592_000
+
+/** `--grace`: whole seconds, or a number of s, m, h or d (`24h`, `7d`); 0 ends the old key at once. */
+function graceSeconds(value: string | undefined): number {
+  if (value === undefined)
+    throw new UsageError('--grace is required: how long the old key keeps working (0, 1h, 24h, 7d)')
+  const match = /^(0|[1-9]\d{0,7})([smhd]?)$/.exec(value)
+  const seconds = match === null ? NaN : Number(match[1]) * GRACE_UNITS[match[2] || 's']!
+  if (!(seconds <= MAX_GRACE_SECONDS))
+    throw new UsageError(
+      `--grace: expected seconds or a number of s, m, h or d (such as 3600, 24h or 7d), at most 30 days, got ${JSON.stringify(value)}`,
+    )
+  return seconds
 }
 
 function required(name: string, value: string | undefined): string {
@@ -122,6 +157,9 @@ async function run(argv: string[], out: Output): Promise<void> {
       permissions: { type: 'string' },
       test: { type: 'boolean', default: false },
       'expires-at': { type: 'string' },
+      allow: { type: 'string' },
+      'allow-any': { type: 'boolean', default: false },
+      grace: { type: 'string' },
     },
   })
   out.json = values.json
@@ -131,9 +169,51 @@ async function run(argv: string[], out: Output): Promise<void> {
     return
   }
   const command = `${group} ${action ?? ''}`.trim()
-  const known = ['tenants create', 'tenants set', 'tenants list', 'keys create', 'keys list', 'keys revoke', 'usage']
+  const known = [
+    'tenants create',
+    'tenants set',
+    'tenants list',
+    'keys create',
+    'keys list',
+    'keys revoke',
+    'keys update',
+    'keys rotate',
+    'usage',
+  ]
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}"`)
-  if (rest.length > (command === 'keys revoke' ? 1 : 0)) throw new UsageError(`unexpected argument "${rest.at(-1)}"`)
+  const takesKeyId = command === 'keys revoke' || command === 'keys update' || command === 'keys rotate'
+  if (rest.length > (takesKeyId ? 1 : 0)) throw new UsageError(`unexpected argument "${rest.at(-1)}"`)
+  // Options that only some commands take are refused elsewhere, never silently ignored.
+  if (
+    (values.allow !== undefined && command !== 'keys create' && command !== 'keys update') ||
+    (values['allow-any'] && command !== 'keys update')
+  )
+    throw new UsageError(`--${values.allow === undefined ? 'allow-any' : 'allow'}: not an option of ${command}`)
+  if (values.grace !== undefined && command !== 'keys rotate')
+    throw new UsageError(`--grace: not an option of ${command}`)
+  let keyId: string | undefined
+  if (takesKeyId) {
+    keyId = rest[0]
+    if (keyId === undefined) throw new UsageError(`${command} needs a KEY_ID`)
+    if (!isKeyId(keyId)) throw new UsageError(`${JSON.stringify(keyId)} is not a key ID (12 letters and digits)`)
+  }
+  const allowedAddresses = values.allow === undefined ? undefined : allowList(values.allow)
+  let update: { label?: string; allowedAddresses?: string[] | null } | undefined
+  if (command === 'keys update') {
+    if (values.allow !== undefined && values['allow-any'])
+      throw new UsageError('--allow and --allow-any exclude each other')
+    update = {
+      ...(values.label === undefined ? {} : { label: values.label }),
+      ...(allowedAddresses === undefined ? {} : { allowedAddresses }),
+      ...(values['allow-any'] ? { allowedAddresses: null } : {}),
+    }
+    if (Object.keys(update).length === 0) throw new UsageError('keys update needs --label, --allow or --allow-any')
+    if (update.label !== undefined) {
+      const problem = labelProblem(update.label)
+      if (problem !== null) throw new UsageError(`--label: ${problem}`)
+    }
+  }
+  const grace = command === 'keys rotate' ? graceSeconds(values.grace) : undefined
 
   // Arguments are checked before the store is opened: a bad one is a usage error (exit 2).
   if (command === 'tenants create' || command === 'tenants set') {
@@ -250,6 +330,7 @@ async function run(argv: string[], out: Output): Promise<void> {
           permissions,
           environment: values.test ? 'test' : 'live',
           expiresAt,
+          ...(allowedAddresses === undefined ? {} : { allowedAddresses }),
         })
         await recordCliActivity(store, tenant.tenantId, 'key.created', created.keyId)
         out.print(
@@ -266,7 +347,9 @@ async function run(argv: string[], out: Output): Promise<void> {
           listed
             .map(
               (k) =>
-                `${k.keyId}\t${displayLabel(k.label)}\t${k.permissions.join(',') || '-'}\tcreated ${k.createdAt.toISOString()}\tlast used ${k.lastUsedAt?.toISOString() ?? 'never'}`,
+                `${k.keyId}\t${displayLabel(k.label)}\t${k.permissions.join(',') || '-'}\tcreated ${k.createdAt.toISOString()}\tlast used ${k.lastUsedAt?.toISOString() ?? 'never'}` +
+                `\tfrom ${k.allowedAddresses?.join(',') || 'any address'}` +
+                (k.expiresAt === null ? '' : `\texpires ${k.expiresAt.toISOString()}`),
             )
             .join('\n') || `No keys for ${tenant.tenantSlug}.`,
           listed,
@@ -306,14 +389,40 @@ async function run(argv: string[], out: Output): Promise<void> {
         }
         return
       }
+      case 'keys update': {
+        const record = await store.findKey(keyId!)
+        const updated = record === null ? null : await keys.update(record.tenantId, keyId!, update!)
+        if (record === null || updated === null) throw new SaikuHttpError('not_found', `No live key ${keyId}.`)
+        await recordCliActivity(store, record.tenantId, 'key.updated', keyId!)
+        out.print(
+          `Updated key ${keyId} ${displayLabel(updated.label)}: works from ${updated.allowedAddresses?.join(', ') || 'any address'}.`,
+          updated,
+        )
+        return
+      }
+      case 'keys rotate': {
+        const record = await store.findKey(keyId!)
+        const rotated = record === null ? null : await keys.rotate(record.tenantId, keyId!, { graceSeconds: grace! })
+        if (record === null || rotated === null) throw new SaikuHttpError('not_found', `No live key ${keyId}.`)
+        await recordCliActivity(store, record.tenantId, 'key.rotated', `${keyId} → ${rotated.keyId}`)
+        const ends = rotated.previousKey.expiresAt
+        out.print(
+          `Rotated key ${keyId} into ${rotated.keyId} ${displayLabel(rotated.label)}; ${keyId} ${
+            ends === null
+              ? 'works until revoked'
+              : ends.getTime() <= Date.now()
+                ? 'no longer works'
+                : `works until ${ends.toISOString()}`
+          }.\nSecret, shown this once; copy it now:\n${rotated.key}`,
+          { ...rotated, key: undefined, secret: rotated.key },
+        )
+        return
+      }
       case 'keys revoke': {
-        const keyId = rest[0]
-        if (keyId === undefined) throw new UsageError('keys revoke needs a KEY_ID')
-        if (!isKeyId(keyId)) throw new UsageError(`${JSON.stringify(keyId)} is not a key ID (12 letters and digits)`)
-        const record = await store.findKey(keyId)
-        if (record === null || !(await keys.revoke(record.tenantId, keyId)))
+        const record = await store.findKey(keyId!)
+        if (record === null || !(await keys.revoke(record.tenantId, keyId!)))
           throw new SaikuHttpError('not_found', `No live key ${keyId}.`)
-        await recordCliActivity(store, record.tenantId, 'key.revoked', keyId)
+        await recordCliActivity(store, record.tenantId, 'key.revoked', keyId!)
         out.print(`Revoked key ${keyId}.`, { keyId, revoked: true })
         return
       }

@@ -7,7 +7,9 @@ const error = (description: string) => ({
 
 const unauthorized = error('API key missing or invalid')
 const paymentRequired = error('The tenant has no active subscription or trial')
-const forbidden = error('The API key lacks the permission this route needs')
+const forbidden = error(
+  'The API key lacks the permission this route needs, or is used from an address its allowedAddresses leave out',
+)
 const rateLimited = {
   ...error('Per-minute or per-hour limit exceeded'),
   headers: {
@@ -21,6 +23,8 @@ const rateLimited = {
 const common = {
   '400': error('More than one credential: two Authorization headers, or a key in the query string too'),
   '401': unauthorized,
+  // A key (or a token exchanged from one) used from an address its allowlist leaves out: on every route.
+  '403': forbidden,
   '429': rateLimited,
   '500': error('An unexpected failure; the message reveals nothing'),
   '503': error('The key store or limiter is unavailable'),
@@ -41,7 +45,36 @@ const permissionList = {
 }
 
 // What a dashboard may see of a key; a freshly minted key adds its secret.
-const API_KEY_FIELDS = ['keyId', 'label', 'environment', 'permissions', 'createdAt', 'expiresAt', 'lastUsedAt'] as const
+const API_KEY_FIELDS = [
+  'keyId',
+  'label',
+  'environment',
+  'permissions',
+  'createdAt',
+  'expiresAt',
+  'lastUsedAt',
+  'allowedAddresses',
+] as const
+const keyIdParameter = {
+  name: 'keyId',
+  in: 'path',
+  required: true,
+  schema: { type: 'string', pattern: '^[0-9A-Za-z]{12}$' },
+}
+const label = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 100,
+  pattern: '^[^\\p{Cc}\\p{Cf}]*$',
+  description: 'No control or format characters',
+}
+const allowedAddressesInput = {
+  type: ['array', 'null'],
+  maxItems: 32,
+  items: { type: 'string', maxLength: 49 },
+  description:
+    'IPv4 and IPv6 addresses and CIDR ranges ("203.0.113.0/24", "2001:db8::/32") the key works from; no bits set past a prefix, no zone IDs, IPv4-mapped ranges written as IPv4. Null or empty: any address',
+}
 const apiKeyProperties = {
   keyId: { type: 'string', pattern: '^[0-9A-Za-z]{12}$' },
   label: { type: 'string' },
@@ -50,6 +83,12 @@ const apiKeyProperties = {
   createdAt: { type: 'string', format: 'date-time' },
   expiresAt: { type: ['string', 'null'], format: 'date-time' },
   lastUsedAt: { type: ['string', 'null'], format: 'date-time' },
+  allowedAddresses: {
+    type: 'array',
+    maxItems: 32,
+    items: { type: 'string' },
+    description: 'The addresses the key works from, in canonical form; empty: any address',
+  },
 }
 
 export const openApiDocument = {
@@ -125,6 +164,7 @@ export const openApiDocument = {
           '402': paymentRequired,
           '400': common['400'],
           '401': common['401'],
+          '403': common['403'],
           '500': common['500'],
           '503': common['503'],
         },
@@ -139,7 +179,6 @@ export const openApiDocument = {
             content: { 'application/json': { schema: { $ref: '#/components/schemas/ApiKeyList' } } },
           },
           '402': paymentRequired,
-          '403': forbidden,
           ...common,
         },
       },
@@ -155,25 +194,63 @@ export const openApiDocument = {
             content: { 'application/json': { schema: { $ref: '#/components/schemas/CreatedApiKey' } } },
           },
           '402': paymentRequired,
-          '403': forbidden,
           ...common,
           ...withBody,
         },
       },
     },
     '/me/api-keys/{keyId}': {
+      patch: {
+        summary: "Change a key's label or allowed addresses (needs keys:write)",
+        parameters: [keyIdParameter],
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: { $ref: '#/components/schemas/UpdateApiKey' } } },
+        },
+        responses: {
+          '200': {
+            description: 'The key as it is now; every server refuses other addresses within the revocation bound',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/ApiKey' } } },
+          },
+          '402': paymentRequired,
+          '404': error("No such key, or another tenant's, revoked or expired"),
+          ...common,
+          ...withBody,
+        },
+      },
       delete: {
         summary: 'Revoke a key',
-        parameters: [
-          { name: 'keyId', in: 'path', required: true, schema: { type: 'string', pattern: '^[0-9A-Za-z]{12}$' } },
-        ],
+        parameters: [keyIdParameter],
         responses: {
           '204': { description: 'Revoked' },
           '402': paymentRequired,
-          '403': forbidden,
           '404': error("No such key, or another tenant's"),
           ...common,
           ...withBody,
+        },
+      },
+    },
+    '/me/api-keys/{keyId}/rotate': {
+      post: {
+        summary:
+          'Mint a successor with the same label, permissions, environment, allowed addresses and expiry; the old key ends after graceSeconds',
+        parameters: [keyIdParameter],
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: { $ref: '#/components/schemas/RotateApiKey' } } },
+        },
+        responses: {
+          ...common,
+          ...withBody,
+          '201': {
+            description: 'The new key, with its secret (in this response only), and when the old one ends',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/RotatedApiKey' } } },
+          },
+          '402': paymentRequired,
+          '403': error(
+            'The calling key lacks keys:write, holds less than the key it would rotate (permissions, expiry, environment), or is used from an address its allowedAddresses leave out',
+          ),
+          '404': error("No such key, or another tenant's, revoked or expired"),
         },
       },
     },
@@ -185,14 +262,16 @@ export const openApiDocument = {
           content: { 'application/json': { schema: { $ref: '#/components/schemas/TokenRequest' } } },
         },
         responses: {
+          ...common,
+          ...withBody,
           '201': {
             description: 'The token',
             content: { 'application/json': { schema: { $ref: '#/components/schemas/IssuedToken' } } },
           },
           '402': paymentRequired,
-          '403': error('A token cannot buy another, nor carry what the key does not hold'),
-          ...common,
-          ...withBody,
+          '403': error(
+            'A token cannot buy another, nor carry what the key does not hold; or the key is used from an address its allowedAddresses leave out',
+          ),
         },
       },
     },
@@ -216,7 +295,6 @@ export const openApiDocument = {
             description: 'Trial started',
             content: { 'application/json': { schema: { $ref: '#/components/schemas/Billing' } } },
           },
-          '403': forbidden,
           '409': error('Already subscribed, or the trial was used'),
           ...common,
           ...withBody,
@@ -301,6 +379,49 @@ export const openApiDocument = {
             type: ['string', 'null'],
             format: 'date-time',
             description: "RFC 3339, from 1970 to 9999, in the future; at most the calling key's own expiry",
+          },
+          allowedAddresses: allowedAddressesInput,
+        },
+      },
+      UpdateApiKey: {
+        type: 'object',
+        minProperties: 1,
+        additionalProperties: false,
+        properties: { label, allowedAddresses: allowedAddressesInput },
+      },
+      RotateApiKey: {
+        type: 'object',
+        required: ['graceSeconds'],
+        additionalProperties: false,
+        properties: {
+          graceSeconds: {
+            type: 'integer',
+            minimum: 0,
+            maximum: 2_592_000,
+            description: 'How long the old key keeps working: 0 ends it at once, at most 30 days',
+          },
+        },
+      },
+      RotatedApiKey: {
+        type: 'object',
+        required: [...API_KEY_FIELDS, 'secret', 'previousKey'],
+        additionalProperties: false,
+        properties: {
+          ...apiKeyProperties,
+          lastUsedAt: { type: 'null' },
+          secret: { type: 'string', pattern: '^sk_(live|test)_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}$' },
+          previousKey: {
+            type: 'object',
+            required: ['keyId', 'expiresAt'],
+            additionalProperties: false,
+            properties: {
+              keyId: { type: 'string', pattern: '^[0-9A-Za-z]{12}$' },
+              expiresAt: {
+                type: ['string', 'null'],
+                format: 'date-time',
+                description: 'When the old key stops working',
+              },
+            },
           },
         },
       },

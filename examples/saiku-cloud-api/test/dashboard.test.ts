@@ -1173,6 +1173,92 @@ describe.skipIf(!browserAvailable)('forms, notices and links (issue 23)', { time
     expect(form).toContain('action="/sign-in"')
   })
 
+  it('edits a key’s label and allowed addresses, and rotates it with a grace, showing the new secret once', async () => {
+    const { server } = started
+    const context = await browser.context({ viewport: { width: 1280, height: 860 } })
+    const page = await context.newPage()
+    await signIn(page, server, admin)
+    const old = await createKeyInBrowser(page, 'office-agent', { copy: false })
+    await nav(page, 'API keys')
+    expect(await rowOf(page, old.keyId).getByText('Only from').count()).toBe(0)
+
+    // Edit: an address that is not this test's, then a malformed one, then this test's loopback too.
+    await rowOf(page, old.keyId)
+      .getByRole('link', { name: `Edit key ${old.keyId}` })
+      .click()
+    await shown(page.getByRole('heading', { level: 1, name: `Edit key ${old.keyId}` }))
+    await page.getByLabel('Label').fill('office-v2')
+    await page.getByLabel('Allowed addresses').fill('203.0.113.0/24')
+    await page.getByRole('button', { name: 'Save' }).click()
+    await shown(page.getByRole('status').filter({ hasText: `Key ${old.keyId} updated.` }))
+    await shown(rowOf(page, old.keyId).getByRole('cell', { name: 'office-v2' }))
+    await shown(rowOf(page, old.keyId).getByText('Only from 203.0.113.0/24'))
+    const refused = await apiGet(server, '/me/tenant', old.secret)
+    expect([refused.status, await refused.json()]).toEqual([
+      403,
+      { error: 'forbidden', message: 'This API key cannot be used from this address.' },
+    ])
+    await rowOf(page, old.keyId)
+      .getByRole('link', { name: `Edit key ${old.keyId}` })
+      .click()
+    await page.getByLabel('Allowed addresses').fill('10.0.0.1/8')
+    await page.getByRole('button', { name: 'Save' }).click()
+    await shown(
+      page.getByRole('alert').filter({
+        hasText: 'Allowed address 1 "10.0.0.1/8" has bits set past its /8 prefix (the range is "10.0.0.0/8").',
+      }),
+    )
+    await page.getByLabel('Allowed addresses').fill('203.0.113.0/24\n127.0.0.1, ::1')
+    await page.getByRole('button', { name: 'Save' }).click()
+    await shown(page.getByRole('status').filter({ hasText: `Key ${old.keyId} updated.` }))
+    expect((await apiGet(server, '/me/tenant', old.secret)).status).toBe(200)
+
+    // Rotate, behind a page that names the key and offers the grace.
+    await rowOf(page, old.keyId)
+      .getByRole('button', { name: `Rotate key ${old.keyId}` })
+      .click()
+    await shown(page.getByRole('heading', { level: 1, name: `Rotate key ${old.keyId}?` }))
+    for (const choice of ['Now', 'In 1 hour', 'In 24 hours', 'In 7 days'])
+      await shown(page.getByRole('radio', { name: choice }))
+    expect(await page.getByRole('radio', { name: 'In 24 hours' }).isChecked()).toBe(true)
+    const answer = page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith('/rotate'))
+    await page.getByRole('button', { name: 'Rotate key' }).click()
+    expect((await answer).headers()['cache-control']).toBe('no-store')
+    await shown(page.getByRole('heading', { level: 1, name: 'Key rotated' }))
+    await shown(page.getByText('It will not be shown again.'))
+    const secret = await page.getByRole('textbox', { name: 'Secret key' }).inputValue()
+    expect(secret).toMatch(/^sk_live_/)
+    const successor = secret.split('_')[2]!
+    await shown(page.getByText(`${old.keyId}, which works until`))
+    mkdirSync(SCREENSHOTS, { recursive: true })
+    await page.screenshot({ path: join(SCREENSHOTS, 'key-rotated.png') })
+    for (const key of [old.secret, secret]) expect((await apiGet(server, '/me/tenant', key)).status).toBe(200)
+
+    await nav(page, 'API keys')
+    expect(await page.content()).not.toContain(secret)
+    await shown(rowOf(page, old.keyId).getByText(/expires in 2[34] h/))
+    await shown(rowOf(page, successor).getByRole('cell', { name: 'office-v2' }))
+    await page.screenshot({ path: join(SCREENSHOTS, 'api-keys-ending.png'), fullPage: true })
+    // Now: the successor ends at once, rotated into a third key.
+    await rowOf(page, successor)
+      .getByRole('button', { name: `Rotate key ${successor}` })
+      .click()
+    await page.getByRole('radio', { name: 'Now' }).check()
+    await page.getByRole('button', { name: 'Rotate key' }).click()
+    await shown(page.getByText(`${successor}, which no longer works`))
+    expect((await apiGet(server, '/me/tenant', secret)).status).toBe(401)
+
+    await nav(page, 'Activity')
+    await shown(page.getByRole('row').filter({ hasText: 'Key edited' }).filter({ hasText: old.keyId }).first())
+    await shown(
+      page
+        .getByRole('row')
+        .filter({ hasText: 'Key rotated' })
+        .filter({ hasText: `${old.keyId} → ${successor}` }),
+    )
+    await context.close()
+  })
+
   it('refuses an impossible expiry date and a label with nothing visible, saying why', async () => {
     const { server } = started
     const { jar } = await signInOverHttp(server, admin)

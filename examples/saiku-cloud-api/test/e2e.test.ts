@@ -477,6 +477,8 @@ describe('every body is read the same way, however it is framed (issue 13, item 
       ['POST', '/me/tokens'],
       ['POST', '/me/api-keys'],
       ['DELETE', '/me/api-keys/AAAAAAAAAAAA'],
+      ['PATCH', '/me/api-keys/AAAAAAAAAAAA'],
+      ['POST', '/me/api-keys/AAAAAAAAAAAA/rotate'],
       ['POST', '/me/billing/trial'],
     ] as const) {
       const text = await chunked(server, method, path, heavyKey, ['{"permissions":["keys:read"]}'], 'text/plain')
@@ -522,7 +524,7 @@ describe('every body is read the same way, however it is framed (issue 13, item 
     )
     expect(keys.body).toEqual({
       error: 'invalid_request',
-      message: 'Unknown field "scopes"; expected label, permissions, expiresAt.',
+      message: 'Unknown field "scopes"; expected label, permissions, expiresAt, allowedAddresses.',
     })
     const revoke = await call(server, 'DELETE', '/me/api-keys/AAAAAAAAAAAA', { key: heavyKey, json: { force: true } })
     expect(revoke.body).toEqual({ error: 'invalid_request', message: 'Unknown field "force"; expected no fields.' })
@@ -732,6 +734,8 @@ describe('every route, provoked into each answer it documents', () => {
       ['GET', '/me/api-keys'],
       ['POST', '/me/api-keys'],
       ['DELETE', '/me/api-keys/AAAAAAAAAAAA'],
+      ['PATCH', '/me/api-keys/AAAAAAAAAAAA'],
+      ['POST', '/me/api-keys/AAAAAAAAAAAA/rotate'],
       ['POST', '/me/tokens'],
       ['GET', '/me/billing'],
       ['POST', '/me/billing/trial'],
@@ -764,6 +768,210 @@ describe('every route, provoked into each answer it documents', () => {
     expect((await call(server, 'DELETE', '/me/api-keys/AAAAAAAAAAAA', { key: reader.secret })).status).toBe(403)
     expect((await call(server, 'POST', '/me/tokens', { key: token })).status).toBe(403)
     expect((await call(server, 'POST', '/me/billing/trial', { key: reader.secret })).status).toBe(403)
+    expect(
+      (await call(server, 'PATCH', '/me/api-keys/AAAAAAAAAAAA', { key: reader.secret, json: { label: 'x' } })).status,
+    ).toBe(403)
+    expect(
+      (
+        await call(server, 'POST', '/me/api-keys/AAAAAAAAAAAA/rotate', {
+          key: reader.secret,
+          json: { graceSeconds: 0 },
+        })
+      ).status,
+    ).toBe(403)
+  })
+})
+
+describe('keys limited to addresses, edited, and rotated with a grace period', () => {
+  const ADDRESS_REFUSAL = { error: 'forbidden', message: 'This API key cannot be used from this address.' }
+
+  it('refuses a key from an address its allowlist leaves out, on every route, spending nothing', async () => {
+    const created = await call(server, 'POST', '/me/api-keys', {
+      key: heavyKey,
+      json: { label: 'office', allowedAddresses: ['198.51.100.0/24', '2001:DB8::/32'] },
+    })
+    expect(created.status).toBe(201)
+    expect(created.body.allowedAddresses).toEqual(['198.51.100.0/24', '2001:db8::/32'])
+    const usedBefore = (await call(server, 'GET', '/me/usage', { key: heavyKey })).body.minute.used as number
+    const elsewhere = created.body.secret as string
+    for (const [method, path] of [
+      ['GET', '/me/tenant'],
+      ['GET', '/me/usage'],
+      ['GET', '/me/api-keys'],
+      ['POST', '/me/api-keys'],
+      ['DELETE', '/me/api-keys/AAAAAAAAAAAA'],
+      ['PATCH', '/me/api-keys/AAAAAAAAAAAA'],
+      ['POST', '/me/api-keys/AAAAAAAAAAAA/rotate'],
+      ['POST', '/me/tokens'],
+      ['GET', '/me/billing'],
+      ['POST', '/me/billing/trial'],
+    ] as const) {
+      const refused = await call(server, method, path, { key: elsewhere })
+      expect(refused.status, `${method} ${path}`).toBe(403)
+      expect(refused.body).toEqual(ADDRESS_REFUSAL)
+      expect(refused.headers.get('ratelimit')).toBeNull()
+    }
+    // Ten refusals and the tenant's count did not move (GET /me/usage itself costs nothing).
+    expect((await call(server, 'GET', '/me/usage', { key: heavyKey })).body.minute.used).toBe(usedBefore)
+    const listed = await call(server, 'GET', '/me/api-keys', { key: heavyKey })
+    const entry = listed.body.keys.find((key: { keyId: string }) => key.keyId === created.body.keyId)
+    expect(entry.allowedAddresses).toEqual(['198.51.100.0/24', '2001:db8::/32'])
+  })
+
+  it('refuses malformed allowlists with 400 naming the entry, and a huge one before reading it', async () => {
+    const cases: [unknown, string][] = [
+      [['10.0.0.1/33'], 'allowedAddresses[0] "10.0.0.1/33" must have a prefix length from 0 to 32.'],
+      [
+        ['10.0.0.0/8', '10.0.0.1/8'],
+        'allowedAddresses[1] "10.0.0.1/8" has bits set past its /8 prefix (the range is "10.0.0.0/8").',
+      ],
+      [
+        ['::ffff:10.0.0.0/104'],
+        'allowedAddresses[0] "::ffff:10.0.0.0/104" is an IPv4-mapped IPv6 address: write it as IPv4 (such as "10.0.0.0/8").',
+      ],
+      [['10.0.0.1 '], 'allowedAddresses[0] "10.0.0.1 " is not an IP address or CIDR range.'],
+      [['fe80::1%eth0'], 'allowedAddresses[0] "fe80::1%eth0" must not carry a zone ID.'],
+      [[''], 'allowedAddresses[0] must be a non-empty string, got an empty string.'],
+      [[42], 'allowedAddresses[0] must be a non-empty string, got a number.'],
+      ['10.0.0.0/8', 'allowedAddresses must be an array of IP addresses and CIDR ranges, or null.'],
+      [Array.from({ length: 33 }, (_, i) => `10.0.0.${i}`), 'allowedAddresses must hold at most 32 entries, got 33.'],
+    ]
+    for (const [allowedAddresses, message] of cases) {
+      const created = await call(server, 'POST', '/me/api-keys', {
+        key: heavyKey,
+        json: { label: 'x', allowedAddresses },
+      })
+      expect(created.body, JSON.stringify(allowedAddresses)).toEqual({ error: 'invalid_request', message })
+      expect(created.status).toBe(400)
+    }
+    // 10,000 entries: more than a body may hold, refused before any is parsed.
+    const huge = await call(server, 'POST', '/me/api-keys', {
+      key: heavyKey,
+      json: { label: 'x', allowedAddresses: Array.from({ length: 10_000 }, () => '10.0.0.1') },
+    })
+    expect(huge.status).toBe(413)
+    expect(huge.body.error).toBe('payload_too_large')
+    const keys = await call(server, 'GET', '/me/api-keys', { key: heavyKey })
+    expect(keys.body.keys.some((key: { label: string }) => key.label === 'x')).toBe(false)
+  })
+
+  it('edits a label and allowlist with PATCH: 404 for unknown keys, 400 for anything else', async () => {
+    const minted = await call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'editable' } })
+    const keyId = minted.body.keyId as string
+    const own = minted.body.secret as string
+    expect((await call(server, 'GET', '/me/tenant', { key: own })).status).toBe(200)
+    // An owner locks the key to one address that is not this one: refused at once, then lifted by another key.
+    const locked = await call(server, 'PATCH', `/me/api-keys/${keyId}`, {
+      key: heavyKey,
+      json: { label: 'office only', allowedAddresses: ['203.0.113.9'] },
+    })
+    expect(locked.status).toBe(200)
+    expect(locked.body).toMatchObject({ keyId, label: 'office only', allowedAddresses: ['203.0.113.9'] })
+    expect((await call(server, 'GET', '/me/tenant', { key: own })).body).toEqual(ADDRESS_REFUSAL)
+    const loopback = await call(server, 'PATCH', `/me/api-keys/${keyId}`, {
+      key: heavyKey,
+      json: { allowedAddresses: ['127.0.0.1', '::1'] },
+    })
+    expect(loopback.body.allowedAddresses).toEqual(['127.0.0.1', '::1'])
+    expect((await call(server, 'GET', '/me/tenant', { key: own })).status).toBe(200)
+    const lifted = await call(server, 'PATCH', `/me/api-keys/${keyId}`, {
+      key: heavyKey,
+      json: { allowedAddresses: null },
+    })
+    expect(lifted.body.allowedAddresses).toEqual([])
+
+    const bad: [unknown, string][] = [
+      [{}, 'Expected a JSON object with label, allowedAddresses (at least one).'],
+      [{ permissions: ['*'] }, 'Unknown field "permissions"; expected label, allowedAddresses.'],
+      [{ expiresAt: null }, 'Unknown field "expiresAt"; expected label, allowedAddresses.'],
+      [{ label: '' }, 'label must be a non-empty string.'],
+      [
+        { allowedAddresses: ['10.0.0.1/8'] },
+        'allowedAddresses[0] "10.0.0.1/8" has bits set past its /8 prefix (the range is "10.0.0.0/8").',
+      ],
+    ]
+    for (const [json, message] of bad) {
+      const reply = await call(server, 'PATCH', `/me/api-keys/${keyId}`, { key: heavyKey, json })
+      expect([reply.status, reply.body], JSON.stringify(json)).toEqual([400, { error: 'invalid_request', message }])
+    }
+    const acmeKey = (await call(server, 'GET', '/me/api-keys', { key: rotatedKey })).body.keys[0].keyId as string
+    for (const target of [acmeKey, 'AAAAAAAAAAAA', 'not-a-key-id']) {
+      const reply = await call(server, 'PATCH', `/me/api-keys/${target}`, { key: heavyKey, json: { label: 'mine' } })
+      expect([reply.status, reply.body]).toEqual([404, { error: 'not_found', message: 'Resource does not exist.' }])
+    }
+  })
+
+  it('rotates with a grace: both keys work meanwhile, the new secret shown once; 0 ends the old key at once', async () => {
+    const minted = await call(server, 'POST', '/me/api-keys', {
+      key: heavyKey,
+      json: { label: 'rotating', permissions: ['keys:read'], allowedAddresses: ['127.0.0.1', '::1'] },
+    })
+    const oldId = minted.body.keyId as string
+    const before = Date.now()
+    const rotated = await call(server, 'POST', `/me/api-keys/${oldId}/rotate`, {
+      key: heavyKey,
+      json: { graceSeconds: 86_400 },
+    })
+    expect(rotated.status).toBe(201)
+    expect(rotated.body).toMatchObject({
+      label: 'rotating',
+      permissions: ['keys:read'],
+      allowedAddresses: ['127.0.0.1', '::1'],
+      previousKey: { keyId: oldId },
+    })
+    const endsMs = Date.parse(rotated.body.previousKey.expiresAt as string)
+    expect(endsMs).toBeGreaterThanOrEqual(before + 86_400_000 - 1_000)
+    expect(endsMs).toBeLessThanOrEqual(Date.now() + 86_400_000 + 1_000)
+    for (const key of [minted.body.secret as string, rotated.body.secret as string])
+      expect((await call(server, 'GET', '/me/api-keys', { key })).status).toBe(200)
+    const listed = await call(server, 'GET', '/me/api-keys', { key: heavyKey })
+    expect(listed.text).not.toContain(rotated.body.secret)
+    const old = listed.body.keys.find((key: { keyId: string }) => key.keyId === oldId)
+    expect(Date.parse(old.expiresAt as string)).toBe(endsMs)
+
+    const now = await call(server, 'POST', `/me/api-keys/${rotated.body.keyId}/rotate`, {
+      key: heavyKey,
+      json: { graceSeconds: 0 },
+    })
+    expect(now.status).toBe(201)
+    expect((await call(server, 'GET', '/me/tenant', { key: rotated.body.secret })).status).toBe(401)
+    expect((await call(server, 'GET', '/me/tenant', { key: now.body.secret })).status).toBe(200)
+    // The key that ended cannot be rotated again.
+    expect(
+      (
+        await call(server, 'POST', `/me/api-keys/${rotated.body.keyId}/rotate`, {
+          key: heavyKey,
+          json: { graceSeconds: 0 },
+        })
+      ).status,
+    ).toBe(404)
+  })
+
+  it('refuses a rotation without a valid grace (400), of a key it could not mint (403), or of none (404)', async () => {
+    const target = (await call(server, 'POST', '/me/api-keys', { key: heavyKey, json: { label: 'target' } })).body
+    const writer = (
+      await call(server, 'POST', '/me/api-keys', {
+        key: heavyKey,
+        json: { label: 'writer', permissions: ['keys:write'] },
+      })
+    ).body.secret as string
+    const rotate = (key: string, keyId: string, json: unknown) =>
+      call(server, 'POST', `/me/api-keys/${keyId}/rotate`, { key, json })
+    for (const json of [{}, { graceSeconds: -1 }, { graceSeconds: 2_592_001 }, { graceSeconds: '1h' }, { grace: 60 }]) {
+      const reply = await rotate(heavyKey, target.keyId, json)
+      expect(reply.status, JSON.stringify(json)).toBe(400)
+      expect(reply.body.error).toBe('invalid_request')
+    }
+    const beyond = await rotate(writer, target.keyId, { graceSeconds: 60 })
+    expect(beyond.status).toBe(403)
+    expect(beyond.body.message).toMatch(/^A key cannot rotate a key that holds more than it does: /)
+    for (const keyId of ['AAAAAAAAAAAA', 'not-a-key-id'])
+      expect((await rotate(heavyKey, keyId, { graceSeconds: 0 })).status).toBe(404)
+    // Nothing was minted by the refusals.
+    const labels = (await call(server, 'GET', '/me/api-keys', { key: heavyKey })).body.keys.map(
+      (key: { label: string }) => key.label,
+    )
+    expect(labels.filter((label: string) => label === 'target')).toHaveLength(1)
   })
 })
 
@@ -807,6 +1015,14 @@ describe('the health check', () => {
   })
 })
 
+/** The path as the OpenAPI document writes it: a key ID as `{keyId}`. */
+function routeTemplate(path: string): string {
+  return path
+    .split('?')[0]!
+    .replace(/^\/me\/api-keys\/[^/]+$/, '/me/api-keys/{keyId}')
+    .replace(/^\/me\/api-keys\/[^/]+\/rotate$/, '/me/api-keys/{keyId}/rotate')
+}
+
 describe('the OpenAPI document', () => {
   it('describes every response the server gave', async () => {
     const served = await call(server, 'GET', '/openapi.json')
@@ -820,7 +1036,7 @@ describe('the OpenAPI document', () => {
     >
     const covered = new Set<string>()
     for (const reply of recorded) {
-      const template = reply.path.split('?')[0]!.replace(/^\/me\/api-keys\/[^/]+$/, '/me/api-keys/{keyId}')
+      const template = routeTemplate(reply.path)
       const operation = paths[template]?.[reply.method.toLowerCase()]
       if (operation === undefined) {
         // Undocumented routes and methods must still answer with the Error schema.
@@ -852,11 +1068,7 @@ describe('the OpenAPI document', () => {
       for (const [method, operation] of Object.entries(operations)) {
         const seen = new Set(
           recorded
-            .filter(
-              (reply) =>
-                reply.method === method.toUpperCase() &&
-                reply.path.split('?')[0]!.replace(/^\/me\/api-keys\/[^/]+$/, '/me/api-keys/{keyId}') === template,
-            )
+            .filter((reply) => reply.method === method.toUpperCase() && routeTemplate(reply.path) === template)
             .map((reply) => String(reply.status)),
         )
         const unseen = Object.keys(operation.responses).filter(

@@ -125,6 +125,8 @@ export type DecisionReason =
   | 'ambiguous_credentials'
   | 'malformed_credentials'
   | VerificationFailure
+  /** 403: a verified key (or a token exchanged from it) presented from an address its `allowedAddresses` leave out. */
+  | 'address_not_allowed'
   | 'unknown_tenant'
   | 'no_subscription'
   | 'rate_limited'

@@ -27,6 +27,7 @@ export { MemoryKeyStore } from './store.js'
 export type {
   ApiKeyRecord,
   ApiKeySummary,
+  KeyChanges,
   KeyStore,
   Subscription,
   SubscriptionStatus,
@@ -34,7 +35,16 @@ export type {
   TenantRecord,
 } from './store.js'
 export { createKeyManager } from './management.js'
-export type { CreatedApiKey, CreateKeyInput, KeyManager, KeyManagerOptions } from './management.js'
+export type {
+  CreatedApiKey,
+  CreateKeyInput,
+  KeyManager,
+  KeyManagerOptions,
+  RotatedApiKey,
+  RotateKeyInput,
+  UpdateKeyInput,
+} from './management.js'
+export type { AddressAllowlist } from './address-allowlist.js'
 export { API_KEY_PATTERN, isKeyId, mintApiKey, parseApiKey } from './keys.js'
 export type { KeyEnvironment, MintedApiKey, ParsedApiKey } from './keys.js'
 export type { KeyVerifier, VerificationFailure, VerifiedCredential, VerifyResult } from './verifier.js'

@@ -348,11 +348,17 @@ export function createCompositeVerifier(verifiers: CompositeVerifierOptions): Ke
     if (!state.ok) return { ok: false, reason: state.reason }
     if (state.tenantId !== credential.tenantId) return INVALID_JWT
     if (!environments.includes(state.environment)) return NOT_ACCEPTED
-    return {
-      ok: true,
-      credential:
-        credential.environment === state.environment ? credential : { ...credential, environment: state.environment },
-    }
+    // The token is bound to its key's address restriction as it stands now, whatever the token says.
+    const { allowlist: _claimed, ...unrestricted } = credential
+    const bound =
+      credential.environment === state.environment && credential.allowlist === state.allowlist
+        ? credential
+        : {
+            ...unrestricted,
+            environment: state.environment,
+            ...(state.allowlist === undefined ? {} : { allowlist: state.allowlist }),
+          }
+    return { ok: true, credential: bound }
   }
 
   function checked(result: VerifyResult): VerifyResult | Promise<VerifyResult> {

@@ -13,7 +13,7 @@ import type { ResolvedOptions } from './options.js'
 import { isPreflight, PASSED_PREFLIGHT } from './preflight.js'
 import { costExceedsLimitMessage, rateLimitedMessage, type Refusals } from './refusals.js'
 import { requestCost, type CostProblem } from './request-cost.js'
-import { routePath } from './route-path.js'
+import { requestIp, routePath } from './route-path.js'
 import { hasActiveSubscription, policyAt, type CachedTenant, type TenantLoader } from './tenants.js'
 import type { WindowLimits } from './tiers.js'
 import { callHook, type HookAnswer } from './user-hooks.js'
@@ -51,7 +51,7 @@ interface Admission {
 }
 
 /**
- * The decision, in stages: credentials → verify (401) → tenant → subscription (402)
+ * The decision, in stages: credentials → verify (401) → address (403) → tenant → subscription (402)
  * → count (429) → finish. Each stage returns at once when it has nothing to await.
  */
 export function createPipeline(parts: PipelineParts): (request: AuthRequest) => Outcome {
@@ -114,6 +114,9 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
     }
     lookup?.verified()
     const { credential } = verified
+    // The secret was right: a refused address spends neither the client's failure budget nor the tenant's limits.
+    if (credential.allowlist !== undefined && !credential.allowlist.allows(requestIp(request)))
+      return refusals.addressNotAllowed(request, credential)
     const nowMs = readMs ?? now()
     const tenant = tenants.cached(credential.tenantId, nowMs)
     if (tenant !== undefined) return tenantStage(request, credential, tenant, nowMs)

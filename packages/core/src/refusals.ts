@@ -17,6 +17,7 @@ import type { ResolvedOptions } from './options.js'
 import type { WindowLimits } from './tiers.js'
 
 const SIGNED_TOKEN_MESSAGE = 'Access token invalid, expired or revoked.'
+const ADDRESS_NOT_ALLOWED_MESSAGE = 'This API key cannot be used from this address.'
 const LOOKUPS_BUSY_MESSAGE = 'Too many API keys from this address are being looked up at once. Retry shortly.'
 const INVALID_REQUEST_MESSAGE = 'Send exactly one API key, in one Authorization header: "Authorization: Bearer <key>".'
 
@@ -59,6 +60,11 @@ export interface Refusals {
    * like `failed` (`viaLookup` alike), and past its budget the answer is the 429.
    */
   invalidKeyRecord(request: AuthRequest, nowMs?: number, viaLookup?: boolean): AuthDecision
+  /**
+   * 403: a verified key (or a token exchanged from one) from an address its allowlist leaves out. Counted against
+   * no one (the secret was right); under report-only authentication reported and let through like the 401s.
+   */
+  addressNotAllowed(request: AuthRequest, ids: Ids): AuthDecision
   /** 429: the client spent its failed-authentication budget. */
   tooManyFailures(request: AuthRequest, waitMs: number): AuthDecision
   /**
@@ -95,6 +101,7 @@ export function createRefusals(parts: RefusalParts): Refusals {
   const invalid = Object.freeze(errorResponse('unauthorized', undefined, invalidTokenChallenge))
   // The same challenge for a signed token, whose body names the token rather than an API key.
   const invalidSigned = Object.freeze(errorResponse('unauthorized', SIGNED_TOKEN_MESSAGE, invalidTokenChallenge))
+  const addressRefused = Object.freeze(errorResponse('forbidden', ADDRESS_NOT_ALLOWED_MESSAGE))
   const ambiguous = Object.freeze(
     errorResponse('invalid_request', INVALID_REQUEST_MESSAGE, {
       'www-authenticate': bearerChallenge(realm, 'invalid_request'),
@@ -177,6 +184,7 @@ export function createRefusals(parts: RefusalParts): Refusals {
     failed,
     invalidKeyRecord,
     tooManyFailures,
+    addressNotAllowed: (request, ids) => ofCredentials(request, 'address_not_allowed', ids, addressRefused),
     letThroughBefore(unverified) {
       return typeof unverified === 'object' && unverified !== null ? (letThrough.get(unverified) ?? null) : null
     },

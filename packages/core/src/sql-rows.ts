@@ -29,6 +29,8 @@ export interface KeyRow {
   expires_at: RowTime
   revoked_at: RowTime
   last_used_at: RowTime
+  /** A list (PostgreSQL `text[]`) or its JSON text (SQLite); null or absent (a schema before it): any address. */
+  allowed_addresses?: string[] | string | null
 }
 
 const toDate = (value: RowTime): Date | null => (value === null ? null : new Date(value))
@@ -59,5 +61,12 @@ export function keyFromRow(row: KeyRow): ApiKeyRecord {
     expiresAt: toDate(row.expires_at),
     revokedAt: toDate(row.revoked_at),
     lastUsedAt: toDate(row.last_used_at),
+    ...allowedAddressesFromRow(row.allowed_addresses),
   }
+}
+
+function allowedAddressesFromRow(value: string[] | string | null | undefined): { allowedAddresses?: string[] } {
+  if (value === null || value === undefined) return {}
+  const list = typeof value === 'string' ? (JSON.parse(value) as string[]) : value
+  return list.length === 0 ? {} : { allowedAddresses: list }
 }

@@ -1,3 +1,4 @@
+import { allowedAddressesProblem, canonicalAllowedAddresses } from './address-allowlist.js'
 import { announceKeyStoreChange } from './store-events.js'
 import { SaikuConfigError, SaikuInputError, SaikuNotFoundError } from './errors.js'
 import { isKeyId, KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
@@ -47,6 +48,11 @@ export interface ApiKeyRecord {
   readonly expiresAt: Date | null
   readonly revokedAt: Date | null
   readonly lastUsedAt: Date | null
+  /**
+   * The client addresses the key works from: IPv4 and IPv6 addresses and CIDR ranges in canonical
+   * form (see `allowedAddressesProblem`). Absent, null or empty: any address.
+   */
+  readonly allowedAddresses?: readonly string[] | null | undefined
 }
 
 /** What a dashboard may show of a key: never its secret or digest. */
@@ -58,6 +64,49 @@ export interface ApiKeySummary {
   readonly createdAt: Date
   readonly expiresAt: Date | null
   readonly lastUsedAt: Date | null
+  /**
+   * The addresses the key works from; absent (as `toKeySummary` writes it), null or empty when it works
+   * from any. Null is accepted so that a record spread into a summary type-checks.
+   */
+  readonly allowedAddresses?: readonly string[] | null | undefined
+}
+
+/** What `KeyStore.updateKey` may change of a key; a field left out stays as it is. */
+export interface KeyChanges {
+  readonly label?: string | undefined
+  /** Null or empty: any address. */
+  readonly allowedAddresses?: readonly string[] | null | undefined
+  /** Null: never expires. */
+  readonly expiresAt?: Date | null | undefined
+}
+
+const KEY_CHANGE_FIELDS: readonly string[] = ['label', 'allowedAddresses', 'expiresAt']
+
+/**
+ * Checks `changes` for `KeyStore.updateKey`; returns an error message naming the field, or null when
+ * they are fine. Stores call it before writing, as they check a record in `createKey`.
+ */
+export function keyChangesProblem(changes: unknown): string | null {
+  if (typeof changes !== 'object' || changes === null || Array.isArray(changes))
+    return 'changes must be an object with label, allowedAddresses or expiresAt'
+  for (const field of Object.keys(changes)) {
+    if (!KEY_CHANGE_FIELDS.includes(field))
+      return `${JSON.stringify(field)} cannot be changed (only ${KEY_CHANGE_FIELDS.join(', ')})`
+  }
+  const { label, allowedAddresses, expiresAt } = changes as Record<string, unknown>
+  if (label !== undefined) {
+    const problem = labelProblem(label)
+    if (problem !== null) return problem
+  }
+  const addressProblem = allowedAddressesProblem(allowedAddresses)
+  if (addressProblem !== null) return addressProblem
+  if (
+    expiresAt !== undefined &&
+    expiresAt !== null &&
+    !(expiresAt instanceof Date && Number.isFinite(expiresAt.getTime()))
+  )
+    return 'expiresAt must be a valid Date or null'
+  return null
 }
 
 /**
@@ -80,6 +129,14 @@ export interface KeyStore {
    * by several processes out of order: an older `usedAt` never moves `lastUsedAt` back.
    */
   recordKeyUse?(keyId: string, usedAt: Date): Promise<void>
+  /**
+   * Optional: changes a key's label, allowed addresses or expiry (the fields `changes` names; check them
+   * with `keyChangesProblem` and reject with a `SaikuInputError` when it finds one). Allowed addresses are
+   * stored as `canonicalAllowedAddresses` writes them. False when the key does not exist or is revoked.
+   * Announces the change like a revocation (`announceKeyStoreChange`, and the store's change feed), so every
+   * authenticator reads the key afresh. Without it, key managers refuse allowlists, edits and graced rotations.
+   */
+  updateKey?(keyId: string, changes: KeyChanges): Promise<boolean>
 }
 
 /**
@@ -118,6 +175,9 @@ export function toKeySummary(record: ApiKeyRecord): ApiKeySummary {
     createdAt: new Date(record.createdAt),
     expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt),
     lastUsedAt: record.lastUsedAt === null ? null : new Date(record.lastUsedAt),
+    ...(record.allowedAddresses == null || record.allowedAddresses.length === 0
+      ? {}
+      : { allowedAddresses: [...record.allowedAddresses] }),
   }
 }
 
@@ -226,6 +286,18 @@ function copyKey(record: ApiKeyRecord): ApiKeyRecord {
   }
 }
 
+/** The field a `keyChangesProblem` message is about, for the `SaikuInputError` that carries it. */
+export function problemField(problem: string): string {
+  const field = /^"?(label|allowedAddresses|expiresAt)\b/.exec(problem)?.[1]
+  return field ?? 'changes'
+}
+
+/** A key's allowed addresses as a store keeps them: canonical, null for any address. */
+export function storedAllowedAddresses(value: readonly string[] | null | undefined): string[] | null {
+  const canonical = canonicalAllowedAddresses(value)
+  return canonical.length === 0 ? null : canonical
+}
+
 /**
  * An in-process store for tests, examples and single-process servers.
  * Returns copies, so callers can never change what it holds by accident.
@@ -287,7 +359,31 @@ export class MemoryKeyStore implements TenantAdminStore {
     if (this.#keys.has(record.keyId))
       throw new SaikuInputError('keyId', `createKey: key ID ${record.keyId} exists already`)
     if (!this.#tenants.has(record.tenantId)) throw new SaikuNotFoundError('tenant', 'createKey: unknown tenant')
-    this.#keys.set(record.keyId, copyKey(record))
+    const addressProblem = allowedAddressesProblem(record.allowedAddresses)
+    if (addressProblem !== null) throw new SaikuInputError('allowedAddresses', `createKey: ${addressProblem}`)
+    this.#keys.set(
+      record.keyId,
+      copyKey({ ...record, allowedAddresses: storedAllowedAddresses(record.allowedAddresses) }),
+    )
+  }
+
+  async updateKey(keyId: string, changes: KeyChanges): Promise<boolean> {
+    const problem = keyChangesProblem(changes)
+    if (problem !== null) throw new SaikuInputError(problemField(problem), `updateKey: ${problem}`)
+    const record = this.#keys.get(keyId)
+    if (record === undefined || record.revokedAt !== null) return false
+    this.#keys.set(keyId, {
+      ...record,
+      ...(changes.label === undefined ? {} : { label: changes.label }),
+      ...(changes.allowedAddresses === undefined
+        ? {}
+        : { allowedAddresses: storedAllowedAddresses(changes.allowedAddresses) }),
+      ...(changes.expiresAt === undefined
+        ? {}
+        : { expiresAt: changes.expiresAt === null ? null : new Date(changes.expiresAt) }),
+    })
+    announceKeyStoreChange(this, { kind: 'key', keyId })
+    return true
   }
 
   async listKeys(tenantId: string): Promise<ApiKeySummary[]> {

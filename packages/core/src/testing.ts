@@ -239,6 +239,106 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       ).toBe(usedAt.getTime())
     })
 
+    it('keeps allowed addresses, as written, when it has updateKey', async () => {
+      if (store.updateKey === undefined) return
+      const allowedAddresses = ['203.0.113.0/24', '2001:db8::/32', '198.51.100.7']
+      const created = await keys.create(tenant.tenantId, { label: 'office', allowedAddresses })
+      expect(
+        (await store.findKey(created.keyId))?.allowedAddresses,
+        'findKey returned other allowedAddresses than createKey was given',
+      ).toEqual(allowedAddresses)
+      const [listed] = await store.listKeys(tenant.tenantId)
+      expect(listed?.allowedAddresses, 'listKeys returned other allowedAddresses than createKey was given').toEqual(
+        allowedAddresses,
+      )
+      const plain = await keys.create(tenant.tenantId, { label: 'anywhere' })
+      const stored = (await store.findKey(plain.keyId))?.allowedAddresses ?? []
+      expect(stored, 'findKey of a key created without allowedAddresses must return none (null, [] or absent)').toEqual(
+        [],
+      )
+      await expect(
+        store.createKey({
+          ...(await store.findKey(plain.keyId))!,
+          keyId: 'AAAAAAAAAAAB',
+          secretDigest: digestApiKey('other'),
+          allowedAddresses: ['10.0.0.1/8'],
+        }),
+        'createKey accepted allowedAddresses with bits set past the prefix: check them with allowedAddressesProblem',
+      ).rejects.toThrow()
+    })
+
+    it('changes a label, allowed addresses and expiry with updateKey, each alone, when it has one', async () => {
+      if (store.updateKey === undefined) return
+      const created = await keys.create(tenant.tenantId, { label: 'before', permissions: ['keys:read'] })
+      const expiresAt = new Date(Date.now() + 3_600_000 + 123)
+      expect(await store.updateKey(created.keyId, { label: 'after' }), 'updateKey of a live key must return true').toBe(
+        true,
+      )
+      expect(await store.findKey(created.keyId), 'updateKey({ label }) did not change the label alone').toMatchObject({
+        label: 'after',
+        permissions: ['keys:read'],
+        expiresAt: null,
+      })
+      expect(await store.updateKey(created.keyId, { allowedAddresses: ['10.0.0.0/8'] })).toBe(true)
+      expect(await store.updateKey(created.keyId, { expiresAt })).toBe(true)
+      const updated = await store.findKey(created.keyId)
+      expect(updated, 'updateKey changed another field than it was given').toMatchObject({
+        label: 'after',
+        allowedAddresses: ['10.0.0.0/8'],
+      })
+      expect(updated?.expiresAt?.getTime(), 'findKey returned another expiresAt than updateKey wrote').toBe(
+        expiresAt.getTime(),
+      )
+      expect(await store.updateKey(created.keyId, { allowedAddresses: null, expiresAt: null })).toBe(true)
+      const cleared = await store.findKey(created.keyId)
+      expect(
+        cleared?.allowedAddresses ?? [],
+        'updateKey({ allowedAddresses: null }) must lift the restriction',
+      ).toEqual([])
+      expect(cleared?.expiresAt, 'updateKey({ expiresAt: null }) must lift the expiry').toBeNull()
+      for (const changes of [
+        { label: '' },
+        { allowedAddresses: ['10.0.0.1/33'] },
+        { expiresAt: new Date(Number.NaN) },
+      ]) {
+        await expect(
+          store.updateKey(created.keyId, changes),
+          `updateKey accepted ${JSON.stringify(changes)}: check changes with keyChangesProblem`,
+        ).rejects.toThrow()
+      }
+      expect((await store.findKey(created.keyId))?.label, 'a refused updateKey changed the key').toBe('after')
+      expect(
+        await store.updateKey('AAAAAAAAAAAA', { label: 'x' }),
+        'updateKey of an unknown key ID must return false',
+      ).toBe(false)
+      await store.revokeKey(created.keyId, new Date())
+      expect(
+        await store.updateKey(created.keyId, { label: 'revived' }),
+        'updateKey of a revoked key must return false',
+      ).toBe(false)
+      expect((await store.findKey(created.keyId))?.label, 'updateKey changed a revoked key').toBe('after')
+    })
+
+    it('serves the whole pipeline: an allowlist set later refuses other addresses at once, when it has updateKey', async () => {
+      if (store.updateKey === undefined) return
+      const auth = createAuthenticator(store, { cache: { ttlMs: 3_600_000 } })
+      try {
+        const created = await auth.keys.create(tenant.tenantId, { label: 'office' })
+        const from = (ip: string) => ({ ...bearer(created.key), ip })
+        expect(await auth.authenticate(from('192.0.2.1')), 'a fresh key was refused').toMatchObject({ ok: true })
+        await auth.keys.update(tenant.tenantId, created.keyId, { allowedAddresses: ['192.0.2.2'] })
+        expect(
+          await auth.authenticate(from('192.0.2.1')),
+          'a key was still admitted from an address its new allowlist leaves out: updateKey must be announced',
+        ).toMatchObject({ ok: false, status: 403 })
+        expect(await auth.authenticate(from('192.0.2.2')), 'a key was refused from its allowed address').toMatchObject({
+          ok: true,
+        })
+      } finally {
+        auth.close()
+      }
+    })
+
     it('finds key IDs case-sensitively (not by a case-insensitive collation)', async () => {
       const created = await keys.create(tenant.tenantId, { label: 'cased' })
       const swapped = swapCase(created.keyId)

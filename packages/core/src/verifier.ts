@@ -1,3 +1,4 @@
+import { compileAllowlist, type AddressAllowlist } from './address-allowlist.js'
 import { LoadingCache } from './cache.js'
 import { asStoreError, SaikuStoreError } from './errors.js'
 import { timingSafeEqual } from 'node:crypto'
@@ -32,11 +33,22 @@ export interface VerifiedCredential {
    * The token works only while that key does.
    */
   readonly sourceKeyId?: string
+  /**
+   * The addresses the credential works from (a key's `allowedAddresses`; for a token, those of the
+   * key it was exchanged from); absent for any address. Checked after the secret, before anything is counted.
+   */
+  readonly allowlist?: AddressAllowlist
 }
 
 /** A key's standing, looked up by ID: null when it works, else why it does not. */
 export type KeyState =
-  | { readonly ok: true; readonly tenantId: string; readonly environment: KeyEnvironment }
+  | {
+      readonly ok: true
+      readonly tenantId: string
+      readonly environment: KeyEnvironment
+      /** The key's address restriction, which tokens exchanged from it carry too. */
+      readonly allowlist?: AddressAllowlist
+    }
   | { readonly ok: false; readonly reason: 'unknown_key' | 'revoked' | 'expired' }
 
 /** Why a token was refused. All of them answer the same 401; the reason is for hooks and logs. */
@@ -162,6 +174,8 @@ function usableDigest(secretDigest: unknown, anyLength: boolean): secretDigest i
 }
 
 function toCachedKey(record: ApiKeyRecord, invalidRecord: boolean): CachedKey {
+  // Parsed once per record read, never per request.
+  const allowlist = compileAllowlist(record.allowedAddresses)
   const credential: VerifiedCredential = Object.freeze({
     type: 'api_key' as const,
     keyId: record.keyId,
@@ -170,6 +184,7 @@ function toCachedKey(record: ApiKeyRecord, invalidRecord: boolean): CachedKey {
     environment: record.environment,
     permissions: Object.freeze([...record.permissions]),
     expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt),
+    ...(allowlist === null ? {} : { allowlist }),
   })
   return {
     credential,
@@ -388,7 +403,10 @@ export function createApiKeyVerifier(store: KeyStore, options: ApiKeyVerifierOpt
     if (entry === null) return KEY_UNKNOWN
     if (entry.revoked) return KEY_REVOKED
     if (entry.expiresAtMs <= nowMs) return KEY_EXPIRED
-    return { ok: true, tenantId: entry.credential.tenantId, environment: entry.credential.environment }
+    const { tenantId, environment, allowlist } = entry.credential
+    return allowlist === undefined
+      ? { ok: true, tenantId, environment }
+      : { ok: true, tenantId, environment, allowlist }
   }
 
   function keyState(keyId: string): KeyState | Promise<KeyState> {
@@ -439,6 +457,12 @@ export function sourceKeyStateFromStore(store: KeyStore, timeoutMs: number): (ke
     if (record === null) return KEY_UNKNOWN
     if (record.revokedAt !== null) return KEY_REVOKED
     if (record.expiresAt !== null && !(record.expiresAt.getTime() > Date.now())) return KEY_EXPIRED
-    return { ok: true, tenantId: record.tenantId, environment: record.environment }
+    const allowlist = compileAllowlist(record.allowedAddresses)
+    return {
+      ok: true,
+      tenantId: record.tenantId,
+      environment: record.environment,
+      ...(allowlist === null ? {} : { allowlist }),
+    }
   }
 }

@@ -5,7 +5,7 @@ import { createAuthenticator, createKeyManager, SaikuConfigError } from '@saiku/
 import { onKeyStoreChange, type KeyChange } from '@saiku/core/store'
 import { conformanceTenant, describeKeyStoreConformance } from '@saiku/core/testing'
 import { postgresUrl } from '@saiku/test-support/services'
-import { PostgresKeyStore } from './index.js'
+import { MIGRATIONS, PostgresKeyStore } from './index.js'
 
 const schemas: string[] = []
 const freshSchema = () => {
@@ -96,9 +96,10 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
   it('migrates once, even when several processes start together', async () => {
     const schema = freshSchema()
     const stores = Array.from({ length: 4 }, () => new PostgresKeyStore({ pool, schema, listen: false }))
-    expect(await Promise.all(stores.map((store) => store.migrate()))).toEqual([1, 1, 1, 1])
+    const latest = MIGRATIONS.length
+    expect(await Promise.all(stores.map((store) => store.migrate()))).toEqual([latest, latest, latest, latest])
     const { rows } = await pool.query(`SELECT version FROM "${schema}".saiku_schema_version`)
-    expect(rows).toEqual([{ version: 1 }])
+    expect(rows).toEqual([{ version: latest }])
     const indexes = await pool.query(
       `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'saiku_api_keys'`,
       [schema],
@@ -126,6 +127,45 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
       interval: 10,
     })
     expect(await authB.authenticate(request)).toMatchObject({ ok: false, status: 401 })
+    stop()
+    authB.close()
+    await Promise.all([a.close(), b.close()])
+  })
+
+  it("tells another process of an allowlist change and a rotation's grace at once (LISTEN/NOTIFY)", async () => {
+    const schema = freshSchema()
+    const a = new PostgresKeyStore({ pool, schema })
+    const b = new PostgresKeyStore({ pool, schema })
+    await Promise.all([a.ready(), b.ready()])
+    const tenant = conformanceTenant()
+    await a.putTenant(tenant)
+    const created = await createKeyManager(a).create(tenant.tenantId, { label: 'agent' })
+    const authB = createAuthenticator(b, { cache: { ttlMs: 3_600_000 } })
+    const from = (ip: string) => ({
+      headers: { authorization: `Bearer ${created.key}` },
+      method: 'GET',
+      url: '/me/tenant',
+      ip,
+    })
+    expect((await authB.authenticate(from('192.0.2.1'))).ok).toBe(true)
+
+    const heard: KeyChange[] = []
+    const stop = onKeyStoreChange(b, (change) => heard.push(change))
+    await createKeyManager(a).update(tenant.tenantId, created.keyId, { allowedAddresses: ['192.0.2.2'] })
+    await vi.waitFor(() => expect(heard).toContainEqual({ kind: 'key', keyId: created.keyId }), {
+      timeout: 10_000,
+      interval: 10,
+    })
+    expect(await authB.authenticate(from('192.0.2.1'))).toMatchObject({ ok: false, status: 403 })
+    expect((await authB.authenticate(from('192.0.2.2'))).ok).toBe(true)
+
+    heard.length = 0
+    await createKeyManager(a).rotate(tenant.tenantId, created.keyId, { graceSeconds: 0 })
+    await vi.waitFor(() => expect(heard).toContainEqual({ kind: 'key', keyId: created.keyId }), {
+      timeout: 10_000,
+      interval: 10,
+    })
+    expect(await authB.authenticate(from('192.0.2.2'))).toMatchObject({ ok: false, status: 401 })
     stop()
     authB.close()
     await Promise.all([a.close(), b.close()])

@@ -11,11 +11,16 @@ import {
   validateTenantRecord,
   type KeyChange,
   backgroundErrorHook,
+  allowedAddressesProblem,
+  canonicalAllowedAddresses,
+  keyChangesProblem,
+  type KeyChanges,
 } from '@saiku/core/store'
 import {
   DEFAULT_TIERS,
   isKeyId,
   SaikuConfigError,
+  SaikuInputError,
   type ApiKeyRecord,
   type ApiKeySummary,
   type Subscription,
@@ -50,7 +55,15 @@ export const MIGRATIONS: readonly ((schema: string) => string)[] = Object.freeze
       last_used_at timestamptz
     );
     CREATE INDEX saiku_api_keys_live_by_tenant ON ${s}.saiku_api_keys (tenant_id, created_at) WHERE revoked_at IS NULL;`,
+  // Per-key address allowlists: canonical entries; NULL for any address.
+  (s: string) => `ALTER TABLE ${s}.saiku_api_keys ADD COLUMN allowed_addresses text[];`,
 ])
+
+/** The column's value: the canonical entries, NULL for any address. */
+function addressesColumn(list: readonly string[] | null | undefined): string[] | null {
+  const canonical = canonicalAllowedAddresses(list)
+  return canonical.length === 0 ? null : canonical
+}
 
 export interface PostgresKeyStoreOptions {
   readonly pool: Pool
@@ -513,10 +526,12 @@ export class PostgresKeyStore implements TenantAdminStore {
   }
 
   async createKey(record: ApiKeyRecord): Promise<void> {
+    const addressProblem = allowedAddressesProblem(record.allowedAddresses)
+    if (addressProblem !== null) throw new SaikuInputError('allowedAddresses', `createKey: ${addressProblem}`)
     await this.ready()
     await this.pool.query(
-      `INSERT INTO ${this.#t.keys} (key_id, tenant_id, label, environment, secret_digest, permissions, created_at, expires_at, revoked_at, last_used_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      `INSERT INTO ${this.#t.keys} (key_id, tenant_id, label, environment, secret_digest, permissions, created_at, expires_at, revoked_at, last_used_at, allowed_addresses)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
       [
         record.keyId,
         record.tenantId,
@@ -528,8 +543,38 @@ export class PostgresKeyStore implements TenantAdminStore {
         record.expiresAt,
         record.revokedAt,
         record.lastUsedAt,
+        addressesColumn(record.allowedAddresses),
       ],
     )
+  }
+
+  /** Changes a key in one round trip; the NOTIFY is delivered when the update commits, as for a revocation. */
+  async updateKey(keyId: string, changes: KeyChanges): Promise<boolean> {
+    const problem = keyChangesProblem(changes)
+    if (problem !== null) throw new SaikuInputError('changes', `updateKey: ${problem}`)
+    await this.ready()
+    const { rowCount } = await this.pool.query(
+      `WITH updated AS (
+         UPDATE ${this.#t.keys} SET
+           label = CASE WHEN $2 THEN $3 ELSE label END,
+           allowed_addresses = CASE WHEN $4 THEN $5::text[] ELSE allowed_addresses END,
+           expires_at = CASE WHEN $6 THEN $7::timestamptz ELSE expires_at END
+         WHERE key_id = $1 AND revoked_at IS NULL RETURNING key_id)
+       SELECT pg_notify($8, 'key:' || key_id) FROM updated`,
+      [
+        keyId,
+        changes.label !== undefined,
+        changes.label ?? null,
+        changes.allowedAddresses !== undefined,
+        addressesColumn(changes.allowedAddresses),
+        changes.expiresAt !== undefined,
+        changes.expiresAt ?? null,
+        this.channel,
+      ],
+    )
+    const updated = (rowCount ?? 0) > 0
+    if (updated) announceKeyStoreChange(this, { kind: 'key', keyId })
+    return updated
   }
 
   async listKeys(tenantId: string): Promise<ApiKeySummary[]> {

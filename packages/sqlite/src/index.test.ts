@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest'
 import { createAuthenticator, createKeyManager } from '@saiku/core'
 import { onKeyStoreChange, type KeyChange } from '@saiku/core/store'
 import { conformanceTenant, describeKeyStoreConformance } from '@saiku/core/testing'
-import { SqliteKeyStore } from './index.js'
+import { MIGRATIONS, SqliteKeyStore } from './index.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'saiku-sqlite-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -69,6 +69,57 @@ describe('SqliteKeyStore', () => {
     auth.close()
     server.close()
     cli.close()
+  })
+
+  it("hears of another process's allowlist and rotation grace, and reads the key afresh", async () => {
+    const file = freshFile()
+    const tenant = conformanceTenant()
+    const server = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    const cli = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    await cli.putTenant(tenant)
+    const created = await createKeyManager(cli).create(tenant.tenantId, { label: 'agent' })
+    const auth = createAuthenticator(server, { cache: { ttlMs: 3_600_000 } })
+    const from = (ip: string) => ({
+      headers: { authorization: `Bearer ${created.key}` },
+      method: 'GET',
+      url: '/me/tenant',
+      ip,
+    })
+    expect((await auth.authenticate(from('192.0.2.1'))).ok).toBe(true)
+
+    await createKeyManager(cli).update(tenant.tenantId, created.keyId, { allowedAddresses: ['192.0.2.2'] })
+    expect(server.pollChanges()).toContainEqual({ kind: 'key', keyId: created.keyId })
+    expect(await auth.authenticate(from('192.0.2.1'))).toMatchObject({ ok: false, status: 403 })
+    expect((await auth.authenticate(from('192.0.2.2'))).ok).toBe(true)
+
+    const rotated = await createKeyManager(cli).rotate(tenant.tenantId, created.keyId, { graceSeconds: 0 })
+    expect(rotated?.allowedAddresses).toEqual(['192.0.2.2'])
+    expect(server.pollChanges()).toContainEqual({ kind: 'key', keyId: created.keyId })
+    expect(await auth.authenticate(from('192.0.2.2'))).toMatchObject({ ok: false, status: 401 })
+    auth.close()
+    server.close()
+    cli.close()
+  })
+
+  it('upgrades a file made before allowed addresses: its keys keep working from any address', async () => {
+    const file = freshFile()
+    const tenant = conformanceTenant()
+    // The first schema only, as a release before this one left it.
+    const old = new Database(file)
+    old.exec(
+      'CREATE TABLE saiku_schema_version (version INTEGER NOT NULL); INSERT INTO saiku_schema_version VALUES (1)',
+    )
+    old.exec(MIGRATIONS[0]!)
+    old.close()
+    const store = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    expect(store.db.prepare('SELECT version FROM saiku_schema_version').get()).toEqual({ version: MIGRATIONS.length })
+    await store.putTenant(tenant)
+    const created = await createKeyManager(store).create(tenant.tenantId, {
+      label: 'office',
+      allowedAddresses: ['2001:DB8::/32'],
+    })
+    expect((await store.findKey(created.keyId))?.allowedAddresses).toEqual(['2001:db8::/32'])
+    store.close()
   })
 
   it('keeps polling through errors instead of crashing the process', async () => {

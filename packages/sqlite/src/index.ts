@@ -9,10 +9,15 @@ import {
   validateTenantRecord,
   type KeyChange,
   backgroundErrorHook,
+  allowedAddressesProblem,
+  canonicalAllowedAddresses,
+  keyChangesProblem,
+  type KeyChanges,
 } from '@saiku/core/store'
 import {
   DEFAULT_TIERS,
   SaikuConfigError,
+  SaikuInputError,
   SaikuStoreError,
   type ApiKeyRecord,
   type ApiKeySummary,
@@ -53,6 +58,8 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
      ref TEXT NOT NULL,
      changed_at INTEGER NOT NULL
    );`,
+  // Per-key address allowlists: a JSON array of canonical entries; NULL for any address.
+  `ALTER TABLE saiku_api_keys ADD COLUMN allowed_addresses TEXT;`,
 ])
 
 export interface SqliteKeyStoreOptions {
@@ -81,6 +88,12 @@ export interface SqliteKeyStoreOptions {
 }
 
 const msOrNull = (date: Date | null | undefined): number | null => (date == null ? null : date.getTime())
+
+/** The column's value: the canonical entries as JSON, NULL for any address. */
+function addressesJson(list: readonly string[] | null | undefined): string | null {
+  const canonical = canonicalAllowedAddresses(list)
+  return canonical.length === 0 ? null : JSON.stringify(canonical)
+}
 
 const isLockError = (error: unknown): boolean => {
   const code = (error as { code?: unknown } | null)?.code
@@ -137,8 +150,15 @@ export class SqliteKeyStore implements TenantAdminStore {
       findTenantBySlug: db.prepare<[string], TenantRow>('SELECT * FROM saiku_tenants WHERE tenant_slug = ?'),
       listTenants: db.prepare<[], TenantRow>('SELECT * FROM saiku_tenants ORDER BY tenant_slug'),
       insertKey: db.prepare(
-        `INSERT INTO saiku_api_keys (key_id, tenant_id, label, environment, secret_digest, permissions, created_at, expires_at, revoked_at, last_used_at)
-         VALUES (@key_id, @tenant_id, @label, @environment, @secret_digest, @permissions, @created_at, @expires_at, @revoked_at, @last_used_at)`,
+        `INSERT INTO saiku_api_keys (key_id, tenant_id, label, environment, secret_digest, permissions, created_at, expires_at, revoked_at, last_used_at, allowed_addresses)
+         VALUES (@key_id, @tenant_id, @label, @environment, @secret_digest, @permissions, @created_at, @expires_at, @revoked_at, @last_used_at, @allowed_addresses)`,
+      ),
+      updateKey: db.prepare(
+        `UPDATE saiku_api_keys SET
+           label = CASE WHEN @set_label THEN @label ELSE label END,
+           allowed_addresses = CASE WHEN @set_allowed_addresses THEN @allowed_addresses ELSE allowed_addresses END,
+           expires_at = CASE WHEN @set_expires_at THEN @expires_at ELSE expires_at END
+         WHERE key_id = @key_id AND revoked_at IS NULL`,
       ),
       listKeys: db.prepare<[string], KeyRow>(
         'SELECT * FROM saiku_api_keys WHERE tenant_id = ? AND revoked_at IS NULL ORDER BY created_at, rowid',
@@ -230,6 +250,8 @@ export class SqliteKeyStore implements TenantAdminStore {
   }
 
   async createKey(record: ApiKeyRecord): Promise<void> {
+    const addressProblem = allowedAddressesProblem(record.allowedAddresses)
+    if (addressProblem !== null) throw new SaikuInputError('allowedAddresses', `createKey: ${addressProblem}`)
     const row = {
       key_id: record.keyId,
       tenant_id: record.tenantId,
@@ -241,8 +263,31 @@ export class SqliteKeyStore implements TenantAdminStore {
       expires_at: msOrNull(record.expiresAt),
       revoked_at: msOrNull(record.revokedAt),
       last_used_at: msOrNull(record.lastUsedAt),
+      allowed_addresses: addressesJson(record.allowedAddresses),
     }
     await this.#run('createKey', () => this.#statements.insertKey.run(row))
+  }
+
+  /** Changes a key in one statement, logged for other processes' caches like a revocation. */
+  async updateKey(keyId: string, changes: KeyChanges): Promise<boolean> {
+    const problem = keyChangesProblem(changes)
+    if (problem !== null) throw new SaikuInputError('changes', `updateKey: ${problem}`)
+    const update = this.db.transaction(() => {
+      const { changes: updated } = this.#statements.updateKey.run({
+        key_id: keyId,
+        set_label: changes.label === undefined ? 0 : 1,
+        label: changes.label ?? null,
+        set_allowed_addresses: changes.allowedAddresses === undefined ? 0 : 1,
+        allowed_addresses: addressesJson(changes.allowedAddresses),
+        set_expires_at: changes.expiresAt === undefined ? 0 : 1,
+        expires_at: msOrNull(changes.expiresAt),
+      })
+      if (updated > 0) this.#statements.logChange.run('key', keyId, Date.now())
+      return updated > 0
+    })
+    const updated = await this.#run('updateKey', () => update.immediate())
+    if (updated) announceKeyStoreChange(this, { kind: 'key', keyId })
+    return updated
   }
 
   async listKeys(tenantId: string): Promise<ApiKeySummary[]> {

@@ -3,6 +3,7 @@
 export type {
   ApiKeyRecord,
   ApiKeySummary,
+  KeyChanges,
   KeyStore,
   Subscription,
   SubscriptionStatus,
@@ -11,6 +12,7 @@ export type {
 } from '../store.js'
 export {
   isPermission,
+  keyChangesProblem,
   labelProblem,
   MAX_LABEL_LENGTH,
   MAX_PERMISSION_LENGTH,
@@ -20,6 +22,13 @@ export {
   toKeySummary,
   validateTenantRecord,
 } from '../store.js'
+export {
+  allowedAddressesProblem,
+  canonicalAllowedAddresses,
+  compileAllowlist,
+  MAX_ALLOWED_ADDRESSES,
+} from '../address-allowlist.js'
+export type { AddressAllowlist } from '../address-allowlist.js'
 export { keyFromRow, tenantFromRow } from '../sql-rows.js'
 export type { KeyRow, RowTime, TenantRow } from '../sql-rows.js'
 export { digestApiKey } from '../keys.js'

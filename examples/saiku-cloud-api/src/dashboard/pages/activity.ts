@@ -6,6 +6,9 @@ import type { DashboardStore } from '../store/index.js'
 const ACTIONS: Record<string, string> = {
   'key.created': 'Key created',
   'key.revoked': 'Key revoked',
+  'key.updated': 'Key edited',
+  'key.rotated': 'Key rotated',
+  'key.address_refused': 'Key refused from an address not allowed',
   'trial.started': 'Trial started',
   sign_in: 'Signed in',
   'sign_in.refused': 'Sign-in refused',

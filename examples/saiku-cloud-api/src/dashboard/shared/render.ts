@@ -20,9 +20,30 @@ export function formatTime(date: Date | null | undefined, never = 'Never'): stri
   return `${date.getUTCDate()}\u00a0${MONTHS[date.getUTCMonth()]}\u00a0${date.getUTCFullYear()}, ${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}\u00a0UTC`
 }
 
-/** A tenant's keys as the pages list them, each marked when past its expiry. */
-export const keyRows = (list: ApiKeySummary[]) =>
-  list.map((k) => ({ ...k, expired: k.expiresAt !== null && k.expiresAt.getTime() <= Date.now() }))
+/** "in 23 h", "in 6 days", "in 12 min": how long until `date`, rounded down, for a key that is ending. */
+export function timeLeft(date: Date, nowMs = Date.now()): string {
+  const seconds = Math.max(0, Math.floor((date.getTime() - nowMs) / 1000))
+  if (seconds < 60) return 'in less than a minute'
+  if (seconds < 3_600) return `in ${Math.floor(seconds / 60)} min`
+  if (seconds < 172_800) return `in ${Math.floor(seconds / 3_600)} h`
+  return `in ${Math.floor(seconds / 86_400)} days`
+}
+
+/** A tenant's keys as the pages list them, each marked when past its expiry, and how long is left to one ending. */
+export const keyRows = (list: ApiKeySummary[], nowMs = Date.now()) =>
+  list.map((k) => {
+    const expired = k.expiresAt !== null && k.expiresAt.getTime() <= nowMs
+    return {
+      ...k,
+      allowedAddresses: k.allowedAddresses ?? [],
+      expired,
+      // A rotation's grace, or any expiry within 30 days: the list says how long the key has left.
+      endsIn:
+        k.expiresAt !== null && !expired && k.expiresAt.getTime() - nowMs <= 2_592_000_000
+          ? timeLeft(k.expiresAt, nowMs)
+          : null,
+    }
+  })
 
 export interface Renderer {
   /** A page in the layout, escaped by default, with the signed-in member's name, role and CSRF token. */
