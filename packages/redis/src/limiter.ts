@@ -19,92 +19,97 @@ import {
  * A quota the limits do not set is neither read nor written (ARGV 0). One that is set reads its
  * window's end and count (fields de/dc for the day, Me/Mc for the month; ds/Ms hold the start).
  * A window counted in lives until its end, even when the clock steps back before its start;
- * after its end, the window that holds the clock counts from 0. Each quota adds to the reply:
- * its count, the time to its end, and whether it lacks room for the cost.
+ * after its end, the window that holds the clock counts from 0. Each quota adds two numbers to
+ * the reply: its count and the time to its end (whether it has room for the cost, the caller knows).
  *
  * ARGV 6–8: perDay, perMonth (0 = not set), monthStartDay.
  */
-const QUOTA_FIELDS = `
+const QUOTA_ARGS = `
 local perDay, perMonth = tonumber(ARGV[6]) or 0, tonumber(ARGV[7]) or 0
-local quotas = {}
+`
+
+// Adds the quotas' fields to \`names\`, the fields the script reads, after those of the minute and hour.
+const QUOTA_FIELDS = `
 local quotaBase = #names
-if perDay > 0 then
-  quotas[#quotas + 1] = {p = 'd', limit = perDay}
-  names[#names + 1] = 'de'; names[#names + 1] = 'dc'
-end
-if perMonth > 0 then
-  quotas[#quotas + 1] = {p = 'M', limit = perMonth, startDay = tonumber(ARGV[8]) or 1}
-  names[#names + 1] = 'Me'; names[#names + 1] = 'Mc'
-end
+if perDay > 0 then names[#names + 1] = 'de'; names[#names + 1] = 'dc' end
+if perMonth > 0 then names[#names + 1] = 'Me'; names[#names + 1] = 'Mc' end
 `
 
 const QUOTA_DECIDE = `
-local DAY = 86400000
-local function daysFromCivil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
-end
-local function civilFromDays(days)
-  local z = days + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local m = (mp + 2) % 12 + 1
-  local y = yoe + era * 400
-  if m <= 2 then y = y + 1 end
-  return y, m
-end
-local function monthLength(y, m)
-  if m == 2 then
-    if (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0 then return 29 end
-    return 28
-  end
-  if m == 4 or m == 6 or m == 9 or m == 11 then return 30 end
-  return 31
-end
-local function anchored(y, m, startDay)
-  if m < 1 then y = y - 1; m = m + 12 elseif m > 12 then y = y + 1; m = m - 12 end
-  return daysFromCivil(y, m, math.min(startDay, monthLength(y, m))) * DAY
-end
-local function calendarWindow(q)
-  local today = math.floor(now / DAY)
-  if q.p == 'd' then return today * DAY, (today + 1) * DAY end
-  local y, m = civilFromDays(today)
-  local this = anchored(y, m, q.startDay)
-  if now >= this then return this, anchored(y, m + 1, q.startDay) end
-  return anchored(y, m - 1, q.startDay), this
-end
 local quotaRoom = true
-for i, q in ipairs(quotas) do
-  local e = tonumber(v[quotaBase + 2 * i - 1])
-  if e ~= nil and now < e then
-    q.e = e; q.c = tonumber(v[quotaBase + 2 * i]) or 0
+local dayStart, dayEnd, dayCount, monthStart, monthEnd, monthCount
+local at = quotaBase + 1
+if perDay > 0 then
+  dayEnd = tonumber(v[at])
+  if dayEnd ~= nil and now < dayEnd then
+    dayCount = tonumber(v[at + 1]) or 0
   else
-    q.s, q.e = calendarWindow(q); q.c = 0; q.fresh = true
+    dayStart = math.floor(now / 86400000) * 86400000; dayEnd = dayStart + 86400000; dayCount = 0
   end
-  q.short = 0
-  if q.c + cost > q.limit then q.short = 1; quotaRoom = false end
+  if dayCount + cost > perDay then quotaRoom = false end
+  at = at + 2
+end
+if perMonth > 0 then
+  monthEnd = tonumber(v[at])
+  if monthEnd ~= nil and now < monthEnd then
+    monthCount = tonumber(v[at + 1]) or 0
+  else
+    -- Only a month window that starts pays for the calendar.
+    local startDay = tonumber(ARGV[8]) or 1
+    local function daysFromCivil(y, m, d)
+      if m <= 2 then y = y - 1 end
+      local era = math.floor(y / 400)
+      local yoe = y - era * 400
+      local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+      return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+    end
+    local function anchored(y, m)
+      if m < 1 then y = y - 1; m = m + 12 elseif m > 12 then y = y + 1; m = m - 12 end
+      local length = 31
+      if m == 2 then
+        length = 28
+        if (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0 then length = 29 end
+      elseif m == 4 or m == 6 or m == 9 or m == 11 then
+        length = 30
+      end
+      return daysFromCivil(y, m, math.min(startDay, length)) * 86400000
+    end
+    -- civil-from-days: the UTC year and month of today.
+    local z = math.floor(now / 86400000) + 719468
+    local era = math.floor(z / 146097)
+    local doe = z - era * 146097
+    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+    local m = (math.floor((5 * doy + 2) / 153) + 2) % 12 + 1
+    local y = yoe + era * 400
+    if m <= 2 then y = y + 1 end
+    local this = anchored(y, m)
+    if now >= this then monthStart, monthEnd = this, anchored(y, m + 1) else monthStart, monthEnd = anchored(y, m - 1), this end
+    monthCount = 0
+  end
+  if monthCount + cost > perMonth then quotaRoom = false end
 end
 `
 
-// After an admission: counts the cost in each quota, and says how far the hash's TTL must reach.
+// After an admission: counts the cost in each quota (into `fields`), and says how far the hash's TTL must reach.
 const QUOTA_COUNT = `
-local latestEnd, anyFresh = 0, false
-for _, q in ipairs(quotas) do
-  q.c = q.c + cost
-  fields[#fields + 1] = q.p .. 'c'; fields[#fields + 1] = q.c
-  if q.fresh then
+if perDay > 0 then
+  dayCount = dayCount + cost
+  fields[#fields + 1] = 'dc'; fields[#fields + 1] = dayCount
+  if dayStart ~= nil then
     anyFresh = true
-    fields[#fields + 1] = q.p .. 's'; fields[#fields + 1] = q.s
-    fields[#fields + 1] = q.p .. 'e'; fields[#fields + 1] = q.e
+    fields[#fields + 1] = 'ds'; fields[#fields + 1] = dayStart; fields[#fields + 1] = 'de'; fields[#fields + 1] = dayEnd
   end
-  latestEnd = math.max(latestEnd, q.e)
+  latestEnd = dayEnd
+end
+if perMonth > 0 then
+  monthCount = monthCount + cost
+  fields[#fields + 1] = 'Mc'; fields[#fields + 1] = monthCount
+  if monthStart ~= nil then
+    anyFresh = true
+    fields[#fields + 1] = 'Ms'; fields[#fields + 1] = monthStart; fields[#fields + 1] = 'Me'; fields[#fields + 1] = monthEnd
+  end
+  latestEnd = math.max(latestEnd, monthEnd)
 end
 `
 
@@ -122,10 +127,8 @@ end
 `
 
 const QUOTA_REPLY = `
-for _, q in ipairs(quotas) do
-  if admitted == 1 then q.short = 0 end
-  reply[#reply + 1] = q.c; reply[#reply + 1] = q.e - now; reply[#reply + 1] = q.short
-end
+if perDay > 0 then reply[#reply + 1] = dayCount; reply[#reply + 1] = dayEnd - now end
+if perMonth > 0 then reply[#reply + 1] = monthCount; reply[#reply + 1] = monthEnd - now end
 return reply
 `
 
@@ -148,11 +151,19 @@ const DECIDE =
 local minuteLimit, hourLimit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local minuteMs, hourMs = tonumber(ARGV[3]), tonumber(ARGV[4])
 local cost = tonumber(ARGV[5]) or 1
-local names = {'ms', 'mc', 'hs', 'hc'}
+` +
+  QUOTA_ARGS +
+  `
+local v, quotaBase = nil, 4
+if perDay == 0 and perMonth == 0 then
+  v = redis.call('HMGET', KEYS[1], 'ms', 'mc', 'hs', 'hc')
+else
+  local names = {'ms', 'mc', 'hs', 'hc'}
 ` +
   QUOTA_FIELDS +
   `
-local v = redis.call('HMGET', KEYS[1], unpack(names))
+  v = redis.call('HMGET', KEYS[1], unpack(names))
+end
 local ms, mc, hs, hc = tonumber(v[1]), tonumber(v[2]) or 0, tonumber(v[3]), tonumber(v[4]) or 0
 local existed = ms ~= nil
 local newMinute, newHour = false, false
@@ -171,11 +182,16 @@ const COUNT =
 if admitted == 1 then
   mc = mc + cost
   hc = hc + cost
-  local fields = {'ms', ms, 'mc', mc, 'hs', hs, 'hc', hc}
+  local latestEnd, anyFresh = 0, false
+  if perDay == 0 and perMonth == 0 then
+    redis.call('HSET', KEYS[1], 'ms', ms, 'mc', mc, 'hs', hs, 'hc', hc)
+  else
+    local fields = {'ms', ms, 'mc', mc, 'hs', hs, 'hc', hc}
 ` +
   QUOTA_COUNT +
   `
-  redis.call('HSET', KEYS[1], unpack(fields))
+    redis.call('HSET', KEYS[1], unpack(fields))
+  end
   if newMinute or newHour or anyFresh then expire(existed, math.max(ms + minuteMs, hs + hourMs, latestEnd) - now) end
 end
 `
@@ -209,6 +225,7 @@ local cost = tonumber(ARGV[5]) or 1
 local names = {'mi', 'hi'}
 for s = 0, K do names[#names + 1] = 'm' .. s; names[#names + 1] = 'h' .. s end
 ` +
+  QUOTA_ARGS +
   QUOTA_FIELDS +
   `
 local v = redis.call('HMGET', KEYS[1], unpack(names))
@@ -269,6 +286,7 @@ if admitted == 1 then
     fields[#fields + 1] = p .. 'i'; fields[#fields + 1] = w.last
     for s = 0, K do fields[#fields + 1] = p .. s; fields[#fields + 1] = w.counts[s] end
   end
+  local latestEnd, anyFresh = 0, false
 ` +
   QUOTA_COUNT +
   `
@@ -320,7 +338,7 @@ export const GIVEN_TIME_SCRIPTS: {
   rollingPeek: GIVEN_TIME + ROLLING_DECIDE + ROLLING_REPLY,
 }
 
-/** The minute and hour, then for each quota the limits set (day, then month): count, time to its end, short. */
+/** The minute and hour, then for each quota the limits set (day, then month): its count and the time to its end. */
 type ConsumeReply = [
   admitted: number,
   minuteCount: number,
@@ -391,11 +409,12 @@ function state(window: WindowName, limit: number, count: number, resetMs: number
  * validated from the authenticator; a backend called directly with a bad quota throws rather
  * than count something else.
  */
-type QuotaArgs = [perDay: number, perMonth: number, monthStartDay: number]
+type QuotaArgs = readonly [perDay: number, perMonth: number, monthStartDay: number]
+const NO_QUOTAS: QuotaArgs = [0, 0, 1]
 
 function quotaArgs(limits: WindowLimits): QuotaArgs {
   const { perDay, perMonth, monthStartDay } = limits
-  if (perDay === undefined && perMonth === undefined) return [0, 0, 1]
+  if (perDay === undefined && perMonth === undefined) return NO_QUOTAS
   if (perDay !== undefined && !(Number.isSafeInteger(perDay) && perDay > 0))
     throw new SaikuConfigError('limits.perDay', 'a positive integer or absent', perDay)
   if (perMonth !== undefined && !(Number.isSafeInteger(perMonth) && perMonth > 0))
@@ -406,25 +425,34 @@ function quotaArgs(limits: WindowLimits): QuotaArgs {
   return [perDay ?? 0, perMonth ?? 0, startDay]
 }
 
-function toDecision(reply: ConsumeReply, limits: WindowLimits): LimitDecision {
+function toDecision(reply: ConsumeReply, limits: WindowLimits, cost: number): LimitDecision {
   const [admitted, minuteCount, minuteResetMs, hourCount, hourResetMs, minuteShort, hourShort] = reply
   const minute = state('minute', limits.perMinute, minuteCount, minuteResetMs)
   const hour = state('hour', limits.perHour, hourCount, hourResetMs)
+  const { perDay, perMonth } = limits
+  const noQuotas = perDay === undefined && perMonth === undefined
+  if (noQuotas && admitted === 1) return { admitted: true, minute, hour, retryAfterMs: 0 }
   let retryAfterMs = Math.max(minuteShort === 1 ? minute.resetMs : 0, hourShort === 1 ? hour.resetMs : 0)
-  const quotas: { day?: WindowState; month?: WindowState } = {}
+  if (noQuotas) return { admitted: false, minute, hour, retryAfterMs }
+  // The quotas follow in the reply, day then month, each only when set. One short of room for the
+  // cost is waited for until its end (a refused request counted nothing, so the reply's count is before it).
+  const ok = admitted === 1
   let at = 7
-  for (const [name, limit] of [
-    ['day', limits.perDay],
-    ['month', limits.perMonth],
-  ] as const) {
-    if (limit === undefined) continue
-    const quota = state(name, limit, reply[at]!, reply[at + 1]!)
-    if (reply[at + 2] === 1) retryAfterMs = Math.max(retryAfterMs, quota.resetMs)
-    quotas[name] = quota
-    at += 3
+  let day: WindowState | undefined
+  let month: WindowState | undefined
+  if (perDay !== undefined) {
+    day = state('day', perDay, reply[at]!, reply[at + 1]!)
+    if (!ok && reply[at]! + cost > perDay) retryAfterMs = Math.max(retryAfterMs, day.resetMs)
+    at += 2
   }
-  if (admitted === 1) return { admitted: true, minute, hour, ...quotas, retryAfterMs: 0 }
-  return { admitted: false, minute, hour, ...quotas, retryAfterMs }
+  if (perMonth !== undefined) {
+    month = state('month', perMonth, reply[at]!, reply[at + 1]!)
+    if (!ok && reply[at]! + cost > perMonth) retryAfterMs = Math.max(retryAfterMs, month.resetMs)
+  }
+  if (ok) retryAfterMs = 0
+  if (day === undefined) return { admitted: ok, minute, hour, month, retryAfterMs }
+  if (month === undefined) return { admitted: ok, minute, hour, day, retryAfterMs }
+  return { admitted: ok, minute, hour, day, month, retryAfterMs }
 }
 
 type Script = (
@@ -477,7 +505,7 @@ function build(options: RedisLimiterOptions, consumeScript: Script, peekScript: 
       clearTimeout(slow)
       pending--
     }
-    return toDecision(reply, limits)
+    return toDecision(reply, limits, cost)
   }
 
   return {
@@ -501,10 +529,30 @@ function scripts(
 ): [consume: Script, peek: Script] {
   const call =
     (name: string): Script =>
-    (redis, key, limits, cost, [perDay, perMonth, monthStartDay]) => {
+    (redis, key, limits, cost, quotas) => {
       const command = redis[name]!
-      const args = [limits.perMinute, limits.perHour, minuteMs, hourMs, cost, perDay, perMonth, monthStartDay]
-      return now === undefined ? command.call(redis, key, ...args) : command.call(redis, key, ...args, now())
+      const { perMinute, perHour } = limits
+      // Without quotas the script reads ARGV 6–8 as 0: limits without them send what they always did.
+      if (now === undefined && quotas === NO_QUOTAS)
+        return command.call(redis, key, perMinute, perHour, minuteMs, hourMs, cost)
+      const [perDay, perMonth, monthStartDay] = quotas
+      if (now === undefined && perMonth === 0)
+        return command.call(redis, key, perMinute, perHour, minuteMs, hourMs, cost, perDay)
+      if (now === undefined)
+        return command.call(redis, key, perMinute, perHour, minuteMs, hourMs, cost, perDay, perMonth, monthStartDay)
+      return command.call(
+        redis,
+        key,
+        perMinute,
+        perHour,
+        minuteMs,
+        hourMs,
+        cost,
+        perDay,
+        perMonth,
+        monthStartDay,
+        now(),
+      )
     }
   return [call(consumeName), call(peekName)]
 }

@@ -3,7 +3,7 @@ import fc from 'fast-check'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LimiterModel, RollingLimiterModel } from '@saiku/test-support/limiter-model'
-import { redisUrl } from '@saiku/test-support/services'
+import { hasRedisServerBinary, ownRedis, redisUrl, type OwnRedis } from '@saiku/test-support/services'
 import { dayWindowAt, monthWindowAt, type LimitDecision, type WindowLimits } from '@saiku/core'
 import { createRedisLimiter, createRedisLimiterAt } from './limiter.js'
 
@@ -377,33 +377,37 @@ describe.skipIf(redisUrl === undefined)('the Redis quotas against the reference 
   })
 
   describe('what a decision costs Redis', () => {
-    async function commandCalls(): Promise<Record<string, number>> {
-      const stats = await client.info('commandstats')
-      return Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1]!, Number(m[2])]))
-    }
-
     it.each(['fixed', 'rolling'] as const)(
       'decides minute, hour, day and month in one round trip per request, and a tenant without quotas writes no quota field (%s)',
       async (windows) => {
+        // Counted on this client's own commands: other clients of the shared Redis do not change the count.
+        const own = new Redis(redisUrl!, { enableOfflineQueue: true, maxRetriesPerRequest: 1 })
+        const sent: string[] = []
+        const send = own.sendCommand.bind(own)
+        own.sendCommand = (command, stream) => {
+          sent.push(command.name)
+          return send(command, stream)
+        }
         const keyPrefix = `quota-trips-${randomUUID()}`
-        const limiter = createRedisLimiter({ client, keyPrefix, windows })
+        const limiter = createRedisLimiter({ client: own, keyPrefix, windows })
+        await own.ping()
         const quotas = { perMinute: 50, perHour: 500, perDay: 1_000, perMonth: 10_000, monthStartDay: 31 }
         const plain = { perMinute: 50, perHour: 500 }
         await limiter.consume('warm-up', quotas)
         await limiter.peek('warm-up', quotas)
-        await client.config('RESETSTAT')
+        sent.length = 0
         for (let i = 0; i < 20; i++) {
           await limiter.consume('quota', quotas)
           await limiter.peek('quota', quotas)
           await limiter.consume('plain', plain)
         }
-        const calls = await commandCalls()
-        expect((calls.evalsha ?? 0) + (calls.eval ?? 0)).toBe(60)
+        expect(sent).toEqual(Array.from({ length: 60 }, () => 'evalsha'))
         expect(await limiter.peek('quota', quotas)).toMatchObject({ day: { used: 20 }, month: { used: 20 } })
-        const plainFields = Object.keys(await client.hgetall(limiter.keyFor('plain')))
+        const plainFields = Object.keys(await own.hgetall(limiter.keyFor('plain')))
         expect(plainFields).toHaveLength(windows === 'fixed' ? 4 : 24)
         expect(plainFields.some((field) => /^[dM]/.test(field))).toBe(false)
         await clean(keyPrefix)
+        own.disconnect()
       },
     )
 
@@ -418,5 +422,40 @@ describe.skipIf(redisUrl === undefined)('the Redis quotas against the reference 
       )
       expect((await limiter.consume('t', { perMinute: 1, perHour: 1 })).admitted).toBe(true)
     })
+  })
+})
+
+describe.skipIf(!hasRedisServerBinary())('the quotas’ commands inside the script, on a Redis of its own', () => {
+  let redis: OwnRedis
+  beforeAll(async () => {
+    redis = await ownRedis()
+  })
+  afterAll(async () => redis?.stop())
+
+  it('runs TIME, HMGET and HSET per admitted request with or without quotas, and PEXPIRE only when a window starts', async () => {
+    const client = new Redis(redis.url, { enableOfflineQueue: false })
+    await new Promise((resolve) => client.once('ready', resolve))
+    const limiter = createRedisLimiter({ client })
+    const plain = { perMinute: 1_000, perHour: 10_000 }
+    const quotas = { ...plain, perDay: 100_000, perMonth: 1_000_000, monthStartDay: 30 }
+    await limiter.consume('warm-up', quotas)
+    await limiter.consume('warm-up', plain)
+    const calls = async () => {
+      const stats = await client.info('commandstats')
+      return Object.fromEntries([...stats.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1]!, Number(m[2])]))
+    }
+    for (const [tenant, limits] of [
+      ['plain', plain],
+      ['quotas', quotas],
+    ] as const) {
+      await client.config('RESETSTAT')
+      for (let i = 0; i < 50; i++) expect((await limiter.consume(tenant, limits)).admitted).toBe(true)
+      const counted = await calls()
+      expect([counted.evalsha, counted.time, counted.hmget, counted.hset], tenant).toEqual([50, 50, 50, 50])
+      // The first request creates the hash and sets its TTL; a minute edge crossed meanwhile adds a PTTL and a PEXPIRE.
+      expect(counted.pexpire ?? 0, tenant).toBeGreaterThanOrEqual(1)
+      expect((counted.pexpire ?? 0) + (counted.pttl ?? 0), tenant).toBeLessThanOrEqual(3)
+    }
+    client.disconnect()
   })
 })
