@@ -28,9 +28,8 @@ const QUOTA_ARGS = `
 local perDay, perMonth = tonumber(ARGV[6]) or 0, tonumber(ARGV[7]) or 0
 `
 
-// Adds the quotas' fields to \`names\`, the fields the script reads, after those of the minute and hour.
+// Adds the quotas' fields to `names`, the fields the script reads, after those of the minute and hour.
 const QUOTA_FIELDS = `
-local quotaBase = #names
 if perDay > 0 then names[#names + 1] = 'de'; names[#names + 1] = 'dc' end
 if perMonth > 0 then names[#names + 1] = 'Me'; names[#names + 1] = 'Mc' end
 `
@@ -143,7 +142,7 @@ return reply
  *
  * Fields: ms/mc = minute window start (ms) and count, hs/hc = the same for the hour.
  * ARGV: minute limit, hour limit, minute length, hour length, cost (units taken from
- * every window, or none), the quotas (see QUOTA_FIELDS), and in tests the time. The reply says
+ * every window, or none), the quotas (see QUOTA_ARGS), and in tests the time. The reply says
  * which windows lack room for the cost, so Retry-After waits for exactly those.
  */
 const DECIDE =
@@ -224,6 +223,7 @@ local minuteMs, hourMs = tonumber(ARGV[3]), tonumber(ARGV[4])
 local cost = tonumber(ARGV[5]) or 1
 local names = {'mi', 'hi'}
 for s = 0, K do names[#names + 1] = 'm' .. s; names[#names + 1] = 'h' .. s end
+local quotaBase = #names
 ` +
   QUOTA_ARGS +
   QUOTA_FIELDS +
