@@ -13,7 +13,7 @@ import type { WindowLimits } from '@saiku/core'
 import { createRedisLimiter, type RedisLimiterBackend } from '@saiku/redis'
 import { distanceOf, mean, type Distance } from './stats.js'
 
-export interface QuotaCost {
+export interface RedisQuotaCost {
   readonly rounds: number
   readonly decisionsPerBatch: number
   /** Mean CPU µs per decision of each. */
@@ -51,12 +51,12 @@ async function batch(
   return (used.user + used.system) / decisions
 }
 
-export async function measureQuotaCost(
+export async function measureRedisQuotaCost(
   redisUrl: string,
   rounds: number,
   decisionsPerBatch = 4_000,
   inFlight = 64,
-): Promise<QuotaCost> {
+): Promise<RedisQuotaCost> {
   const client = new Redis(redisUrl, { enableOfflineQueue: false })
   await new Promise((resolve) => client.once('ready', resolve))
   const prefix = `saiku-bench-quota-${process.pid}-${Date.now()}`
@@ -92,6 +92,15 @@ export async function measureQuotaCost(
   }
 }
 
+/** The lines `pnpm bench` prints for it. */
+export function renderRedisQuotaCost(cost: RedisQuotaCost): string {
+  const { meanMicros, plusMinusMicros, medianMicros } = cost.extra
+  return [
+    `Quotas on Redis, Node CPU per decision, ${cost.rounds} interleaved rounds of ${cost.decisionsPerBatch}:`,
+    `minute and hour ${cost.minuteHourMicros.toFixed(2)} µs; with day and month ${cost.withQuotasMicros.toFixed(2)} µs; the quotas add ${meanMicros.toFixed(3)} ± ${plusMinusMicros.toFixed(3)} µs (95 % interval up to ${(meanMicros + plusMinusMicros).toFixed(3)} µs; median ${medianMicros.toFixed(3)}); control ${cost.control.meanMicros.toFixed(3)} ± ${cost.control.plusMinusMicros.toFixed(3)} µs`,
+  ].join('\n')
+}
+
 const entry = process.argv[1] ?? ''
 if (entry.endsWith('redis-quota.js') || entry.endsWith('redis-quota.ts')) {
   const redisUrl = process.env.REDIS_URL
@@ -106,7 +115,7 @@ if (entry.endsWith('redis-quota.js') || entry.endsWith('redis-quota.ts')) {
     if (!Number.isInteger(value) || value < 1) throw new Error(`--${name}: expected a whole number from 1, got ${arg}`)
     return value
   }
-  const cost = await measureQuotaCost(redisUrl, rounds, numberArg('batch', 4_000), numberArg('in-flight', 64))
+  const cost = await measureRedisQuotaCost(redisUrl, rounds, numberArg('batch', 4_000), numberArg('in-flight', 64))
   const { meanMicros, plusMinusMicros, medianMicros } = cost.extra
   const upper = meanMicros + plusMinusMicros
   console.log(

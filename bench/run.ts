@@ -14,6 +14,7 @@ import { measureFloorProfiles } from './profile.js'
 import { median } from './stats.js'
 import { measureDecisions, measureFlood, measureRedisCommands } from './micro.js'
 import { measureQuotaCost } from './quotas.js'
+import { measureRedisQuotaCost } from './redis-quota.js'
 import { renderMarkdown, renderSvg, type BenchResults, type VariantSummary } from './report.js'
 import { FLOORS, VARIANTS, type Variant } from './variants.js'
 
@@ -198,6 +199,8 @@ async function main(): Promise<void> {
   const decisions = await measureDecisions(quick)
   const quotas = await measureQuotaCost(quick)
   const redis = redisUrl === undefined ? null : await measureRedisCommands(redisUrl, quick || partial ? 50 : 500)
+  const redisQuotas =
+    redisUrl === undefined ? undefined : await measureRedisQuotaCost(redisUrl, quick ? 10 : 200, quick ? 500 : 4_000)
   const flood = await measureFlood(quick || partial ? 20_000 : 1_000_000)
 
   const results: BenchResults = {
@@ -214,6 +217,7 @@ async function main(): Promise<void> {
     decisions,
     quotas,
     redis,
+    ...(redisQuotas === undefined ? {} : { redisQuotas }),
     flood,
   }
   const out = `${here}../results`

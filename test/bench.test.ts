@@ -65,6 +65,11 @@ describe('pnpm bench --quick', () => {
       expect(results.redis.commandsPerRequest).toBeLessThan(
         results.redis.rateLimiterFlexibleTwoLimiters.commandsPerRequest,
       )
+      // What day and month quotas add to a Redis decision, paired round by round, beside its control.
+      expect(results.redisQuotas?.rounds).toBe(10)
+      expect(results.redisQuotas?.withQuotasMicros).toBeGreaterThan(0)
+      expect(Number.isFinite(results.redisQuotas?.extra.meanMicros)).toBe(true)
+      expect(stdout).toContain('Quotas on Redis, Node CPU per decision')
     }
     // saikuAuth's distance to the floor and to the hashing floor, per framework, from the same rounds.
     expect(results.floors?.map((floor) => floor.framework)).toEqual(['Express', 'Koa', 'Fastify', 'Hono'])
