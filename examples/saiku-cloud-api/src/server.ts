@@ -143,8 +143,11 @@ async function main(): Promise<void> {
       closeApp()
       try {
         quotas?.saver.stop()
-        const savedQuotaCounts = quotas === null ? undefined : await quotas.saver.flush()
-        return { flushedKeyUses: await opened.flushKeyUses(), ...(quotas === null ? {} : { savedQuotaCounts }) }
+        // Both writes are tried, one failing or not: a database that refuses one may still take the other.
+        const [uses, counts] = await Promise.allSettled([opened.flushKeyUses(), quotas?.saver.flush()])
+        if (uses.status === 'rejected') throw uses.reason
+        if (counts.status === 'rejected') throw counts.reason
+        return { flushedKeyUses: uses.value, ...(quotas === null ? {} : { savedQuotaCounts: counts.value }) }
       } finally {
         // Redis clients and their change feed, then the store's own feed (polling, LISTEN), the store and its pool.
         await limiter.close()
