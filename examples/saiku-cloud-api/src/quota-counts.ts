@@ -119,6 +119,11 @@ export async function keepQuotaCounts(
   return { saver: { flush, stop: () => clearInterval(timer) }, loaded }
 }
 
+/** The saved counts of the days and months not ended: what `pnpm saiku usage` reads without Redis. */
+export async function loadQuotaCounts(store: TenantAdminStore, nowMs = Date.now()): Promise<QuotaCountRow[]> {
+  return (await quotaTable(store)).load(nowMs)
+}
+
 async function quotaTable(store: TenantAdminStore): Promise<QuotaTable> {
   if (store instanceof SqliteKeyStore) return sqliteQuotaTable(store.db)
   if (store instanceof PostgresKeyStore) return postgresQuotaTable(store)

@@ -3,7 +3,15 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SqliteKeyStore } from '@saiku/sqlite'
 import { postgresUrl } from './services.js'
-import { processTimeout, startServer, tempDatabase, waitFor, type RunningServer, type TempDir } from './helpers.js'
+import {
+  cliJson,
+  processTimeout,
+  startServer,
+  tempDatabase,
+  waitFor,
+  type RunningServer,
+  type TempDir,
+} from './helpers.js'
 
 // Without Redis the day and month counts are kept in the server's database: a graceful restart
 // finds them exact, a crash loses at most the requests admitted since the last batch.
@@ -87,6 +95,9 @@ for (const setup of setups) {
           expect((await usage(server, key)).month.used).toBe(9)
           // A second graceful restart writes over the same row, never adding it twice.
           await server.stop()
+          // The CLI reads the day and month as the server saved them.
+          const read = await cliJson<Usage>(['usage', '--tenant', 'acme'], env)
+          expect([read.day.used, read.month.used]).toEqual([9, 9])
           server = await startServer(env)
           expect((await usage(server, key)).month.used).toBe(9)
         } finally {
