@@ -37,6 +37,8 @@ export interface AppOptions {
   readonly tokens?: TokenSetup
   readonly logger: Logger
   readonly limiter?: SaikuOptions['limiter']
+  /** Tier overrides (TIER_QUOTAS: the built-in tiers with day and month quotas). Default: the spec's tiers. */
+  readonly tiers?: SaikuOptions['tiers']
   readonly cacheTtlMs?: number
   /** Where the authenticator's metrics go (the Prometheus endpoint's provider). Default: the global one. */
   readonly meterProvider?: MeterProvider
@@ -200,6 +202,7 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     cost: routeCost,
     ...(tokens === undefined ? {} : { jwt: tokens.verifier }),
     ...(options.limiter === undefined ? {} : { limiter: options.limiter }),
+    ...(options.tiers === undefined ? {} : { tiers: options.tiers }),
     ...(options.cacheTtlMs === undefined ? {} : { cache: { ttlMs: options.cacheTtlMs } }),
     ...(options.reportOnlyLimits === undefined ? {} : { reportOnly: { limits: options.reportOnlyLimits } }),
     ...(options.meterProvider === undefined ? {} : { metrics: { meterProvider: options.meterProvider } }),

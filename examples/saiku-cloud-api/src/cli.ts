@@ -13,6 +13,7 @@ import { allowedAddressesProblem, labelProblem } from '@saiku/core/store'
 import { parseRfc3339, PERMISSIONS } from './api.js'
 import { ConfigError, readConfig } from './config.js'
 import { createLimiter } from './limits.js'
+import { loadQuotaCounts, readTierQuotas } from './quota-counts.js'
 import { printable } from './printable.js'
 import { openStore } from './store.js'
 import { effectiveLimits, readTenantChange, setTenant, type TenantChange } from './tenant-settings.js'
@@ -58,7 +59,8 @@ ${DASHBOARD_USAGE}
 
 Every command takes --json for output that scripts can read.
 The store is DATABASE_URL (default: the example's data/saiku.db), as for the server.
-usage reads the counts in REDIS_URL, as the servers keep them; without it there are none to read.`
+usage reads the counts in REDIS_URL, as the servers keep them; without it, the day and month
+the servers last saved (every QUOTA_FLUSH_MS), and no minute or hour. TIER_QUOTAS as for the server.`
 
 /** A mistake in the command line: usage, exit code 2. */
 class UsageError extends Error {}
@@ -359,14 +361,17 @@ async function run(argv: string[], out: Output): Promise<void> {
       case 'usage': {
         const tenant = await tenantBySlug(store, required('tenant', values.tenant))
         const { redisUrl } = readConfig()
+        const tiers = readTierQuotas(process.env.TIER_QUOTAS)
         const limiter = await createLimiter(redisUrl, store)
-        const auth = createAuthenticator(store, { limiter: limiter.options })
+        // Without Redis the servers save the day and month in the database: read as they last saved them.
+        limiter.memory?.restoreQuotaCounts(await loadQuotaCounts(store))
+        const auth = createAuthenticator(store, { limiter: limiter.options, ...(tiers === undefined ? {} : { tiers }) })
         try {
           const usage = await auth.usage(tenant.tenantId)
           if (usage === null) throw new SaikuHttpError('not_found', `No tenant with slug "${tenant.tenantSlug}".`)
           if (redisUrl === undefined)
             process.stderr.write(
-              "saiku: without REDIS_URL each server counts in its own memory; these counts are this process's, not a server's.\n",
+              'saiku: without REDIS_URL each server counts the minute and hour in its own memory, which no other process can read (shown here unused); the day and month are as the servers last saved them.\n',
             )
           const line = (w: typeof usage.minute) =>
             w === null

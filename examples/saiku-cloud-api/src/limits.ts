@@ -1,11 +1,13 @@
 import { once } from 'node:events'
 import { Redis } from 'ioredis'
-import type { KeyStore, SaikuOptions } from '@saiku/core'
+import { createMemoryLimiter, type KeyStore, type MemoryLimiterBackend, type SaikuOptions } from '@saiku/core'
 import { createRedisChangeFeed, createRedisLimiter } from '@saiku/redis'
 
 export interface LimiterSetup {
   readonly options: NonNullable<SaikuOptions['limiter']>
   readonly description: string
+  /** Without Redis: the in-process limiter, whose day and month counts the server saves and loads. */
+  readonly memory: MemoryLimiterBackend | null
   close(): Promise<void>
 }
 
@@ -14,7 +16,10 @@ export interface LimiterSetup {
  * key revocations relayed between processes over Redis pub/sub.
  */
 export async function createLimiter(redisUrl: string | undefined, store: KeyStore): Promise<LimiterSetup> {
-  if (redisUrl === undefined) return { options: {}, description: 'memory (this process only)', close: async () => {} }
+  if (redisUrl === undefined) {
+    const memory = createMemoryLimiter()
+    return { options: { backend: memory }, description: 'memory (this process only)', memory, close: async () => {} }
+  }
   // No offline queue: while Redis is away a call fails at once instead of piling up.
   const client = new Redis(redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 1_000 })
   const subscriber = client.duplicate({ enableOfflineQueue: true, commandTimeout: undefined })
@@ -32,6 +37,7 @@ export async function createLimiter(redisUrl: string | undefined, store: KeyStor
   return {
     options: { backend: createRedisLimiter({ client }), timeoutMs: 1_000 },
     description: `Redis ${new URL(redisUrl).host}`,
+    memory: null,
     close: async () => {
       await (feed ?? (await feedStarting.catch(() => undefined)))?.close()
       client.disconnect()

@@ -7,6 +7,7 @@ import { createLogger, createLogOutput } from './logger.js'
 import { startMetricsEndpoint } from './metrics.js'
 import { checkMetricsPort, readOperationsConfig, resolveReportOnlyLimits } from './operations.js'
 import { openStore } from './store.js'
+import { keepQuotaCounts, oneOfSeveralProcesses, readQuotaFlushMs, readTierQuotas } from './quota-counts.js'
 import { gracefulShutdown } from './shutdown.js'
 import { seedDemo } from './tenants.js'
 import { createTokens } from './tokens.js'
@@ -15,6 +16,8 @@ import { seedDemoMember } from './dashboard/members.js'
 
 async function main(): Promise<void> {
   const config = { ...readConfig(), ...readOperationsConfig() }
+  const tiers = readTierQuotas(process.env.TIER_QUOTAS)
+  const quotaFlushMs = readQuotaFlushMs(process.env.QUOTA_FLUSH_MS)
   checkMetricsPort(config.port, config.metricsPort)
   const logs = createLogOutput(process.stdout)
   const logger = createLogger(config.logLevel, logs)
@@ -24,6 +27,12 @@ async function main(): Promise<void> {
       logger.error({ msg: 'store background failure', err: { name: error.name, message: error.message } }),
   })
   const limiter = await createLimiter(config.redisUrl, opened.store)
+  if (limiter.memory !== null && oneOfSeveralProcesses())
+    logger.warn({
+      msg: 'limits counted per process',
+      detail:
+        'Without REDIS_URL each process counts its own minute, hour, day and month: with several, each admits the whole limit and quota. Set REDIS_URL to count them once.',
+    })
   const tokens = await createTokens()
   const dashboard = {
     store: await openDashboardStore(opened.store),
@@ -95,18 +104,29 @@ async function main(): Promise<void> {
     store: opened.store,
     logger,
     limiter: limiter.options,
+    ...(tiers === undefined ? {} : { tiers }),
     tokens,
     dashboard,
     reportOnlyLimits,
     corsOrigins: config.corsOrigins,
     ...(metrics === null ? {} : { meterProvider: metrics.meterProvider }),
   })
+  // Before the first request is counted: a restart does not give a tenant its day or month back.
+  const quotas =
+    limiter.memory === null
+      ? null
+      : await keepQuotaCounts(opened.store, limiter.memory, {
+          flushMs: quotaFlushMs,
+          onError: (error) =>
+            logger.error({ msg: 'quota counts not saved', err: { name: error.name, message: error.message } }),
+        })
   handle = app
   logger.info({
     msg: 'listening',
     url,
     store: opened.description,
     limiter: limiter.description,
+    ...(quotas === null ? {} : { quotaCountsLoaded: quotas.loaded, quotaFlushMs }),
     reportOnlyLimits,
     corsOrigins: config.corsOrigins,
   })
@@ -122,7 +142,12 @@ async function main(): Promise<void> {
       auth.authenticator.close()
       closeApp()
       try {
-        return { flushedKeyUses: await opened.flushKeyUses() }
+        quotas?.saver.stop()
+        // Both writes are tried, one failing or not: a database that refuses one may still take the other.
+        const [uses, counts] = await Promise.allSettled([opened.flushKeyUses(), quotas?.saver.flush()])
+        if (uses.status === 'rejected') throw uses.reason
+        if (counts.status === 'rejected') throw counts.reason
+        return { flushedKeyUses: uses.value, ...(quotas === null ? {} : { savedQuotaCounts: counts.value }) }
       } finally {
         // Redis clients and their change feed, then the store's own feed (polling, LISTEN), the store and its pool.
         await limiter.close()

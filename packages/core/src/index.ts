@@ -56,7 +56,7 @@ export { billingPeriodAt, dayWindowAt, monthStartDayOf, monthWindowAt } from './
 export type { CalendarWindow } from './calendar.js'
 export type { TenantLimitSource, TierLimits, TierTable, WindowLimits } from './tiers.js'
 export { createMemoryLimiter } from './memory-limiter.js'
-export type { MemoryLimiterBackend, MemoryLimiterOptions, WindowKind } from './memory-limiter.js'
+export type { MemoryLimiterBackend, MemoryLimiterOptions, QuotaCountRow, WindowKind } from './memory-limiter.js'
 export type { LimitDecision, LimiterBackend, WindowName, WindowState } from './limiter.js'
 export type { RateLimitHeaderMode } from './http.js'
 export { usageFromDecision } from './usage.js'

@@ -1,5 +1,6 @@
 import { oneOf, positiveInteger } from './validate.js'
 import { DAY_MS, monthWindowAt } from './calendar.js'
+import { SaikuConfigError } from './errors.js'
 import type { LimitDecision, LimiterBackend, WindowName, WindowState } from './limiter.js'
 import type { WindowLimits } from './tiers.js'
 import {
@@ -33,9 +34,25 @@ const EMPTY_STATE: RollingState = Object.freeze(newRollingState()) as RollingSta
 interface QuotaCounts {
   dayEndMs: number
   dayCount: number
+  monthStartMs: number
   monthEndMs: number
   monthCount: number
 }
+
+/**
+ * One tenant's count in one day or month quota window, as `quotaCounts` reads it and
+ * `restoreQuotaCounts` loads it: `startMs` included, `endMs` excluded, ms since the epoch.
+ */
+export interface QuotaCountRow {
+  readonly tenantKey: string
+  readonly window: 'day' | 'month'
+  readonly startMs: number
+  readonly endMs: number
+  readonly count: number
+}
+
+/** A minute or hour window that never started: one that ended long ago. */
+const NEVER_STARTED_MS = Number.MIN_SAFE_INTEGER
 
 /** One tenant's two fixed windows (start time and count of each), linked in the order tenants were last seen. */
 interface Windows {
@@ -90,6 +107,22 @@ export interface MemoryLimiterBackend extends LimiterBackend {
   /** Takes back one event counted by `hitSync` (it turned out not to count). */
   unhitSync(key: string): void
   readonly trackedTenants: number
+  /**
+   * The day and month counts of the tenants whose quotas counted (or gave back) a request since
+   * the last call, one row per window the limits set, then forgets which those were: call it on a
+   * cadence and write the rows somewhere that outlives the process. Tenants forgotten meanwhile
+   * (beyond `maxTenants`) are left out, as their counts are.
+   */
+  quotaCounts(): QuotaCountRow[]
+  /**
+   * Loads saved quota counts (rows `quotaCounts` gave, in any order): a row whose window has
+   * ended by now is skipped, and no minute or hour window starts. A count this process holds
+   * already for the same window is never lowered: the larger one stays (a row is never added on
+   * top, so loading the same rows twice, or rows this process wrote, counts nothing twice).
+   * Call it before the first request: requests counted here before it are not added to the row.
+   * Returns how many rows were loaded; a malformed row throws `SaikuConfigError` and loads none.
+   */
+  restoreQuotaCounts(rows: Iterable<QuotaCountRow>): number
 }
 
 function state(window: WindowName, limit: number, count: number, resetMs: number): WindowState {
@@ -142,6 +175,7 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   function add(tenantKey: string, nowMs: number, cost: number): Windows {
     if (tenants.size >= maxTenants && oldest !== null) {
       tenants.delete(oldest.key)
+      changedQuotas.delete(oldest)
       unlink(oldest)
     }
     const rolling = windowKind === 'rolling' ? newRollingState() : null
@@ -162,7 +196,9 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
   }
 
   // The quota windows as the decision at hand sees them (`quotaWait` fills it): one object, reused.
-  const seen: QuotaCounts = { dayEndMs: 0, dayCount: 0, monthEndMs: 0, monthCount: 0 }
+  const seen: QuotaCounts = { dayEndMs: 0, dayCount: 0, monthStartMs: 0, monthEndMs: 0, monthCount: 0 }
+  // Tenants whose quota counts changed since `quotaCounts` last read them: at most every tenant held.
+  const changedQuotas = new Set<Windows>()
 
   /**
    * Reads the quota windows the limits set into `seen` (one past its end is the calendar window
@@ -183,11 +219,14 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
     }
     if (perMonth !== undefined) {
       if (quotas !== null && nowMs < quotas.monthEndMs) {
+        seen.monthStartMs = quotas.monthStartMs
         seen.monthEndMs = quotas.monthEndMs
         seen.monthCount = quotas.monthCount
       } else {
         // Only when the month counted in has ended: the calendar is read once a month per tenant.
-        seen.monthEndMs = monthWindowAt(limits.monthStartDay ?? 1, nowMs).endMs
+        const month = monthWindowAt(limits.monthStartDay ?? 1, nowMs)
+        seen.monthStartMs = month.startMs
+        seen.monthEndMs = month.endMs
         seen.monthCount = 0
       }
       if (seen.monthCount + cost > perMonth && seen.monthEndMs - nowMs > wait) wait = seen.monthEndMs - nowMs
@@ -197,15 +236,17 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
 
   /** Counts `cost` in the quotas the limits set, as `quotaWait` read them (admitted requests only). */
   function countQuotas(windows: Windows, limits: WindowLimits, cost: number): void {
-    const quotas = (windows.quotas ??= { dayEndMs: 0, dayCount: 0, monthEndMs: 0, monthCount: 0 })
+    const quotas = (windows.quotas ??= { dayEndMs: 0, dayCount: 0, monthStartMs: 0, monthEndMs: 0, monthCount: 0 })
     if (limits.perDay !== undefined) {
       quotas.dayEndMs = seen.dayEndMs
       quotas.dayCount = seen.dayCount += cost
     }
     if (limits.perMonth !== undefined) {
+      quotas.monthStartMs = seen.monthStartMs
       quotas.monthEndMs = seen.monthEndMs
       quotas.monthCount = seen.monthCount += cost
     }
+    changedQuotas.add(windows)
   }
 
   /** The decision with the `day` and `month` the limits set (at least one), from `seen`: one object, no spread. */
@@ -488,6 +529,50 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       const { quotas } = windows
       if (quotas !== null && quotas.dayCount > 0) quotas.dayCount--
       if (quotas !== null && quotas.monthCount > 0) quotas.monthCount--
+      if (quotas !== null) changedQuotas.add(windows)
+    },
+    quotaCounts() {
+      const rows: QuotaCountRow[] = []
+      for (const { key, quotas } of changedQuotas) {
+        if (quotas === null) continue
+        if (quotas.dayEndMs > 0) {
+          const startMs = quotas.dayEndMs - DAY_MS
+          rows.push({ tenantKey: key, window: 'day', startMs, endMs: quotas.dayEndMs, count: quotas.dayCount })
+        }
+        if (quotas.monthEndMs > 0) {
+          const { monthStartMs: startMs, monthEndMs: endMs, monthCount: count } = quotas
+          rows.push({ tenantKey: key, window: 'month', startMs, endMs, count })
+        }
+      }
+      changedQuotas.clear()
+      return rows
+    },
+    restoreQuotaCounts(rows) {
+      const valid = [...rows].map(checkedRow)
+      const nowMs = now()
+      let loaded = 0
+      for (const row of valid) {
+        if (row.endMs <= nowMs) continue
+        let windows = tenants.get(row.tenantKey)
+        if (windows === undefined) {
+          windows = add(row.tenantKey, nowMs, 0)
+          windows.minuteStartMs = windows.hourStartMs = NEVER_STARTED_MS
+        }
+        const quotas = (windows.quotas ??= { dayEndMs: 0, dayCount: 0, monthStartMs: 0, monthEndMs: 0, monthCount: 0 })
+        // A later window held already wins over the row; the same window keeps the larger count.
+        if (row.window === 'day') {
+          if (quotas.dayEndMs > row.endMs) continue
+          quotas.dayCount = quotas.dayEndMs === row.endMs ? Math.max(quotas.dayCount, row.count) : row.count
+          quotas.dayEndMs = row.endMs
+        } else {
+          if (quotas.monthEndMs > row.endMs) continue
+          quotas.monthCount = quotas.monthEndMs === row.endMs ? Math.max(quotas.monthCount, row.count) : row.count
+          quotas.monthStartMs = row.startMs
+          quotas.monthEndMs = row.endMs
+        }
+        loaded++
+      }
+      return loaded
     },
     consume: (tenantKey, limits, cost) => Promise.resolve(consumeSync(tenantKey, limits, cost)),
     peek: (tenantKey, limits) => Promise.resolve(peekSync(tenantKey, limits)),
@@ -495,4 +580,22 @@ export function createMemoryLimiter(options: MemoryLimiterOptions = {}): MemoryL
       return tenants.size
     },
   }
+}
+
+/** A saved row as `restoreQuotaCounts` takes it, or a `SaikuConfigError` naming the field. */
+function checkedRow(row: QuotaCountRow, index: number): QuotaCountRow {
+  const at = `restoreQuotaCounts rows[${index}]`
+  if (typeof row !== 'object' || row === null) throw new SaikuConfigError(at, 'a quota count row', row)
+  const { tenantKey, window, startMs, endMs, count } = row
+  if (typeof tenantKey !== 'string' || tenantKey === '')
+    throw new SaikuConfigError(`${at}.tenantKey`, 'a non-empty string', tenantKey)
+  if (window !== 'day' && window !== 'month') throw new SaikuConfigError(`${at}.window`, "'day' or 'month'", window)
+  if (!Number.isSafeInteger(startMs)) throw new SaikuConfigError(`${at}.startMs`, 'a whole number of ms', startMs)
+  if (!Number.isSafeInteger(endMs) || endMs <= startMs)
+    throw new SaikuConfigError(`${at}.endMs`, 'a whole number of ms after startMs', endMs)
+  if (window === 'day' && (endMs - startMs !== DAY_MS || endMs % DAY_MS !== 0))
+    throw new SaikuConfigError(`${at}`, 'a UTC day (startMs at 00:00 UTC, endMs a day later)', `${startMs}–${endMs}`)
+  if (!Number.isSafeInteger(count) || count < 0)
+    throw new SaikuConfigError(`${at}.count`, 'a whole number from 0', count)
+  return row
 }
