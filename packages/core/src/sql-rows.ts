@@ -16,6 +16,10 @@ export interface TenantRow {
   trial_ends_at: RowTime
   limit_per_minute: number | null
   limit_per_hour: number | null
+  /** Null or absent (a schema before the column): no day quota of the tenant's own. */
+  limit_per_day?: number | null
+  /** Null or absent (a schema before the column): no month quota of the tenant's own. */
+  limit_per_month?: number | null
 }
 
 export interface KeyRow {
@@ -45,7 +49,13 @@ export function tenantFromRow(row: TenantRow): TenantRecord {
     limits:
       row.limit_per_minute === null || row.limit_per_hour === null
         ? null
-        : { perMinute: row.limit_per_minute, perHour: row.limit_per_hour },
+        : {
+            perMinute: row.limit_per_minute,
+            perHour: row.limit_per_hour,
+            // Only the quotas the record set, so a record without them reads back without them.
+            ...(row.limit_per_day == null ? {} : { perDay: row.limit_per_day }),
+            ...(row.limit_per_month == null ? {} : { perMonth: row.limit_per_month }),
+          },
   }
 }
 

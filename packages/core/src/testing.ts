@@ -366,6 +366,49 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       ).toBeNull()
     })
 
+    it("keeps a tenant's own day and month quotas exactly, and adds none to a tenant that set none", async () => {
+      const quotas = { perMinute: 50, perHour: 2_000, perDay: 20_000, perMonth: 300_000 }
+      const own = conformanceTenant({ tier: 'enterprise', limits: quotas })
+      const bursts = conformanceTenant({ tier: 'enterprise', limits: { perMinute: 50, perHour: 2_000 } })
+      await harness.addTenant(own)
+      await harness.addTenant(bursts)
+      expect(
+        (await store.findTenant(own.tenantId))?.limits,
+        "findTenant must return a tenant's own limits with their perDay and perMonth as written",
+      ).toEqual(quotas)
+      expect(
+        (await store.findTenant(bursts.tenantId))?.limits,
+        'findTenant must return limits without perDay or perMonth (not even null) when the tenant set none',
+      ).toStrictEqual({ perMinute: 50, perHour: 2_000 })
+      expect(
+        await store.findTenant(tenant.tenantId),
+        'a tenant without limits must read back with limits: null',
+      ).toEqual(tenant)
+
+      const admin = store as Partial<TenantAdminStore>
+      if (admin.putTenant === undefined || admin.findTenantBySlug === undefined || admin.listTenants === undefined)
+        return
+      expect(
+        (await admin.findTenantBySlug(own.tenantSlug))?.limits,
+        "findTenantBySlug must return a tenant's own perDay and perMonth",
+      ).toEqual(quotas)
+      const listed = await admin.listTenants()
+      expect(
+        listed.find((t) => t.tenantId === own.tenantId)?.limits,
+        "listTenants must return a tenant's own perDay and perMonth",
+      ).toEqual(quotas)
+      expect(
+        listed.find((t) => t.tenantId === bursts.tenantId)?.limits,
+        'listTenants must return limits without perDay or perMonth when the tenant set none',
+      ).toStrictEqual({ perMinute: 50, perHour: 2_000 })
+
+      await admin.putTenant({ ...own, limits: { perMinute: 50, perHour: 2_000, perMonth: 100_000 } })
+      expect(
+        (await store.findTenant(own.tenantId))?.limits,
+        'putTenant replacing the limits must drop a perDay the new limits no longer set and write the new perMonth',
+      ).toStrictEqual({ perMinute: 50, perHour: 2_000, perMonth: 100_000 })
+    })
+
     it('replaces a subscription only while it is still the one read, and nothing else of the tenant', async () => {
       const admin = store as Partial<TenantAdminStore>
       if (admin.replaceSubscription === undefined) return

@@ -107,6 +107,37 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
     expect(indexes.rows.map((r) => r.indexdef).join('\n')).toMatch(/UNIQUE INDEX .* \(secret_digest\)/)
   })
 
+  it("upgrades a schema made before tenants' own day and month quotas: its tenants read back as they were", async () => {
+    const schema = freshSchema()
+    const tenant = conformanceTenant({ tier: 'enterprise', limits: { perMinute: 7, perHour: 70 } })
+    // Every step before the quota columns, as the previous release left the schema.
+    const previous = MIGRATIONS.length - 1
+    await pool.query(`CREATE SCHEMA "${schema}"`)
+    await pool.query(`CREATE TABLE "${schema}".saiku_schema_version (version integer NOT NULL)`)
+    await pool.query(`INSERT INTO "${schema}".saiku_schema_version VALUES ($1)`, [previous])
+    for (const step of MIGRATIONS.slice(0, previous)) await pool.query(step(`"${schema}"`))
+    await pool.query(
+      `INSERT INTO "${schema}".saiku_tenants (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, limit_per_minute, limit_per_hour)
+       VALUES ($1, $2, 'enterprise', $3, 'active', NULL, 7, 70)`,
+      [tenant.tenantId, tenant.tenantSlug, tenant.connectionName],
+    )
+
+    const store = new PostgresKeyStore({ pool, schema, listen: false })
+    expect(await store.migrate()).toBe(MIGRATIONS.length)
+    expect((await store.findTenant(tenant.tenantId))?.limits).toStrictEqual({ perMinute: 7, perHour: 70 })
+    await store.putTenant({ ...tenant, limits: { perMinute: 7, perHour: 70, perDay: 700, perMonth: 7_000 } })
+    expect((await store.findTenantBySlug(tenant.tenantSlug))?.limits).toEqual({
+      perMinute: 7,
+      perHour: 70,
+      perDay: 700,
+      perMonth: 7_000,
+    })
+    await expect(
+      pool.query(`UPDATE "${schema}".saiku_tenants SET limit_per_month = 0 WHERE tenant_id = $1`, [tenant.tenantId]),
+    ).rejects.toThrow(/check constraint/)
+    await store.close()
+  })
+
   it('tells another process of a revocation at once (LISTEN/NOTIFY), not after the cache TTL', async () => {
     const schema = freshSchema()
     const a = new PostgresKeyStore({ pool, schema })

@@ -57,6 +57,11 @@ export const MIGRATIONS: readonly ((schema: string) => string)[] = Object.freeze
     CREATE INDEX saiku_api_keys_live_by_tenant ON ${s}.saiku_api_keys (tenant_id, created_at) WHERE revoked_at IS NULL;`,
   // Per-key address allowlists: canonical entries; NULL for any address.
   (s: string) => `ALTER TABLE ${s}.saiku_api_keys ADD COLUMN allowed_addresses text[];`,
+  // A tenant's own day and month quotas; NULL where its limits set none.
+  (s: string) => `
+    ALTER TABLE ${s}.saiku_tenants
+      ADD COLUMN limit_per_day integer CHECK (limit_per_day > 0),
+      ADD COLUMN limit_per_month integer CHECK (limit_per_month > 0);`,
 ])
 
 /** The column's value: the canonical entries, NULL for any address. */
@@ -671,13 +676,15 @@ export class PostgresKeyStore implements TenantAdminStore {
     await this.ready()
     await this.pool.query(
       `WITH written AS (
-         INSERT INTO ${this.#t.tenants} (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, limit_per_minute, limit_per_hour)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         INSERT INTO ${this.#t.tenants} (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, limit_per_minute, limit_per_hour,
+           limit_per_day, limit_per_month)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (tenant_id) DO UPDATE SET tenant_slug = excluded.tenant_slug, tier = excluded.tier,
            connection_name = excluded.connection_name, subscription_status = excluded.subscription_status,
-           trial_ends_at = excluded.trial_ends_at, limit_per_minute = excluded.limit_per_minute, limit_per_hour = excluded.limit_per_hour
+           trial_ends_at = excluded.trial_ends_at, limit_per_minute = excluded.limit_per_minute, limit_per_hour = excluded.limit_per_hour,
+           limit_per_day = excluded.limit_per_day, limit_per_month = excluded.limit_per_month
          RETURNING tenant_id)
-       SELECT pg_notify($9, 'tenant:' || tenant_id) FROM written`,
+       SELECT pg_notify($11, 'tenant:' || tenant_id) FROM written`,
       [
         tenant.tenantId,
         tenant.tenantSlug,
@@ -687,6 +694,8 @@ export class PostgresKeyStore implements TenantAdminStore {
         tenant.subscription.trialEndsAt ?? null,
         tenant.limits?.perMinute ?? null,
         tenant.limits?.perHour ?? null,
+        tenant.limits?.perDay ?? null,
+        tenant.limits?.perMonth ?? null,
         this.channel,
       ],
     )

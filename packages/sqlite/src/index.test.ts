@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it, vi } from 'vitest'
 import { createAuthenticator, createKeyManager } from '@saiku/core'
 import { onKeyStoreChange, type KeyChange } from '@saiku/core/store'
-import { conformanceTenant, describeKeyStoreConformance } from '@saiku/core/testing'
+import { conformanceTenant, describeKeyStoreConformance, installFakeClock } from '@saiku/core/testing'
 import { MIGRATIONS, SqliteKeyStore } from './index.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'saiku-sqlite-'))
@@ -43,6 +43,47 @@ describe('SqliteKeyStore', () => {
     expect((await auth.authenticate(request(revoked.key))).ok).toBe(false)
     auth.close()
     second.close()
+  })
+
+  it('refuses a tenant whose own monthly quota is spent with a 429 naming it, read from the file', async () => {
+    const clock = installFakeClock(Date.parse('2027-01-10T12:00:00Z'))
+    const file = freshFile()
+    const tenant = conformanceTenant({
+      tier: 'enterprise',
+      subscription: { status: 'active', trialEndsAt: null },
+      limits: { perMinute: 2, perHour: 2, perDay: 2, perMonth: 3 },
+    })
+    const writer = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    await writer.putTenant(tenant)
+    const { key } = await createKeyManager(writer).create(tenant.tenantId, { label: 'agent' })
+    writer.close()
+    // Another handle on the file, as a server that did not write the tenant, reading it on every request.
+    const store = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    const auth = createAuthenticator(store, { cache: { ttlMs: 0 } })
+    const send = () => auth.authenticate({ headers: { authorization: `Bearer ${key}` }, method: 'GET', url: '/x' })
+    try {
+      expect((await send()).ok).toBe(true)
+      expect((await send()).ok).toBe(true)
+      expect(await send()).toMatchObject({ ok: false, status: 429 })
+      // The next UTC day has room for one more: the month's third request.
+      clock.set(Date.parse('2027-01-11T00:00:00Z'))
+      expect((await send()).ok).toBe(true)
+      const refused = await send()
+      expect(refused).toMatchObject({
+        ok: false,
+        status: 429,
+        // No billing anchor: the calendar month in UTC, which ends on February 1st.
+        headers: { 'retry-after': String(21 * 86_400), ratelimit: expect.stringContaining('"month";r=0') as unknown },
+      })
+      expect(JSON.parse((refused as { body: string }).body)).toEqual({
+        error: 'rate_limited',
+        message: 'Monthly quota of 3 requests used; it resets at 2027-02-01T00:00:00Z.',
+      })
+    } finally {
+      auth.close()
+      store.close()
+      clock.restore()
+    }
   })
 
   it('hears of a revocation another process made, and drops it from the cache', async () => {
@@ -119,6 +160,37 @@ describe('SqliteKeyStore', () => {
       allowedAddresses: ['2001:DB8::/32'],
     })
     expect((await store.findKey(created.keyId))?.allowedAddresses).toEqual(['2001:db8::/32'])
+    store.close()
+  })
+
+  it("upgrades a file made before tenants' own day and month quotas: its tenants read back as they were", async () => {
+    const file = freshFile()
+    const tenant = conformanceTenant({ tier: 'enterprise', limits: { perMinute: 7, perHour: 70 } })
+    // Every step before the quota columns, as the previous release left the file.
+    const previous = MIGRATIONS.length - 1
+    const old = new Database(file)
+    old.exec(
+      `CREATE TABLE saiku_schema_version (version INTEGER NOT NULL); INSERT INTO saiku_schema_version VALUES (${previous})`,
+    )
+    for (const step of MIGRATIONS.slice(0, previous)) old.exec(step)
+    old
+      .prepare(
+        `INSERT INTO saiku_tenants (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, limit_per_minute, limit_per_hour)
+         VALUES (?, ?, 'enterprise', ?, 'active', NULL, 7, 70)`,
+      )
+      .run(tenant.tenantId, tenant.tenantSlug, tenant.connectionName)
+    old.close()
+
+    const store = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    expect(store.db.prepare('SELECT version FROM saiku_schema_version').get()).toEqual({ version: MIGRATIONS.length })
+    expect((await store.findTenant(tenant.tenantId))?.limits).toStrictEqual({ perMinute: 7, perHour: 70 })
+    await store.putTenant({ ...tenant, limits: { perMinute: 7, perHour: 70, perDay: 700, perMonth: 7_000 } })
+    expect((await store.findTenantBySlug(tenant.tenantSlug))?.limits).toEqual({
+      perMinute: 7,
+      perHour: 70,
+      perDay: 700,
+      perMonth: 7_000,
+    })
     store.close()
   })
 

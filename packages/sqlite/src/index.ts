@@ -60,6 +60,9 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
    );`,
   // Per-key address allowlists: a JSON array of canonical entries; NULL for any address.
   `ALTER TABLE saiku_api_keys ADD COLUMN allowed_addresses TEXT;`,
+  // A tenant's own day and month quotas; NULL where its limits set none.
+  `ALTER TABLE saiku_tenants ADD COLUMN limit_per_day INTEGER;
+   ALTER TABLE saiku_tenants ADD COLUMN limit_per_month INTEGER;`,
 ])
 
 export interface SqliteKeyStoreOptions {
@@ -174,11 +177,14 @@ export class SqliteKeyStore implements TenantAdminStore {
          WHERE tenant_id = @tenant_id AND subscription_status = @expected_status AND trial_ends_at IS @expected_trial_ends_at`,
       ),
       upsertTenant: db.prepare(
-        `INSERT INTO saiku_tenants (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, limit_per_minute, limit_per_hour)
-         VALUES (@tenant_id, @tenant_slug, @tier, @connection_name, @subscription_status, @trial_ends_at, @limit_per_minute, @limit_per_hour)
+        `INSERT INTO saiku_tenants (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, limit_per_minute, limit_per_hour,
+           limit_per_day, limit_per_month)
+         VALUES (@tenant_id, @tenant_slug, @tier, @connection_name, @subscription_status, @trial_ends_at, @limit_per_minute, @limit_per_hour,
+           @limit_per_day, @limit_per_month)
          ON CONFLICT (tenant_id) DO UPDATE SET tenant_slug = excluded.tenant_slug, tier = excluded.tier,
            connection_name = excluded.connection_name, subscription_status = excluded.subscription_status,
-           trial_ends_at = excluded.trial_ends_at, limit_per_minute = excluded.limit_per_minute, limit_per_hour = excluded.limit_per_hour`,
+           trial_ends_at = excluded.trial_ends_at, limit_per_minute = excluded.limit_per_minute, limit_per_hour = excluded.limit_per_hour,
+           limit_per_day = excluded.limit_per_day, limit_per_month = excluded.limit_per_month`,
       ),
       logChange: db.prepare<[string, string, number]>(
         'INSERT INTO saiku_changes (kind, ref, changed_at) VALUES (?, ?, ?)',
@@ -367,6 +373,8 @@ export class SqliteKeyStore implements TenantAdminStore {
         trial_ends_at: msOrNull(tenant.subscription.trialEndsAt),
         limit_per_minute: tenant.limits?.perMinute ?? null,
         limit_per_hour: tenant.limits?.perHour ?? null,
+        limit_per_day: tenant.limits?.perDay ?? null,
+        limit_per_month: tenant.limits?.perMonth ?? null,
       })
       this.#statements.logChange.run('tenant', tenant.tenantId, Date.now())
     })
