@@ -8,6 +8,7 @@ import {
   SaikuInputError,
   SaikuNotFoundError,
   type TenantAdminStore,
+  type WindowLimits,
 } from '@saiku/core'
 import { allowedAddressesProblem, labelProblem } from '@saiku/core/store'
 import { parseRfc3339, PERMISSIONS } from './api.js'
@@ -16,7 +17,14 @@ import { createLimiter } from './limits.js'
 import { loadQuotaCounts, readTierQuotas } from './quota-counts.js'
 import { printable } from './printable.js'
 import { openStore } from './store.js'
-import { effectiveLimits, readTenantChange, setTenant, type TenantChange } from './tenant-settings.js'
+import {
+  describeLimits,
+  effectiveLimits,
+  readOwnLimits,
+  readTenantChange,
+  setTenant,
+  type TenantChange,
+} from './tenant-settings.js'
 import {
   connectionNameProblem,
   createTenant,
@@ -41,9 +49,13 @@ async function recordCliActivity(
 export const USAGE = `Usage: saiku <command> [options]
 
   tenants create --slug SLUG --tier starter|team|business|enterprise
-                 [--per-minute N --per-hour N] [--subscription none|trial|active] [--connection NAME]
-  tenants set --slug SLUG [--tier starter|team|business|enterprise] [--per-minute N --per-hour N | --tier-limits]
-              [--subscription none|trial|active]
+                 [--per-minute N --per-hour N [--per-day N] [--per-month N]] [--subscription none|trial|active]
+                 [--connection NAME]
+  tenants set --slug SLUG [--tier starter|team|business|enterprise]
+              [--per-minute N --per-hour N [--per-day N] [--per-month N] | --tier-limits] [--subscription none|trial|active]
+                             the tenant's own limits, given whole: a day or month quota left out is dropped;
+                             each window at least the one before it; a day is a UTC day, a month runs from
+                             the subscription's billing anchor, else the calendar month in UTC
   tenants list
   keys create --tenant SLUG --label LABEL [--permissions keys:read,keys:write,billing:write] [--test] [--expires-at 2030-01-31T12:00:00Z]
               [--allow 203.0.113.0/24,2001:db8::/32]
@@ -71,13 +83,6 @@ const SUBSCRIPTIONS: SubscriptionChoice[] = ['none', 'trial', 'active']
 interface Output {
   json: boolean
   print(human: string, data: unknown): void
-}
-
-function integer(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined
-  if (!/^[1-9]\d{0,15}$/.test(value))
-    throw new UsageError(`--${name}: expected a positive integer, got ${JSON.stringify(value)}`)
-  return Number(value)
 }
 
 /** `--allow`: comma-separated addresses and CIDR ranges, checked as the key manager checks them. */
@@ -151,6 +156,8 @@ async function run(argv: string[], out: Output): Promise<void> {
       tier: { type: 'string' },
       'per-minute': { type: 'string' },
       'per-hour': { type: 'string' },
+      'per-day': { type: 'string' },
+      'per-month': { type: 'string' },
       'tier-limits': { type: 'boolean', default: false },
       subscription: { type: 'string' },
       connection: { type: 'string' },
@@ -226,7 +233,15 @@ async function run(argv: string[], out: Output): Promise<void> {
     const problem = connectionNameProblem(values.connection)
     if (problem !== null) throw new UsageError(`--connection: ${problem}`)
   }
+  const ownLimits = {
+    perMinute: values['per-minute'],
+    perHour: values['per-hour'],
+    perDay: values['per-day'],
+    perMonth: values['per-month'],
+  }
   let change: TenantChange | undefined
+  let createLimits: WindowLimits | undefined
+  if (command === 'tenants create') createLimits = readOwnLimits(ownLimits)
   if (command === 'tenants set') {
     const other = (['connection', 'tenant', 'label', 'permissions', 'expires-at'] as const).find(
       (name) => values[name] !== undefined,
@@ -234,8 +249,7 @@ async function run(argv: string[], out: Output): Promise<void> {
     if (other !== undefined || values.test) throw new UsageError(`--${other ?? 'test'}: not an option of tenants set`)
     change = readTenantChange({
       tier: values.tier,
-      perMinute: values['per-minute'],
-      perHour: values['per-hour'],
+      ...ownLimits,
       tierLimits: values['tier-limits'],
       subscription: values.subscription,
     })
@@ -276,10 +290,6 @@ async function run(argv: string[], out: Output): Promise<void> {
         const tier = required('tier', values.tier)
         if (!TIERS.includes(tier))
           throw new UsageError(`--tier: expected one of ${TIERS.join(', ')}, got ${JSON.stringify(tier)}`)
-        const perMinute = integer('per-minute', values['per-minute'])
-        const perHour = integer('per-hour', values['per-hour'])
-        if ((perMinute === undefined) !== (perHour === undefined))
-          throw new UsageError('--per-minute and --per-hour go together')
         const subscription = (values.subscription ?? 'trial') as SubscriptionChoice
         if (!SUBSCRIPTIONS.includes(subscription)) {
           throw new UsageError(
@@ -290,10 +300,10 @@ async function run(argv: string[], out: Output): Promise<void> {
           slug: required('slug', values.slug),
           tier,
           subscription,
-          limits: perMinute === undefined ? null : { perMinute, perHour: perHour! },
+          limits: createLimits ?? null,
           ...(values.connection === undefined ? {} : { connectionName: values.connection }),
         })
-        const limits = tenant.limits == null ? '' : `, ${tenant.limits.perMinute}/min and ${tenant.limits.perHour}/h`
+        const limits = tenant.limits == null ? '' : `, ${describeLimits(tenant.limits)}`
         out.print(
           `Created tenant ${tenant.tenantSlug} (${tenant.tenantId}): ${tenant.tier}${limits}, subscription ${tenant.subscription.status}.`,
           tenant,
@@ -307,7 +317,7 @@ async function run(argv: string[], out: Output): Promise<void> {
         const { before, after, changed } = result
         const limits = effectiveLimits(after)
         const own = after.limits == null ? `the ${after.tier} tier's` : 'its own'
-        const summary = `${after.tier}, ${limits.perMinute}/min and ${limits.perHour}/h (${own}), subscription ${after.subscription.status}`
+        const summary = `${after.tier}, ${describeLimits(limits)} (${own}), subscription ${after.subscription.status}`
         out.print(
           changed
             ? `Updated tenant ${after.tenantSlug} (${after.tenantId}): ${summary}; was ${before.tier}, subscription ${before.subscription.status}.`
@@ -319,8 +329,12 @@ async function run(argv: string[], out: Output): Promise<void> {
       case 'tenants list': {
         const tenants = await store.listTenants()
         out.print(
-          tenants.map((t) => `${t.tenantSlug}\t${t.tier}\t${t.subscription.status}\t${t.tenantId}`).join('\n') ||
-            'No tenants.',
+          tenants
+            .map(
+              (t) =>
+                `${t.tenantSlug}\t${t.tier}\t${t.subscription.status}\t${t.tenantId}\t${t.limits == null ? 'tier limits' : describeLimits(t.limits)}`,
+            )
+            .join('\n') || 'No tenants.',
           tenants,
         )
         return

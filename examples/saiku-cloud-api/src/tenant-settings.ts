@@ -24,6 +24,8 @@ export interface TenantChangeOptions {
   readonly tier?: string | undefined
   readonly perMinute?: string | undefined
   readonly perHour?: string | undefined
+  readonly perDay?: string | undefined
+  readonly perMonth?: string | undefined
   readonly tierLimits?: boolean | undefined
   readonly subscription?: string | undefined
 }
@@ -43,6 +45,56 @@ function positiveInteger(name: string, value: string): number {
   return Number(value)
 }
 
+/** The own-limit options of `tenants create` and `tenants set` as the command line gives them. */
+export interface OwnLimitOptions {
+  readonly perMinute?: string | undefined
+  readonly perHour?: string | undefined
+  readonly perDay?: string | undefined
+  readonly perMonth?: string | undefined
+}
+
+/**
+ * A tenant's own limits from `--per-minute`, `--per-hour` and the optional `--per-day`, `--per-month`;
+ * undefined when none is given. The limits are given whole, so a day or month quota needs the minute and
+ * hour beside it, and each window is at least the one before it, as the store checks. Throws an
+ * `invalid_request` error.
+ */
+export function readOwnLimits(options: OwnLimitOptions): WindowLimits | undefined {
+  const { perMinute: minute, perHour: hour, perDay: day, perMonth: month } = options
+  if (minute === undefined && hour === undefined) {
+    if (day !== undefined || month !== undefined)
+      throw invalid(
+        `--per-${day === undefined ? 'month' : 'day'}: a tenant's own limits; give it with --per-minute and --per-hour`,
+      )
+    return undefined
+  }
+  if (minute === undefined || hour === undefined) throw invalid('--per-minute and --per-hour go together')
+  const perMinute = positiveInteger('per-minute', minute)
+  const perHour = positiveInteger('per-hour', hour)
+  if (perHour < perMinute) throw invalid(`--per-hour: expected at least --per-minute (${perMinute}), got ${perHour}`)
+  const perDay = day === undefined ? undefined : positiveInteger('per-day', day)
+  if (perDay !== undefined && perDay < perHour)
+    throw invalid(`--per-day: expected at least --per-hour (${perHour}), got ${perDay}`)
+  const perMonth = month === undefined ? undefined : positiveInteger('per-month', month)
+  const floor = perDay === undefined ? { name: 'per-hour', value: perHour } : { name: 'per-day', value: perDay }
+  if (perMonth !== undefined && perMonth < floor.value)
+    throw invalid(`--per-month: expected at least --${floor.name} (${floor.value}), got ${perMonth}`)
+  return {
+    perMinute,
+    perHour,
+    ...(perDay === undefined ? {} : { perDay }),
+    ...(perMonth === undefined ? {} : { perMonth }),
+  }
+}
+
+/** `5/min and 100/h`, with the day and month quotas where they are set: `5/min, 100/h, 1000/day and 20000/month`. */
+export function describeLimits(limits: WindowLimits): string {
+  const parts = [`${limits.perMinute}/min`, `${limits.perHour}/h`]
+  if (limits.perDay !== undefined) parts.push(`${limits.perDay}/day`)
+  if (limits.perMonth !== undefined) parts.push(`${limits.perMonth}/month`)
+  return `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)!}`
+}
+
 /**
  * Checks the options of `tenants set` without the store, so a bad one is refused
  * before anything is opened or written. Throws an `invalid_request` error.
@@ -56,16 +108,10 @@ export function readTenantChange(options: TenantChangeOptions): TenantChange {
       `--subscription: expected one of ${SUBSCRIPTION_CHOICES.join(', ')}, got ${JSON.stringify(subscription)}`,
     )
   }
-  if ((options.perMinute === undefined) !== (options.perHour === undefined))
-    throw invalid('--per-minute and --per-hour go together')
-  let limits: WindowLimits | null | undefined
-  if (options.perMinute !== undefined && options.perHour !== undefined) {
+  let limits: WindowLimits | null | undefined = readOwnLimits(options)
+  if (limits !== undefined) {
     if (options.tierLimits === true)
       throw invalid('--tier-limits drops the limits that --per-minute and --per-hour set: give one or the other')
-    const perMinute = positiveInteger('per-minute', options.perMinute)
-    const perHour = positiveInteger('per-hour', options.perHour)
-    if (perHour < perMinute) throw invalid(`--per-hour: expected at least --per-minute (${perMinute}), got ${perHour}`)
-    limits = { perMinute, perHour }
   } else if (options.tierLimits === true) {
     limits = null
   }
@@ -78,7 +124,9 @@ export function readTenantChange(options: TenantChangeOptions): TenantChange {
     ...(subscription === undefined ? {} : { subscription: subscription as SubscriptionChoice }),
   }
   if (Object.keys(change).length === 0)
-    throw invalid('nothing to change: give --tier, --per-minute and --per-hour, --tier-limits or --subscription')
+    throw invalid(
+      'nothing to change: give --tier, --per-minute and --per-hour (with --per-day, --per-month), --tier-limits or --subscription',
+    )
   return change
 }
 
@@ -128,6 +176,8 @@ function sameTenant(a: TenantRecord, b: TenantRecord): boolean {
       t.tier,
       t.limits?.perMinute ?? null,
       t.limits?.perHour ?? null,
+      t.limits?.perDay ?? null,
+      t.limits?.perMonth ?? null,
       t.subscription.status,
       t.subscription.trialEndsAt?.getTime() ?? null,
     ])

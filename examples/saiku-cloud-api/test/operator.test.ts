@@ -377,3 +377,137 @@ describe('member emails and connection names in the CLI (issue 23)', () => {
     processTimeout(3),
   )
 })
+
+describe("a tenant's own day and month quotas in the CLI", () => {
+  let db: TempDir
+  let env: Record<string, string>
+
+  beforeAll(() => {
+    db = tempDatabase()
+    env = { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path }
+  })
+  afterAll(() => db?.remove())
+
+  interface Listed {
+    tenantSlug: string
+    limits: Record<string, number> | null
+  }
+
+  it(
+    'tenants create and tenants set write --per-day and --per-month, and list and the summaries show them',
+    async () => {
+      const create = await cli(
+        [
+          'tenants',
+          'create',
+          '--slug',
+          'initech',
+          '--tier',
+          'enterprise',
+          '--subscription',
+          'active',
+          '--per-minute',
+          '50',
+          '--per-hour',
+          '2000',
+          '--per-day',
+          '20000',
+          '--per-month',
+          '300000',
+        ],
+        env,
+      )
+      expect(create.code, create.stderr).toBe(0)
+      expect(create.stdout).toContain(': enterprise, 50/min, 2000/h, 20000/day and 300000/month, subscription active.')
+      const quotas = { perMinute: 50, perHour: 2000, perDay: 20_000, perMonth: 300_000 }
+      const initech = async () =>
+        (await cliJson<Listed[]>(['tenants', 'list'], env)).find((t) => t.tenantSlug === 'initech')
+      expect((await initech())?.limits).toStrictEqual(quotas)
+      const table = await cli(['tenants', 'list'], env)
+      expect(table.stdout).toMatch(
+        /^initech\tenterprise\tactive\t[0-9a-f-]{36}\t50\/min, 2000\/h, 20000\/day and 300000\/month$/m,
+      )
+
+      // The limits are given whole: a month without a day drops the day.
+      const set = await cli(
+        ['tenants', 'set', '--slug', 'initech', '--per-minute', '50', '--per-hour', '2000', '--per-month', '100000'],
+        env,
+      )
+      expect(set.code, set.stderr).toBe(0)
+      expect(set.stdout).toContain('enterprise, 50/min, 2000/h and 100000/month (its own), subscription active;')
+      expect((await initech())?.limits).toStrictEqual({ perMinute: 50, perHour: 2000, perMonth: 100_000 })
+      const again = await cliJson<{ changed: boolean; effectiveLimits: unknown }>(
+        ['tenants', 'set', '--slug', 'initech', '--per-minute', '50', '--per-hour', '2000', '--per-month', '100000'],
+        env,
+      )
+      expect(again).toMatchObject({ changed: false, effectiveLimits: { perMonth: 100_000 } })
+      // Only the month changes: still a change, written.
+      const monthOnly = await cliJson<{ changed: boolean }>(
+        ['tenants', 'set', '--slug', 'initech', '--per-minute', '50', '--per-hour', '2000', '--per-month', '100001'],
+        env,
+      )
+      expect(monthOnly.changed).toBe(true)
+      const plain = await cli(['tenants', 'create', '--slug', 'hooli', '--tier', 'team'], env)
+      expect(plain.code, plain.stderr).toBe(0)
+      expect((await cliJson<Listed[]>(['tenants', 'list'], env)).find((t) => t.tenantSlug === 'hooli')?.limits).toBe(
+        null,
+      )
+      expect((await cli(['tenants', 'list'], env)).stdout).toMatch(
+        /^hooli\tteam\ttrialing\t[0-9a-f-]{36}\ttier limits$/m,
+      )
+    },
+    processTimeout(6),
+  )
+
+  it(
+    'refuses a bad --per-day or --per-month with exit 2 and a usage message, writing nothing',
+    async () => {
+      const cases: [string[], string][] = [
+        [['--per-day', '1000'], "--per-day: a tenant's own limits; give it with --per-minute and --per-hour"],
+        [['--per-month', '1000'], "--per-month: a tenant's own limits; give it with --per-minute and --per-hour"],
+        [['--per-minute', '5', '--per-day', '1000'], '--per-minute and --per-hour go together'],
+        [
+          ['--per-minute', '5', '--per-hour', '50', '--per-day', '0'],
+          '--per-day: expected a positive integer, got "0"',
+        ],
+        [
+          ['--per-minute', '5', '--per-hour', '50', '--per-month', '1e6'],
+          '--per-month: expected a positive integer, got "1e6"',
+        ],
+        [
+          ['--per-minute', '5', '--per-hour', '50', '--per-day', '49'],
+          '--per-day: expected at least --per-hour (50), got 49',
+        ],
+        [
+          ['--per-minute', '5', '--per-hour', '50', '--per-day', '500', '--per-month', '499'],
+          '--per-month: expected at least --per-day (500), got 499',
+        ],
+        [
+          ['--per-minute', '5', '--per-hour', '50', '--per-month', '49'],
+          '--per-month: expected at least --per-hour (50), got 49',
+        ],
+        [
+          ['--per-minute', '5', '--per-hour', '50', '--per-month', '500', '--tier-limits'],
+          '--tier-limits drops the limits that --per-minute and --per-hour set: give one or the other',
+        ],
+      ]
+      for (const [args, message] of cases) {
+        for (const command of [
+          ['tenants', 'set', '--slug', 'initech'],
+          ['tenants', 'create', '--slug', 'bad-quota', '--tier', 'enterprise'],
+        ]) {
+          // One parser serves both commands: create is checked on the cases it words its own way.
+          if (command[1] === 'create' && !/at least|own limits/.test(message)) continue
+          const result = await cli([...command, ...args, '--json'], env)
+          expect(result.code, [...command, ...args].join(' ')).toBe(2)
+          expect(JSON.parse(result.stderr), [...command, ...args].join(' ')).toEqual({ error: 'usage', message })
+        }
+      }
+      const slugs = (await cliJson<Listed[]>(['tenants', 'list'], env)).map((t) => t.tenantSlug)
+      expect(slugs).not.toContain('bad-quota')
+      const help = await cli(['--help'], env)
+      expect(help.stdout).toContain('[--per-minute N --per-hour N [--per-day N] [--per-month N] | --tier-limits]')
+    },
+    processTimeout(12),
+  )
+})
