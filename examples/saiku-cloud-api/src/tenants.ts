@@ -5,6 +5,7 @@ import {
   type SubscriptionStatus,
   type TenantAdminStore,
   type TenantRecord,
+  type WindowLimits,
 } from '@saiku/core'
 import { labelProblem } from '@saiku/core/store'
 import { TRIAL_DAYS } from './api.js'
@@ -16,7 +17,8 @@ export interface NewTenant {
   readonly tier: string
   readonly connectionName?: string
   readonly subscription?: SubscriptionChoice
-  readonly limits?: { readonly perMinute: number; readonly perHour: number } | null
+  /** The tenant's own limits, day and month quotas among them; null or absent: its tier's. */
+  readonly limits?: WindowLimits | null
 }
 
 const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
