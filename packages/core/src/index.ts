@@ -23,11 +23,12 @@ export type {
 } from './options.js'
 export type { PreflightMode } from './preflight.js'
 
-export { MemoryKeyStore } from './store.js'
+export { MemoryKeyStore, normalSubscription, sameSubscription } from './store.js'
 export type {
   ApiKeyRecord,
   ApiKeySummary,
   KeyStore,
+  PlanChange,
   Subscription,
   SubscriptionStatus,
   TenantAdminStore,

@@ -5,7 +5,7 @@ import { createAuthenticator, createKeyManager, SaikuConfigError } from '@saiku/
 import { onKeyStoreChange, type KeyChange } from '@saiku/core/store'
 import { conformanceTenant, describeKeyStoreConformance } from '@saiku/core/testing'
 import { postgresUrl } from '@saiku/test-support/services'
-import { PostgresKeyStore } from './index.js'
+import { MIGRATIONS, PostgresKeyStore } from './index.js'
 
 const schemas: string[] = []
 const freshSchema = () => {
@@ -96,9 +96,10 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
   it('migrates once, even when several processes start together', async () => {
     const schema = freshSchema()
     const stores = Array.from({ length: 4 }, () => new PostgresKeyStore({ pool, schema, listen: false }))
-    expect(await Promise.all(stores.map((store) => store.migrate()))).toEqual([1, 1, 1, 1])
+    const version = MIGRATIONS.length
+    expect(await Promise.all(stores.map((store) => store.migrate()))).toEqual([version, version, version, version])
     const { rows } = await pool.query(`SELECT version FROM "${schema}".saiku_schema_version`)
-    expect(rows).toEqual([{ version: 1 }])
+    expect(rows).toEqual([{ version }])
     const indexes = await pool.query(
       `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'saiku_api_keys'`,
       [schema],
@@ -190,6 +191,38 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
     )
     expect(results.filter(Boolean)).toHaveLength(1)
     expect((await stores[1]!.findTenant(tenant.tenantId))?.subscription).toEqual(trial)
+    await Promise.all(stores.map((store) => store.close()))
+    await other.end()
+  })
+
+  it('makes one plan change from two pools, and keeps the billing fields', async () => {
+    const schema = freshSchema()
+    const other = new pg.Pool({ connectionString: postgresUrl, max: 5 })
+    const stores = [
+      new PostgresKeyStore({ pool, schema, listen: false }),
+      new PostgresKeyStore({ pool: other, schema, listen: false }),
+    ]
+    const billingAnchor = new Date('2028-01-31T10:00:00.000Z')
+    const tenant = conformanceTenant({ subscription: { status: 'active', trialEndsAt: null, billingAnchor } })
+    await stores[0]!.putTenant(tenant)
+    const scheduledChangeAt = new Date('2028-02-29T00:00:00.000Z')
+    const downgrade = { ...tenant.subscription, scheduledTier: 'starter', scheduledChangeAt }
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        i % 4 === 0
+          ? stores[i % 2]!.replaceSubscription(tenant.tenantId, tenant.subscription, tenant.subscription, {
+              expectedTier: 'team',
+              tier: 'business',
+            })
+          : stores[i % 2]!.replaceSubscription(tenant.tenantId, tenant.subscription, downgrade),
+      ),
+    )
+    expect(results.filter(Boolean)).toHaveLength(1)
+    const found = await stores[1]!.findTenant(tenant.tenantId)
+    if (results.findIndex(Boolean) % 4 === 0)
+      expect(found).toMatchObject({ tier: 'business', subscription: tenant.subscription })
+    else expect(found).toMatchObject({ tier: 'team', subscription: downgrade })
+    expect(found?.subscription.billingAnchor?.getTime()).toBe(billingAnchor.getTime())
     await Promise.all(stores.map((store) => store.close()))
     await other.end()
   })
