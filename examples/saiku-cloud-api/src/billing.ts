@@ -135,7 +135,7 @@ const windows = (limits: WindowLimits): number[] => [
 ]
 
 /** An upgrade gives at least as much in every window; anything else is a downgrade. */
-function isUpgrade(from: string, to: string): boolean {
+export function isUpgrade(from: string, to: string): boolean {
   const before = DEFAULT_TIERS[from]
   const after = DEFAULT_TIERS[to]
   if (before === undefined || before === 'custom' || after === undefined || after === 'custom') return false
