@@ -3,12 +3,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import request from 'supertest'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import type { Express } from 'express'
 import { createKeyManager, type TenantAdminStore, type TenantRecord } from '@saiku/core'
 import { SqliteKeyStore } from '@saiku/sqlite'
 import { createApp } from '../src/app.js'
 import { settleDueSubscriptions } from '../src/billing.js'
+import { applyTenantChange } from '../src/tenant-settings.js'
 import { openDashboardStore, readDashboardSettings } from '../src/dashboard/index.js'
 import type { DashboardStore } from '../src/dashboard/store/index.js'
 
@@ -423,5 +424,61 @@ describe('POST and DELETE /me/billing/cancel', () => {
       const reply = await request(server.app)[method](path).set('Authorization', `Bearer ${key}`)
       expect([reply.status, reply.body.error], path).toEqual([403, 'forbidden'])
     }
+  })
+})
+
+describe('the settlement sweep', () => {
+  it('moves a tenant whose period ended without anyone reading its billing', async () => {
+    const due = tenant({
+      subscription: {
+        status: 'active',
+        trialEndsAt: null,
+        billingAnchor: ANCHOR,
+        scheduledTier: 'starter',
+        scheduledChangeAt: new Date(FEB_29),
+      },
+    })
+    const store = new SqliteKeyStore(freshFile(), { watchIntervalMs: 0 })
+    await store.putTenant(due)
+    const clock = { nowMs: FEB_29 - 1 }
+    const { close } = createApp({ store, logger: silent, now: () => clock.nowMs, settleIntervalMs: 10 })
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      expect((await store.findTenant('t-acme'))?.tier).toBe('team')
+      clock.nowMs = FEB_29
+      await vi.waitFor(async () => expect((await store.findTenant('t-acme'))?.tier).toBe('starter'), {
+        timeout: 10_000,
+      })
+      expect((await store.findTenant('t-acme'))?.subscription).toEqual({
+        status: 'active',
+        trialEndsAt: null,
+        billingAnchor: ANCHOR,
+      })
+    } finally {
+      close()
+      store.close()
+    }
+  })
+})
+
+describe('saiku tenants set and the billing fields', () => {
+  it('anchors a plan or trial started without an anchor on today, keeps one that is set, and an operator tier drops a scheduled downgrade', () => {
+    const today = Date.UTC(2029, 6, 31, 8)
+    const unpaid = tenant({ subscription: { status: 'none', trialEndsAt: null } })
+    expect(applyTenantChange(unpaid, { subscription: 'active' }, today).subscription).toEqual({
+      status: 'active',
+      trialEndsAt: null,
+      billingAnchor: new Date(today),
+    })
+    expect(applyTenantChange(tenant(), { subscription: 'trial' }, today).subscription.billingAnchor).toEqual(ANCHOR)
+    expect(applyTenantChange(unpaid, { subscription: 'none' }, today).subscription.billingAnchor).toBeNull()
+    const scheduled = tenant({
+      subscription: { ...tenant().subscription, scheduledTier: 'starter', scheduledChangeAt: new Date(FEB_29) },
+    })
+    expect(applyTenantChange(scheduled, { tier: 'business' }, today).subscription).toEqual({
+      status: 'active',
+      trialEndsAt: null,
+      billingAnchor: ANCHOR,
+    })
   })
 })
