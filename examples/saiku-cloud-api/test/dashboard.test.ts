@@ -1261,9 +1261,17 @@ describe.skipIf(!browserAvailable)('the Billing page: plan, period and cancellat
   let browser: Browser
   let admin: Credentials
 
+  const viewer = { email: 'viewer@acme.example', password: 'viewer-password-123' }
+
   beforeAll(async () => {
     started = await startOnSqlite()
     admin = demoMember(started.server)
+    const added = await cliWithInput(
+      ['members', 'add', '--tenant', 'acme', '--email', viewer.email, '--role', 'viewer', '--password-stdin'],
+      started.env,
+      viewer.password,
+    )
+    expect(added.code).toBe(0)
     browser = await launchBrowser()
   }, 120_000)
   afterAll(async () => {
@@ -1335,6 +1343,31 @@ describe.skipIf(!browserAvailable)('the Billing page: plan, period and cancellat
       'Cancellation undone',
     ])
       expect(activity).toContain(label)
+    await context.close()
+  })
+
+  it('shows a viewer the plan but no form, and refuses a viewer’s plan change, cancellation and undo (403)', async () => {
+    const { server, env } = started
+    const context = await browser.context()
+    const page = await context.newPage()
+    await signIn(page, server, viewer)
+    await page.goto(`${server.url}/billing`)
+    await shown(page.getByText('An admin of your tenant can change the plan.'))
+    expect(
+      await page.getByRole('button', { name: /Upgrade|Downgrade|Cancel at period end|Undo cancellation/ }).count(),
+    ).toBe(0)
+    const { cookie, csrf } = await sessionOf(context, page)
+    const before = await cliJson<{ tier: string }>(['billing', 'show', '--tenant', 'acme'], env)
+    for (const [path, fields] of [
+      ['/billing/plan', { tier: 'starter' }],
+      ['/billing/cancel', {}],
+      ['/billing/resume', {}],
+    ] as const) {
+      const forged = await postForm(server, path, { _csrf: csrf, ...fields }, { cookie, origin: server.url })
+      expect(forged.status, path).toBe(403)
+      expect(await forged.text(), path).toContain('only an admin can change them')
+    }
+    expect(await cliJson<{ tier: string }>(['billing', 'show', '--tenant', 'acme'], env)).toEqual(before)
     await context.close()
   })
 })
