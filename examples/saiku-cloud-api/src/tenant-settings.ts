@@ -1,7 +1,6 @@
 import {
   DEFAULT_TIERS,
   limitsForTenant,
-  sameSubscription,
   SaikuConfigError,
   SaikuHttpError,
   type Subscription,
@@ -9,6 +8,7 @@ import {
   type TenantRecord,
   type WindowLimits,
 } from '@saiku/core'
+import { sameSubscription } from '@saiku/core/store'
 import { TRIAL_DAYS } from './api.js'
 import type { SubscriptionChoice } from './tenants.js'
 

@@ -23,7 +23,7 @@ export type {
 } from './options.js'
 export type { PreflightMode } from './preflight.js'
 
-export { MemoryKeyStore, normalSubscription, sameSubscription } from './store.js'
+export { MemoryKeyStore } from './store.js'
 export type {
   ApiKeyRecord,
   ApiKeySummary,
