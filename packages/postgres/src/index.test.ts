@@ -253,7 +253,11 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
               expectedTier: 'team',
               tier: 'business',
             })
-          : stores[i % 2]!.replaceSubscription(tenant.tenantId, tenant.subscription, downgrade),
+          : // Conditioned on the tier read, as a billing route does: an upgrade changes only the tier.
+            stores[i % 2]!.replaceSubscription(tenant.tenantId, tenant.subscription, downgrade, {
+              expectedTier: 'team',
+              tier: 'team',
+            }),
       ),
     )
     expect(results.filter(Boolean)).toHaveLength(1)
