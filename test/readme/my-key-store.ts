@@ -14,6 +14,7 @@ export async function migrate(pool: pg.Pool): Promise<void> {
       connection_name text NOT NULL,
       subscription_status text NOT NULL,
       trial_ends_at timestamptz,
+      billing_anchor timestamptz,
       per_minute integer,
       per_hour integer
     );
@@ -36,8 +37,8 @@ export async function migrate(pool: pg.Pool): Promise<void> {
 /** Writes a tenant the way your own system would: the KeyStore interface only reads them. */
 export async function insertTenant(pool: pg.Pool, tenant: TenantRecord): Promise<void> {
   await pool.query(
-    `INSERT INTO tenants (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, per_minute, per_hour)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    `INSERT INTO tenants (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, billing_anchor, per_minute, per_hour)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
     [
       tenant.tenantId,
       tenant.tenantSlug,
@@ -45,6 +46,7 @@ export async function insertTenant(pool: pg.Pool, tenant: TenantRecord): Promise
       tenant.connectionName,
       tenant.subscription.status,
       tenant.subscription.trialEndsAt ?? null,
+      tenant.subscription.billingAnchor ?? null,
       tenant.limits?.perMinute ?? null,
       tenant.limits?.perHour ?? null,
     ],
@@ -58,6 +60,7 @@ interface TenantRow {
   connection_name: string
   subscription_status: TenantRecord['subscription']['status']
   trial_ends_at: Date | null
+  billing_anchor: Date | null
   per_minute: number | null
   per_hour: number | null
 }
@@ -105,7 +108,12 @@ export class MyKeyStore implements KeyStore {
       tenantSlug: row.tenant_slug,
       tier: row.tier,
       connectionName: row.connection_name,
-      subscription: { status: row.subscription_status, trialEndsAt: row.trial_ends_at },
+      subscription: {
+        status: row.subscription_status,
+        trialEndsAt: row.trial_ends_at,
+        // The day monthly quotas and billing periods start from; null: calendar months.
+        billingAnchor: row.billing_anchor,
+      },
       limits:
         row.per_minute === null || row.per_hour === null ? null : { perMinute: row.per_minute, perHour: row.per_hour },
     }

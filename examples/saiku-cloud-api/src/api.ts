@@ -8,11 +8,11 @@ import {
   type SaikuPrincipal,
   type Subscription,
   type TenantAdminStore,
-  type TenantRecord,
 } from '@saiku/core'
 import { permissionsProblem } from '@saiku/core/store'
 import type { RotatedApiKey } from '@saiku/core'
 import { type TokenIssuer } from '@saiku/core/jwt'
+import { billingView, changePlan, requestedTier, settledTenant, type BillingResult } from './billing.js'
 
 // Framework-neutral route logic: the Express app (app.ts) maps its requests onto these functions.
 
@@ -230,36 +230,19 @@ export async function revokeKey(keys: KeyManager, principal: SaikuPrincipal, key
   return { status: 204 }
 }
 
-function billingView(subscription: Subscription, nowMs: number) {
-  const trialEndsAt = subscription.trialEndsAt ?? null
-  return {
-    status:
-      subscription.status === 'trialing' && trialEndsAt !== null && trialEndsAt.getTime() <= nowMs
-        ? 'trial_ended'
-        : subscription.status,
-    trialEndsAt: trialEndsAt?.toISOString() ?? null,
-    trialAvailable: subscription.status !== 'active' && trialEndsAt === null,
-  }
-}
-
-async function currentTenant(store: TenantAdminStore, principal: SaikuPrincipal): Promise<TenantRecord> {
-  // Read through to the store: billing answers must not come from a cache.
-  const tenant = await store.findTenant(principal.tenant.tenantId)
-  if (tenant === null) throw new SaikuHttpError('not_found')
-  return tenant
-}
-
 export async function getBilling(
   store: TenantAdminStore,
   principal: SaikuPrincipal,
   nowMs = Date.now(),
 ): Promise<ApiResult> {
-  return { status: 200, body: billingView((await currentTenant(store, principal)).subscription, nowMs) }
+  // Read through to the store (billing answers must not come from a cache), a period that ended applied first.
+  return { status: 200, body: billingView(await settledTenant(store, principal.tenant.tenantId, nowMs), nowMs) }
 }
 
 /**
  * POST /me/billing/trial: one 14-day trial per tenant, never on top of a subscription.
  * The write is conditional on the subscription read: of concurrent requests, one starts it.
+ * The trial's first day anchors the billing periods, unless an anchor is set already.
  */
 export async function startTrial(
   store: TenantAdminStore,
@@ -267,17 +250,33 @@ export async function startTrial(
   nowMs = Date.now(),
 ): Promise<ApiResult> {
   for (let attempt = 0; attempt < 5; attempt++) {
-    const current = (await currentTenant(store, principal)).subscription
+    const tenant = await settledTenant(store, principal.tenant.tenantId, nowMs)
+    const current = tenant.subscription
     if (current.status === 'active')
       throw new SaikuHttpError('conflict', 'This tenant already has an active subscription.')
     if (current.trialEndsAt != null) throw new SaikuHttpError('conflict', 'This tenant has already used its trial.')
-    const subscription = { status: 'trialing' as const, trialEndsAt: new Date(nowMs + TRIAL_DAYS * 86_400_000) }
+    const subscription: Subscription = {
+      status: 'trialing',
+      trialEndsAt: new Date(nowMs + TRIAL_DAYS * 86_400_000),
+      billingAnchor: current.billingAnchor ?? new Date(nowMs),
+    }
     // Changed since the read (another request, an operator): read again and decide on what is there now.
     if (await store.replaceSubscription(principal.tenant.tenantId, current, subscription)) {
-      return { status: 201, body: billingView(subscription, nowMs) }
+      return { status: 201, body: billingView({ ...tenant, subscription }, nowMs) }
     }
   }
   throw new SaikuHttpError('service_unavailable', 'The subscription kept changing; retry shortly.')
+}
+
+/** POST /me/billing/plan `{tier}`: see {@link changePlan}. */
+export async function postPlan(
+  store: TenantAdminStore,
+  principal: SaikuPrincipal,
+  body: unknown,
+  nowMs = Date.now(),
+): Promise<BillingResult> {
+  const { tier } = bodyFields(body, ['tier'])
+  return changePlan(store, principal.tenant.tenantId, requestedTier(tier), nowMs)
 }
 
 /**

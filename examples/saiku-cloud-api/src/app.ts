@@ -17,12 +17,20 @@ import {
   exchangeToken,
   getBilling,
   listKeys,
+  postPlan,
   revokeKey,
   rotateKey,
   startTrial,
   updateKey,
   type ApiResult,
 } from './api.js'
+import {
+  cancelAtPeriodEnd,
+  settleDueSubscriptions,
+  SETTLE_INTERVAL_MS,
+  undoCancel,
+  type BillingResult,
+} from './billing.js'
 import type { TokenSetup } from './tokens.js'
 import { openApiDocument } from './openapi.js'
 import { createRefusalLog } from './refusals.js'
@@ -52,6 +60,10 @@ export interface AppOptions {
    */
   readonly corsOrigins?: readonly string[]
   /** The dashboard's pages, sessions and activity log; without it the server is the JSON API alone. */
+  /** The clock of billing periods and plan changes. Default: `Date.now`. */
+  readonly now?: () => number
+  /** How often the downgrades and cancellations whose period ended are applied; 0: only when billing is read. Default 60000. */
+  readonly settleIntervalMs?: number
   readonly dashboard?: {
     readonly store: DashboardStore
     readonly settings: DashboardSettings
@@ -149,6 +161,66 @@ function bearerRoutesCors(origins: readonly string[]): RequestHandler {
   return (req, res, next) => (TOKEN_EXCHANGE.test(req.path) ? next() : allow(req, res, next))
 }
 
+type Audit = ReturnType<typeof recordApiAction>
+
+/**
+ * The Billing API's changes: plan, cancellation at period end and its undo. Each is recorded in
+ * Activity when it changed something. A timer applies the changes whose period has ended (every
+ * process runs it; the conditional write applies each once). Returns what stops the timer.
+ */
+function registerBillingChanges(
+  app: express.Express,
+  store: TenantAdminStore,
+  options: { audit: Audit | undefined; logger: Logger; now: () => number; settleIntervalMs: number | undefined },
+): () => void {
+  const { audit, now } = options
+  const recorded =
+    (handler: (req: Request) => Promise<BillingResult>) =>
+    async (req: Request): Promise<ApiResult> => {
+      const result = await handler(req)
+      if (result.activity !== undefined)
+        audit?.({
+          tenantId: req.saiku!.tenant.tenantId,
+          keyId: req.saiku!.credential.keyId,
+          action: result.activity.action,
+          target: result.activity.target,
+          ip: req.ip,
+        })
+      return { status: result.status, body: result.body }
+    }
+  app
+    .route('/me/billing/plan')
+    .post(
+      requirePermission('billing:write'),
+      jsonBody,
+      route(recorded((req) => postPlan(store, req.saiku!, req.body, now()))),
+    )
+    .all(methodNotAllowed(['POST']))
+  app
+    .route('/me/billing/cancel')
+    .post(
+      requirePermission('billing:write'),
+      jsonBody,
+      routeWithoutBody(recorded((req) => cancelAtPeriodEnd(store, req.saiku!.tenant.tenantId, now()))),
+    )
+    .delete(
+      requirePermission('billing:write'),
+      jsonBody,
+      routeWithoutBody(recorded((req) => undoCancel(store, req.saiku!.tenant.tenantId, now()))),
+    )
+    .all(methodNotAllowed(['POST', 'DELETE']))
+  const intervalMs = options.settleIntervalMs ?? SETTLE_INTERVAL_MS
+  if (intervalMs === 0) return () => {}
+  const timer = setInterval(() => {
+    // A failed sweep is tried again at the next tick; a billing read applies a due change meanwhile.
+    settleDueSubscriptions(store, now()).catch((error: unknown) =>
+      options.logger.error({ msg: 'billing settlement failed', err: { message: (error as Error).message } }),
+    )
+  }, intervalMs)
+  timer.unref()
+  return () => clearInterval(timer)
+}
+
 /** Logs one line per request when it finishes: method, path without the query, status, tenant, key ID. */
 function requestLog(logger: Logger): RequestHandler {
   return (req, res, next) => {
@@ -172,6 +244,7 @@ function requestLog(logger: Logger): RequestHandler {
 
 export function createApp(options: AppOptions): { app: express.Express; auth: SaikuMiddleware; close: () => void } {
   const { store, logger } = options
+  const now = options.now ?? Date.now
   const refusals = createRefusalLog(logger, { intervalMs: options.refusalLogIntervalMs })
   const app = express()
   app.disable('x-powered-by')
@@ -337,7 +410,7 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     .all(methodNotAllowed(['POST']))
   app
     .route('/me/billing')
-    .get(route((req) => getBilling(store, req.saiku!)))
+    .get(route((req) => getBilling(store, req.saiku!, now())))
     .all(methodNotAllowed(['GET']))
   app
     .route('/me/billing/trial')
@@ -348,11 +421,17 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
         recorded(
           'trial.started',
           () => null,
-          (req) => startTrial(store, req.saiku!),
+          (req) => startTrial(store, req.saiku!, now()),
         ),
       ),
     )
     .all(methodNotAllowed(['POST']))
+  const stopSettling = registerBillingChanges(app, store, {
+    audit,
+    logger,
+    now,
+    settleIntervalMs: options.settleIntervalMs,
+  })
 
   if (tokens !== undefined) {
     app
@@ -384,6 +463,7 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     auth,
     close: () => {
       refusals.close()
+      stopSettling()
     },
   }
 }

@@ -34,6 +34,7 @@ import {
   type SubscriptionChoice,
 } from './tenants.js'
 import { DASHBOARD_USAGE, DashboardUsageError, isDashboardCommand } from './dashboard/cli-usage.js'
+import { BILLING_USAGE, BillingUsageError, isBillingCommand } from './billing-cli.js'
 
 /** Records what the CLI did to a tenant's keys in its Activity log. */
 async function recordCliActivity(
@@ -67,6 +68,7 @@ export const USAGE = `Usage: saiku <command> [options]
   keys list --tenant SLUG
   keys revoke KEY_ID
   usage --tenant SLUG        what the tenant has used of each window, spending nothing
+${BILLING_USAGE}
 ${DASHBOARD_USAGE}
 
 Every command takes --json for output that scripts can read.
@@ -461,6 +463,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     if (isDashboardCommand(argv)) await (await import('./dashboard/cli.js')).runDashboardCommand(argv, out)
+    else if (isBillingCommand(argv)) await (await import('./billing-cli.js')).runBillingCommand(argv, out)
     else await run(argv, out)
     return 0
   } catch (error) {
@@ -468,6 +471,7 @@ export async function main(argv: string[]): Promise<number> {
     const usage =
       error instanceof UsageError ||
       error instanceof DashboardUsageError ||
+      error instanceof BillingUsageError ||
       (error instanceof SaikuHttpError && error.wireCode === 'invalid_request') ||
       error instanceof SaikuInputError ||
       (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')

@@ -11,7 +11,7 @@ const forbidden = error(
   'The API key lacks the permission this route needs, or is used from an address its allowedAddresses leave out',
 )
 const rateLimited = {
-  ...error('Per-minute or per-hour limit exceeded'),
+  ...error('A per-minute or per-hour limit, or a daily or monthly quota, exceeded'),
   headers: {
     'Retry-After': {
       description: 'Seconds until the spent window admits again',
@@ -88,6 +88,105 @@ const apiKeyProperties = {
     maxItems: 32,
     items: { type: 'string' },
     description: 'The addresses the key works from, in canonical form; empty: any address',
+  },
+}
+
+// The plan, its billing period and what is scheduled for the period's end (GET /me/billing and every change).
+const BILLING_PLAN_FIELDS = [
+  'tier',
+  'billingAnchor',
+  'currentPeriodStart',
+  'currentPeriodEnd',
+  'scheduledTier',
+  'scheduledChangeAt',
+  'cancelAtPeriodEnd',
+] as const
+const billingPlanProperties = {
+  tier: { type: 'string', description: 'The plan whose limits apply now' },
+  billingAnchor: {
+    type: ['string', 'null'],
+    format: 'date-time',
+    description:
+      'The day billing periods start from (the trial or plan start); periods start on its UTC day of each month, or a shorter month’s last day. Null: calendar months in UTC',
+  },
+  currentPeriodStart: {
+    type: 'string',
+    format: 'date-time',
+    description: 'Start of the billing period that holds now',
+  },
+  currentPeriodEnd: {
+    type: 'string',
+    format: 'date-time',
+    description: 'End of the billing period (excluded): when a scheduled change takes effect',
+  },
+  scheduledTier: { type: ['string', 'null'], description: 'A downgrade waiting for the period end' },
+  scheduledChangeAt: {
+    type: ['string', 'null'],
+    format: 'date-time',
+    description: 'When the scheduled downgrade or cancellation takes effect',
+  },
+  cancelAtPeriodEnd: { type: 'boolean', description: 'The subscription becomes canceled at scheduledChangeAt' },
+}
+const billingState = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/Billing' } } },
+})
+// Plan changes and cancellation, each needing billing:write; open without a subscription, like the trial.
+const billingChangePaths = {
+  '/me/billing/plan': {
+    post: {
+      summary:
+        'Change plan: an upgrade applies at once (counts kept), a downgrade at the end of the billing period; during a trial, either at once',
+      requestBody: {
+        required: true,
+        content: {
+          'application/json': {
+            schema: {
+              type: 'object',
+              required: ['tier'],
+              additionalProperties: false,
+              properties: { tier: { type: 'string', enum: ['starter', 'team', 'business'] } },
+            },
+          },
+        },
+      },
+      responses: {
+        ...common,
+        ...withBody,
+        '200': billingState(
+          'The plan after the change: changed, scheduled, a scheduled downgrade dropped, or unchanged when already so',
+        ),
+        '402': error('No active subscription or trial to change (none, canceled, past_due, trial_ended)'),
+        '403': error(
+          'The key lacks billing:write or is used from an address its allowedAddresses leave out, the enterprise plan was asked for, or the tenant has custom limits: contact sales',
+        ),
+        '409': error(
+          'The subscription ends at the period end (undo the cancellation first), or it changed during the request',
+        ),
+      },
+    },
+  },
+  '/me/billing/cancel': {
+    post: {
+      summary: 'Cancel at the end of the billing period: the subscription then becomes canceled',
+      responses: {
+        ...common,
+        ...withBody,
+        '200': billingState('Cancellation scheduled (or already was)'),
+        '403': forbidden,
+        '409': error('No active subscription to cancel (a trial ends by itself), or it changed during the request'),
+      },
+    },
+    delete: {
+      summary: 'Undo the cancellation before the period ends',
+      responses: {
+        ...common,
+        ...withBody,
+        '200': billingState('Cancellation undone (or there was none)'),
+        '403': forbidden,
+        '409': error('The subscription has ended or is not active, or it changed during the request'),
+      },
+    },
   },
 }
 
@@ -301,6 +400,7 @@ export const openApiDocument = {
         },
       },
     },
+    ...billingChangePaths,
   },
   components: {
     securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'sk_live_… or sk_test_…' } },
@@ -512,12 +612,13 @@ export const openApiDocument = {
       },
       Billing: {
         type: 'object',
-        required: ['status', 'trialEndsAt', 'trialAvailable'],
+        required: ['status', 'trialEndsAt', 'trialAvailable', ...BILLING_PLAN_FIELDS],
         additionalProperties: false,
         properties: {
           status: { type: 'string', enum: ['active', 'trialing', 'trial_ended', 'past_due', 'canceled', 'none'] },
           trialEndsAt: { type: ['string', 'null'], format: 'date-time' },
           trialAvailable: { type: 'boolean' },
+          ...billingPlanProperties,
         },
       },
     },

@@ -8,6 +8,7 @@ import {
   type TenantRecord,
   type WindowLimits,
 } from '@saiku/core'
+import { sameSubscription } from '@saiku/core/store'
 import { TRIAL_DAYS } from './api.js'
 import type { SubscriptionChoice } from './tenants.js'
 
@@ -130,9 +131,19 @@ export function readTenantChange(options: TenantChangeOptions): TenantChange {
   return change
 }
 
-function subscriptionFor(choice: SubscriptionChoice, nowMs: number): Subscription {
-  if (choice === 'trial') return { status: 'trialing', trialEndsAt: new Date(nowMs + TRIAL_DAYS * 86_400_000) }
-  return { status: choice, trialEndsAt: null }
+/** A new subscription keeps the billing anchor; a trial or plan started without one anchors it on today. */
+function subscriptionFor(choice: SubscriptionChoice, current: Subscription, nowMs: number): Subscription {
+  const billingAnchor = current.billingAnchor ?? (choice === 'none' ? null : new Date(nowMs))
+  if (choice === 'trial')
+    return { status: 'trialing', trialEndsAt: new Date(nowMs + TRIAL_DAYS * 86_400_000), billingAnchor }
+  return { status: choice, trialEndsAt: null, billingAnchor }
+}
+
+/** An operator's tier change replaces a downgrade the tenant scheduled; a cancellation stays. */
+function withoutScheduledTier(subscription: Subscription): Subscription {
+  if (subscription.scheduledTier == null) return subscription
+  const { scheduledTier: _dropped, scheduledChangeAt: _at, ...rest } = subscription
+  return rest
 }
 
 /**
@@ -145,7 +156,11 @@ export function applyTenantChange(current: TenantRecord, change: TenantChange, n
     tier: change.tier ?? current.tier,
     limits: change.limits === undefined ? (current.limits ?? null) : change.limits,
     subscription:
-      change.subscription === undefined ? current.subscription : subscriptionFor(change.subscription, nowMs),
+      change.subscription !== undefined
+        ? subscriptionFor(change.subscription, current.subscription, nowMs)
+        : change.tier !== undefined && change.tier !== current.tier
+          ? withoutScheduledTier(current.subscription)
+          : current.subscription,
   }
   try {
     limitsForTenant(DEFAULT_TIERS, next)
@@ -178,10 +193,8 @@ function sameTenant(a: TenantRecord, b: TenantRecord): boolean {
       t.limits?.perHour ?? null,
       t.limits?.perDay ?? null,
       t.limits?.perMonth ?? null,
-      t.subscription.status,
-      t.subscription.trialEndsAt?.getTime() ?? null,
     ])
-  return view(a) === view(b)
+  return view(a) === view(b) && sameSubscription(a.subscription, b.subscription)
 }
 
 /**

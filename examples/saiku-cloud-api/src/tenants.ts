@@ -51,7 +51,12 @@ export async function createTenant(
     tenantSlug: input.slug,
     tier: input.tier,
     connectionName: input.connectionName ?? 'production-warehouse',
-    subscription: { status, trialEndsAt: choice === 'trial' ? new Date(nowMs + TRIAL_DAYS * 86_400_000) : null },
+    subscription: {
+      status,
+      trialEndsAt: choice === 'trial' ? new Date(nowMs + TRIAL_DAYS * 86_400_000) : null,
+      // A trial or a plan started today anchors the billing periods on today.
+      billingAnchor: choice === 'none' ? null : new Date(nowMs),
+    },
     limits: input.limits ?? null,
   }
   try {

@@ -1341,3 +1341,119 @@ describe.skipIf(!browserAvailable)('forms, notices and links (issue 23)', { time
     expect(lines().at(-1)!.origin).toBe(long.slice(0, 300))
   })
 })
+
+describe.skipIf(!browserAvailable)('the Billing page: plan, period and cancellation', { timeout: 180_000 }, () => {
+  let started: Started
+  let browser: Browser
+  let admin: Credentials
+
+  const viewer = { email: 'viewer@acme.example', password: 'viewer-password-123' }
+
+  beforeAll(async () => {
+    started = await startOnSqlite()
+    admin = demoMember(started.server)
+    const added = await cliWithInput(
+      ['members', 'add', '--tenant', 'acme', '--email', viewer.email, '--role', 'viewer', '--password-stdin'],
+      started.env,
+      viewer.password,
+    )
+    expect(added.code).toBe(0)
+    browser = await launchBrowser()
+  }, 120_000)
+  afterAll(async () => {
+    await browser?.close()
+    await started?.cleanup()
+  })
+
+  it('upgrades now, schedules a downgrade with its date, keeps the plan, cancels and undoes it, behind CSRF', async () => {
+    const { server, env } = started
+    await cliJson(['tenants', 'set', '--slug', 'acme', '--subscription', 'active'], env)
+    const period = await cliJson<{ currentPeriodStart: string; currentPeriodEnd: string }>(
+      ['billing', 'show', '--tenant', 'acme'],
+      env,
+    )
+    const end = period.currentPeriodEnd.slice(0, 10)
+    const context = await browser.context({ viewport: { width: 1280, height: 860 } })
+    const page = await context.newPage()
+    page.on('dialog', (dialog) => void dialog.accept())
+    await signIn(page, server, admin)
+    await page.goto(`${server.url}/billing`)
+    await shown(page.getByRole('heading', { level: 2, name: 'Plan' }))
+    const plan = page.getByRole('region', { name: 'Plan' })
+    expect(await plan.textContent()).toContain(`${period.currentPeriodStart.slice(0, 10)} to ${end}`)
+    expect(await plan.textContent()).toContain(new Date().toISOString().slice(0, 10))
+
+    await page.getByRole('button', { name: 'Upgrade to Business now' }).click()
+    await shown(page.getByRole('status'))
+    expect(await page.getByRole('status').textContent()).toBe(
+      'Your plan is now Business: its limits apply from the next request.',
+    )
+    await page.getByRole('button', { name: `Downgrade to Team on ${end}` }).click()
+    await shown(page.getByRole('button', { name: 'Keep Business' }))
+    expect(await page.getByRole('status').textContent()).toBe(`Your plan changes to Team on ${end}.`)
+    expect(await plan.textContent()).toContain(`Team from ${end}`)
+    mkdirSync(SCREENSHOTS, { recursive: true })
+    await page.screenshot({ path: join(SCREENSHOTS, 'billing-plan.png'), fullPage: true })
+    await page.getByRole('button', { name: 'Keep Business' }).click()
+    await shown(page.getByRole('status'))
+    expect(await page.getByRole('status').textContent()).toBe('You stay on Business: the scheduled change is dropped.')
+
+    await page.getByRole('button', { name: 'Cancel at period end' }).click()
+    await shown(page.getByRole('button', { name: 'Undo cancellation' }))
+    expect(await page.getByRole('status').textContent()).toBe(`Your subscription ends on ${end}.`)
+    expect(await page.getByRole('button', { name: /^(Upgrade|Downgrade)/ }).count()).toBe(0)
+    await page.getByRole('button', { name: 'Undo cancellation' }).click()
+    await shown(page.getByRole('button', { name: 'Cancel at period end' }))
+
+    // A form without the page's CSRF token changes nothing.
+    const { cookie, csrf } = await sessionOf(context, page)
+    const forged = await postForm(server, '/billing/plan', { tier: 'starter' }, { cookie, origin: server.url })
+    expect(forged.status).toBe(403)
+    const unknown = await postForm(
+      server,
+      '/billing/plan',
+      { _csrf: csrf, tier: '__proto__' },
+      { cookie, origin: server.url },
+    )
+    expect(unknown.status).toBe(400)
+    expect(
+      (await cliJson<{ tier: string; scheduledTier: null }>(['billing', 'show', '--tenant', 'acme'], env)).tier,
+    ).toBe('business')
+    await page.goto(`${server.url}/activity`)
+    const activity = await page.locator('main').textContent()
+    for (const label of [
+      'Plan changed',
+      'Plan change scheduled',
+      'Scheduled plan change dropped',
+      'Cancellation scheduled',
+      'Cancellation undone',
+    ])
+      expect(activity).toContain(label)
+    await context.close()
+  })
+
+  it('shows a viewer the plan but no form, and refuses a viewer’s plan change, cancellation and undo (403)', async () => {
+    const { server, env } = started
+    const context = await browser.context()
+    const page = await context.newPage()
+    await signIn(page, server, viewer)
+    await page.goto(`${server.url}/billing`)
+    await shown(page.getByText('An admin of your tenant can change the plan.'))
+    expect(
+      await page.getByRole('button', { name: /Upgrade|Downgrade|Cancel at period end|Undo cancellation/ }).count(),
+    ).toBe(0)
+    const { cookie, csrf } = await sessionOf(context, page)
+    const before = await cliJson<{ tier: string }>(['billing', 'show', '--tenant', 'acme'], env)
+    for (const [path, fields] of [
+      ['/billing/plan', { tier: 'starter' }],
+      ['/billing/cancel', {}],
+      ['/billing/resume', {}],
+    ] as const) {
+      const forged = await postForm(server, path, { _csrf: csrf, ...fields }, { cookie, origin: server.url })
+      expect(forged.status, path).toBe(403)
+      expect(await forged.text(), path).toContain('only an admin can change them')
+    }
+    expect(await cliJson<{ tier: string }>(['billing', 'show', '--tenant', 'acme'], env)).toEqual(before)
+    await context.close()
+  })
+})

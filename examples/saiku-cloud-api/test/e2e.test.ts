@@ -166,10 +166,23 @@ describe('errors, with exact bodies and headers', () => {
     expect(refused.status).toBe(402)
     expect(refused.body).toEqual(SPEC_402)
     const billing = await call(server, 'GET', '/me/billing', { key: secret })
-    expect(billing.body).toEqual({ status: 'none', trialEndsAt: null, trialAvailable: true })
+    expect(billing.body).toEqual({
+      status: 'none',
+      trialEndsAt: null,
+      trialAvailable: true,
+      tier: 'team',
+      billingAnchor: null,
+      currentPeriodStart: expect.stringMatching(/-01T00:00:00\.000Z$/),
+      currentPeriodEnd: expect.stringMatching(/-01T00:00:00\.000Z$/),
+      scheduledTier: null,
+      scheduledChangeAt: null,
+      cancelAtPeriodEnd: false,
+    })
     const trial = await call(server, 'POST', '/me/billing/trial', { key: secret })
     expect(trial.status).toBe(201)
     expect(trial.body.status).toBe('trialing')
+    // The trial's first day anchors the billing periods.
+    expect(Math.abs(Date.parse(trial.body.billingAnchor) - Date.now())).toBeLessThan(600_000)
     expect(Date.parse(trial.body.trialEndsAt) - Date.now()).toBeGreaterThan(13.9 * 86_400_000)
     expect((await call(server, 'GET', '/me/tenant', { key: secret })).status).toBe(200)
     const again = await call(server, 'POST', '/me/billing/trial', { key: secret })
@@ -480,6 +493,9 @@ describe('every body is read the same way, however it is framed (issue 13, item 
       ['PATCH', '/me/api-keys/AAAAAAAAAAAA'],
       ['POST', '/me/api-keys/AAAAAAAAAAAA/rotate'],
       ['POST', '/me/billing/trial'],
+      ['POST', '/me/billing/plan'],
+      ['POST', '/me/billing/cancel'],
+      ['DELETE', '/me/billing/cancel'],
     ] as const) {
       const text = await chunked(server, method, path, heavyKey, ['{"permissions":["keys:read"]}'], 'text/plain')
       expect(text.status, `${method} ${path}`).toBe(415)
@@ -739,6 +755,9 @@ describe('every route, provoked into each answer it documents', () => {
       ['POST', '/me/tokens'],
       ['GET', '/me/billing'],
       ['POST', '/me/billing/trial'],
+      ['POST', '/me/billing/plan'],
+      ['POST', '/me/billing/cancel'],
+      ['DELETE', '/me/billing/cancel'],
     ]
     for (const [method, path] of routes) {
       const what = `${method} ${path}`
@@ -779,6 +798,7 @@ describe('every route, provoked into each answer it documents', () => {
         })
       ).status,
     ).toBe(403)
+    await provokeBillingChanges(unpaid.secret, reader.secret)
   })
 })
 
@@ -974,6 +994,36 @@ describe('keys limited to addresses, edited, and rotated with a grace period', (
     expect(labels.filter((label: string) => label === 'target')).toHaveLength(1)
   })
 })
+
+/** Each answer of the plan and cancellation routes, on a tenant of their own. */
+async function provokeBillingChanges(unpaidKey: string, readerKey: string): Promise<void> {
+  await cliJson(['tenants', 'create', '--slug', 'planner', '--tier', 'team', '--subscription', 'active'], env)
+  const { secret } = await cliJson<{ secret: string }>(['keys', 'create', '--tenant', 'planner', '--label', 'p'], env)
+  for (const [method, path] of [
+    ['POST', '/me/billing/plan'],
+    ['POST', '/me/billing/cancel'],
+    ['DELETE', '/me/billing/cancel'],
+  ] as const)
+    expect((await call(server, method, path, { key: readerKey, json: { tier: 'team' } })).status, path).toBe(403)
+  const unpaid = await call(server, 'POST', '/me/billing/plan', { key: unpaidKey, json: { tier: 'business' } })
+  expect([unpaid.status, unpaid.body.error]).toEqual([402, 'payment_required'])
+  expect((await call(server, 'POST', '/me/billing/cancel', { key: unpaidKey })).status).toBe(409)
+  expect((await call(server, 'DELETE', '/me/billing/cancel', { key: unpaidKey })).status).toBe(409)
+  const enterprise = await call(server, 'POST', '/me/billing/plan', { key: secret, json: { tier: 'enterprise' } })
+  expect([enterprise.status, enterprise.body.error]).toEqual([403, 'forbidden'])
+  const upgraded = await call(server, 'POST', '/me/billing/plan', { key: secret, json: { tier: 'business' } })
+  expect([upgraded.status, upgraded.body.tier]).toEqual([200, 'business'])
+  const scheduled = await call(server, 'POST', '/me/billing/plan', { key: secret, json: { tier: 'starter' } })
+  expect([scheduled.status, scheduled.body.tier, scheduled.body.scheduledTier]).toEqual([200, 'business', 'starter'])
+  expect(scheduled.body.scheduledChangeAt).toBe(scheduled.body.currentPeriodEnd)
+  const canceled = await call(server, 'POST', '/me/billing/cancel', { key: secret })
+  expect([canceled.status, canceled.body.cancelAtPeriodEnd, canceled.body.scheduledTier]).toEqual([200, true, null])
+  expect((await call(server, 'POST', '/me/billing/plan', { key: secret, json: { tier: 'team' } })).status).toBe(409)
+  const undone = await call(server, 'DELETE', '/me/billing/cancel', { key: secret })
+  expect([undone.status, undone.body.cancelAtPeriodEnd]).toEqual([200, false])
+  const billing = await call(server, 'GET', '/me/billing', { key: secret })
+  expect(billing.body).toMatchObject({ status: 'active', tier: 'business', billingAnchor: expect.any(String) })
+}
 
 describe('restart', () => {
   it('keeps tenants, keys and revocations, and seeds nothing twice', async () => {

@@ -1,4 +1,10 @@
-import ipaddr from 'ipaddr.js'
+import { createRequire } from 'node:module'
+import type IpAddr from 'ipaddr.js'
+
+type IpAddrLibrary = typeof IpAddr
+let library: IpAddrLibrary | undefined
+// Loaded on first use, as the metrics' API is: only keys with allowed addresses need it.
+const ipaddr = (): IpAddrLibrary => (library ??= createRequire(import.meta.url)('ipaddr.js') as IpAddrLibrary)
 
 /** The most entries one key's `allowedAddresses` holds. */
 export const MAX_ALLOWED_ADDRESSES = 32
@@ -16,7 +22,7 @@ function ipv6Text(text: string): boolean {
   return IPV6_TEXT.test(text.slice(0, tail + 1)) && IPV4_TEXT.test(text.slice(tail + 1))
 }
 
-type Range = readonly [ipaddr.IPv4 | ipaddr.IPv6, number]
+type Range = readonly [IpAddr.IPv4 | IpAddr.IPv6, number]
 
 /** One entry parsed, or why it is refused. */
 function parseEntry(entry: unknown): { readonly range: Range; readonly canonical: string } | string {
@@ -27,11 +33,11 @@ function parseEntry(entry: unknown): { readonly range: Range; readonly canonical
   const addressText = slash === -1 ? entry : entry.slice(0, slash)
   const prefixText = slash === -1 ? null : entry.slice(slash + 1)
   if (entry.includes('%')) return `${shown} must not carry a zone ID`
-  let address: ipaddr.IPv4 | ipaddr.IPv6
-  if (IPV4_TEXT.test(addressText) && ipaddr.IPv4.isValidFourPartDecimal(addressText)) {
-    address = ipaddr.IPv4.parse(addressText)
-  } else if (ipv6Text(addressText) && ipaddr.IPv6.isValid(addressText)) {
-    address = ipaddr.IPv6.parse(addressText)
+  let address: IpAddr.IPv4 | IpAddr.IPv6
+  if (IPV4_TEXT.test(addressText) && ipaddr().IPv4.isValidFourPartDecimal(addressText)) {
+    address = ipaddr().IPv4.parse(addressText)
+  } else if (ipv6Text(addressText) && ipaddr().IPv6.isValid(addressText)) {
+    address = ipaddr().IPv6.parse(addressText)
     // Clients are matched as IPv4 when they arrive mapped, so a mapped entry would never match as written.
     if (address.isIPv4MappedAddress()) {
       return `${shown} is an IPv4-mapped IPv6 address: write it as IPv4 (such as "10.0.0.0/8")`
@@ -48,13 +54,13 @@ function parseEntry(entry: unknown): { readonly range: Range; readonly canonical
   }
   const network =
     address.kind() === 'ipv4'
-      ? ipaddr.IPv4.networkAddressFromCIDR(`${addressText}/${prefix}`)
-      : ipaddr.IPv6.networkAddressFromCIDR(`${addressText}/${prefix}`)
+      ? ipaddr().IPv4.networkAddressFromCIDR(`${addressText}/${prefix}`)
+      : ipaddr().IPv6.networkAddressFromCIDR(`${addressText}/${prefix}`)
   if (network.toString() !== address.toString()) {
-    const written = address.kind() === 'ipv4' ? network.toString() : (network as ipaddr.IPv6).toRFC5952String()
+    const written = address.kind() === 'ipv4' ? network.toString() : (network as IpAddr.IPv6).toRFC5952String()
     return `${shown} has bits set past its /${prefix} prefix (the range is "${written}/${prefix}")`
   }
-  const text = address.kind() === 'ipv4' ? address.toString() : (address as ipaddr.IPv6).toRFC5952String()
+  const text = address.kind() === 'ipv4' ? address.toString() : (address as IpAddr.IPv6).toRFC5952String()
   return { range: [address, prefix], canonical: prefix === bits ? text : `${text}/${prefix}` }
 }
 
@@ -124,16 +130,16 @@ export function compileAllowlist(value: readonly string[] | null | undefined): A
   return Object.freeze({
     entries: Object.freeze(entries),
     allows(address: string | undefined): boolean {
-      if (address === undefined || !ipaddr.isValid(address)) return false
-      let parsed: ipaddr.IPv4 | ipaddr.IPv6
+      if (address === undefined || !ipaddr().isValid(address)) return false
+      let parsed: IpAddr.IPv4 | IpAddr.IPv6
       try {
         // `process` turns an IPv4-mapped IPv6 address into the IPv4 one.
-        parsed = ipaddr.process(address)
+        parsed = ipaddr().process(address)
       } catch {
         return false
       }
       // Only the four-part form counts as IPv4: `10.1` or `0x0a.0.0.1` are not how proxies write addresses.
-      if (parsed.kind() === 'ipv4' && !address.includes(':') && !ipaddr.IPv4.isValidFourPartDecimal(address))
+      if (parsed.kind() === 'ipv4' && !address.includes(':') && !ipaddr().IPv4.isValidFourPartDecimal(address))
         return false
       const ranges = parsed.kind() === 'ipv4' ? ipv4 : ipv6
       for (const [network, prefix] of ranges) if (parsed.match(network, prefix)) return true

@@ -29,6 +29,7 @@ export type {
   ApiKeySummary,
   KeyChanges,
   KeyStore,
+  PlanChange,
   Subscription,
   SubscriptionStatus,
   TenantAdminStore,

@@ -1,52 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { createAuthenticator } from './authenticator.js'
-import type { DecisionEvent } from './decision.js'
 import type { ErrorResponse } from './http.js'
-import { MemoryKeyStore, type TenantRecord } from './store.js'
 import { installFakeClock, type FakeClock } from './testing.js'
-import type { SaikuOptions } from './options.js'
-import { resolveTierTable } from './tiers.js'
+import { acme, setUp } from './quota-test-setup.js'
 
 // Day and month quotas through the authenticator: limits, anchors, headers, refusals, usage.
 
-const acme = (billingAnchor?: Date, tier = 'metered'): TenantRecord => ({
-  tenantId: 't-acme',
-  tenantSlug: 'acme',
-  tier,
-  connectionName: 'w',
-  subscription: { status: 'active', ...(billingAnchor === undefined ? {} : { billingAnchor }) },
-})
-const request = (key: string) => ({
-  headers: { authorization: `Bearer ${key}` },
-  method: 'GET',
-  url: '/me/tenant',
-  ip: '127.0.0.1',
-})
-// Validated in order (each quota at least the window before it), so small quotas mean small windows.
-const tiers = {
-  metered: { perMinute: 3, perHour: 3, perDay: 3, perMonth: 3 },
-  daily: { perMinute: 2, perHour: 2, perDay: 2 },
-  bigger: { perMinute: 5, perHour: 5, perDay: 5, perMonth: 5 },
-}
-
 let clock: FakeClock | undefined
 afterEach(() => clock?.restore())
-
-async function setUp(tenant: TenantRecord, options: SaikuOptions = {}) {
-  const store = new MemoryKeyStore({ tenants: [tenant], tiers: resolveTierTable(options.tiers ?? tiers) })
-  const events: DecisionEvent[] = []
-  const errors: Error[] = []
-  const auth = createAuthenticator(store, {
-    tiers,
-    failedAuth: false,
-    onDecision: (event) => events.push(event),
-    onError: (error) => errors.push(error),
-    ...options,
-  })
-  const { key } = await auth.keys.create('t-acme', { label: 'agent' })
-  const send = () => auth.authenticate(request(key))
-  return { store, auth, key, send, events, errors }
-}
 
 const bodyOf = (decision: unknown) => JSON.parse((decision as ErrorResponse).body) as unknown
 

@@ -1,4 +1,4 @@
-import type { ApiKeyRecord, SubscriptionStatus, TenantRecord } from './store.js'
+import { normalSubscription, type ApiKeyRecord, type SubscriptionStatus, type TenantRecord } from './store.js'
 
 // The column layout both SQL stores use, read back into records. Times may come
 // back as Dates (PostgreSQL) or epoch milliseconds (SQLite); permissions as an
@@ -16,6 +16,12 @@ export interface TenantRow {
   trial_ends_at: RowTime
   limit_per_minute: number | null
   limit_per_hour: number | null
+  /** The subscription's billing fields (a later migration step); absent on a row read before it. */
+  billing_anchor?: RowTime | undefined
+  scheduled_tier?: string | null | undefined
+  /** A boolean (PostgreSQL) or 0/1 (SQLite). */
+  cancel_at_period_end?: boolean | number | null | undefined
+  scheduled_change_at?: RowTime | undefined
   /** Null or absent (a schema before the column): no day quota of the tenant's own. */
   limit_per_day?: number | null
   /** Null or absent (a schema before the column): no month quota of the tenant's own. */
@@ -45,7 +51,14 @@ export function tenantFromRow(row: TenantRow): TenantRecord {
     tenantSlug: row.tenant_slug,
     tier: row.tier,
     connectionName: row.connection_name,
-    subscription: { status: row.subscription_status as SubscriptionStatus, trialEndsAt: toDate(row.trial_ends_at) },
+    subscription: normalSubscription({
+      status: row.subscription_status as SubscriptionStatus,
+      trialEndsAt: toDate(row.trial_ends_at),
+      billingAnchor: toDate(row.billing_anchor ?? null),
+      scheduledTier: row.scheduled_tier ?? null,
+      cancelAtPeriodEnd: row.cancel_at_period_end === true || row.cancel_at_period_end === 1,
+      scheduledChangeAt: toDate(row.scheduled_change_at ?? null),
+    }),
     limits:
       row.limit_per_minute === null || row.limit_per_hour === null
         ? null

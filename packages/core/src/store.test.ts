@@ -34,6 +34,34 @@ describe('MemoryKeyStore', () => {
     )
   })
 
+  it('refuses a scheduled change the tier table cannot serve, or one without the date it takes effect', () => {
+    const store = new MemoryKeyStore()
+    const at = new Date('2030-03-31T00:00:00.000Z')
+    const scheduled = (subscription: object) => () =>
+      store.putTenant({ ...tenant, subscription: { status: 'active', ...subscription } as never })
+    for (const scheduledTier of ['gold', 'enterprise', '__proto__', 'constructor', 42])
+      expect(scheduled({ scheduledTier, scheduledChangeAt: at }), String(scheduledTier)).toThrow(
+        'tenant.subscription.scheduledTier: expected null or one of starter, team, business',
+      )
+    expect(scheduled({ scheduledTier: 'starter' })).toThrow(
+      'tenant.subscription.scheduledChangeAt: expected the Date the scheduled change takes effect',
+    )
+    expect(scheduled({ cancelAtPeriodEnd: true })).toThrow('tenant.subscription.scheduledChangeAt')
+    expect(scheduled({ scheduledChangeAt: at })).toThrow(
+      'tenant.subscription.scheduledChangeAt: expected null when no change is scheduled',
+    )
+    expect(scheduled({ cancelAtPeriodEnd: 'yes', scheduledChangeAt: at })).toThrow(
+      'tenant.subscription.cancelAtPeriodEnd: expected a boolean',
+    )
+    expect(scheduled({ cancelAtPeriodEnd: true, scheduledTier: 'starter', scheduledChangeAt: at })).toThrow(
+      'tenant.subscription.scheduledTier: expected null when the subscription is canceled at period end',
+    )
+    expect(scheduled({ scheduledTier: 'starter', scheduledChangeAt: new Date(Number.NaN) })).toThrow(
+      'tenant.subscription.scheduledChangeAt: expected a valid Date or null',
+    )
+    expect(scheduled({ scheduledTier: 'starter', scheduledChangeAt: at })).not.toThrow()
+  })
+
   it('refuses a bad key record with an error of the family naming the field, never a plain Error', async () => {
     const store = new MemoryKeyStore({ tenants: [tenant] })
     const record = {

@@ -24,6 +24,18 @@ export interface Subscription {
    * Absent: calendar months in UTC.
    */
   readonly billingAnchor?: Date | null | undefined
+  /**
+   * A downgrade waiting for the end of the billing period: the tier the tenant moves to at
+   * `scheduledChangeAt`. Absent or null: none.
+   */
+  readonly scheduledTier?: string | null | undefined
+  /** The subscription ends (becomes `canceled`) at `scheduledChangeAt`, the end of the period it was asked in. */
+  readonly cancelAtPeriodEnd?: boolean | undefined
+  /**
+   * When `scheduledTier` or `cancelAtPeriodEnd` takes effect: the end of the billing period it
+   * was asked in. Set exactly when one of them is.
+   */
+  readonly scheduledChangeAt?: Date | null | undefined
 }
 
 export interface TenantRecord {
@@ -150,20 +162,54 @@ export interface TenantAdminStore extends KeyStore {
   listTenants(): Promise<TenantRecord[]>
   /**
    * Writes `next` as the tenant's subscription only while it is still `expected`
-   * (status and trial end), in one conditional write: of two concurrent changes
-   * made from the same reading, one wins. Other fields are left alone. False when
-   * the subscription changed meanwhile or the tenant does not exist.
+   * (every field: see {@link sameSubscription}), in one conditional write: of two
+   * concurrent changes made from the same reading, one wins. With `plan`, the same
+   * write also moves the tenant from tier `plan.expectedTier` to `plan.tier`, and only
+   * while its tier is still `plan.expectedTier` (a plan change). Other fields are left
+   * alone. False when the subscription or tier changed meanwhile or the tenant does not exist.
    */
-  replaceSubscription(tenantId: string, expected: Subscription, next: Subscription): Promise<boolean>
+  replaceSubscription(tenantId: string, expected: Subscription, next: Subscription, plan?: PlanChange): Promise<boolean>
 }
 
-/** Whether two subscriptions are the same: status, trial end and billing anchor. */
+/** A tier change made together with a subscription change (`replaceSubscription`). */
+export interface PlanChange {
+  /** The tier the tenant must still have for the write to happen. */
+  readonly expectedTier: string
+  /** The tier it moves to. */
+  readonly tier: string
+}
+
+const msOf = (date: Date | null | undefined): number | null => (date == null ? null : date.getTime())
+
+/**
+ * Whether two subscriptions are the same in every field: status, trial end, billing anchor,
+ * scheduled tier, cancellation at period end and when those take effect.
+ */
 export function sameSubscription(a: Subscription, b: Subscription): boolean {
   return (
     a.status === b.status &&
-    (a.trialEndsAt?.getTime() ?? null) === (b.trialEndsAt?.getTime() ?? null) &&
-    (a.billingAnchor?.getTime() ?? null) === (b.billingAnchor?.getTime() ?? null)
+    msOf(a.trialEndsAt) === msOf(b.trialEndsAt) &&
+    msOf(a.billingAnchor) === msOf(b.billingAnchor) &&
+    (a.scheduledTier ?? null) === (b.scheduledTier ?? null) &&
+    (a.cancelAtPeriodEnd ?? false) === (b.cancelAtPeriodEnd ?? false) &&
+    msOf(a.scheduledChangeAt) === msOf(b.scheduledChangeAt)
   )
+}
+
+/**
+ * A copy of `subscription` in its normal form: dates copied, and a field that holds its
+ * default (null anchor, no scheduled tier, no cancellation) left out, as stores return it.
+ */
+export function normalSubscription(subscription: Subscription): Subscription {
+  const { billingAnchor, scheduledTier, cancelAtPeriodEnd, scheduledChangeAt } = subscription
+  return {
+    status: subscription.status,
+    trialEndsAt: subscription.trialEndsAt == null ? null : new Date(subscription.trialEndsAt),
+    ...(billingAnchor == null ? {} : { billingAnchor: new Date(billingAnchor) }),
+    ...(scheduledTier == null ? {} : { scheduledTier }),
+    ...(cancelAtPeriodEnd === true ? { cancelAtPeriodEnd: true } : {}),
+    ...(scheduledChangeAt == null ? {} : { scheduledChangeAt: new Date(scheduledChangeAt) }),
+  }
 }
 
 export function toKeySummary(record: ApiKeyRecord): ApiKeySummary {
@@ -259,20 +305,53 @@ export function validateTenantRecord(tenant: TenantRecord, tiers: TierTable = DE
   if (billingAnchor != null && !(billingAnchor instanceof Date && Number.isFinite(billingAnchor.getTime()))) {
     throw new SaikuConfigError(`${path}.subscription.billingAnchor`, 'a valid Date or null', billingAnchor)
   }
+  validateScheduledChange(tenant, tiers)
   limitsForTenant(tiers, tenant)
   return tenant
+}
+
+/** A scheduled tier is one the table serves on its own limits; either change needs the date it takes effect. */
+function validateScheduledChange(tenant: TenantRecord, tiers: TierTable): void {
+  const path = 'tenant.subscription'
+  const { scheduledTier, cancelAtPeriodEnd, scheduledChangeAt } = tenant.subscription
+  if (scheduledTier != null) {
+    const limits =
+      typeof scheduledTier === 'string' && Object.hasOwn(tiers, scheduledTier) ? tiers[scheduledTier] : null
+    if (limits == null || limits === 'custom') {
+      const fixed = Object.keys(tiers).filter((tier) => tiers[tier] !== 'custom')
+      throw new SaikuConfigError(`${path}.scheduledTier`, `null or one of ${fixed.join(', ')}`, scheduledTier)
+    }
+  }
+  if (cancelAtPeriodEnd !== undefined && typeof cancelAtPeriodEnd !== 'boolean') {
+    throw new SaikuConfigError(`${path}.cancelAtPeriodEnd`, 'a boolean', cancelAtPeriodEnd)
+  }
+  if (
+    scheduledChangeAt != null &&
+    !(scheduledChangeAt instanceof Date && Number.isFinite(scheduledChangeAt.getTime()))
+  ) {
+    throw new SaikuConfigError(`${path}.scheduledChangeAt`, 'a valid Date or null', scheduledChangeAt)
+  }
+  const scheduled = scheduledTier != null || cancelAtPeriodEnd === true
+  if (scheduled !== (scheduledChangeAt != null)) {
+    throw new SaikuConfigError(
+      `${path}.scheduledChangeAt`,
+      scheduled ? 'the Date the scheduled change takes effect' : 'null when no change is scheduled',
+      scheduledChangeAt,
+    )
+  }
+  if (scheduledTier != null && cancelAtPeriodEnd === true) {
+    throw new SaikuConfigError(
+      `${path}.scheduledTier`,
+      'null when the subscription is canceled at period end',
+      scheduledTier,
+    )
+  }
 }
 
 function copyTenant(tenant: TenantRecord): TenantRecord {
   return {
     ...tenant,
-    subscription: {
-      status: tenant.subscription.status,
-      trialEndsAt: tenant.subscription.trialEndsAt == null ? null : new Date(tenant.subscription.trialEndsAt),
-      ...(tenant.subscription.billingAnchor == null
-        ? {}
-        : { billingAnchor: new Date(tenant.subscription.billingAnchor) }),
-    },
+    subscription: normalSubscription(tenant.subscription),
     limits: tenant.limits == null ? null : { ...tenant.limits },
   }
 }
@@ -324,10 +403,16 @@ export class MemoryKeyStore implements TenantAdminStore {
     announceKeyStoreChange(this, { kind: 'tenant', tenantId: tenant.tenantId })
   }
 
-  async replaceSubscription(tenantId: string, expected: Subscription, next: Subscription): Promise<boolean> {
+  async replaceSubscription(
+    tenantId: string,
+    expected: Subscription,
+    next: Subscription,
+    plan?: PlanChange,
+  ): Promise<boolean> {
     const tenant = this.#tenants.get(tenantId)
     if (tenant === undefined || !sameSubscription(tenant.subscription, expected)) return false
-    this.putTenant({ ...tenant, subscription: next })
+    if (plan !== undefined && tenant.tier !== plan.expectedTier) return false
+    this.putTenant({ ...tenant, ...(plan === undefined ? {} : { tier: plan.tier }), subscription: next })
     return true
   }
 

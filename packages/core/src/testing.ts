@@ -444,6 +444,101 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
       ).toEqual({ status: 'active', trialEndsAt: null })
     })
 
+    it('keeps the billing fields, and replaceSubscription compares every one and moves the tier only with a plan', async () => {
+      const admin = store as Partial<TenantAdminStore>
+      const billingAnchor = new Date('2031-01-31T09:30:00.000Z')
+      const scheduledChangeAt = new Date('2031-03-31T00:00:00.000Z')
+      const downgrading = conformanceTenant({
+        subscription: {
+          status: 'active',
+          trialEndsAt: null,
+          billingAnchor,
+          scheduledTier: 'starter',
+          scheduledChangeAt,
+        },
+      })
+      await harness.addTenant(downgrading)
+      const found = await store.findTenant(downgrading.tenantId)
+      expect(
+        found?.subscription.billingAnchor?.getTime(),
+        'findTenant must return subscription.billingAnchor as the Date written',
+      ).toBe(billingAnchor.getTime())
+      // A store that only reads tenants needs the anchor (monthly quotas start on its day); one that changes
+      // subscriptions keeps every billing field.
+      if (admin.replaceSubscription === undefined) return
+      expect(found?.subscription.scheduledTier, 'findTenant must return subscription.scheduledTier').toBe('starter')
+      expect(
+        found?.subscription.scheduledChangeAt?.getTime(),
+        'findTenant must return subscription.scheduledChangeAt as the Date written',
+      ).toBe(scheduledChangeAt.getTime())
+      const canceling = {
+        status: 'active' as const,
+        trialEndsAt: null,
+        billingAnchor,
+        cancelAtPeriodEnd: true,
+        scheduledChangeAt,
+      }
+      // Each reading differs from the stored subscription in one field only: none may win.
+      const stale = [
+        { ...downgrading.subscription, billingAnchor: null },
+        { ...downgrading.subscription, scheduledTier: null, scheduledChangeAt: null },
+        { ...downgrading.subscription, scheduledTier: 'team' },
+        { ...downgrading.subscription, scheduledChangeAt: new Date('2031-02-28T00:00:00.000Z') },
+      ]
+      for (const reading of stale) {
+        expect(
+          await admin.replaceSubscription(downgrading.tenantId, reading, canceling),
+          `replaceSubscription must compare every subscription field: it accepted ${JSON.stringify(reading)}`,
+        ).toBe(false)
+      }
+      const results = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          admin.replaceSubscription!(downgrading.tenantId, downgrading.subscription, canceling),
+        ),
+      )
+      expect(
+        results.filter(Boolean),
+        'of ten concurrent cancellations from one reading, exactly one must win',
+      ).toHaveLength(1)
+      const canceled = await store.findTenant(downgrading.tenantId)
+      expect(canceled?.subscription.cancelAtPeriodEnd, 'findTenant must return cancelAtPeriodEnd: true').toBe(true)
+      expect(canceled?.subscription.scheduledTier ?? null, 'replaceSubscription must clear scheduledTier').toBeNull()
+      expect(canceled?.tier, 'replaceSubscription without a plan must leave the tier alone').toBe('team')
+
+      // A plan change: the tier moves with the subscription, only while it is still the one read.
+      const upgraded = { status: 'active' as const, trialEndsAt: null, billingAnchor }
+      expect(
+        await admin.replaceSubscription(downgrading.tenantId, canceled!.subscription, upgraded, {
+          expectedTier: 'starter',
+          tier: 'business',
+        }),
+        'replaceSubscription must return false when the tier is no longer plan.expectedTier',
+      ).toBe(false)
+      const plans = await Promise.all(
+        (['business', 'starter'] as const).map((tier) =>
+          admin.replaceSubscription!(downgrading.tenantId, canceled!.subscription, upgraded, {
+            expectedTier: 'team',
+            tier,
+          }),
+        ),
+      )
+      expect(
+        plans.filter(Boolean),
+        'of two concurrent plan changes from one reading, exactly one must win',
+      ).toHaveLength(1)
+      const moved = await store.findTenant(downgrading.tenantId)
+      expect(moved?.tier, 'replaceSubscription with a plan must write plan.tier').toBe(
+        plans[0] ? 'business' : 'starter',
+      )
+      expect(moved?.subscription.cancelAtPeriodEnd ?? false, 'findTenant must return cancelAtPeriodEnd cleared').toBe(
+        false,
+      )
+      expect(
+        moved?.subscription.scheduledChangeAt ?? null,
+        'findTenant must return scheduledChangeAt cleared',
+      ).toBeNull()
+    })
+
     it('serves the whole pipeline: a key works until it is revoked', async () => {
       const auth = createAuthenticator(store, { cache: { ttlMs: 0 } })
       try {

@@ -265,6 +265,42 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
     await other.end()
   })
 
+  it('makes one plan change from two pools, and keeps the billing fields', async () => {
+    const schema = freshSchema()
+    const other = new pg.Pool({ connectionString: postgresUrl, max: 5 })
+    const stores = [
+      new PostgresKeyStore({ pool, schema, listen: false }),
+      new PostgresKeyStore({ pool: other, schema, listen: false }),
+    ]
+    const billingAnchor = new Date('2028-01-31T10:00:00.000Z')
+    const tenant = conformanceTenant({ subscription: { status: 'active', trialEndsAt: null, billingAnchor } })
+    await stores[0]!.putTenant(tenant)
+    const scheduledChangeAt = new Date('2028-02-29T00:00:00.000Z')
+    const downgrade = { ...tenant.subscription, scheduledTier: 'starter', scheduledChangeAt }
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        i % 4 === 0
+          ? stores[i % 2]!.replaceSubscription(tenant.tenantId, tenant.subscription, tenant.subscription, {
+              expectedTier: 'team',
+              tier: 'business',
+            })
+          : // Conditioned on the tier read, as a billing route does: an upgrade changes only the tier.
+            stores[i % 2]!.replaceSubscription(tenant.tenantId, tenant.subscription, downgrade, {
+              expectedTier: 'team',
+              tier: 'team',
+            }),
+      ),
+    )
+    expect(results.filter(Boolean)).toHaveLength(1)
+    const found = await stores[1]!.findTenant(tenant.tenantId)
+    if (results.findIndex(Boolean) % 4 === 0)
+      expect(found).toMatchObject({ tier: 'business', subscription: tenant.subscription })
+    else expect(found).toMatchObject({ tier: 'team', subscription: downgrade })
+    expect(found?.subscription.billingAnchor?.getTime()).toBe(billingAnchor.getTime())
+    await Promise.all(stores.map((store) => store.close()))
+    await other.end()
+  })
+
   it('keeps the last uses of a failed flush, reports the failure, and writes them on the next flush', async () => {
     const schema = freshSchema()
     // Statements give up after 200 ms, so a table lock held elsewhere fails the flush.

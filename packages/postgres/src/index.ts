@@ -23,6 +23,7 @@ import {
   SaikuInputError,
   type ApiKeyRecord,
   type ApiKeySummary,
+  type PlanChange,
   type Subscription,
   type TenantAdminStore,
   type TenantRecord,
@@ -57,6 +58,13 @@ export const MIGRATIONS: readonly ((schema: string) => string)[] = Object.freeze
     CREATE INDEX saiku_api_keys_live_by_tenant ON ${s}.saiku_api_keys (tenant_id, created_at) WHERE revoked_at IS NULL;`,
   // Per-key address allowlists: canonical entries; NULL for any address.
   (s: string) => `ALTER TABLE ${s}.saiku_api_keys ADD COLUMN allowed_addresses text[];`,
+  // The subscription's billing fields: the anchor its periods start from, and a change waiting for the period end.
+  (s: string) => `
+    ALTER TABLE ${s}.saiku_tenants
+      ADD COLUMN billing_anchor timestamptz,
+      ADD COLUMN scheduled_tier text,
+      ADD COLUMN cancel_at_period_end boolean NOT NULL DEFAULT false,
+      ADD COLUMN scheduled_change_at timestamptz;`,
   // A tenant's own day and month quotas; NULL where its limits set none.
   (s: string) => `
     ALTER TABLE ${s}.saiku_tenants
@@ -69,6 +77,14 @@ function addressesColumn(list: readonly string[] | null | undefined): string[] |
   const canonical = canonicalAllowedAddresses(list)
   return canonical.length === 0 ? null : canonical
 }
+
+/** The subscription's billing fields, in the column order billing_anchor, scheduled_tier, cancel_at_period_end, scheduled_change_at. */
+const billingValues = (subscription: Subscription): [Date | null, string | null, boolean, Date | null] => [
+  subscription.billingAnchor ?? null,
+  subscription.scheduledTier ?? null,
+  subscription.cancelAtPeriodEnd === true,
+  subscription.scheduledChangeAt ?? null,
+]
 
 export interface PostgresKeyStoreOptions {
   readonly pool: Pool
@@ -653,18 +669,39 @@ export class PostgresKeyStore implements TenantAdminStore {
     return uses.size
   }
 
-  /** One conditional UPDATE: of concurrent changes made from the same reading, one wins. */
-  async replaceSubscription(tenantId: string, expected: Subscription, next: Subscription): Promise<boolean> {
+  /** One conditional UPDATE over every subscription column (and the tier for a plan change): of concurrent changes made from the same reading, one wins. */
+  async replaceSubscription(
+    tenantId: string,
+    expected: Subscription,
+    next: Subscription,
+    plan?: PlanChange,
+  ): Promise<boolean> {
     const current = await this.findTenant(tenantId)
     if (current === null) return false
-    validateTenantRecord({ ...current, subscription: next }, this.#tiers)
+    if (plan !== undefined && current.tier !== plan.expectedTier) return false
+    validateTenantRecord({ ...current, tier: plan?.tier ?? current.tier, subscription: next }, this.#tiers)
     const { rowCount } = await this.pool.query(
       `WITH written AS (
-         UPDATE ${this.#t.tenants} SET subscription_status = $2, trial_ends_at = $3
-         WHERE tenant_id = $1 AND subscription_status = $4 AND trial_ends_at IS NOT DISTINCT FROM $5::timestamptz
+         UPDATE ${this.#t.tenants} SET subscription_status = $2, trial_ends_at = $3, billing_anchor = $4,
+           scheduled_tier = $5, cancel_at_period_end = $6, scheduled_change_at = $7, tier = COALESCE($8::text, tier)
+         WHERE tenant_id = $1 AND subscription_status = $9 AND trial_ends_at IS NOT DISTINCT FROM $10::timestamptz
+           AND billing_anchor IS NOT DISTINCT FROM $11::timestamptz AND scheduled_tier IS NOT DISTINCT FROM $12::text
+           AND cancel_at_period_end = $13 AND scheduled_change_at IS NOT DISTINCT FROM $14::timestamptz
+           AND ($15::text IS NULL OR tier = $15::text)
          RETURNING tenant_id)
-       SELECT pg_notify($6, 'tenant:' || tenant_id) FROM written`,
-      [tenantId, next.status, next.trialEndsAt ?? null, expected.status, expected.trialEndsAt ?? null, this.channel],
+       SELECT pg_notify($16, 'tenant:' || tenant_id) FROM written`,
+      [
+        tenantId,
+        next.status,
+        next.trialEndsAt ?? null,
+        ...billingValues(next),
+        plan?.tier ?? null,
+        expected.status,
+        expected.trialEndsAt ?? null,
+        ...billingValues(expected),
+        plan?.expectedTier ?? null,
+        this.channel,
+      ],
     )
     const replaced = (rowCount ?? 0) > 0
     if (replaced) announceKeyStoreChange(this, { kind: 'tenant', tenantId })
@@ -677,11 +714,13 @@ export class PostgresKeyStore implements TenantAdminStore {
     await this.pool.query(
       `WITH written AS (
          INSERT INTO ${this.#t.tenants} (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, limit_per_minute, limit_per_hour,
-           limit_per_day, limit_per_month)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           billing_anchor, scheduled_tier, cancel_at_period_end, scheduled_change_at, limit_per_day, limit_per_month)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $13, $14, $15, $9, $10)
          ON CONFLICT (tenant_id) DO UPDATE SET tenant_slug = excluded.tenant_slug, tier = excluded.tier,
            connection_name = excluded.connection_name, subscription_status = excluded.subscription_status,
            trial_ends_at = excluded.trial_ends_at, limit_per_minute = excluded.limit_per_minute, limit_per_hour = excluded.limit_per_hour,
+           billing_anchor = excluded.billing_anchor, scheduled_tier = excluded.scheduled_tier,
+           cancel_at_period_end = excluded.cancel_at_period_end, scheduled_change_at = excluded.scheduled_change_at,
            limit_per_day = excluded.limit_per_day, limit_per_month = excluded.limit_per_month
          RETURNING tenant_id)
        SELECT pg_notify($11, 'tenant:' || tenant_id) FROM written`,
@@ -697,6 +736,7 @@ export class PostgresKeyStore implements TenantAdminStore {
         tenant.limits?.perDay ?? null,
         tenant.limits?.perMonth ?? null,
         this.channel,
+        ...billingValues(tenant.subscription),
       ],
     )
     announceKeyStoreChange(this, { kind: 'tenant', tenantId: tenant.tenantId })

@@ -86,6 +86,34 @@ describe('SqliteKeyStore', () => {
     }
   })
 
+  it('migrates a database made before the billing fields, and keeps them across a reopen', async () => {
+    const file = freshFile()
+    // A file at the first schema version, with one tenant written then.
+    const old = new Database(file)
+    old.exec(MIGRATIONS[0]!)
+    old.exec(
+      'CREATE TABLE saiku_schema_version (version INTEGER NOT NULL); INSERT INTO saiku_schema_version VALUES (1)',
+    )
+    old
+      .prepare(
+        `INSERT INTO saiku_tenants (tenant_id, tenant_slug, tier, connection_name, subscription_status) VALUES ('t-old', 'old', 'team', 'w', 'active')`,
+      )
+      .run()
+    old.close()
+    const first = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    expect((await first.findTenant('t-old'))?.subscription).toEqual({ status: 'active', trialEndsAt: null })
+    const billingAnchor = new Date('2028-01-31T10:00:00.000Z')
+    const scheduledChangeAt = new Date('2028-02-29T00:00:00.000Z')
+    const tenant = conformanceTenant({
+      subscription: { status: 'active', trialEndsAt: null, billingAnchor, scheduledTier: 'starter', scheduledChangeAt },
+    })
+    await first.putTenant(tenant)
+    first.close()
+    const second = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    expect((await second.findTenant(tenant.tenantId))?.subscription).toEqual(tenant.subscription)
+    second.close()
+  })
+
   it('hears of a revocation another process made, and drops it from the cache', async () => {
     const file = freshFile()
     const tenant = conformanceTenant()

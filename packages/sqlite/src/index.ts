@@ -21,6 +21,7 @@ import {
   SaikuStoreError,
   type ApiKeyRecord,
   type ApiKeySummary,
+  type PlanChange,
   type Subscription,
   type TenantAdminStore,
   type TenantRecord,
@@ -60,6 +61,11 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
    );`,
   // Per-key address allowlists: a JSON array of canonical entries; NULL for any address.
   `ALTER TABLE saiku_api_keys ADD COLUMN allowed_addresses TEXT;`,
+  // The subscription's billing fields: the anchor its periods start from, and a change waiting for the period end.
+  `ALTER TABLE saiku_tenants ADD COLUMN billing_anchor INTEGER;
+   ALTER TABLE saiku_tenants ADD COLUMN scheduled_tier TEXT;
+   ALTER TABLE saiku_tenants ADD COLUMN cancel_at_period_end INTEGER NOT NULL DEFAULT 0 CHECK (cancel_at_period_end IN (0, 1));
+   ALTER TABLE saiku_tenants ADD COLUMN scheduled_change_at INTEGER;`,
   // A tenant's own day and month quotas; NULL where its limits set none.
   `ALTER TABLE saiku_tenants ADD COLUMN limit_per_day INTEGER;
    ALTER TABLE saiku_tenants ADD COLUMN limit_per_month INTEGER;`,
@@ -97,6 +103,13 @@ function addressesJson(list: readonly string[] | null | undefined): string | nul
   const canonical = canonicalAllowedAddresses(list)
   return canonical.length === 0 ? null : JSON.stringify(canonical)
 }
+/** The subscription's billing fields as columns. */
+const billingColumns = (subscription: Subscription) => ({
+  billing_anchor: msOrNull(subscription.billingAnchor),
+  scheduled_tier: subscription.scheduledTier ?? null,
+  cancel_at_period_end: subscription.cancelAtPeriodEnd === true ? 1 : 0,
+  scheduled_change_at: msOrNull(subscription.scheduledChangeAt),
+})
 
 const isLockError = (error: unknown): boolean => {
   const code = (error as { code?: unknown } | null)?.code
@@ -172,18 +185,27 @@ export class SqliteKeyStore implements TenantAdminStore {
       recordKeyUse: db.prepare<[number, string, number]>(
         'UPDATE saiku_api_keys SET last_used_at = ? WHERE key_id = ? AND (last_used_at IS NULL OR last_used_at < ?)',
       ),
+      // Every subscription column is compared, and the tier too: a plan change moves it in the same write.
       replaceSubscription: db.prepare(
-        `UPDATE saiku_tenants SET subscription_status = @status, trial_ends_at = @trial_ends_at
-         WHERE tenant_id = @tenant_id AND subscription_status = @expected_status AND trial_ends_at IS @expected_trial_ends_at`,
+        `UPDATE saiku_tenants SET subscription_status = @status, trial_ends_at = @trial_ends_at,
+           billing_anchor = @billing_anchor, scheduled_tier = @scheduled_tier,
+           cancel_at_period_end = @cancel_at_period_end, scheduled_change_at = @scheduled_change_at,
+           tier = CASE WHEN @plan = 1 THEN @tier ELSE tier END
+         WHERE tenant_id = @tenant_id AND subscription_status = @expected_status AND trial_ends_at IS @expected_trial_ends_at
+           AND billing_anchor IS @expected_billing_anchor AND scheduled_tier IS @expected_scheduled_tier
+           AND cancel_at_period_end = @expected_cancel_at_period_end
+           AND scheduled_change_at IS @expected_scheduled_change_at AND (@plan = 0 OR tier = @expected_tier)`,
       ),
       upsertTenant: db.prepare(
         `INSERT INTO saiku_tenants (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, limit_per_minute, limit_per_hour,
-           limit_per_day, limit_per_month)
+           billing_anchor, scheduled_tier, cancel_at_period_end, scheduled_change_at, limit_per_day, limit_per_month)
          VALUES (@tenant_id, @tenant_slug, @tier, @connection_name, @subscription_status, @trial_ends_at, @limit_per_minute, @limit_per_hour,
-           @limit_per_day, @limit_per_month)
+           @billing_anchor, @scheduled_tier, @cancel_at_period_end, @scheduled_change_at, @limit_per_day, @limit_per_month)
          ON CONFLICT (tenant_id) DO UPDATE SET tenant_slug = excluded.tenant_slug, tier = excluded.tier,
            connection_name = excluded.connection_name, subscription_status = excluded.subscription_status,
            trial_ends_at = excluded.trial_ends_at, limit_per_minute = excluded.limit_per_minute, limit_per_hour = excluded.limit_per_hour,
+           billing_anchor = excluded.billing_anchor, scheduled_tier = excluded.scheduled_tier,
+           cancel_at_period_end = excluded.cancel_at_period_end, scheduled_change_at = excluded.scheduled_change_at,
            limit_per_day = excluded.limit_per_day, limit_per_month = excluded.limit_per_month`,
       ),
       logChange: db.prepare<[string, string, number]>(
@@ -375,6 +397,7 @@ export class SqliteKeyStore implements TenantAdminStore {
         limit_per_hour: tenant.limits?.perHour ?? null,
         limit_per_day: tenant.limits?.perDay ?? null,
         limit_per_month: tenant.limits?.perMonth ?? null,
+        ...billingColumns(tenant.subscription),
       })
       this.#statements.logChange.run('tenant', tenant.tenantId, Date.now())
     })
@@ -382,17 +405,33 @@ export class SqliteKeyStore implements TenantAdminStore {
     announceKeyStoreChange(this, { kind: 'tenant', tenantId: tenant.tenantId })
   }
 
-  async replaceSubscription(tenantId: string, expected: Subscription, next: Subscription): Promise<boolean> {
+  async replaceSubscription(
+    tenantId: string,
+    expected: Subscription,
+    next: Subscription,
+    plan?: PlanChange,
+  ): Promise<boolean> {
     const current = await this.findTenant(tenantId)
     if (current === null) return false
-    validateTenantRecord({ ...current, subscription: next }, this.#tiers)
+    if (plan !== undefined && current.tier !== plan.expectedTier) return false
+    const tier = plan === undefined ? current.tier : plan.tier
+    validateTenantRecord({ ...current, tier, subscription: next }, this.#tiers)
+    const was = billingColumns(expected)
     const write = this.db.transaction(() => {
       const { changes } = this.#statements.replaceSubscription.run({
         tenant_id: tenantId,
         status: next.status,
         trial_ends_at: msOrNull(next.trialEndsAt),
+        ...billingColumns(next),
+        plan: plan === undefined ? 0 : 1,
+        tier,
         expected_status: expected.status,
         expected_trial_ends_at: msOrNull(expected.trialEndsAt),
+        expected_billing_anchor: was.billing_anchor,
+        expected_scheduled_tier: was.scheduled_tier,
+        expected_cancel_at_period_end: was.cancel_at_period_end,
+        expected_scheduled_change_at: was.scheduled_change_at,
+        expected_tier: plan?.expectedTier ?? null,
       })
       if (changes > 0) this.#statements.logChange.run('tenant', tenantId, Date.now())
       return changes > 0

@@ -7,7 +7,7 @@ export interface ActivityInput {
   readonly actorType: ActorType
   /** A member's email, an API key ID, or "cli". */
   readonly actor: string
-  /** key.created, key.revoked, key.updated, key.rotated (target: "old → new"), key.address_refused, trial.started, sign_in, sign_in.refused, sign_in.throttled, member.added, member.removed, member.password_reset */
+  /** key.created, key.revoked, key.updated, key.rotated (target: "old → new"), key.address_refused, trial.started, plan.changed, plan.change_scheduled, plan.change_dropped, subscription.cancel_scheduled, subscription.cancel_undone, sign_in, sign_in.refused, sign_in.throttled, member.added, member.removed, member.password_reset */
   readonly action: string
   readonly target?: string | null
   readonly ip?: string | null
