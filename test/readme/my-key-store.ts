@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import type { ApiKeyRecord, ApiKeySummary, KeyStore, TenantRecord } from '@saiku/core'
+import type { ApiKeyRecord, ApiKeySummary, KeyStore, TenantRecord, WindowLimits } from '@saiku/core'
 
 // A KeyStore of your own, on PostgreSQL through pg, as the README's "Your own key store" describes it: two tables,
 // the key's digest and never the key. The conformance suite (key-store-conformance.ts) proves it.
@@ -16,7 +16,9 @@ export async function migrate(pool: pg.Pool): Promise<void> {
       trial_ends_at timestamptz,
       billing_anchor timestamptz,
       per_minute integer,
-      per_hour integer
+      per_hour integer,
+      per_day integer,
+      per_month integer
     );
     CREATE TABLE IF NOT EXISTS api_keys (
       key_id text PRIMARY KEY, -- PostgreSQL's default collation compares text case-sensitively, as key IDs must be
@@ -37,8 +39,9 @@ export async function migrate(pool: pg.Pool): Promise<void> {
 /** Writes a tenant the way your own system would: the KeyStore interface only reads them. */
 export async function insertTenant(pool: pg.Pool, tenant: TenantRecord): Promise<void> {
   await pool.query(
-    `INSERT INTO tenants (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, billing_anchor, per_minute, per_hour)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    `INSERT INTO tenants (tenant_id, tenant_slug, tier, connection_name, subscription_status, trial_ends_at, billing_anchor,
+       per_minute, per_hour, per_day, per_month)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
     [
       tenant.tenantId,
       tenant.tenantSlug,
@@ -49,6 +52,8 @@ export async function insertTenant(pool: pg.Pool, tenant: TenantRecord): Promise
       tenant.subscription.billingAnchor ?? null,
       tenant.limits?.perMinute ?? null,
       tenant.limits?.perHour ?? null,
+      tenant.limits?.perDay ?? null,
+      tenant.limits?.perMonth ?? null,
     ],
   )
 }
@@ -63,6 +68,8 @@ interface TenantRow {
   billing_anchor: Date | null
   per_minute: number | null
   per_hour: number | null
+  per_day: number | null
+  per_month: number | null
 }
 
 interface KeyRow {
@@ -76,6 +83,16 @@ interface KeyRow {
   expires_at: Date | null
   revoked_at: Date | null
   last_used_at: Date | null
+}
+
+/** A tenant's own limits: the day and month quotas only when it has them. */
+function ownLimits(row: TenantRow): WindowLimits {
+  return {
+    perMinute: row.per_minute!,
+    perHour: row.per_hour!,
+    ...(row.per_day === null ? {} : { perDay: row.per_day }),
+    ...(row.per_month === null ? {} : { perMonth: row.per_month }),
+  }
 }
 
 export class MyKeyStore implements KeyStore {
@@ -111,11 +128,10 @@ export class MyKeyStore implements KeyStore {
       subscription: {
         status: row.subscription_status,
         trialEndsAt: row.trial_ends_at,
-        // The day monthly quotas and billing periods start from; null: calendar months.
-        billingAnchor: row.billing_anchor,
+        // The day monthly quotas and billing periods start from; without one, calendar months.
+        ...(row.billing_anchor === null ? {} : { billingAnchor: row.billing_anchor }),
       },
-      limits:
-        row.per_minute === null || row.per_hour === null ? null : { perMinute: row.per_minute, perHour: row.per_hour },
+      limits: row.per_minute === null || row.per_hour === null ? null : ownLimits(row),
     }
   }
 
