@@ -84,4 +84,27 @@ describe('usage of a plan with day and month quotas', () => {
     expect(html).toContain('19 left · resets <time datetime="2027-01-11T00:00:00.000Z">2027-01-11 00:00 UTC</time>')
     expect(html).toMatch(/aria-labelledby="meter-month" aria-valuetext="100 of 100 requests used" class="full"/)
   })
+
+  it('the Overview page lists the day and month quotas beside the minute and hour, and none for a plan without', () => {
+    const { render } = createRenderer(fileURLToPath(new URL('../src/dashboard/views/', import.meta.url)))
+    const renderOverview = (limits: object) => {
+      let html = ''
+      const res = {
+        req: { path: '/', query: {} },
+        status: () => res,
+        type: () => res,
+        send: (body: string) => (html = body),
+      }
+      const view = { tenantId: 't', tenantSlug: 'metered', tier: 'enterprise', connectionName: 'w' }
+      render(res as unknown as Response, 200, 'overview', { title: 'Overview', view, limits })
+      return html
+    }
+    const quotas = renderOverview(metered.limits)
+    expect(quotas).toContain('<dt>Per day (UTC)</dt><dd class="big">20</dd>')
+    expect(quotas).toContain('<dt>Per billing month</dt><dd class="big">100</dd>')
+    const plain = renderOverview({ perMinute: 60, perHour: 1_000 })
+    expect(plain).toContain('<dt>Per hour</dt><dd class="big">1,000</dd>')
+    expect(plain).not.toContain('Per day')
+    expect(plain).not.toContain('Per billing month')
+  })
 })
