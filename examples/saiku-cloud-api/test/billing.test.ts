@@ -12,6 +12,7 @@ import { settleDueSubscriptions } from '../src/billing.js'
 import { applyTenantChange } from '../src/tenant-settings.js'
 import { openDashboardStore, readDashboardSettings, recordSettlement } from '../src/dashboard/index.js'
 import type { DashboardStore } from '../src/dashboard/store/index.js'
+import { sessionDigest } from '../src/dashboard/shared/secrets.js'
 
 // The Billing API: plan changes, cancellation at period end, and the billing period, on a clock the test moves.
 
@@ -511,6 +512,64 @@ describe('a change applied at the period end, in Activity', () => {
       await first.call('get', '/me/billing')
       await settleDueSubscriptions(second.store, FEB_29 + 60_000, recordSettlement(second.dashboard, silent))
       expect(await actions(first)).toEqual([[action, target]])
+    })
+  }
+
+  for (const [due, label, target] of [
+    [{ scheduledTier: 'starter' }, 'Plan changed', 'team → starter'],
+    [{ cancelAtPeriodEnd: true }, 'Subscription ended', 'team'],
+  ] as const) {
+    it(`the Billing page applies it on its read, and the Activity page shows "${label}" by Billing (period end)`, async () => {
+      // The dashboard's pages run on the real clock: a period that ended a minute ago.
+      const endedMs = Date.now() - 60_000
+      const server = await serve(freshFile(), {
+        seed: tenant({
+          subscription: {
+            status: 'active',
+            trialEndsAt: null,
+            billingAnchor: ANCHOR,
+            ...due,
+            scheduledChangeAt: new Date(endedMs),
+          },
+        }),
+      })
+      const now = new Date()
+      await server.dashboard.addMember({
+        memberId: 'm-admin',
+        tenantId: 't-acme',
+        email: 'admin@example.com',
+        role: 'admin',
+        passwordHash: 'unused',
+        createdAt: now,
+      })
+      await server.dashboard.createSession({
+        sessionDigest: sessionDigest('session-1'),
+        memberId: 'm-admin',
+        csrfToken: 'csrf',
+        createdAt: now,
+        lastSeenAt: now,
+      })
+      const page = (path: string) => request(server.app).get(path).set('Cookie', 'saiku_session=session-1')
+      const billing = await page('/billing')
+      expect(billing.status).toBe(200)
+      expect((await server.store.findTenant('t-acme'))?.subscription.scheduledChangeAt ?? null).toBeNull()
+      await page('/billing')
+      const activity = await page('/activity')
+      expect(activity.status).toBe(200)
+      const rows = [...activity.text.matchAll(/<tr>\s*<td data-label="When"[\s\S]*?<\/tr>/g)].map((row) =>
+        [...row[0].matchAll(/<td data-label="(\w+)"[^>]*>([\s\S]*?)<\/td>/g)].map(
+          ([, label, cell]) => `${label}: ${cell!.replace(/<[^>]+>/g, '').trim()}`,
+        ),
+      )
+      expect(rows).toEqual([
+        [
+          expect.stringMatching(/^When: /),
+          `Action: ${label}`,
+          'Who: Billing (period end)',
+          `Target: ${target}`,
+          'Address: —',
+        ],
+      ])
     })
   }
 
