@@ -12,7 +12,14 @@ import {
 import { permissionsProblem } from '@saiku/core/store'
 import type { RotatedApiKey } from '@saiku/core'
 import { type TokenIssuer } from '@saiku/core/jwt'
-import { billingView, changePlan, requestedTier, settledTenant, type BillingResult } from './billing.js'
+import {
+  billingView,
+  changePlan,
+  requestedTier,
+  settledTenant,
+  type BillingResult,
+  type SettlementRecorder,
+} from './billing.js'
 
 // Framework-neutral route logic: the Express app (app.ts) maps its requests onto these functions.
 
@@ -234,9 +241,13 @@ export async function getBilling(
   store: TenantAdminStore,
   principal: SaikuPrincipal,
   nowMs = Date.now(),
+  record?: SettlementRecorder,
 ): Promise<ApiResult> {
   // Read through to the store (billing answers must not come from a cache), a period that ended applied first.
-  return { status: 200, body: billingView(await settledTenant(store, principal.tenant.tenantId, nowMs), nowMs) }
+  return {
+    status: 200,
+    body: billingView(await settledTenant(store, principal.tenant.tenantId, nowMs, record), nowMs),
+  }
 }
 
 /**
@@ -248,9 +259,10 @@ export async function startTrial(
   store: TenantAdminStore,
   principal: SaikuPrincipal,
   nowMs = Date.now(),
+  record?: SettlementRecorder,
 ): Promise<ApiResult> {
   for (let attempt = 0; attempt < 5; attempt++) {
-    const tenant = await settledTenant(store, principal.tenant.tenantId, nowMs)
+    const tenant = await settledTenant(store, principal.tenant.tenantId, nowMs, record)
     const current = tenant.subscription
     if (current.status === 'active')
       throw new SaikuHttpError('conflict', 'This tenant already has an active subscription.')
@@ -274,9 +286,10 @@ export async function postPlan(
   principal: SaikuPrincipal,
   body: unknown,
   nowMs = Date.now(),
+  record?: SettlementRecorder,
 ): Promise<BillingResult> {
   const { tier } = bodyFields(body, ['tier'])
-  return changePlan(store, principal.tenant.tenantId, requestedTier(tier), nowMs)
+  return changePlan(store, principal.tenant.tenantId, requestedTier(tier), nowMs, record)
 }
 
 /**

@@ -30,12 +30,13 @@ import {
   SETTLE_INTERVAL_MS,
   undoCancel,
   type BillingResult,
+  type SettlementRecorder,
 } from './billing.js'
 import type { TokenSetup } from './tokens.js'
 import { openApiDocument } from './openapi.js'
 import { createRefusalLog } from './refusals.js'
 import { routeCost } from './costs.js'
-import { createDashboard, recordApiAction } from './dashboard/index.js'
+import { createDashboard, recordApiAction, recordSettlement } from './dashboard/index.js'
 import type { DashboardStore } from './dashboard/store/index.js'
 import type { DashboardSettings } from './dashboard/settings.js'
 
@@ -171,9 +172,15 @@ type Audit = ReturnType<typeof recordApiAction>
 function registerBillingChanges(
   app: express.Express,
   store: TenantAdminStore,
-  options: { audit: Audit | undefined; logger: Logger; now: () => number; settleIntervalMs: number | undefined },
+  options: {
+    audit: Audit | undefined
+    settled: SettlementRecorder | undefined
+    logger: Logger
+    now: () => number
+    settleIntervalMs: number | undefined
+  },
 ): () => void {
-  const { audit, now } = options
+  const { audit, settled, now } = options
   const recorded =
     (handler: (req: Request) => Promise<BillingResult>) =>
     async (req: Request): Promise<ApiResult> => {
@@ -193,7 +200,7 @@ function registerBillingChanges(
     .post(
       requirePermission('billing:write'),
       jsonBody,
-      route(recorded((req) => postPlan(store, req.saiku!, req.body, now()))),
+      route(recorded((req) => postPlan(store, req.saiku!, req.body, now(), settled))),
     )
     .all(methodNotAllowed(['POST']))
   app
@@ -201,19 +208,19 @@ function registerBillingChanges(
     .post(
       requirePermission('billing:write'),
       jsonBody,
-      routeWithoutBody(recorded((req) => cancelAtPeriodEnd(store, req.saiku!.tenant.tenantId, now()))),
+      routeWithoutBody(recorded((req) => cancelAtPeriodEnd(store, req.saiku!.tenant.tenantId, now(), settled))),
     )
     .delete(
       requirePermission('billing:write'),
       jsonBody,
-      routeWithoutBody(recorded((req) => undoCancel(store, req.saiku!.tenant.tenantId, now()))),
+      routeWithoutBody(recorded((req) => undoCancel(store, req.saiku!.tenant.tenantId, now(), settled))),
     )
     .all(methodNotAllowed(['POST', 'DELETE']))
   const intervalMs = options.settleIntervalMs ?? SETTLE_INTERVAL_MS
   if (intervalMs === 0) return () => {}
   const timer = setInterval(() => {
     // A failed sweep is tried again at the next tick; a billing read applies a due change meanwhile.
-    settleDueSubscriptions(store, now()).catch((error: unknown) =>
+    settleDueSubscriptions(store, now(), settled).catch((error: unknown) =>
       options.logger.error({ msg: 'billing settlement failed', err: { message: (error as Error).message } }),
     )
   }, intervalMs)
@@ -269,6 +276,8 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
 
   // The Activity log of what API keys do, when there is a dashboard; a refused address is recorded through it too.
   const audit = options.dashboard === undefined ? undefined : recordApiAction(options.dashboard.store, logger)
+  // A downgrade or cancellation that a period end applied, recorded by the read or sweep that applied it.
+  const settled = options.dashboard === undefined ? undefined : recordSettlement(options.dashboard.store, logger)
   const addressRefusals = createOncePerKey(60_000, 10_000)
   const authOptions: SaikuOptions = {
     subscription: { exemptPaths: ['/me/billing'] },
@@ -410,7 +419,7 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     .all(methodNotAllowed(['POST']))
   app
     .route('/me/billing')
-    .get(route((req) => getBilling(store, req.saiku!, now())))
+    .get(route((req) => getBilling(store, req.saiku!, now(), settled)))
     .all(methodNotAllowed(['GET']))
   app
     .route('/me/billing/trial')
@@ -421,13 +430,14 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
         recorded(
           'trial.started',
           () => null,
-          (req) => startTrial(store, req.saiku!, now()),
+          (req) => startTrial(store, req.saiku!, now(), settled),
         ),
       ),
     )
     .all(methodNotAllowed(['POST']))
   const stopSettling = registerBillingChanges(app, store, {
     audit,
+    settled,
     logger,
     now,
     settleIntervalMs: options.settleIntervalMs,

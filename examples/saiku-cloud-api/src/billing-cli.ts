@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
 import { SaikuHttpError } from '@saiku/core'
 import { billingView, cancelAtPeriodEnd, changePlan, requestedTier, settledTenant, undoCancel } from './billing.js'
-import type { BillingResult, BillingView } from './billing.js'
+import type { BillingResult, BillingView, SettlementRecorder } from './billing.js'
 import { readConfig } from './config.js'
 import { openStore } from './store.js'
 
@@ -72,17 +72,26 @@ export async function runBillingCommand(argv: string[], out: CommandOutput): Pro
     const tenant = await store.findTenantBySlug(slug)
     if (tenant === null) throw new SaikuHttpError('not_found', `No tenant with slug "${slug}".`)
     const nowMs = Date.now()
+    // A change whose period has ended, applied by this command, goes in Activity as the servers' do.
+    const settled: SettlementRecorder = async (tenantId, activity, at) => {
+      const { recordSettledActivity } = await import('./dashboard/cli.js')
+      await recordSettledActivity(store, tenantId, activity.action, activity.target, at).catch((error: unknown) => {
+        process.stderr.write(
+          `saiku: the period-end change is applied, but Activity could not record it: ${(error as Error).message}\n`,
+        )
+      })
+    }
     if (action === 'show') {
-      const view = billingView(await settledTenant(store, tenant.tenantId, nowMs), nowMs)
+      const view = billingView(await settledTenant(store, tenant.tenantId, nowMs, settled), nowMs)
       out.print(describe(slug, view), view)
       return
     }
     const result: BillingResult =
       action === 'plan'
-        ? await changePlan(store, tenant.tenantId, tier, nowMs)
+        ? await changePlan(store, tenant.tenantId, tier, nowMs, settled)
         : action === 'cancel'
-          ? await cancelAtPeriodEnd(store, tenant.tenantId, nowMs)
-          : await undoCancel(store, tenant.tenantId, nowMs)
+          ? await cancelAtPeriodEnd(store, tenant.tenantId, nowMs, settled)
+          : await undoCancel(store, tenant.tenantId, nowMs, settled)
     if (result.activity !== undefined) {
       const { recordCliActivity } = await import('./dashboard/cli.js')
       await recordCliActivity(store, tenant.tenantId, result.activity.action, result.activity.target)

@@ -78,16 +78,49 @@ function unscheduled(subscription: Subscription): Subscription {
   }
 }
 
+/**
+ * Records in Activity a change that the end of a billing period applied. Only the write that
+ * applied it calls this, so each change is recorded once however many processes raced for it.
+ * The change stands whatever the recorder does: it reports its own failures (a rejection is not
+ * the billing read's or the sweep's to fail on).
+ */
+export type SettlementRecorder = (tenantId: string, activity: BillingActivity, at: Date) => Promise<void>
+
+interface DueChange {
+  readonly next: Subscription
+  readonly plan: PlanChange
+  /** What Activity says of it; null when the write only clears a schedule that changes nothing. */
+  readonly activity: BillingActivity | null
+}
+
 /** The write that applies a change whose period has ended, or null when none is due at `nowMs`. */
-function dueChange(tenant: TenantRecord, nowMs: number): { next: Subscription; plan: PlanChange } | null {
+function dueChange(tenant: TenantRecord, nowMs: number): DueChange | null {
   const { subscription } = tenant
   const at = subscription.scheduledChangeAt
   if (at == null || at.getTime() > nowMs) return null
-  const next: Subscription =
-    subscription.cancelAtPeriodEnd === true
-      ? { ...unscheduled(subscription), status: 'canceled' }
-      : unscheduled(subscription)
-  return { next, plan: { expectedTier: tenant.tier, tier: subscription.scheduledTier ?? tenant.tier } }
+  const canceled = subscription.cancelAtPeriodEnd === true
+  const next: Subscription = canceled ? { ...unscheduled(subscription), status: 'canceled' } : unscheduled(subscription)
+  const tier = subscription.scheduledTier ?? tenant.tier
+  const activity: BillingActivity | null = canceled
+    ? { action: 'subscription.canceled', target: tenant.tier }
+    : tier !== tenant.tier
+      ? { action: 'plan.changed', target: `${tenant.tier} → ${tier}` }
+      : null
+  return { next, plan: { expectedTier: tenant.tier, tier }, activity }
+}
+
+async function recordSettled(
+  record: SettlementRecorder | undefined,
+  tenantId: string,
+  due: DueChange,
+  nowMs: number,
+): Promise<void> {
+  if (record === undefined || due.activity === null) return
+  try {
+    await record(tenantId, due.activity, new Date(nowMs))
+  } catch {
+    // The recorder logs its own failures; the change is applied either way.
+  }
 }
 
 const ATTEMPTS = 5
@@ -99,15 +132,21 @@ function busy(): SaikuHttpError {
 /**
  * The tenant read through to the store (never a cache), with a downgrade or cancellation whose
  * period has ended applied first, by a conditional write: whichever process or request gets
- * there first applies it, once; the others read what it wrote.
+ * there first applies it, once, and records it through `record`; the others read what it wrote.
  */
-export async function settledTenant(store: TenantAdminStore, tenantId: string, nowMs: number): Promise<TenantRecord> {
+export async function settledTenant(
+  store: TenantAdminStore,
+  tenantId: string,
+  nowMs: number,
+  record?: SettlementRecorder,
+): Promise<TenantRecord> {
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const tenant = await store.findTenant(tenantId)
     if (tenant === null) throw new SaikuHttpError('not_found')
     const due = dueChange(tenant, nowMs)
     if (due === null) return tenant
-    await store.replaceSubscription(tenantId, tenant.subscription, due.next, due.plan)
+    if (await store.replaceSubscription(tenantId, tenant.subscription, due.next, due.plan))
+      await recordSettled(record, tenantId, due, nowMs)
   }
   throw busy()
 }
@@ -115,14 +154,20 @@ export async function settledTenant(store: TenantAdminStore, tenantId: string, n
 /**
  * Applies every change whose period has ended, in every tenant: what a server runs every
  * {@link SETTLE_INTERVAL_MS}, so a tenant nobody reads the billing of still moves on time.
- * Resolves with the IDs of the tenants this call changed.
+ * Resolves with the IDs of the tenants this call changed, each recorded through `record`.
  */
-export async function settleDueSubscriptions(store: TenantAdminStore, nowMs: number): Promise<string[]> {
+export async function settleDueSubscriptions(
+  store: TenantAdminStore,
+  nowMs: number,
+  record?: SettlementRecorder,
+): Promise<string[]> {
   const settled: string[] = []
   for (const tenant of await store.listTenants()) {
     const due = dueChange(tenant, nowMs)
-    if (due !== null && (await store.replaceSubscription(tenant.tenantId, tenant.subscription, due.next, due.plan)))
+    if (due !== null && (await store.replaceSubscription(tenant.tenantId, tenant.subscription, due.next, due.plan))) {
       settled.push(tenant.tenantId)
+      await recordSettled(record, tenant.tenantId, due, nowMs)
+    }
   }
   return settled
 }
@@ -190,8 +235,9 @@ export async function changePlan(
   tenantId: string,
   tier: string,
   nowMs: number,
+  record?: SettlementRecorder,
 ): Promise<BillingResult> {
-  const tenant = await settledTenant(store, tenantId, nowMs)
+  const tenant = await settledTenant(store, tenantId, nowMs, record)
   const { subscription } = tenant
   const view = billingView(tenant, nowMs)
   if (DEFAULT_TIERS[tenant.tier] === 'custom' || tenant.limits != null)
@@ -241,8 +287,9 @@ export async function cancelAtPeriodEnd(
   store: TenantAdminStore,
   tenantId: string,
   nowMs: number,
+  record?: SettlementRecorder,
 ): Promise<BillingResult> {
-  const tenant = await settledTenant(store, tenantId, nowMs)
+  const tenant = await settledTenant(store, tenantId, nowMs, record)
   const { subscription } = tenant
   const view = billingView(tenant, nowMs)
   if (subscription.status === 'trialing' && view.status === 'trialing')
@@ -265,8 +312,13 @@ export async function cancelAtPeriodEnd(
 }
 
 /** DELETE /me/billing/cancel: the cancellation is undone while its period has not ended. */
-export async function undoCancel(store: TenantAdminStore, tenantId: string, nowMs: number): Promise<BillingResult> {
-  const tenant = await settledTenant(store, tenantId, nowMs)
+export async function undoCancel(
+  store: TenantAdminStore,
+  tenantId: string,
+  nowMs: number,
+  record?: SettlementRecorder,
+): Promise<BillingResult> {
+  const tenant = await settledTenant(store, tenantId, nowMs, record)
   const { subscription } = tenant
   const view = billingView(tenant, nowMs)
   if (subscription.status !== 'active')

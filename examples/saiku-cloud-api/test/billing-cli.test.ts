@@ -1,3 +1,4 @@
+import { SqliteKeyStore } from '@saiku/sqlite'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { cli, cliJson, processTimeout, tempDatabase, type TempDir } from './helpers.js'
 
@@ -69,6 +70,51 @@ describe('saiku billing', () => {
       'subscription.cancel_scheduled',
       'subscription.cancel_undone',
     ])
+  })
+
+  it('applies a downgrade and a cancellation whose period ended, once each, in Activity as the period end', async () => {
+    await cliJson(['tenants', 'create', '--slug', 'lapsed', '--tier', 'team', '--subscription', 'active'], env)
+    await cliJson(['tenants', 'create', '--slug', 'leaving', '--tier', 'business', '--subscription', 'active'], env)
+    // Both scheduled for a period end that has passed, as a server that was down then would find them.
+    const store = new SqliteKeyStore(db.databaseUrl.slice('sqlite:'.length), { watchIntervalMs: 0 })
+    const ended = new Date(Date.now() - 60_000)
+    for (const [slug, due] of [
+      ['lapsed', { scheduledTier: 'starter', scheduledChangeAt: ended }],
+      ['leaving', { cancelAtPeriodEnd: true, scheduledChangeAt: ended }],
+    ] as const) {
+      const tenant = (await store.findTenantBySlug(slug))!
+      expect(
+        await store.replaceSubscription(tenant.tenantId, tenant.subscription, { ...tenant.subscription, ...due }),
+      ).toBe(true)
+    }
+    store.close()
+
+    expect(await cliJson<View>(['billing', 'show', '--tenant', 'lapsed'], env)).toMatchObject({
+      tier: 'starter',
+      scheduledTier: null,
+    })
+    expect(await cliJson<View>(['billing', 'show', '--tenant', 'lapsed'], env)).toMatchObject({ tier: 'starter' })
+    // A change command finds the cancellation due first: applied, then the command sees a canceled subscription.
+    const late = await cli(['billing', 'resume', '--tenant', 'leaving'], env)
+    expect([late.code, late.stderr]).toEqual([
+      1,
+      'saiku: There is no cancellation to undo: this subscription is canceled.\n',
+    ])
+    for (const [slug, action, target] of [
+      ['lapsed', 'plan.changed', 'team → starter'],
+      ['leaving', 'subscription.canceled', 'business'],
+    ] as const) {
+      const activity = await cliJson<
+        { action: string; target: string | null; actorType: string; actor: string; ip: string | null }[]
+      >(['activity', '--tenant', slug], env)
+      expect(activity).toEqual([
+        { at: expect.any(String), action, actorType: 'system', actor: 'billing period end', target, ip: null },
+      ])
+      const text = await cli(['activity', '--tenant', slug], env)
+      expect(text.stdout).toMatch(
+        new RegExp(`\\t${action.replace('.', '\\.')}\\tBilling \\(period end\\)\\t${target}\\t-$`, 'm'),
+      )
+    }
   })
 
   it('refuses an unknown or enterprise tier and a missing tenant before anything is written', async () => {

@@ -10,8 +10,9 @@ import { SqliteKeyStore } from '@saiku/sqlite'
 import { createApp } from '../src/app.js'
 import { settleDueSubscriptions } from '../src/billing.js'
 import { applyTenantChange } from '../src/tenant-settings.js'
-import { openDashboardStore, readDashboardSettings } from '../src/dashboard/index.js'
+import { openDashboardStore, readDashboardSettings, recordSettlement } from '../src/dashboard/index.js'
 import type { DashboardStore } from '../src/dashboard/store/index.js'
+import { sessionDigest } from '../src/dashboard/shared/secrets.js'
 
 // The Billing API: plan changes, cancellation at period end, and the billing period, on a clock the test moves.
 
@@ -101,6 +102,12 @@ const freshFile = () => join(dir, `billing-${files++}.db`)
 const actions = async (harness: Harness) =>
   (await harness.dashboard.listActivity('t-acme', 50)).map((event) => [event.action, event.target]).reverse()
 
+/** The rows that the billing period's end wrote: who, what, on what, from where. */
+const systemRows = async (dashboard: DashboardStore) =>
+  (await dashboard.listActivity('t-acme', 50))
+    .filter((event) => event.actorType === 'system')
+    .map((event) => [event.actor, event.action, event.target, event.ip])
+
 describe('GET /me/billing', () => {
   it('shows the tier, the anchor and the period that holds now: an anchor on the 31st starts February on the 29th', async () => {
     const server = await serve(freshFile(), { seed: tenant() })
@@ -186,8 +193,8 @@ describe('POST /me/billing/plan', () => {
       }
     const before = writes().n
     const settled = await Promise.all([
-      settleDueSubscriptions(server.store, FEB_29),
-      settleDueSubscriptions(other.store, FEB_29),
+      settleDueSubscriptions(server.store, FEB_29, recordSettlement(server.dashboard, silent)),
+      settleDueSubscriptions(other.store, FEB_29, recordSettlement(other.dashboard, silent)),
       server.call('get', '/me/billing'),
       other.call('get', '/me/billing'),
     ])
@@ -197,7 +204,15 @@ describe('POST /me/billing/plan', () => {
     for (const reply of [settled[2], settled[3]])
       expect(reply.body).toMatchObject({ tier: 'starter', scheduledTier: null, scheduledChangeAt: null })
     expect((await server.call('get', '/me/usage')).body.minute.quota).toBe(60)
-    expect(await actions(server)).toEqual([['plan.change_scheduled', 'starter']])
+    // Whichever of the four applied it recorded it, once, as the period end; the losers recorded nothing.
+    expect(await actions(server)).toEqual([
+      ['plan.change_scheduled', 'starter'],
+      ['plan.changed', 'team → starter'],
+    ])
+    expect(await systemRows(server.dashboard)).toEqual([['billing period end', 'plan.changed', 'team → starter', null]])
+    await server.call('get', '/me/billing')
+    await settleDueSubscriptions(other.store, FEB_29 + 1, recordSettlement(other.dashboard, silent))
+    expect(await systemRows(server.dashboard)).toHaveLength(1)
   })
 
   it('drops a scheduled downgrade when the plan is chosen again, or an upgrade comes before the period ends', async () => {
@@ -396,7 +411,9 @@ describe('POST and DELETE /me/billing/cancel', () => {
       ['subscription.cancel_scheduled', '2028-02-29T00:00:00.000Z'],
       ['subscription.cancel_undone', null],
       ['subscription.cancel_scheduled', '2028-02-29T00:00:00.000Z'],
+      ['subscription.canceled', 'team'],
     ])
+    expect(await systemRows(server.dashboard)).toEqual([['billing period end', 'subscription.canceled', 'team', null]])
   })
 
   it('refuses to cancel a trial, and takes no body', async () => {
@@ -427,6 +444,169 @@ describe('POST and DELETE /me/billing/cancel', () => {
   })
 })
 
+/** A store whose subscription writes wait until `count` of them are asked for: every racer reads first. */
+function heldWrites(count: number) {
+  let writers = 0
+  let release: () => void = () => {}
+  const allRead = new Promise<void>((resolve) => (release = resolve))
+  const results: boolean[] = []
+  const wrap = (store: SqliteKeyStore): TenantAdminStore =>
+    new Proxy(store, {
+      get(target, name, receiver) {
+        if (name === 'replaceSubscription')
+          return async (...args: Parameters<SqliteKeyStore['replaceSubscription']>) => {
+            if (++writers >= count) release()
+            await allRead
+            const written = await target.replaceSubscription(...args)
+            results.push(written)
+            return written
+          }
+        const value = Reflect.get(target, name, receiver) as unknown
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value
+      },
+    })
+  return { wrap, results }
+}
+
+const dueSubscription = (due: { scheduledTier: string } | { cancelAtPeriodEnd: true }) =>
+  tenant({
+    subscription: {
+      status: 'active',
+      trialEndsAt: null,
+      billingAnchor: ANCHOR,
+      ...due,
+      scheduledChangeAt: new Date(FEB_29),
+    },
+  })
+
+describe('a change applied at the period end, in Activity', () => {
+  for (const [name, due, action, target, after] of [
+    ['a downgrade', { scheduledTier: 'starter' }, 'plan.changed', 'team → starter', { tier: 'starter' }],
+    [
+      'a cancellation',
+      { cancelAtPeriodEnd: true as const },
+      'subscription.canceled',
+      'team',
+      { tier: 'team', status: 'canceled' },
+    ],
+  ] as const) {
+    it(`${name}: two sweeps and two reads, in two processes, all read it due; one write applies it and records it once`, async () => {
+      const file = freshFile()
+      const held = heldWrites(4)
+      const first = await serve(file, { seed: dueSubscription(due), nowMs: FEB_29, wrap: held.wrap })
+      const second = await serve(file, { nowMs: FEB_29, wrap: held.wrap })
+      const [sweptFirst, sweptSecond, ...reads] = await Promise.all([
+        settleDueSubscriptions(held.wrap(first.store), FEB_29, recordSettlement(first.dashboard, silent)),
+        settleDueSubscriptions(held.wrap(second.store), FEB_29, recordSettlement(second.dashboard, silent)),
+        first.call('get', '/me/billing'),
+        second.call('get', '/me/billing'),
+      ])
+      // Four conditional writes from the same reading: one won.
+      expect(held.results.filter(Boolean)).toHaveLength(1)
+      expect(held.results.length).toBeGreaterThanOrEqual(4)
+      expect([...sweptFirst, ...sweptSecond].length).toBeLessThanOrEqual(1)
+      for (const read of reads) expect(read.body).toMatchObject({ ...after, scheduledChangeAt: null })
+      expect(await systemRows(first.dashboard)).toEqual([['billing period end', action, target, null]])
+      expect(await actions(second)).toEqual([[action, target]])
+      // Later reads and sweeps find nothing due: still one row.
+      await first.call('get', '/me/billing')
+      await settleDueSubscriptions(second.store, FEB_29 + 60_000, recordSettlement(second.dashboard, silent))
+      expect(await actions(first)).toEqual([[action, target]])
+    })
+  }
+
+  for (const [due, label, target] of [
+    [{ scheduledTier: 'starter' }, 'Plan changed', 'team → starter'],
+    [{ cancelAtPeriodEnd: true }, 'Subscription ended', 'team'],
+  ] as const) {
+    it(`the Billing page applies it on its read, and the Activity page shows "${label}" by Billing (period end)`, async () => {
+      // The dashboard's pages run on the real clock: a period that ended a minute ago.
+      const endedMs = Date.now() - 60_000
+      const server = await serve(freshFile(), {
+        seed: tenant({
+          subscription: {
+            status: 'active',
+            trialEndsAt: null,
+            billingAnchor: ANCHOR,
+            ...due,
+            scheduledChangeAt: new Date(endedMs),
+          },
+        }),
+      })
+      const now = new Date()
+      await server.dashboard.addMember({
+        memberId: 'm-admin',
+        tenantId: 't-acme',
+        email: 'admin@example.com',
+        role: 'admin',
+        passwordHash: 'unused',
+        createdAt: now,
+      })
+      await server.dashboard.createSession({
+        sessionDigest: sessionDigest('session-1'),
+        memberId: 'm-admin',
+        csrfToken: 'csrf',
+        createdAt: now,
+        lastSeenAt: now,
+      })
+      const page = (path: string) => request(server.app).get(path).set('Cookie', 'saiku_session=session-1')
+      const billing = await page('/billing')
+      expect(billing.status).toBe(200)
+      expect((await server.store.findTenant('t-acme'))?.subscription.scheduledChangeAt ?? null).toBeNull()
+      await page('/billing')
+      const activity = await page('/activity')
+      expect(activity.status).toBe(200)
+      const rows = [...activity.text.matchAll(/<tr>\s*<td data-label="When"[\s\S]*?<\/tr>/g)].map((row) =>
+        [...row[0].matchAll(/<td data-label="(\w+)"[^>]*>([\s\S]*?)<\/td>/g)].map(
+          ([, label, cell]) => `${label}: ${cell!.replace(/<[^>]+>/g, '').trim()}`,
+        ),
+      )
+      expect(rows).toEqual([
+        [
+          expect.stringMatching(/^When: /),
+          `Action: ${label}`,
+          'Who: Billing (period end)',
+          `Target: ${target}`,
+          'Address: —',
+        ],
+      ])
+    })
+  }
+
+  it('a recorder that rejects leaves the change applied and the sweep going', async () => {
+    const store = new SqliteKeyStore(freshFile(), { watchIntervalMs: 0 })
+    try {
+      await store.putTenant(dueSubscription({ scheduledTier: 'starter' }))
+      await store.putTenant({ ...dueSubscription({ cancelAtPeriodEnd: true }), tenantId: 't-two', tenantSlug: 'two' })
+      let calls = 0
+      const failing = async () => {
+        calls++
+        throw new Error('activity table unavailable')
+      }
+      expect((await settleDueSubscriptions(store, FEB_29, failing)).sort()).toEqual(['t-acme', 't-two'])
+      expect(calls).toBe(2)
+      expect((await store.findTenant('t-acme'))?.tier).toBe('starter')
+      expect((await store.findTenant('t-two'))?.subscription.status).toBe('canceled')
+    } finally {
+      store.close()
+    }
+  })
+
+  it('the dashboard’s recorder logs a failed write instead of rejecting', async () => {
+    const lines: string[] = []
+    const logger = pino({ level: 'error' }, { write: (line: string) => lines.push(line) })
+    const broken = {
+      recordActivity: () => Promise.reject(new Error('disk full')),
+    } as unknown as DashboardStore
+    await expect(
+      recordSettlement(broken, logger)('t-acme', { action: 'plan.changed', target: 'team → starter' }, new Date()),
+    ).resolves.toBeUndefined()
+    expect(lines.map((line) => JSON.parse(line) as { msg: string; err: { message: string } })).toMatchObject([
+      { msg: 'activity write failed', err: { message: 'disk full' } },
+    ])
+  })
+})
+
 describe('the settlement sweep', () => {
   it('moves a tenant whose period ended without anyone reading its billing', async () => {
     const due = tenant({
@@ -441,7 +621,14 @@ describe('the settlement sweep', () => {
     const store = new SqliteKeyStore(freshFile(), { watchIntervalMs: 0 })
     await store.putTenant(due)
     const clock = { nowMs: FEB_29 - 1 }
-    const { close } = createApp({ store, logger: silent, now: () => clock.nowMs, settleIntervalMs: 10 })
+    const dashboard = await openDashboardStore(store)
+    const { close } = createApp({
+      store,
+      logger: silent,
+      now: () => clock.nowMs,
+      settleIntervalMs: 10,
+      dashboard: { store: dashboard, settings: readDashboardSettings({}) },
+    })
     try {
       await new Promise((resolve) => setTimeout(resolve, 100))
       expect((await store.findTenant('t-acme'))?.tier).toBe('team')
@@ -454,6 +641,9 @@ describe('the settlement sweep', () => {
         trialEndsAt: null,
         billingAnchor: ANCHOR,
       })
+      // The sweep keeps ticking: the change is recorded once, as the period end's.
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      expect(await systemRows(dashboard)).toEqual([['billing period end', 'plan.changed', 'team → starter', null]])
     } finally {
       close()
       store.close()

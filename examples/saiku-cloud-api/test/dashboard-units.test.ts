@@ -4,6 +4,7 @@ import { SqliteKeyStore } from '@saiku/sqlite'
 import pg from 'pg'
 import { describe, expect, it } from 'vitest'
 import { MAX_FORM_NONCES, openDashboardStore } from '../src/dashboard/store/index.js'
+import { POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS } from '../src/dashboard/store/database.js'
 import { calendarDate } from '../src/dashboard/shared/forms.js'
 import { safeNext } from '../src/dashboard/shared/redirects.js'
 import { formatTime } from '../src/dashboard/shared/render.js'
@@ -261,6 +262,76 @@ describe.each([
       ])
       expect(taken.filter(Boolean)).toHaveLength(1)
       expect((await dashboard.findSession('s'))?.flash).toBeNull()
+    } finally {
+      if (pool === undefined) (store as SqliteKeyStore).close()
+      else {
+        await (store as PostgresKeyStore).close()
+        await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+        await pool.end()
+      }
+    }
+  })
+})
+
+describe.each([
+  { name: 'SQLite', skip: false },
+  { name: 'PostgreSQL', skip: postgresUrl === undefined },
+])('the activity table at the previous version ($name)', ({ name, skip }) => {
+  it.skipIf(skip)('upgrades to take the system actor, keeping its rows, their IDs and the ones after', async () => {
+    const schema = `saiku_upgrade_${randomUUID().replaceAll('-', '').slice(0, 12)}`
+    const pool = name === 'PostgreSQL' ? new pg.Pool({ connectionString: postgresUrl }) : undefined
+    const store =
+      pool === undefined
+        ? new SqliteKeyStore(':memory:', { watchIntervalMs: 0 })
+        : new PostgresKeyStore({ pool, schema, listen: false })
+    const previous = SQLITE_MIGRATIONS.length - 1
+    expect(POSTGRES_MIGRATIONS.length - 1).toBe(previous)
+    const insert = (actorType: string, id: number) =>
+      `INSERT INTO ${pool === undefined ? '' : `"${schema}".`}saiku_activity (id, tenant_id, at, actor_type, actor, action, target, ip)
+       VALUES (${id}, 't', ${pool === undefined ? '1000' : 'to_timestamp(1)'}, '${actorType}', 'a@example.com', 'sign_in', null, '127.0.0.1')`
+    try {
+      // A database the previous release left: the dashboard's steps up to the one before the last.
+      if (pool === undefined) {
+        const { db } = store as SqliteKeyStore
+        db.exec('CREATE TABLE saiku_dashboard_schema_version (version INTEGER NOT NULL)')
+        for (const step of SQLITE_MIGRATIONS.slice(0, previous)) db.exec(step)
+        db.prepare('INSERT INTO saiku_dashboard_schema_version (version) VALUES (?)').run(previous)
+        db.exec(insert('member', 1))
+        db.exec(insert('cli', 7))
+        expect(() => db.exec(insert('system', 8))).toThrow(/CHECK/)
+      } else {
+        await (store as PostgresKeyStore).ready()
+        const s = `"${schema}"`
+        await pool.query(`CREATE TABLE ${s}.saiku_dashboard_schema_version (version integer NOT NULL)`)
+        for (const step of POSTGRES_MIGRATIONS.slice(0, previous)) await pool.query(step(s))
+        await pool.query(`INSERT INTO ${s}.saiku_dashboard_schema_version (version) VALUES ($1)`, [previous])
+        await pool.query(insert('member', 1))
+        await pool.query(insert('cli', 7))
+        await pool.query(`SELECT setval(pg_get_serial_sequence('${s}.saiku_activity', 'id'), 7)`)
+        await expect(pool.query(insert('system', 8))).rejects.toThrow(/check constraint/)
+      }
+
+      const dashboard = await openDashboardStore(store)
+      await dashboard.recordActivity({
+        tenantId: 't',
+        actorType: 'system',
+        actor: 'billing period end',
+        action: 'plan.changed',
+        target: 'team → starter',
+      })
+      const rows = await dashboard.listActivity('t', 10)
+      expect(rows.map((e) => [e.id, e.actorType, e.actor, e.action, e.target, e.ip])).toEqual([
+        [8, 'system', 'billing period end', 'plan.changed', 'team → starter', null],
+        [7, 'cli', 'a@example.com', 'sign_in', null, '127.0.0.1'],
+        [1, 'member', 'a@example.com', 'sign_in', null, '127.0.0.1'],
+      ])
+      expect(rows[2]!.at.getTime()).toBe(1000)
+      // The CHECK still refuses what is not an actor type.
+      await expect(
+        dashboard.recordActivity({ tenantId: 't', actorType: 'robot' as 'system', actor: 'x', action: 'y' }),
+      ).rejects.toThrow(/CHECK|check constraint/)
+      // Opening again finds the newest version and changes nothing.
+      expect(await (await openDashboardStore(store)).listActivity('t', 10)).toHaveLength(3)
     } finally {
       if (pool === undefined) (store as SqliteKeyStore).close()
       else {

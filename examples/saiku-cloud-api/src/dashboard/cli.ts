@@ -3,7 +3,7 @@ import { SaikuHttpError, type TenantAdminStore } from '@saiku/core'
 import { readConfig } from '../config.js'
 import { printable } from '../printable.js'
 import { openStore } from '../store.js'
-import { openDashboardStore, type DashboardStore } from './store/index.js'
+import { openDashboardStore, PERIOD_END_ACTOR, systemActorLabel, type DashboardStore } from './store/index.js'
 import { addMember, removeMember, resetPassword } from './members.js'
 import { DashboardUsageError, type CommandOutput } from './cli-usage.js'
 
@@ -45,6 +45,18 @@ export async function recordCliActivity(
 ): Promise<void> {
   const dashboard = await openDashboardStore(store)
   await dashboard.recordActivity({ tenantId, actorType: 'cli', actor: 'cli', action, target })
+}
+
+/** Records a change that a billing period's end applied, found by a CLI command, as the servers record it. */
+export async function recordSettledActivity(
+  store: TenantAdminStore,
+  tenantId: string,
+  action: string,
+  target: string | null,
+  at: Date,
+): Promise<void> {
+  const dashboard = await openDashboardStore(store)
+  await dashboard.recordActivity({ tenantId, actorType: 'system', actor: PERIOD_END_ACTOR, action, target, at })
 }
 
 export async function runDashboardCommand(argv: string[], out: CommandOutput): Promise<void> {
@@ -164,7 +176,13 @@ async function dashboardCommand(
         const tenant = await tenantBySlug(store, values.tenant)
         const events = await dashboard.listActivity(tenant.tenantId, limit)
         const who = (e: (typeof events)[number]) =>
-          e.actorType === 'api_key' ? `key ${e.actor}` : e.actorType === 'cli' ? 'cli' : e.actor
+          e.actorType === 'api_key'
+            ? `key ${e.actor}`
+            : e.actorType === 'cli'
+              ? 'cli'
+              : e.actorType === 'system'
+                ? systemActorLabel(e.actor)
+                : e.actor
         out.print(
           events
             .map((e) => [e.at.toISOString(), e.action, who(e), e.target ?? '-', e.ip ?? '-'].map(printable).join('\t'))

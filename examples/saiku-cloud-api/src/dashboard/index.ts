@@ -14,7 +14,7 @@ import { sweepExpiredSessions } from './shared/session.js'
 // store/. Imports go one way: pages/ → members.ts (the member rules the CLI uses too) → shared/ → store/.
 
 export type { DashboardOptions } from './shared/context.js'
-export { recordApiAction } from './pages/activity.js'
+export { recordApiAction, recordSettlement } from './pages/activity.js'
 export { openDashboardStore } from './store/index.js'
 export { readDashboardSettings } from './settings.js'
 export { loadDashboardKey } from './shared/sign-in-cookies.js'

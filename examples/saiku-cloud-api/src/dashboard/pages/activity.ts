@@ -1,7 +1,8 @@
 import type { Router } from 'express'
 import type { Logger } from 'pino'
+import type { SettlementRecorder } from '../../billing.js'
 import type { DashboardContext } from '../shared/context.js'
-import type { DashboardStore } from '../store/index.js'
+import { PERIOD_END_ACTOR, systemActorLabel, type DashboardStore } from '../store/index.js'
 
 const ACTIONS: Record<string, string> = {
   'key.created': 'Key created',
@@ -11,6 +12,7 @@ const ACTIONS: Record<string, string> = {
   'key.address_refused': 'Key refused from an address not allowed',
   'trial.started': 'Trial started',
   'plan.changed': 'Plan changed',
+  'subscription.canceled': 'Subscription ended',
   'plan.change_scheduled': 'Plan change scheduled',
   'plan.change_dropped': 'Scheduled plan change dropped',
   'subscription.cancel_scheduled': 'Cancellation scheduled',
@@ -31,7 +33,11 @@ export function registerActivity(router: Router, ctx: DashboardContext): void {
     dashboard.listActivity(req.dashboard!.tenant.tenantId, 200).then((events) => {
       render(res, 200, 'activity', {
         title: 'Activity',
-        events: events.map((e) => ({ ...e, label: ACTIONS[e.action] ?? e.action })),
+        events: events.map((e) => ({
+          ...e,
+          label: ACTIONS[e.action] ?? e.action,
+          who: e.actorType === 'system' ? systemActorLabel(e.actor) : null,
+        })),
       })
     }, next)
   })
@@ -58,5 +64,23 @@ export function recordApiAction(dashboard: DashboardStore, logger: Logger) {
       .catch((error: unknown) =>
         logger.error({ msg: 'activity write failed', err: { message: (error as Error).message } }),
       )
+  }
+}
+
+/** Records the downgrades and cancellations that a period end applied, as the `system` actor. */
+export function recordSettlement(dashboard: DashboardStore, logger: Logger): SettlementRecorder {
+  return async (tenantId, activity, at) => {
+    try {
+      await dashboard.recordActivity({
+        tenantId,
+        actorType: 'system',
+        actor: PERIOD_END_ACTOR,
+        action: activity.action,
+        target: activity.target,
+        at,
+      })
+    } catch (error) {
+      logger.error({ msg: 'activity write failed', err: { message: (error as Error).message } })
+    }
   }
 }

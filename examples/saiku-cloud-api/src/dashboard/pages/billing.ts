@@ -13,6 +13,7 @@ import {
 import type { DashboardContext } from '../shared/context.js'
 import { form } from '../shared/forms.js'
 import { actor, asPrincipal } from '../shared/roles.js'
+import { recordSettlement } from './activity.js'
 import { takeFlash } from '../shared/session.js'
 
 const TIER_NAMES: Record<string, string> = { starter: 'Starter', team: 'Team', business: 'Business' }
@@ -60,11 +61,13 @@ function noticeOf(result: BillingResult): string {
 
 /** The subscription's state, the trial, the plan and the cancellation: the JSON API's own handlers behind a page. */
 export function registerBilling(router: Router, ctx: DashboardContext): void {
-  const { store, dashboard, page, signedIn, verified, adminOnly, render, errorPage } = ctx
+  const { store, dashboard, logger, page, signedIn, verified, adminOnly, render, errorPage } = ctx
+  // A change whose period has ended, applied by this page's read, is recorded as the API's are.
+  const settled = recordSettlement(dashboard, logger)
 
   router.get('/billing', ...page, signedIn, (req, res, next) => {
     ;(async () => {
-      const result = await getBilling(store, asPrincipal(req.dashboard!.tenant))
+      const result = await getBilling(store, asPrincipal(req.dashboard!.tenant), Date.now(), settled)
       const billing = result.body as BillingView
       render(res, 200, 'billing', {
         title: 'Billing',
@@ -86,7 +89,7 @@ export function registerBilling(router: Router, ctx: DashboardContext): void {
 
   router.post('/billing/trial', ...page, form, verified, adminOnly, (req, res, next) => {
     const { tenant } = req.dashboard!
-    startTrial(store, asPrincipal(tenant)).then(
+    startTrial(store, asPrincipal(tenant), Date.now(), settled).then(
       async () => {
         await dashboard.recordActivity({ tenantId: tenant.tenantId, ...actor(req), action: 'trial.started' })
         await dashboard.setFlash(req.dashboard!.session.sessionDigest, 'Your 14-day trial has started.')
@@ -136,7 +139,7 @@ export function registerBilling(router: Router, ctx: DashboardContext): void {
       const tier = (req.body as Record<string, unknown>).tier
       if (typeof tier !== 'string' || !SELF_SERVICE_TIERS.includes(tier))
         throw new SaikuHttpError('invalid_request', `Choose one of ${SELF_SERVICE_TIERS.map(tierName).join(', ')}.`)
-      return changePlan(store, tenantId, tier, Date.now())
+      return changePlan(store, tenantId, tier, Date.now(), settled)
     }),
   )
   router.post(
@@ -145,7 +148,7 @@ export function registerBilling(router: Router, ctx: DashboardContext): void {
     form,
     verified,
     adminOnly,
-    change('Not canceled', (_req, tenantId) => cancelAtPeriodEnd(store, tenantId, Date.now())),
+    change('Not canceled', (_req, tenantId) => cancelAtPeriodEnd(store, tenantId, Date.now(), settled)),
   )
   router.post(
     '/billing/resume',
@@ -153,7 +156,7 @@ export function registerBilling(router: Router, ctx: DashboardContext): void {
     form,
     verified,
     adminOnly,
-    change('Not resumed', (_req, tenantId) => undoCancel(store, tenantId, Date.now())),
+    change('Not resumed', (_req, tenantId) => undoCancel(store, tenantId, Date.now(), settled)),
   )
   // A reload or Enter in the address bar on a form's URL asks for it by GET: back to the page the form is on.
   for (const path of ['/billing/trial', '/billing/plan', '/billing/cancel', '/billing/resume'])

@@ -1,13 +1,21 @@
 import { toDate, type PostgresTables, type SqliteDatabase, type Time } from './database.js'
 
-export type ActorType = 'member' | 'api_key' | 'cli'
+/** `system`: a change the server made by itself, e.g. a downgrade applied at the billing period's end. */
+export type ActorType = 'member' | 'api_key' | 'cli' | 'system'
+
+/** The `system` actor of the downgrades and cancellations that a billing period's end applies. */
+export const PERIOD_END_ACTOR = 'billing period end'
+
+/** How the Activity page and the CLI name a `system` actor. */
+export const systemActorLabel = (actor: string): string =>
+  actor === PERIOD_END_ACTOR ? 'Billing (period end)' : `System (${actor})`
 
 export interface ActivityInput {
   readonly tenantId: string
   readonly actorType: ActorType
-  /** A member's email, an API key ID, or "cli". */
+  /** A member's email, an API key ID, "cli", or what the system acted on (e.g. "billing period end"). */
   readonly actor: string
-  /** key.created, key.revoked, key.updated, key.rotated (target: "old → new"), key.address_refused, trial.started, plan.changed, plan.change_scheduled, plan.change_dropped, subscription.cancel_scheduled, subscription.cancel_undone, sign_in, sign_in.refused, sign_in.throttled, member.added, member.removed, member.password_reset */
+  /** key.created, key.revoked, key.updated, key.rotated (target: "old → new"), key.address_refused, trial.started, plan.changed (target: the tier, or "team → starter" when a period end applies a downgrade), plan.change_scheduled, plan.change_dropped, subscription.cancel_scheduled, subscription.cancel_undone, subscription.canceled (the period end applied a cancellation), sign_in, sign_in.refused, sign_in.throttled, member.added, member.removed, member.password_reset */
   readonly action: string
   readonly target?: string | null
   readonly ip?: string | null

@@ -47,6 +47,23 @@ export const SQLITE_MIGRATIONS: readonly string[] = Object.freeze([
    CREATE INDEX saiku_activity_by_tenant ON saiku_activity (tenant_id, id);`,
   // form_nonce now holds up to MAX_FORM_NONCES nonces, space-separated.
   `ALTER TABLE saiku_sessions ADD COLUMN flash TEXT;`,
+  // actor_type gains 'system' (a change the billing period's end applied). SQLite cannot alter a CHECK:
+  // the table is rebuilt, its rows and IDs kept, inside the migration's transaction.
+  `CREATE TABLE saiku_activity_next (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     tenant_id TEXT NOT NULL,
+     at INTEGER NOT NULL,
+     actor_type TEXT NOT NULL CHECK (actor_type IN ('member', 'api_key', 'cli', 'system')),
+     actor TEXT NOT NULL,
+     action TEXT NOT NULL,
+     target TEXT,
+     ip TEXT
+   );
+   INSERT INTO saiku_activity_next (id, tenant_id, at, actor_type, actor, action, target, ip)
+     SELECT id, tenant_id, at, actor_type, actor, action, target, ip FROM saiku_activity;
+   DROP TABLE saiku_activity;
+   ALTER TABLE saiku_activity_next RENAME TO saiku_activity;
+   CREATE INDEX saiku_activity_by_tenant ON saiku_activity (tenant_id, id);`,
 ])
 
 /** PostgreSQL migrations, in the key store's schema. */
@@ -83,6 +100,12 @@ export const POSTGRES_MIGRATIONS: readonly ((schema: string) => string)[] = Obje
     CREATE INDEX saiku_activity_by_tenant ON ${s}.saiku_activity (tenant_id, id);`,
   // form_nonce now holds up to MAX_FORM_NONCES nonces, space-separated.
   (s: string) => `ALTER TABLE ${s}.saiku_sessions ADD COLUMN flash text;`,
+  // actor_type gains 'system' (a change the billing period's end applied); the first step's CHECK has
+  // PostgreSQL's default name.
+  (s: string) => `
+    ALTER TABLE ${s}.saiku_activity DROP CONSTRAINT saiku_activity_actor_type_check;
+    ALTER TABLE ${s}.saiku_activity ADD CONSTRAINT saiku_activity_actor_type_check
+      CHECK (actor_type IN ('member', 'api_key', 'cli', 'system'));`,
 ])
 
 /** Brings the SQLite file's dashboard tables to the newest version, in one transaction. */

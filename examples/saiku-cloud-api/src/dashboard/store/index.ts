@@ -11,6 +11,7 @@ import { postgresSessions, sqliteSessions, type SessionStore } from './sessions.
 
 export { ROLES, type Member, type Role } from './members.js'
 export { MAX_FORM_NONCES, type SessionRecord } from './sessions.js'
+export { PERIOD_END_ACTOR, systemActorLabel } from './activity.js'
 export type { ActivityEvent, ActivityInput, ActorType } from './activity.js'
 
 export interface DashboardStore extends MemberStore, SessionStore, ActivityStore {}
