@@ -3,6 +3,7 @@
 
 export const DASHBOARD_USAGE = `  members add --tenant SLUG --email EMAIL --role admin|viewer [--password-stdin]
   members list --tenant SLUG
+  members set-role --email EMAIL --role admin|viewer
   members remove --email EMAIL
   members reset-password --email EMAIL [--password-stdin]
   activity --tenant SLUG [--limit N]`

@@ -4,7 +4,7 @@ import { readConfig } from '../config.js'
 import { printable } from '../printable.js'
 import { openStore } from '../store.js'
 import { openDashboardStore, PERIOD_END_ACTOR, systemActorLabel, type DashboardStore } from './store/index.js'
-import { addMember, removeMember, resetPassword } from './members.js'
+import { addMember, changeRole, removeMember, resetPassword } from './members.js'
 import { DashboardUsageError, type CommandOutput } from './cli-usage.js'
 
 // The operator CLI's member and activity commands: `saiku members …`, `saiku activity …`.
@@ -76,7 +76,14 @@ export async function runDashboardCommand(argv: string[], out: CommandOutput): P
   out.json = values.json
   const [group, action, ...rest] = positionals
   const command = group === 'activity' ? 'activity' : `${group} ${action ?? ''}`.trim()
-  const known = ['members add', 'members list', 'members remove', 'members reset-password', 'activity']
+  const known = [
+    'members add',
+    'members list',
+    'members set-role',
+    'members remove',
+    'members reset-password',
+    'activity',
+  ]
   if (!known.includes(command)) throw new DashboardUsageError(`unknown command "${command}"`)
   const extra = group === 'activity' ? [action, ...rest].filter((x) => x !== undefined) : rest
   if (extra.length > 0) throw new DashboardUsageError(`unexpected argument "${extra[0]}"`)
@@ -153,6 +160,19 @@ async function dashboardCommand(
             role: m.role,
             createdAt: m.createdAt.toISOString(),
           })),
+        )
+        return
+      }
+      case 'members set-role': {
+        const role = required('role', values.role)
+        if (role !== 'admin' && role !== 'viewer')
+          throw new DashboardUsageError(`--role: expected admin or viewer, got ${JSON.stringify(role)}`)
+        const { member, from, changed } = await changeRole(dashboard, required('email', values.email), role)
+        out.print(
+          changed
+            ? `${printable(member.email)} is now ${role} (was ${from}); their open sessions have the new role.`
+            : `${printable(member.email)} is ${role} already; nothing changed.`,
+          { email: member.email, role, changed },
         )
         return
       }

@@ -1,8 +1,17 @@
 import { randomUUID } from 'node:crypto'
 import { SaikuHttpError, type TenantAdminStore, type TenantRecord } from '@saiku/core'
-import { ROLES, type ActorType, type DashboardStore, type Member, type Role } from './store/index.js'
+import {
+  ROLES,
+  type ActorType,
+  type DashboardStore,
+  type Invitation,
+  type Member,
+  type MemberChange,
+  type Role,
+} from './store/index.js'
 import { printable, quoted } from '../printable.js'
 import { generatePassword, hashPassword, passwordProblem } from './shared/passwords.js'
+import { NONCE, newToken, sessionDigest } from './shared/secrets.js'
 
 // Member management, shared by the operator CLI and the server's first start.
 
@@ -40,6 +49,19 @@ export interface AddedMember {
   readonly generatedPassword: string | null
 }
 
+function roleOf(input: string): Role {
+  if (!(ROLES as readonly string[]).includes(input))
+    throw new SaikuHttpError('invalid_request', `role: expected admin or viewer, got ${quoted(input.slice(0, 40))}.`)
+  return input as Role
+}
+
+/** Whether a database error is its unique violation: the email is a member's already. */
+function isUniqueViolation(error: unknown): boolean {
+  const given = (error as { code?: unknown } | null)?.code
+  const code = typeof given === 'string' ? given : ''
+  return code === '23505' || code.startsWith('SQLITE_CONSTRAINT')
+}
+
 export async function addMember(
   dashboard: DashboardStore,
   tenant: TenantRecord,
@@ -47,8 +69,7 @@ export async function addMember(
   actor: Actor = CLI_ACTOR,
 ): Promise<AddedMember> {
   const email = normalizeEmail(input.email)
-  if (!(ROLES as readonly string[]).includes(input.role))
-    throw new SaikuHttpError('invalid_request', `role: expected admin or viewer, got "${input.role}".`)
+  roleOf(input.role)
   const password = input.password ?? generatePassword()
   const problem = passwordProblem(password)
   if (problem !== null) throw new SaikuHttpError('invalid_request', `${problem}.`)
@@ -65,10 +86,7 @@ export async function addMember(
   try {
     await dashboard.addMember(member)
   } catch (error) {
-    const given = (error as { code?: unknown } | null)?.code
-    const code = typeof given === 'string' ? given : ''
-    if (code === '23505' || code.startsWith('SQLITE_CONSTRAINT'))
-      throw new SaikuHttpError('conflict', `A member with email ${email} exists already.`)
+    if (isUniqueViolation(error)) throw new SaikuHttpError('conflict', `A member with email ${email} exists already.`)
     throw error
   }
   await dashboard.recordActivity({
@@ -99,20 +117,180 @@ async function memberByEmail(dashboard: DashboardStore, email: string): Promise<
   return member
 }
 
-/** Removes the member; every session of theirs ends with it. */
+/**
+ * The one rule of every removal and role change, the CLI's and the dashboard's: a tenant keeps an admin.
+ * The store decides it in the change's own transaction; this says it.
+ */
+function changed(outcome: MemberChange, member: Member, doing: 'remove' | 'demote'): void {
+  if (outcome === 'not_found') throw new SaikuHttpError('not_found', `No member with email ${printable(member.email)}.`)
+  if (outcome === 'last_admin')
+    throw new SaikuHttpError(
+      'conflict',
+      `${printable(member.email)} is the last admin of the tenant, so they cannot be ${doing === 'remove' ? 'removed' : 'made a viewer'}: make another member an admin first.`,
+    )
+}
+
+/** A member by ID, only within `tenantId`: another tenant's member is answered as a missing one. */
+export async function memberOfTenant(
+  dashboard: DashboardStore,
+  tenantId: string,
+  memberId: string,
+): Promise<Member | null> {
+  const member = memberId.length > 100 ? null : await dashboard.findMember(memberId)
+  return member !== null && member.tenantId === tenantId ? member : null
+}
+
+/** Removes the member, unless they are the tenant's last admin; every session of theirs ends with it. */
 export async function removeMember(
   dashboard: DashboardStore,
-  email: string,
+  who: string | Member,
   actor: Actor = CLI_ACTOR,
 ): Promise<Member> {
-  const member = await memberByEmail(dashboard, email)
-  if (!(await dashboard.removeMember(member.memberId)))
-    throw new SaikuHttpError('not_found', `No member with email ${printable(member.email)}.`)
+  const member = typeof who === 'string' ? await memberByEmail(dashboard, who) : who
+  changed(await dashboard.removeMember(member.memberId), member, 'remove')
   await dashboard.recordActivity({
     tenantId: member.tenantId,
     ...actor,
     action: 'member.removed',
     target: member.email,
+  })
+  return member
+}
+
+/**
+ * Sets the member's role, unless that makes the tenant's last admin a viewer; their open sessions have the
+ * new role from their next request. `changed` is false when they had that role already (nothing is recorded).
+ */
+export async function changeRole(
+  dashboard: DashboardStore,
+  who: string | Member,
+  role: string,
+  actor: Actor = CLI_ACTOR,
+): Promise<{ member: Member; from: Role; changed: boolean }> {
+  const to = roleOf(role)
+  const member = typeof who === 'string' ? await memberByEmail(dashboard, who) : who
+  if (member.role === to) return { member, from: member.role, changed: false }
+  changed(await dashboard.setRole(member.memberId, to), member, 'demote')
+  await dashboard.recordActivity({
+    tenantId: member.tenantId,
+    ...actor,
+    action: 'member.role_changed',
+    target: `${member.email}: ${member.role} → ${to}`,
+  })
+  return { member: { ...member, role: to }, from: member.role, changed: true }
+}
+
+/** How long an invitation's link works. */
+export const INVITATION_TTL_MS = 24 * 60 * 60 * 1000
+
+export interface CreatedInvitation {
+  readonly invitation: Invitation
+  /** The link's secret, 256 random bits: shown once, stored only as its SHA-256. */
+  readonly token: string
+}
+
+/**
+ * Invites an email to the tenant with a role. The token goes in a sign-up link shown once to whoever invited;
+ * it works once, for 24 hours. A new invitation for the same email replaces a pending one.
+ */
+export async function inviteMember(
+  dashboard: DashboardStore,
+  tenant: TenantRecord,
+  input: { email: string; role: string },
+  actor: Actor = CLI_ACTOR,
+  nowMs: number = Date.now(),
+): Promise<CreatedInvitation> {
+  const email = normalizeEmail(input.email)
+  const role = roleOf(input.role)
+  if ((await dashboard.findMemberByEmail(email)) !== null)
+    throw new SaikuHttpError('conflict', `A member with email ${email} exists already.`)
+  const token = newToken()
+  const invitation: Invitation = {
+    invitationId: randomUUID(),
+    tenantId: tenant.tenantId,
+    email,
+    role,
+    invitedBy: actor.actor,
+    createdAt: new Date(nowMs),
+    expiresAt: new Date(nowMs + INVITATION_TTL_MS),
+  }
+  await dashboard.addInvitation(invitation, sessionDigest(token))
+  await dashboard.recordActivity({
+    tenantId: tenant.tenantId,
+    ...actor,
+    action: 'member.invited',
+    target: `${email} (${role})`,
+  })
+  return { invitation, token }
+}
+
+/** Withdraws one of the tenant's pending invitations: its link stops working. */
+export async function revokeInvitation(
+  dashboard: DashboardStore,
+  tenantId: string,
+  invitationId: string,
+  actor: Actor = CLI_ACTOR,
+): Promise<Invitation> {
+  const revoked = invitationId.length > 100 ? null : await dashboard.revokeInvitation(tenantId, invitationId)
+  if (revoked === null) throw new SaikuHttpError('not_found', 'There is no pending invitation with this ID.')
+  await dashboard.recordActivity({
+    tenantId,
+    ...actor,
+    action: 'member.invitation_revoked',
+    target: `${revoked.email} (${revoked.role})`,
+  })
+  return revoked
+}
+
+/** The invitation a sign-up link's token opens, while it is pending; null for any other token. */
+export async function openInvitation(
+  dashboard: DashboardStore,
+  token: string,
+  nowMs: number = Date.now(),
+): Promise<Invitation | null> {
+  // A token that newToken could not have made is no invitation, and never reaches the store.
+  return NONCE.test(token) ? dashboard.findInvitation(sessionDigest(token), new Date(nowMs)) : null
+}
+
+/**
+ * Uses an invitation: the invitee becomes a member with the invitation's tenant and role and the password they
+ * chose, under the same rules as any. Null when the link is used, revoked or expired; of two uses at once,
+ * one gets the member and the other null.
+ */
+export async function acceptInvitation(
+  dashboard: DashboardStore,
+  token: string,
+  password: string,
+  ip: string | null = null,
+  nowMs: number = Date.now(),
+): Promise<Member | null> {
+  const problem = passwordProblem(password)
+  if (problem !== null) throw new SaikuHttpError('invalid_request', `${problem[0]!.toUpperCase()}${problem.slice(1)}.`)
+  const pending = await openInvitation(dashboard, token, nowMs)
+  if (pending === null) return null
+  let member: Member | null
+  try {
+    member = await dashboard.acceptInvitation(sessionDigest(token), new Date(nowMs), {
+      memberId: randomUUID(),
+      passwordHash: await hashPassword(password),
+      createdAt: new Date(nowMs),
+    })
+  } catch (error) {
+    if (isUniqueViolation(error))
+      throw new SaikuHttpError(
+        'conflict',
+        `A member with email ${pending.email} exists already: sign in with that account, or ask an admin to invite another address.`,
+      )
+    throw error
+  }
+  if (member === null) return null
+  await dashboard.recordActivity({
+    tenantId: member.tenantId,
+    actorType: 'member',
+    actor: member.email,
+    action: 'member.joined',
+    target: `${member.email} (${member.role})`,
+    ip,
   })
   return member
 }

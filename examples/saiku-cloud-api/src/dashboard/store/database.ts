@@ -3,7 +3,8 @@ import type { SqliteKeyStore } from '@saiku/sqlite'
 
 // The dashboard's tables (members, sessions, the activity log) live in the same database as the keys,
 // beside them, with their own schema version. This file holds the schema of both databases and what
-// every aggregate's queries stand on; the queries themselves are in members.ts, sessions.ts, activity.ts.
+// every aggregate's queries stand on; the queries themselves are in members.ts, sessions.ts, activity.ts,
+// invitations.ts.
 
 /** The key store's SQLite connection, which the dashboard's tables share. */
 export type SqliteDatabase = SqliteKeyStore['db']
@@ -64,6 +65,18 @@ export const SQLITE_MIGRATIONS: readonly string[] = Object.freeze([
    DROP TABLE saiku_activity;
    ALTER TABLE saiku_activity_next RENAME TO saiku_activity;
    CREATE INDEX saiku_activity_by_tenant ON saiku_activity (tenant_id, id);`,
+  // Invitations: one pending a tenant and email, kept as the token's digest until it is used, revoked or expires.
+  `CREATE TABLE saiku_invitations (
+     invitation_id TEXT PRIMARY KEY,
+     token_digest TEXT NOT NULL UNIQUE,
+     tenant_id TEXT NOT NULL REFERENCES saiku_tenants (tenant_id),
+     email TEXT NOT NULL,
+     role TEXT NOT NULL CHECK (role IN ('admin', 'viewer')),
+     invited_by TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL,
+     UNIQUE (tenant_id, email)
+   );`,
 ])
 
 /** PostgreSQL migrations, in the key store's schema. */
@@ -106,6 +119,19 @@ export const POSTGRES_MIGRATIONS: readonly ((schema: string) => string)[] = Obje
     ALTER TABLE ${s}.saiku_activity DROP CONSTRAINT saiku_activity_actor_type_check;
     ALTER TABLE ${s}.saiku_activity ADD CONSTRAINT saiku_activity_actor_type_check
       CHECK (actor_type IN ('member', 'api_key', 'cli', 'system'));`,
+  // Invitations: one pending a tenant and email, kept as the token's digest until it is used, revoked or expires.
+  (s: string) => `
+    CREATE TABLE ${s}.saiku_invitations (
+      invitation_id text PRIMARY KEY,
+      token_digest text NOT NULL UNIQUE,
+      tenant_id text NOT NULL REFERENCES ${s}.saiku_tenants (tenant_id),
+      email text NOT NULL,
+      role text NOT NULL CHECK (role IN ('admin', 'viewer')),
+      invited_by text NOT NULL,
+      created_at timestamptz NOT NULL,
+      expires_at timestamptz NOT NULL,
+      UNIQUE (tenant_id, email)
+    );`,
 ])
 
 /** Brings the SQLite file's dashboard tables to the newest version, in one transaction. */
@@ -121,12 +147,20 @@ export function migrateSqlite(db: SqliteDatabase): void {
   }).immediate()
 }
 
-/** Runs one statement; resolves to what pg's `query` does, rowCount included. */
-type Run = (text: string, values: unknown[]) => Promise<{ rowCount: number | null }>
+/** Runs one statement; resolves to what pg's `query` does, rows and rowCount included. */
+type Run = <R extends object = Record<string, unknown>>(
+  text: string,
+  values: unknown[],
+) => Promise<{ rows: R[]; rowCount: number | null }>
 
 /** What each aggregate's PostgreSQL half is given: its tables' names, and queries that wait for the migration. */
 export interface PostgresTables {
-  readonly tables: { readonly members: string; readonly sessions: string; readonly activity: string }
+  readonly tables: {
+    readonly members: string
+    readonly sessions: string
+    readonly activity: string
+    readonly invitations: string
+  }
   readonly query: <R extends object = Record<string, unknown>>(
     text: string,
     values: unknown[],
@@ -178,7 +212,12 @@ export function postgresTables(keyStore: PostgresKeyStore): PostgresTables {
     }))
 
   return {
-    tables: { members: `${s}.saiku_members`, sessions: `${s}.saiku_sessions`, activity: `${s}.saiku_activity` },
+    tables: {
+      members: `${s}.saiku_members`,
+      sessions: `${s}.saiku_sessions`,
+      activity: `${s}.saiku_activity`,
+      invitations: `${s}.saiku_invitations`,
+    },
     query: async <R extends object = Record<string, unknown>>(text: string, values: unknown[]) => {
       await ready()
       return pool.query<R>(text, values)
@@ -188,7 +227,7 @@ export function postgresTables(keyStore: PostgresKeyStore): PostgresTables {
       const client = await pool.connect()
       try {
         await client.query('BEGIN')
-        const result = await work((text, values) => client.query(text, values))
+        const result = await work(<R extends object>(text: string, values: unknown[]) => client.query<R>(text, values))
         await client.query('COMMIT')
         return result
       } catch (error) {

@@ -14,13 +14,21 @@ export interface Member {
   readonly createdAt: Date
 }
 
+/**
+ * What a removal or a role change did. `last_admin`: refused, because the tenant would be left without an
+ * admin; decided in the same transaction as the change, so two admins demoting each other at once leave one.
+ */
+export type MemberChange = 'done' | 'not_found' | 'last_admin'
+
 export interface MemberStore {
   addMember(member: Member): Promise<void>
   findMember(memberId: string): Promise<Member | null>
   findMemberByEmail(email: string): Promise<Member | null>
   listMembers(tenantId: string): Promise<Member[]>
-  /** Removes the member and every session of theirs; false when there was none. */
-  removeMember(memberId: string): Promise<boolean>
+  /** Removes the member and every session of theirs, unless they are their tenant's last admin. */
+  removeMember(memberId: string): Promise<MemberChange>
+  /** Sets the member's role, unless that demotes their tenant's last admin. Their open sessions have it at once. */
+  setRole(memberId: string, role: Role): Promise<MemberChange>
   /** Sets a new password hash and ends every session of the member. */
   setPasswordHash(memberId: string, passwordHash: string): Promise<boolean>
 }
@@ -43,7 +51,12 @@ const memberFromRow = (row: MemberRow): Member => ({
   createdAt: toDate(row.created_at),
 })
 
-// Removing a member or setting their password ends their sessions in the same transaction.
+// Removing a member or setting their password ends their sessions in the same transaction. A removal or a
+// role change that would leave a tenant without an admin is refused inside the transaction that makes it.
+
+/** Whether taking `member` out of the admins (by removal, or by `role`) leaves the tenant none. */
+const losesLastAdmin = (member: { role: Role }, admins: number, role: Role | null): boolean =>
+  member.role === 'admin' && role !== 'admin' && admins <= 1
 
 export function sqliteMembers(db: SqliteDatabase): MemberStore {
   const q = {
@@ -55,8 +68,24 @@ export function sqliteMembers(db: SqliteDatabase): MemberStore {
     listMembers: db.prepare<[string], MemberRow>('SELECT * FROM saiku_members WHERE tenant_id = ? ORDER BY email'),
     deleteMemberSessions: db.prepare<[string]>('DELETE FROM saiku_sessions WHERE member_id = ?'),
     removeMember: db.prepare<[string]>('DELETE FROM saiku_members WHERE member_id = ?'),
+    countAdmins: db.prepare<[string], { admins: number }>(
+      "SELECT count(*) AS admins FROM saiku_members WHERE tenant_id = ? AND role = 'admin'",
+    ),
+    setRole: db.prepare<[Role, string]>('UPDATE saiku_members SET role = ? WHERE member_id = ?'),
     setPasswordHash: db.prepare<[string, string]>('UPDATE saiku_members SET password_hash = ? WHERE member_id = ?'),
   }
+
+  /** Checks and applies one change in an immediate transaction: a writer in another process waits for it. */
+  const change = (memberId: string, role: Role | null, apply: () => void): MemberChange =>
+    db
+      .transaction((): MemberChange => {
+        const row = q.findMember.get(memberId)
+        if (row === undefined) return 'not_found'
+        if (losesLastAdmin(row, q.countAdmins.get(row.tenant_id)!.admins, role)) return 'last_admin'
+        apply()
+        return 'done'
+      })
+      .immediate()
 
   return {
     async addMember(m) {
@@ -81,10 +110,13 @@ export function sqliteMembers(db: SqliteDatabase): MemberStore {
       return q.listMembers.all(tenantId).map(memberFromRow)
     },
     async removeMember(memberId) {
-      return db.transaction(() => {
+      return change(memberId, null, () => {
         q.deleteMemberSessions.run(memberId)
-        return q.removeMember.run(memberId).changes > 0
-      })()
+        q.removeMember.run(memberId)
+      })
+    },
+    async setRole(memberId, role) {
+      return change(memberId, role, () => q.setRole.run(role, memberId))
     },
     async setPasswordHash(memberId, passwordHash) {
       return db.transaction(() => {
@@ -96,6 +128,31 @@ export function sqliteMembers(db: SqliteDatabase): MemberStore {
 }
 
 export function postgresMembers({ tables: t, query, inTransaction }: PostgresTables): MemberStore {
+  type Run = Parameters<Parameters<typeof inTransaction>[0]>[0]
+  /**
+   * Locks the tenant's admins (in one order, so two changes cannot deadlock) and then the member, counts, and
+   * applies the change. A change that waited for a lock sees the rows as the other one left them.
+   */
+  const change = (memberId: string, role: Role | null, apply: (run: Run) => Promise<void>): Promise<MemberChange> =>
+    inTransaction(async (run) => {
+      // A member's tenant never changes: read without a lock.
+      const found = await run<{ tenant_id: string }>(`SELECT tenant_id FROM ${t.members} WHERE member_id = $1`, [
+        memberId,
+      ])
+      if (found.rows[0] === undefined) return 'not_found'
+      const admins = await run(
+        `SELECT member_id FROM ${t.members} WHERE tenant_id = $1 AND role = 'admin' ORDER BY member_id FOR UPDATE`,
+        [found.rows[0].tenant_id],
+      )
+      const locked = await run<{ role: Role }>(`SELECT role FROM ${t.members} WHERE member_id = $1 FOR UPDATE`, [
+        memberId,
+      ])
+      if (locked.rows[0] === undefined) return 'not_found'
+      if (losesLastAdmin(locked.rows[0], admins.rows.length, role)) return 'last_admin'
+      await apply(run)
+      return 'done'
+    })
+
   return {
     async addMember(m) {
       await query(
@@ -118,9 +175,13 @@ export function postgresMembers({ tables: t, query, inTransaction }: PostgresTab
       return rows.map(memberFromRow)
     },
     removeMember: (memberId) =>
-      inTransaction(async (run) => {
+      change(memberId, null, async (run) => {
         await run(`DELETE FROM ${t.sessions} WHERE member_id = $1`, [memberId])
-        return ((await run(`DELETE FROM ${t.members} WHERE member_id = $1`, [memberId])).rowCount ?? 0) > 0
+        await run(`DELETE FROM ${t.members} WHERE member_id = $1`, [memberId])
+      }),
+    setRole: (memberId, role) =>
+      change(memberId, role, async (run) => {
+        await run(`UPDATE ${t.members} SET role = $2 WHERE member_id = $1`, [memberId, role])
       }),
     setPasswordHash: (memberId, passwordHash) =>
       inTransaction(async (run) => {
