@@ -1,6 +1,6 @@
 import type { Request, Response, Router } from 'express'
 import { isKeyId, SaikuInputError } from '@saiku/core'
-import { PERMISSIONS } from '../../api.js'
+import { PERMISSION_DESCRIPTIONS, PERMISSIONS } from '../../api.js'
 import type { DashboardContext } from '../shared/context.js'
 import { calendarDate, form } from '../shared/forms.js'
 import { keyRows } from '../shared/render.js'
@@ -33,7 +33,13 @@ export function registerApiKeys(router: Router, ctx: DashboardContext): void {
   ) {
     const nonce = newToken()
     await dashboard.addFormNonce(req.dashboard!.session.sessionDigest, nonce)
-    render(res, status, 'key-new', { title: 'Create key', error, values, nonce, permissions: PERMISSIONS })
+    render(res, status, 'key-new', {
+      title: 'Create key',
+      error,
+      values,
+      nonce,
+      permissions: PERMISSIONS.map((name) => ({ name, description: PERMISSION_DESCRIPTIONS[name] })),
+    })
   }
 
   router.get('/api-keys/new', ...page, signedIn, adminOnly, (req, res, next) => {
