@@ -796,6 +796,8 @@ describe.skipIf(!browserAvailable)('hostile cases, in the browser and over HTTP'
     })
     const page = await context.newPage()
     await signIn(page, started.server, admin)
+    // On a phone the navigation is folded into the Menu.
+    await page.getByText('Menu', { exact: true }).click()
     await nav(page, 'API keys')
     await shown(page.getByRole('button', { name: 'Create key' }))
     mkdirSync(SCREENSHOTS, { recursive: true })
