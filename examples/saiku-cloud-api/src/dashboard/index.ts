@@ -4,6 +4,7 @@ import { registerActivity } from './pages/activity.js'
 import { registerApiKeys } from './pages/api-keys.js'
 import { registerBilling } from './pages/billing.js'
 import { registerFallback } from './pages/fallback.js'
+import { registerMembers } from './pages/members.js'
 import { registerOverview } from './pages/overview.js'
 import { registerSignIn } from './pages/sign-in.js'
 import { registerUsage } from './pages/usage.js'
@@ -34,6 +35,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
   registerApiKeys(router, ctx)
   registerUsage(router, ctx)
   registerBilling(router, ctx)
+  registerMembers(router, ctx)
   registerActivity(router, ctx)
   registerFallback(router, ctx, ASSETS)
   return router

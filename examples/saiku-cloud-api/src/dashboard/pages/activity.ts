@@ -22,6 +22,10 @@ const ACTIONS: Record<string, string> = {
   'sign_in.throttled': 'Sign-in throttled',
   'member.added': 'Member added',
   'member.removed': 'Member removed',
+  'member.invited': 'Member invited',
+  'member.invitation_revoked': 'Invitation withdrawn',
+  'member.joined': 'Member joined',
+  'member.role_changed': 'Role changed',
   'member.password_reset': 'Password reset',
 }
 

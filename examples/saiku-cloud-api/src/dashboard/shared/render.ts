@@ -8,6 +8,7 @@ const NAV = [
   { href: '/api-keys', label: 'API keys' },
   { href: '/usage', label: 'Usage' },
   { href: '/billing', label: 'Billing' },
+  { href: '/members', label: 'Members' },
   { href: '/activity', label: 'Activity' },
 ] as const
 
