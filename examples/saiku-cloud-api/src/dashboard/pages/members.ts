@@ -11,6 +11,7 @@ import {
 } from '../members.js'
 import type { DashboardContext } from '../shared/context.js'
 import { form } from '../shared/forms.js'
+import { PasswordGate } from '../shared/password-gate.js'
 import { actor } from '../shared/roles.js'
 import { takeFlash } from '../shared/session.js'
 import { ROLES } from '../store/index.js'
@@ -18,6 +19,12 @@ import { ROLES } from '../store/index.js'
 const NO_SUCH_MEMBER = 'There is no member with this ID in your tenant.'
 const SPENT_LINK =
   'This sign-up link is not valid: it was used already, withdrawn, or it expired (a link works once, for 24 hours). Ask an admin of your team for a new one.'
+
+/** Sign-ups hashing a password at once (64 MiB each, see passwords.ts), and how many may wait; past that, 503. */
+const SIGN_UP_CONCURRENCY = 1
+const SIGN_UP_QUEUE_LENGTH = 4
+/** Retry-After when sign-ups are all busy: a few hashes' time. */
+const BUSY_RETRY_AFTER_SECONDS = 2
 
 /** What the invitation page and the sign-up page say of a role. */
 const ROLE_WORDS: Record<string, string> = {
@@ -34,6 +41,10 @@ export function registerMembers(router: Router, ctx: DashboardContext): void {
   const { foreignOrigin, refuseOrigin, originOf } = ctx
   /** Every member mutation: a form from this site, with its session's token, by an admin. */
   const mutation: readonly RequestHandler[] = [...page, form, verified, adminOnly]
+  // Whoever holds a link could send it many times at once, each a password hash: the hashes wait their turn in a
+  // short queue, and a link already being used in this process is refused at once rather than hashed again.
+  const signUpGate = new PasswordGate({ concurrency: SIGN_UP_CONCURRENCY, queueLength: SIGN_UP_QUEUE_LENGTH })
+  const signingUp = new Set<string>()
 
   async function membersPage(req: Request, res: Response, status: number, error: string | null, values = {}) {
     const { tenant, member: me } = req.dashboard!
@@ -212,15 +223,30 @@ export function registerMembers(router: Router, ctx: DashboardContext): void {
           return errorPage(res, 404, 'Invitation not valid', SPENT_LINK)
         if (password !== confirm)
           return joinPage(req, res, token, 400, 'The two passwords differ. Type the same password twice.')
+        if (signingUp.has(token))
+          return errorPage(
+            res,
+            409,
+            'Invitation in use',
+            'This sign-up link is being used right now. If that does not finish, try again in a moment.',
+          )
+        const accepted = signUpGate.run(() => acceptInvitation(dashboard, token, password, req.ip ?? null, clock()))
+        if (accepted === null) {
+          res.setHeader('retry-after', String(BUSY_RETRY_AFTER_SECONDS))
+          return errorPage(res, 503, 'Busy', 'Sign-up is busy right now. Try again in a few seconds.')
+        }
+        signingUp.add(token)
         let member
         try {
-          member = await acceptInvitation(dashboard, token, password, req.ip ?? null, clock())
+          member = (await accepted).value
         } catch (error) {
           if (error instanceof SaikuHttpError && error.wireCode === 'invalid_request')
             return joinPage(req, res, token, 400, error.message)
           if (error instanceof SaikuHttpError && error.wireCode === 'conflict')
             return errorPage(res, 409, 'Account not created', error.message)
           throw error
+        } finally {
+          signingUp.delete(token)
         }
         // Used by another submission meanwhile: one of them made the account.
         if (member === null) return errorPage(res, 404, 'Invitation not valid', SPENT_LINK)
