@@ -372,6 +372,18 @@ describe.skipIf(!browserAvailable)('members on the dashboard', { timeout: 300_00
     expect(
       activity.filter((e) => e.action === 'member.role_changed' && e.actor === admin.email).map((e) => e.target),
     ).toEqual([`${colleague.email}: admin → viewer`, `${colleague.email}: viewer → admin`])
+
+    // The CLI changes roles by the same rule, and its change reaches the open session too.
+    expect(await cliJson(['members', 'set-role', '--email', colleague.email, '--role', 'admin'], env)).toEqual({
+      email: colleague.email,
+      role: 'admin',
+      changed: true,
+    })
+    expect(await cliJson(['members', 'set-role', '--email', colleague.email, '--role', 'admin'], env)).toMatchObject({
+      changed: false,
+    })
+    await page.goto(`${server.url}/api-keys`)
+    await shown(page.getByRole('button', { name: 'Create key' }))
     await context.close()
   })
 
