@@ -1,6 +1,6 @@
 // GitHub's secret scanning alerts: signed, checked token by token, a leaked live key revoked once, and
 // nothing here ever connects anywhere but this machine (the keys are served on loopback from a local pair).
-import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
+import { createHash, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { once } from 'node:events'
@@ -9,7 +9,9 @@ import { pino } from 'pino'
 import request from 'supertest'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { API_KEY_PATTERN, createKeyManager, mintApiKey } from '@saiku/core'
+import { PostgresKeyStore } from '@saiku/postgres'
 import { SqliteKeyStore } from '@saiku/sqlite'
+import pg from 'pg'
 import { createApp } from '../src/app.js'
 import { ConfigError } from '../src/config.js'
 import { readDashboardSettings } from '../src/dashboard/settings.js'
@@ -21,6 +23,7 @@ import {
   type SecretScanningOptions,
 } from '../src/secret-scanning.js'
 import { exampleDir } from './helpers.js'
+import { postgresUrl } from './services.js'
 
 // ---- The guard: every connection this file's process opens goes to a loopback address, or the test fails.
 const connections: string[] = []
@@ -392,6 +395,80 @@ describe('a leaked live key', () => {
       if (table !== 'saiku_api_keys') expect(rows, table).not.toContain(sha256(key.key))
     }
   })
+})
+
+describe.each([
+  { name: 'SQLite', skip: false },
+  { name: 'PostgreSQL', skip: postgresUrl === undefined },
+])('two servers on one database ($name)', ({ name, skip }) => {
+  it.skipIf(skip)(
+    'revoke a key that both are told of at once once, and report a leak once, in one Activity',
+    async () => {
+      const schema = `saiku_leak_${randomUUID().replaceAll('-', '').slice(0, 12)}`
+      const pool = name === 'PostgreSQL' ? new pg.Pool({ connectionString: postgresUrl }) : undefined
+      const open = () =>
+        pool === undefined
+          ? new SqliteKeyStore(':memory:', { watchIntervalMs: 0 })
+          : new PostgresKeyStore({ pool, schema, listen: false })
+      // SQLite: one store object shared by both apps (one file, one process); PostgreSQL: a store each.
+      const first = open()
+      const second = pool === undefined ? first : open()
+      const apps: { close: () => void }[] = []
+      try {
+        await first.putTenant(tenant)
+        const servers = await Promise.all(
+          [first, second].map(async (store) => {
+            const dashboard = await openDashboardStore(store)
+            const leaked: LeakedKeyEvent[] = []
+            const app = (action: 'revoke' | 'report') => {
+              const created = createApp({
+                store,
+                logger: pino({ level: 'silent' }),
+                dashboard: { store: dashboard, settings: readDashboardSettings({}) },
+                secretScanning: { config: { keysUrl: keys.url, action }, onLeaked: (event) => void leaked.push(event) },
+              })
+              apps.push(created)
+              return created.app
+            }
+            return { dashboard, leaked, revoking: app('revoke'), reporting: app('report') }
+          }),
+        )
+        const post = (app: Parameters<typeof request>[0], token: string) => {
+          const body = JSON.stringify([report(token)])
+          return request(app).post(SECRET_SCANNING_PATH).set(signed(body)).send(body)
+        }
+        const manager = createKeyManager(first)
+        const revoked = await manager.create(tenant.tenantId, { label: 'revoked' })
+        const answers = await Promise.all(
+          servers.flatMap((server) => [0, 1].map(() => post(server.revoking, revoked.key))),
+        )
+        expect(answers.map((answer) => answer.body[0].label)).toEqual(Array(4).fill('true_positive'))
+        expect((await first.findKey(revoked.keyId))!.revokedAt).not.toBeNull()
+        expect(servers.flatMap((server) => server.leaked).map((event) => event.keyId)).toEqual([revoked.keyId])
+
+        const reported = await manager.create(tenant.tenantId, { label: 'reported' })
+        await post(servers[0]!.reporting, reported.key)
+        await post(servers[1]!.reporting, reported.key)
+        expect(servers.flatMap((server) => server.leaked).map((event) => event.keyId)).toEqual([
+          revoked.keyId,
+          reported.keyId,
+        ])
+        const rows = (await servers[1]!.dashboard.listActivity(tenant.tenantId, 100)).filter(
+          (event) => event.action === 'key.leaked',
+        )
+        expect(rows.map((row) => row.target!.split(' ')[0])).toEqual([reported.keyId, revoked.keyId])
+      } finally {
+        for (const app of apps) app.close()
+        if (pool === undefined) (first as SqliteKeyStore).close()
+        else {
+          await (first as PostgresKeyStore).close()
+          await (second as PostgresKeyStore).close()
+          await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+          await pool.end()
+        }
+      }
+    },
+  )
 })
 
 describe('tokens that are not ours', () => {
