@@ -1,6 +1,6 @@
 // GitHub's secret scanning alerts: signed, checked token by token, a leaked live key revoked once, and
 // nothing here ever connects anywhere but this machine (the keys are served on loopback from a local pair).
-import { createHash, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto'
+import { createHash, generateKeyPairSync, randomBytes, randomUUID, scryptSync, sign, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { once } from 'node:events'
@@ -469,6 +469,65 @@ describe.each([
       }
     },
   )
+})
+
+describe('the Activity page', () => {
+  it('shows the leak by GitHub secret scanning, a hostile URL escaped', async () => {
+    const h = await harness()
+    const salt = randomBytes(16)
+    const hash = scryptSync('the-right-password-1', salt, 32, { N: 1024, r: 8, p: 1 })
+    await h.dashboard.addMember({
+      memberId: randomUUID(),
+      tenantId: tenant.tenantId,
+      email: 'ada@acme.example',
+      role: 'viewer',
+      passwordHash: `scrypt$N=1024,r=8,p=1$${salt.toString('base64url')}$${hash.toString('base64url')}`,
+      createdAt: new Date(),
+    })
+    const key = await createKeyManager(h.store).create(tenant.tenantId, { label: 'ci' })
+    const hostile = 'https://github.com/o/r/blob/1/<script>alert(1)</script>.env'
+    expect((await h.alert([report(key.key, hostile)])).status).toBe(200)
+
+    const server = createServer(h.app as Parameters<typeof createServer>[1])
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const origin = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+    try {
+      const jar = new Map<string, string>()
+      const go = async (path: string, init: RequestInit = {}) => {
+        const cookie = [...jar].map(([name, value]) => `${name}=${value}`).join('; ')
+        const res = await fetch(`${origin}${path}`, {
+          ...init,
+          redirect: 'manual',
+          headers: { ...(init.headers as Record<string, string>), cookie },
+        })
+        for (const line of res.headers.getSetCookie()) {
+          const [name, value] = line.split(';')[0]!.split('=') as [string, string]
+          jar.set(name, value)
+        }
+        return res
+      }
+      const csrf = (await (await go('/sign-in')).text()).match(/name="_csrf" value="([^"]+)"/)![1]!
+      const signedIn = await go('/sign-in', {
+        method: 'POST',
+        headers: { origin, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ _csrf: csrf, email: 'ada@acme.example', password: 'the-right-password-1' }),
+      })
+      expect(signedIn.status).toBe(303)
+      const page = await go('/activity')
+      expect(page.status).toBe(200)
+      const html = await page.text()
+      expect(html).toContain('Key found leaked')
+      expect(html).toContain('System (GitHub secret scanning)')
+      expect(html).toContain(key.keyId)
+      expect(html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;')
+      expect(html).not.toContain('<script>alert(1)')
+      expect(html).not.toContain(key.key)
+    } finally {
+      server.closeAllConnections()
+      server.close()
+    }
+  })
 })
 
 describe('tokens that are not ours', () => {
