@@ -39,7 +39,12 @@ import { routeCost } from './costs.js'
 import { createDashboard, recordApiAction, recordSettlement } from './dashboard/index.js'
 import type { DashboardStore } from './dashboard/store/index.js'
 import type { DashboardSettings } from './dashboard/settings.js'
-import { createSecretScanningRoute, SECRET_SCANNING_ACTOR, type SecretScanningOptions } from './secret-scanning.js'
+import {
+  checkSecretScanningOptions,
+  createSecretScanningRoute,
+  SECRET_SCANNING_ACTOR,
+  type SecretScanningOptions,
+} from './secret-scanning.js'
 
 export interface AppOptions {
   readonly store: TenantAdminStore
@@ -257,6 +262,8 @@ function requestLog(logger: Logger): RequestHandler {
 
 export function createApp(options: AppOptions): { app: express.Express; auth: SaikuMiddleware; close: () => void } {
   const { store, logger } = options
+  // Before anything starts: a bad option leaves no timer running.
+  if (options.secretScanning !== undefined) checkSecretScanningOptions(options.secretScanning)
   const now = options.now ?? Date.now
   const refusals = createRefusalLog(logger, { intervalMs: options.refusalLogIntervalMs })
   const app = express()

@@ -386,7 +386,32 @@ const SIGNATURE = /^[A-Za-z0-9+/]{1,1024}={0,2}$/
  * verified against GitHub's published key, then each token checked: its checksum first (garbage
  * costs no store call), then the store.
  */
+/** Throws a ConfigError naming the first option that is not what it must be. */
+export function checkSecretScanningOptions(
+  options: Omit<SecretScanningOptions, 'store' | 'keys' | 'logger' | 'activity'>,
+): void {
+  const { config } = options
+  for (const name of [
+    'perAddressPerMinute',
+    'maxBodyBytes',
+    'maxTokens',
+    'fetchTimeoutMs',
+    'maxKeysBytes',
+    'refetchIntervalMs',
+    'storeTimeoutMs',
+  ] as const) {
+    const value = options[name]
+    if (value !== undefined && !(Number.isSafeInteger(value) && value > 0))
+      throw new ConfigError(`secretScanning.${name}: expected a positive whole number, got ${JSON.stringify(value)}`)
+  }
+  if (config.action !== 'revoke' && config.action !== 'report')
+    throw new ConfigError(
+      `secretScanning.config.action: expected "revoke" or "report", got ${JSON.stringify(config.action)}`,
+    )
+}
+
 export function createSecretScanningRoute(options: SecretScanningOptions): express.Router {
+  checkSecretScanningOptions(options)
   const { store, keys, logger, config } = options
   const now = options.now ?? Date.now
   const maxTokens = options.maxTokens ?? 1_000

@@ -235,6 +235,26 @@ describe('configuration', () => {
     )
   })
 
+  it('refuses a bad option when the app is built, naming it', () => {
+    const store = new SqliteKeyStore(':memory:', { watchIntervalMs: 0 })
+    try {
+      const build = (secretScanning: NonNullable<Parameters<typeof createApp>[0]['secretScanning']>) => () =>
+        createApp({ store, logger: pino({ level: 'silent' }), settleIntervalMs: 0, secretScanning })
+      const config = { keysUrl: 'http://127.0.0.1:9/keys', action: 'revoke' as const }
+      expect(build({ config, perAddressPerMinute: 0 })).toThrow(
+        new ConfigError('secretScanning.perAddressPerMinute: expected a positive whole number, got 0'),
+      )
+      expect(build({ config, maxTokens: 1.5 })).toThrow(
+        new ConfigError('secretScanning.maxTokens: expected a positive whole number, got 1.5'),
+      )
+      expect(build({ config: { ...config, action: 'delete' as 'revoke' } })).toThrow(
+        new ConfigError('secretScanning.config.action: expected "revoke" or "report", got "delete"'),
+      )
+    } finally {
+      store.close()
+    }
+  })
+
   it('has no route without it: the path answers as any unknown path does', async () => {
     const store = new SqliteKeyStore(':memory:', { watchIntervalMs: 0 })
     const { app, close } = createApp({ store, logger: pino({ level: 'silent' }) })
@@ -641,7 +661,7 @@ describe('fetching the keys', () => {
     await once(elsewhere, 'listening')
     const elsewhereUrl = `http://127.0.0.1:${(elsewhere.address() as { port: number }).port}/keys`
     try {
-      const h = await harness({ fetchTimeoutMs: 1_000, maxKeysBytes: 4_096 })
+      const h = await harness({ fetchTimeoutMs: 2_000, maxKeysBytes: 4_096 })
       const serve = keys.answer
       const failures: [string, (req: IncomingMessage, res: ServerResponse) => void][] = [
         ['500', (_req, res) => res.writeHead(500).end()],
