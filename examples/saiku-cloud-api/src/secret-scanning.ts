@@ -429,18 +429,23 @@ export function createSecretScanningRoute(options: SecretScanningOptions): expre
   const reported = new Set<string>()
   const storeTimeoutMs = options.storeTimeoutMs ?? 5_000
 
-  const announce = (event: LeakedKeyEvent): void => {
+  /**
+   * Waits for `onLeaked` (an outbox write is done before GitHub hears back), at most `storeTimeoutMs`;
+   * a rejection, a throw or a hang is logged, and the revocation stands.
+   */
+  const announce = async (event: LeakedKeyEvent): Promise<void> => {
     if (options.onLeaked === undefined) return
-    const failed = (error: unknown) =>
+    try {
+      await withDeadline(
+        Promise.resolve().then(() => options.onLeaked!(event)),
+        storeTimeoutMs,
+      )
+    } catch (error) {
       logger.error({
         msg: 'leaked key announcement failed',
         keyId: event.keyId,
         err: { message: error instanceof Error ? error.message : String(error) },
       })
-    try {
-      Promise.resolve(options.onLeaked(event)).catch(failed)
-    } catch (error) {
-      failed(error)
     }
   }
 
@@ -500,7 +505,7 @@ export function createSecretScanningRoute(options: SecretScanningOptions): expre
         .catch((error: unknown) =>
           logger.error({ msg: 'activity write failed', err: { message: (error as Error).message } }),
         )
-      announce({
+      await announce({
         tenantId: record.tenantId,
         keyId,
         label: record.label,

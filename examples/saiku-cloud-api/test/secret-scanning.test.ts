@@ -394,6 +394,50 @@ describe('a leaked live key', () => {
     }
   })
 
+  it('the answer waits for onLeaked, and for no longer than the store deadline when it hangs', async () => {
+    let finished = 0
+    const slow = await harness({
+      onLeaked: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        finished++
+      },
+    })
+    const key = await createKeyManager(slow.store).create(tenant.tenantId, { label: 'ci' })
+    expect((await slow.alert([report(key.key)])).status).toBe(200)
+    expect(finished).toBe(1)
+
+    const hung = await harness({ onLeaked: () => new Promise<void>(() => {}), storeTimeoutMs: 200 })
+    const other = await createKeyManager(hung.store).create(tenant.tenantId, { label: 'ci' })
+    const answer = await hung.alert([report(other.key)])
+    expect([answer.status, answer.body[0].label]).toEqual([200, 'true_positive'])
+    expect((await hung.store.findKey(other.keyId))!.revokedAt).not.toBeNull()
+    expect(hung.logs.join('')).toContain('leaked key announcement failed')
+  })
+
+  it('an Activity write that fails is logged; the key is revoked and announced all the same', async () => {
+    const h = await harness()
+    h.dashboard.recordActivity = () => Promise.reject(new Error('disk full'))
+    const key = await createKeyManager(h.store).create(tenant.tenantId, { label: 'ci' })
+    const answer = await h.alert([report(key.key)])
+    expect([answer.status, answer.body[0].label]).toEqual([200, 'true_positive'])
+    expect((await h.store.findKey(key.keyId))!.revokedAt).not.toBeNull()
+    expect(h.leaked).toHaveLength(1)
+    expect(h.logs.join('')).toContain('activity write failed')
+  })
+
+  it('a key store that fails or hangs is a JSON 503 with Retry-After, never a 500 or a false positive', async () => {
+    const h = await harness({ storeTimeoutMs: 200 })
+    const key = await createKeyManager(h.store).create(tenant.tenantId, { label: 'ci' })
+    for (const findKey of [() => Promise.reject(new Error('connection lost')), () => new Promise<null>(() => {})]) {
+      h.store.findKey = findKey
+      const answer = await h.alert([report(key.key)])
+      expect(answer.status).toBe(503)
+      expect(answer.body.error).toBe('service_unavailable')
+      expect(answer.headers['retry-after']).toBe('5')
+    }
+    expect(h.leaked).toEqual([])
+  })
+
   it('never logs or stores the token, nor its whole hash outside the key table', async () => {
     const h = await harness()
     const key = await createKeyManager(h.store).create(tenant.tenantId, { label: 'ci' })
