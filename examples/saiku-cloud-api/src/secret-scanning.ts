@@ -330,9 +330,9 @@ function withDeadline<T>(pending: Promise<T>, timeoutMs: number): Promise<T> {
 const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex')
 
 function shortText(value: string, max: number): string {
-  // Control characters would break a log line or a table cell: replaced, then cut.
-  // eslint-disable-next-line no-control-regex
-  const clean = value.replace(/[\u0000-\u001f\u007f]/g, '?')
+  // Control and format characters (a newline, a bidi override) or a lone surrogate would garble a log line, the
+  // CLI's table or the page: each is replaced, then the text cut.
+  const clean = value.replace(/[\p{Cc}\p{Cf}\p{Cs}]/gu, '?')
   return clean.length > max ? `${clean.slice(0, max)}…` : clean
 }
 
@@ -381,11 +381,6 @@ function readReports(body: unknown, maxTokens: number): LeakReport[] {
 const IDENTIFIER = /^[\w.:=+/-]{1,256}$/
 const SIGNATURE = /^[A-Za-z0-9+/]{1,1024}={0,2}$/
 
-/**
- * POST /secret-scanning/github: the raw body read (the signature covers its bytes), the signature
- * verified against GitHub's published key, then each token checked: its checksum first (garbage
- * costs no store call), then the store.
- */
 /** Throws a ConfigError naming the first option that is not what it must be. */
 export function checkSecretScanningOptions(
   options: Omit<SecretScanningOptions, 'store' | 'keys' | 'logger' | 'activity'>,
@@ -410,6 +405,11 @@ export function checkSecretScanningOptions(
     )
 }
 
+/**
+ * POST /secret-scanning/github: the raw body read (the signature covers its bytes), the signature
+ * verified against GitHub's published key, then each token checked: its checksum first (garbage
+ * costs no store call), then the store.
+ */
 export function createSecretScanningRoute(options: SecretScanningOptions): express.Router {
   checkSecretScanningOptions(options)
   const { store, keys, logger, config } = options

@@ -315,6 +315,19 @@ describe('a leaked live key', () => {
     expect(keys.requests()).toBe(1) // the keys are cached
   })
 
+  it('keeps where it leaked readable: control and format characters replaced, a long URL cut', async () => {
+    const h = await harness()
+    const key = await createKeyManager(h.store).create(tenant.tenantId, { label: 'ci' })
+    const url = `https://github.com/o/r/blob/1/a\nb\u202Ec\uD800d${'x'.repeat(1_000)}`
+    expect((await h.alert([report(key.key, url)])).status).toBe(200)
+    const [row] = await leakRows(h)
+    expect(row!.target).toContain('https://github.com/o/r/blob/1/a?b?c?dxxx')
+    expect(row!.target).not.toMatch(/[\n\u202E\uD800]/)
+    expect(row!.target).toContain('x'.repeat(400) + '…')
+    expect(row!.target).not.toContain('x'.repeat(500))
+    expect(h.leaked[0]!.url).toBe(row!.target!.split(' found at ')[1]!.split(' (sha256')[0])
+  })
+
   it('concurrent replays of a first alert revoke once and share one fetch of the keys', async () => {
     const h = await harness()
     const key = await createKeyManager(h.store).create(tenant.tenantId, { label: 'ci' })
