@@ -93,10 +93,12 @@ let env: Record<string, string>
 // GitHub's secret scanning keys, served on loopback from a local pair: a 500 until `githubKeysUp`.
 const github = generateKeyPairSync('ec', { namedCurve: 'P-256' })
 let githubKeysUp = false
+let githubKeyRequests = 0
 let githubKeys: Server
 
 beforeAll(async () => {
   githubKeys = createServer((_req, res) => {
+    githubKeyRequests++
     if (!githubKeysUp) return res.writeHead(500).end()
     const key = github.publicKey.export({ type: 'spki', format: 'pem' }).toString()
     res.writeHead(200, { 'content-type': 'application/json' })
@@ -1076,6 +1078,8 @@ describe("GitHub's secret scanning alerts", () => {
       { token: leaked.secret, type: 'saiku_api_key', url: 'https://github.com/o/r/blob/1/.env', source: 'content' },
       { token: 'sk_live_garbage', type: 'saiku_api_key', url: 'https://github.com/o/r/blob/1/x', source: 'content' },
     ])
+    // Nothing fetched at start-up, nor by the tests before this one.
+    expect(githubKeyRequests).toBe(0)
     // The keys server fails first: GitHub is told to come back later.
     const unavailable = await alert(body)
     expect([unavailable.status, unavailable.body.error]).toEqual([503, 'service_unavailable'])
