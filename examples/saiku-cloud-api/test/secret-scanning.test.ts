@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { once } from 'node:events'
 import { isIP, Socket } from 'node:net'
+import fc from 'fast-check'
 import { pino } from 'pino'
 import request from 'supertest'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -17,6 +18,7 @@ import { ConfigError } from '../src/config.js'
 import { readDashboardSettings } from '../src/dashboard/settings.js'
 import { openDashboardStore } from '../src/dashboard/store/index.js'
 import {
+  createGithubKeyring,
   readSecretScanningConfig,
   SECRET_SCANNING_PATH,
   type LeakedKeyEvent,
@@ -760,6 +762,75 @@ describe('fetching the keys', () => {
     const seen = connections.length
     expect((await h.alert(garbage)).status).toBe(200)
     expect(connections.slice(seen)).toContain(`127.0.0.1:${port}`)
+  })
+})
+
+describe('the keyring, against a model', () => {
+  it('holds what the last fetch held, fetches first on use, and refetches for an unknown identifier at most once a minute', async () => {
+    const pems = ['a', 'b', 'c'].map((id) => [id, keyPair().pem] as const)
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant('find' as const), id: fc.constantFrom('a', 'b', 'c', 'x') }),
+      fc.record({ kind: fc.constant('publish' as const), id: fc.constantFrom('a', 'b', 'c'), on: fc.boolean() }),
+      fc.record({ kind: fc.constant('wait' as const), ms: fc.integer({ min: 0, max: 90_000 }) }),
+      fc.record({ kind: fc.constant('fail' as const), on: fc.boolean() }),
+    )
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
+        let nowMs = 0
+        let failing = false
+        const published = new Set<string>(['a'])
+        let fetches = 0
+        const keyring = createGithubKeyring({
+          url: 'http://127.0.0.1:9/keys',
+          timeoutMs: 1_000,
+          maxBytes: 65_536,
+          refetchIntervalMs: 60_000,
+          now: () => nowMs,
+          fetch: async () => {
+            fetches++
+            if (failing) throw new Error('down')
+            const entries = pems.filter(([id]) => published.has(id))
+            return JSON.stringify({
+              public_keys: entries.map(([id, key]) => ({ key_identifier: id, key, is_current: true })),
+            })
+          },
+        })
+        // The model: the identifiers of the last good fetch, and when an unknown one last refetched.
+        let held: Set<string> | null = null
+        let refetchedAtMs = -Infinity
+        let expectedFetches = 0
+        for (const step of ops) {
+          if (step.kind === 'wait') nowMs += step.ms
+          else if (step.kind === 'fail') failing = step.on
+          else if (step.kind === 'publish') {
+            if (step.on) published.add(step.id)
+            else published.delete(step.id)
+          } else {
+            let fetchNow = held === null
+            if (held !== null && !held.has(step.id) && nowMs - refetchedAtMs >= 60_000) {
+              fetchNow = true
+              refetchedAtMs = nowMs
+            }
+            let expected: boolean | 'error' = held?.has(step.id) ?? false
+            if (fetchNow) {
+              expectedFetches++
+              if (failing) expected = 'error'
+              else {
+                held = new Set(published)
+                expected = held.has(step.id)
+              }
+            }
+            const found = await keyring.find(step.id).then(
+              (key) => key !== null,
+              () => 'error' as const,
+            )
+            expect(found).toBe(expected)
+          }
+          expect(fetches).toBe(expectedFetches)
+        }
+      }),
+      { numRuns: 150 },
+    )
   })
 })
 
