@@ -39,6 +39,12 @@ import { routeCost } from './costs.js'
 import { createDashboard, recordApiAction, recordSettlement } from './dashboard/index.js'
 import type { DashboardStore } from './dashboard/store/index.js'
 import type { DashboardSettings } from './dashboard/settings.js'
+import {
+  checkSecretScanningOptions,
+  createSecretScanningRoute,
+  SECRET_SCANNING_ACTOR,
+  type SecretScanningOptions,
+} from './secret-scanning.js'
 
 export interface AppOptions {
   readonly store: TenantAdminStore
@@ -65,6 +71,11 @@ export interface AppOptions {
   readonly now?: () => number
   /** How often the downgrades and cancellations whose period ended are applied; 0: only when billing is read. Default 60000. */
   readonly settleIntervalMs?: number
+  /**
+   * GitHub's secret scanning alerts, POST /secret-scanning/github (GITHUB_SECRET_SCANNING_KEYS_URL); without it
+   * the route does not exist. `onLeaked` announces each leak to its tenant (the `key.leaked` event).
+   */
+  readonly secretScanning?: Omit<SecretScanningOptions, 'store' | 'keys' | 'logger' | 'activity'>
   readonly dashboard?: {
     readonly store: DashboardStore
     readonly settings: DashboardSettings
@@ -251,6 +262,8 @@ function requestLog(logger: Logger): RequestHandler {
 
 export function createApp(options: AppOptions): { app: express.Express; auth: SaikuMiddleware; close: () => void } {
   const { store, logger } = options
+  // Before anything starts: a bad option leaves no timer running.
+  if (options.secretScanning !== undefined) checkSecretScanningOptions(options.secretScanning)
   const now = options.now ?? Date.now
   const refusals = createRefusalLog(logger, { intervalMs: options.refusalLogIntervalMs })
   const app = express()
@@ -305,6 +318,36 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   }
   const auth = saikuAuth(store, authOptions)
   const keys = auth.authenticator.keys
+  // Unauthenticated like the sign-in page, with its own budget per address; before the dashboard and the API keys.
+  if (options.secretScanning !== undefined) {
+    const activityStore = options.dashboard?.store
+    app.use(
+      createSecretScanningRoute({
+        ...options.secretScanning,
+        store,
+        keys,
+        logger,
+        ...(activityStore === undefined
+          ? {}
+          : {
+              activity: {
+                record: (activity, at) =>
+                  activityStore.recordActivity({
+                    tenantId: activity.tenantId,
+                    actorType: 'system',
+                    actor: SECRET_SCANNING_ACTOR,
+                    action: activity.action,
+                    target: activity.target,
+                    ip: activity.ip,
+                    at,
+                  }),
+                alreadyRecorded: (activity) =>
+                  activityStore.hasActivity(activity.tenantId, activity.action, activity.target),
+              },
+            }),
+      }),
+    )
+  }
   // The dashboard's pages come first: they answer to a session cookie, never to an API key.
   const dashboard = options.dashboard
   if (dashboard !== undefined) {

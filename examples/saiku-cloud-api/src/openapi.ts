@@ -237,6 +237,56 @@ export const openApiDocument = {
         },
       },
     },
+    '/secret-scanning/github': {
+      post: {
+        summary:
+          "GitHub's secret scanning alerts: each token checked (checksum, then the store); a live key of ours is revoked. Only when GITHUB_SECRET_SCANNING_KEYS_URL is set",
+        security: [],
+        parameters: [
+          {
+            name: 'Github-Public-Key-Identifier',
+            in: 'header',
+            required: true,
+            description: "Which of GitHub's published secret scanning keys signed the body",
+            schema: { type: 'string', maxLength: 256 },
+          },
+          {
+            name: 'Github-Public-Key-Signature',
+            in: 'header',
+            required: true,
+            description: "Base64 of the DER ECDSA P-256 signature, with SHA-256, of the body's exact bytes",
+            schema: { type: 'string', maxLength: 1024 },
+          },
+        ],
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: { $ref: '#/components/schemas/SecretScanningAlert' } } },
+        },
+        responses: {
+          '200': {
+            description:
+              'Each token, in order: true_positive for a key of ours (now revoked), false_positive otherwise',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/SecretScanningVerdicts' } } },
+          },
+          '400': error('The signed body is not JSON, or not a list of {token, type, url?, source?}'),
+          '401': error("Unsigned, or the signature does not verify with GitHub's published keys"),
+          '413': error('More than 1000 tokens, or a body over 512 KiB'),
+          '429': {
+            ...error('More than 60 requests a minute from this address'),
+            headers: {
+              'Retry-After': {
+                description: 'Seconds until the address may post again',
+                schema: { type: 'integer', minimum: 1 },
+              },
+            },
+          },
+          '500': error('An unexpected failure; the message reveals nothing'),
+          '503': error(
+            "GitHub's keys could not be fetched, or the key store is unavailable: GitHub sends the alert again",
+          ),
+        },
+      },
+    },
     '/me/tenant': {
       get: {
         summary: 'The tenant the API key belongs to',
@@ -405,6 +455,33 @@ export const openApiDocument = {
   components: {
     securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'sk_live_… or sk_test_…' } },
     schemas: {
+      SecretScanningAlert: {
+        type: 'array',
+        maxItems: 1000,
+        items: {
+          type: 'object',
+          required: ['token', 'type'],
+          properties: {
+            token: { type: 'string', minLength: 1, maxLength: 1024, description: 'What GitHub found' },
+            type: { type: 'string', description: 'The token type the pattern was registered under' },
+            url: { type: ['string', 'null'], description: 'Where it was found' },
+            source: { type: ['string', 'null'], description: 'What was scanned: content, commit, npm, …' },
+          },
+        },
+      },
+      SecretScanningVerdicts: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['token_hash', 'token_type', 'label'],
+          additionalProperties: false,
+          properties: {
+            token_hash: { type: 'string', pattern: '^[0-9a-f]{64}$', description: 'Hex SHA-256 of the token' },
+            token_type: { type: 'string' },
+            label: { enum: ['true_positive', 'false_positive'] },
+          },
+        },
+      },
       Health: {
         type: 'object',
         required: ['status'],

@@ -11,12 +11,15 @@ import { keepQuotaCounts, oneOfSeveralProcesses, readQuotaFlushMs, readTierQuota
 import { gracefulShutdown } from './shutdown.js'
 import { seedDemo } from './tenants.js'
 import { createTokens } from './tokens.js'
+import { readSecretScanningConfig } from './secret-scanning.js'
 import { loadDashboardKey, openDashboardStore, readDashboardSettings } from './dashboard/index.js'
 import { seedDemoMember } from './dashboard/members.js'
 
 async function main(): Promise<void> {
   const config = { ...readConfig(), ...readOperationsConfig() }
   const tiers = readTierQuotas(process.env.TIER_QUOTAS)
+  // Read now, so a bad URL stops the start-up; the keys themselves are fetched when the first alert arrives.
+  const secretScanning = readSecretScanningConfig()
   const quotaFlushMs = readQuotaFlushMs(process.env.QUOTA_FLUSH_MS)
   checkMetricsPort(config.port, config.metricsPort)
   const logs = createLogOutput(process.stdout)
@@ -110,6 +113,7 @@ async function main(): Promise<void> {
     reportOnlyLimits,
     corsOrigins: config.corsOrigins,
     ...(metrics === null ? {} : { meterProvider: metrics.meterProvider }),
+    ...(secretScanning === undefined ? {} : { secretScanning: { config: secretScanning } }),
   })
   // Before the first request is counted: a restart does not give a tenant its day or month back.
   const quotas =
@@ -129,6 +133,7 @@ async function main(): Promise<void> {
     ...(quotas === null ? {} : { quotaCountsLoaded: quotas.loaded, quotaFlushMs }),
     reportOnlyLimits,
     corsOrigins: config.corsOrigins,
+    secretScanning: secretScanning === undefined ? false : secretScanning.action,
   })
   showDemo()
 

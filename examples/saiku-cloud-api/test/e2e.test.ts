@@ -1,6 +1,7 @@
 import Ajv2020 from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
-import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { generateKeyPairSync, sign } from 'node:crypto'
+import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http'
 import { once } from 'node:events'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { SqliteKeyStore } from '@saiku/sqlite'
@@ -89,14 +90,37 @@ let db: TempDir
 let server: RunningServer
 let env: Record<string, string>
 
+// GitHub's secret scanning keys, served on loopback from a local pair: a 500 until `githubKeysUp`.
+const github = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+let githubKeysUp = false
+let githubKeyRequests = 0
+let githubKeys: Server
+
 beforeAll(async () => {
+  githubKeys = createServer((_req, res) => {
+    githubKeyRequests++
+    if (!githubKeysUp) return res.writeHead(500).end()
+    const key = github.publicKey.export({ type: 'spki', format: 'pem' }).toString()
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ public_keys: [{ key_identifier: 'e2e', key, is_current: true }] }))
+  })
+  githubKeys.listen(0, '127.0.0.1')
+  await once(githubKeys, 'listening')
+  const keysUrl = `http://127.0.0.1:${(githubKeys.address() as { port: number }).port}/keys`
   db = tempDatabase()
-  env = { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path }
+  env = {
+    DATABASE_URL: db.databaseUrl,
+    REDIS_URL: '',
+    SAIKU_DATA_DIR: db.path,
+    GITHUB_SECRET_SCANNING_KEYS_URL: keysUrl,
+  }
   server = await startServer(env, 'pnpm start')
 })
 afterAll(async () => {
   await server?.stop()
   db?.remove()
+  githubKeys?.closeAllConnections()
+  githubKeys?.close()
 })
 
 describe('the reference server, as a person starts it', () => {
@@ -1024,6 +1048,59 @@ async function provokeBillingChanges(unpaidKey: string, readerKey: string): Prom
   const billing = await call(server, 'GET', '/me/billing', { key: secret })
   expect(billing.body).toMatchObject({ status: 'active', tier: 'business', billingAnchor: expect.any(String) })
 }
+
+describe("GitHub's secret scanning alerts", () => {
+  /** POSTs an alert, signed with the local pair unless `headers` say otherwise. */
+  async function alert(body: string, headers?: Record<string, string>): Promise<Reply> {
+    const signature = sign('sha256', Buffer.from(body), github.privateKey).toString('base64')
+    const res = await fetch(`${server.url}/secret-scanning/github`, {
+      method: 'POST',
+      headers: headers ?? {
+        'content-type': 'application/json',
+        'github-public-key-identifier': 'e2e',
+        'github-public-key-signature': signature,
+      },
+      body,
+    })
+    const text = await res.text()
+    const parsed = text === '' ? undefined : JSON.parse(text)
+    recorded.push({ method: 'POST', path: '/secret-scanning/github', status: res.status, body: parsed })
+    return { status: res.status, headers: res.headers, text, body: parsed }
+  }
+
+  it('revoke a leaked key, and answer each documented status', async () => {
+    const leaked = await cliJson<{ keyId: string; secret: string }>(
+      ['keys', 'create', '--tenant', 'acme', '--label', 'leaked'],
+      env,
+    )
+    expect((await call(server, 'GET', '/me/tenant', { key: leaked.secret })).status).toBe(200)
+    const body = JSON.stringify([
+      { token: leaked.secret, type: 'saiku_api_key', url: 'https://github.com/o/r/blob/1/.env', source: 'content' },
+      { token: 'sk_live_garbage', type: 'saiku_api_key', url: 'https://github.com/o/r/blob/1/x', source: 'content' },
+    ])
+    // Nothing fetched at start-up, nor by the tests before this one.
+    expect(githubKeyRequests).toBe(0)
+    // The keys server fails first: GitHub is told to come back later.
+    const unavailable = await alert(body)
+    expect([unavailable.status, unavailable.body.error]).toEqual([503, 'service_unavailable'])
+    githubKeysUp = true
+    const answer = await alert(body)
+    expect(answer.status).toBe(200)
+    expect(answer.body.map((verdict: { label: string }) => verdict.label)).toEqual(['true_positive', 'false_positive'])
+    expect((await call(server, 'GET', '/me/tenant', { key: leaked.secret })).status).toBe(401)
+    expect((await alert(body)).body[0].label).toBe('true_positive')
+
+    expect((await alert('[{"token": ')).status).toBe(400)
+    const many = JSON.stringify(Array.from({ length: 1_001 }, () => ({ token: 'x', type: 't' })))
+    expect((await alert(many)).status).toBe(413)
+    const unsigned = { 'content-type': 'application/json' }
+    expect((await alert(body, unsigned)).status).toBe(401)
+    // Past the budget of 60 a minute from one address: 429, before anything is read.
+    let last = 0
+    for (let i = 0; i < 60 && last !== 429; i++) last = (await alert(body, unsigned)).status
+    expect(last).toBe(429)
+  })
+})
 
 describe('restart', () => {
   it('keeps tenants, keys and revocations, and seeds nothing twice', async () => {

@@ -10,6 +10,7 @@ const ACTIONS: Record<string, string> = {
   'key.updated': 'Key edited',
   'key.rotated': 'Key rotated',
   'key.address_refused': 'Key refused from an address not allowed',
+  'key.leaked': 'Key found leaked',
   'trial.started': 'Trial started',
   'plan.changed': 'Plan changed',
   'subscription.canceled': 'Subscription ended',

@@ -15,7 +15,7 @@ export interface ActivityInput {
   readonly actorType: ActorType
   /** A member's email, an API key ID, "cli", or what the system acted on (e.g. "billing period end"). */
   readonly actor: string
-  /** key.created, key.revoked, key.updated, key.rotated (target: "old → new"), key.address_refused, trial.started, plan.changed (target: the tier, or "team → starter" when a period end applies a downgrade), plan.change_scheduled, plan.change_dropped, subscription.cancel_scheduled, subscription.cancel_undone, subscription.canceled (the period end applied a cancellation), sign_in, sign_in.refused, sign_in.throttled, member.added, member.removed, member.password_reset, member.invited (target: "email (role)"), member.invitation_revoked, member.joined (actor: the new member), member.role_changed (target: "email: admin → viewer") */
+  /** key.created, key.revoked, key.updated, key.rotated (target: "old → new"), key.address_refused, trial.started, plan.changed (target: the tier, or "team → starter" when a period end applies a downgrade), plan.change_scheduled, plan.change_dropped, subscription.cancel_scheduled, subscription.cancel_undone, subscription.canceled (the period end applied a cancellation), sign_in, sign_in.refused, sign_in.throttled, member.added, member.removed, member.password_reset, key.leaked (actor: GitHub secret scanning; target: the key ID, where it was found, a fingerprint of the token and what was done), member.invited (target: "email (role)"), member.invitation_revoked, member.joined (actor: the new member), member.role_changed (target: "email: admin → viewer") */
   readonly action: string
   readonly target?: string | null
   readonly ip?: string | null
@@ -36,6 +36,8 @@ export interface ActivityEvent {
 export interface ActivityStore {
   recordActivity(event: ActivityInput): Promise<void>
   listActivity(tenantId: string, limit: number): Promise<ActivityEvent[]>
+  /** Whether the tenant's Activity holds a line of this action and target (a leak reported already). */
+  hasActivity(tenantId: string, action: string, target: string): Promise<boolean>
 }
 
 interface ActivityRow {
@@ -68,6 +70,9 @@ export function sqliteActivity(db: SqliteDatabase): ActivityStore {
     listActivity: db.prepare<[string, number], ActivityRow>(
       'SELECT * FROM saiku_activity WHERE tenant_id = ? ORDER BY id DESC LIMIT ?',
     ),
+    hasActivity: db.prepare<[string, string, string], { found: number }>(
+      'SELECT 1 AS found FROM saiku_activity WHERE tenant_id = ? AND action = ? AND target = ? LIMIT 1',
+    ),
   }
 
   return {
@@ -84,6 +89,9 @@ export function sqliteActivity(db: SqliteDatabase): ActivityStore {
     },
     async listActivity(tenantId, limit) {
       return q.listActivity.all(tenantId, limit).map(activityFromRow)
+    },
+    async hasActivity(tenantId, action, target) {
+      return q.hasActivity.get(tenantId, action, target) !== undefined
     },
   }
 }
@@ -102,6 +110,13 @@ export function postgresActivity({ tables: t, query }: PostgresTables): Activity
         [tenantId, limit],
       )
       return rows.map(activityFromRow)
+    },
+    async hasActivity(tenantId, action, target) {
+      const { rows } = await query(
+        `SELECT 1 FROM ${t.activity} WHERE tenant_id = $1 AND action = $2 AND target = $3 LIMIT 1`,
+        [tenantId, action, target],
+      )
+      return rows.length > 0
     },
   }
 }
