@@ -64,6 +64,25 @@ export const SQLITE_MIGRATIONS: readonly string[] = Object.freeze([
    DROP TABLE saiku_activity;
    ALTER TABLE saiku_activity_next RENAME TO saiku_activity;
    CREATE INDEX saiku_activity_by_tenant ON saiku_activity (tenant_id, id);`,
+  // Two-factor sign-in, re-authentication and the sessions list: a member's TOTP secret (encrypted) and the
+  // last time step used; a session's stage (signed in, or waiting for a code or an enrolment), the time of its
+  // last password check, its browser and address; hashed recovery codes; a tenant's two-factor requirement.
+  `ALTER TABLE saiku_members ADD COLUMN totp_secret TEXT;
+   ALTER TABLE saiku_members ADD COLUMN totp_last_step INTEGER;
+   ALTER TABLE saiku_sessions ADD COLUMN stage TEXT NOT NULL DEFAULT 'full' CHECK (stage IN ('full', 'code', 'enrol'));
+   ALTER TABLE saiku_sessions ADD COLUMN verified_at INTEGER;
+   ALTER TABLE saiku_sessions ADD COLUMN user_agent TEXT;
+   ALTER TABLE saiku_sessions ADD COLUMN ip TEXT;
+   ALTER TABLE saiku_sessions ADD COLUMN enrol_secret TEXT;
+   CREATE TABLE saiku_recovery_codes (
+     member_id TEXT NOT NULL REFERENCES saiku_members (member_id) ON DELETE CASCADE,
+     code_digest TEXT NOT NULL,
+     PRIMARY KEY (member_id, code_digest)
+   );
+   CREATE TABLE saiku_tenant_security (
+     tenant_id TEXT PRIMARY KEY,
+     require_two_factor INTEGER NOT NULL DEFAULT 0
+   );`,
 ])
 
 /** PostgreSQL migrations, in the key store's schema. */
@@ -106,6 +125,24 @@ export const POSTGRES_MIGRATIONS: readonly ((schema: string) => string)[] = Obje
     ALTER TABLE ${s}.saiku_activity DROP CONSTRAINT saiku_activity_actor_type_check;
     ALTER TABLE ${s}.saiku_activity ADD CONSTRAINT saiku_activity_actor_type_check
       CHECK (actor_type IN ('member', 'api_key', 'cli', 'system'));`,
+  // Two-factor sign-in, re-authentication and the sessions list, as in the SQLite step.
+  (s: string) => `
+    ALTER TABLE ${s}.saiku_members ADD COLUMN totp_secret text, ADD COLUMN totp_last_step bigint;
+    ALTER TABLE ${s}.saiku_sessions
+      ADD COLUMN stage text NOT NULL DEFAULT 'full' CHECK (stage IN ('full', 'code', 'enrol')),
+      ADD COLUMN verified_at timestamptz,
+      ADD COLUMN user_agent text,
+      ADD COLUMN ip text,
+      ADD COLUMN enrol_secret text;
+    CREATE TABLE ${s}.saiku_recovery_codes (
+      member_id text NOT NULL REFERENCES ${s}.saiku_members (member_id) ON DELETE CASCADE,
+      code_digest text NOT NULL,
+      PRIMARY KEY (member_id, code_digest)
+    );
+    CREATE TABLE ${s}.saiku_tenant_security (
+      tenant_id text PRIMARY KEY,
+      require_two_factor boolean NOT NULL DEFAULT false
+    );`,
 ])
 
 /** Brings the SQLite file's dashboard tables to the newest version, in one transaction. */
@@ -126,7 +163,13 @@ type Run = (text: string, values: unknown[]) => Promise<{ rowCount: number | nul
 
 /** What each aggregate's PostgreSQL half is given: its tables' names, and queries that wait for the migration. */
 export interface PostgresTables {
-  readonly tables: { readonly members: string; readonly sessions: string; readonly activity: string }
+  readonly tables: {
+    readonly members: string
+    readonly sessions: string
+    readonly activity: string
+    readonly recoveryCodes: string
+    readonly tenantSecurity: string
+  }
   readonly query: <R extends object = Record<string, unknown>>(
     text: string,
     values: unknown[],
@@ -178,7 +221,13 @@ export function postgresTables(keyStore: PostgresKeyStore): PostgresTables {
     }))
 
   return {
-    tables: { members: `${s}.saiku_members`, sessions: `${s}.saiku_sessions`, activity: `${s}.saiku_activity` },
+    tables: {
+      members: `${s}.saiku_members`,
+      sessions: `${s}.saiku_sessions`,
+      activity: `${s}.saiku_activity`,
+      recoveryCodes: `${s}.saiku_recovery_codes`,
+      tenantSecurity: `${s}.saiku_tenant_security`,
+    },
     query: async <R extends object = Record<string, unknown>>(text: string, values: unknown[]) => {
       await ready()
       return pool.query<R>(text, values)

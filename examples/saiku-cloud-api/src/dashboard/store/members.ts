@@ -12,6 +12,8 @@ export interface Member {
   /** `scrypt$…` (see shared/passwords.ts); never the password. */
   readonly passwordHash: string
   readonly createdAt: Date
+  /** The TOTP secret, encrypted with the dashboard key (see shared/two-factor.ts); null until enrolled. */
+  readonly totpSecret?: string | null
 }
 
 export interface MemberStore {
@@ -23,6 +25,8 @@ export interface MemberStore {
   removeMember(memberId: string): Promise<boolean>
   /** Sets a new password hash and ends every session of the member. */
   setPasswordHash(memberId: string, passwordHash: string): Promise<boolean>
+  /** Sets a new password hash and ends every session of the member but `keepSessionDigest`, in one transaction. */
+  changePassword(memberId: string, passwordHash: string, keepSessionDigest: string): Promise<boolean>
 }
 
 interface MemberRow {
@@ -32,6 +36,7 @@ interface MemberRow {
   role: Role
   password_hash: string
   created_at: Time
+  totp_secret?: string | null
 }
 
 const memberFromRow = (row: MemberRow): Member => ({
@@ -41,6 +46,7 @@ const memberFromRow = (row: MemberRow): Member => ({
   role: row.role,
   passwordHash: row.password_hash,
   createdAt: toDate(row.created_at),
+  totpSecret: row.totp_secret ?? null,
 })
 
 // Removing a member or setting their password ends their sessions in the same transaction.
@@ -56,6 +62,9 @@ export function sqliteMembers(db: SqliteDatabase): MemberStore {
     deleteMemberSessions: db.prepare<[string]>('DELETE FROM saiku_sessions WHERE member_id = ?'),
     removeMember: db.prepare<[string]>('DELETE FROM saiku_members WHERE member_id = ?'),
     setPasswordHash: db.prepare<[string, string]>('UPDATE saiku_members SET password_hash = ? WHERE member_id = ?'),
+    deleteOtherSessions: db.prepare<[string, string]>(
+      'DELETE FROM saiku_sessions WHERE member_id = ? AND session_digest <> ?',
+    ),
   }
 
   return {
@@ -92,6 +101,12 @@ export function sqliteMembers(db: SqliteDatabase): MemberStore {
         return q.setPasswordHash.run(passwordHash, memberId).changes > 0
       })()
     },
+    async changePassword(memberId, passwordHash, keepSessionDigest) {
+      return db.transaction(() => {
+        q.deleteOtherSessions.run(memberId, keepSessionDigest)
+        return q.setPasswordHash.run(passwordHash, memberId).changes > 0
+      })()
+    },
   }
 }
 
@@ -125,6 +140,17 @@ export function postgresMembers({ tables: t, query, inTransaction }: PostgresTab
     setPasswordHash: (memberId, passwordHash) =>
       inTransaction(async (run) => {
         await run(`DELETE FROM ${t.sessions} WHERE member_id = $1`, [memberId])
+        return (
+          ((await run(`UPDATE ${t.members} SET password_hash = $2 WHERE member_id = $1`, [memberId, passwordHash]))
+            .rowCount ?? 0) > 0
+        )
+      }),
+    changePassword: (memberId, passwordHash, keepSessionDigest) =>
+      inTransaction(async (run) => {
+        await run(`DELETE FROM ${t.sessions} WHERE member_id = $1 AND session_digest <> $2`, [
+          memberId,
+          keepSessionDigest,
+        ])
         return (
           ((await run(`UPDATE ${t.members} SET password_hash = $2 WHERE member_id = $1`, [memberId, passwordHash]))
             .rowCount ?? 0) > 0
