@@ -188,7 +188,7 @@ export function registerAccount(router: Router, ctx: DashboardContext, enrolment
 
   router.post('/account/password', ...page, form, verified, (req, res, next) => {
     const body = req.body as Record<string, unknown>
-    const field = (name: string) => (typeof body[name] === 'string' ? (body[name] as string) : '')
+    const field = (name: string) => (typeof body[name] === 'string' ? body[name] : '')
     const current = field('current')
     const chosen = field('password')
     const repeated = field('confirm')

@@ -23,6 +23,17 @@ const ACTIONS: Record<string, string> = {
   'member.added': 'Member added',
   'member.removed': 'Member removed',
   'member.password_reset': 'Password reset',
+  'member.password_changed': 'Password changed',
+  'member.password_change_refused': 'Password change refused',
+  'sign_in.code_refused': 'Sign-in code refused',
+  'sign_in.code_throttled': 'Sign-in codes throttled',
+  'reauth.refused': 'Access confirmation refused',
+  'session.ended': 'Session ended',
+  'two_factor.enabled': 'Two-factor turned on',
+  'two_factor.disabled': 'Two-factor turned off',
+  'two_factor.recovery_codes_replaced': 'New recovery codes',
+  'two_factor.required': 'Two-factor required',
+  'two_factor.not_required': 'Two-factor no longer required',
 }
 
 /** The tenant's Activity log, newest first. */

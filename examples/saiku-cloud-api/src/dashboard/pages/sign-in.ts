@@ -19,7 +19,7 @@ const BUSY_LOG_INTERVAL_MS = 10_000
 
 /** Sign in and out: the sign-in budgets, the bounded password checks, and the session each sign-in starts. */
 export function registerSignIn(router: Router, ctx: DashboardContext): void {
-  const { dashboard, logger, settings, clock, page, render, errorPage, setCookie, readCookie } = ctx
+  const { dashboard, logger, clock, page, render, errorPage, setCookie, readCookie } = ctx
   const { foreignOrigin, refuseOrigin, verified } = ctx
   const throttle = new SignInThrottle({ now: clock })
   const throttleRecorded = new Map<string, number>()

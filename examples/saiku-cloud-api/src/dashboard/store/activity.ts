@@ -15,7 +15,7 @@ export interface ActivityInput {
   readonly actorType: ActorType
   /** A member's email, an API key ID, "cli", or what the system acted on (e.g. "billing period end"). */
   readonly actor: string
-  /** key.created, key.revoked, key.updated, key.rotated (target: "old → new"), key.address_refused, trial.started, plan.changed (target: the tier, or "team → starter" when a period end applies a downgrade), plan.change_scheduled, plan.change_dropped, subscription.cancel_scheduled, subscription.cancel_undone, subscription.canceled (the period end applied a cancellation), sign_in, sign_in.refused, sign_in.throttled, member.added, member.removed, member.password_reset */
+  /** key.created, key.revoked, key.updated, key.rotated (target: "old → new"), key.address_refused, trial.started, plan.changed (target: the tier, or "team → starter" when a period end applies a downgrade), plan.change_scheduled, plan.change_dropped, subscription.cancel_scheduled, subscription.cancel_undone, subscription.canceled (the period end applied a cancellation), sign_in (target: how, e.g. "with a recovery code"), sign_in.refused, sign_in.throttled, sign_in.code_refused, sign_in.code_throttled, reauth.refused, session.ended, two_factor.enabled, two_factor.disabled, two_factor.recovery_codes_replaced, two_factor.required, two_factor.not_required, member.added, member.removed, member.password_reset, member.password_changed, member.password_change_refused */
   readonly action: string
   readonly target?: string | null
   readonly ip?: string | null
