@@ -23,20 +23,20 @@ const op: fc.Arbitrary<Op> = fc.oneof(
     arbitrary: fc.record({
       kind: fc.constant('reserve' as const),
       member: fc.nat(1),
-      attempt: fc.option(fc.nat(2), { freq: 3 }),
+      attempt: fc.option(fc.nat(7), { freq: 2 }),
     }),
   },
   {
     weight: 4,
     arbitrary: fc.record({
       kind: fc.constant('settle' as const),
-      index: fc.nat(60),
+      index: fc.nat(100),
       outcome: fc.constantFrom('failure' as const, 'success' as const),
     }),
   },
   {
     weight: 1,
-    arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 1_500_000 }) }),
+    arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 900_000 }) }),
   },
 )
 
@@ -48,7 +48,7 @@ interface ModelHour {
 describe('the code budget', () => {
   it('admits a check only when the model has room, and never more than the budgets whatever the order of settles', () => {
     fc.assert(
-      fc.property(fc.array(op, { maxLength: 120 }), (ops) => {
+      fc.property(fc.array(op, { minLength: 40, maxLength: 200 }), (ops) => {
         let nowMs = 1_000_000
         const throttle = new CodeThrottle({ now: () => nowMs })
         const hours = new Map<number, ModelHour>()
