@@ -29,6 +29,8 @@ export function cheapHash(password: string): string {
 
 export interface InProcessDashboard {
   readonly url: string
+  /** The database, for the CLI. */
+  readonly databaseUrl: string
   readonly store: TenantAdminStore
   readonly dashboard: DashboardStore
   readonly tenant: TenantRecord
@@ -80,6 +82,7 @@ export async function startInProcessDashboard(database: 'sqlite' | 'postgres' = 
   await once(server, 'listening')
   return {
     url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    databaseUrl: db?.databaseUrl ?? `${postgresUrl}${postgresUrl!.includes('?') ? '&' : '?'}schema=${schema}`,
     store,
     dashboard,
     tenant,

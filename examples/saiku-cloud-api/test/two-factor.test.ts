@@ -11,6 +11,7 @@ import {
   startInProcessDashboard,
   type InProcessDashboard,
 } from './dashboard-http.js'
+import { cliJson } from './helpers.js'
 import { postgresUrl } from './services.js'
 
 // Members' account security over HTTP, in this process, with the dashboard's clock in the test's hands:
@@ -297,6 +298,31 @@ describe('two-factor sign-in (SQLite)', { timeout: 120_000 }, () => {
     } finally {
       await d.dashboard.setRequireTwoFactor(d.tenant.tenantId, false)
     }
+  })
+})
+
+describe('the operator’s reset of a member’s two-factor', { timeout: 120_000 }, () => {
+  let d: InProcessDashboard
+  beforeAll(async () => {
+    d = await startInProcessDashboard()
+  })
+  afterAll(() => d?.close())
+
+  it('turns it off and ends the member’s sessions: the password alone signs in again', async () => {
+    const email = uniqueEmail('lost')
+    await d.addMember(email, PASSWORD)
+    const client = await signedIn(d, email)
+    await enrol(d, client)
+    await atCodeStep(d, email, '198.51.100.110')
+    const reset = await cliJson<{ email: string; twoFactor: boolean; hadTwoFactor: boolean }>(
+      ['members', 'reset-two-factor', '--email', email, '--json'],
+      { DATABASE_URL: d.databaseUrl, REDIS_URL: '' },
+    )
+    expect(reset).toEqual({ email, twoFactor: false, hadTwoFactor: true })
+    expect((await client.get('/')).headers.get('location')).toBe('/sign-in')
+    expect((await d.dashboard.findMemberByEmail(email))?.totpSecret).toBeNull()
+    await signedIn(d, email, '198.51.100.111')
+    expect(await countActivity(d, 'two_factor.reset')).toBe(1)
   })
 })
 

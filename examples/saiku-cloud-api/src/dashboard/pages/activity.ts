@@ -34,6 +34,7 @@ const ACTIONS: Record<string, string> = {
   'two_factor.recovery_codes_replaced': 'New recovery codes',
   'two_factor.required': 'Two-factor required',
   'two_factor.not_required': 'Two-factor no longer required',
+  'two_factor.reset': 'Two-factor reset',
 }
 
 /** The tenant's Activity log, newest first. */
