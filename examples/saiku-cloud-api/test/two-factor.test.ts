@@ -239,6 +239,19 @@ describe('two-factor sign-in (SQLite)', { timeout: 120_000 }, () => {
     ).toBe(403)
     expect((await client.post('/sign-in/code', { _csrf: 'forged', code })).status).toBe(403)
     expect((await client.post('/sign-in/code', { code })).status).toBe(403)
+    // A body that is not the form (JSON): refused like a form without its token, never a crash.
+    const json = await fetch(`${d.url}/sign-in/code`, {
+      method: 'POST',
+      headers: {
+        origin: d.url,
+        'content-type': 'application/json',
+        cookie: [...client.cookies].map(([name, value]) => `${name}=${value}`).join('; '),
+      },
+      body: JSON.stringify({ _csrf: token, code }),
+      redirect: 'manual',
+    })
+    expect(json.status).toBe(403)
+    expect(json.headers.get('content-type')).toMatch(/^text\/html/)
     const empty = await client.post('/sign-in/code', { _csrf: token, code: '  ' })
     expect(empty.status).toBe(400)
     expect(alertOf(empty.text)).toBe('Enter the code your authenticator app shows, or a recovery code.')

@@ -63,7 +63,7 @@ export function createEnrolment(ctx: DashboardContext): Enrolment {
       await page(req, res, who, action, 400, 'This set-up page is out of date. Scan the new QR code and try again.')
       return null
     }
-    const typed = readCode((req.body as Record<string, unknown>).code)
+    const typed = readCode(((req.body ?? {}) as Record<string, unknown>).code)
     if (typed.kind !== 'totp') {
       await page(req, res, who, action, 400, 'Enter the 6-digit code your authenticator app shows.')
       return null
@@ -142,7 +142,7 @@ export function registerTwoFactor(router: Router, ctx: DashboardContext, enrolme
 
   /** A form of the second step: from this site, with the pending session's token. */
   function checkedForm(req: Request, res: Response, pending: PendingSignIn): boolean {
-    const token = (req.body as Record<string, unknown>)._csrf
+    const token = ((req.body ?? {}) as Record<string, unknown>)._csrf
     if (typeof token === 'string' && equalSecrets(token, pending.session.csrfToken)) return true
     logger.info({ msg: 'refused form', reason: 'csrf', path: req.path, ip: req.ip })
     errorPage(
@@ -177,7 +177,7 @@ export function registerTwoFactor(router: Router, ctx: DashboardContext, enrolme
       const pending = pendingAt(req, res, 'code')
       if (pending === null || !checkedForm(req, res, pending)) return
       const { member, session } = pending
-      const typed = (req.body as Record<string, unknown>).code
+      const typed = ((req.body ?? {}) as Record<string, unknown>).code
       if (typeof typed !== 'string' || typed.trim() === '')
         return codePage(res, pending, 400, 'Enter the code your authenticator app shows, or a recovery code.', req)
       ;(async () => {
