@@ -15,8 +15,14 @@ const docs = join(root, 'docs/dashboard')
 rmSync(taken, { recursive: true, force: true })
 const vitest = spawnSync(
   process.execPath,
-  // A filter, not one file: every dashboard test file (dashboard.test.ts, dashboard-members.test.ts, …) takes pictures.
-  [join(root, 'node_modules/vitest/vitest.mjs'), 'run', 'examples/saiku-cloud-api/test/dashboard'],
+  // A filter, not one file: every dashboard test file (dashboard.test.ts, dashboard-members.test.ts, …) takes pictures,
+  // and the Account page's browser test.
+  [
+    join(root, 'node_modules/vitest/vitest.mjs'),
+    'run',
+    'examples/saiku-cloud-api/test/dashboard',
+    'examples/saiku-cloud-api/test/account-browser.test.ts',
+  ],
   { cwd: root, stdio: 'inherit' },
 )
 if (vitest.status !== 0) {

@@ -11,6 +11,7 @@ import { formatTime } from '../src/dashboard/shared/render.js'
 import { normalizeEmail } from '../src/dashboard/members.js'
 import { generatePassword, hashPassword, passwordProblem, verifyPassword } from '../src/dashboard/shared/passwords.js'
 import { readDashboardSettings } from '../src/dashboard/settings.js'
+import { createTenant } from '../src/tenants.js'
 import { postgresUrl } from './services.js'
 
 describe('passwords', () => {
@@ -284,10 +285,11 @@ describe.each([
       pool === undefined
         ? new SqliteKeyStore(':memory:', { watchIntervalMs: 0 })
         : new PostgresKeyStore({ pool, schema, listen: false })
-    // The steps before the one that added 'system'; later steps (invitations) run after it on upgrade.
+    // The steps before the one that added 'system'; later steps (invitations, two-factor) run after it on upgrade.
     const previous = 2
     expect(SQLITE_MIGRATIONS[previous]).toContain("'system'")
     expect(POSTGRES_MIGRATIONS[previous]!('s')).toContain("'system'")
+    expect(POSTGRES_MIGRATIONS.length).toBe(SQLITE_MIGRATIONS.length)
     const insert = (actorType: string, id: number) =>
       `INSERT INTO ${pool === undefined ? '' : `"${schema}".`}saiku_activity (id, tenant_id, at, actor_type, actor, action, target, ip)
        VALUES (${id}, 't', ${pool === undefined ? '1000' : 'to_timestamp(1)'}, '${actorType}', 'a@example.com', 'sign_in', null, '127.0.0.1')`
@@ -343,4 +345,73 @@ describe.each([
       }
     }
   })
+})
+
+describe.each([
+  { name: 'SQLite', skip: false },
+  { name: 'PostgreSQL', skip: postgresUrl === undefined },
+])('the members and sessions at the version before two-factor ($name)', ({ name, skip }) => {
+  it.skipIf(skip)(
+    'upgrades keeping members and sessions: no second factor, signed in, no recent password check',
+    async () => {
+      const schema = `saiku_upgrade_${randomUUID().replaceAll('-', '').slice(0, 12)}`
+      const pool = name === 'PostgreSQL' ? new pg.Pool({ connectionString: postgresUrl }) : undefined
+      const store =
+        pool === undefined
+          ? new SqliteKeyStore(':memory:', { watchIntervalMs: 0 })
+          : new PostgresKeyStore({ pool, schema, listen: false })
+      const previous = 4 // the release before two-factor: up to the invitations
+      const s = pool === undefined ? '' : `"${schema}".`
+      const rows = [
+        `INSERT INTO ${s}saiku_members (member_id, tenant_id, email, role, password_hash, created_at)
+         VALUES ('m', 't', 'a@example.com', 'admin', 'scrypt$x', ${pool === undefined ? '1000' : 'to_timestamp(1)'})`,
+        `INSERT INTO ${s}saiku_sessions (session_digest, member_id, csrf_token, created_at, last_seen_at)
+         VALUES ('d', 'm', 'c', ${pool === undefined ? '1000, 2000' : 'to_timestamp(1), to_timestamp(2)'})`,
+      ]
+      try {
+        if (pool === undefined) {
+          const { db } = store as SqliteKeyStore
+          db.exec('CREATE TABLE saiku_dashboard_schema_version (version INTEGER NOT NULL)')
+          for (const step of SQLITE_MIGRATIONS.slice(0, previous)) db.exec(step)
+          db.prepare('INSERT INTO saiku_dashboard_schema_version (version) VALUES (?)').run(previous)
+          const { tenantId } = await createTenant(store, { slug: 'acme', tier: 'team', subscription: 'active' })
+          for (const row of rows) db.exec(row.replace("'t'", `'${tenantId}'`))
+        } else {
+          await (store as PostgresKeyStore).ready()
+          await pool.query(`CREATE TABLE "${schema}".saiku_dashboard_schema_version (version integer NOT NULL)`)
+          for (const step of POSTGRES_MIGRATIONS.slice(0, previous)) await pool.query(step(`"${schema}"`))
+          await pool.query(`INSERT INTO "${schema}".saiku_dashboard_schema_version (version) VALUES ($1)`, [previous])
+          const { tenantId } = await createTenant(store, { slug: 'acme', tier: 'team', subscription: 'active' })
+          for (const row of rows) await pool.query(row.replace("'t'", `'${tenantId}'`))
+        }
+        const dashboard = await openDashboardStore(store)
+        expect((await dashboard.findMember('m'))?.totpSecret).toBeNull()
+        expect((await dashboard.findMember('m'))?.email).toBe('a@example.com')
+        const session = await dashboard.findSession('d')
+        expect(session).toMatchObject({ memberId: 'm', stage: 'full', verifiedAt: null, userAgent: null, ip: null })
+        expect(session!.lastSeenAt.getTime()).toBe(2000)
+        expect(await dashboard.requiresTwoFactor('t')).toBe(false)
+        expect(await dashboard.countRecoveryCodes('m')).toBe(0)
+        // A used step is good once; a recovery code once.
+        expect(await dashboard.enableTwoFactor('m', 'v1.sealed', 5, ['r1', 'r2'])).toBe(true)
+        expect(await dashboard.enableTwoFactor('m', 'v1.other', 9, ['r3'])).toBe(false)
+        expect(await Promise.all([dashboard.useTotpStep('m', 5), dashboard.useTotpStep('m', 6)])).toEqual([false, true])
+        expect(await dashboard.useTotpStep('m', 6)).toBe(false)
+        expect(await Promise.all([dashboard.useRecoveryCode('m', 'r1'), dashboard.useRecoveryCode('m', 'r1')])).toEqual(
+          expect.arrayContaining([true, false]),
+        )
+        expect(await dashboard.countRecoveryCodes('m')).toBe(1)
+        expect(await dashboard.disableTwoFactor('m')).toBe(true)
+        expect(await dashboard.countRecoveryCodes('m')).toBe(0)
+        expect(await dashboard.replaceRecoveryCodes('m', ['r9'])).toBe(false)
+      } finally {
+        if (pool === undefined) (store as SqliteKeyStore).close()
+        else {
+          await (store as PostgresKeyStore).close()
+          await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+          await pool.end()
+        }
+      }
+    },
+  )
 })

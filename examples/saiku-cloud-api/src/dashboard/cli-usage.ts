@@ -6,6 +6,7 @@ export const DASHBOARD_USAGE = `  members add --tenant SLUG --email EMAIL --role
   members set-role --email EMAIL --role admin|viewer
   members remove --email EMAIL
   members reset-password --email EMAIL [--password-stdin]
+  members reset-two-factor --email EMAIL
   activity --tenant SLUG [--limit N]`
 
 /** A mistake in the command line: usage, exit code 2. */

@@ -4,7 +4,7 @@ import { readConfig } from '../config.js'
 import { printable } from '../printable.js'
 import { openStore } from '../store.js'
 import { openDashboardStore, PERIOD_END_ACTOR, systemActorLabel, type DashboardStore } from './store/index.js'
-import { addMember, changeRole, removeMember, resetPassword } from './members.js'
+import { addMember, changeRole, removeMember, resetPassword, resetTwoFactor } from './members.js'
 import { DashboardUsageError, type CommandOutput } from './cli-usage.js'
 
 // The operator CLI's member and activity commands: `saiku members …`, `saiku activity …`.
@@ -82,6 +82,7 @@ export async function runDashboardCommand(argv: string[], out: CommandOutput): P
     'members set-role',
     'members remove',
     'members reset-password',
+    'members reset-two-factor',
     'activity',
   ]
   if (!known.includes(command)) throw new DashboardUsageError(`unknown command "${command}"`)
@@ -190,6 +191,16 @@ async function dashboardCommand(
           `New password set for ${printable(reset.member.email)}; their sessions have ended.` +
           (reset.generatedPassword === null ? '' : `\nPassword, shown this once:\n${reset.generatedPassword}`)
         out.print(human, { email: reset.member.email, password: reset.generatedPassword })
+        return
+      }
+      case 'members reset-two-factor': {
+        const reset = await resetTwoFactor(dashboard, required('email', values.email))
+        out.print(
+          reset.hadTwoFactor
+            ? `Two-factor turned off for ${printable(reset.member.email)}; their sessions have ended. They sign in with their password alone, or set up two-factor again if their tenant requires it.`
+            : `${printable(reset.member.email)} had no two-factor; their sessions have ended.`,
+          { email: reset.member.email, twoFactor: false, hadTwoFactor: reset.hadTwoFactor },
+        )
         return
       }
       case 'activity': {

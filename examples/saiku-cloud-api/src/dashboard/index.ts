@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url'
 import express from 'express'
+import { registerAccount } from './pages/account.js'
 import { registerActivity } from './pages/activity.js'
 import { registerApiKeys } from './pages/api-keys.js'
 import { registerBilling } from './pages/billing.js'
@@ -7,6 +8,7 @@ import { registerFallback } from './pages/fallback.js'
 import { registerMembers } from './pages/members.js'
 import { registerOverview } from './pages/overview.js'
 import { registerSignIn } from './pages/sign-in.js'
+import { createEnrolment, registerTwoFactor } from './pages/two-factor.js'
 import { registerUsage } from './pages/usage.js'
 import { createContext, type DashboardOptions } from './shared/context.js'
 import { sweepExpiredSessions } from './shared/session.js'
@@ -19,6 +21,7 @@ export { recordApiAction, recordSettlement } from './pages/activity.js'
 export { openDashboardStore } from './store/index.js'
 export { readDashboardSettings } from './settings.js'
 export { loadDashboardKey } from './shared/sign-in-cookies.js'
+export { RECENT_AUTH_MS, type RecentAuth } from './shared/recent-auth.js'
 
 // Beside this module in src/, and beside the bundle in dist/ (see tsdown.config.ts).
 const VIEWS = fileURLToPath(new URL('./views/', import.meta.url))
@@ -31,6 +34,9 @@ export function createDashboard(options: DashboardOptions): express.Router {
 
   const router = express.Router()
   registerSignIn(router, ctx)
+  const enrolment = createEnrolment(ctx)
+  registerTwoFactor(router, ctx, enrolment)
+  registerAccount(router, ctx, enrolment)
   registerOverview(router, ctx)
   registerApiKeys(router, ctx)
   registerUsage(router, ctx)

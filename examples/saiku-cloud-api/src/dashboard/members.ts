@@ -317,6 +317,29 @@ export async function resetPassword(
   return { member, generatedPassword: password === undefined ? chosen : null }
 }
 
+/**
+ * Turns a member's two-factor off (their secret and recovery codes are forgotten) and ends every session of
+ * theirs: for a member who lost both their phone and their recovery codes. If their tenant requires two-factor,
+ * their next sign-in sets it up again.
+ */
+export async function resetTwoFactor(
+  dashboard: DashboardStore,
+  email: string,
+  actor: Actor = CLI_ACTOR,
+): Promise<{ member: Member; hadTwoFactor: boolean }> {
+  const member = await memberByEmail(dashboard, email)
+  const hadTwoFactor = await dashboard.disableTwoFactor(member.memberId)
+  for (const session of await dashboard.listMemberSessions(member.memberId))
+    await dashboard.deleteMemberSession(member.memberId, session.sessionDigest)
+  await dashboard.recordActivity({
+    tenantId: member.tenantId,
+    ...actor,
+    action: 'two_factor.reset',
+    target: member.email,
+  })
+  return { member, hadTwoFactor }
+}
+
 export const DEMO_MEMBER_EMAIL = 'admin@acme.example'
 
 /** On a freshly seeded demo tenant: its first admin, with a generated password. */

@@ -28,6 +28,18 @@ const ACTIONS: Record<string, string> = {
   'member.joined': 'Member joined',
   'member.role_changed': 'Role changed',
   'member.password_reset': 'Password reset',
+  'member.password_changed': 'Password changed',
+  'member.password_change_refused': 'Password change refused',
+  'sign_in.code_refused': 'Sign-in code refused',
+  'sign_in.code_throttled': 'Sign-in codes throttled',
+  'reauth.refused': 'Access confirmation refused',
+  'session.ended': 'Session ended',
+  'two_factor.enabled': 'Two-factor turned on',
+  'two_factor.disabled': 'Two-factor turned off',
+  'two_factor.recovery_codes_replaced': 'New recovery codes',
+  'two_factor.required': 'Two-factor required',
+  'two_factor.not_required': 'Two-factor no longer required',
+  'two_factor.reset': 'Two-factor reset',
 }
 
 /** The tenant's Activity log, newest first. */

@@ -56,6 +56,9 @@ export function registerApiKeys(router: Router, ctx: DashboardContext): void {
     const body = req.body as Record<string, unknown>
     const { tenant, session: current } = req.dashboard!
     ;(async () => {
+      // A live key asks for the password (and code) again when the last check is old; the confirmation
+      // posts this form again, its one-time nonce still unspent.
+      if (body.environment !== 'test' && !(await ctx.confirmRecentAuth(req, res))) return
       // One key per rendered form: a resubmitted one (reload, back, double click) creates nothing. The
       // server cannot tell a used form from a forgotten one, so the notice claims neither.
       const nonce = typeof body._form === 'string' ? body._form : ''
@@ -200,6 +203,7 @@ export function registerApiKeys(router: Router, ctx: DashboardContext): void {
         await dashboard.addFormNonce(current.sessionDigest, nonce)
         return render(res, 200, 'key-rotate', { title: 'Rotate key', key, nonce, graces: GRACES })
       }
+      if (key.environment === 'live' && !(await ctx.confirmRecentAuth(req, res))) return
       const grace = GRACES.find((choice) => choice.value === body.grace)
       if (grace === undefined)
         return errorPage(res, 400, 'Choose a grace', 'Choose when the old key stops working from the list.')

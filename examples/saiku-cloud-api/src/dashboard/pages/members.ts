@@ -41,6 +41,8 @@ export function registerMembers(router: Router, ctx: DashboardContext): void {
   const { foreignOrigin, refuseOrigin, originOf } = ctx
   /** Every member mutation: a form from this site, with its session's token, by an admin. */
   const mutation: readonly RequestHandler[] = [...page, form, verified, adminOnly]
+  /** Adding a member, changing a role or removing one also asks for the password (and code) once it is 10 minutes old. */
+  const sensitive: readonly RequestHandler[] = [...mutation, ctx.requireRecentAuth]
   // Whoever holds a link could send it many times at once, each a password hash: the hashes wait their turn in a
   // short queue, and a link already being used in this process is refused at once rather than hashed again.
   const signUpGate = new PasswordGate({ concurrency: SIGN_UP_CONCURRENCY, queueLength: SIGN_UP_QUEUE_LENGTH })
@@ -87,7 +89,7 @@ export function registerMembers(router: Router, ctx: DashboardContext): void {
     throw error
   }
 
-  router.post('/members/invite', ...mutation, (req, res, next) => {
+  router.post('/members/invite', ...sensitive, (req, res, next) => {
     const body = req.body as Record<string, unknown>
     const email = typeof body.email === 'string' ? body.email.slice(0, 300) : ''
     const role = typeof body.role === 'string' ? body.role.slice(0, 40) : ''
@@ -138,7 +140,7 @@ export function registerMembers(router: Router, ctx: DashboardContext): void {
     })().catch(next)
   })
 
-  router.post('/members/:memberId/role', ...mutation, (req, res, next) => {
+  router.post('/members/:memberId/role', ...sensitive, (req, res, next) => {
     const { tenant, session, member: me } = req.dashboard!
     const role = (req.body as Record<string, unknown>).role
     ;(async () => {
@@ -159,7 +161,7 @@ export function registerMembers(router: Router, ctx: DashboardContext): void {
     })().catch(next)
   })
 
-  router.post('/members/:memberId/remove', ...mutation, (req, res, next) => {
+  router.post('/members/:memberId/remove', ...sensitive, (req, res, next) => {
     const { tenant, session, member: me } = req.dashboard!
     ;(async () => {
       const member = await memberOfTenant(dashboard, tenant.tenantId, String(req.params.memberId))

@@ -3,15 +3,10 @@ import { clientKey } from '@saiku/core'
 import { normalizeEmail } from '../members.js'
 import type { DashboardContext } from '../shared/context.js'
 import { form } from '../shared/forms.js'
-import { PasswordGate, passwordCheckConcurrency } from '../shared/password-gate.js'
 import { burnPasswordCheck, MAX_PASSWORD_LENGTH, verifyPassword } from '../shared/passwords.js'
 import { safeNext } from '../shared/redirects.js'
-import { newToken, sessionDigest } from '../shared/secrets.js'
-import {
-  createSignInCookies,
-  DEVICE_COOKIE_MAX_AGE_SECONDS,
-  SIGN_IN_FORM_TTL_SECONDS,
-} from '../shared/sign-in-cookies.js'
+import { createSignInCookies, SIGN_IN_FORM_TTL_SECONDS } from '../shared/sign-in-cookies.js'
+import { completeSignIn, startSession } from '../shared/sign-in-session.js'
 import { minutesText, SignInThrottle, type SignInScope } from '../shared/sign-in-throttle.js'
 import type { Member } from '../store/index.js'
 
@@ -21,18 +16,15 @@ const THROTTLE_RECORD_INTERVAL_MS = 60_000
 const BUSY_RETRY_AFTER_SECONDS = 2
 /** At most one "sign-in busy" log line this often; it carries the count refused since start. */
 const BUSY_LOG_INTERVAL_MS = 10_000
-/** Password checks waiting for a place, per place: a short queue, then 503. */
-const PASSWORD_QUEUE_PER_PLACE = 2
 
 /** Sign in and out: the sign-in budgets, the bounded password checks, and the session each sign-in starts. */
 export function registerSignIn(router: Router, ctx: DashboardContext): void {
-  const { dashboard, logger, settings, clock, page, render, errorPage, setCookie, readCookie } = ctx
+  const { dashboard, logger, clock, page, render, errorPage, setCookie, readCookie } = ctx
   const { foreignOrigin, refuseOrigin, verified } = ctx
   const throttle = new SignInThrottle({ now: clock })
   const throttleRecorded = new Map<string, number>()
   const signInCookies = createSignInCookies(ctx.key)
-  const concurrency = passwordCheckConcurrency()
-  const passwordGate = new PasswordGate({ concurrency, queueLength: concurrency * PASSWORD_QUEUE_PER_PLACE })
+  const { passwordGate } = ctx
   let busyLoggedMs = -Infinity
 
   /** The sign-in cookie's browser ID, a new one when it has none; refreshed, so its forms live their hour. */
@@ -66,7 +58,9 @@ export function registerSignIn(router: Router, ctx: DashboardContext): void {
         ? 'Your session expired. Sign in again.'
         : req.query['signed-out'] === '1'
           ? 'You are signed out.'
-          : null
+          : req.query.codes === '1'
+            ? 'Too many wrong codes. Sign in again with your password.'
+            : null
     signInPage(req, res, 200, { notice })
   })
 
@@ -232,34 +226,21 @@ export function registerSignIn(router: Router, ctx: DashboardContext): void {
           return signInPage(req, res, 401, { error: 'Incorrect email or password.', email: rawEmail })
         }
         throttle.settle(reservation, 'success')
-        // A new session ID at every sign-in; any session the browser had is ended.
-        const previous = readCookie(req, 'saiku_session')
-        if (previous !== undefined && previous.length <= 100) await dashboard.deleteSession(sessionDigest(previous))
-        const id = newToken()
-        const now = new Date()
-        await dashboard.createSession({
-          sessionDigest: sessionDigest(id),
-          memberId: member.memberId,
-          csrfToken: newToken(),
-          createdAt: now,
-          lastSeenAt: now,
-        })
-        await dashboard.recordActivity({
-          tenantId: member.tenantId,
-          actorType: 'member',
-          actor: member.email,
-          action: 'sign_in',
-          ip: req.ip ?? null,
-        })
-        // This browser now passes the account-wide budget for this account.
-        setCookie(
-          req,
-          res,
-          'saiku_device',
-          signInCookies.rememberDevice(deviceCookie, member.email),
-          DEVICE_COOKIE_MAX_AGE_SECONDS,
-        )
-        setCookie(req, res, 'saiku_session', id, settings.absoluteTimeoutSeconds)
+        // A new session ID at every sign-in; any session the browser had is ended. A member with two-factor
+        // (or whose tenant requires it) gets a session that waits for the second step and opens no page.
+        const stage =
+          (member.totpSecret ?? null) !== null
+            ? 'code'
+            : (await dashboard.requiresTwoFactor(member.tenantId))
+              ? 'enrol'
+              : 'full'
+        await startSession(ctx, req, res, member, stage, clock())
+        const back = safeNext(req.query.next)
+        if (stage !== 'full') {
+          const path = stage === 'code' ? '/sign-in/code' : '/sign-in/two-factor'
+          return res.redirect(303, back === null ? path : `${path}?next=${encodeURIComponent(back)}`)
+        }
+        await completeSignIn(ctx, req, res, member, null)
         res.redirect(303, safeNext(req.query.next) ?? '/')
       })().catch(next)
     })

@@ -14,15 +14,25 @@ export interface Signed {
   readonly tenant: TenantRecord
 }
 
+/** A sign-in whose password was right and that waits for a second step: a one-time code, or an enrolment. */
+export interface PendingSignIn extends Signed {
+  readonly stage: 'code' | 'enrol'
+}
+
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
   namespace Express {
     interface Request {
       /** The signed-in member of a dashboard request. */
       dashboard?: Signed
+      /** A sign-in half done: set instead of `dashboard`, which stays unset until the second step. */
+      pendingSignIn?: PendingSignIn
     }
   }
 }
+
+/** How long a sign-in may wait at its second step (the code, or an enrolment) after its password check. */
+export const PENDING_SIGN_IN_MS = 10 * 60_000
 
 export interface Sessions {
   /** Loads the session from its cookie; ends it when it is past a timeout. Sets req.dashboard. */
@@ -43,8 +53,10 @@ export function createSessions(deps: {
   readonly dashboard: DashboardStore
   readonly settings: DashboardSettings
   readonly site: Site
+  /** The clock of re-authentication and of the second step's wait. */
+  readonly clock: () => number
 }): Sessions {
-  const { store, dashboard, site } = deps
+  const { store, dashboard, site, clock } = deps
   const { idleMs, absoluteMs } = timeouts(deps.settings)
   // lastSeenAt is written at most this often per session.
   const touchEveryMs = Math.min(60_000, Math.floor(idleMs / 10))
@@ -72,7 +84,22 @@ export function createSessions(deps: {
         await dashboard.deleteSession(key)
         return clearSession(req, res, false)
       }
+      const stage = found.stage ?? 'full'
+      if (stage !== 'full') {
+        // A second step not taken in time: the sign-in starts again from the password.
+        if (found.verifiedAt == null || clock() - found.verifiedAt.getTime() >= PENDING_SIGN_IN_MS) {
+          await dashboard.deleteSession(key)
+          return clearSession(req, res, true)
+        }
+        req.pendingSignIn = { session: found, member, tenant, stage }
+        return
+      }
       if (now - found.lastSeenAt.getTime() >= touchEveryMs) await dashboard.touchSession(key, new Date(now))
+      // A tenant that requires two-factor sends a member without it to set it up before any page.
+      if ((member.totpSecret ?? null) === null && (await dashboard.requiresTwoFactor(tenant.tenantId))) {
+        req.pendingSignIn = { session: found, member, tenant, stage: 'enrol' }
+        return
+      }
       req.dashboard = { session: found, member, tenant }
     })().then(() => next(), next)
   }
@@ -87,6 +114,9 @@ export function createSessions(deps: {
 
   const signedIn: RequestHandler = (req, res, next) => {
     if (req.dashboard !== undefined) return next()
+    const pending = req.pendingSignIn
+    if (pending !== undefined)
+      return res.redirect(303, pending.stage === 'code' ? '/sign-in/code' : '/sign-in/two-factor')
     res.redirect(303, signInUrl(req, res))
   }
 

@@ -77,6 +77,25 @@ export const SQLITE_MIGRATIONS: readonly string[] = Object.freeze([
      expires_at INTEGER NOT NULL,
      UNIQUE (tenant_id, email)
    );`,
+  // Two-factor sign-in, re-authentication and the sessions list: a member's TOTP secret (encrypted) and the
+  // last time step used; a session's stage (signed in, or waiting for a code or an enrolment), the time of its
+  // last password check, its browser and address; hashed recovery codes; a tenant's two-factor requirement.
+  `ALTER TABLE saiku_members ADD COLUMN totp_secret TEXT;
+   ALTER TABLE saiku_members ADD COLUMN totp_last_step INTEGER;
+   ALTER TABLE saiku_sessions ADD COLUMN stage TEXT NOT NULL DEFAULT 'full' CHECK (stage IN ('full', 'code', 'enrol'));
+   ALTER TABLE saiku_sessions ADD COLUMN verified_at INTEGER;
+   ALTER TABLE saiku_sessions ADD COLUMN user_agent TEXT;
+   ALTER TABLE saiku_sessions ADD COLUMN ip TEXT;
+   ALTER TABLE saiku_sessions ADD COLUMN enrol_secret TEXT;
+   CREATE TABLE saiku_recovery_codes (
+     member_id TEXT NOT NULL REFERENCES saiku_members (member_id) ON DELETE CASCADE,
+     code_digest TEXT NOT NULL,
+     PRIMARY KEY (member_id, code_digest)
+   );
+   CREATE TABLE saiku_tenant_security (
+     tenant_id TEXT PRIMARY KEY,
+     require_two_factor INTEGER NOT NULL DEFAULT 0
+   );`,
 ])
 
 /** PostgreSQL migrations, in the key store's schema. */
@@ -132,6 +151,24 @@ export const POSTGRES_MIGRATIONS: readonly ((schema: string) => string)[] = Obje
       expires_at timestamptz NOT NULL,
       UNIQUE (tenant_id, email)
     );`,
+  // Two-factor sign-in, re-authentication and the sessions list, as in the SQLite step.
+  (s: string) => `
+    ALTER TABLE ${s}.saiku_members ADD COLUMN totp_secret text, ADD COLUMN totp_last_step bigint;
+    ALTER TABLE ${s}.saiku_sessions
+      ADD COLUMN stage text NOT NULL DEFAULT 'full' CHECK (stage IN ('full', 'code', 'enrol')),
+      ADD COLUMN verified_at timestamptz,
+      ADD COLUMN user_agent text,
+      ADD COLUMN ip text,
+      ADD COLUMN enrol_secret text;
+    CREATE TABLE ${s}.saiku_recovery_codes (
+      member_id text NOT NULL REFERENCES ${s}.saiku_members (member_id) ON DELETE CASCADE,
+      code_digest text NOT NULL,
+      PRIMARY KEY (member_id, code_digest)
+    );
+    CREATE TABLE ${s}.saiku_tenant_security (
+      tenant_id text PRIMARY KEY,
+      require_two_factor boolean NOT NULL DEFAULT false
+    );`,
 ])
 
 /** Brings the SQLite file's dashboard tables to the newest version, in one transaction. */
@@ -160,6 +197,8 @@ export interface PostgresTables {
     readonly sessions: string
     readonly activity: string
     readonly invitations: string
+    readonly recoveryCodes: string
+    readonly tenantSecurity: string
   }
   readonly query: <R extends object = Record<string, unknown>>(
     text: string,
@@ -217,6 +256,8 @@ export function postgresTables(keyStore: PostgresKeyStore): PostgresTables {
       sessions: `${s}.saiku_sessions`,
       activity: `${s}.saiku_activity`,
       invitations: `${s}.saiku_invitations`,
+      recoveryCodes: `${s}.saiku_recovery_codes`,
+      tenantSecurity: `${s}.saiku_tenant_security`,
     },
     query: async <R extends object = Record<string, unknown>>(text: string, values: unknown[]) => {
       await ready()

@@ -12,6 +12,8 @@ export interface Member {
   /** `scrypt$…` (see shared/passwords.ts); never the password. */
   readonly passwordHash: string
   readonly createdAt: Date
+  /** The TOTP secret, encrypted with the dashboard key (see shared/two-factor.ts); null until enrolled. */
+  readonly totpSecret?: string | null
 }
 
 /**
@@ -31,6 +33,8 @@ export interface MemberStore {
   setRole(memberId: string, role: Role): Promise<MemberChange>
   /** Sets a new password hash and ends every session of the member. */
   setPasswordHash(memberId: string, passwordHash: string): Promise<boolean>
+  /** Sets a new password hash and ends every session of the member but `keepSessionDigest`, in one transaction. */
+  changePassword(memberId: string, passwordHash: string, keepSessionDigest: string): Promise<boolean>
 }
 
 interface MemberRow {
@@ -40,6 +44,7 @@ interface MemberRow {
   role: Role
   password_hash: string
   created_at: Time
+  totp_secret?: string | null
 }
 
 const memberFromRow = (row: MemberRow): Member => ({
@@ -49,6 +54,7 @@ const memberFromRow = (row: MemberRow): Member => ({
   role: row.role,
   passwordHash: row.password_hash,
   createdAt: toDate(row.created_at),
+  totpSecret: row.totp_secret ?? null,
 })
 
 // Removing a member or setting their password ends their sessions in the same transaction. A removal or a
@@ -73,6 +79,9 @@ export function sqliteMembers(db: SqliteDatabase): MemberStore {
     ),
     setRole: db.prepare<[Role, string]>('UPDATE saiku_members SET role = ? WHERE member_id = ?'),
     setPasswordHash: db.prepare<[string, string]>('UPDATE saiku_members SET password_hash = ? WHERE member_id = ?'),
+    deleteOtherSessions: db.prepare<[string, string]>(
+      'DELETE FROM saiku_sessions WHERE member_id = ? AND session_digest <> ?',
+    ),
   }
 
   /** Checks and applies one change in an immediate transaction: a writer in another process waits for it. */
@@ -121,6 +130,12 @@ export function sqliteMembers(db: SqliteDatabase): MemberStore {
     async setPasswordHash(memberId, passwordHash) {
       return db.transaction(() => {
         q.deleteMemberSessions.run(memberId)
+        return q.setPasswordHash.run(passwordHash, memberId).changes > 0
+      })()
+    },
+    async changePassword(memberId, passwordHash, keepSessionDigest) {
+      return db.transaction(() => {
+        q.deleteOtherSessions.run(memberId, keepSessionDigest)
         return q.setPasswordHash.run(passwordHash, memberId).changes > 0
       })()
     },
@@ -186,6 +201,17 @@ export function postgresMembers({ tables: t, query, inTransaction }: PostgresTab
     setPasswordHash: (memberId, passwordHash) =>
       inTransaction(async (run) => {
         await run(`DELETE FROM ${t.sessions} WHERE member_id = $1`, [memberId])
+        return (
+          ((await run(`UPDATE ${t.members} SET password_hash = $2 WHERE member_id = $1`, [memberId, passwordHash]))
+            .rowCount ?? 0) > 0
+        )
+      }),
+    changePassword: (memberId, passwordHash, keepSessionDigest) =>
+      inTransaction(async (run) => {
+        await run(`DELETE FROM ${t.sessions} WHERE member_id = $1 AND session_digest <> $2`, [
+          memberId,
+          keepSessionDigest,
+        ])
         return (
           ((await run(`UPDATE ${t.members} SET password_hash = $2 WHERE member_id = $1`, [memberId, passwordHash]))
             .rowCount ?? 0) > 0

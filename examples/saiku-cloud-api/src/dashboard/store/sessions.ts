@@ -9,7 +9,22 @@ export interface SessionRecord {
   readonly lastSeenAt: Date
   /** A notice for the next page this session opens ("Key abc revoked."), shown once. */
   readonly flash?: string | null
+  /**
+   * `full`: signed in. `code`: the password was right and the sign-in waits for a one-time code. `enrol`: the
+   * password was right and the tenant requires two-factor, which the member must set up first. Default `full`.
+   */
+  readonly stage?: SessionStage
+  /** The last password (and code) check of this session, on the dashboard's clock: re-authentication's age. */
+  readonly verifiedAt?: Date | null
+  /** The browser's User-Agent at sign-in, cut to 300 characters. */
+  readonly userAgent?: string | null
+  /** The address the session signed in from. */
+  readonly ip?: string | null
+  /** A TOTP secret offered for enrolment and not yet confirmed, encrypted. */
+  readonly enrolSecret?: string | null
 }
+
+export type SessionStage = 'full' | 'code' | 'enrol'
 
 /** Create-key forms a session may have open at once, each good for one key; the oldest is forgotten first. */
 export const MAX_FORM_NONCES = 10
@@ -29,6 +44,14 @@ export interface SessionStore {
   setFlash(sessionDigest: string, message: string): Promise<void>
   /** Clears the notice if it is still `message`; true only for the one caller that did. */
   takeFlash(sessionDigest: string, message: string): Promise<boolean>
+  /** The member's sessions, signed in or waiting for a second step, newest first. */
+  listMemberSessions(memberId: string): Promise<SessionRecord[]>
+  /** Ends one session, only if it is the member's; true when it was. */
+  deleteMemberSession(memberId: string, sessionDigest: string): Promise<boolean>
+  /** Records a password (and code) check just made in this session. */
+  setVerifiedAt(sessionDigest: string, verifiedAt: Date): Promise<void>
+  /** Keeps (or, with null, forgets) the secret offered for enrolment in this session. */
+  setEnrolSecret(sessionDigest: string, enrolSecret: string | null): Promise<void>
 }
 
 interface SessionRow {
@@ -38,6 +61,11 @@ interface SessionRow {
   created_at: Time
   last_seen_at: Time
   flash?: string | null
+  stage?: SessionStage | null
+  verified_at?: Time | null
+  user_agent?: string | null
+  ip?: string | null
+  enrol_secret?: string | null
 }
 
 const sessionFromRow = (row: SessionRow): SessionRecord => ({
@@ -47,6 +75,11 @@ const sessionFromRow = (row: SessionRow): SessionRecord => ({
   createdAt: toDate(row.created_at),
   lastSeenAt: toDate(row.last_seen_at),
   flash: row.flash ?? null,
+  stage: row.stage ?? 'full',
+  verifiedAt: row.verified_at == null ? null : toDate(row.verified_at),
+  userAgent: row.user_agent ?? null,
+  ip: row.ip ?? null,
+  enrolSecret: row.enrol_secret ?? null,
 })
 
 const nonceList = (stored: string | null | undefined): string[] =>
@@ -55,7 +88,17 @@ const nonceList = (stored: string | null | undefined): string[] =>
 export function sqliteSessions(db: SqliteDatabase): SessionStore {
   const q = {
     createSession: db.prepare(
-      'INSERT INTO saiku_sessions (session_digest, member_id, csrf_token, created_at, last_seen_at) VALUES (@session_digest, @member_id, @csrf_token, @created_at, @last_seen_at)',
+      'INSERT INTO saiku_sessions (session_digest, member_id, csrf_token, created_at, last_seen_at, stage, verified_at, user_agent, ip) VALUES (@session_digest, @member_id, @csrf_token, @created_at, @last_seen_at, @stage, @verified_at, @user_agent, @ip)',
+    ),
+    listMemberSessions: db.prepare<[string], SessionRow>(
+      'SELECT * FROM saiku_sessions WHERE member_id = ? ORDER BY created_at DESC, session_digest',
+    ),
+    deleteMemberSession: db.prepare<[string, string]>(
+      'DELETE FROM saiku_sessions WHERE member_id = ? AND session_digest = ?',
+    ),
+    setVerifiedAt: db.prepare<[number, string]>('UPDATE saiku_sessions SET verified_at = ? WHERE session_digest = ?'),
+    setEnrolSecret: db.prepare<[string | null, string]>(
+      'UPDATE saiku_sessions SET enrol_secret = ? WHERE session_digest = ?',
     ),
     findSession: db.prepare<[string], SessionRow>('SELECT * FROM saiku_sessions WHERE session_digest = ?'),
     touchSession: db.prepare<[number, string]>('UPDATE saiku_sessions SET last_seen_at = ? WHERE session_digest = ?'),
@@ -81,6 +124,10 @@ export function sqliteSessions(db: SqliteDatabase): SessionStore {
         csrf_token: s.csrfToken,
         created_at: s.createdAt.getTime(),
         last_seen_at: s.lastSeenAt.getTime(),
+        stage: s.stage ?? 'full',
+        verified_at: s.verifiedAt?.getTime() ?? null,
+        user_agent: s.userAgent ?? null,
+        ip: s.ip ?? null,
       })
     },
     async findSession(sessionDigest) {
@@ -119,6 +166,18 @@ export function sqliteSessions(db: SqliteDatabase): SessionStore {
     async takeFlash(sessionDigest, message) {
       return q.takeFlash.run(sessionDigest, message).changes > 0
     },
+    async listMemberSessions(memberId) {
+      return q.listMemberSessions.all(memberId).map(sessionFromRow)
+    },
+    async deleteMemberSession(memberId, sessionDigest) {
+      return q.deleteMemberSession.run(memberId, sessionDigest).changes > 0
+    },
+    async setVerifiedAt(sessionDigest, verifiedAt) {
+      q.setVerifiedAt.run(verifiedAt.getTime(), sessionDigest)
+    },
+    async setEnrolSecret(sessionDigest, enrolSecret) {
+      q.setEnrolSecret.run(enrolSecret, sessionDigest)
+    },
   }
 }
 
@@ -126,8 +185,19 @@ export function postgresSessions({ tables: t, query }: PostgresTables): SessionS
   return {
     async createSession(x) {
       await query(
-        `INSERT INTO ${t.sessions} (session_digest, member_id, csrf_token, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5)`,
-        [x.sessionDigest, x.memberId, x.csrfToken, x.createdAt, x.lastSeenAt],
+        `INSERT INTO ${t.sessions} (session_digest, member_id, csrf_token, created_at, last_seen_at, stage, verified_at, user_agent, ip)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [
+          x.sessionDigest,
+          x.memberId,
+          x.csrfToken,
+          x.createdAt,
+          x.lastSeenAt,
+          x.stage ?? 'full',
+          x.verifiedAt ?? null,
+          x.userAgent ?? null,
+          x.ip ?? null,
+        ],
       )
     },
     async findSession(sessionDigest) {
@@ -177,6 +247,26 @@ export function postgresSessions({ tables: t, query }: PostgresTables): SessionS
         message,
       ])
       return (result.rowCount ?? 0) > 0
+    },
+    async listMemberSessions(memberId) {
+      const { rows } = await query<SessionRow>(
+        `SELECT * FROM ${t.sessions} WHERE member_id = $1 ORDER BY created_at DESC, session_digest`,
+        [memberId],
+      )
+      return rows.map(sessionFromRow)
+    },
+    async deleteMemberSession(memberId, sessionDigest) {
+      const result = await query(`DELETE FROM ${t.sessions} WHERE member_id = $1 AND session_digest = $2`, [
+        memberId,
+        sessionDigest,
+      ])
+      return (result.rowCount ?? 0) > 0
+    },
+    async setVerifiedAt(sessionDigest, verifiedAt) {
+      await query(`UPDATE ${t.sessions} SET verified_at = $2 WHERE session_digest = $1`, [sessionDigest, verifiedAt])
+    },
+    async setEnrolSecret(sessionDigest, enrolSecret) {
+      await query(`UPDATE ${t.sessions} SET enrol_secret = $2 WHERE session_digest = $1`, [sessionDigest, enrolSecret])
     },
   }
 }
