@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { Webhook } from 'standardwebhooks'
 import { createWebhookDelivery, DEFAULT_RETRY_DELAYS_MS } from '../../src/webhooks/delivery.js'
+import type { WebhookSql } from '../../src/webhooks/sql.js'
 import { fakeClock, loopbackTransport, sqliteSetup, startReceiver, type Receiver } from './support.js'
 
 const cleanups: (() => unknown)[] = []
@@ -8,7 +9,27 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-async function setup(options: { retryDelaysMs?: readonly number[]; events?: string[] } = {}) {
+/** The database, or an outage of it while `down.now` is true. */
+function failing(sql: WebhookSql, down: { now: boolean; batches?: number }): WebhookSql {
+  const refuse = () => Promise.reject(new Error('connection refused (test outage)'))
+  return {
+    dialect: sql.dialect,
+    table: (name) => sql.table(name),
+    all: (text, values) => (down.now ? refuse() : sql.all(text, values)),
+    run: (text, values) => (down.now ? refuse() : sql.run(text, values)),
+    batch: (steps) => {
+      if (down.batches !== undefined && down.batches > 0) {
+        down.batches--
+        return refuse()
+      }
+      return down.now ? refuse() : sql.batch(steps)
+    },
+  }
+}
+
+async function setup(
+  options: { retryDelaysMs?: readonly number[]; events?: string[]; down?: { now: boolean; batches?: number } } = {},
+) {
   const clock = fakeClock()
   const receiver = await startReceiver()
   cleanups.push(() => receiver.close())
@@ -21,8 +42,10 @@ async function setup(options: { retryDelaysMs?: readonly number[]; events?: stri
     ...(options.events === undefined ? {} : { events: options.events }),
   })
   const timeouts: (() => void)[] = []
+  const errors: Error[] = []
   const delivery = createWebhookDelivery({
-    sql: db.sql,
+    sql: options.down === undefined ? db.sql : failing(db.sql, options.down),
+    onError: (error) => errors.push(error),
     policy: db.policy,
     transport,
     now: clock.now,
@@ -33,7 +56,7 @@ async function setup(options: { retryDelaysMs?: readonly number[]; events?: stri
       return () => timeouts.splice(timeouts.indexOf(callback) >>> 0, 1)
     },
   })
-  return { ...db, clock, receiver, transport, endpoint, secret, delivery, timeouts }
+  return { ...db, clock, receiver, transport, endpoint, secret, delivery, timeouts, errors }
 }
 
 /** Verifies a received request with the scheme's reference library; returns the payload. */
@@ -166,6 +189,44 @@ describe('webhook delivery', () => {
     expect(t.receiver.received).toHaveLength(4)
     expect(t.receiver.received[3]!.headers['webhook-id']).toBe(t.receiver.received[0]!.headers['webhook-id'])
     expect((await t.endpoints.find(t.tenant.tenantId, t.endpoint.endpointId))!.state).toBe('active')
+  })
+
+  it('a store outage delays events without losing them: rounds fail, report, and deliver once it is back', async () => {
+    const down = { now: false }
+    const t = await setup({ down })
+    await t.keys.create(t.tenant.tenantId, { label: 'patient' })
+    down.now = true
+    await expect(t.delivery.runOnce()).rejects.toThrow('test outage')
+    t.delivery.start()
+    await expect.poll(() => t.errors.length, { timeout: 20_000 }).toBeGreaterThan(0)
+    expect(t.receiver.received).toHaveLength(0)
+    down.now = false
+    await t.receiver.waitFor(1)
+    await t.delivery.stop()
+    expect(verifyAt(t, 0).type).toBe('key.created')
+  })
+
+  it('sends an attempt again, with the same ID, when its outcome could not be recorded (after its lease)', async () => {
+    const down = { now: false, batches: 0 }
+    const t = await setup({ down })
+    await t.keys.create(t.tenant.tenantId, { label: 'twice' })
+    await t.delivery.runOnce() // fans out (one batch), then sends
+    expect(t.receiver.received).toHaveLength(1)
+    const [pending] = await t.endpoints.deliveries(t.tenant.tenantId, t.endpoint.endpointId)
+    expect(pending!.state).toBe('delivered')
+
+    await t.endpoints.sendTestEvent(t.tenant.tenantId, t.endpoint.endpointId)
+    down.batches = 1 // the record of the next attempt fails
+    await t.delivery.runOnce()
+    expect(t.receiver.received).toHaveLength(2)
+    expect(t.errors.map((error) => error.message)).toEqual(['connection refused (test outage)'])
+    t.clock.advance(30_000)
+    await t.delivery.runOnce() // leased still: not sent again yet
+    expect(t.receiver.received).toHaveLength(2)
+    t.clock.advance(45_000)
+    await t.delivery.runOnce()
+    expect(t.receiver.received).toHaveLength(3)
+    expect(t.receiver.received[2]!.headers['webhook-id']).toBe(t.receiver.received[1]!.headers['webhook-id'])
   })
 
   it('keeps retrying for about 24 hours by default, with jitter, before giving up', () => {
