@@ -25,7 +25,7 @@ import {
 
 export const TRIAL_DAYS = 14
 /** Permissions a key can carry in this API. */
-export const PERMISSIONS = ['keys:read', 'keys:write', 'billing:write'] as const
+export const PERMISSIONS = ['keys:read', 'keys:write', 'billing:write', 'webhooks:read', 'webhooks:write'] as const
 
 export interface ApiResult {
   readonly status: number

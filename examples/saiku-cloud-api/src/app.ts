@@ -39,6 +39,9 @@ import { routeCost } from './costs.js'
 import { createDashboard, recordApiAction, recordSettlement } from './dashboard/index.js'
 import type { DashboardStore } from './dashboard/store/index.js'
 import type { DashboardSettings } from './dashboard/settings.js'
+import { registerWebhookRoutes } from './webhooks/express.js'
+import type { EndpointStore } from './webhooks/endpoints.js'
+import { createRateLimitWatch, queueQuotaThresholds, type EventQueue } from './webhooks/emitter.js'
 
 export interface AppOptions {
   readonly store: TenantAdminStore
@@ -65,6 +68,12 @@ export interface AppOptions {
   readonly now?: () => number
   /** How often the downgrades and cancellations whose period ended are applied; 0: only when billing is read. Default 60000. */
   readonly settleIntervalMs?: number
+  /** A tenant's webhook endpoints and their delivery log (/me/webhooks); without it those routes are 404. */
+  readonly webhooks?: {
+    readonly endpoints: EndpointStore
+    /** Where `quota.threshold` and `rate_limit.exceeded` are queued; without it they are not sent. */
+    readonly events?: EventQueue
+  }
   readonly dashboard?: {
     readonly store: DashboardStore
     readonly settings: DashboardSettings
@@ -279,6 +288,8 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   // A downgrade or cancellation that a period end applied, recorded by the read or sweep that applied it.
   const settled = options.dashboard === undefined ? undefined : recordSettlement(options.dashboard.store, logger)
   const addressRefusals = createOncePerKey(60_000, 10_000)
+  const webhookEvents = options.webhooks?.events
+  const rateLimitWatch = webhookEvents === undefined ? undefined : createRateLimitWatch(webhookEvents, now)
   const authOptions: SaikuOptions = {
     subscription: { exemptPaths: ['/me/billing'] },
     cost: routeCost,
@@ -290,6 +301,8 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     ...(options.meterProvider === undefined ? {} : { metrics: { meterProvider: options.meterProvider } }),
     onDecision: (event) => {
       if (event.status >= 400) refusals.record(event)
+      // Queued in memory: a decision never waits on a webhook.
+      rateLimitWatch?.onDecision(event)
       if (event.reason === 'address_not_allowed' && event.keyId !== null && event.tenantId !== null) {
         if (addressRefusals.first(event.keyId, Date.now()))
           audit?.({
@@ -343,6 +356,12 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   if (options.corsOrigins !== undefined && options.corsOrigins.length > 0)
     app.use('/me', bearerRoutesCors(options.corsOrigins))
   app.use(auth)
+  if (webhookEvents !== undefined)
+    app.use((req, _res, next) => {
+      const rateLimit = req.saiku?.rateLimit
+      if (rateLimit != null) queueQuotaThresholds(webhookEvents, req.saiku!.tenant.tenantId, rateLimit, now())
+      next()
+    })
 
   app
     .route('/me/usage')
@@ -442,6 +461,9 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     now,
     settleIntervalMs: options.settleIntervalMs,
   })
+
+  if (options.webhooks !== undefined)
+    registerWebhookRoutes(app, options.webhooks.endpoints, { jsonBody, route, routeWithoutBody, methodNotAllowed })
 
   if (tokens !== undefined) {
     app

@@ -1,4 +1,5 @@
 // OpenAPI 3.1 description of the server's routes; test/openapi.test.ts checks real responses against it.
+import { webhookPaths, webhookSchemas } from './webhooks/openapi.js'
 
 const error = (description: string) => ({
   description,
@@ -401,10 +402,12 @@ export const openApiDocument = {
       },
     },
     ...billingChangePaths,
+    ...webhookPaths({ error, common, withBody, paymentRequired }),
   },
   components: {
     securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'sk_live_… or sk_test_…' } },
     schemas: {
+      ...webhookSchemas,
       Health: {
         type: 'object',
         required: ['status'],

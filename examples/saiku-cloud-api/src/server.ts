@@ -13,11 +13,18 @@ import { seedDemo } from './tenants.js'
 import { createTokens } from './tokens.js'
 import { loadDashboardKey, openDashboardStore, readDashboardSettings } from './dashboard/index.js'
 import { seedDemoMember } from './dashboard/members.js'
+import { openWebhookSql } from './webhooks/sql.js'
+import { createEndpointStore } from './webhooks/endpoints.js'
+import { createWebhookDelivery } from './webhooks/delivery.js'
+import { createEventQueue } from './webhooks/emitter.js'
+import { startScheduler } from './webhooks/scheduler.js'
+import { readWebhookSettings } from './webhooks/settings.js'
 
 async function main(): Promise<void> {
   const config = { ...readConfig(), ...readOperationsConfig() }
   const tiers = readTierQuotas(process.env.TIER_QUOTAS)
   const quotaFlushMs = readQuotaFlushMs(process.env.QUOTA_FLUSH_MS)
+  const webhookSettings = readWebhookSettings()
   checkMetricsPort(config.port, config.metricsPort)
   const logs = createLogOutput(process.stdout)
   const logger = createLogger(config.logLevel, logs)
@@ -27,6 +34,20 @@ async function main(): Promise<void> {
       logger.error({ msg: 'store background failure', err: { name: error.name, message: error.message } }),
   })
   const limiter = await createLimiter(config.redisUrl, opened.store)
+  // Webhooks: endpoints and deliveries beside the keys; the outbox the key writes fill is delivered from here.
+  const webhookSql = await openWebhookSql(opened.store)
+  const webhookFailure = (what: string) => (error: Error) =>
+    logger.error({ msg: what, err: { name: error.name, message: error.message } })
+  const webhooks = {
+    endpoints: createEndpointStore(webhookSql, webhookSettings.policy),
+    events: createEventQueue(webhookSql, Date.now, webhookFailure('webhook events not queued yet')),
+  }
+  const delivery = createWebhookDelivery({
+    sql: webhookSql,
+    policy: webhookSettings.policy,
+    timeoutMs: webhookSettings.timeoutMs,
+    onError: webhookFailure('webhook delivery round failed'),
+  })
   if (limiter.memory !== null && oneOfSeveralProcesses())
     logger.warn({
       msg: 'limits counted per process',
@@ -109,6 +130,7 @@ async function main(): Promise<void> {
     dashboard,
     reportOnlyLimits,
     corsOrigins: config.corsOrigins,
+    webhooks,
     ...(metrics === null ? {} : { meterProvider: metrics.meterProvider }),
   })
   // Before the first request is counted: a restart does not give a tenant its day or month back.
@@ -121,6 +143,9 @@ async function main(): Promise<void> {
             logger.error({ msg: 'quota counts not saved', err: { name: error.name, message: error.message } }),
         })
   handle = app
+  delivery.start()
+  webhooks.events.start()
+  const scheduler = startScheduler(webhookSql, { onError: webhookFailure('webhook schedule sweep failed') })
   logger.info({
     msg: 'listening',
     url,
@@ -141,6 +166,12 @@ async function main(): Promise<void> {
     cleanup: async () => {
       auth.authenticator.close()
       closeApp()
+      // The attempt under way ends (its outcome recorded); what is queued stays in the database for the next start.
+      // An attempt longer than that is cut off here: its lease runs out and another start sends it again.
+      await Promise.race([
+        Promise.allSettled([delivery.stop(), webhooks.events.stop(), scheduler.stop()]),
+        new Promise((resolve) => setTimeout(resolve, 2_000).unref()),
+      ])
       try {
         quotas?.saver.stop()
         // Both writes are tried, one failing or not: a database that refuses one may still take the other.

@@ -126,7 +126,7 @@ export function createWebhookDelivery(options: WebhookDeliveryOptions): WebhookD
                  o.occurred_at, $2, 'pending', 0, $2
                FROM ${t.outbox} o JOIN ${t.endpoints} e ON e.tenant_id = o.tenant_id AND e.state <> 'disabled'
                  AND (e.events = '*' OR (' ' || e.events || ' ') LIKE ('% ' || o.type || ' %'))
-               WHERE o.id <= $1
+               WHERE o.id <= $1 AND o.id > e.outbox_from
                ON CONFLICT DO NOTHING`,
         values: [lastId, now()],
       },

@@ -118,6 +118,7 @@ export interface EndpointInput {
 export function createEndpointStore(sql: WebhookSql, policy: AddressPolicy, now: () => number = Date.now) {
   const t = {
     endpoints: sql.table('saiku_webhook_endpoints'),
+    outbox: sql.table('saiku_outbox'),
     deliveries: sql.table('saiku_webhook_deliveries'),
     attempts: sql.table('saiku_webhook_attempts'),
   }
@@ -159,8 +160,9 @@ export function createEndpointStore(sql: WebhookSql, policy: AddressPolicy, now:
       const [, inserted] = await sql.batch([
         { text: `SELECT 1`, values: [] },
         {
-          text: `INSERT INTO ${t.endpoints} (endpoint_id, tenant_id, url, description, events, secret, state, created_at)
-                 SELECT $1, $2, $3, $4, $5, $6, 'active', $7
+          // Events from now on: those still in the outbox (queued before this endpoint existed) are not its own.
+          text: `INSERT INTO ${t.endpoints} (endpoint_id, tenant_id, url, description, events, secret, state, created_at, outbox_from)
+                 SELECT $1, $2, $3, $4, $5, $6, 'active', $7, (SELECT COALESCE(MAX(id), 0) FROM ${t.outbox})
                  WHERE (SELECT COUNT(*) FROM ${t.endpoints} WHERE tenant_id = $2) < $8`,
           values: [endpointId, tenantId, input.url, description, events, secret, nowMs, MAX_ENDPOINTS_PER_TENANT],
         },

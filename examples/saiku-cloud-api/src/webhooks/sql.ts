@@ -37,6 +37,7 @@ const SQLITE_TABLES = `
     previous_secret_until INTEGER,
     state TEXT NOT NULL CHECK (state IN ('active', 'failing', 'disabled')),
     state_reason TEXT,
+    outbox_from INTEGER NOT NULL,
     created_at INTEGER NOT NULL
   );
   CREATE INDEX saiku_webhook_endpoints_by_tenant ON saiku_webhook_endpoints (tenant_id, created_at);
@@ -87,6 +88,7 @@ const postgresTables = (s: string) => `
     previous_secret_until bigint,
     state text NOT NULL CHECK (state IN ('active', 'failing', 'disabled')),
     state_reason text,
+    outbox_from bigint NOT NULL,
     created_at bigint NOT NULL
   );
   CREATE INDEX saiku_webhook_endpoints_by_tenant ON ${s}.saiku_webhook_endpoints (tenant_id, created_at);
