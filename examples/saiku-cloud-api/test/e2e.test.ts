@@ -5,6 +5,8 @@ import { once } from 'node:events'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { SqliteKeyStore } from '@saiku/sqlite'
 import { openApiDocument } from '../src/openapi.js'
+import { Webhook } from 'standardwebhooks'
+import { startReceiver } from './webhooks/support.js'
 import {
   cli,
   cliJson,
@@ -91,7 +93,8 @@ let env: Record<string, string>
 
 beforeAll(async () => {
   db = tempDatabase()
-  env = { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path }
+  // Webhooks to the tests' receivers on loopback, as in development.
+  env = { DATABASE_URL: db.databaseUrl, REDIS_URL: '', SAIKU_DATA_DIR: db.path, WEBHOOKS_ALLOW_LOOPBACK: '1' }
   server = await startServer(env, 'pnpm start')
 })
 afterAll(async () => {
@@ -1065,12 +1068,114 @@ describe('the health check', () => {
   })
 })
 
+describe('webhooks (issue 28)', () => {
+  it('delivers a revocation signed for the reference library, and answers every webhook route as documented', async () => {
+    const receiver = await startReceiver()
+    try {
+      await cliJson(['tenants', 'create', '--slug', 'hooked', '--tier', 'business', '--subscription', 'active'], env)
+      const mint = async (tenant: string, permissions: string) =>
+        (
+          await cliJson<{ secret: string; keyId: string }>(
+            ['keys', 'create', '--tenant', tenant, '--label', permissions, '--permissions', permissions],
+            env,
+          )
+        ).secret
+      const writer = await mint('hooked', 'webhooks:read,webhooks:write,keys:write')
+      const reader = await mint('hooked', 'keys:read')
+      await cliJson(['tenants', 'create', '--slug', 'hooked-unpaid', '--tier', 'team', '--subscription', 'none'], env)
+      const unpaid = await mint('hooked-unpaid', 'webhooks:read,webhooks:write')
+      await cliJson(
+        ['tenants', 'create', '--slug', 'hooked-spent', '--tier', 'starter', '--subscription', 'active'],
+        env,
+      )
+      const spent = await mint('hooked-spent', 'webhooks:read,webhooks:write')
+      for (let i = 0; i < 60; i++) await call(server, 'GET', '/me/tenant', { key: spent })
+
+      const added = await call(server, 'POST', '/me/webhooks', {
+        key: writer,
+        json: { url: `http://127.0.0.1:${receiver.port}/hook`, events: ['key.revoked', 'key.created'] },
+      })
+      expect(added.status).toBe(201)
+      const endpointId = added.body.endpointId as string
+      const secret = added.body.secret as string
+      const doomed = await call(server, 'POST', '/me/api-keys', { key: writer, json: { label: 'doomed' } })
+      expect((await call(server, 'DELETE', `/me/api-keys/${doomed.body.keyId}`, { key: writer })).status).toBe(204)
+      await receiver.waitFor(2)
+      const verified = receiver.received.map((entry) =>
+        new Webhook(secret).verify(entry.body, {
+          'webhook-id': String(entry.headers['webhook-id']),
+          'webhook-timestamp': String(entry.headers['webhook-timestamp']),
+          'webhook-signature': String(entry.headers['webhook-signature']),
+        }),
+      ) as { type: string; data: { keyId: string } }[]
+      expect(verified.map((event) => event.type).sort()).toEqual(['key.created', 'key.revoked'])
+      expect(verified.every((event) => event.data.keyId === doomed.body.keyId)).toBe(true)
+
+      expect((await call(server, 'GET', '/me/webhooks', { key: writer })).status).toBe(200)
+      const log = await call(server, 'GET', `/me/webhooks/${endpointId}/deliveries`, { key: writer })
+      expect(log.status).toBe(200)
+      const deliveryId = (log.body.deliveries as { deliveryId: string }[])[0]!.deliveryId
+      const redeliver = `/me/webhooks/${endpointId}/deliveries/${deliveryId}/redeliver`
+      expect((await call(server, 'POST', redeliver, { key: writer })).status).toBe(202)
+      expect((await call(server, 'POST', `/me/webhooks/${endpointId}/rotate-secret`, { key: writer })).status).toBe(200)
+      // The receiver says it is gone: the endpoint is disabled, and a test event or a redelivery is a 409.
+      receiver.answer = (_req, res) => res.writeHead(410).end()
+      expect((await call(server, 'POST', `/me/webhooks/${endpointId}/test`, { key: writer })).status).toBe(202)
+      await waitFor(
+        async () => (await call(server, 'GET', '/me/webhooks', { key: writer })).body.endpoints[0].state === 'disabled',
+        20_000,
+      )
+      expect((await call(server, 'POST', `/me/webhooks/${endpointId}/test`, { key: writer })).status).toBe(409)
+      expect((await call(server, 'POST', redeliver, { key: writer })).status).toBe(409)
+
+      const other = '/me/webhooks/ep_AAAAAAAAAAAAAAAA'
+      const routes: [string, string][] = [
+        ['GET', '/me/webhooks'],
+        ['POST', '/me/webhooks'],
+        ['DELETE', other],
+        ['POST', `${other}/rotate-secret`],
+        ['POST', `${other}/test`],
+        ['GET', `${other}/deliveries`],
+        ['POST', `${other}/deliveries/x/redeliver`],
+      ]
+      for (const [method, path] of routes) {
+        const what = `${method} ${path}`
+        expect((await call(server, method, path)).status, what).toBe(401)
+        expect(
+          (await call(server, method, path, { authorization: `Bearer ${writer}, Bearer ${reader}` })).status,
+          what,
+        ).toBe(400)
+        expect((await call(server, method, path, { key: spent })).status, what).toBe(429)
+        expect((await call(server, method, path, { key: unpaid })).status, what).toBe(402)
+        expect((await call(server, method, path, { key: reader })).status, what).toBe(403)
+        if (path !== '/me/webhooks') expect((await call(server, method, path, { key: writer })).status, what).toBe(404)
+        if (method === 'POST' || method === 'DELETE') {
+          const typed = await call(server, method, path, { key: writer, raw: 'x', contentType: 'text/plain' })
+          expect(typed.status, what).toBe(415)
+          const big = await call(server, method, path, { key: writer, json: { url: 'x'.repeat(17_000) } })
+          expect(big.status, what).toBe(413)
+          expect((await call(server, method, path, { key: writer, json: { nope: 1 } })).status, what).toBe(400)
+        }
+      }
+      expect((await call(server, 'DELETE', `/me/webhooks/${endpointId}`, { key: writer })).status).toBe(204)
+    } finally {
+      await receiver.close()
+    }
+  })
+})
+
 /** The path as the OpenAPI document writes it: a key ID as `{keyId}`. */
 function routeTemplate(path: string): string {
   return path
     .split('?')[0]!
     .replace(/^\/me\/api-keys\/[^/]+$/, '/me/api-keys/{keyId}')
     .replace(/^\/me\/api-keys\/[^/]+\/rotate$/, '/me/api-keys/{keyId}/rotate')
+    .replace(
+      /^\/me\/webhooks\/[^/]+\/deliveries\/[^/]+\/redeliver$/,
+      '/me/webhooks/{endpointId}/deliveries/{deliveryId}/redeliver',
+    )
+    .replace(/^\/me\/webhooks\/([^/{]+)\/(rotate-secret|test|deliveries)$/, '/me/webhooks/{endpointId}/$2')
+    .replace(/^\/me\/webhooks\/([^/{]+)$/, '/me/webhooks/{endpointId}')
 }
 
 describe('the OpenAPI document', () => {
