@@ -49,6 +49,8 @@ interface Claimed {
   readonly data: string
   readonly occurred_at: number
   readonly attempts: number
+  /** The attempts made before a redelivery: retries count from there. */
+  readonly retry_base: number
   readonly lease_until: number
 }
 
@@ -150,7 +152,7 @@ export function createWebhookDelivery(options: WebhookDeliveryOptions): WebhookD
          SELECT delivery_id FROM ${t.deliveries}
          WHERE state = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
          ORDER BY next_attempt_at LIMIT $3 ${lock})
-       RETURNING delivery_id, endpoint_id, event_id, event_type, data, occurred_at, attempts, lease_until`,
+       RETURNING delivery_id, endpoint_id, event_id, event_type, data, occurred_at, attempts, retry_base, lease_until`,
       [nowMs, nowMs + leaseMs, batchSize],
     )
   }
@@ -200,12 +202,11 @@ export function createWebhookDelivery(options: WebhookDeliveryOptions): WebhookD
     const delivered = result.status !== null && result.status >= 200 && result.status < 300
     const gone = result.status === 410
     const disabled = endpoint === undefined || endpoint.state === 'disabled'
-    const retriesLeft = delivery.attempts <= retryDelaysMs.length
+    const made = delivery.attempts - delivery.retry_base
+    const retriesLeft = made <= retryDelaysMs.length
     const state = delivered ? 'delivered' : gone || disabled || !retriesLeft ? 'failed' : 'pending'
     const nextMs =
-      state === 'pending'
-        ? finishedMs + Math.round(retryDelaysMs[delivery.attempts - 1]! * (0.75 + random() * 0.5))
-        : null
+      state === 'pending' ? finishedMs + Math.round(retryDelaysMs[made - 1]! * (0.75 + random() * 0.5)) : null
     const steps = [
       {
         text: `INSERT INTO ${t.attempts} (delivery_id, attempt, attempted_at, status, duration_ms, error)
@@ -241,7 +242,7 @@ export function createWebhookDelivery(options: WebhookDeliveryOptions): WebhookD
         text: `UPDATE ${t.endpoints} SET state = 'failing', state_reason = $2 WHERE endpoint_id = $1 AND state = 'active'`,
         values: [
           delivery.endpoint_id,
-          `Event ${delivery.event_id} was not accepted after ${delivery.attempts} attempts (last: ${result.error ?? 'no answer'}).`,
+          `Event ${delivery.event_id} was not accepted after ${made} attempts (last: ${result.error ?? 'no answer'}).`,
         ],
       })
     await sql.batch(steps)

@@ -282,8 +282,8 @@ export function createEndpointStore(sql: WebhookSql, policy: AddressPolicy, now:
       if (typeof deliveryId !== 'string' || deliveryId.length > 200) return false
       const nowMs = now()
       const changed = await sql.run(
-        `UPDATE ${t.deliveries} SET state = 'pending', next_attempt_at = $1, lease_until = NULL, attempts = 0,
-           first_attempt_at = NULL
+        // Its retries start over from here; the attempts before stay in the log, numbered on.
+        `UPDATE ${t.deliveries} SET state = 'pending', next_attempt_at = $1, lease_until = NULL, retry_base = attempts
          WHERE delivery_id = $2 AND tenant_id = $3 AND (state <> 'pending' OR lease_until IS NULL OR lease_until <= $1)`,
         [nowMs, deliveryId, tenantId],
       )

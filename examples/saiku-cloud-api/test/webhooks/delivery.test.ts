@@ -189,6 +189,14 @@ describe('webhook delivery', () => {
     expect(t.receiver.received).toHaveLength(4)
     expect(t.receiver.received[3]!.headers['webhook-id']).toBe(t.receiver.received[0]!.headers['webhook-id'])
     expect((await t.endpoints.find(t.tenant.tenantId, t.endpoint.endpointId))!.state).toBe('active')
+    // The log keeps every attempt, the redelivered one numbered after the others.
+    const [redelivered] = await t.endpoints.deliveries(t.tenant.tenantId, t.endpoint.endpointId)
+    expect(redelivered!.attempts.map((attempt) => [attempt.attempt, attempt.status])).toEqual([
+      [1, 500],
+      [2, 500],
+      [3, 500],
+      [4, 200],
+    ])
   })
 
   it('a store outage delays events without losing them: rounds fail, report, and deliver once it is back', async () => {
