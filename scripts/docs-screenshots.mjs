@@ -15,7 +15,12 @@ const docs = join(root, 'docs/dashboard')
 rmSync(taken, { recursive: true, force: true })
 const vitest = spawnSync(
   process.execPath,
-  [join(root, 'node_modules/vitest/vitest.mjs'), 'run', 'examples/saiku-cloud-api/test/dashboard.test.ts'],
+  [
+    join(root, 'node_modules/vitest/vitest.mjs'),
+    'run',
+    'examples/saiku-cloud-api/test/dashboard.test.ts',
+    'examples/saiku-cloud-api/test/webhooks/dashboard.test.ts',
+  ],
   { cwd: root, stdio: 'inherit' },
 )
 if (vitest.status !== 0) {

@@ -330,6 +330,7 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
         logger,
         settings: dashboard.settings,
         ...(dashboard.key === undefined ? {} : { key: dashboard.key }),
+        ...(options.webhooks === undefined ? {} : { webhooks: options.webhooks.endpoints }),
       }),
     )
   }

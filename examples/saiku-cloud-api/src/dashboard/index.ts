@@ -7,6 +7,7 @@ import { registerFallback } from './pages/fallback.js'
 import { registerOverview } from './pages/overview.js'
 import { registerSignIn } from './pages/sign-in.js'
 import { registerUsage } from './pages/usage.js'
+import { registerWebhooks } from './pages/webhooks.js'
 import { createContext, type DashboardOptions } from './shared/context.js'
 import { sweepExpiredSessions } from './shared/session.js'
 
@@ -35,6 +36,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
   registerUsage(router, ctx)
   registerBilling(router, ctx)
   registerActivity(router, ctx)
+  if (options.webhooks !== undefined) registerWebhooks(router, ctx, options.webhooks)
   registerFallback(router, ctx, ASSETS)
   return router
 }

@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { Authenticator, TenantAdminStore } from '@saiku/core'
 import type { DashboardSettings } from '../settings.js'
 import type { DashboardStore } from '../store/index.js'
+import type { EndpointStore } from '../../webhooks/endpoints.js'
 import { createCsrf, type Csrf } from './csrf.js'
 import { createRenderer, type Renderer } from './render.js'
 import { createAdminOnly } from './roles.js'
@@ -25,6 +26,8 @@ export interface DashboardOptions {
   readonly key?: Buffer
   /** The clock of the sign-in budgets and forms. Default `Date.now`. */
   readonly now?: () => number
+  /** The tenant's webhook endpoints: the Webhooks page. Without it the page is a 404. */
+  readonly webhooks?: EndpointStore
 }
 
 /** What every page is given: the stores, the settings, and the pieces each page's routes are made of. */

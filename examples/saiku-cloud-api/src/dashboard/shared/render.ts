@@ -9,6 +9,7 @@ const NAV = [
   { href: '/usage', label: 'Usage' },
   { href: '/billing', label: 'Billing' },
   { href: '/activity', label: 'Activity' },
+  { href: '/webhooks', label: 'Webhooks' },
 ] as const
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
