@@ -8,6 +8,7 @@ import { openApiDocument } from '../../src/openapi.js'
 import { createWebhookDelivery } from '../../src/webhooks/delivery.js'
 import { createEndpointStore } from '../../src/webhooks/endpoints.js'
 import { createEventQueue } from '../../src/webhooks/emitter.js'
+import type { WebhookSql } from '../../src/webhooks/sql.js'
 import { fakeClock, loopbackTransport, sqliteSetup, startReceiver } from './support.js'
 
 const cleanups: (() => unknown)[] = []
@@ -22,14 +23,14 @@ interface Reply {
   body: unknown
 }
 
-async function harness() {
+async function harness(options: { eventSql?: (sql: WebhookSql) => WebhookSql } = {}) {
   const clock = fakeClock(Date.now())
   const db = await sqliteSetup(clock.now)
   cleanups.push(db.close)
   const receiver = await startReceiver()
   cleanups.push(() => receiver.close())
   const endpoints = createEndpointStore(db.sql, db.policy, clock.now)
-  const events = createEventQueue(db.sql, clock.now, () => {})
+  const events = createEventQueue(options.eventSql?.(db.sql) ?? db.sql, clock.now, () => {})
   const { app, auth, close } = createApp({
     store: db.store,
     logger: pino({ level: 'silent' }),
@@ -242,5 +243,27 @@ describe('/me/webhooks', () => {
     await h.delivery.runOnce()
     expect(h.receiver.received).toHaveLength(3)
     expect(endpointId).toMatch(/^ep_/)
+  })
+
+  it('answers requests that cross a quota threshold or are refused while the webhook tables hang: nothing waits on them', async () => {
+    let hung = 0
+    const hanging = (sql: WebhookSql): WebhookSql => ({
+      ...sql,
+      dialect: sql.dialect,
+      table: (name) => sql.table(name),
+      batch: () => {
+        hung++
+        return new Promise<number[]>(() => {})
+      },
+    })
+    const h = await harness({ eventSql: hanging })
+    await h.store.putTenant({ ...h.tenant, limits: { perMinute: 5, perHour: 5, perDay: 5 } })
+    const statuses: number[] = []
+    for (let index = 0; index < 8; index++) statuses.push((await h.call('GET', '/me/webhooks', h.reader)).status)
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429, 429, 429])
+    // The events wait in memory; a flush is what meets the hanging database, never a request.
+    expect(hung).toBe(0)
+    void h.events.flush()
+    await expect.poll(() => hung).toBe(1)
   })
 })
