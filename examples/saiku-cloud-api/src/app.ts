@@ -464,7 +464,13 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   })
 
   if (options.webhooks !== undefined)
-    registerWebhookRoutes(app, options.webhooks.endpoints, { jsonBody, route, routeWithoutBody, methodNotAllowed })
+    registerWebhookRoutes(app, options.webhooks.endpoints, {
+      jsonBody,
+      route,
+      routeWithoutBody,
+      methodNotAllowed,
+      recorded,
+    })
 
   if (tokens !== undefined) {
     app

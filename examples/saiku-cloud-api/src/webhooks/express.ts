@@ -10,12 +10,18 @@ export interface RouteKit {
   readonly route: (handler: (req: Request) => Promise<ApiResult>) => RequestHandler
   readonly routeWithoutBody: (handler: (req: Request) => Promise<ApiResult>) => RequestHandler
   readonly methodNotAllowed: (allowed: string[]) => RequestHandler
+  /** Records a change that happened (a 2xx) in the Activity log, when there is one. */
+  readonly recorded: (
+    action: string,
+    target: (req: Request, result: ApiResult) => string | null,
+    handler: (req: Request) => Promise<ApiResult>,
+  ) => (req: Request) => Promise<ApiResult>
 }
 
 /** /me/webhooks and below: reading needs webhooks:read, every change webhooks:write. */
 export function registerWebhookRoutes(app: Express, endpoints: EndpointStore, kit: RouteKit): void {
   const routes = webhookRoutes(endpoints)
-  const { jsonBody, route, routeWithoutBody, methodNotAllowed } = kit
+  const { jsonBody, route, routeWithoutBody, methodNotAllowed, recorded } = kit
   const read = requirePermission('webhooks:read')
   const write = requirePermission('webhooks:write')
   const id = (req: Request, name: string): string => String(req.params[name])
@@ -28,7 +34,13 @@ export function registerWebhookRoutes(app: Express, endpoints: EndpointStore, ki
     .post(
       write,
       jsonBody,
-      route((req) => routes.add(req.saiku!, req.body)),
+      route(
+        recorded(
+          'webhook.added',
+          (_req, result) => (result.body as { endpointId: string }).endpointId,
+          (req) => routes.add(req.saiku!, req.body),
+        ),
+      ),
     )
     .all(methodNotAllowed(['GET', 'POST']))
   app
@@ -36,7 +48,13 @@ export function registerWebhookRoutes(app: Express, endpoints: EndpointStore, ki
     .delete(
       write,
       jsonBody,
-      routeWithoutBody((req) => routes.remove(req.saiku!, id(req, 'endpointId'))),
+      routeWithoutBody(
+        recorded(
+          'webhook.removed',
+          (req) => id(req, 'endpointId'),
+          (req) => routes.remove(req.saiku!, id(req, 'endpointId')),
+        ),
+      ),
     )
     .all(methodNotAllowed(['DELETE']))
   app
@@ -44,7 +62,13 @@ export function registerWebhookRoutes(app: Express, endpoints: EndpointStore, ki
     .post(
       write,
       jsonBody,
-      routeWithoutBody((req) => routes.rotateSecret(req.saiku!, id(req, 'endpointId'))),
+      routeWithoutBody(
+        recorded(
+          'webhook.secret_rotated',
+          (req) => id(req, 'endpointId'),
+          (req) => routes.rotateSecret(req.saiku!, id(req, 'endpointId')),
+        ),
+      ),
     )
     .all(methodNotAllowed(['POST']))
   app

@@ -282,6 +282,14 @@ describe.skipIf(!hasChromium())('the Webhooks page', () => {
     await page.getByRole('button', { name: 'Remove endpoint' }).click()
     await shown(page.getByText(`Endpoint ${endpointId} removed.`))
     expect(await page.locator('tr[data-endpoint-id]').count()).toBe(0)
+    // Each change is in Activity, by whom.
+    await page
+      .getByRole('navigation', { name: 'Dashboard' })
+      .getByRole('link', { name: 'Activity', exact: true })
+      .click()
+    await shown(page.getByRole('heading', { level: 1, name: 'Activity' }))
+    for (const label of ['Webhook endpoint added', 'Webhook secret rotated', 'Webhook endpoint removed'])
+      expect(await page.getByText(label, { exact: true }).count(), label).toBe(1)
     expect(server.stdout()).not.toContain(secret.slice(6))
     expect(server.stdout()).not.toContain(rotated.slice(6))
     await Promise.all([context.close(), viewerContext.close(), strangerContext.close()])

@@ -23,6 +23,9 @@ const ACTIONS: Record<string, string> = {
   'member.added': 'Member added',
   'member.removed': 'Member removed',
   'member.password_reset': 'Password reset',
+  'webhook.added': 'Webhook endpoint added',
+  'webhook.removed': 'Webhook endpoint removed',
+  'webhook.secret_rotated': 'Webhook secret rotated',
 }
 
 /** The tenant's Activity log, newest first. */

@@ -1,6 +1,7 @@
 import type { Request, Response, Router } from 'express'
 import type { DashboardContext } from '../shared/context.js'
 import { form } from '../shared/forms.js'
+import { actor } from '../shared/roles.js'
 import { takeFlash } from '../shared/session.js'
 import { WebhookInputError, type EndpointStore } from '../../webhooks/endpoints.js'
 import { WEBHOOK_EVENT_TYPES, WEBHOOK_EVENTS } from '../../webhooks/events.js'
@@ -53,7 +54,14 @@ export function registerWebhooks(router: Router, ctx: DashboardContext, endpoint
         if (error instanceof WebhookInputError) return listPage(req, res, 400, sentence(error.message), values)
         throw error
       }
-      logger.info({ msg: 'webhook added', tenantId: tenant.tenantId, endpointId: added.endpoint.endpointId })
+      const endpointId = added.endpoint.endpointId
+      await dashboard.recordActivity({
+        tenantId: tenant.tenantId,
+        ...actor(req),
+        action: 'webhook.added',
+        target: endpointId,
+      })
+      logger.info({ msg: 'webhook added', tenantId: tenant.tenantId, endpointId })
       // The secret is in this response only (no-store), never in a URL, a log or a later page.
       render(res, 201, 'webhook-secret', { title: 'Endpoint added', endpoint: added.endpoint, secret: added.secret })
     })().catch(next)
@@ -84,6 +92,12 @@ export function registerWebhooks(router: Router, ctx: DashboardContext, endpoint
         return render(res, 200, 'webhook-confirm', { title: 'Rotate secret', endpoint, action: 'rotate-secret' })
       const rotated = await endpoints.rotateSecret(tenant.tenantId, endpoint.endpointId)
       if (rotated === null) return noSuchEndpoint(res)
+      await dashboard.recordActivity({
+        tenantId: tenant.tenantId,
+        ...actor(req),
+        action: 'webhook.secret_rotated',
+        target: endpoint.endpointId,
+      })
       logger.info({ msg: 'webhook secret rotated', tenantId: tenant.tenantId, endpointId: endpoint.endpointId })
       render(res, 200, 'webhook-secret', {
         title: 'Secret rotated',
@@ -101,6 +115,12 @@ export function registerWebhooks(router: Router, ctx: DashboardContext, endpoint
       if ((req.body as Record<string, unknown>).confirm !== 'yes')
         return render(res, 200, 'webhook-confirm', { title: 'Remove endpoint', endpoint, action: 'remove' })
       if (!(await endpoints.remove(tenant.tenantId, endpoint.endpointId))) return noSuchEndpoint(res)
+      await dashboard.recordActivity({
+        tenantId: tenant.tenantId,
+        ...actor(req),
+        action: 'webhook.removed',
+        target: endpoint.endpointId,
+      })
       logger.info({ msg: 'webhook removed', tenantId: tenant.tenantId, endpointId: endpoint.endpointId })
       await flash(req, `Endpoint ${endpoint.endpointId} removed.`)
       res.redirect(303, '/webhooks')
