@@ -15,13 +15,14 @@ const docs = join(root, 'docs/dashboard')
 rmSync(taken, { recursive: true, force: true })
 const vitest = spawnSync(
   process.execPath,
-  // A filter, not one file: every dashboard test file (dashboard.test.ts, dashboard-members.test.ts, …) takes pictures,
-  // and the Account page's browser test.
+  // A filter, not one file: every dashboard test file (dashboard.test.ts, dashboard-members.test.ts, …) takes pictures;
+  // and so do the Account page's and the Webhooks page's browser tests.
   [
     join(root, 'node_modules/vitest/vitest.mjs'),
     'run',
     'examples/saiku-cloud-api/test/dashboard',
     'examples/saiku-cloud-api/test/account-browser.test.ts',
+    'examples/saiku-cloud-api/test/webhooks/dashboard.test.ts',
   ],
   { cwd: root, stdio: 'inherit' },
 )

@@ -25,13 +25,15 @@ import {
 
 export const TRIAL_DAYS = 14
 /** Permissions a key can carry in this API. */
-export const PERMISSIONS = ['keys:read', 'keys:write', 'billing:write'] as const
+export const PERMISSIONS = ['keys:read', 'keys:write', 'billing:write', 'webhooks:read', 'webhooks:write'] as const
 
 /** What each permission lets a key do, in one line: the Create key form shows it beside the box. */
 export const PERMISSION_DESCRIPTIONS: Readonly<Record<(typeof PERMISSIONS)[number], string>> = {
   'keys:read': "List the tenant's API keys (IDs, labels, permissions; never a secret).",
   'keys:write': 'Create, edit, rotate and revoke API keys, never granting more than this key holds.',
   'billing:write': 'Start the trial, change the plan, and cancel or resume the subscription.',
+  'webhooks:read': "List the tenant's webhook endpoints and their delivery log (never a signing secret).",
+  'webhooks:write': 'Add and remove webhook endpoints, rotate their secrets, send test events and redeliver.',
 }
 
 export interface ApiResult {

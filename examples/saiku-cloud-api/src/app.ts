@@ -45,6 +45,9 @@ import {
   SECRET_SCANNING_ACTOR,
   type SecretScanningOptions,
 } from './secret-scanning.js'
+import { registerWebhookRoutes } from './webhooks/express.js'
+import type { EndpointStore } from './webhooks/endpoints.js'
+import { createRateLimitWatch, queueQuotaThresholds, type EventQueue } from './webhooks/emitter.js'
 
 export interface AppOptions {
   readonly store: TenantAdminStore
@@ -76,6 +79,12 @@ export interface AppOptions {
    * the route does not exist. `onLeaked` announces each leak to its tenant (the `key.leaked` event).
    */
   readonly secretScanning?: Omit<SecretScanningOptions, 'store' | 'keys' | 'logger' | 'activity'>
+  /** A tenant's webhook endpoints and their delivery log (/me/webhooks); without it those routes are 404. */
+  readonly webhooks?: {
+    readonly endpoints: EndpointStore
+    /** Where `quota.threshold` and `rate_limit.exceeded` are queued; without it they are not sent. */
+    readonly events?: EventQueue
+  }
   readonly dashboard?: {
     readonly store: DashboardStore
     readonly settings: DashboardSettings
@@ -292,6 +301,8 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   // A downgrade or cancellation that a period end applied, recorded by the read or sweep that applied it.
   const settled = options.dashboard === undefined ? undefined : recordSettlement(options.dashboard.store, logger)
   const addressRefusals = createOncePerKey(60_000, 10_000)
+  const webhookEvents = options.webhooks?.events
+  const rateLimitWatch = webhookEvents === undefined ? undefined : createRateLimitWatch(webhookEvents, now)
   const authOptions: SaikuOptions = {
     subscription: { exemptPaths: ['/me/billing'] },
     cost: routeCost,
@@ -303,6 +314,8 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     ...(options.meterProvider === undefined ? {} : { metrics: { meterProvider: options.meterProvider } }),
     onDecision: (event) => {
       if (event.status >= 400) refusals.record(event)
+      // Queued in memory: a decision never waits on a webhook.
+      rateLimitWatch?.onDecision(event)
       if (event.reason === 'address_not_allowed' && event.keyId !== null && event.tenantId !== null) {
         if (addressRefusals.first(event.keyId, Date.now()))
           audit?.({
@@ -360,6 +373,7 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
         logger,
         settings: dashboard.settings,
         ...(dashboard.key === undefined ? {} : { key: dashboard.key }),
+        ...(options.webhooks === undefined ? {} : { webhooks: options.webhooks.endpoints }),
       }),
     )
   }
@@ -386,6 +400,12 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
   if (options.corsOrigins !== undefined && options.corsOrigins.length > 0)
     app.use('/me', bearerRoutesCors(options.corsOrigins))
   app.use(auth)
+  if (webhookEvents !== undefined)
+    app.use((req, _res, next) => {
+      const rateLimit = req.saiku?.rateLimit
+      if (rateLimit != null) queueQuotaThresholds(webhookEvents, req.saiku!.tenant.tenantId, rateLimit, now())
+      next()
+    })
 
   app
     .route('/me/usage')
@@ -485,6 +505,15 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     now,
     settleIntervalMs: options.settleIntervalMs,
   })
+
+  if (options.webhooks !== undefined)
+    registerWebhookRoutes(app, options.webhooks.endpoints, {
+      jsonBody,
+      route,
+      routeWithoutBody,
+      methodNotAllowed,
+      recorded,
+    })
 
   if (tokens !== undefined) {
     app

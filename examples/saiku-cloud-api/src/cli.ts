@@ -35,6 +35,7 @@ import {
 } from './tenants.js'
 import { DASHBOARD_USAGE, DashboardUsageError, isDashboardCommand } from './dashboard/cli-usage.js'
 import { BILLING_USAGE, BillingUsageError, isBillingCommand } from './billing-cli.js'
+import { isWebhooksCommand, WEBHOOKS_USAGE, WebhooksUsageError } from './webhooks/cli.js'
 
 /** Records what the CLI did to a tenant's keys in its Activity log. */
 async function recordCliActivity(
@@ -70,6 +71,7 @@ export const USAGE = `Usage: saiku <command> [options]
   usage --tenant SLUG        what the tenant has used of each window, spending nothing
 ${BILLING_USAGE}
 ${DASHBOARD_USAGE}
+${WEBHOOKS_USAGE}
 
 Every command takes --json for output that scripts can read.
 The store is DATABASE_URL (default: the example's data/saiku.db), as for the server.
@@ -464,6 +466,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (isDashboardCommand(argv)) await (await import('./dashboard/cli.js')).runDashboardCommand(argv, out)
     else if (isBillingCommand(argv)) await (await import('./billing-cli.js')).runBillingCommand(argv, out)
+    else if (isWebhooksCommand(argv)) await (await import('./webhooks/cli.js')).runWebhooksCommand(argv, out)
     else await run(argv, out)
     return 0
   } catch (error) {
@@ -472,6 +475,7 @@ export async function main(argv: string[]): Promise<number> {
       error instanceof UsageError ||
       error instanceof DashboardUsageError ||
       error instanceof BillingUsageError ||
+      error instanceof WebhooksUsageError ||
       (error instanceof SaikuHttpError && error.wireCode === 'invalid_request') ||
       error instanceof SaikuInputError ||
       (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')

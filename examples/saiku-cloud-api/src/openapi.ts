@@ -1,4 +1,5 @@
 // OpenAPI 3.1 description of the server's routes; test/openapi.test.ts checks real responses against it.
+import { webhookPaths, webhookSchemas } from './webhooks/openapi.js'
 
 const error = (description: string) => ({
   description,
@@ -451,6 +452,7 @@ export const openApiDocument = {
       },
     },
     ...billingChangePaths,
+    ...webhookPaths({ error, common, withBody, paymentRequired }),
   },
   components: {
     securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'sk_live_… or sk_test_…' } },
@@ -482,6 +484,7 @@ export const openApiDocument = {
           },
         },
       },
+      ...webhookSchemas,
       Health: {
         type: 'object',
         required: ['status'],

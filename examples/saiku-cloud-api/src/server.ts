@@ -11,9 +11,16 @@ import { keepQuotaCounts, oneOfSeveralProcesses, readQuotaFlushMs, readTierQuota
 import { gracefulShutdown } from './shutdown.js'
 import { seedDemo } from './tenants.js'
 import { createTokens } from './tokens.js'
-import { readSecretScanningConfig } from './secret-scanning.js'
+import { readSecretScanningConfig, type LeakedKeyEvent } from './secret-scanning.js'
+import { emitEvent } from './webhooks/events.js'
 import { loadDashboardKey, openDashboardStore, readDashboardSettings } from './dashboard/index.js'
 import { seedDemoMember } from './dashboard/members.js'
+import { openWebhookSql } from './webhooks/sql.js'
+import { createEndpointStore } from './webhooks/endpoints.js'
+import { createWebhookDelivery } from './webhooks/delivery.js'
+import { createEventQueue } from './webhooks/emitter.js'
+import { startScheduler } from './webhooks/scheduler.js'
+import { readWebhookSettings } from './webhooks/settings.js'
 
 async function main(): Promise<void> {
   const config = { ...readConfig(), ...readOperationsConfig() }
@@ -21,6 +28,7 @@ async function main(): Promise<void> {
   // Read now, so a bad URL stops the start-up; the keys themselves are fetched when the first alert arrives.
   const secretScanning = readSecretScanningConfig()
   const quotaFlushMs = readQuotaFlushMs(process.env.QUOTA_FLUSH_MS)
+  const webhookSettings = readWebhookSettings()
   checkMetricsPort(config.port, config.metricsPort)
   const logs = createLogOutput(process.stdout)
   const logger = createLogger(config.logLevel, logs)
@@ -30,6 +38,20 @@ async function main(): Promise<void> {
       logger.error({ msg: 'store background failure', err: { name: error.name, message: error.message } }),
   })
   const limiter = await createLimiter(config.redisUrl, opened.store)
+  // Webhooks: endpoints and deliveries beside the keys; the outbox the key writes fill is delivered from here.
+  const webhookSql = await openWebhookSql(opened.store)
+  const webhookFailure = (what: string) => (error: Error) =>
+    logger.error({ msg: what, err: { name: error.name, message: error.message } })
+  const webhooks = {
+    endpoints: createEndpointStore(webhookSql, webhookSettings.policy),
+    events: createEventQueue(webhookSql, Date.now, webhookFailure('webhook events not queued yet')),
+  }
+  const delivery = createWebhookDelivery({
+    sql: webhookSql,
+    policy: webhookSettings.policy,
+    timeoutMs: webhookSettings.timeoutMs,
+    onError: webhookFailure('webhook delivery round failed'),
+  })
   if (limiter.memory !== null && oneOfSeveralProcesses())
     logger.warn({
       msg: 'limits counted per process',
@@ -112,8 +134,31 @@ async function main(): Promise<void> {
     dashboard,
     reportOnlyLimits,
     corsOrigins: config.corsOrigins,
+    webhooks,
     ...(metrics === null ? {} : { meterProvider: metrics.meterProvider }),
-    ...(secretScanning === undefined ? {} : { secretScanning: { config: secretScanning } }),
+    ...(secretScanning === undefined
+      ? {}
+      : {
+          secretScanning: {
+            config: secretScanning,
+            // The tenant hears of the leak through its webhooks: in the outbox before GitHub hears back.
+            onLeaked: async (leak: LeakedKeyEvent) => {
+              await emitEvent(opened.store, {
+                type: 'key.leaked',
+                tenantId: leak.tenantId,
+                occurredAt: leak.at,
+                data: {
+                  keyId: leak.keyId,
+                  label: leak.label,
+                  tokenFingerprint: leak.tokenFingerprint,
+                  url: leak.url,
+                  source: leak.source,
+                  action: leak.revoked ? 'revoked' : 'reported',
+                },
+              })
+            },
+          },
+        }),
   })
   // Before the first request is counted: a restart does not give a tenant its day or month back.
   const quotas =
@@ -125,6 +170,9 @@ async function main(): Promise<void> {
             logger.error({ msg: 'quota counts not saved', err: { name: error.name, message: error.message } }),
         })
   handle = app
+  delivery.start()
+  webhooks.events.start()
+  const scheduler = startScheduler(webhookSql, { onError: webhookFailure('webhook schedule sweep failed') })
   logger.info({
     msg: 'listening',
     url,
@@ -146,6 +194,12 @@ async function main(): Promise<void> {
     cleanup: async () => {
       auth.authenticator.close()
       closeApp()
+      // The attempt under way ends (its outcome recorded); what is queued stays in the database for the next start.
+      // An attempt longer than that is cut off here: its lease runs out and another start sends it again.
+      await Promise.race([
+        Promise.allSettled([delivery.stop(), webhooks.events.stop(), scheduler.stop()]),
+        new Promise((resolve) => setTimeout(resolve, 2_000).unref()),
+      ])
       try {
         quotas?.saver.stop()
         // Both writes are tried, one failing or not: a database that refuses one may still take the other.

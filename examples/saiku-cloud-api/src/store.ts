@@ -42,6 +42,8 @@ export async function openStore(
       if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
       store = new SqliteKeyStore(path, {
         watchIntervalMs: watchChanges ? 1_000 : 0,
+        // Key writes queue their webhook events in their own transaction, from the server and the CLI alike.
+        outbox: true,
         ...(options.onError === undefined ? {} : { onError: options.onError }),
       })
     } catch (error) {
@@ -63,6 +65,7 @@ export async function openStore(
     pool,
     schema,
     listen: watchChanges,
+    outbox: true,
     ...(options.onError === undefined ? {} : { onError: options.onError }),
   })
   try {

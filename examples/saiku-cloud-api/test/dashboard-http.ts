@@ -9,6 +9,8 @@ import { createAuthenticator, type TenantAdminStore, type TenantRecord } from '@
 import { PostgresKeyStore } from '@saiku/postgres'
 import { SqliteKeyStore } from '@saiku/sqlite'
 import { createDashboard, openDashboardStore } from '../src/dashboard/index.js'
+import { openWebhookSql } from '../src/webhooks/sql.js'
+import { createEndpointStore } from '../src/webhooks/endpoints.js'
 import type { DashboardStore, Member, Role } from '../src/dashboard/store/index.js'
 import { createTenant } from '../src/tenants.js'
 import { tempDatabase, type TempDir } from './helpers.js'
@@ -60,6 +62,12 @@ export async function startInProcessDashboard(database: 'sqlite' | 'postgres' = 
   const tenant = await createTenant(store, { slug: 'acme', tier: 'team', subscription: 'active' })
   let nowMs = Date.now()
   const authenticator = createAuthenticator(store, {})
+  // The Webhooks page too, with receivers on loopback allowed as in development.
+  const endpoints = createEndpointStore(
+    await openWebhookSql(store),
+    { allowLoopback: true, allowPrivate: false },
+    () => nowMs,
+  )
   const app = express()
   app.set('trust proxy', 'loopback')
   app.use(
@@ -75,6 +83,7 @@ export async function startInProcessDashboard(database: 'sqlite' | 'postgres' = 
         publicOrigin: null,
       },
       now: () => nowMs,
+      webhooks: endpoints,
     }),
   )
   const server: Server = createServer(app)

@@ -1,11 +1,13 @@
 import Ajv2020 from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
-import { generateKeyPairSync, sign } from 'node:crypto'
+import { createHash, generateKeyPairSync, sign } from 'node:crypto'
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http'
 import { once } from 'node:events'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { SqliteKeyStore } from '@saiku/sqlite'
 import { openApiDocument } from '../src/openapi.js'
+import { Webhook } from 'standardwebhooks'
+import { startReceiver } from './webhooks/support.js'
 import {
   cli,
   cliJson,
@@ -108,11 +110,13 @@ beforeAll(async () => {
   await once(githubKeys, 'listening')
   const keysUrl = `http://127.0.0.1:${(githubKeys.address() as { port: number }).port}/keys`
   db = tempDatabase()
+  // Webhooks to the tests' receivers on loopback, as in development.
   env = {
     DATABASE_URL: db.databaseUrl,
     REDIS_URL: '',
     SAIKU_DATA_DIR: db.path,
     GITHUB_SECRET_SCANNING_KEYS_URL: keysUrl,
+    WEBHOOKS_ALLOW_LOOPBACK: '1',
   }
   server = await startServer(env, 'pnpm start')
 })
@@ -1049,25 +1053,25 @@ async function provokeBillingChanges(unpaidKey: string, readerKey: string): Prom
   expect(billing.body).toMatchObject({ status: 'active', tier: 'business', billingAnchor: expect.any(String) })
 }
 
-describe("GitHub's secret scanning alerts", () => {
-  /** POSTs an alert, signed with the local pair unless `headers` say otherwise. */
-  async function alert(body: string, headers?: Record<string, string>): Promise<Reply> {
-    const signature = sign('sha256', Buffer.from(body), github.privateKey).toString('base64')
-    const res = await fetch(`${server.url}/secret-scanning/github`, {
-      method: 'POST',
-      headers: headers ?? {
-        'content-type': 'application/json',
-        'github-public-key-identifier': 'e2e',
-        'github-public-key-signature': signature,
-      },
-      body,
-    })
-    const text = await res.text()
-    const parsed = text === '' ? undefined : JSON.parse(text)
-    recorded.push({ method: 'POST', path: '/secret-scanning/github', status: res.status, body: parsed })
-    return { status: res.status, headers: res.headers, text, body: parsed }
-  }
+/** POSTs an alert, signed with the local pair unless `headers` say otherwise. */
+async function alert(body: string, headers?: Record<string, string>): Promise<Reply> {
+  const signature = sign('sha256', Buffer.from(body), github.privateKey).toString('base64')
+  const res = await fetch(`${server.url}/secret-scanning/github`, {
+    method: 'POST',
+    headers: headers ?? {
+      'content-type': 'application/json',
+      'github-public-key-identifier': 'e2e',
+      'github-public-key-signature': signature,
+    },
+    body,
+  })
+  const text = await res.text()
+  const parsed = text === '' ? undefined : JSON.parse(text)
+  recorded.push({ method: 'POST', path: '/secret-scanning/github', status: res.status, body: parsed })
+  return { status: res.status, headers: res.headers, text, body: parsed }
+}
 
+describe("GitHub's secret scanning alerts", () => {
   it('revoke a leaked key, and answer each documented status', async () => {
     const leaked = await cliJson<{ keyId: string; secret: string }>(
       ['keys', 'create', '--tenant', 'acme', '--label', 'leaked'],
@@ -1142,12 +1146,171 @@ describe('the health check', () => {
   })
 })
 
+describe('webhooks (issue 28)', () => {
+  it('delivers key.leaked, signed, when a GitHub alert shows a key leaked, and never the token', async () => {
+    const receiver = await startReceiver()
+    try {
+      await cliJson(['tenants', 'create', '--slug', 'leaky', '--tier', 'team', '--subscription', 'active'], env)
+      const mint = async (label: string, permissions?: string) =>
+        cliJson<{ secret: string; keyId: string }>(
+          [
+            'keys',
+            'create',
+            '--tenant',
+            'leaky',
+            '--label',
+            label,
+            ...(permissions ? ['--permissions', permissions] : []),
+          ],
+          env,
+        )
+      const writer = await mint('hooks', 'webhooks:read,webhooks:write')
+      const added = await call(server, 'POST', '/me/webhooks', {
+        key: writer.secret,
+        json: { url: `http://127.0.0.1:${receiver.port}/hook`, events: ['key.leaked'] },
+      })
+      expect(added.status).toBe(201)
+      const leaked = await mint('pushed to a public repository')
+      githubKeysUp = true
+      const body = JSON.stringify([
+        { token: leaked.secret, type: 'saiku_api_key', url: 'https://github.com/o/r/blob/2/.env', source: 'content' },
+      ])
+      const answer = await alert(body)
+      expect([answer.status, answer.body[0].label]).toEqual([200, 'true_positive'])
+      // A replay is still a true positive, and announces nothing twice.
+      expect((await alert(body)).body[0].label).toBe('true_positive')
+      await receiver.waitFor(1)
+      const entry = receiver.received[0]!
+      const event = new Webhook(added.body.secret as string).verify(entry.body, {
+        'webhook-id': String(entry.headers['webhook-id']),
+        'webhook-timestamp': String(entry.headers['webhook-timestamp']),
+        'webhook-signature': String(entry.headers['webhook-signature']),
+      }) as { type: string; data: Record<string, unknown> }
+      expect(event.type).toBe('key.leaked')
+      expect(event.data).toMatchObject({
+        keyId: leaked.keyId,
+        label: 'pushed to a public repository',
+        url: 'https://github.com/o/r/blob/2/.env',
+        action: 'revoked',
+      })
+      expect(String(entry.body)).not.toContain(leaked.secret)
+      expect(String(entry.body)).not.toContain(createHash('sha256').update(leaked.secret).digest('hex'))
+      // Give a second delivery time to arrive if there were one: the revocation's own event was not asked for.
+      await call(server, 'GET', '/healthz')
+      await new Promise((resolve) => setTimeout(resolve, 3_000))
+      expect(receiver.received.map((r) => JSON.parse(String(r.body)).type)).toEqual(['key.leaked'])
+    } finally {
+      await receiver.close()
+    }
+  })
+
+  it('delivers a revocation signed for the reference library, and answers every webhook route as documented', async () => {
+    const receiver = await startReceiver()
+    try {
+      await cliJson(['tenants', 'create', '--slug', 'hooked', '--tier', 'business', '--subscription', 'active'], env)
+      const mint = async (tenant: string, permissions: string) =>
+        (
+          await cliJson<{ secret: string; keyId: string }>(
+            ['keys', 'create', '--tenant', tenant, '--label', permissions, '--permissions', permissions],
+            env,
+          )
+        ).secret
+      const writer = await mint('hooked', 'webhooks:read,webhooks:write,keys:write')
+      const reader = await mint('hooked', 'keys:read')
+      await cliJson(['tenants', 'create', '--slug', 'hooked-unpaid', '--tier', 'team', '--subscription', 'none'], env)
+      const unpaid = await mint('hooked-unpaid', 'webhooks:read,webhooks:write')
+      await cliJson(
+        ['tenants', 'create', '--slug', 'hooked-spent', '--tier', 'starter', '--subscription', 'active'],
+        env,
+      )
+      const spent = await mint('hooked-spent', 'webhooks:read,webhooks:write')
+      for (let i = 0; i < 60; i++) await call(server, 'GET', '/me/tenant', { key: spent })
+
+      const added = await call(server, 'POST', '/me/webhooks', {
+        key: writer,
+        json: { url: `http://127.0.0.1:${receiver.port}/hook`, events: ['key.revoked', 'key.created'] },
+      })
+      expect(added.status).toBe(201)
+      const endpointId = added.body.endpointId as string
+      const secret = added.body.secret as string
+      const doomed = await call(server, 'POST', '/me/api-keys', { key: writer, json: { label: 'doomed' } })
+      expect((await call(server, 'DELETE', `/me/api-keys/${doomed.body.keyId}`, { key: writer })).status).toBe(204)
+      await receiver.waitFor(2)
+      const verified = receiver.received.map((entry) =>
+        new Webhook(secret).verify(entry.body, {
+          'webhook-id': String(entry.headers['webhook-id']),
+          'webhook-timestamp': String(entry.headers['webhook-timestamp']),
+          'webhook-signature': String(entry.headers['webhook-signature']),
+        }),
+      ) as { type: string; data: { keyId: string } }[]
+      expect(verified.map((event) => event.type).sort()).toEqual(['key.created', 'key.revoked'])
+      expect(verified.every((event) => event.data.keyId === doomed.body.keyId)).toBe(true)
+
+      expect((await call(server, 'GET', '/me/webhooks', { key: writer })).status).toBe(200)
+      const log = await call(server, 'GET', `/me/webhooks/${endpointId}/deliveries`, { key: writer })
+      expect(log.status).toBe(200)
+      const deliveryId = (log.body.deliveries as { deliveryId: string }[])[0]!.deliveryId
+      const redeliver = `/me/webhooks/${endpointId}/deliveries/${deliveryId}/redeliver`
+      expect((await call(server, 'POST', redeliver, { key: writer })).status).toBe(202)
+      expect((await call(server, 'POST', `/me/webhooks/${endpointId}/rotate-secret`, { key: writer })).status).toBe(200)
+      // The receiver says it is gone: the endpoint is disabled, and a test event or a redelivery is a 409.
+      receiver.answer = (_req, res) => res.writeHead(410).end()
+      expect((await call(server, 'POST', `/me/webhooks/${endpointId}/test`, { key: writer })).status).toBe(202)
+      await waitFor(
+        async () => (await call(server, 'GET', '/me/webhooks', { key: writer })).body.endpoints[0].state === 'disabled',
+        20_000,
+      )
+      expect((await call(server, 'POST', `/me/webhooks/${endpointId}/test`, { key: writer })).status).toBe(409)
+      expect((await call(server, 'POST', redeliver, { key: writer })).status).toBe(409)
+
+      const other = '/me/webhooks/ep_AAAAAAAAAAAAAAAA'
+      const routes: [string, string][] = [
+        ['GET', '/me/webhooks'],
+        ['POST', '/me/webhooks'],
+        ['DELETE', other],
+        ['POST', `${other}/rotate-secret`],
+        ['POST', `${other}/test`],
+        ['GET', `${other}/deliveries`],
+        ['POST', `${other}/deliveries/x/redeliver`],
+      ]
+      for (const [method, path] of routes) {
+        const what = `${method} ${path}`
+        expect((await call(server, method, path)).status, what).toBe(401)
+        expect(
+          (await call(server, method, path, { authorization: `Bearer ${writer}, Bearer ${reader}` })).status,
+          what,
+        ).toBe(400)
+        expect((await call(server, method, path, { key: spent })).status, what).toBe(429)
+        expect((await call(server, method, path, { key: unpaid })).status, what).toBe(402)
+        expect((await call(server, method, path, { key: reader })).status, what).toBe(403)
+        if (path !== '/me/webhooks') expect((await call(server, method, path, { key: writer })).status, what).toBe(404)
+        if (method === 'POST' || method === 'DELETE') {
+          const typed = await call(server, method, path, { key: writer, raw: 'x', contentType: 'text/plain' })
+          expect(typed.status, what).toBe(415)
+          const big = await call(server, method, path, { key: writer, json: { url: 'x'.repeat(17_000) } })
+          expect(big.status, what).toBe(413)
+          expect((await call(server, method, path, { key: writer, json: { nope: 1 } })).status, what).toBe(400)
+        }
+      }
+      expect((await call(server, 'DELETE', `/me/webhooks/${endpointId}`, { key: writer })).status).toBe(204)
+    } finally {
+      await receiver.close()
+    }
+  })
+})
+
 /** The path as the OpenAPI document writes it: a key ID as `{keyId}`. */
 function routeTemplate(path: string): string {
   return path
     .split('?')[0]!
     .replace(/^\/me\/api-keys\/[^/]+$/, '/me/api-keys/{keyId}')
     .replace(/^\/me\/api-keys\/[^/]+\/rotate$/, '/me/api-keys/{keyId}/rotate')
+    .replace(
+      /^\/me\/webhooks\/[^/]+\/deliveries\/[^/]+\/redeliver$/,
+      '/me/webhooks/{endpointId}/deliveries/{deliveryId}/redeliver',
+    )
+    .replace(/^\/me\/webhooks\/([^/{]+)\/(rotate-secret|test|deliveries)$/, '/me/webhooks/{endpointId}/$2')
+    .replace(/^\/me\/webhooks\/([^/{]+)$/, '/me/webhooks/{endpointId}')
 }
 
 describe('the OpenAPI document', () => {

@@ -506,6 +506,32 @@ describe('re-authentication before live keys (sudo mode)', { timeout: 120_000 },
     expect((await client.post('/members/invite', later)).status).toBe(201)
   })
 
+  it('asks again before adding a webhook endpoint or rotating its secret once the check is 10 minutes old', async () => {
+    const email = uniqueEmail('xia')
+    await d.addMember(email, PASSWORD)
+    const client = await signedIn(d, email)
+    const csrf = await client.csrf()
+    const add = { _csrf: csrf, url: 'http://127.0.0.1:9/hook', events: 'key.revoked' }
+    expect((await client.post('/webhooks', add)).status).toBe(201)
+    const endpointId = (await client.get('/webhooks')).text.match(/href="\/webhooks\/(ep_[\w-]{16})"/)![1]!
+
+    d.advance(10 * 60_000 + 1_000)
+    const asked = await client.post('/webhooks', { ...add, url: 'http://127.0.0.1:9/other' })
+    expect(asked.status).toBe(200)
+    expect(asked.text).toContain('<h1>Confirm access</h1>')
+    expect(asked.text).toContain('name="url" value="http://127.0.0.1:9/other"')
+    const rotate = await client.post(`/webhooks/${endpointId}/rotate-secret`, { _csrf: csrf })
+    expect(rotate.text).toContain('<h1>Confirm access</h1>')
+    expect(rotate.text).not.toContain('whsec_')
+    const added = await client.post('/webhooks', {
+      ...add,
+      url: 'http://127.0.0.1:9/other',
+      _reauth_password: PASSWORD,
+    })
+    expect(added.status).toBe(201)
+    expect(added.text).toContain('whsec_')
+  })
+
   it('charges wrong re-authentication passwords to the account: the 11th in an hour is refused unchecked', async () => {
     const email = uniqueEmail('uma')
     await d.addMember(email, PASSWORD)

@@ -12,6 +12,7 @@ import {
   type KeyStore,
 } from './store.js'
 import { withTimeout } from './timeout.js'
+import type { KeyWriteContext } from './outbox.js'
 import { announceKeyStoreChange, announcedDuring } from './store-events.js'
 
 export interface CreateKeyInput {
@@ -103,7 +104,7 @@ export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {
     return withTimeout(pending, timeoutMs, 'key_store', `key store ${what}`)
   }
 
-  async function create(tenantId: string, input: CreateKeyInput): Promise<CreatedApiKey> {
+  async function create(tenantId: string, input: CreateKeyInput, context?: KeyWriteContext): Promise<CreatedApiKey> {
     if (typeof input !== 'object' || input === null)
       throw new SaikuInputError('input', 'Expected an object with a label.')
     const labelError = labelProblem(input.label)
@@ -143,7 +144,9 @@ export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {
         ...(allowedAddresses.length === 0 ? {} : { allowedAddresses }),
       }
       try {
-        await call('createKey', () => store.createKey(record))
+        await call('createKey', () =>
+          context === undefined ? store.createKey(record) : store.createKey(record, context),
+        )
       } catch (error) {
         if (attempt < 2 && (await call('findKey', () => store.findKey(minted.keyId))) !== null) continue
         throw error
@@ -256,13 +259,18 @@ export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {
     if (graceSeconds !== undefined) requireUpdateKey('a rotation grace period')
     const old = live(await ownedKey(tenantId, keyId))
     if (old === null) return null
-    const created = await create(tenantId, {
-      label: old.label,
-      permissions: old.permissions,
-      environment: old.environment,
-      expiresAt: old.expiresAt,
-      allowedAddresses: old.allowedAddresses ?? null,
-    })
+    const created = await create(
+      tenantId,
+      {
+        label: old.label,
+        permissions: old.permissions,
+        environment: old.environment,
+        expiresAt: old.expiresAt,
+        allowedAddresses: old.allowedAddresses ?? null,
+      },
+      // The store may write the successor's event as a rotation of the old key.
+      { rotatedFrom: keyId },
+    )
     if (graceSeconds === undefined) return { ...created, previousKey: { keyId, expiresAt: old.expiresAt } }
     const graceEndsMs = now() + graceSeconds * 1000
     // A grace never lengthens the old key's life.
@@ -282,7 +290,7 @@ export function createKeyManager(store: KeyStore, options: KeyManagerOptions = {
   }
 
   return {
-    create,
+    create: (tenantId, input) => create(tenantId, input),
     list: (tenantId) => call('listKeys', () => store.listKeys(tenantId)),
     async revoke(tenantId, keyId) {
       if ((await ownedKey(tenantId, keyId)) === null) return false

@@ -1,5 +1,6 @@
 import { allowedAddressesProblem, canonicalAllowedAddresses } from './address-allowlist.js'
 import { announceKeyStoreChange } from './store-events.js'
+import type { KeyWriteContext } from './outbox.js'
 import { SaikuConfigError, SaikuInputError, SaikuNotFoundError } from './errors.js'
 import { isKeyId, KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
 import { limitsForTenant, type TierTable, type WindowLimits, DEFAULT_TIERS } from './tiers.js'
@@ -130,8 +131,11 @@ export interface KeyStore {
   /** The key with this ID (matched case-sensitively), revoked or not; null when there is none. */
   findKey(keyId: string): Promise<ApiKeyRecord | null>
   findTenant(tenantId: string): Promise<TenantRecord | null>
-  /** Inserts a new key. Must reject if the key ID exists already. */
-  createKey(record: ApiKeyRecord): Promise<void>
+  /**
+   * Inserts a new key. Must reject if the key ID exists already. `context.rotatedFrom` names the key a
+   * rotation replaces, for a store that writes an event with the key (`key.rotated` rather than `key.created`).
+   */
+  createKey(record: ApiKeyRecord, context?: KeyWriteContext): Promise<void>
   /** The tenant's keys that are not revoked, oldest first. */
   listKeys(tenantId: string): Promise<ApiKeySummary[]>
   /** Marks the key revoked at `revokedAt` (not the store's own time); false when it does not exist or was revoked already. */

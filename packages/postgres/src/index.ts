@@ -15,6 +15,12 @@ import {
   canonicalAllowedAddresses,
   keyChangesProblem,
   type KeyChanges,
+  keyCreatedEvent,
+  keyEventData,
+  newEventId,
+  outboxEventProblem,
+  type KeyWriteContext,
+  type OutboxEvent,
 } from '@saiku/core/store'
 import {
   DEFAULT_TIERS,
@@ -70,6 +76,17 @@ export const MIGRATIONS: readonly ((schema: string) => string)[] = Object.freeze
     ALTER TABLE ${s}.saiku_tenants
       ADD COLUMN limit_per_day integer CHECK (limit_per_day > 0),
       ADD COLUMN limit_per_month integer CHECK (limit_per_month > 0);`,
+  // The outbox: events written in the transaction of the change that caused them, read and deleted by a sender.
+  // Times in milliseconds, as the SQLite store keeps them, so that one sender reads both alike.
+  (s: string) => `
+    CREATE TABLE ${s}.saiku_outbox (
+      id bigserial PRIMARY KEY,
+      event_id text NOT NULL UNIQUE,
+      tenant_id text NOT NULL,
+      type text NOT NULL,
+      data jsonb NOT NULL,
+      occurred_at bigint NOT NULL
+    );`,
 ])
 
 /** The column's value: the canonical entries, NULL for any address. */
@@ -131,6 +148,12 @@ export interface PostgresKeyStoreOptions {
    * per distinct message.
    */
   readonly onError?: (error: Error) => unknown
+  /**
+   * Writes an event to the `saiku_outbox` table in the transaction of each key write: `key.created` (or
+   * `key.rotated` for a rotation's new key), `key.revoked`, `key.updated`. A crash between the write and the
+   * event's delivery loses nothing; whoever sends the events reads and deletes the rows. Default false.
+   */
+  readonly outbox?: boolean
 }
 
 /** The LISTEN connection: a client of its own, so that a stalled one can be destroyed at once. */
@@ -213,10 +236,11 @@ export class PostgresKeyStore implements TenantAdminStore {
   readonly schema: string
   readonly channel: string
   readonly #tiers: TierTable
-  readonly #t: { tenants: string; keys: string }
+  readonly #t: { tenants: string; keys: string; outbox: string }
   readonly #lastUsedFlushMs: number
   readonly #listen: boolean
   readonly #onError: (error: Error) => void
+  readonly #outbox: boolean
   #ready: Promise<void> | undefined
   #pendingUses = new Map<string, Date>()
   #flushTimer: NodeJS.Timeout | undefined
@@ -267,7 +291,14 @@ export class PostgresKeyStore implements TenantAdminStore {
     this.schema = schema
     this.channel = schema === 'public' ? 'saiku_changes' : `saiku_changes_${schema}`
     this.#tiers = options.tiers ?? DEFAULT_TIERS
-    this.#t = { tenants: `"${schema}".saiku_tenants`, keys: `"${schema}".saiku_api_keys` }
+    this.#t = {
+      tenants: `"${schema}".saiku_tenants`,
+      keys: `"${schema}".saiku_api_keys`,
+      outbox: `"${schema}".saiku_outbox`,
+    }
+    if (options.outbox !== undefined && typeof options.outbox !== 'boolean')
+      throw new SaikuConfigError('outbox', 'true or false', options.outbox)
+    this.#outbox = options.outbox ?? false
     this.#lastUsedFlushMs = flushMs
     this.#listen = options.listen ?? true
     this.#listenPool = options.listenPool ?? options.pool
@@ -546,27 +577,93 @@ export class PostgresKeyStore implements TenantAdminStore {
     return rows.map(tenantFromRow)
   }
 
-  async createKey(record: ApiKeyRecord): Promise<void> {
+  /** Runs `work` in a transaction on one connection of the pool. */
+  async #inTransaction<T>(work: (client: { query: Pool['query'] }) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect()
+    try {
+      await client.query('BEGIN')
+      const result = await work(client)
+      await client.query('COMMIT')
+      return result
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {})
+      throw error
+    } finally {
+      client.release()
+    }
+  }
+
+  /** Writes events to the outbox with `client` (inside its transaction). */
+  async #writeEvents(client: { query: Pool['query'] }, events: readonly OutboxEvent[]): Promise<void> {
+    if (events.length === 0) return
+    await client.query(
+      `INSERT INTO ${this.#t.outbox} (event_id, tenant_id, type, data, occurred_at)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bigint[])`,
+      [
+        events.map((event) => event.id),
+        events.map((event) => event.tenantId),
+        events.map((event) => event.type),
+        events.map((event) => JSON.stringify(event.data)),
+        events.map((event) => event.occurredAt.getTime()),
+      ],
+    )
+  }
+
+  /**
+   * Writes events to the outbox in one transaction of their own (a change that is not a key write:
+   * a quota spent, a trial ending). Works whether or not `outbox` is on: the option is about key writes.
+   */
+  async appendEvents(events: readonly OutboxEvent[]): Promise<void> {
+    for (const event of events) {
+      const problem = outboxEventProblem(event)
+      if (problem !== null) throw new SaikuInputError('events', `appendEvents: ${problem}`)
+    }
+    await this.ready()
+    await this.#writeEvents(this.pool, events)
+  }
+
+  async createKey(record: ApiKeyRecord, context?: KeyWriteContext): Promise<void> {
     const addressProblem = allowedAddressesProblem(record.allowedAddresses)
     if (addressProblem !== null) throw new SaikuInputError('allowedAddresses', `createKey: ${addressProblem}`)
     await this.ready()
-    await this.pool.query(
-      `INSERT INTO ${this.#t.keys} (key_id, tenant_id, label, environment, secret_digest, permissions, created_at, expires_at, revoked_at, last_used_at, allowed_addresses)
+    const insert = (client: { query: Pool['query'] }) =>
+      client.query(
+        `INSERT INTO ${this.#t.keys} (key_id, tenant_id, label, environment, secret_digest, permissions, created_at, expires_at, revoked_at, last_used_at, allowed_addresses)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-      [
-        record.keyId,
-        record.tenantId,
-        record.label,
-        record.environment,
-        record.secretDigest,
-        [...record.permissions],
-        record.createdAt,
-        record.expiresAt,
-        record.revokedAt,
-        record.lastUsedAt,
-        addressesColumn(record.allowedAddresses),
-      ],
-    )
+        [
+          record.keyId,
+          record.tenantId,
+          record.label,
+          record.environment,
+          record.secretDigest,
+          [...record.permissions],
+          record.createdAt,
+          record.expiresAt,
+          record.revokedAt,
+          record.lastUsedAt,
+          addressesColumn(record.allowedAddresses),
+        ],
+      )
+    if (!this.#outbox) {
+      await insert(this.pool)
+      return
+    }
+    await this.#inTransaction(async (client) => {
+      await insert(client)
+      await this.#writeEvents(client, [keyCreatedEvent(record, context)])
+    })
+  }
+
+  /** An event about a key row the transaction just wrote. */
+  #keyEvent(row: KeyRow, type: string, extra: Record<string, unknown>, at = new Date()): OutboxEvent {
+    const record = keyFromRow(row)
+    return {
+      id: newEventId(),
+      type,
+      tenantId: record.tenantId,
+      occurredAt: at,
+      data: { ...keyEventData(record), ...extra },
+    }
   }
 
   /** Changes a key in one round trip; the NOTIFY is delivered when the update commits, as for a revocation. */
@@ -574,26 +671,35 @@ export class PostgresKeyStore implements TenantAdminStore {
     const problem = keyChangesProblem(changes)
     if (problem !== null) throw new SaikuInputError('changes', `updateKey: ${problem}`)
     await this.ready()
-    const { rowCount } = await this.pool.query(
-      `WITH updated AS (
+    const run = this.#outbox
+      ? this.#inTransaction.bind(this)
+      : (work: (client: { query: Pool['query'] }) => Promise<boolean>) => work(this.pool)
+    const updated = await run(async (client) => {
+      const { rows } = await client.query<KeyRow>(
+        `WITH updated AS (
          UPDATE ${this.#t.keys} SET
            label = CASE WHEN $2 THEN $3 ELSE label END,
            allowed_addresses = CASE WHEN $4 THEN $5::text[] ELSE allowed_addresses END,
            expires_at = CASE WHEN $6 THEN $7::timestamptz ELSE expires_at END
-         WHERE key_id = $1 AND revoked_at IS NULL RETURNING key_id)
-       SELECT pg_notify($8, 'key:' || key_id) FROM updated`,
-      [
-        keyId,
-        changes.label !== undefined,
-        changes.label ?? null,
-        changes.allowedAddresses !== undefined,
-        addressesColumn(changes.allowedAddresses),
-        changes.expiresAt !== undefined,
-        changes.expiresAt ?? null,
-        this.channel,
-      ],
-    )
-    const updated = (rowCount ?? 0) > 0
+         WHERE key_id = $1 AND revoked_at IS NULL RETURNING *),
+       notified AS (SELECT pg_notify($8, 'key:' || key_id) FROM updated)
+       SELECT updated.* FROM updated, notified`,
+        [
+          keyId,
+          changes.label !== undefined,
+          changes.label ?? null,
+          changes.allowedAddresses !== undefined,
+          addressesColumn(changes.allowedAddresses),
+          changes.expiresAt !== undefined,
+          changes.expiresAt ?? null,
+          this.channel,
+        ],
+      )
+      if (rows[0] === undefined) return false
+      if (this.#outbox)
+        await this.#writeEvents(client, [this.#keyEvent(rows[0], 'key.updated', { changed: Object.keys(changes) })])
+      return true
+    })
     if (updated) announceKeyStoreChange(this, { kind: 'key', keyId })
     return updated
   }
@@ -609,15 +715,36 @@ export class PostgresKeyStore implements TenantAdminStore {
     return rows.map((row) => toKeySummary(keyFromRow(row)))
   }
 
-  async revokeKey(keyId: string, revokedAt: Date): Promise<boolean> {
+  /**
+   * Revokes the key; `events` (such as `key.leaked`) are written to the outbox in the same transaction,
+   * only when this call revoked it, after the store's own `key.revoked` when `outbox` is on.
+   */
+  async revokeKey(keyId: string, revokedAt: Date, events: readonly OutboxEvent[] = []): Promise<boolean> {
+    for (const event of events) {
+      const problem = outboxEventProblem(event)
+      if (problem !== null) throw new SaikuInputError('events', `revokeKey: ${problem}`)
+    }
     await this.ready()
-    // One round trip; the NOTIFY is delivered when the update commits.
-    const { rowCount } = await this.pool.query(
-      `WITH revoked AS (UPDATE ${this.#t.keys} SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL RETURNING key_id)
-       SELECT pg_notify($3, 'key:' || key_id) FROM revoked`,
-      [keyId, revokedAt, this.channel],
-    )
-    const revoked = (rowCount ?? 0) > 0
+    // One statement; the NOTIFY is delivered when the update commits.
+    const revokeWith = (client: { query: Pool['query'] }) =>
+      client.query<KeyRow>(
+        `WITH revoked AS (UPDATE ${this.#t.keys} SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL RETURNING *),
+         notified AS (SELECT pg_notify($3, 'key:' || key_id) FROM revoked)
+         SELECT revoked.* FROM revoked, notified`,
+        [keyId, revokedAt, this.channel],
+      )
+    const revoked =
+      !this.#outbox && events.length === 0
+        ? (await revokeWith(this.pool)).rows.length > 0
+        : await this.#inTransaction(async (client) => {
+            const row = (await revokeWith(client)).rows[0]
+            if (row === undefined) return false
+            const own = this.#outbox
+              ? [this.#keyEvent(row, 'key.revoked', { revokedAt: revokedAt.toISOString() }, revokedAt)]
+              : []
+            await this.#writeEvents(client, [...own, ...events])
+            return true
+          })
     if (revoked) announceKeyStoreChange(this, { kind: 'key', keyId })
     return revoked
   }

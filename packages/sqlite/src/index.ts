@@ -13,6 +13,12 @@ import {
   canonicalAllowedAddresses,
   keyChangesProblem,
   type KeyChanges,
+  keyCreatedEvent,
+  keyEventData,
+  newEventId,
+  outboxEventProblem,
+  type KeyWriteContext,
+  type OutboxEvent,
 } from '@saiku/core/store'
 import {
   DEFAULT_TIERS,
@@ -69,6 +75,15 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
   // A tenant's own day and month quotas; NULL where its limits set none.
   `ALTER TABLE saiku_tenants ADD COLUMN limit_per_day INTEGER;
    ALTER TABLE saiku_tenants ADD COLUMN limit_per_month INTEGER;`,
+  // The outbox: events written in the transaction of the change that caused them, read and deleted by a sender.
+  `CREATE TABLE saiku_outbox (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     event_id TEXT NOT NULL UNIQUE,
+     tenant_id TEXT NOT NULL,
+     type TEXT NOT NULL,
+     data TEXT NOT NULL,
+     occurred_at INTEGER NOT NULL
+   );`,
 ])
 
 export interface SqliteKeyStoreOptions {
@@ -94,6 +109,12 @@ export interface SqliteKeyStoreOptions {
    * warning (`SAIKU_HOOK_FAILED`), once per distinct message.
    */
   readonly onError?: (error: Error) => unknown
+  /**
+   * Writes an event to the `saiku_outbox` table in the transaction of each key write: `key.created` (or
+   * `key.rotated` for a rotation's new key), `key.revoked`, `key.updated`. A crash between the write and the
+   * event's delivery loses nothing; whoever sends the events reads and deletes the rows. Default false.
+   */
+  readonly outbox?: boolean
 }
 
 const msOrNull = (date: Date | null | undefined): number | null => (date == null ? null : date.getTime())
@@ -137,6 +158,7 @@ export class SqliteKeyStore implements TenantAdminStore {
   readonly #lastUsedFlushMs: number
   readonly #busyTimeoutMs: number
   readonly #onError: (error: Error) => void
+  readonly #outbox: boolean
 
   constructor(filename: string, options: SqliteKeyStoreOptions = {}) {
     const watchIntervalMs = options.watchIntervalMs ?? 1_000
@@ -151,6 +173,9 @@ export class SqliteKeyStore implements TenantAdminStore {
     if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0)
       throw new SaikuConfigError('busyTimeoutMs', 'a non-negative integer', busyTimeoutMs)
     this.#busyTimeoutMs = busyTimeoutMs
+    if (options.outbox !== undefined && typeof options.outbox !== 'boolean')
+      throw new SaikuConfigError('outbox', 'true or false', options.outbox)
+    this.#outbox = options.outbox ?? false
     this.db = openDatabase(filename)
     // Opening and migrating may wait for another process: nothing is served yet.
     this.db.pragma(`busy_timeout = ${busyTimeoutMs}`)
@@ -216,6 +241,9 @@ export class SqliteKeyStore implements TenantAdminStore {
       ),
       lastChangeId: db.prepare<[], { id: number | null }>('SELECT MAX(id) AS id FROM saiku_changes'),
       pruneChanges: db.prepare<[number]>('DELETE FROM saiku_changes WHERE changed_at < ?'),
+      insertEvent: db.prepare<[string, string, string, string, number]>(
+        'INSERT INTO saiku_outbox (event_id, tenant_id, type, data, occurred_at) VALUES (?, ?, ?, ?, ?)',
+      ),
     }
     this.#lastChangeId = this.#statements.lastChangeId.get()?.id ?? 0
     this.#dataVersion = this.db.pragma('data_version', { simple: true }) as number
@@ -277,7 +305,32 @@ export class SqliteKeyStore implements TenantAdminStore {
     return (await this.#run('listTenants', () => this.#statements.listTenants.all())).map(tenantFromRow)
   }
 
-  async createKey(record: ApiKeyRecord): Promise<void> {
+  /** Writes events to the outbox inside the caller's transaction. */
+  #writeEvents(events: readonly OutboxEvent[]): void {
+    for (const event of events)
+      this.#statements.insertEvent.run(
+        event.id,
+        event.tenantId,
+        event.type,
+        JSON.stringify(event.data),
+        event.occurredAt.getTime(),
+      )
+  }
+
+  /**
+   * Writes events to the outbox in one transaction of their own (a change that is not a key write:
+   * a quota spent, a trial ending). Works whether or not `outbox` is on: the option is about key writes.
+   */
+  async appendEvents(events: readonly OutboxEvent[]): Promise<void> {
+    for (const event of events) {
+      const problem = outboxEventProblem(event)
+      if (problem !== null) throw new SaikuInputError('events', `appendEvents: ${problem}`)
+    }
+    const write = this.db.transaction(() => this.#writeEvents(events))
+    await this.#run('appendEvents', () => write.immediate())
+  }
+
+  async createKey(record: ApiKeyRecord, context?: KeyWriteContext): Promise<void> {
     const addressProblem = allowedAddressesProblem(record.allowedAddresses)
     if (addressProblem !== null) throw new SaikuInputError('allowedAddresses', `createKey: ${addressProblem}`)
     const row = {
@@ -293,7 +346,12 @@ export class SqliteKeyStore implements TenantAdminStore {
       last_used_at: msOrNull(record.lastUsedAt),
       allowed_addresses: addressesJson(record.allowedAddresses),
     }
-    await this.#run('createKey', () => this.#statements.insertKey.run(row))
+    const events = this.#outbox ? [keyCreatedEvent(record, context)] : []
+    const insert = this.db.transaction(() => {
+      this.#statements.insertKey.run(row)
+      this.#writeEvents(events)
+    })
+    await this.#run('createKey', () => insert.immediate())
   }
 
   /** Changes a key in one statement, logged for other processes' caches like a revocation. */
@@ -310,12 +368,27 @@ export class SqliteKeyStore implements TenantAdminStore {
         set_expires_at: changes.expiresAt === undefined ? 0 : 1,
         expires_at: msOrNull(changes.expiresAt),
       })
-      if (updated > 0) this.#statements.logChange.run('key', keyId, Date.now())
+      if (updated > 0) {
+        this.#statements.logChange.run('key', keyId, Date.now())
+        if (this.#outbox) this.#writeEvents([this.#keyEvent(keyId, 'key.updated', { changed: Object.keys(changes) })])
+      }
       return updated > 0
     })
     const updated = await this.#run('updateKey', () => update.immediate())
     if (updated) announceKeyStoreChange(this, { kind: 'key', keyId })
     return updated
+  }
+
+  /** An event about a key that exists (read inside the write's transaction). */
+  #keyEvent(keyId: string, type: string, extra: Record<string, unknown>, at = new Date()): OutboxEvent {
+    const record = keyFromRow(this.#statements.findKey.get(keyId)!)
+    return {
+      id: newEventId(),
+      type,
+      tenantId: record.tenantId,
+      occurredAt: at,
+      data: { ...keyEventData(record), ...extra },
+    }
   }
 
   async listKeys(tenantId: string): Promise<ApiKeySummary[]> {
@@ -326,10 +399,23 @@ export class SqliteKeyStore implements TenantAdminStore {
     )
   }
 
-  async revokeKey(keyId: string, revokedAt: Date): Promise<boolean> {
+  /**
+   * Revokes the key; `events` (such as `key.leaked`) are written to the outbox in the same transaction,
+   * only when this call revoked it, after the store's own `key.revoked` when `outbox` is on.
+   */
+  async revokeKey(keyId: string, revokedAt: Date, events: readonly OutboxEvent[] = []): Promise<boolean> {
+    for (const event of events) {
+      const problem = outboxEventProblem(event)
+      if (problem !== null) throw new SaikuInputError('events', `revokeKey: ${problem}`)
+    }
     const revoke = this.db.transaction(() => {
       const { changes } = this.#statements.revokeKey.run(revokedAt.getTime(), keyId)
-      if (changes > 0) this.#statements.logChange.run('key', keyId, Date.now())
+      if (changes > 0) {
+        this.#statements.logChange.run('key', keyId, Date.now())
+        if (this.#outbox)
+          this.#writeEvents([this.#keyEvent(keyId, 'key.revoked', { revokedAt: revokedAt.toISOString() }, revokedAt)])
+        this.#writeEvents(events)
+      }
       return changes > 0
     })
     const revoked = await this.#run('revokeKey', () => revoke.immediate())

@@ -10,6 +10,7 @@ import { registerOverview } from './pages/overview.js'
 import { registerSignIn } from './pages/sign-in.js'
 import { createEnrolment, registerTwoFactor } from './pages/two-factor.js'
 import { registerUsage } from './pages/usage.js'
+import { registerWebhooks } from './pages/webhooks.js'
 import { createContext, type DashboardOptions } from './shared/context.js'
 import { sweepExpiredSessions } from './shared/session.js'
 
@@ -43,6 +44,7 @@ export function createDashboard(options: DashboardOptions): express.Router {
   registerBilling(router, ctx)
   registerMembers(router, ctx)
   registerActivity(router, ctx)
+  if (options.webhooks !== undefined) registerWebhooks(router, ctx, options.webhooks)
   registerFallback(router, ctx, ASSETS)
   return router
 }

@@ -40,6 +40,9 @@ const ACTIONS: Record<string, string> = {
   'two_factor.required': 'Two-factor required',
   'two_factor.not_required': 'Two-factor no longer required',
   'two_factor.reset': 'Two-factor reset',
+  'webhook.added': 'Webhook endpoint added',
+  'webhook.removed': 'Webhook endpoint removed',
+  'webhook.secret_rotated': 'Webhook secret rotated',
 }
 
 /** The tenant's Activity log, newest first. */

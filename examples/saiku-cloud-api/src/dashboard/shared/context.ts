@@ -5,6 +5,7 @@ import type { Authenticator, TenantAdminStore } from '@saiku/core'
 import type { DashboardSettings } from '../settings.js'
 import type { DashboardStore } from '../store/index.js'
 import { CodeThrottle } from './code-throttle.js'
+import type { EndpointStore } from '../../webhooks/endpoints.js'
 import { createCsrf, type Csrf } from './csrf.js'
 import { PasswordGate, passwordCheckConcurrency } from './password-gate.js'
 import { createRecentAuth, type RecentAuth } from './recent-auth.js'
@@ -32,6 +33,8 @@ export interface DashboardOptions {
   readonly key?: Buffer
   /** The clock of the sign-in budgets and forms. Default `Date.now`. */
   readonly now?: () => number
+  /** The tenant's webhook endpoints: the Webhooks page. Without it the page is a 404. */
+  readonly webhooks?: EndpointStore
 }
 
 /** What every page is given: the stores, the settings, and the pieces each page's routes are made of. */

@@ -10,6 +10,7 @@ const NAV = [
   { href: '/billing', label: 'Billing' },
   { href: '/members', label: 'Members' },
   { href: '/activity', label: 'Activity' },
+  { href: '/webhooks', label: 'Webhooks' },
 ] as const
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
