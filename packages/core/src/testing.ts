@@ -542,7 +542,7 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
 
     it('adds usage buckets with an additive upsert, and reads them by tenant, range and key, when it has addUsage', async () => {
       if (store.addUsage === undefined) return
-      expect(store.readUsage, 'a store with addUsage must have readUsage too').toBeTypeOf('function')
+      expect(typeof store.readUsage, 'a store with addUsage must have readUsage too').toBe('function')
       const hour = 3_600_000
       const start = Math.floor(Date.now() / hour) * hour
       const bucket = (keyId: string | null, hourStartMs: number, counts: Partial<UsageCounts> = {}): UsageBucket => ({

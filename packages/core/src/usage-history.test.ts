@@ -24,7 +24,7 @@ describe('usage history through the authenticator', () => {
     expect((await send()).ok).toBe(true)
     expect((await send()).ok).toBe(true)
     // The minute window and the day quota are both spent: the day (longer) binds, so it is the quota's.
-    expect((await send()).status).toBe(429)
+    expect(await send()).toMatchObject({ status: 429 })
     expect(writes).not.toHaveBeenCalled()
     expect(auth.stats().pendingUsageBuckets).toBe(1)
     expect(await auth.flushUsageHistory()).toBe(1)
@@ -61,11 +61,11 @@ describe('usage history through the authenticator', () => {
     const { key: fenced } = await auth.keys.create('t-acme', { label: 'b', allowedAddresses: ['10.0.0.0/8'] })
     const { key: unpaid } = await auth.keys.create('t-none', { label: 'c' })
     expect((await auth.authenticate(request(key))).ok).toBe(true)
-    expect((await auth.authenticate(request(key))).status).toBe(429)
-    expect((await auth.authenticate(request(fenced))).status).toBe(403)
-    expect((await auth.authenticate(request(unpaid))).status).toBe(402)
+    expect(await auth.authenticate(request(key))).toMatchObject({ status: 429 })
+    expect(await auth.authenticate(request(fenced))).toMatchObject({ status: 403 })
+    expect(await auth.authenticate(request(unpaid))).toMatchObject({ status: 402 })
     // A 401 names no tenant: not counted.
-    expect((await auth.authenticate(request('nope'))).status).toBe(401)
+    expect(await auth.authenticate(request('nope'))).toMatchObject({ status: 401 })
     const acmeHistory = await auth.usageHistory('t-acme', { from: T0, to: T0 + 1 })
     expect(acmeHistory.totals).toEqual({
       admitted: 1,
