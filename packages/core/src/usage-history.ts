@@ -154,8 +154,8 @@ export interface UsageRecorderStats {
   readonly failedWrites: number
 }
 
-const bucketKey = (hourStartMs: number, tenantId: string, keyId: string | null): string =>
-  keyId === null ? `${hourStartMs}\n${tenantId}` : `${hourStartMs}\n${tenantId}\n${keyId}`
+/** Buckets by hour, tenant and key: lookups by the strings a decision already holds, never a key built per call. */
+type Buckets = Map<number, Map<string, Map<string | null, MutableBucket>>>
 
 /**
  * Gathers decisions into hourly buckets in memory (a map update per decision, never a store call),
@@ -170,16 +170,18 @@ export class UsageRecorder {
   readonly #retentionMs: number
   readonly #now: () => number
   readonly #reportError: (error: Error) => void
-  #pending = new Map<string, MutableBucket>()
+  #pending: Buckets = new Map()
+  #size = 0
   #writing: Promise<unknown> = Promise.resolve()
   #timer: ReturnType<typeof setInterval> | undefined
   #dropped = 0
   #droppedReported = 0
   #failedWrites = 0
   #lastPruneMs = -Infinity
-  // The current hour, kept so that most decisions skip the division.
+  // The current hour and its tenants, kept so that most decisions skip the division and one lookup.
   #hourStartMs = 0
   #hourEndMs = 0
+  #hour: Map<string, Map<string | null, MutableBucket>> | undefined
 
   constructor(options: UsageRecorderOptions) {
     this.#store = options.store
@@ -199,21 +201,37 @@ export class UsageRecorder {
   /** Counts one decision now. */
   record(tenantId: string, keyId: string | null, outcome: UsageOutcome): void {
     const nowMs = this.#now()
-    if (nowMs < this.#hourStartMs || nowMs >= this.#hourEndMs) {
+    let hour = this.#hour
+    if (hour === undefined || nowMs < this.#hourStartMs || nowMs >= this.#hourEndMs) {
       this.#hourStartMs = nowMs - (((nowMs % HOUR_MS) + HOUR_MS) % HOUR_MS)
       this.#hourEndMs = this.#hourStartMs + HOUR_MS
+      hour = this.#hourOf(this.#hourStartMs)
     }
-    this.#add(this.#hourStartMs, tenantId, keyId, outcome, 1)
+    const bucket = hour.get(tenantId)?.get(keyId)
+    if (bucket === undefined) this.#add(this.#hourStartMs, tenantId, keyId, outcome, 1)
+    // The common case by name: a store to a known field, not a keyed one.
+    else if (outcome === 'admitted') bucket.admitted++
+    else bucket[outcome]++
   }
 
-  #add(hourStartMs: number, tenantId: string, keyId: string | null, outcome: UsageOutcome, count: number): boolean {
-    const key = bucketKey(hourStartMs, tenantId, keyId)
-    let bucket = this.#pending.get(key)
+  #hourOf(hourStartMs: number): Map<string, Map<string | null, MutableBucket>> {
+    let hour = this.#pending.get(hourStartMs)
+    if (hour === undefined)
+      this.#pending.set(hourStartMs, (hour = new Map<string, Map<string | null, MutableBucket>>()))
+    if (hourStartMs === this.#hourStartMs) this.#hour = hour
+    return hour
+  }
+
+  #add(hourStartMs: number, tenantId: string, keyId: string | null, outcome: UsageOutcome, count: number): void {
+    const hour = this.#hourOf(hourStartMs)
+    let keys = hour.get(tenantId)
+    let bucket = keys?.get(keyId)
     if (bucket === undefined) {
-      if (this.#pending.size >= this.#max) {
+      if (this.#size >= this.#max) {
         this.#dropped += count
-        return false
+        return
       }
+      if (keys === undefined) hour.set(tenantId, (keys = new Map<string | null, MutableBucket>()))
       bucket = {
         tenantId,
         keyId,
@@ -224,10 +242,10 @@ export class UsageRecorder {
         forbidden: 0,
         paymentRequired: 0,
       }
-      this.#pending.set(key, bucket)
+      keys.set(keyId, bucket)
+      this.#size++
     }
     bucket[outcome] += count
-    return true
   }
 
   /**
@@ -241,34 +259,42 @@ export class UsageRecorder {
     return run
   }
 
+  #take(): MutableBucket[] {
+    const batch: MutableBucket[] = []
+    for (const hour of this.#pending.values())
+      for (const keys of hour.values()) for (const bucket of keys.values()) batch.push(bucket)
+    this.#pending = new Map()
+    this.#hour = undefined
+    this.#size = 0
+    return batch
+  }
+
   async #writeOnce(): Promise<number> {
     this.#reportDrops()
-    const batch = this.#pending
-    if (batch.size > 0) {
-      this.#pending = new Map()
+    const batch = this.#take()
+    if (batch.length > 0) {
       try {
-        await this.#store.addUsage([...batch.values()])
+        await this.#store.addUsage(batch)
       } catch (error) {
         this.#failedWrites++
         this.#putBack(batch)
         const failure = asStoreError(
           error,
           'key_store',
-          `usage history: writing ${batch.size} buckets failed; kept for the next flush`,
+          `usage history: writing ${batch.length} buckets failed; kept for the next flush`,
         )
         this.#reportError(failure)
         throw failure
       }
     }
     await this.#prune()
-    return batch.size
+    return batch.length
   }
 
   /** A failed batch back in front of what came in meanwhile: the same counts, added. */
-  #putBack(batch: Map<string, MutableBucket>): void {
-    const newer = this.#pending
-    this.#pending = batch
-    for (const bucket of newer.values())
+  #putBack(batch: readonly MutableBucket[]): void {
+    const newer = this.#take()
+    for (const bucket of [...batch, ...newer])
       for (const outcome of USAGE_OUTCOMES)
         if (bucket[outcome] > 0) this.#add(bucket.hourStartMs, bucket.tenantId, bucket.keyId, outcome, bucket[outcome])
   }
@@ -299,17 +325,18 @@ export class UsageRecorder {
   /** The buckets not yet handed to the store, for reads between two writes. */
   pendingFor(query: UsageQuery): UsageBucket[] {
     const found: UsageBucket[] = []
-    for (const bucket of this.#pending.values()) {
-      if (bucket.tenantId !== query.tenantId || bucket.hourStartMs < query.fromMs || bucket.hourStartMs >= query.toMs)
-        continue
-      if (query.keyId !== undefined && bucket.keyId !== query.keyId) continue
-      found.push({ ...bucket })
+    for (const [hourStartMs, hour] of this.#pending) {
+      if (hourStartMs < query.fromMs || hourStartMs >= query.toMs) continue
+      const keys = hour.get(query.tenantId)
+      if (keys === undefined) continue
+      for (const bucket of keys.values())
+        if (query.keyId === undefined || bucket.keyId === query.keyId) found.push({ ...bucket })
     }
     return found
   }
 
   stats(): UsageRecorderStats {
-    return { pendingBuckets: this.#pending.size, droppedDecisions: this.#dropped, failedWrites: this.#failedWrites }
+    return { pendingBuckets: this.#size, droppedDecisions: this.#dropped, failedWrites: this.#failedWrites }
   }
 
   /** Stops the timer and writes what is left (rejecting as `flush()` does). */
