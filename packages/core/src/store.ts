@@ -392,8 +392,11 @@ export function storedAllowedAddresses(value: readonly string[] | null | undefin
  * An in-process store for tests, examples and single-process servers.
  * Returns copies, so callers can never change what it holds by accident.
  */
+/** Options of {@link MemoryKeyStore}. */
 export interface MemoryKeyStoreOptions {
+  /** Tenants written at construction. */
   readonly tenants?: readonly TenantRecord[]
+  /** Tier table that tenants are validated against. Default: the spec's. */
   readonly tiers?: TierTable
   /** Usage buckets kept at most (one per tenant, key and hour); past it the earliest written go first. Default 100000. */
   readonly maxUsageBuckets?: number

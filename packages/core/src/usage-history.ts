@@ -48,6 +48,7 @@ export interface UsageQuery {
   readonly keyId?: string | undefined
 }
 
+/** One point per hour, or per UTC day. */
 export type UsageGranularity = 'hour' | 'day'
 
 /** What `authenticator.usageHistory()` is asked. */
@@ -62,11 +63,13 @@ export interface UsageHistoryQuery {
   readonly keyId?: string | undefined
 }
 
+/** One hour's or day's requests in a {@link UsageHistory}. */
 export interface UsagePoint extends UsageCounts {
   /** The hour's or UTC day's start, ISO 8601. */
   readonly start: string
 }
 
+/** One key's requests over a {@link UsageHistory}'s range. */
 export interface KeyUsage extends UsageCounts {
   readonly keyId: string | null
 }
