@@ -234,7 +234,7 @@ describe('UsageRecorder', () => {
     expect(usage.stats().pendingBuckets).toBe(0)
   })
 
-  it('prunes buckets older than the retention, at most once an hour', async () => {
+  it('prunes buckets older than the retention after a write, at most once an hour', async () => {
     const store = flakyStore()
     const prunes = vi.spyOn(store, 'pruneUsage')
     let nowMs = T0
@@ -246,10 +246,16 @@ describe('UsageRecorder', () => {
       now: () => nowMs,
       reportError: () => {},
     })
+    // Nothing written, nothing pruned.
     await usage.flush()
+    expect(prunes).not.toHaveBeenCalled()
+    usage.record('t', 'k', 'admitted')
+    await usage.flush()
+    usage.record('t', 'k', 'admitted')
     await usage.flush()
     expect(prunes.mock.calls).toEqual([[T0 - 90 * DAY]])
     nowMs += HOUR_MS
+    usage.record('t', 'k', 'admitted')
     await usage.flush()
     expect(prunes).toHaveBeenCalledTimes(2)
   })

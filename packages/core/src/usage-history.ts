@@ -289,8 +289,9 @@ export class UsageRecorder {
         this.#reportError(failure)
         throw failure
       }
+      // After a write only: an idle process (or one whose store has closed) asks nothing of the store.
+      await this.#prune()
     }
-    await this.#prune()
     return batch.length
   }
 
