@@ -37,7 +37,7 @@ const WITH: WindowLimits = { perMinute: BIG, perHour: BIG, perDay: BIG, perMonth
 const TENANTS = Array.from({ length: 1_000 }, (_, i) => `tenant-${i}`)
 
 /** Batches of A and B in turns, A first in even rounds and B first in odd ones: µs per call of each, per round. */
-function paired(a: () => void, b: () => void, rounds: number, calls: number): { a: number[]; b: number[] } {
+export function paired(a: () => void, b: () => void, rounds: number, calls: number): { a: number[]; b: number[] } {
   const time = (fn: () => void): number => {
     const started = process.hrtime.bigint()
     for (let i = 0; i < calls; i++) fn()

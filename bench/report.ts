@@ -4,6 +4,7 @@ import type { Distance } from './stats.js'
 import { ABOVE_HASHING_FLOOR_TARGET_MICROS } from './variants.js'
 import type { DecisionCost, FloodResult, RedisCost } from './micro.js'
 import { QUOTA_TARGET_MICROS, renderQuotaCost, type QuotaCost } from './quotas.js'
+import { renderUsageHistoryCost, USAGE_HISTORY_TARGET_MICROS, type UsageHistoryCost } from './usage-history.js'
 import { renderRedisQuotaCost, type RedisQuotaCost } from './redis-quota.js'
 
 export interface VariantSummary {
@@ -61,6 +62,8 @@ export interface BenchResults {
   readonly decisions: DecisionCost[]
   /** What day and month quotas add to a decision in memory. Absent from runs made before quotas. */
   readonly quotas?: QuotaCost
+  /** What recording usage history adds to a decision, and its buckets' memory at the bound. Absent from runs made before it. */
+  readonly usageHistory?: UsageHistoryCost
   /** The same on the Redis limiter, the Node process's CPU. Absent without Redis or from runs made before quotas. */
   readonly redisQuotas?: RedisQuotaCost
   readonly redis: RedisCost | null
@@ -144,6 +147,7 @@ export function renderMarkdown(results: BenchResults): string {
   lines.push('', '| one decision (`check()`, as the adapters call it), in process | ns |', '| --- | ---: |')
   for (const decision of results.decisions) lines.push(`| ${decision.name} | ${thousands(decision.nsPerDecision)} |`)
   if (results.quotas !== undefined) lines.push('', ...renderQuotaCost(results.quotas).split('\n'))
+  if (results.usageHistory !== undefined) lines.push('', ...renderUsageHistoryCost(results.usageHistory).split('\n'))
   if (results.redisQuotas !== undefined) lines.push('', ...renderRedisQuotaCost(results.redisQuotas).split('\n'))
   if (results.redis !== null) {
     const { redis } = results
@@ -305,6 +309,22 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
       name: `day and month quotas on the memory limiter: upper end of the 95 % interval ≤ ${QUOTA_TARGET_MICROS} µs a decision`,
       measured: `${fixed(meanMicros + plusMinusMicros, 3)} µs`,
       met: meanMicros + plusMinusMicros <= QUOTA_TARGET_MICROS,
+      gated: true,
+    })
+  }
+  if (results.usageHistory !== undefined) {
+    const { meanMicros, plusMinusMicros } = results.usageHistory.difference
+    checks.push({
+      name: `usage history recorded: upper end of the 95 % interval ≤ ${USAGE_HISTORY_TARGET_MICROS} µs a decision`,
+      measured: `${fixed(meanMicros + plusMinusMicros, 3)} µs`,
+      met: meanMicros + plusMinusMicros <= USAGE_HISTORY_TARGET_MICROS,
+      gated: true,
+    })
+    const { pendingAfterMore, maxPendingBuckets } = results.usageHistory.memory
+    checks.push({
+      name: 'usage history under 200,000 distinct keys: at most maxPendingBuckets buckets held',
+      measured: `${pendingAfterMore} of ${maxPendingBuckets}`,
+      met: pendingAfterMore <= maxPendingBuckets,
       gated: true,
     })
   }

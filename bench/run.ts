@@ -14,6 +14,7 @@ import { measureFloorProfiles } from './profile.js'
 import { median } from './stats.js'
 import { measureDecisions, measureFlood, measureRedisCommands } from './micro.js'
 import { measureQuotaCost } from './quotas.js'
+import { measureUsageHistoryCost } from './usage-history.js'
 import { measureRedisQuotaCost } from './redis-quota.js'
 import { renderMarkdown, renderSvg, type BenchResults, type VariantSummary } from './report.js'
 import { FLOORS, VARIANTS, type Variant } from './variants.js'
@@ -198,6 +199,7 @@ async function main(): Promise<void> {
       : await measureFloorProfiles(quick ? 20_000 : 50_000, quick ? 1 : 3, quick ? 2_000 : 20_000)
   const decisions = await measureDecisions(quick)
   const quotas = await measureQuotaCost(quick)
+  const usageHistory = await measureUsageHistoryCost(quick)
   const redis = redisUrl === undefined ? null : await measureRedisCommands(redisUrl, quick || partial ? 50 : 500)
   const redisQuotas =
     redisUrl === undefined ? undefined : await measureRedisQuotaCost(redisUrl, quick ? 10 : 200, quick ? 500 : 4_000)
@@ -216,6 +218,7 @@ async function main(): Promise<void> {
     rounds: perRound,
     decisions,
     quotas,
+    usageHistory,
     redis,
     ...(redisQuotas === undefined ? {} : { redisQuotas }),
     flood,

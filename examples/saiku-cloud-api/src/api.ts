@@ -8,6 +8,8 @@ import {
   type SaikuPrincipal,
   type Subscription,
   type TenantAdminStore,
+  type Authenticator,
+  type UsageHistoryQuery,
 } from '@saiku/core'
 import { permissionsProblem } from '@saiku/core/store'
 import type { RotatedApiKey } from '@saiku/core'
@@ -315,4 +317,50 @@ export async function exchangeToken(tokens: TokenIssuer, principal: SaikuPrincip
     ...(ttlSeconds === undefined ? {} : { ttlSeconds: ttlSeconds as number }),
   })
   return { status: 201, body: issued }
+}
+
+const HISTORY_PARAMETERS = ['from', 'to', 'granularity', 'keyId'] as const
+const HOUR_MS = 3_600_000
+/** What `from` defaults to, before `to`: a day of hours, or 30 days. */
+const DEFAULT_SPAN_MS = { hour: 24 * HOUR_MS, day: 30 * 24 * HOUR_MS } as const
+
+/**
+ * The query of GET /me/usage/history: `from` and `to` as RFC 3339 date-times (default: the 24 hours,
+ * or with `granularity=day` the 30 days, before now), `granularity` `hour` or `day`, and an optional
+ * `keyId`. Anything else, or a parameter given twice, is a 400 naming it. Without `from`: 24 hourly (or 30 daily)
+ * points, the last one holding `to`.
+ */
+export function usageHistoryQuery(query: Readonly<Record<string, unknown>>, nowMs: number): UsageHistoryQuery {
+  const expected = HISTORY_PARAMETERS.join(', ')
+  for (const [name, value] of Object.entries(query)) {
+    if (!(HISTORY_PARAMETERS as readonly string[]).includes(name))
+      throw invalid(`Unknown query parameter ${JSON.stringify(name)}; expected ${expected}.`)
+    if (typeof value !== 'string') throw invalid(`The query parameter ${name} must be given once, as text.`)
+  }
+  const text = query as Partial<Record<(typeof HISTORY_PARAMETERS)[number], string>>
+  const granularity = text.granularity ?? 'hour'
+  if (granularity !== 'hour' && granularity !== 'day') throw invalid('granularity must be "hour" or "day".')
+  const instant = (name: 'from' | 'to', fallback: number): number => {
+    if (text[name] === undefined) return fallback
+    const date = parseRfc3339(text[name])
+    if (date === null) throw invalid(`${name} must be an RFC 3339 date-time, such as 2030-01-31T12:00:00Z.`)
+    return date.getTime()
+  }
+  const to = instant('to', nowMs)
+  // The last 24 hours (or 30 days) up to and with the one `to` falls in: 24 (or 30) points.
+  const stepMs = granularity === 'hour' ? HOUR_MS : 24 * HOUR_MS
+  const from = instant('from', Math.ceil(to / stepMs) * stepMs - DEFAULT_SPAN_MS[granularity])
+  if (text.keyId !== undefined && !isKeyId(text.keyId)) throw invalid('keyId must be a key ID (12 letters and digits).')
+  return { from, to, granularity, ...(text.keyId === undefined ? {} : { keyId: text.keyId }) }
+}
+
+/** GET /me/usage/history: the tenant's requests per hour or day, admitted and refused by reason, and by key. */
+export async function getUsageHistory(
+  authenticator: Authenticator,
+  principal: SaikuPrincipal,
+  query: Readonly<Record<string, unknown>>,
+  nowMs: number,
+): Promise<ApiResult> {
+  const history = await authenticator.usageHistory(principal.tenant.tenantId, usageHistoryQuery(query, nowMs))
+  return { status: 200, body: history }
 }

@@ -16,6 +16,7 @@ import {
   createKey,
   exchangeToken,
   getBilling,
+  getUsageHistory,
   listKeys,
   postPlan,
   revokeKey,
@@ -62,6 +63,8 @@ export interface AppOptions {
   readonly meterProvider?: MeterProvider
   /** Whose limits are reported (`onDecision`, the refusal log) but not enforced. Default: none. */
   readonly reportOnlyLimits?: NonNullable<SaikuOptions['reportOnly']>['limits']
+  /** Usage over time (the store keeps it): `usageHistory` of the authenticator. Default true: every 5 s, 90 days kept. */
+  readonly usageHistory?: SaikuOptions['usageHistory']
   /** How often repeated refusals are summed up in the log. Default 10000. */
   readonly refusalLogIntervalMs?: number
   /**
@@ -312,6 +315,7 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
     ...(options.cacheTtlMs === undefined ? {} : { cache: { ttlMs: options.cacheTtlMs } }),
     ...(options.reportOnlyLimits === undefined ? {} : { reportOnly: { limits: options.reportOnlyLimits } }),
     ...(options.meterProvider === undefined ? {} : { metrics: { meterProvider: options.meterProvider } }),
+    usageHistory: options.usageHistory ?? true,
     onDecision: (event) => {
       if (event.status >= 400) refusals.record(event)
       // Queued in memory: a decision never waits on a webhook.
@@ -416,6 +420,10 @@ export function createApp(options: AppOptions): { app: express.Express; auth: Sa
         throw new SaikuHttpError('service_unavailable', 'Usage is unavailable while the rate limiter is.')
       res.json(usageFromDecision(tenant.tenantId, limits, rateLimit))
     })
+    .all(methodNotAllowed(['GET']))
+  app
+    .route('/me/usage/history')
+    .get(route((req) => getUsageHistory(auth.authenticator, req.saiku!, req.query, now())))
     .all(methodNotAllowed(['GET']))
 
   app

@@ -8,6 +8,8 @@ import {
   SaikuInputError,
   SaikuNotFoundError,
   type TenantAdminStore,
+  type UsageCounts,
+  type UsageHistory,
   type WindowLimits,
 } from '@saiku/core'
 import { allowedAddressesProblem, labelProblem } from '@saiku/core/store'
@@ -69,6 +71,10 @@ export const USAGE = `Usage: saiku <command> [options]
   keys list --tenant SLUG
   keys revoke KEY_ID
   usage --tenant SLUG        what the tenant has used of each window, spending nothing
+  usage --tenant SLUG --history [--since 24h|7d|30d]
+                             requests over time, admitted and refused by reason, and by key: per hour
+                             up to 2 days back, else per UTC day (default --since 7d, at most 90d);
+                             as the servers last wrote them (every few seconds)
 ${BILLING_USAGE}
 ${DASHBOARD_USAGE}
 ${WEBHOOKS_USAGE}
@@ -116,6 +122,42 @@ function graceSeconds(value: string | undefined): number {
       `--grace: expected seconds or a number of s, m, h or d (such as 3600, 24h or 7d), at most 30 days, got ${JSON.stringify(value)}`,
     )
   return seconds
+}
+
+const HOUR_MS = 3_600_000
+const MAX_HISTORY_DAYS = 90
+
+/** `--since`: hours or days back, such as 24h or 7d (default 7d), at most 90 days. */
+function historySinceMs(value: string | undefined): number {
+  const match = /^([1-9]\d{0,4})([hd])$/.exec(value ?? '7d')
+  const ms = match === null ? NaN : Number(match[1]) * (match[2] === 'h' ? HOUR_MS : 24 * HOUR_MS)
+  if (!(ms <= MAX_HISTORY_DAYS * 24 * HOUR_MS))
+    throw new UsageError(
+      `--since: expected a number of hours or days (such as 24h, 7d or 30d), at most ${MAX_HISTORY_DAYS} days, got ${JSON.stringify(value)}`,
+    )
+  return ms
+}
+
+/** The history as a table: one line per hour or day, the totals, then each key. */
+function historyText(slug: string, history: UsageHistory): string {
+  const columns = ['admitted', 'rate limited', 'quota', 'forbidden', 'payment req.']
+  const cells = (counts: UsageCounts): string =>
+    [counts.admitted, counts.rateLimited, counts.quotaExceeded, counts.forbidden, counts.paymentRequired]
+      .map((count, index) => String(count).padStart(columns[index]!.length))
+      .join('  ')
+  const width = history.granularity === 'hour' ? 16 : 10
+  const when = (iso: string): string => iso.slice(0, width).replace('T', ' ')
+  const head = `${'UTC'.padEnd(width)}  ${columns.join('  ')}`
+  const lines = history.points.map((point) => `${when(point.start).padEnd(width)}  ${cells(point)}`)
+  const keys = history.keys.map((key) => `  ${(key.keyId ?? '(no key ID)').padEnd(12)}  ${cells(key)}`)
+  return [
+    `${slug}: requests per ${history.granularity} from ${history.from} to ${history.to}`,
+    head,
+    ...lines,
+    `${'total'.padEnd(width)}  ${cells(history.totals)}`,
+    '',
+    keys.length === 0 ? 'No requests by any key in this range.' : `By key:\n${keys.join('\n')}`,
+  ].join('\n')
 }
 
 function required(name: string, value: string | undefined): string {
@@ -173,6 +215,8 @@ async function run(argv: string[], out: Output): Promise<void> {
       allow: { type: 'string' },
       'allow-any': { type: 'boolean', default: false },
       grace: { type: 'string' },
+      history: { type: 'boolean', default: false },
+      since: { type: 'string' },
     },
   })
   out.json = values.json
@@ -227,6 +271,9 @@ async function run(argv: string[], out: Output): Promise<void> {
     }
   }
   const grace = command === 'keys rotate' ? graceSeconds(values.grace) : undefined
+  if (values.history && command !== 'usage') throw new UsageError(`--history: not an option of ${command}`)
+  if (values.since !== undefined && !values.history) throw new UsageError('--since goes with usage --history')
+  const sinceMs = values.history ? historySinceMs(values.since) : undefined
 
   // Arguments are checked before the store is opened: a bad one is a usage error (exit 2).
   if (command === 'tenants create' || command === 'tenants set') {
@@ -378,6 +425,22 @@ async function run(argv: string[], out: Output): Promise<void> {
       }
       case 'usage': {
         const tenant = await tenantBySlug(store, required('tenant', values.tenant))
+        if (sinceMs !== undefined) {
+          // Reads what the servers wrote; this process records nothing.
+          const reader = createAuthenticator(store, { usageHistory: { flushIntervalMs: 0, retentionDays: 0 } })
+          try {
+            const nowMs = Date.now()
+            const history = await reader.usageHistory(tenant.tenantId, {
+              from: nowMs - sinceMs,
+              to: nowMs,
+              granularity: sinceMs <= 2 * 24 * HOUR_MS ? 'hour' : 'day',
+            })
+            out.print(historyText(tenant.tenantSlug, history), history)
+          } finally {
+            reader.close()
+          }
+          return
+        }
         const { redisUrl } = readConfig()
         const tiers = readTierQuotas(process.env.TIER_QUOTAS)
         const limiter = await createLimiter(redisUrl, store)

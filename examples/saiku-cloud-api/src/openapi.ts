@@ -320,6 +320,49 @@ export const openApiDocument = {
         },
       },
     },
+    '/me/usage/history': {
+      get: {
+        summary:
+          "The tenant's requests per hour or UTC day, admitted and refused by reason, in total and by key; reading it is neither counted nor refused by the limits",
+        parameters: [
+          {
+            name: 'from',
+            in: 'query',
+            description:
+              'Start (RFC 3339), rounded down to the hour or day. Default: 24 points (30 by day), the last holding to',
+            schema: { type: 'string', format: 'date-time' },
+          },
+          {
+            name: 'to',
+            in: 'query',
+            description: 'End, excluded (RFC 3339), rounded up to the hour or day. Default: now',
+            schema: { type: 'string', format: 'date-time' },
+          },
+          {
+            name: 'granularity',
+            in: 'query',
+            description: 'One point per hour or per UTC day; at most 2400 points. Default hour',
+            schema: { type: 'string', enum: ['hour', 'day'] },
+          },
+          { name: 'keyId', in: 'query', description: "Only this key's requests", schema: { type: 'string' } },
+        ],
+        responses: {
+          '200': {
+            description:
+              'One point per hour or day of the range (zeros included), the totals, and the keys with requests, most first; up to a few seconds behind, as servers write their counts in batches',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/UsageHistory' } } },
+          },
+          '400': error(
+            'An unknown or repeated query parameter, a bad date, granularity or key ID, to not after from, or too many points; or more than one credential',
+          ),
+          '401': common['401'],
+          '402': paymentRequired,
+          '403': common['403'],
+          '500': common['500'],
+          '503': common['503'],
+        },
+      },
+    },
     '/me/api-keys': {
       get: {
         summary: "The tenant's API keys (never their secrets)",
@@ -687,6 +730,47 @@ export const openApiDocument = {
           month: {
             $ref: '#/components/schemas/WindowUsage',
             description: 'The billing month, when the plan has perMonth',
+          },
+        },
+      },
+      UsageCounts: {
+        type: 'object',
+        required: ['admitted', 'rateLimited', 'quotaExceeded', 'forbidden', 'paymentRequired'],
+        properties: {
+          admitted: { type: 'integer', minimum: 0 },
+          rateLimited: { type: 'integer', minimum: 0, description: '429 of the minute or hour window' },
+          quotaExceeded: { type: 'integer', minimum: 0, description: '429 of the day or month quota' },
+          forbidden: { type: 'integer', minimum: 0, description: '403: used from an address the key does not allow' },
+          paymentRequired: { type: 'integer', minimum: 0, description: '402: no active subscription or trial' },
+        },
+      },
+      UsageHistory: {
+        type: 'object',
+        required: ['tenantId', 'granularity', 'from', 'to', 'points', 'totals', 'keys'],
+        additionalProperties: false,
+        properties: {
+          tenantId: { type: 'string' },
+          granularity: { type: 'string', enum: ['hour', 'day'] },
+          from: { type: 'string', format: 'date-time' },
+          to: { type: 'string', format: 'date-time' },
+          points: {
+            type: 'array',
+            items: {
+              allOf: [{ $ref: '#/components/schemas/UsageCounts' }],
+              type: 'object',
+              required: ['start'],
+              properties: { start: { type: 'string', format: 'date-time' } },
+            },
+          },
+          totals: { $ref: '#/components/schemas/UsageCounts' },
+          keys: {
+            type: 'array',
+            items: {
+              allOf: [{ $ref: '#/components/schemas/UsageCounts' }],
+              type: 'object',
+              required: ['keyId'],
+              properties: { keyId: { type: ['string', 'null'], description: 'Null: a credential without a key ID' } },
+            },
           },
         },
       },

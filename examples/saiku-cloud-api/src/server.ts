@@ -192,7 +192,6 @@ async function main(): Promise<void> {
     logs,
     timeoutMs: config.shutdownTimeoutMs,
     cleanup: async () => {
-      auth.authenticator.close()
       closeApp()
       // The attempt under way ends (its outcome recorded); what is queued stays in the database for the next start.
       // An attempt longer than that is cut off here: its lease runs out and another start sends it again.
@@ -202,12 +201,23 @@ async function main(): Promise<void> {
       ])
       try {
         quotas?.saver.stop()
-        // Both writes are tried, one failing or not: a database that refuses one may still take the other.
-        const [uses, counts] = await Promise.allSettled([opened.flushKeyUses(), quotas?.saver.flush()])
+        // Every write is tried, one failing or not: a database that refuses one may still take the others.
+        const [uses, counts, history] = await Promise.allSettled([
+          opened.flushKeyUses(),
+          quotas?.saver.flush(),
+          auth.authenticator.flushUsageHistory(),
+        ])
         if (uses.status === 'rejected') throw uses.reason
         if (counts.status === 'rejected') throw counts.reason
-        return { flushedKeyUses: uses.value, ...(quotas === null ? {} : { savedQuotaCounts: counts.value }) }
+        if (history.status === 'rejected') throw history.reason
+        return {
+          flushedKeyUses: uses.value,
+          ...(quotas === null ? {} : { savedQuotaCounts: counts.value }),
+          writtenUsageBuckets: history.value,
+        }
       } finally {
+        // After the last usage buckets were written: closing writes only what arrived since (none, the server being closed).
+        auth.authenticator.close()
         // Redis clients and their change feed, then the store's own feed (polling, LISTEN), the store and its pool.
         await limiter.close()
         await opened.close()

@@ -810,6 +810,24 @@ describe('every route, provoked into each answer it documents', () => {
       { window: 'minute', quota: 60, used: 60, remaining: 0, resetSeconds: expect.any(Number) },
     ])
     expect(spentUsage.headers.get('ratelimit')).toMatch(/^"minute";r=0;t=\d+, "hour";r=940;t=\d+$/)
+    // GET /me/usage/history likewise costs 0, and tells the spent tenant what it was refused.
+    expect((await call(server, 'GET', '/me/usage/history')).status).toBe(401)
+    expect(
+      (
+        await call(server, 'GET', '/me/usage/history', {
+          authorization: `Bearer ${heavyKey}, Bearer ${reader.secret}`,
+        })
+      ).status,
+    ).toBe(400)
+    expect((await call(server, 'GET', '/me/usage/history', { key: unpaid.secret })).status).toBe(402)
+    expect((await call(server, 'GET', '/me/usage/history?granularity=week', { key: heavyKey })).body).toEqual({
+      error: 'invalid_request',
+      message: 'granularity must be "hour" or "day".',
+    })
+    const spentHistory = await call(server, 'GET', '/me/usage/history?granularity=day', { key: spent.secret })
+    expect(spentHistory.status).toBe(200)
+    expect(spentHistory.body.totals.admitted).toBeGreaterThanOrEqual(60)
+    expect(spentHistory.body.totals.rateLimited).toBeGreaterThanOrEqual(routes.length)
     expect((await call(server, 'GET', '/me/api-keys', { key: nothing.secret })).status).toBe(403)
     expect((await call(server, 'POST', '/me/api-keys', { key: reader.secret, json: { label: 'x' } })).status).toBe(403)
     expect((await call(server, 'DELETE', '/me/api-keys/AAAAAAAAAAAA', { key: reader.secret })).status).toBe(403)
@@ -845,6 +863,7 @@ describe('keys limited to addresses, edited, and rotated with a grace period', (
     for (const [method, path] of [
       ['GET', '/me/tenant'],
       ['GET', '/me/usage'],
+      ['GET', '/me/usage/history'],
       ['GET', '/me/api-keys'],
       ['POST', '/me/api-keys'],
       ['DELETE', '/me/api-keys/AAAAAAAAAAAA'],

@@ -166,14 +166,15 @@ describe.each(setups)('the production server (node dist/server.mjs) on SIGTERM, 
   })
 
   it.skipIf(setup.skip)(
-    'answers every admitted request, refuses new connections, writes the last-used times and exits 0',
+    'answers every admitted request, refuses new connections, writes the last-used times and usage, and exits 0',
     async () => {
+      const inFlightCount = 4
       const server = await startServer({ ...env, SHUTDOWN_TIMEOUT_MS: '20000' }, 'dist')
       try {
         const key = server.demoKey!
         expect(key, `${server.stderr()}\n${server.stdout()}`).toMatch(/^sk_live_/)
         // Four mints whose bodies are still on their way: each is admitted (counted) on its headers.
-        const inFlight = Array.from({ length: 4 }, (_, i) => slowMint(server, key, `in-flight-${i}`))
+        const inFlight = Array.from({ length: inFlightCount }, (_, i) => slowMint(server, key, `in-flight-${i}`))
         await untilAdmitted(server, key, inFlight.length)
 
         process.kill(server.pid, 'SIGTERM')
@@ -197,10 +198,21 @@ describe.each(setups)('the production server (node dist/server.mjs) on SIGTERM, 
         }
 
         expect(await exitWithin(server, 30_000)).toEqual({ code: 0, signal: null })
-        expect(log(server, 'stopped')).toMatchObject({ exitCode: 0, flushedKeyUses: 1 })
+        expect(log(server, 'stopped')).toMatchObject({
+          exitCode: 0,
+          flushedKeyUses: 1,
+          writtenUsageBuckets: expect.any(Number),
+        })
       } finally {
         await server.stop()
       }
+
+      // The usage history too: every request admitted before the signal, the four mints among them.
+      const history = await cliJson<{ totals: { admitted: number }; keys: { admitted: number }[] }>(
+        ['usage', '--tenant', 'acme', '--history', '--since', '24h'],
+        env,
+      )
+      expect(history.totals.admitted).toBeGreaterThanOrEqual(inFlightCount + 1)
 
       // Written before the exit: the key's last use (batched, due only 10 s later) and the four new keys.
       const keys = await cliJson<{ keyId: string; label: string; lastUsedAt: string | null }[]>(

@@ -22,6 +22,15 @@ import { createTenantLoader } from './tenants.js'
 import { asStoreError } from './errors.js'
 import { withTimeout } from './timeout.js'
 import { usageFromDecision, type TenantUsage } from './usage.js'
+import {
+  DAY_MS,
+  resolveUsageQuery,
+  summarizeUsage,
+  UsageRecorder,
+  usageStoreOf,
+  type UsageHistory,
+  type UsageHistoryQuery,
+} from './usage-history.js'
 import { createApiKeyVerifier, sourceKeyStateFromStore, type ApiKeyVerifier, type KeyVerifier } from './verifier.js'
 
 export interface Authenticator {
@@ -50,7 +59,19 @@ export interface Authenticator {
    * reject with a `SaikuStoreError`.
    */
   usage(tenantId: string): Promise<TenantUsage | null>
-  /** Stops listening for store changes. */
+  /**
+   * The tenant's requests over a range, per hour or UTC day, from the store's buckets and those this
+   * process has not written yet (`usageHistory` must be on). A bad query rejects with a
+   * `SaikuInputError` naming the field; a store failure with a `SaikuStoreError`.
+   */
+  usageHistory(tenantId: string, query: UsageHistoryQuery): Promise<UsageHistory>
+  /**
+   * Writes the usage buckets gathered so far (at shutdown, before the store closes); resolves with how
+   * many. Rejects with a `SaikuStoreError` when the store fails: the buckets are kept for the next try.
+   * Resolves with 0 when `usageHistory` is off.
+   */
+  flushUsageHistory(): Promise<number>
+  /** Stops listening for store changes and the usage history's timer, and writes its last buckets (a failure goes to `onError`). */
   close(): void
   /** How much this process holds: every number is bounded by an option. */
   stats(): AuthenticatorStats
@@ -65,6 +86,10 @@ export interface AuthenticatorStats {
   readonly countedTenants: number | null
   /** Client addresses with failures counted: at most `failedAuth.maxClients`. */
   readonly countedClients: number | null
+  /** Usage buckets waiting to be written: at most `usageHistory.maxPendingBuckets`; null when it is off. */
+  readonly pendingUsageBuckets: number | null
+  /** Decisions that usage history did not count, its buckets being full (each reported to `onError`); null when it is off. */
+  readonly droppedUsageDecisions: number | null
 }
 /**
  * Builds the whole pipeline: bearer → verify (401) → tenant → subscription (402)
@@ -104,11 +129,24 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
           now,
         })
   if (failureBudget !== null) withdraw = (keyId) => failureBudget.distrust(keyId)
+  const history = options.usageHistory
+  const recorder =
+    history === null
+      ? null
+      : new UsageRecorder({
+          store: usageStoreOf(store),
+          maxPendingBuckets: history.maxPendingBuckets,
+          flushIntervalMs: history.flushIntervalMs,
+          retentionMs: history.retentionDays * DAY_MS,
+          now,
+          reportError,
+        })
   const report = createDecisionReporter(
     options,
     metrics,
     (tenantId) => tenants.peek(tenantId)?.view.tier ?? null,
     reportError,
+    recorder,
   )
   const clientOf = (request: AuthRequest): string => clientKey(requestIp(request), options.failedAuth!.ipv6PrefixBits)
   const refusals = createRefusals({ options, report, reportError, metrics, failureBudget, clientOf })
@@ -181,6 +219,19 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     return usageFromDecision(tenantId, limits, decision)
   }
 
+  async function usageHistory(tenantId: string, query: UsageHistoryQuery): Promise<UsageHistory> {
+    if (recorder === null)
+      throw new SaikuConfigError('usageHistory', 'true (or an object) to read usage over time', undefined)
+    const resolved = resolveUsageQuery(tenantId, query)
+    let stored
+    try {
+      stored = await usageStoreOf(store).readUsage(resolved)
+    } catch (error) {
+      throw asStoreError(error, 'key_store', 'usage history read failed')
+    }
+    return summarizeUsage(resolved, [...stored, ...recorder.pendingFor(resolved)])
+  }
+
   return {
     authenticate(request) {
       const outcome = check(request)
@@ -188,6 +239,8 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     },
     check,
     usage,
+    usageHistory,
+    flushUsageHistory: () => (recorder === null ? Promise.resolve(0) : recorder.flush()),
     keys: createKeyManager(store, { pepper: options.pepper, now }),
     options,
     // Announced: every authenticator of this store in this process hears it, and a change feed carries it to the others.
@@ -197,13 +250,19 @@ export function createAuthenticator(store: KeyStore, input: SaikuOptions = {}): 
     invalidateTenant(tenantId) {
       announceKeyStoreChange(store, { kind: 'tenant', tenantId })
     },
-    close: stopListening,
+    close() {
+      stopListening()
+      // Reported through onError by the write itself.
+      recorder?.close().catch(() => {})
+    },
     stats: () => ({
       cachedKeys: apiKeyVerifier?.cachedKeys ?? 0,
       cachedTenants: tenants.size,
       countedTenants:
         'trackedTenants' in limiter.limiter ? (limiter.limiter as MemoryLimiterBackend).trackedTenants : null,
       countedClients: failureBudget?.trackedClients ?? null,
+      pendingUsageBuckets: recorder?.stats().pendingBuckets ?? null,
+      droppedUsageDecisions: recorder?.stats().droppedDecisions ?? null,
     }),
   }
 }

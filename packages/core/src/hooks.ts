@@ -4,6 +4,7 @@ import type { CoreMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import { reportedPath } from './reported-path.js'
 import { requestIp } from './route-path.js'
+import { usageOutcome, type UsageRecorder } from './usage-history.js'
 import { asError, notifyHook, warnHookFailed } from './user-hooks.js'
 
 /** Tells `onDecision` and the metrics what was decided. */
@@ -15,6 +16,8 @@ export type DecisionReporter = (
   keyId: string | null,
   tenantId: string | null,
   enforced?: boolean,
+  /** A 429 of a day or month quota (usage history counts it apart from the minute and hour windows). */
+  quota?: boolean,
 ) => void
 
 // Observers never change an outcome: what `onDecision` throws or rejects with goes to `onError`,
@@ -33,6 +36,7 @@ export function createDecisionReporter(
   metrics: CoreMetrics | null,
   tierOf: (tenantId: string) => string | null,
   reportError: (error: Error) => void,
+  recorder: UsageRecorder | null = null,
 ): DecisionReporter {
   const { onDecision, onError } = options
   // Without an onError to hear it, a failing onDecision is still heard once, as a warning.
@@ -40,7 +44,11 @@ export function createDecisionReporter(
     onError === undefined
       ? (failure: unknown): void => warnHookFailed('onDecision', failure)
       : (failure: unknown): void => reportError(asError(failure))
-  return (request, status, code, reason, keyId, tenantId, enforced = true) => {
+  return (request, status, code, reason, keyId, tenantId, enforced = true, quota = false) => {
+    if (recorder !== null && tenantId !== null) {
+      const outcome = usageOutcome(status, reason, enforced, quota)
+      if (outcome !== null) recorder.record(tenantId, keyId, outcome)
+    }
     if (metrics !== null)
       metrics.decision(status, reason, tenantId === null ? null : tierOf(tenantId), enforced, tenantId)
     if (onDecision === undefined) return

@@ -29,6 +29,7 @@ export type {
   ApiKeySummary,
   KeyChanges,
   KeyStore,
+  MemoryKeyStoreOptions,
   PlanChange,
   Subscription,
   SubscriptionStatus,
@@ -62,6 +63,16 @@ export type { LimitDecision, LimiterBackend, WindowName, WindowState } from './l
 export type { RateLimitHeaderMode } from './http.js'
 export { usageFromDecision } from './usage.js'
 export type { TenantUsage, WindowUsage } from './usage.js'
+export type {
+  KeyUsage,
+  UsageBucket,
+  UsageCounts,
+  UsageGranularity,
+  UsageHistory,
+  UsageHistoryQuery,
+  UsagePoint,
+  UsageQuery,
+} from './usage-history.js'
 
 export { hasPermission, ownedByTenant } from './permissions.js'
 export { clientKey } from './client-address.js'

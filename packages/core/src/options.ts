@@ -205,6 +205,24 @@ export interface SaikuOptions {
    * async; it is not awaited, and the decision stands whatever it does: what it throws or
    * rejects with goes to `onError` (without one, it becomes a process warning, once per distinct message).
    */
+  /**
+   * Usage over time: each decision about a known tenant adds to hourly buckets per tenant and key
+   * (admitted, and refused by reason), gathered in memory and written by the store's `addUsage` in
+   * batches; read with `authenticator.usageHistory()`. `true` (or an object) turns it on; the store
+   * must have `addUsage` and `readUsage`. Default off.
+   */
+  usageHistory?:
+    | boolean
+    | {
+        /** False turns it off as `usageHistory: false` does. Default true when the object is given. */
+        enabled?: boolean
+        /** How often the gathered buckets are written. 0: only by `authenticator.flushUsageHistory()`. Default 5000. */
+        flushIntervalMs?: number
+        /** Buckets held in memory at most (one per tenant, key and hour); past it, decisions are dropped and reported. Default 100000. */
+        maxPendingBuckets?: number
+        /** Buckets older than this many days are pruned (through the store's `pruneUsage`); 0 keeps them. Default 90. */
+        retentionDays?: number
+      }
   onDecision?: (event: DecisionEvent) => unknown
   /**
    * Called with every store failure and misconfigured tenant, whatever the policy did with it,
@@ -266,6 +284,12 @@ export interface ResolvedOptions {
     readonly rateLimitHeaders: boolean
   }
   readonly metrics: MetricsSettings | null
+  /** Null: usage over time is not recorded. */
+  readonly usageHistory: {
+    readonly flushIntervalMs: number
+    readonly maxPendingBuckets: number
+    readonly retentionDays: number
+  } | null
   readonly onDecision: ((event: DecisionEvent) => unknown) | undefined
   /** The hook given, the default log (one per authenticator), or undefined when turned off. */
   readonly onError: ((error: Error) => unknown) | undefined
@@ -312,6 +336,12 @@ export const DEFAULTS: OptionDefaults = Object.freeze({
   preflight: 'authenticate',
   reportOnly: Object.freeze({ limits: false, authentication: false, rateLimitHeaders: true }),
   metrics: Object.freeze({ meterProvider: undefined, tenantIds: false }),
+  usageHistory: Object.freeze({
+    enabled: false,
+    flushIntervalMs: 5_000,
+    maxPendingBuckets: 100_000,
+    retentionDays: 90,
+  }),
   onDecision: undefined,
   onError: undefined,
 })
@@ -351,6 +381,12 @@ export interface OptionDefaults {
   readonly preflight: PreflightMode
   readonly reportOnly: Readonly<{ limits: boolean; authentication: boolean; rateLimitHeaders: boolean }>
   readonly metrics: Readonly<{ meterProvider: undefined; tenantIds: boolean }>
+  readonly usageHistory: Readonly<{
+    enabled: boolean
+    flushIntervalMs: number
+    maxPendingBuckets: number
+    retentionDays: number
+  }>
   readonly onDecision: undefined
   readonly onError: undefined
 }
@@ -364,7 +400,8 @@ function onErrorOption(value: unknown): ((error: Error) => unknown) | undefined 
 }
 
 /** The options that are groups of options (`cache: { … }`). */
-type GroupName = 'limiter' | 'cache' | 'failurePolicy' | 'subscription' | 'failedAuth' | 'reportOnly' | 'metrics'
+type GroupName =
+  'limiter' | 'cache' | 'failurePolicy' | 'subscription' | 'failedAuth' | 'reportOnly' | 'metrics' | 'usageHistory'
 
 function group(options: Record<string, unknown>, name: GroupName): Record<string, unknown> {
   return optionGroup(name, options[name], Object.keys(DEFAULTS[name]))
@@ -423,6 +460,23 @@ function metricsOption(options: Record<string, unknown>): MetricsSettings | null
   return Object.freeze({
     meterProvider,
     tenantIds: booleanOption('metrics.tenantIds', given.tenantIds, DEFAULTS.metrics.tenantIds),
+  })
+}
+
+function usageHistoryOption(options: Record<string, unknown>): ResolvedOptions['usageHistory'] {
+  const value = options.usageHistory
+  if (value === undefined || value === false) return null
+  const given = value === true ? {} : group(options, 'usageHistory')
+  const defaults = DEFAULTS.usageHistory
+  if (!booleanOption('usageHistory.enabled', given.enabled, true)) return null
+  return Object.freeze({
+    flushIntervalMs: durationMs('usageHistory.flushIntervalMs', given.flushIntervalMs, defaults.flushIntervalMs),
+    maxPendingBuckets: positiveInteger(
+      'usageHistory.maxPendingBuckets',
+      given.maxPendingBuckets,
+      defaults.maxPendingBuckets,
+    ),
+    retentionDays: integerInRange('usageHistory.retentionDays', given.retentionDays, defaults.retentionDays, 0, 36_500),
   })
 }
 
@@ -612,6 +666,7 @@ export function resolveOptions(input: SaikuOptions = {}): ResolvedOptions {
     preflight: oneOf('preflight', options.preflight, PREFLIGHT_MODES, DEFAULTS.preflight),
     reportOnly: reportOnlyOption(options, tiers),
     metrics: metricsOption(options),
+    usageHistory: usageHistoryOption(options),
     onDecision: optionalFunction<(event: DecisionEvent) => unknown>('onDecision', options.onDecision),
     onError: onErrorOption(options.onError),
   })

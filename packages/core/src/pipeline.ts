@@ -6,7 +6,7 @@ import { ERROR_STATUS } from './errors.js'
 import { KEY_ID_LENGTH } from './keys.js'
 import type { FailureBudget } from './failure-budget.js'
 import type { DecisionReporter } from './hooks.js'
-import { addRateLimitHeaders, retryAfterSeconds, type HeaderMap } from './http.js'
+import { addRateLimitHeaders, bindingWindow, retryAfterSeconds, type HeaderMap } from './http.js'
 import type { LimitDecision } from './limiter.js'
 import type { Lookup, LookupAnswered } from './lookups.js'
 import type { ResolvedOptions } from './options.js'
@@ -248,14 +248,31 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
       if (options.reportOnly.rateLimitHeaders) addRateLimitHeaders(headers, headerMode, policy, rateLimit, cost)
       if (rateLimit.admitted) return admit(at, 'admitted', rateLimit, headers, marks.counted)
       const { keyId, tenantId } = at.credential
-      report(at.request, ERROR_STATUS.rate_limited, 'rate_limited', 'rate_limited', keyId, tenantId, false)
+      report(
+        at.request,
+        ERROR_STATUS.rate_limited,
+        'rate_limited',
+        'rate_limited',
+        keyId,
+        tenantId,
+        false,
+        isQuota(rateLimit, cost),
+      )
       return admit(at, null, rateLimit, headers, marks.counted)
     }
     addRateLimitHeaders(headers, headerMode, policy, rateLimit, cost)
     if (rateLimit.admitted) return admit(at, 'admitted', rateLimit, headers, marks.counted)
     headers['retry-after'] = String(retryAfterSeconds(rateLimit))
     const message = rateLimitedMessage(rateLimit, cost, at.nowMs)
-    return refusals.refuse(at.request, 'rate_limited', 'rate_limited', at.credential, message, headers)
+    return refusals.refuse(
+      at.request,
+      'rate_limited',
+      'rate_limited',
+      at.credential,
+      message,
+      headers,
+      isQuota(rateLimit, cost),
+    )
   }
 
   /** The principal, reported as `reason` (null: reported already). */
@@ -285,4 +302,10 @@ export function createPipeline(parts: PipelineParts): (request: AuthRequest) => 
       return refusals.unexpected(request, error)
     }
   }
+}
+
+/** Whether a refusal is the day or month quota's rather than the minute or hour window's. */
+function isQuota(rateLimit: LimitDecision, cost: number): boolean {
+  const { window } = bindingWindow(rateLimit, cost)
+  return window === 'day' || window === 'month'
 }

@@ -82,6 +82,8 @@ export interface Refusals {
     ids: Ids,
     message?: string,
     headers?: HeaderMap,
+    /** A 429 of a day or month quota, rather than of the minute or hour window (usage history tells them apart). */
+    quota?: boolean,
   ): ErrorResponse
   /** 503, the failure reported to `onError`. */
   keyStoreFailed(request: AuthRequest, error: unknown): ErrorResponse
@@ -115,9 +117,10 @@ export function createRefusals(parts: RefusalParts): Refusals {
     ids: Ids,
     message?: string,
     headers?: HeaderMap,
+    quota = false,
   ): ErrorResponse {
     const refusal = errorResponse(code, message, headers)
-    report(request, refusal.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null)
+    report(request, refusal.status, code, reason, ids.keyId ?? null, ids.tenantId ?? null, true, quota)
     return refusal
   }
 

@@ -4,6 +4,7 @@ import type { KeyWriteContext } from './outbox.js'
 import { SaikuConfigError, SaikuInputError, SaikuNotFoundError } from './errors.js'
 import { isKeyId, KEY_ENVIRONMENTS, type KeyEnvironment } from './keys.js'
 import { limitsForTenant, type TierTable, type WindowLimits, DEFAULT_TIERS } from './tiers.js'
+import { addCounts, usageBucketsProblem, type UsageBucket, type UsageCounts, type UsageQuery } from './usage-history.js'
 
 export type SubscriptionStatus = 'active' | 'trialing' | 'past_due' | 'canceled' | 'none'
 
@@ -153,6 +154,16 @@ export interface KeyStore {
    * authenticator reads the key afresh. Without it, key managers refuse allowlists, edits and graced rotations.
    */
   updateKey?(keyId: string, changes: KeyChanges): Promise<boolean>
+  /**
+   * Optional, for `usageHistory`: adds each bucket's counts to the stored bucket of the same tenant, key and
+   * hour, creating it at zero when there is none (an additive upsert, in one transaction), so that several
+   * processes write to one database without coordination. Check the buckets with `usageBucketsProblem`.
+   */
+  addUsage?(buckets: readonly UsageBucket[]): Promise<void>
+  /** Optional, for `usageHistory`: the tenant's buckets whose hour starts in `[fromMs, toMs)` (of one key, when given). */
+  readUsage?(query: UsageQuery): Promise<UsageBucket[]>
+  /** Optional: deletes the buckets whose hour started before `beforeMs`; resolves with how many. */
+  pruneUsage?(beforeMs: number): Promise<number>
 }
 
 /**
@@ -385,13 +396,29 @@ export function storedAllowedAddresses(value: readonly string[] | null | undefin
  * An in-process store for tests, examples and single-process servers.
  * Returns copies, so callers can never change what it holds by accident.
  */
+/** Options of {@link MemoryKeyStore}. */
+export interface MemoryKeyStoreOptions {
+  /** Tenants written at construction. */
+  readonly tenants?: readonly TenantRecord[]
+  /** Tier table that tenants are validated against. Default: the spec's. */
+  readonly tiers?: TierTable
+  /** Usage buckets kept at most (one per tenant, key and hour); past it the earliest written go first. Default 100000. */
+  readonly maxUsageBuckets?: number
+}
+
 export class MemoryKeyStore implements TenantAdminStore {
   readonly #tenants = new Map<string, TenantRecord>()
   readonly #keys = new Map<string, ApiKeyRecord>()
   readonly #tiers: TierTable
+  readonly #usage = new Map<string, UsageBucket & Record<keyof UsageCounts, number>>()
+  readonly #maxUsageBuckets: number
 
-  constructor(options: { tenants?: readonly TenantRecord[]; tiers?: TierTable } = {}) {
+  constructor(options: MemoryKeyStoreOptions = {}) {
     this.#tiers = options.tiers ?? DEFAULT_TIERS
+    const maxUsageBuckets = options.maxUsageBuckets ?? 100_000
+    if (!Number.isSafeInteger(maxUsageBuckets) || maxUsageBuckets < 1)
+      throw new SaikuConfigError('maxUsageBuckets', 'a positive integer', maxUsageBuckets)
+    this.#maxUsageBuckets = maxUsageBuckets
     for (const tenant of options.tenants ?? []) this.putTenant(tenant)
   }
 
@@ -496,5 +523,50 @@ export class MemoryKeyStore implements TenantAdminStore {
     // Uses may arrive out of order: an older one never moves lastUsedAt back.
     if (record !== undefined && (record.lastUsedAt === null || record.lastUsedAt.getTime() < usedAt.getTime()))
       this.#keys.set(keyId, { ...record, lastUsedAt: new Date(usedAt) })
+  }
+
+  /** Adds to the buckets it keeps, at most `maxUsageBuckets`: a window that forgets the earliest written first. */
+  async addUsage(buckets: readonly UsageBucket[]): Promise<void> {
+    const problem = usageBucketsProblem(buckets)
+    if (problem !== null) throw new SaikuInputError('buckets', `addUsage: ${problem}`)
+    for (const bucket of buckets) {
+      const key = `${bucket.hourStartMs}\n${bucket.tenantId}\n${bucket.keyId ?? ''}`
+      let kept = this.#usage.get(key)
+      if (kept === undefined) {
+        if (this.#usage.size >= this.#maxUsageBuckets) this.#usage.delete(this.#usage.keys().next().value!)
+        kept = {
+          tenantId: bucket.tenantId,
+          keyId: bucket.keyId,
+          hourStartMs: bucket.hourStartMs,
+          admitted: 0,
+          rateLimited: 0,
+          quotaExceeded: 0,
+          forbidden: 0,
+          paymentRequired: 0,
+        }
+        this.#usage.set(key, kept)
+      }
+      addCounts(kept, bucket)
+    }
+  }
+
+  async readUsage(query: UsageQuery): Promise<UsageBucket[]> {
+    const found: UsageBucket[] = []
+    for (const bucket of this.#usage.values()) {
+      if (bucket.tenantId !== query.tenantId || bucket.hourStartMs < query.fromMs || bucket.hourStartMs >= query.toMs)
+        continue
+      if (query.keyId === undefined || bucket.keyId === query.keyId) found.push({ ...bucket })
+    }
+    return found.sort((a, b) => a.hourStartMs - b.hourStartMs)
+  }
+
+  async pruneUsage(beforeMs: number): Promise<number> {
+    let pruned = 0
+    for (const [key, bucket] of this.#usage)
+      if (bucket.hourStartMs < beforeMs) {
+        this.#usage.delete(key)
+        pruned++
+      }
+    return pruned
   }
 }

@@ -9,6 +9,7 @@ import { digestApiKey } from './keys.js'
 import { createKeyManager, type KeyManager } from './management.js'
 import { createAuthenticator } from './authenticator.js'
 import type { KeyStore, TenantAdminStore, TenantRecord } from './store.js'
+import type { UsageBucket, UsageCounts } from './usage-history.js'
 
 export interface FakeClock {
   now(): number
@@ -537,6 +538,85 @@ export function describeKeyStoreConformance(name: string, createHarness: () => P
         moved?.subscription.scheduledChangeAt ?? null,
         'findTenant must return scheduledChangeAt cleared',
       ).toBeNull()
+    })
+
+    it('adds usage buckets with an additive upsert, and reads them by tenant, range and key, when it has addUsage', async () => {
+      if (store.addUsage === undefined) return
+      expect(typeof store.readUsage, 'a store with addUsage must have readUsage too').toBe('function')
+      const hour = 3_600_000
+      const start = Math.floor(Date.now() / hour) * hour
+      const bucket = (keyId: string | null, hourStartMs: number, counts: Partial<UsageCounts> = {}): UsageBucket => ({
+        tenantId: tenant.tenantId,
+        keyId,
+        hourStartMs,
+        admitted: 0,
+        rateLimited: 0,
+        quotaExceeded: 0,
+        forbidden: 0,
+        paymentRequired: 0,
+        ...counts,
+      })
+      await store.addUsage([
+        bucket('AAAAAAAAAAAA', start, { admitted: 3, rateLimited: 1 }),
+        bucket(null, start, { paymentRequired: 2 }),
+        bucket('AAAAAAAAAAAA', start - hour, { quotaExceeded: 4 }),
+      ])
+      // Two processes' batches for the same bucket, at once: both counted.
+      await Promise.all([
+        store.addUsage([bucket('AAAAAAAAAAAA', start, { admitted: 5, forbidden: 1 })]),
+        store.addUsage([bucket('AAAAAAAAAAAA', start, { admitted: 7 })]),
+      ])
+      const other = conformanceTenant()
+      await harness.addTenant(other)
+      await store.addUsage([{ ...bucket('BBBBBBBBBBBB', start, { admitted: 100 }), tenantId: other.tenantId }])
+      const byKey = (rows: readonly UsageBucket[]) =>
+        [...rows].sort((a, b) => a.hourStartMs - b.hourStartMs || String(a.keyId).localeCompare(String(b.keyId)))
+      const read = await store.readUsage!({ tenantId: tenant.tenantId, fromMs: start - hour, toMs: start + hour })
+      expect(byKey(read), 'readUsage must return each bucket with the sums of every addUsage').toEqual([
+        bucket('AAAAAAAAAAAA', start - hour, { quotaExceeded: 4 }),
+        bucket('AAAAAAAAAAAA', start, { admitted: 15, rateLimited: 1, forbidden: 1 }),
+        bucket(null, start, { paymentRequired: 2 }),
+      ])
+      expect(
+        await store.readUsage!({ tenantId: tenant.tenantId, fromMs: start, toMs: start + hour, keyId: 'AAAAAAAAAAAA' }),
+        "readUsage({ keyId }) must return that key's buckets in [fromMs, toMs) only",
+      ).toEqual([bucket('AAAAAAAAAAAA', start, { admitted: 15, rateLimited: 1, forbidden: 1 })])
+      expect(
+        await store.readUsage!({ tenantId: tenant.tenantId, fromMs: start + hour, toMs: start + 2 * hour }),
+        'readUsage must leave out buckets before fromMs',
+      ).toEqual([])
+      await expect(
+        store.addUsage([bucket('AAAAAAAAAAAA', start + 1)]),
+        'addUsage accepted an hourStartMs that is not a whole hour: check buckets with usageBucketsProblem',
+      ).rejects.toThrow()
+      if (store.pruneUsage !== undefined) {
+        expect(
+          await store.pruneUsage(start),
+          'pruneUsage must resolve with how many buckets it deleted',
+        ).toBeGreaterThanOrEqual(1)
+        expect(
+          byKey(await store.readUsage!({ tenantId: tenant.tenantId, fromMs: start - hour, toMs: start + hour })),
+          'pruneUsage(beforeMs) must delete the buckets before beforeMs and keep the others',
+        ).toEqual([
+          bucket('AAAAAAAAAAAA', start, { admitted: 15, rateLimited: 1, forbidden: 1 }),
+          bucket(null, start, { paymentRequired: 2 }),
+        ])
+      }
+    })
+
+    it('serves usage history through the pipeline, when it has addUsage', async () => {
+      if (store.addUsage === undefined) return
+      const auth = createAuthenticator(store, { cache: { ttlMs: 0 }, usageHistory: { flushIntervalMs: 0 } })
+      try {
+        const created = await auth.keys.create(tenant.tenantId, { label: 'history' })
+        for (let i = 0; i < 3; i++) await auth.authenticate(bearer(created.key))
+        expect(await auth.flushUsageHistory(), 'one key in one hour is one bucket').toBe(1)
+        const history = await auth.usageHistory(tenant.tenantId, { from: Date.now() - 3_600_000, to: Date.now() + 1 })
+        expect(history.totals.admitted, 'the history must count each admitted request once').toBe(3)
+        expect(history.keys.map((key) => key.keyId)).toEqual([created.keyId])
+      } finally {
+        auth.close()
+      }
     })
 
     it('serves the whole pipeline: a key works until it is revoked', async () => {

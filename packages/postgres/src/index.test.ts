@@ -107,11 +107,48 @@ describe.skipIf(postgresUrl === undefined)('PostgresKeyStore', () => {
     expect(indexes.rows.map((r) => r.indexdef).join('\n')).toMatch(/UNIQUE INDEX .* \(secret_digest\)/)
   })
 
+  it('upgrades a schema made before usage history, and two stores on one table add their buckets up', async () => {
+    const schema = freshSchema()
+    const tenant = conformanceTenant()
+    const previous = MIGRATIONS.length - 1
+    await pool.query(`CREATE SCHEMA "${schema}"`)
+    await pool.query(`CREATE TABLE "${schema}".saiku_schema_version (version integer NOT NULL)`)
+    await pool.query(`INSERT INTO "${schema}".saiku_schema_version VALUES ($1)`, [previous])
+    for (const step of MIGRATIONS.slice(0, previous)) await pool.query(step(`"${schema}"`))
+    const one = new PostgresKeyStore({ pool, schema, listen: false })
+    const two = new PostgresKeyStore({ pool, schema, listen: false })
+    expect(await one.migrate()).toBe(MIGRATIONS.length)
+    const bucket = (keyId: string | null, admitted: number) => ({
+      tenantId: tenant.tenantId,
+      keyId,
+      hourStartMs: 7_200_000,
+      admitted,
+      rateLimited: 0,
+      quotaExceeded: 1,
+      forbidden: 0,
+      paymentRequired: 0,
+    })
+    // Many writers at once over the same rows, in both orders: each one's counts added, no deadlock.
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        (i % 2 === 0 ? one : two).addUsage(
+          i % 2 === 0 ? [bucket('AAAAAAAAAAAA', 1), bucket(null, 1)] : [bucket(null, 1), bucket('AAAAAAAAAAAA', 1)],
+        ),
+      ),
+    )
+    expect(await two.readUsage({ tenantId: tenant.tenantId, fromMs: 0, toMs: 10_800_000 })).toEqual([
+      { ...bucket(null, 8), quotaExceeded: 8 },
+      { ...bucket('AAAAAAAAAAAA', 8), quotaExceeded: 8 },
+    ])
+    await one.close()
+    await two.close()
+  })
+
   it("upgrades a schema made before tenants' own day and month quotas: its tenants read back as they were", async () => {
     const schema = freshSchema()
     const tenant = conformanceTenant({ tier: 'enterprise', limits: { perMinute: 7, perHour: 70 } })
     // Every step before the quota columns, as the previous release left the schema.
-    const previous = MIGRATIONS.length - 1
+    const previous = 3
     await pool.query(`CREATE SCHEMA "${schema}"`)
     await pool.query(`CREATE TABLE "${schema}".saiku_schema_version (version integer NOT NULL)`)
     await pool.query(`INSERT INTO "${schema}".saiku_schema_version VALUES ($1)`, [previous])

@@ -21,6 +21,9 @@ import {
   outboxEventProblem,
   type KeyWriteContext,
   type OutboxEvent,
+  usageBucketsProblem,
+  type UsageBucket,
+  type UsageQuery,
 } from '@saiku/core/store'
 import {
   DEFAULT_TIERS,
@@ -87,7 +90,44 @@ export const MIGRATIONS: readonly ((schema: string) => string)[] = Object.freeze
       data jsonb NOT NULL,
       occurred_at bigint NOT NULL
     );`,
+  // Usage over time: one row per tenant, key ('' for none) and hour, added to by every process.
+  (s: string) => `
+    CREATE TABLE ${s}.saiku_usage (
+      tenant_id text NOT NULL,
+      hour_start timestamptz NOT NULL,
+      key_id text NOT NULL,
+      admitted bigint NOT NULL DEFAULT 0,
+      rate_limited bigint NOT NULL DEFAULT 0,
+      quota_exceeded bigint NOT NULL DEFAULT 0,
+      forbidden bigint NOT NULL DEFAULT 0,
+      payment_required bigint NOT NULL DEFAULT 0,
+      PRIMARY KEY (tenant_id, hour_start, key_id)
+    );
+    CREATE INDEX saiku_usage_by_hour ON ${s}.saiku_usage (hour_start);`,
 ])
+
+interface UsageRow {
+  readonly tenant_id: string
+  readonly hour_start: Date
+  readonly key_id: string
+  // bigint columns: pg reads them as strings.
+  readonly admitted: string
+  readonly rate_limited: string
+  readonly quota_exceeded: string
+  readonly forbidden: string
+  readonly payment_required: string
+}
+
+const usageFromRow = (row: UsageRow): UsageBucket => ({
+  tenantId: row.tenant_id,
+  keyId: row.key_id === '' ? null : row.key_id,
+  hourStartMs: row.hour_start.getTime(),
+  admitted: Number(row.admitted),
+  rateLimited: Number(row.rate_limited),
+  quotaExceeded: Number(row.quota_exceeded),
+  forbidden: Number(row.forbidden),
+  paymentRequired: Number(row.payment_required),
+})
 
 /** The column's value: the canonical entries, NULL for any address. */
 function addressesColumn(list: readonly string[] | null | undefined): string[] | null {
@@ -236,7 +276,7 @@ export class PostgresKeyStore implements TenantAdminStore {
   readonly schema: string
   readonly channel: string
   readonly #tiers: TierTable
-  readonly #t: { tenants: string; keys: string; outbox: string }
+  readonly #t: { tenants: string; keys: string; outbox: string; usage: string }
   readonly #lastUsedFlushMs: number
   readonly #listen: boolean
   readonly #onError: (error: Error) => void
@@ -295,6 +335,7 @@ export class PostgresKeyStore implements TenantAdminStore {
       tenants: `"${schema}".saiku_tenants`,
       keys: `"${schema}".saiku_api_keys`,
       outbox: `"${schema}".saiku_outbox`,
+      usage: `"${schema}".saiku_usage`,
     }
     if (options.outbox !== undefined && typeof options.outbox !== 'boolean')
       throw new SaikuConfigError('outbox', 'true or false', options.outbox)
@@ -794,6 +835,57 @@ export class PostgresKeyStore implements TenantAdminStore {
       throw failure
     }
     return uses.size
+  }
+
+  /**
+   * Adds each bucket's counts to its row in one statement (an additive upsert): other processes' writes
+   * add up. Rows are written in key order, so two batches over the same rows wait rather than deadlock.
+   */
+  async addUsage(buckets: readonly UsageBucket[]): Promise<void> {
+    const problem = usageBucketsProblem(buckets)
+    if (problem !== null) throw new SaikuInputError('buckets', `addUsage: ${problem}`)
+    if (buckets.length === 0) return
+    await this.ready()
+    await this.pool.query(
+      `INSERT INTO ${this.#t.usage} AS u (tenant_id, hour_start, key_id, admitted, rate_limited, quota_exceeded, forbidden, payment_required)
+       SELECT tenant_id, hour_start, key_id, sum(admitted), sum(rate_limited), sum(quota_exceeded), sum(forbidden), sum(payment_required)
+       FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+         AS b (tenant_id, hour_start, key_id, admitted, rate_limited, quota_exceeded, forbidden, payment_required)
+       GROUP BY tenant_id, hour_start, key_id
+       ORDER BY tenant_id, hour_start, key_id
+       ON CONFLICT (tenant_id, hour_start, key_id) DO UPDATE SET admitted = u.admitted + excluded.admitted,
+         rate_limited = u.rate_limited + excluded.rate_limited, quota_exceeded = u.quota_exceeded + excluded.quota_exceeded,
+         forbidden = u.forbidden + excluded.forbidden, payment_required = u.payment_required + excluded.payment_required`,
+      [
+        buckets.map((b) => b.tenantId),
+        buckets.map((b) => new Date(b.hourStartMs)),
+        buckets.map((b) => b.keyId ?? ''),
+        buckets.map((b) => b.admitted),
+        buckets.map((b) => b.rateLimited),
+        buckets.map((b) => b.quotaExceeded),
+        buckets.map((b) => b.forbidden),
+        buckets.map((b) => b.paymentRequired),
+      ],
+    )
+  }
+
+  async readUsage(query: UsageQuery): Promise<UsageBucket[]> {
+    await this.ready()
+    const { tenantId, fromMs, toMs, keyId } = query
+    const { rows } = await this.pool.query<UsageRow>(
+      `SELECT * FROM ${this.#t.usage} WHERE tenant_id = $1 AND hour_start >= $2 AND hour_start < $3
+         AND ($4::text IS NULL OR key_id = $4) ORDER BY hour_start, key_id`,
+      [tenantId, new Date(fromMs), new Date(toMs), keyId ?? null],
+    )
+    return rows.map(usageFromRow)
+  }
+
+  async pruneUsage(beforeMs: number): Promise<number> {
+    await this.ready()
+    const { rowCount } = await this.pool.query(`DELETE FROM ${this.#t.usage} WHERE hour_start < $1`, [
+      new Date(beforeMs),
+    ])
+    return rowCount ?? 0
   }
 
   /** One conditional UPDATE over every subscription column (and the tier for a plan change): of concurrent changes made from the same reading, one wins. */

@@ -195,7 +195,7 @@ describe('SqliteKeyStore', () => {
     const file = freshFile()
     const tenant = conformanceTenant({ tier: 'enterprise', limits: { perMinute: 7, perHour: 70 } })
     // Every step before the quota columns, as the previous release left the file.
-    const previous = MIGRATIONS.length - 1
+    const previous = 3
     const old = new Database(file)
     old.exec(
       `CREATE TABLE saiku_schema_version (version INTEGER NOT NULL); INSERT INTO saiku_schema_version VALUES (${previous})`,
@@ -219,6 +219,45 @@ describe('SqliteKeyStore', () => {
       perDay: 700,
       perMonth: 7_000,
     })
+    store.close()
+  })
+
+  it('upgrades a file made before usage history: its tenants kept, and buckets added up from then on', async () => {
+    const file = freshFile()
+    const tenant = conformanceTenant()
+    const previous = MIGRATIONS.length - 1
+    const old = new Database(file)
+    old.exec(
+      `CREATE TABLE saiku_schema_version (version INTEGER NOT NULL); INSERT INTO saiku_schema_version VALUES (${previous})`,
+    )
+    for (const step of MIGRATIONS.slice(0, previous)) old.exec(step)
+    old
+      .prepare(
+        `INSERT INTO saiku_tenants (tenant_id, tenant_slug, tier, connection_name, subscription_status) VALUES (?, ?, 'team', ?, 'active')`,
+      )
+      .run(tenant.tenantId, tenant.tenantSlug, tenant.connectionName)
+    old.close()
+
+    const store = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    expect(store.db.prepare('SELECT version FROM saiku_schema_version').get()).toEqual({ version: MIGRATIONS.length })
+    expect((await store.findTenant(tenant.tenantId))?.tenantSlug).toBe(tenant.tenantSlug)
+    const bucket = {
+      tenantId: tenant.tenantId,
+      keyId: null,
+      hourStartMs: 3_600_000,
+      admitted: 1,
+      rateLimited: 0,
+      quotaExceeded: 0,
+      forbidden: 0,
+      paymentRequired: 0,
+    }
+    // Two connections to one file, as two processes: their writes add up.
+    const other = new SqliteKeyStore(file, { watchIntervalMs: 0 })
+    await Promise.all([store.addUsage([bucket]), other.addUsage([{ ...bucket, admitted: 2 }])])
+    expect(await store.readUsage({ tenantId: tenant.tenantId, fromMs: 0, toMs: 7_200_000 })).toEqual([
+      { ...bucket, admitted: 3 },
+    ])
+    other.close()
     store.close()
   })
 

@@ -19,6 +19,9 @@ import {
   outboxEventProblem,
   type KeyWriteContext,
   type OutboxEvent,
+  usageBucketsProblem,
+  type UsageBucket,
+  type UsageQuery,
 } from '@saiku/core/store'
 import {
   DEFAULT_TIERS,
@@ -84,7 +87,42 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
      data TEXT NOT NULL,
      occurred_at INTEGER NOT NULL
    );`,
+  // Usage over time: one row per tenant, key ('' for none) and hour, added to by every process.
+  `CREATE TABLE saiku_usage (
+     tenant_id TEXT NOT NULL,
+     hour_start INTEGER NOT NULL,
+     key_id TEXT NOT NULL,
+     admitted INTEGER NOT NULL DEFAULT 0,
+     rate_limited INTEGER NOT NULL DEFAULT 0,
+     quota_exceeded INTEGER NOT NULL DEFAULT 0,
+     forbidden INTEGER NOT NULL DEFAULT 0,
+     payment_required INTEGER NOT NULL DEFAULT 0,
+     PRIMARY KEY (tenant_id, hour_start, key_id)
+   ) WITHOUT ROWID;
+   CREATE INDEX saiku_usage_by_hour ON saiku_usage (hour_start);`,
 ])
+
+interface UsageRow {
+  readonly tenant_id: string
+  readonly hour_start: number
+  readonly key_id: string
+  readonly admitted: number
+  readonly rate_limited: number
+  readonly quota_exceeded: number
+  readonly forbidden: number
+  readonly payment_required: number
+}
+
+const usageFromRow = (row: UsageRow): UsageBucket => ({
+  tenantId: row.tenant_id,
+  keyId: row.key_id === '' ? null : row.key_id,
+  hourStartMs: row.hour_start,
+  admitted: row.admitted,
+  rateLimited: row.rate_limited,
+  quotaExceeded: row.quota_exceeded,
+  forbidden: row.forbidden,
+  paymentRequired: row.payment_required,
+})
 
 export interface SqliteKeyStoreOptions {
   /** Tier table that tenants are validated against when written. Default: the spec's. */
@@ -244,6 +282,20 @@ export class SqliteKeyStore implements TenantAdminStore {
       insertEvent: db.prepare<[string, string, string, string, number]>(
         'INSERT INTO saiku_outbox (event_id, tenant_id, type, data, occurred_at) VALUES (?, ?, ?, ?, ?)',
       ),
+      addUsage: db.prepare(
+        `INSERT INTO saiku_usage (tenant_id, hour_start, key_id, admitted, rate_limited, quota_exceeded, forbidden, payment_required)
+         VALUES (@tenant_id, @hour_start, @key_id, @admitted, @rate_limited, @quota_exceeded, @forbidden, @payment_required)
+         ON CONFLICT (tenant_id, hour_start, key_id) DO UPDATE SET admitted = admitted + excluded.admitted,
+           rate_limited = rate_limited + excluded.rate_limited, quota_exceeded = quota_exceeded + excluded.quota_exceeded,
+           forbidden = forbidden + excluded.forbidden, payment_required = payment_required + excluded.payment_required`,
+      ),
+      readUsage: db.prepare<[string, number, number], UsageRow>(
+        'SELECT * FROM saiku_usage WHERE tenant_id = ? AND hour_start >= ? AND hour_start < ? ORDER BY hour_start, key_id',
+      ),
+      readKeyUsage: db.prepare<[string, number, number, string], UsageRow>(
+        'SELECT * FROM saiku_usage WHERE tenant_id = ? AND hour_start >= ? AND hour_start < ? AND key_id = ? ORDER BY hour_start',
+      ),
+      pruneUsage: db.prepare<[number]>('DELETE FROM saiku_usage WHERE hour_start < ?'),
     }
     this.#lastChangeId = this.#statements.lastChangeId.get()?.id ?? 0
     this.#dataVersion = this.db.pragma('data_version', { simple: true }) as number
@@ -461,6 +513,40 @@ export class SqliteKeyStore implements TenantAdminStore {
       throw failure
     }
     return uses.size
+  }
+
+  /** Adds each bucket's counts to its row in one transaction (an additive upsert): other processes' writes add up. */
+  async addUsage(buckets: readonly UsageBucket[]): Promise<void> {
+    const problem = usageBucketsProblem(buckets)
+    if (problem !== null) throw new SaikuInputError('buckets', `addUsage: ${problem}`)
+    const write = this.db.transaction(() => {
+      for (const bucket of buckets)
+        this.#statements.addUsage.run({
+          tenant_id: bucket.tenantId,
+          hour_start: bucket.hourStartMs,
+          key_id: bucket.keyId ?? '',
+          admitted: bucket.admitted,
+          rate_limited: bucket.rateLimited,
+          quota_exceeded: bucket.quotaExceeded,
+          forbidden: bucket.forbidden,
+          payment_required: bucket.paymentRequired,
+        })
+    })
+    await this.#run('addUsage', () => write.immediate())
+  }
+
+  async readUsage(query: UsageQuery): Promise<UsageBucket[]> {
+    const { tenantId, fromMs, toMs, keyId } = query
+    const rows = await this.#run('readUsage', () =>
+      keyId === undefined
+        ? this.#statements.readUsage.all(tenantId, fromMs, toMs)
+        : this.#statements.readKeyUsage.all(tenantId, fromMs, toMs, keyId),
+    )
+    return rows.map(usageFromRow)
+  }
+
+  async pruneUsage(beforeMs: number): Promise<number> {
+    return (await this.#run('pruneUsage', () => this.#statements.pruneUsage.run(beforeMs))).changes
   }
 
   /** Puts uses that could not be written back, keeping the later time where one came in meanwhile. */
