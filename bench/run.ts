@@ -16,7 +16,7 @@ import { measureDecisions, measureFlood, measureRedisCommands } from './micro.js
 import { measureQuotaCost } from './quotas.js'
 import { measureRedisQuotaCost } from './redis-quota.js'
 import { renderMarkdown, renderSvg, type BenchResults, type VariantSummary } from './report.js'
-import { FLOORS, VARIANTS, type Variant } from './variants.js'
+import { FLOORS, REDIS_SECTION_VARIANTS, VARIANTS, type Variant } from './variants.js'
 
 const quick = process.argv.includes('--quick')
 const here = fileURLToPath(new URL('.', import.meta.url))
@@ -43,6 +43,7 @@ for (const name of chosen ?? [])
 const variants = (Object.keys(VARIANTS) as Variant[]).filter(
   (v) =>
     (v !== 'express+saiku+redis' || redisUrl !== undefined) &&
+    !REDIS_SECTION_VARIANTS.includes(v) &&
     (chosen === undefined || chosen.includes(v) || chosen.some((c) => VARIANTS[c].baseline === v)),
 )
 
