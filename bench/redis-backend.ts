@@ -8,8 +8,7 @@
 // CPU per request of the Node process (its own `process.cpuUsage`) and of redis-server (utime + stime from
 // /proc/<pid>/stat, its pid from `INFO server`), from rounds that interleave every variant in a rotating order.
 // Differences are taken round by round (both sides saw the same machine), with their 95 % interval.
-import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -259,7 +258,8 @@ export function redisBackendGates(
   return gates
 }
 
-export function renderRedisBackend(result: RedisBackendResult): string {
+/** The tables, and the gates unless the caller lists them with its own (`withGates` false). */
+export function renderRedisBackend(result: RedisBackendResult, withGates = true): string {
   const f = (n: number, digits = 1) => n.toFixed(digits)
   const lines = [
     `Redis beside memory, ${result.rounds} interleaved rounds of ${result.seconds} s (a redis-server of the bench's own):`,
@@ -277,9 +277,12 @@ export function renderRedisBackend(result: RedisBackendResult): string {
       (c) =>
         `| ${c.framework} | ${c.connections} | ${f(c.addedCpu.meanMicros, 2)} ± ${f(c.addedCpu.plusMinusMicros, 2)} µs (memory ${f(c.memoryCpuMicros)} µs) | ${f(c.addedCpuPerCall.meanMicros, 2)} ± ${f(c.addedCpuPerCall.plusMinusMicros, 2)} µs | ${f(c.versusPerCall.meanMicros, 2)} ± ${f(c.versusPerCall.plusMinusMicros, 2)} µs | ${f(c.redisCpuRatio.meanMicros, 2)} ± ${f(c.redisCpuRatio.plusMinusMicros, 2)} | ${f(c.rpsRatio, 2)}×, ${f(c.rpsRatioPipelined, 2)}×, ${f(c.rpsRatioPerCall, 2)}× |`,
     ),
-    '',
-    ...redisBackendGates(result).map((g) => `- ${g.met ? 'met' : 'NOT met'}: ${g.name}: ${g.measured} (${g.target})`),
   ]
+  if (withGates)
+    lines.push(
+      '',
+      ...redisBackendGates(result).map((g) => `- ${g.met ? 'met' : 'NOT met'}: ${g.name}: ${g.measured} (${g.target})`),
+    )
   return lines.join('\n')
 }
 

@@ -4,6 +4,7 @@ import type { Distance } from './stats.js'
 import { ABOVE_HASHING_FLOOR_TARGET_MICROS } from './variants.js'
 import type { DecisionCost, FloodResult, RedisCost } from './micro.js'
 import { QUOTA_TARGET_MICROS, renderQuotaCost, type QuotaCost } from './quotas.js'
+import { redisBackendGates, renderRedisBackend, type RedisBackendResult } from './redis-backend.js'
 import { renderRedisQuotaCost, type RedisQuotaCost } from './redis-quota.js'
 
 export interface VariantSummary {
@@ -63,6 +64,8 @@ export interface BenchResults {
   readonly quotas?: QuotaCost
   /** The same on the Redis limiter, the Node process's CPU. Absent without Redis or from runs made before quotas. */
   readonly redisQuotas?: RedisQuotaCost
+  /** The Redis backend beside memory over HTTP, Node and redis-server CPU. Absent without Redis or from older runs. */
+  readonly redisBackend?: RedisBackendResult
   readonly redis: RedisCost | null
   readonly flood: FloodResult
 }
@@ -145,6 +148,7 @@ export function renderMarkdown(results: BenchResults): string {
   for (const decision of results.decisions) lines.push(`| ${decision.name} | ${thousands(decision.nsPerDecision)} |`)
   if (results.quotas !== undefined) lines.push('', ...renderQuotaCost(results.quotas).split('\n'))
   if (results.redisQuotas !== undefined) lines.push('', ...renderRedisQuotaCost(results.redisQuotas).split('\n'))
+  if (results.redisBackend !== undefined) lines.push('', ...renderRedisBackend(results.redisBackend, false).split('\n'))
   if (results.redis !== null) {
     const { redis } = results
     lines.push(
@@ -338,5 +342,7 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
     })
     ratio('Express + saikuAuth (Redis) vs bare Express', 'express+saiku+redis', 0.8)
   }
+  for (const gate of results.redisBackend === undefined ? [] : redisBackendGates(results.redisBackend))
+    checks.push({ name: `${gate.name} ${gate.target}`, measured: gate.measured, met: gate.met, gated: true })
   return checks
 }

@@ -14,6 +14,7 @@ import { measureFloorProfiles } from './profile.js'
 import { median } from './stats.js'
 import { measureDecisions, measureFlood, measureRedisCommands } from './micro.js'
 import { measureQuotaCost } from './quotas.js'
+import { measureRedisBackend } from './redis-backend.js'
 import { measureRedisQuotaCost } from './redis-quota.js'
 import { renderMarkdown, renderSvg, type BenchResults, type VariantSummary } from './report.js'
 import { FLOORS, REDIS_SECTION_VARIANTS, VARIANTS, type Variant } from './variants.js'
@@ -202,6 +203,9 @@ async function main(): Promise<void> {
   const redis = redisUrl === undefined ? null : await measureRedisCommands(redisUrl, quick || partial ? 50 : 500)
   const redisQuotas =
     redisUrl === undefined ? undefined : await measureRedisQuotaCost(redisUrl, quick ? 10 : 200, quick ? 500 : 4_000)
+  // Against a redis-server of its own (on PATH), so that only the bench's work lands in its CPU.
+  const redisBackend =
+    redisUrl === undefined ? undefined : await measureRedisBackend(quick ? 2 : 6, quick ? 1 : settings.durationSeconds)
   const flood = await measureFlood(quick || partial ? 20_000 : 1_000_000)
 
   const results: BenchResults = {
@@ -219,6 +223,7 @@ async function main(): Promise<void> {
     quotas,
     redis,
     ...(redisQuotas === undefined ? {} : { redisQuotas }),
+    ...(redisBackend === undefined ? {} : { redisBackend }),
     flood,
   }
   const out = `${here}../results`
