@@ -590,14 +590,14 @@ const NO_QUOTAS: QuotaArgs = [0, 0, 1]
 
 const positive = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) > 0
 
-function quotaArgs(limits: WindowLimits, cost: number): QuotaArgs {
-  // The batch carries them as whole numbers in text: anything else is refused before Redis is asked.
+/** Throws for limits or a cost the scripts cannot count: they travel as whole numbers in text. */
+function checkLimits(limits: WindowLimits, cost: number): void {
   if (!positive(limits.perMinute))
     throw new SaikuConfigError('limits.perMinute', 'a positive integer', limits.perMinute)
   if (!positive(limits.perHour)) throw new SaikuConfigError('limits.perHour', 'a positive integer', limits.perHour)
   if (!positive(cost)) throw new SaikuConfigError('cost', 'a positive integer', cost)
   const { perDay, perMonth, monthStartDay } = limits
-  if (perDay === undefined && perMonth === undefined) return NO_QUOTAS
+  if (perDay === undefined && perMonth === undefined) return
   if (perDay !== undefined && !positive(perDay))
     throw new SaikuConfigError('limits.perDay', 'a positive integer or absent', perDay)
   if (perMonth !== undefined && !positive(perMonth))
@@ -605,7 +605,13 @@ function quotaArgs(limits: WindowLimits, cost: number): QuotaArgs {
   const startDay = monthStartDay ?? 1
   if (!Number.isInteger(startDay) || startDay < 1 || startDay > 31)
     throw new SaikuConfigError('limits.monthStartDay', 'a whole number from 1 to 31', monthStartDay)
-  return [perDay ?? 0, perMonth ?? 0, startDay]
+}
+
+/** ARGV 6–8 of the per-call scripts, for limits `checkLimits` passed. */
+function quotaArgs(limits: WindowLimits): QuotaArgs {
+  const { perDay, perMonth, monthStartDay } = limits
+  if (perDay === undefined && perMonth === undefined) return NO_QUOTAS
+  return [perDay ?? 0, perMonth ?? 0, monthStartDay ?? 1]
 }
 
 /**
@@ -693,6 +699,10 @@ function wholeOption(options: RedisLimiterOptions, name: keyof RedisLimiterOptio
   return value
 }
 
+/** What the checks threw, as the rejection of the decision's promise (they throw only SaikuErrors). */
+const rejected = (error: unknown): Promise<never> =>
+  Promise.reject(error instanceof Error ? error : new Error(String(error)))
+
 /** Calls a user's hook so that neither a throw nor a rejection reaches the decision. */
 function observe(hook: ((decisions: number) => unknown) | undefined, decisions: number): void {
   if (hook === undefined) return
@@ -724,15 +734,15 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
   const commands = client as unknown as Record<string, ScriptCommand> & Record<string, BatchCommand>
 
   /** The checks every decision passes before it may wait on Redis; the node its key lives on. */
-  function admit(key: string, limits: WindowLimits, cost: number): [node: string, quotas: QuotaArgs] {
+  function admit(key: string, limits: WindowLimits, cost: number): string {
     // A bad limit is the caller's error, thrown before Redis is asked (and never marks the node down).
-    const quotas = quotaArgs(limits, cost)
+    checkLimits(limits, cost)
     if (client.status !== 'ready') throw new SaikuStoreError('limiter', `Redis is not connected (${client.status})`)
     if (pending >= maxPendingCalls) throw new SaikuStoreError('limiter', `${pending} Redis calls already pending`)
     const node = breaker.nodeOf(key)
     if (!breaker.allow(node, Date.now()))
       throw new SaikuStoreError('limiter', `Redis node ${node} is down; failing fast`)
-    return [node, quotas]
+    return node
   }
 
   /** Runs one script call for `node` with the breaker's deadline; its `decisions`, counted in `pending`, leave it when it answers. */
@@ -757,9 +767,9 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
 
   async function runOne(write: boolean, tenantKey: string, limits: WindowLimits, cost: number): Promise<LimitDecision> {
     const key = keyFor(tenantKey)
-    const [node, quotas] = admit(key, limits, cost)
+    const node = admit(key, limits, cost)
     pending++
-    const reply = await call(node, 1, () => scripts.one(commands, write, key, limits, cost, quotas))
+    const reply = await call(node, 1, () => scripts.one(commands, write, key, limits, cost, quotaArgs(limits)))
     return decodeOne(reply, limits, cost)
   }
 
@@ -791,11 +801,14 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
 
   function enqueue(write: boolean, tenantKey: string, limits: WindowLimits, cost: number): Promise<LimitDecision> {
     const key = keyFor(tenantKey)
-    const [node, quotas] = admit(key, limits, cost)
+    const node = admit(key, limits, cost)
     const slot = isCluster ? keySlot(key) : 0
-    const [perDay, perMonth, monthStartDay] = quotas
     // The decision's numbers after its key's index (see BATCH_SCRIPT): whole numbers, checked above.
-    const numbers = ` ${cost} ${limits.perMinute} ${limits.perHour} ${perDay} ${perMonth} ${monthStartDay} ${write ? 1 : 0} `
+    const { perMinute, perHour, perDay, perMonth, monthStartDay } = limits
+    const numbers =
+      perDay === undefined && perMonth === undefined
+        ? ` ${cost} ${perMinute} ${perHour} 0 0 1 ${write ? 1 : 0} `
+        : ` ${cost} ${perMinute} ${perHour} ${perDay ?? 0} ${perMonth ?? 0} ${monthStartDay ?? 1} ${write ? 1 : 0} `
     let batch = open.get(slot)
     let index = batch?.keyIndex.get(key)
     if (batch !== undefined) {
@@ -840,8 +853,21 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
     get pendingCalls() {
       return pending
     },
-    consume: async (tenantKey, limits, cost = 1) => decide(true, tenantKey, limits, cost),
-    peek: async (tenantKey, limits) => decide(false, tenantKey, limits, 1),
+    // Not async functions: one promise per decision, not two; what the checks throw still arrives as a rejection.
+    consume: (tenantKey, limits, cost = 1) => {
+      try {
+        return decide(true, tenantKey, limits, cost)
+      } catch (error) {
+        return rejected(error)
+      }
+    },
+    peek: (tenantKey, limits) => {
+      try {
+        return decide(false, tenantKey, limits, 1)
+      } catch (error) {
+        return rejected(error)
+      }
+    },
   }
 }
 
