@@ -35,6 +35,42 @@ if perDay > 0 then names[#names + 1] = 'de'; names[#names + 1] = 'dc' end
 if perMonth > 0 then names[#names + 1] = 'Me'; names[#names + 1] = 'Mc' end
 `
 
+// The month that holds `now` for an anchor day (1–31; the month's last day when it is shorter): its start and end.
+const MONTH_WINDOW = `
+local function monthWindow(startDay)
+  local function daysFromCivil(y, m, d)
+    if m <= 2 then y = y - 1 end
+    local era = math.floor(y / 400)
+    local yoe = y - era * 400
+    local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+    return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+  end
+  local function anchored(y, m)
+    if m < 1 then y = y - 1; m = m + 12 elseif m > 12 then y = y + 1; m = m - 12 end
+    local length = 31
+    if m == 2 then
+      length = 28
+      if (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0 then length = 29 end
+    elseif m == 4 or m == 6 or m == 9 or m == 11 then
+      length = 30
+    end
+    return daysFromCivil(y, m, math.min(startDay, length)) * 86400000
+  end
+  -- civil-from-days: the UTC year and month of today.
+  local z = math.floor(now / 86400000) + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local m = (math.floor((5 * doy + 2) / 153) + 2) % 12 + 1
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  local this = anchored(y, m)
+  if now >= this then return this, anchored(y, m + 1) end
+  return anchored(y, m - 1), this
+end
+`
+
 const QUOTA_DECIDE = `
 local quotaRoom = true
 local dayStart, dayEnd, dayCount, monthStart, monthEnd, monthCount
@@ -55,35 +91,7 @@ if perMonth > 0 then
     monthCount = tonumber(v[at + 1]) or 0
   else
     -- Only a month window that starts pays for the calendar.
-    local function daysFromCivil(y, m, d)
-      if m <= 2 then y = y - 1 end
-      local era = math.floor(y / 400)
-      local yoe = y - era * 400
-      local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
-      return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
-    end
-    local function anchored(y, m)
-      if m < 1 then y = y - 1; m = m + 12 elseif m > 12 then y = y + 1; m = m - 12 end
-      local length = 31
-      if m == 2 then
-        length = 28
-        if (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0 then length = 29 end
-      elseif m == 4 or m == 6 or m == 9 or m == 11 then
-        length = 30
-      end
-      return daysFromCivil(y, m, math.min(startDay, length)) * 86400000
-    end
-    -- civil-from-days: the UTC year and month of today.
-    local z = math.floor(now / 86400000) + 719468
-    local era = math.floor(z / 146097)
-    local doe = z - era * 146097
-    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-    local m = (math.floor((5 * doy + 2) / 153) + 2) % 12 + 1
-    local y = yoe + era * 400
-    if m <= 2 then y = y + 1 end
-    local this = anchored(y, m)
-    if now >= this then monthStart, monthEnd = this, anchored(y, m + 1) else monthStart, monthEnd = anchored(y, m - 1), this end
+    monthStart, monthEnd = monthWindow(startDay)
     monthCount = 0
   end
   if monthCount + cost > perMonth then quotaRoom = false end
@@ -364,49 +372,74 @@ end
 return out
 `
 
-// Fixed windows, with the commands written out for each set of quotas (no table built, nothing unpacked).
-const BATCH_DECIDE =
-  `
-local v
-if perDay == 0 and perMonth == 0 then v = redis.call('HMGET', key, 'ms', 'mc', 'hs', 'hc')
-elseif perMonth == 0 then v = redis.call('HMGET', key, 'ms', 'mc', 'hs', 'hc', 'de', 'dc')
-elseif perDay == 0 then v = redis.call('HMGET', key, 'ms', 'mc', 'hs', 'hc', 'Me', 'Mc')
-else v = redis.call('HMGET', key, 'ms', 'mc', 'hs', 'hc', 'de', 'dc', 'Me', 'Mc') end
-local quotaBase = 4
-local ms, mc, hs, hc = tonumber(v[1]), tonumber(v[2]) or 0, tonumber(v[3]), tonumber(v[4]) or 0
-local existed = ms ~= nil
+/*
+ * Fixed windows: each tenant's hash is read once per batch (all eight fields, in one literal HMGET) into a table that
+ * every decision of the batch for that tenant reads and updates in turn, and written once at the end: the fields some
+ * decision counted in, with their last values, and the TTL that the latest window needs (what one call per decision
+ * would leave). A tenant with many requests in a turn costs one HMGET and one HSET, not one of each per request.
+ */
+const FIXED_BATCH_HEAD = `
+local cache, touched = {}, {}
+`
+
+const BATCH_DECIDE = `
+local c = cache[key]
+if c == nil then
+  local v = redis.call('HMGET', key, 'ms', 'mc', 'hs', 'hc', 'de', 'dc', 'Me', 'Mc')
+  c = {
+    ms = tonumber(v[1]), mc = tonumber(v[2]) or 0, hs = tonumber(v[3]), hc = tonumber(v[4]) or 0,
+    de = tonumber(v[5]), dc = tonumber(v[6]) or 0, Me = tonumber(v[7]), Mc = tonumber(v[8]) or 0,
+    ttl = 0, written = false, dayCounted = false, monthCounted = false
+  }
+  c.existed = c.ms ~= nil
+  cache[key] = c
+  touched[#touched + 1] = key
+end
+local ms, mc, hs, hc = c.ms, c.mc, c.hs, c.hc
 local newMinute, newHour = false, false
 if ms == nil or now >= ms + minuteMs then ms = now; mc = 0; newMinute = true end
 if hs == nil or now >= hs + hourMs then hs = now; hc = 0; newHour = true end
-` +
-  QUOTA_DECIDE +
-  `
+local quotaRoom = true
+local dayStart, dayEnd, dayCount, monthStart, monthEnd, monthCount
+if perDay > 0 then
+  dayEnd = c.de
+  if dayEnd ~= nil and now < dayEnd then
+    dayCount = c.dc
+  else
+    dayStart = math.floor(now / 86400000) * 86400000; dayEnd = dayStart + 86400000; dayCount = 0
+  end
+  if dayCount + cost > perDay then quotaRoom = false end
+end
+if perMonth > 0 then
+  monthEnd = c.Me
+  if monthEnd ~= nil and now < monthEnd then
+    monthCount = c.Mc
+  else
+    monthStart, monthEnd = monthWindow(startDay)
+    monthCount = 0
+  end
+  if monthCount + cost > perMonth then quotaRoom = false end
+end
 local admitted = 0
 if mc + cost <= minuteLimit and hc + cost <= hourLimit and quotaRoom then admitted = 1 end
 if admitted == 1 and write then
   mc = mc + cost
   hc = hc + cost
-  local latestEnd, anyFresh = 0, false
-  if dayStart ~= nil or monthStart ~= nil then
-    -- A quota's window starts (once a day, once a month): its edges are written too.
-    local fields = {'ms', ms, 'mc', mc, 'hs', hs, 'hc', hc}
-` +
-  QUOTA_COUNT +
-  `
-    redis.call('HSET', key, unpack(fields))
-  elseif perDay == 0 and perMonth == 0 then
-    redis.call('HSET', key, 'ms', ms, 'mc', mc, 'hs', hs, 'hc', hc)
-  elseif perMonth == 0 then
-    dayCount = dayCount + cost; latestEnd = dayEnd
-    redis.call('HSET', key, 'ms', ms, 'mc', mc, 'hs', hs, 'hc', hc, 'dc', dayCount)
-  elseif perDay == 0 then
-    monthCount = monthCount + cost; latestEnd = monthEnd
-    redis.call('HSET', key, 'ms', ms, 'mc', mc, 'hs', hs, 'hc', hc, 'Mc', monthCount)
-  else
-    dayCount = dayCount + cost; monthCount = monthCount + cost; latestEnd = math.max(dayEnd, monthEnd)
-    redis.call('HSET', key, 'ms', ms, 'mc', mc, 'hs', hs, 'hc', hc, 'dc', dayCount, 'Mc', monthCount)
+  c.ms, c.mc, c.hs, c.hc, c.written = ms, mc, hs, hc, true
+  local latestEnd, fresh = 0, newMinute or newHour
+  if perDay > 0 then
+    dayCount = dayCount + cost
+    c.dc, c.de, c.dayCounted = dayCount, dayEnd, true
+    if dayStart ~= nil then c.ds = dayStart; fresh = true end
+    latestEnd = dayEnd
   end
-  if newMinute or newHour or anyFresh then expire(key, existed, math.max(ms + minuteMs, hs + hourMs, latestEnd) - now) end
+  if perMonth > 0 then
+    monthCount = monthCount + cost
+    c.Mc, c.Me, c.monthCounted = monthCount, monthEnd, true
+    if monthStart ~= nil then c.Ms = monthStart; fresh = true end
+    latestEnd = math.max(latestEnd, monthEnd)
+  end
+  if fresh then c.ttl = math.max(c.ttl, math.max(ms + minuteMs, hs + hourMs, latestEnd) - now) end
 end
 local flags = admitted
 if admitted == 0 then
@@ -415,6 +448,28 @@ if admitted == 0 then
 end
 out[n + 1] = flags; out[n + 2] = mc; out[n + 3] = ms + minuteMs - now; out[n + 4] = hc; out[n + 5] = hs + hourMs - now
 n = n + 5
+`
+
+// After the last decision: each hash that a decision counted in, written once (a window that started writes its edges).
+const FIXED_BATCH_TAIL = `
+end
+for _, key in ipairs(touched) do
+  local c = cache[key]
+  if c.written then
+    if not c.dayCounted and not c.monthCounted then
+      redis.call('HSET', key, 'ms', c.ms, 'mc', c.mc, 'hs', c.hs, 'hc', c.hc)
+    else
+      local fields = {'ms', c.ms, 'mc', c.mc, 'hs', c.hs, 'hc', c.hc}
+      if c.dayCounted then fields[#fields + 1] = 'dc'; fields[#fields + 1] = c.dc end
+      if c.ds ~= nil then fields[#fields + 1] = 'ds'; fields[#fields + 1] = c.ds; fields[#fields + 1] = 'de'; fields[#fields + 1] = c.de end
+      if c.monthCounted then fields[#fields + 1] = 'Mc'; fields[#fields + 1] = c.Mc end
+      if c.Ms ~= nil then fields[#fields + 1] = 'Ms'; fields[#fields + 1] = c.Ms; fields[#fields + 1] = 'Me'; fields[#fields + 1] = c.Me end
+      redis.call('HSET', key, unpack(fields))
+    end
+    if c.ttl > 0 then expire(key, c.existed, c.ttl) end
+  end
+end
+return out
 `
 
 const BATCH_QUOTA_REPLY = `
@@ -459,10 +514,12 @@ local now = tonumber(ARGV[4])
 `
 
 /** Decides a batch of decisions (counts and peeks) in arrival order, in one call: see the limiter. */
-export const BATCH_SCRIPT: string = SERVER_TIME + BATCH_HEAD + BATCH_DECIDE + BATCH_QUOTA_REPLY + BATCH_TAIL
+export const BATCH_SCRIPT: string =
+  SERVER_TIME + MONTH_WINDOW + FIXED_BATCH_HEAD + BATCH_HEAD + BATCH_DECIDE + BATCH_QUOTA_REPLY + FIXED_BATCH_TAIL
 /** The same for rolling windows. */
 export const ROLLING_BATCH_SCRIPT: string =
   SERVER_TIME +
+  MONTH_WINDOW +
   ROLLING_BATCH_HEAD +
   ROLLING_WINDOWS +
   ROLLING_COUNT_BODY +
@@ -471,13 +528,14 @@ export const ROLLING_BATCH_SCRIPT: string =
   BATCH_TAIL
 
 /** Counts a request's cost if every window has room for it; replies with the decision and every window. */
-export const CONSUME_SCRIPT: string = SERVER_TIME + DECIDE + COUNT + REPLY
+export const CONSUME_SCRIPT: string = SERVER_TIME + MONTH_WINDOW + DECIDE + COUNT + REPLY
 /** The same reply, writing nothing: what a request would be told now. */
-export const PEEK_SCRIPT: string = SERVER_TIME + DECIDE + REPLY
+export const PEEK_SCRIPT: string = SERVER_TIME + MONTH_WINDOW + DECIDE + REPLY
 
 /** The same two, for rolling windows. */
-export const ROLLING_CONSUME_SCRIPT: string = SERVER_TIME + ROLLING_DECIDE + ROLLING_COUNT + ROLLING_REPLY
-export const ROLLING_PEEK_SCRIPT: string = SERVER_TIME + ROLLING_DECIDE + ROLLING_REPLY
+export const ROLLING_CONSUME_SCRIPT: string =
+  SERVER_TIME + MONTH_WINDOW + ROLLING_DECIDE + ROLLING_COUNT + ROLLING_REPLY
+export const ROLLING_PEEK_SCRIPT: string = SERVER_TIME + MONTH_WINDOW + ROLLING_DECIDE + ROLLING_REPLY
 
 /** @internal The scripts with the time given by the caller instead of read from the server. */
 export const GIVEN_TIME_SCRIPTS: {
@@ -488,13 +546,21 @@ export const GIVEN_TIME_SCRIPTS: {
   readonly batch: string
   readonly rollingBatch: string
 } = {
-  consume: GIVEN_TIME + DECIDE + COUNT + REPLY,
-  peek: GIVEN_TIME + DECIDE + REPLY,
-  rollingConsume: GIVEN_TIME + ROLLING_DECIDE + ROLLING_COUNT + ROLLING_REPLY,
-  rollingPeek: GIVEN_TIME + ROLLING_DECIDE + ROLLING_REPLY,
-  batch: BATCH_GIVEN_TIME + BATCH_HEAD + BATCH_DECIDE + BATCH_QUOTA_REPLY + BATCH_TAIL,
+  consume: GIVEN_TIME + MONTH_WINDOW + DECIDE + COUNT + REPLY,
+  peek: GIVEN_TIME + MONTH_WINDOW + DECIDE + REPLY,
+  rollingConsume: GIVEN_TIME + MONTH_WINDOW + ROLLING_DECIDE + ROLLING_COUNT + ROLLING_REPLY,
+  rollingPeek: GIVEN_TIME + MONTH_WINDOW + ROLLING_DECIDE + ROLLING_REPLY,
+  batch:
+    BATCH_GIVEN_TIME +
+    MONTH_WINDOW +
+    FIXED_BATCH_HEAD +
+    BATCH_HEAD +
+    BATCH_DECIDE +
+    BATCH_QUOTA_REPLY +
+    FIXED_BATCH_TAIL,
   rollingBatch:
     BATCH_GIVEN_TIME +
+    MONTH_WINDOW +
     ROLLING_BATCH_HEAD +
     ROLLING_WINDOWS +
     ROLLING_COUNT_BODY +
