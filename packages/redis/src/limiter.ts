@@ -344,10 +344,12 @@ local now = tonumber(ARGV[9])
  * decide one call: all or nothing across its windows, with its own cost and limits. A decision
  * reads what the ones before it wrote. One `TIME` per batch: the decisions of a batch share a clock.
  *
- * KEYS: the batch's tenants' hashes, each once. ARGV: minute length, hour length, then one string
- * of 8 numbers per decision ("k c m h d M s w "): the index of its key in KEYS, cost, perMinute,
- * perHour, perDay, perMonth (0 = not set), monthStartDay, and 1 to count or 0 to peek; in tests
- * the time last. One string instead of 8 arguments per decision keeps the call cheap to encode.
+ * KEYS: the batch's tenants' hashes, each once. ARGV: minute length, hour length, then one string of
+ * the batch's distinct limits, 5 numbers each ("m h d M s "): perMinute, perHour, perDay, perMonth
+ * (0 = not set), monthStartDay; then one string of 4 numbers per decision ("k c l w "): the index of
+ * its key in KEYS, its cost, the index of its limits, and 1 to count or 0 to peek; in tests the time
+ * last. Two strings instead of 8 arguments per decision, and each tier's limits sent once, keep the
+ * call short and cheap to encode, quotas or not.
  *
  * The reply is flat: per decision its flags (1 admitted, 2 the minute short of room, 4 the hour),
  * the minute's count and time to its end, the same for the hour, then for each quota its limits
@@ -361,10 +363,15 @@ local function expire(key, existed, ttl)
   local left = redis.call('PTTL', key)
   if left < ttl then redis.call('PEXPIRE', key, ttl) end
 end
-for k, cost, minuteLimit, hourLimit, perDay, perMonth, startDay, write in string.gmatch(ARGV[3], '(%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d) ') do
+local limits = {}
+for m, h, d, M, s in string.gmatch(ARGV[3], '(%d+) (%d+) (%d+) (%d+) (%d+) ') do
+  limits[#limits + 1] = {tonumber(m), tonumber(h), tonumber(d), tonumber(M), tonumber(s)}
+end
+for k, cost, l, write in string.gmatch(ARGV[4], '(%d+) (%d+) (%d+) (%d) ') do
 local key = KEYS[tonumber(k)]
-cost, minuteLimit, hourLimit = tonumber(cost), tonumber(minuteLimit), tonumber(hourLimit)
-perDay, perMonth, startDay, write = tonumber(perDay), tonumber(perMonth), tonumber(startDay), write == '1'
+local set = limits[tonumber(l)]
+local minuteLimit, hourLimit, perDay, perMonth, startDay = set[1], set[2], set[3], set[4], set[5]
+cost, write = tonumber(cost), write == '1'
 `
 
 const BATCH_TAIL = `
@@ -510,7 +517,7 @@ n = n + 5
 
 // Tests only: the time is the batch's last argument.
 const BATCH_GIVEN_TIME = `
-local now = tonumber(ARGV[4])
+local now = tonumber(ARGV[5])
 `
 
 /** Decides a batch of decisions (counts and peeks) in arrival order, in one call: see the limiter. */
@@ -733,6 +740,9 @@ interface Batch {
   readonly node: string
   readonly keys: string[]
   readonly keyIndex: Map<string, number>
+  /** Each distinct limits object once (a tier's limits are one object), by its place in `limitsSpec`. */
+  readonly limitsIndex: Map<WindowLimits, number>
+  limitsSpec: string
   spec: string
   bytes: number
   readonly waiting: Waiting[]
@@ -749,7 +759,7 @@ interface Scripts {
     quotas: QuotaArgs,
   ) => Promise<number[]>
   /** A batch: its keys and its decisions' text. */
-  readonly batch: (client: Record<string, BatchCommand>, keys: string[], spec: string) => Promise<number[]>
+  readonly batch: (client: Record<string, BatchCommand>, batch: Batch) => Promise<number[]>
 }
 
 function windowKind(options: RedisLimiterOptions): 'fixed' | 'rolling' {
@@ -851,7 +861,7 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
 
   function send(batch: Batch): void {
     const { waiting } = batch
-    call(batch.node, waiting.length, () => scripts.batch(commands, batch.keys, batch.spec)).then(
+    call(batch.node, waiting.length, () => scripts.batch(commands, batch)).then(
       (reply) => {
         let at = 0
         for (const { limits, cost, resolve } of waiting) {
@@ -869,27 +879,33 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
     const key = keyFor(tenantKey)
     const node = admit(key, limits, cost)
     const slot = isCluster ? keySlot(key) : 0
-    // The decision's numbers after its key's index (see BATCH_SCRIPT): whole numbers, checked above.
-    const { perMinute, perHour, perDay, perMonth, monthStartDay } = limits
-    const numbers =
-      perDay === undefined && perMonth === undefined
-        ? ` ${cost} ${perMinute} ${perHour} 0 0 1 ${write ? 1 : 0} `
-        : ` ${cost} ${perMinute} ${perHour} ${perDay ?? 0} ${perMonth ?? 0} ${monthStartDay ?? 1} ${write ? 1 : 0} `
     let batch = open.get(slot)
     let index = batch?.keyIndex.get(key)
+    let limitsAt = batch?.limitsIndex.get(limits)
     if (batch !== undefined) {
-      const adds = 4 + numbers.length + (index === undefined ? Buffer.byteLength(key) + 8 : 0)
+      // At most: a decision's 4 numbers, its key if new, its limits if new (5 safe integers).
+      const adds = 40 + (index === undefined ? Buffer.byteLength(key) + 8 : 0) + (limitsAt === undefined ? 90 : 0)
       if (batch.waiting.length >= maxBatchSize || batch.bytes + adds > maxBatchBytes) {
         // Full: it goes now, and this decision starts the slot's next batch.
         open.delete(slot)
         send(batch)
         batch = undefined
         index = undefined
+        limitsAt = undefined
       }
     }
     if (batch === undefined) {
       // The batch's fixed arguments (the key count, both lengths, the time in tests) count too.
-      batch = { node, keys: [], keyIndex: new Map(), spec: '', bytes: 48, waiting: [] }
+      batch = {
+        node,
+        keys: [],
+        keyIndex: new Map(),
+        limitsIndex: new Map(),
+        limitsSpec: '',
+        spec: '',
+        bytes: 48,
+        waiting: [],
+      }
       open.set(slot, batch)
     }
     if (index === undefined) {
@@ -898,7 +914,16 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
       batch.keyIndex.set(key, index)
       batch.bytes += Buffer.byteLength(key) + 8
     }
-    const encoded = `${index}${numbers}`
+    if (limitsAt === undefined) {
+      // Whole numbers, checked above (see BATCH_SCRIPT).
+      const { perMinute, perHour, perDay, perMonth, monthStartDay } = limits
+      const encoded = `${perMinute} ${perHour} ${perDay ?? 0} ${perMonth ?? 0} ${monthStartDay ?? 1} `
+      batch.limitsSpec += encoded
+      batch.bytes += encoded.length
+      limitsAt = batch.limitsIndex.size + 1
+      batch.limitsIndex.set(limits, limitsAt)
+    }
+    const encoded = `${index} ${cost} ${limitsAt} ${write ? 1 : 0} `
     batch.spec += encoded
     batch.bytes += encoded.length
     pending++
@@ -968,10 +993,10 @@ function scripts(
         now(),
       )
     },
-    batch: (redis, keys, spec) => {
+    batch: (redis, { keys, limitsSpec, spec }) => {
       const command = redis[names.batch]!
-      if (now === undefined) return command.call(redis, keys.length, ...keys, minuteMs, hourMs, spec)
-      return command.call(redis, keys.length, ...keys, minuteMs, hourMs, spec, now())
+      if (now === undefined) return command.call(redis, keys.length, ...keys, minuteMs, hourMs, limitsSpec, spec)
+      return command.call(redis, keys.length, ...keys, minuteMs, hourMs, limitsSpec, spec, now())
     },
   }
 }
