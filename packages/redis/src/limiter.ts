@@ -729,6 +729,8 @@ function decodeOne(reply: number[], limits: WindowLimits, cost: number): LimitDe
 }
 
 interface Waiting {
+  readonly key: string
+  readonly write: boolean
   readonly limits: WindowLimits
   readonly cost: number
   readonly resolve: (decision: LimitDecision) => void
@@ -861,6 +863,15 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
 
   function send(batch: Batch): void {
     const { waiting } = batch
+    if (waiting.length === 1) {
+      // Alone in its turn (one connection, a quiet server): the per-call script, which parses and builds less.
+      const { key, write, limits, cost, resolve, reject } = waiting[0]!
+      call(batch.node, 1, () => scripts.one(commands, write, key, limits, cost, quotaArgs(limits))).then(
+        (reply) => resolve(decodeOne(reply, limits, cost)),
+        reject,
+      )
+      return
+    }
     call(batch.node, waiting.length, () => scripts.batch(commands, batch)).then(
       (reply) => {
         let at = 0
@@ -928,7 +939,7 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
     batch.bytes += encoded.length
     pending++
     const decided = new Promise<LimitDecision>((resolve, reject) =>
-      batch.waiting.push({ limits, cost, resolve, reject }),
+      batch.waiting.push({ key, write, limits, cost, resolve, reject }),
     )
     if (!flushScheduled) {
       flushScheduled = true
