@@ -220,6 +220,22 @@ function honoSaiku(middleware: ReturnType<typeof saikuHono>): Hono<SaikuEnv> {
   return app
 }
 
+/**
+ * For a Redis variant, the limiter on REDIS_URL in `options` and how to close its client: coalesced
+ * (the default), on a client with auto-pipelining, or one script call per request as before coalescing.
+ */
+async function redisLimiter(variant: Variant, options: SaikuOptions): Promise<(() => void) | undefined> {
+  if (!variant.includes('+redis')) return undefined
+  const client = new Redis(process.env.REDIS_URL!, {
+    enableOfflineQueue: false,
+    enableAutoPipelining: variant.endsWith('-pipelined'),
+  })
+  await new Promise((resolve) => client.once('ready', resolve))
+  const coalesce = !variant.endsWith('-per-call')
+  options.limiter = { backend: createRedisLimiter({ client, keyPrefix: `saiku-bench-${process.pid}`, coalesce }) }
+  return () => client.disconnect()
+}
+
 export async function build(variant: Variant): Promise<BuiltApp> {
   const options: SaikuOptions = { tiers: BENCH_TIERS }
   switch (variant) {
@@ -237,15 +253,11 @@ export async function build(variant: Variant): Promise<BuiltApp> {
       return { listener: app, key: 'none' }
     }
     case 'express+saiku':
-    case 'express+saiku+redis': {
+    case 'express+saiku+redis':
+    case 'express+saiku+redis-pipelined':
+    case 'express+saiku+redis-per-call': {
       const { store, key } = await saikuStore()
-      let close: (() => void) | undefined
-      if (variant === 'express+saiku+redis') {
-        const client = new Redis(process.env.REDIS_URL!, { enableOfflineQueue: false })
-        await new Promise((resolve) => client.once('ready', resolve))
-        options.limiter = { backend: createRedisLimiter({ client, keyPrefix: `saiku-bench-${process.pid}` }) }
-        close = () => client.disconnect()
-      }
+      const close = await redisLimiter(variant, options)
       const app = express()
       app.use(saikuExpress(store, options))
       app.get('/me/tenant', (req, res) => res.json(req.saiku!.tenant))
@@ -284,9 +296,14 @@ export async function build(variant: Variant): Promise<BuiltApp> {
     }
     case 'koa':
       return koaApp(null, () => TENANT, 'none')
-    case 'koa+saiku': {
+    case 'koa+saiku':
+    case 'koa+saiku+redis':
+    case 'koa+saiku+redis-pipelined':
+    case 'koa+saiku+redis-per-call': {
       const made = await saikuStore()
-      return koaApp(saikuKoa(made.store, options), (ctx) => ctx.state.saiku!.tenant, made.key)
+      const close = await redisLimiter(variant, options)
+      const app = koaApp(saikuKoa(made.store, options), (ctx) => ctx.state.saiku!.tenant, made.key)
+      return close === undefined ? app : { ...app, close }
     }
     case 'koa+floor':
     case 'koa+hashfloor': {

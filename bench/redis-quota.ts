@@ -1,4 +1,4 @@
-// `pnpm --filter @saiku/bench bench:redis-quota [--rounds=N]` (REDIS_URL set, `pnpm build` first): what the day and
+// `pnpm --filter @saiku/bench bench:redis-quota [--rounds=N] [--per-call]` (REDIS_URL set, `pnpm build` first): what the day and
 // month quotas add to the Node process's CPU per decision of the Redis limiter, minute and hour against minute, hour,
 // day and month. Redis runs the script in its own process; what is measured here is the client's side: building the
 // call (three more arguments), writing it, and parsing a reply six numbers longer.
@@ -56,14 +56,15 @@ export async function measureRedisQuotaCost(
   rounds: number,
   decisionsPerBatch = 4_000,
   inFlight = 64,
+  coalesce = true,
 ): Promise<RedisQuotaCost> {
   const client = new Redis(redisUrl, { enableOfflineQueue: false })
   await new Promise((resolve) => client.once('ready', resolve))
   const prefix = `saiku-bench-quota-${process.pid}-${Date.now()}`
   const limiters = {
-    minuteHour: createRedisLimiter({ client, keyPrefix: `${prefix}-a` }),
-    control: createRedisLimiter({ client, keyPrefix: `${prefix}-c` }),
-    withQuotas: createRedisLimiter({ client, keyPrefix: `${prefix}-b` }),
+    minuteHour: createRedisLimiter({ client, keyPrefix: `${prefix}-a`, coalesce }),
+    control: createRedisLimiter({ client, keyPrefix: `${prefix}-c`, coalesce }),
+    withQuotas: createRedisLimiter({ client, keyPrefix: `${prefix}-b`, coalesce }),
   }
   const limits = { minuteHour: MINUTE_HOUR, control: MINUTE_HOUR, withQuotas: WITH_QUOTAS }
   type Which = keyof typeof limiters
@@ -115,7 +116,14 @@ if (entry.endsWith('redis-quota.js') || entry.endsWith('redis-quota.ts')) {
     if (!Number.isInteger(value) || value < 1) throw new Error(`--${name}: expected a whole number from 1, got ${arg}`)
     return value
   }
-  const cost = await measureRedisQuotaCost(redisUrl, rounds, numberArg('batch', 4_000), numberArg('in-flight', 64))
+  // `--per-call`: one script call per decision, as before coalescing, to compare on the same machine.
+  const cost = await measureRedisQuotaCost(
+    redisUrl,
+    rounds,
+    numberArg('batch', 4_000),
+    numberArg('in-flight', 64),
+    !process.argv.includes('--per-call'),
+  )
   const { meanMicros, plusMinusMicros, medianMicros } = cost.extra
   const upper = meanMicros + plusMinusMicros
   console.log(

@@ -5,6 +5,7 @@ import { ABOVE_HASHING_FLOOR_TARGET_MICROS } from './variants.js'
 import type { DecisionCost, FloodResult, RedisCost } from './micro.js'
 import { QUOTA_TARGET_MICROS, renderQuotaCost, type QuotaCost } from './quotas.js'
 import { renderUsageHistoryCost, USAGE_HISTORY_TARGET_MICROS, type UsageHistoryCost } from './usage-history.js'
+import { redisBackendGates, renderRedisBackend, type RedisBackendResult } from './redis-backend.js'
 import { renderRedisQuotaCost, type RedisQuotaCost } from './redis-quota.js'
 
 export interface VariantSummary {
@@ -66,6 +67,8 @@ export interface BenchResults {
   readonly usageHistory?: UsageHistoryCost
   /** The same on the Redis limiter, the Node process's CPU. Absent without Redis or from runs made before quotas. */
   readonly redisQuotas?: RedisQuotaCost
+  /** The Redis backend beside memory over HTTP, Node and redis-server CPU. Absent without Redis or from older runs. */
+  readonly redisBackend?: RedisBackendResult
   readonly redis: RedisCost | null
   readonly flood: FloodResult
 }
@@ -149,6 +152,7 @@ export function renderMarkdown(results: BenchResults): string {
   if (results.quotas !== undefined) lines.push('', ...renderQuotaCost(results.quotas).split('\n'))
   if (results.usageHistory !== undefined) lines.push('', ...renderUsageHistoryCost(results.usageHistory).split('\n'))
   if (results.redisQuotas !== undefined) lines.push('', ...renderRedisQuotaCost(results.redisQuotas).split('\n'))
+  if (results.redisBackend !== undefined) lines.push('', ...renderRedisBackend(results.redisBackend, false).split('\n'))
   if (results.redis !== null) {
     const { redis } = results
     lines.push(
@@ -358,5 +362,7 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
     })
     ratio('Express + saikuAuth (Redis) vs bare Express', 'express+saiku+redis', 0.8)
   }
+  for (const gate of results.redisBackend === undefined ? [] : redisBackendGates(results.redisBackend))
+    checks.push({ name: `${gate.name} ${gate.target}`, measured: gate.measured, met: gate.met, gated: true })
   return checks
 }

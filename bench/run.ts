@@ -15,9 +15,10 @@ import { median } from './stats.js'
 import { measureDecisions, measureFlood, measureRedisCommands } from './micro.js'
 import { measureQuotaCost } from './quotas.js'
 import { measureUsageHistoryCost } from './usage-history.js'
+import { measureRedisBackend } from './redis-backend.js'
 import { measureRedisQuotaCost } from './redis-quota.js'
 import { renderMarkdown, renderSvg, type BenchResults, type VariantSummary } from './report.js'
-import { FLOORS, VARIANTS, type Variant } from './variants.js'
+import { FLOORS, REDIS_SECTION_VARIANTS, VARIANTS, type Variant } from './variants.js'
 
 const quick = process.argv.includes('--quick')
 const here = fileURLToPath(new URL('.', import.meta.url))
@@ -44,6 +45,7 @@ for (const name of chosen ?? [])
 const variants = (Object.keys(VARIANTS) as Variant[]).filter(
   (v) =>
     (v !== 'express+saiku+redis' || redisUrl !== undefined) &&
+    !REDIS_SECTION_VARIANTS.includes(v) &&
     (chosen === undefined || chosen.includes(v) || chosen.some((c) => VARIANTS[c].baseline === v)),
 )
 
@@ -203,6 +205,9 @@ async function main(): Promise<void> {
   const redis = redisUrl === undefined ? null : await measureRedisCommands(redisUrl, quick || partial ? 50 : 500)
   const redisQuotas =
     redisUrl === undefined ? undefined : await measureRedisQuotaCost(redisUrl, quick ? 10 : 200, quick ? 500 : 4_000)
+  // Against a redis-server of its own (on PATH), so that only the bench's work lands in its CPU.
+  const redisBackend =
+    redisUrl === undefined ? undefined : await measureRedisBackend(quick ? 2 : 6, quick ? 1 : settings.durationSeconds)
   const flood = await measureFlood(quick || partial ? 20_000 : 1_000_000)
 
   const results: BenchResults = {
@@ -221,6 +226,7 @@ async function main(): Promise<void> {
     usageHistory,
     redis,
     ...(redisQuotas === undefined ? {} : { redisQuotas }),
+    ...(redisBackend === undefined ? {} : { redisBackend }),
     flood,
   }
   const out = `${here}../results`

@@ -22,7 +22,28 @@ export const VARIANTS = {
   'hono+floor': { label: 'Hono + the floor (token map, IETF RateLimit fields)', baseline: 'hono' },
   'hono+hashfloor': { label: HASHING_FLOOR('Hono'), baseline: 'hono' },
   'express+saiku+redis': { label: 'Express + saikuAuth (Redis backend)', baseline: 'express' },
+  // Measured by the Redis section (redis-backend.ts) against a redis-server of its own, not in the main rounds.
+  'express+saiku+redis-pipelined': {
+    label: 'Express + saikuAuth (Redis backend, auto-pipelining client)',
+    baseline: 'express',
+  },
+  'express+saiku+redis-per-call': {
+    label: 'Express + saikuAuth (Redis backend, one call per request)',
+    baseline: 'express',
+  },
+  'koa+saiku+redis': { label: 'Koa + saikuAuth (Redis backend)', baseline: 'koa' },
+  'koa+saiku+redis-pipelined': { label: 'Koa + saikuAuth (Redis backend, auto-pipelining client)', baseline: 'koa' },
+  'koa+saiku+redis-per-call': { label: 'Koa + saikuAuth (Redis backend, one call per request)', baseline: 'koa' },
 } as const
+
+/** The variants only the Redis section loads. */
+export const REDIS_SECTION_VARIANTS: readonly Variant[] = [
+  'express+saiku+redis-pipelined',
+  'express+saiku+redis-per-call',
+  'koa+saiku+redis',
+  'koa+saiku+redis-pipelined',
+  'koa+saiku+redis-per-call',
+]
 
 export type Variant = keyof typeof VARIANTS
 

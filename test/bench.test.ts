@@ -70,6 +70,19 @@ describe('pnpm bench --quick', () => {
       expect(results.redisQuotas?.withQuotasMicros).toBeGreaterThan(0)
       expect(Number.isFinite(results.redisQuotas?.extra.meanMicros)).toBe(true)
       expect(stdout).toContain('Quotas on Redis, Node CPU per decision')
+      // The Redis backend beside memory over HTTP: both frameworks, 1 and 32 connections, Node and redis-server CPU.
+      const backend = results.redisBackend!
+      expect(backend.rounds).toBe(2)
+      expect(backend.rows).toHaveLength(2 * 2 * 4)
+      for (const row of backend.rows) {
+        expect(row.rps).toBeGreaterThan(0)
+        expect(row.nodeCpuMicros).toBeGreaterThan(0)
+        if (row.backend !== 'memory') expect(row.redisCpuMicros).toBeGreaterThanOrEqual(0)
+      }
+      expect(backend.comparisons.map((c) => `${c.framework}@${c.connections}`).sort()).toEqual(
+        ['Express@1', 'Express@32', 'Koa@1', 'Koa@32'].sort(),
+      )
+      expect(stdout).toContain('Redis beside memory')
     }
     // saikuAuth's distance to the floor and to the hashing floor, per framework, from the same rounds.
     expect(results.floors?.map((floor) => floor.framework)).toEqual(['Express', 'Koa', 'Fastify', 'Hono'])

@@ -72,6 +72,7 @@ async function main(): Promise<void> {
           throw listenError('METRICS_PORT', config.metricsHost, config.metricsPort!, error)
         })
   if (metrics !== null) logger.info({ msg: 'metrics listening', url: metrics.url })
+  if (metrics !== null) limiter.observeBatches(metrics.meterProvider)
   // Listening before anything is seeded: a start that cannot have its port creates no demo key or password it
   // would never get to show (the store keeps only their digests). Until the app is ready, requests get a 503.
   let handle: RequestListener = (_req, res) => {

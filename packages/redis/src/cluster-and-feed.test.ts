@@ -44,7 +44,8 @@ describe.skipIf(!hasRedisServerBinary())('Redis Cluster', () => {
   })
 
   it('admits exactly the limit for tenants spread over every slot, with no CROSSSLOT error', async () => {
-    const limiter = createRedisLimiter({ client })
+    const sizes: number[] = []
+    const limiter = createRedisLimiter({ client, onBatch: (size) => sizes.push(size) })
     const tenants = Array.from({ length: 12 }, () => `t-${randomUUID()}`)
     const decisions = await Promise.all(
       tenants.flatMap((tenant) =>
@@ -52,8 +53,12 @@ describe.skipIf(!hasRedisServerBinary())('Redis Cluster', () => {
       ),
     )
     expect(decisions.filter((d) => d.admitted)).toHaveLength(12 * 10)
-    const slots = new Set(await Promise.all(tenants.map((tenant) => client.cluster('KEYSLOT', limiter.keyFor(tenant)))))
-    expect(slots.size).toBeGreaterThan(1)
+    const slots = await Promise.all(tenants.map((tenant) => client.cluster('KEYSLOT', limiter.keyFor(tenant))))
+    expect(new Set(slots).size).toBeGreaterThan(1)
+    // One batch per slot, never spanning two: the turn went out as one call per slot its tenants hash to.
+    expect(sizes).toHaveLength(new Set(slots).size)
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(12 * 15)
+    for (const [i, tenant] of tenants.entries()) expect(keySlot(limiter.keyFor(tenant))).toBe(slots[i])
   })
 
   it('works as the README sets it up, and fails fast for the tenants of a dead master while the others go on', async () => {
@@ -83,8 +88,10 @@ describe.skipIf(!hasRedisServerBinary())('Redis Cluster', () => {
     expect(onDead.length).toBeGreaterThan(0)
     await cluster.killNode(0)
     const limits = { perMinute: 10, perHour: 100 }
-    // The first call to the dead master waits; it marks the node down.
+    // One turn for tenants on both: the dead master's batch waits and marks the node down; the others answer.
     const first = backend.consume(onDead[0]!, limits).catch((error: Error) => error)
+    const liveInTheSameTurn = await Promise.all(onLive.slice(0, 3).map((tenant) => backend.consume(tenant, limits)))
+    expect(liveInTheSameTurn.map((d) => d.admitted)).toEqual([true, true, true])
     await new Promise((resolve) => setTimeout(resolve, 300))
     for (const tenant of onDead) {
       await expect(backend.consume(tenant, limits)).rejects.toMatchObject({
@@ -95,7 +102,7 @@ describe.skipIf(!hasRedisServerBinary())('Redis Cluster', () => {
     // Tenants on the live masters are not held back by the dead one.
     for (const tenant of onLive.slice(0, 5)) expect((await backend.consume(tenant, limits)).admitted).toBe(true)
     faulty.disconnect()
-    await first
+    expect(await first).toMatchObject({ name: 'SaikuStoreError' })
   }, 40_000)
 })
 

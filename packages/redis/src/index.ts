@@ -1,7 +1,9 @@
 export {
+  BATCH_SCRIPT,
   CONSUME_SCRIPT,
   createRedisLimiter,
   PEEK_SCRIPT,
+  ROLLING_BATCH_SCRIPT,
   ROLLING_CONSUME_SCRIPT,
   ROLLING_PEEK_SCRIPT,
 } from './limiter.js'

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import fc from 'fast-check'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LimiterModel } from '@saiku/test-support/limiter-model'
@@ -11,6 +12,7 @@ import {
 import { redisUrl } from '@saiku/test-support/services'
 import { createAuthenticator, DEFAULT_TIERS, MemoryKeyStore } from '@saiku/core'
 import { createRedisLimiter, createRedisLimiterAt } from './limiter.js'
+import { assertTurnsMatchModel, newTally, turnScenarioArb } from './model-turns.js'
 import { rollingRedisOptions } from './readme-rolling.js'
 
 describe.skipIf(redisUrl === undefined)('the Redis script against the reference model, time injected', () => {
@@ -88,6 +90,36 @@ describe.skipIf(redisUrl === undefined)('the Redis script against the reference 
       maxLimit: 10,
     })
   })
+
+  for (const windows of ['fixed', 'rolling'] as const)
+    it(`decides the decisions of one turn in one batch, in arrival order, as the model does one by one (${windows})`, async () => {
+      const tally = newTally()
+      const limits = fc
+        .record({ perMinute: fc.integer({ min: 1, max: 8 }), hourExtra: fc.integer({ min: 0, max: 12 }) })
+        .map(({ perMinute, hourExtra }) => ({ perMinute, perHour: perMinute + hourExtra }))
+      const scenarios = turnScenarioArb(limits, {
+        start: fc.constant(T0),
+        tenants: 3,
+        maxCost: 4,
+        advances: fc.oneof(
+          fc.constant(0),
+          fc.integer({ min: 1, max: 3_000 }),
+          fc.integer({ min: 5_000, max: 70_000 }),
+          fc.integer({ min: 3_000_000, max: 4_000_000 }),
+          fc.integer({ min: -5_000, max: -1 }),
+        ),
+      })
+      await fc.assert(
+        fc.asyncProperty(scenarios, fc.constantFrom({}, { minuteMs: 1_000, hourMs: 10_000 }), (scenario, lengths) =>
+          assertTurnsMatchModel(client, scenario, { windows, lengths, keyPrefix: `turns-${randomUUID()}` }, tally),
+        ),
+        { numRuns: 150 },
+      )
+      // The property says nothing unless batches of several decisions, refusals among them, really went out.
+      expect(tally.multi).toBeGreaterThan(300)
+      expect(tally.refusalInMiddle).toBeGreaterThan(20)
+      expect(tally.largest).toBeGreaterThan(8)
+    })
 
   it('runs the README’s rolling setup: an authenticator counting rolling windows in Redis', async () => {
     const tenantId = `t-${randomUUID()}`

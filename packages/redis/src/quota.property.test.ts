@@ -6,6 +6,7 @@ import { LimiterModel, RollingLimiterModel } from '@saiku/test-support/limiter-m
 import { hasRedisServerBinary, ownRedis, redisUrl, type OwnRedis } from '@saiku/test-support/services'
 import { dayWindowAt, monthWindowAt, type LimitDecision, type WindowLimits } from '@saiku/core'
 import { createRedisLimiter, createRedisLimiterAt } from './limiter.js'
+import { assertTurnsMatchModel, newTally, turnScenarioArb } from './model-turns.js'
 
 // The quotas (perDay, perMonth) of the Redis scripts against the reference model, with the time injected:
 // every field of every decision must be the model's, across leap and common Februaries, 30- and 31-day
@@ -197,6 +198,38 @@ describe.skipIf(redisUrl === undefined)('the Redis quotas against the reference 
         { numRuns: 200 },
       )
       expect(quotaRefusals).toBeGreaterThan(100)
+    })
+
+  for (const windows of ['fixed', 'rolling'] as const)
+    it(`decides one turn's decisions in one batch across every window, in arrival order, as the model does (${windows})`, async () => {
+      const tally = newTally()
+      const scenarios = turnScenarioArb(limitsArb, {
+        start: fc.oneof(fc.constantFrom(...STARTS), msBetween(at('1999-12-01'), at('2101-01-01'))),
+        tenants: 3,
+        maxCost: 12,
+        advances: fc.oneof(
+          fc.constant(0),
+          fc.integer({ min: 1, max: 3_000 }),
+          fc.integer({ min: 50_000, max: 4_000_000 }),
+          fc.constantFrom(DAY, 28 * DAY, 31 * DAY),
+          msBetween(DAY, 40 * DAY),
+          fc.integer({ min: -5_000, max: -1 }),
+          fc.constantFrom(-DAY, -30 * DAY),
+        ),
+      })
+      await fc.assert(
+        fc.asyncProperty(scenarios, fc.constantFrom({}, { minuteMs: 1_000, hourMs: 10_000 }), (scenario, lengths) =>
+          assertTurnsMatchModel(
+            client,
+            scenario,
+            { windows, lengths, keyPrefix: `quota-turns-${randomUUID()}` },
+            tally,
+          ),
+        ),
+        { numRuns: 150 },
+      )
+      expect(tally.multi).toBeGreaterThan(300)
+      expect(tally.refusalInMiddle).toBeGreaterThan(20)
     })
 
   it('derives the day and the month in Lua exactly as the core does, any anchor, 1970 to 2400', async () => {
