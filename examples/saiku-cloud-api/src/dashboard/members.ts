@@ -268,6 +268,13 @@ export async function acceptInvitation(
   if (problem !== null) throw new SaikuHttpError('invalid_request', `${problem[0]!.toUpperCase()}${problem.slice(1)}.`)
   const pending = await openInvitation(dashboard, token, nowMs)
   if (pending === null) return null
+  const taken = () =>
+    new SaikuHttpError(
+      'conflict',
+      `A member with email ${pending.email} exists already: sign in with that account, or ask an admin to invite another address.`,
+    )
+  // The invitation stays for its admin to see; sent again, it costs a lookup, never another 64 MiB hash.
+  if ((await dashboard.findMemberByEmail(pending.email)) !== null) throw taken()
   let member: Member | null
   try {
     member = await dashboard.acceptInvitation(sessionDigest(token), new Date(nowMs), {
@@ -276,11 +283,7 @@ export async function acceptInvitation(
       createdAt: new Date(nowMs),
     })
   } catch (error) {
-    if (isUniqueViolation(error))
-      throw new SaikuHttpError(
-        'conflict',
-        `A member with email ${pending.email} exists already: sign in with that account, or ask an admin to invite another address.`,
-      )
+    if (isUniqueViolation(error)) throw taken()
     throw error
   }
   if (member === null) return null
