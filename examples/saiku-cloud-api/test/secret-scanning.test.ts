@@ -140,7 +140,7 @@ interface Harness {
   readonly findKeyCalls: () => number
   readonly close: () => void
   /** POSTs `alert` signed by GitHub's key (or as `headers` say). */
-  alert(alert: unknown, headers?: Record<string, string>): Promise<request.Response>
+  alert(alert: unknown, headers?: Record<string, string>): request.Test
 }
 
 let keys: KeysServer
