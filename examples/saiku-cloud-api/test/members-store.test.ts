@@ -10,6 +10,7 @@ import {
   changeRole,
   INVITATION_TTL_MS,
   inviteMember,
+  MAX_PENDING_INVITATIONS,
   memberOfTenant,
   openInvitation,
   removeMember,
@@ -268,6 +269,55 @@ describe.each([
           })
         expect(hashes.count - before).toBe(0)
         expect((await dashboard.findMemberByEmail('twice@example.com'))?.tenantId).toBe('globex')
+      } finally {
+        await close()
+      }
+    },
+  )
+
+  it.skipIf(skip)(
+    'a tenant holds at most 100 pending invitations: the next is a conflict until one is withdrawn or expires',
+    async () => {
+      const { dashboard, rawInvitations, close } = await open(name)
+      try {
+        const acme = tenantRecord('acme')
+        expect(MAX_PENDING_INVITATIONS).toBe(100)
+        const made = []
+        for (let i = 0; i < MAX_PENDING_INVITATIONS; i++)
+          made.push(await inviteMember(dashboard, acme, { email: `m${i}@acme.example`, role: 'viewer' }, undefined, T0))
+        expect(
+          await refusal(
+            inviteMember(dashboard, acme, { email: 'one-more@acme.example', role: 'viewer' }, undefined, T0),
+          ),
+        ).toEqual({
+          wireCode: 'conflict',
+          message:
+            'Your tenant has 100 pending invitations, the most it can hold: withdraw one on the Members page, or wait for one to be used or to expire.',
+        })
+        // A new link for an email already invited replaces its invitation, and another tenant is not affected.
+        expect(
+          await inviteMember(dashboard, acme, { email: 'm0@acme.example', role: 'admin' }, undefined, T0),
+        ).toBeTruthy()
+        expect(
+          await inviteMember(
+            dashboard,
+            tenantRecord('globex'),
+            { email: 'x@globex.example', role: 'viewer' },
+            undefined,
+            T0,
+          ),
+        ).toBeTruthy()
+        expect(await rawInvitations()).toHaveLength(MAX_PENDING_INVITATIONS + 1)
+        await revokeInvitation(dashboard, 'acme', made[1]!.invitation.invitationId)
+        expect(
+          await inviteMember(dashboard, acme, { email: 'one-more@acme.example', role: 'viewer' }, undefined, T0),
+        ).toBeTruthy()
+        // A day later every link has expired: inviting again clears them.
+        const later = T0 + INVITATION_TTL_MS
+        expect(
+          await inviteMember(dashboard, acme, { email: 'later@acme.example', role: 'viewer' }, undefined, later),
+        ).toBeTruthy()
+        expect(await dashboard.listInvitations('acme', new Date(later))).toHaveLength(1)
       } finally {
         await close()
       }

@@ -182,6 +182,8 @@ export async function changeRole(
 
 /** How long an invitation's link works. */
 export const INVITATION_TTL_MS = 24 * 60 * 60 * 1000
+/** Pending invitations a tenant may hold: the Members page lists them all, and each is a row in the database. */
+export const MAX_PENDING_INVITATIONS = 100
 
 export interface CreatedInvitation {
   readonly invitation: Invitation
@@ -214,7 +216,11 @@ export async function inviteMember(
     createdAt: new Date(nowMs),
     expiresAt: new Date(nowMs + INVITATION_TTL_MS),
   }
-  await dashboard.addInvitation(invitation, sessionDigest(token))
+  if (!(await dashboard.addInvitation(invitation, sessionDigest(token), MAX_PENDING_INVITATIONS)))
+    throw new SaikuHttpError(
+      'conflict',
+      `Your tenant has ${MAX_PENDING_INVITATIONS} pending invitations, the most it can hold: withdraw one on the Members page, or wait for one to be used or to expire.`,
+    )
   await dashboard.recordActivity({
     tenantId: tenant.tenantId,
     ...actor,
