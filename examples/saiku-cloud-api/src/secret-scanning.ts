@@ -7,7 +7,7 @@ import { request as httpsRequest } from 'node:https'
 import { isIP } from 'node:net'
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express'
 import type { Logger } from 'pino'
-import { clientKey, parseApiKey, SaikuHttpError, type ApiKeyRecord, type KeyManager, type KeyStore } from '@saiku/core'
+import { clientKey, parseApiKey, SaikuHttpError, type KeyManager, type KeyStore } from '@saiku/core'
 import { ConfigError } from './config.js'
 
 /** Where GitHub publishes the keys that sign its secret scanning alerts. */
@@ -305,7 +305,7 @@ export interface SecretScanningOptions {
   readonly maxKeysBytes?: number
   /** Default 60000. */
   readonly refetchIntervalMs?: number
-  /** Deadline of a key store read. Default 5000. */
+  /** Deadline of each key store and Activity call, and of `onLeaked`. Default 5000. */
   readonly storeTimeoutMs?: number
   readonly now?: () => number
   /** How the keys document is fetched. Default {@link fetchDocument}. */
@@ -449,17 +449,21 @@ export function createSecretScanningRoute(options: SecretScanningOptions): expre
     }
   }
 
-  /** A token whose checksum holds and whose key exists: revoke it (or report it) once. */
-  async function handleLeak(report: LeakReport, keyId: string, tokenHash: string, ip: string | null): Promise<boolean> {
-    let record: ApiKeyRecord | null
+  /** A key store call within the deadline; failed or late, a 503 that GitHub retries. */
+  const keyStoreCall = async <T>(call: () => Promise<T>): Promise<T> => {
     try {
-      record = await withDeadline(store.findKey(keyId), storeTimeoutMs)
+      return await withDeadline(Promise.resolve().then(call), storeTimeoutMs)
     } catch (error) {
       logger.error({ msg: 'store failure', err: { message: error instanceof Error ? error.message : String(error) } })
       throw new SaikuHttpError('service_unavailable', 'The key store is unavailable. Retry later.', {
         'retry-after': '5',
       })
     }
+  }
+
+  /** A token whose checksum holds and whose key exists: revoke it (or report it) once. */
+  async function handleLeak(report: LeakReport, keyId: string, tokenHash: string, ip: string | null): Promise<boolean> {
+    const record = await keyStoreCall(() => store.findKey(keyId))
     if (record === null) return false
     const digest = Buffer.from(record.secretDigest, 'hex')
     const presented = Buffer.from(tokenHash, 'hex')
@@ -481,10 +485,16 @@ export function createSecretScanningRoute(options: SecretScanningOptions): expre
     const work = (async () => {
       if (record.revokedAt !== null && revoking) return
       let changed: boolean
-      if (revoking) changed = await keys.revoke(record.tenantId, keyId)
+      if (revoking) changed = await keyStoreCall(() => keys.revoke(record.tenantId, keyId))
       else {
-        // Reported once: by this process (a bounded memory), or by any, as Activity says.
-        changed = !reported.has(dedupe) && !(await options.activity?.alreadyRecorded(activity).catch(() => false))
+        // Reported once: by this process (a bounded memory), or by any, as Activity says; when Activity cannot
+        // say in time, reported again rather than not at all.
+        changed =
+          !reported.has(dedupe) &&
+          !(await withDeadline(
+            Promise.resolve().then(() => options.activity?.alreadyRecorded(activity)),
+            storeTimeoutMs,
+          ).catch(() => false))
         if (changed) {
           if (reported.size >= 10_000) reported.delete(reported.values().next().value!)
           reported.add(dedupe)
@@ -500,10 +510,15 @@ export function createSecretScanningRoute(options: SecretScanningOptions): expre
         url,
         source,
       })
-      await options.activity
-        ?.record(activity, at)
-        .catch((error: unknown) =>
-          logger.error({ msg: 'activity write failed', err: { message: (error as Error).message } }),
+      if (options.activity !== undefined)
+        await withDeadline(
+          Promise.resolve().then(() => options.activity!.record(activity, at)),
+          storeTimeoutMs,
+        ).catch((error: unknown) =>
+          logger.error({
+            msg: 'activity write failed',
+            err: { message: error instanceof Error ? error.message : String(error) },
+          }),
         )
       await announce({
         tenantId: record.tenantId,

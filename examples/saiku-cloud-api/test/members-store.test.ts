@@ -4,12 +4,13 @@ import { PostgresKeyStore } from '@saiku/postgres'
 import { SqliteKeyStore } from '@saiku/sqlite'
 import fc from 'fast-check'
 import pg from 'pg'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import {
   acceptInvitation,
   changeRole,
   INVITATION_TTL_MS,
   inviteMember,
+  MAX_PENDING_INVITATIONS,
   memberOfTenant,
   openInvitation,
   removeMember,
@@ -18,6 +19,19 @@ import {
 import { sessionDigest } from '../src/dashboard/shared/secrets.js'
 import { openDashboardStore, type DashboardStore, type Member, type Role } from '../src/dashboard/store/index.js'
 import { postgresUrl } from './services.js'
+
+// Password hashes are counted: each is 64 MiB and a good part of a second of a CPU.
+const hashes = vi.hoisted(() => ({ count: 0 }))
+vi.mock('../src/dashboard/shared/passwords.js', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../src/dashboard/shared/passwords.js')>()
+  return {
+    ...original,
+    hashPassword: (password: string) => {
+      hashes.count++
+      return original.hashPassword(password)
+    },
+  }
+})
 
 // The member rules the CLI and the dashboard share, against both databases: invitations (hashed, single use,
 // 24 h, bound to a tenant and role), and the last admin, who can be neither removed nor made a viewer.
@@ -227,6 +241,83 @@ describe.each([
         // The email became a member's meanwhile (the CLI added it): a conflict, and the invitation stays.
         await member(dashboard, 'globex', 'short@acme.example', 'viewer')
         expect((await refusal(acceptInvitation(dashboard, third.token, PASSWORD, null, T0))).wireCode).toBe('conflict')
+      } finally {
+        await close()
+      }
+    },
+  )
+
+  it.skipIf(skip)(
+    'a link whose email became a member’s meanwhile is a conflict at once, hashing no password however often it is sent',
+    async () => {
+      const { dashboard, close } = await open(name)
+      try {
+        const { token } = await inviteMember(
+          dashboard,
+          tenantRecord('acme'),
+          { email: 'twice@example.com', role: 'admin' },
+          undefined,
+          T0,
+        )
+        await member(dashboard, 'globex', 'twice@example.com', 'viewer')
+        const before = hashes.count
+        for (let i = 0; i < 3; i++)
+          expect(await refusal(acceptInvitation(dashboard, token, PASSWORD, null, T0))).toEqual({
+            wireCode: 'conflict',
+            message:
+              'A member with email twice@example.com exists already: sign in with that account, or ask an admin to invite another address.',
+          })
+        expect(hashes.count - before).toBe(0)
+        expect((await dashboard.findMemberByEmail('twice@example.com'))?.tenantId).toBe('globex')
+      } finally {
+        await close()
+      }
+    },
+  )
+
+  it.skipIf(skip)(
+    'a tenant holds at most 100 pending invitations: the next is a conflict until one is withdrawn or expires',
+    async () => {
+      const { dashboard, rawInvitations, close } = await open(name)
+      try {
+        const acme = tenantRecord('acme')
+        expect(MAX_PENDING_INVITATIONS).toBe(100)
+        const made = []
+        for (let i = 0; i < MAX_PENDING_INVITATIONS; i++)
+          made.push(await inviteMember(dashboard, acme, { email: `m${i}@acme.example`, role: 'viewer' }, undefined, T0))
+        expect(
+          await refusal(
+            inviteMember(dashboard, acme, { email: 'one-more@acme.example', role: 'viewer' }, undefined, T0),
+          ),
+        ).toEqual({
+          wireCode: 'conflict',
+          message:
+            'Your tenant has 100 pending invitations, the most it can hold: withdraw one on the Members page, or wait for one to be used or to expire.',
+        })
+        // A new link for an email already invited replaces its invitation, and another tenant is not affected.
+        expect(
+          await inviteMember(dashboard, acme, { email: 'm0@acme.example', role: 'admin' }, undefined, T0),
+        ).toBeTruthy()
+        expect(
+          await inviteMember(
+            dashboard,
+            tenantRecord('globex'),
+            { email: 'x@globex.example', role: 'viewer' },
+            undefined,
+            T0,
+          ),
+        ).toBeTruthy()
+        expect(await rawInvitations()).toHaveLength(MAX_PENDING_INVITATIONS + 1)
+        await revokeInvitation(dashboard, 'acme', made[1]!.invitation.invitationId)
+        expect(
+          await inviteMember(dashboard, acme, { email: 'one-more@acme.example', role: 'viewer' }, undefined, T0),
+        ).toBeTruthy()
+        // A day later every link has expired: inviting again clears them.
+        const later = T0 + INVITATION_TTL_MS
+        expect(
+          await inviteMember(dashboard, acme, { email: 'later@acme.example', role: 'viewer' }, undefined, later),
+        ).toBeTruthy()
+        expect(await dashboard.listInvitations('acme', new Date(later))).toHaveLength(1)
       } finally {
         await close()
       }

@@ -140,7 +140,7 @@ interface Harness {
   readonly findKeyCalls: () => number
   readonly close: () => void
   /** POSTs `alert` signed by GitHub's key (or as `headers` say). */
-  alert(alert: unknown, headers?: Record<string, string>): Promise<request.Response>
+  alert(alert: unknown, headers?: Record<string, string>): request.Test
 }
 
 let keys: KeysServer
@@ -438,6 +438,44 @@ describe('a leaked live key', () => {
     expect((await h.store.findKey(key.keyId))!.revokedAt).not.toBeNull()
     expect(h.leaked).toHaveLength(1)
     expect(h.logs.join('')).toContain('activity write failed')
+  })
+
+  it('a revocation, an Activity write or its check that hangs answers by the store deadline, and the replay goes through', async () => {
+    const h = await harness({ storeTimeoutMs: 200 })
+    const key = await createKeyManager(h.store).create(tenant.tenantId, { label: 'ci' })
+    const revokeKey = h.store.revokeKey.bind(h.store)
+    h.store.revokeKey = () => new Promise<boolean>(() => {})
+    // A hang would meet supertest's own deadline instead of an answer.
+    const hung = await h.alert([report(key.key)]).timeout(10_000)
+    expect(hung.status).toBe(503)
+    expect(hung.body.error).toBe('service_unavailable')
+    expect(hung.headers['retry-after']).toBe('5')
+    expect(h.leaked).toEqual([])
+    // The store is back: GitHub's retry is not held behind the hung attempt.
+    h.store.revokeKey = revokeKey
+    const retried = await h.alert([report(key.key)]).timeout(10_000)
+    expect([retried.status, retried.body[0].label]).toEqual([200, 'true_positive'])
+    expect(await keyWorks(h, key.key)).toBe(false)
+    expect(await leakRows(h)).toHaveLength(1)
+    expect(h.leaked).toHaveLength(1)
+
+    const quiet = await harness({ storeTimeoutMs: 200 })
+    quiet.dashboard.recordActivity = () => new Promise<never>(() => {})
+    const other = await createKeyManager(quiet.store).create(tenant.tenantId, { label: 'ci' })
+    const answer = await quiet.alert([report(other.key)]).timeout(10_000)
+    expect([answer.status, answer.body[0].label]).toEqual([200, 'true_positive'])
+    expect(await keyWorks(quiet, other.key)).toBe(false)
+    expect(quiet.leaked).toHaveLength(1)
+    expect(quiet.logs.join('')).toContain('activity write failed')
+
+    // Report mode cannot tell whether another process reported it: it reports (at least once), and answers.
+    const reporting = await harness({ storeTimeoutMs: 200, action: 'report' })
+    reporting.dashboard.hasActivity = () => new Promise<never>(() => {})
+    const third = await createKeyManager(reporting.store).create(tenant.tenantId, { label: 'ci' })
+    const reported = await reporting.alert([report(third.key)]).timeout(10_000)
+    expect([reported.status, reported.body[0].label]).toEqual([200, 'true_positive'])
+    expect(reporting.leaked).toHaveLength(1)
+    expect(await keyWorks(reporting, third.key)).toBe(true)
   })
 
   it('a key store that fails or hangs is a JSON 503 with Retry-After, never a 500 or a false positive', async () => {

@@ -182,6 +182,8 @@ export async function changeRole(
 
 /** How long an invitation's link works. */
 export const INVITATION_TTL_MS = 24 * 60 * 60 * 1000
+/** Pending invitations a tenant may hold: the Members page lists them all, and each is a row in the database. */
+export const MAX_PENDING_INVITATIONS = 100
 
 export interface CreatedInvitation {
   readonly invitation: Invitation
@@ -214,7 +216,11 @@ export async function inviteMember(
     createdAt: new Date(nowMs),
     expiresAt: new Date(nowMs + INVITATION_TTL_MS),
   }
-  await dashboard.addInvitation(invitation, sessionDigest(token))
+  if (!(await dashboard.addInvitation(invitation, sessionDigest(token), MAX_PENDING_INVITATIONS)))
+    throw new SaikuHttpError(
+      'conflict',
+      `Your tenant has ${MAX_PENDING_INVITATIONS} pending invitations, the most it can hold: withdraw one on the Members page, or wait for one to be used or to expire.`,
+    )
   await dashboard.recordActivity({
     tenantId: tenant.tenantId,
     ...actor,
@@ -268,6 +274,13 @@ export async function acceptInvitation(
   if (problem !== null) throw new SaikuHttpError('invalid_request', `${problem[0]!.toUpperCase()}${problem.slice(1)}.`)
   const pending = await openInvitation(dashboard, token, nowMs)
   if (pending === null) return null
+  const taken = () =>
+    new SaikuHttpError(
+      'conflict',
+      `A member with email ${pending.email} exists already: sign in with that account, or ask an admin to invite another address.`,
+    )
+  // The invitation stays for its admin to see; sent again, it costs a lookup, never another 64 MiB hash.
+  if ((await dashboard.findMemberByEmail(pending.email)) !== null) throw taken()
   let member: Member | null
   try {
     member = await dashboard.acceptInvitation(sessionDigest(token), new Date(nowMs), {
@@ -276,11 +289,7 @@ export async function acceptInvitation(
       createdAt: new Date(nowMs),
     })
   } catch (error) {
-    if (isUniqueViolation(error))
-      throw new SaikuHttpError(
-        'conflict',
-        `A member with email ${pending.email} exists already: sign in with that account, or ask an admin to invite another address.`,
-      )
+    if (isUniqueViolation(error)) throw taken()
     throw error
   }
   if (member === null) return null

@@ -23,6 +23,8 @@ const SPENT_LINK =
 /** Sign-ups hashing a password at once (64 MiB each, see passwords.ts), and how many may wait; past that, 503. */
 const SIGN_UP_CONCURRENCY = 1
 const SIGN_UP_QUEUE_LENGTH = 4
+/** Of those places, the most one tenant's sign-ups hold at once: one tenant cannot fill the queue every tenant shares. */
+const SIGN_UP_PLACES_PER_TENANT = 2
 /** Retry-After when sign-ups are all busy: a few hashes' time. */
 const BUSY_RETRY_AFTER_SECONDS = 2
 
@@ -44,9 +46,11 @@ export function registerMembers(router: Router, ctx: DashboardContext): void {
   /** Adding a member, changing a role or removing one also asks for the password (and code) once it is 10 minutes old. */
   const sensitive: readonly RequestHandler[] = [...mutation, ctx.requireRecentAuth]
   // Whoever holds a link could send it many times at once, each a password hash: the hashes wait their turn in a
-  // short queue, and a link already being used in this process is refused at once rather than hashed again.
+  // short queue, and a link already being used in this process is refused at once rather than hashed again. One
+  // tenant's links hold at most a few places of that queue, so its flood leaves room for everyone else's.
   const signUpGate = new PasswordGate({ concurrency: SIGN_UP_CONCURRENCY, queueLength: SIGN_UP_QUEUE_LENGTH })
   const signingUp = new Set<string>()
+  const placesByTenant = new Map<string, number>()
 
   async function membersPage(req: Request, res: Response, status: number, error: string | null, values = {}) {
     const { tenant, member: me } = req.dashboard!
@@ -221,8 +225,8 @@ export function registerMembers(router: Router, ctx: DashboardContext): void {
       const password = typeof body?.password === 'string' ? body.password : ''
       const confirm = typeof body?.confirm === 'string' ? body.confirm : ''
       ;(async () => {
-        if ((await openInvitation(dashboard, token, clock())) === null)
-          return errorPage(res, 404, 'Invitation not valid', SPENT_LINK)
+        const invitation = await openInvitation(dashboard, token, clock())
+        if (invitation === null) return errorPage(res, 404, 'Invitation not valid', SPENT_LINK)
         if (password !== confirm)
           return joinPage(req, res, token, 400, 'The two passwords differ. Type the same password twice.')
         if (signingUp.has(token))
@@ -232,12 +236,18 @@ export function registerMembers(router: Router, ctx: DashboardContext): void {
             'Invitation in use',
             'This sign-up link is being used right now. If that does not finish, try again in a moment.',
           )
-        const accepted = signUpGate.run(() => acceptInvitation(dashboard, token, password, req.ip ?? null, clock()))
+        const { tenantId } = invitation
+        const held = placesByTenant.get(tenantId) ?? 0
+        const accepted =
+          held >= SIGN_UP_PLACES_PER_TENANT
+            ? null
+            : signUpGate.run(() => acceptInvitation(dashboard, token, password, req.ip ?? null, clock()))
         if (accepted === null) {
           res.setHeader('retry-after', String(BUSY_RETRY_AFTER_SECONDS))
           return errorPage(res, 503, 'Busy', 'Sign-up is busy right now. Try again in a few seconds.')
         }
         signingUp.add(token)
+        placesByTenant.set(tenantId, held + 1)
         let member
         try {
           member = (await accepted).value
@@ -249,6 +259,9 @@ export function registerMembers(router: Router, ctx: DashboardContext): void {
           throw error
         } finally {
           signingUp.delete(token)
+          const left = (placesByTenant.get(tenantId) ?? 1) - 1
+          if (left > 0) placesByTenant.set(tenantId, left)
+          else placesByTenant.delete(tenantId)
         }
         // Used by another submission meanwhile: one of them made the account.
         if (member === null) return errorPage(res, 404, 'Invitation not valid', SPENT_LINK)

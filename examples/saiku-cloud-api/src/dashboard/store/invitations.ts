@@ -26,8 +26,10 @@ export interface InvitationStore {
   /**
    * Stores an invitation by the SHA-256 of its token (the token itself is never stored). It replaces a
    * pending one for the same tenant and email, whose link stops working; expired ones of the tenant go.
+   * False, and nothing stored, when the tenant holds `maxPending` pending invitations for other emails
+   * (counted in the same transaction, so two at once cannot pass the bound together).
    */
-  addInvitation(invitation: Invitation, tokenDigest: string): Promise<void>
+  addInvitation(invitation: Invitation, tokenDigest: string, maxPending: number): Promise<boolean>
   /** The invitation of a token digest, while it is pending at `now`. */
   findInvitation(tokenDigest: string, now: Date): Promise<Invitation | null>
   /** The tenant's invitations pending at `now`, newest first. */
@@ -76,6 +78,9 @@ export function sqliteInvitations(db: SqliteDatabase): InvitationStore {
     deleteExpired: db.prepare<[string, number]>(
       'DELETE FROM saiku_invitations WHERE tenant_id = ? AND expires_at <= ?',
     ),
+    countOthers: db.prepare<[string, string], { pending: number }>(
+      'SELECT count(*) AS pending FROM saiku_invitations WHERE tenant_id = ? AND email <> ?',
+    ),
     upsert: db.prepare(
       `INSERT INTO saiku_invitations (invitation_id, token_digest, tenant_id, email, role, invited_by, created_at, expires_at)
        VALUES (@invitation_id, @token_digest, @tenant_id, @email, @role, @invited_by, @created_at, @expires_at)
@@ -100,20 +105,24 @@ export function sqliteInvitations(db: SqliteDatabase): InvitationStore {
   }
 
   return {
-    async addInvitation(i, tokenDigest) {
-      db.transaction(() => {
-        q.deleteExpired.run(i.tenantId, i.createdAt.getTime())
-        q.upsert.run({
-          invitation_id: i.invitationId,
-          token_digest: tokenDigest,
-          tenant_id: i.tenantId,
-          email: i.email,
-          role: i.role,
-          invited_by: i.invitedBy,
-          created_at: i.createdAt.getTime(),
-          expires_at: i.expiresAt.getTime(),
+    async addInvitation(i, tokenDigest, maxPending) {
+      return db
+        .transaction(() => {
+          q.deleteExpired.run(i.tenantId, i.createdAt.getTime())
+          if (q.countOthers.get(i.tenantId, i.email)!.pending >= maxPending) return false
+          q.upsert.run({
+            invitation_id: i.invitationId,
+            token_digest: tokenDigest,
+            tenant_id: i.tenantId,
+            email: i.email,
+            role: i.role,
+            invited_by: i.invitedBy,
+            created_at: i.createdAt.getTime(),
+            expires_at: i.expiresAt.getTime(),
+          })
+          return true
         })
-      }).immediate()
+        .immediate()
     },
     async findInvitation(tokenDigest, now) {
       const row = q.find.get(tokenDigest, now.getTime())
@@ -156,9 +165,16 @@ export function sqliteInvitations(db: SqliteDatabase): InvitationStore {
 
 export function postgresInvitations({ tables: t, query, inTransaction }: PostgresTables): InvitationStore {
   return {
-    addInvitation: (i, tokenDigest) =>
+    addInvitation: (i, tokenDigest, maxPending) =>
       inTransaction(async (run) => {
+        // One tenant's invitations are added one at a time, so the count below holds until the insert.
+        await run(`SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))`, [t.invitations, i.tenantId])
         await run(`DELETE FROM ${t.invitations} WHERE tenant_id = $1 AND expires_at <= $2`, [i.tenantId, i.createdAt])
+        const others = await run<{ pending: number }>(
+          `SELECT count(*)::int AS pending FROM ${t.invitations} WHERE tenant_id = $1 AND email <> $2`,
+          [i.tenantId, i.email],
+        )
+        if (others.rows[0]!.pending >= maxPending) return false
         await run(
           `INSERT INTO ${t.invitations} (invitation_id, token_digest, tenant_id, email, role, invited_by, created_at, expires_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -167,6 +183,7 @@ export function postgresInvitations({ tables: t, query, inTransaction }: Postgre
              invited_by = excluded.invited_by, created_at = excluded.created_at, expires_at = excluded.expires_at`,
           [i.invitationId, tokenDigest, i.tenantId, i.email, i.role, i.invitedBy, i.createdAt, i.expiresAt],
         )
+        return true
       }),
     async findInvitation(tokenDigest, now) {
       const { rows } = await query<InvitationRow>(
