@@ -13,6 +13,7 @@ import {
 // way to a recent check ("sudo mode") that skipped a check the confirmation page would have asked for.
 
 const PASSWORD = 'the-right-password-1'
+const STEP_MS = 30_000
 const HOUR_MS = 3_600_000
 /** Past the 10 minutes a password (and code) check lets sensitive actions through. */
 const PAST_RECENT_MS = 11 * 60_000
@@ -81,5 +82,48 @@ describe('re-authentication cannot be had without every check it asks for', { ti
     const setup = await client.get('/account/two-factor')
     expect(setup.status).toBe(200)
     expect(isConfirmPage(setup.text)).toBe(false)
+  })
+
+  it('the set-up a tenant’s rule holds an old session at is no recent check: the next sensitive action asks', async () => {
+    const admin = uniqueEmail('root')
+    const held = uniqueEmail('hal')
+    await d.addMember(admin, PASSWORD)
+    await d.addMember(held, PASSWORD)
+    const heldClient = await signedIn(d, held, '198.51.100.92')
+    d.advance(PAST_RECENT_MS)
+
+    const adminClient = await signedIn(d, admin, '198.51.100.93')
+    const setup = await adminClient.get('/account/two-factor')
+    const adminSecret = secretOf(setup.text)
+    expect(
+      (
+        await adminClient.post('/account/two-factor', {
+          _csrf: csrfOf(setup.text),
+          code: totpCode(adminSecret, d.now()),
+        })
+      ).status,
+    ).toBe(201)
+    expect(
+      (await adminClient.post('/account/require-two-factor', { _csrf: await adminClient.csrf(), require: 'yes' }))
+        .status,
+    ).toBe(303)
+    try {
+      // The held session's password was checked 11 minutes ago; a code of a secret it chose itself is no password.
+      const page = await heldClient.get('/sign-in/two-factor')
+      expect(page.status).toBe(200)
+      const secret = secretOf(page.text)
+      const done = await heldClient.post('/sign-in/two-factor', {
+        _csrf: csrfOf(page.text),
+        code: totpCode(secret, d.now()),
+      })
+      expect(done.status).toBe(201)
+      d.advance(STEP_MS)
+      const codes = await heldClient.post('/account/two-factor/recovery-codes', { _csrf: await heldClient.csrf() })
+      expect(codes.status).toBe(200)
+      expect(isConfirmPage(codes.text)).toBe(true)
+      expect(recoveryCodesOf(codes.text)).toHaveLength(0)
+    } finally {
+      await d.dashboard.setRequireTwoFactor(d.tenant.tenantId, false)
+    }
   })
 })
