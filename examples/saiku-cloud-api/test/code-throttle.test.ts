@@ -66,6 +66,9 @@ describe('the code budget', () => {
             if (step.outcome === 'success') {
               const hour = hours.get(entry.member)
               if (hour !== undefined && hour.startMs === entry.hourStartMs && hour.count > 0) hour.count--
+              // An hour with nothing left charged is forgotten: the next charge starts a new one.
+              if (hour !== undefined && hour.startMs === entry.hourStartMs && hour.count === 0)
+                hours.delete(entry.member)
               if (entry.attempt !== null) attempts.delete(entry.attempt)
             }
             continue
@@ -102,6 +105,25 @@ describe('the code budget', () => {
       }),
       { numRuns: 300 },
     )
+  })
+
+  it('keeps a locked account locked when many other accounts pass their checks: right codes hold no place', () => {
+    let nowMs = 0
+    const throttle = new CodeThrottle({ now: () => nowMs, maxKeys: 3 })
+    for (let i = 0; i < CODES_PER_HOUR; i++) {
+      const verdict = throttle.reserve('locked', null)
+      if (!verdict.admitted) throw new Error('refused early')
+      throttle.settle(verdict.reservation, 'failure')
+    }
+    for (let i = 0; i < 50; i++) {
+      nowMs += 1_000
+      const verdict = throttle.reserve(`member-${i}`, `sign-in-${i}`)
+      if (!verdict.admitted) throw new Error('refused another account')
+      throttle.settle(verdict.reservation, 'success')
+    }
+    const after = throttle.reserve('locked', null)
+    expect(after.admitted).toBe(false)
+    expect(!after.admitted && after.scope).toBe('hour')
   })
 
   it('records a refusal of one account in Activity at most once a minute', () => {

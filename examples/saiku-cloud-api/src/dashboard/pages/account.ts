@@ -224,8 +224,9 @@ export function registerAccount(router: Router, ctx: DashboardContext, enrolment
       }
       codeThrottle.settle(verdict.reservation, 'success')
       await dashboard.changePassword(member.memberId, hash, session.sessionDigest)
-      // The password was just checked: it counts as a recent check for sensitive actions.
-      await dashboard.setVerifiedAt(session.sessionDigest, new Date(clock()))
+      // The password was just checked: a recent check for sensitive actions, unless they also ask for a code,
+      // which this form does not check (else a password would turn two-factor off without the code).
+      if ((member.totpSecret ?? null) === null) await dashboard.setVerifiedAt(session.sessionDigest, new Date(clock()))
       await activity(req, 'member.password_changed', member.email)
       logger.info({ msg: 'password changed', memberId: member.memberId, by: 'dashboard' })
       await flashAndBack(req, res, 'Password changed. Every other session of yours was ended.')

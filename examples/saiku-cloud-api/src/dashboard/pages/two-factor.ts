@@ -264,8 +264,9 @@ export function registerTwoFactor(router: Router, ctx: DashboardContext, enrolme
         const codes = await enrolment.confirm(req, res, pending, `/sign-in/two-factor${nextQuery(req)}`)
         if (codes === null) return
         const { member } = pending
-        // A session held back only by the tenant's rule (stage full) is promoted like a pending one.
-        await startSession(ctx, req, res, member, 'full', ctx.clock())
+        // A session held back only by the tenant's rule (stage full) is promoted like a pending one. It keeps
+        // the time of its password check: a code of a secret it has just chosen is no re-authentication.
+        await startSession(ctx, req, res, member, 'full', pending.session.verifiedAt?.getTime() ?? 0)
         await completeSignIn(ctx, req, res, member, 'after setting up two-factor')
         render(res, 201, 'recovery-codes', {
           title: 'Save your recovery codes',

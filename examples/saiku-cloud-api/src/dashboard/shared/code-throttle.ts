@@ -28,7 +28,10 @@ export type CodeVerdict =
 
 export interface CodeThrottleOptions {
   readonly now?: () => number
-  /** Accounts and sign-ins remembered; the least recently charged is forgotten first. Default 100000. */
+  /**
+   * Accounts and sign-ins remembered; the account whose hour started first, and the sign-in charged least
+   * recently, are forgotten first. Only an account with a check not given back takes a place. Default 100000.
+   */
   readonly maxKeys?: number
 }
 
@@ -83,7 +86,12 @@ export class CodeThrottle {
     reservation.settled = true
     if (outcome === 'failure') return
     const hour = this.#hours.get(reservation.memberId)
-    if (hour !== undefined && hour.startMs === reservation.hourStartMs && hour.count > 0) hour.count--
+    if (hour !== undefined && hour.startMs === reservation.hourStartMs && hour.count > 0) {
+      hour.count--
+      // Nothing left charged: forgotten, so accounts that pass their checks never push a locked one out of
+      // the bound (the next charge starts a new hour, never an earlier end to one).
+      if (hour.count === 0) this.#hours.delete(reservation.memberId)
+    }
     if (reservation.attempt !== null) this.#attempts.delete(reservation.attempt)
   }
 

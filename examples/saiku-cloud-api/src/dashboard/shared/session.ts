@@ -95,8 +95,13 @@ export function createSessions(deps: {
         return
       }
       if (now - found.lastSeenAt.getTime() >= touchEveryMs) await dashboard.touchSession(key, new Date(now))
-      // A tenant that requires two-factor sends a member without it to set it up before any page.
+      // A tenant that requires two-factor sends a member without it to set it up before any page. The set-up
+      // asks for no password, so it waits no longer after the last one than a sign-in's second step does.
       if ((member.totpSecret ?? null) === null && (await dashboard.requiresTwoFactor(tenant.tenantId))) {
+        if (found.verifiedAt == null || clock() - found.verifiedAt.getTime() >= PENDING_SIGN_IN_MS) {
+          await dashboard.deleteSession(key)
+          return clearSession(req, res, true)
+        }
         req.pendingSignIn = { session: found, member, tenant, stage: 'enrol' }
         return
       }
