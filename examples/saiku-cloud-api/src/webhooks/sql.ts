@@ -1,6 +1,7 @@
 import type { TenantAdminStore } from '@saiku/core'
 import { PostgresKeyStore } from '@saiku/postgres'
 import { SqliteKeyStore } from '@saiku/sqlite'
+import { migratePostgresSteps, migrateSqliteSteps } from '../migrate.js'
 
 // The webhook tables live beside the keys, in the key store's SQLite file or PostgreSQL schema, with a schema
 // version of their own. Their queries are written once, in the SQL both databases share: `$1`-style parameters
@@ -163,15 +164,7 @@ function numericRow<R>(row: Record<string, unknown>): R {
 /** The webhook tables of a SQLite file; statements that meet another connection's lock are tried again. */
 export function sqliteWebhookSql(store: SqliteKeyStore, busyTimeoutMs = 5_000): WebhookSql {
   const db = store.db
-  db.exec('CREATE TABLE IF NOT EXISTS saiku_webhooks_schema_version (version INTEGER NOT NULL)')
-  db.transaction(() => {
-    const row = db.prepare<[], { version: number }>('SELECT version FROM saiku_webhooks_schema_version').get()
-    for (let version = row?.version ?? 0; version < SQLITE_WEBHOOK_MIGRATIONS.length; version++)
-      db.exec(SQLITE_WEBHOOK_MIGRATIONS[version]!)
-    if (row === undefined)
-      db.prepare('INSERT INTO saiku_webhooks_schema_version (version) VALUES (?)').run(SQLITE_WEBHOOK_MIGRATIONS.length)
-    else db.prepare('UPDATE saiku_webhooks_schema_version SET version = ?').run(SQLITE_WEBHOOK_MIGRATIONS.length)
-  }).immediate()
+  migrateSqliteSteps(db, 'saiku_webhooks_schema_version', SQLITE_WEBHOOK_MIGRATIONS)
   // The key store turns busy_timeout off so that nothing blocks the event loop: a lock is waited for here, in pauses.
   async function retrying<T>(work: () => T): Promise<T> {
     const deadline = Date.now() + busyTimeoutMs
@@ -225,31 +218,12 @@ export function postgresWebhookSql(store: PostgresKeyStore): WebhookSql {
   const ready = (): Promise<void> =>
     (migrated ??= (async () => {
       await store.ready()
-      const client = await pool.connect()
-      try {
-        await client.query('BEGIN')
-        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`saiku_webhooks_migrate_${store.schema}`])
-        await client.query(`CREATE TABLE IF NOT EXISTS ${s}.saiku_webhooks_schema_version (version integer NOT NULL)`)
-        const { rows } = await client.query<{ version: number }>(
-          `SELECT version FROM ${s}.saiku_webhooks_schema_version`,
-        )
-        for (let version = rows[0]?.version ?? 0; version < POSTGRES_WEBHOOK_MIGRATIONS.length; version++)
-          await client.query(POSTGRES_WEBHOOK_MIGRATIONS[version]!(s))
-        if (rows.length === 0)
-          await client.query(`INSERT INTO ${s}.saiku_webhooks_schema_version (version) VALUES ($1)`, [
-            POSTGRES_WEBHOOK_MIGRATIONS.length,
-          ])
-        else
-          await client.query(`UPDATE ${s}.saiku_webhooks_schema_version SET version = $1`, [
-            POSTGRES_WEBHOOK_MIGRATIONS.length,
-          ])
-        await client.query('COMMIT')
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {})
-        throw error
-      } finally {
-        client.release()
-      }
+      await migratePostgresSteps(
+        store,
+        'saiku_webhooks_schema_version',
+        `saiku_webhooks_migrate_${store.schema}`,
+        POSTGRES_WEBHOOK_MIGRATIONS,
+      )
     })().catch((error: unknown) => {
       migrated = undefined
       throw error

@@ -1,5 +1,6 @@
 import type { PostgresKeyStore } from '@saiku/postgres'
 import type { SqliteKeyStore } from '@saiku/sqlite'
+import { migratePostgresSteps, migrateSqliteSteps } from '../../migrate.js'
 
 // The dashboard's tables (members, sessions, the activity log) live in the same database as the keys,
 // beside them, with their own schema version. This file holds the schema of both databases and what
@@ -173,15 +174,7 @@ export const POSTGRES_MIGRATIONS: readonly ((schema: string) => string)[] = Obje
 
 /** Brings the SQLite file's dashboard tables to the newest version, in one transaction. */
 export function migrateSqlite(db: SqliteDatabase): void {
-  db.exec('CREATE TABLE IF NOT EXISTS saiku_dashboard_schema_version (version INTEGER NOT NULL)')
-  db.transaction(() => {
-    const row = db.prepare<[], { version: number }>('SELECT version FROM saiku_dashboard_schema_version').get()
-    const current = row?.version ?? 0
-    for (let version = current; version < SQLITE_MIGRATIONS.length; version++) db.exec(SQLITE_MIGRATIONS[version]!)
-    if (row === undefined)
-      db.prepare('INSERT INTO saiku_dashboard_schema_version (version) VALUES (?)').run(SQLITE_MIGRATIONS.length)
-    else db.prepare('UPDATE saiku_dashboard_schema_version SET version = ?').run(SQLITE_MIGRATIONS.length)
-  }).immediate()
+  migrateSqliteSteps(db, 'saiku_dashboard_schema_version', SQLITE_MIGRATIONS)
 }
 
 /** Runs one statement; resolves to what pg's `query` does, rows and rowCount included. */
@@ -219,32 +212,12 @@ export function postgresTables(keyStore: PostgresKeyStore): PostgresTables {
   const ready = (): Promise<void> =>
     (migrated ??= (async () => {
       await keyStore.ready() // the tenants table first
-      const client = await pool.connect()
-      try {
-        await client.query('BEGIN')
-        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`saiku_dashboard_migrate_${keyStore.schema}`])
-        await client.query(`CREATE TABLE IF NOT EXISTS ${s}.saiku_dashboard_schema_version (version integer NOT NULL)`)
-        const { rows } = await client.query<{ version: number }>(
-          `SELECT version FROM ${s}.saiku_dashboard_schema_version`,
-        )
-        const current = rows[0]?.version ?? 0
-        for (let version = current; version < POSTGRES_MIGRATIONS.length; version++)
-          await client.query(POSTGRES_MIGRATIONS[version]!(s))
-        if (rows.length === 0)
-          await client.query(`INSERT INTO ${s}.saiku_dashboard_schema_version (version) VALUES ($1)`, [
-            POSTGRES_MIGRATIONS.length,
-          ])
-        else
-          await client.query(`UPDATE ${s}.saiku_dashboard_schema_version SET version = $1`, [
-            POSTGRES_MIGRATIONS.length,
-          ])
-        await client.query('COMMIT')
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {})
-        throw error
-      } finally {
-        client.release()
-      }
+      await migratePostgresSteps(
+        keyStore,
+        'saiku_dashboard_schema_version',
+        `saiku_dashboard_migrate_${keyStore.schema}`,
+        POSTGRES_MIGRATIONS,
+      )
     })().catch((error: unknown) => {
       migrated = undefined
       throw error
