@@ -1,13 +1,14 @@
 // Leaked keys reported by GitHub's secret scanning partner program: GitHub finds a string that matches
 // our key pattern in a public repository, gist or package, and posts it here, signed. A key that is
-// ours is revoked (or only reported), recorded in Activity, and announced through `onLeaked`.
+// ours is revoked (or only reported), recorded in Activity, and announced: through `revokeLeaked`, in the
+// revocation's own transaction, or else through `onLeaked`.
 import { createHash, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto'
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { isIP } from 'node:net'
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express'
 import type { Logger } from 'pino'
-import { clientKey, parseApiKey, SaikuHttpError, type KeyManager, type KeyStore } from '@saiku/core'
+import { clientKey, parseApiKey, SaikuHttpError, type ApiKeyRecord, type KeyManager, type KeyStore } from '@saiku/core'
 import { ConfigError } from './config.js'
 
 /** Where GitHub publishes the keys that sign its secret scanning alerts. */
@@ -292,8 +293,19 @@ export interface SecretScanningOptions {
     record(activity: LeakActivity, at: Date): Promise<void>
     alreadyRecorded(activity: LeakActivity): Promise<boolean>
   }
-  /** Announces a leak to the tenant (the `key.leaked` event). May be async and reject: a failure is logged, never undoes the revocation. */
+  /**
+   * Announces a leak to the tenant (the `key.leaked` event). May be async and reject: a failure is logged, never
+   * undoes the revocation. Not called for a revocation when `revokeLeaked` is given: that writes the event itself.
+   */
   readonly onLeaked?: (event: LeakedKeyEvent) => void | Promise<void>
+  /**
+   * Revokes the leaked key and writes its announcement in one transaction, so a crash between the two cannot lose
+   * the announcement (a replay finds the key revoked and announces nothing). Resolves true when this call revoked
+   * the key; a rejection or a hang past `storeTimeoutMs` answers 503, and GitHub sends the alert again. It must
+   * tell this process's authenticators (as `@saiku/sqlite`'s and `@saiku/postgres`'s `revokeKey` do). Without it,
+   * the key manager revokes and `onLeaked` announces, in two writes.
+   */
+  readonly revokeLeaked?: (record: ApiKeyRecord, event: LeakedKeyEvent) => Promise<boolean>
   /** Most requests per source address per minute. Default 60. */
   readonly perAddressPerMinute?: number
   /** The largest alert body. Default 512 KiB. */
@@ -399,6 +411,11 @@ export function checkSecretScanningOptions(
     if (value !== undefined && !(Number.isSafeInteger(value) && value > 0))
       throw new ConfigError(`secretScanning.${name}: expected a positive whole number, got ${JSON.stringify(value)}`)
   }
+  for (const name of ['onLeaked', 'revokeLeaked'] as const) {
+    const value: unknown = options[name]
+    if (value !== undefined && typeof value !== 'function')
+      throw new ConfigError(`secretScanning.${name}: expected a function, got ${typeof value}`)
+  }
   if (config.action !== 'revoke' && config.action !== 'report')
     throw new ConfigError(
       `secretScanning.config.action: expected "revoke" or "report", got ${JSON.stringify(config.action)}`,
@@ -484,8 +501,22 @@ export function createSecretScanningRoute(options: SecretScanningOptions): expre
     if (before !== undefined) await before.catch(() => {})
     const work = (async () => {
       if (record.revokedAt !== null && revoking) return
+      const at = new Date(now())
+      const event: LeakedKeyEvent = {
+        tenantId: record.tenantId,
+        keyId,
+        label: record.label,
+        tokenFingerprint: fingerprint,
+        url,
+        source,
+        revoked: revoking,
+        at,
+      }
+      // Announced with the revocation, in its transaction: never a second time below.
+      const announcedWithRevocation = revoking && options.revokeLeaked !== undefined
       let changed: boolean
-      if (revoking) changed = await keyStoreCall(() => keys.revoke(record.tenantId, keyId))
+      if (announcedWithRevocation) changed = await keyStoreCall(() => options.revokeLeaked!(record, event))
+      else if (revoking) changed = await keyStoreCall(() => keys.revoke(record.tenantId, keyId))
       else {
         // Reported once: by this process (a bounded memory), or by any, as Activity says; when Activity cannot
         // say in time, reported again rather than not at all.
@@ -501,7 +532,6 @@ export function createSecretScanningRoute(options: SecretScanningOptions): expre
         }
       }
       if (!changed) return
-      const at = new Date(now())
       logger.warn({
         msg: revoking ? 'leaked key revoked' : 'leaked key reported',
         tenantId: record.tenantId,
@@ -520,16 +550,7 @@ export function createSecretScanningRoute(options: SecretScanningOptions): expre
             err: { message: error instanceof Error ? error.message : String(error) },
           }),
         )
-      await announce({
-        tenantId: record.tenantId,
-        keyId,
-        label: record.label,
-        tokenFingerprint: fingerprint,
-        url,
-        source,
-        revoked: revoking,
-        at,
-      })
+      if (!announcedWithRevocation) await announce(event)
     })()
     pending.set(dedupe, work)
     try {

@@ -11,8 +11,8 @@ import { keepQuotaCounts, oneOfSeveralProcesses, readQuotaFlushMs, readTierQuota
 import { gracefulShutdown } from './shutdown.js'
 import { seedDemo } from './tenants.js'
 import { createTokens } from './tokens.js'
-import { readSecretScanningConfig, type LeakedKeyEvent } from './secret-scanning.js'
-import { emitEvent } from './webhooks/events.js'
+import { readSecretScanningConfig } from './secret-scanning.js'
+import { secretScanningEvents } from './webhooks/events.js'
 import { loadDashboardKey, openDashboardStore, readDashboardSettings } from './dashboard/index.js'
 import { seedDemoMember } from './dashboard/members.js'
 import { openWebhookSql } from './webhooks/sql.js'
@@ -142,22 +142,9 @@ async function main(): Promise<void> {
       : {
           secretScanning: {
             config: secretScanning,
-            // The tenant hears of the leak through its webhooks: in the outbox before GitHub hears back.
-            onLeaked: async (leak: LeakedKeyEvent) => {
-              await emitEvent(opened.store, {
-                type: 'key.leaked',
-                tenantId: leak.tenantId,
-                occurredAt: leak.at,
-                data: {
-                  keyId: leak.keyId,
-                  label: leak.label,
-                  tokenFingerprint: leak.tokenFingerprint,
-                  url: leak.url,
-                  source: leak.source,
-                  action: leak.revoked ? 'revoked' : 'reported',
-                },
-              })
-            },
+            // The tenant hears of the leak through its webhooks: a revocation writes key.leaked in its own
+            // transaction, a report on its own; both in the outbox before GitHub hears back.
+            ...secretScanningEvents(opened.store),
           },
         }),
   })

@@ -24,6 +24,7 @@ import {
   type LeakedKeyEvent,
   type SecretScanningOptions,
 } from '../src/secret-scanning.js'
+import { secretScanningEvents } from '../src/webhooks/events.js'
 import { exampleDir } from './helpers.js'
 import { postgresUrl } from './services.js'
 
@@ -155,9 +156,13 @@ afterEach(async () => {
 })
 
 async function harness(
-  options: Partial<Omit<SecretScanningOptions, 'config'>> & { action?: 'revoke' | 'report' } = {},
+  options: Partial<Omit<SecretScanningOptions, 'config'>> & {
+    action?: 'revoke' | 'report'
+    /** A store with an outbox, and the hooks the server wires to it, as this picks them (instead of `onLeaked`). */
+    outbox?: (events: ReturnType<typeof secretScanningEvents>) => Partial<SecretScanningOptions>
+  } = {},
 ): Promise<Harness> {
-  const store = new SqliteKeyStore(':memory:', { watchIntervalMs: 0 })
+  const store = new SqliteKeyStore(':memory:', { watchIntervalMs: 0, outbox: options.outbox !== undefined })
   await store.putTenant(tenant)
   const dashboard = await openDashboardStore(store)
   const logs: string[] = []
@@ -168,14 +173,18 @@ async function harness(
     findKeyCalls++
     return findKey(keyId)
   }
-  const { action = 'revoke', ...rest } = options
+  const { action = 'revoke', outbox, ...rest } = options
+  const hooks =
+    outbox === undefined
+      ? { onLeaked: (event: LeakedKeyEvent) => void leaked.push(event) }
+      : outbox(secretScanningEvents(store))
   const { app, close } = createApp({
     store,
     logger: pino({ level: 'debug' }, { write: (line: string) => void logs.push(line) }),
     dashboard: { store: dashboard, settings: readDashboardSettings({}) },
     secretScanning: {
       config: { keysUrl: keys.url, action },
-      onLeaked: (event) => void leaked.push(event),
+      ...hooks,
       ...rest,
     },
   })
@@ -586,6 +595,141 @@ describe.each([
       }
     },
   )
+})
+
+describe("key.leaked, written in the revocation's transaction", () => {
+  const outboxRows = (h: Harness) =>
+    (
+      h.store.db.prepare('SELECT type, tenant_id, data FROM saiku_outbox ORDER BY rowid').all() as {
+        type: string
+        tenant_id: string
+        data: string
+      }[]
+    ).map((row) => ({ type: row.type, tenantId: row.tenant_id, data: JSON.parse(row.data) as Record<string, unknown> }))
+
+  it.each([
+    { name: 'onLeaked wired too', pick: (events: ReturnType<typeof secretScanningEvents>) => events },
+    {
+      name: 'onLeaked absent',
+      pick: ({ revokeLeaked }: ReturnType<typeof secretScanningEvents>) => ({ revokeLeaked }),
+    },
+  ])(
+    'holds one key.leaked and one key.revoked after an alert ($name), and none more after replays',
+    async ({ pick }) => {
+      const h = await harness({ outbox: pick })
+      const key = await createKeyManager(h.store).create(tenant.tenantId, { label: 'ci' })
+      const created = outboxRows(h).length // key.created
+      expect(await keyWorks(h, key.key)).toBe(true) // cached by the authenticator now
+
+      const answer = await h.alert([report(key.key)])
+      expect(answer.status).toBe(200)
+      expect(answer.body[0].label).toBe('true_positive')
+      // The cache heard of the revocation at once, as with the key manager.
+      expect(await keyWorks(h, key.key)).toBe(false)
+      const rows = outboxRows(h).slice(created)
+      expect(rows.map((row) => row.type)).toEqual(['key.revoked', 'key.leaked'])
+      expect(rows[1]).toEqual({
+        type: 'key.leaked',
+        tenantId: tenant.tenantId,
+        data: {
+          keyId: key.keyId,
+          label: 'ci',
+          tokenFingerprint: sha256(key.key).slice(0, 12),
+          url: leakedAt,
+          source: 'content',
+          action: 'revoked',
+        },
+      })
+      const written = JSON.stringify(outboxRows(h))
+      expect(written).not.toContain(key.key)
+      expect(written).not.toContain(sha256(key.key))
+      expect(await leakRows(h)).toHaveLength(1)
+
+      const replays = await Promise.all([0, 1, 2].map(() => h.alert([report(key.key)])))
+      expect(replays.map((replay) => replay.status)).toEqual([200, 200, 200])
+      expect(replays.map((replay) => replay.body)).toEqual([answer.body, answer.body, answer.body])
+      expect(
+        outboxRows(h)
+          .slice(created)
+          .map((row) => row.type),
+      ).toEqual(['key.revoked', 'key.leaked'])
+      expect(await leakRows(h)).toHaveLength(1)
+    },
+  )
+
+  it('an onLeaked that hangs is not waited for: the event is already in the revocation, and written once', async () => {
+    let calls = 0
+    const h = await harness({
+      storeTimeoutMs: 60_000,
+      outbox: ({ revokeLeaked }) => ({
+        revokeLeaked,
+        onLeaked: () => {
+          calls++
+          return new Promise<void>(() => {})
+        },
+      }),
+    })
+    const key = await createKeyManager(h.store).create(tenant.tenantId, { label: 'ci' })
+    const answer = await h.alert([report(key.key)])
+    expect(answer.status).toBe(200)
+    expect(calls).toBe(0)
+    expect(outboxRows(h).filter((row) => row.type === 'key.leaked')).toHaveLength(1)
+  })
+
+  it('an event insert that fails leaves the key working and answers 503, and the retry revokes and announces once', async () => {
+    const h = await harness({ outbox: (events) => events })
+    const key = await createKeyManager(h.store).create(tenant.tenantId, { label: 'ci' })
+    const before = outboxRows(h).length
+    h.store.db.exec(`CREATE TRIGGER refuse_leaked BEFORE INSERT ON saiku_outbox WHEN NEW.type = 'key.leaked'
+      BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END`)
+
+    const failed = await h.alert([report(key.key)])
+    expect(failed.status).toBe(503)
+    expect(failed.headers['retry-after']).toBe('5')
+    expect(failed.body).toMatchObject({ error: 'service_unavailable' })
+    // Rolled back with the event: neither the revocation nor its key.revoked stands, nor an Activity line.
+    expect((await h.store.findKey(key.keyId))!.revokedAt).toBeNull()
+    expect(await keyWorks(h, key.key)).toBe(true)
+    expect(outboxRows(h)).toHaveLength(before)
+    expect(await leakRows(h)).toHaveLength(0)
+
+    // GitHub sends the alert again once the database is well.
+    h.store.db.exec('DROP TRIGGER refuse_leaked')
+    const retried = await h.alert([report(key.key)])
+    expect(retried.status).toBe(200)
+    expect(retried.body[0].label).toBe('true_positive')
+    expect(await keyWorks(h, key.key)).toBe(false)
+    expect(
+      outboxRows(h)
+        .slice(before)
+        .map((row) => row.type),
+    ).toEqual(['key.revoked', 'key.leaked'])
+    expect(await leakRows(h)).toHaveLength(1)
+  })
+
+  it('a revocation that hangs answers 503 with Retry-After by the store deadline', async () => {
+    const h = await harness({
+      storeTimeoutMs: 200,
+      outbox: () => ({ revokeLeaked: () => new Promise<boolean>(() => {}) }),
+    })
+    const key = await createKeyManager(h.store).create(tenant.tenantId, { label: 'ci' })
+    const answer = await h.alert([report(key.key)])
+    expect(answer.status).toBe(503)
+    expect(answer.headers['retry-after']).toBe('5')
+    expect(await keyWorks(h, key.key)).toBe(true)
+    expect(await leakRows(h)).toHaveLength(0)
+  })
+
+  it('report mode writes key.leaked on its own, once, and no key.revoked', async () => {
+    const h = await harness({ action: 'report', outbox: (events) => events })
+    const key = await createKeyManager(h.store).create(tenant.tenantId, { label: 'ci' })
+    const before = outboxRows(h).length
+    expect((await h.alert([report(key.key)])).status).toBe(200)
+    expect((await h.alert([report(key.key)])).status).toBe(200)
+    const rows = outboxRows(h).slice(before)
+    expect(rows.map((row) => [row.type, row.data.action])).toEqual([['key.leaked', 'reported']])
+    expect(await keyWorks(h, key.key)).toBe(true)
+  })
 })
 
 describe('the Activity page', () => {

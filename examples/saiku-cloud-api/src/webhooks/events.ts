@@ -1,5 +1,6 @@
 import { newEventId, type OutboxEvent } from '@saiku/core/store'
 import type { TenantAdminStore } from '@saiku/core'
+import type { LeakedKeyEvent, SecretScanningOptions } from '../secret-scanning.js'
 import type { WebhookSql } from './sql.js'
 
 /** Every event a webhook endpoint can ask for, with what it means: the API, the CLI and the dashboard list these. */
@@ -84,6 +85,37 @@ export async function revokeKeyWithEvent(
   input: EventInput,
 ): Promise<boolean> {
   return outboxStore(store).revokeKey(keyId, revokedAt, [toOutboxEvent(input)])
+}
+
+/** The `key.leaked` event of a leak: the key's ID and label, a fingerprint of the token, never the token. */
+export const keyLeakedEvent = (leak: LeakedKeyEvent): EventInput => ({
+  type: 'key.leaked',
+  tenantId: leak.tenantId,
+  occurredAt: leak.at,
+  data: {
+    keyId: leak.keyId,
+    label: leak.label,
+    tokenFingerprint: leak.tokenFingerprint,
+    url: leak.url,
+    source: leak.source,
+    action: leak.revoked ? 'revoked' : 'reported',
+  },
+})
+
+/**
+ * The secret scanning route's hooks that write `key.leaked` to the outbox: with the revocation, in its transaction
+ * (a crash between the two loses neither), or on its own when the leak is only reported.
+ */
+export function secretScanningEvents(
+  store: TenantAdminStore,
+): Required<Pick<SecretScanningOptions, 'onLeaked' | 'revokeLeaked'>> {
+  outboxStore(store)
+  return {
+    onLeaked: async (leak) => {
+      await emitEvent(store, keyLeakedEvent(leak))
+    },
+    revokeLeaked: (record, leak) => revokeKeyWithEvent(store, record.keyId, leak.at, keyLeakedEvent(leak)),
+  }
 }
 
 /**
