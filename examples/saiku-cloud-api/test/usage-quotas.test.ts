@@ -77,7 +77,17 @@ describe('usage of a plan with day and month quotas', () => {
     }
     const { render } = createRenderer(fileURLToPath(new URL('../src/dashboard/views/', import.meta.url)))
     const resetsAt = (w: { resetSeconds: number }) => new Date(Date.now() + w.resetSeconds * 1000).toISOString()
-    render(res as unknown as Response, 200, 'usage', { title: 'Usage', usage, unavailable: false, resetsAt, keys: [] })
+    render(res as unknown as Response, 200, 'usage', {
+      title: 'Usage',
+      usage,
+      unavailable: false,
+      resetsAt,
+      keys: [],
+      range: '24h',
+      ranges: [{ value: '24h', label: 'Last 24 hours' }],
+      history: null,
+      perKey: [],
+    })
     for (const name of ['minute', 'hour', 'day', 'month']) expect(html).toContain(`id="meter-${name}"`)
     expect(html).toContain('This month')
     expect(html).toContain('0 left · resets <time datetime="2027-01-15T00:00:00.000Z">2027-01-15 00:00 UTC</time>')
