@@ -204,7 +204,7 @@ async function main(): Promise<void> {
   const usageHistory = await measureUsageHistoryCost(quick)
   const redis = redisUrl === undefined ? null : await measureRedisCommands(redisUrl, quick || partial ? 50 : 500)
   const redisQuotas =
-    redisUrl === undefined ? undefined : await measureRedisQuotaCost(redisUrl, quick ? 10 : 200, quick ? 500 : 4_000)
+    redisUrl === undefined ? undefined : await measureRedisQuotaCost(redisUrl, quick ? 10 : 100, quick ? 2_000 : 40_000)
   // Against a redis-server of its own (on PATH), so that only the bench's work lands in its CPU.
   const redisBackend =
     redisUrl === undefined ? undefined : await measureRedisBackend(quick ? 2 : 6, quick ? 1 : settings.durationSeconds)
