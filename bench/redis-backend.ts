@@ -1,4 +1,4 @@
-// `pnpm --filter @saiku/bench bench:redis [--rounds=N] [--seconds=N]` (`pnpm build` first, `redis-server` on PATH):
+// `pnpm --filter @saiku/bench bench:redis [--rounds=30] [--seconds=1]` (`pnpm build` first, `redis-server` on PATH):
 // the Redis backend beside the memory backend, for Express and Koa, at 1 and at 32 connections. A redis-server of the
 // bench's own (so that no other client's work lands in its CPU), and per variant a server process of its own:
 // - memory: saikuAuth with the in-process limiter;
@@ -8,6 +8,14 @@
 // CPU per request of the Node process (its own `process.cpuUsage`) and of redis-server (utime + stime from
 // /proc/<pid>/stat, its pid from `INFO server`), from rounds that interleave every variant in a rotating order.
 // Differences are taken round by round (both sides saw the same machine), with their 95 % interval.
+//
+// Pinned where `taskset` exists and there are two CPUs or more: the server under test and redis-server on the first
+// CPU this process may use, this process (autocannon, the load) on the others. Unpinned, the scheduler moves the three
+// between two CPUs from round to round, and the same server's CPU per request swung from 137 to 317 µs between rounds
+// with its throughput (fewer requests read per wake-up cost more each). The host's own swings remain, over seconds:
+// many short rounds (30 of 1 s per variant) pair each variant with its neighbours more closely than a few long ones,
+// and read about three times finer in the same time as 6 rounds of 3 s. A first round of a second per variant, not
+// counted, warms every server and the load generator up.
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
@@ -59,6 +67,8 @@ export interface RedisBackendComparison {
 export interface RedisBackendResult {
   readonly rounds: number
   readonly seconds: number
+  /** Absent from runs made before the bench pinned its processes. */
+  readonly pinning?: Pinning | null
   readonly rows: readonly RedisBackendRow[]
   readonly comparisons: readonly RedisBackendComparison[]
 }
@@ -114,6 +124,42 @@ function processCpuMicros(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / ticksPerSecond
 }
 
+/** Where the bench pins its processes: the CPU of the servers and redis-server, and the load's; null unpinned. */
+export interface Pinning {
+  readonly serverCpu: string
+  readonly loadCpus: string
+}
+
+/** The CPUs `pid` may run on, from taskset's list form ("0-3,5"). */
+function cpusOf(pid: number): number[] {
+  const list = /:\s*(\S+)\s*$/.exec(execFileSync('taskset', ['-pc', String(pid)]).toString())?.[1] ?? ''
+  return list.split(',').flatMap((part) => {
+    const [from, to = from] = part.split('-').map(Number)
+    return Array.from({ length: to! - from! + 1 }, (_, i) => from! + i)
+  })
+}
+
+/** Every thread of `pid` onto `cpuList` (taskset's list form). */
+function pin(pid: number, cpuList: string): void {
+  execFileSync('taskset', ['-apc', cpuList, String(pid)], { stdio: 'ignore' })
+}
+
+/**
+ * Pins this process to all but the first CPU it may use, and says where the servers go; null, unpinned, where
+ * taskset is missing, refused, or there is one CPU. `restore` gives this process its CPUs back.
+ */
+function pinLoad(): (Pinning & { restore(): void }) | null {
+  try {
+    const allowed = cpusOf(process.pid)
+    if (allowed.length < 2 || allowed.some((cpu) => !Number.isInteger(cpu))) return null
+    const pinning = { serverCpu: String(allowed[0]), loadCpus: allowed.slice(1).join(',') }
+    pin(process.pid, pinning.loadCpus)
+    return { ...pinning, restore: () => pin(process.pid, allowed.join(',')) }
+  } catch {
+    return null
+  }
+}
+
 async function start(variant: Variant, redisUrl: string): Promise<Server> {
   const child = fork(`${here}server.js`, [variant], {
     execArgv: [],
@@ -150,27 +196,35 @@ const variantOf = (prefix: string, kind: RedisBackendKind): Variant =>
 export async function measureRedisBackend(rounds: number, seconds: number): Promise<RedisBackendResult> {
   const redis = await startRedis()
   const servers = new Map<Variant, Server>()
+  const pinned = pinLoad()
+  const pinning: Pinning | null = pinned === null ? null : { serverCpu: pinned.serverCpu, loadCpus: pinned.loadCpus }
   try {
+    if (pinning !== null) pin(redis.pid, pinning.serverCpu)
     for (const { prefix } of FRAMEWORKS)
-      for (const kind of KINDS) servers.set(variantOf(prefix, kind), await start(variantOf(prefix, kind), redis.url))
-    for (const server of servers.values()) await load(server, 1, 32)
+      for (const kind of KINDS) {
+        const server = await start(variantOf(prefix, kind), redis.url)
+        if (pinning !== null) pin(server.child.pid!, pinning.serverCpu)
+        servers.set(variantOf(prefix, kind), server)
+      }
     type Sample = { rps: number; node: number; redis: number }
     const samples = new Map<string, Sample[]>()
     const at = (variant: Variant, connections: number) => `${variant}@${connections}`
-    for (let round = 0; round < rounds; round++) {
+    // Round -1 warms up and is not counted.
+    for (let round = -1; round < rounds; round++) {
       const connectionsOrder = round % 2 === 0 ? CONNECTIONS : [...CONNECTIONS].reverse()
       for (const connections of connectionsOrder)
         for (const { prefix } of FRAMEWORKS) {
           // Each kind takes each place in the order equally often.
-          const order = KINDS.map((_, i) => KINDS[(i + round) % KINDS.length]!)
+          const order = KINDS.map((_, i) => KINDS[(i + round + KINDS.length) % KINDS.length]!)
           for (const kind of order) {
             const variant = variantOf(prefix, kind)
             const server = servers.get(variant)!
             const nodeBefore = await nodeCpuMicros(server)
             const redisBefore = processCpuMicros(redis.pid)
-            const requests = await load(server, seconds, connections)
+            const requests = await load(server, round < 0 ? Math.min(seconds, 1) : seconds, connections)
             const redisAfter = processCpuMicros(redis.pid)
             const nodeAfter = await nodeCpuMicros(server)
+            if (round < 0) continue
             const key = at(variant, connections)
             if (!samples.has(key)) samples.set(key, [])
             samples.get(key)!.push({
@@ -180,7 +234,7 @@ export async function measureRedisBackend(rounds: number, seconds: number): Prom
             })
           }
         }
-      console.error(`redis section: round ${round + 1} of ${rounds}`)
+      console.error(round < 0 ? 'redis section: warmed up' : `redis section: round ${round + 1} of ${rounds}`)
     }
     const rows: RedisBackendRow[] = []
     const comparisons: RedisBackendComparison[] = []
@@ -215,10 +269,11 @@ export async function measureRedisBackend(rounds: number, seconds: number): Prom
           rpsRatioPipelined: median(pipelined.map((x, r) => x.rps / memory[r]!.rps)),
         })
       }
-    return { rounds, seconds, rows, comparisons }
+    return { rounds, seconds, pinning, rows, comparisons }
   } finally {
     for (const server of servers.values()) server.child.send({ type: 'stop' })
     redis.stop()
+    pinned?.restore()
   }
 }
 
@@ -261,8 +316,12 @@ export function redisBackendGates(
 /** The tables, and the gates unless the caller lists them with its own (`withGates` false). */
 export function renderRedisBackend(result: RedisBackendResult, withGates = true): string {
   const f = (n: number, digits = 1) => n.toFixed(digits)
+  const pinned =
+    result.pinning === undefined || result.pinning === null
+      ? 'unpinned'
+      : `the servers and redis-server on CPU ${result.pinning.serverCpu}, the load on CPU ${result.pinning.loadCpus}`
   const lines = [
-    `Redis beside memory, ${result.rounds} interleaved rounds of ${result.seconds} s (a redis-server of the bench's own):`,
+    `Redis beside memory, ${result.rounds} interleaved rounds of ${result.seconds} s (a redis-server of the bench's own; ${pinned}):`,
     '',
     '| framework | connections | backend | req/s | Node CPU µs/req | redis-server CPU µs/req |',
     '| --- | --- | --- | --- | --- | --- |',
@@ -294,6 +353,6 @@ if (entry.endsWith('redis-backend.js') || entry.endsWith('redis-backend.ts')) {
     if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name}: expected a positive number, got ${arg}`)
     return value
   }
-  const result = await measureRedisBackend(flag('rounds', 6), flag('seconds', 3))
+  const result = await measureRedisBackend(flag('rounds', 30), flag('seconds', 1))
   console.log(renderRedisBackend(result))
 }

@@ -206,8 +206,7 @@ async function main(): Promise<void> {
   const redisQuotas =
     redisUrl === undefined ? undefined : await measureRedisQuotaCost(redisUrl, quick ? 10 : 100, quick ? 2_000 : 40_000)
   // Against a redis-server of its own (on PATH), so that only the bench's work lands in its CPU.
-  const redisBackend =
-    redisUrl === undefined ? undefined : await measureRedisBackend(quick ? 2 : 6, quick ? 1 : settings.durationSeconds)
+  const redisBackend = redisUrl === undefined ? undefined : await measureRedisBackend(quick ? 2 : 30, 1)
   const flood = await measureFlood(quick || partial ? 20_000 : 1_000_000)
 
   const results: BenchResults = {

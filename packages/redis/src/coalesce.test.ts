@@ -1,22 +1,23 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SaikuConfigError } from '@saiku/core'
 import { redisUrl } from '@saiku/test-support/services'
 import { createRedisLimiter } from './index.js'
+import { BATCH_SCRIPT, CONSUME_SCRIPT } from './limiter.js'
 
 const limits = { perMinute: 60, perHour: 1_000 }
 
 describe.skipIf(redisUrl === undefined)('the decisions of one event-loop turn, coalesced', () => {
   // A client of its own, so that what it sends is this test's alone.
   let client: Redis
-  const sent: { name: string; bytes: number }[] = []
+  const sent: { name: string; bytes: number; sha: string }[] = []
   beforeAll(async () => {
     client = new Redis(redisUrl!, { enableOfflineQueue: false })
     const send = client.sendCommand.bind(client)
     client.sendCommand = (command, stream) => {
       const bytes = command.args.reduce<number>((sum, arg) => sum + Buffer.byteLength(String(arg)), 0)
-      sent.push({ name: command.name, bytes })
+      sent.push({ name: command.name, bytes, sha: String(command.args[0]) })
       return send(command, stream)
     }
     await new Promise((resolve) => client.once('ready', resolve))
@@ -63,6 +64,19 @@ describe.skipIf(redisUrl === undefined)('the decisions of one event-loop turn, c
     expect(sizes).toEqual([2])
     expect((await first).minute.remaining).toBe(59)
     expect((await second).minute.remaining).toBe(60)
+  })
+
+  it('sends a decision alone in its turn by the per-call script, and two by the batch script', async () => {
+    const sha1 = (lua: string) => createHash('sha1').update(lua).digest('hex')
+    const limiter = createRedisLimiter({ client, keyPrefix: prefix() })
+    await limiter.consume('warm-up', limits)
+    sent.length = 0
+    expect((await limiter.consume('a', limits)).minute.remaining).toBe(59)
+    expect(scriptCalls().map((c) => c.sha)).toEqual([sha1(CONSUME_SCRIPT)])
+    sent.length = 0
+    const pair = await Promise.all([limiter.consume('a', limits), limiter.consume('b', limits)])
+    expect(pair.map((d) => d.minute.remaining)).toEqual([58, 59])
+    expect(scriptCalls().map((c) => c.sha)).toEqual([sha1(BATCH_SCRIPT)])
   })
 
   it('keeps each call within maxBatchBytes: long tenant keys split a turn into more calls', async () => {

@@ -737,9 +737,8 @@ interface Waiting {
   readonly reject: (error: unknown) => void
 }
 
-/** The decisions of one turn for one slot, encoded as they arrive. */
-interface Batch {
-  readonly node: string
+/** What a batch sends beyond its first decision: built when a second one joins it. */
+interface Encoding {
   readonly keys: string[]
   readonly keyIndex: Map<string, number>
   /** Each distinct limits object once (a tier's limits are one object), by its place in `limitsSpec`. */
@@ -747,7 +746,17 @@ interface Batch {
   limitsSpec: string
   spec: string
   bytes: number
+}
+
+/**
+ * The decisions of one turn for one slot. A decision alone in its turn (one connection, a quiet server) goes by the
+ * per-call script and needs no encoding: the batch encodes its decisions only once a second one joins, then each as
+ * it arrives.
+ */
+interface Batch {
+  readonly node: string
   readonly waiting: Waiting[]
+  encoding: Encoding | null
 }
 
 interface Scripts {
@@ -761,7 +770,7 @@ interface Scripts {
     quotas: QuotaArgs,
   ) => Promise<number[]>
   /** A batch: its keys and its decisions' text. */
-  readonly batch: (client: Record<string, BatchCommand>, batch: Batch) => Promise<number[]>
+  readonly batch: (client: Record<string, BatchCommand>, encoding: Encoding) => Promise<number[]>
 }
 
 function windowKind(options: RedisLimiterOptions): 'fixed' | 'rolling' {
@@ -872,7 +881,8 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
       )
       return
     }
-    call(batch.node, waiting.length, () => scripts.batch(commands, batch)).then(
+    const encoding = batch.encoding!
+    call(batch.node, waiting.length, () => scripts.batch(commands, encoding)).then(
       (reply) => {
         let at = 0
         for (const { limits, cost, resolve } of waiting) {
@@ -886,61 +896,83 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
     )
   }
 
+  /** Adds a decision to `encoding`: its key and limits if new, then its 4 numbers. */
+  function encode(encoding: Encoding, { key, limits, cost, write }: Waiting): void {
+    let index = encoding.keyIndex.get(key)
+    if (index === undefined) {
+      encoding.keys.push(key)
+      index = encoding.keys.length
+      encoding.keyIndex.set(key, index)
+      encoding.bytes += Buffer.byteLength(key) + 8
+    }
+    let limitsAt = encoding.limitsIndex.get(limits)
+    if (limitsAt === undefined) {
+      // Whole numbers, checked by admit (see BATCH_SCRIPT).
+      const { perMinute, perHour, perDay, perMonth, monthStartDay } = limits
+      const text = `${perMinute} ${perHour} ${perDay ?? 0} ${perMonth ?? 0} ${monthStartDay ?? 1} `
+      encoding.limitsSpec += text
+      encoding.bytes += text.length
+      limitsAt = encoding.limitsIndex.size + 1
+      encoding.limitsIndex.set(limits, limitsAt)
+    }
+    const text = `${index} ${cost} ${limitsAt} ${write ? 1 : 0} `
+    encoding.spec += text
+    encoding.bytes += text.length
+  }
+
+  /** A batch's encoding, with its first decision in it: made when a second decision is about to join. */
+  function encodingOf(batch: Batch): Encoding {
+    if (batch.encoding !== null) return batch.encoding
+    // The batch's fixed arguments (the key count, both lengths, the time in tests) count too.
+    const encoding: Encoding = {
+      keys: [],
+      keyIndex: new Map(),
+      limitsIndex: new Map(),
+      limitsSpec: '',
+      spec: '',
+      bytes: 48,
+    }
+    encode(encoding, batch.waiting[0]!)
+    batch.encoding = encoding
+    return encoding
+  }
+
   function enqueue(write: boolean, tenantKey: string, limits: WindowLimits, cost: number): Promise<LimitDecision> {
     const key = keyFor(tenantKey)
     const node = admit(key, limits, cost)
     const slot = isCluster ? keySlot(key) : 0
     let batch = open.get(slot)
-    let index = batch?.keyIndex.get(key)
-    let limitsAt = batch?.limitsIndex.get(limits)
+    let encoding: Encoding | null = null
     if (batch !== undefined) {
-      // At most: a decision's 4 numbers, its key if new, its limits if new (5 safe integers).
-      const adds = 40 + (index === undefined ? Buffer.byteLength(key) + 8 : 0) + (limitsAt === undefined ? 90 : 0)
-      if (batch.waiting.length >= maxBatchSize || batch.bytes + adds > maxBatchBytes) {
+      let full = batch.waiting.length >= maxBatchSize
+      if (!full) {
+        encoding = encodingOf(batch)
+        // At most: a decision's 4 numbers, its key if new, its limits if new (5 safe integers).
+        const adds =
+          40 +
+          (encoding.keyIndex.has(key) ? 0 : Buffer.byteLength(key) + 8) +
+          (encoding.limitsIndex.has(limits) ? 0 : 90)
+        full = encoding.bytes + adds > maxBatchBytes
+      }
+      if (full) {
         // Full: it goes now, and this decision starts the slot's next batch.
         open.delete(slot)
         send(batch)
         batch = undefined
-        index = undefined
-        limitsAt = undefined
+        encoding = null
       }
     }
     if (batch === undefined) {
-      // The batch's fixed arguments (the key count, both lengths, the time in tests) count too.
-      batch = {
-        node,
-        keys: [],
-        keyIndex: new Map(),
-        limitsIndex: new Map(),
-        limitsSpec: '',
-        spec: '',
-        bytes: 48,
-        waiting: [],
-      }
+      batch = { node, waiting: [], encoding: null }
       open.set(slot, batch)
     }
-    if (index === undefined) {
-      batch.keys.push(key)
-      index = batch.keys.length
-      batch.keyIndex.set(key, index)
-      batch.bytes += Buffer.byteLength(key) + 8
-    }
-    if (limitsAt === undefined) {
-      // Whole numbers, checked above (see BATCH_SCRIPT).
-      const { perMinute, perHour, perDay, perMonth, monthStartDay } = limits
-      const encoded = `${perMinute} ${perHour} ${perDay ?? 0} ${perMonth ?? 0} ${monthStartDay ?? 1} `
-      batch.limitsSpec += encoded
-      batch.bytes += encoded.length
-      limitsAt = batch.limitsIndex.size + 1
-      batch.limitsIndex.set(limits, limitsAt)
-    }
-    const encoded = `${index} ${cost} ${limitsAt} ${write ? 1 : 0} `
-    batch.spec += encoded
-    batch.bytes += encoded.length
     pending++
-    const decided = new Promise<LimitDecision>((resolve, reject) =>
-      batch.waiting.push({ key, write, limits, cost, resolve, reject }),
-    )
+    let waiting: Waiting
+    const decided = new Promise<LimitDecision>((resolve, reject) => {
+      waiting = { key, write, limits, cost, resolve, reject }
+    })
+    batch.waiting.push(waiting!)
+    if (encoding !== null) encode(encoding, waiting!)
     if (!flushScheduled) {
       flushScheduled = true
       setImmediate(flush)
