@@ -79,6 +79,38 @@ describe.skipIf(redisUrl === undefined)('the decisions of one event-loop turn, c
     expect(scriptCalls().map((c) => c.sha)).toEqual([sha1(BATCH_SCRIPT)])
   })
 
+  it('sends at once what finds nothing pending after four calls of one decision each, until a call carries two', async () => {
+    const sizes: number[] = []
+    const limiter = createRedisLimiter({ client, keyPrefix: prefix(), onBatch: (size) => sizes.push(size) })
+    // One request at a time: each waits for its turn's end, then goes alone.
+    for (let i = 0; i < 4; i++) {
+      sent.length = 0
+      const decided = limiter.consume('t', limits)
+      expect(scriptCalls()).toHaveLength(0)
+      await decided
+      expect(scriptCalls()).toHaveLength(1)
+    }
+    // Four in a row went alone: the next goes at once, in the call that made it.
+    sent.length = 0
+    const atOnce = limiter.consume('t', limits)
+    expect(scriptCalls()).toHaveLength(1)
+    expect((await atOnce).minute.remaining).toBe(55)
+    // Load begins: the first of the turn still goes at once, the two behind it gather into one call, and that ends it.
+    sent.length = 0
+    sizes.length = 0
+    const burst = [limiter.consume('t', limits), limiter.consume('t', limits), limiter.consume('t', limits)]
+    expect(scriptCalls()).toHaveLength(1)
+    expect((await Promise.all(burst)).map((d) => d.minute.remaining)).toEqual([54, 53, 52])
+    expect(sizes).toEqual([1, 2])
+    sent.length = 0
+    sizes.length = 0
+    const next = [limiter.consume('t', limits), limiter.consume('t', limits)]
+    expect(scriptCalls()).toHaveLength(0)
+    expect((await Promise.all(next)).map((d) => d.minute.remaining)).toEqual([51, 50])
+    expect(sizes).toEqual([2])
+    expect(limiter.pendingCalls).toBe(0)
+  })
+
   it('keeps each call within maxBatchBytes: long tenant keys split a turn into more calls', async () => {
     const sizes: number[] = []
     const maxBatchBytes = 4_096

@@ -801,6 +801,9 @@ function observe(hook: ((decisions: number) => unknown) | undefined, decisions: 
   }
 }
 
+/** Calls of one decision in a row after which a decision that finds nothing pending goes at once (see `loneCalls`). */
+const LONE_CALLS = 4
+
 function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBackend {
   const { client } = options
   const prefix = options.keyPrefix ?? 'saiku'
@@ -863,6 +866,13 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
   // This turn's batches, one per Cluster slot (one in all for a single Redis), sent when the turn ends.
   const open = new Map<number, Batch>()
   let flushScheduled = false
+  /*
+   * Calls in a row that carried one decision each. While the last LONE_CALLS did, the server is answering one request
+   * at a time (one connection, a quiet hour): a decision that finds nothing pending goes at once, since waiting for the
+   * turn's end would gather nothing and cost it a loop pass. The first call that carries two ends that: under load,
+   * sending the first decision of a turn alone would split the turn in two, and halve every batch after it.
+   */
+  let loneCalls = 0
   // Gathered until the turn's I/O callbacks have all run: every request read in this turn joins.
   const flush = (): void => {
     flushScheduled = false
@@ -872,6 +882,7 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
 
   function send(batch: Batch): void {
     const { waiting } = batch
+    loneCalls = waiting.length === 1 ? loneCalls + 1 : 0
     if (waiting.length === 1) {
       // Alone in its turn (one connection, a quiet server): the per-call script, which parses and builds less.
       const { key, write, limits, cost, resolve, reject } = waiting[0]!
@@ -938,6 +949,10 @@ function build(options: RedisLimiterOptions, scripts: Scripts): RedisLimiterBack
   }
 
   function enqueue(write: boolean, tenantKey: string, limits: WindowLimits, cost: number): Promise<LimitDecision> {
+    if (pending === 0 && loneCalls >= LONE_CALLS) {
+      loneCalls++
+      return runOne(write, tenantKey, limits, cost)
+    }
     const key = keyFor(tenantKey)
     const node = admit(key, limits, cost)
     const slot = isCluster ? keySlot(key) : 0
