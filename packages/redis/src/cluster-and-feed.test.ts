@@ -61,6 +61,23 @@ describe.skipIf(!hasRedisServerBinary())('Redis Cluster', () => {
     for (const [i, tenant] of tenants.entries()) expect(keySlot(limiter.keyFor(tenant))).toBe(slots[i])
   })
 
+  it('admits exactly the limit on a client with auto-pipelining: a batch goes to its own slot, never by its key count', async () => {
+    const pipelined = new Cluster(cluster.nodes, { enableOfflineQueue: true, enableAutoPipelining: true })
+    onTestFinished(() => pipelined.disconnect())
+    await new Promise((resolve) => pipelined.once('ready', resolve))
+    const limiter = createRedisLimiter({ client: pipelined, keyPrefix: `pipelined-${randomUUID()}` })
+    const tenants = Array.from({ length: 12 }, () => `t-${randomUUID()}`)
+    for (let turn = 0; turn < 3; turn++) {
+      const decisions = await Promise.all(
+        tenants.flatMap((tenant) =>
+          Array.from({ length: 5 }, () => limiter.consume(tenant, { perMinute: 10, perHour: 100 })),
+        ),
+      )
+      expect(decisions.filter((d) => d.admitted)).toHaveLength(turn < 2 ? 12 * 5 : 0)
+    }
+    for (const tenant of tenants) expect(await pipelined.hget(limiter.keyFor(tenant), 'mc')).toBe('10')
+  })
+
   it('works as the README sets it up, and fails fast for the tenants of a dead master while the others go on', async () => {
     // The last test of this block: it kills a master of the block's cluster.
     const store = new MemoryKeyStore({ tenants: [acme] })

@@ -161,6 +161,28 @@ describe.skipIf(redisUrl === undefined)('the decisions of one event-loop turn, c
     expect(await client.hget(limiter.keyFor('t'), 'mc')).toBe('3')
   })
 
+  it('settles a decision that an onBatch hook asks for itself, and leaves nothing pending', async () => {
+    for (const batchOf of [1, 3]) {
+      let nested: Promise<unknown> | undefined
+      const limiter = createRedisLimiter({
+        client,
+        keyPrefix: prefix(),
+        // Once, while the turn's call goes out: a decision of the hook's own.
+        onBatch: () => {
+          nested ??= limiter.consume('t', limits)
+        },
+      })
+      const decisions = await Promise.all(Array.from({ length: batchOf }, () => limiter.consume('t', limits)))
+      expect(decisions.map((d) => d.minute.remaining)).toEqual(Array.from({ length: batchOf }, (_, i) => 59 - i))
+      const outcome = await Promise.race([
+        nested!.then((d) => (d as { minute: { remaining: number } }).minute.remaining),
+        new Promise((resolve) => setTimeout(() => resolve('never settled'), 2_000)),
+      ])
+      expect(outcome).toBe(59 - batchOf)
+      expect(limiter.pendingCalls).toBe(0)
+    }
+  })
+
   it('ignores an onBatch hook that throws or rejects: the decisions go on', async () => {
     for (const onBatch of [
       () => {

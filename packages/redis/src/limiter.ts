@@ -790,15 +790,20 @@ function wholeOption(options: RedisLimiterOptions, name: keyof RedisLimiterOptio
 const rejected = (error: unknown): Promise<never> =>
   Promise.reject(error instanceof Error ? error : new Error(String(error)))
 
-/** Calls a user's hook so that neither a throw nor a rejection reaches the decision. */
+/**
+ * Calls a user's hook so that neither a throw nor a rejection reaches the decision. After the call is sent, not
+ * during: a hook that asks the limiter for a decision of its own must not find the batch being sent still open.
+ */
 function observe(hook: ((decisions: number) => unknown) | undefined, decisions: number): void {
   if (hook === undefined) return
-  try {
-    const result = hook(decisions)
-    if (result instanceof Promise) result.catch(() => {})
-  } catch {
-    // A metric's failure is not the decision's.
-  }
+  queueMicrotask(() => {
+    try {
+      const result = hook(decisions)
+      if (result instanceof Promise) result.catch(() => {})
+    } catch {
+      // A metric's failure is not the decision's.
+    }
+  })
 }
 
 /** Calls of one decision in a row after which a decision that finds nothing pending goes at once (see `loneCalls`). */
@@ -1063,6 +1068,24 @@ function define(client: RedisScriptClient, name: string, lua: string, numberOfKe
   // defineCommand sends EVALSHA and falls back to EVAL once when the script cache was flushed.
   if (typeof (client as unknown as Record<string, unknown>)[name] !== 'function')
     client.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua })
+  if (numberOfKeys === undefined) keepOffClusterAutoPipeline(client, name)
+}
+
+/**
+ * On a Cluster client with auto-pipelining, ioredis groups a call by the slot of its first argument. A batch's first
+ * argument is its key count, not a key: grouped by the slot of "2", batches for different nodes met in one pipeline,
+ * which ioredis refuses whole ("All keys in the pipeline should belong to the same slots allocation group"). Its batch
+ * calls skip auto-pipelining (ioredis's `autoPipeliningIgnoredCommands`); they are one call per slot and turn already.
+ * The per-call scripts name their key first and stay pipelined.
+ */
+function keepOffClusterAutoPipeline(client: RedisScriptClient, name: string): void {
+  const { slots, options } = client as {
+    slots?: unknown
+    options?: { enableAutoPipelining?: boolean; autoPipeliningIgnoredCommands?: string[] }
+  }
+  if (!Array.isArray(slots) || options?.enableAutoPipelining !== true) return
+  const ignored = options.autoPipeliningIgnoredCommands ?? []
+  if (!ignored.includes(name)) options.autoPipeliningIgnoredCommands = [...ignored, name]
 }
 
 /**
