@@ -68,6 +68,20 @@ async function run(
   }
 }
 
+// What a registry download or the package manager's store can fail with for a moment: the install is tried once more.
+const TRANSIENT_INSTALL_FAILURE =
+  /failed to import|ECONNRESET|ETIMEDOUT|EAI_AGAIN|socket hang up|ERR_PNPM_FETCH|ERR_PNPM_TARBALL|EINTEGRITY/
+
+/** `manager install` in `cwd`, once more after a transient failure of the download or the store (never of our code). */
+async function install(manager: string, args: string[], cwd: string): Promise<void> {
+  try {
+    await run(manager, ['install', ...args], cwd)
+  } catch (error) {
+    if (!TRANSIENT_INSTALL_FAILURE.test((error as Error).message)) throw error
+    await run(manager, ['install', ...args], cwd)
+  }
+}
+
 const readme = (name: PackageName) => readFileSync(join(root, 'packages', name, 'README.md'), 'utf8')
 
 function section(markdown: string, title: string): string {
@@ -492,7 +506,7 @@ describe('a new user', () => {
       )
     }
     writeFileSync(join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`)
-    await run(manager, ['install', ...(manager === 'npm' ? ['--no-audit', '--no-fund'] : [])], dir)
+    await install(manager, manager === 'npm' ? ['--no-audit', '--no-fund'] : [], dir)
     // A Next.js app is built before it starts (its README's steps); the build also writes the route types tsc reads.
     if (manifest.scripts?.build?.includes('next build')) await run(manager, ['run', 'build'], dir)
     return dir
