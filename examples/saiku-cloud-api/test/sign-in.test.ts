@@ -190,15 +190,20 @@ describe('the sign-in budgets', { timeout: 120_000 }, () => {
     )
     const statuses = answers.map((a) => a.status)
     // 401 only after a password check: no more than the account's budget at this address. The rest
-    // are 429, or 503 from the bound on password checks (whose refusals spend nothing).
-    expect(count(statuses, 401)).toBeGreaterThanOrEqual(1)
-    expect(count(statuses, 401)).toBeLessThanOrEqual(5)
-    expect(count(statuses, 429)).toBeGreaterThanOrEqual(30)
-    expect(count(statuses, 401) + count(statuses, 429) + count(statuses, 503)).toBe(40)
+    // are 429, or 503 from the bound on password checks (whose refusals spend nothing, so how many of
+    // each depends on how long the checks took: a loaded machine answers more 503s).
+    const checked = count(statuses, 401)
+    expect(checked).toBeGreaterThanOrEqual(1)
+    expect(checked).toBeLessThanOrEqual(5)
+    expect(checked + count(statuses, 429) + count(statuses, 503)).toBe(40)
     for (const answer of answers.filter((a) => a.status === 429)) {
       expect(Number(answer.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
       expect(alertOf(answer.text)).toBe('Too many failed sign-in attempts. Try again in 1 minute.')
     }
+    // One at a time, what is left of the budget is checked, and then no more: 5 checks in all.
+    for (let i = 0; i < 5 - checked; i++)
+      expect((await client.signIn(MEMBER, `wrong-again-${i}`, token)).status).toBe(401)
+    expect((await client.signIn(MEMBER, 'wrong-once-more', token)).status).toBe(429)
     // The right password from there waits too: that address has spent its guesses at this account.
     expect((await client.signIn(MEMBER, PASSWORD, token)).status).toBe(429)
   })
