@@ -216,7 +216,6 @@ interface ModelAddress {
   failures: [minute: number, hour: number]
   lookupFailures: [minute: number, hour: number]
   allowance: number
-  inFlight: number
 }
 
 class BudgetModel {
@@ -224,6 +223,8 @@ class BudgetModel {
   readonly addresses = new Map<string, ModelAddress>()
   readonly trusted = new Map<string, number>()
   readonly keysInFlight = new Map<string, number>()
+  /** Store lookups in flight per address: kept apart from its windows, as the budget keeps them. */
+  readonly lookupsInFlight = new Map<string, number>()
 
   #live(address: ModelAddress | undefined): { minute: boolean; hour: boolean } {
     if (address === undefined) return { minute: false, hour: false }
@@ -242,7 +243,6 @@ class BudgetModel {
         failures: [0, 0],
         lookupFailures: [0, 0],
         allowance: 0,
-        inFlight: 0,
       }
       this.addresses.set(client, address)
     }
@@ -291,7 +291,7 @@ class BudgetModel {
     if (trustedUntil !== undefined && this.nowMs < trustedUntil) return { kind: 'free' }
     if (this.keysInFlight.has(keyId)) return { kind: 'free' }
     const existing = this.addresses.get(client)
-    const inFlight = existing?.inFlight ?? 0
+    const inFlight = this.lookupsInFlight.get(client) ?? 0
     if (inFlight >= CAP) return { kind: 'busy' }
     const overMs = this.#wait(client, 'lookupFailures')
     if (overMs === 0) {
@@ -302,15 +302,16 @@ class BudgetModel {
       )
       if (inFlight >= room) return { kind: 'busy' }
     }
-    const address = this.#address(client)
     let allowanceMinuteMs: number | null = null
+    // Under budget a lookup leaves the windows as they are: they start at a failure, or at a lookup over budget.
     if (overMs > 0) {
+      const address = this.#address(client)
       if (address.allowance >= ALLOWANCE)
         return { kind: 'over', waitMs: Math.min(address.minuteStartMs + MINUTE_MS - this.nowMs, overMs) }
       address.allowance++
       allowanceMinuteMs = address.minuteStartMs
     }
-    address.inFlight++
+    this.lookupsInFlight.set(client, inFlight + 1)
     this.keysInFlight.set(keyId, (this.keysInFlight.get(keyId) ?? 0) + 1)
     return { kind: 'slot', allowanceMinuteMs }
   }
@@ -324,7 +325,7 @@ class BudgetModel {
 
   /** The store call settled too: the place goes. */
   release(client: string): void {
-    this.addresses.get(client)!.inFlight--
+    this.lookupsInFlight.set(client, this.lookupsInFlight.get(client)! - 1)
   }
 
   refund(client: string, minuteStartMs: number): void {
@@ -473,7 +474,7 @@ describe('the failure budget against its reference model', () => {
               break
           }
           for (const client of clients) {
-            expect(real.lookupsInFlight(client)).toBe(model.addresses.get(client)?.inFlight ?? 0)
+            expect(real.lookupsInFlight(client)).toBe(model.lookupsInFlight.get(client) ?? 0)
             expect(real.lookupsInFlight(client)).toBeLessThanOrEqual(CAP)
             expect(real.waitMs(client)).toBe(modelWaitOf(model, client, 'failures'))
             expect(real.lookupWaitMs(client)).toBe(modelWaitOf(model, client, 'lookupFailures'))
